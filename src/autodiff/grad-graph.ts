@@ -1,0 +1,175 @@
+/**
+ * Graph-level entry points of the autodiff: turn initializers into inputs, attach a probe loss, build a
+ * graph that outputs the loss and the gradients, and check gradients against finite differences.
+ */
+import { Graph } from '../graph/graph.js';
+import { Builder } from '../graph/builder.js';
+import { type Tensor, isFloat, numel } from '../graph/tensor.js';
+import { buildBackward } from './backward.js';
+import { probeShapes, exampleFeeds, type ShapeMap } from './shapes.js';
+import { Session, type Feeds, type RuntimeOptions } from '../runtime/session.js';
+import { Rng } from '../util/random.js';
+import { GraftError } from '../util/errors.js';
+
+/** Move the named initializers to graph inputs, so each run can feed new values. Returns their old values. */
+export function promoteToInputs(g: Graph, names: string[]): Map<string, Tensor> {
+  const values = new Map<string, Tensor>();
+  for (const n of names) {
+    const t = g.initializers.get(n);
+    if (!t) {
+      if (g.inputs.some((i) => i.name === n)) continue;
+      throw new GraftError(`'${n}' is not an initializer of the graph`);
+    }
+    values.set(n, t);
+    g.initializers.delete(n);
+    const existing = g.inputs.find((i) => i.name === n);
+    if (existing) { existing.dtype = t.dtype; existing.shape = [...t.dims]; }
+    else g.inputs.push({ name: n, dtype: t.dtype, shape: [...t.dims] });
+  }
+  return values;
+}
+
+/** Float parameters of the graph (initializers of a float type with more than one element or named like weights). */
+export function floatParameters(g: Graph): string[] {
+  const used = new Set(g.nodes.flatMap((n) => n.inputs));
+  return [...g.initializers].filter(([k, t]) => isFloat(t.dtype) && t.dtype === 'float32' && used.has(k) && numel(t.dims) > 0).map(([k]) => k);
+}
+
+export interface GradGraph {
+  graph: Graph;
+  loss: string;
+  grads: Map<string, string | null>;
+  shapes: ShapeMap;
+}
+
+/**
+ * Add the weighted-sum probe loss L = Σ_k Σ (Y_k · R_k) over the given outputs (each R_k a new input
+ * named `R` for one output, `R:<output>` for several) and differentiate it.
+ */
+export async function weightedSumGradGraph(
+  src: Graph, wrt: string[], feeds: [Feeds, Feeds] | Feeds, outputs?: string[], opts: RuntimeOptions = {},
+): Promise<GradGraph & { rNames: Map<string, string> }> {
+  const g = src.clone();
+  promoteToInputs(g, wrt.filter((w) => g.initializers.has(w)));
+  const outs = outputs ?? g.outputs.map((o) => o.name);
+  const b = new Builder(g, 'loss/');
+  const rNames = new Map<string, string>();
+  const terms: string[] = [];
+  for (const o of outs) {
+    const r = outs.length === 1 ? 'R' : `R:${o}`;
+    if (g.allNames().has(r)) throw new GraftError(`the graph already has a value named '${r}'`);
+    rNames.set(o, r);
+    terms.push(b.op('ReduceSum', [b.mul(o, r)], { keepdims: { type: 'int', value: 0 } }));
+  }
+  const loss = b.sum(terms);
+  g.outputs = [{ name: loss, dtype: 'float32', shape: [] }];
+  const [fa, fb] = Array.isArray(feeds) ? feeds : [feeds, feeds];
+  // R inputs need shapes before probing: take them from a probe of the forward graph.
+  const fwdShapes = await probeShapes(src, { ...opts, feeds: [fa, fb] });
+  const rng = new Rng(7);
+  const withR = (f: Feeds, which: number): Feeds => {
+    const out: Feeds = { ...f };
+    for (const [o, r] of rNames) {
+      const s = fwdShapes.get(o)!;
+      const dims = s.dims.map((d, i) => d ?? (which === 0 ? fa : fb)[o]?.dims[i] ?? 0);
+      out[r] = f[r] ?? { dtype: 'float32', dims, data: Float32Array.from({ length: numel(dims) }, () => rng.normal()) };
+    }
+    return out;
+  };
+  const fa2 = withR(fa, 0);
+  const fb2 = withR(fb, 1);
+  for (const [o, r] of rNames) g.inputs.push({ name: r, dtype: 'float32', shape: fa2[r]!.dims });
+  const shapes = await probeShapes(g, { ...opts, feeds: [fa2, fb2] });
+  const { grads } = buildBackward(g, shapes, { loss, wrt });
+  for (const [w, gname] of grads) if (gname) g.outputs.push({ name: gname });
+  void fb2;
+  return { graph: g, loss, grads, shapes, rNames };
+}
+
+export interface GradCheckOptions extends RuntimeOptions {
+  /** Values to check (default: every float initializer and float data input). */
+  wrt?: string[];
+  feeds?: Feeds;
+  /** Elements checked per tensor (default 12). */
+  samples?: number;
+  /** Finite-difference step (default 1e-2, scaled by max(1, |x|)). */
+  eps?: number;
+  seed?: number;
+}
+
+export interface GradCheckEntry { name: string; checked: number; maxRelError: number; maxAbsGrad: number }
+export interface GradCheckResult { worst: number; entries: GradCheckEntry[] }
+
+/**
+ * Compare the analytic gradient of L = Σ(Y · R) with central finite differences, on a sample of
+ * elements of each tensor. The relative error of an element is |a − n| / max(|a|, |n|, 0.1·max|n|, 1e-4).
+ */
+export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<GradCheckResult> {
+  const feeds = opts.feeds ?? exampleFeeds(g, 2, opts.seed ?? 1);
+  const floatInputs = g.dataInputs().filter((v) => v.dtype && isFloat(v.dtype)).map((v) => v.name);
+  const wrt = opts.wrt ?? [...floatInputs, ...floatParameters(g)];
+  const { graph, loss, grads, rNames } = await weightedSumGradGraph(g, wrt, feeds, undefined, opts);
+  // Feeds for the gradient graph: data, promoted parameters, and the R weights (fixed once).
+  const rng = new Rng(opts.seed ?? 3);
+  const base: Feeds = { ...feeds };
+  for (const w of wrt) if (!base[w]) base[w] = cloneTensor(g.initializers.get(w)!);
+  const gradSession = await Session.fromGraph(graph, opts, `${g.name} (gradient)`);
+  // R: match the output shapes from one forward run.
+  const fwd = await Session.fromGraph(g, opts, g.name);
+  const outs = await fwd.run(pick(base, fwd.inputNames));
+  await fwd.release();
+  for (const [o, r] of rNames) {
+    const y = outs[o]!;
+    base[r] = { dtype: 'float32', dims: y.dims, data: Float32Array.from({ length: numel(y.dims) }, () => rng.normal()) };
+  }
+  const res = await gradSession.run(pick(base, gradSession.inputNames));
+  // Loss-only session for finite differences.
+  const lossGraph = graph.clone();
+  lossGraph.outputs = [{ name: loss }];
+  lossGraph.prune();
+  const lossSession = await Session.fromGraph(lossGraph, { ...opts, optimization: 'disabled' }, `${g.name} (loss)`);
+  const evalLoss = async (f: Feeds) => Number((await lossSession.run(pick(f, lossSession.inputNames)))[loss]!.data[0]);
+  const entries: GradCheckEntry[] = [];
+  const samples = opts.samples ?? 12;
+  for (const w of wrt) {
+    const gname = grads.get(w);
+    const t = base[w]!;
+    const n = numel(t.dims);
+    const analytic = gname ? (res[gname]!.data as Float32Array) : new Float32Array(n);
+    if (analytic.length !== n) throw new GraftError(`gradient of '${w}' has ${analytic.length} elements, expected ${n}`);
+    const idx = n <= samples ? [...Array(n).keys()] : Array.from({ length: samples }, () => rng.int(n));
+    const numeric: number[] = [];
+    for (const i of idx) {
+      const data = Float32Array.from(t.data as Float32Array);
+      const x0 = data[i]!;
+      const h = (opts.eps ?? 1e-2) * Math.max(1, Math.abs(x0));
+      data[i] = x0 + h;
+      const lp = await evalLoss({ ...base, [w]: { ...t, data } });
+      data[i] = x0 - h;
+      const lm = await evalLoss({ ...base, [w]: { ...t, data } });
+      numeric.push((lp - lm) / (2 * h));
+    }
+    const maxN = Math.max(...numeric.map(Math.abs), ...idx.map((i) => Math.abs(analytic[i]!)));
+    let worst = 0;
+    idx.forEach((i, k) => {
+      const a = analytic[i]!;
+      const nu = numeric[k]!;
+      const err = Math.abs(a - nu) / Math.max(Math.abs(a), Math.abs(nu), 0.1 * maxN, 1e-4);
+      worst = Math.max(worst, err);
+    });
+    entries.push({ name: w, checked: idx.length, maxRelError: worst, maxAbsGrad: maxN });
+  }
+  await gradSession.release();
+  await lossSession.release();
+  return { worst: Math.max(0, ...entries.map((e) => e.maxRelError)), entries };
+}
+
+function pick(f: Feeds, names: readonly string[]): Feeds {
+  const o: Feeds = {};
+  for (const n of names) if (f[n]) o[n] = f[n]!;
+  return o;
+}
+
+function cloneTensor(t: Tensor): Tensor {
+  return { dtype: t.dtype, dims: [...t.dims], data: (t.data as Float32Array).slice() };
+}
