@@ -50,7 +50,7 @@ export async function weightedSumGradGraph(
   src: Graph, wrt: string[], feeds: [Feeds, Feeds] | Feeds, outputs?: string[], opts: RuntimeOptions = {},
 ): Promise<GradGraph & { rNames: Map<string, string> }> {
   const g = src.clone();
-  promoteToInputs(g, wrt.filter((w) => g.initializers.has(w)));
+  const promoted = promoteToInputs(g, wrt.filter((w) => g.initializers.has(w)));
   const outs = outputs ?? g.outputs.map((o) => o.name);
   const b = new Builder(g, 'loss/');
   const rNames = new Map<string, string>();
@@ -68,7 +68,7 @@ export async function weightedSumGradGraph(
   const fwdShapes = await probeShapes(src, { ...opts, feeds: [fa, fb] });
   const rng = new Rng(7);
   const withR = (f: Feeds, which: number): Feeds => {
-    const out: Feeds = { ...f };
+    const out: Feeds = { ...Object.fromEntries(promoted), ...f };
     for (const [o, r] of rNames) {
       const s = fwdShapes.get(o)!;
       const dims = s.dims.map((d, i) => d ?? (which === 0 ? fa : fb)[o]?.dims[i] ?? 0);

@@ -87,6 +87,11 @@ export class Builder {
     return this.op(op, [x], { axes: A.is(axes), keepdims: A.i(keepdims ? 1 : 0) });
   }
 
+  /** Reduce over every axis (no axes given). */
+  reduceAll(op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax', x: string, keepdims = false): string {
+    return this.op(op, [x], { keepdims: A.i(keepdims ? 1 : 0) });
+  }
+
   squeeze(x: string, axes: number[]): string {
     return this.opset >= 13 ? this.op('Squeeze', [x, this.i64(axes)]) : this.op('Squeeze', [x], { axes: A.is(axes) });
   }

@@ -156,8 +156,8 @@ export class Graph {
       }
     }
     this.nodes = this.nodes.filter((n) => keep.has(n));
-    for (const k of [...this.initializers.keys()]) if (!needed.has(k)) this.initializers.delete(k);
     this.inputs = this.inputs.filter((v) => needed.has(v.name) || !this.initializers.has(v.name));
+    for (const k of [...this.initializers.keys()]) if (!needed.has(k)) this.initializers.delete(k);
     const produced = new Set(this.nodes.flatMap((n) => n.outputs));
     this.valueInfo = this.valueInfo.filter((v) => produced.has(v.name));
     return this;

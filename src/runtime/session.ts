@@ -38,11 +38,15 @@ export function sessionOptions(opts: RuntimeOptions = {}): ort.InferenceSession.
 export type Feeds = Record<string, Tensor>;
 
 export class Session {
+  /** Inputs that have a default value (initializers also listed as inputs, as in IR version 3 files). */
+  private optional = new Set<string>();
+
   private constructor(readonly ort: ort.InferenceSession, readonly label: string) {}
 
   static async fromGraph(g: Graph, opts: RuntimeOptions = {}, label = g.name): Promise<Session> {
-    const bytes = encodeOnnx(g);
-    return Session.fromBytes(bytes, opts, label);
+    const s = await Session.fromBytes(encodeOnnx(g), opts, label);
+    s.optional = new Set(g.initializers.keys());
+    return s;
   }
 
   static async fromBytes(bytes: Uint8Array, opts: RuntimeOptions = {}, label = 'model'): Promise<Session> {
@@ -60,6 +64,7 @@ export class Session {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const name of this.ort.inputNames) {
       const t = feeds[name];
+      if (!t && this.optional.has(name)) continue;
       if (!t) throw new GraftError(`${this.label}: missing input '${name}'`);
       ortFeeds[name] = toOrt(t);
     }

@@ -1,0 +1,109 @@
+/**
+ * What `graft check` and `graft grad` do, as library functions: which operators of a model have
+ * gradient rules, a finite-difference check of a sample of parameters, and the gradient of every
+ * trainable parameter for a given feed.
+ */
+import type { Graph } from '../graph/graph.js';
+import type { Tensor } from '../graph/tensor.js';
+import { RULES, NON_DIFFERENTIABLE } from './rules/index.js';
+import { gradCheck, weightedSumGradGraph, type GradCheckResult } from './grad-graph.js';
+import { upgradeOpset } from '../graph/rewrites.js';
+import { candidateParams, compileTraining } from '../train/training-graph.js';
+import { Session, type Feeds, type RuntimeOptions } from '../runtime/session.js';
+import { numel } from '../graph/tensor.js';
+import { GraftError } from '../util/errors.js';
+
+export type OpStatus = 'gradient rule' | 'no gradient needed' | 'MISSING';
+
+export interface ModelCheck {
+  ops: { op: string; count: number; status: OpStatus }[];
+  missing: string[];
+  parameters: number;
+  parameterValues: number;
+  gradcheck?: GradCheckResult;
+}
+
+export function opStatus(op: string): OpStatus {
+  return NON_DIFFERENTIABLE.has(op) ? 'no gradient needed' : op in RULES ? 'gradient rule' : 'MISSING';
+}
+
+export interface CheckOptions extends RuntimeOptions {
+  /** Parameters sampled for the finite-difference check (default 4; 0 skips it). */
+  params?: number;
+  /** Elements sampled per parameter (default 6). */
+  samples?: number;
+  seed?: number;
+}
+
+export async function checkModel(model: Graph, o: CheckOptions = {}): Promise<ModelCheck> {
+  const g = upgradeOpset(model);
+  const ops = [...g.opCounts()].map(([op, count]) => ({ op, count, status: opStatus(op) })).sort((a, b) => b.count - a.count);
+  const missing = ops.filter((x) => x.status === 'MISSING').map((x) => x.op);
+  const params = candidateParams(g);
+  const result: ModelCheck = {
+    ops, missing, parameters: params.length,
+    parameterValues: params.reduce((s, p) => s + numel(g.initializers.get(p)!.dims), 0),
+  };
+  const k = Math.min(o.params ?? 4, params.length);
+  if (missing.length === 0 && k > 0) {
+    // spread the sample over the depth of the network: first, last, and evenly between
+    const pick = [...new Set(Array.from({ length: k }, (_, i) => params[Math.round((i * (params.length - 1)) / Math.max(1, k - 1))]!))];
+    result.gradcheck = await gradCheck(g, { ...o, wrt: pick, samples: o.samples ?? 6, eps: 1e-2 });
+  }
+  return result;
+}
+
+export type GradLoss = 'weighted-sum' | 'cross-entropy';
+
+/** Check feeds against the model's declared inputs: names, dtypes and fixed dims. */
+export function validateFeeds(g: Graph, feeds: Feeds, extra: string[] = []): void {
+  for (const v of g.dataInputs()) {
+    const t = feeds[v.name];
+    if (!t) throw new GraftError(`the feed has no tensor '${v.name}' (the model's inputs: ${g.dataInputs().map((i) => i.name).join(', ')})`);
+    if (v.dtype && t.dtype !== v.dtype) throw new GraftError(`feed '${v.name}' is ${t.dtype}, the model expects ${v.dtype}`);
+    if (v.shape) {
+      const bad = v.shape.length !== t.dims.length || v.shape.some((d, i) => typeof d === 'number' && d > 0 && d !== t.dims[i]);
+      if (bad) throw new GraftError(`feed '${v.name}' has shape [${t.dims}], the model expects [${v.shape.map((d) => d ?? '?')}]`);
+    }
+  }
+  for (const e of extra) if (!feeds[e]) throw new GraftError(`the feed has no tensor '${e}'`);
+}
+
+/**
+ * Gradients of every trainable parameter. weighted-sum: L = Σ(first output · R) with R from the feed;
+ * cross-entropy: mean softmax cross-entropy of the first output against the feed's int64 `labels`.
+ */
+export async function modelGradients(model: Graph, feeds: Feeds, loss: GradLoss, o: RuntimeOptions = {}): Promise<{ loss: number; grads: Map<string, Tensor> }> {
+  const g = upgradeOpset(model);
+  const params = candidateParams(g);
+  const out = new Map<string, Tensor>();
+  if (loss === 'weighted-sum') {
+    validateFeeds(g, feeds, ['R']);
+    const first = g.outputs[0]!.name;
+    const modelFeeds: Feeds = {};
+    for (const v of g.dataInputs()) modelFeeds[v.name] = feeds[v.name]!;
+    const gg = await weightedSumGradGraph(g, params, modelFeeds, [first], o);
+    const s = await Session.fromGraph(gg.graph, o, `${g.name} (gradient)`);
+    const all: Feeds = { ...modelFeeds, R: feeds['R']! };
+    for (const p of params) all[p] = g.initializers.get(p)!;
+    const res = await s.run(all);
+    await s.release();
+    for (const p of params) {
+      const gname = gg.grads.get(p);
+      const t = g.initializers.get(p)!;
+      out.set(p, gname ? res[gname]! : { dtype: 'float32', dims: t.dims, data: new Float32Array(numel(t.dims)) });
+    }
+    return { loss: Number(res[gg.loss]!.data[0]), grads: out };
+  }
+  validateFeeds(g, feeds, ['labels']);
+  if (feeds['labels']!.dtype !== 'int64') throw new GraftError(`feed 'labels' must be int64, got ${feeds['labels']!.dtype}`);
+  const tg = await compileTraining(g, { loss: { kind: 'cross-entropy' }, runtime: o });
+  const s = await Session.fromGraph(tg.graph, o, `${g.name} (gradient)`);
+  const all: Feeds = { [tg.target]: feeds['labels']! };
+  for (const k of tg.dataInputs) all[k] = feeds[k]!;
+  for (const [p, t] of tg.initial) all[p] = t;
+  const res = await s.run(all);
+  await s.release();
+  for (const [p, gname] of tg.grads) out.set(p, res[gname]!);
+  return { loss: Number(res[tg.loss]!.data[0]), grads: out };
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+/** `graft`: the command line. Each command parses its flags and calls the library; no logic lives here. */
+import { Command, Option } from 'commander';
+import { GraftError } from '../util/errors.js';
+import { NoGradientRule } from '../autodiff/rule.js';
+import { checkCommand } from './check.js';
+import { gradCommand } from './grad.js';
+import { trainCommand } from './train.js';
+
+const program = new Command();
+program
+  .name('graft')
+  .description('Transfer learning for Node.js: import pretrained models, compile ONNX training graphs, train with onnxruntime.')
+  .option('--threads <n>', 'onnxruntime intra-op threads (default: GRAFT_THREADS or onnxruntime\'s choice)')
+  .hook('preAction', (cmd) => {
+    const t = cmd.opts()['threads'];
+    if (t) process.env['GRAFT_THREADS'] = String(t);
+  });
+
+program
+  .command('check')
+  .description('list the model\'s operators and any without a gradient rule, then check gradients of sampled parameters against finite differences')
+  .argument('<model>', 'an .onnx file or a model folder')
+  .option('--json', 'print a JSON report')
+  .option('--params <n>', 'parameters sampled for the finite-difference check (0 skips it)', '4')
+  .option('--samples <n>', 'elements sampled per parameter', '6')
+  .option('--seed <n>', 'random seed', '1')
+  .action(checkCommand);
+
+program
+  .command('grad')
+  .description('write the gradient of every trainable parameter for the given inputs')
+  .argument('<model>', 'an .onnx file or a model folder')
+  .requiredOption('--feed <file>', 'safetensors file with the model inputs, plus R (weighted-sum) or int64 labels (cross-entropy)')
+  .addOption(new Option('--loss <kind>', 'loss to differentiate').choices(['weighted-sum', 'cross-entropy']).default('weighted-sum'))
+  .requiredOption('--out <file>', 'safetensors file for the gradients')
+  .action(gradCommand);
+
+program
+  .command('train')
+  .description('fine-tune a classifier on a labelled dataset and save the trained model')
+  .requiredOption('--model <path>', 'pretrained model: an .onnx file or a model folder')
+  .requiredOption('--data <file>', 'dataset: a CSV (optionally .gz) of square grey images, one row of pixels then the label')
+  .addOption(new Option('--mode <mode>', 'how to transfer').choices(['finetune']).default('finetune'))
+  .option('--out <file>', 'where to write the trained model (.onnx)', 'graft-model.onnx')
+  .option('--epochs <n>', 'passes over the training data', '10')
+  .option('--batch-size <n>', 'examples per step', '32')
+  .option('--lr <x>', 'learning rate', '1e-3')
+  .addOption(new Option('--optimizer <kind>', 'optimizer').choices(['adamw', 'sgd']).default('adamw'))
+  .option('--momentum <x>', 'SGD momentum', '0.9')
+  .option('--weight-decay <x>', 'weight decay', '0.01')
+  .option('--clip-norm <x>', 'clip the global gradient norm')
+  .option('--label-smoothing <x>', 'label smoothing for cross-entropy', '0')
+  .option('--trainable <spec>', 'what trains: all, a regular expression over parameter names, or after:<node or value>', 'all')
+  .option('--labels-per-class <n>', 'use at most this many training labels per class')
+  .option('--test-fraction <x>', 'fraction of each class held out for testing', '0.3')
+  .addOption(new Option('--preprocess <kind>', 'input preparation').choices(['mnist', 'stretch']).default('mnist'))
+  .option('--pixel-max <x>', 'largest pixel value in the data (8×8 digits: 16)', '16')
+  .option('--seed <n>', 'random seed for splits and shuffling', '0')
+  .option('--json', 'print a JSON summary')
+  .action(trainCommand);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof GraftError || e instanceof NoGradientRule) {
+    process.stderr.write(`graft: ${e.message}\n`);
+    if (e instanceof GraftError && e.hint) process.stderr.write(`${e.hint}\n`);
+    process.exit(2);
+  }
+  const err = e as Error;
+  process.stderr.write(`graft: unexpected error: ${err.message}\n${process.env['GRAFT_DEBUG'] ? err.stack + '\n' : '(set GRAFT_DEBUG=1 for a stack trace)\n'}`);
+  process.exit(1);
+}
