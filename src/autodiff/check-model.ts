@@ -48,7 +48,7 @@ export async function checkModel(model: Graph, o: CheckOptions = {}): Promise<Mo
   if (missing.length === 0 && k > 0) {
     // spread the sample over the depth of the network: first, last, and evenly between
     const pick = [...new Set(Array.from({ length: k }, (_, i) => params[Math.round((i * (params.length - 1)) / Math.max(1, k - 1))]!))];
-    result.gradcheck = await gradCheck(g, { ...o, wrt: pick, samples: o.samples ?? 6, eps: 1e-2 });
+    result.gradcheck = await gradCheck(g, { ...o, wrt: pick, samples: o.samples ?? 6, eps: [1e-2, 1e-3] });
   }
   return result;
 }

@@ -25,11 +25,14 @@ export async function toMnistStyle(pixels: Float32Array, side: number, o: MnistS
   for (let i = 0; i < src.length; i++) src[i] = Math.max(0, Math.min(255, Math.round((pixels[i]! / maxValue) * 255)));
   const before = Math.floor((canvas - box) / 2);
   const after = canvas - box - before;
-  const { data } = await sharp(src, { raw: { width: side, height: side, channels: 1 } })
+  const { data, info } = await sharp(src, { raw: { width: side, height: side, channels: 1 } })
     .resize(box, box, { kernel: 'linear', fit: 'fill' })
     .extend({ top: before, bottom: after, left: before, right: after, background: { r: 0, g: 0, b: 0 } })
+    .extractChannel(0)
     .raw()
     .toBuffer({ resolveWithObject: true });
+  if (info.width !== canvas || info.height !== canvas || info.channels !== 1)
+    throw new Error(`sharp returned ${info.width}×${info.height}×${info.channels}, expected ${canvas}×${canvas}×1`);
   const out = new Float32Array(canvas * canvas);
   for (let i = 0; i < out.length; i++) out[i] = (data[i]! / 255) * outMax;
   return out;
