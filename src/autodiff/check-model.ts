@@ -8,6 +8,8 @@ import type { Tensor } from '../graph/tensor.js';
 import { RULES, NON_DIFFERENTIABLE } from './rules/index.js';
 import { gradCheck, weightedSumGradGraph, type GradCheckResult } from './grad-graph.js';
 import { upgradeOpset } from '../graph/rewrites.js';
+import { probeShapes } from './shapes.js';
+import { gradientPath } from './backward.js';
 import { candidateParams, compileTraining } from '../train/training-graph.js';
 import { Session, type Feeds, type RuntimeOptions } from '../runtime/session.js';
 import { numel } from '../graph/tensor.js';
@@ -21,6 +23,8 @@ export interface ModelCheck {
   parameters: number;
   parameterValues: number;
   gradcheck?: GradCheckResult;
+  /** Precision the finite-difference check ran in. */
+  precision?: 'float64' | 'float32';
 }
 
 export function opStatus(op: string): OpStatus {
@@ -35,11 +39,27 @@ export interface CheckOptions extends RuntimeOptions {
   seed?: number;
 }
 
+/**
+ * Operator types that lie on a path from a parameter to an output: only those need gradient rules
+ * (integer and shape computations, e.g. position ids or attention masks, do not). Found by probing.
+ */
+async function differentiatedOps(g: Graph, params: string[], o: RuntimeOptions): Promise<Set<string>> {
+  const shapes = await probeShapes(g, o);
+  const ops = new Set<string>();
+  for (const out of g.outputs) for (const n of gradientPath(g, shapes, params, out.name).onPath) ops.add(n.opType);
+  return ops;
+}
+
 export async function checkModel(model: Graph, o: CheckOptions = {}): Promise<ModelCheck> {
   const g = upgradeOpset(model);
-  const ops = [...g.opCounts()].map(([op, count]) => ({ op, count, status: opStatus(op) })).sort((a, b) => b.count - a.count);
-  const missing = ops.filter((x) => x.status === 'MISSING').map((x) => x.op);
   const params = candidateParams(g);
+  const onPath = await differentiatedOps(g, params, o);
+  const status = (op: string): OpStatus => {
+    const s = opStatus(op);
+    return s === 'MISSING' && !onPath.has(op) ? 'no gradient needed' : s;
+  };
+  const ops = [...g.opCounts()].map(([op, count]) => ({ op, count, status: status(op) })).sort((a, b) => b.count - a.count);
+  const missing = ops.filter((x) => x.status === 'MISSING').map((x) => x.op);
   const result: ModelCheck = {
     ops, missing, parameters: params.length,
     parameterValues: params.reduce((s, p) => s + numel(g.initializers.get(p)!.dims), 0),
@@ -48,7 +68,15 @@ export async function checkModel(model: Graph, o: CheckOptions = {}): Promise<Mo
   if (missing.length === 0 && k > 0) {
     // spread the sample over the depth of the network: first, last, and evenly between
     const pick = [...new Set(Array.from({ length: k }, (_, i) => params[Math.round((i * (params.length - 1)) / Math.max(1, k - 1))]!))];
-    result.gradcheck = await gradCheck(g, { ...o, wrt: pick, samples: o.samples ?? 6, eps: [1e-2, 1e-3] });
+    // float64 first (exact enough to expose any wrong rule); float32 where onnxruntime lacks double kernels.
+    try {
+      result.gradcheck = await gradCheck(g, { ...o, wrt: pick, samples: o.samples ?? 6, eps: [1e-3, 1e-5], float64: true });
+      result.precision = 'float64';
+    } catch (e) {
+      if (!(e instanceof GraftError) || !/could not load|Could not find an implementation/.test(e.message)) throw e;
+      result.gradcheck = await gradCheck(g, { ...o, wrt: pick, samples: o.samples ?? 6, eps: [1e-2, 1e-3] });
+      result.precision = 'float32';
+    }
   }
   return result;
 }

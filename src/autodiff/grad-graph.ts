@@ -6,6 +6,7 @@ import { Graph } from '../graph/graph.js';
 import { Builder } from '../graph/builder.js';
 import { type Tensor, isFloat, numel } from '../graph/tensor.js';
 import { buildBackward } from './backward.js';
+import { toFloat64 } from '../graph/rewrites.js';
 import { probeShapes, exampleFeeds, concreteShapes, type ShapeMap } from './shapes.js';
 import { Session, type Feeds, type RuntimeOptions } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
@@ -100,6 +101,8 @@ export interface GradCheckOptions extends RuntimeOptions {
    */
   eps?: number | number[];
   seed?: number;
+  /** Compute in float64 (default false): removes rounding noise where onnxruntime has double kernels. */
+  float64?: boolean;
 }
 
 export interface GradCheckEntry { name: string; checked: number; maxRelError: number; maxAbsGrad: number }
@@ -113,7 +116,11 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
   const feeds = opts.feeds ?? exampleFeeds(g, 2, opts.seed ?? 1);
   const floatInputs = g.dataInputs().filter((v) => v.dtype && isFloat(v.dtype)).map((v) => v.name);
   const wrt = opts.wrt ?? [...floatInputs, ...floatParameters(g)];
-  const { graph, loss, grads, rNames } = await weightedSumGradGraph(g, wrt, feeds, undefined, opts);
+  const built = await weightedSumGradGraph(g, wrt, feeds, undefined, opts);
+  const { loss, grads, rNames } = built;
+  const graph = opts.float64 ? toFloat64(built.graph) : built.graph;
+  const cast = (t: Tensor): Tensor =>
+    opts.float64 && t.dtype === 'float32' ? { dtype: 'float64', dims: t.dims, data: Float64Array.from(t.data as Float32Array) } : t;
   // Feeds for the gradient graph: data, promoted parameters, and the R weights (fixed once).
   // R must not share a seed with example data made from the same seed (R = x hides errors).
   const rng = new Rng((opts.seed ?? 3) + 7919);
@@ -128,6 +135,7 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
     const y = outs[o]!;
     base[r] = { dtype: 'float32', dims: y.dims, data: Float32Array.from({ length: numel(y.dims) }, () => rng.normal()) };
   }
+  if (opts.float64) for (const k of Object.keys(base)) base[k] = cast(base[k]!);
   const res = await gradSession.run(pick(base, gradSession.inputNames));
   // Loss-only session for finite differences.
   const lossGraph = graph.clone();
@@ -137,17 +145,19 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
   const evalLoss = async (f: Feeds) => Number((await lossSession.run(pick(f, lossSession.inputNames)))[loss]!.data[0]);
   const entries: GradCheckEntry[] = [];
   const samples = opts.samples ?? 12;
+  // float32 rounding of the loss limits what a difference quotient can resolve: |L|·2⁻²³ / h.
+  const l0 = Math.abs(await evalLoss(base));
+  const steps = Array.isArray(opts.eps) ? opts.eps : [opts.eps ?? 1e-2];
   for (const w of wrt) {
     const gname = grads.get(w);
     const t = base[w]!;
     const n = numel(t.dims);
-    const analytic = gname ? (res[gname]!.data as Float32Array) : new Float32Array(n);
+    const analytic = gname ? (res[gname]!.data as Float32Array | Float64Array) : new Float64Array(n);
     if (analytic.length !== n) throw new GraftError(`gradient of '${w}' has ${analytic.length} elements, expected ${n}`);
     const idx = n <= samples ? [...Array(n).keys()] : Array.from({ length: samples }, () => rng.int(n));
     const numeric: number[] = [];
-    const steps = Array.isArray(opts.eps) ? opts.eps : [opts.eps ?? 1e-2];
     for (const i of idx) {
-      const data = Float32Array.from(t.data as Float32Array);
+      const data = (t.data as Float32Array).slice();
       const x0 = data[i]!;
       let best = NaN;
       for (const eps of steps) {
@@ -167,7 +177,9 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
     idx.forEach((i, k) => {
       const a = analytic[i]!;
       const nu = numeric[k]!;
-      const err = Math.abs(a - nu) / Math.max(Math.abs(a), Math.abs(nu), 0.1 * maxN, 1e-4);
+      const h = Math.min(...steps) * Math.max(1, Math.abs((t.data as Float32Array)[i]!));
+      const resolution = (10 * l0 * (opts.float64 ? 2 ** -52 : 2 ** -23)) / h;
+      const err = Math.abs(a - nu) / Math.max(Math.abs(a), Math.abs(nu), 0.1 * maxN, resolution, 1e-6);
       worst = Math.max(worst, err);
     });
     entries.push({ name: w, checked: idx.length, maxRelError: worst, maxAbsGrad: maxN });

@@ -30,24 +30,43 @@ export function concreteDims(v: ValueInfo, sizes: Map<string, number>, fallback:
   });
 }
 
-/** Random example feeds for the graph's data inputs (floats ~N(0,1), integers 0, masks 1). */
+/**
+ * Random example feeds for the graph's data inputs: floats ~N(0,1); integer inputs that index a
+ * table (Gather, e.g. token ids) uniform over the first min(rows, 100) rows; other integers 0; masks 1.
+ */
 export function exampleFeeds(g: Graph, sizeBase = 2, seed = 1, sizes = new Map<string, number>()): Feeds {
   const rng = new Rng(seed);
   const feeds: Feeds = {};
   for (const v of g.dataInputs()) {
     if (!v.dtype) throw new GraftError(`input '${v.name}' has no type`);
     const dims = concreteDims(v, sizes, sizeBase);
-    feeds[v.name] = randomTensor(v.dtype, dims, rng, /mask/i.test(v.name) ? 1 : 0);
+    const rows = /mask/i.test(v.name) ? 0 : indexedRows(g, v.name);
+    feeds[v.name] = randomTensor(v.dtype, dims, rng, /mask/i.test(v.name) ? 1 : 0, Math.min(rows, 100));
   }
   return feeds;
 }
 
-export function randomTensor(dtype: DType, dims: number[], rng: Rng, intValue = 0): Tensor {
+/** Rows of the constant table that an input indexes through Gather (0 when it indexes none). */
+function indexedRows(g: Graph, input: string): number {
+  let rows = 0;
+  for (const n of g.nodes) {
+    if (n.opType !== 'Gather' || n.inputs[1] !== input) continue;
+    const t = g.initializers.get(n.inputs[0]!);
+    const axis = n.attrs['axis']?.type === 'int' ? (n.attrs['axis'].value as number) : 0;
+    const d = t?.dims[axis < 0 ? axis + t.dims.length : axis];
+    if (d) rows = rows ? Math.min(rows, d) : d;
+  }
+  return rows;
+}
+
+/** A random tensor; integer tensors are `intValue`, or uniform in [0, intRange) when intRange > 1. */
+export function randomTensor(dtype: DType, dims: number[], rng: Rng, intValue = 0, intRange = 0): Tensor {
   const n = numel(dims);
   const data = emptyTyped(dtype, n);
+  const int = () => (intRange > 1 ? rng.int(intRange) : intValue);
   if (dtype === 'float32' || dtype === 'float64') for (let i = 0; i < n; i++) (data as Float32Array)[i] = rng.normal();
-  else if (data instanceof BigInt64Array) data.fill(BigInt(intValue));
-  else if (!isFloat(dtype)) (data as Int32Array).fill(intValue);
+  else if (data instanceof BigInt64Array) for (let i = 0; i < n; i++) data[i] = BigInt(int());
+  else if (!isFloat(dtype)) for (let i = 0; i < n; i++) (data as Int32Array)[i] = int();
   return { dtype, dims, data };
 }
 

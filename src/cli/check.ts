@@ -18,7 +18,7 @@ export async function checkCommand(model: string, o: { json?: boolean; params: s
     if (r.gradcheck) {
       for (const e of r.gradcheck.entries)
         process.stdout.write(`finite differences  ${e.name}: ${e.checked} elements, max relative error ${e.maxRelError.toExponential(2)}\n`);
-      process.stdout.write(`worst relative error: ${r.gradcheck.worst.toExponential(2)}\n`);
+      process.stdout.write(`worst relative error: ${r.gradcheck.worst.toExponential(2)} (${r.precision} finite differences)\n`);
     }
   }
   if (r.missing.length) process.exitCode = 1;

@@ -144,3 +144,47 @@ export function makeBatchDynamic(src: Graph, dimName = 'batch'): Graph {
   g.inputs = g.inputs.filter((v) => used.has(v.name) || g.outputs.some((o) => o.name === v.name));
   return g;
 }
+
+/**
+ * The same graph computing in float64: float32 initializers, inputs, outputs, Constant values and
+ * Cast targets become float64. Used to check gradients without float32 rounding noise, for the
+ * operators onnxruntime's CPU provider implements in double precision.
+ */
+export function toFloat64(src: Graph, float32Only: ReadonlySet<string> = FLOAT32_ONLY): Graph {
+  const g = src.clone();
+  // Operators without double kernels run in float32 between two Casts.
+  const wrapped: Node[] = [];
+  const casts = new Map<string, string>();
+  const names = g.allNames();
+  for (const n of g.nodes) {
+    if (!float32Only.has(n.opType)) { wrapped.push(n); continue; }
+    const ins = n.inputs.map((i) => {
+      if (!i) return i;
+      let c = casts.get(i);
+      if (!c) {
+        casts.set(i, (c = g.uniqueName(`${i}/as_f32`, names)));
+        wrapped.push({ name: g.uniqueName(`${c}_node`, names), opType: 'Cast', domain: '', inputs: [i], outputs: [c], attrs: { to: { type: 'int', value: 1 } } });
+      }
+      return c;
+    });
+    const out = n.outputs[0]!;
+    const tmp = g.uniqueName(`${out}/f32`, names);
+    wrapped.push({ ...n, inputs: ins, outputs: [tmp, ...n.outputs.slice(1)] });
+    wrapped.push({ name: g.uniqueName(`${tmp}_to_f64`, names), opType: 'Cast', domain: '', inputs: [tmp], outputs: [out], attrs: { to: { type: 'int', value: 11 } } });
+  }
+  g.nodes = wrapped;
+  for (const [k, t] of g.initializers)
+    if (t.dtype === 'float32') g.initializers.set(k, { dtype: 'float64', dims: t.dims, data: Float64Array.from(t.data as Float32Array) });
+  for (const v of [...g.inputs, ...g.outputs, ...g.valueInfo]) if (v.dtype === 'float32') v.dtype = 'float64';
+  for (const n of g.nodes) {
+    for (const [name, a] of Object.entries(n.attrs)) {
+      if (a.type === 'tensor' && a.value.dtype === 'float32')
+        n.attrs[name] = { type: 'tensor', value: { dtype: 'float64', dims: a.value.dims, data: Float64Array.from(a.value.data as Float32Array) } };
+      if (name === 'to' && a.type === 'int' && a.value === 1 && !n.outputs[0]!.endsWith('/as_f32')) n.attrs[name] = { type: 'int', value: 11 };
+    }
+  }
+  return g;
+}
+
+/** Operators onnxruntime's CPU provider runs in float32 only (checked against onnxruntime 1.30). */
+export const FLOAT32_ONLY: ReadonlySet<string> = new Set(['Erf', 'Conv', 'ConvTranspose']);
