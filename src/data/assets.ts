@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { GraftError } from '../util/errors.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** The project root (two levels above src/data, also from dist/src/data). */
-export const projectRoot = resolve(here, here.includes(`${'/dist/'}`) ? '../../..' : '../..');
+/** The project root (two levels above src/data, and above dist/data once built). */
+export const projectRoot = resolve(here, '../..');
 
 export function assetsDir(): string {
   return resolve(process.env['GRAFT_ASSETS'] ?? join(projectRoot, '..', 'shared'));
