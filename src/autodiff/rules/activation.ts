@@ -16,20 +16,16 @@ export const activation: Record<string, GradRule> = {
     return [c.b.op('Where', [c.b.op('Greater', [c.x(0), c.b.f32(0)]), dy, c.b.mul(dy, c.b.f32(alpha))])];
   },
 
-  // Clip(x, min, max): gradient passes strictly inside the interval. min/max themselves get the rest.
+  // Clip(x, min, max): the gradient passes where the value was not clipped, i.e. where y = x
+  // (one comparison instead of two and an And; x exactly on a bound is a measure-zero tie).
   Clip: (c) => {
     const b = c.b;
-    const x = c.x(0);
-    let inside: string | null = null;
-    const lo = c.x(1) || (c.node.attrs['min'] ? b.f32(attrFloat(c.node, 'min', 0)) : '');
-    const hi = c.x(2) || (c.node.attrs['max'] ? b.f32(attrFloat(c.node, 'max', 0)) : '');
-    if (lo) inside = b.op('Greater', [x, lo]);
-    if (hi) {
-      const h = b.op('Less', [x, hi]);
-      inside = inside ? b.op('And', [inside, h]) : h;
-    }
-    if (!inside) return [c.dy(0)];
-    return [gate(c, inside)];
+    if (!c.x(1) && !c.x(2) && !c.node.attrs['min'] && !c.node.attrs['max']) return [c.dy(0)];
+    if (b.opset >= 11) return [gate(c, b.op('Equal', [c.x(0), c.y(0)]))];
+    // Equal has no float kernel before opset 11: compare with the bounds (Clip-6 attributes).
+    const lo = b.op('Greater', [c.x(0), b.f32(attrFloat(c.node, 'min', -3.4e38))]);
+    const hi = b.op('Less', [c.x(0), b.f32(attrFloat(c.node, 'max', 3.4e38))]);
+    return [gate(c, b.op('And', [lo, hi]))];
   },
 
   Sigmoid: (c) => {

@@ -48,21 +48,21 @@ export const norm: Record<string, GradRule> = {
     const eps = attrFloat(c.node, 'epsilon', 1e-5);
     const training = b.opset >= 14 && attrInt(c.node, 'training_mode', 0) === 1;
     const axes = [0, ...range(2, r)];
-    let xhat: string;
     let dx: string | null = null;
     const sc = perChannel(c, scale, r);
     if (training) {
       const s = stats(c, x, axes, eps);
-      xhat = s.xhat;
-      if (c.needs(0)) dx = normBackward(c, b.mul(dy, sc), xhat, s.rstd, axes);
-    } else {
-      const rstd = perChannel(c, rsqrt(c, c.x(4), eps), r);
-      xhat = b.mul(b.sub(x, perChannel(c, c.x(3), r)), rstd);
-      if (c.needs(0)) dx = b.mul(dy, b.mul(sc, rstd));
+      if (c.needs(0)) dx = normBackward(c, b.mul(dy, sc), s.xhat, s.rstd, axes);
+      const dscale = c.needs(1) ? sumPerChannel(c, b.mul(dy, s.xhat), r) : null;
+      return [dx, dscale, c.needs(2) ? sumPerChannel(c, dy, r) : null, null, null];
     }
-    const dscale = c.needs(1) ? sumPerChannel(c, b.mul(dy, xhat), r) : null;
-    const dB = c.needs(2) ? sumPerChannel(c, dy, r) : null;
-    return [dx, dscale, dB, null, null];
+    // Frozen statistics: rstd and mean are per-channel constants, so the per-element work is one
+    // product for dx and one for dscale = rstd·(Σ dy·x − mean·Σ dy), never x̂ itself.
+    const rstd = rsqrt(c, c.x(4), eps);
+    if (c.needs(0)) dx = b.mul(dy, perChannel(c, b.mul(scale, rstd), r));
+    const sumDy = c.needs(1) || c.needs(2) ? sumPerChannel(c, dy, r) : '';
+    const dscale = c.needs(1) ? b.mul(rstd, b.sub(sumPerChannel(c, b.mul(dy, x), r), b.mul(c.x(3), sumDy))) : null;
+    return [dx, dscale, c.needs(2) ? sumDy : null, null, null];
   },
 
   // y = x̂·scale + bias over axes [axis, r): dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·scale;
