@@ -29,6 +29,7 @@ test('Conv 2-D dilation 2, pads 2', () => conv([2, 2, 7, 7], [3, 2, 3, 3], { dil
 test('Conv 2-D dilation and stride together', () => conv([2, 2, 9, 8], [2, 2, 3, 2], { dilations: IS([2, 3]), strides: IS([2, 1]), pads: IS([1, 0, 2, 1]) }));
 test('Conv 2-D rectangular kernel and strides', () => conv([2, 3, 7, 6], [2, 3, 3, 1], { strides: IS([2, 1]), pads: IS([1, 0, 1, 0]) }));
 test('Conv 2-D 1x1', () => conv([3, 4, 3, 3], [5, 4, 1, 1], {}, true));
+test('Conv 2-D 1x1 on a plane larger than 784 (per-image GEMM path)', () => conv([2, 3, 30, 30], [4, 3, 1, 1], {}, true));
 test('Conv 2-D grouped (G=2)', () => conv([2, 4, 5, 5], [6, 2, 3, 3], { group: I(2), pads: IS([1, 1, 1, 1]) }, true));
 test('Conv 2-D grouped (G=3) strided', () => conv([2, 6, 7, 7], [3, 2, 3, 3], { group: I(3), strides: IS([2, 2]), pads: IS([1, 1, 1, 1]) }));
 test('Conv 2-D depthwise', () => conv([2, 3, 6, 6], [3, 1, 3, 3], { group: I(3), pads: IS([1, 1, 1, 1]) }, true));

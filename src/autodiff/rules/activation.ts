@@ -2,10 +2,8 @@
 import { attrFloat, attrInt, attrString } from '../../graph/graph.js';
 import type { GradCtx, GradRule } from '../rule.js';
 
-const zeroLike = (c: GradCtx) => c.b.f32(0);
-
-/** dy where `cond` holds, else 0. */
-const gate = (c: GradCtx, cond: string) => c.b.op('Where', [cond, c.dy(0)!, zeroLike(c)]);
+/** dy where `cond` holds, else 0: dy · float(cond), which onnxruntime runs about 2× faster than Where. */
+const gate = (c: GradCtx, cond: string) => c.b.mul(c.dy(0)!, c.b.op('Cast', [cond], { to: { type: 'int', value: 1 } }));
 
 export const activation: Record<string, GradRule> = {
   Relu: (c) => [gate(c, c.b.op('Greater', [c.y(0), c.b.f32(0)]))],
