@@ -1,7 +1,7 @@
 /**
  * Optimizers run in TypeScript over Float32Arrays: onnxruntime computes gradients, this updates the
  * weights in place. (A fused update loop here measured faster than feeding optimizer state through
- * the graph, see bench/train-step.) State is plain arrays so checkpoints can save it.
+ * the graph: bench/optimizer.ts.) State is plain arrays so checkpoints can save it.
  */
 
 export interface ParamGroup {
