@@ -6,6 +6,8 @@ import { NoGradientRule } from '../autodiff/rule.js';
 import { checkCommand } from './check.js';
 import { gradCommand } from './grad.js';
 import { trainCommand } from './train.js';
+import { convertCommand } from './convert.js';
+import { classifyCommand } from './classify.js';
 
 const program = new Command();
 program
@@ -59,6 +61,30 @@ program
   .option('--seed <n>', 'random seed for splits and shuffling', '0')
   .option('--json', 'print a JSON summary')
   .action(trainCommand);
+
+program
+  .command('convert')
+  .description('convert a model (.tflite, .onnx, TF.js model.json, or a model folder) to one ONNX file, recording its image preprocessing and class names')
+  .argument('<input>', 'the model to convert')
+  .argument('<output>', 'the ONNX file to write (written atomically: nothing is left on failure)')
+  .option('--labels <file>', 'class names, one per line, stored in the model')
+  .option('--mean <a,b,c>', 'per-channel mean in 0–1 units: value = (pixel/255 − mean) / std')
+  .option('--std <a,b,c>', 'per-channel standard deviation in 0–1 units')
+  .option('--size <WxH>', 'input image size')
+  .addOption(new Option('--channel-order <order>', 'channel order the model expects').choices(['RGB', 'BGR']))
+  .addOption(new Option('--resize <how>', 'how images are fitted to the input size').choices(['stretch', 'center-crop']))
+  .option('--json', 'print a JSON summary')
+  .action(convertCommand);
+
+program
+  .command('classify')
+  .description('classify images with a model, following the preprocessing it records; prints the top classes')
+  .argument('<model>', 'an .onnx or .tflite file, a TF.js model.json, or a model folder')
+  .argument('<images...>', 'image files (JPEG, PNG, WebP, BMP, …)')
+  .option('--top <k>', 'classes to report per image', '5')
+  .option('--labels <file>', 'class names, one per line (default: the labels stored in the model)')
+  .option('--json', 'print JSON')
+  .action(classifyCommand);
 
 try {
   await program.parseAsync(process.argv);
