@@ -134,7 +134,7 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
   if (opts.batchNorm === 'batch') useBatchStatistics(g, state, stateInitial, opts.bnMomentum ?? 0.9);
   g.outputs = [];
   const batchDim = g.dataInputs()[0]?.shape?.[0];
-  const { loss: lossName, target } = addLoss(g, output, loss, classes, typeof batchDim === 'string' ? batchDim : 'batch');
+  const { loss: lossName, target } = addLoss(g, loss.kind === 'cross-entropy' ? logitsOf(g, output) : output, loss, classes, typeof batchDim === 'string' ? batchDim : 'batch');
   const targetFeed = (o: { dims: number[] }, f: Feeds): Feeds => ({
     ...f,
     [target]: loss.kind === 'mse'
@@ -161,6 +161,17 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
     dataInputs: g.dataInputs().map((v) => v.name).filter((n) => n !== target && !initial.has(n) && !state.has(n)),
     classes, shapes, model: base,
   };
+}
+
+/**
+ * The logits behind a classifier output: when the model ends in Softmax over the class axis (as many
+ * exported classifiers do), cross-entropy must start from the Softmax's input, not apply it twice.
+ */
+export function logitsOf(g: Graph, output: string): string {
+  const p = g.nodes.find((n) => n.outputs[0] === output);
+  if (!p || p.opType !== 'Softmax') return output;
+  const axis = p.attrs['axis']?.type === 'int' ? (p.attrs['axis'].value as number) : g.opset >= 13 ? -1 : 1;
+  return axis === -1 || axis === 1 ? p.inputs[0]! : output; // outputs are [batch, classes]
 }
 
 /** Switch BatchNormalization nodes to batch statistics, exposing updated running mean/var as outputs. */

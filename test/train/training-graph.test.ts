@@ -110,3 +110,16 @@ test('bad feeds get errors that name the input', async () => {
   const xi = { dtype: 'int32' as const, dims: [2, 4], data: new Int32Array(8) };
   await assert.rejects(modelGradients(g, { x: xi, R: x }, 'weighted-sum'), /feed 'x' is int32, the model expects float32/);
 });
+
+test('a classifier that ends in Softmax is trained on its logits, not softmax applied twice', async () => {
+  const g = mlp();
+  g.nodes.push({ name: 'softmax', opType: 'Softmax', domain: '', inputs: ['logits'], outputs: ['probs'], attrs: { axis: { type: 'int', value: -1 } } });
+  g.outputs = [{ name: 'probs', dtype: 'float32', shape: ['batch', 3] }];
+  const x = { dtype: 'float32' as const, dims: [2, 4], data: Float32Array.from([1, -1, 0.5, 2, 0.3, 0.2, -0.7, 1]) };
+  const labels = { dtype: 'int64' as const, dims: [2], data: BigInt64Array.from([2n, 0n]) };
+  const t = await Trainer.create(g, { lr: 0 });
+  const { loss } = await t.step({ x }, labels);
+  const p = (await t.predict({ x })).data as Float32Array;
+  const expected = -(Math.log(p[2]!) + Math.log(p[3]!)) / 2;
+  assert.ok(Math.abs(loss - expected) < 1e-5, `loss ${loss} vs −mean log p ${expected}`);
+});
