@@ -24,3 +24,8 @@ export { AdamW, SGD, clipGradNorm, makeOptimizer, type Optimizer, type Optimizer
 export { finetuneImageCsv, evaluateModel, type FinetuneOptions, type FinetuneReport } from './finetune/classifier.js';
 export { stratifiedSplit } from './data/splits.js';
 export { GraftError } from './util/errors.js';
+export { readTflite, decodeTflite } from './formats/tflite.js';
+export { convertModel } from './formats/convert.js';
+export { classifyImages } from './eval/classify.js';
+export { imagesToTensor } from './data/image.js';
+export { getPreprocess, setPreprocess, getLabels, setLabels, type ImagePreprocess } from './formats/preprocess.js';

@@ -6,7 +6,7 @@ import { Graph } from '../graph/graph.js';
 import { Builder } from '../graph/builder.js';
 import { type Tensor, isFloat, numel } from '../graph/tensor.js';
 import { buildBackward } from './backward.js';
-import { toFloat64 } from '../graph/rewrites.js';
+import { toFloat64, FLOAT32_ONLY } from '../graph/rewrites.js';
 import { probeShapes, exampleFeeds, concreteShapes, type ShapeMap } from './shapes.js';
 import { Session, type Feeds, type RuntimeOptions } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
@@ -148,6 +148,8 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
   // float32 rounding of the loss limits what a difference quotient can resolve: |L|·2⁻²³ / h.
   const l0 = Math.abs(await evalLoss(base));
   const steps = Array.isArray(opts.eps) ? opts.eps : [opts.eps ?? 1e-2];
+  // unit roundoff of the arithmetic: float32 also in float64 mode when some operators (Conv) run in float32
+  const unit = opts.float64 && !g.nodes.some((n) => FLOAT32_ONLY.has(n.opType)) ? 2 ** -52 : 2 ** -23;
   for (const w of wrt) {
     const gname = grads.get(w);
     const t = base[w]!;
@@ -178,7 +180,7 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
       const a = analytic[i]!;
       const nu = numeric[k]!;
       const h = Math.min(...steps) * Math.max(1, Math.abs((t.data as Float32Array)[i]!));
-      const resolution = (10 * l0 * (opts.float64 ? 2 ** -52 : 2 ** -23)) / h;
+      const resolution = (10 * l0 * unit) / h;
       const err = Math.abs(a - nu) / Math.max(Math.abs(a), Math.abs(nu), 0.1 * maxN, resolution, 1e-6);
       worst = Math.max(worst, err);
     });
