@@ -3,30 +3,14 @@
  * or a folder holding one of them (Hugging Face-style onnx/model.onnx, model.onnx, model.json).
  */
 import { existsSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import { readOnnx } from './onnx.js';
 import { readTflite } from './tflite.js';
+import { readTfjs } from './tfjs.js';
 import { GraftError } from '../util/errors.js';
 
-type Reader = (path: string) => Graph;
-
-/**
- * The TF.js importer (./tfjs.ts, readTfjs) is loaded when it is there, so this file does not depend
- * on it being present.
- */
-async function optionalReader(file: string, exportName: string): Promise<Reader | undefined> {
-  const here = dirname(fileURLToPath(import.meta.url));
-  if (!existsSync(join(here, `${file}.ts`)) && !existsSync(join(here, `${file}.js`))) return undefined;
-  const spec = `./${file}.js`;
-  const m = (await import(spec)) as Record<string, unknown>;
-  const f = m[exportName];
-  return typeof f === 'function' ? (f as Reader) : undefined;
-}
-const readTfjs = await optionalReader('tfjs', 'readTfjs');
-
-const FOLDER_FILES = ['onnx/model.onnx', 'model.onnx', ...(readTfjs ? ['model.json'] : [])];
+const FOLDER_FILES = ['onnx/model.onnx', 'model.onnx', 'model.json', 'model.min.js'];
 
 export function resolveModelFile(path: string): string {
   if (!existsSync(path)) throw new GraftError(`model not found: ${path}`);
@@ -38,7 +22,7 @@ export function resolveModelFile(path: string): string {
 }
 
 export function supportedFormats(): string {
-  return ['.onnx files', '.tflite files', ...(readTfjs ? ['TF.js model.json files'] : []), `folders with ${FOLDER_FILES.join(' or ')}`].join(', ');
+  return ['.onnx files', '.tflite files', 'TF.js model.json (or model.min.js) files', `folders with ${FOLDER_FILES.join(' or ')}`].join(', ');
 }
 
 export function loadModel(path: string): Graph {
@@ -46,6 +30,6 @@ export function loadModel(path: string): Graph {
   const lower = file.toLowerCase();
   if (lower.endsWith('.onnx')) return readOnnx(file);
   if (lower.endsWith('.tflite')) return readTflite(file);
-  if (readTfjs && (basename(lower) === 'model.json' || lower.endsWith('.json'))) return readTfjs(file);
+  if (lower.endsWith('.json') || lower.endsWith('.min.js')) return readTfjs(file);
   throw new GraftError(`${file}: unsupported model format (supported: ${supportedFormats()})`);
 }

@@ -101,3 +101,14 @@ test('graft classify names a missing or unreadable image', async () => {
   assert.match(e2.stderr, /junk\.jpg: cannot read the image/);
   assert.ok(existsSync(model));
 });
+
+test('graft classify and graft check take a TF.js layers model folder (Tiny Darknet)', async () => {
+  const run = promisify(execFile);
+  const darknet = asset('models/ml5/darknettiny');
+  const { stdout } = await run(process.execPath, ['bin/graft.js', 'classify', darknet, asset('models/coral/cat_720p.jpg'), '--json', '--top', '3'], { maxBuffer: 1 << 24 });
+  const r = JSON.parse(stdout);
+  const top = (r[0]?.top ?? r[0]?.classes ?? []) as { label?: string }[];
+  assert.ok(top.some((c) => /cat|tabby/i.test(c.label ?? '')), JSON.stringify(r).slice(0, 400));
+  const check = await run(process.execPath, ['bin/graft.js', 'check', darknet, '--params', '0', '--json'], { maxBuffer: 1 << 24 });
+  assert.deepEqual(JSON.parse(check.stdout).missing, []);
+});

@@ -1,0 +1,109 @@
+/**
+ * An image-folder dataset: one subfolder per class (class names sorted, so labels are stable),
+ * image files picked by extension. Decoding uses src/data/image.ts; an image that cannot be read is
+ * reported by path and skipped, never a crash.
+ */
+import { readdirSync, statSync, existsSync } from 'node:fs';
+import { join, extname } from 'node:path';
+import type { ImagePreprocess } from '../formats/preprocess.js';
+import type { Tensor } from '../graph/tensor.js';
+import { loadPixels, normalize } from './image.js';
+import { GraftError } from '../util/errors.js';
+
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.bmp', '.avif'];
+
+export interface ImageItem {
+  path: string;
+  label: number;
+}
+
+export interface ImageFolder {
+  root: string;
+  /** Class names (subfolder names), sorted; label i is classes[i]. */
+  classes: string[];
+  items: ImageItem[];
+}
+
+export interface ImageFolderOptions {
+  /** File extensions to accept, case-insensitive, with the dot (default IMAGE_EXTENSIONS). */
+  extensions?: string[];
+  /** Look into nested folders below each class folder (default false). */
+  recursive?: boolean;
+}
+
+/** List (path, label) pairs of an image folder. Files are sorted within each class. */
+export function listImageFolder(root: string, o: ImageFolderOptions = {}): ImageFolder {
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new GraftError(`image folder not found: ${root}`);
+  const exts = new Set((o.extensions ?? IMAGE_EXTENSIONS).map((e) => e.toLowerCase()));
+  const classes = readdirSync(root, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
+    .map((d) => d.name)
+    .sort();
+  if (classes.length === 0) throw new GraftError(`${root}: no class subfolders (expected one folder per class)`);
+  const items: ImageItem[] = [];
+  const walk = (dir: string, label: number) => {
+    const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(dir, e.name);
+      if (e.isDirectory()) {
+        if (o.recursive) walk(p, label);
+      } else if (exts.has(extname(e.name).toLowerCase())) items.push({ path: p, label });
+    }
+  };
+  classes.forEach((c, label) => walk(join(root, c), label));
+  return { root, classes, items };
+}
+
+export interface DecodeFailure {
+  path: string;
+  error: string;
+}
+
+export interface DecodedBatch {
+  /** NCHW float32, one row per item that decoded. */
+  tensor: Tensor;
+  /** The items that decoded, in tensor order. */
+  items: ImageItem[];
+  /** The items that could not be read, with why. */
+  failed: DecodeFailure[];
+}
+
+/** Decode a list of items into one batch; unreadable images are reported in `failed` and skipped. */
+export async function decodeItems(items: ImageItem[], p: ImagePreprocess, onError?: (f: DecodeFailure) => void): Promise<DecodedBatch> {
+  const per = p.channels * p.height * p.width;
+  const results = await Promise.all(
+    items.map(async (it) => {
+      try {
+        return { it, img: await loadPixels(it.path, p) };
+      } catch (e) {
+        return { it, error: e instanceof Error ? e.message : String(e) };
+      }
+    }),
+  );
+  const ok: ImageItem[] = [];
+  const failed: DecodeFailure[] = [];
+  const data = new Float32Array(results.filter((r) => 'img' in r).length * per);
+  for (const r of results) {
+    if ('img' in r && r.img) {
+      normalize(r.img, p, data, ok.length * per);
+      ok.push(r.it);
+    } else {
+      const f = { path: r.it.path, error: (r as { error: string }).error };
+      failed.push(f);
+      onError?.(f);
+    }
+  }
+  return { tensor: { dtype: 'float32', dims: [ok.length, p.channels, p.height, p.width], data }, items: ok, failed };
+}
+
+/** Decoded batches of `batchSize` items (a batch can be smaller when images fail or at the end). */
+export async function* imageFolderBatches(
+  items: ImageItem[],
+  p: ImagePreprocess,
+  batchSize: number,
+  onError?: (f: DecodeFailure) => void,
+): AsyncGenerator<DecodedBatch> {
+  if (!(batchSize >= 1)) throw new GraftError(`batch size must be at least 1, got ${batchSize}`);
+  for (let i = 0; i < items.length; i += batchSize) yield decodeItems(items.slice(i, i + batchSize), p, onError);
+}

@@ -1,0 +1,907 @@
+/**
+ * TF.js layers models (a Keras topology in model.json's `modelTopology`, weights in binary shards listed by
+ * `weightsManifest`) → Graft's ONNX graph, NCHW.
+ *
+ * Keras computes channels_last; Graft's graphs are channels-first. The import converts once, at the
+ * edges, instead of wrapping every node in transposes: the ONNX input is declared [batch, C, H, W];
+ * every tensor of rank ≥ 3 is held channels-first (Keras axis r−1 → ONNX axis 1, axis k → k+1), tensors
+ * of rank ≤ 2 as they are; weights are permuted when read (Conv2D HWIO → OIHW, DepthwiseConv2D
+ * HW·C·M → (C·M)·1·H·W); axis attributes (Concatenate, Softmax, BatchNormalization) are remapped. Only
+ * where Keras looks at the memory order of an image tensor (Flatten, Reshape, Permute) does a Transpose
+ * appear, and not even there when the move is a pure relabelling of size-1 axes.
+ *
+ * Weights may be float32, int32 or quantized (`quantization: {dtype: uint8|uint16, scale, min}` →
+ * q·scale + min, as tfjs dequantizes; or `{dtype: float16}`). Model bundles that ship model.json and
+ * shards inside .min.js files (nsfwjs) are read through ./tfjs-nsfwjs.ts.
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, extname, join } from 'node:path';
+import { Graph, type Dim } from '../graph/graph.js';
+import { A, Builder } from '../graph/builder.js';
+import { type Tensor, halfToFloat, numel } from '../graph/tensor.js';
+import { setLabels, setPreprocess, type ImagePreprocess } from './preprocess.js';
+import { GraftError } from '../util/errors.js';
+import { nsfwjsLabels, nsfwjsModelDir, readModelBundle, readShardBundle, type NsfwjsModel } from './tfjs-nsfwjs.js';
+
+export interface TfjsReadOptions {
+  /**
+   * Image preprocessing, where the model file does not say (it rarely does): value = (pixel/255 − mean)/std.
+   * Given here, it is recorded with source 'flag'; otherwise /255 (mean 0, std 1) is recorded as 'default'.
+   */
+  preprocess?: Partial<Pick<ImagePreprocess, 'mean' | 'std' | 'channelOrder' | 'resize'>>;
+  /**
+   * Class names: a list, or a text file with one per line (the first N lines are used, N = output size).
+   * Default: a labels file found beside model.json (metadata.json's `labels`, class_names.txt, labels.txt,
+   * classes.txt, synset.txt, *.names, imagenet.shortnames.list). `false`: none.
+   */
+  labels?: string[] | string | false;
+  /** Graph name (default: the Keras model's name). */
+  name?: string;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* model.json                                                                                         */
+
+interface Quantization { dtype?: string; scale?: number; min?: number; original_dtype?: string }
+interface WeightSpec { name: string; shape: number[]; dtype: string; quantization?: Quantization }
+interface WeightGroup { paths: string[]; weights: WeightSpec[] }
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Json = any;
+interface ModelJson { modelTopology?: Json; weightsManifest?: WeightGroup[]; format?: string }
+
+/** Where model.json and its shards come from. */
+interface Source {
+  label: string;
+  dir: string;
+  json: ModelJson;
+  /** The file a manifest path names (for messages). */
+  shardFile(path: string): string;
+  shard(path: string): Uint8Array;
+}
+
+function fileSource(file: string): Source {
+  let json: ModelJson;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8')) as ModelJson;
+  } catch (e) {
+    throw new GraftError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  const dir = dirname(file);
+  const shardFile = (p: string) => join(dir, decodeURIComponent(p.replace(/^\.\//, '')));
+  return {
+    label: file, dir, json, shardFile,
+    shard(p) {
+      const f = shardFile(p);
+      if (!existsSync(f)) throw new GraftError(`weight shard not found: ${f} (listed in ${file})`);
+      return new Uint8Array(readFileSync(f));
+    },
+  };
+}
+
+function bundleSource(file: string): Source {
+  const dir = dirname(file);
+  const shardFile = (p: string) => join(dir, `${p.replace(/^\.\//, '')}.min.js`);
+  return {
+    label: file, dir, json: readModelBundle(file) as ModelJson, shardFile,
+    shard: (p) => readShardBundle(shardFile(p)),
+  };
+}
+
+function openSource(path: string): Source {
+  if (!existsSync(path)) throw new GraftError(`model not found: ${path}`);
+  if (statSync(path).isDirectory()) {
+    if (existsSync(join(path, 'model.json'))) return fileSource(join(path, 'model.json'));
+    if (existsSync(join(path, 'model.min.js'))) return bundleSource(join(path, 'model.min.js'));
+    throw new GraftError(`${path} is a folder without model.json (or a model.min.js bundle)`);
+  }
+  return /\.m?js$/.test(path) ? bundleSource(path) : fileSource(path);
+}
+
+const STORED_BYTES: Record<string, number> = { float32: 4, int32: 4, uint8: 1, uint16: 2, float16: 2, bool: 1 };
+
+/** Every weight of the manifest, by name, in Keras layout (float32; int32 weights as float32 too). */
+export function decodeTfjsWeights(manifest: WeightGroup[], src: Pick<Source, 'shard' | 'shardFile' | 'label'>): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const group of manifest) {
+    if (!Array.isArray(group.paths) || !Array.isArray(group.weights)) throw new GraftError(`${src.label}: a weightsManifest entry lacks paths or weights`);
+    const shards = group.paths.map((p) => src.shard(p));
+    const total = shards.reduce((s, b) => s + b.byteLength, 0);
+    const sizes = group.weights.map((w) => {
+      const stored = w.quantization?.dtype ?? w.dtype;
+      const per = STORED_BYTES[stored];
+      if (!per) throw new GraftError(`${src.label}: weight '${w.name}' has unsupported dtype ${stored}`);
+      return numel(w.shape) * per;
+    });
+    const needed = sizes.reduce((s, n) => s + n, 0);
+    if (total < needed) {
+      // shards of a group are cut at a fixed size, the last one shorter: a short one before it is the culprit
+      const first = shards[0]?.byteLength ?? 0;
+      let bad = group.paths.length - 1;
+      for (let i = 0; i < shards.length - 1; i++) if (shards[i]!.byteLength < first) { bad = i; break; }
+      throw new GraftError(
+        `weight shard ${src.shardFile(group.paths[bad] ?? '?')} is truncated: its group (${group.paths.join(', ')}) holds ` +
+          `${total} bytes, the manifest's weights (${group.weights.map((w) => w.name).slice(0, 3).join(', ')}${group.weights.length > 3 ? ', …' : ''}) need ${needed}`,
+      );
+    }
+    const all = new Uint8Array(total);
+    let o = 0;
+    for (const s of shards) { all.set(s, o); o += s.byteLength; }
+    let off = 0;
+    group.weights.forEach((w, k) => {
+      const bytes = all.subarray(off, off + sizes[k]!);
+      off += sizes[k]!;
+      if (out.has(w.name)) throw new GraftError(`${src.label}: weight '${w.name}' appears twice in the manifest`);
+      out.set(w.name, { dtype: 'float32', dims: [...w.shape], data: dequantize(w, bytes, src.label) });
+    });
+  }
+  return out;
+}
+
+function dequantize(w: WeightSpec, bytes: Uint8Array, label: string): Float32Array {
+  const q = w.quantization;
+  const n = numel(w.shape);
+  const copy = new Uint8Array(bytes); // aligned, owned
+  const stored = q?.dtype ?? w.dtype;
+  const out = new Float32Array(n);
+  const intOut = w.dtype === 'int32';
+  if (q && (stored === 'uint8' || stored === 'uint16')) {
+    if (typeof q.scale !== 'number' || typeof q.min !== 'number')
+      throw new GraftError(`${label}: quantized weight '${w.name}' lacks scale/min`);
+    const v = stored === 'uint8' ? copy : new Uint16Array(copy.buffer, 0, n);
+    for (let i = 0; i < n; i++) {
+      const x = v[i]! * q.scale + q.min;
+      out[i] = intOut ? Math.round(x) : x;
+    }
+    return out;
+  }
+  switch (stored) {
+    case 'float32': return new Float32Array(copy.buffer, 0, n);
+    case 'int32': { const v = new Int32Array(copy.buffer, 0, n); for (let i = 0; i < n; i++) out[i] = v[i]!; return out; }
+    case 'float16': { const v = new Uint16Array(copy.buffer, 0, n); for (let i = 0; i < n; i++) out[i] = halfToFloat(v[i]!); return out; }
+    case 'bool': case 'uint8': for (let i = 0; i < n; i++) out[i] = copy[i]!; return out;
+    case 'uint16': { const v = new Uint16Array(copy.buffer, 0, n); for (let i = 0; i < n; i++) out[i] = v[i]!; return out; }
+    default: throw new GraftError(`${label}: weight '${w.name}' has unsupported dtype ${stored}`);
+  }
+}
+
+/** A float32 tensor's data with its axes permuted. */
+function permuteData(data: Float32Array, dims: number[], perm: number[]): { data: Float32Array; dims: number[] } {
+  const r = dims.length;
+  const outDims = perm.map((p) => dims[p]!);
+  const inStrides = new Array<number>(r);
+  for (let i = r - 1, s = 1; i >= 0; i--) { inStrides[i] = s; s *= dims[i]!; }
+  const st = perm.map((p) => inStrides[p]!);
+  const out = new Float32Array(data.length);
+  const idx = new Array<number>(r).fill(0);
+  let src = 0;
+  for (let o = 0; o < out.length; o++) {
+    out[o] = data[src]!;
+    for (let a = r - 1; a >= 0; a--) {
+      idx[a]!++;
+      src += st[a]!;
+      if (idx[a]! < outDims[a]!) break;
+      src -= st[a]! * outDims[a]!;
+      idx[a] = 0;
+    }
+  }
+  return { data: out, dims: outDims };
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* the graph                                                                                          */
+
+/** A Keras tensor during import: its ONNX value and its Keras shape (batch first, null = unknown). Rank ≥ 3 is held channels-first. */
+interface KVal { name: string; shape: (number | null)[] }
+
+interface LayerJson { class_name: string; name?: string; config: Json; inbound_nodes?: Json[] }
+
+const MODEL_CLASSES = new Set(['Model', 'Functional', 'Sequential']);
+const IDENTITY_LAYERS = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'SpatialDropout3D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout', 'ActivityRegularization']);
+
+/** ONNX axis of Keras axis `axis` of a rank-`rank` tensor. */
+function onnxAxis(axis: number, rank: number): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank) throw new GraftError(`axis ${axis} is out of range for a rank-${rank} tensor`);
+  if (rank < 3 || a === 0) return a;
+  return a === rank - 1 ? 1 : a + 1;
+}
+/** Keras axis held at each ONNX axis. */
+const cfOrder = (rank: number): number[] => (rank < 3 ? [...Array(rank).keys()] : [0, rank - 1, ...Array.from({ length: rank - 2 }, (_, i) => i + 1)]);
+const onnxDims = (s: (number | null)[]): (number | null)[] => cfOrder(s.length).map((k) => s[k]!);
+const invert = (p: number[]): number[] => { const q = new Array<number>(p.length); p.forEach((v, i) => { q[v] = i; }); return q; };
+/** Whether transposing a tensor of `dims` by `perm` leaves its memory order unchanged (only size-1 axes move). */
+function permIsRelabel(dims: (number | null)[], perm: number[]): boolean {
+  const moving = perm.filter((p) => dims[p] !== 1);
+  return moving.every((p, i) => i === 0 || p > moving[i - 1]!);
+}
+const pair = (v: Json, n = 2): number[] => (v == null ? [] : Array.isArray(v) ? v.map(Number) : Array(n).fill(Number(v)));
+
+/** TF's padding rule: `same` pads total max((out−1)·s + (k−1)·d + 1 − in, 0), the odd one at the end. */
+function spatial(inp: (number | null)[], k: number[], s: number[], d: number[], padding: string, what: string):
+  { pads: number[] | null; out: (number | null)[] } {
+  if (padding !== 'same' && padding !== 'valid') throw new GraftError(`${what}: padding '${padding}' is not supported (same, valid)`);
+  const begin: number[] = [], end: number[] = [], out: (number | null)[] = [];
+  let known = true;
+  inp.forEach((n, i) => {
+    const eff = (k[i]! - 1) * d[i]! + 1;
+    if (n == null) { known = false; out.push(null); return; }
+    if (padding === 'valid') {
+      const o = Math.floor((n - eff) / s[i]!) + 1;
+      if (o < 1) throw new GraftError(`${what}: a ${k.join('×')} window does not fit an input of ${inp.join('×')}`);
+      out.push(o); begin.push(0); end.push(0);
+    } else {
+      const o = Math.ceil(n / s[i]!);
+      const total = Math.max((o - 1) * s[i]! + eff - n, 0);
+      out.push(o); begin.push(Math.floor(total / 2)); end.push(total - Math.floor(total / 2));
+    }
+  });
+  if (!known) return { pads: padding === 'valid' ? Array(2 * inp.length).fill(0) : null, out };
+  return { pads: [...begin, ...end], out };
+}
+
+class Importer {
+  readonly g = new Graph();
+  private readonly b: Builder;
+  private readonly layerInits = new Map<object, Map<string, string>>();
+  readonly used = new Set<string>();
+  /** Keras layers applied directly to each graph input (for preprocessing hints). */
+  readonly firstLayers = new Map<string, LayerJson[]>();
+
+  constructor(private readonly weights: Map<string, Tensor>, private readonly label: string) {
+    this.g.opsets = { '': 17 };
+    this.g.producerName = 'graft';
+    this.b = new Builder(this.g);
+  }
+
+  private err(layer: LayerJson, msg: string): GraftError {
+    return new GraftError(`${this.label}: layer '${layerName(layer)}' (${layer.class_name}): ${msg}`);
+  }
+
+  /* ---- weights ---- */
+
+  private weight(layer: LayerJson, scope: string[], key: string, expectRank?: number): Tensor {
+    const lname = layerName(layer);
+    const tries = [[...scope, lname, key].join('/'), `${lname}/${key}`];
+    let found = tries.find((t) => this.weights.has(t));
+    if (!found) {
+      const suffix = `/${lname}/${key}`;
+      const hits = [...this.weights.keys()].filter((k) => k.endsWith(suffix));
+      if (hits.length === 1) found = hits[0];
+    }
+    if (!found) throw this.err(layer, `weight '${lname}/${key}' is not in the weights manifest`);
+    this.used.add(found);
+    const t = this.weights.get(found)!;
+    if (expectRank != null && t.dims.length !== expectRank) throw this.err(layer, `weight '${found}' has shape [${t.dims}], expected rank ${expectRank}`);
+    return t;
+  }
+
+  /** An initializer made once per layer (shared layers reuse it). */
+  private init(layer: LayerJson, key: string, make: () => Tensor): string {
+    let m = this.layerInits.get(layer);
+    if (!m) this.layerInits.set(layer, (m = new Map()));
+    const hit = m.get(key);
+    if (hit) return hit;
+    const name = this.b.name(`${layerName(layer)}/${key}`);
+    this.g.initializers.set(name, make());
+    m.set(key, name);
+    return name;
+  }
+
+  /* ---- models ---- */
+
+  buildModel(layer: LayerJson, inputs: KVal[] | null, scope: string[]): KVal[] {
+    const cfg = layer.config;
+    if (layer.class_name === 'Sequential') return this.buildSequential(layer, cfg, inputs, scope);
+    return this.buildFunctional(layer, cfg, inputs, scope);
+  }
+
+  private makeInput(name: string, batchShape: Json, dtype: Json, where: string): KVal {
+    if (!Array.isArray(batchShape) || batchShape.length < 2) throw new GraftError(`${this.label}: ${where} has no input shape (batch_input_shape)`);
+    if (dtype != null && typeof dtype === 'string' && dtype !== 'float32')
+      throw new GraftError(`${this.label}: input '${name}' is ${dtype}; only float32 inputs are supported`);
+    const shape: (number | null)[] = [null, ...batchShape.slice(1).map((d: Json) => (d == null || d < 0 ? null : Number(d)))];
+    const onnxName = this.b.name(name);
+    // symbolic batch; unknown sizes get names too (height/width for images)
+    const sym = shape.length === 4 ? ['batch', 'channels', 'height', 'width'] : shape.map((_, i) => (i === 0 ? 'batch' : `${onnxName}_d${i}`));
+    const dims: Dim[] = onnxDims(shape).map((d, i) => (i === 0 ? 'batch' : d ?? sym[i]!));
+    this.g.inputs.push({ name: onnxName, dtype: 'float32', shape: dims });
+    return { name: onnxName, shape };
+  }
+
+  private buildSequential(model: LayerJson, cfg: Json, inputs: KVal[] | null, scope: string[]): KVal[] {
+    const layers: LayerJson[] = Array.isArray(cfg) ? cfg : cfg?.layers;
+    if (!Array.isArray(layers) || layers.length === 0) throw new GraftError(`${this.label}: Sequential model '${layerName(model)}' has no layers`);
+    let cur: KVal;
+    const first = layers[0]!;
+    if (inputs) {
+      if (inputs.length !== 1) throw this.err(model, `a Sequential model takes one input, got ${inputs.length}`);
+      cur = inputs[0]!;
+    } else if (first.class_name === 'InputLayer') {
+      const c = first.config ?? {};
+      cur = this.makeInput(c.name ?? layerName(first), c.batch_input_shape ?? c.batch_shape, c.dtype, `input layer '${layerName(first)}'`);
+    } else {
+      const c = first.config ?? {};
+      cur = this.makeInput(`${layerName(first)}_input`, declaredInputShape(first), c.dtype, `Sequential model '${layerName(model)}' (first layer '${layerName(first)}')`);
+    }
+    const input = cur;
+    for (const l of layers) {
+      if (l.class_name === 'InputLayer') continue;
+      if (cur === input && !inputs) this.noteFirst(input.name, l);
+      const out = this.applyLayer(l, [cur], scope);
+      if (out.length !== 1) throw this.err(l, `gives ${out.length} outputs inside a Sequential model`);
+      cur = out[0]!;
+    }
+    return [cur];
+  }
+
+  private noteFirst(input: string, l: LayerJson) {
+    let a = this.firstLayers.get(input);
+    if (!a) this.firstLayers.set(input, (a = []));
+    a.push(l);
+  }
+
+  private buildFunctional(model: LayerJson, cfg: Json, inputs: KVal[] | null, scope: string[]): KVal[] {
+    const layers: LayerJson[] = cfg?.layers;
+    if (!Array.isArray(layers)) throw new GraftError(`${this.label}: model '${layerName(model)}' has no layer list`);
+    const byName = new Map(layers.map((l) => [layerName(l), l]));
+    const vals = new Map<string, KVal[]>();
+    const key = (name: string, node: number) => `${name}#${node}`;
+    const inRefs = refList(cfg.input_layers);
+    const outRefs = refList(cfg.output_layers);
+    if (inputs && inputs.length !== inRefs.length) throw this.err(model, `takes ${inRefs.length} inputs, got ${inputs.length}`);
+    const graphInputs = new Set<string>();
+    inRefs.forEach((r, k) => {
+      const l = byName.get(r[0]);
+      if (!l) throw new GraftError(`${this.label}: model '${layerName(model)}' names input layer '${r[0]}', which it does not have`);
+      if (inputs) { vals.set(key(r[0], r[1]), [inputs[k]!]); return; }
+      const c = l.config ?? {};
+      const v = this.makeInput(c.name ?? r[0], c.batch_input_shape ?? c.batch_shape, c.dtype, `input layer '${r[0]}'`);
+      graphInputs.add(v.name);
+      vals.set(key(r[0], r[1]), [v]);
+    });
+    type Call = { layer: LayerJson; node: number; refs: [string, number, number][] };
+    let pending: Call[] = [];
+    for (const l of layers) {
+      if (l.class_name === 'InputLayer') continue;
+      // A nested model already holds a node of its own (input → output) when rebuilt, so Keras and tfjs
+      // number its calls from 1 in references ("kept_nodes = 1" for networks when serializing).
+      const first = MODEL_CLASSES.has(l.class_name) && ownsFirstNode(l) ? 1 : 0;
+      (l.inbound_nodes ?? []).forEach((n, k) => pending.push({ layer: l, node: k + first, refs: inboundRefs(n, this.label, l) }));
+    }
+    while (pending.length) {
+      const next: Call[] = [];
+      for (const c of pending) {
+        const ins = c.refs.map(([n, ni, ti]) => vals.get(key(n, ni))?.[ti]);
+        if (ins.some((v) => !v)) { next.push(c); continue; }
+        const kin = ins as KVal[];
+        if (!inputs) for (const v of kin) if (graphInputs.has(v.name)) this.noteFirst(v.name, c.layer);
+        vals.set(key(layerName(c.layer), c.node), this.applyLayer(c.layer, kin, scope));
+      }
+      if (next.length === pending.length) {
+        const c = next[0]!;
+        const miss = c.refs.find(([n, ni, ti]) => !vals.get(key(n, ni))?.[ti])!;
+        throw this.err(c.layer, `its input '${miss[0]}' (node ${miss[1]}, tensor ${miss[2]}) is never computed`);
+      }
+      pending = next;
+    }
+    return outRefs.map(([n, ni, ti]) => {
+      const v = vals.get(key(n, ni))?.[ti];
+      if (!v) throw new GraftError(`${this.label}: model output '${n}' (node ${ni}, tensor ${ti}) is never computed`);
+      return v;
+    });
+  }
+
+  /* ---- layers ---- */
+
+  applyLayer(layer: LayerJson, inputs: KVal[], scope: string[]): KVal[] {
+    if (MODEL_CLASSES.has(layer.class_name)) return this.buildModel(layer, inputs, [...scope, layerName(layer)]);
+    const before = this.b.emitted.length;
+    const outs = this.layer(layer, inputs, scope);
+    // Name each layer's output after the layer: readable graphs, and outputs named like Keras' layers.
+    const fresh = this.b.emitted.slice(before);
+    for (const v of outs) {
+      const p = fresh.find((n) => n.outputs.includes(v.name));
+      if (!p) continue;
+      const nn = this.b.name(layerName(layer));
+      p.outputs = p.outputs.map((o) => (o === v.name ? nn : o));
+      for (const n of fresh) n.inputs = n.inputs.map((i) => (i === v.name ? nn : i));
+      v.name = nn;
+    }
+    return outs;
+  }
+
+  private layer(layer: LayerJson, inputs: KVal[], scope: string[]): KVal[] {
+    const c = layer.config ?? {};
+    const cls = layer.class_name;
+    const lname = layerName(layer);
+    const b = this.b;
+    const one = (): KVal => {
+      if (inputs.length !== 1) throw this.err(layer, `expects one input, got ${inputs.length}`);
+      return inputs[0]!;
+    };
+    const rank = (x: KVal, ...ok: number[]) => {
+      if (!ok.includes(x.shape.length)) throw this.err(layer, `expects a rank-${ok.join('/')} input (batch included), got shape [${x.shape.map((d) => d ?? '?')}]`);
+    };
+    if (c.data_format === 'channels_first') throw this.err(layer, `data_format 'channels_first' is not supported`);
+    if (IDENTITY_LAYERS.has(cls)) return [{ ...one() }];
+
+    switch (cls) {
+      case 'Conv2D': {
+        const x = one(); rank(x, 4);
+        const K = this.weight(layer, scope, 'kernel', 4);
+        const [kh, kw, cinG, F] = K.dims as [number, number, number, number];
+        const groups = Number(c.groups ?? 1);
+        if (x.shape[3] != null && x.shape[3] !== cinG * groups) throw this.err(layer, `kernel [${K.dims}] does not fit ${x.shape[3]} input channels`);
+        const W = this.init(layer, 'kernel', () => { const p = permuteData(K.data as Float32Array, K.dims, [3, 2, 0, 1]); return { dtype: 'float32', ...p }; });
+        const ins = [x.name, W];
+        if (c.use_bias !== false) ins.push(this.init(layer, 'bias', () => this.weight(layer, scope, 'bias', 1)));
+        const y = this.conv(layer, ins, x, [kh, kw], pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', groups, F, 'Conv');
+        return [this.activation(layer, y, c.activation)];
+      }
+      case 'DepthwiseConv2D': {
+        const x = one(); rank(x, 4);
+        const K = this.weight(layer, scope, 'depthwise_kernel', 4);
+        const [kh, kw, C, M] = K.dims as [number, number, number, number];
+        if (x.shape[3] != null && x.shape[3] !== C) throw this.err(layer, `kernel [${K.dims}] does not fit ${x.shape[3]} input channels`);
+        const W = this.init(layer, 'depthwise_kernel', () => depthwiseWeight(K));
+        const ins = [x.name, W];
+        if (c.use_bias !== false) ins.push(this.init(layer, 'bias', () => this.weight(layer, scope, 'bias', 1)));
+        const y = this.conv(layer, ins, x, [kh, kw], pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', C, C * M, 'DepthwiseConv');
+        return [this.activation(layer, y, c.activation)];
+      }
+      case 'SeparableConv2D': {
+        const x = one(); rank(x, 4);
+        const D = this.weight(layer, scope, 'depthwise_kernel', 4);
+        const P = this.weight(layer, scope, 'pointwise_kernel', 4);
+        const [kh, kw, C, M] = D.dims as [number, number, number, number];
+        const F = P.dims[3]!;
+        if (P.dims[2] !== C * M) throw this.err(layer, `pointwise kernel [${P.dims}] does not fit depthwise kernel [${D.dims}]`);
+        const dw = this.conv(layer, [x.name, this.init(layer, 'depthwise_kernel', () => depthwiseWeight(D))], x, [kh, kw],
+          pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', C, C * M, 'DepthwiseConv');
+        const pw = this.init(layer, 'pointwise_kernel', () => { const p = permuteData(P.data as Float32Array, P.dims, [3, 2, 0, 1]); return { dtype: 'float32', ...p }; });
+        const ins = [dw.name, pw];
+        if (c.use_bias !== false) ins.push(this.init(layer, 'bias', () => this.weight(layer, scope, 'bias', 1)));
+        const y = this.conv(layer, ins, dw, [1, 1], [1, 1], [1, 1], 'valid', 1, F, 'PointwiseConv');
+        return [this.activation(layer, y, c.activation)];
+      }
+      case 'Dense': {
+        const x = one();
+        if (x.shape.length < 2) throw this.err(layer, 'expects an input of rank ≥ 2');
+        const K = this.weight(layer, scope, 'kernel', 2);
+        const [nin, units] = K.dims as [number, number];
+        const last = x.shape[x.shape.length - 1];
+        if (last != null && last !== nin) throw this.err(layer, `kernel [${K.dims}] does not fit ${last} input features`);
+        const bias = c.use_bias !== false ? this.init(layer, 'bias', () => this.weight(layer, scope, 'bias', 1)) : null;
+        const shape = [...x.shape.slice(0, -1), units];
+        if (x.shape.length === 2) {
+          const W = this.init(layer, 'kernel', () => K);
+          const y = bias ? b.op('Gemm', [x.name, W, bias], {}, `${lname}/Gemm`) : b.op('MatMul', [x.name, W], {}, `${lname}/MatMul`);
+          return [this.activation(layer, { name: y, shape }, c.activation)];
+        }
+        // channels-first data: a Dense over the channel axis is a 1×…×1 convolution
+        const r = x.shape.length;
+        const W = this.init(layer, 'kernel', () => {
+          const p = permuteData(K.data as Float32Array, K.dims, [1, 0]);
+          return { dtype: 'float32', dims: [units, nin, ...Array(r - 2).fill(1)], data: p.data };
+        });
+        const y = b.op('Conv', bias ? [x.name, W, bias] : [x.name, W], { kernel_shape: A.is(Array(r - 2).fill(1)) }, `${lname}/Conv`);
+        return [this.activation(layer, { name: y, shape }, c.activation)];
+      }
+      case 'BatchNormalization': {
+        const x = one();
+        const r = x.shape.length;
+        const axes = Array.isArray(c.axis) ? c.axis : [c.axis ?? -1];
+        if (axes.length !== 1 || onnxAxis(Number(axes[0]), r) !== 1) throw this.err(layer, `normalizing over axis ${JSON.stringify(c.axis)} of a rank-${r} tensor is not supported (only the channel axis)`);
+        if (r < 2) throw this.err(layer, 'expects an input of rank ≥ 2');
+        const mean = this.weight(layer, scope, 'moving_mean', 1);
+        const C = mean.dims[0]!;
+        const ones = (v: number): Tensor => ({ dtype: 'float32', dims: [C], data: new Float32Array(C).fill(v) });
+        const gamma = this.init(layer, 'gamma', () => (c.scale !== false ? this.weight(layer, scope, 'gamma', 1) : ones(1)));
+        const beta = this.init(layer, 'beta', () => (c.center !== false ? this.weight(layer, scope, 'beta', 1) : ones(0)));
+        const m = this.init(layer, 'moving_mean', () => mean);
+        const v = this.init(layer, 'moving_variance', () => this.weight(layer, scope, 'moving_variance', 1));
+        const y = b.op('BatchNormalization', [x.name, gamma, beta, m, v], { epsilon: A.f(Number(c.epsilon ?? 1e-3)) }, `${lname}/BatchNormalization`);
+        return [{ name: y, shape: [...x.shape] }];
+      }
+      case 'Activation': {
+        const x = one();
+        return [this.activation(layer, { ...x }, c.activation, true)];
+      }
+      case 'ReLU': {
+        const x = one();
+        const max = c.max_value == null ? null : Number(c.max_value);
+        const slope = Number(c.negative_slope ?? 0);
+        const thr = Number(c.threshold ?? 0);
+        if (thr !== 0) throw this.err(layer, `threshold ${thr} is not supported`);
+        let y: string;
+        if (slope === 0) y = max == null ? b.op('Relu', [x.name], {}, `${lname}/Relu`) : b.op('Clip', [x.name, b.f32(0), b.f32(max)], {}, `${lname}/Clip`);
+        else {
+          y = b.op('LeakyRelu', [x.name], { alpha: A.f(slope) }, `${lname}/LeakyRelu`);
+          if (max != null) y = b.op('Clip', [y, b.f32(-3.4028234663852886e38), b.f32(max)], {}, `${lname}/Clip`);
+        }
+        return [{ name: y, shape: [...x.shape] }];
+      }
+      case 'LeakyReLU': {
+        const x = one();
+        const alpha = Number(c.alpha ?? c.negative_slope ?? 0.3);
+        return [{ name: b.op('LeakyRelu', [x.name], { alpha: A.f(alpha) }, `${lname}/LeakyRelu`), shape: [...x.shape] }];
+      }
+      case 'ELU': {
+        const x = one();
+        return [{ name: b.op('Elu', [x.name], { alpha: A.f(Number(c.alpha ?? 1)) }, `${lname}/Elu`), shape: [...x.shape] }];
+      }
+      case 'Softmax': {
+        const x = one();
+        const axes = Array.isArray(c.axis) ? c.axis : [c.axis ?? -1];
+        if (axes.length !== 1) throw this.err(layer, `softmax over several axes (${JSON.stringify(c.axis)}) is not supported`);
+        return [{ name: b.op('Softmax', [x.name], { axis: A.i(onnxAxis(Number(axes[0]), x.shape.length)) }, `${lname}/Softmax`), shape: [...x.shape] }];
+      }
+      case 'Add': case 'Subtract': case 'Multiply': case 'Average': case 'Maximum': case 'Minimum': {
+        if (inputs.length < 2) throw this.err(layer, `expects at least two inputs, got ${inputs.length}`);
+        const r = inputs[0]!.shape.length;
+        if (inputs.some((v) => v.shape.length !== r)) throw this.err(layer, `inputs of different ranks (${inputs.map((v) => v.shape.length).join(', ')}) are not supported`);
+        const shape = inputs[0]!.shape.map((_, i) => {
+          const ds = inputs.map((v) => v.shape[i]);
+          return ds.some((d) => d == null) ? (ds.find((d) => d != null && d !== 1) ?? null) : Math.max(...(ds as number[]));
+        });
+        const names = inputs.map((v) => v.name);
+        let y: string;
+        if (cls === 'Subtract') {
+          if (names.length !== 2) throw this.err(layer, `expects two inputs, got ${names.length}`);
+          y = b.op('Sub', names, {}, `${lname}/Sub`);
+        } else if (cls === 'Add') y = b.op(names.length === 2 ? 'Add' : 'Sum', names, {}, `${lname}/Add`);
+        else if (cls === 'Multiply') { y = names[0]!; for (const n of names.slice(1)) y = b.op('Mul', [y, n], {}, `${lname}/Mul`); }
+        else y = b.op(cls === 'Average' ? 'Mean' : cls === 'Maximum' ? 'Max' : 'Min', names, {}, `${lname}/${cls}`);
+        shape[0] = null;
+        return [{ name: y, shape }];
+      }
+      case 'Concatenate': {
+        if (inputs.length < 1) throw this.err(layer, 'has no inputs');
+        const r = inputs[0]!.shape.length;
+        if (inputs.some((v) => v.shape.length !== r)) throw this.err(layer, 'inputs of different ranks cannot be concatenated');
+        const ax = (Number(c.axis ?? -1) + r) % r;
+        const shape = inputs[0]!.shape.map((d, i) => (i === ax ? (inputs.some((v) => v.shape[i] == null) ? null : inputs.reduce((s, v) => s + v.shape[i]!, 0)) : d));
+        if (inputs.length === 1) return [{ name: inputs[0]!.name, shape }];
+        return [{ name: b.op('Concat', inputs.map((v) => v.name), { axis: A.i(onnxAxis(ax, r)) }, `${lname}/Concat`), shape }];
+      }
+      case 'MaxPooling2D': case 'AveragePooling2D': case 'MaxPooling1D': case 'AveragePooling1D': case 'MaxPool2D': case 'AveragePool2D': {
+        const x = one();
+        const nsp = cls.includes('1D') ? 1 : 2;
+        rank(x, nsp + 2);
+        const k = pair(c.pool_size ?? 2, nsp);
+        const s = c.strides == null ? k : pair(c.strides, nsp);
+        const { pads, out } = spatial(x.shape.slice(1, 1 + nsp), k, s, k.map(() => 1), c.padding ?? 'valid', `${this.label}: layer '${lname}'`);
+        const max = cls.startsWith('Max');
+        if (pads && out.every((o) => o === 1) && pads.every((p) => p === 0) && x.shape.slice(1, 1 + nsp).every((n, i) => n === k[i])) {
+          // one window over the whole map (MobileNet's and Inception's last pool): a spatial mean/max
+          const y = b.reduce(max ? 'ReduceMax' : 'ReduceMean', x.name, [...Array(nsp).keys()].map((i) => i + 2), true);
+          return [{ name: y, shape: [null, ...out, x.shape[x.shape.length - 1]!] }];
+        }
+        const attrs = { kernel_shape: A.is(k), strides: A.is(s), ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }) };
+        // TF averages over the window's taps inside the input: count_include_pad = 0, ONNX's default.
+        const y = b.op(max ? 'MaxPool' : 'AveragePool', [x.name], max ? attrs : { ...attrs, count_include_pad: A.i(0) }, `${lname}/${max ? 'MaxPool' : 'AveragePool'}`);
+        return [{ name: y, shape: [null, ...out, x.shape[x.shape.length - 1]!] }];
+      }
+      case 'GlobalAveragePooling2D': case 'GlobalMaxPooling2D': case 'GlobalAveragePooling1D': case 'GlobalMaxPooling1D':
+      case 'GlobalAvgPool2D': case 'GlobalMaxPool2D': {
+        const x = one();
+        rank(x, cls.includes('1D') ? 3 : 4);
+        const r = x.shape.length;
+        const C = x.shape[r - 1]!;
+        // ReduceMean/ReduceMax over the spatial axes, as tf2onnx writes it (one node, float64 kernels too)
+        const keep = Boolean(c.keepdims);
+        const y = b.reduce(cls.includes('Max') ? 'ReduceMax' : 'ReduceMean', x.name, [...Array(r - 2).keys()].map((i) => i + 2), keep);
+        return [{ name: y, shape: keep ? [null, ...Array(r - 2).fill(1), C] : [null, C] }];
+      }
+      case 'ZeroPadding2D': {
+        const x = one(); rank(x, 4);
+        const p = c.padding ?? 1;
+        const [[t, bo], [l, r]] = (typeof p === 'number' ? [[p, p], [p, p]] : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))) as [[number, number], [number, number]];
+        const y = b.op('Pad', [x.name, b.i64([0, 0, t, l, 0, 0, bo, r])], { mode: A.s('constant') }, `${lname}/Pad`);
+        const [, H, Wd, C] = x.shape;
+        return [{ name: y, shape: [null, H == null ? null : H + t + bo, Wd == null ? null : Wd + l + r, C!] }];
+      }
+      case 'Cropping2D': {
+        const x = one(); rank(x, 4);
+        const p = c.cropping ?? 0;
+        const [[t, bo], [l, r]] = (typeof p === 'number' ? [[p, p], [p, p]] : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))) as [[number, number], [number, number]];
+        const END = 2 ** 31 - 1;
+        const y = b.op('Slice', [x.name, b.i64([t, l]), b.i64([bo ? -bo : END, r ? -r : END]), b.i64([2, 3])], {}, `${lname}/Slice`);
+        const [, H, Wd, C] = x.shape;
+        return [{ name: y, shape: [null, H == null ? null : H - t - bo, Wd == null ? null : Wd - l - r, C!] }];
+      }
+      case 'Flatten': {
+        const x = one();
+        const r = x.shape.length;
+        const n = x.shape.slice(1).some((d) => d == null) ? null : numel(x.shape.slice(1) as number[]);
+        if (r <= 2) return [{ ...x }];
+        // Keras flattens H·W·C order: bring the channels back last unless that moves only size-1 axes
+        const src = this.toKerasOrder(layer, x);
+        return [{ name: b.op('Flatten', [src], { axis: A.i(1) }, `${lname}/Flatten`), shape: [null, n] }];
+      }
+      case 'Reshape': {
+        const x = one();
+        const target: number[] = (c.target_shape as Json[]).map((d) => (d == null ? -1 : Number(d)));
+        const known = x.shape.slice(1).every((d) => d != null) ? numel(x.shape.slice(1) as number[]) : null;
+        const unknownAt = target.indexOf(-1);
+        const resolved = target.map((d, i) => (i === unknownAt ? (known == null ? null : known / numel(target.filter((t) => t !== -1))) : d));
+        const outShape: (number | null)[] = [null, ...resolved];
+        const src = this.toKerasOrder(layer, x);
+        const r = outShape.length;
+        if (r >= 3) {
+          const back = cfOrder(r);
+          if (resolved.every((d) => d != null) && permIsRelabel(outShape, back))
+            return [{ name: b.reshape(src, [0, ...onnxDims(outShape).slice(1).map(Number)]), shape: outShape }];
+          const y = b.reshape(src, [0, ...target]);
+          return [{ name: b.op('Transpose', [y], { perm: A.is(back) }, `${lname}/Transpose`), shape: outShape }];
+        }
+        return [{ name: b.reshape(src, [0, ...target]), shape: outShape }];
+      }
+      case 'Permute': {
+        const x = one();
+        const r = x.shape.length;
+        const kp = [0, ...(c.dims as number[]).map(Number)];
+        if (kp.length !== r) throw this.err(layer, `dims ${JSON.stringify(c.dims)} do not fit a rank-${r} input`);
+        const cf = cfOrder(r), inv = invert(cf);
+        const perm = cf.map((k) => inv[kp[k]!]!);
+        const shape = kp.map((k) => x.shape[k]!);
+        if (perm.every((p, i) => p === i)) return [{ name: x.name, shape }];
+        return [{ name: b.op('Transpose', [x.name], { perm: A.is(perm) }, `${lname}/Transpose`), shape }];
+      }
+      case 'Rescaling': {
+        const x = one();
+        let y = x.name;
+        const vec = (v: Json, base: string) => {
+          if (typeof v === 'number') return b.f32(v);
+          const a = (v as Json[]).map(Number);
+          const r = x.shape.length;
+          return this.init(layer, base, () => ({ dtype: 'float32', dims: r >= 3 ? [a.length, ...Array(r - 2).fill(1)] : [a.length], data: Float32Array.from(a) }));
+        };
+        const scale = c.scale ?? 1, offset = c.offset ?? 0;
+        if (scale !== 1) y = b.op('Mul', [y, vec(scale, 'scale')], {}, `${lname}/Mul`);
+        if (offset !== 0) y = b.op('Add', [y, vec(offset, 'offset')], {}, `${lname}/Add`);
+        return [{ name: y, shape: [...x.shape] }];
+      }
+      default:
+        throw new GraftError(`${this.label}: layer '${lname}' is a ${cls}, which the TF.js importer does not support`);
+    }
+  }
+
+  /** The ONNX value of `x` in Keras' own axis order (a Transpose unless only size-1 axes move). */
+  private toKerasOrder(layer: LayerJson, x: KVal): string {
+    const r = x.shape.length;
+    if (r < 3) return x.name;
+    const perm = invert(cfOrder(r)); // ONNX (channels-first) → Keras
+    if (permIsRelabel(onnxDims(x.shape), perm)) return x.name; // the next Reshape/Flatten relabels the axes
+    return this.b.op('Transpose', [x.name], { perm: A.is(perm) }, `${layerName(layer)}/Transpose`);
+  }
+
+  private conv(layer: LayerJson, ins: string[], x: KVal, k: number[], s: number[], d: number[], padding: string, group: number, F: number, base: string): KVal {
+    const { pads, out } = spatial(x.shape.slice(1, 3), k, s, d, padding, `${this.label}: layer '${layerName(layer)}'`);
+    const attrs = {
+      kernel_shape: A.is(k), strides: A.is(s), dilations: A.is(d), group: A.i(group),
+      ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }),
+    };
+    return { name: this.b.op('Conv', ins, attrs, `${layerName(layer)}/${base}`), shape: [null, ...out, F] };
+  }
+
+  private activation(layer: LayerJson, x: KVal, act: Json, required = false): KVal {
+    const b = this.b;
+    const name = typeof act === 'string' ? act : act?.class_name ?? act?.config?.name;
+    const base = `${layerName(layer)}/${name}`;
+    const axis = x.shape.length >= 3 ? 1 : -1;
+    const y = (n: string): KVal => ({ name: n, shape: [...x.shape] });
+    const v = x.name;
+    switch (name == null ? 'linear' : String(name).toLowerCase()) {
+      case 'linear': return required ? y(b.op('Identity', [v], {}, base)) : x;
+      case 'relu': return y(b.op('Relu', [v], {}, base));
+      case 'relu6': return y(b.op('Clip', [v, b.f32(0), b.f32(6)], {}, base));
+      case 'elu': return y(b.op('Elu', [v], { alpha: A.f(1) }, base));
+      case 'selu': return y(b.op('Mul', [b.op('Elu', [v], { alpha: A.f(1.6732632423543772) }, `${base}/Elu`), b.f32(1.0507009873554805)], {}, base));
+      case 'sigmoid': return y(b.op('Sigmoid', [v], {}, base));
+      case 'hard_sigmoid': case 'hardsigmoid': return y(b.op('HardSigmoid', [v], { alpha: A.f(0.2), beta: A.f(0.5) }, base));
+      case 'tanh': return y(b.op('Tanh', [v], {}, base));
+      case 'softmax': return y(b.op('Softmax', [v], { axis: A.i(axis) }, base));
+      case 'log_softmax': case 'logsoftmax': return y(b.op('LogSoftmax', [v], { axis: A.i(axis) }, base));
+      case 'softplus': return y(b.op('Softplus', [v], {}, base));
+      case 'softsign': return y(b.op('Div', [v, b.op('Add', [b.op('Abs', [v], {}, `${base}/Abs`), b.f32(1)], {}, `${base}/Add`)], {}, base));
+      case 'swish': case 'silu': return y(b.op('Mul', [v, b.op('Sigmoid', [v], {}, `${base}/Sigmoid`)], {}, base));
+      case 'mish': return y(b.op('Mul', [v, b.op('Tanh', [b.op('Softplus', [v], {}, `${base}/Softplus`)], {}, `${base}/Tanh`)], {}, base));
+      case 'gelu': {
+        const e = b.op('Erf', [b.op('Mul', [v, b.f32(Math.SQRT1_2)], {}, `${base}/Scale`)], {}, `${base}/Erf`);
+        return y(b.op('Mul', [b.op('Mul', [v, b.f32(0.5)], {}, `${base}/Half`), b.op('Add', [e, b.f32(1)], {}, `${base}/Add`)], {}, base));
+      }
+      case 'exponential': return y(b.op('Exp', [v], {}, base));
+      default: throw this.err(layer, `activation '${name}' is not supported`);
+    }
+  }
+}
+
+function layerName(l: LayerJson): string {
+  return String(l.config?.name ?? l.name ?? l.class_name);
+}
+
+/** The batch input shape a layer (or a nested model's first layer / input layer) declares. */
+function declaredInputShape(l: LayerJson): Json {
+  const c = l.config ?? {};
+  if (l.class_name === 'Sequential') {
+    const f = (Array.isArray(c) ? c : c.layers)?.[0];
+    return f ? declaredInputShape(f) : undefined;
+  }
+  if (MODEL_CLASSES.has(l.class_name)) {
+    const ref = refList(c.input_layers)[0];
+    const il = (c.layers as LayerJson[] | undefined)?.find((x) => layerName(x) === ref?.[0]);
+    return il ? declaredInputShape(il) : undefined;
+  }
+  return c.batch_input_shape ?? c.batch_shape ?? (c.input_shape ? [null, ...c.input_shape] : undefined);
+}
+
+/** Whether a nested model has its own first node: functional models always, Sequential ones once built (with an input shape). */
+function ownsFirstNode(l: LayerJson): boolean {
+  if (l.class_name !== 'Sequential') return true;
+  const layers: LayerJson[] | undefined = Array.isArray(l.config) ? l.config : l.config?.layers;
+  const f = layers?.[0];
+  if (!f) return false;
+  const c = f.config ?? {};
+  if (MODEL_CLASSES.has(f.class_name)) return ownsFirstNode(f);
+  return f.class_name === 'InputLayer' || c.batch_input_shape != null || c.batch_shape != null || c.input_shape != null;
+}
+
+function depthwiseWeight(K: Tensor): Tensor {
+  const [kh, kw, C, M] = K.dims as [number, number, number, number];
+  // HW·C·M → C·M·H·W, then C·M output channels of one input channel each (group = C, channel c·M + m)
+  const p = permuteData(K.data as Float32Array, K.dims, [2, 3, 0, 1]);
+  return { dtype: 'float32', dims: [C * M, 1, kh, kw], data: p.data };
+}
+
+/** input_layers / output_layers: [[name, node, tensor], …] (or one flat [name, node, tensor]). */
+function refList(v: Json): [string, number, number][] {
+  if (!Array.isArray(v)) return [];
+  if (typeof v[0] === 'string') return [[v[0], Number(v[1] ?? 0), Number(v[2] ?? 0)]];
+  return v.map((r: Json) => [String(r[0]), Number(r[1] ?? 0), Number(r[2] ?? 0)]);
+}
+
+/** One call's inputs: Keras 2 / tfjs `[[name, node, tensor, kwargs], …]`, or Keras 3 `{args: [keras tensors…]}`. */
+function inboundRefs(n: Json, label: string, l: LayerJson): [string, number, number][] {
+  if (Array.isArray(n)) return n.map((r: Json) => [String(r[0]), Number(r[1] ?? 0), Number(r[2] ?? 0)]);
+  if (n && typeof n === 'object' && Array.isArray(n.args)) {
+    const out: [string, number, number][] = [];
+    const walk = (a: Json) => {
+      if (Array.isArray(a)) a.forEach(walk);
+      else if (a && typeof a === 'object' && a.class_name === '__keras_tensor__') {
+        const h = a.config.keras_history;
+        out.push([String(h[0]), Number(h[1]), Number(h[2])]);
+      }
+    };
+    walk(n.args);
+    return out;
+  }
+  throw new GraftError(`${label}: layer '${layerName(l)}' has inbound nodes in a form the importer does not know`);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* entry points                                                                                       */
+
+/**
+ * Read a TF.js layers model: `path` is model.json, a folder holding one, or a JS bundle (model.min.js,
+ * or a folder holding one) whose shards are `<path>.min.js` files, as nsfwjs ships its models.
+ */
+export function readTfjs(path: string, opts: TfjsReadOptions = {}): Graph {
+  const src = openSource(path);
+  return importTfjs(src, opts);
+}
+
+/** One of nsfwjs's layers models (MobileNetV2 at 224, InceptionV3 at 299), from the installed npm package. */
+export function readNsfwjs(model: NsfwjsModel, opts: TfjsReadOptions & { /** where to resolve the package from (see nsfwjsPackageDir) */ from?: string } = {}): Graph {
+  const g = readTfjs(nsfwjsModelDir(model, opts.from), { labels: nsfwjsLabels(opts.from), ...opts, name: opts.name ?? `nsfwjs-${model}` });
+  g.docString = `nsfwjs ${model}, imported from the npm package's bundled TF.js layers model`;
+  g.metadata['graft.source'] = `tfjs:nsfwjs/${model}`;
+  return g;
+}
+
+function importTfjs(src: Source, opts: TfjsReadOptions): Graph {
+  const json = src.json;
+  if (json.format === 'graph-model' || (json.modelTopology && 'node' in json.modelTopology))
+    throw new GraftError(`${src.label} is a TF.js graph model; only layers models (a Keras topology) are supported`);
+  const topo = json.modelTopology;
+  if (!topo || typeof topo !== 'object') throw new GraftError(`${src.label} has no modelTopology`);
+  const mc: LayerJson = topo.model_config ?? topo;
+  if (!mc || !MODEL_CLASSES.has(mc.class_name))
+    throw new GraftError(`${src.label}: the topology is a '${mc?.class_name}', expected a Keras Model/Functional/Sequential`);
+  const weights = decodeTfjsWeights(json.weightsManifest ?? [], src);
+
+  const imp = new Importer(weights, src.label);
+  const outs = imp.buildModel(mc, null, []);
+  const g = imp.g;
+  g.name = opts.name ?? String(mc.config?.name ?? basename(src.dir));
+  g.docString = `imported from the TF.js layers model ${src.label}`;
+  g.metadata['graft.source'] = `tfjs:${basename(src.label)}`;
+  // Graph outputs: distinct values, never a graph input itself.
+  const seen = new Set<string>(g.inputs.map((i) => i.name));
+  const b = new Builder(g);
+  g.outputs = outs.map((v) => {
+    let name = v.name;
+    if (seen.has(name)) name = b.op('Identity', [name], {}, `${name}/output`);
+    seen.add(name);
+    const dims: Dim[] = onnxDims(v.shape).map((d, i) => (i === 0 ? 'batch' : d));
+    return { name, dtype: 'float32', shape: dims };
+  });
+  g.prune();
+
+  const pre = preprocessFor(g, imp, opts);
+  if (pre) setPreprocess(g, pre);
+  const last = outs[0]?.shape;
+  const classes = last && last.length === 2 ? last[1] : null;
+  if (classes != null && opts.labels !== false) {
+    const labels = resolveLabels(src.dir, classes, opts.labels);
+    if (labels) setLabels(g, labels);
+  }
+  return g;
+}
+
+function preprocessFor(g: Graph, imp: Importer, opts: TfjsReadOptions): ImagePreprocess | undefined {
+  const inp = g.dataInputs();
+  if (inp.length !== 1) return undefined;
+  const s = inp[0]!.shape;
+  if (!s || s.length !== 4) return undefined;
+  const [, C, H, W] = s;
+  if ((C !== 1 && C !== 3) || typeof H !== 'number' || typeof W !== 'number') return undefined;
+  const ch = C as 1 | 3;
+  const fill = (v: number[] | undefined, d: number): number[] => (!v || v.length === 0 ? Array(ch).fill(d) : v.length === 1 ? Array(ch).fill(v[0]) : v);
+  const given = opts.preprocess ?? {};
+  const base = {
+    layout: 'NCHW' as const, width: W, height: H, channels: ch,
+    channelOrder: given.channelOrder ?? (ch === 1 ? 'GRAY' as const : 'RGB' as const),
+    resize: given.resize ?? ('stretch' as const),
+  };
+  if (given.mean || given.std) {
+    const mean = fill(given.mean, 0), std = fill(given.std, 1);
+    if (mean.length !== ch || std.length !== ch) throw new GraftError(`preprocess mean/std need 1 or ${ch} values`);
+    return { ...base, mean, std, source: 'flag' };
+  }
+  // A Rescaling layer right at the input: the model takes raw 0–255 pixels and says so itself.
+  const first = imp.firstLayers.get(inp[0]!.name) ?? [];
+  if (first.length === 1 && first[0]!.class_name === 'Rescaling') {
+    const sc = first[0]!.config?.scale ?? 1, off = first[0]!.config?.offset ?? 0;
+    if (typeof sc === 'number' && typeof off === 'number' && sc !== 0) {
+      // the graph computes pixel·scale + offset itself: it wants the pixel values, (pixel/255 − 0)/(1/255)
+      return { ...base, mean: Array(ch).fill(0), std: Array(ch).fill(1 / 255), source: 'file' };
+    }
+  }
+  return { ...base, mean: Array(ch).fill(0), std: Array(ch).fill(1), source: 'default' };
+}
+
+const LABEL_FILES = ['class_names.txt', 'labels.txt', 'classes.txt', 'synset.txt', 'imagenet.shortnames.list'];
+
+function readLabelLines(file: string): string[] {
+  return readFileSync(file, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l, i, a) => l !== '' || i < a.length - 1);
+}
+
+function resolveLabels(dir: string, n: number, given: string[] | string | undefined): string[] | undefined {
+  if (Array.isArray(given)) {
+    if (given.length !== n) throw new GraftError(`${given.length} labels given for a model with ${n} outputs`);
+    return given;
+  }
+  if (typeof given === 'string') {
+    if (!existsSync(given)) throw new GraftError(`labels file not found: ${given}`);
+    const lines = readLabelLines(given);
+    if (lines.length < n) throw new GraftError(`${given} has ${lines.length} labels, the model has ${n} outputs`);
+    return lines.slice(0, n);
+  }
+  // metadata.json (Teachable Machine) lists the labels in output order
+  const meta = join(dir, 'metadata.json');
+  if (existsSync(meta)) {
+    try {
+      const m = JSON.parse(readFileSync(meta, 'utf8')) as { labels?: unknown };
+      if (Array.isArray(m.labels) && m.labels.length === n) return m.labels.map(String);
+    } catch { /* not ours */ }
+  }
+  let names: string[] = [];
+  try { names = readdirSync(dir); } catch { return undefined; }
+  const candidates = [...LABEL_FILES.filter((f) => names.includes(f)), ...names.filter((f) => extname(f) === '.names' && !LABEL_FILES.includes(f))];
+  for (const f of candidates) {
+    const lines = readLabelLines(join(dir, f));
+    if (lines.length >= n) return lines.slice(0, n);
+  }
+  return undefined;
+}

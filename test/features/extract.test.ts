@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { loadModel } from '../../src/formats/load.js';
+import { readIdxDataset } from '../../src/data/idx.js';
+import { extractFeatures, defaultFeatureNode, type ExtractProgress } from '../../src/features/extract.js';
+import { FeatureCache } from '../../src/features/cache.js';
+import { imagesToTensor } from '../../src/data/image.js';
+import { getPreprocess } from '../../src/formats/preprocess.js';
+import { asset } from '../helpers/assets.js';
+
+test('MobileNetV2 features of Fashion-MNIST images: 1280-d, cached on the second run', async () => {
+  const model = loadModel(asset('models/coral/mobilenet_v2_1.0_224_quant.tflite'));
+  assert.equal(defaultFeatureNode(model), 'MobilenetV2/Logits/AvgPool');
+  const fm = asset('datasets/fashion-mnist');
+  const d = readIdxDataset(join(fm, 't10k-images-idx3-ubyte.gz'), join(fm, 't10k-labels-idx1-ubyte.gz'));
+  // 8 grey 28×28 images as PNG bytes; the model's preprocessing makes them 3 × 224 × 224
+  const pngs = await Promise.all(
+    d.images.slice(0, 8).map((px) => sharp(Buffer.from(px), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer()),
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'graft-extract-'));
+  try {
+    const cache = FeatureCache.open(dir);
+    let last: ExtractProgress | undefined;
+    const batches = [pngs.slice(0, 5), pngs.slice(5)];
+    const f1 = await extractFeatures(model, undefined, batches, { batchSize: 3, cache, onProgress: (p) => (last = p) });
+    assert.equal(f1.length, 8);
+    for (const f of f1) {
+      assert.equal(f.length, 1280);
+      assert.ok(f.every((v) => v >= 0 && v <= 6.0001), 'ReLU6 then average');
+    }
+    assert.ok(f1[0]!.some((v, i) => Math.abs(v - f1[1]![i]!) > 1e-3), 'different images, different features');
+    assert.deepEqual(last, { examples: 8, cached: 0, computed: 8, runs: 3 }); // 5 → 3+2, 3 → 3
+    assert.equal(cache.size, 8);
+
+    // second run, from a fresh handle on the same folder: nothing computed, same vectors up to fp16
+    const again = FeatureCache.open(dir);
+    const f2 = await extractFeatures(model, undefined, (async function* () { yield pngs.slice(0, 4); yield pngs.slice(4); })(), {
+      batchSize: 4, cache: again, onProgress: (p) => (last = p),
+    });
+    assert.deepEqual(last, { examples: 8, cached: 8, computed: 0, runs: 0 });
+    for (let i = 0; i < 8; i++)
+      for (let j = 0; j < 1280; j++) assert.ok(Math.abs(f2[i]![j]! - f1[i]![j]!) <= 1e-3 * Math.abs(f1[i]![j]!) + 1e-6);
+
+    // a 4-D cut point is global-average-pooled: Conv_1 output (7×7×1280) pooled = AvgPool features
+    const pre = getPreprocess(model)!;
+    const t = await imagesToTensor(pngs.slice(0, 2), pre);
+    const f3 = await extractFeatures(model, 'MobilenetV2/Conv_1/Relu6', [t], { batchSize: 2 });
+    assert.equal(f3[0]!.length, 1280);
+    for (let i = 0; i < 2; i++) for (let j = 0; j < 1280; j++) assert.ok(Math.abs(f3[i]![j]! - f1[i]![j]!) < 1e-4);
+    // tensor batches use the cache too (keyed by the example's values)
+    let runs = -1;
+    await extractFeatures(model, undefined, [t], { batchSize: 8, cache: again, onProgress: (p) => (runs = p.runs) });
+    assert.equal(runs, 1);
+    await extractFeatures(model, undefined, [t], { batchSize: 8, cache: again, onProgress: (p) => (runs = p.runs) });
+    assert.equal(runs, 0);
+    await assert.rejects(extractFeatures(model, 'no/such/value', [t], { batchSize: 2 }), /no value named/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
