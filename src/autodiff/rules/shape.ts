@@ -134,6 +134,38 @@ function boundDyn(c: GradCtx, v: number, D: string): string {
   return clamp ? b.op('Max', [s, b.i64([0])]) : s;
 }
 
+/**
+ * Slice gradient when starts/ends are computed at run time (e.g. torch's chunk() of a packed
+ * attention projection: Shape → Gather → Div → Mul): dy padded back with pads computed in the graph,
+ * pads = [clamp(start), D − clamp(end)] per sliced axis. Needs constant axes and steps of 1.
+ */
+function sliceGradRuntimeBounds(c: GradCtx): string {
+  const b = c.b;
+  const x = c.x(0);
+  const r = c.rank(x);
+  const n = c.shape(c.x(1)).dims[0];
+  if (n == null) throw new Error(`Slice '${c.node.name}': the number of sliced axes must be fixed`);
+  const axes = (intsArg(c, 3, 'axes') ?? iota(n)).map((a) => normAxis(a, r));
+  const steps = intsArg(c, 4, 'steps') ?? axes.map(() => 1);
+  if (steps.some((st) => st !== 1))
+    throw new Error(`Slice '${c.node.name}' with run-time bounds and step ${steps.join(',')}: only step 1 has a gradient`);
+  const i64 = (v: string) => (c.dtype(v) === 'int64' ? v : b.op('Cast', [v], { to: to('int64') }));
+  const [starts, ends] = [i64(c.x(1)), i64(c.x(2))];
+  const zero = b.i64([0]);
+  const clamped = (bounds: string, k: number, D: string) => {
+    const v = b.op('Gather', [bounds, b.i64([k])], { axis: A.i(0) });
+    const wrapped = b.op('Where', [b.op('Less', [v, zero]), b.add(v, D), v]);
+    return b.op('Min', [b.op('Max', [wrapped, zero]), D]);
+  };
+  const pads: (number | string)[] = Array<number>(2 * r).fill(0);
+  axes.forEach((a, k) => {
+    const D = dimVec(c, x, a);
+    pads[a] = clamped(starts, k, D);
+    pads[a + r] = b.sub(D, clamped(ends, k, D));
+  });
+  return pad(c, c.dy(0)!, vec(c, pads));
+}
+
 /** Cast a float gradient back to the (float) input's type; non-float inputs get none. */
 function castBack(c: GradCtx): string | null {
   const x = c.x(0);
@@ -215,6 +247,7 @@ export const shape: Record<string, GradRule> = {
     const r = c.rank(x);
     const dims = c.shape(x).dims;
     const old = b.opset < 10;
+    if (!old && (!constOf(c, c.x(1)) || !constOf(c, c.x(2)))) return [sliceGradRuntimeBounds(c)];
     const starts = (old ? attrInts(c.node, 'starts') : needConst(c, 1, 'starts')) ?? [];
     const ends = (old ? attrInts(c.node, 'ends') : needConst(c, 2, 'ends')) ?? [];
     const axes = ((old ? attrInts(c.node, 'axes') : intsArg(c, 3, 'axes')) ?? iota(starts.length)).map((a) => normAxis(a, r));
