@@ -9,9 +9,10 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { GraftError } from '../util/errors.js';
 
-/** The layers models of nsfwjs, by its own names, with their folder under dist/models and input size. */
+/** The models of nsfwjs, by its own names, with their folder under dist/models and input size (MobileNetV2Mid is a graph model). */
 export const NSFWJS_MODELS = {
   MobileNetV2: { dir: 'mobilenet_v2', size: 224 },
+  MobileNetV2Mid: { dir: 'mobilenet_v2_mid', size: 224 },
   InceptionV3: { dir: 'inception_v3', size: 299 },
 } as const;
 export type NsfwjsModel = keyof typeof NSFWJS_MODELS;
@@ -47,7 +48,7 @@ export function nsfwjsPackageDir(from?: string): string {
 /** The folder holding model.min.js and the shard bundles of one nsfwjs layers model. */
 export function nsfwjsModelDir(model: NsfwjsModel, from?: string): string {
   const spec = NSFWJS_MODELS[model];
-  if (!spec) throw new GraftError(`unknown nsfwjs model '${model}' (layers models: ${Object.keys(NSFWJS_MODELS).join(', ')})`);
+  if (!spec) throw new GraftError(`unknown nsfwjs model '${model}' (models: ${Object.keys(NSFWJS_MODELS).join(', ')})`);
   const dir = join(nsfwjsPackageDir(from), 'dist', 'models', spec.dir);
   if (!existsSync(join(dir, 'model.min.js'))) throw new GraftError(`${dir} has no model.min.js: is this nsfwjs version laid out differently?`);
   return dir;

@@ -22,6 +22,7 @@ import { type Tensor, halfToFloat, numel } from '../graph/tensor.js';
 import { setLabels, setPreprocess, type ImagePreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { nsfwjsLabels, nsfwjsModelDir, readModelBundle, readShardBundle, type NsfwjsModel } from './tfjs-nsfwjs.js';
+import { importTfjsGraphModel } from './tfjs-graph.js';
 
 export interface TfjsReadOptions {
   /**
@@ -794,15 +795,19 @@ export function readTfjs(path: string, opts: TfjsReadOptions = {}): Graph {
 /** One of nsfwjs's layers models (MobileNetV2 at 224, InceptionV3 at 299), from the installed npm package. */
 export function readNsfwjs(model: NsfwjsModel, opts: TfjsReadOptions & { /** where to resolve the package from (see nsfwjsPackageDir) */ from?: string } = {}): Graph {
   const g = readTfjs(nsfwjsModelDir(model, opts.from), { labels: nsfwjsLabels(opts.from), ...opts, name: opts.name ?? `nsfwjs-${model}` });
-  g.docString = `nsfwjs ${model}, imported from the npm package's bundled TF.js layers model`;
+  g.docString = `nsfwjs ${model}, imported from the npm package's bundled TF.js model`;
   g.metadata['graft.source'] = `tfjs:nsfwjs/${model}`;
   return g;
 }
 
 function importTfjs(src: Source, opts: TfjsReadOptions): Graph {
   const json = src.json;
-  if (json.format === 'graph-model' || (json.modelTopology && 'node' in json.modelTopology))
-    throw new GraftError(`${src.label} is a TF.js graph model; only layers models (a Keras topology) are supported`);
+  if (json.format === 'graph-model' || (json.modelTopology && 'node' in json.modelTopology)) {
+    // a TensorFlow GraphDef: ./tfjs-graph.ts
+    const g = importTfjsGraphModel(json, decodeTfjsWeights(json.weightsManifest ?? [], src), src.label, { ...opts, name: opts.name ?? basename(src.dir) });
+    g.metadata['graft.source'] = `tfjs:${basename(src.label)}`;
+    return g;
+  }
   const topo = json.modelTopology;
   if (!topo || typeof topo !== 'object') throw new GraftError(`${src.label} has no modelTopology`);
   const mc: LayerJson = topo.model_config ?? topo;

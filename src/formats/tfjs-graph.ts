@@ -1,0 +1,580 @@
+/**
+ * TF.js graph models (model.json with `format: "graph-model"`: `modelTopology.node` is a TensorFlow
+ * GraphDef as JSON, Const nodes take their values from `weightsManifest` or from an inline tensor) →
+ * Graft's ONNX graph, NCHW.
+ *
+ * TF graphs compute NHWC. As in the layers importer (./tfjs.ts) the conversion happens once, at the
+ * edges: the ONNX input is declared [batch, C, H, W]; every rank-4 tensor is held channels-first
+ * (TF axis 3 → ONNX axis 1, axes 1, 2 → 2, 3), other ranks as they are; constant operands are permuted
+ * when read (Conv2D HWIO → OIHW, depthwise HW·C·M → (C·M)·1·H·W, rank-4 or broadcast vectors → NCHW);
+ * axis operands (Mean, Max, Sum, ConcatV2, Pad, Squeeze, Softmax) are remapped. Where TF looks at the
+ * memory order of a rank-4 tensor (Reshape, or an axis change of rank) a Transpose appears, unless only
+ * size-1 axes move. SAME padding follows TF's rule (the odd pixel at the end). Unknown ops are errors
+ * naming the op and the node.
+ */
+import { Graph, type Dim } from '../graph/graph.js';
+import { A, Builder } from '../graph/builder.js';
+import { type Tensor, numel } from '../graph/tensor.js';
+import { setLabels, setPreprocess } from './preprocess.js';
+import { GraftError } from '../util/errors.js';
+import { existsSync, readFileSync } from 'node:fs';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Json = any;
+
+export interface TfjsGraphOptions {
+  name?: string;
+  labels?: string[] | string | false;
+  preprocess?: { mean?: number[]; std?: number[]; channelOrder?: 'RGB' | 'BGR' | 'GRAY'; resize?: 'stretch' | 'center-crop' };
+}
+
+interface TfNode { name: string; op: string; input?: string[]; attr?: Record<string, Json>; device?: string }
+
+/** A TF value during import: ONNX name (null for a constant not yet emitted), TF shape (null = unknown); rank 4 is held NCHW. */
+interface TVal { name: string | null; shape: (number | null)[]; const?: Tensor; tfName: string }
+
+const NCHW = [0, 3, 1, 2];
+/** ONNX axis of TF axis `a` of a rank-`r` tensor. */
+function onnxAxis(a: number, r: number): number {
+  const x = a < 0 ? a + r : a;
+  if (x < 0 || x >= r) throw new Error(`axis ${a} out of range for rank ${r}`);
+  return r === 4 ? NCHW.indexOf(x) : x;
+}
+/** TF axis held at each ONNX axis of a rank-r value. */
+const heldOrder = (r: number): number[] => (r === 4 ? NCHW : [...Array(r).keys()]);
+
+function permuteData(data: Float32Array, dims: number[], perm: number[]): { data: Float32Array; dims: number[] } {
+  const r = dims.length;
+  const outDims = perm.map((p) => dims[p]!);
+  const inStrides = new Array<number>(r);
+  for (let i = r - 1, s = 1; i >= 0; i--) { inStrides[i] = s; s *= dims[i]!; }
+  const out = new Float32Array(data.length);
+  const idx = new Array<number>(r).fill(0);
+  for (let o = 0; o < out.length; o++) {
+    let src = 0;
+    for (let a = 0; a < r; a++) src += idx[a]! * inStrides[perm[a]!]!;
+    out[o] = data[src]!;
+    for (let a = r - 1; a >= 0; a--) { if (++idx[a]! < outDims[a]!) break; idx[a] = 0; }
+  }
+  return { data: out, dims: outDims };
+}
+
+/** Whether transposing `dims` by `perm` keeps memory order (only size-1 axes move). */
+function permIsRelabel(dims: (number | null)[], perm: number[]): boolean {
+  const moving = perm.filter((p) => dims[p] !== 1);
+  return moving.every((p, i) => i === 0 || p > moving[i - 1]!);
+}
+
+const str = (v: Json): string => (v?.s != null ? Buffer.from(String(v.s), 'base64').toString('utf8') : '');
+const ints = (v: Json): number[] => (v?.list?.i ?? []).map(Number);
+const strs = (v: Json): string[] => (v?.list?.s ?? []).map((s: string) => Buffer.from(s, 'base64').toString('utf8'));
+const int = (v: Json, d: number): number => (v?.i != null ? Number(v.i) : d);
+const flt = (v: Json, d: number): number => (v?.f != null ? Number(v.f) : d);
+const bool = (v: Json): boolean => v?.b === true;
+
+function shapeOf(s: Json): (number | null)[] | null {
+  if (!s || s.unknownRank) return null;
+  return (s.dim ?? []).map((d: Json) => { const n = Number(d.size ?? -1); return n < 0 ? null : n; });
+}
+
+/** An inline tensor of a Const node's `value` attr (float/int data as float32). */
+function inlineTensor(t: Json, where: string): Tensor {
+  const dims = (shapeOf(t.tensorShape) ?? []).map((d) => { if (d == null) throw new GraftError(`${where}: constant with unknown shape`); return d; });
+  const n = numel(dims);
+  const out = new Float32Array(n);
+  const dt = String(t.dtype ?? 'DT_FLOAT');
+  if (t.tensorContent) {
+    const b = Buffer.from(String(t.tensorContent), 'base64');
+    const bytes = new Uint8Array(b);
+    const src = dt === 'DT_FLOAT' ? new Float32Array(bytes.buffer, 0, n)
+      : dt === 'DT_INT32' ? new Int32Array(bytes.buffer, 0, n)
+      : dt === 'DT_INT64' ? Array.from(new BigInt64Array(bytes.buffer, 0, n), Number)
+      : null;
+    if (!src) throw new GraftError(`${where}: constant of dtype ${dt} is not supported`);
+    for (let i = 0; i < n; i++) out[i] = Number(src[i]);
+  } else {
+    const vals: Json[] = t.floatVal ?? t.intVal ?? t.int64Val ?? t.boolVal ?? t.doubleVal ?? [];
+    for (let i = 0; i < n; i++) out[i] = Number(vals.length ? vals[Math.min(i, vals.length - 1)] : 0);
+  }
+  return { dtype: 'float32', dims, data: out };
+}
+
+/** TF's padding: SAME totals max((out−1)·s + (k−1)·d + 1 − in, 0), the odd one at the end. */
+function spatialPads(inp: (number | null)[], k: number[], s: number[], d: number[], padding: string, explicit: number[], where: string):
+  { pads: number[] | null; out: (number | null)[] } {
+  const begin: number[] = [], end: number[] = [], out: (number | null)[] = [];
+  let known = true;
+  inp.forEach((n, i) => {
+    const eff = (k[i]! - 1) * d[i]! + 1;
+    if (padding === 'EXPLICIT') {
+      const pb = explicit[2 * (i + 1)] ?? 0, pe = explicit[2 * (i + 1) + 1] ?? 0;
+      begin.push(pb); end.push(pe);
+      out.push(n == null ? null : Math.floor((n + pb + pe - eff) / s[i]!) + 1);
+      return;
+    }
+    if (n == null) { known = false; out.push(null); begin.push(0); end.push(0); return; }
+    if (padding === 'VALID') {
+      const o = Math.floor((n - eff) / s[i]!) + 1;
+      if (o < 1) throw new GraftError(`${where}: a ${k.join('×')} window does not fit an input of ${inp.join('×')}`);
+      out.push(o); begin.push(0); end.push(0);
+    } else if (padding === 'SAME') {
+      const o = Math.ceil(n / s[i]!);
+      const total = Math.max((o - 1) * s[i]! + eff - n, 0);
+      out.push(o); begin.push(Math.floor(total / 2)); end.push(total - Math.floor(total / 2));
+    } else throw new GraftError(`${where}: padding '${padding}' is not supported (SAME, VALID, EXPLICIT)`);
+  });
+  if (!known) return { pads: padding === 'VALID' ? Array(2 * inp.length).fill(0) : null, out };
+  return { pads: [...begin, ...end], out };
+}
+
+function broadcastShape(a: (number | null)[], b: (number | null)[]): (number | null)[] {
+  const r = Math.max(a.length, b.length);
+  const out: (number | null)[] = [];
+  for (let i = 0; i < r; i++) {
+    const x = a[a.length - r + i] ?? 1, y = b[b.length - r + i] ?? 1;
+    out.push(x === 1 ? y : y === 1 ? x : x ?? y);
+  }
+  return out;
+}
+
+class GraphImporter {
+  readonly g = new Graph();
+  private readonly b: Builder;
+  private readonly vals = new Map<string, TVal>();
+  private readonly nodes = new Map<string, TfNode>();
+  private readonly emittedConst = new Map<string, string>();
+
+  constructor(private readonly weights: Map<string, Tensor>, private readonly label: string) {
+    this.g.opsets = { '': 17 };
+    this.g.producerName = 'graft';
+    this.b = new Builder(this.g);
+  }
+
+  private err(n: TfNode, msg: string): GraftError {
+    return new GraftError(`${this.label}: node '${n.name}' (${n.op}): ${msg}`);
+  }
+
+  run(nodes: TfNode[], outputs: string[]): TVal[] {
+    for (const n of nodes) this.nodes.set(n.name, n);
+    // iterative post-order over the inputs of the requested outputs
+    const done = new Set<string>();
+    const visiting = new Set<string>();
+    for (const o of outputs) {
+      const stack: [string, boolean][] = [[refNode(o), false]];
+      while (stack.length) {
+        const [name, expanded] = stack.pop()!;
+        if (done.has(name)) continue;
+        const n = this.nodes.get(name);
+        if (!n) throw new GraftError(`${this.label}: a node refers to '${name}', which the graph does not have`);
+        if (expanded) { visiting.delete(name); this.vals.set(name, this.node(n)); done.add(name); continue; }
+        if (visiting.has(name)) throw new GraftError(`${this.label}: the graph has a cycle through '${name}'`);
+        visiting.add(name);
+        stack.push([name, true]);
+        for (const i of dataInputs(n)) if (!done.has(refNode(i))) stack.push([refNode(i), false]);
+      }
+    }
+    return outputs.map((o) => this.vals.get(refNode(o))!);
+  }
+
+  private input(n: TfNode, k: number): TVal {
+    const ins = dataInputs(n);
+    const ref = ins[k];
+    if (ref == null) throw this.err(n, `expects at least ${k + 1} inputs, has ${ins.length}`);
+    if (/:[1-9]\d*$/.test(ref)) throw this.err(n, `uses output ${ref.split(':').pop()} of '${refNode(ref)}'; only single-output nodes are supported`);
+    return this.vals.get(refNode(ref))!;
+  }
+
+  private constOf(n: TfNode, v: TVal, what: string): Tensor {
+    if (!v.const) throw this.err(n, `its ${what} ('${v.tfName}') must be a constant`);
+    return v.const;
+  }
+
+  /** The ONNX value of `v`; a constant becomes an initializer, laid out for a rank-`rank` consumer (NCHW when 4). */
+  private val(v: TVal, rank = v.shape.length): string {
+    if (!v.const) return v.name!;
+    const t = v.const;
+    let dims = t.dims, data = t.data as Float32Array;
+    let key = v.tfName;
+    if (rank === 4 && dims.length >= 1) {
+      const full = [...Array(4 - dims.length).fill(1), ...dims];
+      const p = permuteData(data, full, NCHW);
+      dims = p.dims; data = p.data; key += '#nchw';
+    }
+    const hit = this.emittedConst.get(key);
+    if (hit) return hit;
+    const name = this.b.name(v.tfName);
+    this.g.initializers.set(name, { dtype: 'float32', dims: [...dims], data });
+    this.emittedConst.set(key, name);
+    return name;
+  }
+
+  private out(n: TfNode, name: string, shape: (number | null)[]): TVal {
+    return { name, shape, tfName: n.name };
+  }
+
+  /** `v` (rank 4 held NCHW) in TF's own axis order: a Transpose unless only size-1 axes move. */
+  private tfOrder(n: TfNode, v: TVal): string {
+    if (v.const) return this.val(v, 0);
+    const x = this.val(v);
+    if (v.shape.length !== 4) return x;
+    const perm = [0, 2, 3, 1];
+    if (permIsRelabel(NCHW.map((a) => v.shape[a]!), perm)) return x;
+    return this.b.op('Transpose', [x], { perm: A.is(perm) }, `${n.name}/to_nhwc`);
+  }
+
+  /** A value in TF order of shape `shape` → held layout (NCHW when rank 4). */
+  private fromTfOrder(n: TfNode, x: string, shape: (number | null)[]): string {
+    if (shape.length !== 4) return x;
+    if (permIsRelabel(shape, NCHW)) return x;
+    return this.b.op('Transpose', [x], { perm: A.is(NCHW) }, `${n.name}/to_nchw`);
+  }
+
+  /**
+   * After an op that removes axes `removed` from a held value `v`: ONNX keeps the held order minus
+   * those axes; TF's order of the result is its own order minus them. Returns the value in the held
+   * layout of the result.
+   */
+  private afterRemovingAxes(n: TfNode, y: string, v: TVal, removed: number[], outShape: (number | null)[]): string {
+    const kept = heldOrder(v.shape.length).filter((a) => !removed.includes(a)); // TF axes at ONNX positions of y
+    const tfKept = [...Array(v.shape.length).keys()].filter((a) => !removed.includes(a));
+    const want = heldOrder(outShape.length).map((i) => tfKept[i]!); // TF axes the result should hold, per position
+    const perm = want.map((a) => kept.indexOf(a));
+    if (perm.every((p, i) => p === i)) return y;
+    const dimsNow = kept.map((a) => v.shape[a]!);
+    if (permIsRelabel(dimsNow, perm)) return this.b.reshape(y, want.map((a) => v.shape[a] ?? -1).map((d, i) => (i === 0 ? 0 : d)));
+    return this.b.op('Transpose', [y], { perm: A.is(perm) }, `${n.name}/Transpose`);
+  }
+
+  private node(n: TfNode): TVal {
+    const before = this.b.emitted.length;
+    const v = this.op(n);
+    if (v.const || !v.name) return v;
+    // name the node's result after the TF node (readable graphs, inner values probe-able by TF name)
+    const fresh = this.b.emitted.slice(before);
+    const p = fresh.find((x) => x.outputs.includes(v.name!));
+    if (p && v.name !== n.name && !this.g.inputs.some((i) => i.name === v.name)) {
+      const nn = this.b.name(n.name);
+      p.outputs = p.outputs.map((o) => (o === v.name ? nn : o));
+      for (const f of fresh) f.inputs = f.inputs.map((i) => (i === v.name ? nn : i));
+      v.name = nn;
+    }
+    return v;
+  }
+
+  private op(n: TfNode): TVal {
+    const a = n.attr ?? {};
+    const b = this.b;
+    const df = a.data_format ? str(a.data_format) : 'NHWC';
+    if (df !== 'NHWC' && df !== '') throw this.err(n, `data_format '${df}' is not supported (NHWC)`);
+    const x0 = () => this.input(n, 0);
+    const unary = (op: string, attrs: Record<string, ReturnType<typeof A.i>> = {}, extra: string[] = []): TVal => {
+      const x = x0();
+      return this.out(n, b.op(op, [this.val(x), ...extra], attrs, n.name), [...x.shape]);
+    };
+    switch (n.op) {
+      case 'Placeholder': {
+        const dt = a.dtype?.type ?? 'DT_FLOAT';
+        if (dt !== 'DT_FLOAT') throw this.err(n, `input dtype ${dt}; only float32 inputs are supported`);
+        const s = shapeOf(a.shape?.shape) ?? null;
+        if (!s) throw this.err(n, 'the input has no shape');
+        const shape = s.map((d, i) => (i === 0 ? null : d));
+        const name = b.name(n.name);
+        const sym = shape.length === 4 ? ['batch', 'channels', 'height', 'width'] : shape.map((_, i) => (i === 0 ? 'batch' : `${name}_d${i}`));
+        const dims: Dim[] = heldOrder(shape.length).map((t, i) => (i === 0 ? 'batch' : shape[t] ?? sym[i]!));
+        this.g.inputs.push({ name, dtype: 'float32', shape: dims });
+        return { name, shape, tfName: n.name };
+      }
+      case 'Const': {
+        const w = this.weights.get(n.name);
+        const t = w ?? (a.value?.tensor ? inlineTensor(a.value.tensor, `${this.label}: node '${n.name}'`) : null);
+        if (!t) throw this.err(n, 'a constant with neither a weight in the manifest nor an inline value');
+        return { name: null, shape: [...t.dims], const: t, tfName: n.name };
+      }
+      case 'Identity': case 'StopGradient': case 'Snapshot': case 'PreventGradient': {
+        const x = x0();
+        return x.const ? { ...x } : { ...x, tfName: n.name };
+      }
+      case 'Conv2D': case '_FusedConv2D': case 'DepthwiseConv2dNative': case 'FusedDepthwiseConv2dNative':
+        return this.conv(n);
+      case 'BiasAdd': return this.binary(n, 'Add');
+      case 'Add': case 'AddV2': return this.binary(n, 'Add');
+      case 'Sub': return this.binary(n, 'Sub');
+      case 'Mul': return this.binary(n, 'Mul');
+      case 'RealDiv': case 'Div': return this.binary(n, 'Div');
+      case 'Maximum': return this.binary(n, 'Max');
+      case 'Minimum': return this.binary(n, 'Min');
+      case 'Relu': return unary('Relu');
+      case 'Relu6': return unary('Clip', {}, [b.f32(0), b.f32(6)]);
+      case 'Elu': return unary('Elu', { alpha: A.f(1) });
+      case 'Sigmoid': return unary('Sigmoid');
+      case 'Tanh': return unary('Tanh');
+      case 'LeakyRelu': return unary('LeakyRelu', { alpha: A.f(flt(a.alpha, 0.2)) });
+      case 'Softmax': case 'LogSoftmax': {
+        const x = x0();
+        const r = x.shape.length;
+        return this.out(n, b.op(n.op, [this.val(x)], { axis: A.i(onnxAxis(-1, r)) }, n.name), [...x.shape]);
+      }
+      case 'FusedBatchNorm': case 'FusedBatchNormV2': case 'FusedBatchNormV3': {
+        const x = x0();
+        const [sc, of, mu, va] = [1, 2, 3, 4].map((k) => this.constOf(n, this.input(n, k), 'batch-norm parameter').data as Float32Array) as Float32Array[];
+        const eps = flt(a.epsilon, 1e-3);
+        const C = sc!.length;
+        const mul = new Float32Array(C), add = new Float32Array(C);
+        for (let c = 0; c < C; c++) { mul[c] = sc![c]! / Math.sqrt(va![c]! + eps); add[c] = of![c]! - mu![c]! * mul[c]!; }
+        const r = x.shape.length;
+        const cd = r === 4 ? [C, 1, 1] : [C];
+        const m = b.constant({ dtype: 'float32', dims: cd, data: mul }, `${n.name}/scale`);
+        const ad = b.constant({ dtype: 'float32', dims: cd, data: add }, `${n.name}/offset`);
+        return this.out(n, b.op('Add', [b.op('Mul', [this.val(x), m], {}, `${n.name}/Mul`), ad], {}, n.name), [...x.shape]);
+      }
+      case 'AvgPool': case 'MaxPool': {
+        const x = x0();
+        if (x.shape.length !== 4) throw this.err(n, 'expects a rank-4 input');
+        const k = ints(a.ksize), s = ints(a.strides);
+        if (k[0] !== 1 || k[3] !== 1 || s[0] !== 1 || s[3] !== 1) throw this.err(n, 'pooling over batch or channels is not supported');
+        const { pads, out } = spatialPads(x.shape.slice(1, 3), k.slice(1, 3), s.slice(1, 3), [1, 1], str(a.padding), [], `${this.label}: node '${n.name}'`);
+        const attrs: Record<string, ReturnType<typeof A.i>> = {
+          kernel_shape: A.is(k.slice(1, 3)), strides: A.is(s.slice(1, 3)),
+          ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }),
+        };
+        if (n.op === 'AvgPool') attrs.count_include_pad = A.i(0); // TF averages over the window's valid pixels only
+        return this.out(n, b.op(n.op === 'AvgPool' ? 'AveragePool' : 'MaxPool', [this.val(x)], attrs, n.name), [x.shape[0]!, ...out, x.shape[3]!]);
+      }
+      case 'Mean': case 'Max': case 'Min': case 'Sum': case 'Prod': {
+        const x = x0();
+        const r = x.shape.length;
+        const axes = [...new Set(Array.from(this.constOf(n, this.input(n, 1), 'axes').data as Float32Array, (v) => (v < 0 ? v + r : v)))].sort((p, q) => p - q);
+        const keep = bool(a.keep_dims);
+        const op = ({ Mean: 'ReduceMean', Max: 'ReduceMax', Min: 'ReduceMin', Sum: 'ReduceSum', Prod: 'ReduceProd' } as const)[n.op as 'Mean'];
+        const y = b.reduce(op, this.val(x), axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q), keep);
+        if (keep) return this.out(n, y, x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
+        const shape = x.shape.filter((_, i) => !axes.includes(i));
+        return this.out(n, this.afterRemovingAxes(n, y, x, axes, shape), shape);
+      }
+      case 'Squeeze': {
+        const x = x0();
+        const r = x.shape.length;
+        let axes = ints(a.squeeze_dims ?? a.axis).map((t) => (t < 0 ? t + r : t));
+        if (!axes.length) axes = x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
+        for (const t of axes) if (x.shape[t] !== 1 && x.shape[t] != null) throw this.err(n, `squeezes axis ${t} of size ${x.shape[t]}`);
+        const shape = x.shape.filter((_, i) => !axes.includes(i));
+        const y = b.squeeze(this.val(x), axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q));
+        return this.out(n, this.afterRemovingAxes(n, y, x, axes, shape), shape);
+      }
+      case 'Reshape': {
+        const x = x0();
+        const target = Array.from(this.constOf(n, this.input(n, 1), 'shape').data as Float32Array, Number);
+        const known = x.shape.every((d) => d != null) ? numel(x.shape as number[]) : null;
+        const rest = target.filter((d) => d !== -1);
+        const shape = target.map((d) => (d === -1 ? (known != null && numel(rest) ? known / numel(rest) : null) : d));
+        if (target.includes(-1) && shape[0] == null && x.shape[0] == null) shape[0] = null;
+        if (target.includes(0)) throw this.err(n, 'a zero in the target shape is not supported');
+        const y = b.reshape(this.tfOrder(n, x), target);
+        return this.out(n, this.fromTfOrder(n, y, shape), shape);
+      }
+      case 'ConcatV2': {
+        const ins = dataInputs(n);
+        const vs = ins.slice(0, -1).map((_, k) => this.input(n, k));
+        const axisT = this.constOf(n, this.input(n, ins.length - 1), 'axis');
+        const r = vs[0]!.shape.length;
+        const axis = Number(axisT.data[0]) < 0 ? Number(axisT.data[0]) + r : Number(axisT.data[0]);
+        const shape = [...vs[0]!.shape];
+        shape[axis] = vs.every((v) => v.shape[axis] != null) ? vs.reduce((s, v) => s + v.shape[axis]!, 0) : null;
+        return this.out(n, b.op('Concat', vs.map((v) => this.val(v, r)), { axis: A.i(onnxAxis(axis, r)) }, n.name), shape);
+      }
+      case 'Pad': case 'PadV2': case 'MirrorPad': {
+        const x = x0();
+        const r = x.shape.length;
+        const p = Array.from(this.constOf(n, this.input(n, 1), 'paddings').data as Float32Array, Number);
+        const order = heldOrder(r);
+        const pads = [...order.map((t) => p[2 * t]!), ...order.map((t) => p[2 * t + 1]!)];
+        const ins = [this.val(x), b.i64(pads)];
+        let mode = 'constant';
+        if (n.op === 'PadV2') ins.push(this.val({ ...this.input(n, 2), shape: [] }, 0));
+        if (n.op === 'MirrorPad') {
+          const m = str(a.mode);
+          if (m !== 'REFLECT') throw this.err(n, `mode '${m}' is not supported (REFLECT)`);
+          mode = 'reflect';
+        }
+        const shape = x.shape.map((d, i) => (d == null ? null : d + p[2 * i]! + p[2 * i + 1]!));
+        return this.out(n, b.op('Pad', ins, { mode: A.s(mode) }, n.name), shape);
+      }
+      case 'MatMul': case '_FusedMatMul': {
+        const x = x0(), w = this.input(n, 1);
+        if (x.shape.length !== 2 || w.shape.length !== 2) throw this.err(n, 'only rank-2 operands are supported');
+        let xa = this.val(x);
+        if (bool(a.transpose_a)) xa = b.op('Transpose', [xa], { perm: A.is([1, 0]) }, `${n.name}/transpose_a`);
+        let wb: string;
+        if (w.const && bool(a.transpose_b)) {
+          wb = b.constant({ dtype: 'float32', ...permuteData(w.const.data as Float32Array, w.const.dims, [1, 0]) }, `${n.name}/weights`);
+        } else {
+          wb = this.val(w);
+          if (bool(a.transpose_b)) wb = b.op('Transpose', [wb], { perm: A.is([1, 0]) }, `${n.name}/transpose_b`);
+        }
+        const m = bool(a.transpose_a) ? x.shape[1]! : x.shape[0]!;
+        const units = bool(a.transpose_b) ? w.shape[0]! : w.shape[1]!;
+        let y = b.op('MatMul', [xa, wb], {}, `${n.name}/MatMul`);
+        if (n.op === '_FusedMatMul') y = this.fused(n, y, 2, 2);
+        return this.out(n, y, [m, units]);
+      }
+      default:
+        throw new GraftError(`${this.label}: node '${n.name}' is a ${n.op}, which the TF.js graph-model importer does not support`);
+    }
+  }
+
+  private binary(n: TfNode, op: string): TVal {
+    const x = this.input(n, 0), y = this.input(n, 1);
+    const shape = broadcastShape(x.shape, y.shape);
+    const r = shape.length;
+    if (r === 4) for (const v of [x, y]) {
+      if (!v.const && v.shape.length !== 4 && v.shape.length !== 0 && !(v.shape.length > 0 && v.shape.every((d) => d === 1)))
+        throw this.err(n, `broadcasting a computed rank-${v.shape.length} value against a rank-4 one is not supported`);
+    }
+    // constants are laid out NCHW against a rank-4 value; a computed rank-4 value is already; size-1 ones broadcast as they are
+    const operand = (v: TVal) => (v.const ? this.val(v, r === 4 ? 4 : v.shape.length) : this.val(v));
+    return this.out(n, this.b.op(op, [operand(x), operand(y)], {}, n.name), shape);
+  }
+
+  /** The fused ops after a conv/matmul: BiasAdd, FusedBatchNorm (folded in earlier), then an activation. */
+  private fused(n: TfNode, y: string, firstArg: number, rank: number, skipBias = false): string {
+    const b = this.b;
+    const ops = strs(n.attr?.fused_ops);
+    for (const f of ops) {
+      switch (f) {
+        case 'BiasAdd': {
+          if (skipBias) break;
+          const bias = this.constOf(n, this.input(n, firstArg), 'bias');
+          const C = numel(bias.dims);
+          y = b.op('Add', [y, b.constant({ dtype: 'float32', dims: rank === 4 ? [C, 1, 1] : [C], data: bias.data }, `${n.name}/bias`)], {}, `${n.name}/BiasAdd`);
+          break;
+        }
+        case 'FusedBatchNorm': break; // folded into the weights by conv()
+        case 'Relu': y = b.op('Relu', [y], {}, `${n.name}/Relu`); break;
+        case 'Relu6': y = b.op('Clip', [y, b.f32(0), b.f32(6)], {}, `${n.name}/Relu6`); break;
+        case 'Elu': y = b.op('Elu', [y], { alpha: A.f(1) }, `${n.name}/Elu`); break;
+        case 'Sigmoid': y = b.op('Sigmoid', [y], {}, `${n.name}/Sigmoid`); break;
+        case 'Tanh': y = b.op('Tanh', [y], {}, `${n.name}/Tanh`); break;
+        case 'LeakyRelu': y = b.op('LeakyRelu', [y], { alpha: A.f(flt(n.attr?.leakyrelu_alpha, 0.2)) }, `${n.name}/LeakyRelu`); break;
+        default: throw this.err(n, `fused op '${f}' is not supported`);
+      }
+    }
+    return y;
+  }
+
+  private conv(n: TfNode): TVal {
+    const a = n.attr ?? {};
+    const b = this.b;
+    const x = this.input(n, 0);
+    if (x.shape.length !== 4) throw this.err(n, 'expects a rank-4 input');
+    const K = this.constOf(n, this.input(n, 1), 'filter');
+    if (K.dims.length !== 4) throw this.err(n, `filter of shape [${K.dims}], expected rank 4`);
+    const depthwise = n.op.includes('Depthwise');
+    const [kh, kw, C, M] = K.dims as [number, number, number, number];
+    const s = ints(a.strides), d = ints(a.dilations);
+    const st = s.length === 4 ? s.slice(1, 3) : [1, 1], dl = d.length === 4 ? d.slice(1, 3) : [1, 1];
+    if (s.length === 4 && (s[0] !== 1 || s[3] !== 1)) throw this.err(n, 'strides over batch or channels are not supported');
+    let W: Float32Array, wDims: number[], group: number, F: number;
+    if (depthwise) {
+      const p = permuteData(K.data as Float32Array, K.dims, [2, 3, 0, 1]);
+      W = p.data; wDims = [C * M, 1, kh, kw]; group = C; F = C * M;
+    } else {
+      const p = permuteData(K.data as Float32Array, K.dims, [3, 2, 0, 1]);
+      W = p.data; wDims = p.dims; F = M;
+      const cin = x.shape[3];
+      group = cin != null && cin !== C ? cin / C : 1;
+      if (!Number.isInteger(group)) throw this.err(n, `filter [${K.dims}] does not fit ${cin} input channels`);
+    }
+    const fusedOps = n.op.startsWith('_Fused') || n.op.startsWith('Fused') ? strs(a.fused_ops) : [];
+    let bias: Float32Array | null = null;
+    if (fusedOps[0] === 'FusedBatchNorm') {
+      // args: scale, offset, mean, variance → fold into the filter and a bias
+      const [sc, of, mu, va] = [2, 3, 4, 5].map((k) => this.constOf(n, this.input(n, k), 'batch-norm parameter').data as Float32Array) as Float32Array[];
+      const eps = flt(a.epsilon, 1e-3);
+      const per = W.length / F;
+      bias = new Float32Array(F);
+      W = Float32Array.from(W);
+      for (let f = 0; f < F; f++) {
+        const m = sc![f]! / Math.sqrt(va![f]! + eps);
+        for (let i = 0; i < per; i++) W[f * per + i]! *= m;
+        bias[f] = of![f]! - mu![f]! * m;
+      }
+    } else if (fusedOps[0] === 'BiasAdd') {
+      const bt = this.constOf(n, this.input(n, 2), 'bias');
+      if (numel(bt.dims) !== F) throw this.err(n, `bias of ${numel(bt.dims)} values for ${F} filters`);
+      bias = bt.data as Float32Array;
+    }
+    const wName = b.constant({ dtype: 'float32', dims: wDims, data: W }, `${n.name}/weights`);
+    const ins = [this.val(x), wName];
+    if (bias) ins.push(b.constant({ dtype: 'float32', dims: [F], data: Float32Array.from(bias) }, `${n.name}/bias`));
+    const { pads, out } = spatialPads(x.shape.slice(1, 3), [kh, kw], st, dl, str(a.padding), ints(a.explicit_paddings), `${this.label}: node '${n.name}'`);
+    const attrs = {
+      kernel_shape: A.is([kh, kw]), strides: A.is(st), dilations: A.is(dl), group: A.i(group),
+      ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }),
+    };
+    let y = b.op('Conv', ins, attrs, `${n.name}/Conv`);
+    if (fusedOps.length) y = this.fused(n, y, 2, 4, true);
+    return this.out(n, y, [x.shape[0]!, ...out, F]);
+  }
+}
+
+const refNode = (r: string): string => r.replace(/^\^/, '').replace(/:\d+$/, '');
+const dataInputs = (n: TfNode): string[] => (n.input ?? []).filter((i) => !i.startsWith('^'));
+
+/**
+ * Import a TF.js graph model: its model.json object and decoded weights (by name, TF layout).
+ * `label` names the file in messages.
+ */
+export function importTfjsGraphModel(json: Json, weights: Map<string, Tensor>, label: string, opts: TfjsGraphOptions = {}): Graph {
+  const topo = json.modelTopology;
+  const nodes: TfNode[] = topo?.node;
+  if (!Array.isArray(nodes) || !nodes.length) throw new GraftError(`${label}: the graph model has no nodes`);
+  if (topo.library?.function?.length) throw new GraftError(`${label}: graph models with functions (control flow) are not supported`);
+  const sig = json.signature ?? json.userDefinedMetadata?.signature;
+  let outputs: string[] = sig?.outputs ? Object.values(sig.outputs as Record<string, { name?: string }>).map((o) => String(o.name)) : [];
+  if (!outputs.length) {
+    const used = new Set(nodes.flatMap((n) => (n.input ?? []).map(refNode)));
+    outputs = nodes.filter((n) => !used.has(n.name) && n.op !== 'Const' && n.op !== 'NoOp').map((n) => n.name);
+  }
+  const imp = new GraphImporter(weights, label);
+  const outs = imp.run(nodes, outputs);
+  const g = imp.g;
+  // every placeholder is an input, even one the outputs do not use (it keeps the input order of the file)
+  g.name = opts.name ?? 'tfjs-graph-model';
+  g.docString = `imported from the TF.js graph model ${label}`;
+  const b = new Builder(g);
+  const seen = new Set<string>(g.inputs.map((i) => i.name));
+  g.outputs = outs.map((v) => {
+    let name = v.const ? (() => { throw new GraftError(`${label}: output '${v.tfName}' is a constant`); })() : v.name!;
+    if (seen.has(name)) name = b.op('Identity', [name], {}, `${v.tfName}/output`);
+    seen.add(name);
+    const dims: Dim[] = heldOrder(v.shape.length).map((t, i) => (i === 0 ? 'batch' : v.shape[t] ?? null));
+    return { name, dtype: 'float32', shape: dims };
+  });
+  g.prune();
+
+  const inp = g.dataInputs();
+  const s = inp.length === 1 ? inp[0]!.shape : undefined;
+  if (s && s.length === 4 && (s[1] === 1 || s[1] === 3) && typeof s[2] === 'number' && typeof s[3] === 'number') {
+    const ch = s[1] as 1 | 3;
+    const p = opts.preprocess ?? {};
+    const fill = (v: number[] | undefined, dflt: number) => (!v || !v.length ? Array(ch).fill(dflt) : v.length === 1 ? Array(ch).fill(v[0]) : v);
+    setPreprocess(g, {
+      layout: 'NCHW', width: s[3], height: s[2], channels: ch,
+      channelOrder: p.channelOrder ?? (ch === 1 ? 'GRAY' : 'RGB'), resize: p.resize ?? 'stretch',
+      mean: fill(p.mean, 0), std: fill(p.std, 1), source: p.mean || p.std ? 'flag' : 'default',
+    });
+  }
+  const last = outs[0]?.shape;
+  const classes = last && last.length === 2 ? last[1] : null;
+  if (classes != null && opts.labels) {
+    let labels: string[];
+    if (Array.isArray(opts.labels)) labels = opts.labels;
+    else {
+      if (!existsSync(opts.labels)) throw new GraftError(`labels file not found: ${opts.labels}`);
+      labels = readFileSync(opts.labels, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean).slice(0, classes);
+    }
+    if (labels.length !== classes) throw new GraftError(`${labels.length} labels given for a model with ${classes} outputs`);
+    setLabels(g, labels);
+  }
+  return g;
+}
