@@ -79,7 +79,7 @@ function maxPoolGrad(c: GradCtx): string {
   if (b.opset >= 16 && !attrInt(c.node, 'storage_order', 0)) {
     // Indices count over the whole tensor: dx.flat[idx[o]] += dy[o]
     const flat = (v: string) => b.reshape(v, [-1]);
-    const z = flat(b.op('ConstantOfShape', [b.shapeOf(x)]));
+    const z = flat(b.op('ConstantOfShape', [b.shapeOf(x)], { value: A.t({ dtype: 'float32', dims: [1], data: new Float32Array(1) }) }));
     const sc = b.op('ScatterElements', [z, flat(c.forwardOutput(1, 'indices')), flat(dy)], { axis: A.i(0), reduction: A.s('add') });
     return b.op('Reshape', [sc, b.shapeOf(x)]);
   }
@@ -89,7 +89,7 @@ function maxPoolGrad(c: GradCtx): string {
   if (b.opset >= 16) {
     // dx[n·c, p] += dy[n·c, o] at p = local(o)
     const rows = (v: string, n: number) => b.reshape(v, [-1, n]);
-    const z = rows(b.op('ConstantOfShape', [b.shapeOf(x)]), prod(g.L));
+    const z = rows(b.op('ConstantOfShape', [b.shapeOf(x)], { value: A.t({ dtype: 'float32', dims: [1], data: new Float32Array(1) }) }), prod(g.L));
     const sc = b.op('ScatterElements', [z, rows(local, prod(g.l)), rows(dy, prod(g.l))], { axis: A.i(1), reduction: A.s('add') });
     return b.op('Reshape', [sc, b.shapeOf(x)]);
   }
