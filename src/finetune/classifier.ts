@@ -9,7 +9,7 @@ import { writeOnnx } from '../formats/onnx.js';
 import { makeBatchDynamic } from '../graph/rewrites.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { loadPixelDataset } from '../data/pixel-dataset.js';
-import { fit, accuracy, predictLabels, exampleDims, stack, type Examples, type FitOptions } from '../train/fit.js';
+import { fit, accuracy, predictLabels, exampleDims, stack, argmaxRows, type Examples, type FitOptions } from '../train/fit.js';
 import { Session } from '../runtime/session.js';
 import { GraftError } from '../util/errors.js';
 
@@ -39,14 +39,7 @@ export async function evaluateModel(g: Graph, data: Examples, batchSize = 64): P
   const name = g.dataInputs()[0]!.name;
   const pred: number[] = [];
   for (let i = 0; i < data.x.length; i += batchSize) {
-    const out = Object.values(await s.run({ [name]: stack(data.x.slice(i, i + batchSize), dims) }))[0]!;
-    const c = out.dims[1]!;
-    const d = out.data as Float32Array;
-    for (let r = 0; r < out.dims[0]!; r++) {
-      let best = 0;
-      for (let k = 1; k < c; k++) if (d[r * c + k]! > d[r * c + best]!) best = k;
-      pred.push(best);
-    }
+    pred.push(...argmaxRows(Object.values(await s.run({ [name]: stack(data.x.slice(i, i + batchSize), dims) }))[0]!));
   }
   await s.release();
   return accuracy(pred, data.y);

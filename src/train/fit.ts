@@ -63,14 +63,20 @@ export async function predictLabels(trainer: Trainer, model: Graph, xs: Float32A
   const name = model.dataInputs()[0]!.name;
   const out: number[] = [];
   for (let i = 0; i < xs.length; i += batchSize) {
-    const logits = await trainer.predict({ [name]: stack(xs.slice(i, i + batchSize), dims) });
-    const c = logits.dims[1]!;
-    const d = logits.data as Float32Array;
-    for (let r = 0; r < logits.dims[0]!; r++) {
-      let best = 0;
-      for (let k = 1; k < c; k++) if (d[r * c + k]! > d[r * c + best]!) best = k;
-      out.push(best);
-    }
+    out.push(...argmaxRows(await trainer.predict({ [name]: stack(xs.slice(i, i + batchSize), dims) })));
+  }
+  return out;
+}
+
+/** The index of the largest value in each row of a [rows, classes] tensor. */
+export function argmaxRows(t: Tensor): number[] {
+  const c = t.dims[1]!;
+  const d = t.data as Float32Array;
+  const out: number[] = [];
+  for (let r = 0; r < t.dims[0]!; r++) {
+    let best = 0;
+    for (let k = 1; k < c; k++) if (d[r * c + k]! > d[r * c + best]!) best = k;
+    out.push(best);
   }
   return out;
 }

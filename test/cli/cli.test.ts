@@ -1,26 +1,15 @@
 /** The `graft` command line, run as a user would (a child process), on real models and data. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { mkdtempSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asset } from '../helpers/assets.js';
+import { graft, graftFails as fail } from '../helpers/cli.js';
 import { writeSafetensors, readSafetensors } from '../../src/formats/safetensors.js';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { Rng } from '../../src/util/random.js';
 
-const run = promisify(execFile);
-const graft = (args: string[]) => run(process.execPath, ['bin/graft.js', ...args], { maxBuffer: 1 << 24 });
-const fail = async (args: string[]) => {
-  try {
-    await graft(args);
-  } catch (e) {
-    return e as { code: number; stderr: string; stdout: string };
-  }
-  throw new Error(`graft ${args.join(' ')} should have failed`);
-};
 const mnist = asset('models/onnxjs-demo/mnist.onnx');
 const tmp = mkdtempSync(join(tmpdir(), 'graft-cli-'));
 

@@ -1,25 +1,14 @@
 /** `graft convert` and `graft classify`, run as a user would, on the Coral TFLite models and real photos. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { mkdtempSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asset } from '../helpers/assets.js';
+import { graft, graftFails as fail } from '../helpers/cli.js';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { getLabels, getPreprocess } from '../../src/formats/preprocess.js';
 
-const run = promisify(execFile);
-const graft = (args: string[]) => run(process.execPath, ['bin/graft.js', ...args], { maxBuffer: 1 << 24 });
-const fail = async (args: string[]) => {
-  try {
-    await graft(args);
-  } catch (e) {
-    return e as { code: number; stderr: string; stdout: string };
-  }
-  throw new Error(`graft ${args.join(' ')} should have failed`);
-};
 const coral = (f: string) => asset(`models/coral/${f}`);
 const tmp = mkdtempSync(join(tmpdir(), 'graft-convert-'));
 const CATS = new Set([282, 283, 284, 285, 286]);
@@ -103,12 +92,11 @@ test('graft classify names a missing or unreadable image', async () => {
 });
 
 test('graft classify and graft check take a TF.js layers model folder (Tiny Darknet)', async () => {
-  const run = promisify(execFile);
-  const darknet = asset('models/ml5/darknettiny');
-  const { stdout } = await run(process.execPath, ['bin/graft.js', 'classify', darknet, asset('models/coral/cat_720p.jpg'), '--json', '--top', '3'], { maxBuffer: 1 << 24 });
+    const darknet = asset('models/ml5/darknettiny');
+  const { stdout } = await graft(['classify', darknet, asset('models/coral/cat_720p.jpg'), '--json', '--top', '3']);
   const r = JSON.parse(stdout);
   const top = (r[0]?.top ?? r[0]?.classes ?? []) as { label?: string }[];
   assert.ok(top.some((c) => /cat|tabby/i.test(c.label ?? '')), JSON.stringify(r).slice(0, 400));
-  const check = await run(process.execPath, ['bin/graft.js', 'check', darknet, '--params', '0', '--json'], { maxBuffer: 1 << 24 });
+  const check = await graft(['check', darknet, '--params', '0', '--json']);
   assert.deepEqual(JSON.parse(check.stdout).missing, []);
 });

@@ -19,6 +19,7 @@ import type { Graph } from '../../src/graph/graph.js';
 import type { Tensor } from '../../src/graph/tensor.js';
 import { GraftError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/random.js';
+import { toNchw, maxAbsDiff, maxAbs } from '../helpers/compare.js';
 
 const warn = console.warn;
 console.warn = () => {};
@@ -31,19 +32,6 @@ function uniform(n: number, seed: number, lo = 0, hi = 1): Float32Array {
   const r = new Rng(seed);
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * r.uniform());
 }
-function toNchw(x: Float32Array, [n, h, w, c]: number[]): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let b = 0; b < n!; b++) for (let i = 0; i < h!; i++) for (let j = 0; j < w!; j++) for (let k = 0; k < c!; k++)
-    out[((b * c! + k) * h! + i) * w! + j] = x[((b * h! + i) * w! + j) * c! + k]!;
-  return out;
-}
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-const maxAbs = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 async function runGraft(g: Graph, nhwc: Float32Array, dims: number[], outputs = g.outputs.map((o) => o.name)): Promise<Float32Array[]> {
   const g2 = g.clone();

@@ -21,6 +21,7 @@ import type { Graph } from '../../src/graph/graph.js';
 import { GraftError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/random.js';
 import { asset } from '../helpers/assets.js';
+import { toNchw, maxAbsDiff, maxAbs } from '../helpers/compare.js';
 
 // the pure-JS backend greets Node users with advice to install tfjs-node: keep the test output clean
 const warn = console.warn;
@@ -41,20 +42,7 @@ function uniform(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, () => r.uniform());
 }
 
-function toNchw(x: Float32Array, [n, h, w, c]: number[]): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let b = 0; b < n!; b++) for (let i = 0; i < h!; i++) for (let j = 0; j < w!; j++) for (let k = 0; k < c!; k++)
-    out[((b * c! + k) * h! + i) * w! + j] = x[((b * h! + i) * w! + j) * c! + k]!;
-  return out;
-}
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-const maxAbs = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 async function runGraft(g: Graph, nhwc: Float32Array, dims: number[]): Promise<Float32Array[]> {
   const s = await Session.fromGraph(g);
