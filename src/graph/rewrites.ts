@@ -187,4 +187,4 @@ export function toFloat64(src: Graph, float32Only: ReadonlySet<string> = FLOAT32
 }
 
 /** Operators onnxruntime's CPU provider runs in float32 only (checked against onnxruntime 1.30). */
-export const FLOAT32_ONLY: ReadonlySet<string> = new Set(['Erf', 'Conv', 'ConvTranspose']);
+export const FLOAT32_ONLY: ReadonlySet<string> = new Set(['Erf', 'Conv', 'ConvTranspose', 'AveragePool', 'GlobalAveragePool']);
