@@ -35,3 +35,10 @@ export { listImageFolder } from './data/image-folder.js';
 export { FeatureCache, cacheKey } from './features/cache.js';
 export { extractFeatures, defaultFeatureNode } from './features/extract.js';
 export * as logistic from './heads/logistic.js';
+export {
+  trainFeatureClassifier, exportFeatureClassifier, evaluateClassifier, saveClassifier,
+  type FeatureTrainOptions, type FeatureTrainReport, type FeatureTrainResult, type Evaluation,
+} from './features/classifier.js';
+export { loadLabelledImages, type LabelledImages } from './data/labelled-images.js';
+export { classificationMetrics, confusionMatrix, formatMetrics, type Metrics, type ClassMetrics } from './eval/metrics.js';
+export { writeReport, reportHtml, reportJson } from './eval/report.js';

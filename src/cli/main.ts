@@ -8,6 +8,8 @@ import { gradCommand } from './grad.js';
 import { trainCommand } from './train.js';
 import { convertCommand } from './convert.js';
 import { classifyCommand } from './classify.js';
+import { predictCommand } from './predict.js';
+import { evalCommand } from './eval.js';
 
 const program = new Command();
 program
@@ -40,13 +42,18 @@ program
 
 program
   .command('train')
-  .description('fine-tune a classifier on a labelled dataset and save the trained model')
-  .requiredOption('--model <path>', 'pretrained model: an .onnx file or a model folder')
-  .requiredOption('--data <file>', 'dataset: a CSV (optionally .gz) of square grey images, one row of pixels then the label')
-  .addOption(new Option('--mode <mode>', 'how to transfer').choices(['finetune']).default('finetune'))
-  .option('--out <file>', 'where to write the trained model (.onnx)', 'graft-model.onnx')
+  .description('train a classifier on a labelled dataset and save it: fine-tune the whole model, or fit a head on its cached features')
+  .requiredOption('--model <path>', 'pretrained model: an .onnx or .tflite file, a TF.js model.json, or a model folder')
+  .requiredOption('--data <path>', 'dataset: finetune: a CSV (optionally .gz) of square grey images, one row of pixels then the label; features: an image folder (one subfolder per class) or IDX images')
+  .addOption(new Option('--mode <mode>', 'how to transfer: finetune (train the network) or features (logistic regression on the frozen backbone\'s features)').choices(['finetune', 'features']).default('finetune'))
+  .option('--out <path>', 'where to save: finetune: an .onnx file (default graft-model.onnx); features: a folder (default graft-classifier)')
+  .option('--labels-data <file>', 'features mode, IDX data: the labels file (default: guessed from the images file name)')
+  .option('--cache <dir>', 'features mode: activation cache folder (a second run over the same images computes nothing)')
+  .option('--node <name>', 'features mode: value to cut the model at (default: the input of its final classifier)')
+  .option('--val-fraction <x>', 'features mode: fraction of each class held out for validation', '0.1')
+  .option('--max-per-class <n>', 'features mode: use only the first N examples of each class of the dataset')
   .option('--epochs <n>', 'passes over the training data', '10')
-  .option('--batch-size <n>', 'examples per step', '32')
+  .option('--batch-size <n>', 'examples per step (features mode: per onnxruntime run)', '32')
   .option('--lr <x>', 'learning rate', '1e-3')
   .addOption(new Option('--optimizer <kind>', 'optimizer').choices(['adamw', 'sgd']).default('adamw'))
   .option('--momentum <x>', 'SGD momentum', '0.9')
@@ -55,7 +62,7 @@ program
   .option('--label-smoothing <x>', 'label smoothing for cross-entropy', '0')
   .option('--trainable <spec>', 'what trains: all, a regular expression over parameter names, or after:<node or value>', 'all')
   .option('--labels-per-class <n>', 'use at most this many training labels per class')
-  .option('--test-fraction <x>', 'fraction of each class held out for testing', '0.3')
+  .option('--test-fraction <x>', 'fraction of each class held out for testing (default 0.3; features mode 0.2)')
   .addOption(new Option('--preprocess <kind>', 'input preparation').choices(['mnist', 'stretch']).default('mnist'))
   .option('--pixel-max <x>', 'largest pixel value in the data (8×8 digits: 16)', '16')
   .option('--seed <n>', 'random seed for splits and shuffling', '0')
@@ -85,6 +92,27 @@ program
   .option('--labels <file>', 'class names, one per line (default: the labels stored in the model)')
   .option('--json', 'print JSON')
   .action(classifyCommand);
+
+program
+  .command('predict')
+  .description('classify images with a saved classifier (a folder written by `graft train --mode features`, or any model recording its preprocessing)')
+  .requiredOption('--model <path>', 'the classifier folder (model.onnx inside) or an .onnx file')
+  .argument('<inputs...>', 'image files')
+  .option('--top <k>', 'classes to report per image', '3')
+  .option('--json', 'print JSON')
+  .action(predictCommand);
+
+program
+  .command('eval')
+  .description('evaluate a saved classifier on a labelled dataset: accuracy, macro-F1, per-class precision/recall, confusion matrix')
+  .requiredOption('--model <path>', 'the classifier folder (model.onnx inside) or an .onnx file')
+  .requiredOption('--data <path>', 'an image folder (one subfolder per class, named as the model\'s classes) or IDX images')
+  .option('--labels-data <file>', 'IDX data: the labels file (default: guessed from the images file name)')
+  .option('--max-per-class <n>', 'use only the first N examples of each class')
+  .option('--batch-size <n>', 'images per onnxruntime run', '32')
+  .option('--report <file>', 'write a report: OUT.html (self-contained, with OUT.json beside it) or OUT.json')
+  .option('--json', 'print the metrics as JSON')
+  .action(evalCommand);
 
 try {
   await program.parseAsync(process.argv);
