@@ -2,7 +2,7 @@
  * ONNX files ⇄ Graph, through protobufjs. Handles every numeric initializer type (raw_data and the
  * typed *_data fields), external data files, and keeps fields Graft does not interpret for round trips.
  */
-import { readFileSync, writeFileSync, renameSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
+import { readFileSync, writeFileSync, renameSync, existsSync, openSync, readSync, closeSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join, basename, isAbsolute } from 'node:path';
 import protobuf from 'protobufjs';
 import Long from 'long';
@@ -312,10 +312,17 @@ export function writeOnnx(g: Graph, path: string, opts: WriteOptions = {}): void
   atomicWrite(path, bytes);
 }
 
+/** Write a file via a temporary file and a rename, creating its folder; nothing half-written is left. */
 export function atomicWrite(path: string, bytes: Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  writeFileSync(tmp, bytes);
-  renameSync(tmp, path);
+  try {
+    mkdirSync(dirname(path) || '.', { recursive: true });
+    writeFileSync(tmp, bytes);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw new GraftError(`could not write ${path}: ${(e as Error).message}`);
+  }
 }
 
 /** A float32 scalar or small tensor as a TensorProto-compatible Tensor (used by builders). */
