@@ -320,7 +320,11 @@ export function atomicWrite(path: string, bytes: Uint8Array): void {
     writeFileSync(tmp, bytes);
     renameSync(tmp, path);
   } catch (e) {
-    rmSync(tmp, { force: true });
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      /* the folder itself is unusable: there is no temporary file to remove */
+    }
     throw new GraftError(`could not write ${path}: ${(e as Error).message}`);
   }
 }
