@@ -1,11 +1,7 @@
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import type { Attr } from '../../src/graph/graph.js';
+import { sameGradsWithDynamicBatch } from '../helpers/dynamic-batch.js';
 import { checkOp, I, IS, S, type InputSpec } from '../helpers/op-graph.js';
-import { Graph, type Attr } from '../../src/graph/graph.js';
-import { weightedSumGradGraph } from '../../src/autodiff/grad-graph.js';
-import { Session, type Feeds } from '../../src/runtime/session.js';
-import { numel, type Tensor } from '../../src/graph/tensor.js';
-import { Rng } from '../../src/util/random.js';
 
 /** A Conv case: x [N, C, ...sp], W [M, C/G, ...k], optional bias. */
 function conv(x: number[], w: number[], attrs: Record<string, Attr> = {}, bias = false) {
@@ -71,44 +67,6 @@ test('Conv at opset 9 with 16 channels (im2col, flipped kernel, attribute Pad/Sl
   checkOp({ op: 'Conv', opset: 9, inputs: [{ name: 'x', dims: [2, 16, 5, 6] }, { name: 'w', dims: [3, 16, 3, 3] }], attrs: { pads: IS([1, 0, 2, 1]) } }));
 test('ConvTranspose at opset 9', () =>
   checkOp({ op: 'ConvTranspose', opset: 9, inputs: [{ name: 'x', dims: [2, 2, 3, 3] }, { name: 'w', dims: [2, 3, 3, 3] }], attrs: { strides: IS([2, 2]), pads: IS([1, 1, 0, 0]), output_padding: IS([1, 1]) } }));
-
-/**
- * Build the gradient graph once with a symbolic batch (shapes probed at batch 2 and 3, so the rules see
- * N = null and must emit batch-agnostic Reshapes) and once at a fixed batch of 2; both must give the
- * same gradients at batch 2, and the dynamic one must also run at batch 3.
- */
-async function sameGradsWithDynamicBatch(op: string, xRest: number[], params: [string, number[]][], attrs: Record<string, Attr>, opset = 17): Promise<void> {
-  const rng = new Rng(11);
-  const rand = (dims: number[]): Tensor => ({ dtype: 'float32', dims, data: Float32Array.from({ length: numel(dims) }, () => rng.normal()) });
-  const g = new Graph();
-  g.opsets = { '': opset };
-  g.inputs.push({ name: 'x', dtype: 'float32', shape: ['N', ...xRest] });
-  for (const [name, dims] of params) g.initializers.set(name, rand(dims));
-  g.nodes.push({ name: 'n', opType: op, domain: '', inputs: ['x', ...params.map(([p]) => p)], outputs: ['y'], attrs });
-  g.outputs.push({ name: 'y' });
-  const wrt = ['x', ...params.map(([p]) => p)];
-  const [f2, f3] = [{ x: rand([2, ...xRest]) }, { x: rand([3, ...xRest]) }];
-  const dyn = await weightedSumGradGraph(g, wrt, [f2, f3]);
-  const fix = await weightedSumGradGraph(g, wrt, f2);
-  assert.equal(dyn.shapes.get('x')!.dims[0], null, 'the batch should be dynamic');
-  const run = async (gg: typeof dyn, feeds: Feeds) => {
-    const s = await Session.fromGraph(gg.graph);
-    const out = await s.run(feeds);
-    await s.release();
-    return wrt.map((w) => out[gg.grads.get(w)!]!);
-  };
-  const base: Feeds = { ...f2, ...Object.fromEntries(params.map(([p]) => [p, g.initializers.get(p)!])), R: rand(fix.shapes.get('R')!.dims as number[]) };
-  const [a, b] = [await run(dyn, base), await run(fix, base)];
-  wrt.forEach((w, i) => {
-    const [da, db] = [a[i]!.data as Float32Array, b[i]!.data as Float32Array];
-    assert.deepEqual(a[i]!.dims, b[i]!.dims, w);
-    const scale = Math.max(...Array.from(db, Math.abs));
-    for (let k = 0; k < da.length; k++) assert.ok(Math.abs(da[k]! - db[k]!) <= 1e-4 * scale, `${w}[${k}]: ${da[k]} vs ${db[k]}`);
-  });
-  const r3 = rand([3, ...(fix.shapes.get('R')!.dims.slice(1) as number[])]);
-  const at3 = await run(dyn, { ...base, ...f3, R: r3 });
-  assert.equal(at3[0]!.dims[0], 3);
-}
 
 test('Conv with a dynamic batch: grouped', () => sameGradsWithDynamicBatch('Conv', [4, 5, 5], [['w', [6, 2, 3, 3]], ['b', [6]]], { group: I(2), pads: IS([1, 1, 1, 1]), strides: IS([2, 1]) }));
 test('Conv with a dynamic batch: depthwise with multiplier (grouped correlation)', () => sameGradsWithDynamicBatch('Conv', [3, 6, 6], [['w', [6, 1, 3, 3]]], { group: I(3), pads: IS([1, 1, 1, 1]), strides: IS([2, 2]) }));
