@@ -104,6 +104,7 @@ function toVectors(t: Tensor): Float32Array[] {
 }
 
 function sliceRows(t: Tensor, idx: number[]): Tensor {
+  if (idx.length === t.dims[0] && idx.every((r, i) => r === i)) return t; // the whole batch: no copy
   const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
   const src = t.data as Float32Array;
   const data = new Float32Array(idx.length * per);
