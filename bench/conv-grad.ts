@@ -93,6 +93,14 @@ function pointwiseInputGrad(b: Builder, g: ConvGeom, small: string, w: string): 
   return b.reshape(b.op('MatMul', [wt, b.reshape(small, [0, g.Cs, prod(g.l)])]), [0, g.Cb, ...g.L]);
 }
 
+/** The strided window of the padded input x_pad that meets kernel tap t (row-major over the kernel). */
+function tapSlice(b: Builder, g: ConvGeom, xp: string, t: number): string {
+  const r = g.k.length;
+  const off: number[] = Array(r).fill(0);
+  for (let i = r - 1, rest = t; i >= 0; i--) { off[i] = (rest % g.k[i]!) * g.d[i]!; rest = Math.floor(rest / g.k[i]!); }
+  return sliceAxes(b, xp, range(r).map((i) => i + 2), off, off.map((o, i) => o + (g.l[i]! - 1) * g.s[i]! + 1), g.s);
+}
+
 /** Depthwise dW[c, t] = Σ_{n,o} dy[n, c, o] · x_pad[n, c, o·s + t·d]: one strided Slice, Mul and ReduceSum per tap. */
 function shiftedWeightGrad(b: Builder, g: ConvGeom, big: string, small: string): string {
   const r = g.k.length;
@@ -100,10 +108,7 @@ function shiftedWeightGrad(b: Builder, g: ConvGeom, big: string, small: string):
   const axes = range(r).map((i) => i + 2);
   const cols: string[] = [];
   for (let t = 0; t < prod(g.k); t++) {
-    let rest = t;
-    const off: number[] = Array(r).fill(0);
-    for (let i = r - 1; i >= 0; i--) { off[i] = (rest % g.k[i]!) * g.d[i]!; rest = Math.floor(rest / g.k[i]!); }
-    const xs = sliceAxes(b, xp, axes, off, off.map((o, i) => o + (g.l[i]! - 1) * g.s[i]! + 1), g.s);
+    const xs = tapSlice(b, g, xp, t);
     cols.push(b.reduce('ReduceSum', b.mul(xs, small), [0, ...axes], true));
   }
   return b.reshape(b.op('Concat', cols, { axis: A.i(r + 1) }), [g.Cs, 1, ...g.k]);
@@ -114,14 +119,10 @@ function shiftedDotWeightGrad(b: Builder, g: ConvGeom, big: string, small: strin
   const r = g.k.length;
   const P = prod(g.l);
   const xp = padSpatial(b, big, r + 2, g.pb, range(r).map((i) => Math.max(0, tail(g, i))));
-  const axes = range(r).map((i) => i + 2);
   const dyr = b.reshape(small, [-1, 1, P]);
   const cols: string[] = [];
   for (let t = 0; t < prod(g.k); t++) {
-    let rest = t;
-    const off: number[] = Array(r).fill(0);
-    for (let i = r - 1; i >= 0; i--) { off[i] = (rest % g.k[i]!) * g.d[i]!; rest = Math.floor(rest / g.k[i]!); }
-    const xs = sliceAxes(b, xp, axes, off, off.map((o, i) => o + (g.l[i]! - 1) * g.s[i]! + 1), g.s);
+    const xs = tapSlice(b, g, xp, t);
     cols.push(b.op('MatMul', [dyr, b.reshape(xs, [-1, P, 1])]));
   }
   const dots = b.reshape(b.op('Concat', cols, { axis: A.i(2) }), [-1, g.Cs, prod(g.k)]);

@@ -14,17 +14,24 @@ export interface SplitOptions {
 
 export interface Split { train: number[]; val: number[]; test: number[] }
 
-export function stratifiedSplit(labels: number[], o: SplitOptions = {}): Split {
-  const rng = new Rng(o.seed ?? 0);
+/**
+ * The indices of each class, classes in ascending order, each list shuffled by `rng` (in that order,
+ * so a seed fixes the result): the common start of every stratified split, pick and fold.
+ */
+export function shuffledByClass(labels: number[], rng: Rng): [label: number, indices: number[]][] {
   const byClass = new Map<number, number[]>();
   labels.forEach((y, i) => {
     let l = byClass.get(y);
     if (!l) byClass.set(y, (l = []));
     l.push(i);
   });
+  return [...byClass.keys()].sort((a, b) => a - b).map((y) => [y, rng.shuffle(byClass.get(y)!)]);
+}
+
+export function stratifiedSplit(labels: number[], o: SplitOptions = {}): Split {
+  const rng = new Rng(o.seed ?? 0);
   const out: Split = { train: [], val: [], test: [] };
-  for (const y of [...byClass.keys()].sort((a, b) => a - b)) {
-    const idx = rng.shuffle([...byClass.get(y)!]);
+  for (const [y, idx] of shuffledByClass(labels, rng)) {
     const nTest = Math.round(idx.length * (o.testFraction ?? 0.3));
     const nVal = Math.round(idx.length * (o.valFraction ?? 0));
     if (nTest + nVal >= idx.length) throw new GraftError(`class ${y} has too few examples (${idx.length}) for the split`);

@@ -9,6 +9,7 @@
 import { minimize, type LbfgsResult } from './lbfgs.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
+import { shuffledByClass } from '../data/splits.js';
 
 export interface LogisticOptions {
   /** L2 penalty on the weights (default 1e-2). */
@@ -208,17 +209,9 @@ export interface CVResult {
 
 /** Stratified k-fold assignment: fold index per example. */
 export function stratifiedFolds(y: number[], k: number, seed = 0): number[] {
-  const rng = new Rng(seed);
-  const byClass = new Map<number, number[]>();
-  y.forEach((v, i) => {
-    let l = byClass.get(v);
-    if (!l) byClass.set(v, (l = []));
-    l.push(i);
-  });
   const fold = new Array<number>(y.length).fill(0);
   let offset = 0;
-  for (const c of [...byClass.keys()].sort((a, b) => a - b)) {
-    const idx = rng.shuffle([...byClass.get(c)!]);
+  for (const [, idx] of shuffledByClass(y, new Rng(seed))) {
     idx.forEach((i, r) => (fold[i] = (r + offset) % k));
     offset += idx.length; // spread remainders over folds
   }

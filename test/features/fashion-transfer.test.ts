@@ -25,21 +25,14 @@ import { fit, predictLabels, accuracy } from '../../src/train/fit.js';
 import { Rng } from '../../src/util/random.js';
 import type { Graph } from '../../src/graph/graph.js';
 import { asset } from '../helpers/assets.js';
+import { shuffledByClass } from '../../src/data/splits.js';
 
 const TEST_SIZE = 500;
 
 /** Seeded stratified pick: `perClass` indices of every class; smaller picks are prefixes of larger ones. */
 function stratifiedPick(labels: number[], perClass: number, seed: number): number[] {
-  const rng = new Rng(seed);
-  const byClass = new Map<number, number[]>();
-  labels.forEach((y, i) => {
-    let l = byClass.get(y);
-    if (!l) byClass.set(y, (l = []));
-    l.push(i);
-  });
   const out: number[] = [];
-  for (const c of [...byClass.keys()].sort((a, b) => a - b)) {
-    const idx = rng.shuffle([...byClass.get(c)!]);
+  for (const [c, idx] of shuffledByClass(labels, new Rng(seed))) {
     if (idx.length < perClass) throw new Error(`class ${c} has only ${idx.length} examples`);
     out.push(...idx.slice(0, perClass));
   }
