@@ -6,6 +6,8 @@ import { NoGradientRule } from '../autodiff/rule.js';
 import { checkCommand } from './check.js';
 import { gradCommand } from './grad.js';
 import { trainCommand } from './train.js';
+import { finetuneOptions } from './train-finetune.js';
+import { featuresOptions } from './train-features.js';
 import { convertCommand } from './convert.js';
 import { classifyCommand } from './classify.js';
 import { predictCommand } from './predict.js';
@@ -40,7 +42,7 @@ program
   .requiredOption('--out <file>', 'safetensors file for the gradients')
   .action(gradCommand);
 
-program
+const train = program
   .command('train')
   .description('train a classifier on a labelled dataset and save it: fine-tune the whole model, or fit a head on its cached features')
   .requiredOption('--model <path>', 'pretrained model: an .onnx or .tflite file, a TF.js model.json, or a model folder')
@@ -68,6 +70,9 @@ program
   .option('--seed <n>', 'random seed for splits and shuffling', '0')
   .option('--json', 'print a JSON summary')
   .action(trainCommand);
+// Flags that only one mode reads live beside that mode's code.
+finetuneOptions(train);
+featuresOptions(train);
 
 program
   .command('convert')
