@@ -18,6 +18,12 @@ export interface BackwardOptions {
   wrt: string[];
   /** Name for the seed gradient input; when omitted the seed is the constant 1. */
   seed?: string;
+  /**
+   * Multiply the gradient arriving at these values by a constant before it flows further back:
+   * 0 stops it (a stop-gradient), −λ reverses it (DANN's gradient-reversal layer). The forward pass
+   * is unchanged.
+   */
+  gradScale?: Map<string, number>;
 }
 
 export interface BackwardResult {
@@ -66,15 +72,17 @@ export function buildBackward(g: Graph, shapes: ShapeMap, opts: BackwardOptions)
     if (!l) contributions.set(v, (l = []));
     l.push(gname);
   };
+  const scaled = new Set<string>();
   const gradOf = (v: string): string | null => {
     const l = contributions.get(v);
     if (!l || l.length === 0) return null;
-    if (l.length > 1) {
-      const s = b.sum(l);
-      contributions.set(v, [s]);
-      return s;
+    if (l.length > 1) contributions.set(v, [b.sum(l)]);
+    const scale = opts.gradScale?.get(v);
+    if (scale !== undefined && !scaled.has(v)) {
+      scaled.add(v);
+      contributions.set(v, scale === 0 ? [] : [b.mul(contributions.get(v)![0]!, b.f32(scale))]);
     }
-    return l[0]!;
+    return contributions.get(v)![0] ?? null;
   };
   add(opts.loss, opts.seed ?? b.f32(1));
   const order = g.topoSort().filter((n) => onPath.has(n)).reverse();

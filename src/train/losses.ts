@@ -4,6 +4,7 @@
  */
 import type { Graph } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
+import type { Tensor } from '../graph/tensor.js';
 import { GraftError } from '../util/errors.js';
 
 export type LossSpec =
@@ -14,7 +15,34 @@ export type LossSpec =
       /** Per-class weights; the loss is Σ w[y]·ℓ / Σ w[y] (PyTorch's convention). */
       classWeights?: number[];
     }
-  | { kind: 'mse' };
+  | { kind: 'mse' }
+  | CustomLoss;
+
+/**
+ * Any loss built from ONNX nodes: language-model cross-entropy over [batch, seq, vocab], entropy on
+ * unlabelled data, a domain classifier behind gradient reversal, MMD terms… `build` appends nodes to
+ * the graph (reading `output`, or any other value of the model), declares the extra inputs it reads
+ * (targets, masks, domain labels) and may add parameters of its own, which then train too.
+ */
+export interface CustomLoss {
+  kind: 'custom';
+  build(g: Graph, output: string, b: Builder): CustomLossNodes;
+  /** Feeds for the inputs `build` declared, sized for a probe batch whose model output has `outputDims`. */
+  probeFeeds(outputDims: number[]): Record<string, Tensor>;
+}
+
+export interface CustomLossNodes {
+  /** The scalar loss value. */
+  loss: string;
+  /** Inputs the loss reads (fed at each step beside the model's; declared from probeFeeds unless build added them to g.inputs). */
+  targets: string[];
+  /** New float initializers (added to g.initializers by build) that train with the model. */
+  params?: string[];
+  /** Values reported by each step beside the loss (for example the parts of a sum of losses). */
+  outputs?: string[];
+  /** Gradient scaling at values: 0 stops the gradient, −λ reverses it (see BackwardOptions.gradScale). */
+  gradScale?: Map<string, number>;
+}
 
 export interface LossNodes {
   loss: string;
@@ -26,7 +54,7 @@ export interface LossNodes {
  * Append the loss of `output` (logits [N, C] for cross-entropy; any shape for MSE) to the graph.
  * `classes` is C, needed for cross-entropy.
  */
-export function addLoss(g: Graph, output: string, spec: LossSpec, classes?: number, batchDim: string | number = 'batch'): LossNodes {
+export function addLoss(g: Graph, output: string, spec: Exclude<LossSpec, CustomLoss>, classes?: number, batchDim: string | number = 'batch'): LossNodes {
   const b = new Builder(g, 'loss/');
   if (spec.kind === 'mse') {
     const target = 'targets';
@@ -56,7 +84,7 @@ export function addLoss(g: Graph, output: string, spec: LossSpec, classes?: numb
 }
 
 /** Give a produced value a friendlier name. */
-function rename(g: Graph, value: string, name: string): string {
+export function rename(g: Graph, value: string, name: string): string {
   if (g.allNames().has(name)) return value;
   for (const n of g.nodes) n.outputs = n.outputs.map((o) => (o === value ? name : o));
   g.replaceUses(value, name);

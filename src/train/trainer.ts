@@ -19,7 +19,12 @@ export interface TrainerOptions extends TrainingOptions {
   runtime?: RuntimeOptions;
 }
 
-export interface StepResult { loss: number; gradNorm?: number }
+export interface StepResult {
+  loss: number;
+  gradNorm?: number;
+  /** The custom loss's extra outputs, by name. */
+  values?: Record<string, Tensor>;
+}
 
 export class Trainer {
   readonly params = new Map<string, Float32Array>();
@@ -49,10 +54,14 @@ export class Trainer {
     return f;
   }
 
-  /** Forward, loss, backward and one optimizer update. */
-  async step(inputs: Feeds, target: Tensor, lr = this.lr): Promise<StepResult> {
-    for (const k of this.tg.dataInputs) if (!inputs[k]) throw new GraftError(`missing input '${k}' for the training step`);
-    const res = await this.session.run({ ...inputs, [this.tg.target]: target, ...this.paramFeeds() });
+  /**
+   * Forward, loss, backward and one optimizer update. `target` feeds a built-in loss's target; a
+   * custom loss's inputs come in `inputs` beside the model's.
+   */
+  async step(inputs: Feeds, target?: Tensor, lr = this.lr): Promise<StepResult> {
+    const feeds: Feeds = { ...inputs, ...(target ? { [this.tg.target]: target } : {}) };
+    for (const k of [...this.tg.dataInputs, ...this.tg.targets]) if (!feeds[k]) throw new GraftError(`missing input '${k}' for the training step`);
+    const res = await this.session.run({ ...feeds, ...this.paramFeeds() });
     const grads = new Map<string, Float32Array>();
     for (const [p, gname] of this.tg.grads) grads.set(p, res[gname]!.data as Float32Array);
     const loss = Number(res[this.tg.loss]!.data[0]);
@@ -61,7 +70,8 @@ export class Trainer {
     this.optimizer.step(this.params, grads, lr);
     for (const [k, out] of this.tg.state) this.stateValues.set(k, Float32Array.from(res[out]!.data as Float32Array));
     this.steps++;
-    return { loss, ...(gradNorm !== undefined ? { gradNorm } : {}) };
+    const values = this.tg.extraOutputs.length ? Object.fromEntries(this.tg.extraOutputs.map((k) => [k, res[k]!])) : undefined;
+    return { loss, ...(gradNorm !== undefined ? { gradNorm } : {}), ...(values ? { values } : {}) };
   }
 
   /** The model's output for a batch, with the current weights. */

@@ -10,6 +10,7 @@ import { buildBackward, gradientPath } from '../autodiff/backward.js';
 import { probeShapes, exampleFeeds, concreteShapes, type ShapeMap } from '../autodiff/shapes.js';
 import { promoteToInputs } from '../autodiff/grad-graph.js';
 import { addLoss, type LossSpec } from './losses.js';
+import { Builder } from '../graph/builder.js';
 import type { Feeds, RuntimeOptions } from '../runtime/session.js';
 import { GraftError } from '../util/errors.js';
 
@@ -40,7 +41,12 @@ export interface TrainingGraph {
   stateInitial: Map<string, Tensor>;
   loss: string;
   output: string;
+  /** The target input of a built-in loss ('' for a custom loss: see `targets`). */
   target: string;
+  /** Every input the loss reads beside the model's (a built-in loss: [target]). */
+  targets: string[];
+  /** Extra values each step reports (a custom loss's `outputs`). */
+  extraOutputs: string[];
   dataInputs: string[];
   classes: number | undefined;
   shapes: ShapeMap;
@@ -115,7 +121,7 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
   if (!output) throw new GraftError('the model has no outputs');
   if (!g.outputs.some((o) => o.name === output) && !g.nodes.some((n) => n.outputs.includes(output)))
     throw new GraftError(`the model has no output named '${output}'`);
-  const params = selectTrainable(g, opts.trainable);
+  const params = [...selectTrainable(g, opts.trainable)];
   // Probe the forward model once per size to learn the output's size (classes, batch).
   const sizesA = new Map<string, number>();
   const sizesB = new Map<string, number>();
@@ -126,7 +132,7 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
   const oa = (await concreteShapes(fwd.prune(), fa, opts.runtime)).get(output)!;
   const ob = (await concreteShapes(fwd, fb, opts.runtime)).get(output)!;
   const loss = opts.loss ?? { kind: 'cross-entropy' as const };
-  const classes = loss.kind === 'cross-entropy' ? oa.dims[oa.dims.length - 1] : undefined;
+  const classes = loss.kind === 'cross-entropy' ? oa.dims[oa.dims.length - 1] : loss.kind === 'custom' ? ob.dims[ob.dims.length - 1] : undefined;
   if (loss.kind === 'cross-entropy' && oa.dims.length !== 2)
     throw new GraftError(`cross-entropy needs a [batch, classes] output; '${output}' has shape [${oa.dims}]`);
   const state = new Map<string, string>();
@@ -134,20 +140,43 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
   if (opts.batchNorm === 'batch') useBatchStatistics(g, state, stateInitial, opts.bnMomentum ?? 0.9);
   g.outputs = [];
   const batchDim = g.dataInputs()[0]?.shape?.[0];
-  const { loss: lossName, target } = addLoss(g, loss.kind === 'cross-entropy' ? logitsOf(g, output) : output, loss, classes, typeof batchDim === 'string' ? batchDim : 'batch');
-  const targetFeed = (o: { dims: number[] }, f: Feeds): Feeds => ({
-    ...f,
-    [target]: loss.kind === 'mse'
-      ? { dtype: 'float32', dims: o.dims, data: new Float32Array(numel(o.dims)) }
-      : { dtype: 'int64', dims: [o.dims[0]!], data: new BigInt64Array(o.dims[0]!) },
-  });
-  g.outputs = [{ name: lossName }, { name: output }];
+  let lossName: string, target = '', targets: string[], extraOutputs: string[] = [], gradScale: Map<string, number> | undefined;
+  let targetFeed: (o: { dims: number[] }, f: Feeds) => Feeds;
+  if (loss.kind === 'custom') {
+    const built = loss.build(g, output, new Builder(g, 'loss/'));
+    lossName = built.loss;
+    targets = built.targets;
+    extraOutputs = built.outputs ?? [];
+    gradScale = built.gradScale;
+    for (const p of built.params ?? []) {
+      if (!g.initializers.has(p)) throw new GraftError(`custom loss parameter '${p}' is not an initializer of the graph`);
+      params.push(p);
+    }
+    // Declare the loss's inputs (dtype and rank from a probe feed) unless build did.
+    const probe = loss.probeFeeds(oa.dims);
+    for (const t of targets) {
+      const p = probe[t];
+      if (!p) throw new GraftError(`custom loss: probeFeeds gives no value for its input '${t}'`);
+      if (!g.inputs.some((i) => i.name === t)) g.inputs.push({ name: t, dtype: p.dtype, shape: p.dims.map((_, i) => `${t}_${i}`) });
+    }
+    targetFeed = (o, f) => ({ ...f, ...loss.probeFeeds(o.dims) });
+  } else {
+    ({ loss: lossName, target } = addLoss(g, loss.kind === 'cross-entropy' ? logitsOf(g, output) : output, loss, classes, typeof batchDim === 'string' ? batchDim : 'batch'));
+    targets = [target];
+    targetFeed = (o, f) => ({
+      ...f,
+      [target]: loss.kind === 'mse'
+        ? { dtype: 'float32', dims: o.dims, data: new Float32Array(numel(o.dims)) }
+        : { dtype: 'int64', dims: [o.dims[0]!], data: new BigInt64Array(o.dims[0]!) },
+    });
+  }
+  g.outputs = [{ name: lossName }, { name: output }, ...extraOutputs.map((name) => ({ name }))];
   const shapes = await probeShapes(g, { ...opts.runtime, feeds: [targetFeed(oa, fa), targetFeed(ob, fb)] });
   const initial = promoteToInputs(g, params);
   promoteToInputs(g, [...state.keys()]);
   const { onPath } = gradientPath(g, shapes, params, lossName);
   if (onPath.size === 0) throw new GraftError('the loss does not depend on any trainable parameter');
-  const { grads } = buildBackward(g, shapes, { loss: lossName, wrt: params });
+  const { grads } = buildBackward(g, shapes, { loss: lossName, wrt: params, ...(gradScale ? { gradScale } : {}) });
   const gradMap = new Map<string, string>();
   for (const p of params) {
     const gname = grads.get(p);
@@ -157,8 +186,8 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
   }
   for (const out of state.values()) g.outputs.push({ name: out });
   return {
-    graph: g, params, grads: gradMap, initial, state, stateInitial, loss: lossName, output, target,
-    dataInputs: g.dataInputs().map((v) => v.name).filter((n) => n !== target && !initial.has(n) && !state.has(n)),
+    graph: g, params, grads: gradMap, initial, state, stateInitial, loss: lossName, output, target, targets, extraOutputs,
+    dataInputs: g.dataInputs().map((v) => v.name).filter((n) => !targets.includes(n) && !initial.has(n) && !state.has(n)),
     classes, shapes, model: base,
   };
 }

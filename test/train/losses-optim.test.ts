@@ -18,7 +18,7 @@ function lossGraph(spec: LossSpec, labels = [0, 3, 3, 1]) {
   g.initializers.set('W', { dtype: 'float32', dims: [3, 5], data: rnd(15) });
   g.initializers.set('b', { dtype: 'float32', dims: [5], data: rnd(5) });
   g.nodes.push({ name: 'fc', opType: 'Gemm', domain: '', inputs: ['x', 'W', 'b'], outputs: ['logits'], attrs: {} });
-  const { loss, target } = addLoss(g, 'logits', spec, 5);
+  const { loss, target } = addLoss(g, 'logits', spec as Exclude<LossSpec, { kind: 'custom' }>, 5);
   if (spec.kind === 'cross-entropy') {
     g.inputs = g.inputs.filter((i) => i.name !== target);
     g.initializers.set(target, { dtype: 'int64', dims: [4], data: BigInt64Array.from(labels.map(BigInt)) });
