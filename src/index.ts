@@ -20,8 +20,13 @@ export { compileTraining, selectTrainable, type TrainingOptions, type TrainingGr
 export { addLoss, type LossSpec } from './train/losses.js';
 export { Trainer, type TrainerOptions } from './train/trainer.js';
 export { fit, predictLabels, accuracy, type Examples, type FitOptions } from './train/fit.js';
+export { evaluate, resolveClassWeights, type FitResult, type EarlyStopping, type StepInfo, type EpochInfo } from './train/fit.js';
+export { makeSchedule, type ScheduleSpec, type Schedule } from './train/schedule.js';
+export { lrFind, findLr, lrFindSvg, lrFindAscii, writeLrFindSvg, type LrFindOptions, type LrFindResult } from './train/lr-finder.js';
+export { writeCheckpoint, readCheckpoint, readLatestCheckpoint, listCheckpoints, type CheckpointState } from './train/checkpoint.js';
+export { layerGroups, discriminativeScales } from './train/layer-groups.js';
 export { AdamW, SGD, clipGradNorm, makeOptimizer, type Optimizer, type OptimizerSpec } from './optim/optimizer.js';
-export { finetuneImageCsv, evaluateModel, type FinetuneOptions, type FinetuneReport } from './finetune/classifier.js';
+export { finetuneImageCsv, lrFindImageCsv, evaluateModel, type FinetuneOptions, type FinetuneReport } from './finetune/classifier.js';
 export { stratifiedSplit } from './data/splits.js';
 export { GraftError } from './util/errors.js';
 export { readTflite, decodeTflite } from './formats/tflite.js';
@@ -35,6 +40,10 @@ export { listImageFolder } from './data/image-folder.js';
 export { FeatureCache, cacheKey } from './features/cache.js';
 export { extractFeatures, defaultFeatureNode } from './features/extract.js';
 export * as logistic from './heads/logistic.js';
+export { fitMlp, MlpHead, type MlpOptions } from './heads/mlp.js';
+export { fitNcm, fitKnn, NearestClassMean, KNearestNeighbors, type NcmOptions, type KnnOptions } from './heads/neighbors.js';
+export { HEAD_KINDS, type FeatureHead, type HeadKind } from './heads/head.js';
+export { decodeImages } from './data/image.js';
 export {
   trainFeatureClassifier, exportFeatureClassifier, evaluateClassifier, saveClassifier,
   type FeatureTrainOptions, type FeatureTrainReport, type FeatureTrainResult, type Evaluation,
@@ -42,3 +51,47 @@ export {
 export { loadLabelledImages, type LabelledImages } from './data/labelled-images.js';
 export { classificationMetrics, confusionMatrix, formatMetrics, type Metrics, type ClassMetrics } from './eval/metrics.js';
 export { writeReport, reportHtml, reportJson } from './eval/report.js';
+export { addLora, mergeLora, readSites as loraSites, type LoraOptions, type LoraResult, type LoraSite, type LoraTarget } from './finetune/lora.js';
+// Text classification (tokenizers, model folders, text datasets, features/fine-tuning/SetFit, TF-IDF).
+export { loadTokenizer, loadTokenizerSync, TextTokenizer, type EncodeBatchOptions, type EncodedBatch } from './text/tokenizer.js';
+export { loadModelFolder, loadModelFolderSync, isTextModelFolder, type TextModelFolder } from './text/model-folder.js';
+export { readTextTable, loadSpamAssassin, subsetTable, type TextTable, type TextTableOptions } from './data/text-table.js';
+export { addPooling, addClassifierHead, withProbabilities, textFeeds, type Pooling } from './text/encoder.js';
+export { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba, gemmFromLogistic, type TextFinetuneOptions, type TextFinetuneResult } from './text/classify.js';
+export { trainSetFit, pairBatches, cosinePairLoss, type SetFitOptions, type SetFitResult } from './text/setfit.js';
+export { TfidfVectorizer, trainTfidfClassifier } from './text/tfidf.js';
+export { saveTextClassifier, loadTextClassifier, predictTexts, isTextClassifierFolder } from './text/saved.js';
+// Causal LM fine-tuning, generation, warm-started translation, BLEU.
+export { lmLoss, buildLmLoss, makeWindows, lmBatch, lmEvalGraph, perplexity, finetuneLm, linearSchedule, saveTextModelFolder, LM_LABELS, LM_MASK, type LmFinetuneOptions, type PerplexityResult, type WindowOptions } from './text/lm.js';
+export { readCorpus, type CorpusOptions } from './text/lm-corpus.js';
+export { CausalLm, generateText, pickToken, isSampling, type GenerateOptions, type SamplingOptions, type GeneratedText } from './text/generate.js';
+export { buildSeq2Seq, reinitialize, seq2seqBatch, crossAttentionParams, type Seq2SeqOptions, type Seq2SeqPair } from './text/seq2seq.js';
+export { trainSeq2Seq, seq2seqLoss, Seq2SeqDecoder, saveTranslationFolder, loadTranslator, translateTexts, readParallelJsonl, type TranslationConfig, type Seq2SeqTrainOptions } from './text/translate.js';
+export { corpusBleu, tokenize13a, formatBleu, type BleuResult } from './text/bleu.js';
+export {
+  blockCuts, resolveCut, splitTopBlocks, cacheActivations, trainTopBlocks, predictStore, frozenFeatures, assembleTopBlocks, ActivationStore,
+  type TopBlocksModel, type TopBlocksTrainOptions, type TopBlocksTrainResult, type ActivationOptions, type BlockCut,
+} from './finetune/top-blocks.js';
+export { finetuneImages, topBlocksForward, type ImageFinetuneOptions, type ImageFinetuneReport, type ImageFinetuneResult } from './finetune/image-finetune.js';
+export { augmentedPixels, viewsToTensor, cropBox, colourJitter, augmentKey, DEFAULT_AUGMENT, type AugmentOptions } from './data/augment.js';
+export { exportFinetuned, exportGraph, stripTraining, type ExportOptions as FinetuneExportOptions, type ExportResult } from './export/export.js';
+// Domain adaptation in the network (labelled source → unlabelled target), shifted pairs, inductive transfer, curves.
+export { dann, dannLoss, dannLambda, adaptFit, sourceOnlyLoss, featureDim, type AdaptLoss, type AdaptFitOptions, type DannOptions } from './adapt/dann.js';
+export { mmdLoss, deepCoralLoss, alignFit, type AlignOptions } from './adapt/mmd.js';
+export { fashionShiftPair, applyShift, parseShift, describeShift, DEFAULT_SHIFT, type Shift, type DomainPair, type ShiftPairOptions } from './data/shifts.js';
+export { withNewHead, featureNodeOf, trainMultiTask, exportMultiTask, type Task, type MultiTaskOptions, type MultiTaskResult } from './features/multi-task.js';
+export { dataEfficiencyCurve, writeCurve, curveMarkdown, curveSvg, CURVE_METHODS, type CurveMethod, type CurveOptions, type CurveResult } from './eval/curve.js';
+// Domain adaptation: source-free (AdaBN, entropy, network self-training), feature-level (CORAL, subspace, self-training), label-free selection.
+export { adaBn, type AdaBnOptions, type AdaBnResult } from './adapt/adabn.js';
+export { entropyLoss, entropyMinimize, batchNormAffine, hasBatchNorm, type EntropyOptions, type EntropyResult } from './adapt/entropy.js';
+export { selfTrainNetwork, temperedCrossEntropy, type NetSelfTrainOptions, type NetSelfTrainResult } from './adapt/self-train-net.js';
+export { adaptNetwork, defaultNetworkGrid, NETWORK_METHODS, type NetworkMethod, type AdaptNetworkOptions, type AdaptNetworkResult } from './adapt/source-free.js';
+export { coral, coralMap, type CoralOptions } from './adapt/coral.js';
+export { subspaceAlignment, pcaBasis, type SubspaceOptions } from './adapt/subspace.js';
+export { selfTrainFeatures, type SelfTrainingOptions } from './adapt/self-training.js';
+export { sourceOnly, composeLinear, type LabelledFeatures, type FeatureAdaptResult } from './adapt/feature-head.js';
+export { adaptFeatures, runFeatureMethod, defaultGrid, FEATURE_METHODS, type FeatureMethod, type AdaptFeaturesOptions, type AdaptFeaturesResult } from './adapt/features.js';
+export { informationMaximization, reverseValidation, selectBest, type Candidate } from './adapt/selection.js';
+export { predictLogits, predictProba as predictClassProba, calibrateTemperature } from './adapt/predict.js';
+export { smallBnCnn, type BnCnnOptions } from './adapt/bn-cnn.js';
+export { shiftImages, PIXEL_SHIFTS, type PixelShift } from './adapt/pixel-shift.js';

@@ -89,6 +89,8 @@ export function buildBackward(g: Graph, shapes: ShapeMap, opts: BackwardOptions)
   for (const node of order) {
     const rule = RULES[node.opType];
     if (!rule || (node.domain && node.domain !== 'ai.onnx')) throw new NoGradientRule(node.opType, node.name);
+    // no gradient reaches any output (e.g. everything downstream of a stop-gradient): nothing to do
+    if (node.outputs.every((o) => !o || gradOf(o) === null)) continue;
     const ctx = makeCtx(g, b, shapes, node, requires, gradOf);
     let gins: (string | null | undefined)[];
     try {

@@ -21,16 +21,17 @@ export async function evalCommand(o: EvalFlags) {
   );
   bar?.start(data.inputs.length, 0);
   const t0 = performance.now();
-  const { metrics } = await evaluateClassifier(model, data, { batchSize: int(o.batchSize, '--batch-size'), onProgress: (d) => bar?.update(d) });
+  const { metrics, skipped } = await evaluateClassifier(model, data, { batchSize: int(o.batchSize, '--batch-size'), onProgress: (d) => bar?.update(d) });
   bar?.stop();
   const seconds = (performance.now() - t0) / 1000;
   const files = o.report
-    ? writeReport(o.report, metrics, { title: `Graft evaluation: ${o.model}`, model: o.model, data: o.data, details: { seconds: Number(seconds.toFixed(2)) } })
+    ? writeReport(o.report, metrics, { title: `Graft evaluation: ${o.model}`, model: o.model, data: o.data, details: { seconds: Number(seconds.toFixed(2)) }, skipped })
     : [];
   if (o.json) {
-    process.stdout.write(JSON.stringify({ model: o.model, data: o.data, seconds, ...(files.length ? { report: files } : {}), metrics }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ model: o.model, data: o.data, seconds, ...(files.length ? { report: files } : {}), skipped, metrics }, null, 2) + '\n');
     return;
   }
+  for (const f of skipped) process.stdout.write(`skipped ${f.path}: ${f.error}\n`);
   process.stdout.write(formatMetrics(metrics, 'eval'));
   if (files.length) process.stdout.write(`report: ${files.join(', ')}\n`);
 }

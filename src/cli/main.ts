@@ -8,10 +8,17 @@ import { gradCommand } from './grad.js';
 import { trainCommand } from './train.js';
 import { finetuneOptions } from './train-finetune.js';
 import { featuresOptions } from './train-features.js';
+import { textOptions } from './train-text.js';
 import { convertCommand } from './convert.js';
 import { classifyCommand } from './classify.js';
 import { predictCommand } from './predict.js';
 import { evalCommand } from './eval.js';
+import { curveCommand, curveOptions } from './curve.js';
+import { adaptCommand, adaptOptions } from './adapt.js';
+import { generateCommand } from './generate.js';
+import { lmFinetuneCommand } from './lm-finetune.js';
+import { translateCommand } from './translate.js';
+import { translateTrainCommand } from './translate-train.js';
 
 const program = new Command();
 program
@@ -47,12 +54,12 @@ const train = program
   .description('train a classifier on a labelled dataset and save it: fine-tune the whole model, or fit a head on its cached features')
   .requiredOption('--model <path>', 'pretrained model: an .onnx or .tflite file, a TF.js model.json, or a model folder')
   .requiredOption('--data <path>', 'dataset: finetune: a CSV (optionally .gz) of square grey images, one row of pixels then the label; features: an image folder (one subfolder per class) or IDX images')
-  .addOption(new Option('--mode <mode>', 'how to transfer: finetune (train the network) or features (logistic regression on the frozen backbone\'s features)').choices(['finetune', 'features']).default('finetune'))
+  .addOption(new Option('--mode <mode>', 'how to transfer: finetune (train the network) or features (logistic regression on the frozen backbone\'s features); text only: setfit (contrastive pairs, then a head)').choices(['finetune', 'features', 'setfit']).default('finetune'))
   .option('--out <path>', 'where to save: finetune: an .onnx file (default graft-model.onnx); features: a folder (default graft-classifier)')
   .option('--labels-data <file>', 'features mode, IDX data: the labels file (default: guessed from the images file name)')
   .option('--cache <dir>', 'features mode: activation cache folder (a second run over the same images computes nothing)')
   .option('--node <name>', 'features mode: value to cut the model at (default: the input of its final classifier)')
-  .option('--val-fraction <x>', 'features mode: fraction of each class held out for validation', '0.1')
+  .option('--val-fraction <x>', 'fraction of each class held out for validation (features mode; finetune mode with --early-stopping)', '0.1')
   .option('--max-per-class <n>', 'features mode: use only the first N examples of each class of the dataset')
   .option('--epochs <n>', 'passes over the training data', '10')
   .option('--batch-size <n>', 'examples per step (features mode: per onnxruntime run)', '32')
@@ -73,6 +80,7 @@ const train = program
 // Flags that only one mode reads live beside that mode's code.
 finetuneOptions(train);
 featuresOptions(train);
+textOptions(train);
 
 program
   .command('convert')
@@ -102,7 +110,7 @@ program
   .command('predict')
   .description('classify images with a saved classifier (a folder written by `graft train --mode features`, or any model recording its preprocessing)')
   .requiredOption('--model <path>', 'the classifier folder (model.onnx inside) or an .onnx file')
-  .argument('<inputs...>', 'image files')
+  .argument('<inputs...>', 'image files, or texts for a text classifier folder')
   .option('--top <k>', 'classes to report per image', '3')
   .option('--json', 'print JSON')
   .action(predictCommand);
@@ -118,6 +126,81 @@ program
   .option('--report <file>', 'write a report: OUT.html (self-contained, with OUT.json beside it) or OUT.json')
   .option('--json', 'print the metrics as JSON')
   .action(evalCommand);
+
+curveOptions(
+  program
+    .command('curve')
+    .description('data-efficiency curve: test accuracy vs labels per class for training from scratch, frozen features + logistic head, and fine-tuning, over several seeds; writes a table and an SVG plot'),
+).action(curveCommand);
+
+adaptOptions(
+  program
+    .command('adapt')
+    .description('domain adaptation: fit to unlabelled target images with CORAL, subspace alignment or self-training on features (with --source), or adapt the network itself (adabn, entropy, self-training without --source); hyperparameters chosen without target labels'),
+).action(adaptCommand);
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+program
+  .command('generate')
+  .description('continue text prompts with a causal language model (GPT-2-style ONNX + tokenizer): greedy, or sampled with temperature, top-k and top-p')
+  .requiredOption('--model <path>', 'a text model folder (onnx/model.onnx + tokenizer.json) or an .onnx file')
+  .option('--tokenizer <path>', 'tokenizer folder or tokenizer.json (default: the model folder, or beside the .onnx file)')
+  .requiredOption('--prompt <text>', 'a prompt (repeat for a batch)', collect)
+  .option('--max-new-tokens <n>', 'tokens to generate at most (stops earlier at end-of-text)', '40')
+  .option('--temperature <t>', 'sample at this temperature (0 = greedy)')
+  .option('--top-k <k>', 'sample among the k most likely tokens')
+  .option('--top-p <p>', 'nucleus sampling: among the most likely tokens covering probability p')
+  .option('--greedy', 'always take the most likely token (the default when no sampling flag is given)')
+  .option('--seed <n>', 'random seed for sampling', '1')
+  .option('--json', 'print JSON')
+  .action(generateCommand);
+
+program
+  .command('lm-finetune')
+  .description('fine-tune a causal language model folder on a text corpus (next-token loss over windows), report held-out perplexity before and after, save a folder for `graft generate`')
+  .requiredOption('--model <dir>', 'a text model folder (GPT-2-style: onnx/model.onnx, tokenizer.json, config.json)')
+  .requiredOption('--data <file>', 'corpus: .txt (documents separated by blank lines), .csv/.tsv (a text column) or .jsonl (a text field), optionally .gz')
+  .requiredOption('--out <dir>', 'folder to write (onnx/model.onnx + tokenizer and config files)')
+  .option('--text-column <name>', 'CSV: header name or 0-based index of the text column (default: the longest column, no header); JSONL: the field (default text)')
+  .option('--epochs <n>', 'passes over the training windows', '1')
+  .option('--batch-size <n>', 'windows per step', '8')
+  .option('--lr <x>', 'peak learning rate (AdamW, 5% linear warmup, linear decay)', '3e-4')
+  .option('--window <n>', 'tokens per window (default: the model\'s positions)')
+  .option('--val-fraction <x>', 'fraction of documents held out for perplexity', '0.1')
+  .option('--max-steps <n>', 'stop after this many steps')
+  .option('--seed <n>', 'random seed', '0')
+  .option('--json', 'print a JSON summary')
+  .action(lmFinetuneCommand);
+
+program
+  .command('translate')
+  .description('translate texts with an encoder-decoder model folder (written by `graft translate-train`), greedy decoding')
+  .requiredOption('--model <dir>', 'translation model folder')
+  .argument('<texts...>', 'texts to translate')
+  .option('--max-new-tokens <n>', 'longest translation in tokens (default: the model\'s max_target_length)')
+  .option('--json', 'print JSON')
+  .action(translateCommand);
+
+program
+  .command('translate-train')
+  .description('warm-start an encoder-decoder from a BERT-style encoder and a GPT-2-style decoder (new cross-attention), fine-tune it on parallel text, report held-out loss and BLEU')
+  .requiredOption('--encoder <dir>', 'encoder model folder (BERT-style)')
+  .requiredOption('--decoder <dir>', 'decoder model folder (GPT-2-style), same vocabulary')
+  .requiredOption('--data <file>', 'parallel JSONL (optionally .gz), one object per line')
+  .requiredOption('--source-field <name>', 'field holding the source text')
+  .requiredOption('--target-field <name>', 'field holding the target text')
+  .requiredOption('--out <dir>', 'folder to write')
+  .option('--steps <n>', 'training steps', '300')
+  .option('--batch-size <n>', 'pairs per step', '32')
+  .option('--lr <x>', 'peak learning rate', '5e-4')
+  .option('--max-length <n>', 'skip pairs longer than this many tokens on either side', '32')
+  .option('--max-pairs <n>', 'use at most this many training pairs')
+  .option('--val-count <n>', 'pairs held out for loss and BLEU', '200')
+  .option('--random-init', 're-initialize every weight (the from-scratch baseline)')
+  .option('--seed <n>', 'random seed', '0')
+  .option('--json', 'print a JSON summary')
+  .action(translateTrainCommand);
 
 try {
   await program.parseAsync(process.argv);

@@ -3,8 +3,10 @@
  * holds the flags they share and picks the mode.
  */
 import type { TrainableSpec } from '../train/training-graph.js';
+import { GraftError } from '../util/errors.js';
 import { finetuneCommand } from './train-finetune.js';
 import { featuresCommand } from './train-features.js';
+import { textCommand } from './train-text.js';
 
 export interface TrainFlags {
   model: string; data: string; mode: string; out?: string; labelsData?: string; cache?: string; node?: string; valFraction: string; maxPerClass?: string; epochs: string; batchSize: string; lr: string; optimizer: 'adamw' | 'sgd';
@@ -21,6 +23,8 @@ export function parseTrainable(s: string): TrainableSpec {
 }
 
 export async function trainCommand(o: TrainFlags) {
+  if (o['textColumn'] !== undefined) return textCommand(o);
+  if (o.mode === 'setfit') throw new GraftError('--mode setfit is for text classification: give --text-column');
   if (o.mode === 'features') return featuresCommand(o);
   return finetuneCommand(o);
 }

@@ -99,10 +99,39 @@ export function normalize(img: RawImage, p: Pick<ImagePreprocess, 'mean' | 'std'
   return out;
 }
 
-/** Images as one NCHW float32 batch, prepared as the model's preprocessing says. */
+/** Images as one NCHW float32 batch, prepared as the model's preprocessing says; an unreadable image is an error naming it. */
 export async function imagesToTensor(inputs: (string | Uint8Array)[], p: ImagePreprocess): Promise<Tensor> {
   const per = p.channels * p.height * p.width;
   const data = new Float32Array(inputs.length * per);
   for (let n = 0; n < inputs.length; n++) normalize(await loadPixels(inputs[n]!, p), p, data, n * per);
   return { dtype: 'float32', dims: [inputs.length, p.channels, p.height, p.width], data };
+}
+
+export interface UnreadableImage {
+  /** Position in the inputs given. */
+  index: number;
+  /** Why (the message names the file when the input was a path). */
+  error: string;
+}
+
+/**
+ * Images as one NCHW float32 batch of those that decode; the others are listed in `failed` (with
+ * the reason) instead of failing the batch. `ok` holds the input index of each tensor row.
+ */
+export async function decodeImages(inputs: (string | Uint8Array)[], p: ImagePreprocess): Promise<{ tensor: Tensor; ok: number[]; failed: UnreadableImage[] }> {
+  const per = p.channels * p.height * p.width;
+  const imgs: (RawImage | undefined)[] = [];
+  const failed: UnreadableImage[] = [];
+  for (let n = 0; n < inputs.length; n++) {
+    try {
+      imgs.push(await loadPixels(inputs[n]!, p));
+    } catch (e) {
+      imgs.push(undefined);
+      failed.push({ index: n, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  const ok = imgs.flatMap((im, n) => (im ? [n] : []));
+  const data = new Float32Array(ok.length * per);
+  ok.forEach((n, r) => normalize(imgs[n]!, p, data, r * per));
+  return { tensor: { dtype: 'float32', dims: [ok.length, p.channels, p.height, p.width], data }, ok, failed };
 }

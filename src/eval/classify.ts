@@ -5,7 +5,7 @@
  */
 import type { Graph } from '../graph/graph.js';
 import { getLabels, getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
-import { imagesToTensor } from '../data/image.js';
+import { decodeImages } from '../data/image.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { GraftError } from '../util/errors.js';
 
@@ -17,7 +17,10 @@ export interface ClassScore {
 
 export interface Classification {
   image: string;
+  /** Empty when the image could not be read. */
   top: ClassScore[];
+  /** Why the image was skipped (it could not be read or decoded). */
+  error?: string;
 }
 
 export interface ClassifyOptions extends RuntimeOptions {
@@ -29,11 +32,17 @@ export interface ClassifyOptions extends RuntimeOptions {
   preprocess?: ImagePreprocess;
   /** Images per onnxruntime run (default 8). */
   batchSize?: number;
+  /** Report an unreadable image in its entry's `error` (with no classes) instead of failing (default false). */
+  skipUnreadable?: boolean;
 }
 
-/** Whether the model's first output is already a probability distribution (it ends in Softmax). */
+/**
+ * Whether the model's first output is already a probability distribution: it ends in Softmax, or it
+ * is the `probabilities` output of a classifier saved by Graft (whose k-NN head ends in vote shares).
+ */
 export function outputsProbabilities(g: Graph): boolean {
   const out = g.outputs[0]?.name;
+  if (out === 'probabilities' && g.metadata['graft.head']) return true;
   const prod = g.producers();
   let n = out ? prod.get(out) : undefined;
   // look through value-preserving nodes (Identity, Reshape, Flatten, Squeeze) to the last computation
@@ -73,9 +82,15 @@ export async function classifyImages(model: Graph, images: string[], o: Classify
   const bs = o.batchSize ?? 8;
   try {
     for (let s = 0; s < images.length; s += bs) {
-      const batch = images.slice(s, s + bs);
-      const x = await imagesToTensor(batch, pre);
-      const res = await session.run({ [inputs[0]!.name]: x });
+      const all = images.slice(s, s + bs);
+      const d = await decodeImages(all, pre);
+      if (d.failed.length && !o.skipUnreadable) throw new GraftError(d.failed[0]!.error);
+      const failed = new Map(d.failed.map((f) => [f.index, f.error]));
+      const batch = d.ok.map((k) => all[k]!);
+      const res = batch.length ? await session.run({ [inputs[0]!.name]: d.tensor }) : undefined;
+      const results = new Map<number, Classification>();
+      for (const [k, error] of failed) results.set(k, { image: all[k]!, top: [], error });
+      if (!res) { all.forEach((_, k) => out.push(results.get(k)!)); continue; }
       const y = res[model.outputs[0]!.name]!;
       const classes = y.dims[y.dims.length - 1]!;
       const data = y.data as Float32Array;
@@ -84,8 +99,9 @@ export async function classifyImages(model: Graph, images: string[], o: Classify
         process.emitWarning(`${labels.length} labels for ${classes} classes`, { code: 'GRAFT_LABELS' });
       batch.forEach((image, n) => {
         const row = data.subarray(n * classes, (n + 1) * classes);
-        out.push({ image, top: topK(probs ? row : softmax(row), o.top ?? 5, labels) });
+        results.set(d.ok[n]!, { image, top: topK(probs ? row : softmax(row), o.top ?? 5, labels) });
       });
+      all.forEach((_, k) => out.push(results.get(k)!));
     }
   } finally {
     await session.release();

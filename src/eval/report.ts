@@ -2,7 +2,7 @@
  * Evaluation reports: the metrics as JSON, and one self-contained HTML page (no scripts, no external
  * files) with the confusion matrix as a heat-map and per-class precision/recall bars, both inline SVG.
  */
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Metrics } from './metrics.js';
 import { atomicWrite } from '../formats/onnx.js';
@@ -13,6 +13,10 @@ export interface ReportInfo {
   data?: string;
   /** Anything else worth recording (shown as a table, stored in the JSON). */
   details?: Record<string, string | number>;
+  /** Input files that could not be read and were skipped (listed in the page, stored in the JSON). */
+  skipped?: { path: string; error: string }[];
+  /** More to store in the JSON only (e.g. the whole training report). */
+  extra?: Record<string, unknown>;
 }
 
 function esc(s: string): string {
@@ -112,13 +116,14 @@ ${barsSvg(m)}
 <table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
 ${perClass}
 </table>
-</body></html>
+${info.skipped?.length ? `<h2>Skipped (unreadable) files: ${info.skipped.length}</h2>\n<ul>${info.skipped.map((f) => `<li><code>${esc(f.path)}</code>: ${esc(f.error)}</li>`).join('\n')}</ul>\n` : ''}</body></html>
 `;
 }
 
 /** The metrics (and info) as JSON. */
 export function reportJson(m: Metrics, info: ReportInfo = {}): string {
-  return JSON.stringify({ ...info, metrics: m }, null, 2) + '\n';
+  const { extra, ...rest } = info;
+  return JSON.stringify({ ...rest, ...extra, metrics: m }, null, 2) + '\n';
 }
 
 /**
@@ -133,6 +138,6 @@ export function writeReport(path: string, m: Metrics, info: ReportInfo = {}): st
   }
   const jsonPath = path.replace(/\.html?$/i, '') + '.json';
   atomicWrite(path, Buffer.from(reportHtml(m, info)));
-  writeFileSync(jsonPath, reportJson(m, info));
+  atomicWrite(jsonPath, Buffer.from(reportJson(m, info)));
   return [path, jsonPath];
 }

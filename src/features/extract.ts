@@ -8,7 +8,7 @@ import type { Graph, Node } from '../graph/graph.js';
 import type { Tensor } from '../graph/tensor.js';
 import { encodeOnnx } from '../formats/onnx.js';
 import { getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
-import { imagesToTensor } from '../data/image.js';
+import { decodeImages } from '../data/image.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { cacheKey, sha256, type FeatureCache } from './cache.js';
 import { GraftError } from '../util/errors.js';
@@ -28,6 +28,8 @@ export interface ExtractProgress {
   computed: number;
   /** onnxruntime session runs so far. */
   runs: number;
+  /** Unreadable images skipped (only with opts.onUnreadable). */
+  skipped: number;
 }
 
 export interface ExtractOptions {
@@ -38,6 +40,11 @@ export interface ExtractOptions {
   /** Image preprocessing (default: what the model records). */
   preprocess?: ImagePreprocess;
   runtime?: RuntimeOptions;
+  /**
+   * When given, an image that cannot be read or decoded is reported here and skipped (it has no row
+   * in the result); without it, such an image is an error. `index` counts examples over all batches.
+   */
+  onUnreadable?: (f: { index: number; input: string | Uint8Array; error: string }) => void;
 }
 
 /** Ops between the classifier layer and the output that do not change what the feature is. */
@@ -51,7 +58,17 @@ export function defaultFeatureNode(g: Graph): string {
   const out = g.outputs[0];
   if (!out) throw new GraftError(`${g.name}: the model has no outputs`);
   const prod = g.producers();
-  const isConst = (v: string) => g.initializers.has(v) || prod.get(v)?.opType === 'Constant';
+  // constant: an initializer, a Constant node, or computed from constants only (a reshaped weight)
+  const memo = new Map<string, boolean>();
+  const isConst = (v: string): boolean => {
+    const known = memo.get(v);
+    if (known !== undefined) return known;
+    memo.set(v, false); // cycles (none in a valid graph) count as data
+    const n = prod.get(v);
+    const c = g.initializers.has(v) || (n !== undefined && (n.opType === 'Constant' || (n.inputs.some((i) => i) && n.inputs.filter((i) => i).every(isConst))));
+    memo.set(v, c);
+    return c;
+  };
   let v = out.name;
   for (let steps = 0; steps < 32; steps++) {
     const n: Node | undefined = prod.get(v);
@@ -117,8 +134,9 @@ async function* iterate(inputs: AsyncIterable<ExtractBatch> | Iterable<ExtractBa
 }
 
 /**
- * Features of every example, in input order. `node` is the value to cut at (default: the input
- * of the final classifier); a 4-D value is global-average-pooled to one vector per example.
+ * Features of every example, in input order (minus unreadable images when opts.onUnreadable is
+ * given). `node` is the value to cut at (default: the input of the final classifier); a 4-D value is
+ * global-average-pooled to one vector per example.
  */
 export async function extractFeatures(
   model: Graph,
@@ -136,7 +154,7 @@ export async function extractFeatures(
   const preJson = JSON.stringify(pre ?? null);
   const modelHash = opts.cache ? sha256(encodeOnnx(cut)) : '';
   let session: Session | undefined;
-  const progress: ExtractProgress = { examples: 0, cached: 0, computed: 0, runs: 0 };
+  const progress: ExtractProgress = { examples: 0, cached: 0, computed: 0, runs: 0, skipped: 0 };
   const results: Float32Array[] = [];
 
   try {
@@ -146,6 +164,12 @@ export async function extractFeatures(
       if (isTensor && batch.dtype !== 'float32') throw new GraftError(`input batches must be float32 tensors, got ${batch.dtype}`);
       if (!isTensor && !pre) throw new GraftError(`${model.name}: images need preprocessing, and the model records none; pass opts.preprocess`);
       const out: (Float32Array | undefined)[] = new Array(n).fill(undefined);
+      const bad = new Set<number>();
+      const unreadable = (i: number, error: string) => {
+        if (!opts.onUnreadable) throw new GraftError(error);
+        bad.add(i);
+        opts.onUnreadable({ index: progress.examples + i, input: (batch as (string | Uint8Array)[])[i]!, error });
+      };
       let keys: string[] = [];
       if (opts.cache) {
         const per = isTensor ? batch.dims.slice(1).reduce((a, b) => a * b, 1) : 0;
@@ -156,18 +180,31 @@ export async function extractFeatures(
             bytes = new Uint8Array(d.buffer, d.byteOffset + i * per * 4, per * 4);
           } else {
             const x = batch[i]!;
-            bytes = typeof x === 'string' ? readFileSync(x) : x;
+            try {
+              bytes = typeof x === 'string' ? readFileSync(x) : x;
+            } catch (e) {
+              unreadable(i, `${x}: cannot read the file: ${(e as Error).message}`);
+              return '';
+            }
           }
           return cacheKey({ model: modelHash, node: value, preprocess: isTensor ? `tensor:${JSON.stringify(batch.dims.slice(1))}` : preJson, input: bytes });
         });
-        const hits = opts.cache.getMany(keys);
-        hits.forEach((h, i) => (out[i] = h));
+        const hits = opts.cache.getMany(keys.map((k) => k || 'unreadable'));
+        hits.forEach((h, i) => (out[i] = bad.has(i) ? undefined : h));
       }
-      const missing = out.flatMap((v, i) => (v ? [] : [i]));
-      progress.cached += n - missing.length;
+      const missing = out.flatMap((v, i) => (v || bad.has(i) ? [] : [i]));
+      progress.cached += n - missing.length - bad.size;
       for (let s = 0; s < missing.length; s += opts.batchSize) {
-        const rows = missing.slice(s, s + opts.batchSize);
-        const feed = isTensor ? sliceRows(batch, rows) : await imagesToTensor(rows.map((r) => batch[r]!), pre!);
+        let rows = missing.slice(s, s + opts.batchSize);
+        let feed: Tensor;
+        if (isTensor) feed = sliceRows(batch, rows);
+        else {
+          const d = await decodeImages(rows.map((r) => batch[r]!), pre!);
+          for (const f of d.failed) unreadable(rows[f.index]!, f.error);
+          rows = d.ok.map((k) => rows[k]!);
+          feed = d.tensor;
+          if (rows.length === 0) continue;
+        }
         session ??= await Session.fromGraph(cut, opts.runtime, `${model.name} (cut at ${value})`);
         const res = await session.run({ [inputName]: feed }, [value]);
         progress.runs++;
@@ -177,8 +214,9 @@ export async function extractFeatures(
         if (opts.cache) opts.cache.putMany(rows.map((r, i) => ({ key: keys[r]!, vector: vecs[i]! })));
         progress.computed += rows.length;
       }
-      for (const v of out) results.push(v!);
+      out.forEach((v, i) => { if (!bad.has(i)) results.push(v!); });
       progress.examples += n;
+      progress.skipped += bad.size;
       opts.onProgress?.({ ...progress });
     }
   } finally {

@@ -1,7 +1,8 @@
 /**
  * Fine-tune a pretrained classifier on a labelled dataset, end to end: load, free the batch size,
- * split (stratified, seeded, optionally few labels per class), measure zero-shot accuracy, train,
- * measure test accuracy, save the trained ONNX model.
+ * split (stratified, seeded, optionally few labels per class, a validation part when early stopping
+ * needs one), measure zero-shot accuracy, train, measure test accuracy, save the trained ONNX model.
+ * Also the learning-rate range test on the same training split.
  */
 import type { Graph } from '../graph/graph.js';
 import { loadModel } from '../formats/load.js';
@@ -10,6 +11,7 @@ import { makeBatchDynamic } from '../graph/rewrites.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { loadPixelDataset } from '../data/pixel-dataset.js';
 import { fit, accuracy, predictLabels, exampleDims, stack, argmaxRows, type Examples, type FitOptions } from '../train/fit.js';
+import { findLr, type LrFindOptions, type LrFindResult } from '../train/lr-finder.js';
 import { Session } from '../runtime/session.js';
 import { GraftError } from '../util/errors.js';
 
@@ -18,6 +20,11 @@ export interface FinetuneOptions extends FitOptions {
   testFraction?: number;
   preprocess?: 'mnist' | 'stretch';
   pixelMax?: number;
+  /**
+   * Fraction of each class of the data held out for validation (early stopping watches it). Default:
+   * 0.1 when earlyStopping is set and no `validation` is given, else none.
+   */
+  valFraction?: number;
   /** Where to save the trained model (.onnx); nothing is saved when omitted. */
   out?: string;
 }
@@ -27,8 +34,16 @@ export interface FinetuneReport {
   testExamples: number;
   zeroShotAccuracy: number;
   testAccuracy: number;
+  validationExamples: number;
+  valAccuracy?: number;
   finalLoss: number;
   steps: number;
+  /** Epochs trained (early stopping may end sooner than asked). */
+  epochs: number;
+  /** Early stopping: the epoch whose weights were kept. */
+  bestEpoch?: number;
+  /** The run continued from the checkpoint of this epoch (0: started fresh). */
+  resumedFrom: number;
   seconds: number;
   out?: string;
 }
@@ -45,19 +60,28 @@ export async function evaluateModel(g: Graph, data: Examples, batchSize = 64): P
   return accuracy(pred, data.y);
 }
 
-export async function finetuneImageCsv(modelPath: string, dataPath: string, o: FinetuneOptions = {}): Promise<FinetuneReport> {
+interface Prepared { model: Graph; train: Examples; val?: Examples; test: Examples }
+
+async function prepare(modelPath: string, dataPath: string, o: FinetuneOptions): Promise<Prepared> {
   const model = makeBatchDynamic(loadModel(modelPath));
   const dims = exampleDims(model);
   if (dims.length !== 3 || dims[0] !== 1 || dims[1] !== dims[2])
     throw new GraftError(`this dataset holds grey square images; the model's input is [batch, ${dims}] (expected [batch, 1, S, S])`);
   const data = await loadPixelDataset(dataPath, { side: dims[1]!, preprocess: o.preprocess ?? 'mnist', pixelMax: o.pixelMax ?? 255 });
-  const split = stratifiedSplit(data.y, { testFraction: o.testFraction ?? 0.3, ...(o.labelsPerClass ? { perClass: o.labelsPerClass } : {}), seed: o.seed ?? 0 });
+  const valFraction = o.valFraction ?? (o.earlyStopping && !o.validation ? 0.1 : 0);
+  const split = stratifiedSplit(data.y, {
+    testFraction: o.testFraction ?? 0.3, ...(valFraction ? { valFraction } : {}), ...(o.labelsPerClass ? { perClass: o.labelsPerClass } : {}), seed: o.seed ?? 0,
+  });
   const pick = (idx: number[]): Examples => ({ x: idx.map((i) => data.x[i]!), y: idx.map((i) => data.y[i]!) });
-  const train = pick(split.train);
-  const test = pick(split.test);
+  return { model, train: pick(split.train), ...(split.val.length ? { val: pick(split.val) } : {}), test: pick(split.test) };
+}
+
+export async function finetuneImageCsv(modelPath: string, dataPath: string, o: FinetuneOptions = {}): Promise<FinetuneReport> {
+  const { model, train, val, test } = await prepare(modelPath, dataPath, o);
   const zeroShotAccuracy = await evaluateModel(model, test);
   const t0 = performance.now();
-  const r = await fit(model, train, o);
+  const validation = o.validation ?? val;
+  const r = await fit(model, train, { ...o, ...(validation ? { validation } : {}) });
   const seconds = (performance.now() - t0) / 1000;
   const testAccuracy = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, test.x), test.y);
   const trained = r.trainer.toGraph();
@@ -66,7 +90,15 @@ export async function finetuneImageCsv(modelPath: string, dataPath: string, o: F
   if (o.out) writeOnnx(trained, o.out);
   await r.trainer.release();
   return {
-    trainExamples: train.x.length, testExamples: test.x.length, zeroShotAccuracy, testAccuracy,
-    finalLoss: r.losses[r.losses.length - 1] ?? NaN, steps: r.losses.length, seconds, ...(o.out ? { out: o.out } : {}),
+    trainExamples: train.x.length, testExamples: test.x.length, validationExamples: validation?.x.length ?? 0, zeroShotAccuracy, testAccuracy,
+    ...(r.valAccuracy !== undefined ? { valAccuracy: r.valAccuracy } : {}),
+    finalLoss: r.losses[r.losses.length - 1] ?? NaN, steps: r.losses.length, epochs: r.epochs, resumedFrom: r.resumedFrom,
+    ...(r.bestEpoch !== undefined ? { bestEpoch: r.bestEpoch } : {}), seconds, ...(o.out ? { out: o.out } : {}),
   };
+}
+
+/** The learning-rate range test on the training split finetuneImageCsv would use (same options). */
+export async function lrFindImageCsv(modelPath: string, dataPath: string, o: FinetuneOptions & LrFindOptions = {}): Promise<LrFindResult> {
+  const { model, train } = await prepare(modelPath, dataPath, o);
+  return findLr(model, train, o);
 }

@@ -5,8 +5,20 @@
  *
  * Objective: Σᵢ wᵢ·CE(softmax(W xᵢ + b), yᵢ) / Σᵢ wᵢ + (l2 / 2)·‖W‖², with xᵢ standardized and
  * wᵢ the weight of yᵢ's class.
+ *
+ * The heavy part of every evaluation (Z·Wᵀ, log-sum-exp, (P − Y)ᵀ·Z over all examples) runs in one
+ * small float64 onnxruntime graph (LogisticSession); the standardized data is fed to it without a
+ * copy. One session serves every fit of a cross-validation, and each fold walks the penalty grid from
+ * strong to weak, starting each fit from the previous optimum (the objective is convex, so the optimum
+ * found is the same; only the iterations are fewer).
  */
 import { minimize, type LbfgsResult } from './lbfgs.js';
+import { Graph } from '../graph/graph.js';
+import { Builder, A } from '../graph/builder.js';
+import { Session, type RuntimeOptions } from '../runtime/session.js';
+import { accuracy } from '../train/fit.js';
+import { argmaxProba, standardization, type FeatureHead } from './head.js';
+import { softmax } from '../eval/classify.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { shuffledByClass } from '../data/splits.js';
@@ -19,15 +31,28 @@ export interface LogisticOptions {
   maxIter?: number;
   /** Gradient-norm tolerance for L-BFGS (default 1e-6). */
   gtol?: number;
+  /**
+   * Stop when an iteration lowers the objective by less than ftol × max(|f|, 1) (default 2.2e-9:
+   * scipy's L-BFGS-B default, factr 1e7 × machine epsilon, which scikit-learn's lbfgs solver uses).
+   */
+  ftol?: number;
   /** Number of classes (default: max label + 1). */
   numClasses?: number;
   /** Standardize features (default true). */
   standardize?: boolean;
+  /** onnxruntime settings for the objective's session. */
+  runtime?: RuntimeOptions;
+  /** A session to reuse (else one is made and released per call). */
+  session?: LogisticSession;
+  /** Starting point [W (K×D) | b (K)] (default zeros). */
+  init?: Float64Array;
 }
 
 export interface FitInfo extends Omit<LbfgsResult, 'x'> {}
 
-export class LogisticRegression {
+export class LogisticRegression implements FeatureHead {
+  readonly kind = 'logistic' as const;
+
   constructor(
     /** K × D weights on standardized features, row-major. */
     readonly weights: Float64Array,
@@ -46,47 +71,113 @@ export class LogisticRegression {
   /** Class probabilities, one Float64Array of K per example. */
   predictProba(X: ArrayLike<number>[]): Float64Array[] {
     const K = this.numClasses, D = this.dim;
-    const z = new Float64Array(D);
+    const z = new Float64Array(D), s = new Float64Array(K);
     return X.map((x) => {
       if (x.length !== D) throw new GraftError(`feature vector has ${x.length} values, the model expects ${D}`);
       for (let j = 0; j < D; j++) z[j] = (x[j]! - this.mean[j]!) / this.scale[j]!;
-      const p = new Float64Array(K);
       for (let k = 0; k < K; k++) {
-        let s = this.bias[k]!;
+        let v = this.bias[k]!;
         const o = k * D;
-        for (let j = 0; j < D; j++) s += this.weights[o + j]! * z[j]!;
-        p[k] = s;
+        for (let j = 0; j < D; j++) v += this.weights[o + j]! * z[j]!;
+        s[k] = v;
       }
-      softmaxInPlace(p);
-      return p;
+      return softmax(s);
     });
   }
 
   predict(X: ArrayLike<number>[]): number[] {
-    return this.predictProba(X).map(argmax);
+    return argmaxProba(this.predictProba(X));
   }
 
   accuracy(X: ArrayLike<number>[], y: number[]): number {
-    const p = this.predict(X);
-    let c = 0;
-    for (let i = 0; i < y.length; i++) if (p[i] === y[i]) c++;
-    return c / y.length;
+    return accuracy(this.predict(X), y);
+  }
+
+  /**
+   * Gemm + Softmax with the standardization folded in: W·((x − μ)/σ) + b = (W/σ)·x + (b − W·(μ/σ)),
+   * so B[k][j] = W[k][j]/σ[j] and C[k] = b[k] − Σⱼ W[k][j]·μ[j]/σ[j] (computed in float64).
+   */
+  toOnnx(b: Builder, x: string): string {
+    const K = this.numClasses, D = this.dim;
+    const W = new Float32Array(K * D), C = new Float32Array(K);
+    for (let k = 0; k < K; k++) {
+      let c = this.bias[k]!;
+      for (let j = 0; j < D; j++) {
+        const w = this.weights[k * D + j]! / this.scale[j]!;
+        W[k * D + j] = w;
+        c -= w * this.mean[j]!;
+      }
+      C[k] = c;
+    }
+    const wName = b.constant({ dtype: 'float32', dims: [K, D], data: W }, 'weight');
+    const cName = b.constant({ dtype: 'float32', dims: [K], data: C }, 'bias');
+    const logits = b.op('Gemm', [x, wName, cName], { transB: A.i(1) }, 'logits');
+    return b.op('Softmax', [logits], { axis: A.i(1) }, 'softmax');
+  }
+
+  summary(): Record<string, number | string> {
+    return { kind: 'logistic-regression', classes: this.numClasses, dim: this.dim, l2: this.l2, iterations: this.info.iterations };
   }
 }
 
-export function argmax(p: ArrayLike<number>): number {
-  let b = 0;
-  for (let k = 1; k < p.length; k++) if (p[k]! > p[b]!) b = k;
-  return b;
+/**
+ * The data term and its gradient as an onnxruntime graph, float64, all dims symbolic:
+ *   inputs Z [n, D], W [K, D], b [K], wcol [n, 1] (wᵢ / Σw), Yw [n, K] (one-hot · wcol);
+ *   outputs loss = Σᵢ wcolᵢ·lseᵢ − Σ Yw ⊙ logits, gW = Rᵀ·Z, gb = Σᵢ Rᵢ with R = P ⊙ wcol − Yw.
+ */
+function objectiveGraph(): Graph {
+  const g = new Graph();
+  g.name = 'logistic-objective';
+  const f = 'float64' as const;
+  g.inputs = [
+    { name: 'Z', dtype: f, shape: ['n', 'D'] },
+    { name: 'W', dtype: f, shape: ['K', 'D'] },
+    { name: 'b', dtype: f, shape: ['K'] },
+    { name: 'wcol', dtype: f, shape: ['n', 1] },
+    { name: 'Yw', dtype: f, shape: ['n', 'K'] },
+  ];
+  const B = new Builder(g);
+  const logits = B.op('Gemm', ['Z', 'W', 'b'], { transB: A.i(1) }, 'logits');
+  const lse = B.op('ReduceLogSumExp', [logits], { axes: A.is([1]), keepdims: A.i(1) }, 'lse');
+  const P = B.op('Exp', [B.op('Sub', [logits, lse])], {}, 'P');
+  const R = B.op('Sub', [B.op('Mul', [P, 'wcol']), 'Yw'], {}, 'R');
+  const a = B.op('ReduceSum', [B.op('Mul', ['wcol', lse])], { keepdims: A.i(0) });
+  const c = B.op('ReduceSum', [B.op('Mul', ['Yw', logits])], { keepdims: A.i(0) });
+  g.nodes.push({ name: 'loss_node', opType: 'Sub', domain: '', inputs: [a, c], outputs: ['loss'], attrs: {} });
+  g.nodes.push({ name: 'gW_node', opType: 'Gemm', domain: '', inputs: [R, 'Z'], outputs: ['gW'], attrs: { transA: A.i(1) } });
+  g.nodes.push({ name: 'gb_node', opType: 'ReduceSum', domain: '', inputs: [R, B.i64([0])], outputs: ['gb'], attrs: { keepdims: A.i(0) } });
+  g.outputs = [
+    { name: 'loss', dtype: f, shape: [] },
+    { name: 'gW', dtype: f, shape: ['K', 'D'] },
+    { name: 'gb', dtype: f, shape: ['K'] },
+  ];
+  return g;
 }
 
-function softmaxInPlace(p: Float64Array): number {
-  let mx = -Infinity;
-  for (let k = 0; k < p.length; k++) if (p[k]! > mx) mx = p[k]!;
-  let s = 0;
-  for (let k = 0; k < p.length; k++) { p[k] = Math.exp(p[k]! - mx); s += p[k]!; }
-  for (let k = 0; k < p.length; k++) p[k]! /= s;
-  return mx + Math.log(s); // log-sum-exp
+/** The onnxruntime session that evaluates logistic objectives; any n, D, K. */
+export class LogisticSession {
+  private constructor(private readonly s: Session) {}
+
+  static async create(runtime?: RuntimeOptions): Promise<LogisticSession> {
+    return new LogisticSession(await Session.fromGraph(objectiveGraph(), runtime, 'logistic objective'));
+  }
+
+  async evaluate(Z: Float64Array, wcol: Float64Array, Yw: Float64Array, n: number, D: number, K: number, theta: Float64Array, grad: Float64Array): Promise<number> {
+    const r = await this.s.run({
+      Z: { dtype: 'float64', dims: [n, D], data: Z },
+      W: { dtype: 'float64', dims: [K, D], data: theta.subarray(0, K * D) },
+      b: { dtype: 'float64', dims: [K], data: theta.subarray(K * D, K * D + K) },
+      wcol: { dtype: 'float64', dims: [n, 1], data: wcol },
+      Yw: { dtype: 'float64', dims: [n, K], data: Yw },
+    });
+    grad.set(r['gW']!.data as Float64Array, 0);
+    grad.set(r['gb']!.data as Float64Array, K * D);
+    return (r['loss']!.data as Float64Array)[0]!;
+  }
+
+  release(): Promise<void> {
+    return this.s.release();
+  }
 }
 
 /** The problem in the form the optimizer sees: standardized data and the objective over [W | b]. */
@@ -100,11 +191,13 @@ export interface LogisticProblem {
   l2: number;
   mean: Float64Array;
   scale: Float64Array;
-  /** Objective and gradient at theta = [W (K×D), b (K)]. */
-  fg(theta: Float64Array, grad: Float64Array): number;
+  /** Objective and gradient at theta = [W (K×D), b (K)], with this problem's l2. */
+  fg(theta: Float64Array, grad: Float64Array): Promise<number>;
+  /** The same objective with another penalty. */
+  withL2(l2: number): (theta: Float64Array, grad: Float64Array) => Promise<number>;
 }
 
-export function logisticProblem(X: ArrayLike<number>[], y: number[], o: LogisticOptions = {}): LogisticProblem {
+export function logisticProblem(X: ArrayLike<number>[], y: number[], session: LogisticSession, o: LogisticOptions = {}): LogisticProblem {
   const n = X.length;
   if (n === 0) throw new GraftError('logistic regression needs at least one example');
   if (y.length !== n) throw new GraftError(`${n} feature vectors but ${y.length} labels`);
@@ -117,20 +210,10 @@ export function logisticProblem(X: ArrayLike<number>[], y: number[], o: Logistic
   }
   const l2 = o.l2 ?? 1e-2;
   if (!(l2 >= 0)) throw new GraftError(`l2 must be ≥ 0, got ${l2}`);
-  const mean = new Float64Array(D), scale = new Float64Array(D).fill(1);
-  if (o.standardize ?? true) {
-    for (const x of X) {
-      if (x.length !== D) throw new GraftError(`feature vectors differ in length (${x.length} vs ${D})`);
-      for (let j = 0; j < D; j++) mean[j]! += x[j]!;
-    }
-    for (let j = 0; j < D; j++) mean[j]! /= n;
-    const v = new Float64Array(D);
-    for (const x of X) for (let j = 0; j < D; j++) { const t = x[j]! - mean[j]!; v[j]! += t * t; }
-    for (let j = 0; j < D; j++) { const s = Math.sqrt(v[j]! / n); scale[j] = s > 1e-12 ? s : 1; }
-  }
+  for (const x of X) if (x.length !== D) throw new GraftError(`feature vectors differ in length (${x.length} vs ${D})`);
+  const { mean, scale } = standardization(X, o.standardize ?? true);
   const Z = new Float64Array(n * D);
   X.forEach((x, i) => {
-    if (x.length !== D) throw new GraftError(`feature vectors differ in length (${x.length} vs ${D})`);
     for (let j = 0; j < D; j++) Z[i * D + j] = (x[j]! - mean[j]!) / scale[j]!;
   });
   const counts = new Array<number>(K).fill(0);
@@ -146,51 +229,47 @@ export function logisticProblem(X: ArrayLike<number>[], y: number[], o: Logistic
   for (const v of w) wsum += v;
   if (!(wsum > 0)) throw new GraftError('class weights sum to zero over the examples');
   const yi = Int32Array.from(y);
-  const p = new Float64Array(K);
+  const wcol = Float64Array.from(w, (v) => v / wsum);
+  const Yw = new Float64Array(n * K);
+  for (let i = 0; i < n; i++) Yw[i * K + yi[i]!] = wcol[i]!;
 
-  const fg = (theta: Float64Array, grad: Float64Array): number => {
-    grad.fill(0);
-    const bOff = K * D;
-    let loss = 0;
-    for (let i = 0; i < n; i++) {
-      const wi = w[i]! / wsum;
-      if (wi === 0) continue;
-      const zo = i * D;
-      for (let k = 0; k < K; k++) {
-        let s = theta[bOff + k]!;
-        const o = k * D;
-        for (let j = 0; j < D; j++) s += theta[o + j]! * Z[zo + j]!;
-        p[k] = s;
-      }
-      const target = p[yi[i]!]!;
-      const lse = softmaxInPlace(p);
-      loss += wi * (lse - target);
-      p[yi[i]!]! -= 1;
-      for (let k = 0; k < K; k++) {
-        const r = wi * p[k]!;
-        if (r === 0) continue;
-        const o = k * D;
-        for (let j = 0; j < D; j++) grad[o + j]! += r * Z[zo + j]!;
-        grad[bOff + k]! += r;
-      }
-    }
+  const withL2 = (pen: number) => async (theta: Float64Array, grad: Float64Array): Promise<number> => {
+    const loss = await session.evaluate(Z, wcol, Yw, n, D, K, theta, grad);
     let reg = 0;
-    for (let t = 0; t < bOff; t++) { reg += theta[t]! * theta[t]!; grad[t]! += l2 * theta[t]!; }
-    return loss + 0.5 * l2 * reg;
+    for (let t = 0; t < K * D; t++) { reg += theta[t]! * theta[t]!; grad[t]! += pen * theta[t]!; }
+    return loss + 0.5 * pen * reg;
   };
-  return { n, D, K, Z, y: yi, w, l2, mean, scale, fg };
+  return { n, D, K, Z, y: yi, w, l2, mean, scale, fg: withL2(l2), withL2 };
+}
+
+async function withSession<T>(o: LogisticOptions, f: (s: LogisticSession) => Promise<T>): Promise<T> {
+  if (o.session) return f(o.session);
+  const s = await LogisticSession.create(o.runtime);
+  try {
+    return await f(s);
+  } finally {
+    await s.release();
+  }
+}
+
+async function solve(pr: LogisticProblem, l2: number, o: LogisticOptions, init?: Float64Array): Promise<LogisticRegression> {
+  const { K, D } = pr;
+  const x0 = init ? Float64Array.from(init) : new Float64Array(K * D + K);
+  if (x0.length !== K * D + K) throw new GraftError(`initial parameters have ${x0.length} values, expected ${K * D + K}`);
+  const res = await minimize(pr.withL2(l2), x0, { maxIter: o.maxIter ?? 500, gtol: o.gtol ?? 1e-6, ftol: o.ftol ?? 2.2e-9, m: 10 });
+  const { x, ...info } = res;
+  return new LogisticRegression(x.slice(0, K * D), x.slice(K * D), pr.mean, pr.scale, K, info, l2);
 }
 
 /** Train by L-BFGS (history 10, strong Wolfe line search). */
-export function fit(X: ArrayLike<number>[], y: number[], o: LogisticOptions = {}): LogisticRegression {
-  const pr = logisticProblem(X, y, o);
-  const { K, D } = pr;
-  const res = minimize(pr.fg, new Float64Array(K * D + K), { maxIter: o.maxIter ?? 500, gtol: o.gtol ?? 1e-6, m: 10 });
-  const { x, ...info } = res;
-  return new LogisticRegression(x.slice(0, K * D), x.slice(K * D), pr.mean, pr.scale, K, info, pr.l2);
+export async function fit(X: ArrayLike<number>[], y: number[], o: LogisticOptions = {}): Promise<LogisticRegression> {
+  return withSession(o, async (s) => {
+    const pr = logisticProblem(X, y, s, o);
+    return solve(pr, pr.l2, o, o.init);
+  });
 }
 
-export interface CVOptions extends Omit<LogisticOptions, 'l2'> {
+export interface CVOptions extends Omit<LogisticOptions, 'l2' | 'init'> {
   /** Penalties to try (default 1e-4 … 10, one per decade). */
   grid?: number[];
   /** Folds (default 5, fewer when a class has fewer examples). */
@@ -218,34 +297,58 @@ export function stratifiedFolds(y: number[], k: number, seed = 0): number[] {
   return fold;
 }
 
-/** Choose l2 by stratified k-fold cross-validation on (X, y), then refit on all of it. */
-export function fitCV(X: ArrayLike<number>[], y: number[], o: CVOptions = {}): CVResult {
-  const grid = o.grid ?? [1e-4, 1e-3, 1e-2, 1e-1, 1, 10];
-  if (grid.length === 0) throw new GraftError('fitCV needs at least one l2 value');
-  const K = o.numClasses ?? Math.max(...y) + 1;
+/** Number of folds for k-fold CV on labels y: `want` (default 5), fewer when a class is smaller; throws when too few examples. */
+export function cvFolds(y: number[], K: number, want = 5): number {
   const counts = new Array<number>(K).fill(0);
   for (const v of y) counts[v]!++;
   const minCount = Math.min(...counts.filter((c) => c > 0));
-  const k = Math.min(o.folds ?? 5, Math.max(2, minCount));
+  const k = Math.min(want, Math.max(2, minCount));
   if (y.length < 2 * k) throw new GraftError(`too few examples (${y.length}) for ${k}-fold cross-validation`);
+  return k;
+}
+
+/**
+ * Choose l2 by stratified k-fold cross-validation on (X, y), then refit on all of it. Each fold
+ * fits the grid from the largest penalty down, warm-starting from the previous optimum; the final
+ * fit starts from the chosen penalty's solution on the last fold.
+ */
+export async function fitCV(X: ArrayLike<number>[], y: number[], o: CVOptions = {}): Promise<CVResult> {
+  const grid = o.grid ?? [1e-4, 1e-3, 1e-2, 1e-1, 1, 10];
+  if (grid.length === 0) throw new GraftError('fitCV needs at least one l2 value');
+  const K = o.numClasses ?? Math.max(...y) + 1;
+  const k = cvFolds(y, K, o.folds);
   const fold = stratifiedFolds(y, k, o.seed ?? 0);
-  const scores = grid.map((l2) => {
-    let ll = 0, correct = 0;
+  const order = grid.map((l2, i) => ({ l2, i })).sort((a, b) => b.l2 - a.l2);
+  const ll = new Float64Array(grid.length), correct = new Float64Array(grid.length);
+  /** The last fold's solution per penalty: the final fit's starting point. */
+  const starts: (Float64Array | undefined)[] = [];
+  return withSession(o, async (session) => {
     for (let f = 0; f < k; f++) {
       const tr: number[] = [], va: number[] = [];
       for (let i = 0; i < y.length; i++) (fold[i] === f ? va : tr).push(i);
-      const m = fit(tr.map((i) => X[i]!), tr.map((i) => y[i]!), { ...o, l2, numClasses: K });
-      const P = m.predictProba(va.map((i) => X[i]!));
-      va.forEach((i, r) => {
-        ll -= Math.log(Math.max(P[r]![y[i]!]!, 1e-15));
-        if (argmax(P[r]!) === y[i]) correct++;
-      });
+      const pr = logisticProblem(tr.map((i) => X[i]!), tr.map((i) => y[i]!), session, { ...o, numClasses: K });
+      const Xva = va.map((i) => X[i]!);
+      let prev: Float64Array | undefined;
+      for (const { l2, i: gi } of order) {
+        const m = await solve(pr, l2, o, prev);
+        prev = new Float64Array(K * pr.D + K);
+        prev.set(m.weights); prev.set(m.bias, K * pr.D);
+        starts[gi] = prev;
+        const P = m.predictProba(Xva);
+        const pred = argmaxProba(P);
+        va.forEach((i, r) => {
+          ll[gi]! -= Math.log(Math.max(P[r]![y[i]!]!, 1e-15));
+          if (pred[r] === y[i]) correct[gi]!++;
+        });
+      }
     }
-    return { l2, logloss: ll / y.length, accuracy: correct / y.length };
+    const scores = grid.map((l2, i) => ({ l2, logloss: ll[i]! / y.length, accuracy: correct[i]! / y.length }));
+    const better = (a: (typeof scores)[0], b: (typeof scores)[0]) =>
+      (o.score ?? 'logloss') === 'accuracy' ? a.accuracy > b.accuracy || (a.accuracy === b.accuracy && a.logloss < b.logloss) : a.logloss < b.logloss;
+    let best = scores[0]!;
+    for (const s of scores) if (better(s, best)) best = s;
+    const pr = logisticProblem(X, y, session, { ...o, numClasses: K });
+    const model = await solve(pr, best.l2, o, starts[grid.indexOf(best.l2)]);
+    return { model, l2: best.l2, scores, folds: k };
   });
-  const better = (a: (typeof scores)[0], b: (typeof scores)[0]) =>
-    (o.score ?? 'logloss') === 'accuracy' ? a.accuracy > b.accuracy || (a.accuracy === b.accuracy && a.logloss < b.logloss) : a.logloss < b.logloss;
-  let best = scores[0]!;
-  for (const s of scores) if (better(s, best)) best = s;
-  return { model: fit(X, y, { ...o, l2: best.l2, numClasses: K }), l2: best.l2, scores, folds: k };
 }

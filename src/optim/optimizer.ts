@@ -3,6 +3,7 @@
  * weights in place. (A fused update loop here measured faster than feeding optimizer state through
  * the graph: bench/optimizer.ts.) State is plain arrays so checkpoints can save it.
  */
+import { GraftError } from '../util/errors.js';
 
 export interface ParamGroup {
   /** Multiplier on the base learning rate (discriminative learning rates). */
@@ -16,6 +17,29 @@ export interface Optimizer {
   step(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number): void;
   state(): Record<string, unknown>;
   loadState(s: Record<string, unknown>): void;
+  /** Per-parameter settings (learning-rate multipliers, weight decay); replaces the current ones. */
+  setGroups(groups: Map<string, ParamGroup> | undefined): void;
+  /** State as JSON-able scalars plus float tensors by name (for checkpoints: tensors go to safetensors). */
+  exportState(): OptimizerState;
+  importState(s: OptimizerState): void;
+}
+
+export interface OptimizerState {
+  kind: string;
+  meta: Record<string, unknown>;
+  tensors: Map<string, Float32Array>;
+}
+
+function exportMaps(maps: Record<string, Map<string, Float32Array>>): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const [prefix, m] of Object.entries(maps)) for (const [k, v] of m) out.set(`${prefix}/${k}`, Float32Array.from(v));
+  return out;
+}
+
+function importMap(tensors: Map<string, Float32Array>, prefix: string): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const [k, v] of tensors) if (k.startsWith(`${prefix}/`)) out.set(k.slice(prefix.length + 1), Float32Array.from(v));
+  return out;
 }
 
 export interface SgdOptions { momentum?: number; weightDecay?: number; nesterov?: boolean; groups?: Map<string, ParamGroup> }
@@ -25,6 +49,10 @@ export class SGD implements Optimizer {
   readonly kind = 'sgd';
   private buf = new Map<string, Float32Array>();
   constructor(private o: SgdOptions = {}) {}
+
+  setGroups(groups: Map<string, ParamGroup> | undefined): void {
+    this.o = { ...this.o, ...(groups ? { groups } : { groups: new Map() }) };
+  }
 
   step(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number): void {
     const mom = this.o.momentum ?? 0;
@@ -54,6 +82,11 @@ export class SGD implements Optimizer {
   loadState(s: Record<string, unknown>) {
     this.buf = new Map(Object.entries((s['buf'] ?? {}) as Record<string, number[]>).map(([k, v]) => [k, Float32Array.from(v)]));
   }
+  exportState(): OptimizerState { return { kind: this.kind, meta: {}, tensors: exportMaps({ buf: this.buf }) }; }
+  importState(s: OptimizerState): void {
+    if (s.kind !== this.kind) throw new GraftError(`optimizer state is for ${s.kind}, not ${this.kind}`);
+    this.buf = importMap(s.tensors, 'buf');
+  }
 }
 
 export interface AdamWOptions { beta1?: number; beta2?: number; eps?: number; weightDecay?: number; groups?: Map<string, ParamGroup> }
@@ -64,18 +97,26 @@ export class AdamW implements Optimizer {
   private m = new Map<string, Float32Array>();
   private v = new Map<string, Float32Array>();
   private t = 0;
+  /** Steps taken by each parameter (as torch: a parameter unfrozen later starts its own bias correction). */
+  private tp = new Map<string, number>();
   constructor(private o: AdamWOptions = {}) {}
+
+  setGroups(groups: Map<string, ParamGroup> | undefined): void {
+    this.o = { ...this.o, ...(groups ? { groups } : { groups: new Map() }) };
+  }
 
   step(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number): void {
     const b1 = this.o.beta1 ?? 0.9;
     const b2 = this.o.beta2 ?? 0.999;
     const eps = this.o.eps ?? 1e-8;
     this.t++;
-    const c1 = 1 - b1 ** this.t;
-    const c2 = 1 - b2 ** this.t;
     for (const [k, p] of params) {
       const g = grads.get(k);
       if (!g) continue;
+      const t = (this.tp.get(k) ?? 0) + 1;
+      this.tp.set(k, t);
+      const c1 = 1 - b1 ** t;
+      const c2 = 1 - b2 ** t;
       const grp = this.o.groups?.get(k);
       const a = lr * (grp?.lrScale ?? 1);
       const decay = 1 - a * (grp?.weightDecay ?? this.o.weightDecay ?? 0.01);
@@ -98,13 +139,25 @@ export class AdamW implements Optimizer {
 
   state() {
     const dump = (x: Map<string, Float32Array>) => Object.fromEntries([...x].map(([k, v]) => [k, Array.from(v)]));
-    return { kind: this.kind, t: this.t, m: dump(this.m), v: dump(this.v) };
+    return { kind: this.kind, t: this.t, steps: Object.fromEntries(this.tp), m: dump(this.m), v: dump(this.v) };
   }
   loadState(s: Record<string, unknown>) {
     const load = (x: unknown) => new Map(Object.entries((x ?? {}) as Record<string, number[]>).map(([k, v]) => [k, Float32Array.from(v)]));
     this.t = Number(s['t'] ?? 0);
     this.m = load(s['m']);
     this.v = load(s['v']);
+    const steps = s['steps'] as Record<string, number> | undefined;
+    this.tp = new Map([...this.m.keys()].map((k) => [k, Number(steps?.[k] ?? this.t)]));
+  }
+  exportState(): OptimizerState {
+    return { kind: this.kind, meta: { t: this.t, steps: Object.fromEntries(this.tp) }, tensors: exportMaps({ m: this.m, v: this.v }) };
+  }
+  importState(s: OptimizerState): void {
+    if (s.kind !== this.kind) throw new GraftError(`optimizer state is for ${s.kind}, not ${this.kind}`);
+    this.t = Number(s.meta['t'] ?? 0);
+    this.tp = new Map(Object.entries((s.meta['steps'] ?? {}) as Record<string, number>).map(([k, v]) => [k, Number(v)]));
+    this.m = importMap(s.tensors, 'm');
+    this.v = importMap(s.tensors, 'v');
   }
 }
 

@@ -1,6 +1,8 @@
 /**
  * The one-call training loop for classifiers on in-memory examples: seeded shuffling, mini-batches,
- * a progress callback, and accuracy on held-out data. Everything underneath (Trainer, compileTraining,
+ * learning-rate schedules, class weights, discriminative learning rates, gradual unfreezing, early
+ * stopping with best-weight restore, per-epoch checkpoints with bit-exact resume, and progress
+ * callbacks (loss, learning rate, examples/s). Everything underneath (Trainer, compileTraining,
  * buildBackward) stays available for more control.
  */
 import type { Graph } from '../graph/graph.js';
@@ -8,6 +10,12 @@ import type { Tensor } from '../graph/tensor.js';
 import { Trainer, type TrainerOptions } from './trainer.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
+import { upgradeOpset } from '../graph/rewrites.js';
+import { selectTrainable, logitsOf } from './training-graph.js';
+import { makeSchedule, type ScheduleSpec } from './schedule.js';
+import { layerGroups, discriminativeScales } from './layer-groups.js';
+import { writeCheckpoint, readLatestCheckpoint, configMismatch, type EarlyStoppingState } from './checkpoint.js';
+import type { ParamGroup } from '../optim/optimizer.js';
 
 export interface Examples {
   /** One flat Float32Array per example, each of the model input's per-example size. */
@@ -15,15 +23,71 @@ export interface Examples {
   y: number[];
 }
 
+/** How early stopping watches the validation data. */
+export interface EarlyStopping {
+  /** 'accuracy' (higher is better, the default) or 'loss' (validation cross-entropy, lower is better). */
+  monitor?: 'accuracy' | 'loss';
+  /** Stop after this many epochs without improvement (default 3). */
+  patience?: number;
+  /** Smallest change that counts as an improvement (default 0). */
+  minDelta?: number;
+  /** Put back the weights of the best epoch at the end (default true). */
+  restoreBest?: boolean;
+}
+
+export interface StepInfo {
+  epoch: number;
+  /** Global step, 1-based. */
+  step: number;
+  loss: number;
+  lr: number;
+  /** Training examples per second over the current epoch so far. */
+  examplesPerSecond: number;
+}
+
+export interface EpochInfo {
+  epoch: number;
+  loss: number;
+  lr: number;
+  seconds: number;
+  examplesPerSecond: number;
+  valAccuracy?: number;
+  valLoss?: number;
+  /** Early stopping: this epoch is the best so far. */
+  improved?: boolean;
+  /** Early stopping ends the run after this epoch. */
+  stopping?: boolean;
+  /** A checkpoint of this epoch was written here. */
+  checkpoint?: string;
+}
+
+/** One fit() call; only `epochs` and friends for the simple case, every part of the loop controllable. */
 export interface FitOptions extends TrainerOptions {
   epochs?: number;
   batchSize?: number;
+  /** Seeds the shuffling (default 0). Same seed and data → the same weights, bit for bit, on CPU. */
   seed?: number;
-  /** Called once before training with the number of steps it will take. */
-  onStart?: (info: { totalSteps: number }) => void;
+  /** Learning-rate schedule over the global step (default constant). `lr` is its base/peak rate. */
+  schedule?: ScheduleSpec;
+  /** Cross-entropy class weights: 'balanced' (n / (classes · count), as scikit-learn) or one per class. */
+  classWeights?: 'balanced' | number[];
+  /** Stop when the validation metric stops improving; needs `validation`. */
+  earlyStopping?: EarlyStopping;
+  /** Discriminative learning rates: each layer group trains at `lrDecay` × the rate of the group after it. */
+  lrDecay?: number;
+  /** Merge the model's layers into this many groups for lrDecay and unfreezeEvery (default: one group per weight layer). */
+  layerGroups?: number;
+  /** Gradual unfreezing: train the last layer group first, then one more group every this many epochs. */
+  unfreezeEvery?: number;
+  /** Write a checkpoint per epoch into `dir`; with `resume`, continue from the newest one there. */
+  checkpoint?: { dir: string; resume?: boolean; keep?: number };
+  /** Called once before training with the number of steps it will take (startStep > 0 when resuming). */
+  onStart?: (info: { totalSteps: number; startStep: number; resumedEpoch?: number }) => void;
   /** Called after every step. */
-  onStep?: (info: { epoch: number; step: number; loss: number }) => void;
-  onEpoch?: (info: { epoch: number; loss: number; valAccuracy?: number }) => void;
+  onStep?: (info: StepInfo) => void;
+  onEpoch?: (info: EpochInfo) => void;
+  /** Gradual unfreezing: called when a stage starts, with the parameters that train from then on. */
+  onStage?: (info: { epoch: number; stage: number; trainable: string[] }) => void;
   validation?: Examples;
 }
 
@@ -31,6 +95,255 @@ export interface FitResult {
   trainer: Trainer;
   losses: number[];
   valAccuracy?: number;
+  valLoss?: number;
+  /** Epochs trained (including those before a resume). */
+  epochs: number;
+  /** Early stopping: the epoch whose weights the trainer holds at the end. */
+  bestEpoch?: number;
+  /** The epoch a resumed run started after (0: none). */
+  resumedFrom: number;
+}
+
+/** Class weights for cross-entropy from a spec and the training labels. */
+export function resolveClassWeights(spec: 'balanced' | number[], y: number[], classes: number): number[] {
+  if (spec !== 'balanced') {
+    if (spec.length !== classes) throw new GraftError(`${spec.length} class weights given for a model with ${classes} classes`);
+    if (spec.some((w) => !(w >= 0))) throw new GraftError(`class weights must be non-negative numbers, got ${spec.join(',')}`);
+    return spec;
+  }
+  const counts = new Array<number>(classes).fill(0);
+  for (const c of y) if (c >= 0 && c < classes) counts[c]!++;
+  const present = counts.filter((c) => c > 0).length;
+  return counts.map((c) => (c > 0 ? y.length / (present * c) : 1));
+}
+
+/** The number of classes of the model's (first) output, from its declared shape. */
+export function outputClasses(model: Graph, output?: string): number | undefined {
+  const name = output ?? model.outputs[0]?.name;
+  const vi = model.outputs.find((o) => o.name === name) ?? (name ? model.valueInfoOf(name) : undefined);
+  const last = vi?.shape?.[vi.shape.length - 1];
+  return typeof last === 'number' ? last : undefined;
+}
+
+/** Trainer options with fit-level conveniences (class weights) turned into the loss they mean. */
+export function trainerOptions(model: Graph, data: Examples, o: FitOptions): TrainerOptions {
+  if (!o.classWeights) return o;
+  const loss = o.loss ?? { kind: 'cross-entropy' as const };
+  if (loss.kind !== 'cross-entropy') throw new GraftError(`class weights apply to the cross-entropy loss, not '${loss.kind}'`);
+  const classes = outputClasses(model, o.output) ?? Math.max(...data.y) + 1;
+  return { ...o, loss: { ...loss, classWeights: resolveClassWeights(o.classWeights, data.y, classes) } };
+}
+
+/** Mean cross-entropy of [n, classes] model outputs (logits, or probabilities when `probs`), optionally class-weighted. */
+export function crossEntropyOf(out: Tensor, y: number[], probs: boolean, weights?: number[]): number {
+  const c = out.dims[1]!;
+  const d = out.data as Float32Array;
+  let sum = 0;
+  let wsum = 0;
+  for (let r = 0; r < y.length; r++) {
+    const row = d.subarray(r * c, r * c + c);
+    let nll: number;
+    if (probs) nll = -Math.log(Math.max(row[y[r]!]!, 1e-12));
+    else {
+      let mx = -Infinity;
+      for (const v of row) mx = Math.max(mx, v);
+      let s = 0;
+      for (const v of row) s += Math.exp(v - mx);
+      nll = mx + Math.log(s) - row[y[r]!]!;
+    }
+    const w = weights?.[y[r]!] ?? 1;
+    sum += w * nll;
+    wsum += w;
+  }
+  return sum / Math.max(wsum, 1e-12);
+}
+
+/** Accuracy and cross-entropy of the trainer's current weights on examples. */
+export async function evaluate(trainer: Trainer, data: Examples, batchSize = 64, weights?: number[]): Promise<{ accuracy: number; loss: number }> {
+  const model = trainer.tg.model;
+  const dims = exampleDims(model);
+  const name = model.dataInputs()[0]!.name;
+  const probs = logitsOf(model, trainer.tg.output) !== trainer.tg.output;
+  const pred: number[] = [];
+  let lossSum = 0;
+  let wSum = 0;
+  for (let i = 0; i < data.x.length; i += batchSize) {
+    const out = await trainer.predict({ [name]: stack(data.x.slice(i, i + batchSize), dims) });
+    const ys = data.y.slice(i, i + batchSize);
+    pred.push(...argmaxRows(out));
+    const w = ys.reduce((s, c) => s + (weights?.[c] ?? 1), 0);
+    lossSum += crossEntropyOf(out, ys, probs, weights) * w;
+    wSum += w;
+  }
+  return { accuracy: accuracy(pred, data.y), loss: lossSum / Math.max(wSum, 1e-12) };
+}
+
+/** Current values of the named weights: trained ones from the trainer, frozen ones from its graph. */
+function snapshot(trainer: Trainer, names: string[]): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const k of names) {
+    const v = trainer.params.get(k) ?? trainer.stateValues.get(k) ?? (trainer.tg.model.initializers.get(k)?.data as Float32Array | undefined);
+    if (v) out.set(k, Float32Array.from(v));
+  }
+  return out;
+}
+
+/** Write saved weights back into the trainer (the ones it trains; the others are frozen and unchanged). */
+function restore(trainer: Trainer, w: Map<string, Float32Array>): void {
+  for (const [k, v] of w) (trainer.params.get(k) ?? trainer.stateValues.get(k))?.set(v);
+}
+
+/** The model with some initializers replaced (weights from a checkpoint). */
+function withWeights(model: Graph, w: Map<string, Float32Array>): Graph {
+  const g = model.clone();
+  for (const [k, v] of w) {
+    const t = g.initializers.get(k);
+    if (!t || t.dtype !== 'float32' || (t.data as Float32Array).length !== v.length)
+      throw new GraftError(`checkpoint weight '${k}' does not fit the model (${t ? `${t.dtype}[${t.dims}]` : 'no such initializer'})`);
+    g.initializers.set(k, { dtype: 'float32', dims: [...t.dims], data: Float32Array.from(v) });
+  }
+  return g;
+}
+
+export async function fit(model: Graph, data: Examples, o: FitOptions = {}): Promise<FitResult> {
+  if (data.x.length !== data.y.length) throw new GraftError(`${data.x.length} examples but ${data.y.length} labels`);
+  if (data.x.length === 0) throw new GraftError('no training examples');
+  if (o.earlyStopping && !o.validation?.x.length) throw new GraftError('early stopping needs validation data');
+  const topts = trainerOptions(model, data, o);
+  const classWeights = topts.loss?.kind === 'cross-entropy' ? topts.loss.classWeights : undefined;
+  const dims = exampleDims(model);
+  const name = model.dataInputs()[0]!.name;
+  const bs = o.batchSize ?? 32;
+  if (!Number.isInteger(bs) || bs < 1) throw new GraftError(`batch size must be a positive integer, got ${bs}`);
+  const epochs = o.epochs ?? 10;
+  const stepsPerEpoch = Math.ceil(data.x.length / bs);
+  const totalSteps = epochs * stepsPerEpoch;
+  const baseLr = o.lr ?? 1e-3;
+  const lrAt = makeSchedule(o.schedule, baseLr, { totalSteps, stepsPerEpoch });
+
+  // What trains, in layer groups (for discriminative rates and gradual unfreezing).
+  const upgraded = upgradeOpset(model);
+  const trainable = selectTrainable(upgraded, o.trainable);
+  const needGroups = o.lrDecay !== undefined || o.unfreezeEvery !== undefined;
+  const groups = needGroups ? layerGroups(upgraded, trainable, o.layerGroups) : [trainable];
+  if (o.unfreezeEvery !== undefined && !(Number.isInteger(o.unfreezeEvery) && o.unfreezeEvery >= 1))
+    throw new GraftError(`unfreezeEvery must be a positive number of epochs, got ${o.unfreezeEvery}`);
+  const scales = o.lrDecay !== undefined ? discriminativeScales(groups, o.lrDecay) : undefined;
+  const stageOf = (epoch: number) => (o.unfreezeEvery ? Math.min(groups.length - 1, Math.floor((epoch - 1) / o.unfreezeEvery)) : 0);
+  const namesOf = (stage: number) => (o.unfreezeEvery ? groups.slice(groups.length - 1 - stage).flat() : trainable);
+  const makeTrainer = async (g: Graph, stage: number): Promise<Trainer> => {
+    const names = namesOf(stage);
+    const t = await Trainer.create(g, { ...topts, trainable: { names } });
+    if (scales) {
+      const base = (o.optimizer && 'groups' in o.optimizer ? o.optimizer.groups : undefined) ?? new Map<string, ParamGroup>();
+      t.optimizer.setGroups(new Map(names.map((k) => [k, { ...base.get(k), lrScale: (base.get(k)?.lrScale ?? 1) * scales.get(k)! }])));
+    }
+    return t;
+  };
+
+  const config: Record<string, unknown> = {
+    examples: data.x.length, batchSize: bs, seed: o.seed ?? 0, lr: baseLr, schedule: o.schedule ?? null, optimizer: o.optimizer ?? null,
+    trainable, lrDecay: o.lrDecay ?? null, layerGroups: o.layerGroups ?? null, unfreezeEvery: o.unfreezeEvery ?? null,
+    batchNorm: o.batchNorm ?? 'frozen', classWeights: classWeights ?? null, earlyStopping: o.earlyStopping ?? null,
+    ...(o.schedule && o.schedule.kind !== 'constant' && o.schedule.kind !== 'step' ? { epochs } : {}),
+  };
+  const rng = new Rng(o.seed ?? 0);
+  let losses: number[] = [];
+  let startEpoch = 0;
+  let early: EarlyStoppingState | undefined = o.earlyStopping ? { best: null, bestEpoch: 0, bad: 0, stopped: false } : undefined;
+  let best: Map<string, Float32Array> | undefined;
+  let trainer: Trainer;
+  let stage = stageOf(1);
+  const ckpt = o.checkpoint;
+  const saved = ckpt?.resume ? readLatestCheckpoint(ckpt.dir) : undefined;
+  if (saved) {
+    const diff = configMismatch(saved.config, config);
+    if (diff.length)
+      throw new GraftError(`the checkpoint in ${ckpt!.dir} was written by a run with other settings (${diff.join(', ')}); resume with the same settings or use another --checkpoint-dir`);
+    startEpoch = saved.epoch;
+    rng.state = saved.rng;
+    losses = saved.losses;
+    early = saved.early;
+    stage = stageOf(Math.min(epochs, startEpoch + 1));
+    trainer = await makeTrainer(withWeights(model, saved.weights), stage);
+    trainer.optimizer.importState(saved.optimizer);
+    trainer.steps = saved.step;
+    best = saved.bestWeights ?? (early ? saved.weights : undefined);
+  } else trainer = await makeTrainer(model, stage);
+  const tracked = [...new Set([...trainable, ...trainer.stateValues.keys()])];
+  if (startEpoch < epochs && !early?.stopped) o.onStage?.({ epoch: startEpoch + 1, stage, trainable: namesOf(stage) });
+  o.onStart?.({ totalSteps, startStep: trainer.steps, ...(saved ? { resumedEpoch: startEpoch } : {}) });
+
+  let valAccuracy: number | undefined;
+  let valLoss: number | undefined;
+  let epoch = startEpoch;
+  const done = () => epoch >= epochs || !!early?.stopped;
+  while (!done()) {
+    epoch++;
+    if (stageOf(epoch) !== stage) {
+      stage = stageOf(epoch);
+      const opt = trainer.optimizer.exportState();
+      const steps = trainer.steps;
+      const g = trainer.toGraph();
+      await trainer.release();
+      trainer = await makeTrainer(g, stage);
+      trainer.optimizer.importState(opt);
+      trainer.steps = steps;
+      o.onStage?.({ epoch, stage, trainable: namesOf(stage) });
+    }
+    const t0 = performance.now();
+    const order = rng.shuffle([...data.x.keys()]);
+    let sum = 0;
+    let steps = 0;
+    let lr = lrAt(trainer.steps);
+    for (let i = 0; i < order.length; i += bs) {
+      const idx = order.slice(i, i + bs);
+      lr = lrAt(trainer.steps);
+      const r = await trainer.step({ [name]: stack(idx.map((k) => data.x[k]!), dims) }, labelsTensor(idx.map((k) => data.y[k]!)), lr);
+      losses.push(r.loss);
+      sum += r.loss;
+      steps++;
+      o.onStep?.({ epoch, step: trainer.steps, loss: r.loss, lr, examplesPerSecond: (Math.min(i + bs, order.length) * 1000) / (performance.now() - t0) });
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const info: EpochInfo = { epoch, loss: sum / steps, lr, seconds, examplesPerSecond: data.x.length / seconds };
+    if (o.validation?.x.length) {
+      const ev = await evaluate(trainer, o.validation, 64, classWeights);
+      valAccuracy = info.valAccuracy = ev.accuracy;
+      valLoss = info.valLoss = ev.loss;
+    }
+    if (early) {
+      const es = o.earlyStopping!;
+      const loss = es.monitor === 'loss';
+      const v = loss ? valLoss! : valAccuracy!;
+      const delta = es.minDelta ?? 0;
+      const improved = early.best === null || (loss ? v < early.best - delta : v > early.best + delta);
+      if (improved) {
+        early = { ...early, best: v, bestEpoch: epoch, bad: 0 };
+        best = snapshot(trainer, tracked);
+      } else early = { ...early, bad: early.bad + 1 };
+      if (early.bad >= (es.patience ?? 3)) early.stopped = true;
+      info.improved = improved;
+      info.stopping = early.stopped;
+    }
+    if (ckpt) {
+      info.checkpoint = writeCheckpoint(ckpt.dir, {
+        epoch, step: trainer.steps, rng: rng.state, losses, weights: snapshot(trainer, tracked), optimizer: trainer.optimizer.exportState(),
+        ...(early ? { early } : {}), ...(early && best && early.bestEpoch !== epoch ? { bestWeights: best } : {}), config,
+      }, ckpt.keep);
+    }
+    o.onEpoch?.(info);
+  }
+  let bestEpoch: number | undefined;
+  if (early && best && (o.earlyStopping!.restoreBest ?? true)) {
+    restore(trainer, best);
+    bestEpoch = early.bestEpoch;
+    if (o.validation?.x.length) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation, 64, classWeights));
+  } else if (saved && epoch === startEpoch && o.validation?.x.length) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation, 64, classWeights));
+  return {
+    trainer, losses, epochs: epoch, resumedFrom: saved ? startEpoch : 0,
+    ...(valAccuracy !== undefined ? { valAccuracy } : {}), ...(valLoss !== undefined ? { valLoss } : {}), ...(bestEpoch !== undefined ? { bestEpoch } : {}),
+  };
 }
 
 /** Stack examples into one batch tensor of shape [n, ...exampleDims]. */
@@ -87,32 +400,3 @@ export function accuracy(pred: number[], y: number[]): number {
   return ok / Math.max(1, y.length);
 }
 
-export async function fit(model: Graph, data: Examples, o: FitOptions = {}): Promise<FitResult> {
-  if (data.x.length !== data.y.length) throw new GraftError(`${data.x.length} examples but ${data.y.length} labels`);
-  if (data.x.length === 0) throw new GraftError('no training examples');
-  const trainer = await Trainer.create(model, o);
-  const dims = exampleDims(model);
-  const name = model.dataInputs()[0]!.name;
-  const rng = new Rng(o.seed ?? 0);
-  const bs = o.batchSize ?? 32;
-  const losses: number[] = [];
-  let valAccuracy: number | undefined;
-  const epochs = o.epochs ?? 10;
-  o.onStart?.({ totalSteps: epochs * Math.ceil(data.x.length / bs) });
-  for (let epoch = 1; epoch <= epochs; epoch++) {
-    const order = rng.shuffle([...data.x.keys()]);
-    let sum = 0;
-    let steps = 0;
-    for (let i = 0; i < order.length; i += bs) {
-      const idx = order.slice(i, i + bs);
-      const r = await trainer.step({ [name]: stack(idx.map((k) => data.x[k]!), dims) }, labelsTensor(idx.map((k) => data.y[k]!)));
-      losses.push(r.loss);
-      sum += r.loss;
-      steps++;
-      o.onStep?.({ epoch, step: trainer.steps, loss: r.loss });
-    }
-    if (o.validation) valAccuracy = accuracy(await predictLabels(trainer, trainer.tg.model, o.validation.x), o.validation.y);
-    o.onEpoch?.({ epoch, loss: sum / steps, ...(valAccuracy !== undefined ? { valAccuracy } : {}) });
-  }
-  return { trainer, losses, ...(valAccuracy !== undefined ? { valAccuracy } : {}) };
-}

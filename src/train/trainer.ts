@@ -80,11 +80,13 @@ export class Trainer {
       const g = this.tg.model.clone();
       g.outputs = [{ name: this.tg.output }];
       g.prune();
-      promoteToInputs(g, this.tg.params);
+      // a custom loss's own parameters (a domain classifier…) are not part of the model
+      promoteToInputs(g, this.tg.params.filter((k) => g.initializers.has(k)));
       this.predictSession = await Session.fromGraph(g, this.opts.runtime, `${g.name} (predict)`);
     }
     const feeds: Feeds = { ...inputs };
-    for (const [k, v] of this.params) feeds[k] = { dtype: 'float32', dims: this.tg.initial.get(k)!.dims, data: v };
+    const wanted = new Set(this.predictSession.inputNames);
+    for (const [k, v] of this.params) if (wanted.has(k)) feeds[k] = { dtype: 'float32', dims: this.tg.initial.get(k)!.dims, data: v };
     const res = await this.predictSession.run(feeds);
     return res[this.tg.output]!;
   }
@@ -92,7 +94,8 @@ export class Trainer {
   /** The model with trained weights (and updated BatchNorm statistics) written back as initializers. */
   toGraph(): Graph {
     const g = this.tg.model.clone();
-    for (const [k, v] of this.params) g.initializers.set(k, { dtype: 'float32', dims: [...this.tg.initial.get(k)!.dims], data: Float32Array.from(v) });
+    const used = new Set(g.nodes.flatMap((n) => n.inputs));
+    for (const [k, v] of this.params) if (used.has(k)) g.initializers.set(k, { dtype: 'float32', dims: [...this.tg.initial.get(k)!.dims], data: Float32Array.from(v) });
     for (const [k, v] of this.stateValues) g.initializers.set(k, { dtype: 'float32', dims: [...this.tg.stateInitial.get(k)!.dims], data: Float32Array.from(v) });
     return g;
   }

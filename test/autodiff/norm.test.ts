@@ -134,3 +134,26 @@ test('Dropout in training mode: the gradient is 0 where the mask is false and dy
 
 
 
+test('BatchNormalization training_mode=1 with a dynamic batch gives the same gradients as with a static one', async () => {
+  const dims = [3, 2, 2, 2];
+  const { graph, feeds } = opGraph({ op: 'BatchNormalization', opset: 15, outputs: 3, attrs: { training_mode: I(1) }, inputs: bnInputs(dims) });
+  graph.outputs = [{ name: 'y0' }];
+  const R: Tensor = { dtype: 'float32', dims, data: Float32Array.from({ length: numel(dims) }, (_, i) => Math.sin(i + 1)) };
+  const grads = async (dynamic: boolean) => {
+    const g = graph.clone();
+    const other: typeof feeds = { ...feeds };
+    if (dynamic) {
+      g.inputs = g.inputs.map((v) => (v.name === 'x' ? { ...v, shape: ['N', ...dims.slice(1)] } : v));
+      const d5 = [5, ...dims.slice(1)];
+      other['x'] = { dtype: 'float32', dims: d5, data: Float32Array.from({ length: numel(d5) }, (_, i) => Math.cos(i)) };
+    }
+    const gg = await weightedSumGradGraph(g, wrt, dynamic ? [feeds, other] : feeds);
+    const s = await Session.fromGraph(gg.graph);
+    const res = await s.run({ ...feeds, R });
+    await s.release();
+    return { sizeOp: gg.graph.nodes.some((n) => n.opType === 'Size'), values: wrt.map((w) => Array.from(res[gg.grads.get(w)!]!.data as Float32Array)) };
+  };
+  const [fixed, dyn] = [await grads(false), await grads(true)];
+  assert.ok(dyn.sizeOp && !fixed.sizeOp, 'the dynamic graph counts elements at run time, the static one does not');
+  fixed.values.forEach((v, i) => v.forEach((a, j) => assert.ok(Math.abs(a - dyn.values[i]![j]!) < 1e-5, `${wrt[i]}[${j}]: ${a} vs ${dyn.values[i]![j]}`)));
+});

@@ -6,7 +6,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, rmSync, readdirSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -60,6 +60,9 @@ test('graft train --mode features saves a classifier folder; a second run with t
   assert.ok(r1.test.accuracy >= 5 / 6, `test accuracy ${r1.test.accuracy}`); // these three classes are easy
   assert.equal(r1.test.confusion.length, 3);
   assert.ok(existsSync(join(out, 'model.onnx')));
+  assert.deepEqual(r1.files.map((f: string) => f.slice(out.length + 1)), ['model.onnx', 'labels.json', 'report.html', 'report.json']);
+  assert.equal(JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')).metrics.n, 6);
+  assert.deepEqual(r1.skipped, []);
   assert.deepEqual(JSON.parse(readFileSync(join(out, 'labels.json'), 'utf8')), ['sneaker', 'trouser', 'tshirt']);
   const g = readOnnx(join(out, 'model.onnx'));
   assert.deepEqual(getLabels(g), ['sneaker', 'trouser', 'tshirt']);
@@ -72,6 +75,7 @@ test('graft train --mode features saves a classifier folder; a second run with t
   assert.match(stdout, /for 24 images \(0 computed, 24 from the cache\)/);
   assert.match(stdout, /^test: accuracy [\d.]+, macro-F1 [\d.]+ on 6 examples$/m);
   assert.match(stdout, /^validation: accuracy/m);
+  assert.match(stdout, /^report: .*clf2\/report\.html \(confusion matrix, per-class bars\) and .*clf2\/report\.json$/m);
   const r2 = JSON.parse((await graft([...args, '--out', join(tmp, 'clf2'), '--json'])).stdout);
   assert.deepEqual([r2.extraction.computed, r2.extraction.cached, r2.extraction.runs], [0, 24, 0]);
   assert.equal(r2.head.l2, r1.head.l2);
@@ -151,4 +155,60 @@ test('the saved ONNX file reproduces the head: probabilities within 1e-4 from im
   assert.ok(maxDiff < 1e-4, `cached features → saved head vs predictProba: max |Δp| = ${maxDiff}`);
   if (process.env['GRAFT_VERBOSE']) console.log(`cached features → saved head vs predictProba: max |Δp| = ${maxDiff}`);
   assert.equal(second.report.extraction.computed, 0);
+});
+
+test('unreadable images (a truncated JPEG, a text file named .png) are reported by path and skipped by train, eval and predict; train writes report.html/json; --head ncm and knn', async () => {
+  const src = await imageFolder();
+  const root = join(tmp, 'data-bad');
+  for (const c of ['sneaker', 'trouser', 'tshirt']) {
+    mkdirSync(join(root, c), { recursive: true });
+    for (const f of readdirSync(join(src, c))) copyFileSync(join(src, c, f), join(root, c, f));
+  }
+  const jpeg = await sharp(readFileSync(join(src, 'trouser', '2.png'))).resize(200, 200).jpeg().toBuffer();
+  const truncated = join(root, 'trouser', 'truncated.jpg');
+  writeFileSync(truncated, jpeg.subarray(0, Math.floor(jpeg.length / 2)));
+  const text = join(root, 'sneaker', 'readme.png');
+  writeFileSync(text, 'not a picture\n');
+
+  const out = join(tmp, 'clf-bad');
+  const r = JSON.parse((await graft(['train', '--mode', 'features', '--model', MODEL, '--data', root, '--head', 'ncm', '--val-fraction', '0', '--test-fraction', '0.25', '--out', out, '--json'])).stdout);
+  assert.deepEqual(r.skipped.map((f: { path: string }) => f.path).sort(), [text, truncated].sort());
+  assert.equal(r.extraction.skipped, 2);
+  assert.equal(r.examples.train + r.examples.val + r.examples.test, 24); // 26 files, 2 unreadable
+  assert.equal(r.head.kind, 'ncm');
+  assert.ok(r.test.accuracy >= 5 / 6, `ncm test accuracy ${r.test.accuracy}`);
+  // the evaluation report, written into the output folder
+  const html = readFileSync(join(out, 'report.html'), 'utf8');
+  assert.match(html, /<svg /);
+  assert.ok(html.includes('truncated.jpg') && html.includes('readme.png'));
+  const rj = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+  assert.deepEqual(rj.metrics.confusion, r.test.confusion);
+  assert.equal(rj.training.head.kind, 'ncm');
+  assert.equal(rj.skipped.length, 2);
+
+  const { stdout } = await graft(['train', '--mode', 'features', '--model', MODEL, '--data', root, '--head', 'knn', '--head-grid', '1,3', '--out', join(tmp, 'clf-knn')]);
+  assert.ok(stdout.includes(`skipped ${truncated}: `) && stdout.includes(`skipped ${text}: `), stdout);
+  assert.match(stdout, /^head: k nearest neighbours on \d+ examples, k [13] chosen by leave-one-out cross-validation/m);
+  assert.match(stdout, /^report: .*report\.html .* and .*report\.json$/m);
+  assert.match(stdout, /^test: accuracy/m);
+
+  const e = JSON.parse((await graft(['eval', '--model', join(tmp, 'clf-knn'), '--data', root, '--json'])).stdout);
+  assert.equal(e.metrics.n, 24);
+  assert.deepEqual(e.skipped.map((f: { path: string }) => f.path).sort(), [text, truncated].sort());
+  assert.match((await graft(['eval', '--model', out, '--data', root])).stdout, new RegExp(`^skipped ${truncated.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: `, 'm'));
+
+  const p = JSON.parse((await graft(['predict', '--model', join(tmp, 'clf-knn'), join(root, 'trouser', '2.png'), truncated, text, '--json'])).stdout);
+  assert.equal(p.length, 3);
+  assert.equal(p[0].top[0].label, 'trouser');
+  assert.ok(Math.abs(p[0].top.reduce((a: number, t: { probability: number }) => a + t.probability, 0) - 1) < 1e-5, 'k-NN vote shares are probabilities');
+  assert.deepEqual([p[1].top, p[2].top], [[], []]);
+  assert.ok(p[1].error.includes('truncated.jpg') && p[2].error.includes('readme.png'));
+  const m = JSON.parse((await graft(['train', '--mode', 'features', '--model', MODEL, '--data', root, '--head', 'mlp', '--head-grid', '0.01', '--hidden', '16', '--out', join(tmp, 'clf-mlp'), '--json'])).stdout);
+  assert.deepEqual([m.head.kind, m.head.summary.hidden, m.head.summary.weightDecay, m.head.cv.length], ['mlp', 16, 0.01, 0]);
+  assert.ok(m.test.accuracy >= 4 / 6, `mlp test accuracy ${m.test.accuracy}`);
+  assert.deepEqual(readOnnx(join(tmp, 'clf-mlp', 'model.onnx')).nodes.slice(-4).map((n) => n.opType), ['Gemm', 'Relu', 'Gemm', 'Softmax']);
+  const plain = await graft(['predict', '--model', out, truncated, join(root, 'sneaker', '9.png')]);
+  assert.match(plain.stdout, /truncated\.jpg: skipped \(/);
+  assert.match(plain.stdout, /9\.png: sneaker /);
+  assert.match(plain.stderr, /skipped 1 unreadable image/);
 });

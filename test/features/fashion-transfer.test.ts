@@ -95,7 +95,7 @@ test('Fashion-MNIST with few labels: MobileNetV2 features + logistic head beat a
       const pick10 = s === 0 ? [...Array(10).keys()].flatMap((c) => pick.slice(c * 100, c * 100 + 10)) : pick;
       const y = pick10.map((i) => train.labels[i]!);
       const f = await features(model, train, pick10, cache);
-      const cv = fitCV(f, y, { numClasses: 10, grid: [1e-2, 1e-1, 1], folds: 3, gtol: 1e-4 });
+      const cv = await fitCV(f, y, { numClasses: 10, grid: [1e-2, 1e-1, 1], folds: 3, gtol: 1e-4 });
       const transfer = cv.model.accuracy(fTest, yTest);
       const scratch = await scratchAccuracy({ x: pick10.map((i) => pixels(train.images[i]!)), y }, { x: xTest, y: yTest }, 60);
       rows.push({ transfer, scratch, l2: cv.l2 });
@@ -113,7 +113,7 @@ test('Fashion-MNIST with few labels: MobileNetV2 features + logistic head beat a
     // l2 fixed at 0.1, what cross-validation picks at 10 per class (CV over 1000 × 1280 costs too much here)
     const y100 = pick100.map((i) => train.labels[i]!);
     const f100 = await features(model, train, pick100, cache);
-    const transfer100 = lfit(f100, y100, { numClasses: 10, l2: 0.1, gtol: 1e-4 }).accuracy(fTest, yTest);
+    const transfer100 = (await lfit(f100, y100, { numClasses: 10, l2: 0.1, gtol: 1e-4 })).accuracy(fTest, yTest);
     const scratch100 = await scratchAccuracy({ x: pick100.map((i) => pixels(train.images[i]!)), y: y100 }, { x: xTest, y: yTest }, 30);
     console.log(`100 labels/class (1000 images), ${TEST_SIZE} test images: transfer ${transfer100.toFixed(3)} vs from-scratch CNN ${scratch100.toFixed(3)}`);
     console.log(`time: 10/class ${((t10 - t0) / 1000).toFixed(1)} s, 100/class ${((performance.now() - t10) / 1000).toFixed(1)} s`);

@@ -36,6 +36,48 @@ function sumPerChannel(c: GradCtx, v: string, r: number): string {
   return c.b.reduce('ReduceSum', v, [0, ...range(2, r)], false);
 }
 
+/** 1/M for the M = numel(x)/C values each channel's statistics cover (static when x's shape is). */
+function invCount(c: GradCtx, x: string, C: number): string {
+  const b = c.b;
+  const dims = c.shape(x).dims;
+  if (dims.every((d) => d !== null)) return b.f32(C / (dims as number[]).reduce((p, q) => p * q, 1));
+  const n = b.op('Cast', [b.op('Size', [x])], { to: { type: 'int', value: 1 } });
+  return b.op('Reciprocal', [b.div(n, b.f32(C))]);
+}
+
+/**
+ * BatchNormalization with batch statistics, in per-channel coefficient form. With d = x − mean, the
+ * sums S = Σdy and T = Σdy·d (over all axes but 1) and a = scale·rstd,
+ *   dscale = rstd·T,  dB = S,  dx = a·dy + β·d + γ  with  β = −a·rstd²·T/M,  γ = −a·S/M,
+ * so the full-size work is: mean, d, Σd² (statistics), S, dy·d, T, and dx as one Mul, one per-channel
+ * affine of d (an inference-mode BatchNormalization with mean 0, var 1, epsilon 0) and one Add, instead
+ * of materializing x̂ and g = dy·scale (measured about 25% faster on MobileNetV2's layers, bench/conv-grad.ts).
+ */
+function batchStatsBackward(c: GradCtx, x: string, scale: string, dy: string, r: number, eps: number): (string | null)[] {
+  const b = c.b;
+  const axes = [0, ...range(2, r)];
+  const C = c.shape(scale).dims[0];
+  if (typeof C !== 'number') throw new Error(`BatchNormalization gradient needs a static channel count ('${scale}')`);
+  const invM = invCount(c, x, C);
+  const d = b.sub(x, b.reduce('ReduceMean', x, axes, true));
+  const rstd = rsqrt(c, b.mul(b.reduce('ReduceSumSquare', d, axes, true), invM), eps);
+  const flat = (v: string) => b.reshape(v, [C]);
+  const T = b.reduce('ReduceSum', b.mul(dy, d), axes, true);
+  const S = c.needs(0) || c.needs(2) ? b.reduce('ReduceSum', dy, axes, true) : '';
+  const dxhat = b.mul(T, rstd); // Σ dy·x̂
+  let dx: string | null = null;
+  if (c.needs(0)) {
+    const a = b.mul(perChannel(c, scale, r), rstd);
+    const beta = b.neg(b.mul(b.mul(a, rstd), b.mul(dxhat, invM)));
+    const gamma = b.neg(b.mul(a, b.mul(S, invM)));
+    const zeros = b.constant({ dtype: 'float32', dims: [C], data: new Float32Array(C) });
+    const ones = b.constant({ dtype: 'float32', dims: [C], data: new Float32Array(C).fill(1) });
+    const affine = b.op('BatchNormalization', [d, flat(beta), flat(gamma), zeros, ones], { epsilon: { type: 'float', value: 0 } });
+    dx = b.add(b.mul(dy, a), affine);
+  }
+  return [dx, c.needs(1) ? flat(dxhat) : null, c.needs(2) ? flat(S) : null, null, null];
+}
+
 export const norm: Record<string, GradRule> = {
   // y = x̂·scale + B. Frozen statistics: x̂ = (x − mean)/sqrt(var + eps), dx = dy·scale·rstd.
   // Batch statistics (training_mode=1): dx = (scale·rstd/M)·(M·dy − Σdy − x̂·Σ(dy·x̂)).
@@ -47,15 +89,8 @@ export const norm: Record<string, GradRule> = {
     const r = c.rank(x);
     const eps = attrFloat(c.node, 'epsilon', 1e-5);
     const training = b.opset >= 14 && attrInt(c.node, 'training_mode', 0) === 1;
-    const axes = [0, ...range(2, r)];
+    if (training) return batchStatsBackward(c, x, scale, dy, r, eps);
     let dx: string | null = null;
-    const sc = perChannel(c, scale, r);
-    if (training) {
-      const s = stats(c, x, axes, eps);
-      if (c.needs(0)) dx = normBackward(c, b.mul(dy, sc), s.xhat, s.rstd, axes);
-      const dscale = c.needs(1) ? sumPerChannel(c, b.mul(dy, s.xhat), r) : null;
-      return [dx, dscale, c.needs(2) ? sumPerChannel(c, dy, r) : null, null, null];
-    }
     // Frozen statistics: rstd and mean are per-channel constants, so the per-element work is one
     // product for dx and one for dscale = rstd·(Σ dy·x − mean·Σ dy), never x̂ itself.
     const rstd = rsqrt(c, c.x(4), eps);

@@ -1,0 +1,59 @@
+/**
+ * Model selection without target labels. Adaptation has hyperparameters (confidence threshold,
+ * learning rate, steps) and checkpoints, and picking them with target test labels (as many
+ * published comparisons do) reports an accuracy no user could get. The criteria here read only
+ * unlabelled target data (and, for reverse validation, the labelled source):
+ *
+ * - informationMaximization: H(mean prediction) − mean H(prediction), at a fixed temperature:
+ *   confident predictions that still use every class (high is good; the score of SHOT/IM).
+ * - reverseValidation: fit a head on the target's pseudo-labels (the candidate's predictions), then
+ *   measure its accuracy on held-out labelled source data: a candidate whose target labelling is
+ *   consistent with the source task scores high (Zhong et al. 2010).
+ *
+ * Target labels, when a caller has them, are for the final report only: `selectBest` never sees them.
+ */
+import { entropyOf } from './predict.js';
+import { fit } from '../heads/logistic.js';
+import { GraftError } from '../util/errors.js';
+
+/** H(mean p) − mean H(p) over a set of predicted distributions. */
+export function informationMaximization(P: ArrayLike<number>[]): { score: number; meanEntropy: number; diversity: number } {
+  if (P.length === 0) throw new GraftError('information maximization needs predictions');
+  const K = P[0]!.length;
+  const mean = new Float64Array(K);
+  let h = 0;
+  for (const p of P) {
+    h += entropyOf(p);
+    for (let k = 0; k < K; k++) mean[k]! += p[k]! / P.length;
+  }
+  const meanEntropy = h / P.length, diversity = entropyOf(mean);
+  return { score: diversity - meanEntropy, meanEntropy, diversity };
+}
+
+export interface Candidate<T> {
+  /** What the candidate is (hyperparameters, checkpoint step). */
+  params: Record<string, number | string>;
+  value: T;
+  /** Label-free score (higher is better). */
+  score: number;
+}
+
+/** The candidate with the highest label-free score (first one on ties). */
+export function selectBest<T>(cands: Candidate<T>[]): Candidate<T> {
+  if (cands.length === 0) throw new GraftError('no candidates to select from');
+  let best = cands[0]!;
+  for (const c of cands) if (c.score > best.score) best = c;
+  return best;
+}
+
+/**
+ * Reverse validation score of a target labelling: fit a head on the target with `pseudoLabels`,
+ * then its accuracy on held-out labelled source data (higher is better).
+ */
+export async function reverseValidation(
+  target: ArrayLike<number>[], pseudoLabels: number[], sourceVal: { x: ArrayLike<number>[]; y: number[] },
+  o: { numClasses: number; l2?: number; maxIter?: number },
+): Promise<number> {
+  const head = await fit(target, pseudoLabels, { numClasses: o.numClasses, l2: o.l2 ?? 1e-2, maxIter: o.maxIter ?? 100 });
+  return head.accuracy(sourceVal.x, sourceVal.y);
+}

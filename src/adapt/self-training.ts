@@ -1,0 +1,50 @@
+/**
+ * Self-training with confidence-thresholded pseudo-labels, on cached features: fit the head on the
+ * source, label the target with it, keep the target examples whose top probability reaches the
+ * threshold, refit on source + those pseudo-labelled target examples, and repeat (relabelling the
+ * whole target each round, so early mistakes can be undone).
+ */
+import { argmaxOf } from './predict.js';
+import { checkDomains, fitHead, numClassesOf, type FeatureAdaptResult, type HeadOptions, type LabelledFeatures } from './feature-head.js';
+import { GraftError } from '../util/errors.js';
+
+export interface SelfTrainingOptions extends HeadOptions {
+  /** Keep target examples whose top probability is at least this (default 0.9). */
+  threshold?: number;
+  /** Rounds of relabel-and-refit (default 3; stops early when the kept set stops changing). */
+  rounds?: number;
+  /** Weight of the pseudo-labelled target relative to the source: each kept target example is repeated this many times (default 1). */
+  targetWeight?: number;
+  onRound?: (info: { round: number; kept: number }) => void;
+}
+
+export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayLike<number>[], o: SelfTrainingOptions = {}): Promise<FeatureAdaptResult> {
+  checkDomains(source, target);
+  const threshold = o.threshold ?? 0.9;
+  if (!(threshold >= 0 && threshold < 1)) throw new GraftError(`threshold must be in [0, 1), got ${threshold}`);
+  const t0 = performance.now();
+  const K = numClassesOf(source.y, o);
+  const ho = { ...o, numClasses: K };
+  let head = await fitHead(source.x, source.y, ho);
+  let P = head.predictProba(target);
+  let prev = '';
+  const kept: number[] = [];
+  for (let r = 1; r <= (o.rounds ?? 3); r++) {
+    const idx: number[] = [];
+    P.forEach((p, i) => { if (p[argmaxOf(p)]! >= threshold) idx.push(i); });
+    const key = idx.map((i) => `${i}:${argmaxOf(P[i]!)}`).join(',');
+    if (key === prev) break;
+    prev = key;
+    kept.push(idx.length);
+    o.onRound?.({ round: r, kept: idx.length });
+    const x = [...source.x], y = [...source.y];
+    for (let w = 0; w < (o.targetWeight ?? 1); w++) for (const i of idx) { x.push(target[i]!); y.push(argmaxOf(P[i]!)); }
+    head = await fitHead(x, y, ho, head);
+    P = head.predictProba(target);
+  }
+  return {
+    method: 'self-training', head, targetProba: P,
+    info: { threshold, rounds: kept.length, kept: kept[kept.length - 1] ?? 0 },
+    seconds: (performance.now() - t0) / 1000,
+  };
+}

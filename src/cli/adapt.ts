@@ -1,0 +1,208 @@
+/**
+ * `graft adapt`: domain adaptation from the command line. Feature-level methods (coral, subspace,
+ * self-training with --source) fit a logistic head on the model's features of the labelled source
+ * and the unlabelled target; source-free methods (adabn, entropy, self-training without --source)
+ * adapt the network itself to the target images. Hyperparameters are chosen without target labels
+ * (reverse validation, or information maximization); --target-labels is read only for the report.
+ *
+ * Datasets: a CSV of square grey images (pixel columns then a label, optionally .gz) or IDX images
+ * (labels file guessed from the name); the model takes [batch, 1, S, S] grey images.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import type { Graph } from '../graph/graph.js';
+import { Builder, A } from '../graph/builder.js';
+import { loadModel } from '../formats/load.js';
+import { writeOnnx } from '../formats/onnx.js';
+import { makeBatchDynamic } from '../graph/rewrites.js';
+import { loadPixelDataset } from '../data/pixel-dataset.js';
+import { readIdx, parseIdx } from '../data/idx.js';
+import { extractFeatures, defaultFeatureNode } from '../features/extract.js';
+import { exampleDims, stack } from '../train/fit.js';
+import { Session } from '../runtime/session.js';
+import { adaptFeatures, type FeatureMethod } from '../adapt/features.js';
+import { sourceOnly } from '../adapt/feature-head.js';
+import { adaptNetwork, type NetworkMethod } from '../adapt/source-free.js';
+import { predictProba, accuracyOf } from '../adapt/predict.js';
+import { shiftImages, PIXEL_SHIFTS, type PixelShift } from '../adapt/pixel-shift.js';
+import type { LogisticRegression } from '../heads/logistic.js';
+import { int, num } from './parse.js';
+import { GraftError } from '../util/errors.js';
+
+export const ADAPT_METHODS = ['coral', 'subspace', 'self-training', 'entropy', 'adabn'] as const;
+
+interface AdaptFlags {
+  method: (typeof ADAPT_METHODS)[number]; model: string; target: string; source?: string; targetLabels?: string; sourceLabels?: string;
+  out?: string; json?: boolean; node?: string; preprocess: 'mnist' | 'stretch'; pixelMax: string; inputMax: string; maxExamples?: string;
+  shiftTarget?: PixelShift; lr?: string; steps?: string; threshold?: string; lambda?: string; dims?: string; seed: string; batchSize: string;
+}
+
+interface Images { x: Float32Array[]; y?: number[] }
+
+const list = (v: string | undefined, flag: string) => (v === undefined ? undefined : v.split(',').map((s) => num(s.trim(), flag)));
+
+/** Grey images scaled so a full-intensity pixel is `inputMax`, at the model's side. */
+async function loadImages(path: string, side: number, o: AdaptFlags, labelsFile?: string): Promise<Images> {
+  if (!existsSync(path)) throw new GraftError(`dataset not found: ${path}`);
+  const inputMax = num(o.inputMax, '--input-max');
+  let data: Images;
+  if (/\.csv(\.gz)?$/i.test(path)) {
+    const d = await loadPixelDataset(path, { side, preprocess: o.preprocess, pixelMax: num(o.pixelMax, '--pixel-max'), outMax: inputMax });
+    data = { x: d.x, y: d.y };
+  } else {
+    const im = readIdx(path);
+    if (im.dims.length !== 3 || im.dims[1] !== side || im.dims[2] !== side)
+      throw new GraftError(`${path}: IDX images of [${im.dims.slice(1).join('×')}], the model takes ${side}×${side}`, 'resize the images, or use a CSV dataset (resized with --preprocess)');
+    const per = side * side;
+    const x = Array.from({ length: im.dims[0]! }, (_, i) => Float32Array.from(im.data.subarray(i * per, (i + 1) * per), (v) => (v / 255) * inputMax));
+    const guess = join(dirname(path), basename(path).replace('images-idx3', 'labels-idx1'));
+    const lab = labelsFile ?? (guess !== path && existsSync(guess) ? guess : undefined);
+    data = { x, ...(lab ? { y: Array.from(readIdx(lab).data) } : {}) };
+    if (data.y && data.y.length !== x.length) throw new GraftError(`${path} has ${x.length} images but ${lab} has ${data.y.length} labels`);
+  }
+  if (o.maxExamples) {
+    const m = int(o.maxExamples, '--max-examples');
+    data = { x: data.x.slice(0, m), ...(data.y ? { y: data.y.slice(0, m) } : {}) };
+  }
+  return data;
+}
+
+/** Labels for the report: 'data' (the target's own labels) or a file (IDX labels, or one integer per line). */
+function reportLabels(spec: string | undefined, target: Images, o: AdaptFlags): number[] | undefined {
+  if (!spec) return undefined;
+  let y: number[];
+  if (spec === 'data') {
+    if (!target.y) throw new GraftError(`--target-labels data: ${o.target} has no labels`);
+    y = target.y;
+  } else {
+    if (!existsSync(spec)) throw new GraftError(`--target-labels: file not found: ${spec}`);
+    const bytes = readFileSync(spec);
+    y = bytes[0] === 0x1f || bytes[0] === 0 ? Array.from(parseIdx(bytes, spec).data) : bytes.toString('utf8').split(/\r?\n/).filter((l) => l.trim() !== '').map((l, i) => {
+      const v = Number(l.trim());
+      if (!Number.isInteger(v) || v < 0) throw new GraftError(`${spec}:${i + 1}: not a class index: '${l}'`);
+      return v;
+    });
+    if (o.maxExamples) y = y.slice(0, int(o.maxExamples, '--max-examples'));
+  }
+  if (y.length !== target.x.length) throw new GraftError(`--target-labels: ${y.length} labels for ${target.x.length} target images`);
+  return y;
+}
+
+/** Backbone cut at `node` (+ pooling if 4-D) + the adapted head + Softmax, as one graph. */
+async function exportHead(model: Graph, node: string, head: LogisticRegression, probe: Float32Array): Promise<Graph> {
+  const g = model.cutBefore([node]);
+  const s = await Session.fromGraph(g, {}, 'probe');
+  const rank = (await s.run({ [g.dataInputs()[0]!.name]: stack([probe], exampleDims(model)) }, [node]))[node]!.dims.length;
+  await s.release();
+  const b = new Builder(g, 'head/');
+  let x = node;
+  if (rank > 2) x = b.op('Flatten', [b.op('GlobalAveragePool', [x])], { axis: A.i(1) }, 'features');
+  g.outputs = [{ name: head.toOnnx(b, x) }];
+  g.name = `${model.name} (adapted head)`;
+  return g;
+}
+
+export async function adaptCommand(o: AdaptFlags) {
+  const model = makeBatchDynamic(loadModel(o.model));
+  const dims = exampleDims(model);
+  if (dims.length !== 3 || dims[0] !== 1 || dims[1] !== dims[2]) throw new GraftError(`--model: graft adapt takes grey square images; the model's input is [batch, ${dims}] (expected [batch, 1, S, S])`);
+  const side = dims[1]!;
+  const featureLevel = o.method === 'coral' || o.method === 'subspace' || (o.method === 'self-training' && o.source !== undefined);
+  if ((o.method === 'coral' || o.method === 'subspace') && !o.source) throw new GraftError(`--method ${o.method} needs --source (labelled source images)`);
+  if (!featureLevel && o.source) throw new GraftError(`--method ${o.method} is source-free: it reads only --model and --target (drop --source)`);
+  const target = await loadImages(o.target, side, o);
+  if (o.shiftTarget) target.x = shiftImages(target.x.map((x) => x.map((v) => v / num(o.inputMax, '--input-max'))), o.shiftTarget, int(o.seed, '--seed')).map((x) => x.map((v) => v * num(o.inputMax, '--input-max')));
+  const labels = reportLabels(o.targetLabels, target, o);
+  const bar = o.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: `${o.method} |{bar}| {value} candidates | best score {best}`, stream: process.stderr }, cliProgress.Presets.shades_classic);
+  let best = -Infinity, seen = 0;
+  bar?.start(0, 0, { best: '-' });
+  const onCandidate = (c: { score: number }) => { best = Math.max(best, c.score); seen++; bar?.setTotal(seen); bar?.update(seen, { best: best.toFixed(3) }); };
+  const seed = int(o.seed, '--seed');
+  const report: Record<string, unknown> = { method: o.method, level: featureLevel ? 'features' : 'network', model: o.model, target: o.target, targetExamples: target.x.length };
+  let outModel: Graph;
+  const t0 = performance.now();
+  if (featureLevel) {
+    const source = await loadImages(o.source!, side, o, o.sourceLabels);
+    if (!source.y) throw new GraftError(`--source ${o.source}: no labels found`, 'give IDX images with their labels file beside them (or --source-labels), or a CSV with a label column');
+    const node = o.node ?? defaultFeatureNode(model);
+    const feats = async (xs: Float32Array[]) => {
+      const batches = [];
+      const bs = int(o.batchSize, '--batch-size');
+      for (let i = 0; i < xs.length; i += bs) batches.push(stack(xs.slice(i, i + bs), dims));
+      return extractFeatures(model, node, batches, { batchSize: bs });
+    };
+    const S = { x: await feats(source.x), y: source.y }, T = await feats(target.x);
+    const grid = o.method === 'coral' ? list(o.lambda, '--lambda')?.map((lambda) => ({ lambda }))
+      : o.method === 'subspace' ? list(o.dims, '--dims')?.map((d) => ({ dims: d }))
+      : list(o.threshold, '--threshold')?.map((threshold) => ({ threshold }));
+    const r = await adaptFeatures(o.method as FeatureMethod, S, T, { seed, onCandidate, ...(grid ? { grid } : {}) });
+    Object.assign(report, { sourceExamples: S.x.length, featureNode: node, featureDim: S.x[0]!.length, chosen: r.chosen, selection: 'reverse validation on held-out source labels', candidates: r.candidates, info: r.info });
+    if (labels) {
+      const base = await sourceOnly(S, T);
+      report['accuracy'] = { before: accuracyOf(base.targetProba, labels), after: accuracyOf(r.targetProba, labels), note: 'before: source-only head; measured on the target images adapted on' };
+    }
+    outModel = await exportHead(model, node, r.head, target.x[0]!);
+  } else {
+    const lr = list(o.lr, '--lr'), th = list(o.threshold, '--threshold'), steps = list(o.steps, '--steps');
+    let grid: Record<string, number>[] | undefined;
+    if (o.method === 'entropy' && (lr || steps)) grid = (lr ?? [3e-4, 1e-3, 3e-3, 1e-2]).map((l) => ({ lr: l, diversity: 1, ...(steps ? { steps: Math.max(...steps) } : {}) }));
+    if (o.method === 'self-training' && (lr || th)) grid = (lr ?? [1e-3]).flatMap((l) => (th ?? [0.8]).map((t) => ({ lr: l, threshold: t })));
+    const r = await adaptNetwork(o.method as NetworkMethod, model, target.x, { seed, onCandidate, ...(grid ? { grid } : {}), ...(steps && o.method === 'entropy' ? { checkpoints: steps } : {}) });
+    Object.assign(report, { chosen: r.chosen, selection: 'information maximization on the target (no labels)', temperature: r.temperature, scoreBefore: r.before, candidates: r.candidates });
+    if (labels) report['accuracy'] = {
+      before: accuracyOf(await predictProba(model, target.x), labels), after: accuracyOf(await predictProba(r.model, target.x), labels),
+      note: 'measured on the target images adapted on',
+    };
+    outModel = r.model;
+  }
+  bar?.stop();
+  report['seconds'] = (performance.now() - t0) / 1000;
+  if (o.out) {
+    mkdirSync(o.out, { recursive: true });
+    outModel.metadata['graft.adapted'] = `${o.method} to ${o.target}`;
+    writeOnnx(outModel, join(o.out, 'model.onnx'));
+    const tmp = join(o.out, '.report.json.tmp');
+    writeFileSync(tmp, JSON.stringify(report, null, 2) + '\n');
+    renameSync(tmp, join(o.out, 'report.json'));
+    report['out'] = o.out;
+  }
+  if (o.json) {
+    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    return;
+  }
+  const acc = report['accuracy'] as { before: number; after: number } | undefined;
+  process.stdout.write(
+    `${o.method} (${report['level']}-level) on ${target.x.length} target images in ${(report['seconds'] as number).toFixed(1)} s\n` +
+      `chosen without target labels: ${JSON.stringify(report['chosen'])} (${report['selection']})\n` +
+      (acc ? `target accuracy: ${acc.before.toFixed(3)} before → ${acc.after.toFixed(3)} after\n` : '') +
+      (o.out ? `saved ${join(o.out, 'model.onnx')} and ${join(o.out, 'report.json')}\n` : ''),
+  );
+}
+
+export function adaptOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--method <method>', 'adaptation method').choices([...ADAPT_METHODS]).makeOptionMandatory())
+    .requiredOption('--model <path>', 'the trained classifier (.onnx, .tflite, TF.js, folder); input [batch, 1, S, S]')
+    .requiredOption('--target <path>', 'target images, unlabelled for the method: a CSV of grey images (label column ignored) or IDX images')
+    .option('--source <path>', 'feature-level methods: labelled source images (CSV, or IDX with its labels file beside it)')
+    .option('--source-labels <file>', 'IDX labels file of --source (default: guessed from the images file name)')
+    .option('--target-labels <file|data>', 'labels for the final report only: an IDX labels file, a text file (one class per line), or "data" (the target file\'s own labels)')
+    .option('--out <dir>', 'write DIR/model.onnx (the adapted model, or backbone + adapted head) and DIR/report.json')
+    .option('--node <name>', 'feature-level methods: value to cut the model at (default: the input of its final classifier)')
+    .option('--lr <list>', 'entropy, self-training (network): learning rates to choose from, comma-separated')
+    .option('--steps <list>', 'entropy: step counts to score as checkpoints, comma-separated (the largest is the run length)')
+    .option('--threshold <list>', 'self-training: confidence thresholds to choose from')
+    .option('--lambda <list>', 'coral: covariance regularizations to choose from')
+    .option('--dims <list>', 'subspace: subspace dimensions to choose from')
+    .addOption(new Option('--shift-target <kind>', 'apply a documented shift to the target images first (experiments; see docs/adaptation.md)').choices([...PIXEL_SHIFTS]))
+    .option('--max-examples <n>', 'use only the first N images of each dataset')
+    .addOption(new Option('--preprocess <kind>', 'CSV images: fit into the MNIST 20/28 box or stretch').choices(['mnist', 'stretch']).default('mnist'))
+    .option('--pixel-max <x>', 'CSV images: largest pixel value in the file (8×8 digits: 16)', '16')
+    .option('--input-max <x>', 'value of a full-intensity pixel for the model (mnist.onnx: 255; a model trained on 0–1 images: 1)', '255')
+    .option('--batch-size <n>', 'images per onnxruntime run', '128')
+    .option('--seed <n>', 'random seed', '0')
+    .option('--json', 'print the report as JSON');
+}

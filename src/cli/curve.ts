@@ -1,0 +1,71 @@
+/** `graft curve`: accuracy vs labels per class for scratch, frozen-feature and fine-tuned training (src/eval/curve.ts). */
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { basename } from 'node:path';
+import { int, num } from './parse.js';
+import { loadModel } from '../formats/load.js';
+import { makeBatchDynamic } from '../graph/rewrites.js';
+import { exampleDims } from '../train/fit.js';
+import { loadPixelDataset } from '../data/pixel-dataset.js';
+import { dataEfficiencyCurve, writeCurve, curveMarkdown, CURVE_METHODS, type CurveMethod } from '../eval/curve.js';
+import { GraftError } from '../util/errors.js';
+
+export interface CurveFlags {
+  model: string; data: string; labelsPerClass: string; seeds: string; methods: string; out: string; testFraction: string;
+  steps: string; batchSize: string; lr: string; scratchLr: string; node?: string; preprocess: 'mnist' | 'stretch'; pixelMax: string; json?: boolean;
+}
+
+export async function curveCommand(o: CurveFlags) {
+  const budgets = o.labelsPerClass.split(',').map((s) => int(s.trim(), '--labels-per-class'));
+  const methods = o.methods.split(',').map((s) => s.trim()) as CurveMethod[];
+  for (const m of methods) if (!CURVE_METHODS.includes(m)) throw new GraftError(`--methods: unknown method '${m}' (known: ${CURVE_METHODS.join(', ')})`);
+  const model = loadModel(o.model);
+  model.name = basename(o.model);
+  const dims = exampleDims(makeBatchDynamic(model));
+  if (dims.length !== 3 || dims[0] !== 1 || dims[1] !== dims[2])
+    throw new GraftError(`${o.model}: graft curve reads grey square images; the model's input is [batch, ${dims}] (expected [batch, 1, S, S])`);
+  const data = await loadPixelDataset(o.data, { side: dims[1]!, preprocess: o.preprocess, pixelMax: num(o.pixelMax, '--pixel-max') });
+  const bar = o.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar(
+    { format: 'curve |{bar}| {value}/{total} runs | {method} {perClass}/class seed {seed}: {acc}', stream: process.stderr },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  const r = await dataEfficiencyCurve(model, data, {
+    budgets, seeds: int(o.seeds, '--seeds'), methods, testFraction: num(o.testFraction, '--test-fraction'),
+    minSteps: int(o.steps, '--steps'), batchSize: int(o.batchSize, '--batch-size'),
+    finetuneLr: num(o.lr, '--lr'), scratchLr: num(o.scratchLr, '--scratch-lr'),
+    ...(o.node ? { node: o.node } : {}),
+    onProgress: (p) => {
+      if (!bar) {
+        if (!o.json) process.stderr.write(`${p.done}/${p.total} ${p.method} ${p.perClass}/class seed ${p.seed}: ${p.accuracy.toFixed(3)}\n`);
+        return;
+      }
+      if (!started) { bar.start(p.total, 0); started = true; }
+      bar.update(p.done, { method: p.method, perClass: p.perClass, seed: p.seed, acc: p.accuracy.toFixed(3) });
+    },
+  });
+  bar?.stop();
+  const files = writeCurve(r, o.out);
+  if (o.json) process.stdout.write(JSON.stringify({ ...r, files }, null, 2) + '\n');
+  else process.stdout.write(curveMarkdown(r) + `wrote ${files.join(', ')}\n`);
+}
+
+export function curveOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--model <path>', 'pretrained classifier with a grey square input [batch, 1, S, S] (.onnx, .tflite, TF.js, or a folder)')
+    .requiredOption('--data <path>', 'a CSV (optionally .gz) of square grey images: one row of pixels, then the label')
+    .option('--labels-per-class <list>', 'comma-separated label budgets per class', '1,2,5,10,20,50')
+    .option('--seeds <n>', 'seeds (splits, picks, initializations) per budget', '3')
+    .option('--methods <list>', `comma-separated, of ${CURVE_METHODS.join(', ')}`, CURVE_METHODS.join(','))
+    .option('--out <dir>', 'folder for curve.json, curve.md and curve.svg', 'graft-curve')
+    .option('--test-fraction <x>', 'fraction of each class held out for testing, per seed', '0.3')
+    .option('--steps <n>', 'minimum optimizer steps of each trained network', '100')
+    .option('--batch-size <n>', 'examples per step', '32')
+    .option('--lr <x>', 'fine-tuning learning rate (AdamW)', '1e-3')
+    .option('--scratch-lr <x>', 'from-scratch learning rate (AdamW)', '2e-3')
+    .option('--node <name>', 'features method: value to cut the model at (default: the input of its final classifier)')
+    .addOption(new Option('--preprocess <kind>', 'input preparation').choices(['mnist', 'stretch']).default('mnist'))
+    .option('--pixel-max <x>', 'largest pixel value in the data (8×8 digits: 16)', '16')
+    .option('--json', 'print the result as JSON');
+}

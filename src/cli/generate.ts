@@ -1,0 +1,47 @@
+/** `graft generate`: continue text prompts with a causal language model (greedy, or sampled with temperature, top-k, top-p). */
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { loadModel } from '../formats/load.js';
+import { loadTokenizer } from '../text/tokenizer.js';
+import { readTextConfig } from '../text/model-folder.js';
+import { CausalLm, generateText, type GenerateOptions } from '../text/generate.js';
+import { GraftError } from '../util/errors.js';
+import { int, num } from './parse.js';
+
+export interface GenerateFlags {
+  model: string; tokenizer?: string; prompt: string[]; maxNewTokens: string; temperature?: string; topK?: string; topP?: string;
+  seed: string; greedy?: boolean; json?: boolean;
+}
+
+/** The tokenizer folder for a model path: the folder itself, or the folder above an onnx/ subfolder. */
+function tokenizerDirOf(model: string): string {
+  if (existsSync(model) && statSync(model).isDirectory()) return model;
+  const d = dirname(model);
+  if (existsSync(join(d, 'tokenizer.json'))) return d;
+  if (existsSync(join(d, '..', 'tokenizer.json'))) return join(d, '..');
+  throw new GraftError(`no tokenizer.json beside ${model}`, 'pass --tokenizer <folder or tokenizer.json>');
+}
+
+export async function generateCommand(o: GenerateFlags) {
+  if (!o.prompt?.length) throw new GraftError('give at least one --prompt');
+  const tokDir = o.tokenizer ?? tokenizerDirOf(o.model);
+  const tok = await loadTokenizer(tokDir);
+  const cfg = existsSync(o.model) && statSync(o.model).isDirectory() ? readTextConfig(o.model) : readTextConfig(tokDir.endsWith('.json') ? dirname(tokDir) : tokDir);
+  const maxPos = Number(cfg.n_positions ?? cfg.max_position_embeddings) || undefined;
+  const opts: GenerateOptions = { maxNewTokens: int(o.maxNewTokens, '--max-new-tokens'), seed: int(o.seed, '--seed') };
+  if (o.temperature !== undefined) opts.temperature = num(o.temperature, '--temperature');
+  if (o.topK !== undefined) opts.topK = int(o.topK, '--top-k');
+  if (o.topP !== undefined) opts.topP = num(o.topP, '--top-p');
+  if (o.greedy) opts.greedy = true;
+  if (opts.temperature !== undefined && opts.temperature < 0) throw new GraftError(`--temperature must be ≥ 0, got ${opts.temperature}`);
+  if (opts.topK !== undefined && opts.topK < 1) throw new GraftError(`--top-k must be ≥ 1, got ${opts.topK}`);
+  if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1)) throw new GraftError(`--top-p must be in (0, 1], got ${opts.topP}`);
+  const lm = await CausalLm.create(loadModel(o.model), maxPos ? { maxPositions: maxPos } : {});
+  try {
+    const res = await generateText(lm, tok, o.prompt, opts);
+    if (o.json) process.stdout.write(JSON.stringify({ model: o.model, options: opts, results: res }, null, 2) + '\n');
+    else for (const r of res) process.stdout.write(`${r.text}\n`);
+  } finally {
+    await lm.release();
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * `graft train --text-column …`: text classification with an encoder model folder (Hugging Face
+ * layout: config.json, tokenizer.json, onnx/model.onnx) on a CSV/JSONL file. Modes: features
+ * (pooled frozen features + logistic head, cached), finetune (linear probe, then fine-tune the
+ * encoder — all of it, the layers matching --trainable, or LoRA adapters with --lora-rank) and
+ * setfit (contrastive pairs, then a logistic head). Saves a text classifier folder for `graft predict`.
+ */
+import cliProgress from 'cli-progress';
+import { Option, type Command } from 'commander';
+import { int, num } from './parse.js';
+import type { TrainFlags } from './train.js';
+import { readTextTable, subsetTable, loadSpamAssassin } from '../data/text-table.js';
+import { stratifiedSplit } from '../data/splits.js';
+import { openCache } from '../features/cache.js';
+import { classificationMetrics, formatMetrics } from '../eval/metrics.js';
+import { loadModelFolderSync } from '../text/model-folder.js';
+import { addPooling, addClassifierHead, withProbabilities, type Pooling } from '../text/encoder.js';
+import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba, argmaxF, type FinetuneMode } from '../text/classify.js';
+import { trainSetFit } from '../text/setfit.js';
+import { saveTextClassifier } from '../text/saved.js';
+import { GraftError } from '../util/errors.js';
+
+/** Text-mode defaults that differ from the image ones (used when the flag was not given). */
+const TEXT_DEFAULTS: Record<string, string> = { lr: '1e-4', epochs: '10', batchSize: '16', testFraction: '0.25' };
+
+export async function textCommand(o: TrainFlags) {
+  const textColumn = o['textColumn'] as string;
+  const labelColumn = (o['labelColumn'] as string | undefined) ?? 'label';
+  const pooling = (o['pooling'] as Pooling | undefined) ?? 'mean';
+  const mode = o.mode === 'finetune' || o.mode === 'features' || o.mode === 'setfit' ? o.mode : 'features';
+  const m = loadModelFolderSync(o.model);
+  const maxLength = o['maxLength'] ? int(o['maxLength'] as string, '--max-length') : Math.min(128, m.tokenizer.modelMaxLength);
+  if (m.maxPositions && maxLength > m.maxPositions) throw new GraftError(`--max-length ${maxLength} exceeds the model's ${m.maxPositions} positions`);
+  // `--data spam-assassin`: the SpamAssassin corpus from the npm package (ham vs spam).
+  const table = o.data === 'spam-assassin' ? loadSpamAssassin() : readTextTable(o.data, { textColumn: /^\d+$/.test(textColumn) ? Number(textColumn) : textColumn, labelColumn: /^\d+$/.test(labelColumn) ? Number(labelColumn) : labelColumn });
+  const seed = int(o.seed, '--seed');
+  const split = stratifiedSplit(table.y, {
+    testFraction: num(o.testFraction ?? TEXT_DEFAULTS['testFraction']!, '--test-fraction'),
+    ...(o.labelsPerClass ? { perClass: int(o.labelsPerClass, '--labels-per-class') } : {}),
+    seed,
+  });
+  const train = subsetTable(table, split.train);
+  const test = subsetTable(table, split.test);
+  const out = o.out ?? 'graft-text-classifier';
+  const source = table.source;
+  const warn = (msg: string) => process.stderr.write(msg + '\n');
+  const bar = o.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: '{task} |{bar}| {value}/{total} {unit}', stream: process.stderr }, cliProgress.Presets.shades_classic);
+  const progress = (task: string, unit: string) => {
+    let started = false;
+    return (done: number, total: number) => {
+      if (!bar) return;
+      if (!started) { bar.start(total, 0, { task, unit }); started = true; }
+      bar.update(done);
+      if (done >= total) { bar.stop(); started = false; }
+    };
+  };
+  const t0 = Date.now();
+  let classifier;
+  const report: Record<string, unknown> = { mode, model: o.model, data: o.data, classes: table.classes, train: train.texts.length, test: test.texts.length, maxLength, pooling };
+  const extractor = new TextFeatureExtractor(m, pooling);
+  const feat = (t: typeof train, task: string) =>
+    extractor.extract(t.texts, { maxLength, source, rows: t.rows, warn, ...(o.cache ? { cache: openCache(o.cache) } : {}), onProgress: (p) => progress(task, 'texts')(p.done, p.total) });
+  if (mode === 'setfit') {
+    const r = await trainSetFit(m, train.texts, train.y, { pooling, maxLength, seed, lr: num(o.lr, '--lr'), source, onStep: (s) => progress('contrastive', 'steps')(s.step, s.steps) });
+    classifier = addClassifierHead(addPooling(r.encoder, pooling), gemmFromLogistic(r.head), { probabilities: true });
+    Object.assign(report, { steps: r.steps, pairBatchTexts: r.maxBatchTexts });
+  } else {
+    const F = await feat(train, 'features');
+    const head = await fitTextHead(F, train.y, seed);
+    report['probe'] = { l2: head.l2 };
+    if (mode === 'features') {
+      classifier = addClassifierHead(extractor.graph, gemmFromLogistic(head), { probabilities: true });
+    } else {
+      const loraRank = o['loraRank'] ? int(o['loraRank'] as string, '--lora-rank') : undefined;
+      const ftMode: FinetuneMode = loraRank ? 'lora' : o.trainable !== 'all' ? 'top' : 'full';
+      const init = (o['init'] as string | undefined) ?? 'probe';
+      const r = await finetuneText(m, train.texts, train.y, {
+        mode: ftMode, pooling, maxLength, classes: table.classes.length, seed, source, rows: train.rows, warn,
+        ...(init === 'probe' ? { head } : {}),
+        ...(ftMode === 'top' ? { trainable: o.trainable } : {}),
+        ...(loraRank ? { loraRank, lr: num(o.lr, '--lr') * 5 } : { lr: num(o.lr, '--lr') }),
+        epochs: int(o.epochs, '--epochs'), batchSize: int(o.batchSize, '--batch-size'), weightDecay: num(o.weightDecay, '--weight-decay'),
+        onStep: (s) => progress('fine-tune', 'steps')(s.step, s.steps),
+      });
+      classifier = withProbabilities(r.graph);
+      Object.assign(report, { finetune: ftMode, init, steps: r.steps, finalLoss: r.losses[r.losses.length - 1] });
+    }
+  }
+  await extractor.release();
+  const P = await predictTextProba(classifier, m.tokenizer, test.texts, { maxLength, source, rows: test.rows, warn: () => {} });
+  const metrics = classificationMetrics(test.y, argmaxF(P), table.classes);
+  report['test'] = metrics;
+  report['seconds'] = (Date.now() - t0) / 1000;
+  saveTextClassifier(classifier, out, { from: o.model, labels: table.classes, settings: { maxLength, pooling, mode } });
+  if (o.json) {
+    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    return;
+  }
+  process.stdout.write(
+    `text ${mode}: ${train.texts.length} training texts, ${test.texts.length} test texts, max length ${maxLength}, ${pooling} pooling\n` +
+      formatMetrics(metrics, 'test') +
+      `saved ${out}/model.onnx with its tokenizer and labels.json\n`,
+  );
+}
+
+/** Flags only text classification reads; text defaults for shared flags left unset. */
+export function textOptions(cmd: Command): Command {
+  cmd
+    .option('--text-column <name>', 'text classification: the column (CSV header name, 0-based index for headerless files, or JSONL field) holding the text')
+    .option('--label-column <name>', 'text classification: the column holding the label (default: label, or guessed for headerless files)')
+    .addOption(new Option('--pooling <kind>', 'text: how token states become one vector').choices(['mean', 'cls']).default('mean'))
+    .option('--max-length <n>', 'text: longest input in tokens (longer texts are truncated with a warning; default min(128, the model\'s))')
+    .option('--lora-rank <r>', 'text finetune: train LoRA adapters of this rank on the attention and feed-forward matrices instead of the weights (at 5× --lr, alpha = 2·rank)')
+    .addOption(new Option('--init <head>', 'text finetune: start the head from the fitted logistic probe (linear probe, then fine-tune) or at random').choices(['probe', 'random']).default('probe'));
+  cmd.hook('preAction', (c) => {
+    if (c.getOptionValue('textColumn') === undefined) return;
+    for (const [k, v] of Object.entries(TEXT_DEFAULTS))
+      if (c.getOptionValueSource(k) === 'default' || c.getOptionValue(k) === undefined) c.setOptionValue(k, v);
+  });
+  return cmd;
+}

@@ -1,0 +1,223 @@
+/**
+ * Data-efficiency curves: test accuracy against the number of labels per class, for three ways of
+ * getting a classifier, over several seeds:
+ *
+ *   scratch    the small CNN of src/heads/scratch-cnn.ts, trained from random weights through the
+ *              engine (inputs scaled to 0–1);
+ *   features   the pretrained model cut at its feature value (cached once for all examples) and a
+ *              logistic-regression head (L2 by cross-validation; a fixed l2 = 1 at 1 label/class);
+ *   finetune   the whole pretrained model trained end to end (src/train/fit.ts).
+ *
+ * Per seed the dataset is split once (stratified, `testFraction` held out); the budgets' training
+ * sets are nested prefixes of one seeded per-class order, so a larger budget adds labels to a
+ * smaller one. Every method at a budget trains for at least `minSteps` optimizer steps.
+ *
+ * writeCurve saves curve.json, curve.md (table: mean [min–max] per method and budget) and curve.svg
+ * (accuracy vs labels per class on a log axis; mean line and min–max band per method), atomically.
+ */
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Graph } from '../graph/graph.js';
+import type { Tensor } from '../graph/tensor.js';
+import { makeBatchDynamic } from '../graph/rewrites.js';
+import { fit, predictLabels, accuracy, exampleDims, type Examples } from '../train/fit.js';
+import { smallCnn } from '../heads/scratch-cnn.js';
+import { fit as fitLogistic, fitCV } from '../heads/logistic.js';
+import { extractFeatures, defaultFeatureNode } from '../features/extract.js';
+import { stratifiedSplit, shuffledByClass } from '../data/splits.js';
+import { Rng } from '../util/random.js';
+import { GraftError } from '../util/errors.js';
+
+export type CurveMethod = 'scratch' | 'features' | 'finetune';
+export const CURVE_METHODS: readonly CurveMethod[] = ['scratch', 'features', 'finetune'];
+
+export interface CurveOptions {
+  /** Labels per class at each point (e.g. [1, 2, 5, 10, 20, 50]). */
+  budgets: number[];
+  /** Number of seeds (0 … seeds − 1) per budget (default 3). */
+  seeds?: number;
+  methods?: CurveMethod[];
+  /** Fraction of each class held out for testing (default 0.3). */
+  testFraction?: number;
+  /** Feature value for the 'features' method (default: the classifier's input). */
+  node?: string;
+  /** Minimum optimizer steps of each trained network (default 100), batches of `batchSize` (default 32). */
+  minSteps?: number;
+  batchSize?: number;
+  /** Learning rates (AdamW): scratch (default 2e-3) and fine-tuning (default 1e-3). */
+  scratchLr?: number;
+  finetuneLr?: number;
+  onProgress?: (p: { done: number; total: number; method: CurveMethod; perClass: number; seed: number; accuracy: number }) => void;
+}
+
+export interface CurvePoint { method: CurveMethod; perClass: number; seed: number; accuracy: number; seconds: number; trainExamples: number }
+export interface CurveSummary { method: CurveMethod; perClass: number; mean: number; min: number; max: number; seeds: number; seconds: number }
+export interface CurveResult {
+  model: string;
+  classes: number;
+  examples: number;
+  testFraction: number;
+  budgets: number[];
+  methods: CurveMethod[];
+  points: CurvePoint[];
+  summary: CurveSummary[];
+  /** One-time cost of the features method: extracting every example's features. */
+  featureSeconds?: number;
+}
+
+function classesOf(y: number[]): number {
+  return Math.max(...y) + 1;
+}
+
+/** The curve for `model` (a classifier with one [N, …] input) on in-memory examples (in the model's input scale). */
+export async function dataEfficiencyCurve(model: Graph, data: Examples, o: CurveOptions): Promise<CurveResult> {
+  const budgets = [...o.budgets].sort((a, b) => a - b);
+  if (!budgets.length || budgets.some((b) => !Number.isInteger(b) || b < 1)) throw new GraftError(`--labels-per-class must be positive integers, got ${o.budgets.join(',')}`);
+  const seeds = o.seeds ?? 3;
+  if (!(seeds >= 1)) throw new GraftError(`--seeds must be at least 1, got ${seeds}`);
+  const methods = o.methods ?? [...CURVE_METHODS];
+  const testFraction = o.testFraction ?? 0.3;
+  const K = classesOf(data.y);
+  const dims = exampleDims(makeBatchDynamic(model));
+  const minSteps = o.minSteps ?? 100, bs = o.batchSize ?? 32;
+  let maxIn = 0;
+  for (const x of data.x) for (const v of x) if (v > maxIn) maxIn = v;
+  const scaled = data.x.map((x) => x.map((v) => v / (maxIn || 1)));
+
+  let feats: Float32Array[] | undefined;
+  let featureSeconds: number | undefined;
+  if (methods.includes('features')) {
+    const t0 = performance.now();
+    const batches: Tensor[] = [];
+    for (let i = 0; i < data.x.length; i += 128) {
+      const xs = data.x.slice(i, i + 128);
+      const t = new Float32Array(xs.length * xs[0]!.length);
+      xs.forEach((x, k) => t.set(x, k * x.length));
+      batches.push({ dtype: 'float32', dims: [xs.length, ...dims], data: t });
+    }
+    feats = await extractFeatures(makeBatchDynamic(model), o.node ?? defaultFeatureNode(model), batches, { batchSize: 128 });
+    featureSeconds = (performance.now() - t0) / 1000;
+  }
+
+  const points: CurvePoint[] = [];
+  const total = seeds * budgets.length * methods.length;
+  for (let seed = 0; seed < seeds; seed++) {
+    const split = stratifiedSplit(data.y, { testFraction, seed });
+    const pool = shuffledByClass(split.train.map((i) => data.y[i]!), new Rng(seed + 1)).map(([, idx]) => idx.map((j) => split.train[j]!));
+    const smallest = Math.min(...pool.map((p) => p.length));
+    for (const perClass of budgets) {
+      if (perClass > smallest) throw new GraftError(`${perClass} labels per class asked, but a class has only ${smallest} training examples after holding out ${testFraction} for testing`);
+      const train = new Rng(seed + 2).shuffle(pool.flatMap((p) => p.slice(0, perClass)));
+      const epochs = Math.max(1, Math.ceil(minSteps / Math.ceil(train.length / bs)));
+      for (const method of methods) {
+        const t0 = performance.now();
+        let acc: number;
+        if (method === 'features') {
+          const X = train.map((i) => feats![i]!), y = train.map((i) => data.y[i]!);
+          const head = perClass >= 2 ? (await fitCV(X, y, { numClasses: K, seed })).model : await fitLogistic(X, y, { numClasses: K, l2: 1 });
+          acc = head.accuracy(split.test.map((i) => feats![i]!), split.test.map((i) => data.y[i]!));
+        } else {
+          const xs = method === 'scratch' ? scaled : data.x;
+          const net = method === 'scratch'
+            ? smallCnn({ channels: dims[0]!, size: dims[1]!, classes: K, seed })
+            : makeBatchDynamic(model);
+          const r = await fit(net, { x: train.map((i) => xs[i]!), y: train.map((i) => data.y[i]!) }, {
+            epochs, batchSize: bs, seed, lr: method === 'scratch' ? (o.scratchLr ?? 2e-3) : (o.finetuneLr ?? 1e-3),
+          });
+          acc = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, split.test.map((i) => xs[i]!)), split.test.map((i) => data.y[i]!));
+          await r.trainer.release();
+        }
+        const seconds = (performance.now() - t0) / 1000;
+        points.push({ method, perClass, seed, accuracy: acc, seconds, trainExamples: train.length });
+        o.onProgress?.({ done: points.length, total, method, perClass, seed, accuracy: acc });
+      }
+    }
+  }
+  const summary: CurveSummary[] = [];
+  for (const method of methods)
+    for (const perClass of budgets) {
+      const ps = points.filter((p) => p.method === method && p.perClass === perClass);
+      const a = ps.map((p) => p.accuracy);
+      summary.push({
+        method, perClass, mean: a.reduce((s, v) => s + v, 0) / a.length, min: Math.min(...a), max: Math.max(...a), seeds: a.length,
+        seconds: ps.reduce((s, p) => s + p.seconds, 0) / ps.length,
+      });
+    }
+  return {
+    model: model.name, classes: K, examples: data.x.length, testFraction, budgets, methods, points, summary,
+    ...(featureSeconds !== undefined ? { featureSeconds } : {}),
+  };
+}
+
+/** Markdown table: one row per budget, one column per method, "mean [min–max]". */
+export function curveMarkdown(r: CurveResult): string {
+  const cell = (m: CurveMethod, b: number) => {
+    const s = r.summary.find((x) => x.method === m && x.perClass === b)!;
+    return `${s.mean.toFixed(3)} [${s.min.toFixed(3)}–${s.max.toFixed(3)}]`;
+  };
+  const seeds = r.summary[0]?.seeds ?? 0;
+  return [
+    `Test accuracy, mean [min–max] over ${seeds} seed${seeds === 1 ? '' : 's'} (${r.examples} examples, ${r.classes} classes, ${Math.round(r.testFraction * 100)} % of each class held out per seed).`,
+    '',
+    `| labels per class | ${r.methods.join(' | ')} |`,
+    `| ---: | ${r.methods.map(() => '---:').join(' | ')} |`,
+    ...r.budgets.map((b) => `| ${b} | ${r.methods.map((m) => cell(m, b)).join(' | ')} |`),
+    '',
+    `Mean seconds per run: ${r.methods.map((m) => `${m} ${(r.summary.filter((s) => s.method === m).reduce((a, s) => a + s.seconds, 0) / r.budgets.length).toFixed(1)}`).join(', ')}` +
+      (r.featureSeconds !== undefined ? ` (features: plus ${r.featureSeconds.toFixed(1)} s once to extract every example's features)` : '') + '.',
+    '',
+  ].join('\n');
+}
+
+const COLORS: Record<CurveMethod, string> = { scratch: '#d62728', features: '#1f77b4', finetune: '#2ca02c' };
+
+/** SVG plot: accuracy (0–1) vs labels per class on a log axis; mean line and min–max band per method. */
+export function curveSvg(r: CurveResult, title = `Data efficiency: ${r.model}`): string {
+  const W = 640, H = 400, L = 60, R = 150, T = 40, B = 50;
+  const lo = Math.log(Math.min(...r.budgets)), hi = Math.log(Math.max(...r.budgets));
+  const x = (b: number) => L + (hi > lo ? (Math.log(b) - lo) / (hi - lo) : 0.5) * (W - L - R);
+  const y = (a: number) => T + (1 - a) * (H - T - B);
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${L}" y="22" font-size="14">${esc(title)}</text>`,
+  ];
+  for (let a = 0; a <= 1.0001; a += 0.2) {
+    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(a)}" y2="${y(a)}" stroke="#ddd"/>`, `<text x="${L - 8}" y="${y(a) + 4}" text-anchor="end">${a.toFixed(1)}</text>`);
+  }
+  for (const b of r.budgets) parts.push(`<line x1="${x(b)}" x2="${x(b)}" y1="${T}" y2="${H - B}" stroke="#eee"/>`, `<text x="${x(b)}" y="${H - B + 16}" text-anchor="middle">${b}</text>`);
+  parts.push(
+    `<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="none" stroke="#444"/>`,
+    `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">labels per class (log scale)</text>`,
+    `<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">test accuracy</text>`,
+  );
+  r.methods.forEach((m, i) => {
+    const s = r.budgets.map((b) => r.summary.find((q) => q.method === m && q.perClass === b)!);
+    const band = [...s.map((q) => `${x(q.perClass)},${y(q.max)}`), ...[...s].reverse().map((q) => `${x(q.perClass)},${y(q.min)}`)].join(' ');
+    parts.push(
+      `<polygon points="${band}" fill="${COLORS[m]}" fill-opacity="0.18" stroke="none"/>`,
+      `<polyline points="${s.map((q) => `${x(q.perClass)},${y(q.mean)}`).join(' ')}" fill="none" stroke="${COLORS[m]}" stroke-width="2"/>`,
+      ...s.map((q) => `<circle cx="${x(q.perClass)}" cy="${y(q.mean)}" r="3" fill="${COLORS[m]}"/>`),
+      `<line x1="${W - R + 15}" x2="${W - R + 40}" y1="${T + 20 + 20 * i}" y2="${T + 20 + 20 * i}" stroke="${COLORS[m]}" stroke-width="2"/>`,
+      `<text x="${W - R + 46}" y="${T + 24 + 20 * i}">${m}</text>`,
+    );
+  });
+  parts.push(`<text x="${W - R + 15}" y="${T + 24 + 20 * r.methods.length}" fill="#666">band: min–max</text>`, '</svg>');
+  return parts.join('\n') + '\n';
+}
+
+function writeAtomic(path: string, text: string): void {
+  writeFileSync(path + '.tmp', text);
+  renameSync(path + '.tmp', path);
+}
+
+/** curve.json, curve.md and curve.svg in `dir`. Returns their paths. */
+export function writeCurve(r: CurveResult, dir: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  const files = [join(dir, 'curve.json'), join(dir, 'curve.md'), join(dir, 'curve.svg')];
+  writeAtomic(files[0]!, JSON.stringify(r, null, 2) + '\n');
+  writeAtomic(files[1]!, curveMarkdown(r));
+  writeAtomic(files[2]!, curveSvg(r));
+  return files;
+}

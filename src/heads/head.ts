@@ -1,0 +1,83 @@
+/**
+ * What every head trained on cached features shares: the FeatureHead interface (probabilities in
+ * TypeScript, and the same computation emitted as ONNX nodes for the merged backbone+head file),
+ * feature standardization (population mean/std) and the standardize-then-L2-normalize step of the
+ * similarity heads, in TypeScript and in ONNX.
+ */
+import type { Builder } from '../graph/builder.js';
+import { argmaxRows } from '../train/fit.js';
+
+export type HeadKind = 'logistic' | 'mlp' | 'ncm' | 'knn';
+export const HEAD_KINDS: readonly HeadKind[] = ['logistic', 'mlp', 'ncm', 'knn'];
+
+export interface FeatureHead {
+  readonly kind: HeadKind;
+  readonly numClasses: number;
+  /** Feature length D. */
+  readonly dim: number;
+  /** Class probabilities, one Float64Array of K per example (each sums to 1). */
+  predictProba(X: ArrayLike<number>[]): Float64Array[];
+  /** The most probable class per example. */
+  predict(X: ArrayLike<number>[]): number[];
+  accuracy(X: ArrayLike<number>[], y: number[]): number;
+  /**
+   * Emit the head into `b`'s graph after `x`, a float32 [N, D] value; returns the name of the
+   * [N, K] value holding the same probabilities as predictProba (up to float32 rounding).
+   */
+  toOnnx(b: Builder, x: string): string;
+  /** Hyperparameters and sizes, for reports and the saved file's metadata. */
+  summary(): Record<string, number | string>;
+}
+
+/** The most probable class of each row. */
+export function argmaxProba(P: Float64Array[]): number[] {
+  const K = P[0]?.length ?? 0;
+  const data = new Float64Array(P.length * K);
+  P.forEach((p, i) => data.set(p, i * K));
+  return argmaxRows({ dtype: 'float64', dims: [P.length, K], data });
+}
+
+export interface Standardization {
+  mean: Float64Array;
+  /** Population standard deviation (1 where a feature is constant). */
+  scale: Float64Array;
+}
+
+/** Per-feature mean and population std of X; all vectors must have the same length. */
+export function standardization(X: ArrayLike<number>[], on = true): Standardization {
+  const n = X.length, D = X[0]?.length ?? 0;
+  const mean = new Float64Array(D), scale = new Float64Array(D).fill(1);
+  for (const x of X) if (x.length !== D) throw new Error(`feature vectors differ in length (${x.length} vs ${D})`);
+  if (!on || n === 0) return { mean, scale };
+  for (const x of X) for (let j = 0; j < D; j++) mean[j]! += x[j]!;
+  for (let j = 0; j < D; j++) mean[j]! /= n;
+  const v = new Float64Array(D);
+  for (const x of X) for (let j = 0; j < D; j++) { const t = x[j]! - mean[j]!; v[j]! += t * t; }
+  for (let j = 0; j < D; j++) { const s = Math.sqrt(v[j]! / n); scale[j] = s > 1e-12 ? s : 1; }
+  return { mean, scale };
+}
+
+/** Smallest squared norm a vector is divided by (a zero vector stays zero). */
+export const NORM_FLOOR = 1e-24;
+
+/** (x − mean) / scale, then divided by its Euclidean norm. */
+export function standardizeNormalize(x: ArrayLike<number>, s: Standardization, out = new Float64Array(s.mean.length)): Float64Array {
+  const D = s.mean.length;
+  if (x.length !== D) throw new Error(`feature vector has ${x.length} values, the head expects ${D}`);
+  let ss = 0;
+  for (let j = 0; j < D; j++) { const z = (x[j]! - s.mean[j]!) / s.scale[j]!; out[j] = z; ss += z * z; }
+  const inv = 1 / Math.sqrt(Math.max(ss, NORM_FLOOR));
+  for (let j = 0; j < D; j++) out[j]! *= inv;
+  return out;
+}
+
+/** The same as standardizeNormalize, as ONNX nodes on a float32 [N, D] value. */
+export function onnxStandardizeNormalize(b: Builder, x: string, s: Standardization): string {
+  const D = s.mean.length;
+  const mean = b.constant({ dtype: 'float32', dims: [D], data: Float32Array.from(s.mean) }, 'mean');
+  const inv = b.constant({ dtype: 'float32', dims: [D], data: Float32Array.from(s.scale, (v) => 1 / v) }, 'inv_scale');
+  const z = b.op('Mul', [b.op('Sub', [x, mean], {}, 'centred'), inv], {}, 'standardized');
+  const ss = b.reduce('ReduceSumSquare', z, [1], true);
+  const norm = b.op('Sqrt', [b.op('Max', [ss, b.f32(NORM_FLOOR)])], {}, 'norm');
+  return b.op('Div', [z, norm], {}, 'normalized');
+}

@@ -1,0 +1,179 @@
+/**
+ * Text generation with a causal LM ONNX graph (input_ids, attention_mask → logits [batch, seq, vocab]):
+ * greedy decoding or sampling with temperature, top-k and top-p (nucleus), seeded; a batch of prompts
+ * per onnxruntime run, one session reused for every step, the full prefix re-run each step (no KV
+ * cache), only each row's last-position logits leaving the graph, finished rows dropped from the batch.
+ */
+import type { Graph } from '../graph/graph.js';
+import { Builder, A } from '../graph/builder.js';
+import { Session, type RuntimeOptions } from '../runtime/session.js';
+import { Rng } from '../util/random.js';
+import { GraftError } from '../util/errors.js';
+import type { TextTokenizer } from './tokenizer.js';
+
+export interface SamplingOptions {
+  /** 0 (or greedy) picks the most likely token; otherwise logits are divided by it before sampling (default 1). */
+  temperature?: number;
+  /** Sample among the k most likely tokens only. */
+  topK?: number;
+  /** Sample among the most likely tokens whose probabilities sum to at least p (nucleus sampling). */
+  topP?: number;
+  /** Pick the argmax (the default when no temperature, topK or topP is given). */
+  greedy?: boolean;
+  seed?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Tokens to add at most (default 40). */
+  maxNewTokens?: number;
+  /** End-of-text token id: generation of a row stops after it (it is not returned). */
+  eos?: number;
+  /** Padding id for the batch (default 0). */
+  pad?: number;
+  onStep?: (step: number, active: number) => void;
+}
+
+/** Is this configuration sampling (rather than greedy)? */
+export function isSampling(o: SamplingOptions): boolean {
+  if (o.greedy || o.temperature === 0) return false;
+  return o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
+}
+
+/** Pick the next token from one row of logits. */
+export function pickToken(logits: ArrayLike<number>, o: SamplingOptions, rng: Rng): number {
+  const n = logits.length;
+  if (!isSampling(o)) {
+    let best = 0;
+    for (let i = 1; i < n; i++) if (logits[i]! > logits[best]!) best = i;
+    return best;
+  }
+  const t = o.temperature ?? 1;
+  if (!(t > 0)) throw new GraftError(`temperature must be positive for sampling, got ${t}`);
+  let idx = Array.from({ length: n }, (_, i) => i);
+  idx.sort((a, b) => logits[b]! - logits[a]!);
+  if (o.topK !== undefined) {
+    if (!(o.topK >= 1)) throw new GraftError(`top-k must be at least 1, got ${o.topK}`);
+    idx = idx.slice(0, Math.floor(o.topK));
+  }
+  const m = logits[idx[0]!]!;
+  let p = idx.map((i) => Math.exp((logits[i]! - m) / t));
+  let z = p.reduce((a, b) => a + b, 0);
+  p = p.map((x) => x / z);
+  if (o.topP !== undefined) {
+    if (!(o.topP > 0 && o.topP <= 1)) throw new GraftError(`top-p must be in (0, 1], got ${o.topP}`);
+    let cum = 0, keep = 0;
+    while (keep < p.length && cum < o.topP) cum += p[keep++]!;
+    idx = idx.slice(0, keep);
+    p = p.slice(0, keep);
+    z = cum;
+  } else z = 1;
+  let u = rng.uniform() * z;
+  for (let k = 0; k < idx.length; k++) {
+    u -= p[k]!;
+    if (u <= 0) return idx[k]!;
+  }
+  return idx[idx.length - 1]!;
+}
+
+/** A causal LM ready for generation: one session whose graph returns only the logits at each row's last position. */
+export class CausalLm {
+  private constructor(private session: Session, private out: string, readonly maxPositions: number) {}
+
+  /**
+   * Wrap a causal LM graph. Its first output must be logits [batch, seq, vocab]; `maxPositions`
+   * (default 1024) bounds the context: longer prefixes keep their last maxPositions tokens.
+   */
+  static async create(model: Graph, opts: { maxPositions?: number; runtime?: RuntimeOptions } = {}): Promise<CausalLm> {
+    const g = model.clone();
+    const logits = g.outputs[0]?.name;
+    if (!logits) throw new GraftError('the language model has no outputs');
+    for (const need of ['input_ids', 'attention_mask'])
+      if (!g.inputs.some((i) => i.name === need)) throw new GraftError(`the language model has no '${need}' input (inputs: ${g.inputs.map((i) => i.name).join(', ')})`);
+    const b = new Builder(g, 'generate/');
+    g.inputs.push({ name: 'last_position', dtype: 'int64', shape: ['batch', 1] });
+    const next = b.op('GatherND', [logits, 'last_position'], { batch_dims: A.i(1) }, 'next_logits');
+    g.outputs = [{ name: next }];
+    g.prune();
+    const session = await Session.fromGraph(g, opts.runtime, `${model.name} (generate)`);
+    return new CausalLm(session, next, opts.maxPositions ?? 1024);
+  }
+
+  /** Logits of the token that follows each row (rows may differ in length; right-padded with `pad`). */
+  async nextLogits(rows: number[][], pad = 0): Promise<Float32Array[]> {
+    const ctx = rows.map((r) => (r.length > this.maxPositions ? r.slice(r.length - this.maxPositions) : r));
+    const s = Math.max(...ctx.map((r) => r.length));
+    if (!(s >= 1)) throw new GraftError('every prompt needs at least one token');
+    const n = ctx.length;
+    const ids = new BigInt64Array(n * s).fill(BigInt(pad));
+    const att = new BigInt64Array(n * s);
+    const last = new BigInt64Array(n);
+    ctx.forEach((r, i) => {
+      r.forEach((t, j) => { ids[i * s + j] = BigInt(t); att[i * s + j] = 1n; });
+      last[i] = BigInt(r.length - 1);
+    });
+    const res = await this.session.run({
+      input_ids: { dtype: 'int64', dims: [n, s], data: ids },
+      attention_mask: { dtype: 'int64', dims: [n, s], data: att },
+      last_position: { dtype: 'int64', dims: [n, 1], data: last },
+    });
+    const y = res[this.out]!;
+    const v = y.dims[1]!;
+    const data = y.data as Float32Array;
+    return Array.from({ length: n }, (_, i) => data.subarray(i * v, (i + 1) * v));
+  }
+
+  /** New tokens for each prompt (ids), without the prompt and without the end-of-text token. */
+  async generate(prompts: number[][], o: GenerateOptions = {}): Promise<number[][]> {
+    const maxNew = o.maxNewTokens ?? 40;
+    if (!(maxNew >= 0)) throw new GraftError(`max new tokens must be ≥ 0, got ${maxNew}`);
+    const rng = new Rng(o.seed ?? 1);
+    const rows = prompts.map((p) => [...p]);
+    const out: number[][] = prompts.map(() => []);
+    let active = [...rows.keys()];
+    for (let step = 0; step < maxNew && active.length; step++) {
+      const logits = await this.nextLogits(active.map((i) => rows[i]!), o.pad);
+      const still: number[] = [];
+      active.forEach((i, k) => {
+        const t = pickToken(logits[k]!, o, rng);
+        if (o.eos !== undefined && t === o.eos) return;
+        rows[i]!.push(t);
+        out[i]!.push(t);
+        still.push(i);
+      });
+      active = still;
+      o.onStep?.(step + 1, active.length);
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+export interface GeneratedText {
+  prompt: string;
+  /** The new tokens decoded. */
+  continuation: string;
+  /** Prompt and continuation decoded together (word pieces joined correctly). */
+  text: string;
+  /** New tokens generated (end-of-text excluded). */
+  tokens: number;
+}
+
+/**
+ * Generate continuations of text prompts. The prompt is encoded without special tokens and, when the
+ * tokenizer has a beginning-of-text token (GPT-2-style, possibly shared with end-of-text), starts with it.
+ */
+export async function generateText(lm: CausalLm, tok: TextTokenizer, prompts: string[], o: GenerateOptions = {}): Promise<GeneratedText[]> {
+  const bos = tok.bosId ?? tok.eosId;
+  const ids = prompts.map((p) => [...(bos !== undefined ? [bos] : []), ...tok.encode(p, { addSpecialTokens: false })]);
+  const eos = o.eos ?? tok.eosId;
+  const gen = await lm.generate(ids, { pad: tok.padId, ...o, ...(eos !== undefined ? { eos } : {}) });
+  return prompts.map((p, i) => ({
+    prompt: p,
+    continuation: tok.decode(gen[i]!, { skipSpecialTokens: true }),
+    text: tok.decode([...ids[i]!, ...gen[i]!], { skipSpecialTokens: true }),
+    tokens: gen[i]!.length,
+  }));
+}

@@ -1,0 +1,71 @@
+/**
+ * Saved text classifiers: a folder with model.onnx (encoder + pooling + head → probabilities, class
+ * names and text settings in its metadata), the tokenizer files, config.json and labels.json; and
+ * prediction from such a folder.
+ */
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Graph } from '../graph/graph.js';
+import { readOnnx, writeOnnx } from '../formats/onnx.js';
+import { getLabels, setLabels } from '../formats/preprocess.js';
+import { GraftError } from '../util/errors.js';
+import { loadTokenizerSync, type TextTokenizer } from './tokenizer.js';
+import { isTextEncoder, type Pooling } from './encoder.js';
+import { predictTextProba } from './classify.js';
+
+export const TEXT_METADATA = 'graft.text';
+
+export interface TextSettings {
+  maxLength: number;
+  pooling: Pooling;
+  mode: string;
+}
+
+/** Write the classifier folder; `from` is the model folder whose tokenizer and config are copied. */
+export function saveTextClassifier(g: Graph, dir: string, o: { from: string; labels: string[]; settings: TextSettings }): void {
+  mkdirSync(dir, { recursive: true });
+  const out = g.clone();
+  setLabels(out, o.labels);
+  out.metadata[TEXT_METADATA] = JSON.stringify(o.settings);
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json', 'special_tokens_map.json', 'vocab.txt'])
+    if (existsSync(join(o.from, f))) copyFileSync(join(o.from, f), join(dir, f));
+  writeOnnx(out, join(dir, 'model.onnx'));
+  writeFileSync(join(dir, 'labels.json'), JSON.stringify(o.labels, null, 2) + '\n');
+}
+
+/** Is this a folder written by saveTextClassifier (model.onnx reading input_ids, and a tokenizer.json)? */
+export function isTextClassifierFolder(path: string): boolean {
+  return existsSync(join(path, 'tokenizer.json')) && existsSync(join(path, 'model.onnx'));
+}
+
+export interface TextClassifier {
+  graph: Graph;
+  tokenizer: TextTokenizer;
+  labels: string[];
+  settings: TextSettings;
+}
+
+export function loadTextClassifier(dir: string): TextClassifier {
+  if (!isTextClassifierFolder(dir)) throw new GraftError(`${dir} is not a text classifier folder (model.onnx and tokenizer.json)`);
+  const graph = readOnnx(join(dir, 'model.onnx'));
+  if (!isTextEncoder(graph)) throw new GraftError(`${dir}/model.onnx does not read input_ids: not a text model`);
+  const raw = graph.metadata[TEXT_METADATA];
+  const settings: TextSettings = raw ? (JSON.parse(raw) as TextSettings) : { maxLength: 128, pooling: 'mean', mode: 'unknown' };
+  const tokenizer = loadTokenizerSync(dir, { maxLength: settings.maxLength });
+  const labels = getLabels(graph) ?? [];
+  return { graph, tokenizer, labels, settings };
+}
+
+export interface TextPrediction {
+  text: string;
+  top: { label: string; index: number; probability: number }[];
+}
+
+/** Top classes for each text. */
+export async function predictTexts(c: TextClassifier, texts: readonly string[], o: { top?: number } = {}): Promise<TextPrediction[]> {
+  const P = await predictTextProba(c.graph, c.tokenizer, texts, { maxLength: c.settings.maxLength, source: 'input' });
+  return P.map((p, i) => {
+    const order = [...p.keys()].sort((a, b) => p[b]! - p[a]!).slice(0, o.top ?? p.length);
+    return { text: texts[i]!, top: order.map((k) => ({ label: c.labels[k] ?? `class ${k}`, index: k, probability: p[k]! })) };
+  });
+}

@@ -1,0 +1,271 @@
+/**
+ * Text tokenizers: Hugging Face `tokenizer.json` (WordPiece, BPE, Unigram) through the maintained
+ * `@huggingface/tokenizers` library, plus what Graft adds on top: batch encoding into int64 tensors
+ * with padding ('longest' or 'max_length'), truncation that warns naming the rows it cut (never
+ * silently), attention masks and token type ids.
+ *
+ * Special tokens are found from the tokenizer's own post-processor (by encoding a probe with and
+ * without special tokens), so truncation keeps e.g. `[CLS] … [SEP]` intact for BERT and adds
+ * nothing for GPT-2-style tokenizers.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { Tensor } from '../graph/tensor.js';
+import { GraftError } from '../util/errors.js';
+
+export interface EncodeBatchOptions {
+  /** Longest sequence (special tokens included); default: the tokenizer's model_max_length. */
+  maxLength?: number;
+  /** 'longest' pads to the longest row in the batch (default), 'max_length' to maxLength. */
+  padding?: 'longest' | 'max_length';
+  /** Cut rows longer than maxLength (default true, with a warning naming them); false → error. */
+  truncation?: boolean;
+  /** Add the model's special tokens ([CLS] … [SEP] for BERT); default true. */
+  addSpecialTokens?: boolean;
+  /** Row number of texts[0] in the caller's dataset, for messages (default 0). */
+  rowOffset?: number;
+  /** Row number (e.g. file line) of each text, for messages (overrides rowOffset). */
+  rows?: readonly number[];
+  /** What the texts come from (a file name), for messages. */
+  source?: string;
+  /** Where truncation warnings go (default: console.warn). */
+  warn?: (message: string) => void;
+}
+
+export interface EncodedBatch {
+  /** int64 [n, len] */
+  inputIds: Tensor;
+  /** int64 [n, len]: 1 for real tokens, 0 for padding. */
+  attentionMask: Tensor;
+  /** int64 [n, len]: all 0 for single sequences. */
+  tokenTypeIds: Tensor;
+  /** Real (unpadded) length of each row, special tokens included. */
+  lengths: number[];
+  /** Indices (within this batch) of rows that were truncated. */
+  truncated: number[];
+}
+
+export interface DecodeOptions {
+  skipSpecialTokens?: boolean;
+}
+
+interface TokenizerConfigJson {
+  model_max_length?: number;
+  pad_token?: string | { content: string };
+  cls_token?: string | { content: string };
+  sep_token?: string | { content: string };
+  bos_token?: string | { content: string };
+  eos_token?: string | { content: string };
+  unk_token?: string | { content: string };
+  mask_token?: string | { content: string };
+  [k: string]: unknown;
+}
+
+function tokenName(t: string | { content: string } | undefined): string | undefined {
+  if (t === undefined || t === null) return undefined;
+  return typeof t === 'string' ? t : t.content;
+}
+
+/** A loaded tokenizer with Graft's batch-encoding conventions. */
+export class TextTokenizer {
+  readonly vocabSize: number;
+  readonly padId: number;
+  readonly clsId: number | undefined;
+  readonly sepId: number | undefined;
+  readonly bosId: number | undefined;
+  readonly eosId: number | undefined;
+  readonly unkId: number | undefined;
+  readonly maskId: number | undefined;
+  /** Default maximum length (special tokens included). */
+  readonly modelMaxLength: number;
+  /** sha256 of tokenizer.json (+ config): identifies the tokenizer in cache keys. */
+  readonly fingerprint: string;
+  /** The model type from tokenizer.json ('WordPiece', 'BPE', 'Unigram', …). */
+  readonly modelType: string;
+  /** Ids added around a single sequence by the post-processor. */
+  readonly prefixIds: number[];
+  readonly suffixIds: number[];
+  private readonly hf: Tokenizer;
+
+  constructor(
+    readonly tokenizerJson: Record<string, unknown>,
+    readonly config: TokenizerConfigJson = {},
+    opts: { maxLength?: number; label?: string } = {},
+  ) {
+    const label = opts.label ?? 'tokenizer.json';
+    const model = tokenizerJson['model'] as { type?: string } | undefined;
+    if (!model || typeof model !== 'object')
+      throw new GraftError(`${label}: not a Hugging Face tokenizer.json (no "model" section)`);
+    try {
+      this.hf = new Tokenizer(tokenizerJson, config);
+    } catch (e) {
+      throw new GraftError(`${label}: cannot build the tokenizer: ${(e as Error).message}`);
+    }
+    this.modelType = String(model.type ?? inferModelType(model));
+    const vocab = this.hf.get_vocab(true);
+    let maxId = -1;
+    for (const id of vocab.values()) if (id > maxId) maxId = id;
+    this.vocabSize = Math.max(vocab.size, maxId + 1);
+    const id = (name: string | undefined): number | undefined => (name === undefined ? undefined : this.hf.token_to_id(name));
+    const first = (...names: (string | undefined)[]): number | undefined => {
+      for (const n of names) {
+        const v = id(n);
+        if (v !== undefined) return v;
+      }
+      return undefined;
+    };
+    this.clsId = first(tokenName(this.config.cls_token), '[CLS]', '<s>');
+    this.sepId = first(tokenName(this.config.sep_token), '[SEP]', '</s>');
+    this.bosId = first(tokenName(this.config.bos_token), '<s>', '<|endoftext|>');
+    this.eosId = first(tokenName(this.config.eos_token), '</s>', '<|endoftext|>');
+    this.unkId = first(tokenName(this.config.unk_token), '[UNK]', '<unk>');
+    this.maskId = first(tokenName(this.config.mask_token), '[MASK]', '<mask>');
+    this.padId = first(tokenName(this.config.pad_token), '[PAD]', '<pad>') ?? this.eosId ?? 0;
+    const mml = Number(this.config.model_max_length);
+    this.modelMaxLength = opts.maxLength ?? (Number.isFinite(mml) && mml > 0 && mml < 1e6 ? mml : 512);
+    // Find what the post-processor wraps around a single sequence.
+    const probe = 'a';
+    const bare = this.hf.encode(probe, { add_special_tokens: false }).ids;
+    const full = this.hf.encode(probe, { add_special_tokens: true }).ids;
+    const at = findSub(full, bare);
+    if (at < 0) {
+      this.prefixIds = [];
+      this.suffixIds = [];
+    } else {
+      this.prefixIds = full.slice(0, at);
+      this.suffixIds = full.slice(at + bare.length);
+    }
+    this.fingerprint = createHash('sha256').update(JSON.stringify(tokenizerJson)).update(JSON.stringify(config)).digest('hex');
+  }
+
+  /** Ids of one text (special tokens added unless addSpecialTokens is false), no truncation. */
+  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    const ids = this.hf.encode(text, { add_special_tokens: false }).ids;
+    return opts.addSpecialTokens === false ? ids : [...this.prefixIds, ...ids, ...this.suffixIds];
+  }
+
+  /** Token strings of one text (no special tokens). */
+  tokenize(text: string): string[] {
+    return this.hf.tokenize(text, { add_special_tokens: false });
+  }
+
+  decode(ids: ArrayLike<number | bigint>, opts: DecodeOptions = {}): string {
+    const arr: number[] = Array.from(ids as ArrayLike<number | bigint>, (v) => Number(v));
+    return this.hf.decode(arr, { skip_special_tokens: opts.skipSpecialTokens ?? false });
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.hf.id_to_token(id);
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+
+  /** Encode a batch into int64 tensors (see EncodeBatchOptions). */
+  encodeBatch(texts: readonly string[], opts: EncodeBatchOptions = {}): EncodedBatch {
+    const maxLength = opts.maxLength ?? this.modelMaxLength;
+    const special = opts.addSpecialTokens === false ? 0 : this.prefixIds.length + this.suffixIds.length;
+    if (!(maxLength > special)) throw new GraftError(`max length ${maxLength} leaves no room for text (${special} special tokens)`);
+    const truncation = opts.truncation ?? true;
+    const rows: number[][] = [];
+    const truncated: number[] = [];
+    const origLen: number[] = [];
+    for (let i = 0; i < texts.length; i++) {
+      const text = texts[i];
+      if (typeof text !== 'string') throw new GraftError(`${where(opts, i)}: text is not a string`);
+      let ids = this.hf.encode(text, { add_special_tokens: false }).ids;
+      if (ids.length + special > maxLength) {
+        if (!truncation)
+          throw new GraftError(
+            `${where(opts, i)}: text is ${ids.length + special} tokens, longer than the maximum ${maxLength}`,
+            'raise --max-length or allow truncation',
+          );
+        truncated.push(i);
+        origLen.push(ids.length + special);
+        ids = ids.slice(0, maxLength - special);
+      }
+      rows.push(special ? [...this.prefixIds, ...ids, ...this.suffixIds] : ids);
+    }
+    if (truncated.length) {
+      const shown = truncated.slice(0, 8).map((r, k) => `row ${rowOf(opts, r)} (${origLen[k]} tokens)`);
+      const more = truncated.length > 8 ? ` and ${truncated.length - 8} more` : '';
+      const msg = `warning: ${opts.source ? opts.source + ': ' : ''}truncated ${truncated.length} text(s) to ${maxLength} tokens: ${shown.join(', ')}${more}`;
+      (opts.warn ?? ((m: string) => console.warn(m)))(msg);
+    }
+    const lengths = rows.map((r) => r.length);
+    const len = opts.padding === 'max_length' ? maxLength : Math.max(1, ...lengths);
+    const n = rows.length;
+    const ids = new BigInt64Array(n * len);
+    const mask = new BigInt64Array(n * len);
+    const types = new BigInt64Array(n * len);
+    const pad = BigInt(this.padId);
+    for (let i = 0; i < n; i++) {
+      const r = rows[i]!;
+      for (let j = 0; j < len; j++) {
+        if (j < r.length) {
+          ids[i * len + j] = BigInt(r[j]!);
+          mask[i * len + j] = 1n;
+        } else ids[i * len + j] = pad;
+      }
+    }
+    return {
+      inputIds: { dtype: 'int64', dims: [n, len], data: ids },
+      attentionMask: { dtype: 'int64', dims: [n, len], data: mask },
+      tokenTypeIds: { dtype: 'int64', dims: [n, len], data: types },
+      lengths,
+      truncated,
+    };
+  }
+}
+
+function rowOf(opts: EncodeBatchOptions, i: number): number {
+  return opts.rows?.[i] ?? i + (opts.rowOffset ?? 0);
+}
+
+function where(opts: EncodeBatchOptions, i: number): string {
+  return `${opts.source ?? 'text'} row ${rowOf(opts, i)}`;
+}
+
+function findSub(hay: number[], needle: number[]): number {
+  outer: for (let i = 0; i + needle.length <= hay.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+function inferModelType(model: Record<string, unknown>): string {
+  if (Array.isArray(model['vocab'])) return 'Unigram';
+  if ('merges' in model) return 'BPE';
+  return 'WordPiece';
+}
+
+/**
+ * Load a tokenizer from a folder holding tokenizer.json (and optionally tokenizer_config.json), or
+ * from a tokenizer.json path directly.
+ */
+export async function loadTokenizer(path: string, opts: { maxLength?: number } = {}): Promise<TextTokenizer> {
+  return loadTokenizerSync(path, opts);
+}
+
+export function loadTokenizerSync(path: string, opts: { maxLength?: number } = {}): TextTokenizer {
+  const file = path.endsWith('.json') ? path : join(path, 'tokenizer.json');
+  if (!existsSync(file))
+    throw new GraftError(`no tokenizer at ${file}`, 'a text model folder needs a Hugging Face tokenizer.json');
+  const dir = path.endsWith('.json') ? join(file, '..') : path;
+  const json = readJson(file);
+  const cfgFile = join(dir, 'tokenizer_config.json');
+  const cfg = existsSync(cfgFile) ? (readJson(cfgFile) as TokenizerConfigJson) : {};
+  return new TextTokenizer(json, cfg, { ...opts, label: file });
+}
+
+function readJson(file: string): Record<string, unknown> {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new GraftError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Training checkpoints: one per epoch in a folder, each a safetensors file (weights, the best weights
+ * kept for early stopping, optimizer tensors, the losses so far) and a JSON manifest (epoch, global
+ * step — the schedule's position —, the shuffling RNG's state, optimizer scalars, early-stopping
+ * bookkeeping, the run's settings). Both are written atomically (temporary file + rename), the manifest last, so a
+ * run killed at any instant leaves only complete checkpoints: a manifest names a checkpoint that exists.
+ */
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { readSafetensors, writeSafetensors } from '../formats/safetensors.js';
+import { atomicWrite } from '../formats/onnx.js';
+import type { Tensor } from '../graph/tensor.js';
+import type { OptimizerState } from '../optim/optimizer.js';
+import { GraftError } from '../util/errors.js';
+
+export interface EarlyStoppingState {
+  /** Best monitored value so far (higher is better for accuracy, lower for loss). */
+  best: number | null;
+  bestEpoch: number;
+  /** Epochs since the last improvement. */
+  bad: number;
+  stopped: boolean;
+}
+
+export interface CheckpointState {
+  /** Epochs completed. */
+  epoch: number;
+  /** Optimizer steps taken (the schedule's position). */
+  step: number;
+  /** The shuffling RNG's state after `epoch` epochs. */
+  rng: number[];
+  losses: number[];
+  /** Current values of every weight the run may change (trainable parameters, BatchNorm statistics). */
+  weights: Map<string, Float32Array>;
+  optimizer: OptimizerState;
+  early?: EarlyStoppingState;
+  /** The weights at early stopping's best epoch, when that is not `epoch`. */
+  bestWeights?: Map<string, Float32Array>;
+  /** The run's settings; a resumed run must match them. */
+  config: Record<string, unknown>;
+}
+
+interface Manifest {
+  format: 'graft-checkpoint';
+  version: 1;
+  epoch: number;
+  step: number;
+  rng: (number | null)[];
+  optimizer: { kind: string; meta: Record<string, unknown> };
+  early?: EarlyStoppingState;
+  hasBest: boolean;
+  config: Record<string, unknown>;
+  tensors: string;
+}
+
+const NAME = /^epoch-(\d+)\.json$/;
+const base = (epoch: number) => `epoch-${String(epoch).padStart(4, '0')}`;
+
+/** Write the checkpoint of `s.epoch` into `dir`; keep only the newest `keep` checkpoints when given. */
+export function writeCheckpoint(dir: string, s: CheckpointState, keep?: number): string {
+  const tensors = new Map<string, Tensor>();
+  const put = (prefix: string, m: Map<string, Float32Array>) => {
+    for (const [k, v] of m) tensors.set(`${prefix}/${k}`, { dtype: 'float32', dims: [v.length], data: v });
+  };
+  put('weights', s.weights);
+  if (s.bestWeights) put('best', s.bestWeights);
+  put('optim', s.optimizer.tensors);
+  // losses as float64 in the tensor file: JSON would turn −0 into 0
+  tensors.set('losses', { dtype: 'float64', dims: [s.losses.length], data: Float64Array.from(s.losses) });
+  const b = base(s.epoch);
+  writeSafetensors(join(dir, `${b}.safetensors`), tensors, { format: 'graft-checkpoint' });
+  const manifest: Manifest = {
+    format: 'graft-checkpoint', version: 1, epoch: s.epoch, step: s.step,
+    rng: s.rng.map((x) => (Number.isFinite(x) ? x : null)),
+    optimizer: { kind: s.optimizer.kind, meta: s.optimizer.meta },
+    ...(s.early ? { early: s.early } : {}), hasBest: !!s.bestWeights, config: s.config, tensors: `${b}.safetensors`,
+  };
+  const path = join(dir, `${b}.json`);
+  atomicWrite(path, new TextEncoder().encode(JSON.stringify(manifest, null, 1)));
+  if (keep !== undefined) {
+    for (const e of listCheckpoints(dir).slice(0, -Math.max(1, keep))) {
+      rmSync(join(dir, `${base(e)}.json`), { force: true });
+      rmSync(join(dir, `${base(e)}.safetensors`), { force: true });
+    }
+  }
+  return path;
+}
+
+/** Epochs that have a complete checkpoint in `dir`, ascending. */
+export function listCheckpoints(dir: string): number[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((f) => NAME.exec(f))
+    .filter((m): m is RegExpExecArray => !!m && existsSync(join(dir, `${base(Number(m[1]))}.safetensors`)))
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+}
+
+/** The newest checkpoint in `dir`, or undefined when there is none. */
+export function readLatestCheckpoint(dir: string): CheckpointState | undefined {
+  const all = listCheckpoints(dir);
+  const last = all[all.length - 1];
+  return last === undefined ? undefined : readCheckpoint(dir, last);
+}
+
+export function readCheckpoint(dir: string, epoch: number): CheckpointState {
+  const path = join(dir, `${base(epoch)}.json`);
+  let m: Manifest;
+  try {
+    m = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
+  } catch (e) {
+    throw new GraftError(`checkpoint ${path} is unreadable: ${(e as Error).message}`);
+  }
+  if (m.format !== 'graft-checkpoint' || m.version !== 1) throw new GraftError(`${path} is not a Graft checkpoint (version 1)`);
+  const { tensors } = readSafetensors(join(dir, m.tensors));
+  const take = (prefix: string) => {
+    const out = new Map<string, Float32Array>();
+    for (const [k, t] of tensors) if (k.startsWith(`${prefix}/`)) out.set(k.slice(prefix.length + 1), Float32Array.from(t.data as Float32Array));
+    return out;
+  };
+  return {
+    epoch: m.epoch, step: m.step, rng: m.rng.map((x) => (x === null ? NaN : x)), losses: Array.from((tensors.get('losses')?.data ?? []) as Float64Array),
+    weights: take('weights'), optimizer: { kind: m.optimizer.kind, meta: m.optimizer.meta, tensors: take('optim') },
+    ...(m.early ? { early: m.early } : {}), ...(m.hasBest ? { bestWeights: take('best') } : {}), config: m.config,
+  };
+}
+
+/** Settings that differ between a checkpoint and the run resuming it (epochs may grow). */
+export function configMismatch(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {
+  const keys = new Set([...Object.keys(saved), ...Object.keys(now)]);
+  return [...keys].filter((k) => k !== 'epochs' && JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
+}

@@ -1,0 +1,60 @@
+/**
+ * `graft adapt` as a user runs it: a source-free method on the 8×8 digits with mnist.onnx (labels
+ * only for the report), a feature-level method on Fashion-MNIST features with a shifted target,
+ * whose saved backbone + head file must reproduce the reported accuracy in plain onnxruntime, and
+ * the errors a user can cause.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { graft, graftFails } from '../helpers/cli.js';
+import { asset } from '../helpers/assets.js';
+import { readOnnx } from '../../src/formats/onnx.js';
+import { fashionMnist } from '../../src/adapt/experiments.js';
+import { shiftImages } from '../../src/adapt/pixel-shift.js';
+import { evaluateModel } from '../../src/finetune/classifier.js';
+import { makeBatchDynamic } from '../../src/graph/rewrites.js';
+
+const model = asset('models/onnxjs-demo/mnist.onnx');
+const digits = asset('datasets/digits-8x8/digits.csv.gz');
+const fTrain = asset('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
+const fTest = asset('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
+const NODE = 'Pooling160_Output_0_reshape0';
+
+test('graft adapt --method entropy: source-free, labels only for the report, model and report saved', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'graft-adapt-'));
+  const { stdout } = await graft(['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--target-labels', 'data', '--lr', '3e-3', '--steps', '25,50', '--out', out, '--json']);
+  const r = JSON.parse(stdout);
+  assert.equal(r.level, 'network');
+  assert.equal(r.candidates.length, 2);
+  assert.ok(r.accuracy.after > r.accuracy.before + 0.03, JSON.stringify(r.accuracy));
+  const saved = makeBatchDynamic(readOnnx(join(out, 'model.onnx')));
+  assert.ok(saved.metadata['graft.adapted']?.startsWith('entropy'));
+});
+
+test('graft adapt --method coral: the saved backbone + head reproduces the reported target accuracy', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'graft-adapt-'));
+  const { stdout } = await graft(['adapt', '--method', 'coral', '--model', model, '--node', NODE, '--source', fTrain, '--target', fTest, '--shift-target', 'dim-noisy',
+    '--max-examples', '800', '--lambda', '0.1', '--target-labels', 'data', '--out', out, '--json']);
+  const r = JSON.parse(stdout);
+  assert.equal(r.level, 'features');
+  assert.ok(r.accuracy.after > r.accuracy.before + 0.1, JSON.stringify(r.accuracy));
+  const { test: te } = fashionMnist();
+  const x = shiftImages(te.images.slice(0, 800).map((u) => Float32Array.from(u, (v) => v / 255)), 'dim-noisy', 0).map((v) => v.map((p) => p * 255));
+  const acc = await evaluateModel(makeBatchDynamic(readOnnx(join(out, 'model.onnx'))), { x, y: te.labels.slice(0, 800) });
+  assert.ok(Math.abs(acc - r.accuracy.after) < 0.005, `saved model ${acc} vs reported ${r.accuracy.after}`);
+});
+
+test('graft adapt: errors name the flag', async () => {
+  let e = await graftFails(['adapt', '--method', 'coral', '--model', model, '--target', digits]);
+  assert.equal(e.code, 2);
+  assert.match(e.stderr, /--method coral needs --source/);
+  e = await graftFails(['adapt', '--method', 'adabn', '--model', model, '--target', digits]);
+  assert.match(e.stderr, /no BatchNormalization/);
+  e = await graftFails(['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--source', digits]);
+  assert.match(e.stderr, /source-free/);
+  e = await graftFails(['adapt', '--method', 'entropy', '--model', model, '--target', 'nope.csv']);
+  assert.match(e.stderr, /dataset not found: nope\.csv/);
+});

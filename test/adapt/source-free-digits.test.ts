@@ -1,0 +1,47 @@
+/**
+ * Source-free adaptation of a real pretrained model: mnist.onnx (trained on MNIST; ≈ 0.85 zero-shot
+ * on the 8×8 digits) adapted to the digits' unlabelled 70 % split, scored on the held-out 30 %.
+ * Hyperparameters and checkpoints are chosen by the label-free criterion (information maximization
+ * on the unlabelled split); the held-out labels are read only after the choice. Entropy
+ * minimization and self-training must each raise held-out accuracy. mnist.onnx has no
+ * BatchNormalization, so AdaBN must refuse it (test/adapt/adabn.test.ts shows AdaBN on a BN model).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { digitsTask } from '../../src/adapt/experiments.js';
+import { adaptNetwork } from '../../src/adapt/source-free.js';
+import { adaBn } from '../../src/adapt/adabn.js';
+import { predictProba, accuracyOf } from '../../src/adapt/predict.js';
+import { GraftError } from '../../src/util/errors.js';
+import { asset } from '../helpers/assets.js';
+
+asset('models/onnxjs-demo/mnist.onnx');
+asset('datasets/digits-8x8/digits.csv.gz');
+const task = await digitsTask();
+const heldOut = async (g: typeof task.model) => accuracyOf(await predictProba(g, task.test.x), task.test.y);
+const zeroShot = await heldOut(task.model);
+
+test('the unadapted MNIST network scores about 0.85 on the held-out digits', () => {
+  assert.ok(zeroShot > 0.8 && zeroShot < 0.9, `zero-shot ${zeroShot}`);
+  assert.equal(task.target.length + task.test.x.length, 1797);
+});
+
+test('entropy minimization (with class diversity), selected without labels, raises held-out accuracy by ≥ 0.05', async () => {
+  const r = await adaptNetwork('entropy', task.model, task.target);
+  const acc = await heldOut(r.model);
+  assert.ok(r.candidates.length >= 4);
+  const best = Math.max(...r.candidates.map((c) => c.score));
+  assert.equal(r.candidates.find((c) => c.params === r.chosen)?.score ?? best, best);
+  assert.ok(best > r.before, 'the chosen model scores above the unadapted one');
+  assert.ok(acc >= zeroShot + 0.05, `entropy: ${zeroShot.toFixed(3)} → ${acc.toFixed(3)} (chosen ${JSON.stringify(r.chosen)})`);
+});
+
+test('self-training on confident pseudo-labels, selected without labels, raises held-out accuracy by ≥ 0.03', async () => {
+  const r = await adaptNetwork('self-training', task.model, task.target);
+  const acc = await heldOut(r.model);
+  assert.ok(acc >= zeroShot + 0.03, `self-training: ${zeroShot.toFixed(3)} → ${acc.toFixed(3)} (chosen ${JSON.stringify(r.chosen)})`);
+});
+
+test('AdaBN refuses a model without BatchNormalization, naming the alternative', async () => {
+  await assert.rejects(() => adaBn(task.model, task.target.slice(0, 10)), (e: unknown) => e instanceof GraftError && /no BatchNormalization/.test(e.message));
+});

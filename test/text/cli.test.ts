@@ -1,0 +1,46 @@
+/** `graft train --text-column …` and `graft predict` on a text classifier folder, as a user runs them. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { asset } from '../helpers/assets.js';
+import { graft, graftFails } from '../helpers/cli.js';
+import { readTextTable } from '../../src/data/text-table.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'graft-text-cli-'));
+const bert = asset('models/text/bert-mini-debian');
+// 80 real snippets (40 per class) as a CSV with a header, labels as words.
+const t = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
+const rows = [0, 1].flatMap((c) => t.texts.map((x, i) => [x, t.y[i]!] as const).filter(([, y]) => y === c).slice(0, 40));
+const csv = join(dir, 'reviews.csv');
+writeFileSync(csv, 'sentiment,review\n' + rows.map(([x, y]) => `${y ? 'pos' : 'neg'},"${x.replace(/"/g, '""')}"`).join('\n') + '\n');
+
+test('graft train --text-column (features, then LoRA fine-tuning) saves a folder graft predict reads', async () => {
+  const out = join(dir, 'clf');
+  const { stdout } = await graft(['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'features', '--max-length', '32', '--out', out, '--json']);
+  const rep = JSON.parse(stdout) as { test: { accuracy: number; n: number }; classes: string[] };
+  assert.deepEqual(rep.classes, ['neg', 'pos']);
+  assert.equal(rep.test.n, 20);
+  for (const f of ['model.onnx', 'tokenizer.json', 'labels.json']) assert.ok(existsSync(join(out, f)), f);
+  assert.deepEqual(JSON.parse(readFileSync(join(out, 'labels.json'), 'utf8')), ['neg', 'pos']);
+  const p = await graft(['predict', '--model', out, '--json', 'a wonderful film', 'dull']);
+  const preds = JSON.parse(p.stdout) as { text: string; top: { label: string; probability: number }[] }[];
+  assert.equal(preds.length, 2);
+  assert.ok(Math.abs(preds[0]!.top.reduce((s, x) => s + x.probability, 0) - 1) < 1e-4);
+  const lora = join(dir, 'lora');
+  const r2 = await graft(['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'finetune', '--lora-rank', '4', '--epochs', '1', '--max-length', '32', '--out', lora, '--json']);
+  const rep2 = JSON.parse(r2.stdout) as { finetune: string; steps: number };
+  assert.equal(rep2.finetune, 'lora');
+  assert.ok(rep2.steps >= 4);
+  assert.ok(existsSync(join(lora, 'model.onnx')));
+});
+
+test('text errors name the file, row and flag', async () => {
+  const bad = join(dir, 'bad.csv');
+  writeFileSync(bad, 'review,sentiment\ngood,pos\n,neg\n');
+  const r = await graftFails(['train', '--model', bert, '--data', bad, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'features']);
+  assert.match(r.stderr, /bad\.csv: line 3: empty text/);
+  const r2 = await graftFails(['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'stars', '--mode', 'features']);
+  assert.match(r2.stderr, /no label column "stars".*columns: sentiment, review/);
+});

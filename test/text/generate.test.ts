@@ -1,0 +1,88 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { pickToken, isSampling, CausalLm, generateText } from '../../src/text/generate.js';
+import { loadTokenizer } from '../../src/text/tokenizer.js';
+import { readOnnx } from '../../src/formats/onnx.js';
+import { Session } from '../../src/runtime/session.js';
+import { Rng } from '../../src/util/random.js';
+import { asset } from '../helpers/assets.js';
+
+const logits = Float32Array.from([0.1, 2.0, -1, 1.9, 0.5]);
+
+test('greedy picks the argmax; top-k 1 and a tiny top-p reduce sampling to it', () => {
+  const rng = new Rng(1);
+  assert.equal(isSampling({}), false);
+  assert.equal(isSampling({ topP: 0.9 }), true);
+  assert.equal(isSampling({ temperature: 0 }), false);
+  assert.equal(pickToken(logits, {}, rng), 1);
+  for (let i = 0; i < 50; i++) {
+    assert.equal(pickToken(logits, { topK: 1, temperature: 5 }, rng), 1);
+    assert.equal(pickToken(logits, { topP: 0.01, temperature: 1 }, rng), 1);
+  }
+});
+
+test('sampling follows softmax(logits / T) within top-k / top-p, and is reproducible by seed', () => {
+  const draw = (o: Parameters<typeof pickToken>[1], n = 20000, seed = 3) => {
+    const rng = new Rng(seed);
+    const c = new Array<number>(logits.length).fill(0);
+    for (let i = 0; i < n; i++) c[pickToken(logits, o, rng)]!++;
+    return c.map((x) => x / n);
+  };
+  const p = (T: number, keep: number[]) => {
+    const e = keep.map((i) => Math.exp(logits[i]! / T));
+    const z = e.reduce((a, b) => a + b, 0);
+    const out = new Array<number>(logits.length).fill(0);
+    keep.forEach((i, k) => (out[i] = e[k]! / z));
+    return out;
+  };
+  const full = draw({ temperature: 1 });
+  p(1, [0, 1, 2, 3, 4]).forEach((q, i) => assert.ok(Math.abs(full[i]! - q) < 0.015, `T=1 token ${i}: ${full[i]} vs ${q}`));
+  const hot = draw({ temperature: 0.5, topK: 2 });
+  p(0.5, [1, 3]).forEach((q, i) => assert.ok(Math.abs(hot[i]! - q) < 0.015, `top-k token ${i}: ${hot[i]} vs ${q}`));
+  // top-p 0.6 at T=1: sorted probabilities 0.39 (1), 0.36 (3) → keeps tokens 1 and 3
+  const nuc = draw({ topP: 0.6 });
+  p(1, [1, 3]).forEach((q, i) => assert.ok(Math.abs(nuc[i]! - q) < 0.015, `top-p token ${i}: ${nuc[i]} vs ${q}`));
+  assert.deepEqual(draw({ temperature: 1 }, 200, 9), draw({ temperature: 1 }, 200, 9));
+});
+
+test('GPT-2-mini: batched generation equals one prompt at a time, greedy follows the full model, EOS stops', async () => {
+  const dir = asset('models/text/gpt2-mini-debian');
+  const tok = await loadTokenizer(dir);
+  const model = readOnnx(`${dir}/onnx/model.onnx`);
+  const lm = await CausalLm.create(model, { maxPositions: 128 });
+  const prompts = ['this package provides', 'a small library for reading files and', 'the'];
+  const batch = await generateText(lm, tok, prompts, { maxNewTokens: 12 });
+  for (let i = 0; i < prompts.length; i++) {
+    const one = await generateText(lm, tok, [prompts[i]!], { maxNewTokens: 12 });
+    assert.equal(one[0]!.text, batch[i]!.text);
+  }
+  assert.ok(batch.every((b) => b.tokens > 0 && b.text.startsWith(b.prompt.split(' ')[0]!)));
+  // greedy's first token is the full model's argmax at the last prompt position
+  const ids = [tok.bosId!, ...tok.encode(prompts[0]!, { addSpecialTokens: false })];
+  const s = await Session.fromGraph(model);
+  const r = (await s.run({
+    input_ids: { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids.map(BigInt)) },
+    attention_mask: { dtype: 'int64', dims: [1, ids.length], data: new BigInt64Array(ids.length).fill(1n) },
+  }))['logits']!;
+  await s.release();
+  const v = r.dims[2]!;
+  const lastRow = (r.data as Float32Array).subarray((ids.length - 1) * v, ids.length * v);
+  const first = (await lm.generate([ids], { maxNewTokens: 1 }))[0]![0]!;
+  assert.equal(first, lastRow.indexOf(Math.max(...lastRow)));
+  // stopping: treat the greedy first token as end-of-text → nothing generated
+  assert.deepEqual(await lm.generate([ids], { maxNewTokens: 5, eos: first }), [[]]);
+  const a = await generateText(lm, tok, prompts, { maxNewTokens: 10, topP: 0.9, temperature: 0.8, seed: 4 });
+  const b = await generateText(lm, tok, prompts, { maxNewTokens: 10, topP: 0.9, temperature: 0.8, seed: 4 });
+  assert.deepEqual(a, b);
+  await lm.release();
+});
+
+test('graft generate runs from the command line and rejects a bad flag by name', () => {
+  const dir = asset('models/text/gpt2-mini-debian');
+  const out = execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'this package', '--max-new-tokens', '5', '--json'], { encoding: 'utf8' });
+  const j = JSON.parse(out) as { results: { text: string; tokens: number }[] };
+  assert.equal(j.results.length, 1);
+  assert.ok(j.results[0]!.tokens >= 1 && j.results[0]!.tokens <= 5);
+  assert.throws(() => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'x', '--top-p', '1.5'], { encoding: 'utf8', stdio: 'pipe' }), /--top-p must be in/);
+});
