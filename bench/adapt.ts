@@ -34,7 +34,7 @@ const n = Number(opt('n', '10000'));
 const shift = opt('shift', 'dim-noisy') as PixelShift;
 if (!PIXEL_SHIFTS.includes(shift)) throw new Error(`--shift must be one of ${PIXEL_SHIFTS.join(', ')}`);
 const methods = opt('methods', FEATURE_METHODS.join(',')).split(',') as FeatureMethod[];
-const FIXED: Record<FeatureMethod, Record<string, number>> = { 'source-only': {}, coral: { lambda: 0.1 }, subspace: { dims: 64 }, 'self-training': { threshold: 0.9 } };
+const FIXED: Record<FeatureMethod, Record<string, number>> = { 'source-only': {}, coral: { lambda: 0.1 }, subspace: { dims: 32 }, 'self-training': { threshold: 0.9 }, 'coral-self-training': { lambda: 1, threshold: 0.9 } };
 
 let t0 = performance.now();
 const { source, target } = await fashionFeaturePair(n, shift);

@@ -29,6 +29,7 @@ const CACHE = join(projectRoot, '.graft-cache/text');
 const DOC = join(projectRoot, 'docs/text.md');
 const BEGIN = '<!-- generation-translation: begin (written by bench/text-generation.ts) -->';
 const END = '<!-- generation-translation: end -->';
+const PLACEHOLDER = '## Language model fine-tuning (perplexity) and translation (BLEU)';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -120,6 +121,13 @@ function render() {
   L.push(END);
   const section = L.join('\n');
   let doc = existsSync(DOC) ? readFileSync(DOC, 'utf8') : '# Text\n';
+  // drop the placeholder the classification work left for this section, if still there
+  const ph = doc.indexOf(PLACEHOLDER);
+  if (ph >= 0) {
+    const cands = [doc.indexOf('\n## ', ph + 1), doc.indexOf(BEGIN, ph)].filter((x) => x >= 0);
+    const next = cands.length ? Math.min(...cands) : doc.length;
+    doc = doc.slice(0, ph) + doc.slice(next).replace(/^\n/, '');
+  }
   const a = doc.indexOf(BEGIN), b = doc.indexOf(END);
   doc = a >= 0 && b > a ? doc.slice(0, a) + section + doc.slice(b + END.length) : doc.replace(/\s*$/, '\n\n') + section + '\n';
   atomicWrite(DOC, new TextEncoder().encode(doc));

@@ -1,6 +1,6 @@
 /**
  * Feature-level adaptation with label-free hyperparameter selection: run one method (CORAL,
- * subspace alignment, self-training, or source-only) over a small grid of its hyperparameters,
+ * subspace alignment, self-training, CORAL then self-training, or source-only) over a small grid of its hyperparameters,
  * each fitted on most of the labelled source, score every candidate by reverse validation on the
  * held-out rest of the source (./selection.ts), and refit the best on all the source. Target labels
  * never enter; a caller that has them scores the returned head for the report.
@@ -14,8 +14,8 @@ import { informationMaximization, reverseValidation, selectBest, type Candidate 
 import { stratifiedSplit } from '../data/splits.js';
 import { GraftError } from '../util/errors.js';
 
-export type FeatureMethod = 'source-only' | 'coral' | 'subspace' | 'self-training';
-export const FEATURE_METHODS: readonly FeatureMethod[] = ['source-only', 'coral', 'subspace', 'self-training'];
+export type FeatureMethod = 'source-only' | 'coral' | 'subspace' | 'self-training' | 'coral-self-training';
+export const FEATURE_METHODS: readonly FeatureMethod[] = ['source-only', 'coral', 'subspace', 'self-training', 'coral-self-training'];
 
 export interface AdaptFeaturesOptions extends HeadOptions {
   /** Hyperparameter values to try (default per method; see defaultGrid). */
@@ -24,11 +24,13 @@ export interface AdaptFeaturesOptions extends HeadOptions {
   valFraction?: number;
   seed?: number;
   onCandidate?: (c: { params: Record<string, number>; score: number; seconds: number }) => void;
+  /** Keep every candidate's target probabilities in `candidates` (for studies of the criterion). */
+  keepPredictions?: boolean;
 }
 
 export interface AdaptFeaturesResult extends FeatureAdaptResult {
   /** Every candidate with its label-free scores (reverse validation picks; IM is reported). */
-  candidates: { params: Record<string, number>; reverseValidation: number; informationMaximization: number }[];
+  candidates: { params: Record<string, number>; reverseValidation: number; informationMaximization: number; targetProba?: Float64Array[] }[];
   chosen: Record<string, number>;
 }
 
@@ -38,6 +40,7 @@ export function defaultGrid(method: FeatureMethod, d: number): Record<string, nu
     case 'coral': return [0.01, 0.1, 1].map((lambda) => ({ lambda }));
     case 'subspace': return [...new Set([16, 32, 64, 128, d])].filter((k) => k <= d).map((dims) => ({ dims }));
     case 'self-training': return [0.7, 0.8, 0.9, 0.95].map((threshold) => ({ threshold }));
+    case 'coral-self-training': return [0.1, 1].flatMap((lambda) => [0.7, 0.9].map((threshold) => ({ lambda, threshold })));
   }
 }
 
@@ -47,6 +50,7 @@ export function runFeatureMethod(method: FeatureMethod, source: LabelledFeatures
     case 'coral': return coral(source, target, { ...o, ...params });
     case 'subspace': return subspaceAlignment(source, target, { ...o, ...params });
     case 'self-training': return selfTrainFeatures(source, target, { ...o, ...params });
+    case 'coral-self-training': return selfTrainFeatures(source, target, { ...o, ...params, align: 'coral' });
     default: throw new GraftError(`unknown feature-level method '${method as string}' (known: ${FEATURE_METHODS.join(', ')})`);
   }
 }
@@ -69,7 +73,7 @@ export async function adaptFeatures(method: FeatureMethod, source: LabelledFeatu
       const r = await runFeatureMethod(method, tr, target, params, ho);
       const score = await reverseValidation(target, r.targetProba.map(argmaxOf), va, { numClasses: K, ...(o.l2 !== undefined ? { l2: o.l2 } : {}) });
       const im = informationMaximization(r.targetProba).score;
-      candidates.push({ params, reverseValidation: score, informationMaximization: im });
+      candidates.push({ params, reverseValidation: score, informationMaximization: im, ...(o.keepPredictions ? { targetProba: r.targetProba } : {}) });
       cands.push({ params, value: params, score });
       o.onCandidate?.({ params, score, seconds: (performance.now() - c0) / 1000 });
     }

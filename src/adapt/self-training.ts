@@ -2,9 +2,12 @@
  * Self-training with confidence-thresholded pseudo-labels, on cached features: fit the head on the
  * source, label the target with it, keep the target examples whose top probability reaches the
  * threshold, refit on source + those pseudo-labelled target examples, and repeat (relabelling the
- * whole target each round, so early mistakes can be undone).
+ * whole target each round, so early mistakes can be undone). With `align: 'coral'` the source
+ * features are first moved by CORAL (./coral.ts), so the first labelling is CORAL's.
  */
 import { argmaxOf } from './predict.js';
+import { coralMap } from './coral.js';
+import { transformRows } from './linalg.js';
 import { checkDomains, fitHead, numClassesOf, type FeatureAdaptResult, type HeadOptions, type LabelledFeatures } from './feature-head.js';
 import { GraftError } from '../util/errors.js';
 
@@ -16,6 +19,9 @@ export interface SelfTrainingOptions extends HeadOptions {
   /** Weight of the pseudo-labelled target relative to the source: each kept target example is repeated this many times (default 1). */
   targetWeight?: number;
   onRound?: (info: { round: number; kept: number }) => void;
+  /** Align the source to the target first: 'coral' (with `lambda`, default 1) or 'none' (default). */
+  align?: 'none' | 'coral';
+  lambda?: number;
 }
 
 export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayLike<number>[], o: SelfTrainingOptions = {}): Promise<FeatureAdaptResult> {
@@ -25,7 +31,12 @@ export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayL
   const t0 = performance.now();
   const K = numClassesOf(source.y, o);
   const ho = { ...o, numClasses: K };
-  let head = await fitHead(source.x, source.y, ho);
+  let sx: ArrayLike<number>[] = source.x;
+  if ((o.align ?? 'none') === 'coral') {
+    const m = await coralMap(source.x, target, o.lambda ?? 1);
+    sx = (await transformRows(source.x, m.sourceMean, m.A, m.d, m.d)).map((x) => x.map((v, j) => v + m.targetMean[j]!));
+  }
+  let head = await fitHead(sx, source.y, ho);
   let P = head.predictProba(target);
   let prev = '';
   const kept: number[] = [];
@@ -37,14 +48,14 @@ export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayL
     prev = key;
     kept.push(idx.length);
     o.onRound?.({ round: r, kept: idx.length });
-    const x = [...source.x], y = [...source.y];
+    const x = [...sx], y = [...source.y];
     for (let w = 0; w < (o.targetWeight ?? 1); w++) for (const i of idx) { x.push(target[i]!); y.push(argmaxOf(P[i]!)); }
     head = await fitHead(x, y, ho, head);
     P = head.predictProba(target);
   }
   return {
-    method: 'self-training', head, targetProba: P,
-    info: { threshold, rounds: kept.length, kept: kept[kept.length - 1] ?? 0 },
+    method: o.align === 'coral' ? 'coral-self-training' : 'self-training', head, targetProba: P,
+    info: { threshold, align: o.align ?? 'none', rounds: kept.length, kept: kept[kept.length - 1] ?? 0 },
     seconds: (performance.now() - t0) / 1000,
   };
 }

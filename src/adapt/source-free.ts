@@ -33,6 +33,8 @@ export interface AdaptNetworkOptions {
   seed?: number;
   runtime?: RuntimeOptions;
   onCandidate?: (c: { params: Record<string, number>; score: number }) => void;
+  /** Keep every candidate's model in `candidates` (for studies of the criterion; default false). */
+  keepModels?: boolean;
 }
 
 export interface AdaptNetworkResult {
@@ -42,7 +44,7 @@ export interface AdaptNetworkResult {
   temperature: number;
   /** Label-free score of the unadapted model and of every candidate. */
   before: number;
-  candidates: { params: Record<string, number>; score: number; meanEntropy: number; diversity: number }[];
+  candidates: { params: Record<string, number>; score: number; meanEntropy: number; diversity: number; model?: Graph }[];
   seconds: number;
 }
 
@@ -66,7 +68,7 @@ export async function adaptNetwork(method: NetworkMethod, model: Graph, target: 
   const add = async (params: Record<string, number>, g: Graph) => {
     const s = await score(g);
     cands.push({ params, value: g, score: s.score });
-    candidates.push({ params, ...s });
+    candidates.push({ params, ...s, ...(o.keepModels ? { model: g } : {}) });
     o.onCandidate?.({ params, score: s.score });
   };
   for (const p of o.grid ?? defaultNetworkGrid(method)) {

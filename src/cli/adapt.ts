@@ -1,5 +1,5 @@
 /**
- * `graft adapt`: domain adaptation from the command line. Feature-level methods (coral, subspace,
+ * `graft adapt`: domain adaptation from the command line. Feature-level methods (coral, subspace, coral-self-training,
  * self-training with --source) fit a logistic head on the model's features of the labelled source
  * and the unlabelled target; source-free methods (adabn, entropy, self-training without --source)
  * adapt the network itself to the target images. Hyperparameters are chosen without target labels
@@ -32,7 +32,7 @@ import type { LogisticRegression } from '../heads/logistic.js';
 import { int, num } from './parse.js';
 import { GraftError } from '../util/errors.js';
 
-export const ADAPT_METHODS = ['coral', 'subspace', 'self-training', 'entropy', 'adabn'] as const;
+export const ADAPT_METHODS = ['coral', 'subspace', 'self-training', 'coral-self-training', 'entropy', 'adabn'] as const;
 
 interface AdaptFlags {
   method: (typeof ADAPT_METHODS)[number]; model: string; target: string; source?: string; targetLabels?: string; sourceLabels?: string;
@@ -110,8 +110,8 @@ export async function adaptCommand(o: AdaptFlags) {
   const dims = exampleDims(model);
   if (dims.length !== 3 || dims[0] !== 1 || dims[1] !== dims[2]) throw new GraftError(`--model: graft adapt takes grey square images; the model's input is [batch, ${dims}] (expected [batch, 1, S, S])`);
   const side = dims[1]!;
-  const featureLevel = o.method === 'coral' || o.method === 'subspace' || (o.method === 'self-training' && o.source !== undefined);
-  if ((o.method === 'coral' || o.method === 'subspace') && !o.source) throw new GraftError(`--method ${o.method} needs --source (labelled source images)`);
+  const featureLevel = o.method === 'coral' || o.method === 'subspace' || o.method === 'coral-self-training' || (o.method === 'self-training' && o.source !== undefined);
+  if ((o.method === 'coral' || o.method === 'subspace' || o.method === 'coral-self-training') && !o.source) throw new GraftError(`--method ${o.method} needs --source (labelled source images)`);
   if (!featureLevel && o.source) throw new GraftError(`--method ${o.method} is source-free: it reads only --model and --target (drop --source)`);
   const target = await loadImages(o.target, side, o);
   if (o.shiftTarget) target.x = shiftImages(target.x.map((x) => x.map((v) => v / num(o.inputMax, '--input-max'))), o.shiftTarget, int(o.seed, '--seed')).map((x) => x.map((v) => v * num(o.inputMax, '--input-max')));
@@ -137,6 +137,7 @@ export async function adaptCommand(o: AdaptFlags) {
     const S = { x: await feats(source.x), y: source.y }, T = await feats(target.x);
     const grid = o.method === 'coral' ? list(o.lambda, '--lambda')?.map((lambda) => ({ lambda }))
       : o.method === 'subspace' ? list(o.dims, '--dims')?.map((d) => ({ dims: d }))
+      : o.method === 'coral-self-training' ? (o.lambda || o.threshold ? (list(o.lambda, '--lambda') ?? [1]).flatMap((lambda) => (list(o.threshold, '--threshold') ?? [0.7, 0.9]).map((threshold) => ({ lambda, threshold }))) : undefined)
       : list(o.threshold, '--threshold')?.map((threshold) => ({ threshold }));
     const r = await adaptFeatures(o.method as FeatureMethod, S, T, { seed, onCandidate, ...(grid ? { grid } : {}) });
     Object.assign(report, { sourceExamples: S.x.length, featureNode: node, featureDim: S.x[0]!.length, chosen: r.chosen, selection: 'reverse validation on held-out source labels', candidates: r.candidates, info: r.info });
@@ -195,7 +196,7 @@ export function adaptOptions(cmd: Command): Command {
     .option('--lr <list>', 'entropy, self-training (network): learning rates to choose from, comma-separated')
     .option('--steps <list>', 'entropy: step counts to score as checkpoints, comma-separated (the largest is the run length)')
     .option('--threshold <list>', 'self-training: confidence thresholds to choose from')
-    .option('--lambda <list>', 'coral: covariance regularizations to choose from')
+    .option('--lambda <list>', 'coral, coral-self-training: covariance regularizations to choose from')
     .option('--dims <list>', 'subspace: subspace dimensions to choose from')
     .addOption(new Option('--shift-target <kind>', 'apply a documented shift to the target images first (experiments; see docs/adaptation.md)').choices([...PIXEL_SHIFTS]))
     .option('--max-examples <n>', 'use only the first N images of each dataset')

@@ -94,7 +94,7 @@ export async function finetuneImagesCommand(o: TrainFlags) {
   if (report.probe) lines.push(`linear-probe head: train accuracy ${report.probe.trainAccuracy.toFixed(4)}${report.probe.valAccuracy !== undefined ? `, validation ${report.probe.valAccuracy.toFixed(4)}` : ''} (l2 ${report.probe.l2})`);
   if (report.validation) lines.push(`validation accuracy after fine-tuning: ${report.validation.accuracy.toFixed(4)} on ${report.examples.val} images`);
   if (report.test) lines.push(`test (${report.examples.test} images):`, formatMetrics(report.test));
-  if (report.export) lines.push(`saved ${report.export.path} and ${report.export.labels} (parity with the training graph: max |Δ logits| ${report.export.maxAbsDiff.toExponential(2)} ≤ ${report.export.tolerance})`);
+  if (report.export) lines.push(`saved ${report.export.path} and ${report.export.labels} (parity with the training graph on ${report.export.checked} images: max |Δ ${report.export.compared}| ${report.export.maxAbsDiff.toExponential(2)} ≤ ${report.export.allowed.toExponential(2)})`);
   process.stdout.write(lines.join('\n') + '\n');
 }
 
@@ -113,5 +113,5 @@ export function finetuneImageOptions(cmd: Command): Command {
     .option('--lora-alpha <a>', 'finetune: LoRA scale numerator (delta = alpha/r · A·B; default r)')
     .option('--lora-match <regex>', 'finetune: adapt only weights whose name (or node name) matches')
     .option('--head-lr-mult <x>', 'finetune, image data: the new head\'s learning rate relative to --lr', '1')
-    .option('--tolerance <x>', 'finetune, image data: export parity tolerance on the logits (max |Δ|)', '1e-4');
+    .option('--tolerance <x>', 'finetune, image data: export parity tolerance: max |Δ| of the logits ≤ x · max(1, max |logit|)', '1e-4');
 }

@@ -7,7 +7,7 @@ import { readdirSync, statSync, existsSync } from 'node:fs';
 import { join, extname } from 'node:path';
 import type { ImagePreprocess } from '../formats/preprocess.js';
 import type { Tensor } from '../graph/tensor.js';
-import { loadPixels, normalize } from './image.js';
+import { decodeImages } from './image.js';
 import { GraftError } from '../util/errors.js';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.bmp', '.avif'];
@@ -71,30 +71,10 @@ export interface DecodedBatch {
 
 /** Decode a list of items into one batch; unreadable images are reported in `failed` and skipped. */
 export async function decodeItems(items: ImageItem[], p: ImagePreprocess, onError?: (f: DecodeFailure) => void): Promise<DecodedBatch> {
-  const per = p.channels * p.height * p.width;
-  const results = await Promise.all(
-    items.map(async (it) => {
-      try {
-        return { it, img: await loadPixels(it.path, p) };
-      } catch (e) {
-        return { it, error: e instanceof Error ? e.message : String(e) };
-      }
-    }),
-  );
-  const ok: ImageItem[] = [];
-  const failed: DecodeFailure[] = [];
-  const data = new Float32Array(results.filter((r) => 'img' in r).length * per);
-  for (const r of results) {
-    if ('img' in r && r.img) {
-      normalize(r.img, p, data, ok.length * per);
-      ok.push(r.it);
-    } else {
-      const f = { path: r.it.path, error: (r as { error: string }).error };
-      failed.push(f);
-      onError?.(f);
-    }
-  }
-  return { tensor: { dtype: 'float32', dims: [ok.length, p.channels, p.height, p.width], data }, items: ok, failed };
+  const d = await decodeImages(items.map((it) => it.path), p);
+  const failed = d.failed.map((f) => ({ path: items[f.index]!.path, error: f.error }));
+  if (onError) failed.forEach(onError);
+  return { tensor: d.tensor, items: d.ok.map((k) => items[k]!), failed };
 }
 
 /** Decoded batches of `batchSize` items (a batch can be smaller when images fail or at the end). */

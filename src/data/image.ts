@@ -120,16 +120,17 @@ export interface UnreadableImage {
  */
 export async function decodeImages(inputs: (string | Uint8Array)[], p: ImagePreprocess): Promise<{ tensor: Tensor; ok: number[]; failed: UnreadableImage[] }> {
   const per = p.channels * p.height * p.width;
-  const imgs: (RawImage | undefined)[] = [];
   const failed: UnreadableImage[] = [];
-  for (let n = 0; n < inputs.length; n++) {
+  // decoded concurrently (sharp works on libuv's thread pool)
+  const imgs = await Promise.all(inputs.map(async (x, n): Promise<RawImage | undefined> => {
     try {
-      imgs.push(await loadPixels(inputs[n]!, p));
+      return await loadPixels(x, p);
     } catch (e) {
-      imgs.push(undefined);
       failed.push({ index: n, error: e instanceof Error ? e.message : String(e) });
+      return undefined;
     }
-  }
+  }));
+  failed.sort((a, b) => a.index - b.index);
   const ok = imgs.flatMap((im, n) => (im ? [n] : []));
   const data = new Float32Array(ok.length * per);
   ok.forEach((n, r) => normalize(imgs[n]!, p, data, r * per));

@@ -52,7 +52,7 @@ export interface ImageFinetuneOptions {
   lora?: Omit<LoraOptions, 'exclude'>;
   /** Folder for model.onnx + labels.json. */
   out?: string;
-  /** Export parity tolerance (max |Δ| of the logits, default 1e-4). */
+  /** Export parity tolerance (default 1e-4; see ExportOptions.tolerance). */
   tolerance?: number;
   runtime?: RuntimeOptions;
   onCacheProgress?: (p: CacheProgress) => void;
@@ -78,7 +78,7 @@ export interface ImageFinetuneReport {
   finalLoss: number;
   validation?: Metrics;
   test?: Metrics;
-  export?: { path: string; labels: string; maxAbsDiff: number; tolerance: number; checked: number };
+  export?: { path: string; labels: string; maxAbsDiff: number; allowed: number; compared: string; tolerance: number; checked: number };
   seconds: number;
 }
 
@@ -149,7 +149,7 @@ export async function finetuneImages(model: Graph | string, data: LabelledImages
         ...(test ? { 'graft.test_accuracy': test.accuracy.toFixed(4) } : {}),
       },
     });
-    exported = { path: e.path, labels: e.labelsPath, maxAbsDiff: e.maxAbsDiff, tolerance: e.tolerance, checked: e.checked };
+    exported = { path: e.path, labels: e.labelsPath, maxAbsDiff: e.maxAbsDiff, allowed: e.allowed, compared: e.compared, tolerance: e.tolerance, checked: e.checked };
   }
   await r.trainer.release();
   const report: ImageFinetuneReport = {

@@ -6,6 +6,7 @@
  */
 import type { Builder } from '../graph/builder.js';
 import { argmaxRows } from '../train/fit.js';
+import { GraftError } from '../util/errors.js';
 
 export type HeadKind = 'logistic' | 'mlp' | 'ncm' | 'knn';
 export const HEAD_KINDS: readonly HeadKind[] = ['logistic', 'mlp', 'ncm', 'knn'];
@@ -47,7 +48,7 @@ export interface Standardization {
 export function standardization(X: ArrayLike<number>[], on = true): Standardization {
   const n = X.length, D = X[0]?.length ?? 0;
   const mean = new Float64Array(D), scale = new Float64Array(D).fill(1);
-  for (const x of X) if (x.length !== D) throw new Error(`feature vectors differ in length (${x.length} vs ${D})`);
+  for (const x of X) if (x.length !== D) throw new GraftError(`feature vectors differ in length (${x.length} vs ${D})`);
   if (!on || n === 0) return { mean, scale };
   for (const x of X) for (let j = 0; j < D; j++) mean[j]! += x[j]!;
   for (let j = 0; j < D; j++) mean[j]! /= n;
@@ -63,7 +64,7 @@ export const NORM_FLOOR = 1e-24;
 /** (x − mean) / scale, then divided by its Euclidean norm. */
 export function standardizeNormalize(x: ArrayLike<number>, s: Standardization, out = new Float64Array(s.mean.length)): Float64Array {
   const D = s.mean.length;
-  if (x.length !== D) throw new Error(`feature vector has ${x.length} values, the head expects ${D}`);
+  if (x.length !== D) throw new GraftError(`feature vector has ${x.length} values, the head expects ${D}`);
   let ss = 0;
   for (let j = 0; j < D; j++) { const z = (x[j]! - s.mean[j]!) / s.scale[j]!; out[j] = z; ss += z * z; }
   const inv = 1 / Math.sqrt(Math.max(ss, NORM_FLOOR));

@@ -247,7 +247,7 @@ export function fitKnn(X: ArrayLike<number>[], y: number[], o: KnnOptions = {}):
   const train = new Float64Array(n * D);
   X.forEach((x, i) => standardizeNormalize(x, std, train.subarray(i * D, (i + 1) * D)));
   const labels = Int32Array.from(y);
-  const ks = (o.ks ?? [1, 3, 5, 7, 9, 15, 25]).filter((k) => Number.isInteger(k) && k >= 1 && k <= Math.max(1, n - 1));
+  const ks = [...new Set(o.ks ?? [1, 3, 5, 7, 9, 15, 25])].filter((k) => Number.isInteger(k) && k >= 1 && k <= Math.max(1, n - 1)).sort((a, b) => a - b);
   if (ks.length === 0) throw new GraftError(`no usable k for ${n} training examples`);
   let cv: KNearestNeighbors['cv'] = [];
   let best = ks[0]!;

@@ -15,6 +15,19 @@ export interface RuntimeOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Execution providers, default ['cpu']. */
   providers?: string[];
+  /** onnxruntime session config entries, e.g. { 'session.set_denormal_as_zero': '1' }. */
+  config?: Record<string, string>;
+}
+
+/** 'a.b.c': v → { a: { 'b.c': v } }: onnxruntime-node joins `extra`'s nesting back into config keys. */
+function configExtra(config: Record<string, string>): Record<string, Record<string, string>> {
+  const extra: Record<string, Record<string, string>> = {};
+  for (const [k, v] of Object.entries(config)) {
+    const dot = k.indexOf('.');
+    if (dot < 0) throw new GraftError(`onnxruntime config key '${k}' has no section (e.g. 'session.${k}')`);
+    (extra[k.slice(0, dot)] ??= {})[k.slice(dot + 1)] = v;
+  }
+  return extra;
 }
 
 export function defaultThreads(): number | undefined {
@@ -32,6 +45,7 @@ export function sessionOptions(opts: RuntimeOptions = {}): ort.InferenceSession.
     graphOptimizationLevel: opts.optimization ?? 'all',
     ...(threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {}),
     logSeverityLevel: 3,
+    ...(opts.config ? { extra: configExtra(opts.config) } : {}),
   };
 }
 

@@ -206,17 +206,25 @@ export function logitsOf(g: Graph, output: string): string {
 /** Switch BatchNormalization nodes to batch statistics, exposing updated running mean/var as outputs. */
 function useBatchStatistics(g: Graph, state: Map<string, string>, initial: Map<string, Tensor>, momentum: number) {
   if (g.opset < 14) g.opsets[''] = 14;
-  for (const n of g.nodes) {
-    if (n.opType !== 'BatchNormalization') continue;
+  // The node runs with momentum 0, so its outputs 1 and 2 are the batch mean and variance themselves
+  // (the BatchNormalization gradient rule reuses them instead of recomputing them); the running update
+  // m·old + (1−m)·batch is a few per-channel nodes here.
+  const b = new Builder(g, 'bn-stats/');
+  for (const n of g.nodes.filter((v) => v.opType === 'BatchNormalization')) {
     n.attrs['training_mode'] = { type: 'int', value: 1 };
-    n.attrs['momentum'] = { type: 'float', value: momentum };
+    n.attrs['momentum'] = { type: 'float', value: 0 };
     const [mean, v] = [n.inputs[3]!, n.inputs[4]!];
-    n.outputs = [n.outputs[0]!, g.uniqueName(`${mean}/updated`), g.uniqueName(`${v}/updated`)];
-    for (const [k, o] of [[mean, n.outputs[1]!], [v, n.outputs[2]!]] as const) {
+    n.outputs = [n.outputs[0]!, g.uniqueName(`${mean}/batch`), g.uniqueName(`${v}/batch`)];
+    for (const [i, k, o] of [[3, mean, n.outputs[1]!], [4, v, n.outputs[2]!]] as const) {
       const t = g.initializers.get(k);
       if (!t) throw new GraftError(`BatchNormalization '${n.name}': running statistic '${k}' is not a constant`);
-      state.set(k, o);
+      state.set(k, b.op('Add', [b.mul(k, b.f32(momentum)), b.mul(o, b.f32(1 - momentum))], {}, `${k}/updated`));
       initial.set(k, t);
+      // With momentum 0 the node ignores these inputs, and onnxruntime may write its outputs over them in
+      // place: give it constants of its own, so the update above reads the running statistic as fed.
+      const own = g.uniqueName(`${k}/unused`);
+      g.initializers.set(own, { dtype: 'float32', dims: [...t.dims], data: new Float32Array(t.data.length).fill(i - 3) });
+      n.inputs[i] = own;
     }
   }
 }

@@ -35,8 +35,9 @@ test('BatchNormalization (frozen statistics) rank 4', () => checkOp({ op: 'Batch
 test('BatchNormalization (frozen statistics) at opset 9', () => checkOp({ op: 'BatchNormalization', opset: 9, inputs: bnInputs([2, 3, 2, 2]), wrt }));
 
 /** BatchNormalization with training_mode=1 (three outputs, as the schema requires); the loss sees only Y. */
-async function checkTrainingBN(dims: number[], opset: number, eps: number): Promise<void> {
-  const { graph, feeds } = opGraph({ op: 'BatchNormalization', opset, outputs: 3, attrs: { training_mode: I(1), epsilon: F(eps) }, inputs: bnInputs(dims) });
+async function checkTrainingBN(dims: number[], opset: number, eps: number, momentum?: number): Promise<void> {
+  const attrs = { training_mode: I(1), epsilon: F(eps), ...(momentum !== undefined ? { momentum: F(momentum) } : {}) };
+  const { graph, feeds } = opGraph({ op: 'BatchNormalization', opset, outputs: 3, attrs, inputs: bnInputs(dims) });
   graph.outputs = [{ name: 'y0' }];
   const r = await gradCheck(graph, { feeds, samples: 24, wrt });
   assert.equal(r.entries.length, 3);
@@ -45,6 +46,9 @@ async function checkTrainingBN(dims: number[], opset: number, eps: number): Prom
 test('BatchNormalization training_mode=1 (batch statistics) rank 4', () => checkTrainingBN([3, 2, 2, 2], 15, 1e-5));
 test('BatchNormalization training_mode=1 rank 2', () => checkTrainingBN([5, 3], 14, 1e-2));
 test('BatchNormalization training_mode=1 rank 3', () => checkTrainingBN([2, 3, 4], 15, 1e-5));
+// momentum 0: outputs 1 and 2 are the batch statistics, which the rule reuses instead of recomputing
+test('BatchNormalization training_mode=1, momentum 0 (batch statistics taken from outputs 1, 2) rank 4', () => checkTrainingBN([3, 2, 2, 2], 15, 1e-5, 0));
+test('BatchNormalization training_mode=1, momentum 0, rank 2', () => checkTrainingBN([5, 3], 14, 1e-2, 0));
 
 test('LayerNormalization over the last axis with bias', () =>
   checkOp({ op: 'LayerNormalization', inputs: [{ name: 'x', dims: [2, 3, 5], init: u }, { name: 'scale', dims: [5] }, { name: 'bias', dims: [5] }] }));

@@ -60,6 +60,16 @@ test('image folder: sorted classes, extension filter, corrupt images skipped and
     assert.equal(gone.items.length, 0);
     assert.match(gone.failed[0]!.error, /not found/);
 
+    // a truncated JPEG and a text file named .png, beside a good image
+    const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 9, g: 99, b: 199 } } }).jpeg().toBuffer();
+    writeFileSync(join(root, 'apple', 'cut.jpg'), jpeg.subarray(0, jpeg.length >> 1));
+    writeFileSync(join(root, 'apple', 'text.png'), 'plain text\n');
+    const mixed = await decodeItems(['cut.jpg', 'a1.png', 'text.png'].map((n) => ({ path: join(root, 'apple', n), label: 0 })), pre);
+    assert.deepEqual(mixed.items.map((i) => i.path), [join(root, 'apple', 'a1.png')]);
+    assert.deepEqual(mixed.failed.map((x) => x.path), ['cut.jpg', 'text.png'].map((n) => join(root, 'apple', n)));
+    for (const x of mixed.failed) assert.ok(x.error.startsWith(x.path), x.error);
+    assert.deepEqual(mixed.tensor.dims, [1, 3, 8, 8]);
+
     assert.deepEqual(listImageFolder(root, { extensions: ['.txt'] }).items.length, 1);
     assert.throws(() => listImageFolder(join(root, 'nope')), /not found/);
   } finally {

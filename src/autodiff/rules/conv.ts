@@ -150,38 +150,6 @@ export function planeCorr(b: Builder, g: ConvGeom, N: number, big: string, small
   return b.reshape(b.reduce('ReduceSum', b.reshape(zc, [N, g.Cs, ...g.k]), [0], false), [g.Cs, 1, ...g.k]);
 }
 
-/**
- * Depthwise 2-D dW (cb = cs = 1) as one small GEMM per (image, channel) plane, p:
- *   dW[i, j] = Σ_{h,w} dy[p, h, w] · xp[p, h·s + i·d, w·s + j·d]   (xp: x zero-padded).
- * Rows of xp are split into the s row phases (q·s + φ) and each phase is cut into kw column-shifted
- * copies, U[p, j, φ·Hq·l1 + q·l1 + w] = xp[p, q·s + φ, w·s + j·d]; row i of D holds dy placed at phase
- * φ = i·d mod s, row offset ⌊i·d/s⌋. Then dW = Σ_n D [kh, s·Hq·l1] @ Uᵀ [s·Hq·l1, kw]: about 3 copies of x
- * and of dy instead of the 9× im2col onnxruntime runs for the per-plane grouped Conv (bench/conv-grad.ts).
- */
-export function rowShiftWeightGrad(b: Builder, g: ConvGeom, big: string, small: string): string {
-  const [kh, kw] = g.k as [number, number];
-  const [l0, l1] = g.l as [number, number];
-  const [s0, s1] = g.s as [number, number];
-  const [d0, d1] = g.d as [number, number];
-  const phase = range(kh).map((i) => ({ f: (i * d0) % s0, a: Math.floor((i * d0) / s0) }));
-  const Hq = Math.max(...phase.map((t) => t.a)) + l0;
-  const pe = range(2).map((i) => Math.max(0, tail(g, i)));
-  const [Hp, Wp] = [Hq * s0, g.L[1]! + g.pb[1]! + pe[1]!];
-  const xp = b.reshape(padSpatial(b, big, 4, g.pb, [Hp - g.L[0]! - g.pb[0]!, pe[1]!]), [-1, Hp, Wp]);
-  const Kq = Hq * l1;
-  const parts: string[] = [];
-  for (let j = 0; j < kw; j++)
-    for (let f = 0; f < s0; f++)
-      parts.push(b.reshape(sliceAxes(b, xp, [1, 2], [f, j * d1], [Hp, j * d1 + (l1 - 1) * s1 + 1], [s0, s1]), [0, 1, Kq]));
-  const U = b.reshape(b.op('Concat', parts, { axis: A.i(1) }), [0, kw, s0 * Kq]);
-  const dyr = b.reshape(small, [-1, 1, l0 * l1]);
-  const rows = phase.map(({ f, a }) => pad(b, dyr, [0, 0, f * Kq + a * l1, 0, 0, (s0 - f) * Kq - (a + l0) * l1]));
-  const D = rows.length === 1 ? rows[0]! : b.op('Concat', rows, { axis: A.i(1) });
-  // D @ Uᵀ: onnxruntime fuses the Transpose into the MatMul (FusedMatMul with transB)
-  const z = b.op('MatMul', [D, b.transpose(U, [0, 2, 1])]);
-  return b.reshape(b.reduce('ReduceSum', b.reshape(z, [-1, g.Cs, kh * kw]), [0], false), [g.Cs, 1, kh, kw]);
-}
-
 /** Row-major offsets into the padded big plane (sizes Lp) of tap t of output position o, as [P·K]. */
 function im2colIndex(g: ConvGeom, Lp: number[]): number[] {
   const r = g.k.length;
@@ -243,9 +211,8 @@ export function convInputGrad(b: Builder, g: ConvGeom, dy: string, w: string): s
 
 /**
  * dW of a Conv (or of a ConvTranspose, dy being the big tensor): a MatMul for 1×1, Gather-im2col + MatMul
- * for ungrouped convs with enough channels to fill a GEMM (and a bounded im2col), row-shifted GEMMs for
- * stride-1 2-D depthwise convs on planes of at least 28×28, one group per plane for other depthwise
- * convs with a known batch, the grouped correlation otherwise (few channels, groups, dynamic batch).
+ * for ungrouped convs with enough channels to fill a GEMM (and a bounded im2col), one group per plane for
+ * depthwise with a known batch, the grouped correlation otherwise (few channels, groups, dynamic batch).
  */
 export function convWeightGrad(b: Builder, g: ConvGeom, big: string, small: string): string {
   const r = g.k.length;
@@ -254,8 +221,6 @@ export function convWeightGrad(b: Builder, g: ConvGeom, big: string, small: stri
     if (plain) return pointwiseWeightGrad(b, g, big, small);
     const colsPerImage = prod(g.l) * prod(g.k) * g.Cb;
     if (g.Cb >= 16 && colsPerImage <= 1 << 22 && prod(g.l) * prod(g.k) <= 1 << 20) return im2colWeightGrad(b, g, big, small);
-  } else if (g.Cb === g.G && g.Cs === g.G && r === 2 && g.s.every((v) => v === 1) && prod(g.l) >= 784) {
-    return rowShiftWeightGrad(b, g, big, small);
   } else if (g.Cb === g.G && g.N !== null) return planeCorr(b, g, g.N, big, small);
   return weightCorr(b, g, big, small);
 }

@@ -49,7 +49,7 @@ function invCount(c: GradCtx, x: string, C: number): string {
  * BatchNormalization with batch statistics, in per-channel coefficient form. With d = x − mean, the
  * sums S = Σdy and T = Σdy·d (over all axes but 1) and a = scale·rstd,
  *   dscale = rstd·T,  dB = S,  dx = a·dy + β·d + γ  with  β = −a·rstd²·T/M,  γ = −a·S/M,
- * so the full-size work is: mean, d, Σd² (statistics), S, dy·d, T, and dx as one Mul, one per-channel
+ * so the full-size work is: mean, d, d², Σd² (statistics, unless the node hands them over), S, dy·d, T, and dx as one Mul, one per-channel
  * affine of d (an inference-mode BatchNormalization with mean 0, var 1, epsilon 0) and one Add, instead
  * of materializing x̂ and g = dy·scale (measured about 25% faster on MobileNetV2's layers, bench/conv-grad.ts).
  */
@@ -59,8 +59,14 @@ function batchStatsBackward(c: GradCtx, x: string, scale: string, dy: string, r:
   const C = c.shape(scale).dims[0];
   if (typeof C !== 'number') throw new Error(`BatchNormalization gradient needs a static channel count ('${scale}')`);
   const invM = invCount(c, x, C);
-  const d = b.sub(x, b.reduce('ReduceMean', x, axes, true));
-  const rstd = rsqrt(c, b.mul(b.reduce('ReduceSumSquare', d, axes, true), invM), eps);
+  // With momentum 0 the node's outputs 1 and 2 are the batch mean and (population) variance, exactly:
+  // reuse them (compileTraining's batch mode runs BatchNorm so) instead of two more passes over x.
+  const batchStats = attrFloat(c.node, 'momentum', 0.9) === 0 && !!c.node.outputs[1] && !!c.node.outputs[2];
+  const mean = batchStats ? perChannel(c, c.y(1), r) : b.reduce('ReduceMean', x, axes, true);
+  const d = b.sub(x, mean);
+  // ReduceSum(d·d), not ReduceSumSquare: onnxruntime's ReduceSumSquare over axes [0, 2, …] is about 2.5× slower
+  const variance = batchStats ? perChannel(c, c.y(2), r) : b.mul(b.reduce('ReduceSum', b.mul(d, d), axes, true), invM);
+  const rstd = rsqrt(c, variance, eps);
   const flat = (v: string) => b.reshape(v, [C]);
   const T = b.reduce('ReduceSum', b.mul(dy, d), axes, true);
   const S = c.needs(0) || c.needs(2) ? b.reduce('ReduceSum', dy, axes, true) : '';
