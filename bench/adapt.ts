@@ -2,7 +2,7 @@
  * Feature-level adaptation at 10k examples: the time each method takes on cached features, and the
  * target accuracy it reaches. Real features: mnist.onnx's 256-d features (the input of its final
  * layer) of N Fashion-MNIST training images (labelled source) and of N Fashion-MNIST test images
- * under a documented shift (target; default 'dim-noisy', see src/adapt/pixel-shift.ts).
+ * under a documented shift (target; default 'dim-noisy', see src/data/shifts.ts).
  *
  * For each method: one run at fixed hyperparameters (the time a user pays per setting), and the
  * full run with label-free selection over the method's grid (reverse validation on held-out source
@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { fashionFeaturePair } from '../src/adapt/experiments.js';
 import { adaptFeatures, runFeatureMethod, FEATURE_METHODS, type FeatureMethod } from '../src/adapt/features.js';
 import { accuracyOf } from '../src/adapt/predict.js';
-import { PIXEL_SHIFTS, type PixelShift } from '../src/adapt/pixel-shift.js';
+import { PIXEL_SHIFTS, type PixelShift } from '../src/data/shifts.js';
 
 const argv = process.argv.slice(2);
 const opt = (k: string, d: string) => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1]! : d; };

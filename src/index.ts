@@ -94,4 +94,4 @@ export { adaptFeatures, runFeatureMethod, defaultGrid, FEATURE_METHODS, type Fea
 export { informationMaximization, reverseValidation, selectBest, type Candidate } from './adapt/selection.js';
 export { predictLogits, predictProba as predictClassProba, calibrateTemperature } from './adapt/predict.js';
 export { smallBnCnn, type BnCnnOptions } from './adapt/bn-cnn.js';
-export { shiftImages, PIXEL_SHIFTS, type PixelShift } from './adapt/pixel-shift.js';
+export { shiftImages, PIXEL_SHIFTS, type PixelShift } from './data/shifts.js';

@@ -7,7 +7,7 @@
  *   handwritten digits (datasets/digits-8x8), MNIST-style preprocessing; a seeded stratified 70/30
  *   split: the 70 % are the unlabelled target the methods adapt on, the 30 % the held-out test.
  * - fashion-bn: a small BatchNorm CNN (./bn-cnn.ts) trained from scratch on Fashion-MNIST training
- *   images (the labelled source), adapted to shifted Fashion-MNIST test images (./pixel-shift.ts):
+ *   images (the labelled source), adapted to shifted Fashion-MNIST test images (src/data/shifts.ts):
  *   one block of the test file is the unlabelled target, the next block the held-out test.
  * - fashion features: mnist.onnx features (its 256-d input to the final layer) of Fashion-MNIST
  *   training images (labelled source) and of shifted test images (target), for the feature-level
@@ -23,7 +23,7 @@ import { stratifiedSplit } from '../data/splits.js';
 import { extractFeatures } from '../features/extract.js';
 import { fit, stack, type Examples } from '../train/fit.js';
 import { smallBnCnn } from './bn-cnn.js';
-import { shiftImages, type PixelShift } from './pixel-shift.js';
+import { shiftImages, type PixelShift } from '../data/shifts.js';
 import type { LabelledFeatures } from './feature-head.js';
 
 /** The value of mnist.onnx feeding its final MatMul (the 256-d feature). */

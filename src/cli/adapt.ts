@@ -2,8 +2,10 @@
  * `graft adapt`: domain adaptation from the command line. Feature-level methods (coral, subspace, coral-self-training,
  * self-training with --source) fit a logistic head on the model's features of the labelled source
  * and the unlabelled target; source-free methods (adabn, entropy, self-training without --source)
- * adapt the network itself to the target images. Hyperparameters are chosen without target labels
- * (reverse validation, or information maximization); --target-labels is read only for the report.
+ * adapt the network itself to the target images; in-network methods with labelled source data (dann,
+ * mmd, deep-coral) train the network on source + target batches (src/adapt/with-source.ts).
+ * Hyperparameters and checkpoints are chosen without target labels (reverse validation, or
+ * information maximization); --target-labels is read only for the report.
  *
  * Datasets: a CSV of square grey images (pixel columns then a label, optionally .gz) or IDX images
  * (labels file guessed from the name); the model takes [batch, 1, S, S] grey images.
@@ -27,17 +29,20 @@ import { adaptFeatures, type FeatureMethod } from '../adapt/features.js';
 import { sourceOnly } from '../adapt/feature-head.js';
 import { adaptNetwork, type NetworkMethod } from '../adapt/source-free.js';
 import { predictProba, accuracyOf } from '../adapt/predict.js';
-import { shiftImages, PIXEL_SHIFTS, type PixelShift } from '../adapt/pixel-shift.js';
+import { adaptWithSource, type SourceNetworkMethod } from '../adapt/with-source.js';
+import { shiftImages, PIXEL_SHIFTS, type PixelShift } from '../data/shifts.js';
 import type { LogisticRegression } from '../heads/logistic.js';
 import { int, num } from './parse.js';
 import { GraftError } from '../util/errors.js';
 
-export const ADAPT_METHODS = ['coral', 'subspace', 'self-training', 'coral-self-training', 'entropy', 'adabn'] as const;
+export const ADAPT_METHODS = ['coral', 'subspace', 'self-training', 'coral-self-training', 'entropy', 'adabn', 'dann', 'mmd', 'deep-coral'] as const;
+const WITH_SOURCE = new Set<string>(['dann', 'mmd', 'deep-coral']);
 
 interface AdaptFlags {
   method: (typeof ADAPT_METHODS)[number]; model: string; target: string; source?: string; targetLabels?: string; sourceLabels?: string;
   out?: string; json?: boolean; node?: string; preprocess: 'mnist' | 'stretch'; pixelMax: string; inputMax: string; maxExamples?: string;
   shiftTarget?: PixelShift; lr?: string; steps?: string; threshold?: string; lambda?: string; dims?: string; seed: string; batchSize: string;
+  weight?: string; epochs?: string; select?: 'reverse-validation' | 'im'; baseline?: boolean;
 }
 
 interface Images { x: Float32Array[]; y?: number[] }
@@ -110,9 +115,10 @@ export async function adaptCommand(o: AdaptFlags) {
   const dims = exampleDims(model);
   if (dims.length !== 3 || dims[0] !== 1 || dims[1] !== dims[2]) throw new GraftError(`--model: graft adapt takes grey square images; the model's input is [batch, ${dims}] (expected [batch, 1, S, S])`);
   const side = dims[1]!;
+  const withSource = WITH_SOURCE.has(o.method);
   const featureLevel = o.method === 'coral' || o.method === 'subspace' || o.method === 'coral-self-training' || (o.method === 'self-training' && o.source !== undefined);
-  if ((o.method === 'coral' || o.method === 'subspace' || o.method === 'coral-self-training') && !o.source) throw new GraftError(`--method ${o.method} needs --source (labelled source images)`);
-  if (!featureLevel && o.source) throw new GraftError(`--method ${o.method} is source-free: it reads only --model and --target (drop --source)`);
+  if ((featureLevel || withSource) && !o.source) throw new GraftError(`--method ${o.method} needs --source (labelled source images)`);
+  if (!featureLevel && !withSource && o.source) throw new GraftError(`--method ${o.method} is source-free: it reads only --model and --target (drop --source)`);
   const target = await loadImages(o.target, side, o);
   if (o.shiftTarget) target.x = shiftImages(target.x.map((x) => x.map((v) => v / num(o.inputMax, '--input-max'))), o.shiftTarget, int(o.seed, '--seed')).map((x) => x.map((v) => v * num(o.inputMax, '--input-max')));
   const labels = reportLabels(o.targetLabels, target, o);
@@ -124,7 +130,34 @@ export async function adaptCommand(o: AdaptFlags) {
   const report: Record<string, unknown> = { method: o.method, level: featureLevel ? 'features' : 'network', model: o.model, target: o.target, targetExamples: target.x.length };
   let outModel: Graph;
   const t0 = performance.now();
-  if (featureLevel) {
+  if (withSource) {
+    const source = await loadImages(o.source!, side, o, o.sourceLabels);
+    if (!source.y) throw new GraftError(`--source ${o.source}: no labels found`, 'give IDX images with their labels file beside them (or --source-labels), or a CSV with a label column');
+    const epochs = o.epochs ? int(o.epochs, '--epochs') : 6;
+    const common = {
+      epochs, seed, batchSize: int(o.batchSize, '--batch-size') > 256 ? 64 : int(o.batchSize, '--batch-size'),
+      ...(o.lr ? { lr: num(o.lr, '--lr') } : {}), ...(o.node ? { feature: o.node } : {}), select: o.select ?? 'reverse-validation',
+      ...(o.steps ? { checkpoints: list(o.steps, '--steps')! } : {}),
+    } as const;
+    const weights = list(o.weight, '--weight');
+    const r = await adaptWithSource(o.method as SourceNetworkMethod, model, { x: source.x, y: source.y }, target.x, { ...common, onCandidate, ...(weights ? { weights } : {}) });
+    Object.assign(report, {
+      sourceExamples: source.x.length, sourceTrainExamples: r.sourceTrainExamples, featureNode: r.feature, featureDim: r.featureDim, newHead: r.newHead, epochs,
+      chosen: r.chosen, selection: r.selection, candidates: r.candidates,
+    });
+    if (labels) {
+      const after = accuracyOf(await predictProba(r.model, target.x), labels);
+      const acc: Record<string, unknown> = { after, note: 'measured on the target images adapted on' };
+      if (o.baseline !== false) {
+        const base = await adaptWithSource('source-only', model, { x: source.x, y: source.y }, target.x, { ...common, checkpoints: [epochs] });
+        acc['sourceOnly'] = accuracyOf(await predictProba(base.model, target.x), labels);
+        acc['before'] = acc['sourceOnly'];
+        acc['note'] = `before: source-only training with the same settings (${epochs} epochs, same source split); measured on the target images adapted on`;
+      }
+      report['accuracy'] = acc;
+    }
+    outModel = r.model;
+  } else if (featureLevel) {
     const source = await loadImages(o.source!, side, o, o.sourceLabels);
     if (!source.y) throw new GraftError(`--source ${o.source}: no labels found`, 'give IDX images with their labels file beside them (or --source-labels), or a CSV with a label column');
     const node = o.node ?? defaultFeatureNode(model);
@@ -174,11 +207,11 @@ export async function adaptCommand(o: AdaptFlags) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     return;
   }
-  const acc = report['accuracy'] as { before: number; after: number } | undefined;
+  const acc = report['accuracy'] as { before?: number; after: number } | undefined;
   process.stdout.write(
     `${o.method} (${report['level']}-level) on ${target.x.length} target images in ${(report['seconds'] as number).toFixed(1)} s\n` +
       `chosen without target labels: ${JSON.stringify(report['chosen'])} (${report['selection']})\n` +
-      (acc ? `target accuracy: ${acc.before.toFixed(3)} before → ${acc.after.toFixed(3)} after\n` : '') +
+      (acc ? (acc.before !== undefined ? `target accuracy: ${acc.before.toFixed(3)} before → ${acc.after.toFixed(3)} after\n` : `target accuracy: ${acc.after.toFixed(3)}\n`) : '') +
       (o.out ? `saved ${join(o.out, 'model.onnx')} and ${join(o.out, 'report.json')}\n` : ''),
   );
 }
@@ -188,13 +221,17 @@ export function adaptOptions(cmd: Command): Command {
     .addOption(new Option('--method <method>', 'adaptation method').choices([...ADAPT_METHODS]).makeOptionMandatory())
     .requiredOption('--model <path>', 'the trained classifier (.onnx, .tflite, TF.js, folder); input [batch, 1, S, S]')
     .requiredOption('--target <path>', 'target images, unlabelled for the method: a CSV of grey images (label column ignored) or IDX images')
-    .option('--source <path>', 'feature-level methods: labelled source images (CSV, or IDX with its labels file beside it)')
+    .option('--source <path>', 'feature-level methods and dann, mmd, deep-coral: labelled source images (CSV, or IDX with its labels file beside it)')
     .option('--source-labels <file>', 'IDX labels file of --source (default: guessed from the images file name)')
     .option('--target-labels <file|data>', 'labels for the final report only: an IDX labels file, a text file (one class per line), or "data" (the target file\'s own labels)')
     .option('--out <dir>', 'write DIR/model.onnx (the adapted model, or backbone + adapted head) and DIR/report.json')
     .option('--node <name>', 'feature-level methods: value to cut the model at (default: the input of its final classifier)')
-    .option('--lr <list>', 'entropy, self-training (network): learning rates to choose from, comma-separated')
-    .option('--steps <list>', 'entropy: step counts to score as checkpoints, comma-separated (the largest is the run length)')
+    .option('--lr <list>', 'entropy, self-training (network): learning rates to choose from, comma-separated; dann, mmd, deep-coral: the learning rate (AdamW, default 1e-3)')
+    .option('--steps <list>', 'entropy: step counts to score as checkpoints, comma-separated (the largest is the run length); dann, mmd, deep-coral: epochs to score as checkpoints (default every 2nd and the last)')
+    .option('--weight <list>', 'dann, mmd, deep-coral: alignment weights to choose from (defaults: dann 0.3,1; mmd 1,3; deep-coral 30,300)')
+    .option('--epochs <n>', 'dann, mmd, deep-coral: training epochs per weight (one pass over the source each)', '6')
+    .addOption(new Option('--select <criterion>', 'dann, mmd, deep-coral: label-free criterion for weight and checkpoint').choices(['reverse-validation', 'im']).default('reverse-validation'))
+    .option('--no-baseline', 'dann, mmd, deep-coral with --target-labels: skip the source-only training run the report compares with')
     .option('--threshold <list>', 'self-training: confidence thresholds to choose from')
     .option('--lambda <list>', 'coral, coral-self-training: covariance regularizations to choose from')
     .option('--dims <list>', 'subspace: subspace dimensions to choose from')

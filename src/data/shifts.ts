@@ -8,7 +8,15 @@
  *   invert  — 255 − pixel (white garments on black become black on white);
  *   blur    — Gaussian blur of standard deviation `sigma` pixels (separable, edges clamped);
  *   noise   — additive Gaussian noise of standard deviation `std` (0–255 units), clipped, seeded;
+ *   wash    — washed out and noisy: contrast × `contrast`, plus `brightness`, plus Gaussian noise of
+ *             standard deviation `std` (both 0–255 units), clipped, seeded;
  *   a list  — several applied in order.
+ *
+ * Named presets (PIXEL_SHIFTS, used by `graft adapt --shift-target`, bench/adapt.ts and the
+ * adaptation experiments; shiftImages applies them to images scaled 0–1):
+ *   dim-noisy — wash:0.5:76.5:25.5 (contrast halved, brightness +0.3, noise σ 0.1 of full scale);
+ *   invert    — invert;
+ *   noise     — noise:76.5 (σ 0.3 of full scale).
  *
  * The pair: source train images come from the first half of the 60k training file, target train
  * images from the second half (different garments, shifted; their labels exist but adaptation uses
@@ -28,7 +36,17 @@ export type Shift =
   | { kind: 'invert' }
   | { kind: 'blur'; sigma: number }
   | { kind: 'noise'; std: number }
+  | { kind: 'wash'; contrast: number; brightness: number; std: number }
   | { kind: 'none' };
+
+/** Named shifts of the adaptation experiments (see the header). */
+export type PixelShift = 'dim-noisy' | 'invert' | 'noise';
+export const PIXEL_SHIFTS: readonly PixelShift[] = ['dim-noisy', 'invert', 'noise'];
+const PRESETS: Record<PixelShift, Shift[]> = {
+  'dim-noisy': [{ kind: 'wash', contrast: 0.5, brightness: 76.5, std: 25.5 }],
+  invert: [{ kind: 'invert' }],
+  noise: [{ kind: 'noise', std: 76.5 }],
+};
 
 /** The shift the pair uses unless told otherwise (see docs/adaptation.md for why). */
 export const DEFAULT_SHIFT: Shift[] = [{ kind: 'noise', std: 80 }];
@@ -42,23 +60,31 @@ export function describeShift(s: Shift | Shift[]): string {
       case 'invert': return 'invert';
       case 'blur': return `blur σ=${x.sigma}`;
       case 'noise': return `noise σ=${x.std}`;
+      case 'wash': return `wash ×${x.contrast} +${x.brightness} σ=${x.std}`;
       case 'none': return 'none';
     }
   }).join(' + ');
 }
 
-/** Parse `rotate:45`, `invert`, `blur:1.5`, `noise:60`, joined with `+`. */
+/** Parse `rotate:45`, `invert`, `blur:1.5`, `noise:60`, `wash:0.5:76.5:25.5` or a preset name, joined with `+`. */
 export function parseShift(text: string): Shift[] {
-  return text.split('+').map((part) => {
-    const [kind, arg] = part.trim().split(':');
+  return text.split('+').flatMap((part): Shift[] => {
+    const name = part.trim();
+    if ((PIXEL_SHIFTS as readonly string[]).includes(name)) return PRESETS[name as PixelShift];
+    const [kind, arg, a2, a3] = name.split(':');
+    if (kind === 'wash') {
+      const [c, br, sd] = [arg, a2, a3].map(Number);
+      if (![c, br, sd].every((v) => Number.isFinite(v)) || c! < 0 || sd! < 0) throw new GraftError(`shift '${part}': expected wash:CONTRAST:BRIGHTNESS:STD (contrast ≥ 0, brightness and std in 0–255 units)`);
+      return [{ kind: 'wash', contrast: c!, brightness: br!, std: sd! }];
+    }
     const n = arg === undefined ? NaN : Number(arg);
-    if (kind === 'invert') return { kind: 'invert' } as const;
-    if (kind === 'none') return { kind: 'none' } as const;
-    if (!Number.isFinite(n)) throw new GraftError(`shift '${part}': expected rotate:DEG, blur:SIGMA, noise:STD, invert or none`);
-    if (kind === 'rotate') return { kind: 'rotate', degrees: n } as const;
-    if (kind === 'blur' && n > 0) return { kind: 'blur', sigma: n } as const;
-    if (kind === 'noise' && n >= 0) return { kind: 'noise', std: n } as const;
-    throw new GraftError(`shift '${part}': unknown kind or bad value (rotate:DEG, blur:SIGMA>0, noise:STD≥0, invert, none)`);
+    if (kind === 'invert') return [{ kind: 'invert' }];
+    if (kind === 'none') return [{ kind: 'none' }];
+    if (!Number.isFinite(n)) throw new GraftError(`shift '${part}': expected rotate:DEG, blur:SIGMA, noise:STD, wash:C:B:STD, invert, none or ${PIXEL_SHIFTS.join(', ')}`);
+    if (kind === 'rotate') return [{ kind: 'rotate', degrees: n }];
+    if (kind === 'blur' && n > 0) return [{ kind: 'blur', sigma: n }];
+    if (kind === 'noise' && n >= 0) return [{ kind: 'noise', std: n }];
+    throw new GraftError(`shift '${part}': unknown kind or bad value (rotate:DEG, blur:SIGMA>0, noise:STD≥0, wash:C:B:STD, invert, none, ${PIXEL_SHIFTS.join(', ')})`);
   });
 }
 
@@ -66,8 +92,14 @@ function clampByte(v: number): number {
   return v < 0 ? 0 : v > 255 ? 255 : Math.round(v);
 }
 
-function rotate(img: Uint8Array, w: number, h: number, degrees: number): Uint8Array {
-  const out = new Uint8Array(w * h);
+/** Pixel storage of one scale: bytes 0–255 (rounded) or floats 0–1 (`full` is the top value). */
+interface Scale<A extends Uint8Array | Float32Array> { full: number; make(n: number): A; fix(v: number): number }
+const BYTES: Scale<Uint8Array> = { full: 255, make: (n) => new Uint8Array(n), fix: clampByte };
+const UNIT: Scale<Float32Array> = { full: 1, make: (n) => new Float32Array(n), fix: (v) => (v < 0 ? 0 : v > 1 ? 1 : v) };
+
+function rotate<A extends Uint8Array | Float32Array>(img: A, w: number, h: number, degrees: number, sc: Scale<A>): A {
+  const clampByte = sc.fix;
+  const out = sc.make(w * h);
   const a = (degrees * Math.PI) / 180, c = Math.cos(a), s = Math.sin(a);
   const cx = (w - 1) / 2, cy = (h - 1) / 2;
   const at = (x: number, y: number) => (x < 0 || y < 0 || x >= w || y >= h ? 0 : img[y * w + x]!);
@@ -83,7 +115,8 @@ function rotate(img: Uint8Array, w: number, h: number, degrees: number): Uint8Ar
   return out;
 }
 
-function blur(img: Uint8Array, w: number, h: number, sigma: number): Uint8Array {
+function blur<A extends Uint8Array | Float32Array>(img: A, w: number, h: number, sigma: number, sc: Scale<A>): A {
+  const clampByte = sc.fix;
   const r = Math.max(1, Math.ceil(3 * sigma));
   const k = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
   const sum = k.reduce((p, q) => p + q, 0);
@@ -94,7 +127,7 @@ function blur(img: Uint8Array, w: number, h: number, sigma: number): Uint8Array 
       for (let i = -r; i <= r; i++) v += k[i + r]! * img[y * w + Math.min(w - 1, Math.max(0, x + i))]!;
       tmp[y * w + x] = v / sum;
     }
-  const out = new Uint8Array(w * h);
+  const out = sc.make(w * h);
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++) {
       let v = 0;
@@ -104,17 +137,38 @@ function blur(img: Uint8Array, w: number, h: number, sigma: number): Uint8Array 
   return out;
 }
 
-/** One image (row-major h × w uint8) with the shifts applied in order; `rng` feeds the noise. */
-export function applyShift(img: Uint8Array, w: number, h: number, shift: Shift | Shift[], rng: Rng): Uint8Array {
+function applyScaled<A extends Uint8Array | Float32Array>(img: A, w: number, h: number, shift: Shift | Shift[], rng: Rng, sc: Scale<A>): A {
   let cur = img;
+  const u = sc.full / 255; // 0–255 parameters in this scale
   for (const s of Array.isArray(shift) ? shift : [shift]) {
-    if (s.kind === 'none') cur = Uint8Array.from(cur);
-    else if (s.kind === 'invert') cur = cur.map((v) => 255 - v);
-    else if (s.kind === 'rotate') cur = rotate(cur, w, h, s.degrees);
-    else if (s.kind === 'blur') cur = blur(cur, w, h, s.sigma);
-    else cur = cur.map((v) => clampByte(v + s.std * rng.normal()));
+    if (s.kind === 'none') cur = cur.slice() as A;
+    else if (s.kind === 'invert') cur = cur.map((v) => sc.full - v) as A;
+    else if (s.kind === 'rotate') cur = rotate(cur, w, h, s.degrees, sc);
+    else if (s.kind === 'blur') cur = blur(cur, w, h, s.sigma, sc);
+    else if (s.kind === 'wash') cur = cur.map((v) => sc.fix(s.contrast * v + s.brightness * u + s.std * u * rng.normal())) as A;
+    else cur = cur.map((v) => sc.fix(v + s.std * u * rng.normal())) as A;
   }
   return cur;
+}
+
+/** One image (row-major h × w uint8) with the shifts applied in order; `rng` feeds the noise. */
+export function applyShift(img: Uint8Array, w: number, h: number, shift: Shift | Shift[], rng: Rng): Uint8Array {
+  return applyScaled(img, w, h, shift, rng, BYTES);
+}
+
+/**
+ * Square grey images with values 0–1 (each w·w floats), shifted by a preset name or a Shift list,
+ * seeded (one Rng over all images, in order); results stay in 0–1 (not rounded).
+ */
+export function shiftImages(xs: Float32Array[], shift: PixelShift | Shift | Shift[], seed = 0): Float32Array[] {
+  const list = typeof shift === 'string' ? PRESETS[shift] : shift;
+  if (!list) throw new GraftError(`unknown shift '${shift as string}' (known: ${PIXEL_SHIFTS.join(', ')}, or parseShift's syntax)`);
+  const rng = new Rng(seed);
+  return xs.map((x) => {
+    const w = Math.round(Math.sqrt(x.length));
+    if (w * w !== x.length) throw new GraftError(`shiftImages: images must be square, got ${x.length} pixels`);
+    return applyScaled(x, w, w, list, rng, UNIT);
+  });
 }
 
 export interface ShiftPairOptions {

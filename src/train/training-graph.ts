@@ -210,6 +210,7 @@ function useBatchStatistics(g: Graph, state: Map<string, string>, initial: Map<s
   // (the BatchNormalization gradient rule reuses them instead of recomputing them); the running update
   // m·old + (1−m)·batch is a few per-channel nodes here.
   const b = new Builder(g, 'bn-stats/');
+  let scratch = 0;
   for (const n of g.nodes.filter((v) => v.opType === 'BatchNormalization')) {
     n.attrs['training_mode'] = { type: 'int', value: 1 };
     n.attrs['momentum'] = { type: 'float', value: 0 };
@@ -220,10 +221,11 @@ function useBatchStatistics(g: Graph, state: Map<string, string>, initial: Map<s
       if (!t) throw new GraftError(`BatchNormalization '${n.name}': running statistic '${k}' is not a constant`);
       state.set(k, b.op('Add', [b.mul(k, b.f32(momentum)), b.mul(o, b.f32(1 - momentum))], {}, `${k}/updated`));
       initial.set(k, t);
-      // With momentum 0 the node ignores these inputs, and onnxruntime may write its outputs over them in
-      // place: give it constants of its own, so the update above reads the running statistic as fed.
-      const own = g.uniqueName(`${k}/unused`);
-      g.initializers.set(own, { dtype: 'float32', dims: [...t.dims], data: new Float32Array(t.data.length).fill(i - 3) });
+      // onnxruntime's BatchNormalization aliases outputs 1, 2 to inputs 3, 4 (writes them in place). With
+      // momentum 0 it ignores their values: give each node buffers of its own (distinct values, so that
+      // no constant sharing merges them), so the update above reads the running statistic as fed.
+      const own = g.uniqueName(`${k}/scratch`);
+      g.initializers.set(own, { dtype: 'float32', dims: [...t.dims], data: new Float32Array(t.data.length).fill(++scratch) });
       n.inputs[i] = own;
     }
   }

@@ -1,7 +1,7 @@
 /**
  * Normalization-based adaptation on a network that has BatchNormalization: a small BN CNN trained
  * from scratch on Fashion-MNIST (3,000 labelled source images) loses most of its accuracy on
- * washed-out, noisy test images (the 'dim-noisy' shift of src/adapt/pixel-shift.ts). AdaBN
+ * washed-out, noisy test images (the 'dim-noisy' shift of src/data/shifts.ts). AdaBN
  * (target statistics, no labels, no gradient) and TENT-style entropy minimization of the BN
  * affine parameters must each win back accuracy on held-out shifted images; on unshifted data
  * AdaBN's statistics must reproduce the exact layer statistics it claims to compute.

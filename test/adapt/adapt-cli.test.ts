@@ -13,7 +13,7 @@ import { graft, graftFails } from '../helpers/cli.js';
 import { asset } from '../helpers/assets.js';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { fashionMnist } from '../../src/adapt/experiments.js';
-import { shiftImages } from '../../src/adapt/pixel-shift.js';
+import { shiftImages } from '../../src/data/shifts.js';
 import { evaluateModel } from '../../src/finetune/classifier.js';
 import { makeBatchDynamic } from '../../src/graph/rewrites.js';
 

@@ -1,7 +1,7 @@
 /** The source → shifted target pair: shifts do what they say, are seeded, and the pair is built as documented. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyShift, parseShift, fashionShiftPair, describeShift } from '../../src/data/shifts.js';
+import { applyShift, parseShift, fashionShiftPair, describeShift, shiftImages } from '../../src/data/shifts.js';
 import { Rng } from '../../src/util/random.js';
 import { GraftError } from '../../src/util/errors.js';
 import { asset } from '../helpers/assets.js';
@@ -42,4 +42,27 @@ test('the Fashion-MNIST pair: stratified sizes, same test garments in both domai
   const other = fashionShiftPair({ shift: parseShift('rotate:90'), sourcePerClass: 5, targetPerClass: 4, testPerClass: 3, seed: 2 });
   assert.deepEqual(other.source.test.x[0], p.source.test.x[0]);
   assert.notDeepEqual(other.target.test.x[0], p.target.test.x[0]);
+});
+
+test('presets on 0–1 images: dim-noisy washes out and adds seeded noise, invert is exact; presets parse as wash/noise', () => {
+  const xs = [Float32Array.from({ length: 16 }, (_, i) => i / 15), Float32Array.from({ length: 16 }, (_, i) => (i % 2 ? 1 : 0))];
+  const a = shiftImages(xs, 'dim-noisy', 3), b = shiftImages(xs, 'dim-noisy', 3);
+  assert.deepEqual(a, b);
+  const mean = (x: Float32Array) => x.reduce((s, v) => s + v, 0) / x.length;
+  // contrast 0.5 and +0.3: the mean moves from m to about 0.5·m + 0.3, values stay in [0, 1]
+  for (let k = 0; k < 2; k++) {
+    assert.ok(Math.abs(mean(a[k]!) - (0.5 * mean(xs[k]!) + 0.3)) < 0.08, `mean ${mean(a[k]!)}`);
+    assert.ok(a[k]!.every((v) => v >= 0 && v <= 1));
+  }
+  const on = a[1]!.filter((_, i) => i % 2 === 1), off = a[1]!.filter((_, i) => i % 2 === 0);
+  assert.ok(Math.abs(mean(on) - mean(off) - 0.5) < 0.12, `contrast halved: ${mean(on) - mean(off)}`);
+  assert.deepEqual(shiftImages(xs, 'invert').map((x) => Array.from(x, (v) => Math.round(v * 1e6))), xs.map((x) => Array.from(x, (v) => Math.round((1 - v) * 1e6))));
+  assert.deepEqual(parseShift('dim-noisy'), [{ kind: 'wash', contrast: 0.5, brightness: 76.5, std: 25.5 }]);
+  assert.equal(describeShift(parseShift('noise')), 'noise σ=76.5');
+  // the byte path and the 0–1 path agree on the same (noise-free) wash
+  const u8 = applyShift(img, W, H, parseShift('wash:0.5:76.5:0'), new Rng(0));
+  const f = shiftImages([Float32Array.from(img, (v) => v / 255)], parseShift('wash:0.5:76.5:0'))[0]!;
+  for (let i = 0; i < u8.length; i++) assert.ok(Math.abs(u8[i]! - f[i]! * 255) <= 0.5 + 1e-3);
+  assert.throws(() => parseShift('wash:0.5'), GraftError);
+  assert.throws(() => shiftImages([new Float32Array(5)], 'noise'), GraftError);
 });
