@@ -1,7 +1,8 @@
 /**
  * Conv (and pool) gradient formulations, timed against onnxruntime's forward on representative
- * MobileNetV2 / ResNet-18 layers at batch 16. Each backward graph takes x, W and dy as inputs and computes
- * dx or dW with one formulation; the rule in src/autodiff/rules/conv.ts uses the fastest ("*" below).
+ * MobileNetV2 / ResNet-18 layers at batch 16 (plus MaxPool, and BatchNormalization with batch statistics).
+ * Each backward graph takes x, W and dy as inputs and computes dx or dW with one formulation; the rules
+ * in src/autodiff/rules/conv.ts and norm.ts use the fastest ("*" below).
  *
  *   GRAFT_THREADS=2 npx tsx bench/conv-grad.ts [reps] [layer-name-filter]
  *   GRAFT_THREADS=1 BENCH_CLOCK=cpu npx tsx bench/conv-grad.ts   (CPU time: steadier on a shared machine)
@@ -279,6 +280,45 @@ async function main() {
     const tdw = t[2 + dx.length + dw.findIndex(([k]) => k === pdw)]!;
     console.log(`${l.name}: fwd ${fmt(tf)} ms (W as input ${fmt(tfw)})\n  dx: ${timed(dx, 2, pdx)}\n  dW: ${timed(dw, 2 + dx.length, pdw)}`);
     rows.push(`| ${l.name} | ${fmt(tf)} | ${fmt(tfw)} | ${fmt(tdx)} (${pdx}) | ${fmt(tdw)} (${pdw}) | ${((tdx + tdw) / tf).toFixed(2)} | ${(tdw / tf).toFixed(2)} |`);
+  }
+  if ('batchnorm'.includes(filter) || filter === '') {
+    // BatchNormalization backward with batch statistics on MobileNetV2-sized activations: the x̂ form
+    // (rule before 2026-11-28) against the per-channel coefficient form in src/autodiff/rules/norm.ts,
+    // both recomputing the statistics; and the variance's Σd² as ReduceSumSquare or ReduceSum(d·d).
+    for (const dims of [[N, 96, 112, 112], [N, 144, 56, 56], [N, 576, 14, 14]]) {
+      const C = dims[1]!;
+      const M = prod(dims) / C;
+      const axes = [0, 2, 3];
+      const pc = (b: Builder, v: string) => b.reshape(v, [-1, 1, 1]);
+      const rs = (b: Builder, v: string) => b.op('Reciprocal', [b.op('Sqrt', [b.add(v, b.f32(1e-5))])]);
+      const io = { x: dims, dy: dims, scale: [C] };
+      const xhatForm = backward(io, (b) => {
+        const d = b.sub('x', b.reduce('ReduceMean', 'x', axes, true));
+        const rstd = rs(b, b.reduce('ReduceMean', b.mul(d, d), axes, true));
+        const xh = b.mul(d, rstd);
+        const g = b.mul('dy', pc(b, 'scale'));
+        const dx = b.mul(rstd, b.sub(b.sub(g, b.reduce('ReduceMean', g, axes, true)), b.mul(xh, b.reduce('ReduceMean', b.mul(g, xh), axes, true))));
+        return b.op('Sum', [dx, b.reshape(b.reduce('ReduceSum', b.mul('dy', xh), axes, false), [1, C, 1, 1]), b.reshape(b.reduce('ReduceSum', 'dy', axes, false), [1, C, 1, 1])]);
+      });
+      const coefForm = (sq: 'ReduceSum(d·d)' | 'ReduceSumSquare') => backward(io, (b) => {
+        const d = b.sub('x', b.reduce('ReduceMean', 'x', axes, true));
+        const ss = sq === 'ReduceSumSquare' ? b.reduce('ReduceSumSquare', d, axes, true) : b.reduce('ReduceSum', b.mul(d, d), axes, true);
+        const rstd = rs(b, b.mul(ss, b.f32(1 / M)));
+        const T = b.reduce('ReduceSum', b.mul('dy', d), axes, true);
+        const S = b.reduce('ReduceSum', 'dy', axes, true);
+        const dxh = b.mul(T, rstd);
+        const a = b.mul(pc(b, 'scale'), rstd);
+        const beta = b.neg(b.mul(b.mul(a, rstd), b.mul(dxh, b.f32(1 / M))));
+        const gamma = b.neg(b.mul(a, b.mul(S, b.f32(1 / M))));
+        const flat = (v: string) => b.reshape(v, [C]);
+        const zeros = b.constant({ dtype: 'float32', dims: [C], data: new Float32Array(C) });
+        const ones = b.constant({ dtype: 'float32', dims: [C], data: new Float32Array(C).fill(1) });
+        const dx = b.add(b.mul('dy', a), b.op('BatchNormalization', [d, flat(beta), flat(gamma), zeros, ones], { epsilon: A.f(0) }));
+        return b.op('Sum', [dx, dxh, S]);
+      });
+      const t = await medians([xhatForm, coefForm('ReduceSum(d·d)'), coefForm('ReduceSumSquare')], reps);
+      console.log(`batchnorm ${dims.join('×')}: x̂ form ${fmt(t[0]!)} ms | *coefficient form ${fmt(t[1]!)} | coefficient form with ReduceSumSquare ${fmt(t[2]!)}`);
+    }
   }
   if ('pool'.includes(filter) || filter === '') {
     // ResNet-18's MaxPool 3×3/2 pad 1 on [16, 64, 112, 112]: forward with and without Indices, and the backward.

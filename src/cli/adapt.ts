@@ -32,6 +32,7 @@ import { predictProba, accuracyOf } from '../adapt/predict.js';
 import { adaptWithSource, type SourceNetworkMethod } from '../adapt/with-source.js';
 import { shiftImages, PIXEL_SHIFTS, type PixelShift } from '../data/shifts.js';
 import type { LogisticRegression } from '../heads/logistic.js';
+import { smallCnn } from '../heads/scratch-cnn.js';
 import { int, num } from './parse.js';
 import { GraftError } from '../util/errors.js';
 
@@ -47,12 +48,16 @@ interface AdaptFlags {
 
 interface Images { x: Float32Array[]; y?: number[] }
 
+/** --model small-cnn: the small CNN of src/heads/scratch-cnn.ts, trained from scratch on the source (inputs 0–1). */
+const SCRATCH = 'small-cnn';
+const inputMaxOf = (o: AdaptFlags) => (o.model === SCRATCH ? 1 : num(o.inputMax, '--input-max'));
+
 const list = (v: string | undefined, flag: string) => (v === undefined ? undefined : v.split(',').map((s) => num(s.trim(), flag)));
 
 /** Grey images scaled so a full-intensity pixel is `inputMax`, at the model's side. */
 async function loadImages(path: string, side: number, o: AdaptFlags, labelsFile?: string): Promise<Images> {
   if (!existsSync(path)) throw new GraftError(`dataset not found: ${path}`);
-  const inputMax = num(o.inputMax, '--input-max');
+  const inputMax = inputMaxOf(o);
   let data: Images;
   if (/\.csv(\.gz)?$/i.test(path)) {
     const d = await loadPixelDataset(path, { side, preprocess: o.preprocess, pixelMax: num(o.pixelMax, '--pixel-max'), outMax: inputMax });
@@ -111,7 +116,11 @@ async function exportHead(model: Graph, node: string, head: LogisticRegression, 
 }
 
 export async function adaptCommand(o: AdaptFlags) {
-  const model = makeBatchDynamic(loadModel(o.model));
+  const scratch = o.model === SCRATCH;
+  if (scratch && !WITH_SOURCE.has(o.method)) throw new GraftError(`--model ${SCRATCH} (a network trained from scratch on the source) works only with --method dann, mmd or deep-coral`);
+  if (scratch && !existsSync(o.target)) throw new GraftError(`dataset not found: ${o.target}`);
+  // small-cnn: sized to the target images (IDX: their side; CSV: 28, as --preprocess makes them); classes set from the source below
+  const model = scratch ? smallCnn({ channels: 1, size: /\.csv(\.gz)?$/i.test(o.target) ? 28 : readIdx(o.target).dims[1]!, classes: 2 }) : makeBatchDynamic(loadModel(o.model));
   const dims = exampleDims(model);
   if (dims.length !== 3 || dims[0] !== 1 || dims[1] !== dims[2]) throw new GraftError(`--model: graft adapt takes grey square images; the model's input is [batch, ${dims}] (expected [batch, 1, S, S])`);
   const side = dims[1]!;
@@ -120,7 +129,7 @@ export async function adaptCommand(o: AdaptFlags) {
   if ((featureLevel || withSource) && !o.source) throw new GraftError(`--method ${o.method} needs --source (labelled source images)`);
   if (!featureLevel && !withSource && o.source) throw new GraftError(`--method ${o.method} is source-free: it reads only --model and --target (drop --source)`);
   const target = await loadImages(o.target, side, o);
-  if (o.shiftTarget) target.x = shiftImages(target.x.map((x) => x.map((v) => v / num(o.inputMax, '--input-max'))), o.shiftTarget, int(o.seed, '--seed')).map((x) => x.map((v) => v * num(o.inputMax, '--input-max')));
+  if (o.shiftTarget) target.x = shiftImages(target.x.map((x) => x.map((v) => v / inputMaxOf(o))), o.shiftTarget, int(o.seed, '--seed')).map((x) => x.map((v) => v * inputMaxOf(o)));
   const labels = reportLabels(o.targetLabels, target, o);
   const bar = o.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: `${o.method} |{bar}| {value} candidates | best score {best}`, stream: process.stderr }, cliProgress.Presets.shades_classic);
   let best = -Infinity, seen = 0;
@@ -140,7 +149,8 @@ export async function adaptCommand(o: AdaptFlags) {
       ...(o.steps ? { checkpoints: list(o.steps, '--steps')! } : {}),
     } as const;
     const weights = list(o.weight, '--weight');
-    const r = await adaptWithSource(o.method as SourceNetworkMethod, model, { x: source.x, y: source.y }, target.x, { ...common, onCandidate, ...(weights ? { weights } : {}) });
+    const start = () => (scratch ? smallCnn({ channels: 1, size: side, classes: Math.max(...source.y!) + 1, seed }) : model);
+    const r = await adaptWithSource(o.method as SourceNetworkMethod, start(), { x: source.x, y: source.y }, target.x, { ...common, onCandidate, ...(weights ? { weights } : {}) });
     Object.assign(report, {
       sourceExamples: source.x.length, sourceTrainExamples: r.sourceTrainExamples, featureNode: r.feature, featureDim: r.featureDim, newHead: r.newHead, epochs,
       chosen: r.chosen, selection: r.selection, candidates: r.candidates,
@@ -149,7 +159,7 @@ export async function adaptCommand(o: AdaptFlags) {
       const after = accuracyOf(await predictProba(r.model, target.x), labels);
       const acc: Record<string, unknown> = { after, note: 'measured on the target images adapted on' };
       if (o.baseline !== false) {
-        const base = await adaptWithSource('source-only', model, { x: source.x, y: source.y }, target.x, { ...common, checkpoints: [epochs] });
+        const base = await adaptWithSource('source-only', start(), { x: source.x, y: source.y }, target.x, { ...common, checkpoints: [epochs] });
         acc['sourceOnly'] = accuracyOf(await predictProba(base.model, target.x), labels);
         acc['before'] = acc['sourceOnly'];
         acc['note'] = `before: source-only training with the same settings (${epochs} epochs, same source split); measured on the target images adapted on`;
@@ -219,7 +229,7 @@ export async function adaptCommand(o: AdaptFlags) {
 export function adaptOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--method <method>', 'adaptation method').choices([...ADAPT_METHODS]).makeOptionMandatory())
-    .requiredOption('--model <path>', 'the trained classifier (.onnx, .tflite, TF.js, folder); input [batch, 1, S, S]')
+    .requiredOption('--model <path>', `the trained classifier (.onnx, .tflite, TF.js, folder); input [batch, 1, S, S]; with dann, mmd, deep-coral also '${SCRATCH}': a small CNN trained from scratch on the source (images scaled 0–1; --input-max does not apply)`)
     .requiredOption('--target <path>', 'target images, unlabelled for the method: a CSV of grey images (label column ignored) or IDX images')
     .option('--source <path>', 'feature-level methods and dann, mmd, deep-coral: labelled source images (CSV, or IDX with its labels file beside it)')
     .option('--source-labels <file>', 'IDX labels file of --source (default: guessed from the images file name)')

@@ -142,7 +142,7 @@ export async function finetuneCommand(o: TrainFlags) {
 /** Flags only `--mode finetune` reads. */
 export function finetuneOptions(cmd: Command): Command {
   return finetuneImageOptions(cmd)
-    .addOption(new Option('--schedule <kind>', 'finetune: learning-rate schedule over steps (--lr is the base/peak rate)').choices([...SCHEDULES]).default('constant'))
+    .addOption(new Option('--schedule <kind>', 'finetune: learning-rate schedule over steps (--lr is the base/peak rate; default constant, on image data cosine)').choices([...SCHEDULES]))
     .option('--warmup <steps>', 'finetune: linear warmup steps (constant and cosine schedules; cosine default: 5% of the steps)')
     .option('--step-epochs <n>', 'finetune, step schedule: multiply the rate by --gamma every N epochs', '10')
     .option('--gamma <x>', 'finetune, step schedule: the factor', '0.1')

@@ -90,7 +90,7 @@ export async function finetuneImageCsv(modelPath: string, dataPath: string, o: F
   if (o.out) writeOnnx(trained, o.out);
   await r.trainer.release();
   return {
-    trainExamples: train.x.length, testExamples: test.x.length, validationExamples: validation?.x.length ?? 0, zeroShotAccuracy, testAccuracy,
+    trainExamples: train.x.length, testExamples: test.x.length, validationExamples: validation?.y.length ?? 0, zeroShotAccuracy, testAccuracy,
     ...(r.valAccuracy !== undefined ? { valAccuracy: r.valAccuracy } : {}),
     finalLoss: r.losses[r.losses.length - 1] ?? NaN, steps: r.losses.length, epochs: r.epochs, resumedFrom: r.resumedFrom,
     ...(r.bestEpoch !== undefined ? { bestEpoch: r.bestEpoch } : {}), seconds, ...(o.out ? { out: o.out } : {}),

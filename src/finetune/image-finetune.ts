@@ -22,13 +22,18 @@ import { classificationMetrics, type Metrics } from '../eval/metrics.js';
 import type { OptimizerSpec } from '../optim/optimizer.js';
 import { exportFinetuned } from '../export/export.js';
 import type { LoraOptions } from './lora.js';
+import type { LrFindOptions, LrFindResult } from '../train/lr-finder.js';
 import {
-  splitTopBlocks, cacheActivations, trainTopBlocks, predictStore, assembleTopBlocks,
-  type TopBlocksModel, type CacheProgress,
+  splitTopBlocks, cacheActivations, trainTopBlocks, predictStore, assembleTopBlocks, lrFindTopBlocks,
+  type TopBlocksModel, type CacheProgress, type ActivationStore, type TopBlocksTrainOptions,
 } from './top-blocks.js';
 import { GraftError } from '../util/errors.js';
 
-export interface ImageFinetuneOptions {
+/**
+ * Everything trainTopBlocks (and so fit()) takes — schedule, early stopping, class weights, lrDecay,
+ * unfreezeEvery, batchNorm, checkpoint, loss, optimizer, headLrMult, LoRA… — plus the data and cut.
+ */
+export interface ImageFinetuneOptions extends Omit<TopBlocksTrainOptions, 'validation'> {
   /** Value or node to cut at (the data input's name: full fine-tuning). */
   cut?: string;
   /** Train the top N blocks (default 2 when no cut is given). */
@@ -41,24 +46,11 @@ export interface ImageFinetuneOptions {
   labelsPerClass?: number;
   testFraction?: number;
   valFraction?: number;
-  seed?: number;
-  epochs?: number;
-  batchSize?: number;
-  lr?: number;
-  headLrMult?: number;
-  optimizer?: OptimizerSpec;
-  clipNorm?: number;
-  headInit?: 'linear-probe' | 'zeros';
-  lora?: Omit<LoraOptions, 'exclude'>;
   /** Folder for model.onnx + labels.json. */
   out?: string;
   /** Export parity tolerance (default 1e-4; see ExportOptions.tolerance). */
   tolerance?: number;
-  runtime?: RuntimeOptions;
   onCacheProgress?: (p: CacheProgress) => void;
-  onStart?: (info: { totalSteps: number }) => void;
-  onStep?: (info: { epoch: number; step: number; totalSteps: number; loss: number }) => void;
-  onEpoch?: (info: { epoch: number; loss: number; valAccuracy?: number; seconds: number }) => void;
 }
 
 export interface ImageFinetuneReport {
@@ -72,7 +64,10 @@ export interface ImageFinetuneReport {
   cache: { seconds: number; computed: number; cached: number; megabytes: number; dir?: string };
   probe?: { l2: number; trainAccuracy: number; valAccuracy?: number };
   lora?: { params: number };
+  /** Epochs trained (early stopping may stop sooner); resumedFrom: the checkpoint epoch a resumed run continued after (0: none). */
   epochs: number;
+  resumedFrom: number;
+  bestEpoch?: number;
   steps: number;
   trainSeconds: number;
   finalLoss: number;
@@ -89,8 +84,19 @@ export interface ImageFinetuneResult {
   split: TopBlocksModel;
 }
 
-export async function finetuneImages(model: Graph | string, data: LabelledImages, o: ImageFinetuneOptions = {}): Promise<ImageFinetuneResult> {
-  const t0 = performance.now();
+interface PreparedImages {
+  g: Graph;
+  m: TopBlocksModel;
+  split: { train: number[]; val: number[]; test: number[] };
+  stores: [ActivationStore, ActivationStore, ActivationStore];
+  labels: [number[], number[], number[]];
+  views: number;
+  augment?: AugmentOptions;
+  cache: { seconds: number; computed: number; cached: number };
+}
+
+/** Split, cut, and cache the activations of train (K views), validation and test images. */
+async function prepareImages(model: Graph | string, data: LabelledImages, o: ImageFinetuneOptions): Promise<PreparedImages> {
   const g = makeBatchDynamic(typeof model === 'string' ? loadModel(model) : model);
   const K = data.classes.length;
   if (K < 2) throw new GraftError(`the dataset has ${K} class; at least two are needed`);
@@ -108,7 +114,7 @@ export async function finetuneImages(model: Graph | string, data: LabelledImages
   const total = split.train.length * views + split.val.length + split.test.length;
   let done = 0, computed = 0, cached = 0;
   const progress = (p: CacheProgress) => o.onCacheProgress?.({ done: done + p.done, total, cached: cached + p.cached, computed: computed + p.computed });
-  const stores = [];
+  const stores: ActivationStore[] = [];
   for (const [idx, v] of [[split.train, views], [split.val, 1], [split.test, 1]] as const) {
     let last: CacheProgress = { done: 0, total: 0, cached: 0, computed: 0 };
     stores.push(await cacheActivations(m, pick(idx), {
@@ -117,20 +123,29 @@ export async function finetuneImages(model: Graph | string, data: LabelledImages
     }));
     done += last.done; computed += last.computed; cached += last.cached;
   }
-  const [trS, vaS, teS] = stores as [typeof stores[0], typeof stores[0], typeof stores[0]];
-  const cacheSeconds = (performance.now() - tc) / 1000;
-  const yTr = split.train.map((i) => data.labels[i]!), yVa = split.val.map((i) => data.labels[i]!), yTe = split.test.map((i) => data.labels[i]!);
-  const epochs = o.epochs ?? 5;
-  const bs = o.batchSize ?? 32;
-  o.onStart?.({ totalSteps: epochs * Math.ceil(trS.size / bs) });
-  const r = await trainTopBlocks(m, trS, yTr, {
-    epochs, batchSize: bs, seed,
-    ...(o.lr !== undefined ? { lr: o.lr } : {}), ...(o.headLrMult !== undefined ? { headLrMult: o.headLrMult } : {}),
-    ...(o.optimizer ? { optimizer: o.optimizer } : {}), ...(o.clipNorm ? { clipNorm: o.clipNorm } : {}),
-    ...(o.headInit ? { headInit: o.headInit } : {}), ...(o.lora ? { lora: o.lora } : {}), ...(o.runtime ? { runtime: o.runtime } : {}),
-    ...(vaS.size ? { validation: { store: vaS, labels: yVa } } : {}),
-    ...(o.onStep ? { onStep: o.onStep } : {}), ...(o.onEpoch ? { onEpoch: o.onEpoch } : {}),
-  });
+  const ys = (idx: number[]) => idx.map((i) => data.labels[i]!);
+  return {
+    g, m, split, stores: stores as PreparedImages['stores'], labels: [ys(split.train), ys(split.val), ys(split.test)], views, ...(augment ? { augment } : {}),
+    cache: { seconds: (performance.now() - tc) / 1000, computed, cached },
+  };
+}
+
+/** Options of trainTopBlocks from the image options (the data/cut/export ones dropped). */
+function trainOptions(o: ImageFinetuneOptions): TopBlocksTrainOptions {
+  const { cut: _c, topBlocks: _t, views: _v, augment: _a, cacheDir: _d, labelsPerClass: _l, testFraction: _tf, valFraction: _vf, out: _o, tolerance: _tol, onCacheProgress: _p, ...rest } = o;
+  return { ...rest, epochs: o.epochs ?? 5, batchSize: o.batchSize ?? 32, seed: o.seed ?? 0 };
+}
+
+export async function finetuneImages(model: Graph | string, data: LabelledImages, o: ImageFinetuneOptions = {}): Promise<ImageFinetuneResult> {
+  const t0 = performance.now();
+  const { g, m, split, stores: [trS, vaS, teS], labels: [yTr, yVa, yTe], views, augment, cache } = await prepareImages(model, data, o);
+  const pick = (idx: number[]) => idx.map((i) => data.inputs[i]!);
+  const cacheSeconds = cache.seconds;
+  const { computed, cached } = cache;
+  const to = trainOptions(o);
+  const epochs = to.epochs!;
+  if (o.earlyStopping && !vaS.size) throw new GraftError('early stopping needs validation images: set --val-fraction above 0');
+  const r = await trainTopBlocks(m, trS, yTr, { ...to, ...(vaS.size ? { validation: { store: vaS, labels: yVa } } : {}) });
   const score = async (store: typeof trS, y: number[]) =>
     store.size ? classificationMetrics(y, await predictStore(r.trainer, m, store), data.classes) : undefined;
   const validation = await score(vaS, yVa);
@@ -157,11 +172,17 @@ export async function finetuneImages(model: Graph | string, data: LabelledImages
     examples: { train: split.train.length, val: split.val.length, test: split.test.length }, views,
     cache: { seconds: cacheSeconds, computed, cached, megabytes: (trS.bytes + vaS.bytes + teS.bytes) / 2 ** 20, ...(o.cacheDir ? { dir: o.cacheDir } : {}) },
     ...(r.probe ? { probe: r.probe } : {}), ...(r.loraParams ? { lora: { params: r.loraParams.length } } : {}),
-    epochs, steps: r.losses.length, trainSeconds: r.seconds, finalLoss: r.losses.at(-1) ?? NaN,
+    epochs: r.epochs, resumedFrom: r.resumedFrom, ...(r.bestEpoch !== undefined ? { bestEpoch: r.bestEpoch } : {}), steps: r.losses.length, trainSeconds: r.seconds, finalLoss: r.losses.at(-1) ?? NaN,
     ...(validation ? { validation } : {}), ...(test ? { test } : {}), ...(exported ? { export: exported } : {}),
     seconds: (performance.now() - t0) / 1000,
   };
   return { report, graph, split: m };
+}
+
+/** The learning-rate range test on the training images' cached activations, with the options finetuneImages would train with. */
+export async function lrFindImages(model: Graph | string, data: LabelledImages, o: ImageFinetuneOptions & LrFindOptions = {}): Promise<LrFindResult> {
+  const { m, stores: [trS], labels: [yTr] } = await prepareImages(model, data, { ...o, valFraction: o.valFraction ?? 0.1 });
+  return lrFindTopBlocks(m, trS, yTr, trainOptions(o));
 }
 
 /** The training graph's forward on model inputs: the bottom in fp32 (no cache), then Trainer.predict on the tail. */

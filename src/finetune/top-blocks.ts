@@ -17,15 +17,18 @@ import type { Tensor } from '../graph/tensor.js';
 import { encodeOnnx } from '../formats/onnx.js';
 import { getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
-import { Trainer } from '../train/trainer.js';
-import { argmaxRows, labelsTensor } from '../train/fit.js';
-import type { OptimizerSpec } from '../optim/optimizer.js';
+import type { Trainer } from '../train/trainer.js';
+import { argmaxRows, fit, type FitOptions, type ExampleBatches, type StepInfo, type EpochInfo } from '../train/fit.js';
+import { listCheckpoints } from '../train/checkpoint.js';
+import { findLr, type LrFindOptions, type LrFindResult } from '../train/lr-finder.js';
+import { selectTrainable } from '../train/training-graph.js';
+import { upgradeOpset } from '../graph/rewrites.js';
+import type { OptimizerSpec, ParamGroup } from '../optim/optimizer.js';
 import { defaultFeatureNode } from '../features/extract.js';
 import { cacheKey, sha256, toHalf, fromHalf, type FeatureCache } from '../features/cache.js';
 import { readFileSync } from 'node:fs';
 import { fitCV, fit as fitLogistic } from '../heads/logistic.js';
 import { augmentKey, viewsToTensor, type AugmentOptions } from '../data/augment.js';
-import { Rng } from '../util/random.js';
 import { addLora, type LoraOptions } from './lora.js';
 import type { TrainableSpec } from '../train/training-graph.js';
 import { GraftError } from '../util/errors.js';
@@ -284,26 +287,20 @@ export async function cacheActivations(m: TopBlocksModel, inputs: (string | Uint
 
 /* ------------------------------------------------------------------ training */
 
-export interface TopBlocksTrainOptions {
-  epochs?: number;
-  batchSize?: number;
-  /** Peak learning rate (default 1e-3); the schedule is a cosine decay to 0 over all steps. */
-  lr?: number;
-  /** Learning rate of the head, relative to lr (default 1). */
+export interface TopBlocksTrainOptions extends Omit<FitOptions, 'validation' | 'onStep' | 'onEpoch' | 'trainable'> {
+  /** What trains in the tail (default all of it; the head always trains). */
+  trainable?: TrainableSpec;
+  /** Learning rate of the head, relative to lr (default 1): an optimizer parameter group. */
   headLrMult?: number;
-  optimizer?: OptimizerSpec;
-  clipNorm?: number;
-  seed?: number;
   /** 'linear-probe' (default): start the head from a logistic regression on frozen features; 'zeros'. */
   headInit?: 'linear-probe' | 'zeros';
   /** Train LoRA adapters on the tail's MatMul/Gemm/1×1 conv weights (base frozen) instead of the tail itself; the head trains in full. */
   lora?: Omit<LoraOptions, 'exclude'>;
   /** L2 penalties tried by the linear probe's cross-validation (default 1e-2, 1e-1, 1). */
   probeGrid?: number[];
-  runtime?: RuntimeOptions;
   validation?: { store: ActivationStore; labels: number[] };
-  onStep?: (info: { epoch: number; step: number; totalSteps: number; loss: number }) => void;
-  onEpoch?: (info: { epoch: number; loss: number; valAccuracy?: number; seconds: number }) => void;
+  onStep?: (info: StepInfo & { totalSteps: number }) => void;
+  onEpoch?: (info: EpochInfo) => void;
 }
 
 export interface TopBlocksTrainResult {
@@ -313,7 +310,11 @@ export interface TopBlocksTrainResult {
   /** The LoRA parameters trained (when `lora` was given). */
   loraParams?: string[];
   valAccuracy?: number;
-  /** Seconds spent in training steps (excluding the probe). */
+  /** Epochs trained (early stopping may end sooner); the epoch a resumed run started after; the best epoch kept. */
+  epochs: number;
+  resumedFrom: number;
+  bestEpoch?: number;
+  /** Seconds spent in training (excluding the probe). */
   seconds: number;
 }
 
@@ -367,73 +368,71 @@ export async function predictStore(trainer: Trainer, m: TopBlocksModel, store: A
   return out;
 }
 
-function accuracyOf(pred: number[], y: number[]): number {
-  let ok = 0;
-  pred.forEach((p, i) => (ok += p === y[i] ? 1 : 0));
-  return ok / Math.max(1, y.length);
+/** The store (and its labels) as fit()'s batched examples: fp16 rows expanded per batch, K views each. */
+export function storeExamples(store: ActivationStore, labels: number[]): ExampleBatches {
+  return { y: labels, views: store.views, batch: (idx, views) => store.batch(idx, views) };
+}
+
+/** The tail with LoRA adapters (when asked) and what trains in it, for fit() or the learning-rate finder. */
+export function tailTraining(m: TopBlocksModel, o: Pick<TopBlocksTrainOptions, 'lora' | 'trainable' | 'headLrMult' | 'optimizer'>): { tail: Graph; trainable: TrainableSpec; optimizer: OptimizerSpec; loraParams?: string[] } {
+  const head = [m.head.weight, m.head.bias];
+  let tail = m.tail;
+  let trainable: TrainableSpec = o.trainable ?? 'all';
+  let loraParams: string[] | undefined;
+  if (o.lora) {
+    const r = addLora(m.tail, { ...o.lora, exclude: [m.head.weight] });
+    tail = r.graph;
+    loraParams = r.params;
+    trainable = { names: [...r.params, ...head] };
+  } else if (trainable !== 'all') trainable = { names: [...new Set([...selectTrainable(upgradeOpset(tail), trainable), ...head])] };
+  const spec: OptimizerSpec = o.optimizer ?? { kind: 'adamw', weightDecay: 1e-4 };
+  const mult = o.headLrMult ?? 1;
+  if (!(mult > 0)) throw new GraftError(`--head-lr-mult must be positive, got ${mult}`);
+  const optimizer: OptimizerSpec = mult === 1 ? spec : { ...spec, groups: new Map([...(spec.groups ?? new Map<string, ParamGroup>()), ...head.map((k) => [k, { ...spec.groups?.get(k), lrScale: (spec.groups?.get(k)?.lrScale ?? 1) * mult }] as const)]) };
+  return { tail, trainable, optimizer, ...(loraParams ? { loraParams } : {}) };
 }
 
 /**
- * Train the tail and head on cached activations: each epoch visits every image once, in a seeded
- * order, each time through one of its views drawn at random (view 0 only when there is one).
+ * Train the tail and head on cached activations through fit() (so schedules, early stopping, class
+ * weights, discriminative rates, gradual unfreezing, BN modes and checkpoints all apply): each epoch
+ * visits every image once, in a seeded order, through one of its views drawn at random. The default
+ * schedule is a cosine decay to 0 without warmup.
  */
 export async function trainTopBlocks(m: TopBlocksModel, store: ActivationStore, labels: number[], o: TopBlocksTrainOptions = {}): Promise<TopBlocksTrainResult> {
   if (store.size !== labels.length) throw new GraftError(`${store.size} cached images but ${labels.length} labels`);
   if (!store.size) throw new GraftError('no training examples');
   const bad = labels.find((y) => !(Number.isInteger(y) && y >= 0 && y < m.classes));
   if (bad !== undefined) throw new GraftError(`label ${bad} is outside 0…${m.classes - 1}`);
-  const probe = (o.headInit ?? 'linear-probe') === 'linear-probe' ? await linearProbe(m, store, labels, o) : undefined;
-  const lr = o.lr ?? 1e-3;
-  const headMult = o.headLrMult ?? 1;
-  let tail = m.tail;
-  let trainable: TrainableSpec = 'all';
-  let loraParams: string[] | undefined;
-  if (o.lora) {
-    const r = addLora(m.tail, { ...o.lora, exclude: [m.head.weight] });
-    tail = r.graph;
-    loraParams = r.params;
-    trainable = { names: [...r.params, m.head.weight, m.head.bias] };
-  }
-  const trainer = await Trainer.create(tail, {
-    trainable, lr, optimizer: o.optimizer ?? { kind: 'adamw', weightDecay: 1e-4 },
-    ...(o.clipNorm ? { clipNorm: o.clipNorm } : {}), ...(o.runtime ? { runtime: o.runtime } : {}),
-  });
-  // Per-parameter learning rates: the optimizer takes one lr per step, so the head's larger rate is
-  // applied by scaling its update (one extra step call on the head alone would double its moments).
-  const rng = new Rng(o.seed ?? 0);
+  // resuming: the head in the checkpoint replaces the probe's anyway, so the probe is skipped
+  const resuming = !!o.checkpoint?.resume && listCheckpoints(o.checkpoint.dir).length > 0;
+  const probe = (o.headInit ?? 'linear-probe') === 'linear-probe' && !resuming ? await linearProbe(m, store, labels, o) : undefined;
+  const { headLrMult: _h, headInit: _i, lora: _l, probeGrid: _p, validation, onStep, onEpoch, ...rest } = o;
+  const { tail, trainable, optimizer, loraParams } = tailTraining(m, o);
   const bs = o.batchSize ?? 32;
   const epochs = o.epochs ?? 5;
-  const perEpoch = Math.ceil(store.size / bs);
-  const total = epochs * perEpoch;
-  const losses: number[] = [];
-  let valAccuracy: number | undefined;
+  const totalSteps = epochs * Math.ceil(store.size / bs);
   const t0 = performance.now();
-  const headNames = new Set([m.head.weight, m.head.bias]);
-  for (let epoch = 1; epoch <= epochs; epoch++) {
-    const te = performance.now();
-    const order = rng.shuffle([...Array(store.size).keys()]);
-    let sum = 0, steps = 0;
-    for (let i = 0; i < order.length; i += bs) {
-      const idx = order.slice(i, i + bs);
-      const views = idx.map(() => (store.views > 1 ? rng.int(store.views) : 0));
-      const t = trainer.steps;
-      const rate = lr * 0.5 * (1 + Math.cos((Math.PI * t) / total));
-      const before = headMult !== 1 ? new Map([...headNames].map((k) => [k, Float32Array.from(trainer.params.get(k)!)])) : undefined;
-      const r = await trainer.step({ [m.cut]: store.batch(idx, views) }, labelsTensor(idx.map((k) => labels[k]!)), rate);
-      if (before)
-        for (const [k, old] of before) {
-          const p = trainer.params.get(k)!;
-          for (let j = 0; j < p.length; j++) p[j] = old[j]! + headMult * (p[j]! - old[j]!);
-        }
-      losses.push(r.loss);
-      sum += r.loss;
-      steps++;
-      o.onStep?.({ epoch, step: trainer.steps, totalSteps: total, loss: r.loss });
-    }
-    if (o.validation) valAccuracy = accuracyOf(await predictStore(trainer, m, o.validation.store), o.validation.labels);
-    o.onEpoch?.({ epoch, loss: sum / steps, ...(valAccuracy !== undefined ? { valAccuracy } : {}), seconds: (performance.now() - te) / 1000 });
-  }
-  return { trainer, losses, ...(loraParams ? { loraParams } : {}), ...(probe ? { probe } : {}), ...(valAccuracy !== undefined ? { valAccuracy } : {}), seconds: (performance.now() - t0) / 1000 };
+  const r = await fit(tail, storeExamples(store, labels), {
+    ...rest, epochs, batchSize: bs, lr: o.lr ?? 1e-3, trainable, optimizer,
+    schedule: o.schedule ?? { kind: 'cosine', warmupSteps: 0 },
+    ...(validation?.store.size ? { validation: storeExamples(validation.store, validation.labels) } : {}),
+    ...(onStep ? { onStep: (s) => onStep({ ...s, totalSteps }) } : {}),
+    ...(onEpoch ? { onEpoch } : {}),
+  });
+  return {
+    trainer: r.trainer, losses: r.losses, epochs: r.epochs, resumedFrom: r.resumedFrom,
+    ...(r.bestEpoch !== undefined ? { bestEpoch: r.bestEpoch } : {}),
+    ...(loraParams ? { loraParams } : {}), ...(probe ? { probe } : {}), ...(r.valAccuracy !== undefined ? { valAccuracy: r.valAccuracy } : {}),
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/** The learning-rate range test on the tail (head linear-probed first, as trainTopBlocks starts), with its options. */
+export async function lrFindTopBlocks(m: TopBlocksModel, store: ActivationStore, labels: number[], o: TopBlocksTrainOptions & LrFindOptions = {}): Promise<LrFindResult> {
+  const { validation: _v, onStep: _s, onEpoch: _e, ...rest } = o;
+  if ((o.headInit ?? 'linear-probe') === 'linear-probe') await linearProbe(m, store, labels, rest);
+  const { tail, trainable, optimizer } = tailTraining(m, o);
+  return findLr(tail, storeExamples(store, labels), { ...rest, trainable, optimizer });
 }
 
 /**

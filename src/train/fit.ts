@@ -23,6 +23,32 @@ export interface Examples {
   y: number[];
 }
 
+/**
+ * Examples held elsewhere, e.g. fp16 activations cached at a cut with K augmented views of each image
+ * (src/finetune/top-blocks.ts): fit asks for batches. With views > 1 each epoch visits every example
+ * once, through one of its views drawn by the seeded generator (so resume stays bit-exact).
+ */
+export interface ExampleBatches {
+  y: number[];
+  /** Views per example (default 1). */
+  views?: number;
+  /** Examples `idx` (view `views[k]` of example idx[k]; view 0 when omitted) as one tensor [n, ...exampleDims]. */
+  batch(idx: number[], views?: number[]): Tensor;
+}
+
+/** What fit(), evaluate() and the learning-rate finder train or score on. */
+export type TrainingData = Examples | ExampleBatches;
+
+/** The number of examples. */
+export function sizeOf(d: TrainingData): number {
+  return d.y.length;
+}
+
+/** A batch of examples (and views) as one tensor. */
+export function batchOf(d: TrainingData, idx: number[], dims: number[], views?: number[]): Tensor {
+  return 'batch' in d ? d.batch(idx, views) : stack(idx.map((k) => d.x[k]!), dims);
+}
+
 /** How early stopping watches the validation data. */
 export interface EarlyStopping {
   /** 'accuracy' (higher is better, the default) or 'loss' (validation cross-entropy, lower is better). */
@@ -88,7 +114,7 @@ export interface FitOptions extends TrainerOptions {
   onEpoch?: (info: EpochInfo) => void;
   /** Gradual unfreezing: called when a stage starts, with the parameters that train from then on. */
   onStage?: (info: { epoch: number; stage: number; trainable: string[] }) => void;
-  validation?: Examples;
+  validation?: TrainingData;
 }
 
 export interface FitResult {
@@ -126,7 +152,7 @@ export function outputClasses(model: Graph, output?: string): number | undefined
 }
 
 /** Trainer options with fit-level conveniences (class weights) turned into the loss they mean. */
-export function trainerOptions(model: Graph, data: Examples, o: FitOptions): TrainerOptions {
+export function trainerOptions(model: Graph, data: { y: number[] }, o: FitOptions): TrainerOptions {
   if (!o.classWeights) return o;
   const loss = o.loss ?? { kind: 'cross-entropy' as const };
   if (loss.kind !== 'cross-entropy') throw new GraftError(`class weights apply to the cross-entropy loss, not '${loss.kind}'`);
@@ -159,7 +185,7 @@ export function crossEntropyOf(out: Tensor, y: number[], probs: boolean, weights
 }
 
 /** Accuracy and cross-entropy of the trainer's current weights on examples. */
-export async function evaluate(trainer: Trainer, data: Examples, batchSize = 64, weights?: number[]): Promise<{ accuracy: number; loss: number }> {
+export async function evaluate(trainer: Trainer, data: TrainingData, batchSize = 64, weights?: number[]): Promise<{ accuracy: number; loss: number }> {
   const model = trainer.tg.model;
   const dims = exampleDims(model);
   const name = model.dataInputs()[0]!.name;
@@ -167,8 +193,10 @@ export async function evaluate(trainer: Trainer, data: Examples, batchSize = 64,
   const pred: number[] = [];
   let lossSum = 0;
   let wSum = 0;
-  for (let i = 0; i < data.x.length; i += batchSize) {
-    const out = await trainer.predict({ [name]: stack(data.x.slice(i, i + batchSize), dims) });
+  const n = sizeOf(data);
+  for (let i = 0; i < n; i += batchSize) {
+    const idx = [...Array(Math.min(batchSize, n - i)).keys()].map((k) => i + k);
+    const out = await trainer.predict({ [name]: batchOf(data, idx, dims) });
     const ys = data.y.slice(i, i + batchSize);
     pred.push(...argmaxRows(out));
     const w = ys.reduce((s, c) => s + (weights?.[c] ?? 1), 0);
@@ -205,10 +233,13 @@ function withWeights(model: Graph, w: Map<string, Float32Array>): Graph {
   return g;
 }
 
-export async function fit(model: Graph, data: Examples, o: FitOptions = {}): Promise<FitResult> {
-  if (data.x.length !== data.y.length) throw new GraftError(`${data.x.length} examples but ${data.y.length} labels`);
-  if (data.x.length === 0) throw new GraftError('no training examples');
-  if (o.earlyStopping && !o.validation?.x.length) throw new GraftError('early stopping needs validation data');
+export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}): Promise<FitResult> {
+  if ('x' in data && data.x.length !== data.y.length) throw new GraftError(`${data.x.length} examples but ${data.y.length} labels`);
+  const n = sizeOf(data);
+  const nViews = 'batch' in data ? data.views ?? 1 : 1;
+  if (n === 0) throw new GraftError('no training examples');
+  const hasVal = !!o.validation && sizeOf(o.validation) > 0;
+  if (o.earlyStopping && !hasVal) throw new GraftError('early stopping needs validation data');
   const topts = trainerOptions(model, data, o);
   const classWeights = topts.loss?.kind === 'cross-entropy' ? topts.loss.classWeights : undefined;
   const dims = exampleDims(model);
@@ -216,7 +247,7 @@ export async function fit(model: Graph, data: Examples, o: FitOptions = {}): Pro
   const bs = o.batchSize ?? 32;
   if (!Number.isInteger(bs) || bs < 1) throw new GraftError(`batch size must be a positive integer, got ${bs}`);
   const epochs = o.epochs ?? 10;
-  const stepsPerEpoch = Math.ceil(data.x.length / bs);
+  const stepsPerEpoch = Math.ceil(n / bs);
   const totalSteps = epochs * stepsPerEpoch;
   const baseLr = o.lr ?? 1e-3;
   const lrAt = makeSchedule(o.schedule, baseLr, { totalSteps, stepsPerEpoch });
@@ -242,7 +273,8 @@ export async function fit(model: Graph, data: Examples, o: FitOptions = {}): Pro
   };
 
   const config: Record<string, unknown> = {
-    examples: data.x.length, batchSize: bs, seed: o.seed ?? 0, lr: baseLr, schedule: o.schedule ?? null, optimizer: o.optimizer ?? null,
+    examples: n, ...(nViews > 1 ? { views: nViews } : {}), batchSize: bs, seed: o.seed ?? 0, lr: baseLr, schedule: o.schedule ?? null,
+    optimizer: o.optimizer ? { ...o.optimizer, ...('groups' in o.optimizer && o.optimizer.groups ? { groups: [...o.optimizer.groups] } : {}) } : null,
     trainable, lrDecay: o.lrDecay ?? null, layerGroups: o.layerGroups ?? null, unfreezeEvery: o.unfreezeEvery ?? null,
     batchNorm: o.batchNorm ?? 'frozen', classWeights: classWeights ?? null, earlyStopping: o.earlyStopping ?? null,
     ...(o.schedule && o.schedule.kind !== 'constant' && o.schedule.kind !== 'step' ? { epochs } : {}),
@@ -292,23 +324,24 @@ export async function fit(model: Graph, data: Examples, o: FitOptions = {}): Pro
       o.onStage?.({ epoch, stage, trainable: namesOf(stage) });
     }
     const t0 = performance.now();
-    const order = rng.shuffle([...data.x.keys()]);
+    const order = rng.shuffle([...Array(n).keys()]);
     let sum = 0;
     let steps = 0;
     let lr = lrAt(trainer.steps);
     for (let i = 0; i < order.length; i += bs) {
       const idx = order.slice(i, i + bs);
       lr = lrAt(trainer.steps);
-      const r = await trainer.step({ [name]: stack(idx.map((k) => data.x[k]!), dims) }, labelsTensor(idx.map((k) => data.y[k]!)), lr);
+      const views = nViews > 1 ? idx.map(() => rng.int(nViews)) : undefined;
+      const r = await trainer.step({ [name]: batchOf(data, idx, dims, views) }, labelsTensor(idx.map((k) => data.y[k]!)), lr);
       losses.push(r.loss);
       sum += r.loss;
       steps++;
       o.onStep?.({ epoch, step: trainer.steps, loss: r.loss, lr, examplesPerSecond: (Math.min(i + bs, order.length) * 1000) / (performance.now() - t0) });
     }
     const seconds = (performance.now() - t0) / 1000;
-    const info: EpochInfo = { epoch, loss: sum / steps, lr, seconds, examplesPerSecond: data.x.length / seconds };
-    if (o.validation?.x.length) {
-      const ev = await evaluate(trainer, o.validation, 64, classWeights);
+    const info: EpochInfo = { epoch, loss: sum / steps, lr, seconds, examplesPerSecond: n / seconds };
+    if (hasVal) {
+      const ev = await evaluate(trainer, o.validation!, 64, classWeights);
       valAccuracy = info.valAccuracy = ev.accuracy;
       valLoss = info.valLoss = ev.loss;
     }
@@ -338,8 +371,8 @@ export async function fit(model: Graph, data: Examples, o: FitOptions = {}): Pro
   if (early && best && (o.earlyStopping!.restoreBest ?? true)) {
     restore(trainer, best);
     bestEpoch = early.bestEpoch;
-    if (o.validation?.x.length) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation, 64, classWeights));
-  } else if (saved && epoch === startEpoch && o.validation?.x.length) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation, 64, classWeights));
+    if (hasVal) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation!, 64, classWeights));
+  } else if (saved && epoch === startEpoch && hasVal) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation!, 64, classWeights));
   return {
     trainer, losses, epochs: epoch, resumedFrom: saved ? startEpoch : 0,
     ...(valAccuracy !== undefined ? { valAccuracy } : {}), ...(valLoss !== undefined ? { valLoss } : {}), ...(bestEpoch !== undefined ? { bestEpoch } : {}),

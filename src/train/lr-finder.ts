@@ -11,7 +11,7 @@
 import { atomicWrite } from '../formats/onnx.js';
 import type { Graph } from '../graph/graph.js';
 import { Trainer } from './trainer.js';
-import { exampleDims, labelsTensor, stack, trainerOptions, type Examples, type FitOptions } from './fit.js';
+import { exampleDims, labelsTensor, batchOf, sizeOf, trainerOptions, type TrainingData, type FitOptions } from './fit.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 
@@ -46,7 +46,7 @@ export interface LrFindResult {
 }
 
 /** Run the range test on a trainer; the trainer's weights and optimizer state are restored afterwards. */
-export async function lrFind(trainer: Trainer, data: Examples, o: LrFindOptions = {}): Promise<LrFindResult> {
+export async function lrFind(trainer: Trainer, data: TrainingData, o: LrFindOptions = {}): Promise<LrFindResult> {
   const minLr = o.minLr ?? 1e-7;
   const maxLr = o.maxLr ?? 10;
   const n = o.steps ?? 100;
@@ -72,12 +72,14 @@ export async function lrFind(trainer: Trainer, data: Examples, o: LrFindOptions 
   let diverged = false;
   try {
     for (let i = 0; i < n; i++) {
-      if (order.length < bs) order = order.concat(rng.shuffle([...data.x.keys()]));
-      const idx = order.splice(0, Math.min(bs, data.x.length));
+      if (order.length < bs) order = order.concat(rng.shuffle([...Array(sizeOf(data)).keys()]));
+      const idx = order.splice(0, Math.min(bs, sizeOf(data)));
+      const nViews = 'batch' in data ? data.views ?? 1 : 1;
+      const views = nViews > 1 ? idx.map(() => rng.int(nViews)) : undefined;
       const lr = minLr * (maxLr / minLr) ** (i / (n - 1));
       let loss: number;
       try {
-        loss = (await trainer.step({ [name]: stack(idx.map((k) => data.x[k]!), dims) }, labelsTensor(idx.map((k) => data.y[k]!)), lr)).loss;
+        loss = (await trainer.step({ [name]: batchOf(data, idx, dims, views) }, labelsTensor(idx.map((k) => data.y[k]!)), lr)).loss;
       } catch (e) {
         if (e instanceof GraftError && /the loss became/.test(e.message)) { diverged = true; break; }
         throw e;
@@ -123,7 +125,7 @@ export function suggest(lrs: number[], smoothed: number[]): Pick<LrFindResult, '
 }
 
 /** The range test for a model and data, with fit()'s options (trainable, loss, class weights, optimizer…). */
-export async function findLr(model: Graph, data: Examples, o: FitOptions & LrFindOptions = {}): Promise<LrFindResult> {
+export async function findLr(model: Graph, data: TrainingData, o: FitOptions & LrFindOptions = {}): Promise<LrFindResult> {
   const trainer = await Trainer.create(model, trainerOptions(model, data, o));
   try {
     return await lrFind(trainer, data, o);

@@ -221,12 +221,11 @@ function useBatchStatistics(g: Graph, state: Map<string, string>, initial: Map<s
       if (!t) throw new GraftError(`BatchNormalization '${n.name}': running statistic '${k}' is not a constant`);
       state.set(k, b.op('Add', [b.mul(k, b.f32(momentum)), b.mul(o, b.f32(1 - momentum))], {}, `${k}/updated`));
       initial.set(k, t);
-      // onnxruntime's BatchNormalization aliases outputs 1, 2 to inputs 3, 4 (writes them in place). With
-      // momentum 0 it ignores their values: give each node buffers of its own (distinct values, so that
-      // no constant sharing merges them), so the update above reads the running statistic as fed.
-      const own = g.uniqueName(`${k}/scratch`);
-      g.initializers.set(own, { dtype: 'float32', dims: [...t.dims], data: new Float32Array(t.data.length).fill(++scratch) });
-      n.inputs[i] = own;
+      // onnxruntime's BatchNormalization aliases outputs 1, 2 to inputs 3, 4 (writes them in place), which
+      // with momentum 0 it otherwise ignores. Feed it a buffer computed per node and per step (k times a
+      // constant of its own, so no common-subexpression or constant merging can share it): the update
+      // above then reads the running statistic as fed, and no initializer is ever written to.
+      n.inputs[i] = b.op('Mul', [k, b.f32(-(++scratch))], {}, `${k}/scratch`);
     }
   }
 }

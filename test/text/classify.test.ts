@@ -164,3 +164,23 @@ test('TF-IDF: vocabulary from training texts, L2-normalized rows, a working base
   const acc = clf.predict(held.map(([t]) => t)).filter((p, i) => p === held[i]![1]).length / held.length;
   assert.ok(acc > 0.55, `TF-IDF accuracy ${acc}`);
 });
+
+test('word dropout hides inner tokens only, about the asked fraction', async () => {
+  const { dropTokens } = await import('../../src/text/classify.js');
+  const enc = model.tokenizer.encodeBatch(subset(20).texts, { maxLength: 48, warn: quiet });
+  const before = [...(enc.attentionMask.data as BigInt64Array)];
+  dropTokens(enc, 0.3, new Rng(5));
+  const after = [...(enc.attentionMask.data as BigInt64Array)];
+  const len = enc.attentionMask.dims[1]!;
+  let inner = 0, dropped = 0;
+  enc.lengths.forEach((L, i) => {
+    assert.equal(after[i * len], 1n);
+    assert.equal(after[i * len + L - 1], 1n);
+    for (let j = 1; j < L - 1; j++) {
+      inner++;
+      if (after[i * len + j] === 0n) dropped++;
+    }
+    for (let j = L; j < len; j++) assert.equal(after[i * len + j], before[i * len + j]);
+  });
+  assert.ok(Math.abs(dropped / inner - 0.3) < 0.08, `${dropped}/${inner}`);
+});
