@@ -103,7 +103,7 @@ function render() {
   const lm = load('lm');
   const tr = load('translate');
   const L: string[] = [BEGIN, '## Generation and translation', ''];
-  L.push('Numbers in this section are written by `bench/text-generation.ts` (run it to reproduce; `render` rewrites the section from the saved results).', '');
+  L.push('Numbers in this section are written by `bench/text-generation.ts` (run it to reproduce; `render` rewrites the section from the saved results). Times are wall-clock on a shared 2-core machine that other jobs loaded heavily during these runs (load average 10–20), so they overstate what a quiet machine needs. Fine-tuning runs without dropout: the ONNX exports have none.', '');
   if (lm) {
     const sb = lm['samplesBefore'] as { greedy: string[]; nucleus: string[] };
     const sa = lm['samplesAfter'] as { greedy: string[]; nucleus: string[] };

@@ -19,7 +19,7 @@ import { makeBatchDynamic } from '../graph/rewrites.js';
 import { stack, exampleDims, type Examples } from '../train/fit.js';
 import type { Trainer } from '../train/trainer.js';
 import { extractFeatures, defaultFeatureNode } from '../features/extract.js';
-import { withNewHead, featureNodeOf } from '../features/multi-task.js';
+import { withNewHead, featureNodeOf, outputClasses } from '../features/multi-task.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { adaptFit, dannLoss, featureDim, sourceOnlyLoss, type AdaptLoss } from './dann.js';
 import { mmdLoss, deepCoralLoss } from './mmd.js';
@@ -64,13 +64,6 @@ export interface AdaptWithSourceResult {
   newHead: boolean;
   sourceTrainExamples: number;
   seconds: number;
-}
-
-/** Output size of a classifier (one forward run on a zero example). */
-export async function outputClasses(model: Graph): Promise<number> {
-  const dims = exampleDims(model);
-  const [z] = await predictLogits(model, [new Float32Array(dims.reduce((a, b) => a * b, 1))]);
-  return z!.length;
 }
 
 function lossFor(method: SourceNetworkMethod, weight: number, feature: string, D: number, seed: number): AdaptLoss {

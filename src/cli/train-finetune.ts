@@ -15,7 +15,7 @@ interface FinetuneFlags {
   lrFind?: boolean; lrFindPlot?: string; lrFindSteps?: string;
   earlyStopping?: string; patience?: string; minDelta?: string;
   classWeights?: string; lrDecay?: string; layerGroups?: string; unfreezeEvery?: string; bn?: string;
-  checkpointDir?: string; resume?: boolean; keepCheckpoints?: string;
+  checkpointDir?: string; resume?: boolean; keepCheckpoints?: string; newHead?: boolean;
 }
 
 const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
@@ -110,6 +110,10 @@ export async function finetuneCommand(o: TrainFlags) {
   const report = await finetuneImageCsv(o.model, o.data, {
     ...opts,
     out: o.out ?? 'graft-model.onnx',
+    ...((o as FinetuneFlags).newHead !== undefined ? { newHead: (o as FinetuneFlags).newHead! } : {}),
+    onNewHead: ({ node, previousOutputs, classes, forced }) =>
+      process.stderr.write(`${forced ? '--new-head' : `the model has ${previousOutputs} outputs but the data has ${classes} classes`}: ` +
+        `training a new ${classes}-class head on its features ('${node}') instead of the old output\n`),
     onStart: ({ totalSteps, startStep, resumedEpoch }) => {
       if (resumedEpoch !== undefined) say(`resumed from the checkpoint of epoch ${resumedEpoch} (step ${startStep})`);
       else if (opts.checkpoint?.resume) say(`no checkpoint in ${opts.checkpoint.dir} yet: starting from the beginning`);
@@ -134,7 +138,7 @@ export async function finetuneCommand(o: TrainFlags) {
       `trained on ${report.trainExamples} examples in ${report.seconds.toFixed(1)} s (${report.steps} steps, ${report.epochs} epochs` +
         `${report.resumedFrom ? `, resumed after epoch ${report.resumedFrom}` : ''})\n` +
         (report.bestEpoch !== undefined ? `early stopping kept the weights of epoch ${report.bestEpoch} (validation accuracy ${report.valAccuracy?.toFixed(4)} on ${report.validationExamples})\n` : '') +
-        `test accuracy: ${report.testAccuracy.toFixed(4)} (before fine-tuning: ${report.zeroShotAccuracy.toFixed(4)}) on ${report.testExamples} held-out examples\n` +
+        `test accuracy: ${report.testAccuracy.toFixed(4)} (before fine-tuning: ${report.zeroShotAccuracy.toFixed(4)}${report.newHead ? ', untrained new head' : ''}) on ${report.testExamples} held-out examples\n` +
         `saved ${report.out}\n`,
     );
 }
@@ -159,5 +163,7 @@ export function finetuneOptions(cmd: Command): Command {
     .addOption(new Option('--bn <mode>', 'finetune: BatchNormalization running statistics: frozen (use the pretrained ones) or update (batch statistics while training)').choices(['frozen', 'update']).default('frozen'))
     .option('--checkpoint-dir <dir>', 'finetune: write a checkpoint per epoch into this folder')
     .option('--resume', 'finetune: continue from the newest checkpoint in --checkpoint-dir')
-    .option('--keep-checkpoints <n>', 'finetune: keep only the newest N checkpoints');
+    .option('--keep-checkpoints <n>', 'finetune: keep only the newest N checkpoints')
+    .option('--new-head', 'finetune (CSV data): put a new head on the model\'s features even when its output size matches the classes (a new task); by default a new head replaces the old output only when the sizes differ')
+    .option('--no-new-head', 'finetune (CSV data): never replace the head (fail when the sizes differ)');
 }

@@ -80,6 +80,8 @@ export async function dataEfficiencyCurve(model: Graph, data: Examples, o: Curve
   const K = classesOf(data.y);
   const dims = exampleDims(makeBatchDynamic(model));
   const minSteps = o.minSteps ?? 100, bs = o.batchSize ?? 32;
+  if (methods.includes('scratch') && (dims.length !== 3 || dims[1] !== dims[2]))
+    throw new GraftError(`the scratch method builds a small CNN for square images [C, S, S]; this model takes [${dims}]`, 'leave scratch out of --methods');
   let maxIn = 0;
   for (const x of data.x) for (const v of x) if (v > maxIn) maxIn = v;
   const scaled = data.x.map((x) => x.map((v) => v / (maxIn || 1)));

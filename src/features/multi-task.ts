@@ -47,6 +47,22 @@ async function flatSize(model: Graph, node: string, runtime?: RuntimeOptions): P
   }
 }
 
+/** Output size of a classifier: the last axis of its first output for one zero example. */
+export async function outputClasses(model: Graph, runtime?: RuntimeOptions): Promise<number> {
+  const g = makeBatchDynamic(model);
+  const dims = exampleDims(g);
+  const out = g.outputs[0]?.name;
+  if (!out) throw new GraftError(`${model.name}: the model has no outputs`);
+  const s = await Session.fromGraph(g, runtime, `${model.name} (output probe)`);
+  try {
+    const x: Tensor = { dtype: 'float32', dims: [1, ...dims], data: new Float32Array(dims.reduce((a, b) => a * b, 1)) };
+    const t = (await s.run({ [g.dataInputs()[0]!.name]: x }, [out]))[out]!;
+    return t.dims[t.dims.length - 1]!;
+  } finally {
+    await s.release();
+  }
+}
+
 export interface NewHeadOptions {
   /** Value to cut at (default: featureNodeOf(model)). */
   node?: string;

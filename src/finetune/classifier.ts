@@ -3,6 +3,11 @@
  * split (stratified, seeded, optionally few labels per class, a validation part when early stopping
  * needs one), measure zero-shot accuracy, train, measure test accuracy, save the trained ONNX model.
  * Also the learning-rate range test on the same training split.
+ *
+ * Inductive transfer: when the dataset's class count differs from the model's output size (or
+ * `newHead` is true), the model is cut at its features (featureNodeOf: the metadata a previous
+ * `graft train`/`graft adapt` recorded, else the input of its final classifier layer) and gets a new,
+ * freshly initialized head for the new classes (withNewHead) instead of training the old output.
  */
 import type { Graph } from '../graph/graph.js';
 import { loadModel } from '../formats/load.js';
@@ -13,6 +18,7 @@ import { loadPixelDataset } from '../data/pixel-dataset.js';
 import { fit, accuracy, predictLabels, exampleDims, stack, argmaxRows, type Examples, type FitOptions } from '../train/fit.js';
 import { findLr, type LrFindOptions, type LrFindResult } from '../train/lr-finder.js';
 import { Session } from '../runtime/session.js';
+import { withNewHead, outputClasses } from '../features/multi-task.js';
 import { GraftError } from '../util/errors.js';
 
 export interface FinetuneOptions extends FitOptions {
@@ -27,7 +33,13 @@ export interface FinetuneOptions extends FitOptions {
   valFraction?: number;
   /** Where to save the trained model (.onnx); nothing is saved when omitted. */
   out?: string;
+  /** Replace the model's head with a new one for the dataset's classes: 'auto' (default) when the class counts differ. */
+  newHead?: boolean | 'auto';
+  /** Called when a new head replaces the old output. */
+  onNewHead?: (info: NewHeadInfo) => void;
 }
+
+export interface NewHeadInfo { node: string; previousOutputs: number; classes: number; forced: boolean }
 
 export interface FinetuneReport {
   trainExamples: number;
@@ -46,6 +58,8 @@ export interface FinetuneReport {
   resumedFrom: number;
   seconds: number;
   out?: string;
+  /** Set when a new head replaced the model's old output (zeroShotAccuracy is then the untrained head's). */
+  newHead?: NewHeadInfo;
 }
 
 export async function evaluateModel(g: Graph, data: Examples, batchSize = 64): Promise<number> {
@@ -60,7 +74,7 @@ export async function evaluateModel(g: Graph, data: Examples, batchSize = 64): P
   return accuracy(pred, data.y);
 }
 
-interface Prepared { model: Graph; train: Examples; val?: Examples; test: Examples }
+interface Prepared { model: Graph; train: Examples; val?: Examples; test: Examples; newHead?: NewHeadInfo }
 
 async function prepare(modelPath: string, dataPath: string, o: FinetuneOptions): Promise<Prepared> {
   const model = makeBatchDynamic(loadModel(modelPath));
@@ -73,11 +87,22 @@ async function prepare(modelPath: string, dataPath: string, o: FinetuneOptions):
     testFraction: o.testFraction ?? 0.3, ...(valFraction ? { valFraction } : {}), ...(o.labelsPerClass ? { perClass: o.labelsPerClass } : {}), seed: o.seed ?? 0,
   });
   const pick = (idx: number[]): Examples => ({ x: idx.map((i) => data.x[i]!), y: idx.map((i) => data.y[i]!) });
+  const K = Math.max(...data.y) + 1;
+  const outputs = await outputClasses(model);
+  const forced = o.newHead === true;
+  if (o.newHead === false && outputs !== K)
+    throw new GraftError(`${modelPath} has ${outputs} outputs but ${dataPath} has ${K} classes`, 'drop --no-new-head to put a new head on the model\'s features');
+  if (forced || (o.newHead !== false && outputs !== K)) {
+    const fresh = await withNewHead(model, K, { seed: o.seed ?? 0 });
+    const newHead: NewHeadInfo = { node: fresh.metadata['graft.features']!, previousOutputs: outputs, classes: K, forced };
+    o.onNewHead?.(newHead);
+    return { model: fresh, train: pick(split.train), ...(split.val.length ? { val: pick(split.val) } : {}), test: pick(split.test), newHead };
+  }
   return { model, train: pick(split.train), ...(split.val.length ? { val: pick(split.val) } : {}), test: pick(split.test) };
 }
 
 export async function finetuneImageCsv(modelPath: string, dataPath: string, o: FinetuneOptions = {}): Promise<FinetuneReport> {
-  const { model, train, val, test } = await prepare(modelPath, dataPath, o);
+  const { model, train, val, test, newHead } = await prepare(modelPath, dataPath, o);
   const zeroShotAccuracy = await evaluateModel(model, test);
   const t0 = performance.now();
   const validation = o.validation ?? val;
@@ -94,6 +119,7 @@ export async function finetuneImageCsv(modelPath: string, dataPath: string, o: F
     ...(r.valAccuracy !== undefined ? { valAccuracy: r.valAccuracy } : {}),
     finalLoss: r.losses[r.losses.length - 1] ?? NaN, steps: r.losses.length, epochs: r.epochs, resumedFrom: r.resumedFrom,
     ...(r.bestEpoch !== undefined ? { bestEpoch: r.bestEpoch } : {}), seconds, ...(o.out ? { out: o.out } : {}),
+    ...(newHead ? { newHead } : {}),
   };
 }
 

@@ -15,7 +15,7 @@ const NODE = 'Pooling160_Output_0_reshape0';
 test('a data-efficiency curve on real data: every method learns, transfer beats scratch at 2 labels per class; table and SVG written', async () => {
   const model = loadModel(asset('models/onnxjs-demo/mnist.onnx'));
   const data = await loadPixelDataset(asset('datasets/digits-8x8/digits.csv.gz'), { side: 28, pixelMax: 16 });
-  const r = await dataEfficiencyCurve(model, data, { budgets: [10, 2], seeds: 2, minSteps: 40, node: NODE });
+  const r = await dataEfficiencyCurve(model, data, { budgets: [10, 2], seeds: 2, minSteps: 40 });
   assert.deepEqual(r.budgets, [2, 10]);
   assert.equal(r.points.length, 2 * 2 * 3);
   const mean = (m: string, b: number) => r.summary.find((s) => s.method === m && s.perClass === b)!.mean;

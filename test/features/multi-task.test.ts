@@ -77,3 +77,19 @@ test('a classifier saved by graft train --mode features starts a new task: its o
   const ev = await evaluateClassifier(g, { ...task2, inputs: second.split.test.map((i) => task2.inputs[i]!), labels: second.split.test.map((i) => task2.labels[i]!), names: [] });
   assert.ok(ev.metrics.accuracy > 0.6, `new-task accuracy ${ev.metrics.accuracy}`);
 });
+
+test('the default feature node of the CNTK-exported MNIST CNN is the input of its final MatMul (reshaped weight, Add bias), as loaded, batch-freed and upgraded', async () => {
+  const { defaultFeatureNode } = await import('../../src/features/extract.js');
+  const { makeBatchDynamic, upgradeOpset } = await import('../../src/graph/rewrites.js');
+  const { featureNodeOf, outputClasses } = await import('../../src/features/multi-task.js');
+  const model = loadModel(asset('models/onnxjs-demo/mnist.onnx'));
+  for (const g of [model, makeBatchDynamic(model), upgradeOpset(model), makeBatchDynamic(upgradeOpset(model))]) {
+    assert.equal(defaultFeatureNode(g), NODE);
+    assert.equal(featureNodeOf(g), NODE);
+  }
+  assert.equal(await outputClasses(model), 10);
+  // a new head without naming the node cuts at the same value
+  const g = await withNewHead(model, 3);
+  assert.equal(g.metadata['graft.features'], NODE);
+  assert.equal(await outputClasses(g), 3);
+});

@@ -1,0 +1,60 @@
+/**
+ * The image route trains through the same loop as the rest of `--mode finetune` (src/train/fit.ts):
+ * top blocks on cached Fashion-MNIST activations with a one-cycle schedule, class weights,
+ * discriminative rates and early stopping, killed with SIGKILL after its first checkpoint and
+ * resumed with --resume, ends with the same exported weights, bit for bit, as an uninterrupted run.
+ * Small: 5 images per class, the top block only, activations shared through an on-disk cache.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readOnnx } from '../../src/formats/onnx.js';
+import { listCheckpoints } from '../../src/train/checkpoint.js';
+import { sameBits, floatInitializers } from '../train/digits-task.js';
+import { graft } from '../helpers/cli.js';
+import { asset } from '../helpers/assets.js';
+
+const EPOCHS = 6;
+const args = (cache: string, dir: string, out: string) => [
+  'train', '--mode', 'finetune', '--model', asset('models/coral/mobilenet_v2_1.0_224_quant.tflite'),
+  '--data', join(asset('datasets/fashion-mnist'), 't10k-images-idx3-ubyte.gz'), '--max-per-class', '7', '--top-blocks', '1',
+  '--epochs', String(EPOCHS), '--batch-size', '8', '--lr', '1e-3', '--seed', '3', '--schedule', 'one-cycle', '--class-weights', 'balanced',
+  '--lr-decay', '0.5', '--layer-groups', '2', '--early-stopping', 'loss', '--patience', '20', '--val-fraction', '0.15', '--test-fraction', '0.15',
+  '--cache', cache, '--checkpoint-dir', dir, '--out', out,
+];
+
+test('image route: kill -9 after the first checkpoint, --resume → the same exported weights as an uninterrupted run', async () => {
+  const base = mkdtempSync(join(tmpdir(), 'graft-img-resume-'));
+  try {
+    const cache = join(base, 'cache');
+    const [dirA, dirB, outA, outB] = ['a', 'b', 'outA', 'outB'].map((s) => join(base, s)) as [string, string, string, string];
+    const ref = await graft([...args(cache, dirA, outA), '--json']);
+    const r = JSON.parse(ref.stdout) as { epochs: number; resumedFrom: number };
+    assert.equal(r.epochs, EPOCHS);
+    assert.deepEqual(listCheckpoints(dirA), Array.from({ length: EPOCHS }, (_, i) => i + 1));
+    // the run to kill: SIGKILL as soon as its first checkpoint's manifest exists
+    const child = spawn(process.execPath, ['bin/graft.js', ...args(cache, dirB, outB)], { stdio: 'ignore' });
+    const exited = new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_code, sig) => res(sig)));
+    const t0 = Date.now();
+    while (!existsSync(join(dirB, 'epoch-0001.json'))) {
+      assert.ok(Date.now() - t0 < 120_000, 'no checkpoint appeared within 2 minutes');
+      assert.equal(child.exitCode, null, 'the run ended before its first checkpoint');
+      await new Promise((res) => setTimeout(res, 5));
+    }
+    child.kill('SIGKILL');
+    assert.equal(await exited, 'SIGKILL');
+    const done = listCheckpoints(dirB);
+    assert.ok(!existsSync(join(outB, 'model.onnx')) && done.length >= 1 && done.length < EPOCHS, `killed too late: checkpoints ${done}`);
+    const { stderr, stdout } = await graft([...args(cache, dirB, outB), '--resume']);
+    assert.match(stderr, new RegExp(`resumed from the checkpoint of epoch ${done[done.length - 1]}`));
+    assert.match(stdout, /resumed after epoch/);
+    const a = floatInitializers(readOnnx(join(outA, 'model.onnx')));
+    const b = floatInitializers(readOnnx(join(outB, 'model.onnx')));
+    assert.ok(sameBits(a, b), 'the resumed run ends with other weights than the uninterrupted one');
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
+});
