@@ -5,7 +5,7 @@
  * images), activations cached once on disk per cut, then each candidate recipe scored against the
  * frozen-feature logistic head on the same development images. The test set (t10k) is never read.
  *
- *   node --import tsx bench/finetune-recipe.ts [--warm] [--top-blocks 2] [--views 4]
+ *   node --import tsx bench/finetune-recipe.ts [--warm] [--top-blocks 2] [--views 4] [--sizes 10,100] [--grid '[[name, options], …]']
  *
  * Env GRAFT_RECIPE_CACHE: the activation cache folder (default /tmp/graft-recipe-cache).
  */
@@ -43,18 +43,25 @@ const y100 = dev100.map((i) => train.labels[i]!);
 const sub = (s: ActivationStore, idx: number[], views = s.views) => new ActivationStore(s.dims, idx.map((i) => s.rows[i]!.slice(0, views)));
 const acc = (p: number[]) => p.reduce((a, v, i) => a + (v === yEv[i] ? 1 : 0), 0) / yEv.length;
 const grid: [string, TopBlocksTrainOptions][] = JSON.parse(arg('--grid', '[]'));
-for (const [n, idx] of [[10, at10], [100, [...dev100.keys()]]] as [number, number[]][]) {
+const sizes = arg('--sizes', '10,100').split(',').map(Number);
+for (const [n, idx] of ([[10, at10], [100, [...dev100.keys()]]] as [number, number[]][]).filter(([n]) => sizes.includes(n))) {
   const y = idx.map((k) => y100[k]!);
   const s = sub(tr, idx);
   const cv = await fitCV(await frozenFeatures(m, s), y, { numClasses: 10, grid: [1e-2, 1e-1, 1], folds: 3, gtol: 1e-4 });
-  const frozen = cv.model.accuracy(await frozenFeatures(m, ev), yEv);
+  const frozenPred = cv.model.predict(await frozenFeatures(m, ev));
+  const frozen = acc(frozenPred);
   console.log(`${n}/class frozen ${frozen.toFixed(4)}`);
   for (const [name, o] of grid) {
     const views = (o as { views?: number }).views ?? V;
     const t = performance.now();
     const r = await trainTopBlocks(m, sub(tr, idx, views), y, { seed: 3, probeGrid: [1e-2, 1e-1, 1], ...o, ...(n === 100 && (o as { epochs100?: number }).epochs100 ? { epochs: (o as { epochs100?: number }).epochs100 } : {}) });
-    const a = acc(await predictStore(r.trainer, m, ev));
+    const pred = await predictStore(r.trainer, m, ev);
+    const a = acc(pred);
     await r.trainer.release();
-    console.log(`${n}/class ${name}: ${a.toFixed(4)} (${(a - frozen >= 0 ? '+' : '')}${((a - frozen) * 100).toFixed(1)} pts, ${((performance.now() - t) / 1000).toFixed(1)} s)`);
+    // paired sign test over the images the two disagree on
+    let b = 0, c = 0;
+    yEv.forEach((t, i) => { if (pred[i] === t && frozenPred[i] !== t) b++; if (frozenPred[i] === t && pred[i] !== t) c++; });
+    const z = (b - c) / Math.sqrt(Math.max(1, b + c));
+    console.log(`${n}/class ${name}: ${a.toFixed(4)} (${(a - frozen >= 0 ? '+' : '')}${((a - frozen) * 100).toFixed(1)} pts, z ${z.toFixed(2)}, ${((performance.now() - t) / 1000).toFixed(1)} s)`);
   }
 }

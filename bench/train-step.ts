@@ -52,6 +52,9 @@ const HELP = `usage: npx tsx bench/train-step.ts [options]
   --bn batch|frozen   BatchNorm in training: batch statistics (as PyTorch's train()) or running ones (default batch)
   --optimizer adamw|sgd   AdamW, or SGD with momentum 0.9; lr 1e-3 (default adamw, both sides)
   --opset N           ONNX opset of the export, 13..17 (default 17)
+  --clock wall|cpu    time by wall clock (default) or by process CPU time (Graft in this process, PyTorch in
+                      its own); with --threads 1 CPU time is the compute time, unaffected by waiting for a
+                      core on a busy machine (with more threads it sums them: compare ratios at 1 thread)
   --no-torch          skip PyTorch (d); models must already be exported or are exported first
   --profile           also profile the training step with onnxruntime's profiler and summarize
   --profile-iters N   profiled steps after two warm-up steps (default 3)
@@ -61,7 +64,7 @@ const HELP = `usage: npx tsx bench/train-step.ts [options]
 
 interface Args {
   models: string[]; batch: number; size: number; iters: number; warmup: number; threads: number;
-  bn: 'batch' | 'frozen'; optimizer: 'adamw' | 'sgd'; opset: number; torch: boolean; profile: boolean;
+  bn: 'batch' | 'frozen'; optimizer: 'adamw' | 'sgd'; opset: number; torch: boolean; profile: boolean; clock: 'wall' | 'cpu';
   profileIters: number; python: string; out: string; modelsDir: string;
 }
 
@@ -77,6 +80,7 @@ function parseCli(): Args {
       bn: { type: 'string', default: 'batch' },
       optimizer: { type: 'string', default: 'adamw' },
       opset: { type: 'string', default: '17' },
+      clock: { type: 'string', default: 'wall' },
       'no-torch': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       'profile-iters': { type: 'string', default: '3' },
@@ -99,12 +103,13 @@ function parseCli(): Args {
   for (const m of models) if (!['mobilenetv2', 'resnet18'].includes(m)) fail(`unknown model '${m}' (mobilenetv2, resnet18)`);
   if (values.bn !== 'batch' && values.bn !== 'frozen') fail(`--bn must be batch or frozen`);
   if (values.optimizer !== 'adamw' && values.optimizer !== 'sgd') fail(`--optimizer must be adamw or sgd`);
+  if (values.clock !== 'wall' && values.clock !== 'cpu') fail(`--clock must be wall or cpu`);
   const out = resolve(values.out);
   return {
     models, batch: int('batch', values.batch, 1), size: int('size', values.size, 32), iters: int('iters', values.iters, 1),
     warmup: int('warmup', values.warmup, 0),
     threads: int('threads', values.threads ?? process.env['GRAFT_THREADS'] ?? '2', 1),
-    bn: values.bn, optimizer: values.optimizer, opset: int('opset', values.opset, 13), torch: !values['no-torch'],
+    bn: values.bn, optimizer: values.optimizer, opset: int('opset', values.opset, 13), torch: !values['no-torch'], clock: values.clock,
     profile: values.profile, profileIters: int('profile-iters', values['profile-iters'], 1), python: values.python,
     out, modelsDir: resolve(values['models-dir'] ?? join(out, 'models')),
   };
@@ -193,7 +198,7 @@ class TorchServer {
 
 function pyArgs(a: Args): string[] {
   return ['--models', a.models.join(','), '--batch', String(a.batch), '--size', String(a.size), '--threads', String(a.threads),
-    '--bn', a.bn, '--optimizer', a.optimizer, '--opset', String(a.opset), '--export-dir', a.modelsDir];
+    '--bn', a.bn, '--optimizer', a.optimizer, '--opset', String(a.opset), '--export-dir', a.modelsDir, '--clock', a.clock];
 }
 
 // ───────────────────────────── gradient-node attribution (for --profile) ─────────────────────────────
@@ -298,7 +303,15 @@ function optimizerSpec(a: Args): OptimizerSpec {
   return a.optimizer === 'sgd' ? { kind: 'sgd', momentum: 0.9 } : { kind: 'adamw' };
 }
 
+/** Wall time, or (--clock cpu) this process's CPU time, of one call, in ms. */
+let cpuClock = false;
 async function timeIt(fn: () => Promise<unknown>): Promise<number> {
+  if (cpuClock) {
+    const c0 = process.cpuUsage();
+    await fn();
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / 1000;
+  }
   const t0 = performance.now();
   await fn();
   return performance.now() - t0;
@@ -543,10 +556,12 @@ function printProfile(model: string, p: ProfileSummary): void {
 async function main(): Promise<void> {
   const a = parseCli();
   process.env['GRAFT_THREADS'] = String(a.threads);
+  cpuClock = a.clock === 'cpu';
   mkdirSync(a.out, { recursive: true });
   if (a.profile) recordGradientOrigins();
   console.log(`bench/train-step: ${a.models.join(', ')}, batch ${a.batch}, ${a.size}×${a.size}, ${a.threads} thread(s), ` +
-    `BatchNorm ${a.bn}, ${a.optimizer}, ${a.warmup} warm-up + ${a.iters} timed rounds, onnxruntime-node ${ort.env.versions.common}`);
+    `BatchNorm ${a.bn}, ${a.optimizer}, ${a.warmup} warm-up + ${a.iters} timed rounds, ${a.clock === 'cpu' ? 'CPU time' : 'wall clock'}, ` +
+    `onnxruntime-node ${ort.env.versions.common}`);
 
   const load = () => loadavg().map((v) => v.toFixed(2)).join(' ');
   const loadStart = load();
@@ -593,7 +608,7 @@ async function main(): Promise<void> {
       rows.push([r.model, MODE_LABEL[mode], fmt((a.batch * 1000) / med, 2), fmt(med, 0), fmt(Math.min(...v), 0), String(v.length)]);
     }
   }
-  console.log(`\nResults (batch ${a.batch}, ${a.size}×${a.size}, ${a.threads} thread(s); median of alternating rounds)`);
+  console.log(`\nResults (batch ${a.batch}, ${a.size}×${a.size}, ${a.threads} thread(s); ${a.clock === 'cpu' ? 'CPU time, ' : ''}median of alternating rounds)`);
   console.log(table(['model', 'mode', 'images/s', 'ms/batch', 'min ms', 'n'], rows, new Set([2, 3, 4, 5])));
 
   // Ratios against the targets

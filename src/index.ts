@@ -26,7 +26,7 @@ export { lrFind, findLr, lrFindSvg, lrFindAscii, writeLrFindSvg, type LrFindOpti
 export { writeCheckpoint, readCheckpoint, readLatestCheckpoint, listCheckpoints, type CheckpointState } from './train/checkpoint.js';
 export { layerGroups, discriminativeScales } from './train/layer-groups.js';
 export { AdamW, SGD, clipGradNorm, makeOptimizer, type Optimizer, type OptimizerSpec } from './optim/optimizer.js';
-export { finetuneImageCsv, lrFindImageCsv, evaluateModel, type FinetuneOptions, type FinetuneReport } from './finetune/classifier.js';
+export { finetuneImageCsv, lrFindImageCsv, evaluateModel, type FinetuneOptions, type FinetuneReport, type NewHeadInfo } from './finetune/classifier.js';
 export { stratifiedSplit } from './data/splits.js';
 export { GraftError } from './util/errors.js';
 export { readTflite, decodeTflite } from './formats/tflite.js';
@@ -78,8 +78,9 @@ export { exportFinetuned, exportGraph, stripTraining, type ExportOptions as Fine
 // Domain adaptation in the network (labelled source → unlabelled target), shifted pairs, inductive transfer, curves.
 export { dann, dannLoss, dannLambda, adaptFit, sourceOnlyLoss, featureDim, type AdaptLoss, type AdaptFitOptions, type DannOptions } from './adapt/dann.js';
 export { mmdLoss, deepCoralLoss, alignFit, type AlignOptions } from './adapt/mmd.js';
+export { adaptWithSource, SOURCE_NETWORK_METHODS, DEFAULT_WEIGHTS as SOURCE_METHOD_WEIGHTS, type SourceNetworkMethod, type AdaptWithSourceOptions, type AdaptWithSourceResult } from './adapt/with-source.js';
 export { fashionShiftPair, applyShift, parseShift, describeShift, DEFAULT_SHIFT, type Shift, type DomainPair, type ShiftPairOptions } from './data/shifts.js';
-export { withNewHead, featureNodeOf, trainMultiTask, exportMultiTask, type Task, type MultiTaskOptions, type MultiTaskResult } from './features/multi-task.js';
+export { withNewHead, featureNodeOf, outputClasses, trainMultiTask, exportMultiTask, type Task, type MultiTaskOptions, type MultiTaskResult } from './features/multi-task.js';
 export { dataEfficiencyCurve, writeCurve, curveMarkdown, curveSvg, CURVE_METHODS, type CurveMethod, type CurveOptions, type CurveResult } from './eval/curve.js';
 // Domain adaptation: source-free (AdaBN, entropy, network self-training), feature-level (CORAL, subspace, self-training), label-free selection.
 export { adaBn, type AdaBnOptions, type AdaBnResult } from './adapt/adabn.js';

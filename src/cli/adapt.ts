@@ -167,6 +167,7 @@ export async function adaptCommand(o: AdaptFlags) {
       report['accuracy'] = acc;
     }
     outModel = r.model;
+    outModel.metadata['graft.features'] = r.feature; // where a later `graft train --model DIR` puts a new head
   } else if (featureLevel) {
     const source = await loadImages(o.source!, side, o, o.sourceLabels);
     if (!source.y) throw new GraftError(`--source ${o.source}: no labels found`, 'give IDX images with their labels file beside them (or --source-labels), or a CSV with a label column');
@@ -189,6 +190,7 @@ export async function adaptCommand(o: AdaptFlags) {
       report['accuracy'] = { before: accuracyOf(base.targetProba, labels), after: accuracyOf(r.targetProba, labels), note: 'before: source-only head; measured on the target images adapted on' };
     }
     outModel = await exportHead(model, node, r.head, target.x[0]!);
+    outModel.metadata['graft.features'] = node;
   } else {
     const lr = list(o.lr, '--lr'), th = list(o.threshold, '--threshold'), steps = list(o.steps, '--steps');
     let grid: Record<string, number>[] | undefined;
@@ -235,7 +237,7 @@ export function adaptOptions(cmd: Command): Command {
     .option('--source-labels <file>', 'IDX labels file of --source (default: guessed from the images file name)')
     .option('--target-labels <file|data>', 'labels for the final report only: an IDX labels file, a text file (one class per line), or "data" (the target file\'s own labels)')
     .option('--out <dir>', 'write DIR/model.onnx (the adapted model, or backbone + adapted head) and DIR/report.json')
-    .option('--node <name>', 'feature-level methods: value to cut the model at (default: the input of its final classifier)')
+    .option('--node <name>', 'feature-level methods: value to cut the model at; dann, mmd, deep-coral: the feature value aligned (default: the input of its final classifier)')
     .option('--lr <list>', 'entropy, self-training (network): learning rates to choose from, comma-separated; dann, mmd, deep-coral: the learning rate (AdamW, default 1e-3)')
     .option('--steps <list>', 'entropy: step counts to score as checkpoints, comma-separated (the largest is the run length); dann, mmd, deep-coral: epochs to score as checkpoints (default every 2nd and the last)')
     .option('--weight <list>', 'dann, mmd, deep-coral: alignment weights to choose from (defaults: dann 0.3,1; mmd 1,3; deep-coral 30,300)')

@@ -3,7 +3,8 @@
  * top blocks on cached Fashion-MNIST activations with a one-cycle schedule, class weights,
  * discriminative rates and early stopping, killed with SIGKILL after its first checkpoint and
  * resumed with --resume, ends with the same exported weights, bit for bit, as an uninterrupted run.
- * Small: 5 images per class, the top block only, activations shared through an on-disk cache.
+ * Also --lr-find on the same cached activations. Small: 7 images per class, the top block only,
+ * activations shared through an on-disk cache.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -54,6 +55,11 @@ test('image route: kill -9 after the first checkpoint, --resume → the same exp
     const a = floatInitializers(readOnnx(join(outA, 'model.onnx')));
     const b = floatInitializers(readOnnx(join(outB, 'model.onnx')));
     assert.ok(sameBits(a, b), 'the resumed run ends with other weights than the uninterrupted one');
+    // --lr-find on image data: the range test on the cached activations (all cache hits here)
+    const plot = join(base, 'lr.svg');
+    const lf = await graft([...args(cache, join(base, 'c'), join(base, 'outC')), '--lr-find', '--lr-find-steps', '12', '--lr-find-plot', plot, '--json']);
+    const f = JSON.parse(lf.stdout) as { suggestion: number; steps: number; plot: string };
+    assert.ok(f.suggestion > 0 && f.steps >= 5 && existsSync(plot), lf.stdout);
   } finally {
     rmSync(base, { recursive: true, force: true });
   }

@@ -1,19 +1,24 @@
 /**
- * Fine-tuning against frozen features on the review snippets (same training texts, same 500 test
- * texts, same max length):
- * - 500 labels per class: linear probe, then fine-tune (LP-FT) beats frozen mean-pooled features +
- *   logistic regression.
- * - 50 labels per class: LP-FT beats plain fine-tuning (random head), the failure the PyTorch
- *   reference runs found; against frozen features LP-FT is within noise at this budget (multi-seed
- *   numbers in docs/text.md), so that comparison is printed, not asserted.
- * The heaviest test of the text suite (a few minutes on a busy 2-core machine).
+ * Fine-tuning against frozen features on the review snippets, on one fixed test set of 2,000
+ * snippets (1,000 per class) that no training or recipe choice ever saw; training labels come from
+ * the other 2,000. One encoder pass (the frozen lower layers, cached in memory) gives both the
+ * frozen pooled features and the inputs of top-layer fine-tuning.
+ * - 500 labels per class: linear probe, then fine-tune the whole encoder (LP-FT) beats frozen
+ *   mean-pooled features + logistic regression, by more than the test set's noise (one-sided
+ *   McNemar test on the paired predictions, z > 1.64).
+ * - 50 labels per class, 3 training draws: LP-FT (probe head, top layer) beats plain fine-tuning from
+ *   a random head on average (the known failure of plain fine-tuning at small budgets), and does not
+ *   fall below frozen features beyond noise. That it *beats* frozen features is not asserted: on a
+ *   validation split carved from the training pool no recipe did so consistently (docs/text.md).
+ * Recipes were fixed on that validation split, never on this test set.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { asset } from '../helpers/assets.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { readTextTable } from '../../src/data/text-table.js';
-import { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba, argmaxF } from '../../src/text/classify.js';
+import { fitTextHead, finetuneText, predictTextProba, argmaxF } from '../../src/text/classify.js';
+import { TopLayerSplit, finetuneTopCached, type TokenStates } from '../../src/text/top-layers.js';
 import { Rng } from '../../src/util/random.js';
 
 const model = loadModelFolderSync(asset('models/text/bert-mini-debian'));
@@ -21,43 +26,80 @@ const t = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
 const MAX = 48;
 const quiet = () => {};
 
-/** 250 test texts per class, fixed; `per` training texts per class from the rest. */
-function split(per: number) {
-  const rng = new Rng(0);
-  const test: number[] = [], train: number[] = [];
-  for (const c of [0, 1]) {
-    const idx = rng.shuffle(t.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0));
-    test.push(...idx.slice(0, 250));
-    train.push(...idx.slice(250, 250 + per));
-  }
-  return { train, test };
+// Fixed split: 1,000 test snippets per class; the training pool is the rest (1,000 per class).
+const rng0 = new Rng(0);
+const testIdx: number[] = [], pool: number[][] = [];
+for (const c of [0, 1]) {
+  const idx = rng0.shuffle(t.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0));
+  testIdx.push(...idx.slice(0, 1000));
+  pool.push(idx.slice(1000));
+}
+const teY = testIdx.map((i) => t.y[i]!);
+/** `per` training snippets per class, drawn from the pool (draw `seed`). */
+const draw = (per: number, seed: number) => {
+  const rng = new Rng(1000 + seed);
+  return pool.flatMap((p) => rng.shuffle([...p]).slice(0, per));
+};
+
+// One pass of the frozen lower layers over the test set and the whole pool.
+const split = new TopLayerSplit(model, 1);
+const states = new Map<number, TokenStates>();
+let testFeatures: Float32Array[] = [];
+async function prepare() {
+  if (testFeatures.length) return;
+  const all = [...testIdx, ...pool.flat()];
+  const s = await split.states(all.map((i) => t.texts[i]!), { maxLength: MAX, warn: quiet });
+  all.forEach((i, k) => states.set(i, s[k]!));
+  testFeatures = await split.pooled(testIdx.map((i) => states.get(i)!));
+}
+const st = (ix: number[]) => ix.map((i) => states.get(i)!);
+const accuracy = (pred: number[]) => pred.filter((p, i) => p === teY[i]).length / teY.length;
+
+/** One-sided McNemar z for "a is more accurate than b" on the same test rows. */
+function mcnemarZ(a: number[], b: number[]): number {
+  let onlyA = 0, onlyB = 0;
+  a.forEach((p, i) => {
+    const ra = p === teY[i], rb = b[i] === teY[i];
+    if (ra && !rb) onlyA++;
+    if (rb && !ra) onlyB++;
+  });
+  return (onlyA - onlyB) / Math.sqrt(Math.max(1, onlyA + onlyB));
 }
 
-async function compare(per: number, epochs: number, plain = false) {
-  const { train, test } = split(per);
+test('500 labels per class: fine-tuning (LP-FT) beats frozen features beyond noise', async () => {
+  await prepare();
+  const train = draw(500, 0);
   const trX = train.map((i) => t.texts[i]!), trY = train.map((i) => t.y[i]!);
-  const teX = test.map((i) => t.texts[i]!), teY = test.map((i) => t.y[i]!);
-  const ex = new TextFeatureExtractor(model, 'mean');
-  const head = await fitTextHead(await ex.extract(trX, { maxLength: MAX, warn: quiet }), trY);
-  const frozen = head.accuracy(await ex.extract(teX, { maxLength: MAX, warn: quiet }), teY);
-  await ex.release();
-  const tuned = async (probe: boolean) => {
-    const ft = await finetuneText(model, trX, trY, { classes: 2, maxLength: MAX, ...(probe ? { head } : {}), lr: 1e-4, epochs, minSteps: 60, warn: quiet });
-    const P = await predictTextProba(ft.graph, model.tokenizer, teX, { maxLength: MAX, warn: quiet });
-    return argmaxF(P).filter((p, i) => p === teY[i]).length / teY.length;
-  };
-  const lpft = await tuned(true);
-  const random = plain ? await tuned(false) : NaN;
-  console.log(`# ${per} labels/class: frozen ${frozen.toFixed(3)}, LP-FT ${lpft.toFixed(3)}${plain ? `, plain FT ${random.toFixed(3)}` : ''}`);
-  return { frozen, lpft, random };
-}
-
-test('500 labels per class: fine-tuning (LP-FT) beats frozen features', async () => {
-  const r = await compare(500, 2);
-  assert.ok(r.lpft > r.frozen, `LP-FT ${r.lpft} vs frozen ${r.frozen}`);
+  const head = await fitTextHead(await split.pooled(st(train)), trY);
+  const frozen = head.predict(testFeatures);
+  const ft = await finetuneText(model, trX, trY, { classes: 2, maxLength: MAX, head, lr: 1e-4, epochs: 1, warn: quiet });
+  const tuned = argmaxF(await predictTextProba(ft.graph, model.tokenizer, testIdx.map((i) => t.texts[i]!), { maxLength: MAX, warn: quiet }));
+  const z = mcnemarZ(tuned, frozen);
+  console.log(`# 500 labels/class, 2,000 test: frozen ${accuracy(frozen).toFixed(3)}, LP-FT ${accuracy(tuned).toFixed(3)}, McNemar z ${z.toFixed(2)}`);
+  assert.ok(z > 1.64, `LP-FT ${accuracy(tuned)} vs frozen ${accuracy(frozen)}, z = ${z}`);
 });
 
-test('50 labels per class: LP-FT beats plain fine-tuning from a random head', async () => {
-  const r = await compare(50, 10, true);
-  assert.ok(r.lpft > r.random, `LP-FT ${r.lpft} vs plain ${r.random}`);
+test('50 labels per class (3 draws): LP-FT beats plain fine-tuning and holds frozen-feature accuracy', async () => {
+  await prepare();
+  const d = { frozen: [] as number[], lpft: [] as number[], plain: [] as number[] };
+  for (const seed of [0, 1, 2]) {
+    const train = draw(50, seed);
+    const trY = train.map((i) => t.y[i]!);
+    const head = await fitTextHead(await split.pooled(st(train)), trY, seed);
+    d.frozen.push(accuracy(head.predict(testFeatures)));
+    for (const [k, probe] of [['lpft', true], ['plain', false]] as const) {
+      const ft = await finetuneTopCached(split, st(train), trY, { classes: 2, ...(probe ? { head } : {}), lr: 1e-4, epochs: 10, minSteps: 60, seed });
+      d[k].push(accuracy(argmaxF(await ft.predictProba(st(testIdx)))));
+      await ft.release();
+    }
+  }
+  const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / x.length;
+  const f = (x: number[]) => x.map((v) => v.toFixed(3)).join(' ');
+  console.log(`# 50 labels/class, 2,000 test, per draw: frozen ${f(d.frozen)}; LP-FT (top layer) ${f(d.lpft)}; plain FT ${f(d.plain)}`);
+  console.log(`# mean LP-FT − frozen ${(mean(d.lpft) - mean(d.frozen)).toFixed(4)}, LP-FT − plain ${(mean(d.lpft) - mean(d.plain)).toFixed(4)}`);
+  assert.ok(mean(d.lpft) > mean(d.plain), `LP-FT ${mean(d.lpft)} vs plain ${mean(d.plain)}`);
+  // The test set's standard error is ≈ 0.011; a recipe that wrecked the probe's features would fall well below.
+  assert.ok(mean(d.lpft) > mean(d.frozen) - 0.011, `LP-FT ${mean(d.lpft)} vs frozen ${mean(d.frozen)}`);
 });
+
+test.after(() => split.release());
