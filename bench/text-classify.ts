@@ -3,7 +3,8 @@
  * probe then fine-tune (LP-FT), plain fine-tuning (random head), SetFit-style contrastive tuning, and
  * TF-IDF + logistic regression, side by side at 8 / 50 / 500 labels per class on the review snippets
  * (one fixed 1,000-example test set; training labels drawn per seed from the rest), plus SpamAssassin
- * and the French/Dutch/German reviews (language shift) with frozen features and TF-IDF.
+ * (frozen features, TF-IDF and LP-FT at max length 128) and the French/Dutch/German reviews (language
+ * shift) with frozen features and TF-IDF.
  *
  *   GRAFT_THREADS=1 npx tsx bench/text-classify.ts [--budgets 8,50,500] [--seeds 3] [--out docs/text-classify.json] [--quick]
  *
@@ -166,7 +167,7 @@ if (stages.includes('snippets'))
   }
 if (stages.includes('spam')) {
   const spam = loadSpamAssassin();
-  for (const per of [8, 50]) for (let s = 0; s < seeds; s++) await classification('SpamAssassin (ham vs spam, 1,000 test)', spam, 500, per, s, ['tfidf', 'frozen'], 128);
+  for (const per of [8, 50]) for (let s = 0; s < seeds; s++) await classification('SpamAssassin (ham vs spam, 1,000 test)', spam, 500, per, s, ['tfidf', 'frozen', 'lpft'], 128);
 }
 if (stages.includes('shift'))
   for (const [lang, file, testPer] of [['French', 'polarity-fr-amazon.csv', 250], ['Dutch', 'polarity-nl-bol.com.csv', 250], ['German', 'polarity-de-amazon.csv', 50]] as const) {

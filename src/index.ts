@@ -60,6 +60,7 @@ export { addPooling, addClassifierHead, withProbabilities, textFeeds, type Pooli
 export { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba, gemmFromLogistic, type TextFinetuneOptions, type TextFinetuneResult } from './text/classify.js';
 export { trainSetFit, pairBatches, cosinePairLoss, type SetFitOptions, type SetFitResult } from './text/setfit.js';
 export { TfidfVectorizer, trainTfidfClassifier } from './text/tfidf.js';
+export { TopLayerSplit, finetuneTopCached, type TokenStates, type TopFinetuneOptions, type TopFinetuneResult } from './text/top-layers.js';
 export { saveTextClassifier, loadTextClassifier, predictTexts, isTextClassifierFolder } from './text/saved.js';
 // Causal LM fine-tuning, generation, warm-started translation, BLEU.
 export { lmLoss, buildLmLoss, makeWindows, lmBatch, lmEvalGraph, perplexity, finetuneLm, linearSchedule, saveTextModelFolder, LM_LABELS, LM_MASK, type LmFinetuneOptions, type PerplexityResult, type WindowOptions } from './text/lm.js';
@@ -73,6 +74,9 @@ export {
   type TopBlocksModel, type TopBlocksTrainOptions, type TopBlocksTrainResult, type ActivationOptions, type BlockCut,
 } from './finetune/top-blocks.js';
 export { finetuneImages, topBlocksForward, type ImageFinetuneOptions, type ImageFinetuneReport, type ImageFinetuneResult } from './finetune/image-finetune.js';
+export { lrFindImages } from './finetune/image-finetune.js';
+export { lrFindTopBlocks, storeExamples, tailTraining } from './finetune/top-blocks.js';
+export { sizeOf, batchOf, type ExampleBatches, type TrainingData } from './train/fit.js';
 export { augmentedPixels, viewsToTensor, cropBox, colourJitter, augmentKey, DEFAULT_AUGMENT, type AugmentOptions } from './data/augment.js';
 export { exportFinetuned, exportGraph, stripTraining, type ExportOptions as FinetuneExportOptions, type ExportResult } from './export/export.js';
 // Domain adaptation in the network (labelled source → unlabelled target), shifted pairs, inductive transfer, curves.

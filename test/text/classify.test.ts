@@ -1,7 +1,7 @@
 /**
  * Text classification mechanics on the real bert-mini encoder and real review snippets (small
  * subsets, short max length): pooling, the feature cache, the folded logistic head, fine-tuning modes
- * (full, top layers, LoRA), the SetFit pair sampler and loss, TF-IDF.
+ * (full, top layers, LoRA, top layers on cached lower-layer states), the SetFit pair sampler and loss, TF-IDF.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +15,7 @@ import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, pred
 import { addPooling, addClassifierHead, textFeeds } from '../../src/text/encoder.js';
 import { pairBatches, cosinePairLoss, trainSetFit } from '../../src/text/setfit.js';
 import { TfidfVectorizer, trainTfidfClassifier } from '../../src/text/tfidf.js';
+import { TopLayerSplit, finetuneTopCached } from '../../src/text/top-layers.js';
 import { openCache } from '../../src/features/cache.js';
 import { Session } from '../../src/runtime/session.js';
 import { Trainer } from '../../src/train/trainer.js';
@@ -183,4 +184,25 @@ test('word dropout hides inner tokens only, about the asked fraction', async () 
     for (let j = L; j < len; j++) assert.equal(after[i * len + j], before[i * len + j]);
   });
   assert.ok(Math.abs(dropped / inner - 0.3) < 0.08, `${dropped}/${inner}`);
+});
+
+test('top layers on cached states: same pooled features, and the exported classifier predicts what training saw', async () => {
+  const { texts, y } = subset(12, 5);
+  const split = new TopLayerSplit(model, 2);
+  const states = await split.states(texts, { maxLength: 32, warn: quiet });
+  const pooled = await split.pooled(states, 7);
+  const ex = new TextFeatureExtractor(model, 'mean');
+  const F = await ex.extract(texts, { maxLength: 32, warn: quiet });
+  await ex.release();
+  F.forEach((f, i) => f.forEach((v, j) => assert.ok(Math.abs(v - pooled[i]![j]!) < 1e-4, `text ${i} dim ${j}`)));
+  const r = await finetuneTopCached(split, states, y, { classes: 2, lr: 5e-4, epochs: 4, batchSize: 8, warmup: 0, seed: 1 });
+  assert.ok(r.losses.at(-1)! < r.losses[0]!, `loss ${r.losses[0]} → ${r.losses.at(-1)}`);
+  const P = await r.predictProba(states);
+  const Q = await predictTextProba(r.graph, model.tokenizer, texts, { maxLength: 32, warn: quiet });
+  P.forEach((p, i) => assert.ok(Math.abs(p[1]! - Q[i]![1]!) < 1e-4, `text ${i}: ${p[1]} vs ${Q[i]![1]}`));
+  const same = (k: string) => (model.graph.initializers.get(k)!.data as Float32Array).every((v, i) => v === (r.graph.initializers.get(k)!.data as Float32Array)[i]);
+  assert.ok(same('encoder.layer.1.output.dense.weight'), 'layers below the cut frozen');
+  assert.ok(!same('encoder.layer.2.output.dense.weight') && !same('encoder.layer.3.attention.self.query.weight'), 'top two layers trained');
+  await r.release();
+  await split.release();
 });
