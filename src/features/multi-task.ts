@@ -164,16 +164,7 @@ export function exportMultiTask(model: Graph, node: string, heads: { task: strin
   g.outputs = [];
   for (const { task, head } of heads) {
     const K = head.numClasses, D = head.dim;
-    const W = new Float32Array(K * D), C = new Float32Array(K);
-    for (let k = 0; k < K; k++) {
-      let c = head.bias[k]!;
-      for (let j = 0; j < D; j++) {
-        const w = head.weights[k * D + j]! / head.scale[j]!;
-        W[k * D + j] = w;
-        c -= w * head.mean[j]!;
-      }
-      C[k] = c;
-    }
+    const { weight: W, bias: C } = head.folded();
     const logits = b.op('Gemm', [flat, b.constant({ dtype: 'float32', dims: [K, D], data: W }, `${task}.weight`), b.constant({ dtype: 'float32', dims: [K], data: C }, `${task}.bias`)], { transB: A.i(1) }, `${task}_logits`);
     const out = `probabilities_${task}`;
     if (g.allNames().has(out)) throw new GraftError(`the backbone already has a value named '${out}'`);

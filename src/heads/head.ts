@@ -82,3 +82,34 @@ export function onnxStandardizeNormalize(b: Builder, x: string, s: Standardizati
   const norm = b.op('Sqrt', [b.op('Max', [ss, b.f32(NORM_FLOOR)])], {}, 'norm');
   return b.op('Div', [z, norm], {}, 'normalized');
 }
+
+/**
+ * An affine map on standardized features, rewritten for raw features:
+ * W·((x − μ)/σ) + b = (W/σ)·x + (b − W·(μ/σ)). W is [rows, D] row-major; computed in float64.
+ */
+export function foldStandardization(W: ArrayLike<number>, b: ArrayLike<number>, std: Standardization): { weight: Float32Array; bias: Float32Array } {
+  const D = std.mean.length, rows = b.length;
+  const weight = new Float32Array(rows * D), bias = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let c = b[r]!;
+    for (let j = 0; j < D; j++) {
+      const w = W[r * D + j]! / std.scale[j]!;
+      weight[r * D + j] = w;
+      c -= w * std.mean[j]!;
+    }
+    bias[r] = c;
+  }
+  return { weight, bias };
+}
+
+/** out[r] = b[r] + Σⱼ W[r][j]·x[j] (W [rows, D] row-major), optionally through ReLU. */
+export function denseInto(W: ArrayLike<number>, b: ArrayLike<number>, x: ArrayLike<number>, out: Float64Array, relu = false): Float64Array {
+  const D = x.length;
+  for (let r = 0; r < out.length; r++) {
+    let v = b[r]!;
+    const o = r * D;
+    for (let j = 0; j < D; j++) v += W[o + j]! * x[j]!;
+    out[r] = relu && v < 0 ? 0 : v;
+  }
+  return out;
+}

@@ -17,7 +17,7 @@ import { Graph } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { accuracy } from '../train/fit.js';
-import { argmaxProba, standardization, type FeatureHead } from './head.js';
+import { argmaxProba, standardization, foldStandardization, denseInto, type FeatureHead } from './head.js';
 import { softmax } from '../eval/classify.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
@@ -75,13 +75,7 @@ export class LogisticRegression implements FeatureHead {
     return X.map((x) => {
       if (x.length !== D) throw new GraftError(`feature vector has ${x.length} values, the model expects ${D}`);
       for (let j = 0; j < D; j++) z[j] = (x[j]! - this.mean[j]!) / this.scale[j]!;
-      for (let k = 0; k < K; k++) {
-        let v = this.bias[k]!;
-        const o = k * D;
-        for (let j = 0; j < D; j++) v += this.weights[o + j]! * z[j]!;
-        s[k] = v;
-      }
-      return softmax(s);
+      return softmax(denseInto(this.weights, this.bias, z, s));
     });
   }
 
@@ -94,23 +88,20 @@ export class LogisticRegression implements FeatureHead {
   }
 
   /**
-   * Gemm + Softmax with the standardization folded in: W·((x − μ)/σ) + b = (W/σ)·x + (b − W·(μ/σ)),
-   * so B[k][j] = W[k][j]/σ[j] and C[k] = b[k] − Σⱼ W[k][j]·μ[j]/σ[j] (computed in float64).
+   * The head on raw (unstandardized) features, as one affine map: W·((x − μ)/σ) + b = (W/σ)·x + (b − W·(μ/σ)),
+   * so weight[k][j] = W[k][j]/σ[j] and bias[k] = b[k] − Σⱼ W[k][j]·μ[j]/σ[j] (computed in float64).
+   * weight is [classes, dim], row-major (Gemm with transB).
    */
+  folded(): { weight: Float32Array; bias: Float32Array } {
+    return foldStandardization(this.weights, this.bias, this);
+  }
+
+  /** Gemm + Softmax on raw features (standardization folded in, see `folded`). */
   toOnnx(b: Builder, x: string): string {
     const K = this.numClasses, D = this.dim;
-    const W = new Float32Array(K * D), C = new Float32Array(K);
-    for (let k = 0; k < K; k++) {
-      let c = this.bias[k]!;
-      for (let j = 0; j < D; j++) {
-        const w = this.weights[k * D + j]! / this.scale[j]!;
-        W[k * D + j] = w;
-        c -= w * this.mean[j]!;
-      }
-      C[k] = c;
-    }
-    const wName = b.constant({ dtype: 'float32', dims: [K, D], data: W }, 'weight');
-    const cName = b.constant({ dtype: 'float32', dims: [K], data: C }, 'bias');
+    const { weight, bias } = this.folded();
+    const wName = b.constant({ dtype: 'float32', dims: [K, D], data: weight }, 'weight');
+    const cName = b.constant({ dtype: 'float32', dims: [K], data: bias }, 'bias');
     const logits = b.op('Gemm', [x, wName, cName], { transB: A.i(1) }, 'logits');
     return b.op('Softmax', [logits], { axis: A.i(1) }, 'softmax');
   }

@@ -17,7 +17,7 @@ import { softmax } from '../eval/classify.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
-import { argmaxProba, standardization, type FeatureHead, type Standardization } from './head.js';
+import { argmaxProba, standardization, foldStandardization, denseInto, type FeatureHead, type Standardization } from './head.js';
 import { cvFolds, stratifiedFolds } from './logistic.js';
 
 export interface MlpOptions {
@@ -74,19 +74,8 @@ export class MlpHead implements FeatureHead {
     return X.map((x) => {
       if (x.length !== D) throw new GraftError(`feature vector has ${x.length} values, the head expects ${D}`);
       for (let j = 0; j < D; j++) z[j] = (x[j]! - this.std.mean[j]!) / this.std.scale[j]!;
-      for (let u = 0; u < H; u++) {
-        let v = this.b1[u]!;
-        const o = u * D;
-        for (let j = 0; j < D; j++) v += this.W1[o + j]! * z[j]!;
-        h[u] = v > 0 ? v : 0;
-      }
-      for (let k = 0; k < K; k++) {
-        let v = this.b2[k]!;
-        const o = k * H;
-        for (let u = 0; u < H; u++) v += this.W2[o + u]! * h[u]!;
-        s[k] = v;
-      }
-      return softmax(s);
+      denseInto(this.W1, this.b1, z, h, true);
+      return softmax(denseInto(this.W2, this.b2, h, s));
     });
   }
 
@@ -100,16 +89,7 @@ export class MlpHead implements FeatureHead {
 
   toOnnx(b: Builder, x: string): string {
     const D = this.dim, H = this.hidden, K = this.numClasses;
-    const W = new Float32Array(H * D), c = new Float32Array(H);
-    for (let u = 0; u < H; u++) {
-      let bias = this.b1[u]!;
-      for (let j = 0; j < D; j++) {
-        const w = this.W1[u * D + j]! / this.std.scale[j]!;
-        W[u * D + j] = w;
-        bias -= w * this.std.mean[j]!;
-      }
-      c[u] = bias;
-    }
+    const { weight: W, bias: c } = foldStandardization(this.W1, this.b1, this.std);
     const h = b.op('Relu', [b.op('Gemm', [x, b.constant({ dtype: 'float32', dims: [H, D], data: W }, 'W1'), b.constant({ dtype: 'float32', dims: [H], data: c }, 'b1')], { transB: A.i(1) }, 'hidden')], {}, 'relu');
     const logits = b.op('Gemm', [h, b.constant({ dtype: 'float32', dims: [K, H], data: this.W2 }, 'W2'), b.constant({ dtype: 'float32', dims: [K], data: this.b2 }, 'b2')], { transB: A.i(1) }, 'logits');
     return b.op('Softmax', [logits], { axis: A.i(1) }, 'softmax');
