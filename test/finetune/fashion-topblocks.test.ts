@@ -20,7 +20,8 @@
  * sign test over the test images the two classifiers disagree on: (only fine-tuned right − only frozen
  * right) > 2·√(disagreements). Measured here (1000 images): 10/class frozen 0.754, fine-tuned 0.763
  * (66 vs 57 images, z 0.8: a win, within noise on 1000 images); 100/class 0.837 → 0.858 (55 vs 34, z 2.2).
- * Time: 77 s of CPU in all with GRAFT_THREADS=1 (343 s wall on the loaded shared 2-core machine).
+ * Time: 74–77 s of CPU in all with GRAFT_THREADS=1 (131 s wall, cache 55 s, on the shared 2-core
+ * machine under load; 343 s in a heavier moment).
  *
  * The frozen features come from the same cache (the frozen tail run over it), so both sides see
  * bit-identical inputs at the cut. Cost: the bottom runs 100 × 4 + 900 × 2 + 1000 times.
