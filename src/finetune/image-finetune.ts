@@ -19,9 +19,7 @@ import { imagesToTensor } from '../data/image.js';
 import { FeatureCache } from '../features/cache.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { classificationMetrics, type Metrics } from '../eval/metrics.js';
-import type { OptimizerSpec } from '../optim/optimizer.js';
 import { exportFinetuned } from '../export/export.js';
-import type { LoraOptions } from './lora.js';
 import type { LrFindOptions, LrFindResult } from '../train/lr-finder.js';
 import {
   splitTopBlocks, cacheActivations, trainTopBlocks, predictStore, assembleTopBlocks, lrFindTopBlocks,

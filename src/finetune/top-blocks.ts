@@ -342,16 +342,7 @@ async function linearProbe(m: TopBlocksModel, store: ActivationStore, labels: nu
     ? await fitLogistic(X, labels, { numClasses: m.classes, l2: grid[0]!, gtol: 1e-4 })
     : (await fitCV(X, labels, { numClasses: m.classes, grid, folds: 3, gtol: 1e-4, seed: o.seed ?? 0 })).model;
   const K = m.classes, D = m.featureDim;
-  const W = new Float32Array(K * D), C = new Float32Array(K);
-  for (let k = 0; k < K; k++) {
-    let c = head.bias[k]!;
-    for (let j = 0; j < D; j++) {
-      const w = head.weights[k * D + j]! / head.scale[j]!;
-      W[k * D + j] = w;
-      c -= w * head.mean[j]!;
-    }
-    C[k] = c;
-  }
+  const { weight: W, bias: C } = head.folded();
   m.tail.initializers.set(m.head.weight, { dtype: 'float32', dims: [K, D], data: W });
   m.tail.initializers.set(m.head.bias, { dtype: 'float32', dims: [K], data: C });
   const vX = o.validation ? await frozenFeatures(m, o.validation.store, o.runtime) : undefined;

@@ -68,7 +68,6 @@ function permIsRelabel(dims: (number | null)[], perm: number[]): boolean {
 const str = (v: Json): string => (v?.s != null ? Buffer.from(String(v.s), 'base64').toString('utf8') : '');
 const ints = (v: Json): number[] => (v?.list?.i ?? []).map(Number);
 const strs = (v: Json): string[] => (v?.list?.s ?? []).map((s: string) => Buffer.from(s, 'base64').toString('utf8'));
-const int = (v: Json, d: number): number => (v?.i != null ? Number(v.i) : d);
 const flt = (v: Json, d: number): number => (v?.f != null ? Number(v.f) : d);
 const bool = (v: Json): boolean => v?.b === true;
 

@@ -102,21 +102,13 @@ export class TextFeatureExtractor {
   }
 }
 
-/** Fold a standardized logistic head into a Gemm on raw features: W' = W/scale, b' = b − Σ W·mean/scale. */
+/** A fitted logistic head as a MatMul weight [hidden, classes] on raw features (standardization folded in). */
 export function gemmFromLogistic(head: LogisticRegression): { weight: Float32Array; bias: Float32Array; hidden: number; classes: number } {
   const K = head.numClasses, D = head.dim;
+  const f = head.folded(); // [K, D]
   const weight = new Float32Array(D * K);
-  const bias = new Float32Array(K);
-  for (let k = 0; k < K; k++) {
-    let b = head.bias[k]!;
-    for (let j = 0; j < D; j++) {
-      const w = head.weights[k * D + j]! / head.scale[j]!;
-      weight[j * K + k] = w;
-      b -= w * head.mean[j]!;
-    }
-    bias[k] = b;
-  }
-  return { weight, bias, hidden: D, classes: K };
+  for (let k = 0; k < K; k++) for (let j = 0; j < D; j++) weight[j * K + k] = f.weight[k * D + j]!;
+  return { weight, bias: f.bias, hidden: D, classes: K };
 }
 
 /** A small random head (used when fine-tuning starts without a linear probe). */

@@ -10,11 +10,10 @@ import type { Graph } from '../graph/graph.js';
 import type { Tensor } from '../graph/tensor.js';
 import { Session, type Feeds } from '../runtime/session.js';
 import { Trainer } from '../train/trainer.js';
-import type { LogisticRegression } from '../heads/logistic.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { addPooling, addClassifierHead, textFeeds, withWeights, LOGITS, POOLED, type Pooling } from './encoder.js';
-import { gemmFromLogistic, randomHead, type TextModel } from './classify.js';
+import { gemmFromLogistic, randomHead, type TextModel, type TextFinetuneOptions } from './classify.js';
 
 /** Unpadded token states of one text below the cut: [length × hidden]. */
 export interface TokenStates {
@@ -119,20 +118,9 @@ async function runRows(g: Graph, output: string, feeds: (idx: number[]) => Feeds
   return out;
 }
 
-export interface TopFinetuneOptions {
-  /** Initial head: a fitted logistic head (linear probe, then fine-tune) or random. */
-  head?: LogisticRegression;
-  classes: number;
-  epochs?: number;
-  minSteps?: number;
-  batchSize?: number;
-  lr?: number;
-  weightDecay?: number;
-  warmup?: number;
-  clipNorm?: number;
-  seed?: number;
-  onStep?: (s: { step: number; steps: number; loss: number; epoch: number }) => void;
-}
+/** The fine-tuning options that apply when only the top layers train on saved lower-layer outputs. */
+export type TopFinetuneOptions = Pick<TextFinetuneOptions,
+  'head' | 'classes' | 'epochs' | 'minSteps' | 'batchSize' | 'lr' | 'weightDecay' | 'warmup' | 'clipNorm' | 'seed' | 'onStep'>;
 
 export interface TopFinetuneResult {
   /** The whole classifier (encoder with tuned top layers + pooling + head → logits). */

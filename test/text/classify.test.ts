@@ -12,7 +12,7 @@ import { asset } from '../helpers/assets.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { readTextTable } from '../../src/data/text-table.js';
 import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba } from '../../src/text/classify.js';
-import { addPooling, addClassifierHead, textFeeds } from '../../src/text/encoder.js';
+import { addClassifierHead, textFeeds } from '../../src/text/encoder.js';
 import { pairBatches, cosinePairLoss, trainSetFit } from '../../src/text/setfit.js';
 import { TfidfVectorizer, trainTfidfClassifier } from '../../src/text/tfidf.js';
 import { TopLayerSplit, finetuneTopCached } from '../../src/text/top-layers.js';
