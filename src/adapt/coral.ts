@@ -29,12 +29,17 @@ export async function coralMap(source: ArrayLike<number>[], target: ArrayLike<nu
   return { A: matmul(Cs, Ct, d, d, d), sourceMean: S.mean, targetMean: T.mean, d };
 }
 
+/** The source features moved by the CORAL map: (x − μ_s)·A + μ_t for every source row. */
+export async function coralMoveSource(source: ArrayLike<number>[], target: ArrayLike<number>[], lambda = 1): Promise<Float32Array[]> {
+  const { A, sourceMean, targetMean, d } = await coralMap(source, target, lambda);
+  return (await transformRows(source, sourceMean, A, d, d)).map((x) => { for (let j = 0; j < d; j++) x[j]! += targetMean[j]!; return x; });
+}
+
 export async function coral(source: LabelledFeatures, target: ArrayLike<number>[], o: CoralOptions = {}): Promise<FeatureAdaptResult> {
   checkDomains(source, target);
   const t0 = performance.now();
   const lambda = o.lambda ?? 1;
-  const { A, sourceMean, targetMean, d } = await coralMap(source.x, target, lambda);
-  const moved = (await transformRows(source.x, sourceMean, A, d, d)).map((x) => { for (let j = 0; j < d; j++) x[j]! += targetMean[j]!; return x; });
+  const moved = await coralMoveSource(source.x, target, lambda);
   const head = await fitHead(moved, source.y, { ...o, numClasses: numClassesOf(source.y, o) });
   return { method: 'coral', head, targetProba: head.predictProba(target), info: { lambda }, seconds: (performance.now() - t0) / 1000 };
 }

@@ -178,27 +178,32 @@ export async function adaptFit(model: Graph, loss: AdaptLoss, source: Examples, 
   const total = epochs * perEpoch;
   let tOrder: number[] = [];
   let tPos = 0;
-  for (let epoch = 1; epoch <= epochs; epoch++) {
-    const sOrder = rng.shuffle([...source.x.keys()]);
-    for (let i = 0; i < sOrder.length; i += half) {
-      const s = sOrder.slice(i, i + half);
-      const t: number[] = [];
-      while (t.length < half) {
-        if (tPos >= tOrder.length) { tOrder = rng.shuffle([...target.keys()]); tPos = 0; }
-        t.push(tOrder[tPos++]!);
+  try {
+    for (let epoch = 1; epoch <= epochs; epoch++) {
+      const sOrder = rng.shuffle([...source.x.keys()]);
+      for (let i = 0; i < sOrder.length; i += half) {
+        const s = sOrder.slice(i, i + half);
+        const t: number[] = [];
+        while (t.length < half) {
+          if (tPos >= tOrder.length) { tOrder = rng.shuffle([...target.keys()]); tPos = 0; }
+          t.push(tOrder[tPos++]!);
+        }
+        const n = s.length + t.length;
+        const feeds: Record<string, Tensor> = {
+          [name]: stack([...s.map((k) => source.x[k]!), ...t.map((k) => target[k]!)], dims),
+          [LABELS]: { dtype: 'int64', dims: [n], data: BigInt64Array.from([...s.map((k) => BigInt(source.y[k]!)), ...t.map(() => 0n)]) },
+          [IS_SOURCE]: { dtype: 'float32', dims: [n], data: Float32Array.from({ length: n }, (_, j) => (j < s.length ? 1 : 0)) },
+          ...loss.stepFeeds?.(trainer.steps / total),
+        };
+        const r = await trainer.step(feeds);
+        const values = r.values ? Object.fromEntries(Object.entries(r.values).map(([k, v]) => [k, Number(v.data[0])])) : undefined;
+        o.onStep?.({ step: trainer.steps, total, loss: r.loss, ...(values ? { values } : {}) });
       }
-      const n = s.length + t.length;
-      const feeds: Record<string, Tensor> = {
-        [name]: stack([...s.map((k) => source.x[k]!), ...t.map((k) => target[k]!)], dims),
-        [LABELS]: { dtype: 'int64', dims: [n], data: BigInt64Array.from([...s.map((k) => BigInt(source.y[k]!)), ...t.map(() => 0n)]) },
-        [IS_SOURCE]: { dtype: 'float32', dims: [n], data: Float32Array.from({ length: n }, (_, j) => (j < s.length ? 1 : 0)) },
-        ...loss.stepFeeds?.(trainer.steps / total),
-      };
-      const r = await trainer.step(feeds);
-      const values = r.values ? Object.fromEntries(Object.entries(r.values).map(([k, v]) => [k, Number(v.data[0])])) : undefined;
-      o.onStep?.({ step: trainer.steps, total, loss: r.loss, ...(values ? { values } : {}) });
+      await o.onEpoch?.({ epoch, trainer });
     }
-    await o.onEpoch?.({ epoch, trainer });
+  } catch (e) {
+    await trainer.release(); // the caller never gets the trainer: free its sessions here
+    throw e;
   }
   return trainer;
 }

@@ -6,6 +6,7 @@
  */
 import { fit as fitLogistic, LogisticRegression, type LogisticOptions } from '../heads/logistic.js';
 import { GraftError } from '../util/errors.js';
+import { classCount } from '../heads/head.js';
 
 export interface LabelledFeatures {
   x: ArrayLike<number>[];
@@ -36,7 +37,7 @@ export function checkDomains(source: LabelledFeatures, target: ArrayLike<number>
 }
 
 export function numClassesOf(y: number[], o: HeadOptions): number {
-  return o.numClasses ?? Math.max(...y) + 1;
+  return o.numClasses ?? classCount(y);
 }
 
 /** Fit the logistic head (warm-started from `from`, a head of the same size, when given). */

@@ -13,6 +13,7 @@ import { argmaxOf } from './predict.js';
 import { informationMaximization, reverseValidation, selectBest, type Candidate } from './selection.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { GraftError } from '../util/errors.js';
+import { classCount } from '../heads/head.js';
 
 export type FeatureMethod = 'source-only' | 'coral' | 'subspace' | 'self-training' | 'coral-self-training';
 export const FEATURE_METHODS: readonly FeatureMethod[] = ['source-only', 'coral', 'subspace', 'self-training', 'coral-self-training'];
@@ -58,7 +59,7 @@ export function runFeatureMethod(method: FeatureMethod, source: LabelledFeatures
 export async function adaptFeatures(method: FeatureMethod, source: LabelledFeatures, target: ArrayLike<number>[], o: AdaptFeaturesOptions = {}): Promise<AdaptFeaturesResult> {
   if (!FEATURE_METHODS.includes(method)) throw new GraftError(`unknown feature-level method '${method}' (known: ${FEATURE_METHODS.join(', ')})`);
   const t0 = performance.now();
-  const K = o.numClasses ?? Math.max(...source.y) + 1;
+  const K = o.numClasses ?? classCount(source.y);
   const ho: HeadOptions = { ...o, numClasses: K };
   const grid = o.grid ?? defaultGrid(method, source.x[0]!.length);
   let chosen = grid[0] ?? {};

@@ -6,8 +6,7 @@
  * features are first moved by CORAL (./coral.ts), so the first labelling is CORAL's.
  */
 import { argmaxOf } from './predict.js';
-import { coralMap } from './coral.js';
-import { transformRows } from './linalg.js';
+import { coralMoveSource } from './coral.js';
 import { checkDomains, fitHead, numClassesOf, type FeatureAdaptResult, type HeadOptions, type LabelledFeatures } from './feature-head.js';
 import { GraftError } from '../util/errors.js';
 
@@ -33,8 +32,7 @@ export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayL
   const ho = { ...o, numClasses: K };
   let sx: ArrayLike<number>[] = source.x;
   if ((o.align ?? 'none') === 'coral') {
-    const m = await coralMap(source.x, target, o.lambda ?? 1);
-    sx = (await transformRows(source.x, m.sourceMean, m.A, m.d, m.d)).map((x) => x.map((v, j) => v + m.targetMean[j]!));
+    sx = await coralMoveSource(source.x, target, o.lambda ?? 1);
   }
   let head = await fitHead(sx, source.y, ho);
   let P = head.predictProba(target);

@@ -26,6 +26,7 @@ import { mmdLoss, deepCoralLoss } from './mmd.js';
 import { predictLogits, probabilities, argmaxOf } from './predict.js';
 import { informationMaximization, reverseValidation, selectBest, type Candidate } from './selection.js';
 import { GraftError } from '../util/errors.js';
+import { classCount } from '../heads/head.js';
 
 export type SourceNetworkMethod = 'dann' | 'mmd' | 'deep-coral' | 'source-only';
 export const SOURCE_NETWORK_METHODS: readonly SourceNetworkMethod[] = ['dann', 'mmd', 'deep-coral', 'source-only'];
@@ -80,7 +81,7 @@ export async function adaptWithSource(method: SourceNetworkMethod, model: Graph,
   if (!SOURCE_NETWORK_METHODS.includes(method)) throw new GraftError(`unknown method '${method}' (known: ${SOURCE_NETWORK_METHODS.join(', ')})`);
   const t0 = performance.now();
   const seed = o.seed ?? 0;
-  const K = Math.max(...source.y) + 1;
+  const K = classCount(source.y);
   let net = makeBatchDynamic(model);
   const newHead = (await outputClasses(net)) !== K;
   if (newHead) net = await withNewHead(net, K, { seed, ...(o.feature ? { node: o.feature } : {}) });

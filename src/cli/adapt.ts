@@ -10,7 +10,7 @@
  * Datasets: a CSV of square grey images (pixel columns then a label, optionally .gz) or IDX images
  * (labels file guessed from the name); the model takes [batch, 1, S, S] grey images.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
@@ -18,7 +18,7 @@ import { Option } from 'commander';
 import type { Graph } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
 import { loadModel } from '../formats/load.js';
-import { writeOnnx } from '../formats/onnx.js';
+import { atomicWrite, writeOnnx } from '../formats/onnx.js';
 import { makeBatchDynamic } from '../graph/rewrites.js';
 import { loadPixelDataset } from '../data/pixel-dataset.js';
 import { readIdx, parseIdx } from '../data/idx.js';
@@ -35,6 +35,7 @@ import type { LogisticRegression } from '../heads/logistic.js';
 import { smallCnn } from '../heads/scratch-cnn.js';
 import { int, num } from './parse.js';
 import { GraftError } from '../util/errors.js';
+import { classCount } from '../heads/head.js';
 
 export const ADAPT_METHODS = ['coral', 'subspace', 'self-training', 'coral-self-training', 'entropy', 'adabn', 'dann', 'mmd', 'deep-coral'] as const;
 const WITH_SOURCE = new Set<string>(['dann', 'mmd', 'deep-coral']);
@@ -51,6 +52,13 @@ interface Images { x: Float32Array[]; y?: number[] }
 /** --model small-cnn: the small CNN of src/heads/scratch-cnn.ts, trained from scratch on the source (inputs 0–1). */
 const SCRATCH = 'small-cnn';
 const inputMaxOf = (o: AdaptFlags) => (o.model === SCRATCH ? 1 : num(o.inputMax, '--input-max'));
+
+/** A flag that must be a whole number ≥ 1. */
+function positive(v: string, flag: string): number {
+  const n = int(v, flag);
+  if (n < 1) throw new GraftError(`${flag} must be at least 1, got ${n}`);
+  return n;
+}
 
 const list = (v: string | undefined, flag: string) => (v === undefined ? undefined : v.split(',').map((s) => num(s.trim(), flag)));
 
@@ -74,7 +82,7 @@ async function loadImages(path: string, side: number, o: AdaptFlags, labelsFile?
     if (data.y && data.y.length !== x.length) throw new GraftError(`${path} has ${x.length} images but ${lab} has ${data.y.length} labels`);
   }
   if (o.maxExamples) {
-    const m = int(o.maxExamples, '--max-examples');
+    const m = positive(o.maxExamples, '--max-examples');
     data = { x: data.x.slice(0, m), ...(data.y ? { y: data.y.slice(0, m) } : {}) };
   }
   return data;
@@ -95,7 +103,7 @@ function reportLabels(spec: string | undefined, target: Images, o: AdaptFlags): 
       if (!Number.isInteger(v) || v < 0) throw new GraftError(`${spec}:${i + 1}: not a class index: '${l}'`);
       return v;
     });
-    if (o.maxExamples) y = y.slice(0, int(o.maxExamples, '--max-examples'));
+    if (o.maxExamples) y = y.slice(0, positive(o.maxExamples, '--max-examples'));
   }
   if (y.length !== target.x.length) throw new GraftError(`--target-labels: ${y.length} labels for ${target.x.length} target images`);
   return y;
@@ -105,8 +113,12 @@ function reportLabels(spec: string | undefined, target: Images, o: AdaptFlags): 
 async function exportHead(model: Graph, node: string, head: LogisticRegression, probe: Float32Array): Promise<Graph> {
   const g = model.cutBefore([node]);
   const s = await Session.fromGraph(g, {}, 'probe');
-  const rank = (await s.run({ [g.dataInputs()[0]!.name]: stack([probe], exampleDims(model)) }, [node]))[node]!.dims.length;
-  await s.release();
+  let rank: number;
+  try {
+    rank = (await s.run({ [g.dataInputs()[0]!.name]: stack([probe], exampleDims(model)) }, [node]))[node]!.dims.length;
+  } finally {
+    await s.release();
+  }
   const b = new Builder(g, 'head/');
   let x = node;
   if (rank > 2) x = b.op('Flatten', [b.op('GlobalAveragePool', [x])], { axis: A.i(1) }, 'features');
@@ -128,6 +140,20 @@ export async function adaptCommand(o: AdaptFlags) {
   const featureLevel = o.method === 'coral' || o.method === 'subspace' || o.method === 'coral-self-training' || (o.method === 'self-training' && o.source !== undefined);
   if ((featureLevel || withSource) && !o.source) throw new GraftError(`--method ${o.method} needs --source (labelled source images)`);
   if (!featureLevel && !withSource && o.source) throw new GraftError(`--method ${o.method} is source-free: it reads only --model and --target (drop --source)`);
+  // a tuning flag the chosen method does not read is an error, not silently ignored
+  const level = withSource ? 'with-source' : featureLevel ? 'features' : 'source-free';
+  const reads: [keyof AdaptFlags, string, (m: string) => boolean][] = [
+    ['lambda', '--lambda', (m) => m === 'coral' || m === 'coral-self-training'],
+    ['dims', '--dims', (m) => m === 'subspace'],
+    ['threshold', '--threshold', (m) => m === 'self-training' || m === 'coral-self-training'],
+    ['weight', '--weight', () => level === 'with-source'],
+    ['lr', '--lr', (m) => level === 'with-source' || (level === 'source-free' && m !== 'adabn')],
+    ['steps', '--steps', (m) => level === 'with-source' || m === 'entropy'],
+    ['node', '--node', () => level !== 'source-free'],
+    ['sourceLabels', '--source-labels', () => o.source !== undefined],
+  ];
+  for (const [key, flag, ok] of reads)
+    if (o[key] !== undefined && !ok(o.method)) throw new GraftError(`${flag} does not apply to --method ${o.method}${o.method === 'self-training' ? (featureLevel ? ' with --source' : ' without --source') : ''}`);
   const target = await loadImages(o.target, side, o);
   if (o.shiftTarget) target.x = shiftImages(target.x.map((x) => x.map((v) => v / inputMaxOf(o))), o.shiftTarget, int(o.seed, '--seed')).map((x) => x.map((v) => v * inputMaxOf(o)));
   const labels = reportLabels(o.targetLabels, target, o);
@@ -142,14 +168,14 @@ export async function adaptCommand(o: AdaptFlags) {
   if (withSource) {
     const source = await loadImages(o.source!, side, o, o.sourceLabels);
     if (!source.y) throw new GraftError(`--source ${o.source}: no labels found`, 'give IDX images with their labels file beside them (or --source-labels), or a CSV with a label column');
-    const epochs = o.epochs ? int(o.epochs, '--epochs') : 6;
+    const epochs = o.epochs ? positive(o.epochs, '--epochs') : 6;
     const common = {
-      epochs, seed, batchSize: int(o.batchSize, '--batch-size') > 256 ? 64 : int(o.batchSize, '--batch-size'),
+      epochs, seed, batchSize: positive(o.batchSize, '--batch-size') > 256 ? 64 : positive(o.batchSize, '--batch-size'),
       ...(o.lr ? { lr: num(o.lr, '--lr') } : {}), ...(o.node ? { feature: o.node } : {}), select: o.select ?? 'reverse-validation',
       ...(o.steps ? { checkpoints: list(o.steps, '--steps')! } : {}),
     } as const;
     const weights = list(o.weight, '--weight');
-    const start = () => (scratch ? smallCnn({ channels: 1, size: side, classes: Math.max(...source.y!) + 1, seed }) : model);
+    const start = () => (scratch ? smallCnn({ channels: 1, size: side, classes: classCount(source.y!), seed }) : model);
     const r = await adaptWithSource(o.method as SourceNetworkMethod, start(), { x: source.x, y: source.y }, target.x, { ...common, onCandidate, ...(weights ? { weights } : {}) });
     Object.assign(report, {
       sourceExamples: source.x.length, sourceTrainExamples: r.sourceTrainExamples, featureNode: r.feature, featureDim: r.featureDim, newHead: r.newHead, epochs,
@@ -174,7 +200,7 @@ export async function adaptCommand(o: AdaptFlags) {
     const node = o.node ?? defaultFeatureNode(model);
     const feats = async (xs: Float32Array[]) => {
       const batches = [];
-      const bs = int(o.batchSize, '--batch-size');
+      const bs = positive(o.batchSize, '--batch-size');
       for (let i = 0; i < xs.length; i += bs) batches.push(stack(xs.slice(i, i + bs), dims));
       return extractFeatures(model, node, batches, { batchSize: bs });
     };
@@ -210,9 +236,7 @@ export async function adaptCommand(o: AdaptFlags) {
     mkdirSync(o.out, { recursive: true });
     outModel.metadata['graft.adapted'] = `${o.method} to ${o.target}`;
     writeOnnx(outModel, join(o.out, 'model.onnx'));
-    const tmp = join(o.out, '.report.json.tmp');
-    writeFileSync(tmp, JSON.stringify(report, null, 2) + '\n');
-    renameSync(tmp, join(o.out, 'report.json'));
+    atomicWrite(join(o.out, 'report.json'), Buffer.from(JSON.stringify(report, null, 2) + '\n'));
     report['out'] = o.out;
   }
   if (o.json) {

@@ -15,7 +15,8 @@ export interface GenerateFlags {
 
 /** The tokenizer folder for a model path: the folder itself, or the folder above an onnx/ subfolder. */
 function tokenizerDirOf(model: string): string {
-  if (existsSync(model) && statSync(model).isDirectory()) return model;
+  if (!existsSync(model)) throw new GraftError(`model not found: ${model}`);
+  if (statSync(model).isDirectory()) return model;
   const d = dirname(model);
   if (existsSync(join(d, 'tokenizer.json'))) return d;
   if (existsSync(join(d, '..', 'tokenizer.json'))) return join(d, '..');
@@ -32,7 +33,11 @@ export async function generateCommand(o: GenerateFlags) {
   if (o.temperature !== undefined) opts.temperature = num(o.temperature, '--temperature');
   if (o.topK !== undefined) opts.topK = int(o.topK, '--top-k');
   if (o.topP !== undefined) opts.topP = num(o.topP, '--top-p');
-  if (o.greedy) opts.greedy = true;
+  if (o.greedy) {
+    const sampling = (['temperature', 'topK', 'topP'] as const).filter((k) => o[k] !== undefined && !(k === 'temperature' && Number(o[k]) === 0));
+    if (sampling.length) throw new GraftError(`--greedy cannot be combined with ${sampling.map((k) => '--' + k.replace(/[A-Z]/, (c) => '-' + c.toLowerCase())).join(', ')}`, 'drop --greedy to sample');
+    opts.greedy = true;
+  }
   if (opts.temperature !== undefined && opts.temperature < 0) throw new GraftError(`--temperature must be ≥ 0, got ${opts.temperature}`);
   if (opts.topK !== undefined && opts.topK < 1) throw new GraftError(`--top-k must be ≥ 1, got ${opts.topK}`);
   if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1)) throw new GraftError(`--top-p must be in (0, 1], got ${opts.topP}`);

@@ -35,6 +35,10 @@ export async function featuresCommand(o: TrainFlags) {
   const head = (o['head'] ?? 'logistic') as HeadKind;
   if (!HEAD_KINDS.includes(head)) throw new GraftError(`--head must be one of ${HEAD_KINDS.join(', ')}, got '${head}'`);
   const grid = headGrid(o['headGrid'], head);
+  if (o['hidden'] !== undefined) {
+    if (head !== 'mlp') throw new GraftError(`--hidden applies only to --head mlp (the head is '${head}')`);
+    if (int(String(o['hidden']), '--hidden') < 1) throw new GraftError(`--hidden must be at least 1, got ${String(o['hidden'])}`);
+  }
   const skippedNow: string[] = [];
   const { report } = await trainFeatureClassifier(o.model, data, {
     head,

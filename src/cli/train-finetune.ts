@@ -48,6 +48,11 @@ export function finetuneOptionsFrom(o: TrainFlags): FinetuneOptions {
   const schedule = scheduleOf(f);
   const classWeights = classWeightsOf(str(f.classWeights));
   if (f.resume && !f.checkpointDir) throw new GraftError('--resume needs --checkpoint-dir (the folder holding the checkpoints)');
+  const positive = (v: string | undefined, flag: string) => {
+    if (v !== undefined && int(v, flag) < 1) throw new GraftError(`${flag} must be at least 1, got ${v}`);
+  };
+  positive(f.patience, '--patience');
+  positive(f.keepCheckpoints, '--keep-checkpoints');
   const bn = f.bn ?? 'frozen';
   if (bn !== 'frozen' && bn !== 'update') throw new GraftError(`--bn must be frozen or update, got '${bn}'`);
   return {

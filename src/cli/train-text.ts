@@ -25,14 +25,15 @@ const TEXT_DEFAULTS: Record<string, string> = { lr: '1e-4', epochs: '10', batchS
 
 export async function textCommand(o: TrainFlags) {
   const textColumn = o['textColumn'] as string;
-  const labelColumn = (o['labelColumn'] as string | undefined) ?? 'label';
+  // No default here: readTextTable uses 'label' for files with a header and guesses it for headerless ones.
+  const labelColumn = o['labelColumn'] as string | undefined;
   const pooling = (o['pooling'] as Pooling | undefined) ?? 'mean';
   const mode = o.mode === 'finetune' || o.mode === 'features' || o.mode === 'setfit' ? o.mode : 'features';
   const m = loadModelFolderSync(o.model);
   const maxLength = o['maxLength'] ? int(o['maxLength'] as string, '--max-length') : Math.min(128, m.tokenizer.modelMaxLength);
   if (m.maxPositions && maxLength > m.maxPositions) throw new GraftError(`--max-length ${maxLength} exceeds the model's ${m.maxPositions} positions`);
   // `--data spam-assassin`: the SpamAssassin corpus from the npm package (ham vs spam).
-  const table = o.data === 'spam-assassin' ? loadSpamAssassin() : readTextTable(o.data, { textColumn: /^\d+$/.test(textColumn) ? Number(textColumn) : textColumn, labelColumn: /^\d+$/.test(labelColumn) ? Number(labelColumn) : labelColumn });
+  const table = o.data === 'spam-assassin' ? loadSpamAssassin() : readTextTable(o.data, { textColumn: /^\d+$/.test(textColumn) ? Number(textColumn) : textColumn, ...(labelColumn !== undefined ? { labelColumn: /^\d+$/.test(labelColumn) ? Number(labelColumn) : labelColumn } : {}) });
   const seed = int(o.seed, '--seed');
   const split = stratifiedSplit(table.y, {
     testFraction: num(o.testFraction ?? TEXT_DEFAULTS['testFraction']!, '--test-fraction'),
@@ -61,8 +62,9 @@ export async function textCommand(o: TrainFlags) {
   const feat = (t: typeof train, task: string) =>
     extractor.extract(t.texts, { maxLength, source, rows: t.rows, warn, ...(o.cache ? { cache: openCache(o.cache) } : {}), onProgress: (p) => progress(task, 'texts')(p.done, p.total) });
   if (mode === 'setfit') {
-    const r = await trainSetFit(m, train.texts, train.y, { pooling, maxLength, seed, lr: num(o.lr, '--lr'), source, onStep: (s) => progress('contrastive', 'steps')(s.step, s.steps) });
+    const r = await trainSetFit(m, train.texts, train.y, { pooling, maxLength, seed, lr: num(o.lr, '--lr'), source, rows: train.rows, warn, onStep: (s) => progress('contrastive', 'steps')(s.step, s.steps) });
     classifier = addClassifierHead(addPooling(r.encoder, pooling), gemmFromLogistic(r.head), { probabilities: true });
+    await r.extractor.release();
     Object.assign(report, { steps: r.steps, pairBatchTexts: r.maxBatchTexts });
   } else {
     const F = await feat(train, 'features');
@@ -87,7 +89,7 @@ export async function textCommand(o: TrainFlags) {
     }
   }
   await extractor.release();
-  const P = await predictTextProba(classifier, m.tokenizer, test.texts, { maxLength, source, rows: test.rows, warn: () => {} });
+  const P = await predictTextProba(classifier, m.tokenizer, test.texts, { maxLength, source, rows: test.rows, warn });
   const metrics = classificationMetrics(test.y, argmaxF(P), table.classes);
   report['test'] = metrics;
   report['seconds'] = (Date.now() - t0) / 1000;

@@ -22,9 +22,29 @@ export function parseTrainable(s: string): TrainableSpec {
   return { pattern: s };
 }
 
+/** Flags (without defaults) only image/CSV `--mode finetune` reads: given to another mode they would be silently ignored. */
+const FINETUNE_ONLY: [key: string, flag: string][] = [
+  ['schedule', '--schedule'], ['warmup', '--warmup'], ['lrFind', '--lr-find'], ['earlyStopping', '--early-stopping'],
+  ['classWeights', '--class-weights'], ['lrDecay', '--lr-decay'], ['layerGroups', '--layer-groups'], ['unfreezeEvery', '--unfreeze-every'],
+  ['checkpointDir', '--checkpoint-dir'], ['resume', '--resume'], ['keepCheckpoints', '--keep-checkpoints'], ['newHead', '--new-head/--no-new-head'],
+  ['cut', '--cut'], ['topBlocks', '--top-blocks'], ['full', '--full'], ['augment', '--augment'], ['views', '--views'],
+  ['loraAlpha', '--lora-alpha'], ['loraMatch', '--lora-match'],
+];
+
+function rejectFinetuneFlags(o: TrainFlags, mode: string, alsoLora: boolean): void {
+  const given = [...FINETUNE_ONLY, ...(alsoLora ? [['loraRank', '--lora-rank'] as [string, string]] : [])].filter(([k]) => o[k] !== undefined).map(([, f]) => f);
+  if (given.length) throw new GraftError(`${given.join(', ')} ${given.length > 1 ? 'apply' : 'applies'} to image fine-tuning (--mode finetune), not to ${mode}`);
+}
+
 export async function trainCommand(o: TrainFlags) {
-  if (o['textColumn'] !== undefined) return textCommand(o);
+  if (o['textColumn'] !== undefined) {
+    rejectFinetuneFlags(o, 'text classification', false);
+    return textCommand(o);
+  }
   if (o.mode === 'setfit') throw new GraftError('--mode setfit is for text classification: give --text-column');
-  if (o.mode === 'features') return featuresCommand(o);
+  if (o.mode === 'features') {
+    rejectFinetuneFlags(o, '--mode features', true);
+    return featuresCommand(o);
+  }
   return finetuneCommand(o);
 }

@@ -30,11 +30,15 @@ export async function translateTrainCommand(o: TranslateTrainFlags) {
   const seed = int(o.seed, '--seed');
   const raw = readParallelJsonl(o.data, o.sourceField, o.targetField);
   const pairs: Seq2SeqPair[] = [];
-  let skipped = 0;
+  let skipped = 0, duplicates = 0;
+  const seen = new Set<string>(); // one pair per source text, so no held-out source is also trained on
   for (const p of raw) {
+    if (seen.has(p.source)) { duplicates++; continue; }
+    seen.add(p.source);
     const source = tok.encode(p.source), target = tok.encode(p.target, { addSpecialTokens: false });
     if (source.length <= maxLen && target.length <= maxLen) pairs.push({ source, target }); else skipped++;
   }
+  if (duplicates) process.stderr.write(`${o.data}: kept the first of each repeated source text (${duplicates} repeat(s) dropped)\n`);
   if (skipped) process.stderr.write(`warning: ${o.data}: skipped ${skipped} pair(s) longer than --max-length ${maxLen} tokens\n`);
   new Rng(seed).shuffle(pairs);
   const nVal = int(o.valCount, '--val-count');

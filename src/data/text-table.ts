@@ -109,7 +109,8 @@ export function parseCsvRecords(text: string, sep: string, file: string): CsvRec
         if (ch === '\n') line++;
         field += ch;
       }
-    } else if (ch === '"') {
+    } else if (ch === '"' && field === '') {
+      // a quote opens a quoted field only at its start; inside an unquoted field it is literal (RFC 4180, Python csv)
       quoted = true;
       quoteLine = line;
     } else if (ch === sep) {
@@ -187,8 +188,7 @@ export function readTextTable(path: string, o: TextTableOptions = {}): TextTable
       ti = Number(o.textColumn);
       li = Number(o.labelColumn);
     } else {
-      [ti, li] = guessColumns(recs, path);
-      if (o.textColumn !== undefined) ti = Number(o.textColumn);
+      [ti, li] = guessColumns(recs, path, o.textColumn !== undefined ? Number(o.textColumn) : undefined);
       if (o.labelColumn !== undefined) li = Number(o.labelColumn);
     }
     for (let r = header ? 1 : 0; r < recs.length; r++) {
@@ -217,7 +217,7 @@ function push(path: string, line: number, t: unknown, l: unknown, texts: string[
 }
 
 /** Headerless files: the label column is the one with few distinct short values, text the longest. */
-function guessColumns(recs: CsvRecord[], path: string): [number, number] {
+function guessColumns(recs: CsvRecord[], path: string, textColumn?: number): [number, number] {
   const width = recs[0]!.fields.length;
   if (width < 2) throw new GraftError(`${path}: a single column; need a text and a label column`, 'check the separator');
   const sample = recs.slice(0, 200);
@@ -230,6 +230,7 @@ function guessColumns(recs: CsvRecord[], path: string): [number, number] {
   }
   let ti = 0;
   for (let c = 1; c < width; c++) if (avgLen[c]! > avgLen[ti]!) ti = c;
+  if (textColumn !== undefined) ti = textColumn; // given: the label is guessed among the other columns
   let li = -1;
   for (let c = 0; c < width; c++) if (c !== ti && (li < 0 || distinct[c]! < distinct[li]!)) li = c;
   if (li < 0 || distinct[li]! > Math.max(20, sample.length / 2))

@@ -15,7 +15,7 @@
  * writeCurve saves curve.json, curve.md (table: mean [min–max] per method and budget) and curve.svg
  * (accuracy vs labels per class on a log axis; mean line and min–max band per method), atomically.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import type { Tensor } from '../graph/tensor.js';
@@ -27,6 +27,8 @@ import { extractFeatures, defaultFeatureNode } from '../features/extract.js';
 import { stratifiedSplit, shuffledByClass } from '../data/splits.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
+import { classCount } from '../heads/head.js';
+import { atomicWrite } from '../formats/onnx.js';
 
 export type CurveMethod = 'scratch' | 'features' | 'finetune';
 export const CURVE_METHODS: readonly CurveMethod[] = ['scratch', 'features', 'finetune'];
@@ -65,10 +67,6 @@ export interface CurveResult {
   featureSeconds?: number;
 }
 
-function classesOf(y: number[]): number {
-  return Math.max(...y) + 1;
-}
-
 /** The curve for `model` (a classifier with one [N, …] input) on in-memory examples (in the model's input scale). */
 export async function dataEfficiencyCurve(model: Graph, data: Examples, o: CurveOptions): Promise<CurveResult> {
   const budgets = [...o.budgets].sort((a, b) => a - b);
@@ -77,9 +75,12 @@ export async function dataEfficiencyCurve(model: Graph, data: Examples, o: Curve
   if (!(seeds >= 1)) throw new GraftError(`--seeds must be at least 1, got ${seeds}`);
   const methods = o.methods ?? [...CURVE_METHODS];
   const testFraction = o.testFraction ?? 0.3;
-  const K = classesOf(data.y);
+  const K = classCount(data.y);
   const dims = exampleDims(makeBatchDynamic(model));
   const minSteps = o.minSteps ?? 100, bs = o.batchSize ?? 32;
+  if (!Number.isInteger(bs) || bs < 1) throw new GraftError(`--batch-size must be a whole number ≥ 1, got ${bs}`);
+  if (!Number.isInteger(minSteps) || minSteps < 1) throw new GraftError(`--steps must be a whole number ≥ 1, got ${minSteps}`);
+  if (!(testFraction > 0 && testFraction < 1)) throw new GraftError(`--test-fraction must be between 0 and 1, got ${testFraction}`);
   if (methods.includes('scratch') && (dims.length !== 3 || dims[1] !== dims[2]))
     throw new GraftError(`the scratch method builds a small CNN for square images [C, S, S]; this model takes [${dims}]`, 'leave scratch out of --methods');
   let maxIn = 0;
@@ -126,8 +127,11 @@ export async function dataEfficiencyCurve(model: Graph, data: Examples, o: Curve
           const r = await fit(net, { x: train.map((i) => xs[i]!), y: train.map((i) => data.y[i]!) }, {
             epochs, batchSize: bs, seed, lr: method === 'scratch' ? (o.scratchLr ?? 2e-3) : (o.finetuneLr ?? 1e-3),
           });
-          acc = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, split.test.map((i) => xs[i]!)), split.test.map((i) => data.y[i]!));
-          await r.trainer.release();
+          try {
+            acc = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, split.test.map((i) => xs[i]!)), split.test.map((i) => data.y[i]!));
+          } finally {
+            await r.trainer.release();
+          }
         }
         const seconds = (performance.now() - t0) / 1000;
         points.push({ method, perClass, seed, accuracy: acc, seconds, trainExamples: train.length });
@@ -210,8 +214,7 @@ export function curveSvg(r: CurveResult, title = `Data efficiency: ${r.model}`):
 }
 
 function writeAtomic(path: string, text: string): void {
-  writeFileSync(path + '.tmp', text);
-  renameSync(path + '.tmp', path);
+  atomicWrite(path, Buffer.from(text));
 }
 
 /** curve.json, curve.md and curve.svg in `dir`. Returns their paths. */

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import { A } from '../graph/builder.js';
 import type { Tensor } from '../graph/tensor.js';
-import { encodeOnnx } from '../formats/onnx.js';
+import { atomicWrite, encodeOnnx } from '../formats/onnx.js';
 import { setLabels, setPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { mergeLora } from '../finetune/lora.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
@@ -149,6 +149,8 @@ export async function exportFinetuned(trained: Graph, o: ExportOptions): Promise
     const ref = await o.reference(o.checkInputs);
     if (ref.dims.join() !== got[compared]!.dims.join())
       throw new GraftError(`export parity check: the exported model gives ${compared} [${got[compared]!.dims}], the training graph [${ref.dims}]`);
+    if (got[compared]!.dims[1] !== o.labels.length)
+      throw new GraftError(`export: the model has ${got[compared]!.dims[1]} classes but ${o.labels.length} labels were given; nothing was written to ${path}`);
     maxAbsDiff = maxDiff(got[compared]!.data as Float32Array, ref.data as Float32Array);
     let scale = 1;
     for (const v of ref.data as Float32Array) scale = Math.max(scale, Math.abs(v));
@@ -163,8 +165,6 @@ export async function exportFinetuned(trained: Graph, o: ExportOptions): Promise
     throw e;
   }
   const labelsPath = join(o.out, 'labels.json');
-  const lt = `${labelsPath}.tmp-${process.pid}`;
-  writeFileSync(lt, JSON.stringify(o.labels, null, 2) + '\n');
-  renameSync(lt, labelsPath);
+  atomicWrite(labelsPath, new TextEncoder().encode(JSON.stringify(o.labels, null, 2) + '\n'));
   return { path, labelsPath, maxAbsDiff, allowed, compared, tolerance, checked: o.checkInputs.dims[0] ?? 0, graph: g };
 }

@@ -12,13 +12,13 @@
  * metadata), labels.json, and the evaluation report (report.html, report.json). Images that cannot
  * be read are reported by path and skipped.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
 import type { Tensor } from '../graph/tensor.js';
 import { loadModel } from '../formats/load.js';
-import { writeOnnx } from '../formats/onnx.js';
+import { atomicWrite, writeOnnx } from '../formats/onnx.js';
 import { getLabels, getPreprocess, setLabels, setPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { decodeImages } from '../data/image.js';
 import { argmaxRows } from '../train/fit.js';
@@ -312,7 +312,7 @@ export async function trainFeatureClassifier(model: Graph | string, data: Labell
 export function saveClassifier(g: Graph, dir: string): void {
   mkdirSync(dir, { recursive: true });
   writeOnnx(g, join(dir, 'model.onnx'));
-  writeFileSync(join(dir, 'labels.json'), JSON.stringify(getLabels(g) ?? [], null, 2) + '\n');
+  atomicWrite(join(dir, 'labels.json'), Buffer.from(JSON.stringify(getLabels(g) ?? [], null, 2) + '\n'));
 }
 
 export interface EvaluateOptions {

@@ -20,6 +20,7 @@ import type { FeatureCache } from './cache.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
+import { classCount } from '../heads/head.js';
 
 /** The value a classifier's head reads: recorded metadata first, then the input of its final layer. */
 export function featureNodeOf(model: Graph): string {
@@ -147,7 +148,7 @@ export async function trainMultiTask(model: Graph, inputs: Float32Array[], tasks
   const heads: MultiTaskResult['heads'] = [];
   for (const t of tasks) {
     const th = performance.now();
-    const cv = await fitCV(X, o.train.map((i) => t.labels[i]!), { numClasses: Math.max(...t.labels) + 1, seed: o.seed ?? 0 });
+    const cv = await fitCV(X, o.train.map((i) => t.labels[i]!), { numClasses: classCount(t.labels), seed: o.seed ?? 0 });
     heads.push({ task: t.name, head: cv.model, l2: cv.l2, seconds: (performance.now() - th) / 1000 });
   }
   return { node, features, heads, extractSeconds };

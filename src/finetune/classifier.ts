@@ -17,7 +17,7 @@ import { stratifiedSplit } from '../data/splits.js';
 import { loadPixelDataset } from '../data/pixel-dataset.js';
 import { fit, accuracy, predictLabels, exampleDims, stack, argmaxRows, type Examples, type FitOptions } from '../train/fit.js';
 import { findLr, type LrFindOptions, type LrFindResult } from '../train/lr-finder.js';
-import { Session } from '../runtime/session.js';
+import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { withNewHead, outputClasses } from '../features/multi-task.js';
 import { GraftError } from '../util/errors.js';
 
@@ -62,15 +62,18 @@ export interface FinetuneReport {
   newHead?: NewHeadInfo;
 }
 
-export async function evaluateModel(g: Graph, data: Examples, batchSize = 64): Promise<number> {
-  const s = await Session.fromGraph(g, {}, g.name);
+export async function evaluateModel(g: Graph, data: Examples, batchSize = 64, runtime: RuntimeOptions = {}): Promise<number> {
+  const s = await Session.fromGraph(g, runtime, g.name);
   const dims = exampleDims(g);
   const name = g.dataInputs()[0]!.name;
   const pred: number[] = [];
-  for (let i = 0; i < data.x.length; i += batchSize) {
-    pred.push(...argmaxRows(Object.values(await s.run({ [name]: stack(data.x.slice(i, i + batchSize), dims) }))[0]!));
+  try {
+    for (let i = 0; i < data.x.length; i += batchSize) {
+      pred.push(...argmaxRows(Object.values(await s.run({ [name]: stack(data.x.slice(i, i + batchSize), dims) }))[0]!));
+    }
+  } finally {
+    await s.release();
   }
-  await s.release();
   return accuracy(pred, data.y);
 }
 
@@ -103,17 +106,21 @@ async function prepare(modelPath: string, dataPath: string, o: FinetuneOptions):
 
 export async function finetuneImageCsv(modelPath: string, dataPath: string, o: FinetuneOptions = {}): Promise<FinetuneReport> {
   const { model, train, val, test, newHead } = await prepare(modelPath, dataPath, o);
-  const zeroShotAccuracy = await evaluateModel(model, test);
+  const zeroShotAccuracy = await evaluateModel(model, test, 64, o.runtime);
   const t0 = performance.now();
   const validation = o.validation ?? val;
   const r = await fit(model, train, { ...o, ...(validation ? { validation } : {}) });
   const seconds = (performance.now() - t0) / 1000;
-  const testAccuracy = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, test.x), test.y);
-  const trained = r.trainer.toGraph();
-  trained.metadata['graft.trained_on'] = dataPath;
-  trained.metadata['graft.test_accuracy'] = testAccuracy.toFixed(4);
-  if (o.out) writeOnnx(trained, o.out);
-  await r.trainer.release();
+  let testAccuracy: number;
+  try {
+    testAccuracy = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, test.x), test.y);
+    const trained = r.trainer.toGraph();
+    trained.metadata['graft.trained_on'] = dataPath;
+    trained.metadata['graft.test_accuracy'] = testAccuracy.toFixed(4);
+    if (o.out) writeOnnx(trained, o.out);
+  } finally {
+    await r.trainer.release();
+  }
   return {
     trainExamples: train.x.length, testExamples: test.x.length, validationExamples: validation?.y.length ?? 0, zeroShotAccuracy, testAccuracy,
     ...(r.valAccuracy !== undefined ? { valAccuracy: r.valAccuracy } : {}),

@@ -144,27 +144,31 @@ export async function finetuneImages(model: Graph | string, data: LabelledImages
   const epochs = to.epochs!;
   if (o.earlyStopping && !vaS.size) throw new GraftError('early stopping needs validation images: set --val-fraction above 0');
   const r = await trainTopBlocks(m, trS, yTr, { ...to, ...(vaS.size ? { validation: { store: vaS, labels: yVa } } : {}) });
-  const score = async (store: typeof trS, y: number[]) =>
-    store.size ? classificationMetrics(y, await predictStore(r.trainer, m, store), data.classes) : undefined;
-  const validation = await score(vaS, yVa);
-  const test = await score(teS, yTe);
-  const graph = assembleTopBlocks(m, r.trainer.toGraph());
-  let exported: ImageFinetuneReport['export'];
-  if (o.out) {
-    const checkIdx = (split.test.length ? split.test : split.train).slice(0, 8);
-    const x = await imagesToTensor(pick(checkIdx), m.preprocess);
-    const e = await exportFinetuned(graph, {
-      out: o.out, labels: data.classes, preprocess: m.preprocess, checkInputs: x,
-      reference: (inp) => topBlocksForward(m, r.trainer, inp, o.runtime),
-      ...(o.tolerance !== undefined ? { tolerance: o.tolerance } : {}), ...(o.runtime ? { runtime: o.runtime } : {}),
-      metadata: {
-        'graft.finetune': JSON.stringify({ cut: m.cut, views, augment: augment ?? false, epochs, lora: o.lora ? { rank: o.lora.rank, alpha: o.lora.alpha ?? o.lora.rank } : undefined }),
-        ...(test ? { 'graft.test_accuracy': test.accuracy.toFixed(4) } : {}),
-      },
-    });
-    exported = { path: e.path, labels: e.labelsPath, maxAbsDiff: e.maxAbsDiff, allowed: e.allowed, compared: e.compared, tolerance: e.tolerance, checked: e.checked };
+  // the trainer's onnxruntime sessions are released even when scoring or the export's parity check fails
+  let validation: Metrics | undefined, test: Metrics | undefined, graph: Graph, exported: ImageFinetuneReport['export'];
+  try {
+    const score = async (store: typeof trS, y: number[]) =>
+      store.size ? classificationMetrics(y, await predictStore(r.trainer, m, store), data.classes) : undefined;
+    validation = await score(vaS, yVa);
+    test = await score(teS, yTe);
+    graph = assembleTopBlocks(m, r.trainer.toGraph());
+    if (o.out) {
+      const checkIdx = (split.test.length ? split.test : split.train).slice(0, 8);
+      const x = await imagesToTensor(pick(checkIdx), m.preprocess);
+      const e = await exportFinetuned(graph, {
+        out: o.out, labels: data.classes, preprocess: m.preprocess, checkInputs: x,
+        reference: (inp) => topBlocksForward(m, r.trainer, inp, o.runtime),
+        ...(o.tolerance !== undefined ? { tolerance: o.tolerance } : {}), ...(o.runtime ? { runtime: o.runtime } : {}),
+        metadata: {
+          'graft.finetune': JSON.stringify({ cut: m.cut, views, augment: augment ?? false, epochs, lora: o.lora ? { rank: o.lora.rank, alpha: o.lora.alpha ?? o.lora.rank } : undefined }),
+          ...(test ? { 'graft.test_accuracy': test.accuracy.toFixed(4) } : {}),
+        },
+      });
+      exported = { path: e.path, labels: e.labelsPath, maxAbsDiff: e.maxAbsDiff, allowed: e.allowed, compared: e.compared, tolerance: e.tolerance, checked: e.checked };
+    }
+  } finally {
+    await r.trainer.release();
   }
-  await r.trainer.release();
   const report: ImageFinetuneReport = {
     mode: 'finetune', model: typeof model === 'string' ? model : g.name, cut: m.cut, cutDims: m.cutDims, classes: data.classes,
     examples: { train: split.train.length, val: split.val.length, test: split.test.length }, views,

@@ -17,6 +17,7 @@ import type { Graph, Node } from '../graph/graph.js';
 import { Builder } from '../graph/builder.js';
 import { numel, type Tensor } from '../graph/tensor.js';
 import { Rng } from '../util/random.js';
+import { userRegExp } from '../train/training-graph.js';
 import { GraftError } from '../util/errors.js';
 
 export type LoraTarget = 'MatMul' | 'Gemm' | 'Conv1x1';
@@ -95,7 +96,7 @@ export function addLora(graph: Graph, o: LoraOptions): LoraResult {
   if (!Number.isFinite(alpha)) throw new GraftError(`LoRA alpha must be a number, got ${o.alpha}`);
   const scale = alpha / r;
   const targets = new Set<LoraTarget>(o.targets ?? ['MatMul', 'Gemm', 'Conv1x1']);
-  const re = o.match === undefined ? undefined : typeof o.match === 'string' ? new RegExp(o.match) : o.match;
+  const re = o.match === undefined ? undefined : typeof o.match === 'string' ? userRegExp(o.match, '--lora-match') : o.match;
   const g = graph.clone();
   const prod = g.producers();
   const rng = new Rng(o.seed ?? 0);

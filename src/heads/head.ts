@@ -30,6 +30,16 @@ export interface FeatureHead {
   summary(): Record<string, number | string>;
 }
 
+/**
+ * Number of classes implied by integer labels: the largest label + 1 (0 for none). A loop, not
+ * Math.max(...y), which overflows the call stack beyond ~150k labels.
+ */
+export function classCount(y: ArrayLike<number>): number {
+  let m = -1;
+  for (let i = 0; i < y.length; i++) if (y[i]! > m) m = y[i]!;
+  return m + 1;
+}
+
 /** The most probable class of each row. */
 export function argmaxProba(P: Float64Array[]): number[] {
   const K = P[0]?.length ?? 0;

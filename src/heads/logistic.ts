@@ -17,7 +17,7 @@ import { Graph } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { accuracy } from '../train/fit.js';
-import { argmaxProba, standardization, foldStandardization, denseInto, type FeatureHead } from './head.js';
+import { argmaxProba, classCount, standardization, foldStandardization, denseInto, type FeatureHead } from './head.js';
 import { softmax } from '../eval/classify.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
@@ -306,7 +306,7 @@ export function cvFolds(y: number[], K: number, want = 5): number {
 export async function fitCV(X: ArrayLike<number>[], y: number[], o: CVOptions = {}): Promise<CVResult> {
   const grid = o.grid ?? [1e-4, 1e-3, 1e-2, 1e-1, 1, 10];
   if (grid.length === 0) throw new GraftError('fitCV needs at least one l2 value');
-  const K = o.numClasses ?? Math.max(...y) + 1;
+  const K = o.numClasses ?? classCount(y);
   const k = cvFolds(y, K, o.folds);
   const fold = stratifiedFolds(y, k, o.seed ?? 0);
   const order = grid.map((l2, i) => ({ l2, i })).sort((a, b) => b.l2 - a.l2);

@@ -17,7 +17,7 @@ import { softmax } from '../eval/classify.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
-import { argmaxProba, standardization, foldStandardization, denseInto, type FeatureHead, type Standardization } from './head.js';
+import { argmaxProba, classCount, standardization, foldStandardization, denseInto, type FeatureHead, type Standardization } from './head.js';
 import { cvFolds, stratifiedFolds } from './logistic.js';
 
 export interface MlpOptions {
@@ -187,7 +187,7 @@ async function train(Z: Float32Array[], y: number[], K: number, wd: number, o: M
 export async function fitMlp(X: ArrayLike<number>[], y: number[], o: MlpOptions = {}): Promise<MlpHead> {
   if (X.length === 0) throw new GraftError('the MLP head needs at least one training example');
   if (y.length !== X.length) throw new GraftError(`${X.length} feature vectors but ${y.length} labels`);
-  const K = o.numClasses ?? Math.max(...y) + 1;
+  const K = o.numClasses ?? classCount(y);
   for (const v of y) if (!Number.isInteger(v) || v < 0 || v >= K) throw new GraftError(`label ${v} is out of range for ${K} classes`);
   const wds = o.weightDecays ?? [1e-4, 1e-2, 1];
   if (wds.length === 0 || wds.some((w) => !(w >= 0))) throw new GraftError('MLP weight decays must be ≥ 0');

@@ -47,7 +47,8 @@ export function corpusBleu(hyps: readonly string[], refs: readonly (readonly str
   const N = opts.maxOrder ?? 4;
   if (!refs.length) throw new GraftError('BLEU needs at least one reference stream');
   for (const r of refs) if (r.length !== hyps.length) throw new GraftError(`BLEU: ${hyps.length} hypotheses but a reference stream of ${r.length}`);
-  const prep = (s: string) => tokenize13a(opts.lowercase ? s.toLowerCase() : s);
+  // as sacreBLEU's _preprocess_segment: lowercase (optional), strip trailing whitespace, tokenize
+  const prep = (s: string) => tokenize13a((opts.lowercase ? s.toLowerCase() : s).trimEnd());
   const counts = new Array<number>(N).fill(0);
   const totals = new Array<number>(N).fill(0);
   let hypLen = 0, refLen = 0;

@@ -18,6 +18,7 @@ import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import type { TextTokenizer, EncodedBatch } from './tokenizer.js';
 import { addPooling, addClassifierHead, textFeeds, LOGITS, POOLED, type Pooling } from './encoder.js';
+import { linearSchedule } from './lm.js';
 
 export interface TextModel {
   graph: Graph;
@@ -165,6 +166,15 @@ export interface TextFinetuneResult {
 
 const DEFAULT_LORA_MATCH = '(attention|intermediate|output).*(query|key|value|dense)';
 
+/** A user-given parameter-name pattern as a RegExp, or a GraftError naming it. */
+function patternOf(src: string, what: string): RegExp {
+  try {
+    return new RegExp(src);
+  } catch (e) {
+    throw new GraftError(`${what} pattern /${src}/ is not a valid regular expression: ${(e as Error).message}`, what === 'trainable' ? 'check --trainable' : undefined);
+  }
+}
+
 /** The number of encoder layers, from parameter names like `encoder.layer.3.…`. */
 function lastLayerPattern(g: Graph): string {
   let last = -1;
@@ -189,10 +199,10 @@ export async function finetuneText(model: TextModel, texts: readonly string[], y
   let trainable: TrainableSpec = 'all';
   const headParams = ['head.weight', 'head.bias'];
   if (mode === 'top') {
-    const pat = new RegExp(o.trainable ?? lastLayerPattern(model.graph));
+    const pat = patternOf(o.trainable ?? lastLayerPattern(model.graph), 'trainable');
     trainable = { names: [...headParams, ...[...g.initializers.keys()].filter((k) => pat.test(k) && g.initializers.get(k)!.dtype === 'float32')] };
   } else if (mode === 'lora') {
-    const r = addLora(g, { rank: o.loraRank ?? 8, alpha: o.loraAlpha ?? 2 * (o.loraRank ?? 8), match: new RegExp(o.loraMatch ?? DEFAULT_LORA_MATCH), targets: ['MatMul'], seed: o.seed ?? 0 });
+    const r = addLora(g, { rank: o.loraRank ?? 8, alpha: o.loraAlpha ?? 2 * (o.loraRank ?? 8), match: patternOf(o.loraMatch ?? DEFAULT_LORA_MATCH, 'LoRA match'), targets: ['MatMul'], seed: o.seed ?? 0 });
     g = r.graph;
     trainable = { names: [...headParams, ...r.params] };
   }
@@ -214,7 +224,6 @@ export async function finetuneText(model: TextModel, texts: readonly string[], y
   const perEpoch = Math.ceil(n / bs);
   const epochs = Math.max(o.epochs ?? 3, Math.ceil((o.minSteps ?? 0) / perEpoch));
   const steps = epochs * perEpoch;
-  const warm = Math.max(1, Math.round((o.warmup ?? 0.1) * steps));
   const base = o.lr ?? 2e-5;
   const rng = new Rng(o.seed ?? 0);
   const losses: number[] = [];
@@ -225,7 +234,7 @@ export async function finetuneText(model: TextModel, texts: readonly string[], y
       for (let s = 0; s < n; s += bs) {
         const idx = order.slice(s, s + bs);
         const enc = model.tokenizer.encodeBatch(idx.map((i) => texts[i]!), { maxLength, source: o.source, warn: e === 0 ? o.warn : () => {}, rows: idx.map((i) => o.rows?.[i] ?? i) });
-        const lr = step < warm ? (base * (step + 1)) / warm : (base * Math.max(0, steps - step)) / Math.max(1, steps - warm);
+        const lr = linearSchedule(base, step, steps, o.warmup ?? 0.1);
         const target = { dtype: 'int64' as const, dims: [idx.length], data: BigInt64Array.from(idx.map((i) => BigInt(y[i]!))) };
         if (o.tokenDropout) dropTokens(enc, o.tokenDropout, rng);
         const r = await trainer.step(textFeeds(g, enc), target, lr);

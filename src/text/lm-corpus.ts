@@ -3,9 +3,8 @@
  * (a text column) or JSONL (a text field), optionally gzip-compressed, as a list of documents. Empty
  * documents and text that is not valid UTF-8 are errors naming the file and row.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
-import { parseCsv } from '../data/tabular.js';
+import { existsSync } from 'node:fs';
+import { parseCsvRecords, readTextFile } from '../data/text-table.js';
 import { GraftError } from '../util/errors.js';
 
 export interface CorpusOptions {
@@ -15,20 +14,10 @@ export interface CorpusOptions {
   field?: string;
 }
 
+/** The file as text: missing file, bad gzip and invalid UTF-8 are GraftErrors naming the file (and line). */
 function readUtf8(path: string): string {
   if (!existsSync(path)) throw new GraftError(`corpus file not found: ${path}`);
-  const raw = readFileSync(path);
-  const bytes = path.endsWith('.gz') ? gunzipSync(raw) : raw;
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    const bad = new TextDecoder('utf-8').decode(bytes);
-    const at = bad.indexOf('\uFFFD');
-    const line = bad.slice(0, at).split('\n').length;
-    throw new GraftError(`${path}: line ${line} is not valid UTF-8`, 'convert the file to UTF-8 (for example with iconv)');
-  }
-  return text.replace(/^\uFEFF/, '');
+  return readTextFile(path);
 }
 
 /** The documents of a corpus file (see CorpusOptions). */
@@ -37,7 +26,8 @@ export function readCorpus(path: string, opts: CorpusOptions = {}): string[] {
   const base = path.replace(/\.gz$/, '').toLowerCase();
   let docs: { text: string; row: number }[];
   if (base.endsWith('.csv') || base.endsWith('.tsv')) {
-    const rows = parseCsv(text, base.endsWith('.tsv') ? '\t' : ',');
+    const recs = parseCsvRecords(text, base.endsWith('.tsv') ? '\t' : ',', path); // unterminated quotes: an error naming the line
+    const rows = recs.map((r) => r.fields);
     if (!rows.length) throw new GraftError(`${path}: no rows`);
     let col: number;
     let start = 0;
@@ -53,9 +43,9 @@ export function readCorpus(path: string, opts: CorpusOptions = {}): string[] {
       const len = Array.from({ length: width }, (_, c) => rows.reduce((a, r) => a + (r[c]?.length ?? 0), 0));
       col = len.indexOf(Math.max(...len));
     }
-    docs = rows.slice(start).map((r, i) => {
-      if (r.length <= col) throw new GraftError(`${path}: row ${i + start + 1} has ${r.length} columns, no text column ${col}`);
-      return { text: r[col]!, row: i + start + 1 };
+    docs = recs.slice(start).map(({ fields: r, line }) => {
+      if (r.length <= col) throw new GraftError(`${path}: line ${line} has ${r.length} columns, no text column ${col}`);
+      return { text: r[col]!, row: line };
     });
   } else if (base.endsWith('.jsonl') || base.endsWith('.ndjson')) {
     const field = opts.field ?? (typeof opts.textColumn === 'string' ? opts.textColumn : 'text');
@@ -64,6 +54,7 @@ export function readCorpus(path: string, opts: CorpusOptions = {}): string[] {
       if (!line.trim()) return;
       let obj: unknown;
       try { obj = JSON.parse(line); } catch { throw new GraftError(`${path}: line ${i + 1} is not valid JSON`); }
+      if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new GraftError(`${path}: line ${i + 1} is not a JSON object`);
       const v = (obj as Record<string, unknown>)[field];
       if (typeof v !== 'string') throw new GraftError(`${path}: line ${i + 1} has no string field '${field}'`, 'pass --text-column with the field name');
       docs.push({ text: v, row: i + 1 });

@@ -3,10 +3,10 @@
  * names and text settings in its metadata), the tokenizer files, config.json and labels.json; and
  * prediction from such a folder.
  */
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
-import { readOnnx, writeOnnx } from '../formats/onnx.js';
+import { atomicWrite, readOnnx, writeOnnx } from '../formats/onnx.js';
 import { getLabels, setLabels } from '../formats/preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { loadTokenizerSync, type TextTokenizer } from './tokenizer.js';
@@ -28,9 +28,9 @@ export function saveTextClassifier(g: Graph, dir: string, o: { from: string; lab
   setLabels(out, o.labels);
   out.metadata[TEXT_METADATA] = JSON.stringify(o.settings);
   for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json', 'special_tokens_map.json', 'vocab.txt'])
-    if (existsSync(join(o.from, f))) copyFileSync(join(o.from, f), join(dir, f));
+    if (existsSync(join(o.from, f))) atomicWrite(join(dir, f), readFileSync(join(o.from, f)));
   writeOnnx(out, join(dir, 'model.onnx'));
-  writeFileSync(join(dir, 'labels.json'), JSON.stringify(o.labels, null, 2) + '\n');
+  atomicWrite(join(dir, 'labels.json'), new TextEncoder().encode(JSON.stringify(o.labels, null, 2) + '\n'));
 }
 
 /** Is this a folder written by saveTextClassifier (model.onnx reading input_ids, and a tokenizer.json)? */

@@ -20,6 +20,7 @@ import { addPooling, textFeeds, withWeights, POOLED, type Pooling } from './enco
 import type { TextModel } from './classify.js';
 import { TextFeatureExtractor, fitTextHead } from './classify.js';
 import type { LogisticRegression } from '../heads/logistic.js';
+import { linearSchedule } from './lm.js';
 
 export interface PairBatch {
   /** Indices (into the dataset) of the distinct texts the batch encodes. */
@@ -114,6 +115,10 @@ export interface SetFitOptions {
   lr?: number;
   seed?: number;
   source?: string;
+  /** Row (file line) of each text, for truncation warnings (default: the index). */
+  rows?: readonly number[];
+  /** Where truncation warnings go (given once, for the final feature pass over every text). */
+  warn?: (m: string) => void;
   onStep?: (s: { step: number; steps: number; loss: number }) => void;
 }
 
@@ -140,13 +145,12 @@ export async function trainSetFit(model: TextModel, texts: readonly string[], y:
   let maxBatchTexts = 0;
   let step = 0;
   const base = o.lr ?? 2e-5;
-  const warm = Math.max(1, Math.round(0.1 * steps));
   let encoder: Graph;
   try {
     for (const batch of pairBatches(y, { pairs, steps, seed: o.seed ?? 0 })) {
       maxBatchTexts = Math.max(maxBatchTexts, batch.texts.length);
-      const enc = model.tokenizer.encodeBatch(batch.texts.map((i) => texts[i]!), { maxLength, source: o.source, warn: step === 0 ? undefined : () => {}, rows: batch.texts });
-      const lr = step < warm ? (base * (step + 1)) / warm : (base * Math.max(0, steps - step)) / Math.max(1, steps - warm);
+      const enc = model.tokenizer.encodeBatch(batch.texts.map((i) => texts[i]!), { maxLength, warn: () => {} }); // every text is warned about once, in the feature pass below
+      const lr = linearSchedule(base, step, steps, 0.1);
       const feeds: Record<string, Tensor> = {
         ...textFeeds(g, enc),
         pair_a: { dtype: 'int64', dims: [pairs], data: BigInt64Array.from(batch.a.map(BigInt)) },
@@ -164,7 +168,7 @@ export async function trainSetFit(model: TextModel, texts: readonly string[], y:
     await trainer.release();
   }
   const extractor = new TextFeatureExtractor({ graph: encoder, tokenizer: model.tokenizer }, pooling);
-  const F = await extractor.extract(texts, { maxLength, source: o.source, warn: () => {} });
+  const F = await extractor.extract(texts, { maxLength, source: o.source, ...(o.rows ? { rows: o.rows } : {}), ...(o.warn ? { warn: o.warn } : {}) });
   const head = await fitTextHead(F, y, o.seed ?? 0);
   return { encoder, head, extractor, steps, losses, maxBatchTexts };
 }

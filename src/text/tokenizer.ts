@@ -153,6 +153,7 @@ export class TextTokenizer {
 
   decode(ids: ArrayLike<number | bigint>, opts: DecodeOptions = {}): string {
     const arr: number[] = Array.from(ids as ArrayLike<number | bigint>, (v) => Number(v));
+    if (!arr.length) return ''; // the library rejects an empty id list (e.g. a row that stopped at end-of-text at once)
     return this.hf.decode(arr, { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 

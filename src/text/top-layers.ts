@@ -14,6 +14,7 @@ import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { addPooling, addClassifierHead, textFeeds, withWeights, LOGITS, POOLED, type Pooling } from './encoder.js';
 import { gemmFromLogistic, randomHead, type TextModel, type TextFinetuneOptions } from './classify.js';
+import { linearSchedule } from './lm.js';
 
 /** Unpadded token states of one text below the cut: [length × hidden]. */
 export interface TokenStates {
@@ -143,7 +144,6 @@ export async function finetuneTopCached(split: TopLayerSplit, states: readonly T
   const perEpoch = Math.ceil(n / bs);
   const epochs = Math.max(o.epochs ?? 3, Math.ceil((o.minSteps ?? 0) / perEpoch));
   const steps = epochs * perEpoch;
-  const warm = Math.max(1, Math.round((o.warmup ?? 0.1) * steps));
   const rng = new Rng(o.seed ?? 0);
   const losses: number[] = [];
   let step = 0;
@@ -152,7 +152,7 @@ export async function finetuneTopCached(split: TopLayerSplit, states: readonly T
       const order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
       for (let s = 0; s < n; s += bs) {
         const idx = order.slice(s, s + bs);
-        const lr = step < warm ? (base * (step + 1)) / warm : (base * Math.max(0, steps - step)) / Math.max(1, steps - warm);
+        const lr = linearSchedule(base, step, steps, o.warmup ?? 0.1);
         const target = { dtype: 'int64' as const, dims: [idx.length], data: BigInt64Array.from(idx.map((i) => BigInt(y[i]!))) };
         const r = await trainer.step(split.feeds(states, idx), target, lr);
         losses.push(r.loss);

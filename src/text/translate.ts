@@ -7,7 +7,6 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import type { Graph } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
 import { atomicWrite, readOnnx, writeOnnx } from '../formats/onnx.js';
@@ -18,6 +17,7 @@ import { GraftError } from '../util/errors.js';
 import { lmLoss, lmEvalGraph, linearSchedule } from './lm.js';
 import { seq2seqBatch, type Seq2SeqPair } from './seq2seq.js';
 import { loadTokenizerSync, type TextTokenizer } from './tokenizer.js';
+import { readTextFile } from '../data/text-table.js';
 
 export interface Seq2SeqTokens { start: number; eos: number; pad: number }
 
@@ -159,7 +159,12 @@ export interface LoadedTranslator { decoder: Seq2SeqDecoder; tokenizer: TextToke
 export async function loadTranslator(dir: string, o: { runtime?: RuntimeOptions } = {}): Promise<LoadedTranslator> {
   const cfgFile = join(dir, 'config.json');
   if (!existsSync(cfgFile)) throw new GraftError(`${dir}: no config.json`, 'a translation model folder is written by graft translate-train (or saveTranslationFolder)');
-  const config = JSON.parse(readFileSync(cfgFile, 'utf8')) as TranslationConfig;
+  let config: TranslationConfig;
+  try {
+    config = JSON.parse(readFileSync(cfgFile, 'utf8')) as TranslationConfig;
+  } catch (e) {
+    throw new GraftError(`${cfgFile}: not valid JSON (${(e as Error).message})`);
+  }
   if (config.model_type !== 'graft-seq2seq') throw new GraftError(`${cfgFile}: model_type is '${String(config.model_type)}', not a Graft translation model (graft-seq2seq)`);
   const onnx = join(dir, 'onnx', 'model.onnx');
   if (!existsSync(onnx)) throw new GraftError(`${dir}: no onnx/model.onnx`);
@@ -178,13 +183,13 @@ export async function translateTexts(t: LoadedTranslator, texts: string[], o: { 
 /** Parallel sentences from a JSONL file (optionally .gz): one object per line with a source and a target field. */
 export function readParallelJsonl(path: string, sourceField: string, targetField: string): { source: string; target: string }[] {
   if (!existsSync(path)) throw new GraftError(`parallel corpus not found: ${path}`);
-  const raw = readFileSync(path);
-  const text = (path.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8');
+  const text = readTextFile(path); // bad gzip or invalid UTF-8: an error naming the file and line
   const out: { source: string; target: string }[] = [];
   text.split('\n').forEach((line, i) => {
     if (!line.trim()) return;
     let o: Record<string, unknown>;
     try { o = JSON.parse(line) as Record<string, unknown>; } catch { throw new GraftError(`${path}: line ${i + 1} is not valid JSON`); }
+    if (!o || typeof o !== 'object' || Array.isArray(o)) throw new GraftError(`${path}: line ${i + 1} is not a JSON object`);
     const s = o[sourceField], t = o[targetField];
     if (typeof s !== 'string' || typeof t !== 'string') throw new GraftError(`${path}: line ${i + 1} lacks string fields '${sourceField}' and '${targetField}'`);
     if (!s.trim() || !t.trim()) throw new GraftError(`${path}: line ${i + 1} has an empty text`);

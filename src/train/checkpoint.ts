@@ -125,8 +125,11 @@ export function readCheckpoint(dir: string, epoch: number): CheckpointState {
   };
 }
 
-/** Settings that differ between a checkpoint and the run resuming it (epochs may grow). */
+/**
+ * Settings that differ between a checkpoint and the run resuming it. fit() puts `epochs` in the config
+ * only when the schedule depends on the run's length (cosine, one-cycle), so elsewhere epochs may grow.
+ */
 export function configMismatch(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {
   const keys = new Set([...Object.keys(saved), ...Object.keys(now)]);
-  return [...keys].filter((k) => k !== 'epochs' && JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
+  return [...keys].filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
 }

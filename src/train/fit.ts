@@ -247,6 +247,11 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
   const bs = o.batchSize ?? 32;
   if (!Number.isInteger(bs) || bs < 1) throw new GraftError(`batch size must be a positive integer, got ${bs}`);
   const epochs = o.epochs ?? 10;
+  if (!Number.isInteger(epochs) || epochs < 0) throw new GraftError(`epochs must be a non-negative integer, got ${epochs}`);
+  const patience = o.earlyStopping?.patience;
+  if (patience !== undefined && !(Number.isInteger(patience) && patience >= 1)) throw new GraftError(`early stopping patience must be a positive number of epochs, got ${patience}`);
+  const keep = o.checkpoint?.keep;
+  if (keep !== undefined && !(Number.isInteger(keep) && keep >= 1)) throw new GraftError(`the number of checkpoints to keep must be a positive integer, got ${keep}`);
   const stepsPerEpoch = Math.ceil(n / bs);
   const totalSteps = epochs * stepsPerEpoch;
   const baseLr = o.lr ?? 1e-3;
@@ -276,7 +281,8 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
     examples: n, ...(nViews > 1 ? { views: nViews } : {}), batchSize: bs, seed: o.seed ?? 0, lr: baseLr, schedule: o.schedule ?? null,
     optimizer: o.optimizer ? { ...o.optimizer, ...('groups' in o.optimizer && o.optimizer.groups ? { groups: [...o.optimizer.groups] } : {}) } : null,
     trainable, lrDecay: o.lrDecay ?? null, layerGroups: o.layerGroups ?? null, unfreezeEvery: o.unfreezeEvery ?? null,
-    batchNorm: o.batchNorm ?? 'frozen', classWeights: classWeights ?? null, earlyStopping: o.earlyStopping ?? null,
+    batchNorm: o.batchNorm ?? 'frozen', bnMomentum: o.bnMomentum ?? null, classWeights: classWeights ?? null, earlyStopping: o.earlyStopping ?? null,
+    loss: o.loss ?? null, clipNorm: o.clipNorm ?? null,
     ...(o.schedule && o.schedule.kind !== 'constant' && o.schedule.kind !== 'step' ? { epochs } : {}),
   };
   const rng = new Rng(o.seed ?? 0);
@@ -310,69 +316,75 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
   let valLoss: number | undefined;
   let epoch = startEpoch;
   const done = () => epoch >= epochs || !!early?.stopped;
-  while (!done()) {
-    epoch++;
-    if (stageOf(epoch) !== stage) {
-      stage = stageOf(epoch);
-      const opt = trainer.optimizer.exportState();
-      const steps = trainer.steps;
-      const g = trainer.toGraph();
-      await trainer.release();
-      trainer = await makeTrainer(g, stage);
-      trainer.optimizer.importState(opt);
-      trainer.steps = steps;
-      o.onStage?.({ epoch, stage, trainable: namesOf(stage) });
-    }
-    const t0 = performance.now();
-    const order = rng.shuffle([...Array(n).keys()]);
-    let sum = 0;
-    let steps = 0;
-    let lr = lrAt(trainer.steps);
-    for (let i = 0; i < order.length; i += bs) {
-      const idx = order.slice(i, i + bs);
-      lr = lrAt(trainer.steps);
-      const views = nViews > 1 ? idx.map(() => rng.int(nViews)) : undefined;
-      const r = await trainer.step({ [name]: batchOf(data, idx, dims, views) }, labelsTensor(idx.map((k) => data.y[k]!)), lr);
-      losses.push(r.loss);
-      sum += r.loss;
-      steps++;
-      o.onStep?.({ epoch, step: trainer.steps, loss: r.loss, lr, examplesPerSecond: (Math.min(i + bs, order.length) * 1000) / (performance.now() - t0) });
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    const info: EpochInfo = { epoch, loss: sum / steps, lr, seconds, examplesPerSecond: n / seconds };
-    if (hasVal) {
-      const ev = await evaluate(trainer, o.validation!, 64, classWeights);
-      valAccuracy = info.valAccuracy = ev.accuracy;
-      valLoss = info.valLoss = ev.loss;
-    }
-    if (early) {
-      const es = o.earlyStopping!;
-      const loss = es.monitor === 'loss';
-      const v = loss ? valLoss! : valAccuracy!;
-      const delta = es.minDelta ?? 0;
-      const improved = early.best === null || (loss ? v < early.best - delta : v > early.best + delta);
-      if (improved) {
-        early = { ...early, best: v, bestEpoch: epoch, bad: 0 };
-        best = snapshot(trainer, tracked);
-      } else early = { ...early, bad: early.bad + 1 };
-      if (early.bad >= (es.patience ?? 3)) early.stopped = true;
-      info.improved = improved;
-      info.stopping = early.stopped;
-    }
-    if (ckpt) {
-      info.checkpoint = writeCheckpoint(ckpt.dir, {
-        epoch, step: trainer.steps, rng: rng.state, losses, weights: snapshot(trainer, tracked), optimizer: trainer.optimizer.exportState(),
-        ...(early ? { early } : {}), ...(early && best && early.bestEpoch !== epoch ? { bestWeights: best } : {}), config,
-      }, ckpt.keep);
-    }
-    o.onEpoch?.(info);
-  }
   let bestEpoch: number | undefined;
-  if (early && best && (o.earlyStopping!.restoreBest ?? true)) {
-    restore(trainer, best);
-    bestEpoch = early.bestEpoch;
-    if (hasVal) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation!, 64, classWeights));
-  } else if (saved && epoch === startEpoch && hasVal) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation!, 64, classWeights));
+  try {
+    while (!done()) {
+      epoch++;
+      if (stageOf(epoch) !== stage) {
+        stage = stageOf(epoch);
+        const opt = trainer.optimizer.exportState();
+        const steps = trainer.steps;
+        const g = trainer.toGraph();
+        await trainer.release();
+        trainer = await makeTrainer(g, stage);
+        trainer.optimizer.importState(opt);
+        trainer.steps = steps;
+        o.onStage?.({ epoch, stage, trainable: namesOf(stage) });
+      }
+      const t0 = performance.now();
+      const order = rng.shuffle([...Array(n).keys()]);
+      let sum = 0;
+      let steps = 0;
+      let lr = lrAt(trainer.steps);
+      for (let i = 0; i < order.length; i += bs) {
+        const idx = order.slice(i, i + bs);
+        lr = lrAt(trainer.steps);
+        const views = nViews > 1 ? idx.map(() => rng.int(nViews)) : undefined;
+        const r = await trainer.step({ [name]: batchOf(data, idx, dims, views) }, labelsTensor(idx.map((k) => data.y[k]!)), lr);
+        losses.push(r.loss);
+        sum += r.loss;
+        steps++;
+        o.onStep?.({ epoch, step: trainer.steps, loss: r.loss, lr, examplesPerSecond: (Math.min(i + bs, order.length) * 1000) / (performance.now() - t0) });
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const info: EpochInfo = { epoch, loss: sum / steps, lr, seconds, examplesPerSecond: n / seconds };
+      if (hasVal) {
+        const ev = await evaluate(trainer, o.validation!, 64, classWeights);
+        valAccuracy = info.valAccuracy = ev.accuracy;
+        valLoss = info.valLoss = ev.loss;
+      }
+      if (early) {
+        const es = o.earlyStopping!;
+        const loss = es.monitor === 'loss';
+        const v = loss ? valLoss! : valAccuracy!;
+        const delta = es.minDelta ?? 0;
+        const improved = early.best === null || (loss ? v < early.best - delta : v > early.best + delta);
+        if (improved) {
+          early = { ...early, best: v, bestEpoch: epoch, bad: 0 };
+          best = snapshot(trainer, tracked);
+        } else early = { ...early, bad: early.bad + 1 };
+        if (early.bad >= (es.patience ?? 3)) early.stopped = true;
+        info.improved = improved;
+        info.stopping = early.stopped;
+      }
+      if (ckpt) {
+        info.checkpoint = writeCheckpoint(ckpt.dir, {
+          epoch, step: trainer.steps, rng: rng.state, losses, weights: snapshot(trainer, tracked), optimizer: trainer.optimizer.exportState(),
+          ...(early ? { early } : {}), ...(early && best && early.bestEpoch !== epoch ? { bestWeights: best } : {}), config,
+        }, ckpt.keep);
+      }
+      o.onEpoch?.(info);
+    }
+    if (early && best && (o.earlyStopping!.restoreBest ?? true)) {
+      restore(trainer, best);
+      bestEpoch = early.bestEpoch;
+      if (hasVal) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation!, 64, classWeights));
+    } else if (saved && epoch === startEpoch && hasVal) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation!, 64, classWeights));
+  } catch (e) {
+    // an error (or an interrupt thrown by a callback) must not leak the trainer's onnxruntime sessions
+    await trainer.release().catch(() => undefined);
+    throw e;
+  }
   return {
     trainer, losses, epochs: epoch, resumedFrom: saved ? startEpoch : 0,
     ...(valAccuracy !== undefined ? { valAccuracy } : {}), ...(valLoss !== undefined ? { valLoss } : {}), ...(bestEpoch !== undefined ? { bestEpoch } : {}),

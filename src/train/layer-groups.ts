@@ -26,7 +26,8 @@ export function layerGroups(g: Graph, params: string[], groups?: number): string
     const consts = n.inputs.filter((x) => x && constant.has(x));
     const sources = new Set(consts.flatMap((x) => [...(derivedFrom.get(x) ?? [])]));
     const dataIn = n.inputs.some((x) => x && !constant.has(x));
-    if (!dataIn && n.inputs.length) {
+    // no data input (Constant nodes included: a Reshape of a weight by a Constant shape stays constant)
+    if (!dataIn) {
       for (const o of n.outputs) {
         constant.add(o);
         derivedFrom.set(o, sources);
@@ -47,8 +48,8 @@ export function layerGroups(g: Graph, params: string[], groups?: number): string
   }
   const missing = params.filter((p) => !home.has(p));
   if (missing.length) throw new GraftError(`parameter '${missing[0]}' feeds no node that reads data; it cannot be placed in a layer`);
+  if (groups !== undefined && (!Number.isInteger(groups) || groups < 1)) throw new GraftError(`the number of layer groups must be a positive integer, got ${groups}`);
   if (!groups || groups >= layers.length) return layers.map((l) => l.params);
-  if (!Number.isInteger(groups) || groups < 1) throw new GraftError(`the number of layer groups must be a positive integer, got ${groups}`);
   const out: string[][] = [];
   for (let k = 0; k < groups; k++) {
     const a = Math.round((k * layers.length) / groups);

@@ -98,7 +98,7 @@ export function selectTrainable(g: Graph, spec: TrainableSpec = 'all'): string[]
     return spec.names;
   }
   if ('pattern' in spec) {
-    const re = typeof spec.pattern === 'string' ? new RegExp(spec.pattern) : spec.pattern;
+    const re = typeof spec.pattern === 'string' ? userRegExp(spec.pattern, '--trainable') : spec.pattern;
     const picked = all.filter((k) => re.test(k));
     if (!picked.length) throw new GraftError(`no parameter name matches /${re.source}/ (parameters: ${all.slice(0, 8).join(', ')}${all.length > 8 ? ', …' : ''})`);
     return picked;
@@ -201,6 +201,15 @@ export function logitsOf(g: Graph, output: string): string {
   if (!p || p.opType !== 'Softmax') return output;
   const axis = p.attrs['axis']?.type === 'int' ? (p.attrs['axis'].value as number) : g.opset >= 13 ? -1 : 1;
   return axis === -1 || axis === 1 ? p.inputs[0]! : output; // outputs are [batch, classes]
+}
+
+/** A regular expression the user typed; a GraftError naming `flag` when it does not compile. */
+export function userRegExp(pattern: string, flag: string): RegExp {
+  try {
+    return new RegExp(pattern);
+  } catch (e) {
+    throw new GraftError(`${flag}: '${pattern}' is not a valid regular expression (${(e as Error).message})`);
+  }
 }
 
 /** Switch BatchNormalization nodes to batch statistics, exposing updated running mean/var as outputs. */

@@ -57,4 +57,9 @@ test('graft adapt: errors name the flag', async () => {
   assert.match(e.stderr, /source-free/);
   e = await graftFails(['adapt', '--method', 'entropy', '--model', model, '--target', 'nope.csv']);
   assert.match(e.stderr, /dataset not found: nope\.csv/);
+  // a tuning flag the method does not read, or a count below 1, is refused with the flag's name
+  e = await graftFails(['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--lambda', '0.1']);
+  assert.match(e.stderr, /--lambda does not apply to --method entropy/);
+  e = await graftFails(['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--max-examples', '-5']);
+  assert.match(e.stderr, /--max-examples must be at least 1/);
 });

@@ -116,6 +116,13 @@ test('export: LoRA merged, one file + labels.json, parity with Trainer.predict w
       (e: unknown) => e instanceof GraftError && /parity check failed: .* by up to 1\.0\d*e-3 in the probabilities .*tolerance 1\.0e-4/.test(e.message),
     );
     assert.ok(!existsSync(join(dir2, 'model.onnx')) && readdirSync(dir2).length === 0, 'nothing written after a failed check');
+    // two labels for a three-class model: refused, nothing written
+    const dir3 = join(dir, 'labels');
+    await assert.rejects(
+      exportFinetuned(t.toGraph(), { out: dir3, labels: ['a', 'b'], checkInputs: check, reference: (inp) => t.predict({ x: inp }) }),
+      (e: unknown) => e instanceof GraftError && /3 classes but 2 labels/.test(e.message),
+    );
+    assert.ok(!existsSync(join(dir3, 'model.onnx')));
   } finally {
     await t.release();
     rmSync(dir, { recursive: true, force: true });

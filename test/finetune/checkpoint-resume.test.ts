@@ -75,6 +75,11 @@ test('library: resuming with other settings is refused, naming them', async () =
   const dir = tmp();
   await run({ epochs: 1, lr: 1e-3, checkpoint: { dir } });
   await assert.rejects(run({ epochs: 2, lr: 2e-3, checkpoint: { dir, resume: true } }), (e: Error) => e instanceof GraftError && /other settings \(lr\)/.test(e.message));
+  await assert.rejects(run({ epochs: 2, lr: 1e-3, loss: { kind: 'cross-entropy', labelSmoothing: 0.1 }, checkpoint: { dir, resume: true } }), (e: Error) => e instanceof GraftError && /other settings \(loss\)/.test(e.message));
+  // a cosine schedule's rates depend on the run's length: more epochs on resume is another run
+  const cos = tmp();
+  await run({ epochs: 1, lr: 1e-3, schedule: { kind: 'cosine' }, checkpoint: { dir: cos } });
+  await assert.rejects(run({ epochs: 2, lr: 1e-3, schedule: { kind: 'cosine' }, checkpoint: { dir: cos, resume: true } }), (e: Error) => e instanceof GraftError && /other settings \(epochs\)/.test(e.message));
 });
 
 test('library: --keep-checkpoints keeps the newest; a tensor file without its manifest (a write cut short) is not a checkpoint', async () => {

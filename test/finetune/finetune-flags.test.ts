@@ -20,6 +20,8 @@ test('bad training-loop flags fail with a message naming the flag', async () => 
     [['--schedule', 'linear'], /--schedule/],
     [['--lr-decay', '2'], /decay per layer group must be in \(0, 1\]/],
     [['--unfreeze-every', '0'], /unfreezeEvery must be a positive number of epochs/],
+    [['--early-stopping', 'loss', '--patience', '0'], /--patience must be at least 1/],
+    [['--checkpoint-dir', join(tmpdir(), 'graft-unused'), '--keep-checkpoints', '0'], /--keep-checkpoints must be at least 1/],
   ];
   for (const [flags, re] of cases) {
     const r = await graftFails([...base(), '--epochs', '1', ...flags]);
@@ -37,4 +39,11 @@ test('the loop flags together (cosine, early stopping, balanced weights, discrim
   assert.ok(r.validationExamples > 100);
   assert.ok(r.bestEpoch !== undefined && r.bestEpoch <= r.epochs);
   assert.ok(r.testAccuracy >= 0.95, `test accuracy ${r.testAccuracy} (zero-shot ${r.zeroShotAccuracy})`);
+});
+
+test('finetune-only flags given to features or text mode are refused, not silently ignored', async () => {
+  const r = await graftFails([...base(), '--mode', 'features', '--checkpoint-dir', join(tmpdir(), 'graft-unused'), '--early-stopping', 'loss']);
+  assert.match(r.stderr, /--early-stopping, --checkpoint-dir apply to image fine-tuning \(--mode finetune\), not to --mode features/);
+  const t = await graftFails(['train', '--model', mnistPath(), '--data', digitsPath(), '--text-column', 'text', '--schedule', 'cosine']);
+  assert.match(t.stderr, /--schedule applies to image fine-tuning \(--mode finetune\), not to text classification/);
 });

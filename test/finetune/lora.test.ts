@@ -156,3 +156,7 @@ test('BERT-mini: LoRA on attention and FFN MatMuls, then merge, gives the same o
   assert.ok(diff < 1e-4, `merged vs LoRA forward: ${diff}`);
   assert.ok(moved > 1e-2, 'the random adapters changed nothing');
 });
+
+test('an invalid --lora-match pattern is a GraftError naming the flag, not a SyntaxError', () => {
+  assert.throws(() => addLora(new Graph(), { rank: 1, match: '(' }), (e: Error) => e.name === 'GraftError' && /--lora-match: '\(' is not a valid regular expression/.test(e.message));
+});

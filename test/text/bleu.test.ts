@@ -19,6 +19,8 @@ test('hand-checkable cases: identical = 100, disjoint = exp-smoothed floor, brev
   const r = corpusBleu(['the cat sat on'], [['the cat sat on the mat']]);
   assert.ok(Math.abs(r.bp - Math.exp(1 - 6 / 4)) < 1e-12);
   assert.ok(Math.abs(r.score - 100 * Math.exp(-0.5)) < 1e-9);
+  // sacreBLEU rstrips each segment before 13a: a trailing newline must not delete a final hyphen ('-\n')
+  assert.ok(Math.abs(corpusBleu(['the cat sat on the mat-\n'], [['the cat sat on the mat-']]).score - 100) < 1e-9);
   // clipping: "the the the the" against "the cat": unigram precision 1/4, no higher-order matches → exp smoothing
   const c = corpusBleu(['the the the the'], [['the cat']]);
   assert.deepEqual(c.counts, [1, 0, 0, 0]);

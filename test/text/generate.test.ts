@@ -85,4 +85,5 @@ test('graft generate runs from the command line and rejects a bad flag by name',
   assert.equal(j.results.length, 1);
   assert.ok(j.results[0]!.tokens >= 1 && j.results[0]!.tokens <= 5);
   assert.throws(() => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'x', '--top-p', '1.5'], { encoding: 'utf8', stdio: 'pipe' }), /--top-p must be in/);
+  assert.throws(() => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'x', '--greedy', '--top-k', '5'], { encoding: 'utf8', stdio: 'pipe' }), /--greedy cannot be combined with --top-k/);
 });

@@ -101,6 +101,7 @@ test('corpus files: text, CSV and JSONL documents; empty texts and invalid UTF-8
   const { join } = await import('node:path');
   const { tmpdir } = await import('node:os');
   const { readCorpus } = await import('../../src/text/lm-corpus.js');
+  const { GraftError } = await import('../../src/util/errors.js');
   const dir = mkdtempSync(join(tmpdir(), 'graft-corpus-'));
   try {
     writeFileSync(join(dir, 'a.txt'), 'first doc\nstill first\n\n\nsecond doc\n');
@@ -112,6 +113,10 @@ test('corpus files: text, CSV and JSONL documents; empty texts and invalid UTF-8
     writeFileSync(join(dir, 'd.txt'), Buffer.from([0x61, 0x0a, 0x62, 0xff, 0x0a]));
     assert.throws(() => readCorpus(join(dir, 'd.txt')), /d\.txt: line 2 is not valid UTF-8/);
     assert.throws(() => readCorpus(join(dir, 'b.csv'), { textColumn: 'body' }), /no column named 'body'/);
+    writeFileSync(join(dir, 'e.jsonl'), '{"text":"one"}\nnull\n');
+    assert.throws(() => readCorpus(join(dir, 'e.jsonl')), (e: unknown) => e instanceof GraftError && /e\.jsonl: line 2 is not a JSON object/.test(e.message));
+    writeFileSync(join(dir, 'f.txt.gz'), 'not gzip');
+    assert.throws(() => readCorpus(join(dir, 'f.txt.gz')), (e: unknown) => e instanceof GraftError && /f\.txt\.gz: not a valid gzip file/.test(e.message));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -44,6 +44,21 @@ test('CSV with a header, JSONL, and .gz', () => {
   assert.deepEqual(j.rows, [1, 3]);
 });
 
+test('a quote inside an unquoted field is literal, not the start of a field that swallows rows', () => {
+  const t = readTextTable(file('stray.csv', 'text,label\nthe 5" screen is great,pos\nbad "value,neg\n"quoted, ok",pos\n'));
+  assert.deepEqual(t.texts, ['the 5" screen is great', 'bad "value', 'quoted, ok']);
+  assert.deepEqual(t.labels, ['pos', 'neg', 'pos']);
+  assert.deepEqual(t.rows, [2, 3, 4]);
+});
+
+test('headerless file with only the text column given: the label is guessed among the other columns', () => {
+  // column 1 (the chosen text) has the fewest distinct values, column 2 the longest: neither may become the label
+  const csv = 'a,title x,a long body text here that is long\nb,title x,another long body text that is longer still\nc,title y,a third long body text\n';
+  const t = readTextTable(file('h.csv', csv), { textColumn: 1 });
+  assert.deepEqual(t.texts, ['title x', 'title x', 'title y']);
+  assert.deepEqual(t.labels, ['a', 'b', 'c']);
+});
+
 test('errors name the file and the line', () => {
   const err = (f: () => unknown, re: RegExp) => assert.throws(f, (e: unknown) => e instanceof GraftError && re.test(e.message));
   const p1 = file('empty.csv', 'text,label\nok,1\n  ,0\n');

@@ -19,6 +19,7 @@ test('WordPiece (bert-mini): special tokens, subwords, round trip', async () => 
   assert.ok(tok.tokenize('unbelievably').some((t) => t.startsWith('##')), 'splits a rare word into word pieces');
   assert.equal(tok.decode(ids, { skipSpecialTokens: true }), 'unbelievably good film.');
   assert.match(tok.decode(ids), /^\[CLS\] .* \[SEP\]$/);
+  assert.equal(tok.decode([]), '', 'no ids (a row that ended at once) decode to the empty string');
 });
 
 test('encodeBatch: padding, masks, truncation warns naming the row', async () => {
