@@ -170,7 +170,7 @@ export async function adaptCommand(o: AdaptFlags) {
     if (!source.y) throw new GraftError(`--source ${o.source}: no labels found`, 'give IDX images with their labels file beside them (or --source-labels), or a CSV with a label column');
     const epochs = o.epochs ? positive(o.epochs, '--epochs') : 6;
     const common = {
-      epochs, seed, batchSize: positive(o.batchSize, '--batch-size') > 256 ? 64 : positive(o.batchSize, '--batch-size'),
+      epochs, seed, batchSize: positive(o.batchSize, '--batch-size'),
       ...(o.lr ? { lr: num(o.lr, '--lr') } : {}), ...(o.node ? { feature: o.node } : {}), select: o.select ?? 'reverse-validation',
       ...(o.steps ? { checkpoints: list(o.steps, '--steps')! } : {}),
     } as const;
@@ -276,7 +276,7 @@ export function adaptOptions(cmd: Command): Command {
     .addOption(new Option('--preprocess <kind>', 'CSV images: fit into the MNIST 20/28 box or stretch').choices(['mnist', 'stretch']).default('mnist'))
     .option('--pixel-max <x>', 'CSV images: largest pixel value in the file (8×8 digits: 16)', '16')
     .option('--input-max <x>', 'value of a full-intensity pixel for the model (mnist.onnx: 255; a model trained on 0–1 images: 1)', '255')
-    .option('--batch-size <n>', 'images per onnxruntime run', '128')
+    .option('--batch-size <n>', 'images per onnxruntime run; dann, mmd, deep-coral: rows per training step, half source and half target', '128')
     .option('--seed <n>', 'random seed', '0')
     .option('--json', 'print the report as JSON');
 }
