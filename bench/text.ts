@@ -24,7 +24,7 @@ import type { Graph } from '../src/graph/graph.js';
 import { Trainer } from '../src/train/trainer.js';
 import { loadTokenizer } from '../src/text/tokenizer.js';
 import { readCorpus } from '../src/text/lm-corpus.js';
-import { parseCsv, readText } from '../src/data/tabular.js';
+import { parseCsvRecords, readTextFile } from '../src/data/text-table.js';
 import { CausalLm } from '../src/text/generate.js';
 import { Rng } from '../src/util/random.js';
 
@@ -54,7 +54,8 @@ const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); retu
 async function main() {
   const bertDir = assetPath('models/text/bert-mini-debian'), gptDir = assetPath('models/text/gpt2-mini-debian');
   const tok = await loadTokenizer(bertDir);
-  const rows = parseCsv(readText(assetPath('datasets/reviews/polarity-en-pang&lee2.csv')));
+  const file = assetPath('datasets/reviews/polarity-en-pang&lee2.csv');
+  const rows = parseCsvRecords(readTextFile(file), ',', file).map((r) => r.fields);
   const pick = new Rng(3).shuffle([...rows.keys()]).slice(0, B).map((i) => rows[i]!);
   const enc = tok.encodeBatch(pick.map((r) => r[1]!), { maxLength: S, padding: 'max_length', warn: () => {} });
   const labels = pick.map((r) => (Number(r[0]!.replace(/^\uFEFF/, '')) > 0 ? 1 : 0));

@@ -27,8 +27,8 @@ import { Trainer, type TrainerOptions } from '../train/trainer.js';
 import { exampleDims, stack, type Examples } from '../train/fit.js';
 import { defaultFeatureNode } from '../features/extract.js';
 import { upgradeOpset } from '../graph/rewrites.js';
-import { Session } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
+import { flatSize } from '../features/multi-task.js';
 import { GraftError } from '../util/errors.js';
 
 export const LABELS = 'labels';
@@ -137,17 +137,8 @@ export function sourceOnlyLoss(): AdaptLoss {
 export { probe as adaptProbeFeeds };
 
 /** Size of the flattened `feature` value of a model for one example (one forward run). */
-export async function featureDim(model: Graph, feature: string): Promise<number> {
-  const g = upgradeOpset(model).cutBefore([feature]);
-  const dims = exampleDims(g);
-  const x: Tensor = { dtype: 'float32', dims: [1, ...dims], data: new Float32Array(dims.reduce((a, b) => a * b, 1)) };
-  const s = await Session.fromGraph(g, {}, `${model.name} (feature probe)`);
-  try {
-    const r = await s.run({ [g.dataInputs()[0]!.name]: x }, [feature]);
-    return r[feature]!.dims.slice(1).reduce((a, b) => a * b, 1);
-  } finally {
-    await s.release();
-  }
+export function featureDim(model: Graph, feature: string): Promise<number> {
+  return flatSize(upgradeOpset(model), feature);
 }
 
 export interface AdaptFitOptions extends Omit<TrainerOptions, 'loss'> {

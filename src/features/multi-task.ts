@@ -34,8 +34,8 @@ export function featureNodeOf(model: Graph): string {
   return defaultFeatureNode(model);
 }
 
-/** Size of the flattened feature value for one example. */
-async function flatSize(model: Graph, node: string, runtime?: RuntimeOptions): Promise<number> {
+/** Size of the flattened value `node` of a model for one example (one forward run). */
+export async function flatSize(model: Graph, node: string, runtime?: RuntimeOptions): Promise<number> {
   const g = makeBatchDynamic(model).cutBefore([node]);
   const dims = exampleDims(g);
   const s = await Session.fromGraph(g, runtime, `${model.name} (cut at ${node})`);
