@@ -70,6 +70,7 @@ export async function translateTrainCommand(o: TranslateTrainFlags) {
   }
   saveTranslationFolder(g, o.encoder, o.out, {
     model_type: 'graft-seq2seq', decoder_start_token_id: eos, eos_token_id: eos, pad_token_id: tok.padId, max_source_length: maxLen, max_target_length: maxLen,
+    ...(dec.maxPositions ? { decoder_positions: dec.maxPositions } : {}),
   });
   if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
   else process.stderr.write(`saved ${o.out} (run: graft translate --model ${o.out} "text")\n`);

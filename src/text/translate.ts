@@ -139,6 +139,8 @@ export interface TranslationConfig {
   pad_token_id: number;
   max_source_length: number;
   max_target_length: number;
+  /** Positions of the decoder (its start token plus the translation must fit). */
+  decoder_positions?: number;
   source_language?: string;
   target_language?: string;
   [k: string]: unknown;
@@ -176,7 +178,11 @@ export async function loadTranslator(dir: string, o: { runtime?: RuntimeOptions 
 export async function translateTexts(t: LoadedTranslator, texts: string[], o: { maxNewTokens?: number; warn?: (m: string) => void } = {}): Promise<string[]> {
   const enc = t.tokenizer.encodeBatch(texts, { maxLength: t.config.max_source_length, ...(o.warn ? { warn: o.warn } : {}) });
   const sources = enc.lengths.map((len, i) => Array.from((enc.inputIds.data as BigInt64Array).subarray(i * enc.inputIds.dims[1]!, i * enc.inputIds.dims[1]! + len), Number));
-  const ids = await t.decoder.greedy(sources, { start: t.config.decoder_start_token_id, eos: t.config.eos_token_id, pad: t.config.pad_token_id }, o.maxNewTokens ?? t.config.max_target_length);
+  const maxNew = o.maxNewTokens ?? t.config.max_target_length;
+  const limit = t.config.decoder_positions;
+  if (!Number.isInteger(maxNew) || maxNew < 1) throw new GraftError(`max new tokens must be a positive integer, got ${maxNew}`);
+  if (limit && maxNew + 1 > limit) throw new GraftError(`this decoder has ${limit} positions, so a translation can have at most ${limit - 1} tokens (asked for ${maxNew})`);
+  const ids = await t.decoder.greedy(sources, { start: t.config.decoder_start_token_id, eos: t.config.eos_token_id, pad: t.config.pad_token_id }, maxNew);
   return ids.map((x) => t.tokenizer.decode(x, { skipSpecialTokens: true }));
 }
 
