@@ -27,6 +27,8 @@ export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayL
   checkDomains(source, target);
   const threshold = o.threshold ?? 0.9;
   if (!(threshold >= 0 && threshold < 1)) throw new GraftError(`threshold must be in [0, 1), got ${threshold}`);
+  const targetWeight = o.targetWeight ?? 1; // a repeat count: a fraction would be rounded up by the loop below
+  if (!(Number.isInteger(targetWeight) && targetWeight >= 1)) throw new GraftError(`targetWeight must be a whole number ≥ 1 (times each kept target example is repeated), got ${targetWeight}`);
   const t0 = performance.now();
   const K = numClassesOf(source.y, o);
   const ho = { ...o, numClasses: K };
@@ -47,7 +49,7 @@ export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayL
     kept.push(idx.length);
     o.onRound?.({ round: r, kept: idx.length });
     const x = [...sx], y = [...source.y];
-    for (let w = 0; w < (o.targetWeight ?? 1); w++) for (const i of idx) { x.push(target[i]!); y.push(argmaxOf(P[i]!)); }
+    for (let w = 0; w < targetWeight; w++) for (const i of idx) { x.push(target[i]!); y.push(argmaxOf(P[i]!)); }
     head = await fitHead(x, y, ho, head);
     P = head.predictProba(target);
   }

@@ -16,22 +16,21 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { Graph } from '../graph/graph.js';
-import { Builder, A } from '../graph/builder.js';
 import { loadModel } from '../formats/load.js';
 import { atomicWrite, writeOnnx } from '../formats/onnx.js';
 import { makeBatchDynamic } from '../graph/rewrites.js';
 import { loadPixelDataset } from '../data/pixel-dataset.js';
 import { readIdx, parseIdx } from '../data/idx.js';
 import { extractFeatures, defaultFeatureNode } from '../features/extract.js';
+import { exportFeatureClassifier } from '../features/classifier.js';
+import { getLabels } from '../formats/preprocess.js';
 import { exampleDims, stack } from '../train/fit.js';
-import { Session } from '../runtime/session.js';
 import { adaptFeatures, type FeatureMethod } from '../adapt/features.js';
 import { sourceOnly } from '../adapt/feature-head.js';
 import { adaptNetwork, type NetworkMethod } from '../adapt/source-free.js';
 import { predictProba, accuracyOf } from '../adapt/predict.js';
 import { adaptWithSource, type SourceNetworkMethod } from '../adapt/with-source.js';
 import { shiftImages, PIXEL_SHIFTS, type PixelShift } from '../data/shifts.js';
-import type { LogisticRegression } from '../heads/logistic.js';
 import { smallCnn } from '../heads/scratch-cnn.js';
 import { int, num } from './parse.js';
 import { GraftError } from '../util/errors.js';
@@ -107,24 +106,6 @@ function reportLabels(spec: string | undefined, target: Images, o: AdaptFlags): 
   }
   if (y.length !== target.x.length) throw new GraftError(`--target-labels: ${y.length} labels for ${target.x.length} target images`);
   return y;
-}
-
-/** Backbone cut at `node` (+ pooling if 4-D) + the adapted head + Softmax, as one graph. */
-async function exportHead(model: Graph, node: string, head: LogisticRegression, probe: Float32Array): Promise<Graph> {
-  const g = model.cutBefore([node]);
-  const s = await Session.fromGraph(g, {}, 'probe');
-  let rank: number;
-  try {
-    rank = (await s.run({ [g.dataInputs()[0]!.name]: stack([probe], exampleDims(model)) }, [node]))[node]!.dims.length;
-  } finally {
-    await s.release();
-  }
-  const b = new Builder(g, 'head/');
-  let x = node;
-  if (rank > 2) x = b.op('Flatten', [b.op('GlobalAveragePool', [x])], { axis: A.i(1) }, 'features');
-  g.outputs = [{ name: head.toOnnx(b, x) }];
-  g.name = `${model.name} (adapted head)`;
-  return g;
 }
 
 export async function adaptCommand(o: AdaptFlags) {
@@ -215,8 +196,11 @@ export async function adaptCommand(o: AdaptFlags) {
       const base = await sourceOnly(S, T);
       report['accuracy'] = { before: accuracyOf(base.targetProba, labels), after: accuracyOf(r.targetProba, labels), note: 'before: source-only head; measured on the target images adapted on' };
     }
-    outModel = await exportHead(model, node, r.head, target.x[0]!);
-    outModel.metadata['graft.features'] = node;
+    // backbone cut at `node` (pooled if 4-D) + the adapted head, ending in probabilities (src/features/classifier.ts)
+    const K = r.head.numClasses, names = getLabels(model);
+    outModel = await exportFeatureClassifier(model, node, r.head, { labels: names?.length === K ? names : Array.from({ length: K }, (_, k) => String(k)) });
+    outModel.name = `${model.name} (adapted head)`;
+    outModel.metadata['graft.features'] = node; // where a later `graft train --model DIR` puts a new head
   } else {
     const lr = list(o.lr, '--lr'), th = list(o.threshold, '--threshold'), steps = list(o.steps, '--steps');
     let grid: Record<string, number>[] | undefined;

@@ -21,7 +21,7 @@ import { imagesToTensor } from '../data/image.js';
 import { getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import type { Graph } from '../graph/graph.js';
 import type { Examples } from '../train/fit.js';
-import { dataEfficiencyCurve, writeCurve, curveMarkdown, CURVE_METHODS, type CurveMethod } from '../eval/curve.js';
+import { dataEfficiencyCurve, writeCurve, curveMarkdown, checkCurveLists, CURVE_METHODS, type CurveMethod } from '../eval/curve.js';
 import { GraftError } from '../util/errors.js';
 
 export interface CurveFlags {
@@ -54,6 +54,7 @@ export async function curveCommand(o: CurveFlags) {
   const budgets = o.labelsPerClass.split(',').map((s) => int(s.trim(), '--labels-per-class'));
   const methods = o.methods.split(',').map((s) => s.trim()) as CurveMethod[];
   for (const m of methods) if (!CURVE_METHODS.includes(m)) throw new GraftError(`--methods: unknown method '${m}' (known: ${CURVE_METHODS.join(', ')})`);
+  checkCurveLists(budgets, methods);
   const model = loadModel(o.model);
   model.name = basename(o.model);
   const dims = exampleDims(makeBatchDynamic(model));

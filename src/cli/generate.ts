@@ -30,6 +30,7 @@ export async function generateCommand(o: GenerateFlags) {
   const cfg = existsSync(o.model) && statSync(o.model).isDirectory() ? readTextConfig(o.model) : readTextConfig(tokDir.endsWith('.json') ? dirname(tokDir) : tokDir);
   const maxPos = Number(cfg.n_positions ?? cfg.max_position_embeddings) || undefined;
   const opts: GenerateOptions = { maxNewTokens: int(o.maxNewTokens, '--max-new-tokens'), seed: int(o.seed, '--seed') };
+  const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
   if (o.temperature !== undefined) opts.temperature = num(o.temperature, '--temperature');
   if (o.topK !== undefined) opts.topK = int(o.topK, '--top-k');
   if (o.topP !== undefined) opts.topP = num(o.topP, '--top-p');
@@ -43,7 +44,7 @@ export async function generateCommand(o: GenerateFlags) {
   if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1)) throw new GraftError(`--top-p must be in (0, 1], got ${opts.topP}`);
   const lm = await CausalLm.create(loadModel(o.model), maxPos ? { maxPositions: maxPos } : {});
   try {
-    const res = await generateText(lm, tok, o.prompt, opts);
+    const res = await generateText(lm, tok, o.prompt, { ...opts, warn });
     if (o.json) process.stdout.write(JSON.stringify({ model: o.model, options: opts, results: res }, null, 2) + '\n');
     else for (const r of res) process.stdout.write(`${r.text}\n`);
   } finally {

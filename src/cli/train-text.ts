@@ -22,6 +22,8 @@ import { GraftError } from '../util/errors.js';
 
 /** Text-mode defaults that differ from the image ones (used when the flag was not given). */
 const TEXT_DEFAULTS: Record<string, string> = { lr: '1e-4', epochs: '10', batchSize: '16', testFraction: '0.25' };
+/** --mode setfit: --epochs counts passes over SetFit's pair budget (SetFit's num_epochs, 1), --batch-size pairs per step (16). */
+const SETFIT_DEFAULTS: Record<string, string> = { ...TEXT_DEFAULTS, epochs: '1' };
 
 export async function textCommand(o: TrainFlags) {
   const textColumn = o['textColumn'] as string;
@@ -62,10 +64,14 @@ export async function textCommand(o: TrainFlags) {
   const feat = (t: typeof train, task: string) =>
     extractor.extract(t.texts, { maxLength, source, rows: t.rows, warn, ...(o.cache ? { cache: openCache(o.cache) } : {}), onProgress: (p) => progress(task, 'texts')(p.done, p.total) });
   if (mode === 'setfit') {
-    const r = await trainSetFit(m, train.texts, train.y, { pooling, maxLength, seed, lr: num(o.lr, '--lr'), source, rows: train.rows, warn, onStep: (s) => progress('contrastive', 'steps')(s.step, s.steps) });
+    // --epochs: passes over SetFit's pair budget (20 iterations · 2 pairs per text; default 1); --batch-size: pairs per step.
+    const epochs = int(o.epochs, '--epochs'), pairsPerStep = int(o.batchSize, '--batch-size');
+    if (epochs < 1) throw new GraftError(`--epochs must be at least 1, got ${epochs}`);
+    if (pairsPerStep < 1) throw new GraftError(`--batch-size must be at least 1, got ${pairsPerStep}`);
+    const r = await trainSetFit(m, train.texts, train.y, { pooling, maxLength, seed, epochs, pairsPerStep, lr: num(o.lr, '--lr'), source, rows: train.rows, warn, onStep: (s) => progress('contrastive', 'steps')(s.step, s.steps) });
     classifier = addClassifierHead(addPooling(r.encoder, pooling), gemmFromLogistic(r.head), { probabilities: true });
     await r.extractor.release();
-    Object.assign(report, { steps: r.steps, pairBatchTexts: r.maxBatchTexts });
+    Object.assign(report, { epochs, pairsPerStep, steps: r.steps, pairBatchTexts: r.maxBatchTexts });
   } else {
     const F = await feat(train, 'features');
     const head = await fitTextHead(F, train.y, seed);
@@ -116,7 +122,7 @@ export function textOptions(cmd: Command): Command {
     .addOption(new Option('--init <head>', 'text finetune: start the head from the fitted logistic probe (linear probe, then fine-tune) or at random').choices(['probe', 'random']).default('probe'));
   cmd.hook('preAction', (c) => {
     if (c.getOptionValue('textColumn') === undefined) return;
-    for (const [k, v] of Object.entries(TEXT_DEFAULTS))
+    for (const [k, v] of Object.entries(c.getOptionValue('mode') === 'setfit' ? SETFIT_DEFAULTS : TEXT_DEFAULTS))
       if (c.getOptionValueSource(k) === 'default' || c.getOptionValue(k) === undefined) c.setOptionValue(k, v);
   });
   return cmd;

@@ -67,6 +67,14 @@ export interface CurveResult {
   featureSeconds?: number;
 }
 
+/** Refuse a budget or a method listed twice (it would give duplicate rows and points). */
+export function checkCurveLists(budgets: readonly number[], methods: readonly string[]): void {
+  const twice = <T>(xs: readonly T[]) => xs.filter((x, i) => xs.indexOf(x) !== i);
+  const b = twice(budgets), m = twice(methods);
+  if (b.length) throw new GraftError(`--labels-per-class lists ${[...new Set(b)].join(', ')} more than once (${budgets.join(',')})`, 'give each budget once');
+  if (m.length) throw new GraftError(`--methods lists ${[...new Set(m)].join(', ')} more than once (${methods.join(',')})`, 'give each method once');
+}
+
 /** The curve for `model` (a classifier with one [N, …] input) on in-memory examples (in the model's input scale). */
 export async function dataEfficiencyCurve(model: Graph, data: Examples, o: CurveOptions): Promise<CurveResult> {
   const budgets = [...o.budgets].sort((a, b) => a - b);
@@ -74,6 +82,7 @@ export async function dataEfficiencyCurve(model: Graph, data: Examples, o: Curve
   const seeds = o.seeds ?? 3;
   if (!(seeds >= 1)) throw new GraftError(`--seeds must be at least 1, got ${seeds}`);
   const methods = o.methods ?? [...CURVE_METHODS];
+  checkCurveLists(o.budgets, methods);
   const testFraction = o.testFraction ?? 0.3;
   const K = classCount(data.y);
   const dims = exampleDims(makeBatchDynamic(model));

@@ -47,11 +47,14 @@ async function valueRank(model: Graph, value: string, pre: ImagePreprocess | und
   const cut = model.cutBefore([value]);
   const input = cut.dataInputs()[0];
   if (!input) throw new GraftError(`${model.name}: the model has no data input`);
-  if (!pre) throw new GraftError(`${model.name}: cannot learn the shape of '${value}' without the model's image preprocessing`);
+  // the probe image's size: from the preprocessing, else from the input's fixed dims (batch set to 1)
+  const fixed = input.shape?.slice(1);
+  const dims = pre ? [1, pre.channels, pre.height, pre.width]
+    : fixed && fixed.length && fixed.every((d): d is number => typeof d === 'number') ? [1, ...fixed] : undefined;
+  if (!dims) throw new GraftError(`${model.name}: cannot learn the shape of '${value}' without the model's image preprocessing or fixed input dims`);
   const s = await Session.fromGraph(cut, runtime, `${model.name} (cut at ${value})`);
   try {
-    const n = pre.channels * pre.height * pre.width;
-    const x: Tensor = { dtype: 'float32', dims: [1, pre.channels, pre.height, pre.width], data: new Float32Array(n) };
+    const x: Tensor = { dtype: 'float32', dims, data: new Float32Array(dims.reduce((a, d) => a * d, 1)) };
     const r = await s.run({ [input.name]: x }, [value]);
     return r[value]!.dims.length;
   } finally {

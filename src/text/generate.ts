@@ -31,6 +31,11 @@ export interface GenerateOptions extends SamplingOptions {
   /** Padding id for the batch (default 0). */
   pad?: number;
   onStep?: (step: number, active: number) => void;
+  /**
+   * Where a note goes when a prompt is longer than the model's context (it keeps its last maxPositions
+   * tokens): once per such prompt, naming it and the tokens dropped. Default: silent.
+   */
+  warn?: (message: string) => void;
 }
 
 /** Is this configuration sampling (rather than greedy)? */
@@ -127,6 +132,7 @@ export class CausalLm {
     const maxNew = o.maxNewTokens ?? 40;
     if (!(maxNew >= 0)) throw new GraftError(`max new tokens must be ≥ 0, got ${maxNew}`);
     const rng = new Rng(o.seed ?? 1);
+    if (o.warn) this.warnLongPrompts(prompts.map((p, i) => ({ name: `prompt ${i + 1}`, tokens: p.length })), o.warn);
     const rows = prompts.map((p) => [...p]);
     const out: number[][] = prompts.map(() => []);
     let active = [...rows.keys()];
@@ -144,6 +150,13 @@ export class CausalLm {
       o.onStep?.(step + 1, active.length);
     }
     return out;
+  }
+
+  /** Warn once per prompt longer than the context: its first tokens are dropped by nextLogits. */
+  warnLongPrompts(prompts: { name: string; tokens: number }[], warn: (message: string) => void): void {
+    for (const p of prompts)
+      if (p.tokens > this.maxPositions)
+        warn(`${p.name}: ${p.tokens} tokens, longer than the model's ${this.maxPositions} positions; its first ${p.tokens - this.maxPositions} token${p.tokens - this.maxPositions === 1 ? '' : 's'} are dropped (only the last ${this.maxPositions} are seen)`);
   }
 
   async release(): Promise<void> {
@@ -169,7 +182,12 @@ export async function generateText(lm: CausalLm, tok: TextTokenizer, prompts: st
   const bos = tok.bosId ?? tok.eosId;
   const ids = prompts.map((p) => [...(bos !== undefined ? [bos] : []), ...tok.encode(p, { addSpecialTokens: false })]);
   const eos = o.eos ?? tok.eosId;
-  const gen = await lm.generate(ids, { pad: tok.padId, ...o, ...(eos !== undefined ? { eos } : {}) });
+  const { warn, ...rest } = o;
+  if (warn) {
+    const quote = (p: string) => JSON.stringify(p.length > 40 ? p.slice(0, 37) + '...' : p);
+    lm.warnLongPrompts(prompts.map((p, i) => ({ name: `prompt ${i + 1} (${quote(p)})`, tokens: ids[i]!.length })), warn);
+  }
+  const gen = await lm.generate(ids, { pad: tok.padId, ...rest, ...(eos !== undefined ? { eos } : {}) });
   return prompts.map((p, i) => ({
     prompt: p,
     continuation: tok.decode(gen[i]!, { skipSpecialTokens: true }),

@@ -61,8 +61,11 @@ export interface TextPrediction {
   top: { label: string; index: number; probability: number }[];
 }
 
-/** Top classes for each text. */
+/** Top classes for each text. An empty (or whitespace-only) text is a GraftError naming it, as in training. */
 export async function predictTexts(c: TextClassifier, texts: readonly string[], o: { top?: number } = {}): Promise<TextPrediction[]> {
+  texts.forEach((t, i) => {
+    if (!t.trim()) throw new GraftError(`input ${i + 1} of ${texts.length} is an empty text`, 'give each text to classify as a non-empty argument');
+  });
   const P = await predictTextProba(c.graph, c.tokenizer, texts, { maxLength: c.settings.maxLength, source: 'input' });
   return P.map((p, i) => {
     const order = [...p.keys()].sort((a, b) => p[b]! - p[a]!).slice(0, o.top ?? p.length);

@@ -108,9 +108,14 @@ export function cosinePairLoss(): CustomLoss {
 export interface SetFitOptions {
   pooling?: Pooling;
   maxLength?: number;
-  /** Pairs per step (default 16). */
+  /** Pairs per step (default 16, SetFit's batch size). */
   pairsPerStep?: number;
-  /** Contrastive steps (default: SetFit's 20 iterations · 2 pairs per example, / pairsPerStep). */
+  /**
+   * Passes over SetFit's pair budget of 20 iterations · 2 pairs per training text (SetFit's
+   * num_epochs; default 1). Ignored when `steps` is given.
+   */
+  epochs?: number;
+  /** Contrastive steps (default: setfitSteps(texts, epochs, pairsPerStep)). */
   steps?: number;
   lr?: number;
   seed?: number;
@@ -133,12 +138,19 @@ export interface SetFitResult {
   maxBatchTexts: number;
 }
 
+/** Contrastive steps for `texts` training texts: epochs · 20 iterations · 2 pairs per text, `pairsPerStep` pairs a step (at least 1). */
+export function setfitSteps(texts: number, epochs = 1, pairsPerStep = 16): number {
+  if (!(epochs > 0)) throw new GraftError(`SetFit epochs must be positive, got ${epochs}`);
+  if (!(pairsPerStep >= 1)) throw new GraftError(`SetFit pairs per step must be at least 1, got ${pairsPerStep}`);
+  return Math.max(1, Math.ceil((epochs * 20 * 2 * texts) / pairsPerStep));
+}
+
 /** Contrastive fine-tuning on streamed pairs, then a logistic head on the tuned encoder's features. */
 export async function trainSetFit(model: TextModel, texts: readonly string[], y: number[], o: SetFitOptions = {}): Promise<SetFitResult> {
   const pooling = o.pooling ?? 'mean';
   const maxLength = o.maxLength ?? model.tokenizer.modelMaxLength;
   const pairs = o.pairsPerStep ?? 16;
-  const steps = o.steps ?? Math.max(1, Math.ceil((20 * 2 * texts.length) / pairs));
+  const steps = o.steps ?? setfitSteps(texts.length, o.epochs ?? 1, pairs);
   const g = addPooling(model.graph, pooling);
   const trainer = await Trainer.create(g, { output: POOLED, loss: cosinePairLoss(), lr: o.lr ?? 2e-5, optimizer: { kind: 'adamw', weightDecay: 0.01 }, clipNorm: 1 });
   const losses: number[] = [];

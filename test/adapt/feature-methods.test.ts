@@ -15,6 +15,7 @@ import { sourceOnly } from '../../src/adapt/feature-head.js';
 import { selfTrainFeatures } from '../../src/adapt/self-training.js';
 import { accuracyOf, argmaxOf } from '../../src/adapt/predict.js';
 import { asset } from '../helpers/assets.js';
+import { GraftError } from '../../src/util/errors.js';
 
 asset('models/onnxjs-demo/mnist.onnx');
 const { source, target } = await fashionFeaturePair(1500, 'dim-noisy');
@@ -41,6 +42,8 @@ test('self-training: confident pseudo-labels beat the labelling they come from; 
   const rounds: number[] = [];
   await selfTrainFeatures(source, target.x, { threshold: 0.7, rounds: 2, onRound: (x) => rounds.push(x.kept) });
   assert.equal(rounds[0], conf.length, 'round 1 keeps exactly the confident examples');
+  // targetWeight is a repeat count: a fraction or a value below 1 is refused, not rounded
+  for (const targetWeight of [1.5, 0]) await assert.rejects(() => selfTrainFeatures(source, target.x, { targetWeight }), (e: Error) => e instanceof GraftError && /targetWeight/.test(e.message));
 });
 
 test('subspace alignment (each domain z-scored, k chosen by reverse validation) raises target accuracy by ≥ 0.05', async () => {

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../../src/formats/load.js';
 import { loadPixelDataset } from '../../src/data/pixel-dataset.js';
-import { dataEfficiencyCurve, writeCurve } from '../../src/eval/curve.js';
+import { dataEfficiencyCurve, writeCurve, checkCurveLists } from '../../src/eval/curve.js';
 import { GraftError } from '../../src/util/errors.js';
 import { asset } from '../helpers/assets.js';
-import { graft } from '../helpers/cli.js';
+import { graft, graftFails } from '../helpers/cli.js';
 import { readIdxDataset } from '../../src/data/idx.js';
 import { greyToBmp } from '../../src/data/labelled-images.js';
 
@@ -58,4 +58,15 @@ test('graft curve reads IDX files and image folders (Fashion-MNIST with the MNIS
   const fo = JSON.parse((await graft(['curve', ...args, '--data', folder, '--out', join(dir, 'folder-out')])).stdout);
   assert.equal(fo.examples, 200);
   assert.ok(at(fo, 'features', 5) > 0.4, `features at 5/class on the folder: ${at(fo, 'features', 5)}`);
+});
+
+test('graft curve refuses a budget or a method listed twice, naming the flag (before loading anything)', async () => {
+  const args = ['curve', '--model', asset('models/onnxjs-demo/mnist.onnx'), '--data', asset('datasets/digits-8x8/digits.csv.gz'), '--seeds', '1'];
+  let e = await graftFails([...args, '--labels-per-class', '5,5,10']);
+  assert.equal(e.code, 2);
+  assert.match(e.stderr, /--labels-per-class lists 5 more than once/);
+  e = await graftFails([...args, '--labels-per-class', '5', '--methods', 'scratch,features,scratch']);
+  assert.match(e.stderr, /--methods lists scratch more than once/);
+  assert.throws(() => checkCurveLists([1, 2], ['features', 'features']), GraftError);
+  assert.doesNotThrow(() => checkCurveLists([1, 2, 5], ['scratch', 'features']));
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { asset } from '../helpers/assets.js';
 import { graft, graftFails } from '../helpers/cli.js';
 import { readTextTable } from '../../src/data/text-table.js';
+import { setfitSteps } from '../../src/text/setfit.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'graft-text-cli-'));
 const bert = asset('models/text/bert-mini-debian');
@@ -43,4 +44,28 @@ test('text errors name the file, row and flag', async () => {
   assert.match(r.stderr, /bad\.csv: line 3: empty text/);
   const r2 = await graftFails(['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'stars', '--mode', 'features']);
   assert.match(r2.stderr, /no label column "stars".*columns: sentiment, review/);
+});
+
+test('graft predict on a text classifier refuses an empty text, naming the input', async () => {
+  const out = join(dir, 'clf');
+  if (!existsSync(join(out, 'model.onnx')))
+    await graft(['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'features', '--max-length', '32', '--out', out]);
+  const r = await graftFails(['predict', '--model', out, 'a wonderful film', '']);
+  assert.match(r.stderr, /input 2 of 2 is an empty text/);
+  const r2 = await graftFails(['predict', '--model', out, '   ', 'dull']);
+  assert.match(r2.stderr, /input 1 of 2 is an empty text/);
+});
+
+test('--mode setfit reads --epochs (passes over the pair budget) and --batch-size (pairs per step)', async () => {
+  assert.equal(setfitSteps(4), 10);
+  assert.equal(setfitSteps(4, 2, 8), 40);
+  assert.equal(setfitSteps(1, 1, 100), 1);
+  const base = ['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'setfit', '--labels-per-class', '2', '--max-length', '16', '--json'];
+  const def = JSON.parse((await graft([...base, '--out', join(dir, 'setfit-default')])).stdout) as { train: number; epochs: number; pairsPerStep: number; steps: number };
+  assert.deepEqual([def.epochs, def.pairsPerStep, def.steps], [1, 16, setfitSteps(def.train)]);
+  const given = JSON.parse((await graft([...base, '--epochs', '2', '--batch-size', '8', '--out', join(dir, 'setfit-given')])).stdout) as { train: number; epochs: number; pairsPerStep: number; steps: number; pairBatchTexts: number };
+  assert.deepEqual([given.epochs, given.pairsPerStep, given.steps], [2, 8, setfitSteps(given.train, 2, 8)]);
+  assert.equal(given.steps, 4 * def.steps);
+  const bad = await graftFails([...base, '--batch-size', '0', '--out', join(dir, 'setfit-bad')]);
+  assert.match(bad.stderr, /--batch-size must be at least 1, got 0/);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { pickToken, isSampling, CausalLm, generateText } from '../../src/text/generate.js';
 import { loadTokenizer } from '../../src/text/tokenizer.js';
 import { readOnnx } from '../../src/formats/onnx.js';
@@ -86,4 +86,38 @@ test('graft generate runs from the command line and rejects a bad flag by name',
   assert.ok(j.results[0]!.tokens >= 1 && j.results[0]!.tokens <= 5);
   assert.throws(() => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'x', '--top-p', '1.5'], { encoding: 'utf8', stdio: 'pipe' }), /--top-p must be in/);
   assert.throws(() => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'x', '--greedy', '--top-k', '5'], { encoding: 'utf8', stdio: 'pipe' }), /--greedy cannot be combined with --top-k/);
+});
+
+test('a prompt longer than the context is warned about once, naming it and the tokens dropped', async () => {
+  const dir = asset('models/text/gpt2-mini-debian');
+  const tok = await loadTokenizer(dir);
+  const lm = await CausalLm.create(readOnnx(`${dir}/onnx/model.onnx`), { maxPositions: 8 });
+  const long = 'the package provides a small library for reading and writing files in many formats';
+  const n = 1 + tok.encode(long, { addSpecialTokens: false }).length; // with the beginning-of-text token
+  assert.ok(n > 8);
+  const warnings: string[] = [];
+  const res = await generateText(lm, tok, ['the', long], { maxNewTokens: 4, warn: (m) => warnings.push(m) });
+  assert.equal(res.length, 2);
+  assert.equal(warnings.length, 1, warnings.join('\n'));
+  assert.match(warnings[0]!, /^prompt 2 \("the package provides/);
+  assert.ok(warnings[0]!.includes(`${n} tokens`) && warnings[0]!.includes(`first ${n - 8} tokens are dropped`), warnings[0]);
+  // on ids directly: named by position
+  const ids: string[] = [];
+  await lm.generate([[1, 2, 3], Array.from({ length: 11 }, (_, i) => i + 5)], { maxNewTokens: 1, warn: (m) => ids.push(m) });
+  assert.deepEqual(ids.length, 1);
+  assert.match(ids[0]!, /^prompt 2: 11 tokens.*first 3 tokens are dropped/);
+  await lm.release();
+});
+
+test('graft generate warns on stderr when a prompt exceeds the model\'s positions', () => {
+  const dir = asset('models/text/gpt2-mini-debian');
+  const prompt = Array.from({ length: 200 }, (_, i) => (i % 2 ? 'package' : 'the')).join(' ');
+  const short = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'the package', '--max-new-tokens', '2'], { encoding: 'utf8' });
+  assert.equal(short.status, 0, short.stderr);
+  assert.doesNotMatch(short.stderr, /dropped/);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', prompt, '--max-new-tokens', '2'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stderr.split('\n').filter((l) => /dropped/.test(l));
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, /warning: prompt 1 \("the package the package.*"\): \d+ tokens, longer than the model's 128 positions; its first \d+ tokens are dropped/);
 });
