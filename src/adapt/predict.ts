@@ -10,17 +10,7 @@ import { logitsOf } from '../train/training-graph.js';
 import { upgradeOpset } from '../graph/rewrites.js';
 import { GraftError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-
-/** Softmax of a row of logits, in float64. */
-export function softmaxRow(z: ArrayLike<number>): Float64Array {
-  let mx = -Infinity;
-  for (let k = 0; k < z.length; k++) if (z[k]! > mx) mx = z[k]!;
-  const p = new Float64Array(z.length);
-  let s = 0;
-  for (let k = 0; k < z.length; k++) { p[k] = Math.exp(z[k]! - mx); s += p[k]!; }
-  for (let k = 0; k < z.length; k++) p[k]! /= s;
-  return p;
-}
+import { softmax } from '../eval/classify.js';
 
 /**
  * Logits of a classifier for each example: the model's output read before a final Softmax when it
@@ -54,7 +44,7 @@ export async function predictLogits(model: Graph, xs: Float32Array[], o: { batch
 
 /** Softmax(logits / temperature) per example. */
 export function probabilities(logits: ArrayLike<number>[], temperature = 1): Float64Array[] {
-  return logits.map((z) => softmaxRow(Array.from(z, (v) => v / temperature)));
+  return logits.map((z) => softmax(Array.from(z, (v) => v / temperature)));
 }
 
 /** Class probabilities of a classifier for each example (softmax of its logits / temperature). */

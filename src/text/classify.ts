@@ -7,7 +7,7 @@
  */
 import type { Graph } from '../graph/graph.js';
 import { encodeOnnx } from '../formats/onnx.js';
-import { Session } from '../runtime/session.js';
+import { Session, type Feeds } from '../runtime/session.js';
 import { Trainer } from '../train/trainer.js';
 import type { TrainableSpec } from '../train/training-graph.js';
 import type { ParamGroup } from '../optim/optimizer.js';
@@ -19,6 +19,7 @@ import { GraftError } from '../util/errors.js';
 import type { TextTokenizer, EncodedBatch } from './tokenizer.js';
 import { addPooling, addClassifierHead, textFeeds, LOGITS, POOLED, type Pooling } from './encoder.js';
 import { linearSchedule } from './lm.js';
+import { softmax } from '../eval/classify.js';
 
 export interface TextModel {
   graph: Graph;
@@ -219,36 +220,51 @@ export async function finetuneText(model: TextModel, texts: readonly string[], y
     optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01, ...(groups.size ? { groups } : {}) },
     clipNorm: o.clipNorm ?? 1,
   });
-  const bs = o.batchSize ?? 16;
-  const n = texts.length;
-  const perEpoch = Math.ceil(n / bs);
-  const epochs = Math.max(o.epochs ?? 3, Math.ceil((o.minSteps ?? 0) / perEpoch));
-  const steps = epochs * perEpoch;
-  const base = o.lr ?? 2e-5;
-  const rng = new Rng(o.seed ?? 0);
-  const losses: number[] = [];
-  let step = 0;
   try {
-    for (let e = 0; e < epochs; e++) {
-      const order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
-      for (let s = 0; s < n; s += bs) {
-        const idx = order.slice(s, s + bs);
-        const enc = model.tokenizer.encodeBatch(idx.map((i) => texts[i]!), { maxLength, source: o.source, warn: e === 0 ? o.warn : () => {}, rows: idx.map((i) => o.rows?.[i] ?? i) });
-        const lr = linearSchedule(base, step, steps, o.warmup ?? 0.1);
-        const target = { dtype: 'int64' as const, dims: [idx.length], data: BigInt64Array.from(idx.map((i) => BigInt(y[i]!))) };
-        if (o.tokenDropout) dropTokens(enc, o.tokenDropout, rng);
-        const r = await trainer.step(textFeeds(g, enc), target, lr);
-        losses.push(r.loss);
-        step++;
-        o.onStep?.({ step, steps, loss: r.loss, epoch: e });
-      }
-    }
+    const { steps, losses } = await runTextEpochs(trainer, y, o, o.lr ?? 2e-5, (idx, epoch, rng) => {
+      const enc = model.tokenizer.encodeBatch(idx.map((i) => texts[i]!), { maxLength, source: o.source, warn: epoch === 0 ? o.warn : () => {}, rows: idx.map((i) => o.rows?.[i] ?? i) });
+      if (o.tokenDropout) dropTokens(enc, o.tokenDropout, rng);
+      return textFeeds(g, enc);
+    });
     let out = trainer.toGraph();
     if (mode === 'lora') out = mergeLora(out);
     return { graph: out, steps, losses };
   } finally {
     await trainer.release();
   }
+}
+
+/**
+ * The text fine-tuning loop shared by whole-encoder and cached top-layer training: a seeded shuffle
+ * per epoch, mini-batches, warmup then linear decay of the rate (`base` at its peak). `feeds` builds
+ * a batch's inputs; it may draw from `rng` (after that epoch's shuffle).
+ */
+export async function runTextEpochs(
+  trainer: Trainer, y: readonly number[],
+  o: Pick<TextFinetuneOptions, 'epochs' | 'minSteps' | 'batchSize' | 'seed' | 'warmup' | 'onStep'>, base: number,
+  feeds: (idx: number[], epoch: number, rng: Rng) => Feeds,
+): Promise<{ steps: number; losses: number[] }> {
+  const bs = o.batchSize ?? 16, n = y.length;
+  const perEpoch = Math.ceil(n / bs);
+  const epochs = Math.max(o.epochs ?? 3, Math.ceil((o.minSteps ?? 0) / perEpoch));
+  const steps = epochs * perEpoch;
+  const rng = new Rng(o.seed ?? 0);
+  const losses: number[] = [];
+  let step = 0;
+  for (let e = 0; e < epochs; e++) {
+    const order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
+    for (let s = 0; s < n; s += bs) {
+      const idx = order.slice(s, s + bs);
+      const lr = linearSchedule(base, step, steps, o.warmup ?? 0.1);
+      const batch = feeds(idx, e, rng);
+      const target = { dtype: 'int64' as const, dims: [idx.length], data: BigInt64Array.from(idx.map((i) => BigInt(y[i]!))) };
+      const r = await trainer.step(batch, target, lr);
+      losses.push(r.loss);
+      step++;
+      o.onStep?.({ step, steps, loss: r.loss, epoch: e });
+    }
+  }
+  return { steps, losses };
 }
 
 /** Zero the attention mask at a random `p` of each row's real tokens, keeping the first and last (special) ones. */
@@ -291,7 +307,7 @@ export async function predictTextProba(
       const d = r.data as Float32Array;
       idx.forEach((i, k) => {
         const row = d.slice(k * K, (k + 1) * K);
-        res[i] = out === LOGITS ? softmaxF(row) : row;
+        res[i] = out === LOGITS ? Float32Array.from(softmax(row)) : row;
       });
     }
   } finally {
@@ -302,18 +318,6 @@ export async function predictTextProba(
 
 function outputName(g: Graph): string {
   return g.outputs[0]?.name ?? LOGITS;
-}
-
-function softmaxF(v: Float32Array): Float32Array {
-  let m = -Infinity;
-  for (const x of v) m = Math.max(m, x);
-  let s = 0;
-  const o = v.map((x) => {
-    const e = Math.exp(x - m);
-    s += e;
-    return e;
-  });
-  return o.map((x) => x / s);
 }
 
 export function argmaxF(rows: Float32Array[]): number[] {

@@ -10,11 +10,10 @@ import type { Graph } from '../graph/graph.js';
 import type { Tensor } from '../graph/tensor.js';
 import { Session, type Feeds } from '../runtime/session.js';
 import { Trainer } from '../train/trainer.js';
-import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { addPooling, addClassifierHead, textFeeds, withWeights, LOGITS, POOLED, type Pooling } from './encoder.js';
-import { gemmFromLogistic, randomHead, type TextModel, type TextFinetuneOptions } from './classify.js';
-import { linearSchedule } from './lm.js';
+import { gemmFromLogistic, randomHead, runTextEpochs, type TextModel, type TextFinetuneOptions } from './classify.js';
+import { softmax } from '../eval/classify.js';
 
 /** Unpadded token states of one text below the cut: [length × hidden]. */
 export interface TokenStates {
@@ -140,26 +139,9 @@ export async function finetuneTopCached(split: TopLayerSplit, states: readonly T
   const top = addClassifierHead(split.topPooled, head);
   const base = o.lr ?? 1e-4;
   const trainer = await Trainer.create(top, { trainable: 'all', output: LOGITS, lr: base, optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 }, clipNorm: o.clipNorm ?? 1 });
-  const bs = o.batchSize ?? 16, n = states.length;
-  const perEpoch = Math.ceil(n / bs);
-  const epochs = Math.max(o.epochs ?? 3, Math.ceil((o.minSteps ?? 0) / perEpoch));
-  const steps = epochs * perEpoch;
-  const rng = new Rng(o.seed ?? 0);
-  const losses: number[] = [];
-  let step = 0;
+  let steps: number, losses: number[];
   try {
-    for (let e = 0; e < epochs; e++) {
-      const order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
-      for (let s = 0; s < n; s += bs) {
-        const idx = order.slice(s, s + bs);
-        const lr = linearSchedule(base, step, steps, o.warmup ?? 0.1);
-        const target = { dtype: 'int64' as const, dims: [idx.length], data: BigInt64Array.from(idx.map((i) => BigInt(y[i]!))) };
-        const r = await trainer.step(split.feeds(states, idx), target, lr);
-        losses.push(r.loss);
-        step++;
-        o.onStep?.({ step, steps, loss: r.loss, epoch: e });
-      }
-    }
+    ({ steps, losses } = await runTextEpochs(trainer, y, o, base, (idx) => split.feeds(states, idx)));
   } catch (err) {
     await trainer.release();
     throw err;
@@ -171,15 +153,7 @@ export async function finetuneTopCached(split: TopLayerSplit, states: readonly T
     steps,
     losses,
     predictProba: async (st) =>
-      (await runRows(tunedTop, LOGITS, (idx) => split.feeds(st, idx), st.length, 128, (f) => trainer.predict(f))).map(softmax),
+      (await runRows(tunedTop, LOGITS, (idx) => split.feeds(st, idx), st.length, 128, (f) => trainer.predict(f))).map((v) => Float32Array.from(softmax(v))),
     release: () => trainer.release(),
   };
-}
-
-function softmax(v: Float32Array): Float32Array {
-  let m = -Infinity;
-  for (const x of v) m = Math.max(m, x);
-  const e = v.map((x) => Math.exp(x - m));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((x) => x / s);
 }
