@@ -7,12 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gradCheck } from '../../src/autodiff/grad-graph.js';
 import { Trainer } from '../../src/train/trainer.js';
-import { dannLoss, sourceOnlyLoss, adaptFit, dann, dannLambda, GRL_LAMBDA, type AdaptLoss } from '../../src/adapt/dann.js';
-import { fashionShiftPair } from '../../src/data/shifts.js';
-import { smallCnn } from '../../src/heads/scratch-cnn.js';
-import { predictLabels, accuracy } from '../../src/train/fit.js';
-import { tinyNet, batchFeeds, lossGraph } from '../helpers/adapt-net.js';
-import { asset } from '../helpers/assets.js';
+import { dannLoss, sourceOnlyLoss, dann, dannLambda, GRL_LAMBDA, type AdaptLoss } from '../../src/adapt/dann.js';
+import { tinyNet, batchFeeds, lossGraph, shiftPairAccuracies } from '../helpers/adapt-net.js';
 
 test('DANN loss graph: analytic gradients match finite differences (model and domain-classifier weights, inputs)', async () => {
   const feeds = batchFeeds(0.7);
@@ -58,16 +54,7 @@ test('gradient reversal: the domain gradient reaches the feature extractor ×(�
 });
 
 test('DANN on Fashion-MNIST → noisy Fashion-MNIST beats source-only training on the target (real data, labels unused)', async () => {
-  asset('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
-  const pair = fashionShiftPair({ sourcePerClass: 100, targetPerClass: 100, testPerClass: 40, seed: 0 });
-  const o = { epochs: 6, batchSize: 64, lr: 2e-3, seed: 1 };
-  const targetAcc = async (tr: Trainer) => accuracy(await predictLabels(tr, tr.tg.model, pair.target.test.x), pair.target.test.y);
-  const src = await adaptFit(smallCnn({ channels: 1, size: 28, classes: 10, seed: 1 }), sourceOnlyLoss(), pair.source.train, pair.target.train.x, o);
-  const a0 = await targetAcc(src);
-  await src.release();
-  const d = await dann(smallCnn({ channels: 1, size: 28, classes: 10, seed: 1 }), pair.source.train, pair.target.train.x, o);
-  const a1 = await targetAcc(d);
-  await d.release();
-  console.log(`target accuracy (${pair.description}): source-only ${a0.toFixed(3)}, DANN ${a1.toFixed(3)}`);
+  const { sourceOnly: a0, adapted: a1, description } = await shiftPairAccuracies(dann);
+  console.log(`target accuracy (${description}): source-only ${a0.toFixed(3)}, DANN ${a1.toFixed(3)}`);
   assert.ok(a1 > a0 + 0.05, `DANN ${a1} vs source-only ${a0}`);
 });

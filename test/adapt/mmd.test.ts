@@ -8,13 +8,8 @@ import assert from 'node:assert/strict';
 import { gradCheck } from '../../src/autodiff/grad-graph.js';
 import { Session } from '../../src/runtime/session.js';
 import { mmdLoss, deepCoralLoss, alignFit } from '../../src/adapt/mmd.js';
-import { adaptFit, sourceOnlyLoss, type AdaptLoss } from '../../src/adapt/dann.js';
-import { fashionShiftPair } from '../../src/data/shifts.js';
-import { smallCnn } from '../../src/heads/scratch-cnn.js';
-import { predictLabels, accuracy } from '../../src/train/fit.js';
-import type { Trainer } from '../../src/train/trainer.js';
-import { batchFeeds, lossGraph, N } from '../helpers/adapt-net.js';
-import { asset } from '../helpers/assets.js';
+import type { AdaptLoss } from '../../src/adapt/dann.js';
+import { batchFeeds, lossGraph, N, shiftPairAccuracies } from '../helpers/adapt-net.js';
 
 for (const [name, make] of [
   ['MMD', () => mmdLoss({ feature: 'feat', weight: 3 })],
@@ -69,16 +64,7 @@ test('the MMD and CORAL terms equal a direct computation of their formulas', asy
 });
 
 test('deep MMD on Fashion-MNIST → noisy Fashion-MNIST beats source-only training on the target (real data, labels unused)', async () => {
-  asset('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
-  const pair = fashionShiftPair({ sourcePerClass: 100, targetPerClass: 100, testPerClass: 40, seed: 0 });
-  const o = { epochs: 6, batchSize: 64, lr: 2e-3, seed: 1 };
-  const targetAcc = async (tr: Trainer) => accuracy(await predictLabels(tr, tr.tg.model, pair.target.test.x), pair.target.test.y);
-  const src = await adaptFit(smallCnn({ channels: 1, size: 28, classes: 10, seed: 1 }), sourceOnlyLoss(), pair.source.train, pair.target.train.x, o);
-  const a0 = await targetAcc(src);
-  await src.release();
-  const m = await alignFit('mmd', smallCnn({ channels: 1, size: 28, classes: 10, seed: 1 }), pair.source.train, pair.target.train.x, o);
-  const a1 = await targetAcc(m);
-  await m.release();
-  console.log(`target accuracy (${pair.description}): source-only ${a0.toFixed(3)}, deep MMD ${a1.toFixed(3)}`);
+  const { sourceOnly: a0, adapted: a1, description } = await shiftPairAccuracies((m, s, t, o) => alignFit('mmd', m, s, t, o));
+  console.log(`target accuracy (${description}): source-only ${a0.toFixed(3)}, deep MMD ${a1.toFixed(3)}`);
   assert.ok(a1 > a0 + 0.03, `deep MMD ${a1} vs source-only ${a0}`);
 });

@@ -1,9 +1,18 @@
-/** A tiny two-layer network and one mixed source/target batch for the adaptation-loss tests. */
+/**
+ * A tiny two-layer network and one mixed source/target batch for the adaptation-loss tests, and the
+ * real-data comparison (small CNN, Fashion-MNIST → noisy Fashion-MNIST) the DANN and MMD tests share.
+ */
 import { Graph } from '../../src/graph/graph.js';
 import { Builder } from '../../src/graph/builder.js';
 import type { Tensor } from '../../src/graph/tensor.js';
 import { LABELS, IS_SOURCE, GRL_LAMBDA, type AdaptLoss } from '../../src/adapt/dann.js';
 import { Rng } from '../../src/util/random.js';
+import { adaptFit, sourceOnlyLoss } from '../../src/adapt/dann.js';
+import { fashionShiftPair } from '../../src/data/shifts.js';
+import { smallCnn } from '../../src/heads/scratch-cnn.js';
+import { predictLabels, accuracy, type Examples } from '../../src/train/fit.js';
+import type { Trainer } from '../../src/train/trainer.js';
+import { asset } from './assets.js';
 
 /** x [N,4] → Gemm W1 [5,4] → Tanh → feat [N,5] → Gemm W2 [3,5] → logits [N,3]. */
 export function tinyNet(seed = 3): Graph {
@@ -44,3 +53,27 @@ export function lossGraph(loss: AdaptLoss, feeds: Record<string, Tensor>): { g: 
   return { g, params: built.params ?? [] };
 }
 
+
+type AdaptTrainer = (model: Graph, source: Examples, target: Float32Array[], o: { epochs: number; batchSize: number; lr: number; seed: number }) => Promise<Trainer>;
+
+/**
+ * Target test accuracy of the small CNN trained source-only and with `method` on the same small
+ * Fashion-MNIST → noisy Fashion-MNIST pair (target labels used only to score).
+ */
+export async function shiftPairAccuracies(method: AdaptTrainer): Promise<{ sourceOnly: number; adapted: number; description: string }> {
+  asset('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
+  const pair = fashionShiftPair({ sourcePerClass: 100, targetPerClass: 100, testPerClass: 40, seed: 0 });
+  const o = { epochs: 6, batchSize: 64, lr: 2e-3, seed: 1 };
+  const score = async (train: () => Promise<Trainer>) => {
+    const tr = await train();
+    try {
+      return accuracy(await predictLabels(tr, tr.tg.model, pair.target.test.x), pair.target.test.y);
+    } finally {
+      await tr.release();
+    }
+  };
+  const cnn = () => smallCnn({ channels: 1, size: 28, classes: 10, seed: 1 });
+  const sourceOnly = await score(() => adaptFit(cnn(), sourceOnlyLoss(), pair.source.train, pair.target.train.x, o));
+  const adapted = await score(() => method(cnn(), pair.source.train, pair.target.train.x, o));
+  return { sourceOnly, adapted, description: pair.description };
+}
