@@ -1,33 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Graph } from '../../src/graph/graph.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/random.js';
+import { convBn as convBnGraph } from '../helpers/conv-bn.js';
 
-/** x [batch,2,4,4] → Conv 3×3 (2→3) → BatchNormalization → Relu → GlobalAveragePool → Flatten → Gemm (3→2). */
-function convBn(): Graph {
-  const rng = new Rng(2);
-  const g = new Graph();
-  g.opsets = { '': 17 };
-  const t = (dims: number[], f: () => number) => ({ dtype: 'float32' as const, dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b) }, f) });
-  g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 2, 4, 4] });
-  g.initializers.set('w', t([3, 2, 3, 3], () => rng.normal() * 0.5));
-  g.initializers.set('bn.scale', t([3], () => 1 + rng.normal() * 0.1));
-  g.initializers.set('bn.bias', t([3], () => rng.normal() * 0.1));
-  g.initializers.set('bn.mean', t([3], () => 0));
-  g.initializers.set('bn.var', t([3], () => 1));
-  g.initializers.set('fc.w', t([2, 3], () => rng.normal()));
-  g.initializers.set('fc.b', t([2], () => 0));
-  const n = (opType: string, inputs: string[], out: string, attrs = {}) => g.nodes.push({ name: out, opType, domain: '', inputs, outputs: [out], attrs });
-  n('Conv', ['x', 'w'], 'c', { pads: { type: 'ints', value: [1, 1, 1, 1] } });
-  n('BatchNormalization', ['c', 'bn.scale', 'bn.bias', 'bn.mean', 'bn.var'], 'bn');
-  n('Relu', ['bn'], 'r');
-  n('GlobalAveragePool', ['r'], 'p');
-  n('Flatten', ['p'], 'f');
-  n('Gemm', ['f', 'fc.w', 'fc.b'], 'logits', { transB: { type: 'int', value: 1 } });
-  g.outputs.push({ name: 'logits' });
-  return g;
-}
+/** The test network, its BatchNorm filled as below. */
+const convBn = () => convBnGraph({ scale: (r) => 1 + r.normal() * 0.1, bias: (r) => r.normal() * 0.1, mean: () => 0, var: () => 1 });
 
 const rng = new Rng(9);
 const x = { dtype: 'float32' as const, dims: [8, 2, 4, 4], data: Float32Array.from({ length: 256 }, () => 3 + rng.normal() * 2) };
