@@ -7,6 +7,9 @@
  *   → Conv 3×3 (pad 1) → Relu → MaxPool 2×2
  *   → Flatten → Gemm → logits [N, classes]
  *
+ * With `batchNorm`, each convolution has no bias and is followed by BatchNormalization (scale 1,
+ * bias 0, mean 0, var 1): the network on which normalization-based adaptation is shown.
+ *
  * Weights are He-initialized (normal, std √(2 / fan_in)) from the seeded Rng, biases are zero; the
  * batch axis is symbolic, so the graph trains through src/train/fit.ts and runs at any batch size.
  */
@@ -27,6 +30,8 @@ export interface SmallCnnOptions {
   filters?: [number, number];
   /** Graph name (default 'small-cnn'). */
   name?: string;
+  /** BatchNormalization after each convolution (which then has no bias). */
+  batchNorm?: boolean;
 }
 
 function he(rng: Rng, dims: number[], fanIn: number): Tensor {
@@ -37,8 +42,8 @@ function he(rng: Rng, dims: number[], fanIn: number): Tensor {
   return { dtype: 'float32', dims, data };
 }
 
-function zeros(n: number): Tensor {
-  return { dtype: 'float32', dims: [n], data: new Float32Array(n) };
+function filled(n: number, v = 0): Tensor {
+  return { dtype: 'float32', dims: [n], data: new Float32Array(n).fill(v) };
 }
 
 /** The small CNN described above. Input 'input' [N, channels, size, size], output 'logits' [N, classes]. */
@@ -62,22 +67,25 @@ export function smallCnn(o: SmallCnnOptions): Graph {
   const conv = { kernel_shape: A.is([3, 3]), pads: A.is([1, 1, 1, 1]), strides: A.is([1, 1]) };
   const pool = { kernel_shape: A.is([2, 2]), strides: A.is([2, 2]) };
 
-  const w1 = param('conv1.weight', he(rng, [f1, channels, 3, 3], channels * 9));
-  const b1 = param('conv1.bias', zeros(f1));
-  let x = b.op('Conv', ['input', w1, b1], conv, 'conv1');
-  x = b.op('Relu', [x], {}, 'relu1');
-  x = b.op('MaxPool', [x], pool, 'pool1');
-
-  const w2 = param('conv2.weight', he(rng, [f2, f1, 3, 3], f1 * 9));
-  const b2 = param('conv2.bias', zeros(f2));
-  x = b.op('Conv', [x, w2, b2], conv, 'conv2');
-  x = b.op('Relu', [x], {}, 'relu2');
-  x = b.op('MaxPool', [x], pool, 'pool2');
+  let x = 'input';
+  let cin = channels;
+  [f1, f2].forEach((f, i) => {
+    const l = i + 1;
+    const w = param(`conv${l}.weight`, he(rng, [f, cin, 3, 3], cin * 9));
+    if (o.batchNorm) {
+      for (const [k, v] of [['scale', 1], ['bias', 0], ['mean', 0], ['var', 1]] as const) param(`bn${l}.${k}`, filled(f, v));
+      x = b.op('Conv', [x, w], conv, `conv${l}`);
+      x = b.op('BatchNormalization', [x, `bn${l}.scale`, `bn${l}.bias`, `bn${l}.mean`, `bn${l}.var`], { epsilon: A.f(1e-5) }, `bn${l}`);
+    } else x = b.op('Conv', [x, w, param(`conv${l}.bias`, filled(f))], conv, `conv${l}`);
+    x = b.op('Relu', [x], {}, `relu${l}`);
+    x = b.op('MaxPool', [x], pool, `pool${l}`);
+    cin = f;
+  });
   x = b.op('Flatten', [x], { axis: A.i(1) }, 'flatten');
 
   const feat = f2 * pooled * pooled;
   const w3 = param('fc.weight', he(rng, [classes, feat], feat));
-  const b3 = param('fc.bias', zeros(classes));
+  const b3 = param('fc.bias', filled(classes));
   g.nodes.push({ name: 'fc_node', opType: 'Gemm', domain: '', inputs: [x, w3, b3], outputs: ['logits'], attrs: { transB: A.i(1) } });
   g.outputs = [{ name: 'logits', dtype: 'float32', shape: ['N', classes] }];
   return g;
