@@ -29,6 +29,8 @@ export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayL
   if (!(threshold >= 0 && threshold < 1)) throw new GraftError(`threshold must be in [0, 1), got ${threshold}`);
   const targetWeight = o.targetWeight ?? 1; // a repeat count: a fraction would be rounded up by the loop below
   if (!(Number.isInteger(targetWeight) && targetWeight >= 1)) throw new GraftError(`targetWeight must be a whole number ≥ 1 (times each kept target example is repeated), got ${targetWeight}`);
+  const rounds = o.rounds ?? 3;
+  if (!(Number.isInteger(rounds) && rounds >= 1)) throw new GraftError(`rounds must be a whole number ≥ 1, got ${rounds}`);
   const t0 = performance.now();
   const K = numClassesOf(source.y, o);
   const ho = { ...o, numClasses: K };
@@ -40,7 +42,7 @@ export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayL
   let P = head.predictProba(target);
   let prev = '';
   const kept: number[] = [];
-  for (let r = 1; r <= (o.rounds ?? 3); r++) {
+  for (let r = 1; r <= rounds; r++) {
     const idx: number[] = [];
     P.forEach((p, i) => { if (p[argmaxOf(p)]! >= threshold) idx.push(i); });
     const key = idx.map((i) => `${i}:${argmaxOf(P[i]!)}`).join(',');

@@ -44,6 +44,7 @@ test('self-training: confident pseudo-labels beat the labelling they come from; 
   assert.equal(rounds[0], conf.length, 'round 1 keeps exactly the confident examples');
   // targetWeight is a repeat count: a fraction or a value below 1 is refused, not rounded
   for (const targetWeight of [1.5, 0]) await assert.rejects(() => selfTrainFeatures(source, target.x, { targetWeight }), (e: Error) => e instanceof GraftError && /targetWeight/.test(e.message));
+  for (const r of [0, 2.5, Number.NaN]) await assert.rejects(() => selfTrainFeatures(source, target.x, { rounds: r }), (e: Error) => e instanceof GraftError && /rounds must be/.test(e.message));
 });
 
 test('subspace alignment (each domain z-scored, k chosen by reverse validation) raises target accuracy by ≥ 0.05', async () => {

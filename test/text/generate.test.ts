@@ -106,6 +106,12 @@ test('a prompt longer than the context is warned about once, naming it and the t
   await lm.generate([[1, 2, 3], Array.from({ length: 11 }, (_, i) => i + 5)], { maxNewTokens: 1, warn: (m) => ids.push(m) });
   assert.deepEqual(ids.length, 1);
   assert.match(ids[0]!, /^prompt 2: 11 tokens.*first 3 tokens are dropped/);
+  // a prompt that fits but grows past the context during generation: one note, when it starts to slide
+  const grow: string[] = [];
+  const out = await lm.generate([[1, 2, 3, 4, 5, 6]], { maxNewTokens: 5, warn: (m) => grow.push(m) });
+  assert.equal(out[0]!.length, 5);
+  assert.equal(grow.length, 1, grow.join('\n'));
+  assert.match(grow[0]!, /^prompt 1: prompt and generated text passed the model's 8 positions after 2 new tokens/);
   await lm.release();
 });
 
