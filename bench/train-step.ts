@@ -50,6 +50,9 @@ const HELP = `usage: npx tsx bench/train-step.ts [options]
   --warmup N          untimed iterations of every mode first (default 2)
   --threads N         intra-op threads for onnxruntime and torch (default GRAFT_THREADS, else 2)
   --bn batch|frozen   BatchNorm in training: batch statistics (as PyTorch's train()) or running ones (default batch)
+  --fold on|off|ab    with --bn frozen: fold Conv → BatchNorm in the training graph (default on, the library's
+                      default), not (off), or both (ab: a second trainer without the fold is timed in the same
+                      rounds as (c′), and the two trainers' first-step gradients are compared)
   --optimizer adamw|sgd   AdamW, or SGD with momentum 0.9; lr 1e-3 (default adamw, both sides)
   --opset N           ONNX opset of the export, 13..17 (default 17)
   --clock wall|cpu    time by wall clock (default) or by process CPU time (Graft in this process, PyTorch in
@@ -64,7 +67,7 @@ const HELP = `usage: npx tsx bench/train-step.ts [options]
 
 interface Args {
   models: string[]; batch: number; size: number; iters: number; warmup: number; threads: number;
-  bn: 'batch' | 'frozen'; optimizer: 'adamw' | 'sgd'; opset: number; torch: boolean; profile: boolean; clock: 'wall' | 'cpu';
+  bn: 'batch' | 'frozen'; fold: 'on' | 'off' | 'ab'; optimizer: 'adamw' | 'sgd'; opset: number; torch: boolean; profile: boolean; clock: 'wall' | 'cpu';
   profileIters: number; python: string; out: string; modelsDir: string;
 }
 
@@ -78,6 +81,7 @@ function parseCli(): Args {
       warmup: { type: 'string', default: '2' },
       threads: { type: 'string' },
       bn: { type: 'string', default: 'batch' },
+      fold: { type: 'string', default: 'on' },
       optimizer: { type: 'string', default: 'adamw' },
       opset: { type: 'string', default: '17' },
       clock: { type: 'string', default: 'wall' },
@@ -102,6 +106,7 @@ function parseCli(): Args {
   const models = values.models.split(',').map((s) => s.trim()).filter(Boolean);
   for (const m of models) if (!['mobilenetv2', 'resnet18'].includes(m)) fail(`unknown model '${m}' (mobilenetv2, resnet18)`);
   if (values.bn !== 'batch' && values.bn !== 'frozen') fail(`--bn must be batch or frozen`);
+  if (values.fold !== 'on' && values.fold !== 'off' && values.fold !== 'ab') fail(`--fold must be on, off or ab`);
   if (values.optimizer !== 'adamw' && values.optimizer !== 'sgd') fail(`--optimizer must be adamw or sgd`);
   if (values.clock !== 'wall' && values.clock !== 'cpu') fail(`--clock must be wall or cpu`);
   const out = resolve(values.out);
@@ -109,7 +114,7 @@ function parseCli(): Args {
     models, batch: int('batch', values.batch, 1), size: int('size', values.size, 32), iters: int('iters', values.iters, 1),
     warmup: int('warmup', values.warmup, 0),
     threads: int('threads', values.threads ?? process.env['GRAFT_THREADS'] ?? '2', 1),
-    bn: values.bn, optimizer: values.optimizer, opset: int('opset', values.opset, 13), torch: !values['no-torch'], clock: values.clock,
+    bn: values.bn, fold: values.fold, optimizer: values.optimizer, opset: int('opset', values.opset, 13), torch: !values['no-torch'], clock: values.clock,
     profile: values.profile, profileIters: int('profile-iters', values['profile-iters'], 1), python: values.python,
     out, modelsDir: resolve(values['models-dir'] ?? join(out, 'models')),
   };
@@ -261,14 +266,73 @@ interface ModelRun {
   params: number;
   ms: Record<Mode, number[]>;
   profile?: ProfileSummary;
+  foldCheck?: FoldCheck;
   error?: string;
 }
 
-type Mode = 'inference' | 'forward' | 'step' | 'torch';
+/** Relative L2 differences of gradient sets `a` against `b`: over all tensors, and the worst tensor. */
+interface GradDiff { globalRelL2: number; worstRelL2: number; worst: string }
+
+/**
+ * --fold ab: the loss and gradients of the folded and the unfolded trainer at the same weights, and as
+ * float32 noise floors, the unfolded trainer's gradients again with every weight moved by half a unit in
+ * the last place (×(1 ± 2⁻²⁴), random signs) and by two (×(1 ± 2⁻²²)): differences of that size are
+ * float32 rounding (amplified by ReLU/ReLU6 gates that flip), not the fold.
+ */
+interface FoldCheck { lossA: number; lossB: number; tensors: number; fold: GradDiff; noiseFloor: GradDiff; noiseFloor4: GradDiff }
+
+function gradDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): GradDiff {
+  let [num, den, worstRelL2, worst] = [0, 0, 0, ''];
+  for (const [k, v] of b) {
+    const u = a.get(k)!;
+    let [d, s] = [0, 0];
+    for (let i = 0; i < v.length; i++) {
+      d += (u[i]! - v[i]!) ** 2;
+      s += v[i]! ** 2;
+    }
+    num += d;
+    den += s;
+    const r = Math.sqrt(d / Math.max(s, 1e-30));
+    if (r > worstRelL2) [worstRelL2, worst] = [r, k];
+  }
+  return { globalRelL2: Math.sqrt(num / den), worstRelL2, worst };
+}
+
+async function compareFirstStep(a: Trainer, b: Trainer, data: Feeds, labels: Tensor): Promise<FoldCheck> {
+  /** One step's loss and gradients, the optimizer's update skipped (the weights stay as they are). */
+  const capture = async (t: Trainer) => {
+    const grads = new Map<string, Float32Array>();
+    const step = t.optimizer.step;
+    t.optimizer.step = (_p, g) => {
+      for (const [k, v] of g) grads.set(k, Float32Array.from(v));
+    };
+    try {
+      return { loss: (await t.step(data, labels)).loss, grads };
+    } finally {
+      t.optimizer.step = step;
+    }
+  };
+  const [ga, gb] = [await capture(a), await capture(b)];
+  const saved = new Map([...b.params].map(([k, v]) => [k, Float32Array.from(v)]));
+  const perturbed = async (rel: number) => {
+    const rng = new Rng(3);
+    for (const v of b.params.values()) for (let i = 0; i < v.length; i++) v[i] = v[i]! * (1 + (rng.uniform() < 0.5 ? -1 : 1) * rel);
+    const gn = await capture(b);
+    for (const [k, v] of saved) b.params.get(k)!.set(v);
+    return gradDiff(gn.grads, gb.grads);
+  };
+  return {
+    lossA: ga.loss, lossB: gb.loss, tensors: gb.grads.size, fold: gradDiff(ga.grads, gb.grads),
+    noiseFloor: await perturbed(2 ** -24), noiseFloor4: await perturbed(2 ** -22),
+  };
+}
+
+type Mode = 'inference' | 'forward' | 'step' | 'stepUnfolded' | 'torch';
 const MODE_LABEL: Record<Mode, string> = {
   inference: '(a) onnxruntime inference',
   forward: '(b) Graft forward+loss (training graph)',
   step: '(c) Graft training step',
+  stepUnfolded: "(c') Graft training step, BatchNorm not folded",
   torch: '(d) PyTorch training step',
 };
 
@@ -326,26 +390,40 @@ async function benchModel(model: string, onnx: string, a: Args, torch: TorchServ
   if (a.profile) attribution = new Map();
   const t0 = performance.now();
   const trainer = await Trainer.create(g, {
-    trainable: 'all', batchNorm: a.bn, optimizer: optimizerSpec(a), lr: 1e-3, runtime,
+    trainable: 'all', batchNorm: a.bn, foldBatchNorm: a.fold !== 'off', optimizer: optimizerSpec(a), lr: 1e-3, runtime,
   });
   const compileMs = performance.now() - t0;
   const origins = attribution;
   attribution = null;
+  // --fold ab: the same training without the Conv → BatchNorm fold, timed in the same rounds
+  const unfolded = a.fold === 'ab' && a.bn === 'frozen'
+    ? await Trainer.create(g, { trainable: 'all', batchNorm: a.bn, foldBatchNorm: false, optimizer: optimizerSpec(a), lr: 1e-3, runtime })
+    : null;
   const tg = trainer.tg;
   const fwd = await Session.fromGraph(forwardGraph(tg), runtime, `${model} (forward+loss)`);
   const { data, labels } = batchFeeds(tg, a, 7);
   const run: ModelRun = {
     model, onnx, compileMs, trainingNodes: tg.graph.nodes.length, params: tg.params.length,
-    ms: { inference: [], forward: [], step: [], torch: [] },
+    ms: { inference: [], forward: [], step: [], stepUnfolded: [], torch: [] },
   };
   const once: Record<Mode, () => Promise<number>> = {
     inference: () => timeIt(() => infer.run(data)),
     forward: () => timeIt(() => fwd.run({ ...data, [tg.target]: labels, ...trainerFeeds(trainer) }, [tg.loss])),
     step: () => timeIt(() => trainer.step(data, labels)),
+    stepUnfolded: () => timeIt(() => unfolded!.step(data, labels)),
     torch: async () => (await torch!.steps(model, 1))[0]!,
   };
-  const modes: Mode[] = torch ? ['inference', 'forward', 'step', 'torch'] : ['inference', 'forward', 'step'];
+  const modes: Mode[] = ['inference', 'forward', 'step', ...(unfolded ? ['stepUnfolded' as const] : []), ...(torch ? ['torch' as const] : [])];
   console.log(`\n${model}: training graph ${run.trainingNodes} nodes, ${run.params} trainable tensors, compiled in ${fmt(compileMs / 1000, 2)} s`);
+  if (unfolded) {
+    console.log(`  without the BatchNorm fold: ${unfolded.tg.graph.nodes.length} nodes`);
+    run.foldCheck = await compareFirstStep(trainer, unfolded, data, labels);
+    const c = run.foldCheck;
+    const d = (v: GradDiff) => `relative L2 ${v.globalRelL2.toExponential(2)} over all, worst tensor ${v.worstRelL2.toExponential(2)} (${v.worst})`;
+    console.log(`  same weights, folded vs not: loss ${c.lossA} vs ${c.lossB}; gradients of ${c.tensors} tensors: ${d(c.fold)}`);
+    console.log(`  float32 noise floor (unfolded, weights ×(1 ± 2⁻²⁴)): ${d(c.noiseFloor)}`);
+    console.log(`  float32 noise floor (unfolded, weights ×(1 ± 2⁻²²)): ${d(c.noiseFloor4)}`);
+  }
   for (const m of modes) {
     if (m === 'torch') await torch!.steps(model, 0, a.warmup);
     else for (let i = 0; i < a.warmup; i++) await once[m]();
@@ -361,7 +439,7 @@ async function benchModel(model: string, onnx: string, a: Args, torch: TorchServ
     console.log(`  round ${r + 1}/${a.iters}: ${got.join(', ')} ms`);
   }
   // Profile with nothing else alive: the timed sessions hold gigabytes of activations between runs.
-  await Promise.all([infer.release(), fwd.release(), trainer.release()]);
+  await Promise.all([infer.release(), fwd.release(), trainer.release(), unfolded?.release()]);
   if (a.profile) run.profile = await profileStep(model, trainer, data, labels, a, origins ?? new Map(), median(run.ms.step));
   return run;
 }
@@ -560,7 +638,7 @@ async function main(): Promise<void> {
   mkdirSync(a.out, { recursive: true });
   if (a.profile) recordGradientOrigins();
   console.log(`bench/train-step: ${a.models.join(', ')}, batch ${a.batch}, ${a.size}×${a.size}, ${a.threads} thread(s), ` +
-    `BatchNorm ${a.bn}, ${a.optimizer}, ${a.warmup} warm-up + ${a.iters} timed rounds, ${a.clock === 'cpu' ? 'CPU time' : 'wall clock'}, ` +
+    `BatchNorm ${a.bn}${a.bn === 'frozen' ? ` (fold ${a.fold})` : ''}, ${a.optimizer}, ${a.warmup} warm-up + ${a.iters} timed rounds, ${a.clock === 'cpu' ? 'CPU time' : 'wall clock'}, ` +
     `onnxruntime-node ${ort.env.versions.common}`);
 
   const load = () => loadavg().map((v) => v.toFixed(2)).join(' ');
@@ -591,7 +669,7 @@ async function main(): Promise<void> {
         const msg = e instanceof NoGradientRule ? `missing gradient rule: ${e.message}` : (e as Error).message;
         console.error(`\n${m}: FAILED: ${msg}`);
         runs.push({ model: m, onnx: onnx.get(m)!, compileMs: NaN, trainingNodes: 0, params: 0, error: msg,
-          ms: { inference: [], forward: [], step: [], torch: [] } });
+          ms: { inference: [], forward: [], step: [], stepUnfolded: [], torch: [] } });
       }
     }
   } finally {
@@ -634,6 +712,17 @@ async function main(): Promise<void> {
       ratioRows.push([r.model, 'Graft step images/s / PyTorch step images/s', fmt(overTorch, 2) + '×', fmt(paired(r.ms.torch, r.ms.step), 2) + '×',
         fmt(Math.min(...r.ms.torch) / Math.min(...r.ms.step), 2) + '×', `≥ ${TARGET_OVER_TORCH}×`, verdict(overTorch >= TARGET_OVER_TORCH)]);
       Object.assign(s, { torchStepMs: th, graftOverTorch: overTorch, graftOverTorchPass: overTorch >= TARGET_OVER_TORCH });
+    }
+    if (r.ms.stepUnfolded.length) {
+      const su = median(r.ms.stepUnfolded);
+      ratioRows.push([r.model, "unfolded step time / inference time (c')", fmt(su / inf, 2) + '×', fmt(paired(r.ms.stepUnfolded, r.ms.inference), 2) + '×',
+        fmt(Math.min(...r.ms.stepUnfolded) / Math.min(...r.ms.inference), 2) + '×', '(info)', '']);
+      ratioRows.push([r.model, "folded step time / unfolded step time", fmt(st / su, 3) + '×', fmt(paired(r.ms.step, r.ms.stepUnfolded), 3) + '×',
+        fmt(Math.min(...r.ms.step) / Math.min(...r.ms.stepUnfolded), 3) + '×', '(info)', '']);
+      if (r.ms.torch.length)
+        ratioRows.push([r.model, "unfolded Graft step images/s / PyTorch's", fmt(th / su, 2) + '×', fmt(paired(r.ms.torch, r.ms.stepUnfolded), 2) + '×',
+          fmt(Math.min(...r.ms.torch) / Math.min(...r.ms.stepUnfolded), 2) + '×', '(info)', '']);
+      Object.assign(s, { unfoldedStepMs: su, foldedOverUnfolded: st / su });
     }
     summary[r.model] = s;
   }

@@ -10,6 +10,7 @@ import { buildBackward, gradientPath } from '../autodiff/backward.js';
 import { probeShapes, exampleFeeds, concreteShapes, type ShapeMap } from '../autodiff/shapes.js';
 import { promoteToInputs } from '../autodiff/grad-graph.js';
 import { addLoss, type LossSpec } from './losses.js';
+import { foldFrozenBatchNorm } from './fold-bn.js';
 import { Builder } from '../graph/builder.js';
 import type { Feeds, RuntimeOptions } from '../runtime/session.js';
 import { GraftError } from '../util/errors.js';
@@ -26,6 +27,8 @@ export interface TrainingOptions {
   batchNorm?: 'frozen' | 'batch';
   /** BatchNormalization momentum for running statistics in 'batch' mode (ONNX convention: new = m·old + (1−m)·batch). */
   bnMomentum?: number;
+  /** With frozen BatchNorm, fold each Conv → BatchNormalization into one Conv of rescaled weights (default true; see fold-bn.ts). */
+  foldBatchNorm?: boolean;
   runtime?: RuntimeOptions;
 }
 
@@ -171,6 +174,8 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
     });
   }
   g.outputs = [{ name: lossName }, { name: output }, ...extraOutputs.map((name) => ({ name }))];
+  if (opts.batchNorm !== 'batch' && opts.foldBatchNorm !== false)
+    foldFrozenBatchNorm(g, { params, keep: [...targets, ...(gradScale?.keys() ?? [])] });
   const shapes = await probeShapes(g, { ...opts.runtime, feeds: [targetFeed(oa, fa), targetFeed(ob, fb)] });
   const initial = promoteToInputs(g, params);
   promoteToInputs(g, [...state.keys()]);
