@@ -1,0 +1,115 @@
+/**
+ * Prompt-based classification with the pretrained masked-LM head (src/text/prompt.ts), on
+ * bert-mini-debian and a few review snippets: the cloze encoding equals the tokenizer's encoding of
+ * the filled-in template and truncates the text only; label-word and template errors; zero-shot
+ * logits equal a direct computation from the encoder's hidden state and the safetensors head; a few
+ * fine-tuning steps lower the training loss.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { asset } from '../helpers/assets.js';
+import { loadModelFolderSync } from '../../src/text/model-folder.js';
+import { readTextTable } from '../../src/data/text-table.js';
+import { readSafetensors } from '../../src/formats/safetensors.js';
+import { Session } from '../../src/runtime/session.js';
+import { textFeeds } from '../../src/text/encoder.js';
+import { GraftError } from '../../src/util/errors.js';
+import { parseTemplate, labelWordIds, encodePrompts, promptClassifier, promptLogits, predictPromptProba, finetunePrompt } from '../../src/text/prompt.js';
+
+const dir = asset('models/text/bert-mini-debian');
+const model = loadModelFolderSync(dir);
+const tok = model.tokenizer;
+const table = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
+const TEMPLATE = '{text} it was [MASK] .';
+const quiet = () => {};
+
+test('cloze encoding: the filled-in template through the tokenizer; only the text is truncated', () => {
+  const t = parseTemplate(tok, TEMPLATE);
+  const texts = ['a moving , beautifully acted film', 'dull'];
+  const enc = encodePrompts(tok, texts, t, { maxLength: 48 });
+  const len = enc.inputIds.dims[1]!;
+  texts.forEach((s, i) => {
+    const want = tok.encode(TEMPLATE.replace('{text}', s));
+    const row = Array.from((enc.inputIds.data as BigInt64Array).slice(i * len, i * len + want.length), Number);
+    assert.deepEqual(row, want);
+    assert.equal(enc.lengths[i], want.length);
+  });
+  const long = table.texts.find((s) => tok.encode(s).length > 40)!;
+  const warnings: string[] = [];
+  const cut = encodePrompts(tok, [long], t, { maxLength: 20, warn: (m) => warnings.push(m), source: 'r.csv', rows: [7] });
+  const ids = Array.from(cut.inputIds.data as BigInt64Array, Number);
+  assert.equal(ids.length, 20);
+  assert.deepEqual(ids.slice(-5), tok.encode(' it was [MASK] .', { addSpecialTokens: false }).concat(tok.sepId!));
+  assert.deepEqual(ids.slice(1, 10), tok.encode(long, { addSpecialTokens: false }).slice(0, 9));
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!, /r\.csv.*row 7/);
+});
+
+test('label words must be single tokens; templates need {text} and one mask', () => {
+  assert.deepEqual(labelWordIds(tok, ['bad', 'good']), [tok.tokenToId('bad'), tok.tokenToId('good')]);
+  assert.throws(() => labelWordIds(tok, ['terrible', 'good']), (e: unknown) => e instanceof GraftError && /"terrible".*"terr" "##ible"/.test(e.message));
+  assert.throws(() => labelWordIds(tok, ['good']), GraftError);
+  assert.throws(() => labelWordIds(tok, ['good', 'good']), GraftError);
+  assert.throws(() => parseTemplate(tok, 'it was [MASK] .'), /\{text\}/);
+  assert.throws(() => parseTemplate(tok, '{text} it was good .'), /mask token \[MASK\] exactly once \(found 0\)/);
+  assert.throws(() => parseTemplate(tok, '{text} [MASK] [MASK]'), /found 2/);
+  assert.throws(() => encodePrompts(tok, ['x'], parseTemplate(tok, TEMPLATE), { maxLength: 6 }), GraftError);
+});
+
+/** erf, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7). */
+function erf(x: number): number {
+  const s = Math.sign(x), a = Math.abs(x), t = 1 / (1 + 0.3275911 * a);
+  return s * (1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-a * a));
+}
+
+test('zero-shot logits equal the MLM head applied to the encoder state at [MASK]', async () => {
+  const words = ['bad', 'good', 'great'];
+  const c = promptClassifier(model, { template: TEMPLATE, labelWords: words });
+  const texts = table.texts.slice(0, 5);
+  const got = await promptLogits(c, tok, texts, { maxLength: 48, warn: quiet });
+  // direct: encoder → hidden state at the mask → dense → GELU → LayerNorm → · word rows + bias
+  const enc = encodePrompts(tok, texts, c.template, { maxLength: 48, warn: quiet });
+  const s = await Session.fromGraph(model.graph, {}, 'encoder');
+  const h = (await s.run(textFeeds(model.graph, enc)))['last_hidden_state']!;
+  await s.release();
+  const st = readSafetensors(`${dir}/model.safetensors`).tensors;
+  const f = (k: string) => st.get(k)!.data as Float32Array;
+  const W = f('cls.predictions.transform.dense.weight'), bd = f('cls.predictions.transform.dense.bias');
+  const g = f('cls.predictions.transform.LayerNorm.weight'), be = f('cls.predictions.transform.LayerNorm.bias');
+  const E = f('bert.embeddings.word_embeddings.weight'), bias = f('cls.predictions.bias');
+  const [, T, H] = h.dims as [number, number, number];
+  const hd = h.data as Float32Array, ids = enc.inputIds.data as BigInt64Array;
+  texts.forEach((_, i) => {
+    const p = Array.from({ length: T }, (_, j) => j).find((j) => Number(ids[i * T + j]) === tok.maskId)!;
+    const x = hd.subarray((i * T + p) * H, (i * T + p + 1) * H);
+    const d = Array.from({ length: H }, (_, o) => {
+      let v = bd[o]!;
+      for (let k = 0; k < H; k++) v += W[o * H + k]! * x[k]!;
+      return 0.5 * v * (1 + erf(v / Math.SQRT2));
+    });
+    const mu = d.reduce((a, b) => a + b, 0) / H;
+    const varc = d.reduce((a, b) => a + (b - mu) ** 2, 0) / H;
+    const y = d.map((v, o) => ((v - mu) / Math.sqrt(varc + 1e-12)) * g[o]! + be[o]!);
+    words.forEach((w, k) => {
+      const id = tok.tokenToId(w)!;
+      let want = bias[id]!;
+      for (let o = 0; o < H; o++) want += E[id * H + o]! * y[o]!;
+      assert.ok(Math.abs(got[i]![k]! - want) < 1e-3 * Math.max(1, Math.abs(want)), `text ${i}, ${w}: ${got[i]![k]} vs ${want}`);
+    });
+  });
+  const pr = await predictPromptProba(c, tok, texts.slice(0, 2), { maxLength: 48, warn: quiet });
+  pr.forEach((r) => assert.ok(Math.abs(r.reduce((a, b) => a + b, 0) - 1) < 1e-5));
+});
+
+test('a few fine-tuning steps lower the loss on the label words', async () => {
+  const idx = [...table.y.map((v, i) => (v === 0 ? i : -1)).filter((i) => i >= 0).slice(0, 8), ...table.y.map((v, i) => (v === 1 ? i : -1)).filter((i) => i >= 0).slice(0, 8)];
+  const texts = idx.map((i) => table.texts[i]!), y = idx.map((i) => table.y[i]!);
+  const r = await finetunePrompt(model, texts, y, { template: TEMPLATE, labelWords: ['bad', 'good'], lr: 1e-4, epochs: 12, minSteps: 0, batchSize: 8, warmup: 0, maxLength: 32, warn: quiet });
+  assert.equal(r.steps, 24);
+  const first = (r.losses[0]! + r.losses[1]!) / 2, last = (r.losses.at(-1)! + r.losses.at(-2)!) / 2;
+  assert.ok(last < 0.7 * first, `loss ${first} → ${last}`);
+  // the tuned graph classifies its own training texts better than chance
+  const pred = (await predictPromptProba(r, tok, texts, { maxLength: 32, warn: quiet })).map((p) => (p[1]! > p[0]! ? 1 : 0));
+  assert.ok(pred.filter((p, i) => p === y[i]).length >= 12);
+  await assert.rejects(() => finetunePrompt(model, texts, y.map(() => 2), { labelWords: ['bad', 'good'] }), /label 2 has no label word/);
+});
