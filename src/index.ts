@@ -62,7 +62,7 @@ export { trainSetFit, pairBatches, cosinePairLoss, type SetFitOptions, type SetF
 export { TfidfVectorizer, trainTfidfClassifier } from './text/tfidf.js';
 export { TopLayerSplit, finetuneTopCached, type TokenStates, type TopFinetuneOptions, type TopFinetuneResult } from './text/top-layers.js';
 export { finetunePrompt, promptClassifier, predictPromptProba, promptLogits, parseTemplate, labelWordIds, encodePrompts, readMlmHead, buildPromptGraph, DEFAULT_TEMPLATE, type PromptSpec, type PromptModel, type PromptClassifier, type PromptFinetuneOptions, type PromptFinetuneResult, type MlmHead, type ParsedTemplate } from './text/prompt.js';
-export { saveTextClassifier, loadTextClassifier, predictTexts, isTextClassifierFolder } from './text/saved.js';
+export { saveTextClassifier, savePromptClassifier, loadTextClassifier, predictTexts, isTextClassifierFolder, type TextSettings, type TextClassifier, type TextPrediction } from './text/saved.js';
 // Causal LM fine-tuning, generation, warm-started translation, BLEU.
 export { lmLoss, buildLmLoss, makeWindows, lmBatch, lmEvalGraph, perplexity, finetuneLm, linearSchedule, saveTextModelFolder, LM_LABELS, LM_MASK, type LmFinetuneOptions, type PerplexityResult, type WindowOptions } from './text/lm.js';
 export { readCorpus, type CorpusOptions } from './text/lm-corpus.js';

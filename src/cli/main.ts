@@ -54,7 +54,7 @@ const train = program
   .description('train a classifier on a labelled dataset and save it: fine-tune the whole model, or fit a head on its cached features')
   .requiredOption('--model <path>', 'pretrained model: an .onnx or .tflite file, a TF.js model.json, or a model folder')
   .requiredOption('--data <path>', 'dataset: finetune: a CSV (optionally .gz) of square grey images, one row of pixels then the label; features: an image folder (one subfolder per class) or IDX images')
-  .addOption(new Option('--mode <mode>', 'how to transfer: finetune (train the network) or features (logistic regression on the frozen backbone\'s features); text only: setfit (contrastive pairs, then a head)').choices(['finetune', 'features', 'setfit']).default('finetune'))
+  .addOption(new Option('--mode <mode>', 'how to transfer: finetune (train the network) or features (logistic regression on the frozen backbone\'s features); text only: setfit (contrastive pairs, then a head), prompt (a cloze --template scored by the masked-LM head at --label-words)').choices(['finetune', 'features', 'setfit', 'prompt']).default('finetune'))
   .option('--out <path>', 'where to save: finetune: an .onnx file (default graft-model.onnx); features: a folder (default graft-classifier)')
   .option('--labels-data <file>', 'features mode, IDX data: the labels file (default: guessed from the images file name)')
   .option('--cache <dir>', 'features mode: activation cache folder (a second run over the same images computes nothing)')

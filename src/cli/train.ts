@@ -36,7 +36,14 @@ function rejectFinetuneFlags(o: TrainFlags, mode: string, alsoLora: boolean): vo
   if (given.length) throw new GraftError(`${given.join(', ')} ${given.length > 1 ? 'apply' : 'applies'} to image fine-tuning (--mode finetune), not to ${mode}`);
 }
 
+/** Flags only text `--mode prompt` reads (src/cli/train-text.ts). */
+const PROMPT_ONLY: [key: string, flag: string][] = [['template', '--template'], ['labelWords', '--label-words']];
+
 export async function trainCommand(o: TrainFlags) {
+  const promptFlags = PROMPT_ONLY.filter(([k]) => o[k] !== undefined).map(([, f]) => f);
+  if (o.mode !== 'prompt' && promptFlags.length)
+    throw new GraftError(`${promptFlags.join(', ')} ${promptFlags.length > 1 ? 'apply' : 'applies'} to text prompt classification (--mode prompt), not to --mode ${o.mode}`);
+  if (o.mode === 'prompt' && o['textColumn'] === undefined) throw new GraftError('--mode prompt is for text classification: give --text-column');
   if (o['textColumn'] !== undefined) {
     rejectFinetuneFlags(o, 'text classification', false);
     return textCommand(o);

@@ -1,7 +1,10 @@
 /**
  * Saved text classifiers: a folder with model.onnx (encoder + pooling + head → probabilities, class
  * names and text settings in its metadata), the tokenizer files, config.json and labels.json; and
- * prediction from such a folder.
+ * prediction from such a folder. A prompt classifier (mode 'prompt', src/text/prompt.ts) is saved the
+ * same way: its model.onnx is encoder + MLM head → `logits` over the label words, and its settings
+ * record the template and the label words (one per class, in the order of labels.json), so that
+ * prediction encodes each text as the cloze and applies the softmax itself.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,19 +13,26 @@ import { atomicWrite, readOnnx, writeOnnx } from '../formats/onnx.js';
 import { getLabels, setLabels } from '../formats/preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { loadTokenizerSync, type TextTokenizer } from './tokenizer.js';
-import { isTextEncoder, type Pooling } from './encoder.js';
+import { isTextEncoder, LOGITS, type Pooling } from './encoder.js';
 import { predictTextProba } from './classify.js';
+import { parseTemplate, labelWordIds, predictPromptProba, type PromptClassifier } from './prompt.js';
 
 export const TEXT_METADATA = 'graft.text';
 
 export interface TextSettings {
   maxLength: number;
-  pooling: Pooling;
+  /** How token states become one vector (not used by mode 'prompt'). */
+  pooling?: Pooling;
   mode: string;
+  /** Mode 'prompt': the cloze template ({text} and the mask token once each). */
+  template?: string;
+  /** Mode 'prompt': one label word per class, in the order of the labels. */
+  labelWords?: string[];
 }
 
 /** Write the classifier folder; `from` is the model folder whose tokenizer and config are copied. */
 export function saveTextClassifier(g: Graph, dir: string, o: { from: string; labels: string[]; settings: TextSettings }): void {
+  if (o.settings.mode === 'prompt') checkPromptSettings(o.settings, o.labels, dir);
   mkdirSync(dir, { recursive: true });
   const out = g.clone();
   setLabels(out, o.labels);
@@ -31,6 +41,19 @@ export function saveTextClassifier(g: Graph, dir: string, o: { from: string; lab
     if (existsSync(join(o.from, f))) atomicWrite(join(dir, f), readFileSync(join(o.from, f)));
   writeOnnx(out, join(dir, 'model.onnx'));
   atomicWrite(join(dir, 'labels.json'), new TextEncoder().encode(JSON.stringify(o.labels, null, 2) + '\n'));
+}
+
+/** Save a prompt classifier (from promptClassifier or finetunePrompt): labels[k] is the class of labelWords[k]. */
+export function savePromptClassifier(c: PromptClassifier, dir: string, o: { from: string; labels: string[]; maxLength: number }): void {
+  saveTextClassifier(c.graph, dir, { from: o.from, labels: o.labels, settings: { maxLength: o.maxLength, mode: 'prompt', template: c.template.template, labelWords: [...c.labelWords] } });
+}
+
+function checkPromptSettings(s: TextSettings, labels: readonly string[], where: string): { template: string; labelWords: string[] } {
+  if (typeof s.template !== 'string' || !Array.isArray(s.labelWords))
+    throw new GraftError(`${where}: a prompt classifier must record its template and label words`);
+  if (s.labelWords.length !== labels.length)
+    throw new GraftError(`${where}: ${s.labelWords.length} label words (${s.labelWords.join(', ')}) for ${labels.length} classes (${labels.join(', ')})`);
+  return { template: s.template, labelWords: s.labelWords };
 }
 
 /** Is this a folder written by saveTextClassifier (model.onnx reading input_ids, and a tokenizer.json)? */
@@ -43,6 +66,8 @@ export interface TextClassifier {
   tokenizer: TextTokenizer;
   labels: string[];
   settings: TextSettings;
+  /** Mode 'prompt': the graph with its parsed template and label-word ids. */
+  prompt?: PromptClassifier;
 }
 
 export function loadTextClassifier(dir: string): TextClassifier {
@@ -53,7 +78,11 @@ export function loadTextClassifier(dir: string): TextClassifier {
   const settings: TextSettings = raw ? (JSON.parse(raw) as TextSettings) : { maxLength: 128, pooling: 'mean', mode: 'unknown' };
   const tokenizer = loadTokenizerSync(dir, { maxLength: settings.maxLength });
   const labels = getLabels(graph) ?? [];
-  return { graph, tokenizer, labels, settings };
+  if (settings.mode !== 'prompt') return { graph, tokenizer, labels, settings };
+  const { template, labelWords } = checkPromptSettings(settings, labels, `${dir}/model.onnx`);
+  if (!graph.outputs.some((v) => v.name === LOGITS)) throw new GraftError(`${dir}/model.onnx: a prompt classifier must output ${LOGITS} (the label words' scores)`);
+  const prompt: PromptClassifier = { graph, template: parseTemplate(tokenizer, template), labelWords: [...labelWords], labelIds: labelWordIds(tokenizer, labelWords) };
+  return { graph, tokenizer, labels, settings, prompt };
 }
 
 export interface TextPrediction {
@@ -66,7 +95,9 @@ export async function predictTexts(c: TextClassifier, texts: readonly string[], 
   texts.forEach((t, i) => {
     if (!t.trim()) throw new GraftError(`input ${i + 1} of ${texts.length} is an empty text`, 'give each text to classify as a non-empty argument');
   });
-  const P = await predictTextProba(c.graph, c.tokenizer, texts, { maxLength: c.settings.maxLength, source: 'input' });
+  const P = c.prompt
+    ? await predictPromptProba(c.prompt, c.tokenizer, texts, { maxLength: c.settings.maxLength, source: 'input' })
+    : await predictTextProba(c.graph, c.tokenizer, texts, { maxLength: c.settings.maxLength, source: 'input' });
   return P.map((p, i) => {
     const order = [...p.keys()].sort((a, b) => p[b]! - p[a]!).slice(0, o.top ?? p.length);
     return { text: texts[i]!, top: order.map((k) => ({ label: c.labels[k] ?? `class ${k}`, index: k, probability: p[k]! })) };

@@ -3,10 +3,14 @@
  * bert-mini-debian and a few review snippets: the cloze encoding equals the tokenizer's encoding of
  * the filled-in template and truncates the text only; label-word and template errors; zero-shot
  * logits equal a direct computation from the encoder's hidden state and the safetensors head; a few
- * fine-tuning steps lower the training loss.
+ * fine-tuning steps lower the training loss; a saved prompt classifier folder predicts what the
+ * classifier it was saved from predicts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { asset } from '../helpers/assets.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { readTextTable } from '../../src/data/text-table.js';
@@ -15,6 +19,7 @@ import { Session } from '../../src/runtime/session.js';
 import { textFeeds } from '../../src/text/encoder.js';
 import { GraftError } from '../../src/util/errors.js';
 import { parseTemplate, labelWordIds, encodePrompts, promptClassifier, promptLogits, predictPromptProba, finetunePrompt } from '../../src/text/prompt.js';
+import { savePromptClassifier, loadTextClassifier, predictTexts, saveTextClassifier } from '../../src/text/saved.js';
 
 const dir = asset('models/text/bert-mini-debian');
 const model = loadModelFolderSync(dir);
@@ -112,4 +117,32 @@ test('a few fine-tuning steps lower the loss on the label words', async () => {
   const pred = (await predictPromptProba(r, tok, texts, { maxLength: 32, warn: quiet })).map((p) => (p[1]! > p[0]! ? 1 : 0));
   assert.ok(pred.filter((p, i) => p === y[i]).length >= 12);
   await assert.rejects(() => finetunePrompt(model, texts, y.map(() => 2), { labelWords: ['bad', 'good'] }), /label 2 has no label word/);
+});
+
+test('a saved prompt classifier loads and predicts the probabilities of predictPromptProba', async () => {
+  const idx = [0, 1].flatMap((c) => table.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0).slice(0, 8));
+  const texts = idx.map((i) => table.texts[i]!), y = idx.map((i) => table.y[i]!);
+  const template = '{text} . all in all , it was [MASK] .';
+  const tuned = await finetunePrompt(model, texts, y, { template, labelWords: ['bad', 'good'], lr: 1e-4, epochs: 2, minSteps: 0, batchSize: 8, maxLength: 32, warn: quiet });
+  const out = join(mkdtempSync(join(tmpdir(), 'graft-prompt-')), 'clf');
+  savePromptClassifier(tuned, out, { from: dir, labels: ['neg', 'pos'], maxLength: 32 });
+  assert.deepEqual(JSON.parse(readFileSync(join(out, 'labels.json'), 'utf8')), ['neg', 'pos']);
+  const loaded = loadTextClassifier(out);
+  assert.equal(loaded.settings.mode, 'prompt');
+  assert.equal(loaded.settings.template, template);
+  assert.deepEqual(loaded.settings.labelWords, ['bad', 'good']);
+  assert.deepEqual(loaded.prompt?.labelIds, tuned.labelIds);
+  const probe = [...table.texts.slice(-3), 'a wonderful , moving film'];
+  const want = await predictPromptProba(tuned, tok, probe, { maxLength: 32, warn: quiet });
+  const got = await predictTexts(loaded, probe);
+  got.forEach((r, i) => {
+    assert.equal(r.text, probe[i]);
+    for (const t of r.top) assert.ok(Math.abs(t.probability - want[i]![t.index]!) < 1e-5, `text ${i} class ${t.index}: ${t.probability} vs ${want[i]![t.index]}`);
+    assert.equal(r.top[0]!.label, ['neg', 'pos'][want[i]![1]! > want[i]![0]! ? 1 : 0]);
+  });
+  // the folder holds the tuned weights, not the pretrained ones
+  const zero = await predictPromptProba(promptClassifier(model, { template, labelWords: ['bad', 'good'] }), tok, probe, { maxLength: 32, warn: quiet });
+  assert.ok(zero.some((p, i) => Math.abs(p[0]! - want[i]![0]!) > 1e-3), 'tuned and zero-shot probabilities should differ');
+  // a prompt folder must record one label word per class
+  assert.throws(() => saveTextClassifier(tuned.graph, join(out, '..', 'bad'), { from: dir, labels: ['a', 'b', 'c'], settings: { maxLength: 32, mode: 'prompt', template, labelWords: ['bad', 'good'] } }), /2 label words \(bad, good\) for 3 classes/);
 });
