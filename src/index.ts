@@ -61,8 +61,9 @@ export { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba, gemm
 export { trainSetFit, pairBatches, cosinePairLoss, type SetFitOptions, type SetFitResult } from './text/setfit.js';
 export { TfidfVectorizer, trainTfidfClassifier } from './text/tfidf.js';
 export { TopLayerSplit, finetuneTopCached, type TokenStates, type TopFinetuneOptions, type TopFinetuneResult } from './text/top-layers.js';
-export { finetunePrompt, promptClassifier, predictPromptProba, promptLogits, parseTemplate, labelWordIds, encodePrompts, readMlmHead, buildPromptGraph, DEFAULT_TEMPLATE, type PromptSpec, type PromptModel, type PromptClassifier, type PromptFinetuneOptions, type PromptFinetuneResult, type MlmHead, type ParsedTemplate } from './text/prompt.js';
-export { saveTextClassifier, savePromptClassifier, loadTextClassifier, predictTexts, isTextClassifierFolder, type TextSettings, type TextClassifier, type TextPrediction } from './text/saved.js';
+export { finetunePrompt, promptClassifier, predictPromptProba, promptLogits, parseTemplate, labelWordIds, encodePrompts, readMlmHead, buildPromptGraph, DEFAULT_TEMPLATE, type PromptSpec, type PromptModel, type PromptClassifier, type PromptFinetuneOptions, type PromptFinetuneResult, type MlmHead, type HeadActivation, type ParsedTemplate } from './text/prompt.js';
+export { saveTextClassifier, savePromptClassifier, loadTextClassifier, predictTexts, textClassifierProba, isTextClassifierFolder, type TextSettings, type TextClassifier, type TextPrediction, type TextProbaOptions } from './text/saved.js';
+export { evaluateTextClassifier, classifierClassIndices, type TextEvalOptions, type TextEvaluation } from './eval/text.js';
 // Causal LM fine-tuning, generation, warm-started translation, BLEU.
 export { lmLoss, buildLmLoss, makeWindows, lmBatch, lmEvalGraph, perplexity, finetuneLm, linearSchedule, saveTextModelFolder, LM_LABELS, LM_MASK, type LmFinetuneOptions, type PerplexityResult, type WindowOptions } from './text/lm.js';
 export { readCorpus, type CorpusOptions } from './text/lm-corpus.js';

@@ -119,12 +119,15 @@ program
   .command('eval')
   .description('evaluate a saved classifier on a labelled dataset: accuracy, macro-F1, per-class precision/recall, confusion matrix')
   .requiredOption('--model <path>', 'the classifier folder (model.onnx inside) or an .onnx file')
-  .requiredOption('--data <path>', 'an image folder (one subfolder per class, named as the model\'s classes) or IDX images')
+  .requiredOption('--data <path>', 'an image folder (one subfolder per class, named as the model\'s classes) or IDX images; for a text classifier folder, a CSV/TSV/JSONL file labelled with its class names')
   .option('--labels-data <file>', 'IDX data: the labels file (default: guessed from the images file name)')
   .option('--max-per-class <n>', 'use only the first N examples of each class')
-  .option('--batch-size <n>', 'images per onnxruntime run', '32')
-  .option('--report <file>', 'write a report: OUT.html (self-contained, with OUT.json beside it) or OUT.json')
+  .option('--batch-size <n>', 'images (or texts) per onnxruntime run', '32')
+  .option('--report <file>', 'write a report: OUT.html (self-contained, with OUT.json beside it) or OUT.json; any other path is a folder receiving report.html and report.json')
   .option('--json', 'print the metrics as JSON')
+  .option('--text-column <name>', 'text classifier: the column (CSV header name, 0-based index for headerless files, or JSONL field) holding the text')
+  .option('--label-column <name>', 'text classifier: the column holding the label (default: label, or guessed for headerless files)')
+  .option('--max-length <n>', 'text classifier: longest input in tokens (longer texts are truncated with a warning; default: the length it was trained with)')
   .action(evalCommand);
 
 curveOptions(

@@ -95,11 +95,27 @@ export async function predictTexts(c: TextClassifier, texts: readonly string[], 
   texts.forEach((t, i) => {
     if (!t.trim()) throw new GraftError(`input ${i + 1} of ${texts.length} is an empty text`, 'give each text to classify as a non-empty argument');
   });
-  const P = c.prompt
-    ? await predictPromptProba(c.prompt, c.tokenizer, texts, { maxLength: c.settings.maxLength, source: 'input' })
-    : await predictTextProba(c.graph, c.tokenizer, texts, { maxLength: c.settings.maxLength, source: 'input' });
+  const P = await textClassifierProba(c, texts, { source: 'input' });
   return P.map((p, i) => {
     const order = [...p.keys()].sort((a, b) => p[b]! - p[a]!).slice(0, o.top ?? p.length);
     return { text: texts[i]!, top: order.map((k) => ({ label: c.labels[k] ?? `class ${k}`, index: k, probability: p[k]! })) };
   });
+}
+
+export interface TextProbaOptions {
+  /** Longest input in tokens (default: the classifier's recorded max length); longer texts are truncated with a warning. */
+  maxLength?: number;
+  /** Texts per onnxruntime run (default 64). */
+  batchSize?: number;
+  /** Names the data in truncation warnings (a file name, 'input'). */
+  source?: string;
+  /** Row (line) of each text, for warnings. */
+  rows?: readonly number[];
+  warn?: (message: string) => void;
+}
+
+/** Class probabilities [labels] per text from a saved classifier (any mode: prompt classifiers apply the softmax over their label words). */
+export async function textClassifierProba(c: TextClassifier, texts: readonly string[], o: TextProbaOptions = {}): Promise<Float32Array[]> {
+  const opts = { ...o, maxLength: o.maxLength ?? c.settings.maxLength };
+  return c.prompt ? predictPromptProba(c.prompt, c.tokenizer, texts, opts) : predictTextProba(c.graph, c.tokenizer, texts, opts);
 }

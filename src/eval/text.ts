@@ -1,0 +1,75 @@
+/**
+ * Evaluation of saved text classifiers (folders from `graft train --text-column …`, any mode; see
+ * src/text/saved.ts) on labelled texts: the data's label values mapped to the classifier's class
+ * names (an unknown one is a GraftError naming the row and the known classes), empty texts refused
+ * by row, predictions in chunks so that long evaluations report progress, then the metrics.
+ */
+import { classificationMetrics, type Metrics } from './metrics.js';
+import { argmaxF } from '../text/classify.js';
+import { textClassifierProba, type TextClassifier, type TextProbaOptions } from '../text/saved.js';
+import { GraftError } from '../util/errors.js';
+
+export interface TextEvalOptions extends TextProbaOptions {
+  /** Texts done so far, and the total (called after each chunk of predictions). */
+  onProgress?: (done: number, total: number) => void;
+  /** Where the labels come from in messages (default: the source, else 'labels'). */
+  where?: string;
+}
+
+export interface TextEvaluation {
+  metrics: Metrics;
+  /** Predicted class index (into the classifier's labels) per text. */
+  predictions: number[];
+  /** True class index per text. */
+  truth: number[];
+}
+
+/**
+ * Class index (into c.labels) of each label value. A value the classifier does not know is a
+ * GraftError naming `where`, the row and the classifier's classes.
+ */
+export function classifierClassIndices(c: TextClassifier, labels: readonly string[], o: { where?: string; rows?: readonly number[] } = {}): number[] {
+  if (!c.labels.length) throw new GraftError('the text classifier records no class names (labels.json / model metadata)');
+  const index = new Map(c.labels.map((l, i) => [l, i]));
+  return labels.map((l, i) => {
+    const k = index.get(l.trim());
+    if (k === undefined)
+      throw new GraftError(
+        `${o.where ?? 'labels'}: ${o.rows ? `line ${o.rows[i]}` : `row ${i + 1}`}: label "${l}" is not one of the classifier's classes (${c.labels.join(', ')})`,
+        'evaluate on data labelled with the class names the classifier was trained on (its labels.json)',
+      );
+    return k;
+  });
+}
+
+/** Metrics of a saved text classifier on texts labelled with its class names. */
+export async function evaluateTextClassifier(c: TextClassifier, texts: readonly string[], labels: readonly string[], o: TextEvalOptions = {}): Promise<TextEvaluation> {
+  if (texts.length !== labels.length) throw new GraftError(`${texts.length} texts but ${labels.length} labels`);
+  if (!texts.length) throw new GraftError('no texts to evaluate');
+  const where = o.where ?? o.source ?? 'labels';
+  const rowName = (i: number) => (o.rows ? `line ${o.rows[i]}` : `row ${i + 1}`);
+  texts.forEach((t, i) => {
+    if (!t.trim()) throw new GraftError(`${where}: ${rowName(i)}: empty text`, 'remove the row or fill in its text');
+  });
+  const truth = classifierClassIndices(c, labels, { where, ...(o.rows ? { rows: o.rows } : {}) });
+  const maxLength = o.maxLength ?? c.settings.maxLength;
+  if (!(Number.isInteger(maxLength) && maxLength >= 1)) throw new GraftError(`max length must be a positive integer, got ${maxLength}`);
+  const bs = o.batchSize ?? 64;
+  if (!(Number.isInteger(bs) && bs >= 1)) throw new GraftError(`batch size must be a positive integer, got ${bs}`);
+  // One onnxruntime session per chunk: about 20 progress steps when someone watches, else one chunk.
+  const chunk = o.onProgress ? Math.max(bs, Math.ceil(texts.length / 20 / bs) * bs) : texts.length;
+  const P: Float32Array[] = [];
+  for (let s = 0; s < texts.length; s += chunk) {
+    const e = Math.min(s + chunk, texts.length);
+    const part = await textClassifierProba(c, texts.slice(s, e), {
+      ...o, maxLength, batchSize: bs,
+      ...(o.rows ? { rows: o.rows.slice(s, e) } : { rows: Array.from({ length: e - s }, (_, k) => s + k + 1) }),
+    });
+    P.push(...part);
+    o.onProgress?.(e, texts.length);
+  }
+  const K = P[0]!.length;
+  if (K !== c.labels.length) throw new GraftError(`the text classifier outputs ${K} scores per text but records ${c.labels.length} classes (${c.labels.join(', ')})`);
+  const predictions = argmaxF(P);
+  return { metrics: classificationMetrics(truth, predictions, c.labels), predictions, truth };
+}
