@@ -20,7 +20,7 @@ import { addPooling, addClassifierHead, withProbabilities, type Pooling } from '
 import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba, argmaxF, type FinetuneMode } from '../text/classify.js';
 import { trainSetFit } from '../text/setfit.js';
 import { saveTextClassifier, savePromptClassifier } from '../text/saved.js';
-import { promptClassifier, finetunePrompt, predictPromptProba, parseTemplate, labelWordIds, DEFAULT_TEMPLATE, type PromptSpec } from '../text/prompt.js';
+import { promptClassifier, finetunePrompt, predictPromptProba, parseTemplate, labelWordIds, encodePrompts, DEFAULT_TEMPLATE, type PromptSpec } from '../text/prompt.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 import { GraftError } from '../util/errors.js';
 
@@ -70,7 +70,8 @@ export async function textCommand(o: TrainFlags) {
     // Check the template, the label words and the numbers before any work.
     if (o['loraRank'] !== undefined) throw new GraftError('--lora-rank does not apply to --mode prompt (it fine-tunes the whole encoder and masked-LM head)');
     if (o.cache !== undefined) throw new GraftError('--cache does not apply to --mode prompt (it caches no features)');
-    const spec = promptSpec(o, m.tokenizer, table.classes);
+    if (o.trainable !== undefined && o.trainable !== 'all') throw new GraftError('--trainable does not apply to --mode prompt (it fine-tunes the whole encoder and masked-LM head)');
+    const spec = promptSpec(o, m.tokenizer, table.classes, maxLength);
     const epochs = int(o.epochs, '--epochs'), batchSize = int(o.batchSize, '--batch-size');
     if (epochs < 0) throw new GraftError(`--epochs must be 0 (zero-shot) or more, got ${epochs}`);
     if (batchSize < 1) throw new GraftError(`--batch-size must be at least 1, got ${batchSize}`);
@@ -144,7 +145,7 @@ function finishText(o: TrainFlags, report: Record<string, unknown>, P: Float32Ar
 }
 
 /** --mode prompt: the template and one label word per class (class k ↔ word k, classes in the table's order), checked against the tokenizer. */
-function promptSpec(o: TrainFlags, tokenizer: TextTokenizer, classes: readonly string[]): PromptSpec {
+function promptSpec(o: TrainFlags, tokenizer: TextTokenizer, classes: readonly string[], maxLength: number): PromptSpec {
   const order = `the order of the class names (numeric labels ascending, others alphabetical): ${classes.join(', ')}`;
   const raw = o['labelWords'] as string | undefined;
   if (raw === undefined) throw new GraftError(`--mode prompt needs --label-words: one word per class, in ${order}`, 'e.g. --label-words bad,good');
@@ -161,7 +162,8 @@ function promptSpec(o: TrainFlags, tokenizer: TextTokenizer, classes: readonly s
       throw e;
     }
   };
-  flagged('--template', () => parseTemplate(tokenizer, template));
+  // the template must leave room for text at --max-length (encoding an empty text checks it)
+  flagged('--template', () => encodePrompts(tokenizer, [''], parseTemplate(tokenizer, template), { maxLength }));
   flagged('--label-words', () => labelWordIds(tokenizer, words));
   return { template, labelWords: words };
 }

@@ -245,6 +245,8 @@ export async function runTextEpochs(
   feeds: (idx: number[], epoch: number, rng: Rng) => Feeds,
 ): Promise<{ steps: number; losses: number[] }> {
   const bs = o.batchSize ?? 16, n = y.length;
+  if (n === 0) throw new GraftError('no training texts: fine-tuning needs at least one labelled text');
+  if (!(Number.isInteger(bs) && bs >= 1)) throw new GraftError(`batch size must be a whole number ≥ 1, got ${bs}`);
   const perEpoch = Math.ceil(n / bs);
   const epochs = Math.max(o.epochs ?? 3, Math.ceil((o.minSteps ?? 0) / perEpoch));
   const steps = epochs * perEpoch;

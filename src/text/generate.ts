@@ -137,14 +137,15 @@ export class CausalLm {
     const out: number[][] = prompts.map(() => []);
     let active = [...rows.keys()];
     for (let step = 0; step < maxNew && active.length; step++) {
+      // A prompt that fits but grows past the context: say once, when its start first slides out of view.
+      for (const i of active)
+        if (o.warn && rows[i]!.length === this.maxPositions + 1 && prompts[i]!.length <= this.maxPositions)
+          o.warn(`prompt ${i + 1}: prompt and generated text passed the model's ${this.maxPositions} positions after ${step} new tokens; from here on only the last ${this.maxPositions} tokens are seen`);
       const logits = await this.nextLogits(active.map((i) => rows[i]!), o.pad);
       const still: number[] = [];
       active.forEach((i, k) => {
         const t = pickToken(logits[k]!, o, rng);
         if (o.eos !== undefined && t === o.eos) return;
-        // A prompt that fits but grows past the context: say once that its start now slides out.
-        if (o.warn && rows[i]!.length === this.maxPositions && prompts[i]!.length <= this.maxPositions)
-          o.warn(`prompt ${i + 1}: prompt and generated text passed the model's ${this.maxPositions} positions after ${step} new tokens; from here on only the last ${this.maxPositions} tokens are seen`);
         rows[i]!.push(t);
         out[i]!.push(t);
         still.push(i);

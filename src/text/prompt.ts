@@ -4,9 +4,10 @@
  * its label word at the [MASK] position. This file owns the template (parsed and tokenized by the
  * model's tokenizer; the text is truncated, never the template), the label-word check (one token
  * each), the classifier graph (encoder + hidden state at [MASK] + the MLM head from
- * `model.safetensors`: dense → GELU (erf) → LayerNorm → tied word-embedding rows of the label words
- * + their output bias → `logits` [batch, classes]), prediction, and fine-tuning the whole graph
- * through the Trainer with the text fine-tuning loop of classify.ts.
+ * `model.safetensors`: dense → config.json's hidden_act (GELU by default) → LayerNorm → tied
+ * word-embedding rows of the label words + their output bias → `logits` [batch, classes]),
+ * prediction, and fine-tuning the whole graph through the Trainer with the text fine-tuning loop of
+ * classify.ts.
  *
  * The [MASK] position is found inside the graph (input_ids == mask id, a one-hot row used in a
  * batched MatMul), so the classifier needs only the usual text inputs.
@@ -72,8 +73,15 @@ export function labelWordIds(tokenizer: TextTokenizer, words: readonly string[])
       );
     return id;
   });
-  const dup = words.find((_, k) => ids.indexOf(ids[k]!) !== k);
-  if (dup !== undefined) throw new GraftError(`label word "${dup}" is given for two classes`);
+  const dup = ids.findIndex((id, k) => ids.indexOf(id) !== k);
+  if (dup >= 0) {
+    const first = ids.indexOf(ids[dup]!);
+    throw new GraftError(
+      words[first] === words[dup]
+        ? `label word "${words[dup]}" is given for two classes`
+        : `label words "${words[first]}" and "${words[dup]}" are the same token "${tokenizer.idToToken(ids[dup]!) ?? ids[dup]}" of the tokenizer, so they cannot tell two classes apart`,
+    );
+  }
   return ids;
 }
 
@@ -129,12 +137,36 @@ export interface MlmHead {
   /** Decoder weight [vocab, hidden] when it is not tied to the input word embeddings. */
   decoder?: Tensor;
   eps: number;
+  /** The transform's activation, config.json's hidden_act (default 'gelu', the erf form). */
+  act?: HeadActivation;
+}
+
+/** The activations a BERT MLM head transform may use (Hugging Face names). */
+const ACTIVATIONS = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'relu', 'silu', 'swish'] as const;
+export type HeadActivation = (typeof ACTIVATIONS)[number];
+
+/** config.json's hidden_act as a head activation; a GraftError for one the head cannot apply. */
+export function headActivation(value: unknown, where = 'config.json'): HeadActivation {
+  if (value === undefined || value === null) return 'gelu';
+  const a = ACTIVATIONS.find((k) => k === value);
+  if (!a) throw new GraftError(`${where}: hidden_act ${JSON.stringify(value)} is not supported by the masked-LM head (supported: ${ACTIVATIONS.join(', ')})`);
+  return a;
+}
+
+/** act(d) as graph nodes. */
+function activate(b: Builder, d: string, act: HeadActivation): string {
+  if (act === 'relu') return b.op('Relu', [d]);
+  if (act === 'silu' || act === 'swish') return b.mul(d, b.op('Sigmoid', [d]));
+  if (act === 'gelu') return b.mul(b.mul(d, b.f32(0.5)), b.add(b.op('Erf', [b.div(d, b.f32(Math.SQRT2))]), b.f32(1)));
+  // tanh forms: 0.5·d·(1 + tanh(√(2/π)·(d + 0.044715·d³)))
+  const inner = b.mul(b.add(d, b.mul(b.mul(b.mul(d, d), d), b.f32(0.044715))), b.f32(Math.sqrt(2 / Math.PI)));
+  return b.mul(b.mul(d, b.f32(0.5)), b.add(b.op('Tanh', [inner]), b.f32(1)));
 }
 
 const HEAD = 'cls.predictions.';
 
 /** Read the MLM head from a model folder's model.safetensors (the ONNX export holds the encoder only). */
-export function readMlmHead(dir: string, o: { eps?: number; wordEmbeddings?: Tensor } = {}): MlmHead {
+export function readMlmHead(dir: string, o: { eps?: number; wordEmbeddings?: Tensor; act?: HeadActivation } = {}): MlmHead {
   const file = join(dir, 'model.safetensors');
   if (!existsSync(file)) throw new GraftError(`${file} not found: prompt classification needs the masked-LM head (cls.predictions.*) from the model's safetensors weights`);
   const { tensors } = readSafetensors(file);
@@ -152,6 +184,7 @@ export function readMlmHead(dir: string, o: { eps?: number; wordEmbeddings?: Ten
     bias: tensors.get(HEAD + 'bias') ?? get('decoder.bias'),
     ...(decoder ? { decoder } : {}),
     eps: o.eps ?? 1e-12,
+    ...(o.act ? { act: o.act } : {}),
   };
 }
 
@@ -190,8 +223,7 @@ export function buildPromptGraph(encoder: Graph, head: MlmHead, labelIds: readon
   const onehot = b.unsqueeze(b.op('Cast', [b.op('Equal', ['input_ids', b.i64(maskId)])], { to: A.i(1) }), [1]);
   const x = b.squeeze(b.op('MatMul', [onehot, h]), [1]);
   const d = b.op('Gemm', [x, HEAD + 'transform.dense.weight', HEAD + 'transform.dense.bias'], { transB: A.i(1) });
-  const gelu = b.mul(b.mul(d, b.f32(0.5)), b.add(b.op('Erf', [b.div(d, b.f32(Math.SQRT2))]), b.f32(1)));
-  const t = b.op('LayerNormalization', [gelu, HEAD + 'transform.LayerNorm.weight', HEAD + 'transform.LayerNorm.bias'], { axis: A.i(-1), epsilon: A.f(head.eps) });
+  const t = b.op('LayerNormalization', [activate(b, d, head.act ?? 'gelu'), HEAD + 'transform.LayerNorm.weight', HEAD + 'transform.LayerNorm.bias'], { axis: A.i(-1), epsilon: A.f(head.eps) });
   const ids = b.i64([...labelIds], [labelIds.length]);
   const rows = b.op('Gather', [head.decoder ? HEAD + 'decoder.weight' : wordName!, ids], { axis: A.i(0) }); // [K, H]
   const bias = b.op('Gather', [HEAD + 'bias', ids], { axis: A.i(0) }); // [K]
@@ -223,8 +255,9 @@ export function promptClassifier(model: PromptModel, spec: PromptSpec): PromptCl
   const template = parseTemplate(model.tokenizer, spec.template);
   const labelIds = labelWordIds(model.tokenizer, spec.labelWords);
   const eps = Number(model.config?.layer_norm_eps);
+  const act = headActivation(model.config?.['hidden_act'], join(model.dir, 'config.json'));
   const wordName = [...model.graph.initializers.keys()].find((k) => WORD_EMBEDDINGS.test(k));
-  const head = readMlmHead(model.dir, { eps: Number.isFinite(eps) && eps > 0 ? eps : 1e-12, ...(wordName ? { wordEmbeddings: model.graph.initializers.get(wordName)! } : {}) });
+  const head = readMlmHead(model.dir, { eps: Number.isFinite(eps) && eps > 0 ? eps : 1e-12, act, ...(wordName ? { wordEmbeddings: model.graph.initializers.get(wordName)! } : {}) });
   return { graph: buildPromptGraph(model.graph, head, labelIds, template.maskId), template, labelWords: [...spec.labelWords], labelIds };
 }
 
@@ -279,6 +312,7 @@ export interface PromptFinetuneResult extends PromptClassifier {
  */
 export async function finetunePrompt(model: PromptModel, texts: readonly string[], y: readonly number[], o: PromptFinetuneOptions): Promise<PromptFinetuneResult> {
   if (texts.length !== y.length) throw new GraftError(`${texts.length} texts but ${y.length} labels`);
+  if (!texts.length) throw new GraftError(`${o.source ?? 'prompt fine-tuning'}: no training texts`);
   const c = promptClassifier(model, o);
   const K = c.labelIds.length;
   const badY = y.findIndex((v) => !Number.isInteger(v) || v < 0 || v >= K);

@@ -206,3 +206,8 @@ test('top layers on cached states: same pooled features, and the exported classi
   await r.release();
   await split.release();
 });
+
+test('fine-tuning with no training texts stops with an error instead of looping', async () => {
+  await assert.rejects(() => finetuneText(model, [], [], { classes: 2, maxLength: 16 }), /no training texts/);
+  await assert.rejects(() => finetuneText(model, ['a fine film'], [1], { classes: 2, maxLength: 16, batchSize: 0 }), /batch size must be a whole number/);
+});

@@ -111,7 +111,11 @@ test('a prompt longer than the context is warned about once, naming it and the t
   const out = await lm.generate([[1, 2, 3, 4, 5, 6]], { maxNewTokens: 5, warn: (m) => grow.push(m) });
   assert.equal(out[0]!.length, 5);
   assert.equal(grow.length, 1, grow.join('\n'));
-  assert.match(grow[0]!, /^prompt 1: prompt and generated text passed the model's 8 positions after 2 new tokens/);
+  assert.match(grow[0]!, /^prompt 1: prompt and generated text passed the model's 8 positions after 3 new tokens/);
+  // stopping when the row is exactly 9 tokens long: the 9th was never fed back, nothing slid out of view
+  const none: string[] = [];
+  await lm.generate([[1, 2, 3, 4, 5, 6]], { maxNewTokens: 3, warn: (m) => none.push(m) });
+  assert.deepEqual(none, []);
   await lm.release();
 });
 

@@ -48,6 +48,11 @@ test('cloze encoding: the filled-in template through the tokenizer; only the tex
   assert.deepEqual(ids.slice(1, 10), tok.encode(long, { addSpecialTokens: false }).slice(0, 9));
   assert.equal(warnings.length, 1);
   assert.match(warnings[0]!, /r\.csv.*row 7/);
+  // a mask token inside the text becomes unknown, so the cloze holds exactly one mask (the template's)
+  const inText = Array.from(encodePrompts(tok, ['a [MASK] in the text'], t, { maxLength: 48 }).inputIds.data as BigInt64Array, Number);
+  assert.ok(tok.encode('a [MASK] in the text').includes(tok.maskId!));
+  assert.equal(inText.filter((v) => v === tok.maskId).length, 1);
+  assert.ok(inText.includes(tok.unkId!));
 });
 
 test('label words must be single tokens; templates need {text} and one mask', () => {
@@ -55,6 +60,9 @@ test('label words must be single tokens; templates need {text} and one mask', ()
   assert.throws(() => labelWordIds(tok, ['terrible', 'good']), (e: unknown) => e instanceof GraftError && /"terrible".*"terr" "##ible"/.test(e.message));
   assert.throws(() => labelWordIds(tok, ['good']), GraftError);
   assert.throws(() => labelWordIds(tok, ['good', 'good']), GraftError);
+  // an uncased tokenizer lower-cases label words: 'Good' is the token 'good'
+  assert.deepEqual(labelWordIds(tok, ['Bad', 'Good']), labelWordIds(tok, ['bad', 'good']));
+  assert.throws(() => labelWordIds(tok, ['Good', 'good']), /label words "Good" and "good" are the same token "good"/);
   assert.throws(() => parseTemplate(tok, 'it was [MASK] .'), /\{text\}/);
   assert.throws(() => parseTemplate(tok, '{text} it was good .'), /mask token \[MASK\] exactly once \(found 0\)/);
   assert.throws(() => parseTemplate(tok, '{text} [MASK] [MASK]'), /found 2/);
@@ -67,13 +75,9 @@ function erf(x: number): number {
   return s * (1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-a * a));
 }
 
-test('zero-shot logits equal the MLM head applied to the encoder state at [MASK]', async () => {
-  const words = ['bad', 'good', 'great'];
-  const c = promptClassifier(model, { template: TEMPLATE, labelWords: words });
-  const texts = table.texts.slice(0, 5);
-  const got = await promptLogits(c, tok, texts, { maxLength: 48, warn: quiet });
-  // direct: encoder → hidden state at the mask → dense → GELU → LayerNorm → · word rows + bias
-  const enc = encodePrompts(tok, texts, c.template, { maxLength: 48, warn: quiet });
+/** The label-word logits computed directly: encoder → hidden state at the mask → dense → act → LayerNorm → · word rows + bias. */
+async function directLogits(texts: string[], words: string[], maxLength: number, act: (v: number) => number): Promise<number[][]> {
+  const enc = encodePrompts(tok, texts, parseTemplate(tok, TEMPLATE), { maxLength, warn: quiet });
   const s = await Session.fromGraph(model.graph, {}, 'encoder');
   const h = (await s.run(textFeeds(model.graph, enc)))['last_hidden_state']!;
   await s.release();
@@ -84,26 +88,52 @@ test('zero-shot logits equal the MLM head applied to the encoder state at [MASK]
   const E = f('bert.embeddings.word_embeddings.weight'), bias = f('cls.predictions.bias');
   const [, T, H] = h.dims as [number, number, number];
   const hd = h.data as Float32Array, ids = enc.inputIds.data as BigInt64Array;
-  texts.forEach((_, i) => {
+  return texts.map((_, i) => {
     const p = Array.from({ length: T }, (_, j) => j).find((j) => Number(ids[i * T + j]) === tok.maskId)!;
     const x = hd.subarray((i * T + p) * H, (i * T + p + 1) * H);
     const d = Array.from({ length: H }, (_, o) => {
       let v = bd[o]!;
       for (let k = 0; k < H; k++) v += W[o * H + k]! * x[k]!;
-      return 0.5 * v * (1 + erf(v / Math.SQRT2));
+      return act(v);
     });
     const mu = d.reduce((a, b) => a + b, 0) / H;
     const varc = d.reduce((a, b) => a + (b - mu) ** 2, 0) / H;
     const y = d.map((v, o) => ((v - mu) / Math.sqrt(varc + 1e-12)) * g[o]! + be[o]!);
-    words.forEach((w, k) => {
+    return words.map((w) => {
       const id = tok.tokenToId(w)!;
       let want = bias[id]!;
       for (let o = 0; o < H; o++) want += E[id * H + o]! * y[o]!;
-      assert.ok(Math.abs(got[i]![k]! - want) < 1e-3 * Math.max(1, Math.abs(want)), `text ${i}, ${w}: ${got[i]![k]} vs ${want}`);
+      return want;
     });
   });
+}
+
+const close = (got: ArrayLike<number>[], want: number[][], what: string) =>
+  want.forEach((r, i) => r.forEach((v, k) => assert.ok(Math.abs(got[i]![k]! - v) < 1e-3 * Math.max(1, Math.abs(v)), `${what}: text ${i}, class ${k}: ${got[i]![k]} vs ${v}`)));
+
+test('zero-shot logits equal the MLM head applied to the encoder state at [MASK]', async () => {
+  const words = ['bad', 'good', 'great'];
+  const c = promptClassifier(model, { template: TEMPLATE, labelWords: words });
+  const texts = table.texts.slice(0, 5);
+  const got = await promptLogits(c, tok, texts, { maxLength: 48, warn: quiet });
+  close(got, await directLogits(texts, words, 48, (v) => 0.5 * v * (1 + erf(v / Math.SQRT2))), 'gelu');
   const pr = await predictPromptProba(c, tok, texts.slice(0, 2), { maxLength: 48, warn: quiet });
   pr.forEach((r) => assert.ok(Math.abs(r.reduce((a, b) => a + b, 0) - 1) < 1e-5));
+});
+
+test('the MLM head applies the activation of config.json hidden_act; an unknown one is refused', async () => {
+  const words = ['bad', 'good'];
+  const texts = table.texts.slice(5, 8);
+  const acts: [string, (v: number) => number][] = [
+    ['relu', (v) => Math.max(v, 0)],
+    ['gelu_new', (v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)))],
+  ];
+  for (const [name, act] of acts) {
+    const c = promptClassifier({ ...model, config: { ...model.config, hidden_act: name } }, { template: TEMPLATE, labelWords: words });
+    close(await promptLogits(c, tok, texts, { maxLength: 48, warn: quiet }), await directLogits(texts, words, 48, act), name);
+  }
+  assert.throws(() => promptClassifier({ ...model, config: { ...model.config, hidden_act: 'mish' } }, { template: TEMPLATE, labelWords: words }),
+    (e: unknown) => e instanceof GraftError && /hidden_act "mish"/.test(e.message));
 });
 
 test('a few fine-tuning steps lower the loss on the label words', async () => {
@@ -117,6 +147,8 @@ test('a few fine-tuning steps lower the loss on the label words', async () => {
   const pred = (await predictPromptProba(r, tok, texts, { maxLength: 32, warn: quiet })).map((p) => (p[1]! > p[0]! ? 1 : 0));
   assert.ok(pred.filter((p, i) => p === y[i]).length >= 12);
   await assert.rejects(() => finetunePrompt(model, texts, y.map(() => 2), { labelWords: ['bad', 'good'] }), /label 2 has no label word/);
+  // no training texts: an error, not an endless loop of empty epochs
+  await assert.rejects(() => finetunePrompt(model, [], [], { labelWords: ['bad', 'good'] }), (e: unknown) => e instanceof GraftError && /no training texts/.test(e.message));
 });
 
 test('a saved prompt classifier loads and predicts the probabilities of predictPromptProba', async () => {

@@ -144,3 +144,63 @@ test('fold: a Trainer with the fold follows the unfolded one step for step, and 
   assert.notDeepEqual(Array.from(g.initializers.get('bn1.scale')!.data as Float32Array), Array.from(net().initializers.get('bn1.scale')!.data as Float32Array));
   await Promise.all([a.release(), b.release()]);
 });
+
+/**
+ * Edge cases: one weight shared by two grouped Convs without bias, one BatchNorm scale and bias shared
+ * by their two BatchNorms, in 1-D and 3-D: both pairs fold, and loss and gradients equal the unfolded graph's.
+ */
+function sharedNet(spatial: number[]): Graph {
+  const rng = new Rng(3);
+  const g = new Graph();
+  g.name = 'shared-conv-bn';
+  g.opsets = { '': 17 };
+  const t = (dims: number[], f: () => number) => ({ dtype: 'float32' as const, dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, f) });
+  g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 4, ...spatial] });
+  const n = (opType: string, inputs: string[], out: string, attrs: Record<string, Attr> = {}) =>
+    g.nodes.push({ name: `${out}_node`, opType, domain: '', inputs, outputs: [out], attrs });
+  const conv = { pads: ints([...spatial.map(() => 1), ...spatial.map(() => 1)]), group: int(2) };
+  g.initializers.set('W', t([4, 2, ...spatial.map(() => 3)], () => 0.4 * rng.normal()));
+  g.initializers.set('s', t([4], () => 1 + 0.3 * rng.normal()));
+  g.initializers.set('b', t([4], () => 0.3 * rng.normal()));
+  for (const i of [1, 2]) {
+    g.initializers.set(`m${i}`, t([4], () => 0.3 * rng.normal()));
+    g.initializers.set(`v${i}`, t([4], () => 0.5 + rng.uniform()));
+  }
+  n('Conv', ['x', 'W'], 'c1', conv);
+  n('BatchNormalization', ['c1', 's', 'b', 'm1', 'v1'], 'bn1');
+  n('Relu', ['bn1'], 'r1');
+  n('Conv', ['r1', 'W'], 'c2', conv);
+  n('BatchNormalization', ['c2', 's', 'b', 'm2', 'v2'], 'bn2');
+  n('ReduceMean', ['bn2'], 'p', { axes: ints(spatial.map((_, i) => i + 2)), keepdims: int(0) });
+  g.initializers.set('fc', t([4, 3], () => rng.normal()));
+  n('MatMul', ['p', 'fc'], 'logits');
+  g.outputs.push({ name: 'logits' });
+  return g;
+}
+
+test('fold: a weight shared by two grouped Convs without bias and shared BatchNorm parameters, 1-D and 3-D', async () => {
+  for (const spatial of [[7], [3, 4, 4]]) {
+    const r = new Rng(1);
+    const xs = { dtype: 'float32' as const, dims: [3, 4, ...spatial], data: Float32Array.from({ length: 12 * spatial.reduce((a, b) => a * b, 1) }, () => r.normal()) };
+    const y = { dtype: 'int64' as const, dims: [3], data: BigInt64Array.from([0n, 1n, 2n]) };
+    const f = sharedNet(spatial);
+    assert.equal(foldFrozenBatchNorm(f), 2, `${spatial.length}-D`);
+    assert.equal(f.initializers.get('W')!.dims.length, spatial.length + 2, 'the shared weight itself is left as it is');
+    const run = async (fold: boolean) => {
+      const tg = await compileTraining(sharedNet(spatial), { foldBatchNorm: fold });
+      const s = await Session.fromGraph(tg.graph, {}, 'training');
+      const out = await s.run({ x: xs, [tg.target]: y, ...Object.fromEntries(tg.initial) });
+      await s.release();
+      return { tg, out };
+    };
+    const [on, off] = [await run(true), await run(false)];
+    assert.equal(on.tg.graph.nodes.filter((q) => q.opType === 'BatchNormalization').length, 0);
+    const loss = (q: typeof on) => Number(q.out[q.tg.loss]!.data[0]);
+    assert.ok(Math.abs(loss(on) - loss(off)) < 1e-5 * Math.abs(loss(off)), `${spatial.length}-D: ${loss(on)} vs ${loss(off)}`);
+    assert.deepEqual(on.tg.params, ['W', 's', 'b', 'fc']);
+    for (const p of on.tg.params) {
+      const [a, b] = [on.out[on.tg.grads.get(p)!]!.data as Float32Array, off.out[off.tg.grads.get(p)!]!.data as Float32Array];
+      assert.ok(b.some((v) => v !== 0) && relL2(a, b) < 1e-4, `${spatial.length}-D ${p}: relative L2 ${relL2(a, b)}`);
+    }
+  }
+});
