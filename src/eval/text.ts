@@ -2,7 +2,7 @@
  * Evaluation of saved text classifiers (folders from `graft train --text-column …`, any mode; see
  * src/text/saved.ts) on labelled texts: the data's label values mapped to the classifier's class
  * names (an unknown one is a GraftError naming the row and the known classes), empty texts refused
- * by row, predictions in chunks so that long evaluations report progress, then the metrics.
+ * by row, predictions (with progress after each batch), then the metrics.
  */
 import { classificationMetrics, type Metrics } from './metrics.js';
 import { argmaxF } from '../text/classify.js';
@@ -10,8 +10,6 @@ import { textClassifierProba, type TextClassifier, type TextProbaOptions } from 
 import { GraftError } from '../util/errors.js';
 
 export interface TextEvalOptions extends TextProbaOptions {
-  /** Texts done so far, and the total (called after each chunk of predictions). */
-  onProgress?: (done: number, total: number) => void;
   /** Where the labels come from in messages (default: the source, else 'labels'). */
   where?: string;
 }
@@ -56,18 +54,7 @@ export async function evaluateTextClassifier(c: TextClassifier, texts: readonly 
   if (!(Number.isInteger(maxLength) && maxLength >= 1)) throw new GraftError(`max length must be a positive integer, got ${maxLength}`);
   const bs = o.batchSize ?? 64;
   if (!(Number.isInteger(bs) && bs >= 1)) throw new GraftError(`batch size must be a positive integer, got ${bs}`);
-  // One onnxruntime session per chunk: about 20 progress steps when someone watches, else one chunk.
-  const chunk = o.onProgress ? Math.max(bs, Math.ceil(texts.length / 20 / bs) * bs) : texts.length;
-  const P: Float32Array[] = [];
-  for (let s = 0; s < texts.length; s += chunk) {
-    const e = Math.min(s + chunk, texts.length);
-    const part = await textClassifierProba(c, texts.slice(s, e), {
-      ...o, maxLength, batchSize: bs,
-      ...(o.rows ? { rows: o.rows.slice(s, e) } : { rows: Array.from({ length: e - s }, (_, k) => s + k + 1) }),
-    });
-    P.push(...part);
-    o.onProgress?.(e, texts.length);
-  }
+  const P = await textClassifierProba(c, texts, { ...o, maxLength, batchSize: bs, rows: o.rows ?? texts.map((_, k) => k + 1) });
   const K = P[0]!.length;
   if (K !== c.labels.length) throw new GraftError(`the text classifier outputs ${K} scores per text but records ${c.labels.length} classes (${c.labels.join(', ')})`);
   const predictions = argmaxF(P);

@@ -292,7 +292,7 @@ export async function predictTextProba(
   classifier: Graph,
   tokenizer: TextTokenizer,
   texts: readonly string[],
-  o: { maxLength?: number; batchSize?: number; source?: string; rows?: readonly number[]; warn?: (m: string) => void } = {},
+  o: { maxLength?: number; batchSize?: number; source?: string; rows?: readonly number[]; warn?: (m: string) => void; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<Float32Array[]> {
   const session = await Session.fromGraph(classifier, {}, 'text classifier');
   const out = outputName(classifier);
@@ -311,6 +311,7 @@ export async function predictTextProba(
         const row = d.slice(k * K, (k + 1) * K);
         res[i] = out === LOGITS ? Float32Array.from(softmax(row)) : row;
       });
+      o.onProgress?.(Math.min(s + bs, order.length), order.length);
     }
   } finally {
     await session.release();

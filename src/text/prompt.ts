@@ -267,6 +267,8 @@ export interface PromptPredictOptions {
   source?: string;
   rows?: readonly number[];
   warn?: (m: string) => void;
+  /** Texts done so far and the total, after each batch. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** Label-word logits [classes] per text (a session per call; batches sorted by length). */
@@ -283,6 +285,7 @@ export async function promptLogits(c: PromptClassifier, tokenizer: TextTokenizer
       const r = run ? await run(f) : (await session!.run(f))[LOGITS]!;
       const K = r.dims[1]!;
       idx.forEach((i, k) => (out[i] = (r.data as Float32Array).slice(k * K, (k + 1) * K)));
+      o.onProgress?.(Math.min(s + bs, order.length), order.length);
     }
   } finally {
     await session?.release();

@@ -112,6 +112,8 @@ export interface TextProbaOptions {
   /** Row (line) of each text, for warnings. */
   rows?: readonly number[];
   warn?: (message: string) => void;
+  /** Texts done so far and the total, after each batch. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** Class probabilities [labels] per text from a saved classifier (any mode: prompt classifiers apply the softmax over their label words). */

@@ -73,7 +73,7 @@ test('graft eval on a prompt classifier (zero-shot cloze) equals predictTexts on
   assert.deepEqual(predicted, [0, 1].map((k) => preds.filter((p) => p.top[0]!.index === k).length));
 });
 
-test('evaluateTextClassifier: chunked with progress, the same metrics as one pass', async () => {
+test('evaluateTextClassifier: progress after each batch, the same predictions as one pass', async () => {
   await trainOnce();
   const c = loadTextClassifier(clf);
   const texts = evalRows.map(([, x]) => x), labels = evalRows.map(([l]) => l);
