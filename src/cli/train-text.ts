@@ -182,6 +182,9 @@ export function textOptions(cmd: Command): Command {
   cmd.hook('preAction', (c) => {
     if (c.getOptionValue('textColumn') === undefined) return;
     const mode = c.getOptionValue('mode');
+    // Flags with defaults that --mode prompt does not read: refuse them only when given on the command line.
+    const unread = mode === 'prompt' ? ['pooling', 'init'].filter((k) => c.getOptionValueSource(k) === 'cli') : [];
+    if (unread.length) throw new GraftError(`${unread.map((k) => `--${k}`).join(', ')} ${unread.length > 1 ? 'do' : 'does'} not apply to --mode prompt (it reads the [MASK] position with the masked-LM head, no pooling and no new head)`);
     for (const [k, v] of Object.entries(mode === 'setfit' ? SETFIT_DEFAULTS : mode === 'prompt' ? PROMPT_DEFAULTS : TEXT_DEFAULTS))
       if (c.getOptionValueSource(k) === 'default' || c.getOptionValue(k) === undefined) c.setOptionValue(k, v);
   });

@@ -81,6 +81,8 @@ test('bad prompt flags stop with errors naming the flag', async () => {
   assert.match(r.stderr, /--lora-rank does not apply to --mode prompt/);
   r = await graftFails([...base, '--label-words', 'bad,good', '--trainable', 'layer\\.3\\.', ...out]);
   assert.match(r.stderr, /--trainable does not apply to --mode prompt/);
+  r = await graftFails([...base, '--label-words', 'bad,good', '--pooling', 'cls', '--init', 'random', ...out]);
+  assert.match(r.stderr, /--pooling, --init do not apply to --mode prompt/);
   r = await graftFails([...base, '--label-words', 'bad,good', '--template', `{text} ${'very '.repeat(40)}[MASK] .`, '--epochs', '2', '--out', join(dir, 'bad')]);
   assert.match(r.stderr, /--template: max length 32 leaves no room for text after the prompt template's \d+ tokens/);
   r = await graftFails([...base.map((a) => (a === 'prompt' ? 'features' : a)), '--label-words', 'bad,good', '--template', '{text} [MASK]', ...out]);
