@@ -1,7 +1,8 @@
 /**
  * Text classification report: frozen mean-pooled bert-mini features + logistic regression, linear
  * probe then fine-tune (LP-FT), plain fine-tuning (random head), SetFit-style contrastive tuning, and
- * TF-IDF + logistic regression, side by side at 8 / 50 / 500 labels per class on the review snippets
+ * TF-IDF + logistic regression, and prompt-based fine-tuning (masked-LM head scoring bad/good at
+ * `{text} it was [MASK] .`), side by side at 8 / 50 / 500 labels per class on the review snippets
  * (one fixed 1,000-example test set; training labels drawn per seed from the rest), plus SpamAssassin
  * (frozen features, TF-IDF and LP-FT at max length 128) and the French/Dutch/German reviews (language
  * shift) with frozen features and TF-IDF.
@@ -17,6 +18,7 @@ import { loadModelFolderSync } from '../src/text/model-folder.js';
 import { readTextTable, loadSpamAssassin, type TextTable } from '../src/data/text-table.js';
 import { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba, argmaxF } from '../src/text/classify.js';
 import { trainSetFit } from '../src/text/setfit.js';
+import { finetunePrompt, predictPromptProba } from '../src/text/prompt.js';
 import { trainTfidfClassifier } from '../src/text/tfidf.js';
 import { openCache } from '../src/features/cache.js';
 import { Rng } from '../src/util/random.js';
@@ -108,7 +110,18 @@ async function classification(task: string, t: TextTable, testPerClass: number, 
         await r.extractor.release();
         return a;
       });
+    if (m === 'prompt')
+      await record({ ...base, method: 'prompt-based FT (MLM head, bad/good, lr 3e-5)' }, async () => {
+        const r = await finetunePrompt(model, trX, trY, { labelWords: labelWords(t), maxLength: ml, seed, lr: 3e-5, epochs: 10, minSteps: 70, batchSize: 16, warn: quiet });
+        return acc(argmaxF(await predictPromptProba(r, model.tokenizer, teX, { maxLength: ml, warn: quiet })), teY);
+      });
   }
+}
+
+/** Label word per class for prompt-based tuning; only the polarity tables' -1/1 (class 0 = -1 = bad, 1 = 1 = good). */
+function labelWords(t: TextTable): string[] {
+  if (t.classes.join() !== '-1,1') throw new Error(`prompt rows expect classes -1, 1 (bad, good), got ${t.classes.join(', ')}`);
+  return ['bad', 'good'];
 }
 
 function mean(xs: number[]): number {
@@ -162,7 +175,7 @@ function writeDoc() {
 const snippets = readTextTable(assetPath('datasets/reviews/polarity-en-pang&lee2.csv'));
 if (stages.includes('snippets'))
   for (const per of budgets) {
-    const methods = per <= 8 ? ['tfidf', 'frozen', 'lpft', 'plain', 'setfit'] : per <= 50 ? ['tfidf', 'frozen', 'lpft', 'plain', 'lora', 'setfit'] : ['tfidf', 'frozen', 'lpft'];
+    const methods = per <= 8 ? ['tfidf', 'frozen', 'lpft', 'plain', 'setfit', 'prompt'] : per <= 50 ? ['tfidf', 'frozen', 'lpft', 'plain', 'lora', 'setfit', 'prompt'] : ['tfidf', 'frozen', 'lpft', 'prompt'];
     for (let s = 0; s < (per >= 500 ? seeds500 : seeds); s++) await classification('review snippets (pang&lee2, 1,000 test)', snippets, 500, per, s, methods, maxLength);
   }
 if (stages.includes('spam')) {
