@@ -262,9 +262,13 @@ export function promptClassifier(model: PromptModel, spec: PromptSpec): PromptCl
 }
 
 export interface PromptPredictOptions {
+  /** Longest input in tokens; longer texts are truncated (never the template) with a warning. */
   maxLength?: number;
+  /** Texts per onnxruntime run (default 64). */
   batchSize?: number;
+  /** Names the data in truncation warnings (a file name, 'input'). */
   source?: string;
+  /** Row (line) of each text, for warnings. */
   rows?: readonly number[];
   warn?: (m: string) => void;
   /** Texts done so far and the total, after each batch. */

@@ -15,7 +15,7 @@ import { GraftError } from '../util/errors.js';
 import { loadTokenizerSync, type TextTokenizer } from './tokenizer.js';
 import { isTextEncoder, LOGITS, type Pooling } from './encoder.js';
 import { predictTextProba } from './classify.js';
-import { parseTemplate, labelWordIds, predictPromptProba, type PromptClassifier } from './prompt.js';
+import { parseTemplate, labelWordIds, predictPromptProba, type PromptClassifier, type PromptPredictOptions } from './prompt.js';
 
 export const TEXT_METADATA = 'graft.text';
 
@@ -102,19 +102,8 @@ export async function predictTexts(c: TextClassifier, texts: readonly string[], 
   });
 }
 
-export interface TextProbaOptions {
-  /** Longest input in tokens (default: the classifier's recorded max length); longer texts are truncated with a warning. */
-  maxLength?: number;
-  /** Texts per onnxruntime run (default 64). */
-  batchSize?: number;
-  /** Names the data in truncation warnings (a file name, 'input'). */
-  source?: string;
-  /** Row (line) of each text, for warnings. */
-  rows?: readonly number[];
-  warn?: (message: string) => void;
-  /** Texts done so far and the total, after each batch. */
-  onProgress?: (done: number, total: number) => void;
-}
+/** Prediction options, the same for every mode (maxLength defaults to the classifier's recorded one). */
+export type TextProbaOptions = PromptPredictOptions;
 
 /** Class probabilities [labels] per text from a saved classifier (any mode: prompt classifiers apply the softmax over their label words). */
 export async function textClassifierProba(c: TextClassifier, texts: readonly string[], o: TextProbaOptions = {}): Promise<Float32Array[]> {
