@@ -6,16 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asset } from '../helpers/assets.js';
 import { graft, graftFails } from '../helpers/cli.js';
-import { readTextTable } from '../../src/data/text-table.js';
+import { writeReviewSnippets } from '../helpers/review-csv.js';
 import { setfitSteps } from '../../src/text/setfit.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'graft-text-cli-'));
 const bert = asset('models/text/bert-mini-debian');
 // 80 real snippets (40 per class) as a CSV with a header, labels as words.
-const t = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
-const rows = [0, 1].flatMap((c) => t.texts.map((x, i) => [x, t.y[i]!] as const).filter(([, y]) => y === c).slice(0, 40));
 const csv = join(dir, 'reviews.csv');
-writeFileSync(csv, 'sentiment,review\n' + rows.map(([x, y]) => `${y ? 'pos' : 'neg'},"${x.replace(/"/g, '""')}"`).join('\n') + '\n');
+writeReviewSnippets(csv, 0, 40);
 
 test('graft train --text-column (features, then LoRA fine-tuning) saves a folder graft predict reads', async () => {
   const out = join(dir, 'clf');

@@ -6,23 +6,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asset } from '../helpers/assets.js';
 import { graft, graftFails } from '../helpers/cli.js';
-import { readTextTable } from '../../src/data/text-table.js';
+import { reviewCsv, writeReviewSnippets } from '../helpers/review-csv.js';
 import { loadTextClassifier, predictTexts } from '../../src/text/saved.js';
 import { evaluateTextClassifier } from '../../src/eval/text.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'graft-text-eval-'));
 const bert = asset('models/text/bert-mini-debian');
-const t = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
 // Fixed real subsets: per class, the first 100 snippets train, the next 50 are the evaluation file.
-const byClass = [0, 1].map((c) => t.texts.filter((_, i) => t.y[i] === c));
-const word = (c: number) => (c ? 'pos' : 'neg');
-const csvOf = (rows: (readonly [string, string])[]) => 'sentiment,review\n' + rows.map(([l, x]) => `${l},"${x.replace(/"/g, '""')}"`).join('\n') + '\n';
-const trainRows = [0, 1].flatMap((c) => byClass[c]!.slice(0, 100).map((x) => [word(c), x] as const));
-const evalRows = [0, 1].flatMap((c) => byClass[c]!.slice(100, 150).map((x) => [word(c), x] as const));
 const trainCsv = join(dir, 'train.csv');
 const evalCsv = join(dir, 'eval.csv');
-writeFileSync(trainCsv, csvOf(trainRows));
-writeFileSync(evalCsv, csvOf(evalRows));
+writeReviewSnippets(trainCsv, 0, 100);
+const evalRows = writeReviewSnippets(evalCsv, 100, 150);
 const clf = join(dir, 'clf');
 let trained: Promise<unknown> | undefined;
 const trainOnce = () => (trained ??= graft(['train', '--model', bert, '--data', trainCsv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'features', '--max-length', '32', '--out', clf, '--json']));
@@ -53,7 +47,7 @@ test('graft eval on a text classifier: accuracy equals predictTexts on the same 
   assert.match(r.stderr, /warning: eval\.csv: truncated \d+ text\(s\) to 32 tokens: row \d+ \(\d+ tokens\)/);
   // Plain output, headerless columns by index, a shorter --max-length and --max-per-class.
   const headerless = join(dir, 'headerless.csv');
-  writeFileSync(headerless, csvOf(evalRows).split('\n').slice(1).join('\n'));
+  writeFileSync(headerless, reviewCsv(evalRows).split('\n').slice(1).join('\n'));
   const plain = await graft(['eval', '--model', clf, '--data', headerless, '--text-column', '1', '--label-column', '0', '--max-length', '16', '--max-per-class', '10', '--batch-size', '4']);
   assert.match(plain.stdout, /^eval: accuracy [\d.]+, macro-F1 [\d.]+ on 20 examples/);
   // One warning per onnxruntime batch: the first three, then a line counting them all.

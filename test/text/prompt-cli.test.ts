@@ -6,22 +6,20 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asset } from '../helpers/assets.js';
 import { graft, graftFails } from '../helpers/cli.js';
-import { readTextTable } from '../../src/data/text-table.js';
+import { writeReviewSnippets } from '../helpers/review-csv.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { promptClassifier, predictPromptProba } from '../../src/text/prompt.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'graft-prompt-cli-'));
 const bert = asset('models/text/bert-mini-debian');
 // 40 real snippets (20 per class) as a CSV with a header; labels neg/pos (classes in alphabetical order).
-const t = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
-const rows = [0, 1].flatMap((c) => t.texts.map((x, i) => [x, t.y[i]!] as const).filter(([, y]) => y === c).slice(0, 20));
 const csv = join(dir, 'reviews.csv');
-writeFileSync(csv, 'sentiment,review\n' + rows.map(([x, y]) => `${y ? 'pos' : 'neg'},"${x.replace(/"/g, '""')}"`).join('\n') + '\n');
+writeReviewSnippets(csv, 0, 20);
 const base = ['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'prompt', '--max-length', '32'];
 const probe = ['a wonderful , moving film', 'dull , tedious and far too long'];
 
