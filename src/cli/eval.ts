@@ -14,9 +14,9 @@ import { formatMetrics, type Metrics } from '../eval/metrics.js';
 import { writeReport, type ReportInfo } from '../eval/report.js';
 import { evaluateTextClassifier } from '../eval/text.js';
 import { isTextClassifierFolder, loadTextClassifier } from '../text/saved.js';
-import { readTextConfig } from '../text/model-folder.js';
+import { configPositions, readTextConfig } from '../text/model-folder.js';
 import { GraftError } from '../util/errors.js';
-import { int } from './parse.js';
+import { column, int } from './parse.js';
 
 interface EvalFlags {
   model: string; data: string; labelsData?: string; maxPerClass?: string; batchSize: string; report?: string; json?: boolean;
@@ -71,14 +71,11 @@ async function evalText(o: EvalFlags): Promise<void> {
   let maxLength = c.settings.maxLength;
   if (o.maxLength !== undefined) {
     maxLength = int(o.maxLength, '--max-length');
-    const cfg = readTextConfig(o.model);
-    const positions = cfg.max_position_embeddings ?? cfg.n_positions;
+    const positions = configPositions(readTextConfig(o.model));
     if (maxLength < 1) throw new GraftError(`--max-length must be at least 1, got ${maxLength}`);
-    if (typeof positions === 'number' && maxLength > positions) throw new GraftError(`--max-length ${maxLength} exceeds the model's ${positions} positions`);
+    if (positions && maxLength > positions) throw new GraftError(`--max-length ${maxLength} exceeds the model's ${positions} positions`);
   }
-  // Column flags exactly as train-text.ts reads them: digits are 0-based indices, else names.
-  const col = (v: string) => (/^\d+$/.test(v) ? Number(v) : v);
-  let table = readTextTable(o.data, { textColumn: col(o.textColumn), ...(o.labelColumn !== undefined ? { labelColumn: col(o.labelColumn) } : {}) });
+  let table = readTextTable(o.data, { textColumn: column(o.textColumn), ...(o.labelColumn !== undefined ? { labelColumn: column(o.labelColumn) } : {}) });
   if (o.maxPerClass) {
     const n = int(o.maxPerClass, '--max-per-class');
     if (n < 1) throw new GraftError(`--max-per-class must be at least 1, got ${n}`);

@@ -9,7 +9,7 @@
  */
 import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
-import { int, num } from './parse.js';
+import { column, int, num } from './parse.js';
 import type { TrainFlags } from './train.js';
 import { readTextTable, subsetTable, loadSpamAssassin } from '../data/text-table.js';
 import { stratifiedSplit } from '../data/splits.js';
@@ -41,7 +41,7 @@ export async function textCommand(o: TrainFlags) {
   const maxLength = o['maxLength'] ? int(o['maxLength'] as string, '--max-length') : Math.min(128, m.tokenizer.modelMaxLength);
   if (m.maxPositions && maxLength > m.maxPositions) throw new GraftError(`--max-length ${maxLength} exceeds the model's ${m.maxPositions} positions`);
   // `--data spam-assassin`: the SpamAssassin corpus from the npm package (ham vs spam).
-  const table = o.data === 'spam-assassin' ? loadSpamAssassin() : readTextTable(o.data, { textColumn: /^\d+$/.test(textColumn) ? Number(textColumn) : textColumn, ...(labelColumn !== undefined ? { labelColumn: /^\d+$/.test(labelColumn) ? Number(labelColumn) : labelColumn } : {}) });
+  const table = o.data === 'spam-assassin' ? loadSpamAssassin() : readTextTable(o.data, { textColumn: column(textColumn), ...(labelColumn !== undefined ? { labelColumn: column(labelColumn) } : {}) });
   const seed = int(o.seed, '--seed');
   const split = stratifiedSplit(table.y, {
     testFraction: num(o.testFraction ?? TEXT_DEFAULTS['testFraction']!, '--test-fraction'),

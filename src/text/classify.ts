@@ -17,7 +17,7 @@ import { addLora, mergeLora } from '../finetune/lora.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import type { TextTokenizer, EncodedBatch } from './tokenizer.js';
-import { addPooling, addClassifierHead, textFeeds, LOGITS, POOLED, type Pooling } from './encoder.js';
+import { addPooling, addClassifierHead, encoderLayerCount, textFeeds, LOGITS, POOLED, type Pooling } from './encoder.js';
 import { linearSchedule } from './lm.js';
 import { softmax } from '../eval/classify.js';
 
@@ -176,15 +176,11 @@ function patternOf(src: string, what: string): RegExp {
   }
 }
 
-/** The number of encoder layers, from parameter names like `encoder.layer.3.…`. */
+/** A pattern matching the last encoder layer's parameters (`encoder.layer.3.…`). */
 function lastLayerPattern(g: Graph): string {
-  let last = -1;
-  for (const k of g.initializers.keys()) {
-    const m = /layer[._](\d+)[._]/.exec(k);
-    if (m) last = Math.max(last, Number(m[1]));
-  }
-  if (last < 0) throw new GraftError('cannot find encoder layers by name; give a trainable pattern');
-  return `layer[._]${last}[._]`;
+  const n = encoderLayerCount(g);
+  if (!n) throw new GraftError('cannot find encoder layers by name; give a trainable pattern');
+  return `layer[._]${n - 1}[._]`;
 }
 
 /** Fine-tune an encoder with a classification head on (texts, y). */

@@ -115,3 +115,13 @@ export function textFeeds(g: Graph, enc: EncodedBatch): Feeds {
 export function textInputNames(g: Graph): string[] {
   return g.inputs.filter((i) => ['input_ids', 'attention_mask', 'token_type_ids'].includes(i.name) && !g.initializers.has(i.name)).map((i) => i.name);
 }
+
+/** The number of encoder layers, from parameter names like `encoder.layer.3.…` (0 when none are named so). */
+export function encoderLayerCount(g: Graph): number {
+  let last = -1;
+  for (const k of g.initializers.keys()) {
+    const m = /layer[._](\d+)[._]/.exec(k);
+    if (m) last = Math.max(last, Number(m[1]));
+  }
+  return last + 1;
+}

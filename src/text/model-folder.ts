@@ -52,6 +52,11 @@ export function readTextConfig(dir: string): TextModelConfig {
   }
 }
 
+/** The model's positions (BERT: max_position_embeddings, GPT-2: n_positions), if the config gives them. */
+export function configPositions(config: TextModelConfig): number | undefined {
+  return num(config.max_position_embeddings ?? config.n_positions);
+}
+
 /** Is this path a text model folder (a folder holding tokenizer.json)? */
 export function isTextModelFolder(path: string): boolean {
   return existsSync(join(path, 'tokenizer.json'));
@@ -64,7 +69,7 @@ export async function loadModelFolder(dir: string): Promise<TextModelFolder> {
 export function loadModelFolderSync(dir: string): TextModelFolder {
   if (!existsSync(dir)) throw new GraftError(`model folder not found: ${dir}`);
   const config = readTextConfig(dir);
-  const maxPositions = num(config.max_position_embeddings ?? config.n_positions);
+  const maxPositions = configPositions(config);
   const tokenizer = loadTokenizerSync(dir, maxPositions ? { maxLength: Math.min(maxPositions, tokenizerMax(dir) ?? maxPositions) } : {});
   const onnxPath = textModelOnnxPath(dir);
   const graph = readOnnx(onnxPath);

@@ -11,7 +11,7 @@ import type { Tensor } from '../graph/tensor.js';
 import { Session, type Feeds } from '../runtime/session.js';
 import { Trainer } from '../train/trainer.js';
 import { GraftError } from '../util/errors.js';
-import { addPooling, addClassifierHead, textFeeds, withWeights, LOGITS, POOLED, type Pooling } from './encoder.js';
+import { addPooling, addClassifierHead, encoderLayerCount, textFeeds, withWeights, LOGITS, POOLED, type Pooling } from './encoder.js';
 import { gemmFromLogistic, randomHead, runTextEpochs, type TextModel, type TextFinetuneOptions } from './classify.js';
 import { softmax } from '../eval/classify.js';
 
@@ -30,13 +30,9 @@ function layerOutput(g: Graph, k: number): string {
 }
 
 function layerCount(g: Graph): number {
-  let last = -1;
-  for (const k of g.initializers.keys()) {
-    const m = /layer[._](\d+)[._]/.exec(k);
-    if (m) last = Math.max(last, Number(m[1]));
-  }
-  if (last < 0) throw new GraftError('cannot find encoder layers by name');
-  return last + 1;
+  const n = encoderLayerCount(g);
+  if (!n) throw new GraftError('cannot find encoder layers by name');
+  return n;
 }
 
 /** An encoder split below its top `layers` layers: a frozen bottom and a trainable top (→ pooled). */
