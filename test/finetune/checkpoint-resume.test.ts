@@ -6,7 +6,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +14,7 @@ import { listCheckpoints } from '../../src/train/checkpoint.js';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { GraftError } from '../../src/util/errors.js';
 import { digitsTask, sameBits, floatInitializers, mnistPath, digitsPath } from '../train/digits-task.js';
-import { graft } from '../helpers/cli.js';
+import { graft, graftKilledAtFirstCheckpoint } from '../helpers/cli.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'graft-ckpt-'));
 const task = await digitsTask();
@@ -104,16 +103,7 @@ test('CLI: kill -9 after the first checkpoint, --resume → the same weights, bi
   const [outA, outB] = [join(base, 'a.onnx'), join(base, 'b.onnx')];
   await graft(cliArgs(dirA, outA));
   // the run to kill: SIGKILL as soon as the first checkpoint's manifest exists
-  const child = spawn(process.execPath, ['bin/graft.js', ...cliArgs(dirB, outB)], { stdio: 'ignore' });
-  const exited = new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_code, sig) => res(sig)));
-  const t0 = Date.now();
-  while (!existsSync(join(dirB, 'epoch-0001.json'))) {
-    assert.ok(Date.now() - t0 < 120_000, 'no checkpoint appeared within 2 minutes');
-    assert.equal(child.exitCode, null, 'the run ended before its first checkpoint');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  child.kill('SIGKILL');
-  assert.equal(await exited, 'SIGKILL');
+  await graftKilledAtFirstCheckpoint(cliArgs(dirB, outB), dirB);
   const done = listCheckpoints(dirB);
   assert.ok(!existsSync(outB) && done.length >= 1 && done.length < 5, `killed too late: checkpoints ${done}`);
   const { stderr, stdout } = await graft([...cliArgs(dirB, outB), '--resume']);

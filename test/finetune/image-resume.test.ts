@@ -8,14 +8,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { listCheckpoints } from '../../src/train/checkpoint.js';
 import { sameBits, floatInitializers } from '../train/digits-task.js';
-import { graft } from '../helpers/cli.js';
+import { graft, graftKilledAtFirstCheckpoint } from '../helpers/cli.js';
 import { asset } from '../helpers/assets.js';
 
 const EPOCHS = 6;
@@ -37,16 +36,7 @@ test('image route: kill -9 after the first checkpoint, --resume → the same exp
     assert.equal(r.epochs, EPOCHS);
     assert.deepEqual(listCheckpoints(dirA), Array.from({ length: EPOCHS }, (_, i) => i + 1));
     // the run to kill: SIGKILL as soon as its first checkpoint's manifest exists
-    const child = spawn(process.execPath, ['bin/graft.js', ...args(cache, dirB, outB)], { stdio: 'ignore' });
-    const exited = new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_code, sig) => res(sig)));
-    const t0 = Date.now();
-    while (!existsSync(join(dirB, 'epoch-0001.json'))) {
-      assert.ok(Date.now() - t0 < 120_000, 'no checkpoint appeared within 2 minutes');
-      assert.equal(child.exitCode, null, 'the run ended before its first checkpoint');
-      await new Promise((res) => setTimeout(res, 5));
-    }
-    child.kill('SIGKILL');
-    assert.equal(await exited, 'SIGKILL');
+    await graftKilledAtFirstCheckpoint(args(cache, dirB, outB), dirB);
     const done = listCheckpoints(dirB);
     assert.ok(!existsSync(join(outB, 'model.onnx')) && done.length >= 1 && done.length < EPOCHS, `killed too late: checkpoints ${done}`);
     const { stderr, stdout } = await graft([...args(cache, dirB, outB), '--resume']);

@@ -1,5 +1,8 @@
 /** Run the `graft` command line as a user would: a child process of bin/graft.js. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -14,4 +17,21 @@ export async function graftFails(args: string[]): Promise<{ code: number; stderr
     return e as { code: number; stderr: string; stdout: string };
   }
   throw new Error(`graft ${args.join(' ')} should have failed`);
+}
+
+/**
+ * Start `graft args` and SIGKILL it as soon as the manifest of its first checkpoint (epoch-0001.json)
+ * exists in `checkpointDir`: a real crash mid-run, for resume tests.
+ */
+export async function graftKilledAtFirstCheckpoint(args: string[], checkpointDir: string): Promise<void> {
+  const child = spawn(process.execPath, ['bin/graft.js', ...args], { stdio: 'ignore' });
+  const exited = new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_code, sig) => res(sig)));
+  const t0 = Date.now();
+  while (!existsSync(join(checkpointDir, 'epoch-0001.json'))) {
+    assert.ok(Date.now() - t0 < 120_000, 'no checkpoint appeared within 2 minutes');
+    assert.equal(child.exitCode, null, 'the run ended before its first checkpoint');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  child.kill('SIGKILL');
+  assert.equal(await exited, 'SIGKILL');
 }
