@@ -1,9 +1,11 @@
 /**
  * Where pretrained models and datasets live on this machine: one setting, GRAFT_ASSETS, defaulting to
- * the `shared` folder beside the project. A missing asset is an error that says how to get it.
+ * the `shared` folder beside the project. The demo's two small files also ship inside the repository
+ * (examples/assets/, with their licences), and are used when GRAFT_ASSETS lacks them, so the demo runs on
+ * a bare clone. A missing asset is an error that says how to get it.
  */
 import { existsSync } from 'node:fs';
-import { dirname, resolve, join } from 'node:path';
+import { dirname, resolve, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GraftError } from '../util/errors.js';
 
@@ -11,12 +13,28 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** The project root (two levels above src/data, and above dist/data once built). */
 export const projectRoot = resolve(here, '../..');
 
+/** The assets bundled in the repository (and the npm package), relative to GRAFT_ASSETS's layout. */
+export const BUNDLED_ASSETS: readonly string[] = ['models/onnxjs-demo/mnist.onnx', 'datasets/digits-8x8/digits.csv.gz'];
+/** The folder holding the bundled copies, in the same models/ and datasets/ layout. */
+export const bundledAssetsDir = join(projectRoot, 'examples', 'assets');
+
 export function assetsDir(): string {
   return resolve(process.env['GRAFT_ASSETS'] ?? join(projectRoot, '..', 'shared'));
 }
 
+/**
+ * The path of an asset under GRAFT_ASSETS; for a bundled asset that GRAFT_ASSETS lacks, the bundled copy.
+ * Other assets get their GRAFT_ASSETS path whether or not it exists.
+ */
 export function assetPath(rel: string): string {
-  return join(assetsDir(), rel);
+  const p = join(assetsDir(), rel);
+  if (existsSync(p)) return p;
+  const key = normalize(rel).split('\\').join('/');
+  if (BUNDLED_ASSETS.includes(key)) {
+    const bundled = join(bundledAssetsDir, key);
+    if (existsSync(bundled)) return bundled;
+  }
+  return p;
 }
 
 /** The path of an asset, or a loud error naming the setting and what is missing. */
