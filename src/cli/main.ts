@@ -19,6 +19,7 @@ import { generateCommand } from './generate.js';
 import { lmFinetuneCommand } from './lm-finetune.js';
 import { translateCommand } from './translate.js';
 import { translateTrainCommand } from './translate-train.js';
+import { modelsCommand } from './models.js';
 
 const program = new Command();
 program
@@ -204,6 +205,13 @@ program
   .option('--seed <n>', 'random seed', '0')
   .option('--json', 'print a JSON summary')
   .action(translateTrainCommand);
+
+program
+  .command('models')
+  .description('list the curated model catalog (what each model is for, source, licence, input and preprocessing), or show one entry in full')
+  .argument('[name]', 'a catalog name: show that entry')
+  .option('--json', 'print JSON')
+  .action(modelsCommand);
 
 try {
   await program.parseAsync(process.argv);
