@@ -15,20 +15,24 @@ import { batchNormAffine } from '../../src/adapt/entropy.js';
 import { predictProba, accuracyOf } from '../../src/adapt/predict.js';
 import { Session } from '../../src/runtime/session.js';
 import { stack } from '../../src/train/fit.js';
-import { asset } from '../helpers/assets.js';
+import { needs, lazy } from '../helpers/assets.js';
 
-asset('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
-const task = await fashionBnTask();
-const acc = async (g: typeof task.model) => accuracyOf(await predictProba(g, task.test.x), task.test.y);
-const sourceOnly = await acc(task.model);
+const skip = needs('datasets/fashion-mnist');
+const setup = lazy(async () => {
+  const task = await fashionBnTask();
+  const acc = async (g: typeof task.model) => accuracyOf(await predictProba(g, task.test.x), task.test.y);
+  return { task, acc, sourceOnly: await acc(task.model) };
+});
 
-test('the BN CNN works on its own domain and loses accuracy under the shift', async () => {
+test('the BN CNN works on its own domain and loses accuracy under the shift', { skip }, async () => {
+  const { task, sourceOnly } = await setup();
   const clean = accuracyOf(await predictProba(task.model, task.sourceTest.x), task.sourceTest.y);
   assert.ok(clean > 0.75, `unshifted accuracy ${clean}`);
   assert.ok(sourceOnly < clean - 0.2, `shifted ${sourceOnly} vs unshifted ${clean}`);
 });
 
-test('AdaBN raises shifted accuracy by ≥ 0.08, and its statistics normalize the first layer exactly', async () => {
+test('AdaBN raises shifted accuracy by ≥ 0.08, and its statistics normalize the first layer exactly', { skip }, async () => {
+  const { task, acc, sourceOnly } = await setup();
   const r = await adaBn(task.model, task.target);
   assert.equal(r.layers.length, 2);
   const after = await acc(r.model);
@@ -52,7 +56,8 @@ test('AdaBN raises shifted accuracy by ≥ 0.08, and its statistics normalize th
   }
 });
 
-test('entropy minimization of the BN affine parameters (TENT), selected without labels, raises shifted accuracy by ≥ 0.15', async () => {
+test('entropy minimization of the BN affine parameters (TENT), selected without labels, raises shifted accuracy by ≥ 0.15', { skip }, async () => {
+  const { task, acc, sourceOnly } = await setup();
   assert.equal(batchNormAffine(task.model).length, 4);
   const r = await adaptNetwork('entropy', task.model, task.target, { grid: [1e-3, 1e-2].map((lr) => ({ lr, diversity: 1 })) });
   const after = await acc(r.model);

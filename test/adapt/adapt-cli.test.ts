@@ -10,20 +10,20 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { graft, graftFails } from '../helpers/cli.js';
-import { asset } from '../helpers/assets.js';
+import { assetPath, needs } from '../helpers/assets.js';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { fashionMnist } from '../../src/adapt/experiments.js';
 import { shiftImages } from '../../src/data/shifts.js';
 import { evaluateModel } from '../../src/finetune/classifier.js';
 import { makeBatchDynamic } from '../../src/graph/rewrites.js';
 
-const model = asset('models/onnxjs-demo/mnist.onnx');
-const digits = asset('datasets/digits-8x8/digits.csv.gz');
-const fTrain = asset('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
-const fTest = asset('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
+const model = assetPath('models/onnxjs-demo/mnist.onnx');
+const digits = assetPath('datasets/digits-8x8/digits.csv.gz');
+const fTrain = assetPath('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
+const fTest = assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
 const NODE = 'Pooling160_Output_0_reshape0';
 
-test('graft adapt --method entropy: source-free, labels only for the report, model and report saved', async () => {
+test('graft adapt --method entropy: source-free, labels only for the report, model and report saved', { skip: needs(model, digits) }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'graft-adapt-'));
   const { stdout } = await graft(['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--target-labels', 'data', '--lr', '3e-3', '--steps', '25,50', '--out', out, '--json']);
   const r = JSON.parse(stdout);
@@ -34,7 +34,7 @@ test('graft adapt --method entropy: source-free, labels only for the report, mod
   assert.ok(saved.metadata['graft.adapted']?.startsWith('entropy'));
 });
 
-test('graft adapt --method coral: the saved backbone + head reproduces the reported target accuracy', async () => {
+test('graft adapt --method coral: the saved backbone + head reproduces the reported target accuracy', { skip: needs(model, 'datasets/fashion-mnist') }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'graft-adapt-'));
   const { stdout } = await graft(['adapt', '--method', 'coral', '--model', model, '--node', NODE, '--source', fTrain, '--target', fTest, '--shift-target', 'dim-noisy',
     '--max-examples', '800', '--lambda', '0.1', '--target-labels', 'data', '--out', out, '--json']);
@@ -47,7 +47,7 @@ test('graft adapt --method coral: the saved backbone + head reproduces the repor
   assert.ok(Math.abs(acc - r.accuracy.after) < 0.005, `saved model ${acc} vs reported ${r.accuracy.after}`);
 });
 
-test('graft adapt: errors name the flag', async () => {
+test('graft adapt: errors name the flag', { skip: needs(model, digits) }, async () => {
   let e = await graftFails(['adapt', '--method', 'coral', '--model', model, '--target', digits]);
   assert.equal(e.code, 2);
   assert.match(e.stderr, /--method coral needs --source/);

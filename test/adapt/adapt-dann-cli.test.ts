@@ -10,17 +10,18 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { graft, graftFails } from '../helpers/cli.js';
-import { asset } from '../helpers/assets.js';
+import { assetPath, needs } from '../helpers/assets.js';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { fashionMnist } from '../../src/adapt/experiments.js';
 import { shiftImages } from '../../src/data/shifts.js';
 import { evaluateModel } from '../../src/finetune/classifier.js';
 import { makeBatchDynamic } from '../../src/graph/rewrites.js';
 
-const fTrain = asset('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
-const fTest = asset('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
+const fTrain = assetPath('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
+const fTest = assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
+const skip = needs('datasets/fashion-mnist');
 
-test('graft adapt --method dann: beats source-only on the shifted target, selection label-free, saved model reproduces the report', async () => {
+test('graft adapt --method dann: beats source-only on the shifted target, selection label-free, saved model reproduces the report', { skip }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'graft-dann-'));
   const { stdout } = await graft(['adapt', '--method', 'dann', '--model', 'small-cnn', '--source', fTrain, '--target', fTest, '--shift-target', 'noise',
     '--max-examples', '1000', '--epochs', '6', '--lr', '2e-3', '--target-labels', 'data', '--out', out, '--json']);
@@ -38,7 +39,7 @@ test('graft adapt --method dann: beats source-only on the shifted target, select
   assert.ok(Math.abs(acc - r.accuracy.after) < 0.005, `saved model ${acc} vs reported ${r.accuracy.after}`);
 });
 
-test('graft adapt --method mmd / deep-coral run end to end; errors name the flag', async () => {
+test('graft adapt --method mmd / deep-coral run end to end; errors name the flag', { skip }, async () => {
   for (const method of ['mmd', 'deep-coral']) {
     const { stdout } = await graft(['adapt', '--method', method, '--model', 'small-cnn', '--source', fTrain, '--target', fTest, '--shift-target', 'noise',
       '--max-examples', '300', '--epochs', '2', '--weight', '1', '--select', 'im', '--no-baseline', '--target-labels', 'data', '--json']);

@@ -9,6 +9,7 @@ import { gradCheck } from '../../src/autodiff/grad-graph.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { dannLoss, sourceOnlyLoss, dann, dannLambda, GRL_LAMBDA, type AdaptLoss } from '../../src/adapt/dann.js';
 import { tinyNet, batchFeeds, lossGraph, shiftPairAccuracies } from '../helpers/adapt-net.js';
+import { needs } from '../helpers/assets.js';
 
 test('DANN loss graph: analytic gradients match finite differences (model and domain-classifier weights, inputs)', async () => {
   const feeds = batchFeeds(0.7);
@@ -53,7 +54,7 @@ test('gradient reversal: the domain gradient reaches the feature extractor ×(�
   assert.ok(Math.abs(dannLambda(1) - 0.9999) < 1e-3);
 });
 
-test('DANN on Fashion-MNIST → noisy Fashion-MNIST beats source-only training on the target (real data, labels unused)', async () => {
+test('DANN on Fashion-MNIST → noisy Fashion-MNIST beats source-only training on the target (real data, labels unused)', { skip: needs('datasets/fashion-mnist') }, async () => {
   const { sourceOnly: a0, adapted: a1, description } = await shiftPairAccuracies(dann);
   console.log(`target accuracy (${description}): source-only ${a0.toFixed(3)}, DANN ${a1.toFixed(3)}`);
   assert.ok(a1 > a0 + 0.05, `DANN ${a1} vs source-only ${a0}`);

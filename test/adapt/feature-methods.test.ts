@@ -14,15 +14,18 @@ import { adaptFeatures } from '../../src/adapt/features.js';
 import { sourceOnly } from '../../src/adapt/feature-head.js';
 import { selfTrainFeatures } from '../../src/adapt/self-training.js';
 import { accuracyOf, argmaxOf } from '../../src/adapt/predict.js';
-import { asset } from '../helpers/assets.js';
+import { needs, lazy } from '../helpers/assets.js';
 import { GraftError } from '../../src/util/errors.js';
 
-asset('models/onnxjs-demo/mnist.onnx');
-const { source, target } = await fashionFeaturePair(1500, 'dim-noisy');
-const base = await sourceOnly(source, target.x);
-const baseAcc = accuracyOf(base.targetProba, target.y);
+const skip = needs('models/onnxjs-demo/mnist.onnx', 'datasets/fashion-mnist');
+const setup = lazy(async () => {
+  const { source, target } = await fashionFeaturePair(1500, 'dim-noisy');
+  const base = await sourceOnly(source, target.x);
+  return { source, target, base, baseAcc: accuracyOf(base.targetProba, target.y) };
+});
 
-test('CORAL, λ chosen by reverse validation, raises target accuracy by ≥ 0.1', async () => {
+test('CORAL, λ chosen by reverse validation, raises target accuracy by ≥ 0.1', { skip }, async () => {
+  const { source, target, baseAcc } = await setup();
   const r = await adaptFeatures('coral', source, target.x);
   assert.equal(r.candidates.length, 3);
   const acc = accuracyOf(r.targetProba, target.y);
@@ -31,7 +34,8 @@ test('CORAL, λ chosen by reverse validation, raises target accuracy by ≥ 0.1'
   assert.ok(Math.abs(accuracyOf(r.head.predictProba(target.x), target.y) - acc) < 1e-12);
 });
 
-test('self-training: confident pseudo-labels beat the labelling they come from; the result does not lose accuracy', async () => {
+test('self-training: confident pseudo-labels beat the labelling they come from; the result does not lose accuracy', { skip }, async () => {
+  const { source, target, base, baseAcc } = await setup();
   const conf = base.targetProba.flatMap((p, i) => (p[argmaxOf(p)]! >= 0.7 ? [i] : []));
   assert.ok(conf.length > 50 && conf.length < target.x.length);
   const confAcc = conf.filter((i) => argmaxOf(base.targetProba[i]!) === target.y[i]).length / conf.length;
@@ -47,7 +51,8 @@ test('self-training: confident pseudo-labels beat the labelling they come from; 
   for (const r of [0, 2.5, Number.NaN]) await assert.rejects(() => selfTrainFeatures(source, target.x, { rounds: r }), (e: Error) => e instanceof GraftError && /rounds must be/.test(e.message));
 });
 
-test('subspace alignment (each domain z-scored, k chosen by reverse validation) raises target accuracy by ≥ 0.05', async () => {
+test('subspace alignment (each domain z-scored, k chosen by reverse validation) raises target accuracy by ≥ 0.05', { skip }, async () => {
+  const { source, target, baseAcc } = await setup();
   const r = await adaptFeatures('subspace', source, target.x);
   assert.ok(r.candidates.length >= 4);
   assert.equal(r.head.dim, 256, 'a head on raw target features');
@@ -55,7 +60,8 @@ test('subspace alignment (each domain z-scored, k chosen by reverse validation) 
   assert.ok(acc >= baseAcc + 0.05, `subspace alignment ${acc.toFixed(3)} vs source-only ${baseAcc.toFixed(3)} (k ${r.chosen['dims']})`);
 });
 
-test('CORAL followed by self-training raises target accuracy by ≥ 0.15 over source-only', async () => {
+test('CORAL followed by self-training raises target accuracy by ≥ 0.15 over source-only', { skip }, async () => {
+  const { source, target, baseAcc } = await setup();
   const r = await adaptFeatures('coral-self-training', source, target.x);
   const acc = accuracyOf(r.targetProba, target.y);
   assert.ok(acc >= baseAcc + 0.15, `CORAL + self-training ${acc.toFixed(3)} vs source-only ${baseAcc.toFixed(3)} (${JSON.stringify(r.chosen)})`);

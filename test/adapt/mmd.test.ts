@@ -10,6 +10,7 @@ import { Session } from '../../src/runtime/session.js';
 import { mmdLoss, deepCoralLoss, alignFit } from '../../src/adapt/mmd.js';
 import type { AdaptLoss } from '../../src/adapt/dann.js';
 import { batchFeeds, lossGraph, N, shiftPairAccuracies } from '../helpers/adapt-net.js';
+import { needs } from '../helpers/assets.js';
 
 for (const [name, make] of [
   ['MMD', () => mmdLoss({ feature: 'feat', weight: 3 })],
@@ -63,7 +64,7 @@ test('the MMD and CORAL terms equal a direct computation of their formulas', asy
   assert.ok(Math.abs(coral - wantC) < 1e-4 * Math.max(1e-3, wantC), `CORAL ${coral} vs ${wantC}`);
 });
 
-test('deep MMD on Fashion-MNIST → noisy Fashion-MNIST beats source-only training on the target (real data, labels unused)', async () => {
+test('deep MMD on Fashion-MNIST → noisy Fashion-MNIST beats source-only training on the target (real data, labels unused)', { skip: needs('datasets/fashion-mnist') }, async () => {
   const { sourceOnly: a0, adapted: a1, description } = await shiftPairAccuracies((m, s, t, o) => alignFit('mmd', m, s, t, o));
   console.log(`target accuracy (${description}): source-only ${a0.toFixed(3)}, deep MMD ${a1.toFixed(3)}`);
   assert.ok(a1 > a0 + 0.03, `deep MMD ${a1} vs source-only ${a0}`);

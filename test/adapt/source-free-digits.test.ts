@@ -13,20 +13,23 @@ import { adaptNetwork } from '../../src/adapt/source-free.js';
 import { adaBn } from '../../src/adapt/adabn.js';
 import { predictProba, accuracyOf } from '../../src/adapt/predict.js';
 import { GraftError } from '../../src/util/errors.js';
-import { asset } from '../helpers/assets.js';
+import { needs, lazy } from '../helpers/assets.js';
 
-asset('models/onnxjs-demo/mnist.onnx');
-asset('datasets/digits-8x8/digits.csv.gz');
-const task = await digitsTask();
-const heldOut = async (g: typeof task.model) => accuracyOf(await predictProba(g, task.test.x), task.test.y);
-const zeroShot = await heldOut(task.model);
+const skip = needs('models/onnxjs-demo/mnist.onnx', 'datasets/digits-8x8/digits.csv.gz');
+const setup = lazy(async () => {
+  const task = await digitsTask();
+  const heldOut = async (g: typeof task.model) => accuracyOf(await predictProba(g, task.test.x), task.test.y);
+  return { task, heldOut, zeroShot: await heldOut(task.model) };
+});
 
-test('the unadapted MNIST network scores about 0.85 on the held-out digits', () => {
+test('the unadapted MNIST network scores about 0.85 on the held-out digits', { skip }, async () => {
+  const { task, zeroShot } = await setup();
   assert.ok(zeroShot > 0.8 && zeroShot < 0.9, `zero-shot ${zeroShot}`);
   assert.equal(task.target.length + task.test.x.length, 1797);
 });
 
-test('entropy minimization (with class diversity), selected without labels, raises held-out accuracy by ≥ 0.05', async () => {
+test('entropy minimization (with class diversity), selected without labels, raises held-out accuracy by ≥ 0.05', { skip }, async () => {
+  const { task, heldOut, zeroShot } = await setup();
   const r = await adaptNetwork('entropy', task.model, task.target);
   const acc = await heldOut(r.model);
   assert.ok(r.candidates.length >= 4);
@@ -38,12 +41,14 @@ test('entropy minimization (with class diversity), selected without labels, rais
   assert.ok(acc >= zeroShot + 0.05, `entropy: ${zeroShot.toFixed(3)} → ${acc.toFixed(3)} (chosen ${JSON.stringify(r.chosen)})`);
 });
 
-test('self-training on confident pseudo-labels, selected without labels, raises held-out accuracy by ≥ 0.03', async () => {
+test('self-training on confident pseudo-labels, selected without labels, raises held-out accuracy by ≥ 0.03', { skip }, async () => {
+  const { task, heldOut, zeroShot } = await setup();
   const r = await adaptNetwork('self-training', task.model, task.target);
   const acc = await heldOut(r.model);
   assert.ok(acc >= zeroShot + 0.03, `self-training: ${zeroShot.toFixed(3)} → ${acc.toFixed(3)} (chosen ${JSON.stringify(r.chosen)})`);
 });
 
-test('AdaBN refuses a model without BatchNormalization, naming the alternative', async () => {
+test('AdaBN refuses a model without BatchNormalization, naming the alternative', { skip }, async () => {
+  const { task } = await setup();
   await assert.rejects(() => adaBn(task.model, task.target.slice(0, 10)), (e: unknown) => e instanceof GraftError && /no BatchNormalization/.test(e.message));
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 import { graft, graftFails as fail } from '../helpers/cli.js';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { getLabels, getPreprocess } from '../../src/formats/preprocess.js';
@@ -13,7 +13,7 @@ const coral = (f: string) => asset(`models/coral/${f}`);
 const tmp = mkdtempSync(join(tmpdir(), 'graft-convert-'));
 const CATS = new Set([282, 283, 284, 285, 286]);
 
-test('graft convert writes an ONNX model that records preprocessing and labels; graft classify reads them back', async () => {
+test('graft convert writes an ONNX model that records preprocessing and labels; graft classify reads them back', { skip: needs('models/coral') }, async () => {
   const out = join(tmp, 'mobilenet_v2.onnx');
   const { stdout } = await graft(['convert', coral('mobilenet_v2_1.0_224_quant.tflite'), out, '--labels', coral('imagenet_labels.txt')]);
   assert.match(stdout, /input {2}input float32 \[batch, 3, 224, 224\]/);
@@ -35,7 +35,7 @@ test('graft convert writes an ONNX model that records preprocessing and labels; 
   assert.match(text, /hot_dog\.jpg\n {2}0\.9\d+ {2}hotdog, hot dog, red hot \(935\)\n {2}0\.\d+ {2}\S/);
 });
 
-test('graft classify takes a .tflite model directly, int8 per-channel included, with --labels', async () => {
+test('graft classify takes a .tflite model directly, int8 per-channel included, with --labels', { skip: needs('models/coral') }, async () => {
   const labels = join(tmp, 'numbered.txt');
   // "index name" lines are read too
   writeFileSync(labels, readFileSync(coral('imagenet_labels.txt'), 'utf8').trim().split('\n').map((l, i) => `${i} ${l}`).join('\n'));
@@ -45,7 +45,7 @@ test('graft classify takes a .tflite model directly, int8 per-channel included, 
   assert.ok(r[0].top[0].probability >= 0.6, `p = ${r[0].top[0].probability}`); // libcoral's threshold for this model and image
 });
 
-test('graft convert --mean/--std/--size/--channel-order record preprocessing given by flags', async () => {
+test('graft convert --mean/--std/--size/--channel-order record preprocessing given by flags', { skip: needs('models/coral') }, async () => {
   const out = join(tmp, 'flags.onnx');
   const { stdout } = await graft([
     'convert', coral('mobilenet_v1_0.25_128_quant.tflite'), out, '--mean', '0.485,0.456,0.406', '--std', '0.229,0.224,0.225',
@@ -59,7 +59,7 @@ test('graft convert --mean/--std/--size/--channel-order record preprocessing giv
   assert.equal(r.labels, 1001, 'the label list packed in the .tflite file comes along');
 });
 
-test('graft convert fails cleanly and leaves nothing behind', async () => {
+test('graft convert fails cleanly and leaves nothing behind', { skip: needs('models/coral') }, async () => {
   const dir = mkdtempSync(join(tmp, 'fail-'));
   const truncated = join(dir, 'cut.tflite');
   writeFileSync(truncated, readFileSync(coral('mobilenet_v1_0.25_128_quant.tflite')).subarray(0, 50000));
@@ -79,7 +79,7 @@ test('graft convert fails cleanly and leaves nothing behind', async () => {
   assert.deepEqual(readdirSync(dir), ['cut.tflite'], 'no output and no temporary file');
 });
 
-test('graft classify names a missing or unreadable image', async () => {
+test('graft classify names a missing or unreadable image', { skip: needs('models/coral') }, async () => {
   const model = coral('mobilenet_v1_0.25_128_quant.tflite');
   const e = await fail(['classify', model, join(tmp, 'nope.jpg')]);
   assert.equal(e.code, 2);
@@ -91,7 +91,7 @@ test('graft classify names a missing or unreadable image', async () => {
   assert.ok(existsSync(model));
 });
 
-test('graft classify and graft check take a TF.js layers model folder (Tiny Darknet)', async () => {
+test('graft classify and graft check take a TF.js layers model folder (Tiny Darknet)', { skip: needs('models/ml5/darknettiny', 'models/coral/cat_720p.jpg') }, async () => {
     const darknet = asset('models/ml5/darknettiny');
   const { stdout } = await graft(['classify', darknet, asset('models/coral/cat_720p.jpg'), '--json', '--top', '3']);
   const r = JSON.parse(stdout);

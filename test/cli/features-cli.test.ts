@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as ort from 'onnxruntime-node';
-import { asset } from '../helpers/assets.js';
+import { assetPath, needs } from '../helpers/assets.js';
 import { graft, graftFails } from '../helpers/cli.js';
 import { readIdxDataset } from '../../src/data/idx.js';
 import { loadLabelledImages } from '../../src/data/labelled-images.js';
@@ -21,8 +21,9 @@ import { getLabels, getPreprocess } from '../../src/formats/preprocess.js';
 import { imagesToTensor } from '../../src/data/image.js';
 import { Session } from '../../src/runtime/session.js';
 
-const MODEL = asset('models/coral/mobilenet_v2_1.0_224_quant.tflite');
-const FM = asset('datasets/fashion-mnist');
+const MODEL = assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite');
+const FM = assetPath('datasets/fashion-mnist');
+const skip = needs(MODEL, FM);
 const tmp = mkdtempSync(join(tmpdir(), 'graft-features-cli-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -44,7 +45,7 @@ async function imageFolder(): Promise<string> {
   return root;
 }
 
-test('graft train --mode features saves a classifier folder; a second run with the same cache computes nothing; predict and eval use it', async () => {
+test('graft train --mode features saves a classifier folder; a second run with the same cache computes nothing; predict and eval use it', { skip }, async () => {
   const data = await imageFolder();
   const cache = join(tmp, 'cache');
   const out = join(tmp, 'clf');
@@ -99,7 +100,7 @@ test('graft train --mode features saves a classifier folder; a second run with t
   assert.match((await graft(['eval', '--model', out, '--data', data])).stdout, /^eval: accuracy [\d.]+, macro-F1 [\d.]+ on 24 examples/);
 });
 
-test('graft train --mode features reads IDX files (grey expanded to RGB, resized by the model) and eval reads them too', async () => {
+test('graft train --mode features reads IDX files (grey expanded to RGB, resized by the model) and eval reads them too', { skip }, async () => {
   const out = join(tmp, 'clf-idx');
   const images = join(FM, 't10k-images-idx3-ubyte.gz');
   const r = JSON.parse((await graft(['train', '--mode', 'features', '--model', MODEL, '--data', images, '--labels-data', join(FM, 't10k-labels-idx1-ubyte.gz'),
@@ -118,7 +119,7 @@ test('graft train --mode features reads IDX files (grey expanded to RGB, resized
   assert.match(bad2.stderr, /IDX images with a labels file/);
 });
 
-test('the saved ONNX file reproduces the head: probabilities within 1e-4 from images and from cached features', async () => {
+test('the saved ONNX file reproduces the head: probabilities within 1e-4 from images and from cached features', { skip }, async () => {
   const data = loadLabelledImages(await imageFolder());
   const cacheDir = join(tmp, 'cache-lib');
   const out = join(tmp, 'clf-lib');
@@ -157,7 +158,7 @@ test('the saved ONNX file reproduces the head: probabilities within 1e-4 from im
   assert.equal(second.report.extraction.computed, 0);
 });
 
-test('unreadable images (a truncated JPEG, a text file named .png) are reported by path and skipped by train, eval and predict; train writes report.html/json; --head ncm and knn', async () => {
+test('unreadable images (a truncated JPEG, a text file named .png) are reported by path and skipped by train, eval and predict; train writes report.html/json; --head ncm and knn', { skip }, async () => {
   const src = await imageFolder();
   const root = join(tmp, 'data-bad');
   for (const c of ['sneaker', 'trouser', 'tshirt']) {

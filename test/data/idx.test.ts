@@ -5,11 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { readIdx, readIdxDataset, parseIdx } from '../../src/data/idx.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
 const dir = () => asset('datasets/fashion-mnist');
+const skip = needs('datasets/fashion-mnist');
 
-test('Fashion-MNIST train: 60k 28×28 images, 6000 per class', () => {
+test('Fashion-MNIST train: 60k 28×28 images, 6000 per class', { skip }, () => {
   const d = readIdxDataset(join(dir(), 'train-images-idx3-ubyte.gz'), join(dir(), 'train-labels-idx1-ubyte.gz'));
   assert.equal(d.images.length, 60000);
   assert.equal(d.labels.length, 60000);
@@ -24,7 +25,7 @@ test('Fashion-MNIST train: 60k 28×28 images, 6000 per class', () => {
   assert.ok(d.images[0]!.some((v) => v > 0));
 });
 
-test('Fashion-MNIST test: 10k images, dims from the header', () => {
+test('Fashion-MNIST test: 10k images, dims from the header', { skip }, () => {
   const im = readIdx(join(dir(), 't10k-images-idx3-ubyte.gz'));
   assert.deepEqual(im.dims, [10000, 28, 28]);
   assert.equal(im.data.length, 10000 * 784);
@@ -35,7 +36,7 @@ test('Fashion-MNIST test: 10k images, dims from the header', () => {
   assert.deepEqual(hist, new Array(10).fill(1000));
 });
 
-test('truncated and corrupt files fail with an error naming the file', () => {
+test('truncated and corrupt files fail with an error naming the file', { skip }, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'graft-idx-'));
   try {
     const raw = gunzipSync(readFileSync(join(dir(), 't10k-labels-idx1-ubyte.gz')));

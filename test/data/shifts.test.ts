@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { applyShift, parseShift, fashionShiftPair, describeShift, shiftImages } from '../../src/data/shifts.js';
 import { Rng } from '../../src/util/random.js';
 import { GraftError } from '../../src/util/errors.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
 const W = 6, H = 6;
 const img = Uint8Array.from({ length: W * H }, (_, i) => (i * 37) % 256);
@@ -26,7 +26,7 @@ test('shifts: rotation by 90° moves pixels as a quarter turn, invert is an invo
   assert.throws(() => parseShift('blur:0'), GraftError);
 });
 
-test('the Fashion-MNIST pair: stratified sizes, same test garments in both domains, target shifted, reproducible', () => {
+test('the Fashion-MNIST pair: stratified sizes, same test garments in both domains, target shifted, reproducible', { skip: needs('datasets/fashion-mnist') }, () => {
   asset('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
   const p = fashionShiftPair({ sourcePerClass: 5, targetPerClass: 4, testPerClass: 3, seed: 2 });
   assert.equal(p.description, 'noise σ=80');

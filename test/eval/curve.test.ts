@@ -8,7 +8,7 @@ import { loadModel } from '../../src/formats/load.js';
 import { loadPixelDataset } from '../../src/data/pixel-dataset.js';
 import { dataEfficiencyCurve, writeCurve, checkCurveLists } from '../../src/eval/curve.js';
 import { GraftError } from '../../src/util/errors.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 import { graft, graftFails } from '../helpers/cli.js';
 import { readIdxDataset } from '../../src/data/idx.js';
 import { greyToBmp } from '../../src/data/labelled-images.js';
@@ -36,7 +36,7 @@ test('a data-efficiency curve on real data: every method learns, transfer beats 
   await assert.rejects(() => dataEfficiencyCurve(model, data, { budgets: [500], seeds: 1, methods: ['features'], node: NODE }), GraftError);
 });
 
-test('graft curve reads IDX files and image folders (Fashion-MNIST with the MNIST CNN): every method runs, features beat chance', async () => {
+test('graft curve reads IDX files and image folders (Fashion-MNIST with the MNIST CNN): every method runs, features beat chance', { skip: needs('datasets/fashion-mnist') }, async () => {
   const imgs = asset('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
   const args = ['--model', asset('models/onnxjs-demo/mnist.onnx'), '--labels-per-class', '2,5', '--seeds', '1', '--steps', '20', '--max-per-class', '20', '--json'];
   const dir = mkdtempSync(join(tmpdir(), 'graft-curve-idx-'));

@@ -10,9 +10,9 @@ import { extractFeatures, defaultFeatureNode, type ExtractProgress } from '../..
 import { FeatureCache } from '../../src/features/cache.js';
 import { imagesToTensor } from '../../src/data/image.js';
 import { getPreprocess } from '../../src/formats/preprocess.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
-test('MobileNetV2 features of Fashion-MNIST images: 1280-d, cached on the second run', async () => {
+test('MobileNetV2 features of Fashion-MNIST images: 1280-d, cached on the second run', { skip: needs('models/coral/mobilenet_v2_1.0_224_quant.tflite', 'datasets/fashion-mnist') }, async () => {
   const model = loadModel(asset('models/coral/mobilenet_v2_1.0_224_quant.tflite'));
   assert.equal(defaultFeatureNode(model), 'MobilenetV2/Logits/AvgPool');
   const fm = asset('datasets/fashion-mnist');
@@ -63,7 +63,7 @@ test('MobileNetV2 features of Fashion-MNIST images: 1280-d, cached on the second
   }
 });
 
-test('unreadable images (a truncated JPEG, a text file named .png, a missing file) are reported by path and skipped, with or without a cache', async () => {
+test('unreadable images (a truncated JPEG, a text file named .png, a missing file) are reported by path and skipped, with or without a cache', { skip: needs('models/coral/mobilenet_v2_1.0_224_quant.tflite', 'datasets/fashion-mnist') }, async () => {
   const model = loadModel(asset('models/coral/mobilenet_v2_1.0_224_quant.tflite'));
   const fm = asset('datasets/fashion-mnist');
   const d = readIdxDataset(join(fm, 't10k-images-idx3-ubyte.gz'), join(fm, 't10k-labels-idx1-ubyte.gz'));

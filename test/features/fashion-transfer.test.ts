@@ -24,7 +24,7 @@ import { smallCnn } from '../../src/heads/scratch-cnn.js';
 import { fit, predictLabels, accuracy } from '../../src/train/fit.js';
 import { Rng } from '../../src/util/random.js';
 import type { Graph } from '../../src/graph/graph.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 import { shuffledByClass } from '../../src/data/splits.js';
 
 const TEST_SIZE = 500;
@@ -68,7 +68,7 @@ const pixels = (px: Uint8Array) => Float32Array.from(px, (v) => v / 255);
 
 const PICKS = 5;
 
-test('Fashion-MNIST with few labels: MobileNetV2 features + logistic head beat a CNN trained from scratch', async () => {
+test('Fashion-MNIST with few labels: MobileNetV2 features + logistic head beat a CNN trained from scratch', { skip: needs('datasets/fashion-mnist', 'models/coral/mobilenet_v2_1.0_224_quant.tflite') }, async () => {
   const t0 = performance.now();
   const fm = asset('datasets/fashion-mnist');
   const train = readIdxDataset(join(fm, 'train-images-idx3-ubyte.gz'), join(fm, 'train-labels-idx1-ubyte.gz'));

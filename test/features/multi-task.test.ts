@@ -10,7 +10,7 @@ import { stratifiedSplit } from '../../src/data/splits.js';
 import { fit, predictLabels, accuracy, stack } from '../../src/train/fit.js';
 import { Session } from '../../src/runtime/session.js';
 import { withNewHead, trainMultiTask, exportMultiTask } from '../../src/features/multi-task.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
 const NODE = 'Pooling160_Output_0_reshape0';
 
@@ -51,7 +51,7 @@ test('a new head on a trained network (MNIST CNN → digit parity) trains; multi
   }
 });
 
-test('a classifier saved by graft train --mode features starts a new task: its old head is cut at "features" and a new one fitted', async () => {
+test('a classifier saved by graft train --mode features starts a new task: its old head is cut at "features" and a new one fitted', { skip: needs('datasets/fashion-mnist', 'models/coral/mobilenet_v2_1.0_224_quant.tflite') }, async () => {
   const { mkdtempSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');

@@ -36,7 +36,7 @@ import { shuffledByClass } from '../../src/data/splits.js';
 import { fitCV } from '../../src/heads/logistic.js';
 import { ActivationStore, cacheActivations, frozenFeatures, predictStore, splitTopBlocks, trainTopBlocks, type TopBlocksModel, type TopBlocksTrainOptions } from '../../src/finetune/top-blocks.js';
 import { Rng } from '../../src/util/random.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
 const TEST_SIZE = 1000;
 const RECIPE: TopBlocksTrainOptions = { lr: 1e-3, batchSize: 16, loss: { kind: 'cross-entropy', labelSmoothing: 0.1 }, batchNorm: 'frozen', seed: 3, probeGrid: [1e-2, 1e-1, 1] };
@@ -66,7 +66,7 @@ function compare(ft: number[], fr: number[], y: number[]) {
   return { ft: okFt / y.length, frozen: okFr / y.length, b, c, z: (b - c) / Math.sqrt(Math.max(1, b + c)) };
 }
 
-test('Fashion-MNIST, 10 and 100 labels/class: MobileNetV2 top blocks fine-tuned on cached activations beat the frozen-feature head', async () => {
+test('Fashion-MNIST, 10 and 100 labels/class: MobileNetV2 top blocks fine-tuned on cached activations beat the frozen-feature head', { skip: needs('datasets/fashion-mnist', 'models/coral/mobilenet_v2_1.0_224_quant.tflite') }, async () => {
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   const fm = asset('datasets/fashion-mnist');

@@ -8,9 +8,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { graft, graftFails } from '../helpers/cli.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
-test('graft train --mode finetune --top-blocks on IDX data, then predict and eval on the saved folder', async () => {
+test('graft train --mode finetune --top-blocks on IDX data, then predict and eval on the saved folder', { skip: needs('models/coral/mobilenet_v2_1.0_224_quant.tflite', 'datasets/fashion-mnist', 'models/coral/cat.bmp') }, async () => {
   const model = asset('models/coral/mobilenet_v2_1.0_224_quant.tflite');
   const data = join(asset('datasets/fashion-mnist'), 't10k-images-idx3-ubyte.gz');
   const dir = mkdtempSync(join(tmpdir(), 'graft-ft-cli-'));

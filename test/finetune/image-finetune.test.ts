@@ -17,9 +17,9 @@ import { stratifiedSplit } from '../../src/data/splits.js';
 import { finetuneImages } from '../../src/finetune/image-finetune.js';
 import { blockCuts, resolveCut } from '../../src/finetune/top-blocks.js';
 import { evaluateClassifier } from '../../src/features/classifier.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
-test('MobileNetV2 blocks: cut points come from node names, one live activation each', () => {
+test('MobileNetV2 blocks: cut points come from node names, one live activation each', { skip: needs('models/coral/mobilenet_v2_1.0_224_quant.tflite') }, () => {
   const model = loadModel(asset('models/coral/mobilenet_v2_1.0_224_quant.tflite'));
   const cuts = blockCuts(model);
   assert.deepEqual(cuts.slice(-3).map((c) => c.next), ['expanded_conv_15', 'expanded_conv_16', 'Conv_1']);
@@ -30,7 +30,7 @@ test('MobileNetV2 blocks: cut points come from node names, one live activation e
   assert.throws(() => resolveCut(model, { cut: 'nope' }), /no node or value named 'nope'/);
 });
 
-test('finetuneImages on Fashion-MNIST IDX: cached top blocks + LoRA, exported folder scores like the trained model', async () => {
+test('finetuneImages on Fashion-MNIST IDX: cached top blocks + LoRA, exported folder scores like the trained model', { skip: needs('datasets/fashion-mnist', 'models/coral/mobilenet_v2_1.0_224_quant.tflite') }, async () => {
   const fm = asset('datasets/fashion-mnist');
   const data = loadLabelledImages(join(fm, 't10k-images-idx3-ubyte.gz'), { maxPerClass: 12 });
   const dir = mkdtempSync(join(tmpdir(), 'graft-ft-images-'));

@@ -15,7 +15,7 @@ import { readOnnx } from '../../src/formats/onnx.js';
 import { listCheckpoints } from '../../src/train/checkpoint.js';
 import { sameBits, floatInitializers } from '../train/digits-task.js';
 import { graft, graftKilledAtFirstCheckpoint } from '../helpers/cli.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
 const EPOCHS = 6;
 const args = (cache: string, dir: string, out: string) => [
@@ -26,7 +26,7 @@ const args = (cache: string, dir: string, out: string) => [
   '--cache', cache, '--checkpoint-dir', dir, '--out', out,
 ];
 
-test('image route: kill -9 after the first checkpoint, --resume → the same exported weights as an uninterrupted run', async () => {
+test('image route: kill -9 after the first checkpoint, --resume → the same exported weights as an uninterrupted run', { skip: needs('models/coral/mobilenet_v2_1.0_224_quant.tflite', 'datasets/fashion-mnist') }, async () => {
   const base = mkdtempSync(join(tmpdir(), 'graft-img-resume-'));
   try {
     const cache = join(base, 'cache');

@@ -13,7 +13,7 @@ import { Session, type Feeds } from '../../src/runtime/session.js';
 import { loadModel } from '../../src/formats/load.js';
 import { encodeOnnx, decodeOnnx } from '../../src/formats/onnx.js';
 import { Rng } from '../../src/util/random.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
 const I = (value: number) => ({ type: 'int' as const, value });
 
@@ -128,7 +128,7 @@ test('training with trainable: {names: params} moves A and B only; merged model 
   assert.ok(maxAbsDiff((await run(merged, { x })).logits!, (await run(base, { x })).logits!) > 1e-3, 'training changed nothing');
 });
 
-test('BERT-mini: LoRA on attention and FFN MatMuls, then merge, gives the same outputs', async () => {
+test('BERT-mini: LoRA on attention and FFN MatMuls, then merge, gives the same outputs', { skip: needs('models/text/bert-mini-debian/onnx/model.onnx') }, async () => {
   const bert = loadModel(asset('models/text/bert-mini-debian/onnx/model.onnx'));
   const { graph, params } = addLora(bert, { rank: 4, alpha: 8, match: /attention|intermediate|output\.dense/, targets: ['MatMul'] });
   const sites = readSites(graph);

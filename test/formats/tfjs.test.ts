@@ -20,7 +20,7 @@ import { Session } from '../../src/runtime/session.js';
 import type { Graph } from '../../src/graph/graph.js';
 import { GraftError } from '../../src/util/errors.js';
 import { Rng } from '../../src/util/random.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 import { toNchw, maxAbsDiff, maxAbs } from '../helpers/compare.js';
 
 // the pure-JS backend greets Node users with advice to install tfjs-node: keep the test output clean
@@ -121,6 +121,7 @@ function report(name: string, inner: string, r: Awaited<ReturnType<typeof compar
 
 const DARKNET = () => asset('models/ml5/darknettiny');
 const DOODLE = () => asset('models/ml5/doodlenet');
+const needsDarknet = needs('models/ml5/darknettiny'), needsDoodle = needs('models/ml5/doodlenet');
 
 const cache = new Map<string, Graph>();
 function graph(key: string): Graph {
@@ -146,7 +147,7 @@ async function assertTrainable(g: Graph, tol: number) {
 /* ---------------------------------------------------------------------------------------------- */
 /* the four target models                                                                          */
 
-test('Tiny Darknet (ml5): matches tfjs, NCHW input, labels and preprocessing recorded, trainable', async () => {
+test('Tiny Darknet (ml5): matches tfjs, NCHW input, labels and preprocessing recorded, trainable', { skip: needsDarknet }, async () => {
   const g = graph('darknet');
   assert.deepEqual(g.inputs.map((i) => i.shape), [['batch', 3, 224, 224]]);
   assert.deepEqual(g.outputs.map((o) => o.shape), [['batch', 1000]]);
@@ -168,7 +169,7 @@ test('Tiny Darknet (ml5): matches tfjs, NCHW input, labels and preprocessing rec
   await assertTrainable(g, 0.15);
 });
 
-test('DoodleNet (ml5, Sequential): matches tfjs with one Transpose before Flatten, trainable', async () => {
+test('DoodleNet (ml5, Sequential): matches tfjs with one Transpose before Flatten, trainable', { skip: needsDoodle }, async () => {
   const g = graph('doodle');
   assert.deepEqual(g.inputs.map((i) => i.shape), [['batch', 1, 28, 28]]);
   assert.equal(g.nodes.filter((n) => n.opType === 'Transpose').length, 1);
@@ -240,7 +241,7 @@ test('nsfwjs InceptionV3 (299×299, batch 1): matches tfjs, trainable', async ()
   await assertTrainable(g, 0.15);
 });
 
-test('Tiny Darknet puts a cat class in its top 5 for the cat photo', async () => {
+test('Tiny Darknet puts a cat class in its top 5 for the cat photo', { skip: needs('models/ml5/darknettiny', 'models/coral/cat_720p.jpg') }, async () => {
   const g = graph('darknet');
   const p = getPreprocess(g)!;
   const { data, info } = await sharp(asset('models/coral/cat_720p.jpg'))
@@ -407,12 +408,12 @@ function doodleCopy(edit?: (json: { modelTopology: { model_config: { config: { l
   return dir;
 }
 
-test('an unknown layer is an error naming its class and name', () => {
+test('an unknown layer is an error naming its class and name', { skip: needsDoodle }, () => {
   const dir = doodleCopy((j) => { j.modelTopology.model_config.config.layers[9]!.class_name = 'MysteryNoise'; });
   assert.throws(() => readTfjs(dir), (e: Error) => e instanceof GraftError && /MysteryNoise/.test(e.message) && /'dropout'/.test(e.message));
 });
 
-test('a truncated or missing weight shard is an error naming the file', () => {
+test('a truncated or missing weight shard is an error naming the file', { skip: needsDoodle }, () => {
   const dir = doodleCopy(undefined, 1000);
   assert.throws(() => readTfjs(dir), (e: Error) => e instanceof GraftError && e.message.includes(join(dir, 'group1-shard1of1.bin')) && /truncated/.test(e.message));
   const dir2 = doodleCopy((j) => { (j as unknown as { weightsManifest: { paths: string[] }[] }).weightsManifest[0]!.paths = ['nope.bin']; });

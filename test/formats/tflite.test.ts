@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 import { writeTflite, f32, i32, u8, i8, type WTensor, type WOp } from '../helpers/tflite-writer.js';
 import {
   readTflite, decodeTflite, parseTflite, dequantize, samePadding, rawValues, type TfliteModel,
@@ -29,6 +29,7 @@ import type { Graph } from '../../src/graph/graph.js';
 import { GraftError } from '../../src/util/errors.js';
 
 const coral = (f: string) => asset(`models/coral/${f}`);
+const needsCoral = needs('models/coral');
 const V2 = 'mobilenet_v2_1.0_224_quant.tflite';
 const TF2 = 'tf2_mobilenet_v2_1.0_224_ptq.tflite';
 const V1_025 = 'mobilenet_v1_0.25_128_quant.tflite';
@@ -46,7 +47,7 @@ const model = (f: string, labels?: string) => {
 
 /* ------------------------------------------------------------------ real photos */
 
-test('the Coral ImageNet MobileNetV2 (uint8) imports as float NCHW and classifies hot_dog.jpg as hotdog (p ≥ 0.9) and cat_720p.jpg as a cat', async (t) => {
+test('the Coral ImageNet MobileNetV2 (uint8) imports as float NCHW and classifies hot_dog.jpg as hotdog (p ≥ 0.9) and cat_720p.jpg as a cat', { skip: needsCoral }, async (t) => {
   const g = model(V2, IMAGENET());
   assert.deepEqual(g.inputs.map((v) => [v.dtype, v.shape]), [['float32', ['batch', 3, 224, 224]]]);
   assert.ok(!g.nodes.some((n) => n.opType === 'Transpose'), 'layout converted once: no Transpose in the graph');
@@ -65,7 +66,7 @@ test('the Coral ImageNet MobileNetV2 (uint8) imports as float NCHW and classifie
   assert.match(cat!.top[0]!.label!, /cat/);
 });
 
-test('the TF2 int8 per-channel MobileNetV2 imports and classifies the same photos (as confidently as TFLite itself does)', async (t) => {
+test('the TF2 int8 per-channel MobileNetV2 imports and classifies the same photos (as confidently as TFLite itself does)', { skip: needsCoral }, async (t) => {
   const g = model(TF2, IMAGENET());
   // uint8 input, scale 1/127.5, zero point 127 (then QUANTIZE to int8): value = (pixel − 127)/127.5
   const p = getPreprocess(g)!;
@@ -84,7 +85,7 @@ test('the TF2 int8 per-channel MobileNetV2 imports and classifies the same photo
   assert.ok(cat!.top[0]!.probability >= 0.55, `cat p = ${cat!.top[0]!.probability}`); // measured 0.623 (TFLite: 0.602)
 });
 
-test('Coral\'s own classification test cases pass (label and score thresholds from libcoral\'s test suite)', async () => {
+test('Coral\'s own classification test cases pass (label and score thresholds from libcoral\'s test suite)', { skip: needsCoral }, async () => {
   // libcoral checks these with the real TFLite runtime: expected label among the top k, with at least this score.
   const cases: [string, string, string, number, number, number][] = [
     [V2, 'cat.bmp', 'imagenet_labels.txt', 286, 0.7, 3],
@@ -159,7 +160,7 @@ async function runCut(g: Graph, value: string, x: Float32Array, [H, W]: [number,
   return { y, dims: [h, w, C] };
 }
 
-test('first layers of MobileNetV2 (uint8) and TF2 MobileNetV2 (int8 per-channel) match a plain-JS NHWC reference on a real photo', async (t) => {
+test('first layers of MobileNetV2 (uint8) and TF2 MobileNetV2 (int8 per-channel) match a plain-JS NHWC reference on a real photo', { skip: needsCoral }, async (t) => {
   for (const f of [V2, TF2]) {
     const m = parseTflite(readFileSync(coral(f)));
     const sg = m.subgraphs[0]!;
@@ -192,7 +193,7 @@ test('first layers of MobileNetV2 (uint8) and TF2 MobileNetV2 (int8 per-channel)
   }
 });
 
-test('the first convolution matches TFLite\'s integer arithmetic to within one output quantization step', async (t) => {
+test('the first convolution matches TFLite\'s integer arithmetic to within one output quantization step', { skip: needsCoral }, async (t) => {
   const m = parseTflite(readFileSync(coral(V2)));
   const sg = m.subgraphs[0]!;
   const g = model(V2);
@@ -223,7 +224,7 @@ test('the first convolution matches TFLite\'s integer arithmetic to within one o
   assert.ok(sum / qy.length < sy * 0.3, `mean error ${sum / qy.length}`);
 });
 
-test('end to end, the imported graphs match the real TFLite runtime\'s outputs (recorded with LiteRT.js)', async (t) => {
+test('end to end, the imported graphs match the real TFLite runtime\'s outputs (recorded with LiteRT.js)', { skip: needsCoral }, async (t) => {
   const here = dirname(fileURLToPath(import.meta.url));
   const ref = JSON.parse(readFileSync(join(here, '../fixtures/tflite/reference.json'), 'utf8')) as { outputs: Record<string, Record<string, { pixelsSha256: string; output: string }>> };
   const notes: string[] = [];
@@ -412,7 +413,7 @@ test('dequantization: per tensor (uint8) and per channel (int8, along quantized_
   assert.deepEqual(Array.from(dequantize(m, c!)), [1, 20, 3, 40]);
 });
 
-test('loadModel reads .tflite files, with the class names the file carries', () => {
+test('loadModel reads .tflite files, with the class names the file carries', { skip: needsCoral }, () => {
   const g = loadModel(coral(V1_025));
   assert.deepEqual(g.inputs[0]!.shape, ['batch', 3, 128, 128]);
   assert.ok(g.metadata['graft.source']?.includes('tflite'));
@@ -426,7 +427,7 @@ test('loadModel reads .tflite files, with the class names the file carries', () 
 
 /* ------------------------------------------------------------------ training */
 
-test('every Coral model imports, and each operator on a gradient path has a gradient rule', async () => {
+test('every Coral model imports, and each operator on a gradient path has a gradient rule', { skip: needsCoral }, async () => {
   for (const f of ALL) {
     const g = model(f);
     const r = await checkModel(g, { params: 0 });
@@ -435,7 +436,7 @@ test('every Coral model imports, and each operator on a gradient path has a grad
   }
 });
 
-test('gradients of an imported model agree with finite differences (first layer and classifier of MobileNetV1 0.25)', async () => {
+test('gradients of an imported model agree with finite differences (first layer and classifier of MobileNetV1 0.25)', { skip: needsCoral }, async () => {
   const g = model(V1_025);
   const first = g.nodes[0]!;
   // through the first convolution and its RELU6 (deeper, float32 Conv kernels and many ReLU6 kinks make differences noisy)
@@ -448,7 +449,7 @@ test('gradients of an imported model agree with finite differences (first layer 
   assert.ok(b.worst < 1e-2, JSON.stringify(b.entries));
 });
 
-test('imported with logits: true, a Coral classifier fine-tunes: cross-entropy falls on two photos', async () => {
+test('imported with logits: true, a Coral classifier fine-tunes: cross-entropy falls on two photos', { skip: needsCoral }, async () => {
   const g = readTflite(coral(V1_025), { logits: true });
   assert.notEqual(g.nodes.find((n) => n.outputs.includes(g.outputs[0]!.name))!.opType, 'Softmax');
   const trainer = await Trainer.create(g, { lr: 1e-3, trainable: 'all' });
@@ -459,7 +460,7 @@ test('imported with logits: true, a Coral classifier fine-tunes: cross-entropy f
   assert.ok(losses.at(-1)! < losses[0]! * 0.7, `losses ${losses}`);
 });
 
-test('classification applies a softmax to logits and not to a model that ends in one', async () => {
+test('classification applies a softmax to logits and not to a model that ends in one', { skip: needsCoral }, async () => {
   const img = [coral('cat.bmp')];
   const probs = model(V1_025);
   const logits = readTflite(coral(V1_025), { logits: true });
@@ -472,7 +473,7 @@ test('classification applies a softmax to logits and not to a model that ends in
 
 /* ------------------------------------------------------------------ errors */
 
-test('truncated and corrupt files fail with a GraftError that says so', () => {
+test('truncated and corrupt files fail with a GraftError that says so', { skip: needsCoral }, () => {
   const bytes = readFileSync(coral(V1_025));
   // (the last ~22 kB of this file are a zip of its label list, appended after the flatbuffer)
   for (const n of [0, 7, 100, 4096, bytes.length >> 1, bytes.length - 30000]) {

@@ -5,7 +5,7 @@ import { fit, fitCV, logisticProblem, stratifiedFolds, LogisticSession } from '.
 import { minimize } from '../../src/heads/lbfgs.js';
 import { readIdxDataset } from '../../src/data/idx.js';
 import { Rng } from '../../src/util/random.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
 test('L-BFGS minimizes the Rosenbrock function', async () => {
   const r = await minimize((x, g) => {
@@ -70,7 +70,7 @@ test('class weights shift predictions towards the heavier class', async () => {
   for (let k = 0; k < 5; k++) assert.equal(f.filter((v, i) => v === k && y[i] === 1).length, 40);
 });
 
-test('Fashion-MNIST raw pixels, 10 labels per class: CV-chosen L2, accuracy on 1000 test images', async () => {
+test('Fashion-MNIST raw pixels, 10 labels per class: CV-chosen L2, accuracy on 1000 test images', { skip: needs('datasets/fashion-mnist') }, async () => {
   const fm = asset('datasets/fashion-mnist');
   const train = readIdxDataset(join(fm, 'train-images-idx3-ubyte.gz'), join(fm, 'train-labels-idx1-ubyte.gz'));
   const testSet = readIdxDataset(join(fm, 't10k-images-idx3-ubyte.gz'), join(fm, 't10k-labels-idx1-ubyte.gz'));

@@ -23,3 +23,15 @@ export function asset(rel: string): string {
     throw new Error(`MISSING TEST ASSET ${p} — set GRAFT_ASSETS to the folder holding models/ and datasets/ (now ${assetsDir()})`);
   return p;
 }
+
+/**
+ * A value made on first use and then kept, so that a test file loads its assets inside its tests and
+ * never at import (a bare clone then skips those tests instead of failing the whole file).
+ */
+export function lazy<T>(make: () => T): () => T {
+  let made: { value: T } | undefined;
+  return () => (made ??= { value: make() }).value;
+}
+
+/** The path of an asset without checking it (for a test declared with `needs`): see src/data/assets.ts. */
+export { assetPath } from '../../src/data/assets.js';
