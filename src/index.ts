@@ -102,3 +102,8 @@ export { informationMaximization, reverseValidation, selectBest, type Candidate 
 export { predictLogits, predictProba as predictClassProba, calibrateTemperature } from './adapt/predict.js';
 export { smallBnCnn, type BnCnnOptions } from './adapt/bn-cnn.js';
 export { shiftImages, PIXEL_SHIFTS, type PixelShift } from './data/shifts.js';
+// Model hub: downloads into the shared Hugging Face cache, hf:/catalog model references.
+export { pull, pullUrl, cachedSnapshot, type PullOptions, type PullResult, type UrlFile } from './hub/pull.js';
+export { resolveModelRef, parseHfRef, pullCatalogEntry, type ResolveOptions } from './hub/resolve.js';
+export { hubCacheDir, hubEndpoint, hubOffline, repoCacheDir } from './hub/cache.js';
+export { MODEL_FILES } from './hub/glob.js';

@@ -19,6 +19,7 @@ import { generateCommand } from './generate.js';
 import { lmFinetuneCommand } from './lm-finetune.js';
 import { translateCommand } from './translate.js';
 import { translateTrainCommand } from './translate-train.js';
+import { pullCommand, resolveCommandModels } from './pull.js';
 import { modelsCommand } from './models.js';
 
 const program = new Command();
@@ -29,7 +30,9 @@ program
   .hook('preAction', (cmd) => {
     const t = cmd.opts()['threads'];
     if (t) process.env['GRAFT_THREADS'] = String(t);
-  });
+  })
+  // hf:ORG/NAME[@REV] and catalog names given as models become cached snapshot paths, here only.
+  .hook('preAction', resolveCommandModels);
 
 program
   .command('check')
@@ -212,6 +215,15 @@ program
   .argument('[name]', 'a catalog name: show that entry')
   .option('--json', 'print JSON')
   .action(modelsCommand);
+
+program
+  .command('pull')
+  .description('download a model into the Hugging Face cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub): resumable, verified, shared with Python and Transformers.js')
+  .argument('<id>', 'a hub model (ORG/NAME or hf:ORG/NAME[@REV]) or a catalog name (graft models)')
+  .option('--revision <rev>', 'branch, tag or commit (default main)')
+  .option('--include <glob...>', 'files to fetch, as huggingface_hub patterns (default: *.json *.txt and the fp32 onnx/model.onnx or model.onnx; \'*\' for everything)')
+  .option('--json', 'print a JSON summary')
+  .action(pullCommand);
 
 try {
   await program.parseAsync(process.argv);
