@@ -35,3 +35,12 @@ export function lazy<T>(make: () => T): () => T {
 
 /** The path of an asset without checking it (for a test declared with `needs`): see src/data/assets.ts. */
 export { assetPath } from '../../src/data/assets.js';
+
+/**
+ * `make()` unless `skip` is a reason, in which case nothing is made and undefined stands in for the
+ * value. For what a test file builds at import from external assets and only tests declared with the
+ * same `skip` use: a bare clone imports the file without the assets, and those tests are skipped.
+ */
+export function unlessSkipped<T>(skip: string | false, make: () => T): T {
+  return (skip ? undefined : make()) as T;
+}

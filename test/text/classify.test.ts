@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { asset } from '../helpers/assets.js';
+import { asset, needs, unlessSkipped } from '../helpers/assets.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { readTextTable } from '../../src/data/text-table.js';
 import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba } from '../../src/text/classify.js';
@@ -21,8 +21,9 @@ import { Session } from '../../src/runtime/session.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/random.js';
 
-const model = loadModelFolderSync(asset('models/text/bert-mini-debian'));
-const reviews = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
+const skip = needs('models/text/bert-mini-debian', 'datasets/reviews/polarity-en-pang&lee2.csv');
+const model = unlessSkipped(skip, () => loadModelFolderSync(asset('models/text/bert-mini-debian')));
+const reviews = unlessSkipped(skip, () => readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv')));
 /** A fixed balanced subset: the first n of each class in a seeded shuffle. */
 function subset(n: number, seed = 0): { texts: string[]; y: number[] } {
   const rng = new Rng(seed);
@@ -31,7 +32,7 @@ function subset(n: number, seed = 0): { texts: string[]; y: number[] } {
 }
 const quiet = () => {};
 
-test('mean pooling ignores padding; CLS pooling is position 0', async () => {
+test('mean pooling ignores padding; CLS pooling is position 0', { skip }, async () => {
   const texts = ['a fine film', 'an utterly tedious , overlong and joyless exercise in style over substance'];
   const ex = new TextFeatureExtractor(model, 'mean');
   const [alone] = await ex.extract([texts[0]!], { maxLength: 32 });
@@ -56,7 +57,7 @@ test('mean pooling ignores padding; CLS pooling is position 0', async () => {
   await s.release();
 });
 
-test('features are cached by model, pooling, max length and text', async () => {
+test('features are cached by model, pooling, max length and text', { skip }, async () => {
   const cache = openCache(mkdtempSync(join(tmpdir(), 'graft-tcache-')));
   const { texts } = subset(10);
   const ex = new TextFeatureExtractor(model, 'mean');
@@ -71,7 +72,7 @@ test('features are cached by model, pooling, max length and text', async () => {
   await ex.release();
 });
 
-test('the logistic head folded into a Gemm gives the same probabilities in the exported graph', async () => {
+test('the logistic head folded into a Gemm gives the same probabilities in the exported graph', { skip }, async () => {
   const { texts, y } = subset(20);
   const ex = new TextFeatureExtractor(model, 'mean');
   const F = await ex.extract(texts, { maxLength: 32, warn: quiet });
@@ -83,7 +84,7 @@ test('the logistic head folded into a Gemm gives the same probabilities in the e
   await ex.release();
 });
 
-test('fine-tuning modes: full and LoRA lower the training loss; top layers leave the rest frozen', async () => {
+test('fine-tuning modes: full and LoRA lower the training loss; top layers leave the rest frozen', { skip }, async () => {
   const { texts, y } = subset(16, 1);
   const base = { classes: 2, maxLength: 32, epochs: 4, batchSize: 16, warmup: 0, seed: 0, warn: quiet };
   const full = await finetuneText(model, texts, y, { ...base, mode: 'full', lr: 2e-4 });
@@ -102,7 +103,7 @@ test('fine-tuning modes: full and LoRA lower the training loss; top layers leave
   assert.equal(lora.graph.inputs.length, model.graph.inputs.length);
 });
 
-test('SetFit: the pair sampler streams O(batch) pairs; the cosine loss matches its definition', async () => {
+test('SetFit: the pair sampler streams O(batch) pairs; the cosine loss matches its definition', { skip }, async () => {
   // 100,000 labels: n² pairs would be 10¹⁰; each batch touches at most 2·pairs texts.
   const y = Array.from({ length: 100_000 }, (_, i) => i % 3);
   let n = 0;
@@ -139,7 +140,7 @@ test('SetFit: the pair sampler streams O(batch) pairs; the cosine loss matches i
   await tr.release();
 });
 
-test('SetFit trains the encoder contrastively and fits a head', async () => {
+test('SetFit trains the encoder contrastively and fits a head', { skip }, async () => {
   const { texts, y } = subset(8, 2);
   const r = await trainSetFit(model, texts, y, { maxLength: 32, steps: 6, pairsPerStep: 16, lr: 1e-4 });
   assert.equal(r.losses.length, 6);
@@ -152,7 +153,7 @@ test('SetFit trains the encoder contrastively and fits a head', async () => {
   await r.extractor.release();
 });
 
-test('TF-IDF: vocabulary from training texts, L2-normalized rows, a working baseline', async () => {
+test('TF-IDF: vocabulary from training texts, L2-normalized rows, a working baseline', { skip }, async () => {
   const v = new TfidfVectorizer({ minDf: 1 }).fit(['good film', 'bad film', 'good good acting']);
   assert.ok(v.vocab.has('good film') && v.vocab.has('film'));
   const [row] = v.transform(['good film unseenword']);
@@ -166,7 +167,7 @@ test('TF-IDF: vocabulary from training texts, L2-normalized rows, a working base
   assert.ok(acc > 0.55, `TF-IDF accuracy ${acc}`);
 });
 
-test('word dropout hides inner tokens only, about the asked fraction', async () => {
+test('word dropout hides inner tokens only, about the asked fraction', { skip }, async () => {
   const { dropTokens } = await import('../../src/text/classify.js');
   const enc = model.tokenizer.encodeBatch(subset(20).texts, { maxLength: 48, warn: quiet });
   const before = [...(enc.attentionMask.data as BigInt64Array)];
@@ -186,7 +187,7 @@ test('word dropout hides inner tokens only, about the asked fraction', async () 
   assert.ok(Math.abs(dropped / inner - 0.3) < 0.08, `${dropped}/${inner}`);
 });
 
-test('top layers on cached states: same pooled features, and the exported classifier predicts what training saw', async () => {
+test('top layers on cached states: same pooled features, and the exported classifier predicts what training saw', { skip }, async () => {
   const { texts, y } = subset(12, 5);
   const split = new TopLayerSplit(model, 2);
   const states = await split.states(texts, { maxLength: 32, warn: quiet });
@@ -207,7 +208,7 @@ test('top layers on cached states: same pooled features, and the exported classi
   await split.release();
 });
 
-test('fine-tuning with no training texts stops with an error instead of looping', async () => {
+test('fine-tuning with no training texts stops with an error instead of looping', { skip }, async () => {
   await assert.rejects(() => finetuneText(model, [], [], { classes: 2, maxLength: 16 }), /no training texts/);
   await assert.rejects(() => finetuneText(model, ['a fine film'], [1], { classes: 2, maxLength: 16, batchSize: 0 }), /batch size must be a whole number/);
 });

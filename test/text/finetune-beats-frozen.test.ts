@@ -13,22 +13,23 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { asset } from '../helpers/assets.js';
+import { asset, needs, unlessSkipped } from '../helpers/assets.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { readTextTable } from '../../src/data/text-table.js';
 import { fitTextHead, finetuneText, predictTextProba, argmaxF } from '../../src/text/classify.js';
 import { TopLayerSplit, finetuneTopCached, type TokenStates } from '../../src/text/top-layers.js';
 import { Rng } from '../../src/util/random.js';
 
-const model = loadModelFolderSync(asset('models/text/bert-mini-debian'));
-const t = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
+const skip = needs('models/text/bert-mini-debian', 'datasets/reviews/polarity-en-pang&lee2.csv');
+const model = unlessSkipped(skip, () => loadModelFolderSync(asset('models/text/bert-mini-debian')));
+const t = unlessSkipped(skip, () => readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv')));
 const MAX = 48;
 const quiet = () => {};
 
 // Fixed split: 1,000 test snippets per class; the training pool is the rest (1,000 per class).
 const rng0 = new Rng(0);
 const testIdx: number[] = [], pool: number[][] = [];
-for (const c of [0, 1]) {
+for (const c of skip ? [] : [0, 1]) {
   const idx = rng0.shuffle(t.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0));
   testIdx.push(...idx.slice(0, 1000));
   pool.push(idx.slice(1000));
@@ -41,7 +42,7 @@ const draw = (per: number, seed: number) => {
 };
 
 // One pass of the frozen lower layers over the test set and the whole pool.
-const split = new TopLayerSplit(model, 1);
+const split = unlessSkipped(skip, () => new TopLayerSplit(model, 1));
 const states = new Map<number, TokenStates>();
 let testFeatures: Float32Array[] = [];
 async function prepare() {
@@ -65,7 +66,7 @@ function mcnemarZ(a: number[], b: number[]): number {
   return (onlyA - onlyB) / Math.sqrt(Math.max(1, onlyA + onlyB));
 }
 
-test('500 labels per class: fine-tuning (LP-FT) beats frozen features', async () => {
+test('500 labels per class: fine-tuning (LP-FT) beats frozen features', { skip }, async () => {
   await prepare();
   const train = draw(500, 0);
   const trX = train.map((i) => t.texts[i]!), trY = train.map((i) => t.y[i]!);
@@ -78,7 +79,7 @@ test('500 labels per class: fine-tuning (LP-FT) beats frozen features', async ()
   assert.ok(accuracy(tuned) > accuracy(frozen), `LP-FT ${accuracy(tuned)} vs frozen ${accuracy(frozen)}, z = ${z}`);
 });
 
-test('50 labels per class (3 draws): top-layer LP-FT holds frozen-feature accuracy', async () => {
+test('50 labels per class (3 draws): top-layer LP-FT holds frozen-feature accuracy', { skip }, async () => {
   await prepare();
   const frozen: number[] = [], lpft: number[] = [];
   for (const seed of [0, 1, 2]) {
@@ -97,4 +98,4 @@ test('50 labels per class (3 draws): top-layer LP-FT holds frozen-feature accura
   assert.ok(mean(lpft) > mean(frozen) - 0.011, `LP-FT ${mean(lpft)} vs frozen ${mean(frozen)}`);
 });
 
-test.after(() => split.release());
+test.after(() => split?.release());

@@ -6,7 +6,7 @@ import { loadTokenizer } from '../../src/text/tokenizer.js';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { Session } from '../../src/runtime/session.js';
 import { Rng } from '../../src/util/random.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
 const logits = Float32Array.from([0.1, 2.0, -1, 1.9, 0.5]);
 
@@ -46,7 +46,7 @@ test('sampling follows softmax(logits / T) within top-k / top-p, and is reproduc
   assert.deepEqual(draw({ temperature: 1 }, 200, 9), draw({ temperature: 1 }, 200, 9));
 });
 
-test('GPT-2-mini: batched generation equals one prompt at a time, greedy follows the full model, EOS stops', async () => {
+test('GPT-2-mini: batched generation equals one prompt at a time, greedy follows the full model, EOS stops', { skip: needs('models/text/gpt2-mini-debian') }, async () => {
   const dir = asset('models/text/gpt2-mini-debian');
   const tok = await loadTokenizer(dir);
   const model = readOnnx(`${dir}/onnx/model.onnx`);
@@ -78,7 +78,7 @@ test('GPT-2-mini: batched generation equals one prompt at a time, greedy follows
   await lm.release();
 });
 
-test('graft generate runs from the command line and rejects a bad flag by name', () => {
+test('graft generate runs from the command line and rejects a bad flag by name', { skip: needs('models/text/gpt2-mini-debian') }, () => {
   const dir = asset('models/text/gpt2-mini-debian');
   const out = execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'this package', '--max-new-tokens', '5', '--json'], { encoding: 'utf8' });
   const j = JSON.parse(out) as { results: { text: string; tokens: number }[] };
@@ -88,7 +88,7 @@ test('graft generate runs from the command line and rejects a bad flag by name',
   assert.throws(() => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'x', '--greedy', '--top-k', '5'], { encoding: 'utf8', stdio: 'pipe' }), /--greedy cannot be combined with --top-k/);
 });
 
-test('a prompt longer than the context is warned about once, naming it and the tokens dropped', async () => {
+test('a prompt longer than the context is warned about once, naming it and the tokens dropped', { skip: needs('models/text/gpt2-mini-debian') }, async () => {
   const dir = asset('models/text/gpt2-mini-debian');
   const tok = await loadTokenizer(dir);
   const lm = await CausalLm.create(readOnnx(`${dir}/onnx/model.onnx`), { maxPositions: 8 });
@@ -119,7 +119,7 @@ test('a prompt longer than the context is warned about once, naming it and the t
   await lm.release();
 });
 
-test('graft generate warns on stderr when a prompt exceeds the model\'s positions', () => {
+test('graft generate warns on stderr when a prompt exceeds the model\'s positions', { skip: needs('models/text/gpt2-mini-debian') }, () => {
   const dir = asset('models/text/gpt2-mini-debian');
   const prompt = Array.from({ length: 200 }, (_, i) => (i % 2 ? 'package' : 'the')).join(' ');
   const short = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'the package', '--max-new-tokens', '2'], { encoding: 'utf8' });

@@ -7,7 +7,7 @@ import { Session } from '../../src/runtime/session.js';
 import { buildLmLoss, makeWindows, lmBatch, lmEvalGraph, perplexity, finetuneLm, linearSchedule, LM_LABELS, LM_MASK } from '../../src/text/lm.js';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { Rng } from '../../src/util/random.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 import { loadReviewTexts } from '../../src/text/lm-corpus.js';
 import { loadTokenizer } from '../../src/text/tokenizer.js';
 
@@ -80,7 +80,7 @@ test('windows overlap by one token and cover every token once as a label', () =>
   assert.ok(Math.abs(linearSchedule(1, 0, 10, 0.2) - 0.5) < 1e-12 && linearSchedule(1, 9, 10, 0.2) > 0 && linearSchedule(1, 9, 10, 0.2) < 0.2);
 });
 
-test('GPT-2-mini: perplexity on real reviews is finite and falls after a few fine-tuning steps on them', async () => {
+test('GPT-2-mini: perplexity on real reviews is finite and falls after a few fine-tuning steps on them', { skip: needs('models/text/gpt2-mini-debian', 'datasets/reviews/polarity-en-pang&lee1.csv') }, async () => {
   const dir = asset('models/text/gpt2-mini-debian');
   const tok = await loadTokenizer(dir);
   const texts = loadReviewTexts(asset('datasets/reviews/polarity-en-pang&lee1.csv')).slice(0, 4);
@@ -122,7 +122,7 @@ test('corpus files: text, CSV and JSONL documents; empty texts and invalid UTF-8
   }
 });
 
-test('graft lm-finetune trains on a corpus and writes a folder graft generate reads', async () => {
+test('graft lm-finetune trains on a corpus and writes a folder graft generate reads', { skip: needs('datasets/reviews/polarity-en-pang&lee1.csv', 'models/text/gpt2-mini-debian') }, async () => {
   const { mkdtempSync, writeFileSync, rmSync, existsSync } = await import('node:fs');
   const { join } = await import('node:path');
   const { tmpdir } = await import('node:os');

@@ -9,24 +9,25 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { asset } from '../helpers/assets.js';
+import { assetPath, needs } from '../helpers/assets.js';
 import { graft, graftFails } from '../helpers/cli.js';
 import { writeReviewSnippets } from '../helpers/review-csv.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { promptClassifier, predictPromptProba } from '../../src/text/prompt.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'graft-prompt-cli-'));
-const bert = asset('models/text/bert-mini-debian');
+const bert = assetPath('models/text/bert-mini-debian');
+const skip = needs(bert, 'datasets/reviews/polarity-en-pang&lee2.csv');
 // 40 real snippets (20 per class) as a CSV with a header; labels neg/pos (classes in alphabetical order).
 const csv = join(dir, 'reviews.csv');
-writeReviewSnippets(csv, 0, 20);
+if (!skip) writeReviewSnippets(csv, 0, 20);
 const base = ['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'prompt', '--max-length', '32'];
 const probe = ['a wonderful , moving film', 'dull , tedious and far too long'];
 
 interface Pred { text: string; top: { label: string; index: number; probability: number }[] }
 const probs = (preds: Pred[]) => preds.map((p) => [0, 1].map((k) => p.top.find((x) => x.index === k)!.probability));
 
-test('graft train --mode prompt fine-tunes and saves a folder graft predict reads', async () => {
+test('graft train --mode prompt fine-tunes and saves a folder graft predict reads', { skip }, async () => {
   const out = join(dir, 'tuned');
   const { stdout } = await graft([...base, '--label-words', 'bad,good', '--epochs', '2', '--batch-size', '8', '--lr', '1e-4', '--out', out, '--json']);
   const rep = JSON.parse(stdout) as { mode: string; classes: string[]; train: number; steps: number; labelWords: string[]; template: string; finalLoss: number; test: { n: number; accuracy: number } };
@@ -50,7 +51,7 @@ test('graft train --mode prompt fine-tunes and saves a folder graft predict read
   assert.match(plain, /^"a wonderful , moving film": (neg|pos) 0\.\d{4}\n$/);
 });
 
-test('--epochs 0 saves the zero-shot prompt classifier with the given template', async () => {
+test('--epochs 0 saves the zero-shot prompt classifier with the given template', { skip }, async () => {
   const out = join(dir, 'zero');
   const template = '{text} . all in all , it was [MASK] .';
   const { stdout } = await graft([...base, '--label-words', 'bad,good', '--template', template, '--epochs', '0', '--out', out]);
@@ -63,7 +64,7 @@ test('--epochs 0 saves the zero-shot prompt classifier with the given template',
   assert.ok(tuned.some((p, i) => Math.abs(p[0]! - want[i]![0]!) > 1e-3));
 });
 
-test('bad prompt flags stop with errors naming the flag', async () => {
+test('bad prompt flags stop with errors naming the flag', { skip }, async () => {
   const out = ['--epochs', '0', '--out', join(dir, 'bad')];
   let r = await graftFails([...base, '--label-words', 'terrible,good', ...out]);
   assert.match(r.stderr, /--label-words: label word "terrible" is not one token of the vocabulary \(it splits into "terr" "##ible"\)/);

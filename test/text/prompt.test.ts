@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { asset } from '../helpers/assets.js';
+import { asset, assetPath, needs, unlessSkipped } from '../helpers/assets.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { readTextTable } from '../../src/data/text-table.js';
 import { readSafetensors } from '../../src/formats/safetensors.js';
@@ -21,14 +21,15 @@ import { GraftError } from '../../src/util/errors.js';
 import { parseTemplate, labelWordIds, encodePrompts, promptClassifier, promptLogits, predictPromptProba, finetunePrompt } from '../../src/text/prompt.js';
 import { savePromptClassifier, loadTextClassifier, predictTexts, saveTextClassifier } from '../../src/text/saved.js';
 
-const dir = asset('models/text/bert-mini-debian');
-const model = loadModelFolderSync(dir);
-const tok = model.tokenizer;
-const table = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
+const skip = needs('models/text/bert-mini-debian', 'datasets/reviews/polarity-en-pang&lee2.csv');
+const dir = assetPath('models/text/bert-mini-debian');
+const model = unlessSkipped(skip, () => loadModelFolderSync(dir));
+const tok = model?.tokenizer;
+const table = unlessSkipped(skip, () => readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv')));
 const TEMPLATE = '{text} it was [MASK] .';
 const quiet = () => {};
 
-test('cloze encoding: the filled-in template through the tokenizer; only the text is truncated', () => {
+test('cloze encoding: the filled-in template through the tokenizer; only the text is truncated', { skip }, () => {
   const t = parseTemplate(tok, TEMPLATE);
   const texts = ['a moving , beautifully acted film', 'dull'];
   const enc = encodePrompts(tok, texts, t, { maxLength: 48 });
@@ -55,7 +56,7 @@ test('cloze encoding: the filled-in template through the tokenizer; only the tex
   assert.ok(inText.includes(tok.unkId!));
 });
 
-test('label words must be single tokens; templates need {text} and one mask', () => {
+test('label words must be single tokens; templates need {text} and one mask', { skip }, () => {
   assert.deepEqual(labelWordIds(tok, ['bad', 'good']), [tok.tokenToId('bad'), tok.tokenToId('good')]);
   assert.throws(() => labelWordIds(tok, ['terrible', 'good']), (e: unknown) => e instanceof GraftError && /"terrible".*"terr" "##ible"/.test(e.message));
   assert.throws(() => labelWordIds(tok, ['good']), GraftError);
@@ -111,7 +112,7 @@ async function directLogits(texts: string[], words: string[], maxLength: number,
 const close = (got: ArrayLike<number>[], want: number[][], what: string) =>
   want.forEach((r, i) => r.forEach((v, k) => assert.ok(Math.abs(got[i]![k]! - v) < 1e-3 * Math.max(1, Math.abs(v)), `${what}: text ${i}, class ${k}: ${got[i]![k]} vs ${v}`)));
 
-test('zero-shot logits equal the MLM head applied to the encoder state at [MASK]', async () => {
+test('zero-shot logits equal the MLM head applied to the encoder state at [MASK]', { skip }, async () => {
   const words = ['bad', 'good', 'great'];
   const c = promptClassifier(model, { template: TEMPLATE, labelWords: words });
   const texts = table.texts.slice(0, 5);
@@ -121,7 +122,7 @@ test('zero-shot logits equal the MLM head applied to the encoder state at [MASK]
   pr.forEach((r) => assert.ok(Math.abs(r.reduce((a, b) => a + b, 0) - 1) < 1e-5));
 });
 
-test('the MLM head applies the activation of config.json hidden_act; an unknown one is refused', async () => {
+test('the MLM head applies the activation of config.json hidden_act; an unknown one is refused', { skip }, async () => {
   const words = ['bad', 'good'];
   const texts = table.texts.slice(5, 8);
   const acts: [string, (v: number) => number][] = [
@@ -136,7 +137,7 @@ test('the MLM head applies the activation of config.json hidden_act; an unknown 
     (e: unknown) => e instanceof GraftError && /hidden_act "mish"/.test(e.message));
 });
 
-test('a few fine-tuning steps lower the loss on the label words', async () => {
+test('a few fine-tuning steps lower the loss on the label words', { skip }, async () => {
   const idx = [...table.y.map((v, i) => (v === 0 ? i : -1)).filter((i) => i >= 0).slice(0, 8), ...table.y.map((v, i) => (v === 1 ? i : -1)).filter((i) => i >= 0).slice(0, 8)];
   const texts = idx.map((i) => table.texts[i]!), y = idx.map((i) => table.y[i]!);
   const r = await finetunePrompt(model, texts, y, { template: TEMPLATE, labelWords: ['bad', 'good'], lr: 1e-4, epochs: 12, minSteps: 0, batchSize: 8, warmup: 0, maxLength: 32, warn: quiet });
@@ -151,7 +152,7 @@ test('a few fine-tuning steps lower the loss on the label words', async () => {
   await assert.rejects(() => finetunePrompt(model, [], [], { labelWords: ['bad', 'good'] }), (e: unknown) => e instanceof GraftError && /no training texts/.test(e.message));
 });
 
-test('a saved prompt classifier loads and predicts the probabilities of predictPromptProba', async () => {
+test('a saved prompt classifier loads and predicts the probabilities of predictPromptProba', { skip }, async () => {
   const idx = [0, 1].flatMap((c) => table.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0).slice(0, 8));
   const texts = idx.map((i) => table.texts[i]!), y = idx.map((i) => table.y[i]!);
   const template = '{text} . all in all , it was [MASK] .';

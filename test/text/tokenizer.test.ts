@@ -1,13 +1,14 @@
 /** Tokenizers: the real bert-mini WordPiece tokenizer, and tiny BPE / Unigram tokenizer.json files. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 import { loadTokenizer, TextTokenizer } from '../../src/text/tokenizer.js';
 import { loadModelFolder } from '../../src/text/model-folder.js';
 
 const BERT = () => asset('models/text/bert-mini-debian');
+const needsBert = needs('models/text/bert-mini-debian');
 
-test('WordPiece (bert-mini): special tokens, subwords, round trip', async () => {
+test('WordPiece (bert-mini): special tokens, subwords, round trip', { skip: needsBert }, async () => {
   const tok = await loadTokenizer(BERT());
   assert.equal(tok.vocabSize, 8192);
   assert.equal(tok.padId, 0);
@@ -22,7 +23,7 @@ test('WordPiece (bert-mini): special tokens, subwords, round trip', async () => 
   assert.equal(tok.decode([]), '', 'no ids (a row that ended at once) decode to the empty string');
 });
 
-test('encodeBatch: padding, masks, truncation warns naming the row', async () => {
+test('encodeBatch: padding, masks, truncation warns naming the row', { skip: needsBert }, async () => {
   const tok = await loadTokenizer(BERT());
   const warnings: string[] = [];
   const long = 'a very long review '.repeat(30);
@@ -49,7 +50,7 @@ test('encodeBatch: padding, masks, truncation warns naming the row', async () =>
   assert.throws(() => tok.encodeBatch([long], { maxLength: 12, truncation: false, source: 'x.csv' }), /x\.csv row 0.*longer than/);
 });
 
-test('model folder loads offline: config, tokenizer, graph', async () => {
+test('model folder loads offline: config, tokenizer, graph', { skip: needs('models/text/bert-mini-debian', 'models/text/gpt2-mini-debian') }, async () => {
   const m = await loadModelFolder(BERT());
   assert.equal(m.hiddenSize, 256);
   assert.equal(m.maxPositions, 128);

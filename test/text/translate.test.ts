@@ -10,9 +10,10 @@ import { buildSeq2Seq, reinitialize, seq2seqBatch, crossAttentionParams, type Se
 import { trainSeq2Seq, seq2seqLoss, readParallelJsonl, saveTranslationFolder, loadTranslator, translateTexts } from '../../src/text/translate.js';
 import { loadTokenizer } from '../../src/text/tokenizer.js';
 import { Rng } from '../../src/util/random.js';
-import { asset } from '../helpers/assets.js';
+import { asset, needs } from '../helpers/assets.js';
 
 const T = { start: 3, eos: 3, pad: 0 };
+const skip = needs('models/text/bert-mini-debian', 'models/text/gpt2-mini-debian', 'datasets/debian-translations/debian-descriptions-en-de.jsonl.gz');
 
 async function setup() {
   const bertDir = asset('models/text/bert-mini-debian');
@@ -32,7 +33,7 @@ async function setup() {
   return { enc, dec, tok, pairs, bertDir };
 }
 
-test('seq2seq graph: with cross-attention output zeroed the decoder is exactly GPT-2-mini; encoder padding is masked', async () => {
+test('seq2seq graph: with cross-attention output zeroed the decoder is exactly GPT-2-mini; encoder padding is masked', { skip }, async () => {
   const { enc, dec, pairs } = await setup();
   const g = buildSeq2Seq(enc, dec, { seed: 3 });
   assert.equal(crossAttentionParams(g).length, 4 * 10);
@@ -55,7 +56,7 @@ test('seq2seq graph: with cross-attention output zeroed the decoder is exactly G
   await s1.release(); await s2.release(); await full.release();
 });
 
-test('cross-attention gradients match finite differences', async () => {
+test('cross-attention gradients match finite differences', { skip }, async () => {
   const { enc, dec, pairs } = await setup();
   const g = buildSeq2Seq(enc, dec, { seed: 3, initStd: 0.2 });
   const f = seq2seqBatch(pairs.slice(0, 2), T);
@@ -65,7 +66,7 @@ test('cross-attention gradients match finite differences', async () => {
   assert.ok(r.worst < 1e-4, JSON.stringify(r.entries));
 });
 
-test('warm-started encoder-decoder beats the same graph from random init after the same steps (held-out loss); folder round trip', async () => {
+test('warm-started encoder-decoder beats the same graph from random init after the same steps (held-out loss); folder round trip', { skip }, async () => {
   const { enc, dec, pairs, tok, bertDir } = await setup();
   const test = pairs.slice(0, 48), train = pairs.slice(48, 48 + 400);
   const warm = buildSeq2Seq(enc, dec, { seed: 1 });
