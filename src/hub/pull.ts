@@ -164,6 +164,7 @@ export async function pull(repo: string, o: PullOptions = {}): Promise<PullResul
     throw hubFailure(e, target, client.state.errorCode);
   }
 
+  listed.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const wanted = listed.filter((f) => matchesAny(f.path, include));
   if (wanted.length === 0)
     throw new GraftError(
