@@ -70,11 +70,13 @@ function source(input: string | Uint8Array): sharp.Sharp {
 }
 
 /** Decode and fit an image to the preprocessing's size and channels: H × W × C uint8. */
-export async function loadPixels(input: string | Uint8Array, p: Pick<ImagePreprocess, 'width' | 'height' | 'channels' | 'resize'>): Promise<RawImage> {
+export async function loadPixels(input: string | Uint8Array, p: Pick<ImagePreprocess, 'width' | 'height' | 'channels' | 'resize' | 'fit' | 'resample'>): Promise<RawImage> {
   const label = typeof input === 'string' ? input : 'image';
   try {
     let img = source(input).removeAlpha();
-    img = img.resize(p.width, p.height, p.resize === 'center-crop' ? { fit: 'cover', position: 'centre' } : { fit: 'fill' });
+    const kernel = p.resample ? KERNELS[p.resample] : undefined;
+    if (p.fit) img = await fitAndCrop(img, p, kernel);
+    else img = img.resize(p.width, p.height, { ...(p.resize === 'center-crop' ? { fit: 'cover', position: 'centre' } : { fit: 'fill' }), ...(kernel ? { kernel } : {}) });
     img = p.channels === 1 ? img.grayscale() : img.toColourspace('srgb');
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
     if (info.width !== p.width || info.height !== p.height || info.channels !== p.channels)
@@ -84,6 +86,34 @@ export async function loadPixels(input: string | Uint8Array, p: Pick<ImagePrepro
     if (e instanceof GraftError) throw e;
     throw new GraftError(`${label}: cannot read the image: ${(e as Error).message}`);
   }
+}
+
+const KERNELS = { nearest: 'nearest', bilinear: 'linear', bicubic: 'cubic', lanczos: 'lanczos3' } as const;
+
+/**
+ * Transformers.js's resize then centre crop: the resized size follows its rule for a shortest edge
+ * (scale = max(s/w, s/h), each side floored after rounding to 2 decimals); the crop offsets are
+ * floored, and a crop larger than the image pads with black.
+ */
+async function fitAndCrop(img: sharp.Sharp, p: Pick<ImagePreprocess, 'width' | 'height' | 'resize' | 'fit'>, kernel: keyof sharp.KernelEnum | undefined): Promise<sharp.Sharp> {
+  const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+  const fit = p.fit!;
+  let w: number, h: number;
+  if ('shortestEdge' in fit) {
+    const s = Math.max(fit.shortestEdge / info.width, fit.shortestEdge / info.height);
+    w = Math.floor(Number((info.width * s).toFixed(2)));
+    h = Math.floor(Number((info.height * s).toFixed(2)));
+  } else ({ width: w, height: h } = fit);
+  let out = sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
+  if (w !== info.width || h !== info.height) out = sharp(await out.resize(w, h, { fit: 'fill', ...(kernel ? { kernel } : {}) }).raw().toBuffer(), { raw: { width: w, height: h, channels: info.channels } });
+  if (p.resize !== 'center-crop' || (w === p.width && h === p.height)) return w === p.width && h === p.height ? out : out.resize(p.width, p.height, { fit: 'fill' });
+  const padX = Math.max(0, p.width - w), padY = Math.max(0, p.height - h);
+  if (padX || padY) {
+    const left = Math.floor(padX / 2), top = Math.floor(padY / 2);
+    out = sharp(await out.extend({ left, right: padX - left, top, bottom: padY - top, background: { r: 0, g: 0, b: 0 } }).raw().toBuffer(), { raw: { width: w + padX, height: h + padY, channels: info.channels } });
+  }
+  const cw = w + padX, ch = h + padY;
+  return out.extract({ left: Math.floor((cw - p.width) / 2), top: Math.floor((ch - p.height) / 2), width: p.width, height: p.height });
 }
 
 /** Pixels (H × W × C uint8) → C × H × W floats, value = (pixel/255 − mean[c]) / std[c], channels in the model's order. */

@@ -11,6 +11,7 @@
 import type { Graph } from '../graph/graph.js';
 import type { Tensor } from '../graph/tensor.js';
 import { loadModel } from '../formats/load.js';
+import { assertTrainableWeights } from '../formats/hf-folder.js';
 import { makeBatchDynamic } from '../graph/rewrites.js';
 import type { LabelledImages } from '../data/labelled-images.js';
 import { stratifiedSplit } from '../data/splits.js';
@@ -96,6 +97,7 @@ interface PreparedImages {
 /** Split, cut, and cache the activations of train (K views), validation and test images. */
 async function prepareImages(model: Graph | string, data: LabelledImages, o: ImageFinetuneOptions): Promise<PreparedImages> {
   const g = makeBatchDynamic(typeof model === 'string' ? loadModel(model) : model);
+  assertTrainableWeights(g); // before caching activations: quantized-only weights cannot be fine-tuned
   const K = data.classes.length;
   if (K < 2) throw new GraftError(`the dataset has ${K} class; at least two are needed`);
   const seed = o.seed ?? 0;

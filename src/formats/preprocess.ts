@@ -17,6 +17,14 @@ export interface ImagePreprocess {
   std: number[];
   /** How the image is fitted to width × height: 'stretch' (resize both axes) or 'center-crop' (shorter side, then crop). */
   resize: 'stretch' | 'center-crop';
+  /**
+   * Transformers.js-style fitting (from a preprocessor_config.json), when set: first resize to
+   * `width`×`height` here (both axes) or so the shorter side is `shortestEdge` (aspect kept), then,
+   * with resize 'center-crop', cut the centre width × height (black padding where smaller).
+   */
+  fit?: { shortestEdge: number } | { width: number; height: number };
+  /** Resampling kernel for the resize (default: sharp's lanczos3). */
+  resample?: 'nearest' | 'bilinear' | 'bicubic' | 'lanczos';
   /** Where the values came from: 'file' when the model file says so, 'flag' when given by the user, 'default' otherwise. */
   source: 'file' | 'flag' | 'default';
 }

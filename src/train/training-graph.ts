@@ -14,6 +14,7 @@ import { foldFrozenBatchNorm } from './fold-bn.js';
 import { Builder } from '../graph/builder.js';
 import type { Feeds, RuntimeOptions } from '../runtime/session.js';
 import { GraftError } from '../util/errors.js';
+import { assertTrainableWeights } from '../formats/hf-folder.js';
 
 /** What trains: everything, parameters whose names match, everything after a cut value/node, or a list. */
 export type TrainableSpec = 'all' | { pattern: string | RegExp } | { after: string } | { names: string[] };
@@ -118,6 +119,7 @@ export function selectTrainable(g: Graph, spec: TrainableSpec = 'all'): string[]
 }
 
 export async function compileTraining(model: Graph, opts: TrainingOptions = {}): Promise<TrainingGraph> {
+  assertTrainableWeights(model);
   const base = upgradeOpset(model);
   const g = base.clone();
   const output = opts.output ?? g.outputs[0]?.name;
