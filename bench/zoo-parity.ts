@@ -132,7 +132,7 @@ function run(cmd: string, args: string[], inherit = false): { rc: number; stdout
   return { rc: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '', seconds: (performance.now() - t0) / 1000 };
 }
 
-const graft = (args: string[]) => run(process.execPath, [join(ROOT, 'bin/graft.js'), ...args]);
+const graft = (args: string[]) => run(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args]);
 const lastLine = (s: string) => s.trim().split('\n').filter((l) => !/^\s*at /.test(l)).slice(-3).join(' | ');
 
 function floats(t: Tensor): Float32Array | Float64Array {

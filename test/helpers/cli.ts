@@ -1,4 +1,7 @@
-/** Run the `graft` command line as a user would: a child process of bin/graft.js. */
+/**
+ * Run the `graft` command line as a user would: a child process. It runs the TypeScript sources
+ * (`node --import tsx src/cli/main.ts`, as `npm run graft` does), never a possibly stale dist/ build.
+ */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,7 +10,10 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-export const graft = (args: string[]) => run(process.execPath, ['bin/graft.js', ...args], { maxBuffer: 1 << 24 });
+/** node's arguments that start the CLI from the sources. */
+export const GRAFT_CLI = ['--import', 'tsx', 'src/cli/main.ts'];
+
+export const graft = (args: string[]) => run(process.execPath, [...GRAFT_CLI, ...args], { maxBuffer: 1 << 24 });
 
 /** Run a command that must fail; returns its exit code and output. */
 export async function graftFails(args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
@@ -24,7 +30,7 @@ export async function graftFails(args: string[]): Promise<{ code: number; stderr
  * exists in `checkpointDir`: a real crash mid-run, for resume tests.
  */
 export async function graftKilledAtFirstCheckpoint(args: string[], checkpointDir: string): Promise<void> {
-  const child = spawn(process.execPath, ['bin/graft.js', ...args], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [...GRAFT_CLI, ...args], { stdio: 'ignore' });
   const exited = new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_code, sig) => res(sig)));
   const t0 = Date.now();
   while (!existsSync(join(checkpointDir, 'epoch-0001.json'))) {
