@@ -107,3 +107,6 @@ export { pull, pullUrl, cachedSnapshot, type PullOptions, type PullResult, type 
 export { resolveModelRef, parseHfRef, pullCatalogEntry, type ResolveOptions } from './hub/resolve.js';
 export { hubCacheDir, hubEndpoint, hubOffline, repoCacheDir } from './hub/cache.js';
 export { MODEL_FILES } from './hub/glob.js';
+export { CATALOG, findCatalogEntry, catalogNames, type CatalogEntry, type CatalogSource } from './hub/catalog.js';
+// Transformers.js-layout model folders: preprocessing from preprocessor_config.json, fp32 chosen over quantized variants.
+export { preprocessFromHfConfig, labelsFromHfConfig, chooseFolderOnnx, assertTrainableWeights } from './formats/hf-folder.js';
