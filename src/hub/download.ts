@@ -82,7 +82,9 @@ export async function downloadBlob(dest: string, spec: BlobSpec, o: DownloadOpti
     };
     let res: Response;
     try {
-      res = await fetch(spec.url, { headers: { ...o.headers, ...(have > 0 ? { Range: `bytes=${have}-` } : {}) }, signal: ctrl.signal });
+      // identity: the bytes on the wire are the file's, so a Range continues them (as huggingface_hub asks).
+      const headers = { ...o.headers, 'Accept-Encoding': 'identity', ...(have > 0 ? { Range: `bytes=${have}-` } : {}) };
+      res = await fetch(spec.url, { headers, signal: ctrl.signal });
     } catch (e) {
       clearTimeout(timer);
       throw unreachable(o.target.endpoint, ctrl.signal.aborted ? 'TIMEOUT' : (networkCode(e) ?? String((e as Error).message)), o.target.notHub);
@@ -135,7 +137,7 @@ export async function downloadBlob(dest: string, spec: BlobSpec, o: DownloadOpti
         await rm(partial, { force: true });
         throw e;
       }
-      const why = ctrl.signal.aborted ? `no data for ${Math.round(idleMs / 1000)} s` : (networkCode(e) ?? (e as Error).message);
+      const why = ctrl.signal.aborted ? `no data for ${idleMs >= 1000 ? `${Math.round(idleMs / 1000)} s` : `${idleMs} ms`}` : (networkCode(e) ?? (e as Error).message);
       throw new GraftError(
         `download of ${name} interrupted after ${fmtBytes(have)} of ${fmtBytes(spec.size)} (${why})`,
         'run the same command again: the download resumes where it stopped',

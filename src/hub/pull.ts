@@ -215,7 +215,7 @@ export async function pull(repo: string, o: PullOptions = {}): Promise<PullResul
     done += f.size - before;
     await linkSnapshotFile(repoDir, commit, f.path, f.etag);
   }
-  o.onProgress?.({ file: 'done', done: total, total, fetched });
+  o.onProgress?.({ file: repo, done: total, total, fetched });
   // Last: the ref. Until it is written, the revision name does not lead to this snapshot.
   await writeRef(repoDir, revision, commit);
   return { repo, revision, commit, path: snapshotDir(repoDir, commit), files: wanted.map((f) => ({ path: f.path, size: f.size })), fetched, fromCache: false };

@@ -3,8 +3,8 @@
  * (GET /api/models/{repo}/revision/{rev}, GET /api/models/{repo}/tree/{rev}[/{path}],
  * GET|HEAD /{repo}/resolve/{rev}/{path}) with the hub's headers (ETag, X-Repo-Commit, X-Linked-Etag,
  * X-Linked-Size, Content-Length, Accept-Ranges; Range → 206 + Content-Range; X-Error-Code on errors;
- * 401 for a private repository without the token). Faults on demand: drop a download half way, flip a
- * byte, hide a file. Every request is logged with the body bytes it was sent.
+ * 401 for a private repository without the token). Faults on demand: drop or stall a download half way,
+ * flip a byte, hide a file. Every request is logged with the body bytes it was sent.
  * Also `tinyModelRepo()`: a Transformers.js-layout model folder (a real ONNX network written by Graft).
  */
 import { createHash } from 'node:crypto';
@@ -62,6 +62,8 @@ export interface HubServer {
   etag(repo: string, path: string): string;
   /** The next download of this file sends only its first `bytes` bytes, then drops the connection. */
   dropAfter(repo: string, path: string, bytes: number): void;
+  /** The next download of this file sends its first `bytes` bytes, then nothing more (the connection stays open). */
+  stallAfter(repo: string, path: string, bytes: number): void;
   /** Downloads of this file have the byte at `index` flipped (until clearFaults). */
   corrupt(repo: string, path: string, index?: number): void;
   /** Downloads of this file answer 404 EntryNotFound, though the tree lists it (until clearFaults). */
@@ -96,6 +98,7 @@ export async function startHubServer(specs: HubRepoSpec[], opts: { token?: strin
   const repos = new Map(specs.map((s) => [s.id, store(s)]));
   const requests: RequestLog[] = [];
   const drops = new Map<string, number>();
+  const stalls = new Map<string, number>();
   const corrupted = new Map<string, number>();
   const hidden = new Set<string>();
 
@@ -220,6 +223,14 @@ export async function startHubServer(specs: HubRepoSpec[], opts: { token?: strin
         res.write(part, () => setTimeout(() => res.socket?.destroy(), 30));
         return;
       }
+      const stall = stalls.get(key);
+      if (stall !== undefined) {
+        stalls.delete(key);
+        const part = body.subarray(0, Math.max(0, stall - start));
+        log.bodyBytes = part.length;
+        res.write(part);
+        return;
+      }
       log.bodyBytes = body.length;
       return res.end(body);
     }
@@ -242,10 +253,12 @@ export async function startHubServer(specs: HubRepoSpec[], opts: { token?: strin
       return f.lfs ? f.sha256 : f.oid;
     },
     dropAfter: (repo, path, bytes) => void drops.set(`${repo}/${path}`, bytes),
+    stallAfter: (repo, path, bytes) => void stalls.set(`${repo}/${path}`, bytes),
     corrupt: (repo, path, index = 0) => void corrupted.set(`${repo}/${path}`, index),
     hide: (repo, path) => void hidden.add(`${repo}/${path}`),
     clearFaults: () => {
       drops.clear();
+      stalls.clear();
       corrupted.clear();
       hidden.clear();
     },

@@ -143,6 +143,18 @@ test('an interrupted download resumes with Range and fetches only the rest; noth
   assert.equal(readFileSync(join(repoDir, 'refs', 'main'), 'utf8'), hub.commit(REPO));
 });
 
+test('a download that stalls times out, keeps its bytes, and resumes', async () => {
+  const cache = freshCache();
+  const third = Math.floor(modelBytes.length / 3);
+  hub.stallAfter(REPO, 'onnx/model.onnx', third);
+  const t0 = Date.now();
+  await rejects(pull(REPO, opts(cache, { timeoutMs: 400 })), /download of onnx\/model\.onnx interrupted after .* \(no data for 400 ms\)/, /resumes/);
+  assert.ok(Date.now() - t0 < 4000, 'gave up soon after the data stopped');
+  const r = await pull(REPO, opts(cache));
+  assert.equal(r.fetched, modelBytes.length - third);
+  assert.deepEqual(readFileSync(join(r.path, 'onnx/model.onnx')), modelBytes);
+});
+
 test('a corrupted byte is detected (sha256 for LFS files, git sha1 for small files): the download is deleted and the error says so', async () => {
   const cache = freshCache();
   const repoDir = repoCacheDir(REPO, cache);
