@@ -3,15 +3,18 @@
  * or a folder holding one of them. Folders in the Transformers.js layout (onnx/model.onnx beside
  * quantized variants, config.json, preprocessor_config.json) load as they are: the full-precision
  * file is chosen, and the folder's preprocessing and class names are recorded on the graph
- * (src/formats/hf-folder.ts). The same happens for an .onnx file given inside such a folder.
+ * (src/formats/hf-folder.ts). The same happens for an .onnx file given inside such a folder. A plain
+ * catalog file (src/hub/catalog.ts) gets the preprocessing its catalog entry states.
  */
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import { readOnnx } from './onnx.js';
 import { readTflite } from './tflite.js';
 import { readTfjs } from './tfjs.js';
 import { applyFolderMetadata, chooseFolderOnnx, folderOfOnnx, FP32_FILES, type QuantizedMark } from './hf-folder.js';
+import { getPreprocess, setPreprocess } from './preprocess.js';
+import { catalogEntryForFile } from '../hub/catalog.js';
 import { GraftError } from '../util/errors.js';
 
 const OTHER_FOLDER_FILES = ['model.json', 'model.min.js'];
@@ -49,6 +52,9 @@ export function loadModel(path: string): Graph {
   if (lower.endsWith('.onnx')) {
     const g = readOnnx(r.file);
     if (r.dir) applyFolderMetadata(g, r.dir, r.quantized);
+    // a catalog file (e.g. mobilenetv2-12.onnx from the ONNX Model Zoo) gets the preprocessing its publisher states
+    const entry = catalogEntryForFile(basename(r.file));
+    if (entry?.imagePreprocess && !getPreprocess(g)) setPreprocess(g, entry.imagePreprocess);
     return g;
   }
   if (lower.endsWith('.tflite')) return readTflite(r.file);

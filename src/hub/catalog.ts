@@ -9,6 +9,8 @@
  * as the ETag) when they are pulled; `approxSize` is the rounded size the hub's file page shows.
  */
 
+import type { ImagePreprocess } from '../formats/preprocess.js';
+
 /** Where an entry's files come from. */
 export type CatalogSource =
   /** A Hugging Face hub repository; `include` are the globs pulled when the entry is used as a model. */
@@ -33,6 +35,11 @@ export interface CatalogEntry {
   preprocessing: string;
   /** Anything a user should know before relying on the entry (limits, what was not verified). */
   notes?: string;
+  /**
+   * Plain-file image models: the preprocessing recorded on the graph when the file is loaded (hub
+   * entries bring theirs in preprocessor_config.json). Absent where the publisher does not state it.
+   */
+  imagePreprocess?: ImagePreprocess;
 }
 
 /** The ONNX Model Zoo at the commit whose ONNX_HUB_MANIFEST.json gave the sha256s and sizes below. */
@@ -55,6 +62,11 @@ function zoo(o: { name: string; description: string; path: string; sha256: strin
     files: [{ path: file, size: o.size }],
     input: '1×3×224×224 float32 (NCHW)',
     preprocessing: IMAGENET_CROP,
+    imagePreprocess: {
+      layout: 'NCHW', width: 224, height: 224, channels: 3, channelOrder: 'RGB',
+      mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225],
+      resize: 'center-crop', fit: { shortestEdge: 256 }, resample: 'bilinear', source: 'file',
+    },
     ...(o.notes ? { notes: o.notes } : {}),
   };
 }
@@ -180,6 +192,11 @@ export const CATALOG: readonly CatalogEntry[] = [
     notes: 'Transformers.js ships GPT-2 as onnx/decoder_model.onnx (no past key/values), not onnx/model.onnx',
   },
 ];
+
+/** The plain-file catalog entry whose file has this name (e.g. `mobilenetv2-12.onnx`), if any. */
+export function catalogEntryForFile(fileName: string): CatalogEntry | undefined {
+  return CATALOG.find((e) => e.source.kind === 'url' && e.source.file === fileName);
+}
 
 export function findCatalogEntry(name: string): CatalogEntry | undefined {
   return CATALOG.find((e) => e.name === name);

@@ -63,3 +63,20 @@ test('graft models NAME shows one entry in full; an unknown name is an error lis
   assert.match(r.stderr, /no model named "resnet-5O" in the catalog/);
   for (const n of CATALOG.map((x) => x.name)) assert.ok(r.stderr.includes(n), `the error lists ${n}`);
 });
+
+test('a plain catalog file loads with the preprocessing its entry states (ONNX Model Zoo: 256 → crop 224, ImageNet mean/std)', async () => {
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { writeOnnx } = await import('../../src/formats/onnx.js');
+  const { loadModel } = await import('../../src/formats/load.js');
+  const { getPreprocess } = await import('../../src/formats/preprocess.js');
+  const { smallCnn } = await import('../../src/heads/scratch-cnn.js');
+  const file = join(mkdtempSync(join(tmpdir(), 'graft-cat-')), 'mobilenetv2-12.onnx');
+  writeOnnx(smallCnn({ channels: 3, size: 8, classes: 2 }), file);
+  const pre = getPreprocess(loadModel(file))!;
+  assert.deepEqual([pre.width, pre.height, pre.resize, pre.fit, pre.mean, pre.std], [224, 224, 'center-crop', { shortestEdge: 256 }, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]]);
+  const other = join(mkdtempSync(join(tmpdir(), 'graft-cat-')), 'other.onnx');
+  writeOnnx(smallCnn({ channels: 3, size: 8, classes: 2 }), other);
+  assert.equal(getPreprocess(loadModel(other)), undefined);
+});
