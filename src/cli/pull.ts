@@ -44,11 +44,12 @@ export async function pullCommand(id: string, o: { revision?: string; include?: 
 
 /** Options and arguments that name a model, rewritten by resolveCommandModels. */
 const MODEL_OPTIONS = ['model', 'encoder', 'decoder'];
+const modelArgument = (command: string, arg: string) => arg === 'model' || (command === 'convert' && arg === 'input');
 
 /**
- * A preAction hook: every model option (--model, --encoder, --decoder) and `<model>` argument whose
- * value is `hf:…` or a catalog name (and not an existing path) becomes its cached snapshot path,
- * downloading what is missing (progress on stderr, quiet with --json).
+ * A preAction hook: every model option (--model, --encoder, --decoder) and `<model>` argument
+ * (convert's `<input>`) whose value is `hf:…` or a catalog name (and not an existing path) becomes its
+ * cached snapshot path, downloading what is missing (progress on stderr, quiet with --json).
  */
 export async function resolveCommandModels(_program: Command, cmd: Command): Promise<void> {
   const opts = cmd.opts() as Record<string, unknown>;
@@ -67,6 +68,6 @@ export async function resolveCommandModels(_program: Command, cmd: Command): Pro
   }
   for (const [i, a] of cmd.registeredArguments.entries()) {
     const v = cmd.processedArgs[i];
-    if (a.name() === 'model' && typeof v === 'string' && isHubModelRef(v)) cmd.processedArgs[i] = await resolve(v);
+    if (modelArgument(cmd.name(), a.name()) && typeof v === 'string' && isHubModelRef(v)) cmd.processedArgs[i] = await resolve(v);
   }
 }
