@@ -1,3 +1,4 @@
+/** `graft check`: operators and gradient rules of a model, and a finite-difference check of its gradients. */
 import { loadModel } from '../formats/load.js';
 import { checkModel } from '../autodiff/check-model.js';
 import { int } from './parse.js';
@@ -15,11 +16,15 @@ export async function checkCommand(model: string, o: { json?: boolean; params: s
     process.stdout.write('\n');
     if (r.missing.length) process.stdout.write(`missing gradient rules: ${r.missing.join(', ')}\n`);
     else process.stdout.write('every operator has a gradient rule\n');
+    process.stdout.write(`probe loss over: ${r.outputs.used.map((u) => `${u.name} (${u.dtype})`).join(', ') || 'no output'}\n`);
+    for (const s of r.outputs.skipped) process.stdout.write(`  skipped output ${s.name} (${s.dtype}): ${s.reason}\n`);
     if (r.gradcheck) {
       for (const e of r.gradcheck.entries)
-        process.stdout.write(`finite differences  ${e.name}: ${e.checked} elements, max relative error ${e.maxRelError.toExponential(2)}\n`);
-      process.stdout.write(`worst relative error: ${r.gradcheck.worst.toExponential(2)} (${r.precision} finite differences)\n`);
+        process.stdout.write(`finite differences  ${e.name}: ${e.checked} directions, max relative error ${e.maxRelError.toExponential(2)}\n`);
+      const f32 = r.gradcheck.float32Ops.length ? `; in float32: ${r.gradcheck.float32Ops.join(', ')}` : '';
+      process.stdout.write(`worst relative error: ${r.gradcheck.worst.toExponential(2)} (${r.precision} finite differences${f32}; tolerance ${r.gradcheck.tolerance})\n`);
+      process.stdout.write(r.gradcheck.passed ? 'gradients agree with finite differences\n' : 'GRADIENT MISMATCH: a gradient rule on this model is wrong\n');
     }
   }
-  if (r.missing.length) process.exitCode = 1;
+  if (r.missing.length || (r.gradcheck && !r.gradcheck.passed)) process.exitCode = 1;
 }

@@ -19,7 +19,13 @@ export const activation: Record<string, GradRule> = {
   Clip: (c) => {
     const b = c.b;
     if (!c.x(1) && !c.x(2) && !c.node.attrs['min'] && !c.node.attrs['max']) return [c.dy(0)];
-    if (b.opset >= 11) return [gate(c, b.op('Equal', [c.x(0), c.y(0)]))];
+    if (b.opset >= 11) {
+      const inside = b.op('Equal', [c.x(0), c.y(0)]);
+      // the bounds (inputs, opset 11) take the gradient where they clipped: dmin = Σ dy·[x < min], dmax = Σ dy·[x > max]
+      const bound = (i: number, cmp: 'Less' | 'Greater') =>
+        c.needs(i) ? c.unbroadcast(gate(c, b.op('And', [b.op('Not', [inside]), b.op(cmp, [c.x(0), c.x(i)])])), c.x(i)) : null;
+      return [gate(c, inside), bound(1, 'Less'), bound(2, 'Greater')];
+    }
     // Equal has no float kernel before opset 11: compare with the bounds (Clip-6 attributes).
     const lo = b.op('Greater', [c.x(0), b.f32(attrFloat(c.node, 'min', -3.4e38))]);
     const hi = b.op('Less', [c.x(0), b.f32(attrFloat(c.node, 'max', 3.4e38))]);

@@ -45,6 +45,16 @@ function invCount(c: GradCtx, x: string, C: number): string {
   return b.op('Reciprocal', [b.div(n, b.f32(C))]);
 }
 
+/** 1/N for the N values of x that axes cover (static when those dims are). */
+function invCountOver(c: GradCtx, x: string, axes: number[]): string {
+  const b = c.b;
+  const dims = c.shape(x).dims;
+  const sel = axes.map((a) => dims[a]);
+  if (sel.every((d) => d !== null)) return b.f32(1 / (sel as number[]).reduce((p, q) => p * q, 1));
+  const n = b.reduce('ReduceProd', b.op('Gather', [b.shapeOf(x), b.i64(axes)]), [0], false);
+  return b.op('Reciprocal', [b.op('Cast', [n], { to: { type: 'int', value: 1 } })]);
+}
+
 /**
  * BatchNormalization with batch statistics, in per-channel coefficient form. With d = x − mean, the
  * sums S = Σdy and T = Σdy·d (over all axes but 1) and a = scale·rstd,
@@ -82,7 +92,17 @@ function batchStatsBackward(c: GradCtx, x: string, scale: string, dy: string, r:
     const affine = b.op('BatchNormalization', [d, flat(beta), flat(gamma), zeros, ones], { epsilon: { type: 'float', value: 0 } });
     dx = b.add(b.mul(dy, a), affine);
   }
-  return [dx, c.needs(1) ? flat(dxhat) : null, c.needs(2) ? flat(S) : null, null, null];
+  // running_mean = m·input_mean + (1 − m)·mean, running_var = m·input_var + (1 − m)·var (population variance)
+  const [dRM, dRV] = [c.dy(1), c.dy(2)];
+  const m = attrFloat(c.node, 'momentum', 0.9);
+  if (dx && (dRM || dRV)) {
+    const terms: string[] = [];
+    if (dRM) terms.push(perChannel(c, dRM, r));
+    if (dRV) terms.push(b.mul(b.mul(perChannel(c, dRV, r), b.f32(2)), d));
+    dx = b.add(dx, b.mul(b.sum(terms), b.mul(invM, b.f32(1 - m))));
+  }
+  const dIn = (dR: string | null, i: number) => (c.needs(i) && dR ? b.mul(dR, b.f32(m)) : null);
+  return [dx, c.needs(1) ? flat(dxhat) : null, c.needs(2) ? flat(S) : null, dIn(dRM, 3), dIn(dRV, 4)];
 }
 
 export const norm: Record<string, GradRule> = {
@@ -92,7 +112,7 @@ export const norm: Record<string, GradRule> = {
   BatchNormalization: (c) => {
     const b = c.b;
     const [x, scale] = [c.x(0), c.x(1)];
-    const dy = c.dy(0)!;
+    const dy = c.dyOrZeros(0);
     const r = c.rank(x);
     const eps = attrFloat(c.node, 'epsilon', 1e-5);
     const training = b.opset >= 14 && attrInt(c.node, 'training_mode', 0) === 1;
@@ -102,9 +122,16 @@ export const norm: Record<string, GradRule> = {
     // product for dx and one for dscale = rstd·(Σ dy·x − mean·Σ dy), never x̂ itself.
     const rstd = rsqrt(c, c.x(4), eps);
     if (c.needs(0)) dx = b.mul(dy, perChannel(c, b.mul(scale, rstd), r));
-    const sumDy = c.needs(1) || c.needs(2) ? sumPerChannel(c, dy, r) : '';
+    const sumDy = c.needs(1) || c.needs(2) || c.needs(3) || c.needs(4) ? sumPerChannel(c, dy, r) : '';
     const dscale = c.needs(1) ? b.mul(rstd, b.sub(sumPerChannel(c, b.mul(dy, x), r), b.mul(c.x(3), sumDy))) : null;
-    return [dx, dscale, c.needs(2) ? sumDy : null, null, null];
+    // frozen statistics as inputs (never trained, but differentiable): dmean = −scale·rstd·Σdy,
+    // dvar = −½·scale·rstd³·Σ dy·(x − mean)
+    const dmean = c.needs(3) ? b.neg(b.mul(b.mul(scale, rstd), sumDy || sumPerChannel(c, dy, r))) : null;
+    const dvar = c.needs(4)
+      ? b.mul(b.mul(b.mul(scale, b.mul(rstd, b.mul(rstd, rstd))), b.f32(-0.5)),
+        b.sub(sumPerChannel(c, b.mul(dy, x), r), b.mul(c.x(3), sumDy || sumPerChannel(c, dy, r))))
+      : null;
+    return [dx, dscale, c.needs(2) ? sumDy : null, dmean, dvar];
   },
 
   // y = x̂·scale + bias over axes [axis, r): dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·scale;
@@ -112,13 +139,24 @@ export const norm: Record<string, GradRule> = {
   LayerNormalization: (c) => {
     const b = c.b;
     const x = c.x(0);
-    const dy = c.dy(0)!;
+    const dy = c.dyOrZeros(0);
     const r = c.rank(x);
     let axis = attrInt(c.node, 'axis', -1);
     if (axis < 0) axis += r;
     const axes = range(axis, r);
     const { xhat, rstd } = stats(c, x, axes, attrFloat(c.node, 'epsilon', 1e-5));
-    const dx = c.needs(0) ? normBackward(c, b.mul(dy, c.x(1)), xhat, rstd, axes) : null;
+    let dx = c.needs(0) ? normBackward(c, b.mul(dy, c.x(1)), xhat, rstd, axes) : null;
+    // the optional outputs Mean = mean(x) and InvStdDev = rstd: dx += (dMean − dInvStdDev·rstd²·x̂)/N
+    const [dMean, dInv] = [c.dy(1), c.dy(2)];
+    if (dx && (dMean || dInv)) {
+      const f = (v: string) => b.op('Cast', [v], { to: { type: 'int', value: ONNX_DTYPE.float32 } });
+      let extra = dMean ? f(dMean) : null;
+      if (dInv) {
+        const t = b.neg(b.mul(b.mul(f(dInv), b.mul(rstd, rstd)), xhat));
+        extra = extra ? b.add(extra, t) : t;
+      }
+      dx = b.add(dx, b.mul(extra!, invCountOver(c, x, axes)));
+    }
     const dscale = c.needs(1) ? c.unbroadcast(b.mul(dy, xhat), c.x(1)) : null;
     const dbias = c.needs(2) ? c.unbroadcast(dy, c.x(2)) : null;
     return [dx, dscale, dbias];

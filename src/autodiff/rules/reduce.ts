@@ -1,16 +1,15 @@
 /** Reductions: ReduceSum ReduceMean ReduceSumSquare ReduceMax ReduceMin ReduceL2 ReduceLogSumExp. */
 import { attrInt, attrInts } from '../../graph/graph.js';
-import { toNumbers } from '../../graph/tensor.js';
 import type { GradCtx, GradRule } from '../rule.js';
+import { constOf } from './shape.js';
 
 /** The reduced axes (normalized to be non-negative), from the axes input or attribute. */
 export function reduceAxes(c: GradCtx): number[] {
   const r = c.rank(c.x(0));
   let axes: number[] | undefined = attrInts(c.node, 'axes');
   if (c.x(1)) {
-    const t = c.b.graph.initializers.get(c.x(1));
-    if (!t) throw new Error(`${c.node.opType} axes input '${c.x(1)}' must be a constant to differentiate`);
-    axes = toNumbers(t);
+    axes = constOf(c, c.x(1));
+    if (!axes) throw new Error(`${c.node.opType} axes input '${c.x(1)}' must be a constant to differentiate`);
   }
   if (!axes || axes.length === 0) {
     if (attrInt(c.node, 'noop_with_empty_axes', 0)) return [];

@@ -14,7 +14,7 @@ const END = Number.MAX_SAFE_INTEGER;
 type Ints = number[] | string; // fixed values, or the name of an int64 1-D tensor
 
 /** Values of a constant input (an initializer or a Constant node's output), or undefined. */
-function constOf(c: GradCtx, name: string): number[] | undefined {
+export function constOf(c: GradCtx, name: string): number[] | undefined {
   if (!name) return undefined;
   const t = c.b.graph.initializers.get(name);
   if (t) return toNumbers(t);
@@ -80,7 +80,9 @@ function vec(c: GradCtx, parts: (number | string)[]): Ints {
 /** g reshaped to x's shape (a constant target when all of x's dims are fixed). */
 function reshapeLike(c: GradCtx, g: string, x: string): string {
   const dims = c.shape(x).dims;
-  return c.b.reshape(g, dims.every((d) => d != null && d > 0) ? (dims as number[]) : c.b.shapeOf(x));
+  if (dims.every((d) => d != null && d > 0)) return c.b.reshape(g, dims as number[]);
+  // a 0 in the shape means "copy that dim" unless allowzero (opset 14): x may really have a size-0 dim
+  return c.b.op('Reshape', [g, c.b.shapeOf(x)], c.b.opset >= 14 && dims.includes(0) ? { allowzero: A.i(1) } : {});
 }
 
 /** Slice in the opset's form (before opset 10 starts/ends/axes are attributes and must be fixed). */
