@@ -2,6 +2,7 @@
 /** `graft`: the command line. Each command parses its flags and calls the library; no logic lives here. */
 import { Command, Option } from 'commander';
 import { GraftError } from '../util/errors.js';
+import { availableDevices, checkDevice, requestedDevice } from '../runtime/device.js';
 import { NoGradientRule } from '../autodiff/rule.js';
 import { checkCommand } from './check.js';
 import { gradCommand } from './grad.js';
@@ -27,9 +28,14 @@ program
   .name('graft')
   .description('Transfer learning for Node.js: import pretrained models, compile ONNX training graphs, train with onnxruntime.')
   .option('--threads <n>', 'onnxruntime intra-op threads (default: GRAFT_THREADS or onnxruntime\'s choice)')
+  .option('--device <name>', `onnxruntime execution provider: ${availableDevices().join(', ')} (auto: CUDA when it starts, else the CPU with a warning; default: GRAFT_DEVICE or cpu)`)
   .hook('preAction', (cmd) => {
     const t = cmd.opts()['threads'];
     if (t) process.env['GRAFT_THREADS'] = String(t);
+    const d = cmd.opts()['device'];
+    const dev = requestedDevice(d === undefined ? undefined : String(d));
+    checkDevice(dev.device, dev.from); // an unknown name fails before any work
+    process.env['GRAFT_DEVICE'] = dev.device;
   })
   // hf:ORG/NAME[@REV] and catalog names given as models become cached snapshot paths, here only.
   .hook('preAction', resolveCommandModels);

@@ -1,9 +1,11 @@
 /**
  * onnxruntime-node, wrapped: sessions built from an in-memory Graph, typed feeds, thread settings,
- * and errors that name the input at fault instead of a native message.
+ * the execution provider (`device`: cpu, cuda, … or auto, checked once per process), and errors
+ * that name the input at fault, or the missing library, instead of a native message.
  */
 import * as ort from 'onnxruntime-node';
 import type { Graph } from '../graph/graph.js';
+import { resolveDevice } from './device.js';
 import { encodeOnnx } from '../formats/onnx.js';
 import type { Tensor, TypedArray, DType } from '../graph/tensor.js';
 import { GraftError } from '../util/errors.js';
@@ -13,7 +15,13 @@ export interface RuntimeOptions {
   threads?: number;
   /** onnxruntime graph optimization level (default 'all'). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
-  /** Execution providers, default ['cpu']. */
+  /**
+   * Where to run: 'cpu', 'cuda', 'tensorrt', 'webgpu' (those onnxruntime-node lists on this
+   * platform), or 'auto' (CUDA when it starts, else the CPU with one warning). Default: GRAFT_DEVICE,
+   * else 'cpu'. A device that cannot start is a GraftError naming the missing library.
+   */
+  device?: string;
+  /** Execution providers exactly as onnxruntime takes them (overrides `device`; not checked first). */
   providers?: string[];
   /** onnxruntime session config entries, e.g. { 'session.set_denormal_as_zero': '1' }. */
   config?: Record<string, string>;
@@ -38,15 +46,25 @@ export function defaultThreads(): number | undefined {
   return n;
 }
 
-export function sessionOptions(opts: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
+/**
+ * onnxruntime session options. `providers` are the execution providers to use (default: opts.providers,
+ * else the CPU); use resolvedSessionOptions to honour opts.device / GRAFT_DEVICE.
+ */
+export function sessionOptions(opts: RuntimeOptions = {}, providers?: string[]): ort.InferenceSession.SessionOptions {
   const threads = opts.threads ?? defaultThreads();
   return {
-    executionProviders: opts.providers ?? ['cpu'],
+    executionProviders: opts.providers ?? providers ?? ['cpu'],
     graphOptimizationLevel: opts.optimization ?? 'all',
     ...(threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {}),
     logSeverityLevel: 3,
     ...(opts.config ? { extra: configExtra(opts.config) } : {}),
   };
+}
+
+/** sessionOptions with the execution providers of opts.device (else GRAFT_DEVICE), started and checked once per process. */
+export async function resolvedSessionOptions(opts: RuntimeOptions = {}): Promise<ort.InferenceSession.SessionOptions> {
+  if (opts.providers) return sessionOptions(opts);
+  return sessionOptions(opts, (await resolveDevice(opts.device)).providers);
 }
 
 export type Feeds = Record<string, Tensor>;
@@ -64,8 +82,9 @@ export class Session {
   }
 
   static async fromBytes(bytes: Uint8Array, opts: RuntimeOptions = {}, label = 'model'): Promise<Session> {
+    const options = await resolvedSessionOptions(opts);
     try {
-      return new Session(await ort.InferenceSession.create(bytes, sessionOptions(opts)), label);
+      return new Session(await ort.InferenceSession.create(bytes, options), label);
     } catch (e) {
       throw new GraftError(`onnxruntime could not load ${label}: ${cleanOrtMessage(e)}`);
     }
