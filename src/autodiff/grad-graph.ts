@@ -263,6 +263,7 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
   }
   // float64 where onnxruntime has double kernels: operators without one run in float32 between Casts.
   const f32Ops = new Set<string>();
+  const random = exposeRandomDraws(built.graph);
   let graph = built.graph;
   let gradSession: Session | undefined;
   for (let attempt = 0; !gradSession; attempt++) {
@@ -282,13 +283,24 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
       if (t.dtype === 'float32') base[k] = { dtype: 'float64', dims: t.dims, data: Float64Array.from(t.data as Float32Array) };
     }
   const res = await gradSession.run(pick(base, gradSession.inputNames));
-  // Loss-only session for finite differences.
+  // Loss-only session for finite differences, with the random draws of the gradient run held fixed.
   const lossGraph = graph.clone();
-  lossGraph.outputs = [{ name: loss }];
+  const held = holdRandomFixed(lossGraph, random, res, base);
+  lossGraph.outputs = [{ name: loss }, ...held.map(([y]) => ({ name: y }))];
   lossGraph.prune();
   const lossOpts = { ...opts, optimization: 'disabled' as const };
   const lossSession = await Session.fromGraph(lossGraph, lossOpts, `${g.name} (loss)`);
-  let evalLoss = async (f: Feeds) => Number((await lossSession.run(pick(f, lossSession.inputNames)))[loss]!.data[0]);
+  if (held.length) {
+    // the fixed-mask function must be the operator's own at the checked point: same outputs as the gradient run
+    const got = await lossSession.run(pick(base, lossSession.inputNames));
+    for (const [y, want] of held) {
+      const [u, v] = [toNumbers(got[y]!), toNumbers(want)];
+      const size = v.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+      if (u.some((x, i) => !(Math.abs(x - v[i]!) <= 1e-6 * size)))
+        throw new GraftError(`${g.name}: '${y}' with its random draws held fixed differs from onnxruntime's output: finite differences cannot check it`);
+    }
+  }
+  let evalLoss = async (f: Feeds) => Number((await lossSession.run(pick(f, lossSession.inputNames), [loss]))[loss]!.data[0]);
   let l0 = await evalLoss(base);
   if (!Number.isFinite(l0)) throw new GraftError(`the probe loss of ${g.name} is ${l0} at the checked point (an output is not finite): finite differences cannot check it`);
   if ((await evalLoss(base)) !== l0) {
@@ -362,6 +374,77 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
   await lossSession.release();
   const worst = Math.max(0, ...entries.map((e) => e.maxRelError));
   return { worst, entries, tolerance, passed: worst < tolerance, outputs: built.probe, float32Ops: [...f32Ops].sort() };
+}
+
+/** Operators whose outputs are random draws (besides Dropout in training mode, which draws its mask). */
+export const RANDOM_OPS: ReadonlySet<string> = new Set(['RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Bernoulli', 'Multinomial']);
+
+/** Whether a node draws random numbers when it runs (Dropout only with a training_mode input). */
+export function drawsRandom(n: Node): boolean {
+  return RANDOM_OPS.has(n.opType) || (n.opType === 'Dropout' && !!n.inputs[2]);
+}
+
+/**
+ * Make the random draws of a gradient graph observable: each training-mode Dropout gets a named mask
+ * output, and Dropout's result, its mask and every random generator's output become graph outputs.
+ * onnxruntime draws anew on every run (a `seed` attribute fixes only a session's sequence of draws),
+ * so the finite differences hold the draws of the gradient run fixed (see holdRandomFixed).
+ */
+function exposeRandomDraws(g: Graph): Node[] {
+  const nodes = g.nodes.filter(drawsRandom);
+  const names = g.allNames();
+  for (const n of nodes) {
+    if (n.opType === 'Dropout') {
+      while (n.outputs.length < 2) n.outputs.push('');
+      if (!n.outputs[1]) n.outputs[1] = g.uniqueName(`${n.name || 'dropout'}/mask`, names);
+    }
+    for (const o of n.outputs) if (o && !g.outputs.some((v) => v.name === o)) g.outputs.push({ name: o });
+  }
+  return nodes;
+}
+
+/**
+ * Replace the random nodes of `g` (a copy of the gradient graph, node for node) by the values one run
+ * (on `feeds`)
+ * drew: generators by constants, a training-mode Dropout by y = x · K with the constant K = mask ·
+ * 1/(1 − ratio) from that run's mask (the mask the rule used). Returns each replaced Dropout's result
+ * with the value the run gave, for the caller to confirm that the replacement computes onnxruntime's
+ * output at the checked point.
+ */
+function holdRandomFixed(g: Graph, random: Node[], run: Record<string, Tensor>, feeds: Feeds): [string, Tensor][] {
+  const byName = new Map(random.map((n) => [n.name, n]));
+  const check: [string, Tensor][] = [];
+  const names = g.allNames();
+  const nodes: Node[] = [];
+  for (const n of g.nodes) {
+    const src = byName.get(n.name);
+    if (!src) { nodes.push(n); continue; }
+    for (const o of n.outputs) if (o && o !== n.outputs[0]) g.initializers.set(o, run[o]!);
+    if (n.opType !== 'Dropout') { g.initializers.set(n.outputs[0]!, run[n.outputs[0]!]!); continue; }
+    const y = run[n.outputs[0]!]!;
+    const mask = run[n.outputs[1]!]!.data as Uint8Array;
+    // the scale: 1/(1 − ratio) in training mode, else 1, from a ratio and training_mode that are constants or fed
+    const value = (v: string | undefined, dflt: number): number | null => {
+      if (!v) return dflt;
+      const t = g.initializers.get(v) ?? feeds[v];
+      return t ? toNumbers(t)[0]! : null;
+    };
+    const ratio = value(n.inputs[1], 0.5);
+    const training = value(n.inputs[2], 0);
+    if (ratio == null || training == null) throw new GraftError(`Dropout '${n.name}': its ratio and training_mode must be constants for a finite-difference check`);
+    const scale = training ? 1 / (1 - ratio) : 1;
+    const k = Array.from(mask, (m) => (m ? scale : 0));
+    const K: Tensor = y.dtype === 'float64'
+      ? { dtype: 'float64', dims: [...y.dims], data: Float64Array.from(k) }
+      : { dtype: 'float32', dims: [...y.dims], data: Float32Array.from(k) };
+    if (y.dtype !== 'float32' && y.dtype !== 'float64') throw new GraftError(`Dropout '${n.name}' on ${y.dtype}: a finite-difference check needs float32 or float64`);
+    const kName = g.uniqueName(`${n.outputs[0]}/held_mask`, names);
+    g.initializers.set(kName, K);
+    nodes.push({ name: g.uniqueName(`${n.name}/held`, names), opType: 'Mul', domain: '', inputs: [n.inputs[0]!, kName], outputs: [n.outputs[0]!], attrs: {} });
+    check.push([n.outputs[0]!, y]);
+  }
+  g.nodes = nodes;
+  return check;
 }
 
 /** The feeds a graph takes as data inputs (its initializers keep their values). */

@@ -11,12 +11,6 @@ import { needs } from '../helpers/assets.js';
 import { DEBIAN_NODE_TESTS, listNodeTests, runNodeTest, samplePerOperator, testOperator } from '../../src/autodiff/conformance.js';
 import { decodeOnnx } from '../../src/formats/onnx.js';
 
-/**
- * Known failures, each with its reason. Training-mode Dropout: the gradient graph's Dropout draws a
- * different mask from the loss graph's (same seed, different graphs), so finite differences disagree.
- */
-const KNOWN = new Set(['test_training_dropout', 'test_training_dropout_default', 'test_training_dropout_default_mask', 'test_training_dropout_mask']);
-
 test('ONNX node tests: round trips are identical and gradient checks pass (2 per operator)', { skip: needs(DEBIAN_NODE_TESTS), timeout: 240_000 }, async () => {
   const tests = listNodeTests();
   const all = new Map(tests.map((t) => [t.name, t]));
@@ -28,7 +22,7 @@ test('ONNX node tests: round trips are identical and gradient checks pass (2 per
   for (const t of sample) cases.push(await runNodeTest(t, all, { samples: 4 }));
   const differs = cases.filter((c) => c.roundTrip === 'differs' || c.roundTrip === 'unreadable');
   assert.deepEqual(differs.map((c) => `${c.test}: ${c.detail}`), []);
-  const failed = cases.filter((c) => c.grad === 'failed' && !KNOWN.has(c.test));
+  const failed = cases.filter((c) => c.grad === 'failed');
   assert.deepEqual(failed.map((c) => `${c.test}: ${c.detail}`), []);
   // the run says something: most runnable models, and a good number of gradient checks
   assert.ok(cases.filter((c) => c.roundTrip === 'identical').length > 0.8 * cases.length, 'round trips');
