@@ -25,13 +25,15 @@ import { readOnnx, encodeOnnx } from '../src/formats/onnx.js';
 import { makeBatchDynamic } from '../src/graph/rewrites.js';
 import { attrInt, attrInts, type Graph, type Node } from '../src/graph/graph.js';
 import type { Tensor } from '../src/graph/tensor.js';
-import { Session, sessionOptions, toOrt, type Feeds, type RuntimeOptions } from '../src/runtime/session.js';
+import { Session, resolvedSessionOptions, toOrt, type Feeds, type RuntimeOptions } from '../src/runtime/session.js';
 import { Trainer } from '../src/train/trainer.js';
 import type { TrainingGraph } from '../src/train/training-graph.js';
 import { makeOptimizer, type OptimizerSpec } from '../src/optim/optimizer.js';
 import { RULES, hasRule } from '../src/autodiff/rules/index.js';
 import { NoGradientRule, type GradRule } from '../src/autodiff/rule.js';
 import { Rng } from '../src/util/random.js';
+import { resolveDevice, type ResolvedDevice } from '../src/runtime/device.js';
+import { GraftError } from '../src/util/errors.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
@@ -63,12 +65,15 @@ const HELP = `usage: npx tsx bench/train-step.ts [options]
   --profile-iters N   profiled steps after two warm-up steps (default 3)
   --python PATH       python with torch (default GRAFT_BENCH_PYTHON, else /usr/bin/python3)
   --out DIR           results, profiles (default .graft-cache/bench)
-  --models-dir DIR    exported ONNX models (default .graft-cache/bench/models)`;
+  --models-dir DIR    exported ONNX models (default .graft-cache/bench/models)
+  --device NAME       onnxruntime execution provider for Graft's sessions: cpu, cuda, tensorrt, webgpu, auto
+                      (default GRAFT_DEVICE, else cpu); one that cannot start stops the bench with the reason.
+                      PyTorch (d) runs on the CPU whatever this says (torch_train_step.py has no device option)`;
 
 interface Args {
   models: string[]; batch: number; size: number; iters: number; warmup: number; threads: number;
   bn: 'batch' | 'frozen'; fold: 'on' | 'off' | 'ab'; optimizer: 'adamw' | 'sgd'; opset: number; torch: boolean; profile: boolean; clock: 'wall' | 'cpu';
-  profileIters: number; python: string; out: string; modelsDir: string;
+  profileIters: number; python: string; out: string; modelsDir: string; device: string;
 }
 
 function parseCli(): Args {
@@ -91,6 +96,7 @@ function parseCli(): Args {
       python: { type: 'string', default: process.env['GRAFT_BENCH_PYTHON'] ?? '/usr/bin/python3' },
       out: { type: 'string', default: join(ROOT, '.graft-cache', 'bench') },
       'models-dir': { type: 'string' },
+      device: { type: 'string', default: process.env['GRAFT_DEVICE'] ?? 'cpu' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -116,7 +122,7 @@ function parseCli(): Args {
     threads: int('threads', values.threads ?? process.env['GRAFT_THREADS'] ?? '2', 1),
     bn: values.bn, fold: values.fold, optimizer: values.optimizer, opset: int('opset', values.opset, 13), torch: !values['no-torch'], clock: values.clock,
     profile: values.profile, profileIters: int('profile-iters', values['profile-iters'], 1), python: values.python,
-    out, modelsDir: resolve(values['models-dir'] ?? join(out, 'models')),
+    out, modelsDir: resolve(values['models-dir'] ?? join(out, 'models')), device: values.device,
   };
 }
 
@@ -475,7 +481,7 @@ interface OrtEvent {
 async function profiledSession(g: Graph, dir: string, stem: string, a: Args) {
   const started = Date.now();
   const sess = await ort.InferenceSession.create(encodeOnnx(g), {
-    ...sessionOptions({ threads: a.threads, optimization: 'all' }), enableProfiling: true, profileFilePrefix: join(dir, stem),
+    ...(await resolvedSessionOptions({ threads: a.threads, optimization: 'all' })), enableProfiling: true, profileFilePrefix: join(dir, stem),
   });
   /** Stop profiling; the kernel events of every run after the PROFILE_WARMUP first ones. */
   const finish = async () => {
@@ -634,12 +640,22 @@ function printProfile(model: string, p: ProfileSummary): void {
 async function main(): Promise<void> {
   const a = parseCli();
   process.env['GRAFT_THREADS'] = String(a.threads);
+  // every Graft session (inference, training graph, profiler) runs on this device
+  let device: ResolvedDevice;
+  try {
+    device = await resolveDevice(a.device);
+  } catch (e) {
+    if (e instanceof GraftError) fail(`--device ${a.device}: ${e.message}${e.hint ? `\n${e.hint}` : ''}`);
+    throw e;
+  }
+  process.env['GRAFT_DEVICE'] = a.device;
   cpuClock = a.clock === 'cpu';
   mkdirSync(a.out, { recursive: true });
   if (a.profile) recordGradientOrigins();
   console.log(`bench/train-step: ${a.models.join(', ')}, batch ${a.batch}, ${a.size}×${a.size}, ${a.threads} thread(s), ` +
     `BatchNorm ${a.bn}${a.bn === 'frozen' ? ` (fold ${a.fold})` : ''}, ${a.optimizer}, ${a.warmup} warm-up + ${a.iters} timed rounds, ${a.clock === 'cpu' ? 'CPU time' : 'wall clock'}, ` +
-    `onnxruntime-node ${ort.env.versions.common}`);
+    `onnxruntime-node ${ort.env.versions.common}, device ${device.device}${device.requested !== device.device ? ` (asked: ${device.requested})` : ''}` +
+    (device.device !== 'cpu' && a.torch ? '; PyTorch (d) runs on the CPU' : ''));
 
   const load = () => loadavg().map((v) => v.toFixed(2)).join(' ');
   const loadStart = load();
