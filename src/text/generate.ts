@@ -1,8 +1,10 @@
 /**
  * Text generation with a causal LM ONNX graph (input_ids, attention_mask → logits [batch, seq, vocab]):
  * greedy decoding or sampling with temperature, top-k and top-p (nucleus), seeded; a batch of prompts
- * per onnxruntime run, one session reused for every step, the full prefix re-run each step (no KV
- * cache), only each row's last-position logits leaving the graph, finished rows dropped from the batch.
+ * per onnxruntime run, only each row's last-position logits leaving the graph, finished rows dropped
+ * from the batch. By default each new token costs one position: the graph is rewritten into a
+ * key/value-cached step graph (kv-cache.ts), or a shipped cached decoder is used; `cache: false` (and a
+ * graph the rewrite does not recognize, with one warning) re-runs the full prefix each step.
  */
 import type { Graph } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
@@ -10,6 +12,7 @@ import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import type { TextTokenizer } from './tokenizer.js';
+import { KvDecoder, LM_INPUTS, type KvState } from './kv-cache.js';
 
 export interface SamplingOptions {
   /** 0 (or greedy) picks the most likely token; otherwise logits are divided by it before sampling (default 1). */
@@ -80,34 +83,63 @@ export function pickToken(logits: ArrayLike<number>, o: SamplingOptions, rng: Rn
   return idx[idx.length - 1]!;
 }
 
-/** A causal LM ready for generation: one session whose graph returns only the logits at each row's last position. */
+export interface CausalLmOptions {
+  /** Longest context (default 1024): longer prefixes keep their last maxPositions tokens. */
+  maxPositions?: number;
+  runtime?: RuntimeOptions;
+  /** Key/value-cached decoding (default true); false re-runs the whole prefix for every token. */
+  cache?: boolean;
+  /** A cached decoder to use as it is (e.g. a model folder's decoder_model_merged.onnx, see kv-cache.ts). */
+  cached?: KvDecoder;
+  /** Where the one warning goes when the graph cannot be cached (default: stderr). */
+  warn?: (message: string) => void;
+}
+
+const stderrWarn = (m: string) => process.stderr.write(`warning: ${m}\n`);
+
+/** A causal LM ready for generation: a key/value-cached decoder, or one session returning each row's last-position logits. */
 export class CausalLm {
-  private constructor(private session: Session, private out: string, readonly maxPositions: number) {}
+  private constructor(private session: Session | undefined, private out: string, readonly maxPositions: number, private kv: KvDecoder | undefined) {}
 
   /**
-   * Wrap a causal LM graph. Its first output must be logits [batch, seq, vocab]; `maxPositions`
-   * (default 1024) bounds the context: longer prefixes keep their last maxPositions tokens.
+   * Wrap a causal LM graph (inputs input_ids, attention_mask; first output logits [batch, seq, vocab]).
+   * With the cache on (the default) the graph is rewritten into prefill and step graphs; when that
+   * fails, one warning names why and generation re-runs the full prefix each step.
    */
-  static async create(model: Graph, opts: { maxPositions?: number; runtime?: RuntimeOptions } = {}): Promise<CausalLm> {
-    const g = model.clone();
-    const logits = g.outputs[0]?.name;
+  static async create(model: Graph | undefined, opts: CausalLmOptions = {}): Promise<CausalLm> {
+    const maxPositions = opts.maxPositions ?? 1024;
+    if (opts.cached) return new CausalLm(undefined, '', maxPositions, opts.cached);
+    if (!model) throw new GraftError('no language model graph given');
+    const logits = model.outputs[0]?.name;
     if (!logits) throw new GraftError('the language model has no outputs');
     for (const need of ['input_ids', 'attention_mask'])
-      if (!g.inputs.some((i) => i.name === need)) throw new GraftError(`the language model has no '${need}' input (inputs: ${g.inputs.map((i) => i.name).join(', ')})`);
+      if (!model.inputs.some((i) => i.name === need)) throw new GraftError(`the language model has no '${need}' input (inputs: ${model.inputs.map((i) => i.name).join(', ')})`);
+    if (opts.cache !== false) {
+      const kv = await KvDecoder.fromGraph(model, LM_INPUTS, opts.runtime);
+      if (kv instanceof KvDecoder) return new CausalLm(undefined, '', maxPositions, kv);
+      (opts.warn ?? stderrWarn)(`no key/value cache for ${model.name}: ${kv.reason}; generating without one (every token re-reads the whole prefix)`);
+    }
+    const g = model.clone();
     const b = new Builder(g, 'generate/');
     g.inputs.push({ name: 'last_position', dtype: 'int64', shape: ['batch', 1] });
     const next = b.op('GatherND', [logits, 'last_position'], { batch_dims: A.i(1) }, 'next_logits');
     g.outputs = [{ name: next }];
     g.prune();
     const session = await Session.fromGraph(g, opts.runtime, `${model.name} (generate)`);
-    return new CausalLm(session, next, opts.maxPositions ?? 1024);
+    return new CausalLm(session, next, maxPositions, undefined);
   }
 
-  /** Logits of the token that follows each row (rows may differ in length; right-padded with `pad`). */
+  /** Does generation use a key/value cache? */
+  get cached(): boolean {
+    return this.kv !== undefined;
+  }
+
+  /** Logits of the token that follows each row (rows may differ in length; right-padded with `pad`), from the full prefix. */
   async nextLogits(rows: number[][], pad = 0): Promise<Float32Array[]> {
     const ctx = rows.map((r) => (r.length > this.maxPositions ? r.slice(r.length - this.maxPositions) : r));
     const s = Math.max(...ctx.map((r) => r.length));
     if (!(s >= 1)) throw new GraftError('every prompt needs at least one token');
+    if (this.kv) return (await this.kv.start(ctx, {}, pad)).logits;
     const n = ctx.length;
     const ids = new BigInt64Array(n * s).fill(BigInt(pad));
     const att = new BigInt64Array(n * s);
@@ -116,7 +148,7 @@ export class CausalLm {
       r.forEach((t, j) => { ids[i * s + j] = BigInt(t); att[i * s + j] = 1n; });
       last[i] = BigInt(r.length - 1);
     });
-    const res = await this.session.run({
+    const res = await this.session!.run({
       input_ids: { dtype: 'int64', dims: [n, s], data: ids },
       attention_mask: { dtype: 'int64', dims: [n, s], data: att },
       last_position: { dtype: 'int64', dims: [n, 1], data: last },
@@ -136,20 +168,30 @@ export class CausalLm {
     const rows = prompts.map((p) => [...p]);
     const out: number[][] = prompts.map(() => []);
     let active = [...rows.keys()];
+    // cached decoding: the prompts once (prefill), then one position per token; a row that outgrows
+    // the context makes every later step slide the window, which needs the full prefix (state dropped)
+    let state: KvState | undefined;
+    let windowed = false;
     for (let step = 0; step < maxNew && active.length; step++) {
       // A prompt that fits but grows past the context: say once, when its start first slides out of view.
       for (const i of active)
         if (o.warn && rows[i]!.length === this.maxPositions + 1 && prompts[i]!.length <= this.maxPositions)
           o.warn(`prompt ${i + 1}: prompt and generated text passed the model's ${this.maxPositions} positions after ${step} new tokens; from here on only the last ${this.maxPositions} tokens are seen`);
-      const logits = await this.nextLogits(active.map((i) => rows[i]!), o.pad);
-      const still: number[] = [];
+      if (this.kv && !windowed && active.some((i) => rows[i]!.length > this.maxPositions)) { windowed = true; state = undefined; }
+      let logits: Float32Array[];
+      if (!this.kv || windowed) logits = await this.nextLogits(active.map((i) => rows[i]!), o.pad);
+      else if (!state) ({ logits, state } = await this.kv.start(active.map((i) => rows[i]!), {}, o.pad));
+      else logits = await this.kv.step(state, active.map((i) => rows[i]![rows[i]!.length - 1]!));
+      const still: number[] = [], kept: number[] = [];
       active.forEach((i, k) => {
         const t = pickToken(logits[k]!, o, rng);
         if (o.eos !== undefined && t === o.eos) return;
         rows[i]!.push(t);
         out[i]!.push(t);
         still.push(i);
+        kept.push(k);
       });
+      if (state) this.kv!.keep(state, kept);
       active = still;
       o.onStep?.(step + 1, active.length);
     }
@@ -164,7 +206,8 @@ export class CausalLm {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.session?.release();
+    await this.kv?.release();
   }
 }
 
