@@ -248,11 +248,19 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
   }
   const dataFeeds: Feeds = { ...feeds };
   for (const w of wrt) if (feeds[w]) dataFeeds[w] = base[w]!;
-  const built = await weightedSumGradGraph(g, wrt, dataFeeds, undefined, opts);
+  // onnxruntime's training-mode BatchNormalization can write its updated running statistics into the
+  // buffers fed as its mean and var (when those outputs are not graph outputs): every run gets copies.
+  const written = new Set(g.nodes.filter((n) => n.opType === 'BatchNormalization').flatMap((n) => [n.inputs[3], n.inputs[4]]).filter((v): v is string => !!v));
+  const feed = (f: Feeds, names: readonly string[]): Feeds => {
+    const o = pick(f, names);
+    for (const k of written) if (o[k]) o[k] = cloneTensor(o[k]!);
+    return o;
+  };
+  const built = await weightedSumGradGraph(g, wrt, feed(dataFeeds, Object.keys(dataFeeds)), undefined, opts);
   const { loss, grads, rNames } = built;
   // R: match the output shapes from one forward run; its result also sizes the rounding noise.
   const fwd = await Session.fromGraph(g, opts, g.name);
-  const outs = await fwd.run(pick(base, fwd.inputNames));
+  const outs = await fwd.run(feed(base, fwd.inputNames));
   await fwd.release();
   let scale = 0;
   for (const [o, r] of rNames) {
@@ -282,7 +290,7 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
       const t = base[k]!;
       if (t.dtype === 'float32') base[k] = { dtype: 'float64', dims: t.dims, data: Float64Array.from(t.data as Float32Array) };
     }
-  const res = await gradSession.run(pick(base, gradSession.inputNames));
+  const res = await gradSession.run(feed(base, gradSession.inputNames));
   // Loss-only session for finite differences, with the random draws of the gradient run held fixed.
   const lossGraph = graph.clone();
   const held = holdRandomFixed(lossGraph, random, res, base);
@@ -292,7 +300,7 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
   const lossSession = await Session.fromGraph(lossGraph, lossOpts, `${g.name} (loss)`);
   if (held.length) {
     // the fixed-mask function must be the operator's own at the checked point: same outputs as the gradient run
-    const got = await lossSession.run(pick(base, lossSession.inputNames));
+    const got = await lossSession.run(feed(base, lossSession.inputNames));
     for (const [y, want] of held) {
       const [u, v] = [toNumbers(got[y]!), toNumbers(want)];
       const size = v.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
@@ -300,7 +308,7 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
         throw new GraftError(`${g.name}: '${y}' with its random draws held fixed differs from onnxruntime's output: finite differences cannot check it`);
     }
   }
-  let evalLoss = async (f: Feeds) => Number((await lossSession.run(pick(f, lossSession.inputNames), [loss]))[loss]!.data[0]);
+  let evalLoss = async (f: Feeds) => Number((await lossSession.run(feed(f, lossSession.inputNames), [loss]))[loss]!.data[0]);
   let l0 = await evalLoss(base);
   if (!Number.isFinite(l0)) throw new GraftError(`the probe loss of ${g.name} is ${l0} at the checked point (an output is not finite): finite differences cannot check it`);
   if ((await evalLoss(base)) !== l0) {
@@ -308,7 +316,7 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
     // training-mode BatchNormalization's running statistics): evaluate each point in a fresh session.
     evalLoss = async (f: Feeds) => {
       const s = await Session.fromGraph(lossGraph, lossOpts, `${g.name} (loss)`);
-      try { return Number((await s.run(pick(f, s.inputNames)))[loss]!.data[0]); } finally { await s.release(); }
+      try { return Number((await s.run(feed(f, s.inputNames)))[loss]!.data[0]); } finally { await s.release(); }
     };
     l0 = await evalLoss(base);
     if ((await evalLoss(base)) !== l0)

@@ -161,3 +161,17 @@ test('BatchNormalization training_mode=1 with a dynamic batch gives the same gra
   assert.ok(dyn.sizeOp && !fixed.sizeOp, 'the dynamic graph counts elements at run time, the static one does not');
   fixed.values.forEach((v, i) => v.forEach((a, j) => assert.ok(Math.abs(a - dyn.values[i]![j]!) < 1e-5, `${wrt[i]}[${j}]: ${a} vs ${dyn.values[i]![j]}`)));
 });
+
+test('training-mode BatchNormalization with its running statistics fed and differentiated: the check does not let onnxruntime overwrite the fed buffers', async () => {
+  const { graph, feeds } = opGraph({
+    op: 'BatchNormalization', opset: 15, outputs: 3, attrs: { training_mode: I(1), momentum: F(0.8) },
+    inputs: [{ name: 'x', dims: [2, 3, 4], init: u }, { name: 's', dims: [3], init: u }, { name: 'b', dims: [3] }, { name: 'mean', dims: [3] }, { name: 'var', dims: [3], init: (r) => 0.5 + r.uniform() }],
+  });
+  const before = Array.from(feeds['mean']!.data as Float32Array);
+  for (const float64 of [false, true]) {
+    const r = await gradCheck(graph, { feeds, samples: 12, float64 });
+    assert.ok(r.passed, `float64=${float64}: ${JSON.stringify(r.entries)}`);
+    assert.equal(r.entries.length, 5);
+  }
+  assert.deepEqual(Array.from(feeds['mean']!.data as Float32Array), before);
+});
