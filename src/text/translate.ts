@@ -1,7 +1,9 @@
 /**
  * Translation with an encoder-decoder graph from seq2seq.ts: teacher-forced fine-tuning through the
- * Trainer (the LM loss on the target side), held-out loss, greedy decoding (one session reused, a
- * batch of sentences per run, the full target prefix re-run each step, finished rows dropped), and
+ * Trainer (the LM loss on the target side), held-out loss, greedy decoding (a batch of sentences per
+ * run, finished rows dropped; by default the encoder runs once per batch and each new token costs one
+ * position through a key/value-cached step graph from kv-cache.ts, `cache: false` re-runs the whole
+ * graph on the full target prefix each step), and
  * model folders that `graft translate` loads: onnx/model.onnx, the shared tokenizer, and
  * config.json with the decoder's start/end tokens and length limits.
  */
@@ -17,6 +19,7 @@ import { GraftError } from '../util/errors.js';
 import { lmLoss, lmEvalGraph, linearSchedule } from './lm.js';
 import { seq2seqBatch, type Seq2SeqPair } from './seq2seq.js';
 import { loadTokenizerSync, type TextTokenizer } from './tokenizer.js';
+import { KvDecoder, SEQ2SEQ_INPUTS } from './kv-cache.js';
 import { readTextFile } from '../data/text-table.js';
 
 export interface Seq2SeqTokens { start: number; eos: number; pad: number }
@@ -78,22 +81,36 @@ export async function seq2seqLoss(model: Graph, pairs: Seq2SeqPair[], tokens: Se
   return nll / n;
 }
 
-/** Greedy decoding with an encoder-decoder graph; one session whose graph returns only each row's next-token logits. */
+/** Greedy decoding with an encoder-decoder graph: key/value-cached by default, else one session returning each row's next-token logits. */
 export class Seq2SeqDecoder {
-  private constructor(private session: Session, private out: string) {}
+  private constructor(private session: Session | undefined, private out: string, private kv: KvDecoder | undefined) {}
 
-  static async create(model: Graph, o: { runtime?: RuntimeOptions } = {}): Promise<Seq2SeqDecoder> {
-    const g = model.clone();
-    const logits = g.outputs[0]?.name;
+  /**
+   * `cache` (default true): rewrite the graph for cached decoding (kv-cache.ts); when the rewrite does
+   * not apply, one warning (to `warn`, default stderr) names why and decoding re-runs the full prefix.
+   */
+  static async create(model: Graph, o: { runtime?: RuntimeOptions; cache?: boolean; warn?: (m: string) => void } = {}): Promise<Seq2SeqDecoder> {
+    const logits = model.outputs[0]?.name;
     if (!logits) throw new GraftError('the translation model has no outputs');
     for (const need of ['input_ids', 'attention_mask', 'decoder_input_ids', 'decoder_attention_mask'])
-      if (!g.inputs.some((i) => i.name === need)) throw new GraftError(`not an encoder-decoder graph: no '${need}' input`);
+      if (!model.inputs.some((i) => i.name === need)) throw new GraftError(`not an encoder-decoder graph: no '${need}' input`);
+    if (o.cache !== false) {
+      const kv = await KvDecoder.fromGraph(model, SEQ2SEQ_INPUTS, o.runtime);
+      if (kv instanceof KvDecoder) return new Seq2SeqDecoder(undefined, '', kv);
+      (o.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(`no key/value cache for the translation model: ${kv.reason}; decoding without one (every token re-reads the whole prefix)`);
+    }
+    const g = model.clone();
     const b = new Builder(g, 'decode/');
     g.inputs.push({ name: 'last_position', dtype: 'int64', shape: ['batch', 1] });
     const next = b.op('GatherND', [logits, 'last_position'], { batch_dims: A.i(1) }, 'next_logits');
     g.outputs = [{ name: next }];
     g.prune();
-    return new Seq2SeqDecoder(await Session.fromGraph(g, o.runtime, 'seq2seq (decode)'), next);
+    return new Seq2SeqDecoder(await Session.fromGraph(g, o.runtime, 'seq2seq (decode)'), next, undefined);
+  }
+
+  /** Does decoding use a key/value cache? */
+  get cached(): boolean {
+    return this.kv !== undefined;
   }
 
   /** Target ids (without start and end tokens) for each source, greedy, at most maxLength tokens. */
@@ -101,11 +118,30 @@ export class Seq2SeqDecoder {
     const out: number[][] = sources.map(() => []);
     for (let b0 = 0; b0 < sources.length; b0 += batchSize) {
       let active = Array.from({ length: Math.min(batchSize, sources.length - b0) }, (_, k) => b0 + k);
+      if (this.kv) {
+        // the encoder once (prefill on the start token), then one position per new token
+        const f = seq2seqBatch(active.map((i) => ({ source: sources[i]!, target: [] })), t);
+        let { logits, state } = await this.kv.start(active.map(() => [t.start]), { input_ids: f['input_ids']!, attention_mask: f['attention_mask']! }, t.pad);
+        for (let step = 0; step < maxLength && active.length; step++) {
+          if (step > 0) logits = await this.kv.step(state, active.map((i) => out[i]![out[i]!.length - 1]!));
+          const still: number[] = [], kept: number[] = [];
+          active.forEach((i, k) => {
+            const best = argmax(logits[k]!);
+            if (best === t.eos) return;
+            out[i]!.push(best);
+            still.push(i);
+            kept.push(k);
+          });
+          this.kv.keep(state, kept);
+          active = still;
+        }
+        continue;
+      }
       for (let step = 0; step < maxLength && active.length; step++) {
         const pairs = active.map((i) => ({ source: sources[i]!, target: out[i]! }));
         const f = seq2seqBatch(pairs, t);
         const last = BigInt64Array.from(active.map((i) => BigInt(out[i]!.length)));
-        const r = await this.session.run({
+        const r = await this.session!.run({
           input_ids: f['input_ids']!, attention_mask: f['attention_mask']!,
           decoder_input_ids: f['decoder_input_ids']!, decoder_attention_mask: f['decoder_attention_mask']!,
           last_position: { dtype: 'int64', dims: [active.length, 1], data: last },
@@ -128,8 +164,15 @@ export class Seq2SeqDecoder {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.session?.release();
+    await this.kv?.release();
   }
+}
+
+function argmax(x: Float32Array): number {
+  let best = 0;
+  for (let j = 1; j < x.length; j++) if (x[j]! > x[best]!) best = j;
+  return best;
 }
 
 export interface TranslationConfig {
