@@ -9,7 +9,7 @@
  * that was not checked or failed, with the reason, to docs/conformance.md (--doc), and prints progress.
  * Exit code 1 when a round trip differs or a check fails.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -19,6 +19,7 @@ import {
   DEBIAN_NODE_TESTS, listNodeTests, runNodeTest, samplePerOperator, summarize, testOperator, type ConformanceCase,
 } from '../src/autodiff/conformance.js';
 import { decodeOnnx } from '../src/formats/onnx.js';
+import { censusSection } from './op-census.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -90,7 +91,9 @@ async function main() {
     process.stdout.write(`${mark} ${c.test.padEnd(60)} ${c.roundTrip.padEnd(22)} ${c.grad}${c.worst != null ? ` ${c.worst.toExponential(1)}` : ''}${mark !== ' ' ? `  ${c.detail ?? ''}` : ''}\n`);
   }
   const seconds = (Date.now() - t0) / 1000;
-  writeFileSync(a.doc!, conformanceReport(cases, { dir: a.dir!, perOp, seconds }));
+  // the operator census (bench/op-census.ts) lives in the same file: keep it
+  const census = existsSync(a.doc!) ? censusSection(readFileSync(a.doc!, 'utf8')) : '';
+  writeFileSync(a.doc!, conformanceReport(cases, { dir: a.dir!, perOp, seconds }) + (census ? `\n${census}\n` : ''));
   if (a.json) writeFileSync(a.json, JSON.stringify(cases, null, 1));
   const bad = cases.filter((c) => c.roundTrip === 'differs' || c.grad === 'failed');
   process.stdout.write(`\n${cases.length} tests in ${seconds.toFixed(0)} s; ${bad.length} failing; wrote ${a.doc}\n`);
