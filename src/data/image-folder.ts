@@ -8,6 +8,7 @@ import { join, extname } from 'node:path';
 import type { ImagePreprocess } from '../formats/preprocess.js';
 import type { Tensor } from '../graph/tensor.js';
 import { decodeImages } from './image.js';
+import { mapAhead } from './pipeline.js';
 import { GraftError } from '../util/errors.js';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.bmp', '.avif'];
@@ -77,13 +78,24 @@ export async function decodeItems(items: ImageItem[], p: ImagePreprocess, onErro
   return { tensor: d.tensor, items: d.ok.map((k) => items[k]!), failed };
 }
 
-/** Decoded batches of `batchSize` items (a batch can be smaller when images fail or at the end). */
+/**
+ * Decoded batches of `batchSize` items (a batch can be smaller when images fail or at the end). The
+ * next `prefetch` batches (default 2) decode while the caller works on the current one; failures are
+ * reported to onError in item order, as each batch is handed over.
+ */
 export async function* imageFolderBatches(
   items: ImageItem[],
   p: ImagePreprocess,
   batchSize: number,
   onError?: (f: DecodeFailure) => void,
+  prefetch = 2,
 ): AsyncGenerator<DecodedBatch> {
   if (!(batchSize >= 1)) throw new GraftError(`batch size must be at least 1, got ${batchSize}`);
-  for (let i = 0; i < items.length; i += batchSize) yield decodeItems(items.slice(i, i + batchSize), p, onError);
+  if (!(Number.isInteger(prefetch) && prefetch >= 0)) throw new GraftError(`prefetch must be an integer ≥ 0, got ${prefetch}`);
+  const slices: ImageItem[][] = [];
+  for (let i = 0; i < items.length; i += batchSize) slices.push(items.slice(i, i + batchSize));
+  for await (const b of mapAhead(slices, (s) => decodeItems(s, p), prefetch)) {
+    if (onError) b.failed.forEach(onError);
+    yield b;
+  }
 }

@@ -120,11 +120,15 @@ async function fitAndCrop(img: sharp.Sharp, p: Pick<ImagePreprocess, 'width' | '
 export function normalize(img: RawImage, p: Pick<ImagePreprocess, 'mean' | 'std' | 'channelOrder'>, out = new Float32Array(img.width * img.height * img.channels), at = 0): Float32Array {
   const { width: w, height: h, channels: c } = img;
   const hw = w * h;
+  const lut = new Float32Array(256);
   for (let k = 0; k < c; k++) {
     // the model's channel k comes from the image's channel src (BGR models: reversed)
     const src = p.channelOrder === 'BGR' ? c - 1 - k : k;
     const mean = p.mean[k] ?? p.mean[0] ?? 0, std = p.std[k] ?? p.std[0] ?? 1;
-    for (let i = 0; i < hw; i++) out[at + k * hw + i] = (img.data[i * c + src]! / 255 - mean) / std;
+    // the 256 possible values, each computed as (v/255 − mean)/std and rounded to float32 as before
+    for (let v = 0; v < 256; v++) lut[v] = (v / 255 - mean) / std;
+    const base = at + k * hw, data = img.data;
+    for (let i = 0, j = src; i < hw; i++, j += c) out[base + i] = lut[data[j]!]!;
   }
   return out;
 }

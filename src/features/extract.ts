@@ -1,7 +1,8 @@
 /**
  * Feature extraction: cut a model at a value (by default the input of its final classifier layer),
  * run batches through onnxruntime, and return one vector per example, consulting and filling an
- * on-disk activation cache so a second run over the same data computes nothing.
+ * on-disk activation cache so a second run over the same data computes nothing. Image decoding
+ * runs ahead of onnxruntime in a bounded pipeline (src/data/pipeline.ts).
  */
 import { readFileSync } from 'node:fs';
 import type { Graph, Node } from '../graph/graph.js';
@@ -9,6 +10,7 @@ import type { Tensor } from '../graph/tensor.js';
 import { encodeOnnx } from '../formats/onnx.js';
 import { getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { decodeImages } from '../data/image.js';
+import { mapAhead } from '../data/pipeline.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { cacheKey, sha256, type FeatureCache } from './cache.js';
 import { GraftError } from '../util/errors.js';
@@ -45,6 +47,11 @@ export interface ExtractOptions {
    * in the result); without it, such an image is an error. `index` counts examples over all batches.
    */
   onUnreadable?: (f: { index: number; input: string | Uint8Array; error: string }) => void;
+  /**
+   * onnxruntime runs whose images are decoded ahead of the one running (default 2; 0: decode each
+   * only when it is needed). Decoding happens on libuv's threads (sharp), beside onnxruntime's.
+   */
+  prefetch?: number;
 }
 
 /** Ops between the classifier layer and the output that do not change what the feature is. */
@@ -133,10 +140,45 @@ async function* iterate(inputs: AsyncIterable<ExtractBatch> | Iterable<ExtractBa
   for await (const b of inputs as AsyncIterable<ExtractBatch>) yield b;
 }
 
+/** One input batch on its way through the pipeline. */
+interface BatchState {
+  batch: ExtractBatch;
+  isTensor: boolean;
+  n: number;
+  out: (Float32Array | undefined)[];
+  /** Rows skipped as unreadable (reported, in order, by the consumer). */
+  bad: Set<number>;
+  keys: string[];
+  /** Rows whose file could not be read for the cache key. */
+  hashErrors: { row: number; error: string }[];
+  /** Cache misses whose key an earlier batch of this run computes: read from the cache when this batch's turn comes. */
+  deferred: number[];
+  /** Rows sent to the model (decoded or not). */
+  attempted: number;
+}
+
+/** A run's worth of rows of one batch (rows = [] only to close a batch with nothing to compute). */
+interface Work {
+  state: BatchState;
+  rows: number[];
+  first: boolean;
+  last: boolean;
+}
+
+/** Work with its input prepared: the rows that decoded, as one tensor, and those that did not. */
+interface Prepared {
+  work: Work;
+  feed?: Tensor;
+  rows: number[];
+  failed: { row: number; error: string }[];
+}
+
 /**
  * Features of every example, in input order (minus unreadable images when opts.onUnreadable is
  * given). `node` is the value to cut at (default: the input of the final classifier); a 4-D value is
- * global-average-pooled to one vector per example.
+ * global-average-pooled to one vector per example. Images are decoded (sharp, on libuv's threads)
+ * up to opts.prefetch runs ahead of the one onnxruntime is running; results, their order, progress
+ * and unreadable-image reports are those of decoding each batch only when it is run.
  */
 export async function extractFeatures(
   model: Graph,
@@ -145,6 +187,8 @@ export async function extractFeatures(
   opts: ExtractOptions,
 ): Promise<Float32Array[]> {
   if (!(opts.batchSize >= 1)) throw new GraftError(`batch size must be at least 1, got ${opts.batchSize}`);
+  const ahead = opts.prefetch ?? 2;
+  if (!(Number.isInteger(ahead) && ahead >= 0)) throw new GraftError(`prefetch must be an integer ≥ 0, got ${opts.prefetch}`);
   const value = node ?? defaultFeatureNode(model);
   const cut = model.cutBefore([value]);
   const dataInputs = cut.dataInputs();
@@ -153,27 +197,26 @@ export async function extractFeatures(
   const pre = opts.preprocess ?? getPreprocess(model);
   const preJson = JSON.stringify(pre ?? null);
   const modelHash = opts.cache ? sha256(encodeOnnx(cut)) : '';
+  const cache = opts.cache;
   let session: Session | undefined;
   const progress: ExtractProgress = { examples: 0, cached: 0, computed: 0, runs: 0, skipped: 0 };
   const results: Float32Array[] = [];
+  /** Keys some batch of this run computes (a later batch with the same key reads it from the cache, as a plain loop would). */
+  const scheduled = new Set<string>();
 
-  try {
+  // producer side (runs ahead): cache keys and lookups, then the rows to compute in runs of batchSize
+  async function* plan(): AsyncGenerator<Work> {
     for await (const batch of iterate(inputs)) {
       const isTensor = !Array.isArray(batch);
       const n = isTensor ? (batch.dims[0] ?? 0) : batch.length;
       if (isTensor && batch.dtype !== 'float32') throw new GraftError(`input batches must be float32 tensors, got ${batch.dtype}`);
       if (!isTensor && !pre) throw new GraftError(`${model.name}: images need preprocessing, and the model records none; pass opts.preprocess`);
-      const out: (Float32Array | undefined)[] = new Array(n).fill(undefined);
-      const bad = new Set<number>();
-      const unreadable = (i: number, error: string) => {
-        if (!opts.onUnreadable) throw new GraftError(error);
-        bad.add(i);
-        opts.onUnreadable({ index: progress.examples + i, input: (batch as (string | Uint8Array)[])[i]!, error });
-      };
-      let keys: string[] = [];
-      if (opts.cache) {
+      const state: BatchState = { batch, isTensor, n, out: new Array(n).fill(undefined), bad: new Set(), keys: [], hashErrors: [], deferred: [], attempted: 0 };
+      let missing: number[];
+      if (cache) {
         const per = isTensor ? batch.dims.slice(1).reduce((a, b) => a * b, 1) : 0;
-        keys = Array.from({ length: n }, (_, i) => {
+        const hashBad = new Set<number>();
+        state.keys = Array.from({ length: n }, (_, i) => {
           let bytes: Uint8Array;
           if (isTensor) {
             const d = batch.data as Float32Array;
@@ -183,41 +226,80 @@ export async function extractFeatures(
             try {
               bytes = typeof x === 'string' ? readFileSync(x) : x;
             } catch (e) {
-              unreadable(i, `${x}: cannot read the file: ${(e as Error).message}`);
+              state.hashErrors.push({ row: i, error: `${x}: cannot read the file: ${(e as Error).message}` });
+              hashBad.add(i);
               return '';
             }
           }
           return cacheKey({ model: modelHash, node: value, preprocess: isTensor ? `tensor:${JSON.stringify(batch.dims.slice(1))}` : preJson, input: bytes });
         });
-        const hits = opts.cache.getMany(keys.map((k) => k || 'unreadable'));
-        hits.forEach((h, i) => (out[i] = bad.has(i) ? undefined : h));
-      }
-      const missing = out.flatMap((v, i) => (v || bad.has(i) ? [] : [i]));
-      progress.cached += n - missing.length - bad.size;
-      for (let s = 0; s < missing.length; s += opts.batchSize) {
-        let rows = missing.slice(s, s + opts.batchSize);
-        let feed: Tensor;
-        if (isTensor) feed = sliceRows(batch, rows);
-        else {
-          const d = await decodeImages(rows.map((r) => batch[r]!), pre!);
-          for (const f of d.failed) unreadable(rows[f.index]!, f.error);
-          rows = d.ok.map((k) => rows[k]!);
-          feed = d.tensor;
-          if (rows.length === 0) continue;
+        const hits = cache.getMany(state.keys.map((k) => k || 'unreadable'));
+        missing = [];
+        hits.forEach((h, i) => {
+          if (hashBad.has(i)) return;
+          if (h) state.out[i] = h;
+          else if (scheduled.has(state.keys[i]!)) state.deferred.push(i);
+          else missing.push(i);
+        });
+        for (const i of missing) scheduled.add(state.keys[i]!);
+      } else missing = Array.from({ length: n }, (_, i) => i);
+      if (missing.length === 0) yield { state, rows: [], first: true, last: true };
+      for (let s = 0; s < missing.length; s += opts.batchSize)
+        yield { state, rows: missing.slice(s, s + opts.batchSize), first: s === 0, last: s + opts.batchSize >= missing.length };
+    }
+  }
+
+  // the step that runs ahead: decode (or slice) the rows of one run
+  const prepare = async (work: Work): Promise<Prepared> => {
+    const { state, rows } = work;
+    if (rows.length === 0) return { work, rows, failed: [] };
+    if (state.isTensor) return { work, feed: sliceRows(state.batch as Tensor, rows), rows, failed: [] };
+    const d = await decodeImages(rows.map((r) => (state.batch as (string | Uint8Array)[])[r]!), pre!);
+    return { work, feed: d.tensor, rows: d.ok.map((k) => rows[k]!), failed: d.failed.map((f) => ({ row: rows[f.index]!, error: f.error })) };
+  };
+
+  // consumer side (in order): unreadable reports, onnxruntime runs, cache writes, results
+  const unreadable = (s: BatchState, i: number, error: string) => {
+    if (!opts.onUnreadable) throw new GraftError(error);
+    s.bad.add(i);
+    opts.onUnreadable({ index: progress.examples + i, input: (s.batch as (string | Uint8Array)[])[i]!, error });
+  };
+  const compute = async (p: Prepared) => {
+    const s = p.work.state;
+    s.attempted += p.work.rows.length;
+    for (const f of p.failed) unreadable(s, f.row, f.error);
+    if (p.rows.length === 0 || !p.feed) return;
+    session ??= await Session.fromGraph(cut, opts.runtime, `${model.name} (cut at ${value})`);
+    const res = await session.run({ [inputName]: p.feed }, [value]);
+    progress.runs++;
+    const vecs = toVectors(res[value]!);
+    if (vecs.length !== p.rows.length) throw new GraftError(`${model.name}: the model returned ${vecs.length} features for ${p.rows.length} inputs`);
+    p.rows.forEach((r, i) => (s.out[r] = vecs[i]));
+    if (cache) cache.putMany(p.rows.map((r, i) => ({ key: s.keys[r]!, vector: vecs[i]! })));
+    progress.computed += p.rows.length;
+  };
+
+  try {
+    for await (const p of mapAhead(plan(), prepare, ahead)) {
+      const s = p.work.state;
+      if (p.work.first) {
+        for (const h of s.hashErrors) unreadable(s, h.row, h.error);
+        if (s.deferred.length) {
+          // earlier batches have written these by now; one that failed to decode there is tried again here
+          const hits = cache!.getMany(s.deferred.map((r) => s.keys[r]!));
+          const again = s.deferred.filter((r, j) => !(s.out[r] = hits[j]));
+          for (let k = 0; k < again.length; k += opts.batchSize)
+            await compute(await prepare({ state: s, rows: again.slice(k, k + opts.batchSize), first: false, last: false }));
         }
-        session ??= await Session.fromGraph(cut, opts.runtime, `${model.name} (cut at ${value})`);
-        const res = await session.run({ [inputName]: feed }, [value]);
-        progress.runs++;
-        const vecs = toVectors(res[value]!);
-        if (vecs.length !== rows.length) throw new GraftError(`${model.name}: the model returned ${vecs.length} features for ${rows.length} inputs`);
-        rows.forEach((r, i) => (out[r] = vecs[i]));
-        if (opts.cache) opts.cache.putMany(rows.map((r, i) => ({ key: keys[r]!, vector: vecs[i]! })));
-        progress.computed += rows.length;
       }
-      out.forEach((v, i) => { if (!bad.has(i)) results.push(v!); });
-      progress.examples += n;
-      progress.skipped += bad.size;
-      opts.onProgress?.({ ...progress });
+      await compute(p);
+      if (p.work.last) {
+        s.out.forEach((v, i) => { if (!s.bad.has(i)) results.push(v!); });
+        progress.cached += s.n - s.attempted - s.hashErrors.length;
+        progress.examples += s.n;
+        progress.skipped += s.bad.size;
+        opts.onProgress?.({ ...progress });
+      }
     }
   } finally {
     await session?.release();
