@@ -1,16 +1,23 @@
-/** `graft generate`: continue text prompts with a causal language model (greedy, or sampled with temperature, top-k, top-p). */
+/**
+ * `graft generate`: continue text prompts with a causal language model (greedy, or sampled with
+ * temperature, top-k, top-p), key/value-cached unless --no-cache: a folder's shipped cached decoder
+ * (decoder_model_merged.onnx / decoder_with_past_model.onnx) as it is, else the graph rewritten.
+ */
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadModel } from '../formats/load.js';
 import { loadTokenizer } from '../text/tokenizer.js';
 import { readTextConfig } from '../text/model-folder.js';
 import { CausalLm, generateText, type GenerateOptions } from '../text/generate.js';
+import { loadShippedDecoder } from '../text/kv-cache.js';
 import { GraftError } from '../util/errors.js';
 import { int, num } from './parse.js';
 
 export interface GenerateFlags {
   model: string; tokenizer?: string; prompt: string[]; maxNewTokens: string; temperature?: string; topK?: string; topP?: string;
   seed: string; greedy?: boolean; json?: boolean;
+  /** false with --no-cache: every token re-reads the whole prefix. */
+  cache?: boolean;
 }
 
 /** The tokenizer folder for a model path: the folder itself, or the folder above an onnx/ subfolder. */
@@ -42,7 +49,13 @@ export async function generateCommand(o: GenerateFlags) {
   if (opts.temperature !== undefined && opts.temperature < 0) throw new GraftError(`--temperature must be ≥ 0, got ${opts.temperature}`);
   if (opts.topK !== undefined && opts.topK < 1) throw new GraftError(`--top-k must be ≥ 1, got ${opts.topK}`);
   if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1)) throw new GraftError(`--top-p must be in (0, 1], got ${opts.topP}`);
-  const lm = await CausalLm.create(loadModel(o.model), maxPos ? { maxPositions: maxPos } : {});
+  const isDir = existsSync(o.model) && statSync(o.model).isDirectory();
+  const heads = Number(cfg.n_head ?? cfg.num_attention_heads) || undefined;
+  const width = Number(cfg.n_embd ?? cfg.hidden_size) || undefined;
+  const shipped = isDir ? await loadShippedDecoder(o.model, heads && width ? { heads, headDim: width / heads } : {}) : undefined;
+  const lm = shipped
+    ? await CausalLm.create(undefined, { cached: shipped, cache: o.cache !== false, ...(maxPos ? { maxPositions: maxPos } : {}) })
+    : await CausalLm.create(loadModel(o.model), { cache: o.cache !== false, warn, ...(maxPos ? { maxPositions: maxPos } : {}) });
   try {
     const res = await generateText(lm, tok, o.prompt, { ...opts, warn });
     if (o.json) process.stdout.write(JSON.stringify({ model: o.model, options: opts, results: res }, null, 2) + '\n');

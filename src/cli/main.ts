@@ -166,6 +166,7 @@ program
   .option('--top-p <p>', 'nucleus sampling: among the most likely tokens covering probability p')
   .option('--greedy', 'always take the most likely token (the default when no sampling flag is given)')
   .option('--seed <n>', 'random seed for sampling', '1')
+  .option('--no-cache', 're-run the whole prefix for every new token (no key/value cache; for comparison)')
   .option('--json', 'print JSON')
   .action(generateCommand);
 

@@ -89,7 +89,10 @@ export interface CausalLmOptions {
   runtime?: RuntimeOptions;
   /** Key/value-cached decoding (default true); false re-runs the whole prefix for every token. */
   cache?: boolean;
-  /** A cached decoder to use as it is (e.g. a model folder's decoder_model_merged.onnx, see kv-cache.ts). */
+  /**
+   * A cached decoder to use as it is (e.g. a model folder's decoder_model_merged.onnx, see kv-cache.ts);
+   * with `cache: false` it is run on the full prefix every step.
+   */
   cached?: KvDecoder;
   /** Where the one warning goes when the graph cannot be cached (default: stderr). */
   warn?: (message: string) => void;
@@ -99,7 +102,7 @@ const stderrWarn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
 /** A causal LM ready for generation: a key/value-cached decoder, or one session returning each row's last-position logits. */
 export class CausalLm {
-  private constructor(private session: Session | undefined, private out: string, readonly maxPositions: number, private kv: KvDecoder | undefined) {}
+  private constructor(private session: Session | undefined, private out: string, readonly maxPositions: number, private kv: KvDecoder | undefined, private useCache = true) {}
 
   /**
    * Wrap a causal LM graph (inputs input_ids, attention_mask; first output logits [batch, seq, vocab]).
@@ -108,7 +111,7 @@ export class CausalLm {
    */
   static async create(model: Graph | undefined, opts: CausalLmOptions = {}): Promise<CausalLm> {
     const maxPositions = opts.maxPositions ?? 1024;
-    if (opts.cached) return new CausalLm(undefined, '', maxPositions, opts.cached);
+    if (opts.cached) return new CausalLm(undefined, '', maxPositions, opts.cached, opts.cache !== false);
     if (!model) throw new GraftError('no language model graph given');
     const logits = model.outputs[0]?.name;
     if (!logits) throw new GraftError('the language model has no outputs');
@@ -131,7 +134,7 @@ export class CausalLm {
 
   /** Does generation use a key/value cache? */
   get cached(): boolean {
-    return this.kv !== undefined;
+    return this.kv !== undefined && this.useCache;
   }
 
   /** Logits of the token that follows each row (rows may differ in length; right-padded with `pad`), from the full prefix. */
@@ -171,7 +174,7 @@ export class CausalLm {
     // cached decoding: the prompts once (prefill), then one position per token; a row that outgrows
     // the context makes every later step slide the window, which needs the full prefix (state dropped)
     let state: KvState | undefined;
-    let windowed = false;
+    let windowed = !this.useCache;
     for (let step = 0; step < maxNew && active.length; step++) {
       // A prompt that fits but grows past the context: say once, when its start first slides out of view.
       for (const i of active)
