@@ -89,7 +89,8 @@ async function main() {
   });
   const feeds = { input_ids: enc.inputIds, attention_mask: enc.attentionMask, token_type_ids: enc.tokenTypeIds };
   const target = { dtype: 'int64' as const, dims: [B], data: BigInt64Array.from(labels.map(BigInt)) };
-  const lm = await CausalLm.create(readOnnx(join(gptDir, 'onnx/model.onnx')), { maxPositions: 128, cache: false } // the uncached algorithm, as text_torch.py's greedy (cached: text-generation.ts speed));
+  // the uncached algorithm, as text_torch.py's greedy (the cached one: bench/text-generation.ts speed)
+  const lm = await CausalLm.create(readOnnx(join(gptDir, 'onnx/model.onnx')), { maxPositions: 128, cache: false });
 
   // parity: first step's loss; greedy tokens
   const g0 = (await trainer.step(feeds, target)).loss;
