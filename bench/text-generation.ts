@@ -8,11 +8,19 @@
  *   translate: BERT-mini encoder + GPT-2-mini decoder with new cross-attention, warm-started vs the same
  *              architecture from random initialization, same steps; held-out loss and sacreBLEU-style BLEU.
  *
- * Each part writes .graft-cache/text/<part>.json; the docs section is rendered from both files (between
- * markers in docs/text.md, created when absent).
+ *   speed:     tokens/s of greedy generation with and without the key/value cache (kv-cache.ts) at 32,
+ *              128 and 512 new tokens from a one-token prompt, on GPT-2-mini (128 positions) and on the
+ *              same model with its position table extended to 1,024 rows (rows past 128 random, so the 512
+ *              row fits), against bench/text_torch.py's hand-written GPT-2 with and without its cache in the
+ *              same run (Debian's /usr/bin/python3 with python3-torch; skipped with a note when absent).
+ *              Also written into bench/README.md (between markers).
+ *
+ * Each part writes .graft-cache/text/<part>.json; the docs section is rendered from the lm/translate
+ * files (between markers in docs/text.md, created when absent).
  *
  *   GRAFT_THREADS=2 npx tsx bench/text-generation.ts lm [--epochs 1] [--train-docs 1350]
  *   GRAFT_THREADS=2 npx tsx bench/text-generation.ts translate [--steps 600] [--pairs 3000]
+ *   GRAFT_THREADS=2 npx tsx bench/text-generation.ts speed [--reps 2] [--torch-max-uncached 128]
  *   npx tsx bench/text-generation.ts render
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -24,6 +32,9 @@ import { loadReviewTexts } from '../src/text/lm-corpus.js';
 import { makeWindows, perplexity, finetuneLm, saveTextModelFolder } from '../src/text/lm.js';
 import { CausalLm, generateText } from '../src/text/generate.js';
 import { Rng } from '../src/util/random.js';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import type { Graph } from '../src/graph/graph.js';
 
 const CACHE = join(projectRoot, '.graft-cache/text');
 const DOC = join(projectRoot, 'docs/text.md');
@@ -138,8 +149,114 @@ function esc(s: string): string {
   return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 }
 
+/** GPT-2-mini with its position table extended to `positions` rows (the first 128 trained, the rest N(0, 0.02²)). */
+function extendPositions(g: Graph, positions: number, seed = 5): Graph {
+  const out = g.clone();
+  const wpe = out.initializers.get('transformer.wpe.weight')!;
+  const [old, d] = wpe.dims as [number, number];
+  const data = new Float32Array(positions * d);
+  data.set(wpe.data as Float32Array);
+  const rng = new Rng(seed);
+  for (let i = old * d; i < data.length; i++) data[i] = rng.normal() * 0.02;
+  out.initializers.set('transformer.wpe.weight', { dtype: 'float32', dims: [positions, d], data });
+  return out;
+}
+
+interface SpeedCell { tokensPerSecond: number; seconds: number; tokens: number[] }
+
+async function timeGraft(g: Graph, n: number, cache: boolean, maxPositions: number, prompt: number[], reps: number): Promise<SpeedCell> {
+  const lm = await CausalLm.create(g, { maxPositions, cache });
+  if (lm.cached !== cache) throw new Error('the cache did not apply');
+  await lm.generate([prompt], { maxNewTokens: 4 }); // warm-up
+  let best = Infinity, tokens: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    tokens = (await lm.generate([prompt], { maxNewTokens: n }))[0]!;
+    best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  await lm.release();
+  return { tokensPerSecond: n / best, seconds: best, tokens };
+}
+
+async function runSpeed() {
+  const reps = arg('reps', 2);
+  const torchMaxUncached = arg('torch-max-uncached', 128);
+  const dir = assetPath('models/text/gpt2-mini-debian');
+  const tok = await loadTokenizer(dir);
+  const prompt = [tok.bosId ?? tok.eosId ?? 0];
+  const base = readOnnx(join(dir, 'onnx/model.onnx'));
+  const long = extendPositions(base, 1024);
+  mkdirSync(CACHE, { recursive: true });
+  const wpeFile = join(CACHE, 'wpe-1024.f32');
+  const wpe = long.initializers.get('transformer.wpe.weight')!.data as Float32Array;
+  writeFileSync(wpeFile, new Uint8Array(wpe.buffer, wpe.byteOffset, wpe.byteLength));
+  const models = [
+    { model: 'GPT-2-mini (shared, 128 positions)', g: base, positions: 128, ns: [32, 128], wpe: null as string | null },
+    { model: 'GPT-2-mini, position table extended to 1,024 (rows 128+ random)', g: long, positions: 1024, ns: [32, 128, 512], wpe: wpeFile },
+  ];
+  const rows: Record<string, unknown>[] = [];
+  let torchInfo = 'not run';
+  for (const m of models) {
+    let torch: { rows: { new_tokens: number; uncached: SpeedCell | null; cached: SpeedCell }[]; torch: string; threads: number } | undefined;
+    const py = '/usr/bin/python3';
+    if (existsSync(py)) {
+      const req = join(CACHE, 'gen-speed.json');
+      writeFileSync(req, JSON.stringify({ prompt, new_tokens: m.ns, wpe: m.wpe, reps: 1, max_uncached: torchMaxUncached }));
+      console.log(`PyTorch: ${m.model}…`);
+      const r = spawnSync(py, [join(projectRoot, 'bench/text_torch.py'), '--gen-speed', req], { encoding: 'utf8', maxBuffer: 1 << 26 });
+      if (r.status === 0) {
+        const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { rows: { new_tokens: number; uncached: Record<string, unknown> | null; cached: Record<string, unknown> }[]; torch: string; threads: number };
+        const cell = (c: Record<string, unknown> | null) => (c ? { tokensPerSecond: c['tokens_per_s'] as number, seconds: c['seconds'] as number, tokens: c['tokens'] as number[] } : null);
+        torch = { torch: j.torch, threads: j.threads, rows: j.rows.map((x) => ({ new_tokens: x.new_tokens, uncached: cell(x.uncached), cached: cell(x.cached)! })) };
+        torchInfo = `PyTorch ${j.torch} (Debian python3-torch), ${j.threads} threads`;
+      } else torchInfo = `PyTorch not run: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
+    } else torchInfo = 'PyTorch not run: no /usr/bin/python3 (install python3-torch)';
+    for (const n of m.ns) {
+      console.log(`Graft: ${m.model}, ${n} new tokens…`);
+      const unc = await timeGraft(m.g, n, false, m.positions, prompt, n >= 512 ? 1 : reps);
+      const cac = await timeGraft(m.g, n, true, m.positions, prompt, reps);
+      const t = torch?.rows.find((x) => x.new_tokens === n);
+      const row = {
+        model: m.model, newTokens: n,
+        graftUncached: unc.tokensPerSecond, graftCached: cac.tokensPerSecond, speedup: cac.tokensPerSecond / unc.tokensPerSecond,
+        same: JSON.stringify(unc.tokens) === JSON.stringify(cac.tokens),
+        torchUncached: t?.uncached?.tokensPerSecond ?? null, torchCached: t?.cached.tokensPerSecond ?? null,
+        torchSame: t ? JSON.stringify(t.cached.tokens) === JSON.stringify(cac.tokens) : null,
+      };
+      console.log(JSON.stringify(row));
+      rows.push(row);
+    }
+  }
+  const res = { rows, torch: torchInfo, threads: process.env['GRAFT_THREADS'] ?? 'default', reps, date: new Date().toISOString().slice(0, 10) };
+  mkdirSync(CACHE, { recursive: true });
+  atomicWrite(join(CACHE, 'speed.json'), new TextEncoder().encode(JSON.stringify(res, null, 1) + '\n'));
+  renderSpeed(res);
+}
+
+const SB = '<!-- text-generation-speed: begin (written by bench/text-generation.ts speed) -->';
+const SE = '<!-- text-generation-speed: end -->';
+
+function renderSpeed(res: { rows: Record<string, unknown>[]; torch: string; threads: string; reps: number; date: string }) {
+  const f = (x: unknown) => (x === null || x === undefined ? '—' : Number(x).toFixed(1));
+  const L = [SB, '## Key/value-cached generation (`bench/text-generation.ts speed`)', ''];
+  L.push(`Greedy generation from a one-token prompt, batch 1, tokens/s (best of ${res.reps} runs after a warm-up; the 512-token uncached Graft row runs once). Graft: \`CausalLm\` with the graph rewritten into prefill + step graphs by \`src/text/kv-cache.ts\` ("cached") or re-running the whole prefix per token (\`cache: false\`, \`graft generate --no-cache\`). PyTorch: \`bench/text_torch.py\`, a hand-written GPT-2 on the same weights, \`greedy\` (full prefix) and \`greedy_cached\` (keys/values concatenated per layer), ${res.torch}, in the same run. The shared GPT-2-mini has 128 positions, so its rows stop at 128; the 512 row uses the same model with its position table extended to 1,024 rows of which rows 128 onwards are random (N(0, 0.02²)), written to a file both engines read: its text is meaningless, its cost is GPT-2-mini's at that length. GRAFT_THREADS=${res.threads}, on a shared 2-core machine that other jobs loaded during the run (${res.date}). "same" = the cached tokens equal the uncached ones (Graft), and equal PyTorch's cached tokens.`, '');
+  L.push('| model | new tokens | Graft uncached | Graft cached | speed-up | PyTorch uncached | PyTorch cached | Graft cached / PyTorch cached | same tokens |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+  for (const r of res.rows)
+    L.push(`| ${r['model']} | ${r['newTokens']} | ${f(r['graftUncached'])} | ${f(r['graftCached'])} | ${f(r['speedup'])}× | ${f(r['torchUncached'])} | ${f(r['torchCached'])} | ${r['torchCached'] ? f(Number(r['graftCached']) / Number(r['torchCached'])) + '×' : '—'} | ${r['same'] ? 'yes' : 'NO'}${r['torchSame'] === null ? '' : r['torchSame'] ? ', yes' : ', no (PyTorch)'} |`);
+  L.push('', '"—": not run (PyTorch\'s uncached generation past 128 tokens takes minutes with Debian\'s torch build on this machine).', SE);
+  const file = join(projectRoot, 'bench/README.md');
+  let doc = readFileSync(file, 'utf8');
+  const a = doc.indexOf(SB), b = doc.indexOf(SE);
+  const section = L.join('\n');
+  doc = a >= 0 && b > a ? doc.slice(0, a) + section + doc.slice(b + SE.length) : doc.replace(/\s*$/, '\n\n') + section + '\n';
+  atomicWrite(file, new TextEncoder().encode(doc));
+  console.log(`wrote ${file}`);
+}
+
 const part = process.argv[2] ?? 'render';
-if (part === 'lm') await runLm();
+if (part === 'speed') await runSpeed();
+else if (part === 'speed-render') renderSpeed(load('speed') as never);
+else if (part === 'lm') await runLm();
 else if (part === 'translate') {
   const { runTranslate } = await import('./text-translate.js');
   save('translate', await runTranslate({ steps: arg('steps', 600), pairs: arg('pairs', 3000) }));

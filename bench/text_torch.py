@@ -11,9 +11,15 @@ Benchmark tooling only; Graft never runs Python. Run with Debian's /usr/bin/pyth
   --inputs FILE  JSON written by bench/text.ts: {"encoder": {"ids": [[...]], "mask": [[...]], "labels": [...]},
                  "generate": {"prompts": [[...]], "new_tokens": n}, "lr": x}
 
-Both models run in eval mode (no dropout), as the ONNX exports do. Generation re-runs the full prefix
-each step with no key/value cache, the same algorithm as Graft's generate.ts, so the ratio compares
-the engines, not the algorithms.
+  --gen-speed FILE  generation speed for bench/text-generation.ts speed: JSON {"prompt": [...],
+                 "new_tokens": [n, ...], "wpe": null or a raw float32 file of position embeddings
+                 [positions, n_embd] replacing the model's, "reps": r, "max_uncached": n (longer uncached
+                 rows are skipped)}; prints one JSON object with
+                 tokens/s (best of reps) and the tokens of greedy generation with and without the cache.
+
+Both models run in eval mode (no dropout), as the ONNX exports do. `greedy` re-runs the full prefix
+each step with no key/value cache (the uncached algorithm of Graft's generate.ts); `greedy_cached`
+keeps each layer's keys and values (the cached one), so each ratio compares the engines on one algorithm.
 """
 import argparse
 import json
@@ -125,6 +131,28 @@ class Gpt2(nn.Module):
                 b.fc.copy_(w[p + "mlp.c_fc.weight"]); b.fc_b.copy_(w[p + "mlp.c_fc.bias"])
                 b.out.copy_(w[p + "mlp.c_proj.weight"]); b.out_b.copy_(w[p + "mlp.c_proj.bias"])
 
+    def forward_cached(self, ids, past):
+        """ids [B, new]; past: per layer (k, v) [B, heads, P, head_dim] or None. Returns last-position
+        logits [B, vocab] and the new per-layer (k, v), the past concatenated along the sequence axis."""
+        B, S = ids.shape
+        P = past[0][0].shape[2] if past else 0
+        x = self.wte(ids) + self.wpe(torch.arange(P, P + S))[None]
+        causal = torch.ones(S, P + S, dtype=torch.bool).tril(P)[None, None]
+        bias = torch.where(causal, 0.0, torch.finfo(torch.float32).min)
+        D = x.shape[-1]
+        split = lambda t: t.view(B, S, self.h, D // self.h).transpose(1, 2)
+        present = []
+        for i, b in enumerate(self.blocks):
+            q, k, v = (b.ln1(x) @ b.attn + b.attn_b).split(D, -1)
+            k, v = split(k), split(v)
+            if past:
+                k, v = torch.cat([past[i][0], k], 2), torch.cat([past[i][1], v], 2)
+            present.append((k, v))
+            a = torch.softmax(split(q) @ k.transpose(-1, -2) / math.sqrt(D // self.h) + bias, -1) @ v
+            x = x + a.transpose(1, 2).reshape(B, S, D) @ b.proj + b.proj_b
+            x = x + F.gelu(b.ln2(x) @ b.fc + b.fc_b, approximate="tanh") @ b.out + b.out_b
+        return self.lnf(x[:, -1]) @ self.wte.weight.T, present
+
     def forward(self, ids, mask):
         B, S = ids.shape
         x = self.wte(ids) + self.wpe(torch.arange(S))[None]
@@ -155,17 +183,64 @@ def greedy(model, prompts, new_tokens, pad=0):
     return [r[len(p):] for r, p in zip(rows, prompts)]
 
 
+def greedy_cached(model, prompt, new_tokens):
+    """Greedy generation for one prompt with the key/value cache: the prompt once, then one position per token."""
+    out = []
+    with torch.no_grad():
+        logits, past = model.forward_cached(torch.tensor([prompt]), None)
+        for step in range(new_tokens):
+            t = int(logits[0].argmax())
+            out.append(t)
+            if step + 1 < new_tokens:
+                logits, past = model.forward_cached(torch.tensor([[t]]), past)
+    return out
+
+
+def gen_speed(a, gdir):
+    req = json.load(open(a.gen_speed))
+    cfg = json.load(open(os.path.join(gdir, "config.json")))
+    w = load_safetensors(os.path.join(gdir, "model.safetensors"))
+    if req.get("wpe"):
+        table = torch.frombuffer(bytearray(open(req["wpe"], "rb").read()), dtype=torch.float32).reshape(-1, cfg["n_embd"]).clone()
+        cfg["n_positions"] = table.shape[0]
+        w["transformer.wpe.weight"] = table
+    gpt = Gpt2(cfg)
+    gpt.load(w)
+    gpt.eval()
+    res = {"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": []}
+    for n in req["new_tokens"]:
+        row = {"new_tokens": n}
+        for name, fn in (("uncached", lambda: greedy(gpt, [req["prompt"]], n)[0]), ("cached", lambda: greedy_cached(gpt, req["prompt"], n))):
+            if name == "uncached" and n > req.get("max_uncached", 10**9):
+                row[name] = None
+                continue
+            best = None
+            for _ in range(req.get("reps", 1)):
+                t0 = time.perf_counter()
+                toks = fn()
+                dt = time.perf_counter() - t0
+                best = dt if best is None else min(best, dt)
+            row[name] = {"tokens_per_s": n / best, "seconds": best, "tokens": toks}
+        res["rows"].append(row)
+    print(json.dumps(res), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--serve", action="store_true")
-    ap.add_argument("--inputs", required=True)
+    ap.add_argument("--gen-speed")
+    ap.add_argument("--inputs")
     ap.add_argument("--models", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "models", "text"))
     ap.add_argument("--threads", type=int, default=int(os.environ.get("GRAFT_THREADS", "2")))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    inp = json.load(open(a.inputs))
     bdir, gdir = os.path.join(a.models, "bert-mini-debian"), os.path.join(a.models, "gpt2-mini-debian")
+    if a.gen_speed:
+        return gen_speed(a, gdir)
+    if not a.inputs:
+        ap.error("--inputs is required (except with --gen-speed)")
+    inp = json.load(open(a.inputs))
     bert = BertClassifier(json.load(open(os.path.join(bdir, "config.json"))))
     bert.load(load_safetensors(os.path.join(bdir, "model.safetensors")))
     bert.eval()
