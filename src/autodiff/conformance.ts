@@ -14,7 +14,7 @@ import type { Tensor } from '../graph/tensor.js';
 import { Session, type Feeds } from '../runtime/session.js';
 import { checkModel, gradcheckTolerance } from './check-model.js';
 import { weightedSumGradGraph, drawsRandom } from './grad-graph.js';
-import { RULES, NON_DIFFERENTIABLE } from './rules/index.js';
+import { RULES, NON_DIFFERENTIABLE, CONSTANT_INPUTS } from './rules/index.js';
 
 /** Where Debian's libonnx-testdata puts the node tests. */
 export const DEBIAN_NODE_TESTS = '/usr/share/libonnx-testdata/data/node';
@@ -145,7 +145,9 @@ export async function runNodeTest(t: NodeTest, all: Map<string, NodeTest>, o: Ru
     c.detail = (e as Error).message.slice(0, 200);
   }
   if (o.noGrad) return c;
-  const wrt = g.dataInputs().map((v) => v.name).filter((n) => feeds[n] && isFloatTensor(feeds[n]!));
+  // float inputs in a slot no rule differentiates (Resize's scales, Dropout's ratio) are constants, as in exported models
+  const fixed = new Set(g.nodes.flatMap((n) => (CONSTANT_INPUTS[n.opType] ?? []).map((i) => n.inputs[i]).filter((v): v is string => !!v)));
+  const wrt = g.dataInputs().map((v) => v.name).filter((n) => feeds[n] && isFloatTensor(feeds[n]!) && !fixed.has(n));
   const ops = [...new Set(g.nodes.map((n) => n.opType))];
   if (wrt.length === 0) { c.grad = 'no floating-point inputs'; return c; }
   if (ops.every((x) => NON_DIFFERENTIABLE.has(x))) { c.grad = 'not differentiable'; return c; }
@@ -189,7 +191,7 @@ export async function runNodeTest(t: NodeTest, all: Map<string, NodeTest>, o: Ru
       c.detail = (c.detail ? `${c.detail}; ` : '') + r.gradcheck.entries.map((e) => `${e.name}: ${e.maxRelError.toExponential(2)}`).join(', ') + ` (tolerance ${gradcheckTolerance(r.precision!)})`;
   } catch (e) {
     const m = (e as Error).message.split('\n')[0]!.slice(0, 300);
-    c.grad = /different loss on every run/.test(m) ? 'not deterministic' : /an output is not finite/.test(m) ? 'non-finite outputs' : 'failed';
+    c.grad = /different loss on every run/.test(m) ? 'not deterministic' : /has no rule/.test(m) ? 'no gradient rule' : /an output is not finite/.test(m) ? 'non-finite outputs' : 'failed';
     c.detail = m;
   }
   return c;

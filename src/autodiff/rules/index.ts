@@ -8,17 +8,28 @@ import { pool } from './pool.js';
 import { norm } from './norm.js';
 import { shape } from './shape.js';
 import { reduce } from './reduce.js';
+import { math } from './math.js';
+import { select } from './select.js';
+import { loss } from './loss.js';
+import { einsum } from './einsum.js';
+import { resize } from './resize.js';
 
 export const RULES: Record<string, GradRule> = {
-  ...elementwise, ...activation, ...matmul, ...conv, ...pool, ...norm, ...shape, ...reduce,
+  ...elementwise, ...activation, ...matmul, ...conv, ...pool, ...norm, ...shape, ...reduce, ...math, ...select, ...loss,
+  ...einsum, ...resize,
 };
 
 /** Operators whose outputs never carry gradient (integer/boolean results, shape computations). */
 export const NON_DIFFERENTIABLE = new Set([
   'Shape', 'Size', 'Constant', 'ConstantOfShape', 'Range', 'NonZero', 'ArgMax', 'ArgMin', 'Equal', 'Less', 'LessOrEqual',
   'Greater', 'GreaterOrEqual', 'And', 'Or', 'Not', 'Xor', 'IsNaN', 'IsInf', 'Sign', 'Floor', 'Ceil', 'Round', 'OneHot',
-  'RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Bernoulli', 'EyeLike', 'TopK_indices',
+  'RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Bernoulli', 'EyeLike', 'Multinomial',
+  // integer results, or piecewise constant (a zero gradient almost everywhere)
+  'NonMaxSuppression', 'Hardmax', 'BitShift', 'BitwiseAnd', 'BitwiseOr', 'BitwiseXor', 'BitwiseNot',
 ]);
+
+/** Float inputs, by position, that rules never differentiate: parameters of the operator, constants in exported models. */
+export const CONSTANT_INPUTS: Record<string, number[]> = { Resize: [1, 2], Dropout: [1] };
 
 /** Operators with a gradient rule, for `graft check`. */
 export function hasRule(opType: string): boolean {

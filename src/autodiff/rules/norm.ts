@@ -1,4 +1,4 @@
-/** Normalization and regularization: BatchNormalization LayerNormalization InstanceNormalization Dropout. */
+/** Normalization and regularization: BatchNormalization LayerNormalization InstanceNormalization GroupNormalization Dropout. */
 import { attrFloat, attrInt } from '../../graph/graph.js';
 import { ONNX_DTYPE, toNumbers } from '../../graph/tensor.js';
 import type { GradCtx, GradRule } from '../rule.js';
@@ -174,6 +174,30 @@ export const norm: Record<string, GradRule> = {
     const dscale = c.needs(1) ? sumPerChannel(c, b.mul(dy, xhat), r) : null;
     const dB = c.needs(2) ? sumPerChannel(c, dy, r) : null;
     return [dx, dscale, dB];
+  },
+
+  // Statistics per (n, group) over the group's channels and the spatial axes: on x viewed as [N, G, M],
+  // as LayerNorm over the last axis. Opset 18 scales and shifts per group ([G]), opset 21 per channel ([C]).
+  GroupNormalization: (c) => {
+    const b = c.b;
+    const x = c.x(0);
+    const dy = c.dy(0)!;
+    const r = c.rank(x);
+    const G = attrInt(c.node, 'num_groups', 1);
+    const grouped = (v: string) => b.reshape(v, [0, G, -1]);
+    const { xhat, rstd } = stats(c, grouped(x), [2], attrFloat(c.node, 'epsilon', 1e-5));
+    const perGroup = b.opset < 21;
+    const dyg = grouped(dy);
+    let dx: string | null = null;
+    if (c.needs(0)) {
+      const g = perGroup ? b.mul(dyg, b.reshape(c.x(1), [G, 1])) : grouped(b.mul(dy, perChannel(c, c.x(1), r)));
+      dx = b.op('Reshape', [normBackward(c, g, xhat, rstd, [2]), b.shapeOf(x)]);
+    }
+    const dscale = !c.needs(1) ? null : perGroup
+      ? b.reduce('ReduceSum', b.mul(dyg, xhat), [0, 2], false)
+      : sumPerChannel(c, b.mul(dy, b.op('Reshape', [xhat, b.shapeOf(x)])), r);
+    const dbias = !c.needs(2) ? null : perGroup ? b.reduce('ReduceSum', dyg, [0, 2], false) : sumPerChannel(c, dy, r);
+    return [dx, dscale, dbias];
   },
 
   // Inference: y = x, dx = dy. Training: y = x·mask/(1 − ratio), dx = dy·mask/(1 − ratio).

@@ -1,4 +1,4 @@
-/** Reductions: ReduceSum ReduceMean ReduceSumSquare ReduceMax ReduceMin ReduceL2 ReduceLogSumExp. */
+/** Reductions: ReduceSum ReduceMean ReduceSumSquare ReduceMax ReduceMin ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceProd. */
 import { attrInt, attrInts } from '../../graph/graph.js';
 import type { GradCtx, GradRule } from '../rule.js';
 import { constOf } from './shape.js';
@@ -66,6 +66,36 @@ export const reduce: Record<string, GradRule> = {
     const axes = reduceAxes(c);
     const b = c.b;
     return [b.mul(spread(c, c.dy(0)!, axes), b.op('Exp', [b.sub(c.x(0), keptY(c, axes))]))];
+  },
+
+  // y = Σ |x|: dx = sign(x) dy
+  ReduceL1: (c) => {
+    const axes = reduceAxes(c);
+    return [c.b.mul(spread(c, c.dy(0)!, axes), c.b.op('Sign', [c.x(0)]))];
+  },
+
+  // y = log Σ x: dx = dy / Σ x = dy e^(−y)
+  ReduceLogSum: (c) => {
+    const axes = reduceAxes(c);
+    const b = c.b;
+    return [spread(c, b.mul(c.dy(0)!, b.op('Exp', [b.neg(c.y(0))])), axes)];
+  },
+
+  // y = Π x: dx_i = dy Π_{j≠i} x_j, which is y/x_i where no factor is 0; with exactly one zero factor
+  // only that element gets a gradient (the product of the others), with two or more none does.
+  ReduceProd: (c) => {
+    const axes = reduceAxes(c);
+    const b = c.b;
+    const x = c.x(0);
+    const zero = b.op('Equal', [x, b.f32(0)]);
+    const zf = b.op('Cast', [zero], { to: { type: 'int', value: 1 } });
+    const zeros = b.reduce('ReduceSum', zf, axes, true);
+    const others = b.reduce('ReduceProd', b.op('Where', [zero, b.f32(1), x]), axes, true); // product of the non-zero factors
+    const dyk = attrInt(c.node, 'keepdims', 1) || axes.length === 0 ? c.dy(0)! : b.unsqueeze(c.dy(0)!, axes);
+    const noZero = b.div(b.mul(others, b.sub(b.f32(1), zf)), b.op('Where', [zero, b.f32(1), x])); // Π_{j≠i} x_j when nothing is 0
+    const oneZero = b.mul(zf, others); // at the single zero factor
+    const d = b.op('Where', [b.op('Equal', [zeros, b.f32(0)]), noZero, b.op('Where', [b.op('Equal', [zeros, b.f32(1)]), oneZero, b.mul(zf, b.f32(0))])]);
+    return [b.mul(d, b.op('Expand', [dyk, b.shapeOf(x)]))];
   },
 
   // The gradient goes to the elements equal to the extreme value, split between ties.
