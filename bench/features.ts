@@ -7,16 +7,24 @@
  *   (b) logistic-regression training time and test accuracy, Graft (src/heads/logistic.ts, L-BFGS)
  *       against scikit-learn's LogisticRegression (lbfgs, C = 1/(l2·n)) on the same cached features
  *       (target: accuracy within 0.5 points; time ratio reported);
- *   (c) cache bytes per image.
+ *   (c) cache bytes per image;
+ *   (d) a JPEG folder (written here: the shared Coral photos cropped, flipped and resized to 320–480 px
+ *       sides, JPEG quality 85): extractFeatures over the file paths, images decoded by sharp in the
+ *       bounded pipeline (--prefetch runs ahead) and decoding batch by batch (prefetch 0), against
+ *       extractFeatures over the same images pre-decoded to tensors, interleaved rounds; target: the
+ *       pipelined JPEG path ≥ 90 % of the tensor path's images/s.
  *
  *   npx tsx bench/features.ts                                  # full: 512 images for (a), 1000/1000 for (b)
  *   npx tsx bench/features.ts --images 64 --train 200 --test 200 --rounds 1   # quick
+ *   npx tsx bench/features.ts --only jpeg --jpegs 256 --rounds 5             # (d) alone
  * Options: --images N, --batch N (32), --rounds N (3), --train N, --test N, --l2 X (0.1), --threads N
- * (default GRAFT_THREADS, else 2), --python PATH (default /usr/bin/python3 or GRAFT_BENCH_PYTHON), --no-sklearn.
+ * (onnxruntime intra-op threads; default GRAFT_THREADS, else 2), --python PATH (default /usr/bin/python3
+ * or GRAFT_BENCH_PYTHON), --no-sklearn, --only jpeg, --jpegs N (256), --prefetch N (2), --decode-threads N
+ * (sharp's threads per image; default 1; libuv's pool, UV_THREADPOOL_SIZE, bounds images decoded at once).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as ort from 'onnxruntime-node';
@@ -24,7 +32,7 @@ import { loadModel } from '../src/formats/load.js';
 import { encodeOnnx } from '../src/formats/onnx.js';
 import { getPreprocess } from '../src/formats/preprocess.js';
 import { readIdxDataset, type IdxDataset } from '../src/data/idx.js';
-import { imagesToTensor } from '../src/data/image.js';
+import { imagesToTensor, decodeBmp } from '../src/data/image.js';
 import { assetPath } from '../src/data/assets.js';
 import { extractFeatures, defaultFeatureNode } from '../src/features/extract.js';
 import { FeatureCache } from '../src/features/cache.js';
@@ -35,7 +43,7 @@ import type { Tensor } from '../src/graph/tensor.js';
 
 const argv = process.argv.slice(2);
 if (argv.includes('--help')) {
-  console.log('npx tsx bench/features.ts [--images 512] [--batch 32] [--rounds 3] [--train 1000] [--test 1000] [--l2 0.1] [--threads 2] [--python PATH] [--no-sklearn]');
+  console.log('npx tsx bench/features.ts [--images 512] [--batch 32] [--rounds 3] [--train 1000] [--test 1000] [--l2 0.1] [--threads 2] [--python PATH] [--no-sklearn] [--only jpeg] [--jpegs 256] [--prefetch 2] [--decode-threads 1]');
   process.exit(0);
 }
 const flag = (name: string, dflt: number): number => {
@@ -51,6 +59,12 @@ const threads = flag('threads', Number(process.env['GRAFT_THREADS']) || 2);
 const pyIdx = argv.indexOf('--python');
 const python = pyIdx >= 0 ? argv[pyIdx + 1]! : process.env['GRAFT_BENCH_PYTHON'] ?? '/usr/bin/python3';
 const runtime = { threads };
+const jpegs = flag('jpegs', 256), decodeThreads = flag('decode-threads', 1);
+const prefetchIdx = argv.indexOf('--prefetch');
+const prefetch = prefetchIdx >= 0 ? Number(argv[prefetchIdx + 1]) : 2;
+const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined;
+if (only !== undefined && only !== 'jpeg') throw new Error('--only takes: jpeg');
+sharp.concurrency(decodeThreads);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fm = assetPath('datasets/fashion-mnist');
@@ -62,7 +76,77 @@ const pre = getPreprocess(model)!;
 const png = (px: Uint8Array) => sharp(Buffer.from(px), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
 const pick = (d: IdxDataset, n: number, seed: number) => new Rng(seed).shuffle([...d.labels.keys()]).slice(0, n);
 
-console.log(`MobileNetV2 (coral uint8 → float ONNX) cut at ${node}; ${threads} onnxruntime threads; batch ${batch}`);
+console.log(`MobileNetV2 (coral uint8 → float ONNX) cut at ${node}; ${threads} onnxruntime threads; batch ${batch}; ` +
+  `sharp ${decodeThreads} thread(s) per image, libuv pool ${process.env['UV_THREADPOOL_SIZE'] ?? 4}; ${cpus().length} CPUs, load ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+
+// ---- (d) a JPEG folder: paths through the pipeline vs the same images pre-decoded to tensors
+async function jpegRow(): Promise<void> {
+  const photos = ['hot_dog.jpg', 'kite_and_cold.jpg', 'cat_720p.jpg', 'face.jpg', 'grace_hopper.bmp', 'bird.bmp', 'cat.bmp', 'dragonfly.bmp', 'missvickie_potato_chips.bmp']
+    .map((f) => assetPath(`models/coral/${f}`));
+  const dir = mkdtempSync(join(tmpdir(), 'graft-bench-jpegs-'));
+  try {
+    const rng = new Rng(21);
+    const paths: string[] = [];
+    let bytes = 0;
+    for (let i = 0; i < jpegs; i++) {
+      const src = photos[i % photos.length]!;
+      const bmp = decodeBmp(readFileSync(src)); // libvips reads no BMP
+      let img = bmp ? sharp(bmp.data, { raw: { width: bmp.width, height: bmp.height, channels: 3 } }) : sharp(src);
+      // a random crop of 60–100 % of each side, maybe mirrored, resized to a 320–480 px long side
+      const m = bmp ?? (await img.metadata());
+      const cw = Math.max(16, Math.floor(m.width! * (0.6 + 0.4 * rng.uniform()))), ch = Math.max(16, Math.floor(m.height! * (0.6 + 0.4 * rng.uniform())));
+      img = img.extract({ left: rng.int(m.width! - cw + 1), top: rng.int(m.height! - ch + 1), width: cw, height: ch });
+      if (rng.uniform() < 0.5) img = img.flop();
+      const side = 320 + rng.int(161);
+      const p = join(dir, `img${String(i).padStart(4, '0')}.jpg`);
+      const info = await img.resize(side, side, { fit: 'inside' }).jpeg({ quality: 85 }).toFile(p);
+      bytes += info.size;
+      paths.push(p);
+    }
+    const pathBatches: string[][] = [];
+    for (let i = 0; i < paths.length; i += batch) pathBatches.push(paths.slice(i, i + batch));
+    const tensors: Tensor[] = [];
+    for (const b of pathBatches) tensors.push(await imagesToTensor(b, pre));
+    const timeIt = async (inputs: (Tensor | string[])[], pf: number) => {
+      const t0 = performance.now();
+      const f = await extractFeatures(model, undefined, inputs, { batchSize: batch, runtime, prefetch: pf });
+      if (f.length !== jpegs) throw new Error('wrong count');
+      return performance.now() - t0;
+    };
+    const modes: [string, () => Promise<number>][] = [
+      ['tensor', () => timeIt(tensors, prefetch)],
+      ['pipelined', () => timeIt(pathBatches, prefetch)],
+      ['sequential', () => timeIt(pathBatches, 0)],
+    ];
+    for (const [, run] of modes) await run(); // warm-up
+    const times = new Map<string, number[]>(modes.map(([k]) => [k, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < modes.length; k++) {
+        const [name, run] = modes[(k + r) % modes.length]!; // rotate the order every round
+        times.get(name)!.push(await run());
+      }
+    }
+    const ips = (ms: number) => (jpegs / ms) * 1000;
+    // per round ratios (the modes of one round ran back to back), then their median
+    const ratio = (name: string) => median(times.get(name)!.map((t, r) => times.get('tensor')![r]! / t)) * 100;
+    const f1 = (x: number) => x.toFixed(1);
+    console.log(`\n(d) JPEG folder: ${jpegs} JPEGs (${f1(bytes / jpegs / 1024)} KiB each, 320–480 px long side) → 3×224×224, batch ${batch}, ` +
+      `${threads} onnxruntime thread(s), sharp ${decodeThreads} thread(s) per image, prefetch ${prefetch}; ${rounds} interleaved rounds, median`);
+    console.log('| path | images/s | vs pre-decoded tensors (median of per-round ratios) |');
+    console.log('| --- | ---: | ---: |');
+    console.log(`| extractFeatures, pre-decoded tensors | ${f1(ips(median(times.get('tensor')!)))} | 100 % |`);
+    const pr = ratio('pipelined');
+    console.log(`| extractFeatures, JPEG paths, pipelined (prefetch ${prefetch}) | ${f1(ips(median(times.get('pipelined')!)))} | ${f1(pr)} % ${pr >= 90 ? 'PASS' : 'FAIL'} (≥ 90 %) |`);
+    console.log(`| extractFeatures, JPEG paths, batch by batch (prefetch 0) | ${f1(ips(median(times.get('sequential')!)))} | ${f1(ratio('sequential'))} % |`);
+    console.log(`per-round ms: ${[...times].map(([k, v]) => `${k} ${v.map((t) => t.toFixed(0)).join('/')}`).join('; ')}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+if (only === 'jpeg') {
+  await jpegRow();
+  process.exit(0);
+}
 
 // ---- (a) throughput: the same preprocessed batches through extractFeatures and through plain onnxruntime
 const idxA = pick(testSet, images, 5);
@@ -163,6 +247,7 @@ try {
     console.log(`accuracy gap ${gap.toFixed(2)} points ${gap <= 0.5 ? 'PASS' : 'FAIL'} (≤ 0.5); time Graft / scikit-learn = ${(graftS / sk.seconds).toFixed(2)}×`);
   }
   console.log(`\n(c) cache: ${cache.size} vectors, ${cache.bytesOnDisk} bytes on disk = ${f1(bytesPerImage)} bytes/image (${dim} × fp16 = ${dim * 2} + key table)`);
+  await jpegRow();
 } finally {
   rmSync(cacheDir, { recursive: true, force: true });
   rmSync(work, { recursive: true, force: true });
