@@ -37,7 +37,7 @@ test('ReduceProd, with and without zero factors', async () => {
 test('ReduceL1', () => checkOp({ op: 'ReduceL1', opset: 13, attrs: { axes: { type: 'ints', value: [0] } }, inputs: [{ name: 'x', dims: [3, 4], init: awayFromZero }] }));
 test('ReduceLogSum', () => checkOp({ op: 'ReduceLogSum', opset: 13, attrs: { keepdims: I(0) }, inputs: [{ name: 'x', dims: [3, 4], init: positive }] }));
 
-for (const [exclusive, reverse] of [[0, 0], [1, 0], [0, 1], [1, 1]])
+for (const [exclusive, reverse] of [[0, 0], [1, 0], [0, 1], [1, 1]] as const)
   test(`CumSum exclusive=${exclusive} reverse=${reverse}`, () =>
     checkOp({ op: 'CumSum', attrs: { exclusive: I(exclusive), reverse: I(reverse) }, inputs: [{ name: 'x', dims: [3, 5] }, { name: 'axis', constant: true, tensor: i64([1], []) }] }));
 test('Trilu lower with k = -1, upper default', async () => {
