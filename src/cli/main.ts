@@ -22,6 +22,7 @@ import { translateCommand } from './translate.js';
 import { translateTrainCommand } from './translate-train.js';
 import { pullCommand, resolveCommandModels } from './pull.js';
 import { modelsCommand } from './models.js';
+import { exportCommand } from './export.js';
 
 const program = new Command();
 program
@@ -105,6 +106,25 @@ program
   .addOption(new Option('--resize <how>', 'how images are fitted to the input size').choices(['stretch', 'center-crop']))
   .option('--json', 'print a JSON summary')
   .action(convertCommand);
+
+program
+  .command('export')
+  .description('quantize a classifier folder to int8 (standard ONNX QDQ: per-channel int8 weights, uint8/int8 activations calibrated on sample data); metadata and labels kept')
+  .argument('<model-dir>', 'a classifier folder (model.onnx inside), image or text')
+  .argument('<out>', 'the folder to write')
+  .option('--int8', 'static post-training int8 quantization (required)')
+  .option('--calibration <data>', 'calibration data: an image folder or IDX images; for a text classifier a CSV/TSV/JSONL file (default: the training data its report.json names)')
+  .option('--labels-data <file>', 'IDX calibration data: the labels file (default: guessed from the images file name)')
+  .option('--text-column <name>', 'text classifier: the calibration file\'s text column')
+  .option('--label-column <name>', 'text classifier: the calibration file\'s label column')
+  .addOption(new Option('--method <m>', 'activation range calibration').choices(['minmax', 'percentile', 'entropy']).default('minmax'))
+  .option('--percentile <p>', '--method percentile: the percentile kept on each side', '99.99')
+  .addOption(new Option('--activations <t>', 'activation type').choices(['uint8', 'int8']).default('uint8'))
+  .option('--samples <n>', 'calibration examples drawn from the data', '200')
+  .option('--batch-size <n>', 'examples per calibration run', '16')
+  .option('--seed <n>', 'seed for drawing the calibration examples', '0')
+  .option('--json', 'print the report as JSON')
+  .action(async (dir: string, out: string, o) => { await exportCommand(dir, out, o); });
 
 program
   .command('classify')

@@ -8,6 +8,7 @@ import { formatMetrics } from '../eval/metrics.js';
 import type { TrainFlags } from './train.js';
 import { HEAD_KINDS, type HeadKind } from '../heads/head.js';
 import { GraftError } from '../util/errors.js';
+import { int8PostStep } from './export.js';
 
 /** `--head-grid a,b,c`: the values cross-validation tries for the head's hyperparameter. */
 function headGrid(v: unknown, head: HeadKind): number[] | undefined {
@@ -62,8 +63,10 @@ export async function featuresCommand(o: TrainFlags) {
     },
   });
   bar?.stop();
+  // --int8: the saved folder quantized too, calibrated on the training images, into OUT-int8
+  const int8 = o['int8'] ? await int8PostStep(out, { images: data.inputs }, !!o.json) : undefined;
   if (o.json) {
-    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    process.stdout.write(JSON.stringify(int8 ? { ...report, int8 } : report, null, 2) + '\n');
     return;
   }
   const x = report.extraction;
@@ -88,5 +91,6 @@ export function featuresOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--head <kind>', 'features mode: the head: logistic regression, a small MLP trained through the engine, nearest class mean, or k nearest neighbours (for very few labels)').choices([...HEAD_KINDS]).default('logistic'))
     .option('--head-grid <values>', 'features mode: comma-separated values cross-validation tries for the head\'s hyperparameter (logistic: l2; mlp: weight decay; ncm: softmax temperature; knn: k)')
-    .option('--hidden <n>', 'features mode, --head mlp: hidden units (default 128)');
+    .option('--hidden <n>', 'features mode, --head mlp: hidden units (default 128)')
+    .option('--int8', 'features mode and text classification: also write an int8 (QDQ) copy of the saved folder to OUT-int8, calibrated on 200 training examples (as graft export --int8)');
 }

@@ -20,6 +20,7 @@ import { addPooling, addClassifierHead, withProbabilities, type Pooling } from '
 import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba, argmaxF, type FinetuneMode } from '../text/classify.js';
 import { trainSetFit } from '../text/setfit.js';
 import { saveTextClassifier, savePromptClassifier } from '../text/saved.js';
+import { int8PostStep } from './export.js';
 import { promptClassifier, finetunePrompt, predictPromptProba, parseTemplate, labelWordIds, encodePrompts, DEFAULT_TEMPLATE, type PromptSpec } from '../text/prompt.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 import { GraftError } from '../util/errors.js';
@@ -129,6 +130,8 @@ export async function textCommand(o: TrainFlags) {
   const saved = classifier;
   finishText(o, report, P, test.y, table.classes, t0, () => saveTextClassifier(saved, out, { from: o.model, labels: table.classes, settings: { maxLength, pooling, mode } }),
     `text ${mode}: ${train.texts.length} training texts, ${test.texts.length} test texts, max length ${maxLength}, ${pooling} pooling`, out);
+  // --int8: the saved folder quantized too, calibrated on the training texts, into OUT-int8
+  if (o['int8']) await int8PostStep(out, { texts: train.texts }, !!o.json);
 }
 
 /** Test metrics into the report, save, then print the report (--json) or a summary. */

@@ -1,0 +1,123 @@
+/**
+ * int8 export (src/export/quantize.ts), measured in one run against the float classifier it came from:
+ *   - accuracy on held-out test examples (fp32 vs int8, and their top-1 agreement),
+ *   - model.onnx size,
+ *   - CPU inference time per batch in onnxruntime-node (same threads, repetitions interleaved, medians).
+ * Models: a Fashion-MNIST classifier on the Coral MobileNetV2 (`graft train --mode features`, IDX
+ * data) and a bert-mini-debian review classifier (`graft train --text-column …`), both trained here
+ * into a temporary folder first.
+ *
+ *   npx tsx bench/int8.ts [--threads 2] [--rounds 7] [--test 500] [--per-class 60] [--method minmax] [--only image|text]
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { assetPath } from '../src/data/assets.js';
+import { readIdxDataset } from '../src/data/idx.js';
+import { greyToBmp } from '../src/data/labelled-images.js';
+import { imagesToTensor } from '../src/data/image.js';
+import { readTextTable } from '../src/data/text-table.js';
+import { stratifiedSplit } from '../src/data/splits.js';
+import { readOnnx } from '../src/formats/onnx.js';
+import { getPreprocess } from '../src/formats/preprocess.js';
+import { exportInt8 } from '../src/export/quantize.js';
+import type { CalibrationMethod } from '../src/export/calibrate.js';
+import { sessionOptions } from '../src/runtime/session.js';
+import { loadTextClassifier, textClassifierProba } from '../src/text/saved.js';
+import { textFeeds } from '../src/text/encoder.js';
+import { Rng } from '../src/util/random.js';
+import type { Feeds } from '../src/runtime/session.js';
+
+const argv = process.argv.slice(2);
+const flag = (name: string, d: string) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1]! : d; };
+const threads = Number(flag('threads', process.env['GRAFT_THREADS'] ?? '2'));
+const rounds = Number(flag('rounds', '7'));
+const nTest = Number(flag('test', '500'));
+const perClass = flag('per-class', '60');
+const method = flag('method', 'minmax') as CalibrationMethod;
+const only = flag('only', '');
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const tmp = mkdtempSync(join(tmpdir(), 'graft-bench-int8-'));
+const cli = (args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+const rows: string[][] = [];
+
+/** Median ms per run of each model on the same feeds, the two interleaved round by round. */
+async function timeBoth(fp: string, q: string, feeds: Feeds): Promise<[number, number]> {
+  const mk = (p: string) => ort.InferenceSession.create(p, sessionOptions({ threads }));
+  const [a, b] = [await mk(fp), await mk(q)];
+  const f: Record<string, ort.Tensor> = {};
+  for (const [k, t] of Object.entries(feeds)) f[k] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
+  for (const s of [a, b]) await s.run(f); // warm-up
+  const ta: number[] = [], tb: number[] = [];
+  for (let r = 0; r < rounds; r++)
+    for (const [s, t] of (r % 2 ? [[b, tb], [a, ta]] : [[a, ta], [b, tb]]) as [ort.InferenceSession, number[]][]) {
+      const t0 = performance.now();
+      await s.run(f);
+      t.push(performance.now() - t0);
+    }
+  await a.release(); await b.release();
+  return [median(ta), median(tb)];
+}
+
+function report(name: string, accF: number, accQ: number, agree: number, n: number, dir: string, qdir: string, ms: [number, number], batch: number) {
+  const sf = statSync(join(dir, 'model.onnx')).size, sq = statSync(join(qdir, 'model.onnx')).size;
+  rows.push([name, String(n), accF.toFixed(4), accQ.toFixed(4), ((accQ - accF) * 100).toFixed(2), agree.toFixed(4), (sf / 1e6).toFixed(2), (sq / 1e6).toFixed(2), (sf / sq).toFixed(2), `${batch}`, ms[0].toFixed(1), ms[1].toFixed(1), (ms[0] / ms[1]).toFixed(2)]);
+}
+
+try {
+  if (only !== 'text') {
+    const fm = assetPath('datasets/fashion-mnist');
+    const dir = join(tmp, 'fm'), qdir = join(tmp, 'fm-int8');
+    cli(['train', '--mode', 'features', '--model', assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite'), '--data', join(fm, 'train-images-idx3-ubyte.gz'), '--max-per-class', perClass, '--out', dir]);
+    const train = readIdxDataset(join(fm, 'train-images-idx3-ubyte.gz'), join(fm, 'train-labels-idx1-ubyte.gz'));
+    const test = readIdxDataset(join(fm, 't10k-images-idx3-ubyte.gz'), join(fm, 't10k-labels-idx1-ubyte.gz'));
+    const calib = new Rng(7).shuffle([...train.labels.keys()]).slice(0, 200).map((k) => greyToBmp(train.images[k]!, 28, 28));
+    const r = await exportInt8(dir, qdir, { images: calib }, { method });
+    const g = readOnnx(join(dir, 'model.onnx')), pre = getPreprocess(g)!;
+    const idx = new Rng(11).shuffle([...test.labels.keys()]).slice(0, nTest);
+    const a = await ort.InferenceSession.create(join(dir, 'model.onnx'), sessionOptions({ threads }));
+    const b = await ort.InferenceSession.create(join(qdir, 'model.onnx'), sessionOptions({ threads }));
+    let okF = 0, okQ = 0, agree = 0;
+    const argmax = (d: Float32Array, r0: number, K: number) => { let m = 0; for (let k = 1; k < K; k++) if (d[r0 * K + k]! > d[r0 * K + m]!) m = k; return m; };
+    for (let s = 0; s < idx.length; s += 32) {
+      const ids = idx.slice(s, s + 32);
+      const x = await imagesToTensor(ids.map((k) => greyToBmp(test.images[k]!, 28, 28)), pre);
+      const t = new ort.Tensor('float32', x.data as Float32Array, x.dims);
+      const pf = (await a.run({ input: t }))[g.outputs[0]!.name]!.data as Float32Array, pq = (await b.run({ input: t }))[g.outputs[0]!.name]!.data as Float32Array;
+      ids.forEach((k, i) => { const y = test.labels[k]!, f = argmax(pf, i, 10), q = argmax(pq, i, 10); okF += +(f === y); okQ += +(q === y); agree += +(f === q); });
+    }
+    await a.release(); await b.release();
+    const x = await imagesToTensor(idx.slice(0, 16).map((k) => greyToBmp(test.images[k]!, 28, 28)), pre);
+    const ms = await timeBoth(join(dir, 'model.onnx'), join(qdir, 'model.onnx'), { input: x });
+    report(`Fashion-MNIST MobileNetV2 (${r.method})`, okF / idx.length, okQ / idx.length, agree / idx.length, idx.length, dir, qdir, ms, 16);
+    console.error(`image: quantized ${JSON.stringify(r.summary.quantized)}, exact grids ${r.summary.exactGrids}, float: ${r.summary.float.map((f) => f.node).join(', ')}`);
+  }
+  if (only !== 'image') {
+    const data = assetPath('datasets/reviews/polarity-en-pang&lee2.csv');
+    const dir = join(tmp, 'txt'), qdir = join(tmp, 'txt-int8');
+    cli(['train', '--text-column', '1', '--label-column', '0', '--model', assetPath('models/text/bert-mini-debian'), '--data', data, '--labels-per-class', '200', '--max-length', '64', '--test-fraction', '0.25', '--out', dir]);
+    const table = readTextTable(data, { textColumn: 1, labelColumn: 0 });
+    const split = stratifiedSplit(table.y, { testFraction: 0.25, perClass: 200, seed: 0 });
+    const trainTexts = split.train.map((i) => table.texts[i]!);
+    const testIdx = new Rng(3).shuffle([...split.test]).slice(0, nTest);
+    const r = await exportInt8(dir, qdir, { texts: trainTexts }, { method });
+    const cf = loadTextClassifier(dir), cq = loadTextClassifier(qdir);
+    const texts = testIdx.map((i) => table.texts[i]!), y = testIdx.map((i) => table.y[i]!);
+    const am = (p: Float32Array) => p.indexOf(Math.max(...p));
+    const pf = (await textClassifierProba(cf, texts)).map(am), pq = (await textClassifierProba(cq, texts)).map(am);
+    const acc = (p: number[]) => p.filter((v, i) => v === y[i]).length / y.length;
+    const feeds = textFeeds(cf.graph, cf.tokenizer.encodeBatch(texts.slice(0, 16), { maxLength: 64 }));
+    const ms = await timeBoth(join(dir, 'model.onnx'), join(qdir, 'model.onnx'), feeds);
+    report(`reviews bert-mini-debian (${r.method})`, acc(pf), acc(pq), pf.filter((v, i) => v === pq[i]).length / y.length, y.length, dir, qdir, ms, 16);
+    console.error(`text: quantized ${JSON.stringify(r.summary.quantized)}, embeddings ${r.summary.embeddings}, float: ${r.summary.float.map((f) => `${f.op} ${f.node}`).join(', ')}`);
+  }
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
+console.log(`int8 export vs fp32, onnxruntime-node CPU, ${threads} threads, ${rounds} interleaved rounds (medians)`);
+const head = ['model', 'test n', 'acc fp32', 'acc int8', 'Δ points', 'agreement', 'MB fp32', 'MB int8', 'size ×', 'batch', 'ms fp32', 'ms int8', 'speed ×'];
+console.log('| ' + head.join(' | ') + ' |\n|' + head.map(() => ' --- ').join('|') + '|');
+for (const r of rows) console.log('| ' + r.join(' | ') + ' |');
+console.log('targets: |Δ| ≤ 0.5 points, size ≥ 3.5×, speed ≥ 1.8×');
