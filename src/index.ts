@@ -110,3 +110,5 @@ export { MODEL_FILES } from './hub/glob.js';
 export { CATALOG, findCatalogEntry, catalogNames, type CatalogEntry, type CatalogSource } from './hub/catalog.js';
 // Transformers.js-layout model folders: preprocessing from preprocessor_config.json, fp32 chosen over quantized variants.
 export { preprocessFromHfConfig, labelsFromHfConfig, chooseFolderOnnx, assertTrainableWeights } from './formats/hf-folder.js';
+export { exportInt8, quantizeStatic, quantizeGraph, planQuantization, foldConstants, quantizeWeight, weightGrid, type Int8ExportOptions, type Int8Report, type CalibrationSet, type QuantizeOptions } from './export/quantize.js';
+export { calibrate, Histogram, rangeOf, qparams, entropyThreshold, type CalibrationMethod, type ActivationType } from './export/calibrate.js';
