@@ -12,6 +12,7 @@ import { basename, dirname, join, sep } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import { getLabels, getPreprocess, setLabels, setPreprocess, type ImagePreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
+import { insideFolder } from '../util/paths.js';
 
 /** Full-precision ONNX files of a folder, in the order they are chosen. */
 export const FP32_FILES = ['onnx/model.onnx', 'model.onnx', 'onnx/decoder_model.onnx'];
@@ -251,11 +252,11 @@ function imageInput(g: Graph): { channels: 1 | 3; size?: { width: number; height
  */
 export function applyFolderMetadata(g: Graph, dir: string, quantized?: QuantizedMark): void {
   if (quantized) g.metadata[QUANTIZED_KEY] = JSON.stringify(quantized);
-  const preFile = join(dir, 'preprocessor_config.json');
+  const preFile = insideFolder(dir, 'preprocessor_config.json', 'preprocessor config');
   const pre = readJson(preFile);
   const img = imageInput(g);
   if (pre && img && !getPreprocess(g)) setPreprocess(g, preprocessFromHfConfig(pre, img.channels, preFile, img.size));
-  const config = readJson(join(dir, 'config.json'));
+  const config = readJson(insideFolder(dir, 'config.json', 'model config'));
   // class names only for image classifiers (text folders keep theirs in Graft's own files)
   const labels = img && config && labelsFromHfConfig(config);
   if (labels && !getLabels(g)) setLabels(g, labels);

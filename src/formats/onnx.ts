@@ -2,17 +2,19 @@
  * ONNX files ⇄ Graph, through protobufjs. Handles every numeric initializer type (raw_data and the
  * typed *_data fields), external data files, and keeps fields Graft does not interpret for round trips.
  */
-import { readFileSync, writeFileSync, renameSync, existsSync, openSync, readSync, closeSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname, join, basename, isAbsolute } from 'node:path';
+import { readFileSync, writeFileSync, renameSync, existsSync, openSync, readSync, closeSync, mkdirSync, rmSync, fstatSync } from 'node:fs';
+import { dirname, join, basename } from 'node:path';
 import protobuf from 'protobufjs';
 import Long from 'long';
 import { ONNX_PROTO } from './onnx-schema.js';
 import { Graph, type Attr, type Node, type ValueInfo, type Dim } from '../graph/graph.js';
 import {
-  type Tensor, type DType, dtypeFromOnnx, ONNX_DTYPE, typedFromBytes, bytesOf, emptyTyped, numel, BYTES_PER_ELEMENT,
+  type Tensor, type DType, dtypeFromOnnx, ONNX_DTYPE, typedFromBytes, bytesOf, emptyTyped, BYTES_PER_ELEMENT,
   floatToHalf,
 } from '../graph/tensor.js';
 import { GraftError } from '../util/errors.js';
+import { insideFolder } from '../util/paths.js';
+import { checkedNumel, checkedCount } from '../util/limits.js';
 
 const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
 const ModelProto = root.lookupType('onnx.ModelProto');
@@ -69,18 +71,38 @@ export function decodeOnnx(bytes: Uint8Array, opts: ReadOptions = {}, label = 'm
     try {
       g.initializers.set(t.name, tensorFromProto(t, base));
     } catch (e) {
-      throw new GraftError(`${label}: initializer '${t.name}': ${(e as Error).message}`);
+      throw ownError(e, `${label}: initializer '${t.name}'`);
     }
   }
-  g.inputs = (gp.input ?? []).map(valueInfoFromProto);
-  g.outputs = (gp.output ?? []).map(valueInfoFromProto);
-  g.valueInfo = (gp.value_info ?? []).map(valueInfoFromProto);
-  g.nodes = (gp.node ?? []).map((n: Msg, i: number) => nodeFromProto(n, i, base));
+  try {
+    g.inputs = (gp.input ?? []).map(valueInfoFromProto);
+    g.outputs = (gp.output ?? []).map(valueInfoFromProto);
+    g.valueInfo = (gp.value_info ?? []).map(valueInfoFromProto);
+    g.nodes = (gp.node ?? []).map((n: Msg, i: number) => {
+      try {
+        return nodeFromProto(n, i, base);
+      } catch (e) {
+        throw ownError(e, `node '${n.name || i}' (${n.op_type})`);
+      }
+    });
+  } catch (e) {
+    throw ownError(e, label);
+  }
   for (const k of ['sparse_initializer', 'quantization_annotation', 'doc_string', 'metadata_props'] as const) {
     const v = gp[k];
     if (v != null && !(Array.isArray(v) && v.length === 0)) g.extra[`graph.${k}`] = v;
   }
   return g;
+}
+
+/**
+ * The reader's own complaints (GraftErrors, and the plain Errors thrown while decoding a tensor or a type)
+ * as a GraftError prefixed with where; anything else (a TypeError, a RangeError) is a bug and passes through.
+ */
+function ownError(e: unknown, where: string): unknown {
+  if (e instanceof GraftError) return new GraftError(`${where}: ${e.message}`, e.hint);
+  if (e instanceof Error && e.constructor === Error) return new GraftError(`${where}: ${e.message}`);
+  return e;
 }
 
 function nodeFromProto(n: Msg, i: number, base: string): Node {
@@ -146,8 +168,9 @@ function valueInfoFromProto(v: Msg): ValueInfo {
 export function tensorFromProto(t: Msg, base = '.'): Tensor {
   const dtype = dtypeFromOnnx(t.data_type ?? 0);
   const dims: number[] = (t.dims ?? []).map(num);
-  const n = numel(dims);
+  const n = checkedNumel(dims, `tensor '${t.name ?? ''}'`);
   if (dtype === 'string') {
+    if ((t.string_data ?? []).length !== n) throw new Error(`tensor has ${(t.string_data ?? []).length} strings, expected ${n}`);
     return { dtype, dims, data: (t.string_data ?? []).map((s: Uint8Array) => utf8.decode(s)) };
   }
   if (t.data_location === 1) return { dtype, dims, data: typedFromBytes(dtype, readExternal(t, base, n * BYTES_PER_ELEMENT[dtype])) };
@@ -156,7 +179,6 @@ export function tensorFromProto(t: Msg, base = '.'): Tensor {
       throw new Error(`raw data has ${t.raw_data.length} bytes, expected ${n * BYTES_PER_ELEMENT[dtype]} for ${dtype}[${dims}]`);
     return { dtype, dims, data: typedFromBytes(dtype, t.raw_data) };
   }
-  const data = emptyTyped(dtype, n);
   let src: ArrayLike<unknown> = [];
   switch (dtype) {
     case 'float32': src = t.float_data ?? []; break;
@@ -169,6 +191,7 @@ export function tensorFromProto(t: Msg, base = '.'): Tensor {
     if (src.length === 0 && n > 0) throw new Error(`tensor has no data for ${dtype}[${dims}]`);
     throw new Error(`tensor has ${src.length} values, expected ${n}`);
   }
+  const data = emptyTyped(dtype, n); // only now: the file holds a value for every element
   if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
     for (let i = 0; i < n; i++) {
       const v = src[i] as Msg;
@@ -185,21 +208,23 @@ function readExternal(t: Msg, base: string, nbytes: number): Uint8Array {
   for (const e of t.external_data ?? []) kv[e.key] = e.value;
   const loc = kv['location'];
   if (!loc) throw new Error('external data without a location');
-  if (isAbsolute(loc) || loc.split(/[\\/]/).includes('..')) throw new Error(`external data location '${loc}' leaves the model folder`);
-  const file = join(base, loc);
+  const file = insideFolder(base, loc, 'external data location');
   if (!existsSync(file)) throw new Error(`external data file not found: ${file}`);
-  const offset = Number(kv['offset'] ?? 0);
-  const length = kv['length'] != null ? Number(kv['length']) : nbytes;
+  const offset = checkedCount(kv['offset'] ?? 0, 'external data offset');
+  const length = kv['length'] != null ? checkedCount(kv['length'], 'external data length') : nbytes;
   if (length !== nbytes) throw new Error(`external data length ${length} does not match ${nbytes} bytes`);
-  const buf = new Uint8Array(length);
   const fd = openSync(file, 'r');
   try {
+    const size = fstatSync(fd).size;
+    // the bytes must be there before a buffer is allocated for them
+    if (offset + length > size) throw new Error(`external data file ${file} is truncated (wanted ${length} bytes at ${offset}, it has ${size})`);
+    const buf = new Uint8Array(length);
     const got = readSync(fd, buf, 0, length, offset);
     if (got !== length) throw new Error(`external data file ${file} is truncated (wanted ${length} bytes at ${offset}, got ${got})`);
+    return buf;
   } finally {
     closeSync(fd);
   }
-  return buf;
 }
 
 /* ------------------------------------------------------------------ writing */

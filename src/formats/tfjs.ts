@@ -21,6 +21,8 @@ import { A, Builder } from '../graph/builder.js';
 import { type Tensor, halfToFloat, numel } from '../graph/tensor.js';
 import { setLabels, setPreprocess, type ImagePreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
+import { insideFolder } from '../util/paths.js';
+import { checkedNumel } from '../util/limits.js';
 import { nsfwjsLabels, nsfwjsModelDir, readModelBundle, readShardBundle, type NsfwjsModel } from './tfjs-nsfwjs.js';
 import { importTfjsGraphModel } from './tfjs-graph.js';
 
@@ -67,8 +69,9 @@ function fileSource(file: string): Source {
   } catch (e) {
     throw new GraftError(`${file} is not valid JSON: ${(e as Error).message}`);
   }
+  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new GraftError(`${file} is not a TF.js model.json (not a JSON object)`);
   const dir = dirname(file);
-  const shardFile = (p: string) => join(dir, decodeURIComponent(p.replace(/^\.\//, '')));
+  const shardFile = (p: string) => insideFolder(dir, shardName(p, file), `weight shard (listed in ${file})`);
   return {
     label: file, dir, json, shardFile,
     shard(p) {
@@ -79,9 +82,21 @@ function fileSource(file: string): Source {
   };
 }
 
+/** A manifest path as a file name relative to model.json's folder (URL-decoded, as tfjs's loader fetches it). */
+function shardName(p: unknown, file: string): string {
+  if (typeof p !== 'string') throw new GraftError(`${file}: a weightsManifest path is not a string (${JSON.stringify(p)})`);
+  let name: string;
+  try {
+    name = decodeURIComponent(p);
+  } catch {
+    throw new GraftError(`${file}: weightsManifest path '${p}' is not valid URL encoding`);
+  }
+  return name.replace(/^(\.\/)+/, '');
+}
+
 function bundleSource(file: string): Source {
   const dir = dirname(file);
-  const shardFile = (p: string) => join(dir, `${p.replace(/^\.\//, '')}.min.js`);
+  const shardFile = (p: string) => insideFolder(dir, `${shardName(p, file)}.min.js`, `weight shard bundle (listed in ${file})`);
   return {
     label: file, dir, json: readModelBundle(file) as ModelJson, shardFile,
     shard: (p) => readShardBundle(shardFile(p)),
@@ -103,16 +118,22 @@ const STORED_BYTES: Record<string, number> = { float32: 4, int32: 4, uint8: 1, u
 /** Every weight of the manifest, by name, in Keras layout (float32; int32 weights as float32 too). */
 export function decodeTfjsWeights(manifest: WeightGroup[], src: Pick<Source, 'shard' | 'shardFile' | 'label'>): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
+  if (!Array.isArray(manifest)) throw new GraftError(`${src.label}: weightsManifest is not a list`);
   for (const group of manifest) {
-    if (!Array.isArray(group.paths) || !Array.isArray(group.weights)) throw new GraftError(`${src.label}: a weightsManifest entry lacks paths or weights`);
+    if (!group || typeof group !== 'object' || !Array.isArray(group.paths) || !Array.isArray(group.weights))
+      throw new GraftError(`${src.label}: a weightsManifest entry lacks paths or weights`);
+    // every declared size is checked before any shard is read or any buffer allocated
+    const sizes = group.weights.map((w) => {
+      if (!w || typeof w !== 'object' || typeof w.name !== 'string') throw new GraftError(`${src.label}: a weightsManifest weight has no name`);
+      const q = w.quantization;
+      if (q != null && typeof q !== 'object') throw new GraftError(`${src.label}: weight '${w.name}' has a malformed quantization`);
+      const stored = q?.dtype ?? w.dtype;
+      const per = typeof stored === 'string' && Object.hasOwn(STORED_BYTES, stored) ? STORED_BYTES[stored] : undefined;
+      if (!per) throw new GraftError(`${src.label}: weight '${w.name}' has unsupported dtype ${String(stored)}`);
+      return checkedNumel(w.shape, `${src.label}: weight '${w.name}'`) * per;
+    });
     const shards = group.paths.map((p) => src.shard(p));
     const total = shards.reduce((s, b) => s + b.byteLength, 0);
-    const sizes = group.weights.map((w) => {
-      const stored = w.quantization?.dtype ?? w.dtype;
-      const per = STORED_BYTES[stored];
-      if (!per) throw new GraftError(`${src.label}: weight '${w.name}' has unsupported dtype ${stored}`);
-      return numel(w.shape) * per;
-    });
     const needed = sizes.reduce((s, n) => s + n, 0);
     if (total < needed) {
       // shards of a group are cut at a fixed size, the last one shorter: a short one before it is the culprit
@@ -140,7 +161,7 @@ export function decodeTfjsWeights(manifest: WeightGroup[], src: Pick<Source, 'sh
 
 function dequantize(w: WeightSpec, bytes: Uint8Array, label: string): Float32Array {
   const q = w.quantization;
-  const n = numel(w.shape);
+  const n = checkedNumel(w.shape, `${label}: weight '${w.name}'`);
   const copy = new Uint8Array(bytes); // aligned, owned
   const stored = q?.dtype ?? w.dtype;
   const out = new Float32Array(n);
@@ -894,7 +915,7 @@ function resolveLabels(dir: string, n: number, given: string[] | string | undefi
     return lines.slice(0, n);
   }
   // metadata.json (Teachable Machine) lists the labels in output order
-  const meta = join(dir, 'metadata.json');
+  const meta = insideFolder(dir, 'metadata.json', 'labels file');
   if (existsSync(meta)) {
     try {
       const m = JSON.parse(readFileSync(meta, 'utf8')) as { labels?: unknown };
@@ -905,7 +926,7 @@ function resolveLabels(dir: string, n: number, given: string[] | string | undefi
   try { names = readdirSync(dir); } catch { return undefined; }
   const candidates = [...LABEL_FILES.filter((f) => names.includes(f)), ...names.filter((f) => extname(f) === '.names' && !LABEL_FILES.includes(f))];
   for (const f of candidates) {
-    const lines = readLabelLines(join(dir, f));
+    const lines = readLabelLines(insideFolder(dir, f, 'labels file'));
     if (lines.length >= n) return lines.slice(0, n);
   }
   return undefined;

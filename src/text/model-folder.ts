@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import { readOnnx } from '../formats/onnx.js';
 import { GraftError } from '../util/errors.js';
+import { insideFolder } from '../util/paths.js';
 import { loadTokenizerSync, type TextTokenizer } from './tokenizer.js';
 
 export interface TextModelConfig {
@@ -38,18 +39,21 @@ export interface TextModelFolder {
 const ONNX_CANDIDATES = ['onnx/model.onnx', 'model.onnx'];
 
 export function textModelOnnxPath(dir: string): string {
-  for (const c of ONNX_CANDIDATES) if (existsSync(join(dir, c))) return join(dir, c);
+  for (const c of ONNX_CANDIDATES) if (existsSync(join(dir, c))) return insideFolder(dir, c, 'model file');
   throw new GraftError(`${dir}: no ${ONNX_CANDIDATES.join(' or ')}`, 'a text model folder needs the model exported to ONNX');
 }
 
 export function readTextConfig(dir: string): TextModelConfig {
-  const file = join(dir, 'config.json');
+  const file = insideFolder(dir, 'config.json', 'model config');
   if (!existsSync(file)) return {};
+  let v: unknown;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as TextModelConfig;
+    v = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
     throw new GraftError(`${file}: not valid JSON (${(e as Error).message})`);
   }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new GraftError(`${file}: not a JSON object`);
+  return v as TextModelConfig;
 }
 
 /** The model's positions (BERT: max_position_embeddings, GPT-2: n_positions), if the config gives them. */
@@ -77,7 +81,7 @@ export function loadModelFolderSync(dir: string): TextModelFolder {
 }
 
 function tokenizerMax(dir: string): number | undefined {
-  const f = join(dir, 'tokenizer_config.json');
+  const f = insideFolder(dir, 'tokenizer_config.json', 'tokenizer config');
   if (!existsSync(f)) return undefined;
   try {
     return num((JSON.parse(readFileSync(f, 'utf8')) as { model_max_length?: number }).model_max_length);

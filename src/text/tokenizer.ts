@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { Tokenizer } from '@huggingface/tokenizers';
 import type { Tensor } from '../graph/tensor.js';
 import { GraftError } from '../util/errors.js';
+import { insideFolder } from '../util/paths.js';
 
 export interface EncodeBatchOptions {
   /** Longest sequence (special tokens included); default: the tokenizer's model_max_length. */
@@ -253,20 +254,24 @@ export async function loadTokenizer(path: string, opts: { maxLength?: number } =
 }
 
 export function loadTokenizerSync(path: string, opts: { maxLength?: number } = {}): TextTokenizer {
-  const file = path.endsWith('.json') ? path : join(path, 'tokenizer.json');
+  // a folder's files must stay in it (symlinks included); a tokenizer.json named directly is the user's choice
+  const file = path.endsWith('.json') ? path : insideFolder(path, 'tokenizer.json', 'tokenizer file');
   if (!existsSync(file))
     throw new GraftError(`no tokenizer at ${file}`, 'a text model folder needs a Hugging Face tokenizer.json');
   const dir = path.endsWith('.json') ? join(file, '..') : path;
   const json = readJson(file);
-  const cfgFile = join(dir, 'tokenizer_config.json');
+  const cfgFile = insideFolder(dir, 'tokenizer_config.json', 'tokenizer config');
   const cfg = existsSync(cfgFile) ? (readJson(cfgFile) as TokenizerConfigJson) : {};
   return new TextTokenizer(json, cfg, { ...opts, label: file });
 }
 
 function readJson(file: string): Record<string, unknown> {
+  let v: unknown;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    v = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
     throw new GraftError(`${file}: not valid JSON (${(e as Error).message})`);
   }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new GraftError(`${file}: not a JSON object`);
+  return v as Record<string, unknown>;
 }

@@ -12,6 +12,7 @@ import { atomicWrite } from '../formats/onnx.js';
 import type { Tensor } from '../graph/tensor.js';
 import type { OptimizerState } from '../optim/optimizer.js';
 import { GraftError } from '../util/errors.js';
+import { insideFolder } from '../util/paths.js';
 
 export interface EarlyStoppingState {
   /** Best monitored value so far (higher is better for accuracy, lower for loss). */
@@ -111,18 +112,41 @@ export function readCheckpoint(dir: string, epoch: number): CheckpointState {
   } catch (e) {
     throw new GraftError(`checkpoint ${path} is unreadable: ${(e as Error).message}`);
   }
-  if (m.format !== 'graft-checkpoint' || m.version !== 1) throw new GraftError(`${path} is not a Graft checkpoint (version 1)`);
-  const { tensors } = readSafetensors(join(dir, m.tensors));
+  if (!m || typeof m !== 'object' || m.format !== 'graft-checkpoint' || m.version !== 1) throw new GraftError(`${path} is not a Graft checkpoint (version 1)`);
+  checkManifest(m, path);
+  const { tensors } = readSafetensors(insideFolder(dir, m.tensors, `checkpoint tensor file (named in ${path})`));
   const take = (prefix: string) => {
     const out = new Map<string, Float32Array>();
-    for (const [k, t] of tensors) if (k.startsWith(`${prefix}/`)) out.set(k.slice(prefix.length + 1), Float32Array.from(t.data as Float32Array));
+    for (const [k, t] of tensors) {
+      if (!k.startsWith(`${prefix}/`)) continue;
+      if (t.dtype !== 'float32') throw new GraftError(`checkpoint ${path}: tensor '${k}' is ${t.dtype}, expected float32`);
+      out.set(k.slice(prefix.length + 1), Float32Array.from(t.data as Float32Array));
+    }
     return out;
   };
   return {
-    epoch: m.epoch, step: m.step, rng: m.rng.map((x) => (x === null ? NaN : x)), losses: Array.from((tensors.get('losses')?.data ?? []) as Float64Array),
+    epoch: m.epoch, step: m.step, rng: m.rng.map((x) => (x === null ? NaN : x)), losses: lossesOf(tensors.get('losses'), path),
     weights: take('weights'), optimizer: { kind: m.optimizer.kind, meta: m.optimizer.meta, tensors: take('optim') },
     ...(m.early ? { early: m.early } : {}), ...(m.hasBest ? { bestWeights: take('best') } : {}), config: m.config,
   };
+}
+
+function lossesOf(t: Tensor | undefined, path: string): number[] {
+  if (!t) return [];
+  if (t.dtype !== 'float64' && t.dtype !== 'float32') throw new GraftError(`checkpoint ${path}: tensor 'losses' is ${t.dtype}, expected float64`);
+  return Array.from(t.data as Float64Array);
+}
+
+/** The manifest's fields have the types the reader relies on (a damaged or hostile file fails here, named). */
+function checkManifest(m: Manifest, path: string): void {
+  const bad = (what: string): never => { throw new GraftError(`checkpoint ${path} is damaged: ${what}`); };
+  const isObj = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (typeof m.epoch !== 'number' || typeof m.step !== 'number') bad('epoch/step are not numbers');
+  if (!Array.isArray(m.rng) || m.rng.some((x) => x !== null && typeof x !== 'number')) bad('rng is not a list of numbers');
+  if (!isObj(m.optimizer) || typeof m.optimizer.kind !== 'string' || !isObj(m.optimizer.meta)) bad('optimizer is not {kind, meta}');
+  if (typeof m.tensors !== 'string') bad('tensors is not a file name');
+  if (!isObj(m.config)) bad('config is not an object');
+  if (m.early !== undefined && !isObj(m.early)) bad('early is not an object');
 }
 
 /**
