@@ -15,7 +15,7 @@ interface FinetuneFlags {
   lrFind?: boolean; lrFindPlot?: string; lrFindSteps?: string;
   earlyStopping?: string; patience?: string; minDelta?: string;
   classWeights?: string; lrDecay?: string; layerGroups?: string; unfreezeEvery?: string; bn?: string;
-  checkpointDir?: string; resume?: boolean; keepCheckpoints?: string; newHead?: boolean;
+  checkpointDir?: string; resume?: boolean; keepCheckpoints?: string; newHead?: boolean; untie?: boolean;
 }
 
 const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
@@ -80,6 +80,7 @@ export function finetuneOptionsFrom(o: TrainFlags): FinetuneOptions {
     ...(f.lrDecay !== undefined ? { lrDecay: num(f.lrDecay, '--lr-decay') } : {}),
     ...(f.layerGroups !== undefined ? { layerGroups: int(f.layerGroups, '--layer-groups') } : {}),
     ...(f.unfreezeEvery !== undefined ? { unfreezeEvery: int(f.unfreezeEvery, '--unfreeze-every') } : {}),
+    ...(f.untie ? { untie: true } : {}),
     ...(f.checkpointDir
       ? { checkpoint: { dir: f.checkpointDir, resume: !!f.resume, ...(f.keepCheckpoints ? { keep: int(f.keepCheckpoints, '--keep-checkpoints') } : {}) } }
       : {}),
@@ -169,6 +170,7 @@ export function finetuneOptions(cmd: Command): Command {
     .option('--checkpoint-dir <dir>', 'finetune: write a checkpoint per epoch into this folder')
     .option('--resume', 'finetune: continue from the newest checkpoint in --checkpoint-dir')
     .option('--keep-checkpoints <n>', 'finetune: keep only the newest N checkpoints')
+    .option('--untie', 'finetune: give each parameter its own copy where the exporter tied several to one initializer through Identity nodes (torch.onnx merges equal-valued initializers, e.g. the zero biases of a fresh model); without it they train as one, with a warning')
     .option('--new-head', 'finetune (CSV data): put a new head on the model\'s features even when its output size matches the classes (a new task); by default a new head replaces the old output only when the sizes differ')
     .option('--no-new-head', 'finetune (CSV data): never replace the head (fail when the sizes differ)');
 }

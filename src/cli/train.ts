@@ -28,7 +28,7 @@ const FINETUNE_ONLY: [key: string, flag: string][] = [
   ['classWeights', '--class-weights'], ['lrDecay', '--lr-decay'], ['layerGroups', '--layer-groups'], ['unfreezeEvery', '--unfreeze-every'],
   ['checkpointDir', '--checkpoint-dir'], ['resume', '--resume'], ['keepCheckpoints', '--keep-checkpoints'], ['newHead', '--new-head/--no-new-head'],
   ['cut', '--cut'], ['topBlocks', '--top-blocks'], ['full', '--full'], ['augment', '--augment'], ['views', '--views'],
-  ['loraAlpha', '--lora-alpha'], ['loraMatch', '--lora-match'],
+  ['loraAlpha', '--lora-alpha'], ['loraMatch', '--lora-match'], ['untie', '--untie'],
 ];
 
 function rejectFinetuneFlags(o: TrainFlags, mode: string, alsoLora: boolean): void {

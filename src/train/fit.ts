@@ -11,7 +11,7 @@ import { Trainer, type TrainerOptions } from './trainer.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { upgradeOpset } from '../graph/rewrites.js';
-import { selectTrainable, logitsOf } from './training-graph.js';
+import { selectTrainable, logitsOf, untieParameters, untieSpec, candidateParams } from './training-graph.js';
 import { makeSchedule, type ScheduleSpec } from './schedule.js';
 import { layerGroups, discriminativeScales } from './layer-groups.js';
 import { writeCheckpoint, readLatestCheckpoint, configMismatch, type EarlyStoppingState } from './checkpoint.js';
@@ -234,6 +234,16 @@ function withWeights(model: Graph, w: Map<string, Float32Array>): Graph {
 }
 
 export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}): Promise<FitResult> {
+  if (o.untie) {
+    // untie once, before choosing what trains, so layer groups, checkpoints and every stage's trainer see the copies
+    const up = upgradeOpset(model);
+    const u = untieParameters(up, candidateParams(up));
+    if (u.ties.length) {
+      model = u.graph;
+      const trainable = untieSpec(o.trainable, u.ties);
+      o = { ...o, ...(trainable ? { trainable } : {}) };
+    }
+  }
   if ('x' in data && data.x.length !== data.y.length) throw new GraftError(`${data.x.length} examples but ${data.y.length} labels`);
   const n = sizeOf(data);
   const nViews = 'batch' in data ? data.views ?? 1 : 1;

@@ -30,6 +30,14 @@ export interface TrainingOptions {
   bnMomentum?: number;
   /** With frozen BatchNorm, fold each Conv → BatchNormalization into one Conv of rescaled weights (default true; see fold-bn.ts). */
   foldBatchNorm?: boolean;
+  /**
+   * Give each parameter that an exporter tied to another (one initializer feeding several parameter
+   * slots through Identity nodes, as torch.onnx does for equal-valued initializers) its own copy, so
+   * they train independently (see untieParameters). Default false: they train as one, with a warning.
+   */
+  untie?: boolean;
+  /** Where the tied-parameter warning goes (default: stderr, once per message per process). */
+  warn?: (message: string) => void;
   runtime?: RuntimeOptions;
 }
 
@@ -64,22 +72,128 @@ const NOT_TRAINABLE_INPUTS: Record<string, number[]> = {
   Reshape: [1], Slice: [1, 2, 3, 4], Expand: [1], Tile: [1], OneHot: [1, 2], ConstantOfShape: [0],
 };
 
-/** Float initializers that are parameters of differentiable nodes. */
+/**
+ * Float initializers that are parameters of differentiable nodes. An initializer read through Identity
+ * nodes (an exporter's tie: see findTies) counts by the nodes that read the Identity outputs.
+ */
 export function candidateParams(g: Graph): string[] {
   const out = new Set<string>();
   const excluded = new Set<string>();
-  for (const n of g.nodes) {
-    const skip = NOT_TRAINABLE_INPUTS[n.opType] ?? [];
+  const consumers = g.consumers();
+  const judge = (init: string, t: Tensor, n: Node, i: number, seen: Set<Node>) => {
+    if (n.opType === 'Identity' && i === 0 && !seen.has(n)) {
+      seen.add(n);
+      for (const c of consumers.get(n.outputs[0]!) ?? []) c.inputs.forEach((x, j) => { if (x === n.outputs[0]) judge(init, t, c, j, seen); });
+      return;
+    }
+    if ((NOT_TRAINABLE_INPUTS[n.opType] ?? []).includes(i)) excluded.add(init);
+    else if (numel(t.dims) >= 2 || ['Conv', 'ConvTranspose', 'Gemm', 'BatchNormalization', 'LayerNormalization', 'MatMul'].includes(n.opType))
+      out.add(init);
+  };
+  for (const n of g.nodes)
     n.inputs.forEach((inp, i) => {
       const t = g.initializers.get(inp);
-      if (!t || t.dtype !== 'float32') return;
-      if (skip.includes(i)) excluded.add(inp);
-      else if (numel(t.dims) >= 2 || ['Conv', 'ConvTranspose', 'Gemm', 'BatchNormalization', 'LayerNormalization', 'MatMul'].includes(n.opType))
-        out.add(inp);
+      if (t && t.dtype === 'float32') judge(inp, t, n, i, new Set());
     });
-  }
   return [...out].filter((k) => !excluded.has(k));
 }
+
+/** One initializer that an exporter shared between several parameter slots through Identity nodes. */
+export interface Tie {
+  initializer: string;
+  /** The values it feeds: the outputs of the last Identity of each chain (and the initializer itself when a node reads it directly). */
+  feeds: string[];
+}
+
+/**
+ * Float initializers read through Identity nodes by more than one use: torch.onnx merges equal-valued
+ * initializers of a model (the zero biases, the unit LayerNorm scales of a freshly initialized one)
+ * into one initializer X and writes `Identity(X) → fc2.bias` for the others, so the layers would train
+ * one shared tensor. `among` limits the search (e.g. to the trainable parameters).
+ */
+export function findTies(g: Graph, among?: Iterable<string>): Tie[] {
+  const consumers = g.consumers();
+  const outputs = new Set(g.outputs.map((o) => o.name));
+  const names = among ? [...among] : [...g.initializers.keys()];
+  const ties: Tie[] = [];
+  for (const x of names) {
+    const t = g.initializers.get(x);
+    if (!t || t.dtype !== 'float32') continue;
+    const feeds: string[] = [];
+    let viaIdentity = false;
+    const walk = (v: string, depth: number) => {
+      const cs = consumers.get(v) ?? [];
+      const ids = cs.filter((c) => c.opType === 'Identity' && c.inputs[0] === v);
+      if (cs.length > ids.length || (outputs.has(v) && v !== x)) feeds.push(v);
+      if (depth > 64) return; // a chain this long is no exporter's tie
+      for (const c of ids) {
+        viaIdentity = true;
+        walk(c.outputs[0]!, depth + 1);
+      }
+    };
+    walk(x, 0);
+    if (viaIdentity && feeds.length >= 2) ties.push({ initializer: x, feeds: [...new Set(feeds)] });
+  }
+  return ties;
+}
+
+/**
+ * A copy of the graph where every tied initializer (findTies; `among` limits which) gives each value it
+ * feeds an initializer of its own (named after that value: torch's parameter name), and the Identity
+ * nodes that shared it are gone. A tied value that is also a graph output keeps its Identity.
+ */
+export function untieParameters(model: Graph, among?: Iterable<string>): { graph: Graph; ties: Tie[] } {
+  const ties = findTies(model, among);
+  if (!ties.length) return { graph: model, ties };
+  const g = model.clone();
+  const outputs = new Set(g.outputs.map((o) => o.name));
+  const done: Tie[] = [];
+  for (const tie of ties) {
+    const x = g.initializers.get(tie.initializer)!;
+    const untied = tie.feeds.filter((f) => f !== tie.initializer && !outputs.has(f) && !g.initializers.has(f));
+    if (!untied.length) continue;
+    for (const f of untied) {
+      g.initializers.set(f, { dtype: 'float32', dims: [...x.dims], data: Float32Array.from(x.data as Float32Array) });
+      g.nodes = g.nodes.filter((n) => !(n.opType === 'Identity' && n.outputs[0] === f));
+      // IR < 4 models list initializers among the inputs too
+      const asInput = g.inputs.find((i) => i.name === tie.initializer);
+      if (asInput) g.inputs.push({ ...asInput, name: f });
+    }
+    // Identity nodes left without readers (the middle of a chain), then the initializer if nothing reads it
+    for (let changed = true; changed; ) {
+      const used = new Set([...g.nodes.flatMap((n) => n.inputs), ...outputs]);
+      const before = g.nodes.length;
+      g.nodes = g.nodes.filter((n) => n.opType !== 'Identity' || used.has(n.outputs[0]!));
+      changed = g.nodes.length !== before;
+    }
+    if (!g.nodes.some((n) => n.inputs.includes(tie.initializer)) && !outputs.has(tie.initializer)) {
+      g.initializers.delete(tie.initializer);
+      g.inputs = g.inputs.filter((i) => i.name !== tie.initializer);
+    }
+    done.push({ initializer: tie.initializer, feeds: untied.concat(tie.feeds.includes(tie.initializer) ? [tie.initializer] : []) });
+  }
+  return { graph: g, ties: done };
+}
+
+/** A trainable spec after untieParameters: a listed tied initializer stands for every copy it became. */
+export function untieSpec(spec: TrainableSpec | undefined, ties: Tie[]): TrainableSpec | undefined {
+  if (!spec || spec === 'all' || !('names' in spec) || !ties.length) return spec;
+  const by = new Map(ties.map((t) => [t.initializer, t.feeds]));
+  return { names: [...new Set(spec.names.flatMap((n) => by.get(n) ?? [n]))] };
+}
+
+/** The one warning line for tied trainable parameters. */
+export function tieWarning(ties: Tie[]): string {
+  const list = ties.map((t) => `'${t.initializer}' feeds ${t.feeds.join(', ')}`).join('; ');
+  return `tied parameters: ${list} (through Identity nodes: the exporter merged equal-valued initializers), so they train as one tensor; --untie (library: untie: true) gives each its own copy`;
+}
+
+const warned = new Set<string>();
+const stderrWarn = (m: string) => {
+  if (warned.has(m)) return;
+  warned.add(m);
+  process.stderr.write(`graft: warning: ${m}\n`);
+};
 
 /** Nodes that depend on any of the given values (through data flow). */
 function downstreamOf(g: Graph, values: Set<string>): Set<Node> {
@@ -113,6 +227,15 @@ export function selectTrainable(g: Graph, spec: TrainableSpec = 'all'): string[]
     throw new GraftError(`no node or value named '${spec.after}' to cut after`);
   const after = downstreamOf(g, cut);
   const inAfter = new Set([...after].flatMap((n) => n.inputs));
+  // a parameter read through Identity nodes (an exporter's tie) is in the part after the cut when its Identity output is
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const n of g.nodes)
+      if (n.opType === 'Identity' && inAfter.has(n.outputs[0]!) && !inAfter.has(n.inputs[0]!)) {
+        inAfter.add(n.inputs[0]!);
+        grew = true;
+      }
+  }
   const picked = all.filter((k) => inAfter.has(k));
   if (!picked.length) throw new GraftError(`nothing trainable after '${spec.after}'`);
   return picked;
@@ -120,13 +243,23 @@ export function selectTrainable(g: Graph, spec: TrainableSpec = 'all'): string[]
 
 export async function compileTraining(model: Graph, opts: TrainingOptions = {}): Promise<TrainingGraph> {
   assertTrainableWeights(model);
-  const base = upgradeOpset(model);
+  let base = upgradeOpset(model);
+  let trainable = opts.trainable;
+  if (opts.untie) {
+    const u = untieParameters(base, candidateParams(base));
+    base = u.graph;
+    trainable = untieSpec(trainable, u.ties);
+  }
   const g = base.clone();
   const output = opts.output ?? g.outputs[0]?.name;
   if (!output) throw new GraftError('the model has no outputs');
   if (!g.outputs.some((o) => o.name === output) && !g.nodes.some((n) => n.outputs.includes(output)))
     throw new GraftError(`the model has no output named '${output}'`);
-  const params = [...selectTrainable(g, opts.trainable)];
+  const params = [...selectTrainable(g, trainable)];
+  if (!opts.untie) {
+    const ties = findTies(g, params);
+    if (ties.length) (opts.warn ?? stderrWarn)(tieWarning(ties));
+  }
   // Probe the forward model once per size to learn the output's size (classes, batch).
   const sizesA = new Map<string, number>();
   const sizesB = new Map<string, number>();
