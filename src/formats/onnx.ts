@@ -2,7 +2,7 @@
  * ONNX files ⇄ Graph, through protobufjs. Handles every numeric initializer type (raw_data and the
  * typed *_data fields), external data files, and keeps fields Graft does not interpret for round trips.
  */
-import { readFileSync, writeFileSync, renameSync, existsSync, openSync, readSync, closeSync, mkdirSync, rmSync, fstatSync } from 'node:fs';
+import { readFileSync, existsSync, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
 import protobuf from 'protobufjs';
 import Long from 'long';
@@ -13,6 +13,7 @@ import {
   floatToHalf,
 } from '../graph/tensor.js';
 import { GraftError } from '../util/errors.js';
+import { atomicWrite } from '../util/atomic.js';
 import { insideFolder } from '../util/paths.js';
 import { checkedNumel, checkedCount } from '../util/limits.js';
 
@@ -337,22 +338,8 @@ export function writeOnnx(g: Graph, path: string, opts: WriteOptions = {}): void
   atomicWrite(path, bytes);
 }
 
-/** Write a file via a temporary file and a rename, creating its folder; nothing half-written is left. */
-export function atomicWrite(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    mkdirSync(dirname(path) || '.', { recursive: true });
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, path);
-  } catch (e) {
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      /* the folder itself is unusable: there is no temporary file to remove */
-    }
-    throw new GraftError(`could not write ${path}: ${(e as Error).message}`);
-  }
-}
+/** Write a file via a temporary file, fsync and a rename (src/util/atomic.ts); nothing half-written is left. */
+export { atomicWrite };
 
 /** A float32 scalar or small tensor as a TensorProto-compatible Tensor (used by builders). */
 export function f32Tensor(values: number[], dims: number[] = [values.length]): Tensor {
