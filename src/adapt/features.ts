@@ -10,7 +10,7 @@ import { subspaceAlignment } from './subspace.js';
 import { selfTrainFeatures } from './self-training.js';
 import { sourceOnly, type FeatureAdaptResult, type HeadOptions, type LabelledFeatures } from './feature-head.js';
 import { argmaxOf } from './predict.js';
-import { informationMaximization, reverseValidation, selectBest, type Candidate } from './selection.js';
+import { informationMaximization, reverseValidation, selectBest, selectOverUnadapted, NO_HARM_MARGIN, type Candidate } from './selection.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { GraftError } from '../util/errors.js';
 import { classCount } from '../heads/head.js';
@@ -27,12 +27,21 @@ export interface AdaptFeaturesOptions extends HeadOptions {
   onCandidate?: (c: { params: Record<string, number>; score: number; seconds: number }) => void;
   /** Keep every candidate's target probabilities in `candidates` (for studies of the criterion). */
   keepPredictions?: boolean;
+  /**
+   * Do no harm (default true): the source-only head is a candidate too, scored by the same reverse
+   * validation, and the method's result is used only when it beats it by more than `margin`.
+   */
+  noHarm?: boolean;
+  /** Reverse-validation margin of the no-harm rule (default NO_HARM_MARGIN.reverseValidation). */
+  margin?: number;
 }
 
 export interface AdaptFeaturesResult extends FeatureAdaptResult {
   /** Every candidate with its label-free scores (reverse validation picks; IM is reported). */
   candidates: { params: Record<string, number>; reverseValidation: number; informationMaximization: number; targetProba?: Float64Array[] }[];
   chosen: Record<string, number>;
+  /** No-harm rule (absent for method 'source-only' or noHarm false): the source-only candidate's score, the margin, and whether it was kept. */
+  unadapted?: { reverseValidation: number; informationMaximization: number; kept: boolean; margin: number; reason: string; targetProba?: Float64Array[] };
 }
 
 export function defaultGrid(method: FeatureMethod, d: number): Record<string, number>[] {
@@ -64,22 +73,42 @@ export async function adaptFeatures(method: FeatureMethod, source: LabelledFeatu
   const grid = o.grid ?? defaultGrid(method, source.x[0]!.length);
   let chosen = grid[0] ?? {};
   const candidates: AdaptFeaturesResult['candidates'] = [];
-  if (grid.length > 1) {
+  const guard = (o.noHarm ?? true) && method !== 'source-only';
+  let unadapted: AdaptFeaturesResult['unadapted'];
+  if (grid.length > 1 || guard) {
     const split = stratifiedSplit(source.y, { testFraction: o.valFraction ?? 0.2, seed: o.seed ?? 0 });
     const tr = { x: split.train.map((i) => source.x[i]!), y: split.train.map((i) => source.y[i]!) };
     const va = { x: split.test.map((i) => source.x[i]!), y: split.test.map((i) => source.y[i]!) };
+    const rv = (P: Float64Array[]) => reverseValidation(target, P.map(argmaxOf), va, { numClasses: K, ...(o.l2 !== undefined ? { l2: o.l2 } : {}) });
     const cands: Candidate<Record<string, number>>[] = [];
     for (const params of grid) {
       const c0 = performance.now();
       const r = await runFeatureMethod(method, tr, target, params, ho);
-      const score = await reverseValidation(target, r.targetProba.map(argmaxOf), va, { numClasses: K, ...(o.l2 !== undefined ? { l2: o.l2 } : {}) });
+      const score = await rv(r.targetProba);
       const im = informationMaximization(r.targetProba).score;
       candidates.push({ params, reverseValidation: score, informationMaximization: im, ...(o.keepPredictions ? { targetProba: r.targetProba } : {}) });
       cands.push({ params, value: params, score });
       o.onCandidate?.({ params, score, seconds: (performance.now() - c0) / 1000 });
     }
-    chosen = selectBest(cands).value;
+    if (guard) {
+      // the source-only head, fitted and scored exactly as the candidates were
+      const base = await sourceOnly(tr, target, ho);
+      const baseScore = await rv(base.targetProba);
+      const margin = o.margin ?? NO_HARM_MARGIN.reverseValidation;
+      const g = selectOverUnadapted({ params: {}, value: {}, score: baseScore }, cands, margin, 'reverse-validation accuracy');
+      unadapted = {
+        reverseValidation: baseScore, informationMaximization: informationMaximization(base.targetProba).score, kept: g.keptUnadapted, margin, reason: g.reason,
+        ...(o.keepPredictions ? { targetProba: base.targetProba } : {}),
+      };
+      chosen = g.keptUnadapted ? {} : g.chosen.value;
+      if (g.keptUnadapted) {
+        const final = await sourceOnly(source, target, ho);
+        return { ...final, candidates, chosen, unadapted, seconds: (performance.now() - t0) / 1000 };
+      }
+    } else {
+      chosen = selectBest(cands).value;
+    }
   }
   const final = await runFeatureMethod(method, source, target, chosen, ho);
-  return { ...final, candidates, chosen, seconds: (performance.now() - t0) / 1000 };
+  return { ...final, candidates, chosen, ...(unadapted ? { unadapted } : {}), seconds: (performance.now() - t0) / 1000 };
 }

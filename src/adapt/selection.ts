@@ -57,3 +57,39 @@ export async function reverseValidation(
   const head = await fit(target, pseudoLabels, { numClasses: o.numClasses, l2: o.l2 ?? 1e-2, maxIter: o.maxIter ?? 100 });
   return head.accuracy(sourceVal.x, sourceVal.y);
 }
+
+/**
+ * How much a label-free score must prefer an adapted candidate over the unadapted model (or the
+ * source-only head) before adaptation is used: "do no harm". Calibrated by bench/adapt-no-harm.ts on
+ * the shared shift pairs of docs/adaptation.md (the smallest margins at which no method, as
+ * selected, lowered target accuracy by more than 0.005 there, while every method that helped still
+ * helped). Information maximization is in nats; reverse validation is an accuracy.
+ */
+export const NO_HARM_MARGIN = { informationMaximization: 0.05, reverseValidation: 0.01 } as const;
+
+export interface GuardedSelection<T> {
+  /** The selected candidate: the best adapted one, or the unadapted one. */
+  chosen: Candidate<T>;
+  /** The adapted candidate with the highest score (whether or not it was chosen). */
+  best: Candidate<T>;
+  /** True when the unadapted candidate was kept. */
+  keptUnadapted: boolean;
+  margin: number;
+  /** One sentence saying what was chosen and why. */
+  reason: string;
+}
+
+/**
+ * Select among adapted candidates with the unadapted model as a candidate too: move away from it
+ * only when the best adapted candidate's score exceeds the unadapted one's by more than `margin`.
+ */
+export function selectOverUnadapted<T>(unadapted: Candidate<T>, adapted: Candidate<T>[], margin: number, criterion = 'score'): GuardedSelection<T> {
+  if (!(margin >= 0)) throw new GraftError(`the no-harm margin must be ≥ 0, got ${margin}`);
+  const best = selectBest(adapted);
+  const gain = best.score - unadapted.score;
+  const keptUnadapted = !(gain > margin);
+  const reason = keptUnadapted
+    ? `kept the unadapted model: the best adapted candidate's ${criterion} (${best.score.toFixed(4)}) is not above the unadapted model's (${unadapted.score.toFixed(4)}) by more than the margin ${margin}`
+    : `adapted: the best candidate's ${criterion} (${best.score.toFixed(4)}) exceeds the unadapted model's (${unadapted.score.toFixed(4)}) by ${gain.toFixed(4)} > margin ${margin}`;
+  return { chosen: keptUnadapted ? unadapted : best, best, keptUnadapted, margin, reason };
+}

@@ -13,7 +13,7 @@ import { adaBn } from './adabn.js';
 import { entropyMinimize } from './entropy.js';
 import { selfTrainNetwork } from './self-train-net.js';
 import { calibrateTemperature, predictLogits, probabilities } from './predict.js';
-import { informationMaximization, selectBest, type Candidate } from './selection.js';
+import { informationMaximization, selectBest, selectOverUnadapted, NO_HARM_MARGIN, type Candidate } from './selection.js';
 import { GraftError } from '../util/errors.js';
 
 export type NetworkMethod = 'adabn' | 'entropy' | 'self-training';
@@ -35,6 +35,13 @@ export interface AdaptNetworkOptions {
   onCandidate?: (c: { params: Record<string, number>; score: number }) => void;
   /** Keep every candidate's model in `candidates` (for studies of the criterion; default false). */
   keepModels?: boolean;
+  /**
+   * Do no harm (default true): the unadapted model is a candidate too, and an adapted one is
+   * returned only when its score beats the unadapted model's by more than `margin`.
+   */
+  noHarm?: boolean;
+  /** Information-maximization margin of the no-harm rule (default NO_HARM_MARGIN.informationMaximization). */
+  margin?: number;
 }
 
 export interface AdaptNetworkResult {
@@ -45,6 +52,10 @@ export interface AdaptNetworkResult {
   /** Label-free score of the unadapted model and of every candidate. */
   before: number;
   candidates: { params: Record<string, number>; score: number; meanEntropy: number; diversity: number; model?: Graph }[];
+  /** True when the no-harm rule kept the unadapted model (then `model` is the input and `chosen` is {}). */
+  keptUnadapted: boolean;
+  /** The no-harm rule's margin and its verdict in words (absent with noHarm false). */
+  noHarm?: { margin: number; reason: string; best: Record<string, number> };
   seconds: number;
 }
 
@@ -91,6 +102,14 @@ export async function adaptNetwork(method: NetworkMethod, model: Graph, target: 
       for (const [i, g] of r.rounds.entries()) await add({ ...p, round: i + 1 }, g);
     }
   }
-  const best = selectBest(cands);
-  return { method, model: best.value, chosen: best.params as Record<string, number>, temperature, before, candidates, seconds: (performance.now() - t0) / 1000 };
+  if (o.noHarm === false) {
+    const best = selectBest(cands);
+    return { method, model: best.value, chosen: best.params as Record<string, number>, temperature, before, candidates, keptUnadapted: false, seconds: (performance.now() - t0) / 1000 };
+  }
+  const margin = o.margin ?? NO_HARM_MARGIN.informationMaximization;
+  const g = selectOverUnadapted({ params: {}, value: model, score: before }, cands, margin, 'information maximization');
+  return {
+    method, model: g.chosen.value, chosen: g.chosen.params as Record<string, number>, temperature, before, candidates, keptUnadapted: g.keptUnadapted,
+    noHarm: { margin, reason: g.reason, best: g.best.params as Record<string, number> }, seconds: (performance.now() - t0) / 1000,
+  };
 }

@@ -24,7 +24,7 @@ import { stratifiedSplit } from '../data/splits.js';
 import { adaptFit, dannLoss, featureDim, sourceOnlyLoss, type AdaptLoss } from './dann.js';
 import { mmdLoss, deepCoralLoss } from './mmd.js';
 import { predictLogits, probabilities, argmaxOf } from './predict.js';
-import { informationMaximization, reverseValidation, selectBest, type Candidate } from './selection.js';
+import { informationMaximization, reverseValidation, selectBest, selectOverUnadapted, NO_HARM_MARGIN, type Candidate } from './selection.js';
 import { GraftError } from '../util/errors.js';
 import { classCount } from '../heads/head.js';
 
@@ -51,19 +51,31 @@ export interface AdaptWithSourceOptions {
   /** Source fraction held out for reverse validation (default 0.2). */
   valFraction?: number;
   onCandidate?: (c: { params: Record<string, number>; score: number }) => void;
+  /**
+   * Do no harm (default true): a source-only run with the same settings is a candidate too (its
+   * last checkpoint, scored by the same criterion), and the adapted network is returned only when
+   * its score beats it by more than `margin`.
+   */
+  noHarm?: boolean;
+  /** Margin of the no-harm rule (default NO_HARM_MARGIN for the criterion). */
+  margin?: number;
+  /** Keep every candidate's network in `candidates` (for studies of the criterion; default false). */
+  keepModels?: boolean;
   onStep?: (info: { step: number; total: number; loss: number }) => void;
 }
 
 export interface AdaptWithSourceResult {
   model: Graph;
   chosen: Record<string, number>;
-  candidates: { params: Record<string, number>; score: number; informationMaximization: number }[];
+  candidates: { params: Record<string, number>; score: number; informationMaximization: number; model?: Graph }[];
   selection: string;
   feature: string;
   featureDim: number;
   /** True when the model got a new head for the source task's classes. */
   newHead: boolean;
   sourceTrainExamples: number;
+  /** No-harm rule: the source-only run (its network, score), the margin, and whether it was kept. */
+  unadapted?: { model: Graph; score: number; kept: boolean; margin: number; reason: string };
   seconds: number;
 }
 
@@ -105,6 +117,13 @@ export async function adaptWithSource(method: SourceNetworkMethod, model: Graph,
   };
   const cands: Candidate<Graph>[] = [];
   const candidates: AdaptWithSourceResult['candidates'] = [];
+  const scoreOf = async (g: Graph) => {
+    const P = probabilities(await predictLogits(g, target));
+    const im = informationMaximization(P).score;
+    const score = select === 'im' ? im
+      : await reverseValidation(await feats(g, target), P.map(argmaxOf), { x: await feats(g, val!.x), y: val!.y }, { numClasses: K });
+    return { im, score };
+  };
   for (const weight of weights) {
     const tr: Trainer = await adaptFit(net, lossFor(method, weight, feature, D, seed), train, target, {
       epochs, seed, ...(o.lr !== undefined ? { lr: o.lr } : {}), ...(o.batchSize ? { batchSize: o.batchSize } : {}),
@@ -112,23 +131,32 @@ export async function adaptWithSource(method: SourceNetworkMethod, model: Graph,
       onEpoch: async ({ epoch, trainer }) => {
         if (!checkpoints.has(epoch)) return;
         const g = trainer.toGraph();
-        const P = probabilities(await predictLogits(g, target));
-        const im = informationMaximization(P).score;
-        const score = select === 'im' ? im
-          : await reverseValidation(await feats(g, target), P.map(argmaxOf), { x: await feats(g, val!.x), y: val!.y }, { numClasses: K });
+        const { im, score } = await scoreOf(g);
         const params: Record<string, number> = method === 'source-only' ? { epoch } : { weight, epoch };
         cands.push({ params, value: g, score });
-        candidates.push({ params, score, informationMaximization: im });
+        candidates.push({ params, score, informationMaximization: im, ...(o.keepModels ? { model: g } : {}) });
         o.onCandidate?.({ params, score });
       },
     });
     await tr.release();
   }
   if (!cands.length) throw new GraftError(`no checkpoint scored: checkpoints ${[...checkpoints].join(',')} are outside 1..${epochs} epochs`);
-  const best = selectBest(cands);
+  let best = selectBest(cands);
+  let unadapted: AdaptWithSourceResult['unadapted'];
+  if ((o.noHarm ?? true) && method !== 'source-only') {
+    // the unadapted alternative: source-only training with the same settings, its last epoch
+    const tr = await adaptFit(net, sourceOnlyLoss(), train, target, { epochs, seed, ...(o.lr !== undefined ? { lr: o.lr } : {}), ...(o.batchSize ? { batchSize: o.batchSize } : {}) });
+    const g0 = tr.toGraph();
+    await tr.release();
+    const s0 = await scoreOf(g0);
+    const margin = o.margin ?? (select === 'im' ? NO_HARM_MARGIN.informationMaximization : NO_HARM_MARGIN.reverseValidation);
+    const g = selectOverUnadapted({ params: { epoch: epochs }, value: g0, score: s0.score }, cands, margin, select === 'im' ? 'information maximization' : 'reverse-validation accuracy');
+    unadapted = { model: g0, score: s0.score, kept: g.keptUnadapted, margin, reason: g.reason };
+    best = g.chosen;
+  }
   return {
     model: best.value, chosen: best.params as Record<string, number>, candidates,
     selection: select === 'im' ? 'information maximization of the target predictions (no labels)' : 'reverse validation: a head fitted on the target pseudo-labels, scored on held-out source labels',
-    feature, featureDim: D, newHead, sourceTrainExamples: train.x.length, seconds: (performance.now() - t0) / 1000,
+    feature, featureDim: D, newHead, sourceTrainExamples: train.x.length, ...(unadapted ? { unadapted } : {}), seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -161,13 +161,15 @@ export async function adaptCommand(o: AdaptFlags) {
     Object.assign(report, {
       sourceExamples: source.x.length, sourceTrainExamples: r.sourceTrainExamples, featureNode: r.feature, featureDim: r.featureDim, newHead: r.newHead, epochs,
       chosen: r.chosen, selection: r.selection, candidates: r.candidates,
+      ...(r.unadapted ? { keptUnadapted: r.unadapted.kept, noHarm: { unadaptedScore: r.unadapted.score, margin: r.unadapted.margin, reason: r.unadapted.reason } } : {}),
     });
     if (labels) {
       const after = accuracyOf(await predictProba(r.model, target.x), labels);
       const acc: Record<string, unknown> = { after, note: 'measured on the target images adapted on' };
       if (o.baseline !== false) {
-        const base = await adaptWithSource('source-only', start(), { x: source.x, y: source.y }, target.x, { ...common, checkpoints: [epochs] });
-        acc['sourceOnly'] = accuracyOf(await predictProba(base.model, target.x), labels);
+        // the no-harm rule already trained source-only with the same settings: reuse it
+        const baseModel = r.unadapted?.model ?? (await adaptWithSource('source-only', start(), { x: source.x, y: source.y }, target.x, { ...common, checkpoints: [epochs] })).model;
+        acc['sourceOnly'] = accuracyOf(await predictProba(baseModel, target.x), labels);
         acc['before'] = acc['sourceOnly'];
         acc['note'] = `before: source-only training with the same settings (${epochs} epochs, same source split); measured on the target images adapted on`;
       }
@@ -191,7 +193,10 @@ export async function adaptCommand(o: AdaptFlags) {
       : o.method === 'coral-self-training' ? (o.lambda || o.threshold ? (list(o.lambda, '--lambda') ?? [1]).flatMap((lambda) => (list(o.threshold, '--threshold') ?? [0.7, 0.9]).map((threshold) => ({ lambda, threshold }))) : undefined)
       : list(o.threshold, '--threshold')?.map((threshold) => ({ threshold }));
     const r = await adaptFeatures(o.method as FeatureMethod, S, T, { seed, onCandidate, ...(grid ? { grid } : {}) });
-    Object.assign(report, { sourceExamples: S.x.length, featureNode: node, featureDim: S.x[0]!.length, chosen: r.chosen, selection: 'reverse validation on held-out source labels', candidates: r.candidates, info: r.info });
+    Object.assign(report, {
+      sourceExamples: S.x.length, featureNode: node, featureDim: S.x[0]!.length, chosen: r.chosen, selection: 'reverse validation on held-out source labels', candidates: r.candidates, info: r.info,
+      ...(r.unadapted ? { keptUnadapted: r.unadapted.kept, noHarm: { unadaptedScore: r.unadapted.reverseValidation, margin: r.unadapted.margin, reason: r.unadapted.reason } } : {}),
+    });
     if (labels) {
       const base = await sourceOnly(S, T);
       report['accuracy'] = { before: accuracyOf(base.targetProba, labels), after: accuracyOf(r.targetProba, labels), note: 'before: source-only head; measured on the target images adapted on' };
@@ -207,7 +212,10 @@ export async function adaptCommand(o: AdaptFlags) {
     if (o.method === 'entropy' && (lr || steps)) grid = (lr ?? [3e-4, 1e-3, 3e-3, 1e-2]).map((l) => ({ lr: l, diversity: 1, ...(steps ? { steps: Math.max(...steps) } : {}) }));
     if (o.method === 'self-training' && (lr || th)) grid = (lr ?? [1e-3]).flatMap((l) => (th ?? [0.8]).map((t) => ({ lr: l, threshold: t })));
     const r = await adaptNetwork(o.method as NetworkMethod, model, target.x, { seed, onCandidate, ...(grid ? { grid } : {}), ...(steps && o.method === 'entropy' ? { checkpoints: steps } : {}) });
-    Object.assign(report, { chosen: r.chosen, selection: 'information maximization on the target (no labels)', temperature: r.temperature, scoreBefore: r.before, candidates: r.candidates });
+    Object.assign(report, {
+      chosen: r.chosen, selection: 'information maximization on the target (no labels)', temperature: r.temperature, scoreBefore: r.before, candidates: r.candidates,
+      keptUnadapted: r.keptUnadapted, ...(r.noHarm ? { noHarm: r.noHarm } : {}),
+    });
     if (labels) report['accuracy'] = {
       before: accuracyOf(await predictProba(model, target.x), labels), after: accuracyOf(await predictProba(r.model, target.x), labels),
       note: 'measured on the target images adapted on',
@@ -230,7 +238,8 @@ export async function adaptCommand(o: AdaptFlags) {
   const acc = report['accuracy'] as { before?: number; after: number } | undefined;
   process.stdout.write(
     `${o.method} (${report['level']}-level) on ${target.x.length} target images in ${(report['seconds'] as number).toFixed(1)} s\n` +
-      `chosen without target labels: ${JSON.stringify(report['chosen'])} (${report['selection']})\n` +
+      (report['keptUnadapted'] ? `kept the unadapted model (${o.method} did not beat it by the no-harm margin without target labels)\n` : `chosen without target labels: ${JSON.stringify(report['chosen'])} (${report['selection']})\n`) +
+      (report['noHarm'] ? `no-harm rule: ${(report['noHarm'] as { reason: string }).reason}\n` : '') +
       (acc ? (acc.before !== undefined ? `target accuracy: ${acc.before.toFixed(3)} before → ${acc.after.toFixed(3)} after\n` : `target accuracy: ${acc.after.toFixed(3)}\n`) : '') +
       (o.out ? `saved ${join(o.out, 'model.onnx')} and ${join(o.out, 'report.json')}\n` : ''),
   );

@@ -7,6 +7,7 @@ import { GraftError } from '../util/errors.js';
 import { finetuneCommand } from './train-finetune.js';
 import { featuresCommand } from './train-features.js';
 import { textCommand } from './train-text.js';
+import { autoCommand } from './train-auto.js';
 
 export interface TrainFlags {
   model: string; data: string; mode: string; out?: string; labelsData?: string; cache?: string; node?: string; valFraction: string; maxPerClass?: string; epochs: string; batchSize: string; lr: string; optimizer: 'adamw' | 'sgd';
@@ -40,14 +41,18 @@ function rejectFinetuneFlags(o: TrainFlags, mode: string, alsoLora: boolean): vo
 const PROMPT_ONLY: [key: string, flag: string][] = [['template', '--template'], ['labelWords', '--label-words']];
 
 export async function trainCommand(o: TrainFlags) {
+  const autoFlags = [['budget', '--budget'], ['folds', '--folds']].filter(([k]) => o[k!] !== undefined).map(([, f]) => f);
+  if (o.mode !== 'auto' && autoFlags.length) throw new GraftError(`${autoFlags.join(', ')} ${autoFlags.length > 1 ? 'apply' : 'applies'} to --mode auto (the default), not to --mode ${o.mode}`);
   const promptFlags = PROMPT_ONLY.filter(([k]) => o[k] !== undefined).map(([, f]) => f);
   if (o.mode !== 'prompt' && promptFlags.length)
     throw new GraftError(`${promptFlags.join(', ')} ${promptFlags.length > 1 ? 'apply' : 'applies'} to text prompt classification (--mode prompt), not to --mode ${o.mode}`);
   if (o.mode === 'prompt' && o['textColumn'] === undefined) throw new GraftError('--mode prompt is for text classification: give --text-column');
   if (o['textColumn'] !== undefined) {
     rejectFinetuneFlags(o, 'text classification', false);
-    return textCommand(o);
+    return o.mode === 'auto' ? autoCommand(o) : textCommand(o);
   }
+  // --mode auto on images: the finetune flags configure its fine-tuned candidate
+  if (o.mode === 'auto') return autoCommand(o);
   if (o.mode === 'setfit') throw new GraftError('--mode setfit is for text classification: give --text-column');
   if (o.mode === 'features') {
     rejectFinetuneFlags(o, '--mode features', true);
