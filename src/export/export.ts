@@ -11,12 +11,13 @@
  * Softmax) is compared with the training graph's own forward on the same inputs;
  * a difference above the tolerance fails the export with a GraftError giving the difference.
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import { A } from '../graph/builder.js';
 import type { Tensor } from '../graph/tensor.js';
 import { atomicWrite, encodeOnnx } from '../formats/onnx.js';
+import { FolderWrite, MODEL_FOLDER_FILES } from '../util/atomic.js';
 import { setLabels, setPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { mergeLora } from '../finetune/lora.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
@@ -133,13 +134,16 @@ export async function exportFinetuned(trained: Graph, o: ExportOptions): Promise
   const first = plain.outputs[0]!.name;
   const compared = logitsOf(plain, first) !== first ? PROBABILITIES : LOGITS;
   g.metadata['graft.export_tolerance'] = String(tolerance);
-  mkdirSync(o.out, { recursive: true });
   const path = join(o.out, 'model.onnx');
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  writeFileSync(tmp, encodeOnnx(g));
+  const labelsPath = join(o.out, 'labels.json');
+  // model.onnx and labels.json are staged together and swapped in as one folder after the parity check
+  // passes: a failed check, a full disk or a kill leaves the previous export as it was
+  const fw = new FolderWrite(o.out, { replaces: MODEL_FOLDER_FILES });
+  const staged = join(fw.stage, 'model.onnx');
   let maxAbsDiff = Infinity, allowed = tolerance;
   try {
-    const s = await Session.fromBytes(readFileSync(tmp), o.runtime, `${path} (exported)`);
+    atomicWrite(staged, encodeOnnx(g));
+    const s = await Session.fromBytes(readFileSync(staged), o.runtime, `${path} (exported)`);
     let got: Record<string, Tensor>;
     try {
       got = await s.run({ [g.dataInputs()[0]!.name]: o.checkInputs }, [compared]);
@@ -159,12 +163,11 @@ export async function exportFinetuned(trained: Graph, o: ExportOptions): Promise
       throw new GraftError(
         `export parity check failed: onnxruntime on the exported model differs from the training graph's forward by up to ${maxAbsDiff.toExponential(3)} in the ${compared} (allowed ${allowed.toExponential(2)} = tolerance ${tolerance.toExponential(1)} × max(1, max |reference| ${scale.toPrecision(3)})) on ${o.checkInputs.dims[0]} inputs; nothing was written to ${path}`,
       );
-    renameSync(tmp, path);
+    atomicWrite(join(fw.stage, 'labels.json'), new TextEncoder().encode(JSON.stringify(o.labels, null, 2) + '\n'));
   } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
+    fw.abort();
+    throw fw.error(e);
   }
-  const labelsPath = join(o.out, 'labels.json');
-  atomicWrite(labelsPath, new TextEncoder().encode(JSON.stringify(o.labels, null, 2) + '\n'));
+  fw.commit();
   return { path, labelsPath, maxAbsDiff, allowed, compared, tolerance, checked: o.checkInputs.dims[0] ?? 0, graph: g };
 }

@@ -13,10 +13,11 @@
  *   magic 'GFC1' | u32 count | count × (32-byte key, u32 dim, u32 byte offset of data) | fp16 data…
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { floatToHalf, halfToFloat } from '../graph/tensor.js';
 import { GraftError } from '../util/errors.js';
+import { atomicWrite } from '../util/atomic.js';
 
 const MAGIC = 0x31434647; // 'GFC1' little-endian
 const ENTRY = 40;
@@ -215,13 +216,10 @@ export class FeatureCache {
     });
     const name = `${Date.now().toString(36).padStart(9, '0')}-${this.tag}-${(this.seq++).toString().padStart(6, '0')}${SUFFIX}`;
     const path = join(this.dir, name);
-    const tmp = join(this.dir, `.${name}.tmp`);
     try {
-      writeFileSync(tmp, buf);
-      renameSync(tmp, path);
+      atomicWrite(path, buf); // temporary file, fsync, rename: a full disk or a kill leaves no partial shard
     } catch (e) {
-      try { unlinkSync(tmp); } catch { /* already gone */ }
-      throw new GraftError(`feature cache: cannot write ${path}: ${(e as Error).message}`);
+      throw new GraftError(`feature cache: ${(e as Error).message}`, (e as GraftError).hint);
     }
     const shard = this.shards.length;
     this.shards.push(path);

@@ -12,13 +12,13 @@
  * metadata), labels.json, and the evaluation report (report.html, report.json). Images that cannot
  * be read are reported by path and skipped.
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
 import type { Tensor } from '../graph/tensor.js';
 import { loadModel } from '../formats/load.js';
 import { atomicWrite, writeOnnx } from '../formats/onnx.js';
+import { writeFolderAtomic, MODEL_FOLDER_FILES } from '../util/atomic.js';
 import { getLabels, getPreprocess, setLabels, setPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { decodeImages } from '../data/image.js';
 import { argmaxRows } from '../train/fit.js';
@@ -311,11 +311,12 @@ export async function trainFeatureClassifier(model: Graph | string, data: Labell
   return { report, head, features: feats, rows, split, ...(classifier ? { classifier } : {}) };
 }
 
-/** Write a classifier folder: model.onnx (atomic) and labels.json. */
+/** Write a classifier folder (model.onnx and labels.json) as one unit: a failure leaves the previous folder as it was. */
 export function saveClassifier(g: Graph, dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  writeOnnx(g, join(dir, 'model.onnx'));
-  atomicWrite(join(dir, 'labels.json'), Buffer.from(JSON.stringify(getLabels(g) ?? [], null, 2) + '\n'));
+  writeFolderAtomic(dir, (stage) => {
+    writeOnnx(g, join(stage, 'model.onnx'));
+    atomicWrite(join(stage, 'labels.json'), Buffer.from(JSON.stringify(getLabels(g) ?? [], null, 2) + '\n'));
+  }, { replaces: MODEL_FOLDER_FILES });
 }
 
 export interface EvaluateOptions {

@@ -6,10 +6,11 @@
  * record the template and the label words (one per class, in the order of labels.json), so that
  * prediction encodes each text as the cloze and applies the softmax itself.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import { atomicWrite, readOnnx, writeOnnx } from '../formats/onnx.js';
+import { writeFolderAtomic, MODEL_FOLDER_FILES } from '../util/atomic.js';
 import { getLabels, setLabels } from '../formats/preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { loadTokenizerSync, type TextTokenizer } from './tokenizer.js';
@@ -33,14 +34,16 @@ export interface TextSettings {
 /** Write the classifier folder; `from` is the model folder whose tokenizer and config are copied. */
 export function saveTextClassifier(g: Graph, dir: string, o: { from: string; labels: string[]; settings: TextSettings }): void {
   if (o.settings.mode === 'prompt') checkPromptSettings(o.settings, o.labels, dir);
-  mkdirSync(dir, { recursive: true });
   const out = g.clone();
   setLabels(out, o.labels);
   out.metadata[TEXT_METADATA] = JSON.stringify(o.settings);
-  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json', 'special_tokens_map.json', 'vocab.txt'])
-    if (existsSync(join(o.from, f))) atomicWrite(join(dir, f), readFileSync(join(o.from, f)));
-  writeOnnx(out, join(dir, 'model.onnx'));
-  atomicWrite(join(dir, 'labels.json'), new TextEncoder().encode(JSON.stringify(o.labels, null, 2) + '\n'));
+  // one unit: a failure part-way leaves the previous folder as it was, never old and new files mixed
+  writeFolderAtomic(dir, (stage) => {
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json', 'special_tokens_map.json', 'vocab.txt'])
+      if (existsSync(join(o.from, f))) atomicWrite(join(stage, f), readFileSync(join(o.from, f)));
+    writeOnnx(out, join(stage, 'model.onnx'));
+    atomicWrite(join(stage, 'labels.json'), new TextEncoder().encode(JSON.stringify(o.labels, null, 2) + '\n'));
+  }, { replaces: MODEL_FOLDER_FILES });
 }
 
 /** Save a prompt classifier (from promptClassifier or finetunePrompt): labels[k] is the class of labelWords[k]. */

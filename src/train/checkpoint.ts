@@ -2,8 +2,9 @@
  * Training checkpoints: one per epoch in a folder, each a safetensors file (weights, the best weights
  * kept for early stopping, optimizer tensors, the losses so far) and a JSON manifest (epoch, global
  * step — the schedule's position —, the shuffling RNG's state, optimizer scalars, early-stopping
- * bookkeeping, the run's settings). Both are written atomically (temporary file + rename), the manifest last, so a
- * run killed at any instant leaves only complete checkpoints: a manifest names a checkpoint that exists.
+ * bookkeeping, the run's settings). Both are written atomically (src/util/atomic.ts: temporary file, fsync,
+ * rename), the manifest last, so a run killed, or a disk that fills, at any instant leaves the previous
+ * checkpoints complete and loadable: a manifest names a checkpoint that exists.
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -69,15 +70,24 @@ export function writeCheckpoint(dir: string, s: CheckpointState, keep?: number):
   // losses as float64 in the tensor file: JSON would turn −0 into 0
   tensors.set('losses', { dtype: 'float64', dims: [s.losses.length], data: Float64Array.from(s.losses) });
   const b = base(s.epoch);
-  writeSafetensors(join(dir, `${b}.safetensors`), tensors, { format: 'graft-checkpoint' });
+  const path = join(dir, `${b}.json`);
+  const tensorPath = join(dir, `${b}.safetensors`);
+  // Rewriting an epoch (a rerun from an earlier checkpoint): drop its manifest first, so a failure below
+  // never pairs the old manifest with new tensors; the other epochs' checkpoints are untouched.
+  rmSync(path, { force: true });
+  writeSafetensors(tensorPath, tensors, { format: 'graft-checkpoint' });
   const manifest: Manifest = {
     format: 'graft-checkpoint', version: 1, epoch: s.epoch, step: s.step,
     rng: s.rng.map((x) => (Number.isFinite(x) ? x : null)),
     optimizer: { kind: s.optimizer.kind, meta: s.optimizer.meta },
     ...(s.early ? { early: s.early } : {}), hasBest: !!s.bestWeights, config: s.config, tensors: `${b}.safetensors`,
   };
-  const path = join(dir, `${b}.json`);
-  atomicWrite(path, new TextEncoder().encode(JSON.stringify(manifest, null, 1)));
+  try {
+    atomicWrite(path, new TextEncoder().encode(JSON.stringify(manifest, null, 1)));
+  } catch (e) {
+    rmSync(tensorPath, { force: true }); // no manifest names it: it is not a checkpoint
+    throw e;
+  }
   if (keep !== undefined) {
     for (const e of listCheckpoints(dir).slice(0, -Math.max(1, keep))) {
       rmSync(join(dir, `${base(e)}.json`), { force: true });

@@ -103,57 +103,100 @@ export function atomicWrite(path: string, bytes: Uint8Array): void {
 }
 
 /**
- * Write a folder as one unit: `write(stage)` fills a temporary sibling folder (with atomicWrite or
- * writeOnnx, by file name under `stage`), then the stage replaces `dir` by two renames. Files of an
- * existing `dir` that `write` did not produce are kept (hard-linked or copied into the stage; subfolders
- * moved over after the swap) unless named in `replaces`: the files the folder's format owns, so a stale
- * one (a tokenizer.json of the classifier saved there before) cannot make the new folder load wrongly.
- * When `write` fails, `dir` is as it was; a kill between the two renames leaves the previous folder
- * whole beside it as `.<name>.old-<pid>-<time>`. Errors name `dir`'s paths, not the stage's.
+ * The files that make a model or classifier folder what it loads as: a folder save replaces these
+ * (drops the old one when the new save does not write it) and keeps any other file already there.
  */
-export function writeFolderAtomic(dir: string, write: (stage: string) => void, o: { replaces?: string[] } = {}): void {
-  const parent = dirname(resolve(dir));
-  const name = basename(resolve(dir));
-  const stamp = `${process.pid}-${Date.now()}`;
-  const stage = join(parent, `.${name}.tmp-${stamp}`);
-  const later: string[] = [];
-  const existed = existsSync(dir);
-  if (existed && !statSync(dir).isDirectory()) throw new GraftError(`${dir} exists and is not a folder`);
-  try {
-    mkdirSync(stage, { recursive: true });
-    write(stage);
-    if (existed) {
-      const replaced = new Set(o.replaces ?? []);
-      for (const e of readdirSync(dir, { withFileTypes: true })) {
-        if (replaced.has(e.name) || existsSync(join(stage, e.name)) || e.name.includes('.tmp-')) continue;
-        if (e.isDirectory()) later.push(e.name);
-        else if (e.isFile()) {
-          try {
-            linkSync(join(dir, e.name), join(stage, e.name));
-          } catch {
-            copyFileSync(join(dir, e.name), join(stage, e.name));
+export const MODEL_FOLDER_FILES = [
+  'model.onnx', 'model.onnx.data', 'labels.json', 'tokenizer.json', 'tokenizer_config.json', 'config.json',
+  'special_tokens_map.json', 'vocab.txt', 'generation_config.json', 'graft_training.json',
+];
+
+/**
+ * A folder written as one unit: fill `stage` (a temporary sibling folder; write files by name under it
+ * with atomicWrite or writeOnnx), then `commit()` swaps it in for `dir` by two renames, or `abort()`
+ * removes it. Files of an existing `dir` the stage does not hold are kept (hard-linked or copied into the
+ * stage; subfolders moved over after the swap) unless named in `replaces` (the files the folder's
+ * format owns: a stale tokenizer.json must not make the new folder load wrongly). Until commit, `dir` is
+ * as it was; a kill between the two renames leaves the previous folder whole beside it as
+ * `.<name>.old-<pid>-<time>`. `error(e)` turns an error about the stage into one naming `dir`.
+ */
+export class FolderWrite {
+  readonly stage: string;
+  private readonly parent: string;
+  private readonly name: string;
+  private readonly stamp = `${process.pid}-${Date.now()}`;
+
+  constructor(readonly dir: string, private readonly o: { replaces?: string[] } = {}) {
+    this.parent = dirname(resolve(dir));
+    this.name = basename(resolve(dir));
+    if (existsSync(dir) && !statSync(dir).isDirectory()) throw new GraftError(`${dir} exists and is not a folder`);
+    this.stage = join(this.parent, `.${this.name}.tmp-${this.stamp}`);
+    try {
+      mkdirSync(this.stage, { recursive: true });
+    } catch (e) {
+      throw writeError(dir, 0, e);
+    }
+  }
+
+  /** An error from writing into the stage, naming the folder's own paths. */
+  error(e: unknown): Error {
+    if (e instanceof GraftError) return new GraftError(e.message.split(this.stage).join(this.dir), e.hint);
+    return e as Error;
+  }
+
+  abort(): void {
+    rmSync(this.stage, { recursive: true, force: true });
+  }
+
+  commit(): void {
+    const { dir, stage } = this;
+    const later: string[] = [];
+    const existed = existsSync(dir);
+    try {
+      if (existed) {
+        const replaced = new Set(this.o.replaces ?? []);
+        for (const e of readdirSync(dir, { withFileTypes: true })) {
+          if (replaced.has(e.name) || existsSync(join(stage, e.name)) || e.name.includes('.tmp-')) continue;
+          if (e.isDirectory()) later.push(e.name);
+          else if (e.isFile()) {
+            try {
+              linkSync(join(dir, e.name), join(stage, e.name));
+            } catch {
+              copyFileSync(join(dir, e.name), join(stage, e.name));
+            }
           }
         }
       }
+      if (!existed) {
+        renameSync(stage, dir);
+        return;
+      }
+    } catch (e) {
+      this.abort();
+      throw writeError(dir, 0, e);
     }
-  } catch (e) {
-    rmSync(stage, { recursive: true, force: true });
-    if (e instanceof GraftError) throw new GraftError(e.message.split(stage).join(resolve(dir)), e.hint);
-    throw writeError(dir, 0, e);
+    const old = join(this.parent, `.${this.name}.old-${this.stamp}`);
+    renameSync(dir, old);
+    try {
+      renameSync(stage, dir);
+    } catch (e) {
+      renameSync(old, dir);
+      this.abort();
+      throw writeError(dir, 0, e);
+    }
+    for (const d of later) renameSync(join(old, d), join(dir, d));
+    rmSync(old, { recursive: true, force: true });
   }
-  if (!existed) {
-    renameSync(stage, dir);
-    return;
-  }
-  const old = join(parent, `.${name}.old-${stamp}`);
-  renameSync(dir, old);
+}
+
+/** Write a folder as one unit (FolderWrite): `write(stage)` fills it; on failure `dir` is unchanged. */
+export function writeFolderAtomic(dir: string, write: (stage: string) => void, o: { replaces?: string[] } = {}): void {
+  const w = new FolderWrite(dir, o);
   try {
-    renameSync(stage, dir);
+    write(w.stage);
   } catch (e) {
-    renameSync(old, dir);
-    rmSync(stage, { recursive: true, force: true });
-    throw writeError(dir, 0, e);
+    w.abort();
+    throw w.error(e);
   }
-  for (const d of later) renameSync(join(old, d), join(dir, d));
-  rmSync(old, { recursive: true, force: true });
+  w.commit();
 }
