@@ -5,8 +5,11 @@
  * The rewrite (quantizeGraph) follows the layout onnxruntime's QDQ optimizer fuses into integer
  * kernels (QLinearConv, MatMulIntegerToFloat, QGemm, QLinearAdd):
  *   - weights of Conv, MatMul and Gemm become int8 initializers, symmetric and per output channel
- *     (axis 0 for Conv and Gemm with transB, axis 1 for MatMul and Gemm without), each behind a
- *     DequantizeLinear; a Conv or Gemm bias becomes int32 with scale = input scale × weight scale;
+ *     (axis 0 for Conv and Gemm with transB, axis 1 for MatMul and Gemm without; one scalar scale
+ *     when all channels share it), each behind a DequantizeLinear without zero point input (0);
+ *     a Conv or Gemm bias becomes int32 with scale = input scale × weight scale. Weights are never
+ *     uint8 nor int8 with a non-zero zero point: onnxruntime fuses those too, but its x86 kernels for
+ *     them ran slower than the float model;
  *   - every float activation entering one of those nodes, and every Conv output (after its ReLU or
  *     Clip when that is its only consumer, so the activation folds into the quantized range), gets a
  *     QuantizeLinear → DequantizeLinear pair (uint8 or int8, asymmetric, ranges from calibrate.ts)
@@ -189,7 +192,13 @@ export interface QuantizeGraphOptions {
   activations?: ActivationType;
   /** Weights on 7 bits ([−64, 63]): for x86 CPUs without VNNI, where u8×s8 products can saturate. */
   reduceRange?: boolean;
-  /** Store a weight that already lies on a uint8 grid (weightGrid) exactly, uint8 per tensor (default true). */
+  /**
+   * A weight that already lies on a uint8 grid (weightGrid: an imported quantized TFLite model) keeps
+   * that grid's step as its int8 scale in every channel whose values fit −128…127, so those channels
+   * are stored exactly (default true). Weights stay int8 with zero point 0 either way: onnxruntime's
+   * x86 kernels for uint8 weights, or int8 weights with a non-zero zero point, ran slower than fp32
+   * (bench/README.md, int8 section).
+   */
   exactGrids?: boolean;
 }
 
@@ -200,35 +209,48 @@ export interface QuantizeSummary {
   embeddings: number;
   /** Quantize/Dequantize pairs on activations. */
   activations: number;
-  /** Weights kept on the uint8 grid they already had (weightGrid), per tensor. */
+  /** Weights that lay on a uint8 grid (weightGrid) and kept its step as their scale where it fits. */
   exactGrids: number;
+  /** Of those weights' output channels: how many were stored exactly (the rest were rounded). */
+  exactChannels: number;
+  gridChannels: number;
   /** Compute nodes left in float32, with the reason. */
   float: { node: string; op: string; reason: string }[];
 }
 
 /**
  * Per-channel int8 of a float32 weight along `axis`, zero point 0 (symmetric scale, the full int8
- * range −128…127). Each channel's scale is the one of max|w|/n, n = 1…128, with the least squared
- * rounding error: n ≈ 127 for most trained weights, while a weight that already lies on a coarser
- * grid (a model imported from a quantized TFLite file, or trained with fake quantization) gets that
- * grid back exactly instead of a second rounding, which such networks do not tolerate.
+ * range −128…127). Given `gridScale` (the step of a uniform grid the weight already lies on, see
+ * weightGrid), every channel whose values are k · gridScale with k in −128…127 keeps that scale and
+ * is stored exactly. Any other channel gets the scale max|w|/n, n = 1…128, with the least squared
+ * rounding error: n ≈ 127 for most trained weights, while a channel that already lies on a coarser
+ * grid gets that grid back exactly instead of a second rounding, which quantization-aware networks
+ * (a model imported from a quantized TFLite file) do not tolerate.
  */
-export function quantizeWeight(w: Tensor, axis: number, reduceRange = false): { q: Int8Array; scales: Float32Array } {
+export function quantizeWeight(w: Tensor, axis: number, reduceRange = false, gridScale?: number): { q: Int8Array; scales: Float32Array; exactChannels: number } {
   const data = w.data as Float32Array;
   const C = w.dims[axis]!;
   const inner = w.dims.slice(axis + 1).reduce((a, b) => a * b, 1);
   const outer = data.length / (C * inner);
   const qmax = reduceRange ? 63 : 127, qmin = -qmax - 1;
-  const absMax = new Float64Array(C);
+  const absMax = new Float64Array(C), kMin = new Float64Array(C), kMax = new Float64Array(C), offGrid = new Uint8Array(C);
   for (let i = 0; i < data.length; i++) {
     const c = Math.floor(i / inner) % C;
-    const v = Math.abs(data[i]!);
-    if (v > absMax[c]!) absMax[c] = v;
+    const v = data[i]!;
+    if (Math.abs(v) > absMax[c]!) absMax[c] = Math.abs(v);
+    if (gridScale) {
+      const k = Math.round(v / gridScale);
+      if (Math.abs(k * gridScale - v) > 1e-5 * Math.abs(v)) offGrid[c] = 1;
+      if (k < kMin[c]!) kMin[c] = k;
+      if (k > kMax[c]!) kMax[c] = k;
+    }
   }
   const round = (v: number, s: number) => Math.max(qmin, Math.min(qmax, Math.round(v / s)));
   const scales = new Float32Array(C);
+  let exactChannels = 0;
   for (let c = 0; c < C; c++) {
     const m = absMax[c]!;
+    if (gridScale && !offGrid[c] && kMin[c]! >= qmin && kMax[c]! <= qmax) { scales[c] = gridScale; exactChannels++; continue; }
     if (!(m > 0)) { scales[c] = 1; continue; }
     let best = m / qmax, bestErr = Infinity;
     for (let n = qmax + 1; n >= 1; n--) {
@@ -249,7 +271,7 @@ export function quantizeWeight(w: Tensor, axis: number, reduceRange = false): { 
   }
   const q = new Int8Array(data.length);
   for (let i = 0; i < data.length; i++) q[i] = round(data[i]!, scales[Math.floor(i / inner) % C]!);
-  return { q, scales };
+  return { q, scales, exactChannels };
 }
 
 /**
@@ -293,12 +315,12 @@ export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Ra
   const byName = new Map(g.nodes.map((n) => [n.name, n]));
   const qp = new Map<string, QParams>();
   for (const [v, r] of ranges) qp.set(v, qparams(r, type));
-  const summary: QuantizeSummary = { quantized: {}, embeddings: 0, activations: 0, exactGrids: 0, float: [...plan.skipped] };
+  const summary: QuantizeSummary = { quantized: {}, embeddings: 0, activations: 0, exactGrids: 0, exactChannels: 0, gridChannels: 0, float: [...plan.skipped] };
   const zpTensor = (zp: number): Tensor => (type === 'uint8' ? { dtype: 'uint8', dims: [], data: Uint8Array.from([zp]) } : { dtype: 'int8', dims: [], data: Int8Array.from([zp]) });
   const newNodes: Node[] = [];
   const dq = (x: string, scale: string, zp: string, axis?: number, base = x) => {
-    const out = b.name(`${base}_dequantized`);
-    newNodes.push({ name: b.name(`${base}_DequantizeLinear`), opType: 'DequantizeLinear', domain: '', inputs: zp ? [x, scale, zp] : [x, scale], outputs: [out], attrs: axis === undefined ? {} : { axis: A.i(axis) } });
+    const out = b.name(`${base}_dq`);
+    newNodes.push({ name: b.name(`${base}_DQ`), opType: 'DequantizeLinear', domain: '', inputs: zp ? [x, scale, zp] : [x, scale], outputs: [out], attrs: axis === undefined ? {} : { axis: A.i(axis) } });
     return out;
   };
   const weightDq = new Map<string, string>();
@@ -311,33 +333,23 @@ export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Ra
     if (site.weight) {
       const wName = n.inputs[site.weight.index]!;
       const w = g.initializers.get(wName)!;
-      const C = w.dims[site.weight.axis]!;
       const grid = o.exactGrids === false ? undefined : weightGrid(w);
-      const { q, scales } = grid ? { q: undefined, scales: new Float32Array(C).fill(grid.scale) } : quantizeWeight(w, site.weight.axis, o.reduceRange);
+      const { q, scales, exactChannels } = quantizeWeight(w, site.weight.axis, o.reduceRange, grid?.scale);
       wScales = scales;
       const key = `${wName}|${site.weight.axis}`;
       let out: string | undefined = weightDq.get(key);
-      if (!out && grid) {
-        const d = w.data as Float32Array;
-        const qName = b.name(`${wName}_quantized`);
-        g.initializers.set(qName, { dtype: 'uint8', dims: [...w.dims], data: Uint8Array.from(d, (v) => Math.round(v / grid.scale) + grid.zeroPoint) });
-        const sName = b.name(`${wName}_scale`);
-        g.initializers.set(sName, { dtype: 'float32', dims: [], data: Float32Array.from([grid.scale]) });
-        const zName = b.name(`${wName}_zero_point`);
-        g.initializers.set(zName, { dtype: 'uint8', dims: [], data: Uint8Array.from([grid.zeroPoint]) });
-        out = dq(qName, sName, zName, undefined, wName);
-        weightDq.set(key, out);
-        summary.exactGrids++;
-      }
-      if (!out && q) {
-        const qName = b.name(`${wName}_quantized`);
+      if (!out) {
+        // one scale for the whole tensor when every channel has the same one (a grid that fits int8):
+        // a scalar scale, and a scalar bias scale below, instead of a vector each
+        const perTensor = scales.every((v) => v === scales[0]);
+        const qName = b.name(`${wName}_i8`);
         g.initializers.set(qName, { dtype: 'int8', dims: [...w.dims], data: q });
-        const sName = b.name(`${wName}_scale`);
-        g.initializers.set(sName, { dtype: 'float32', dims: [scales.length], data: scales });
-        const zName = b.name(`${wName}_zero_point`);
-        g.initializers.set(zName, { dtype: 'int8', dims: [scales.length], data: new Int8Array(scales.length) });
-        out = dq(qName, sName, zName, site.weight.axis, wName);
+        const sName = b.name(`${wName}_s`);
+        g.initializers.set(sName, perTensor ? { dtype: 'float32', dims: [], data: Float32Array.from([scales[0]!]) } : { dtype: 'float32', dims: [scales.length], data: scales });
+        // symmetric: no zero point input (DequantizeLinear's default is 0, of the int8 input's type)
+        out = dq(qName, sName, '', perTensor ? undefined : site.weight.axis, wName);
         weightDq.set(key, out);
+        if (grid) { summary.exactGrids++; summary.exactChannels += exactChannels; summary.gridChannels += scales.length; }
       }
       n.inputs[site.weight.index] = out!;
     }
@@ -348,13 +360,14 @@ export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Ra
       const bd = bias.data as Float32Array;
       if (bd.length === wScales.length) {
         const s = Float32Array.from(wScales, (sw) => Math.fround(sx * sw));
+        const perTensor = s.every((v) => v === s[0]);
         const qb = Int32Array.from(bd, (v, i) => Math.max(-2147483647, Math.min(2147483647, Math.round(v / s[i]!))));
-        const qName = b.name(`${bName}_quantized`);
+        const qName = b.name(`${bName}_i32`);
         g.initializers.set(qName, { dtype: 'int32', dims: [...bias.dims], data: qb });
-        const sName = b.name(`${bName}_scale`);
-        g.initializers.set(sName, { dtype: 'float32', dims: [s.length], data: s });
+        const sName = b.name(`${bName}_s`);
+        g.initializers.set(sName, perTensor ? { dtype: 'float32', dims: [], data: Float32Array.from([s[0]!]) } : { dtype: 'float32', dims: [s.length], data: s });
         // int32 bias: no zero point input (it is 0 by definition)
-        n.inputs[site.bias] = dq(qName, sName, '', 0, bName);
+        n.inputs[site.bias] = dq(qName, sName, '', perTensor ? undefined : 0, bName);
       }
     }
     summary.quantized[n.opType] = (summary.quantized[n.opType] ?? 0) + 1;
@@ -365,15 +378,15 @@ export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Ra
     const tName = n.inputs[0]!;
     const t = g.initializers.get(tName)!;
     const { q, scales } = quantizeWeight({ ...t, dims: [1, numel(t.dims)] }, 0, o.reduceRange);
-    const qName = b.name(`${tName}_quantized`);
+    const qName = b.name(`${tName}_i8`);
     g.initializers.set(qName, { dtype: 'int8', dims: [...t.dims], data: q });
-    const gathered = b.name(`${n.outputs[0]!}_quantized`);
-    const sName = b.constant({ dtype: 'float32', dims: [], data: Float32Array.from([scales[0]!]) }, `${tName}_scale`);
-    const zName = b.constant({ dtype: 'int8', dims: [], data: new Int8Array(1) }, `${tName}_zero_point`);
+    const gathered = b.name(`${n.outputs[0]!}_q`);
+    const sName = b.constant({ dtype: 'float32', dims: [], data: Float32Array.from([scales[0]!]) }, `${tName}_s`);
+    const zName = b.constant({ dtype: 'int8', dims: [], data: new Int8Array(1) }, `${tName}_zp`);
     const out = n.outputs[0]!;
     n.inputs[0] = qName;
     n.outputs[0] = gathered;
-    newNodes.push({ name: b.name(`${tName}_DequantizeLinear`), opType: 'DequantizeLinear', domain: '', inputs: [gathered, sName, zName], outputs: [out], attrs: {} });
+    newNodes.push({ name: b.name(`${tName}_DQ`), opType: 'DequantizeLinear', domain: '', inputs: [gathered, sName, zName], outputs: [out], attrs: {} });
     summary.embeddings++;
   }
 
@@ -381,10 +394,10 @@ export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Ra
   for (const v of plan.values) {
     const p = qp.get(v);
     if (!p) continue;
-    const sName = b.constant({ dtype: 'float32', dims: [], data: Float32Array.from([p.scale]) }, `${v}_scale`);
-    const zName = b.constant(zpTensor(p.zeroPoint), `${v}_zero_point`);
-    const qOut = b.name(`${v}_quantized`);
-    const qNode: Node = { name: b.name(`${v}_QuantizeLinear`), opType: 'QuantizeLinear', domain: '', inputs: [v, sName, zName], outputs: [qOut], attrs: {} };
+    const sName = b.constant({ dtype: 'float32', dims: [], data: Float32Array.from([p.scale]) }, `${v}_s`);
+    const zName = b.constant(zpTensor(p.zeroPoint), `${v}_zp`);
+    const qOut = b.name(`${v}_q`);
+    const qNode: Node = { name: b.name(`${v}_Q`), opType: 'QuantizeLinear', domain: '', inputs: [v, sName, zName], outputs: [qOut], attrs: {} };
     const dOut = dq(qOut, sName, zName, undefined, v);
     // (graph outputs keep reading the float value)
     for (const n of g.nodes) n.inputs = n.inputs.map((i) => (i === v ? dOut : i));

@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import * as ort from 'onnxruntime-node';
 import { Graph, type Node } from '../../src/graph/graph.js';
 import type { Tensor } from '../../src/graph/tensor.js';
 import { Histogram, rangeOf, qparams, entropyThreshold } from '../../src/export/calibrate.js';
@@ -75,6 +76,16 @@ test('weights: per-channel symmetric int8 along the axis; a uint8 grid is found 
   assert.equal(gq.zeroPoint, 60);
   const rng = new Rng(2);
   assert.equal(weightGrid({ dtype: 'float32', dims: [300], data: Float32Array.from({ length: 300 }, () => rng.normal()) }), undefined);
+  // with the grid's step: channels whose steps fit −128…127 keep it exactly, the others are rounded
+  const s = 0.0123;
+  const k = [[-60, 0, 127, 5], [-128, 3, 9, -1], [-60, 135, 2, 0]]; // channel 2 reaches 135 steps: not int8
+  const wg: Tensor = { dtype: 'float32', dims: [3, 4], data: Float32Array.from(k.flat(), (v) => Math.fround(v * s)) };
+  const r = quantizeWeight(wg, 0, false, Math.fround(s));
+  assert.equal(r.exactChannels, 2);
+  assert.deepEqual([...r.scales.slice(0, 2)], [Math.fround(s), Math.fround(s)]);
+  assert.deepEqual([...r.q.slice(0, 8)], k.slice(0, 2).flat());
+  assert.notEqual(r.scales[2], Math.fround(s));
+  assert.ok(Math.max(...r.q.slice(8)) <= 127);
 });
 
 const PRE: ImagePreprocess = { layout: 'NCHW', width: 8, height: 8, channels: 3, channelOrder: 'RGB', mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], resize: 'stretch', source: 'flag' };
@@ -127,6 +138,7 @@ test('QDQ structure: int8 per-channel weights behind DequantizeLinear, int32 bia
     const wdq = prod.get(node.inputs[1]!)!;
     const wq = q.initializers.get(wdq.inputs[0]!)!;
     assert.equal(wq.dtype, 'int8');
+    assert.equal(wdq.inputs.length, 2, 'symmetric weights: no zero point input');
     const axis = wdq.attrs['axis'];
     assert.deepEqual(axis, { type: 'int', value: name === 'mm' ? 1 : 0 });
     assert.equal(q.initializers.get(wdq.inputs[1]!)!.dims[0], 8);
@@ -150,6 +162,18 @@ test('QDQ structure: int8 per-channel weights behind DequantizeLinear, int32 bia
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   assert.ok(m < 0.05, `max |Δp| ${m}`);
   assert.ok(m > 0, 'the int8 graph computes exactly the float result: nothing was quantized');
+});
+
+test('onnxruntime fuses the QDQ graph into integer kernels (QLinearConv, no float Conv left)', async () => {
+  const r = await quantizeStatic(net(), [{ x: batch(1, 16) }], { method: 'minmax' });
+  const src = join(tmp, 'fuse.onnx'), opt = join(tmp, 'fuse-optimized.onnx');
+  writeOnnx(r.graph, src);
+  const s = await ort.InferenceSession.create(src, { graphOptimizationLevel: 'all', optimizedModelFilePath: opt, logSeverityLevel: 3 });
+  await s.release();
+  const ops = readOnnx(opt).nodes.map((n) => n.opType);
+  assert.equal(ops.filter((o) => o === 'QLinearConv').length, 2, ops.join(','));
+  assert.ok(!ops.includes('Conv'), `a float Conv is left: ${ops.join(',')}`);
+  assert.ok(ops.includes('MatMulIntegerToFloat') || ops.includes('QLinearMatMul'), `the MatMul is not fused: ${ops.join(',')}`);
 });
 
 test('foldConstants turns Constant nodes into initializers', () => {
@@ -198,6 +222,11 @@ test('real data: the Coral MobileNet v1 (uint8 TFLite) quantized back to int8 ag
   const input = g.dataInputs()[0]!.name;
   const r = await quantizeStatic(g, [{ [input]: x }], { method: 'minmax' });
   assert.ok(r.summary.exactGrids > 10, `weights on their uint8 grid: ${r.summary.exactGrids}`);
+  assert.ok(r.summary.exactChannels > 0.95 * r.summary.gridChannels, `channels kept exactly: ${r.summary.exactChannels} of ${r.summary.gridChannels}`);
+  const prod = r.graph.producers();
+  const weights = r.graph.nodes.filter((n) => n.opType === 'Conv' && prod.has(n.inputs[1]!)).map((n) => r.graph.initializers.get(prod.get(n.inputs[1]!)!.inputs[0]!)!.dtype);
+  assert.equal(weights.length, r.summary.quantized['Conv']);
+  assert.ok(weights.every((t) => t === 'int8'), `weight types: ${[...new Set(weights)].join(',')}`);
   const name = g.outputs[0]!.name;
   const a = (await (await Session.fromGraph(g)).run({ [input]: x }))[name]!, b = (await (await Session.fromGraph(r.graph)).run({ [input]: x }))[name]!;
   const K = a.dims[1]!;
