@@ -23,7 +23,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Graph, Node } from '../graph/graph.js';
+import { attrInt, attrInts, type Graph, type Node } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
 import type { Tensor } from '../graph/tensor.js';
 import { readOnnx } from '../formats/onnx.js';
@@ -60,6 +60,8 @@ export interface KvRewrite {
   /** Values computed on the encoder side that the step graph takes as inputs (seq2seq only). */
   encoderValues: string[];
   inputs: DecoderInputs;
+  /** The step graph's attention-visibility value (causal ∧ mask) and the mask-only part it reduces to for one new token. */
+  visibility: { allowed: string; visible: string };
 }
 
 const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Where', 'Cast']);
@@ -243,7 +245,140 @@ export function kvRewrite(model: Graph, inputs: DecoderInputs = LM_INPUTS): KvRe
   }
   prefill.nodes = prefill.topoSort();
   prefill.prune();
-  return { prefill, step, layers: kv.length, encoderValues, inputs };
+  return { prefill, step, layers: kv.length, encoderValues, inputs, visibility: { allowed, visible } };
+}
+
+/** What specializeStep did (node counts before and after, values folded into constants). */
+export interface StepSpecialization {
+  graph: Graph;
+  nodesBefore: number;
+  nodesAfter: number;
+  /** Shape values replaced by constants. */
+  folded: number;
+  /** Transposes that only move axes of size 1, now Reshapes. */
+  transposes: number;
+}
+
+const SHAPE_SOURCES = new Set(['Shape', 'Size']);
+/** Largest shape value folded into a constant (elements). */
+const FOLD_LIMIT = 4096;
+
+function sameTensor(a: Tensor, b: Tensor): boolean {
+  if (a.dtype !== b.dtype || a.dims.length !== b.dims.length || a.dims.some((d, i) => d !== b.dims[i])) return false;
+  const x = a.data as ArrayLike<unknown>, y = b.data as ArrayLike<unknown>;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/**
+ * The step graph of a rewrite specialized to what KvDecoder.step feeds it: one new token per row.
+ *  - The causal mask reduces to the attention mask (one new token sees every earlier slot), so the
+ *    Range/LessOrEqual/And construction over [new, past + new] goes.
+ *  - The export's shape arithmetic (values computed from Shape/Size and constants alone: the
+ *    Shape → Gather → Unsqueeze → Concat chains around every Reshape) is evaluated on `probes`, step
+ *    feeds that differ in batch size, past length and (seq2seq) source length. A value equal in every
+ *    probe depends on none of those and becomes a constant; a Reshape target that differs in exactly one
+ *    entry (the batch size) becomes a constant with -1 there (onnxruntime infers it from the element
+ *    count, which is the same value). Everything else is left as it was.
+ * The result is checked numerically by KvDecoder.fromGraph before it is used.
+ */
+export async function specializeStep(r: KvRewrite, probes: Feeds[], runtime?: RuntimeOptions): Promise<StepSpecialization> {
+  if (probes.length < 2) throw new GraftError('specializeStep needs at least two probe feeds of different sizes');
+  const g = r.step.clone();
+  const nodesBefore = g.nodes.length;
+  for (const v of g.inputs) {
+    if (v.name === r.inputs.ids || v.name === POSITIONS) v.shape = ['batch', 1];
+    else if (v.name === r.inputs.mask) v.shape = ['batch', 'total_sequence'];
+  }
+  const and = g.nodes.find((n) => n.outputs[0] === r.visibility.allowed);
+  if (and) Object.assign(and, { opType: 'Identity', inputs: [r.visibility.visible], attrs: {} });
+  g.nodes = g.topoSort();
+  g.prune();
+
+  // values computed from shapes and constants alone, and those of them that other values read
+  const consts = new Set(g.initializers.keys());
+  const derived = new Set<string>();
+  for (const n of g.nodes) {
+    const ins = n.inputs.filter((i) => i);
+    if (n.opType === 'Constant' || (ins.length && ins.every((i) => consts.has(i)))) n.outputs.forEach((o) => consts.add(o));
+    else if (SHAPE_SOURCES.has(n.opType) || (ins.length && ins.every((i) => derived.has(i) || consts.has(i)) && ins.some((i) => derived.has(i))))
+      for (const o of n.outputs) if (o) derived.add(o);
+  }
+  const frontier = new Set<string>();
+  for (const n of g.nodes) if (!n.outputs.every((o) => !o || derived.has(o))) for (const i of n.inputs) if (i && derived.has(i)) frontier.add(i);
+  const wanted = [...frontier].filter((v) => !g.outputs.some((o) => o.name === v));
+
+  // Reshapes whose target is shape arithmetic or constant, and Transposes: their sizes in the probes
+  // decide constant targets (and which Transposes only move axes of size 1, i.e. are Reshapes)
+  const isKnown = (v: string) => derived.has(v) || consts.has(v);
+  const reshapes = g.nodes.filter((n) => n.opType === 'Reshape' && isKnown(n.inputs[1]!) && attrInt(n, 'allowzero', 0) === 0);
+  const transposes = g.nodes.filter((n) => n.opType === 'Transpose');
+  const probeGraph = g.clone();
+  const produced = new Set(g.nodes.flatMap((n) => n.outputs));
+  probeGraph.outputs = [...new Set([...wanted, ...reshapes.map((n) => n.outputs[0]!), ...transposes.flatMap((n) => [n.inputs[0]!, n.outputs[0]!])])].filter((v) => produced.has(v)).map((name) => ({ name }));
+  probeGraph.prune();
+  const session = await Session.fromGraph(probeGraph, { ...runtime, optimization: 'disabled' }, `${g.name} (shape probe)`);
+  let results: Record<string, Tensor>[];
+  try {
+    results = [];
+    for (const f of probes) results.push(await session.run(f));
+  } finally {
+    await session.release();
+  }
+  const cons = g.consumers();
+  const taken = g.allNames();
+  const constant = (t: Tensor, base: string): string => {
+    const name = g.uniqueName(`kv/fold/${base}`, taken);
+    g.initializers.set(name, { dtype: t.dtype, dims: [...t.dims], data: (t.data as BigInt64Array).slice() });
+    return name;
+  };
+  let folded = 0, asReshape = 0;
+  for (const v of wanted) {
+    const ts = results.map((x) => x[v]!);
+    const t0 = ts[0]!;
+    if (t0.data.length > FOLD_LIMIT || typeof t0.data[0] === 'string' || !ts.every((x) => sameTensor(x, t0))) continue;
+    const name = constant(t0, v);
+    for (const n of cons.get(v) ?? []) n.inputs = n.inputs.map((i) => (i === v ? name : i));
+    folded++;
+  }
+  // a target read off the probes' output sizes: the sizes equal in every probe, -1 for the one that varies
+  const target = (out: string): Tensor | undefined => {
+    const dims = results.map((x) => x[out]!.dims);
+    if (!dims.every((d) => d.length === dims[0]!.length)) return undefined;
+    const varying = dims[0]!.map((_, k) => k).filter((k) => dims.some((d) => d[k] !== dims[0]![k]));
+    if (varying.length > 1 || dims[0]!.some((d, k) => !varying.includes(k) && !(d > 0))) return undefined;
+    return { dtype: 'int64', dims: [dims[0]!.length], data: BigInt64Array.from(dims[0]!, (d, k) => (varying.includes(k) ? -1n : BigInt(d))) };
+  };
+  for (const n of reshapes) {
+    const t = target(n.outputs[0]!);
+    if (!t) continue;
+    n.inputs = [n.inputs[0]!, constant(t, n.outputs[0]!)];
+    folded++;
+  }
+  for (const n of transposes) {
+    const perm = attrInts(n, 'perm');
+    const t = target(n.outputs[0]!);
+    if (!perm || !t) continue;
+    if (!results.every((x) => x[n.inputs[0]!])) continue;
+    const big = perm.filter((axis) => results.some((x) => x[n.inputs[0]!]!.dims[axis] !== 1));
+    if (big.some((axis, k) => k > 0 && axis < big[k - 1]!)) continue;
+    Object.assign(n, { opType: 'Reshape', inputs: [n.inputs[0]!, constant(t, n.outputs[0]!)], attrs: {} });
+    asReshape++;
+  }
+  // consecutive Reshapes (the first read by the second only) are one Reshape
+  const readers = g.consumers();
+  const graphOut = new Set(g.outputs.map((o) => o.name));
+  const prod = g.producers();
+  for (const n of g.topoSort()) {
+    if (n.opType !== 'Reshape' || !g.initializers.has(n.inputs[1]!)) continue;
+    const shape = g.initializers.get(n.inputs[1]!)!.data as BigInt64Array;
+    if (shape.some((d) => d === 0n)) continue;
+    for (let p = prod.get(n.inputs[0]!); p?.opType === 'Reshape' && (readers.get(p.outputs[0]!) ?? []).length === 1 && !graphOut.has(p.outputs[0]!); p = prod.get(n.inputs[0]!))
+      n.inputs[0] = p.inputs[0]!;
+  }
+  g.nodes = g.topoSort();
+  g.prune();
+  return { graph: g, nodesBefore, nodesAfter: g.nodes.length, folded, transposes: asReshape };
 }
 
 /** A cached decoder shipped in a model folder (Optimum / Transformers.js layout), if there is one. */
@@ -312,19 +447,53 @@ export class KvDecoder {
         info.dtype = t.dtype;
         info.shape = t.dims.map((_, j) => (j === 0 && t.dims[0] === 1 ? 'batch' : `${v}_${j}`));
       }
-      step = await Session.fromGraph(r.step, runtime, `${model.name} (cached step)`);
-      const dec = new KvDecoder(prefill, step, inputs, r.layers, k0.dims[1]!, k0.dims[3]!, r.encoderValues, true, undefined, 'rewritten from the uncached graph');
-      const diff = await dec.verify();
-      if (!(diff <= 1e-3)) {
-        await dec.release();
-        return { reason: `the rewritten graph's logits differ from the uncached graph's by ${diff.toExponential(2)} on a probe batch` };
+      // the step graph specialized to one new token (constant shapes), else as rewritten
+      const candidates: { graph: Graph; note: string }[] = [];
+      let unspecialized = 'step graph as rewritten';
+      try {
+        const spec = await specializeStep(r, await KvDecoder.stepProbes(prefill, r), runtime);
+        candidates.push({ graph: spec.graph, note: `step graph specialized to one token: ${spec.nodesBefore} → ${spec.nodesAfter} nodes, ${spec.folded} shape values constant, ${spec.transposes} transposes of size-1 axes as reshapes` });
+        unspecialized += ' (the specialized one failed its check)';
+      } catch (e) {
+        unspecialized += ` (not specialized: ${(e as Error).message})`;
       }
-      return dec;
+      candidates.push({ graph: r.step, note: unspecialized });
+      let diff = NaN;
+      for (const c of candidates) {
+        step = await Session.fromGraph(c.graph, runtime, `${model.name} (cached step)`);
+        const dec = new KvDecoder(prefill, step, inputs, r.layers, k0.dims[1]!, k0.dims[3]!, r.encoderValues, true, undefined, `rewritten from the uncached graph; ${c.note}`);
+        diff = await dec.verify();
+        if (diff <= 1e-3) return dec;
+        await step.release();
+        step = undefined;
+      }
+      await prefill.release();
+      return { reason: `the rewritten graph's logits differ from the uncached graph's by ${diff.toExponential(2)} on a probe batch` };
     } catch (e) {
       await prefill?.release();
       await step?.release();
       return { reason: `the rewritten graph could not be run (${(e as Error).message})` };
     }
+  }
+
+  /**
+   * Step feeds of different sizes for specializeStep: batch 1, 2, 3 with 3, 5, 9 cached positions
+   * (right-padded rows) and, for an encoder-decoder, sources of 4, 7, 5 tokens, from prefill runs.
+   */
+  static async stepProbes(prefill: Session, r: KvRewrite): Promise<Feeds[]> {
+    const probe = new KvDecoder(prefill, prefill, r.inputs, r.layers, 0, 0, r.encoderValues, true, undefined, 'probe');
+    const out: Feeds[] = [];
+    for (const [batch, past, source] of [[1, 3, 4], [2, 5, 7], [3, 9, 5]] as const) {
+      const rows = Array.from({ length: batch }, (_, i) => Array.from({ length: past - i }, (_, j) => ((i * 7 + j) % 5) + 1));
+      const enc: Feeds = {};
+      if (r.inputs.encoder) {
+        const f = KvDecoder.probeFeeds(r.inputs, [[1]], Array.from({ length: batch }, (_, i) => Array.from({ length: source - (i % 2) }, (_, j) => (j % 4) + 1)));
+        for (const e of r.inputs.encoder) enc[e] = f[e]!;
+      }
+      const { state } = await probe.start(rows, enc);
+      out.push(probe.stepFeeds(state, rows.map((_, i) => i + 1)));
+    }
+    return out;
   }
 
   /** Use a shipped cached decoder (decoder_model_merged.onnx or decoder_with_past_model.onnx) as it is. */
@@ -425,24 +594,31 @@ export class KvDecoder {
     return { logits: this.split(res[NEXT]!, n), state };
   }
 
-  /** Feed one token per row (at its next position); returns each row's next-token logits. */
-  async step(state: KvState, tokens: number[]): Promise<Float32Array[]> {
+  /** The step graph's feeds for one token per row (at its next position); extends each row's mask by one slot. */
+  private stepFeeds(state: KvState, tokens: number[]): Feeds {
     const n = tokens.length;
     for (const m of state.mask) m.push(1);
     const t = state.mask[0]!.length;
+    const mask = new BigInt64Array(n * t);
+    state.mask.forEach((m, r) => m.forEach((x, j) => { if (x) mask[r * t + j] = 1n; }));
     const feeds: Feeds = {
       ...state.encoder,
       [this.inputs.ids]: { dtype: 'int64', dims: [n, 1], data: BigInt64Array.from(tokens.map(BigInt)) },
-      [this.inputs.mask]: { dtype: 'int64', dims: [n, t], data: BigInt64Array.from(state.mask.flat().map(BigInt)) },
+      [this.inputs.mask]: { dtype: 'int64', dims: [n, t], data: mask },
       [LAST]: { dtype: 'int64', dims: [n, 1], data: new BigInt64Array(n) },
     };
     state.past.forEach((p, k) => (feeds[k % 2 ? pastValue(k >> 1) : pastKey(k >> 1)] = p));
     if (this.stepHasPositions) feeds[POSITIONS] = { dtype: 'int64', dims: [n, 1], data: BigInt64Array.from(state.pos.map(BigInt)) };
     if (this.useCacheBranch) feeds[this.useCacheBranch] = { dtype: 'bool', dims: [1], data: Uint8Array.of(1) };
-    const res = await this.stepSession.run(feeds);
+    return feeds;
+  }
+
+  /** Feed one token per row (at its next position); returns each row's next-token logits. */
+  async step(state: KvState, tokens: number[]): Promise<Float32Array[]> {
+    const res = await this.stepSession.run(this.stepFeeds(state, tokens));
     state.past = this.presentOf(res);
     state.pos = state.pos.map((p) => p + 1);
-    return this.split(res[NEXT]!, n);
+    return this.split(res[NEXT]!, tokens.length);
   }
 
   /** Keep only rows `keep` (indices into the current batch), e.g. when the others have finished. */
