@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { readOnnx, writeOnnx } from '../../src/formats/onnx.js';
 import { Graph } from '../../src/graph/graph.js';
 import { CausalLm, generateText } from '../../src/text/generate.js';
-import { kvRewrite, loadShippedDecoder, shippedDecoder, SEQ2SEQ_INPUTS, type KvRewrite } from '../../src/text/kv-cache.js';
+import { kvRewrite, loadShippedDecoder, shippedDecoder, specializeStep, KvDecoder, SEQ2SEQ_INPUTS, type KvRewrite } from '../../src/text/kv-cache.js';
+import { Session, type Feeds } from '../../src/runtime/session.js';
 import { loadTokenizer } from '../../src/text/tokenizer.js';
 import { buildSeq2Seq, type Seq2SeqPair } from '../../src/text/seq2seq.js';
 import { trainSeq2Seq, readParallelJsonl, Seq2SeqDecoder } from '../../src/text/translate.js';
@@ -60,6 +61,44 @@ test('GPT-2-mini: cached greedy and sampled tokens equal the uncached ones; cach
   assert.ok(stop[1]!.length < 48);
   await cached.release();
   await plain.release();
+});
+
+test('GPT-2-mini: the step graph is specialized to one token (no shape arithmetic, no causal mask) and equals the rewritten one at sizes the probes did not use', { skip: needs(GPT2) }, async () => {
+  const r = kvRewrite(gpt2()) as KvRewrite;
+  const prefill = await Session.fromGraph(r.prefill);
+  const spec = await specializeStep(r, await KvDecoder.stepProbes(prefill, r));
+  const ops = new Set(spec.graph.nodes.map((n) => n.opType));
+  for (const op of ['Shape', 'Range', 'LessOrEqual', 'And', 'Slice', 'Squeeze']) assert.ok(!ops.has(op), `${op} left in the step graph`);
+  assert.ok(r.step.nodes.some((n) => n.opType === 'Shape') && r.step.nodes.some((n) => n.opType === 'Range'));
+  assert.ok(spec.nodesAfter < spec.nodesBefore / 3, `${spec.nodesBefore} → ${spec.nodesAfter}`);
+  assert.ok(spec.transposes >= 12, String(spec.transposes));
+  // batch 5, 21 cached positions (rows padded differently): the specialized graph gives the rewritten graph's values
+  const probe = (await KvDecoder.stepProbes(prefill, r))[2]!;
+  const rng = new Rng(3);
+  const batch = 5, past = 21;
+  const feeds: Feeds = {
+    input_ids: { dtype: 'int64', dims: [batch, 1], data: BigInt64Array.from({ length: batch }, () => BigInt(rng.int(8000))) },
+    attention_mask: { dtype: 'int64', dims: [batch, past + 1], data: BigInt64Array.from({ length: batch * (past + 1) }, (_, k) => (k % (past + 1) < past - (Math.floor(k / (past + 1)) * 3) || k % (past + 1) === past ? 1n : 0n)) },
+    position_ids: { dtype: 'int64', dims: [batch, 1], data: BigInt64Array.from({ length: batch }, (_, i) => BigInt(past - i * 3)) },
+    last_position: { dtype: 'int64', dims: [batch, 1], data: new BigInt64Array(batch) },
+  };
+  for (const [name, t] of Object.entries(probe))
+    if (name.startsWith('past_key_values.')) feeds[name] = { dtype: 'float32', dims: [batch, t.dims[1]!, past, t.dims[3]!], data: Float32Array.from({ length: batch * t.dims[1]! * past * t.dims[3]! }, () => rng.normal()) };
+  const a = await Session.fromGraph(spec.graph), b = await Session.fromGraph(r.step);
+  const ya = await a.run(feeds), yb = await b.run(feeds);
+  assert.deepEqual(Object.keys(ya).sort(), Object.keys(yb).sort());
+  for (const k of Object.keys(yb)) {
+    assert.deepEqual(ya[k]!.dims, yb[k]!.dims, k);
+    const x = ya[k]!.data as Float32Array, y = yb[k]!.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < y.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+    assert.ok(worst < 1e-4, `${k}: ${worst}`);
+  }
+  await Promise.all([a.release(), b.release(), prefill.release()]);
+  const dec = await KvDecoder.fromGraph(gpt2());
+  assert.ok(dec instanceof KvDecoder);
+  assert.match(dec.source, /specialized to one token: \d+ → \d+ nodes/);
+  await dec.release();
 });
 
 test('GPT-2-mini: past the context the window slides as without the cache (same tokens)', { skip: needs(GPT2) }, async () => {
@@ -119,6 +158,10 @@ test('translation: cached greedy decoding equals uncached on a briefly trained e
   assert.ok(r.encoderValues.length >= 4, r.encoderValues.join(', '));
   assert.ok(!r.step.nodes.some((n) => n.name.startsWith('encoder/')), 'the step graph re-runs the encoder');
   assert.ok(!r.step.inputs.some((v) => v.name === 'input_ids'));
+  const dec = await KvDecoder.fromGraph(g, SEQ2SEQ_INPUTS);
+  assert.ok(dec instanceof KvDecoder);
+  assert.match(dec.source, /specialized to one token/, dec.source);
+  await dec.release();
   const cached = await Seq2SeqDecoder.create(g);
   const plain = await Seq2SeqDecoder.create(g, { cache: false });
   assert.equal(cached.cached, true);
