@@ -16,7 +16,7 @@ export { checkModel, modelGradients, type ModelCheck } from './autodiff/check-mo
 export { probeShapes, type ShapeMap } from './autodiff/shapes.js';
 export { RULES, hasRule } from './autodiff/rules/index.js';
 export { type GradRule, type GradCtx, NoGradientRule } from './autodiff/rule.js';
-export { compileTraining, selectTrainable, type TrainingOptions, type TrainingGraph, type TrainableSpec } from './train/training-graph.js';
+export { compileTraining, selectTrainable, findTies, untieParameters, type Tie, type TrainingOptions, type TrainingGraph, type TrainableSpec } from './train/training-graph.js';
 export { addLoss, type LossSpec } from './train/losses.js';
 export { Trainer, type TrainerOptions } from './train/trainer.js';
 export { fit, predictLabels, accuracy, type Examples, type FitOptions } from './train/fit.js';
