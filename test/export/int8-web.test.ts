@@ -15,7 +15,7 @@ import { Graph, type Node } from '../../src/graph/graph.js';
 import type { Tensor } from '../../src/graph/tensor.js';
 import { exportInt8 } from '../../src/export/quantize.js';
 import { readOnnx, writeOnnx } from '../../src/formats/onnx.js';
-import { getPreprocess, setLabels, setPreprocess } from '../../src/formats/preprocess.js';
+import { getPreprocess, setLabels, setPreprocess, type ImagePreprocess } from '../../src/formats/preprocess.js';
 import { loadModel } from '../../src/formats/load.js';
 import { imagesToTensor } from '../../src/data/image.js';
 import { Session } from '../../src/runtime/session.js';
@@ -57,7 +57,7 @@ function compare(a: Float32Array, b: Float32Array, K: number): { maxAbs: number;
   return { maxAbs, topAgree, rows };
 }
 
-const PRE = { layout: 'NCHW' as const, width: 16, height: 16, channels: 3, channelOrder: 'RGB' as const, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], resize: 'stretch' as const, source: 'flag' as const };
+const PRE: ImagePreprocess = { layout: 'NCHW', width: 16, height: 16, channels: 3, channelOrder: 'RGB', mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], resize: 'stretch', source: 'flag' };
 
 /** x [batch,3,16,16] → Conv 3×3 (16) → Relu → depthwise Conv 3×3 → Clip → Conv 1×1 (16) → Add → GlobalAveragePool → Flatten → MatMul → Gemm → Softmax */
 function net(): Graph {
