@@ -11,9 +11,10 @@
  * features Fashion → dim-noisy, n = 2000 (feature-level); small CNN on 1,000 Fashion images → 1,000
  * test images with the noise shift, 6 epochs, lr 2e-3 (dann, mmd, deep-coral: the CLI rows).
  *
- * Run: GRAFT_THREADS=1 node --import tsx bench/adapt-no-harm.ts [--skip-with-source] [--json FILE]
+ * Run: GRAFT_THREADS=1 node --import tsx bench/adapt-no-harm.ts [--stages source-free,features,with-source]
+ *      [--feature-n 2000,10000] [--json FILE] [--replay FILE]  (--replay: the tables from a saved --json, no runs)
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Graph } from '../src/graph/graph.js';
 import { digitsTask, fashionBnTask, fashionFeaturePair, fashionMnist } from '../src/adapt/experiments.js';
 import { adaptNetwork, type NetworkMethod } from '../src/adapt/source-free.js';
@@ -25,8 +26,8 @@ import { smallCnn } from '../src/heads/scratch-cnn.js';
 import { NO_HARM_MARGIN } from '../src/adapt/selection.js';
 import type { Examples } from '../src/train/fit.js';
 
-interface Cand { params: string; score: number; acc: number }
-interface Run { pair: string; method: string; criterion: 'im' | 'rv'; base: { score: number; acc: number }; cands: Cand[]; seconds: number }
+interface Cand { params: string; score: number; acc: number; im?: number }
+interface Run { pair: string; method: string; criterion: 'im' | 'rv' | 'rvf'; base: { score: number; acc: number; im?: number }; cands: Cand[]; seconds: number }
 const runs: Run[] = [];
 const args = process.argv.slice(2);
 const acc = async (g: Graph, t: Examples) => accuracyOf(await predictProba(g, t.x), t.y);
@@ -46,25 +47,34 @@ async function sourceFree(pair: string, model: Graph, target: Float32Array[], te
   }
 }
 
-const digits = await digitsTask();
-await sourceFree('mnist.onnx → digits', digits.model, digits.target, digits.test, ['entropy', 'self-training']);
-const bn = await fashionBnTask();
-await sourceFree('BN CNN Fashion → dim-noisy', bn.model, bn.target, bn.test, ['adabn', 'entropy', 'self-training']);
+const flagOf = (k: string, d: string) => (args.includes(k) ? args[args.indexOf(k) + 1]! : d);
+const replay = args.includes('--replay') ? flagOf('--replay', '').split(',') : [];
+for (const f of replay)
+  for (const r of JSON.parse(readFileSync(f, 'utf8')) as Run[]) runs.push(r.pair.startsWith('mnist.onnx features') && r.criterion === 'rv' ? { ...r, criterion: 'rvf' } : r);
+const stages = replay.length ? [] : flagOf('--stages', 'source-free,features,with-source').split(',');
+if (stages.includes('source-free')) {
+  const digits = await digitsTask();
+  await sourceFree('mnist.onnx → digits', digits.model, digits.target, digits.test, ['entropy', 'self-training']);
+  const bn = await fashionBnTask();
+  await sourceFree('BN CNN Fashion → dim-noisy', bn.model, bn.target, bn.test, ['adabn', 'entropy', 'self-training']);
+}
 
-const fp = await fashionFeaturePair(2000, 'dim-noisy');
+for (const n of stages.includes('features') ? flagOf('--feature-n', '2000').split(',').map(Number) : []) {
+const fp = await fashionFeaturePair(n, 'dim-noisy');
 for (const m of ['coral', 'subspace', 'self-training', 'coral-self-training'] as FeatureMethod[]) {
   const s0 = performance.now();
   const r = await adaptFeatures(m, fp.source, fp.target.x, { keepPredictions: true, margin: 0 });
   runs.push({
-    pair: 'mnist.onnx features Fashion → dim-noisy', method: m, criterion: 'rv',
-    base: { score: r.unadapted!.reverseValidation, acc: accuracyOf(r.unadapted!.targetProba!, fp.target.y) },
-    cands: r.candidates.map((c) => ({ params: fmt(c.params), score: c.reverseValidation, acc: accuracyOf(c.targetProba!, fp.target.y) })),
+    pair: `mnist.onnx features Fashion → dim-noisy, n ${n}`, method: m, criterion: 'rvf',
+    base: { score: r.unadapted!.reverseValidation, acc: accuracyOf(r.unadapted!.targetProba!, fp.target.y), im: r.unadapted!.informationMaximization },
+    cands: r.candidates.map((c) => ({ params: fmt(c.params), score: c.reverseValidation, acc: accuracyOf(c.targetProba!, fp.target.y), im: c.informationMaximization })),
     seconds: (performance.now() - s0) / 1000,
   });
   log(runs.at(-1)!);
 }
+}
 
-if (!args.includes('--skip-with-source')) {
+if (stages.includes('with-source')) {
   const { train, test } = fashionMnist();
   const unit = (u: Uint8Array) => Float32Array.from(u, (v) => v / 255);
   const source = { x: train.images.slice(0, 1000).map(unit), y: train.labels.slice(0, 1000) };
@@ -84,25 +94,28 @@ function choose(r: Run, margin: number): { acc: number; kept: boolean; params: s
   const best = r.cands.reduce((b, c) => (c.score > b.score ? c : b));
   return best.score - r.base.score > margin ? { acc: best.acc, kept: false, params: best.params } : { acc: r.base.acc, kept: true, params: 'unadapted' };
 }
-const margins = { im: [0, 0.02, 0.05, 0.1, 0.2, 0.4], rv: [0, 0.005, 0.01, 0.02, 0.05] };
+const margins = { im: [0, 0.02, 0.05, 0.1, 0.2, 0.4], rv: [-0.02, 0, 0.005, 0.01, 0.02, 0.05], rvf: [-0.04, -0.03, -0.02, -0.01, 0, 0.01, 0.02] };
+const NAMES = { im: 'information maximization (source-free)', rv: 'reverse validation (dann, mmd, deep-coral)', rvf: 'reverse validation (feature-level)' };
+const marginOf = (c: Run['criterion']) => (c === 'im' ? NO_HARM_MARGIN.informationMaximization : c === 'rv' ? NO_HARM_MARGIN.reverseValidation : NO_HARM_MARGIN.reverseValidationFeatures);
 console.log('| criterion | margin | worst change vs unadapted | methods that helped before and still help | kept unadapted |');
 console.log('| --- | ---: | ---: | --- | ---: |');
-for (const crit of ['im', 'rv'] as const) {
+for (const crit of ['im', 'rv', 'rvf'] as const) {
   const rs = runs.filter((r) => r.criterion === crit);
   const helped = rs.filter((r) => choose(r, -Infinity).acc - r.base.acc > 0.005);
   for (const m of margins[crit]) {
     const worst = Math.min(...rs.map((r) => choose(r, m).acc - r.base.acc));
     const still = helped.filter((r) => choose(r, m).acc - r.base.acc > 0.005).length;
-    console.log(`| ${crit === 'im' ? 'information maximization' : 'reverse validation'} | ${m} | ${worst >= 0 ? '+' : ''}${worst.toFixed(3)} | ${still} of ${helped.length} | ${rs.filter((r) => choose(r, m).kept).length} of ${rs.length} |`);
+    if (!rs.length) continue;
+    console.log(`| ${NAMES[crit]} | ${m} | ${worst >= 0 ? '+' : ''}${worst.toFixed(3)} | ${still} of ${helped.length} | ${rs.filter((r) => choose(r, m).kept).length} of ${rs.length} |`);
   }
 }
 console.log();
-console.log(`Before/after at the shipped margins (information maximization ${NO_HARM_MARGIN.informationMaximization}, reverse validation ${NO_HARM_MARGIN.reverseValidation}):`);
+console.log(`Before/after at the shipped margins (NO_HARM_MARGIN: ${JSON.stringify(NO_HARM_MARGIN)}):`);
 console.log();
 console.log('| pair | method | unadapted acc. | before: chosen → acc. | after (no harm): chosen → acc. | change after |');
 console.log('| --- | --- | ---: | --- | --- | ---: |');
 for (const r of runs) {
-  const b = choose(r, -Infinity), a = choose(r, r.criterion === 'im' ? NO_HARM_MARGIN.informationMaximization : NO_HARM_MARGIN.reverseValidation);
+  const b = choose(r, -Infinity), a = choose(r, marginOf(r.criterion));
   const d = a.acc - r.base.acc;
   console.log(`| ${r.pair} | ${r.method} | ${r.base.acc.toFixed(3)} | ${b.params} → ${b.acc.toFixed(3)} (${b.acc - r.base.acc >= 0 ? '+' : ''}${(b.acc - r.base.acc).toFixed(3)}) | ${a.params} → ${a.acc.toFixed(3)} | ${d >= 0 ? '+' : ''}${d.toFixed(3)} |`);
 }

@@ -32,7 +32,7 @@ export interface AdaptFeaturesOptions extends HeadOptions {
    * validation, and the method's result is used only when it beats it by more than `margin`.
    */
   noHarm?: boolean;
-  /** Reverse-validation margin of the no-harm rule (default NO_HARM_MARGIN.reverseValidation). */
+  /** Reverse-validation margin of the no-harm rule (default NO_HARM_MARGIN.reverseValidationFeatures). */
   margin?: number;
 }
 
@@ -94,7 +94,7 @@ export async function adaptFeatures(method: FeatureMethod, source: LabelledFeatu
       // the source-only head, fitted and scored exactly as the candidates were
       const base = await sourceOnly(tr, target, ho);
       const baseScore = await rv(base.targetProba);
-      const margin = o.margin ?? NO_HARM_MARGIN.reverseValidation;
+      const margin = o.margin ?? NO_HARM_MARGIN.reverseValidationFeatures;
       const g = selectOverUnadapted({ params: {}, value: {}, score: baseScore }, cands, margin, 'reverse-validation accuracy');
       unadapted = {
         reverseValidation: baseScore, informationMaximization: informationMaximization(base.targetProba).score, kept: g.keptUnadapted, margin, reason: g.reason,

@@ -65,7 +65,7 @@ export async function reverseValidation(
  * selected, lowered target accuracy by more than 0.005 there, while every method that helped still
  * helped). Information maximization is in nats; reverse validation is an accuracy.
  */
-export const NO_HARM_MARGIN = { informationMaximization: 0.05, reverseValidation: 0.01 } as const;
+export const NO_HARM_MARGIN = { informationMaximization: 0.05, reverseValidation: 0.01, reverseValidationFeatures: 0.01 } as const;
 
 export interface GuardedSelection<T> {
   /** The selected candidate: the best adapted one, or the unadapted one. */
@@ -84,7 +84,7 @@ export interface GuardedSelection<T> {
  * only when the best adapted candidate's score exceeds the unadapted one's by more than `margin`.
  */
 export function selectOverUnadapted<T>(unadapted: Candidate<T>, adapted: Candidate<T>[], margin: number, criterion = 'score'): GuardedSelection<T> {
-  if (!(margin >= 0)) throw new GraftError(`the no-harm margin must be ≥ 0, got ${margin}`);
+  if (!Number.isFinite(margin)) throw new GraftError(`the no-harm margin must be a finite number, got ${margin}`);
   const best = selectBest(adapted);
   const gain = best.score - unadapted.score;
   const keptUnadapted = !(gain > margin);

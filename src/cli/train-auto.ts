@@ -40,7 +40,7 @@ function isImageData(o: TrainFlags): boolean {
 export function selectionLines(s: AutoSelection): string[] {
   const lines = [`--mode auto: ${s.folds}-fold cross-validation on the ${s.trainExamples} training examples (the test split is not used to choose)`];
   for (const c of s.candidates) lines.push(`  ${candidateLine(c)}`);
-  lines.push(`chose ${s.chosen}: ${s.reason}`);
+  lines.push(s.reason);
   return lines;
 }
 

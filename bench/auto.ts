@@ -1,0 +1,120 @@
+/**
+ * `--mode auto` against the methods it chooses between, on the shared tasks (docs/auto.md):
+ *
+ *   image  Fashion-MNIST through the Coral MobileNetV2 (TFLite): a pool of --pool images per class
+ *          from the 10k test file, half of each class the test split, N labels per class drawn per
+ *          seed for training (trainAuto's own stratified split; --val-fraction 0). Candidates: the
+ *          frozen-feature logistic head and the top 2 blocks fine-tuned on cached activations
+ *          (--epochs, lr 1e-3, batch 32).
+ *   text   the review snippets (polarity-en-pang&lee2.csv) with bert-mini-debian at max length 48:
+ *          a fixed test set of 500 snippets per class, N training labels per class drawn per seed
+ *          from the rest (as bench/text-classify.ts). Candidates: frozen features + LR, TF-IDF over
+ *          the tokenizer's ids + LR, LP-FT, SetFit (≤ 16 per class).
+ *
+ * For each seed, auto's choice (made on folds of the training split only) and the test accuracy of
+ * every candidate fitted on the whole training split; auto's test accuracy is the chosen one's.
+ *
+ *   GRAFT_THREADS=1 node --import tsx bench/auto.ts --task image|text [--per-class 5,10] [--seeds 3]
+ *     [--epochs 5] [--pool 40] [--json FILE]
+ */
+import { writeFileSync } from 'node:fs';
+
+import { assetPath } from '../src/data/assets.js';
+import { loadLabelledImages } from '../src/data/labelled-images.js';
+import { trainAuto, trainTextAuto, scoreTextClassifier } from '../src/finetune/auto.js';
+import { trainFeatureClassifier } from '../src/features/classifier.js';
+import { finetuneImages } from '../src/finetune/image-finetune.js';
+import { loadModelFolderSync } from '../src/text/model-folder.js';
+import { readTextTable } from '../src/data/text-table.js';
+import { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba, argmaxF } from '../src/text/classify.js';
+import { trainSetFit } from '../src/text/setfit.js';
+import { trainTfidfClassifier } from '../src/text/tfidf.js';
+import { openCache } from '../src/features/cache.js';
+import { Rng } from '../src/util/random.js';
+
+const args = process.argv.slice(2);
+const flag = (k: string, d: string) => (args.includes(k) ? args[args.indexOf(k) + 1]! : d);
+const task = flag('--task', 'image');
+const budgets = flag('--per-class', task === 'image' ? '5,10' : '8').split(',').map(Number);
+const seeds = Number(flag('--seeds', '3'));
+const epochs = Number(flag('--epochs', '5'));
+interface Row { task: string; perClass: number; seed: number; chosen: string; cv: Record<string, number>; test: Record<string, number>; auto: number; seconds: number }
+const rows: Row[] = [];
+const t0 = performance.now();
+const emit = (r: Row) => { rows.push(r); console.log(JSON.stringify(r)); };
+
+if (task === 'image') {
+  const model = assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite');
+  const data = loadLabelledImages(assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'), { maxPerClass: Number(flag('--pool', '40')) });
+  const cacheDir = flag('--cache', '/tmp/graft-auto-bench-cache');
+  for (const per of budgets)
+    for (let seed = 0; seed < seeds; seed++) {
+      const s0 = performance.now();
+      const common = { labelsPerClass: per, valFraction: 0, testFraction: 0.5, seed, cacheDir };
+      const ft = { epochs, lr: 1e-3, batchSize: 32 };
+      const r = await trainAuto(model, data, { ...common, finetune: ft });
+      const test: Record<string, number> = { [r.selection.chosen]: r.test!.accuracy };
+      if (r.selection.chosen !== 'features') test['features'] = (await trainFeatureClassifier(model, data, common)).report.test!.accuracy;
+      if (r.selection.chosen !== 'finetune') test['finetune'] = (await finetuneImages(model, data, { ...common, ...ft })).report.test!.accuracy;
+      emit({ task, perClass: per, seed, chosen: r.selection.chosen, cv: Object.fromEntries(r.selection.candidates.map((c) => [c.method, c.mean ?? NaN])), test, auto: r.test!.accuracy, seconds: (performance.now() - s0) / 1000 });
+    }
+} else {
+  const maxLength = 48;
+  const m = loadModelFolderSync(assetPath('models/text/bert-mini-debian'));
+  const t = readTextTable(assetPath('datasets/reviews/polarity-en-pang&lee2.csv'));
+  const cache = openCache(flag('--cache', '/tmp/graft-text-cache'));
+  const quiet = () => {};
+  const extractor = new TextFeatureExtractor(m, 'mean');
+  // fixed test set (500 per class), per-seed training picks from the rest (as bench/text-classify.ts)
+  const rng0 = new Rng(0);
+  const testIdx: number[] = [], pool: number[][] = [];
+  for (const c of t.classes.keys()) {
+    const idx = rng0.shuffle(t.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0));
+    testIdx.push(...idx.slice(0, 500));
+    pool.push(idx.slice(500));
+  }
+  const teX = testIdx.map((i) => t.texts[i]!), teY = testIdx.map((i) => t.y[i]!);
+  const acc = (p: number[]) => p.filter((v, i) => v === teY[i]).length / teY.length;
+  const teF = await extractor.extract(teX, { maxLength, cache, warn: quiet });
+  for (const per of budgets)
+    for (let seed = 0; seed < seeds; seed++) {
+      const s0 = performance.now();
+      const rng = new Rng(1000 + seed);
+      const tr = pool.flatMap((p) => rng.shuffle([...p]).slice(0, per));
+      const trX = tr.map((i) => t.texts[i]!), trY = tr.map((i) => t.y[i]!);
+      const r = await trainTextAuto(m, trX, trY, { classes: t.classes.length, maxLength, seed, cache });
+      const auto = (await scoreTextClassifier(r.classifier, m, teX, teY, t.classes, maxLength)).accuracy;
+      const test: Record<string, number> = { [r.mode]: auto };
+      const F = await extractor.extract(trX, { maxLength, cache, warn: quiet });
+      const head = await fitTextHead(F, trY, seed);
+      test['features'] ??= head.accuracy(teF, teY);
+      test['tfidf'] ??= acc((await trainTfidfClassifier(trX, trY, { seed, tokenizer: m.tokenizer, maxLength })).predict(teX));
+      if (test['finetune'] === undefined) {
+        const f = await finetuneText(m, trX, trY, { classes: t.classes.length, maxLength, seed, head, lr: 1e-4, epochs: 3, minSteps: Math.max(3 * Math.ceil(trX.length / 16), 60), warn: quiet });
+        test['finetune'] = acc(argmaxF(await predictTextProba(f.graph, m.tokenizer, teX, { maxLength, warn: quiet })));
+      }
+      if (test['setfit'] === undefined && per <= 16) {
+        const s = await trainSetFit(m, trX, trY, { maxLength, seed, lr: 1e-4, steps: Math.min(Math.ceil((40 * trX.length) / 16), 120) });
+        test['setfit'] = s.head.accuracy(await s.extractor.extract(teX, { maxLength, warn: quiet }), teY);
+        await s.extractor.release();
+      }
+      emit({ task, perClass: per, seed, chosen: r.mode, cv: Object.fromEntries(r.selection.candidates.map((c) => [c.method, c.mean ?? NaN])), test, auto, seconds: (performance.now() - s0) / 1000 });
+    }
+  await extractor.release();
+}
+
+// summary: per budget, mean test accuracy of auto, of the frozen head, of the better fine-tuned variant per seed and of the best candidate per seed
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+console.log(`\n| task | labels / class | seeds | auto (chosen) | frozen head | fine-tuned${task === 'text' ? ' (LP-FT)' : ' (top blocks)'} | better of the two (per seed) | auto − frozen | auto − better |`);
+console.log('| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
+for (const per of budgets) {
+  const rs = rows.filter((r) => r.perClass === per);
+  const a = mean(rs.map((r) => r.auto)), f = mean(rs.map((r) => r.test['features']!)), ft = mean(rs.map((r) => r.test['finetune']!));
+  const better = mean(rs.map((r) => Math.max(r.test['features']!, r.test['finetune']!)));
+  const sign = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(3)}`;
+  console.log(`| ${task} | ${per} | ${rs.length} | ${a.toFixed(3)} (${rs.map((r) => r.chosen).join(', ')}) | ${f.toFixed(3)} | ${ft.toFixed(3)} | ${better.toFixed(3)} | ${sign(a - f)} | ${sign(a - better)} |`);
+}
+console.log(`\nTotal ${((performance.now() - t0) / 1000).toFixed(0)} s.`);
+const out = flag('--json', '');
+if (out) writeFileSync(out, JSON.stringify(rows, null, 1) + '\n');
+
