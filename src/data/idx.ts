@@ -4,8 +4,9 @@
  * is read, which is what image and label files use.
  */
 import { readFileSync, existsSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, constants as zlibConstants } from 'node:zlib';
 import { GraftError } from '../util/errors.js';
+import { checkedNumel, gunzipLimited, MAX_INFLATED_BYTES } from '../util/limits.js';
 
 export interface IdxArray {
   dims: number[];
@@ -17,13 +18,7 @@ const TYPE_NAMES: Record<number, string> = { 0x08: 'uint8', 0x09: 'int8', 0x0b: 
 /** Parse IDX bytes (already gunzipped, or gzipped: detected by the gzip magic). `label` names the source in errors. */
 export function parseIdx(bytes: Uint8Array, label = 'IDX data'): IdxArray {
   let buf = bytes;
-  if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
-    try {
-      buf = gunzipSync(buf);
-    } catch (e) {
-      throw new GraftError(`${label}: corrupt gzip stream: ${(e as Error).message}`);
-    }
-  }
+  if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipIdx(buf, label);
   if (buf.length < 4) throw new GraftError(`${label}: not an IDX file (only ${buf.length} bytes)`);
   if (buf[0] !== 0 || buf[1] !== 0) throw new GraftError(`${label}: not an IDX file (bad magic ${hex(buf.subarray(0, 4))})`);
   const type = buf[2]!;
@@ -35,16 +30,43 @@ export function parseIdx(bytes: Uint8Array, label = 'IDX data'): IdxArray {
   if (buf.length < header) throw new GraftError(`${label}: truncated IDX header (${buf.length} bytes, need ${header})`);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const dims: number[] = [];
-  let n = 1;
-  for (let i = 0; i < ndims; i++) {
-    const d = dv.getUint32(4 + 4 * i, false);
-    dims.push(d);
-    n *= d;
-  }
+  for (let i = 0; i < ndims; i++) dims.push(dv.getUint32(4 + 4 * i, false));
+  const n = checkedNumel(dims, `${label}: IDX array`);
   const have = buf.length - header;
   if (have < n) throw new GraftError(`${label}: truncated IDX data: dims [${dims.join(', ')}] need ${n} bytes, file has ${have}`);
   if (have > n) throw new GraftError(`${label}: ${have - n} unexpected trailing bytes after IDX data of dims [${dims.join(', ')}]`);
   return { dims, data: buf.subarray(header, header + n) };
+}
+
+/**
+ * Gunzip an IDX file without trusting it: the header is inflated first (a few KB of output at most), and the
+ * whole file only up to the size its dims declare (plus one byte, to notice trailing data), so a small gzip
+ * stream cannot expand into gigabytes that the header never claimed.
+ */
+function gunzipIdx(gz: Uint8Array, label: string): Uint8Array {
+  // the first 4 KB of deflate output at most ~4 MB, and holds the header (≤ 1,024 bytes) unless the gzip
+  // header itself is huge; then only the general 1 GiB cap applies
+  let head: Uint8Array = new Uint8Array(0);
+  try {
+    head = gunzipSync(gz.subarray(0, Math.min(gz.length, 4096)), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: 8 << 20 });
+  } catch {
+    /* a corrupt stream: the full inflate below reports it */
+  }
+  let max = MAX_INFLATED_BYTES;
+  if (head.length >= 4 && head[0] === 0 && head[1] === 0 && head.length >= 4 + 4 * head[3]!) {
+    const dims: number[] = [];
+    const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
+    for (let i = 0; i < head[3]!; i++) dims.push(dv.getUint32(4 + 4 * i, false));
+    const n = checkedNumel(dims, `${label}: IDX array`);
+    max = Math.min(max, 4 + 4 * dims.length + n + 1);
+  }
+  try {
+    return gunzipLimited(gz, label, max);
+  } catch (e) {
+    if (max < MAX_INFLATED_BYTES && e instanceof GraftError && /decompresses to more than/.test(e.message))
+      throw new GraftError(`${label}: the gzip stream holds more than the ${max - 1} bytes its IDX header declares`);
+    throw e;
+  }
 }
 
 /** Read an IDX file (.gz or not). Errors name the file. */

@@ -8,8 +8,8 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createRequire } from 'node:module';
-import { gunzipSync } from 'node:zlib';
 import { GraftError } from '../util/errors.js';
+import { gunzipLimited } from '../util/limits.js';
 
 export interface TextTable {
   texts: string[];
@@ -67,13 +67,7 @@ export function decodeUtf8(bytes: Uint8Array, file: string): string {
 export function readTextFile(path: string): string {
   if (!existsSync(path)) throw new GraftError(`data file not found: ${path}`);
   let raw: Uint8Array = readFileSync(path);
-  if (path.endsWith('.gz')) {
-    try {
-      raw = gunzipSync(raw);
-    } catch (e) {
-      throw new GraftError(`${path}: not a valid gzip file (${(e as Error).message})`);
-    }
-  }
+  if (path.endsWith('.gz')) raw = gunzipLimited(raw, path); // at most 1 GiB: a small file cannot expand without bound
   return decodeUtf8(raw, path);
 }
 

@@ -136,7 +136,7 @@ function attrFromProto(a: Msg, base: string): Attr {
   switch (type) {
     case 1: return { type: 'float', value: a.f ?? 0 };
     case 2: return { type: 'int', value: num(a.i) };
-    case 3: return { type: 'string', value: utf8.decode(a.s ?? new Uint8Array()) };
+    case 3: return { type: 'string', value: utf8.decode(a.s instanceof Uint8Array ? a.s : new Uint8Array()) };
     case 4: return { type: 'tensor', value: tensorFromProto(a.t, base) };
     case 6: return { type: 'floats', value: [...(a.floats ?? [])] };
     case 7: return { type: 'ints', value: (a.ints ?? []).map(num) };
@@ -167,6 +167,7 @@ function valueInfoFromProto(v: Msg): ValueInfo {
 }
 
 export function tensorFromProto(t: Msg, base = '.'): Tensor {
+  if (t == null) throw new Error('missing tensor');
   const dtype = dtypeFromOnnx(t.data_type ?? 0);
   const dims: number[] = (t.dims ?? []).map(num);
   const n = checkedNumel(dims, `tensor '${t.name ?? ''}'`);

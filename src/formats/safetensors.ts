@@ -1,8 +1,9 @@
 /** safetensors files (Hugging Face's tensor format): an 8-byte header length, a JSON header, raw data. */
 import { readFileSync, existsSync } from 'node:fs';
-import { type Tensor, type DType, typedFromBytes, bytesOf, BYTES_PER_ELEMENT, numel } from '../graph/tensor.js';
+import { type Tensor, type DType, typedFromBytes, bytesOf, BYTES_PER_ELEMENT } from '../graph/tensor.js';
 import { atomicWrite } from './onnx.js';
 import { GraftError } from '../util/errors.js';
+import { checkedNumel, checkedCount } from '../util/limits.js';
 
 const CODES: Partial<Record<DType, string>> = {
   float64: 'F64', float32: 'F32', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8',
@@ -15,24 +16,33 @@ export function decodeSafetensors(bytes: Uint8Array, label = 'safetensors data')
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = Number(view.getBigUint64(0, true));
   if (n > bytes.byteLength - 8) throw new GraftError(`${label}: header length ${n} exceeds the file size`);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  let header: unknown;
   try {
     header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
   } catch (e) {
     throw new GraftError(`${label}: the header is not valid JSON (${(e as Error).message})`);
   }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw new GraftError(`${label}: the header is not a JSON object`);
   const data = bytes.subarray(8 + n);
   const tensors = new Map<string, Tensor>();
   let metadata: Record<string, string> = {};
-  for (const [name, info] of Object.entries(header)) {
-    if (name === '__metadata__') { metadata = info as Record<string, string>; continue; }
-    const { dtype: code, shape, data_offsets } = info as { dtype: string; shape: number[]; data_offsets: [number, number] };
-    const dtype = FROM_CODE.get(code);
-    if (!dtype) throw new GraftError(`${label}: tensor '${name}' has unsupported dtype ${code}`);
-    const [b, e] = data_offsets;
-    if (e - b !== numel(shape) * BYTES_PER_ELEMENT[dtype] || e > data.byteLength)
-      throw new GraftError(`${label}: tensor '${name}' has inconsistent offsets [${b}, ${e}] for ${code}[${shape}]`);
-    tensors.set(name, { dtype, dims: [...shape], data: typedFromBytes(dtype, data.subarray(b, e)) });
+  for (const [name, info] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (info === null || typeof info !== 'object' || Array.isArray(info)) throw new GraftError(`${label}: __metadata__ is not an object`);
+      metadata = info as Record<string, string>;
+      continue;
+    }
+    const what = `${label}: tensor '${name}'`;
+    if (info === null || typeof info !== 'object') throw new GraftError(`${what} has no dtype/shape/data_offsets`);
+    const { dtype: code, shape, data_offsets } = info as { dtype: unknown; shape: unknown; data_offsets: unknown };
+    const dtype = typeof code === 'string' ? FROM_CODE.get(code) : undefined;
+    if (!dtype) throw new GraftError(`${what} has unsupported dtype ${String(code)}`);
+    const count = checkedNumel(shape, what);
+    if (!Array.isArray(data_offsets) || data_offsets.length !== 2) throw new GraftError(`${what}: data_offsets is not a [begin, end] pair`);
+    const b = checkedCount(data_offsets[0], `${what}: data offset`), e = checkedCount(data_offsets[1], `${what}: data offset`);
+    if (e < b || e - b !== count * BYTES_PER_ELEMENT[dtype] || e > data.byteLength)
+      throw new GraftError(`${what} has inconsistent offsets [${b}, ${e}] for ${code}[${String(shape)}] (the data section holds ${data.byteLength} bytes)`);
+    tensors.set(name, { dtype, dims: [...(shape as number[])], data: typedFromBytes(dtype, data.subarray(b, e)) });
   }
   return { tensors, metadata };
 }

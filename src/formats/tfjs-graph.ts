@@ -17,6 +17,7 @@ import { A, Builder } from '../graph/builder.js';
 import { type Tensor, numel } from '../graph/tensor.js';
 import { setLabels, setPreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
+import { checkedNumel, MAX_ELEMENTS } from '../util/limits.js';
 import { existsSync, readFileSync } from 'node:fs';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -66,22 +67,31 @@ function permIsRelabel(dims: (number | null)[], perm: number[]): boolean {
 }
 
 const str = (v: Json): string => (v?.s != null ? Buffer.from(String(v.s), 'base64').toString('utf8') : '');
-const ints = (v: Json): number[] => (v?.list?.i ?? []).map(Number);
-const strs = (v: Json): string[] => (v?.list?.s ?? []).map((s: string) => Buffer.from(s, 'base64').toString('utf8'));
+const list = (v: unknown): Json[] => (Array.isArray(v) ? v : []);
+const ints = (v: Json): number[] => list(v?.list?.i).map(Number);
+const strs = (v: Json): string[] => list(v?.list?.s).map((s: unknown) => Buffer.from(String(s), 'base64').toString('utf8'));
 const flt = (v: Json, d: number): number => (v?.f != null ? Number(v.f) : d);
 const bool = (v: Json): boolean => v?.b === true;
 
 function shapeOf(s: Json): (number | null)[] | null {
-  if (!s || s.unknownRank) return null;
-  return (s.dim ?? []).map((d: Json) => { const n = Number(d.size ?? -1); return n < 0 ? null : n; });
+  if (!s || typeof s !== 'object' || s.unknownRank) return null;
+  return list(s.dim).map((d: Json) => { const n = Number(d?.size ?? -1); return n < 0 || !Number.isFinite(n) ? null : n; });
 }
 
 /** An inline tensor of a Const node's `value` attr (float/int data as float32). */
 function inlineTensor(t: Json, where: string): Tensor {
   const dims = (shapeOf(t.tensorShape) ?? []).map((d) => { if (d == null) throw new GraftError(`${where}: constant with unknown shape`); return d; });
-  const n = numel(dims);
-  const out = new Float32Array(n);
   const dt = String(t.dtype ?? 'DT_FLOAT');
+  const vals: Json[] = list(t.floatVal ?? t.intVal ?? t.int64Val ?? t.boolVal ?? t.doubleVal);
+  // TF fills a constant from fewer values than elements (one value: a fill); such a fill is capped at
+  // 2^24 elements, since the file did not pay for them
+  const n = checkedNumel(dims, `${where}: constant`, t.tensorContent || vals.length >= 2 ** 24 ? MAX_ELEMENTS : 2 ** 24);
+  const dt2 = dt === 'DT_FLOAT' || dt === 'DT_INT32' ? 4 : dt === 'DT_INT64' ? 8 : 0;
+  if (t.tensorContent) {
+    const b = Buffer.from(String(t.tensorContent), 'base64');
+    if (dt2 && b.byteLength < n * dt2) throw new GraftError(`${where}: constant [${dims}] of ${dt} needs ${n * dt2} bytes, its tensorContent has ${b.byteLength}`);
+  }
+  const out = new Float32Array(n);
   if (t.tensorContent) {
     const b = Buffer.from(String(t.tensorContent), 'base64');
     const bytes = new Uint8Array(b);
@@ -92,7 +102,6 @@ function inlineTensor(t: Json, where: string): Tensor {
     if (!src) throw new GraftError(`${where}: constant of dtype ${dt} is not supported`);
     for (let i = 0; i < n; i++) out[i] = Number(src[i]);
   } else {
-    const vals: Json[] = t.floatVal ?? t.intVal ?? t.int64Val ?? t.boolVal ?? t.doubleVal ?? [];
     for (let i = 0; i < n; i++) out[i] = Number(vals.length ? vals[Math.min(i, vals.length - 1)] : 0);
   }
   return { dtype: 'float32', dims, data: out };
@@ -527,6 +536,13 @@ export function importTfjsGraphModel(json: Json, weights: Map<string, Tensor>, l
   const topo = json.modelTopology;
   const nodes: TfNode[] = topo?.node;
   if (!Array.isArray(nodes) || !nodes.length) throw new GraftError(`${label}: the graph model has no nodes`);
+  nodes.forEach((n, i) => {
+    const bad = (what: string): never => { throw new GraftError(`${label}: node ${i}${typeof n?.name === 'string' ? ` ('${n.name}')` : ''} ${what}`); };
+    if (n === null || typeof n !== 'object') bad('is not an object');
+    if (typeof n.name !== 'string' || typeof n.op !== 'string') bad('has no name or op');
+    if (n.input !== undefined && (!Array.isArray(n.input) || n.input.some((x) => typeof x !== 'string'))) bad('has inputs that are not a list of names');
+    if (n.attr !== undefined && (n.attr === null || typeof n.attr !== 'object')) bad('has attributes that are not an object');
+  });
   if (topo.library?.function?.length) throw new GraftError(`${label}: graph models with functions (control flow) are not supported`);
   const sig = json.signature ?? json.userDefinedMetadata?.signature;
   let outputs: string[] = sig?.outputs ? Object.values(sig.outputs as Record<string, { name?: string }>).map((o) => String(o.name)) : [];

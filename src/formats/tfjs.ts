@@ -823,6 +823,8 @@ export function readNsfwjs(model: NsfwjsModel, opts: TfjsReadOptions & { /** whe
 
 function importTfjs(src: Source, opts: TfjsReadOptions): Graph {
   const json = src.json;
+  if (json.modelTopology != null && (typeof json.modelTopology !== 'object' || Array.isArray(json.modelTopology)))
+    throw new GraftError(`${src.label}: modelTopology is not an object`);
   if (json.format === 'graph-model' || (json.modelTopology && 'node' in json.modelTopology)) {
     // a TensorFlow GraphDef: ./tfjs-graph.ts
     const g = importTfjsGraphModel(json, decodeTfjsWeights(json.weightsManifest ?? [], src), src.label, { ...opts, name: opts.name ?? basename(src.dir) });
@@ -834,6 +836,7 @@ function importTfjs(src: Source, opts: TfjsReadOptions): Graph {
   const mc: LayerJson = topo.model_config ?? topo;
   if (!mc || !MODEL_CLASSES.has(mc.class_name))
     throw new GraftError(`${src.label}: the topology is a '${mc?.class_name}', expected a Keras Model/Functional/Sequential`);
+  checkLayers(mc, src.label, 0);
   const weights = decodeTfjsWeights(json.weightsManifest ?? [], src);
 
   const imp = new Importer(weights, src.label);
@@ -863,6 +866,26 @@ function importTfjs(src: Source, opts: TfjsReadOptions): Graph {
     if (labels) setLabels(g, labels);
   }
   return g;
+}
+
+/**
+ * The shape of a Keras topology the importer relies on, checked up front so that a damaged or hostile
+ * model.json is a named error: every layer an object with a class_name and a config object, layer lists and
+ * inbound_nodes lists where present.
+ */
+function checkLayers(layer: Json, label: string, depth: number): void {
+  const bad = (what: string): never => { throw new GraftError(`${label}: ${what}`); };
+  if (depth > 64) bad('models nested over 64 deep');
+  if (layer === null || typeof layer !== 'object' || Array.isArray(layer)) bad('a layer is not an object');
+  const name = typeof layer.config?.name === 'string' ? ` '${layer.config.name}'` : '';
+  if (typeof layer.class_name !== 'string') bad(`a layer${name} has no class_name`);
+  if (layer.config != null && typeof layer.config !== 'object') bad(`layer${name} (${layer.class_name}) has a config that is not an object`);
+  if (layer.inbound_nodes != null && !Array.isArray(layer.inbound_nodes)) bad(`layer${name} (${layer.class_name}) has inbound_nodes that are not a list`);
+  if (MODEL_CLASSES.has(layer.class_name)) {
+    const layers = Array.isArray(layer.config) ? layer.config : layer.config?.layers;
+    if (layers != null && !Array.isArray(layers)) bad(`model${name} has layers that are not a list`);
+    for (const l of layers ?? []) checkLayers(l, label, depth + 1);
+  }
 }
 
 function preprocessFor(g: Graph, imp: Importer, opts: TfjsReadOptions): ImagePreprocess | undefined {

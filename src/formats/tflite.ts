@@ -21,8 +21,8 @@ import { Builder, A } from '../graph/builder.js';
 import { numel, halfToFloat } from '../graph/tensor.js';
 import { setPreprocess, setLabels, type ImagePreprocess } from './preprocess.js';
 import { readLabels, parseLabels } from './labels.js';
-import { inflateRawSync } from 'node:zlib';
 import { GraftError } from '../util/errors.js';
+import { checkedNumel, inflateRawLimited } from '../util/limits.js';
 
 /* ------------------------------------------------------------------------------------------------
  * Schema constants (field ids and enum values from tensorflow/lite/schema/schema.fbs)
@@ -363,7 +363,7 @@ export function rawValues(m: TfliteModel, t: TfliteTensor): Float64Array {
   const b = m.buffers[t.buffer]!;
   const size = ELEM_SIZE[t.type];
   if (!size) throw new GraftError(`tensor '${t.name}': constant data of type ${TYPE_NAMES[t.type] ?? t.type} is not supported`);
-  const n = numel(t.shape);
+  const n = checkedNumel(t.shape, `tensor '${t.name}'`);
   if (b.byteLength !== n * size)
     throw new GraftError(`tensor '${t.name}': its buffer holds ${b.byteLength} bytes, shape [${t.shape}] of ${TYPE_NAMES[t.type]} needs ${n * size}`);
   const dv = view(b);
@@ -526,7 +526,7 @@ export function embeddedFiles(bytes: Uint8Array): Map<string, Uint8Array> {
   try {
     for (let k = 0; k < count && p >= 0 && p + 46 <= eocd; k++) {
       if (dv.getUint32(p, true) !== 0x02014b50) break;
-      const method = dv.getUint16(p + 10, true), size = dv.getUint32(p + 20, true);
+      const method = dv.getUint16(p + 10, true), size = dv.getUint32(p + 20, true), usize = dv.getUint32(p + 24, true);
       const nameLen = dv.getUint16(p + 28, true), extraLen = dv.getUint16(p + 30, true), commentLen = dv.getUint16(p + 32, true);
       const local = start + dv.getUint32(p + 42, true);
       const name = new TextDecoder().decode(bytes.subarray(p + 46, p + 46 + nameLen));
@@ -535,7 +535,9 @@ export function embeddedFiles(bytes: Uint8Array): Map<string, Uint8Array> {
       const data = local + 30 + dv.getUint16(local + 26, true) + dv.getUint16(local + 28, true);
       const raw = bytes.subarray(data, data + size);
       if (method === 0) out.set(name, raw);
-      else if (method === 8) out.set(name, new Uint8Array(inflateRawSync(raw)));
+      // a member may not inflate beyond the size the archive declares for it (nor beyond 64 MB): no zip bombs.
+      // Names are only keys here: nothing is ever written to disk, so there is no zip-slip to guard.
+      else if (method === 8) out.set(name, new Uint8Array(inflateRawLimited(raw, `embedded file '${name}'`, Math.min(usize, 64 << 20))));
     }
   } catch {
     // a damaged archive only means no embedded files
@@ -593,7 +595,9 @@ class Importer {
   }
 
   tensor(i: number): TfliteTensor {
-    return this.sg.tensors[i]!;
+    const t = this.sg.tensors[i];
+    if (!t) throw new GraftError(`${this.label}: an operator needs tensor ${i}, but the subgraph has tensors 0 to ${this.sg.tensors.length - 1}`);
+    return t;
   }
 
   /** A readable ONNX name for a tensor: TFLite joins the names of the TF ops it fused with ';', keep the first. */
@@ -645,6 +649,7 @@ class Importer {
       if (hit) return hit;
       const { data, dims } = this.constData(i, op);
       let name: string;
+      if (dims.length > rank) throw new GraftError(`${this.where(op)}: constant input '${this.tensor(i).name}' has rank ${dims.length}, more than the operator's ${rank}`);
       if (dims.length === 0 || numel(dims) === 1) name = this.initializer(this.nameOf(i), data, dims.length === 0 ? [] : new Array(rank).fill(1));
       else {
         const full = [...new Array(rank - dims.length).fill(1), ...dims];

@@ -66,8 +66,48 @@ interface TokenizerConfigJson {
 
 function tokenName(t: string | { content: string } | undefined): string | undefined {
   if (t === undefined || t === null) return undefined;
-  return typeof t === 'string' ? t : t.content;
+  const name: unknown = typeof t === 'string' ? t : typeof t === 'object' ? t.content : undefined;
+  return typeof name === 'string' ? name : undefined;
 }
+
+/**
+ * Every token id tokenizer.json declares (model vocab, added tokens, post-processor special tokens) is an
+ * integer in [0, MAX_VOCAB), checked before the library sees the file: it sizes tables by the largest id, so
+ * one stray id of 2^31 would cost gigabytes and minutes.
+ */
+function checkIds(json: Record<string, unknown>, label: string): void {
+  const bad = (where: string, v: unknown): never => {
+    throw new GraftError(`${label}: ${where} has token id ${JSON.stringify(v)}; ids must be integers from 0 to ${MAX_VOCAB - 1}`);
+  };
+  const ok = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < MAX_VOCAB;
+  const model = json['model'] as Record<string, unknown>;
+  const vocab = model['vocab'];
+  if (Array.isArray(vocab)) {
+    if (vocab.length >= MAX_VOCAB) throw new GraftError(`${label}: a vocabulary of ${vocab.length} entries is over the limit of ${MAX_VOCAB}`);
+    for (const e of vocab)
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number') throw new GraftError(`${label}: a Unigram vocab entry is not [piece, score]`);
+  } else if (vocab !== null && typeof vocab === 'object') {
+    for (const [tok, id] of Object.entries(vocab)) if (!ok(id)) bad(`vocab entry '${tok}'`, id);
+  }
+  const added = json['added_tokens'];
+  if (added !== undefined && added !== null) {
+    if (!Array.isArray(added)) throw new GraftError(`${label}: added_tokens is not a list`);
+    for (const a of added) {
+      if (a === null || typeof a !== 'object' || typeof (a as { content?: unknown }).content !== 'string') throw new GraftError(`${label}: an added token has no content`);
+      if (!ok((a as { id?: unknown }).id)) bad(`added token '${(a as { content: string }).content}'`, (a as { id?: unknown }).id);
+    }
+  }
+  const visit = (v: unknown, depth: number): void => {
+    if (v === null || typeof v !== 'object' || depth > 32) return;
+    const o = v as Record<string, unknown>;
+    if (Array.isArray(o['ids'])) for (const id of o['ids']) if (!ok(id)) bad('the post-processor', id);
+    for (const k of Object.keys(o)) visit(o[k], depth + 1);
+  };
+  visit(json['post_processor'], 0);
+}
+
+/** Largest vocabulary accepted (2^24 ids; real tokenizers have at most a few hundred thousand). */
+const MAX_VOCAB = 2 ** 24;
 
 /** A loaded tokenizer with Graft's batch-encoding conventions. */
 export class TextTokenizer {
@@ -89,6 +129,7 @@ export class TextTokenizer {
   readonly prefixIds: number[];
   readonly suffixIds: number[];
   private readonly hf: Tokenizer;
+  private readonly label: string;
 
   constructor(
     readonly tokenizerJson: Record<string, unknown>,
@@ -96,9 +137,13 @@ export class TextTokenizer {
     opts: { maxLength?: number; label?: string } = {},
   ) {
     const label = opts.label ?? 'tokenizer.json';
+    this.label = label;
     const model = tokenizerJson['model'] as { type?: string } | undefined;
     if (!model || typeof model !== 'object')
       throw new GraftError(`${label}: not a Hugging Face tokenizer.json (no "model" section)`);
+    if (model.type !== undefined && !['BPE', 'WordPiece', 'WordLevel', 'Unigram'].includes(model.type))
+      throw new GraftError(`${label}: unsupported tokenizer model type ${JSON.stringify(model.type)} (BPE, WordPiece, WordLevel or Unigram)`);
+    checkIds(tokenizerJson, label);
     try {
       this.hf = new Tokenizer(tokenizerJson, config);
     } catch (e) {
@@ -108,6 +153,9 @@ export class TextTokenizer {
     const vocab = this.hf.get_vocab(true);
     let maxId = -1;
     for (const id of vocab.values()) if (id > maxId) maxId = id;
+    // the model's embedding table is sized by the largest id: one stray huge id must not claim gigabytes
+    if (!Number.isSafeInteger(maxId) || maxId >= MAX_VOCAB)
+      throw new GraftError(`${label}: token id ${maxId} is out of range (a vocabulary of ${vocab.size} entries; ids must be below ${MAX_VOCAB})`);
     this.vocabSize = Math.max(vocab.size, maxId + 1);
     const id = (name: string | undefined): number | undefined => (name === undefined ? undefined : this.hf.token_to_id(name));
     const first = (...names: (string | undefined)[]): number | undefined => {
@@ -126,10 +174,18 @@ export class TextTokenizer {
     this.padId = first(tokenName(this.config.pad_token), '[PAD]', '<pad>') ?? this.eosId ?? 0;
     const mml = Number(this.config.model_max_length);
     this.modelMaxLength = opts.maxLength ?? (Number.isFinite(mml) && mml > 0 && mml < 1e6 ? mml : 512);
-    // Find what the post-processor wraps around a single sequence.
+    // Find what the post-processor wraps around a single sequence (a tokenizer.json the library accepted
+    // but cannot run fails here, named, rather than on the first real text).
     const probe = 'a';
-    const bare = this.hf.encode(probe, { add_special_tokens: false }).ids;
-    const full = this.hf.encode(probe, { add_special_tokens: true }).ids;
+    let bare: number[], full: number[];
+    try {
+      bare = this.hf.encode(probe, { add_special_tokens: false }).ids;
+      full = this.hf.encode(probe, { add_special_tokens: true }).ids;
+    } catch (e) {
+      throw new GraftError(`${label}: the tokenizer cannot encode text: ${(e as Error).message}`);
+    }
+    for (const id of full)
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new GraftError(`${label}: the post-processor adds token id ${String(id)}, outside the vocabulary`);
     const at = findSub(full, bare);
     if (at < 0) {
       this.prefixIds = [];
@@ -141,9 +197,18 @@ export class TextTokenizer {
     this.fingerprint = createHash('sha256').update(JSON.stringify(tokenizerJson)).update(JSON.stringify(config)).digest('hex');
   }
 
+  /** The library's ids for a text, checked: a damaged tokenizer.json can make it return holes (undefined). */
+  private encodeRaw(text: string): number[] {
+    const ids = this.hf.encode(text, { add_special_tokens: false }).ids;
+    for (const id of ids)
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize)
+        throw new GraftError(`${this.label}: the tokenizer produced token id ${String(id)} for ${JSON.stringify(text.slice(0, 40))}; is its "model" section complete?`);
+    return ids;
+  }
+
   /** Ids of one text (special tokens added unless addSpecialTokens is false), no truncation. */
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
-    const ids = this.hf.encode(text, { add_special_tokens: false }).ids;
+    const ids = this.encodeRaw(text);
     return opts.addSpecialTokens === false ? ids : [...this.prefixIds, ...ids, ...this.suffixIds];
   }
 
@@ -178,7 +243,7 @@ export class TextTokenizer {
     for (let i = 0; i < texts.length; i++) {
       const text = texts[i];
       if (typeof text !== 'string') throw new GraftError(`${where(opts, i)}: text is not a string`);
-      let ids = this.hf.encode(text, { add_special_tokens: false }).ids;
+      let ids = this.encodeRaw(text);
       if (ids.length + special > maxLength) {
         if (!truncation)
           throw new GraftError(

@@ -49,11 +49,11 @@ export function checkedCount(v: unknown, what: string, max = Number.MAX_SAFE_INT
   return n;
 }
 
-function inflated(e: unknown, what: string, max: number): GraftError {
+function inflated(e: unknown, what: string, max: number, kind: string): GraftError {
   const code = (e as { code?: string }).code;
   if (code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError)
     return new GraftError(`${what}: decompresses to more than ${max} bytes`, 'compressed inputs are limited so that a small file cannot exhaust memory');
-  return new GraftError(`${what}: corrupt compressed data: ${(e as Error).message}`);
+  return new GraftError(`${what}: not a valid ${kind} (${(e as Error).message})`);
 }
 
 /** gunzip, refusing output over `max` bytes (default 1 GiB) with a GraftError naming `what`. */
@@ -61,7 +61,7 @@ export function gunzipLimited(bytes: Uint8Array, what: string, max = MAX_INFLATE
   try {
     return gunzipSync(bytes, { maxOutputLength: max });
   } catch (e) {
-    throw inflated(e, what, max);
+    throw inflated(e, what, max, 'gzip file');
   }
 }
 
@@ -70,6 +70,6 @@ export function inflateRawLimited(bytes: Uint8Array, what: string, max = MAX_INF
   try {
     return inflateRawSync(bytes, { maxOutputLength: max });
   } catch (e) {
-    throw inflated(e, what, max);
+    throw inflated(e, what, max, 'deflate stream');
   }
 }
