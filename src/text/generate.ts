@@ -94,6 +94,11 @@ export interface CausalLmOptions {
    * with `cache: false` it is run on the full prefix every step.
    */
   cached?: KvDecoder;
+  /**
+   * Specialize the cached step graph to one new token (constant shapes, no causal mask; default true).
+   * false keeps the step graph as rewritten: only for measuring what the specialization buys.
+   */
+  specializeStep?: boolean;
   /** Where the one warning goes when the graph cannot be cached (default: stderr). */
   warn?: (message: string) => void;
 }
@@ -118,7 +123,7 @@ export class CausalLm {
     for (const need of ['input_ids', 'attention_mask'])
       if (!model.inputs.some((i) => i.name === need)) throw new GraftError(`the language model has no '${need}' input (inputs: ${model.inputs.map((i) => i.name).join(', ')})`);
     if (opts.cache !== false) {
-      const kv = await KvDecoder.fromGraph(model, LM_INPUTS, opts.runtime);
+      const kv = await KvDecoder.fromGraph(model, LM_INPUTS, opts.runtime, { specialize: opts.specializeStep });
       if (kv instanceof KvDecoder) return new CausalLm(undefined, '', maxPositions, kv);
       (opts.warn ?? stderrWarn)(`no key/value cache for ${model.name}: ${kv.reason}; generating without one (every token re-reads the whole prefix)`);
     }
@@ -130,6 +135,11 @@ export class CausalLm {
     g.prune();
     const session = await Session.fromGraph(g, opts.runtime, `${model.name} (generate)`);
     return new CausalLm(session, next, maxPositions, undefined);
+  }
+
+  /** How the key/value cache was obtained (rewrite, specialization, shipped file), when generation uses one. */
+  get cacheSource(): string | undefined {
+    return this.cached ? this.kv!.source : undefined;
   }
 
   /** Does generation use a key/value cache? */

@@ -429,10 +429,12 @@ export class KvDecoder {
   ) {}
 
   /**
-   * Build from an uncached decoder graph: rewrite, load both sessions, and check on a probe batch that
-   * cached logits equal the uncached ones. Returns the reason instead when any of it fails.
+   * Build from an uncached decoder graph: rewrite, specialize the step graph to one new token
+   * (specializeStep; `specialize: false` keeps it as rewritten, for comparison), load both sessions,
+   * and check on a probe batch that cached logits equal the uncached ones. Returns the reason instead
+   * when any of it fails.
    */
-  static async fromGraph(model: Graph, inputs: DecoderInputs = LM_INPUTS, runtime?: RuntimeOptions): Promise<KvDecoder | { reason: string }> {
+  static async fromGraph(model: Graph, inputs: DecoderInputs = LM_INPUTS, runtime?: RuntimeOptions, o: { specialize?: boolean } = {}): Promise<KvDecoder | { reason: string }> {
     const r = kvRewrite(model, inputs);
     if ('reason' in r) return r;
     let prefill: Session | undefined, step: Session | undefined;
@@ -450,7 +452,7 @@ export class KvDecoder {
       // the step graph specialized to one new token (constant shapes), else as rewritten
       const candidates: { graph: Graph; note: string }[] = [];
       let unspecialized = 'step graph as rewritten';
-      try {
+      if (o.specialize !== false) try {
         const spec = await specializeStep(r, await KvDecoder.stepProbes(prefill, r), runtime);
         candidates.push({ graph: spec.graph, note: `step graph specialized to one token: ${spec.nodesBefore} → ${spec.nodesAfter} nodes, ${spec.folded} shape values constant, ${spec.transposes} transposes of size-1 axes as reshapes` });
         unspecialized += ' (the specialized one failed its check)';
