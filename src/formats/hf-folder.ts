@@ -60,7 +60,8 @@ export function repoOfCacheFolder(dir: string): string | undefined {
  * neither.
  */
 export function chooseFolderOnnx(dir: string): FolderModel | undefined {
-  for (const f of FP32_FILES) if (existsSync(join(dir, f))) return { file: join(dir, f) };
+  // the folder's model file must be in the folder, symlinks included (a hub snapshot links into its blobs/)
+  for (const f of FP32_FILES) if (existsSync(join(dir, f))) return { file: insideFolder(dir, f, 'model file') };
   for (const fp32 of FP32_FILES) {
     const sub = dirname(fp32) === '.' ? '' : dirname(fp32);
     const stem = basename(fp32, '.onnx');
@@ -71,7 +72,7 @@ export function chooseFolderOnnx(dir: string): FolderModel | undefined {
       const name = `${stem}${suffix}.onnx`;
       if (!names.has(name)) continue;
       const repo = repoOfCacheFolder(dir);
-      return { file: join(here, name), quantized: { dir, file: sub ? `${sub}/${name}` : name, missing: fp32, ...(repo ? { repo } : {}) } };
+      return { file: insideFolder(dir, sub ? `${sub}/${name}` : name, 'model file'), quantized: { dir, file: sub ? `${sub}/${name}` : name, missing: fp32, ...(repo ? { repo } : {}) } };
     }
   }
   return undefined;

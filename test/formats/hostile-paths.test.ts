@@ -159,3 +159,23 @@ test('tokenizer.json, tokenizer_config.json and config.json that are symlinks ou
   symlinkSync(join(dir, 'outside.json'), join(m, 'tokenizer.json'));
   refuses(() => loadTokenizerSync(m), /tokenizer\.json' is a symlink/);
 });
+
+test('a model folder whose onnx/model.onnx is a symlink out of it is refused; a hub snapshot link into blobs/ loads', async () => {
+  const { loadModel } = await import('../../src/formats/load.js');
+  const dir = tmp();
+  const g = new Graph();
+  g.opsets = { '': 17 };
+  g.inputs = [{ name: 'x', dtype: 'float32', shape: [2] }];
+  g.outputs = [{ name: 'y', dtype: 'float32', shape: [2] }];
+  g.nodes = [{ name: 'id', opType: 'Identity', domain: '', inputs: ['x'], outputs: ['y'], attrs: {} }];
+  writeFileSync(join(dir, 'elsewhere.onnx'), encodeOnnx(g));
+  mkdirSync(join(dir, 'm', 'onnx'), { recursive: true });
+  symlinkSync(join(dir, 'elsewhere.onnx'), join(dir, 'm', 'onnx', 'model.onnx'));
+  refuses(() => loadModel(join(dir, 'm')), /model file 'onnx\/model\.onnx' is a symlink/);
+  const snap = join(dir, 'models--a--b', 'snapshots', 'c0ffee');
+  mkdirSync(join(snap, 'onnx'), { recursive: true });
+  mkdirSync(join(dir, 'models--a--b', 'blobs'));
+  writeFileSync(join(dir, 'models--a--b', 'blobs', 'h'), encodeOnnx(g));
+  symlinkSync('../../../blobs/h', join(snap, 'onnx', 'model.onnx'));
+  assert.equal(loadModel(snap).nodes.length, 1);
+});
