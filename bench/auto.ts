@@ -15,7 +15,7 @@
  * every candidate fitted on the whole training split; auto's test accuracy is the chosen one's.
  *
  *   GRAFT_THREADS=1 node --import tsx bench/auto.ts --task image|text [--per-class 5,10] [--seeds 3]
- *     [--epochs 5] [--pool 40] [--json FILE]
+ *     [--epochs 5] [--pool 40] [--folds K (text)] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
 
@@ -82,7 +82,7 @@ if (task === 'image') {
       const rng = new Rng(1000 + seed);
       const tr = pool.flatMap((p) => rng.shuffle([...p]).slice(0, per));
       const trX = tr.map((i) => t.texts[i]!), trY = tr.map((i) => t.y[i]!);
-      const r = await trainTextAuto(m, trX, trY, { classes: t.classes.length, maxLength, seed, cache });
+      const r = await trainTextAuto(m, trX, trY, { classes: t.classes.length, maxLength, seed, cache, ...(args.includes('--folds') ? { folds: Number(flag('--folds', '5')) } : {}) });
       const auto = (await scoreTextClassifier(r.classifier, m, teX, teY, t.classes, maxLength)).accuracy;
       const test: Record<string, number> = { [r.mode]: auto };
       const F = await extractor.extract(trX, { maxLength, cache, warn: quiet });

@@ -28,11 +28,12 @@ export interface AdaptFeaturesOptions extends HeadOptions {
   /** Keep every candidate's target probabilities in `candidates` (for studies of the criterion). */
   keepPredictions?: boolean;
   /**
-   * Do no harm (default true): the source-only head is a candidate too, scored by the same reverse
-   * validation, and the method's result is used only when it beats it by more than `margin`.
+   * Do no harm (default true): the source-only head is a candidate too; the method's best candidate
+   * (by reverse validation) is used only when the information maximization of its target predictions
+   * beats the source-only head's by more than `margin`.
    */
   noHarm?: boolean;
-  /** Reverse-validation margin of the no-harm rule (default NO_HARM_MARGIN.reverseValidationFeatures). */
+  /** Margin of the no-harm rule, in nats of information maximization (default NO_HARM_MARGIN.informationMaximizationFeatures). */
   margin?: number;
 }
 
@@ -40,7 +41,7 @@ export interface AdaptFeaturesResult extends FeatureAdaptResult {
   /** Every candidate with its label-free scores (reverse validation picks; IM is reported). */
   candidates: { params: Record<string, number>; reverseValidation: number; informationMaximization: number; targetProba?: Float64Array[] }[];
   chosen: Record<string, number>;
-  /** No-harm rule (absent for method 'source-only' or noHarm false): the source-only candidate's score, the margin, and whether it was kept. */
+  /** No-harm rule (absent for method 'source-only' or noHarm false): the source-only candidate's scores, the margin (information maximization), and whether it was kept. */
   unadapted?: { reverseValidation: number; informationMaximization: number; kept: boolean; margin: number; reason: string; targetProba?: Float64Array[] };
 }
 
@@ -91,16 +92,21 @@ export async function adaptFeatures(method: FeatureMethod, source: LabelledFeatu
       o.onCandidate?.({ params, score, seconds: (performance.now() - c0) / 1000 });
     }
     if (guard) {
-      // the source-only head, fitted and scored exactly as the candidates were
+      // the source-only head, fitted as the candidates were; the method's best candidate (by reverse
+      // validation) is used only when information maximization of its target predictions beats the
+      // source-only head's by the margin (reverse validation itself favours the source-only labelling:
+      // its pseudo-labels agree with the source by construction — docs/adaptation.md, "Do no harm")
       const base = await sourceOnly(tr, target, ho);
-      const baseScore = await rv(base.targetProba);
-      const margin = o.margin ?? NO_HARM_MARGIN.reverseValidationFeatures;
-      const g = selectOverUnadapted({ params: {}, value: {}, score: baseScore }, cands, margin, 'reverse-validation accuracy');
+      const baseIm = informationMaximization(base.targetProba).score;
+      const best = selectBest(cands);
+      const bestIm = candidates[cands.indexOf(best)]!.informationMaximization;
+      const margin = o.margin ?? NO_HARM_MARGIN.informationMaximizationFeatures;
+      const g = selectOverUnadapted({ params: {}, value: {}, score: baseIm }, [{ ...best, score: bestIm }], margin, 'information maximization of the target predictions');
       unadapted = {
-        reverseValidation: baseScore, informationMaximization: informationMaximization(base.targetProba).score, kept: g.keptUnadapted, margin, reason: g.reason,
+        reverseValidation: await rv(base.targetProba), informationMaximization: baseIm, kept: g.keptUnadapted, margin, reason: g.reason,
         ...(o.keepPredictions ? { targetProba: base.targetProba } : {}),
       };
-      chosen = g.keptUnadapted ? {} : g.chosen.value;
+      chosen = g.keptUnadapted ? {} : best.value;
       if (g.keptUnadapted) {
         const final = await sourceOnly(source, target, ho);
         return { ...final, candidates, chosen, unadapted, seconds: (performance.now() - t0) / 1000 };
