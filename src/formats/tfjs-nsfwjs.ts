@@ -118,13 +118,23 @@ class LiteralParser {
     }
   }
 
+  /** Nesting depth: a hostile bundle of a million '[' must be an error, not a stack overflow. */
+  private depth = 0;
+
   value(): unknown {
+    if (this.depth > 256) this.fail('nesting deeper than 256 levels');
     this.ws();
     const s = this.s;
     if (this.i >= s.length) this.fail('unexpected end of file (truncated?)');
     const c = s[this.i]!;
-    if (c === '{') return this.object();
-    if (c === '[') return this.array();
+    if (c === '{' || c === '[') {
+      this.depth++;
+      try {
+        return c === '{' ? this.object() : this.array();
+      } finally {
+        this.depth--;
+      }
+    }
     if (c === '"' || c === "'") return this.string();
     if (c === '!') {
       const t = s.slice(this.i, this.i + 2);

@@ -614,13 +614,19 @@ class Importer {
   /** A constant's real values (dequantized), in TFLite layout. */
   constData(i: number, op: TfliteOperator): { data: Float32Array; dims: number[] } {
     const src = this.tensor(this.constOf.get(i)!);
+    const own = this.tensor(i).shape;
+    // a constant reached through (DE)QUANTIZE must have the shape the operator's tensor declares
+    if (own.length !== src.shape.length || own.some((d, k) => d !== src.shape[k]))
+      throw new GraftError(`${this.where(op)}: tensor '${this.tensor(i).name}' of shape [${own}] takes its values from '${src.name}' of shape [${src.shape}]`);
     return { data: dequantize(this.m, src, this.where(op)), dims: src.shape };
   }
 
   constInts(i: number, op: TfliteOperator): number[] {
     const c = this.constOf.get(i);
     if (c == null) throw new GraftError(`${this.where(op)}: input '${this.tensor(i).name}' must be a constant`);
-    return Array.from(rawValues(this.m, this.tensor(c)));
+    const v = Array.from(rawValues(this.m, this.tensor(c)));
+    if (v.some((x) => !Number.isSafeInteger(x))) throw new GraftError(`${this.where(op)}: input '${this.tensor(i).name}' must hold integers, it holds [${v.slice(0, 8)}${v.length > 8 ? ', …' : ''}]`);
+    return v;
   }
 
   initializer(base: string, data: Float32Array, dims: number[]): string {
@@ -919,6 +925,7 @@ class Importer {
     if (format !== 0) throw new GraftError(`${this.where(op)}: shuffled weights format ${format} is not supported`);
     const [xi, wi, bi] = op.inputs as [number, number, number?];
     const it = this.tensor(xi), wt = this.tensor(wi), ot = this.tensor(op.outputs[0]!);
+    if (wt.shape.length !== 2) throw new GraftError(`${this.where(op)}: weights '${wt.name}' have shape [${wt.shape}], expected [units, inputs]`);
     const [units, k] = wt.shape as [number, number];
     const v = this.act(xi, op);
     let x: string;
@@ -991,6 +998,7 @@ class Importer {
     const it = this.tensor(op.inputs[0]!);
     const rank = it.shape.length;
     const p = this.constInts(op.inputs[1]!, op); // [rank, 2]
+    if (p.length !== 2 * rank) throw new GraftError(`${this.where(op)}: ${p.length} padding values for a rank-${rank} input (expected ${2 * rank})`);
     let value = 0;
     if (op.code === 60 /* PADV2 */ && op.inputs[2] != null && op.inputs[2] >= 0) value = this.constData(op.inputs[2], op).data[0] ?? 0;
     const v = this.act(op.inputs[0]!, op);

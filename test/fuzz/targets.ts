@@ -163,6 +163,20 @@ function tfjsLayersSeeds(): Record<string, Files> {
   };
 }
 
+/** The dense layers model as a .min.js bundle pair (nsfwjs's layout: `module.exports=` a literal, the shard base64). */
+function tfjsBundleSeeds(): Record<string, Files> {
+  const dense = tfjsLayersSeeds()['dense']!;
+  const m = JSON.parse(dec.decode(dense['model.json']!)) as { weightsManifest: { paths: string[] }[] };
+  m.weightsManifest[0]!.paths = ['group1-shard1of1'];
+  const literal = JSON.stringify(m).replace(/"(\w+)":/g, '$1:').replace(/true/g, '!0').replace(/false/g, '!1');
+  return {
+    dense: {
+      'model.min.js': enc.encode(`!function(){var e={};e.exports=${literal},module.exports=e.exports}();`),
+      'group1-shard1of1.min.js': enc.encode(`module.exports="${Buffer.from(dense['group1-shard1of1.bin']!).toString('base64')}";`),
+    },
+  };
+}
+
 function tfjsGraphSeeds(): Record<string, Files> {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
   const ilist = (v: number[]) => ({ list: { i: v.map(String) } });
@@ -326,6 +340,7 @@ export const TARGETS: Target[] = [
   },
   { name: 'tflite', seeds: tfliteSeeds, run: (f) => void decodeTflite(only(f, 'model.tflite'), {}, 'model.tflite') },
   { name: 'tfjs-layers', seeds: tfjsLayersSeeds, run: (f, s) => void readTfjs(join(s.write(f), 'model.json'), { labels: false }) },
+  { name: 'tfjs-bundle', seeds: tfjsBundleSeeds, run: (f, s) => void readTfjs(join(s.write(f), 'model.min.js'), { labels: false }) },
   { name: 'tfjs-graph', seeds: tfjsGraphSeeds, run: (f, s) => void readTfjs(join(s.write(f), 'model.json'), { labels: false }) },
   {
     name: 'safetensors',
