@@ -61,9 +61,9 @@ export async function reverseValidation(
 /**
  * How much a label-free score must prefer an adapted candidate over the unadapted model (or the
  * source-only head) before adaptation is used: "do no harm". Calibrated by bench/adapt-no-harm.ts on
- * the shared shift pairs of docs/adaptation.md (the smallest margins at which no method, as
- * selected, lowered target accuracy by more than 0.005 there, while every method that helped still
- * helped). Information maximization is in nats; reverse validation is an accuracy.
+ * the shared shift pairs of docs/adaptation.md ("Do no harm": the smallest margins of the grid at which
+ * no method, as selected, lowered target accuracy by more than 0.005 there). Information
+ * maximization is in nats; reverse validation is an accuracy.
  */
 export const NO_HARM_MARGIN = {
   /** Source-free methods (adaptNetwork), and dann/mmd/deep-coral with select 'im'. */

@@ -35,7 +35,6 @@ import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, pred
 import { addPooling, addClassifierHead, withProbabilities, type Pooling } from '../text/encoder.js';
 import { trainSetFit } from '../text/setfit.js';
 import { trainTfidfClassifier, tfidfClassifierGraph } from '../text/tfidf.js';
-import type { FeatureCache as Cache } from '../features/cache.js';
 import { writeReport } from '../eval/report.js';
 import { classificationMetrics, type Metrics } from '../eval/metrics.js';
 import { Rng } from '../util/random.js';
@@ -175,8 +174,8 @@ export interface ImageAutoOptions {
   folds?: number;
   /** Minutes for the search: no new candidate starts after this (the frozen head always runs). */
   budgetMinutes?: number;
-  /** Options of the frozen-feature candidate (head logistic unless given). */
-  features?: Omit<FeatureTrainOptions, 'out' | 'labelsPerClass' | 'valFraction' | 'testFraction' | 'seed' | 'cacheDir'>;
+  /** Options of the frozen-feature candidate (its head is the logistic regression). */
+  features?: Omit<FeatureTrainOptions, 'out' | 'labelsPerClass' | 'valFraction' | 'testFraction' | 'seed' | 'cacheDir' | 'head' | 'mlp' | 'knn' | 'ncm'>;
   /** Options of the fine-tuned candidate (default: the top 2 blocks, 5 epochs). */
   finetune?: Omit<ImageFinetuneOptions, 'out' | 'labelsPerClass' | 'valFraction' | 'testFraction' | 'seed' | 'cacheDir'>;
   onCandidate?: (c: AutoCandidate) => void;
@@ -216,11 +215,10 @@ export async function trainAuto(model: Graph | string, data: LabelledImages, o: 
     const k = foldCount(y, o.folds ?? 5);
     if (!k) throw new GraftError('--mode auto needs at least 2 training examples of every class to cross-validate', 'raise --labels-per-class, or pick a mode with --mode features|finetune');
     const fold = stratifiedFolds(y, k, seed);
-    const head = o.features?.head ?? 'logistic';
     await search.run('features', 'frozen-feature logistic head', () => perFold(fold, k, async (tr, va) => {
       const m = (await fitCV(tr.map((i) => X[i]!), tr.map((i) => y[i]!), { numClasses: K, seed, ...(o.features?.grid ? { grid: o.features.grid } : {}) })).model;
       return accuracy(m.predict(va.map((i) => X[i]!)), va.map((i) => y[i]!));
-    }), head !== 'logistic' ? undefined : undefined);
+    }));
     const ft = o.finetune ?? {};
     const ftDesc = ft.lora ? `LoRA rank ${ft.lora.rank} on the top blocks` : ft.cut !== undefined ? `the network above '${ft.cut}' fine-tuned` : `top ${ft.topBlocks ?? 2} blocks fine-tuned on cached activations`;
     await search.run('finetune', ftDesc, async () => {
@@ -280,7 +278,7 @@ export interface TextAutoOptions {
   folds?: number;
   budgetMinutes?: number;
   /** Feature cache for the frozen encoder's pooled vectors. */
-  cache?: Cache;
+  cache?: FeatureCache;
   /** LP-FT: encoder learning rate (default 1e-4), epochs (default 3; at least 60 steps and 3 per 16 texts). */
   lr?: number;
   epochs?: number;
