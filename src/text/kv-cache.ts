@@ -16,6 +16,9 @@
  * mask and cast ops), then MatMul(probabilities, V); a block whose K does not depend on the decoder's
  * tokens (cross-attention) is left alone. A graph that does not match is reported with the reason, and
  * every rewrite is checked numerically against the uncached graph on a probe batch before it is used.
+ * The step graph is then specialized to one new token per row (`specializeStep`: shape arithmetic folded
+ * into constants from probe runs, no causal mask), which cuts GPT-2-mini's step from 855 nodes to 198;
+ * if the specialized graph fails the check, the step graph as rewritten is used.
  * Model folders that already ship a cached decoder (decoder_model_merged.onnx with use_cache_branch,
  * decoder_with_past_model.onnx) are used as they are (`shippedDecoder`).
  *
