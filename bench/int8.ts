@@ -7,10 +7,14 @@
  * data) and a bert-mini-debian review classifier (`graft train --text-column …`), both trained here
  * into a temporary folder first.
  *
- *   npx tsx bench/int8.ts [--threads 2] [--rounds 7] [--test 500] [--per-class 60] [--method minmax] [--only image|text]
+ * With --profile, also onnxruntime's per-operator kernel time (session profiling) of both models: which
+ * kernels the int8 graph runs after onnxruntime's QDQ fusion (QLinearConv, QLinearAdd, MatMulIntegerToFloat…)
+ * and where the time goes.
+ *
+ *   npx tsx bench/int8.ts [--threads 2] [--rounds 7] [--test 500] [--per-class 60] [--method minmax] [--only image|text] [--profile]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -38,6 +42,7 @@ const nTest = Number(flag('test', '500'));
 const perClass = flag('per-class', '60');
 const method = flag('method', 'minmax') as CalibrationMethod;
 const only = flag('only', '');
+const profile = argv.includes('--profile');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const tmp = mkdtempSync(join(tmpdir(), 'graft-bench-int8-'));
 const cli = (args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -59,6 +64,32 @@ async function timeBoth(fp: string, q: string, feeds: Feeds): Promise<[number, n
     }
   await a.release(); await b.release();
   return [median(ta), median(tb)];
+}
+
+/**
+ * Milliseconds per run by operator type (onnxruntime's profiler, mean of 4 runs, the first included); Conv/QLinearConv
+ * split into depthwise and dense by node name (MobileNet's names say 'depthwise').
+ */
+async function opProfile(path: string, feeds: Feeds): Promise<string> {
+  const prefix = join(tmp, `profile-${Math.random().toString(36).slice(2)}`);
+  const s = await ort.InferenceSession.create(path, { ...sessionOptions({ threads }), enableProfiling: true, profileFilePrefix: prefix });
+  const f: Record<string, ort.Tensor> = {};
+  for (const [k, t] of Object.entries(feeds)) f[k] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
+  const runs = 3;
+  for (let i = 0; i <= runs; i++) await s.run(f);
+  s.endProfiling();
+  await s.release();
+  const file = readdirSync(tmp).map((n) => join(tmp, n)).find((p) => p.startsWith(prefix))!;
+  const events = JSON.parse(readFileSync(file, 'utf8')) as { cat: string; name: string; dur: number; args: { op_name?: string } }[];
+  const by = new Map<string, number>();
+  let total = 0;
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || !e.args.op_name) continue;
+    const op = e.args.op_name + (/Conv$/.test(e.args.op_name) ? (/depthwise/i.test(e.name) ? ' (depthwise)' : ' (dense)') : '');
+    by.set(op, (by.get(op) ?? 0) + e.dur / 1000 / (runs + 1));
+    total += e.dur / 1000 / (runs + 1);
+  }
+  return `${total.toFixed(1)} ms/run in kernels: ` + [...by].sort((a, b) => b[1] - a[1]).filter(([, v]) => v >= 0.05).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
 }
 
 function report(name: string, accF: number, accQ: number, agree: number, n: number, dir: string, qdir: string, ms: [number, number], batch: number) {
@@ -91,8 +122,9 @@ try {
     await a.release(); await b.release();
     const x = await imagesToTensor(idx.slice(0, 16).map((k) => greyToBmp(test.images[k]!, 28, 28)), pre);
     const ms = await timeBoth(join(dir, 'model.onnx'), join(qdir, 'model.onnx'), { input: x });
+    if (profile) for (const [k, p] of [['fp32', dir], ['int8', qdir]]) console.error(`image ${k}: ${await opProfile(join(p!, 'model.onnx'), { input: x })}`);
     report(`Fashion-MNIST MobileNetV2 (${r.method})`, okF / idx.length, okQ / idx.length, agree / idx.length, idx.length, dir, qdir, ms, 16);
-    console.error(`image: quantized ${JSON.stringify(r.summary.quantized)}, exact grids ${r.summary.exactGrids}, float: ${r.summary.float.map((f) => f.node).join(', ')}`);
+    console.error(`image: quantized ${JSON.stringify(r.summary.quantized)}, weights on a uint8 grid ${r.summary.exactGrids} (channels stored exactly ${r.summary.exactChannels}/${r.summary.gridChannels}), float: ${r.summary.float.map((f) => f.node).join(', ')}`);
   }
   if (only !== 'image') {
     const data = assetPath('datasets/reviews/polarity-en-pang&lee2.csv');
@@ -110,6 +142,7 @@ try {
     const acc = (p: number[]) => p.filter((v, i) => v === y[i]).length / y.length;
     const feeds = textFeeds(cf.graph, cf.tokenizer.encodeBatch(texts.slice(0, 16), { maxLength: 64 }));
     const ms = await timeBoth(join(dir, 'model.onnx'), join(qdir, 'model.onnx'), feeds);
+    if (profile) for (const [k, p] of [['fp32', dir], ['int8', qdir]]) console.error(`text ${k}: ${await opProfile(join(p!, 'model.onnx'), feeds)}`);
     report(`reviews bert-mini-debian (${r.method})`, acc(pf), acc(pq), pf.filter((v, i) => v === pq[i]).length / y.length, y.length, dir, qdir, ms, 16);
     console.error(`text: quantized ${JSON.stringify(r.summary.quantized)}, embeddings ${r.summary.embeddings}, float: ${r.summary.float.map((f) => `${f.op} ${f.node}`).join(', ')}`);
   }

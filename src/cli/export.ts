@@ -66,7 +66,7 @@ export async function exportCommand(modelDir: string, out: string, o: ExportFlag
     const q = Object.entries(r.summary.quantized).map(([k, v]) => `${v} ${k}`).join(', ');
     process.stdout.write(
       `int8 (${r.method}, ${r.activations} activations) calibrated on ${r.calibrationExamples} ${r.kind === 'text' ? 'texts' : 'images'} from ${data}\n` +
-        `quantized: ${q || 'none'}${r.summary.embeddings ? `, ${r.summary.embeddings} embedding tables` : ''}; float32: ${r.summary.float.length ? r.summary.float.map((f) => `${f.op} ${f.node} (${f.reason})`).join('; ') : 'none'}\n` +
+        `quantized: ${q || 'none'}${r.summary.embeddings ? `, ${r.summary.embeddings} embedding tables` : ''}${r.summary.exactGrids ? ` (${r.summary.exactGrids} weights kept their uint8 grid's step: ${r.summary.exactChannels} of ${r.summary.gridChannels} channels exact)` : ''}; float32: ${r.summary.float.length ? r.summary.float.map((f) => `${f.op} ${f.node} (${f.reason})`).join('; ') : 'none'}\n` +
         `size: ${(r.bytes.float / 1e6).toFixed(2)} MB → ${(r.bytes.int8 / 1e6).toFixed(2)} MB (${r.bytes.ratio.toFixed(2)}× smaller); top-1 agreement with float on ${r.check.examples} calibration examples: ${r.check.agreement.toFixed(3)}\n` +
         `saved ${r.path} (report: ${join(out, 'quantization.json')})\n`,
     );
