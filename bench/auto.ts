@@ -15,7 +15,7 @@
  * every candidate fitted on the whole training split; auto's test accuracy is the chosen one's.
  *
  *   GRAFT_THREADS=1 node --import tsx bench/auto.ts --task image|text [--per-class 5,10] [--seeds 3]
- *     [--epochs 5] [--pool 40] [--folds K (text)] [--json FILE]
+ *     [--seed-from 0] [--epochs 5] [--pool 40] [--folds K (text)] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
 
@@ -37,6 +37,7 @@ const flag = (k: string, d: string) => (args.includes(k) ? args[args.indexOf(k) 
 const task = flag('--task', 'image');
 const budgets = flag('--per-class', task === 'image' ? '5,10' : '8').split(',').map(Number);
 const seeds = Number(flag('--seeds', '3'));
+const seedFrom = Number(flag('--seed-from', '0'));
 const epochs = Number(flag('--epochs', '5'));
 interface Row { task: string; perClass: number; seed: number; chosen: string; cv: Record<string, number>; test: Record<string, number>; auto: number; seconds: number }
 const rows: Row[] = [];
@@ -48,7 +49,7 @@ if (task === 'image') {
   const data = loadLabelledImages(assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'), { maxPerClass: Number(flag('--pool', '40')) });
   const cacheDir = flag('--cache', '/tmp/graft-auto-bench-cache');
   for (const per of budgets)
-    for (let seed = 0; seed < seeds; seed++) {
+    for (let seed = seedFrom; seed < seedFrom + seeds; seed++) {
       const s0 = performance.now();
       const common = { labelsPerClass: per, valFraction: 0, testFraction: 0.5, seed, cacheDir };
       const ft = { epochs, lr: 1e-3, batchSize: 32 };
@@ -77,7 +78,7 @@ if (task === 'image') {
   const acc = (p: number[]) => p.filter((v, i) => v === teY[i]).length / teY.length;
   const teF = await extractor.extract(teX, { maxLength, cache, warn: quiet });
   for (const per of budgets)
-    for (let seed = 0; seed < seeds; seed++) {
+    for (let seed = seedFrom; seed < seedFrom + seeds; seed++) {
       const s0 = performance.now();
       const rng = new Rng(1000 + seed);
       const tr = pool.flatMap((p) => rng.shuffle([...p]).slice(0, per));
