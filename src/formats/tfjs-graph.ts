@@ -197,6 +197,14 @@ class GraphImporter {
     return v.const;
   }
 
+  /** A constant that must hold integers (a shape, axes, paddings): its values, or an error naming it. */
+  private constInts(n: TfNode, v: TVal, what: string, count?: number): number[] {
+    const vals = Array.from(this.constOf(n, v, what).data as Float32Array, Number);
+    if (vals.some((x) => !Number.isSafeInteger(x))) throw this.err(n, `its ${what} ('${v.tfName}') must hold integers, it holds [${vals.slice(0, 8)}]`);
+    if (count !== undefined && vals.length !== count) throw this.err(n, `its ${what} ('${v.tfName}') has ${vals.length} values, expected ${count}`);
+    return vals;
+  }
+
   /** The ONNX value of `v`; a constant becomes an initializer, laid out for a rank-`rank` consumer (NCHW when 4). */
   private val(v: TVal, rank = v.shape.length): string {
     if (!v.const) return v.name!;
@@ -351,7 +359,7 @@ class GraphImporter {
       case 'Mean': case 'Max': case 'Min': case 'Sum': case 'Prod': {
         const x = x0();
         const r = x.shape.length;
-        const axes = [...new Set(Array.from(this.constOf(n, this.input(n, 1), 'axes').data as Float32Array, (v) => (v < 0 ? v + r : v)))].sort((p, q) => p - q);
+        const axes = [...new Set(this.constInts(n, this.input(n, 1), 'axes').map((v) => (v < 0 ? v + r : v)))].sort((p, q) => p - q);
         const keep = bool(a.keep_dims);
         const op = ({ Mean: 'ReduceMean', Max: 'ReduceMax', Min: 'ReduceMin', Sum: 'ReduceSum', Prod: 'ReduceProd' } as const)[n.op as 'Mean'];
         const y = b.reduce(op, this.val(x), axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q), keep);
@@ -371,7 +379,7 @@ class GraphImporter {
       }
       case 'Reshape': {
         const x = x0();
-        const target = Array.from(this.constOf(n, this.input(n, 1), 'shape').data as Float32Array, Number);
+        const target = this.constInts(n, this.input(n, 1), 'shape');
         const known = x.shape.every((d) => d != null) ? numel(x.shape as number[]) : null;
         const rest = target.filter((d) => d !== -1);
         const shape = target.map((d) => (d === -1 ? (known != null && numel(rest) ? known / numel(rest) : null) : d));
@@ -383,9 +391,11 @@ class GraphImporter {
       case 'ConcatV2': {
         const ins = dataInputs(n);
         const vs = ins.slice(0, -1).map((_, k) => this.input(n, k));
-        const axisT = this.constOf(n, this.input(n, ins.length - 1), 'axis');
+        if (!vs.length) throw this.err(n, 'has no inputs to concatenate');
+        const [a0] = this.constInts(n, this.input(n, ins.length - 1), 'axis', 1) as [number];
         const r = vs[0]!.shape.length;
-        const axis = Number(axisT.data[0]) < 0 ? Number(axisT.data[0]) + r : Number(axisT.data[0]);
+        const axis = a0 < 0 ? a0 + r : a0;
+        if (axis < 0 || axis >= r) throw this.err(n, `axis ${a0} is out of range for rank ${r}`);
         const shape = [...vs[0]!.shape];
         shape[axis] = vs.every((v) => v.shape[axis] != null) ? vs.reduce((s, v) => s + v.shape[axis]!, 0) : null;
         return this.out(n, b.op('Concat', vs.map((v) => this.val(v, r)), { axis: A.i(onnxAxis(axis, r)) }, n.name), shape);
@@ -393,7 +403,7 @@ class GraphImporter {
       case 'Pad': case 'PadV2': case 'MirrorPad': {
         const x = x0();
         const r = x.shape.length;
-        const p = Array.from(this.constOf(n, this.input(n, 1), 'paddings').data as Float32Array, Number);
+        const p = this.constInts(n, this.input(n, 1), 'paddings', 2 * r);
         const order = heldOrder(r);
         const pads = [...order.map((t) => p[2 * t]!), ...order.map((t) => p[2 * t + 1]!)];
         const ins = [this.val(x), b.i64(pads)];

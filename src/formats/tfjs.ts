@@ -643,7 +643,9 @@ class Importer {
       }
       case 'Reshape': {
         const x = one();
+        if (!Array.isArray(c.target_shape)) throw this.err(layer, `target_shape ${JSON.stringify(c.target_shape)} is not a list`);
         const target: number[] = (c.target_shape as Json[]).map((d) => (d == null ? -1 : Number(d)));
+        if (target.some((d) => !Number.isSafeInteger(d) || d < -1)) throw this.err(layer, `target_shape ${JSON.stringify(c.target_shape)} is not a list of sizes`);
         const known = x.shape.slice(1).every((d) => d != null) ? numel(x.shape.slice(1) as number[]) : null;
         const unknownAt = target.indexOf(-1);
         const resolved = target.map((d, i) => (i === unknownAt ? (known == null ? null : known / numel(target.filter((t) => t !== -1))) : d));
@@ -662,6 +664,7 @@ class Importer {
       case 'Permute': {
         const x = one();
         const r = x.shape.length;
+        if (!Array.isArray(c.dims) || c.dims.some((d: unknown) => !Number.isInteger(d) || (d as number) < 1 || (d as number) > c.dims.length) || new Set(c.dims).size !== c.dims.length) throw this.err(layer, `dims ${JSON.stringify(c.dims)} is not a permutation`);
         const kp = [0, ...(c.dims as number[]).map(Number)];
         if (kp.length !== r) throw this.err(layer, `dims ${JSON.stringify(c.dims)} do not fit a rank-${r} input`);
         const cf = cfOrder(r), inv = invert(cf);

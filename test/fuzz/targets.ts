@@ -156,10 +156,27 @@ function tfjsLayersSeeds(): Record<string, Files> {
       ] },
     ],
   };
+  const reshape = {
+    format: 'layers-model',
+    modelTopology: {
+      class_name: 'Sequential',
+      config: {
+        name: 'r',
+        layers: [
+          { class_name: 'Reshape', config: { name: 'rs', target_shape: [2, 3, 1], batch_input_shape: [null, 6] } },
+          { class_name: 'Permute', config: { name: 'pm', dims: [2, 1, 3] } },
+          { class_name: 'Flatten', config: { name: 'fl' } },
+          { class_name: 'Dense', config: { name: 'o', units: 2, activation: 'linear', use_bias: false } },
+        ],
+      },
+    },
+    weightsManifest: [{ paths: ['w.bin'], weights: [{ name: 'o/kernel', shape: [6, 2], dtype: 'float32' }] }],
+  };
   const convBytes = new Uint8Array([...floatsBin([0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8, 0, 0.1]), ...Array.from({ length: 24 }, (_, i) => i * 10), 0, 60, 0, 0, 0, 188]);
   return {
     dense: { 'model.json': json(dense), 'group1-shard1of1.bin': floatsBin([1, 2, 3, 4, 5, 6, 0.5, -0.5]) },
     conv: { 'model.json': json(conv), 'group1-shard1of2.bin': convBytes.subarray(0, 32), 'group1-shard2of2.bin': convBytes.subarray(32) },
+    reshape: { 'model.json': json(reshape), 'w.bin': floatsBin([1, 0, 0, 1, 1, 1, 0.5, 0.5, -1, 1, 2, 0]) },
   };
 }
 
