@@ -51,13 +51,14 @@ function candidateLine(c: AutoCandidate): string {
 }
 
 export async function autoCommand(o: TrainFlags): Promise<void> {
+  if (o['textColumn'] === undefined && !isImageData(o)) {
+    // CSV pixel data: --mode finetune, exactly as before auto became the default
+    if (!o.json && process.stderr.isTTY) process.stderr.write('--mode auto compares methods on image folders, IDX images and text; CSV pixel data trains with --mode finetune\n');
+    return finetuneCommand({ ...o, mode: 'finetune' });
+  }
   if (o['lrFind']) throw new GraftError('--lr-find applies to --mode finetune: give --mode finetune');
   if (o['head'] !== undefined && o['head'] !== 'logistic') throw new GraftError(`--head ${String(o['head'])} applies to --mode features: --mode auto's frozen-feature candidate is the logistic head`);
   if (o['textColumn'] !== undefined) return autoTextCommand(o);
-  if (!isImageData(o)) {
-    if (!o.json) process.stderr.write('--mode auto compares methods on image folders, IDX images and text; CSV pixel data trains with --mode finetune\n');
-    return finetuneCommand({ ...o, mode: 'finetune' });
-  }
   const budget = budgetOf(o);
   const data = loadLabelledImages(o.data, {
     ...(o.labelsData ? { labelsData: o.labelsData } : {}),
