@@ -59,7 +59,7 @@ export { readTextTable, loadSpamAssassin, subsetTable, type TextTable, type Text
 export { addPooling, addClassifierHead, withProbabilities, textFeeds, type Pooling } from './text/encoder.js';
 export { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba, gemmFromLogistic, type TextFinetuneOptions, type TextFinetuneResult } from './text/classify.js';
 export { trainSetFit, pairBatches, cosinePairLoss, type SetFitOptions, type SetFitResult } from './text/setfit.js';
-export { TfidfVectorizer, trainTfidfClassifier } from './text/tfidf.js';
+export { TfidfVectorizer, trainTfidfClassifier, tfidfClassifierGraph } from './text/tfidf.js';
 export { TopLayerSplit, finetuneTopCached, type TokenStates, type TopFinetuneOptions, type TopFinetuneResult } from './text/top-layers.js';
 export { finetunePrompt, promptClassifier, predictPromptProba, promptLogits, parseTemplate, labelWordIds, encodePrompts, readMlmHead, buildPromptGraph, DEFAULT_TEMPLATE, type PromptSpec, type PromptModel, type PromptClassifier, type PromptFinetuneOptions, type PromptFinetuneResult, type MlmHead, type HeadActivation, type ParsedTemplate } from './text/prompt.js';
 export { saveTextClassifier, savePromptClassifier, loadTextClassifier, predictTexts, textClassifierProba, isTextClassifierFolder, type TextSettings, type TextClassifier, type TextPrediction, type TextProbaOptions } from './text/saved.js';
@@ -77,6 +77,7 @@ export {
 } from './finetune/top-blocks.js';
 export { finetuneImages, topBlocksForward, type ImageFinetuneOptions, type ImageFinetuneReport, type ImageFinetuneResult } from './finetune/image-finetune.js';
 export { lrFindImages } from './finetune/image-finetune.js';
+export { trainAuto, trainTextAuto, chooseByFolds, type ImageAutoOptions, type ImageAutoResult, type TextAutoOptions, type TextAutoResult, type AutoSelection, type AutoCandidate } from './finetune/auto.js';
 export { lrFindTopBlocks, storeExamples, tailTraining } from './finetune/top-blocks.js';
 export { sizeOf, batchOf, type ExampleBatches, type TrainingData } from './train/fit.js';
 export { augmentedPixels, viewsToTensor, cropBox, colourJitter, augmentKey, DEFAULT_AUGMENT, type AugmentOptions } from './data/augment.js';
@@ -98,7 +99,7 @@ export { subspaceAlignment, pcaBasis, type SubspaceOptions } from './adapt/subsp
 export { selfTrainFeatures, type SelfTrainingOptions } from './adapt/self-training.js';
 export { sourceOnly, composeLinear, type LabelledFeatures, type FeatureAdaptResult } from './adapt/feature-head.js';
 export { adaptFeatures, runFeatureMethod, defaultGrid, FEATURE_METHODS, type FeatureMethod, type AdaptFeaturesOptions, type AdaptFeaturesResult } from './adapt/features.js';
-export { informationMaximization, reverseValidation, selectBest, type Candidate } from './adapt/selection.js';
+export { informationMaximization, reverseValidation, selectBest, selectOverUnadapted, NO_HARM_MARGIN, type Candidate, type GuardedSelection } from './adapt/selection.js';
 export { predictLogits, predictProba as predictClassProba, calibrateTemperature } from './adapt/predict.js';
 export { smallBnCnn, type BnCnnOptions } from './adapt/bn-cnn.js';
 export { shiftImages, PIXEL_SHIFTS, type PixelShift } from './data/shifts.js';
