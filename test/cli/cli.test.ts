@@ -26,14 +26,14 @@ test('graft check lists operators, finds no missing rule in the MNIST model, and
 
 test('graft check names operators that have no gradient rule and exits non-zero', async () => {
   const g = readOnnx(mnist);
-  g.nodes.push({ name: 'weird', opType: 'Hardmax', domain: '', inputs: [g.outputs[0]!.name], outputs: ['hm'], attrs: {} });
+  g.nodes.push({ name: 'weird', opType: 'LpNormalization', domain: '', inputs: [g.outputs[0]!.name], outputs: ['hm'], attrs: {} });
   g.outputs = [{ name: 'hm' }];
-  const p = join(tmp, 'hardmax.onnx');
+  const p = join(tmp, 'lpnorm.onnx');
   const { writeOnnx } = await import('../../src/formats/onnx.js');
   writeOnnx(g, p);
   const e = await fail(['check', p, '--params', '0']);
   assert.equal(e.code, 1);
-  assert.match(e.stdout, /missing gradient rules: Hardmax/);
+  assert.match(e.stdout, /missing gradient rules: LpNormalization/);
 });
 
 test('graft grad writes one gradient per parameter, for both losses', async () => {
