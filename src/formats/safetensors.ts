@@ -49,7 +49,13 @@ export function decodeSafetensors(bytes: Uint8Array, label = 'safetensors data')
 
 export function readSafetensors(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   if (!existsSync(path)) throw new GraftError(`file not found: ${path}`);
-  return decodeSafetensors(readFileSync(path), path);
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new GraftError(`cannot read ${path}: ${(e as Error).message}`);
+  }
+  return decodeSafetensors(bytes, path);
 }
 
 export function encodeSafetensors(tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): Uint8Array {
