@@ -678,6 +678,8 @@ class Importer {
   /** The value's axes rearranged into order `perm` (a Transpose only when the order actually differs). */
   reorder(v: Val, perm: number[], tflShape: number[]): string {
     if (same(v.perm, perm)) return v.name;
+    if (perm.some((p) => tflShape[p] === undefined) || v.perm.length !== perm.length)
+      throw new GraftError(`${this.label}: a value of rank ${v.perm.length} is used where its tensor declares shape [${tflShape}] (rank ${perm.length} expected)`);
     const t = perm.map((p) => v.perm.indexOf(p));
     // moving unit axes only: a Reshape keeps the element order and, unlike Transpose, costs nothing
     if (sameMemoryOrder(t, v.perm.map((p) => tflShape[p] ?? 1)) && !tflShape.slice(1).some((d) => d < 0)) {
