@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { asset, needs } from '../helpers/assets.js';
-import { writeTflite, f32, i32, u8, i8, type WTensor, type WOp } from '../helpers/tflite-writer.js';
+import { writeTflite, f32, i32, u8, i8, mixedOrderTflite, type WTensor, type WOp } from '../helpers/tflite-writer.js';
 import {
   readTflite, decodeTflite, parseTflite, dequantize, samePadding, rawValues, type TfliteModel,
 } from '../../src/formats/tflite.js';
@@ -356,21 +356,8 @@ test('a hand-built model with every supported layer kind matches a plain-JS NHWC
 
 test('axes stay right when a reduction leaves a feature map in a mixed order (MEAN over H, SOFTMAX over C, ADD, RESHAPE)', async () => {
   // x[1,3,4,2] → MEAN(axis 1) → [1,4,2] (Graft holds it as [1,2,4]) → ADD const[2] → SOFTMAX (last axis) → RESHAPE [1,8]
-  const K = [0.5, -1];
-  const bytes = writeTflite({
-    tensors: [
-      { name: 'x', shape: [1, 3, 4, 2] }, { name: 'axes', shape: [1], type: 2, data: i32([1]) }, { name: 'm', shape: [1, 4, 2] },
-      { name: 'k', shape: [2], data: f32(K) }, { name: 'a', shape: [1, 4, 2] }, { name: 'sm', shape: [1, 4, 2] },
-      { name: 'shape', shape: [2], type: 2, data: i32([1, 8]) }, { name: 'flat', shape: [1, 8] },
-    ],
-    ops: [
-      { code: 40, inputs: [0, 1], outputs: [2], options: { type: 27, fields: [['bool', 0, 0]] } },
-      { code: 0, inputs: [2, 3], outputs: [4] },
-      { code: 25, inputs: [4], outputs: [5], options: { type: 9, fields: [['float', 0, 1]] } },
-      { code: 22, inputs: [5, 6], outputs: [7] },
-    ],
-    inputs: [0], outputs: [7],
-  });
+  const K: [number, number] = [0.5, -1];
+  const bytes = mixedOrderTflite(K);
   const g = decodeTflite(bytes, {}, 'mixed.tflite');
   const x = rnd(24, 4); // NHWC
   const ref: number[] = [];

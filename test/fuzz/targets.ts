@@ -30,7 +30,7 @@ import { readCheckpoint, writeCheckpoint } from '../../src/train/checkpoint.js';
 import { FeatureCache } from '../../src/features/cache.js';
 import { Graph } from '../../src/graph/graph.js';
 import { GraftError } from '../../src/util/errors.js';
-import { writeTflite, f32, i32 } from '../helpers/tflite-writer.js';
+import { writeTflite, f32, i32, mixedOrderTflite } from '../helpers/tflite-writer.js';
 
 export type Files = Record<string, Uint8Array>;
 
@@ -92,20 +92,7 @@ function onnxSeed(): Uint8Array {
 }
 
 function tfliteSeeds(): Record<string, Files> {
-  const mixed = writeTflite({
-    tensors: [
-      { name: 'x', shape: [1, 3, 4, 2] }, { name: 'axes', shape: [1], type: 2, data: i32([1]) }, { name: 'm', shape: [1, 4, 2] },
-      { name: 'k', shape: [2], data: f32([0.5, -1]) }, { name: 'a', shape: [1, 4, 2] }, { name: 'sm', shape: [1, 4, 2] },
-      { name: 'shape', shape: [2], type: 2, data: i32([1, 8]) }, { name: 'flat', shape: [1, 8] },
-    ],
-    ops: [
-      { code: 40, inputs: [0, 1], outputs: [2], options: { type: 27, fields: [['bool', 0, 0]] } },
-      { code: 0, inputs: [2, 3], outputs: [4] },
-      { code: 25, inputs: [4], outputs: [5], options: { type: 9, fields: [['float', 0, 1]] } },
-      { code: 22, inputs: [5, 6], outputs: [7] },
-    ],
-    inputs: [0], outputs: [7],
-  });
+  const mixed = mixedOrderTflite([0.5, -1]);
   const conv = writeTflite({
     tensors: [
       { name: 'x', shape: [1, 4, 4, 2] }, { name: 'w', shape: [3, 2, 2, 2], data: f32(Array.from({ length: 24 }, (_, i) => (i % 5) / 5 - 0.4)) },

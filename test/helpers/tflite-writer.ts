@@ -142,3 +142,24 @@ export function writeTflite(m: WModel): Uint8Array {
   b.finish(b.endObject(), 'TFL3');
   return b.asUint8Array().slice();
 }
+
+/**
+ * A model whose reduction leaves a feature map in a mixed order: x[1,3,4,2] → MEAN(axis 1) → ADD k[2] →
+ * SOFTMAX (last axis) → RESHAPE [1,8]. Used by the importer's axis test and as a fuzz seed.
+ */
+export function mixedOrderTflite(k: [number, number]): Uint8Array {
+  return writeTflite({
+    tensors: [
+      { name: 'x', shape: [1, 3, 4, 2] }, { name: 'axes', shape: [1], type: 2, data: i32([1]) }, { name: 'm', shape: [1, 4, 2] },
+      { name: 'k', shape: [2], data: f32(k) }, { name: 'a', shape: [1, 4, 2] }, { name: 'sm', shape: [1, 4, 2] },
+      { name: 'shape', shape: [2], type: 2, data: i32([1, 8]) }, { name: 'flat', shape: [1, 8] },
+    ],
+    ops: [
+      { code: 40, inputs: [0, 1], outputs: [2], options: { type: 27, fields: [['bool', 0, 0]] } },
+      { code: 0, inputs: [2, 3], outputs: [4] },
+      { code: 25, inputs: [4], outputs: [5], options: { type: 9, fields: [['float', 0, 1]] } },
+      { code: 22, inputs: [5, 6], outputs: [7] },
+    ],
+    inputs: [0], outputs: [7],
+  });
+}
