@@ -24,7 +24,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node
 import { join, resolve } from 'node:path';
 import { Graph, attrFloat, attrInt, attrInts, type Node } from '../graph/graph.js';
 import { A, Builder } from '../graph/builder.js';
-import { numel, type Tensor } from '../graph/tensor.js';
+import { numel, permuteData, type Tensor } from '../graph/tensor.js';
 import { atomicWrite, encodeOnnx, readOnnx, writeOnnx } from '../formats/onnx.js';
 import { getLabels, getPreprocess } from '../formats/preprocess.js';
 import { imagesToTensor } from '../data/image.js';
@@ -41,23 +41,6 @@ const FUSED_ACTIVATIONS = new Set(['Relu', 'Clip']);
 
 /* ------------------------------------------------------------------ constant folding */
 
-function transposeTensor(t: Tensor, perm: number[]): Tensor {
-  const src = t.data as Float32Array;
-  const dims = t.dims, r = dims.length;
-  const outDims = perm.map((p) => dims[p]!);
-  const inStrides = new Array<number>(r);
-  for (let i = r - 1, s = 1; i >= 0; i--) { inStrides[i] = s; s *= dims[i]!; }
-  const out = new Float32Array(src.length);
-  const idx = new Array<number>(r).fill(0);
-  for (let o = 0; o < out.length; o++) {
-    let off = 0;
-    for (let i = 0; i < r; i++) off += idx[i]! * inStrides[perm[i]!]!;
-    out[o] = src[off]!;
-    for (let i = r - 1; i >= 0; i--) { if (++idx[i]! < outDims[i]!) break; idx[i] = 0; }
-  }
-  return { dtype: 'float32', dims: outDims, data: out };
-}
-
 /** Constant nodes become initializers; Transpose of a float32 initializer becomes the transposed initializer. */
 export function foldConstants(src: Graph): Graph {
   const g = src.clone();
@@ -71,7 +54,7 @@ export function foldConstants(src: Graph): Graph {
     const w = n.opType === 'Transpose' ? g.initializers.get(n.inputs[0]!) : undefined;
     if (w && w.dtype === 'float32' && n.outputs.length === 1) {
       const perm = attrInts(n, 'perm') ?? w.dims.map((_, i) => w.dims.length - 1 - i);
-      g.initializers.set(n.outputs[0]!, transposeTensor(w, perm));
+      g.initializers.set(n.outputs[0]!, { dtype: 'float32', ...permuteData(w.data as Float32Array, w.dims, perm) });
       continue;
     }
     keep.push(n);

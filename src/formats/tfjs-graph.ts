@@ -14,7 +14,7 @@
  */
 import { Graph, type Dim } from '../graph/graph.js';
 import { A, Builder } from '../graph/builder.js';
-import { type Tensor, numel } from '../graph/tensor.js';
+import { type Tensor, numel, permuteData } from '../graph/tensor.js';
 import { setLabels, setPreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { checkedNumel, MAX_ELEMENTS } from '../util/limits.js';
@@ -43,22 +43,6 @@ function onnxAxis(a: number, r: number): number {
 }
 /** TF axis held at each ONNX axis of a rank-r value. */
 const heldOrder = (r: number): number[] => (r === 4 ? NCHW : [...Array(r).keys()]);
-
-function permuteData(data: Float32Array, dims: number[], perm: number[]): { data: Float32Array; dims: number[] } {
-  const r = dims.length;
-  const outDims = perm.map((p) => dims[p]!);
-  const inStrides = new Array<number>(r);
-  for (let i = r - 1, s = 1; i >= 0; i--) { inStrides[i] = s; s *= dims[i]!; }
-  const out = new Float32Array(data.length);
-  const idx = new Array<number>(r).fill(0);
-  for (let o = 0; o < out.length; o++) {
-    let src = 0;
-    for (let a = 0; a < r; a++) src += idx[a]! * inStrides[perm[a]!]!;
-    out[o] = data[src]!;
-    for (let a = r - 1; a >= 0; a--) { if (++idx[a]! < outDims[a]!) break; idx[a] = 0; }
-  }
-  return { data: out, dims: outDims };
-}
 
 /** Whether transposing `dims` by `perm` keeps memory order (only size-1 axes move). */
 function permIsRelabel(dims: (number | null)[], perm: number[]): boolean {

@@ -18,7 +18,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { Graph, type Dim } from '../graph/graph.js';
 import { A, Builder } from '../graph/builder.js';
-import { type Tensor, halfToFloat, numel } from '../graph/tensor.js';
+import { type Tensor, halfToFloat, numel, permuteData } from '../graph/tensor.js';
 import { setLabels, setPreprocess, type ImagePreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { insideFolder } from '../util/paths.js';
@@ -184,29 +184,6 @@ function dequantize(w: WeightSpec, bytes: Uint8Array, label: string): Float32Arr
     case 'uint16': { const v = new Uint16Array(copy.buffer, 0, n); for (let i = 0; i < n; i++) out[i] = v[i]!; return out; }
     default: throw new GraftError(`${label}: weight '${w.name}' has unsupported dtype ${stored}`);
   }
-}
-
-/** A float32 tensor's data with its axes permuted. */
-function permuteData(data: Float32Array, dims: number[], perm: number[]): { data: Float32Array; dims: number[] } {
-  const r = dims.length;
-  const outDims = perm.map((p) => dims[p]!);
-  const inStrides = new Array<number>(r);
-  for (let i = r - 1, s = 1; i >= 0; i--) { inStrides[i] = s; s *= dims[i]!; }
-  const st = perm.map((p) => inStrides[p]!);
-  const out = new Float32Array(data.length);
-  const idx = new Array<number>(r).fill(0);
-  let src = 0;
-  for (let o = 0; o < out.length; o++) {
-    out[o] = data[src]!;
-    for (let a = r - 1; a >= 0; a--) {
-      idx[a]!++;
-      src += st[a]!;
-      if (idx[a]! < outDims[a]!) break;
-      src -= st[a]! * outDims[a]!;
-      idx[a] = 0;
-    }
-  }
-  return { data: out, dims: outDims };
 }
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -142,3 +142,26 @@ export function bf16ToFloat(h: number): number {
   u32[0] = h << 16;
   return f32[0]!;
 }
+
+/** A float32 tensor's data with its axes permuted. */
+export function permuteData(data: Float32Array, dims: number[], perm: number[]): { data: Float32Array; dims: number[] } {
+  const r = dims.length;
+  const outDims = perm.map((p) => dims[p]!);
+  const inStrides = new Array<number>(r);
+  for (let i = r - 1, s = 1; i >= 0; i--) { inStrides[i] = s; s *= dims[i]!; }
+  const st = perm.map((p) => inStrides[p]!);
+  const out = new Float32Array(data.length);
+  const idx = new Array<number>(r).fill(0);
+  let src = 0;
+  for (let o = 0; o < out.length; o++) {
+    out[o] = data[src]!;
+    for (let a = r - 1; a >= 0; a--) {
+      idx[a]!++;
+      src += st[a]!;
+      if (idx[a]! < outDims[a]!) break;
+      src -= st[a]! * outDims[a]!;
+      idx[a] = 0;
+    }
+  }
+  return { data: out, dims: outDims };
+}
