@@ -16,9 +16,12 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { ByteBuffer } from 'flatbuffers';
-import { Graph, type Dim, type Attr } from '../graph/graph.js';
-import { Builder, A } from '../graph/builder.js';
-import { numel, halfToFloat } from '../graph/tensor.js';
+import type { Graph, Dim, Attr } from '../graph/graph.js';
+import { A } from '../graph/builder.js';
+import { numel, halfToFloat, permuteData } from '../graph/tensor.js';
+import {
+  Emitter, Handlers, NCHW, identity, samePerm as same, keepsMemoryOrder, samePadding, dequantizeAffine, ohwiToOihw, tfliteDepthwiseToOihw,
+} from './importer/core.js';
 import { setPreprocess, setLabels, type ImagePreprocess } from './preprocess.js';
 import { readLabels, parseLabels } from './labels.js';
 import { GraftError } from '../util/errors.js';
@@ -406,40 +409,7 @@ export function dequantize(m: TfliteModel, t: TfliteTensor, where = 'model'): Fl
   const raw = rawValues(m, t);
   const q = INTEGER_TYPES.has(t.type) ? quantOf(t, where) : undefined;
   if (!q) return Float32Array.from(raw);
-  const out = new Float32Array(raw.length);
-  if (q.scale.length === 1) {
-    const s = q.scale[0]!, z = q.zeroPoint[0]!;
-    for (let i = 0; i < raw.length; i++) out[i] = (raw[i]! - z) * s;
-    return out;
-  }
-  const inner = numel(t.shape.slice(q.dim + 1));
-  const ch = q.scale.length;
-  for (let i = 0; i < raw.length; i++) {
-    const c = Math.floor(i / inner) % ch;
-    out[i] = (raw[i]! - (q.zeroPoint.length > 1 ? q.zeroPoint[c]! : q.zeroPoint[0]!)) * q.scale[c]!;
-  }
-  return out;
-}
-
-/** out[i0, i1, …] = data at the source index with axes permuted: out dims[i] = dims[perm[i]]. */
-export function permute<T extends Float32Array | Float64Array>(data: T, dims: number[], perm: number[]): T {
-  const r = dims.length;
-  const outDims = perm.map((p) => dims[p]!);
-  const srcStride = new Array<number>(r).fill(1);
-  for (let i = r - 2; i >= 0; i--) srcStride[i] = srcStride[i + 1]! * dims[i + 1]!;
-  const stride = perm.map((p) => srcStride[p]!);
-  const out = new (data.constructor as new (n: number) => T)(data.length);
-  const idx = new Array<number>(r).fill(0);
-  for (let o = 0; o < data.length; o++) {
-    let s = 0;
-    for (let k = 0; k < r; k++) s += idx[k]! * stride[k]!;
-    out[o] = data[s]!;
-    for (let k = r - 1; k >= 0; k--) {
-      if (++idx[k]! < outDims[k]!) break;
-      idx[k] = 0;
-    }
-  }
-  return out;
+  return dequantizeAffine(raw, { scale: q.scale, zeroPoint: q.zeroPoint, axis: q.dim }, t.shape);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -460,10 +430,6 @@ export interface TfliteImportOptions {
   logits?: boolean;
 }
 
-/** NHWC tensor → NCHW ONNX value: ONNX axis i holds TFLite axis NCHW[i]. */
-const NCHW = [0, 3, 1, 2];
-const identity = (r: number) => Array.from({ length: r }, (_, i) => i);
-const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** An imported activation: its ONNX value and how its axes map to the TFLite tensor's. */
 interface Val {
@@ -475,19 +441,10 @@ interface Val {
 }
 
 /** Whether a value with axes in order `perm` has the same element order in memory as with identity order. */
-function sameMemoryOrder(perm: number[], tflShape: number[]): boolean {
-  const big = perm.filter((a) => (tflShape[a] ?? 1) !== 1);
-  return big.every((a, i) => i === 0 || a > big[i - 1]!);
-}
+const sameMemoryOrder = (perm: number[], tflShape: number[]): boolean => keepsMemoryOrder(tflShape, perm);
 
-/** Explicit (begin, end) padding for one spatial axis, as TensorFlow computes SAME: the extra pad goes at the end. */
-export function samePadding(inSize: number, kernel: number, stride: number, dilation = 1): [number, number] {
-  const eff = (kernel - 1) * dilation + 1;
-  const out = Math.ceil(inSize / stride);
-  const total = Math.max(0, (out - 1) * stride + eff - inSize);
-  const begin = Math.floor(total / 2);
-  return [begin, total - begin];
-}
+/** TensorFlow's SAME padding of one axis (the importer core's). */
+export { samePadding };
 
 export function readTflite(path: string, opts: TfliteImportOptions = {}): Graph {
   if (!existsSync(path)) throw new GraftError(`model file not found: ${path}`);
@@ -557,9 +514,7 @@ function embeddedLabels(bytes: Uint8Array, g: Graph): string[] | undefined {
   return undefined;
 }
 
-class Importer {
-  readonly g = new Graph();
-  readonly b: Builder;
+class Importer extends Emitter {
   readonly sg: TfliteSubgraph;
   readonly vals = new Map<number, Val>();
   /** Tensors that hold constants: their own index, or the constant they alias through (DE)QUANTIZE. */
@@ -570,15 +525,13 @@ class Importer {
   readonly constCache = new Map<string, string>();
 
   constructor(readonly m: TfliteModel, readonly label: string, readonly opts: TfliteImportOptions) {
+    super('graft (from TFLite)');
     const si = opts.subgraph ?? 0;
     const sg = m.subgraphs[si];
     if (!sg) throw new GraftError(`${label} has ${m.subgraphs.length} subgraph(s), no subgraph ${si}`);
     this.sg = sg;
     this.g.name = sg.name || basename(label).replace(/\.tflite$/, '');
-    this.g.opsets = { '': 17 };
-    this.g.producerName = 'graft (from TFLite)';
     this.g.docString = m.description;
-    this.b = new Builder(this.g);
     this.dynamic = (opts.batch ?? 'dynamic') === 'dynamic';
     for (const t of sg.tensors) if (t.buffer > 0 && m.buffers[t.buffer]!.byteLength > 0) this.constOf.set(t.index, t.index);
     for (const op of sg.operators)
@@ -629,12 +582,6 @@ class Importer {
     return v;
   }
 
-  initializer(base: string, data: Float32Array, dims: number[]): string {
-    const name = this.b.name(base);
-    this.g.initializers.set(name, { dtype: 'float32', dims, data });
-    return name;
-  }
-
   /** The ONNX value of an activation input, with any folded padding applied. */
   act(i: number, op: TfliteOperator): Val {
     const v = this.vals.get(i);
@@ -659,7 +606,7 @@ class Importer {
       if (dims.length === 0 || numel(dims) === 1) name = this.initializer(this.nameOf(i), data, dims.length === 0 ? [] : new Array(rank).fill(1));
       else {
         const full = [...new Array(rank - dims.length).fill(1), ...dims];
-        name = this.initializer(this.nameOf(i), permute(data, full, perm), perm.map((p) => full[p]!));
+        name = this.initializer(this.nameOf(i), permuteData(data, full, perm).data, perm.map((p) => full[p]!));
       }
       this.constCache.set(key, name);
       return name;
@@ -713,12 +660,6 @@ class Importer {
       case ACT.TANH: return this.node('Tanh', [pre], {}, out);
       default: throw new GraftError(`${this.where(op)}: fused activation ${act} is not supported`);
     }
-  }
-
-  /** Emit one node whose output has exactly the name given. */
-  node(opType: string, inputs: string[], attrs: Record<string, Attr>, out: string): string {
-    this.g.nodes.push({ name: this.b.name(`${out}_node`), opType, domain: '', inputs, outputs: [out], attrs });
-    return out;
   }
 
   /* ---- the graph ---- */
@@ -794,10 +735,10 @@ class Importer {
 
   convert(op: TfliteOperator): void {
     const name = tfliteOpName(op.code);
-    const handler = HANDLERS[name];
+    const handler = TFLITE_HANDLERS.get(name);
     if (!handler || op.code === 32 /* CUSTOM */) {
       const what = op.code === 32 ? `custom operator '${op.customCode ?? '?'}'` : `operator ${name}`;
-      throw new GraftError(`${this.label}: unsupported ${what} (operator index ${op.index}); Graft imports ${Object.keys(HANDLERS).sort().join(', ')}`);
+      throw new GraftError(`${this.label}: unsupported ${what} (operator index ${op.index}); Graft imports ${TFLITE_HANDLERS.names().join(', ')}`);
     }
     for (const i of op.outputs) {
       const t = this.tensor(i);
@@ -822,19 +763,10 @@ class Importer {
     const { data, dims } = this.constData(wi, op);
     const [, kh, kw] = dims as [number, number, number, number];
     const cin = xt.shape[3]!;
-    let w: Float32Array, wdims: number[], group: number;
-    if (depthwise) {
-      // [1, kh, kw, cin·mult] → [cin·mult, 1, kh, kw], one group per input channel
-      w = permute(data, dims, [3, 0, 1, 2]);
-      wdims = [dims[3]!, 1, kh, kw];
-      group = cin;
-    } else {
-      // [cout, kh, kw, cin] → [cout, cin, kh, kw]
-      w = permute(data, dims, [0, 3, 1, 2]);
-      wdims = [dims[0]!, dims[3]!, kh, kw];
-      group = cin / dims[3]!;
-    }
-    const wName = this.initializer(this.nameOf(wi), w, wdims);
+    // depthwise [1, kh, kw, cin·mult] → [cin·mult, 1, kh, kw], one group per input channel; else OHWI → OIHW
+    const w = depthwise ? tfliteDepthwiseToOihw(data, dims) : ohwiToOihw(data, dims);
+    const group = depthwise ? cin : cin / dims[3]!;
+    const wName = this.initializer(this.nameOf(wi), w.data, w.dims);
     const inputs = [wName];
     if (bi != null && bi >= 0) {
       if (!this.isConst(bi)) throw new GraftError(`${this.where(op)}: bias '${this.tensor(bi).name}' must be constant`);
@@ -1045,53 +977,54 @@ class Importer {
 
 type Handler = (im: Importer, op: TfliteOperator) => void;
 
-const HANDLERS: Record<string, Handler> = {
-  CONV_2D: (im, op) => im.conv(op, false),
-  DEPTHWISE_CONV_2D: (im, op) => im.conv(op, true),
-  AVERAGE_POOL_2D: (im, op) => im.pool(op, 'AveragePool'),
-  MAX_POOL_2D: (im, op) => im.pool(op, 'MaxPool'),
+/** The TFLite operators Graft converts: one entry each, by BuiltinOperator name. */
+export const TFLITE_HANDLERS = new Handlers<Handler>('TFLite')
+  .register('CONV_2D', (im, op) => im.conv(op, false))
+  .register('DEPTHWISE_CONV_2D', (im, op) => im.conv(op, true))
+  .register('AVERAGE_POOL_2D', (im, op) => im.pool(op, 'AveragePool'))
+  .register('MAX_POOL_2D', (im, op) => im.pool(op, 'MaxPool'))
   // AddOptions / MulOptions / SubOptions / DivOptions: fused_activation_function is field 0
-  ADD: (im, op) => im.elementwise(op, 'Add', 0),
-  MUL: (im, op) => im.elementwise(op, 'Mul', 0),
-  SUB: (im, op) => im.elementwise(op, 'Sub', 0),
-  DIV: (im, op) => im.elementwise(op, 'Div', 0),
-  MAXIMUM: (im, op) => im.elementwise(op, 'Max', null),
-  MINIMUM: (im, op) => im.elementwise(op, 'Min', null),
-  SQUARED_DIFFERENCE: (im, op) => {
+  .register('ADD', (im, op) => im.elementwise(op, 'Add', 0))
+  .register('MUL', (im, op) => im.elementwise(op, 'Mul', 0))
+  .register('SUB', (im, op) => im.elementwise(op, 'Sub', 0))
+  .register('DIV', (im, op) => im.elementwise(op, 'Div', 0))
+  .register('MAXIMUM', (im, op) => im.elementwise(op, 'Max', null))
+  .register('MINIMUM', (im, op) => im.elementwise(op, 'Min', null))
+  .register('SQUARED_DIFFERENCE', (im, op) => {
     im.elementwise(op, 'Sub', null);
     const v = im.vals.get(op.outputs[0]!)!;
     im.vals.set(op.outputs[0]!, { name: im.node('Mul', [v.name, v.name], {}, im.b.name(`${v.name}/squared`)), perm: v.perm });
-  },
-  MEAN: (im, op) => im.mean(op, 'ReduceMean'),
-  SUM: (im, op) => im.mean(op, 'ReduceSum'),
-  REDUCE_MAX: (im, op) => im.mean(op, 'ReduceMax'),
-  REDUCE_MIN: (im, op) => im.mean(op, 'ReduceMin'),
-  RESHAPE: (im, op) => im.reshape(op),
-  SQUEEZE: (im, op) => im.reshape(op),
-  EXPAND_DIMS: (im, op) => im.reshape(op),
-  SOFTMAX: (im, op) => im.softmax(op, false),
-  LOG_SOFTMAX: (im, op) => im.softmax(op, true),
-  FULLY_CONNECTED: (im, op) => im.fullyConnected(op),
-  CONCATENATION: (im, op) => im.concat(op),
-  PAD: (im, op) => im.pad(op),
-  PADV2: (im, op) => im.pad(op),
-  TRANSPOSE: (im, op) => im.transpose(op),
-  QUANTIZE: (im, op) => im.alias(op),
-  DEQUANTIZE: (im, op) => im.alias(op),
-  RELU: (im, op) => im.unary(op, (x, o) => im.node('Relu', [x], {}, o)),
-  RELU6: (im, op) => im.unary(op, (x, o) => im.node('Clip', [x, im.b.f32(0), im.b.f32(6)], {}, o)),
-  RELU_N1_TO_1: (im, op) => im.unary(op, (x, o) => im.node('Clip', [x, im.b.f32(-1), im.b.f32(1)], {}, o)),
-  RELU_0_TO_1: (im, op) => im.unary(op, (x, o) => im.node('Clip', [x, im.b.f32(0), im.b.f32(1)], {}, o)),
-  LOGISTIC: (im, op) => im.unary(op, (x, o) => im.node('Sigmoid', [x], {}, o)),
-  TANH: (im, op) => im.unary(op, (x, o) => im.node('Tanh', [x], {}, o)),
-  HARD_SWISH: (im, op) => im.unary(op, (x, o) => im.node('HardSwish', [x], {}, o)),
+  })
+  .register('MEAN', (im, op) => im.mean(op, 'ReduceMean'))
+  .register('SUM', (im, op) => im.mean(op, 'ReduceSum'))
+  .register('REDUCE_MAX', (im, op) => im.mean(op, 'ReduceMax'))
+  .register('REDUCE_MIN', (im, op) => im.mean(op, 'ReduceMin'))
+  .register('RESHAPE', (im, op) => im.reshape(op))
+  .register('SQUEEZE', (im, op) => im.reshape(op))
+  .register('EXPAND_DIMS', (im, op) => im.reshape(op))
+  .register('SOFTMAX', (im, op) => im.softmax(op, false))
+  .register('LOG_SOFTMAX', (im, op) => im.softmax(op, true))
+  .register('FULLY_CONNECTED', (im, op) => im.fullyConnected(op))
+  .register('CONCATENATION', (im, op) => im.concat(op))
+  .register('PAD', (im, op) => im.pad(op))
+  .register('PADV2', (im, op) => im.pad(op))
+  .register('TRANSPOSE', (im, op) => im.transpose(op))
+  .register('QUANTIZE', (im, op) => im.alias(op))
+  .register('DEQUANTIZE', (im, op) => im.alias(op))
+  .register('RELU', (im, op) => im.unary(op, (x, o) => im.node('Relu', [x], {}, o)))
+  .register('RELU6', (im, op) => im.unary(op, (x, o) => im.node('Clip', [x, im.b.f32(0), im.b.f32(6)], {}, o)))
+  .register('RELU_N1_TO_1', (im, op) => im.unary(op, (x, o) => im.node('Clip', [x, im.b.f32(-1), im.b.f32(1)], {}, o)))
+  .register('RELU_0_TO_1', (im, op) => im.unary(op, (x, o) => im.node('Clip', [x, im.b.f32(0), im.b.f32(1)], {}, o)))
+  .register('LOGISTIC', (im, op) => im.unary(op, (x, o) => im.node('Sigmoid', [x], {}, o)))
+  .register('TANH', (im, op) => im.unary(op, (x, o) => im.node('Tanh', [x], {}, o)))
+  .register('HARD_SWISH', (im, op) => im.unary(op, (x, o) => im.node('HardSwish', [x], {}, o)))
   // LeakyReluOptions: alpha 0
-  LEAKY_RELU: (im, op) => im.unary(op, (x, o) => im.node('LeakyRelu', [x], { alpha: A.f(op.options.float(0, 0.2)) }, o)),
-  EXP: (im, op) => im.unary(op, (x, o) => im.node('Exp', [x], {}, o)),
-  SQRT: (im, op) => im.unary(op, (x, o) => im.node('Sqrt', [x], {}, o)),
-  ABS: (im, op) => im.unary(op, (x, o) => im.node('Abs', [x], {}, o)),
-  NEG: (im, op) => im.unary(op, (x, o) => im.node('Neg', [x], {}, o)),
-  L2_NORMALIZATION: (im, op) => {
+  .register('LEAKY_RELU', (im, op) => im.unary(op, (x, o) => im.node('LeakyRelu', [x], { alpha: A.f(op.options.float(0, 0.2)) }, o)))
+  .register('EXP', (im, op) => im.unary(op, (x, o) => im.node('Exp', [x], {}, o)))
+  .register('SQRT', (im, op) => im.unary(op, (x, o) => im.node('Sqrt', [x], {}, o)))
+  .register('ABS', (im, op) => im.unary(op, (x, o) => im.node('Abs', [x], {}, o)))
+  .register('NEG', (im, op) => im.unary(op, (x, o) => im.node('Neg', [x], {}, o)))
+  .register('L2_NORMALIZATION', (im, op) => {
     // x / sqrt(max(Σx², 1e-6)) over the last axis (TFLite's epsilon)
     const it = im.tensor(op.inputs[0]!);
     const v = im.act(op.inputs[0]!, op);
@@ -1099,9 +1032,8 @@ const HANDLERS: Record<string, Handler> = {
     const ss = im.b.reduce('ReduceSumSquare', v.name, [axis], true);
     const norm = im.b.op('Sqrt', [im.b.op('Max', [ss, im.b.f32(1e-6)])]);
     im.setOut(op, im.node('Div', [v.name, norm], {}, im.outName(op)), v.perm);
-  },
-};
+  });
 
 /** Operator names the importer converts. */
-export const TFLITE_OPERATORS: readonly string[] = Object.keys(HANDLERS).sort();
+export const TFLITE_OPERATORS: readonly string[] = TFLITE_HANDLERS.names();
 
