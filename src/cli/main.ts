@@ -23,6 +23,7 @@ import { translateTrainCommand } from './translate-train.js';
 import { pullCommand, resolveCommandModels } from './pull.js';
 import { modelsCommand } from './models.js';
 import { exportCommand } from './export.js';
+import { explainCommand } from './explain.js';
 
 const program = new Command();
 program
@@ -253,6 +254,8 @@ program
   .option('--include <glob...>', 'files to fetch, as huggingface_hub patterns (default: *.json *.txt and the fp32 onnx/model.onnx or model.onnx; \'*\' for everything)')
   .option('--json', 'print a JSON summary')
   .action(pullCommand);
+
+program.addCommand(explainCommand());
 
 try {
   await program.parseAsync(process.argv);

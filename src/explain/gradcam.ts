@@ -156,6 +156,11 @@ export class GradCam {
     return new GradCam(g, pre, getLabels(g), layer, classes, built, session, inputs[0]!.name);
   }
 
+  /** The index of a class given by index or label name (a GraftError when there is none). */
+  classIndex(c: number | string): number {
+    return resolveClass(c, this.labels, this.classes);
+  }
+
   /** A, ∂score_k/∂A and the scores for one preprocessed image [1, C, H, W]; k defaults to the top class. */
   async tensors(x: Tensor, cls?: number | string): Promise<GradCamTensors> {
     const { seed, score, value, grad } = this.built;
