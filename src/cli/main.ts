@@ -24,6 +24,7 @@ import { pullCommand, resolveCommandModels } from './pull.js';
 import { modelsCommand } from './models.js';
 import { exportCommand } from './export.js';
 import { explainCommand } from './explain.js';
+import { workerCommand } from './worker.js';
 
 const program = new Command();
 program
@@ -256,6 +257,7 @@ program
   .action(pullCommand);
 
 program.addCommand(explainCommand());
+program.addCommand(workerCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -12,7 +12,7 @@ import { getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { decodeImages } from '../data/image.js';
 import { mapAhead } from '../data/pipeline.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
-import { cacheKey, sha256, type FeatureCache } from './cache.js';
+import { cacheKey, fromHalf, sha256, toHalf, type FeatureCache } from './cache.js';
 import { GraftError } from '../util/errors.js';
 
 /**
@@ -272,7 +272,8 @@ export async function extractFeatures(
     session ??= await Session.fromGraph(cut, opts.runtime, `${model.name} (cut at ${value})`);
     const res = await session.run({ [inputName]: p.feed }, [value]);
     progress.runs++;
-    const vecs = toVectors(res[value]!);
+    // with a cache, return what the cache stores (fp16): a run that computes and one that reads agree bit for bit
+    const vecs = cache ? toVectors(res[value]!).map((v) => fromHalf(toHalf(v))) : toVectors(res[value]!);
     if (vecs.length !== p.rows.length) throw new GraftError(`${model.name}: the model returned ${vecs.length} features for ${p.rows.length} inputs`);
     p.rows.forEach((r, i) => (s.out[r] = vecs[i]));
     if (cache) cache.putMany(p.rows.map((r, i) => ({ key: s.keys[r]!, vector: vecs[i]! })));

@@ -1,0 +1,180 @@
+/**
+ * The jobs Graft puts on the queue, their payloads and results, and what a worker does with each:
+ *
+ *   extract-shard  run the frozen backbone over some rows of a dataset, writing their activations
+ *                  into the shared content-keyed fp16 cache (src/features/cache.ts); returns counts
+ *                  and the unreadable images by path (they are skipped, as a single-process run skips them)
+ *   fit-head       the parent of a run's shards: once they are all done, the single-process
+ *                  trainFeatureClassifier over the same data with the same cache (everything is a
+ *                  cache hit, so its features, head and metrics are those of a local run) — it writes
+ *                  the classifier folder and returns the report
+ *   cell           one cell of a sweep or a curve (src/scale/cells.ts)
+ *
+ * Payloads carry paths and row numbers only, never images or vectors: the model, the data, the
+ * cache folder and the output folder must be paths every worker can reach (a shared filesystem).
+ * A GraftError (a bad model, a missing file: the same on every retry) fails the job at once
+ * (BullMQ UnrecoverableError); anything else is retried with backoff up to the job's attempts.
+ */
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { Graph } from '../graph/graph.js';
+import { loadModel } from '../formats/load.js';
+import { loadLabelledImages, type LabelledImages } from '../data/labelled-images.js';
+import { FeatureCache } from '../features/cache.js';
+import { extractFeatures } from '../features/extract.js';
+import { trainFeatureClassifier, type FeatureTrainOptions, type FeatureTrainReport, type SkippedFile } from '../features/classifier.js';
+import { GraftError } from '../util/errors.js';
+import { runCell, type CellJob, type CellResult } from './cells.js';
+
+/** A labelled image dataset by path (what loadLabelledImages reads). */
+export interface DataSpec {
+  path: string;
+  labelsData?: string;
+  maxPerClass?: number;
+}
+
+/** What a features run needs besides model and data: FeatureTrainOptions without callbacks and runtime. */
+export type FeatureJobOptions = Omit<FeatureTrainOptions, 'runtime' | 'onProgress' | 'onSkip' | 'cacheDir' | 'out'> & { cacheDir: string; out?: string };
+
+export interface ExtractShardJob {
+  kind: 'extract-shard';
+  run: string;
+  model: string;
+  node: string;
+  data: DataSpec;
+  /** Dataset rows of this shard, in the order a single-process run extracts them. */
+  rows: number[];
+  cacheDir: string;
+  batchSize: number;
+  shard: number;
+  shards: number;
+}
+
+export interface ExtractShardResult {
+  shard: number;
+  examples: number;
+  computed: number;
+  cached: number;
+  runs: number;
+  skipped: SkippedFile[];
+  seconds: number;
+  worker: string;
+  attempt: number;
+}
+
+export interface FitHeadJob {
+  kind: 'fit-head';
+  run: string;
+  model: string;
+  data: DataSpec;
+  options: FeatureJobOptions;
+}
+
+export interface FitHeadResult {
+  report: FeatureTrainReport;
+  worker: string;
+}
+
+/** Progress a shard reports (BullMQ job progress, seen by the submitter as events). */
+export interface ShardProgress {
+  shard: number;
+  examples: number;
+  total: number;
+  computed: number;
+  cached: number;
+  worker: string;
+}
+
+export type GraftJob = ExtractShardJob | FitHeadJob | CellJob;
+export type GraftJobResult = ExtractShardResult | FitHeadResult | CellResult;
+
+/** This worker's name in progress and results: host:pid. */
+export const WORKER_NAME = `${hostname()}:${process.pid}`;
+
+// a worker keeps the last few models, datasets and cache handles it used (shards of one run share them)
+const models = new Map<string, Graph>();
+const datasets = new Map<string, LabelledImages>();
+const caches = new Map<string, FeatureCache>();
+
+function remember<T>(m: Map<string, T>, key: string, make: () => T, keep = 2): T {
+  let v = m.get(key);
+  if (v === undefined) {
+    v = make();
+    m.set(key, v);
+    while (m.size > keep) m.delete(m.keys().next().value!);
+  }
+  return v;
+}
+
+/** The path must exist on this worker: else the job cannot succeed here (nor on a retry). */
+export function mustSee(path: string, what: string): void {
+  if (!existsSync(path))
+    throw new GraftError(`worker ${WORKER_NAME}: ${what} ${path} does not exist here`, 'the model, the data, the cache and the output folder must be on paths every worker can reach (a shared filesystem)');
+}
+
+export function loadData(d: DataSpec): LabelledImages {
+  mustSee(d.path, 'the data');
+  return remember(datasets, JSON.stringify(d), () => loadLabelledImages(d.path, {
+    ...(d.labelsData ? { labelsData: d.labelsData } : {}),
+    ...(d.maxPerClass ? { maxPerClass: d.maxPerClass } : {}),
+  }));
+}
+
+export function loadModelOnce(path: string): Graph {
+  mustSee(path, 'the model');
+  return remember(models, path, () => loadModel(path));
+}
+
+async function extractShard(job: Job<ExtractShardJob>): Promise<ExtractShardResult> {
+  const d = job.data;
+  const t0 = performance.now();
+  const model = loadModelOnce(d.model);
+  const data = loadData(d.data);
+  const cache = remember(caches, d.cacheDir, () => FeatureCache.open(d.cacheDir), 4);
+  cache.refresh(); // shards other workers wrote since
+  for (const r of d.rows) if (!(r >= 0 && r < data.inputs.length)) throw new GraftError(`shard ${d.shard}: row ${r} is not in ${d.data.path} (${data.inputs.length} examples): the data changed since the run was submitted`);
+  const chunks: (string | Uint8Array)[][] = [];
+  for (let s = 0; s < d.rows.length; s += d.batchSize) chunks.push(d.rows.slice(s, s + d.batchSize).map((r) => data.inputs[r]!));
+  const skipped: SkippedFile[] = [];
+  let last = { examples: 0, cached: 0, computed: 0, runs: 0, skipped: 0 };
+  const report = (): Promise<void> => job.updateProgress({ shard: d.shard, examples: last.examples, total: d.rows.length, computed: last.computed, cached: last.cached, worker: WORKER_NAME } satisfies ShardProgress).catch(() => {});
+  await report();
+  await extractFeatures(model, d.node, chunks, {
+    batchSize: d.batchSize,
+    cache,
+    onProgress: (p) => { last = p; void report(); },
+    onUnreadable: (f) => {
+      const row = d.rows[f.index]!;
+      skipped.push({ path: data.names[row] ?? `example ${row}`, error: f.error });
+    },
+  });
+  return { shard: d.shard, examples: last.examples, computed: last.computed, cached: last.cached, runs: last.runs, skipped, seconds: (performance.now() - t0) / 1000, worker: WORKER_NAME, attempt: job.attemptsMade + 1 };
+}
+
+async function fitHead(job: Job<FitHeadJob>): Promise<FitHeadResult> {
+  const d = job.data;
+  // a child that failed fails this parent first (failParentOnFailure), so here every shard is in the cache
+  mustSee(d.model, 'the model');
+  const model = loadModel(d.model); // its own copy: the export builds on the graph it is given
+  const data = loadData(d.data);
+  mustSee(d.options.cacheDir, 'the cache folder');
+  const { report } = await trainFeatureClassifier(model, data, { ...d.options });
+  report.model = d.model;
+  return { report, worker: WORKER_NAME };
+}
+
+/** Run one Graft job (the worker's processor). Deterministic failures become UnrecoverableError. */
+export async function processJob(job: Job<GraftJob>): Promise<GraftJobResult> {
+  try {
+    switch (job.data.kind) {
+      case 'extract-shard': return await extractShard(job as Job<ExtractShardJob>);
+      case 'fit-head': return await fitHead(job as Job<FitHeadJob>);
+      case 'cell': return await runCell(job as Job<CellJob>);
+      default: throw new GraftError(`unknown job kind '${String((job.data as { kind?: unknown }).kind)}' (job ${job.name}): is this worker older than the submitter?`);
+    }
+  } catch (e) {
+    if (e instanceof GraftError) throw new UnrecoverableError(e.hint ? `${e.message} (${e.hint})` : e.message);
+    throw e;
+  }
+}
