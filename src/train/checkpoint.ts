@@ -40,6 +40,10 @@ export interface CheckpointState {
   bestWeights?: Map<string, Float32Array>;
   /** The run's settings; a resumed run must match them. */
   config: Record<string, unknown>;
+  /** Training callbacks' and the batch source's state (src/train/loop.ts), by name: JSON… */
+  callbacks?: Record<string, unknown>;
+  /** …and tensors (stored as `cb/<name>/<key>`). */
+  callbackTensors?: Map<string, Map<string, Float32Array>>;
 }
 
 interface Manifest {
@@ -52,6 +56,7 @@ interface Manifest {
   early?: EarlyStoppingState;
   hasBest: boolean;
   config: Record<string, unknown>;
+  callbacks?: Record<string, unknown>;
   tensors: string;
 }
 
@@ -67,6 +72,7 @@ export function writeCheckpoint(dir: string, s: CheckpointState, keep?: number):
   put('weights', s.weights);
   if (s.bestWeights) put('best', s.bestWeights);
   put('optim', s.optimizer.tensors);
+  for (const [name, m] of s.callbackTensors ?? []) put(`cb/${name}`, m);
   // losses as float64 in the tensor file: JSON would turn −0 into 0
   tensors.set('losses', { dtype: 'float64', dims: [s.losses.length], data: Float64Array.from(s.losses) });
   const b = base(s.epoch);
@@ -80,7 +86,8 @@ export function writeCheckpoint(dir: string, s: CheckpointState, keep?: number):
     format: 'graft-checkpoint', version: 1, epoch: s.epoch, step: s.step,
     rng: s.rng.map((x) => (Number.isFinite(x) ? x : null)),
     optimizer: { kind: s.optimizer.kind, meta: s.optimizer.meta },
-    ...(s.early ? { early: s.early } : {}), hasBest: !!s.bestWeights, config: s.config, tensors: `${b}.safetensors`,
+    ...(s.early ? { early: s.early } : {}), hasBest: !!s.bestWeights, config: s.config,
+    ...(s.callbacks ? { callbacks: s.callbacks } : {}), tensors: `${b}.safetensors`,
   };
   try {
     atomicWrite(path, new TextEncoder().encode(JSON.stringify(manifest, null, 1)));
@@ -138,7 +145,21 @@ export function readCheckpoint(dir: string, epoch: number): CheckpointState {
     epoch: m.epoch, step: m.step, rng: m.rng.map((x) => (x === null ? NaN : x)), losses: lossesOf(tensors.get('losses'), path),
     weights: take('weights'), optimizer: { kind: m.optimizer.kind, meta: m.optimizer.meta, tensors: take('optim') },
     ...(m.early ? { early: m.early } : {}), ...(m.hasBest ? { bestWeights: take('best') } : {}), config: m.config,
+    ...(m.callbacks ? { callbacks: m.callbacks, callbackTensors: callbackTensorsOf(take('cb')) } : {}),
   };
+}
+
+/** `name/key` tensors grouped by callback name. */
+function callbackTensorsOf(all: Map<string, Float32Array>): Map<string, Map<string, Float32Array>> {
+  const out = new Map<string, Map<string, Float32Array>>();
+  for (const [k, v] of all) {
+    const i = k.indexOf('/');
+    if (i < 0) continue;
+    const name = k.slice(0, i);
+    if (!out.has(name)) out.set(name, new Map());
+    out.get(name)!.set(k.slice(i + 1), v);
+  }
+  return out;
 }
 
 function lossesOf(t: Tensor | undefined, path: string): number[] {
@@ -157,6 +178,7 @@ function checkManifest(m: Manifest, path: string): void {
   if (typeof m.tensors !== 'string') bad('tensors is not a file name');
   if (!isObj(m.config)) bad('config is not an object');
   if (m.early !== undefined && !isObj(m.early)) bad('early is not an object');
+  if (m.callbacks !== undefined && !isObj(m.callbacks)) bad('callbacks is not an object');
 }
 
 /**

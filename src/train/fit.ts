@@ -8,13 +8,13 @@
 import type { Graph } from '../graph/graph.js';
 import type { Tensor } from '../graph/tensor.js';
 import { Trainer, type TrainerOptions } from './trainer.js';
-import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { upgradeOpset } from '../graph/rewrites.js';
 import { selectTrainable, logitsOf, untieParameters, untieSpec, candidateParams } from './training-graph.js';
-import { makeSchedule, type ScheduleSpec } from './schedule.js';
+import type { ScheduleSpec } from './schedule.js';
 import { layerGroups, discriminativeScales } from './layer-groups.js';
-import { writeCheckpoint, readLatestCheckpoint, configMismatch, type EarlyStoppingState } from './checkpoint.js';
+import { trainLoop, shuffledBatches, type BatchSource, type Callback, type EpochLogs, type LoopContext } from './loop.js';
+import { LearningRate, EarlyStopping as EarlyStoppingCallback, Checkpoint, Unfreezing, Logger, Progress, type ProgressOptions } from './callbacks.js';
 import type { ParamGroup } from '../optim/optimizer.js';
 
 export interface Examples {
@@ -115,6 +115,10 @@ export interface FitOptions extends TrainerOptions {
   /** Gradual unfreezing: called when a stage starts, with the parameters that train from then on. */
   onStage?: (info: { epoch: number; stage: number; trainable: string[] }) => void;
   validation?: TrainingData;
+  /** More callbacks (src/train/callbacks.ts or your own), run after the built-in ones. */
+  callbacks?: Callback[];
+  /** Draw a progress bar on stderr (only on a terminal). */
+  progress?: boolean | ProgressOptions;
 }
 
 export interface FitResult {
@@ -206,33 +210,33 @@ export async function evaluate(trainer: Trainer, data: TrainingData, batchSize =
   return { accuracy: accuracy(pred, data.y), loss: lossSum / Math.max(wSum, 1e-12) };
 }
 
-/** Current values of the named weights: trained ones from the trainer, frozen ones from its graph. */
-function snapshot(trainer: Trainer, names: string[]): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>();
-  for (const k of names) {
-    const v = trainer.params.get(k) ?? trainer.stateValues.get(k) ?? (trainer.tg.model.initializers.get(k)?.data as Float32Array | undefined);
-    if (v) out.set(k, Float32Array.from(v));
+/** The examples as a batch source: a seeded shuffle per epoch, mini-batches, a view per example drawn after it. */
+export function exampleSource(model: Graph, data: TrainingData, batchSize: number, epochs: number): BatchSource {
+  const dims = exampleDims(model);
+  const name = model.dataInputs()[0]!.name;
+  const nViews = 'batch' in data ? data.views ?? 1 : 1;
+  return shuffledBatches(sizeOf(data), batchSize, epochs, (idx, _e, rng) => {
+    const views = nViews > 1 ? idx.map(() => rng.int(nViews)) : undefined;
+    return { feeds: { [name]: batchOf(data, idx, dims, views) }, target: labelsTensor(idx.map((k) => data.y[k]!)), size: idx.length };
+  });
+}
+
+/** Validation accuracy and loss after every epoch, into the epoch's logs (before early stopping reads them). */
+export class Validation implements Callback {
+  readonly name = 'validation';
+  constructor(readonly data: TrainingData, readonly weights?: number[], readonly batchSize = 64) {}
+  async onEpochEnd(ctx: LoopContext, logs: EpochLogs): Promise<void> {
+    const ev = await evaluate(ctx.trainer, this.data, this.batchSize, this.weights);
+    logs.valAccuracy = ev.accuracy;
+    logs.valLoss = ev.loss;
   }
-  return out;
 }
 
-/** Write saved weights back into the trainer (the ones it trains; the others are frozen and unchanged). */
-function restore(trainer: Trainer, w: Map<string, Float32Array>): void {
-  for (const [k, v] of w) (trainer.params.get(k) ?? trainer.stateValues.get(k))?.set(v);
-}
-
-/** The model with some initializers replaced (weights from a checkpoint). */
-function withWeights(model: Graph, w: Map<string, Float32Array>): Graph {
-  const g = model.clone();
-  for (const [k, v] of w) {
-    const t = g.initializers.get(k);
-    if (!t || t.dtype !== 'float32' || (t.data as Float32Array).length !== v.length)
-      throw new GraftError(`checkpoint weight '${k}' does not fit the model (${t ? `${t.dtype}[${t.dims}]` : 'no such initializer'})`);
-    g.initializers.set(k, { dtype: 'float32', dims: [...t.dims], data: Float32Array.from(v) });
-  }
-  return g;
-}
-
+/**
+ * Train a classifier on examples: fit's options become a batch source (exampleSource) and callbacks
+ * (LearningRate, Validation, EarlyStopping, Unfreezing, Checkpoint, Logger) run by the one training
+ * loop (src/train/loop.ts); `callbacks` adds more (after the built-in ones, before the logger).
+ */
 export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}): Promise<FitResult> {
   if (o.untie) {
     // untie once, before choosing what trains, so layer groups, checkpoints and every stage's trainer see the copies
@@ -252,8 +256,7 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
   if (o.earlyStopping && !hasVal) throw new GraftError('early stopping needs validation data');
   const topts = trainerOptions(model, data, o);
   const classWeights = topts.loss?.kind === 'cross-entropy' ? topts.loss.classWeights : undefined;
-  const dims = exampleDims(model);
-  const name = model.dataInputs()[0]!.name;
+  exampleDims(model);
   const bs = o.batchSize ?? 32;
   if (!Number.isInteger(bs) || bs < 1) throw new GraftError(`batch size must be a positive integer, got ${bs}`);
   const epochs = o.epochs ?? 10;
@@ -265,7 +268,6 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
   const stepsPerEpoch = Math.ceil(n / bs);
   const totalSteps = epochs * stepsPerEpoch;
   const baseLr = o.lr ?? 1e-3;
-  const lrAt = makeSchedule(o.schedule, baseLr, { totalSteps, stepsPerEpoch });
 
   // What trains, in layer groups (for discriminative rates and gradual unfreezing).
   const upgraded = upgradeOpset(model);
@@ -275,10 +277,7 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
   if (o.unfreezeEvery !== undefined && !(Number.isInteger(o.unfreezeEvery) && o.unfreezeEvery >= 1))
     throw new GraftError(`unfreezeEvery must be a positive number of epochs, got ${o.unfreezeEvery}`);
   const scales = o.lrDecay !== undefined ? discriminativeScales(groups, o.lrDecay) : undefined;
-  const stageOf = (epoch: number) => (o.unfreezeEvery ? Math.min(groups.length - 1, Math.floor((epoch - 1) / o.unfreezeEvery)) : 0);
-  const namesOf = (stage: number) => (o.unfreezeEvery ? groups.slice(groups.length - 1 - stage).flat() : trainable);
-  const makeTrainer = async (g: Graph, stage: number): Promise<Trainer> => {
-    const names = namesOf(stage);
+  const makeTrainer = async (g: Graph, names: string[]): Promise<Trainer> => {
     const t = await Trainer.create(g, { ...topts, trainable: { names } });
     if (scales) {
       const base = (o.optimizer && 'groups' in o.optimizer ? o.optimizer.groups : undefined) ?? new Map<string, ParamGroup>();
@@ -286,6 +285,10 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
     }
     return t;
   };
+  const unfreeze: Unfreezing | undefined = o.unfreezeEvery
+    ? new Unfreezing(groups, o.unfreezeEvery, (g, stage) => makeTrainer(g, groups.slice(groups.length - 1 - stage).flat()), o.onStage)
+    : undefined;
+  const namesAt = (epoch: number) => (unfreeze ? unfreeze.namesOf(unfreeze.stageOf(Math.min(epochs, epoch))) : trainable);
 
   const config: Record<string, unknown> = {
     examples: n, ...(nViews > 1 ? { views: nViews } : {}), batchSize: bs, seed: o.seed ?? 0, lr: baseLr, schedule: o.schedule ?? null,
@@ -295,108 +298,51 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
     loss: o.loss ?? null, clipNorm: o.clipNorm ?? null,
     ...(o.schedule && o.schedule.kind !== 'constant' && o.schedule.kind !== 'step' ? { epochs } : {}),
   };
-  const rng = new Rng(o.seed ?? 0);
-  let losses: number[] = [];
-  let startEpoch = 0;
-  let early: EarlyStoppingState | undefined = o.earlyStopping ? { best: null, bestEpoch: 0, bad: 0, stopped: false } : undefined;
-  let best: Map<string, Float32Array> | undefined;
-  let trainer: Trainer;
-  let stage = stageOf(1);
-  const ckpt = o.checkpoint;
-  const saved = ckpt?.resume ? readLatestCheckpoint(ckpt.dir) : undefined;
-  if (saved) {
-    const diff = configMismatch(saved.config, config);
-    if (diff.length)
-      throw new GraftError(`the checkpoint in ${ckpt!.dir} was written by a run with other settings (${diff.join(', ')}); resume with the same settings or use another --checkpoint-dir`);
-    startEpoch = saved.epoch;
-    rng.state = saved.rng;
-    losses = saved.losses;
-    early = saved.early;
-    stage = stageOf(Math.min(epochs, startEpoch + 1));
-    trainer = await makeTrainer(withWeights(model, saved.weights), stage);
-    trainer.optimizer.importState(saved.optimizer);
-    trainer.steps = saved.step;
-    best = saved.bestWeights ?? (early ? saved.weights : undefined);
-  } else trainer = await makeTrainer(model, stage);
+  const trainer = await makeTrainer(model, namesAt(1));
   const tracked = [...new Set([...trainable, ...trainer.stateValues.keys()])];
-  if (startEpoch < epochs && !early?.stopped) o.onStage?.({ epoch: startEpoch + 1, stage, trainable: namesOf(stage) });
-  o.onStart?.({ totalSteps, startStep: trainer.steps, ...(saved ? { resumedEpoch: startEpoch } : {}) });
-
-  let valAccuracy: number | undefined;
-  let valLoss: number | undefined;
-  let epoch = startEpoch;
-  const done = () => epoch >= epochs || !!early?.stopped;
-  let bestEpoch: number | undefined;
+  const es = o.earlyStopping;
+  const early = es
+    ? new EarlyStoppingCallback({
+        monitor: es.monitor === 'loss' ? 'valLoss' : 'valAccuracy', mode: es.monitor === 'loss' ? 'min' : 'max',
+        ...(es.patience !== undefined ? { patience: es.patience } : {}), minDelta: es.minDelta ?? 0, restoreBest: es.restoreBest ?? true, weights: tracked,
+      })
+    : undefined;
+  const callbacks: Callback[] = [LearningRate.of(o.schedule, baseLr, { totalSteps, stepsPerEpoch })];
+  if (hasVal) callbacks.push(new Validation(o.validation!, classWeights));
+  if (early) callbacks.push(early);
+  if (unfreeze) callbacks.push(unfreeze);
+  if (o.checkpoint) callbacks.push(new Checkpoint({ dir: o.checkpoint.dir, resume: o.checkpoint.resume, keep: o.checkpoint.keep, config, weights: tracked, model }));
+  callbacks.push(...(o.callbacks ?? []));
+  callbacks.push(new Logger({
+    onStart: (ctx) => {
+      if (!unfreeze && ctx.epoch < epochs && !ctx.stop) o.onStage?.({ epoch: ctx.epoch + 1, stage: 0, trainable });
+      o.onStart?.({ totalSteps, startStep: ctx.trainer.steps, ...(ctx.resumedFrom ? { resumedEpoch: ctx.resumedFrom } : {}) });
+    },
+    onStep: (_ctx, s) => o.onStep?.({ epoch: s.epoch, step: s.step, loss: s.loss, lr: s.lr, examplesPerSecond: s.examplesPerSecond }),
+    onEpoch: (_ctx, l) => o.onEpoch?.({
+      epoch: l.epoch, loss: l.loss, lr: l.lr, seconds: l.seconds, examplesPerSecond: l.examplesPerSecond,
+      ...(l.valAccuracy !== undefined ? { valAccuracy: l.valAccuracy } : {}), ...(l.valLoss !== undefined ? { valLoss: l.valLoss } : {}),
+      ...(l.improved !== undefined ? { improved: l.improved } : {}), ...(l.stopping !== undefined ? { stopping: l.stopping } : {}),
+      ...(l.checkpoint !== undefined ? { checkpoint: l.checkpoint } : {}),
+    }),
+  }));
+  if (o.progress) callbacks.push(new Progress(typeof o.progress === 'object' ? o.progress : {}));
+  const r = await trainLoop(trainer, exampleSource(model, data, bs, epochs), {
+    seed: o.seed ?? 0, lr: baseLr, callbacks,
+    rebuild: (g, ctx) => makeTrainer(g, namesAt(ctx.epoch + 1)),
+  });
+  let valAccuracy = r.last?.valAccuracy;
+  let valLoss = r.last?.valLoss;
   try {
-    while (!done()) {
-      epoch++;
-      if (stageOf(epoch) !== stage) {
-        stage = stageOf(epoch);
-        const opt = trainer.optimizer.exportState();
-        const steps = trainer.steps;
-        const g = trainer.toGraph();
-        await trainer.release();
-        trainer = await makeTrainer(g, stage);
-        trainer.optimizer.importState(opt);
-        trainer.steps = steps;
-        o.onStage?.({ epoch, stage, trainable: namesOf(stage) });
-      }
-      const t0 = performance.now();
-      const order = rng.shuffle([...Array(n).keys()]);
-      let sum = 0;
-      let steps = 0;
-      let lr = lrAt(trainer.steps);
-      for (let i = 0; i < order.length; i += bs) {
-        const idx = order.slice(i, i + bs);
-        lr = lrAt(trainer.steps);
-        const views = nViews > 1 ? idx.map(() => rng.int(nViews)) : undefined;
-        const r = await trainer.step({ [name]: batchOf(data, idx, dims, views) }, labelsTensor(idx.map((k) => data.y[k]!)), lr);
-        losses.push(r.loss);
-        sum += r.loss;
-        steps++;
-        o.onStep?.({ epoch, step: trainer.steps, loss: r.loss, lr, examplesPerSecond: (Math.min(i + bs, order.length) * 1000) / (performance.now() - t0) });
-      }
-      const seconds = (performance.now() - t0) / 1000;
-      const info: EpochInfo = { epoch, loss: sum / steps, lr, seconds, examplesPerSecond: n / seconds };
-      if (hasVal) {
-        const ev = await evaluate(trainer, o.validation!, 64, classWeights);
-        valAccuracy = info.valAccuracy = ev.accuracy;
-        valLoss = info.valLoss = ev.loss;
-      }
-      if (early) {
-        const es = o.earlyStopping!;
-        const loss = es.monitor === 'loss';
-        const v = loss ? valLoss! : valAccuracy!;
-        const delta = es.minDelta ?? 0;
-        const improved = early.best === null || (loss ? v < early.best - delta : v > early.best + delta);
-        if (improved) {
-          early = { ...early, best: v, bestEpoch: epoch, bad: 0 };
-          best = snapshot(trainer, tracked);
-        } else early = { ...early, bad: early.bad + 1 };
-        if (early.bad >= (es.patience ?? 3)) early.stopped = true;
-        info.improved = improved;
-        info.stopping = early.stopped;
-      }
-      if (ckpt) {
-        info.checkpoint = writeCheckpoint(ckpt.dir, {
-          epoch, step: trainer.steps, rng: rng.state, losses, weights: snapshot(trainer, tracked), optimizer: trainer.optimizer.exportState(),
-          ...(early ? { early } : {}), ...(early && best && early.bestEpoch !== epoch ? { bestWeights: best } : {}), config,
-        }, ckpt.keep);
-      }
-      o.onEpoch?.(info);
-    }
-    if (early && best && (o.earlyStopping!.restoreBest ?? true)) {
-      restore(trainer, best);
-      bestEpoch = early.bestEpoch;
-      if (hasVal) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation!, 64, classWeights));
-    } else if (saved && epoch === startEpoch && hasVal) ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(trainer, o.validation!, 64, classWeights));
+    if (hasVal && (early?.restoredEpoch !== undefined || (r.resumedFrom && r.epochs === r.resumedFrom)))
+      ({ accuracy: valAccuracy, loss: valLoss } = await evaluate(r.trainer, o.validation!, 64, classWeights));
   } catch (e) {
-    // an error (or an interrupt thrown by a callback) must not leak the trainer's onnxruntime sessions
-    await trainer.release().catch(() => undefined);
+    await r.trainer.release().catch(() => undefined);
     throw e;
   }
+  const bestEpoch = early?.restoredEpoch;
   return {
-    trainer, losses, epochs: epoch, resumedFrom: saved ? startEpoch : 0,
+    trainer: r.trainer, losses: r.losses, epochs: r.epochs, resumedFrom: r.resumedFrom,
     ...(valAccuracy !== undefined ? { valAccuracy } : {}), ...(valLoss !== undefined ? { valLoss } : {}), ...(bestEpoch !== undefined ? { bestEpoch } : {}),
   };
 }

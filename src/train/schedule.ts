@@ -1,8 +1,9 @@
 /**
  * Learning-rate schedules: the learning rate as a pure function of the global step (0-based), the
  * base rate and the run's length, so a resumed run recomputes exactly the rate it would have used.
- * constant, linear warmup then cosine decay, one-cycle (as torch.optim.lr_scheduler.OneCycleLR with
- * cosine annealing) and step decay.
+ * constant, linear warmup then cosine decay, linear warmup then linear decay to 0 (the text
+ * fine-tuning schedule of BERT and Hugging Face's get_linear_schedule_with_warmup), one-cycle (as
+ * torch.optim.lr_scheduler.OneCycleLR with cosine annealing) and step decay. The one schedule module.
  */
 import { GraftError } from '../util/errors.js';
 
@@ -25,6 +26,11 @@ export type ScheduleSpec =
       divFactor?: number;
       /** End at base/(divFactor·finalDivFactor) (default 1e4). */
       finalDivFactor?: number;
+    }
+  | {
+      kind: 'linear';
+      /** Linear warmup over this fraction of all steps (at least one step; default 0.1), then linear decay to 0. */
+      warmupFraction?: number;
     }
   | { kind: 'step'; /** Multiply the rate by gamma every stepEpochs epochs (default 0.1 every 10). */ stepEpochs?: number; gamma?: number };
 
@@ -68,6 +74,11 @@ export function makeSchedule(spec: ScheduleSpec | undefined, baseLr: number, ctx
       const cos = (a: number, b: number, t: number) => b + (a - b) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t)));
       return (step) => (step <= up ? cos(start, baseLr, step / up) : cos(baseLr, end, (step - up) / down));
     }
+    case 'linear': {
+      const frac = s.warmupFraction ?? 0.1;
+      if (!(frac >= 0 && frac < 1)) throw new GraftError(`linear schedule: warmupFraction must be in [0, 1), got ${frac}`);
+      return (step) => linearSchedule(baseLr, step, total, frac);
+    }
     case 'step': {
       const every = s.stepEpochs ?? 10;
       if (!(every > 0)) throw new GraftError(`step schedule: stepEpochs must be positive, got ${every}`);
@@ -75,8 +86,15 @@ export function makeSchedule(spec: ScheduleSpec | undefined, baseLr: number, ctx
       return (step) => baseLr * gamma ** Math.floor(Math.floor(step / Math.max(1, ctx.stepsPerEpoch)) / every);
     }
     default:
-      throw new GraftError(`unknown schedule '${(s as { kind: string }).kind}' (constant, cosine, one-cycle, step)`);
+      throw new GraftError(`unknown schedule '${(s as { kind: string }).kind}' (constant, cosine, linear, one-cycle, step)`);
   }
+}
+
+/** Rate at step k (0-based) of n: linear warmup over the first warmup·n steps (at least one), then linear decay to 0. */
+export function linearSchedule(lr: number, k: number, n: number, warmup: number): number {
+  const w = Math.max(1, Math.round(warmup * n));
+  if (k < w) return (lr * (k + 1)) / w;
+  return lr * Math.max(0, (n - k) / Math.max(1, n - w));
 }
 
 function nonNeg(n: number, what: string): number {
@@ -84,4 +102,5 @@ function nonNeg(n: number, what: string): number {
   return n;
 }
 
+/** The kinds the image CLI offers (linear: the text loops' schedule, in the library). */
 export const SCHEDULES = ['constant', 'cosine', 'one-cycle', 'step'] as const;

@@ -33,8 +33,11 @@ export class Trainer {
   lr: number;
   steps = 0;
   private predictSession?: Session;
+  /** The options it was created with (to build a like trainer: unfreezing, resume). */
+  readonly options: TrainerOptions;
 
   private constructor(readonly tg: TrainingGraph, private session: Session, private opts: TrainerOptions) {
+    this.options = opts;
     for (const [k, t] of tg.initial) this.params.set(k, Float32Array.from(t.data as Float32Array));
     for (const [k, t] of tg.stateInitial) this.stateValues.set(k, Float32Array.from(t.data as Float32Array));
     this.optimizer = makeOptimizer(opts.optimizer ?? { kind: 'adamw' });
