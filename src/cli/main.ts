@@ -25,6 +25,7 @@ import { modelsCommand } from './models.js';
 import { exportCommand } from './export.js';
 import { explainCommand } from './explain.js';
 import { workerCommand } from './worker.js';
+import { studioCommand } from './studio.js';
 
 const program = new Command();
 program
@@ -258,6 +259,7 @@ program
 
 program.addCommand(explainCommand());
 program.addCommand(workerCommand());
+program.addCommand(studioCommand());
 
 try {
   await program.parseAsync(process.argv);
