@@ -23,6 +23,7 @@ import { readTextTable } from '../data/text-table.js';
 import { IMAGE_EXTENSIONS } from '../data/image-folder.js';
 import { getPreprocess } from '../formats/preprocess.js';
 import { readOnnx } from '../formats/onnx.js';
+import { upgradeOpset } from '../graph/rewrites.js';
 import { GraftError } from '../util/errors.js';
 
 export interface StudioOptions {
@@ -527,7 +528,9 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
         const { explainImages } = await import('../explain/gradcam.js');
         let ex;
         try {
-          [ex] = await explainImages(join(dir, 'model.onnx'), [img!.bytes], {});
+          // old opsets (the MNIST network's 7) lack what some gradients need (MaxPool's indices): upgrade first
+          const g = readOnnx(join(dir, 'model.onnx'));
+          [ex] = await explainImages(g.opset < 11 ? upgradeOpset(g, 13) : g, [img!.bytes], {});
         } catch (e) {
           if (e instanceof GraftError) throw new HttpError(/image|decode|read/i.test(e.message) ? 415 : 400, `${img!.name}: ${e.message}`);
           throw e;

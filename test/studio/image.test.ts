@@ -1,0 +1,150 @@
+/**
+ * Studio's API journey for an image project on real images (three Fashion-MNIST classes as PNG
+ * uploads, the MNIST network's frozen features): create, upload, list with thumbnails and counts,
+ * train (live over server-sent events), evaluation plausible and consistent, predict through graft
+ * serve's route, explain, export (the zip holds the classifier folder; its ONNX agrees with the server),
+ * and the safety rules (ids that are not ids, non-images, oversize files, cross-origin writes).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { unzipSync } from 'fflate';
+import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { createStudio, type Studio } from '../../src/studio/app.js';
+import { needs } from '../helpers/assets.js';
+import { fashionPngs, multipartBody } from './helpers.js';
+
+const skip = needs('datasets/fashion-mnist', 'models/onnxjs-demo/mnist.onnx');
+
+async function json(s: Studio, method: string, url: string, payload?: unknown, headers: Record<string, string> = {}) {
+  const r = await s.app.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload: payload as object } : {}) });
+  return { status: r.statusCode, body: r.body ? JSON.parse(r.body) : undefined, raw: r };
+}
+
+/** Read a server-sent event stream until the server closes it: [event, data][]. */
+async function readEvents(url: string): Promise<[string, any][]> {
+  const res = await fetch(url);
+  assert.equal(res.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+  const text = await res.text();
+  return text.split('\n\n').filter((b) => b.startsWith('event:')).map((b) => {
+    const [e, d] = b.split('\n');
+    return [e!.slice(7), JSON.parse(d!.slice(6))];
+  });
+}
+
+test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict, explain, export; safety rules', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'graft-studio-image-'));
+  const s = await createStudio({ dataDir: dir, uiDir: null, maxFileMb: 0.05 });
+  try {
+    const p = (await json(s, 'POST', '/api/projects', { name: 'Fashion', kind: 'image' })).body;
+    assert.match(p.id, /^p[a-z0-9]+$/);
+    const imgs = await fashionPngs({ 0: 'tshirt', 3: 'dress', 8: 'bag' }, 25);
+    const classIds: Record<string, string> = {};
+    for (const name of ['tshirt', 'dress', 'bag']) {
+      const list = imgs[name]!;
+      const c = await json(s, 'POST', `/api/projects/${p.id}/classes`, { name });
+      assert.equal(c.status, 201);
+      classIds[name] = c.body.id;
+      const mp = multipartBody(list.map((b, i) => ({ name: `${name}-${i}.png`, bytes: b, type: 'image/png' })));
+      const r = await s.app.inject({ method: 'POST', url: `/api/projects/${p.id}/classes/${c.body.id}/images`, ...mp });
+      assert.equal(r.statusCode, 201, r.body);
+      assert.equal(JSON.parse(r.body).added.length, 25);
+    }
+    assert.equal((await json(s, 'POST', `/api/projects/${p.id}/classes`, { name: 'bag' })).status, 409);
+    // rename a class; list with counts and thumbnails; remove one example
+    assert.equal((await json(s, 'PATCH', `/api/projects/${p.id}/classes/${classIds['tshirt']}`, { name: 't-shirt' })).body.name, 't-shirt');
+    const list = (await json(s, 'GET', `/api/projects/${p.id}/examples?classId=${classIds['bag']}`)).body;
+    assert.equal(list.total, 25);
+    assert.deepEqual(Object.values(list.counts).sort(), [25, 25, 25]);
+    const thumb = await s.app.inject({ method: 'GET', url: list.examples[0].thumbUrl });
+    assert.equal(thumb.headers['content-type'], 'image/jpeg');
+    assert.equal((await sharp(thumb.rawPayload).metadata()).width, 28);
+    assert.equal((await json(s, 'DELETE', `/api/projects/${p.id}/examples/${list.examples[24].id}`)).status, 204);
+    const proj = (await json(s, 'GET', `/api/projects/${p.id}`)).body;
+    assert.deepEqual(proj.classes.map((c: { name: string; count: number }) => `${c.name}:${c.count}`), ['t-shirt:25', 'dress:25', 'bag:24']);
+
+    // safety: ids are never paths; non-images 415 naming the file; oversize 413; cross-origin writes 403
+    const bad = await json(s, 'GET', '/api/projects/..%2F..%2Fetc%2Fpasswd');
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.message, /pid/);
+    assert.equal((await json(s, 'GET', '/api/blobs/..%2Fstudio.db')).status, 400);
+    assert.equal((await json(s, 'GET', '/api/runs/rnothere')).status, 404);
+    const fake = multipartBody([{ name: 'ok.png', bytes: imgs['bag']![0]!, type: 'image/png' }, { name: 'notes.png', bytes: Buffer.from('not an image at all'), type: 'image/png' }]);
+    const r415 = await s.app.inject({ method: 'POST', url: `/api/projects/${p.id}/classes/${classIds['bag']}/images`, ...fake });
+    assert.equal(r415.statusCode, 415);
+    assert.match(JSON.parse(r415.body).message, /notes\.png/);
+    assert.equal((await json(s, 'GET', `/api/projects/${p.id}`)).body.exampleCount, 74, 'nothing from the refused upload was added');
+    const big = multipartBody([{ name: 'big.png', bytes: Buffer.alloc(80_000, 7), type: 'image/png' }]);
+    assert.equal((await s.app.inject({ method: 'POST', url: `/api/projects/${p.id}/classes/${classIds['bag']}/images`, ...big })).statusCode, 413);
+    const cross = await json(s, 'POST', '/api/projects', { name: 'evil', kind: 'image' }, { origin: 'http://evil.example' });
+    assert.equal(cross.status, 403);
+    assert.equal((await json(s, 'POST', '/api/projects', { name: 'x', kind: 'audio' })).status, 400);
+    const badSettings = await json(s, 'POST', `/api/projects/${p.id}/runs`, { backbone: 'local:models/onnxjs-demo/mnist.onnx', method: 'features', settings: { epochs: -1 } });
+    assert.equal(badSettings.status, 400);
+    assert.match(badSettings.body.message, /epochs/);
+    assert.equal((await json(s, 'POST', `/api/projects/${p.id}/runs`, { backbone: 'folder:../../etc', method: 'features' })).status, 400);
+
+    // train, watching it live
+    const address = await s.app.listen({ host: '127.0.0.1', port: 0 });
+    const created = await json(s, 'POST', `/api/projects/${p.id}/runs`, { backbone: 'local:models/onnxjs-demo/mnist.onnx', method: 'features' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const rid = created.body.id;
+    const events = await readEvents(`${address}/api/runs/${rid}/events`);
+    assert.ok(events.some(([e]) => e === 'progress'), 'progress events were streamed');
+    const last = events.at(-1)!;
+    assert.equal(last[0], 'run');
+    assert.equal(last[1].status, 'done', last[1].error);
+    const run = (await json(s, 'GET', `/api/runs/${rid}`)).body;
+    const ev = run.evaluation;
+    assert.deepEqual(ev.classes, ['t-shirt', 'dress', 'bag']);
+    assert.equal(ev.heldOut + ev.trained, 74);
+    assert.equal(ev.confusion.flat().reduce((a: number, b: number) => a + b, 0), ev.heldOut);
+    const correct = ev.confusion.reduce((a: number, row: number[], i: number) => a + row[i]!, 0);
+    assert.equal(ev.accuracy, correct / ev.heldOut);
+    assert.ok(ev.accuracy > 0.6, `held-out accuracy ${ev.accuracy} (chance 0.33)`);
+    assert.equal(ev.misclassified.length, ev.heldOut - correct);
+    for (const m of ev.misclassified) {
+      assert.notEqual(m.trueClass, m.predictedClass);
+      assert.match(m.thumbUrl, /^\/api\/blobs\/[0-9a-f]{64}\/thumb$/);
+    }
+    assert.equal(ev.perClass.length, 3);
+    assert.equal(run.modelName, `run-${rid}`);
+
+    // try: graft serve's predict route, raw PNG body
+    const bagPng = imgs['bag']![3]!;
+    const pr = await s.app.inject({ method: 'POST', url: `/v1/models/run-${rid}/predict`, headers: { 'content-type': 'image/png' }, payload: bagPng });
+    assert.equal(pr.statusCode, 200, pr.body);
+    const top = JSON.parse(pr.body).predictions[0].top;
+    assert.equal(top[0].label, 'bag');
+    // explain: a Grad-CAM overlay PNG
+    const ex = await json(s, 'POST', `/api/runs/${rid}/explain`, { exampleId: list.examples[3].id });
+    assert.equal(ex.status, 200, JSON.stringify(ex.body));
+    assert.match(ex.body.overlayUrl, /^data:image\/png;base64,/);
+
+    // export: the ONNX and the zip of the folder; the ONNX in onnxruntime-node agrees with the server
+    const onnx = await s.app.inject({ method: 'GET', url: `/api/runs/${rid}/export/model.onnx` });
+    assert.equal(onnx.statusCode, 200);
+    const zip = unzipSync(new Uint8Array((await s.app.inject({ method: 'GET', url: `/api/runs/${rid}/export/classifier.zip` })).rawPayload));
+    const names = Object.keys(zip).map((n) => n.split('/').pop());
+    for (const f of ['model.onnx', 'labels.json', 'report.json', 'evaluation.json']) assert.ok(names.includes(f), `${f} in ${names.join(', ')}`);
+    assert.deepEqual(Buffer.from(zip[Object.keys(zip).find((n) => n.endsWith('/model.onnx'))!]!), onnx.rawPayload);
+    const pre = (await json(s, 'GET', `/api/runs/${rid}/export/preprocess`)).body;
+    assert.deepEqual([pre.width, pre.height, pre.channels], [28, 28, 1]);
+    const snip = (await json(s, 'GET', `/api/runs/${rid}/export/snippet`)).body;
+    assert.match(snip.node, /onnxruntime-node/);
+    assert.match(snip.browser, /onnxruntime-web/);
+    const session = await ort.InferenceSession.create(onnx.rawPayload);
+    const { data } = await sharp(bagPng).greyscale().raw().toBuffer({ resolveWithObject: true });
+    const x = Float32Array.from(data, (v) => (v / 255 - pre.mean[0]) / pre.std[0]);
+    const out = await session.run({ [pre.inputName]: new ort.Tensor('float32', x, [1, 1, 28, 28]) });
+    const probs = out[pre.outputName]!.data as Float32Array;
+    assert.ok(Math.abs(probs[2]! - top[0].probability) < 1e-4, `exported ONNX ${probs[2]} vs server ${top[0].probability}`);
+    await session.release();
+  } finally {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
