@@ -5,10 +5,11 @@
  * that saved folder on the held-out split (accuracy, per-class precision/recall, confusion matrix, the
  * misclassified examples by id). Progress is reported through `emit`.
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { trainFeatureClassifier, evaluateClassifier } from '../features/classifier.js';
 import { finetuneImages } from '../finetune/image-finetune.js';
+import { blockCuts } from '../finetune/top-blocks.js';
 import { loadModel } from '../formats/load.js';
 import { getPreprocess, setPreprocess } from '../formats/preprocess.js';
 import type { Graph } from '../graph/graph.js';
@@ -158,19 +159,34 @@ async function runImage(job: JobSpec, emit: (e: JobEvent) => void, out: string, 
     const epochs = s.epochs ?? 5;
     const ckpt = join(job.runDir, 'checkpoints');
     const resumeFrom = job.resume && existsSync(ckpt) ? (listCheckpoints(ckpt).at(-1) ?? 0) : 0;
-    if (resumeFrom) emit({ type: 'resumed', fromEpoch: resumeFrom });
-    let losses: number[] = [];
+    // each epoch's numbers also go to epochs.jsonl in the run folder (the server may die before it stores them)
+    const log = join(job.runDir, 'epochs.jsonl');
+    if (resumeFrom) {
+      emit({ type: 'resumed', fromEpoch: resumeFrom });
+      const seen = new Map<number, Extract<JobEvent, { type: 'epoch' }>>();
+      if (existsSync(log)) for (const line of readFileSync(log, 'utf8').split('\n')) {
+        try {
+          const e = JSON.parse(line) as Extract<JobEvent, { type: 'epoch' }>;
+          if (e.epoch <= resumeFrom) seen.set(e.epoch, e);
+        } catch { /* a line cut short by the kill */ }
+      }
+      for (const e of [...seen.values()].sort((a, b) => a.epoch - b.epoch)) emit(e);
+    } else rmSync(log, { force: true });
+    // a network without recognisable blocks (the MNIST CNN) is fine-tuned whole: the cut at its input
+    const blocks = blockCuts(backbone).length;
+    const where = blocks ? { topBlocks: Math.min(s.topBlocks ?? 1, blocks) } : { cut: backbone.dataInputs()[0]!.name };
+    if (!blocks) emit({ type: 'log', message: 'the backbone has no blocks to cut at: fine-tuning the whole network' });
     const r = await finetuneImages(backbone, data, {
-      topBlocks: s.topBlocks ?? 1, epochs, lr: s.learningRate ?? 1e-3, augment: !!s.augment, testFraction: holdout, valFraction: val, seed,
+      ...where, epochs, lr: s.learningRate ?? 1e-3, augment: !!s.augment, testFraction: holdout, valFraction: val, seed,
       batchSize: s.batchSize ?? 32, cacheDir: job.cacheDir, out, checkpoint: { dir: ckpt, resume: job.resume, keep: 2 },
       onCacheProgress: (p) => emit({ type: 'progress', phase: 'extracting', fraction: 0.3 * (p.done / Math.max(1, p.total)) }),
       onStep: (st) => {
-        losses.push(st.loss);
         emit({ type: 'progress', phase: 'training', fraction: 0.3 + 0.6 * (st.step / Math.max(1, st.totalSteps)) });
       },
       onEpoch: (e) => {
-        emit({ type: 'epoch', epoch: e.epoch, loss: e.loss, accuracy: null, valAccuracy: e.valAccuracy ?? null });
-        losses = [];
+        const ev = { type: 'epoch' as const, epoch: e.epoch, loss: e.loss, accuracy: null, valAccuracy: e.valAccuracy ?? null };
+        appendFileSync(log, JSON.stringify(ev) + '\n');
+        emit(ev);
       },
     });
     trained = r.report.examples.train;
