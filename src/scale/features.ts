@@ -45,6 +45,8 @@ export interface QueueProgress {
   shards: number;
   /** Workers that have reported progress so far. */
   workers: string[];
+  /** The report that brought this update: one shard, the worker running it. */
+  latest: ShardProgress;
 }
 
 export interface QueueFeatureReport extends FeatureTrainReport {
@@ -118,20 +120,20 @@ export async function trainFeaturesOnQueue(model: string, data: DataSpec, o: Fea
       opts: { jobId: `${run}-shard-${i}`, attempts, backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 }, failParentOnFailure: true, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
     }));
     children.forEach((_, i) => shardOf.set(`${run}-shard-${i}`, i));
-    const emit = () => {
+    const emit = (latest: ShardProgress) => {
       let examples = 0, computed = 0, cached = 0, shardsDone = 0;
       for (const p of progress.values()) {
         examples += p.examples; computed += p.computed; cached += p.cached;
         if (p.examples >= p.total) shardsDone++;
       }
-      q.onProgress?.({ examples, total: rows.length, computed, cached, shardsDone, shards: shards.length, workers: [...workers] });
+      q.onProgress?.({ examples, total: rows.length, computed, cached, shardsDone, shards: shards.length, workers: [...workers], latest });
     };
     sub.events.on('progress', ({ jobId, data: p }) => {
       if (!shardOf.has(jobId) || typeof p !== 'object' || p === null) return;
       const sp = p as unknown as ShardProgress;
       workers.add(sp.worker);
       progress.set(jobId, sp); // a retried shard starts again from its cached part
-      emit();
+      emit(sp);
     });
     // a worker that died mid-shard: BullMQ's stalled-job check gives the shard to another worker
     sub.events.on('stalled', ({ jobId }) => {

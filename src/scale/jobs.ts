@@ -12,8 +12,9 @@
  *
  * Payloads carry paths and row numbers only, never images or vectors: the model, the data, the
  * cache folder and the output folder must be paths every worker can reach (a shared filesystem).
- * A GraftError (a bad model, a missing file: the same on every retry) fails the job at once
- * (BullMQ UnrecoverableError); anything else is retried with backoff up to the job's attempts.
+ * A failure that would repeat (a bad model or option, a missing file) fails the job at once
+ * (BullMQ UnrecoverableError); a transient system error (EIO, ESTALE…) is retried with backoff up
+ * to the job's attempts; a worker that dies mid-job is BullMQ's stalled-job case (maxStalledCount).
  */
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -164,7 +165,19 @@ async function fitHead(job: Job<FitHeadJob>): Promise<FitHeadResult> {
   return { report, worker: WORKER_NAME };
 }
 
-/** Run one Graft job (the worker's processor). Deterministic failures become UnrecoverableError. */
+/** System errors that may pass on a second try (a busy or flaky shared filesystem, a full process table). */
+const TRANSIENT = new Set(['EIO', 'EAGAIN', 'EBUSY', 'ESTALE', 'EMFILE', 'ENFILE', 'ETIMEDOUT', 'ECONNRESET', 'ENOMEM', 'EINTR']);
+
+function isTransient(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === 'string' && TRANSIENT.has(code);
+}
+
+/**
+ * Run one Graft job (the worker's processor). A failure is retried only when it may pass (a
+ * transient system error); any other (a bad model or option, a missing file) would fail the same
+ * way every time, so it fails the job at once (UnrecoverableError) instead of being retried.
+ */
 export async function processJob(job: Job<GraftJob>): Promise<GraftJobResult> {
   try {
     switch (job.data.kind) {
@@ -174,7 +187,8 @@ export async function processJob(job: Job<GraftJob>): Promise<GraftJobResult> {
       default: throw new GraftError(`unknown job kind '${String((job.data as { kind?: unknown }).kind)}' (job ${job.name}): is this worker older than the submitter?`);
     }
   } catch (e) {
-    if (e instanceof GraftError) throw new UnrecoverableError(e.hint ? `${e.message} (${e.hint})` : e.message);
-    throw e;
+    if (isTransient(e)) throw e; // BullMQ retries it, with backoff, up to the job's attempts
+    const err = e as Error;
+    throw new UnrecoverableError(err instanceof GraftError && err.hint ? `${err.message} (${err.hint})` : (err?.message ?? String(e)));
   }
 }
