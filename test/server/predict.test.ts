@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createServer, predictRoutes } from '../../src/server/app.js';
 import { ModelRegistry, prepareImage, UnsupportedInputError } from '../../src/server/registry.js';
+import type { BatcherOptions } from '../../src/server/batcher.js';
 import { loadModel } from '../../src/formats/load.js';
 import { classifyImages } from '../../src/eval/classify.js';
 import { getPreprocess } from '../../src/formats/preprocess.js';
@@ -42,7 +43,7 @@ after(async () => {
 });
 
 /** A listening server over the digit classifier; returns its base URL. */
-async function serve(o: { batching?: ConstructorParameters<typeof ModelRegistry>[0]['batching']; token?: string; bodyLimitMb?: number; maxInputs?: number } = {}) {
+async function serve(o: { batching?: BatcherOptions; token?: string; bodyLimitMb?: number; maxInputs?: number } = {}) {
   const registry = new ModelRegistry({ batching: o.batching ?? {} });
   await registry.add(undefined, clf);
   const app = await createServer({ ...(o.token ? { token: o.token } : {}), ...(o.bodyLimitMb ? { bodyLimitMb: o.bodyLimitMb } : {}), ...(o.maxInputs ? { maxInputs: o.maxInputs } : {}) });
@@ -52,11 +53,11 @@ async function serve(o: { batching?: ConstructorParameters<typeof ModelRegistry>
   return { url, registry, app };
 }
 
-const png = (b: Buffer, headers: Record<string, string> = {}) => ({ method: 'POST', body: b, headers: { 'content-type': 'image/png', ...headers } });
+const png = (b: Uint8Array, headers: Record<string, string> = {}): RequestInit => ({ method: 'POST', body: new Uint8Array(b), headers: { 'content-type': 'image/png', ...headers } });
 
 function multipart(items: { name: string; bytes: Uint8Array; type?: string }[]): FormData {
   const f = new FormData();
-  for (const it of items) f.append('file', new Blob([it.bytes], { type: it.type ?? 'image/png' }), it.name);
+  for (const it of items) f.append('file', new Blob([new Uint8Array(it.bytes)], { type: it.type ?? 'image/png' }), it.name);
   return f;
 }
 
