@@ -6,10 +6,7 @@ import { availableDevices, checkDevice, requestedDevice } from '../runtime/devic
 import { NoGradientRule } from '../autodiff/rule.js';
 import { checkCommand } from './check.js';
 import { gradCommand } from './grad.js';
-import { trainCommand } from './train.js';
-import { finetuneOptions } from './train-finetune.js';
-import { featuresOptions } from './train-features.js';
-import { textOptions } from './train-text.js';
+import { trainCommand, legacyTrainArgv } from './train.js';
 import { convertCommand } from './convert.js';
 import { classifyCommand } from './classify.js';
 import { predictCommand } from './predict.js';
@@ -63,40 +60,7 @@ program
   .requiredOption('--out <file>', 'safetensors file for the gradients')
   .action(gradCommand);
 
-const train = program
-  .command('train')
-  .description('train a classifier on a labelled dataset and save it: fine-tune the whole model, or fit a head on its cached features')
-  .requiredOption('--model <path>', 'pretrained model: an .onnx or .tflite file, a TF.js model.json, or a model folder')
-  .requiredOption('--data <path>', 'dataset: finetune: a CSV (optionally .gz) of square grey images, one row of pixels then the label; features: an image folder (one subfolder per class) or IDX images')
-  .addOption(new Option('--mode <mode>', 'how to transfer: auto (the default: the frozen-feature head and fine-tuned variants compared on folds of the training split, the simpler kept unless another wins by more than the folds\' noise), finetune (train the network) or features (logistic regression on the frozen backbone\'s features); text only: setfit (contrastive pairs, then a head), prompt (a cloze --template scored by the masked-LM head at --label-words)').choices(['auto', 'finetune', 'features', 'setfit', 'prompt']).default('auto'))
-  .option('--budget <minutes>', 'auto mode: minutes for the search; no new candidate starts once spent (the frozen-feature head always runs)')
-  .option('--folds <k>', 'auto mode: folds of the training split (default 5, fewer when a class has fewer examples)')
-  .option('--out <path>', 'where to save: finetune: an .onnx file (default graft-model.onnx); features: a folder (default graft-classifier)')
-  .option('--labels-data <file>', 'features mode, IDX data: the labels file (default: guessed from the images file name)')
-  .option('--cache <dir>', 'features mode: activation cache folder (a second run over the same images computes nothing)')
-  .option('--node <name>', 'features mode: value to cut the model at (default: the input of its final classifier)')
-  .option('--val-fraction <x>', 'fraction of each class held out for validation (features mode; finetune mode with --early-stopping)', '0.1')
-  .option('--max-per-class <n>', 'features mode: use only the first N examples of each class of the dataset')
-  .option('--epochs <n>', 'passes over the training data', '10')
-  .option('--batch-size <n>', 'examples per step (features mode: per onnxruntime run)', '32')
-  .option('--lr <x>', 'learning rate', '1e-3')
-  .addOption(new Option('--optimizer <kind>', 'optimizer').choices(['adamw', 'sgd']).default('adamw'))
-  .option('--momentum <x>', 'SGD momentum', '0.9')
-  .option('--weight-decay <x>', 'weight decay', '0.01')
-  .option('--clip-norm <x>', 'clip the global gradient norm')
-  .option('--label-smoothing <x>', 'label smoothing for cross-entropy', '0')
-  .option('--trainable <spec>', 'what trains: all, a regular expression over parameter names, or after:<node or value>', 'all')
-  .option('--labels-per-class <n>', 'use at most this many training labels per class')
-  .option('--test-fraction <x>', 'fraction of each class held out for testing (default 0.3; features mode 0.2)')
-  .addOption(new Option('--preprocess <kind>', 'input preparation').choices(['mnist', 'stretch']).default('mnist'))
-  .option('--pixel-max <x>', 'largest pixel value in the data (8×8 digits: 16)', '16')
-  .option('--seed <n>', 'random seed for splits and shuffling', '0')
-  .option('--json', 'print a JSON summary')
-  .action(trainCommand);
-// Flags that only one mode reads live beside that mode's code.
-finetuneOptions(train);
-featuresOptions(train);
-textOptions(train);
+program.addCommand(trainCommand());
 
 program
   .command('convert')
@@ -262,7 +226,7 @@ program.addCommand(workerCommand());
 program.addCommand(studioCommand());
 
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(legacyTrainArgv(process.argv));
 } catch (e) {
   if (e instanceof GraftError || e instanceof NoGradientRule) {
     process.stderr.write(`graft: ${e.message}\n`);

@@ -1,44 +1,28 @@
 /**
- * `graft train --mode auto` (the default): the frozen-feature head and fine-tuned variants compared
- * on folds of the training split (src/finetune/auto.ts), the chosen one fitted and saved; a summary
- * of every candidate's fold accuracy and the reason, in the stdout summary, --json and report.json/html.
- * CSV pixel data (no image folder, no IDX) trains with --mode finetune, as before.
+ * `graft train auto`: the methods compared on folds of the training split, the chosen one fitted and
+ * saved with every candidate's fold scores in report.json/html. Image folders and IDX images: the
+ * frozen-feature head vs fine-tuned top blocks (trainImageAuto; the fine-tuning flags configure that
+ * candidate). Text (--text-column): features, TF-IDF, LP-FT and SetFit (trainTextClassifier, method auto).
  */
-import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { int, num, column } from './parse.js';
-import type { TrainFlags } from './train.js';
-import { loadLabelledImages } from '../data/labelled-images.js';
-import { imageFinetuneOptionsFrom } from './train-finetune-images.js';
-import { finetuneCommand } from './train-finetune.js';
-import { trainAuto, trainTextAuto, scoreTextClassifier, writeAutoReport, type AutoSelection, type AutoCandidate } from '../finetune/auto.js';
-import { formatMetrics, type Metrics } from '../eval/metrics.js';
-import { readTextTable, subsetTable, loadSpamAssassin } from '../data/text-table.js';
-import { stratifiedSplit } from '../data/splits.js';
-import { openCache } from '../features/cache.js';
-import { loadModelFolderSync } from '../text/model-folder.js';
-import { saveTextClassifier } from '../text/saved.js';
-import type { Pooling } from '../text/encoder.js';
+import { Command, Option } from 'commander';
+import { formatMetrics } from '../eval/metrics.js';
+import { trainImageAuto } from '../finetune/train-images.js';
+import type { AutoCandidate, AutoSelection } from '../finetune/auto.js';
+import { TEXT_TRAIN_DEFAULTS } from '../text/train-text.js';
 import { GraftError } from '../util/errors.js';
+import { int, num } from './parse.js';
+import { givenFlags, positiveInt, printSummary, flagOf, type CommonTrainFlags } from './train-common.js';
+import { imageDataFlags, imageFitFlags, imageFitOptions, type ImageFitFlags } from './train-images.js';
+import { textDataFlags, textDataOptions, runTextTraining, type TextDataFlags } from './train-text.js';
 
-/** `--budget MINUTES`. */
-function budgetOf(o: TrainFlags): number | undefined {
-  if (o['budget'] === undefined) return undefined;
-  const b = num(String(o['budget']), '--budget');
-  if (!(b > 0)) throw new GraftError(`--budget must be a positive number of minutes, got ${String(o['budget'])}`);
-  return b;
-}
-
-/** Is `data` image data (an image folder or IDX) rather than a CSV of pixels? */
-function isImageData(o: TrainFlags): boolean {
-  if (o.labelsData) return true;
-  if (existsSync(o.data) && statSync(o.data).isDirectory()) return true;
-  return /idx\d-ubyte(\.gz)?$/.test(o.data);
+interface AutoFlags extends CommonTrainFlags, ImageFitFlags, TextDataFlags {
+  budget?: string; folds?: string; node?: string; pooling: 'mean' | 'cls';
 }
 
 /** The summary lines every auto run prints: one per candidate, then the choice and its reason. */
 export function selectionLines(s: AutoSelection): string[] {
-  const lines = [`--mode auto: ${s.folds}-fold cross-validation on the ${s.trainExamples} training examples (the test split is not used to choose)`];
+  const lines = [`auto: ${s.folds}-fold cross-validation on the ${s.trainExamples} training examples (the test split is not used to choose)`];
   for (const c of s.candidates) lines.push(`  ${candidateLine(c)}`);
   lines.push(s.reason);
   return lines;
@@ -50,81 +34,67 @@ function candidateLine(c: AutoCandidate): string {
     : `${c.method.padEnd(9)} skipped: ${c.skipped}  (${c.description})`;
 }
 
-export async function autoCommand(o: TrainFlags): Promise<void> {
-  if (o['textColumn'] === undefined && !isImageData(o)) {
-    // CSV pixel data: --mode finetune, exactly as before auto became the default
-    if (!o.json && process.stderr.isTTY) process.stderr.write('--mode auto compares methods on image folders, IDX images and text; CSV pixel data trains with --mode finetune\n');
-    return finetuneCommand({ ...o, mode: 'finetune' });
-  }
-  if (o['lrFind']) throw new GraftError('--lr-find applies to --mode finetune: give --mode finetune');
-  if (o['head'] !== undefined && o['head'] !== 'logistic') throw new GraftError(`--head ${String(o['head'])} applies to --mode features: --mode auto's frozen-feature candidate is the logistic head`);
-  if (o['textColumn'] !== undefined) return autoTextCommand(o);
-  const budget = budgetOf(o);
-  const data = loadLabelledImages(o.data, {
-    ...(o.labelsData ? { labelsData: o.labelsData } : {}),
-    ...(o.maxPerClass ? { maxPerClass: int(o.maxPerClass, '--max-per-class') } : {}),
-  });
-  const out = o.out ?? 'graft-classifier';
-  const ft = imageFinetuneOptionsFrom(o);
+/** Flags of the fine-tuned image candidate: on text they would be ignored, so they are refused. */
+const IMAGE_ONLY = [
+  'epochs', 'batchSize', 'optimizer', 'momentum', 'weightDecay', 'clipNorm', 'labelSmoothing', 'trainable', 'valFraction', 'schedule', 'warmup', 'stepEpochs', 'gamma',
+  'earlyStopping', 'patience', 'minDelta', 'classWeights', 'lrDecay', 'layerGroups', 'unfreezeEvery', 'bn', 'checkpointDir', 'resume', 'keepCheckpoints', 'untie',
+  'cut', 'topBlocks', 'full', 'augment', 'views', 'loraRank', 'loraAlpha', 'loraMatch', 'headLrMult', 'tolerance', 'labelsData', 'maxPerClass', 'node',
+] as const;
+
+async function runAuto(o: AutoFlags, cmd: Command): Promise<void> {
+  const budgetMinutes = o.budget !== undefined ? num(o.budget, '--budget') : undefined;
+  if (budgetMinutes !== undefined && !(budgetMinutes > 0)) throw new GraftError(`--budget must be a positive number of minutes, got ${o.budget}`);
+  const folds = o.folds !== undefined ? positiveInt(o.folds, '--folds') : undefined;
+  const search = { ...(folds !== undefined ? { folds } : {}), ...(budgetMinutes !== undefined ? { budgetMinutes } : {}) };
   const say = (s: string) => { if (!o.json && process.stderr.isTTY) process.stderr.write(s + '\n'); };
-  const r = await trainAuto(o.model, data, {
-    ...(o.labelsPerClass ? { labelsPerClass: int(o.labelsPerClass, '--labels-per-class') } : {}),
-    valFraction: num(o.valFraction, '--val-fraction'), testFraction: num(o.testFraction ?? '0.2', '--test-fraction'), seed: int(o.seed, '--seed'),
-    ...(o.cache ? { cacheDir: o.cache } : {}), out,
-    ...(o['folds'] !== undefined ? { folds: int(String(o['folds']), '--folds') } : {}),
-    ...(budget !== undefined ? { budgetMinutes: budget } : {}),
-    features: { ...(o.node ? { node: o.node } : {}), batchSize: int(o.batchSize, '--batch-size') },
-    finetune: ft,
-    onCandidate: (c) => say(`candidate ${candidateLine(c)}`),
-  });
-  if (o.json) {
-    process.stdout.write(JSON.stringify({ mode: 'auto', chosen: r.selection.chosen, auto: r.selection, test: r.test, validation: r.validation, training: r.features?.report ?? r.finetuned?.report, out }, null, 2) + '\n');
+  if (o.textColumn !== undefined || o.data === 'spam-assassin') {
+    const image = givenFlags(cmd, IMAGE_ONLY);
+    if (image.length) throw new GraftError(`${image.join(', ')} ${image.length > 1 ? 'apply' : 'applies'} to image data, not to text (--text-column)`);
+    await runTextTraining(o, 'auto', {
+      ...textDataOptions(o), ...search, pooling: o.pooling,
+      ...(cmd.getOptionValueSource('lr') === 'cli' ? { lr: num(o.lr, '--lr') } : {}),
+      ...(o.cache ? { cacheDir: o.cache } : {}),
+    }, (r) => [...selectionLines(r.selection!), `chosen: ${String(r.report.chosen)}`]);
     return;
   }
-  process.stdout.write([
+  const text = givenFlags(cmd, ['labelColumn', 'maxLength', 'pooling']);
+  if (text.length) throw new GraftError(`${text.join(', ')} ${text.length > 1 ? 'apply' : 'applies'} to text: give --text-column`);
+  const { labelsData, maxPerClass, cacheDir, labelsPerClass, valFraction, testFraction, seed, ...finetune } = imageFitOptions(o);
+  const r = await trainImageAuto(o.model, o.data, {
+    ...(labelsData ? { labelsData } : {}), ...(maxPerClass ? { maxPerClass } : {}), ...(cacheDir ? { cacheDir } : {}), ...(labelsPerClass ? { labelsPerClass } : {}),
+    ...(valFraction !== undefined ? { valFraction } : {}), testFraction: testFraction ?? 0.2, seed: seed ?? 0, ...search,
+    ...(o.out !== undefined ? { out: o.out } : {}),
+    features: { ...(o.node ? { node: o.node } : {}), batchSize: int(o.batchSize, '--batch-size') },
+    finetune,
+    onCandidate: (c) => say(`candidate ${candidateLine(c)}`),
+  });
+  const out = r.out;
+  printSummary(o.json, { mode: 'auto', chosen: r.selection.chosen, auto: r.selection, test: r.test, validation: r.validation, training: r.features?.report ?? r.finetuned?.report, out,
+    files: ['model.onnx', 'labels.json', 'report.html', 'report.json'].map((f) => join(out, f)) }, [
     ...selectionLines(r.selection),
     ...(r.test ? [formatMetrics(r.test, 'test').trimEnd()] : r.validation ? [formatMetrics(r.validation, 'validation').trimEnd()] : []),
     `saved ${join(out, 'model.onnx')} and ${join(out, 'labels.json')}; report: ${join(out, 'report.html')} and ${join(out, 'report.json')} (every candidate's fold scores)`,
-  ].join('\n') + '\n');
+  ]);
 }
 
-async function autoTextCommand(o: TrainFlags): Promise<void> {
-  const budget = budgetOf(o);
-  const m = loadModelFolderSync(o.model);
-  const maxLength = o['maxLength'] ? int(o['maxLength'] as string, '--max-length') : Math.min(128, m.tokenizer.modelMaxLength);
-  if (m.maxPositions && maxLength > m.maxPositions) throw new GraftError(`--max-length ${maxLength} exceeds the model's ${m.maxPositions} positions`);
-  const pooling = (o['pooling'] as Pooling | undefined) ?? 'mean';
-  const labelColumn = o['labelColumn'] as string | undefined;
-  const table = o.data === 'spam-assassin' ? loadSpamAssassin() : readTextTable(o.data, { textColumn: column(o['textColumn'] as string), ...(labelColumn !== undefined ? { labelColumn: column(labelColumn) } : {}) });
-  const seed = int(o.seed, '--seed');
-  const split = stratifiedSplit(table.y, {
-    testFraction: num(o.testFraction ?? '0.25', '--test-fraction'),
-    ...(o.labelsPerClass ? { perClass: int(o.labelsPerClass, '--labels-per-class') } : {}),
-    seed,
-  });
-  const train = subsetTable(table, split.train), test = subsetTable(table, split.test);
-  const out = o.out ?? 'graft-text-classifier';
-  const say = (s: string) => { if (!o.json && process.stderr.isTTY) process.stderr.write(s + '\n'); };
-  const warn = (msg: string) => process.stderr.write(msg + '\n');
-  const t0 = Date.now();
-  const r = await trainTextAuto(m, train.texts, train.y, {
-    classes: table.classes.length, pooling, maxLength, seed, lr: num(o.lr, '--lr'), warn,
-    ...(o['folds'] !== undefined ? { folds: int(String(o['folds']), '--folds') } : {}),
-    ...(budget !== undefined ? { budgetMinutes: budget } : {}),
-    ...(o.cache ? { cache: openCache(o.cache) } : {}),
-    onCandidate: (c) => say(`candidate ${candidateLine(c)}`),
-  });
-  const metrics: Metrics | undefined = test.texts.length ? await scoreTextClassifier(r.classifier, m, test.texts, test.y, table.classes, maxLength) : undefined;
-  saveTextClassifier(r.classifier, out, { from: o.model, labels: table.classes, settings: { maxLength, pooling, mode: r.mode } });
-  const report = { mode: 'auto', chosen: r.mode, model: o.model, data: o.data, classes: table.classes, train: train.texts.length, test: metrics, maxLength, pooling, auto: r.selection, seconds: (Date.now() - t0) / 1000 };
-  writeAutoReport(out, r.selection, report, metrics, 'test', o.model);
-  if (o.json) {
-    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-    return;
-  }
-  process.stdout.write([
-    ...selectionLines(r.selection),
-    ...(metrics ? [formatMetrics(metrics, 'test').trimEnd()] : []),
-    `saved ${out}/model.onnx with its tokenizer and labels.json (mode ${r.mode}); report: ${join(out, 'report.html')} and ${join(out, 'report.json')}`,
-  ].join('\n') + '\n');
+export function trainAutoCommand(): Command {
+  const cmd = new Command('auto')
+    .description('compare methods on folds of the training split and keep the best (image folders and IDX: frozen-feature head vs fine-tuned top blocks; text with --text-column: features, TF-IDF, LP-FT, SetFit); saves model.onnx, labels.json, report.html, report.json');
+  textDataFlags(cmd);
+  cmd.options.find((opt) => opt.long === '--model')!.description = 'pretrained model: an image model (.onnx, .tflite, TF.js model.json, folder) or, with --text-column, an encoder model folder';
+  cmd.options.find((opt) => opt.long === '--data')!.description = 'an image folder (one subfolder per class), IDX images, or with --text-column a CSV/TSV/JSONL file';
+  cmd.options.find((opt) => opt.long === '--out')!.description = 'folder to write (default graft-classifier; text: graft-text-classifier)';
+  cmd.options.find((opt) => opt.long === '--test-fraction')!.description = 'fraction of each class held out for testing (default 0.2; text 0.25)';
+  imageDataFlags(cmd)
+    .option('--budget <minutes>', 'minutes for the search; no new candidate starts once spent (the frozen-feature head always runs)')
+    .option('--folds <k>', 'folds of the training split (default 5, fewer when a class has fewer examples)')
+    .option('--node <name>', 'images: value the frozen-feature candidate cuts the model at (default: the input of its final classifier)')
+    .addOption(new Option('--pooling <kind>', 'text: how token states become one vector').choices(['mean', 'cls']).default(TEXT_TRAIN_DEFAULTS.shared.pooling));
+  imageFitFlags(cmd);
+  cmd.options.find((opt) => opt.long === '--lr')!.description = `learning rate (images: of the fine-tuned candidate, default 1e-3; text: of LP-FT, default ${TEXT_TRAIN_DEFAULTS.auto.lr})`;
+  cmd.addHelpText('after', `\nThe other fine-tuning flags configure the fine-tuned image candidate (${IMAGE_ONLY.slice(0, 4).map(flagOf).join(', ')}, …).\n` +
+    'Examples:\n  graft train auto --model mobilenet_v2.tflite --data photos/ --labels-per-class 20 --out photos-clf\n' +
+    '  graft train auto --model bert-mini --data reviews.csv --text-column review --out reviews\n')
+    .action((o: AutoFlags, c: Command) => runAuto(o, c));
+  return cmd;
 }

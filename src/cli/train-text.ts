@@ -1,195 +1,128 @@
 /**
- * `graft train --text-column …`: text classification with an encoder model folder (Hugging Face
- * layout: config.json, tokenizer.json, onnx/model.onnx) on a CSV/JSONL file. Modes: features
- * (pooled frozen features + logistic head, cached), finetune (linear probe, then fine-tune the
- * encoder — all of it, the layers matching --trainable, or LoRA adapters with --lora-rank),
- * setfit (contrastive pairs, then a logistic head) and prompt (a cloze --template scored by the
- * pretrained masked-LM head at one --label-words word per class; zero-shot with --epochs 0, else the
- * whole graph fine-tuned). Saves a text classifier folder for `graft predict`.
+ * `graft train text`: a text classifier on an encoder model folder (Hugging Face layout:
+ * config.json, tokenizer.json, onnx/model.onnx) from a CSV/TSV/JSONL file: a logistic head on the
+ * pooled frozen features, or with --finetune the encoder fine-tuned (all of it, the layers matching
+ * --trainable, or LoRA adapters with --lora-rank). One call into trainTextClassifier
+ * (src/text/train-text.ts). Also the text flags and the run/summary that `graft train setfit`,
+ * `graft train prompt` and `graft train auto` share.
  */
-import cliProgress from 'cli-progress';
-import { Option, type Command } from 'commander';
-import { column, int, num } from './parse.js';
-import type { TrainFlags } from './train.js';
-import { readTextTable, subsetTable, loadSpamAssassin } from '../data/text-table.js';
-import { stratifiedSplit } from '../data/splits.js';
-import { openCache } from '../features/cache.js';
-import { classificationMetrics, formatMetrics } from '../eval/metrics.js';
-import { loadModelFolderSync } from '../text/model-folder.js';
-import { addPooling, addClassifierHead, withProbabilities, type Pooling } from '../text/encoder.js';
-import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba, argmaxF, type FinetuneMode } from '../text/classify.js';
-import { trainSetFit } from '../text/setfit.js';
-import { saveTextClassifier, savePromptClassifier } from '../text/saved.js';
-import { int8PostStep } from './export.js';
-import { promptClassifier, finetunePrompt, predictPromptProba, parseTemplate, labelWordIds, encodePrompts, DEFAULT_TEMPLATE, type PromptSpec } from '../text/prompt.js';
-import type { TextTokenizer } from '../text/tokenizer.js';
+import { Command, Option } from 'commander';
+import { formatMetrics } from '../eval/metrics.js';
+import { trainTextClassifier, TEXT_TRAIN_DEFAULTS, type TextMethod, type TrainTextOptions, type TrainTextResult } from '../text/train-text.js';
 import { GraftError } from '../util/errors.js';
+import { int8PostStep } from './export.js';
+import { column, num } from './parse.js';
+import { commonTrainFlags, splitOf, positiveInt, givenFlags, progressBar, printSummary, type CommonTrainFlags } from './train-common.js';
 
-/** Text-mode defaults that differ from the image ones (used when the flag was not given). */
-const TEXT_DEFAULTS: Record<string, string> = { lr: '1e-4', epochs: '10', batchSize: '16', testFraction: '0.25' };
-/** --mode setfit: --epochs counts passes over SetFit's pair budget (SetFit's num_epochs, 1), --batch-size pairs per step (16). */
-const SETFIT_DEFAULTS: Record<string, string> = { ...TEXT_DEFAULTS, epochs: '1' };
-/** --mode prompt: lr 3e-5 (the recipe chosen on the review snippets' validation split, src/text/prompt.ts). */
-const PROMPT_DEFAULTS: Record<string, string> = { ...TEXT_DEFAULTS, lr: '3e-5' };
+const D = TEXT_TRAIN_DEFAULTS;
 
-export async function textCommand(o: TrainFlags) {
-  const textColumn = o['textColumn'] as string;
-  // No default here: readTextTable uses 'label' for files with a header and guesses it for headerless ones.
-  const labelColumn = o['labelColumn'] as string | undefined;
-  const pooling = (o['pooling'] as Pooling | undefined) ?? 'mean';
-  const mode = o.mode === 'finetune' || o.mode === 'features' || o.mode === 'setfit' || o.mode === 'prompt' ? o.mode : 'features';
-  const m = loadModelFolderSync(o.model);
-  const maxLength = o['maxLength'] ? int(o['maxLength'] as string, '--max-length') : Math.min(128, m.tokenizer.modelMaxLength);
-  if (m.maxPositions && maxLength > m.maxPositions) throw new GraftError(`--max-length ${maxLength} exceeds the model's ${m.maxPositions} positions`);
-  // `--data spam-assassin`: the SpamAssassin corpus from the npm package (ham vs spam).
-  const table = o.data === 'spam-assassin' ? loadSpamAssassin() : readTextTable(o.data, { textColumn: column(textColumn), ...(labelColumn !== undefined ? { labelColumn: column(labelColumn) } : {}) });
-  const seed = int(o.seed, '--seed');
-  const split = stratifiedSplit(table.y, {
-    testFraction: num(o.testFraction ?? TEXT_DEFAULTS['testFraction']!, '--test-fraction'),
-    ...(o.labelsPerClass ? { perClass: int(o.labelsPerClass, '--labels-per-class') } : {}),
-    seed,
+/** The flags of every text subcommand. */
+export interface TextDataFlags extends CommonTrainFlags {
+  textColumn?: string; labelColumn?: string; maxLength?: string;
+}
+
+/** --model/--data/--out/split flags and the text table's columns (text, setfit, prompt). */
+export function textDataFlags(cmd: Command): Command {
+  commonTrainFlags(cmd, {
+    model: 'an encoder model folder (config.json, tokenizer.json, onnx/model.onnx), e.g. a BERT',
+    data: 'a CSV/TSV/JSONL file (optionally .gz) with a text and a label column, or spam-assassin (the built-in SpamAssassin corpus)',
+    out: `folder to write (default ${D.shared.out})`,
+    testFraction: D.shared.testFraction,
   });
-  const train = subsetTable(table, split.train);
-  const test = subsetTable(table, split.test);
-  const out = o.out ?? 'graft-text-classifier';
-  const source = table.source;
-  const warn = (msg: string) => process.stderr.write(msg + '\n');
-  const bar = o.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: '{task} |{bar}| {value}/{total} {unit}', stream: process.stderr }, cliProgress.Presets.shades_classic);
-  const progress = (task: string, unit: string) => {
-    let started = false;
-    return (done: number, total: number) => {
+  return cmd
+    .option('--text-column <name>', 'the column (CSV header name, 0-based index for headerless files, or JSONL field) holding the text')
+    .option('--label-column <name>', 'the column holding the label (default: label, or guessed for headerless files)')
+    .option('--max-length <n>', 'longest input in tokens (longer texts are truncated with a warning; default min(128, the model\'s))');
+}
+
+/** Options every text method reads, from the flags. */
+export function textDataOptions(o: TextDataFlags): TrainTextOptions {
+  if (o.textColumn === undefined && o.data !== 'spam-assassin') throw new GraftError(`--text-column is needed: the column of ${o.data} that holds the text`);
+  return {
+    ...splitOf(o),
+    ...(o.textColumn !== undefined ? { textColumn: column(o.textColumn) } : {}),
+    ...(o.labelColumn !== undefined ? { labelColumn: column(o.labelColumn) } : {}),
+    ...(o.maxLength !== undefined ? { maxLength: positiveInt(o.maxLength, '--max-length') } : {}),
+    ...(o.out !== undefined ? { out: o.out } : {}),
+  };
+}
+
+/** Train with `method`, showing progress on stderr, then print the summary (after the run) and the int8 copy. */
+export async function runTextTraining(o: TextDataFlags & { int8?: boolean }, method: TextMethod, opts: TrainTextOptions, describe: (r: TrainTextResult) => string[]): Promise<void> {
+  const bar = progressBar(o.json, '{task} |{bar}| {value}/{total} {unit}');
+  let task = '';
+  const r = await trainTextClassifier(o.model, o.data, {
+    ...opts,
+    method,
+    warn: (m) => process.stderr.write(m + '\n'),
+    onProgress: (p) => {
       if (!bar) return;
-      if (!started) { bar.start(total, 0, { task, unit }); started = true; }
-      bar.update(done);
-      if (done >= total) { bar.stop(); started = false; }
-    };
-  };
-  const t0 = Date.now();
-  let classifier;
-  const report: Record<string, unknown> = { mode, model: o.model, data: o.data, classes: table.classes, train: train.texts.length, test: test.texts.length, maxLength, pooling };
-  if (mode === 'prompt') {
-    // Check the template, the label words and the numbers before any work.
-    if (o['loraRank'] !== undefined) throw new GraftError('--lora-rank does not apply to --mode prompt (it fine-tunes the whole encoder and masked-LM head)');
-    if (o.cache !== undefined) throw new GraftError('--cache does not apply to --mode prompt (it caches no features)');
-    if (o.trainable !== undefined && o.trainable !== 'all') throw new GraftError('--trainable does not apply to --mode prompt (it fine-tunes the whole encoder and masked-LM head)');
-    const spec = promptSpec(o, m.tokenizer, table.classes, maxLength);
-    const epochs = int(o.epochs, '--epochs'), batchSize = int(o.batchSize, '--batch-size');
-    if (epochs < 0) throw new GraftError(`--epochs must be 0 (zero-shot) or more, got ${epochs}`);
-    if (batchSize < 1) throw new GraftError(`--batch-size must be at least 1, got ${batchSize}`);
-    delete report['pooling'];
-    const tuned = epochs === 0
-      ? undefined
-      : await finetunePrompt(m, train.texts, train.y, {
-        ...spec, maxLength, seed, source, rows: train.rows, warn, epochs, minSteps: 0, batchSize, lr: num(o.lr, '--lr'), weightDecay: num(o.weightDecay, '--weight-decay'),
-        ...(o.clipNorm !== undefined ? { clipNorm: num(o.clipNorm, '--clip-norm') } : {}),
-        onStep: (s) => progress('fine-tune', 'steps')(s.step, s.steps),
-      });
-    const c = tuned ?? promptClassifier(m, spec);
-    Object.assign(report, { template: c.template.template, labelWords: c.labelWords, epochs, steps: tuned?.steps ?? 0, ...(tuned ? { finalLoss: tuned.losses.at(-1) } : {}) });
-    const P = await predictPromptProba(c, m.tokenizer, test.texts, { maxLength, source, rows: test.rows, warn });
-    const words = c.labelWords.map((w, k) => `${w} → ${table.classes[k]}`).join(', ');
-    return finishText(o, report, P, test.y, table.classes, t0, () => savePromptClassifier(c, out, { from: o.model, labels: table.classes, maxLength }),
-      `text prompt (${epochs === 0 ? 'zero-shot' : `${report['steps']} fine-tuning steps`}): ${train.texts.length} training texts, ${test.texts.length} test texts, max length ${maxLength}, template ${JSON.stringify(c.template.template)}, label words ${words}`, out);
-  }
-  const extractor = new TextFeatureExtractor(m, pooling);
-  const feat = (t: typeof train, task: string) =>
-    extractor.extract(t.texts, { maxLength, source, rows: t.rows, warn, ...(o.cache ? { cache: openCache(o.cache) } : {}), onProgress: (p) => progress(task, 'texts')(p.done, p.total) });
-  if (mode === 'setfit') {
-    // --epochs: passes over SetFit's pair budget (20 iterations · 2 pairs per text; default 1); --batch-size: pairs per step.
-    const epochs = int(o.epochs, '--epochs'), pairsPerStep = int(o.batchSize, '--batch-size');
-    if (epochs < 1) throw new GraftError(`--epochs must be at least 1, got ${epochs}`);
-    if (pairsPerStep < 1) throw new GraftError(`--batch-size must be at least 1, got ${pairsPerStep}`);
-    const r = await trainSetFit(m, train.texts, train.y, { pooling, maxLength, seed, epochs, pairsPerStep, lr: num(o.lr, '--lr'), source, rows: train.rows, warn, onStep: (s) => progress('contrastive', 'steps')(s.step, s.steps) });
-    classifier = addClassifierHead(addPooling(r.encoder, pooling), gemmFromLogistic(r.head), { probabilities: true });
-    await r.extractor.release();
-    Object.assign(report, { epochs, pairsPerStep, steps: r.steps, pairBatchTexts: r.maxBatchTexts });
-  } else {
-    const F = await feat(train, 'features');
-    const head = await fitTextHead(F, train.y, seed);
-    report['probe'] = { l2: head.l2 };
-    if (mode === 'features') {
-      classifier = addClassifierHead(extractor.graph, gemmFromLogistic(head), { probabilities: true });
-    } else {
-      const loraRank = o['loraRank'] ? int(o['loraRank'] as string, '--lora-rank') : undefined;
-      const ftMode: FinetuneMode = loraRank ? 'lora' : o.trainable !== 'all' ? 'top' : 'full';
-      const init = (o['init'] as string | undefined) ?? 'probe';
-      const r = await finetuneText(m, train.texts, train.y, {
-        mode: ftMode, pooling, maxLength, classes: table.classes.length, seed, source, rows: train.rows, warn,
-        ...(init === 'probe' ? { head } : {}),
-        ...(ftMode === 'top' ? { trainable: o.trainable } : {}),
-        ...(loraRank ? { loraRank, lr: num(o.lr, '--lr') * 5 } : { lr: num(o.lr, '--lr') }),
-        epochs: int(o.epochs, '--epochs'), batchSize: int(o.batchSize, '--batch-size'), weightDecay: num(o.weightDecay, '--weight-decay'),
-        onStep: (s) => progress('fine-tune', 'steps')(s.step, s.steps),
-      });
-      classifier = withProbabilities(r.graph);
-      Object.assign(report, { finetune: ftMode, init, steps: r.steps, finalLoss: r.losses[r.losses.length - 1] });
-    }
-  }
-  await extractor.release();
-  const P = await predictTextProba(classifier, m.tokenizer, test.texts, { maxLength, source, rows: test.rows, warn });
-  const saved = classifier;
-  finishText(o, report, P, test.y, table.classes, t0, () => saveTextClassifier(saved, out, { from: o.model, labels: table.classes, settings: { maxLength, pooling, mode } }),
-    `text ${mode}: ${train.texts.length} training texts, ${test.texts.length} test texts, max length ${maxLength}, ${pooling} pooling`, out);
-  // --int8: the saved folder quantized too, calibrated on the training texts, into OUT-int8
-  if (o['int8']) await int8PostStep(out, { texts: train.texts }, !!o.json);
-}
-
-/** Test metrics into the report, save, then print the report (--json) or a summary. */
-function finishText(o: TrainFlags, report: Record<string, unknown>, P: Float32Array[], y: readonly number[], classes: string[], t0: number, save: () => void, summary: string, out: string): void {
-  const metrics = classificationMetrics([...y], argmaxF(P), classes);
-  report['test'] = metrics;
-  report['seconds'] = (Date.now() - t0) / 1000;
-  save();
-  if (o.json) {
-    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-    return;
-  }
-  process.stdout.write(`${summary}\n` + formatMetrics(metrics, 'test') + `saved ${out}/model.onnx with its tokenizer and labels.json\n`);
-}
-
-/** --mode prompt: the template and one label word per class (class k ↔ word k, classes in the table's order), checked against the tokenizer. */
-function promptSpec(o: TrainFlags, tokenizer: TextTokenizer, classes: readonly string[], maxLength: number): PromptSpec {
-  const order = `the order of the class names (numeric labels ascending, others alphabetical): ${classes.join(', ')}`;
-  const raw = o['labelWords'] as string | undefined;
-  if (raw === undefined) throw new GraftError(`--mode prompt needs --label-words: one word per class, in ${order}`, 'e.g. --label-words bad,good');
-  const words = raw.split(',').map((w) => w.trim());
-  if (words.some((w) => !w)) throw new GraftError(`--label-words "${raw}" holds an empty word`);
-  if (words.length !== classes.length)
-    throw new GraftError(`--label-words gives ${words.length} word${words.length === 1 ? '' : 's'} (${words.join(', ')}) for ${classes.length} classes: give one per class, in ${order}`);
-  const template = (o['template'] as string | undefined) ?? DEFAULT_TEMPLATE;
-  const flagged = <T>(flag: string, f: () => T): T => {
-    try {
-      return f();
-    } catch (e) {
-      if (e instanceof GraftError) throw new GraftError(`${flag}: ${e.message}`, e.hint);
-      throw e;
-    }
-  };
-  // the template must leave room for text at --max-length (encoding an empty text checks it)
-  flagged('--template', () => encodePrompts(tokenizer, [''], parseTemplate(tokenizer, template), { maxLength }));
-  flagged('--label-words', () => labelWordIds(tokenizer, words));
-  return { template, labelWords: words };
-}
-
-/** Flags only text classification reads; text defaults for shared flags left unset. */
-export function textOptions(cmd: Command): Command {
-  cmd
-    .option('--text-column <name>', 'text classification: the column (CSV header name, 0-based index for headerless files, or JSONL field) holding the text')
-    .option('--label-column <name>', 'text classification: the column holding the label (default: label, or guessed for headerless files)')
-    .addOption(new Option('--pooling <kind>', 'text: how token states become one vector').choices(['mean', 'cls']).default('mean'))
-    .option('--max-length <n>', 'text: longest input in tokens (longer texts are truncated with a warning; default min(128, the model\'s))')
-    .option('--lora-rank <r>', 'text finetune: train LoRA adapters of this rank on the attention and feed-forward matrices instead of the weights (at 5× --lr, alpha = 2·rank)')
-    .addOption(new Option('--init <head>', 'text finetune: start the head from the fitted logistic probe (linear probe, then fine-tune) or at random').choices(['probe', 'random']).default('probe'))
-    .option('--template <text>', `text --mode prompt: cloze template holding {text} and the tokenizer's mask token once each (default "${DEFAULT_TEMPLATE}")`)
-    .option('--label-words <list>', 'text --mode prompt: comma-separated label words, one per class in the order of the class names (numeric labels ascending, others alphabetical), each one token of the vocabulary');
-  cmd.hook('preAction', (c) => {
-    if (c.getOptionValue('textColumn') === undefined) return;
-    const mode = c.getOptionValue('mode');
-    // Flags with defaults that --mode prompt does not read: refuse them only when given on the command line.
-    const unread = mode === 'prompt' ? ['pooling', 'init'].filter((k) => c.getOptionValueSource(k) === 'cli') : [];
-    if (unread.length) throw new GraftError(`${unread.map((k) => `--${k}`).join(', ')} ${unread.length > 1 ? 'do' : 'does'} not apply to --mode prompt (it reads the [MASK] position with the masked-LM head, no pooling and no new head)`);
-    for (const [k, v] of Object.entries(mode === 'setfit' ? SETFIT_DEFAULTS : mode === 'prompt' ? PROMPT_DEFAULTS : TEXT_DEFAULTS))
-      if (c.getOptionValueSource(k) === 'default' || c.getOptionValue(k) === undefined) c.setOptionValue(k, v);
+      if (p.task !== task) { bar.stop(); bar.start(p.total, 0, { task: p.task, unit: p.unit }); task = p.task; }
+      bar.update(p.done);
+      if (p.done >= p.total) { bar.stop(); task = ''; }
+    },
+    ...(method === 'auto' && !o.json && process.stderr.isTTY ? { onCandidate: (c) => process.stderr.write(`candidate ${c.method}: ${c.mean !== undefined ? `mean fold accuracy ${c.mean.toFixed(4)}` : `skipped: ${c.skipped}`}\n`) } : {}),
   });
+  bar?.stop();
+  // --int8: the saved folder quantized too, calibrated on the training texts, into OUT-int8
+  const int8 = o.int8 ? await int8PostStep(r.report.out, { texts: r.trainTexts }, true) : undefined;
+  const t = r.report;
+  printSummary(o.json, int8 ? { ...t, int8 } : t, [
+    ...describe(r),
+    ...(t.test ? [formatMetrics(t.test, 'test').trimEnd()] : []),
+    `saved ${t.out}/model.onnx with its tokenizer and labels.json` + (t.files.length > 2 ? `; report: ${t.out}/report.html and ${t.out}/report.json` : ''),
+    ...(int8 ? [`int8: saved ${int8.path} (${int8.bytes.ratio.toFixed(2)}× smaller; ${int8.method} calibration on ${int8.calibrationExamples} training examples)`] : []),
+  ]);
+}
+
+interface TextFlags extends TextDataFlags {
+  pooling: 'mean' | 'cls'; cache?: string; int8?: boolean;
+  finetune?: boolean; loraRank?: string; trainable?: string; init: 'probe' | 'random';
+  epochs: string; batchSize: string; lr: string; weightDecay: string; clipNorm?: string;
+}
+
+const FINETUNE_KEYS = ['loraRank', 'trainable', 'init', 'epochs', 'batchSize', 'lr', 'weightDecay', 'clipNorm'] as const;
+
+async function trainText(o: TextFlags, cmd: Command): Promise<void> {
+  const tuneOnly = givenFlags(cmd, FINETUNE_KEYS);
+  if (!o.finetune && tuneOnly.length) throw new GraftError(`${tuneOnly.join(', ')} ${tuneOnly.length > 1 ? 'configure' : 'configures'} fine-tuning: add --finetune (without it a logistic head is fitted on the frozen features)`);
+  const method = o.finetune ? 'finetune' : 'features';
+  const opts: TrainTextOptions = {
+    ...textDataOptions(o),
+    pooling: o.pooling,
+    ...(o.cache ? { cacheDir: o.cache } : {}),
+    ...(o.finetune
+      ? {
+          init: o.init, epochs: positiveInt(o.epochs, '--epochs'), batchSize: positiveInt(o.batchSize, '--batch-size'), lr: num(o.lr, '--lr'), weightDecay: num(o.weightDecay, '--weight-decay'),
+          ...(o.clipNorm !== undefined ? { clipNorm: num(o.clipNorm, '--clip-norm') } : {}),
+          ...(o.loraRank !== undefined ? { loraRank: positiveInt(o.loraRank, '--lora-rank') } : {}),
+          ...(o.trainable !== undefined ? { trainable: o.trainable } : {}),
+        }
+      : {}),
+  };
+  await runTextTraining(o, method, opts, ({ report: t }) => [
+    `text ${method}${t['finetune'] ? ` (${String(t['finetune'])})` : ''}: ${t.train} training texts, ${t.test?.n ?? 0} test texts, max length ${t.maxLength}, ${t.pooling} pooling`,
+  ]);
+}
+
+export function trainTextCommand(): Command {
+  const cmd = new Command('text')
+    .description('train a text classifier on an encoder model folder: a logistic head on the frozen features, or --finetune the encoder; saves model.onnx, the tokenizer, labels.json, report.html, report.json');
+  textDataFlags(cmd)
+    .addOption(new Option('--pooling <kind>', 'how token states become one vector').choices(['mean', 'cls']).default(D.shared.pooling))
+    .option('--cache <dir>', 'feature cache folder (a second run over the same texts computes nothing)')
+    .option('--finetune', 'fine-tune the encoder: a linear probe first, then the encoder and head train together')
+    .option('--lora-rank <r>', '--finetune: LoRA adapters of this rank on the attention and feed-forward matrices instead of the weights (at 5× --lr, alpha = 2·rank)')
+    .option('--trainable <regex>', '--finetune: train only the parameters matching this pattern (and the head)')
+    .addOption(new Option('--init <head>', '--finetune: start the head from the fitted logistic probe or at random').choices(['probe', 'random']).default(D.finetune.init))
+    .option('--epochs <n>', '--finetune: passes over the training texts', String(D.finetune.epochs))
+    .option('--batch-size <n>', '--finetune: texts per step', String(D.finetune.batchSize))
+    .option('--lr <x>', '--finetune: peak learning rate (linear warmup and decay)', String(D.finetune.lr))
+    .option('--weight-decay <x>', '--finetune: AdamW weight decay', String(D.shared.weightDecay))
+    .option('--clip-norm <x>', '--finetune: clip the global gradient norm')
+    .option('--int8', 'also write an int8 (QDQ) copy of the saved folder to OUT-int8, calibrated on 200 training texts')
+    .addHelpText('after', '\nExamples:\n  graft train text --model bert-mini --data reviews.csv --text-column review --label-column sentiment --out reviews\n' +
+      '  graft train text --model bert-mini --data reviews.csv --text-column review --finetune --lora-rank 4 --epochs 3 --out reviews-lora\n')
+    .action((o: TextFlags, c: Command) => trainText(o, c));
   return cmd;
 }

@@ -1,62 +1,88 @@
 /**
- * `graft train`: one command, one file per mode (train-finetune.ts, train-features.ts); this file
- * holds the flags they share and picks the mode.
+ * `graft train`: a group of subcommands, one per way to make a classifier, each in its own file with
+ * its own typed flags and help, each one call into the library:
+ *   images    fine-tune an image network (CSV pixel rows, image folder, IDX)      train-images.ts
+ *   features  a head on the frozen image backbone's features                       train-features.ts
+ *   text      a text classifier: head on frozen features, or --finetune          train-text.ts
+ *   setfit    SetFit text classification (few labels)                             train-setfit.ts
+ *   prompt    cloze-prompt text classification (zero-shot or fine-tuned)          train-prompt.ts
+ *   auto      compare methods on folds and keep the best (images or text)        train-auto.ts
+ * The old one-command form (`graft train [--mode M] [--text-column C] …`) is mapped onto these by
+ * `legacyTrainArgv` before parsing, with a note on stderr naming the new form.
  */
-import type { TrainableSpec } from '../train/training-graph.js';
+import { Command } from 'commander';
+import { isImageData } from '../finetune/train-images.js';
 import { GraftError } from '../util/errors.js';
-import { finetuneCommand } from './train-finetune.js';
-import { featuresCommand } from './train-features.js';
-import { textCommand } from './train-text.js';
-import { autoCommand } from './train-auto.js';
+import { explainUnknownFlags } from './train-common.js';
+import { trainImagesCommand } from './train-images.js';
+import { trainFeaturesCommand } from './train-features.js';
+import { trainTextCommand } from './train-text.js';
+import { trainSetFitCommand } from './train-setfit.js';
+import { trainPromptCommand } from './train-prompt.js';
+import { trainAutoCommand } from './train-auto.js';
 
-export interface TrainFlags {
-  model: string; data: string; mode: string; out?: string; labelsData?: string; cache?: string; node?: string; valFraction: string; maxPerClass?: string; epochs: string; batchSize: string; lr: string; optimizer: 'adamw' | 'sgd';
-  momentum: string; weightDecay: string; clipNorm?: string; labelSmoothing: string; trainable: string; labelsPerClass?: string;
-  testFraction?: string; preprocess: 'mnist' | 'stretch'; pixelMax: string; seed: string; json?: boolean;
-  /** Flags added by a mode's own file. */
-  [flag: string]: unknown;
+export const TRAIN_SUBCOMMANDS = ['images', 'features', 'text', 'setfit', 'prompt', 'auto'] as const;
+
+export function trainCommand(): Command {
+  const train = new Command('train')
+    .description('train a classifier on a labelled dataset and save it (model.onnx, labels.json, report.html, report.json): graft train images|features|text|setfit|prompt|auto')
+    .addCommand(trainImagesCommand())
+    .addCommand(trainFeaturesCommand())
+    .addCommand(trainTextCommand())
+    .addCommand(trainSetFitCommand())
+    .addCommand(trainPromptCommand())
+    .addCommand(trainAutoCommand())
+    .addHelpText('after', '\nThe old form `graft train --mode auto|finetune|features|setfit|prompt [--text-column C] …` still works: it runs the subcommand above that does the same.\n');
+  explainUnknownFlags(train);
+  return train;
 }
 
-export function parseTrainable(s: string): TrainableSpec {
-  if (s === 'all') return 'all';
-  if (s.startsWith('after:')) return { after: s.slice(6) };
-  return { pattern: s };
-}
+/** Options of `graft` itself that take a value (they may stand before `train`). */
+const GLOBAL_WITH_VALUE = new Set(['--threads', '--device']);
 
-/** Flags (without defaults) only image/CSV `--mode finetune` reads: given to another mode they would be silently ignored. */
-const FINETUNE_ONLY: [key: string, flag: string][] = [
-  ['schedule', '--schedule'], ['warmup', '--warmup'], ['lrFind', '--lr-find'], ['earlyStopping', '--early-stopping'],
-  ['classWeights', '--class-weights'], ['lrDecay', '--lr-decay'], ['layerGroups', '--layer-groups'], ['unfreezeEvery', '--unfreeze-every'],
-  ['checkpointDir', '--checkpoint-dir'], ['resume', '--resume'], ['keepCheckpoints', '--keep-checkpoints'], ['newHead', '--new-head/--no-new-head'],
-  ['cut', '--cut'], ['topBlocks', '--top-blocks'], ['full', '--full'], ['augment', '--augment'], ['views', '--views'],
-  ['loraAlpha', '--lora-alpha'], ['loraMatch', '--lora-match'], ['untie', '--untie'],
-];
-
-function rejectFinetuneFlags(o: TrainFlags, mode: string, alsoLora: boolean): void {
-  const given = [...FINETUNE_ONLY, ...(alsoLora ? [['loraRank', '--lora-rank'] as [string, string]] : [])].filter(([k]) => o[k] !== undefined).map(([, f]) => f);
-  if (given.length) throw new GraftError(`${given.join(', ')} ${given.length > 1 ? 'apply' : 'applies'} to image fine-tuning (--mode finetune), not to ${mode}`);
-}
-
-/** Flags only text `--mode prompt` reads (src/cli/train-text.ts). */
-const PROMPT_ONLY: [key: string, flag: string][] = [['template', '--template'], ['labelWords', '--label-words']];
-
-export async function trainCommand(o: TrainFlags) {
-  const autoFlags = [['budget', '--budget'], ['folds', '--folds']].filter(([k]) => o[k!] !== undefined).map(([, f]) => f);
-  if (o.mode !== 'auto' && autoFlags.length) throw new GraftError(`${autoFlags.join(', ')} ${autoFlags.length > 1 ? 'apply' : 'applies'} to --mode auto (the default), not to --mode ${o.mode}`);
-  const promptFlags = PROMPT_ONLY.filter(([k]) => o[k] !== undefined).map(([, f]) => f);
-  if (o.mode !== 'prompt' && promptFlags.length)
-    throw new GraftError(`${promptFlags.join(', ')} ${promptFlags.length > 1 ? 'apply' : 'applies'} to text prompt classification (--mode prompt), not to --mode ${o.mode}`);
-  if (o.mode === 'prompt' && o['textColumn'] === undefined) throw new GraftError('--mode prompt is for text classification: give --text-column');
-  if (o['textColumn'] !== undefined) {
-    rejectFinetuneFlags(o, 'text classification', false);
-    return o.mode === 'auto' ? autoCommand(o) : textCommand(o);
+function valueOf(args: readonly string[], flag: string): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === flag) return args[i + 1];
+    if (args[i]!.startsWith(flag + '=')) return args[i]!.slice(flag.length + 1);
   }
-  // --mode auto on images: the finetune flags configure its fine-tuned candidate
-  if (o.mode === 'auto') return autoCommand(o);
-  if (o.mode === 'setfit') throw new GraftError('--mode setfit is for text classification: give --text-column');
-  if (o.mode === 'features') {
-    rejectFinetuneFlags(o, '--mode features', true);
-    return featuresCommand(o);
+  return undefined;
+}
+
+/**
+ * The old one-command form mapped onto a subcommand: `graft train --mode finetune …` becomes
+ * `graft train images …` (text: `graft train text --finetune …`), `--mode features` becomes
+ * `features` (text: `text`), setfit and prompt their own subcommands, and the default auto becomes
+ * `auto` (a CSV of pixel rows: `images`, as it did). Returns argv unchanged when it is not that form.
+ */
+export function legacyTrainArgv(argv: readonly string[], note: (s: string) => void = (s) => process.stderr.write(s + '\n')): string[] {
+  let i = 2;
+  while (i < argv.length && argv[i]!.startsWith('-')) i += GLOBAL_WITH_VALUE.has(argv[i]!) ? 2 : 1;
+  if (argv[i] !== 'train') return [...argv];
+  const rest = argv.slice(i + 1);
+  const first = rest[0];
+  if (first === undefined || !first.startsWith('-') || first === '--help' || first === '-h') return [...argv];
+  const mode = valueOf(rest, '--mode');
+  const given = mode !== undefined;
+  const args = rest.filter((a, k) => a !== '--mode' && rest[k - 1] !== '--mode' && !a.startsWith('--mode='));
+  const text = valueOf(rest, '--text-column') !== undefined;
+  const data = valueOf(rest, '--data') ?? '';
+  const images = isImageData(data, valueOf(rest, '--labels-data'));
+  const old = `graft train${given ? ` --mode ${mode}` : ''}${text ? ' --text-column …' : ''}`;
+  let sub: string[];
+  switch (mode ?? 'auto') {
+    case 'auto': sub = text || images ? ['auto'] : ['images']; break;
+    case 'finetune': sub = text ? ['text', '--finetune'] : ['images']; break;
+    case 'features': sub = text ? ['text'] : ['features']; break;
+    case 'setfit':
+    case 'prompt':
+      if (!text) throw new GraftError(`--mode ${mode} is for text classification: give --text-column`, `the new form: graft train ${mode} --model MODEL --data FILE --text-column COLUMN …`);
+      sub = [mode!];
+      break;
+    default:
+      throw new GraftError(`--mode ${mode}: graft train now takes a subcommand: graft train ${TRAIN_SUBCOMMANDS.join('|')}`, 'graft train --help describes each');
   }
-  return finetuneCommand(o);
+  // the old CSV fine-tuning default: one .onnx file
+  if (sub[0] === 'images' && !images && valueOf(rest, '--out') === undefined) args.push('--out', 'graft-model.onnx');
+  note(`graft: \`${old}\` is now \`graft train ${sub.join(' ')}\` (running that)`);
+  return [...argv.slice(0, i + 1), ...sub, ...args];
 }

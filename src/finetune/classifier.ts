@@ -20,6 +20,7 @@ import { findLr, type LrFindOptions, type LrFindResult } from '../train/lr-finde
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { withNewHead, outputClasses } from '../features/multi-task.js';
 import { GraftError } from '../util/errors.js';
+import { classificationMetrics, type Metrics } from '../eval/metrics.js';
 
 export interface FinetuneOptions extends FitOptions {
   labelsPerClass?: number;
@@ -46,6 +47,8 @@ export interface FinetuneReport {
   testExamples: number;
   zeroShotAccuracy: number;
   testAccuracy: number;
+  /** Test-split metrics (classes named by their label numbers). */
+  test: Metrics;
   validationExamples: number;
   valAccuracy?: number;
   finalLoss: number;
@@ -111,9 +114,11 @@ export async function finetuneImageCsv(modelPath: string, dataPath: string, o: F
   const validation = o.validation ?? val;
   const r = await fit(model, train, { ...o, ...(validation ? { validation } : {}) });
   const seconds = (performance.now() - t0) / 1000;
-  let testAccuracy: number;
+  let testAccuracy: number, metrics: Metrics;
   try {
-    testAccuracy = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, test.x), test.y);
+    const pred = await predictLabels(r.trainer, r.trainer.tg.model, test.x);
+    testAccuracy = accuracy(pred, test.y);
+    metrics = classificationMetrics(test.y, pred, Math.max(...train.y, ...test.y) + 1);
     const trained = r.trainer.toGraph();
     trained.metadata['graft.trained_on'] = dataPath;
     trained.metadata['graft.test_accuracy'] = testAccuracy.toFixed(4);
@@ -122,7 +127,7 @@ export async function finetuneImageCsv(modelPath: string, dataPath: string, o: F
     await r.trainer.release();
   }
   return {
-    trainExamples: train.x.length, testExamples: test.x.length, validationExamples: validation?.y.length ?? 0, zeroShotAccuracy, testAccuracy,
+    trainExamples: train.x.length, testExamples: test.x.length, validationExamples: validation?.y.length ?? 0, zeroShotAccuracy, testAccuracy, test: metrics,
     ...(r.valAccuracy !== undefined ? { valAccuracy: r.valAccuracy } : {}),
     finalLoss: r.losses[r.losses.length - 1] ?? NaN, steps: r.losses.length, epochs: r.epochs, resumedFrom: r.resumedFrom,
     ...(r.bestEpoch !== undefined ? { bestEpoch: r.bestEpoch } : {}), seconds, ...(o.out ? { out: o.out } : {}),
