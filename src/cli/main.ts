@@ -23,6 +23,7 @@ import { exportCommand } from './export.js';
 import { explainCommand } from './explain.js';
 import { workerCommand } from './worker.js';
 import { studioCommand } from './studio.js';
+import { serveCommand } from './serve.js';
 
 const program = new Command();
 program
@@ -224,6 +225,7 @@ program
 program.addCommand(explainCommand());
 program.addCommand(workerCommand());
 program.addCommand(studioCommand());
+program.addCommand(serveCommand());
 
 try {
   await program.parseAsync(legacyTrainArgv(process.argv));
