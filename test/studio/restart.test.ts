@@ -54,7 +54,7 @@ test('restart: SIGKILL mid-training, restart on the same data folder, the run is
     for (const name of ['trouser', 'sneaker']) {
       const c = (await api('POST', `/api/projects/${p.id}/classes`, { name })).body;
       const form = new FormData();
-      imgs[name]!.forEach((b, i) => form.append('files', new Blob([b], { type: 'image/png' }), `${name}${i}.png`));
+      imgs[name]!.forEach((b, i) => form.append('files', new Blob([new Uint8Array(b)], { type: 'image/png' }), `${name}${i}.png`));
       assert.equal((await api('POST', `/api/projects/${p.id}/classes/${c.id}/images`, form)).status, 201);
     }
     const epochs = 60;
