@@ -92,6 +92,13 @@ test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict
     const created = await json(s, 'POST', `/api/projects/${p.id}/runs`, { backbone: 'local:models/onnxjs-demo/mnist.onnx', method: 'features' });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const rid = created.body.id;
+    // one training at a time: a second run waits in the queue, visible there, and can be cancelled
+    const second = await json(s, 'POST', `/api/projects/${p.id}/runs`, { backbone: 'local:models/onnxjs-demo/mnist.onnx', method: 'features' });
+    assert.equal(second.body.status, 'queued');
+    assert.equal(second.body.queuePosition, 0);
+    assert.deepEqual((await json(s, 'GET', '/api/queue')).body, { running: [rid], queued: [second.body.id] });
+    assert.equal((await json(s, 'POST', `/api/runs/${second.body.id}/cancel`)).body.status, 'cancelled');
+    assert.equal((await json(s, 'POST', `/api/runs/${second.body.id}/cancel`)).status, 409);
     const events = await readEvents(`${address}/api/runs/${rid}/events`);
     assert.ok(events.some(([e]) => e === 'progress'), 'progress events were streamed');
     const last = events.at(-1)!;
