@@ -488,10 +488,11 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
     api.post<{ Params: { rid: string }; Querystring: { top: number } }>('/runs/:rid/predict', {
       schema: { params: ridParams, querystring: { type: 'object', properties: { top: { type: 'integer', minimum: 1, maximum: 1000, default: 5 } } } },
     }, async (req) => {
-      const m = await ensureServed(getRun(req.params.rid).id);
+      const run = getRun(req.params.rid);
+      const m = await ensureServed(run.id);
       const top = req.query.top;
       if (m.kind === 'image') {
-        const images = await readImages(req);
+        const images = await readImages(req, run.project_id);
         return { model: m.name, predictions: await m.predictImages(images, { top }) };
       }
       const texts = (req.body as { texts?: unknown } | undefined)?.texts;
@@ -499,12 +500,12 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       if (texts.length > 64) throw new HttpError(413, `${texts.length} texts, over the limit of 64 per request`);
       return { model: m.name, predictions: await m.predictTexts(texts as string[], { top }) };
     });
-    async function readImages(req: FastifyRequest): Promise<{ name: string; bytes: Uint8Array }[]> {
+    async function readImages(req: FastifyRequest, projectId: string): Promise<{ name: string; bytes: Uint8Array }[]> {
       if (!req.isMultipart()) {
         const b = req.body as { exampleId?: unknown } | undefined;
         if (b && typeof b.exampleId === 'string') {
           const e = db.example(b.exampleId);
-          if (!e?.sha256) throw notFound('example', b.exampleId);
+          if (!e?.sha256 || e.project_id !== projectId) throw notFound('example', b.exampleId);
           return [{ name: e.id, bytes: blobs.read(e.sha256) }];
         }
         throw new HttpError(415, 'send the image as multipart/form-data (or JSON {"exampleId": "…"})');
@@ -524,7 +525,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       const dir = classifierDir(runner.runDir(r.id));
       const project = getProject(r.project_id);
       if (project.kind === 'image') {
-        const [img] = await readImages(req);
+        const [img] = await readImages(req, r.project_id);
         const { explainImages } = await import('../explain/gradcam.js');
         let ex;
         try {
@@ -542,7 +543,11 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       }
       const b = req.body as { text?: unknown; exampleId?: unknown } | undefined;
       let text: string | undefined;
-      if (b && typeof b.exampleId === 'string') text = db.example(b.exampleId)?.text ?? undefined;
+      if (b && typeof b.exampleId === 'string') {
+        const e = db.example(b.exampleId);
+        if (!e || e.project_id !== r.project_id) throw notFound('example', b.exampleId);
+        text = e.text ?? undefined;
+      }
       else if (b && typeof b.text === 'string' && b.text.trim()) text = b.text.slice(0, 100_000);
       if (!text) throw new HttpError(400, 'text: send JSON {"text": "…"} or {"exampleId": "…"}');
       const { explainTexts } = await import('../explain/text.js');

@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { unzipSync } from 'fflate';
@@ -150,6 +150,33 @@ test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict
     const probs = out[pre.outputName]!.data as Float32Array;
     assert.ok(Math.abs(probs[2]! - top[0].probability) < 1e-4, `exported ONNX ${probs[2]} vs server ${top[0].probability}`);
     await session.release();
+  } finally {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('import a folder on the server: one class per subfolder, files decode-checked, the rest reported as skipped', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'graft-studio-folder-'));
+  const s = await createStudio({ dataDir: join(dir, 'data'), uiDir: null });
+  try {
+    const imgs = await fashionPngs({ 1: 'trouser', 7: 'sneaker' }, 3);
+    for (const name of ['trouser', 'sneaker']) {
+      mkdirSync(join(dir, 'photos', name), { recursive: true });
+      imgs[name]!.forEach((b, i) => writeFileSync(join(dir, 'photos', name, `${i}.png`), b));
+    }
+    writeFileSync(join(dir, 'photos', 'sneaker', 'broken.png'), Buffer.from('\x89PNG\r\n\x1a\n truncated'));
+    writeFileSync(join(dir, 'photos', 'sneaker', 'notes.txt'), 'three sneakers');
+    writeFileSync(join(dir, 'photos', 'stray.png'), imgs['trouser']![0]!);
+    const p = (await json(s, 'POST', '/api/projects', { name: 'Folder', kind: 'image' })).body;
+    assert.equal((await json(s, 'POST', `/api/projects/${p.id}/import/folder`, { path: 'photos' })).status, 400, 'relative paths are refused');
+    const r = await json(s, 'POST', `/api/projects/${p.id}/import/folder`, { path: join(dir, 'photos') });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.added, 6);
+    assert.deepEqual(r.body.classesCreated, ['sneaker', 'trouser']);
+    assert.deepEqual(r.body.skipped.map((x: { file: string }) => x.file).sort(), ['sneaker/broken.png', 'sneaker/notes.txt']);
+    const proj = (await json(s, 'GET', `/api/projects/${p.id}`)).body;
+    assert.deepEqual(proj.classes.map((c: { name: string; count: number }) => `${c.name}:${c.count}`), ['sneaker:3', 'trouser:3']);
   } finally {
     await s.close();
     rmSync(dir, { recursive: true, force: true });
