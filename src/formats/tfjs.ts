@@ -16,9 +16,13 @@
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
-import { Graph, type Dim } from '../graph/graph.js';
-import { A, Builder } from '../graph/builder.js';
-import { type Tensor, halfToFloat, numel, permuteData } from '../graph/tensor.js';
+import type { Graph, Dim } from '../graph/graph.js';
+import { A, type Builder } from '../graph/builder.js';
+import { type Tensor, numel, permuteData } from '../graph/tensor.js';
+import {
+  Emitter, Handlers, channelsFirst, invertPerm as invert, keepsMemoryOrder, windowPads, dequantizeMinScale, float16ToFloat32,
+  hwioToOihw, depthwiseToOihw,
+} from './importer/core.js';
 import { setLabels, setPreprocess, type ImagePreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { insideFolder } from '../util/paths.js';
@@ -169,17 +173,12 @@ function dequantize(w: WeightSpec, bytes: Uint8Array, label: string): Float32Arr
   if (q && (stored === 'uint8' || stored === 'uint16')) {
     if (typeof q.scale !== 'number' || typeof q.min !== 'number')
       throw new GraftError(`${label}: quantized weight '${w.name}' lacks scale/min`);
-    const v = stored === 'uint8' ? copy : new Uint16Array(copy.buffer, 0, n);
-    for (let i = 0; i < n; i++) {
-      const x = v[i]! * q.scale + q.min;
-      out[i] = intOut ? Math.round(x) : x;
-    }
-    return out;
+    return dequantizeMinScale(stored === 'uint8' ? copy : new Uint16Array(copy.buffer, 0, n), q.scale, q.min, intOut);
   }
   switch (stored) {
     case 'float32': return new Float32Array(copy.buffer, 0, n);
     case 'int32': { const v = new Int32Array(copy.buffer, 0, n); for (let i = 0; i < n; i++) out[i] = v[i]!; return out; }
-    case 'float16': { const v = new Uint16Array(copy.buffer, 0, n); for (let i = 0; i < n; i++) out[i] = halfToFloat(v[i]!); return out; }
+    case 'float16': return float16ToFloat32(new Uint16Array(copy.buffer, 0, n));
     case 'bool': case 'uint8': for (let i = 0; i < n; i++) out[i] = copy[i]!; return out;
     case 'uint16': { const v = new Uint16Array(copy.buffer, 0, n); for (let i = 0; i < n; i++) out[i] = v[i]!; return out; }
     default: throw new GraftError(`${label}: weight '${w.name}' has unsupported dtype ${stored}`);
@@ -197,68 +196,44 @@ interface LayerJson { class_name: string; name?: string; config: Json; inbound_n
 const MODEL_CLASSES = new Set(['Model', 'Functional', 'Sequential']);
 const IDENTITY_LAYERS = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'SpatialDropout3D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout', 'ActivityRegularization']);
 
-/** ONNX axis of Keras axis `axis` of a rank-`rank` tensor. */
+/** ONNX axis of Keras axis `axis` of a rank-`rank` tensor (held channels-first from rank 3). */
 function onnxAxis(axis: number, rank: number): number {
   const a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= rank) throw new GraftError(`axis ${axis} is out of range for a rank-${rank} tensor`);
-  if (rank < 3 || a === 0) return a;
-  return a === rank - 1 ? 1 : a + 1;
+  return channelsFirst(rank).indexOf(a);
 }
 /** Keras axis held at each ONNX axis. */
-const cfOrder = (rank: number): number[] => (rank < 3 ? [...Array(rank).keys()] : [0, rank - 1, ...Array.from({ length: rank - 2 }, (_, i) => i + 1)]);
+const cfOrder = channelsFirst;
 const onnxDims = (s: (number | null)[]): (number | null)[] => cfOrder(s.length).map((k) => s[k]!);
-const invert = (p: number[]): number[] => { const q = new Array<number>(p.length); p.forEach((v, i) => { q[v] = i; }); return q; };
 /** Whether transposing a tensor of `dims` by `perm` leaves its memory order unchanged (only size-1 axes move). */
-function permIsRelabel(dims: (number | null)[], perm: number[]): boolean {
-  const moving = perm.filter((p) => dims[p] !== 1);
-  return moving.every((p, i) => i === 0 || p > moving[i - 1]!);
-}
+const permIsRelabel = keepsMemoryOrder;
 const pair = (v: Json, n = 2): number[] => (v == null ? [] : Array.isArray(v) ? v.map(Number) : Array(n).fill(Number(v)));
 
-/** TF's padding rule: `same` pads total max((out−1)·s + (k−1)·d + 1 − in, 0), the odd one at the end. */
+/** TF's padding rule (the importer core's), for Keras' padding names. */
 function spatial(inp: (number | null)[], k: number[], s: number[], d: number[], padding: string, what: string):
   { pads: number[] | null; out: (number | null)[] } {
   if (padding !== 'same' && padding !== 'valid') throw new GraftError(`${what}: padding '${padding}' is not supported (same, valid)`);
-  const begin: number[] = [], end: number[] = [], out: (number | null)[] = [];
-  let known = true;
-  inp.forEach((n, i) => {
-    const eff = (k[i]! - 1) * d[i]! + 1;
-    if (n == null) { known = false; out.push(null); return; }
-    if (padding === 'valid') {
-      const o = Math.floor((n - eff) / s[i]!) + 1;
-      if (o < 1) throw new GraftError(`${what}: a ${k.join('×')} window does not fit an input of ${inp.join('×')}`);
-      out.push(o); begin.push(0); end.push(0);
-    } else {
-      const o = Math.ceil(n / s[i]!);
-      const total = Math.max((o - 1) * s[i]! + eff - n, 0);
-      out.push(o); begin.push(Math.floor(total / 2)); end.push(total - Math.floor(total / 2));
-    }
-  });
-  if (!known) return { pads: padding === 'valid' ? Array(2 * inp.length).fill(0) : null, out };
-  return { pads: [...begin, ...end], out };
+  return windowPads(inp, k, s, d, padding, what);
 }
 
-class Importer {
-  readonly g = new Graph();
-  private readonly b: Builder;
-  private readonly layerInits = new Map<object, Map<string, string>>();
+class Importer extends Emitter {
+  /** A number per layer object, for initializers made once per layer (shared layers reuse them). */
+  private readonly layerIds = new Map<object, number>();
   readonly used = new Set<string>();
   /** Keras layers applied directly to each graph input (for preprocessing hints). */
   readonly firstLayers = new Map<string, LayerJson[]>();
 
-  constructor(private readonly weights: Map<string, Tensor>, private readonly label: string) {
-    this.g.opsets = { '': 17 };
-    this.g.producerName = 'graft';
-    this.b = new Builder(this.g);
+  constructor(private readonly weights: Map<string, Tensor>, readonly label: string) {
+    super();
   }
 
-  private err(layer: LayerJson, msg: string): GraftError {
+  err(layer: LayerJson, msg: string): GraftError {
     return new GraftError(`${this.label}: layer '${layerName(layer)}' (${layer.class_name}): ${msg}`);
   }
 
   /* ---- weights ---- */
 
-  private weight(layer: LayerJson, scope: string[], key: string, expectRank?: number): Tensor {
+  weight(layer: LayerJson, scope: string[], key: string, expectRank?: number): Tensor {
     const lname = layerName(layer);
     const tries = [[...scope, lname, key].join('/'), `${lname}/${key}`];
     let found = tries.find((t) => this.weights.has(t));
@@ -275,15 +250,10 @@ class Importer {
   }
 
   /** An initializer made once per layer (shared layers reuse it). */
-  private init(layer: LayerJson, key: string, make: () => Tensor): string {
-    let m = this.layerInits.get(layer);
-    if (!m) this.layerInits.set(layer, (m = new Map()));
-    const hit = m.get(key);
-    if (hit) return hit;
-    const name = this.b.name(`${layerName(layer)}/${key}`);
-    this.g.initializers.set(name, make());
-    m.set(key, name);
-    return name;
+  init(layer: LayerJson, key: string, make: () => Tensor): string {
+    let id = this.layerIds.get(layer);
+    if (id == null) this.layerIds.set(layer, (id = this.layerIds.size));
+    return this.cachedInitializer(`${id}|${key}`, `${layerName(layer)}/${key}`, make);
   }
 
   /* ---- models ---- */
@@ -394,18 +364,10 @@ class Importer {
 
   applyLayer(layer: LayerJson, inputs: KVal[], scope: string[]): KVal[] {
     if (MODEL_CLASSES.has(layer.class_name)) return this.buildModel(layer, inputs, [...scope, layerName(layer)]);
-    const before = this.b.emitted.length;
+    const mark = this.mark();
     const outs = this.layer(layer, inputs, scope);
     // Name each layer's output after the layer: readable graphs, and outputs named like Keras' layers.
-    const fresh = this.b.emitted.slice(before);
-    for (const v of outs) {
-      const p = fresh.find((n) => n.outputs.includes(v.name));
-      if (!p) continue;
-      const nn = this.b.name(layerName(layer));
-      p.outputs = p.outputs.map((o) => (o === v.name ? nn : o));
-      for (const n of fresh) n.inputs = n.inputs.map((i) => (i === v.name ? nn : i));
-      v.name = nn;
-    }
+    for (const v of outs) v.name = this.nameResult(mark, v.name, layerName(layer));
     return outs;
   }
 
@@ -413,7 +375,6 @@ class Importer {
     const c = layer.config ?? {};
     const cls = layer.class_name;
     const lname = layerName(layer);
-    const b = this.b;
     const one = (): KVal => {
       if (inputs.length !== 1) throw this.err(layer, `expects one input, got ${inputs.length}`);
       return inputs[0]!;
@@ -422,255 +383,13 @@ class Importer {
       if (!ok.includes(x.shape.length)) throw this.err(layer, `expects a rank-${ok.join('/')} input (batch included), got shape [${x.shape.map((d) => d ?? '?')}]`);
     };
     if (c.data_format === 'channels_first') throw this.err(layer, `data_format 'channels_first' is not supported`);
-    if (IDENTITY_LAYERS.has(cls)) return [{ ...one() }];
-
-    switch (cls) {
-      case 'Conv2D': {
-        const x = one(); rank(x, 4);
-        const K = this.weight(layer, scope, 'kernel', 4);
-        const [kh, kw, cinG, F] = K.dims as [number, number, number, number];
-        const groups = Number(c.groups ?? 1);
-        if (x.shape[3] != null && x.shape[3] !== cinG * groups) throw this.err(layer, `kernel [${K.dims}] does not fit ${x.shape[3]} input channels`);
-        const W = this.init(layer, 'kernel', () => { const p = permuteData(K.data as Float32Array, K.dims, [3, 2, 0, 1]); return { dtype: 'float32', ...p }; });
-        const ins = [x.name, W];
-        if (c.use_bias !== false) ins.push(this.init(layer, 'bias', () => this.weight(layer, scope, 'bias', 1)));
-        const y = this.conv(layer, ins, x, [kh, kw], pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', groups, F, 'Conv');
-        return [this.activation(layer, y, c.activation)];
-      }
-      case 'DepthwiseConv2D': {
-        const x = one(); rank(x, 4);
-        const K = this.weight(layer, scope, 'depthwise_kernel', 4);
-        const [kh, kw, C, M] = K.dims as [number, number, number, number];
-        if (x.shape[3] != null && x.shape[3] !== C) throw this.err(layer, `kernel [${K.dims}] does not fit ${x.shape[3]} input channels`);
-        const W = this.init(layer, 'depthwise_kernel', () => depthwiseWeight(K));
-        const ins = [x.name, W];
-        if (c.use_bias !== false) ins.push(this.init(layer, 'bias', () => this.weight(layer, scope, 'bias', 1)));
-        const y = this.conv(layer, ins, x, [kh, kw], pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', C, C * M, 'DepthwiseConv');
-        return [this.activation(layer, y, c.activation)];
-      }
-      case 'SeparableConv2D': {
-        const x = one(); rank(x, 4);
-        const D = this.weight(layer, scope, 'depthwise_kernel', 4);
-        const P = this.weight(layer, scope, 'pointwise_kernel', 4);
-        const [kh, kw, C, M] = D.dims as [number, number, number, number];
-        const F = P.dims[3]!;
-        if (P.dims[2] !== C * M) throw this.err(layer, `pointwise kernel [${P.dims}] does not fit depthwise kernel [${D.dims}]`);
-        const dw = this.conv(layer, [x.name, this.init(layer, 'depthwise_kernel', () => depthwiseWeight(D))], x, [kh, kw],
-          pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', C, C * M, 'DepthwiseConv');
-        const pw = this.init(layer, 'pointwise_kernel', () => { const p = permuteData(P.data as Float32Array, P.dims, [3, 2, 0, 1]); return { dtype: 'float32', ...p }; });
-        const ins = [dw.name, pw];
-        if (c.use_bias !== false) ins.push(this.init(layer, 'bias', () => this.weight(layer, scope, 'bias', 1)));
-        const y = this.conv(layer, ins, dw, [1, 1], [1, 1], [1, 1], 'valid', 1, F, 'PointwiseConv');
-        return [this.activation(layer, y, c.activation)];
-      }
-      case 'Dense': {
-        const x = one();
-        if (x.shape.length < 2) throw this.err(layer, 'expects an input of rank ≥ 2');
-        const K = this.weight(layer, scope, 'kernel', 2);
-        const [nin, units] = K.dims as [number, number];
-        const last = x.shape[x.shape.length - 1];
-        if (last != null && last !== nin) throw this.err(layer, `kernel [${K.dims}] does not fit ${last} input features`);
-        const bias = c.use_bias !== false ? this.init(layer, 'bias', () => this.weight(layer, scope, 'bias', 1)) : null;
-        const shape = [...x.shape.slice(0, -1), units];
-        if (x.shape.length === 2) {
-          const W = this.init(layer, 'kernel', () => K);
-          const y = bias ? b.op('Gemm', [x.name, W, bias], {}, `${lname}/Gemm`) : b.op('MatMul', [x.name, W], {}, `${lname}/MatMul`);
-          return [this.activation(layer, { name: y, shape }, c.activation)];
-        }
-        // channels-first data: a Dense over the channel axis is a 1×…×1 convolution
-        const r = x.shape.length;
-        const W = this.init(layer, 'kernel', () => {
-          const p = permuteData(K.data as Float32Array, K.dims, [1, 0]);
-          return { dtype: 'float32', dims: [units, nin, ...Array(r - 2).fill(1)], data: p.data };
-        });
-        const y = b.op('Conv', bias ? [x.name, W, bias] : [x.name, W], { kernel_shape: A.is(Array(r - 2).fill(1)) }, `${lname}/Conv`);
-        return [this.activation(layer, { name: y, shape }, c.activation)];
-      }
-      case 'BatchNormalization': {
-        const x = one();
-        const r = x.shape.length;
-        const axes = Array.isArray(c.axis) ? c.axis : [c.axis ?? -1];
-        if (axes.length !== 1 || onnxAxis(Number(axes[0]), r) !== 1) throw this.err(layer, `normalizing over axis ${JSON.stringify(c.axis)} of a rank-${r} tensor is not supported (only the channel axis)`);
-        if (r < 2) throw this.err(layer, 'expects an input of rank ≥ 2');
-        const mean = this.weight(layer, scope, 'moving_mean', 1);
-        const C = mean.dims[0]!;
-        const ones = (v: number): Tensor => ({ dtype: 'float32', dims: [C], data: new Float32Array(C).fill(v) });
-        const gamma = this.init(layer, 'gamma', () => (c.scale !== false ? this.weight(layer, scope, 'gamma', 1) : ones(1)));
-        const beta = this.init(layer, 'beta', () => (c.center !== false ? this.weight(layer, scope, 'beta', 1) : ones(0)));
-        const m = this.init(layer, 'moving_mean', () => mean);
-        const v = this.init(layer, 'moving_variance', () => this.weight(layer, scope, 'moving_variance', 1));
-        const y = b.op('BatchNormalization', [x.name, gamma, beta, m, v], { epsilon: A.f(Number(c.epsilon ?? 1e-3)) }, `${lname}/BatchNormalization`);
-        return [{ name: y, shape: [...x.shape] }];
-      }
-      case 'Activation': {
-        const x = one();
-        return [this.activation(layer, { ...x }, c.activation, true)];
-      }
-      case 'ReLU': {
-        const x = one();
-        const max = c.max_value == null ? null : Number(c.max_value);
-        const slope = Number(c.negative_slope ?? 0);
-        const thr = Number(c.threshold ?? 0);
-        if (thr !== 0) throw this.err(layer, `threshold ${thr} is not supported`);
-        let y: string;
-        if (slope === 0) y = max == null ? b.op('Relu', [x.name], {}, `${lname}/Relu`) : b.op('Clip', [x.name, b.f32(0), b.f32(max)], {}, `${lname}/Clip`);
-        else {
-          y = b.op('LeakyRelu', [x.name], { alpha: A.f(slope) }, `${lname}/LeakyRelu`);
-          if (max != null) y = b.op('Clip', [y, b.f32(-3.4028234663852886e38), b.f32(max)], {}, `${lname}/Clip`);
-        }
-        return [{ name: y, shape: [...x.shape] }];
-      }
-      case 'LeakyReLU': {
-        const x = one();
-        const alpha = Number(c.alpha ?? c.negative_slope ?? 0.3);
-        return [{ name: b.op('LeakyRelu', [x.name], { alpha: A.f(alpha) }, `${lname}/LeakyRelu`), shape: [...x.shape] }];
-      }
-      case 'ELU': {
-        const x = one();
-        return [{ name: b.op('Elu', [x.name], { alpha: A.f(Number(c.alpha ?? 1)) }, `${lname}/Elu`), shape: [...x.shape] }];
-      }
-      case 'Softmax': {
-        const x = one();
-        const axes = Array.isArray(c.axis) ? c.axis : [c.axis ?? -1];
-        if (axes.length !== 1) throw this.err(layer, `softmax over several axes (${JSON.stringify(c.axis)}) is not supported`);
-        return [{ name: b.op('Softmax', [x.name], { axis: A.i(onnxAxis(Number(axes[0]), x.shape.length)) }, `${lname}/Softmax`), shape: [...x.shape] }];
-      }
-      case 'Add': case 'Subtract': case 'Multiply': case 'Average': case 'Maximum': case 'Minimum': {
-        if (inputs.length < 2) throw this.err(layer, `expects at least two inputs, got ${inputs.length}`);
-        const r = inputs[0]!.shape.length;
-        if (inputs.some((v) => v.shape.length !== r)) throw this.err(layer, `inputs of different ranks (${inputs.map((v) => v.shape.length).join(', ')}) are not supported`);
-        const shape = inputs[0]!.shape.map((_, i) => {
-          const ds = inputs.map((v) => v.shape[i]);
-          return ds.some((d) => d == null) ? (ds.find((d) => d != null && d !== 1) ?? null) : Math.max(...(ds as number[]));
-        });
-        const names = inputs.map((v) => v.name);
-        let y: string;
-        if (cls === 'Subtract') {
-          if (names.length !== 2) throw this.err(layer, `expects two inputs, got ${names.length}`);
-          y = b.op('Sub', names, {}, `${lname}/Sub`);
-        } else if (cls === 'Add') y = b.op(names.length === 2 ? 'Add' : 'Sum', names, {}, `${lname}/Add`);
-        else if (cls === 'Multiply') { y = names[0]!; for (const n of names.slice(1)) y = b.op('Mul', [y, n], {}, `${lname}/Mul`); }
-        else y = b.op(cls === 'Average' ? 'Mean' : cls === 'Maximum' ? 'Max' : 'Min', names, {}, `${lname}/${cls}`);
-        shape[0] = null;
-        return [{ name: y, shape }];
-      }
-      case 'Concatenate': {
-        if (inputs.length < 1) throw this.err(layer, 'has no inputs');
-        const r = inputs[0]!.shape.length;
-        if (inputs.some((v) => v.shape.length !== r)) throw this.err(layer, 'inputs of different ranks cannot be concatenated');
-        const ax = (Number(c.axis ?? -1) + r) % r;
-        const shape = inputs[0]!.shape.map((d, i) => (i === ax ? (inputs.some((v) => v.shape[i] == null) ? null : inputs.reduce((s, v) => s + v.shape[i]!, 0)) : d));
-        if (inputs.length === 1) return [{ name: inputs[0]!.name, shape }];
-        return [{ name: b.op('Concat', inputs.map((v) => v.name), { axis: A.i(onnxAxis(ax, r)) }, `${lname}/Concat`), shape }];
-      }
-      case 'MaxPooling2D': case 'AveragePooling2D': case 'MaxPooling1D': case 'AveragePooling1D': case 'MaxPool2D': case 'AveragePool2D': {
-        const x = one();
-        const nsp = cls.includes('1D') ? 1 : 2;
-        rank(x, nsp + 2);
-        const k = pair(c.pool_size ?? 2, nsp);
-        const s = c.strides == null ? k : pair(c.strides, nsp);
-        const { pads, out } = spatial(x.shape.slice(1, 1 + nsp), k, s, k.map(() => 1), c.padding ?? 'valid', `${this.label}: layer '${lname}'`);
-        const max = cls.startsWith('Max');
-        if (pads && out.every((o) => o === 1) && pads.every((p) => p === 0) && x.shape.slice(1, 1 + nsp).every((n, i) => n === k[i])) {
-          // one window over the whole map (MobileNet's and Inception's last pool): a spatial mean/max
-          const y = b.reduce(max ? 'ReduceMax' : 'ReduceMean', x.name, [...Array(nsp).keys()].map((i) => i + 2), true);
-          return [{ name: y, shape: [null, ...out, x.shape[x.shape.length - 1]!] }];
-        }
-        const attrs = { kernel_shape: A.is(k), strides: A.is(s), ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }) };
-        // TF averages over the window's taps inside the input: count_include_pad = 0, ONNX's default.
-        const y = b.op(max ? 'MaxPool' : 'AveragePool', [x.name], max ? attrs : { ...attrs, count_include_pad: A.i(0) }, `${lname}/${max ? 'MaxPool' : 'AveragePool'}`);
-        return [{ name: y, shape: [null, ...out, x.shape[x.shape.length - 1]!] }];
-      }
-      case 'GlobalAveragePooling2D': case 'GlobalMaxPooling2D': case 'GlobalAveragePooling1D': case 'GlobalMaxPooling1D':
-      case 'GlobalAvgPool2D': case 'GlobalMaxPool2D': {
-        const x = one();
-        rank(x, cls.includes('1D') ? 3 : 4);
-        const r = x.shape.length;
-        const C = x.shape[r - 1]!;
-        // ReduceMean/ReduceMax over the spatial axes, as tf2onnx writes it (one node, float64 kernels too)
-        const keep = Boolean(c.keepdims);
-        const y = b.reduce(cls.includes('Max') ? 'ReduceMax' : 'ReduceMean', x.name, [...Array(r - 2).keys()].map((i) => i + 2), keep);
-        return [{ name: y, shape: keep ? [null, ...Array(r - 2).fill(1), C] : [null, C] }];
-      }
-      case 'ZeroPadding2D': {
-        const x = one(); rank(x, 4);
-        const p = c.padding ?? 1;
-        const [[t, bo], [l, r]] = (typeof p === 'number' ? [[p, p], [p, p]] : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))) as [[number, number], [number, number]];
-        const y = b.op('Pad', [x.name, b.i64([0, 0, t, l, 0, 0, bo, r])], { mode: A.s('constant') }, `${lname}/Pad`);
-        const [, H, Wd, C] = x.shape;
-        return [{ name: y, shape: [null, H == null ? null : H + t + bo, Wd == null ? null : Wd + l + r, C!] }];
-      }
-      case 'Cropping2D': {
-        const x = one(); rank(x, 4);
-        const p = c.cropping ?? 0;
-        const [[t, bo], [l, r]] = (typeof p === 'number' ? [[p, p], [p, p]] : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))) as [[number, number], [number, number]];
-        const END = 2 ** 31 - 1;
-        const y = b.op('Slice', [x.name, b.i64([t, l]), b.i64([bo ? -bo : END, r ? -r : END]), b.i64([2, 3])], {}, `${lname}/Slice`);
-        const [, H, Wd, C] = x.shape;
-        return [{ name: y, shape: [null, H == null ? null : H - t - bo, Wd == null ? null : Wd - l - r, C!] }];
-      }
-      case 'Flatten': {
-        const x = one();
-        const r = x.shape.length;
-        const n = x.shape.slice(1).some((d) => d == null) ? null : numel(x.shape.slice(1) as number[]);
-        if (r <= 2) return [{ ...x }];
-        // Keras flattens H·W·C order: bring the channels back last unless that moves only size-1 axes
-        const src = this.toKerasOrder(layer, x);
-        return [{ name: b.op('Flatten', [src], { axis: A.i(1) }, `${lname}/Flatten`), shape: [null, n] }];
-      }
-      case 'Reshape': {
-        const x = one();
-        if (!Array.isArray(c.target_shape)) throw this.err(layer, `target_shape ${JSON.stringify(c.target_shape)} is not a list`);
-        const target: number[] = (c.target_shape as Json[]).map((d) => (d == null ? -1 : Number(d)));
-        if (target.some((d) => !Number.isSafeInteger(d) || d < -1)) throw this.err(layer, `target_shape ${JSON.stringify(c.target_shape)} is not a list of sizes`);
-        const known = x.shape.slice(1).every((d) => d != null) ? numel(x.shape.slice(1) as number[]) : null;
-        const unknownAt = target.indexOf(-1);
-        const resolved = target.map((d, i) => (i === unknownAt ? (known == null ? null : known / numel(target.filter((t) => t !== -1))) : d));
-        const outShape: (number | null)[] = [null, ...resolved];
-        const src = this.toKerasOrder(layer, x);
-        const r = outShape.length;
-        if (r >= 3) {
-          const back = cfOrder(r);
-          if (resolved.every((d) => d != null) && permIsRelabel(outShape, back))
-            return [{ name: b.reshape(src, [0, ...onnxDims(outShape).slice(1).map(Number)]), shape: outShape }];
-          const y = b.reshape(src, [0, ...target]);
-          return [{ name: b.op('Transpose', [y], { perm: A.is(back) }, `${lname}/Transpose`), shape: outShape }];
-        }
-        return [{ name: b.reshape(src, [0, ...target]), shape: outShape }];
-      }
-      case 'Permute': {
-        const x = one();
-        const r = x.shape.length;
-        if (!Array.isArray(c.dims) || c.dims.some((d: unknown) => !Number.isInteger(d) || (d as number) < 1 || (d as number) > c.dims.length) || new Set(c.dims).size !== c.dims.length) throw this.err(layer, `dims ${JSON.stringify(c.dims)} is not a permutation`);
-        const kp = [0, ...(c.dims as number[]).map(Number)];
-        if (kp.length !== r) throw this.err(layer, `dims ${JSON.stringify(c.dims)} do not fit a rank-${r} input`);
-        const cf = cfOrder(r), inv = invert(cf);
-        const perm = cf.map((k) => inv[kp[k]!]!);
-        const shape = kp.map((k) => x.shape[k]!);
-        if (perm.every((p, i) => p === i)) return [{ name: x.name, shape }];
-        return [{ name: b.op('Transpose', [x.name], { perm: A.is(perm) }, `${lname}/Transpose`), shape }];
-      }
-      case 'Rescaling': {
-        const x = one();
-        let y = x.name;
-        const vec = (v: Json, base: string) => {
-          if (typeof v === 'number') return b.f32(v);
-          const a = (v as Json[]).map(Number);
-          const r = x.shape.length;
-          return this.init(layer, base, () => ({ dtype: 'float32', dims: r >= 3 ? [a.length, ...Array(r - 2).fill(1)] : [a.length], data: Float32Array.from(a) }));
-        };
-        const scale = c.scale ?? 1, offset = c.offset ?? 0;
-        if (scale !== 1) y = b.op('Mul', [y, vec(scale, 'scale')], {}, `${lname}/Mul`);
-        if (offset !== 0) y = b.op('Add', [y, vec(offset, 'offset')], {}, `${lname}/Add`);
-        return [{ name: y, shape: [...x.shape] }];
-      }
-      default:
-        throw new GraftError(`${this.label}: layer '${lname}' is a ${cls}, which the TF.js importer does not support`);
-    }
+    const handler = TFJS_LAYERS.get(cls);
+    if (!handler) throw new GraftError(`${this.label}: layer '${lname}' is a ${cls}, which the TF.js importer does not support`);
+    return handler(this, { layer, c, cls, lname, inputs, scope, b: this.b, one, rank });
   }
 
   /** The ONNX value of `x` in Keras' own axis order (a Transpose unless only size-1 axes move). */
-  private toKerasOrder(layer: LayerJson, x: KVal): string {
+  toKerasOrder(layer: LayerJson, x: KVal): string {
     const r = x.shape.length;
     if (r < 3) return x.name;
     const perm = invert(cfOrder(r)); // ONNX (channels-first) → Keras
@@ -678,7 +397,7 @@ class Importer {
     return this.b.op('Transpose', [x.name], { perm: A.is(perm) }, `${layerName(layer)}/Transpose`);
   }
 
-  private conv(layer: LayerJson, ins: string[], x: KVal, k: number[], s: number[], d: number[], padding: string, group: number, F: number, base: string): KVal {
+  conv(layer: LayerJson, ins: string[], x: KVal, k: number[], s: number[], d: number[], padding: string, group: number, F: number, base: string): KVal {
     const { pads, out } = spatial(x.shape.slice(1, 3), k, s, d, padding, `${this.label}: layer '${layerName(layer)}'`);
     const attrs = {
       kernel_shape: A.is(k), strides: A.is(s), dilations: A.is(d), group: A.i(group),
@@ -687,37 +406,298 @@ class Importer {
     return { name: this.b.op('Conv', ins, attrs, `${layerName(layer)}/${base}`), shape: [null, ...out, F] };
   }
 
-  private activation(layer: LayerJson, x: KVal, act: Json, required = false): KVal {
-    const b = this.b;
+  activation(layer: LayerJson, x: KVal, act: Json, required = false): KVal {
     const name = typeof act === 'string' ? act : act?.class_name ?? act?.config?.name;
-    const base = `${layerName(layer)}/${name}`;
-    const axis = x.shape.length >= 3 ? 1 : -1;
-    const y = (n: string): KVal => ({ name: n, shape: [...x.shape] });
-    const v = x.name;
-    switch (name == null ? 'linear' : String(name).toLowerCase()) {
-      case 'linear': return required ? y(b.op('Identity', [v], {}, base)) : x;
-      case 'relu': return y(b.op('Relu', [v], {}, base));
-      case 'relu6': return y(b.op('Clip', [v, b.f32(0), b.f32(6)], {}, base));
-      case 'elu': return y(b.op('Elu', [v], { alpha: A.f(1) }, base));
-      case 'selu': return y(b.op('Mul', [b.op('Elu', [v], { alpha: A.f(1.6732632423543772) }, `${base}/Elu`), b.f32(1.0507009873554805)], {}, base));
-      case 'sigmoid': return y(b.op('Sigmoid', [v], {}, base));
-      case 'hard_sigmoid': case 'hardsigmoid': return y(b.op('HardSigmoid', [v], { alpha: A.f(0.2), beta: A.f(0.5) }, base));
-      case 'tanh': return y(b.op('Tanh', [v], {}, base));
-      case 'softmax': return y(b.op('Softmax', [v], { axis: A.i(axis) }, base));
-      case 'log_softmax': case 'logsoftmax': return y(b.op('LogSoftmax', [v], { axis: A.i(axis) }, base));
-      case 'softplus': return y(b.op('Softplus', [v], {}, base));
-      case 'softsign': return y(b.op('Div', [v, b.op('Add', [b.op('Abs', [v], {}, `${base}/Abs`), b.f32(1)], {}, `${base}/Add`)], {}, base));
-      case 'swish': case 'silu': return y(b.op('Mul', [v, b.op('Sigmoid', [v], {}, `${base}/Sigmoid`)], {}, base));
-      case 'mish': return y(b.op('Mul', [v, b.op('Tanh', [b.op('Softplus', [v], {}, `${base}/Softplus`)], {}, `${base}/Tanh`)], {}, base));
-      case 'gelu': {
-        const e = b.op('Erf', [b.op('Mul', [v, b.f32(Math.SQRT1_2)], {}, `${base}/Scale`)], {}, `${base}/Erf`);
-        return y(b.op('Mul', [b.op('Mul', [v, b.f32(0.5)], {}, `${base}/Half`), b.op('Add', [e, b.f32(1)], {}, `${base}/Add`)], {}, base));
-      }
-      case 'exponential': return y(b.op('Exp', [v], {}, base));
-      default: throw this.err(layer, `activation '${name}' is not supported`);
-    }
+    const key = name == null ? 'linear' : String(name).toLowerCase();
+    if (key === 'linear') return required ? { name: this.b.op('Identity', [x.name], {}, `${layerName(layer)}/${name}`), shape: [...x.shape] } : x;
+    const emit = TFJS_ACTIVATIONS.get(key);
+    if (!emit) throw this.err(layer, `activation '${name}' is not supported`);
+    // softmax-like activations run over the channels: ONNX axis 1 of a channels-first tensor
+    return { name: emit(this.b, x.name, `${layerName(layer)}/${name}`, x.shape.length >= 3 ? 1 : -1), shape: [...x.shape] };
   }
 }
+
+/** What a layer handler gets: the layer, its config, its inputs (Keras tensors) and helpers. */
+interface LayerCall {
+  layer: LayerJson;
+  /** The layer's config (an empty object when it has none). */
+  c: Json;
+  cls: string;
+  lname: string;
+  inputs: KVal[];
+  /** Names of the nested models the layer sits in (for weight names). */
+  scope: string[];
+  b: Builder;
+  /** The single input (an error when there are several). */
+  one: () => KVal;
+  /** Check the rank of an input (batch included). */
+  rank: (x: KVal, ...ok: number[]) => void;
+}
+
+type LayerHandler = (im: Importer, call: LayerCall) => KVal[];
+
+/** The Keras layers Graft converts, by class name: one entry each. */
+export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
+  .register([...IDENTITY_LAYERS], (im, { one }) => [{ ...one() }])
+  .register('Conv2D', (im, { layer, c, scope, one, rank }) => {
+    const x = one(); rank(x, 4);
+    const K = im.weight(layer, scope, 'kernel', 4);
+    const [kh, kw, cinG, F] = K.dims as [number, number, number, number];
+    const groups = Number(c.groups ?? 1);
+    if (x.shape[3] != null && x.shape[3] !== cinG * groups) throw im.err(layer, `kernel [${K.dims}] does not fit ${x.shape[3]} input channels`);
+    const W = im.init(layer, 'kernel', () => ({ dtype: 'float32', ...hwioToOihw(K.data as Float32Array, K.dims) }));
+    const ins = [x.name, W];
+    if (c.use_bias !== false) ins.push(im.init(layer, 'bias', () => im.weight(layer, scope, 'bias', 1)));
+    const y = im.conv(layer, ins, x, [kh, kw], pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', groups, F, 'Conv');
+    return [im.activation(layer, y, c.activation)];
+  })
+  .register('DepthwiseConv2D', (im, { layer, c, scope, one, rank }) => {
+    const x = one(); rank(x, 4);
+    const K = im.weight(layer, scope, 'depthwise_kernel', 4);
+    const [kh, kw, C, M] = K.dims as [number, number, number, number];
+    if (x.shape[3] != null && x.shape[3] !== C) throw im.err(layer, `kernel [${K.dims}] does not fit ${x.shape[3]} input channels`);
+    const W = im.init(layer, 'depthwise_kernel', () => depthwiseWeight(K));
+    const ins = [x.name, W];
+    if (c.use_bias !== false) ins.push(im.init(layer, 'bias', () => im.weight(layer, scope, 'bias', 1)));
+    const y = im.conv(layer, ins, x, [kh, kw], pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', C, C * M, 'DepthwiseConv');
+    return [im.activation(layer, y, c.activation)];
+  })
+  .register('SeparableConv2D', (im, { layer, c, scope, one, rank }) => {
+    const x = one(); rank(x, 4);
+    const D = im.weight(layer, scope, 'depthwise_kernel', 4);
+    const P = im.weight(layer, scope, 'pointwise_kernel', 4);
+    const [kh, kw, C, M] = D.dims as [number, number, number, number];
+    const F = P.dims[3]!;
+    if (P.dims[2] !== C * M) throw im.err(layer, `pointwise kernel [${P.dims}] does not fit depthwise kernel [${D.dims}]`);
+    const dw = im.conv(layer, [x.name, im.init(layer, 'depthwise_kernel', () => depthwiseWeight(D))], x, [kh, kw],
+      pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', C, C * M, 'DepthwiseConv');
+    const pw = im.init(layer, 'pointwise_kernel', () => ({ dtype: 'float32', ...hwioToOihw(P.data as Float32Array, P.dims) }));
+    const ins = [dw.name, pw];
+    if (c.use_bias !== false) ins.push(im.init(layer, 'bias', () => im.weight(layer, scope, 'bias', 1)));
+    const y = im.conv(layer, ins, dw, [1, 1], [1, 1], [1, 1], 'valid', 1, F, 'PointwiseConv');
+    return [im.activation(layer, y, c.activation)];
+  })
+  .register('Dense', (im, { layer, c, lname, scope, b, one }) => {
+    const x = one();
+    if (x.shape.length < 2) throw im.err(layer, 'expects an input of rank ≥ 2');
+    const K = im.weight(layer, scope, 'kernel', 2);
+    const [nin, units] = K.dims as [number, number];
+    const last = x.shape[x.shape.length - 1];
+    if (last != null && last !== nin) throw im.err(layer, `kernel [${K.dims}] does not fit ${last} input features`);
+    const bias = c.use_bias !== false ? im.init(layer, 'bias', () => im.weight(layer, scope, 'bias', 1)) : null;
+    const shape = [...x.shape.slice(0, -1), units];
+    if (x.shape.length === 2) {
+      const W = im.init(layer, 'kernel', () => K);
+      const y = bias ? b.op('Gemm', [x.name, W, bias], {}, `${lname}/Gemm`) : b.op('MatMul', [x.name, W], {}, `${lname}/MatMul`);
+      return [im.activation(layer, { name: y, shape }, c.activation)];
+    }
+    // channels-first data: a Dense over the channel axis is a 1×…×1 convolution
+    const r = x.shape.length;
+    const W = im.init(layer, 'kernel', () => {
+      const p = permuteData(K.data as Float32Array, K.dims, [1, 0]);
+      return { dtype: 'float32', dims: [units, nin, ...Array(r - 2).fill(1)], data: p.data };
+    });
+    const y = b.op('Conv', bias ? [x.name, W, bias] : [x.name, W], { kernel_shape: A.is(Array(r - 2).fill(1)) }, `${lname}/Conv`);
+    return [im.activation(layer, { name: y, shape }, c.activation)];
+  })
+  .register('BatchNormalization', (im, { layer, c, lname, scope, b, one }) => {
+    const x = one();
+    const r = x.shape.length;
+    const axes = Array.isArray(c.axis) ? c.axis : [c.axis ?? -1];
+    if (axes.length !== 1 || onnxAxis(Number(axes[0]), r) !== 1) throw im.err(layer, `normalizing over axis ${JSON.stringify(c.axis)} of a rank-${r} tensor is not supported (only the channel axis)`);
+    if (r < 2) throw im.err(layer, 'expects an input of rank ≥ 2');
+    const mean = im.weight(layer, scope, 'moving_mean', 1);
+    const C = mean.dims[0]!;
+    const ones = (v: number): Tensor => ({ dtype: 'float32', dims: [C], data: new Float32Array(C).fill(v) });
+    const gamma = im.init(layer, 'gamma', () => (c.scale !== false ? im.weight(layer, scope, 'gamma', 1) : ones(1)));
+    const beta = im.init(layer, 'beta', () => (c.center !== false ? im.weight(layer, scope, 'beta', 1) : ones(0)));
+    const m = im.init(layer, 'moving_mean', () => mean);
+    const v = im.init(layer, 'moving_variance', () => im.weight(layer, scope, 'moving_variance', 1));
+    const y = b.op('BatchNormalization', [x.name, gamma, beta, m, v], { epsilon: A.f(Number(c.epsilon ?? 1e-3)) }, `${lname}/BatchNormalization`);
+    return [{ name: y, shape: [...x.shape] }];
+  })
+  .register('Activation', (im, { layer, c, one }) => {
+    const x = one();
+    return [im.activation(layer, { ...x }, c.activation, true)];
+  })
+  .register('ReLU', (im, { layer, c, lname, b, one }) => {
+    const x = one();
+    const max = c.max_value == null ? null : Number(c.max_value);
+    const slope = Number(c.negative_slope ?? 0);
+    const thr = Number(c.threshold ?? 0);
+    if (thr !== 0) throw im.err(layer, `threshold ${thr} is not supported`);
+    let y: string;
+    if (slope === 0) y = max == null ? b.op('Relu', [x.name], {}, `${lname}/Relu`) : b.op('Clip', [x.name, b.f32(0), b.f32(max)], {}, `${lname}/Clip`);
+    else {
+      y = b.op('LeakyRelu', [x.name], { alpha: A.f(slope) }, `${lname}/LeakyRelu`);
+      if (max != null) y = b.op('Clip', [y, b.f32(-3.4028234663852886e38), b.f32(max)], {}, `${lname}/Clip`);
+    }
+    return [{ name: y, shape: [...x.shape] }];
+  })
+  .register('LeakyReLU', (im, { c, lname, b, one }) => {
+    const x = one();
+    const alpha = Number(c.alpha ?? c.negative_slope ?? 0.3);
+    return [{ name: b.op('LeakyRelu', [x.name], { alpha: A.f(alpha) }, `${lname}/LeakyRelu`), shape: [...x.shape] }];
+  })
+  .register('ELU', (im, { c, lname, b, one }) => {
+    const x = one();
+    return [{ name: b.op('Elu', [x.name], { alpha: A.f(Number(c.alpha ?? 1)) }, `${lname}/Elu`), shape: [...x.shape] }];
+  })
+  .register('Softmax', (im, { layer, c, lname, b, one }) => {
+    const x = one();
+    const axes = Array.isArray(c.axis) ? c.axis : [c.axis ?? -1];
+    if (axes.length !== 1) throw im.err(layer, `softmax over several axes (${JSON.stringify(c.axis)}) is not supported`);
+    return [{ name: b.op('Softmax', [x.name], { axis: A.i(onnxAxis(Number(axes[0]), x.shape.length)) }, `${lname}/Softmax`), shape: [...x.shape] }];
+  })
+  .register(['Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum'], (im, { layer, lname, inputs, b, cls }) => {
+    if (inputs.length < 2) throw im.err(layer, `expects at least two inputs, got ${inputs.length}`);
+    const r = inputs[0]!.shape.length;
+    if (inputs.some((v) => v.shape.length !== r)) throw im.err(layer, `inputs of different ranks (${inputs.map((v) => v.shape.length).join(', ')}) are not supported`);
+    const shape = inputs[0]!.shape.map((_, i) => {
+      const ds = inputs.map((v) => v.shape[i]);
+      return ds.some((d) => d == null) ? (ds.find((d) => d != null && d !== 1) ?? null) : Math.max(...(ds as number[]));
+    });
+    const names = inputs.map((v) => v.name);
+    let y: string;
+    if (cls === 'Subtract') {
+      if (names.length !== 2) throw im.err(layer, `expects two inputs, got ${names.length}`);
+      y = b.op('Sub', names, {}, `${lname}/Sub`);
+    } else if (cls === 'Add') y = b.op(names.length === 2 ? 'Add' : 'Sum', names, {}, `${lname}/Add`);
+    else if (cls === 'Multiply') { y = names[0]!; for (const n of names.slice(1)) y = b.op('Mul', [y, n], {}, `${lname}/Mul`); }
+    else y = b.op(cls === 'Average' ? 'Mean' : cls === 'Maximum' ? 'Max' : 'Min', names, {}, `${lname}/${cls}`);
+    shape[0] = null;
+    return [{ name: y, shape }];
+  })
+  .register('Concatenate', (im, { layer, c, lname, inputs, b }) => {
+    if (inputs.length < 1) throw im.err(layer, 'has no inputs');
+    const r = inputs[0]!.shape.length;
+    if (inputs.some((v) => v.shape.length !== r)) throw im.err(layer, 'inputs of different ranks cannot be concatenated');
+    const ax = (Number(c.axis ?? -1) + r) % r;
+    const shape = inputs[0]!.shape.map((d, i) => (i === ax ? (inputs.some((v) => v.shape[i] == null) ? null : inputs.reduce((s, v) => s + v.shape[i]!, 0)) : d));
+    if (inputs.length === 1) return [{ name: inputs[0]!.name, shape }];
+    return [{ name: b.op('Concat', inputs.map((v) => v.name), { axis: A.i(onnxAxis(ax, r)) }, `${lname}/Concat`), shape }];
+  })
+  .register(['MaxPooling2D', 'AveragePooling2D', 'MaxPooling1D', 'AveragePooling1D', 'MaxPool2D', 'AveragePool2D'], (im, { c, lname, b, one, rank, cls }) => {
+    const x = one();
+    const nsp = cls.includes('1D') ? 1 : 2;
+    rank(x, nsp + 2);
+    const k = pair(c.pool_size ?? 2, nsp);
+    const s = c.strides == null ? k : pair(c.strides, nsp);
+    const { pads, out } = spatial(x.shape.slice(1, 1 + nsp), k, s, k.map(() => 1), c.padding ?? 'valid', `${im.label}: layer '${lname}'`);
+    const max = cls.startsWith('Max');
+    if (pads && out.every((o) => o === 1) && pads.every((p) => p === 0) && x.shape.slice(1, 1 + nsp).every((n, i) => n === k[i])) {
+      // one window over the whole map (MobileNet's and Inception's last pool): a spatial mean/max
+      const y = b.reduce(max ? 'ReduceMax' : 'ReduceMean', x.name, [...Array(nsp).keys()].map((i) => i + 2), true);
+      return [{ name: y, shape: [null, ...out, x.shape[x.shape.length - 1]!] }];
+    }
+    const attrs = { kernel_shape: A.is(k), strides: A.is(s), ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }) };
+    // TF averages over the window's taps inside the input: count_include_pad = 0, ONNX's default.
+    const y = b.op(max ? 'MaxPool' : 'AveragePool', [x.name], max ? attrs : { ...attrs, count_include_pad: A.i(0) }, `${lname}/${max ? 'MaxPool' : 'AveragePool'}`);
+    return [{ name: y, shape: [null, ...out, x.shape[x.shape.length - 1]!] }];
+  })
+  .register(['GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'GlobalAveragePooling1D', 'GlobalMaxPooling1D', 'GlobalAvgPool2D', 'GlobalMaxPool2D'], (im, { c, b, one, rank, cls }) => {
+    const x = one();
+    rank(x, cls.includes('1D') ? 3 : 4);
+    const r = x.shape.length;
+    const C = x.shape[r - 1]!;
+    // ReduceMean/ReduceMax over the spatial axes, as tf2onnx writes it (one node, float64 kernels too)
+    const keep = Boolean(c.keepdims);
+    const y = b.reduce(cls.includes('Max') ? 'ReduceMax' : 'ReduceMean', x.name, [...Array(r - 2).keys()].map((i) => i + 2), keep);
+    return [{ name: y, shape: keep ? [null, ...Array(r - 2).fill(1), C] : [null, C] }];
+  })
+  .register('ZeroPadding2D', (im, { c, lname, b, one, rank }) => {
+    const x = one(); rank(x, 4);
+    const p = c.padding ?? 1;
+    const [[t, bo], [l, r]] = (typeof p === 'number' ? [[p, p], [p, p]] : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))) as [[number, number], [number, number]];
+    const y = b.op('Pad', [x.name, b.i64([0, 0, t, l, 0, 0, bo, r])], { mode: A.s('constant') }, `${lname}/Pad`);
+    const [, H, Wd, C] = x.shape;
+    return [{ name: y, shape: [null, H == null ? null : H + t + bo, Wd == null ? null : Wd + l + r, C!] }];
+  })
+  .register('Cropping2D', (im, { c, lname, b, one, rank }) => {
+    const x = one(); rank(x, 4);
+    const p = c.cropping ?? 0;
+    const [[t, bo], [l, r]] = (typeof p === 'number' ? [[p, p], [p, p]] : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))) as [[number, number], [number, number]];
+    const END = 2 ** 31 - 1;
+    const y = b.op('Slice', [x.name, b.i64([t, l]), b.i64([bo ? -bo : END, r ? -r : END]), b.i64([2, 3])], {}, `${lname}/Slice`);
+    const [, H, Wd, C] = x.shape;
+    return [{ name: y, shape: [null, H == null ? null : H - t - bo, Wd == null ? null : Wd - l - r, C!] }];
+  })
+  .register('Flatten', (im, { layer, lname, b, one }) => {
+    const x = one();
+    const r = x.shape.length;
+    const n = x.shape.slice(1).some((d) => d == null) ? null : numel(x.shape.slice(1) as number[]);
+    if (r <= 2) return [{ ...x }];
+    // Keras flattens H·W·C order: bring the channels back last unless that moves only size-1 axes
+    const src = im.toKerasOrder(layer, x);
+    return [{ name: b.op('Flatten', [src], { axis: A.i(1) }, `${lname}/Flatten`), shape: [null, n] }];
+  })
+  .register('Reshape', (im, { layer, c, lname, b, one }) => {
+    const x = one();
+    if (!Array.isArray(c.target_shape)) throw im.err(layer, `target_shape ${JSON.stringify(c.target_shape)} is not a list`);
+    const target: number[] = (c.target_shape as Json[]).map((d) => (d == null ? -1 : Number(d)));
+    if (target.some((d) => !Number.isSafeInteger(d) || d < -1)) throw im.err(layer, `target_shape ${JSON.stringify(c.target_shape)} is not a list of sizes`);
+    const known = x.shape.slice(1).every((d) => d != null) ? numel(x.shape.slice(1) as number[]) : null;
+    const unknownAt = target.indexOf(-1);
+    const resolved = target.map((d, i) => (i === unknownAt ? (known == null ? null : known / numel(target.filter((t) => t !== -1))) : d));
+    const outShape: (number | null)[] = [null, ...resolved];
+    const src = im.toKerasOrder(layer, x);
+    const r = outShape.length;
+    if (r >= 3) {
+      const back = cfOrder(r);
+      if (resolved.every((d) => d != null) && permIsRelabel(outShape, back))
+        return [{ name: b.reshape(src, [0, ...onnxDims(outShape).slice(1).map(Number)]), shape: outShape }];
+      const y = b.reshape(src, [0, ...target]);
+      return [{ name: b.op('Transpose', [y], { perm: A.is(back) }, `${lname}/Transpose`), shape: outShape }];
+    }
+    return [{ name: b.reshape(src, [0, ...target]), shape: outShape }];
+  })
+  .register('Permute', (im, { layer, c, lname, b, one }) => {
+    const x = one();
+    const r = x.shape.length;
+    if (!Array.isArray(c.dims) || c.dims.some((d: unknown) => !Number.isInteger(d) || (d as number) < 1 || (d as number) > c.dims.length) || new Set(c.dims).size !== c.dims.length) throw im.err(layer, `dims ${JSON.stringify(c.dims)} is not a permutation`);
+    const kp = [0, ...(c.dims as number[]).map(Number)];
+    if (kp.length !== r) throw im.err(layer, `dims ${JSON.stringify(c.dims)} do not fit a rank-${r} input`);
+    const cf = cfOrder(r), inv = invert(cf);
+    const perm = cf.map((k) => inv[kp[k]!]!);
+    const shape = kp.map((k) => x.shape[k]!);
+    if (perm.every((p, i) => p === i)) return [{ name: x.name, shape }];
+    return [{ name: b.op('Transpose', [x.name], { perm: A.is(perm) }, `${lname}/Transpose`), shape }];
+  })
+  .register('Rescaling', (im, { layer, c, lname, b, one }) => {
+    const x = one();
+    let y = x.name;
+    const vec = (v: Json, base: string) => {
+      if (typeof v === 'number') return b.f32(v);
+      const a = (v as Json[]).map(Number);
+      const r = x.shape.length;
+      return im.init(layer, base, () => ({ dtype: 'float32', dims: r >= 3 ? [a.length, ...Array(r - 2).fill(1)] : [a.length], data: Float32Array.from(a) }));
+    };
+    const scale = c.scale ?? 1, offset = c.offset ?? 0;
+    if (scale !== 1) y = b.op('Mul', [y, vec(scale, 'scale')], {}, `${lname}/Mul`);
+    if (offset !== 0) y = b.op('Add', [y, vec(offset, 'offset')], {}, `${lname}/Add`);
+    return [{ name: y, shape: [...x.shape] }];
+  });
+
+/** Keras activations (lower case) by name: the ONNX value of activation(v); `axis` is the channel axis. */
+export const TFJS_ACTIVATIONS = new Handlers<(b: Builder, v: string, base: string, axis: number) => string>('TF.js activations')
+  .register('relu', (b, v, base) => b.op('Relu', [v], {}, base))
+  .register('relu6', (b, v, base) => b.op('Clip', [v, b.f32(0), b.f32(6)], {}, base))
+  .register('elu', (b, v, base) => b.op('Elu', [v], { alpha: A.f(1) }, base))
+  .register('selu', (b, v, base) => b.op('Mul', [b.op('Elu', [v], { alpha: A.f(1.6732632423543772) }, `${base}/Elu`), b.f32(1.0507009873554805)], {}, base))
+  .register('sigmoid', (b, v, base) => b.op('Sigmoid', [v], {}, base))
+  .register(['hard_sigmoid', 'hardsigmoid'], (b, v, base) => b.op('HardSigmoid', [v], { alpha: A.f(0.2), beta: A.f(0.5) }, base))
+  .register('tanh', (b, v, base) => b.op('Tanh', [v], {}, base))
+  .register('softmax', (b, v, base, axis) => b.op('Softmax', [v], { axis: A.i(axis) }, base))
+  .register(['log_softmax', 'logsoftmax'], (b, v, base, axis) => b.op('LogSoftmax', [v], { axis: A.i(axis) }, base))
+  .register('softplus', (b, v, base) => b.op('Softplus', [v], {}, base))
+  .register('softsign', (b, v, base) => b.op('Div', [v, b.op('Add', [b.op('Abs', [v], {}, `${base}/Abs`), b.f32(1)], {}, `${base}/Add`)], {}, base))
+  .register(['swish', 'silu'], (b, v, base) => b.op('Mul', [v, b.op('Sigmoid', [v], {}, `${base}/Sigmoid`)], {}, base))
+  .register('mish', (b, v, base) => b.op('Mul', [v, b.op('Tanh', [b.op('Softplus', [v], {}, `${base}/Softplus`)], {}, `${base}/Tanh`)], {}, base))
+  .register('gelu', (b, v, base) => {
+    const e = b.op('Erf', [b.op('Mul', [v, b.f32(Math.SQRT1_2)], {}, `${base}/Scale`)], {}, `${base}/Erf`);
+    return b.op('Mul', [b.op('Mul', [v, b.f32(0.5)], {}, `${base}/Half`), b.op('Add', [e, b.f32(1)], {}, `${base}/Add`)], {}, base);
+  })
+  .register('exponential', (b, v, base) => b.op('Exp', [v], {}, base));
 
 function layerName(l: LayerJson): string {
   return String(l.config?.name ?? l.name ?? l.class_name);
@@ -750,10 +730,7 @@ function ownsFirstNode(l: LayerJson): boolean {
 }
 
 function depthwiseWeight(K: Tensor): Tensor {
-  const [kh, kw, C, M] = K.dims as [number, number, number, number];
-  // HW·C·M → C·M·H·W, then C·M output channels of one input channel each (group = C, channel c·M + m)
-  const p = permuteData(K.data as Float32Array, K.dims, [2, 3, 0, 1]);
-  return { dtype: 'float32', dims: [C * M, 1, kh, kw], data: p.data };
+  return { dtype: 'float32', ...depthwiseToOihw(K.data as Float32Array, K.dims) };
 }
 
 /** input_layers / output_layers: [[name, node, tensor], …] (or one flat [name, node, tensor]). */
@@ -826,15 +803,7 @@ function importTfjs(src: Source, opts: TfjsReadOptions): Graph {
   g.docString = `imported from the TF.js layers model ${src.label}`;
   g.metadata['graft.source'] = `tfjs:${basename(src.label)}`;
   // Graph outputs: distinct values, never a graph input itself.
-  const seen = new Set<string>(g.inputs.map((i) => i.name));
-  const b = new Builder(g);
-  g.outputs = outs.map((v) => {
-    let name = v.name;
-    if (seen.has(name)) name = b.op('Identity', [name], {}, `${name}/output`);
-    seen.add(name);
-    const dims: Dim[] = onnxDims(v.shape).map((d, i) => (i === 0 ? 'batch' : d));
-    return { name, dtype: 'float32', shape: dims };
-  });
+  imp.setOutputs(outs.map((v) => ({ name: v.name, shape: onnxDims(v.shape).map((d, i): Dim => (i === 0 ? 'batch' : d)) })), (name) => `${name}/output`);
   g.prune();
 
   const pre = preprocessFor(g, imp, opts);
