@@ -100,7 +100,7 @@ test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict
     assert.equal((await json(s, 'POST', `/api/runs/${second.body.id}/cancel`)).body.status, 'cancelled');
     assert.equal((await json(s, 'POST', `/api/runs/${second.body.id}/cancel`)).status, 409);
     const events = await readEvents(`${address}/api/runs/${rid}/events`);
-    assert.ok(events.some(([e]) => e === 'progress'), 'progress events were streamed');
+    assert.ok(events.some(([e]) => e === 'progress'), `progress events were streamed: ${JSON.stringify(events.map(([e, d]) => [e, d.status ?? d.phase]))}`);
     const last = events.at(-1)!;
     assert.equal(last[0], 'run');
     assert.equal(last[1].status, 'done', last[1].error);
@@ -130,6 +130,23 @@ test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict
     const ex = await json(s, 'POST', `/api/runs/${rid}/explain`, { exampleId: list.examples[3].id });
     assert.equal(ex.status, 200, JSON.stringify(ex.body));
     assert.match(ex.body.overlayUrl, /^data:image\/png;base64,/);
+
+    // cancel a running training: fine-tuning with checkpoints, stopped after its first epoch
+    const long = (await json(s, 'POST', `/api/projects/${p.id}/runs`, { backbone: 'local:models/onnxjs-demo/mnist.onnx', method: 'finetune', settings: { epochs: 200 } })).body;
+    for (let t0 = Date.now(); (await json(s, 'GET', `/api/runs/${long.id}`)).body.metrics.length < 1;) {
+      assert.ok(Date.now() - t0 < 60_000, 'no epoch in a minute');
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal((await json(s, 'POST', `/api/runs/${long.id}/cancel`)).status, 200);
+    let stopped;
+    for (let t0 = Date.now(); ; await new Promise((res) => setTimeout(res, 100))) {
+      stopped = (await json(s, 'GET', `/api/runs/${long.id}`)).body;
+      if (stopped.status !== 'running') break;
+      assert.ok(Date.now() - t0 < 30_000, 'the cancelled run did not stop');
+    }
+    assert.equal(stopped.status, 'cancelled');
+    assert.equal(stopped.resumable, 'checkpoint');
+    assert.ok(stopped.metrics.length < 200);
 
     // export: the ONNX and the zip of the folder; the ONNX in onnxruntime-node agrees with the server
     const onnx = await s.app.inject({ method: 'GET', url: `/api/runs/${rid}/export/model.onnx` });
@@ -177,6 +194,25 @@ test('import a folder on the server: one class per subfolder, files decode-check
     assert.deepEqual(r.body.skipped.map((x: { file: string }) => x.file).sort(), ['sneaker/broken.png', 'sneaker/notes.txt']);
     const proj = (await json(s, 'GET', `/api/projects/${p.id}`)).body;
     assert.deepEqual(proj.classes.map((c: { name: string; count: number }) => `${c.name}:${c.count}`), ['sneaker:3', 'trouser:3']);
+  } finally {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--token: every route needs it; ?token= counts for GET (links, EventSource) but never for state changes', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'graft-studio-token-'));
+  const token = 'a-long-enough-test-token';
+  const s = await createStudio({ dataDir: dir, uiDir: null, token });
+  try {
+    const url = await s.app.listen({ host: '127.0.0.1', port: 0 });
+    assert.equal((await fetch(`${url}/api/projects`)).status, 401);
+    assert.equal((await fetch(`${url}/api/projects?token=wrong-token-wrong-token`)).status, 401);
+    assert.equal((await fetch(`${url}/api/projects?token=${token}`)).status, 200);
+    const body = JSON.stringify({ name: 'p', kind: 'text' });
+    assert.equal((await fetch(`${url}/api/projects?token=${token}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } })).status, 401);
+    assert.equal((await fetch(`${url}/api/projects`, { method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } })).status, 201);
+    await assert.rejects(createStudio({ dataDir: dir, uiDir: null, host: '0.0.0.0' }), /token/);
   } finally {
     await s.close();
     rmSync(dir, { recursive: true, force: true });
