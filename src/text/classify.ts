@@ -18,7 +18,9 @@ import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import type { TextTokenizer, EncodedBatch } from './tokenizer.js';
 import { addPooling, addClassifierHead, encoderLayerCount, textFeeds, LOGITS, POOLED, type Pooling } from './encoder.js';
-import { linearSchedule } from './lm.js';
+import { trainLoop, shuffledBatches } from '../train/loop.js';
+import { LearningRate, Logger, runCallbacks, type RunOptions } from '../train/callbacks.js';
+import { labelsTensor } from '../train/fit.js';
 import { softmax } from '../eval/classify.js';
 
 export interface TextModel {
@@ -121,7 +123,7 @@ export function randomHead(hidden: number, classes: number, seed = 0): { weight:
 
 export type FinetuneMode = 'full' | 'top' | 'lora';
 
-export interface TextFinetuneOptions {
+export interface TextFinetuneOptions extends RunOptions {
   mode?: FinetuneMode;
   pooling?: Pooling;
   maxLength?: number;
@@ -163,6 +165,8 @@ export interface TextFinetuneResult {
   graph: Graph;
   steps: number;
   losses: number[];
+  /** The epoch a resumed run continued after (0: none). */
+  resumedFrom?: number;
 }
 
 const DEFAULT_LORA_MATCH = '(attention|intermediate|output).*(query|key|value|dense)';
@@ -217,52 +221,53 @@ export async function finetuneText(model: TextModel, texts: readonly string[], y
     clipNorm: o.clipNorm ?? 1,
   });
   try {
-    const { steps, losses } = await runTextEpochs(trainer, y, o, o.lr ?? 2e-5, (idx, epoch, rng) => {
+    const config = {
+      data: sha256(texts.join('\u0000')), mode, pooling, maxLength, classes: o.classes, head: o.head ? 'probe' : 'random', headLrScale: o.headLrScale ?? 1, weightDecay: o.weightDecay ?? 0.01,
+      tokenDropout: o.tokenDropout ?? 0, freezeHead: !!o.freezeHead, trainable: o.trainable ?? null, loraRank: o.loraRank ?? null, loraAlpha: o.loraAlpha ?? null,
+      loraMatch: o.loraMatch ?? null, clipNorm: o.clipNorm ?? 1,
+    };
+    const { steps, losses, resumedFrom } = await runTextEpochs(trainer, y, { ...o, config }, o.lr ?? 2e-5, (idx, epoch, rng) => {
       const enc = model.tokenizer.encodeBatch(idx.map((i) => texts[i]!), { maxLength, source: o.source, warn: epoch === 0 ? o.warn : () => {}, rows: idx.map((i) => o.rows?.[i] ?? i) });
       if (o.tokenDropout) dropTokens(enc, o.tokenDropout, rng);
       return textFeeds(g, enc);
     });
     let out = trainer.toGraph();
     if (mode === 'lora') out = mergeLora(out);
-    return { graph: out, steps, losses };
+    return { graph: out, steps, losses, ...(resumedFrom ? { resumedFrom } : {}) };
   } finally {
     await trainer.release();
   }
 }
 
 /**
- * The text fine-tuning loop shared by whole-encoder and cached top-layer training: a seeded shuffle
- * per epoch, mini-batches, warmup then linear decay of the rate (`base` at its peak). `feeds` builds
- * a batch's inputs; it may draw from `rng` (after that epoch's shuffle).
+ * Text fine-tuning on the one training loop (src/train/loop.ts), shared by whole-encoder and cached
+ * top-layer training: a seeded shuffle per epoch, mini-batches, warmup then linear decay of the rate
+ * (`base` at its peak; the 'linear' schedule of src/train/schedule.ts). `feeds` builds a batch's
+ * inputs; it may draw from `rng` (after that epoch's shuffle). With `checkpointDir` every epoch is
+ * checkpointed, and `resume` continues bit for bit; `config` names the settings a resume must match.
  */
 export async function runTextEpochs(
   trainer: Trainer, y: readonly number[],
-  o: Pick<TextFinetuneOptions, 'epochs' | 'minSteps' | 'batchSize' | 'seed' | 'warmup' | 'onStep'>, base: number,
+  o: Pick<TextFinetuneOptions, 'epochs' | 'minSteps' | 'batchSize' | 'seed' | 'warmup' | 'onStep'> & RunOptions & { config?: Record<string, unknown> }, base: number,
   feeds: (idx: number[], epoch: number, rng: Rng) => Feeds,
-): Promise<{ steps: number; losses: number[] }> {
+): Promise<{ steps: number; losses: number[]; resumedFrom: number }> {
   const bs = o.batchSize ?? 16, n = y.length;
   if (n === 0) throw new GraftError('no training texts: fine-tuning needs at least one labelled text');
   if (!(Number.isInteger(bs) && bs >= 1)) throw new GraftError(`batch size must be a whole number ≥ 1, got ${bs}`);
   const perEpoch = Math.ceil(n / bs);
   const epochs = Math.max(o.epochs ?? 3, Math.ceil((o.minSteps ?? 0) / perEpoch));
   const steps = epochs * perEpoch;
-  const rng = new Rng(o.seed ?? 0);
-  const losses: number[] = [];
-  let step = 0;
-  for (let e = 0; e < epochs; e++) {
-    const order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
-    for (let s = 0; s < n; s += bs) {
-      const idx = order.slice(s, s + bs);
-      const lr = linearSchedule(base, step, steps, o.warmup ?? 0.1);
-      const batch = feeds(idx, e, rng);
-      const target = { dtype: 'int64' as const, dims: [idx.length], data: BigInt64Array.from(idx.map((i) => BigInt(y[i]!))) };
-      const r = await trainer.step(batch, target, lr);
-      losses.push(r.loss);
-      step++;
-      o.onStep?.({ step, steps, loss: r.loss, epoch: e });
-    }
-  }
-  return { steps, losses };
+  const source = shuffledBatches(n, bs, epochs, (idx, epoch, rng) => ({ feeds: feeds(idx, epoch - 1, rng), target: labelsTensor(idx.map((i) => y[i]!)), size: idx.length }));
+  const config = { texts: n, labels: sha256(new Uint8Array(Int32Array.from(y).buffer)), batchSize: bs, epochs, seed: o.seed ?? 0, lr: base, warmup: o.warmup ?? 0.1, ...o.config };
+  const r = await trainLoop(trainer, source, {
+    seed: o.seed ?? 0, lr: base, releaseOnError: false,
+    callbacks: [
+      LearningRate.of({ kind: 'linear', warmupFraction: o.warmup ?? 0.1 }, base, { totalSteps: steps, stepsPerEpoch: perEpoch }),
+      ...(o.onStep ? [new Logger({ onStep: (_c, s) => o.onStep!({ step: s.step, steps, loss: s.loss, epoch: s.epoch - 1 }) })] : []),
+      ...runCallbacks(o, config, 'fine-tuning'),
+    ],
+  });
+  return { steps, losses: r.losses, resumedFrom: r.resumedFrom };
 }
 
 /** Zero the attention mask at a random `p` of each row's real tokens, keeping the first and last (special) ones. */

@@ -1,7 +1,7 @@
 /**
  * Causal language modelling: the next-token cross-entropy over logits [batch, seq, vocab] with padding
  * masked (a CustomLoss), token windows cut from a corpus, batches for it, held-out perplexity, and
- * fine-tuning a GPT-style ONNX model (input_ids, attention_mask → logits) through the Trainer.
+ * fine-tuning a GPT-style ONNX model (input_ids, attention_mask → logits) on the one training loop.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +12,9 @@ import type { Tensor } from '../graph/tensor.js';
 import type { CustomLoss } from '../train/losses.js';
 import { Trainer, type TrainerOptions } from '../train/trainer.js';
 import { Session, type Feeds, type RuntimeOptions } from '../runtime/session.js';
-import { Rng } from '../util/random.js';
+import { trainLoop, shuffledBatches } from '../train/loop.js';
+import { LearningRate, Logger, runCallbacks, type RunOptions } from '../train/callbacks.js';
+import { sha256 } from '../features/cache.js';
 import { GraftError } from '../util/errors.js';
 
 /** Names of the loss's inputs: the next token at each position and 1 where that prediction counts. */
@@ -139,7 +141,7 @@ export async function perplexity(
   return { perplexity: Math.exp(nll / tokens), nll, tokens };
 }
 
-export interface LmFinetuneOptions {
+export interface LmFinetuneOptions extends RunOptions {
   epochs?: number;
   batchSize?: number;
   /** Peak learning rate (default 3e-4), linear warmup over `warmup` of the steps then linear decay to 0. */
@@ -156,21 +158,31 @@ export interface LmFinetuneOptions {
   onStep?: (info: { step: number; steps: number; epoch: number; loss: number; lr: number }) => void;
 }
 
-/** Learning rate at step k (0-based) of n: linear warmup over the first warmup·n steps, then linear decay. */
-export function linearSchedule(lr: number, k: number, n: number, warmup: number): number {
-  const w = Math.max(1, Math.round(warmup * n));
-  if (k < w) return (lr * (k + 1)) / w;
-  return lr * Math.max(0, (n - k) / Math.max(1, n - w));
+export { linearSchedule } from '../train/schedule.js';
+
+/**
+ * Fine-tune a causal LM on windows on the one training loop (a seeded shuffle of the windows per
+ * epoch, warmup then linear decay); returns the Trainer (call toGraph() for the trained model, then
+ * release()). With `checkpointDir` every epoch is checkpointed and `resume` continues bit for bit.
+ */
+export async function finetuneLm(model: Graph, windows: number[][], opts: LmFinetuneOptions = {}): Promise<Trainer> {
+  return (await finetuneLmRun(model, windows, opts)).trainer;
 }
 
-/** Fine-tune a causal LM on windows; returns the Trainer (call toGraph() for the trained model, then release()). */
-export async function finetuneLm(model: Graph, windows: number[][], opts: LmFinetuneOptions = {}): Promise<Trainer> {
+/** finetuneLm, also saying where a resumed run continued from. */
+export async function finetuneLmRun(model: Graph, windows: number[][], opts: LmFinetuneOptions = {}): Promise<{ trainer: Trainer; losses: number[]; resumedFrom: number }> {
   if (!windows.length) throw new GraftError('no training windows: the corpus is empty');
   const bs = opts.batchSize ?? 8;
+  if (!(Number.isInteger(bs) && bs >= 1)) throw new GraftError(`batch size must be a whole number ≥ 1, got ${bs}`);
   const epochs = opts.epochs ?? 1;
   const perEpoch = Math.ceil(windows.length / bs);
   const steps = Math.min(opts.maxSteps ?? Infinity, perEpoch * epochs);
   const lr = opts.lr ?? 3e-4;
+  const config = {
+    windows: windows.length, data: sha256(new Uint8Array(Int32Array.from(windows.flat()).buffer)), batchSize: bs, epochs, steps, lr, warmup: opts.warmup ?? 0.05,
+    weightDecay: opts.weightDecay ?? 0.01, clipNorm: opts.clipNorm ?? 1, seed: opts.seed ?? 1, pad: opts.pad ?? 0, trainable: opts.trainable ? String(JSON.stringify(opts.trainable, (_k, v) => (v instanceof RegExp ? String(v) : v))) : null,
+  };
+  const callbacks = runCallbacks(opts, config, 'fine-tuning');
   const trainer = await Trainer.create(model, {
     loss: lmLoss(),
     optimizer: { kind: 'adamw', weightDecay: opts.weightDecay ?? 0.01 },
@@ -179,25 +191,16 @@ export async function finetuneLm(model: Graph, windows: number[][], opts: LmFine
     ...(opts.trainable ? { trainable: opts.trainable } : {}),
     ...(opts.runtime ? { runtime: opts.runtime } : {}),
   });
-  const rng = new Rng(opts.seed ?? 1);
-  let step = 0;
-  try {
-    for (let e = 0; e < epochs && step < steps; e++) {
-      const order = [...windows.keys()];
-      rng.shuffle(order);
-      for (let i = 0; i < order.length && step < steps; i += bs) {
-        const batch = order.slice(i, i + bs).map((k) => windows[k]!);
-        const rate = linearSchedule(lr, step, steps, opts.warmup ?? 0.05);
-        const r = await trainer.step(lmBatch(batch, opts.pad), undefined, rate);
-        step++;
-        opts.onStep?.({ step, steps, epoch: e + 1, loss: r.loss, lr: rate });
-      }
-    }
-  } catch (err) {
-    await trainer.release();
-    throw err;
-  }
-  return trainer;
+  const source = shuffledBatches(windows.length, bs, epochs, (idx) => ({ feeds: lmBatch(idx.map((k) => windows[k]!), opts.pad), size: idx.length }), { maxSteps: steps });
+  const r = await trainLoop(trainer, source, {
+    seed: opts.seed ?? 1, lr,
+    callbacks: [
+      LearningRate.of({ kind: 'linear', warmupFraction: opts.warmup ?? 0.05 }, lr, { totalSteps: steps, stepsPerEpoch: perEpoch }),
+      ...(opts.onStep ? [new Logger({ onStep: (_c, s) => opts.onStep!({ step: s.step, steps, epoch: s.epoch, loss: s.loss, lr: s.lr }) })] : []),
+      ...callbacks,
+    ],
+  });
+  return { trainer: r.trainer, losses: r.losses, resumedFrom: r.resumedFrom };
 }
 
 /** A [batch, seq] int64 tensor from rows of equal length. */

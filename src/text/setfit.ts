@@ -13,6 +13,9 @@ import type { Graph } from '../graph/graph.js';
 import type { Tensor } from '../graph/tensor.js';
 import type { CustomLoss } from '../train/losses.js';
 import { Trainer } from '../train/trainer.js';
+import { trainLoop, steppedBatches } from '../train/loop.js';
+import { LearningRate, Logger, runCallbacks, type RunOptions } from '../train/callbacks.js';
+import { sha256 } from '../features/cache.js';
 import { A } from '../graph/builder.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
@@ -20,7 +23,6 @@ import { addPooling, textFeeds, withWeights, POOLED, type Pooling } from './enco
 import type { TextModel } from './classify.js';
 import { TextFeatureExtractor, fitTextHead } from './classify.js';
 import type { LogisticRegression } from '../heads/logistic.js';
-import { linearSchedule } from './lm.js';
 
 export interface PairBatch {
   /** Indices (into the dataset) of the distinct texts the batch encodes. */
@@ -37,6 +39,12 @@ export interface PairBatch {
  */
 export function* pairBatches(y: readonly number[], o: { pairs: number; steps: number; seed?: number }): Generator<PairBatch> {
   const rng = new Rng(o.seed ?? 0);
+  const draw = pairSampler(y, o.pairs);
+  for (let s = 0; s < o.steps; s++) yield draw(rng);
+}
+
+/** The sampler behind pairBatches: one batch of `pairs` pairs per call, drawn from `rng`. */
+export function pairSampler(y: readonly number[], pairs: number): (rng: Rng) => PairBatch {
   const byClass = new Map<number, number[]>();
   y.forEach((c, i) => {
     let l = byClass.get(c);
@@ -45,7 +53,7 @@ export function* pairBatches(y: readonly number[], o: { pairs: number; steps: nu
   });
   const classes = [...byClass.keys()];
   if (classes.length < 2) throw new GraftError('contrastive pairs need at least two classes');
-  for (let s = 0; s < o.steps; s++) {
+  return (rng) => {
     const pos = new Map<number, number>();
     const batch: PairBatch = { texts: [], a: [], b: [], sim: [] };
     const at = (i: number): number => {
@@ -57,7 +65,7 @@ export function* pairBatches(y: readonly number[], o: { pairs: number; steps: nu
       }
       return k;
     };
-    for (let p = 0; p < o.pairs; p++) {
+    for (let p = 0; p < pairs; p++) {
       const i = rng.int(y.length);
       const own = byClass.get(y[i]!)!;
       let j: number, sim: number;
@@ -77,8 +85,8 @@ export function* pairBatches(y: readonly number[], o: { pairs: number; steps: nu
       batch.b.push(at(j));
       batch.sim.push(sim);
     }
-    yield batch;
-  }
+    return batch;
+  };
 }
 
 /** Cosine-similarity MSE over pairs of rows of the pooled output (inputs pair_a, pair_b, pair_sim). */
@@ -105,7 +113,9 @@ export function cosinePairLoss(): CustomLoss {
   };
 }
 
-export interface SetFitOptions {
+export interface SetFitOptions extends RunOptions {
+  /** Steps between checkpoints (an 'epoch' of the loop; default SetFit's pair budget of one epoch). */
+  checkpointEvery?: number;
   pooling?: Pooling;
   maxLength?: number;
   /** Pairs per step (default 16, SetFit's batch size). */
@@ -134,8 +144,10 @@ export interface SetFitResult {
   extractor: TextFeatureExtractor;
   steps: number;
   losses: number[];
-  /** Largest number of texts encoded in one step (memory is O(this), not O(n²)). */
+  /** Largest number of texts encoded in one step (memory is O(this), not O(n²)); of this process's steps after a resume. */
   maxBatchTexts: number;
+  /** The checkpoint a resumed run continued after, in steps·checkpointEvery (0: none). */
+  resumedFrom?: number;
 }
 
 /** Contrastive steps for `texts` training texts: epochs · 20 iterations · 2 pairs per text, `pairsPerStep` pairs a step (at least 1). */
@@ -151,36 +163,45 @@ export async function trainSetFit(model: TextModel, texts: readonly string[], y:
   const maxLength = o.maxLength ?? model.tokenizer.modelMaxLength;
   const pairs = o.pairsPerStep ?? 16;
   const steps = o.steps ?? setfitSteps(texts.length, o.epochs ?? 1, pairs);
-  const g = addPooling(model.graph, pooling);
-  const trainer = await Trainer.create(g, { output: POOLED, loss: cosinePairLoss(), lr: o.lr ?? 2e-5, optimizer: { kind: 'adamw', weightDecay: 0.01 }, clipNorm: 1 });
-  const losses: number[] = [];
-  let maxBatchTexts = 0;
-  let step = 0;
+  const every = o.checkpointEvery ?? setfitSteps(texts.length, 1, pairs);
+  if (!(Number.isInteger(every) && every >= 1)) throw new GraftError(`checkpointEvery must be a positive number of steps, got ${every}`);
   const base = o.lr ?? 2e-5;
+  const config = { texts: texts.length, data: sha256(texts.join('\u0000')), labels: y.join(','), pooling, maxLength, pairs, steps, lr: base, seed: o.seed ?? 0, checkpointEvery: every };
+  const callbacks = runCallbacks(o, config, 'contrastive');
+  const draw = pairSampler(y, pairs);
+  const g = addPooling(model.graph, pooling);
+  const trainer = await Trainer.create(g, { output: POOLED, loss: cosinePairLoss(), lr: base, optimizer: { kind: 'adamw', weightDecay: 0.01 }, clipNorm: 1 });
+  let maxBatchTexts = 0;
+  const source = steppedBatches(steps, every, (_step, rng) => {
+    const batch = draw(rng);
+    maxBatchTexts = Math.max(maxBatchTexts, batch.texts.length);
+    const enc = model.tokenizer.encodeBatch(batch.texts.map((i) => texts[i]!), { maxLength, warn: () => {} }); // every text is warned about once, in the feature pass below
+    const feeds: Record<string, Tensor> = {
+      ...textFeeds(g, enc),
+      pair_a: { dtype: 'int64', dims: [pairs], data: BigInt64Array.from(batch.a.map(BigInt)) },
+      pair_b: { dtype: 'int64', dims: [pairs], data: BigInt64Array.from(batch.b.map(BigInt)) },
+      pair_sim: { dtype: 'float32', dims: [pairs], data: Float32Array.from(batch.sim) },
+    };
+    return { feeds, size: pairs };
+  });
+  const r = await trainLoop(trainer, source, {
+    seed: o.seed ?? 0, lr: base,
+    callbacks: [
+      LearningRate.of({ kind: 'linear', warmupFraction: 0.1 }, base, { totalSteps: steps, stepsPerEpoch: every }),
+      ...(o.onStep ? [new Logger({ onStep: (_c, s) => o.onStep!({ step: s.step, steps, loss: s.loss }) })] : []),
+      ...callbacks,
+    ],
+  });
+  const losses = r.losses;
   let encoder: Graph;
   try {
-    for (const batch of pairBatches(y, { pairs, steps, seed: o.seed ?? 0 })) {
-      maxBatchTexts = Math.max(maxBatchTexts, batch.texts.length);
-      const enc = model.tokenizer.encodeBatch(batch.texts.map((i) => texts[i]!), { maxLength, warn: () => {} }); // every text is warned about once, in the feature pass below
-      const lr = linearSchedule(base, step, steps, 0.1);
-      const feeds: Record<string, Tensor> = {
-        ...textFeeds(g, enc),
-        pair_a: { dtype: 'int64', dims: [pairs], data: BigInt64Array.from(batch.a.map(BigInt)) },
-        pair_b: { dtype: 'int64', dims: [pairs], data: BigInt64Array.from(batch.b.map(BigInt)) },
-        pair_sim: { dtype: 'float32', dims: [pairs], data: Float32Array.from(batch.sim) },
-      };
-      const r = await trainer.step(feeds, undefined, lr);
-      losses.push(r.loss);
-      step++;
-      o.onStep?.({ step, steps, loss: r.loss });
-    }
     // Back to the plain encoder: the trained weights in the original graph (pooling is re-added by the extractor).
-    encoder = withWeights(model.graph, trainer.toGraph());
+    encoder = withWeights(model.graph, r.trainer.toGraph());
   } finally {
-    await trainer.release();
+    await r.trainer.release();
   }
   const extractor = new TextFeatureExtractor({ graph: encoder, tokenizer: model.tokenizer }, pooling);
   const F = await extractor.extract(texts, { maxLength, source: o.source, ...(o.rows ? { rows: o.rows } : {}), ...(o.warn ? { warn: o.warn } : {}) });
   const head = await fitTextHead(F, y, o.seed ?? 0);
-  return { encoder, head, extractor, steps, losses, maxBatchTexts };
+  return { encoder, head, extractor, steps, losses, maxBatchTexts, ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}) };
 }

@@ -14,9 +14,11 @@ import { Builder, A } from '../graph/builder.js';
 import { atomicWrite, readOnnx, writeOnnx } from '../formats/onnx.js';
 import { Trainer, type TrainerOptions } from '../train/trainer.js';
 import { Session, type Feeds, type RuntimeOptions } from '../runtime/session.js';
-import { Rng } from '../util/random.js';
+import { trainLoop, steppedBatches } from '../train/loop.js';
+import { LearningRate, Logger, runCallbacks, type RunOptions } from '../train/callbacks.js';
+import { sha256 } from '../features/cache.js';
 import { GraftError } from '../util/errors.js';
-import { lmLoss, lmEvalGraph, linearSchedule } from './lm.js';
+import { lmLoss, lmEvalGraph } from './lm.js';
 import { seq2seqBatch, type Seq2SeqPair } from './seq2seq.js';
 import { loadTokenizerSync, type TextTokenizer } from './tokenizer.js';
 import { KvDecoder, SEQ2SEQ_INPUTS } from './kv-cache.js';
@@ -24,8 +26,10 @@ import { readTextFile } from '../data/text-table.js';
 
 export interface Seq2SeqTokens { start: number; eos: number; pad: number }
 
-export interface Seq2SeqTrainOptions {
+export interface Seq2SeqTrainOptions extends RunOptions {
   steps: number;
+  /** Steps between checkpoints (an 'epoch' of the loop; default one pass over the pairs). */
+  checkpointEvery?: number;
   batchSize?: number;
   lr?: number;
   warmup?: number;
@@ -36,30 +40,43 @@ export interface Seq2SeqTrainOptions {
   onStep?: (info: { step: number; steps: number; loss: number; lr: number }) => void;
 }
 
-/** Teacher-forced training for a fixed number of steps over shuffled pairs; returns the Trainer. */
+/**
+ * Teacher-forced training for a fixed number of steps over shuffled pairs (a fresh seeded shuffle
+ * appended whenever fewer than a batch remain), on the one training loop; returns the Trainer. With
+ * `checkpointDir` a checkpoint is written every `checkpointEvery` steps and `resume` continues bit for bit.
+ */
 export async function trainSeq2Seq(model: Graph, pairs: Seq2SeqPair[], tokens: Seq2SeqTokens, o: Seq2SeqTrainOptions): Promise<Trainer> {
   if (!pairs.length) throw new GraftError('no training pairs');
   const bs = o.batchSize ?? 32;
+  if (!(Number.isInteger(bs) && bs >= 1)) throw new GraftError(`batch size must be a whole number ≥ 1, got ${bs}`);
+  if (!(Number.isInteger(o.steps) && o.steps >= 0)) throw new GraftError(`steps must be a non-negative integer, got ${o.steps}`);
   const lr = o.lr ?? 3e-4;
+  const every = o.checkpointEvery ?? Math.ceil(pairs.length / bs);
+  if (!(Number.isInteger(every) && every >= 1)) throw new GraftError(`checkpointEvery must be a positive number of steps, got ${every}`);
+  const config = {
+    pairs: pairs.length, data: sha256(JSON.stringify(pairs)), tokens, steps: o.steps, batchSize: bs, lr, warmup: o.warmup ?? 0.05, weightDecay: o.weightDecay ?? 0.01,
+    seed: o.seed ?? 1, checkpointEvery: every, trainable: o.trainable ? JSON.stringify(o.trainable, (_k, v) => (v instanceof RegExp ? String(v) : v)) : null,
+  };
+  const callbacks = runCallbacks(o, config, 'training');
   const trainer = await Trainer.create(model, {
     loss: lmLoss(), optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 }, lr, clipNorm: 1,
     ...(o.trainable ? { trainable: o.trainable } : {}), ...(o.runtime ? { runtime: o.runtime } : {}),
   });
-  const rng = new Rng(o.seed ?? 1);
   let order: number[] = [];
-  try {
-    for (let step = 0; step < o.steps; step++) {
-      if (order.length < bs) order = order.concat(rng.shuffle([...pairs.keys()]));
-      const batch = order.splice(0, bs).map((k) => pairs[k]!);
-      const rate = linearSchedule(lr, step, o.steps, o.warmup ?? 0.05);
-      const r = await trainer.step(seq2seqBatch(batch, tokens), undefined, rate);
-      o.onStep?.({ step: step + 1, steps: o.steps, loss: r.loss, lr: rate });
-    }
-  } catch (e) {
-    await trainer.release();
-    throw e;
-  }
-  return trainer;
+  const source = steppedBatches(o.steps, every, (_step, rng) => {
+    if (order.length < bs) order = order.concat(rng.shuffle([...pairs.keys()]));
+    const batch = order.splice(0, bs).map((k) => pairs[k]!);
+    return { feeds: seq2seqBatch(batch, tokens), size: batch.length };
+  }, { state: () => order, restore: (s) => { order = [...(s as number[])]; } });
+  const r = await trainLoop(trainer, source, {
+    seed: o.seed ?? 1, lr,
+    callbacks: [
+      LearningRate.of({ kind: 'linear', warmupFraction: o.warmup ?? 0.05 }, lr, { totalSteps: o.steps, stepsPerEpoch: every }),
+      ...(o.onStep ? [new Logger({ onStep: (_c, s) => o.onStep!({ step: s.step, steps: o.steps, loss: s.loss, lr: s.lr }) })] : []),
+      ...callbacks,
+    ],
+  });
+  return r.trainer;
 }
 
 /** Mean per-token cross-entropy of the targets (teacher forcing) over held-out pairs. */

@@ -341,3 +341,29 @@ export class StopAfter implements Callback {
     if (ctx.trainer.steps >= this.steps) ctx.stop = true;
   }
 }
+
+/** What every training function of Graft accepts beside its own options: checkpoints, resume, progress, more callbacks. */
+export interface RunOptions {
+  /** Write a checkpoint per epoch into this folder. */
+  checkpointDir?: string;
+  /** Continue from the newest checkpoint in checkpointDir (bit for bit as if never interrupted). */
+  resume?: boolean;
+  /** Keep only the newest this many checkpoints. */
+  keepCheckpoints?: number;
+  /** Draw the progress bar on stderr (only on a terminal). */
+  progress?: boolean | ProgressOptions;
+  /** More callbacks, run after the loop's own (before checkpointing). */
+  callbacks?: Callback[];
+}
+
+/**
+ * The callbacks RunOptions ask for, in loop order: the caller's, then the checkpoint (with `config`,
+ * the settings a resume must match), then the progress bar. `resume` without a folder is refused.
+ */
+export function runCallbacks(o: RunOptions, config: Record<string, unknown>, label?: string): Callback[] {
+  if (o.resume && !o.checkpointDir) throw new GraftError('resume needs a checkpoint folder (checkpointDir / --checkpoint-dir)');
+  const out: Callback[] = [...(o.callbacks ?? [])];
+  if (o.checkpointDir) out.push(new Checkpoint({ dir: o.checkpointDir, config, ...(o.resume ? { resume: true } : {}), ...(o.keepCheckpoints !== undefined ? { keep: o.keepCheckpoints } : {}) }));
+  if (o.progress) out.push(new Progress({ ...(label ? { label } : {}), ...(typeof o.progress === 'object' ? o.progress : {}) }));
+  return out;
+}
