@@ -72,8 +72,9 @@ export class Submitter {
       let jobs: (Job | undefined)[];
       let states: string[];
       try {
-        jobs = await Promise.all(pending.map((id) => Job.fromId(this.queue, id)));
-        states = await Promise.all(jobs.map((j) => (j ? j.getState() : Promise.resolve('missing'))));
+        // the state first, then the job: a job read before its state could be a finished job without its return value
+        states = await Promise.all(pending.map((id) => this.queue.getJobState(id)));
+        jobs = await Promise.all(pending.map((id, i) => (states[i] === 'completed' || states[i] === 'failed' ? Job.fromId(this.queue, id) : Promise.resolve(undefined))));
         downSince = undefined;
       } catch (e) {
         downSince ??= Date.now();
@@ -84,10 +85,10 @@ export class Submitter {
       }
       for (let i = 0; i < pending.length; i++) {
         const id = pending[i]!, j = jobs[i], s = states[i]!;
-        if (!j || s === 'missing' || s === 'unknown')
+        if (s === 'unknown' || ((s === 'completed' || s === 'failed') && !j))
           throw new GraftError(`Redis at ${shownUrl(this.url)} no longer holds this run's jobs (${describe(id)} is gone): was it restarted without persistence, or flushed?`, hint);
-        if (s === 'completed') done.set(id, j.returnvalue as T);
-        else if (s === 'failed') throw new GraftError(`${describe(id)} failed after ${j.attemptsMade} attempt${j.attemptsMade === 1 ? '' : 's'}: ${await this.failureOf(j)}`);
+        if (s === 'completed') done.set(id, j!.returnvalue as T);
+        else if (s === 'failed' && j) throw new GraftError(`${describe(id)} failed after ${j.attemptsMade} attempt${j.attemptsMade === 1 ? '' : 's'}: ${await this.failureOf(j)}`);
       }
       if (done.size < ids.length) await sleep(pollMs);
     }
