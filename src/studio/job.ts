@@ -7,7 +7,9 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { trainFeatureClassifier, evaluateClassifier } from '../features/classifier.js';
+import { trainFeatureClassifier } from '../features/classifier.js';
+import { Session } from '../runtime/session.js';
+import { imagesToTensor } from '../data/image.js';
 import { finetuneImages } from '../finetune/image-finetune.js';
 import { blockCuts } from '../finetune/top-blocks.js';
 import { loadModel } from '../formats/load.js';
@@ -193,13 +195,38 @@ async function runImage(job: JobSpec, emit: (e: JobEvent) => void, out: string, 
   } else throw new GraftError(`method '${job.method}' does not apply to image projects`);
   emit({ type: 'progress', phase: 'evaluating', fraction: 0.92 });
   const test = sp.test;
-  const model = loadModel(join(out, 'model.onnx'));
-  const ev = await evaluateClassifier(model, { ...data, inputs: test.map((i) => data.inputs[i]!), labels: test.map((i) => labels[i]!), names: test.map((i) => data.names[i]!) });
-  const m = classificationMetrics(ev.truth, ev.predictions, job.classes);
-  const e = evaluation(m, job.examples, test, ev.predictions, [], job.classes, trained);
+  const { pred, prob } = await scoreImages(join(out, 'model.onnx'), test.map((i) => data.inputs[i]!));
+  const m = classificationMetrics(test.map((i) => labels[i]!), pred, job.classes);
+  const e = evaluation(m, job.examples, test, pred, prob, job.classes, trained);
   writeFileSync(join(job.runDir, 'evaluation.json'), JSON.stringify(e, null, 2) + '\n');
   emit({ type: 'progress', phase: 'done', fraction: 1 });
   return e;
+}
+
+/** The saved classifier's top class and its probability for each image (all were decode-checked on upload). */
+async function scoreImages(modelPath: string, files: string[]): Promise<{ pred: number[]; prob: number[] }> {
+  const g = loadModel(modelPath);
+  const pre = getPreprocess(g);
+  if (!pre) throw new GraftError(`${modelPath}: the saved classifier records no image preprocessing`);
+  const input = g.dataInputs()[0]!.name, output = (g.outputs.find((o) => o.name === 'probabilities') ?? g.outputs[0]!).name;
+  const session = await Session.fromGraph(g, undefined, 'studio evaluation');
+  const pred: number[] = [], prob: number[] = [];
+  try {
+    for (let s = 0; s < files.length; s += 32) {
+      const x = await imagesToTensor(files.slice(s, s + 32), pre);
+      const r = (await session.run({ [input]: x }, [output]))[output]!;
+      const K = r.dims[r.dims.length - 1]!, d = r.data as Float32Array;
+      for (let i = 0; i < x.dims[0]!; i++) {
+        let best = 0;
+        for (let k = 1; k < K; k++) if (d[i * K + k]! > d[i * K + best]!) best = k;
+        pred.push(best);
+        prob.push(d[i * K + best]!);
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  return { pred, prob };
 }
 
 async function runText(job: JobSpec, emit: (e: JobEvent) => void, out: string, labels: number[], seed: number): Promise<JobEvaluation> {
