@@ -33,6 +33,8 @@ export const taskAssets: Record<TextTask, string[]> = {
 export interface TaskRun {
   weights: Map<string, Float32Array>;
   losses: number[];
+  /** The epoch (checkpoint) a resumed run continued after; 0 when it started afresh. */
+  resumedFrom: number;
 }
 
 const floats = (g: Graph) => new Map([...g.initializers].filter(([, t]) => t.dtype === 'float32').map(([k, t]) => [k, t.data as Float32Array]));
@@ -44,7 +46,13 @@ function reviews(n: number): { texts: string[]; y: number[] } {
 }
 
 /** Run one task with loop options (checkpointDir, resume, callbacks); 3 checkpoints' worth of steps. */
-export async function runTask(task: TextTask, o: RunOptions = {}): Promise<TaskRun> {
+export async function runTask(task: TextTask, opts: RunOptions = {}): Promise<TaskRun> {
+  let resumedFrom = 0;
+  const r = await train(task, { ...opts, callbacks: [...(opts.callbacks ?? []), { name: 'probe', onTrainBegin: (ctx) => void (resumedFrom = ctx.resumedFrom) }] });
+  return { ...r, resumedFrom };
+}
+
+async function train(task: TextTask, o: RunOptions): Promise<Omit<TaskRun, 'resumedFrom'>> {
   const quiet = () => {};
   if (task === 'classify') {
     const model = loadModelFolderSync(assetPath('models/text/bert-mini-debian'));
