@@ -3,11 +3,11 @@
  * path from a trainable value to the loss, in reverse order, calling each operator's rule and summing
  * gradients that meet at a value. Everything else (frozen parts) gets no gradient work at all.
  */
-import type { Graph, Node } from '../graph/graph.js';
+import { attrFloat, attrInt, attrInts, attrString, type Graph, type Node } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
 import { isFloat } from '../graph/tensor.js';
 import type { ShapeMap, ValueShape } from './shapes.js';
-import { type GradCtx, NoGradientRule } from './rule.js';
+import { type GradCtx, type Names, NoGradientRule } from './rule.js';
 import { RULES, NON_DIFFERENTIABLE } from './rules/index.js';
 import { GraftError } from '../util/errors.js';
 
@@ -66,6 +66,7 @@ export function gradientPath(g: Graph, shapes: ShapeMap, wrt: Iterable<string>, 
 export function buildBackward(g: Graph, shapes: ShapeMap, opts: BackwardOptions): BackwardResult {
   const { onPath, requires } = gradientPath(g, shapes, opts.wrt, opts.loss);
   const b = new Builder(g, 'grad/');
+  const initializersBefore = new Set(g.initializers.keys());
   const contributions = new Map<string, string[]>();
   const add = (v: string, gname: string) => {
     let l = contributions.get(v);
@@ -92,21 +93,49 @@ export function buildBackward(g: Graph, shapes: ShapeMap, opts: BackwardOptions)
     // no gradient reaches any output (e.g. everything downstream of a stop-gradient): nothing to do
     if (node.outputs.every((o) => !o || gradOf(o) === null)) continue;
     const ctx = makeCtx(g, b, shapes, node, requires, gradOf);
-    let gins: (string | null | undefined)[];
     try {
-      gins = rule(ctx);
+      const gins = rule(ctx);
+      node.inputs.forEach((inp, i) => {
+        if (!inp || !requires.has(inp)) return;
+        const gi = gins[i];
+        let v = typeof gi === 'function' ? gi() : gi;
+        if (!v) return;
+        if (rule.broadcast === true || rule.broadcast?.includes(i)) v = ctx.unbroadcast(v, inp);
+        add(inp, v);
+      });
     } catch (e) {
       if (e instanceof NoGradientRule || e instanceof GraftError) throw e;
       throw new GraftError(`gradient of node '${node.name}' (${node.opType}) failed: ${(e as Error).message}`);
     }
-    node.inputs.forEach((inp, i) => {
-      const gi = gins[i];
-      if (inp && gi && requires.has(inp)) add(inp, gi);
-    });
   }
   const grads = new Map<string, string | null>();
   for (const w of opts.wrt) grads.set(w, gradOf(w));
+  removeUnused(g, b, new Set([...grads.values()].filter((v): v is string => !!v)), initializersBefore);
   return { grads, nodesDifferentiated: order.length };
+}
+
+/**
+ * Drop the nodes this backward pass built that nothing uses (gradients a rule gave for inputs that
+ * needed none), and the constants only they used. Forward nodes and graph outputs are never touched.
+ */
+function removeUnused(g: Graph, b: Builder, keep: Set<string>, initializersBefore: Set<string>): void {
+  const mine = new Set(b.emitted);
+  const live = new Set<string>([...keep, ...g.outputs.map((o) => o.name)]);
+  for (const n of g.nodes) if (!mine.has(n)) for (const i of n.inputs) if (i) live.add(i);
+  const prod = new Map<string, Node>();
+  for (const n of b.emitted) for (const o of n.outputs) if (o) prod.set(o, n);
+  const used = new Set<Node>();
+  const stack = [...live];
+  while (stack.length) {
+    const n = prod.get(stack.pop()!);
+    if (!n || used.has(n)) continue;
+    used.add(n);
+    for (const i of n.inputs) if (i) stack.push(i);
+  }
+  if (used.size === mine.size) return;
+  g.nodes = g.nodes.filter((n) => !mine.has(n) || used.has(n));
+  const inputs = new Set(g.nodes.flatMap((n) => n.inputs));
+  for (const k of [...g.initializers.keys()]) if (!initializersBefore.has(k) && !inputs.has(k) && !live.has(k)) g.initializers.delete(k);
 }
 
 function makeCtx(
@@ -117,22 +146,25 @@ function makeCtx(
     if (!s) throw new GraftError(`no shape known for value '${name}' (node '${node.name}')`);
     return s;
   };
+  let dy: string | undefined;
   const ctx: GradCtx = {
     b,
     node,
-    x: (i) => node.inputs[i] ?? '',
-    y: (i) => node.outputs[i] ?? '',
-    dy: (i) => (node.outputs[i] ? gradOf(node.outputs[i]!) : null),
-    dyOrZeros: (i) => {
-      const d = ctx.dy(i);
-      if (d) return d;
-      const y = node.outputs[i]!;
-      return b.op('Sub', [y, y]); // zeros of y's shape and type (y is finite in practice)
+    get dy() {
+      // zeros of y's shape and type when no gradient flows into it (y is finite in practice)
+      return (dy ??= gradOf(node.outputs[0]!) ?? b.op('Sub', [node.outputs[0]!, node.outputs[0]!]));
     },
+    x: names(node.inputs),
+    y: names(node.outputs),
+    dyOf: (i) => (node.outputs[i] ? gradOf(node.outputs[i]!) : null),
     needs: (i) => !!node.inputs[i] && requires.has(node.inputs[i]!),
     shape,
     rank: (name) => shape(name).dims.length,
     dtype: (name) => shape(name).dtype,
+    int: (name, dflt) => attrInt(node, name, dflt),
+    float: (name, dflt) => attrFloat(node, name, dflt),
+    ints: (name) => attrInts(node, name),
+    str: (name, dflt) => attrString(node, name, dflt),
     unbroadcast: (grad, x) => unbroadcast(b, grad, shape(x).dims, shape(node.outputs[0]!).dims, x),
     forwardOutput: (i, base) => {
       while (node.outputs.length <= i) node.outputs.push('');
@@ -141,6 +173,11 @@ function makeCtx(
     },
   };
   return ctx;
+}
+
+/** Names padded with '' to at least 8 positions. */
+function names(v: readonly string[]): Names {
+  return [...v.map((n) => n ?? ''), ...Array<string>(Math.max(0, 8 - v.length)).fill('')] as unknown as Names;
 }
 
 /**

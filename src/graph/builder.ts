@@ -3,7 +3,7 @@
  * graph rewrites all build through this, so every generated tensor is named after what made it.
  */
 import { Graph, type Attr, type Node } from './graph.js';
-import type { DType, Tensor } from './tensor.js';
+import { ONNX_DTYPE, type DType, type Tensor } from './tensor.js';
 
 export const A = {
   i: (value: number): Attr => ({ type: 'int', value }),
@@ -117,6 +117,22 @@ export class Builder {
   mul(a: string, b: string): string { return this.op('Mul', [a, b]); }
   div(a: string, b: string): string { return this.op('Div', [a, b]); }
   neg(a: string): string { return this.op('Neg', [a]); }
+  exp(a: string): string { return this.op('Exp', [a]); }
+  log(a: string): string { return this.op('Log', [a]); }
+  sqrt(a: string): string { return this.op('Sqrt', [a]); }
+  recip(a: string): string { return this.op('Reciprocal', [a]); }
+  sign(a: string): string { return this.op('Sign', [a]); }
+
+  /* comparisons and selection (boolean results) */
+  greater(a: string, b: string): string { return this.op('Greater', [a, b]); }
+  less(a: string, b: string): string { return this.op('Less', [a, b]); }
+  equal(a: string, b: string): string { return this.op('Equal', [a, b]); }
+  and(a: string, b: string): string { return this.op('And', [a, b]); }
+  not(a: string): string { return this.op('Not', [a]); }
+  /** cond ? a : b, elementwise. */
+  where(cond: string, a: string, b: string): string { return this.op('Where', [cond, a, b]); }
+  /** x converted to `to` (default float32; booleans become 0 and 1). */
+  cast(x: string, to: DType = 'float32'): string { return this.op('Cast', [x], { to: A.i(ONNX_DTYPE[to]) }); }
 
   /** Sum of several tensors of one shape (one node). */
   sum(xs: string[]): string {

@@ -55,10 +55,10 @@ test('training-mode Dropout passes the finite-difference check (seeded or not, r
 test('a wrong Dropout rule is caught: the scale 1/(1 − ratio) left out, or a mask drawn apart from the forward one', async () => {
   const right = RULES['Dropout']!;
   const wrong: Record<string, (typeof RULES)[string]> = {
-    'no scale': (c) => [c.b.mul(c.dy(0)!, c.b.op('Cast', [c.forwardOutput(1, 'mask')], { to: { type: 'int', value: 1 } }))],
+    'no scale': (c) => [c.b.mul(c.dy, c.b.op('Cast', [c.forwardOutput(1, 'mask')], { to: { type: 'int', value: 1 } }))],
     'own mask': (c) => {
-      const [, m] = c.b.opN('Dropout', [c.x(0), c.x(1), c.x(2)], {}, 2);
-      return [c.b.mul(c.dy(0)!, c.b.mul(c.b.op('Cast', [m!], { to: { type: 'int', value: 1 } }), c.b.f32(2)))];
+      const [, m] = c.b.opN('Dropout', [c.x[0], c.x[1], c.x[2]], {}, 2);
+      return [c.b.mul(c.dy, c.b.mul(c.b.op('Cast', [m!], { to: { type: 'int', value: 1 } }), c.b.f32(2)))];
     },
   };
   try {

@@ -250,7 +250,7 @@ export function autoHeadPads(c: GradCtx, L: number[], l: number[], k: number[], 
 /** The geometry of a Conv (x big, y small) or ConvTranspose (x small, y big) node. */
 export function convGeom(c: GradCtx): ConvGeom {
   const transposed = c.node.opType === 'ConvTranspose';
-  const [x, w, y] = [c.x(0), c.x(1), c.y(0)];
+  const [x, w, y] = [c.x[0], c.x[1], c.y[0]];
   const wd = c.shape(w).dims as number[];
   const r = wd.length - 2;
   const k = attrInts(c.node, 'kernel_shape') ?? wd.slice(2);
@@ -273,16 +273,16 @@ export function convGeom(c: GradCtx): ConvGeom {
 }
 
 /** Bias gradient: dy summed over batch and spatial axes. */
-const biasGrad = (c: GradCtx) => c.b.reduce('ReduceSum', c.dy(0)!, [0, ...spatialAxes(c.rank(c.y(0)) - 2)], false);
+const biasGrad = (c: GradCtx) => c.b.reduce('ReduceSum', c.dy, [0, ...spatialAxes(c.rank(c.y[0]) - 2)], false);
 
 export const conv: Record<string, GradRule> = {
   // y = conv(x, W) + B: dx = convT(dy, W), dW = corr(x, dy), dB = Σ dy
   Conv: (c) => {
     const g = convGeom(c);
-    const dy = c.dy(0)!;
+    const dy = c.dy;
     return [
-      c.needs(0) ? convInputGrad(c.b, g, dy, c.x(1)) : null,
-      c.needs(1) ? convWeightGrad(c.b, g, c.x(0), dy) : null,
+      c.needs(0) ? convInputGrad(c.b, g, dy, c.x[1]) : null,
+      c.needs(1) ? convWeightGrad(c.b, g, c.x[0], dy) : null,
       c.needs(2) ? biasGrad(c) : null,
     ];
   },
@@ -290,10 +290,10 @@ export const conv: Record<string, GradRule> = {
   // y = convT(x, W) + B: dx = conv(dy, W), dW = corr(dy, x) (dy is the big tensor), dB = Σ dy
   ConvTranspose: (c) => {
     const g = convGeom(c);
-    const dy = c.dy(0)!;
+    const dy = c.dy;
     return [
-      c.needs(0) ? gatherConv(c.b, g, dy, c.x(1)) : null,
-      c.needs(1) ? convWeightGrad(c.b, g, dy, c.x(0)) : null,
+      c.needs(0) ? gatherConv(c.b, g, dy, c.x[1]) : null,
+      c.needs(1) ? convWeightGrad(c.b, g, dy, c.x[0]) : null,
       c.needs(2) ? biasGrad(c) : null,
     ];
   },

@@ -38,7 +38,7 @@ export const einsum: Record<string, GradRule> = {
     const eq = attrString(c.node, 'equation', '');
     const xs = c.node.inputs;
     const { ins, out } = parseEinsum(eq, xs.map((x) => c.rank(x)));
-    const dy = c.dy(0)!;
+    const dy = c.dy;
     return xs.map((x, k) => {
       if (!c.needs(k)) return null;
       const sub = ins[k]!;

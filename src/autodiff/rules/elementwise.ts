@@ -1,76 +1,61 @@
 /** Arithmetic and pointwise math: Add Sub Mul Div Neg Pow Sqrt Exp Log Abs Reciprocal Sum Mean Max Min. */
-import type { GradRule } from '../rule.js';
+import { broadcasting, type GradCtx, type GradRule } from '../rule.js';
 
 export const elementwise: Record<string, GradRule> = {
-  Add: (c) => [c.needs(0) ? c.unbroadcast(c.dy(0)!, c.x(0)) : null, c.needs(1) ? c.unbroadcast(c.dy(0)!, c.x(1)) : null],
+  Add: broadcasting(({ dy }) => [dy, dy]),
 
-  Sub: (c) => [c.needs(0) ? c.unbroadcast(c.dy(0)!, c.x(0)) : null, c.needs(1) ? c.unbroadcast(c.b.neg(c.dy(0)!), c.x(1)) : null],
+  Sub: broadcasting(({ b, dy }) => [dy, () => b.neg(dy)]),
 
-  Mul: (c) => {
-    const dy = c.dy(0)!;
+  Mul: broadcasting(({ b, dy, x: [u, v] }) => [() => b.mul(dy, v), () => b.mul(dy, u)]),
+
+  // y = u / v: du = dy / v, dv = −du · y
+  Div: broadcasting(({ b, dy, x: [, v], y: [y] }) => {
+    const du = b.div(dy, v);
+    return [du, () => b.neg(b.mul(du, y))];
+  }),
+
+  Neg: ({ b, dy }) => [b.neg(dy)],
+
+  // y = a ^ p: da = dy · p · a^(p − 1), dp = dy · y · ln(a)
+  Pow: broadcasting((c) => {
+    const { b, dy, x: [a, p], y: [y] } = c;
     return [
-      c.needs(0) ? c.unbroadcast(c.b.mul(dy, c.x(1)), c.x(0)) : null,
-      c.needs(1) ? c.unbroadcast(c.b.mul(dy, c.x(0)), c.x(1)) : null,
+      () => {
+        const one = b.constant({ dtype: c.dtype(p), dims: [], data: c.dtype(p) === 'float64' ? Float64Array.from([1]) : c.dtype(p) === 'int64' ? BigInt64Array.from([1n]) : c.dtype(p) === 'int32' ? Int32Array.from([1]) : Float32Array.from([1]) });
+        const pf = c.dtype(p) === c.dtype(a) ? p : b.cast(p);
+        return b.mul(dy, b.mul(pf, b.op('Pow', [a, b.sub(p, one)])));
+      },
+      () => b.mul(dy, b.mul(y, b.log(a))),
     ];
-  },
+  }),
 
-  // y = a / b: da = dy / b, db = -dy * y / b
-  Div: (c) => {
-    const dy = c.dy(0)!;
-    const da = c.needs(0) || c.needs(1) ? c.b.div(dy, c.x(1)) : '';
-    return [
-      c.needs(0) ? c.unbroadcast(da, c.x(0)) : null,
-      c.needs(1) ? c.unbroadcast(c.b.neg(c.b.mul(da, c.y(0))), c.x(1)) : null,
-    ];
-  },
+  // y = √x: dx = dy / (2y)
+  Sqrt: ({ b, dy, y: [y] }) => [b.div(dy, b.mul(y, b.f32(2)))],
 
-  Neg: (c) => [c.b.neg(c.dy(0)!)],
+  Exp: ({ b, dy, y: [y] }) => [b.mul(dy, y)],
 
-  // y = a ^ p: da = dy * p * a^(p-1), dp = dy * y * ln(a)
-  Pow: (c) => {
-    const b = c.b;
-    const dy = c.dy(0)!;
-    const [a, p] = [c.x(0), c.x(1)];
-    let da: string | null = null;
-    if (c.needs(0)) {
-      const one = b.constant({ dtype: c.dtype(p), dims: [], data: c.dtype(p) === 'float64' ? Float64Array.from([1]) : c.dtype(p) === 'int64' ? BigInt64Array.from([1n]) : c.dtype(p) === 'int32' ? Int32Array.from([1]) : Float32Array.from([1]) });
-      const pm1 = b.sub(p, one);
-      const pf = c.dtype(p) === c.dtype(a) ? p : b.op('Cast', [p], { to: { type: 'int', value: 1 } });
-      da = c.unbroadcast(b.mul(dy, b.mul(pf, b.op('Pow', [a, pm1]))), a);
-    }
-    const dp = c.needs(1) ? c.unbroadcast(b.mul(dy, b.mul(c.y(0), b.op('Log', [a]))), p) : null;
-    return [da, dp];
-  },
+  Log: ({ b, dy, x: [x] }) => [b.div(dy, x)],
 
-  // y = sqrt(x): dx = dy / (2 y)
-  Sqrt: (c) => [c.b.div(c.dy(0)!, c.b.mul(c.y(0), c.b.f32(2)))],
+  Abs: ({ b, dy, x: [x] }) => [b.mul(dy, b.sign(x))],
 
-  Exp: (c) => [c.b.mul(c.dy(0)!, c.y(0))],
+  // y = 1/x: dx = −dy · y²
+  Reciprocal: ({ b, dy, y: [y] }) => [b.neg(b.mul(dy, b.mul(y, y)))],
 
-  Log: (c) => [c.b.div(c.dy(0)!, c.x(0))],
+  Sum: broadcasting(({ dy, node }) => node.inputs.map(() => dy)),
 
-  Abs: (c) => [c.b.mul(c.dy(0)!, c.b.op('Sign', [c.x(0)]))],
-
-  // y = 1/x: dx = -dy * y^2
-  Reciprocal: (c) => [c.b.neg(c.b.mul(c.dy(0)!, c.b.mul(c.y(0), c.y(0))))],
-
-  Sum: (c) => c.node.inputs.map((x, i) => (c.needs(i) ? c.unbroadcast(c.dy(0)!, x) : null)),
-
-  Mean: (c) => {
-    const scaled = c.b.div(c.dy(0)!, c.b.f32(c.node.inputs.length));
-    return c.node.inputs.map((x, i) => (c.needs(i) ? c.unbroadcast(scaled, x) : null));
-  },
+  Mean: broadcasting(({ b, dy, node }) => {
+    const share = b.div(dy, b.f32(node.inputs.length));
+    return node.inputs.map(() => share);
+  }),
 
   // The gradient goes to the inputs equal to the result (ties share it, as in PyTorch's amax backward).
-  Max: (c) => minMax(c),
-  Min: (c) => minMax(c),
+  Max: broadcasting((c) => minMax(c)),
+  Min: broadcasting((c) => minMax(c)),
 };
 
-function minMax(c: Parameters<GradRule>[0]): (string | null)[] {
-  const b = c.b;
-  const dy = c.dy(0)!;
-  const masks = c.node.inputs.map((x) => b.op('Cast', [b.op('Equal', [x, c.y(0)])], { to: { type: 'int', value: 1 } }));
-  const count = b.sum(masks.map((m) => b.op('Expand', [m, b.shapeOf(c.y(0))])));
+function minMax({ b, dy, node, y: [y] }: GradCtx): (() => string)[] {
+  const masks = node.inputs.map((x) => b.cast(b.equal(x, y)));
+  const count = b.sum(masks.map((m) => b.op('Expand', [m, b.shapeOf(y)])));
   const share = b.div(dy, count);
-  return c.node.inputs.map((x, i) => (c.needs(i) ? c.unbroadcast(b.mul(share, masks[i]!), x) : null));
+  return masks.map((m) => () => b.mul(share, m));
 }

@@ -15,7 +15,7 @@ import type { GradCtx, GradRule } from '../rule.js';
  */
 function samples(c: GradCtx) {
   const b = c.b;
-  const [x, labels, weight] = [c.x(0), c.x(1), c.x(2)];
+  const [x, labels, weight] = [c.x[0], c.x[1], c.x[2]];
   const C = c.shape(x).dims[1];
   if (typeof C !== 'number') throw new Error(`${c.node.opType} needs a static class count (axis 1 of '${x}')`);
   const ignore = c.node.attrs['ignore_index'] ? attrInt(c.node, 'ignore_index', 0) : null;
@@ -32,7 +32,7 @@ function samples(c: GradCtx) {
   if (valid) w = w ? b.mul(w, valid) : valid;
   const onehot = valid ? b.mul(onehot0, b.unsqueeze(valid, [1])) : onehot0;
   const reduction = attrString(c.node, 'reduction', 'mean');
-  const dy = c.dyOrZeros(0);
+  const dy = c.dy;
   let dl = dy;
   if (reduction === 'mean') {
     const total = w ? b.reduceAll('ReduceSum', w) : b.op('Cast', [b.op('Size', [lab])], { to: A.i(1) });
@@ -45,7 +45,7 @@ function samples(c: GradCtx) {
 
 /** Sum of a per-sample term [N, d…] into the classes of the labels: [C]. */
 function perClass(c: GradCtx, onehot: string, t: string): string {
-  const r = c.rank(c.x(0));
+  const r = c.rank(c.x[0]);
   const axes = [0, ...Array.from({ length: r - 2 }, (_, k) => k + 2)];
   return c.b.reduce('ReduceSum', c.b.mul(onehot, c.b.unsqueeze(t, [1])), axes, false);
 }
@@ -56,7 +56,7 @@ function perClass(c: GradCtx, onehot: string, t: string): string {
  */
 function dWeight(c: GradCtx, onehot: string, dl: string, ell: string, mean: boolean): string {
   const b = c.b;
-  const t = mean ? b.mul(dl, b.sub(ell, c.y(0))) : b.mul(dl, ell);
+  const t = mean ? b.mul(dl, b.sub(ell, c.y[0])) : b.mul(dl, ell);
   return perClass(c, onehot, t);
 }
 
@@ -66,7 +66,7 @@ export const loss: Record<string, GradRule> = {
     const b = c.b;
     const { onehot, dl, wdl, mean } = samples(c);
     const dx = c.needs(0) ? b.neg(b.mul(onehot, wdl)) : null;
-    const ell = () => b.neg(b.reduce('ReduceSum', b.mul(onehot, c.x(0)), [1], false));
+    const ell = () => b.neg(b.reduce('ReduceSum', b.mul(onehot, c.x[0]), [1], false));
     return [dx, null, c.needs(2) ? dWeight(c, onehot, dl, ell(), mean) : null];
   },
 
@@ -80,7 +80,7 @@ export const loss: Record<string, GradRule> = {
     let dx: string | null = null;
     if (c.needs(0)) {
       dx = b.mul(b.sub(p, onehot), wdl);
-      const g = c.dy(1);
+      const g = c.dyOf(1);
       if (g) dx = b.add(dx, b.sub(g, b.mul(p, b.reduce('ReduceSum', g, [1], true))));
     }
     const ell = () => b.neg(b.reduce('ReduceSum', b.mul(onehot, logp), [1], false));

@@ -13,10 +13,10 @@ export const matmul: Record<string, GradRule> = {
   // Y = A @ B. 1-D operands are promoted (A: [1,k], B: [k,1]) and the promoted axis removed again.
   MatMul: (c) => {
     const b = c.b;
-    const [A, B] = [c.x(0), c.x(1)];
+    const [A, B] = [c.x[0], c.x[1]];
     const ra = c.rank(A);
     const rb = c.rank(B);
-    let dy = c.dy(0)!;
+    let dy = c.dy;
     let a = A;
     let bb = B;
     if (ra === 1) { a = b.unsqueeze(A, [0]); dy = b.unsqueeze(dy, [-2]); }
@@ -55,7 +55,7 @@ export const matmul: Record<string, GradRule> = {
     const beta = attrFloat(c.node, 'beta', 1);
     const tA = attrInt(c.node, 'transA', 0);
     const tB = attrInt(c.node, 'transB', 0);
-    const dy = c.dy(0)!;
+    const dy = c.dy;
     const I = (v: number) => ({ type: 'int' as const, value: v });
     const F = (v: number) => ({ type: 'float' as const, value: v });
     let dA: string | null = null;
@@ -64,18 +64,18 @@ export const matmul: Record<string, GradRule> = {
     // dA' = dy @ B'^T ; dA = tA ? (dA')^T : dA'
     if (c.needs(0)) {
       dA = tA
-        ? b.op('Gemm', [c.x(1), dy], { transA: I(tB), transB: I(1), alpha: F(alpha) })
-        : b.op('Gemm', [dy, c.x(1)], { transA: I(0), transB: I(tB ? 0 : 1), alpha: F(alpha) });
+        ? b.op('Gemm', [c.x[1], dy], { transA: I(tB), transB: I(1), alpha: F(alpha) })
+        : b.op('Gemm', [dy, c.x[1]], { transA: I(0), transB: I(tB ? 0 : 1), alpha: F(alpha) });
     }
     // dB' = A'^T @ dy ; dB = tB ? (dB')^T : dB'
     if (c.needs(1)) {
       dB = tB
-        ? b.op('Gemm', [dy, c.x(0)], { transA: I(1), transB: I(tA), alpha: F(alpha) })
-        : b.op('Gemm', [c.x(0), dy], { transA: I(tA ? 0 : 1), transB: I(0), alpha: F(alpha) });
+        ? b.op('Gemm', [dy, c.x[0]], { transA: I(1), transB: I(tA), alpha: F(alpha) })
+        : b.op('Gemm', [c.x[0], dy], { transA: I(tA ? 0 : 1), transB: I(0), alpha: F(alpha) });
     }
     if (c.needs(2)) {
       const g = beta === 1 ? dy : b.mul(dy, b.f32(beta));
-      dC = c.unbroadcast(g, c.x(2));
+      dC = c.unbroadcast(g, c.x[2]);
     }
     return [dA, dB, dC];
   },
@@ -90,7 +90,7 @@ function reduceBatch(c: GradCtx, g: string, ry: number, rx: number, xPromoted: s
   for (let i = 0; i < lead; i++) axes.push(i);
   // broadcast batch axes of size 1 in x
   const batchDims = rx - 2;
-  const yShape = c.shape(c.y(0)).dims;
+  const yShape = c.shape(c.y[0]).dims;
   for (let i = 0; i < batchDims; i++) {
     const xd = xs.length === rx ? xs[i] : null;
     const yd = yShape[lead + i];

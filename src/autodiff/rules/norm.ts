@@ -73,10 +73,10 @@ function batchStatsBackward(c: GradCtx, x: string, scale: string, dy: string, r:
   // With momentum 0 the node's outputs 1 and 2 are the batch mean and (population) variance, exactly:
   // reuse them (compileTraining's batch mode runs BatchNorm so) instead of two more passes over x.
   const batchStats = attrFloat(c.node, 'momentum', 0.9) === 0 && !!c.node.outputs[1] && !!c.node.outputs[2];
-  const mean = batchStats ? perChannel(c, c.y(1), r) : b.reduce('ReduceMean', x, axes, true);
+  const mean = batchStats ? perChannel(c, c.y[1], r) : b.reduce('ReduceMean', x, axes, true);
   const d = b.sub(x, mean);
   // ReduceSum(d·d), not ReduceSumSquare: onnxruntime's ReduceSumSquare over axes [0, 2, …] alone is 1.6–2.7× slower
-  const variance = batchStats ? perChannel(c, c.y(2), r) : b.mul(b.reduce('ReduceSum', b.mul(d, d), axes, true), invM);
+  const variance = batchStats ? perChannel(c, c.y[2], r) : b.mul(b.reduce('ReduceSum', b.mul(d, d), axes, true), invM);
   const rstd = rsqrt(c, variance, eps);
   const flat = (v: string) => b.reshape(v, [C]);
   const T = b.reduce('ReduceSum', b.mul(dy, d), axes, true);
@@ -93,7 +93,7 @@ function batchStatsBackward(c: GradCtx, x: string, scale: string, dy: string, r:
     dx = b.add(b.mul(dy, a), affine);
   }
   // running_mean = m·input_mean + (1 − m)·mean, running_var = m·input_var + (1 − m)·var (population variance)
-  const [dRM, dRV] = [c.dy(1), c.dy(2)];
+  const [dRM, dRV] = [c.dyOf(1), c.dyOf(2)];
   const m = attrFloat(c.node, 'momentum', 0.9);
   if (dx && (dRM || dRV)) {
     const terms: string[] = [];
@@ -111,8 +111,8 @@ export const norm: Record<string, GradRule> = {
   // dscale = Σ dy·x̂, dB = Σ dy (over all axes but 1); mean/var get none.
   BatchNormalization: (c) => {
     const b = c.b;
-    const [x, scale] = [c.x(0), c.x(1)];
-    const dy = c.dyOrZeros(0);
+    const [x, scale] = [c.x[0], c.x[1]];
+    const dy = c.dy;
     const r = c.rank(x);
     const eps = attrFloat(c.node, 'epsilon', 1e-5);
     const training = b.opset >= 14 && attrInt(c.node, 'training_mode', 0) === 1;
@@ -120,16 +120,16 @@ export const norm: Record<string, GradRule> = {
     let dx: string | null = null;
     // Frozen statistics: rstd and mean are per-channel constants, so the per-element work is one
     // product for dx and one for dscale = rstd·(Σ dy·x − mean·Σ dy), never x̂ itself.
-    const rstd = rsqrt(c, c.x(4), eps);
+    const rstd = rsqrt(c, c.x[4], eps);
     if (c.needs(0)) dx = b.mul(dy, perChannel(c, b.mul(scale, rstd), r));
     const sumDy = c.needs(1) || c.needs(2) || c.needs(3) || c.needs(4) ? sumPerChannel(c, dy, r) : '';
-    const dscale = c.needs(1) ? b.mul(rstd, b.sub(sumPerChannel(c, b.mul(dy, x), r), b.mul(c.x(3), sumDy))) : null;
+    const dscale = c.needs(1) ? b.mul(rstd, b.sub(sumPerChannel(c, b.mul(dy, x), r), b.mul(c.x[3], sumDy))) : null;
     // frozen statistics as inputs (never trained, but differentiable): dmean = −scale·rstd·Σdy,
     // dvar = −½·scale·rstd³·Σ dy·(x − mean)
     const dmean = c.needs(3) ? b.neg(b.mul(b.mul(scale, rstd), sumDy || sumPerChannel(c, dy, r))) : null;
     const dvar = c.needs(4)
       ? b.mul(b.mul(b.mul(scale, b.mul(rstd, b.mul(rstd, rstd))), b.f32(-0.5)),
-        b.sub(sumPerChannel(c, b.mul(dy, x), r), b.mul(c.x(3), sumDy || sumPerChannel(c, dy, r))))
+        b.sub(sumPerChannel(c, b.mul(dy, x), r), b.mul(c.x[3], sumDy || sumPerChannel(c, dy, r))))
       : null;
     return [dx, dscale, c.needs(2) ? sumDy : null, dmean, dvar];
   },
@@ -138,16 +138,16 @@ export const norm: Record<string, GradRule> = {
   // dscale = Σ_leading dy·x̂, dbias = Σ_leading dy.
   LayerNormalization: (c) => {
     const b = c.b;
-    const x = c.x(0);
-    const dy = c.dyOrZeros(0);
+    const x = c.x[0];
+    const dy = c.dy;
     const r = c.rank(x);
     let axis = attrInt(c.node, 'axis', -1);
     if (axis < 0) axis += r;
     const axes = range(axis, r);
     const { xhat, rstd } = stats(c, x, axes, attrFloat(c.node, 'epsilon', 1e-5));
-    let dx = c.needs(0) ? normBackward(c, b.mul(dy, c.x(1)), xhat, rstd, axes) : null;
+    let dx = c.needs(0) ? normBackward(c, b.mul(dy, c.x[1]), xhat, rstd, axes) : null;
     // the optional outputs Mean = mean(x) and InvStdDev = rstd: dx += (dMean − dInvStdDev·rstd²·x̂)/N
-    const [dMean, dInv] = [c.dy(1), c.dy(2)];
+    const [dMean, dInv] = [c.dyOf(1), c.dyOf(2)];
     if (dx && (dMean || dInv)) {
       const f = (v: string) => b.op('Cast', [v], { to: { type: 'int', value: ONNX_DTYPE.float32 } });
       let extra = dMean ? f(dMean) : null;
@@ -157,20 +157,20 @@ export const norm: Record<string, GradRule> = {
       }
       dx = b.add(dx, b.mul(extra!, invCountOver(c, x, axes)));
     }
-    const dscale = c.needs(1) ? c.unbroadcast(b.mul(dy, xhat), c.x(1)) : null;
-    const dbias = c.needs(2) ? c.unbroadcast(dy, c.x(2)) : null;
+    const dscale = c.needs(1) ? c.unbroadcast(b.mul(dy, xhat), c.x[1]) : null;
+    const dbias = c.needs(2) ? c.unbroadcast(dy, c.x[2]) : null;
     return [dx, dscale, dbias];
   },
 
   // y = x̂·scale[c] + B[c], statistics per (n, c) over the spatial axes: as LayerNorm over axes 2…r-1.
   InstanceNormalization: (c) => {
     const b = c.b;
-    const x = c.x(0);
-    const dy = c.dy(0)!;
+    const x = c.x[0];
+    const dy = c.dy;
     const r = c.rank(x);
     const axes = range(2, r);
     const { xhat, rstd } = stats(c, x, axes, attrFloat(c.node, 'epsilon', 1e-5));
-    const dx = c.needs(0) ? normBackward(c, b.mul(dy, perChannel(c, c.x(1), r)), xhat, rstd, axes) : null;
+    const dx = c.needs(0) ? normBackward(c, b.mul(dy, perChannel(c, c.x[1], r)), xhat, rstd, axes) : null;
     const dscale = c.needs(1) ? sumPerChannel(c, b.mul(dy, xhat), r) : null;
     const dB = c.needs(2) ? sumPerChannel(c, dy, r) : null;
     return [dx, dscale, dB];
@@ -180,8 +180,8 @@ export const norm: Record<string, GradRule> = {
   // as LayerNorm over the last axis. Opset 18 scales and shifts per group ([G]), opset 21 per channel ([C]).
   GroupNormalization: (c) => {
     const b = c.b;
-    const x = c.x(0);
-    const dy = c.dy(0)!;
+    const x = c.x[0];
+    const dy = c.dy;
     const r = c.rank(x);
     const G = attrInt(c.node, 'num_groups', 1);
     const grouped = (v: string) => b.reshape(v, [0, G, -1]);
@@ -190,7 +190,7 @@ export const norm: Record<string, GradRule> = {
     const dyg = grouped(dy);
     let dx: string | null = null;
     if (c.needs(0)) {
-      const g = perGroup ? b.mul(dyg, b.reshape(c.x(1), [G, 1])) : grouped(b.mul(dy, perChannel(c, c.x(1), r)));
+      const g = perGroup ? b.mul(dyg, b.reshape(c.x[1], [G, 1])) : grouped(b.mul(dy, perChannel(c, c.x[1], r)));
       dx = b.op('Reshape', [normBackward(c, g, xhat, rstd, [2]), b.shapeOf(x)]);
     }
     const dscale = !c.needs(1) ? null : perGroup
@@ -203,14 +203,14 @@ export const norm: Record<string, GradRule> = {
   // Inference: y = x, dx = dy. Training: y = x·mask/(1 − ratio), dx = dy·mask/(1 − ratio).
   Dropout: (c) => {
     const b = c.b;
-    const dy = c.dy(0)!;
-    const tm = b.opset >= 12 ? c.x(2) : '';
+    const dy = c.dy;
+    const tm = b.opset >= 12 ? c.x[2] : '';
     if (!tm) return [dy];
     const tmConst = b.graph.initializers.get(tm);
     if (tmConst && !toNumbers(tmConst)[0]) return [dy];
-    const ratioName = b.opset >= 12 ? c.x(1) : '';
+    const ratioName = b.opset >= 12 ? c.x[1] : '';
     const ratioConst = ratioName ? b.graph.initializers.get(ratioName) : undefined;
-    const to = { type: 'int' as const, value: ONNX_DTYPE[c.dtype(c.x(0))] };
+    const to = { type: 'int' as const, value: ONNX_DTYPE[c.dtype(c.x[0])] };
     const mask = b.op('Cast', [c.forwardOutput(1, 'mask')], { to });
     // 1/(1 − ratio), from the constant ratio (default 0.5) or computed from a fed one.
     let inv = ratioName && !ratioConst

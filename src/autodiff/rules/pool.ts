@@ -11,7 +11,7 @@ function poolGeom(c: GradCtx): ConvGeom & { pe: number[] } {
     if (d.some((n) => n === null)) throw new Error(`${c.node.opType} gradient needs static spatial sizes ('${v}' has ${JSON.stringify(d)})`);
     return d as number[];
   };
-  const [L, l] = [dims(c.x(0)), dims(c.y(0))];
+  const [L, l] = [dims(c.x[0]), dims(c.y[0])];
   const r = L.length;
   const k = attrInts(c.node, 'kernel_shape')!;
   const s = attrInts(c.node, 'strides') ?? Array(r).fill(1);
@@ -74,8 +74,8 @@ function planeIndices(c: GradCtx, g: ConvGeom): string {
 function maxPoolGrad(c: GradCtx): string {
   const b = c.b;
   if (b.opset < 8) throw new Error('MaxPool gradient needs opset 8 or later (for its Indices output)');
-  const x = c.x(0);
-  const dy = c.dy(0)!;
+  const x = c.x[0];
+  const dy = c.dy;
   if (b.opset >= 16 && !attrInt(c.node, 'storage_order', 0)) {
     // Indices count over the whole tensor: dx.flat[idx[o]] += dy[o]
     const flat = (v: string) => b.reshape(v, [-1]);
@@ -139,27 +139,27 @@ export const pool: Record<string, GradRule> = {
     const g = poolGeom(c);
     const inv = b.constant({ dtype: 'float32', dims: g.l, data: avgDivisors(g, attrInt(c.node, 'count_include_pad', 0) === 1) });
     const ones = b.constant({ dtype: 'float32', dims: [1, 1, ...g.k], data: new Float32Array(prod(g.k)).fill(1) });
-    const dx = scatterConvT(b, g, perPlane(c, b.mul(c.dy(0)!, inv), g.l), ones);
-    return [b.op('Reshape', [dx, b.shapeOf(c.x(0))])];
+    const dx = scatterConvT(b, g, perPlane(c, b.mul(c.dy, inv), g.l), ones);
+    return [b.op('Reshape', [dx, b.shapeOf(c.x[0])])];
   },
 
   // y = mean over space: dx = dy / (ΠL) broadcast
   GlobalAveragePool: (c) => {
     const b = c.b;
-    const x = c.x(0);
+    const x = c.x[0];
     const sp = c.shape(x).dims.slice(2);
     const n = sp.every((d) => d !== null) ? b.f32(prod(sp as number[]))
       : b.op('Cast', [b.reduce('ReduceProd', sliceShape(c, x), [0], false)], { to: A.i(1) });
-    return [b.op('Expand', [b.div(c.dy(0)!, n), b.shapeOf(x)])];
+    return [b.op('Expand', [b.div(c.dy, n), b.shapeOf(x)])];
   },
 
   // y = max over space: dx = dy where x equals the max, split between ties
   GlobalMaxPool: (c) => {
     const b = c.b;
-    const x = c.x(0);
+    const x = c.x[0];
     const axes = range(c.rank(x) - 2).map((i) => i + 2);
-    const mask = b.op('Cast', [b.op('Equal', [x, c.y(0)])], { to: A.i(1) });
-    return [b.mul(mask, b.div(c.dy(0)!, b.reduce('ReduceSum', mask, axes, true)))];
+    const mask = b.op('Cast', [b.op('Equal', [x, c.y[0]])], { to: A.i(1) });
+    return [b.mul(mask, b.div(c.dy, b.reduce('ReduceSum', mask, axes, true)))];
   },
 };
 

@@ -10,7 +10,7 @@ import { constOf } from './shape.js';
 
 function resizeGrad(c: GradCtx): (string | null)[] {
   const b = c.b;
-  const [x, y] = [c.x(0), c.y(0)];
+  const [x, y] = [c.x[0], c.y[0]];
   const xd = c.shape(x).dims;
   const yd = c.shape(y).dims;
   const r = xd.length;
@@ -18,8 +18,8 @@ function resizeGrad(c: GradCtx): (string | null)[] {
   const [xn, yn] = [xd as number[], yd as number[]];
   if (attrString(c.node, 'coordinate_transformation_mode', 'half_pixel') === 'tf_crop_and_resize')
     throw new Error(`${c.node.opType} with coordinate_transformation_mode tf_crop_and_resize has no rule`);
-  let scales = constOf(c, c.x(b.opset < 11 ? 1 : 2));
-  let sizes = b.opset >= 11 ? constOf(c, c.x(3)) : undefined;
+  let scales = constOf(c, c.x[b.opset < 11 ? 1 : 2]);
+  let sizes = b.opset >= 11 ? constOf(c, c.x[3]) : undefined;
   if (scales?.length === 0) scales = undefined;
   if (sizes?.length === 0) sizes = undefined;
   if (!scales && !sizes) throw new Error(`${c.node.opType} scales or sizes must be constants to differentiate`);
@@ -38,7 +38,7 @@ function resizeGrad(c: GradCtx): (string | null)[] {
   const resized = [...Array(r).keys()].filter((a) => xn[a] !== yn[a] || (sc && sc[a] !== 1));
   const attrs: Record<string, Attr> = { ...c.node.attrs };
   delete attrs['axes'];
-  let g = c.dy(0)!;
+  let g = c.dy;
   for (const a of resized) {
     const h = [...Array(r).keys()].find((k) => k !== a && !resized.includes(k));
     if (h === undefined) throw new Error(`${c.node.opType} resizes every axis; its gradient needs one axis at scale 1`);

@@ -13,18 +13,18 @@ export const select: Record<string, GradRule> = {
   // y_j on its other side, so dx is the cumulative sum of dy in the opposite direction, same exclusivity.
   CumSum: (c) => {
     const reverse = attrInt(c.node, 'reverse', 0);
-    return [c.b.op('CumSum', [c.dy(0)!, c.x(1)], { exclusive: A.i(attrInt(c.node, 'exclusive', 0)), reverse: A.i(reverse ? 0 : 1) })];
+    return [c.b.op('CumSum', [c.dy, c.x[1]], { exclusive: A.i(attrInt(c.node, 'exclusive', 0)), reverse: A.i(reverse ? 0 : 1) })];
   },
 
   // The kept triangle passes the gradient, the zeroed one does not: the same Trilu of dy.
-  Trilu: (c) => [c.b.op('Trilu', c.x(1) ? [c.dy(0)!, c.x(1)] : [c.dy(0)!], { upper: A.i(attrInt(c.node, 'upper', 1)) })],
+  Trilu: (c) => [c.b.op('Trilu', c.x[1] ? [c.dy, c.x[1]] : [c.dy], { upper: A.i(attrInt(c.node, 'upper', 1)) })],
 
   // The selected values' gradients go back to where they were taken from (their indices along axis).
   TopK: (c) => {
-    const dy = c.dy(0);
+    const dy = c.dyOf(0);
     if (!dy) return [null];
     const axis = attrInt(c.node, 'axis', -1);
     const idx = c.forwardOutput(1, 'indices');
-    return [c.b.op('ScatterElements', [zerosLike(c, c.x(0)), idx, dy], { axis: A.i(axis) })];
+    return [c.b.op('ScatterElements', [zerosLike(c, c.x[0]), idx, dy], { axis: A.i(axis) })];
   },
 };

@@ -27,14 +27,14 @@ export function constOf(c: GradCtx, name: string): number[] | undefined {
 }
 
 function needConst(c: GradCtx, i: number, what: string): number[] {
-  const v = constOf(c, c.x(i));
-  if (!v) throw new Error(`${c.node.opType} ${what} input '${c.x(i)}' must be a constant to differentiate`);
+  const v = constOf(c, c.x[i]!);
+  if (!v) throw new Error(`${c.node.opType} ${what} input '${c.x[i]}' must be a constant to differentiate`);
   return v;
 }
 
 /** Ints from input i when it is given (newer opsets), else from attribute `attr`. */
 function intsArg(c: GradCtx, i: number, attr: string): number[] | undefined {
-  return c.x(i) ? needConst(c, i, attr) : attrInts(c.node, attr);
+  return c.x[i] ? needConst(c, i, attr) : attrInts(c.node, attr);
 }
 
 const normAxis = (a: number, r: number) => (a < 0 ? a + r : a);
@@ -143,16 +143,16 @@ function boundDyn(c: GradCtx, v: number, D: string): string {
  */
 function sliceGradRuntimeBounds(c: GradCtx): string {
   const b = c.b;
-  const x = c.x(0);
+  const x = c.x[0];
   const r = c.rank(x);
-  const n = c.shape(c.x(1)).dims[0];
+  const n = c.shape(c.x[1]).dims[0];
   if (n == null) throw new Error(`Slice '${c.node.name}': the number of sliced axes must be fixed`);
   const axes = (intsArg(c, 3, 'axes') ?? iota(n)).map((a) => normAxis(a, r));
   const steps = intsArg(c, 4, 'steps') ?? axes.map(() => 1);
   if (steps.some((st) => st !== 1))
     throw new Error(`Slice '${c.node.name}' with run-time bounds and step ${steps.join(',')}: only step 1 has a gradient`);
   const i64 = (v: string) => (c.dtype(v) === 'int64' ? v : b.op('Cast', [v], { to: to('int64') }));
-  const [starts, ends] = [i64(c.x(1)), i64(c.x(2))];
+  const [starts, ends] = [i64(c.x[1]), i64(c.x[2])];
   const zero = b.i64([0]);
   const clamped = (bounds: string, k: number, D: string) => {
     const v = b.op('Gather', [bounds, b.i64([k])], { axis: A.i(0) });
@@ -165,18 +165,18 @@ function sliceGradRuntimeBounds(c: GradCtx): string {
     pads[a] = clamped(starts, k, D);
     pads[a + r] = b.sub(D, clamped(ends, k, D));
   });
-  return pad(c, c.dy(0)!, vec(c, pads));
+  return pad(c, c.dy, vec(c, pads));
 }
 
 /** Cast a float gradient back to the (float) input's type; non-float inputs get none. */
 function castBack(c: GradCtx): string | null {
-  const x = c.x(0);
+  const x = c.x[0];
   if (!c.needs(0) || !isFloat(c.dtype(x))) return null;
-  return c.dtype(x) === c.dtype(c.y(0)) ? c.dy(0) : c.b.op('Cast', [c.dy(0)!], { to: to(c.dtype(x)) });
+  return c.dtype(x) === c.dtype(c.y[0]) ? c.dyOf(0) : c.b.op('Cast', [c.dy], { to: to(c.dtype(x)) });
 }
 
 /** dx = dy reshaped back to x's shape. */
-const reshapeBack: GradRule = (c) => [reshapeLike(c, c.dy(0)!, c.x(0))];
+const reshapeBack: GradRule = (c) => [reshapeLike(c, c.dy, c.x[0])];
 
 /** Scatter-add dy into zeros of data's shape at `indices` along `axis` (GatherElements' layout). */
 function scatterAdd(c: GradCtx, data: string, indices: string, dy: string, axis: number): string {
@@ -189,7 +189,7 @@ function oneHot(c: GradCtx, indices: string, depth: string, axis: number): strin
 }
 
 export const shape: Record<string, GradRule> = {
-  Identity: (c) => [c.dy(0)],
+  Identity: (c) => [c.dyOf(0)],
 
   // y = cast(x): dx = cast(dy) back to x's float type
   Cast: (c) => [castBack(c)],
@@ -203,22 +203,22 @@ export const shape: Record<string, GradRule> = {
 
   // y = transpose(x, p): dx = transpose(dy, p⁻¹)
   Transpose: (c) => {
-    const r = c.rank(c.x(0));
+    const r = c.rank(c.x[0]);
     const perm = attrInts(c.node, 'perm') ?? iota(r).reverse();
     const inv = Array<number>(r);
     perm.forEach((p, i) => (inv[p] = i));
-    return [c.b.transpose(c.dy(0)!, inv)];
+    return [c.b.transpose(c.dy, inv)];
   },
 
   // y = broadcast(x): dx = Σ dy over the broadcast axes
-  Expand: (c) => [c.unbroadcast(c.dy(0)!, c.x(0)), null],
+  Expand: (c) => [c.unbroadcast(c.dy, c.x[0]), null],
 
   // y = concat(x₀, x₁, …): dxᵢ = dy[offsetᵢ : offsetᵢ + sizeᵢ] along the axis
   Concat: (c) => {
     const b = c.b;
-    const dy = c.dy(0)!;
+    const dy = c.dy;
     const n = c.node.inputs.length;
-    const axis = normAxis(attrInt(c.node, 'axis', 0), c.rank(c.y(0)));
+    const axis = normAxis(attrInt(c.node, 'axis', 0), c.rank(c.y[0]));
     const lastNeeded = Math.max(-1, ...iota(n).filter((i) => c.needs(i)));
     let off: number | string = 0;
     const grads: (string | null)[] = [];
@@ -237,24 +237,24 @@ export const shape: Record<string, GradRule> = {
 
   // (y₀, y₁, …) = split(x): dx = concat(dy₀, dy₁, …), zeros for outputs without gradient
   Split: (c) => {
-    const axis = normAxis(attrInt(c.node, 'axis', 0), c.rank(c.x(0)));
-    return [c.b.op('Concat', c.node.outputs.map((_, i) => c.dyOrZeros(i)), { axis: A.i(axis) }), null];
+    const axis = normAxis(attrInt(c.node, 'axis', 0), c.rank(c.x[0]));
+    return [c.b.op('Concat', c.node.outputs.map((_, i) => (c.dyOf(i) ?? c.b.op('Sub', [c.y[i]!, c.y[i]!]))), { axis: A.i(axis) }), null];
   },
 
   // y = x[starts:ends:steps]: dx = zeros with dy written back at the sliced positions
   // (Pad for step 1; a Gather of [dy, 0] at the inverse positions for other steps).
   Slice: (c) => {
     const b = c.b;
-    const x = c.x(0);
+    const x = c.x[0];
     const r = c.rank(x);
     const dims = c.shape(x).dims;
     const old = b.opset < 10;
-    if (!old && (!constOf(c, c.x(1)) || !constOf(c, c.x(2)))) return [sliceGradRuntimeBounds(c)];
+    if (!old && (!constOf(c, c.x[1]) || !constOf(c, c.x[2]))) return [sliceGradRuntimeBounds(c)];
     const starts = (old ? attrInts(c.node, 'starts') : needConst(c, 1, 'starts')) ?? [];
     const ends = (old ? attrInts(c.node, 'ends') : needConst(c, 2, 'ends')) ?? [];
     const axes = ((old ? attrInts(c.node, 'axes') : intsArg(c, 3, 'axes')) ?? iota(starts.length)).map((a) => normAxis(a, r));
     const steps = (old ? undefined : intsArg(c, 4, 'steps')) ?? axes.map(() => 1);
-    let g = c.dy(0)!;
+    let g = c.dy;
     const pads: (number | string)[] = Array<number>(2 * r).fill(0);
     for (let k = 0; k < axes.length; k++) {
       const [a, s, e, st] = [axes[k]!, starts[k]!, ends[k]!, steps[k]!];
@@ -286,8 +286,8 @@ export const shape: Record<string, GradRule> = {
   // y = take(x, idx, axis): dx = zeros with dy added at the gathered positions (repeats accumulate)
   Gather: (c) => {
     const b = c.b;
-    const [x, idx] = [c.x(0), c.x(1)];
-    const dy = c.dy(0)!;
+    const [x, idx] = [c.x[0], c.x[1]];
+    const dy = c.dy;
     const r = c.rank(x);
     const axis = normAxis(attrInt(c.node, 'axis', 0), r);
     if (b.opset >= 16) {
@@ -306,8 +306,8 @@ export const shape: Record<string, GradRule> = {
   // y[…, k, …] = x[…, idx[…, k, …], …]: dx = scatter-add of dy at idx along the axis
   GatherElements: (c) => {
     const b = c.b;
-    const [x, idx] = [c.x(0), c.x(1)];
-    const dy = c.dy(0)!;
+    const [x, idx] = [c.x[0], c.x[1]];
+    const dy = c.dy;
     const r = c.rank(x);
     const axis = normAxis(attrInt(c.node, 'axis', 0), r);
     if (b.opset >= 16) return [scatterAdd(c, x, idx, dy, axis), null];
@@ -325,17 +325,17 @@ export const shape: Record<string, GradRule> = {
   // edge/reflect: the padding's gradient is added onto the border elements it copied.
   Pad: (c) => {
     const b = c.b;
-    const x = c.x(0);
+    const x = c.x[0];
     const r = c.rank(x);
     const mode = attrString(c.node, 'mode', 'constant');
     let pads = (b.opset >= 11 ? needConst(c, 1, 'pads') : attrInts(c.node, 'pads') ?? attrInts(c.node, 'paddings')) ?? [];
-    if (b.opset >= 18 && c.x(3)) {
+    if (b.opset >= 18 && c.x[3]) {
       const axes = needConst(c, 3, 'axes').map((a) => normAxis(a, r));
       const full = Array<number>(2 * r).fill(0);
       axes.forEach((a, k) => ([full[a], full[a + r]] = [pads[k]!, pads[k + axes.length]!]));
       pads = full;
     }
-    const dy = c.dy(0)!;
+    const dy = c.dy;
     if (mode === 'constant') {
       const neg = pads.map((p) => Math.max(0, -p));
       const g = neg.some((p) => p) ? pad(c, dy, neg) : dy;
@@ -344,7 +344,7 @@ export const shape: Record<string, GradRule> = {
       const dx = ax.length ? slice(c, g, ax.map((a) => pos[a]!), ax.map((a) => (pos[a + r] ? -pos[a + r]! : END)), ax) : g;
       // the pad value's gradient: everything that did not come from x
       const dv = c.needs(2)
-        ? b.reshape(b.sub(b.reduce('ReduceSum', dy, iota(r), false), b.reduce('ReduceSum', dx, iota(r), false)), c.shape(c.x(2)).dims.map(() => 1))
+        ? b.reshape(b.sub(b.reduce('ReduceSum', dy, iota(r), false), b.reduce('ReduceSum', dx, iota(r), false)), c.shape(c.x[2]).dims.map(() => 1))
         : null;
       return [dx, null, dv, null];
     }
@@ -372,22 +372,22 @@ export const shape: Record<string, GradRule> = {
   // y = cond ? a : b: da = dy where cond, db = dy elsewhere (each summed back to its shape)
   Where: (c) => {
     const b = c.b;
-    const [cond, dy] = [c.x(0), c.dy(0)!];
-    const z = zero(c, c.dtype(c.y(0)));
+    const [cond, dy] = [c.x[0], c.dy];
+    const z = zero(c, c.dtype(c.y[0]));
     return [
       null,
-      c.needs(1) ? c.unbroadcast(b.op('Where', [cond, dy, z]), c.x(1)) : null,
-      c.needs(2) ? c.unbroadcast(b.op('Where', [cond, z, dy]), c.x(2)) : null,
+      c.needs(1) ? c.unbroadcast(b.op('Where', [cond, dy, z]), c.x[1]) : null,
+      c.needs(2) ? c.unbroadcast(b.op('Where', [cond, z, dy]), c.x[2]) : null,
     ];
   },
 
   // y = tile(x, reps): dx = Σ over the copies, dy viewed as [r₀, d₀, r₁, d₁, …] summed on the r axes
   Tile: (c) => {
-    const x = c.x(0);
+    const x = c.x[0];
     const r = c.rank(x);
     const reps = needConst(c, 1, 'repeats');
     const parts = iota(r).flatMap((a) => [reps[a]!, dimOr(c, x, a)]);
-    const g = c.b.reshape(c.dy(0)!, vec(c, parts));
+    const g = c.b.reshape(c.dy, vec(c, parts));
     return [c.b.reduce('ReduceSum', g, iota(r).map((a) => 2 * a), false), null];
   },
 
@@ -395,17 +395,17 @@ export const shape: Record<string, GradRule> = {
   DepthToSpace: (c) => {
     const b = c.b;
     const bs = attrInt(c.node, 'blocksize', 1);
-    const dy = c.dy(0)!;
+    const dy = c.dy;
     if (attrString(c.node, 'mode', 'DCR') !== 'CRD') return [b.op('SpaceToDepth', [dy], { blocksize: A.i(bs) })];
-    const [, C, H, W] = c.shape(c.x(0)).dims;
+    const [, C, H, W] = c.shape(c.x[0]).dims;
     if (C == null || (H == null && W == null)) throw new Error('DepthToSpace (CRD) gradient needs fixed channels and one fixed spatial size');
     const t = b.reshape(dy, [0, C / (bs * bs), H ?? -1, bs, W ?? -1, bs]);
-    return [reshapeLike(c, b.transpose(t, [0, 1, 3, 5, 2, 4]), c.x(0))];
+    return [reshapeLike(c, b.transpose(t, [0, 1, 3, 5, 2, 4]), c.x[0])];
   },
 
   // SpaceToDepth is undone by DepthToSpace in DCR mode
   SpaceToDepth: (c) => {
     const mode: Record<string, Attr> = c.b.opset >= 11 ? { mode: A.s('DCR') } : {};
-    return [c.b.op('DepthToSpace', [c.dy(0)!], { blocksize: A.i(attrInt(c.node, 'blocksize', 1)), ...mode })];
+    return [c.b.op('DepthToSpace', [c.dy], { blocksize: A.i(attrInt(c.node, 'blocksize', 1)), ...mode })];
   },
 };
