@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Builds Graft Studio's browser app: bundles src/studio/ui/main.ts with esbuild into dist/studio-ui/
- * (app.js, app.css, index.html) and copies onnxruntime-web's WASM binary to dist/studio-ui/ort/, so the
+ * (app.js, app.css, index.html) and copies onnxruntime-web's WASM binary and its loader to dist/studio-ui/ort/, so the
  * folder is self-contained (onnxruntime-web is only a development dependency of Graft).
  *
  *   node scripts/build-ui.mjs            build when missing or stale (sources newer than the last build)
@@ -19,8 +19,10 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src', 'studio', 'ui');
+// onnxruntime-web's WASM binary and its Emscripten loader, fetched by the page at run time from ort/
 const WASM = 'ort-wasm-simd-threaded.wasm';
-const OUTPUTS = ['index.html', 'app.js', 'app.css', join('ort', WASM)];
+const WASM_LOADER = 'ort-wasm-simd-threaded.mjs';
+const OUTPUTS = ['index.html', 'app.js', 'app.css', join('ort', WASM), join('ort', WASM_LOADER)];
 
 function newestSource() {
   let newest = 0;
@@ -74,7 +76,7 @@ export async function buildUi({ out = join(root, 'dist', 'studio-ui'), force = f
   if (existsSync(join(tmp, 'app-style.css.map'))) renameSync(join(tmp, 'app-style.css.map'), join(tmp, 'app.css.map'));
   copyFileSync(join(src, 'index.html'), join(tmp, 'index.html'));
   const require = createRequire(import.meta.url);
-  copyFileSync(require.resolve(`onnxruntime-web/${WASM}`), join(tmp, 'ort', WASM));
+  for (const f of [WASM, WASM_LOADER]) copyFileSync(require.resolve(`onnxruntime-web/${f}`), join(tmp, 'ort', f));
   writeFileSync(join(tmp, 'build.json'), JSON.stringify({ sources, builtAt: new Date().toISOString() }) + '\n');
   rmSync(out, { recursive: true, force: true });
   mkdirSync(dirname(out), { recursive: true });

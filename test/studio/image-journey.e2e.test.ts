@@ -31,7 +31,7 @@ async function writeImages(dir: string): Promise<Record<string, string[]>> {
   const labels = parseIdx(readFileSync(join(fm, 't10k-labels-idx1-ubyte.gz')), 'labels');
   const out: Record<string, string[]> = {};
   for (const [label, name] of CLASSES) {
-    mkdirSync(join(dir, name));
+    mkdirSync(join(dir, name), { recursive: true });
     out[name] = [];
     for (let i = 0; i < labels.data.length && out[name].length < PER_CLASS + 1; i++) {
       if (labels.data[i] !== label) continue;
@@ -114,14 +114,15 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     assert.match(await page.getByTestId('backbone-select').inputValue(), /mobilenet_v1_0\.25_128/, 'the default image backbone');
     assert.equal(await page.getByTestId('method-select').inputValue(), 'features', 'the default method');
     await page.getByTestId('advanced-toggle').click();
-    assert.ok(await page.getByTestId('epochs-input').isVisible(), 'the advanced panel shows the epochs');
+    assert.ok(await page.getByTestId('holdout-input').isVisible(), 'the advanced panel shows the method\'s settings');
     await page.getByTestId('train-button').click();
     await page.getByTestId('progress-bar').waitFor();
     await b.shot('training');
     await page.locator('[data-testid="run-status"][data-status="done"], [data-testid="run-status"][data-status="failed"]').waitFor({ timeout: 300_000 });
     assert.equal(await page.getByTestId('run-status').getAttribute('data-status'), 'done', `training failed: ${await page.getByTestId('run-error').textContent().catch(() => '')}\n${studio.output().slice(-3000)}`);
     assert.ok(Number(await page.getByTestId('progress-bar').getAttribute('value')) >= 0.999, 'the progress bar is full');
-    assert.ok(Number(await page.locator('[data-testid="loss-chart"] polyline').getAttribute('data-points')) >= 1, 'a loss curve is drawn');
+    const drawn = await page.locator('[data-testid="accuracy-chart"] polyline').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-points'))));
+    assert.ok(drawn.length >= 1 && drawn.every((n) => n >= 1), `an accuracy curve is drawn (${drawn})`);
 
     // the evaluation, read off the page
     const accuracy = Number(await page.getByTestId('eval-accuracy').getAttribute('data-value'));
@@ -147,7 +148,8 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     await page.getByTestId('gradcam-overlay').waitFor();
     assert.match((await page.getByTestId('gradcam-overlay').getAttribute('src'))!, /^data:image\/png;base64,|^\/api\//, 'a Grad-CAM heatmap image');
     const diffEl = page.getByTestId('in-page-diff');
-    await diffEl.waitFor({ timeout: 60_000 });
+    await page.locator('[data-testid="in-page-diff"], [data-testid="in-page-error"]').first().waitFor({ timeout: 60_000 });
+    assert.equal(await page.getByTestId('in-page-error').count(), 0, `the model runs in the page: ${await page.getByTestId('in-page-error').textContent().catch(() => '')}`);
     const maxDiff = Number(await diffEl.getAttribute('data-max-diff'));
     assert.ok(maxDiff <= 1e-4, `onnxruntime-web in the page and the server agree within 1e-4 (largest difference ${maxDiff})`);
     const inPage = await page.locator('[data-testid="in-page-results-row"]').evaluateAll((els) => els.map((e) => [e.getAttribute('data-label')!, Number(e.getAttribute('data-probability'))] as const));
@@ -184,7 +186,10 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     assert.deepEqual(b.errors.filter((e) => !/favicon/.test(e)), [], 'no errors in the page');
     copyFileSync(onnxPath, join(shots, 'model.onnx'));
   } catch (e) {
-    if (b) await b.shot('failure').catch(() => undefined);
+    if (b) {
+      await b.shot('failure').catch(() => undefined);
+      if (b.errors.length) (e as Error).message += `\n--- errors in the page ---\n${b.errors.join('\n')}`;
+    }
     if (studio) (e as Error).message += `\n--- graft studio output (last 3000 characters) ---\n${studio.output().slice(-3000)}`;
     throw e;
   } finally {

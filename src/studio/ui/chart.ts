@@ -32,7 +32,7 @@ export function lineChart(title: string, series: Series[], testid: string, yRang
     svg.append(lab);
   }
   const xl = el('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'tick' });
-  xl.textContent = `epoch ${Math.round(x1)}`;
+  xl.textContent = xs.length ? `epoch ${Math.max(...xs)}` : 'epoch';
   svg.append(xl);
   let ly = T + 2;
   for (const s of series) {

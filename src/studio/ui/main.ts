@@ -83,6 +83,7 @@ function setupCreateProject(): void {
 async function openProject(pid: string): Promise<void> {
   closeEvents();
   stopWebcam();
+  panels = null;
   state.inPage = null;
   const p = await api<Project>('GET', `/api/projects/${pid}`);
   state.project = p;
@@ -170,7 +171,22 @@ async function renderData(): Promise<void> {
     await refreshProject();
   }));
   fill(section, h('h3', {}, p.kind === 'image' ? '1. Examples' : '1. Examples'), addClass, classes,
-    p.kind === 'image' ? [webcamPanel(p), folderImport(p)] : tableImport(p));
+    p.kind === 'image' ? [persistentPanels(p).webcam, persistentPanels(p).folder] : tableImport(p));
+}
+
+/**
+ * The webcam and folder panels live as long as the project is open (re-rendering the classes must
+ * not stop a running webcam or close an open panel); only the class choices are refreshed.
+ */
+let panels: { pid: string; webcam: HTMLElement; folder: HTMLElement; select: HTMLSelectElement } | null = null;
+function persistentPanels(p: Project): { webcam: HTMLElement; folder: HTMLElement } {
+  if (panels?.pid !== p.id) {
+    const select = h('select', { id: 'webcam-class', 'data-testid': 'webcam-class-select' });
+    panels = { pid: p.id, webcam: webcamPanel(select), folder: folderImport(), select };
+  }
+  const keep = panels.select.value;
+  fill(panels.select, p.classes.map((c) => h('option', { value: c.id, selected: c.id === keep }, c.name)));
+  return panels;
 }
 
 function classCard(p: Project, c: ClassInfo, examples: Example[]): HTMLElement {
@@ -227,7 +243,7 @@ function classCard(p: Project, c: ClassInfo, examples: Example[]): HTMLElement {
       if (!texts.length) throw new Error('Paste at least one line of text.');
       for (let i = 0; i < texts.length; i += 1000) await api('POST', `/api/projects/${p.id}/classes/${c.id}/texts`, { texts: texts.slice(i, i + 1000) });
       ta.value = '';
-      notify(`Added ${texts.length} examples to ${c.name}.`);
+      notify(`Added ${texts.length} example${texts.length === 1 ? '' : 's'} to ${c.name}.`);
       await refreshProject();
     }));
     append(card, [form, h('ul', { class: 'texts-list', 'data-testid': 'class-texts' }, examples.map((e) =>
@@ -253,17 +269,17 @@ async function uploadImages(p: Project, c: ClassInfo, files: File[]): Promise<vo
       for (const f of images.slice(i, i + UPLOAD_CHUNK)) form.append('file', f, f.name);
       added += (await api<{ added: Example[] }>('POST', `/api/projects/${p.id}/classes/${c.id}/images`, form)).added.length;
     }
-    notify(`Added ${added} images to ${c.name}.`);
+    notify(`Added ${added} image${added === 1 ? '' : 's'} to ${c.name}.`);
   } finally {
     status.textContent = '';
     await refreshProject();
   }
 }
 
-function webcamPanel(p: Project): HTMLElement {
+function webcamPanel(select: HTMLSelectElement): HTMLElement {
   const video = h('video', { id: 'webcam-video', autoplay: true, muted: true, playsinline: true, width: 240, height: 180, 'data-testid': 'webcam-video' });
-  const select = h('select', { id: 'webcam-class', 'data-testid': 'webcam-class-select' }, p.classes.map((c) => h('option', { value: c.id }, c.name)));
   const capture = h('button', { type: 'button', disabled: true, 'data-testid': 'webcam-capture-button', onclick: guarded(async () => {
+    const p = state.project!;
     const c = p.classes.find((x) => x.id === select.value);
     if (!c) throw new Error('Add a class first.');
     const blob = await webcamFrame();
@@ -298,15 +314,14 @@ function stopWebcam(): void {
 
 /** The webcam's current frame as a JPEG (any playing webcam video on the page). */
 async function webcamFrame(): Promise<Blob> {
-  const video = document.querySelector<HTMLVideoElement>('video.live, #webcam-video, #try-video');
-  const v = [...document.querySelectorAll<HTMLVideoElement>('video')].find((x) => x.srcObject && x.videoWidth) ?? video;
+  const v = [...document.querySelectorAll<HTMLVideoElement>('video')].find((x) => x.srcObject && x.videoWidth);
   if (!v || !v.videoWidth) throw new Error('Start the webcam first.');
   const canvas = h('canvas', { width: v.videoWidth, height: v.videoHeight });
   canvas.getContext('2d')!.drawImage(v, 0, 0);
   return new Promise((res, rej) => canvas.toBlob((b) => (b ? res(b) : rej(new Error('could not encode the frame'))), 'image/jpeg', 0.92));
 }
 
-function folderImport(p: Project): HTMLElement {
+function folderImport(): HTMLElement {
   const input = h('input', { id: 'folder-path', placeholder: '/path/on/the/server/with/one/folder/per/class', 'data-testid': 'folder-path-input', size: 40 });
   const result = h('p', { class: 'muted', 'data-testid': 'folder-import-result', role: 'status' });
   const form = h('form', { class: 'row' }, h('label', { for: 'folder-path' }, 'Server folder'), input, h('button', { type: 'submit', 'data-testid': 'folder-import-button' }, 'Import folder'));
@@ -314,7 +329,7 @@ function folderImport(p: Project): HTMLElement {
     ev.preventDefault();
     result.textContent = 'Importing…';
     try {
-      const r = await api<ImportResult>('POST', `/api/projects/${p.id}/import/folder`, { path: input.value.trim() });
+      const r = await api<ImportResult>('POST', `/api/projects/${state.project!.id}/import/folder`, { path: input.value.trim() });
       result.textContent = importSummary(r);
     } catch (e) {
       result.textContent = '';
@@ -403,7 +418,7 @@ function renderTrainForm(): void {
     h('div', { class: 'row' }, h('label', { for: 'method' }, 'Method'), method), about,
     h('details', { class: 'panel', 'data-testid': 'advanced-panel' }, h('summary', { 'data-testid': 'advanced-toggle' }, 'Advanced'), advanced),
     h('div', { class: 'row' },
-      h('button', { type: 'submit', class: 'primary', 'data-testid': 'train-button' }, 'Train'),
+      h('button', { type: 'submit', id: 'train-button', class: 'primary', 'data-testid': 'train-button' }, 'Train'),
       h('button', { type: 'button', id: 'cancel-button', class: 'danger', hidden: true, 'data-testid': 'cancel-button', onclick: guarded(async () => {
         if (!state.run) return;
         state.run = await api<Run>('POST', `/api/runs/${state.run.id}/cancel`);
@@ -487,7 +502,7 @@ function follow(rid: string): void {
   es.addEventListener('epoch', (ev) => {
     if (!mine() || !state.run) return;
     const m = JSON.parse((ev as MessageEvent).data) as EpochMetric;
-    state.run.metrics = [...state.run.metrics.filter((x) => x.epoch !== m.epoch), m];
+    state.run.metrics = [...(state.run.metrics ?? []).filter((x) => x.epoch !== m.epoch), m];
     renderCurves();
   });
   es.addEventListener('log', (ev) => {
@@ -573,13 +588,14 @@ function renderCurves(): void {
   const host = document.getElementById('curves');
   const r = state.run;
   if (!host || !r) return;
-  const ms = [...r.metrics].sort((a, b) => a.epoch - b.epoch);
+  const ms = [...(r.metrics ?? [])].sort((a, b) => a.epoch - b.epoch);
   if (!ms.length) {
     fill(host);
     return;
   }
+  const losses = ms.filter((m) => typeof m.loss === 'number' && Number.isFinite(m.loss));
   fill(host,
-    lineChart('Loss', [{ name: 'training loss', points: ms.map((m) => [m.epoch, m.loss]), className: 's1' }], 'loss-chart'),
+    losses.length ? lineChart('Loss', [{ name: 'training loss', points: losses.map((m) => [m.epoch, m.loss]), className: 's1' }], 'loss-chart') : null,
     lineChart('Accuracy', [
       { name: 'training', points: ms.filter((m) => m.accuracy !== null).map((m) => [m.epoch, m.accuracy!]), className: 's1' },
       { name: 'held-out', points: ms.filter((m) => m.valAccuracy !== null).map((m) => [m.epoch, m.valAccuracy!]), className: 's2' },
@@ -632,7 +648,8 @@ function explanationView(x: Explanation): HTMLElement {
 // ---------------------------------------------------------------- try
 
 function predictUrl(r: Run): string {
-  return r.modelName ? `/v1/models/${encodeURIComponent(r.modelName)}/predict` : `/api/runs/${r.id}/predict`;
+  // every class's probability (graft serve answers the top 5 unless asked for more)
+  return r.modelName ? `/v1/models/${encodeURIComponent(r.modelName)}/predict?top=1000` : `/api/runs/${r.id}/predict?top=1000`;
 }
 
 /** The first prediction of a predict answer, as a sorted [label, probability] list. */
@@ -791,8 +808,11 @@ async function start(): Promise<void> {
     notify(e instanceof ApiError && e.status === 401 ? 'This server needs a token: open the address with ?token=… as printed by graft studio.' : (e as Error).message, 'error');
     return;
   }
-  await route();
-  document.body.dataset['ready'] = '1';
+  try {
+    await route();
+  } finally {
+    document.body.dataset['ready'] = '1';
+  }
 }
 
 guarded(start)();
