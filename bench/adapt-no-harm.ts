@@ -20,7 +20,7 @@ import { digitsTask, fashionBnTask, fashionFeaturePair, fashionMnist } from '../
 import { adaptNetwork, type NetworkMethod } from '../src/adapt/source-free.js';
 import { adaptFeatures, type FeatureMethod } from '../src/adapt/features.js';
 import { adaptWithSource, type SourceNetworkMethod } from '../src/adapt/with-source.js';
-import { predictProba, accuracyOf } from '../src/adapt/predict.js';
+import { predictClassProba, accuracyOf } from '../src/adapt/predict.js';
 import { shiftImages } from '../src/data/shifts.js';
 import { smallCnn } from '../src/heads/scratch-cnn.js';
 import { NO_HARM_MARGIN } from '../src/adapt/selection.js';
@@ -30,7 +30,7 @@ interface Cand { params: string; score: number; acc: number; im?: number }
 interface Run { pair: string; method: string; criterion: 'im' | 'rv' | 'rvf'; base: { score: number; acc: number; im?: number }; cands: Cand[]; seconds: number }
 const runs: Run[] = [];
 const args = process.argv.slice(2);
-const acc = async (g: Graph, t: Examples) => accuracyOf(await predictProba(g, t.x), t.y);
+const acc = async (g: Graph, t: Examples) => accuracyOf(await predictClassProba(g, t.x), t.y);
 const fmt = (p: Record<string, number>) => Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ');
 const log = (r: Run) => process.stderr.write(`${r.pair} ${r.method}: base ${r.base.score.toFixed(3)}/${r.base.acc.toFixed(3)}; ${r.cands.map((c) => `${c.score.toFixed(3)}/${c.acc.toFixed(3)}`).join(' ')} (${r.seconds.toFixed(0)} s)\n`);
 const t0 = performance.now();

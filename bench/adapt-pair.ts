@@ -23,7 +23,7 @@ import { smallCnn } from '../src/heads/scratch-cnn.js';
 import { fit, predictLabels, accuracy } from '../src/train/fit.js';
 import { adaptFit, dannLoss, sourceOnlyLoss, featureDim, type AdaptLoss } from '../src/adapt/dann.js';
 import { mmdLoss, deepCoralLoss } from '../src/adapt/mmd.js';
-import { predictProba } from '../src/adapt/predict.js';
+import { predictClassProba } from '../src/adapt/predict.js';
 import { informationMaximization } from '../src/adapt/selection.js';
 import { defaultFeatureNode } from '../src/features/extract.js';
 import type { Trainer } from '../src/train/trainer.js';
@@ -60,7 +60,7 @@ async function adapted(method: string, make: (w: number) => AdaptLoss, weights: 
       ...train, epochs,
       onEpoch: async ({ epoch, trainer }) => {
         if (epoch % 2 !== 0 && epoch !== epochs) return;
-        const P = await predictProba(trainer.toGraph(), pair.target.train.x);
+        const P = await predictClassProba(trainer.toGraph(), pair.target.train.x);
         const score = informationMaximization(P).score;
         process.stderr.write(`${method} weight ${w} epoch ${epoch}: IM ${score.toFixed(3)}\n`);
         if (!best || score > best.score)

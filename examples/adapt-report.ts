@@ -12,14 +12,14 @@ import type { Graph } from '../src/graph/graph.js';
 import { digitsTask, fashionBnTask, fashionFeaturePair } from '../src/adapt/experiments.js';
 import { adaptNetwork, type NetworkMethod } from '../src/adapt/source-free.js';
 import { adaptFeatures, FEATURE_METHODS } from '../src/adapt/features.js';
-import { predictProba, accuracyOf } from '../src/adapt/predict.js';
+import { predictClassProba, accuracyOf } from '../src/adapt/predict.js';
 import type { Examples } from '../src/train/fit.js';
 
 const DOC = 'docs/adaptation.md';
 const BEGIN = '<!-- adapt-report:begin (examples/adapt-report.ts) -->';
 const END = '<!-- adapt-report:end -->';
 const fmt = (p: Record<string, number | string>) => Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ');
-const acc = async (g: Graph, t: Examples) => accuracyOf(await predictProba(g, t.x), t.y);
+const acc = async (g: Graph, t: Examples) => accuracyOf(await predictClassProba(g, t.x), t.y);
 const lines: string[] = [];
 const out = (s = '') => { lines.push(s); console.log(s); };
 

@@ -48,7 +48,7 @@ export function probabilities(logits: ArrayLike<number>[], temperature = 1): Flo
 }
 
 /** Class probabilities of a classifier for each example (softmax of its logits / temperature). */
-export async function predictProba(model: Graph, xs: Float32Array[], o: { batchSize?: number; runtime?: RuntimeOptions; temperature?: number } = {}): Promise<Float64Array[]> {
+export async function predictClassProba(model: Graph, xs: Float32Array[], o: { batchSize?: number; runtime?: RuntimeOptions; temperature?: number } = {}): Promise<Float64Array[]> {
   return probabilities(await predictLogits(model, xs, o), o.temperature ?? 1);
 }
 

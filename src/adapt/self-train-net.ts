@@ -16,7 +16,7 @@ import { Rng } from '../util/random.js';
 import type { TrainableSpec } from '../train/training-graph.js';
 import type { OptimizerSpec } from '../optim/optimizer.js';
 import type { RuntimeOptions } from '../runtime/session.js';
-import { argmaxOf, predictProba, batchesOf } from './predict.js';
+import { argmaxOf, predictClassProba, batchesOf } from './predict.js';
 import { GraftError } from '../util/errors.js';
 
 export interface NetSelfTrainOptions {
@@ -69,7 +69,7 @@ export async function selfTrainNetwork(model: Graph, target: Float32Array[], o: 
   let current = model;
   const rounds: Graph[] = [], kept: number[] = [];
   for (let r = 1; r <= (o.rounds ?? 3); r++) {
-    const P = await predictProba(current, target, { temperature: o.temperature ?? 1, ...(o.runtime ? { runtime: o.runtime } : {}) });
+    const P = await predictClassProba(current, target, { temperature: o.temperature ?? 1, ...(o.runtime ? { runtime: o.runtime } : {}) });
     const idx: number[] = [];
     P.forEach((p, i) => { if (p[argmaxOf(p)]! >= threshold) idx.push(i); });
     kept.push(idx.length);

@@ -32,7 +32,7 @@ export type SourceNetworkMethod = 'dann' | 'mmd' | 'deep-coral' | 'source-only';
 export const SOURCE_NETWORK_METHODS: readonly SourceNetworkMethod[] = ['dann', 'mmd', 'deep-coral', 'source-only'];
 
 /** Default alignment weights tried per method (bench/adapt-pair.ts measured these ranges). */
-export const DEFAULT_WEIGHTS: Record<SourceNetworkMethod, number[]> = { dann: [0.3, 1], mmd: [1, 3], 'deep-coral': [30, 300], 'source-only': [0] };
+export const SOURCE_METHOD_WEIGHTS: Record<SourceNetworkMethod, number[]> = { dann: [0.3, 1], mmd: [1, 3], 'deep-coral': [30, 300], 'source-only': [0] };
 
 export interface AdaptWithSourceOptions {
   /** Alignment weights to choose from (DANN: domain-loss weight; MMD/CORAL: term weight). */
@@ -108,7 +108,7 @@ export async function adaptWithSource(method: SourceNetworkMethod, model: Graph,
   }
   const epochs = o.epochs ?? 6;
   const checkpoints = new Set(o.checkpoints ?? [...Array(epochs).keys()].map((e) => e + 1).filter((e) => e % 2 === 0 || e === epochs));
-  const weights = method === 'source-only' ? [0] : (o.weights ?? DEFAULT_WEIGHTS[method]);
+  const weights = method === 'source-only' ? [0] : (o.weights ?? SOURCE_METHOD_WEIGHTS[method]);
   const dims = exampleDims(net);
   const feats = async (g: Graph, xs: Float32Array[]) => {
     const batches = [];

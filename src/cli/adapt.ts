@@ -28,7 +28,7 @@ import { exampleDims, stack } from '../train/fit.js';
 import { adaptFeatures, type FeatureMethod } from '../adapt/features.js';
 import { sourceOnly } from '../adapt/feature-head.js';
 import { adaptNetwork, type NetworkMethod } from '../adapt/source-free.js';
-import { predictProba, accuracyOf } from '../adapt/predict.js';
+import { predictClassProba, accuracyOf } from '../adapt/predict.js';
 import { adaptWithSource, type SourceNetworkMethod } from '../adapt/with-source.js';
 import { shiftImages, PIXEL_SHIFTS, type PixelShift } from '../data/shifts.js';
 import { smallCnn } from '../heads/scratch-cnn.js';
@@ -164,12 +164,12 @@ export async function adaptCommand(o: AdaptFlags) {
       ...(r.unadapted ? { keptUnadapted: r.unadapted.kept, noHarm: { unadaptedScore: r.unadapted.score, margin: r.unadapted.margin, reason: r.unadapted.reason } } : {}),
     });
     if (labels) {
-      const after = accuracyOf(await predictProba(r.model, target.x), labels);
+      const after = accuracyOf(await predictClassProba(r.model, target.x), labels);
       const acc: Record<string, unknown> = { after, note: 'measured on the target images adapted on' };
       if (o.baseline !== false) {
         // the no-harm rule already trained source-only with the same settings: reuse it
         const baseModel = r.unadapted?.model ?? (await adaptWithSource('source-only', start(), { x: source.x, y: source.y }, target.x, { ...common, checkpoints: [epochs] })).model;
-        acc['sourceOnly'] = accuracyOf(await predictProba(baseModel, target.x), labels);
+        acc['sourceOnly'] = accuracyOf(await predictClassProba(baseModel, target.x), labels);
         acc['before'] = acc['sourceOnly'];
         acc['note'] = `before: source-only training with the same settings (${epochs} epochs, same source split); measured on the target images adapted on`;
       }
@@ -217,7 +217,7 @@ export async function adaptCommand(o: AdaptFlags) {
       keptUnadapted: r.keptUnadapted, ...(r.noHarm ? { noHarm: r.noHarm } : {}),
     });
     if (labels) report['accuracy'] = {
-      before: accuracyOf(await predictProba(model, target.x), labels), after: accuracyOf(await predictProba(r.model, target.x), labels),
+      before: accuracyOf(await predictClassProba(model, target.x), labels), after: accuracyOf(await predictClassProba(r.model, target.x), labels),
       note: 'measured on the target images adapted on',
     };
     outModel = r.model;

@@ -27,7 +27,7 @@ import { GraftError } from '../util/errors.js';
 export const PROBABILITIES = 'probabilities';
 export const LOGITS = 'logits';
 
-export interface ExportOptions {
+export interface FinetuneExportOptions {
   /** Folder to write model.onnx and labels.json into. */
   out: string;
   labels: string[];
@@ -127,7 +127,7 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Build the export graph, write it, check parity with onnxruntime on the written bytes, then commit. */
-export async function exportFinetuned(trained: Graph, o: ExportOptions): Promise<ExportResult> {
+export async function exportFinetuned(trained: Graph, o: FinetuneExportOptions): Promise<ExportResult> {
   const tolerance = o.tolerance ?? 1e-4;
   const g = exportGraph(trained, o.labels, o.preprocess, o.metadata);
   const plain = stripTraining(mergeLora(trained));

@@ -47,7 +47,7 @@ export interface ImageFinetuneOptions extends Omit<TopBlocksTrainOptions, 'valid
   valFraction?: number;
   /** Folder for model.onnx + labels.json. */
   out?: string;
-  /** Export parity tolerance (default 1e-4; see ExportOptions.tolerance). */
+  /** Export parity tolerance (default 1e-4; see FinetuneExportOptions.tolerance). */
   tolerance?: number;
   onCacheProgress?: (p: CacheProgress) => void;
 }

@@ -103,7 +103,7 @@ export function addLora(graph: Graph, o: LoraOptions): LoraResult {
   const b = new Builder(g, 'lora/');
   const sites: LoraSite[] = [];
   const seen = new Set<string>();
-  const existing = readSites(graph);
+  const existing = loraSites(graph);
   const params: string[] = [];
   for (const n of [...g.nodes]) {
     const t = targetOf(g, n);
@@ -143,7 +143,7 @@ export function addLora(graph: Graph, o: LoraOptions): LoraResult {
 }
 
 /** The LoRA sites recorded in a graph's metadata (empty when none). */
-export function readSites(g: Graph): LoraSite[] {
+export function loraSites(g: Graph): LoraSite[] {
   const s = g.metadata[LORA_METADATA];
   return s ? (JSON.parse(s) as LoraSite[]) : [];
 }
@@ -170,7 +170,7 @@ function merged(W: Tensor, Ax: Tensor, Bx: Tensor, scale: number): Tensor {
 
 /** Fold every recorded LoRA delta into its weight; the result has no LoRA nodes or initializers. */
 export function mergeLora(graph: Graph): Graph {
-  const sites = readSites(graph);
+  const sites = loraSites(graph);
   const g = graph.clone();
   delete g.metadata[LORA_METADATA];
   if (!sites.length) return g;

@@ -12,7 +12,7 @@ import { fashionBnTask } from '../../src/adapt/experiments.js';
 import { adaBn } from '../../src/adapt/adabn.js';
 import { adaptNetwork } from '../../src/adapt/source-free.js';
 import { batchNormAffine } from '../../src/adapt/entropy.js';
-import { predictProba, accuracyOf } from '../../src/adapt/predict.js';
+import { predictClassProba, accuracyOf } from '../../src/adapt/predict.js';
 import { Session } from '../../src/runtime/session.js';
 import { stack } from '../../src/train/fit.js';
 import { needs, lazy } from '../helpers/assets.js';
@@ -20,13 +20,13 @@ import { needs, lazy } from '../helpers/assets.js';
 const skip = needs('datasets/fashion-mnist');
 const setup = lazy(async () => {
   const task = await fashionBnTask();
-  const acc = async (g: typeof task.model) => accuracyOf(await predictProba(g, task.test.x), task.test.y);
+  const acc = async (g: typeof task.model) => accuracyOf(await predictClassProba(g, task.test.x), task.test.y);
   return { task, acc, sourceOnly: await acc(task.model) };
 });
 
 test('the BN CNN works on its own domain and loses accuracy under the shift', { skip }, async () => {
   const { task, sourceOnly } = await setup();
-  const clean = accuracyOf(await predictProba(task.model, task.sourceTest.x), task.sourceTest.y);
+  const clean = accuracyOf(await predictClassProba(task.model, task.sourceTest.x), task.sourceTest.y);
   assert.ok(clean > 0.75, `unshifted accuracy ${clean}`);
   assert.ok(sourceOnly < clean - 0.2, `shifted ${sourceOnly} vs unshifted ${clean}`);
 });

@@ -14,7 +14,7 @@ import { digitsTask, fashionFeaturePair } from '../../src/adapt/experiments.js';
 import { adaptNetwork } from '../../src/adapt/source-free.js';
 import { adaptFeatures } from '../../src/adapt/features.js';
 import { sourceOnly } from '../../src/adapt/feature-head.js';
-import { predictProba, accuracyOf } from '../../src/adapt/predict.js';
+import { predictClassProba, accuracyOf } from '../../src/adapt/predict.js';
 import { graft } from '../helpers/cli.js';
 import { assetPath, needs, lazy } from '../helpers/assets.js';
 import { GraftError } from '../../src/util/errors.js';
@@ -42,7 +42,7 @@ const digits = lazy(() => digitsTask());
 
 test('source-free: the unadapted network is a candidate; entropy minimization that helps is still chosen', { skip: digitsSkip }, async () => {
   const task = await digits();
-  const acc = async (g: typeof task.model) => accuracyOf(await predictProba(g, task.test.x), task.test.y);
+  const acc = async (g: typeof task.model) => accuracyOf(await predictClassProba(g, task.test.x), task.test.y);
   const grid = [{ lr: 3e-3, diversity: 1, steps: 50 }];
   const r = await adaptNetwork('entropy', task.model, task.target, { grid, checkpoints: [25] });
   assert.equal(r.keptUnadapted, false);

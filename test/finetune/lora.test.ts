@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Graph } from '../../src/graph/graph.js';
 import type { Tensor } from '../../src/graph/tensor.js';
-import { addLora, mergeLora, readSites } from '../../src/finetune/lora.js';
+import { addLora, mergeLora, loraSites } from '../../src/finetune/lora.js';
 import { gradCheck } from '../../src/autodiff/grad-graph.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { Session, type Feeds } from '../../src/runtime/session.js';
@@ -52,7 +52,7 @@ function randomTensor(dims: number[], rng: Rng, s = 1): Tensor {
 /** Give every B a random value, so the adapters change the output and A gets a gradient too. */
 function randomizeB(g: Graph, seed: number): void {
   const rng = new Rng(seed);
-  for (const s of readSites(g)) g.initializers.set(s.b, randomTensor(g.initializers.get(s.b)!.dims, rng, 0.3));
+  for (const s of loraSites(g)) g.initializers.set(s.b, randomTensor(g.initializers.get(s.b)!.dims, rng, 0.3));
 }
 
 async function run(g: Graph, feeds: Feeds): Promise<Record<string, Tensor>> {
@@ -75,7 +75,7 @@ function maxAbsDiff(a: Tensor, b: Tensor): number {
 test('addLora adapts MatMul (through Transpose), Gemm and 1×1 Conv weights; B starts at zero so outputs are unchanged', async () => {
   const g = net();
   const { graph, params } = addLora(g, { rank: 2, alpha: 4 });
-  const sites = readSites(graph);
+  const sites = loraSites(graph);
   assert.deepEqual(sites.map((s) => s.weight).sort(), ['conv.weight', 'fc1.weight', 'fc2.weight']);
   assert.equal(params.length, 6);
   assert.ok(sites.every((s) => s.scale === 2));
@@ -84,8 +84,8 @@ test('addLora adapts MatMul (through Transpose), Gemm and 1×1 Conv weights; B s
   const x = randomTensor([3, 2, 3, 3], new Rng(5));
   assert.equal(maxAbsDiff((await run(g, { x })).logits!, (await run(graph, { x })).logits!), 0);
   // match and targets select
-  assert.deepEqual(readSites(addLora(g, { rank: 1, match: /^fc/ }).graph).map((s) => s.weight).sort(), ['fc1.weight', 'fc2.weight']);
-  assert.deepEqual(readSites(addLora(g, { rank: 1, targets: ['Conv1x1'] }).graph).map((s) => s.weight), ['conv.weight']);
+  assert.deepEqual(loraSites(addLora(g, { rank: 1, match: /^fc/ }).graph).map((s) => s.weight).sort(), ['fc1.weight', 'fc2.weight']);
+  assert.deepEqual(loraSites(addLora(g, { rank: 1, targets: ['Conv1x1'] }).graph).map((s) => s.weight), ['conv.weight']);
   assert.throws(() => addLora(g, { rank: 1, match: 'nothing' }), /no MatMul\/Gemm\/Conv1x1 weight matching/);
   assert.throws(() => addLora(g, { rank: 9 }), /exceeds the smaller side/);
 });
@@ -131,7 +131,7 @@ test('training with trainable: {names: params} moves A and B only; merged model 
 test('BERT-mini: LoRA on attention and FFN MatMuls, then merge, gives the same outputs', { skip: needs('models/text/bert-mini-debian/onnx/model.onnx') }, async () => {
   const bert = loadModel(asset('models/text/bert-mini-debian/onnx/model.onnx'));
   const { graph, params } = addLora(bert, { rank: 4, alpha: 8, match: /attention|intermediate|output\.dense/, targets: ['MatMul'] });
-  const sites = readSites(graph);
+  const sites = loraSites(graph);
   assert.equal(sites.length, 4 * 6, sites.map((s) => s.weight).join(', ')); // q, k, v, attention out, intermediate, output per layer
   assert.equal(params.length, 2 * sites.length);
   randomizeB(graph, 21);
