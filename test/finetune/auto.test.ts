@@ -147,7 +147,7 @@ test('graft train with no --mode runs auto on an image folder: every candidate\'
   assert.equal(b.chosen, 'features');
   // auto's flags with another mode are refused
   const e = await graftFails(['train', '--mode', 'features', '--model', MODEL, '--data', data, '--budget', '2']);
-  assert.match(e.stderr, /--budget applies to --mode auto/);
+  assert.match(e.stderr, /graft train features has no --budget option; --budget belongs to graft train auto/);
 });
 
 function readdirFirst(dir: string): string {
