@@ -109,6 +109,24 @@ test('npm pack → npm install ./graft-*.tgz offline with the CPU-only .npmrc li
     const r = JSON.parse(run.stdout.trim().split('\n').pop()!) as { before: number; after: number; out: string };
     assert.ok(r.before > 0.5 && r.after > r.before, `accuracy ${r.before} → ${r.after}`);
     assert.ok(existsSync(join(app, 'out/model.onnx')));
+
+    // an area's entry point: graft/finetune is the same module the root re-exports, and its one call
+    // saves the classifier folder with its report
+    writeFileSync(join(app, 'subpath.mjs'), [
+      "import { trainImageClassifier } from 'graft/finetune';",
+      "import { corpusBleu } from 'graft/text';",
+      "import * as root from 'graft';",
+      "if (root.trainImageClassifier !== trainImageClassifier || root.corpusBleu !== corpusBleu) throw new Error('graft/finetune or graft/text differs from the root export');",
+      "const assets = new URL('./node_modules/graft/examples/assets/', import.meta.url).pathname;",
+      "const r = await trainImageClassifier(assets + 'models/onnxjs-demo/mnist.onnx', assets + 'datasets/digits-8x8/digits.csv.gz',",
+      "  { labelsPerClass: 10, epochs: 1, pixelMax: 16, out: 'out/clf' });",
+      'console.log(JSON.stringify({ files: r.files }));',
+    ].join('\n'));
+    const sub = sh('node', ['subpath.mjs'], app, true);
+    ok(sub, 'graft/finetune from the consumer');
+    const files = (JSON.parse(sub.stdout.trim().split('\n').pop()!) as { files: string[] }).files.map((f) => f.replace(/^.*\//, ''));
+    assert.deepEqual(files.sort(), ['labels.json', 'model.onnx', 'report.html', 'report.json']);
+    for (const f of files) assert.ok(existsSync(join(app, 'out/clf', f)), f);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
