@@ -1,0 +1,187 @@
+/**
+ * `graft serve` under load (issue 13, item 8): autocannon with C concurrent clients (default 32) on
+ * loopback, each POSTing the same JPEG to one image classifier, against `graft serve` run as a child
+ * process (its own process and event loop, as deployed) with dynamic batching on (--max-batch 32,
+ * --max-delay-ms 5) and off (--max-batch 1); p50/p99 latency and requests/s.
+ *
+ * The peer: plain onnxruntime-node in this process, one InferenceSession on the same model.onnx with
+ * the same threads, and C concurrent async callers, each looping `await session.run()` on ONE
+ * pre-decoded image (a [1, C, H, W] tensor made once, before timing): no HTTP, no JPEG decoding, no
+ * batching. Target: batched `graft serve` throughput ≥ 80 % of the peer's at 32 clients.
+ *
+ * The model: a feature classifier (logistic head) on the Coral MobileNetV2 (224×224, 1280-d features)
+ * fitted here on 10 Fashion-MNIST classes × 8 images, when ../shared has both; else the bundled MNIST
+ * network's 10-digit classifier (28×28 grey). The request image: Coral's cat photo resized to
+ * --side px (default 256) as JPEG quality 85, decoded and fitted by the server per request.
+ *
+ * Rounds are interleaved (peer, batched, unbatched, peer, …) and each row reports the median round.
+ *
+ *   npx tsx bench/serve.ts                       # 3 rounds × 10 s per configuration, 32 clients, 2 threads
+ *   npx tsx bench/serve.ts --duration 5 --rounds 1 --connections 8 --threads 1
+ * Options: --connections N (32), --duration S (10), --rounds N (3), --threads N (onnxruntime intra-op
+ * threads for the server's sessions and the peer's; default GRAFT_THREADS, else 2), --side PX (256),
+ * --max-delay-ms M (5), --model mnist (force the bundled MNIST classifier).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import * as ort from 'onnxruntime-node';
+import { assetPath, projectRoot } from '../src/data/assets.js';
+import { loadModel } from '../src/formats/load.js';
+import { makeBatchDynamic } from '../src/graph/rewrites.js';
+import { getPreprocess, setPreprocess } from '../src/formats/preprocess.js';
+import { loadLabelledImages, greyToBmp } from '../src/data/labelled-images.js';
+import { readPixelCsv } from '../src/data/tabular.js';
+import { trainFeatureClassifier } from '../src/features/classifier.js';
+import { prepareImage } from '../src/server/registry.js';
+import { sessionOptions } from '../src/runtime/session.js';
+
+interface LatencyStats { p50: number; p99: number; average: number }
+interface AcResult { requests: { average: number; total: number }; latency: LatencyStats; non2xx: number; errors: number; timeouts: number; duration: number }
+type Autocannon = (o: Record<string, unknown>) => Promise<AcResult>;
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+
+const argv = process.argv.slice(2);
+if (argv.includes('--help')) {
+  console.log('npx tsx bench/serve.ts [--connections 32] [--duration 10] [--rounds 3] [--threads 2] [--side 256] [--max-delay-ms 5] [--model mnist]');
+  process.exit(0);
+}
+const flag = (name: string, dflt: number): number => {
+  const i = argv.indexOf(`--${name}`);
+  if (i < 0) return dflt;
+  const v = Number(argv[i + 1]);
+  if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} needs a non-negative number`);
+  return v;
+};
+const connections = flag('connections', 32), duration = flag('duration', 10), rounds = flag('rounds', 3);
+const threads = flag('threads', Number(process.env['GRAFT_THREADS']) || 2), side = flag('side', 256), maxDelay = flag('max-delay-ms', 5);
+const forceMnist = argv[argv.indexOf('--model') + 1] === 'mnist' && argv.includes('--model');
+
+const tmp = mkdtempSync(join(tmpdir(), 'graft-bench-serve-'));
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** The classifier folder and a description of it. */
+async function classifier(): Promise<{ dir: string; what: string }> {
+  const coral = assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite');
+  const fm = assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
+  const dir = join(tmp, 'clf');
+  if (!forceMnist && existsSync(coral) && existsSync(fm)) {
+    const data = loadLabelledImages(fm, { maxPerClass: 8 });
+    await trainFeatureClassifier(coral, data, { valFraction: 0, testFraction: 0.25, out: dir, seed: 0 });
+    return { dir, what: 'Coral MobileNetV2 1.0 224 (uint8 TFLite imported as float ONNX) + logistic head, 10 Fashion-MNIST classes' };
+  }
+  const g = makeBatchDynamic(loadModel(assetPath('models/onnxjs-demo/mnist.onnx')));
+  setPreprocess(g, { layout: 'NCHW', width: 28, height: 28, channels: 1, channelOrder: 'GRAY', mean: [0], std: [1 / 255], resize: 'stretch', source: 'flag' });
+  const t = readPixelCsv(assetPath('datasets/digits-8x8/digits.csv.gz'));
+  const px = t.pixels.slice(0, 300).map((p) => greyToBmp(Uint8Array.from(p, (v) => Math.round((v * 255) / 16)), t.side, t.side));
+  await trainFeatureClassifier(g, { inputs: px, labels: t.labels.slice(0, 300), classes: Array.from({ length: 10 }, (_, i) => String(i)), names: [], kind: 'idx' }, { out: dir, seed: 0 });
+  return { dir, what: 'bundled MNIST CNN (onnxjs demo) + logistic head, 10 digits' };
+}
+
+async function requestImage(): Promise<Buffer> {
+  const photo = assetPath('models/coral/cat_720p.jpg');
+  const src = existsSync(photo) ? sharp(photo) : sharp({ create: { width: 640, height: 480, channels: 3, background: '#468' } });
+  return src.resize(side, side, { fit: 'cover' }).jpeg({ quality: 85 }).toBuffer();
+}
+
+/** Start `graft serve` (the TypeScript sources, as the tests do) and return its URL. */
+function startServer(dir: string, maxBatch: number): Promise<string> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'src/cli/main.ts'), '--threads', String(threads), 'serve', `m=${dir}`, '--port', '0',
+    '--max-batch', String(maxBatch), '--max-delay-ms', String(maxDelay), '--max-queue', '4096'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '', err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  return new Promise((res, rej) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) res(m[1]!);
+    });
+    child.on('exit', (code) => rej(new Error(`graft serve exited (${code}): ${err}`)));
+  });
+}
+
+interface Row { p50: number; p99: number; rps: number; errors: number; batch?: number }
+
+async function load(url: string, body: Buffer, seconds: number): Promise<Row> {
+  const r = await autocannon({
+    url: `${url}/v1/models/m/predict?top=1`, method: 'POST', connections, duration: seconds,
+    headers: { 'content-type': 'image/jpeg' }, body,
+  });
+  return { p50: r.latency.p50, p99: r.latency.p99, rps: r.requests.total / r.duration, errors: r.non2xx + r.errors + r.timeouts };
+}
+
+async function stats(url: string): Promise<{ runs: number; inputs: number }> {
+  const m = ((await (await fetch(`${url}/v1/models/m`)).json()) as { batching: { runs: number; inputs: number } }).batching;
+  return { runs: m.runs, inputs: m.inputs };
+}
+
+/** The peer: `connections` concurrent callers on one session, each running one pre-decoded image at a time. */
+async function peer(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, seconds: number): Promise<Row> {
+  const lat: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: connections }, async () => {
+    while (performance.now() < end) {
+      const s = performance.now();
+      await session.run(feeds);
+      lat.push(performance.now() - s);
+    }
+  }));
+  const secs = (performance.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
+  return { p50: q(0.5), p99: q(0.99), rps: lat.length / secs, errors: 0 };
+}
+
+const median = (rows: Row[]): Row => [...rows].sort((a, b) => a.rps - b.rps)[Math.floor(rows.length / 2)]!;
+
+const { dir, what } = await classifier();
+const body = await requestImage();
+const model = loadModel(dir);
+const pre = getPreprocess(model)!;
+const x = await prepareImage({ name: 'bench', bytes: body }, pre);
+const session = await ort.InferenceSession.create(readFileSync(join(dir, 'model.onnx')), sessionOptions({ threads }));
+const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', x, [1, pre.channels, pre.height, pre.width]) };
+const [batchedUrl, aloneUrl] = [await startServer(dir, 32), await startServer(dir, 1)];
+// warm-up: both servers and the peer, 2 s each
+await load(batchedUrl, body, 2);
+await load(aloneUrl, body, 2);
+await peer(session, feeds, 2);
+
+const res: Record<'peer' | 'batched' | 'unbatched', Row[]> = { peer: [], batched: [], unbatched: [] };
+const load0 = loadavg()[0]!;
+for (let r = 0; r < rounds; r++) {
+  res.peer.push(await peer(session, feeds, duration));
+  const s0 = await stats(batchedUrl);
+  const b = await load(batchedUrl, body, duration);
+  const s1 = await stats(batchedUrl);
+  res.batched.push({ ...b, batch: (s1.inputs - s0.inputs) / Math.max(1, s1.runs - s0.runs) });
+  res.unbatched.push(await load(aloneUrl, body, duration));
+  process.stderr.write(`round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${b.rps.toFixed(1)}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s\n`);
+}
+const load1 = loadavg()[0]!;
+await session.release();
+
+const p = median(res.peer), b = median(res.batched), u = median(res.unbatched);
+const fmt = (v: number) => v.toFixed(1);
+console.log(`\ngraft serve under load, ${new Date().toISOString().slice(0, 10)}: ${connections} concurrent clients, ${duration} s × ${rounds} rounds (median round), onnxruntime threads ${threads}`);
+console.log(`model: ${what}; request: ${side}×${side} JPEG, ${body.length} bytes`);
+console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}); load average ${load0.toFixed(2)} before, ${load1.toFixed(2)} after`);
+console.log('');
+console.log('| configuration | requests/s | p50 ms | p99 ms | errors | mean batch |');
+console.log('|---|---:|---:|---:|---:|---:|');
+console.log(`| graft serve, batching on (--max-batch 32, --max-delay-ms ${maxDelay}) | ${fmt(b.rps)} | ${fmt(b.p50)} | ${fmt(b.p99)} | ${b.errors} | ${b.batch?.toFixed(1)} |`);
+console.log(`| graft serve, batching off (--max-batch 1) | ${fmt(u.rps)} | ${fmt(u.p50)} | ${fmt(u.p99)} | ${u.errors} | 1 |`);
+console.log(`| peer: onnxruntime-node in-process, ${connections} callers × batch 1, pre-decoded input | ${fmt(p.rps)} | ${fmt(p.p50)} | ${fmt(p.p99)} | 0 | 1 |`);
+console.log('');
+const ratio = b.rps / p.rps;
+console.log(`batched / peer throughput: ${(100 * ratio).toFixed(1)} % (target ≥ 80 %: ${ratio >= 0.8 ? 'met' : 'missed'}); unbatched / peer: ${(100 * u.rps / p.rps).toFixed(1)} %`);
+process.exit(0);
