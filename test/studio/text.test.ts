@@ -1,6 +1,6 @@
 /**
  * Studio's API journey for a text project: real review snippets imported from a CSV (classes made from
- * its labels), a pasted text, bert-mini's frozen features + head trained off the request thread,
+ * its labels), a pasted text, bert-mini's frozen features + head trained off the request thread (and LoRA adapters),
  * evaluation, prediction through graft serve's route, token attributions, and the exported zip.
  */
 import { test } from 'node:test';
@@ -94,6 +94,15 @@ test('text project journey: import a reviews CSV, paste a text, train on bert-mi
     const names = Object.keys(zip).map((n) => n.split('/').pop());
     for (const f of ['model.onnx', 'labels.json', 'tokenizer.json']) assert.ok(names.includes(f), `${f} in ${names.join(', ')}`);
     assert.match((await json(s, 'GET', `/api/runs/${run.id}/export/snippet`)).body.node, /loadTextClassifier/);
+
+    // LoRA adapters: one epoch, its loss on the curve, a classifier that predicts
+    const lora = (await json(s, 'POST', `/api/projects/${p.id}/runs`, { backbone: 'local:models/text/bert-mini-debian', method: 'lora', settings: { epochs: 2, loraRank: 4 } })).body;
+    const loraRun = await waitForRun(s, lora.id);
+    assert.equal(loraRun.status, 'done', loraRun.error);
+    assert.deepEqual(loraRun.metrics.map((m: { epoch: number }) => m.epoch), [1, 2]);
+    assert.ok(loraRun.metrics.every((m: { loss: number }) => Number.isFinite(m.loss) && m.loss > 0));
+    assert.equal(loraRun.evaluation.heldOut, ev.heldOut, 'the same held-out split');
+    assert.equal((await json(s, 'POST', `/v1/models/run-${lora.id}/predict`, { texts: ['fine .'] })).status, 200);
   } finally {
     await s.close();
     rmSync(dir, { recursive: true, force: true });
