@@ -37,7 +37,7 @@ async function readEvents(url: string): Promise<[string, any][]> {
 
 test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict, explain, export; safety rules', { skip }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'graft-studio-image-'));
-  const s = await createStudio({ dataDir: dir, uiDir: null, maxFileMb: 0.05 });
+  const s = await createStudio({ dataDir: dir, uiDir: null, maxFileMb: 0.05, maxFiles: 30 });
   try {
     const p = (await json(s, 'POST', '/api/projects', { name: 'Fashion', kind: 'image' })).body;
     assert.match(p.id, /^p[a-z0-9]+$/);
@@ -79,6 +79,8 @@ test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict
     assert.equal((await json(s, 'GET', `/api/projects/${p.id}`)).body.exampleCount, 74, 'nothing from the refused upload was added');
     const big = multipartBody([{ name: 'big.png', bytes: Buffer.alloc(80_000, 7), type: 'image/png' }]);
     assert.equal((await s.app.inject({ method: 'POST', url: `/api/projects/${p.id}/classes/${classIds['bag']}/images`, ...big })).statusCode, 413);
+    const many = multipartBody(Array.from({ length: 31 }, (_, i) => ({ name: `same${i}.png`, bytes: imgs['bag']![0]!, type: 'image/png' })));
+    assert.equal((await s.app.inject({ method: 'POST', url: `/api/projects/${p.id}/classes/${classIds['bag']}/images`, ...many })).statusCode, 413);
     const cross = await json(s, 'POST', '/api/projects', { name: 'evil', kind: 'image' }, { origin: 'http://evil.example' });
     assert.equal(cross.status, 403);
     assert.equal((await json(s, 'POST', '/api/projects', { name: 'x', kind: 'audio' })).status, 400);
@@ -139,6 +141,10 @@ test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict
       assert.ok(Date.now() - t0 < 60_000, 'no epoch in a minute');
       await new Promise((res) => setTimeout(res, 100));
     }
+    // predictions are answered while it trains
+    const during = await s.app.inject({ method: 'POST', url: `/v1/models/run-${rid}/predict`, headers: { 'content-type': 'image/png' }, payload: bagPng });
+    assert.equal(during.statusCode, 200);
+    assert.equal((await json(s, 'GET', `/api/runs/${long.id}`)).body.status, 'running');
     assert.equal((await json(s, 'POST', `/api/runs/${long.id}/cancel`)).status, 200);
     let stopped;
     for (let t0 = Date.now(); ; await new Promise((res) => setTimeout(res, 100))) {
