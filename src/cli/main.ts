@@ -22,6 +22,7 @@ import { modelsCommand } from './models.js';
 import { exportCommand } from './export.js';
 import { explainCommand } from './explain.js';
 import { workerCommand } from './worker.js';
+import { sweepCommand } from './sweep.js';
 import { studioCommand } from './studio.js';
 import { serveCommand } from './serve.js';
 
@@ -224,6 +225,7 @@ program
 
 program.addCommand(explainCommand());
 program.addCommand(workerCommand());
+program.addCommand(sweepCommand());
 program.addCommand(studioCommand());
 program.addCommand(serveCommand());
 

@@ -4,7 +4,8 @@
  * submitting commands add (`queueOptions`, `featuresOnQueue` for the features path of graft train).
  */
 import { Command, Option } from 'commander';
-import type { FeatureTrainOptions, FeatureTrainReport } from '../features/classifier.js';
+import { trainFeatureClassifier, type FeatureTrainOptions, type FeatureTrainReport } from '../features/classifier.js';
+import type { LabelledImages } from '../data/labelled-images.js';
 import { startWorker } from '../scale/worker.js';
 import { trainFeaturesOnQueue, type QueueFeatureReport } from '../scale/features.js';
 import type { DataSpec } from '../scale/jobs.js';
@@ -92,5 +93,16 @@ export async function featuresOnQueue(model: string, data: DataSpec, opts: Featu
   return report;
 }
 
-/** For callers that print a FeatureTrainReport: the queue report is one, with `queue` added. */
-export type { FeatureTrainReport };
+/**
+ * The features path of `graft train` with or without --queue: trainFeatureClassifier here, or
+ * featuresOnQueue with the dataset given by its flags (--data, --labels-data, --max-per-class).
+ */
+export async function trainFeaturesHereOrOnQueue(
+  flags: QueueFlags & { model: string; data: string; labelsData?: string; maxPerClass?: string },
+  data: LabelledImages,
+  opts: FeatureTrainOptions,
+): Promise<{ report: FeatureTrainReport | QueueFeatureReport }> {
+  if (!flags.queue) return trainFeatureClassifier(flags.model, data, opts);
+  const spec: DataSpec = { path: flags.data, ...(flags.labelsData ? { labelsData: flags.labelsData } : {}), ...(flags.maxPerClass ? { maxPerClass: positive(flags.maxPerClass, '--max-per-class') } : {}) };
+  return { report: await featuresOnQueue(flags.model, spec, opts, flags) };
+}
