@@ -5,7 +5,6 @@
  */
 import { Command, Option } from 'commander';
 import { int, num } from './parse.js';
-import { trainFeatureClassifier } from '../features/classifier.js';
 import { loadLabelledImages } from '../data/labelled-images.js';
 import { formatMetrics } from '../eval/metrics.js';
 import { HEAD_KINDS, type HeadKind } from '../heads/head.js';
@@ -13,8 +12,9 @@ import { GraftError } from '../util/errors.js';
 import { int8PostStep } from './export.js';
 import { commonTrainFlags, splitOf, fraction, positiveInt, progressBar, printSummary, type CommonTrainFlags } from './train-common.js';
 import { imageDataFlags } from './train-images.js';
+import { queueOptions, trainFeaturesHereOrOnQueue, type QueueFlags } from './worker.js';
 
-export interface FeaturesFlags extends CommonTrainFlags {
+export interface FeaturesFlags extends CommonTrainFlags, QueueFlags {
   labelsData?: string; maxPerClass?: string; cache?: string; node?: string; valFraction: string; batchSize: string;
   head: HeadKind; headGrid?: string; hidden?: string; int8?: boolean;
 }
@@ -47,7 +47,7 @@ export async function featuresCommand(o: FeaturesFlags): Promise<void> {
   }
   const skippedNow: string[] = [];
   const split = splitOf(o);
-  const { report } = await trainFeatureClassifier(o.model, data, {
+  const { report } = await trainFeaturesHereOrOnQueue(o, data, {
     head,
     ...(grid && head === 'logistic' ? { grid } : {}),
     ...(head === 'mlp' ? { mlp: { ...(grid ? { weightDecays: grid } : {}), ...(o.hidden !== undefined ? { hidden: int(o.hidden, '--hidden') } : {}) } } : {}),
@@ -97,7 +97,7 @@ export function trainFeaturesCommand(): Command {
     out: 'folder to write (default graft-classifier)',
     testFraction: 0.2,
   });
-  imageDataFlags(cmd)
+  queueOptions(imageDataFlags(cmd))
     .option('--node <name>', 'value to cut the model at (default: the input of its final classifier)')
     .option('--val-fraction <x>', 'fraction of each class held out for validation', '0.1')
     .option('--batch-size <n>', 'images per onnxruntime run', '32')
