@@ -12,9 +12,10 @@
  * size-1 axes move. SAME padding follows TF's rule (the odd pixel at the end). Unknown ops are errors
  * naming the op and the node.
  */
-import { Graph, type Dim } from '../graph/graph.js';
-import { A, Builder } from '../graph/builder.js';
+import type { Attr, Dim, Graph } from '../graph/graph.js';
+import { A, type Builder } from '../graph/builder.js';
 import { type Tensor, numel, permuteData } from '../graph/tensor.js';
+import { Emitter, Handlers, NCHW, identity, keepsMemoryOrder, windowPads, hwioToOihw, depthwiseToOihw } from './importer/core.js';
 import { setLabels, setPreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { checkedNumel, MAX_ELEMENTS } from '../util/limits.js';
@@ -34,7 +35,6 @@ interface TfNode { name: string; op: string; input?: string[]; attr?: Record<str
 /** A TF value during import: ONNX name (null for a constant not yet emitted), TF shape (null = unknown); rank 4 is held NCHW. */
 interface TVal { name: string | null; shape: (number | null)[]; const?: Tensor; tfName: string }
 
-const NCHW = [0, 3, 1, 2];
 /** ONNX axis of TF axis `a` of a rank-`r` tensor. */
 function onnxAxis(a: number, r: number): number {
   const x = a < 0 ? a + r : a;
@@ -42,13 +42,10 @@ function onnxAxis(a: number, r: number): number {
   return r === 4 ? NCHW.indexOf(x) : x;
 }
 /** TF axis held at each ONNX axis of a rank-r value. */
-const heldOrder = (r: number): number[] => (r === 4 ? NCHW : [...Array(r).keys()]);
+const heldOrder = (r: number): number[] => (r === 4 ? NCHW : identity(r));
 
 /** Whether transposing `dims` by `perm` keeps memory order (only size-1 axes move). */
-function permIsRelabel(dims: (number | null)[], perm: number[]): boolean {
-  const moving = perm.filter((p) => dims[p] !== 1);
-  return moving.every((p, i) => i === 0 || p > moving[i - 1]!);
-}
+const permIsRelabel = keepsMemoryOrder;
 
 const str = (v: Json): string => (v?.s != null ? Buffer.from(String(v.s), 'base64').toString('utf8') : '');
 const list = (v: unknown): Json[] => (Array.isArray(v) ? v : []);
@@ -91,32 +88,12 @@ function inlineTensor(t: Json, where: string): Tensor {
   return { dtype: 'float32', dims, data: out };
 }
 
-/** TF's padding: SAME totals max((out−1)·s + (k−1)·d + 1 − in, 0), the odd one at the end. */
+/** TF's padding (the importer core's), for TF's padding names. */
 function spatialPads(inp: (number | null)[], k: number[], s: number[], d: number[], padding: string, explicit: number[], where: string):
   { pads: number[] | null; out: (number | null)[] } {
-  const begin: number[] = [], end: number[] = [], out: (number | null)[] = [];
-  let known = true;
-  inp.forEach((n, i) => {
-    const eff = (k[i]! - 1) * d[i]! + 1;
-    if (padding === 'EXPLICIT') {
-      const pb = explicit[2 * (i + 1)] ?? 0, pe = explicit[2 * (i + 1) + 1] ?? 0;
-      begin.push(pb); end.push(pe);
-      out.push(n == null ? null : Math.floor((n + pb + pe - eff) / s[i]!) + 1);
-      return;
-    }
-    if (n == null) { known = false; out.push(null); begin.push(0); end.push(0); return; }
-    if (padding === 'VALID') {
-      const o = Math.floor((n - eff) / s[i]!) + 1;
-      if (o < 1) throw new GraftError(`${where}: a ${k.join('×')} window does not fit an input of ${inp.join('×')}`);
-      out.push(o); begin.push(0); end.push(0);
-    } else if (padding === 'SAME') {
-      const o = Math.ceil(n / s[i]!);
-      const total = Math.max((o - 1) * s[i]! + eff - n, 0);
-      out.push(o); begin.push(Math.floor(total / 2)); end.push(total - Math.floor(total / 2));
-    } else throw new GraftError(`${where}: padding '${padding}' is not supported (SAME, VALID, EXPLICIT)`);
-  });
-  if (!known) return { pads: padding === 'VALID' ? Array(2 * inp.length).fill(0) : null, out };
-  return { pads: [...begin, ...end], out };
+  const mode = ({ SAME: 'same', VALID: 'valid', EXPLICIT: 'explicit' } as const)[padding as 'SAME'];
+  if (!mode) throw new GraftError(`${where}: padding '${padding}' is not supported (SAME, VALID, EXPLICIT)`);
+  return windowPads(inp, k, s, d, mode, where, explicit);
 }
 
 function broadcastShape(a: (number | null)[], b: (number | null)[]): (number | null)[] {
@@ -129,20 +106,15 @@ function broadcastShape(a: (number | null)[], b: (number | null)[]): (number | n
   return out;
 }
 
-class GraphImporter {
-  readonly g = new Graph();
-  private readonly b: Builder;
+class GraphImporter extends Emitter {
   private readonly vals = new Map<string, TVal>();
   private readonly nodes = new Map<string, TfNode>();
-  private readonly emittedConst = new Map<string, string>();
 
-  constructor(private readonly weights: Map<string, Tensor>, private readonly label: string) {
-    this.g.opsets = { '': 17 };
-    this.g.producerName = 'graft';
-    this.b = new Builder(this.g);
+  constructor(readonly weights: Map<string, Tensor>, readonly label: string) {
+    super();
   }
 
-  private err(n: TfNode, msg: string): GraftError {
+  err(n: TfNode, msg: string): GraftError {
     return new GraftError(`${this.label}: node '${n.name}' (${n.op}): ${msg}`);
   }
 
@@ -158,7 +130,7 @@ class GraphImporter {
         if (done.has(name)) continue;
         const n = this.nodes.get(name);
         if (!n) throw new GraftError(`${this.label}: a node refers to '${name}', which the graph does not have`);
-        if (expanded) { visiting.delete(name); this.vals.set(name, this.node(n)); done.add(name); continue; }
+        if (expanded) { visiting.delete(name); this.vals.set(name, this.convertNode(n)); done.add(name); continue; }
         if (visiting.has(name)) throw new GraftError(`${this.label}: the graph has a cycle through '${name}'`);
         visiting.add(name);
         stack.push([name, true]);
@@ -168,7 +140,7 @@ class GraphImporter {
     return outputs.map((o) => this.vals.get(refNode(o))!);
   }
 
-  private input(n: TfNode, k: number): TVal {
+  input(n: TfNode, k: number): TVal {
     const ins = dataInputs(n);
     const ref = ins[k];
     if (ref == null) throw this.err(n, `expects at least ${k + 1} inputs, has ${ins.length}`);
@@ -176,13 +148,13 @@ class GraphImporter {
     return this.vals.get(refNode(ref))!;
   }
 
-  private constOf(n: TfNode, v: TVal, what: string): Tensor {
+  constOf(n: TfNode, v: TVal, what: string): Tensor {
     if (!v.const) throw this.err(n, `its ${what} ('${v.tfName}') must be a constant`);
     return v.const;
   }
 
   /** A constant that must hold integers (a shape, axes, paddings): its values, or an error naming it. */
-  private constInts(n: TfNode, v: TVal, what: string, count?: number): number[] {
+  constInts(n: TfNode, v: TVal, what: string, count?: number): number[] {
     const vals = Array.from(this.constOf(n, v, what).data as Float32Array, Number);
     if (vals.some((x) => !Number.isSafeInteger(x))) throw this.err(n, `its ${what} ('${v.tfName}') must hold integers, it holds [${vals.slice(0, 8)}]`);
     if (count !== undefined && vals.length !== count) throw this.err(n, `its ${what} ('${v.tfName}') has ${vals.length} values, expected ${count}`);
@@ -190,7 +162,7 @@ class GraphImporter {
   }
 
   /** The ONNX value of `v`; a constant becomes an initializer, laid out for a rank-`rank` consumer (NCHW when 4). */
-  private val(v: TVal, rank = v.shape.length): string {
+  val(v: TVal, rank = v.shape.length): string {
     if (!v.const) return v.name!;
     const t = v.const;
     let dims = t.dims, data = t.data as Float32Array;
@@ -200,20 +172,15 @@ class GraphImporter {
       const p = permuteData(data, full, NCHW);
       dims = p.dims; data = p.data; key += '#nchw';
     }
-    const hit = this.emittedConst.get(key);
-    if (hit) return hit;
-    const name = this.b.name(v.tfName);
-    this.g.initializers.set(name, { dtype: 'float32', dims: [...dims], data });
-    this.emittedConst.set(key, name);
-    return name;
+    return this.cachedInitializer(key, v.tfName, () => ({ dtype: 'float32', dims: [...dims], data }));
   }
 
-  private out(n: TfNode, name: string, shape: (number | null)[]): TVal {
+  out(n: TfNode, name: string, shape: (number | null)[]): TVal {
     return { name, shape, tfName: n.name };
   }
 
   /** `v` (rank 4 held NCHW) in TF's own axis order: a Transpose unless only size-1 axes move. */
-  private tfOrder(n: TfNode, v: TVal): string {
+  tfOrder(n: TfNode, v: TVal): string {
     if (v.const) return this.val(v, 0);
     const x = this.val(v);
     if (v.shape.length !== 4) return x;
@@ -223,7 +190,7 @@ class GraphImporter {
   }
 
   /** A value in TF order of shape `shape` → held layout (NCHW when rank 4). */
-  private fromTfOrder(n: TfNode, x: string, shape: (number | null)[]): string {
+  fromTfOrder(n: TfNode, x: string, shape: (number | null)[]): string {
     if (shape.length !== 4) return x;
     if (permIsRelabel(shape, NCHW)) return x;
     return this.b.op('Transpose', [x], { perm: A.is(NCHW) }, `${n.name}/to_nchw`);
@@ -234,7 +201,7 @@ class GraphImporter {
    * those axes; TF's order of the result is its own order minus them. Returns the value in the held
    * layout of the result.
    */
-  private afterRemovingAxes(n: TfNode, y: string, v: TVal, removed: number[], outShape: (number | null)[]): string {
+  afterRemovingAxes(n: TfNode, y: string, v: TVal, removed: number[], outShape: (number | null)[]): string {
     const kept = heldOrder(v.shape.length).filter((a) => !removed.includes(a)); // TF axes at ONNX positions of y
     const tfKept = [...Array(v.shape.length).keys()].filter((a) => !removed.includes(a));
     const want = heldOrder(outShape.length).map((i) => tfKept[i]!); // TF axes the result should hold, per position
@@ -245,19 +212,12 @@ class GraphImporter {
     return this.b.op('Transpose', [y], { perm: A.is(perm) }, `${n.name}/Transpose`);
   }
 
-  private node(n: TfNode): TVal {
-    const before = this.b.emitted.length;
+  private convertNode(n: TfNode): TVal {
+    const mark = this.mark();
     const v = this.op(n);
     if (v.const || !v.name) return v;
     // name the node's result after the TF node (readable graphs, inner values probe-able by TF name)
-    const fresh = this.b.emitted.slice(before);
-    const p = fresh.find((x) => x.outputs.includes(v.name!));
-    if (p && v.name !== n.name && !this.g.inputs.some((i) => i.name === v.name)) {
-      const nn = this.b.name(n.name);
-      p.outputs = p.outputs.map((o) => (o === v.name ? nn : o));
-      for (const f of fresh) f.inputs = f.inputs.map((i) => (i === v.name ? nn : i));
-      v.name = nn;
-    }
+    if (v.name !== n.name && !this.g.inputs.some((i) => i.name === v.name)) v.name = this.nameResult(mark, v.name, n.name);
     return v;
   }
 
@@ -267,164 +227,16 @@ class GraphImporter {
     const df = a.data_format ? str(a.data_format) : 'NHWC';
     if (df !== 'NHWC' && df !== '') throw this.err(n, `data_format '${df}' is not supported (NHWC)`);
     const x0 = () => this.input(n, 0);
-    const unary = (op: string, attrs: Record<string, ReturnType<typeof A.i>> = {}, extra: string[] = []): TVal => {
+    const unary = (op: string, attrs: Record<string, Attr> = {}, extra: string[] = []): TVal => {
       const x = x0();
       return this.out(n, b.op(op, [this.val(x), ...extra], attrs, n.name), [...x.shape]);
     };
-    switch (n.op) {
-      case 'Placeholder': {
-        const dt = a.dtype?.type ?? 'DT_FLOAT';
-        if (dt !== 'DT_FLOAT') throw this.err(n, `input dtype ${dt}; only float32 inputs are supported`);
-        const s = shapeOf(a.shape?.shape) ?? null;
-        if (!s) throw this.err(n, 'the input has no shape');
-        const shape = s.map((d, i) => (i === 0 ? null : d));
-        const name = b.name(n.name);
-        const sym = shape.length === 4 ? ['batch', 'channels', 'height', 'width'] : shape.map((_, i) => (i === 0 ? 'batch' : `${name}_d${i}`));
-        const dims: Dim[] = heldOrder(shape.length).map((t, i) => (i === 0 ? 'batch' : shape[t] ?? sym[i]!));
-        this.g.inputs.push({ name, dtype: 'float32', shape: dims });
-        return { name, shape, tfName: n.name };
-      }
-      case 'Const': {
-        const w = this.weights.get(n.name);
-        const t = w ?? (a.value?.tensor ? inlineTensor(a.value.tensor, `${this.label}: node '${n.name}'`) : null);
-        if (!t) throw this.err(n, 'a constant with neither a weight in the manifest nor an inline value');
-        return { name: null, shape: [...t.dims], const: t, tfName: n.name };
-      }
-      case 'Identity': case 'StopGradient': case 'Snapshot': case 'PreventGradient': {
-        const x = x0();
-        return x.const ? { ...x } : { ...x, tfName: n.name };
-      }
-      case 'Conv2D': case '_FusedConv2D': case 'DepthwiseConv2dNative': case 'FusedDepthwiseConv2dNative':
-        return this.conv(n);
-      case 'BiasAdd': return this.binary(n, 'Add');
-      case 'Add': case 'AddV2': return this.binary(n, 'Add');
-      case 'Sub': return this.binary(n, 'Sub');
-      case 'Mul': return this.binary(n, 'Mul');
-      case 'RealDiv': case 'Div': return this.binary(n, 'Div');
-      case 'Maximum': return this.binary(n, 'Max');
-      case 'Minimum': return this.binary(n, 'Min');
-      case 'Relu': return unary('Relu');
-      case 'Relu6': return unary('Clip', {}, [b.f32(0), b.f32(6)]);
-      case 'Elu': return unary('Elu', { alpha: A.f(1) });
-      case 'Sigmoid': return unary('Sigmoid');
-      case 'Tanh': return unary('Tanh');
-      case 'LeakyRelu': return unary('LeakyRelu', { alpha: A.f(flt(a.alpha, 0.2)) });
-      case 'Softmax': case 'LogSoftmax': {
-        const x = x0();
-        const r = x.shape.length;
-        return this.out(n, b.op(n.op, [this.val(x)], { axis: A.i(onnxAxis(-1, r)) }, n.name), [...x.shape]);
-      }
-      case 'FusedBatchNorm': case 'FusedBatchNormV2': case 'FusedBatchNormV3': {
-        const x = x0();
-        const [sc, of, mu, va] = [1, 2, 3, 4].map((k) => this.constOf(n, this.input(n, k), 'batch-norm parameter').data as Float32Array) as Float32Array[];
-        const eps = flt(a.epsilon, 1e-3);
-        const C = sc!.length;
-        const mul = new Float32Array(C), add = new Float32Array(C);
-        for (let c = 0; c < C; c++) { mul[c] = sc![c]! / Math.sqrt(va![c]! + eps); add[c] = of![c]! - mu![c]! * mul[c]!; }
-        const r = x.shape.length;
-        const cd = r === 4 ? [C, 1, 1] : [C];
-        const m = b.constant({ dtype: 'float32', dims: cd, data: mul }, `${n.name}/scale`);
-        const ad = b.constant({ dtype: 'float32', dims: cd, data: add }, `${n.name}/offset`);
-        return this.out(n, b.op('Add', [b.op('Mul', [this.val(x), m], {}, `${n.name}/Mul`), ad], {}, n.name), [...x.shape]);
-      }
-      case 'AvgPool': case 'MaxPool': {
-        const x = x0();
-        if (x.shape.length !== 4) throw this.err(n, 'expects a rank-4 input');
-        const k = ints(a.ksize), s = ints(a.strides);
-        if (k[0] !== 1 || k[3] !== 1 || s[0] !== 1 || s[3] !== 1) throw this.err(n, 'pooling over batch or channels is not supported');
-        const { pads, out } = spatialPads(x.shape.slice(1, 3), k.slice(1, 3), s.slice(1, 3), [1, 1], str(a.padding), [], `${this.label}: node '${n.name}'`);
-        const attrs: Record<string, ReturnType<typeof A.i>> = {
-          kernel_shape: A.is(k.slice(1, 3)), strides: A.is(s.slice(1, 3)),
-          ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }),
-        };
-        if (n.op === 'AvgPool') attrs.count_include_pad = A.i(0); // TF averages over the window's valid pixels only
-        return this.out(n, b.op(n.op === 'AvgPool' ? 'AveragePool' : 'MaxPool', [this.val(x)], attrs, n.name), [x.shape[0]!, ...out, x.shape[3]!]);
-      }
-      case 'Mean': case 'Max': case 'Min': case 'Sum': case 'Prod': {
-        const x = x0();
-        const r = x.shape.length;
-        const axes = [...new Set(this.constInts(n, this.input(n, 1), 'axes').map((v) => (v < 0 ? v + r : v)))].sort((p, q) => p - q);
-        const keep = bool(a.keep_dims);
-        const op = ({ Mean: 'ReduceMean', Max: 'ReduceMax', Min: 'ReduceMin', Sum: 'ReduceSum', Prod: 'ReduceProd' } as const)[n.op as 'Mean'];
-        const y = b.reduce(op, this.val(x), axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q), keep);
-        if (keep) return this.out(n, y, x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
-        const shape = x.shape.filter((_, i) => !axes.includes(i));
-        return this.out(n, this.afterRemovingAxes(n, y, x, axes, shape), shape);
-      }
-      case 'Squeeze': {
-        const x = x0();
-        const r = x.shape.length;
-        let axes = ints(a.squeeze_dims ?? a.axis).map((t) => (t < 0 ? t + r : t));
-        if (!axes.length) axes = x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
-        for (const t of axes) if (x.shape[t] !== 1 && x.shape[t] != null) throw this.err(n, `squeezes axis ${t} of size ${x.shape[t]}`);
-        const shape = x.shape.filter((_, i) => !axes.includes(i));
-        const y = b.squeeze(this.val(x), axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q));
-        return this.out(n, this.afterRemovingAxes(n, y, x, axes, shape), shape);
-      }
-      case 'Reshape': {
-        const x = x0();
-        const target = this.constInts(n, this.input(n, 1), 'shape');
-        const known = x.shape.every((d) => d != null) ? numel(x.shape as number[]) : null;
-        const rest = target.filter((d) => d !== -1);
-        const shape = target.map((d) => (d === -1 ? (known != null && numel(rest) ? known / numel(rest) : null) : d));
-        if (target.includes(-1) && shape[0] == null && x.shape[0] == null) shape[0] = null;
-        if (target.includes(0)) throw this.err(n, 'a zero in the target shape is not supported');
-        const y = b.reshape(this.tfOrder(n, x), target);
-        return this.out(n, this.fromTfOrder(n, y, shape), shape);
-      }
-      case 'ConcatV2': {
-        const ins = dataInputs(n);
-        const vs = ins.slice(0, -1).map((_, k) => this.input(n, k));
-        if (!vs.length) throw this.err(n, 'has no inputs to concatenate');
-        const [a0] = this.constInts(n, this.input(n, ins.length - 1), 'axis', 1) as [number];
-        const r = vs[0]!.shape.length;
-        const axis = a0 < 0 ? a0 + r : a0;
-        if (axis < 0 || axis >= r) throw this.err(n, `axis ${a0} is out of range for rank ${r}`);
-        const shape = [...vs[0]!.shape];
-        shape[axis] = vs.every((v) => v.shape[axis] != null) ? vs.reduce((s, v) => s + v.shape[axis]!, 0) : null;
-        return this.out(n, b.op('Concat', vs.map((v) => this.val(v, r)), { axis: A.i(onnxAxis(axis, r)) }, n.name), shape);
-      }
-      case 'Pad': case 'PadV2': case 'MirrorPad': {
-        const x = x0();
-        const r = x.shape.length;
-        const p = this.constInts(n, this.input(n, 1), 'paddings', 2 * r);
-        const order = heldOrder(r);
-        const pads = [...order.map((t) => p[2 * t]!), ...order.map((t) => p[2 * t + 1]!)];
-        const ins = [this.val(x), b.i64(pads)];
-        let mode = 'constant';
-        if (n.op === 'PadV2') ins.push(this.val({ ...this.input(n, 2), shape: [] }, 0));
-        if (n.op === 'MirrorPad') {
-          const m = str(a.mode);
-          if (m !== 'REFLECT') throw this.err(n, `mode '${m}' is not supported (REFLECT)`);
-          mode = 'reflect';
-        }
-        const shape = x.shape.map((d, i) => (d == null ? null : d + p[2 * i]! + p[2 * i + 1]!));
-        return this.out(n, b.op('Pad', ins, { mode: A.s(mode) }, n.name), shape);
-      }
-      case 'MatMul': case '_FusedMatMul': {
-        const x = x0(), w = this.input(n, 1);
-        if (x.shape.length !== 2 || w.shape.length !== 2) throw this.err(n, 'only rank-2 operands are supported');
-        let xa = this.val(x);
-        if (bool(a.transpose_a)) xa = b.op('Transpose', [xa], { perm: A.is([1, 0]) }, `${n.name}/transpose_a`);
-        let wb: string;
-        if (w.const && bool(a.transpose_b)) {
-          wb = b.constant({ dtype: 'float32', ...permuteData(w.const.data as Float32Array, w.const.dims, [1, 0]) }, `${n.name}/weights`);
-        } else {
-          wb = this.val(w);
-          if (bool(a.transpose_b)) wb = b.op('Transpose', [wb], { perm: A.is([1, 0]) }, `${n.name}/transpose_b`);
-        }
-        const m = bool(a.transpose_a) ? x.shape[1]! : x.shape[0]!;
-        const units = bool(a.transpose_b) ? w.shape[0]! : w.shape[1]!;
-        let y = b.op('MatMul', [xa, wb], {}, `${n.name}/MatMul`);
-        if (n.op === '_FusedMatMul') y = this.fused(n, y, 2, 2);
-        return this.out(n, y, [m, units]);
-      }
-      default:
-        throw new GraftError(`${this.label}: node '${n.name}' is a ${n.op}, which the TF.js graph-model importer does not support`);
-    }
+    const handler = TFJS_GRAPH_OPS.get(n.op);
+    if (!handler) throw new GraftError(`${this.label}: node '${n.name}' is a ${n.op}, which the TF.js graph-model importer does not support`);
+    return handler(this, { n, a, b, x0, unary });
   }
 
-  private binary(n: TfNode, op: string): TVal {
+  binary(n: TfNode, op: string): TVal {
     const x = this.input(n, 0), y = this.input(n, 1);
     const shape = broadcastShape(x.shape, y.shape);
     const r = shape.length;
@@ -438,7 +250,7 @@ class GraphImporter {
   }
 
   /** The fused ops after a conv/matmul: BiasAdd, FusedBatchNorm (folded in earlier), then an activation. */
-  private fused(n: TfNode, y: string, firstArg: number, rank: number, skipBias = false): string {
+  fused(n: TfNode, y: string, firstArg: number, rank: number, skipBias = false): string {
     const b = this.b;
     const ops = strs(n.attr?.fused_ops);
     for (const f of ops) {
@@ -463,7 +275,7 @@ class GraphImporter {
     return y;
   }
 
-  private conv(n: TfNode): TVal {
+  conv(n: TfNode): TVal {
     const a = n.attr ?? {};
     const b = this.b;
     const x = this.input(n, 0);
@@ -477,10 +289,10 @@ class GraphImporter {
     if (s.length === 4 && (s[0] !== 1 || s[3] !== 1)) throw this.err(n, 'strides over batch or channels are not supported');
     let W: Float32Array, wDims: number[], group: number, F: number;
     if (depthwise) {
-      const p = permuteData(K.data as Float32Array, K.dims, [2, 3, 0, 1]);
-      W = p.data; wDims = [C * M, 1, kh, kw]; group = C; F = C * M;
+      const p = depthwiseToOihw(K.data as Float32Array, K.dims);
+      W = p.data; wDims = p.dims; group = C; F = C * M;
     } else {
-      const p = permuteData(K.data as Float32Array, K.dims, [3, 2, 0, 1]);
+      const p = hwioToOihw(K.data as Float32Array, K.dims);
       W = p.data; wDims = p.dims; F = M;
       const cin = x.shape[3];
       group = cin != null && cin !== C ? cin / C : 1;
@@ -519,6 +331,169 @@ class GraphImporter {
   }
 }
 
+/** What an op handler gets: the node, its attributes and helpers. */
+interface NodeCall {
+  n: TfNode;
+  /** The node's attributes (an empty object when it has none). */
+  a: Record<string, Json>;
+  b: Builder;
+  /** The node's first input. */
+  x0: () => TVal;
+  /** An elementwise one-input ONNX operator of the same shape, named after the node. */
+  unary: (op: string, attrs?: Record<string, Attr>, extra?: string[]) => TVal;
+}
+
+type OpHandler = (im: GraphImporter, call: NodeCall) => TVal;
+
+/** The TensorFlow ops Graft converts, by op name: one entry each. */
+export const TFJS_GRAPH_OPS = new Handlers<OpHandler>('TF.js graph')
+  .register('Placeholder', (im, { n, a, b }) => {
+    const dt = a.dtype?.type ?? 'DT_FLOAT';
+    if (dt !== 'DT_FLOAT') throw im.err(n, `input dtype ${dt}; only float32 inputs are supported`);
+    const s = shapeOf(a.shape?.shape) ?? null;
+    if (!s) throw im.err(n, 'the input has no shape');
+    const shape = s.map((d, i) => (i === 0 ? null : d));
+    const name = b.name(n.name);
+    const sym = shape.length === 4 ? ['batch', 'channels', 'height', 'width'] : shape.map((_, i) => (i === 0 ? 'batch' : `${name}_d${i}`));
+    const dims: Dim[] = heldOrder(shape.length).map((t, i) => (i === 0 ? 'batch' : shape[t] ?? sym[i]!));
+    im.g.inputs.push({ name, dtype: 'float32', shape: dims });
+    return { name, shape, tfName: n.name };
+  })
+  .register('Const', (im, { n, a }) => {
+    const w = im.weights.get(n.name);
+    const t = w ?? (a.value?.tensor ? inlineTensor(a.value.tensor, `${im.label}: node '${n.name}'`) : null);
+    if (!t) throw im.err(n, 'a constant with neither a weight in the manifest nor an inline value');
+    return { name: null, shape: [...t.dims], const: t, tfName: n.name };
+  })
+  .register(['Identity', 'StopGradient', 'Snapshot', 'PreventGradient'], (_, { n, x0 }) => {
+    const x = x0();
+    return x.const ? { ...x } : { ...x, tfName: n.name };
+  })
+  .register(['Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative'], (im, { n }) => im.conv(n))
+  .register('BiasAdd', (im, { n }) => im.binary(n, 'Add'))
+  .register(['Add', 'AddV2'], (im, { n }) => im.binary(n, 'Add'))
+  .register('Sub', (im, { n }) => im.binary(n, 'Sub'))
+  .register('Mul', (im, { n }) => im.binary(n, 'Mul'))
+  .register(['RealDiv', 'Div'], (im, { n }) => im.binary(n, 'Div'))
+  .register('Maximum', (im, { n }) => im.binary(n, 'Max'))
+  .register('Minimum', (im, { n }) => im.binary(n, 'Min'))
+  .register('Relu', (_, { unary }) => unary('Relu'))
+  .register('Relu6', (_, { b, unary }) => unary('Clip', {}, [b.f32(0), b.f32(6)]))
+  .register('Elu', (_, { unary }) => unary('Elu', { alpha: A.f(1) }))
+  .register('Sigmoid', (_, { unary }) => unary('Sigmoid'))
+  .register('Tanh', (_, { unary }) => unary('Tanh'))
+  .register('LeakyRelu', (_, { a, unary }) => unary('LeakyRelu', { alpha: A.f(flt(a.alpha, 0.2)) }))
+  .register(['Softmax', 'LogSoftmax'], (im, { n, b, x0 }) => {
+    const x = x0();
+    const r = x.shape.length;
+    return im.out(n, b.op(n.op, [im.val(x)], { axis: A.i(onnxAxis(-1, r)) }, n.name), [...x.shape]);
+  })
+  .register(['FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3'], (im, { n, a, b, x0 }) => {
+    const x = x0();
+    const [sc, of, mu, va] = [1, 2, 3, 4].map((k) => im.constOf(n, im.input(n, k), 'batch-norm parameter').data as Float32Array) as Float32Array[];
+    const eps = flt(a.epsilon, 1e-3);
+    const C = sc!.length;
+    const mul = new Float32Array(C), add = new Float32Array(C);
+    for (let c = 0; c < C; c++) { mul[c] = sc![c]! / Math.sqrt(va![c]! + eps); add[c] = of![c]! - mu![c]! * mul[c]!; }
+    const r = x.shape.length;
+    const cd = r === 4 ? [C, 1, 1] : [C];
+    const m = b.constant({ dtype: 'float32', dims: cd, data: mul }, `${n.name}/scale`);
+    const ad = b.constant({ dtype: 'float32', dims: cd, data: add }, `${n.name}/offset`);
+    return im.out(n, b.op('Add', [b.op('Mul', [im.val(x), m], {}, `${n.name}/Mul`), ad], {}, n.name), [...x.shape]);
+  })
+  .register(['AvgPool', 'MaxPool'], (im, { n, a, b, x0 }) => {
+    const x = x0();
+    if (x.shape.length !== 4) throw im.err(n, 'expects a rank-4 input');
+    const k = ints(a.ksize), s = ints(a.strides);
+    if (k[0] !== 1 || k[3] !== 1 || s[0] !== 1 || s[3] !== 1) throw im.err(n, 'pooling over batch or channels is not supported');
+    const { pads, out } = spatialPads(x.shape.slice(1, 3), k.slice(1, 3), s.slice(1, 3), [1, 1], str(a.padding), [], `${im.label}: node '${n.name}'`);
+    const attrs: Record<string, Attr> = {
+      kernel_shape: A.is(k.slice(1, 3)), strides: A.is(s.slice(1, 3)),
+      ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }),
+    };
+    if (n.op === 'AvgPool') attrs.count_include_pad = A.i(0); // TF averages over the window's valid pixels only
+    return im.out(n, b.op(n.op === 'AvgPool' ? 'AveragePool' : 'MaxPool', [im.val(x)], attrs, n.name), [x.shape[0]!, ...out, x.shape[3]!]);
+  })
+  .register(['Mean', 'Max', 'Min', 'Sum', 'Prod'], (im, { n, a, b, x0 }) => {
+    const x = x0();
+    const r = x.shape.length;
+    const axes = [...new Set(im.constInts(n, im.input(n, 1), 'axes').map((v) => (v < 0 ? v + r : v)))].sort((p, q) => p - q);
+    const keep = bool(a.keep_dims);
+    const op = ({ Mean: 'ReduceMean', Max: 'ReduceMax', Min: 'ReduceMin', Sum: 'ReduceSum', Prod: 'ReduceProd' } as const)[n.op as 'Mean'];
+    const y = b.reduce(op, im.val(x), axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q), keep);
+    if (keep) return im.out(n, y, x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
+    const shape = x.shape.filter((_, i) => !axes.includes(i));
+    return im.out(n, im.afterRemovingAxes(n, y, x, axes, shape), shape);
+  })
+  .register('Squeeze', (im, { n, a, b, x0 }) => {
+    const x = x0();
+    const r = x.shape.length;
+    let axes = ints(a.squeeze_dims ?? a.axis).map((t) => (t < 0 ? t + r : t));
+    if (!axes.length) axes = x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
+    for (const t of axes) if (x.shape[t] !== 1 && x.shape[t] != null) throw im.err(n, `squeezes axis ${t} of size ${x.shape[t]}`);
+    const shape = x.shape.filter((_, i) => !axes.includes(i));
+    const y = b.squeeze(im.val(x), axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q));
+    return im.out(n, im.afterRemovingAxes(n, y, x, axes, shape), shape);
+  })
+  .register('Reshape', (im, { n, b, x0 }) => {
+    const x = x0();
+    const target = im.constInts(n, im.input(n, 1), 'shape');
+    const known = x.shape.every((d) => d != null) ? numel(x.shape as number[]) : null;
+    const rest = target.filter((d) => d !== -1);
+    const shape = target.map((d) => (d === -1 ? (known != null && numel(rest) ? known / numel(rest) : null) : d));
+    if (target.includes(-1) && shape[0] == null && x.shape[0] == null) shape[0] = null;
+    if (target.includes(0)) throw im.err(n, 'a zero in the target shape is not supported');
+    const y = b.reshape(im.tfOrder(n, x), target);
+    return im.out(n, im.fromTfOrder(n, y, shape), shape);
+  })
+  .register('ConcatV2', (im, { n, b }) => {
+    const ins = dataInputs(n);
+    const vs = ins.slice(0, -1).map((_, k) => im.input(n, k));
+    if (!vs.length) throw im.err(n, 'has no inputs to concatenate');
+    const [a0] = im.constInts(n, im.input(n, ins.length - 1), 'axis', 1) as [number];
+    const r = vs[0]!.shape.length;
+    const axis = a0 < 0 ? a0 + r : a0;
+    if (axis < 0 || axis >= r) throw im.err(n, `axis ${a0} is out of range for rank ${r}`);
+    const shape = [...vs[0]!.shape];
+    shape[axis] = vs.every((v) => v.shape[axis] != null) ? vs.reduce((s, v) => s + v.shape[axis]!, 0) : null;
+    return im.out(n, b.op('Concat', vs.map((v) => im.val(v, r)), { axis: A.i(onnxAxis(axis, r)) }, n.name), shape);
+  })
+  .register(['Pad', 'PadV2', 'MirrorPad'], (im, { n, a, b, x0 }) => {
+    const x = x0();
+    const r = x.shape.length;
+    const p = im.constInts(n, im.input(n, 1), 'paddings', 2 * r);
+    const order = heldOrder(r);
+    const pads = [...order.map((t) => p[2 * t]!), ...order.map((t) => p[2 * t + 1]!)];
+    const ins = [im.val(x), b.i64(pads)];
+    let mode = 'constant';
+    if (n.op === 'PadV2') ins.push(im.val({ ...im.input(n, 2), shape: [] }, 0));
+    if (n.op === 'MirrorPad') {
+      const m = str(a.mode);
+      if (m !== 'REFLECT') throw im.err(n, `mode '${m}' is not supported (REFLECT)`);
+      mode = 'reflect';
+    }
+    const shape = x.shape.map((d, i) => (d == null ? null : d + p[2 * i]! + p[2 * i + 1]!));
+    return im.out(n, b.op('Pad', ins, { mode: A.s(mode) }, n.name), shape);
+  })
+  .register(['MatMul', '_FusedMatMul'], (im, { n, a, b, x0 }) => {
+    const x = x0(), w = im.input(n, 1);
+    if (x.shape.length !== 2 || w.shape.length !== 2) throw im.err(n, 'only rank-2 operands are supported');
+    let xa = im.val(x);
+    if (bool(a.transpose_a)) xa = b.op('Transpose', [xa], { perm: A.is([1, 0]) }, `${n.name}/transpose_a`);
+    let wb: string;
+    if (w.const && bool(a.transpose_b)) {
+      wb = b.constant({ dtype: 'float32', ...permuteData(w.const.data as Float32Array, w.const.dims, [1, 0]) }, `${n.name}/weights`);
+    } else {
+      wb = im.val(w);
+      if (bool(a.transpose_b)) wb = b.op('Transpose', [wb], { perm: A.is([1, 0]) }, `${n.name}/transpose_b`);
+    }
+    const m = bool(a.transpose_a) ? x.shape[1]! : x.shape[0]!;
+    const units = bool(a.transpose_b) ? w.shape[0]! : w.shape[1]!;
+    let y = b.op('MatMul', [xa, wb], {}, `${n.name}/MatMul`);
+    if (n.op === '_FusedMatMul') y = im.fused(n, y, 2, 2);
+    return im.out(n, y, [m, units]);
+  });
+
 const refNode = (r: string): string => r.replace(/^\^/, '').replace(/:\d+$/, '');
 const dataInputs = (n: TfNode): string[] => (n.input ?? []).filter((i) => !i.startsWith('^'));
 
@@ -550,15 +525,9 @@ export function importTfjsGraphModel(json: Json, weights: Map<string, Tensor>, l
   // every placeholder is an input, even one the outputs do not use (it keeps the input order of the file)
   g.name = opts.name ?? 'tfjs-graph-model';
   g.docString = `imported from the TF.js graph model ${label}`;
-  const b = new Builder(g);
-  const seen = new Set<string>(g.inputs.map((i) => i.name));
-  g.outputs = outs.map((v) => {
-    let name = v.const ? (() => { throw new GraftError(`${label}: output '${v.tfName}' is a constant`); })() : v.name!;
-    if (seen.has(name)) name = b.op('Identity', [name], {}, `${v.tfName}/output`);
-    seen.add(name);
-    const dims: Dim[] = heldOrder(v.shape.length).map((t, i) => (i === 0 ? 'batch' : v.shape[t] ?? null));
-    return { name, dtype: 'float32', shape: dims };
-  });
+  for (const v of outs) if (v.const) throw new GraftError(`${label}: output '${v.tfName}' is a constant`);
+  imp.setOutputs(outs.map((v) => ({ name: v.name!, shape: heldOrder(v.shape.length).map((t, i): Dim => (i === 0 ? 'batch' : v.shape[t] ?? null)) })),
+    (_, k) => `${outs[k]!.tfName}/output`);
   g.prune();
 
   const inp = g.dataInputs();

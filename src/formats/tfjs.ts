@@ -438,7 +438,7 @@ type LayerHandler = (im: Importer, call: LayerCall) => KVal[];
 
 /** The Keras layers Graft converts, by class name: one entry each. */
 export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
-  .register([...IDENTITY_LAYERS], (im, { one }) => [{ ...one() }])
+  .register([...IDENTITY_LAYERS], (_, { one }) => [{ ...one() }])
   .register('Conv2D', (im, { layer, c, scope, one, rank }) => {
     const x = one(); rank(x, 4);
     const K = im.weight(layer, scope, 'kernel', 4);
@@ -534,12 +534,12 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
     }
     return [{ name: y, shape: [...x.shape] }];
   })
-  .register('LeakyReLU', (im, { c, lname, b, one }) => {
+  .register('LeakyReLU', (_, { c, lname, b, one }) => {
     const x = one();
     const alpha = Number(c.alpha ?? c.negative_slope ?? 0.3);
     return [{ name: b.op('LeakyRelu', [x.name], { alpha: A.f(alpha) }, `${lname}/LeakyRelu`), shape: [...x.shape] }];
   })
-  .register('ELU', (im, { c, lname, b, one }) => {
+  .register('ELU', (_, { c, lname, b, one }) => {
     const x = one();
     return [{ name: b.op('Elu', [x.name], { alpha: A.f(Number(c.alpha ?? 1)) }, `${lname}/Elu`), shape: [...x.shape] }];
   })
@@ -595,7 +595,7 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
     const y = b.op(max ? 'MaxPool' : 'AveragePool', [x.name], max ? attrs : { ...attrs, count_include_pad: A.i(0) }, `${lname}/${max ? 'MaxPool' : 'AveragePool'}`);
     return [{ name: y, shape: [null, ...out, x.shape[x.shape.length - 1]!] }];
   })
-  .register(['GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'GlobalAveragePooling1D', 'GlobalMaxPooling1D', 'GlobalAvgPool2D', 'GlobalMaxPool2D'], (im, { c, b, one, rank, cls }) => {
+  .register(['GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'GlobalAveragePooling1D', 'GlobalMaxPooling1D', 'GlobalAvgPool2D', 'GlobalMaxPool2D'], (_, { c, b, one, rank, cls }) => {
     const x = one();
     rank(x, cls.includes('1D') ? 3 : 4);
     const r = x.shape.length;
@@ -605,7 +605,7 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
     const y = b.reduce(cls.includes('Max') ? 'ReduceMax' : 'ReduceMean', x.name, [...Array(r - 2).keys()].map((i) => i + 2), keep);
     return [{ name: y, shape: keep ? [null, ...Array(r - 2).fill(1), C] : [null, C] }];
   })
-  .register('ZeroPadding2D', (im, { c, lname, b, one, rank }) => {
+  .register('ZeroPadding2D', (_, { c, lname, b, one, rank }) => {
     const x = one(); rank(x, 4);
     const p = c.padding ?? 1;
     const [[t, bo], [l, r]] = (typeof p === 'number' ? [[p, p], [p, p]] : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))) as [[number, number], [number, number]];
@@ -613,7 +613,7 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
     const [, H, Wd, C] = x.shape;
     return [{ name: y, shape: [null, H == null ? null : H + t + bo, Wd == null ? null : Wd + l + r, C!] }];
   })
-  .register('Cropping2D', (im, { c, lname, b, one, rank }) => {
+  .register('Cropping2D', (_, { c, lname, b, one, rank }) => {
     const x = one(); rank(x, 4);
     const p = c.cropping ?? 0;
     const [[t, bo], [l, r]] = (typeof p === 'number' ? [[p, p], [p, p]] : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))) as [[number, number], [number, number]];
