@@ -2,83 +2,60 @@
  * Trigonometric and hyperbolic functions, Mod, and the smaller activations exporters emit:
  * Sin Cos Tan Sinh Cosh Asin Acos Atan Asinh Acosh Atanh Mod PRelu Selu Celu Softsign ThresholdedRelu.
  */
-import { attrFloat } from '../../graph/graph.js';
-import type { GradCtx, GradRule } from '../rule.js';
+import type { Builder } from '../../graph/builder.js';
+import { broadcasting, type GradRule } from '../rule.js';
 
 /** dx = dy · f'(x), with f'(x) built from x (and y) by `d`. */
-const pointwise = (d: (c: GradCtx, x: string) => string): GradRule => (c) => [c.b.mul(c.dy, d(c, c.x[0]))];
-/** 1 − x², 1 + x², x² − 1. */
-const oneMinusSq = (c: GradCtx, x: string) => c.b.sub(c.b.f32(1), c.b.mul(x, x));
-const onePlusSq = (c: GradCtx, x: string) => c.b.add(c.b.f32(1), c.b.mul(x, x));
-const sqMinusOne = (c: GradCtx, x: string) => c.b.sub(c.b.mul(x, x), c.b.f32(1));
-const rsqrt = (c: GradCtx, v: string) => c.b.op('Reciprocal', [c.b.op('Sqrt', [v])]);
+const pointwise = (d: (b: Builder, x: string, y: string) => string): GradRule => ({ b, dy, x: [x], y: [y] }) => [b.mul(dy, d(b, x, y))];
+/** 1 − x², 1 + x², x² − 1, 1/√v. */
+const oneMinusSq = (b: Builder, x: string) => b.sub(b.f32(1), b.mul(x, x));
+const onePlusSq = (b: Builder, x: string) => b.add(b.f32(1), b.mul(x, x));
+const sqMinusOne = (b: Builder, x: string) => b.sub(b.mul(x, x), b.f32(1));
+const rsqrt = (b: Builder, v: string) => b.recip(b.sqrt(v));
 
 export const math: Record<string, GradRule> = {
-  Sin: pointwise((c, x) => c.b.op('Cos', [x])),
-  Cos: pointwise((c, x) => c.b.neg(c.b.op('Sin', [x]))),
+  Sin: pointwise((b, x) => b.op('Cos', [x])),
+  Cos: pointwise((b, x) => b.neg(b.op('Sin', [x]))),
   // d tan = 1 + tan²
-  Tan: pointwise((c) => onePlusSq(c, c.y[0])),
-  Sinh: pointwise((c, x) => c.b.op('Cosh', [x])),
-  Cosh: pointwise((c, x) => c.b.op('Sinh', [x])),
-  Asin: pointwise((c, x) => rsqrt(c, oneMinusSq(c, x))),
-  Acos: pointwise((c, x) => c.b.neg(rsqrt(c, oneMinusSq(c, x)))),
-  Atan: pointwise((c, x) => c.b.op('Reciprocal', [onePlusSq(c, x)])),
-  Asinh: pointwise((c, x) => rsqrt(c, onePlusSq(c, x))),
-  Acosh: pointwise((c, x) => rsqrt(c, sqMinusOne(c, x))),
-  Atanh: pointwise((c, x) => c.b.op('Reciprocal', [oneMinusSq(c, x)])),
+  Tan: pointwise((b, _x, y) => onePlusSq(b, y)),
+  Sinh: pointwise((b, x) => b.op('Cosh', [x])),
+  Cosh: pointwise((b, x) => b.op('Sinh', [x])),
+  Asin: pointwise((b, x) => rsqrt(b, oneMinusSq(b, x))),
+  Acos: pointwise((b, x) => b.neg(rsqrt(b, oneMinusSq(b, x)))),
+  Atan: pointwise((b, x) => b.recip(onePlusSq(b, x))),
+  Asinh: pointwise((b, x) => rsqrt(b, onePlusSq(b, x))),
+  Acosh: pointwise((b, x) => rsqrt(b, sqMinusOne(b, x))),
+  Atanh: pointwise((b, x) => b.recip(oneMinusSq(b, x))),
 
-  // r = a − b·q with q = trunc(a/b) (fmod=1; floats) or floor(a/b) (integers, which carry no gradient):
-  // da = dy, db = −dy·q = −dy·(a − r)/b.
-  Mod: (c) => {
-    const b = c.b;
-    const [a, m] = [c.x[0], c.x[1]];
-    const dy = c.dy;
-    return [
-      c.needs(0) ? c.unbroadcast(dy, a) : null,
-      c.needs(1) ? c.unbroadcast(b.neg(b.mul(dy, b.div(b.sub(a, c.y[0]), m))), m) : null,
-    ];
-  },
+  // r = a − m·q with q = trunc(a/m) (fmod=1; floats) or floor(a/m) (integers, which carry no gradient):
+  // da = dy, dm = −dy·q = −dy·(a − r)/m.
+  Mod: broadcasting(({ b, dy, x: [a, m], y: [r] }) => [dy, () => b.neg(b.mul(dy, b.div(b.sub(a, r), m)))]),
 
   // y = x (x > 0), slope·x otherwise; slope broadcasts to x (unidirectionally).
-  PRelu: (c) => {
-    const b = c.b;
-    const [x, slope] = [c.x[0], c.x[1]];
-    const dy = c.dy;
-    const pos = b.op('Greater', [x, b.f32(0)]);
-    return [
-      c.needs(0) ? b.op('Where', [pos, dy, b.mul(dy, slope)]) : null,
-      c.needs(1) ? c.unbroadcast(b.op('Where', [pos, b.f32(0), b.mul(dy, x)]), slope) : null,
-    ];
-  },
+  PRelu: broadcasting(({ b, dy, x: [x, slope] }) => {
+    const pos = b.greater(x, b.f32(0));
+    return [b.where(pos, dy, b.mul(dy, slope)), () => b.where(pos, b.f32(0), b.mul(dy, x))];
+  }, [1]),
 
   // y = γ·x (x > 0), γ·α·(eˣ − 1) otherwise: dy/dx = γ, or y + γ·α
-  Selu: (c) => {
-    const b = c.b;
-    const alpha = attrFloat(c.node, 'alpha', 1.67326319217681884765625);
-    const gamma = attrFloat(c.node, 'gamma', 1.05070102214813232421875);
-    const d = b.op('Where', [b.op('Greater', [c.x[0], b.f32(0)]), b.f32(gamma), b.add(c.y[0], b.f32(gamma * alpha))]);
-    return [b.mul(c.dy, d)];
+  Selu: ({ b, dy, x: [x], y: [y], float }) => {
+    const alpha = float('alpha', 1.67326319217681884765625);
+    const gamma = float('gamma', 1.05070102214813232421875);
+    return [b.mul(dy, b.where(b.greater(x, b.f32(0)), b.f32(gamma), b.add(y, b.f32(gamma * alpha))))];
   },
 
   // y = max(0, x) + min(0, α·(e^(x/α) − 1)): dy/dx = 1 (x > 0), e^(x/α) otherwise
-  Celu: (c) => {
-    const b = c.b;
-    const alpha = attrFloat(c.node, 'alpha', 1);
-    const x = c.x[0];
-    const d = b.op('Where', [b.op('Greater', [x, b.f32(0)]), b.f32(1), b.op('Exp', [b.mul(x, b.f32(1 / alpha))])]);
-    return [b.mul(c.dy, d)];
+  Celu: ({ b, dy, x: [x], float }) => {
+    const alpha = float('alpha', 1);
+    return [b.mul(dy, b.where(b.greater(x, b.f32(0)), b.f32(1), b.exp(b.mul(x, b.f32(1 / alpha)))))];
   },
 
   // y = x / (1 + |x|): dy/dx = 1 / (1 + |x|)²
-  Softsign: pointwise((c, x) => {
-    const s = c.b.add(c.b.f32(1), c.b.op('Abs', [x]));
-    return c.b.op('Reciprocal', [c.b.mul(s, s)]);
+  Softsign: pointwise((b, x) => {
+    const s = b.add(b.f32(1), b.op('Abs', [x]));
+    return b.recip(b.mul(s, s));
   }),
 
   // y = x (x > α), 0 otherwise
-  ThresholdedRelu: (c) => {
-    const b = c.b;
-    const on = b.op('Cast', [b.op('Greater', [c.x[0], b.f32(attrFloat(c.node, 'alpha', 1))])], { to: { type: 'int', value: 1 } });
-    return [b.mul(c.dy, on)];
-  },
+  ThresholdedRelu: ({ b, dy, x: [x], float }) => [b.mul(dy, b.cast(b.greater(x, b.f32(float('alpha', 1)))))],
 };
