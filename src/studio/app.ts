@@ -453,6 +453,8 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       const r = getRun(req.params.rid);
       sse(req, reply, r.id);
     });
+    const openStreams = new Set<() => void>();
+    api.addHook('preClose', async () => { for (const c of [...openStreams]) c(); });
     function sse(req: FastifyRequest, reply: FastifyReply, rid: string): void {
       reply.hijack();
       const res = reply.raw;
@@ -463,6 +465,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       const close = () => {
         if (closed) return;
         closed = true;
+        openStreams.delete(close);
         runner.off('event', onEvent);
         clearInterval(ping);
         res.end();
@@ -478,6 +481,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       };
       const ping = setInterval(() => res.write(': ping\n\n'), 15000);
       runner.on('event', onEvent);
+      openStreams.add(close);
       req.raw.on('close', close);
       const now = db.run(rid)!;
       send('run', runView(now));

@@ -40,6 +40,7 @@ const workerFile = join(dirname(here), here.endsWith('.ts') ? 'worker.ts' : 'wor
 export class Runner extends EventEmitter {
   private active = new Map<string, { child: ChildProcess; started: number; startFraction: number; lastWrite: number; lastEmit: number; cancelled: boolean }>();
   readonly concurrency: number;
+  private stopping = false;
 
   constructor(readonly db: StudioDb, readonly blobs: BlobStore, readonly o: RunnerOptions) {
     super();
@@ -112,6 +113,7 @@ export class Runner extends EventEmitter {
 
   /** Stop every training (the server is closing): the runs become 'interrupted'. */
   async stopAll(): Promise<void> {
+    this.stopping = true;
     const waits: Promise<unknown>[] = [];
     for (const [, a] of this.active) {
       waits.push(new Promise((res) => a.child.once('exit', res)));
@@ -121,7 +123,7 @@ export class Runner extends EventEmitter {
   }
 
   private pump(): void {
-    while (this.active.size < this.concurrency) {
+    while (!this.stopping && this.active.size < this.concurrency) {
       const next = this.db.runsWithStatus('queued')[0];
       if (!next) return;
       this.start(next);
