@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** `graft`: the command line. Each command parses its flags and calls the library; no logic lives here. */
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { GraftError } from '../util/errors.js';
 import { availableDevices, checkDevice, requestedDevice } from '../runtime/device.js';
 import { NoGradientRule } from '../autodiff/rule.js';
@@ -232,6 +232,7 @@ program.addCommand(serveCommand());
 try {
   await program.parseAsync(legacyTrainArgv(process.argv));
 } catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode); // commander printed the message (or the help)
   if (e instanceof GraftError || e instanceof NoGradientRule) {
     process.stderr.write(`graft: ${e.message}\n`);
     if (e instanceof GraftError && e.hint) process.stderr.write(`${e.hint}\n`);

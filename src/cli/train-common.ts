@@ -90,8 +90,9 @@ export function printSummary(json: boolean | undefined, report: unknown, lines: 
 export function explainUnknownFlags(parent: Command): void {
   for (const sub of parent.commands) {
     sub.configureOutput({ outputError: (s, write) => { if (!/unknown option/.test(s)) write(s); } });
+    // other errors (and help) go on as CommanderError: graft's main exits with their code, commander has printed them
     sub.exitOverride((e: CommanderError) => {
-      if (e.code !== 'commander.unknownOption') process.exit(e.exitCode);
+      if (e.code !== 'commander.unknownOption') throw e;
       const flag = /'([^']+)'/.exec(e.message)?.[1]?.split('=')[0] ?? '';
       const owners = parent.commands.filter((c) => c !== sub && c.options.some((opt) => opt.long === flag || opt.negate && opt.long === flag)).map((c) => `graft ${parent.name()} ${c.name()}`);
       throw new GraftError(
