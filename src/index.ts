@@ -34,4 +34,5 @@ export * from './eval/index.js';
 export * from './export/index.js';
 export * from './adapt/index.js';
 export * from './hub/index.js';
+export * from './server/index.js';
 export { GraftError } from './util/errors.js';

@@ -7,8 +7,6 @@
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { int, num } from './parse.js';
-import { ModelRegistry } from '../server/registry.js';
-import { createServer, predictRoutes } from '../server/app.js';
 import { GraftError } from '../util/errors.js';
 
 interface ServeFlags {
@@ -41,6 +39,9 @@ export async function serveAction(models: string[], o: ServeFlags): Promise<void
   if (maxInputs < 1) throw new GraftError(`--max-inputs must be at least 1, got ${maxInputs}`);
   if (!(bodyLimitMb > 0)) throw new GraftError(`--max-body-mb must be above 0, got ${bodyLimitMb}`);
   const token = o.token ?? process.env['GRAFT_SERVE_TOKEN'] ?? undefined;
+  // loaded here, not at the top: other commands do not pay for Fastify's start-up
+  const { createServer, predictRoutes } = await import('../server/app.js');
+  const { ModelRegistry } = await import('../server/registry.js');
   // the safety checks (host, token) run before any model is loaded
   const app = await createServer({ host: o.host, ...(token ? { token } : {}), bodyLimitMb, maxInputs, ...(o.log ? { logger: { level: 'info' } } : {}) });
   const registry = new ModelRegistry({ batching: { maxBatch, maxDelayMs, maxQueue } });

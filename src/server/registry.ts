@@ -261,6 +261,9 @@ function rows(r: Tensor, n: number, name: string): Float32Array[] {
   return Array.from({ length: n }, (_, i) => data.slice(i * K, (i + 1) * K));
 }
 
+/** The raster formats sharp may decode for a request (what it reports as `format`). */
+const IMAGE_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif', 'heif']);
+
 /**
  * An uploaded file as the model's input row: refused unless its bytes decode as an image (the header
  * read by sharp, or Graft's BMP reader), and unless its declared size is within `maxPixels`.
@@ -275,12 +278,15 @@ export async function prepareImage(im: ImageInput, pre: ImagePreprocess, maxPixe
     throw new UnsupportedInputError(`${what} is not an image that can be read: ${(e as Error).message}`);
   }
   if (!bmp) {
+    let format: string | undefined;
     try {
       const m = await sharp(im.bytes, { limitInputPixels: false }).metadata();
-      width = m.width; height = m.height;
+      width = m.width; height = m.height; format = m.format;
     } catch {
       throw new UnsupportedInputError(`${what} is not an image (JPEG, PNG, WebP, GIF, TIFF, AVIF or BMP)`, 'the file\'s bytes are checked, not its name or type');
     }
+    // raster formats only: no SVG or PDF (documents that can reference other files), no camera raw
+    if (!format || !IMAGE_FORMATS.has(format)) throw new UnsupportedInputError(`${what} is ${format ? `a ${format.toUpperCase()} file` : 'of an unknown format'}, not an accepted image (JPEG, PNG, WebP, GIF, TIFF, AVIF or BMP)`);
     if (!width || !height) throw new UnsupportedInputError(`${what} is not an image with a size`);
     if (width * height > maxPixels) throw new InputTooLargeError(`${what} is ${width}×${height} pixels, over the limit of ${maxPixels}`);
   }

@@ -162,6 +162,10 @@ test('errors: 415 for a file that is not an image (named), 413 for size and coun
   const cut = await json(await fetch(`${url}/v1/models/digits/predict?filename=cut.png`, png(pngs[0]!.subarray(0, 60))));
   assert.equal(cut.status, 415);
   assert.match(cut.body.message, /"cut\.png"/);
+  const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><rect width="28" height="28" fill="#fff"/></svg>');
+  const r2b = await json(await fetch(`${url}/v1/models/digits/predict?filename=a.svg`, png(svg, { 'content-type': 'image/svg+xml' })));
+  assert.equal(r2b.status, 415);
+  assert.match(r2b.body.message, /"a\.svg" is a SVG file, not an accepted image/);
   const r3 = await json(await fetch(`${url}/v1/models/digits/predict`, { method: 'POST', body: 'hello', headers: { 'content-type': 'text/plain' } }));
   assert.equal(r3.status, 415);
 
