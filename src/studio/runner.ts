@@ -152,7 +152,8 @@ export class Runner extends EventEmitter {
       rmSync(join(this.runDir(run.id), 'classifier'), { recursive: true, force: true });
     }
     const child = fork(workerFile, [], {
-      execArgv: workerFile.endsWith('.ts') ? ['--import', 'tsx'] : [],
+      // from the TypeScript sources: tsx, found from here (not from the working directory)
+      execArgv: workerFile.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [],
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'advanced',
     });
