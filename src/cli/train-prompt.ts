@@ -24,7 +24,7 @@ async function trainPrompt(o: PromptFlags): Promise<void> {
     ...(o.clipNorm !== undefined ? { clipNorm: num(o.clipNorm, '--clip-norm') } : {}),
   }, ({ report: t }) => {
     const words = (t['labelWords'] as string[]).map((w, k) => `${w} → ${t.classes[k]}`).join(', ');
-    return [`text prompt (${t['epochs'] === 0 ? 'zero-shot' : `${String(t['steps'])} fine-tuning steps`}): ${t.train} training texts, max length ${t.maxLength}, template ${JSON.stringify(t['template'])}, label words ${words}`];
+    return [`text prompt (${t['epochs'] === 0 ? 'zero-shot' : `${String(t['steps'])} fine-tuning steps`}): ${t.train} training texts, ${t.test?.n ?? 0} test texts, max length ${t.maxLength}, template ${JSON.stringify(t['template'])}, label words ${words}`];
   });
 }
 

@@ -15,7 +15,7 @@ interface SetFitFlags extends TextDataFlags { pooling: 'mean' | 'cls'; epochs: s
 async function trainSetFit(o: SetFitFlags): Promise<void> {
   await runTextTraining(o, 'setfit', {
     ...textDataOptions(o), pooling: o.pooling, epochs: int(o.epochs, '--epochs'), batchSize: int(o.batchSize, '--batch-size'), lr: num(o.lr, '--lr'),
-  }, ({ report: t }) => [`text setfit: ${t.train} training texts, ${String(t['steps'])} contrastive steps of ${String(t['pairsPerStep'])} pairs, max length ${t.maxLength}, ${t.pooling} pooling`]);
+  }, ({ report: t }) => [`text setfit: ${t.train} training texts, ${t.test?.n ?? 0} test texts, ${String(t['steps'])} contrastive steps of ${String(t['pairsPerStep'])} pairs, max length ${t.maxLength}, ${t.pooling} pooling`]);
 }
 
 export function trainSetFitCommand(): Command {
