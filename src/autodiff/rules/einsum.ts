@@ -3,7 +3,6 @@
  * operands, onto the operand's subscripts; letters summed within the operand alone come back by Expand.
  * Ellipses are expanded to letters; repeated letters within one operand (diagonals, traces) are refused.
  */
-import { attrString } from '../../graph/graph.js';
 import { A } from '../../graph/builder.js';
 import type { GradCtx, GradRule } from '../rule.js';
 
@@ -35,12 +34,11 @@ export function parseEinsum(eq: string, ranks: number[]): { ins: string[]; out: 
 export const einsum: Record<string, GradRule> = {
   Einsum: (c) => {
     const b = c.b;
-    const eq = attrString(c.node, 'equation', '');
+    const eq = c.str('equation', '');
     const xs = c.node.inputs;
     const { ins, out } = parseEinsum(eq, xs.map((x) => c.rank(x)));
     const dy = c.dy;
-    return xs.map((x, k) => {
-      if (!c.needs(k)) return null;
+    return xs.map((x, k) => () => {
       const sub = ins[k]!;
       if (new Set(sub).size !== sub.length) throw new Error(`Einsum '${eq}': operand ${k} repeats a letter (a diagonal), which has no rule`);
       const others = ins.filter((_, j) => j !== k);

@@ -3,7 +3,6 @@
  * weights, ignore_index and every reduction. Gradients go to the scores (or log-probabilities) and to
  * the class weights; the labels are integers.
  */
-import { attrInt, attrString } from '../../graph/graph.js';
 import { A } from '../../graph/builder.js';
 import type { GradCtx, GradRule } from '../rule.js';
 
@@ -18,20 +17,20 @@ function samples(c: GradCtx) {
   const [x, labels, weight] = [c.x[0], c.x[1], c.x[2]];
   const C = c.shape(x).dims[1];
   if (typeof C !== 'number') throw new Error(`${c.node.opType} needs a static class count (axis 1 of '${x}')`);
-  const ignore = c.node.attrs['ignore_index'] ? attrInt(c.node, 'ignore_index', 0) : null;
+  const ignore = c.node.attrs['ignore_index'] ? c.int('ignore_index', 0) : null;
   const lab = c.dtype(labels) === 'int64' ? labels : b.op('Cast', [labels], { to: A.i(7) });
   let valid: string | null = null;
   let safe = lab;
   if (ignore !== null) {
-    const ig = b.op('Equal', [lab, b.i64(ignore)]);
-    valid = b.op('Cast', [b.op('Not', [ig])], { to: A.i(1) });
-    safe = b.op('Where', [ig, b.i64(0), lab]);
+    const ig = b.equal(lab, b.i64(ignore));
+    valid = b.cast(b.not(ig));
+    safe = b.where(ig, b.i64(0), lab);
   }
   const onehot0 = b.op('OneHot', [safe, b.i64([C]), b.f32([0, 1])], { axis: A.i(1) });
   let w = weight ? b.op('Gather', [weight, safe]) : null;
   if (valid) w = w ? b.mul(w, valid) : valid;
   const onehot = valid ? b.mul(onehot0, b.unsqueeze(valid, [1])) : onehot0;
-  const reduction = attrString(c.node, 'reduction', 'mean');
+  const reduction = c.str('reduction', 'mean');
   const dy = c.dy;
   let dl = dy;
   if (reduction === 'mean') {
@@ -63,11 +62,10 @@ function dWeight(c: GradCtx, onehot: string, dl: string, ell: string, mean: bool
 export const loss: Record<string, GradRule> = {
   // loss_i = −w_i · x[i, label_i]: dx = −onehot · w · dl
   NegativeLogLikelihoodLoss: (c) => {
-    const b = c.b;
+    const { b, x: [x] } = c;
     const { onehot, dl, wdl, mean } = samples(c);
-    const dx = c.needs(0) ? b.neg(b.mul(onehot, wdl)) : null;
-    const ell = () => b.neg(b.reduce('ReduceSum', b.mul(onehot, c.x[0]), [1], false));
-    return [dx, null, c.needs(2) ? dWeight(c, onehot, dl, ell(), mean) : null];
+    const ell = () => b.neg(b.reduce('ReduceSum', b.mul(onehot, x), [1], false));
+    return [() => b.neg(b.mul(onehot, wdl)), null, () => dWeight(c, onehot, dl, ell(), mean)];
   },
 
   // loss_i = −w_i · log softmax(x)[i, label_i]: dx = (softmax − onehot) · w · dl; the optional
@@ -76,14 +74,13 @@ export const loss: Record<string, GradRule> = {
     const b = c.b;
     const { onehot, dl, wdl, mean } = samples(c);
     const logp = c.forwardOutput(1, 'log_prob');
-    const p = b.op('Exp', [logp]);
-    let dx: string | null = null;
-    if (c.needs(0)) {
-      dx = b.mul(b.sub(p, onehot), wdl);
+    const p = b.exp(logp);
+    const dx = () => {
+      const d = b.mul(b.sub(p, onehot), wdl);
       const g = c.dyOf(1);
-      if (g) dx = b.add(dx, b.sub(g, b.mul(p, b.reduce('ReduceSum', g, [1], true))));
-    }
+      return g ? b.add(d, b.sub(g, b.mul(p, b.reduce('ReduceSum', g, [1], true)))) : d;
+    };
     const ell = () => b.neg(b.reduce('ReduceSum', b.mul(onehot, logp), [1], false));
-    return [dx, null, c.needs(2) ? dWeight(c, onehot, dl, ell(), mean) : null];
+    return [dx, null, () => dWeight(c, onehot, dl, ell(), mean)];
   },
 };

@@ -1,6 +1,5 @@
 /** Matrix products: MatMul (batched, broadcast, 1-D operands) and Gemm. */
-import { attrFloat, attrInt } from '../../graph/graph.js';
-import type { GradCtx, GradRule } from '../rule.js';
+import { broadcasting, type GradCtx, type GradRule } from '../rule.js';
 
 /** Swap the last two axes of a rank-r tensor. */
 function swapLast(c: GradCtx, x: string, r: number): string {
@@ -12,73 +11,48 @@ function swapLast(c: GradCtx, x: string, r: number): string {
 export const matmul: Record<string, GradRule> = {
   // Y = A @ B. 1-D operands are promoted (A: [1,k], B: [k,1]) and the promoted axis removed again.
   MatMul: (c) => {
-    const b = c.b;
-    const [A, B] = [c.x[0], c.x[1]];
-    const ra = c.rank(A);
-    const rb = c.rank(B);
+    const { b, x: [A, B] } = c;
+    const [ra, rb] = [c.rank(A), c.rank(B)];
+    // ranks after promotion, and of the output
+    const [pa, pb] = [ra === 1 ? 2 : ra, rb === 1 ? 2 : rb];
+    const ry = Math.max(pa, pb);
     let dy = c.dy;
-    let a = A;
-    let bb = B;
+    let [a, bb] = [A, B];
     if (ra === 1) { a = b.unsqueeze(A, [0]); dy = b.unsqueeze(dy, [-2]); }
     if (rb === 1) { bb = b.unsqueeze(B, [1]); dy = b.unsqueeze(dy, [-1]); }
-    const ya = Math.max(ra === 1 ? 2 : ra, rb === 1 ? 2 : rb);
-    let dA: string | null = null;
-    let dB: string | null = null;
-    if (c.needs(0)) {
-      // dA = dy @ B^T, summed over broadcast batch axes
-      let g = b.op('MatMul', [dy, swapLast(c, bb, rb === 1 ? 2 : rb)]);
-      g = reduceBatch(c, g, ya, ra === 1 ? 2 : ra, a, A);
-      dA = ra === 1 ? b.reshape(g, [-1]) : g;
-    }
-    if (c.needs(1)) {
-      let g: string;
+    const unpromote = (g: string, r: number) => (r === 1 ? b.reshape(g, [-1]) : g);
+    // dA = dy @ Bᵀ, summed over broadcast batch axes
+    const dA = () => unpromote(reduceBatch(c, b.op('MatMul', [dy, swapLast(c, bb, pb)]), ry, pa, a, A), ra);
+    const dB = () => {
       if (rb === 2 && ra > 2 && c.shape(A).dims.slice(-1)[0] !== null) {
-        // Common case (a weight matrix): fold batch axes into one GEMM, dB = A^T @ dy over all rows.
+        // Common case (a weight matrix): fold batch axes into one GEMM, dB = Aᵀ @ dy over all rows.
         const k = c.shape(A).dims[ra - 1]!;
         const n = c.shape(B).dims[1]!;
-        const a2 = b.reshape(a, [-1, k as number]);
-        const dy2 = b.reshape(dy, [-1, n as number]);
-        g = b.op('Gemm', [a2, dy2], { transA: { type: 'int', value: 1 } });
-      } else {
-        g = b.op('MatMul', [swapLast(c, a, ra === 1 ? 2 : ra), dy]);
-        g = reduceBatch(c, g, ya, rb === 1 ? 2 : rb, bb, B);
+        return b.op('Gemm', [b.reshape(a, [-1, k as number]), b.reshape(dy, [-1, n as number])], { transA: { type: 'int', value: 1 } });
       }
-      dB = rb === 1 ? b.reshape(g, [-1]) : g;
-    }
+      return unpromote(reduceBatch(c, b.op('MatMul', [swapLast(c, a, pa), dy]), ry, pb, bb, B), rb);
+    };
     return [dA, dB];
   },
 
-  // Y = alpha * A' @ B' + beta * C, with A' = transA ? A^T : A, B' likewise.
-  Gemm: (c) => {
-    const b = c.b;
-    const alpha = attrFloat(c.node, 'alpha', 1);
-    const beta = attrFloat(c.node, 'beta', 1);
-    const tA = attrInt(c.node, 'transA', 0);
-    const tB = attrInt(c.node, 'transB', 0);
-    const dy = c.dy;
+  // Y = α · A' @ B' + β · C, with A' = transA ? Aᵀ : A, B' likewise.
+  Gemm: broadcasting(({ b, dy, x: [A, B], float, int }) => {
+    const [alpha, beta, tA, tB] = [float('alpha', 1), float('beta', 1), int('transA', 0), int('transB', 0)];
     const I = (v: number) => ({ type: 'int' as const, value: v });
     const F = (v: number) => ({ type: 'float' as const, value: v });
-    let dA: string | null = null;
-    let dB: string | null = null;
-    let dC: string | null = null;
-    // dA' = dy @ B'^T ; dA = tA ? (dA')^T : dA'
-    if (c.needs(0)) {
-      dA = tA
-        ? b.op('Gemm', [c.x[1], dy], { transA: I(tB), transB: I(1), alpha: F(alpha) })
-        : b.op('Gemm', [dy, c.x[1]], { transA: I(0), transB: I(tB ? 0 : 1), alpha: F(alpha) });
-    }
-    // dB' = A'^T @ dy ; dB = tB ? (dB')^T : dB'
-    if (c.needs(1)) {
-      dB = tB
-        ? b.op('Gemm', [dy, c.x[0]], { transA: I(1), transB: I(tA), alpha: F(alpha) })
-        : b.op('Gemm', [c.x[0], dy], { transA: I(tA ? 0 : 1), transB: I(0), alpha: F(alpha) });
-    }
-    if (c.needs(2)) {
-      const g = beta === 1 ? dy : b.mul(dy, b.f32(beta));
-      dC = c.unbroadcast(g, c.x[2]);
-    }
-    return [dA, dB, dC];
-  },
+    return [
+      // dA' = dy @ B'ᵀ; dA = tA ? (dA')ᵀ : dA'
+      () => tA
+        ? b.op('Gemm', [B, dy], { transA: I(tB), transB: I(1), alpha: F(alpha) })
+        : b.op('Gemm', [dy, B], { transA: I(0), transB: I(tB ? 0 : 1), alpha: F(alpha) }),
+      // dB' = A'ᵀ @ dy; dB = tB ? (dB')ᵀ : dB'
+      () => tB
+        ? b.op('Gemm', [dy, A], { transA: I(1), transB: I(tA), alpha: F(alpha) })
+        : b.op('Gemm', [A, dy], { transA: I(tA ? 0 : 1), transB: I(0), alpha: F(alpha) }),
+      // dC = β · dy, summed back to C's shape
+      () => (beta === 1 ? dy : b.mul(dy, b.f32(beta))),
+    ];
+  }, [2]),
 };
 
 /** Sum a batched-matmul gradient (rank `ry`) over the batch axes the operand (rank `rx`) was broadcast along. */

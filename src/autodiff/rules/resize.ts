@@ -4,11 +4,11 @@
  * read off onnxruntime's own Resize, run on an identity matrix laid along axis a (and a second axis kept
  * at scale 1): no coordinate-transformation mode or rounding rule is re-implemented here.
  */
-import { attrInts, attrString, type Attr } from '../../graph/graph.js';
+import type { Attr } from '../../graph/graph.js';
 import type { GradCtx, GradRule } from '../rule.js';
-import { constOf } from './shape.js';
+import { constOf, normAxis, range } from './helpers.js';
 
-function resizeGrad(c: GradCtx): (string | null)[] {
+function resizeGrad(c: GradCtx): string[] {
   const b = c.b;
   const [x, y] = [c.x[0], c.y[0]];
   const xd = c.shape(x).dims;
@@ -16,17 +16,17 @@ function resizeGrad(c: GradCtx): (string | null)[] {
   const r = xd.length;
   if (xd.some((d) => d === null) || yd.some((d) => d === null)) throw new Error(`${c.node.opType} gradient needs static input and output shapes`);
   const [xn, yn] = [xd as number[], yd as number[]];
-  if (attrString(c.node, 'coordinate_transformation_mode', 'half_pixel') === 'tf_crop_and_resize')
+  if (c.str('coordinate_transformation_mode', 'half_pixel') === 'tf_crop_and_resize')
     throw new Error(`${c.node.opType} with coordinate_transformation_mode tf_crop_and_resize has no rule`);
   let scales = constOf(c, c.x[b.opset < 11 ? 1 : 2]);
   let sizes = b.opset >= 11 ? constOf(c, c.x[3]) : undefined;
   if (scales?.length === 0) scales = undefined;
   if (sizes?.length === 0) sizes = undefined;
   if (!scales && !sizes) throw new Error(`${c.node.opType} scales or sizes must be constants to differentiate`);
-  if (sizes && attrString(c.node, 'keep_aspect_ratio_policy', 'stretch') !== 'stretch')
+  if (sizes && c.str('keep_aspect_ratio_policy', 'stretch') !== 'stretch')
     throw new Error(`${c.node.opType} with keep_aspect_ratio_policy other than stretch has no rule`);
   // full-rank scales (1 on axes not named by the axes attribute)
-  const axesAttr = attrInts(c.node, 'axes')?.map((a) => (a < 0 ? a + r : a));
+  const axesAttr = c.ints('axes')?.map((a) => normAxis(a, r));
   const full = (v: number[] | undefined) => {
     if (!v) return undefined;
     if (!axesAttr) return v;
@@ -35,12 +35,12 @@ function resizeGrad(c: GradCtx): (string | null)[] {
     return f;
   };
   const sc = full(scales);
-  const resized = [...Array(r).keys()].filter((a) => xn[a] !== yn[a] || (sc && sc[a] !== 1));
+  const resized = range(r).filter((a) => xn[a] !== yn[a] || (sc && sc[a] !== 1));
   const attrs: Record<string, Attr> = { ...c.node.attrs };
   delete attrs['axes'];
   let g = c.dy;
   for (const a of resized) {
-    const h = [...Array(r).keys()].find((k) => k !== a && !resized.includes(k));
+    const h = range(r).find((k) => k !== a && !resized.includes(k));
     if (h === undefined) throw new Error(`${c.node.opType} resizes every axis; its gradient needs one axis at scale 1`);
     const [n, m] = [xn[a]!, yn[a]!];
     const pd = Array<number>(r).fill(1);
@@ -68,7 +68,7 @@ function resizeGrad(c: GradCtx): (string | null)[] {
     // W [m, n]: W[o, i] = weight of input i in output o
     const W = h < a ? b.transpose(b.reshape(Wa, [n, m]), [1, 0]) : b.reshape(Wa, [m, n]);
     // contract axis a of g (size m) with W: move a last, MatMul, move back
-    const perm = [...Array(r).keys()].filter((k) => k !== a).concat([a]);
+    const perm = range(r).filter((k) => k !== a).concat([a]);
     const inv = perm.map((_, k) => perm.indexOf(k));
     g = b.transpose(b.op('MatMul', [b.transpose(g, perm), W]), inv);
   }
