@@ -75,8 +75,25 @@ export function checkCurveLists(budgets: readonly number[], methods: readonly st
   if (m.length) throw new GraftError(`--methods lists ${[...new Set(m)].join(', ')} more than once (${methods.join(',')})`, 'give each method once');
 }
 
-/** The curve for `model` (a classifier with one [N, …] input) on in-memory examples (in the model's input scale). */
-export async function dataEfficiencyCurve(model: Graph, data: Examples, o: CurveOptions): Promise<CurveResult> {
+/** What a curve run fixes before its cells run: checked options and what every cell shares. */
+export interface CurvePlan {
+  budgets: number[];
+  seeds: number;
+  methods: CurveMethod[];
+  testFraction: number;
+  classes: number;
+  dims: number[];
+  minSteps: number;
+  batchSize: number;
+  scratchLr: number;
+  finetuneLr: number;
+}
+
+/** One run of the curve: a method trained at a budget on a seed's split. */
+export interface CurveCell { seed: number; perClass: number; method: CurveMethod }
+
+/** Check the options against the model and data; every error a curve can raise is raised here, before any training. */
+export function planCurve(model: Graph, data: Examples, o: CurveOptions): CurvePlan {
   const budgets = [...o.budgets].sort((a, b) => a - b);
   if (!budgets.length || budgets.some((b) => !Number.isInteger(b) || b < 1)) throw new GraftError(`--labels-per-class must be positive integers, got ${o.budgets.join(',')}`);
   const seeds = o.seeds ?? 3;
@@ -92,76 +109,128 @@ export async function dataEfficiencyCurve(model: Graph, data: Examples, o: Curve
   if (!(testFraction > 0 && testFraction < 1)) throw new GraftError(`--test-fraction must be between 0 and 1, got ${testFraction}`);
   if (methods.includes('scratch') && (dims.length !== 3 || dims[1] !== dims[2]))
     throw new GraftError(`the scratch method builds a small CNN for square images [C, S, S]; this model takes [${dims}]`, 'leave scratch out of --methods');
+  for (let seed = 0; seed < seeds; seed++) {
+    const { smallest } = seedPool(data, testFraction, seed);
+    const over = budgets.find((b) => b > smallest);
+    if (over !== undefined) throw new GraftError(`${over} labels per class asked, but a class has only ${smallest} training examples after holding out ${testFraction} for testing`);
+  }
+  return { budgets, seeds, methods, testFraction, classes: K, dims, minSteps, batchSize: bs, scratchLr: o.scratchLr ?? 2e-3, finetuneLr: o.finetuneLr ?? 1e-3 };
+}
+
+/** The cells in the order a local run trains them (seed, then budget, then method). */
+export function curveCells(p: CurvePlan): CurveCell[] {
+  const out: CurveCell[] = [];
+  for (let seed = 0; seed < p.seeds; seed++) for (const perClass of p.budgets) for (const method of p.methods) out.push({ seed, perClass, method });
+  return out;
+}
+
+/** A seed's split and its per-class training pools (seeded order; budgets take prefixes). */
+function seedPool(data: Examples, testFraction: number, seed: number) {
+  const split = stratifiedSplit(data.y, { testFraction, seed });
+  const pool = shuffledByClass(split.train.map((i) => data.y[i]!), new Rng(seed + 1)).map(([, idx]) => idx.map((j) => split.train[j]!));
+  return { split, pool, smallest: Math.min(...pool.map((q) => q.length)) };
+}
+
+/** Every example's features for the 'features' method (extracted once per curve). */
+export async function curveFeatures(model: Graph, data: Examples, o: Pick<CurveOptions, 'node'>): Promise<Float32Array[]> {
+  const dims = exampleDims(makeBatchDynamic(model));
+  const batches: Tensor[] = [];
+  for (let i = 0; i < data.x.length; i += 128) {
+    const xs = data.x.slice(i, i + 128);
+    const t = new Float32Array(xs.length * xs[0]!.length);
+    xs.forEach((x, k) => t.set(x, k * x.length));
+    batches.push({ dtype: 'float32', dims: [xs.length, ...dims], data: t });
+  }
+  return extractFeatures(makeBatchDynamic(model), o.node ?? defaultFeatureNode(model), batches, { batchSize: 128 });
+}
+
+/** Inputs scaled to 0–1 by the data's largest value (the scratch method's input). */
+function scaledInputs(data: Examples): Float32Array[] {
   let maxIn = 0;
   for (const x of data.x) for (const v of x) if (v > maxIn) maxIn = v;
-  const scaled = data.x.map((x) => x.map((v) => v / (maxIn || 1)));
+  return data.x.map((x) => x.map((v) => v / (maxIn || 1)));
+}
 
-  let feats: Float32Array[] | undefined;
-  let featureSeconds: number | undefined;
-  if (methods.includes('features')) {
-    const t0 = performance.now();
-    const batches: Tensor[] = [];
-    for (let i = 0; i < data.x.length; i += 128) {
-      const xs = data.x.slice(i, i + 128);
-      const t = new Float32Array(xs.length * xs[0]!.length);
-      xs.forEach((x, k) => t.set(x, k * x.length));
-      batches.push({ dtype: 'float32', dims: [xs.length, ...dims], data: t });
-    }
-    feats = await extractFeatures(makeBatchDynamic(model), o.node ?? defaultFeatureNode(model), batches, { batchSize: 128 });
-    featureSeconds = (performance.now() - t0) / 1000;
-  }
-
-  const points: CurvePoint[] = [];
-  const total = seeds * budgets.length * methods.length;
-  for (let seed = 0; seed < seeds; seed++) {
-    const split = stratifiedSplit(data.y, { testFraction, seed });
-    const pool = shuffledByClass(split.train.map((i) => data.y[i]!), new Rng(seed + 1)).map(([, idx]) => idx.map((j) => split.train[j]!));
-    const smallest = Math.min(...pool.map((p) => p.length));
-    for (const perClass of budgets) {
-      if (perClass > smallest) throw new GraftError(`${perClass} labels per class asked, but a class has only ${smallest} training examples after holding out ${testFraction} for testing`);
-      const train = new Rng(seed + 2).shuffle(pool.flatMap((p) => p.slice(0, perClass)));
-      const epochs = Math.max(1, Math.ceil(minSteps / Math.ceil(train.length / bs)));
-      for (const method of methods) {
-        const t0 = performance.now();
-        let acc: number;
-        if (method === 'features') {
-          const X = train.map((i) => feats![i]!), y = train.map((i) => data.y[i]!);
-          const head = perClass >= 2 ? (await fitCV(X, y, { numClasses: K, seed })).model : await fitLogistic(X, y, { numClasses: K, l2: 1 });
-          acc = head.accuracy(split.test.map((i) => feats![i]!), split.test.map((i) => data.y[i]!));
-        } else {
-          const xs = method === 'scratch' ? scaled : data.x;
-          const net = method === 'scratch'
-            ? smallCnn({ channels: dims[0]!, size: dims[1]!, classes: K, seed })
-            : makeBatchDynamic(model);
-          const r = await fit(net, { x: train.map((i) => xs[i]!), y: train.map((i) => data.y[i]!) }, {
-            epochs, batchSize: bs, seed, lr: method === 'scratch' ? (o.scratchLr ?? 2e-3) : (o.finetuneLr ?? 1e-3),
-          });
-          try {
-            acc = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, split.test.map((i) => xs[i]!)), split.test.map((i) => data.y[i]!));
-          } finally {
-            await r.trainer.release();
-          }
-        }
-        const seconds = (performance.now() - t0) / 1000;
-        points.push({ method, perClass, seed, accuracy: acc, seconds, trainExamples: train.length });
-        o.onProgress?.({ done: points.length, total, method, perClass, seed, accuracy: acc });
-      }
+/**
+ * Train and score one cell. Its result depends only on the model, the data, the plan and the cell
+ * (not on the cells run before it), so cells can run anywhere, in any order. `feats`: every
+ * example's features (curveFeatures), for the 'features' method.
+ */
+export async function runCurveCell(model: Graph, data: Examples, p: CurvePlan, cell: CurveCell, feats?: Float32Array[], scaled?: Float32Array[]): Promise<CurvePoint> {
+  const { seed, perClass, method } = cell;
+  const { split, pool } = seedPool(data, p.testFraction, seed);
+  const train = new Rng(seed + 2).shuffle(pool.flatMap((q) => q.slice(0, perClass)));
+  const bs = p.batchSize;
+  const epochs = Math.max(1, Math.ceil(p.minSteps / Math.ceil(train.length / bs)));
+  const t0 = performance.now();
+  let acc: number;
+  if (method === 'features') {
+    if (!feats) throw new Error('runCurveCell: the features method needs the features');
+    const X = train.map((i) => feats[i]!), y = train.map((i) => data.y[i]!);
+    const head = perClass >= 2 ? (await fitCV(X, y, { numClasses: p.classes, seed })).model : await fitLogistic(X, y, { numClasses: p.classes, l2: 1 });
+    acc = head.accuracy(split.test.map((i) => feats[i]!), split.test.map((i) => data.y[i]!));
+  } else {
+    const xs = method === 'scratch' ? (scaled ?? scaledInputs(data)) : data.x;
+    const net = method === 'scratch'
+      ? smallCnn({ channels: p.dims[0]!, size: p.dims[1]!, classes: p.classes, seed })
+      : makeBatchDynamic(model);
+    const r = await fit(net, { x: train.map((i) => xs[i]!), y: train.map((i) => data.y[i]!) }, {
+      epochs, batchSize: bs, seed, lr: method === 'scratch' ? p.scratchLr : p.finetuneLr,
+    });
+    try {
+      acc = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, split.test.map((i) => xs[i]!)), split.test.map((i) => data.y[i]!));
+    } finally {
+      await r.trainer.release();
     }
   }
+  return { method, perClass, seed, accuracy: acc, seconds: (performance.now() - t0) / 1000, trainExamples: train.length };
+}
+
+/** The result from every cell's point (in any order: they are put in the local run's order). */
+export function summarizeCurve(modelName: string, examples: number, p: CurvePlan, points: CurvePoint[], featureSeconds?: number): CurveResult {
+  const order = curveCells(p);
+  const key = (c: CurveCell) => `${c.seed}/${c.perClass}/${c.method}`;
+  const at = new Map(points.map((q) => [key(q), q]));
+  const sorted = order.map((c) => {
+    const q = at.get(key(c));
+    if (!q) throw new GraftError(`curve: no result for ${c.method} at ${c.perClass}/class, seed ${c.seed}`);
+    return q;
+  });
   const summary: CurveSummary[] = [];
-  for (const method of methods)
-    for (const perClass of budgets) {
-      const ps = points.filter((p) => p.method === method && p.perClass === perClass);
-      const a = ps.map((p) => p.accuracy);
+  for (const method of p.methods)
+    for (const perClass of p.budgets) {
+      const ps = sorted.filter((q) => q.method === method && q.perClass === perClass);
+      const a = ps.map((q) => q.accuracy);
       summary.push({
         method, perClass, mean: a.reduce((s, v) => s + v, 0) / a.length, min: Math.min(...a), max: Math.max(...a), seeds: a.length,
-        seconds: ps.reduce((s, p) => s + p.seconds, 0) / ps.length,
+        seconds: ps.reduce((s, q) => s + q.seconds, 0) / ps.length,
       });
     }
   return {
-    model: model.name, classes: K, examples: data.x.length, testFraction, budgets, methods, points, summary,
+    model: modelName, classes: p.classes, examples, testFraction: p.testFraction, budgets: p.budgets, methods: p.methods, points: sorted, summary,
     ...(featureSeconds !== undefined ? { featureSeconds } : {}),
   };
+}
+
+/** The curve for `model` (a classifier with one [N, …] input) on in-memory examples (in the model's input scale). */
+export async function dataEfficiencyCurve(model: Graph, data: Examples, o: CurveOptions): Promise<CurveResult> {
+  const p = planCurve(model, data, o);
+  let feats: Float32Array[] | undefined;
+  let featureSeconds: number | undefined;
+  if (p.methods.includes('features')) {
+    const t0 = performance.now();
+    feats = await curveFeatures(model, data, o);
+    featureSeconds = (performance.now() - t0) / 1000;
+  }
+  const scaled = p.methods.includes('scratch') ? scaledInputs(data) : undefined;
+  const cells = curveCells(p);
+  const points: CurvePoint[] = [];
+  for (const cell of cells) {
+    const q = await runCurveCell(model, data, p, cell, feats, scaled);
+    points.push(q);
+    o.onProgress?.({ done: points.length, total: cells.length, method: q.method, perClass: q.perClass, seed: q.seed, accuracy: q.accuracy });
+  }
+  return summarizeCurve(model.name, data.x.length, p, points, featureSeconds);
 }
 
 /** Markdown table: one row per budget, one column per method, "mean [min–max]". */
