@@ -15,7 +15,7 @@
 import type { Attr, Dim, Graph } from '../graph/graph.js';
 import { A, type Builder } from '../graph/builder.js';
 import { type Tensor, numel, permuteData } from '../graph/tensor.js';
-import { Emitter, Handlers, NCHW, identity, keepsMemoryOrder, windowPads, hwioToOihw, depthwiseToOihw } from './importer/core.js';
+import { Emitter, Handlers, NCHW, identity, keepsMemoryOrder, toSourceOrder, fromSourceOrder, windowPads, hwioToOihw, depthwiseToOihw } from './importer/core.js';
 import { setLabels, setPreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { checkedNumel, MAX_ELEMENTS } from '../util/limits.js';
@@ -183,17 +183,12 @@ class GraphImporter extends Emitter {
   tfOrder(n: TfNode, v: TVal): string {
     if (v.const) return this.val(v, 0);
     const x = this.val(v);
-    if (v.shape.length !== 4) return x;
-    const perm = [0, 2, 3, 1];
-    if (permIsRelabel(NCHW.map((a) => v.shape[a]!), perm)) return x;
-    return this.b.op('Transpose', [x], { perm: A.is(perm) }, `${n.name}/to_nhwc`);
+    return toSourceOrder(this.b, x, heldOrder(v.shape.length), v.shape, `${n.name}/to_nhwc`);
   }
 
   /** A value in TF order of shape `shape` → held layout (NCHW when rank 4). */
   fromTfOrder(n: TfNode, x: string, shape: (number | null)[]): string {
-    if (shape.length !== 4) return x;
-    if (permIsRelabel(shape, NCHW)) return x;
-    return this.b.op('Transpose', [x], { perm: A.is(NCHW) }, `${n.name}/to_nchw`);
+    return fromSourceOrder(this.b, x, heldOrder(shape.length), shape, `${n.name}/to_nchw`);
   }
 
   /**

@@ -20,7 +20,7 @@ import type { Graph, Dim } from '../graph/graph.js';
 import { A, type Builder } from '../graph/builder.js';
 import { type Tensor, numel, permuteData } from '../graph/tensor.js';
 import {
-  Emitter, Handlers, channelsFirst, invertPerm as invert, keepsMemoryOrder, windowPads, dequantizeMinScale, float16ToFloat32,
+  Emitter, Handlers, channelsFirst, invertPerm as invert, keepsMemoryOrder, toSourceOrder, windowPads, dequantizeMinScale, float16ToFloat32,
   hwioToOihw, depthwiseToOihw,
 } from './importer/core.js';
 import { setLabels, setPreprocess, type ImagePreprocess } from './preprocess.js';
@@ -390,11 +390,8 @@ class Importer extends Emitter {
 
   /** The ONNX value of `x` in Keras' own axis order (a Transpose unless only size-1 axes move). */
   toKerasOrder(layer: LayerJson, x: KVal): string {
-    const r = x.shape.length;
-    if (r < 3) return x.name;
-    const perm = invert(cfOrder(r)); // ONNX (channels-first) → Keras
-    if (permIsRelabel(onnxDims(x.shape), perm)) return x.name; // the next Reshape/Flatten relabels the axes
-    return this.b.op('Transpose', [x.name], { perm: A.is(perm) }, `${layerName(layer)}/Transpose`);
+    // the next Reshape/Flatten relabels the axes when only size-1 axes move
+    return toSourceOrder(this.b, x.name, cfOrder(x.shape.length), x.shape, `${layerName(layer)}/Transpose`);
   }
 
   conv(layer: LayerJson, ins: string[], x: KVal, k: number[], s: number[], d: number[], padding: string, group: number, F: number, base: string): KVal {

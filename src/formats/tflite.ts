@@ -20,7 +20,7 @@ import type { Graph, Dim, Attr } from '../graph/graph.js';
 import { A } from '../graph/builder.js';
 import { numel, halfToFloat, permuteData } from '../graph/tensor.js';
 import {
-  Emitter, Handlers, NCHW, identity, samePerm as same, keepsMemoryOrder, samePadding, dequantizeAffine, ohwiToOihw, tfliteDepthwiseToOihw,
+  Emitter, Handlers, NCHW, identity, samePerm as same, keepsMemoryOrder, toSourceOrder, samePadding, dequantizeAffine, ohwiToOihw, tfliteDepthwiseToOihw,
 } from './importer/core.js';
 import { setPreprocess, setLabels, type ImagePreprocess } from './preprocess.js';
 import { readLabels, parseLabels } from './labels.js';
@@ -844,7 +844,7 @@ class Importer extends Emitter {
     if (shape.some((d) => d < 0)) throw new GraftError(`${this.where(op)}: output '${ot.name}' has no static shape ([${shape}])`);
     const v = this.act(op.inputs[0]!, op);
     // bring the input to TFLite element order (free when only unit axes differ)
-    const x = sameMemoryOrder(v.perm, it.shape) ? v.name : this.b.transpose(v.name, identity(it.shape.length).map((p) => v.perm.indexOf(p)));
+    const x = toSourceOrder(this.b, v.name, v.perm, it.shape);
     // a 4-D result goes to NCHW when that keeps the element order (e.g. [1,1,1,C]); else TFLite order
     const perm = shape.length === 4 && sameMemoryOrder(NCHW, shape) ? NCHW : identity(shape.length);
     const target = this.reshapeTarget(perm.map((p) => shape[p]!), v.perm[0] === 0 && it.shape[0] === 1);
@@ -865,7 +865,7 @@ class Importer extends Emitter {
     let x: string;
     if (it.shape.length === 2 && same(v.perm, [0, 1])) x = v.name;
     else {
-      const flat = sameMemoryOrder(v.perm, it.shape) ? v.name : this.b.transpose(v.name, identity(it.shape.length).map((p) => v.perm.indexOf(p)));
+      const flat = toSourceOrder(this.b, v.name, v.perm, it.shape);
       x = this.b.reshape(flat, [-1, k]);
     }
     let w: string;

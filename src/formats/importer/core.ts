@@ -14,7 +14,7 @@
  * - handler registration: `new Handlers<H>(format)`, `register(opType, handler)`, one entry per operator.
  */
 import { Graph, type Attr, type ValueInfo } from '../../graph/graph.js';
-import { Builder } from '../../graph/builder.js';
+import { A, Builder } from '../../graph/builder.js';
 import { type Tensor, halfToFloat, numel, permuteData } from '../../graph/tensor.js';
 import { GraftError } from '../../util/errors.js';
 
@@ -80,6 +80,23 @@ export const channelsFirst = (r: number): number[] => (r < 3 ? identity(r) : [0,
 export function keepsMemoryOrder(dims: readonly (number | null | undefined)[], perm: readonly number[]): boolean {
   const moving = perm.filter((p) => dims[p] !== 1 && dims[p] !== undefined);
   return moving.every((p, i) => i === 0 || p > moving[i - 1]!);
+}
+
+/**
+ * A value held in order `held` (ONNX axis i = source axis held[i]) brought to the source's own axis order,
+ * for operators that look at memory order (reshape, flatten): the value itself when only size-1 axes
+ * move, else a Transpose (named after `base` when given).
+ */
+export function toSourceOrder(b: Builder, x: string, held: number[], srcShape: readonly (number | null | undefined)[], base?: string): string {
+  if (keepsMemoryOrder(srcShape, held)) return x;
+  const perm = invertPerm(held);
+  return base ? b.op('Transpose', [x], { perm: A.is(perm) }, base) : b.transpose(x, perm);
+}
+
+/** A value in the source's own axis order (shape `srcShape`) brought to the held order `held`; the inverse of toSourceOrder. */
+export function fromSourceOrder(b: Builder, x: string, held: number[], srcShape: readonly (number | null | undefined)[], base?: string): string {
+  if (keepsMemoryOrder(srcShape, held)) return x;
+  return base ? b.op('Transpose', [x], { perm: A.is(held) }, base) : b.transpose(x, held);
 }
 
 /* ------------------------------------------------------------------------------------------------
