@@ -1,7 +1,8 @@
 /**
  * DANN (Ganin & Lempitsky 2015, "Unsupervised Domain Adaptation by Backpropagation") as a custom
  * loss, plus the training loop every in-network adaptation loss with labelled source and unlabelled
- * target data shares (adaptFit; deep MMD / CORAL in ./mmd.ts use it too).
+ * target data shares (adaptFit, a batch source of the one training loop; deep MMD / CORAL in ./mmd.ts
+ * use it too).
  *
  * Each batch holds source and target rows; the loss reads three extra inputs:
  *   labels     int64 [N]  source labels (anything on target rows),
@@ -28,6 +29,8 @@ import { exampleDims, stack, type Examples } from '../train/fit.js';
 import { defaultFeatureNode } from '../features/extract.js';
 import { upgradeOpset } from '../graph/rewrites.js';
 import { Rng } from '../util/random.js';
+import { trainLoop, type BatchSource } from '../train/loop.js';
+import { Logger, runCallbacks, type RunOptions } from '../train/callbacks.js';
 import { flatSize } from '../features/multi-task.js';
 import { GraftError } from '../util/errors.js';
 
@@ -141,7 +144,7 @@ export function featureDim(model: Graph, feature: string): Promise<number> {
   return flatSize(upgradeOpset(model), feature);
 }
 
-export interface AdaptFitOptions extends Omit<TrainerOptions, 'loss'> {
+export interface AdaptFitOptions extends Omit<TrainerOptions, 'loss'>, RunOptions {
   epochs?: number;
   /** Rows per step, half source and half target (default 64). */
   batchSize?: number;
@@ -159,18 +162,22 @@ export interface AdaptFitOptions extends Omit<TrainerOptions, 'loss'> {
 export async function adaptFit(model: Graph, loss: AdaptLoss, source: Examples, target: Float32Array[], o: AdaptFitOptions = {}): Promise<Trainer> {
   if (!source.x.length) throw new GraftError('domain adaptation needs labelled source examples');
   if (!target.length) throw new GraftError('domain adaptation needs target examples');
-  const trainer = await Trainer.create(model, { ...o, loss });
-  const dims = exampleDims(model);
-  const name = model.dataInputs()[0]!.name;
-  const rng = new Rng(o.seed ?? 0);
   const half = Math.max(1, Math.floor((o.batchSize ?? 64) / 2));
   const epochs = o.epochs ?? 10;
   const perEpoch = Math.ceil(source.x.length / half);
   const total = epochs * perEpoch;
+  const config = { source: source.x.length, target: target.length, epochs, batchSize: o.batchSize ?? 64, seed: o.seed ?? 0, lr: o.lr ?? 1e-3 };
+  const extra = runCallbacks(o, config, 'adapting');
+  const trainer = await Trainer.create(model, { ...o, loss });
+  const dims = exampleDims(model);
+  const name = model.dataInputs()[0]!.name;
+  // the target set is cycled across epochs: its order and position are the source's state
   let tOrder: number[] = [];
   let tPos = 0;
-  try {
-    for (let epoch = 1; epoch <= epochs; epoch++) {
+  const batches: BatchSource = {
+    epochs,
+    steps: () => perEpoch,
+    *batches(_epoch, rng, ctx) {
       const sOrder = rng.shuffle([...source.x.keys()]);
       for (let i = 0; i < sOrder.length; i += half) {
         const s = sOrder.slice(i, i + half);
@@ -180,23 +187,34 @@ export async function adaptFit(model: Graph, loss: AdaptLoss, source: Examples, 
           t.push(tOrder[tPos++]!);
         }
         const n = s.length + t.length;
-        const feeds: Record<string, Tensor> = {
-          [name]: stack([...s.map((k) => source.x[k]!), ...t.map((k) => target[k]!)], dims),
-          [LABELS]: { dtype: 'int64', dims: [n], data: BigInt64Array.from([...s.map((k) => BigInt(source.y[k]!)), ...t.map(() => 0n)]) },
-          [IS_SOURCE]: { dtype: 'float32', dims: [n], data: Float32Array.from({ length: n }, (_, j) => (j < s.length ? 1 : 0)) },
-          ...loss.stepFeeds?.(trainer.steps / total),
+        yield {
+          feeds: {
+            [name]: stack([...s.map((k) => source.x[k]!), ...t.map((k) => target[k]!)], dims),
+            [LABELS]: { dtype: 'int64', dims: [n], data: BigInt64Array.from([...s.map((k) => BigInt(source.y[k]!)), ...t.map(() => 0n)]) },
+            [IS_SOURCE]: { dtype: 'float32', dims: [n], data: Float32Array.from({ length: n }, (_, j) => (j < s.length ? 1 : 0)) },
+            ...loss.stepFeeds?.(ctx.trainer.steps / total),
+          },
+          size: n,
         };
-        const r = await trainer.step(feeds);
-        const values = r.values ? Object.fromEntries(Object.entries(r.values).map(([k, v]) => [k, Number(v.data[0])])) : undefined;
-        o.onStep?.({ step: trainer.steps, total, loss: r.loss, ...(values ? { values } : {}) });
       }
-      await o.onEpoch?.({ epoch, trainer });
-    }
-  } catch (e) {
-    await trainer.release(); // the caller never gets the trainer: free its sessions here
-    throw e;
-  }
-  return trainer;
+    },
+    state: () => ({ tOrder, tPos }),
+    restore: (st) => ({ tOrder, tPos } = st as { tOrder: number[]; tPos: number }),
+  };
+  const r = await trainLoop(trainer, batches, {
+    seed: o.seed ?? 0,
+    callbacks: [
+      new Logger({
+        onStep: (_c, s) => {
+          const values = s.result.values ? Object.fromEntries(Object.entries(s.result.values).map(([k, v]) => [k, Number(v.data[0])])) : undefined;
+          o.onStep?.({ step: s.step, total, loss: s.loss, ...(values ? { values } : {}) });
+        },
+        onEpoch: (ctx, l) => o.onEpoch?.({ epoch: l.epoch, trainer: ctx.trainer }),
+      }),
+      ...extra,
+    ],
+  });
+  return r.trainer;
 }
 
 /** DANN end to end: the feature value defaults to the model's classifier input. */

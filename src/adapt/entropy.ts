@@ -19,7 +19,8 @@ import { exampleDims, stack } from '../train/fit.js';
 import type { OptimizerSpec } from '../optim/optimizer.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { batchesOf } from './predict.js';
-import { Rng } from '../util/random.js';
+import { trainLoop, steppedBatches } from '../train/loop.js';
+import { Logger } from '../train/callbacks.js';
 import { GraftError } from '../util/errors.js';
 
 /** The entropy (minus diversity) loss as a CustomLoss: reads only the model's output, no targets. */
@@ -101,20 +102,25 @@ export async function entropyMinimize(model: Graph, target: Float32Array[], o: E
   const dims = exampleDims(tr.tg.model);
   const name = tr.tg.dataInputs[0]!;
   const bs = Math.min(o.batchSize ?? 64, target.length);
-  const rng = new Rng(o.seed ?? 0);
   const epochs = Math.ceil((steps * bs) / target.length) + 1;
-  const batches = batchesOf(target.length, bs, epochs, rng).filter((b) => b.length === bs);
-  const losses: number[] = [];
+  let batches: number[][] = [];
+  // the batches of every step, drawn at the first step from the loop's generator (seeded)
+  const source = steppedBatches(steps, Math.max(1, steps), (s, rng) => {
+    if (s === 0) batches = batchesOf(target.length, bs, epochs, rng).filter((b) => b.length === bs);
+    const idx = batches[s % batches.length]!;
+    return { feeds: { [name]: stack(idx.map((i) => target[i]!), dims) }, size: idx.length };
+  });
   const checkpoints = new Map<number, Graph>();
   const want = new Set(o.checkpoints ?? []);
+  const r = await trainLoop(tr, source, {
+    seed: o.seed ?? 0,
+    callbacks: [new Logger({ onStep: (ctx, s) => {
+      o.onStep?.({ step: s.step, loss: s.loss });
+      if (want.has(s.step)) checkpoints.set(s.step, ctx.trainer.toGraph());
+    } })],
+  });
+  const losses = r.losses;
   try {
-    for (let s = 0; s < steps; s++) {
-      const idx = batches[s % batches.length]!;
-      const r = await tr.step({ [name]: stack(idx.map((i) => target[i]!), dims) });
-      losses.push(r.loss);
-      o.onStep?.({ step: s + 1, loss: r.loss });
-      if (want.has(s + 1)) checkpoints.set(s + 1, tr.toGraph());
-    }
     return { model: tr.toGraph(), losses, checkpoints, trainable: tr.tg.params };
   } finally {
     await tr.release();

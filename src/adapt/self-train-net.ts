@@ -12,11 +12,11 @@ import { Trainer } from '../train/trainer.js';
 import { exampleDims, stack, labelsTensor } from '../train/fit.js';
 import { logitsOf } from '../train/training-graph.js';
 import type { CustomLoss } from '../train/losses.js';
-import { Rng } from '../util/random.js';
 import type { TrainableSpec } from '../train/training-graph.js';
 import type { OptimizerSpec } from '../optim/optimizer.js';
 import type { RuntimeOptions } from '../runtime/session.js';
-import { argmaxOf, predictClassProba, batchesOf } from './predict.js';
+import { argmaxOf, predictClassProba } from './predict.js';
+import { trainLoop, shuffledBatches } from '../train/loop.js';
 import { GraftError } from '../util/errors.js';
 
 export interface NetSelfTrainOptions {
@@ -84,10 +84,12 @@ export async function selfTrainNetwork(model: Graph, target: Float32Array[], o: 
     try {
       const dims = exampleDims(tr.tg.model);
       const name = tr.tg.dataInputs[0]!;
-      for (const batch of batchesOf(idx.length, o.batchSize ?? 32, o.epochs ?? 2, new Rng((o.seed ?? 0) + r))) {
+      const source = shuffledBatches(idx.length, o.batchSize ?? 32, o.epochs ?? 2, (batch) => {
         const rows = batch.map((j) => idx[j]!);
-        loss = (await tr.step({ [name]: stack(rows.map((i) => target[i]!), dims), pseudo_labels: labelsTensor(rows.map((i) => argmaxOf(P[i]!))) })).loss;
-      }
+        return { feeds: { [name]: stack(rows.map((i) => target[i]!), dims), pseudo_labels: labelsTensor(rows.map((i) => argmaxOf(P[i]!))) }, size: rows.length };
+      });
+      const run = await trainLoop(tr, source, { seed: (o.seed ?? 0) + r, releaseOnError: false });
+      loss = run.losses.at(-1) ?? NaN;
       current = tr.toGraph();
     } finally {
       await tr.release();

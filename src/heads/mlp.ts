@@ -1,7 +1,7 @@
 /**
  * A small MLP head on cached features, trained through Graft's engine: the ONNX graph
  * features → Gemm → Relu → Gemm → logits is compiled into a training graph (cross-entropy) and run
- * by Trainer with AdamW; standardization happens before the features are fed.
+ * on the one training loop (src/train/loop.ts) with AdamW; standardization happens before the features are fed.
  *
  * Weight decay is chosen by stratified k-fold cross-validation on the training examples (mean
  * held-out log loss at each fit's best epoch); every fit stops early when its held-out log loss has
@@ -16,6 +16,8 @@ import { stack, labelsTensor, accuracy } from '../train/fit.js';
 import { softmax } from '../eval/classify.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
+import { trainLoop, shuffledBatches, type Callback } from '../train/loop.js';
+import { EarlyStopping, Logger } from '../train/callbacks.js';
 import { GraftError } from '../util/errors.js';
 import { argmaxProba, classCount, standardization, foldStandardization, denseInto, type FeatureHead, type Standardization } from './head.js';
 import { cvFolds, stratifiedFolds } from './logistic.js';
@@ -137,7 +139,7 @@ function standardized(X: ArrayLike<number>[], s: Standardization): Float32Array[
   });
 }
 
-/** One fit: a fixed number of epochs, or early stopping on `held`. */
+/** One fit on the one training loop: a fixed number of epochs, or early stopping on `held`'s log loss. */
 async function train(Z: Float32Array[], y: number[], K: number, wd: number, o: MlpOptions, stage: string, held?: { Z: Float32Array[]; y: number[] }, epochs?: number): Promise<Run> {
   const D = Z[0]!.length, H = o.hidden ?? 128, bs = o.batchSize ?? 32;
   const seed = o.seed ?? 0;
@@ -147,40 +149,42 @@ async function train(Z: Float32Array[], y: number[], K: number, wd: number, o: M
     lr: o.lr ?? 1e-3,
     ...(o.runtime ? { runtime: o.runtime } : {}),
   });
+  const maxEpochs = epochs ?? o.maxEpochs ?? 100;
+  const source = shuffledBatches(Z.length, bs, maxEpochs, (idx) => ({ feeds: { [INPUT]: stack(idx.map((k) => Z[k]!), [D]) }, target: labelsTensor(idx.map((k) => y[k]!)), size: idx.length }));
+  const scores = new Map<number, { logloss: number; accuracy: number }>();
+  const early = held ? new EarlyStopping({ monitor: 'valLoss', mode: 'min', minDelta: 1e-4, patience: o.patience ?? 8 }) : undefined;
+  const callbacks: Callback[] = [new Logger({ onEpoch: (_c, l) => o.onProgress?.({ stage, epoch: l.epoch, loss: l.loss }) })];
+  if (held) callbacks.push({ name: 'held-out', onEpochEnd: async (ctx, logs) => {
+    const s = await heldOut(ctx.trainer, held, K);
+    scores.set(ctx.epoch, s);
+    logs.valLoss = s.logloss;
+    logs.valAccuracy = s.accuracy;
+  } }, early!);
+  const r = await trainLoop(trainer, source, { seed: seed + 1, callbacks });
   try {
-    const rng = new Rng(seed + 1);
-    const maxEpochs = epochs ?? o.maxEpochs ?? 100, patience = o.patience ?? 8;
-    let best: Run | undefined;
-    for (let epoch = 1; epoch <= maxEpochs; epoch++) {
-      const order = rng.shuffle([...Z.keys()]);
-      let sum = 0, steps = 0;
-      for (let i = 0; i < order.length; i += bs) {
-        const idx = order.slice(i, i + bs);
-        const r = await trainer.step({ [INPUT]: stack(idx.map((k) => Z[k]!), [D]) }, labelsTensor(idx.map((k) => y[k]!)));
-        sum += r.loss; steps++;
-      }
-      o.onProgress?.({ stage, epoch, loss: sum / steps });
-      if (!held) continue;
-      let ll = 0, correct = 0;
-      for (let i = 0; i < held.Z.length; i += 256) {
-        const out = await trainer.predict({ [INPUT]: stack(held.Z.slice(i, i + 256), [D]) });
-        const L = out.data as Float32Array;
-        for (let r = 0; r < out.dims[0]!; r++) {
-          const p = softmax(L.subarray(r * K, (r + 1) * K));
-          const t = held.y[i + r]!;
-          ll -= Math.log(Math.max(p[t]!, 1e-15));
-          if (argmaxProba([p])[0] === t) correct++;
-        }
-      }
-      ll /= held.Z.length;
-      if (!best || ll < best.logloss! - 1e-4) {
-        best = { params: new Map([...trainer.params].map(([k, v]) => [k, Float32Array.from(v)])), epochs: epoch, logloss: ll, accuracy: correct / held.Z.length };
-      } else if (epoch - best.epochs >= patience) break;
-    }
-    return best ?? { params: new Map([...trainer.params].map(([k, v]) => [k, Float32Array.from(v)])), epochs: maxEpochs };
+    const params = new Map([...r.trainer.params].map(([k, v]) => [k, Float32Array.from(v)]));
+    const best = early?.restoredEpoch;
+    return best !== undefined ? { params, epochs: best, ...scores.get(best)! } : { params, epochs: maxEpochs };
   } finally {
-    await trainer.release();
+    await r.trainer.release();
   }
+}
+
+/** Mean log loss and accuracy of the trainer's MLP on held-out standardized features. */
+async function heldOut(trainer: Trainer, held: { Z: Float32Array[]; y: number[] }, K: number): Promise<{ logloss: number; accuracy: number }> {
+  const D = held.Z[0]!.length;
+  let ll = 0, correct = 0;
+  for (let i = 0; i < held.Z.length; i += 256) {
+    const out = await trainer.predict({ [INPUT]: stack(held.Z.slice(i, i + 256), [D]) });
+    const L = out.data as Float32Array;
+    for (let r = 0; r < out.dims[0]!; r++) {
+      const p = softmax(L.subarray(r * K, (r + 1) * K));
+      const t = held.y[i + r]!;
+      ll -= Math.log(Math.max(p[t]!, 1e-15));
+      if (argmaxProba([p])[0] === t) correct++;
+    }
+  }
+  return { logloss: ll / held.Z.length, accuracy: correct / held.Z.length };
 }
 
 /** Fit the MLP head; weight decay by cross-validation unless one value is given. */

@@ -1,7 +1,7 @@
 /**
  * The learning-rate range test (Smith 2015; fastai's lr_find): train for a few dozen steps while the
  * rate grows exponentially from minLr to maxLr, record the exponentially smoothed loss, stop when it
- * diverges, and suggest a rate. The weights, BatchNorm statistics, optimizer state and step count are
+ * diverges, and suggest a rate. The sweep is a batch source and a callback of the one training loop. The weights, BatchNorm statistics, optimizer state and step count are
  * copied before and put back afterwards, so the trainer is exactly as it was.
  *
  * Suggestion: the rate where the smoothed loss falls fastest (the steepest negative slope of loss over
@@ -12,7 +12,8 @@ import { atomicWrite } from '../formats/onnx.js';
 import type { Graph } from '../graph/graph.js';
 import { Trainer } from './trainer.js';
 import { exampleDims, labelsTensor, batchOf, sizeOf, trainerOptions, type TrainingData, type FitOptions } from './fit.js';
-import { Rng } from '../util/random.js';
+import { trainLoop, steppedBatches, type Callback } from './loop.js';
+import { LearningRate } from './callbacks.js';
 import { GraftError } from '../util/errors.js';
 
 export interface LrFindOptions {
@@ -62,36 +63,46 @@ export async function lrFind(trainer: Trainer, data: TrainingData, o: LrFindOpti
   const state = new Map([...trainer.stateValues].map(([k, v]) => [k, Float32Array.from(v)]));
   const opt = trainer.optimizer.exportState();
   const steps = trainer.steps;
-  const rng = new Rng(o.seed ?? 0);
+  // the sweep is a batch source (examples cycled in seeded shuffles) and a callback (smoothing, divergence)
   let order: number[] = [];
+  const nViews = 'batch' in data ? data.views ?? 1 : 1;
+  const source = steppedBatches(n, n, (_i, rng) => {
+    if (order.length < bs) order = order.concat(rng.shuffle([...Array(sizeOf(data)).keys()]));
+    const idx = order.splice(0, Math.min(bs, sizeOf(data)));
+    const views = nViews > 1 ? idx.map(() => rng.int(nViews)) : undefined;
+    return { feeds: { [name]: batchOf(data, idx, dims, views) }, target: labelsTensor(idx.map((k) => data.y[k]!)), size: idx.length };
+  });
   const lrs: number[] = [];
   const losses: number[] = [];
   const smoothed: number[] = [];
   let avg = 0;
   let best = Infinity;
   let diverged = false;
-  try {
-    for (let i = 0; i < n; i++) {
-      if (order.length < bs) order = order.concat(rng.shuffle([...Array(sizeOf(data)).keys()]));
-      const idx = order.splice(0, Math.min(bs, sizeOf(data)));
-      const nViews = 'batch' in data ? data.views ?? 1 : 1;
-      const views = nViews > 1 ? idx.map(() => rng.int(nViews)) : undefined;
-      const lr = minLr * (maxLr / minLr) ** (i / (n - 1));
-      let loss: number;
-      try {
-        loss = (await trainer.step({ [name]: batchOf(data, idx, dims, views) }, labelsTensor(idx.map((k) => data.y[k]!)), lr)).loss;
-      } catch (e) {
-        if (e instanceof GraftError && /the loss became/.test(e.message)) { diverged = true; break; }
-        throw e;
+  const sweep: Callback = {
+    name: 'range-test',
+    onStepEnd(ctx, s) {
+      const i = lrs.length;
+      avg = beta * avg + (1 - beta) * s.loss;
+      const sm = avg / (1 - beta ** (i + 1));
+      lrs.push(s.lr);
+      losses.push(s.loss);
+      smoothed.push(sm);
+      best = Math.min(best, sm);
+      if (i > 0 && sm > (o.divergeFactor ?? 4) * best) {
+        diverged = true;
+        ctx.stop = true;
       }
-      avg = beta * avg + (1 - beta) * loss;
-      const s = avg / (1 - beta ** (i + 1));
-      lrs.push(lr);
-      losses.push(loss);
-      smoothed.push(s);
-      best = Math.min(best, s);
-      if (i > 0 && s > (o.divergeFactor ?? 4) * best) { diverged = true; break; }
-    }
+    },
+    onStepError(_ctx, e) {
+      if (e instanceof GraftError && /the loss became/.test(e.message)) return (diverged = true);
+      return false;
+    },
+  };
+  try {
+    await trainLoop(trainer, source, {
+      seed: o.seed ?? 0, releaseOnError: false,
+      callbacks: [new LearningRate((k) => minLr * (maxLr / minLr) ** ((k - steps) / (n - 1))), sweep],
+    });
   } finally {
     for (const [k, v] of params) trainer.params.get(k)!.set(v);
     for (const [k, v] of state) trainer.stateValues.get(k)!.set(v);
