@@ -15,9 +15,10 @@ import { A, Builder } from '../src/graph/builder.js';
 import { Session, type Feeds } from '../src/runtime/session.js';
 import { Rng } from '../src/util/random.js';
 import {
-  type ConvGeom, range, prod, tail, sliceAxes, pad, padSpatial, cropTo,
+  type ConvGeom, tail, padSpatial, cropTo,
   scatterConvT, flipConv, weightCorr, planeCorr, im2colWeightGrad, pointwiseWeightGrad, convInputGrad, convWeightGrad,
 } from '../src/autodiff/rules/conv.js';
+import { pad, prod, range, slice } from '../src/autodiff/rules/helpers.js';
 
 interface Layer { name: string; N: number; C: number; M: number; H: number; k: number; s: number; p: number; G: number }
 
@@ -99,7 +100,7 @@ function tapSlice(b: Builder, g: ConvGeom, xp: string, t: number): string {
   const r = g.k.length;
   const off: number[] = Array(r).fill(0);
   for (let i = r - 1, rest = t; i >= 0; i--) { off[i] = (rest % g.k[i]!) * g.d[i]!; rest = Math.floor(rest / g.k[i]!); }
-  return sliceAxes(b, xp, range(r).map((i) => i + 2), off, off.map((o, i) => o + (g.l[i]! - 1) * g.s[i]! + 1), g.s);
+  return slice(b, xp, off, off.map((o, i) => o + (g.l[i]! - 1) * g.s[i]! + 1), range(r).map((i) => i + 2), g.s);
 }
 
 /** Depthwise dW[c, t] = Σ_{n,o} dy[n, c, o] · x_pad[n, c, o·s + t·d]: one strided Slice, Mul and ReduceSum per tap. */
@@ -154,7 +155,7 @@ function rowShiftWeightGrad(b: Builder, g: ConvGeom, big: string, small: string)
   const parts: string[] = [];
   for (let j = 0; j < kw; j++)
     for (let f = 0; f < s0; f++)
-      parts.push(b.reshape(sliceAxes(b, xp, [1, 2], [f, j * d1], [Hp, j * d1 + (l1 - 1) * s1 + 1], [s0, s1]), [0, 1, Kq]));
+      parts.push(b.reshape(slice(b, xp, [f, j * d1], [Hp, j * d1 + (l1 - 1) * s1 + 1], [1, 2], [s0, s1]), [0, 1, Kq]));
   const U = b.reshape(b.op('Concat', parts, { axis: A.i(1) }), [0, kw, s0 * Kq]);
   const dyr = b.reshape(small, [-1, 1, l0 * l1]);
   const rows = phase.map(({ f, a }) => pad(b, dyr, [0, 0, f * Kq + a * l1, 0, 0, (s0 - f) * Kq - (a + l0) * l1]));

@@ -7,9 +7,9 @@
  * gather (Conv), a scatter (ConvTranspose or a flipped-kernel Conv) or a weight correlation. Where
  * several formulations exist, bench/conv-grad.ts times them; the choices below follow its results.
  */
-import { attrInt, attrInts, attrString } from '../../graph/graph.js';
 import { A, type Builder } from '../../graph/builder.js';
 import type { GradCtx, GradRule } from '../rule.js';
+import { pad, prod, range, slice } from './helpers.js';
 
 export interface ConvGeom {
   /** Batch size, null when dynamic. */
@@ -27,8 +27,6 @@ export interface ConvGeom {
   pb: number[];
 }
 
-export const range = (n: number) => [...Array(n).keys()];
-export const prod = (v: number[]) => v.reduce((p, q) => p * q, 1);
 /** Dilated kernel extent along axis i. */
 export const dk = (g: ConvGeom, i: number) => (g.k[i]! - 1) * g.d[i]! + 1;
 /** Big positions the last window reaches past the end along axis i: (l−1)s + dk − pb − L (negative: never read). */
@@ -36,17 +34,6 @@ export const tail = (g: ConvGeom, i: number) => (g.l[i]! - 1) * g.s[i]! + dk(g, 
 /** The r spatial axes, numbered from `from` (2 in [N, C, ...spatial]). */
 const spatialAxes = (r: number, from = 2) => range(r).map((i) => i + from);
 const i64c = (b: Builder, v: number[]) => b.constant({ dtype: 'int64', dims: [v.length], data: BigInt64Array.from(v.map(BigInt)) });
-
-export function sliceAxes(b: Builder, x: string, axes: number[], starts: number[], ends: number[], steps?: number[]): string {
-  if (b.opset >= 10) return b.op('Slice', [x, b.i64(starts), b.i64(ends), b.i64(axes), ...(steps ? [b.i64(steps)] : [])]);
-  if (steps?.some((v) => v !== 1)) throw new Error('strided Slice needs opset 10');
-  return b.op('Slice', [x], { axes: A.is(axes), starts: A.is(starts), ends: A.is(ends) });
-}
-
-/** Zero-pad: `pads` = [begin per axis..., end per axis...]. */
-export function pad(b: Builder, x: string, pads: number[]): string {
-  return b.opset >= 11 ? b.op('Pad', [x, b.i64(pads)]) : b.op('Pad', [x], { pads: A.is(pads) });
-}
 
 /** Zero-pad the trailing spatial axes of a rank-`rank` tensor by `head`/`end`. */
 export function padSpatial(b: Builder, x: string, rank: number, head: number[], end: number[]): string {
@@ -59,7 +46,7 @@ export function cropTo(b: Builder, x: string, rank: number, have: number[], size
   const axes = range(sizes.length).filter((i) => have[i]! > sizes[i]!);
   if (axes.length === 0) return x;
   const r0 = rank - sizes.length;
-  return sliceAxes(b, x, axes.map((i) => r0 + i), axes.map(() => 0), axes.map((i) => sizes[i]!));
+  return slice(b, x, axes.map(() => 0), axes.map((i) => sizes[i]!), axes.map((i) => r0 + i));
 }
 
 const convAttrs = (g: ConvGeom, strides: number[], dil: number[], pads: number[]) => ({
@@ -236,7 +223,7 @@ function spatial(c: GradCtx, v: string): number[] {
 
 /** Head pads of a Conv or pool: explicit, or auto_pad SAME split with the odd one at the end (SAME_UPPER) or front. */
 export function autoHeadPads(c: GradCtx, L: number[], l: number[], k: number[], s: number[], d: number[]): number[] {
-  const ap = attrString(c.node, 'auto_pad', 'NOTSET');
+  const ap = c.str('auto_pad', 'NOTSET');
   const r = k.length;
   if (ap === 'VALID') return Array(r).fill(0);
   if (ap === 'SAME_UPPER' || ap === 'SAME_LOWER')
@@ -244,57 +231,49 @@ export function autoHeadPads(c: GradCtx, L: number[], l: number[], k: number[], 
       const total = Math.max(0, (l[i]! - 1) * s[i]! + (k[i]! - 1) * d[i]! + 1 - L[i]!);
       return ap === 'SAME_UPPER' ? Math.floor(total / 2) : Math.ceil(total / 2);
     });
-  return (attrInts(c.node, 'pads') ?? Array(2 * r).fill(0)).slice(0, r);
+  return (c.ints('pads') ?? Array(2 * r).fill(0)).slice(0, r);
 }
 
 /** The geometry of a Conv (x big, y small) or ConvTranspose (x small, y big) node. */
 export function convGeom(c: GradCtx): ConvGeom {
   const transposed = c.node.opType === 'ConvTranspose';
-  const [x, w, y] = [c.x[0], c.x[1], c.y[0]];
+  const { x: [x, w], y: [y] } = c;
   const wd = c.shape(w).dims as number[];
   const r = wd.length - 2;
-  const k = attrInts(c.node, 'kernel_shape') ?? wd.slice(2);
-  const s = attrInts(c.node, 'strides') ?? Array(r).fill(1);
-  const d = attrInts(c.node, 'dilations') ?? Array(r).fill(1);
-  const G = attrInt(c.node, 'group', 1);
+  const k = c.ints('kernel_shape') ?? wd.slice(2);
+  const s = c.ints('strides') ?? Array(r).fill(1);
+  const d = c.ints('dilations') ?? Array(r).fill(1);
+  const G = c.int('group', 1);
   const [L, l] = transposed ? [spatial(c, y), spatial(c, x)] : [spatial(c, x), spatial(c, y)];
-  const ap = attrString(c.node, 'auto_pad', 'NOTSET');
+  const ap = c.str('auto_pad', 'NOTSET');
   let pb: number[];
   if (!transposed) pb = autoHeadPads(c, L, l, k, s, d);
-  else if (attrInts(c.node, 'output_shape') || ap === 'SAME_UPPER' || ap === 'SAME_LOWER') {
+  else if (c.ints('output_shape') || ap === 'SAME_UPPER' || ap === 'SAME_LOWER') {
     // onnxruntime: total = s(l−1) + output_padding + dk − L; the head gets the smaller half for SAME_UPPER
-    const op = attrInts(c.node, 'output_padding') ?? Array(r).fill(0);
+    const op = c.ints('output_padding') ?? Array(r).fill(0);
     pb = range(r).map((i) => {
       const total = s[i]! * (l[i]! - 1) + op[i]! + (k[i]! - 1) * d[i]! + 1 - L[i]!;
       return ap === 'SAME_UPPER' ? Math.floor(total / 2) : total - Math.floor(total / 2);
     });
-  } else pb = ap === 'VALID' ? Array(r).fill(0) : (attrInts(c.node, 'pads') ?? Array(2 * r).fill(0)).slice(0, r);
+  } else pb = ap === 'VALID' ? Array(r).fill(0) : (c.ints('pads') ?? Array(2 * r).fill(0)).slice(0, r);
   return { N: c.shape(x).dims[0] ?? null, G, Cb: wd[1]! * G, Cs: wd[0]!, L, l, k, s, d, pb };
 }
 
 /** Bias gradient: dy summed over batch and spatial axes. */
-const biasGrad = (c: GradCtx) => c.b.reduce('ReduceSum', c.dy, [0, ...spatialAxes(c.rank(c.y[0]) - 2)], false);
+const biasGrad = ({ b, dy, y: [y], rank }: GradCtx) => b.reduce('ReduceSum', dy, [0, ...spatialAxes(rank(y) - 2)], false);
 
 export const conv: Record<string, GradRule> = {
   // y = conv(x, W) + B: dx = convT(dy, W), dW = corr(x, dy), dB = Σ dy
   Conv: (c) => {
+    const { b, dy, x: [x, w] } = c;
     const g = convGeom(c);
-    const dy = c.dy;
-    return [
-      c.needs(0) ? convInputGrad(c.b, g, dy, c.x[1]) : null,
-      c.needs(1) ? convWeightGrad(c.b, g, c.x[0], dy) : null,
-      c.needs(2) ? biasGrad(c) : null,
-    ];
+    return [() => convInputGrad(b, g, dy, w), () => convWeightGrad(b, g, x, dy), () => biasGrad(c)];
   },
 
   // y = convT(x, W) + B: dx = conv(dy, W), dW = corr(dy, x) (dy is the big tensor), dB = Σ dy
   ConvTranspose: (c) => {
+    const { b, dy, x: [x, w] } = c;
     const g = convGeom(c);
-    const dy = c.dy;
-    return [
-      c.needs(0) ? gatherConv(c.b, g, dy, c.x[1]) : null,
-      c.needs(1) ? convWeightGrad(c.b, g, dy, c.x[0]) : null,
-      c.needs(2) ? biasGrad(c) : null,
-    ];
+    return [() => gatherConv(b, g, dy, w), () => convWeightGrad(b, g, dy, x), () => biasGrad(c)];
   },
 };

@@ -1,8 +1,8 @@
 /** Pooling: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (1-D/2-D/3-D). */
-import { attrInt, attrInts, attrString } from '../../graph/graph.js';
 import { A } from '../../graph/builder.js';
 import type { GradCtx, GradRule } from '../rule.js';
-import { type ConvGeom, autoHeadPads, scatterConvT, range, prod } from './conv.js';
+import { type ConvGeom, autoHeadPads, scatterConvT } from './conv.js';
+import { prod, range, slice, span } from './helpers.js';
 
 /** Pool geometry as a single-channel conv (x big, y small) plus the end pads. */
 function poolGeom(c: GradCtx): ConvGeom & { pe: number[] } {
@@ -13,12 +13,12 @@ function poolGeom(c: GradCtx): ConvGeom & { pe: number[] } {
   };
   const [L, l] = [dims(c.x[0]), dims(c.y[0])];
   const r = L.length;
-  const k = attrInts(c.node, 'kernel_shape')!;
-  const s = attrInts(c.node, 'strides') ?? Array(r).fill(1);
-  const d = attrInts(c.node, 'dilations') ?? Array(r).fill(1);
+  const k = c.ints('kernel_shape')!;
+  const s = c.ints('strides') ?? Array(r).fill(1);
+  const d = c.ints('dilations') ?? Array(r).fill(1);
   const pb = autoHeadPads(c, L, l, k, s, d);
-  const ap = attrString(c.node, 'auto_pad', 'NOTSET');
-  const pe = ap === 'NOTSET' ? (attrInts(c.node, 'pads') ?? Array(2 * r).fill(0)).slice(r)
+  const ap = c.str('auto_pad', 'NOTSET');
+  const pe = ap === 'NOTSET' ? (c.ints('pads') ?? Array(2 * r).fill(0)).slice(r)
     : ap === 'VALID' ? Array(r).fill(0)
     : range(r).map((i) => Math.max(0, (l[i]! - 1) * s[i]! + (k[i]! - 1) * d[i]! + 1 - L[i]!) - pb[i]!);
   return { N: null, G: 1, Cb: 1, Cs: 1, L, l, k, s, d, pb, pe };
@@ -58,7 +58,7 @@ function planeIndices(c: GradCtx, g: ConvGeom): string {
   const idx = c.forwardOutput(1, 'indices');
   const hw = b.i64(prod(g.L));
   const local = b.sub(idx, b.mul(b.div(idx, hw), hw));
-  if (!attrInt(c.node, 'storage_order', 0)) return local;
+  if (!c.int('storage_order', 0)) return local;
   if (g.L.length !== 2) throw new Error('MaxPool storage_order=1 gradient is supported for 2-D pooling only');
   const [H, W] = [b.i64(g.L[0]!), b.i64(g.L[1]!)];
   const col = b.div(local, H);
@@ -76,7 +76,7 @@ function maxPoolGrad(c: GradCtx): string {
   if (b.opset < 8) throw new Error('MaxPool gradient needs opset 8 or later (for its Indices output)');
   const x = c.x[0];
   const dy = c.dy;
-  if (b.opset >= 16 && !attrInt(c.node, 'storage_order', 0)) {
+  if (b.opset >= 16 && !c.int('storage_order', 0)) {
     // Indices count over the whole tensor: dx.flat[idx[o]] += dy[o]
     const flat = (v: string) => b.reshape(v, [-1]);
     const z = flat(b.op('ConstantOfShape', [b.shapeOf(x)], { value: A.t({ dtype: 'float32', dims: [1], data: new Float32Array(1) }) }));
@@ -97,7 +97,7 @@ function maxPoolGrad(c: GradCtx): string {
   const taps = b.constant({ dtype: 'int64', dims: [K, ...g.l], data: BigInt64Array.from(tapPositions(g).map(BigInt)) });
   const mask = b.op('Equal', [b.unsqueeze(b.reshape(local, [-1, ...g.l]), [1]), taps]);
   const dyp = b.unsqueeze(b.reshape(dy, [-1, ...g.l]), [1]);
-  const routed = b.opset >= 9 ? b.op('Where', [mask, dyp, b.f32(0)]) : b.mul(b.op('Cast', [mask], { to: A.i(1) }), dyp);
+  const routed = b.opset >= 9 ? b.op('Where', [mask, dyp, b.f32(0)]) : b.mul(b.cast(mask), dyp);
   const onehot = new Float32Array(K * K);
   for (let t = 0; t < K; t++) onehot[t * K + t] = 1;
   const w = b.constant({ dtype: 'float32', dims: [K, 1, ...g.k], data: onehot });
@@ -137,34 +137,23 @@ export const pool: Record<string, GradRule> = {
   AveragePool: (c) => {
     const b = c.b;
     const g = poolGeom(c);
-    const inv = b.constant({ dtype: 'float32', dims: g.l, data: avgDivisors(g, attrInt(c.node, 'count_include_pad', 0) === 1) });
+    const inv = b.constant({ dtype: 'float32', dims: g.l, data: avgDivisors(g, c.int('count_include_pad', 0) === 1) });
     const ones = b.constant({ dtype: 'float32', dims: [1, 1, ...g.k], data: new Float32Array(prod(g.k)).fill(1) });
     const dx = scatterConvT(b, g, perPlane(c, b.mul(c.dy, inv), g.l), ones);
     return [b.op('Reshape', [dx, b.shapeOf(c.x[0])])];
   },
 
   // y = mean over space: dx = dy / (ΠL) broadcast
-  GlobalAveragePool: (c) => {
-    const b = c.b;
-    const x = c.x[0];
-    const sp = c.shape(x).dims.slice(2);
+  GlobalAveragePool: ({ b, dy, x: [x], shape }) => {
+    const sp = shape(x).dims.slice(2);
     const n = sp.every((d) => d !== null) ? b.f32(prod(sp as number[]))
-      : b.op('Cast', [b.reduce('ReduceProd', sliceShape(c, x), [0], false)], { to: A.i(1) });
-    return [b.op('Expand', [b.div(c.dy, n), b.shapeOf(x)])];
+      : b.cast(b.reduce('ReduceProd', slice(b, b.shapeOf(x), [2], [Number.MAX_SAFE_INTEGER], [0]), [0], false));
+    return [b.op('Expand', [b.div(dy, n), b.shapeOf(x)])];
   },
 
   // y = max over space: dx = dy where x equals the max, split between ties
-  GlobalMaxPool: (c) => {
-    const b = c.b;
-    const x = c.x[0];
-    const axes = range(c.rank(x) - 2).map((i) => i + 2);
-    const mask = b.op('Cast', [b.op('Equal', [x, c.y[0]])], { to: A.i(1) });
-    return [b.mul(mask, b.div(c.dy, b.reduce('ReduceSum', mask, axes, true)))];
+  GlobalMaxPool: ({ b, dy, x: [x], y: [y], rank }) => {
+    const mask = b.cast(b.equal(x, y));
+    return [b.mul(mask, b.div(dy, b.reduce('ReduceSum', mask, span(2, rank(x)), true)))];
   },
 };
-
-/** The spatial part of x's shape, as an int64 tensor. */
-function sliceShape(c: GradCtx, x: string): string {
-  const b = c.b;
-  return b.opset >= 10 ? b.op('Slice', [b.shapeOf(x), b.i64([2]), b.i64([Number.MAX_SAFE_INTEGER])]) : b.op('Slice', [b.shapeOf(x)], { starts: A.is([2]), ends: A.is([1 << 30]) });
-}
