@@ -118,7 +118,7 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     await page.getByTestId('train-button').click();
     await page.getByTestId('progress-bar').waitFor();
     await b.shot('training');
-    await page.locator('[data-testid="run-status"][data-status="done"], [data-testid="run-status"][data-status="failed"]').waitFor({ timeout: 300_000 });
+    await page.locator('[data-testid="run-status"]:is([data-status="done"], [data-status="failed"], [data-status="interrupted"], [data-status="cancelled"])').waitFor({ timeout: 300_000 });
     assert.equal(await page.getByTestId('run-status').getAttribute('data-status'), 'done', `training failed: ${await page.getByTestId('run-error').textContent().catch(() => '')}\n${studio.output().slice(-3000)}`);
     assert.ok(Number(await page.getByTestId('progress-bar').getAttribute('value')) >= 0.999, 'the progress bar is full');
     const drawn = await page.locator('[data-testid="accuracy-chart"] polyline').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-points'))));
