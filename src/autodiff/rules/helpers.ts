@@ -11,6 +11,11 @@ export const range = (n: number): number[] => [...Array(Math.max(0, n)).keys()];
 /** a, a + 1, …, b − 1. */
 export const span = (a: number, b: number): number[] => range(b - a).map((k) => a + k);
 export const prod = (v: readonly number[]): number => v.reduce((p, q) => p * q, 1);
+/** f's value, computed on the first call only (work shared by several inputs' gradients). */
+export function once<T>(f: () => T): () => T {
+  let v: { value: T } | undefined;
+  return () => (v ??= { value: f() }).value;
+}
 /** A possibly negative axis of a rank-r tensor, as 0…r − 1. */
 export const normAxis = (axis: number, r: number): number => (axis < 0 ? axis + r : axis);
 
