@@ -32,6 +32,25 @@ export function commonTrainFlags(cmd: Command, what: { model: string; data: stri
     .option('--json', 'print a JSON summary (stdout); progress and warnings go to stderr');
 }
 
+/** Checkpoint flags (images, text --finetune, setfit), declared once. */
+export interface CheckpointFlags { checkpointDir?: string; resume?: boolean; keepCheckpoints?: string }
+
+export function checkpointFlags(cmd: Command, per = 'epoch'): Command {
+  return cmd
+    .option('--checkpoint-dir <dir>', `write a checkpoint per ${per} into this folder (weights, optimizer, schedule and shuffling state)`)
+    .option('--resume', 'continue from the newest checkpoint in --checkpoint-dir: the same weights, bit for bit, as a run never interrupted')
+    .option('--keep-checkpoints <n>', 'keep only the newest N checkpoints');
+}
+
+/** The checkpoint flags parsed (library RunOptions). */
+export function checkpointsOf(f: CheckpointFlags): { checkpointDir?: string; resume?: boolean; keepCheckpoints?: number } {
+  if (f.resume && !f.checkpointDir) throw new GraftError('--resume needs --checkpoint-dir (the folder holding the checkpoints)');
+  return {
+    ...(f.checkpointDir !== undefined ? { checkpointDir: f.checkpointDir } : {}), ...(f.resume ? { resume: true } : {}),
+    ...(f.keepCheckpoints !== undefined ? { keepCheckpoints: positiveInt(f.keepCheckpoints, '--keep-checkpoints') } : {}),
+  };
+}
+
 /** The split flags parsed. */
 export function splitOf(o: CommonTrainFlags): { seed: number; labelsPerClass?: number; testFraction?: number } {
   return {

@@ -12,7 +12,7 @@ import { lrFindAscii, writeLrFindSvg } from '../train/lr-finder.js';
 import { SCHEDULES, type ScheduleSpec } from '../train/schedule.js';
 import { GraftError } from '../util/errors.js';
 import { int, num } from './parse.js';
-import { commonTrainFlags, splitOf, fraction, positiveInt, parseTrainable, progressBar, printSummary, type CommonTrainFlags } from './train-common.js';
+import { commonTrainFlags, checkpointFlags, splitOf, fraction, positiveInt, parseTrainable, progressBar, printSummary, type CommonTrainFlags } from './train-common.js';
 
 /** The fine-tuning flags (images and auto). */
 export interface ImageFitFlags {
@@ -64,10 +64,9 @@ export function imageFitFlags(cmd: Command): Command {
     .option('--lr-decay <x>', 'discriminative learning rates: each earlier layer group trains at x times the rate of the next')
     .option('--layer-groups <n>', 'split the trainable layers into N groups for --lr-decay and --unfreeze-every (default: one per weight layer)')
     .option('--unfreeze-every <epochs>', 'gradual unfreezing: train the last layer group first, then one more group every N epochs')
-    .addOption(new Option('--bn <mode>', 'BatchNormalization running statistics: frozen (the pretrained ones) or update (batch statistics while training)').choices(['frozen', 'update']).default('frozen'))
-    .option('--checkpoint-dir <dir>', 'write a checkpoint per epoch into this folder')
-    .option('--resume', 'continue from the newest checkpoint in --checkpoint-dir')
-    .option('--keep-checkpoints <n>', 'keep only the newest N checkpoints')
+    .addOption(new Option('--bn <mode>', 'BatchNormalization running statistics: frozen (the pretrained ones) or update (batch statistics while training)').choices(['frozen', 'update']).default('frozen'));
+  checkpointFlags(cmd);
+  return cmd
     .option('--untie', 'give each parameter its own copy where the exporter tied several to one initializer through Identity nodes; without it they train as one, with a warning')
     .option('--cut <node>', 'image data: cut at this node or value; the frozen part below runs once per image into the activation cache and only the part above trains')
     .option('--top-blocks <n>', 'image data: train the top N blocks (the cut is placed before them; default 2)')

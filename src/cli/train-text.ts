@@ -12,7 +12,7 @@ import { trainTextClassifier, TEXT_TRAIN_DEFAULTS, type TextMethod, type TrainTe
 import { GraftError } from '../util/errors.js';
 import { int8PostStep } from './export.js';
 import { column, num } from './parse.js';
-import { commonTrainFlags, splitOf, positiveInt, givenFlags, progressBar, printSummary, type CommonTrainFlags } from './train-common.js';
+import { commonTrainFlags, checkpointFlags, checkpointsOf, splitOf, positiveInt, givenFlags, progressBar, printSummary, type CheckpointFlags, type CommonTrainFlags } from './train-common.js';
 
 const D = TEXT_TRAIN_DEFAULTS;
 
@@ -75,13 +75,13 @@ export async function runTextTraining(o: TextDataFlags & { int8?: boolean }, met
   ]);
 }
 
-interface TextFlags extends TextDataFlags {
+interface TextFlags extends TextDataFlags, CheckpointFlags {
   pooling: 'mean' | 'cls'; cache?: string; int8?: boolean;
   finetune?: boolean; loraRank?: string; trainable?: string; init: 'probe' | 'random';
   epochs: string; batchSize: string; lr: string; weightDecay: string; clipNorm?: string;
 }
 
-const FINETUNE_KEYS = ['loraRank', 'trainable', 'init', 'epochs', 'batchSize', 'lr', 'weightDecay', 'clipNorm'] as const;
+const FINETUNE_KEYS = ['loraRank', 'trainable', 'init', 'epochs', 'batchSize', 'lr', 'weightDecay', 'clipNorm', 'checkpointDir', 'resume', 'keepCheckpoints'] as const;
 
 async function trainText(o: TextFlags, cmd: Command): Promise<void> {
   const tuneOnly = givenFlags(cmd, FINETUNE_KEYS);
@@ -97,11 +97,12 @@ async function trainText(o: TextFlags, cmd: Command): Promise<void> {
           ...(o.clipNorm !== undefined ? { clipNorm: num(o.clipNorm, '--clip-norm') } : {}),
           ...(o.loraRank !== undefined ? { loraRank: positiveInt(o.loraRank, '--lora-rank') } : {}),
           ...(o.trainable !== undefined ? { trainable: o.trainable } : {}),
+          ...checkpointsOf(o),
         }
       : {}),
   };
   await runTextTraining(o, method, opts, ({ report: t }) => [
-    `text ${method}${t['finetune'] ? ` (${String(t['finetune'])})` : ''}: ${t.train} training texts, ${t.test?.n ?? 0} test texts, max length ${t.maxLength}, ${t.pooling} pooling`,
+    `text ${method}${t['finetune'] ? ` (${String(t['finetune'])})` : ''}${t['resumedFrom'] ? `, resumed after epoch ${String(t['resumedFrom'])}` : ''}: ${t.train} training texts, ${t.test?.n ?? 0} test texts, max length ${t.maxLength}, ${t.pooling} pooling`,
   ]);
 }
 
@@ -119,7 +120,8 @@ export function trainTextCommand(): Command {
     .option('--batch-size <n>', '--finetune: texts per step', String(D.finetune.batchSize))
     .option('--lr <x>', '--finetune: peak learning rate (linear warmup and decay)', String(D.finetune.lr))
     .option('--weight-decay <x>', '--finetune: AdamW weight decay', String(D.shared.weightDecay))
-    .option('--clip-norm <x>', '--finetune: clip the global gradient norm')
+    .option('--clip-norm <x>', '--finetune: clip the global gradient norm');
+  checkpointFlags(cmd)
     .option('--int8', 'also write an int8 (QDQ) copy of the saved folder to OUT-int8, calibrated on 200 training texts')
     .addHelpText('after', '\nExamples:\n  graft train text --model bert-mini --data reviews.csv --text-column review --label-column sentiment --out reviews\n' +
       '  graft train text --model bert-mini --data reviews.csv --text-column review --finetune --lora-rank 4 --epochs 3 --out reviews-lora\n')

@@ -75,6 +75,12 @@ export interface TrainTextOptions {
   folds?: number;
   /** auto: minutes for the search. */
   budgetMinutes?: number;
+  /** finetune and setfit: write a checkpoint per epoch into this folder (setfit: per pass over the pair budget). */
+  checkpointDir?: string;
+  /** finetune and setfit: continue from the newest checkpoint in checkpointDir, bit for bit. */
+  resume?: boolean;
+  /** Keep only the newest this many checkpoints. */
+  keepCheckpoints?: number;
   /** Folder to write (default graft-text-classifier). */
   out?: string;
   /** Where truncation warnings go (default: nowhere). */
@@ -144,6 +150,12 @@ export async function trainTextClassifier(modelDir: string, data: string, o: Tra
   const base = { model: modelDir, data, classes: table.classes, train: train.texts.length, maxLength };
   const files = ['model.onnx', 'labels.json', 'report.html', 'report.json'].map((f) => join(out, f));
   const weightDecay = o.weightDecay ?? D.shared.weightDecay;
+  const checkpoints = {
+    ...(o.checkpointDir !== undefined ? { checkpointDir: o.checkpointDir } : {}), ...(o.resume ? { resume: true } : {}),
+    ...(o.keepCheckpoints !== undefined ? { keepCheckpoints: o.keepCheckpoints } : {}),
+  };
+  if (Object.keys(checkpoints).length && method !== 'finetune' && method !== 'setfit')
+    throw new GraftError(`checkpoints (--checkpoint-dir, --resume) apply to text fine-tuning and SetFit, not to ${method}`);
 
   if (method === 'auto') {
     const lr = o.lr ?? D.auto.lr;
@@ -195,11 +207,11 @@ export async function trainTextClassifier(modelDir: string, data: string, o: Tra
         if (epochs < 1) throw new GraftError(`--epochs must be at least 1, got ${epochs}`);
         if (pairsPerStep < 1) throw new GraftError(`--batch-size must be at least 1, got ${pairsPerStep}`);
         const r = await trainSetFit(m, train.texts, train.y, {
-          pooling, maxLength, seed, epochs, pairsPerStep, lr: o.lr ?? D.setfit.lr, source, rows: train.rows, warn, onStep: (s) => progress('contrastive', 'steps')(s.step, s.steps),
+          pooling, maxLength, seed, epochs, pairsPerStep, lr: o.lr ?? D.setfit.lr, source, rows: train.rows, warn, ...checkpoints, onStep: (s) => progress('contrastive', 'steps')(s.step, s.steps),
         });
         classifier = addClassifierHead(addPooling(r.encoder, pooling), gemmFromLogistic(r.head), { probabilities: true });
         await r.extractor.release();
-        Object.assign(details, { epochs, pairsPerStep, steps: r.steps, pairBatchTexts: r.maxBatchTexts });
+        Object.assign(details, { epochs, pairsPerStep, steps: r.steps, pairBatchTexts: r.maxBatchTexts, ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}) });
       } else {
         const F = await extractor.extract(train.texts, {
           maxLength, source, rows: train.rows, warn, ...(o.cacheDir ? { cache: openCache(o.cacheDir) } : {}), onProgress: (p) => progress('features', 'texts')(p.done, p.total),
@@ -220,10 +232,11 @@ export async function trainTextClassifier(modelDir: string, data: string, o: Tra
             ...(o.loraRank ? { loraRank: o.loraRank, lr: lr * 5 } : { lr }),
             epochs: o.epochs ?? D.finetune.epochs, batchSize: o.batchSize ?? D.finetune.batchSize, weightDecay,
             ...(o.clipNorm !== undefined ? { clipNorm: o.clipNorm } : {}),
+            ...checkpoints,
             onStep: (s) => progress('fine-tune', 'steps')(s.step, s.steps),
           });
           classifier = withProbabilities(r.graph);
-          Object.assign(details, { finetune: ftMode, init, steps: r.steps, finalLoss: r.losses[r.losses.length - 1] });
+          Object.assign(details, { finetune: ftMode, init, steps: r.steps, finalLoss: r.losses[r.losses.length - 1], ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}) });
         }
       }
     } finally {

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -182,4 +182,18 @@ test('graft train text, setfit and prompt each save model.onnx, labels.json, rep
     assert.deepEqual(rep.metrics.labels, ['neg', 'pos']);
     assert.equal(rep.training.method, r.method);
   }
+});
+
+test('graft train text --finetune --checkpoint-dir, then --resume after the last checkpoint is lost: the same model, byte for byte', { skip: skipText }, async () => {
+  const ckpt = join(tmp, 'text-ckpt');
+  const args = (out: string) => ['train', 'text', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--max-length', '16',
+    '--labels-per-class', '6', '--finetune', '--epochs', '2', '--checkpoint-dir', ckpt, '--out', out];
+  await graft(args(join(tmp, 'tuned-a')));
+  assert.deepEqual(readdirSync(ckpt).sort(), ['epoch-0001.json', 'epoch-0001.safetensors', 'epoch-0002.json', 'epoch-0002.safetensors']);
+  for (const f of ['epoch-0002.json', 'epoch-0002.safetensors']) rmSync(join(ckpt, f));
+  const { stdout } = await graft([...args(join(tmp, 'tuned-b')), '--resume']);
+  assert.match(stdout, /^text finetune \(full\), resumed after epoch 1:/m);
+  assert.ok(readFileSync(join(tmp, 'tuned-a', 'model.onnx')).equals(readFileSync(join(tmp, 'tuned-b', 'model.onnx'))), 'resumed model differs');
+  const e = await graftFails(['train', 'text', '--model', bert, '--data', csv, '--text-column', 'review', '--resume']);
+  assert.match(e.stderr, /--resume configures fine-tuning: add --finetune/);
 });
