@@ -23,11 +23,12 @@ import type { Graph } from '../graph/graph.js';
 import type { Examples } from '../train/fit.js';
 import { dataEfficiencyCurve, writeCurve, curveMarkdown, checkCurveLists, CURVE_METHODS, type CurveMethod } from '../eval/curve.js';
 import { GraftError } from '../util/errors.js';
+import { curveOnQueue } from '../scale/curve.js';
 
 export interface CurveFlags {
   model: string; data: string; labelsPerClass: string; seeds: string; methods: string; out: string; testFraction: string;
   steps: string; batchSize: string; lr: string; scratchLr: string; node?: string; preprocess: 'mnist' | 'stretch'; pixelMax: string; json?: boolean;
-  labelsData?: string; maxPerClass?: string; inputMax: string;
+  labelsData?: string; maxPerClass?: string; inputMax: string; queue?: string;
 }
 
 /** IDX files or an image folder as in-memory examples in the model's input scale. */
@@ -69,7 +70,8 @@ export async function curveCommand(o: CurveFlags) {
     cliProgress.Presets.shades_classic,
   );
   let started = false;
-  const r = await dataEfficiencyCurve(model, data, {
+  // --queue: each (seed, budget, method) a job on `graft worker`s; the examples go to a run file in --out
+  const r = await (o.queue ? curveOnQueue({ queue: o.queue, modelPath: o.model, dir: o.out }) : dataEfficiencyCurve)(model, data, {
     budgets, seeds: int(o.seeds, '--seeds'), methods, testFraction: num(o.testFraction, '--test-fraction'),
     minSteps: int(o.steps, '--steps'), batchSize: int(o.batchSize, '--batch-size'),
     finetuneLr: num(o.lr, '--lr'), scratchLr: num(o.scratchLr, '--scratch-lr'),
@@ -108,5 +110,6 @@ export function curveOptions(cmd: Command): Command {
     .option('--node <name>', 'features method: value to cut the model at (default: the input of its final classifier)')
     .addOption(new Option('--preprocess <kind>', 'input preparation').choices(['mnist', 'stretch']).default('mnist'))
     .option('--pixel-max <x>', 'CSV data: largest pixel value in the data (8×8 digits: 16)', '16')
+    .option('--queue <url>', 'train each (seed, budget, method) as a job on `graft worker` processes through the Redis at redis://HOST:PORT (the model and --out must be on paths every worker can reach)')
     .option('--json', 'print the result as JSON');
 }

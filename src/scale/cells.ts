@@ -18,7 +18,7 @@ import { finetuneImages } from '../finetune/image-finetune.js';
 import type { Metrics } from '../eval/metrics.js';
 import { GraftError } from '../util/errors.js';
 import { loadModel } from '../formats/load.js';
-import { loadData, mustSee, type DataSpec, WORKER_NAME } from './jobs.js';
+import { loadData, mustSee, type DataSpec, WORKER_NAME } from './load.js';
 
 export type SweepMode = 'features' | 'finetune';
 export const SWEEP_MODES: readonly SweepMode[] = ['features', 'finetune'];

@@ -8,7 +8,8 @@
  *                  trainFeatureClassifier over the same data with the same cache (everything is a
  *                  cache hit, so its features, head and metrics are those of a local run) — it writes
  *                  the classifier folder and returns the report
- *   cell           one cell of a sweep or a curve (src/scale/cells.ts)
+ *   cell           one cell of a sweep (src/scale/cells.ts)
+ *   curve-cell     one (seed, budget, method) of a data-efficiency curve (src/scale/curve.ts)
  *
  * Payloads carry paths and row numbers only, never images or vectors: the model, the data, the
  * cache folder and the output folder must be paths every worker can reach (a shared filesystem).
@@ -16,24 +17,15 @@
  * (BullMQ UnrecoverableError); a transient system error (EIO, ESTALE…) is retried with backoff up
  * to the job's attempts; a worker that dies mid-job is BullMQ's stalled-job case (maxStalledCount).
  */
-import { existsSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { UnrecoverableError, type Job } from 'bullmq';
-import type { Graph } from '../graph/graph.js';
 import { loadModel } from '../formats/load.js';
-import { loadLabelledImages, type LabelledImages } from '../data/labelled-images.js';
-import { FeatureCache } from '../features/cache.js';
 import { extractFeatures } from '../features/extract.js';
 import { trainFeatureClassifier, type FeatureTrainOptions, type FeatureTrainReport, type SkippedFile } from '../features/classifier.js';
 import { GraftError } from '../util/errors.js';
+import { cacheFor, loadData, loadModelOnce, mustSee, WORKER_NAME, type DataSpec } from './load.js';
 import { runCell, type CellJob, type CellResult } from './cells.js';
-
-/** A labelled image dataset by path (what loadLabelledImages reads). */
-export interface DataSpec {
-  path: string;
-  labelsData?: string;
-  maxPerClass?: number;
-}
+import { runCurveCellJob, type CurveCellJob } from './curve.js';
+import type { CurvePoint } from '../eval/curve.js';
 
 /** What a features run needs besides model and data: FeatureTrainOptions without callbacks and runtime. */
 export type FeatureJobOptions = Omit<FeatureTrainOptions, 'runtime' | 'onProgress' | 'onSkip' | 'cacheDir' | 'out'> & { cacheDir: string; out?: string };
@@ -87,53 +79,17 @@ export interface ShardProgress {
   worker: string;
 }
 
-export type GraftJob = ExtractShardJob | FitHeadJob | CellJob;
-export type GraftJobResult = ExtractShardResult | FitHeadResult | CellResult;
-
-/** This worker's name in progress and results: host:pid. */
-export const WORKER_NAME = `${hostname()}:${process.pid}`;
-
-// a worker keeps the last few models, datasets and cache handles it used (shards of one run share them)
-const models = new Map<string, Graph>();
-const datasets = new Map<string, LabelledImages>();
-const caches = new Map<string, FeatureCache>();
-
-function remember<T>(m: Map<string, T>, key: string, make: () => T, keep = 2): T {
-  let v = m.get(key);
-  if (v === undefined) {
-    v = make();
-    m.set(key, v);
-    while (m.size > keep) m.delete(m.keys().next().value!);
-  }
-  return v;
-}
-
-/** The path must exist on this worker: else the job cannot succeed here (nor on a retry). */
-export function mustSee(path: string, what: string): void {
-  if (!existsSync(path))
-    throw new GraftError(`worker ${WORKER_NAME}: ${what} ${path} does not exist here`, 'the model, the data, the cache and the output folder must be on paths every worker can reach (a shared filesystem)');
-}
-
-export function loadData(d: DataSpec): LabelledImages {
-  mustSee(d.path, 'the data');
-  return remember(datasets, JSON.stringify(d), () => loadLabelledImages(d.path, {
-    ...(d.labelsData ? { labelsData: d.labelsData } : {}),
-    ...(d.maxPerClass ? { maxPerClass: d.maxPerClass } : {}),
-  }));
-}
-
-export function loadModelOnce(path: string): Graph {
-  mustSee(path, 'the model');
-  return remember(models, path, () => loadModel(path));
-}
+export type { DataSpec };
+export { WORKER_NAME };
+export type GraftJob = ExtractShardJob | FitHeadJob | CellJob | CurveCellJob;
+export type GraftJobResult = ExtractShardResult | FitHeadResult | CellResult | CurvePoint;
 
 async function extractShard(job: Job<ExtractShardJob>): Promise<ExtractShardResult> {
   const d = job.data;
   const t0 = performance.now();
   const model = loadModelOnce(d.model);
   const data = loadData(d.data);
-  const cache = remember(caches, d.cacheDir, () => FeatureCache.open(d.cacheDir), 4);
-  cache.refresh(); // shards other workers wrote since
+  const cache = cacheFor(d.cacheDir);
   for (const r of d.rows) if (!(r >= 0 && r < data.inputs.length)) throw new GraftError(`shard ${d.shard}: row ${r} is not in ${d.data.path} (${data.inputs.length} examples): the data changed since the run was submitted`);
   const chunks: (string | Uint8Array)[][] = [];
   for (let s = 0; s < d.rows.length; s += d.batchSize) chunks.push(d.rows.slice(s, s + d.batchSize).map((r) => data.inputs[r]!));
@@ -184,6 +140,11 @@ export async function processJob(job: Job<GraftJob>): Promise<GraftJobResult> {
       case 'extract-shard': return await extractShard(job as Job<ExtractShardJob>);
       case 'fit-head': return await fitHead(job as Job<FitHeadJob>);
       case 'cell': return await runCell(job as Job<CellJob>);
+      case 'curve-cell': {
+        const d = (job as Job<CurveCellJob>).data;
+        mustSee(d.dataFile, 'the curve\'s run file');
+        return await runCurveCellJob(d, (p) => { mustSee(p, 'the model'); return loadModel(p); });
+      }
       default: throw new GraftError(`unknown job kind '${String((job.data as { kind?: unknown }).kind)}' (job ${job.name}): is this worker older than the submitter?`);
     }
   } catch (e) {

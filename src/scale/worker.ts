@@ -34,7 +34,7 @@ export async function startWorker(url: string, o: WorkerOptions = {}): Promise<R
   conn.on('ready', () => { if (lastError) { log(`redis: connected again to ${shownUrl(url)}`); lastError = ''; } });
   const what = (j: Job<GraftJob>) => {
     const d = j.data;
-    return d.kind === 'extract-shard' ? `shard ${d.shard + 1}/${d.shards} (${d.rows.length} examples)` : d.kind === 'fit-head' ? 'head fit' : `cell ${d.index + 1}`;
+    return d.kind === 'extract-shard' ? `shard ${d.shard + 1}/${d.shards} (${d.rows.length} examples)` : d.kind === 'fit-head' ? 'head fit' : d.kind === 'curve-cell' ? `curve cell ${d.index + 1}/${d.cells} (${d.cell.method}, ${d.cell.perClass}/class, seed ${d.cell.seed})` : `sweep cell ${d.index + 1}/${d.cells}`;
   };
   const w = new Worker<GraftJob, GraftJobResult>(QUEUE_NAME, async (job) => {
     log(`${job.id}: ${what(job)} started (attempt ${job.attemptsMade + 1})`);

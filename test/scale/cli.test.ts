@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -88,6 +88,22 @@ test('graft sweep: the same table here and on the queue', { skip }, async () => 
   const md = readFileSync(join(tmp, 'sweep-queued', 'sweep.md'), 'utf8');
   assert.match(md, /\| head \| seed \| val accuracy/);
   assert.equal(md.split('\n').filter((l) => /^\| (\*\*)?(logistic|ncm)/.test(l)).length, 4);
+});
+
+test('graft curve --queue: each cell a job; curve.json (but seconds), curve.svg and the table are the local run\'s', { skip }, async () => {
+  const args = ['--threads', '1', 'curve', '--model', 'examples/assets/models/onnxjs-demo/mnist.onnx', '--data', 'examples/assets/datasets/digits-8x8/digits.csv.gz',
+    '--labels-per-class', '2,5', '--seeds', '1', '--steps', '10', '--json'];
+  const here = JSON.parse((await graft([...args, '--out', join(tmp, 'curve-here')])).stdout);
+  const queued = JSON.parse((await graft([...args, '--out', join(tmp, 'curve-queued'), '--queue', redis!.url])).stdout);
+  const noTime = (r: { points: { seconds?: number }[]; summary: { seconds?: number }[] }) => ({
+    points: r.points.map(({ seconds: _s, ...p }) => p), summary: r.summary.map(({ seconds: _s, ...p }) => p),
+  });
+  assert.equal(queued.points.length, 2 * 3);
+  assert.deepEqual(noTime(queued), noTime(here));
+  assert.equal(readFileSync(join(tmp, 'curve-queued', 'curve.svg'), 'utf8'), readFileSync(join(tmp, 'curve-here', 'curve.svg'), 'utf8'));
+  const table = (d: string) => readFileSync(join(tmp, d, 'curve.md'), 'utf8').split('\n').filter((l) => l.startsWith('|')).join('\n');
+  assert.equal(table('curve-queued'), table('curve-here'));
+  assert.deepEqual(readdirSync(join(tmp, 'curve-queued')).sort(), ['curve.json', 'curve.md', 'curve.svg'], 'the run file is removed');
 });
 
 test('graft worker with no Redis there, and a bad grid file: clear messages', async () => {
