@@ -11,6 +11,9 @@
  * memory order of a rank-4 tensor (Reshape, or an axis change of rank) a Transpose appears, unless only
  * size-1 axes move. SAME padding follows TF's rule (the odd pixel at the end). Unknown ops are errors
  * naming the op and the node.
+ *
+ * The file is read by ./tfjs-reader.ts; layout, padding, kernel layouts, constants and naming come from
+ * the importer core (./importer/core.ts); each TF op is one entry of TFJS_GRAPH_OPS.
  */
 import type { Attr, Dim, Graph } from '../graph/graph.js';
 import { A, type Builder } from '../graph/builder.js';
