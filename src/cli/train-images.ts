@@ -42,7 +42,7 @@ export function imageDataFlags(cmd: Command): Command {
 
 /** The fine-tuning flags with their defaults, declared once. */
 export function imageFitFlags(cmd: Command): Command {
-  return cmd
+  cmd
     .option('--epochs <n>', 'passes over the training data', '10')
     .option('--batch-size <n>', 'examples per step', '32')
     .option('--lr <x>', 'learning rate (the base/peak rate of --schedule)', '1e-3')

@@ -57,6 +57,8 @@ test('every train subcommand has its own help with its own flags; graft train --
   }
   assert.match(help['images']!, /--lr-find/);
   assert.match(help['images']!, /--checkpoint-dir/);
+  assert.match(help['images']!, /--top-blocks <n>.*--tolerance <x>.*--pixel-max <x>/s);
+  assert.match(help['text']!, /--checkpoint-dir/);
   assert.doesNotMatch(help['features']!, /--checkpoint-dir|--text-column|--budget/);
   assert.match(help['features']!, /--head <kind>/);
   assert.match(help['text']!, /--finetune/);

@@ -42,7 +42,7 @@ test('the loop flags together (cosine, early stopping, balanced weights, discrim
 });
 
 test('finetune-only flags given to features or text mode are refused, not silently ignored', async () => {
-  const r = await graftFails([...base(), '--mode', 'features', '--checkpoint-dir', join(tmpdir(), 'graft-unused'), '--early-stopping', 'loss']);
+  const r = await graftFails(['train', '--mode', 'features', '--model', mnistPath(), '--data', digitsPath(), '--checkpoint-dir', join(tmpdir(), 'graft-unused'), '--early-stopping', 'loss']);
   assert.match(r.stderr, /`graft train --mode features` is now `graft train features`/);
   assert.match(r.stderr, /graft train features has no --checkpoint-dir option; --checkpoint-dir belongs to graft train images, /);
   const t = await graftFails(['train', '--model', mnistPath(), '--data', digitsPath(), '--text-column', 'text', '--schedule', 'cosine']);
