@@ -9,6 +9,7 @@
  *   graft/text       tokenizers, text classification, LM, MT  graft/data      splits, images, IDX, text tables, augmentation
  *   graft/eval       metrics, reports, curves                 graft/export    standalone export, int8 quantization
  *   graft/adapt      domain adaptation                        graft/hub       model downloads and the catalog
+ *   graft/server     `graft serve` as a library (registry, batching, the Fastify app)
  *
  * One verb per idea, in every area:
  *   fit…       fit parameters to given examples: the training loop `fit`, and heads on fixed feature
