@@ -2,10 +2,11 @@
  * Graft Studio's server: `createStudio` builds the Fastify app (src/server/app.ts createServer: loopback,
  * token, limits, same-origin, JSON errors) with Studio's JSON API under /api (src/studio/API.md), the
  * prediction routes of `graft serve` over a registry holding each finished run as `run-<id>`, and the
- * built browser app (src/studio/ui) as static files. State: src/studio/db.ts + blobs.ts; training:
- * src/studio/runner.ts.
+ * built browser app (src/studio/ui) as static files. State: src/studio/db.ts + blobs.ts (one server per
+ * data folder: src/studio/lock.ts); training: src/studio/runner.ts. Bounds: queued runs, uploads and
+ * explanations in progress and open event streams are counted, and a request over a bound gets 503.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { basename, extname, isAbsolute, join, resolve } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -15,7 +16,8 @@ import { zipSync } from 'fflate';
 import { createServer, predictRoutes, HttpError } from '../server/app.js';
 import { ModelRegistry, type ServedModel } from '../server/registry.js';
 import { StudioDb, ID_PATTERN, type ProjectRow, type RunRow, type ExampleRow, type ProjectKind } from './db.js';
-import { BlobStore, NotAnImage } from './blobs.js';
+import { BlobStore, NotAnImage, type StoredImage } from './blobs.js';
+import { lockDataDir } from './lock.js';
 import { Runner, type RunEvent, type RunSnapshot } from './runner.js';
 import { listBackbones, listMethods, resolveBackbone } from './backbones.js';
 import { classifierDir, METHODS, DEFAULTS, type JobSettings } from './job.js';
@@ -39,6 +41,14 @@ export interface StudioOptions {
   maxFileMb?: number;
   /** Most files per upload request (default 200). */
   maxFiles?: number;
+  /** Most runs waiting in the queue; one more is refused with 503 (default 50). */
+  maxQueuedRuns?: number;
+  /** Most upload or import requests at once; one more is refused with 503 (default 4). */
+  maxUploads?: number;
+  /** Most explanations computed at once; one more is refused with 503 (default 2). */
+  maxExplains?: number;
+  /** Most open event streams (GET /api/runs/:id/events); one more is refused with 503 (default 64). */
+  maxStreams?: number;
 }
 
 export interface Studio {
@@ -69,11 +79,58 @@ const settingsSchema = {
 
 const notFound = (what: string, v: string) => new HttpError(404, `${what} '${v}' not found`);
 
+/** A bound on work in progress: `enter()` returns the release function, or throws 503 when `max` are in. */
+function gate(what: string, max: number): () => () => void {
+  let n = 0;
+  return () => {
+    if (n >= max) throw new HttpError(503, `${what}: ${max} already in progress; try again shortly`, 'the server refuses more at once rather than run out of memory');
+    n++;
+    let out = false;
+    return () => { if (!out) { out = true; n--; } };
+  };
+}
+
+/**
+ * Start Graft Studio on a data folder: takes the folder's lock (a second server on the same folder is
+ * refused, naming the pid holding it), opens the database, sweeps files nothing references, and builds
+ * the app. `close()` stops trainings, closes the database and releases the lock.
+ */
 export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
   const dataDir = resolve(o.dataDir ?? defaultDataDir());
-  mkdirSync(dataDir, { recursive: true });
-  const db = new StudioDb(dataDir);
+  const lock = lockDataDir(dataDir);
+  let db: StudioDb | undefined;
+  try {
+    db = new StudioDb(dataDir);
+    return await buildStudio(o, dataDir, db, lock.release);
+  } catch (e) {
+    db?.close();
+    lock.release();
+    throw e;
+  }
+}
+
+async function buildStudio(o: StudioOptions, dataDir: string, db: StudioDb, unlock: () => void): Promise<Studio> {
   const blobs = new BlobStore(dataDir);
+  // files a crash left behind: records nothing references, then bytes without a record
+  db.dropUnreferencedFiles();
+  blobs.sweep(db.fileShas());
+  /** After deletes: drop the records of these files that nothing references any more, then their bytes. */
+  const collect = (shas: Iterable<string>) => {
+    for (const s of db.dropUnreferencedFiles([...shas], (x) => blobs.isPinned(x))) blobs.remove(s);
+  };
+  /** An upload is over (stored or refused): its blobs are unpinned, and those it did not record go. */
+  const settle = (pinned: string[]) => {
+    for (const s of pinned) blobs.unpin(s);
+    collect(pinned);
+  };
+  const maxQueued = o.maxQueuedRuns ?? 50;
+  const uploadGate = gate('uploads', o.maxUploads ?? 4);
+  const explainGate = gate('explanations', o.maxExplains ?? 2);
+  const streamGate = gate('event streams', o.maxStreams ?? 64);
+  const queueRoom = () => {
+    const n = db.runsWithStatus('queued').length;
+    if (n >= maxQueued) throw new HttpError(503, `the training queue is full (${n} runs waiting)`, 'wait for queued runs to finish, or cancel some');
+  };
   const registry = new ModelRegistry({ batching: { maxBatch: 16, maxDelayMs: 2 } });
   const maxFile = Math.floor((o.maxFileMb ?? 10) * 1024 * 1024);
   const maxFiles = o.maxFiles ?? 200;
@@ -91,7 +148,10 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
 
   const runner = new Runner(db, blobs, {
     dataDir, ...(o.concurrency ? { concurrency: o.concurrency } : {}),
-    onFinished: (run) => { void ensureServed(run.id).catch(() => { /* loaded on first use instead */ }); },
+    onFinished: (run) => {
+      collect(db.releaseRunFiles(run.id));
+      void ensureServed(run.id).catch(() => { /* loaded on first use instead */ });
+    },
   });
 
   /** Load a finished run's classifier into the registry (once). */
@@ -183,7 +243,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
         await registry.remove(`run-${r.id}`);
         rmSync(runner.runDir(r.id), { recursive: true, force: true });
       }
-      db.deleteProject(req.params.pid);
+      collect(db.deleteProject(req.params.pid));
       return reply.code(204).send();
     });
 
@@ -211,7 +271,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
     });
     api.delete<{ Params: { pid: string; cid: string } }>('/projects/:pid/classes/:cid', { schema: { params: classParams } }, async (req, reply) => {
       getClass(req.params.pid, req.params.cid);
-      db.deleteClass(req.params.cid);
+      collect(db.deleteClass(req.params.cid));
       db.touchProject(req.params.pid);
       return reply.code(204).send();
     });
@@ -233,29 +293,40 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       if (p.kind !== 'image') throw new HttpError(400, 'this is a text project: add texts, not images');
       const c = getClass(p.id, req.params.cid);
       if (!req.isMultipart()) throw new HttpError(415, 'send the images as multipart/form-data file parts');
-      const files: { name: string; bytes: Buffer }[] = [];
-      let total = 0;
-      for await (const part of req.parts()) {
-        if (part.type !== 'file') continue;
-        const bytes = await part.toBuffer();
-        total += bytes.length;
-        if (total > maxFile * 20) throw new HttpError(413, `the files add up to more than ${maxFile * 20} bytes; upload them in smaller groups`);
-        files.push({ name: basename(part.filename || `file ${files.length + 1}`).slice(0, 200), bytes });
-      }
-      if (!files.length) throw new HttpError(400, 'files: the request has no file part');
-      const stored = [];
-      for (const f of files) {
-        try {
-          stored.push(await blobs.putImage(f.bytes, f.name));
-        } catch (e) {
-          if (e instanceof NotAnImage) throw new HttpError(415, e.message, 'only images are accepted (JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP); nothing from this upload was added');
-          throw e;
+      const leave = uploadGate();
+      const pinned: string[] = [];
+      try {
+        const files: { name: string; bytes: Buffer }[] = [];
+        let total = 0;
+        for await (const part of req.parts()) {
+          if (part.type !== 'file') continue;
+          const bytes = await part.toBuffer();
+          total += bytes.length;
+          if (total > maxFile * 20) throw new HttpError(413, `the files add up to more than ${maxFile * 20} bytes; upload them in smaller groups`);
+          files.push({ name: basename(part.filename || `file ${files.length + 1}`).slice(0, 200), bytes });
         }
+        if (!files.length) throw new HttpError(400, 'files: the request has no file part');
+        const stored: StoredImage[] = [];
+        for (const f of files) {
+          try {
+            const s = await blobs.putImage(f.bytes, f.name);
+            pinned.push(s.sha256);
+            stored.push(s);
+          } catch (e) {
+            if (e instanceof NotAnImage) throw new HttpError(415, e.message, 'only images are accepted (JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP); nothing from this upload was added');
+            throw e;
+          }
+        }
+        const added = db.db.transaction(() => {
+          for (const s of stored) db.addFile({ sha256: s.sha256, size: s.size, mime: s.mime, width: s.width, height: s.height });
+          return db.addExamples(p.id, stored.map((s) => ({ classId: c.id, sha256: s.sha256 })));
+        })();
+        db.touchProject(p.id);
+        return reply.code(201).send({ added: added.map(exampleView) });
+      } finally {
+        leave();
+        settle(pinned);
       }
-      for (const s of stored) db.addFile({ sha256: s.sha256, size: s.size, mime: s.mime, width: s.width, height: s.height });
-      const added = db.addExamples(p.id, stored.map((s) => ({ classId: c.id, sha256: s.sha256 })));
-      db.touchProject(p.id);
-      return reply.code(201).send({ added: added.map(exampleView) });
     });
     api.post<{ Params: { pid: string; cid: string }; Body: { texts: string[] } }>('/projects/:pid/classes/:cid/texts', {
       schema: {
@@ -274,6 +345,14 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       const p = getProject(req.params.pid);
       if (p.kind !== 'text') throw new HttpError(400, 'tables of texts go into text projects; use import/folder for images');
       if (!req.isMultipart()) throw new HttpError(415, 'send the table as a multipart/form-data file part');
+      const leave = uploadGate();
+      try {
+        return await importTable(req, reply, p);
+      } finally {
+        leave();
+      }
+    });
+    async function importTable(req: FastifyRequest, reply: FastifyReply, p: ProjectRow) {
       const fields: Record<string, string> = {};
       let file: { name: string; bytes: Buffer } | undefined;
       for await (const part of req.parts()) {
@@ -319,7 +398,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       } finally {
         rmSync(tmp, { recursive: true, force: true });
       }
-    });
+    }
     api.post<{ Params: { pid: string }; Body: { path: string } }>('/projects/:pid/import/folder', {
       schema: { params: pidParams, body: { type: 'object', additionalProperties: false, required: ['path'], properties: { path: { type: 'string', minLength: 1, maxLength: 4096 } } } },
     }, async (req, reply) => {
@@ -333,28 +412,36 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       let added = 0;
       const subs = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.startsWith('.')).map((d) => d.name).sort();
       if (!subs.length) throw new HttpError(400, `path: ${root} has no class subfolders (one folder per class, holding its images)`);
-      for (const sub of subs) {
-        const label = sub.slice(0, 100);
-        const items: { classId: string; sha256: string }[] = [];
-        let c = db.classByName(p.id, label);
-        for (const f of readdirSync(join(root, sub), { withFileTypes: true }).map((d) => d).sort((a, b) => a.name.localeCompare(b.name))) {
-          const rel = `${sub}/${f.name}`;
-          if (!f.isFile()) { if (!f.name.startsWith('.')) skipped.push({ file: rel, reason: 'not a regular file' }); continue; }
-          const path = join(root, sub, f.name);
-          const size = statSync(path).size;
-          if (size > maxFile) { skipped.push({ file: rel, reason: `larger than ${maxFile} bytes` }); continue; }
-          try {
-            const s = await blobs.putImage(readFileSync(path), rel);
-            db.addFile({ sha256: s.sha256, size: s.size, mime: s.mime, width: s.width, height: s.height });
-            if (!c) { c = db.createClass(p.id, label); classesCreated.push(label); }
-            items.push({ classId: c.id, sha256: s.sha256 });
-          } catch (e) {
-            if (!(e instanceof GraftError)) throw e;
-            skipped.push({ file: rel, reason: IMAGE_EXTENSIONS.includes(extname(f.name).toLowerCase()) ? e.message : 'not an image' });
+      const leave = uploadGate();
+      const pinned: string[] = [];
+      try {
+        for (const sub of subs) {
+          const label = sub.slice(0, 100);
+          const items: { classId: string; sha256: string }[] = [];
+          let c = db.classByName(p.id, label);
+          for (const f of readdirSync(join(root, sub), { withFileTypes: true }).map((d) => d).sort((a, b) => a.name.localeCompare(b.name))) {
+            const rel = `${sub}/${f.name}`;
+            if (!f.isFile()) { if (!f.name.startsWith('.')) skipped.push({ file: rel, reason: 'not a regular file' }); continue; }
+            const path = join(root, sub, f.name);
+            const size = statSync(path).size;
+            if (size > maxFile) { skipped.push({ file: rel, reason: `larger than ${maxFile} bytes` }); continue; }
+            try {
+              const s = await blobs.putImage(readFileSync(path), rel);
+              pinned.push(s.sha256);
+              db.addFile({ sha256: s.sha256, size: s.size, mime: s.mime, width: s.width, height: s.height });
+              if (!c) { c = db.createClass(p.id, label); classesCreated.push(label); }
+              items.push({ classId: c.id, sha256: s.sha256 });
+            } catch (e) {
+              if (!(e instanceof GraftError)) throw e;
+              skipped.push({ file: rel, reason: IMAGE_EXTENSIONS.includes(extname(f.name).toLowerCase()) ? e.message : 'not an image' });
+            }
           }
+          db.addExamples(p.id, items);
+          added += items.length;
         }
-        db.addExamples(p.id, items);
-        added += items.length;
+      } finally {
+        leave();
+        settle(pinned);
       }
       db.touchProject(p.id);
       return reply.code(201).send({ added, classesCreated, skipped });
@@ -363,7 +450,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
     api.delete<{ Params: { pid: string; eid: string } }>('/projects/:pid/examples/:eid', { schema: { params: exParams } }, async (req, reply) => {
       const e = db.example(req.params.eid);
       if (!e || e.project_id !== req.params.pid) throw notFound('example', req.params.eid);
-      db.deleteExample(e.id);
+      collect(db.deleteExample(e.id));
       db.touchProject(e.project_id);
       return reply.code(204).send();
     });
@@ -415,8 +502,9 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
         examples: db.examples(p.id).map((e) => ({ id: e.id, label: index.get(e.class_id)!, ...(e.sha256 ? { sha256: e.sha256 } : { text: e.text ?? '' }) })),
       };
       const defaults = (DEFAULTS[p.kind] as Record<string, JobSettings>)[method] ?? {};
-      const run = db.createRun(p.id, backbone, method, { ...defaults, ...(req.body.settings ?? {}) });
-      db.updateRun(run.id, { snapshot: JSON.stringify(snapshot) });
+      queueRoom();
+      const files = snapshot.examples.flatMap((e) => (e.sha256 ? [e.sha256] : []));
+      const run = db.createRun(p.id, backbone, method, { ...defaults, ...(req.body.settings ?? {}) }, { json: JSON.stringify(snapshot), files });
       runner.enqueue(run.id);
       return reply.code(201).send(runView(getRun(run.id)));
     });
@@ -433,6 +521,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
     api.post<{ Params: { rid: string } }>('/runs/:rid/resume', { schema: { params: ridParams } }, async (req) => {
       const r = getRun(req.params.rid);
       if (!['interrupted', 'cancelled', 'failed'].includes(r.status)) throw new HttpError(409, `run '${r.id}' is ${r.status}; only interrupted, cancelled or failed runs can be resumed`);
+      queueRoom();
       const how = runner.resumability(r);
       db.updateRun(r.id, { resumable: how });
       runner.enqueue(r.id);
@@ -442,7 +531,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
       const r = getRun(req.params.rid);
       if (runner.isActive(r.id)) throw new HttpError(409, `run '${r.id}' is training; cancel it first`);
       await registry.remove(`run-${r.id}`);
-      db.deleteRun(r.id);
+      collect(db.deleteRun(r.id));
       rmSync(runner.runDir(r.id), { recursive: true, force: true });
       return reply.code(204).send();
     });
@@ -451,11 +540,11 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
     // live progress (server-sent events)
     api.get<{ Params: { rid: string } }>('/runs/:rid/events', { schema: { params: ridParams } }, async (req, reply) => {
       const r = getRun(req.params.rid);
-      sse(req, reply, r.id);
+      sse(req, reply, r.id, streamGate());
     });
     const openStreams = new Set<() => void>();
     api.addHook('preClose', async () => { for (const c of [...openStreams]) c(); });
-    function sse(req: FastifyRequest, reply: FastifyReply, rid: string): void {
+    function sse(req: FastifyRequest, reply: FastifyReply, rid: string, leave: () => void): void {
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
@@ -468,6 +557,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
         openStreams.delete(close);
         runner.off('event', onEvent);
         clearInterval(ping);
+        leave();
         res.end();
       };
       const onEvent = (e: RunEvent) => {
@@ -526,6 +616,14 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
     api.post<{ Params: { rid: string } }>('/runs/:rid/explain', { schema: { params: ridParams } }, async (req) => {
       const r = getRun(req.params.rid);
       if (r.status !== 'done') throw new HttpError(409, `run '${r.id}' has no trained classifier (status ${r.status})`);
+      const leave = explainGate();
+      try {
+        return await explain(req, r);
+      } finally {
+        leave();
+      }
+    });
+    async function explain(req: FastifyRequest, r: RunRow) {
       const dir = classifierDir(runner.runDir(r.id));
       const project = getProject(r.project_id);
       if (project.kind === 'image') {
@@ -560,7 +658,7 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
         label: ex!.class.label ?? `class ${ex!.class.index}`, probability: ex!.class.probability, classIndex: ex!.class.index,
         tokens: ex!.tokens.map((t, i) => ({ token: t, score: ex!.scores[i]!, special: ex!.special[i]! })),
       };
-    });
+    }
 
     // export
     const doneDir = (rid: string) => {
@@ -604,9 +702,13 @@ export async function createStudio(o: StudioOptions = {}): Promise<Studio> {
     app, db, runner, registry, dataDir,
     async close() {
       await app.close();
-      await runner.stopAll();
-      await registry.close();
-      db.close();
+      try {
+        await runner.stopAll();
+        await registry.close();
+        db.close();
+      } finally {
+        unlock();
+      }
     },
   };
 }

@@ -3,6 +3,11 @@
  * version (PRAGMA user_version), holding projects (image | text), classes, examples, content-addressed
  * file records, training runs and their per-epoch metrics. Ids are generated here (never taken from a
  * client or a path); every query is a prepared statement.
+ *
+ * File records are reference-counted by query: a file is referenced by the examples that hold its
+ * sha256 and by the unfinished runs whose snapshot lists it (run_files; a run's rows go when it is done
+ * or deleted). The delete methods return the sha256s they may have freed; `dropUnreferencedFiles` then
+ * removes the records nothing references, and the caller removes their bytes (src/studio/app.ts).
  */
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
@@ -47,6 +52,15 @@ const MIGRATIONS: string[] = [
    CREATE TABLE run_metrics (
      run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, epoch INTEGER NOT NULL,
      loss REAL, accuracy REAL, val_accuracy REAL, PRIMARY KEY (run_id, epoch));`,
+  // v2: which files each run's snapshot needs (kept until the run is done or deleted), filled from the snapshots
+  `CREATE TABLE run_files (
+     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, sha256 TEXT NOT NULL REFERENCES files(sha256),
+     PRIMARY KEY (run_id, sha256));
+   CREATE INDEX run_files_by_sha ON run_files(sha256);
+   CREATE INDEX examples_by_sha ON examples(sha256);
+   INSERT OR IGNORE INTO run_files (run_id, sha256)
+     SELECT r.id, json_extract(e.value, '$.sha256') FROM runs r, json_each(r.snapshot, '$.examples') e
+     WHERE r.snapshot IS NOT NULL AND r.status != 'done' AND json_extract(e.value, '$.sha256') IN (SELECT sha256 FROM files);`,
 ];
 
 export interface ProjectRow { id: string; name: string; kind: ProjectKind; created_at: string; updated_at: string }
@@ -111,8 +125,17 @@ export class StudioDb {
   touchProject(id: string): void {
     this.db.prepare('UPDATE projects SET updated_at = ? WHERE id = ?').run(now(), id);
   }
-  deleteProject(id: string): void {
-    this.db.prepare('DELETE FROM projects WHERE id = ?').run(id);
+  /** Delete a project (its classes, examples and runs go too); returns the sha256s it referenced. */
+  deleteProject(id: string): string[] {
+    return this.db.transaction(() => {
+      const shas = this.shas('SELECT sha256 FROM examples WHERE project_id = ? AND sha256 IS NOT NULL UNION SELECT f.sha256 FROM run_files f JOIN runs r ON r.id = f.run_id WHERE r.project_id = ?', id, id);
+      this.db.prepare('DELETE FROM projects WHERE id = ?').run(id);
+      return shas;
+    })();
+  }
+
+  private shas(sql: string, ...args: unknown[]): string[] {
+    return (this.db.prepare(sql).all(...args) as { sha256: string }[]).map((r) => r.sha256);
   }
 
   // classes
@@ -135,8 +158,13 @@ export class StudioDb {
   renameClass(id: string, name: string): void {
     this.db.prepare('UPDATE classes SET name = ? WHERE id = ?').run(name, id);
   }
-  deleteClass(id: string): void {
-    this.db.prepare('DELETE FROM classes WHERE id = ?').run(id);
+  /** Delete a class and its examples; returns the sha256s they referenced. */
+  deleteClass(id: string): string[] {
+    return this.db.transaction(() => {
+      const shas = this.shas('SELECT DISTINCT sha256 FROM examples WHERE class_id = ? AND sha256 IS NOT NULL', id);
+      this.db.prepare('DELETE FROM classes WHERE id = ?').run(id);
+      return shas;
+    })();
   }
   classCounts(projectId: string): Map<string, number> {
     const rows = this.db.prepare('SELECT class_id, COUNT(*) AS n FROM examples WHERE project_id = ? GROUP BY class_id').all(projectId) as { class_id: string; n: number }[];
@@ -173,21 +201,73 @@ export class StudioDb {
       : this.db.prepare('SELECT COUNT(*) AS n FROM examples WHERE project_id = ?').get(projectId);
     return (r as { n: number }).n;
   }
-  deleteExample(id: string): void {
-    this.db.prepare('DELETE FROM examples WHERE id = ?').run(id);
+  /** Delete an example; returns the sha256 it referenced (none for a text). */
+  deleteExample(id: string): string[] {
+    return this.db.transaction(() => {
+      const shas = this.shas('SELECT sha256 FROM examples WHERE id = ? AND sha256 IS NOT NULL', id);
+      this.db.prepare('DELETE FROM examples WHERE id = ?').run(id);
+      return shas;
+    })();
+  }
+
+  /** Whether any example or unfinished run references a file. */
+  fileReferenced(sha256: string): boolean {
+    return !!this.db.prepare('SELECT 1 FROM examples WHERE sha256 = ? UNION ALL SELECT 1 FROM run_files WHERE sha256 = ? LIMIT 1').get(sha256, sha256);
+  }
+
+  /**
+   * Remove the file records nothing references, among `candidates` (default: all), except those `keep`
+   * accepts (files an upload in progress has stored but not yet recorded). One transaction; returns the
+   * sha256s of the candidates that now have no record (their bytes may go).
+   */
+  dropUnreferencedFiles(candidates?: string[], keep: (sha256: string) => boolean = () => false): string[] {
+    return this.db.transaction(() => {
+      const list = candidates ?? this.shas('SELECT sha256 FROM files');
+      const del = this.db.prepare('DELETE FROM files WHERE sha256 = @s AND NOT EXISTS (SELECT 1 FROM examples WHERE sha256 = @s) AND NOT EXISTS (SELECT 1 FROM run_files WHERE sha256 = @s)');
+      const has = this.db.prepare('SELECT 1 FROM files WHERE sha256 = ?');
+      const gone: string[] = [];
+      for (const s of new Set(list)) {
+        if (keep(s)) continue;
+        del.run({ s });
+        if (!has.get(s)) gone.push(s);
+      }
+      return gone;
+    })();
+  }
+
+  /** Every sha256 with a file record. */
+  fileShas(): Set<string> {
+    return new Set(this.shas('SELECT sha256 FROM files'));
   }
 
   // runs
-  createRun(projectId: string, backbone: string, method: string, settings: object): RunRow {
+  /** A new queued run with its snapshot (JSON) and the files the snapshot needs, in one transaction. */
+  createRun(projectId: string, backbone: string, method: string, settings: object, snapshot?: { json: string; files: string[] }): RunRow {
     const t = now();
     const row: RunRow = {
       id: newId('r'), project_id: projectId, status: 'queued', backbone, method, settings: JSON.stringify(settings),
       created_at: t, queued_at: t, started_at: null, finished_at: null, phase: 'queued', fraction: 0, eta_seconds: null,
-      error: null, resumable: null, evaluation: null, snapshot: null,
+      error: null, resumable: null, evaluation: null, snapshot: snapshot?.json ?? null,
     };
-    this.db.prepare(`INSERT INTO runs (id, project_id, status, backbone, method, settings, created_at, queued_at, phase, fraction)
-      VALUES (@id, @project_id, @status, @backbone, @method, @settings, @created_at, @queued_at, @phase, @fraction)`).run(row);
+    this.db.transaction(() => {
+      this.db.prepare(`INSERT INTO runs (id, project_id, status, backbone, method, settings, created_at, queued_at, phase, fraction, snapshot)
+        VALUES (@id, @project_id, @status, @backbone, @method, @settings, @created_at, @queued_at, @phase, @fraction, @snapshot)`).run(row);
+      const ins = this.db.prepare('INSERT OR IGNORE INTO run_files (run_id, sha256) VALUES (?, ?)');
+      for (const s of new Set(snapshot?.files ?? [])) ins.run(row.id, s);
+    })();
     return row;
+  }
+  /** The files a run's snapshot needs (while it is not done). */
+  runFiles(runId: string): string[] {
+    return this.shas('SELECT sha256 FROM run_files WHERE run_id = ?', runId);
+  }
+  /** A run is done: its snapshot's files are no longer needed by it; returns them. */
+  releaseRunFiles(runId: string): string[] {
+    return this.db.transaction(() => {
+      const shas = this.runFiles(runId);
+      this.db.prepare('DELETE FROM run_files WHERE run_id = ?').run(runId);
+      return shas;
+    })();
   }
   run(id: string): RunRow | undefined {
     return this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
@@ -203,8 +283,13 @@ export class StudioDb {
     if (!keys.length) return;
     this.db.prepare(`UPDATE runs SET ${keys.map((k) => `${k} = @${k}`).join(', ')} WHERE id = @id`).run({ ...fields, id });
   }
-  deleteRun(id: string): void {
-    this.db.prepare('DELETE FROM runs WHERE id = ?').run(id);
+  /** Delete a run; returns the sha256s its snapshot still referenced. */
+  deleteRun(id: string): string[] {
+    return this.db.transaction(() => {
+      const shas = this.runFiles(id);
+      this.db.prepare('DELETE FROM runs WHERE id = ?').run(id);
+      return shas;
+    })();
   }
   addMetric(m: MetricRow): void {
     this.db.prepare('INSERT OR REPLACE INTO run_metrics (run_id, epoch, loss, accuracy, val_accuracy) VALUES (@run_id, @epoch, @loss, @accuracy, @val_accuracy)').run(m);

@@ -220,7 +220,7 @@ test('--token: every route needs it; ?token= counts for GET (links, EventSource)
     const body = JSON.stringify({ name: 'p', kind: 'text' });
     assert.equal((await fetch(`${url}/api/projects?token=${token}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } })).status, 401);
     assert.equal((await fetch(`${url}/api/projects`, { method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } })).status, 201);
-    await assert.rejects(createStudio({ dataDir: dir, uiDir: null, host: '0.0.0.0' }), /token/);
+    await assert.rejects(createStudio({ dataDir: join(dir, 'other'), uiDir: null, host: '0.0.0.0' }), /token/);
   } finally {
     await s.close();
     rmSync(dir, { recursive: true, force: true });
