@@ -4,53 +4,20 @@
  * where the forward op took its elements from (adding where one element was used several times).
  */
 import { A } from '../../graph/builder.js';
-import { attrInt, attrInts, attrString, type Attr } from '../../graph/graph.js';
-import { ONNX_DTYPE, emptyTyped, isFloat, toNumbers, type DType } from '../../graph/tensor.js';
-import type { GradCtx, GradRule } from '../rule.js';
+import type { Attr } from '../../graph/graph.js';
+import { ONNX_DTYPE, isFloat, type DType } from '../../graph/tensor.js';
+import { broadcasting, type GradCtx, type GradRule } from '../rule.js';
+import { constOf, dyOrZeros, needConst, normAxis, pad, range as iota, slice, zero, zerosLike, type Ints } from './helpers.js';
 
 /** "To the end" for Slice ends. */
 const END = Number.MAX_SAFE_INTEGER;
 
-type Ints = number[] | string; // fixed values, or the name of an int64 1-D tensor
-
-/** Values of a constant input (an initializer or a Constant node's output), or undefined. */
-export function constOf(c: GradCtx, name: string): number[] | undefined {
-  if (!name) return undefined;
-  const t = c.b.graph.initializers.get(name);
-  if (t) return toNumbers(t);
-  const p = c.b.graph.nodes.find((n) => n.opType === 'Constant' && n.outputs[0] === name);
-  const a = p?.attrs['value'] ?? p?.attrs['value_ints'] ?? p?.attrs['value_int'];
-  if (a?.type === 'tensor') return toNumbers(a.value);
-  if (a?.type === 'ints') return a.value;
-  if (a?.type === 'int') return [a.value];
-  return undefined;
-}
-
-function needConst(c: GradCtx, i: number, what: string): number[] {
-  const v = constOf(c, c.x[i]!);
-  if (!v) throw new Error(`${c.node.opType} ${what} input '${c.x[i]}' must be a constant to differentiate`);
-  return v;
-}
-
 /** Ints from input i when it is given (newer opsets), else from attribute `attr`. */
 function intsArg(c: GradCtx, i: number, attr: string): number[] | undefined {
-  return c.x[i] ? needConst(c, i, attr) : attrInts(c.node, attr);
+  return c.x[i] ? needConst(c, i, attr) : c.ints(attr);
 }
 
-const normAxis = (a: number, r: number) => (a < 0 ? a + r : a);
-const iota = (n: number) => [...Array(n).keys()];
 const to = (d: DType) => A.i(ONNX_DTYPE[d]);
-
-/** A scalar 0 of dtype d. */
-function zero(c: GradCtx, d: DType): string {
-  return c.b.constant({ dtype: d, dims: [], data: emptyTyped(d, 1) }, 'zero');
-}
-
-/** Zeros of x's shape and type. */
-function zerosLike(c: GradCtx, x: string): string {
-  const d = c.dtype(x);
-  return c.b.op('ConstantOfShape', [c.b.shapeOf(x)], { value: A.t({ dtype: d, dims: [1], data: emptyTyped(d, 1) }) });
-}
 
 /** Size of axis a of x as an int64 [1] tensor (a constant when fixed). */
 function dimVec(c: GradCtx, x: string, a: number): string {
@@ -67,7 +34,7 @@ function dimOr(c: GradCtx, x: string, a: number): number | string {
 function dimProd(c: GradCtx, x: string, from: number, to: number): number | string {
   const dims = c.shape(x).dims.slice(from, to);
   if (dims.every((d) => d != null)) return (dims as number[]).reduce((p, d) => p * d, 1);
-  const part = slice(c, c.b.shapeOf(x), [from], [to], [0]);
+  const part = slice(c.b, c.b.shapeOf(x), [from], [to], [0]);
   return c.b.reduce('ReduceProd', part, [0], true);
 }
 
@@ -85,32 +52,12 @@ function reshapeLike(c: GradCtx, g: string, x: string): string {
   return c.b.op('Reshape', [g, c.b.shapeOf(x)], c.b.opset >= 14 && dims.includes(0) ? { allowzero: A.i(1) } : {});
 }
 
-/** Slice in the opset's form (before opset 10 starts/ends/axes are attributes and must be fixed). */
-function slice(c: GradCtx, x: string, starts: Ints, ends: Ints, axes: number[], steps?: number[]): string {
-  const b = c.b;
-  if (b.opset < 10) {
-    if (typeof starts === 'string' || typeof ends === 'string' || steps?.some((s) => s !== 1))
-      throw new Error(`${c.node.opType} gradient needs dynamic or strided Slice, which opset ${b.opset} lacks`);
-    return b.op('Slice', [x], { starts: A.is(starts), ends: A.is(ends), axes: A.is(axes) });
-  }
-  const t = (v: Ints) => (typeof v === 'string' ? v : b.i64(v));
-  return b.op('Slice', [x, t(starts), t(ends), b.i64(axes), ...(steps ? [b.i64(steps)] : [])]);
-}
-
-/** Zero-pad x by pads ([begins…, ends…] over all axes) in the opset's form. */
-function pad(c: GradCtx, x: string, pads: Ints): string {
-  const b = c.b;
-  if (b.opset >= 11) return b.op('Pad', [x, typeof pads === 'string' ? pads : b.i64(pads)]);
-  if (typeof pads === 'string') throw new Error(`${c.node.opType} gradient needs a dynamic Pad, which opset ${b.opset} lacks`);
-  return b.op('Pad', [x], { pads: A.is(pads), mode: A.s('constant') });
-}
-
 /** Zero-pad x along one axis of a rank-r tensor. */
 function padAxis(c: GradCtx, x: string, r: number, a: number, begin: number, end: number): string {
   const p = Array<number>(2 * r).fill(0);
   p[a] = begin;
   p[a + r] = end;
-  return pad(c, x, p);
+  return pad(c.b, x, p);
 }
 
 /** The indices Slice takes along an axis of size D (ONNX clamping rules). */
@@ -165,14 +112,13 @@ function sliceGradRuntimeBounds(c: GradCtx): string {
     pads[a] = clamped(starts, k, D);
     pads[a + r] = b.sub(D, clamped(ends, k, D));
   });
-  return pad(c, c.dy, vec(c, pads));
+  return pad(c.b, c.dy, vec(c, pads));
 }
 
 /** Cast a float gradient back to the (float) input's type; non-float inputs get none. */
-function castBack(c: GradCtx): string | null {
-  const x = c.x[0];
-  if (!c.needs(0) || !isFloat(c.dtype(x))) return null;
-  return c.dtype(x) === c.dtype(c.y[0]) ? c.dyOf(0) : c.b.op('Cast', [c.dy], { to: to(c.dtype(x)) });
+function castBack({ b, dy, x: [x], y: [y], dtype }: GradCtx): string | null {
+  if (!isFloat(dtype(x))) return null;
+  return dtype(x) === dtype(y) ? dy : b.op('Cast', [dy], { to: to(dtype(x)) });
 }
 
 /** dx = dy reshaped back to x's shape. */
@@ -189,11 +135,11 @@ function oneHot(c: GradCtx, indices: string, depth: string, axis: number): strin
 }
 
 export const shape: Record<string, GradRule> = {
-  Identity: (c) => [c.dyOf(0)],
+  Identity: ({ dy }) => [dy],
 
   // y = cast(x): dx = cast(dy) back to x's float type
-  Cast: (c) => [castBack(c)],
-  CastLike: (c) => [castBack(c), null],
+  Cast: (c) => [() => castBack(c)],
+  CastLike: (c) => [() => castBack(c), null],
 
   // Pure re-views: dx = reshape(dy, shape(x))
   Flatten: reshapeBack,
@@ -202,43 +148,36 @@ export const shape: Record<string, GradRule> = {
   Unsqueeze: reshapeBack,
 
   // y = transpose(x, p): dx = transpose(dy, p⁻¹)
-  Transpose: (c) => {
-    const r = c.rank(c.x[0]);
-    const perm = attrInts(c.node, 'perm') ?? iota(r).reverse();
-    const inv = Array<number>(r);
+  Transpose: ({ b, dy, x: [x], rank, ints }) => {
+    const perm = ints('perm') ?? iota(rank(x)).reverse();
+    const inv = Array<number>(perm.length);
     perm.forEach((p, i) => (inv[p] = i));
-    return [c.b.transpose(c.dy, inv)];
+    return [b.transpose(dy, inv)];
   },
 
   // y = broadcast(x): dx = Σ dy over the broadcast axes
-  Expand: (c) => [c.unbroadcast(c.dy, c.x[0]), null],
+  Expand: broadcasting(({ dy }) => [dy, null], [0]),
 
   // y = concat(x₀, x₁, …): dxᵢ = dy[offsetᵢ : offsetᵢ + sizeᵢ] along the axis
   Concat: (c) => {
-    const b = c.b;
-    const dy = c.dy;
-    const n = c.node.inputs.length;
-    const axis = normAxis(attrInt(c.node, 'axis', 0), c.rank(c.y[0]));
-    const lastNeeded = Math.max(-1, ...iota(n).filter((i) => c.needs(i)));
-    let off: number | string = 0;
-    const grads: (string | null)[] = [];
-    for (let i = 0; i <= lastNeeded; i++) {
-      const x = c.node.inputs[i]!;
-      const start = off;
-      if (i < n - 1) {
-        const size = c.shape(x).dims[axis];
-        off = typeof off === 'number' && size != null ? off + size : b.add(typeof off === 'number' ? b.i64([off]) : off, dimVec(c, x, axis));
-      }
-      const vecOf = (v: number | string): Ints => (typeof v === 'number' ? [v] : v);
-      grads.push(c.needs(i) ? slice(c, dy, vecOf(start), i === n - 1 ? [END] : vecOf(off), [axis]) : null);
+    const { b, dy, node, y: [y] } = c;
+    const n = node.inputs.length;
+    const axis = normAxis(c.int('axis', 0), c.rank(y));
+    const vecOf = (v: number | string): Ints => (typeof v === 'number' ? [v] : v);
+    // offsets along the axis: numbers while the sizes are fixed, int64 [1] tensors after a dynamic one
+    const offsets: (number | string)[] = [0];
+    for (const x of node.inputs.slice(0, -1)) {
+      const off = offsets[offsets.length - 1]!;
+      const size = c.shape(x).dims[axis];
+      offsets.push(typeof off === 'number' && size != null ? off + size : b.add(typeof off === 'number' ? b.i64([off]) : off, dimVec(c, x, axis)));
     }
-    return grads;
+    return node.inputs.map((_, i) => () => slice(b, dy, vecOf(offsets[i]!), i === n - 1 ? [END] : vecOf(offsets[i + 1]!), [axis]));
   },
 
   // (y₀, y₁, …) = split(x): dx = concat(dy₀, dy₁, …), zeros for outputs without gradient
   Split: (c) => {
-    const axis = normAxis(attrInt(c.node, 'axis', 0), c.rank(c.x[0]));
-    return [c.b.op('Concat', c.node.outputs.map((_, i) => (c.dyOf(i) ?? c.b.op('Sub', [c.y[i]!, c.y[i]!]))), { axis: A.i(axis) }), null];
+    const axis = normAxis(c.int('axis', 0), c.rank(c.x[0]));
+    return [c.b.op('Concat', c.node.outputs.map((_, i) => dyOrZeros(c, i)), { axis: A.i(axis) }), null];
   },
 
   // y = x[starts:ends:steps]: dx = zeros with dy written back at the sliced positions
@@ -250,9 +189,9 @@ export const shape: Record<string, GradRule> = {
     const dims = c.shape(x).dims;
     const old = b.opset < 10;
     if (!old && (!constOf(c, c.x[1]) || !constOf(c, c.x[2]))) return [sliceGradRuntimeBounds(c)];
-    const starts = (old ? attrInts(c.node, 'starts') : needConst(c, 1, 'starts')) ?? [];
-    const ends = (old ? attrInts(c.node, 'ends') : needConst(c, 2, 'ends')) ?? [];
-    const axes = ((old ? attrInts(c.node, 'axes') : intsArg(c, 3, 'axes')) ?? iota(starts.length)).map((a) => normAxis(a, r));
+    const starts = (old ? c.ints('starts') : needConst(c, 1, 'starts')) ?? [];
+    const ends = (old ? c.ints('ends') : needConst(c, 2, 'ends')) ?? [];
+    const axes = ((old ? c.ints('axes') : intsArg(c, 3, 'axes')) ?? iota(starts.length)).map((a) => normAxis(a, r));
     const steps = (old ? undefined : intsArg(c, 4, 'steps')) ?? axes.map(() => 1);
     let g = c.dy;
     const pads: (number | string)[] = Array<number>(2 * r).fill(0);
@@ -279,7 +218,7 @@ export const shape: Record<string, GradRule> = {
         g = b.op('Gather', [padAxis(c, g, r, a, 0, 1), b.i64(inv)], { axis: A.i(a) });
       }
     }
-    if (pads.some((p) => p !== 0)) g = pad(c, g, vec(c, pads));
+    if (pads.some((p) => p !== 0)) g = pad(c.b, g, vec(c, pads));
     return [g];
   },
 
@@ -289,7 +228,7 @@ export const shape: Record<string, GradRule> = {
     const [x, idx] = [c.x[0], c.x[1]];
     const dy = c.dy;
     const r = c.rank(x);
-    const axis = normAxis(attrInt(c.node, 'axis', 0), r);
+    const axis = normAxis(c.int('axis', 0), r);
     if (b.opset >= 16) {
       // dy: pre + idx.shape + post → pre + [n] + post; idx → [1…, n, 1…] expanded to it
       const dims = iota(r).map((a) => (a === axis ? -1 : dimOr(c, x, a)));
@@ -309,7 +248,7 @@ export const shape: Record<string, GradRule> = {
     const [x, idx] = [c.x[0], c.x[1]];
     const dy = c.dy;
     const r = c.rank(x);
-    const axis = normAxis(attrInt(c.node, 'axis', 0), r);
+    const axis = normAxis(c.int('axis', 0), r);
     if (b.opset >= 16) return [scatterAdd(c, x, idx, dy, axis), null];
     // Before opset 16: dx = Σ_k onehot(idx)[…, k, p, …]·dy[…, k, …] (one-hot axis after the gather axis)
     const oh = oneHot(c, idx, dimVec(c, x, axis), axis + 1);
@@ -317,7 +256,7 @@ export const shape: Record<string, GradRule> = {
     // indices may be shorter than x on the other axes
     const [xd, id] = [c.shape(x).dims, c.shape(idx).dims];
     const ends = xd.map((d, a) => (a !== axis && d != null && id[a] != null ? d - id[a]! : 0));
-    if (ends.some((e) => e > 0)) g = pad(c, g, [...Array<number>(r).fill(0), ...ends]);
+    if (ends.some((e) => e > 0)) g = pad(c.b, g, [...Array<number>(r).fill(0), ...ends]);
     return [g, null];
   },
 
@@ -327,8 +266,8 @@ export const shape: Record<string, GradRule> = {
     const b = c.b;
     const x = c.x[0];
     const r = c.rank(x);
-    const mode = attrString(c.node, 'mode', 'constant');
-    let pads = (b.opset >= 11 ? needConst(c, 1, 'pads') : attrInts(c.node, 'pads') ?? attrInts(c.node, 'paddings')) ?? [];
+    const mode = c.str('mode', 'constant');
+    let pads = (b.opset >= 11 ? needConst(c, 1, 'pads') : c.ints('pads') ?? c.ints('paddings')) ?? [];
     if (b.opset >= 18 && c.x[3]) {
       const axes = needConst(c, 3, 'axes').map((a) => normAxis(a, r));
       const full = Array<number>(2 * r).fill(0);
@@ -338,14 +277,12 @@ export const shape: Record<string, GradRule> = {
     const dy = c.dy;
     if (mode === 'constant') {
       const neg = pads.map((p) => Math.max(0, -p));
-      const g = neg.some((p) => p) ? pad(c, dy, neg) : dy;
+      const g = neg.some((p) => p) ? pad(c.b, dy, neg) : dy;
       const pos = pads.map((p) => Math.max(0, p));
       const ax = iota(r).filter((a) => pos[a] || pos[a + r]);
-      const dx = ax.length ? slice(c, g, ax.map((a) => pos[a]!), ax.map((a) => (pos[a + r] ? -pos[a + r]! : END)), ax) : g;
+      const dx = ax.length ? slice(c.b, g, ax.map((a) => pos[a]!), ax.map((a) => (pos[a + r] ? -pos[a + r]! : END)), ax) : g;
       // the pad value's gradient: everything that did not come from x
-      const dv = c.needs(2)
-        ? b.reshape(b.sub(b.reduce('ReduceSum', dy, iota(r), false), b.reduce('ReduceSum', dx, iota(r), false)), c.shape(c.x[2]).dims.map(() => 1))
-        : null;
+      const dv = () => b.reshape(b.sub(b.reduce('ReduceSum', dy, iota(r), false), b.reduce('ReduceSum', dx, iota(r), false)), c.shape(c.x[2]).dims.map(() => 1));
       return [dx, null, dv, null];
     }
     if (mode !== 'edge' && mode !== 'reflect') throw new Error(`Pad mode '${mode}' has no gradient rule (constant, edge and reflect do)`);
@@ -354,15 +291,15 @@ export const shape: Record<string, GradRule> = {
       const [pb, pe, D] = [pads[a]!, pads[a + r]!, c.shape(x).dims[a]];
       if (!pb && !pe) continue;
       if (pb < 0 || pe < 0 || D == null) throw new Error(`Pad mode '${mode}' gradient needs non-negative pads and a fixed size on axis ${a}`);
-      const terms = [slice(c, g, [pb], [pb + D], [a])];
+      const terms = [slice(c.b, g, [pb], [pb + D], [a])];
       if (mode === 'edge') {
         // y[0..pb) copy x[0], y[pb+D..) copy x[D-1]
-        if (pb) terms.push(padAxis(c, b.reduce('ReduceSum', slice(c, g, [0], [pb], [a]), [a], true), r, a, 0, D - 1));
-        if (pe) terms.push(padAxis(c, b.reduce('ReduceSum', slice(c, g, [pb + D], [END], [a]), [a], true), r, a, D - 1, 0));
+        if (pb) terms.push(padAxis(c, b.reduce('ReduceSum', slice(c.b, g, [0], [pb], [a]), [a], true), r, a, 0, D - 1));
+        if (pe) terms.push(padAxis(c, b.reduce('ReduceSum', slice(c.b, g, [pb + D], [END], [a]), [a], true), r, a, D - 1, 0));
       } else {
         // y[pb-k] = x[k] and y[pb+D-1+k] = x[D-1-k] for k ≥ 1: reversed borders land on x[1..pb] and x[D-1-pe..D-2]
-        if (pb) terms.push(padAxis(c, slice(c, g, [pb - 1], [-END], [a], [-1]), r, a, 1, D - 1 - pb));
-        if (pe) terms.push(padAxis(c, slice(c, g, [pb + D + pe - 1], [pb + D - 1], [a], [-1]), r, a, D - 1 - pe, 1));
+        if (pb) terms.push(padAxis(c, slice(c.b, g, [pb - 1], [-END], [a], [-1]), r, a, 1, D - 1 - pb));
+        if (pe) terms.push(padAxis(c, slice(c.b, g, [pb + D + pe - 1], [pb + D - 1], [a], [-1]), r, a, D - 1 - pe, 1));
       }
       g = b.sum(terms);
     }
@@ -370,16 +307,11 @@ export const shape: Record<string, GradRule> = {
   },
 
   // y = cond ? a : b: da = dy where cond, db = dy elsewhere (each summed back to its shape)
-  Where: (c) => {
-    const b = c.b;
-    const [cond, dy] = [c.x[0], c.dy];
-    const z = zero(c, c.dtype(c.y[0]));
-    return [
-      null,
-      c.needs(1) ? c.unbroadcast(b.op('Where', [cond, dy, z]), c.x[1]) : null,
-      c.needs(2) ? c.unbroadcast(b.op('Where', [cond, z, dy]), c.x[2]) : null,
-    ];
-  },
+  Where: broadcasting((c) => {
+    const { b, dy, x: [cond], y: [y] } = c;
+    const z = zero(c, c.dtype(y));
+    return [null, () => b.where(cond, dy, z), () => b.where(cond, z, dy)];
+  }, [1, 2]),
 
   // y = tile(x, reps): dx = Σ over the copies, dy viewed as [r₀, d₀, r₁, d₁, …] summed on the r axes
   Tile: (c) => {
@@ -394,9 +326,9 @@ export const shape: Record<string, GradRule> = {
   // DCR mode is undone by SpaceToDepth; CRD by the inverse reshape/transpose
   DepthToSpace: (c) => {
     const b = c.b;
-    const bs = attrInt(c.node, 'blocksize', 1);
+    const bs = c.int('blocksize', 1);
     const dy = c.dy;
-    if (attrString(c.node, 'mode', 'DCR') !== 'CRD') return [b.op('SpaceToDepth', [dy], { blocksize: A.i(bs) })];
+    if (c.str('mode', 'DCR') !== 'CRD') return [b.op('SpaceToDepth', [dy], { blocksize: A.i(bs) })];
     const [, C, H, W] = c.shape(c.x[0]).dims;
     if (C == null || (H == null && W == null)) throw new Error('DepthToSpace (CRD) gradient needs fixed channels and one fixed spatial size');
     const t = b.reshape(dy, [0, C / (bs * bs), H ?? -1, bs, W ?? -1, bs]);
@@ -406,6 +338,6 @@ export const shape: Record<string, GradRule> = {
   // SpaceToDepth is undone by DepthToSpace in DCR mode
   SpaceToDepth: (c) => {
     const mode: Record<string, Attr> = c.b.opset >= 11 ? { mode: A.s('DCR') } : {};
-    return [c.b.op('DepthToSpace', [c.dy], { blocksize: A.i(attrInt(c.node, 'blocksize', 1)), ...mode })];
+    return [c.b.op('DepthToSpace', [c.dy], { blocksize: A.i(c.int('blocksize', 1)), ...mode })];
   },
 };
