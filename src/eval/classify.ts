@@ -8,6 +8,7 @@ import { getLabels, getPreprocess, type ImagePreprocess } from '../formats/prepr
 import { decodeImages } from '../data/image.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { GraftError } from '../util/errors.js';
+import { softmax } from '../util/vectors.js';
 
 export interface ClassScore {
   index: number;
@@ -50,15 +51,7 @@ export function outputsProbabilities(g: Graph): boolean {
   return n?.opType === 'Softmax';
 }
 
-export function softmax(x: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < x.length; i++) max = Math.max(max, x[i]!);
-  const out = new Float64Array(x.length);
-  let sum = 0;
-  for (let i = 0; i < x.length; i++) sum += out[i] = Math.exp(x[i]! - max);
-  for (let i = 0; i < x.length; i++) out[i]! /= sum;
-  return out;
-}
+export { softmax };
 
 /** The k largest entries, largest first (ties: lower index first). */
 export function topK(p: ArrayLike<number>, k: number, labels?: string[]): ClassScore[] {

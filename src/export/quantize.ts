@@ -33,6 +33,7 @@ import { isTextClassifierFolder, loadTextClassifier } from '../text/saved.js';
 import { textFeeds } from '../text/encoder.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
+import { argmaxRows } from '../util/vectors.js';
 import { calibrate, qparams, type ActivationType, type CalibrationMethod, type QParams, type Range } from './calibrate.js';
 
 export const QUANTIZATION_METADATA = 'graft.quantization';
@@ -478,16 +479,6 @@ export function classifierFeeds(dir: string, g: Graph, data: CalibrationSet, bat
   return (async function* () {
     for (const imgs of chunks(data.images, batchSize)) yield { [input]: await imagesToTensor(imgs, pre) };
   })();
-}
-
-function argmaxRows(t: Tensor): number[] {
-  const d = t.data as Float32Array, K = t.dims[t.dims.length - 1]!, out: number[] = [];
-  for (let r = 0; r < d.length / K; r++) {
-    let best = 0;
-    for (let k = 1; k < K; k++) if (d[r * K + k]! > d[r * K + best]!) best = k;
-    out.push(best);
-  }
-  return out;
 }
 
 /**

@@ -39,6 +39,7 @@ import { writeReport } from '../eval/report.js';
 import { classificationMetrics, type Metrics } from '../eval/metrics.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
+import { accuracy } from '../util/vectors.js';
 
 /** One candidate's cross-validation: accuracy per held-out fold (absent when skipped). */
 export interface AutoCandidate {
@@ -142,12 +143,6 @@ class Search {
     this.candidates.push(c);
     this.onCandidate?.(c);
   }
-}
-
-function accuracy(pred: readonly number[], y: readonly number[]): number {
-  let ok = 0;
-  pred.forEach((p, i) => { if (p === y[i]) ok++; });
-  return y.length ? ok / y.length : 0;
 }
 
 /** Per fold f: train on the other folds, score on fold f. */

@@ -5,7 +5,7 @@
  * similarity heads, in TypeScript and in ONNX.
  */
 import type { Builder } from '../graph/builder.js';
-import { argmaxRows } from '../train/fit.js';
+import { argmax } from '../util/vectors.js';
 import { GraftError } from '../util/errors.js';
 
 export type HeadKind = 'logistic' | 'mlp' | 'ncm' | 'knn';
@@ -42,10 +42,7 @@ export function classCount(y: ArrayLike<number>): number {
 
 /** The most probable class of each row. */
 export function argmaxProba(P: Float64Array[]): number[] {
-  const K = P[0]?.length ?? 0;
-  const data = new Float64Array(P.length * K);
-  P.forEach((p, i) => data.set(p, i * K));
-  return argmaxRows({ dtype: 'float64', dims: [P.length, K], data });
+  return P.map((p) => argmax(p));
 }
 
 export interface Standardization {

@@ -12,8 +12,8 @@
 import { Graph } from '../graph/graph.js';
 import { A, type Builder } from '../graph/builder.js';
 import { Trainer } from '../train/trainer.js';
-import { stack, labelsTensor, accuracy } from '../train/fit.js';
-import { softmax } from '../eval/classify.js';
+import { stack, labelsTensor } from '../train/fit.js';
+import { softmax, accuracy } from '../util/vectors.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
 import { trainLoop, shuffledBatches, type Callback } from '../train/loop.js';

@@ -13,6 +13,7 @@ import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import type { TextTokenizer } from './tokenizer.js';
 import { KvDecoder, LM_INPUTS, type KvState } from './kv-cache.js';
+import { argmax } from '../util/vectors.js';
 
 export interface SamplingOptions {
   /** 0 (or greedy) picks the most likely token; otherwise logits are divided by it before sampling (default 1). */
@@ -50,11 +51,7 @@ export function isSampling(o: SamplingOptions): boolean {
 /** Pick the next token from one row of logits. */
 export function pickToken(logits: ArrayLike<number>, o: SamplingOptions, rng: Rng): number {
   const n = logits.length;
-  if (!isSampling(o)) {
-    let best = 0;
-    for (let i = 1; i < n; i++) if (logits[i]! > logits[best]!) best = i;
-    return best;
-  }
+  if (!isSampling(o)) return argmax(logits);
   const t = o.temperature ?? 1;
   if (!(t > 0)) throw new GraftError(`temperature must be positive for sampling, got ${t}`);
   let idx = Array.from({ length: n }, (_, i) => i);

@@ -21,7 +21,7 @@ import { readSafetensors } from '../formats/safetensors.js';
 import { Session, type Feeds } from '../runtime/session.js';
 import { Trainer } from '../train/trainer.js';
 import { GraftError } from '../util/errors.js';
-import { softmax } from '../eval/classify.js';
+import { softmax } from '../util/vectors.js';
 import type { TextTokenizer, EncodedBatch } from './tokenizer.js';
 import { hiddenStateOf, textFeeds, LOGITS } from './encoder.js';
 import { runTextEpochs, type TextFinetuneOptions } from './classify.js';

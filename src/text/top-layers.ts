@@ -13,7 +13,7 @@ import { Trainer } from '../train/trainer.js';
 import { GraftError } from '../util/errors.js';
 import { addPooling, addClassifierHead, encoderLayerCount, textFeeds, withWeights, LOGITS, POOLED, type Pooling } from './encoder.js';
 import { gemmFromLogistic, randomHead, runTextEpochs, type TextModel, type TextFinetuneOptions } from './classify.js';
-import { softmax } from '../eval/classify.js';
+import { softmax } from '../util/vectors.js';
 
 /** Unpadded token states of one text below the cut: [length × hidden]. */
 export interface TokenStates {

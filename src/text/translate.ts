@@ -23,6 +23,7 @@ import { seq2seqBatch, type Seq2SeqPair } from './seq2seq.js';
 import { loadTokenizerSync, type TextTokenizer } from './tokenizer.js';
 import { KvDecoder, SEQ2SEQ_INPUTS } from './kv-cache.js';
 import { readTextFile } from '../data/text-table.js';
+import { argmax } from '../util/vectors.js';
 
 export interface Seq2SeqTokens { start: number; eos: number; pad: number }
 
@@ -168,8 +169,7 @@ export class Seq2SeqDecoder {
         const data = y.data as Float32Array;
         const still: number[] = [];
         active.forEach((i, k) => {
-          let best = 0;
-          for (let j = 1; j < v; j++) if (data[k * v + j]! > data[k * v + best]!) best = j;
+          const best = argmax(data.subarray(k * v, (k + 1) * v));
           if (best === t.eos) return;
           out[i]!.push(best);
           still.push(i);
@@ -184,12 +184,6 @@ export class Seq2SeqDecoder {
     await this.session?.release();
     await this.kv?.release();
   }
-}
-
-function argmax(x: Float32Array): number {
-  let best = 0;
-  for (let j = 1; j < x.length; j++) if (x[j]! > x[best]!) best = j;
-  return best;
 }
 
 export interface TranslationConfig {

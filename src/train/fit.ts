@@ -9,6 +9,7 @@ import type { Graph } from '../graph/graph.js';
 import type { Tensor } from '../graph/tensor.js';
 import { Trainer, type TrainerOptions } from './trainer.js';
 import { GraftError } from '../util/errors.js';
+import { argmaxRows, accuracy } from '../util/vectors.js';
 import { upgradeOpset } from '../graph/rewrites.js';
 import { selectTrainable, logitsOf, untieParameters, untieSpec, candidateParams } from './training-graph.js';
 import type { ScheduleSpec } from './schedule.js';
@@ -147,8 +148,8 @@ export function resolveClassWeights(spec: 'balanced' | number[], y: number[], cl
   return counts.map((c) => (c > 0 ? y.length / (present * c) : 1));
 }
 
-/** The number of classes of the model's (first) output, from its declared shape. */
-export function outputClasses(model: Graph, output?: string): number | undefined {
+/** The number of classes the model's (first) output declares in its shape (features/multi-task.ts outputClasses runs the model instead). */
+export function declaredClassCount(model: Graph, output?: string): number | undefined {
   const name = output ?? model.outputs[0]?.name;
   const vi = model.outputs.find((o) => o.name === name) ?? (name ? model.valueInfoOf(name) : undefined);
   const last = vi?.shape?.[vi.shape.length - 1];
@@ -160,7 +161,7 @@ export function trainerOptions(model: Graph, data: { y: number[] }, o: FitOption
   if (!o.classWeights) return o;
   const loss = o.loss ?? { kind: 'cross-entropy' as const };
   if (loss.kind !== 'cross-entropy') throw new GraftError(`class weights apply to the cross-entropy loss, not '${loss.kind}'`);
-  const classes = outputClasses(model, o.output) ?? Math.max(...data.y) + 1;
+  const classes = declaredClassCount(model, o.output) ?? Math.max(...data.y) + 1;
   return { ...o, loss: { ...loss, classWeights: resolveClassWeights(o.classWeights, data.y, classes) } };
 }
 
@@ -382,22 +383,4 @@ export async function predictLabels(trainer: Trainer, model: Graph, xs: Float32A
   return out;
 }
 
-/** The index of the largest value in each row of a [rows, classes] tensor. */
-export function argmaxRows(t: Tensor): number[] {
-  const c = t.dims[1]!;
-  const d = t.data as Float32Array;
-  const out: number[] = [];
-  for (let r = 0; r < t.dims[0]!; r++) {
-    let best = 0;
-    for (let k = 1; k < c; k++) if (d[r * c + k]! > d[r * c + best]!) best = k;
-    out.push(best);
-  }
-  return out;
-}
-
-export function accuracy(pred: number[], y: number[]): number {
-  let ok = 0;
-  pred.forEach((p, i) => (ok += p === y[i] ? 1 : 0));
-  return ok / Math.max(1, y.length);
-}
-
+export { argmaxRows, accuracy } from '../util/vectors.js';
