@@ -109,7 +109,7 @@ program
 
 program
   .command('predict')
-  .description('classify images with a saved classifier (a folder written by `graft train --mode features`, or any model recording its preprocessing)')
+  .description('classify images with a saved classifier (a folder written by `graft train`, or any model recording its preprocessing)')
   .requiredOption('--model <path>', 'the classifier folder (model.onnx inside) or an .onnx file')
   .argument('<inputs...>', 'image files, or texts for a text classifier folder')
   .option('--top <k>', 'classes to report per image', '3')

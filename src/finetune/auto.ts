@@ -208,7 +208,7 @@ export async function trainAuto(model: Graph | string, data: LabelledImages, o: 
     const keep = split.train.map((_, j) => j).filter((j) => !bad.has(j));
     const X = keep.map((j) => feats[j]!), y = keep.map((j) => data.labels[split.train[j]!]!);
     const k = foldCount(y, o.folds ?? 5);
-    if (!k) throw new GraftError('--mode auto needs at least 2 training examples of every class to cross-validate', 'raise --labels-per-class, or pick a mode with --mode features|finetune');
+    if (!k) throw new GraftError('graft train auto needs at least 2 training examples of every class to cross-validate', 'raise --labels-per-class, or pick a method: graft train features|images');
     const fold = stratifiedFolds(y, k, seed);
     await search.run('features', 'frozen-feature logistic head', () => perFold(fold, k, async (tr, va) => {
       const m = (await fitCV(tr.map((i) => X[i]!), tr.map((i) => y[i]!), { numClasses: K, seed, ...(o.features?.grid ? { grid: o.features.grid } : {}) })).model;
@@ -257,10 +257,10 @@ export async function trainAuto(model: Graph | string, data: LabelledImages, o: 
 /** report.json / report.html in `out`: the chosen method's metrics, every candidate's fold scores and the reason. */
 export function writeAutoReport(out: string, selection: AutoSelection, training: unknown, shown: Metrics | undefined, split: string, model: string): void {
   if (!shown) return;
-  const details: Record<string, string | number> = { split, 'chosen by --mode auto': selection.chosen, reason: selection.reason, folds: `${selection.folds} (stratified, of the ${selection.trainExamples} training examples)` };
+  const details: Record<string, string | number> = { split, 'chosen by graft train auto': selection.chosen, reason: selection.reason, folds: `${selection.folds} (stratified, of the ${selection.trainExamples} training examples)` };
   for (const c of selection.candidates)
     details[`candidate ${c.method}`] = c.folds ? `${c.description}: mean fold accuracy ${c.mean!.toFixed(4)} [${c.folds.map((a) => a.toFixed(3)).join(', ')}] (${c.seconds.toFixed(1)} s)` : `${c.description}: skipped (${c.skipped})`;
-  writeReport(join(out, 'report.html'), shown, { title: `Graft classifier (--mode auto chose ${selection.chosen}): ${split} split`, model, details, extra: { auto: selection, training } });
+  writeReport(join(out, 'report.html'), shown, { title: `Graft classifier (graft train auto chose ${selection.chosen}): ${split} split`, model, details, extra: { auto: selection, training } });
 }
 
 // ───────────────────────────── text ─────────────────────────────
@@ -311,7 +311,7 @@ export async function trainTextAuto(m: TextModel, texts: readonly string[], y: n
   const maxLength = o.maxLength ?? Math.min(128, m.tokenizer.modelMaxLength);
   const quiet = () => {};
   const k = foldCount(y, o.folds ?? 5);
-  if (!k) throw new GraftError('--mode auto needs at least 2 training texts of every class to cross-validate', 'raise --labels-per-class, or pick a mode with --mode features|finetune|setfit');
+  if (!k) throw new GraftError('graft train auto needs at least 2 training texts of every class to cross-validate', 'raise --labels-per-class, or pick a method: graft train text [--finetune] or graft train setfit');
   const fold = stratifiedFolds(y, k, seed);
   const extractor = new TextFeatureExtractor(m, pooling);
   const exclude = new Set(o.exclude ?? []);

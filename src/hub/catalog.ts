@@ -144,7 +144,7 @@ export const CATALOG: readonly CatalogEntry[] = [
     files: [{ path: 'onnx/model.onnx', approxSize: '88.5 MB' }, { path: 'config.json' }, { path: 'preprocessor_config.json' }],
     input: '3×224×224 (pixel_values)',
     preprocessing: 'from preprocessor_config.json: shorter side to 256, centre crop 224, /255, ImageNet mean/std',
-    notes: 'a feature extractor: use it with `graft train --mode features` (there is no classifier to fine-tune)',
+    notes: 'a feature extractor: use it with `graft train features` (there is no classifier to fine-tune)',
   },
   {
     name: 'bert-base',
