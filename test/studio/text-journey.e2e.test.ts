@@ -118,13 +118,18 @@ test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try
     const zipPath = join(tmp, 'classifier.zip');
     await (await dlZip).saveAs(zipPath);
     await b.shot('export');
-    const dir = join(tmp, 'classifier');
-    for (const [name, bytes] of Object.entries(unzipSync(readFileSync(zipPath)))) {
+    const unzipped = join(tmp, 'classifier');
+    const entries = Object.entries(unzipSync(readFileSync(zipPath)));
+    for (const [name, bytes] of entries) {
       if (name.endsWith('/')) continue;
-      const path = insideFolder(dir, name, 'zip entry');
+      const path = insideFolder(unzipped, name, 'zip entry');
       mkdirSync(dirname(path), { recursive: true });
       writeFileSync(path, bytes);
     }
+    // the classifier folder: the zip's root, or the one folder holding model.onnx
+    const modelEntry = entries.map(([n]) => n).find((n) => n === 'model.onnx' || n.endsWith('/model.onnx'));
+    assert.ok(modelEntry, `the zip holds a model.onnx (${entries.map(([n]) => n).join(', ')})`);
+    const dir = join(unzipped, dirname(modelEntry));
     assert.deepEqual(readFileSync(join(dir, 'model.onnx')), readFileSync(onnxPath), 'the zip holds the same model.onnx');
     const [p] = await predictTexts(loadTextClassifier(dir), [typed], { top: 2 });
     assert.equal(p!.top[0]!.label, shown[0]![0], 'the downloaded classifier gives the page\'s top class');

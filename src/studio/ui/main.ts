@@ -171,18 +171,18 @@ async function renderData(): Promise<void> {
     await refreshProject();
   }));
   fill(section, h('h3', {}, p.kind === 'image' ? '1. Examples' : '1. Examples'), addClass, classes,
-    p.kind === 'image' ? [persistentPanels(p).webcam, persistentPanels(p).folder] : tableImport(p));
+    p.kind === 'image' ? [persistentPanels(p).webcam, persistentPanels(p).folder] : persistentPanels(p).table);
 }
 
 /**
  * The webcam and folder panels live as long as the project is open (re-rendering the classes must
  * not stop a running webcam or close an open panel); only the class choices are refreshed.
  */
-let panels: { pid: string; webcam: HTMLElement; folder: HTMLElement; select: HTMLSelectElement } | null = null;
-function persistentPanels(p: Project): { webcam: HTMLElement; folder: HTMLElement } {
+let panels: { pid: string; webcam: HTMLElement; folder: HTMLElement; table: HTMLElement; select: HTMLSelectElement } | null = null;
+function persistentPanels(p: Project): { webcam: HTMLElement; folder: HTMLElement; table: HTMLElement } {
   if (panels?.pid !== p.id) {
     const select = h('select', { id: 'webcam-class', 'data-testid': 'webcam-class-select' });
-    panels = { pid: p.id, webcam: webcamPanel(select), folder: folderImport(), select };
+    panels = { pid: p.id, webcam: webcamPanel(select), folder: folderImport(), table: tableImport(), select };
   }
   const keep = panels.select.value;
   fill(panels.select, p.classes.map((c) => h('option', { value: c.id, selected: c.id === keep }, c.name)));
@@ -277,7 +277,7 @@ async function uploadImages(p: Project, c: ClassInfo, files: File[]): Promise<vo
 }
 
 function webcamPanel(select: HTMLSelectElement): HTMLElement {
-  const video = h('video', { id: 'webcam-video', autoplay: true, muted: true, playsinline: true, width: 240, height: 180, 'data-testid': 'webcam-video' });
+  const video = h('video', { id: 'webcam-video', autoplay: true, muted: true, playsinline: true, width: 240, height: 180, hidden: true, 'data-testid': 'webcam-video' });
   const capture = h('button', { type: 'button', disabled: true, 'data-testid': 'webcam-capture-button', onclick: guarded(async () => {
     const p = state.project!;
     const c = p.classes.find((x) => x.id === select.value);
@@ -290,9 +290,11 @@ function webcamPanel(select: HTMLSelectElement): HTMLElement {
       stopWebcam();
       start.textContent = 'Start webcam';
       capture.disabled = true;
+      video.hidden = true;
       return;
     }
     await startWebcam(video);
+    video.hidden = false;
     start.textContent = 'Stop webcam';
     capture.disabled = false;
   }) }, 'Start webcam');
@@ -344,7 +346,7 @@ function importSummary(r: ImportResult): string {
   return `Imported ${r.added} examples${r.classesCreated.length ? `; new classes: ${r.classesCreated.join(', ')}` : ''}${r.skipped.length ? `; skipped ${r.skipped.length} (${r.skipped.slice(0, 3).map((s) => `${s.file ?? `row ${s.row}`}: ${s.reason}`).join('; ')})` : ''}.`;
 }
 
-function tableImport(p: Project): HTMLElement {
+function tableImport(): HTMLElement {
   const file = h('input', { type: 'file', id: 'table-file', accept: '.csv,.tsv,.jsonl,.txt,text/csv,text/tab-separated-values', 'data-testid': 'table-file-input' });
   const textCol = h('input', { id: 'table-text-col', placeholder: 'auto', size: 10, 'data-testid': 'table-text-column' });
   const labelCol = h('input', { id: 'table-label-col', placeholder: 'auto', size: 10, 'data-testid': 'table-label-column' });
@@ -364,7 +366,7 @@ function tableImport(p: Project): HTMLElement {
     body.append('file', f, f.name);
     result.textContent = 'Importing…';
     try {
-      result.textContent = importSummary(await api<ImportResult>('POST', `/api/projects/${p.id}/import/table`, body));
+      result.textContent = importSummary(await api<ImportResult>('POST', `/api/projects/${state.project!.id}/import/table`, body));
     } catch (e) {
       result.textContent = '';
       throw e;
