@@ -24,6 +24,8 @@ test('graft train --mode finetune --top-blocks on IDX data, then predict and eva
     assert.equal(r.cut, 'MobilenetV2/expanded_conv_16/project/add_fold_1');
     assert.ok(r.examples.train > 0 && r.test.accuracy > 0.2, stdout);
     assert.ok(r.export.maxAbsDiff <= 1e-4 && existsSync(join(out, 'model.onnx')) && existsSync(join(out, 'labels.json')));
+    // the same files as every train subcommand: the report beside the model
+    for (const f of ['report.html', 'report.json']) assert.ok(existsSync(join(out, f)), f);
     const ev = await graft(['eval', '--model', out, '--data', data, '--max-per-class', '3', '--json']);
     const m = (JSON.parse(ev.stdout) as { metrics: { n: number; accuracy: number } }).metrics;
     assert.equal(m.n, 30);
