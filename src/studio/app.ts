@@ -57,6 +57,8 @@ export interface Studio {
   runner: Runner;
   registry: ModelRegistry;
   dataDir: string;
+  /** Every route the app has (method and URL pattern), as registered: for checks and documentation. */
+  routes: { method: string; url: string }[];
   close(): Promise<void>;
 }
 
@@ -135,6 +137,8 @@ async function buildStudio(o: StudioOptions, dataDir: string, db: StudioDb, unlo
   const maxFile = Math.floor((o.maxFileMb ?? 10) * 1024 * 1024);
   const maxFiles = o.maxFiles ?? 200;
   const app = await createServer({ ...(o.host ? { host: o.host } : {}), ...(o.token ? { token: o.token } : {}), bodyLimitMb: 32, maxInputs: 64, title: 'Graft Studio' });
+  const routes: { method: string; url: string }[] = [];
+  app.addHook('onRoute', (r) => { for (const m of [r.method].flat()) routes.push({ method: m, url: r.url }); });
 
   // A browser cannot put a bearer token on <img src>, EventSource or a download link: on GET/HEAD a
   // `?token=` in the URL counts as the Authorization header (never for state changes, which the page sends with the header).
@@ -699,7 +703,7 @@ async function buildStudio(o: StudioOptions, dataDir: string, db: StudioDb, unlo
 
   runner.recover();
   return {
-    app, db, runner, registry, dataDir,
+    app, db, runner, registry, dataDir, routes,
     async close() {
       await app.close();
       try {

@@ -3,7 +3,7 @@
  * uploads, the MNIST network's frozen features): create, upload, list with thumbnails and counts,
  * train (live over server-sent events), evaluation plausible and consistent, predict through graft
  * serve's route, explain, export (the zip holds the classifier folder; its ONNX agrees with the server),
- * and the safety rules (ids that are not ids, non-images, oversize files, cross-origin writes).
+ * and the safety rules (ids that are not ids, non-images, oversize files, cross-origin writes, explanations at once).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,7 +37,7 @@ async function readEvents(url: string): Promise<[string, any][]> {
 
 test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict, explain, export; safety rules', { skip }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'graft-studio-image-'));
-  const s = await createStudio({ dataDir: dir, uiDir: null, maxFileMb: 0.05, maxFiles: 30 });
+  const s = await createStudio({ dataDir: dir, uiDir: null, maxFileMb: 0.05, maxFiles: 30, maxExplains: 1 });
   try {
     const p = (await json(s, 'POST', '/api/projects', { name: 'Fashion', kind: 'image' })).body;
     assert.match(p.id, /^p[a-z0-9]+$/);
@@ -134,6 +134,10 @@ test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict
     const ex = await json(s, 'POST', `/api/runs/${rid}/explain`, { exampleId: list.examples[3].id });
     assert.equal(ex.status, 200, JSON.stringify(ex.body));
     assert.match(ex.body.overlayUrl, /^data:image\/png;base64,/);
+    // explanations run on the server's thread: with room for one at a time, a second at once is refused (503)
+    const twice = await Promise.all([0, 1].map(() => json(s, 'POST', `/api/runs/${rid}/explain`, { exampleId: list.examples[3].id })));
+    assert.deepEqual(twice.map((r) => r.status).sort(), [200, 503], JSON.stringify(twice.map((r) => r.body)));
+    assert.match(twice.find((r) => r.status === 503)!.body.message, /explanations/);
 
     // cancel a running training: fine-tuning with checkpoints, stopped after its first epoch
     const long = (await json(s, 'POST', `/api/projects/${p.id}/runs`, { backbone: 'local:models/onnxjs-demo/mnist.onnx', method: 'finetune', settings: { epochs: 200 } })).body;
