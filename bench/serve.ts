@@ -5,9 +5,11 @@
  * --max-delay-ms 5) and off (--max-batch 1); p50/p99 latency and requests/s.
  *
  * The peer: plain onnxruntime-node in this process, one InferenceSession on the same model.onnx with
- * the same threads, and C concurrent async callers, each looping `await session.run()` on ONE
- * pre-decoded image (a [1, C, H, W] tensor made once, before timing): no HTTP, no JPEG decoding, no
- * batching. Target: batched `graft serve` throughput ≥ 80 % of the peer's at 32 clients.
+ * the same session options as the server's (intra-op threads, graph optimization 'all', pool threads
+ * not spinning), and C concurrent async callers, each looping `await session.run()` on ONE pre-decoded
+ * image (a [1, C, H, W] tensor made once, before timing): no HTTP, no JPEG decoding, no batching.
+ * Target: batched `graft serve` throughput ≥ 80 % of the peer's at 32 clients. A second peer row uses
+ * onnxruntime's default spinning (threads spin-wait between runs), for reference.
  *
  * The model: a feature classifier (logistic head) on the Coral MobileNetV2 (224×224, 1280-d features)
  * fitted here on 10 Fashion-MNIST classes × 8 images, when ../shared has both; else the bundled MNIST
@@ -15,6 +17,9 @@
  * --side px (default 256) as JPEG quality 85, decoded and fitted by the server per request.
  *
  * Rounds are interleaved (peer, batched, unbatched, peer, …) and each row reports the median round.
+ * CPU time per request is measured too (the server process's user + system time from /proc, the
+ * peer's from process.cpuUsage): on a shared, loaded machine, requests/s follow the neighbours' load,
+ * while CPU per request does much less.
  *
  *   npx tsx bench/serve.ts                       # 3 rounds × 10 s per configuration, 32 clients, 2 threads
  *   npx tsx bench/serve.ts --duration 5 --rounds 1 --connections 8 --threads 1
@@ -91,8 +96,8 @@ async function requestImage(): Promise<Buffer> {
   return src.resize(side, side, { fit: 'cover' }).jpeg({ quality: 85 }).toBuffer();
 }
 
-/** Start `graft serve` (the TypeScript sources, as the tests do) and return its URL. */
-function startServer(dir: string, maxBatch: number): Promise<string> {
+/** Start `graft serve` (the TypeScript sources, as the tests do) and return its URL and process id. */
+function startServer(dir: string, maxBatch: number): Promise<{ url: string; pid: number }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'src/cli/main.ts'), '--threads', String(threads), 'serve', `m=${dir}`, '--port', '0',
     '--max-batch', String(maxBatch), '--max-delay-ms', String(maxDelay), '--max-queue', '4096'], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
@@ -102,20 +107,30 @@ function startServer(dir: string, maxBatch: number): Promise<string> {
     child.stdout!.on('data', (d) => {
       out += d;
       const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) res(m[1]!);
+      if (m) res({ url: m[1]!, pid: child.pid! });
     });
     child.on('exit', (code) => rej(new Error(`graft serve exited (${code}): ${err}`)));
   });
 }
 
-interface Row { p50: number; p99: number; rps: number; errors: number; batch?: number }
+interface Row { p50: number; p99: number; rps: number; errors: number; batch?: number; cpuMs?: number }
 
-async function load(url: string, body: Buffer, seconds: number): Promise<Row> {
+/** CPU time (user + system, all threads) of a process so far, ms: /proc/PID/stat's utime and stime (100 ticks/s). */
+function cpuMsOf(pid: number): number {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+async function load(server: { url: string; pid: number }, body: Buffer, seconds: number): Promise<Row> {
+  const url = server.url;
+  const c0 = cpuMsOf(server.pid);
   const r = await autocannon({
     url: `${url}/v1/models/m/predict?top=1`, method: 'POST', connections, duration: seconds,
     headers: { 'content-type': 'image/jpeg' }, body,
   });
-  return { p50: r.latency.p50, p99: r.latency.p99, rps: r.requests.total / r.duration, errors: r.non2xx + r.errors + r.timeouts };
+  const cpu = cpuMsOf(server.pid) - c0;
+  return { p50: r.latency.p50, p99: r.latency.p99, rps: r.requests.total / r.duration, errors: r.non2xx + r.errors + r.timeouts, cpuMs: cpu / Math.max(1, r.requests.total) };
 }
 
 async function stats(url: string): Promise<{ runs: number; inputs: number }> {
@@ -126,6 +141,7 @@ async function stats(url: string): Promise<{ runs: number; inputs: number }> {
 /** The peer: `connections` concurrent callers on one session, each running one pre-decoded image at a time. */
 async function peer(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, seconds: number): Promise<Row> {
   const lat: number[] = [];
+  const c0 = process.cpuUsage();
   const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: connections }, async () => {
@@ -136,9 +152,10 @@ async function peer(session: ort.InferenceSession, feeds: Record<string, ort.Ten
     }
   }));
   const secs = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
   lat.sort((a, b) => a - b);
   const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
-  return { p50: q(0.5), p99: q(0.99), rps: lat.length / secs, errors: 0 };
+  return { p50: q(0.5), p99: q(0.99), rps: lat.length / secs, errors: 0, cpuMs: (c.user + c.system) / 1000 / lat.length };
 }
 
 const median = (rows: Row[]): Row => [...rows].sort((a, b) => a.rps - b.rps)[Math.floor(rows.length / 2)]!;
@@ -148,40 +165,50 @@ const body = await requestImage();
 const model = loadModel(dir);
 const pre = getPreprocess(model)!;
 const x = await prepareImage({ name: 'bench', bytes: body }, pre);
-const session = await ort.InferenceSession.create(readFileSync(join(dir, 'model.onnx')), sessionOptions({ threads }));
+const modelBytes = readFileSync(join(dir, 'model.onnx'));
+const session = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads, config: { 'session.intra_op.allow_spinning': '0' } }));
+const spinning = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads }));
 const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', x, [1, pre.channels, pre.height, pre.width]) };
-const [batchedUrl, aloneUrl] = [await startServer(dir, 32), await startServer(dir, 1)];
+const [batched, alone] = [await startServer(dir, 32), await startServer(dir, 1)];
 // warm-up: both servers and the peer, 2 s each
-await load(batchedUrl, body, 2);
-await load(aloneUrl, body, 2);
+await load(batched, body, 2);
+await load(alone, body, 2);
 await peer(session, feeds, 2);
+await peer(spinning, feeds, 2);
 
-const res: Record<'peer' | 'batched' | 'unbatched', Row[]> = { peer: [], batched: [], unbatched: [] };
+const res: Record<'peer' | 'spinning' | 'batched' | 'unbatched', Row[]> = { peer: [], spinning: [], batched: [], unbatched: [] };
 const load0 = loadavg()[0]!;
 for (let r = 0; r < rounds; r++) {
   res.peer.push(await peer(session, feeds, duration));
-  const s0 = await stats(batchedUrl);
-  const b = await load(batchedUrl, body, duration);
-  const s1 = await stats(batchedUrl);
+  const s0 = await stats(batched.url);
+  const b = await load(batched, body, duration);
+  const s1 = await stats(batched.url);
   res.batched.push({ ...b, batch: (s1.inputs - s0.inputs) / Math.max(1, s1.runs - s0.runs) });
-  res.unbatched.push(await load(aloneUrl, body, duration));
-  process.stderr.write(`round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${b.rps.toFixed(1)}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s\n`);
+  res.unbatched.push(await load(alone, body, duration));
+  res.spinning.push(await peer(spinning, feeds, duration));
+  process.stderr.write(`round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${b.rps.toFixed(1)}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s, spinning peer ${res.spinning[r]!.rps.toFixed(1)}/s\n`);
 }
 const load1 = loadavg()[0]!;
 await session.release();
+await spinning.release();
 
-const p = median(res.peer), b = median(res.batched), u = median(res.unbatched);
+const p = median(res.peer), b = median(res.batched), u = median(res.unbatched), sp = median(res.spinning);
 const fmt = (v: number) => v.toFixed(1);
 console.log(`\ngraft serve under load, ${new Date().toISOString().slice(0, 10)}: ${connections} concurrent clients, ${duration} s × ${rounds} rounds (median round), onnxruntime threads ${threads}`);
 console.log(`model: ${what}; request: ${side}×${side} JPEG, ${body.length} bytes`);
 console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}); load average ${load0.toFixed(2)} before, ${load1.toFixed(2)} after`);
 console.log('');
-console.log('| configuration | requests/s | p50 ms | p99 ms | errors | mean batch |');
-console.log('|---|---:|---:|---:|---:|---:|');
-console.log(`| graft serve, batching on (--max-batch 32, --max-delay-ms ${maxDelay}) | ${fmt(b.rps)} | ${fmt(b.p50)} | ${fmt(b.p99)} | ${b.errors} | ${b.batch?.toFixed(1)} |`);
-console.log(`| graft serve, batching off (--max-batch 1) | ${fmt(u.rps)} | ${fmt(u.p50)} | ${fmt(u.p99)} | ${u.errors} | 1 |`);
-console.log(`| peer: onnxruntime-node in-process, ${connections} callers × batch 1, pre-decoded input | ${fmt(p.rps)} | ${fmt(p.p50)} | ${fmt(p.p99)} | 0 | 1 |`);
+console.log('| configuration | requests/s | p50 ms | p99 ms | errors | mean batch | CPU ms / request |');
+console.log('|---|---:|---:|---:|---:|---:|---:|');
+console.log(`| graft serve, batching on (--max-batch 32, --max-delay-ms ${maxDelay}) | ${fmt(b.rps)} | ${fmt(b.p50)} | ${fmt(b.p99)} | ${b.errors} | ${b.batch?.toFixed(1)} | ${fmt(b.cpuMs!)} |`);
+console.log(`| graft serve, batching off (--max-batch 1) | ${fmt(u.rps)} | ${fmt(u.p50)} | ${fmt(u.p99)} | ${u.errors} | 1 | ${fmt(u.cpuMs!)} |`);
+console.log(`| peer: onnxruntime-node in-process, ${connections} callers × batch 1, pre-decoded input, server's session options | ${fmt(p.rps)} | ${fmt(p.p50)} | ${fmt(p.p99)} | 0 | 1 | ${fmt(p.cpuMs!)} |`);
+console.log(`| (reference) the same peer with onnxruntime's default spin-waiting threads | ${fmt(sp.rps)} | ${fmt(sp.p50)} | ${fmt(sp.p99)} | 0 | 1 | ${fmt(sp.cpuMs!)} |`);
 console.log('');
 const ratio = b.rps / p.rps;
 console.log(`batched / peer throughput: ${(100 * ratio).toFixed(1)} % (target ≥ 80 %: ${ratio >= 0.8 ? 'met' : 'missed'}); unbatched / peer: ${(100 * u.rps / p.rps).toFixed(1)} %`);
+// per round: each configuration's ratio to the peer measured just before it (drift in the machine's load cancels less across rounds)
+const per = res.batched.map((r, i) => r.rps / res.peer[i]!.rps).sort((x, y) => x - y);
+console.log(`batched / peer per round: ${per.map((v) => (100 * v).toFixed(0) + ' %').join(', ')} (median ${(100 * per[Math.floor(per.length / 2)]!).toFixed(1)} %)`);
+console.log(`CPU time per request, peer / batched: ${(100 * p.cpuMs! / b.cpuMs!).toFixed(1)} % (on an otherwise idle machine, where both are CPU-bound, the throughput ratio tends to this)`);
 process.exit(0);

@@ -42,6 +42,9 @@ export async function serveAction(models: string[], o: ServeFlags): Promise<void
   // loaded here, not at the top: other commands do not pay for Fastify's start-up
   const { createServer, predictRoutes } = await import('../server/app.js');
   const { ModelRegistry } = await import('../server/registry.js');
+  // one libvips thread per image: concurrent requests decode in parallel on libuv's pool instead of
+  // each image spreading over every core, against onnxruntime's threads
+  (await import('sharp')).default.concurrency(1);
   // the safety checks (host, token) run before any model is loaded
   const app = await createServer({ host: o.host, ...(token ? { token } : {}), bodyLimitMb, maxInputs, ...(o.log ? { logger: { level: 'info' } } : {}) });
   const registry = new ModelRegistry({ batching: { maxBatch, maxDelayMs, maxQueue } });

@@ -112,7 +112,7 @@ export interface PredictOptions {
 export interface RegistryOptions {
   /** Batching per model (see BatcherOptions). */
   batching?: BatcherOptions;
-  /** onnxruntime settings for every session (threads, device). */
+  /** onnxruntime settings for every session (threads, device; spinning is off unless `config` turns it on). */
   runtime?: RuntimeOptions;
   /** Largest image accepted, in pixels as declared by its header (default 40 megapixels). */
   maxPixels?: number;
@@ -141,7 +141,9 @@ export class ServedModel {
     checkModelName(name);
     if (!existsSync(dir)) throw new GraftError(`model not found: ${dir}`);
     const maxPixels = o.maxPixels ?? DEFAULT_MAX_PIXELS;
-    const runtime = o.runtime ?? {};
+    // onnxruntime's pool threads do not spin-wait between runs: a server is idle between batches, and
+    // spinning threads burn the cores that decoding, HTTP and the next batch need (measured: docs/serve.md)
+    const runtime: RuntimeOptions = { ...o.runtime, config: { 'session.intra_op.allow_spinning': '0', ...o.runtime?.config } };
     if (statSync(dir).isDirectory() && isTextClassifierFolder(dir)) {
       const c = loadTextClassifier(dir);
       const session = await Session.fromGraph(c.graph, runtime, `${name} (${dir})`);
