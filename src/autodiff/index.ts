@@ -6,4 +6,4 @@ export { gradCheck, weightedSumGradGraph, promoteToInputs } from './grad-graph.j
 export { checkModel, modelGradients, type ModelCheck } from './check-model.js';
 export { probeShapes, type ShapeMap } from './shapes.js';
 export { RULES, hasRule } from './rules/index.js';
-export { type GradRule, type GradCtx, NoGradientRule } from './rule.js';
+export { type GradRule, type GradCtx, type Grad, broadcasting, NoGradientRule } from './rule.js';
