@@ -168,8 +168,7 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     await b.shot('export');
     if (process.env['GRAFT_STUDIO_SCREENSHOT'] === '1') {
       await page.evaluate(() => window.scrollTo(0, 0));
-      await page.setViewportSize({ width: 1280, height: 1500 });
-      await page.screenshot({ path: resolve(import.meta.dirname, '..', '..', 'docs', 'studio.png') });
+      await page.screenshot({ path: resolve(import.meta.dirname, '..', '..', 'docs', 'studio.png'), fullPage: true });
     }
     const bytes = readFileSync(onnxPath);
     const graph = decodeOnnx(bytes);
