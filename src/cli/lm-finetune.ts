@@ -2,7 +2,6 @@
  * `graft lm-finetune`: fine-tune a causal language model folder (GPT-2-style, ONNX + tokenizer) on a
  * text corpus, report held-out perplexity before and after, and save a model folder `graft generate` reads.
  */
-import cliProgress from 'cli-progress';
 import { join } from 'node:path';
 import { loadModelFolder } from '../text/model-folder.js';
 import { readCorpus } from '../text/lm-corpus.js';
@@ -10,10 +9,12 @@ import { makeWindows, perplexity, finetuneLm, saveTextModelFolder } from '../tex
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { int, num } from './parse.js';
+import { checkpointsOf } from './train-common.js';
 
 export interface LmFinetuneFlags {
   model: string; data: string; out: string; textColumn?: string; epochs: string; batchSize: string; lr: string;
   window?: string; valFraction: string; maxSteps?: string; seed: string; json?: boolean;
+  checkpointDir?: string; resume?: boolean; keepCheckpoints?: string;
 }
 
 export async function lmFinetuneCommand(o: LmFinetuneFlags) {
@@ -35,18 +36,12 @@ export async function lmFinetuneCommand(o: LmFinetuneFlags) {
   log(`${docs.length} documents: ${docs.length - nVal} for training (${trainW.length} windows of ${window} tokens), ${nVal} held out`);
   const before = valW.length ? await perplexity(m.graph, valW, { pad: tok.padId }) : undefined;
   if (before) log(`held-out perplexity before: ${before.perplexity.toFixed(2)}`);
-  const bar = o.json ? undefined : new cliProgress.SingleBar({ format: 'training [{bar}] {value}/{total} steps | loss {loss}', hideCursor: true }, cliProgress.Presets.shades_classic);
-  let started = false;
+  const checkpoints = checkpointsOf(o);
   const tr = await finetuneLm(m.graph, trainW, {
     epochs: int(o.epochs, '--epochs'), batchSize: int(o.batchSize, '--batch-size'), lr: num(o.lr, '--lr'), seed: int(o.seed, '--seed'), pad: tok.padId,
     ...(o.maxSteps !== undefined ? { maxSteps: int(o.maxSteps, '--max-steps') } : {}),
-    onStep: (s) => {
-      if (!bar) return;
-      if (!started) { bar.start(s.steps, 0, { loss: '-' }); started = true; }
-      bar.update(s.step, { loss: s.loss.toFixed(3) });
-    },
+    ...checkpoints, progress: { quiet: !!o.json },
   });
-  bar?.stop();
   const trained = tr.toGraph();
   await tr.release();
   const after = valW.length ? await perplexity(trained, valW, { pad: tok.padId }) : undefined;

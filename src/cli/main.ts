@@ -176,6 +176,9 @@ program
   .option('--max-steps <n>', 'stop after this many steps')
   .option('--seed <n>', 'random seed', '0')
   .option('--json', 'print a JSON summary')
+  .option('--checkpoint-dir <dir>', 'write a checkpoint per epoch into this folder (weights, optimizer, schedule and shuffling state)')
+  .option('--resume', 'continue from the newest checkpoint in --checkpoint-dir: the same weights, bit for bit, as a run never interrupted')
+  .option('--keep-checkpoints <n>', 'keep only the newest N checkpoints')
   .action(lmFinetuneCommand);
 
 program
@@ -205,6 +208,10 @@ program
   .option('--random-init', 're-initialize every weight (the from-scratch baseline)')
   .option('--seed <n>', 'random seed', '0')
   .option('--json', 'print a JSON summary')
+  .option('--checkpoint-dir <dir>', 'write a checkpoint every --checkpoint-every steps into this folder (weights, optimizer, schedule and shuffling state)')
+  .option('--checkpoint-every <n>', 'steps between checkpoints (default: one pass over the training pairs)')
+  .option('--resume', 'continue from the newest checkpoint in --checkpoint-dir: the same weights, bit for bit, as a run never interrupted')
+  .option('--keep-checkpoints <n>', 'keep only the newest N checkpoints')
   .action(translateTrainCommand);
 
 program

@@ -3,7 +3,6 @@
  * decoder folder (GPT-2-style) with new cross-attention, fine-tune it on parallel JSONL, report
  * held-out loss and BLEU, and save a folder `graft translate` reads.
  */
-import cliProgress from 'cli-progress';
 import { loadModelFolder } from '../text/model-folder.js';
 import { buildSeq2Seq, reinitialize, type Seq2SeqPair } from '../text/seq2seq.js';
 import { trainSeq2Seq, seq2seqLoss, Seq2SeqDecoder, readParallelJsonl, saveTranslationFolder } from '../text/translate.js';
@@ -11,10 +10,12 @@ import { corpusBleu, formatBleu } from '../text/bleu.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { int, num } from './parse.js';
+import { checkpointsOf } from './train-common.js';
 
 export interface TranslateTrainFlags {
   encoder: string; decoder: string; data: string; sourceField: string; targetField: string; out: string;
   steps: string; batchSize: string; lr: string; maxLength: string; maxPairs?: string; valCount: string; seed: string; randomInit?: boolean; json?: boolean;
+  checkpointDir?: string; resume?: boolean; keepCheckpoints?: string; checkpointEvery?: string;
 }
 
 export async function translateTrainCommand(o: TranslateTrainFlags) {
@@ -48,14 +49,12 @@ export async function translateTrainCommand(o: TranslateTrainFlags) {
   const T = { start: eos, eos, pad: tok.padId };
   let model = buildSeq2Seq(enc.graph, dec.graph, { seed });
   if (o.randomInit) model = reinitialize(model, { seed: seed + 1 });
-  const bar = o.json ? undefined : new cliProgress.SingleBar({ format: 'training [{bar}] {value}/{total} steps | loss {loss}', hideCursor: true }, cliProgress.Presets.shades_classic);
   const steps = int(o.steps, '--steps');
-  bar?.start(steps, 0, { loss: '-' });
   const tr = await trainSeq2Seq(model, train, T, {
     steps, batchSize: int(o.batchSize, '--batch-size'), lr: num(o.lr, '--lr'), seed,
-    onStep: (s) => bar?.update(s.step, { loss: s.loss.toFixed(3) }),
+    ...checkpointsOf(o), ...(o.checkpointEvery !== undefined ? { checkpointEvery: int(o.checkpointEvery, '--checkpoint-every') } : {}),
+    progress: { quiet: !!o.json },
   });
-  bar?.stop();
   const g = tr.toGraph();
   await tr.release();
   let summary: Record<string, unknown> = { out: o.out, train: train.length, heldOut: val.length };

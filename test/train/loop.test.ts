@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fit } from '../../src/train/fit.js';
 import { trainLoop, shuffledBatches, steppedBatches, type Callback, type CallbackState } from '../../src/train/loop.js';
-import { Progress, LearningRate } from '../../src/train/callbacks.js';
+import { LearningRate } from '../../src/train/callbacks.js';
 import { linearSchedule, makeSchedule } from '../../src/train/schedule.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { mlpGraph } from '../../src/heads/mlp.js';
