@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -18,6 +18,11 @@ import { scoreValue } from '../../src/explain/target.js';
 import { resizeBilinear } from '../../src/explain/overlay.js';
 import { loadPixels, normalize } from '../../src/data/image.js';
 import { Session } from '../../src/runtime/session.js';
+import { readIdxDataset } from '../../src/data/idx.js';
+import { loadLabelledImages } from '../../src/data/labelled-images.js';
+import { trainFeatureClassifier } from '../../src/features/classifier.js';
+import { classifyImages } from '../../src/eval/classify.js';
+import { loadModel } from '../../src/formats/load.js';
 import type { Tensor } from '../../src/graph/tensor.js';
 import { Rng } from '../../src/util/random.js';
 
@@ -155,6 +160,35 @@ test('explainImages (bytes in, another model): a PNG overlay at the size of the 
   const meta = await sharp(e!.overlay!).metadata();
   const orig = await sharp(assetPath(HOT_DOG)).metadata();
   assert.deepEqual([meta.format, meta.width, meta.height], ['png', orig.width, orig.height]);
+});
+
+test('a saved classifier folder (frozen features + logistic head): the map explains its classes, with its probabilities', { skip: needs(SMALL, 'datasets/fashion-mnist') }, async () => {
+  // 3 Fashion-MNIST classes × 8 test images as PNG files in class folders
+  const root = mkdtempSync(join(tmpdir(), 'graft-explain-fm-'));
+  const d = readIdxDataset(assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'), assetPath('datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz'));
+  const names: Record<number, string> = { 0: 'tshirt', 1: 'trouser', 7: 'sneaker' };
+  const count: Record<number, number> = {};
+  const files: string[] = [];
+  for (let i = 0; i < d.labels.length && files.length < 24; i++) {
+    const name = names[d.labels[i]!];
+    if (!name || (count[d.labels[i]!] ?? 0) >= 8) continue;
+    count[d.labels[i]!] = (count[d.labels[i]!] ?? 0) + 1;
+    mkdirSync(join(root, name), { recursive: true });
+    files.push(join(root, name, `${i}.png`));
+    await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(files[files.length - 1]!);
+  }
+  const out = join(root, 'clf');
+  await trainFeatureClassifier(assetPath(SMALL), await loadLabelledImages(root), { out, labelsPerClass: 5 });
+  const picks = [files[0]!, files[10]!, files[20]!];
+  const ex = await explainImages(out, picks, { overlay: false });
+  const cls = await classifyImages(loadModel(out), picks, { top: 3 });
+  for (const [k, e] of ex.entries()) {
+    assert.equal(e.layer, 'MobilenetV1/MobilenetV1/Conv2d_13_pointwise/Relu6');
+    assert.ok(['sneaker', 'trouser', 'tshirt'].includes(e.class.label!), e.class.label);
+    assert.equal(e.class.label, cls[k]!.top[0]!.label);
+    assert.ok(Math.abs(e.class.probability - cls[k]!.top[0]!.probability) < 1e-5);
+    assert.ok(e.camMax > 0 && Math.max(...e.cam.data) === 1);
+  }
 });
 
 test('graft explain writes one overlay per image that decodes, and --json describes them', { skip }, async () => {
