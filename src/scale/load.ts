@@ -46,7 +46,7 @@ function remember<T>(m: Map<string, T>, key: string, make: () => T, keep = 2): T
 /** The path must exist on this worker: else the job cannot succeed here (nor on a retry). */
 export function mustSee(path: string, what: string): void {
   if (!existsSync(path))
-    throw new GraftError(`worker ${WORKER_NAME}: ${what} ${path} does not exist here`, 'the model, the data, the cache and the output folder must be on paths every worker can reach (a shared filesystem)');
+    throw new GraftError(`${what} ${path} does not exist on ${WORKER_NAME}`, 'the model, the data, the cache and the output folder must be on paths every worker can reach (a shared filesystem)');
 }
 
 export function loadData(d: DataSpec): LabelledImages {
