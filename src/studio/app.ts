@@ -158,18 +158,19 @@ async function buildStudio(o: StudioOptions, dataDir: string, db: StudioDb, unlo
     },
   });
 
-  /** Load a finished run's classifier into the registry (once). */
+  /** Load a finished run's classifier into the registry (once: concurrent requests share one load). */
+  const loading = new Map<string, Promise<ServedModel>>();
   async function ensureServed(rid: string): Promise<ServedModel> {
     const nm = `run-${rid}`;
     if (registry.has(nm)) return registry.get(nm);
     const run = db.run(rid);
     if (!run || run.status !== 'done') throw new HttpError(409, `run '${rid}' has no trained classifier (status ${run?.status ?? 'missing'})`);
-    try {
-      await registry.add(nm, classifierDir(runner.runDir(rid)));
-    } catch (e) {
-      if (!registry.has(nm)) throw e; // a concurrent load won the race
+    let p = loading.get(nm);
+    if (!p) {
+      p = registry.add(nm, classifierDir(runner.runDir(rid))).then(() => registry.get(nm)).finally(() => loading.delete(nm));
+      loading.set(nm, p);
     }
-    return registry.get(nm);
+    return p;
   }
 
   // The predict routes of graft serve: a finished run is loaded on its first request.
@@ -598,7 +599,8 @@ async function buildStudio(o: StudioOptions, dataDir: string, db: StudioDb, unlo
       if (texts.length > 64) throw new HttpError(413, `${texts.length} texts, over the limit of 64 per request`);
       return { model: m.name, predictions: await m.predictTexts(texts as string[], { top }) };
     });
-    async function readImages(req: FastifyRequest, projectId: string): Promise<{ name: string; bytes: Uint8Array }[]> {
+    /** The images of a try/explain request: multipart files (at most `max`, and maxFile × 20 bytes in all) or JSON {exampleId}. */
+    async function readImages(req: FastifyRequest, projectId: string, max = 64): Promise<{ name: string; bytes: Uint8Array }[]> {
       if (!req.isMultipart()) {
         const b = req.body as { exampleId?: unknown } | undefined;
         if (b && typeof b.exampleId === 'string') {
@@ -609,10 +611,14 @@ async function buildStudio(o: StudioOptions, dataDir: string, db: StudioDb, unlo
         throw new HttpError(415, 'send the image as multipart/form-data (or JSON {"exampleId": "…"})');
       }
       const out: { name: string; bytes: Uint8Array }[] = [];
+      let total = 0;
       for await (const part of req.parts()) {
         if (part.type !== 'file') continue;
-        if (out.length >= 64) throw new HttpError(413, 'at most 64 images per request');
-        out.push({ name: basename(part.filename || `file ${out.length + 1}`).slice(0, 200), bytes: await part.toBuffer() });
+        if (out.length >= max) throw new HttpError(413, max === 1 ? 'send one image per request' : `at most ${max} images per request`);
+        const bytes = await part.toBuffer();
+        total += bytes.length;
+        if (total > maxFile * 20) throw new HttpError(413, `the files add up to more than ${maxFile * 20} bytes; send fewer or smaller images`);
+        out.push({ name: basename(part.filename || `file ${out.length + 1}`).slice(0, 200), bytes });
       }
       if (!out.length) throw new HttpError(400, 'file: the request has no file part');
       return out;
@@ -631,7 +637,7 @@ async function buildStudio(o: StudioOptions, dataDir: string, db: StudioDb, unlo
       const dir = classifierDir(runner.runDir(r.id));
       const project = getProject(r.project_id);
       if (project.kind === 'image') {
-        const [img] = await readImages(req, r.project_id);
+        const [img] = await readImages(req, r.project_id, 1);
         const { explainImages } = await import('../explain/gradcam.js');
         let ex;
         try {

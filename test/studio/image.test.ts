@@ -138,6 +138,15 @@ test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict
     const twice = await Promise.all([0, 1].map(() => json(s, 'POST', `/api/runs/${rid}/explain`, { exampleId: list.examples[3].id })));
     assert.deepEqual(twice.map((r) => r.status).sort(), [200, 503], JSON.stringify(twice.map((r) => r.body)));
     assert.match(twice.find((r) => r.status === 503)!.body.message, /explanations/);
+    // try/explain bodies are bounded too: one image to explain; at most maxFile × 20 bytes to predict (413)
+    const two = multipartBody([0, 1].map((i) => ({ name: `b${i}.png`, bytes: imgs['bag']![i]!, type: 'image/png' })));
+    const ex2 = await s.app.inject({ method: 'POST', url: `/api/runs/${rid}/explain`, ...two });
+    assert.equal(ex2.statusCode, 413, ex2.body);
+    assert.match(JSON.parse(ex2.body).message, /one image/);
+    const heavy = multipartBody(Array.from({ length: 21 }, (_, i) => ({ name: `h${i}.png`, bytes: Buffer.alloc(50_000, i), type: 'image/png' })));
+    const pr413 = await s.app.inject({ method: 'POST', url: `/api/runs/${rid}/predict`, ...heavy });
+    assert.equal(pr413.statusCode, 413, pr413.body);
+    assert.match(JSON.parse(pr413.body).message, /add up to/);
 
     // cancel a running training: fine-tuning with checkpoints, stopped after its first epoch
     const long = (await json(s, 'POST', `/api/projects/${p.id}/runs`, { backbone: 'local:models/onnxjs-demo/mnist.onnx', method: 'finetune', settings: { epochs: 200 } })).body;

@@ -34,7 +34,7 @@ test('every state-changing route refuses cross-origin browser requests (403) and
     assert.ok(changing.length >= 15, `${changing.length} state-changing routes: ${changing.map((r) => `${r.method} ${r.url}`).join(', ')}`);
     for (const r of changing) {
       const url = r.url.replace(/:(\w+)/g, (_, k: string) => values[k] ?? 'x');
-      for (const headers of [{ origin: 'http://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { origin: 'null' }]) {
+      for (const headers of [{ origin: 'http://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { origin: 'null' }] as Record<string, string>[]) {
         const res = await call(s, r.method, url, { name: 'evil', texts: ['evil'] }, headers);
         assert.equal(res.status, 403, `${r.method} ${url} with ${JSON.stringify(headers)}: ${JSON.stringify(res.body)}`);
         assert.equal(res.body.error, 'forbidden');
