@@ -1,10 +1,12 @@
 /**
- * Studio is safe by default (issue 13, item 5), checked route by route: every state-changing route
- * the app has (listed from the app itself, so a new one is checked too) refuses a cross-origin browser
- * request (403) before doing anything; bad JSON, missing, unknown or too many fields → 400 naming the
- * field; a body of another type → 415; and the bounds answer 503 instead of growing: the training
- * queue, uploads at once and open event streams (explanations at once: test/studio/image.test.ts). Images are made with sharp; the runs point at a file
- * that is no model (they fail in their worker), so no external asset is needed.
+ * Studio is safe by default (issue 13, item 5), checked route by route: every state-changing route the
+ * app has (listed from the app itself, so a new one is checked too) refuses a cross-origin browser
+ * request (403) before doing anything; on loopback a Host that is not loopback is refused (DNS
+ * rebinding); bad JSON, missing, unknown or too many fields → 400 naming the field; a body of another
+ * type → 415; and the bounds answer 503 instead of growing: the training queue, uploads at once and open
+ * event streams (explanations at once, and the 413s of try/explain bodies: test/studio/image.test.ts).
+ * Images are made with sharp; the runs point at a file that is no model (they fail in their worker), so
+ * no external asset is needed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,7 +48,13 @@ test('every state-changing route refuses cross-origin browser requests (403) and
     const own = await call(s, 'PATCH', `/api/projects/${p.id}`, { name: 'Q' }, { origin: 'http://127.0.0.1', host: '127.0.0.1', 'sec-fetch-site': 'same-origin' });
     assert.equal(own.status, 200, JSON.stringify(own.body));
 
-    // 400 naming the field, 415 for another body type, 413 for too many texts
+    // loopback without a token: a page of another site reaching it through DNS rebinding names another Host (403)
+    const rebound = await call(s, 'GET', '/api/projects', undefined, { host: 'evil.example:7860' });
+    assert.equal(rebound.status, 403);
+    assert.match(rebound.body.message, /not a loopback name/);
+    assert.equal((await call(s, 'GET', '/api/projects', undefined, { host: 'localhost:7860' })).status, 200);
+
+    // 400 naming the field, 415 for another body type
     const badJson = await s.app.inject({ method: 'POST', url: '/api/projects', headers: { 'content-type': 'application/json' }, payload: '{"name": "x", ' });
     assert.equal(badJson.statusCode, 400);
     assert.equal(JSON.parse(badJson.body).error, 'bad_request');
