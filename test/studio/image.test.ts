@@ -167,6 +167,9 @@ test('image project journey: upload Fashion-MNIST PNGs, train, evaluate, predict
     }
     assert.equal(stopped.status, 'cancelled');
     assert.equal(stopped.resumable, 'checkpoint');
+    // the cancelled run can resume, so it keeps its snapshot's files; the done run let go of them
+    assert.equal(s.db.runFiles(long.id).length, 74);
+    assert.deepEqual(s.db.runFiles(rid), []);
     assert.ok(stopped.metrics.length < 200);
 
     // export: the ONNX and the zip of the folder; the ONNX in onnxruntime-node agrees with the server

@@ -3,7 +3,7 @@
  * once and kept until its last example, or an unfinished run's snapshot, lets go), deleting an
  * example, a class, a project or a run frees what nothing else references, a crash between the
  * database and the file delete leaves only orphans that the next start sweeps, the v1 → v2 migration
- * fills the run references from the snapshots, and one server holds a data folder at a time (in this
+ * fills the run references from the snapshots (a run that is not done keeps its files: it may resume), and one server holds a data folder at a time (in this
  * process, from another process, and `graft studio` refusing with the folder and the pid; a SIGKILLed
  * holder leaves no stale lock). Images are made here with sharp; no external asset is needed.
  */
@@ -79,6 +79,27 @@ test('blob files are reference-counted: shared content survives until its last e
     assert.equal((await s.app.inject({ method: 'GET', url: `/api/blobs/${redSha}` })).statusCode, 200);
     // B's class goes: everything goes
     assert.equal((await call(s, 'DELETE', `/api/projects/${b.id}/classes/${cb.id}`)).status, 204);
+    assert.deepEqual(blobFiles(dir), []);
+
+    // a run that is not done keeps its snapshot's files after their examples go (it may resume); deleting it frees them
+    const r = (await call(s, 'POST', '/api/projects', { name: 'R', kind: 'image' })).body;
+    const rc: string[] = [];
+    for (const name of ['u', 'v']) rc.push((await call(s, 'POST', `/api/projects/${r.id}/classes`, { name })).body.id);
+    await upload(s, r.id, rc[0]!, [{ name: 'red.png', bytes: red }, { name: 'green.png', bytes: green }]);
+    await upload(s, r.id, rc[1]!, [{ name: 'blue.png', bytes: blue }, { name: 'yellow.png', bytes: yellow }]);
+    const notAModel = join(dir, 'not-a-model.onnx');
+    writeFileSync(notAModel, 'not a model');
+    const run = await call(s, 'POST', `/api/projects/${r.id}/runs`, { backbone: `folder:${notAModel}`, method: 'features' });
+    assert.equal(run.status, 201, JSON.stringify(run.body));
+    for (const cid of rc) assert.equal((await call(s, 'DELETE', `/api/projects/${r.id}/classes/${cid}`)).status, 204);
+    assert.equal(blobFiles(dir).length, 8, 'the run still needs all four images');
+    for (let t0 = Date.now(); s.runner.isActive(run.body.id) || (await call(s, 'GET', `/api/runs/${run.body.id}`)).body.status === 'queued';) {
+      assert.ok(Date.now() - t0 < 60_000, 'the run did not end');
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal((await call(s, 'GET', `/api/runs/${run.body.id}`)).body.status, 'failed');
+    assert.equal(blobFiles(dir).length, 8, 'a failed run can be resumed: it keeps them');
+    assert.equal((await call(s, 'DELETE', `/api/runs/${run.body.id}`)).status, 204);
     assert.deepEqual(blobFiles(dir), []);
 
     // a crash between the database delete and the file delete: the record is gone, the bytes are not;
