@@ -17,7 +17,7 @@ import { softmax, accuracy } from '../util/vectors.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
 import { trainLoop, shuffledBatches, type Callback } from '../train/loop.js';
-import { EarlyStopping, Logger } from '../train/callbacks.js';
+import { EarlyStoppingCallback, Logger } from '../train/callbacks.js';
 import { GraftError } from '../util/errors.js';
 import { argmaxProba, classCount, standardization, foldStandardization, denseInto, type FeatureHead, type Standardization } from './head.js';
 import { cvFolds, stratifiedFolds } from './logistic.js';
@@ -152,7 +152,7 @@ async function train(Z: Float32Array[], y: number[], K: number, wd: number, o: M
   const maxEpochs = epochs ?? o.maxEpochs ?? 100;
   const source = shuffledBatches(Z.length, bs, maxEpochs, (idx) => ({ feeds: { [INPUT]: stack(idx.map((k) => Z[k]!), [D]) }, target: labelsTensor(idx.map((k) => y[k]!)), size: idx.length }));
   const scores = new Map<number, { logloss: number; accuracy: number }>();
-  const early = held ? new EarlyStopping({ monitor: 'valLoss', mode: 'min', minDelta: 1e-4, patience: o.patience ?? 8 }) : undefined;
+  const early = held ? new EarlyStoppingCallback({ monitor: 'valLoss', mode: 'min', minDelta: 1e-4, patience: o.patience ?? 8 }) : undefined;
   const callbacks: Callback[] = [new Logger({ onEpoch: (_c, l) => o.onProgress?.({ stage, epoch: l.epoch, loss: l.loss }) })];
   if (held) callbacks.push({ name: 'held-out', onEpochEnd: async (ctx, logs) => {
     const s = await heldOut(ctx.trainer, held, K);

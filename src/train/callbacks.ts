@@ -72,7 +72,7 @@ export interface EarlyStoppingOptions {
 }
 
 /** Stop when an epoch-log value stops improving; keeps (and by default restores) the best epoch's weights. */
-export class EarlyStopping implements Callback {
+export class EarlyStoppingCallback implements Callback {
   readonly name = 'early-stopping';
   s: EarlyStoppingState = { best: null, bestEpoch: 0, bad: 0, stopped: false };
   best?: Map<string, Float32Array>;
@@ -175,7 +175,7 @@ export class Checkpoint implements Callback {
       if (ctx.source.restore && 'source' in st) ctx.source.restore(st['source']);
       for (const cb of ctx.callbacks) {
         if (!cb.restore) continue;
-        if (cb instanceof EarlyStopping) {
+        if (cb instanceof EarlyStoppingCallback) {
           // version-1 fields: `early` and the best weights (absent when the best epoch is the saved one)
           if (saved.early) cb.restore({ json: saved.early, tensors: saved.bestWeights ?? saved.weights });
         } else if (cb.name in st || saved.callbackTensors?.has(cb.name)) {
@@ -198,7 +198,7 @@ export class Checkpoint implements Callback {
     for (const cb of ctx.callbacks) {
       const st = cb.state?.();
       if (!st) continue;
-      if (cb instanceof EarlyStopping) {
+      if (cb instanceof EarlyStoppingCallback) {
         early = st.json as EarlyStoppingState;
         if (st.tensors && early.bestEpoch !== ctx.epoch) bestWeights = st.tensors;
         continue;

@@ -15,7 +15,7 @@ import { selectTrainable, logitsOf, untieParameters, untieSpec, candidateParams 
 import type { ScheduleSpec } from './schedule.js';
 import { layerGroups, discriminativeScales } from './layer-groups.js';
 import { trainLoop, shuffledBatches, type BatchSource, type Callback, type EpochLogs, type LoopContext } from './loop.js';
-import { LearningRate, EarlyStopping as EarlyStoppingCallback, Checkpoint, Unfreezing, Logger, Progress, type ProgressOptions } from './callbacks.js';
+import { LearningRate, EarlyStoppingCallback, Checkpoint, Unfreezing, Logger, Progress, type ProgressOptions } from './callbacks.js';
 import type { ParamGroup } from '../optim/optimizer.js';
 
 export interface Examples {

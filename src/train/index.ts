@@ -1,5 +1,5 @@
 /**
- * `graft/train`: Training graphs and the training loop: compileTraining, losses, the Trainer, fit with its schedules, early stopping, checkpoints and layer groups, the learning-rate finder, and the optimizers.
+ * `graft/train`: Training graphs and the one training loop: compileTraining, losses, the Trainer, trainLoop with batch sources and callbacks (schedules, early stopping, checkpoints, unfreezing, progress, logging), fit on it, layer groups, the learning-rate finder, and the optimizers.
  */
 export { compileTraining, selectTrainable, findTies, untieParameters, type Tie, type TrainingOptions, type TrainingGraph, type TrainableSpec } from './training-graph.js';
 export { addLoss, type LossSpec } from './losses.js';
@@ -12,3 +12,7 @@ export { writeCheckpoint, readCheckpoint, readLatestCheckpoint, listCheckpoints,
 export { layerGroups, discriminativeScales } from './layer-groups.js';
 export { AdamW, SGD, clipGradNorm, makeOptimizer, type Optimizer, type OptimizerSpec } from '../optim/optimizer.js';
 export { sizeOf, batchOf, type ExampleBatches, type TrainingData } from './fit.js';
+export { trainLoop, shuffledBatches, steppedBatches, totalSteps, type Batch, type BatchSource, type Callback, type CallbackState, type EpochLogs, type StepLogs, type LoopContext, type LoopOptions, type LoopResult } from './loop.js';
+export { LearningRate, EarlyStoppingCallback, Checkpoint, Unfreezing, Progress, Logger, StopAfter, runCallbacks, type EarlyStoppingOptions, type CheckpointOptions, type ProgressOptions, type RunOptions } from './callbacks.js';
+export { exampleSource, Validation, declaredClassCount } from './fit.js';
+export { linearSchedule } from './schedule.js';
