@@ -82,6 +82,20 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
       await page.locator(`[data-testid="class-card"][data-class-name="${name}"]`).waitFor();
     }
 
+    // a fourth class, renamed, then deleted (the delete button asks for a second click)
+    await page.getByTestId('class-name-input').fill('extra');
+    await page.getByTestId('add-class-button').click();
+    const extra = page.locator('[data-testid="class-card"][data-class-name="extra"]');
+    await extra.getByTestId('class-rename-button').click();
+    await extra.getByTestId('class-rename-input').fill('spare');
+    await extra.getByTestId('class-rename-save').click();
+    const spare = page.locator('[data-testid="class-card"][data-class-name="spare"]');
+    await spare.waitFor();
+    await spare.getByTestId('class-delete-button').click();
+    await spare.getByTestId('class-delete-button').click();
+    await spare.waitFor({ state: 'detached' });
+    assert.deepEqual(await page.getByTestId('class-card').evaluateAll((els) => els.map((e) => e.getAttribute('data-class-name'))), CLASSES.map(([, n]) => n));
+
     // two classes by the file picker (several files at once), the third by drag-and-drop
     for (const [, name] of CLASSES.slice(0, 2)) {
       await page.locator(`[data-testid="class-card"][data-class-name="${name}"] [data-testid="class-file-input"]`).setInputFiles(files[name]!.slice(0, PER_CLASS));
@@ -142,7 +156,8 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     const tryImage = files['trouser']![PER_CLASS]!;
     await page.getByTestId('try-file-input').setInputFiles(tryImage);
     const topRow = page.locator('[data-testid="try-results-row"]').first();
-    await topRow.waitFor();
+    await page.locator('[data-testid="try-results-row"], [data-testid="try-error"]').first().waitFor({ timeout: 60_000 });
+    assert.equal(await page.getByTestId('try-error').count(), 0, `the server classifies the input: ${await page.getByTestId('try-error').textContent().catch(() => '')}`);
     const serverTop = await topRow.getAttribute('data-label');
     assert.equal(serverTop, 'trouser', 'a held-out trouser is classified as a trouser');
     await page.getByTestId('gradcam-overlay').waitFor();

@@ -95,8 +95,8 @@ test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try
     const typed = en[PER_CLASS + PASTED]!;
     await page.getByTestId('try-text-input').fill(typed);
     await page.getByTestId('try-text-button').click();
-    const top = page.locator('[data-testid="try-results-row"]').first();
-    await top.waitFor();
+    await page.locator('[data-testid="try-results-row"], [data-testid="try-error"]').first().waitFor({ timeout: 60_000 });
+    assert.equal(await page.getByTestId('try-error').count(), 0, `the server classifies the input: ${await page.getByTestId('try-error').textContent().catch(() => '')}`);
     const shown = await page.locator('[data-testid="try-results-row"]').evaluateAll((els) => els.map((e) => [e.getAttribute('data-label')!, Number(e.getAttribute('data-probability'))] as const));
     assert.deepEqual(shown.map(([l]) => l).sort(), ['english', 'german'], 'both classes with their probabilities');
     assert.equal(shown[0]![0], 'english', `a held-out English review is classified as English (${typed})`);

@@ -683,10 +683,16 @@ function renderTry(): void {
       const text = ta.value.trim();
       if (!text) throw new Error('Type some text first.');
       fill(out, h('p', { class: 'muted' }, 'Classifying…'));
-      const [pred, why] = await Promise.all([
-        api<unknown>('POST', predictUrl(r), { texts: [text] }),
-        api<Explanation>('POST', `/api/runs/${r.id}/explain`, { text }).catch((e: unknown) => e as Error),
-      ]);
+      let pred: unknown, why: Explanation | Error;
+      try {
+        [pred, why] = await Promise.all([
+          api<unknown>('POST', predictUrl(r), { texts: [text] }),
+          api<Explanation>('POST', `/api/runs/${r.id}/explain`, { text }).catch((e: unknown) => e as Error),
+        ]);
+      } catch (e) {
+        fill(out, h('p', { class: 'message error', role: 'alert', 'data-testid': 'try-error' }, `Could not classify the text: ${(e as Error).message}`));
+        return;
+      }
       fill(out, resultsView(ranked(pred), 'try-results', 'Server prediction'),
         why instanceof Error ? h('p', { class: 'muted' }, `No explanation: ${why.message}`) : [h('h4', {}, 'Which words pushed it there'), explanationView(why)]);
     }));
@@ -720,10 +726,16 @@ async function tryImage(r: Run, f: File, alsoInPage: boolean, out: HTMLElement):
   const url = URL.createObjectURL(f);
   const form = new FormData();
   form.append('file', f, f.name);
-  const [pred, why] = await Promise.all([
-    api<unknown>('POST', predictUrl(r), f.type ? f : form),
-    api<Explanation>('POST', `/api/runs/${r.id}/explain`, form).catch((e: unknown) => e as Error),
-  ]);
+  let pred: unknown, why: Explanation | Error;
+  try {
+    [pred, why] = await Promise.all([
+      api<unknown>('POST', predictUrl(r), f.type ? f : form),
+      api<Explanation>('POST', `/api/runs/${r.id}/explain`, form).catch((e: unknown) => e as Error),
+    ]);
+  } catch (e) {
+    fill(out, h('p', { class: 'message error', role: 'alert', 'data-testid': 'try-error' }, `Could not classify ${f.name}: ${(e as Error).message}`));
+    return;
+  }
   fill(out,
     h('div', { class: 'two' },
       h('figure', {}, h('img', { src: url, alt: 'the image tried', 'data-testid': 'try-image', width: 160 }), h('figcaption', {}, f.name)),
