@@ -2,8 +2,9 @@
  * The models a server answers for: saved classifier folders (image classifiers from `graft train`, as
  * `graft predict` loads them; text classifier folders with model.onnx + tokenizer.json), each under a
  * name checked against NAME_PATTERN (the name is only ever a map key, never part of a path). Each model
- * gets one onnxruntime session, created once when it is added, and one Batcher (src/server/batcher.ts)
- * that groups concurrent predictions into batches. Models can be added, replaced and removed while
+ * gets one onnxruntime session, created once when it is added on a thread of its own
+ * (src/server/threaded-session.ts: onnxruntime-node computes on the calling thread, which must stay free
+ * for HTTP), and one Batcher (src/server/batcher.ts) that groups concurrent predictions into batches. Models can be added, replaced and removed while
  * the server runs (Graft Studio adds the models it trains); a removed model's queued inputs still run
  * before its session is released.
  */
@@ -17,7 +18,8 @@ import { makeBatchDynamic } from '../graph/rewrites.js';
 import { getLabels, getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { loadPixels, normalize, decodeBmp } from '../data/image.js';
 import { outputsProbabilities, softmax, topK } from '../eval/classify.js';
-import { Session, type RuntimeOptions } from '../runtime/session.js';
+import type { RuntimeOptions } from '../runtime/session.js';
+import { ThreadedSession } from './threaded-session.js';
 import { isTextClassifierFolder, loadTextClassifier, type TextClassifier } from '../text/saved.js';
 import { textFeeds, LOGITS } from '../text/encoder.js';
 import { promptLogits } from '../text/prompt.js';
@@ -131,7 +133,7 @@ export class ServedModel {
     readonly dir: string,
     readonly kind: 'image' | 'text',
     readonly labels: string[],
-    private readonly session: Session,
+    private readonly session: ThreadedSession,
     private readonly batcher: Batcher<Float32Array | string, Scored>,
     private readonly meta: { pre?: ImagePreprocess; text?: TextClassifier; maxPixels: number },
   ) {}
@@ -146,7 +148,7 @@ export class ServedModel {
     const runtime: RuntimeOptions = { ...o.runtime, config: { 'session.intra_op.allow_spinning': '0', ...o.runtime?.config } };
     if (statSync(dir).isDirectory() && isTextClassifierFolder(dir)) {
       const c = loadTextClassifier(dir);
-      const session = await Session.fromGraph(c.graph, runtime, `${name} (${dir})`);
+      const session = await ThreadedSession.fromGraph(c.graph, runtime, `${name} (${dir})`);
       const out = c.graph.outputs[0]?.name ?? LOGITS;
       const maxLength = c.settings.maxLength;
       const run = async (texts: (Float32Array | string)[]): Promise<Scored[]> => {
@@ -174,7 +176,7 @@ export class ServedModel {
     const probs = outputsProbabilities(g);
     const input = inputs[0]!.name;
     const out = g.outputs[0]!.name;
-    const session = await Session.fromGraph(g, runtime, `${name} (${dir})`);
+    const session = await ThreadedSession.fromGraph(g, runtime, `${name} (${dir})`);
     const per = pre.channels * pre.height * pre.width;
     const run = async (xs: (Float32Array | string)[]): Promise<Scored[]> => {
       const data = new Float32Array(xs.length * per);
