@@ -711,8 +711,8 @@ async function buildStudio(o: StudioOptions, dataDir: string, db: StudioDb, unlo
   return {
     app, db, runner, registry, dataDir, routes,
     async close() {
-      await app.close();
       try {
+        await app.close();
         await runner.stopAll();
         await registry.close();
         db.close();
