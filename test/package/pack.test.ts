@@ -65,7 +65,8 @@ test('npm pack → npm install ./graft-*.tgz offline with the CPU-only .npmrc li
     const files = (JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string; files: { path: string }[] }[])[0]!;
     const paths = files.files.map((f) => f.path);
     for (const p of ['bin/graft.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'README.md', 'package.json',
-      'examples/assets/models/onnxjs-demo/mnist.onnx', 'examples/assets/datasets/digits-8x8/digits.csv.gz', 'examples/assets/README.md'])
+      'examples/assets/models/onnxjs-demo/mnist.onnx', 'examples/assets/datasets/digits-8x8/digits.csv.gz', 'examples/assets/README.md',
+      ...Object.values((JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { exports: Record<string, { default: string; types: string }> }).exports).flatMap((e) => [e.default.slice(2), e.types.slice(2)])])
       assert.ok(paths.includes(p), `${p} is not in the package`);
     assert.ok(!paths.some((p) => /^(src|test|bench)\//.test(p) || p.endsWith('.ts') && !p.endsWith('.d.ts')), `sources in the package: ${paths.filter((p) => /^(src|test|bench)\//.test(p)).slice(0, 5).join(', ')}`);
     const tgz = readdirSync(dir).find((f) => /^graft-.*\.tgz$/.test(f));
@@ -124,9 +125,9 @@ test('npm pack → npm install ./graft-*.tgz offline with the CPU-only .npmrc li
     ].join('\n'));
     const sub = sh('node', ['subpath.mjs'], app, true);
     ok(sub, 'graft/finetune from the consumer');
-    const files = (JSON.parse(sub.stdout.trim().split('\n').pop()!) as { files: string[] }).files.map((f) => f.replace(/^.*\//, ''));
-    assert.deepEqual(files.sort(), ['labels.json', 'model.onnx', 'report.html', 'report.json']);
-    for (const f of files) assert.ok(existsSync(join(app, 'out/clf', f)), f);
+    const saved = (JSON.parse(sub.stdout.trim().split('\n').pop()!) as { files: string[] }).files.map((f) => f.replace(/^.*\//, ''));
+    assert.deepEqual(saved.sort(), ['labels.json', 'model.onnx', 'report.html', 'report.json']);
+    for (const f of saved) assert.ok(existsSync(join(app, 'out/clf', f)), f);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
