@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import * as ort from 'onnxruntime-node';
 import { asset, needs } from '../helpers/assets.js';
-import { openBrowser, outputDir, startStudio, type Browser, type Studio } from '../helpers/browser.js';
+import { openBrowser, outputDir, requireChromium, startStudio, type Browser, type Studio } from '../helpers/browser.js';
 import { parseIdx } from '../../src/data/idx.js';
 import { decodeOnnx } from '../../src/formats/onnx.js';
 import { getLabels, getPreprocess } from '../../src/formats/preprocess.js';
@@ -65,6 +65,7 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
   let studio: Studio | undefined;
   let b: Browser | undefined;
   try {
+    requireChromium(); // before anything else: a missing browser is a clear failure, not a timeout
     const files = await writeImages(join(tmp, 'images'));
     studio = await startStudio(join(tmp, 'data'));
     b = await openBrowser(studio.url, shots);

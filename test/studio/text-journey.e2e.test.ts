@@ -20,7 +20,7 @@ import { dirname, join } from 'node:path';
 import { unzipSync } from 'fflate';
 import * as ort from 'onnxruntime-node';
 import { asset, needs } from '../helpers/assets.js';
-import { openBrowser, outputDir, startStudio, type Browser, type Studio } from '../helpers/browser.js';
+import { openBrowser, outputDir, requireChromium, startStudio, type Browser, type Studio } from '../helpers/browser.js';
 import { readTextTable } from '../../src/data/text-table.js';
 import { loadTextClassifier, predictTexts } from '../../src/text/saved.js';
 import { insideFolder } from '../../src/util/paths.js';
@@ -34,6 +34,7 @@ test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try
   let studio: Studio | undefined;
   let b: Browser | undefined;
   try {
+    requireChromium(); // before anything else: a missing browser is a clear failure, not a timeout
     // real reviews: PER_CLASS per class into a CSV, PASTED more per class to paste, one to try
     // (each cut to its first 300 characters or so, at a space, to keep training quick)
     const short = (file: string) => readTextTable(asset(`datasets/reviews/${file}`)).texts.map((x) => x.replace(/\s+/g, ' ').trim())

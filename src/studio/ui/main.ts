@@ -383,7 +383,7 @@ function renderTrainForm(): void {
   const p = state.project!;
   const backbone = h('select', { id: 'backbone', 'data-testid': 'backbone-select' }, state.backbones.map((b) =>
     h('option', { value: b.id, selected: b.id === state.defaultBackbone }, `${b.label}${b.detail ? ` (${b.detail})` : ''}`)));
-  const custom = h('input', { id: 'backbone-folder', placeholder: 'or a model folder/file on the server', size: 36, 'data-testid': 'backbone-folder-input' });
+  const custom = h('input', { id: 'backbone-folder', placeholder: 'or a model folder/file on the server', 'aria-label': 'Backbone: a model folder or file on the server (optional)', size: 36, 'data-testid': 'backbone-folder-input' });
   const method = h('select', { id: 'method', 'data-testid': 'method-select' });
   const about = h('p', { class: 'muted', 'data-testid': 'method-description' });
   const advanced = h('div', { class: 'grid' });
