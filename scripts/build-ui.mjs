@@ -80,7 +80,13 @@ export async function buildUi({ out = join(root, 'dist', 'studio-ui'), force = f
   writeFileSync(join(tmp, 'build.json'), JSON.stringify({ sources, builtAt: new Date().toISOString() }) + '\n');
   rmSync(out, { recursive: true, force: true });
   mkdirSync(dirname(out), { recursive: true });
-  renameSync(tmp, out);
+  try {
+    renameSync(tmp, out);
+  } catch (e) {
+    // another build (a second server or test starting at the same time) put its copy there first
+    rmSync(tmp, { recursive: true, force: true });
+    if (!uiIsFresh(out)) throw e;
+  }
   if (!quiet) process.stderr.write(`studio UI built into ${out} in ${Date.now() - t0} ms\n`);
   return out;
 }
