@@ -12,8 +12,9 @@
  *   graft/server     `graft serve` as a library (registry, batching, the Fastify app)
  *
  * One verb per idea, in every area:
- *   fit…       fit parameters to given examples: the training loop `fit`, and heads on fixed feature
- *              vectors (fitMlp, fitNcm, fitKnn, fitTextHead, logistic.fit…).
+ *   fit…       fit parameters to given examples: `fit` (on the one loop, `trainLoop`, with its batch
+ *              sources and callbacks), and heads on fixed feature vectors (fitMlp, fitNcm, fitKnn,
+ *              fitTextHead, logistic.fit…).
  *   finetune…  continue training a pretrained network's weights on new data (finetuneImageCsv,
  *              finetuneImages, finetuneText, finetunePrompt, finetuneLm).
  *   train…     one call from a dataset to a trained model by a named method; the …Classifier ones
