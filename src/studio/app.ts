@@ -376,7 +376,7 @@ async function buildStudio(o: StudioOptions, dataDir: string, db: StudioDb, unlo
         writeFileSync(path, file.bytes);
         const col = (v: string | undefined) => (v === undefined || v === '' ? undefined : /^\d+$/.test(v) ? Number(v) : v);
         const tc = col(fields['textColumn']), lc = col(fields['labelColumn']);
-        let t;
+        let t: ReturnType<typeof readTextTable>;
         try {
           t = readTextTable(path, { format, ...(tc !== undefined ? { textColumn: tc } : {}), ...(lc !== undefined ? { labelColumn: lc } : {}) });
         } catch (e) {
@@ -639,7 +639,7 @@ async function buildStudio(o: StudioOptions, dataDir: string, db: StudioDb, unlo
       if (project.kind === 'image') {
         const [img] = await readImages(req, r.project_id, 1);
         const { explainImages } = await import('../explain/gradcam.js');
-        let ex;
+        let ex: Awaited<ReturnType<typeof explainImages>>[number] | undefined;
         try {
           // old opsets (the MNIST network's 7) lack what some gradients need (MaxPool's indices): upgrade first
           const g = readOnnx(join(dir, 'model.onnx'));

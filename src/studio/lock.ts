@@ -37,7 +37,7 @@ export function lockDataDir(dir: string): DataDirLock {
   try {
     db.pragma('locking_mode = EXCLUSIVE');
     // a write transaction takes the exclusive lock; in EXCLUSIVE locking mode it is kept after commit
-    db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER); BEGIN EXCLUSIVE; DELETE FROM holder; INSERT INTO holder VALUES (' + process.pid + '); COMMIT;');
+    db.exec(`CREATE TABLE IF NOT EXISTS holder (pid INTEGER); BEGIN EXCLUSIVE; DELETE FROM holder; INSERT INTO holder VALUES (${process.pid}); COMMIT;`);
   } catch (e) {
     db.close();
     if ((e as { code?: string }).code !== 'SQLITE_BUSY' && (e as { code?: string }).code !== 'SQLITE_LOCKED') throw e;
@@ -47,7 +47,7 @@ export function lockDataDir(dir: string): DataDirLock {
       `stop that server first${h.pid !== undefined ? ` (kill ${h.pid})` : ''}, or start this one with another --data folder`,
     );
   }
-  atomicWrite(join(dir, PID_FILE), Buffer.from(JSON.stringify({ pid: process.pid, since: new Date().toISOString() }) + '\n'));
+  atomicWrite(join(dir, PID_FILE), Buffer.from(`${JSON.stringify({ pid: process.pid, since: new Date().toISOString() })}\n`));
   let held = true;
   return {
     dir,

@@ -125,7 +125,7 @@ test('bounds answer 503: the training queue, uploads at once, open event streams
     assert.equal(second.status, 503);
     assert.match(((await second.json()) as { message: string }).message, /event streams/);
     streams[0]!.abort();
-    let third;
+    let third: Response;
     for (let t0 = Date.now(); ; await new Promise((res) => setTimeout(res, 50))) {
       third = await open();
       if (third.status !== 503) break;
