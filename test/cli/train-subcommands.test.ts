@@ -166,12 +166,13 @@ const skipText = needs('models/text/bert-mini-debian', 'datasets/reviews/polarit
 const csv = join(tmp, 'reviews.csv');
 if (!skipText) writeReviewSnippets(csv, 0, 24);
 
-test('graft train text, setfit and prompt each save model.onnx, labels.json, report.html, report.json beside the tokenizer', { skip: skipText }, async () => {
+test('graft train text, setfit, prompt and auto each save model.onnx, labels.json, report.html, report.json beside the tokenizer', { skip: skipText }, async () => {
   const base = ['--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--max-length', '16', '--json'];
   const runs: [string, string[]][] = [
     ['text', []],
     ['setfit', ['--labels-per-class', '2']],
     ['prompt', ['--label-words', 'bad,good', '--epochs', '0']],
+    ['auto', ['--folds', '2', '--budget', '0.0001']], // the frozen-feature candidate only: the budget is spent
   ];
   for (const [sub, extra] of runs) {
     const out = join(tmp, `text-${sub}`);
