@@ -30,7 +30,7 @@ import { Trainer } from '../src/train/trainer.js';
 import type { TrainingGraph } from '../src/train/training-graph.js';
 import { makeOptimizer, type OptimizerSpec } from '../src/optim/optimizer.js';
 import { RULES, hasRule } from '../src/autodiff/rules/index.js';
-import { NoGradientRule, type GradRule } from '../src/autodiff/rule.js';
+import { NoGradientRule, type GradCtx, type GradRule } from '../src/autodiff/rule.js';
 import { Rng } from '../src/util/random.js';
 import { resolveDevice, type ResolvedDevice } from '../src/runtime/device.js';
 import { GraftError } from '../src/util/errors.js';
@@ -223,7 +223,7 @@ let attribution: Map<string, Origin> | null = null;
 /**
  * Wrap every gradient rule so the nodes it emits are recorded against the forward node (bench only;
  * nothing in src/ changes). Contributions to a value's gradient are summed lazily when a rule first
- * asks for dy, so nodes emitted inside dy()/dyOrZeros() are marked as accumulation.
+ * asks for dy, so nodes emitted inside dy/dyOf() are marked as accumulation.
  */
 function recordGradientOrigins(): void {
   for (const [op, rule] of Object.entries(RULES)) {
@@ -240,10 +240,16 @@ function recordGradientOrigins(): void {
         return v;
       };
       const before = c.b.emitted.length;
-      const out = rule({ ...c, dy: (i) => lazily(() => c.dy(i)), dyOrZeros: (i) => lazily(() => c.dyOrZeros(i)) });
+      // the rule sees the same context, with dy and dyOf(i) recorded as accumulation
+      const ctx: GradCtx = Object.create(c, {
+        dy: { get: () => lazily(() => c.dy) },
+        dyOf: { value: (i: number) => lazily(() => c.dyOf(i)) },
+      });
+      const out = rule(ctx).map((g) => (typeof g === 'function' ? () => { const at = c.b.emitted.length; const v = g(); mark(at, false); return v; } : g));
       mark(before, false);
       return out;
     };
+    if (rule.broadcast) wrapped.broadcast = rule.broadcast;
     RULES[op] = wrapped;
   }
 }
