@@ -9,7 +9,8 @@
  * not spinning), and C concurrent async callers, each looping `await session.run()` on ONE pre-decoded
  * image (a [1, C, H, W] tensor made once, before timing): no HTTP, no JPEG decoding, no batching.
  * Target: batched `graft serve` throughput ≥ 80 % of the peer's at 32 clients. A second peer row uses
- * onnxruntime's default spinning (threads spin-wait between runs), for reference.
+ * onnxruntime's default spinning (threads spin-wait between runs), and a third decodes the JPEG in
+ * each caller before its run (Graft's prepareImage, the server's decoding), for reference.
  *
  * The model: a feature classifier (logistic head) on the Coral MobileNetV2 (224×224, 1280-d features)
  * fitted here on 10 Fashion-MNIST classes × 8 images, when ../shared has both; else the bundled MNIST
@@ -158,6 +159,28 @@ async function peer(session: ort.InferenceSession, feeds: Record<string, ort.Ten
   return { p50: q(0.5), p99: q(0.99), rps: lat.length / secs, errors: 0, cpuMs: (c.user + c.system) / 1000 / lat.length };
 }
 
+/** The peer with decoding: each caller decodes the JPEG request (Graft's prepareImage, as the server does), then runs it alone. */
+async function peerDecoding(session: ort.InferenceSession, seconds: number): Promise<Row> {
+  const lat: number[] = [];
+  const c0 = process.cpuUsage();
+  const end = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  const name = session.inputNames[0]!;
+  await Promise.all(Array.from({ length: connections }, async () => {
+    while (performance.now() < end) {
+      const s = performance.now();
+      const x = await prepareImage({ name: 'bench', bytes: body }, pre);
+      await session.run({ [name]: new ort.Tensor('float32', x, [1, pre.channels, pre.height, pre.width]) });
+      lat.push(performance.now() - s);
+    }
+  }));
+  const secs = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  lat.sort((a, b) => a - b);
+  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
+  return { p50: q(0.5), p99: q(0.99), rps: lat.length / secs, errors: 0, cpuMs: (c.user + c.system) / 1000 / lat.length };
+}
+
 const median = (rows: Row[]): Row => [...rows].sort((a, b) => a.rps - b.rps)[Math.floor(rows.length / 2)]!;
 
 const { dir, what } = await classifier();
@@ -176,7 +199,7 @@ await load(alone, body, 2);
 await peer(session, feeds, 2);
 await peer(spinning, feeds, 2);
 
-const res: Record<'peer' | 'spinning' | 'batched' | 'unbatched', Row[]> = { peer: [], spinning: [], batched: [], unbatched: [] };
+const res: Record<'peer' | 'spinning' | 'decoding' | 'batched' | 'unbatched', Row[]> = { peer: [], spinning: [], decoding: [], batched: [], unbatched: [] };
 const load0 = loadavg()[0]!;
 for (let r = 0; r < rounds; r++) {
   res.peer.push(await peer(session, feeds, duration));
@@ -186,13 +209,14 @@ for (let r = 0; r < rounds; r++) {
   res.batched.push({ ...b, batch: (s1.inputs - s0.inputs) / Math.max(1, s1.runs - s0.runs) });
   res.unbatched.push(await load(alone, body, duration));
   res.spinning.push(await peer(spinning, feeds, duration));
-  process.stderr.write(`round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${b.rps.toFixed(1)}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s, spinning peer ${res.spinning[r]!.rps.toFixed(1)}/s\n`);
+  res.decoding.push(await peerDecoding(session, duration));
+  process.stderr.write(`round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${b.rps.toFixed(1)}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s, spinning peer ${res.spinning[r]!.rps.toFixed(1)}/s, decoding peer ${res.decoding[r]!.rps.toFixed(1)}/s\n`);
 }
 const load1 = loadavg()[0]!;
 await session.release();
 await spinning.release();
 
-const p = median(res.peer), b = median(res.batched), u = median(res.unbatched), sp = median(res.spinning);
+const p = median(res.peer), b = median(res.batched), u = median(res.unbatched), sp = median(res.spinning), dp = median(res.decoding);
 const fmt = (v: number) => v.toFixed(1);
 console.log(`\ngraft serve under load, ${new Date().toISOString().slice(0, 10)}: ${connections} concurrent clients, ${duration} s × ${rounds} rounds (median round), onnxruntime threads ${threads}`);
 console.log(`model: ${what}; request: ${side}×${side} JPEG, ${body.length} bytes`);
@@ -204,11 +228,13 @@ console.log(`| graft serve, batching on (--max-batch 32, --max-delay-ms ${maxDel
 console.log(`| graft serve, batching off (--max-batch 1) | ${fmt(u.rps)} | ${fmt(u.p50)} | ${fmt(u.p99)} | ${u.errors} | 1 | ${fmt(u.cpuMs!)} |`);
 console.log(`| peer: onnxruntime-node in-process, ${connections} callers × batch 1, pre-decoded input, server's session options | ${fmt(p.rps)} | ${fmt(p.p50)} | ${fmt(p.p99)} | 0 | 1 | ${fmt(p.cpuMs!)} |`);
 console.log(`| (reference) the same peer with onnxruntime's default spin-waiting threads | ${fmt(sp.rps)} | ${fmt(sp.p50)} | ${fmt(sp.p99)} | 0 | 1 | ${fmt(sp.cpuMs!)} |`);
+console.log(`| (reference) the peer decoding each JPEG first (Graft's prepareImage, as the server) | ${fmt(dp.rps)} | ${fmt(dp.p50)} | ${fmt(dp.p99)} | 0 | 1 | ${fmt(dp.cpuMs!)} |`);
 console.log('');
 const ratio = b.rps / p.rps;
 console.log(`batched / peer throughput: ${(100 * ratio).toFixed(1)} % (target ≥ 80 %: ${ratio >= 0.8 ? 'met' : 'missed'}); unbatched / peer: ${(100 * u.rps / p.rps).toFixed(1)} %`);
 // per round: each configuration's ratio to the peer measured just before it (drift in the machine's load cancels less across rounds)
 const per = res.batched.map((r, i) => r.rps / res.peer[i]!.rps).sort((x, y) => x - y);
 console.log(`batched / peer per round: ${per.map((v) => (100 * v).toFixed(0) + ' %').join(', ')} (median ${(100 * per[Math.floor(per.length / 2)]!).toFixed(1)} %)`);
+console.log(`batched / decoding peer throughput: ${(100 * b.rps / dp.rps).toFixed(1)} %`);
 console.log(`CPU time per request, peer / batched: ${(100 * p.cpuMs! / b.cpuMs!).toFixed(1)} % (on an otherwise idle machine, where both are CPU-bound, the throughput ratio tends to this)`);
 process.exit(0);
