@@ -25,6 +25,8 @@ import { softmax } from '../util/vectors.js';
 import type { TextTokenizer, EncodedBatch } from './tokenizer.js';
 import { hiddenStateOf, textFeeds, LOGITS } from './encoder.js';
 import { runTextEpochs, type TextFinetuneOptions } from './classify.js';
+import type { RunOptions } from '../train/callbacks.js';
+import { sha256 } from '../features/cache.js';
 
 export const TEXT_SLOT = '{text}';
 
@@ -303,7 +305,7 @@ export async function predictPromptProba(c: PromptClassifier, tokenizer: TextTok
 }
 
 /** Fine-tuning options: the text loop's (lr, epochs, minSteps, batch, warmup, decay, clipping, seed). */
-export type PromptFinetuneOptions = PromptSpec & PromptPredictOptions & Pick<TextFinetuneOptions,
+export type PromptFinetuneOptions = PromptSpec & PromptPredictOptions & RunOptions & Pick<TextFinetuneOptions,
   'epochs' | 'minSteps' | 'batchSize' | 'lr' | 'weightDecay' | 'warmup' | 'clipNorm' | 'seed' | 'onStep'>;
 
 export interface PromptFinetuneResult extends PromptClassifier {
@@ -327,7 +329,8 @@ export async function finetunePrompt(model: PromptModel, texts: readonly string[
   const lr = o.lr ?? 3e-5;
   const trainer = await Trainer.create(c.graph, { trainable: 'all', output: LOGITS, lr, optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 }, clipNorm: o.clipNorm ?? 1 });
   try {
-    const { steps, losses } = await runTextEpochs(trainer, y, { ...o, epochs: o.epochs ?? 1, minSteps: o.minSteps ?? 70 }, lr, (idx, epoch) =>
+    const config = { data: sha256(texts.join('\u0000')), template: JSON.stringify(c.template), labelIds: c.labelIds, maxLength: o.maxLength ?? null, weightDecay: o.weightDecay ?? 0.01, clipNorm: o.clipNorm ?? 1 };
+    const { steps, losses } = await runTextEpochs(trainer, y, { ...o, epochs: o.epochs ?? 1, minSteps: o.minSteps ?? 70, config }, lr, (idx, epoch) =>
       textFeeds(c.graph, encodePrompts(model.tokenizer, idx.map((i) => texts[i]!), c.template, { ...o, rows: idx.map((i) => o.rows?.[i] ?? i), warn: epoch === 0 ? o.warn : () => {} })));
     return { ...c, graph: trainer.toGraph(), steps, losses };
   } finally {

@@ -14,6 +14,7 @@ import { GraftError } from '../util/errors.js';
 import { addPooling, addClassifierHead, encoderLayerCount, textFeeds, withWeights, LOGITS, POOLED, type Pooling } from './encoder.js';
 import { gemmFromLogistic, randomHead, runTextEpochs, type TextModel, type TextFinetuneOptions } from './classify.js';
 import { softmax } from '../util/vectors.js';
+import type { RunOptions } from '../train/callbacks.js';
 
 /** Unpadded token states of one text below the cut: [length × hidden]. */
 export interface TokenStates {
@@ -115,7 +116,7 @@ async function runRows(g: Graph, output: string, feeds: (idx: number[]) => Feeds
 }
 
 /** The fine-tuning options that apply when only the top layers train on saved lower-layer outputs. */
-export type TopFinetuneOptions = Pick<TextFinetuneOptions,
+export type TopFinetuneOptions = RunOptions & Pick<TextFinetuneOptions,
   'head' | 'classes' | 'epochs' | 'minSteps' | 'batchSize' | 'lr' | 'weightDecay' | 'warmup' | 'clipNorm' | 'seed' | 'onStep'>;
 
 export interface TopFinetuneResult {
@@ -137,7 +138,8 @@ export async function finetuneTopCached(split: TopLayerSplit, states: readonly T
   const trainer = await Trainer.create(top, { trainable: 'all', output: LOGITS, lr: base, optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 }, clipNorm: o.clipNorm ?? 1 });
   let steps: number, losses: number[];
   try {
-    ({ steps, losses } = await runTextEpochs(trainer, y, o, base, (idx) => split.feeds(states, idx)));
+    const config = { layers: split.layers, pooling: split.pooling, classes: o.classes, head: o.head ? 'probe' : 'random', weightDecay: o.weightDecay ?? 0.01, clipNorm: o.clipNorm ?? 1 };
+    ({ steps, losses } = await runTextEpochs(trainer, y, { ...o, config }, base, (idx) => split.feeds(states, idx)));
   } catch (err) {
     await trainer.release();
     throw err;
