@@ -80,7 +80,7 @@ export interface ClassProbability {
   probability: number;
 }
 
-export interface Prediction {
+export interface ServedPrediction {
   /** The file name (multipart), 'image' (raw body) or `texts[i]`. */
   input: string;
   top: ClassProbability[];
@@ -106,7 +106,7 @@ export interface ImageInput {
   bytes: Uint8Array;
 }
 
-export interface PredictOptions {
+export interface ServePredictOptions {
   /** Classes per input, most probable first (default 5). */
   top?: number;
 }
@@ -211,7 +211,7 @@ export class ServedModel {
    * none), then every image is checked and decoded: one that is not an image is an
    * UnsupportedInputError naming it, one over the pixel limit an InputTooLargeError.
    */
-  async predictImages(images: ImageInput[], o: PredictOptions = {}): Promise<Prediction[]> {
+  async predictImages(images: ImageInput[], o: ServePredictOptions = {}): Promise<ServedPrediction[]> {
     if (this.kind !== 'image') throw new UnsupportedInputError(`model ${this.name} classifies texts, not images`, 'send JSON: {"texts": ["…"]}');
     if (!images.length) throw new BadFieldError('images', 'no image was sent');
     const top = checkTop(o.top);
@@ -229,7 +229,7 @@ export class ServedModel {
   }
 
   /** Top classes for each text (an empty text is a BadFieldError naming it). */
-  async predictTexts(texts: string[], o: PredictOptions = {}): Promise<Prediction[]> {
+  async predictTexts(texts: string[], o: ServePredictOptions = {}): Promise<ServedPrediction[]> {
     if (this.kind !== 'text') throw new UnsupportedInputError(`model ${this.name} classifies images, not texts`, 'send an image (image/* body, or multipart files)');
     if (!texts.length) throw new BadFieldError('texts', 'no text was sent');
     texts.forEach((t, i) => {
