@@ -156,7 +156,9 @@ async function renderData(): Promise<void> {
   const classes = h('div', { class: 'classes', 'data-testid': 'class-list' });
   const examples = await Promise.all(p.classes.map((c) =>
     api<{ examples: Example[]; total: number }>('GET', `/api/projects/${p.id}/examples?classId=${c.id}&offset=0&limit=${p.kind === 'image' ? 48 : 20}`)));
-  p.classes.forEach((c, i) => classes.append(classCard(p, c, examples[i]!.examples)));
+  p.classes.forEach((c, i) => {
+    classes.append(classCard(p, c, examples[i]!.examples));
+  });
   const addClass = h('form', { class: 'row', 'data-testid': 'add-class-form' },
     h('label', { for: 'class-name' }, 'New class'),
     h('input', { id: 'class-name', name: 'class-name', required: true, maxlength: 100, placeholder: 'e.g. sneaker', 'data-testid': 'class-name-input' }),
@@ -310,7 +312,7 @@ async function startWebcam(video: HTMLVideoElement): Promise<void> {
 }
 
 function stopWebcam(): void {
-  state.webcam?.getTracks().forEach((t) => t.stop());
+  for (const t of state.webcam?.getTracks() ?? []) t.stop();
   state.webcam = null;
 }
 
@@ -610,7 +612,10 @@ function renderEvaluation(): void {
   const section = $('evaluation');
   const e: Evaluation | null | undefined = state.run?.status === 'done' ? state.run.evaluation : null;
   section.hidden = !e;
-  if (!e) return fill(section);
+  if (!e) {
+    fill(section);
+    return;
+  }
   const max = Math.max(1, ...e.confusion.flat());
   fill(section, h('h3', {}, '3. How good is it?'),
     h('p', { class: 'big' }, 'Accuracy on ', String(e.heldOut), ' held-out examples: ',
@@ -673,7 +678,10 @@ function renderTry(): void {
   const r = state.run;
   const ready = r?.status === 'done';
   section.hidden = !ready;
-  if (!ready || !r) return fill(section);
+  if (!ready || !r) {
+    fill(section);
+    return;
+  }
   const out = h('div', { class: 'try-out', 'data-testid': 'try-output', 'aria-live': 'polite' });
   if (state.project!.kind === 'text') {
     const ta = h('textarea', { id: 'try-text', rows: 3, placeholder: 'Type a sentence to classify', 'data-testid': 'try-text-input' });
@@ -782,7 +790,10 @@ function renderExport(): void {
   const section = $('export');
   const r = state.run;
   section.hidden = r?.status !== 'done';
-  if (!r || r.status !== 'done') return fill(section);
+  if (!r || r.status !== 'done') {
+    fill(section);
+    return;
+  }
   const node = h('pre', { 'data-testid': 'snippet-node' }, h('code', {}, 'loading…'));
   const web = h('pre', { 'data-testid': 'snippet-browser' }, h('code', {}, 'loading…'));
   fill(section, h('h3', {}, '5. Export'),
