@@ -10,7 +10,7 @@ export { TfidfVectorizer, trainTfidfClassifier, tfidfClassifierGraph } from './t
 export { TopLayerSplit, finetuneTopCached, type TokenStates, type TopFinetuneOptions, type TopFinetuneResult } from './top-layers.js';
 export { finetunePrompt, promptClassifier, predictPromptProba, promptLogits, parseTemplate, labelWordIds, encodePrompts, readMlmHead, buildPromptGraph, DEFAULT_TEMPLATE, type PromptSpec, type PromptModel, type PromptClassifier, type PromptFinetuneOptions, type PromptFinetuneResult, type MlmHead, type HeadActivation, type ParsedTemplate } from './prompt.js';
 export { saveTextClassifier, savePromptClassifier, loadTextClassifier, predictTexts, textClassifierProba, isTextClassifierFolder, type TextSettings, type TextClassifier, type TextPrediction, type TextProbaOptions } from './saved.js';
-export { lmLoss, buildLmLoss, makeWindows, lmBatch, lmEvalGraph, perplexity, finetuneLm, linearSchedule, saveTextModelFolder, LM_LABELS, LM_MASK, type LmFinetuneOptions, type PerplexityResult, type WindowOptions } from './lm.js';
+export { lmLoss, buildLmLoss, makeWindows, lmBatch, lmEvalGraph, perplexity, finetuneLm, saveTextModelFolder, LM_LABELS, LM_MASK, type LmFinetuneOptions, type PerplexityResult, type WindowOptions } from './lm.js';
 export { readCorpus, type CorpusOptions } from './lm-corpus.js';
 export { CausalLm, generateText, pickToken, isSampling, type GenerateOptions, type SamplingOptions, type GeneratedText } from './generate.js';
 export { buildSeq2Seq, reinitialize, seq2seqBatch, crossAttentionParams, type Seq2SeqOptions, type Seq2SeqPair } from './seq2seq.js';
