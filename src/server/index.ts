@@ -5,3 +5,4 @@ export { ModelRegistry, ServedModel, prepareImage, checkModelName, NAME_PATTERN,
 export type { ModelInfo, RegistryOptions, ImageInput, ServePredictOptions, ServedPrediction, ClassProbability } from './registry.js';
 export { Batcher, QueueFullError, BatcherClosedError } from './batcher.js';
 export type { BatcherOptions, BatcherStats, Admission } from './batcher.js';
+export { ThreadedSession, ModelRunError } from './threaded-session.js';

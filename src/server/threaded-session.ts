@@ -15,6 +15,15 @@ import { resolvedSessionOptions, cleanOrtMessage, type RuntimeOptions, type Feed
 import { GraftError } from '../util/errors.js';
 import type { WireTensor, WorkerReply, WorkerRequest } from './session-worker.js';
 
+/** The model failed to run, or its thread stopped: the server's fault, not the request's (HTTP 500). */
+export class ModelRunError extends GraftError {
+  readonly statusCode = 500;
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelRunError';
+  }
+}
+
 /** The worker script beside this file (.ts under tsx, .js once built). */
 const WORKER = new URL(`./session-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
 
@@ -32,7 +41,7 @@ export class ThreadedSession {
     });
     const fail = (e: Error) => {
       this.dead = e;
-      for (const p of this.pending.values()) p.reject(new GraftError(`${label}: the onnxruntime thread stopped: ${e.message}`));
+      for (const p of this.pending.values()) p.reject(new ModelRunError(`${label}: the onnxruntime thread stopped: ${e.message}`));
       this.pending.clear();
     };
     worker.on('error', fail);
@@ -59,7 +68,7 @@ export class ThreadedSession {
 
   /** Register a reply slot for `m.id` and send `m` (id 0: only wait for the worker's ready message). */
   private call(m: WorkerRequest, transfer: ArrayBuffer[]): Promise<WorkerReply> {
-    if (this.dead) return Promise.reject(new GraftError(`${this.label}: the onnxruntime thread stopped: ${this.dead.message}`));
+    if (this.dead) return Promise.reject(new ModelRunError(`${this.label}: the onnxruntime thread stopped: ${this.dead.message}`));
     return new Promise<WorkerReply>((resolve, reject) => {
       this.pending.set(m.id, { resolve, reject });
       if (m.id !== 0) this.worker.postMessage(m, transfer);
@@ -80,7 +89,7 @@ export class ThreadedSession {
     }
     const id = this.next++;
     const r = await this.call({ id, feeds: wire, ...(outputs ? { outputs } : {}) }, transfer);
-    if (r.error) throw new GraftError(`${this.label}: onnxruntime failed: ${cleanOrtMessage(new Error(r.error))}`);
+    if (r.error) throw new ModelRunError(`${this.label}: onnxruntime failed: ${cleanOrtMessage(new Error(r.error))}`);
     const out: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(r.outputs ?? {})) out[k] = { dtype: v.type as DType, dims: v.dims, data: v.data as TypedArray };
     return out;

@@ -270,3 +270,24 @@ test('the registry: names are checked, never paths; add, replace and remove at r
     await registry.close();
   }
 });
+
+test('ThreadedSession: the model runs on a worker thread with the same results as Session; a failed run is a 500 naming the model', async () => {
+  const { ThreadedSession, ModelRunError } = await import('../../src/server/threaded-session.js');
+  const { Session } = await import('../../src/runtime/session.js');
+  const { imagesToTensor } = await import('../../src/data/image.js');
+  const g = loadModel(clf);
+  const x = await imagesToTensor(pngs.slice(0, 3), getPreprocess(g)!);
+  const plain = await Session.fromGraph(g, {}, 'plain');
+  const want = (await plain.run({ [g.dataInputs()[0]!.name]: x }))['probabilities']!;
+  await plain.release();
+  const t = await ThreadedSession.fromGraph(g, {}, 'digits');
+  try {
+    const got = (await t.run({ [g.dataInputs()[0]!.name]: { ...x, data: (x.data as Float32Array).slice() } }))['probabilities']!;
+    assert.deepEqual(got.dims, want.dims);
+    assert.deepEqual(Array.from(got.data as Float32Array), Array.from(want.data as Float32Array));
+    const bad = { dtype: 'float32' as const, dims: [1, 1, 5, 5], data: new Float32Array(25) };
+    await assert.rejects(t.run({ [g.dataInputs()[0]!.name]: bad }), (e: Error) => e instanceof ModelRunError && e.statusCode === 500 && /^digits: onnxruntime failed/.test(e.message));
+  } finally {
+    await t.release();
+  }
+});
