@@ -174,6 +174,15 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     await page.getByTestId('try-section').scrollIntoViewIfNeeded();
     await b.shot('try');
 
+    // a webcam frame (Chromium's fake camera) tried the same way (on the server only, to stay quick)
+    await page.getByTestId('try-in-page-checkbox').uncheck();
+    await page.getByTestId('try-webcam-button').click(); // starts the camera
+    await page.getByTestId('try-webcam-button').filter({ hasText: 'Classify the webcam frame' }).click();
+    await page.locator('[data-testid="try-output"] figcaption').filter({ hasText: 'webcam.jpg' }).waitFor();
+    await page.locator('[data-testid="try-results-row"], [data-testid="try-error"]').first().waitFor({ timeout: 60_000 });
+    assert.equal(await page.getByTestId('try-error').count(), 0, `the server classifies the webcam frame: ${await page.getByTestId('try-error').textContent().catch(() => '')}`);
+    assert.equal(await page.getByTestId('try-results-row').count(), 3, 'a probability per class for the webcam frame');
+
     // export: download the ONNX through the page and run it in onnxruntime-node
     const download = page.waitForEvent('download');
     await page.getByTestId('export-onnx-link').click();
