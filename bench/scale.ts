@@ -7,7 +7,9 @@
  *   (c) through the queue with 2 workers (each --threads / 2 threads, at least 1; same total).
  * Queue times run from submission to the last shard's completion (the head fit that follows is not
  * counted). Workers are started and warmed (model loaded) before timing. Reported: seconds, images/s,
- * the per-image overhead of (b) over (a) (target ≤ 5 %), and the speed-up of (c) over (a).
+ * the per-image overhead of (b) over (a) (target ≤ 5 %), and the speed-up of (c) over (a); also the
+ * CPU time of every process involved (this one, the workers: /proc/PID/stat), which a busy machine
+ * disturbs far less than wall time.
  * Rounds alternate the three modes; medians and best rounds are shown, with every round's times.
  *
  *   npx tsx bench/scale.ts                          # 512 images, batch 32, shards of 128, 3 rounds
@@ -16,7 +18,7 @@
  * Needs redis-server (started here on a free 127.0.0.1 port) and ../shared (GRAFT_ASSETS).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -69,24 +71,38 @@ async function stop(ws: ChildProcess[]): Promise<void> {
 const data = join(tmp, 'data');
 await imageFolder(data);
 const labelled = loadLabelledImages(data);
-const opts = { batchSize: B, seed: 0, valFraction: 0.1, testFraction: 0.2 };
+const opts = { batchSize: B, seed: 0, valFraction: 0.1, testFraction: 0.2, head: 'ncm' as const }; // ncm: the queue run's head fit costs milliseconds
 const rows = extractionOrder(labelled.labels, opts);
 const model = loadModel(MODEL);
 const redis = await startRedis();
 let run = 0;
 
+/** CPU seconds (user + system) a child process has used so far (Linux: /proc/PID/stat). */
+function childCpu(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+const ownCpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+/** CPU seconds per mode and round: on a busy machine the steadier measure of the work done. */
+const cpu: Record<'local' | 'q1' | 'q2', number[]> = { local: [], q1: [], q2: [] };
+let workerPids: number[] = [];
+
 async function local(): Promise<number> {
   const cache = FeatureCache.open(join(tmp, `cache-${run++}`));
   const chunks: string[][] = [];
   for (let s = 0; s < rows.length; s += B) chunks.push(rows.slice(s, s + B).map((r) => labelled.inputs[r] as string));
-  const t0 = performance.now();
+  const t0 = performance.now(), c0 = ownCpu();
   await extractFeatures(model, undefined, chunks, { batchSize: B, cache, runtime: { threads: T } });
+  cpu.local.push(ownCpu() - c0);
   return (performance.now() - t0) / 1000;
 }
 
-async function queued(): Promise<number> {
+async function queued(mode: 'q1' | 'q2'): Promise<number> {
+  const c0 = ownCpu() + workerPids.reduce((s, p) => s + childCpu(p), 0);
   const r = await trainFeaturesOnQueue(MODEL, { path: data }, { ...opts, cacheDir: join(tmp, `cache-${run++}`) }, { queue: redis.url, shardSize: SHARD });
   if (r.extraction.computed !== rows.length) throw new Error(`expected ${rows.length} computed, got ${r.extraction.computed}`);
+  cpu[mode].push(ownCpu() + workerPids.reduce((s, p) => s + childCpu(p), 0) - c0); // includes the head fit (small next to extraction)
   return r.queue.extractSeconds;
 }
 
@@ -99,7 +115,8 @@ try {
       const ws = await startWorkers(redis.url, mode === 'q1' ? 1 : 2, mode === 'q1' ? T : Math.max(1, Math.floor(T / 2)));
       try {
         await trainFeaturesOnQueue(MODEL, { path: data }, { ...opts, labelsPerClass: 1, cacheDir: join(tmp, `warm-${run++}`) }, { queue: redis.url, shardSize: 8 }); // workers load the model
-        times[mode].push(await queued());
+        workerPids = ws.map((w) => w.pid!);
+        times[mode].push(await queued(mode));
       } finally {
         await stop(ws);
       }
@@ -128,4 +145,13 @@ console.log(`queue overhead per image (1 worker vs in-process): ${(1000 * (q1 - 
 console.log(`speed-up with 2 workers: ${(l / q2).toFixed(2)}×`);
 console.log('');
 }
-console.log(`${n} images (224×224 MobileNetV2, batch ${B}, shards of ${Math.ceil(SHARD / B) * B}), ${T} onnxruntime thread(s) in all; ${cpus().length} CPUs, load ${loadavg().map((v) => v.toFixed(2)).join(' ')} at the end; rounds: ${JSON.stringify(times)}`);
+const cl = median(cpu.local), c1 = median(cpu.q1), c2 = median(cpu.q2);
+console.log('### CPU time (user + system, every process: this one and the workers), medians');
+console.log('');
+console.log('| run | CPU s | CPU ms/image | vs in-process |');
+console.log('| --- | ---: | ---: | ---: |');
+for (const [name, c] of [['in-process', cl], ['queue, 1 worker', c1], ['queue, 2 workers', c2]] as const) console.log(`| ${name} | ${c.toFixed(2)} | ${(1000 * c / n).toFixed(2)} | ${(100 * (c - cl) / cl).toFixed(1)} % |`);
+console.log('');
+console.log(`queue overhead in CPU per image (1 worker, including the submitter and the head fit): ${(1000 * (c1 - cl) / n).toFixed(2)} ms = ${(100 * (c1 - cl) / cl).toFixed(1)} % (target ≤ 5 %): ${(c1 - cl) / cl <= 0.05 ? 'met' : 'NOT met'}`);
+console.log('');
+console.log(`${n} images (224×224 MobileNetV2, batch ${B}, shards of ${Math.ceil(SHARD / B) * B}), ${T} onnxruntime thread(s) in all; ${cpus().length} CPUs, load ${loadavg().map((v) => v.toFixed(2)).join(' ')} at the end; rounds (wall s): ${JSON.stringify(times)}; CPU s: ${JSON.stringify(cpu)}`);
