@@ -109,6 +109,7 @@ async function queued(mode: 'q1' | 'q2'): Promise<number> {
 const times: Record<'local' | 'q1' | 'q2', number[]> = { local: [], q1: [], q2: [] };
 try {
   await local(); // warm-up (onnxruntime session, sharp)
+  cpu.local.length = 0;
   for (let round = 0; round < ROUNDS; round++) {
     for (const mode of (['local', 'q1', 'q2'] as const)) {
       if (mode === 'local') { times.local.push(await local()); continue; }
