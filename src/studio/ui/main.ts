@@ -734,22 +734,25 @@ async function tryImage(r: Run, f: File, alsoInPage: boolean, out: HTMLElement):
   const url = URL.createObjectURL(f);
   const form = new FormData();
   form.append('file', f, f.name);
-  let pred: unknown, why: Explanation | Error;
+  // the Grad-CAM heatmap takes longer than the prediction: it is shown when it arrives
+  const why = api<Explanation>('POST', `/api/runs/${r.id}/explain`, form);
+  let pred: unknown;
   try {
-    [pred, why] = await Promise.all([
-      api<unknown>('POST', predictUrl(r), f.type ? f : form),
-      api<Explanation>('POST', `/api/runs/${r.id}/explain`, form).catch((e: unknown) => e as Error),
-    ]);
+    pred = await api<unknown>('POST', predictUrl(r), f.type ? f : form);
   } catch (e) {
+    why.catch(() => undefined);
     fill(out, h('p', { class: 'message error', role: 'alert', 'data-testid': 'try-error' }, `Could not classify ${f.name}: ${(e as Error).message}`));
     return;
   }
+  const explainBox = h('div', { class: 'explain-box', 'data-testid': 'try-explanation' }, h('p', { class: 'muted small' }, 'Computing the Grad-CAM heatmap…'));
   fill(out,
     h('div', { class: 'two' },
       h('figure', {}, h('img', { src: url, alt: 'the image tried', 'data-testid': 'try-image', width: 160 }), h('figcaption', {}, f.name)),
       resultsView(ranked(pred), 'try-results', 'Server prediction'),
-      why instanceof Error ? h('p', { class: 'muted', 'data-testid': 'gradcam-unavailable' }, `No Grad-CAM: ${why.message}`) : explanationView(why)),
+      explainBox),
     h('div', { id: 'in-page-out', 'data-testid': 'in-page-output' }));
+  why.then((x) => fill(explainBox, explanationView(x)),
+    (e: unknown) => fill(explainBox, h('p', { class: 'muted', 'data-testid': 'gradcam-unavailable' }, `No Grad-CAM: ${(e as Error).message}`)));
   if (alsoInPage) await compareInPage(r, f, $('in-page-out'));
 }
 
