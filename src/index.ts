@@ -37,4 +37,6 @@ export * from './export/index.js';
 export * from './adapt/index.js';
 export * from './hub/index.js';
 export * from './server/index.js';
+export * from './explain/index.js';
+export * from './scale/index.js';
 export { GraftError } from './util/errors.js';
