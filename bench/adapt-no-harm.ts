@@ -20,17 +20,18 @@ import { digitsTask, fashionBnTask, fashionFeaturePair, fashionMnist } from '../
 import { adaptNetwork, type NetworkMethod } from '../src/adapt/source-free.js';
 import { adaptFeatures, type FeatureMethod } from '../src/adapt/features.js';
 import { adaptWithSource, type SourceNetworkMethod } from '../src/adapt/with-source.js';
-import { predictClassProba, accuracyOf } from '../src/adapt/predict.js';
+import { predictClassProba } from '../src/adapt/predict.js';
 import { shiftImages } from '../src/data/shifts.js';
 import { smallCnn } from '../src/heads/scratch-cnn.js';
 import { NO_HARM_MARGIN } from '../src/adapt/selection.js';
 import type { Examples } from '../src/train/fit.js';
+import { argmax, accuracy } from '../src/util/vectors.js';
 
 interface Cand { params: string; score: number; acc: number; im?: number }
 interface Run { pair: string; method: string; criterion: 'im' | 'rv' | 'rvf'; base: { score: number; acc: number; im?: number }; cands: Cand[]; seconds: number }
 const runs: Run[] = [];
 const args = process.argv.slice(2);
-const acc = async (g: Graph, t: Examples) => accuracyOf(await predictClassProba(g, t.x), t.y);
+const acc = async (g: Graph, t: Examples) => accuracy((await predictClassProba(g, t.x)).map(argmax), t.y);
 const fmt = (p: Record<string, number>) => Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ');
 const log = (r: Run) => process.stderr.write(`${r.pair} ${r.method}: base ${r.base.score.toFixed(3)}/${r.base.acc.toFixed(3)}; ${r.cands.map((c) => `${c.score.toFixed(3)}/${c.acc.toFixed(3)}`).join(' ')} (${r.seconds.toFixed(0)} s)\n`);
 const t0 = performance.now();
@@ -66,8 +67,8 @@ for (const m of flagOf('--feature-methods', 'coral,subspace,self-training,coral-
   const r = await adaptFeatures(m, fp.source, fp.target.x, { keepPredictions: true, margin: 0 });
   runs.push({
     pair: `mnist.onnx features Fashion → dim-noisy, n ${n}`, method: m, criterion: 'rvf' as const,
-    base: { score: r.unadapted!.reverseValidation, acc: accuracyOf(r.unadapted!.targetProba!, fp.target.y), im: r.unadapted!.informationMaximization },
-    cands: r.candidates.map((c) => ({ params: fmt(c.params), score: c.reverseValidation, acc: accuracyOf(c.targetProba!, fp.target.y), im: c.informationMaximization })),
+    base: { score: r.unadapted!.reverseValidation, acc: accuracy(r.unadapted!.targetProba!.map(argmax), fp.target.y), im: r.unadapted!.informationMaximization },
+    cands: r.candidates.map((c) => ({ params: fmt(c.params), score: c.reverseValidation, acc: accuracy(c.targetProba!.map(argmax), fp.target.y), im: c.informationMaximization })),
     seconds: (performance.now() - s0) / 1000,
   });
   log(runs.at(-1)!);

@@ -20,13 +20,14 @@
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { fashionShiftPair, parseShift, DEFAULT_SHIFT } from '../src/data/shifts.js';
 import { smallCnn } from '../src/heads/scratch-cnn.js';
-import { fit, predictLabels, accuracy } from '../src/train/fit.js';
+import { fit, predictLabels } from '../src/train/fit.js';
 import { adaptFit, dannLoss, sourceOnlyLoss, featureDim, type AdaptLoss } from '../src/adapt/dann.js';
 import { mmdLoss, deepCoralLoss } from '../src/adapt/mmd.js';
 import { predictClassProba } from '../src/adapt/predict.js';
 import { informationMaximization } from '../src/adapt/selection.js';
 import { defaultFeatureNode } from '../src/features/extract.js';
 import type { Trainer } from '../src/train/trainer.js';
+import { accuracy } from '../src/util/vectors.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: string) => {

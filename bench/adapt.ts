@@ -21,8 +21,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fashionFeaturePair } from '../src/adapt/experiments.js';
 import { adaptFeatures, runFeatureMethod, FEATURE_METHODS, type FeatureMethod } from '../src/adapt/features.js';
-import { accuracyOf } from '../src/adapt/predict.js';
 import { PIXEL_SHIFTS, type PixelShift } from '../src/data/shifts.js';
+import { argmax, accuracy } from '../src/util/vectors.js';
 
 const argv = process.argv.slice(2);
 const opt = (k: string, d: string) => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1]! : d; };
@@ -51,8 +51,8 @@ for (const m of methods) {
   const s = await adaptFeatures(m, source, target.x);
   const selS = (performance.now() - t0) / 1000;
   rows.push({ method: m, fixed: fixedS, selected: selS });
-  md.push(`| ${m} ${JSON.stringify(FIXED[m])} | ${fixedS.toFixed(2)} | ${accuracyOf(f.targetProba, target.y).toFixed(3)} | ${selS.toFixed(2)} | ${accuracyOf(s.targetProba, target.y).toFixed(3)} | ${JSON.stringify(s.chosen)} |`);
-  console.log(`${m.padEnd(15)} ${fixedS.toFixed(2).padStart(8)}   ${accuracyOf(f.targetProba, target.y).toFixed(3).padStart(10)} | ${selS.toFixed(2).padStart(11)}   ${accuracyOf(s.targetProba, target.y).toFixed(3).padStart(10)}  ${JSON.stringify(s.chosen)}`);
+  md.push(`| ${m} ${JSON.stringify(FIXED[m])} | ${fixedS.toFixed(2)} | ${accuracy(f.targetProba.map(argmax), target.y).toFixed(3)} | ${selS.toFixed(2)} | ${accuracy(s.targetProba.map(argmax), target.y).toFixed(3)} | ${JSON.stringify(s.chosen)} |`);
+  console.log(`${m.padEnd(15)} ${fixedS.toFixed(2).padStart(8)}   ${accuracy(f.targetProba.map(argmax), target.y).toFixed(3).padStart(10)} | ${selS.toFixed(2).padStart(11)}   ${accuracy(s.targetProba.map(argmax), target.y).toFixed(3).padStart(10)}  ${JSON.stringify(s.chosen)}`);
 }
 
 if (!argv.includes('--no-peer')) {

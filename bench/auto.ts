@@ -26,11 +26,12 @@ import { trainFeatureClassifier } from '../src/features/classifier.js';
 import { finetuneImages } from '../src/finetune/image-finetune.js';
 import { loadModelFolderSync } from '../src/text/model-folder.js';
 import { readTextTable } from '../src/data/text-table.js';
-import { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba, argmaxF } from '../src/text/classify.js';
+import { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba } from '../src/text/classify.js';
 import { trainSetFit } from '../src/text/setfit.js';
 import { trainTfidfClassifier } from '../src/text/tfidf.js';
 import { openCache } from '../src/features/cache.js';
 import { Rng } from '../src/util/random.js';
+import { argmax } from '../src/util/vectors.js';
 
 const args = process.argv.slice(2);
 const flag = (k: string, d: string) => (args.includes(k) ? args[args.indexOf(k) + 1]! : d);
@@ -92,7 +93,7 @@ if (task === 'image') {
       test['tfidf'] ??= acc((await trainTfidfClassifier(trX, trY, { seed, tokenizer: m.tokenizer, maxLength })).predict(teX));
       if (test['finetune'] === undefined) {
         const f = await finetuneText(m, trX, trY, { classes: t.classes.length, maxLength, seed, head, lr: 1e-4, epochs: 3, minSteps: Math.max(3 * Math.ceil(trX.length / 16), 60), warn: quiet });
-        test['finetune'] = acc(argmaxF(await predictTextProba(f.graph, m.tokenizer, teX, { maxLength, warn: quiet })));
+        test['finetune'] = acc((await predictTextProba(f.graph, m.tokenizer, teX, { maxLength, warn: quiet })).map(argmax));
       }
       if (test['setfit'] === undefined && per <= 16) {
         const s = await trainSetFit(m, trX, trY, { maxLength, seed, lr: 1e-4, steps: Math.min(Math.ceil((40 * trX.length) / 16), 120) });

@@ -17,9 +17,10 @@ import { encodeOnnx } from '../src/formats/onnx.js';
 import { loadPixelDataset } from '../src/data/pixel-dataset.js';
 import { stratifiedSplit } from '../src/data/splits.js';
 import { requireAsset } from '../src/data/assets.js';
-import { fit, predictLabels, accuracy, stack } from '../src/train/fit.js';
+import { fit, predictLabels, stack } from '../src/train/fit.js';
 import { Session } from '../src/runtime/session.js';
 import { trainMultiTask, exportMultiTask, withNewHead, type Task } from '../src/features/multi-task.js';
+import { accuracy } from '../src/util/vectors.js';
 
 const NODE = 'Pooling160_Output_0_reshape0';
 const model = loadModel(requireAsset('models/onnxjs-demo/mnist.onnx'));

@@ -16,13 +16,14 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { assetPath } from '../src/data/assets.js';
 import { loadModelFolderSync } from '../src/text/model-folder.js';
 import { readTextTable, loadSpamAssassin, type TextTable } from '../src/data/text-table.js';
-import { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba, argmaxF } from '../src/text/classify.js';
+import { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba } from '../src/text/classify.js';
 import { trainSetFit } from '../src/text/setfit.js';
 import { finetunePrompt, predictPromptProba } from '../src/text/prompt.js';
 import { trainTfidfClassifier } from '../src/text/tfidf.js';
 import { openCache } from '../src/features/cache.js';
 import { Rng } from '../src/util/random.js';
 import { atomicWrite } from '../src/formats/onnx.js';
+import { argmax } from '../src/util/vectors.js';
 
 const args = process.argv.slice(2);
 const arg = (k: string, d: string) => {
@@ -83,7 +84,7 @@ async function classification(task: string, t: TextTable, testPerClass: number, 
   const feats = async (ix: number[]) => extractor.extract(ix.map((i) => t.texts[i]!), { maxLength: ml, cache, warn: quiet });
   let head: Awaited<ReturnType<typeof fitTextHead>> | undefined;
   const probe = async () => (head ??= await fitTextHead(await feats(train), trY, seed));
-  const evalGraph = async (g: Parameters<typeof predictTextProba>[0]) => acc(argmaxF(await predictTextProba(g, model.tokenizer, teX, { maxLength: ml, warn: quiet })), teY);
+  const evalGraph = async (g: Parameters<typeof predictTextProba>[0]) => acc((await predictTextProba(g, model.tokenizer, teX, { maxLength: ml, warn: quiet })).map(argmax), teY);
   const steps = (n: number) => Math.max(3 * Math.ceil(n / 16), 60);
   for (const m of methods) {
     if (m === 'tfidf') await record({ ...base, method: 'TF-IDF + LR' }, async () => acc((await trainTfidfClassifier(trX, trY, { seed })).predict(teX), teY));
@@ -113,7 +114,7 @@ async function classification(task: string, t: TextTable, testPerClass: number, 
     if (m === 'prompt')
       await record({ ...base, method: 'prompt-based FT (MLM head, bad/good, lr 3e-5)' }, async () => {
         const r = await finetunePrompt(model, trX, trY, { labelWords: labelWords(t), maxLength: ml, seed, lr: 3e-5, epochs: 10, minSteps: 70, batchSize: 16, warn: quiet });
-        return acc(argmaxF(await predictPromptProba(r, model.tokenizer, teX, { maxLength: ml, warn: quiet })), teY);
+        return acc((await predictPromptProba(r, model.tokenizer, teX, { maxLength: ml, warn: quiet })).map(argmax), teY);
       });
   }
 }

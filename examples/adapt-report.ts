@@ -12,14 +12,15 @@ import type { Graph } from '../src/graph/graph.js';
 import { digitsTask, fashionBnTask, fashionFeaturePair } from '../src/adapt/experiments.js';
 import { adaptNetwork, type NetworkMethod } from '../src/adapt/source-free.js';
 import { adaptFeatures, FEATURE_METHODS } from '../src/adapt/features.js';
-import { predictClassProba, accuracyOf } from '../src/adapt/predict.js';
+import { predictClassProba } from '../src/adapt/predict.js';
 import type { Examples } from '../src/train/fit.js';
+import { argmax, accuracy } from '../src/util/vectors.js';
 
 const DOC = 'docs/adaptation.md';
 const BEGIN = '<!-- adapt-report:begin (examples/adapt-report.ts) -->';
 const END = '<!-- adapt-report:end -->';
 const fmt = (p: Record<string, number | string>) => Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ');
-const acc = async (g: Graph, t: Examples) => accuracyOf(await predictClassProba(g, t.x), t.y);
+const acc = async (g: Graph, t: Examples) => accuracy((await predictClassProba(g, t.x)).map(argmax), t.y);
 const lines: string[] = [];
 const out = (s = '') => { lines.push(s); console.log(s); };
 
@@ -73,8 +74,8 @@ out('| --- | --- | ---: | ---: | ---: |');
 for (const m of FEATURE_METHODS) {
   const r = await adaptFeatures(m, pair.source, pair.target.x, { keepPredictions: true });
   const rv = r.candidates.find((c) => c.params === r.chosen)?.reverseValidation;
-  const oracle = r.candidates.length ? `${Math.max(...r.candidates.map((c) => accuracyOf(c.targetProba!, pair.target.y))).toFixed(3)} of ${r.candidates.length}` : '—';
-  out(`| ${m} | ${Object.keys(r.chosen).length ? fmt(r.chosen) : '—'}${rv !== undefined ? ` (${rv.toFixed(3)})` : ''} | ${accuracyOf(r.targetProba, pair.target.y).toFixed(3)} | ${oracle} | ${r.seconds.toFixed(1)} |`);
+  const oracle = r.candidates.length ? `${Math.max(...r.candidates.map((c) => accuracy(c.targetProba!.map(argmax), pair.target.y))).toFixed(3)} of ${r.candidates.length}` : '—';
+  out(`| ${m} | ${Object.keys(r.chosen).length ? fmt(r.chosen) : '—'}${rv !== undefined ? ` (${rv.toFixed(3)})` : ''} | ${accuracy(r.targetProba.map(argmax), pair.target.y).toFixed(3)} | ${oracle} | ${r.seconds.toFixed(1)} |`);
 }
 out();
 out(`Total ${((performance.now() - t0) / 1000).toFixed(0)} s.`);

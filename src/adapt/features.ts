@@ -9,11 +9,11 @@ import { coral } from './coral.js';
 import { subspaceAlignment } from './subspace.js';
 import { selfTrainFeatures } from './self-training.js';
 import { sourceOnly, type FeatureAdaptResult, type HeadOptions, type LabelledFeatures } from './feature-head.js';
-import { argmaxOf } from './predict.js';
 import { informationMaximization, reverseValidation, selectBest, selectOverUnadapted, NO_HARM_MARGIN, type Candidate } from './selection.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { GraftError } from '../util/errors.js';
 import { classCount } from '../heads/head.js';
+import { argmax } from '../util/vectors.js';
 
 export type FeatureMethod = 'source-only' | 'coral' | 'subspace' | 'self-training' | 'coral-self-training';
 export const FEATURE_METHODS: readonly FeatureMethod[] = ['source-only', 'coral', 'subspace', 'self-training', 'coral-self-training'];
@@ -80,7 +80,7 @@ export async function adaptFeatures(method: FeatureMethod, source: LabelledFeatu
     const split = stratifiedSplit(source.y, { testFraction: o.valFraction ?? 0.2, seed: o.seed ?? 0 });
     const tr = { x: split.train.map((i) => source.x[i]!), y: split.train.map((i) => source.y[i]!) };
     const va = { x: split.test.map((i) => source.x[i]!), y: split.test.map((i) => source.y[i]!) };
-    const rv = (P: Float64Array[]) => reverseValidation(target, P.map(argmaxOf), va, { numClasses: K, ...(o.l2 !== undefined ? { l2: o.l2 } : {}) });
+    const rv = (P: Float64Array[]) => reverseValidation(target, P.map(argmax), va, { numClasses: K, ...(o.l2 !== undefined ? { l2: o.l2 } : {}) });
     const cands: Candidate<Record<string, number>>[] = [];
     for (const params of grid) {
       const c0 = performance.now();

@@ -10,7 +10,7 @@ import { logitsOf } from '../train/training-graph.js';
 import { upgradeOpset } from '../graph/rewrites.js';
 import { GraftError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-import { softmax, argmax, accuracy } from '../util/vectors.js';
+import { softmax } from '../util/vectors.js';
 
 /**
  * Logits of a classifier for each example: the model's output read before a final Softmax when it
@@ -70,21 +70,11 @@ export function calibrateTemperature(logits: ArrayLike<number>[], fraction = 0.2
   return Math.exp((lo + hi) / 2);
 }
 
-/** The most probable class (src/util/vectors.ts argmax; kept under this name for the adaptation code). */
-export function argmaxOf(p: ArrayLike<number>): number {
-  return argmax(p);
-}
-
 /** Shannon entropy (nats) of one distribution. */
 export function entropyOf(p: ArrayLike<number>): number {
   let h = 0;
   for (let k = 0; k < p.length; k++) if (p[k]! > 0) h -= p[k]! * Math.log(p[k]!);
   return h;
-}
-
-/** Accuracy of the most probable class of each row. */
-export function accuracyOf(P: ArrayLike<number>[], y: number[]): number {
-  return accuracy(P.map(argmax), y);
 }
 
 /** Seeded mini-batches of indices 0..n−1 for `epochs` passes. */

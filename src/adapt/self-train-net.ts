@@ -15,9 +15,10 @@ import type { CustomLoss } from '../train/losses.js';
 import type { TrainableSpec } from '../train/training-graph.js';
 import type { OptimizerSpec } from '../optim/optimizer.js';
 import type { RuntimeOptions } from '../runtime/session.js';
-import { argmaxOf, predictClassProba } from './predict.js';
+import { predictClassProba } from './predict.js';
 import { trainLoop, shuffledBatches } from '../train/loop.js';
 import { GraftError } from '../util/errors.js';
+import { argmax } from '../util/vectors.js';
 
 export interface NetSelfTrainOptions {
   /** Keep target examples whose top probability is at least this (default 0.9). */
@@ -71,7 +72,7 @@ export async function selfTrainNetwork(model: Graph, target: Float32Array[], o: 
   for (let r = 1; r <= (o.rounds ?? 3); r++) {
     const P = await predictClassProba(current, target, { temperature: o.temperature ?? 1, ...(o.runtime ? { runtime: o.runtime } : {}) });
     const idx: number[] = [];
-    P.forEach((p, i) => { if (p[argmaxOf(p)]! >= threshold) idx.push(i); });
+    P.forEach((p, i) => { if (p[argmax(p)]! >= threshold) idx.push(i); });
     kept.push(idx.length);
     if (idx.length === 0) throw new GraftError(`self-training: no target example reaches confidence ${threshold}; lower the threshold`);
     const tr = await Trainer.create(current, {
@@ -86,7 +87,7 @@ export async function selfTrainNetwork(model: Graph, target: Float32Array[], o: 
       const name = tr.tg.dataInputs[0]!;
       const source = shuffledBatches(idx.length, o.batchSize ?? 32, o.epochs ?? 2, (batch) => {
         const rows = batch.map((j) => idx[j]!);
-        return { feeds: { [name]: stack(rows.map((i) => target[i]!), dims), pseudo_labels: labelsTensor(rows.map((i) => argmaxOf(P[i]!))) }, size: rows.length };
+        return { feeds: { [name]: stack(rows.map((i) => target[i]!), dims), pseudo_labels: labelsTensor(rows.map((i) => argmax(P[i]!))) }, size: rows.length };
       });
       const run = await trainLoop(tr, source, { seed: (o.seed ?? 0) + r, releaseOnError: false });
       loss = run.losses.at(-1) ?? NaN;

@@ -5,10 +5,10 @@
  * whole target each round, so early mistakes can be undone). With `align: 'coral'` the source
  * features are first moved by CORAL (./coral.ts), so the first labelling is CORAL's.
  */
-import { argmaxOf } from './predict.js';
 import { coralMoveSource } from './coral.js';
 import { checkDomains, fitHead, numClassesOf, type FeatureAdaptResult, type HeadOptions, type LabelledFeatures } from './feature-head.js';
 import { GraftError } from '../util/errors.js';
+import { argmax } from '../util/vectors.js';
 
 export interface SelfTrainingOptions extends HeadOptions {
   /** Keep target examples whose top probability is at least this (default 0.9). */
@@ -44,14 +44,14 @@ export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayL
   const kept: number[] = [];
   for (let r = 1; r <= rounds; r++) {
     const idx: number[] = [];
-    P.forEach((p, i) => { if (p[argmaxOf(p)]! >= threshold) idx.push(i); });
-    const key = idx.map((i) => `${i}:${argmaxOf(P[i]!)}`).join(',');
+    P.forEach((p, i) => { if (p[argmax(p)]! >= threshold) idx.push(i); });
+    const key = idx.map((i) => `${i}:${argmax(P[i]!)}`).join(',');
     if (key === prev) break;
     prev = key;
     kept.push(idx.length);
     o.onRound?.({ round: r, kept: idx.length });
     const x = [...sx], y = [...source.y];
-    for (let w = 0; w < targetWeight; w++) for (const i of idx) { x.push(target[i]!); y.push(argmaxOf(P[i]!)); }
+    for (let w = 0; w < targetWeight; w++) for (const i of idx) { x.push(target[i]!); y.push(argmax(P[i]!)); }
     head = await fitHead(x, y, ho, head);
     P = head.predictProba(target);
   }

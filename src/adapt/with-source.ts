@@ -23,10 +23,11 @@ import { withNewHead, featureNodeOf, outputClasses } from '../features/multi-tas
 import { stratifiedSplit } from '../data/splits.js';
 import { adaptFit, dannLoss, featureDim, sourceOnlyLoss, type AdaptLoss } from './dann.js';
 import { mmdLoss, deepCoralLoss } from './mmd.js';
-import { predictLogits, probabilities, argmaxOf } from './predict.js';
+import { predictLogits, probabilities } from './predict.js';
 import { informationMaximization, reverseValidation, selectBest, selectOverUnadapted, NO_HARM_MARGIN, type Candidate } from './selection.js';
 import { GraftError } from '../util/errors.js';
 import { classCount } from '../heads/head.js';
+import { argmax } from '../util/vectors.js';
 
 export type SourceNetworkMethod = 'dann' | 'mmd' | 'deep-coral' | 'source-only';
 export const SOURCE_NETWORK_METHODS: readonly SourceNetworkMethod[] = ['dann', 'mmd', 'deep-coral', 'source-only'];
@@ -121,7 +122,7 @@ export async function adaptWithSource(method: SourceNetworkMethod, model: Graph,
     const P = probabilities(await predictLogits(g, target));
     const im = informationMaximization(P).score;
     const score = select === 'im' ? im
-      : await reverseValidation(await feats(g, target), P.map(argmaxOf), { x: await feats(g, val!.x), y: val!.y }, { numClasses: K });
+      : await reverseValidation(await feats(g, target), P.map(argmax), { x: await feats(g, val!.x), y: val!.y }, { numClasses: K });
     return { im, score };
   };
   for (const weight of weights) {

@@ -28,13 +28,14 @@ import { exampleDims, stack } from '../train/fit.js';
 import { adaptFeatures, type FeatureMethod } from '../adapt/features.js';
 import { sourceOnly } from '../adapt/feature-head.js';
 import { adaptNetwork, type NetworkMethod } from '../adapt/source-free.js';
-import { predictClassProba, accuracyOf } from '../adapt/predict.js';
+import { predictClassProba } from '../adapt/predict.js';
 import { adaptWithSource, type SourceNetworkMethod } from '../adapt/with-source.js';
 import { shiftImages, PIXEL_SHIFTS, type PixelShift } from '../data/shifts.js';
 import { smallCnn } from '../heads/scratch-cnn.js';
 import { int, num } from './parse.js';
 import { GraftError } from '../util/errors.js';
 import { classCount } from '../heads/head.js';
+import { argmax, accuracy } from '../util/vectors.js';
 
 export const ADAPT_METHODS = ['coral', 'subspace', 'self-training', 'coral-self-training', 'entropy', 'adabn', 'dann', 'mmd', 'deep-coral'] as const;
 const WITH_SOURCE = new Set<string>(['dann', 'mmd', 'deep-coral']);
@@ -164,12 +165,12 @@ export async function adaptCommand(o: AdaptFlags) {
       ...(r.unadapted ? { keptUnadapted: r.unadapted.kept, noHarm: { unadaptedScore: r.unadapted.score, margin: r.unadapted.margin, reason: r.unadapted.reason } } : {}),
     });
     if (labels) {
-      const after = accuracyOf(await predictClassProba(r.model, target.x), labels);
+      const after = accuracy((await predictClassProba(r.model, target.x)).map(argmax), labels);
       const acc: Record<string, unknown> = { after, note: 'measured on the target images adapted on' };
       if (o.baseline !== false) {
         // the no-harm rule already trained source-only with the same settings: reuse it
         const baseModel = r.unadapted?.model ?? (await adaptWithSource('source-only', start(), { x: source.x, y: source.y }, target.x, { ...common, checkpoints: [epochs] })).model;
-        acc['sourceOnly'] = accuracyOf(await predictClassProba(baseModel, target.x), labels);
+        acc['sourceOnly'] = accuracy((await predictClassProba(baseModel, target.x)).map(argmax), labels);
         acc['before'] = acc['sourceOnly'];
         acc['note'] = `before: source-only training with the same settings (${epochs} epochs, same source split); measured on the target images adapted on`;
       }
@@ -199,7 +200,7 @@ export async function adaptCommand(o: AdaptFlags) {
     });
     if (labels) {
       const base = await sourceOnly(S, T);
-      report['accuracy'] = { before: accuracyOf(base.targetProba, labels), after: accuracyOf(r.targetProba, labels), note: 'before: source-only head; measured on the target images adapted on' };
+      report['accuracy'] = { before: accuracy(base.targetProba.map(argmax), labels), after: accuracy(r.targetProba.map(argmax), labels), note: 'before: source-only head; measured on the target images adapted on' };
     }
     // backbone cut at `node` (pooled if 4-D) + the adapted head, ending in probabilities (src/features/classifier.ts)
     const K = r.head.numClasses, names = getLabels(model);
@@ -217,7 +218,7 @@ export async function adaptCommand(o: AdaptFlags) {
       keptUnadapted: r.keptUnadapted, ...(r.noHarm ? { noHarm: r.noHarm } : {}),
     });
     if (labels) report['accuracy'] = {
-      before: accuracyOf(await predictClassProba(model, target.x), labels), after: accuracyOf(await predictClassProba(r.model, target.x), labels),
+      before: accuracy((await predictClassProba(model, target.x)).map(argmax), labels), after: accuracy((await predictClassProba(r.model, target.x)).map(argmax), labels),
       note: 'measured on the target images adapted on',
     };
     outModel = r.model;

@@ -51,7 +51,6 @@ export function outputsProbabilities(g: Graph): boolean {
   return n?.opType === 'Softmax';
 }
 
-export { softmax };
 
 /** The k largest entries, largest first (ties: lower index first). */
 export function topK(p: ArrayLike<number>, k: number, labels?: string[]): ClassScore[] {

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import type { Tensor } from '../graph/tensor.js';
 import { makeBatchDynamic } from '../graph/rewrites.js';
-import { fit, predictLabels, accuracy, exampleDims, type Examples } from '../train/fit.js';
+import { fit, predictLabels, exampleDims, type Examples } from '../train/fit.js';
 import { smallCnn } from '../heads/scratch-cnn.js';
 import { fit as fitLogistic, fitCV } from '../heads/logistic.js';
 import { extractFeatures, defaultFeatureNode } from '../features/extract.js';
@@ -29,6 +29,7 @@ import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { classCount } from '../heads/head.js';
 import { atomicWrite } from '../formats/onnx.js';
+import { accuracy } from '../util/vectors.js';
 
 export type CurveMethod = 'scratch' | 'features' | 'finetune';
 export const CURVE_METHODS: readonly CurveMethod[] = ['scratch', 'features', 'finetune'];

@@ -5,9 +5,9 @@
  * by row, predictions (with progress after each batch), then the metrics.
  */
 import { classificationMetrics, type Metrics } from './metrics.js';
-import { argmaxF } from '../text/classify.js';
 import { textClassifierProba, type TextClassifier, type TextProbaOptions } from '../text/saved.js';
 import { GraftError } from '../util/errors.js';
+import { argmax } from '../util/vectors.js';
 
 export interface TextEvalOptions extends TextProbaOptions {
   /** Where the labels come from in messages (default: the source, else 'labels'). */
@@ -57,6 +57,6 @@ export async function evaluateTextClassifier(c: TextClassifier, texts: readonly 
   const P = await textClassifierProba(c, texts, { ...o, maxLength, batchSize: bs, rows: o.rows ?? texts.map((_, k) => k + 1) });
   const K = P[0]!.length;
   if (K !== c.labels.length) throw new GraftError(`the text classifier outputs ${K} scores per text but records ${c.labels.length} classes (${c.labels.join(', ')})`);
-  const predictions = argmaxF(P);
+  const predictions = P.map(argmax);
   return { metrics: classificationMetrics(truth, predictions, c.labels), predictions, truth };
 }

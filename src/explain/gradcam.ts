@@ -10,11 +10,12 @@ import { loadModel } from '../formats/load.js';
 import { getLabels, getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { loadPixels, normalize } from '../data/image.js';
 import { probeShapes, type ShapeMap } from '../autodiff/shapes.js';
-import { softmax, topK, type ClassScore } from '../eval/classify.js';
+import { topK, type ClassScore } from '../eval/classify.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { GraftError } from '../util/errors.js';
 import { oneHot, resolveClass, scoreGradGraph, scoreValue, type ScoreGradGraph } from './target.js';
 import { overlayPng, resizeBilinear, type Heatmap } from './overlay.js';
+import { softmax } from '../util/vectors.js';
 
 export type { Heatmap } from './overlay.js';
 

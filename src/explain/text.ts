@@ -7,10 +7,10 @@
 import type { Graph } from '../graph/graph.js';
 import { loadTextClassifier, type TextClassifier } from '../text/saved.js';
 import { textFeeds } from '../text/encoder.js';
-import { softmax } from '../eval/classify.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { GraftError } from '../util/errors.js';
 import { oneHot, resolveClass, scoreGradGraph } from './target.js';
+import { softmax } from '../util/vectors.js';
 
 export interface ExplainTextOptions {
   /** The class to explain: an index or a label name (default: each text's top class). */

@@ -21,7 +21,6 @@ import { atomicWrite, writeOnnx } from '../formats/onnx.js';
 import { writeFolderAtomic, MODEL_FOLDER_FILES } from '../util/atomic.js';
 import { getLabels, getPreprocess, setLabels, setPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { decodeImages } from '../data/image.js';
-import { argmaxRows } from '../train/fit.js';
 import { stratifiedSplit, type Split } from '../data/splits.js';
 import type { LabelledImages } from '../data/labelled-images.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
@@ -35,6 +34,7 @@ import { classificationMetrics, type Metrics } from '../eval/metrics.js';
 import { extractFeatures, defaultFeatureNode, type ExtractProgress } from './extract.js';
 import { FeatureCache } from './cache.js';
 import { GraftError } from '../util/errors.js';
+import { argmaxRows } from '../util/vectors.js';
 
 /** Name of the saved classifier's output and of its pooled feature value. */
 export const PROBABILITIES = 'probabilities';
@@ -111,6 +111,8 @@ export interface FeatureTrainOptions {
   seed?: number;
   /** Activation cache folder. */
   cacheDir?: string;
+  /** Cache keys already known by image path (the queue's shards computed them): those images are not read again. */
+  knownKeys?: ReadonlyMap<string, string>;
   /** Images per onnxruntime run (default 32). */
   batchSize?: number;
   /** The head (default 'logistic'). */
@@ -237,6 +239,7 @@ export async function trainFeatureClassifier(model: Graph | string, data: Labell
   const feats = await extractFeatures(g, node, chunks, {
     batchSize,
     ...(cache ? { cache } : {}),
+    ...(cache && o.knownKeys ? { knownKeys: o.knownKeys } : {}),
     ...(o.runtime ? { runtime: o.runtime } : {}),
     onProgress: (p) => {
       last = p;

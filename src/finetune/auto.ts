@@ -31,7 +31,7 @@ import { fitCV } from '../heads/logistic.js';
 import { finetuneImages, type ImageFinetuneOptions, type ImageFinetuneResult } from './image-finetune.js';
 import { splitTopBlocks, cacheActivations, trainTopBlocks, predictStore, ActivationStore } from './top-blocks.js';
 import { makeBatchDynamic } from '../graph/rewrites.js';
-import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba, argmaxF, type TextModel } from '../text/classify.js';
+import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba, type TextModel } from '../text/classify.js';
 import { addPooling, addClassifierHead, withProbabilities, type Pooling } from '../text/encoder.js';
 import { trainSetFit } from '../text/setfit.js';
 import { trainTfidfClassifier, tfidfClassifierGraph } from '../text/tfidf.js';
@@ -39,7 +39,7 @@ import { writeReport } from '../eval/report.js';
 import { classificationMetrics, type Metrics } from '../eval/metrics.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
-import { accuracy } from '../util/vectors.js';
+import { accuracy, argmax } from '../util/vectors.js';
 
 /** One candidate's cross-validation: accuracy per held-out fold (absent when skipped). */
 export interface AutoCandidate {
@@ -331,7 +331,7 @@ export async function trainTextAuto(m: TextModel, texts: readonly string[], y: n
       o.onStage?.(`LP-FT fold`);
       const head = await fitTextHead(pick(F, tr), pick(y, tr), seed);
       const r = await finetuneText(m, pick(texts, tr), pick(y, tr), { classes: K, pooling, maxLength, seed, head, lr, epochs: o.epochs ?? 3, minSteps: lpftMinSteps(tr.length), warn: quiet });
-      return accuracy(argmaxF(await predictTextProba(r.graph, m.tokenizer, pick(texts, va), { maxLength, warn: quiet })), pick(y, va));
+      return accuracy((await predictTextProba(r.graph, m.tokenizer, pick(texts, va), { maxLength, warn: quiet })).map(argmax), pick(y, va));
     }), off('finetune'));
     const sfMax = o.setfitMaxPerClass ?? 16;
     await search.run('setfit', TEXT_DESCRIPTIONS['setfit']!, () => perFold(fold, k, async (tr, va) => {
@@ -374,5 +374,5 @@ export async function trainTextAuto(m: TextModel, texts: readonly string[], y: n
 /** Test metrics of a text classifier graph (probabilities or logits output). */
 export async function scoreTextClassifier(g: Graph, m: TextModel, texts: readonly string[], y: readonly number[], classes: string[], maxLength: number): Promise<Metrics> {
   const P = await predictTextProba(g, m.tokenizer, texts, { maxLength, warn: () => {} });
-  return classificationMetrics([...y], argmaxF(P), classes);
+  return classificationMetrics([...y], P.map(argmax), classes);
 }

@@ -15,12 +15,13 @@ import { writeOnnx } from '../formats/onnx.js';
 import { makeBatchDynamic } from '../graph/rewrites.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { loadPixelDataset } from '../data/pixel-dataset.js';
-import { fit, accuracy, predictLabels, exampleDims, stack, argmaxRows, type Examples, type FitOptions } from '../train/fit.js';
+import { fit, predictLabels, exampleDims, stack, type Examples, type FitOptions } from '../train/fit.js';
 import { findLr, type LrFindOptions, type LrFindResult } from '../train/lr-finder.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import { withNewHead, outputClasses } from '../features/multi-task.js';
 import { GraftError } from '../util/errors.js';
 import { classificationMetrics, type Metrics } from '../eval/metrics.js';
+import { accuracy, argmaxRows } from '../util/vectors.js';
 
 export interface FinetuneOptions extends FitOptions {
   labelsPerClass?: number;

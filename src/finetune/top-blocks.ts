@@ -18,7 +18,7 @@ import { encodeOnnx } from '../formats/onnx.js';
 import { getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
 import type { Trainer } from '../train/trainer.js';
-import { argmaxRows, fit, type FitOptions, type ExampleBatches, type StepInfo, type EpochInfo } from '../train/fit.js';
+import { fit, type FitOptions, type ExampleBatches, type StepInfo, type EpochInfo } from '../train/fit.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { findLr, type LrFindOptions, type LrFindResult } from '../train/lr-finder.js';
 import { selectTrainable } from '../train/training-graph.js';
@@ -32,6 +32,7 @@ import { augmentKey, viewsToTensor, type AugmentOptions } from '../data/augment.
 import { addLora, type LoraOptions } from './lora.js';
 import type { TrainableSpec } from '../train/training-graph.js';
 import { GraftError } from '../util/errors.js';
+import { argmaxRows } from '../util/vectors.js';
 
 /* ------------------------------------------------------------------ cut points */
 

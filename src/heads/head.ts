@@ -5,7 +5,6 @@
  * similarity heads, in TypeScript and in ONNX.
  */
 import type { Builder } from '../graph/builder.js';
-import { argmax } from '../util/vectors.js';
 import { GraftError } from '../util/errors.js';
 
 export type HeadKind = 'logistic' | 'mlp' | 'ncm' | 'knn';
@@ -38,11 +37,6 @@ export function classCount(y: ArrayLike<number>): number {
   let m = -1;
   for (let i = 0; i < y.length; i++) if (y[i]! > m) m = y[i]!;
   return m + 1;
-}
-
-/** The most probable class of each row. */
-export function argmaxProba(P: Float64Array[]): number[] {
-  return P.map((p) => argmax(p));
 }
 
 export interface Standardization {

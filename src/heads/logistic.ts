@@ -16,12 +16,11 @@ import { minimize, type LbfgsResult } from './lbfgs.js';
 import { Graph } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
 import { Session, type RuntimeOptions } from '../runtime/session.js';
-import { accuracy } from '../train/fit.js';
-import { argmaxProba, classCount, standardization, foldStandardization, denseInto, type FeatureHead } from './head.js';
-import { softmax } from '../eval/classify.js';
+import { classCount, standardization, foldStandardization, denseInto, type FeatureHead } from './head.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { shuffledByClass } from '../data/splits.js';
+import { argmax, accuracy, softmax } from '../util/vectors.js';
 
 export interface LogisticOptions {
   /** L2 penalty on the weights (default 1e-2). */
@@ -80,7 +79,7 @@ export class LogisticRegression implements FeatureHead {
   }
 
   predict(X: ArrayLike<number>[]): number[] {
-    return argmaxProba(this.predictProba(X));
+    return this.predictProba(X).map(argmax);
   }
 
   accuracy(X: ArrayLike<number>[], y: number[]): number {
@@ -326,7 +325,7 @@ export async function fitCV(X: ArrayLike<number>[], y: number[], o: CVOptions = 
         prev.set(m.weights); prev.set(m.bias, K * pr.D);
         starts[gi] = prev;
         const P = m.predictProba(Xva);
-        const pred = argmaxProba(P);
+        const pred = P.map(argmax);
         va.forEach((i, r) => {
           ll[gi]! -= Math.log(Math.max(P[r]![y[i]!]!, 1e-15));
           if (pred[r] === y[i]) correct[gi]!++;

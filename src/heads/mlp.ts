@@ -13,13 +13,13 @@ import { Graph } from '../graph/graph.js';
 import { A, type Builder } from '../graph/builder.js';
 import { Trainer } from '../train/trainer.js';
 import { stack, labelsTensor } from '../train/fit.js';
-import { softmax, accuracy } from '../util/vectors.js';
+import { softmax, accuracy, argmax } from '../util/vectors.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { Rng } from '../util/random.js';
 import { trainLoop, shuffledBatches, type Callback } from '../train/loop.js';
 import { EarlyStoppingCallback, Logger } from '../train/callbacks.js';
 import { GraftError } from '../util/errors.js';
-import { argmaxProba, classCount, standardization, foldStandardization, denseInto, type FeatureHead, type Standardization } from './head.js';
+import { classCount, standardization, foldStandardization, denseInto, type FeatureHead, type Standardization } from './head.js';
 import { cvFolds, stratifiedFolds } from './logistic.js';
 
 export interface MlpOptions {
@@ -82,7 +82,7 @@ export class MlpHead implements FeatureHead {
   }
 
   predict(X: ArrayLike<number>[]): number[] {
-    return argmaxProba(this.predictProba(X));
+    return this.predictProba(X).map(argmax);
   }
 
   accuracy(X: ArrayLike<number>[], y: number[]): number {
@@ -181,7 +181,7 @@ async function heldOut(trainer: Trainer, held: { Z: Float32Array[]; y: number[] 
       const p = softmax(L.subarray(r * K, (r + 1) * K));
       const t = held.y[i + r]!;
       ll -= Math.log(Math.max(p[t]!, 1e-15));
-      if (argmaxProba([p])[0] === t) correct++;
+      if (argmax(p) === t) correct++;
     }
   }
   return { logloss: ll / held.Z.length, accuracy: correct / held.Z.length };

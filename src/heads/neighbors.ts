@@ -12,12 +12,11 @@
  *   labels, weighted ReduceSum, Div.
  */
 import { A, type Builder } from '../graph/builder.js';
-import { softmax } from '../eval/classify.js';
-import { accuracy } from '../train/fit.js';
 import { GraftError } from '../util/errors.js';
 import { dot } from './lbfgs.js';
-import { argmaxProba, onnxStandardizeNormalize, standardization, standardizeNormalize, type FeatureHead, type Standardization } from './head.js';
+import { onnxStandardizeNormalize, standardization, standardizeNormalize, type FeatureHead, type Standardization } from './head.js';
 import { cvFolds, stratifiedFolds } from './logistic.js';
+import { argmax, accuracy, softmax } from '../util/vectors.js';
 
 function checkData(X: ArrayLike<number>[], y: number[], numClasses?: number): number {
   if (X.length === 0) throw new GraftError('a head needs at least one training example');
@@ -73,7 +72,7 @@ export class NearestClassMean implements FeatureHead {
   }
 
   predict(X: ArrayLike<number>[]): number[] {
-    return argmaxProba(this.similarities(X));
+    return this.similarities(X).map(argmax);
   }
 
   accuracy(X: ArrayLike<number>[], y: number[]): number {
@@ -125,7 +124,7 @@ export function fitNcm(X: ArrayLike<number>[], y: number[], o: NcmOptions = {}):
       const tr = y.flatMap((_, i) => (fold[i] === f ? [] : [i])), va = y.flatMap((_, i) => (fold[i] === f ? [i] : []));
       const m = fitNcmAt(tr.map((i) => X[i]!), tr.map((i) => y[i]!), K, 1);
       const S = m.similarities(va.map((i) => X[i]!));
-      const pred = argmaxProba(S);
+      const pred = S.map(argmax);
       temps.forEach((t, ti) => {
         va.forEach((i, r) => {
           const p = softmax(S[r]!.map((v) => v * t));
@@ -182,7 +181,7 @@ export class KNearestNeighbors implements FeatureHead {
   }
 
   predict(X: ArrayLike<number>[]): number[] {
-    return argmaxProba(this.predictProba(X));
+    return this.predictProba(X).map(argmax);
   }
 
   accuracy(X: ArrayLike<number>[], y: number[]): number {
@@ -258,7 +257,7 @@ export function fitKnn(X: ArrayLike<number>[], y: number[], o: KnnOptions = {}):
       similarities(train, train.subarray(i * D, (i + 1) * D), sims);
       ks.forEach((k, ki) => {
         const p = vote(sims, labels, K, k, i);
-        if (argmaxProba([p])[0] === y[i]) correct[ki]!++;
+        if (argmax(p) === y[i]) correct[ki]!++;
       });
     }
     cv = ks.map((k, i) => ({ k, accuracy: correct[i]! / n }));

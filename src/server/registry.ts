@@ -17,7 +17,7 @@ import { loadModel } from '../formats/load.js';
 import { makeBatchDynamic } from '../graph/rewrites.js';
 import { getLabels, getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
 import { loadPixels, normalize, decodeBmp } from '../data/image.js';
-import { outputsProbabilities, softmax, topK } from '../eval/classify.js';
+import { outputsProbabilities, topK } from '../eval/classify.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { ThreadedSession } from './threaded-session.js';
 import { isTextClassifierFolder, loadTextClassifier, type TextClassifier } from '../text/saved.js';
@@ -25,6 +25,7 @@ import { textFeeds, LOGITS } from '../text/encoder.js';
 import { promptLogits } from '../text/prompt.js';
 import { Batcher, type BatcherOptions, type BatcherStats } from './batcher.js';
 import { GraftError } from '../util/errors.js';
+import { softmax } from '../util/vectors.js';
 
 /** What a model name may be: 1–64 of letters, digits, '.', '_' and '-', not only dots. */
 export const NAME_PATTERN = /^(?!\.+$)[A-Za-z0-9._-]{1,64}$/;

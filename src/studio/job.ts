@@ -19,12 +19,13 @@ import { makeBatchDynamic } from '../graph/rewrites.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { classificationMetrics, type Metrics } from '../eval/metrics.js';
 import { loadModelFolderSync } from '../text/model-folder.js';
-import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, argmaxF } from '../text/classify.js';
+import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic } from '../text/classify.js';
 import { addClassifierHead, withProbabilities } from '../text/encoder.js';
 import { saveTextClassifier, loadTextClassifier, textClassifierProba } from '../text/saved.js';
 import { openCache } from '../features/cache.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { GraftError } from '../util/errors.js';
+import { argmax, argmaxRows } from '../util/vectors.js';
 
 export interface JobExample { id: string; label: number; file?: string; text?: string }
 
@@ -216,12 +217,10 @@ async function scoreImages(modelPath: string, files: string[]): Promise<{ pred: 
       const x = await imagesToTensor(files.slice(s, s + 32), pre);
       const r = (await session.run({ [input]: x }, [output]))[output]!;
       const K = r.dims[r.dims.length - 1]!, d = r.data as Float32Array;
-      for (let i = 0; i < x.dims[0]!; i++) {
-        let best = 0;
-        for (let k = 1; k < K; k++) if (d[i * K + k]! > d[i * K + best]!) best = k;
+      argmaxRows(r).forEach((best, i) => {
         pred.push(best);
         prob.push(d[i * K + best]!);
-      }
+      });
     }
   } finally {
     await session.release();
@@ -275,7 +274,7 @@ async function runText(job: JobSpec, emit: (e: JobEvent) => void, out: string, l
   emit({ type: 'progress', phase: 'evaluating', fraction: 0.92 });
   const c = loadTextClassifier(out);
   const P = await textClassifierProba(c, sp.test.map((i) => texts[i]!), {});
-  const pred = argmaxF(P);
+  const pred = P.map(argmax);
   const met = classificationMetrics(sp.test.map((i) => labels[i]!), pred, job.classes);
   const e = evaluation(met, job.examples, sp.test, pred, P.map((p, i) => p[pred[i]!] ?? null), job.classes, sp.train.length);
   writeFileSync(join(job.runDir, 'evaluation.json'), JSON.stringify(e, null, 2) + '\n');

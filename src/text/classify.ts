@@ -21,7 +21,7 @@ import { addPooling, addClassifierHead, encoderLayerCount, textFeeds, LOGITS, PO
 import { trainLoop, shuffledBatches } from '../train/loop.js';
 import { LearningRate, Logger, runCallbacks, type RunOptions } from '../train/callbacks.js';
 import { labelsTensor } from '../train/fit.js';
-import { softmax, argmax } from '../util/vectors.js';
+import { softmax } from '../util/vectors.js';
 
 export interface TextModel {
   graph: Graph;
@@ -322,11 +322,6 @@ export async function predictTextProba(
 
 function outputName(g: Graph): string {
   return g.outputs[0]?.name ?? LOGITS;
-}
-
-/** The most probable class of each row (src/util/vectors.ts argmax). */
-export function argmaxF(rows: Float32Array[]): number[] {
-  return rows.map((r) => argmax(r));
 }
 
 /** Fit the logistic head on pooled features by cross-validated L2 (fitCV). */

@@ -22,11 +22,12 @@ import { trainTextAuto, scoreTextClassifier, writeAutoReport, type AutoCandidate
 import { GraftError } from '../util/errors.js';
 import { loadModelFolderSync } from './model-folder.js';
 import { addPooling, addClassifierHead, withProbabilities, type Pooling } from './encoder.js';
-import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba, argmaxF, type FinetuneMode } from './classify.js';
+import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba, type FinetuneMode } from './classify.js';
 import { trainSetFit } from './setfit.js';
 import { saveTextClassifier, savePromptClassifier } from './saved.js';
 import { promptClassifier, finetunePrompt, predictPromptProba, parseTemplate, labelWordIds, encodePrompts, DEFAULT_TEMPLATE, type PromptSpec } from './prompt.js';
 import type { TextTokenizer } from './tokenizer.js';
+import { argmax } from '../util/vectors.js';
 
 export const TEXT_METHODS = ['features', 'finetune', 'setfit', 'prompt', 'auto'] as const;
 export type TextMethod = (typeof TEXT_METHODS)[number];
@@ -246,7 +247,7 @@ export async function trainTextClassifier(modelDir: string, data: string, o: Tra
     P = await predictTextProba(g, m.tokenizer, test.texts, { maxLength, source, rows: test.rows, warn });
     save = () => saveTextClassifier(g, out, { from: modelDir, labels: table.classes, settings: { maxLength, pooling, mode: method } });
   }
-  const metrics = test.texts.length ? classificationMetrics([...test.y], argmaxF(P), table.classes) : undefined;
+  const metrics = test.texts.length ? classificationMetrics([...test.y], P.map(argmax), table.classes) : undefined;
   const report: TrainTextReport = {
     method, mode: method, ...base, ...(method === 'prompt' ? {} : { pooling }), ...details, ...(metrics ? { test: metrics } : {}),
     seconds: (performance.now() - t0) / 1000, files: metrics ? files : files.slice(0, 2), out,

@@ -383,4 +383,3 @@ export async function predictLabels(trainer: Trainer, model: Graph, xs: Float32A
   return out;
 }
 
-export { argmaxRows, accuracy } from '../util/vectors.js';

@@ -4,7 +4,8 @@
 export { compileTraining, selectTrainable, findTies, untieParameters, type Tie, type TrainingOptions, type TrainingGraph, type TrainableSpec } from './training-graph.js';
 export { addLoss, type LossSpec } from './losses.js';
 export { Trainer, type TrainerOptions } from './trainer.js';
-export { fit, predictLabels, accuracy, type Examples, type FitOptions } from './fit.js';
+export { fit, predictLabels, type Examples, type FitOptions } from './fit.js';
+export { accuracy } from '../util/vectors.js';
 export { evaluate, resolveClassWeights, type FitResult, type EarlyStopping, type StepInfo, type EpochInfo } from './fit.js';
 export { makeSchedule, type ScheduleSpec, type Schedule } from './schedule.js';
 export { lrFind, findLr, lrFindSvg, lrFindAscii, writeLrFindSvg, type LrFindOptions, type LrFindResult } from './lr-finder.js';

@@ -13,35 +13,35 @@ import { fashionFeaturePair } from '../../src/adapt/experiments.js';
 import { adaptFeatures } from '../../src/adapt/features.js';
 import { sourceOnly } from '../../src/adapt/feature-head.js';
 import { selfTrainFeatures } from '../../src/adapt/self-training.js';
-import { accuracyOf, argmaxOf } from '../../src/adapt/predict.js';
 import { needs, lazy } from '../helpers/assets.js';
 import { GraftError } from '../../src/util/errors.js';
+import { argmax, accuracy } from '../../src/util/vectors.js';
 
 const skip = needs('models/onnxjs-demo/mnist.onnx', 'datasets/fashion-mnist');
 const setup = lazy(async () => {
   const { source, target } = await fashionFeaturePair(1500, 'dim-noisy');
   const base = await sourceOnly(source, target.x);
-  return { source, target, base, baseAcc: accuracyOf(base.targetProba, target.y) };
+  return { source, target, base, baseAcc: accuracy(base.targetProba.map(argmax), target.y) };
 });
 
 test('CORAL, λ chosen by reverse validation, raises target accuracy by ≥ 0.1', { skip }, async () => {
   const { source, target, baseAcc } = await setup();
   const r = await adaptFeatures('coral', source, target.x);
   assert.equal(r.candidates.length, 3);
-  const acc = accuracyOf(r.targetProba, target.y);
+  const acc = accuracy(r.targetProba.map(argmax), target.y);
   assert.ok(acc >= baseAcc + 0.1, `CORAL ${acc.toFixed(3)} vs source-only ${baseAcc.toFixed(3)} (λ ${r.chosen['lambda']})`);
   // the returned head works on raw target features as they are
-  assert.ok(Math.abs(accuracyOf(r.head.predictProba(target.x), target.y) - acc) < 1e-12);
+  assert.ok(Math.abs(accuracy(r.head.predictProba(target.x).map(argmax), target.y) - acc) < 1e-12);
 });
 
 test('self-training: confident pseudo-labels beat the labelling they come from; the result does not lose accuracy', { skip }, async () => {
   const { source, target, base, baseAcc } = await setup();
-  const conf = base.targetProba.flatMap((p, i) => (p[argmaxOf(p)]! >= 0.7 ? [i] : []));
+  const conf = base.targetProba.flatMap((p, i) => (p[argmax(p)]! >= 0.7 ? [i] : []));
   assert.ok(conf.length > 50 && conf.length < target.x.length);
-  const confAcc = conf.filter((i) => argmaxOf(base.targetProba[i]!) === target.y[i]).length / conf.length;
+  const confAcc = conf.filter((i) => argmax(base.targetProba[i]!) === target.y[i]).length / conf.length;
   assert.ok(confAcc > baseAcc + 0.1, `confident subset ${confAcc.toFixed(3)} vs all ${baseAcc.toFixed(3)}`);
   const r = await adaptFeatures('self-training', source, target.x);
-  const acc = accuracyOf(r.targetProba, target.y);
+  const acc = accuracy(r.targetProba.map(argmax), target.y);
   assert.ok(acc >= baseAcc - 0.005, `self-training ${acc.toFixed(3)} vs source-only ${baseAcc.toFixed(3)}`);
   const rounds: number[] = [];
   await selfTrainFeatures(source, target.x, { threshold: 0.7, rounds: 2, onRound: (x) => rounds.push(x.kept) });
@@ -56,13 +56,13 @@ test('subspace alignment (each domain z-scored, k chosen by reverse validation) 
   const r = await adaptFeatures('subspace', source, target.x);
   assert.ok(r.candidates.length >= 4);
   assert.equal(r.head.dim, 256, 'a head on raw target features');
-  const acc = accuracyOf(r.targetProba, target.y);
+  const acc = accuracy(r.targetProba.map(argmax), target.y);
   assert.ok(acc >= baseAcc + 0.05, `subspace alignment ${acc.toFixed(3)} vs source-only ${baseAcc.toFixed(3)} (k ${r.chosen['dims']})`);
 });
 
 test('CORAL followed by self-training raises target accuracy by ≥ 0.15 over source-only', { skip }, async () => {
   const { source, target, baseAcc } = await setup();
   const r = await adaptFeatures('coral-self-training', source, target.x);
-  const acc = accuracyOf(r.targetProba, target.y);
+  const acc = accuracy(r.targetProba.map(argmax), target.y);
   assert.ok(acc >= baseAcc + 0.15, `CORAL + self-training ${acc.toFixed(3)} vs source-only ${baseAcc.toFixed(3)} (${JSON.stringify(r.chosen)})`);
 });

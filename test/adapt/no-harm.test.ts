@@ -14,10 +14,11 @@ import { digitsTask, fashionFeaturePair } from '../../src/adapt/experiments.js';
 import { adaptNetwork } from '../../src/adapt/source-free.js';
 import { adaptFeatures } from '../../src/adapt/features.js';
 import { sourceOnly } from '../../src/adapt/feature-head.js';
-import { predictClassProba, accuracyOf } from '../../src/adapt/predict.js';
+import { predictClassProba } from '../../src/adapt/predict.js';
 import { graft } from '../helpers/cli.js';
 import { assetPath, needs, lazy } from '../helpers/assets.js';
 import { GraftError } from '../../src/util/errors.js';
+import { argmax, accuracy } from '../../src/util/vectors.js';
 
 test('selectOverUnadapted leaves the unadapted candidate only beyond the margin', () => {
   const base = { params: {}, value: 'unadapted', score: 1 };
@@ -42,7 +43,7 @@ const digits = lazy(() => digitsTask());
 
 test('source-free: the unadapted network is a candidate; entropy minimization that helps is still chosen', { skip: digitsSkip }, async () => {
   const task = await digits();
-  const acc = async (g: typeof task.model) => accuracyOf(await predictClassProba(g, task.test.x), task.test.y);
+  const acc = async (g: typeof task.model) => accuracy((await predictClassProba(g, task.test.x)).map(argmax), task.test.y);
   const grid = [{ lr: 3e-3, diversity: 1, steps: 50 }];
   const r = await adaptNetwork('entropy', task.model, task.target, { grid, checkpoints: [25] });
   assert.equal(r.keptUnadapted, false);
@@ -64,7 +65,7 @@ test('source-free: the unadapted network is a candidate; entropy minimization th
 const fashionSkip = needs('models/onnxjs-demo/mnist.onnx', 'datasets/fashion-mnist');
 const pair = lazy(async () => {
   const p = await fashionFeaturePair(1500, 'dim-noisy');
-  const base = accuracyOf((await sourceOnly(p.source, p.target.x)).targetProba, p.target.y);
+  const base = accuracy((await sourceOnly(p.source, p.target.x)).targetProba.map(argmax), p.target.y);
   return { ...p, base };
 });
 
@@ -72,11 +73,11 @@ test('feature level: subspace alignment, which helps, is used; self-training, wh
   const { source, target, base } = await pair();
   const sub = await adaptFeatures('subspace', source, target.x);
   assert.equal(sub.unadapted!.kept, false, sub.unadapted!.reason);
-  assert.ok(accuracyOf(sub.targetProba, target.y) > base + 0.1);
+  assert.ok(accuracy(sub.targetProba.map(argmax), target.y) > base + 0.1);
   const st = await adaptFeatures('self-training', source, target.x);
   assert.equal(st.unadapted!.kept, true, st.unadapted!.reason);
   assert.deepEqual(st.chosen, {});
-  assert.ok(Math.abs(accuracyOf(st.targetProba, target.y) - base) < 1e-12, 'kept: exactly the source-only head');
+  assert.ok(Math.abs(accuracy(st.targetProba.map(argmax), target.y) - base) < 1e-12, 'kept: exactly the source-only head');
   // noHarm: false is the old selection (a self-training threshold)
   const old = await adaptFeatures('self-training', source, target.x, { noHarm: false });
   assert.equal(old.unadapted, undefined);

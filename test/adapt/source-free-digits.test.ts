@@ -11,14 +11,15 @@ import assert from 'node:assert/strict';
 import { digitsTask } from '../../src/adapt/experiments.js';
 import { adaptNetwork } from '../../src/adapt/source-free.js';
 import { adaBn } from '../../src/adapt/adabn.js';
-import { predictClassProba, accuracyOf } from '../../src/adapt/predict.js';
+import { predictClassProba } from '../../src/adapt/predict.js';
 import { GraftError } from '../../src/util/errors.js';
 import { needs, lazy } from '../helpers/assets.js';
+import { argmax, accuracy } from '../../src/util/vectors.js';
 
 const skip = needs('models/onnxjs-demo/mnist.onnx', 'datasets/digits-8x8/digits.csv.gz');
 const setup = lazy(async () => {
   const task = await digitsTask();
-  const heldOut = async (g: typeof task.model) => accuracyOf(await predictClassProba(g, task.test.x), task.test.y);
+  const heldOut = async (g: typeof task.model) => accuracy((await predictClassProba(g, task.test.x)).map(argmax), task.test.y);
   return { task, heldOut, zeroShot: await heldOut(task.model) };
 });
 

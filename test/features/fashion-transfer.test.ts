@@ -21,11 +21,12 @@ import { extractFeatures, defaultFeatureNode } from '../../src/features/extract.
 import { FeatureCache } from '../../src/features/cache.js';
 import { fit as lfit, fitCV } from '../../src/heads/logistic.js';
 import { smallCnn } from '../../src/heads/scratch-cnn.js';
-import { fit, predictLabels, accuracy } from '../../src/train/fit.js';
+import { fit, predictLabels } from '../../src/train/fit.js';
 import { Rng } from '../../src/util/random.js';
 import type { Graph } from '../../src/graph/graph.js';
 import { asset, needs } from '../helpers/assets.js';
 import { shuffledByClass } from '../../src/data/splits.js';
+import { accuracy } from '../../src/util/vectors.js';
 
 const TEST_SIZE = 500;
 

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { loadModel } from '../../src/formats/load.js';
 import { loadPixelDataset } from '../../src/data/pixel-dataset.js';
 import { stratifiedSplit } from '../../src/data/splits.js';
-import { fit, predictLabels, accuracy, stack } from '../../src/train/fit.js';
+import { fit, predictLabels, stack } from '../../src/train/fit.js';
 import { Session } from '../../src/runtime/session.js';
 import { withNewHead, trainMultiTask, exportMultiTask } from '../../src/features/multi-task.js';
 import { asset, needs } from '../helpers/assets.js';
+import { accuracy } from '../../src/util/vectors.js';
 
 const NODE = 'Pooling160_Output_0_reshape0';
 

@@ -15,11 +15,12 @@ import { assetPath, needs } from '../helpers/assets.js';
 import { graft, graftFails } from '../helpers/cli.js';
 import { chooseByFolds, stratifiedFolds, foldCount, trainTextAuto, type AutoCandidate } from '../../src/finetune/auto.js';
 import { trainTfidfClassifier, tfidfClassifierGraph, TfidfVectorizer } from '../../src/text/tfidf.js';
-import { predictTextProba, argmaxF } from '../../src/text/classify.js';
+import { predictTextProba } from '../../src/text/classify.js';
 import { saveTextClassifier, loadTextClassifier, textClassifierProba } from '../../src/text/saved.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { readTextTable } from '../../src/data/text-table.js';
 import { readIdxDataset } from '../../src/data/idx.js';
+import { argmax } from '../../src/util/vectors.js';
 
 const BERT = assetPath('models/text/bert-mini-debian');
 const SNIPPETS = assetPath('datasets/reviews/polarity-en-pang&lee2.csv');
@@ -75,7 +76,7 @@ test('a TF-IDF classifier over token ids: the ONNX graph reproduces the vectoriz
   const P = await predictTextProba(g, m.tokenizer, held, { maxLength: 48, warn: () => {} });
   const want = c.head.predictProba(c.vectorizer.transform(held));
   for (let i = 0; i < held.length; i++) for (let k = 0; k < 2; k++) assert.ok(Math.abs(P[i]![k]! - want[i]![k]!) < 1e-4, `text ${i} class ${k}: ${P[i]![k]} vs ${want[i]![k]}`);
-  assert.deepEqual(argmaxF(P), c.predict(held));
+  assert.deepEqual(P.map(argmax), c.predict(held));
   const dir = join(tmp, 'tfidf');
   saveTextClassifier(g, dir, { from: BERT, labels: t.classes, settings: { maxLength: 48, mode: 'tfidf' } });
   const loaded = loadTextClassifier(dir);

@@ -10,9 +10,10 @@ import { Rng } from '../../src/util/random.js';
 import { adaptFit, sourceOnlyLoss } from '../../src/adapt/dann.js';
 import { fashionShiftPair } from '../../src/data/shifts.js';
 import { smallCnn } from '../../src/heads/scratch-cnn.js';
-import { predictLabels, accuracy, type Examples } from '../../src/train/fit.js';
+import { predictLabels, type Examples } from '../../src/train/fit.js';
 import type { Trainer } from '../../src/train/trainer.js';
 import { asset } from './assets.js';
+import { accuracy } from '../../src/util/vectors.js';
 
 /** x [N,4] → Gemm W1 [5,4] → Tanh → feat [N,5] → Gemm W2 [3,5] → logits [N,3]. */
 export function tinyNet(seed = 3): Graph {

@@ -16,9 +16,10 @@ import assert from 'node:assert/strict';
 import { asset, needs, unlessSkipped } from '../helpers/assets.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { readTextTable } from '../../src/data/text-table.js';
-import { fitTextHead, finetuneText, predictTextProba, argmaxF } from '../../src/text/classify.js';
+import { fitTextHead, finetuneText, predictTextProba } from '../../src/text/classify.js';
 import { TopLayerSplit, finetuneTopCached, type TokenStates } from '../../src/text/top-layers.js';
 import { Rng } from '../../src/util/random.js';
+import { argmax } from '../../src/util/vectors.js';
 
 const skip = needs('models/text/bert-mini-debian', 'datasets/reviews/polarity-en-pang&lee2.csv');
 const model = unlessSkipped(skip, () => loadModelFolderSync(asset('models/text/bert-mini-debian')));
@@ -73,7 +74,7 @@ test('500 labels per class: fine-tuning (LP-FT) beats frozen features', { skip }
   const head = await fitTextHead(await split.pooled(st(train)), trY);
   const frozen = head.predict(testFeatures);
   const ft = await finetuneText(model, trX, trY, { classes: 2, maxLength: MAX, head, lr: 1e-4, epochs: 1, warn: quiet });
-  const tuned = argmaxF(await predictTextProba(ft.graph, model.tokenizer, testIdx.map((i) => t.texts[i]!), { maxLength: MAX, warn: quiet }));
+  const tuned = (await predictTextProba(ft.graph, model.tokenizer, testIdx.map((i) => t.texts[i]!), { maxLength: MAX, warn: quiet })).map(argmax);
   const z = mcnemarZ(tuned, frozen);
   console.log(`# 500 labels/class, 2,000 test: frozen ${accuracy(frozen).toFixed(3)}, LP-FT ${accuracy(tuned).toFixed(3)}, McNemar z ${z.toFixed(2)}`);
   assert.ok(accuracy(tuned) > accuracy(frozen), `LP-FT ${accuracy(tuned)} vs frozen ${accuracy(frozen)}, z = ${z}`);
@@ -88,7 +89,7 @@ test('50 labels per class (3 draws): top-layer LP-FT holds frozen-feature accura
     const head = await fitTextHead(await split.pooled(st(train)), trY, seed);
     frozen.push(accuracy(head.predict(testFeatures)));
     const ft = await finetuneTopCached(split, st(train), trY, { classes: 2, head, lr: 1e-4, epochs: 10, minSteps: 60, seed });
-    lpft.push(accuracy(argmaxF(await ft.predictProba(st(testIdx)))));
+    lpft.push(accuracy((await ft.predictProba(st(testIdx))).map(argmax)));
     await ft.release();
   }
   const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / x.length;
