@@ -52,6 +52,49 @@ export interface ExtractOptions {
    * only when it is needed). Decoding happens on libuv's threads (sharp), beside onnxruntime's.
    */
   prefetch?: number;
+  /**
+   * The cut model, its hash and its onnxruntime session made once (prepareExtraction) and used by
+   * many calls (a worker's shards); `model` and `node` must be those it was prepared from. The
+   * caller releases it.
+   */
+  prepared?: PreparedExtraction;
+  /**
+   * Cache keys already known (e.g. computed by the jobs that filled the cache), by input path: an
+   * image whose key is here is not read to compute it. Only with opts.cache.
+   */
+  knownKeys?: ReadonlyMap<string, string>;
+  /** Called once per input batch, in order, with its examples' cache keys ('' where unreadable); only with opts.cache. */
+  onKeys?: (keys: string[]) => void;
+}
+
+/** What extractFeatures derives from (model, node) before it runs: reusable across calls. */
+export interface PreparedExtraction {
+  value: string;
+  cut: Graph;
+  inputName: string;
+  /** sha256 of the cut model (part of every cache key). */
+  modelHash: string;
+  /** The session, made on first use. */
+  session(): Promise<Session>;
+  release(): Promise<void>;
+}
+
+/** Cut `model` at `node` (default: the input of its final classifier) once, for many extractFeatures calls. */
+export function prepareExtraction(model: Graph, node: string | undefined, runtime?: RuntimeOptions): PreparedExtraction {
+  const value = node ?? defaultFeatureNode(model);
+  const cut = model.cutBefore([value]);
+  const dataInputs = cut.dataInputs();
+  if (dataInputs.length !== 1) throw new GraftError(`${model.name}: feature extraction needs a model with one data input, this one has ${dataInputs.length}`);
+  let s: Promise<Session> | undefined;
+  let hash: string | undefined;
+  return {
+    value,
+    cut,
+    inputName: dataInputs[0]!.name,
+    get modelHash() { return (hash ??= sha256(encodeOnnx(cut))); },
+    session: () => (s ??= Session.fromGraph(cut, runtime, `${model.name} (cut at ${value})`)),
+    release: async () => { const p = s; s = undefined; await (await p?.catch(() => undefined))?.release(); },
+  };
 }
 
 /** Ops between the classifier layer and the output that do not change what the feature is. */
@@ -189,15 +232,14 @@ export async function extractFeatures(
   if (!(opts.batchSize >= 1)) throw new GraftError(`batch size must be at least 1, got ${opts.batchSize}`);
   const ahead = opts.prefetch ?? 2;
   if (!(Number.isInteger(ahead) && ahead >= 0)) throw new GraftError(`prefetch must be an integer ≥ 0, got ${opts.prefetch}`);
-  const value = node ?? defaultFeatureNode(model);
-  const cut = model.cutBefore([value]);
-  const dataInputs = cut.dataInputs();
-  if (dataInputs.length !== 1) throw new GraftError(`${model.name}: feature extraction needs a model with one data input, this one has ${dataInputs.length}`);
-  const inputName = dataInputs[0]!.name;
+  const prep = opts.prepared ?? prepareExtraction(model, node, opts.runtime);
+  if (node !== undefined && node !== prep.value) throw new GraftError(`extractFeatures: prepared for ${prep.value}, asked for ${node}`);
+  const { value, inputName } = prep;
   const pre = opts.preprocess ?? getPreprocess(model);
   const preJson = JSON.stringify(pre ?? null);
-  const modelHash = opts.cache ? sha256(encodeOnnx(cut)) : '';
+  const modelHash = opts.cache ? prep.modelHash : '';
   const cache = opts.cache;
+  const known = opts.knownKeys;
   let session: Session | undefined;
   const progress: ExtractProgress = { examples: 0, cached: 0, computed: 0, runs: 0, skipped: 0 };
   const results: Float32Array[] = [];
@@ -223,6 +265,8 @@ export async function extractFeatures(
             bytes = new Uint8Array(d.buffer, d.byteOffset + i * per * 4, per * 4);
           } else {
             const x = batch[i]!;
+            const k = typeof x === 'string' ? known?.get(x) : undefined;
+            if (k) return k;
             try {
               bytes = typeof x === 'string' ? readFileSync(x) : x;
             } catch (e) {
@@ -233,6 +277,7 @@ export async function extractFeatures(
           }
           return cacheKey({ model: modelHash, node: value, preprocess: isTensor ? `tensor:${JSON.stringify(batch.dims.slice(1))}` : preJson, input: bytes });
         });
+        opts.onKeys?.(state.keys);
         const hits = cache.getMany(state.keys.map((k) => k || 'unreadable'));
         missing = [];
         hits.forEach((h, i) => {
@@ -269,7 +314,7 @@ export async function extractFeatures(
     s.attempted += p.work.rows.length;
     for (const f of p.failed) unreadable(s, f.row, f.error);
     if (p.rows.length === 0 || !p.feed) return;
-    session ??= await Session.fromGraph(cut, opts.runtime, `${model.name} (cut at ${value})`);
+    session ??= await prep.session();
     const res = await session.run({ [inputName]: p.feed }, [value]);
     progress.runs++;
     // with a cache, return what the cache stores (fp16): a run that computes and one that reads agree bit for bit
@@ -303,7 +348,7 @@ export async function extractFeatures(
       }
     }
   } finally {
-    await session?.release();
+    if (!opts.prepared) await prep.release();
   }
   return results;
 }

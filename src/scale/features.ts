@@ -14,8 +14,7 @@ import { resolve } from 'node:path';
 import type { FlowJob } from 'bullmq';
 import { stratifiedSplit } from '../data/splits.js';
 import { loadLabelledImages } from '../data/labelled-images.js';
-import { loadModel } from '../formats/load.js';
-import { defaultFeatureNode } from '../features/extract.js';
+import { existsSync } from 'node:fs';
 import type { FeatureTrainReport } from '../features/classifier.js';
 import { GraftError } from '../util/errors.js';
 import { QUEUE_NAME, checkReachable, shownUrl } from './connection.js';
@@ -97,9 +96,10 @@ export async function trainFeaturesOnQueue(model: string, data: DataSpec, o: Fea
   const abs: DataSpec = { ...data, path: resolve(data.path), ...(data.labelsData ? { labelsData: resolve(data.labelsData) } : {}) };
   const modelPath = resolve(model);
   const options: FeatureJobOptions = { ...o, batchSize, cacheDir: resolve(o.cacheDir), ...(o.out ? { out: resolve(o.out) } : {}) };
-  // what the shards need, checked here first: the model's feature node and the split
-  const g = loadModel(modelPath);
-  const node = o.node ?? defaultFeatureNode(g);
+  // what the shards need, checked here first: the model file (loaded by the workers only: they find
+  // the default feature node) and the split
+  if (!existsSync(modelPath)) throw new GraftError(`the model ${modelPath} does not exist`);
+  const node = o.node;
   const d = loadLabelledImages(abs.path, { ...(abs.labelsData ? { labelsData: abs.labelsData } : {}), ...(abs.maxPerClass ? { maxPerClass: abs.maxPerClass } : {}) });
   const rows = extractionOrder(d.labels, options);
   const shards = shardRows(rows, batchSize, shardSize);
@@ -116,7 +116,7 @@ export async function trainFeaturesOnQueue(model: string, data: DataSpec, o: Fea
     const children: FlowJob[] = shards.map((r, i) => ({
       name: 'extract-shard',
       queueName: QUEUE_NAME,
-      data: { kind: 'extract-shard', run, model: modelPath, node, data: abs, rows: r, cacheDir: options.cacheDir, batchSize, shard: i, shards: shards.length } satisfies ExtractShardJob,
+      data: { kind: 'extract-shard', run, model: modelPath, ...(node ? { node } : {}), data: abs, rows: r, cacheDir: options.cacheDir, batchSize, shard: i, shards: shards.length } satisfies ExtractShardJob,
       opts: { jobId: `${run}-shard-${i}`, attempts, backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 }, failParentOnFailure: true, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
     }));
     children.forEach((_, i) => shardOf.set(`${run}-shard-${i}`, i));
@@ -149,7 +149,7 @@ export async function trainFeaturesOnQueue(model: string, data: DataSpec, o: Fea
     await sub.flow.add({
       name: 'fit-head',
       queueName: QUEUE_NAME,
-      data: { kind: 'fit-head', run, model: modelPath, data: abs, options: { ...options, node } } satisfies FitHeadJob,
+      data: { kind: 'fit-head', run, model: modelPath, data: abs, options } satisfies FitHeadJob,
       opts: { jobId: parentId, attempts: 2, backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 }, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
       children,
     });
@@ -161,7 +161,8 @@ export async function trainFeaturesOnQueue(model: string, data: DataSpec, o: Fea
     const shardResults = await sub.waitAll<ExtractShardResult>(ids, describe, watch);
     extractSeconds = (performance.now() - t0) / 1000;
     const head = (await sub.waitAll<FitHeadResult>([parentId], describe, watch)).get(parentId)!;
-    const results = ids.map((id) => shardResults.get(id)).filter((r): r is ExtractShardResult => !!r).sort((a, b) => a.shard - b.shard);
+    const results = ids.map((id) => shardResults.get(id)).filter((r): r is ExtractShardResult => !!r).sort((a, b) => a.shard - b.shard)
+      .map(({ rows: _rows, keys: _keys, ...r }) => r); // the keys were for the head fit
     const rep = head.report;
     const sum = (k: 'examples' | 'computed' | 'cached' | 'runs') => results.reduce((a, r) => a + r[k], 0);
     // extraction as the workers did it (the parent's own pass read the cache; anything it computed is added)

@@ -22,19 +22,20 @@ import { loadModel } from '../formats/load.js';
 import { extractFeatures } from '../features/extract.js';
 import { trainFeatureClassifier, type FeatureTrainOptions, type FeatureTrainReport, type SkippedFile } from '../features/classifier.js';
 import { GraftError } from '../util/errors.js';
-import { cacheFor, loadData, loadModelOnce, mustSee, WORKER_NAME, type DataSpec } from './load.js';
+import { cacheFor, extractorFor, loadData, loadModelOnce, mustSee, WORKER_NAME, type DataSpec } from './load.js';
 import { runCell, type CellJob, type CellResult } from './cells.js';
 import { runCurveCellJob, type CurveCellJob } from './curve.js';
 import type { CurvePoint } from '../eval/curve.js';
 
 /** What a features run needs besides model and data: FeatureTrainOptions without callbacks and runtime. */
-export type FeatureJobOptions = Omit<FeatureTrainOptions, 'runtime' | 'onProgress' | 'onSkip' | 'cacheDir' | 'out'> & { cacheDir: string; out?: string };
+export type FeatureJobOptions = Omit<FeatureTrainOptions, 'runtime' | 'onProgress' | 'onSkip' | 'cacheDir' | 'out' | 'knownKeys'> & { cacheDir: string; out?: string };
 
 export interface ExtractShardJob {
   kind: 'extract-shard';
   run: string;
   model: string;
-  node: string;
+  /** The value to cut at (absent: the input of the model's final classifier, found on the worker). */
+  node?: string;
   data: DataSpec;
   /** Dataset rows of this shard, in the order a single-process run extracts them. */
   rows: number[];
@@ -54,6 +55,9 @@ export interface ExtractShardResult {
   seconds: number;
   worker: string;
   attempt: number;
+  /** The shard's rows and their cache keys ('' where unreadable), for the head fit: it need not read the images again. */
+  rows?: number[];
+  keys?: string[];
 }
 
 export interface FitHeadJob {
@@ -88,6 +92,7 @@ async function extractShard(job: Job<ExtractShardJob>): Promise<ExtractShardResu
   const d = job.data;
   const t0 = performance.now();
   const model = loadModelOnce(d.model);
+  const prepared = extractorFor(d.model, d.node); // one onnxruntime session per model, for every shard
   const data = loadData(d.data);
   const cache = cacheFor(d.cacheDir);
   for (const r of d.rows) if (!(r >= 0 && r < data.inputs.length)) throw new GraftError(`shard ${d.shard}: row ${r} is not in ${d.data.path} (${data.inputs.length} examples): the data changed since the run was submitted`);
@@ -97,16 +102,19 @@ async function extractShard(job: Job<ExtractShardJob>): Promise<ExtractShardResu
   let last = { examples: 0, cached: 0, computed: 0, runs: 0, skipped: 0 };
   const report = (): Promise<void> => job.updateProgress({ shard: d.shard, examples: last.examples, total: d.rows.length, computed: last.computed, cached: last.cached, worker: WORKER_NAME } satisfies ShardProgress).catch(() => {});
   await report();
-  await extractFeatures(model, d.node, chunks, {
+  const keys: string[] = [];
+  await extractFeatures(model, prepared.value, chunks, {
     batchSize: d.batchSize,
     cache,
+    prepared,
+    onKeys: (k) => { for (const x of k) keys.push(x); },
     onProgress: (p) => { last = p; void report(); },
     onUnreadable: (f) => {
       const row = d.rows[f.index]!;
       skipped.push({ path: data.names[row] ?? `example ${row}`, error: f.error });
     },
   });
-  return { shard: d.shard, examples: last.examples, computed: last.computed, cached: last.cached, runs: last.runs, skipped, seconds: (performance.now() - t0) / 1000, worker: WORKER_NAME, attempt: job.attemptsMade + 1 };
+  return { shard: d.shard, examples: last.examples, computed: last.computed, cached: last.cached, runs: last.runs, skipped, seconds: (performance.now() - t0) / 1000, worker: WORKER_NAME, attempt: job.attemptsMade + 1, rows: d.rows, keys };
 }
 
 async function fitHead(job: Job<FitHeadJob>): Promise<FitHeadResult> {
@@ -116,7 +124,13 @@ async function fitHead(job: Job<FitHeadJob>): Promise<FitHeadResult> {
   const model = loadModel(d.model); // its own copy: the export builds on the graph it is given
   const data = loadData(d.data);
   mustSee(d.options.cacheDir, 'the cache folder');
-  const { report } = await trainFeatureClassifier(model, data, { ...d.options });
+  // the shards' cache keys: the images are not read again to compute them
+  const knownKeys = new Map<string, string>();
+  for (const r of Object.values(await job.getChildrenValues<ExtractShardResult>())) {
+    if (!r?.rows || !r.keys || r.rows.length !== r.keys.length) continue;
+    r.rows.forEach((row, i) => { const x = data.inputs[row]; if (typeof x === 'string' && r.keys![i]) knownKeys.set(x, r.keys![i]!); });
+  }
+  const { report } = await trainFeatureClassifier(model, data, { ...d.options, knownKeys });
   report.model = d.model;
   return { report, worker: WORKER_NAME };
 }
