@@ -18,7 +18,7 @@ import { commonTrainFlags, checkpointFlags, splitOf, fraction, positiveInt, pars
 export interface ImageFitFlags {
   epochs: string; batchSize: string; lr: string; optimizer: 'adamw' | 'sgd'; momentum: string; weightDecay: string;
   clipNorm?: string; labelSmoothing: string; trainable: string; valFraction: string;
-  schedule?: (typeof SCHEDULES)[number]; warmup?: string; stepEpochs: string; gamma: string;
+  schedule?: (typeof SCHEDULES)[number]; warmup?: string; warmupFraction?: string; stepEpochs: string; gamma: string;
   earlyStopping?: 'accuracy' | 'loss'; patience: string; minDelta: string; classWeights?: string;
   lrDecay?: string; layerGroups?: string; unfreezeEvery?: string; bn: 'frozen' | 'update';
   checkpointDir?: string; resume?: boolean; keepCheckpoints?: string; untie?: boolean;
@@ -55,6 +55,7 @@ export function imageFitFlags(cmd: Command): Command {
     .option('--val-fraction <x>', 'fraction of each class held out for validation (CSV data: only with --early-stopping)', '0.1')
     .addOption(new Option('--schedule <kind>', 'learning-rate schedule over steps (default constant, on image data cosine)').choices([...SCHEDULES]))
     .option('--warmup <steps>', 'linear warmup steps (constant and cosine schedules; cosine default: 5% of the steps)')
+    .option('--warmup-fraction <x>', 'linear schedule: warm up over this fraction of all steps, then decay linearly to 0 (default 0.1)')
     .option('--step-epochs <n>', 'step schedule: multiply the rate by --gamma every N epochs', '10')
     .option('--gamma <x>', 'step schedule: the factor', '0.1')
     .addOption(new Option('--early-stopping <metric>', 'stop when the validation metric stops improving and keep the best weights').choices(['accuracy', 'loss']))
@@ -80,10 +81,18 @@ export function imageFitFlags(cmd: Command): Command {
     .option('--tolerance <x>', 'image data: export parity tolerance: max |Δ| of the logits ≤ x · max(1, max |logit|)', '1e-4');
 }
 
-function scheduleOf(f: ImageFitFlags): ScheduleSpec | undefined {
+/** The library schedule of the --schedule/--warmup/--warmup-fraction/--step-epochs/--gamma flags. */
+export function scheduleOf(f: Pick<ImageFitFlags, 'schedule' | 'warmup' | 'warmupFraction' | 'stepEpochs' | 'gamma'>): ScheduleSpec | undefined {
   const kind = f.schedule ?? 'constant';
   const warmup = f.warmup !== undefined ? int(f.warmup, '--warmup') : undefined;
   if (warmup !== undefined && warmup < 0) throw new GraftError(`--warmup must be a non-negative number of steps, got ${warmup}`);
+  if (f.warmupFraction !== undefined && kind !== 'linear') throw new GraftError(`--warmup-fraction is for --schedule linear (got --schedule ${kind})`, 'for the constant and cosine schedules give --warmup <steps>');
+  if (kind === 'linear') {
+    if (warmup !== undefined) throw new GraftError('--schedule linear warms up over a fraction of the steps: give --warmup-fraction, not --warmup');
+    const frac = f.warmupFraction !== undefined ? num(f.warmupFraction, '--warmup-fraction') : undefined;
+    if (frac !== undefined && !(frac >= 0 && frac < 1)) throw new GraftError(`--warmup-fraction must be in [0, 1), got ${frac}`);
+    return { kind, ...(frac !== undefined ? { warmupFraction: frac } : {}) };
+  }
   if (kind === 'constant') return warmup ? { kind, warmupSteps: warmup } : undefined;
   if (kind === 'cosine') return { kind, ...(warmup !== undefined ? { warmupSteps: warmup } : {}) };
   if (kind === 'one-cycle') return { kind };

@@ -102,5 +102,5 @@ function nonNeg(n: number, what: string): number {
   return n;
 }
 
-/** The kinds the image CLI offers (linear: the text loops' schedule, in the library). */
-export const SCHEDULES = ['constant', 'cosine', 'one-cycle', 'step'] as const;
+/** The kinds the CLI offers (every kind above). */
+export const SCHEDULES = ['constant', 'cosine', 'linear', 'one-cycle', 'step'] as const;
