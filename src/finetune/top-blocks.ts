@@ -218,6 +218,8 @@ export interface ActivationOptions {
   batchSize?: number;
   runtime?: RuntimeOptions;
   onProgress?: (p: CacheProgress) => void;
+  /** A session of m.bottom made by the caller and kept for many calls (a queue worker's shards); not released here. */
+  session?: Session;
 }
 
 /**
@@ -260,7 +262,7 @@ export async function cacheActivations(m: TopBlocksModel, inputs: (string | Uint
   if (missing.length) {
     const input = m.model.dataInputs()[0]!.name;
     // cut at the data input (full fine-tuning): the store holds the prepared images themselves
-    const s = m.cut === input ? undefined : await Session.fromGraph(m.bottom, o.runtime, `${m.model.name} (bottom, cut at ${m.cut})`);
+    const s = m.cut === input ? undefined : (o.session ?? await Session.fromGraph(m.bottom, o.runtime, `${m.model.name} (bottom, cut at ${m.cut})`));
     try {
       for (let k = 0; k < missing.length; k += bs) {
         const chunk = missing.slice(k, k + bs);
@@ -280,7 +282,7 @@ export async function cacheActivations(m: TopBlocksModel, inputs: (string | Uint
         o.onProgress?.({ ...progress });
       }
     } finally {
-      await s?.release();
+      if (!o.session) await s?.release();
     }
   }
   return new ActivationStore(m.cutDims, rows);

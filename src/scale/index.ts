@@ -1,6 +1,6 @@
 /**
  * `graft/scale`: scale-out on BullMQ + Redis: workers, sharded feature extraction with a head fit
- * once every shard is cached, sweeps and data-efficiency curves with one job per cell.
+ * once every shard is cached, top-block fine-tuning with its activations cached by shards, sweeps and data-efficiency curves with one job per cell.
  */
 export { QUEUE_NAME, parseQueueUrl, checkReachable } from './connection.js';
 export { startWorker, type WorkerOptions, type RunningWorker } from './worker.js';
@@ -10,3 +10,4 @@ export { type DataSpec } from './load.js';
 export { checkSweepSpec, absoluteSpec, gridCells, runSweepCell, SWEEP_MODES, type SweepSpec, type SweepMode, type CellResult, type CellScores } from './cells.js';
 export { runSweep, sweepMarkdown, writeSweep, type SweepResult, type SweepRunOptions } from './sweep.js';
 export { curveOnQueue, type CurveQueueOptions } from './curve.js';
+export { finetuneImagesOnQueue, activationShards, type FinetuneQueueOptions, type QueueFinetuneReport, type FinetuneJobOptions, type ActivationShardJob, type ActivationShardResult, type FinetuneTopJob, type FinetuneTopResult, type ActivationProgress } from './finetune.js';

@@ -8,6 +8,9 @@
  *                  trainFeatureClassifier over the same data with the same cache (everything is a
  *                  cache hit, so its features, head and metrics are those of a local run) — it writes
  *                  the classifier folder and returns the report
+ *   activation-shard  (graft train images --queue, src/scale/finetune.ts) activations below the cut
+ *                  of some (image, view) pairs into the shared cache
+ *   finetune-top   their parent: the single-process trainImageClassifier reading that cache
  *   cell           one cell of a sweep (src/scale/cells.ts)
  *   curve-cell     one (seed, budget, method) of a data-efficiency curve (src/scale/curve.ts)
  *
@@ -25,6 +28,7 @@ import { GraftError } from '../util/errors.js';
 import { cacheFor, extractorFor, loadData, loadModelOnce, mustSee, WORKER_NAME, type DataSpec } from './load.js';
 import { runCell, type CellJob, type CellResult } from './cells.js';
 import { runCurveCellJob, type CurveCellJob } from './curve.js';
+import { runActivationShard, runFinetuneTop, type ActivationShardJob, type ActivationShardResult, type FinetuneTopJob, type FinetuneTopResult } from './finetune.js';
 import type { CurvePoint } from '../eval/curve.js';
 
 /** What a features run needs besides model and data: FeatureTrainOptions without callbacks and runtime. */
@@ -85,8 +89,8 @@ export interface ShardProgress {
 
 export type { DataSpec };
 export { WORKER_NAME };
-export type GraftJob = ExtractShardJob | FitHeadJob | CellJob | CurveCellJob;
-export type GraftJobResult = ExtractShardResult | FitHeadResult | CellResult | CurvePoint;
+export type GraftJob = ExtractShardJob | FitHeadJob | CellJob | CurveCellJob | ActivationShardJob | FinetuneTopJob;
+export type GraftJobResult = ExtractShardResult | FitHeadResult | CellResult | CurvePoint | ActivationShardResult | FinetuneTopResult;
 
 async function extractShard(job: Job<ExtractShardJob>): Promise<ExtractShardResult> {
   const d = job.data;
@@ -154,6 +158,8 @@ export async function processJob(job: Job<GraftJob>): Promise<GraftJobResult> {
       case 'extract-shard': return await extractShard(job as Job<ExtractShardJob>);
       case 'fit-head': return await fitHead(job as Job<FitHeadJob>);
       case 'cell': return await runCell(job as Job<CellJob>);
+      case 'activation-shard': return await runActivationShard(job as Job<ActivationShardJob>);
+      case 'finetune-top': return await runFinetuneTop(job as Job<FinetuneTopJob>);
       case 'curve-cell': {
         const d = (job as Job<CurveCellJob>).data;
         mustSee(d.dataFile, 'the curve\'s run file');

@@ -34,6 +34,8 @@ export async function startWorker(url: string, o: WorkerOptions = {}): Promise<R
   conn.on('ready', () => { if (lastError) { log(`redis: connected again to ${shownUrl(url)}`); lastError = ''; } });
   const what = (j: Job<GraftJob>) => {
     const d = j.data;
+    if (d.kind === 'activation-shard') return `activation shard ${d.shard + 1}/${d.shards} (${d.rows.length} images × ${d.views} view${d.views === 1 ? '' : 's'})`;
+    if (d.kind === 'finetune-top') return 'top-block training';
     return d.kind === 'extract-shard' ? `shard ${d.shard + 1}/${d.shards} (${d.rows.length} examples)` : d.kind === 'fit-head' ? 'head fit' : d.kind === 'curve-cell' ? `curve cell ${d.index + 1}/${d.cells} (${d.cell.method}, ${d.cell.perClass}/class, seed ${d.cell.seed})` : `sweep cell ${d.index + 1}/${d.cells}`;
   };
   const w = new Worker<GraftJob, GraftJobResult>(QUEUE_NAME, async (job) => {
