@@ -12,7 +12,6 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { Graph } from '../graph/graph.js';
@@ -33,6 +32,7 @@ import { adaptWithSource, type SourceNetworkMethod } from '../adapt/with-source.
 import { shiftImages, PIXEL_SHIFTS, type PixelShift } from '../data/shifts.js';
 import { smallCnn } from '../heads/scratch-cnn.js';
 import { int, num } from './parse.js';
+import { progressBar } from '../util/progress.js';
 import { GraftError } from '../util/errors.js';
 import { classCount } from '../heads/head.js';
 import { argmax, accuracy } from '../util/vectors.js';
@@ -139,10 +139,10 @@ export async function adaptCommand(o: AdaptFlags) {
   const target = await loadImages(o.target, side, o);
   if (o.shiftTarget) target.x = shiftImages(target.x.map((x) => x.map((v) => v / inputMaxOf(o))), o.shiftTarget, int(o.seed, '--seed')).map((x) => x.map((v) => v * inputMaxOf(o)));
   const labels = reportLabels(o.targetLabels, target, o);
-  const bar = o.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: `${o.method} |{bar}| {value} candidates | best score {best}`, stream: process.stderr }, cliProgress.Presets.shades_classic);
+  const bar = progressBar(`${o.method} |{bar}| {value} candidates | best score {best}`, { quiet: o.json });
   let best = -Infinity, seen = 0;
-  bar?.start(0, 0, { best: '-' });
-  const onCandidate = (c: { score: number }) => { best = Math.max(best, c.score); seen++; bar?.setTotal(seen); bar?.update(seen, { best: best.toFixed(3) }); };
+  bar?.update(0, 0, { best: '-' });
+  const onCandidate = (c: { score: number }) => { best = Math.max(best, c.score); seen++; bar?.update(seen, seen, { best: best.toFixed(3) }); };
   const seed = int(o.seed, '--seed');
   const report: Record<string, unknown> = { method: o.method, level: featureLevel ? 'features' : 'network', model: o.model, target: o.target, targetExamples: target.x.length };
   let outModel: Graph;

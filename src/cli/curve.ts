@@ -7,11 +7,11 @@
  * says (else: resize to its input, pixel × --input-max / 255). Every example is held in memory as a
  * float tensor: cap big datasets with --max-per-class.
  */
-import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { basename } from 'node:path';
 import { int, num } from './parse.js';
+import { progressBar } from '../util/progress.js';
 import { loadModel } from '../formats/load.js';
 import { makeBatchDynamic } from '../graph/rewrites.js';
 import { exampleDims } from '../train/fit.js';
@@ -65,11 +65,7 @@ export async function curveCommand(o: CurveFlags) {
       throw new GraftError(`${o.model}: a CSV --data holds grey square images; the model's input is [batch, ${dims}] (expected [batch, 1, S, S])`, 'give an image folder or IDX files instead');
     data = await loadPixelDataset(o.data, { side: dims[1]!, preprocess: o.preprocess, pixelMax: num(o.pixelMax, '--pixel-max') });
   } else data = await loadImageData(model, dims, o);
-  const bar = o.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar(
-    { format: 'curve |{bar}| {value}/{total} runs | {method} {perClass}/class seed {seed}: {acc}', stream: process.stderr },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
+  const bar = progressBar('curve |{bar}| {value}/{total} runs | {method} {perClass}/class seed {seed}: {acc}', { quiet: o.json });
   // --queue: each (seed, budget, method) a job on `graft worker`s; the examples go to a run file in --out
   const r = await (o.queue ? curveOnQueue({ queue: o.queue, modelPath: o.model, dir: o.out }) : dataEfficiencyCurve)(model, data, {
     budgets, seeds: int(o.seeds, '--seeds'), methods, testFraction: num(o.testFraction, '--test-fraction'),
@@ -81,8 +77,7 @@ export async function curveCommand(o: CurveFlags) {
         if (!o.json) process.stderr.write(`${p.done}/${p.total} ${p.method} ${p.perClass}/class seed ${p.seed}: ${p.accuracy.toFixed(3)}\n`);
         return;
       }
-      if (!started) { bar.start(p.total, 0); started = true; }
-      bar.update(p.done, { method: p.method, perClass: p.perClass, seed: p.seed, acc: p.accuracy.toFixed(3) });
+      bar.update(p.done, p.total, { method: p.method, perClass: p.perClass, seed: p.seed, acc: p.accuracy.toFixed(3) });
     },
   });
   bar?.stop();

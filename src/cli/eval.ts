@@ -4,7 +4,6 @@
  * (from `graft train --text-column …`) reads a CSV/TSV/JSONL table named by --text-column and
  * --label-column, as training does.
  */
-import cliProgress from 'cli-progress';
 import { join } from 'node:path';
 import { loadModel } from '../formats/load.js';
 import { loadLabelledImages } from '../data/labelled-images.js';
@@ -17,6 +16,7 @@ import { isTextClassifierFolder, loadTextClassifier } from '../text/saved.js';
 import { configPositions, readTextConfig } from '../text/model-folder.js';
 import { GraftError } from '../util/errors.js';
 import { column, int } from './parse.js';
+import { progressBar, type ProgressBar } from '../util/progress.js';
 
 interface EvalFlags {
   model: string; data: string; labelsData?: string; maxPerClass?: string; batchSize: string; report?: string; json?: boolean;
@@ -40,10 +40,11 @@ export async function evalCommand(o: EvalFlags) {
     ...(o.maxPerClass ? { maxPerClass: int(o.maxPerClass, '--max-per-class') } : {}),
   });
   const model = loadModel(o.model);
-  const bar = progressBar(o, 'images');
-  bar?.start(data.inputs.length, 0);
+  const bar = evalBar(o, 'images');
+  const total = data.inputs.length;
+  bar?.update(0, total);
   const t0 = performance.now();
-  const { metrics, skipped } = await evaluateClassifier(model, data, { batchSize: int(o.batchSize, '--batch-size'), onProgress: (d) => bar?.update(d) });
+  const { metrics, skipped } = await evaluateClassifier(model, data, { batchSize: int(o.batchSize, '--batch-size'), onProgress: (d) => bar?.update(d, total) });
   bar?.stop();
   const seconds = (performance.now() - t0) / 1000;
   const files = o.report
@@ -86,17 +87,17 @@ async function evalText(o: EvalFlags): Promise<void> {
       return k < n ? [i] : [];
     }));
   }
-  const bar = progressBar(o, 'texts');
+  const bar = evalBar(o, 'texts');
   // Truncation warnings (one per onnxruntime batch) are held, then printed below the bar, condensed.
   const held: string[] = [];
   const warn = (m: string) => void held.push(m);
-  bar?.start(table.texts.length, 0);
+  bar?.update(0, table.texts.length);
   const t0 = performance.now();
   let metrics: Metrics;
   try {
     ({ metrics } = await evaluateTextClassifier(c, table.texts, table.labels, {
       maxLength, batchSize, source: table.source, where: o.data, rows: table.rows, warn,
-      ...(bar ? { onProgress: (d: number) => bar.update(d) } : {}),
+      ...(bar ? { onProgress: (d: number) => bar.update(d, table.texts.length) } : {}),
     }));
   } finally {
     bar?.stop();
@@ -128,11 +129,8 @@ function printWarnings(held: readonly string[], source: string, maxLength: numbe
   process.stderr.write(`warning: ${source}: truncated ${total} text(s) in all to ${maxLength} tokens (${held.length - shown} more warnings not shown)\n`);
 }
 
-function progressBar(o: EvalFlags, unit: string): cliProgress.SingleBar | null {
-  return o.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar(
-    { format: `eval |{bar}| {value}/{total} ${unit}`, stream: process.stderr },
-    cliProgress.Presets.shades_classic,
-  );
+function evalBar(o: EvalFlags, unit: string): ProgressBar | null {
+  return progressBar(`eval |{bar}| {value}/{total} ${unit}`, { quiet: o.json });
 }
 
 function printMetrics(metrics: Metrics, files: string[]): void {

@@ -65,7 +65,7 @@ async function runAuto(o: AutoFlags, cmd: Command): Promise<void> {
     ...(valFraction !== undefined ? { valFraction } : {}), testFraction: testFraction ?? 0.2, seed: seed ?? 0, ...search,
     ...(o.out !== undefined ? { out: o.out } : {}),
     features: { ...(o.node ? { node: o.node } : {}), batchSize: int(o.batchSize, '--batch-size') },
-    finetune,
+    finetune: { ...finetune, progress: { quiet: !!o.json, label: 'fine-tune' } },
     onCandidate: (c) => say(`candidate ${candidateLine(c)}`),
   });
   const out = r.out;

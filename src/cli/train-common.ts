@@ -1,9 +1,8 @@
 /**
  * What the `graft train` subcommands share: the flags every one of them takes (declared here once,
- * with their defaults), small parsers, the progress bar, and the error for a flag a subcommand does
+ * with their defaults), small parsers, the summary printer, and the error for a flag a subcommand does
  * not have (it names the subcommands that do, instead of a per-command deny-list).
  */
-import cliProgress from 'cli-progress';
 import { CommanderError, type Command } from 'commander';
 import type { TrainableSpec } from '../train/training-graph.js';
 import { GraftError } from '../util/errors.js';
@@ -86,15 +85,6 @@ export function flagOf(key: string): string {
 /** Flags given on the command line (not defaults) among `keys`, as `--flag` names. */
 export function givenFlags(cmd: Command, keys: readonly string[]): string[] {
   return keys.filter((k) => cmd.getOptionValueSource(k) === 'cli').map(flagOf);
-}
-
-/**
- * A progress bar on stderr, only when stderr is a terminal and no --json: `start(total)` then
- * `update(done, payload)`; `stop()` before anything else is written.
- */
-export function progressBar(json: boolean | undefined, format: string): cliProgress.SingleBar | null {
-  if (json || !process.stderr.isTTY) return null;
-  return new cliProgress.SingleBar({ format, stream: process.stderr }, cliProgress.Presets.shades_classic);
 }
 
 /** Print the summary: one write to stdout, after the run (progress went to stderr before it). */

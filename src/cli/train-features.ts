@@ -10,7 +10,8 @@ import { formatMetrics } from '../eval/metrics.js';
 import { HEAD_KINDS, type HeadKind } from '../heads/head.js';
 import { GraftError } from '../util/errors.js';
 import { int8PostStep } from './export.js';
-import { commonTrainFlags, splitOf, fraction, positiveInt, progressBar, printSummary, type CommonTrainFlags } from './train-common.js';
+import { commonTrainFlags, splitOf, fraction, positiveInt, printSummary, type CommonTrainFlags } from './train-common.js';
+import { progressBar } from '../util/progress.js';
 import { imageDataFlags } from './train-images.js';
 import { queueOptions, trainFeaturesHereOrOnQueue, type QueueFlags } from './worker.js';
 
@@ -36,8 +37,7 @@ export async function featuresCommand(o: FeaturesFlags): Promise<void> {
     ...(o.labelsData ? { labelsData: o.labelsData } : {}),
     ...(o.maxPerClass ? { maxPerClass: positiveInt(o.maxPerClass, '--max-per-class') } : {}),
   });
-  const bar = progressBar(o.json, 'features |{bar}| {value}/{total} images | {cached} cached');
-  let started = false;
+  const bar = progressBar('features |{bar}| {value}/{total} images | {cached} cached', { quiet: o.json });
   const out = o.out ?? 'graft-classifier';
   const head = o.head;
   const grid = headGrid(o.headGrid, head);
@@ -62,11 +62,7 @@ export async function featuresCommand(o: FeaturesFlags): Promise<void> {
     batchSize: positiveInt(o.batchSize, '--batch-size'),
     ...(o.cache ? { cacheDir: o.cache } : {}),
     out,
-    onProgress: (p) => {
-      if (!bar) return;
-      if (!started) { bar.start(p.total, 0, { cached: 0 }); started = true; }
-      bar.update(p.examples, { cached: p.cached });
-    },
+    onProgress: (p) => bar?.update(p.examples, p.total, { cached: p.cached }),
   });
   bar?.stop();
   // --int8: the saved folder quantized too, calibrated on the training images, into OUT-int8

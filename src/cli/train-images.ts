@@ -12,7 +12,8 @@ import { lrFindAscii, writeLrFindSvg } from '../train/lr-finder.js';
 import { SCHEDULES, type ScheduleSpec } from '../train/schedule.js';
 import { GraftError } from '../util/errors.js';
 import { int, num } from './parse.js';
-import { commonTrainFlags, checkpointFlags, splitOf, fraction, positiveInt, parseTrainable, progressBar, printSummary, type CommonTrainFlags } from './train-common.js';
+import { commonTrainFlags, checkpointFlags, splitOf, fraction, positiveInt, parseTrainable, printSummary, type CommonTrainFlags } from './train-common.js';
+import { progressBar, showsProgress } from '../util/progress.js';
 
 /** The fine-tuning flags (images and auto). */
 export interface ImageFitFlags {
@@ -173,29 +174,24 @@ async function trainImages(o: ImagesFlags): Promise<void> {
     ...(o.newHead !== undefined ? { newHead: o.newHead } : {}),
   };
   if (o.lrFind) return lrFind(o, opts);
-  const cacheBar = progressBar(o.json, 'cache |{bar}| {value}/{total} views | {cached} cached');
-  const trainBar = progressBar(o.json, 'train |{bar}| {value}/{total} steps | epoch {epoch} | loss {loss} | {speed} ex/s | lr {lr}');
-  let cacheStarted = false;
+  // the cache bar here; the training bar is the loop's Progress callback (one bar for every training)
+  const cacheBar = progressBar('cache |{bar}| {value}/{total} views | {cached} cached', { quiet: o.json });
+  const trainBar = showsProgress(o.json);
   const say = (s: string) => { if (!o.json) process.stderr.write(s + '\n'); };
   const r = await trainImageClassifier(o.model, o.data, {
     ...opts,
     ...(o.out !== undefined ? { out: o.out } : {}),
+    progress: { quiet: !!o.json, label: 'train' },
     onNewHead: ({ node, previousOutputs, classes, forced }) =>
       process.stderr.write(`${forced ? '--new-head' : `the model has ${previousOutputs} outputs but the data has ${classes} classes`}: ` +
         `training a new ${classes}-class head on its features ('${node}') instead of the old output\n`),
-    onCacheProgress: (p) => {
-      if (!cacheBar) return;
-      if (!cacheStarted) { cacheBar.start(p.total, 0, { cached: 0 }); cacheStarted = true; }
-      cacheBar.update(p.done, { cached: p.cached });
-    },
-    onStart: ({ totalSteps, startStep, resumedEpoch }) => {
+    onCacheProgress: (p) => cacheBar?.update(p.done, p.total, { cached: p.cached }),
+    onStart: ({ startStep, resumedEpoch }) => {
       cacheBar?.stop();
       if (resumedEpoch !== undefined) say(`resumed from the checkpoint of epoch ${resumedEpoch} (step ${startStep})`);
       else if (opts.checkpoint?.resume) say(`no checkpoint in ${opts.checkpoint.dir} yet: starting from the beginning`);
-      trainBar?.start(totalSteps, startStep, { epoch: (resumedEpoch ?? 0) + 1, loss: '-', speed: '-', lr: '-' });
     },
     onStage: ({ epoch, stage, trainable }) => { if (opts.unfreezeEvery) say(`epoch ${epoch}: unfreezing stage ${stage + 1}, ${trainable.length} parameters train`); },
-    onStep: ({ epoch, step, loss, lr, examplesPerSecond }) => trainBar?.update(step, { epoch, loss: loss.toFixed(4), speed: examplesPerSecond.toFixed(0), lr: lr.toExponential(2) }),
     onEpoch: ({ epoch, loss, valAccuracy, valLoss, seconds, improved, stopping, checkpoint }) => {
       if (trainBar) return;
       say(
@@ -204,7 +200,6 @@ async function trainImages(o: ImagesFlags): Promise<void> {
       );
     },
   });
-  trainBar?.stop();
   cacheBar?.stop();
   const saved = `saved ${r.files.join(', ')}`;
   if (r.data === 'csv') {

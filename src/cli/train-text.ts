@@ -12,7 +12,8 @@ import { trainTextClassifier, TEXT_TRAIN_DEFAULTS, type TextMethod, type TrainTe
 import { GraftError } from '../util/errors.js';
 import { int8PostStep } from './export.js';
 import { column, num } from './parse.js';
-import { commonTrainFlags, checkpointFlags, checkpointsOf, splitOf, positiveInt, givenFlags, progressBar, printSummary, type CheckpointFlags, type CommonTrainFlags } from './train-common.js';
+import { commonTrainFlags, checkpointFlags, checkpointsOf, splitOf, positiveInt, givenFlags, printSummary, type CheckpointFlags, type CommonTrainFlags } from './train-common.js';
+import { progressBar } from '../util/progress.js';
 
 const D = TEXT_TRAIN_DEFAULTS;
 
@@ -49,16 +50,18 @@ export function textDataOptions(o: TextDataFlags): TrainTextOptions {
 
 /** Train with `method`, showing progress on stderr, then print the summary (after the run) and the int8 copy. */
 export async function runTextTraining(o: TextDataFlags & { int8?: boolean }, method: TextMethod, opts: TrainTextOptions, describe: (r: TrainTextResult) => string[]): Promise<void> {
-  const bar = progressBar(o.json, '{task} |{bar}| {value}/{total} {unit}');
+  // training steps: the loop's Progress callback; the other long work (feature extraction): the same bar here
+  const bar = progressBar('{task} |{bar}| {value}/{total} {unit}', { quiet: o.json });
   let task = '';
   const r = await trainTextClassifier(o.model, o.data, {
     ...opts,
     method,
+    progress: { quiet: !!o.json },
     warn: (m) => process.stderr.write(m + '\n'),
     onProgress: (p) => {
-      if (!bar) return;
-      if (p.task !== task) { bar.stop(); bar.start(p.total, 0, { task: p.task, unit: p.unit }); task = p.task; }
-      bar.update(p.done);
+      if (!bar || p.unit === 'steps') return;
+      if (p.task !== task) { bar.stop(); task = p.task; }
+      bar.update(p.done, p.total, { task: p.task, unit: p.unit });
       if (p.done >= p.total) { bar.stop(); task = ''; }
     },
     ...(method === 'auto' && !o.json && process.stderr.isTTY ? { onCandidate: (c) => process.stderr.write(`candidate ${c.method}: ${c.mean !== undefined ? `mean fold accuracy ${c.mean.toFixed(4)}` : `skipped: ${c.skipped}`}\n`) } : {}),

@@ -1,8 +1,8 @@
 /**
  * Download progress: the events a pull reports, and the terminal bar that shows them (bytes, total,
- * rate, time left) on stderr. The bar is drawn only on a terminal and never with --json.
+ * rate, time left) on stderr, drawn with src/util/progress.ts (only on a terminal, never with --json).
  */
-import cliProgress from 'cli-progress';
+import { progressBar as bar } from '../util/progress.js';
 
 export interface PullProgress {
   /** The file being downloaded now. */
@@ -30,24 +30,14 @@ export function formatBytes(n: number): string {
 
 /** A listener drawing a bar on stderr, and `stop` to end it; null when stderr is not a terminal or `quiet`. */
 export function progressBar(quiet = false): { listener: ProgressListener; stop: () => void } | null {
-  if (quiet || !process.stderr.isTTY) return null;
-  const bar = new cliProgress.SingleBar(
-    { format: '{file} |{bar}| {done} / {size}  {rate}  eta {eta_formatted}', stream: process.stderr, hideCursor: true, etaBuffer: 50 },
-    cliProgress.Presets.shades_classic,
-  );
+  const b = bar('{file} |{bar}| {done} / {size}  {rate}  eta {eta_formatted}', { quiet });
+  if (!b) return null;
   const t0 = Date.now();
-  let started = false;
   return {
     listener: (p) => {
       const secs = Math.max((Date.now() - t0) / 1000, 1e-3);
-      const payload = { file: p.file, done: formatBytes(p.done), size: formatBytes(p.total), rate: `${formatBytes(Math.round(p.fetched / secs))}/s` };
-      if (!started) {
-        bar.start(p.total, p.done, payload);
-        started = true;
-      } else bar.update(p.done, payload);
+      b.update(p.done, p.total, { file: p.file, done: formatBytes(p.done), size: formatBytes(p.total), rate: `${formatBytes(Math.round(p.fetched / secs))}/s` });
     },
-    stop: () => {
-      if (started) bar.stop();
-    },
+    stop: () => b.stop(),
   };
 }

@@ -28,6 +28,7 @@ import { saveTextClassifier, savePromptClassifier } from './saved.js';
 import { promptClassifier, finetunePrompt, predictPromptProba, parseTemplate, labelWordIds, encodePrompts, DEFAULT_TEMPLATE, type PromptSpec } from './prompt.js';
 import type { TextTokenizer } from './tokenizer.js';
 import { argmax } from '../util/vectors.js';
+import type { ProgressOptions } from '../train/callbacks.js';
 
 export const TEXT_METHODS = ['features', 'finetune', 'setfit', 'prompt', 'auto'] as const;
 export type TextMethod = (typeof TEXT_METHODS)[number];
@@ -88,6 +89,8 @@ export interface TrainTextOptions {
   warn?: (message: string) => void;
   /** Progress of the long parts: `task` (features, fine-tune, contrastive), `done` of `total` `unit`s. */
   onProgress?: (p: { task: string; unit: string; done: number; total: number }) => void;
+  /** The training loop's progress bar on stderr (src/train/callbacks.ts Progress; only on a terminal). */
+  progress?: boolean | ProgressOptions;
   /** auto: each candidate as its fold scores are known. */
   onCandidate?: (c: AutoCandidate) => void;
 }
@@ -147,6 +150,7 @@ export async function trainTextClassifier(modelDir: string, data: string, o: Tra
   const source = table.source;
   const warn = o.warn ?? (() => {});
   const progress = (task: string, unit: string) => (done: number, total: number) => o.onProgress?.({ task, unit, done, total });
+  const bar = o.progress ? { progress: o.progress } : {};
   const t0 = performance.now();
   const base = { model: modelDir, data, classes: table.classes, train: train.texts.length, maxLength };
   const files = ['model.onnx', 'labels.json', 'report.html', 'report.json'].map((f) => join(out, f));
@@ -192,7 +196,7 @@ export async function trainTextClassifier(modelDir: string, data: string, o: Tra
       ? undefined
       : await finetunePrompt(m, train.texts, train.y, {
         ...spec, maxLength, seed, source, rows: train.rows, warn, epochs, minSteps: 0, batchSize, lr: o.lr ?? D.prompt.lr, weightDecay,
-        ...(o.clipNorm !== undefined ? { clipNorm: o.clipNorm } : {}),
+        ...(o.clipNorm !== undefined ? { clipNorm: o.clipNorm } : {}), ...bar,
         onStep: (s) => progress('fine-tune', 'steps')(s.step, s.steps),
       });
     const c = tuned ?? promptClassifier(m, spec);
@@ -208,7 +212,7 @@ export async function trainTextClassifier(modelDir: string, data: string, o: Tra
         if (epochs < 1) throw new GraftError(`--epochs must be at least 1, got ${epochs}`);
         if (pairsPerStep < 1) throw new GraftError(`--batch-size must be at least 1, got ${pairsPerStep}`);
         const r = await trainSetFit(m, train.texts, train.y, {
-          pooling, maxLength, seed, epochs, pairsPerStep, lr: o.lr ?? D.setfit.lr, source, rows: train.rows, warn, ...checkpoints, onStep: (s) => progress('contrastive', 'steps')(s.step, s.steps),
+          pooling, maxLength, seed, epochs, pairsPerStep, lr: o.lr ?? D.setfit.lr, source, rows: train.rows, warn, ...checkpoints, ...bar, onStep: (s) => progress('contrastive', 'steps')(s.step, s.steps),
         });
         classifier = addClassifierHead(addPooling(r.encoder, pooling), gemmFromLogistic(r.head), { probabilities: true });
         await r.extractor.release();
@@ -233,7 +237,7 @@ export async function trainTextClassifier(modelDir: string, data: string, o: Tra
             ...(o.loraRank ? { loraRank: o.loraRank, lr: lr * 5 } : { lr }),
             epochs: o.epochs ?? D.finetune.epochs, batchSize: o.batchSize ?? D.finetune.batchSize, weightDecay,
             ...(o.clipNorm !== undefined ? { clipNorm: o.clipNorm } : {}),
-            ...checkpoints,
+            ...checkpoints, ...bar,
             onStep: (s) => progress('fine-tune', 'steps')(s.step, s.steps),
           });
           classifier = withProbabilities(r.graph);

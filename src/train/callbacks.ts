@@ -6,10 +6,10 @@
  * (plain functions called per step and epoch). State that must survive a crash goes through
  * `state()`/`restore()` into the checkpoint.
  */
-import cliProgress from 'cli-progress';
 import type { Graph } from '../graph/graph.js';
 import type { Trainer } from './trainer.js';
 import { GraftError } from '../util/errors.js';
+import { ProgressBar, showsProgress } from '../util/progress.js';
 import { makeSchedule, type Schedule, type ScheduleSpec } from './schedule.js';
 import { writeCheckpoint, readLatestCheckpoint, configMismatch, type EarlyStoppingState } from './checkpoint.js';
 import type { Callback, CallbackState, EpochLogs, LoopContext, StepLogs } from './loop.js';
@@ -274,26 +274,23 @@ export interface ProgressOptions {
 /** One progress bar for every long run: steps done of all, loss, rate; on stderr, only on a terminal. */
 export class Progress implements Callback {
   readonly name = 'progress';
-  private bar?: cliProgress.SingleBar;
+  private bar?: ProgressBar;
 
   constructor(readonly o: ProgressOptions = {}) {}
 
   /** Would the bar be drawn? */
   get active(): boolean {
-    return !this.o.quiet && !!(this.o.stream ?? process.stderr).isTTY;
+    return showsProgress(this.o.quiet, this.o.stream ?? process.stderr);
   }
 
   onTrainBegin(ctx: LoopContext): void {
     if (!this.active) return;
-    this.bar = new cliProgress.SingleBar(
-      { format: `${this.o.label ?? 'training'} [{bar}] {value}/{total} steps | epoch {epoch}/{epochs} | loss {loss} | eta {eta_formatted}`, stream: this.o.stream ?? process.stderr, hideCursor: true, etaBuffer: 50 },
-      cliProgress.Presets.shades_classic,
-    );
-    this.bar.start(ctx.totalSteps, ctx.trainer.steps, { loss: '-', epoch: ctx.epoch, epochs: ctx.epochs });
+    this.bar = new ProgressBar(`${this.o.label ?? 'training'} [{bar}] {value}/{total} steps | epoch {epoch}/{epochs} | loss {loss} | eta {eta_formatted}`, this.o.stream ?? process.stderr);
+    this.bar.update(ctx.trainer.steps, ctx.totalSteps, { loss: '-', epoch: ctx.epoch, epochs: ctx.epochs });
   }
 
   onStepEnd(ctx: LoopContext, s: StepLogs): void {
-    this.bar?.update(s.step, { loss: s.loss.toFixed(4), epoch: s.epoch, epochs: ctx.epochs });
+    this.bar?.update(s.step, ctx.totalSteps, { loss: s.loss.toFixed(4), epoch: s.epoch, epochs: ctx.epochs });
   }
 
   onTrainEnd(): void {
