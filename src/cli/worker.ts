@@ -1,13 +1,16 @@
 /**
  * `graft worker --queue redis://HOST:PORT`: a process that runs Graft jobs (feature-extraction
  * shards, head fits, sweep cells) from BullMQ on Redis (src/scale); and the `--queue` flags the
- * submitting commands add (`queueOptions`, `featuresOnQueue` for the features path of graft train).
+ * submitting commands add (`queueOptions`, `featuresOnQueue` for the features path of graft train,
+ * `imagesHereOrOnQueue` for graft train images).
  */
 import { Command, Option } from 'commander';
 import { trainFeatureClassifier, type FeatureTrainOptions, type FeatureTrainReport } from '../features/classifier.js';
 import type { LabelledImages } from '../data/labelled-images.js';
 import { startWorker } from '../scale/worker.js';
 import { trainFeaturesOnQueue, type QueueFeatureReport } from '../scale/features.js';
+import { finetuneImagesOnQueue } from '../scale/finetune.js';
+import { trainImageClassifier, type TrainImagesOptions, type TrainImagesResult } from '../finetune/train-images.js';
 import type { DataSpec } from '../scale/jobs.js';
 import { GraftError } from '../util/errors.js';
 import { int } from './parse.js';
@@ -105,4 +108,28 @@ export async function trainFeaturesHereOrOnQueue(
   if (!flags.queue) return trainFeatureClassifier(flags.model, data, opts);
   const spec: DataSpec = { path: flags.data, ...(flags.labelsData ? { labelsData: flags.labelsData } : {}), ...(flags.maxPerClass ? { maxPerClass: positive(flags.maxPerClass, '--max-per-class') } : {}) };
   return { report: await featuresOnQueue(flags.model, spec, opts, flags) };
+}
+
+/**
+ * `graft train images` with or without --queue: trainImageClassifier here, or on the queue
+ * (image folders and IDX data): the activations cached by shards on the workers, shown through
+ * opts.onCacheProgress; the training on one worker (its progress is on that worker).
+ */
+export async function imagesHereOrOnQueue(flags: QueueFlags & { model: string; data: string }, opts: TrainImagesOptions): Promise<TrainImagesResult> {
+  if (!flags.queue) return trainImageClassifier(flags.model, flags.data, opts);
+  let told = false;
+  const { report, files, images } = await finetuneImagesOnQueue(flags.model, flags.data, opts, {
+    queue: flags.queue,
+    shardSize: positive(flags.shardSize ?? '512', '--shard-size'),
+    attempts: positive(flags.attempts ?? '3', '--attempts'),
+    onProgress: (p) => {
+      opts.onCacheProgress?.({ done: p.examples, total: p.total, cached: p.cached, computed: p.computed });
+      if (!told && p.shardsDone === p.shards && !flags.json) {
+        told = true;
+        process.stderr.write(`\nactivations cached by ${p.workers.length} worker${p.workers.length === 1 ? '' : 's'}; the training runs on one worker (its progress is in that worker's log)\n`);
+      }
+    },
+    onRetry: (r) => process.stderr.write(`\nshard ${r.shard + 1}: ${r.error}\n`),
+  });
+  return { data: 'images', report, files, images };
 }

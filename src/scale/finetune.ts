@@ -114,7 +114,7 @@ export function activationShards(rows: number[], views: number, shardSize: numbe
 
 /** What travels in a job: the options without callbacks or runtime. */
 function jobOptions(o: TrainImagesOptions): Omit<FinetuneJobOptions, 'cacheDir' | 'out'> {
-  return Object.fromEntries(Object.entries(o).filter(([k, v]) => typeof v !== 'function' && v !== undefined && k !== 'runtime')) as Omit<FinetuneJobOptions, 'cacheDir' | 'out'>;
+  return Object.fromEntries(Object.entries(o).filter(([k, v]) => typeof v !== 'function' && v !== undefined && k !== 'runtime' && k !== 'progress')) as Omit<FinetuneJobOptions, 'cacheDir' | 'out'>;
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * The scale-out commands as a user runs them: `graft worker` processes on a real Redis,
- * `graft train features --queue` giving the local command's classifier byte for byte, `graft sweep`
+ * `graft train features --queue` and `graft train images --queue` giving the local command's
+ * classifier byte for byte, `graft sweep`
  * writing the same table here and on the queue; and the messages for an unreachable Redis and a bad
  * grid file.
  */
@@ -68,6 +69,16 @@ test('graft train features --queue: the local command\'s classifier, byte for by
   assert.deepEqual([queued.extraction.examples, queued.extraction.computed], [24, 24]);
   assert.deepEqual([queued.head.summary, queued.validation, queued.test], [here.head.summary, here.validation, here.test]);
   assert.ok(readFileSync(join(tmp, 'queued', 'model.onnx')).equals(readFileSync(join(tmp, 'here', 'model.onnx'))));
+});
+
+test('graft train images --queue: the top block fine-tuned on the workers\' cached activations, the local classifier byte for byte', { skip }, async () => {
+  const args = (name: string) => ['train', 'images', '--model', MODEL, '--data', data, '--top-blocks', '1', '--epochs', '1', '--batch-size', '8', '--seed', '1', '--cache', join(tmp, `cache-${name}`), '--out', join(tmp, name), '--json'];
+  const here = JSON.parse((await graft(args('ft-here'))).stdout);
+  const queued = JSON.parse((await graft([...args('ft-queued'), '--queue', redis!.url, '--shard-size', '32'])).stdout);
+  assert.equal(queued.queue.shards, 3); // 7 train + 1 val + 2 test per class: one shard per part
+  assert.deepEqual([queued.cache.computed, queued.cache.cached], [30, 0], 'the shards computed every activation, the training job none');
+  assert.deepEqual([queued.finalLoss, queued.validation, queued.test], [here.finalLoss, here.validation, here.test]);
+  assert.ok(readFileSync(join(tmp, 'ft-queued', 'model.onnx')).equals(readFileSync(join(tmp, 'ft-here', 'model.onnx'))));
 });
 
 test('graft sweep: the same table here and on the queue', { skip }, async () => {
