@@ -1,17 +1,19 @@
 /**
  * `graft train images`: fine-tune a pretrained image network on a labelled dataset (a CSV of square
  * grey pixel rows, an image folder, or IDX files) and save the classifier: one call into
- * trainImageClassifier (src/finetune/train-images.ts), or lrFindImageData with --lr-find. The
+ * trainImageClassifier (src/finetune/train-images.ts; with --queue, on `graft worker`s:
+ * src/scale/finetune.ts), or lrFindImageData with --lr-find. The
  * fine-tuning flags are declared here once (imageFitFlags) and also configure `graft train auto`'s
  * fine-tuned candidate.
  */
 import { Command, Option } from 'commander';
 import { formatMetrics } from '../eval/metrics.js';
-import { trainImageClassifier, lrFindImageData, IMAGE_TRAIN_DEFAULTS, type TrainImagesOptions } from '../finetune/train-images.js';
+import { lrFindImageData, IMAGE_TRAIN_DEFAULTS, type TrainImagesOptions } from '../finetune/train-images.js';
 import { lrFindAscii, writeLrFindSvg } from '../train/lr-finder.js';
 import { SCHEDULES, type ScheduleSpec } from '../train/schedule.js';
 import { GraftError } from '../util/errors.js';
 import { int, num } from './parse.js';
+import { imagesHereOrOnQueue, queueOptions, type QueueFlags } from './worker.js';
 import { commonTrainFlags, checkpointFlags, splitOf, fraction, positiveInt, parseTrainable, printSummary, type CommonTrainFlags } from './train-common.js';
 import { progressBar, showsProgress } from '../util/progress.js';
 
@@ -28,7 +30,7 @@ export interface ImageFitFlags {
   labelsData?: string; maxPerClass?: string; cache?: string;
 }
 
-interface ImagesFlags extends CommonTrainFlags, ImageFitFlags {
+interface ImagesFlags extends CommonTrainFlags, ImageFitFlags, QueueFlags {
   preprocess: 'mnist' | 'stretch'; pixelMax: string; newHead?: boolean;
   lrFind?: boolean; lrFindPlot: string; lrFindSteps: string;
 }
@@ -173,12 +175,13 @@ async function trainImages(o: ImagesFlags): Promise<void> {
     pixelMax: num(o.pixelMax, '--pixel-max'),
     ...(o.newHead !== undefined ? { newHead: o.newHead } : {}),
   };
+  if (o.lrFind && o.queue) throw new GraftError('--lr-find runs here, not on the queue: leave out --queue');
   if (o.lrFind) return lrFind(o, opts);
   // the cache bar here; the training bar is the loop's Progress callback (one bar for every training)
   const cacheBar = progressBar('cache |{bar}| {value}/{total} views | {cached} cached', { quiet: o.json });
   const trainBar = showsProgress(o.json);
   const say = (s: string) => { if (!o.json) process.stderr.write(s + '\n'); };
-  const r = await trainImageClassifier(o.model, o.data, {
+  const r = await imagesHereOrOnQueue(o, {
     ...opts,
     ...(o.out !== undefined ? { out: o.out } : {}),
     progress: { quiet: !!o.json, label: 'train' },
@@ -236,7 +239,7 @@ export function trainImagesCommand(): Command {
     out: `folder to write (default ${IMAGE_TRAIN_DEFAULTS.out}); CSV data: a path ending in .onnx writes that model file only`,
     testFraction: `${IMAGE_TRAIN_DEFAULTS.imageTestFraction}; CSV data ${IMAGE_TRAIN_DEFAULTS.csvTestFraction}`,
   });
-  imageDataFlags(cmd);
+  queueOptions(imageDataFlags(cmd));
   imageFitFlags(cmd)
     .addOption(new Option('--preprocess <kind>', 'CSV data: input preparation').choices(['mnist', 'stretch']).default('mnist'))
     .option('--pixel-max <x>', 'CSV data: largest pixel value in the data (8×8 digits: 16)', '16')
