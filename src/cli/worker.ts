@@ -25,7 +25,7 @@ interface WorkerFlags { queue: string; concurrency: string; lockDuration: string
 
 export function workerCommand(): Command {
   return new Command('worker')
-    .description('run Graft jobs (feature-extraction shards, head fits, sweep cells) from a Redis queue until stopped (Ctrl-C / SIGTERM finish the jobs in hand)')
+    .description('run Graft jobs (feature-extraction and activation shards, head fits, top-block training, sweep and curve cells) from a Redis queue until stopped (Ctrl-C / SIGTERM finish the jobs in hand)')
     .requiredOption('--queue <url>', 'the Redis holding the queue: redis://HOST:PORT (or redis://[USER:PASSWORD@]HOST:PORT/DB)')
     .option('--concurrency <n>', 'jobs run at once in this process (onnxruntime already uses several cores per job)', '1')
     .option('--lock-duration <ms>', 'a job\'s lock lasts this long unless renewed (renewed every half); a dead worker\'s job is taken over after about this plus --stalled-interval', '30000')
