@@ -1,6 +1,6 @@
 /**
- * `graft worker --queue redis://HOST:PORT`: a process that runs Graft jobs (feature-extraction
- * shards, head fits, sweep cells) from BullMQ on Redis (src/scale); and the `--queue` flags the
+ * `graft worker --queue redis://HOST:PORT`: a process that runs Graft jobs (feature-extraction and
+ * activation shards, head fits, top-block training, sweep and curve cells) from BullMQ on Redis (src/scale); and the `--queue` flags the
  * submitting commands add (`queueOptions`, `featuresOnQueue` for the features path of graft train,
  * `imagesHereOrOnQueue` for graft train images).
  */
