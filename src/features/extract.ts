@@ -91,7 +91,10 @@ export function prepareExtraction(model: Graph, node: string | undefined, runtim
     value,
     cut,
     inputName: dataInputs[0]!.name,
-    get modelHash() { return (hash ??= sha256(encodeOnnx(cut))); },
+    get modelHash() {
+      if (hash === undefined) hash = sha256(encodeOnnx(cut));
+      return hash;
+    },
     session: () => (s ??= Session.fromGraph(cut, runtime, `${model.name} (cut at ${value})`)),
     release: async () => { const p = s; s = undefined; await (await p?.catch(() => undefined))?.release(); },
   };

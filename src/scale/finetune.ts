@@ -171,7 +171,7 @@ export async function finetuneImagesOnQueue(model: string, data: string, o: Trai
       } satisfies ActivationShardJob,
       opts: { jobId: `${run}-shard-${i}`, attempts: q.attempts ?? 3, backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 }, failParentOnFailure: true, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
     }));
-    children.forEach((_, i) => shardOf.set(`${run}-shard-${i}`, i));
+    for (let i = 0; i < children.length; i++) shardOf.set(`${run}-shard-${i}`, i);
     sub.events.on('progress', ({ jobId, data: p }) => {
       if (!shardOf.has(jobId) || typeof p !== 'object' || p === null) return;
       const sp = p as unknown as ActivationProgress;
