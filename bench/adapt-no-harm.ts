@@ -27,23 +27,54 @@ import { NO_HARM_MARGIN } from '../src/adapt/selection.js';
 import type { Examples } from '../src/train/fit.js';
 import { argmax, accuracy } from '../src/util/vectors.js';
 
-interface Cand { params: string; score: number; acc: number; im?: number }
-interface Run { pair: string; method: string; criterion: 'im' | 'rv' | 'rvf'; base: { score: number; acc: number; im?: number }; cands: Cand[]; seconds: number }
+interface Cand {
+  params: string;
+  score: number;
+  acc: number;
+  im?: number;
+}
+interface Run {
+  pair: string;
+  method: string;
+  criterion: 'im' | 'rv' | 'rvf';
+  base: { score: number; acc: number; im?: number };
+  cands: Cand[];
+  seconds: number;
+}
 const runs: Run[] = [];
 const args = process.argv.slice(2);
 const acc = async (g: Graph, t: Examples) => accuracy((await predictClassProba(g, t.x)).map(argmax), t.y);
-const fmt = (p: Record<string, number>) => Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ');
-const log = (r: Run) => process.stderr.write(`${r.pair} ${r.method}: base ${r.base.score.toFixed(3)}/${r.base.acc.toFixed(3)}; ${r.cands.map((c) => `${c.score.toFixed(3)}/${c.acc.toFixed(3)}`).join(' ')} (${r.seconds.toFixed(0)} s)\n`);
+const fmt = (p: Record<string, number>) =>
+  Object.entries(p)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+const log = (r: Run) =>
+  process.stderr.write(
+    `${r.pair} ${r.method}: base ${r.base.score.toFixed(3)}/${r.base.acc.toFixed(3)}; ${r.cands.map((c) => `${c.score.toFixed(3)}/${c.acc.toFixed(3)}`).join(' ')} (${r.seconds.toFixed(0)} s)\n`,
+  );
 const t0 = performance.now();
 
-async function sourceFree(pair: string, model: Graph, target: Float32Array[], test: Examples, methods: NetworkMethod[]) {
+async function sourceFree(
+  pair: string,
+  model: Graph,
+  target: Float32Array[],
+  test: Examples,
+  methods: NetworkMethod[],
+) {
   const base = await acc(model, test);
   for (const m of methods) {
     const s0 = performance.now();
     const r = await adaptNetwork(m, model, target, { keepModels: true, noHarm: false });
     const cands: Cand[] = [];
     for (const c of r.candidates) cands.push({ params: fmt(c.params), score: c.score, acc: await acc(c.model!, test) });
-    runs.push({ pair, method: m, criterion: 'im', base: { score: r.before, acc: base }, cands, seconds: (performance.now() - s0) / 1000 });
+    runs.push({
+      pair,
+      method: m,
+      criterion: 'im',
+      base: { score: r.before, acc: base },
+      cands,
+      seconds: (performance.now() - s0) / 1000,
+    });
     log(runs.at(-1)!);
   }
 }
@@ -51,7 +82,8 @@ async function sourceFree(pair: string, model: Graph, target: Float32Array[], te
 const flagOf = (k: string, d: string) => (args.includes(k) ? args[args.indexOf(k) + 1]! : d);
 const replay = args.includes('--replay') ? flagOf('--replay', '').split(',') : [];
 for (const f of replay)
-  for (const r of JSON.parse(readFileSync(f, 'utf8')) as Run[]) if (!r.pair.startsWith('mnist.onnx features') || r.base.im !== undefined) runs.push(r); // feature rows before IM was recorded are dropped
+  for (const r of JSON.parse(readFileSync(f, 'utf8')) as Run[])
+    if (!r.pair.startsWith('mnist.onnx features') || r.base.im !== undefined) runs.push(r); // feature rows before IM was recorded are dropped
 const stages = replay.length ? [] : flagOf('--stages', 'source-free,features,with-source').split(',');
 if (stages.includes('source-free')) {
   const digits = await digitsTask();
@@ -61,18 +93,31 @@ if (stages.includes('source-free')) {
 }
 
 for (const n of stages.includes('features') ? flagOf('--feature-n', '2000').split(',').map(Number) : []) {
-const fp = await fashionFeaturePair(n, 'dim-noisy');
-for (const m of flagOf('--feature-methods', 'coral,subspace,self-training,coral-self-training').split(',') as FeatureMethod[]) {
-  const s0 = performance.now();
-  const r = await adaptFeatures(m, fp.source, fp.target.x, { keepPredictions: true, margin: 0 });
-  runs.push({
-    pair: `mnist.onnx features Fashion → dim-noisy, n ${n}`, method: m, criterion: 'rvf' as const,
-    base: { score: r.unadapted!.reverseValidation, acc: accuracy(r.unadapted!.targetProba!.map(argmax), fp.target.y), im: r.unadapted!.informationMaximization },
-    cands: r.candidates.map((c) => ({ params: fmt(c.params), score: c.reverseValidation, acc: accuracy(c.targetProba!.map(argmax), fp.target.y), im: c.informationMaximization })),
-    seconds: (performance.now() - s0) / 1000,
-  });
-  log(runs.at(-1)!);
-}
+  const fp = await fashionFeaturePair(n, 'dim-noisy');
+  for (const m of flagOf('--feature-methods', 'coral,subspace,self-training,coral-self-training').split(
+    ',',
+  ) as FeatureMethod[]) {
+    const s0 = performance.now();
+    const r = await adaptFeatures(m, fp.source, fp.target.x, { keepPredictions: true, margin: 0 });
+    runs.push({
+      pair: `mnist.onnx features Fashion → dim-noisy, n ${n}`,
+      method: m,
+      criterion: 'rvf' as const,
+      base: {
+        score: r.unadapted!.reverseValidation,
+        acc: accuracy(r.unadapted!.targetProba!.map(argmax), fp.target.y),
+        im: r.unadapted!.informationMaximization,
+      },
+      cands: r.candidates.map((c) => ({
+        params: fmt(c.params),
+        score: c.reverseValidation,
+        acc: accuracy(c.targetProba!.map(argmax), fp.target.y),
+        im: c.informationMaximization,
+      })),
+      seconds: (performance.now() - s0) / 1000,
+    });
+    log(runs.at(-1)!);
+  }
 }
 
 if (stages.includes('with-source')) {
@@ -82,10 +127,25 @@ if (stages.includes('with-source')) {
   const target = { x: shiftImages(test.images.slice(0, 1000).map(unit), 'noise', 0), y: test.labels.slice(0, 1000) };
   for (const m of ['dann', 'mmd', 'deep-coral'] as SourceNetworkMethod[]) {
     const s0 = performance.now();
-    const r = await adaptWithSource(m, smallCnn({ channels: 1, size: 28, classes: 10, seed: 0 }), source, target.x, { epochs: 6, lr: 2e-3, batchSize: 128, seed: 0, keepModels: true, margin: 0 });
+    const r = await adaptWithSource(m, smallCnn({ channels: 1, size: 28, classes: 10, seed: 0 }), source, target.x, {
+      epochs: 6,
+      lr: 2e-3,
+      batchSize: 128,
+      seed: 0,
+      keepModels: true,
+      margin: 0,
+    });
     const cands: Cand[] = [];
-    for (const c of r.candidates) cands.push({ params: fmt(c.params), score: c.score, acc: await acc(c.model!, target) });
-    runs.push({ pair: 'small CNN Fashion → noise (CLI rows)', method: m, criterion: 'rv', base: { score: r.unadapted!.score, acc: await acc(r.unadapted!.model, target) }, cands, seconds: (performance.now() - s0) / 1000 });
+    for (const c of r.candidates)
+      cands.push({ params: fmt(c.params), score: c.score, acc: await acc(c.model!, target) });
+    runs.push({
+      pair: 'small CNN Fashion → noise (CLI rows)',
+      method: m,
+      criterion: 'rv',
+      base: { score: r.unadapted!.score, acc: await acc(r.unadapted!.model, target) },
+      cands,
+      seconds: (performance.now() - s0) / 1000,
+    });
     log(runs.at(-1)!);
   }
 }
@@ -97,12 +157,29 @@ if (stages.includes('with-source')) {
 function choose(r: Run, margin: number): { acc: number; kept: boolean; params: string } {
   const best = r.cands.reduce((b, c) => (c.score > b.score ? c : b));
   const gain = r.criterion === 'rvf' ? best.im! - r.base.im! : best.score - r.base.score;
-  return gain > margin ? { acc: best.acc, kept: false, params: best.params } : { acc: r.base.acc, kept: true, params: 'unadapted' };
+  return gain > margin
+    ? { acc: best.acc, kept: false, params: best.params }
+    : { acc: r.base.acc, kept: true, params: 'unadapted' };
 }
-const margins = { im: [0, 0.02, 0.05, 0.1, 0.2, 0.4], rv: [-0.02, 0, 0.005, 0.01, 0.02, 0.05], rvf: [0, 0.01, 0.02, 0.05, 0.1, 0.2] };
-const NAMES = { im: 'information maximization (source-free)', rv: 'reverse validation (dann, mmd, deep-coral)', rvf: 'feature-level: IM of the reverse-validation choice vs the source-only head' };
-const marginOf = (c: Run['criterion']) => (c === 'im' ? NO_HARM_MARGIN.informationMaximization : c === 'rv' ? NO_HARM_MARGIN.reverseValidation : NO_HARM_MARGIN.informationMaximizationFeatures);
-console.log('| criterion | margin | worst change vs unadapted | methods that helped before and still help | kept unadapted |');
+const margins = {
+  im: [0, 0.02, 0.05, 0.1, 0.2, 0.4],
+  rv: [-0.02, 0, 0.005, 0.01, 0.02, 0.05],
+  rvf: [0, 0.01, 0.02, 0.05, 0.1, 0.2],
+};
+const NAMES = {
+  im: 'information maximization (source-free)',
+  rv: 'reverse validation (dann, mmd, deep-coral)',
+  rvf: 'feature-level: IM of the reverse-validation choice vs the source-only head',
+};
+const marginOf = (c: Run['criterion']) =>
+  c === 'im'
+    ? NO_HARM_MARGIN.informationMaximization
+    : c === 'rv'
+      ? NO_HARM_MARGIN.reverseValidation
+      : NO_HARM_MARGIN.informationMaximizationFeatures;
+console.log(
+  '| criterion | margin | worst change vs unadapted | methods that helped before and still help | kept unadapted |',
+);
 console.log('| --- | ---: | ---: | --- | ---: |');
 for (const crit of ['im', 'rv', 'rvf'] as const) {
   const rs = runs.filter((r) => r.criterion === crit);
@@ -111,18 +188,25 @@ for (const crit of ['im', 'rv', 'rvf'] as const) {
     const worst = Math.min(...rs.map((r) => choose(r, m).acc - r.base.acc));
     const still = helped.filter((r) => choose(r, m).acc - r.base.acc > 0.005).length;
     if (!rs.length) continue;
-    console.log(`| ${NAMES[crit]} | ${m} | ${worst >= 0 ? '+' : ''}${worst.toFixed(3)} | ${still} of ${helped.length} | ${rs.filter((r) => choose(r, m).kept).length} of ${rs.length} |`);
+    console.log(
+      `| ${NAMES[crit]} | ${m} | ${worst >= 0 ? '+' : ''}${worst.toFixed(3)} | ${still} of ${helped.length} | ${rs.filter((r) => choose(r, m).kept).length} of ${rs.length} |`,
+    );
   }
 }
 console.log();
 console.log(`Before/after at the shipped margins (NO_HARM_MARGIN: ${JSON.stringify(NO_HARM_MARGIN)}):`);
 console.log();
-console.log('| pair | method | unadapted acc. | before: chosen → acc. | after (no harm): chosen → acc. | change after |');
+console.log(
+  '| pair | method | unadapted acc. | before: chosen → acc. | after (no harm): chosen → acc. | change after |',
+);
 console.log('| --- | --- | ---: | --- | --- | ---: |');
 for (const r of runs) {
-  const b = choose(r, -Infinity), a = choose(r, marginOf(r.criterion));
+  const b = choose(r, -Infinity),
+    a = choose(r, marginOf(r.criterion));
   const d = a.acc - r.base.acc;
-  console.log(`| ${r.pair} | ${r.method} | ${r.base.acc.toFixed(3)} | ${b.params} → ${b.acc.toFixed(3)} (${b.acc - r.base.acc >= 0 ? '+' : ''}${(b.acc - r.base.acc).toFixed(3)}) | ${a.params} → ${a.acc.toFixed(3)} | ${d >= 0 ? '+' : ''}${d.toFixed(3)} |`);
+  console.log(
+    `| ${r.pair} | ${r.method} | ${r.base.acc.toFixed(3)} | ${b.params} → ${b.acc.toFixed(3)} (${b.acc - r.base.acc >= 0 ? '+' : ''}${(b.acc - r.base.acc).toFixed(3)}) | ${a.params} → ${a.acc.toFixed(3)} | ${d >= 0 ? '+' : ''}${d.toFixed(3)} |`,
+  );
 }
 console.log(`\nTotal ${((performance.now() - t0) / 1000).toFixed(0)} s.`);
 const j = args.indexOf('--json');

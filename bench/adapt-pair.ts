@@ -49,7 +49,14 @@ async function testAcc(tr: Trainer, which: 'source' | 'target'): Promise<number>
   return accuracy(await predictLabels(tr, tr.tg.model, t.x), t.y);
 }
 
-interface Row { method: string; chosen: string; source: number; target: number; seconds: number; imScore?: number }
+interface Row {
+  method: string;
+  chosen: string;
+  source: number;
+  target: number;
+  seconds: number;
+  imScore?: number;
+}
 const rows: Row[] = [];
 
 /** Train with each weight; score checkpoints by information maximization on the target train images. */
@@ -58,24 +65,43 @@ async function adapted(method: string, make: (w: number) => AdaptLoss, weights: 
   const t0 = performance.now();
   for (const w of weights) {
     await adaptFit(net(), make(w), pair.source.train, pair.target.train.x, {
-      ...train, epochs,
+      ...train,
+      epochs,
       onEpoch: async ({ epoch, trainer }) => {
         if (epoch % 2 !== 0 && epoch !== epochs) return;
         const P = await predictClassProba(trainer.toGraph(), pair.target.train.x);
         const score = informationMaximization(P).score;
         process.stderr.write(`${method} weight ${w} epoch ${epoch}: IM ${score.toFixed(3)}\n`);
         if (!best || score > best.score)
-          best = { score, chosen: `weight ${w}, epoch ${epoch}`, source: await testAcc(trainer, 'source'), target: await testAcc(trainer, 'target') };
+          best = {
+            score,
+            chosen: `weight ${w}, epoch ${epoch}`,
+            source: await testAcc(trainer, 'source'),
+            target: await testAcc(trainer, 'target'),
+          };
       },
     }).then((tr) => tr.release());
   }
-  rows.push({ method, chosen: best!.chosen, source: best!.source, target: best!.target, seconds: (performance.now() - t0) / 1000, imScore: best!.score });
+  rows.push({
+    method,
+    chosen: best!.chosen,
+    source: best!.source,
+    target: best!.target,
+    seconds: (performance.now() - t0) / 1000,
+    imScore: best!.score,
+  });
 }
 
 {
   const t0 = performance.now();
   const tr = await adaptFit(net(), sourceOnlyLoss(), pair.source.train, pair.target.train.x, { ...train, epochs });
-  rows.push({ method: 'source-only', chosen: `epoch ${epochs}`, source: await testAcc(tr, 'source'), target: await testAcc(tr, 'target'), seconds: (performance.now() - t0) / 1000 });
+  rows.push({
+    method: 'source-only',
+    chosen: `epoch ${epochs}`,
+    source: await testAcc(tr, 'source'),
+    target: await testAcc(tr, 'target'),
+    seconds: (performance.now() - t0) / 1000,
+  });
   await tr.release();
 }
 await adapted('DANN', (w) => dannLoss({ feature, featureDim: D, domainWeight: w, seed }), [1]);
@@ -84,7 +110,13 @@ await adapted('deep CORAL', (w) => deepCoralLoss({ feature, featureDim: D, weigh
 {
   const t0 = performance.now();
   const r = await fit(net(), pair.target.train, { ...train, epochs, batchSize: 32 });
-  rows.push({ method: 'target-supervised (upper bound)', chosen: `epoch ${epochs}`, source: await testAcc(r.trainer, 'source'), target: await testAcc(r.trainer, 'target'), seconds: (performance.now() - t0) / 1000 });
+  rows.push({
+    method: 'target-supervised (upper bound)',
+    chosen: `epoch ${epochs}`,
+    source: await testAcc(r.trainer, 'source'),
+    target: await testAcc(r.trainer, 'target'),
+    seconds: (performance.now() - t0) / 1000,
+  });
   await r.trainer.release();
 }
 
@@ -97,17 +129,22 @@ const table = [
   '',
   '| method | chosen without target labels | source test acc. | target test acc. | seconds |',
   '| --- | --- | ---: | ---: | ---: |',
-  ...rows.map((r) => `| ${r.method} | ${r.chosen}${r.imScore !== undefined ? ` (IM ${r.imScore.toFixed(3)})` : ''} | ${r.source.toFixed(3)} | ${r.target.toFixed(3)} | ${r.seconds.toFixed(0)} |`),
+  ...rows.map(
+    (r) =>
+      `| ${r.method} | ${r.chosen}${r.imScore !== undefined ? ` (IM ${r.imScore.toFixed(3)})` : ''} | ${r.source.toFixed(3)} | ${r.target.toFixed(3)} | ${r.seconds.toFixed(0)} |`,
+  ),
 ].join('\n');
 process.stdout.write(table + '\n');
 process.stdout.write(JSON.stringify({ shift: pair.description, perClass, epochs, seed, rows }) + '\n');
 
 if (args.includes('--write-docs')) {
   const file = new URL('../docs/adaptation.md', import.meta.url).pathname;
-  const begin = '<!-- adapt-pair:begin (bench/adapt-pair.ts --write-docs) -->', end = '<!-- adapt-pair:end -->';
+  const begin = '<!-- adapt-pair:begin (bench/adapt-pair.ts --write-docs) -->',
+    end = '<!-- adapt-pair:end -->';
   const block = `${begin}\n${table}\n${end}`;
   let text = existsSync(file) ? readFileSync(file, 'utf8') : '# Domain adaptation\n';
-  if (text.includes(begin) && text.includes(end)) text = text.slice(0, text.indexOf(begin)) + block + text.slice(text.indexOf(end) + end.length);
+  if (text.includes(begin) && text.includes(end))
+    text = text.slice(0, text.indexOf(begin)) + block + text.slice(text.indexOf(end) + end.length);
   else text = text.trimEnd() + `\n\n## Labelled source → shifted target\n\n${block}\n`;
   writeFileSync(file + '.tmp', text);
   renameSync(file + '.tmp', file);

@@ -25,24 +25,42 @@ import { PIXEL_SHIFTS, type PixelShift } from '../src/data/shifts.js';
 import { argmax, accuracy } from '../src/util/vectors.js';
 
 const argv = process.argv.slice(2);
-const opt = (k: string, d: string) => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1]! : d; };
+const opt = (k: string, d: string) => {
+  const i = argv.indexOf(`--${k}`);
+  return i >= 0 ? argv[i + 1]! : d;
+};
 if (argv.includes('--help')) {
-  console.log('GRAFT_THREADS=1 npx tsx bench/adapt.ts [--n 10000] [--shift dim-noisy] [--methods source-only,coral,subspace,self-training] [--python PATH] [--no-peer]');
+  console.log(
+    'GRAFT_THREADS=1 npx tsx bench/adapt.ts [--n 10000] [--shift dim-noisy] [--methods source-only,coral,subspace,self-training] [--python PATH] [--no-peer]',
+  );
   process.exit(0);
 }
 const n = Number(opt('n', '10000'));
 const shift = opt('shift', 'dim-noisy') as PixelShift;
 if (!PIXEL_SHIFTS.includes(shift)) throw new Error(`--shift must be one of ${PIXEL_SHIFTS.join(', ')}`);
 const methods = opt('methods', FEATURE_METHODS.join(',')).split(',') as FeatureMethod[];
-const FIXED: Record<FeatureMethod, Record<string, number>> = { 'source-only': {}, coral: { lambda: 0.1 }, subspace: { dims: 32 }, 'self-training': { threshold: 0.9 }, 'coral-self-training': { lambda: 1, threshold: 0.9 } };
+const FIXED: Record<FeatureMethod, Record<string, number>> = {
+  'source-only': {},
+  coral: { lambda: 0.1 },
+  subspace: { dims: 32 },
+  'self-training': { threshold: 0.9 },
+  'coral-self-training': { lambda: 1, threshold: 0.9 },
+};
 
 let t0 = performance.now();
 const { source, target } = await fashionFeaturePair(n, shift);
 const d = source.x[0]!.length;
-console.log(`features: ${n} source + ${n} target (${shift}), ${d}-d, extracted in ${((performance.now() - t0) / 1000).toFixed(1)} s; GRAFT_THREADS=${process.env['GRAFT_THREADS'] ?? '(default)'}`);
+console.log(
+  `features: ${n} source + ${n} target (${shift}), ${d}-d, extracted in ${((performance.now() - t0) / 1000).toFixed(1)} s; GRAFT_THREADS=${process.env['GRAFT_THREADS'] ?? '(default)'}`,
+);
 console.log('method          fixed: s   target acc | selected: s   target acc  chosen');
 const rows: { method: string; fixed: number; selected: number }[] = [];
-const md: string[] = [`${n} source + ${n} target feature vectors (${shift}), ${d}-d; GRAFT_THREADS=${process.env['GRAFT_THREADS'] ?? '(default)'}; one run.`, '', '| method | fixed setting: s | target acc. | with label-free selection: s | target acc. | chosen |', '| --- | ---: | ---: | ---: | ---: | --- |'];
+const md: string[] = [
+  `${n} source + ${n} target feature vectors (${shift}), ${d}-d; GRAFT_THREADS=${process.env['GRAFT_THREADS'] ?? '(default)'}; one run.`,
+  '',
+  '| method | fixed setting: s | target acc. | with label-free selection: s | target acc. | chosen |',
+  '| --- | ---: | ---: | ---: | ---: | --- |',
+];
 for (const m of methods) {
   t0 = performance.now();
   const f = await runFeatureMethod(m, source, target.x, FIXED[m], {});
@@ -51,27 +69,55 @@ for (const m of methods) {
   const s = await adaptFeatures(m, source, target.x);
   const selS = (performance.now() - t0) / 1000;
   rows.push({ method: m, fixed: fixedS, selected: selS });
-  md.push(`| ${m} ${JSON.stringify(FIXED[m])} | ${fixedS.toFixed(2)} | ${accuracy(f.targetProba.map(argmax), target.y).toFixed(3)} | ${selS.toFixed(2)} | ${accuracy(s.targetProba.map(argmax), target.y).toFixed(3)} | ${JSON.stringify(s.chosen)} |`);
-  console.log(`${m.padEnd(15)} ${fixedS.toFixed(2).padStart(8)}   ${accuracy(f.targetProba.map(argmax), target.y).toFixed(3).padStart(10)} | ${selS.toFixed(2).padStart(11)}   ${accuracy(s.targetProba.map(argmax), target.y).toFixed(3).padStart(10)}  ${JSON.stringify(s.chosen)}`);
+  md.push(
+    `| ${m} ${JSON.stringify(FIXED[m])} | ${fixedS.toFixed(2)} | ${accuracy(f.targetProba.map(argmax), target.y).toFixed(3)} | ${selS.toFixed(2)} | ${accuracy(s.targetProba.map(argmax), target.y).toFixed(3)} | ${JSON.stringify(s.chosen)} |`,
+  );
+  console.log(
+    `${m.padEnd(15)} ${fixedS.toFixed(2).padStart(8)}   ${accuracy(f.targetProba.map(argmax), target.y).toFixed(3).padStart(10)} | ${selS.toFixed(2).padStart(11)}   ${accuracy(s.targetProba.map(argmax), target.y).toFixed(3).padStart(10)}  ${JSON.stringify(s.chosen)}`,
+  );
 }
 
 if (!argv.includes('--no-peer')) {
   const dir = mkdtempSync(join(tmpdir(), 'graft-adapt-bench-'));
   try {
-    const dump = (X: ArrayLike<number>[]) => { const a = new Float32Array(X.length * d); X.forEach((x, i) => a.set(x, i * d)); return Buffer.from(a.buffer); };
+    const dump = (X: ArrayLike<number>[]) => {
+      const a = new Float32Array(X.length * d);
+      X.forEach((x, i) => a.set(x, i * d));
+      return Buffer.from(a.buffer);
+    };
     writeFileSync(join(dir, 'xs.f32'), dump(source.x));
     writeFileSync(join(dir, 'ys.i32'), Buffer.from(Int32Array.from(source.y).buffer));
     writeFileSync(join(dir, 'xt.f32'), dump(target.x));
     writeFileSync(join(dir, 'yt.i32'), Buffer.from(Int32Array.from(target.y).buffer));
     const py = opt('python', process.env['GRAFT_BENCH_PYTHON'] ?? '/usr/bin/python3');
-    const r = spawnSync(py, ['bench/adapt_peer.py', '--dir', dir, '--dim', String(d), '--lambda', '0.1', '--l2', '0.01', '--threads', process.env['GRAFT_THREADS'] ?? '1'], { encoding: 'utf8' });
+    const r = spawnSync(
+      py,
+      [
+        'bench/adapt_peer.py',
+        '--dir',
+        dir,
+        '--dim',
+        String(d),
+        '--lambda',
+        '0.1',
+        '--l2',
+        '0.01',
+        '--threads',
+        process.env['GRAFT_THREADS'] ?? '1',
+      ],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) console.log(`peer failed: ${r.stderr || r.error}`);
     else {
       const p = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, { seconds: number; accuracy: number }>;
       for (const [m, v] of Object.entries(p)) {
         const ours = rows.find((x) => x.method === m);
-        md.push(`${md.length && md[md.length - 1]!.startsWith('|') ? '\n' : ''}Peer (NumPy + scikit-learn) ${m}: ${v.seconds.toFixed(2)} s, target acc. ${v.accuracy.toFixed(3)}${ours ? `; Graft's fixed-setting time is ${(ours.fixed / v.seconds).toFixed(2)}× the peer's` : ''}.`);
-        console.log(`peer (NumPy + scikit-learn) ${m}: ${v.seconds.toFixed(2)} s, target acc ${v.accuracy.toFixed(3)}${ours ? `; Graft fixed-setting time / peer = ${(ours.fixed / v.seconds).toFixed(2)}×` : ''}`);
+        md.push(
+          `${md.length && md[md.length - 1]!.startsWith('|') ? '\n' : ''}Peer (NumPy + scikit-learn) ${m}: ${v.seconds.toFixed(2)} s, target acc. ${v.accuracy.toFixed(3)}${ours ? `; Graft's fixed-setting time is ${(ours.fixed / v.seconds).toFixed(2)}× the peer's` : ''}.`,
+        );
+        console.log(
+          `peer (NumPy + scikit-learn) ${m}: ${v.seconds.toFixed(2)} s, target acc ${v.accuracy.toFixed(3)}${ours ? `; Graft fixed-setting time / peer = ${(ours.fixed / v.seconds).toFixed(2)}×` : ''}`,
+        );
       }
     }
   } finally {
@@ -80,9 +126,12 @@ if (!argv.includes('--no-peer')) {
 }
 
 if (argv.includes('--write-docs')) {
-  const DOC = 'docs/adaptation.md', BEGIN = '<!-- adapt-bench:begin (bench/adapt.ts --write-docs) -->', END = '<!-- adapt-bench:end -->';
+  const DOC = 'docs/adaptation.md',
+    BEGIN = '<!-- adapt-bench:begin (bench/adapt.ts --write-docs) -->',
+    END = '<!-- adapt-bench:end -->';
   const doc = readFileSync(DOC, 'utf8');
-  const i = doc.indexOf(BEGIN), j = doc.indexOf(END);
+  const i = doc.indexOf(BEGIN),
+    j = doc.indexOf(END);
   if (i < 0 || j < i) throw new Error(`${DOC}: markers not found`);
   writeFileSync(`${DOC}.tmp`, doc.slice(0, i + BEGIN.length) + '\n' + md.join('\n') + '\n' + doc.slice(j));
   renameSync(`${DOC}.tmp`, DOC);

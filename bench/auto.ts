@@ -36,18 +36,34 @@ import { argmax } from '../src/util/vectors.js';
 const args = process.argv.slice(2);
 const flag = (k: string, d: string) => (args.includes(k) ? args[args.indexOf(k) + 1]! : d);
 const task = flag('--task', 'image');
-const budgets = flag('--per-class', task === 'image' ? '5,10' : '8').split(',').map(Number);
+const budgets = flag('--per-class', task === 'image' ? '5,10' : '8')
+  .split(',')
+  .map(Number);
 const seeds = Number(flag('--seeds', '3'));
 const seedFrom = Number(flag('--seed-from', '0'));
 const epochs = Number(flag('--epochs', '5'));
-interface Row { task: string; perClass: number; seed: number; chosen: string; cv: Record<string, number>; test: Record<string, number>; auto: number; seconds: number }
+interface Row {
+  task: string;
+  perClass: number;
+  seed: number;
+  chosen: string;
+  cv: Record<string, number>;
+  test: Record<string, number>;
+  auto: number;
+  seconds: number;
+}
 const rows: Row[] = [];
 const t0 = performance.now();
-const emit = (r: Row) => { rows.push(r); console.log(JSON.stringify(r)); };
+const emit = (r: Row) => {
+  rows.push(r);
+  console.log(JSON.stringify(r));
+};
 
 if (task === 'image') {
   const model = assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite');
-  const data = loadLabelledImages(assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'), { maxPerClass: Number(flag('--pool', '40')) });
+  const data = loadLabelledImages(assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'), {
+    maxPerClass: Number(flag('--pool', '40')),
+  });
   const cacheDir = flag('--cache', '/tmp/graft-auto-bench-cache');
   for (const per of budgets)
     for (let seed = seedFrom; seed < seedFrom + seeds; seed++) {
@@ -56,9 +72,20 @@ if (task === 'image') {
       const ft = { epochs, lr: 1e-3, batchSize: 32 };
       const r = await trainAuto(model, data, { ...common, finetune: ft });
       const test: Record<string, number> = { [r.selection.chosen]: r.test!.accuracy };
-      if (r.selection.chosen !== 'features') test['features'] = (await trainFeatureClassifier(model, data, common)).report.test!.accuracy;
-      if (r.selection.chosen !== 'finetune') test['finetune'] = (await finetuneImages(model, data, { ...common, ...ft })).report.test!.accuracy;
-      emit({ task, perClass: per, seed, chosen: r.selection.chosen, cv: Object.fromEntries(r.selection.candidates.map((c) => [c.method, c.mean ?? NaN])), test, auto: r.test!.accuracy, seconds: (performance.now() - s0) / 1000 });
+      if (r.selection.chosen !== 'features')
+        test['features'] = (await trainFeatureClassifier(model, data, common)).report.test!.accuracy;
+      if (r.selection.chosen !== 'finetune')
+        test['finetune'] = (await finetuneImages(model, data, { ...common, ...ft })).report.test!.accuracy;
+      emit({
+        task,
+        perClass: per,
+        seed,
+        chosen: r.selection.chosen,
+        cv: Object.fromEntries(r.selection.candidates.map((c) => [c.method, c.mean ?? NaN])),
+        test,
+        auto: r.test!.accuracy,
+        seconds: (performance.now() - s0) / 1000,
+      });
     }
 } else {
   const maxLength = 48;
@@ -69,13 +96,15 @@ if (task === 'image') {
   const extractor = new TextFeatureExtractor(m, 'mean');
   // fixed test set (500 per class), per-seed training picks from the rest (as bench/text-classify.ts)
   const rng0 = new Rng(0);
-  const testIdx: number[] = [], pool: number[][] = [];
+  const testIdx: number[] = [],
+    pool: number[][] = [];
   for (const c of t.classes.keys()) {
     const idx = rng0.shuffle(t.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0));
     testIdx.push(...idx.slice(0, 500));
     pool.push(idx.slice(500));
   }
-  const teX = testIdx.map((i) => t.texts[i]!), teY = testIdx.map((i) => t.y[i]!);
+  const teX = testIdx.map((i) => t.texts[i]!),
+    teY = testIdx.map((i) => t.y[i]!);
   const acc = (p: number[]) => p.filter((v, i) => v === teY[i]).length / teY.length;
   const teF = await extractor.extract(teX, { maxLength, cache, warn: quiet });
   for (const per of budgets)
@@ -83,40 +112,79 @@ if (task === 'image') {
       const s0 = performance.now();
       const rng = new Rng(1000 + seed);
       const tr = pool.flatMap((p) => rng.shuffle([...p]).slice(0, per));
-      const trX = tr.map((i) => t.texts[i]!), trY = tr.map((i) => t.y[i]!);
-      const r = await trainTextAuto(m, trX, trY, { classes: t.classes.length, maxLength, seed, cache, ...(args.includes('--folds') ? { folds: Number(flag('--folds', '5')) } : {}) });
+      const trX = tr.map((i) => t.texts[i]!),
+        trY = tr.map((i) => t.y[i]!);
+      const r = await trainTextAuto(m, trX, trY, {
+        classes: t.classes.length,
+        maxLength,
+        seed,
+        cache,
+        ...(args.includes('--folds') ? { folds: Number(flag('--folds', '5')) } : {}),
+      });
       const auto = (await scoreTextClassifier(r.classifier, m, teX, teY, t.classes, maxLength)).accuracy;
       const test: Record<string, number> = { [r.mode]: auto };
       const F = await extractor.extract(trX, { maxLength, cache, warn: quiet });
       const head = await fitTextHead(F, trY, seed);
       test['features'] ??= head.accuracy(teF, teY);
-      test['tfidf'] ??= acc((await trainTfidfClassifier(trX, trY, { seed, tokenizer: m.tokenizer, maxLength })).predict(teX));
+      test['tfidf'] ??= acc(
+        (await trainTfidfClassifier(trX, trY, { seed, tokenizer: m.tokenizer, maxLength })).predict(teX),
+      );
       if (test['finetune'] === undefined) {
-        const f = await finetuneText(m, trX, trY, { classes: t.classes.length, maxLength, seed, head, lr: 1e-4, epochs: 3, minSteps: Math.max(3 * Math.ceil(trX.length / 16), 60), warn: quiet });
-        test['finetune'] = acc((await predictTextProba(f.graph, m.tokenizer, teX, { maxLength, warn: quiet })).map(argmax));
+        const f = await finetuneText(m, trX, trY, {
+          classes: t.classes.length,
+          maxLength,
+          seed,
+          head,
+          lr: 1e-4,
+          epochs: 3,
+          minSteps: Math.max(3 * Math.ceil(trX.length / 16), 60),
+          warn: quiet,
+        });
+        test['finetune'] = acc(
+          (await predictTextProba(f.graph, m.tokenizer, teX, { maxLength, warn: quiet })).map(argmax),
+        );
       }
       if (test['setfit'] === undefined && per <= 16) {
-        const s = await trainSetFit(m, trX, trY, { maxLength, seed, lr: 1e-4, steps: Math.min(Math.ceil((40 * trX.length) / 16), 120) });
+        const s = await trainSetFit(m, trX, trY, {
+          maxLength,
+          seed,
+          lr: 1e-4,
+          steps: Math.min(Math.ceil((40 * trX.length) / 16), 120),
+        });
         test['setfit'] = s.head.accuracy(await s.extractor.extract(teX, { maxLength, warn: quiet }), teY);
         await s.extractor.release();
       }
-      emit({ task, perClass: per, seed, chosen: r.mode, cv: Object.fromEntries(r.selection.candidates.map((c) => [c.method, c.mean ?? NaN])), test, auto, seconds: (performance.now() - s0) / 1000 });
+      emit({
+        task,
+        perClass: per,
+        seed,
+        chosen: r.mode,
+        cv: Object.fromEntries(r.selection.candidates.map((c) => [c.method, c.mean ?? NaN])),
+        test,
+        auto,
+        seconds: (performance.now() - s0) / 1000,
+      });
     }
   await extractor.release();
 }
 
 // summary: per budget, mean test accuracy of auto, of the frozen head, of the better fine-tuned variant per seed and of the best candidate per seed
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-console.log(`\n| task | labels / class | seeds | auto (chosen) | frozen head | fine-tuned${task === 'text' ? ' (LP-FT)' : ' (top blocks)'} | better of the two (per seed) | auto − frozen | auto − better |`);
+console.log(
+  `\n| task | labels / class | seeds | auto (chosen) | frozen head | fine-tuned${task === 'text' ? ' (LP-FT)' : ' (top blocks)'} | better of the two (per seed) | auto − frozen | auto − better |`,
+);
 console.log('| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
 for (const per of budgets) {
   const rs = rows.filter((r) => r.perClass === per);
-  const a = mean(rs.map((r) => r.auto)), f = mean(rs.map((r) => r.test['features']!)), ft = mean(rs.map((r) => r.test['finetune']!));
+  const a = mean(rs.map((r) => r.auto)),
+    f = mean(rs.map((r) => r.test['features']!)),
+    ft = mean(rs.map((r) => r.test['finetune']!));
   const better = mean(rs.map((r) => Math.max(r.test['features']!, r.test['finetune']!)));
   const sign = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(3)}`;
-  console.log(`| ${task} | ${per} | ${rs.length} | ${a.toFixed(3)} (${rs.map((r) => r.chosen).join(', ')}) | ${f.toFixed(3)} | ${ft.toFixed(3)} | ${better.toFixed(3)} | ${sign(a - f)} | ${sign(a - better)} |`);
+  console.log(
+    `| ${task} | ${per} | ${rs.length} | ${a.toFixed(3)} (${rs.map((r) => r.chosen).join(', ')}) | ${f.toFixed(3)} | ${ft.toFixed(3)} | ${better.toFixed(3)} | ${sign(a - f)} | ${sign(a - better)} |`,
+  );
 }
 console.log(`\nTotal ${((performance.now() - t0) / 1000).toFixed(0)} s.`);
 const out = flag('--json', '');
 if (out) writeFileSync(out, JSON.stringify(rows, null, 1) + '\n');
-

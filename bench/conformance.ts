@@ -16,7 +16,13 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  DEBIAN_NODE_TESTS, listNodeTests, runNodeTest, samplePerOperator, summarize, testOperator, type ConformanceCase,
+  DEBIAN_NODE_TESTS,
+  listNodeTests,
+  runNodeTest,
+  samplePerOperator,
+  summarize,
+  testOperator,
+  type ConformanceCase,
 } from '../src/autodiff/conformance.js';
 import { decodeOnnx } from '../src/formats/onnx.js';
 import { censusSection } from './op-census.js';
@@ -35,7 +41,10 @@ const { values: a } = parseArgs({
 });
 
 /** The markdown report: method, summary table, and every test that was not checked or did not pass. */
-export function conformanceReport(cases: ConformanceCase[], o: { dir: string; perOp?: number; seconds: number }): string {
+export function conformanceReport(
+  cases: ConformanceCase[],
+  o: { dir: string; perOp?: number; seconds: number },
+): string {
   const sum = summarize(cases);
   const tot = (f: (c: ConformanceCase) => boolean) => cases.filter(f).length;
   const lines = [
@@ -45,7 +54,7 @@ export function conformanceReport(cases: ConformanceCase[], o: { dir: string; pe
       `${o.perOp ? `, at most ${o.perOp} per operator` : ''}, in ${o.seconds.toFixed(0)} s. Each test is one small model with its inputs.`,
     '',
     '- **round trip**: the model read by Graft and written back gives bit-identical onnxruntime outputs on the test inputs.',
-    '- **checked / passed**: the test\'s floating-point inputs are differentiated by `graft check` (probe loss over every',
+    "- **checked / passed**: the test's floating-point inputs are differentiated by `graft check` (probe loss over every",
     '  floating-point output, finite differences in float64 where onnxruntime has double kernels) and the worst relative',
     '  error stays under its tolerance (1e-3 in float64, 2e-2 where anything runs in float32 or lower).',
     '- Tests not checked are counted by reason: onnxruntime cannot run the model, no floating-point inputs, an operator',
@@ -58,14 +67,23 @@ export function conformanceReport(cases: ConformanceCase[], o: { dir: string; pe
     '',
     '| operator | tests | round trip | checked | passed | not checked |',
     '| --- | ---: | ---: | ---: | ---: | --- |',
-    ...sum.map((s) => `| ${s.op} | ${s.tests} | ${s.roundTrips} | ${s.checked} | ${s.passed} | ${Object.entries(s.other).map(([k, v]) => `${k}: ${v}`).join(', ')} |`),
+    ...sum.map(
+      (s) =>
+        `| ${s.op} | ${s.tests} | ${s.roundTrips} | ${s.checked} | ${s.passed} | ${Object.entries(s.other)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join(', ')} |`,
+    ),
     '',
     '## Tests not checked or not passing',
     '',
     '| test | round trip | gradient | detail |',
     '| --- | --- | --- | --- |',
-    ...cases.filter((c) => c.grad !== 'passed' || c.roundTrip !== 'identical')
-      .map((c) => `| ${c.test} | ${c.roundTrip} | ${c.grad}${c.worst != null ? ` (${c.worst.toExponential(1)})` : ''} | ${(c.detail ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`),
+    ...cases
+      .filter((c) => c.grad !== 'passed' || c.roundTrip !== 'identical')
+      .map(
+        (c) =>
+          `| ${c.test} | ${c.roundTrip} | ${c.grad}${c.worst != null ? ` (${c.worst.toExponential(1)})` : ''} | ${(c.detail ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`,
+      ),
     '',
   ];
   return lines.join('\n');
@@ -79,7 +97,11 @@ async function main() {
   const perOp = a['per-op'] ? Number(a['per-op']) : undefined;
   if (perOp) {
     const opOf = (t: (typeof tests)[number]) => {
-      try { return testOperator(t, decodeOnnx(readFileSync(join(t.dir, 'model.onnx'))), all); } catch { return '?'; }
+      try {
+        return testOperator(t, decodeOnnx(readFileSync(join(t.dir, 'model.onnx'))), all);
+      } catch {
+        return '?';
+      }
     };
     tests = samplePerOperator(tests, opOf, perOp);
   }
@@ -88,7 +110,9 @@ async function main() {
     const c = await runNodeTest(t, all, { noGrad: a['no-grad'] });
     cases.push(c);
     const mark = c.roundTrip === 'differs' || c.grad === 'failed' ? '✗' : ' ';
-    process.stdout.write(`${mark} ${c.test.padEnd(60)} ${c.roundTrip.padEnd(22)} ${c.grad}${c.worst != null ? ` ${c.worst.toExponential(1)}` : ''}${mark !== ' ' ? `  ${c.detail ?? ''}` : ''}\n`);
+    process.stdout.write(
+      `${mark} ${c.test.padEnd(60)} ${c.roundTrip.padEnd(22)} ${c.grad}${c.worst != null ? ` ${c.worst.toExponential(1)}` : ''}${mark !== ' ' ? `  ${c.detail ?? ''}` : ''}\n`,
+    );
   }
   const seconds = (Date.now() - t0) / 1000;
   // the operator census (bench/op-census.ts) lives in the same file: keep it

@@ -15,12 +15,32 @@ import { A, Builder } from '../src/graph/builder.js';
 import { Session, type Feeds } from '../src/runtime/session.js';
 import { Rng } from '../src/util/random.js';
 import {
-  type ConvGeom, tail, padSpatial, cropTo,
-  scatterConvT, flipConv, weightCorr, planeCorr, im2colWeightGrad, pointwiseWeightGrad, convInputGrad, convWeightGrad,
+  type ConvGeom,
+  tail,
+  padSpatial,
+  cropTo,
+  scatterConvT,
+  flipConv,
+  weightCorr,
+  planeCorr,
+  im2colWeightGrad,
+  pointwiseWeightGrad,
+  convInputGrad,
+  convWeightGrad,
 } from '../src/autodiff/rules/conv.js';
 import { pad, prod, range, slice } from '../src/autodiff/rules/helpers.js';
 
-interface Layer { name: string; N: number; C: number; M: number; H: number; k: number; s: number; p: number; G: number }
+interface Layer {
+  name: string;
+  N: number;
+  C: number;
+  M: number;
+  H: number;
+  k: number;
+  s: number;
+  p: number;
+  G: number;
+}
 
 const N = 16;
 const LAYERS: Layer[] = [
@@ -42,7 +62,10 @@ function upsampleFlipConv(b: Builder, g: ConvGeom, small: string, w: string): st
   const R = 2 + 2 * r;
   const ends = Array(R).fill(0);
   g.s.forEach((v, i) => (ends[3 + 2 * i] = v - 1));
-  const up = b.reshape(pad(b, b.reshape(small, [0, g.Cs, ...g.l.flatMap((v) => [v, 1])]), [...Array(R).fill(0), ...ends]), [0, g.Cs, ...g.l.map((v, i) => v * g.s[i]!)]);
+  const up = b.reshape(
+    pad(b, b.reshape(small, [0, g.Cs, ...g.l.flatMap((v) => [v, 1])]), [...Array(R).fill(0), ...ends]),
+    [0, g.Cs, ...g.l.map((v, i) => v * g.s[i]!)],
+  );
   return flipConv(b, { ...g, l: g.l.map((v, i) => v * g.s[i]!), s: g.s.map(() => 1) }, up, w);
 }
 
@@ -84,7 +107,10 @@ function phaseConvT(b: Builder, g: ConvGeom, small: string, w: string): string {
   const wflat = b.op('Concat', [b.reshape(w, [-1]), b.f32([0])], { axis: A.i(0) });
   const index = b.constant({ dtype: 'int64', dims: [idx.length], data: BigInt64Array.from(idx.map(BigInt)) });
   const wp = b.reshape(b.op('Gather', [wflat, index], { axis: A.i(0) }), [g.Cb * s * s, cs, dh.Jc, dw.Jc]);
-  const y = b.op('Conv', [small, wp], { group: A.i(g.G), pads: A.is([dh.P, dw.P, Math.max(0, dh.E), Math.max(0, dw.E)]) });
+  const y = b.op('Conv', [small, wp], {
+    group: A.i(g.G),
+    pads: A.is([dh.P, dw.P, Math.max(0, dh.E), Math.max(0, dw.E)]),
+  });
   const yc = cropTo(b, y, 4, [dh.Q - Math.min(0, dh.E), dw.Q - Math.min(0, dw.E)], [dh.Q, dw.Q]);
   return cropTo(b, b.op('DepthToSpace', [yc], { blocksize: A.i(s), mode: A.s('CRD') }), 4, [dh.Q * s, dw.Q * s], g.L);
 }
@@ -99,14 +125,30 @@ function pointwiseInputGrad(b: Builder, g: ConvGeom, small: string, w: string): 
 function tapSlice(b: Builder, g: ConvGeom, xp: string, t: number): string {
   const r = g.k.length;
   const off: number[] = Array(r).fill(0);
-  for (let i = r - 1, rest = t; i >= 0; i--) { off[i] = (rest % g.k[i]!) * g.d[i]!; rest = Math.floor(rest / g.k[i]!); }
-  return slice(b, xp, off, off.map((o, i) => o + (g.l[i]! - 1) * g.s[i]! + 1), range(r).map((i) => i + 2), g.s);
+  for (let i = r - 1, rest = t; i >= 0; i--) {
+    off[i] = (rest % g.k[i]!) * g.d[i]!;
+    rest = Math.floor(rest / g.k[i]!);
+  }
+  return slice(
+    b,
+    xp,
+    off,
+    off.map((o, i) => o + (g.l[i]! - 1) * g.s[i]! + 1),
+    range(r).map((i) => i + 2),
+    g.s,
+  );
 }
 
 /** Depthwise dW[c, t] = Σ_{n,o} dy[n, c, o] · x_pad[n, c, o·s + t·d]: one strided Slice, Mul and ReduceSum per tap. */
 function shiftedWeightGrad(b: Builder, g: ConvGeom, big: string, small: string): string {
   const r = g.k.length;
-  const xp = padSpatial(b, big, r + 2, g.pb, range(r).map((i) => Math.max(0, tail(g, i))));
+  const xp = padSpatial(
+    b,
+    big,
+    r + 2,
+    g.pb,
+    range(r).map((i) => Math.max(0, tail(g, i))),
+  );
   const axes = range(r).map((i) => i + 2);
   const cols: string[] = [];
   for (let t = 0; t < prod(g.k); t++) {
@@ -120,7 +162,13 @@ function shiftedWeightGrad(b: Builder, g: ConvGeom, big: string, small: string):
 function shiftedDotWeightGrad(b: Builder, g: ConvGeom, big: string, small: string): string {
   const r = g.k.length;
   const P = prod(g.l);
-  const xp = padSpatial(b, big, r + 2, g.pb, range(r).map((i) => Math.max(0, tail(g, i))));
+  const xp = padSpatial(
+    b,
+    big,
+    r + 2,
+    g.pb,
+    range(r).map((i) => Math.max(0, tail(g, i))),
+  );
   const dyr = b.reshape(small, [-1, 1, P]);
   const cols: string[] = [];
   for (let t = 0; t < prod(g.k); t++) {
@@ -171,14 +219,36 @@ const outSize = (l: Layer) => Math.floor((l.H + 2 * l.p - l.k) / l.s) + 1;
 
 function geom(l: Layer): ConvGeom {
   const h = outSize(l);
-  return { N: l.N, G: l.G, Cb: l.C, Cs: l.M, L: [l.H, l.H], l: [h, h], k: [l.k, l.k], s: [l.s, l.s], d: [1, 1], pb: [l.p, l.p] };
+  return {
+    N: l.N,
+    G: l.G,
+    Cb: l.C,
+    Cs: l.M,
+    L: [l.H, l.H],
+    l: [h, h],
+    k: [l.k, l.k],
+    s: [l.s, l.s],
+    d: [1, 1],
+    pb: [l.p, l.p],
+  };
 }
 
 const rng = new Rng(1);
-const rand = (dims: number[]) => ({ dtype: 'float32' as const, dims, data: Float32Array.from({ length: prod(dims) }, () => rng.normal()) });
+const rand = (dims: number[]) => ({
+  dtype: 'float32' as const,
+  dims,
+  data: Float32Array.from({ length: prod(dims) }, () => rng.normal()),
+});
 
 /** A one-node forward graph (x input, W an initializer or an input). */
-function forward(op: string, xd: number[], attrs: Graph['nodes'][number]['attrs'], w?: number[], wInput = false, nOut = 1): { g: Graph; feeds: Feeds } {
+function forward(
+  op: string,
+  xd: number[],
+  attrs: Graph['nodes'][number]['attrs'],
+  w?: number[],
+  wInput = false,
+  nOut = 1,
+): { g: Graph; feeds: Feeds } {
   const g = new Graph();
   g.inputs.push({ name: 'x', dtype: 'float32', shape: xd });
   const feeds: Feeds = { x: rand(xd) };
@@ -196,7 +266,11 @@ function forward(op: string, xd: number[], attrs: Graph['nodes'][number]['attrs'
 }
 
 /** A backward graph with the given float inputs and one output built by `form`. */
-function backward(inputs: Record<string, number[]>, form: (b: Builder) => string, extra?: (g: Graph, feeds: Feeds) => void): { g: Graph; feeds: Feeds } {
+function backward(
+  inputs: Record<string, number[]>,
+  form: (b: Builder) => string,
+  extra?: (g: Graph, feeds: Feeds) => void,
+): { g: Graph; feeds: Feeds } {
   const g = new Graph();
   const feeds: Feeds = {};
   for (const [k, d] of Object.entries(inputs)) {
@@ -244,7 +318,11 @@ const DX: [string, (l: Layer) => boolean, Form][] = [
 const DW: [string, (l: Layer) => boolean, Form][] = [
   ['grouped Conv correlation', () => true, (b, g) => weightCorr(b, g, 'x', 'dy')],
   ['K×K shifted Mul+ReduceSum', (l) => l.G === l.C && l.C === l.M, (b, g) => shiftedWeightGrad(b, g, 'x', 'dy')],
-  ['K×K shifted Slice + batched dot', (l) => l.G === l.C && l.C === l.M, (b, g) => shiftedDotWeightGrad(b, g, 'x', 'dy')],
+  [
+    'K×K shifted Slice + batched dot',
+    (l) => l.G === l.C && l.C === l.M,
+    (b, g) => shiftedDotWeightGrad(b, g, 'x', 'dy'),
+  ],
   ['Gather im2col + MatMul', (l) => l.G === 1, (b, g) => im2colWeightGrad(b, g, 'x', 'dy')],
   ['per-plane grouped Conv', (l) => l.G === l.C, (b, g) => planeCorr(b, g, N, 'x', 'dy')],
   ['row-shifted per-plane GEMM', (l) => l.G === l.C && l.C === l.M, (b, g) => rowShiftWeightGrad(b, g, 'x', 'dy')],
@@ -253,7 +331,11 @@ const DW: [string, (l: Layer) => boolean, Form][] = [
 
 /** Which candidate the rule picks: the one whose graph has the same node types in the same order. */
 function picked(l: Layer, cands: typeof DX, choose: Form): string {
-  const sig = (f: Form) => { const g = new Graph(); f(new Builder(g), geom(l)); return g.nodes.map((n) => n.opType).join(','); };
+  const sig = (f: Form) => {
+    const g = new Graph();
+    f(new Builder(g), geom(l));
+    return g.nodes.map((n) => n.opType).join(',');
+  };
   const want = sig(choose);
   return cands.find(([, ok, f]) => ok(l) && sig(f) === want)?.[0] ?? '?';
 }
@@ -269,24 +351,40 @@ async function main() {
     const io = { x: [l.N, l.C, l.H, l.H], w: [l.M, l.C / l.G, l.k, l.k], dy: [l.N, l.M, h, h] };
     const attrs = { group: A.i(l.G), strides: A.is([l.s, l.s]), pads: A.is([l.p, l.p, l.p, l.p]) };
     const graphs = [
-      forward('Conv', io.x, attrs, io.w), forward('Conv', io.x, attrs, io.w, true),
+      forward('Conv', io.x, attrs, io.w),
+      forward('Conv', io.x, attrs, io.w, true),
       ...[...dx, ...dw].map(([, , form]) => backward(io, (b) => form(b, geom(l)))),
     ];
     const t = await medians(graphs, reps);
     const [tf, tfw] = [t[0]!, t[1]!];
-    const [pdx, pdw] = [picked(l, dx, (b, g) => convInputGrad(b, g, 'dy', 'w')), picked(l, dw, (b, g) => convWeightGrad(b, g, 'x', 'dy'))];
+    const [pdx, pdw] = [
+      picked(l, dx, (b, g) => convInputGrad(b, g, 'dy', 'w')),
+      picked(l, dw, (b, g) => convWeightGrad(b, g, 'x', 'dy')),
+    ];
     const timed = (c: typeof DX, off: number, pick: string) =>
-      c.map(([label], i) => [label, t[off + i]!] as [string, number]).sort((a, b) => a[1] - b[1]).map(([k, v]) => `${k === pick ? '*' : ''}${k} ${fmt(v)}`).join(' | ');
+      c
+        .map(([label], i) => [label, t[off + i]!] as [string, number])
+        .sort((a, b) => a[1] - b[1])
+        .map(([k, v]) => `${k === pick ? '*' : ''}${k} ${fmt(v)}`)
+        .join(' | ');
     const tdx = t[2 + dx.findIndex(([k]) => k === pdx)]!;
     const tdw = t[2 + dx.length + dw.findIndex(([k]) => k === pdw)]!;
-    console.log(`${l.name}: fwd ${fmt(tf)} ms (W as input ${fmt(tfw)})\n  dx: ${timed(dx, 2, pdx)}\n  dW: ${timed(dw, 2 + dx.length, pdw)}`);
-    rows.push(`| ${l.name} | ${fmt(tf)} | ${fmt(tfw)} | ${fmt(tdx)} (${pdx}) | ${fmt(tdw)} (${pdw}) | ${((tdx + tdw) / tf).toFixed(2)} | ${(tdw / tf).toFixed(2)} |`);
+    console.log(
+      `${l.name}: fwd ${fmt(tf)} ms (W as input ${fmt(tfw)})\n  dx: ${timed(dx, 2, pdx)}\n  dW: ${timed(dw, 2 + dx.length, pdw)}`,
+    );
+    rows.push(
+      `| ${l.name} | ${fmt(tf)} | ${fmt(tfw)} | ${fmt(tdx)} (${pdx}) | ${fmt(tdw)} (${pdw}) | ${((tdx + tdw) / tf).toFixed(2)} | ${(tdw / tf).toFixed(2)} |`,
+    );
   }
   if ('batchnorm'.includes(filter) || filter === '') {
     // BatchNormalization backward with batch statistics on MobileNetV2-sized activations: the x̂ form
     // (rule before 2026-11-28) against the per-channel coefficient form in src/autodiff/rules/norm.ts,
     // both recomputing the statistics; and the variance's Σd² as ReduceSumSquare or ReduceSum(d·d).
-    for (const dims of [[N, 96, 112, 112], [N, 144, 56, 56], [N, 576, 14, 14]]) {
+    for (const dims of [
+      [N, 96, 112, 112],
+      [N, 144, 56, 56],
+      [N, 576, 14, 14],
+    ]) {
       const C = dims[1]!;
       const M = prod(dims) / C;
       const axes = [0, 2, 3];
@@ -298,27 +396,46 @@ async function main() {
         const rstd = rs(b, b.reduce('ReduceMean', b.mul(d, d), axes, true));
         const xh = b.mul(d, rstd);
         const g = b.mul('dy', pc(b, 'scale'));
-        const dx = b.mul(rstd, b.sub(b.sub(g, b.reduce('ReduceMean', g, axes, true)), b.mul(xh, b.reduce('ReduceMean', b.mul(g, xh), axes, true))));
-        return b.op('Sum', [dx, b.reshape(b.reduce('ReduceSum', b.mul('dy', xh), axes, false), [1, C, 1, 1]), b.reshape(b.reduce('ReduceSum', 'dy', axes, false), [1, C, 1, 1])]);
+        const dx = b.mul(
+          rstd,
+          b.sub(
+            b.sub(g, b.reduce('ReduceMean', g, axes, true)),
+            b.mul(xh, b.reduce('ReduceMean', b.mul(g, xh), axes, true)),
+          ),
+        );
+        return b.op('Sum', [
+          dx,
+          b.reshape(b.reduce('ReduceSum', b.mul('dy', xh), axes, false), [1, C, 1, 1]),
+          b.reshape(b.reduce('ReduceSum', 'dy', axes, false), [1, C, 1, 1]),
+        ]);
       });
-      const coefForm = (sq: 'ReduceSum(d·d)' | 'ReduceSumSquare') => backward(io, (b) => {
-        const d = b.sub('x', b.reduce('ReduceMean', 'x', axes, true));
-        const ss = sq === 'ReduceSumSquare' ? b.reduce('ReduceSumSquare', d, axes, true) : b.reduce('ReduceSum', b.mul(d, d), axes, true);
-        const rstd = rs(b, b.mul(ss, b.f32(1 / M)));
-        const T = b.reduce('ReduceSum', b.mul('dy', d), axes, true);
-        const S = b.reduce('ReduceSum', 'dy', axes, true);
-        const dxh = b.mul(T, rstd);
-        const a = b.mul(pc(b, 'scale'), rstd);
-        const beta = b.neg(b.mul(b.mul(a, rstd), b.mul(dxh, b.f32(1 / M))));
-        const gamma = b.neg(b.mul(a, b.mul(S, b.f32(1 / M))));
-        const flat = (v: string) => b.reshape(v, [C]);
-        const zeros = b.constant({ dtype: 'float32', dims: [C], data: new Float32Array(C) });
-        const ones = b.constant({ dtype: 'float32', dims: [C], data: new Float32Array(C).fill(1) });
-        const dx = b.add(b.mul('dy', a), b.op('BatchNormalization', [d, flat(beta), flat(gamma), zeros, ones], { epsilon: A.f(0) }));
-        return b.op('Sum', [dx, dxh, S]);
-      });
+      const coefForm = (sq: 'ReduceSum(d·d)' | 'ReduceSumSquare') =>
+        backward(io, (b) => {
+          const d = b.sub('x', b.reduce('ReduceMean', 'x', axes, true));
+          const ss =
+            sq === 'ReduceSumSquare'
+              ? b.reduce('ReduceSumSquare', d, axes, true)
+              : b.reduce('ReduceSum', b.mul(d, d), axes, true);
+          const rstd = rs(b, b.mul(ss, b.f32(1 / M)));
+          const T = b.reduce('ReduceSum', b.mul('dy', d), axes, true);
+          const S = b.reduce('ReduceSum', 'dy', axes, true);
+          const dxh = b.mul(T, rstd);
+          const a = b.mul(pc(b, 'scale'), rstd);
+          const beta = b.neg(b.mul(b.mul(a, rstd), b.mul(dxh, b.f32(1 / M))));
+          const gamma = b.neg(b.mul(a, b.mul(S, b.f32(1 / M))));
+          const flat = (v: string) => b.reshape(v, [C]);
+          const zeros = b.constant({ dtype: 'float32', dims: [C], data: new Float32Array(C) });
+          const ones = b.constant({ dtype: 'float32', dims: [C], data: new Float32Array(C).fill(1) });
+          const dx = b.add(
+            b.mul('dy', a),
+            b.op('BatchNormalization', [d, flat(beta), flat(gamma), zeros, ones], { epsilon: A.f(0) }),
+          );
+          return b.op('Sum', [dx, dxh, S]);
+        });
       const t = await medians([xhatForm, coefForm('ReduceSum(d·d)'), coefForm('ReduceSumSquare')], reps);
-      console.log(`batchnorm ${dims.join('×')}: x̂ form ${fmt(t[0]!)} ms | *coefficient form ${fmt(t[1]!)} | coefficient form with ReduceSumSquare ${fmt(t[2]!)}`);
+      console.log(
+        `batchnorm ${dims.join('×')}: x̂ form ${fmt(t[0]!)} ms | *coefficient form ${fmt(t[1]!)} | coefficient form with ReduceSumSquare ${fmt(t[2]!)}`,
+      );
     }
   }
   if ('pool'.includes(filter) || filter === '') {
@@ -330,23 +447,51 @@ async function main() {
     const idx = async () => (await (await Session.fromGraph(fwi.g)).run(fwi.feeds))['y1']!;
     const indices = await idx();
     const yd = [N, 64, 56, 56];
-    const scatter = backward({ x: xd, dy: yd }, (b) => {
-      const flat = (v: string) => b.reshape(v, [-1]);
-      const z = flat(b.op('ConstantOfShape', [b.shapeOf('x')]));
-      return b.reshape(b.op('ScatterElements', [z, flat('idx'), flat('dy')], { axis: A.i(0), reduction: A.s('add') }), b.shapeOf('x'));
-    }, (g, feeds) => { g.inputs.push({ name: 'idx', dtype: 'int64', shape: yd }); feeds['idx'] = indices; });
+    const scatter = backward(
+      { x: xd, dy: yd },
+      (b) => {
+        const flat = (v: string) => b.reshape(v, [-1]);
+        const z = flat(b.op('ConstantOfShape', [b.shapeOf('x')]));
+        return b.reshape(
+          b.op('ScatterElements', [z, flat('idx'), flat('dy')], { axis: A.i(0), reduction: A.s('add') }),
+          b.shapeOf('x'),
+        );
+      },
+      (g, feeds) => {
+        g.inputs.push({ name: 'idx', dtype: 'int64', shape: yd });
+        feeds['idx'] = indices;
+      },
+    );
     // argmax recomputed in the backward: the 9 taps of each window by a one-hot Conv over −∞-padded planes
     const taps = (b: Builder) => {
       const onehot = new Float32Array(81);
       for (let t = 0; t < 9; t++) onehot[t * 9 + t] = 1;
       const w = b.constant({ dtype: 'float32', dims: [9, 1, 3, 3], data: onehot });
       const xp = b.op('Pad', [b.reshape('x', [-1, 1, 112, 112]), b.i64([0, 0, 1, 1, 0, 0, 1, 1]), b.f32(-3.4e38)]);
-      return { w, am: b.op('ArgMax', [b.op('Conv', [xp, w], { strides: A.is([2, 2]) })], { axis: A.i(1), keepdims: A.i(1) }) };
+      return {
+        w,
+        am: b.op('ArgMax', [b.op('Conv', [xp, w], { strides: A.is([2, 2]) })], { axis: A.i(1), keepdims: A.i(1) }),
+      };
     };
-    const g2: ConvGeom = { N: null, G: 1, Cb: 1, Cs: 9, L: [112, 112], l: [56, 56], k: [3, 3], s: [2, 2], d: [1, 1], pb: [1, 1] };
+    const g2: ConvGeom = {
+      N: null,
+      G: 1,
+      Cb: 1,
+      Cs: 9,
+      L: [112, 112],
+      l: [56, 56],
+      k: [3, 3],
+      s: [2, 2],
+      d: [1, 1],
+      pb: [1, 1],
+    };
     const argmaxConvT = backward({ x: xd, dy: yd }, (b) => {
       const { w, am } = taps(b);
-      const routed = b.op('Where', [b.op('Equal', [am, b.i64(range(9), [1, 9, 1, 1])]), b.reshape('dy', [-1, 1, 56, 56]), b.f32(0)]);
+      const routed = b.op('Where', [
+        b.op('Equal', [am, b.i64(range(9), [1, 9, 1, 1])]),
+        b.reshape('dy', [-1, 1, 56, 56]),
+        b.f32(0),
+      ]);
       return b.reshape(scatterConvT(b, g2, routed, w), b.shapeOf('x'));
     });
     const argmaxScatter = backward({ x: xd, dy: yd }, (b) => {
@@ -354,15 +499,30 @@ async function main() {
       const base: number[] = [];
       for (let i = 0; i < 56; i++) for (let j = 0; j < 56; j++) base.push((2 * i - 1) * 112 + 2 * j - 1);
       const off = b.i64(range(9).map((t) => Math.floor(t / 3) * 112 + (t % 3)));
-      const pos = b.add(b.op('Gather', [off, am], { axis: A.i(0) }), b.constant({ dtype: 'int64', dims: [1, 1, 56, 56], data: BigInt64Array.from(base.map(BigInt)) }));
+      const pos = b.add(
+        b.op('Gather', [off, am], { axis: A.i(0) }),
+        b.constant({ dtype: 'int64', dims: [1, 1, 56, 56], data: BigInt64Array.from(base.map(BigInt)) }),
+      );
       const z = b.reshape(b.op('ConstantOfShape', [b.shapeOf('x')]), [-1, 112 * 112]);
-      return b.reshape(b.op('ScatterElements', [z, b.reshape(pos, [-1, 56 * 56]), b.reshape('dy', [-1, 56 * 56])], { axis: A.i(1), reduction: A.s('add') }), b.shapeOf('x'));
+      return b.reshape(
+        b.op('ScatterElements', [z, b.reshape(pos, [-1, 56 * 56]), b.reshape('dy', [-1, 56 * 56])], {
+          axis: A.i(1),
+          reduction: A.s('add'),
+        }),
+        b.shapeOf('x'),
+      );
     });
     const t = await medians([fw, fwi, scatter, argmaxConvT, argmaxScatter], reps);
-    console.log(`maxpool3x3 s2 64 @112: fwd ${fmt(t[0]!)} ms, fwd with Indices ${fmt(t[1]!)}\n  backward: Indices + ScatterElements add ${fmt(t[2]!)} | tap Conv + ArgMax + one-hot ConvTranspose ${fmt(t[3]!)} | tap Conv + ArgMax + ScatterElements ${fmt(t[4]!)}`);
-    rows.push(`| maxpool3x3 s2 64 @112 | ${fmt(t[0]!)} | ${fmt(t[1]!)} (fwd with Indices) | ${fmt(t[2]!)} (Indices + ScatterElements add) | – | ${((t[1]! - t[0]! + t[2]!) / t[0]!).toFixed(2)} (incl. Indices cost) | – |`);
+    console.log(
+      `maxpool3x3 s2 64 @112: fwd ${fmt(t[0]!)} ms, fwd with Indices ${fmt(t[1]!)}\n  backward: Indices + ScatterElements add ${fmt(t[2]!)} | tap Conv + ArgMax + one-hot ConvTranspose ${fmt(t[3]!)} | tap Conv + ArgMax + ScatterElements ${fmt(t[4]!)}`,
+    );
+    rows.push(
+      `| maxpool3x3 s2 64 @112 | ${fmt(t[0]!)} | ${fmt(t[1]!)} (fwd with Indices) | ${fmt(t[2]!)} (Indices + ScatterElements add) | – | ${((t[1]! - t[0]! + t[2]!) / t[0]!).toFixed(2)} (incl. Indices cost) | – |`,
+    );
   }
-  console.log('\n| layer (batch 16) | fwd ms | fwd ms, W as input | dx ms (formulation) | dW ms (formulation) | (dx+dW)/fwd | dW/fwd |\n|---|---|---|---|---|---|---|');
+  console.log(
+    '\n| layer (batch 16) | fwd ms | fwd ms, W as input | dx ms (formulation) | dW ms (formulation) | (dx+dW)/fwd | dW/fwd |\n|---|---|---|---|---|---|---|',
+  );
   for (const r of rows) console.log(r);
 }
 

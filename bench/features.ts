@@ -43,7 +43,9 @@ import type { Tensor } from '../src/graph/tensor.js';
 
 const argv = process.argv.slice(2);
 if (argv.includes('--help')) {
-  console.log('npx tsx bench/features.ts [--images 512] [--batch 32] [--rounds 3] [--train 1000] [--test 1000] [--l2 0.1] [--threads 2] [--python PATH] [--no-sklearn] [--only jpeg] [--jpegs 256] [--prefetch 2] [--decode-threads 1]');
+  console.log(
+    'npx tsx bench/features.ts [--images 512] [--batch 32] [--rounds 3] [--train 1000] [--test 1000] [--l2 0.1] [--threads 2] [--python PATH] [--no-sklearn] [--only jpeg] [--jpegs 256] [--prefetch 2] [--decode-threads 1]',
+  );
   process.exit(0);
 }
 const flag = (name: string, dflt: number): number => {
@@ -53,13 +55,18 @@ const flag = (name: string, dflt: number): number => {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number`);
   return v;
 };
-const images = flag('images', 512), batch = flag('batch', 32), rounds = flag('rounds', 3);
-const nTrain = flag('train', 1000), nTest = flag('test', 1000), l2 = flag('l2', 0.1);
+const images = flag('images', 512),
+  batch = flag('batch', 32),
+  rounds = flag('rounds', 3);
+const nTrain = flag('train', 1000),
+  nTest = flag('test', 1000),
+  l2 = flag('l2', 0.1);
 const threads = flag('threads', Number(process.env['GRAFT_THREADS']) || 2);
 const pyIdx = argv.indexOf('--python');
-const python = pyIdx >= 0 ? argv[pyIdx + 1]! : process.env['GRAFT_BENCH_PYTHON'] ?? '/usr/bin/python3';
+const python = pyIdx >= 0 ? argv[pyIdx + 1]! : (process.env['GRAFT_BENCH_PYTHON'] ?? '/usr/bin/python3');
 const runtime = { threads };
-const jpegs = flag('jpegs', 256), decodeThreads = flag('decode-threads', 1);
+const jpegs = flag('jpegs', 256),
+  decodeThreads = flag('decode-threads', 1);
 const prefetchIdx = argv.indexOf('--prefetch');
 const prefetch = prefetchIdx >= 0 ? Number(argv[prefetchIdx + 1]) : 2;
 const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined;
@@ -73,16 +80,32 @@ const testSet = readIdxDataset(join(fm, 't10k-images-idx3-ubyte.gz'), join(fm, '
 const model = loadModel(assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite'));
 const node = defaultFeatureNode(model);
 const pre = getPreprocess(model)!;
-const png = (px: Uint8Array) => sharp(Buffer.from(px), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+const png = (px: Uint8Array) =>
+  sharp(Buffer.from(px), { raw: { width: 28, height: 28, channels: 1 } })
+    .png()
+    .toBuffer();
 const pick = (d: IdxDataset, n: number, seed: number) => new Rng(seed).shuffle([...d.labels.keys()]).slice(0, n);
 
-console.log(`MobileNetV2 (coral uint8 → float ONNX) cut at ${node}; ${threads} onnxruntime threads; batch ${batch}; ` +
-  `sharp ${decodeThreads} thread(s) per image, libuv pool ${process.env['UV_THREADPOOL_SIZE'] ?? 4}; ${cpus().length} CPUs, load ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+console.log(
+  `MobileNetV2 (coral uint8 → float ONNX) cut at ${node}; ${threads} onnxruntime threads; batch ${batch}; ` +
+    `sharp ${decodeThreads} thread(s) per image, libuv pool ${process.env['UV_THREADPOOL_SIZE'] ?? 4}; ${cpus().length} CPUs, load ${loadavg()
+      .map((v) => v.toFixed(2))
+      .join(' ')}`,
+);
 
 // ---- (d) a JPEG folder: paths through the pipeline vs the same images pre-decoded to tensors
 async function jpegRow(): Promise<void> {
-  const photos = ['hot_dog.jpg', 'kite_and_cold.jpg', 'cat_720p.jpg', 'face.jpg', 'grace_hopper.bmp', 'bird.bmp', 'cat.bmp', 'dragonfly.bmp', 'missvickie_potato_chips.bmp']
-    .map((f) => assetPath(`models/coral/${f}`));
+  const photos = [
+    'hot_dog.jpg',
+    'kite_and_cold.jpg',
+    'cat_720p.jpg',
+    'face.jpg',
+    'grace_hopper.bmp',
+    'bird.bmp',
+    'cat.bmp',
+    'dragonfly.bmp',
+    'missvickie_potato_chips.bmp',
+  ].map((f) => assetPath(`models/coral/${f}`));
   const dir = mkdtempSync(join(tmpdir(), 'graft-bench-jpegs-'));
   try {
     const rng = new Rng(21);
@@ -94,7 +117,8 @@ async function jpegRow(): Promise<void> {
       let img = bmp ? sharp(bmp.data, { raw: { width: bmp.width, height: bmp.height, channels: 3 } }) : sharp(src);
       // a random crop of 60–100 % of each side, maybe mirrored, resized to a 320–480 px long side
       const m = bmp ?? (await img.metadata());
-      const cw = Math.max(16, Math.floor(m.width! * (0.6 + 0.4 * rng.uniform()))), ch = Math.max(16, Math.floor(m.height! * (0.6 + 0.4 * rng.uniform())));
+      const cw = Math.max(16, Math.floor(m.width! * (0.6 + 0.4 * rng.uniform()))),
+        ch = Math.max(16, Math.floor(m.height! * (0.6 + 0.4 * rng.uniform())));
       img = img.extract({ left: rng.int(m.width! - cw + 1), top: rng.int(m.height! - ch + 1), width: cw, height: ch });
       if (rng.uniform() < 0.5) img = img.flop();
       const side = 320 + rng.int(161);
@@ -130,15 +154,23 @@ async function jpegRow(): Promise<void> {
     // per round ratios (the modes of one round ran back to back), then their median
     const ratio = (name: string) => median(times.get(name)!.map((t, r) => times.get('tensor')![r]! / t)) * 100;
     const f1 = (x: number) => x.toFixed(1);
-    console.log(`\n(d) JPEG folder: ${jpegs} JPEGs (${f1(bytes / jpegs / 1024)} KiB each, 320–480 px long side) → 3×224×224, batch ${batch}, ` +
-      `${threads} onnxruntime thread(s), sharp ${decodeThreads} thread(s) per image, prefetch ${prefetch}; ${rounds} interleaved rounds, median`);
+    console.log(
+      `\n(d) JPEG folder: ${jpegs} JPEGs (${f1(bytes / jpegs / 1024)} KiB each, 320–480 px long side) → 3×224×224, batch ${batch}, ` +
+        `${threads} onnxruntime thread(s), sharp ${decodeThreads} thread(s) per image, prefetch ${prefetch}; ${rounds} interleaved rounds, median`,
+    );
     console.log('| path | images/s | vs pre-decoded tensors (median of per-round ratios) |');
     console.log('| --- | ---: | ---: |');
     console.log(`| extractFeatures, pre-decoded tensors | ${f1(ips(median(times.get('tensor')!)))} | 100 % |`);
     const pr = ratio('pipelined');
-    console.log(`| extractFeatures, JPEG paths, pipelined (prefetch ${prefetch}) | ${f1(ips(median(times.get('pipelined')!)))} | ${f1(pr)} % ${pr >= 90 ? 'PASS' : 'FAIL'} (≥ 90 %) |`);
-    console.log(`| extractFeatures, JPEG paths, batch by batch (prefetch 0) | ${f1(ips(median(times.get('sequential')!)))} | ${f1(ratio('sequential'))} % |`);
-    console.log(`per-round ms: ${[...times].map(([k, v]) => `${k} ${v.map((t) => t.toFixed(0)).join('/')}`).join('; ')}`);
+    console.log(
+      `| extractFeatures, JPEG paths, pipelined (prefetch ${prefetch}) | ${f1(ips(median(times.get('pipelined')!)))} | ${f1(pr)} % ${pr >= 90 ? 'PASS' : 'FAIL'} (≥ 90 %) |`,
+    );
+    console.log(
+      `| extractFeatures, JPEG paths, batch by batch (prefetch 0) | ${f1(ips(median(times.get('sequential')!)))} | ${f1(ratio('sequential'))} % |`,
+    );
+    console.log(
+      `per-round ms: ${[...times].map(([k, v]) => `${k} ${v.map((t) => t.toFixed(0)).join('/')}`).join('; ')}`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -151,7 +183,10 @@ if (only === 'jpeg') {
 // ---- (a) throughput: the same preprocessed batches through extractFeatures and through plain onnxruntime
 const idxA = pick(testSet, images, 5);
 const batches: Tensor[] = [];
-for (let i = 0; i < idxA.length; i += batch) batches.push(await imagesToTensor(await Promise.all(idxA.slice(i, i + batch).map((k) => png(testSet.images[k]!))), pre));
+for (let i = 0; i < idxA.length; i += batch)
+  batches.push(
+    await imagesToTensor(await Promise.all(idxA.slice(i, i + batch).map((k) => png(testSet.images[k]!))), pre),
+  );
 const cut = model.cutBefore([node]);
 const inputName = cut.dataInputs()[0]!.name;
 
@@ -167,12 +202,20 @@ async function plainOrt(): Promise<number> {
 }
 async function viaExtract(cache?: FeatureCache): Promise<number> {
   const t0 = performance.now();
-  const f = await extractFeatures(model, undefined, batches, { batchSize: batch, runtime, ...(cache ? { cache } : {}) });
+  const f = await extractFeatures(model, undefined, batches, {
+    batchSize: batch,
+    runtime,
+    ...(cache ? { cache } : {}),
+  });
   if (f.length !== images) throw new Error('wrong count');
   return performance.now() - t0;
 }
-await plainOrt(); await viaExtract(); // warm-up
-const tPlain: number[] = [], tExtract: number[] = [], tCold: number[] = [], tWarm: number[] = [];
+await plainOrt();
+await viaExtract(); // warm-up
+const tPlain: number[] = [],
+  tExtract: number[] = [],
+  tCold: number[] = [],
+  tWarm: number[] = [];
 const dirs: string[] = [];
 for (let r = 0; r < rounds; r++) {
   tPlain.push(await plainOrt());
@@ -197,16 +240,20 @@ try {
     for (let i = 0; i < pngs.length; i += 256) bs.push(pngs.slice(i, i + 256));
     return extractFeatures(model, undefined, bs, { batchSize: batch, cache, runtime });
   };
-  const idxTr = pick(trainSet, nTrain, 11), idxTe = pick(testSet, nTest, 12);
+  const idxTr = pick(trainSet, nTrain, 11),
+    idxTe = pick(testSet, nTest, 12);
   const tf0 = performance.now();
-  const xTr = await feats(trainSet, idxTr), xTe = await feats(testSet, idxTe);
+  const xTr = await feats(trainSet, idxTr),
+    xTe = await feats(testSet, idxTe);
   const extractS = (performance.now() - tf0) / 1000;
-  const yTr = idxTr.map((k) => trainSet.labels[k]!), yTe = idxTe.map((k) => testSet.labels[k]!);
+  const yTr = idxTr.map((k) => trainSet.labels[k]!),
+    yTe = idxTe.map((k) => testSet.labels[k]!);
   const bytesPerImage = cache.bytesOnDisk / cache.size;
   const dim = xTr[0]!.length;
 
   const tG: number[] = [];
-  let acc = 0, iters = 0;
+  let acc = 0,
+    iters = 0;
   for (let r = 0; r < rounds; r++) {
     const t0 = performance.now();
     const m = await fitLogistic(xTr, yTr, { l2, numClasses: 10, runtime });
@@ -218,35 +265,73 @@ try {
 
   let sk: { seconds: number; iterations: number; accuracy: number; C: number; sklearn: string } | undefined;
   if (!argv.includes('--no-sklearn')) {
-    const flat = (xs: Float32Array[]) => { const o = new Float32Array(xs.length * dim); xs.forEach((x, i) => o.set(x, i * dim)); return Buffer.from(o.buffer); };
+    const flat = (xs: Float32Array[]) => {
+      const o = new Float32Array(xs.length * dim);
+      xs.forEach((x, i) => o.set(x, i * dim));
+      return Buffer.from(o.buffer);
+    };
     writeFileSync(join(work, 'x_train.f32'), flat(xTr));
     writeFileSync(join(work, 'x_test.f32'), flat(xTe));
     writeFileSync(join(work, 'y_train.i32'), Buffer.from(Int32Array.from(yTr).buffer));
     writeFileSync(join(work, 'y_test.i32'), Buffer.from(Int32Array.from(yTe).buffer));
-    const r = spawnSync(python, [join(import.meta.dirname, 'sklearn_logistic.py'), '--dir', work, '--dim', String(dim), '--l2', String(l2), '--repeats', String(rounds), '--threads', String(threads)], { encoding: 'utf8' });
+    const r = spawnSync(
+      python,
+      [
+        join(import.meta.dirname, 'sklearn_logistic.py'),
+        '--dir',
+        work,
+        '--dim',
+        String(dim),
+        '--l2',
+        String(l2),
+        '--repeats',
+        String(rounds),
+        '--threads',
+        String(threads),
+      ],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) console.log(`scikit-learn run failed (${python}): ${r.stderr || r.error}`);
     else sk = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
   }
 
   const f1 = (x: number) => x.toFixed(1);
-  console.log(`\n(a) extraction, ${images} Fashion-MNIST images (3×224×224 after preprocessing), ${rounds} rounds, median`);
+  console.log(
+    `\n(a) extraction, ${images} Fashion-MNIST images (3×224×224 after preprocessing), ${rounds} rounds, median`,
+  );
   console.log('| path | images/s | vs plain onnxruntime |');
   console.log('| --- | ---: | ---: |');
   console.log(`| plain onnxruntime (session + runs) | ${f1(ips(median(tPlain)))} | — |`);
-  console.log(`| extractFeatures, no cache | ${f1(ips(median(tExtract)))} | ${overhead >= 0 ? '+' : ''}${f1(overhead)} % time ${overhead <= 5 ? 'PASS' : 'FAIL'} (≤ 5 %) |`);
-  console.log(`| extractFeatures, cold cache (hash + write) | ${f1(ips(median(tCold)))} | ${f1((median(tCold) / median(tPlain) - 1) * 100)} % time |`);
-  console.log(`| extractFeatures, warm cache (all hits) | ${f1(ips(median(tWarm)))} | ${f1(median(tPlain) / median(tWarm))}× faster |`);
+  console.log(
+    `| extractFeatures, no cache | ${f1(ips(median(tExtract)))} | ${overhead >= 0 ? '+' : ''}${f1(overhead)} % time ${overhead <= 5 ? 'PASS' : 'FAIL'} (≤ 5 %) |`,
+  );
+  console.log(
+    `| extractFeatures, cold cache (hash + write) | ${f1(ips(median(tCold)))} | ${f1((median(tCold) / median(tPlain) - 1) * 100)} % time |`,
+  );
+  console.log(
+    `| extractFeatures, warm cache (all hits) | ${f1(ips(median(tWarm)))} | ${f1(median(tPlain) / median(tWarm))}× faster |`,
+  );
 
-  console.log(`\n(b) logistic regression on ${nTrain} train / ${nTest} test cached ${dim}-d features, l2 = ${l2} (C = 1/(l2·n) = ${(1 / (l2 * nTrain)).toPrecision(3)}); features took ${f1(extractS)} s`);
+  console.log(
+    `\n(b) logistic regression on ${nTrain} train / ${nTest} test cached ${dim}-d features, l2 = ${l2} (C = 1/(l2·n) = ${(1 / (l2 * nTrain)).toPrecision(3)}); features took ${f1(extractS)} s`,
+  );
   console.log('| | fit time (s) | iterations | test accuracy |');
   console.log('| --- | ---: | ---: | ---: |');
-  console.log(`| Graft fit (L-BFGS; objective + gradient in onnxruntime) | ${graftS.toFixed(2)} | ${iters} | ${(acc * 100).toFixed(1)} % |`);
+  console.log(
+    `| Graft fit (L-BFGS; objective + gradient in onnxruntime) | ${graftS.toFixed(2)} | ${iters} | ${(acc * 100).toFixed(1)} % |`,
+  );
   if (sk) {
-    console.log(`| scikit-learn ${sk.sklearn} LogisticRegression (lbfgs) | ${sk.seconds.toFixed(2)} | ${sk.iterations} | ${(sk.accuracy * 100).toFixed(1)} % |`);
+    console.log(
+      `| scikit-learn ${sk.sklearn} LogisticRegression (lbfgs) | ${sk.seconds.toFixed(2)} | ${sk.iterations} | ${(sk.accuracy * 100).toFixed(1)} % |`,
+    );
     const gap = Math.abs(acc - sk.accuracy) * 100;
-    console.log(`accuracy gap ${gap.toFixed(2)} points ${gap <= 0.5 ? 'PASS' : 'FAIL'} (≤ 0.5); time Graft / scikit-learn = ${(graftS / sk.seconds).toFixed(2)}×`);
+    console.log(
+      `accuracy gap ${gap.toFixed(2)} points ${gap <= 0.5 ? 'PASS' : 'FAIL'} (≤ 0.5); time Graft / scikit-learn = ${(graftS / sk.seconds).toFixed(2)}×`,
+    );
   }
-  console.log(`\n(c) cache: ${cache.size} vectors, ${cache.bytesOnDisk} bytes on disk = ${f1(bytesPerImage)} bytes/image (${dim} × fp16 = ${dim * 2} + key table)`);
+  console.log(
+    `\n(c) cache: ${cache.size} vectors, ${cache.bytesOnDisk} bytes on disk = ${f1(bytesPerImage)} bytes/image (${dim} × fp16 = ${dim * 2} + key table)`,
+  );
   await jpegRow();
 } finally {
   rmSync(cacheDir, { recursive: true, force: true });

@@ -34,38 +34,92 @@ import { defaultFeatureNode } from '../src/features/extract.js';
 import { Rng } from '../src/util/random.js';
 
 const argv = process.argv.slice(2);
-const flag = (k: string, d: string) => { const i = argv.indexOf(`--${k}`); return i >= 0 ? argv[i + 1]! : d; };
+const flag = (k: string, d: string) => {
+  const i = argv.indexOf(`--${k}`);
+  return i >= 0 ? argv[i + 1]! : d;
+};
 const MODEL = assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite');
 const FASHION = assetPath('datasets/fashion-mnist');
 
-interface EpochLog { epoch: number; seconds: number; loss: number; val_accuracy: number }
-interface RunResult { epochs: EpochLog[]; peak_rss_mb: number; trainable?: number; cache_seconds?: number }
+interface EpochLog {
+  epoch: number;
+  seconds: number;
+  loss: number;
+  val_accuracy: number;
+}
+interface RunResult {
+  epochs: EpochLog[];
+  peak_rss_mb: number;
+  trainable?: number;
+  cache_seconds?: number;
+}
 interface Spec {
-  model: string; fashion: string; train: number[]; val: number[]; cut: string; feature: string; mode: 'top' | 'full';
-  epochs: number; batch: number; lr: number; weight_decay: number; threads: number; seed: number;
+  model: string;
+  fashion: string;
+  train: number[];
+  val: number[];
+  cut: string;
+  feature: string;
+  mode: 'top' | 'full';
+  epochs: number;
+  batch: number;
+  lr: number;
+  weight_decay: number;
+  threads: number;
+  seed: number;
 }
 
 /** One Graft run (in a child process): cache at the cut (or the prepared images for full), train, validate each epoch. */
 async function graftRun(spec: Spec): Promise<RunResult> {
   process.env['GRAFT_THREADS'] = String(spec.threads);
   const t0 = performance.now();
-  const train = readIdxDataset(join(spec.fashion, 'train-images-idx3-ubyte.gz'), join(spec.fashion, 'train-labels-idx1-ubyte.gz'));
-  const t10k = readIdxDataset(join(spec.fashion, 't10k-images-idx3-ubyte.gz'), join(spec.fashion, 't10k-labels-idx1-ubyte.gz'));
+  const train = readIdxDataset(
+    join(spec.fashion, 'train-images-idx3-ubyte.gz'),
+    join(spec.fashion, 'train-labels-idx1-ubyte.gz'),
+  );
+  const t10k = readIdxDataset(
+    join(spec.fashion, 't10k-images-idx3-ubyte.gz'),
+    join(spec.fashion, 't10k-labels-idx1-ubyte.gz'),
+  );
   const model = makeBatchDynamic(loadModel(spec.model));
-  const m = await splitTopBlocks(model, 10, { cut: spec.mode === 'full' ? model.dataInputs()[0]!.name : spec.cut, featureNode: spec.feature });
-  const trS = await cacheActivations(m, spec.train.map((i) => greyToBmp(train.images[i]!, 28, 28)));
-  const vaS = await cacheActivations(m, spec.val.map((i) => greyToBmp(t10k.images[i]!, 28, 28)));
+  const m = await splitTopBlocks(model, 10, {
+    cut: spec.mode === 'full' ? model.dataInputs()[0]!.name : spec.cut,
+    featureNode: spec.feature,
+  });
+  const trS = await cacheActivations(
+    m,
+    spec.train.map((i) => greyToBmp(train.images[i]!, 28, 28)),
+  );
+  const vaS = await cacheActivations(
+    m,
+    spec.val.map((i) => greyToBmp(t10k.images[i]!, 28, 28)),
+  );
   const cacheSeconds = (performance.now() - t0) / 1000;
   const epochs: EpochLog[] = [];
-  const r = await trainTopBlocks(m, trS, spec.train.map((i) => train.labels[i]!), {
-    epochs: spec.epochs, batchSize: spec.batch, lr: spec.lr, headLrMult: 1, headInit: 'zeros', seed: spec.seed,
-    optimizer: { kind: 'adamw', weightDecay: spec.weight_decay },
-    validation: { store: vaS, labels: spec.val.map((i) => t10k.labels[i]!) },
-    onEpoch: (e) => {
-      epochs.push({ epoch: e.epoch, seconds: (performance.now() - t0) / 1000, loss: e.loss, val_accuracy: e.valAccuracy! });
-      process.stderr.write(`${JSON.stringify(epochs.at(-1))}\n`);
+  const r = await trainTopBlocks(
+    m,
+    trS,
+    spec.train.map((i) => train.labels[i]!),
+    {
+      epochs: spec.epochs,
+      batchSize: spec.batch,
+      lr: spec.lr,
+      headLrMult: 1,
+      headInit: 'zeros',
+      seed: spec.seed,
+      optimizer: { kind: 'adamw', weightDecay: spec.weight_decay },
+      validation: { store: vaS, labels: spec.val.map((i) => t10k.labels[i]!) },
+      onEpoch: (e) => {
+        epochs.push({
+          epoch: e.epoch,
+          seconds: (performance.now() - t0) / 1000,
+          loss: e.loss,
+          val_accuracy: e.valAccuracy!,
+        });
+        process.stderr.write(`${JSON.stringify(epochs.at(-1))}\n`);
+      },
     },
-  });
+  );
   const trainable = [...r.trainer.params.values()].reduce((a, p) => a + p.length, 0);
   await r.trainer.release();
   return { epochs, peak_rss_mb: process.resourceUsage().maxRSS / 1024, trainable, cache_seconds: cacheSeconds };
@@ -77,8 +131,16 @@ function child(kind: string, spec: Spec, python: string): RunResult | { error: s
   writeFileSync(specPath, JSON.stringify(spec));
   const self = fileURLToPath(import.meta.url);
   const r = kind.startsWith('torch')
-    ? spawnSync(python, [join(self, '..', 'finetune_torch.py'), specPath], { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] })
-    : spawnSync(process.execPath, [...process.execArgv, self, '--child', specPath], { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] });
+    ? spawnSync(python, [join(self, '..', 'finetune_torch.py'), specPath], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 26,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
+    : spawnSync(process.execPath, [...process.execArgv, self, '--child', specPath], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 26,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
   rmSync(dir, { recursive: true, force: true });
   const line = r.stdout.trim().split('\n').at(-1) ?? '';
   try {
@@ -101,7 +163,10 @@ async function main() {
   const target = Number(flag('target', '0.8'));
   const threads = Number(flag('threads', '1'));
   const python = flag('python', process.env['GRAFT_BENCH_PYTHON'] ?? '/usr/bin/python3');
-  const train = readIdxDataset(join(FASHION, 'train-images-idx3-ubyte.gz'), join(FASHION, 'train-labels-idx1-ubyte.gz'));
+  const train = readIdxDataset(
+    join(FASHION, 'train-images-idx3-ubyte.gz'),
+    join(FASHION, 'train-labels-idx1-ubyte.gz'),
+  );
   const t10k = readIdxDataset(join(FASHION, 't10k-images-idx3-ubyte.gz'), join(FASHION, 't10k-labels-idx1-ubyte.gz'));
   const pick: number[] = [];
   for (const [, idx] of shuffledByClass(train.labels, new Rng(2024))) pick.push(...idx.slice(0, perClass));
@@ -112,16 +177,30 @@ async function main() {
   writeOnnx(model, onnxPath);
   const m = await splitTopBlocks(model, 10, { topBlocks: Number(flag('top-blocks', '2')) });
   const base = {
-    model: onnxPath, fashion: FASHION, train: pick, val, cut: m.cut, feature: defaultFeatureNode(model),
-    batch: 32, lr: Number(flag('lr', '1e-3')), weight_decay: 1e-4, threads, seed: 0,
+    model: onnxPath,
+    fashion: FASHION,
+    train: pick,
+    val,
+    cut: m.cut,
+    feature: defaultFeatureNode(model),
+    batch: 32,
+    lr: Number(flag('lr', '1e-3')),
+    weight_decay: 1e-4,
+    threads,
+    seed: 0,
   };
   const runs: [string, Spec][] = [
     ['graft-top', { ...base, mode: 'top', epochs: Number(flag('epochs', '4')) }],
     ['torch-top', { ...base, mode: 'top', epochs: Number(flag('epochs', '4')) }],
   ];
   if (!argv.includes('--skip-full'))
-    runs.push(['graft-full', { ...base, mode: 'full', epochs: Number(flag('full-epochs', '2')) }], ['torch-full', { ...base, mode: 'full', epochs: Number(flag('full-epochs', '2')) }]);
-  console.log(`Fashion-MNIST, ${perClass} labels/class (${pick.length} images), ${nVal} validation images, target accuracy ${target}, cut ${m.cut}, ${threads} thread(s)`);
+    runs.push(
+      ['graft-full', { ...base, mode: 'full', epochs: Number(flag('full-epochs', '2')) }],
+      ['torch-full', { ...base, mode: 'full', epochs: Number(flag('full-epochs', '2')) }],
+    );
+  console.log(
+    `Fashion-MNIST, ${perClass} labels/class (${pick.length} images), ${nVal} validation images, target accuracy ${target}, cut ${m.cut}, ${threads} thread(s)`,
+  );
   const results = new Map<string, RunResult | { error: string }>();
   for (const [k, spec] of runs) {
     console.log(`running ${k} …`);
@@ -129,21 +208,36 @@ async function main() {
   }
   rmSync(dir, { recursive: true, force: true });
   const reach = (r: RunResult) => r.epochs.find((e) => e.val_accuracy >= target);
-  console.log('\n| run | epochs | s/epoch (after the first) | validation accuracy by epoch | time to ≥ target | peak RSS |');
+  console.log(
+    '\n| run | epochs | s/epoch (after the first) | validation accuracy by epoch | time to ≥ target | peak RSS |',
+  );
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const [k] of runs) {
     const r = results.get(k)!;
-    if ('error' in r) { console.log(`| ${k} | failed: ${r.error} | | | | |`); continue; }
+    if ('error' in r) {
+      console.log(`| ${k} | failed: ${r.error} | | | | |`);
+      continue;
+    }
     const e = r.epochs;
     const per = e.length > 1 ? (e.at(-1)!.seconds - e[0]!.seconds) / (e.length - 1) : NaN;
     const hit = reach(r);
-    console.log(`| ${k} | ${e.length} | ${per.toFixed(1)} | ${e.map((x) => x.val_accuracy.toFixed(3)).join(', ')} | ${hit ? `${hit.seconds.toFixed(1)} s (epoch ${hit.epoch})` : 'not reached'} | ${r.peak_rss_mb.toFixed(0)} MB |`);
+    console.log(
+      `| ${k} | ${e.length} | ${per.toFixed(1)} | ${e.map((x) => x.val_accuracy.toFixed(3)).join(', ')} | ${hit ? `${hit.seconds.toFixed(1)} s (epoch ${hit.epoch})` : 'not reached'} | ${r.peak_rss_mb.toFixed(0)} MB |`,
+    );
   }
-  const t = (k: string) => { const r = results.get(k); return r && !('error' in r) ? reach(r)?.seconds : undefined; };
-  for (const [a, b] of [['graft-top', 'torch-top'], ['graft-full', 'torch-full'], ['graft-top', 'torch-full']] as const) {
+  const t = (k: string) => {
+    const r = results.get(k);
+    return r && !('error' in r) ? reach(r)?.seconds : undefined;
+  };
+  for (const [a, b] of [
+    ['graft-top', 'torch-top'],
+    ['graft-full', 'torch-full'],
+    ['graft-top', 'torch-full'],
+  ] as const) {
     const [ta, tb] = [t(a), t(b)];
     if (ta !== undefined && tb !== undefined) console.log(`${b} / ${a} time to ${target}: ${(tb / ta).toFixed(2)}×`);
-    else if (results.has(a) && results.has(b)) console.log(`${a} vs ${b}: target not reached by ${ta === undefined ? a : ''} ${tb === undefined ? b : ''}`);
+    else if (results.has(a) && results.has(b))
+      console.log(`${a} vs ${b}: target not reached by ${ta === undefined ? a : ''} ${tb === undefined ? b : ''}`);
   }
 }
 

@@ -20,7 +20,19 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { TARGETS, REGRESSIONS_DIR, Scratch, corpus, inputArb, materialize, runOne, target, writeCase, type Files, type Input } from '../test/fuzz/targets.js';
+import {
+  TARGETS,
+  REGRESSIONS_DIR,
+  Scratch,
+  corpus,
+  inputArb,
+  materialize,
+  runOne,
+  target,
+  writeCase,
+  type Files,
+  type Input,
+} from '../test/fuzz/targets.js';
 
 const HANG_MS = 2000;
 
@@ -46,16 +58,29 @@ function kindOf(e: unknown): string {
   const err = e as Error;
   const frame = (err?.stack ?? '').split('\n').find((l) => l.includes('/src/')) ?? '';
   // one kind per error class and place (the message varies with the input)
-  return `${err?.name ?? typeof e} @ ${frame.trim().replace(/^at /, '').replace(/:\d+\)?$/, '')}`;
+  return `${err?.name ?? typeof e} @ ${frame
+    .trim()
+    .replace(/^at /, '')
+    .replace(/:\d+\)?$/, '')}`;
 }
 
-function child(reader: string, runs: number, seconds: number, seed: number, scratchBase: string, save: boolean): Result {
+function child(
+  reader: string,
+  runs: number,
+  seconds: number,
+  seed: number,
+  scratchBase: string,
+  save: boolean,
+): Result {
   const t = target(reader);
   const seeds = Object.values(corpus(t));
   if (!seeds.length) throw new Error(`no corpus for ${reader}: run node --import tsx test/fuzz/make-corpus.ts`);
   const scratch = new Scratch(scratchBase);
   const kinds = new Map<string, { count: number; input: Input; message: string; saved?: string }>();
-  let n = 0, hangs = 0, slowest = 0, peakHeap = 0;
+  let n = 0,
+    hangs = 0,
+    slowest = 0,
+    peakHeap = 0;
   const start = Date.now();
   try {
     fc.assert(
@@ -85,10 +110,13 @@ function child(reader: string, runs: number, seconds: number, seed: number, scra
     for (const [k, rec] of kinds) {
       let minimal = materialize(t, seeds, rec.input);
       try {
-        fc.assert(fc.property(inputArb, (input) => {
-          const e = runOne(t, materialize(t, seeds, input), scratch);
-          return !(e && kindOf(e) === k);
-        }), { examples: [[rec.input]], numRuns: 0 });
+        fc.assert(
+          fc.property(inputArb, (input) => {
+            const e = runOne(t, materialize(t, seeds, input), scratch);
+            return !(e && kindOf(e) === k);
+          }),
+          { examples: [[rec.input]], numRuns: 0 },
+        );
       } catch (e) {
         const cx = (e as { counterexample?: [Input] }).counterexample;
         if (cx) minimal = materialize(t, seeds, cx[0]);
@@ -100,10 +128,20 @@ function child(reader: string, runs: number, seconds: number, seed: number, scra
   }
   peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
   return {
-    reader, runs: n, seconds: (Date.now() - start) / 1000,
+    reader,
+    runs: n,
+    seconds: (Date.now() - start) / 1000,
     crashes: [...kinds.values()].reduce((s, r) => s + r.count, 0),
-    kinds: [...kinds].map(([kind, r]) => ({ kind: `${kind}: ${r.message}`, count: r.count, ...(r.saved ? { saved: r.saved } : {}) })),
-    hangs, slowestMs: Math.round(slowest), maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024), peakHeapMB: Math.round(peakHeap / 2 ** 20), seed,
+    kinds: [...kinds].map(([kind, r]) => ({
+      kind: `${kind}: ${r.message}`,
+      count: r.count,
+      ...(r.saved ? { saved: r.saved } : {}),
+    })),
+    hangs,
+    slowestMs: Math.round(slowest),
+    maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+    peakHeapMB: Math.round(peakHeap / 2 ** 20),
+    seed,
   };
 }
 
@@ -134,16 +172,36 @@ if (process.argv.includes('--child')) {
   process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
 } else {
   const readers = (arg('reader') ?? TARGETS.map((t) => t.name).join(',')).split(',');
-  console.log(`fuzzing ${readers.join(', ')}: ${runs === Number.MAX_SAFE_INTEGER ? '∞' : runs} inputs or ${seconds === 1e9 ? '∞' : seconds} s per reader, seed ${seed}`);
+  console.log(
+    `fuzzing ${readers.join(', ')}: ${runs === Number.MAX_SAFE_INTEGER ? '∞' : runs} inputs or ${seconds === 1e9 ? '∞' : seconds} s per reader, seed ${seed}`,
+  );
   const self = fileURLToPath(import.meta.url);
   const results: Result[] = [];
   for (const reader of readers) {
-    const args = ['--import', 'tsx', self, '--child', '--reader', reader, '--runs', String(runs), '--seconds', String(seconds), '--seed', String(seed), '--scratch', scratchBase, ...(save ? [] : ['--no-save'])];
+    const args = [
+      '--import',
+      'tsx',
+      self,
+      '--child',
+      '--reader',
+      reader,
+      '--runs',
+      String(runs),
+      '--seconds',
+      String(seconds),
+      '--seed',
+      String(seed),
+      '--scratch',
+      scratchBase,
+      ...(save ? [] : ['--no-save']),
+    ];
     const p = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
     const line = (p.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
     if (!line) {
       // the child died: out of memory or a crash outside the harness; that is a finding too
-      console.log(`${reader}: the fuzzing process died (status ${p.status}, signal ${p.signal})\n${(p.stderr ?? '').slice(-2000)}`);
+      console.log(
+        `${reader}: the fuzzing process died (status ${p.status}, signal ${p.signal})\n${(p.stderr ?? '').slice(-2000)}`,
+      );
       continue;
     }
     const r = JSON.parse(line.slice(7)) as Result;
@@ -154,6 +212,10 @@ if (process.argv.includes('--child')) {
     for (const k of r.kinds) console.log(`    ${k.count}× ${k.kind}${k.saved ? `\n       minimized: ${k.saved}` : ''}`);
   }
   const bad = results.filter((r) => r.crashes || r.hangs || r.maxRssMB > 1024);
-  console.log(bad.length ? `FAIL: ${bad.map((r) => r.reader).join(', ')}` : `ok: ${results.length} readers, no crash, no hang over 2 s, no memory over 1 GB`);
+  console.log(
+    bad.length
+      ? `FAIL: ${bad.map((r) => r.reader).join(', ')}`
+      : `ok: ${results.length} readers, no crash, no hang over 2 s, no memory over 1 GB`,
+  );
   process.exitCode = bad.length || results.length < readers.length ? 1 : 0;
 }

@@ -18,26 +18,32 @@ import * as mine from '../src/formats/load.js';
 import * as mineTfjs from '../src/formats/tfjs.js';
 import type { Graph } from '../src/graph/graph.js';
 
-const { values: o } = parseArgs({ options: { peer: { type: 'string' }, rounds: { type: 'string', default: '3' }, help: { type: 'boolean' } } });
+const { values: o } = parseArgs({
+  options: { peer: { type: 'string' }, rounds: { type: 'string', default: '3' }, help: { type: 'boolean' } },
+});
 if (o.help) {
   console.log('npx tsx bench/importers.ts [--peer DIR (a Graft tree holding src/)] [--rounds N]');
   process.exit(0);
 }
 const rounds = Number(o.rounds);
 
-interface Impl { load: (p: string) => Graph; nsfwjs: (m: 'MobileNetV2' | 'InceptionV3' | 'MobileNetV2Mid') => Graph }
+interface Impl {
+  load: (p: string) => Graph;
+  nsfwjs: (m: 'MobileNetV2' | 'InceptionV3' | 'MobileNetV2Mid') => Graph;
+}
 const impls: [string, Impl][] = [['this tree', { load: mine.loadModel, nsfwjs: (m) => mineTfjs.readNsfwjs(m) }]];
 if (o.peer) {
   const src = resolve(o.peer, 'src', 'formats');
   if (!existsSync(join(src, 'load.ts'))) throw new Error(`${o.peer} has no src/formats/load.ts`);
-  const load = await import(pathToFileURL(join(src, 'load.ts')).href) as typeof mine;
-  const tfjs = await import(pathToFileURL(join(src, 'tfjs.ts')).href) as typeof mineTfjs;
+  const load = (await import(pathToFileURL(join(src, 'load.ts')).href)) as typeof mine;
+  const tfjs = (await import(pathToFileURL(join(src, 'tfjs.ts')).href)) as typeof mineTfjs;
   impls.push(['peer', { load: load.loadModel, nsfwjs: (m) => tfjs.readNsfwjs(m) }]);
 }
 
 const models: [string, (i: Impl) => Graph][] = [
-  ...['mobilenet_v1_0.25_128_quant', 'mobilenet_v2_1.0_224_quant', 'tf2_mobilenet_v2_1.0_224_ptq']
-    .map((f): [string, (i: Impl) => Graph] => [`coral/${f}`, (i) => i.load(assetPath(`models/coral/${f}.tflite`))]),
+  ...['mobilenet_v1_0.25_128_quant', 'mobilenet_v2_1.0_224_quant', 'tf2_mobilenet_v2_1.0_224_ptq'].map(
+    (f): [string, (i: Impl) => Graph] => [`coral/${f}`, (i) => i.load(assetPath(`models/coral/${f}.tflite`))],
+  ),
   ['ml5/darknettiny', (i) => i.load(assetPath('models/ml5/darknettiny'))],
   ['ml5/doodlenet', (i) => i.load(assetPath('models/ml5/doodlenet'))],
   ['nsfwjs/MobileNetV2', (i) => i.nsfwjs('MobileNetV2')],
@@ -45,8 +51,13 @@ const models: [string, (i: Impl) => Graph][] = [
   ['nsfwjs/MobileNetV2Mid', (i) => i.nsfwjs('MobileNetV2Mid')],
 ];
 
-const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
-console.log(`| model | ${impls.map(([n]) => `${n} (ms, best of ${rounds})`).join(' | ')}${impls.length > 1 ? ' | ratio |' : ''}`);
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+console.log(
+  `| model | ${impls.map(([n]) => `${n} (ms, best of ${rounds})`).join(' | ')}${impls.length > 1 ? ' | ratio |' : ''}`,
+);
 console.log(`| --- | ${impls.map(() => '---:').join(' | ')}${impls.length > 1 ? ' | ---: |' : ''}`);
 for (const [name, make] of models) {
   const best = impls.map(() => Infinity);

@@ -35,7 +35,10 @@ import { Rng } from '../src/util/random.js';
 import type { Feeds } from '../src/runtime/session.js';
 
 const argv = process.argv.slice(2);
-const flag = (name: string, d: string) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1]! : d; };
+const flag = (name: string, d: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1]! : d;
+};
 const threads = Number(flag('threads', process.env['GRAFT_THREADS'] ?? '2'));
 const rounds = Number(flag('rounds', '7'));
 const nTest = Number(flag('test', '500'));
@@ -45,7 +48,10 @@ const only = flag('only', '');
 const profile = argv.includes('--profile');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const tmp = mkdtempSync(join(tmpdir(), 'graft-bench-int8-'));
-const cli = (args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+const cli = (args: string[]) =>
+  execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 const rows: string[][] = [];
 
 /** Median ms per run of each model on the same feeds, the two interleaved round by round. */
@@ -53,16 +59,27 @@ async function timeBoth(fp: string, q: string, feeds: Feeds): Promise<[number, n
   const mk = (p: string) => ort.InferenceSession.create(p, sessionOptions({ threads }));
   const [a, b] = [await mk(fp), await mk(q)];
   const f: Record<string, ort.Tensor> = {};
-  for (const [k, t] of Object.entries(feeds)) f[k] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
+  for (const [k, t] of Object.entries(feeds))
+    f[k] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
   for (const s of [a, b]) await s.run(f); // warm-up
-  const ta: number[] = [], tb: number[] = [];
+  const ta: number[] = [],
+    tb: number[] = [];
   for (let r = 0; r < rounds; r++)
-    for (const [s, t] of (r % 2 ? [[b, tb], [a, ta]] : [[a, ta], [b, tb]]) as [ort.InferenceSession, number[]][]) {
+    for (const [s, t] of (r % 2
+      ? [
+          [b, tb],
+          [a, ta],
+        ]
+      : [
+          [a, ta],
+          [b, tb],
+        ]) as [ort.InferenceSession, number[]][]) {
       const t0 = performance.now();
       await s.run(f);
       t.push(performance.now() - t0);
     }
-  await a.release(); await b.release();
+  await a.release();
+  await b.release();
   return [median(ta), median(tb)];
 }
 
@@ -72,85 +89,238 @@ async function timeBoth(fp: string, q: string, feeds: Feeds): Promise<[number, n
  */
 async function opProfile(path: string, feeds: Feeds): Promise<string> {
   const prefix = join(tmp, `profile-${Math.random().toString(36).slice(2)}`);
-  const s = await ort.InferenceSession.create(path, { ...sessionOptions({ threads }), enableProfiling: true, profileFilePrefix: prefix });
+  const s = await ort.InferenceSession.create(path, {
+    ...sessionOptions({ threads }),
+    enableProfiling: true,
+    profileFilePrefix: prefix,
+  });
   const f: Record<string, ort.Tensor> = {};
-  for (const [k, t] of Object.entries(feeds)) f[k] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
+  for (const [k, t] of Object.entries(feeds))
+    f[k] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
   const runs = 3;
   for (let i = 0; i <= runs; i++) await s.run(f);
   s.endProfiling();
   await s.release();
-  const file = readdirSync(tmp).map((n) => join(tmp, n)).find((p) => p.startsWith(prefix))!;
-  const events = JSON.parse(readFileSync(file, 'utf8')) as { cat: string; name: string; dur: number; args: { op_name?: string } }[];
+  const file = readdirSync(tmp)
+    .map((n) => join(tmp, n))
+    .find((p) => p.startsWith(prefix))!;
+  const events = JSON.parse(readFileSync(file, 'utf8')) as {
+    cat: string;
+    name: string;
+    dur: number;
+    args: { op_name?: string };
+  }[];
   const by = new Map<string, number>();
   let total = 0;
   for (const e of events) {
     if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || !e.args.op_name) continue;
-    const op = e.args.op_name + (/Conv$/.test(e.args.op_name) ? (/depthwise/i.test(e.name) ? ' (depthwise)' : ' (dense)') : '');
+    const op =
+      e.args.op_name + (/Conv$/.test(e.args.op_name) ? (/depthwise/i.test(e.name) ? ' (depthwise)' : ' (dense)') : '');
     by.set(op, (by.get(op) ?? 0) + e.dur / 1000 / (runs + 1));
     total += e.dur / 1000 / (runs + 1);
   }
-  return `${total.toFixed(1)} ms/run in kernels: ` + [...by].sort((a, b) => b[1] - a[1]).filter(([, v]) => v >= 0.05).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+  return (
+    `${total.toFixed(1)} ms/run in kernels: ` +
+    [...by]
+      .sort((a, b) => b[1] - a[1])
+      .filter(([, v]) => v >= 0.05)
+      .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+      .join(', ')
+  );
 }
 
-function report(name: string, accF: number, accQ: number, agree: number, n: number, dir: string, qdir: string, ms: [number, number], batch: number) {
-  const sf = statSync(join(dir, 'model.onnx')).size, sq = statSync(join(qdir, 'model.onnx')).size;
-  rows.push([name, String(n), accF.toFixed(4), accQ.toFixed(4), ((accQ - accF) * 100).toFixed(2), agree.toFixed(4), (sf / 1e6).toFixed(2), (sq / 1e6).toFixed(2), (sf / sq).toFixed(2), `${batch}`, ms[0].toFixed(1), ms[1].toFixed(1), (ms[0] / ms[1]).toFixed(2)]);
+function report(
+  name: string,
+  accF: number,
+  accQ: number,
+  agree: number,
+  n: number,
+  dir: string,
+  qdir: string,
+  ms: [number, number],
+  batch: number,
+) {
+  const sf = statSync(join(dir, 'model.onnx')).size,
+    sq = statSync(join(qdir, 'model.onnx')).size;
+  rows.push([
+    name,
+    String(n),
+    accF.toFixed(4),
+    accQ.toFixed(4),
+    ((accQ - accF) * 100).toFixed(2),
+    agree.toFixed(4),
+    (sf / 1e6).toFixed(2),
+    (sq / 1e6).toFixed(2),
+    (sf / sq).toFixed(2),
+    `${batch}`,
+    ms[0].toFixed(1),
+    ms[1].toFixed(1),
+    (ms[0] / ms[1]).toFixed(2),
+  ]);
 }
 
 try {
   if (only !== 'text') {
     const fm = assetPath('datasets/fashion-mnist');
-    const dir = join(tmp, 'fm'), qdir = join(tmp, 'fm-int8');
-    cli(['train', '--mode', 'features', '--model', assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite'), '--data', join(fm, 'train-images-idx3-ubyte.gz'), '--max-per-class', perClass, '--out', dir]);
+    const dir = join(tmp, 'fm'),
+      qdir = join(tmp, 'fm-int8');
+    cli([
+      'train',
+      '--mode',
+      'features',
+      '--model',
+      assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite'),
+      '--data',
+      join(fm, 'train-images-idx3-ubyte.gz'),
+      '--max-per-class',
+      perClass,
+      '--out',
+      dir,
+    ]);
     const train = readIdxDataset(join(fm, 'train-images-idx3-ubyte.gz'), join(fm, 'train-labels-idx1-ubyte.gz'));
     const test = readIdxDataset(join(fm, 't10k-images-idx3-ubyte.gz'), join(fm, 't10k-labels-idx1-ubyte.gz'));
-    const calib = new Rng(7).shuffle([...train.labels.keys()]).slice(0, 200).map((k) => greyToBmp(train.images[k]!, 28, 28));
+    const calib = new Rng(7)
+      .shuffle([...train.labels.keys()])
+      .slice(0, 200)
+      .map((k) => greyToBmp(train.images[k]!, 28, 28));
     const r = await exportInt8(dir, qdir, { images: calib }, { method });
-    const g = readOnnx(join(dir, 'model.onnx')), pre = getPreprocess(g)!;
+    const g = readOnnx(join(dir, 'model.onnx')),
+      pre = getPreprocess(g)!;
     const idx = new Rng(11).shuffle([...test.labels.keys()]).slice(0, nTest);
     const a = await ort.InferenceSession.create(join(dir, 'model.onnx'), sessionOptions({ threads }));
     const b = await ort.InferenceSession.create(join(qdir, 'model.onnx'), sessionOptions({ threads }));
-    let okF = 0, okQ = 0, agree = 0;
-    const argmax = (d: Float32Array, r0: number, K: number) => { let m = 0; for (let k = 1; k < K; k++) if (d[r0 * K + k]! > d[r0 * K + m]!) m = k; return m; };
+    let okF = 0,
+      okQ = 0,
+      agree = 0;
+    const argmax = (d: Float32Array, r0: number, K: number) => {
+      let m = 0;
+      for (let k = 1; k < K; k++) if (d[r0 * K + k]! > d[r0 * K + m]!) m = k;
+      return m;
+    };
     for (let s = 0; s < idx.length; s += 32) {
       const ids = idx.slice(s, s + 32);
-      const x = await imagesToTensor(ids.map((k) => greyToBmp(test.images[k]!, 28, 28)), pre);
+      const x = await imagesToTensor(
+        ids.map((k) => greyToBmp(test.images[k]!, 28, 28)),
+        pre,
+      );
       const t = new ort.Tensor('float32', x.data as Float32Array, x.dims);
-      const pf = (await a.run({ input: t }))[g.outputs[0]!.name]!.data as Float32Array, pq = (await b.run({ input: t }))[g.outputs[0]!.name]!.data as Float32Array;
-      ids.forEach((k, i) => { const y = test.labels[k]!, f = argmax(pf, i, 10), q = argmax(pq, i, 10); okF += +(f === y); okQ += +(q === y); agree += +(f === q); });
+      const pf = (await a.run({ input: t }))[g.outputs[0]!.name]!.data as Float32Array,
+        pq = (await b.run({ input: t }))[g.outputs[0]!.name]!.data as Float32Array;
+      ids.forEach((k, i) => {
+        const y = test.labels[k]!,
+          f = argmax(pf, i, 10),
+          q = argmax(pq, i, 10);
+        okF += +(f === y);
+        okQ += +(q === y);
+        agree += +(f === q);
+      });
     }
-    await a.release(); await b.release();
-    const x = await imagesToTensor(idx.slice(0, 16).map((k) => greyToBmp(test.images[k]!, 28, 28)), pre);
+    await a.release();
+    await b.release();
+    const x = await imagesToTensor(
+      idx.slice(0, 16).map((k) => greyToBmp(test.images[k]!, 28, 28)),
+      pre,
+    );
     const ms = await timeBoth(join(dir, 'model.onnx'), join(qdir, 'model.onnx'), { input: x });
-    if (profile) for (const [k, p] of [['fp32', dir], ['int8', qdir]]) console.error(`image ${k}: ${await opProfile(join(p!, 'model.onnx'), { input: x })}`);
-    report(`Fashion-MNIST MobileNetV2 (${r.method})`, okF / idx.length, okQ / idx.length, agree / idx.length, idx.length, dir, qdir, ms, 16);
-    console.error(`image: quantized ${JSON.stringify(r.summary.quantized)}, weights on a uint8 grid ${r.summary.exactGrids} (channels stored exactly ${r.summary.exactChannels}/${r.summary.gridChannels}), float: ${r.summary.float.map((f) => f.node).join(', ')}`);
+    if (profile)
+      for (const [k, p] of [
+        ['fp32', dir],
+        ['int8', qdir],
+      ])
+        console.error(`image ${k}: ${await opProfile(join(p!, 'model.onnx'), { input: x })}`);
+    report(
+      `Fashion-MNIST MobileNetV2 (${r.method})`,
+      okF / idx.length,
+      okQ / idx.length,
+      agree / idx.length,
+      idx.length,
+      dir,
+      qdir,
+      ms,
+      16,
+    );
+    console.error(
+      `image: quantized ${JSON.stringify(r.summary.quantized)}, weights on a uint8 grid ${r.summary.exactGrids} (channels stored exactly ${r.summary.exactChannels}/${r.summary.gridChannels}), float: ${r.summary.float.map((f) => f.node).join(', ')}`,
+    );
   }
   if (only !== 'image') {
     const data = assetPath('datasets/reviews/polarity-en-pang&lee2.csv');
-    const dir = join(tmp, 'txt'), qdir = join(tmp, 'txt-int8');
-    cli(['train', '--text-column', '1', '--label-column', '0', '--model', assetPath('models/text/bert-mini-debian'), '--data', data, '--labels-per-class', '200', '--max-length', '64', '--test-fraction', '0.25', '--out', dir]);
+    const dir = join(tmp, 'txt'),
+      qdir = join(tmp, 'txt-int8');
+    cli([
+      'train',
+      '--text-column',
+      '1',
+      '--label-column',
+      '0',
+      '--model',
+      assetPath('models/text/bert-mini-debian'),
+      '--data',
+      data,
+      '--labels-per-class',
+      '200',
+      '--max-length',
+      '64',
+      '--test-fraction',
+      '0.25',
+      '--out',
+      dir,
+    ]);
     const table = readTextTable(data, { textColumn: 1, labelColumn: 0 });
     const split = stratifiedSplit(table.y, { testFraction: 0.25, perClass: 200, seed: 0 });
     const trainTexts = split.train.map((i) => table.texts[i]!);
     const testIdx = new Rng(3).shuffle([...split.test]).slice(0, nTest);
     const r = await exportInt8(dir, qdir, { texts: trainTexts }, { method });
-    const cf = loadTextClassifier(dir), cq = loadTextClassifier(qdir);
-    const texts = testIdx.map((i) => table.texts[i]!), y = testIdx.map((i) => table.y[i]!);
+    const cf = loadTextClassifier(dir),
+      cq = loadTextClassifier(qdir);
+    const texts = testIdx.map((i) => table.texts[i]!),
+      y = testIdx.map((i) => table.y[i]!);
     const am = (p: Float32Array) => p.indexOf(Math.max(...p));
-    const pf = (await textClassifierProba(cf, texts)).map(am), pq = (await textClassifierProba(cq, texts)).map(am);
+    const pf = (await textClassifierProba(cf, texts)).map(am),
+      pq = (await textClassifierProba(cq, texts)).map(am);
     const acc = (p: number[]) => p.filter((v, i) => v === y[i]).length / y.length;
     const feeds = textFeeds(cf.graph, cf.tokenizer.encodeBatch(texts.slice(0, 16), { maxLength: 64 }));
     const ms = await timeBoth(join(dir, 'model.onnx'), join(qdir, 'model.onnx'), feeds);
-    if (profile) for (const [k, p] of [['fp32', dir], ['int8', qdir]]) console.error(`text ${k}: ${await opProfile(join(p!, 'model.onnx'), feeds)}`);
-    report(`reviews bert-mini-debian (${r.method})`, acc(pf), acc(pq), pf.filter((v, i) => v === pq[i]).length / y.length, y.length, dir, qdir, ms, 16);
-    console.error(`text: quantized ${JSON.stringify(r.summary.quantized)}, embeddings ${r.summary.embeddings}, float: ${r.summary.float.map((f) => `${f.op} ${f.node}`).join(', ')}`);
+    if (profile)
+      for (const [k, p] of [
+        ['fp32', dir],
+        ['int8', qdir],
+      ])
+        console.error(`text ${k}: ${await opProfile(join(p!, 'model.onnx'), feeds)}`);
+    report(
+      `reviews bert-mini-debian (${r.method})`,
+      acc(pf),
+      acc(pq),
+      pf.filter((v, i) => v === pq[i]).length / y.length,
+      y.length,
+      dir,
+      qdir,
+      ms,
+      16,
+    );
+    console.error(
+      `text: quantized ${JSON.stringify(r.summary.quantized)}, embeddings ${r.summary.embeddings}, float: ${r.summary.float.map((f) => `${f.op} ${f.node}`).join(', ')}`,
+    );
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
 console.log(`int8 export vs fp32, onnxruntime-node CPU, ${threads} threads, ${rounds} interleaved rounds (medians)`);
-const head = ['model', 'test n', 'acc fp32', 'acc int8', 'Δ points', 'agreement', 'MB fp32', 'MB int8', 'size ×', 'batch', 'ms fp32', 'ms int8', 'speed ×'];
+const head = [
+  'model',
+  'test n',
+  'acc fp32',
+  'acc int8',
+  'Δ points',
+  'agreement',
+  'MB fp32',
+  'MB int8',
+  'size ×',
+  'batch',
+  'ms fp32',
+  'ms int8',
+  'speed ×',
+];
 console.log('| ' + head.join(' | ') + ' |\n|' + head.map(() => ' --- ').join('|') + '|');
 for (const r of rows) console.log('| ' + r.join(' | ') + ' |');
 console.log('targets: |Δ| ≤ 0.5 points, size ≥ 3.5×, speed ≥ 1.8×');

@@ -43,7 +43,8 @@ const s = await Session.fromGraph(exported, {}, 'multi-task');
 const outs = await s.run({ [exported.dataInputs()[0]!.name]: stack(testX, [1, 28, 28]) });
 await s.release();
 const rows: string[] = [];
-let sepSeconds = 0, sepBytes = 0;
+let sepSeconds = 0,
+  sepBytes = 0;
 for (const [k, t] of tasks.entries()) {
   const y = split.test.map((i) => t.labels[i]!);
   const head = mt.heads[k]!;
@@ -56,17 +57,24 @@ for (const [k, t] of tasks.entries()) {
     return b;
   });
   const onnxAcc = accuracy(onnxPred, y);
-  if (Math.abs(onnxAcc - headAcc) > 0.002) throw new Error(`exported ONNX ${onnxAcc} disagrees with the head ${headAcc} on task ${t.name}`);
+  if (Math.abs(onnxAcc - headAcc) > 0.002)
+    throw new Error(`exported ONNX ${onnxAcc} disagrees with the head ${headAcc} on task ${t.name}`);
   const ts = performance.now();
   const g = await withNewHead(model, K, { node: NODE, seed: 1 });
-  const r = await fit(g, { x: split.train.map((i) => data.x[i]!), y: split.train.map((i) => t.labels[i]!) }, { epochs: 5, batchSize: 32, lr: 1e-3, seed: 1 });
+  const r = await fit(
+    g,
+    { x: split.train.map((i) => data.x[i]!), y: split.train.map((i) => t.labels[i]!) },
+    { epochs: 5, batchSize: 32, lr: 1e-3, seed: 1 },
+  );
   const ftAcc = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, testX), y);
   const secs = (performance.now() - ts) / 1000;
   const bytes = encodeOnnx(r.trainer.toGraph()).length;
   await r.trainer.release();
   sepSeconds += secs;
   sepBytes += bytes;
-  rows.push(`| ${t.name} | ${K} | ${onnxAcc.toFixed(3)} | ${ftAcc.toFixed(3)} | ${secs.toFixed(1)} | ${(bytes / 1024).toFixed(0)} KiB |`);
+  rows.push(
+    `| ${t.name} | ${K} | ${onnxAcc.toFixed(3)} | ${ftAcc.toFixed(3)} | ${secs.toFixed(1)} | ${(bytes / 1024).toFixed(0)} KiB |`,
+  );
   process.stderr.write(`${t.name}: shared head ${onnxAcc.toFixed(3)}, separate fine-tuned ${ftAcc.toFixed(3)}\n`);
 }
 const table = [
@@ -83,10 +91,13 @@ const table = [
 process.stdout.write(table + '\n');
 if (process.argv.includes('--write-docs')) {
   const file = new URL('../docs/curves.md', import.meta.url).pathname;
-  const begin = '<!-- multi-task:begin (bench/multi-task.ts --write-docs) -->', end = '<!-- multi-task:end -->';
+  const begin = '<!-- multi-task:begin (bench/multi-task.ts --write-docs) -->',
+    end = '<!-- multi-task:end -->';
   let text = existsSync(file) ? readFileSync(file, 'utf8') : '';
   const block = `${begin}\n${table}\n${end}`;
-  text = text.includes(begin) ? text.slice(0, text.indexOf(begin)) + block + text.slice(text.indexOf(end) + end.length) : text.trimEnd() + `\n\n${block}\n`;
+  text = text.includes(begin)
+    ? text.slice(0, text.indexOf(begin)) + block + text.slice(text.indexOf(end) + end.length)
+    : text.trimEnd() + `\n\n${block}\n`;
   writeFileSync(file + '.tmp', text);
   renameSync(file + '.tmp', file);
 }

@@ -28,13 +28,19 @@ export function censusSection(doc: string): string {
 }
 
 /** Operator counts of the nodes and, recursively, of their subgraphs (If/Loop branches, kept as protobuf objects). */
-function opCounts(nodes: { opType: string; domain?: string; attrs: Record<string, { type: string; value: unknown }> }[], m = new Map<string, number>()): Map<string, number> {
+function opCounts(
+  nodes: { opType: string; domain?: string; attrs: Record<string, { type: string; value: unknown }> }[],
+  m = new Map<string, number>(),
+): Map<string, number> {
   type P = { op_type?: string; domain?: string; attribute?: { g?: { node?: P[] }; graphs?: { node?: P[] }[] }[] };
   const visitProto = (ns: P[] | undefined) => {
     for (const n of ns ?? []) {
       const k = n.domain && n.domain !== 'ai.onnx' ? `${n.domain}.${n.op_type}` : n.op_type!;
       m.set(k, (m.get(k) ?? 0) + 1);
-      for (const at of n.attribute ?? []) { visitProto(at.g?.node); for (const sg of at.graphs ?? []) visitProto(sg.node); }
+      for (const at of n.attribute ?? []) {
+        visitProto(at.g?.node);
+        for (const sg of at.graphs ?? []) visitProto(sg.node);
+      }
     }
   };
   for (const n of nodes) {
@@ -50,7 +56,12 @@ function opCounts(nodes: { opType: string; domain?: string; attrs: Record<string
   return m;
 }
 
-interface Row { op: string; models: number; nodes: number; tests: number }
+interface Row {
+  op: string;
+  models: number;
+  nodes: number;
+  tests: number;
+}
 
 async function main() {
   const { values: a } = parseArgs({
@@ -60,9 +71,16 @@ async function main() {
       suite: { type: 'string', default: DEBIAN_NODE_TESTS },
     },
   });
-  const files = existsSync(a.dir!) ? readdirSync(a.dir!).filter((f) => f.endsWith('.onnx')).sort().map((f) => join(a.dir!, f)) : [];
+  const files = existsSync(a.dir!)
+    ? readdirSync(a.dir!)
+        .filter((f) => f.endsWith('.onnx'))
+        .sort()
+        .map((f) => join(a.dir!, f))
+    : [];
   const text = join(ROOT, '../shared/models/text');
-  if (existsSync(text)) for (const d of readdirSync(text).sort()) if (existsSync(join(text, d, 'onnx/model.onnx'))) files.push(join(text, d, 'onnx/model.onnx'));
+  if (existsSync(text))
+    for (const d of readdirSync(text).sort())
+      if (existsSync(join(text, d, 'onnx/model.onnx'))) files.push(join(text, d, 'onnx/model.onnx'));
   if (files.length === 0) throw new Error(`no exports in ${a.dir}: run /usr/bin/python3 bench/op-census.py first`);
   const rows = new Map<string, Row>();
   const row = (op: string) => rows.get(op) ?? rows.set(op, { op, models: 0, nodes: 0, tests: 0 }).get(op)!;
@@ -71,7 +89,11 @@ async function main() {
     const g = decodeOnnx(readFileSync(f), { baseDir: dirname(f) });
     const name = f.includes('/shared/models/text/') ? basename(dirname(dirname(f))) : basename(f, '.onnx');
     names.push(name);
-    for (const [op, n] of opCounts(g.nodes)) { const r = row(op); r.models++; r.nodes += n; }
+    for (const [op, n] of opCounts(g.nodes)) {
+      const r = row(op);
+      r.models++;
+      r.nodes += n;
+    }
   }
   let suite = 0;
   if (existsSync(a.suite!)) {
@@ -79,13 +101,22 @@ async function main() {
     const all = new Map(tests.map((t) => [t.name, t]));
     for (const t of tests) {
       let op: string;
-      try { op = testOperator(t, decodeOnnx(readFileSync(join(t.dir, 'model.onnx'))), all); } catch { continue; }
+      try {
+        op = testOperator(t, decodeOnnx(readFileSync(join(t.dir, 'model.onnx'))), all);
+      } catch {
+        continue;
+      }
       if (op.includes('+') || op.endsWith('(expanded)')) continue;
       row(op).tests++;
       suite++;
     }
   }
-  const failures = existsSync(join(a.dir!, 'failures.json')) ? JSON.parse(readFileSync(join(a.dir!, 'failures.json'), 'utf8')) as { torch?: string; failures?: Record<string, string> } : {};
+  const failures = existsSync(join(a.dir!, 'failures.json'))
+    ? (JSON.parse(readFileSync(join(a.dir!, 'failures.json'), 'utf8')) as {
+        torch?: string;
+        failures?: Record<string, string>;
+      })
+    : {};
   const sorted = [...rows.values()].sort((x, y) => y.models - x.models || y.tests - x.tests || (x.op < y.op ? -1 : 1));
   const inExports = sorted.filter((r) => r.models > 0);
   const missing = sorted.filter((r) => opStatus(r.op) === 'MISSING' && (r.models > 0 || r.tests >= 3));
@@ -100,7 +131,12 @@ async function main() {
     '',
     `Models: ${names.join(', ')}.`,
     ...(failures.failures && Object.keys(failures.failures).length
-      ? ['', `Not exported (the exporter refused): ${Object.entries(failures.failures).map(([k, v]) => `${k} (${v.slice(0, 120).replace(/\|/g, '\\|')})`).join('; ')}.`]
+      ? [
+          '',
+          `Not exported (the exporter refused): ${Object.entries(failures.failures)
+            .map(([k, v]) => `${k} (${v.slice(0, 120).replace(/\|/g, '\\|')})`)
+            .join('; ')}.`,
+        ]
       : []),
     '',
     '### Operators without a gradient rule (in an export, or in at least 3 node tests)',
@@ -119,7 +155,9 @@ async function main() {
   const doc = existsSync(a.doc!) ? readFileSync(a.doc!, 'utf8') : '';
   const old = censusSection(doc);
   writeFileSync(a.doc!, old ? doc.replace(old, section) : `${doc.trimEnd()}\n\n${section}\n`);
-  process.stdout.write(`${names.length} models, ${rows.size} operator types, ${missing.length} without a rule: ${missing.map((r) => `${r.op} (${r.models}/${r.tests})`).join(', ')}\nwrote ${a.doc}\n`);
+  process.stdout.write(
+    `${names.length} models, ${rows.size} operator types, ${missing.length} without a rule: ${missing.map((r) => `${r.op} (${r.models}/${r.tests})`).join(', ')}\nwrote ${a.doc}\n`,
+  );
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

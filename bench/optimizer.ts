@@ -72,4 +72,6 @@ console.log('| where | ms/step |');
 console.log('| --- | --- |');
 console.log(`| TypeScript loop (Graft) | ${a.toFixed(1)} |`);
 console.log(`| ONNX graph in onnxruntime | ${o.toFixed(1)} |`);
-console.log(`ratio onnxruntime / TypeScript: ${(o / a).toFixed(2)}× — ${a <= o ? 'TypeScript is faster: keep the optimizer in TS' : 'the graph is faster: move the optimizer into the graph'}`);
+console.log(
+  `ratio onnxruntime / TypeScript: ${(o / a).toFixed(2)}× — ${a <= o ? 'TypeScript is faster: keep the optimizer in TS' : 'the graph is faster: move the optimizer into the graph'}`,
+);

@@ -34,11 +34,17 @@ import { startRedis } from '../test/helpers/redis.js';
 
 const { values: a } = parseArgs({
   options: {
-    images: { type: 'string', default: '512' }, batch: { type: 'string', default: '32' }, shard: { type: 'string', default: '128' },
-    rounds: { type: 'string', default: '3' }, threads: { type: 'string' },
+    images: { type: 'string', default: '512' },
+    batch: { type: 'string', default: '32' },
+    shard: { type: 'string', default: '128' },
+    rounds: { type: 'string', default: '3' },
+    threads: { type: 'string' },
   },
 });
-const N = Number(a.images), B = Number(a.batch), SHARD = Number(a.shard), ROUNDS = Number(a.rounds);
+const N = Number(a.images),
+  B = Number(a.batch),
+  SHARD = Number(a.shard),
+  ROUNDS = Number(a.rounds);
 const T = Number(a.threads ?? process.env['GRAFT_THREADS'] ?? 2);
 const MODEL = assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite');
 const FM = assetPath('datasets/fashion-mnist');
@@ -51,21 +57,48 @@ async function imageFolder(root: string): Promise<void> {
   for (let i = 0; i < N; i++) {
     const dir = join(root, String(d.labels[i]));
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, `${i}.png`), await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer());
+    writeFileSync(
+      join(dir, `${i}.png`),
+      await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } })
+        .png()
+        .toBuffer(),
+    );
   }
 }
 
 function startWorkers(url: string, n: number, threads: number): Promise<ChildProcess[]> {
-  const ws = Array.from({ length: n }, () => spawn(process.execPath, [...CLI, 'worker', '--queue', url, '--quiet'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GRAFT_THREADS: String(threads) } }));
-  return Promise.all(ws.map((w) => new Promise<ChildProcess>((resolve, reject) => {
-    let log = '';
-    w.stderr!.on('data', (d: Buffer) => { log += d.toString(); if (log.includes('taking jobs')) resolve(w); });
-    w.once('exit', () => reject(new Error(`worker exited: ${log}`)));
-  })));
+  const ws = Array.from({ length: n }, () =>
+    spawn(process.execPath, [...CLI, 'worker', '--queue', url, '--quiet'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, GRAFT_THREADS: String(threads) },
+    }),
+  );
+  return Promise.all(
+    ws.map(
+      (w) =>
+        new Promise<ChildProcess>((resolve, reject) => {
+          let log = '';
+          w.stderr!.on('data', (d: Buffer) => {
+            log += d.toString();
+            if (log.includes('taking jobs')) resolve(w);
+          });
+          w.once('exit', () => reject(new Error(`worker exited: ${log}`)));
+        }),
+    ),
+  );
 }
 
 async function stop(ws: ChildProcess[]): Promise<void> {
-  await Promise.all(ws.map((w) => new Promise<void>((r) => { if (w.exitCode !== null) return r(); w.once('exit', () => r()); w.kill('SIGTERM'); })));
+  await Promise.all(
+    ws.map(
+      (w) =>
+        new Promise<void>((r) => {
+          if (w.exitCode !== null) return r();
+          w.once('exit', () => r());
+          w.kill('SIGTERM');
+        }),
+    ),
+  );
 }
 
 const data = join(tmp, 'data');
@@ -83,7 +116,10 @@ function childCpu(pid: number): number {
   const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
-const ownCpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+const ownCpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 /** CPU seconds per mode and round: on a busy machine the steadier measure of the work done. */
 const cpu: Record<'local' | 'q1' | 'q2', number[]> = { local: [], q1: [], q2: [] };
 let workerPids: number[] = [];
@@ -92,7 +128,8 @@ async function local(): Promise<number> {
   const cache = FeatureCache.open(join(tmp, `cache-${run++}`));
   const chunks: string[][] = [];
   for (let s = 0; s < rows.length; s += B) chunks.push(rows.slice(s, s + B).map((r) => labelled.inputs[r] as string));
-  const t0 = performance.now(), c0 = ownCpu();
+  const t0 = performance.now(),
+    c0 = ownCpu();
   await extractFeatures(model, undefined, chunks, { batchSize: B, cache, runtime: { threads: T } });
   cpu.local.push(ownCpu() - c0);
   return (performance.now() - t0) / 1000;
@@ -100,8 +137,14 @@ async function local(): Promise<number> {
 
 async function queued(mode: 'q1' | 'q2'): Promise<number> {
   const c0 = ownCpu() + workerPids.reduce((s, p) => s + childCpu(p), 0);
-  const r = await trainFeaturesOnQueue(MODEL, { path: data }, { ...opts, cacheDir: join(tmp, `cache-${run++}`) }, { queue: redis.url, shardSize: SHARD });
-  if (r.extraction.computed !== rows.length) throw new Error(`expected ${rows.length} computed, got ${r.extraction.computed}`);
+  const r = await trainFeaturesOnQueue(
+    MODEL,
+    { path: data },
+    { ...opts, cacheDir: join(tmp, `cache-${run++}`) },
+    { queue: redis.url, shardSize: SHARD },
+  );
+  if (r.extraction.computed !== rows.length)
+    throw new Error(`expected ${rows.length} computed, got ${r.extraction.computed}`);
   cpu[mode].push(ownCpu() + workerPids.reduce((s, p) => s + childCpu(p), 0) - c0); // includes the head fit (small next to extraction)
   return r.queue.extractSeconds;
 }
@@ -111,18 +154,32 @@ try {
   await local(); // warm-up (onnxruntime session, sharp)
   cpu.local.length = 0;
   for (let round = 0; round < ROUNDS; round++) {
-    for (const mode of (['local', 'q1', 'q2'] as const)) {
-      if (mode === 'local') { times.local.push(await local()); continue; }
-      const ws = await startWorkers(redis.url, mode === 'q1' ? 1 : 2, mode === 'q1' ? T : Math.max(1, Math.floor(T / 2)));
+    for (const mode of ['local', 'q1', 'q2'] as const) {
+      if (mode === 'local') {
+        times.local.push(await local());
+        continue;
+      }
+      const ws = await startWorkers(
+        redis.url,
+        mode === 'q1' ? 1 : 2,
+        mode === 'q1' ? T : Math.max(1, Math.floor(T / 2)),
+      );
       try {
-        await trainFeaturesOnQueue(MODEL, { path: data }, { ...opts, labelsPerClass: 1, cacheDir: join(tmp, `warm-${run++}`) }, { queue: redis.url, shardSize: 8 }); // workers load the model
+        await trainFeaturesOnQueue(
+          MODEL,
+          { path: data },
+          { ...opts, labelsPerClass: 1, cacheDir: join(tmp, `warm-${run++}`) },
+          { queue: redis.url, shardSize: 8 },
+        ); // workers load the model
         workerPids = ws.map((w) => w.pid!);
         times[mode].push(await queued(mode));
       } finally {
         await stop(ws);
       }
     }
-    process.stderr.write(`round ${round + 1}/${ROUNDS}: local ${times.local.at(-1)!.toFixed(2)} s, 1 worker ${times.q1.at(-1)!.toFixed(2)} s, 2 workers ${times.q2.at(-1)!.toFixed(2)} s\n`);
+    process.stderr.write(
+      `round ${round + 1}/${ROUNDS}: local ${times.local.at(-1)!.toFixed(2)} s, 1 worker ${times.q1.at(-1)!.toFixed(2)} s, 2 workers ${times.q2.at(-1)!.toFixed(2)} s\n`,
+    );
   }
 } finally {
   await redis.stop();
@@ -131,28 +188,53 @@ try {
 
 const n = rows.length;
 // medians, and the best round of each mode (on a busy machine the least disturbed one)
-for (const [stat, f] of [['median', median], ['best', (xs: number[]) => Math.min(...xs)]] as const) {
-const l = f(times.local), q1 = f(times.q1), q2 = f(times.q2);
-console.log(`### ${stat} of ${ROUNDS} round(s)`);
-console.log('');
-console.log('| run | seconds | images/s | ms/image | vs in-process |');
-console.log('| --- | ---: | ---: | ---: | ---: |');
-const row = (name: string, t: number) => console.log(`| ${name} | ${t.toFixed(2)} | ${(n / t).toFixed(1)} | ${(1000 * t / n).toFixed(2)} | ${(l / t).toFixed(2)}× |`);
-row(`in-process (${T} thread${T === 1 ? '' : 's'})`, l);
-row(`queue, 1 worker (${T} thread${T === 1 ? '' : 's'})`, q1);
-row(`queue, 2 workers (${Math.max(1, Math.floor(T / 2))} thread${Math.floor(T / 2) > 1 ? 's' : ''} each)`, q2);
-console.log('');
-console.log(`queue overhead per image (1 worker vs in-process): ${(1000 * (q1 - l) / n).toFixed(2)} ms = ${(100 * (q1 - l) / l).toFixed(1)} % (target ≤ 5 %): ${(q1 - l) / l <= 0.05 ? 'met' : 'NOT met'}`);
-console.log(`speed-up with 2 workers: ${(l / q2).toFixed(2)}×`);
-console.log('');
+for (const [stat, f] of [
+  ['median', median],
+  ['best', (xs: number[]) => Math.min(...xs)],
+] as const) {
+  const l = f(times.local),
+    q1 = f(times.q1),
+    q2 = f(times.q2);
+  console.log(`### ${stat} of ${ROUNDS} round(s)`);
+  console.log('');
+  console.log('| run | seconds | images/s | ms/image | vs in-process |');
+  console.log('| --- | ---: | ---: | ---: | ---: |');
+  const row = (name: string, t: number) =>
+    console.log(
+      `| ${name} | ${t.toFixed(2)} | ${(n / t).toFixed(1)} | ${((1000 * t) / n).toFixed(2)} | ${(l / t).toFixed(2)}× |`,
+    );
+  row(`in-process (${T} thread${T === 1 ? '' : 's'})`, l);
+  row(`queue, 1 worker (${T} thread${T === 1 ? '' : 's'})`, q1);
+  row(`queue, 2 workers (${Math.max(1, Math.floor(T / 2))} thread${Math.floor(T / 2) > 1 ? 's' : ''} each)`, q2);
+  console.log('');
+  console.log(
+    `queue overhead per image (1 worker vs in-process): ${((1000 * (q1 - l)) / n).toFixed(2)} ms = ${((100 * (q1 - l)) / l).toFixed(1)} % (target ≤ 5 %): ${(q1 - l) / l <= 0.05 ? 'met' : 'NOT met'}`,
+  );
+  console.log(`speed-up with 2 workers: ${(l / q2).toFixed(2)}×`);
+  console.log('');
 }
-const cl = median(cpu.local), c1 = median(cpu.q1), c2 = median(cpu.q2);
+const cl = median(cpu.local),
+  c1 = median(cpu.q1),
+  c2 = median(cpu.q2);
 console.log('### CPU time (user + system, every process: this one and the workers), medians');
 console.log('');
 console.log('| run | CPU s | CPU ms/image | vs in-process |');
 console.log('| --- | ---: | ---: | ---: |');
-for (const [name, c] of [['in-process', cl], ['queue, 1 worker', c1], ['queue, 2 workers', c2]] as const) console.log(`| ${name} | ${c.toFixed(2)} | ${(1000 * c / n).toFixed(2)} | ${(100 * (c - cl) / cl).toFixed(1)} % |`);
+for (const [name, c] of [
+  ['in-process', cl],
+  ['queue, 1 worker', c1],
+  ['queue, 2 workers', c2],
+] as const)
+  console.log(
+    `| ${name} | ${c.toFixed(2)} | ${((1000 * c) / n).toFixed(2)} | ${((100 * (c - cl)) / cl).toFixed(1)} % |`,
+  );
 console.log('');
-console.log(`queue overhead in CPU per image (1 worker, including the submitter and the head fit): ${(1000 * (c1 - cl) / n).toFixed(2)} ms = ${(100 * (c1 - cl) / cl).toFixed(1)} % (target ≤ 5 %): ${(c1 - cl) / cl <= 0.05 ? 'met' : 'NOT met'}`);
+console.log(
+  `queue overhead in CPU per image (1 worker, including the submitter and the head fit): ${((1000 * (c1 - cl)) / n).toFixed(2)} ms = ${((100 * (c1 - cl)) / cl).toFixed(1)} % (target ≤ 5 %): ${(c1 - cl) / cl <= 0.05 ? 'met' : 'NOT met'}`,
+);
 console.log('');
-console.log(`${n} images (224×224 MobileNetV2, batch ${B}, shards of ${Math.ceil(SHARD / B) * B}), ${T} onnxruntime thread(s) in all; ${cpus().length} CPUs, load ${loadavg().map((v) => v.toFixed(2)).join(' ')} at the end; rounds (wall s): ${JSON.stringify(times)}; CPU s: ${JSON.stringify(cpu)}`);
+console.log(
+  `${n} images (224×224 MobileNetV2, batch ${B}, shards of ${Math.ceil(SHARD / B) * B}), ${T} onnxruntime thread(s) in all; ${cpus().length} CPUs, load ${loadavg()
+    .map((v) => v.toFixed(2))
+    .join(' ')} at the end; rounds (wall s): ${JSON.stringify(times)}; CPU s: ${JSON.stringify(cpu)}`,
+);

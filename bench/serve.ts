@@ -45,14 +45,27 @@ import { trainFeatureClassifier } from '../src/features/classifier.js';
 import { prepareImage } from '../src/server/registry.js';
 import { sessionOptions } from '../src/runtime/session.js';
 
-interface LatencyStats { p50: number; p99: number; average: number }
-interface AcResult { requests: { average: number; total: number }; latency: LatencyStats; non2xx: number; errors: number; timeouts: number; duration: number }
+interface LatencyStats {
+  p50: number;
+  p99: number;
+  average: number;
+}
+interface AcResult {
+  requests: { average: number; total: number };
+  latency: LatencyStats;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  duration: number;
+}
 type Autocannon = (o: Record<string, unknown>) => Promise<AcResult>;
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 
 const argv = process.argv.slice(2);
 if (argv.includes('--help')) {
-  console.log('npx tsx bench/serve.ts [--connections 32] [--duration 10] [--rounds 3] [--threads 2] [--side 256] [--max-delay-ms 5] [--model mnist]');
+  console.log(
+    'npx tsx bench/serve.ts [--connections 32] [--duration 10] [--rounds 3] [--threads 2] [--side 256] [--max-delay-ms 5] [--model mnist]',
+  );
   process.exit(0);
 }
 const flag = (name: string, dflt: number): number => {
@@ -62,8 +75,12 @@ const flag = (name: string, dflt: number): number => {
   if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} needs a non-negative number`);
   return v;
 };
-const connections = flag('connections', 32), duration = flag('duration', 10), rounds = flag('rounds', 3);
-const threads = flag('threads', Number(process.env['GRAFT_THREADS']) || 2), side = flag('side', 256), maxDelay = flag('max-delay-ms', 5);
+const connections = flag('connections', 32),
+  duration = flag('duration', 10),
+  rounds = flag('rounds', 3);
+const threads = flag('threads', Number(process.env['GRAFT_THREADS']) || 2),
+  side = flag('side', 256),
+  maxDelay = flag('max-delay-ms', 5);
 const forceMnist = argv[argv.indexOf('--model') + 1] === 'mnist' && argv.includes('--model');
 
 const tmp = mkdtempSync(join(tmpdir(), 'graft-bench-serve-'));
@@ -81,28 +98,79 @@ async function classifier(): Promise<{ dir: string; what: string }> {
   if (!forceMnist && existsSync(coral) && existsSync(fm)) {
     const data = loadLabelledImages(fm, { maxPerClass: 8 });
     await trainFeatureClassifier(coral, data, { valFraction: 0, testFraction: 0.25, out: dir, seed: 0 });
-    return { dir, what: 'Coral MobileNetV2 1.0 224 (uint8 TFLite imported as float ONNX) + logistic head, 10 Fashion-MNIST classes' };
+    return {
+      dir,
+      what: 'Coral MobileNetV2 1.0 224 (uint8 TFLite imported as float ONNX) + logistic head, 10 Fashion-MNIST classes',
+    };
   }
   const g = makeBatchDynamic(loadModel(assetPath('models/onnxjs-demo/mnist.onnx')));
-  setPreprocess(g, { layout: 'NCHW', width: 28, height: 28, channels: 1, channelOrder: 'GRAY', mean: [0], std: [1 / 255], resize: 'stretch', source: 'flag' });
+  setPreprocess(g, {
+    layout: 'NCHW',
+    width: 28,
+    height: 28,
+    channels: 1,
+    channelOrder: 'GRAY',
+    mean: [0],
+    std: [1 / 255],
+    resize: 'stretch',
+    source: 'flag',
+  });
   const t = readPixelCsv(assetPath('datasets/digits-8x8/digits.csv.gz'));
-  const px = t.pixels.slice(0, 300).map((p) => greyToBmp(Uint8Array.from(p, (v) => Math.round((v * 255) / 16)), t.side, t.side));
-  await trainFeatureClassifier(g, { inputs: px, labels: t.labels.slice(0, 300), classes: Array.from({ length: 10 }, (_, i) => String(i)), names: [], kind: 'idx' }, { out: dir, seed: 0 });
+  const px = t.pixels.slice(0, 300).map((p) =>
+    greyToBmp(
+      Uint8Array.from(p, (v) => Math.round((v * 255) / 16)),
+      t.side,
+      t.side,
+    ),
+  );
+  await trainFeatureClassifier(
+    g,
+    {
+      inputs: px,
+      labels: t.labels.slice(0, 300),
+      classes: Array.from({ length: 10 }, (_, i) => String(i)),
+      names: [],
+      kind: 'idx',
+    },
+    { out: dir, seed: 0 },
+  );
   return { dir, what: 'bundled MNIST CNN (onnxjs demo) + logistic head, 10 digits' };
 }
 
 async function requestImage(): Promise<Buffer> {
   const photo = assetPath('models/coral/cat_720p.jpg');
-  const src = existsSync(photo) ? sharp(photo) : sharp({ create: { width: 640, height: 480, channels: 3, background: '#468' } });
+  const src = existsSync(photo)
+    ? sharp(photo)
+    : sharp({ create: { width: 640, height: 480, channels: 3, background: '#468' } });
   return src.resize(side, side, { fit: 'cover' }).jpeg({ quality: 85 }).toBuffer();
 }
 
 /** Start `graft serve` (the TypeScript sources, as the tests do) and return its URL and process id. */
 function startServer(dir: string, maxBatch: number): Promise<{ url: string; pid: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'src/cli/main.ts'), '--threads', String(threads), 'serve', `m=${dir}`, '--port', '0',
-    '--max-batch', String(maxBatch), '--max-delay-ms', String(maxDelay), '--max-queue', '4096'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(projectRoot, 'src/cli/main.ts'),
+      '--threads',
+      String(threads),
+      'serve',
+      `m=${dir}`,
+      '--port',
+      '0',
+      '--max-batch',
+      String(maxBatch),
+      '--max-delay-ms',
+      String(maxDelay),
+      '--max-queue',
+      '4096',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   children.push(child);
-  let out = '', err = '';
+  let out = '',
+    err = '';
   child.stderr!.on('data', (d) => (err += d));
   return new Promise((res, rej) => {
     child.stdout!.on('data', (d) => {
@@ -114,7 +182,14 @@ function startServer(dir: string, maxBatch: number): Promise<{ url: string; pid:
   });
 }
 
-interface Row { p50: number; p99: number; rps: number; errors: number; batch?: number; cpuMs?: number }
+interface Row {
+  p50: number;
+  p99: number;
+  rps: number;
+  errors: number;
+  batch?: number;
+  cpuMs?: number;
+}
 
 /** CPU time (user + system, all threads) of a process so far, ms: /proc/PID/stat's utime and stime (100 ticks/s). */
 function cpuMsOf(pid: number): number {
@@ -127,15 +202,26 @@ async function load(server: { url: string; pid: number }, body: Buffer, seconds:
   const url = server.url;
   const c0 = cpuMsOf(server.pid);
   const r = await autocannon({
-    url: `${url}/v1/models/m/predict?top=1`, method: 'POST', connections, duration: seconds,
-    headers: { 'content-type': 'image/jpeg' }, body,
+    url: `${url}/v1/models/m/predict?top=1`,
+    method: 'POST',
+    connections,
+    duration: seconds,
+    headers: { 'content-type': 'image/jpeg' },
+    body,
   });
   const cpu = cpuMsOf(server.pid) - c0;
-  return { p50: r.latency.p50, p99: r.latency.p99, rps: r.requests.total / r.duration, errors: r.non2xx + r.errors + r.timeouts, cpuMs: cpu / Math.max(1, r.requests.total) };
+  return {
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    rps: r.requests.total / r.duration,
+    errors: r.non2xx + r.errors + r.timeouts,
+    cpuMs: cpu / Math.max(1, r.requests.total),
+  };
 }
 
 async function stats(url: string): Promise<{ runs: number; inputs: number }> {
-  const m = ((await (await fetch(`${url}/v1/models/m`)).json()) as { batching: { runs: number; inputs: number } }).batching;
+  const m = ((await (await fetch(`${url}/v1/models/m`)).json()) as { batching: { runs: number; inputs: number } })
+    .batching;
   return { runs: m.runs, inputs: m.inputs };
 }
 
@@ -145,18 +231,26 @@ async function peer(session: ort.InferenceSession, feeds: Record<string, ort.Ten
   const c0 = process.cpuUsage();
   const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: connections }, async () => {
-    while (performance.now() < end) {
-      const s = performance.now();
-      await session.run(feeds);
-      lat.push(performance.now() - s);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < end) {
+        const s = performance.now();
+        await session.run(feeds);
+        lat.push(performance.now() - s);
+      }
+    }),
+  );
   const secs = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(c0);
   lat.sort((a, b) => a - b);
   const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
-  return { p50: q(0.5), p99: q(0.99), rps: lat.length / secs, errors: 0, cpuMs: (c.user + c.system) / 1000 / lat.length };
+  return {
+    p50: q(0.5),
+    p99: q(0.99),
+    rps: lat.length / secs,
+    errors: 0,
+    cpuMs: (c.user + c.system) / 1000 / lat.length,
+  };
 }
 
 /** The peer with decoding: each caller decodes the JPEG request (Graft's prepareImage, as the server does), then runs it alone. */
@@ -166,19 +260,27 @@ async function peerDecoding(session: ort.InferenceSession, seconds: number): Pro
   const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
   const name = session.inputNames[0]!;
-  await Promise.all(Array.from({ length: connections }, async () => {
-    while (performance.now() < end) {
-      const s = performance.now();
-      const x = await prepareImage({ name: 'bench', bytes: body }, pre);
-      await session.run({ [name]: new ort.Tensor('float32', x, [1, pre.channels, pre.height, pre.width]) });
-      lat.push(performance.now() - s);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < end) {
+        const s = performance.now();
+        const x = await prepareImage({ name: 'bench', bytes: body }, pre);
+        await session.run({ [name]: new ort.Tensor('float32', x, [1, pre.channels, pre.height, pre.width]) });
+        lat.push(performance.now() - s);
+      }
+    }),
+  );
   const secs = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(c0);
   lat.sort((a, b) => a - b);
   const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
-  return { p50: q(0.5), p99: q(0.99), rps: lat.length / secs, errors: 0, cpuMs: (c.user + c.system) / 1000 / lat.length };
+  return {
+    p50: q(0.5),
+    p99: q(0.99),
+    rps: lat.length / secs,
+    errors: 0,
+    cpuMs: (c.user + c.system) / 1000 / lat.length,
+  };
 }
 
 const median = (rows: Row[]): Row => [...rows].sort((a, b) => a.rps - b.rps)[Math.floor(rows.length / 2)]!;
@@ -189,7 +291,10 @@ const model = loadModel(dir);
 const pre = getPreprocess(model)!;
 const x = await prepareImage({ name: 'bench', bytes: body }, pre);
 const modelBytes = readFileSync(join(dir, 'model.onnx'));
-const session = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads, config: { 'session.intra_op.allow_spinning': '0' } }));
+const session = await ort.InferenceSession.create(
+  modelBytes,
+  sessionOptions({ threads, config: { 'session.intra_op.allow_spinning': '0' } }),
+);
 const spinning = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads }));
 const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', x, [1, pre.channels, pre.height, pre.width]) };
 const [batched, alone] = [await startServer(dir, 32), await startServer(dir, 1)];
@@ -199,7 +304,13 @@ await load(alone, body, 2);
 await peer(session, feeds, 2);
 await peer(spinning, feeds, 2);
 
-const res: Record<'peer' | 'spinning' | 'decoding' | 'batched' | 'unbatched', Row[]> = { peer: [], spinning: [], decoding: [], batched: [], unbatched: [] };
+const res: Record<'peer' | 'spinning' | 'decoding' | 'batched' | 'unbatched', Row[]> = {
+  peer: [],
+  spinning: [],
+  decoding: [],
+  batched: [],
+  unbatched: [],
+};
 const load0 = loadavg()[0]!;
 for (let r = 0; r < rounds; r++) {
   res.peer.push(await peer(session, feeds, duration));
@@ -210,31 +321,57 @@ for (let r = 0; r < rounds; r++) {
   res.unbatched.push(await load(alone, body, duration));
   res.spinning.push(await peer(spinning, feeds, duration));
   res.decoding.push(await peerDecoding(session, duration));
-  process.stderr.write(`round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${b.rps.toFixed(1)}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s, spinning peer ${res.spinning[r]!.rps.toFixed(1)}/s, decoding peer ${res.decoding[r]!.rps.toFixed(1)}/s\n`);
+  process.stderr.write(
+    `round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${b.rps.toFixed(1)}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s, spinning peer ${res.spinning[r]!.rps.toFixed(1)}/s, decoding peer ${res.decoding[r]!.rps.toFixed(1)}/s\n`,
+  );
 }
 const load1 = loadavg()[0]!;
 await session.release();
 await spinning.release();
 
-const p = median(res.peer), b = median(res.batched), u = median(res.unbatched), sp = median(res.spinning), dp = median(res.decoding);
+const p = median(res.peer),
+  b = median(res.batched),
+  u = median(res.unbatched),
+  sp = median(res.spinning),
+  dp = median(res.decoding);
 const fmt = (v: number) => v.toFixed(1);
-console.log(`\ngraft serve under load, ${new Date().toISOString().slice(0, 10)}: ${connections} concurrent clients, ${duration} s × ${rounds} rounds (median round), onnxruntime threads ${threads}`);
+console.log(
+  `\ngraft serve under load, ${new Date().toISOString().slice(0, 10)}: ${connections} concurrent clients, ${duration} s × ${rounds} rounds (median round), onnxruntime threads ${threads}`,
+);
 console.log(`model: ${what}; request: ${side}×${side} JPEG, ${body.length} bytes`);
-console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}); load average ${load0.toFixed(2)} before, ${load1.toFixed(2)} after`);
+console.log(
+  `machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}); load average ${load0.toFixed(2)} before, ${load1.toFixed(2)} after`,
+);
 console.log('');
 console.log('| configuration | requests/s | p50 ms | p99 ms | errors | mean batch | CPU ms / request |');
 console.log('|---|---:|---:|---:|---:|---:|---:|');
-console.log(`| graft serve, batching on (--max-batch 32, --max-delay-ms ${maxDelay}) | ${fmt(b.rps)} | ${fmt(b.p50)} | ${fmt(b.p99)} | ${b.errors} | ${b.batch?.toFixed(1)} | ${fmt(b.cpuMs!)} |`);
-console.log(`| graft serve, batching off (--max-batch 1) | ${fmt(u.rps)} | ${fmt(u.p50)} | ${fmt(u.p99)} | ${u.errors} | 1 | ${fmt(u.cpuMs!)} |`);
-console.log(`| peer: onnxruntime-node in-process, ${connections} callers × batch 1, pre-decoded input, server's session options | ${fmt(p.rps)} | ${fmt(p.p50)} | ${fmt(p.p99)} | 0 | 1 | ${fmt(p.cpuMs!)} |`);
-console.log(`| (reference) the same peer with onnxruntime's default spin-waiting threads | ${fmt(sp.rps)} | ${fmt(sp.p50)} | ${fmt(sp.p99)} | 0 | 1 | ${fmt(sp.cpuMs!)} |`);
-console.log(`| (reference) the peer decoding each JPEG first (Graft's prepareImage, as the server) | ${fmt(dp.rps)} | ${fmt(dp.p50)} | ${fmt(dp.p99)} | 0 | 1 | ${fmt(dp.cpuMs!)} |`);
+console.log(
+  `| graft serve, batching on (--max-batch 32, --max-delay-ms ${maxDelay}) | ${fmt(b.rps)} | ${fmt(b.p50)} | ${fmt(b.p99)} | ${b.errors} | ${b.batch?.toFixed(1)} | ${fmt(b.cpuMs!)} |`,
+);
+console.log(
+  `| graft serve, batching off (--max-batch 1) | ${fmt(u.rps)} | ${fmt(u.p50)} | ${fmt(u.p99)} | ${u.errors} | 1 | ${fmt(u.cpuMs!)} |`,
+);
+console.log(
+  `| peer: onnxruntime-node in-process, ${connections} callers × batch 1, pre-decoded input, server's session options | ${fmt(p.rps)} | ${fmt(p.p50)} | ${fmt(p.p99)} | 0 | 1 | ${fmt(p.cpuMs!)} |`,
+);
+console.log(
+  `| (reference) the same peer with onnxruntime's default spin-waiting threads | ${fmt(sp.rps)} | ${fmt(sp.p50)} | ${fmt(sp.p99)} | 0 | 1 | ${fmt(sp.cpuMs!)} |`,
+);
+console.log(
+  `| (reference) the peer decoding each JPEG first (Graft's prepareImage, as the server) | ${fmt(dp.rps)} | ${fmt(dp.p50)} | ${fmt(dp.p99)} | 0 | 1 | ${fmt(dp.cpuMs!)} |`,
+);
 console.log('');
 const ratio = b.rps / p.rps;
-console.log(`batched / peer throughput: ${(100 * ratio).toFixed(1)} % (target ≥ 80 %: ${ratio >= 0.8 ? 'met' : 'missed'}); unbatched / peer: ${(100 * u.rps / p.rps).toFixed(1)} %`);
+console.log(
+  `batched / peer throughput: ${(100 * ratio).toFixed(1)} % (target ≥ 80 %: ${ratio >= 0.8 ? 'met' : 'missed'}); unbatched / peer: ${((100 * u.rps) / p.rps).toFixed(1)} %`,
+);
 // per round: each configuration's ratio to the peer measured just before it (drift in the machine's load cancels less across rounds)
 const per = res.batched.map((r, i) => r.rps / res.peer[i]!.rps).sort((x, y) => x - y);
-console.log(`batched / peer per round: ${per.map((v) => (100 * v).toFixed(0) + ' %').join(', ')} (median ${(100 * per[Math.floor(per.length / 2)]!).toFixed(1)} %)`);
-console.log(`batched / decoding peer throughput: ${(100 * b.rps / dp.rps).toFixed(1)} %`);
-console.log(`CPU time per request, peer / batched: ${(100 * p.cpuMs! / b.cpuMs!).toFixed(1)} % (on an otherwise idle machine, where both are CPU-bound, the throughput ratio tends to this)`);
+console.log(
+  `batched / peer per round: ${per.map((v) => (100 * v).toFixed(0) + ' %').join(', ')} (median ${(100 * per[Math.floor(per.length / 2)]!).toFixed(1)} %)`,
+);
+console.log(`batched / decoding peer throughput: ${((100 * b.rps) / dp.rps).toFixed(1)} %`);
+console.log(
+  `CPU time per request, peer / batched: ${((100 * p.cpuMs!) / b.cpuMs!).toFixed(1)} % (on an otherwise idle machine, where both are CPU-bound, the throughput ratio tends to this)`,
+);
 process.exit(0);

@@ -42,11 +42,26 @@ const model = loadModelFolderSync(assetPath('models/text/bert-mini-debian'));
 const cache = openCache(arg('--cache', '/tmp/graft-text-cache'));
 const extractor = new TextFeatureExtractor(model, 'mean');
 
-interface Row { task: string; perClass: number; seed: number; method: string; accuracy: number; seconds: number; note?: string }
-const results: Row[] = existsSync(outFile) && args.includes('--resume') ? (JSON.parse(readFileSync(outFile, 'utf8')) as { rows: Row[] }).rows : [];
-const have = (r: Omit<Row, 'accuracy' | 'seconds'>) => results.some((x) => x.task === r.task && x.perClass === r.perClass && x.seed === r.seed && x.method === r.method);
+interface Row {
+  task: string;
+  perClass: number;
+  seed: number;
+  method: string;
+  accuracy: number;
+  seconds: number;
+  note?: string;
+}
+const results: Row[] =
+  existsSync(outFile) && args.includes('--resume')
+    ? (JSON.parse(readFileSync(outFile, 'utf8')) as { rows: Row[] }).rows
+    : [];
+const have = (r: Omit<Row, 'accuracy' | 'seconds'>) =>
+  results.some((x) => x.task === r.task && x.perClass === r.perClass && x.seed === r.seed && x.method === r.method);
 const save = () => {
-  atomicWrite(outFile, Buffer.from(JSON.stringify({ model: 'bert-mini-debian', maxLength, rows: results }, null, 1) + '\n'));
+  atomicWrite(
+    outFile,
+    Buffer.from(JSON.stringify({ model: 'bert-mini-debian', maxLength, rows: results }, null, 1) + '\n'),
+  );
   writeDoc();
 };
 const acc = (pred: number[], y: number[]) => pred.filter((p, i) => p === y[i]).length / y.length;
@@ -76,52 +91,119 @@ function picks(t: TextTable, testPerClass: number, per: number, seed: number) {
   return { train, test };
 }
 
-async function classification(task: string, t: TextTable, testPerClass: number, per: number, seed: number, methods: string[], ml: number) {
+async function classification(
+  task: string,
+  t: TextTable,
+  testPerClass: number,
+  per: number,
+  seed: number,
+  methods: string[],
+  ml: number,
+) {
   const { train, test } = picks(t, testPerClass, per, seed);
-  const trX = train.map((i) => t.texts[i]!), trY = train.map((i) => t.y[i]!);
-  const teX = test.map((i) => t.texts[i]!), teY = test.map((i) => t.y[i]!);
+  const trX = train.map((i) => t.texts[i]!),
+    trY = train.map((i) => t.y[i]!);
+  const teX = test.map((i) => t.texts[i]!),
+    teY = test.map((i) => t.y[i]!);
   const base = { task, perClass: per, seed };
-  const feats = async (ix: number[]) => extractor.extract(ix.map((i) => t.texts[i]!), { maxLength: ml, cache, warn: quiet });
+  const feats = async (ix: number[]) =>
+    extractor.extract(
+      ix.map((i) => t.texts[i]!),
+      { maxLength: ml, cache, warn: quiet },
+    );
   let head: Awaited<ReturnType<typeof fitTextHead>> | undefined;
   const probe = async () => (head ??= await fitTextHead(await feats(train), trY, seed));
-  const evalGraph = async (g: Parameters<typeof predictTextProba>[0]) => acc((await predictTextProba(g, model.tokenizer, teX, { maxLength: ml, warn: quiet })).map(argmax), teY);
+  const evalGraph = async (g: Parameters<typeof predictTextProba>[0]) =>
+    acc((await predictTextProba(g, model.tokenizer, teX, { maxLength: ml, warn: quiet })).map(argmax), teY);
   const steps = (n: number) => Math.max(3 * Math.ceil(n / 16), 60);
   for (const m of methods) {
-    if (m === 'tfidf') await record({ ...base, method: 'TF-IDF + LR' }, async () => acc((await trainTfidfClassifier(trX, trY, { seed })).predict(teX), teY));
-    if (m === 'frozen') await record({ ...base, method: 'frozen features + LR' }, async () => (await probe()).accuracy(await feats(test), teY));
+    if (m === 'tfidf')
+      await record({ ...base, method: 'TF-IDF + LR' }, async () =>
+        acc((await trainTfidfClassifier(trX, trY, { seed })).predict(teX), teY),
+      );
+    if (m === 'frozen')
+      await record({ ...base, method: 'frozen features + LR' }, async () =>
+        (await probe()).accuracy(await feats(test), teY),
+      );
     if (m === 'lpft')
       await record({ ...base, method: 'LP-FT (probe head, then full fine-tune, lr 1e-4)' }, async () => {
-        const r = await finetuneText(model, trX, trY, { classes: t.classes.length, maxLength: ml, seed, head: await probe(), lr: 1e-4, epochs: 3, minSteps: steps(trX.length), warn: quiet });
+        const r = await finetuneText(model, trX, trY, {
+          classes: t.classes.length,
+          maxLength: ml,
+          seed,
+          head: await probe(),
+          lr: 1e-4,
+          epochs: 3,
+          minSteps: steps(trX.length),
+          warn: quiet,
+        });
         return evalGraph(r.graph);
       });
     if (m === 'plain')
       await record({ ...base, method: 'plain fine-tune (random head, lr 1e-4)' }, async () => {
-        const r = await finetuneText(model, trX, trY, { classes: t.classes.length, maxLength: ml, seed, lr: 1e-4, epochs: 3, minSteps: steps(trX.length), warn: quiet });
+        const r = await finetuneText(model, trX, trY, {
+          classes: t.classes.length,
+          maxLength: ml,
+          seed,
+          lr: 1e-4,
+          epochs: 3,
+          minSteps: steps(trX.length),
+          warn: quiet,
+        });
         return evalGraph(r.graph);
       });
     if (m === 'lora')
       await record({ ...base, method: 'LP + LoRA r8 (lr 5e-4)' }, async () => {
-        const r = await finetuneText(model, trX, trY, { classes: t.classes.length, maxLength: ml, seed, head: await probe(), mode: 'lora', loraRank: 8, lr: 5e-4, epochs: 3, minSteps: steps(trX.length), warn: quiet });
+        const r = await finetuneText(model, trX, trY, {
+          classes: t.classes.length,
+          maxLength: ml,
+          seed,
+          head: await probe(),
+          mode: 'lora',
+          loraRank: 8,
+          lr: 5e-4,
+          epochs: 3,
+          minSteps: steps(trX.length),
+          warn: quiet,
+        });
         return evalGraph(r.graph);
       });
     if (m === 'setfit')
       await record({ ...base, method: 'SetFit (contrastive pairs, then LR)' }, async () => {
-        const r = await trainSetFit(model, trX, trY, { maxLength: ml, seed, lr: 2e-5 * 5, steps: Math.min(Math.ceil((20 * 2 * trX.length) / 16), 120) });
+        const r = await trainSetFit(model, trX, trY, {
+          maxLength: ml,
+          seed,
+          lr: 2e-5 * 5,
+          steps: Math.min(Math.ceil((20 * 2 * trX.length) / 16), 120),
+        });
         const a = r.head.accuracy(await r.extractor.extract(teX, { maxLength: ml, warn: quiet }), teY);
         await r.extractor.release();
         return a;
       });
     if (m === 'prompt')
       await record({ ...base, method: 'prompt-based FT (MLM head, bad/good, lr 3e-5)' }, async () => {
-        const r = await finetunePrompt(model, trX, trY, { labelWords: labelWords(t), maxLength: ml, seed, lr: 3e-5, epochs: 10, minSteps: 70, batchSize: 16, warn: quiet });
-        return acc((await predictPromptProba(r, model.tokenizer, teX, { maxLength: ml, warn: quiet })).map(argmax), teY);
+        const r = await finetunePrompt(model, trX, trY, {
+          labelWords: labelWords(t),
+          maxLength: ml,
+          seed,
+          lr: 3e-5,
+          epochs: 10,
+          minSteps: 70,
+          batchSize: 16,
+          warn: quiet,
+        });
+        return acc(
+          (await predictPromptProba(r, model.tokenizer, teX, { maxLength: ml, warn: quiet })).map(argmax),
+          teY,
+        );
       });
   }
 }
 
 /** Label word per class for prompt-based tuning; only the polarity tables' -1/1 (class 0 = -1 = bad, 1 = 1 = good). */
 function labelWords(t: TextTable): string[] {
-  if (t.classes.join() !== '-1,1') throw new Error(`prompt rows expect classes -1, 1 (bad, good), got ${t.classes.join(', ')}`);
+  if (t.classes.join() !== '-1,1')
+    throw new Error(`prompt rows expect classes -1, 1 (bad, good), got ${t.classes.join(', ')}`);
   return ['bad', 'good'];
 }
 
@@ -138,10 +220,23 @@ function table(task: string): string {
   const methods = [...new Set(rows.map((r) => r.method))];
   const pcs = [...new Set(rows.map((r) => r.perClass))].sort((a, b) => a - b);
   const head = `| method | ${pcs.map((p) => `${p} / class`).join(' | ')} |\n|---|${pcs.map(() => '---').join('|')}|\n`;
-  return head + methods.map((m) => `| ${m} | ${pcs.map((p) => {
-    const a = rows.filter((r) => r.method === m && r.perClass === p).map((r) => r.accuracy);
-    return a.length ? `${mean(a).toFixed(3)}${a.length > 1 ? ` ± ${sd(a).toFixed(3)}` : ''} (${a.length})` : '–';
-  }).join(' | ')} |`).join('\n') + '\n';
+  return (
+    head +
+    methods
+      .map(
+        (m) =>
+          `| ${m} | ${pcs
+            .map((p) => {
+              const a = rows.filter((r) => r.method === m && r.perClass === p).map((r) => r.accuracy);
+              return a.length
+                ? `${mean(a).toFixed(3)}${a.length > 1 ? ` ± ${sd(a).toFixed(3)}` : ''} (${a.length})`
+                : '–';
+            })
+            .join(' | ')} |`,
+      )
+      .join('\n') +
+    '\n'
+  );
 }
 
 /** Per budget: mean paired difference of each fine-tuning method against frozen features (same seed = same texts). */
@@ -149,26 +244,38 @@ function paired(task: string): string {
   const rows = results.filter((r) => r.task === task);
   const frozen = rows.filter((r) => r.method === 'frozen features + LR');
   const lines: string[] = [];
-  for (const m of [...new Set(rows.map((r) => r.method))].filter((m) => m !== 'frozen features + LR' && m !== 'TF-IDF + LR'))
+  for (const m of [...new Set(rows.map((r) => r.method))].filter(
+    (m) => m !== 'frozen features + LR' && m !== 'TF-IDF + LR',
+  ))
     for (const p of [...new Set(rows.map((r) => r.perClass))].sort((a, b) => a - b)) {
-      const d = rows.filter((r) => r.method === m && r.perClass === p).flatMap((r) => {
-        const f = frozen.find((x) => x.perClass === p && x.seed === r.seed);
-        return f ? [r.accuracy - f.accuracy] : [];
-      });
-      if (d.length) lines.push(`| ${m} | ${p} | ${d.map((x) => (x >= 0 ? '+' : '') + x.toFixed(3)).join(', ')} | ${(mean(d) >= 0 ? '+' : '') + mean(d).toFixed(3)} | ${d.filter((x) => x > 0).length}/${d.length} |`);
+      const d = rows
+        .filter((r) => r.method === m && r.perClass === p)
+        .flatMap((r) => {
+          const f = frozen.find((x) => x.perClass === p && x.seed === r.seed);
+          return f ? [r.accuracy - f.accuracy] : [];
+        });
+      if (d.length)
+        lines.push(
+          `| ${m} | ${p} | ${d.map((x) => (x >= 0 ? '+' : '') + x.toFixed(3)).join(', ')} | ${(mean(d) >= 0 ? '+' : '') + mean(d).toFixed(3)} | ${d.filter((x) => x > 0).length}/${d.length} |`,
+        );
     }
-  return lines.length ? `\nAgainst frozen features, per seed (same training texts):\n\n| method | labels / class | difference per seed | mean | seeds won |\n|---|---|---|---|---|\n${lines.join('\n')}\n` : '';
+  return lines.length
+    ? `\nAgainst frozen features, per seed (same training texts):\n\n| method | labels / class | difference per seed | mean | seeds won |\n|---|---|---|---|---|\n${lines.join('\n')}\n`
+    : '';
 }
 
 function writeDoc() {
   const doc = 'docs/text.md';
   if (!existsSync(doc)) return;
   const text = readFileSync(doc, 'utf8');
-  const begin = '<!-- text-classify:begin -->', end = '<!-- text-classify:end -->';
-  const a = text.indexOf(begin), b = text.indexOf(end);
+  const begin = '<!-- text-classify:begin -->',
+    end = '<!-- text-classify:end -->';
+  const a = text.indexOf(begin),
+    b = text.indexOf(end);
   if (a < 0 || b < 0) return;
   const tasks = [...new Set(results.map((r) => r.task))];
-  const body = `\n_Generated by \`bench/text-classify.ts\` from \`${outFile}\` (bert-mini-debian, max length ${maxLength}; accuracy, mean ± sd over (n) seeds; fixed test set per task)._\n\n` +
+  const body =
+    `\n_Generated by \`bench/text-classify.ts\` from \`${outFile}\` (bert-mini-debian, max length ${maxLength}; accuracy, mean ± sd over (n) seeds; fixed test set per task)._\n\n` +
     tasks.map((t) => `#### ${t}\n\n${table(t)}${paired(t)}`).join('\n');
   writeFileSync(doc, text.slice(0, a + begin.length) + body + text.slice(b));
 }
@@ -176,17 +283,46 @@ function writeDoc() {
 const snippets = readTextTable(assetPath('datasets/reviews/polarity-en-pang&lee2.csv'));
 if (stages.includes('snippets'))
   for (const per of budgets) {
-    const methods = per <= 8 ? ['tfidf', 'frozen', 'lpft', 'plain', 'setfit', 'prompt'] : per <= 50 ? ['tfidf', 'frozen', 'lpft', 'plain', 'lora', 'setfit', 'prompt'] : ['tfidf', 'frozen', 'lpft', 'prompt'];
-    for (let s = 0; s < (per >= 500 ? seeds500 : seeds); s++) await classification('review snippets (pang&lee2, 1,000 test)', snippets, 500, per, s, methods, maxLength);
+    const methods =
+      per <= 8
+        ? ['tfidf', 'frozen', 'lpft', 'plain', 'setfit', 'prompt']
+        : per <= 50
+          ? ['tfidf', 'frozen', 'lpft', 'plain', 'lora', 'setfit', 'prompt']
+          : ['tfidf', 'frozen', 'lpft', 'prompt'];
+    for (let s = 0; s < (per >= 500 ? seeds500 : seeds); s++)
+      await classification('review snippets (pang&lee2, 1,000 test)', snippets, 500, per, s, methods, maxLength);
   }
 if (stages.includes('spam')) {
   const spam = loadSpamAssassin();
-  for (const per of [8, 50]) for (let s = 0; s < seeds; s++) await classification('SpamAssassin (ham vs spam, 1,000 test)', spam, 500, per, s, ['tfidf', 'frozen', 'lpft'], 128);
+  for (const per of [8, 50])
+    for (let s = 0; s < seeds; s++)
+      await classification(
+        'SpamAssassin (ham vs spam, 1,000 test)',
+        spam,
+        500,
+        per,
+        s,
+        ['tfidf', 'frozen', 'lpft'],
+        128,
+      );
 }
 if (stages.includes('shift'))
-  for (const [lang, file, testPer] of [['French', 'polarity-fr-amazon.csv', 250], ['Dutch', 'polarity-nl-bol.com.csv', 250], ['German', 'polarity-de-amazon.csv', 50]] as const) {
+  for (const [lang, file, testPer] of [
+    ['French', 'polarity-fr-amazon.csv', 250],
+    ['Dutch', 'polarity-nl-bol.com.csv', 250],
+    ['German', 'polarity-de-amazon.csv', 50],
+  ] as const) {
     const t = readTextTable(assetPath(`datasets/reviews/${file}`));
-    for (let s = 0; s < seeds; s++) await classification(`language shift: ${lang} reviews (${2 * testPer} test)`, t, testPer, 50, s, ['tfidf', 'frozen'], 128);
+    for (let s = 0; s < seeds; s++)
+      await classification(
+        `language shift: ${lang} reviews (${2 * testPer} test)`,
+        t,
+        testPer,
+        50,
+        s,
+        ['tfidf', 'frozen'],
+        128,
+      );
   }
 await extractor.release();
 save();

@@ -71,9 +71,24 @@ const HELP = `usage: npx tsx bench/train-step.ts [options]
                       PyTorch (d) runs on the CPU whatever this says (torch_train_step.py has no device option)`;
 
 interface Args {
-  models: string[]; batch: number; size: number; iters: number; warmup: number; threads: number;
-  bn: 'batch' | 'frozen'; fold: 'on' | 'off' | 'ab'; optimizer: 'adamw' | 'sgd'; opset: number; torch: boolean; profile: boolean; clock: 'wall' | 'cpu';
-  profileIters: number; python: string; out: string; modelsDir: string; device: string;
+  models: string[];
+  batch: number;
+  size: number;
+  iters: number;
+  warmup: number;
+  threads: number;
+  bn: 'batch' | 'frozen';
+  fold: 'on' | 'off' | 'ab';
+  optimizer: 'adamw' | 'sgd';
+  opset: number;
+  torch: boolean;
+  profile: boolean;
+  clock: 'wall' | 'cpu';
+  profileIters: number;
+  python: string;
+  out: string;
+  modelsDir: string;
+  device: string;
 }
 
 function parseCli(): Args {
@@ -109,20 +124,36 @@ function parseCli(): Args {
     if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer ≥ ${min}, got '${v}'`);
     return n;
   };
-  const models = values.models.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const m of models) if (!['mobilenetv2', 'resnet18'].includes(m)) fail(`unknown model '${m}' (mobilenetv2, resnet18)`);
+  const models = values.models
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const m of models)
+    if (!['mobilenetv2', 'resnet18'].includes(m)) fail(`unknown model '${m}' (mobilenetv2, resnet18)`);
   if (values.bn !== 'batch' && values.bn !== 'frozen') fail(`--bn must be batch or frozen`);
   if (values.fold !== 'on' && values.fold !== 'off' && values.fold !== 'ab') fail(`--fold must be on, off or ab`);
   if (values.optimizer !== 'adamw' && values.optimizer !== 'sgd') fail(`--optimizer must be adamw or sgd`);
   if (values.clock !== 'wall' && values.clock !== 'cpu') fail(`--clock must be wall or cpu`);
   const out = resolve(values.out);
   return {
-    models, batch: int('batch', values.batch, 1), size: int('size', values.size, 32), iters: int('iters', values.iters, 1),
+    models,
+    batch: int('batch', values.batch, 1),
+    size: int('size', values.size, 32),
+    iters: int('iters', values.iters, 1),
     warmup: int('warmup', values.warmup, 0),
     threads: int('threads', values.threads ?? process.env['GRAFT_THREADS'] ?? '2', 1),
-    bn: values.bn, fold: values.fold, optimizer: values.optimizer, opset: int('opset', values.opset, 13), torch: !values['no-torch'], clock: values.clock,
-    profile: values.profile, profileIters: int('profile-iters', values['profile-iters'], 1), python: values.python,
-    out, modelsDir: resolve(values['models-dir'] ?? join(out, 'models')), device: values.device,
+    bn: values.bn,
+    fold: values.fold,
+    optimizer: values.optimizer,
+    opset: int('opset', values.opset, 13),
+    torch: !values['no-torch'],
+    clock: values.clock,
+    profile: values.profile,
+    profileIters: int('profile-iters', values['profile-iters'], 1),
+    python: values.python,
+    out,
+    modelsDir: resolve(values['models-dir'] ?? join(out, 'models')),
+    device: values.device,
   };
 }
 
@@ -143,13 +174,22 @@ const fmt = (v: number, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : '—');
 
 function table(head: string[], rows: string[][], right = new Set<number>()): string {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => r.map((c, i) => (right.has(i) ? c.padStart(w[i]!) : c.padEnd(w[i]!))).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => (right.has(i) ? c.padStart(w[i]!) : c.padEnd(w[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(head), w.map((n) => '─'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
 }
 
 // ───────────────────────────── PyTorch child ─────────────────────────────
 
-interface TorchReady { ready: true; torch: string; threads: number; models: { model: string; onnx: string; params: number }[] }
+interface TorchReady {
+  ready: true;
+  torch: string;
+  threads: number;
+  models: { model: string; onnx: string; params: number }[];
+}
 
 /** bench/torch_train_step.py --serve: one JSON request per line in, one JSON answer per line out. */
 class TorchServer {
@@ -178,7 +218,9 @@ class TorchServer {
   }
 
   static start(a: Args): TorchServer {
-    const proc = spawn(a.python, [join(HERE, 'torch_train_step.py'), '--serve', ...pyArgs(a)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const proc = spawn(a.python, [join(HERE, 'torch_train_step.py'), '--serve', ...pyArgs(a)], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     proc.on('error', (e) => fail(`cannot start ${a.python}: ${e.message}`));
     return new TorchServer(proc);
   }
@@ -208,14 +250,35 @@ class TorchServer {
 }
 
 function pyArgs(a: Args): string[] {
-  return ['--models', a.models.join(','), '--batch', String(a.batch), '--size', String(a.size), '--threads', String(a.threads),
-    '--bn', a.bn, '--optimizer', a.optimizer, '--opset', String(a.opset), '--export-dir', a.modelsDir, '--clock', a.clock];
+  return [
+    '--models',
+    a.models.join(','),
+    '--batch',
+    String(a.batch),
+    '--size',
+    String(a.size),
+    '--threads',
+    String(a.threads),
+    '--bn',
+    a.bn,
+    '--optimizer',
+    a.optimizer,
+    '--opset',
+    String(a.opset),
+    '--export-dir',
+    a.modelsDir,
+    '--clock',
+    a.clock,
+  ];
 }
 
 // ───────────────────────────── gradient-node attribution (for --profile) ─────────────────────────────
 
 /** Where a gradient node comes from: the rule of a forward node, or the summing of several contributions. */
-interface Origin { node: Node; accumulation: boolean }
+interface Origin {
+  node: Node;
+  accumulation: boolean;
+}
 
 /** Gradient node name → origin. Filled while the training graph is built (with --profile). */
 let attribution: Map<string, Origin> | null = null;
@@ -245,7 +308,16 @@ function recordGradientOrigins(): void {
         dy: { get: () => lazily(() => c.dy) },
         dyOf: { value: (i: number) => lazily(() => c.dyOf(i)) },
       });
-      const out = rule(ctx).map((g) => (typeof g === 'function' ? () => { const at = c.b.emitted.length; const v = g(); mark(at, false); return v; } : g));
+      const out = rule(ctx).map((g) =>
+        typeof g === 'function'
+          ? () => {
+              const at = c.b.emitted.length;
+              const v = g();
+              mark(at, false);
+              return v;
+            }
+          : g,
+      );
       mark(before, false);
       return out;
     };
@@ -264,7 +336,8 @@ function nodeKind(n: Node, tg: TrainingGraph): string {
     const kind = g > 1 && w[1] === 1 ? 'depthwise ' : g > 1 ? `grouped(${g}) ` : '';
     return `Conv ${kind}${k}${s}`;
   }
-  if (n.opType === 'MaxPool' || n.opType === 'AveragePool') return `${n.opType} ${(attrInts(n, 'kernel_shape') ?? []).join('×')}${s}`;
+  if (n.opType === 'MaxPool' || n.opType === 'AveragePool')
+    return `${n.opType} ${(attrInts(n, 'kernel_shape') ?? []).join('×')}${s}`;
   return n.opType;
 }
 
@@ -283,7 +356,11 @@ interface ModelRun {
 }
 
 /** Relative L2 differences of gradient sets `a` against `b`: over all tensors, and the worst tensor. */
-interface GradDiff { globalRelL2: number; worstRelL2: number; worst: string }
+interface GradDiff {
+  globalRelL2: number;
+  worstRelL2: number;
+  worst: string;
+}
 
 /**
  * --fold ab: the loss and gradients of the folded and the unfolded trainer at the same weights, and as
@@ -291,7 +368,14 @@ interface GradDiff { globalRelL2: number; worstRelL2: number; worst: string }
  * the last place (×(1 ± 2⁻²⁴), random signs) and by two (×(1 ± 2⁻²²)): differences of that size are
  * float32 rounding (amplified by ReLU/ReLU6 gates that flip), not the fold.
  */
-interface FoldCheck { lossA: number; lossB: number; tensors: number; fold: GradDiff; noiseFloor: GradDiff; noiseFloor4: GradDiff }
+interface FoldCheck {
+  lossA: number;
+  lossB: number;
+  tensors: number;
+  fold: GradDiff;
+  noiseFloor: GradDiff;
+  noiseFloor4: GradDiff;
+}
 
 function gradDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): GradDiff {
   let [num, den, worstRelL2, worst] = [0, 0, 0, ''];
@@ -328,14 +412,19 @@ async function compareFirstStep(a: Trainer, b: Trainer, data: Feeds, labels: Ten
   const saved = new Map([...b.params].map(([k, v]) => [k, Float32Array.from(v)]));
   const perturbed = async (rel: number) => {
     const rng = new Rng(3);
-    for (const v of b.params.values()) for (let i = 0; i < v.length; i++) v[i] = v[i]! * (1 + (rng.uniform() < 0.5 ? -1 : 1) * rel);
+    for (const v of b.params.values())
+      for (let i = 0; i < v.length; i++) v[i] = v[i]! * (1 + (rng.uniform() < 0.5 ? -1 : 1) * rel);
     const gn = await capture(b);
     for (const [k, v] of saved) b.params.get(k)!.set(v);
     return gradDiff(gn.grads, gb.grads);
   };
   return {
-    lossA: ga.loss, lossB: gb.loss, tensors: gb.grads.size, fold: gradDiff(ga.grads, gb.grads),
-    noiseFloor: await perturbed(2 ** -24), noiseFloor4: await perturbed(2 ** -22),
+    lossA: ga.loss,
+    lossB: gb.loss,
+    tensors: gb.grads.size,
+    fold: gradDiff(ga.grads, gb.grads),
+    noiseFloor: await perturbed(2 ** -24),
+    noiseFloor4: await perturbed(2 ** -22),
   };
 }
 
@@ -364,7 +453,10 @@ function batchFeeds(tg: TrainingGraph, a: Args, seed: number): { data: Feeds; la
   for (let i = 0; i < x.length; i++) x[i] = rng.normal();
   const classes = tg.classes ?? 1000;
   const y = BigInt64Array.from({ length: a.batch }, () => BigInt(rng.int(classes)));
-  return { data: { [input]: { dtype: 'float32', dims, data: x } }, labels: { dtype: 'int64', dims: [a.batch], data: y } };
+  return {
+    data: { [input]: { dtype: 'float32', dims, data: x } },
+    labels: { dtype: 'int64', dims: [a.batch], data: y },
+  };
 }
 
 function trainerFeeds(tr: Trainer): Feeds {
@@ -402,20 +494,37 @@ async function benchModel(model: string, onnx: string, a: Args, torch: TorchServ
   if (a.profile) attribution = new Map();
   const t0 = performance.now();
   const trainer = await Trainer.create(g, {
-    trainable: 'all', batchNorm: a.bn, foldBatchNorm: a.fold !== 'off', optimizer: optimizerSpec(a), lr: 1e-3, runtime,
+    trainable: 'all',
+    batchNorm: a.bn,
+    foldBatchNorm: a.fold !== 'off',
+    optimizer: optimizerSpec(a),
+    lr: 1e-3,
+    runtime,
   });
   const compileMs = performance.now() - t0;
   const origins = attribution;
   attribution = null;
   // --fold ab: the same training without the Conv → BatchNorm fold, timed in the same rounds
-  const unfolded = a.fold === 'ab' && a.bn === 'frozen'
-    ? await Trainer.create(g, { trainable: 'all', batchNorm: a.bn, foldBatchNorm: false, optimizer: optimizerSpec(a), lr: 1e-3, runtime })
-    : null;
+  const unfolded =
+    a.fold === 'ab' && a.bn === 'frozen'
+      ? await Trainer.create(g, {
+          trainable: 'all',
+          batchNorm: a.bn,
+          foldBatchNorm: false,
+          optimizer: optimizerSpec(a),
+          lr: 1e-3,
+          runtime,
+        })
+      : null;
   const tg = trainer.tg;
   const fwd = await Session.fromGraph(forwardGraph(tg), runtime, `${model} (forward+loss)`);
   const { data, labels } = batchFeeds(tg, a, 7);
   const run: ModelRun = {
-    model, onnx, compileMs, trainingNodes: tg.graph.nodes.length, params: tg.params.length,
+    model,
+    onnx,
+    compileMs,
+    trainingNodes: tg.graph.nodes.length,
+    params: tg.params.length,
     ms: { inference: [], forward: [], step: [], stepUnfolded: [], torch: [] },
   };
   const once: Record<Mode, () => Promise<number>> = {
@@ -425,14 +534,25 @@ async function benchModel(model: string, onnx: string, a: Args, torch: TorchServ
     stepUnfolded: () => timeIt(() => unfolded!.step(data, labels)),
     torch: async () => (await torch!.steps(model, 1))[0]!,
   };
-  const modes: Mode[] = ['inference', 'forward', 'step', ...(unfolded ? ['stepUnfolded' as const] : []), ...(torch ? ['torch' as const] : [])];
-  console.log(`\n${model}: training graph ${run.trainingNodes} nodes, ${run.params} trainable tensors, compiled in ${fmt(compileMs / 1000, 2)} s`);
+  const modes: Mode[] = [
+    'inference',
+    'forward',
+    'step',
+    ...(unfolded ? ['stepUnfolded' as const] : []),
+    ...(torch ? ['torch' as const] : []),
+  ];
+  console.log(
+    `\n${model}: training graph ${run.trainingNodes} nodes, ${run.params} trainable tensors, compiled in ${fmt(compileMs / 1000, 2)} s`,
+  );
   if (unfolded) {
     console.log(`  without the BatchNorm fold: ${unfolded.tg.graph.nodes.length} nodes`);
     run.foldCheck = await compareFirstStep(trainer, unfolded, data, labels);
     const c = run.foldCheck;
-    const d = (v: GradDiff) => `relative L2 ${v.globalRelL2.toExponential(2)} over all, worst tensor ${v.worstRelL2.toExponential(2)} (${v.worst})`;
-    console.log(`  same weights, folded vs not: loss ${c.lossA} vs ${c.lossB}; gradients of ${c.tensors} tensors: ${d(c.fold)}`);
+    const d = (v: GradDiff) =>
+      `relative L2 ${v.globalRelL2.toExponential(2)} over all, worst tensor ${v.worstRelL2.toExponential(2)} (${v.worst})`;
+    console.log(
+      `  same weights, folded vs not: loss ${c.lossA} vs ${c.lossB}; gradients of ${c.tensors} tensors: ${d(c.fold)}`,
+    );
     console.log(`  float32 noise floor (unfolded, weights ×(1 ± 2⁻²⁴)): ${d(c.noiseFloor)}`);
     console.log(`  float32 noise floor (unfolded, weights ×(1 ± 2⁻²²)): ${d(c.noiseFloor4)}`);
   }
@@ -452,13 +572,17 @@ async function benchModel(model: string, onnx: string, a: Args, torch: TorchServ
   }
   // Profile with nothing else alive: the timed sessions hold gigabytes of activations between runs.
   await Promise.all([infer.release(), fwd.release(), trainer.release(), unfolded?.release()]);
-  if (a.profile) run.profile = await profileStep(model, trainer, data, labels, a, origins ?? new Map(), median(run.ms.step));
+  if (a.profile)
+    run.profile = await profileStep(model, trainer, data, labels, a, origins ?? new Map(), median(run.ms.step));
   return run;
 }
 
 // ───────────────────────────── profiling ─────────────────────────────
 
-interface Agg { ms: number; count: number }
+interface Agg {
+  ms: number;
+  count: number;
+}
 interface ProfileSummary {
   file: string;
   forwardOnlyFile: string;
@@ -478,7 +602,10 @@ interface ProfileSummary {
 }
 
 interface OrtEvent {
-  cat: string; name: string; ts: number; dur: number;
+  cat: string;
+  name: string;
+  ts: number;
+  dur: number;
   args?: { op_name?: string; output_type_shape?: Record<string, number[]>[] };
 }
 
@@ -487,7 +614,9 @@ interface OrtEvent {
 async function profiledSession(g: Graph, dir: string, stem: string, a: Args) {
   const started = Date.now();
   const sess = await ort.InferenceSession.create(encodeOnnx(g), {
-    ...(await resolvedSessionOptions({ threads: a.threads, optimization: 'all' })), enableProfiling: true, profileFilePrefix: join(dir, stem),
+    ...(await resolvedSessionOptions({ threads: a.threads, optimization: 'all' })),
+    enableProfiling: true,
+    profileFilePrefix: join(dir, stem),
   });
   /** Stop profiling; the kernel events of every run after the PROFILE_WARMUP first ones. */
   const finish = async () => {
@@ -500,7 +629,10 @@ async function profiledSession(g: Graph, dir: string, stem: string, a: Args) {
       .sort((x, y) => statSync(y).mtimeMs - statSync(x).mtimeMs)[0];
     if (!file) throw new Error(`onnxruntime wrote no profile ${stem}_*.json under ${dir}`);
     const events = JSON.parse(readFileSync(file, 'utf8')) as OrtEvent[];
-    const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((x, y) => x.ts - y.ts).slice(PROFILE_WARMUP);
+    const runs = events
+      .filter((e) => e.cat === 'Session' && e.name === 'model_run')
+      .sort((x, y) => x.ts - y.ts)
+      .slice(PROFILE_WARMUP);
     const inRun = (e: OrtEvent) => runs.some((r) => e.ts >= r.ts && e.ts <= r.ts + r.dur);
     const kernels = events.filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time') && inRun(e));
     return { file, steps: runs.length, runMs: runs.reduce((t, r) => t + r.dur, 0) / 1000 / runs.length, kernels };
@@ -513,7 +645,13 @@ async function profiledSession(g: Graph, dir: string, stem: string, a: Args) {
  * forward+loss graph is profiled afterwards to compare forward kernels in and out of the training step.
  */
 async function profileStep(
-  model: string, trainer: Trainer, data: Feeds, labels: Tensor, a: Args, origins: Map<string, Origin>, stepMedianMs: number,
+  model: string,
+  trainer: Trainer,
+  data: Feeds,
+  labels: Tensor,
+  a: Args,
+  origins: Map<string, Origin>,
+  stepMedianMs: number,
 ): Promise<ProfileSummary> {
   const tg = trainer.tg;
   const dir = join(a.out, 'profiles');
@@ -549,9 +687,13 @@ async function profileStep(
     return best;
   };
   const section = (name: string, n: Node | undefined) =>
-    name.startsWith('grad/') || n?.name.startsWith('grad/') ? 'backward'
-    : name.startsWith('loss/') || n?.name.startsWith('loss/') ? 'loss'
-    : n ? 'forward' : 'onnxruntime-inserted';
+    name.startsWith('grad/') || n?.name.startsWith('grad/')
+      ? 'backward'
+      : name.startsWith('loss/') || n?.name.startsWith('loss/')
+        ? 'loss'
+        : n
+          ? 'forward'
+          : 'onnxruntime-inserted';
 
   const add = <T extends Agg>(m: Map<string, T>, k: string, us: number, make: () => T) => {
     const v = m.get(k) ?? make();
@@ -578,9 +720,13 @@ async function profileStep(
     add(bwdOps, op, e.dur, () => ({ ms: 0, count: 0 }));
     const o0 = n ? origins.get(n.name) : undefined;
     const src = o0?.node;
-    const origin = !src ? 'unattributed'
-      : o0.accumulation ? 'gradient accumulation (fan-out)'
-      : src.name.startsWith('loss/') ? `loss (${src.opType})` : nodeKind(src, tg);
+    const origin = !src
+      ? 'unattributed'
+      : o0.accumulation
+        ? 'gradient accumulation (fan-out)'
+        : src.name.startsWith('loss/')
+          ? `loss (${src.opType})`
+          : nodeKind(src, tg);
     const o = add(bwdOrigin, origin, e.dur, () => ({ ms: 0, count: 0, ops: {} as Record<string, number> }));
     o.ops[op] = (o.ops[op] ?? 0) + perStep(e.dur);
     const shape = (e.args?.output_type_shape ?? []).map((s) => `[${Object.values(s)[0]?.join(',') ?? ''}]`).join(' ');
@@ -601,10 +747,18 @@ async function profileStep(
     optMs.push(performance.now() - t);
   }
   return {
-    file, steps, runMs, kernelMs: kernelUs / 1000 / steps, forwardOnlyFile: fwdProfile.file,
-    forwardOnlyRunMs: fwdProfile.runMs, forwardOnlyByOp: Object.fromEntries(forwardOnlyByOp),
-    stepMedianMs, optimizerMs: median(optMs.slice(1)),
-    sections: Object.fromEntries(sections), forwardByOp: sorted(fwdOps), backwardByOp: sorted(bwdOps),
+    file,
+    steps,
+    runMs,
+    kernelMs: kernelUs / 1000 / steps,
+    forwardOnlyFile: fwdProfile.file,
+    forwardOnlyRunMs: fwdProfile.runMs,
+    forwardOnlyByOp: Object.fromEntries(forwardOnlyByOp),
+    stepMedianMs,
+    optimizerMs: median(optMs.slice(1)),
+    sections: Object.fromEntries(sections),
+    forwardByOp: sorted(fwdOps),
+    backwardByOp: sorted(bwdOps),
     backwardByOrigin: sorted(bwdOrigin),
     topBackwardNodes: [...bwdNodes.values()].sort((x, y) => y.ms - x.ms).slice(0, 10),
   };
@@ -614,31 +768,79 @@ function printProfile(model: string, p: ProfileSummary): void {
   const pct = (v: number, of: number) => `${fmt((100 * v) / of)}%`;
   const bwd = p.sections['backward']?.ms ?? 0;
   console.log(`\nProfile of the ${model} training step (${p.steps} steps, ${p.file})`);
-  console.log(table(['part', 'ms/step', 'share'], [
-    ...Object.entries(p.sections).sort((x, y) => y[1].ms - x[1].ms).map(([k, v]) => [`kernels: ${k}`, fmt(v.ms), pct(v.ms, p.kernelMs)]),
-    ['kernels, all', fmt(p.kernelMs), '100%'],
-    ['session run (model_run)', fmt(p.runMs), ''],
-    ['Trainer.step median (timed above)', fmt(p.stepMedianMs), ''],
-    ['JS optimizer update (measured alone)', fmt(p.optimizerMs), ''],
-  ], new Set([1, 2])));
+  console.log(
+    table(
+      ['part', 'ms/step', 'share'],
+      [
+        ...Object.entries(p.sections)
+          .sort((x, y) => y[1].ms - x[1].ms)
+          .map(([k, v]) => [`kernels: ${k}`, fmt(v.ms), pct(v.ms, p.kernelMs)]),
+        ['kernels, all', fmt(p.kernelMs), '100%'],
+        ['session run (model_run)', fmt(p.runMs), ''],
+        ['Trainer.step median (timed above)', fmt(p.stepMedianMs), ''],
+        ['JS optimizer update (measured alone)', fmt(p.optimizerMs), ''],
+      ],
+      new Set([1, 2]),
+    ),
+  );
   console.log('\nBackward kernel time by operator type (top 10)');
-  console.log(table(['op', 'nodes', 'ms/step', '% bwd'],
-    p.backwardByOp.slice(0, 10).map(([k, v]) => [k, fmt(v.count, 0), fmt(v.ms), pct(v.ms, bwd)]), new Set([1, 2, 3])));
+  console.log(
+    table(
+      ['op', 'nodes', 'ms/step', '% bwd'],
+      p.backwardByOp.slice(0, 10).map(([k, v]) => [k, fmt(v.count, 0), fmt(v.ms), pct(v.ms, bwd)]),
+      new Set([1, 2, 3]),
+    ),
+  );
   console.log('\nBackward kernel time by the forward node it differentiates (top 10)');
-  console.log(table(['forward kind', 'grad nodes', 'ms/step', '% bwd', 'main ops'],
-    p.backwardByOrigin.slice(0, 10).map(([k, v]) => [k, fmt(v.count, 0), fmt(v.ms), pct(v.ms, bwd),
-      Object.entries(v.ops).sort((x, y) => y[1] - x[1]).slice(0, 3).map(([o, ms]) => `${o} ${fmt(ms)}`).join(', ')]),
-    new Set([1, 2, 3])));
+  console.log(
+    table(
+      ['forward kind', 'grad nodes', 'ms/step', '% bwd', 'main ops'],
+      p.backwardByOrigin.slice(0, 10).map(([k, v]) => [
+        k,
+        fmt(v.count, 0),
+        fmt(v.ms),
+        pct(v.ms, bwd),
+        Object.entries(v.ops)
+          .sort((x, y) => y[1] - x[1])
+          .slice(0, 3)
+          .map(([o, ms]) => `${o} ${fmt(ms)}`)
+          .join(', '),
+      ]),
+      new Set([1, 2, 3]),
+    ),
+  );
   console.log('\nSlowest backward nodes (top 10)');
-  console.log(table(['node', 'op', 'ms/step', 'output', 'differentiates'],
-    p.topBackwardNodes.map((r) => [r.node, r.op, fmt(r.ms), r.shape, r.origin]), new Set([2])));
+  console.log(
+    table(
+      ['node', 'op', 'ms/step', 'output', 'differentiates'],
+      p.topBackwardNodes.map((r) => [r.node, r.op, fmt(r.ms), r.shape, r.origin]),
+      new Set([2]),
+    ),
+  );
   const fwdTotal = p.sections['forward']?.ms ?? 0;
   const alone = Object.values(p.forwardOnlyByOp).reduce((t, v) => t + v.ms, 0);
-  console.log(`\nForward kernel time by operator type (top 10): inside the training step vs the forward+loss graph alone (run ${fmt(p.forwardOnlyRunMs)} ms)`);
-  console.log(table(['op', 'nodes', 'ms/step', '% fwd', 'alone ms', 'alone nodes'],
-    [...p.forwardByOp.slice(0, 10).map(([k, v]) => [k, fmt(v.count, 0), fmt(v.ms), pct(v.ms, fwdTotal),
-      fmt(p.forwardOnlyByOp[k]?.ms ?? 0), fmt(p.forwardOnlyByOp[k]?.count ?? 0, 0)]),
-    ['all', '', fmt(fwdTotal), '100%', fmt(alone), '']], new Set([1, 2, 3, 4, 5])));
+  console.log(
+    `\nForward kernel time by operator type (top 10): inside the training step vs the forward+loss graph alone (run ${fmt(p.forwardOnlyRunMs)} ms)`,
+  );
+  console.log(
+    table(
+      ['op', 'nodes', 'ms/step', '% fwd', 'alone ms', 'alone nodes'],
+      [
+        ...p.forwardByOp
+          .slice(0, 10)
+          .map(([k, v]) => [
+            k,
+            fmt(v.count, 0),
+            fmt(v.ms),
+            pct(v.ms, fwdTotal),
+            fmt(p.forwardOnlyByOp[k]?.ms ?? 0),
+            fmt(p.forwardOnlyByOp[k]?.count ?? 0, 0),
+          ]),
+        ['all', '', fmt(fwdTotal), '100%', fmt(alone), ''],
+      ],
+      new Set([1, 2, 3, 4, 5]),
+    ),
+  );
 }
 
 // ───────────────────────────── main ─────────────────────────────
@@ -658,15 +860,24 @@ async function main(): Promise<void> {
   cpuClock = a.clock === 'cpu';
   mkdirSync(a.out, { recursive: true });
   if (a.profile) recordGradientOrigins();
-  console.log(`bench/train-step: ${a.models.join(', ')}, batch ${a.batch}, ${a.size}×${a.size}, ${a.threads} thread(s), ` +
-    `BatchNorm ${a.bn}${a.bn === 'frozen' ? ` (fold ${a.fold})` : ''}, ${a.optimizer}, ${a.warmup} warm-up + ${a.iters} timed rounds, ${a.clock === 'cpu' ? 'CPU time' : 'wall clock'}, ` +
-    `onnxruntime-node ${ort.env.versions.common}, device ${device.device}${device.requested !== device.device ? ` (asked: ${device.requested})` : ''}` +
-    (device.device !== 'cpu' && a.torch ? '; PyTorch (d) runs on the CPU' : ''));
+  console.log(
+    `bench/train-step: ${a.models.join(', ')}, batch ${a.batch}, ${a.size}×${a.size}, ${a.threads} thread(s), ` +
+      `BatchNorm ${a.bn}${a.bn === 'frozen' ? ` (fold ${a.fold})` : ''}, ${a.optimizer}, ${a.warmup} warm-up + ${a.iters} timed rounds, ${a.clock === 'cpu' ? 'CPU time' : 'wall clock'}, ` +
+      `onnxruntime-node ${ort.env.versions.common}, device ${device.device}${device.requested !== device.device ? ` (asked: ${device.requested})` : ''}` +
+      (device.device !== 'cpu' && a.torch ? '; PyTorch (d) runs on the CPU' : ''),
+  );
 
-  const load = () => loadavg().map((v) => v.toFixed(2)).join(' ');
+  const load = () =>
+    loadavg()
+      .map((v) => v.toFixed(2))
+      .join(' ');
   const loadStart = load();
-  console.log(`load average at start: ${loadStart}` +
-    (loadavg()[0]! > 0.5 ? ' — other processes are using the CPU; expect noisy numbers (medians of alternating rounds soften it)' : ''));
+  console.log(
+    `load average at start: ${loadStart}` +
+      (loadavg()[0]! > 0.5
+        ? ' — other processes are using the CPU; expect noisy numbers (medians of alternating rounds soften it)'
+        : ''),
+  );
   let torch: TorchServer | null = null;
   const onnx = new Map<string, string>();
   if (a.torch) {
@@ -676,7 +887,9 @@ async function main(): Promise<void> {
     console.log(`PyTorch ${ready.torch}, ${ready.threads} thread(s)`);
     for (const m of ready.models) onnx.set(m.model, m.onnx);
   } else {
-    const r = spawnSync(a.python, [join(HERE, 'torch_train_step.py'), '--export-only', ...pyArgs(a)], { encoding: 'utf8' });
+    const r = spawnSync(a.python, [join(HERE, 'torch_train_step.py'), '--export-only', ...pyArgs(a)], {
+      encoding: 'utf8',
+    });
     if (r.status !== 0) fail(`exporting the models failed (${a.python}): ${r.error?.message ?? r.stderr}`);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { exports: { model: string; onnx: string }[] };
     for (const m of out.exports) onnx.set(m.model, m.onnx);
@@ -690,8 +903,15 @@ async function main(): Promise<void> {
       } catch (e) {
         const msg = e instanceof NoGradientRule ? `missing gradient rule: ${e.message}` : (e as Error).message;
         console.error(`\n${m}: FAILED: ${msg}`);
-        runs.push({ model: m, onnx: onnx.get(m)!, compileMs: NaN, trainingNodes: 0, params: 0, error: msg,
-          ms: { inference: [], forward: [], step: [], stepUnfolded: [], torch: [] } });
+        runs.push({
+          model: m,
+          onnx: onnx.get(m)!,
+          compileMs: NaN,
+          trainingNodes: 0,
+          params: 0,
+          error: msg,
+          ms: { inference: [], forward: [], step: [], stepUnfolded: [], torch: [] },
+        });
       }
     }
   } finally {
@@ -705,15 +925,25 @@ async function main(): Promise<void> {
       const v = r.ms[mode];
       if (!v.length) continue;
       const med = median(v);
-      rows.push([r.model, MODE_LABEL[mode], fmt((a.batch * 1000) / med, 2), fmt(med, 0), fmt(Math.min(...v), 0), String(v.length)]);
+      rows.push([
+        r.model,
+        MODE_LABEL[mode],
+        fmt((a.batch * 1000) / med, 2),
+        fmt(med, 0),
+        fmt(Math.min(...v), 0),
+        String(v.length),
+      ]);
     }
   }
-  console.log(`\nResults (batch ${a.batch}, ${a.size}×${a.size}, ${a.threads} thread(s); ${a.clock === 'cpu' ? 'CPU time, ' : ''}median of alternating rounds)`);
+  console.log(
+    `\nResults (batch ${a.batch}, ${a.size}×${a.size}, ${a.threads} thread(s); ${a.clock === 'cpu' ? 'CPU time, ' : ''}median of alternating rounds)`,
+  );
   console.log(table(['model', 'mode', 'images/s', 'ms/batch', 'min ms', 'n'], rows, new Set([2, 3, 4, 5])));
 
   // Ratios against the targets
   const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
-  const paired = (x: number[], y: number[]) => median(x.slice(0, Math.min(x.length, y.length)).map((v, i) => v / y[i]!));
+  const paired = (x: number[], y: number[]) =>
+    median(x.slice(0, Math.min(x.length, y.length)).map((v, i) => v / y[i]!));
   const ratioRows: string[][] = [];
   const summary: Record<string, Record<string, number | boolean>> = {};
   for (const r of runs) {
@@ -721,29 +951,85 @@ async function main(): Promise<void> {
       ratioRows.push([r.model, 'not measured', '', '', '', '', 'FAIL']);
       continue;
     }
-    const [inf, fw, st, th] = [median(r.ms.inference), median(r.ms.forward), median(r.ms.step), r.ms.torch.length ? median(r.ms.torch) : NaN];
+    const [inf, fw, st, th] = [
+      median(r.ms.inference),
+      median(r.ms.forward),
+      median(r.ms.step),
+      r.ms.torch.length ? median(r.ms.torch) : NaN,
+    ];
     const stepOverInf = st / inf;
-    ratioRows.push([r.model, 'step time / inference time', fmt(stepOverInf, 2) + '×', fmt(paired(r.ms.step, r.ms.inference), 2) + '×',
-      fmt(Math.min(...r.ms.step) / Math.min(...r.ms.inference), 2) + '×', `≤ ${TARGET_STEP_OVER_INFERENCE}×`, verdict(stepOverInf <= TARGET_STEP_OVER_INFERENCE)]);
-    ratioRows.push([r.model, 'forward+loss time / inference time', fmt(fw / inf, 2) + '×', fmt(paired(r.ms.forward, r.ms.inference), 2) + '×',
-      fmt(Math.min(...r.ms.forward) / Math.min(...r.ms.inference), 2) + '×', '(info)', '']);
-    const s: Record<string, number | boolean> = { inferenceMs: inf, forwardMs: fw, stepMs: st, stepOverInference: stepOverInf,
-      stepOverInferencePass: stepOverInf <= TARGET_STEP_OVER_INFERENCE };
+    ratioRows.push([
+      r.model,
+      'step time / inference time',
+      fmt(stepOverInf, 2) + '×',
+      fmt(paired(r.ms.step, r.ms.inference), 2) + '×',
+      fmt(Math.min(...r.ms.step) / Math.min(...r.ms.inference), 2) + '×',
+      `≤ ${TARGET_STEP_OVER_INFERENCE}×`,
+      verdict(stepOverInf <= TARGET_STEP_OVER_INFERENCE),
+    ]);
+    ratioRows.push([
+      r.model,
+      'forward+loss time / inference time',
+      fmt(fw / inf, 2) + '×',
+      fmt(paired(r.ms.forward, r.ms.inference), 2) + '×',
+      fmt(Math.min(...r.ms.forward) / Math.min(...r.ms.inference), 2) + '×',
+      '(info)',
+      '',
+    ]);
+    const s: Record<string, number | boolean> = {
+      inferenceMs: inf,
+      forwardMs: fw,
+      stepMs: st,
+      stepOverInference: stepOverInf,
+      stepOverInferencePass: stepOverInf <= TARGET_STEP_OVER_INFERENCE,
+    };
     if (r.ms.torch.length) {
       const overTorch = th / st;
-      ratioRows.push([r.model, 'Graft step images/s / PyTorch step images/s', fmt(overTorch, 2) + '×', fmt(paired(r.ms.torch, r.ms.step), 2) + '×',
-        fmt(Math.min(...r.ms.torch) / Math.min(...r.ms.step), 2) + '×', `≥ ${TARGET_OVER_TORCH}×`, verdict(overTorch >= TARGET_OVER_TORCH)]);
-      Object.assign(s, { torchStepMs: th, graftOverTorch: overTorch, graftOverTorchPass: overTorch >= TARGET_OVER_TORCH });
+      ratioRows.push([
+        r.model,
+        'Graft step images/s / PyTorch step images/s',
+        fmt(overTorch, 2) + '×',
+        fmt(paired(r.ms.torch, r.ms.step), 2) + '×',
+        fmt(Math.min(...r.ms.torch) / Math.min(...r.ms.step), 2) + '×',
+        `≥ ${TARGET_OVER_TORCH}×`,
+        verdict(overTorch >= TARGET_OVER_TORCH),
+      ]);
+      Object.assign(s, {
+        torchStepMs: th,
+        graftOverTorch: overTorch,
+        graftOverTorchPass: overTorch >= TARGET_OVER_TORCH,
+      });
     }
     if (r.ms.stepUnfolded.length) {
       const su = median(r.ms.stepUnfolded);
-      ratioRows.push([r.model, "unfolded step time / inference time (c')", fmt(su / inf, 2) + '×', fmt(paired(r.ms.stepUnfolded, r.ms.inference), 2) + '×',
-        fmt(Math.min(...r.ms.stepUnfolded) / Math.min(...r.ms.inference), 2) + '×', '(info)', '']);
-      ratioRows.push([r.model, "folded step time / unfolded step time", fmt(st / su, 3) + '×', fmt(paired(r.ms.step, r.ms.stepUnfolded), 3) + '×',
-        fmt(Math.min(...r.ms.step) / Math.min(...r.ms.stepUnfolded), 3) + '×', '(info)', '']);
+      ratioRows.push([
+        r.model,
+        "unfolded step time / inference time (c')",
+        fmt(su / inf, 2) + '×',
+        fmt(paired(r.ms.stepUnfolded, r.ms.inference), 2) + '×',
+        fmt(Math.min(...r.ms.stepUnfolded) / Math.min(...r.ms.inference), 2) + '×',
+        '(info)',
+        '',
+      ]);
+      ratioRows.push([
+        r.model,
+        'folded step time / unfolded step time',
+        fmt(st / su, 3) + '×',
+        fmt(paired(r.ms.step, r.ms.stepUnfolded), 3) + '×',
+        fmt(Math.min(...r.ms.step) / Math.min(...r.ms.stepUnfolded), 3) + '×',
+        '(info)',
+        '',
+      ]);
       if (r.ms.torch.length)
-        ratioRows.push([r.model, "unfolded Graft step images/s / PyTorch's", fmt(th / su, 2) + '×', fmt(paired(r.ms.torch, r.ms.stepUnfolded), 2) + '×',
-          fmt(Math.min(...r.ms.torch) / Math.min(...r.ms.stepUnfolded), 2) + '×', '(info)', '']);
+        ratioRows.push([
+          r.model,
+          "unfolded Graft step images/s / PyTorch's",
+          fmt(th / su, 2) + '×',
+          fmt(paired(r.ms.torch, r.ms.stepUnfolded), 2) + '×',
+          fmt(Math.min(...r.ms.torch) / Math.min(...r.ms.stepUnfolded), 2) + '×',
+          '(info)',
+          '',
+        ]);
       Object.assign(s, { unfoldedStepMs: su, foldedOverUnfolded: st / su });
     }
     summary[r.model] = s;
@@ -756,7 +1042,14 @@ async function main(): Promise<void> {
   const file = join(a.out, `train-step-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   const loadEnd = load();
   console.log(`load average at end: ${loadEnd}`);
-  writeFileSync(file, JSON.stringify({ args: a, onnxruntime: ort.env.versions.common, load: { start: loadStart, end: loadEnd }, runs, summary }, null, 1));
+  writeFileSync(
+    file,
+    JSON.stringify(
+      { args: a, onnxruntime: ort.env.versions.common, load: { start: loadStart, end: loadEnd }, runs, summary },
+      null,
+      1,
+    ),
+  );
   console.log(`\nraw results: ${file}`);
 }
 

@@ -12,7 +12,17 @@
  * is skipped when no source is newer and every output file exists.
  */
 import { build } from 'esbuild';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,7 +69,10 @@ export async function buildUi({ out = join(root, 'dist', 'studio-ui'), force = f
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(join(tmp, 'ort'), { recursive: true });
   await build({
-    entryPoints: { app: join(src, 'main.ts'), ...(existsSync(join(src, 'app.css')) ? { 'app-style': join(src, 'app.css') } : {}) },
+    entryPoints: {
+      app: join(src, 'main.ts'),
+      ...(existsSync(join(src, 'app.css')) ? { 'app-style': join(src, 'app.css') } : {}),
+    },
     bundle: true,
     format: 'esm',
     platform: 'browser',

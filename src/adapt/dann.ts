@@ -55,7 +55,7 @@ export function sourceCrossEntropy(b: Builder, output: string): string {
   const picked = b.op('GatherElements', [logp, b.unsqueeze(LABELS, [1])], { axis: A.i(1) });
   const per = b.neg(b.squeeze(picked, [1]));
   const n = b.op('Max', [b.reduce('ReduceSum', IS_SOURCE, [0], false), b.f32(1)]);
-  return b.div(b.reduce('ReduceSum', b.mul(per, IS_SOURCE), [0], false), n, );
+  return b.div(b.reduce('ReduceSum', b.mul(per, IS_SOURCE), [0], false), n);
 }
 
 /** Flatten a feature value to [N, D] (identity for 2-D values). */
@@ -82,7 +82,11 @@ function probe(dims: number[], withLambda: boolean): Record<string, Tensor> {
   const n = dims[0]!;
   const out: Record<string, Tensor> = {
     [LABELS]: { dtype: 'int64', dims: [n], data: new BigInt64Array(n) },
-    [IS_SOURCE]: { dtype: 'float32', dims: [n], data: Float32Array.from({ length: n }, (_, i) => (i % 2 === 0 ? 1 : 0)) },
+    [IS_SOURCE]: {
+      dtype: 'float32',
+      dims: [n],
+      data: Float32Array.from({ length: n }, (_, i) => (i % 2 === 0 ? 1 : 0)),
+    },
   };
   if (withLambda) out[GRL_LAMBDA] = { dtype: 'float32', dims: [], data: Float32Array.from([0.5]) };
   return out;
@@ -97,7 +101,9 @@ export function dannLoss(o: DannOptions): AdaptLoss {
       const rng = new Rng(o.seed ?? 0);
       const D = o.featureDim;
       const init = (dims: number[], fanIn: number): Tensor => ({
-        dtype: 'float32', dims, data: Float32Array.from({ length: dims.reduce((p, q) => p * q, 1) }, () => rng.normal() * Math.sqrt(2 / fanIn)),
+        dtype: 'float32',
+        dims,
+        data: Float32Array.from({ length: dims.reduce((p, q) => p * q, 1) }, () => rng.normal() * Math.sqrt(2 / fanIn)),
       });
       const param = (name: string, t: Tensor) => {
         const k = g.uniqueName(name);
@@ -109,9 +115,16 @@ export function dannLoss(o: DannOptions): AdaptLoss {
       const stop = b.op('Identity', [f], {}, 'grl_stop');
       const rev = b.op('Identity', [f], {}, 'grl_reverse');
       const h = b.add(stop, b.mul(GRL_LAMBDA, b.sub(rev, stop)));
-      const w1 = param('domain/fc1.weight', init([H, D], D)), b1 = param('domain/fc1.bias', { dtype: 'float32', dims: [H], data: new Float32Array(H) });
-      const w2 = param('domain/fc2.weight', init([2, H], H)), b2 = param('domain/fc2.bias', { dtype: 'float32', dims: [2], data: new Float32Array(2) });
-      const z = b.op('Gemm', [b.op('Relu', [b.op('Gemm', [h, w1, b1], { transB: A.i(1) })]), w2, b2], { transB: A.i(1) }, 'domain_logits');
+      const w1 = param('domain/fc1.weight', init([H, D], D)),
+        b1 = param('domain/fc1.bias', { dtype: 'float32', dims: [H], data: new Float32Array(H) });
+      const w2 = param('domain/fc2.weight', init([2, H], H)),
+        b2 = param('domain/fc2.bias', { dtype: 'float32', dims: [2], data: new Float32Array(2) });
+      const z = b.op(
+        'Gemm',
+        [b.op('Relu', [b.op('Gemm', [h, w1, b1], { transB: A.i(1) })]), w2, b2],
+        { transB: A.i(1) },
+        'domain_logits',
+      );
       const m = b.unsqueeze(IS_SOURCE, [1]);
       const target = b.op('Concat', [m, b.sub(b.f32(1), m)], { axis: A.i(1) });
       const lp = b.op('LogSoftmax', [z], { axis: A.i(-1) });
@@ -119,12 +132,20 @@ export function dannLoss(o: DannOptions): AdaptLoss {
       const wd = o.domainWeight ?? 1;
       const loss = b.add(ce, wd === 1 ? domain : b.mul(domain, b.f32(wd)));
       return {
-        loss, targets: [LABELS, IS_SOURCE, GRL_LAMBDA], params: [w1, b1, w2, b2], outputs: [ce, domain],
-        gradScale: new Map([[stop, 0], [rev, -1]]),
+        loss,
+        targets: [LABELS, IS_SOURCE, GRL_LAMBDA],
+        params: [w1, b1, w2, b2],
+        outputs: [ce, domain],
+        gradScale: new Map([
+          [stop, 0],
+          [rev, -1],
+        ]),
       };
     },
     probeFeeds: (dims) => probe(dims, true),
-    stepFeeds: (p) => ({ [GRL_LAMBDA]: { dtype: 'float32', dims: [], data: Float32Array.from([o.fixedLambda ?? dannLambda(p, o.gamma)]) } }),
+    stepFeeds: (p) => ({
+      [GRL_LAMBDA]: { dtype: 'float32', dims: [], data: Float32Array.from([o.fixedLambda ?? dannLambda(p, o.gamma)]) },
+    }),
   };
 }
 
@@ -159,14 +180,27 @@ export interface AdaptFitOptions extends Omit<TrainerOptions, 'loss'>, RunOption
  * step takes batchSize/2 source rows and batchSize/2 target rows (the target set is cycled); an epoch
  * is one pass over the source. Returns the trainer (its toGraph() is the adapted model).
  */
-export async function adaptFit(model: Graph, loss: AdaptLoss, source: Examples, target: Float32Array[], o: AdaptFitOptions = {}): Promise<Trainer> {
+export async function adaptFit(
+  model: Graph,
+  loss: AdaptLoss,
+  source: Examples,
+  target: Float32Array[],
+  o: AdaptFitOptions = {},
+): Promise<Trainer> {
   if (!source.x.length) throw new GraftError('domain adaptation needs labelled source examples');
   if (!target.length) throw new GraftError('domain adaptation needs target examples');
   const half = Math.max(1, Math.floor((o.batchSize ?? 64) / 2));
   const epochs = o.epochs ?? 10;
   const perEpoch = Math.ceil(source.x.length / half);
   const total = epochs * perEpoch;
-  const config = { source: source.x.length, target: target.length, epochs, batchSize: o.batchSize ?? 64, seed: o.seed ?? 0, lr: o.lr ?? 1e-3 };
+  const config = {
+    source: source.x.length,
+    target: target.length,
+    epochs,
+    batchSize: o.batchSize ?? 64,
+    seed: o.seed ?? 0,
+    lr: o.lr ?? 1e-3,
+  };
   const extra = runCallbacks(o, config, 'adapting');
   const trainer = await Trainer.create(model, { ...o, loss });
   const dims = exampleDims(model);
@@ -183,15 +217,26 @@ export async function adaptFit(model: Graph, loss: AdaptLoss, source: Examples, 
         const s = sOrder.slice(i, i + half);
         const t: number[] = [];
         while (t.length < half) {
-          if (tPos >= tOrder.length) { tOrder = rng.shuffle([...target.keys()]); tPos = 0; }
+          if (tPos >= tOrder.length) {
+            tOrder = rng.shuffle([...target.keys()]);
+            tPos = 0;
+          }
           t.push(tOrder[tPos++]!);
         }
         const n = s.length + t.length;
         yield {
           feeds: {
             [name]: stack([...s.map((k) => source.x[k]!), ...t.map((k) => target[k]!)], dims),
-            [LABELS]: { dtype: 'int64', dims: [n], data: BigInt64Array.from([...s.map((k) => BigInt(source.y[k]!)), ...t.map(() => 0n)]) },
-            [IS_SOURCE]: { dtype: 'float32', dims: [n], data: Float32Array.from({ length: n }, (_, j) => (j < s.length ? 1 : 0)) },
+            [LABELS]: {
+              dtype: 'int64',
+              dims: [n],
+              data: BigInt64Array.from([...s.map((k) => BigInt(source.y[k]!)), ...t.map(() => 0n)]),
+            },
+            [IS_SOURCE]: {
+              dtype: 'float32',
+              dims: [n],
+              data: Float32Array.from({ length: n }, (_, j) => (j < s.length ? 1 : 0)),
+            },
             ...loss.stepFeeds?.(ctx.trainer.steps / total),
           },
           size: n,
@@ -206,7 +251,9 @@ export async function adaptFit(model: Graph, loss: AdaptLoss, source: Examples, 
     callbacks: [
       new Logger({
         onStep: (_c, s) => {
-          const values = s.result.values ? Object.fromEntries(Object.entries(s.result.values).map(([k, v]) => [k, Number(v.data[0])])) : undefined;
+          const values = s.result.values
+            ? Object.fromEntries(Object.entries(s.result.values).map(([k, v]) => [k, Number(v.data[0])]))
+            : undefined;
           o.onStep?.({ step: s.step, total, loss: s.loss, ...(values ? { values } : {}) });
         },
         onEpoch: (ctx, l) => o.onEpoch?.({ epoch: l.epoch, trainer: ctx.trainer }),
@@ -218,7 +265,12 @@ export async function adaptFit(model: Graph, loss: AdaptLoss, source: Examples, 
 }
 
 /** DANN end to end: the feature value defaults to the model's classifier input. */
-export async function dann(model: Graph, source: Examples, target: Float32Array[], o: AdaptFitOptions & Partial<DannOptions> = {}): Promise<Trainer> {
+export async function dann(
+  model: Graph,
+  source: Examples,
+  target: Float32Array[],
+  o: AdaptFitOptions & Partial<DannOptions> = {},
+): Promise<Trainer> {
   const feature = o.feature ?? defaultFeatureNode(model);
   const D = o.featureDim ?? (await featureDim(model, feature));
   return adaptFit(model, dannLoss({ ...o, feature, featureDim: D }), source, target, o);

@@ -49,7 +49,8 @@ export function entropyLoss(diversity = 0, temperature = 1): CustomLoss {
 export function batchNormAffine(g: Graph): string[] {
   const out: string[] = [];
   for (const n of g.nodes)
-    if (n.opType === 'BatchNormalization') for (const k of [n.inputs[1], n.inputs[2]]) if (k && g.initializers.has(k)) out.push(k);
+    if (n.opType === 'BatchNormalization')
+      for (const k of [n.inputs[1], n.inputs[2]]) if (k && g.initializers.has(k)) out.push(k);
   return out;
 }
 
@@ -87,14 +88,20 @@ export interface EntropyResult {
 }
 
 /** Adapt a classifier to unlabelled target examples by entropy minimization. */
-export async function entropyMinimize(model: Graph, target: Float32Array[], o: EntropyOptions = {}): Promise<EntropyResult> {
+export async function entropyMinimize(
+  model: Graph,
+  target: Float32Array[],
+  o: EntropyOptions = {},
+): Promise<EntropyResult> {
   if (target.length === 0) throw new GraftError('entropy minimization needs target examples');
   const steps = o.steps ?? 50;
   const bn = hasBatchNorm(model);
   const spec = o.trainable ?? 'auto';
   const trainable: TrainableSpec = spec === 'auto' ? (bn ? { names: batchNormAffine(model) } : 'all') : spec;
   const tr = await Trainer.create(model, {
-    loss: entropyLoss(o.diversity ?? 0, o.temperature ?? 1), trainable, lr: o.lr ?? 1e-4,
+    loss: entropyLoss(o.diversity ?? 0, o.temperature ?? 1),
+    trainable,
+    lr: o.lr ?? 1e-4,
     optimizer: o.optimizer ?? { kind: 'adamw', weightDecay: 0 },
     ...(bn ? { batchNorm: 'batch' as const } : {}),
     ...(o.runtime ? { runtime: o.runtime } : {}),
@@ -108,16 +115,28 @@ export async function entropyMinimize(model: Graph, target: Float32Array[], o: E
   const source = steppedBatches(steps, Math.max(1, steps), (s, rng) => {
     if (s === 0) batches = batchesOf(target.length, bs, epochs, rng).filter((b) => b.length === bs);
     const idx = batches[s % batches.length]!;
-    return { feeds: { [name]: stack(idx.map((i) => target[i]!), dims) }, size: idx.length };
+    return {
+      feeds: {
+        [name]: stack(
+          idx.map((i) => target[i]!),
+          dims,
+        ),
+      },
+      size: idx.length,
+    };
   });
   const checkpoints = new Map<number, Graph>();
   const want = new Set(o.checkpoints ?? []);
   const r = await trainLoop(tr, source, {
     seed: o.seed ?? 0,
-    callbacks: [new Logger({ onStep: (ctx, s) => {
-      o.onStep?.({ step: s.step, loss: s.loss });
-      if (want.has(s.step)) checkpoints.set(s.step, ctx.trainer.toGraph());
-    } })],
+    callbacks: [
+      new Logger({
+        onStep: (ctx, s) => {
+          o.onStep?.({ step: s.step, loss: s.loss });
+          if (want.has(s.step)) checkpoints.set(s.step, ctx.trainer.toGraph());
+        },
+      }),
+    ],
   });
   const losses = r.losses;
   try {

@@ -44,7 +44,11 @@ export function mnistModel(): Graph {
 export async function digitsTask(seed = 0): Promise<SourceFreeTask> {
   const d = await loadPixelDataset(requireAsset('datasets/digits-8x8/digits.csv.gz'), { side: 28, pixelMax: 16 });
   const sp = stratifiedSplit(d.y, { testFraction: 0.3, seed });
-  return { model: mnistModel(), target: sp.train.map((i) => d.x[i]!), test: { x: sp.test.map((i) => d.x[i]!), y: sp.test.map((i) => d.y[i]!) } };
+  return {
+    model: mnistModel(),
+    target: sp.train.map((i) => d.x[i]!),
+    test: { x: sp.test.map((i) => d.x[i]!), y: sp.test.map((i) => d.y[i]!) },
+  };
 }
 
 let fashionMemo: { train: IdxDataset; test: IdxDataset } | undefined;
@@ -78,14 +82,25 @@ export interface FashionBnTask extends SourceFreeTask {
 /** Train the BN CNN on the source (batch statistics) and cut the shifted target blocks. */
 export async function fashionBnTask(o: FashionBnOptions = {}): Promise<FashionBnTask> {
   const { train, test } = fashionMnist();
-  const n = o.sourceExamples ?? 3000, a = o.targetExamples ?? 1000, h = o.testExamples ?? 1000;
+  const n = o.sourceExamples ?? 3000,
+    a = o.targetExamples ?? 1000,
+    h = o.testExamples ?? 1000;
   const shift = o.shift ?? 'dim-noisy';
-  const r = await fit(smallBnCnn({ channels: 1, size: 28, classes: 10, seed: o.seed ?? 0 }), { x: train.images.slice(0, n).map(unit), y: train.labels.slice(0, n) }, {
-    epochs: o.epochs ?? 3, batchSize: 64, lr: 2e-3, batchNorm: 'batch', seed: o.seed ?? 0,
-  });
+  const r = await fit(
+    smallBnCnn({ channels: 1, size: 28, classes: 10, seed: o.seed ?? 0 }),
+    { x: train.images.slice(0, n).map(unit), y: train.labels.slice(0, n) },
+    {
+      epochs: o.epochs ?? 3,
+      batchSize: 64,
+      lr: 2e-3,
+      batchNorm: 'batch',
+      seed: o.seed ?? 0,
+    },
+  );
   const model = r.trainer.toGraph();
   await r.trainer.release();
-  const held = test.images.slice(a, a + h).map(unit), hy = test.labels.slice(a, a + h);
+  const held = test.images.slice(a, a + h).map(unit),
+    hy = test.labels.slice(a, a + h);
   return {
     model,
     target: shiftImages(test.images.slice(0, a).map(unit), shift, 1),
@@ -97,7 +112,13 @@ export async function fashionBnTask(o: FashionBnOptions = {}): Promise<FashionBn
 /** mnist.onnx features of 28×28 images in 0–1 (the network reads 0–255). */
 export async function mnistFeatures(model: Graph, xs: Float32Array[], batchSize = 500): Promise<Float32Array[]> {
   const batches = [];
-  for (let i = 0; i < xs.length; i += batchSize) batches.push(stack(xs.slice(i, i + batchSize).map((x) => x.map((v) => v * 255)), [1, 28, 28]));
+  for (let i = 0; i < xs.length; i += batchSize)
+    batches.push(
+      stack(
+        xs.slice(i, i + batchSize).map((x) => x.map((v) => v * 255)),
+        [1, 28, 28],
+      ),
+    );
   return extractFeatures(model, MNIST_FEATURE_NODE, batches, { batchSize });
 }
 
@@ -113,6 +134,9 @@ export async function fashionFeaturePair(n = 2000, shift: PixelShift = 'dim-nois
   const model = mnistModel();
   return {
     source: { x: await mnistFeatures(model, train.images.slice(0, n).map(unit)), y: train.labels.slice(0, n) },
-    target: { x: await mnistFeatures(model, shiftImages(test.images.slice(0, n).map(unit), shift, 1)), y: test.labels.slice(0, n) },
+    target: {
+      x: await mnistFeatures(model, shiftImages(test.images.slice(0, n).map(unit), shift, 1)),
+      y: test.labels.slice(0, n),
+    },
   };
 }

@@ -29,10 +29,12 @@ export type HeadOptions = Pick<LogisticOptions, 'l2' | 'maxIter' | 'numClasses' 
 
 export function checkDomains(source: LabelledFeatures, target: ArrayLike<number>[]): number {
   if (source.x.length === 0) throw new GraftError('no source examples');
-  if (source.x.length !== source.y.length) throw new GraftError(`${source.x.length} source feature vectors but ${source.y.length} labels`);
+  if (source.x.length !== source.y.length)
+    throw new GraftError(`${source.x.length} source feature vectors but ${source.y.length} labels`);
   if (target.length < 2) throw new GraftError(`adaptation needs at least 2 target examples, got ${target.length}`);
   const d = source.x[0]!.length;
-  if (target[0]!.length !== d) throw new GraftError(`source features have ${d} values, target features ${target[0]!.length}`);
+  if (target[0]!.length !== d)
+    throw new GraftError(`source features have ${d} values, target features ${target[0]!.length}`);
   return d;
 }
 
@@ -41,19 +43,37 @@ export function numClassesOf(y: number[], o: HeadOptions): number {
 }
 
 /** Fit the logistic head (warm-started from `from`, a head of the same size, when given). */
-export async function fitHead(x: ArrayLike<number>[], y: number[], o: HeadOptions, from?: LogisticRegression): Promise<LogisticRegression> {
+export async function fitHead(
+  x: ArrayLike<number>[],
+  y: number[],
+  o: HeadOptions,
+  from?: LogisticRegression,
+): Promise<LogisticRegression> {
   const init = from ? Float64Array.from([...from.weights, ...from.bias]) : undefined;
-  return fitLogistic(x, y, { l2: o.l2 ?? 1e-2, maxIter: o.maxIter ?? 200, ...(init ? { init } : {}), ...(o.numClasses ? { numClasses: o.numClasses } : {}), ...(o.runtime ? { runtime: o.runtime } : {}) });
+  return fitLogistic(x, y, {
+    l2: o.l2 ?? 1e-2,
+    maxIter: o.maxIter ?? 200,
+    ...(init ? { init } : {}),
+    ...(o.numClasses ? { numClasses: o.numClasses } : {}),
+    ...(o.runtime ? { runtime: o.runtime } : {}),
+  });
 }
 
 /**
  * The head h(z) = W·((z − m)/s) + b composed with z = (x − shift)·P (P: d×p, row-major) as one
  * head on x: W' = (W/s)·Pᵀ, b' = b − (W/s)·m − W'·shift.
  */
-export function composeLinear(h: LogisticRegression, P: Float64Array, d: number, p: number, shift: Float64Array): LogisticRegression {
+export function composeLinear(
+  h: LogisticRegression,
+  P: Float64Array,
+  d: number,
+  p: number,
+  shift: Float64Array,
+): LogisticRegression {
   if (h.dim !== p) throw new GraftError(`head has ${h.dim} inputs, the projection gives ${p}`);
   const K = h.numClasses;
-  const W = new Float64Array(K * d), b = new Float64Array(K);
+  const W = new Float64Array(K * d),
+    b = new Float64Array(K);
   for (let k = 0; k < K; k++) {
     let c = h.bias[k]!;
     for (let j = 0; j < p; j++) {
@@ -68,9 +88,19 @@ export function composeLinear(h: LogisticRegression, P: Float64Array, d: number,
 }
 
 /** Source-only baseline: the head fitted on source features, applied to the target as is. */
-export async function sourceOnly(source: LabelledFeatures, target: ArrayLike<number>[], o: HeadOptions = {}): Promise<FeatureAdaptResult> {
+export async function sourceOnly(
+  source: LabelledFeatures,
+  target: ArrayLike<number>[],
+  o: HeadOptions = {},
+): Promise<FeatureAdaptResult> {
   checkDomains(source, target);
   const t0 = performance.now();
   const head = await fitHead(source.x, source.y, { ...o, numClasses: numClassesOf(source.y, o) });
-  return { method: 'source-only', head, targetProba: head.predictProba(target), info: {}, seconds: (performance.now() - t0) / 1000 };
+  return {
+    method: 'source-only',
+    head,
+    targetProba: head.predictProba(target),
+    info: {},
+    seconds: (performance.now() - t0) / 1000,
+  };
 }

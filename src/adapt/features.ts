@@ -9,14 +9,27 @@ import { coral } from './coral.js';
 import { subspaceAlignment } from './subspace.js';
 import { selfTrainFeatures } from './self-training.js';
 import { sourceOnly, type FeatureAdaptResult, type HeadOptions, type LabelledFeatures } from './feature-head.js';
-import { informationMaximization, reverseValidation, selectBest, selectOverUnadapted, NO_HARM_MARGIN, type Candidate } from './selection.js';
+import {
+  informationMaximization,
+  reverseValidation,
+  selectBest,
+  selectOverUnadapted,
+  NO_HARM_MARGIN,
+  type Candidate,
+} from './selection.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { GraftError } from '../util/errors.js';
 import { classCount } from '../heads/head.js';
 import { argmax } from '../util/vectors.js';
 
 export type FeatureMethod = 'source-only' | 'coral' | 'subspace' | 'self-training' | 'coral-self-training';
-export const FEATURE_METHODS: readonly FeatureMethod[] = ['source-only', 'coral', 'subspace', 'self-training', 'coral-self-training'];
+export const FEATURE_METHODS: readonly FeatureMethod[] = [
+  'source-only',
+  'coral',
+  'subspace',
+  'self-training',
+  'coral-self-training',
+];
 
 export interface AdaptFeaturesOptions extends HeadOptions {
   /** Hyperparameter values to try (default per method; see defaultGrid). */
@@ -39,35 +52,70 @@ export interface AdaptFeaturesOptions extends HeadOptions {
 
 export interface AdaptFeaturesResult extends FeatureAdaptResult {
   /** Every candidate with its label-free scores (reverse validation picks; IM is reported). */
-  candidates: { params: Record<string, number>; reverseValidation: number; informationMaximization: number; targetProba?: Float64Array[] }[];
+  candidates: {
+    params: Record<string, number>;
+    reverseValidation: number;
+    informationMaximization: number;
+    targetProba?: Float64Array[];
+  }[];
   chosen: Record<string, number>;
   /** No-harm rule (absent for method 'source-only' or noHarm false): the source-only candidate's scores, the margin (information maximization), and whether it was kept. */
-  unadapted?: { reverseValidation: number; informationMaximization: number; kept: boolean; margin: number; reason: string; targetProba?: Float64Array[] };
+  unadapted?: {
+    reverseValidation: number;
+    informationMaximization: number;
+    kept: boolean;
+    margin: number;
+    reason: string;
+    targetProba?: Float64Array[];
+  };
 }
 
 export function defaultGrid(method: FeatureMethod, d: number): Record<string, number>[] {
   switch (method) {
-    case 'source-only': return [{}];
-    case 'coral': return [0.01, 0.1, 1].map((lambda) => ({ lambda }));
-    case 'subspace': return [...new Set([16, 32, 64, 128, d])].filter((k) => k <= d).map((dims) => ({ dims }));
-    case 'self-training': return [0.7, 0.8, 0.9, 0.95].map((threshold) => ({ threshold }));
-    case 'coral-self-training': return [0.1, 1].flatMap((lambda) => [0.7, 0.9].map((threshold) => ({ lambda, threshold })));
+    case 'source-only':
+      return [{}];
+    case 'coral':
+      return [0.01, 0.1, 1].map((lambda) => ({ lambda }));
+    case 'subspace':
+      return [...new Set([16, 32, 64, 128, d])].filter((k) => k <= d).map((dims) => ({ dims }));
+    case 'self-training':
+      return [0.7, 0.8, 0.9, 0.95].map((threshold) => ({ threshold }));
+    case 'coral-self-training':
+      return [0.1, 1].flatMap((lambda) => [0.7, 0.9].map((threshold) => ({ lambda, threshold })));
   }
 }
 
-export function runFeatureMethod(method: FeatureMethod, source: LabelledFeatures, target: ArrayLike<number>[], params: Record<string, number>, o: HeadOptions): Promise<FeatureAdaptResult> {
+export function runFeatureMethod(
+  method: FeatureMethod,
+  source: LabelledFeatures,
+  target: ArrayLike<number>[],
+  params: Record<string, number>,
+  o: HeadOptions,
+): Promise<FeatureAdaptResult> {
   switch (method) {
-    case 'source-only': return sourceOnly(source, target, o);
-    case 'coral': return coral(source, target, { ...o, ...params });
-    case 'subspace': return subspaceAlignment(source, target, { ...o, ...params });
-    case 'self-training': return selfTrainFeatures(source, target, { ...o, ...params });
-    case 'coral-self-training': return selfTrainFeatures(source, target, { ...o, ...params, align: 'coral' });
-    default: throw new GraftError(`unknown feature-level method '${method as string}' (known: ${FEATURE_METHODS.join(', ')})`);
+    case 'source-only':
+      return sourceOnly(source, target, o);
+    case 'coral':
+      return coral(source, target, { ...o, ...params });
+    case 'subspace':
+      return subspaceAlignment(source, target, { ...o, ...params });
+    case 'self-training':
+      return selfTrainFeatures(source, target, { ...o, ...params });
+    case 'coral-self-training':
+      return selfTrainFeatures(source, target, { ...o, ...params, align: 'coral' });
+    default:
+      throw new GraftError(`unknown feature-level method '${method as string}' (known: ${FEATURE_METHODS.join(', ')})`);
   }
 }
 
-export async function adaptFeatures(method: FeatureMethod, source: LabelledFeatures, target: ArrayLike<number>[], o: AdaptFeaturesOptions = {}): Promise<AdaptFeaturesResult> {
-  if (!FEATURE_METHODS.includes(method)) throw new GraftError(`unknown feature-level method '${method}' (known: ${FEATURE_METHODS.join(', ')})`);
+export async function adaptFeatures(
+  method: FeatureMethod,
+  source: LabelledFeatures,
+  target: ArrayLike<number>[],
+  o: AdaptFeaturesOptions = {},
+): Promise<AdaptFeaturesResult> {
+  if (!FEATURE_METHODS.includes(method))
+    throw new GraftError(`unknown feature-level method '${method}' (known: ${FEATURE_METHODS.join(', ')})`);
   const t0 = performance.now();
   const K = o.numClasses ?? classCount(source.y);
   const ho: HeadOptions = { ...o, numClasses: K };
@@ -80,14 +128,20 @@ export async function adaptFeatures(method: FeatureMethod, source: LabelledFeatu
     const split = stratifiedSplit(source.y, { testFraction: o.valFraction ?? 0.2, seed: o.seed ?? 0 });
     const tr = { x: split.train.map((i) => source.x[i]!), y: split.train.map((i) => source.y[i]!) };
     const va = { x: split.test.map((i) => source.x[i]!), y: split.test.map((i) => source.y[i]!) };
-    const rv = (P: Float64Array[]) => reverseValidation(target, P.map(argmax), va, { numClasses: K, ...(o.l2 !== undefined ? { l2: o.l2 } : {}) });
+    const rv = (P: Float64Array[]) =>
+      reverseValidation(target, P.map(argmax), va, { numClasses: K, ...(o.l2 !== undefined ? { l2: o.l2 } : {}) });
     const cands: Candidate<Record<string, number>>[] = [];
     for (const params of grid) {
       const c0 = performance.now();
       const r = await runFeatureMethod(method, tr, target, params, ho);
       const score = await rv(r.targetProba);
       const im = informationMaximization(r.targetProba).score;
-      candidates.push({ params, reverseValidation: score, informationMaximization: im, ...(o.keepPredictions ? { targetProba: r.targetProba } : {}) });
+      candidates.push({
+        params,
+        reverseValidation: score,
+        informationMaximization: im,
+        ...(o.keepPredictions ? { targetProba: r.targetProba } : {}),
+      });
       cands.push({ params, value: params, score });
       o.onCandidate?.({ params, score, seconds: (performance.now() - c0) / 1000 });
     }
@@ -101,9 +155,18 @@ export async function adaptFeatures(method: FeatureMethod, source: LabelledFeatu
       const best = selectBest(cands);
       const bestIm = candidates[cands.indexOf(best)]!.informationMaximization;
       const margin = o.margin ?? NO_HARM_MARGIN.informationMaximizationFeatures;
-      const g = selectOverUnadapted({ params: {}, value: {}, score: baseIm }, [{ ...best, score: bestIm }], margin, 'information maximization of the target predictions');
+      const g = selectOverUnadapted(
+        { params: {}, value: {}, score: baseIm },
+        [{ ...best, score: bestIm }],
+        margin,
+        'information maximization of the target predictions',
+      );
       unadapted = {
-        reverseValidation: await rv(base.targetProba), informationMaximization: baseIm, kept: g.keptUnadapted, margin, reason: g.reason,
+        reverseValidation: await rv(base.targetProba),
+        informationMaximization: baseIm,
+        kept: g.keptUnadapted,
+        margin,
+        reason: g.reason,
         ...(o.keepPredictions ? { targetProba: base.targetProba } : {}),
       };
       chosen = g.keptUnadapted ? {} : best.value;
@@ -116,5 +179,11 @@ export async function adaptFeatures(method: FeatureMethod, source: LabelledFeatu
     }
   }
   const final = await runFeatureMethod(method, source, target, chosen, ho);
-  return { ...final, candidates, chosen, ...(unadapted ? { unadapted } : {}), seconds: (performance.now() - t0) / 1000 };
+  return {
+    ...final,
+    candidates,
+    chosen,
+    ...(unadapted ? { unadapted } : {}),
+    seconds: (performance.now() - t0) / 1000,
+  };
 }

@@ -23,7 +23,14 @@ export async function gram(X: Float32Array, n: number, d: number): Promise<Float
   g.opsets = { '': 13 };
   g.inputs = [{ name: 'X', dtype: 'float32', shape: [n, d] }];
   g.nodes = [
-    { name: 't', opType: 'Transpose', domain: '', inputs: ['X'], outputs: ['Xt'], attrs: { perm: { type: 'ints', value: [1, 0] } } },
+    {
+      name: 't',
+      opType: 'Transpose',
+      domain: '',
+      inputs: ['X'],
+      outputs: ['Xt'],
+      attrs: { perm: { type: 'ints', value: [1, 0] } },
+    },
     { name: 'mm', opType: 'MatMul', domain: '', inputs: ['Xt', 'X'], outputs: ['G'], attrs: {} },
   ];
   g.outputs = [{ name: 'G' }];
@@ -38,12 +45,20 @@ export async function gram(X: Float32Array, n: number, d: number): Promise<Float
 
 /** Covariance (divided by n − 1) of the rows of X around `mean`, d×d. */
 export async function covariance(X: ArrayLike<number>[], mean: Float64Array): Promise<Float64Array> {
-  const n = X.length, d = mean.length;
+  const n = X.length,
+    d = mean.length;
   if (n < 2) throw new GraftError(`a covariance needs at least 2 examples, got ${n}`);
   const C = new Float32Array(n * d);
-  X.forEach((x, i) => { for (let j = 0; j < d; j++) C[i * d + j] = x[j]! - mean[j]!; });
+  X.forEach((x, i) => {
+    for (let j = 0; j < d; j++) C[i * d + j] = x[j]! - mean[j]!;
+  });
   const G = await gram(C, n, d);
-  for (let i = 0; i < d; i++) for (let j = i; j < d; j++) { const v = (G[i * d + j]! + G[j * d + i]!) / 2 / (n - 1); G[i * d + j] = v; G[j * d + i] = v; }
+  for (let i = 0; i < d; i++)
+    for (let j = i; j < d; j++) {
+      const v = (G[i * d + j]! + G[j * d + i]!) / 2 / (n - 1);
+      G[i * d + j] = v;
+      G[j * d + i] = v;
+    }
   return G;
 }
 
@@ -55,17 +70,26 @@ export async function covariance(X: ArrayLike<number>[], mean: Float64Array): Pr
 export function symmetricEigen(S: Float64Array, d: number): { values: Float64Array; vectors: Float64Array } {
   const n = d;
   const V: Float64Array[] = Array.from({ length: n }, (_, i) => S.slice(i * n, (i + 1) * n));
-  const dd = new Float64Array(n), e = new Float64Array(n);
+  const dd = new Float64Array(n),
+    e = new Float64Array(n);
   // tred2
   for (let j = 0; j < n; j++) dd[j] = V[n - 1]![j]!;
   for (let i = n - 1; i > 0; i--) {
-    let scale = 0, h = 0;
+    let scale = 0,
+      h = 0;
     for (let k = 0; k < i; k++) scale += Math.abs(dd[k]!);
     if (scale === 0) {
       e[i] = dd[i - 1]!;
-      for (let j = 0; j < i; j++) { dd[j] = V[i - 1]![j]!; V[i]![j] = 0; V[j]![i] = 0; }
+      for (let j = 0; j < i; j++) {
+        dd[j] = V[i - 1]![j]!;
+        V[i]![j] = 0;
+        V[j]![i] = 0;
+      }
     } else {
-      for (let k = 0; k < i; k++) { dd[k]! /= scale; h += dd[k]! * dd[k]!; }
+      for (let k = 0; k < i; k++) {
+        dd[k]! /= scale;
+        h += dd[k]! * dd[k]!;
+      }
       let f = dd[i - 1]!;
       let g = Math.sqrt(h);
       if (f > 0) g = -g;
@@ -77,15 +101,22 @@ export function symmetricEigen(S: Float64Array, d: number): { values: Float64Arr
         f = dd[j]!;
         V[j]![i] = f;
         g = e[j]! + V[j]![j]! * f;
-        for (let k = j + 1; k <= i - 1; k++) { g += V[k]![j]! * dd[k]!; e[k]! += V[k]![j]! * f; }
+        for (let k = j + 1; k <= i - 1; k++) {
+          g += V[k]![j]! * dd[k]!;
+          e[k]! += V[k]![j]! * f;
+        }
         e[j] = g;
       }
       f = 0;
-      for (let j = 0; j < i; j++) { e[j]! /= h; f += e[j]! * dd[j]!; }
+      for (let j = 0; j < i; j++) {
+        e[j]! /= h;
+        f += e[j]! * dd[j]!;
+      }
       const hh = f / (h + h);
       for (let j = 0; j < i; j++) e[j]! -= hh * dd[j]!;
       for (let j = 0; j < i; j++) {
-        f = dd[j]!; g = e[j]!;
+        f = dd[j]!;
+        g = e[j]!;
         for (let k = j; k <= i - 1; k++) V[k]![j]! -= f * e[k]! + g * dd[k]!;
         dd[j] = V[i - 1]![j]!;
         V[i]![j] = 0;
@@ -107,18 +138,25 @@ export function symmetricEigen(S: Float64Array, d: number): { values: Float64Arr
     }
     for (let k = 0; k <= i; k++) V[k]![i + 1] = 0;
   }
-  for (let j = 0; j < n; j++) { dd[j] = V[n - 1]![j]!; V[n - 1]![j] = 0; }
+  for (let j = 0; j < n; j++) {
+    dd[j] = V[n - 1]![j]!;
+    V[n - 1]![j] = 0;
+  }
   V[n - 1]![n - 1] = 1;
   e[0] = 0;
   // tql2
   for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
   e[n - 1] = 0;
-  let f = 0, tst1 = 0;
+  let f = 0,
+    tst1 = 0;
   const eps = 2 ** -52;
   for (let l = 0; l < n; l++) {
     tst1 = Math.max(tst1, Math.abs(dd[l]!) + Math.abs(e[l]!));
     let m = l;
-    while (m < n) { if (Math.abs(e[m]!) <= eps * tst1) break; m++; }
+    while (m < n) {
+      if (Math.abs(e[m]!) <= eps * tst1) break;
+      m++;
+    }
     if (m > l) {
       for (let iter = 0; iter < 100; iter++) {
         let g = dd[l]!;
@@ -132,10 +170,16 @@ export function symmetricEigen(S: Float64Array, d: number): { values: Float64Arr
         for (let i = l + 2; i < n; i++) dd[i]! -= h;
         f += h;
         p = dd[m]!;
-        let c = 1, c2 = c, c3 = c, s = 0, s2 = 0;
+        let c = 1,
+          c2 = c,
+          c3 = c,
+          s = 0,
+          s2 = 0;
         const el1 = e[l + 1]!;
         for (let i = m - 1; i >= l; i--) {
-          c3 = c2; c2 = c; s2 = s;
+          c3 = c2;
+          c2 = c;
+          s2 = s;
           g = c * e[i]!;
           h = c * p;
           r = Math.hypot(p, e[i]!);
@@ -168,7 +212,12 @@ export function symmetricEigen(S: Float64Array, d: number): { values: Float64Arr
 }
 
 /** f(S) = V·diag(f(λ))·Vᵀ from an eigendecomposition. */
-export function fromEigen(values: Float64Array, vectors: Float64Array, d: number, f: (l: number) => number): Float64Array {
+export function fromEigen(
+  values: Float64Array,
+  vectors: Float64Array,
+  d: number,
+  f: (l: number) => number,
+): Float64Array {
   const fl = Float64Array.from(values, f);
   const out = new Float64Array(d * d);
   const Vf = new Float64Array(d * d);
@@ -176,7 +225,8 @@ export function fromEigen(values: Float64Array, vectors: Float64Array, d: number
   for (let i = 0; i < d; i++)
     for (let j = i; j < d; j++) {
       let s = 0;
-      const a = i * d, b = j * d;
+      const a = i * d,
+        b = j * d;
       for (let k = 0; k < d; k++) s += Vf[a + k]! * vectors[b + k]!;
       out[i * d + j] = s;
       out[j * d + i] = s;
@@ -187,7 +237,7 @@ export function fromEigen(values: Float64Array, vectors: Float64Array, d: number
 /** S^power for a symmetric positive semi-definite S (eigenvalues floored at `floor`). */
 export function symmetricPower(S: Float64Array, d: number, power: number, floor = 1e-12): Float64Array {
   const { values, vectors } = symmetricEigen(S, d);
-  return fromEigen(values, vectors, d, (l) => Math.pow(Math.max(l, floor), power));
+  return fromEigen(values, vectors, d, (l) => Math.max(l, floor) ** power);
 }
 
 /** A (n×m) · B (m×p). */
@@ -197,14 +247,21 @@ export function matmul(A: Float64Array, B: Float64Array, n: number, m: number, p
     for (let k = 0; k < m; k++) {
       const a = A[i * m + k]!;
       if (a === 0) continue;
-      const bo = k * p, co = i * p;
+      const bo = k * p,
+        co = i * p;
       for (let j = 0; j < p; j++) C[co + j]! += a * B[bo + j]!;
     }
   return C;
 }
 
 /** Each row x ↦ (x − shift) · M (d×p), as float32 rows; large products run as one onnxruntime MatMul. */
-export async function transformRows(X: ArrayLike<number>[], shift: Float64Array | undefined, M: Float64Array, d: number, p: number): Promise<Float32Array[]> {
+export async function transformRows(
+  X: ArrayLike<number>[],
+  shift: Float64Array | undefined,
+  M: Float64Array,
+  d: number,
+  p: number,
+): Promise<Float32Array[]> {
   const n = X.length;
   if (n * d * p < 1e6) {
     const z = new Float64Array(d);
@@ -221,16 +278,24 @@ export async function transformRows(X: ArrayLike<number>[], shift: Float64Array 
     });
   }
   const flat = new Float32Array(n * d);
-  X.forEach((x, i) => { for (let j = 0; j < d; j++) flat[i * d + j] = x[j]! - (shift ? shift[j]! : 0); });
+  X.forEach((x, i) => {
+    for (let j = 0; j < d; j++) flat[i * d + j] = x[j]! - (shift ? shift[j]! : 0);
+  });
   const g = new Graph();
   g.name = 'transform';
   g.opsets = { '': 13 };
-  g.inputs = [{ name: 'X', dtype: 'float32', shape: [n, d] }, { name: 'M', dtype: 'float32', shape: [d, p] }];
+  g.inputs = [
+    { name: 'X', dtype: 'float32', shape: [n, d] },
+    { name: 'M', dtype: 'float32', shape: [d, p] },
+  ];
   g.nodes = [{ name: 'mm', opType: 'MatMul', domain: '', inputs: ['X', 'M'], outputs: ['Y'], attrs: {} }];
   g.outputs = [{ name: 'Y' }];
   const s = await Session.fromGraph(g, {}, 'transform');
   try {
-    const r = await s.run({ X: { dtype: 'float32', dims: [n, d], data: flat }, M: { dtype: 'float32', dims: [d, p], data: Float32Array.from(M) } });
+    const r = await s.run({
+      X: { dtype: 'float32', dims: [n, d], data: flat },
+      M: { dtype: 'float32', dims: [d, p], data: Float32Array.from(M) },
+    });
     const y = r['Y']!.data as Float32Array;
     return Array.from({ length: n }, (_, i) => y.slice(i * p, (i + 1) * p));
   } finally {

@@ -19,7 +19,17 @@ import type { Builder } from '../graph/builder.js';
 import type { Examples } from '../train/fit.js';
 import type { Trainer } from '../train/trainer.js';
 import { defaultFeatureNode } from '../features/extract.js';
-import { adaptFit, adaptProbeFeeds, featureDim, flatFeatures, sourceCrossEntropy, IS_SOURCE, LABELS, type AdaptFitOptions, type AdaptLoss } from './dann.js';
+import {
+  adaptFit,
+  adaptProbeFeeds,
+  featureDim,
+  flatFeatures,
+  sourceCrossEntropy,
+  IS_SOURCE,
+  LABELS,
+  type AdaptFitOptions,
+  type AdaptLoss,
+} from './dann.js';
 
 export interface AlignOptions {
   /** The feature value to align (default: the input of the final classifier). */
@@ -79,11 +89,14 @@ function alignLoss(kind: 'mmd' | 'coral', o: AlignOptions & { featureDim?: numbe
       const ce = sourceCrossEntropy(b, output);
       const f = flatFeatures(b, o.feature);
       const stopped: string[] = [];
-      const term = kind === 'mmd' ? mmdTerm(b, f, o.bandwidths ?? [0.25, 0.5, 1, 2, 4], stopped) : coralTerm(b, f, o.featureDim!);
+      const term =
+        kind === 'mmd' ? mmdTerm(b, f, o.bandwidths ?? [0.25, 0.5, 1, 2, 4], stopped) : coralTerm(b, f, o.featureDim!);
       const w = o.weight ?? 1;
       const loss = b.add(ce, w === 1 ? term : b.mul(term, b.f32(w)));
       return {
-        loss, targets: [LABELS, IS_SOURCE], outputs: [ce, term],
+        loss,
+        targets: [LABELS, IS_SOURCE],
+        outputs: [ce, term],
         ...(stopped.length ? { gradScale: new Map(stopped.map((s) => [s, 0])) } : {}),
       };
     },
@@ -103,13 +116,21 @@ export function deepCoralLoss(o: AlignOptions & { featureDim: number }): AdaptLo
 
 /** Deep MMD or deep CORAL end to end (feature defaults to the model's classifier input). */
 export async function alignFit(
-  kind: 'mmd' | 'coral', model: Graph, source: Examples, target: Float32Array[],
+  kind: 'mmd' | 'coral',
+  model: Graph,
+  source: Examples,
+  target: Float32Array[],
   o: AdaptFitOptions & Partial<AlignOptions> & { featureDim?: number } = {},
 ): Promise<Trainer> {
   const feature = o.feature ?? defaultFeatureNode(model);
   const D = o.featureDim ?? (kind === 'coral' ? await featureDim(model, feature) : 0);
-  const loss = kind === 'mmd'
-    ? mmdLoss({ feature, ...(o.weight !== undefined ? { weight: o.weight } : {}), ...(o.bandwidths ? { bandwidths: o.bandwidths } : {}) })
-    : deepCoralLoss({ feature, featureDim: D, ...(o.weight !== undefined ? { weight: o.weight } : {}) });
+  const loss =
+    kind === 'mmd'
+      ? mmdLoss({
+          feature,
+          ...(o.weight !== undefined ? { weight: o.weight } : {}),
+          ...(o.bandwidths ? { bandwidths: o.bandwidths } : {}),
+        })
+      : deepCoralLoss({ feature, featureDim: D, ...(o.weight !== undefined ? { weight: o.weight } : {}) });
   return adaptFit(model, loss, source, target, o);
 }

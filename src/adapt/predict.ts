@@ -9,14 +9,18 @@ import { exampleDims, stack } from '../train/fit.js';
 import { logitsOf } from '../train/training-graph.js';
 import { upgradeOpset } from '../graph/rewrites.js';
 import { GraftError } from '../util/errors.js';
-import { Rng } from '../util/random.js';
+import type { Rng } from '../util/random.js';
 import { softmax } from '../util/vectors.js';
 
 /**
  * Logits of a classifier for each example: the model's output read before a final Softmax when it
  * has one (so a temperature can be applied and probabilities computed here, in float64).
  */
-export async function predictLogits(model: Graph, xs: Float32Array[], o: { batchSize?: number; runtime?: RuntimeOptions } = {}): Promise<Float32Array[]> {
+export async function predictLogits(
+  model: Graph,
+  xs: Float32Array[],
+  o: { batchSize?: number; runtime?: RuntimeOptions } = {},
+): Promise<Float32Array[]> {
   if (xs.length === 0) return [];
   const g = upgradeOpset(model).clone();
   const out = g.outputs[0]?.name;
@@ -48,7 +52,11 @@ export function probabilities(logits: ArrayLike<number>[], temperature = 1): Flo
 }
 
 /** Class probabilities of a classifier for each example (softmax of its logits / temperature). */
-export async function predictClassProba(model: Graph, xs: Float32Array[], o: { batchSize?: number; runtime?: RuntimeOptions; temperature?: number } = {}): Promise<Float64Array[]> {
+export async function predictClassProba(
+  model: Graph,
+  xs: Float32Array[],
+  o: { batchSize?: number; runtime?: RuntimeOptions; temperature?: number } = {},
+): Promise<Float64Array[]> {
   return probabilities(await predictLogits(model, xs, o), o.temperature ?? 1);
 }
 
@@ -62,10 +70,12 @@ export function calibrateTemperature(logits: ArrayLike<number>[], fraction = 0.2
   const K = logits[0]!.length;
   const goal = fraction * Math.log(K);
   const meanH = (T: number) => probabilities(logits, T).reduce((a, p) => a + entropyOf(p), 0) / logits.length;
-  let lo = Math.log(1e-3), hi = Math.log(1e4);
+  let lo = Math.log(1e-3),
+    hi = Math.log(1e4);
   for (let it = 0; it < 40; it++) {
     const mid = (lo + hi) / 2;
-    if (meanH(Math.exp(mid)) < goal) lo = mid; else hi = mid;
+    if (meanH(Math.exp(mid)) < goal) lo = mid;
+    else hi = mid;
   }
   return Math.exp((lo + hi) / 2);
 }

@@ -17,7 +17,11 @@ import { fit } from '../heads/logistic.js';
 import { GraftError } from '../util/errors.js';
 
 /** H(mean p) − mean H(p) over a set of predicted distributions. */
-export function informationMaximization(P: ArrayLike<number>[]): { score: number; meanEntropy: number; diversity: number } {
+export function informationMaximization(P: ArrayLike<number>[]): {
+  score: number;
+  meanEntropy: number;
+  diversity: number;
+} {
   if (P.length === 0) throw new GraftError('information maximization needs predictions');
   const K = P[0]!.length;
   const mean = new Float64Array(K);
@@ -26,7 +30,8 @@ export function informationMaximization(P: ArrayLike<number>[]): { score: number
     h += entropyOf(p);
     for (let k = 0; k < K; k++) mean[k]! += p[k]! / P.length;
   }
-  const meanEntropy = h / P.length, diversity = entropyOf(mean);
+  const meanEntropy = h / P.length,
+    diversity = entropyOf(mean);
   return { score: diversity - meanEntropy, meanEntropy, diversity };
 }
 
@@ -51,10 +56,16 @@ export function selectBest<T>(cands: Candidate<T>[]): Candidate<T> {
  * then its accuracy on held-out labelled source data (higher is better).
  */
 export async function reverseValidation(
-  target: ArrayLike<number>[], pseudoLabels: number[], sourceVal: { x: ArrayLike<number>[]; y: number[] },
+  target: ArrayLike<number>[],
+  pseudoLabels: number[],
+  sourceVal: { x: ArrayLike<number>[]; y: number[] },
   o: { numClasses: number; l2?: number; maxIter?: number },
 ): Promise<number> {
-  const head = await fit(target, pseudoLabels, { numClasses: o.numClasses, l2: o.l2 ?? 1e-2, maxIter: o.maxIter ?? 100 });
+  const head = await fit(target, pseudoLabels, {
+    numClasses: o.numClasses,
+    l2: o.l2 ?? 1e-2,
+    maxIter: o.maxIter ?? 100,
+  });
   return head.accuracy(sourceVal.x, sourceVal.y);
 }
 
@@ -90,7 +101,12 @@ export interface GuardedSelection<T> {
  * Select among adapted candidates with the unadapted model as a candidate too: move away from it
  * only when the best adapted candidate's score exceeds the unadapted one's by more than `margin`.
  */
-export function selectOverUnadapted<T>(unadapted: Candidate<T>, adapted: Candidate<T>[], margin: number, criterion = 'score'): GuardedSelection<T> {
+export function selectOverUnadapted<T>(
+  unadapted: Candidate<T>,
+  adapted: Candidate<T>[],
+  margin: number,
+  criterion = 'score',
+): GuardedSelection<T> {
   if (!Number.isFinite(margin)) throw new GraftError(`the no-harm margin must be a finite number, got ${margin}`);
   const best = selectBest(adapted);
   const gain = best.score - unadapted.score;

@@ -63,20 +63,32 @@ export function temperedCrossEntropy(temperature = 1): CustomLoss {
   };
 }
 
-export async function selfTrainNetwork(model: Graph, target: Float32Array[], o: NetSelfTrainOptions = {}): Promise<NetSelfTrainResult> {
+export async function selfTrainNetwork(
+  model: Graph,
+  target: Float32Array[],
+  o: NetSelfTrainOptions = {},
+): Promise<NetSelfTrainResult> {
   if (target.length === 0) throw new GraftError('self-training needs target examples');
   const threshold = o.threshold ?? 0.9;
   if (!(threshold >= 0 && threshold < 1)) throw new GraftError(`threshold must be in [0, 1), got ${threshold}`);
   let current = model;
-  const rounds: Graph[] = [], kept: number[] = [];
+  const rounds: Graph[] = [],
+    kept: number[] = [];
   for (let r = 1; r <= (o.rounds ?? 3); r++) {
-    const P = await predictClassProba(current, target, { temperature: o.temperature ?? 1, ...(o.runtime ? { runtime: o.runtime } : {}) });
+    const P = await predictClassProba(current, target, {
+      temperature: o.temperature ?? 1,
+      ...(o.runtime ? { runtime: o.runtime } : {}),
+    });
     const idx: number[] = [];
-    P.forEach((p, i) => { if (p[argmax(p)]! >= threshold) idx.push(i); });
+    P.forEach((p, i) => {
+      if (p[argmax(p)]! >= threshold) idx.push(i);
+    });
     kept.push(idx.length);
-    if (idx.length === 0) throw new GraftError(`self-training: no target example reaches confidence ${threshold}; lower the threshold`);
+    if (idx.length === 0)
+      throw new GraftError(`self-training: no target example reaches confidence ${threshold}; lower the threshold`);
     const tr = await Trainer.create(current, {
-      loss: temperedCrossEntropy(o.temperature ?? 1), lr: o.lr ?? 1e-4,
+      loss: temperedCrossEntropy(o.temperature ?? 1),
+      lr: o.lr ?? 1e-4,
       optimizer: o.optimizer ?? { kind: 'adamw', weightDecay: 0 },
       ...(o.trainable ? { trainable: o.trainable } : {}),
       ...(o.runtime ? { runtime: o.runtime } : {}),
@@ -87,7 +99,16 @@ export async function selfTrainNetwork(model: Graph, target: Float32Array[], o: 
       const name = tr.tg.dataInputs[0]!;
       const source = shuffledBatches(idx.length, o.batchSize ?? 32, o.epochs ?? 2, (batch) => {
         const rows = batch.map((j) => idx[j]!);
-        return { feeds: { [name]: stack(rows.map((i) => target[i]!), dims), pseudo_labels: labelsTensor(rows.map((i) => argmax(P[i]!))) }, size: rows.length };
+        return {
+          feeds: {
+            [name]: stack(
+              rows.map((i) => target[i]!),
+              dims,
+            ),
+            pseudo_labels: labelsTensor(rows.map((i) => argmax(P[i]!))),
+          },
+          size: rows.length,
+        };
       });
       const run = await trainLoop(tr, source, { seed: (o.seed ?? 0) + r, releaseOnError: false });
       loss = run.losses.at(-1) ?? NaN;

@@ -6,7 +6,14 @@
  * features are first moved by CORAL (./coral.ts), so the first labelling is CORAL's.
  */
 import { coralMoveSource } from './coral.js';
-import { checkDomains, fitHead, numClassesOf, type FeatureAdaptResult, type HeadOptions, type LabelledFeatures } from './feature-head.js';
+import {
+  checkDomains,
+  fitHead,
+  numClassesOf,
+  type FeatureAdaptResult,
+  type HeadOptions,
+  type LabelledFeatures,
+} from './feature-head.js';
 import { GraftError } from '../util/errors.js';
 import { argmax } from '../util/vectors.js';
 
@@ -23,14 +30,22 @@ export interface SelfTrainingOptions extends HeadOptions {
   lambda?: number;
 }
 
-export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayLike<number>[], o: SelfTrainingOptions = {}): Promise<FeatureAdaptResult> {
+export async function selfTrainFeatures(
+  source: LabelledFeatures,
+  target: ArrayLike<number>[],
+  o: SelfTrainingOptions = {},
+): Promise<FeatureAdaptResult> {
   checkDomains(source, target);
   const threshold = o.threshold ?? 0.9;
   if (!(threshold >= 0 && threshold < 1)) throw new GraftError(`threshold must be in [0, 1), got ${threshold}`);
   const targetWeight = o.targetWeight ?? 1; // a repeat count: a fraction would be rounded up by the loop below
-  if (!(Number.isInteger(targetWeight) && targetWeight >= 1)) throw new GraftError(`targetWeight must be a whole number ≥ 1 (times each kept target example is repeated), got ${targetWeight}`);
+  if (!(Number.isInteger(targetWeight) && targetWeight >= 1))
+    throw new GraftError(
+      `targetWeight must be a whole number ≥ 1 (times each kept target example is repeated), got ${targetWeight}`,
+    );
   const rounds = o.rounds ?? 3;
-  if (!(Number.isInteger(rounds) && rounds >= 1)) throw new GraftError(`rounds must be a whole number ≥ 1, got ${rounds}`);
+  if (!(Number.isInteger(rounds) && rounds >= 1))
+    throw new GraftError(`rounds must be a whole number ≥ 1, got ${rounds}`);
   const t0 = performance.now();
   const K = numClassesOf(source.y, o);
   const ho = { ...o, numClasses: K };
@@ -44,19 +59,28 @@ export async function selfTrainFeatures(source: LabelledFeatures, target: ArrayL
   const kept: number[] = [];
   for (let r = 1; r <= rounds; r++) {
     const idx: number[] = [];
-    P.forEach((p, i) => { if (p[argmax(p)]! >= threshold) idx.push(i); });
+    P.forEach((p, i) => {
+      if (p[argmax(p)]! >= threshold) idx.push(i);
+    });
     const key = idx.map((i) => `${i}:${argmax(P[i]!)}`).join(',');
     if (key === prev) break;
     prev = key;
     kept.push(idx.length);
     o.onRound?.({ round: r, kept: idx.length });
-    const x = [...sx], y = [...source.y];
-    for (let w = 0; w < targetWeight; w++) for (const i of idx) { x.push(target[i]!); y.push(argmax(P[i]!)); }
+    const x = [...sx],
+      y = [...source.y];
+    for (let w = 0; w < targetWeight; w++)
+      for (const i of idx) {
+        x.push(target[i]!);
+        y.push(argmax(P[i]!));
+      }
     head = await fitHead(x, y, ho, head);
     P = head.predictProba(target);
   }
   return {
-    method: o.align === 'coral' ? 'coral-self-training' : 'self-training', head, targetProba: P,
+    method: o.align === 'coral' ? 'coral-self-training' : 'self-training',
+    head,
+    targetProba: P,
     info: { threshold, align: o.align ?? 'none', rounds: kept.length, kept: kept[kept.length - 1] ?? 0 },
     seconds: (performance.now() - t0) / 1000,
   };

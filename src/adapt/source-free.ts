@@ -13,7 +13,13 @@ import { adaBn } from './adabn.js';
 import { entropyMinimize } from './entropy.js';
 import { selfTrainNetwork } from './self-train-net.js';
 import { calibrateTemperature, predictLogits, probabilities } from './predict.js';
-import { informationMaximization, selectBest, selectOverUnadapted, NO_HARM_MARGIN, type Candidate } from './selection.js';
+import {
+  informationMaximization,
+  selectBest,
+  selectOverUnadapted,
+  NO_HARM_MARGIN,
+  type Candidate,
+} from './selection.js';
 import { GraftError } from '../util/errors.js';
 
 export type NetworkMethod = 'adabn' | 'entropy' | 'self-training';
@@ -51,7 +57,13 @@ export interface AdaptNetworkResult {
   temperature: number;
   /** Label-free score of the unadapted model and of every candidate. */
   before: number;
-  candidates: { params: Record<string, number>; score: number; meanEntropy: number; diversity: number; model?: Graph }[];
+  candidates: {
+    params: Record<string, number>;
+    score: number;
+    meanEntropy: number;
+    diversity: number;
+    model?: Graph;
+  }[];
   /** True when the no-harm rule kept the unadapted model (then `model` is the input and `chosen` is {}). */
   keptUnadapted: boolean;
   /** The no-harm rule's margin and its verdict in words (absent with noHarm false). */
@@ -61,18 +73,28 @@ export interface AdaptNetworkResult {
 
 export function defaultNetworkGrid(method: NetworkMethod): Record<string, number>[] {
   switch (method) {
-    case 'adabn': return [{ alpha: 1 }];
-    case 'entropy': return [3e-4, 1e-3, 3e-3, 1e-2].map((lr) => ({ lr, diversity: 1 }));
-    case 'self-training': return [1e-3, 3e-3].flatMap((lr) => [0.5, 0.8].map((threshold) => ({ lr, threshold })));
+    case 'adabn':
+      return [{ alpha: 1 }];
+    case 'entropy':
+      return [3e-4, 1e-3, 3e-3, 1e-2].map((lr) => ({ lr, diversity: 1 }));
+    case 'self-training':
+      return [1e-3, 3e-3].flatMap((lr) => [0.5, 0.8].map((threshold) => ({ lr, threshold })));
   }
 }
 
-export async function adaptNetwork(method: NetworkMethod, model: Graph, target: Float32Array[], o: AdaptNetworkOptions = {}): Promise<AdaptNetworkResult> {
-  if (!NETWORK_METHODS.includes(method)) throw new GraftError(`unknown network method '${method}' (known: ${NETWORK_METHODS.join(', ')})`);
+export async function adaptNetwork(
+  method: NetworkMethod,
+  model: Graph,
+  target: Float32Array[],
+  o: AdaptNetworkOptions = {},
+): Promise<AdaptNetworkResult> {
+  if (!NETWORK_METHODS.includes(method))
+    throw new GraftError(`unknown network method '${method}' (known: ${NETWORK_METHODS.join(', ')})`);
   const t0 = performance.now();
   const rt = o.runtime ? { runtime: o.runtime } : {};
   const temperature = o.temperature ?? calibrateTemperature(await predictLogits(model, target, rt));
-  const score = async (g: Graph) => informationMaximization(probabilities(await predictLogits(g, target, rt), temperature));
+  const score = async (g: Graph) =>
+    informationMaximization(probabilities(await predictLogits(g, target, rt), temperature));
   const before = (await score(model)).score;
   const cands: Candidate<Graph>[] = [];
   const candidates: AdaptNetworkResult['candidates'] = [];
@@ -84,32 +106,65 @@ export async function adaptNetwork(method: NetworkMethod, model: Graph, target: 
   };
   for (const p of o.grid ?? defaultNetworkGrid(method)) {
     if (method === 'adabn') {
-      await add(p, (await adaBn(model, target, { ...(p['alpha'] !== undefined ? { alpha: p['alpha'] } : {}), ...rt })).model);
+      await add(
+        p,
+        (await adaBn(model, target, { ...(p['alpha'] !== undefined ? { alpha: p['alpha'] } : {}), ...rt })).model,
+      );
     } else if (method === 'entropy') {
       const cps = o.checkpoints ?? [25, 50, 100];
       const steps = p['steps'] ?? Math.max(...cps);
       const r = await entropyMinimize(model, target, {
-        steps, lr: p['lr'] ?? 1e-3, diversity: p['diversity'] ?? 1, temperature, checkpoints: cps.filter((c) => c < steps),
-        ...(o.trainable ? { trainable: o.trainable } : {}), ...(o.batchSize ? { batchSize: o.batchSize } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}), ...rt,
+        steps,
+        lr: p['lr'] ?? 1e-3,
+        diversity: p['diversity'] ?? 1,
+        temperature,
+        checkpoints: cps.filter((c) => c < steps),
+        ...(o.trainable ? { trainable: o.trainable } : {}),
+        ...(o.batchSize ? { batchSize: o.batchSize } : {}),
+        ...(o.seed !== undefined ? { seed: o.seed } : {}),
+        ...rt,
       });
       for (const [s, g] of r.checkpoints) await add({ ...p, steps: s }, g);
       await add({ ...p, steps }, r.model);
     } else {
       const r = await selfTrainNetwork(model, target, {
-        lr: p['lr'] ?? 1e-3, threshold: p['threshold'] ?? 0.8, temperature, rounds: p['rounds'] ?? o.rounds ?? 3, epochs: p['epochs'] ?? 3,
-        ...(o.trainable ? { trainable: o.trainable } : {}), ...(o.batchSize ? { batchSize: o.batchSize } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}), ...rt,
+        lr: p['lr'] ?? 1e-3,
+        threshold: p['threshold'] ?? 0.8,
+        temperature,
+        rounds: p['rounds'] ?? o.rounds ?? 3,
+        epochs: p['epochs'] ?? 3,
+        ...(o.trainable ? { trainable: o.trainable } : {}),
+        ...(o.batchSize ? { batchSize: o.batchSize } : {}),
+        ...(o.seed !== undefined ? { seed: o.seed } : {}),
+        ...rt,
       });
       for (const [i, g] of r.rounds.entries()) await add({ ...p, round: i + 1 }, g);
     }
   }
   if (o.noHarm === false) {
     const best = selectBest(cands);
-    return { method, model: best.value, chosen: best.params as Record<string, number>, temperature, before, candidates, keptUnadapted: false, seconds: (performance.now() - t0) / 1000 };
+    return {
+      method,
+      model: best.value,
+      chosen: best.params as Record<string, number>,
+      temperature,
+      before,
+      candidates,
+      keptUnadapted: false,
+      seconds: (performance.now() - t0) / 1000,
+    };
   }
   const margin = o.margin ?? NO_HARM_MARGIN.informationMaximization;
   const g = selectOverUnadapted({ params: {}, value: model, score: before }, cands, margin, 'information maximization');
   return {
-    method, model: g.chosen.value, chosen: g.chosen.params as Record<string, number>, temperature, before, candidates, keptUnadapted: g.keptUnadapted,
-    noHarm: { margin, reason: g.reason, best: g.best.params as Record<string, number> }, seconds: (performance.now() - t0) / 1000,
+    method,
+    model: g.chosen.value,
+    chosen: g.chosen.params as Record<string, number>,
+    temperature,
+    before,
+    candidates,
+    keptUnadapted: g.keptUnadapted,
+    noHarm: { margin, reason: g.reason, best: g.best.params as Record<string, number> },
+    seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -24,7 +24,14 @@ import { stratifiedSplit } from '../data/splits.js';
 import { adaptFit, dannLoss, featureDim, sourceOnlyLoss, type AdaptLoss } from './dann.js';
 import { mmdLoss, deepCoralLoss } from './mmd.js';
 import { predictLogits, probabilities } from './predict.js';
-import { informationMaximization, reverseValidation, selectBest, selectOverUnadapted, NO_HARM_MARGIN, type Candidate } from './selection.js';
+import {
+  informationMaximization,
+  reverseValidation,
+  selectBest,
+  selectOverUnadapted,
+  NO_HARM_MARGIN,
+  type Candidate,
+} from './selection.js';
 import { GraftError } from '../util/errors.js';
 import { classCount } from '../heads/head.js';
 import { argmax } from '../util/vectors.js';
@@ -33,7 +40,12 @@ export type SourceNetworkMethod = 'dann' | 'mmd' | 'deep-coral' | 'source-only';
 export const SOURCE_NETWORK_METHODS: readonly SourceNetworkMethod[] = ['dann', 'mmd', 'deep-coral', 'source-only'];
 
 /** Default alignment weights tried per method (bench/adapt-pair.ts measured these ranges). */
-export const SOURCE_METHOD_WEIGHTS: Record<SourceNetworkMethod, number[]> = { dann: [0.3, 1], mmd: [1, 3], 'deep-coral': [30, 300], 'source-only': [0] };
+export const SOURCE_METHOD_WEIGHTS: Record<SourceNetworkMethod, number[]> = {
+  dann: [0.3, 1],
+  mmd: [1, 3],
+  'deep-coral': [30, 300],
+  'source-only': [0],
+};
 
 export interface AdaptWithSourceOptions {
   /** Alignment weights to choose from (DANN: domain-loss weight; MMD/CORAL: term weight). */
@@ -82,16 +94,27 @@ export interface AdaptWithSourceResult {
 
 function lossFor(method: SourceNetworkMethod, weight: number, feature: string, D: number, seed: number): AdaptLoss {
   switch (method) {
-    case 'dann': return dannLoss({ feature, featureDim: D, domainWeight: weight, seed });
-    case 'mmd': return mmdLoss({ feature, weight });
-    case 'deep-coral': return deepCoralLoss({ feature, featureDim: D, weight });
-    case 'source-only': return sourceOnlyLoss();
+    case 'dann':
+      return dannLoss({ feature, featureDim: D, domainWeight: weight, seed });
+    case 'mmd':
+      return mmdLoss({ feature, weight });
+    case 'deep-coral':
+      return deepCoralLoss({ feature, featureDim: D, weight });
+    case 'source-only':
+      return sourceOnlyLoss();
   }
 }
 
 /** Train `method` on labelled `source` and unlabelled `target`; pick weight and epoch without target labels. */
-export async function adaptWithSource(method: SourceNetworkMethod, model: Graph, source: Examples, target: Float32Array[], o: AdaptWithSourceOptions = {}): Promise<AdaptWithSourceResult> {
-  if (!SOURCE_NETWORK_METHODS.includes(method)) throw new GraftError(`unknown method '${method}' (known: ${SOURCE_NETWORK_METHODS.join(', ')})`);
+export async function adaptWithSource(
+  method: SourceNetworkMethod,
+  model: Graph,
+  source: Examples,
+  target: Float32Array[],
+  o: AdaptWithSourceOptions = {},
+): Promise<AdaptWithSourceResult> {
+  if (!SOURCE_NETWORK_METHODS.includes(method))
+    throw new GraftError(`unknown method '${method}' (known: ${SOURCE_NETWORK_METHODS.join(', ')})`);
   const t0 = performance.now();
   const seed = o.seed ?? 0;
   const K = classCount(source.y);
@@ -101,14 +124,17 @@ export async function adaptWithSource(method: SourceNetworkMethod, model: Graph,
   const feature = o.feature ?? (newHead ? featureNodeOf(net) : defaultFeatureNode(net));
   const D = await featureDim(net, feature);
   const select = o.select ?? 'reverse-validation';
-  let train = source, val: Examples | undefined;
+  let train = source,
+    val: Examples | undefined;
   if (select === 'reverse-validation') {
     const sp = stratifiedSplit(source.y, { testFraction: o.valFraction ?? 0.2, seed });
     train = { x: sp.train.map((i) => source.x[i]!), y: sp.train.map((i) => source.y[i]!) };
     val = { x: sp.test.map((i) => source.x[i]!), y: sp.test.map((i) => source.y[i]!) };
   }
   const epochs = o.epochs ?? 6;
-  const checkpoints = new Set(o.checkpoints ?? [...Array(epochs).keys()].map((e) => e + 1).filter((e) => e % 2 === 0 || e === epochs));
+  const checkpoints = new Set(
+    o.checkpoints ?? [...Array(epochs).keys()].map((e) => e + 1).filter((e) => e % 2 === 0 || e === epochs),
+  );
   const weights = method === 'source-only' ? [0] : (o.weights ?? SOURCE_METHOD_WEIGHTS[method]);
   const dims = exampleDims(net);
   const feats = async (g: Graph, xs: Float32Array[]) => {
@@ -121,13 +147,23 @@ export async function adaptWithSource(method: SourceNetworkMethod, model: Graph,
   const scoreOf = async (g: Graph) => {
     const P = probabilities(await predictLogits(g, target));
     const im = informationMaximization(P).score;
-    const score = select === 'im' ? im
-      : await reverseValidation(await feats(g, target), P.map(argmax), { x: await feats(g, val!.x), y: val!.y }, { numClasses: K });
+    const score =
+      select === 'im'
+        ? im
+        : await reverseValidation(
+            await feats(g, target),
+            P.map(argmax),
+            { x: await feats(g, val!.x), y: val!.y },
+            { numClasses: K },
+          );
     return { im, score };
   };
   for (const weight of weights) {
     const tr: Trainer = await adaptFit(net, lossFor(method, weight, feature, D, seed), train, target, {
-      epochs, seed, ...(o.lr !== undefined ? { lr: o.lr } : {}), ...(o.batchSize ? { batchSize: o.batchSize } : {}),
+      epochs,
+      seed,
+      ...(o.lr !== undefined ? { lr: o.lr } : {}),
+      ...(o.batchSize ? { batchSize: o.batchSize } : {}),
       ...(o.onStep ? { onStep: o.onStep } : {}),
       onEpoch: async ({ epoch, trainer }) => {
         if (!checkpoints.has(epoch)) return;
@@ -141,23 +177,47 @@ export async function adaptWithSource(method: SourceNetworkMethod, model: Graph,
     });
     await tr.release();
   }
-  if (!cands.length) throw new GraftError(`no checkpoint scored: checkpoints ${[...checkpoints].join(',')} are outside 1..${epochs} epochs`);
+  if (!cands.length)
+    throw new GraftError(
+      `no checkpoint scored: checkpoints ${[...checkpoints].join(',')} are outside 1..${epochs} epochs`,
+    );
   let best = selectBest(cands);
   let unadapted: AdaptWithSourceResult['unadapted'];
   if ((o.noHarm ?? true) && method !== 'source-only') {
     // the unadapted alternative: source-only training with the same settings, its last epoch
-    const tr = await adaptFit(net, sourceOnlyLoss(), train, target, { epochs, seed, ...(o.lr !== undefined ? { lr: o.lr } : {}), ...(o.batchSize ? { batchSize: o.batchSize } : {}) });
+    const tr = await adaptFit(net, sourceOnlyLoss(), train, target, {
+      epochs,
+      seed,
+      ...(o.lr !== undefined ? { lr: o.lr } : {}),
+      ...(o.batchSize ? { batchSize: o.batchSize } : {}),
+    });
     const g0 = tr.toGraph();
     await tr.release();
     const s0 = await scoreOf(g0);
-    const margin = o.margin ?? (select === 'im' ? NO_HARM_MARGIN.informationMaximization : NO_HARM_MARGIN.reverseValidation);
-    const g = selectOverUnadapted({ params: { epoch: epochs }, value: g0, score: s0.score }, cands, margin, select === 'im' ? 'information maximization' : 'reverse-validation accuracy');
+    const margin =
+      o.margin ?? (select === 'im' ? NO_HARM_MARGIN.informationMaximization : NO_HARM_MARGIN.reverseValidation);
+    const g = selectOverUnadapted(
+      { params: { epoch: epochs }, value: g0, score: s0.score },
+      cands,
+      margin,
+      select === 'im' ? 'information maximization' : 'reverse-validation accuracy',
+    );
     unadapted = { model: g0, score: s0.score, kept: g.keptUnadapted, margin, reason: g.reason };
     best = g.chosen;
   }
   return {
-    model: best.value, chosen: best.params as Record<string, number>, candidates,
-    selection: select === 'im' ? 'information maximization of the target predictions (no labels)' : 'reverse validation: a head fitted on the target pseudo-labels, scored on held-out source labels',
-    feature, featureDim: D, newHead, sourceTrainExamples: train.x.length, ...(unadapted ? { unadapted } : {}), seconds: (performance.now() - t0) / 1000,
+    model: best.value,
+    chosen: best.params as Record<string, number>,
+    candidates,
+    selection:
+      select === 'im'
+        ? 'information maximization of the target predictions (no labels)'
+        : 'reverse validation: a head fitted on the target pseudo-labels, scored on held-out source labels',
+    feature,
+    featureDim: D,
+    newHead,
+    sourceTrainExamples: train.x.length,
+    ...(unadapted ? { unadapted } : {}),
+    seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -34,7 +34,12 @@ export interface BackwardResult {
 }
 
 /** Which values are floating-point functions of any of `wrt`. */
-export function gradientPath(g: Graph, shapes: ShapeMap, wrt: Iterable<string>, loss: string): { onPath: Set<Node>; requires: Set<string> } {
+export function gradientPath(
+  g: Graph,
+  shapes: ShapeMap,
+  wrt: Iterable<string>,
+  loss: string,
+): { onPath: Set<Node>; requires: Set<string> } {
   const requires = new Set<string>(wrt);
   const order = g.topoSort();
   for (const n of order) {
@@ -86,7 +91,10 @@ export function buildBackward(g: Graph, shapes: ShapeMap, opts: BackwardOptions)
     return contributions.get(v)![0] ?? null;
   };
   add(opts.loss, opts.seed ?? b.f32(1));
-  const order = g.topoSort().filter((n) => onPath.has(n)).reverse();
+  const order = g
+    .topoSort()
+    .filter((n) => onPath.has(n))
+    .reverse();
   for (const node of order) {
     const rule = RULES[node.opType];
     if (!rule || (node.domain && node.domain !== 'ai.onnx')) throw new NoGradientRule(node.opType, node.name);
@@ -135,11 +143,17 @@ function removeUnused(g: Graph, b: Builder, keep: Set<string>, initializersBefor
   if (used.size === mine.size) return;
   g.nodes = g.nodes.filter((n) => !mine.has(n) || used.has(n));
   const inputs = new Set(g.nodes.flatMap((n) => n.inputs));
-  for (const k of [...g.initializers.keys()]) if (!initializersBefore.has(k) && !inputs.has(k) && !live.has(k)) g.initializers.delete(k);
+  for (const k of [...g.initializers.keys()])
+    if (!initializersBefore.has(k) && !inputs.has(k) && !live.has(k)) g.initializers.delete(k);
 }
 
 function makeCtx(
-  g: Graph, b: Builder, shapes: ShapeMap, node: Node, requires: Set<string>, gradOf: (v: string) => string | null,
+  g: Graph,
+  b: Builder,
+  shapes: ShapeMap,
+  node: Node,
+  requires: Set<string>,
+  gradOf: (v: string) => string | null,
 ): GradCtx {
   const shape = (name: string): ValueShape => {
     const s = shapes.get(name);

@@ -6,7 +6,13 @@
 import type { Graph } from '../graph/graph.js';
 import type { Tensor } from '../graph/tensor.js';
 import { RULES, NON_DIFFERENTIABLE } from './rules/index.js';
-import { gradCheck, weightedSumGradGraph, probeOutputs, type GradCheckResult, type ProbeOutputs } from './grad-graph.js';
+import {
+  gradCheck,
+  weightedSumGradGraph,
+  probeOutputs,
+  type GradCheckResult,
+  type ProbeOutputs,
+} from './grad-graph.js';
 import { upgradeOpset } from '../graph/rewrites.js';
 import { probeShapes, concreteShapes, exampleFeeds } from './shapes.js';
 import { gradientPath } from './backward.js';
@@ -54,7 +60,11 @@ export interface CheckOptions extends RuntimeOptions {
  * Operator types that lie on a path from a parameter to an output: only those need gradient rules
  * (integer and shape computations, e.g. position ids or attention masks, do not). Found by probing.
  */
-async function differentiatedOps(g: Graph, params: string[], o: CheckOptions): Promise<{ ops: Set<string>; outputs: ProbeOutputs }> {
+async function differentiatedOps(
+  g: Graph,
+  params: string[],
+  o: CheckOptions,
+): Promise<{ ops: Set<string>; outputs: ProbeOutputs }> {
   const shapes = await probeShapes(g, { ...o, feeds: o.feeds ? [o.feeds, o.feeds] : undefined });
   const outputs = probeOutputs(g, shapes, params);
   const ops = new Set<string>();
@@ -70,16 +80,25 @@ export async function checkModel(model: Graph, o: CheckOptions = {}): Promise<Mo
     const s = opStatus(op);
     return s === 'MISSING' && !onPath.has(op) ? 'no gradient needed' : s;
   };
-  const ops = [...g.opCounts()].map(([op, count]) => ({ op, count, status: status(op) })).sort((a, b) => b.count - a.count);
+  const ops = [...g.opCounts()]
+    .map(([op, count]) => ({ op, count, status: status(op) }))
+    .sort((a, b) => b.count - a.count);
   const missing = ops.filter((x) => x.status === 'MISSING').map((x) => x.op);
   const result: ModelCheck = {
-    ops, missing, outputs, parameters: params.length,
+    ops,
+    missing,
+    outputs,
+    parameters: params.length,
     parameterValues: params.reduce((s, p) => s + numel((g.initializers.get(p) ?? o.feeds?.[p])?.dims ?? []), 0),
   };
   const k = Math.min(o.params ?? 4, params.length);
   if (missing.length === 0 && k > 0 && outputs.used.length > 0) {
     // spread the sample over the depth of the network: first, last, and evenly between
-    const pick = [...new Set(Array.from({ length: k }, (_, i) => params[Math.round((i * (params.length - 1)) / Math.max(1, k - 1))]!))];
+    const pick = [
+      ...new Set(
+        Array.from({ length: k }, (_, i) => params[Math.round((i * (params.length - 1)) / Math.max(1, k - 1))]!),
+      ),
+    ];
     // float64 first (exact enough to expose any wrong rule; operators without double kernels run in
     // float32 inside it); all float32 where the float64 graph does not load at all.
     const go = { ...o, wrt: pick, samples: o.samples ?? 6 };
@@ -101,11 +120,22 @@ export type GradLoss = 'weighted-sum' | 'cross-entropy';
 export function validateFeeds(g: Graph, feeds: Feeds, extra: string[] = []): void {
   for (const v of g.dataInputs()) {
     const t = feeds[v.name];
-    if (!t) throw new GraftError(`the feed has no tensor '${v.name}' (the model's inputs: ${g.dataInputs().map((i) => i.name).join(', ')})`);
-    if (v.dtype && t.dtype !== v.dtype) throw new GraftError(`feed '${v.name}' is ${t.dtype}, the model expects ${v.dtype}`);
+    if (!t)
+      throw new GraftError(
+        `the feed has no tensor '${v.name}' (the model's inputs: ${g
+          .dataInputs()
+          .map((i) => i.name)
+          .join(', ')})`,
+      );
+    if (v.dtype && t.dtype !== v.dtype)
+      throw new GraftError(`feed '${v.name}' is ${t.dtype}, the model expects ${v.dtype}`);
     if (v.shape) {
-      const bad = v.shape.length !== t.dims.length || v.shape.some((d, i) => typeof d === 'number' && d > 0 && d !== t.dims[i]);
-      if (bad) throw new GraftError(`feed '${v.name}' has shape [${t.dims}], the model expects [${v.shape.map((d) => d ?? '?')}]`);
+      const bad =
+        v.shape.length !== t.dims.length || v.shape.some((d, i) => typeof d === 'number' && d > 0 && d !== t.dims[i]);
+      if (bad)
+        throw new GraftError(
+          `feed '${v.name}' has shape [${t.dims}], the model expects [${v.shape.map((d) => d ?? '?')}]`,
+        );
     }
   }
   for (const e of extra) if (!feeds[e]) throw new GraftError(`the feed has no tensor '${e}'`);
@@ -116,24 +146,37 @@ export function validateFeeds(g: Graph, feeds: Feeds, extra: string[] = []): voi
  * cross-entropy: mean softmax cross-entropy of the first output against the feed's int64 `labels`.
  */
 export async function modelGradients(
-  model: Graph, feeds: Feeds, loss: GradLoss, o: RuntimeOptions = {},
+  model: Graph,
+  feeds: Feeds,
+  loss: GradLoss,
+  o: RuntimeOptions = {},
 ): Promise<{ loss: number; grads: Map<string, Tensor>; outputs: ProbeOutputs }> {
   const g = upgradeOpset(model);
   const params = candidateParams(g);
   const out = new Map<string, Tensor>();
   // R:<output> feeds name the outputs of a weighted sum; otherwise the first differentiable float output
-  const named = Object.keys(feeds).filter((k) => k.startsWith('R:')).map((k) => k.slice(2));
+  const named = Object.keys(feeds)
+    .filter((k) => k.startsWith('R:'))
+    .map((k) => k.slice(2));
   validateFeeds(g, feeds, loss === 'cross-entropy' ? ['labels'] : named.length ? [] : ['R']);
   const modelFeeds: Feeds = {};
   for (const v of g.dataInputs()) modelFeeds[v.name] = feeds[v.name]!;
   const probe = await differentiableOutputs(g, params, modelFeeds, o);
-  for (const n of named) if (!g.outputs.some((x) => x.name === n)) throw new GraftError(`feed 'R:${n}' names no output of the model`);
+  for (const n of named)
+    if (!g.outputs.some((x) => x.name === n)) throw new GraftError(`feed 'R:${n}' names no output of the model`);
   const used = named.length ? named : probe.used.slice(0, 1).map((u) => u.name);
   if (used.length === 0)
-    throw new GraftError(`no output is a floating-point function of the parameters: ${probe.skipped.map((s) => `'${s.name}' (${s.dtype}): ${s.reason}`).join('; ')}`);
+    throw new GraftError(
+      `no output is a floating-point function of the parameters: ${probe.skipped.map((s) => `'${s.name}' (${s.dtype}): ${s.reason}`).join('; ')}`,
+    );
   const outputs: ProbeOutputs = {
     used: probe.used.filter((u) => used.includes(u.name)),
-    skipped: [...probe.skipped, ...probe.used.filter((u) => !used.includes(u.name)).map((u) => ({ ...u, reason: named.length ? 'no R: feed names it' : 'not the first differentiable output' }))],
+    skipped: [
+      ...probe.skipped,
+      ...probe.used
+        .filter((u) => !used.includes(u.name))
+        .map((u) => ({ ...u, reason: named.length ? 'no R: feed names it' : 'not the first differentiable output' })),
+    ],
   };
   if (loss === 'weighted-sum') {
     const gg = await weightedSumGradGraph(g, params, modelFeeds, used, o);
@@ -150,7 +193,8 @@ export async function modelGradients(
     }
     return { loss: Number(res[gg.loss]!.data[0]), grads: out, outputs };
   }
-  if (feeds['labels']!.dtype !== 'int64') throw new GraftError(`feed 'labels' must be int64, got ${feeds['labels']!.dtype}`);
+  if (feeds['labels']!.dtype !== 'int64')
+    throw new GraftError(`feed 'labels' must be int64, got ${feeds['labels']!.dtype}`);
   const tg = await compileTraining(g, { loss: { kind: 'cross-entropy' }, runtime: o, output: used[0]! });
   const s = await Session.fromGraph(tg.graph, o, `${g.name} (gradient)`);
   const all: Feeds = { [tg.target]: feeds['labels']! };
@@ -163,6 +207,11 @@ export async function modelGradients(
 }
 
 /** Which outputs of g a probe loss over `wrt` can use, found by one forward run on the feeds. */
-export async function differentiableOutputs(g: Graph, wrt: string[], feeds: Feeds = exampleFeeds(g), o: RuntimeOptions = {}): Promise<ProbeOutputs> {
+export async function differentiableOutputs(
+  g: Graph,
+  wrt: string[],
+  feeds: Feeds = exampleFeeds(g),
+  o: RuntimeOptions = {},
+): Promise<ProbeOutputs> {
   return probeOutputs(g, await concreteShapes(g, feeds, o), wrt);
 }

@@ -21,8 +21,15 @@ export const DEBIAN_NODE_TESTS = '/usr/share/libonnx-testdata/data/node';
 
 export type RoundTrip = 'identical' | 'differs' | 'onnxruntime cannot run' | 'unreadable';
 export type GradOutcome =
-  | 'passed' | 'failed' | 'onnxruntime cannot run' | 'no floating-point inputs' | 'no gradient rule'
-  | 'not differentiable' | 'not deterministic' | 'non-finite outputs' | 'unreadable';
+  | 'passed'
+  | 'failed'
+  | 'onnxruntime cannot run'
+  | 'no floating-point inputs'
+  | 'no gradient rule'
+  | 'not differentiable'
+  | 'not deterministic'
+  | 'non-finite outputs'
+  | 'unreadable';
 
 export interface ConformanceCase {
   test: string;
@@ -37,7 +44,10 @@ export interface ConformanceCase {
   detail?: string;
 }
 
-export interface NodeTest { name: string; dir: string }
+export interface NodeTest {
+  name: string;
+  dir: string;
+}
 
 /** Every node test folder (those with a model.onnx and a test_data_set_0), sorted by name. */
 export function listNodeTests(root = DEBIAN_NODE_TESTS): NodeTest[] {
@@ -56,7 +66,9 @@ export function testOperator(t: NodeTest, g: Graph, all: Map<string, NodeTest>):
     try {
       const sg = decodeOnnx(readFileSync(join(sib.dir, 'model.onnx')));
       if (sg.nodes.length === 1) return `${sg.nodes[0]!.opType} (expanded)`;
-    } catch { /* fall through */ }
+    } catch {
+      /* fall through */
+    }
   }
   return [...new Set(g.nodes.map((n) => n.opType))].join('+');
 }
@@ -88,7 +100,8 @@ function sameTensor(a: Tensor, b: Tensor): boolean {
   for (let i = 0; i < x.length; i++) {
     const u = x[i];
     const v = y[i];
-    if (u !== v && !(typeof u === 'number' && typeof v === 'number' && Number.isNaN(u) && Number.isNaN(v))) return false;
+    if (u !== v && !(typeof u === 'number' && typeof v === 'number' && Number.isNaN(u) && Number.isNaN(v)))
+      return false;
   }
   return true;
 }
@@ -101,7 +114,11 @@ export interface RunOptions {
 }
 
 /** Run one node test: the round trip, then the gradient check. */
-export async function runNodeTest(t: NodeTest, all: Map<string, NodeTest>, o: RunOptions = {}): Promise<ConformanceCase> {
+export async function runNodeTest(
+  t: NodeTest,
+  all: Map<string, NodeTest>,
+  o: RunOptions = {},
+): Promise<ConformanceCase> {
   const bytes = readFileSync(join(t.dir, 'model.onnx'));
   let g: Graph;
   try {
@@ -134,7 +151,11 @@ export async function runNodeTest(t: NodeTest, all: Map<string, NodeTest>, o: Ru
     return c;
   }
   try {
-    const s = await Session.fromBytes(encodeOnnx(decodeOnnx(encodeOnnx(g))), { optimization: 'disabled' }, `${t.name} (written by Graft)`);
+    const s = await Session.fromBytes(
+      encodeOnnx(decodeOnnx(encodeOnnx(g))),
+      { optimization: 'disabled' },
+      `${t.name} (written by Graft)`,
+    );
     const got = await s.run(feeds);
     await s.release();
     const bad = Object.keys(expected).filter((k) => !got[k] || !sameTensor(expected[k]!, got[k]!));
@@ -146,29 +167,57 @@ export async function runNodeTest(t: NodeTest, all: Map<string, NodeTest>, o: Ru
   }
   if (o.noGrad) return c;
   // float inputs in a slot no rule differentiates (Resize's scales, Dropout's ratio) are constants, as in exported models
-  const fixed = new Set(g.nodes.flatMap((n) => (CONSTANT_INPUTS[n.opType] ?? []).map((i) => n.inputs[i]).filter((v): v is string => !!v)));
-  const wrt = g.dataInputs().map((v) => v.name).filter((n) => feeds[n] && isFloatTensor(feeds[n]!) && !fixed.has(n));
+  const fixed = new Set(
+    g.nodes.flatMap((n) => (CONSTANT_INPUTS[n.opType] ?? []).map((i) => n.inputs[i]).filter((v): v is string => !!v)),
+  );
+  const wrt = g
+    .dataInputs()
+    .map((v) => v.name)
+    .filter((n) => feeds[n] && isFloatTensor(feeds[n]!) && !fixed.has(n));
   const ops = [...new Set(g.nodes.map((n) => n.opType))];
-  if (wrt.length === 0) { c.grad = 'no floating-point inputs'; return c; }
-  if (ops.every((x) => NON_DIFFERENTIABLE.has(x))) { c.grad = 'not differentiable'; return c; }
+  if (wrt.length === 0) {
+    c.grad = 'no floating-point inputs';
+    return c;
+  }
+  if (ops.every((x) => NON_DIFFERENTIABLE.has(x))) {
+    c.grad = 'not differentiable';
+    return c;
+  }
   const noRule = ops.filter((x) => !(x in RULES) && !NON_DIFFERENTIABLE.has(x));
-  if (noRule.length) { c.grad = 'no gradient rule'; c.detail = noRule.join(', '); return c; }
+  if (noRule.length) {
+    c.grad = 'no gradient rule';
+    c.detail = noRule.join(', ');
+    return c;
+  }
   // outputs of random operators (training-mode Dropout) stay: the check holds the draws of its gradient run fixed
   if (g.nodes.some(drawsRandom)) unstable.length = 0;
   if (unstable.length) {
     const stable = g.outputs.filter((v) => !unstable.includes(v.name));
-    if (stable.length === 0) { c.grad = 'not deterministic'; c.detail = `onnxruntime gives new values on each run: ${unstable.join(', ')}`; return c; }
+    if (stable.length === 0) {
+      c.grad = 'not deterministic';
+      c.detail = `onnxruntime gives new values on each run: ${unstable.join(', ')}`;
+      return c;
+    }
     g = g.clone();
     g.outputs = stable;
   }
-  const nonFinite = Object.entries(expected).filter(([, t]) => isFloatTensor(t) && (t.data as Float32Array).some((v) => !Number.isFinite(v)));
-  if (nonFinite.length) { c.grad = 'non-finite outputs'; c.detail = nonFinite.map(([k]) => k).join(', '); return c; }
+  const nonFinite = Object.entries(expected).filter(
+    ([, t]) => isFloatTensor(t) && (t.data as Float32Array).some((v) => !Number.isFinite(v)),
+  );
+  if (nonFinite.length) {
+    c.grad = 'non-finite outputs';
+    c.detail = nonFinite.map(([k]) => k).join(', ');
+    return c;
+  }
   // The test's other inputs (axes, shapes, indices…) are constants, as they are in exported models.
   g = g.clone();
   const dataFeeds: Feeds = {};
   for (const [k, t] of Object.entries(feeds)) {
     if (wrt.includes(k)) dataFeeds[k] = t;
-    else { g.initializers.set(k, t); g.inputs = g.inputs.filter((v) => v.name !== k); }
+    else {
+      g.initializers.set(k, t);
+      g.inputs = g.inputs.filter((v) => v.name !== k);
+    }
   }
   // Inputs the rules give no gradient (Dropout's ratio, Resize's scales) are left out, and named.
   let checked = wrt;
@@ -177,21 +226,44 @@ export async function runNodeTest(t: NodeTest, all: Map<string, NodeTest>, o: Ru
     checked = wrt.filter((w) => gg.grads.get(w));
     const none = wrt.filter((w) => !gg.grads.get(w));
     if (none.length) c.detail = `no gradient by rule: ${none.join(', ')}`;
-  } catch { /* the check below reports it */ }
-  if (checked.length === 0) { c.grad = 'not differentiable'; return c; }
+  } catch {
+    /* the check below reports it */
+  }
+  if (checked.length === 0) {
+    c.grad = 'not differentiable';
+    return c;
+  }
   try {
     const r = await checkModel(g, { feeds: dataFeeds, wrt: checked, params: checked.length, samples: o.samples ?? 6 });
-    if (r.missing.length) { c.grad = 'no gradient rule'; c.detail = r.missing.join(', '); return c; }
-    if (!r.gradcheck) { c.grad = 'not differentiable'; c.detail = 'no output depends on a floating-point input'; return c; }
+    if (r.missing.length) {
+      c.grad = 'no gradient rule';
+      c.detail = r.missing.join(', ');
+      return c;
+    }
+    if (!r.gradcheck) {
+      c.grad = 'not differentiable';
+      c.detail = 'no output depends on a floating-point input';
+      return c;
+    }
     c.worst = r.gradcheck.worst;
     c.precision = r.precision;
     c.grad = r.gradcheck.passed ? 'passed' : 'failed';
-    if (unstable.length) c.detail = `${c.detail ? `${c.detail}; ` : ''}outputs left out (onnxruntime gives new values on each run): ${unstable.join(', ')}`;
+    if (unstable.length)
+      c.detail = `${c.detail ? `${c.detail}; ` : ''}outputs left out (onnxruntime gives new values on each run): ${unstable.join(', ')}`;
     if (!r.gradcheck.passed)
-      c.detail = (c.detail ? `${c.detail}; ` : '') + r.gradcheck.entries.map((e) => `${e.name}: ${e.maxRelError.toExponential(2)}`).join(', ') + ` (tolerance ${gradcheckTolerance(r.precision!)})`;
+      c.detail =
+        (c.detail ? `${c.detail}; ` : '') +
+        r.gradcheck.entries.map((e) => `${e.name}: ${e.maxRelError.toExponential(2)}`).join(', ') +
+        ` (tolerance ${gradcheckTolerance(r.precision!)})`;
   } catch (e) {
     const m = (e as Error).message.split('\n')[0]!.slice(0, 300);
-    c.grad = /different loss on every run/.test(m) ? 'not deterministic' : /has no rule/.test(m) ? 'no gradient rule' : /an output is not finite/.test(m) ? 'non-finite outputs' : 'failed';
+    c.grad = /different loss on every run/.test(m)
+      ? 'not deterministic'
+      : /has no rule/.test(m)
+        ? 'no gradient rule'
+        : /an output is not finite/.test(m)
+          ? 'non-finite outputs'
+          : 'failed';
     c.detail = m;
   }
   return c;
@@ -208,7 +280,10 @@ export function samplePerOperator(tests: NodeTest[], opOf: (t: NodeTest) => stri
   }
   const out: NodeTest[] = [];
   for (const l of by.values()) {
-    if (l.length <= perOp) { out.push(...l); continue; }
+    if (l.length <= perOp) {
+      out.push(...l);
+      continue;
+    }
     for (let i = 0; i < perOp; i++) out.push(l[Math.round((i * (l.length - 1)) / Math.max(1, perOp - 1))]!);
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : 1));

@@ -2,7 +2,7 @@
  * Graph-level entry points of the autodiff: turn initializers into inputs, attach a probe loss, build a
  * graph that outputs the loss and the gradients, and check gradients against finite differences.
  */
-import { Graph, type Node } from '../graph/graph.js';
+import type { Graph, Node } from '../graph/graph.js';
 import { Builder, A } from '../graph/builder.js';
 import { type Tensor, type DType, isFloat, numel, toNumbers, ONNX_DTYPE } from '../graph/tensor.js';
 import { buildBackward, gradientPath } from './backward.js';
@@ -24,8 +24,10 @@ export function promoteToInputs(g: Graph, names: string[]): Map<string, Tensor> 
     values.set(n, t);
     g.initializers.delete(n);
     const existing = g.inputs.find((i) => i.name === n);
-    if (existing) { existing.dtype = t.dtype; existing.shape = [...t.dims]; }
-    else g.inputs.push({ name: n, dtype: t.dtype, shape: [...t.dims] });
+    if (existing) {
+      existing.dtype = t.dtype;
+      existing.shape = [...t.dims];
+    } else g.inputs.push({ name: n, dtype: t.dtype, shape: [...t.dims] });
   }
   return values;
 }
@@ -33,26 +35,44 @@ export function promoteToInputs(g: Graph, names: string[]): Map<string, Tensor> 
 /** Float parameters of the graph (initializers of a float type with more than one element or named like weights). */
 export function floatParameters(g: Graph): string[] {
   const used = new Set(g.nodes.flatMap((n) => n.inputs));
-  return [...g.initializers].filter(([k, t]) => isFloat(t.dtype) && t.dtype === 'float32' && used.has(k) && numel(t.dims) > 0).map(([k]) => k);
+  return [...g.initializers]
+    .filter(([k, t]) => isFloat(t.dtype) && t.dtype === 'float32' && used.has(k) && numel(t.dims) > 0)
+    .map(([k]) => k);
 }
 
 /** An output left out of a probe loss, and why. */
-export interface SkippedOutput { name: string; dtype: DType | 'unknown'; reason: string }
+export interface SkippedOutput {
+  name: string;
+  dtype: DType | 'unknown';
+  reason: string;
+}
 /** Which outputs a probe loss Σ_k Σ(Y_k · R_k) uses, and which it leaves out. */
-export interface ProbeOutputs { used: { name: string; dtype: DType }[]; skipped: SkippedOutput[] }
+export interface ProbeOutputs {
+  used: { name: string; dtype: DType }[];
+  skipped: SkippedOutput[];
+}
 
 /**
  * The outputs a probe loss can use: floating-point outputs (any precision) that depend on one of
  * `wrt` through differentiable operators. Integer, boolean and string outputs (argmax ids, masks,
  * pooling indices) are skipped, and so are float outputs that none of `wrt` reaches.
  */
-export function probeOutputs(g: Graph, shapes: ShapeMap, wrt: string[], names = g.outputs.map((o) => o.name)): ProbeOutputs {
+export function probeOutputs(
+  g: Graph,
+  shapes: ShapeMap,
+  wrt: string[],
+  names = g.outputs.map((o) => o.name),
+): ProbeOutputs {
   const out: ProbeOutputs = { used: [], skipped: [] };
   for (const name of names) {
     const dtype = shapes.get(name)?.dtype ?? g.outputs.find((o) => o.name === name)?.dtype;
     if (!dtype) out.skipped.push({ name, dtype: 'unknown', reason: 'its type is unknown' });
     else if (!isFloat(dtype))
-      out.skipped.push({ name, dtype, reason: dtype === 'string' ? 'string values' : dtype === 'bool' ? 'boolean values' : 'integer values' });
+      out.skipped.push({
+        name,
+        dtype,
+        reason: dtype === 'string' ? 'string values' : dtype === 'bool' ? 'boolean values' : 'integer values',
+      });
     else if (!gradientPath(g, shapes, wrt, name).requires.has(name))
       out.skipped.push({ name, dtype, reason: 'no differentiated value reaches it' });
     else out.used.push({ name, dtype });
@@ -74,23 +94,34 @@ export interface GradGraph {
  * probe's precision first (float32; float64 once the graph goes through toFloat64).
  */
 export async function weightedSumGradGraph(
-  src: Graph, wrt: string[], feeds: [Feeds, Feeds] | Feeds, outputs?: string[], opts: RuntimeOptions = {},
+  src: Graph,
+  wrt: string[],
+  feeds: [Feeds, Feeds] | Feeds,
+  outputs?: string[],
+  opts: RuntimeOptions = {},
 ): Promise<GradGraph & { rNames: Map<string, string>; probe: ProbeOutputs }> {
   const [fa, fb] = Array.isArray(feeds) ? feeds : [feeds, feeds];
   const values = new Map<string, Tensor>();
-  for (const w of wrt) { const t = src.initializers.get(w); if (t) values.set(w, t); }
+  for (const w of wrt) {
+    const t = src.initializers.get(w);
+    if (t) values.set(w, t);
+  }
   // The R inputs take the outputs' shapes, and the probe the outputs' types: run the forward graph.
   const withValues = (f: Feeds): Feeds => ({ ...Object.fromEntries(values), ...f });
   const concreteA = await concreteShapes(src, pickInputs(src, withValues(fa)), opts);
   const concreteB = fa === fb ? concreteA : await concreteShapes(src, pickInputs(src, withValues(fb)), opts);
   const probe = probeOutputs(src, concreteA, wrt, outputs);
-  if (outputs) for (const s of probe.skipped) throw new GraftError(`output '${s.name}' cannot carry a gradient: ${s.reason}`);
+  if (outputs)
+    for (const s of probe.skipped) throw new GraftError(`output '${s.name}' cannot carry a gradient: ${s.reason}`);
   if (probe.used.length === 0) {
     const why = probe.skipped.map((s) => `'${s.name}' (${s.dtype}): ${s.reason}`).join('; ');
     throw new GraftError(`no output of ${src.name} is a floating-point function of the differentiated values: ${why}`);
   }
   const g = src.clone();
-  promoteToInputs(g, wrt.filter((w) => g.initializers.has(w)));
+  promoteToInputs(
+    g,
+    wrt.filter((w) => g.initializers.has(w)),
+  );
   const b = new Builder(g, 'loss/');
   const rNames = new Map<string, string>();
   const terms: string[] = [];
@@ -149,7 +180,12 @@ export interface GradCheckOptions extends RuntimeOptions {
   tolerance?: number;
 }
 
-export interface GradCheckEntry { name: string; checked: number; maxRelError: number; maxAbsGrad: number }
+export interface GradCheckEntry {
+  name: string;
+  checked: number;
+  maxRelError: number;
+  maxAbsGrad: number;
+}
 export interface GradCheckResult {
   worst: number;
   entries: GradCheckEntry[];
@@ -178,19 +214,36 @@ function keepFloat32(src: Graph, shapes: ShapeMap, ops: ReadonlySet<string>): Gr
   const names = g.allNames();
   const nodes: Node[] = [];
   for (const n of g.nodes) {
-    if (!ops.has(n.opType)) { nodes.push(n); continue; }
+    if (!ops.has(n.opType)) {
+      nodes.push(n);
+      continue;
+    }
     const is32 = (v: string) => !!v && shapes.get(v)?.dtype === 'float32';
     const inputs = n.inputs.map((i) => {
       if (!is32(i)) return i;
       const c = g.uniqueName(`${i}/as_f32`, names);
-      nodes.push({ name: g.uniqueName(`${c}_node`, names), opType: 'Cast', domain: '', inputs: [i], outputs: [c], attrs: { to: A.i(1) } });
+      nodes.push({
+        name: g.uniqueName(`${c}_node`, names),
+        opType: 'Cast',
+        domain: '',
+        inputs: [i],
+        outputs: [c],
+        attrs: { to: A.i(1) },
+      });
       return c;
     });
     const after: Node[] = [];
     const outputs = n.outputs.map((o) => {
       if (!is32(o)) return o;
       const tmp = g.uniqueName(`${o}/f32`, names);
-      after.push({ name: g.uniqueName(`${tmp}_to_f64`, names), opType: 'Cast', domain: '', inputs: [tmp], outputs: [o], attrs: { to: A.i(11) } });
+      after.push({
+        name: g.uniqueName(`${tmp}_to_f64`, names),
+        opType: 'Cast',
+        domain: '',
+        inputs: [tmp],
+        outputs: [o],
+        attrs: { to: A.i(11) },
+      });
       return tmp;
     });
     nodes.push({ ...n, inputs, outputs }, ...after);
@@ -218,7 +271,8 @@ function moveOffKinks(t: Tensor, rng: Rng): Tensor {
   for (let i = 0; i < data.length; i++) {
     const v = x[i]!;
     const sign = v > 0 ? 1 : v < 0 ? -1 : rng.uniform() < 0.5 ? -1 : 1;
-    data[i] = Math.abs(v) < 2e-3 ? sign * (1e-3 + 1e-3 * rng.uniform()) : v + 1e-3 * Math.abs(v) * (rng.uniform() - 0.5);
+    data[i] =
+      Math.abs(v) < 2e-3 ? sign * (1e-3 + 1e-3 * rng.uniform()) : v + 1e-3 * Math.abs(v) * (rng.uniform() - 0.5);
   }
   return { dtype: t.dtype, dims: [...t.dims], data };
 }
@@ -235,7 +289,10 @@ function moveOffKinks(t: Tensor, rng: Rng): Tensor {
 export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<GradCheckResult> {
   const seed = opts.seed ?? 1;
   const feeds = opts.feeds ?? exampleFeeds(g, 2, seed);
-  const floatInputs = g.dataInputs().filter((v) => v.dtype && isFloat(v.dtype)).map((v) => v.name);
+  const floatInputs = g
+    .dataInputs()
+    .filter((v) => v.dtype && isFloat(v.dtype))
+    .map((v) => v.name);
   const wrt = opts.wrt ?? [...floatInputs, ...floatParameters(g)];
   // R must not share a seed with example data made from the same seed (R = x hides errors).
   const rng = new Rng((opts.seed ?? 3) + 7919);
@@ -243,14 +300,20 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
   for (const w of wrt) {
     const t = base[w] ?? g.initializers.get(w);
     if (!t) throw new GraftError(`'${w}' is neither an input nor an initializer of the graph`);
-    if (t.dtype !== 'float32' && t.dtype !== 'float64') throw new GraftError(`'${w}' is ${t.dtype}; finite differences need float32 or float64 values`);
+    if (t.dtype !== 'float32' && t.dtype !== 'float64')
+      throw new GraftError(`'${w}' is ${t.dtype}; finite differences need float32 or float64 values`);
     base[w] = opts.offKinks === false ? cloneTensor(t) : moveOffKinks(t, rng);
   }
   const dataFeeds: Feeds = { ...feeds };
   for (const w of wrt) if (feeds[w]) dataFeeds[w] = base[w]!;
   // onnxruntime's training-mode BatchNormalization can write its updated running statistics into the
   // buffers fed as its mean and var (when those outputs are not graph outputs): every run gets copies.
-  const written = new Set(g.nodes.filter((n) => n.opType === 'BatchNormalization').flatMap((n) => [n.inputs[3], n.inputs[4]]).filter((v): v is string => !!v));
+  const written = new Set(
+    g.nodes
+      .filter((n) => n.opType === 'BatchNormalization')
+      .flatMap((n) => [n.inputs[3], n.inputs[4]])
+      .filter((v): v is string => !!v),
+  );
   const feed = (f: Feeds, names: readonly string[]): Feeds => {
     const o = pick(f, names);
     for (const k of written) if (o[k]) o[k] = cloneTensor(o[k]!);
@@ -288,7 +351,8 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
   if (opts.float64)
     for (const k of Object.keys(base)) {
       const t = base[k]!;
-      if (t.dtype === 'float32') base[k] = { dtype: 'float64', dims: t.dims, data: Float64Array.from(t.data as Float32Array) };
+      if (t.dtype === 'float32')
+        base[k] = { dtype: 'float64', dims: t.dims, data: Float64Array.from(t.data as Float32Array) };
     }
   const res = await gradSession.run(feed(base, gradSession.inputNames));
   // Loss-only session for finite differences, with the random draws of the gradient run held fixed.
@@ -305,26 +369,44 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
       const [u, v] = [toNumbers(got[y]!), toNumbers(want)];
       const size = v.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
       if (u.some((x, i) => !(Math.abs(x - v[i]!) <= 1e-6 * size)))
-        throw new GraftError(`${g.name}: '${y}' with its random draws held fixed differs from onnxruntime's output: finite differences cannot check it`);
+        throw new GraftError(
+          `${g.name}: '${y}' with its random draws held fixed differs from onnxruntime's output: finite differences cannot check it`,
+        );
     }
   }
-  let evalLoss = async (f: Feeds) => Number((await lossSession.run(feed(f, lossSession.inputNames), [loss]))[loss]!.data[0]);
+  let evalLoss = async (f: Feeds) =>
+    Number((await lossSession.run(feed(f, lossSession.inputNames), [loss]))[loss]!.data[0]);
   let l0 = await evalLoss(base);
-  if (!Number.isFinite(l0)) throw new GraftError(`the probe loss of ${g.name} is ${l0} at the checked point (an output is not finite): finite differences cannot check it`);
+  if (!Number.isFinite(l0))
+    throw new GraftError(
+      `the probe loss of ${g.name} is ${l0} at the checked point (an output is not finite): finite differences cannot check it`,
+    );
   if ((await evalLoss(base)) !== l0) {
     // Runs of one session differ (a random operator, or state onnxruntime keeps between runs, as
     // training-mode BatchNormalization's running statistics): evaluate each point in a fresh session.
     evalLoss = async (f: Feeds) => {
       const s = await Session.fromGraph(lossGraph, lossOpts, `${g.name} (loss)`);
-      try { return Number((await s.run(feed(f, s.inputNames)))[loss]!.data[0]); } finally { await s.release(); }
+      try {
+        return Number((await s.run(feed(f, s.inputNames)))[loss]!.data[0]);
+      } finally {
+        await s.release();
+      }
     };
     l0 = await evalLoss(base);
     if ((await evalLoss(base)) !== l0)
-      throw new GraftError(`${g.name} gives a different loss on every run of the same inputs (a random operator such as Dropout in training mode): finite differences cannot check it`);
+      throw new GraftError(
+        `${g.name} gives a different loss on every run of the same inputs (a random operator such as Dropout in training mode): finite differences cannot check it`,
+      );
   }
   const unit = roundoff(built.shapes, !!opts.float64, f32Ops.size > 0);
   const tolerance = opts.tolerance ?? (unit < 1e-12 ? 1e-3 : 2e-2);
-  const steps = Array.isArray(opts.eps) ? opts.eps : opts.eps != null ? [opts.eps] : opts.float64 ? [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7] : [1e-1, 1e-2, 1e-3, 1e-4];
+  const steps = Array.isArray(opts.eps)
+    ? opts.eps
+    : opts.eps != null
+      ? [opts.eps]
+      : opts.float64
+        ? [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7]
+        : [1e-1, 1e-2, 1e-3, 1e-4];
   const samples = opts.samples ?? 12;
   const denseCount = opts.directions ?? 2;
   const entries: GradCheckEntry[] = [];
@@ -334,7 +416,8 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
     const x0 = t.data as Float32Array | Float64Array;
     const n = x0.length;
     const analytic = gname ? Float64Array.from(res[gname]!.data as Float32Array | Float64Array) : new Float64Array(n);
-    if (analytic.length !== n) throw new GraftError(`gradient of '${w}' has ${analytic.length} elements, expected ${n}`);
+    if (analytic.length !== n)
+      throw new GraftError(`gradient of '${w}' has ${analytic.length} elements, expected ${n}`);
     const gmax = analytic.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
     let ss = 0;
     for (const v of x0) ss += v * v;
@@ -343,7 +426,13 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
     const dirs: { idx: number[]; v: number[]; size: number }[] = [];
     const idx = n <= samples ? [...Array(n).keys()] : Array.from({ length: samples }, () => rng.int(n));
     for (const i of idx) dirs.push({ idx: [i], v: [1], size: Math.max(1, Math.abs(x0[i]!)) });
-    if (n > 1) for (let k = 0; k < denseCount; k++) dirs.push({ idx: [...Array(n).keys()], v: Array.from({ length: n }, () => rng.normal()), size: Math.max(1, rms) });
+    if (n > 1)
+      for (let k = 0; k < denseCount; k++)
+        dirs.push({
+          idx: [...Array(n).keys()],
+          v: Array.from({ length: n }, () => rng.normal()),
+          size: Math.max(1, rms),
+        });
     let worst = 0;
     for (const d of dirs) {
       const vmax = d.v.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
@@ -354,11 +443,17 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
         const h = eps * d.size;
         const xp = x0.slice();
         const xm = x0.slice();
-        d.idx.forEach((i, k) => { xp[i] = x0[i]! + h * d.v[k]!; xm[i] = x0[i]! - h * d.v[k]!; });
+        d.idx.forEach((i, k) => {
+          xp[i] = x0[i]! + h * d.v[k]!;
+          xm[i] = x0[i]! - h * d.v[k]!;
+        });
         // analytic change over the steps actually taken (after rounding to the tensor's precision)
         let ap = 0;
         let am = 0;
-        for (const i of d.idx) { ap += analytic[i]! * (xp[i]! - x0[i]!); am += analytic[i]! * (x0[i]! - xm[i]!); }
+        for (const i of d.idx) {
+          ap += analytic[i]! * (xp[i]! - x0[i]!);
+          am += analytic[i]! * (x0[i]! - xm[i]!);
+        }
         const lp = await evalLoss({ ...base, [w]: { ...t, data: xp } });
         const lm = await evalLoss({ ...base, [w]: { ...t, data: xm } });
         const noise = (8 * scale * unit) / h;
@@ -385,7 +480,14 @@ export async function gradCheck(g: Graph, opts: GradCheckOptions = {}): Promise<
 }
 
 /** Operators whose outputs are random draws (besides Dropout in training mode, which draws its mask). */
-export const RANDOM_OPS: ReadonlySet<string> = new Set(['RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Bernoulli', 'Multinomial']);
+export const RANDOM_OPS: ReadonlySet<string> = new Set([
+  'RandomNormal',
+  'RandomUniform',
+  'RandomNormalLike',
+  'RandomUniformLike',
+  'Bernoulli',
+  'Multinomial',
+]);
 
 /** Whether a node draws random numbers when it runs (Dropout only with a training_mode input). */
 export function drawsRandom(n: Node): boolean {
@@ -426,9 +528,15 @@ function holdRandomFixed(g: Graph, random: Node[], run: Record<string, Tensor>, 
   const nodes: Node[] = [];
   for (const n of g.nodes) {
     const src = byName.get(n.name);
-    if (!src) { nodes.push(n); continue; }
+    if (!src) {
+      nodes.push(n);
+      continue;
+    }
     for (const o of n.outputs) if (o && o !== n.outputs[0]) g.initializers.set(o, run[o]!);
-    if (n.opType !== 'Dropout') { g.initializers.set(n.outputs[0]!, run[n.outputs[0]!]!); continue; }
+    if (n.opType !== 'Dropout') {
+      g.initializers.set(n.outputs[0]!, run[n.outputs[0]!]!);
+      continue;
+    }
     const y = run[n.outputs[0]!]!;
     const mask = run[n.outputs[1]!]!.data as Uint8Array;
     // the scale: 1/(1 − ratio) in training mode, else 1, from a ratio and training_mode that are constants or fed
@@ -439,16 +547,28 @@ function holdRandomFixed(g: Graph, random: Node[], run: Record<string, Tensor>, 
     };
     const ratio = value(n.inputs[1], 0.5);
     const training = value(n.inputs[2], 0);
-    if (ratio == null || training == null) throw new GraftError(`Dropout '${n.name}': its ratio and training_mode must be constants for a finite-difference check`);
+    if (ratio == null || training == null)
+      throw new GraftError(
+        `Dropout '${n.name}': its ratio and training_mode must be constants for a finite-difference check`,
+      );
     const scale = training ? 1 / (1 - ratio) : 1;
     const k = Array.from(mask, (m) => (m ? scale : 0));
-    const K: Tensor = y.dtype === 'float64'
-      ? { dtype: 'float64', dims: [...y.dims], data: Float64Array.from(k) }
-      : { dtype: 'float32', dims: [...y.dims], data: Float32Array.from(k) };
-    if (y.dtype !== 'float32' && y.dtype !== 'float64') throw new GraftError(`Dropout '${n.name}' on ${y.dtype}: a finite-difference check needs float32 or float64`);
+    const K: Tensor =
+      y.dtype === 'float64'
+        ? { dtype: 'float64', dims: [...y.dims], data: Float64Array.from(k) }
+        : { dtype: 'float32', dims: [...y.dims], data: Float32Array.from(k) };
+    if (y.dtype !== 'float32' && y.dtype !== 'float64')
+      throw new GraftError(`Dropout '${n.name}' on ${y.dtype}: a finite-difference check needs float32 or float64`);
     const kName = g.uniqueName(`${n.outputs[0]}/held_mask`, names);
     g.initializers.set(kName, K);
-    nodes.push({ name: g.uniqueName(`${n.name}/held`, names), opType: 'Mul', domain: '', inputs: [n.inputs[0]!, kName], outputs: [n.outputs[0]!], attrs: {} });
+    nodes.push({
+      name: g.uniqueName(`${n.name}/held`, names),
+      opType: 'Mul',
+      domain: '',
+      inputs: [n.inputs[0]!, kName],
+      outputs: [n.outputs[0]!],
+      attrs: {},
+    });
     check.push([n.outputs[0]!, y]);
   }
   g.nodes = nodes;

@@ -66,7 +66,10 @@ export function broadcasting(rule: (ctx: GradCtx) => Grad[], inputs?: readonly n
 }
 
 export class NoGradientRule extends Error {
-  constructor(readonly opType: string, readonly nodeName: string) {
+  constructor(
+    readonly opType: string,
+    readonly nodeName: string,
+  ) {
     super(`no gradient rule for operator ${opType} (node '${nodeName}')`);
   }
 }

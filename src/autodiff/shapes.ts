@@ -4,7 +4,7 @@
  * output. A dimension that differs between the runs is dynamic (null); the rest are fixed numbers.
  * This needs no shape-inference code of Graft's own and is exact for the ops onnxruntime runs.
  */
-import { Graph, type ValueInfo } from '../graph/graph.js';
+import type { Graph, ValueInfo } from '../graph/graph.js';
 import { type DType, type Tensor, numel, emptyTyped, isFloat } from '../graph/tensor.js';
 import { Session, type Feeds, type RuntimeOptions } from '../runtime/session.js';
 import { GraftError } from '../util/errors.js';
@@ -71,7 +71,11 @@ export function randomTensor(dtype: DType, dims: number[], rng: Rng, intValue = 
 }
 
 /** Run the graph with every value exposed and return each value's dtype and concrete dims. */
-export async function concreteShapes(g: Graph, feeds: Feeds, opts: RuntimeOptions = {}): Promise<Map<string, { dtype: DType; dims: number[] }>> {
+export async function concreteShapes(
+  g: Graph,
+  feeds: Feeds,
+  opts: RuntimeOptions = {},
+): Promise<Map<string, { dtype: DType; dims: number[] }>> {
   const probe = g.clone();
   const seen = new Set(probe.outputs.map((o) => o.name));
   for (const n of probe.nodes)

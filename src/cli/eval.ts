@@ -19,12 +19,24 @@ import { column, int } from './parse.js';
 import { progressBar, type ProgressBar } from '../util/progress.js';
 
 interface EvalFlags {
-  model: string; data: string; labelsData?: string; maxPerClass?: string; batchSize: string; report?: string; json?: boolean;
-  textColumn?: string; labelColumn?: string; maxLength?: string;
+  model: string;
+  data: string;
+  labelsData?: string;
+  maxPerClass?: string;
+  batchSize: string;
+  report?: string;
+  json?: boolean;
+  textColumn?: string;
+  labelColumn?: string;
+  maxLength?: string;
 }
 
 /** The flags only a text classifier reads. */
-const TEXT_FLAGS: [keyof EvalFlags, string][] = [['textColumn', '--text-column'], ['labelColumn', '--label-column'], ['maxLength', '--max-length']];
+const TEXT_FLAGS: [keyof EvalFlags, string][] = [
+  ['textColumn', '--text-column'],
+  ['labelColumn', '--label-column'],
+  ['maxLength', '--max-length'],
+];
 
 /** `graft eval --model DIR --data D`: metrics of a saved classifier on a labelled dataset. */
 export async function evalCommand(o: EvalFlags) {
@@ -44,14 +56,29 @@ export async function evalCommand(o: EvalFlags) {
   const total = data.inputs.length;
   bar?.update(0, total);
   const t0 = performance.now();
-  const { metrics, skipped } = await evaluateClassifier(model, data, { batchSize: int(o.batchSize, '--batch-size'), onProgress: (d) => bar?.update(d, total) });
+  const { metrics, skipped } = await evaluateClassifier(model, data, {
+    batchSize: int(o.batchSize, '--batch-size'),
+    onProgress: (d) => bar?.update(d, total),
+  });
   bar?.stop();
   const seconds = (performance.now() - t0) / 1000;
   const files = o.report
-    ? writeReport(reportPath(o.report), metrics, { title: `Graft evaluation: ${o.model}`, model: o.model, data: o.data, details: { seconds: Number(seconds.toFixed(2)) }, skipped })
+    ? writeReport(reportPath(o.report), metrics, {
+        title: `Graft evaluation: ${o.model}`,
+        model: o.model,
+        data: o.data,
+        details: { seconds: Number(seconds.toFixed(2)) },
+        skipped,
+      })
     : [];
   if (o.json) {
-    process.stdout.write(JSON.stringify({ model: o.model, data: o.data, seconds, ...(files.length ? { report: files } : {}), skipped, metrics }, null, 2) + '\n');
+    process.stdout.write(
+      JSON.stringify(
+        { model: o.model, data: o.data, seconds, ...(files.length ? { report: files } : {}), skipped, metrics },
+        null,
+        2,
+      ) + '\n',
+    );
     return;
   }
   for (const f of skipped) process.stdout.write(`skipped ${f.path}: ${f.error}\n`);
@@ -65,7 +92,8 @@ async function evalText(o: EvalFlags): Promise<void> {
       `${o.model} is a text classifier: name the text column of ${o.data} with --text-column (and the label column with --label-column)`,
       'header names, JSONL fields, or 0-based indices for headerless files, as for graft train --text-column',
     );
-  if (o.labelsData !== undefined) throw new GraftError(`--labels-data applies to IDX image data, not to the text classifier ${o.model}`);
+  if (o.labelsData !== undefined)
+    throw new GraftError(`--labels-data applies to IDX image data, not to the text classifier ${o.model}`);
   const c = loadTextClassifier(o.model);
   const batchSize = int(o.batchSize, '--batch-size');
   if (batchSize < 1) throw new GraftError(`--batch-size must be at least 1, got ${batchSize}`);
@@ -74,18 +102,25 @@ async function evalText(o: EvalFlags): Promise<void> {
     maxLength = int(o.maxLength, '--max-length');
     const positions = configPositions(readTextConfig(o.model));
     if (maxLength < 1) throw new GraftError(`--max-length must be at least 1, got ${maxLength}`);
-    if (positions && maxLength > positions) throw new GraftError(`--max-length ${maxLength} exceeds the model's ${positions} positions`);
+    if (positions && maxLength > positions)
+      throw new GraftError(`--max-length ${maxLength} exceeds the model's ${positions} positions`);
   }
-  let table = readTextTable(o.data, { textColumn: column(o.textColumn), ...(o.labelColumn !== undefined ? { labelColumn: column(o.labelColumn) } : {}) });
+  let table = readTextTable(o.data, {
+    textColumn: column(o.textColumn),
+    ...(o.labelColumn !== undefined ? { labelColumn: column(o.labelColumn) } : {}),
+  });
   if (o.maxPerClass) {
     const n = int(o.maxPerClass, '--max-per-class');
     if (n < 1) throw new GraftError(`--max-per-class must be at least 1, got ${n}`);
     const seen = new Map<string, number>();
-    table = subsetTable(table, table.labels.flatMap((l, i) => {
-      const k = seen.get(l) ?? 0;
-      seen.set(l, k + 1);
-      return k < n ? [i] : [];
-    }));
+    table = subsetTable(
+      table,
+      table.labels.flatMap((l, i) => {
+        const k = seen.get(l) ?? 0;
+        seen.set(l, k + 1);
+        return k < n ? [i] : [];
+      }),
+    );
   }
   const bar = evalBar(o, 'texts');
   // Truncation warnings (one per onnxruntime batch) are held, then printed below the bar, condensed.
@@ -96,7 +131,12 @@ async function evalText(o: EvalFlags): Promise<void> {
   let metrics: Metrics;
   try {
     ({ metrics } = await evaluateTextClassifier(c, table.texts, table.labels, {
-      maxLength, batchSize, source: table.source, where: o.data, rows: table.rows, warn,
+      maxLength,
+      batchSize,
+      source: table.source,
+      where: o.data,
+      rows: table.rows,
+      warn,
       ...(bar ? { onProgress: (d: number) => bar.update(d, table.texts.length) } : {}),
     }));
   } finally {
@@ -105,12 +145,28 @@ async function evalText(o: EvalFlags): Promise<void> {
   }
   const seconds = (performance.now() - t0) / 1000;
   const info: ReportInfo = {
-    title: `Graft evaluation: ${o.model}`, model: o.model, data: o.data,
+    title: `Graft evaluation: ${o.model}`,
+    model: o.model,
+    data: o.data,
     details: { seconds: Number(seconds.toFixed(2)), mode: c.settings.mode, 'max length': maxLength },
   };
   const files = o.report ? writeReport(reportPath(o.report), metrics, info) : [];
   if (o.json) {
-    process.stdout.write(JSON.stringify({ model: o.model, data: o.data, mode: c.settings.mode, maxLength, seconds, ...(files.length ? { report: files } : {}), metrics }, null, 2) + '\n');
+    process.stdout.write(
+      JSON.stringify(
+        {
+          model: o.model,
+          data: o.data,
+          mode: c.settings.mode,
+          maxLength,
+          seconds,
+          ...(files.length ? { report: files } : {}),
+          metrics,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
     return;
   }
   printMetrics(metrics, files);
@@ -126,7 +182,9 @@ function printWarnings(held: readonly string[], source: string, maxLength: numbe
   for (const m of held.slice(0, shown)) process.stderr.write(m + '\n');
   if (held.length <= shown) return;
   const total = held.reduce((s, m) => s + Number(/truncated (\d+) text/.exec(m)?.[1] ?? 0), 0);
-  process.stderr.write(`warning: ${source}: truncated ${total} text(s) in all to ${maxLength} tokens (${held.length - shown} more warnings not shown)\n`);
+  process.stderr.write(
+    `warning: ${source}: truncated ${total} text(s) in all to ${maxLength} tokens (${held.length - shown} more warnings not shown)\n`,
+  );
 }
 
 function evalBar(o: EvalFlags, unit: string): ProgressBar | null {

@@ -21,12 +21,21 @@ interface ExplainFlags {
 
 export function explainCommand(): Command {
   return new Command('explain')
-    .description('show why a classifier decides: Grad-CAM heatmaps over images (PNG overlays), or per-token attributions for a text classifier folder')
+    .description(
+      'show why a classifier decides: Grad-CAM heatmaps over images (PNG overlays), or per-token attributions for a text classifier folder',
+    )
     .argument('<model>', 'an image model (classifier folder, .onnx, .tflite, TF.js) or a text classifier folder')
     .argument('<inputs...>', 'image files, or texts for a text classifier folder')
-    .option('--out <dir>', 'folder for the overlays (images) or attributions.json and attributions.html (texts)', 'graft-explain')
-    .option('--class <name|index>', 'the class to explain (default: each input\'s top class)')
-    .option('--layer <value>', 'images: the activations for Grad-CAM (default: the last convolution\'s output, with its activation)')
+    .option(
+      '--out <dir>',
+      'folder for the overlays (images) or attributions.json and attributions.html (texts)',
+      'graft-explain',
+    )
+    .option('--class <name|index>', "the class to explain (default: each input's top class)")
+    .option(
+      '--layer <value>',
+      "images: the activations for Grad-CAM (default: the last convolution's output, with its activation)",
+    )
     .option('--json', 'print JSON')
     .action(runExplain);
 }
@@ -54,7 +63,15 @@ async function runExplain(model: string, inputs: string[], o: ExplainFlags): Pro
       atomicWrite(file, e.overlay!);
       const name = e.class.label ?? `class ${e.class.index}`;
       if (o.json) {
-        results.push({ image, class: e.class, top: e.top, layer: e.layer, overlay: file, camMax: e.camMax, cam: { width: e.cam.width, height: e.cam.height, data: Array.from(e.cam.data, (v) => Number(v.toFixed(4))) } });
+        results.push({
+          image,
+          class: e.class,
+          top: e.top,
+          layer: e.layer,
+          overlay: file,
+          camMax: e.camMax,
+          cam: { width: e.cam.width, height: e.cam.height, data: Array.from(e.cam.data, (v) => Number(v.toFixed(4))) },
+        });
       } else {
         const note = e.camMax > 0 ? '' : ' (no region speaks for this class: the map is empty)';
         process.stdout.write(`${image}: ${name} (${e.class.probability.toFixed(4)}) → ${file}${note}\n`);
@@ -84,7 +101,8 @@ function outputName(dir: string, image: string, taken: Set<string>): string {
 }
 
 async function explainTextCommand(model: string, texts: string[], o: ExplainFlags): Promise<void> {
-  if (o.layer) throw new GraftError('--layer is for image models (Grad-CAM); text attributions use the word embeddings');
+  if (o.layer)
+    throw new GraftError('--layer is for image models (Grad-CAM); text attributions use the word embeddings');
   const res = await explainTexts(model, texts, o.class !== undefined ? { class: o.class } : {});
   atomicWrite(join(o.out, 'attributions.json'), Buffer.from(JSON.stringify(res, null, 2) + '\n'));
   atomicWrite(join(o.out, 'attributions.html'), Buffer.from(attributionsHtml(res)));
@@ -93,8 +111,12 @@ async function explainTextCommand(model: string, texts: string[], o: ExplainFlag
     return;
   }
   for (const e of res) {
-    process.stdout.write(`${JSON.stringify(e.text)}: ${e.class.label ?? `class ${e.class.index}`} (${e.class.probability.toFixed(4)})\n`);
-    process.stdout.write(`  ${e.tokens.map((t, i) => `${t} ${e.scores[i]! >= 0 ? '+' : ''}${e.scores[i]!.toFixed(4)}`).join('  ')}\n`);
+    process.stdout.write(
+      `${JSON.stringify(e.text)}: ${e.class.label ?? `class ${e.class.index}`} (${e.class.probability.toFixed(4)})\n`,
+    );
+    process.stdout.write(
+      `  ${e.tokens.map((t, i) => `${t} ${e.scores[i]! >= 0 ? '+' : ''}${e.scores[i]!.toFixed(4)}`).join('  ')}\n`,
+    );
   }
   process.stderr.write(`wrote ${join(o.out, 'attributions.json')} and ${join(o.out, 'attributions.html')}\n`);
 }

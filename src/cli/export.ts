@@ -41,29 +41,53 @@ function trainingData(dir: string): string | undefined {
 }
 
 /** Calibration examples from a dataset path: images (folder, IDX) or a text table's text column. */
-export function calibrationSet(modelDir: string, data: string, o: { labelsData?: string; textColumn?: string; labelColumn?: string }): CalibrationSet {
+export function calibrationSet(
+  modelDir: string,
+  data: string,
+  o: { labelsData?: string; textColumn?: string; labelColumn?: string },
+): CalibrationSet {
   if (isTextClassifierFolder(modelDir)) {
-    if (o.textColumn === undefined) throw new GraftError(`${modelDir} is a text classifier: give --text-column for the calibration file ${data}`);
-    const t = readTextTable(data, { textColumn: column(o.textColumn), ...(o.labelColumn !== undefined ? { labelColumn: column(o.labelColumn) } : {}) });
+    if (o.textColumn === undefined)
+      throw new GraftError(`${modelDir} is a text classifier: give --text-column for the calibration file ${data}`);
+    const t = readTextTable(data, {
+      textColumn: column(o.textColumn),
+      ...(o.labelColumn !== undefined ? { labelColumn: column(o.labelColumn) } : {}),
+    });
     return { texts: t.texts };
   }
   return { images: loadLabelledImages(data, o.labelsData ? { labelsData: o.labelsData } : {}).inputs };
 }
 
 export async function exportCommand(modelDir: string, out: string, o: ExportFlags): Promise<Int8Report> {
-  if (!o.int8) throw new GraftError('graft export writes int8 models: give --int8', `e.g. graft export --int8 ${modelDir} ${out} --calibration DATA`);
+  if (!o.int8)
+    throw new GraftError(
+      'graft export writes int8 models: give --int8',
+      `e.g. graft export --int8 ${modelDir} ${out} --calibration DATA`,
+    );
   const method = o.method as CalibrationMethod;
-  if (!CALIBRATION_METHODS.includes(method)) throw new GraftError(`--method must be one of ${CALIBRATION_METHODS.join(', ')}, got '${o.method}'`);
-  if (o.activations !== 'uint8' && o.activations !== 'int8') throw new GraftError(`--activations must be uint8 or int8, got '${o.activations}'`);
+  if (!CALIBRATION_METHODS.includes(method))
+    throw new GraftError(`--method must be one of ${CALIBRATION_METHODS.join(', ')}, got '${o.method}'`);
+  if (o.activations !== 'uint8' && o.activations !== 'int8')
+    throw new GraftError(`--activations must be uint8 or int8, got '${o.activations}'`);
   const data = o.calibration ?? trainingData(modelDir);
-  if (!data) throw new GraftError(`${modelDir}: give --calibration DATA (training images or texts to calibrate the activation ranges on)`, 'its report.json names no training data that still exists');
+  if (!data)
+    throw new GraftError(
+      `${modelDir}: give --calibration DATA (training images or texts to calibrate the activation ranges on)`,
+      'its report.json names no training data that still exists',
+    );
   const r = await exportInt8(modelDir, out, calibrationSet(modelDir, data, o), {
-    method, percentile: num(o.percentile, '--percentile'), activations: o.activations as ActivationType,
-    samples: int(o.samples, '--samples'), batchSize: int(o.batchSize, '--batch-size'), seed: int(o.seed, '--seed'),
+    method,
+    percentile: num(o.percentile, '--percentile'),
+    activations: o.activations as ActivationType,
+    samples: int(o.samples, '--samples'),
+    batchSize: int(o.batchSize, '--batch-size'),
+    seed: int(o.seed, '--seed'),
   });
   if (o.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
   else {
-    const q = Object.entries(r.summary.quantized).map(([k, v]) => `${v} ${k}`).join(', ');
+    const q = Object.entries(r.summary.quantized)
+      .map(([k, v]) => `${v} ${k}`)
+      .join(', ');
     process.stdout.write(
       `int8 (${r.method}, ${r.activations} activations) calibrated on ${r.calibrationExamples} ${r.kind === 'text' ? 'texts' : 'images'} from ${data}\n` +
         `quantized: ${q || 'none'}${r.summary.embeddings ? `, ${r.summary.embeddings} embedding tables` : ''}${r.summary.exactGrids ? ` (${r.summary.exactGrids} weights kept their uint8 grid's step: ${r.summary.exactChannels} of ${r.summary.gridChannels} channels exact)` : ''}; float32: ${r.summary.float.length ? r.summary.float.map((f) => `${f.op} ${f.node} (${f.reason})`).join('; ') : 'none'}\n` +
@@ -77,7 +101,10 @@ export async function exportCommand(modelDir: string, out: string, o: ExportFlag
 /** `graft train … --int8`: quantize the folder just saved into `${out}-int8` (default calibration settings). */
 export async function int8PostStep(out: string, data: CalibrationSet, json: boolean): Promise<Int8Report> {
   const r = await exportInt8(out, `${out}-int8`, data);
-  if (!json) process.stdout.write(`int8: saved ${r.path} (${r.bytes.ratio.toFixed(2)}× smaller; ${r.method} calibration on ${r.calibrationExamples} training examples)\n`);
+  if (!json)
+    process.stdout.write(
+      `int8: saved ${r.path} (${r.bytes.ratio.toFixed(2)}× smaller; ${r.method} calibration on ${r.calibrationExamples} training examples)\n`,
+    );
   else process.stderr.write(`int8: saved ${r.path}\n`);
   return r;
 }

@@ -29,9 +29,14 @@ import { serveCommand } from './serve.js';
 const program = new Command();
 program
   .name('graft')
-  .description('Transfer learning for Node.js: import pretrained models, compile ONNX training graphs, train with onnxruntime.')
-  .option('--threads <n>', 'onnxruntime intra-op threads (default: GRAFT_THREADS or onnxruntime\'s choice)')
-  .option('--device <name>', `onnxruntime execution provider: ${availableDevices().join(', ')} (auto: CUDA when it starts, else the CPU with a warning; default: GRAFT_DEVICE or cpu)`)
+  .description(
+    'Transfer learning for Node.js: import pretrained models, compile ONNX training graphs, train with onnxruntime.',
+  )
+  .option('--threads <n>', "onnxruntime intra-op threads (default: GRAFT_THREADS or onnxruntime's choice)")
+  .option(
+    '--device <name>',
+    `onnxruntime execution provider: ${availableDevices().join(', ')} (auto: CUDA when it starts, else the CPU with a warning; default: GRAFT_DEVICE or cpu)`,
+  )
   .hook('preAction', (cmd) => {
     const t = cmd.opts()['threads'];
     if (t) process.env['GRAFT_THREADS'] = String(t);
@@ -45,7 +50,9 @@ program
 
 program
   .command('check')
-  .description('list the model\'s operators and any without a gradient rule, then check gradients of sampled parameters against finite differences')
+  .description(
+    "list the model's operators and any without a gradient rule, then check gradients of sampled parameters against finite differences",
+  )
   .argument('<model>', 'an .onnx file or a model folder')
   .option('--json', 'print a JSON report')
   .option('--params <n>', 'parameters sampled for the finite-difference check (0 skips it)', '4')
@@ -57,8 +64,15 @@ program
   .command('grad')
   .description('write the gradient of every trainable parameter for the given inputs')
   .argument('<model>', 'an .onnx file or a model folder')
-  .requiredOption('--feed <file>', 'safetensors file with the model inputs, plus R (weighted-sum) or int64 labels (cross-entropy)')
-  .addOption(new Option('--loss <kind>', 'loss to differentiate').choices(['weighted-sum', 'cross-entropy']).default('weighted-sum'))
+  .requiredOption(
+    '--feed <file>',
+    'safetensors file with the model inputs, plus R (weighted-sum) or int64 labels (cross-entropy)',
+  )
+  .addOption(
+    new Option('--loss <kind>', 'loss to differentiate')
+      .choices(['weighted-sum', 'cross-entropy'])
+      .default('weighted-sum'),
+  )
   .requiredOption('--out <file>', 'safetensors file for the gradients')
   .action(gradCommand);
 
@@ -66,7 +80,9 @@ program.addCommand(trainCommand());
 
 program
   .command('convert')
-  .description('convert a model (.tflite, .onnx, TF.js model.json, or a model folder) to one ONNX file, recording its image preprocessing and class names')
+  .description(
+    'convert a model (.tflite, .onnx, TF.js model.json, or a model folder) to one ONNX file, recording its image preprocessing and class names',
+  )
   .argument('<input>', 'the model to convert')
   .argument('<output>', 'the ONNX file to write (written atomically: nothing is left on failure)')
   .option('--labels <file>', 'class names, one per line, stored in the model')
@@ -74,28 +90,41 @@ program
   .option('--std <a,b,c>', 'per-channel standard deviation in 0–1 units')
   .option('--size <WxH>', 'input image size')
   .addOption(new Option('--channel-order <order>', 'channel order the model expects').choices(['RGB', 'BGR']))
-  .addOption(new Option('--resize <how>', 'how images are fitted to the input size').choices(['stretch', 'center-crop']))
+  .addOption(
+    new Option('--resize <how>', 'how images are fitted to the input size').choices(['stretch', 'center-crop']),
+  )
   .option('--json', 'print a JSON summary')
   .action(convertCommand);
 
 program
   .command('export')
-  .description('quantize a classifier folder to int8 (standard ONNX QDQ: per-channel int8 weights, uint8/int8 activations calibrated on sample data); metadata and labels kept')
+  .description(
+    'quantize a classifier folder to int8 (standard ONNX QDQ: per-channel int8 weights, uint8/int8 activations calibrated on sample data); metadata and labels kept',
+  )
   .argument('<model-dir>', 'a classifier folder (model.onnx inside), image or text')
   .argument('<out>', 'the folder to write')
   .option('--int8', 'static post-training int8 quantization (required)')
-  .option('--calibration <data>', 'calibration data: an image folder or IDX images; for a text classifier a CSV/TSV/JSONL file (default: the training data its report.json names)')
+  .option(
+    '--calibration <data>',
+    'calibration data: an image folder or IDX images; for a text classifier a CSV/TSV/JSONL file (default: the training data its report.json names)',
+  )
   .option('--labels-data <file>', 'IDX calibration data: the labels file (default: guessed from the images file name)')
-  .option('--text-column <name>', 'text classifier: the calibration file\'s text column')
-  .option('--label-column <name>', 'text classifier: the calibration file\'s label column')
-  .addOption(new Option('--method <m>', 'activation range calibration').choices(['minmax', 'percentile', 'entropy']).default('minmax'))
+  .option('--text-column <name>', "text classifier: the calibration file's text column")
+  .option('--label-column <name>', "text classifier: the calibration file's label column")
+  .addOption(
+    new Option('--method <m>', 'activation range calibration')
+      .choices(['minmax', 'percentile', 'entropy'])
+      .default('minmax'),
+  )
   .option('--percentile <p>', '--method percentile: the percentile kept on each side', '99.99')
   .addOption(new Option('--activations <t>', 'activation type').choices(['uint8', 'int8']).default('uint8'))
   .option('--samples <n>', 'calibration examples drawn from the data', '200')
   .option('--batch-size <n>', 'examples per calibration run', '16')
   .option('--seed <n>', 'seed for drawing the calibration examples', '0')
   .option('--json', 'print the report as JSON')
-  .action(async (dir: string, out: string, o) => { await exportCommand(dir, out, o); });
+  .action(async (dir: string, out: string, o) => {
+    await exportCommand(dir, out, o);
+  });
 
 program
   .command('classify')
@@ -109,7 +138,9 @@ program
 
 program
   .command('predict')
-  .description('classify images with a saved classifier (a folder written by `graft train`, or any model recording its preprocessing)')
+  .description(
+    'classify images with a saved classifier (a folder written by `graft train`, or any model recording its preprocessing)',
+  )
   .requiredOption('--model <path>', 'the classifier folder (model.onnx inside) or an .onnx file')
   .argument('<inputs...>', 'image files, or texts for a text classifier folder')
   .option('--top <k>', 'classes to report per image', '3')
@@ -118,38 +149,64 @@ program
 
 program
   .command('eval')
-  .description('evaluate a saved classifier on a labelled dataset: accuracy, macro-F1, per-class precision/recall, confusion matrix')
+  .description(
+    'evaluate a saved classifier on a labelled dataset: accuracy, macro-F1, per-class precision/recall, confusion matrix',
+  )
   .requiredOption('--model <path>', 'the classifier folder (model.onnx inside) or an .onnx file')
-  .requiredOption('--data <path>', 'an image folder (one subfolder per class, named as the model\'s classes) or IDX images; for a text classifier folder, a CSV/TSV/JSONL file labelled with its class names')
+  .requiredOption(
+    '--data <path>',
+    "an image folder (one subfolder per class, named as the model's classes) or IDX images; for a text classifier folder, a CSV/TSV/JSONL file labelled with its class names",
+  )
   .option('--labels-data <file>', 'IDX data: the labels file (default: guessed from the images file name)')
   .option('--max-per-class <n>', 'use only the first N examples of each class')
   .option('--batch-size <n>', 'images (or texts) per onnxruntime run', '32')
-  .option('--report <file>', 'write a report: OUT.html (self-contained, with OUT.json beside it) or OUT.json; any other path is a folder receiving report.html and report.json')
+  .option(
+    '--report <file>',
+    'write a report: OUT.html (self-contained, with OUT.json beside it) or OUT.json; any other path is a folder receiving report.html and report.json',
+  )
   .option('--json', 'print the metrics as JSON')
-  .option('--text-column <name>', 'text classifier: the column (CSV header name, 0-based index for headerless files, or JSONL field) holding the text')
-  .option('--label-column <name>', 'text classifier: the column holding the label (default: label, or guessed for headerless files)')
-  .option('--max-length <n>', 'text classifier: longest input in tokens (longer texts are truncated with a warning; default: the length it was trained with)')
+  .option(
+    '--text-column <name>',
+    'text classifier: the column (CSV header name, 0-based index for headerless files, or JSONL field) holding the text',
+  )
+  .option(
+    '--label-column <name>',
+    'text classifier: the column holding the label (default: label, or guessed for headerless files)',
+  )
+  .option(
+    '--max-length <n>',
+    'text classifier: longest input in tokens (longer texts are truncated with a warning; default: the length it was trained with)',
+  )
   .action(evalCommand);
 
 curveOptions(
   program
     .command('curve')
-    .description('data-efficiency curve: test accuracy vs labels per class for training from scratch, frozen features + logistic head, and fine-tuning, over several seeds; writes a table and an SVG plot'),
+    .description(
+      'data-efficiency curve: test accuracy vs labels per class for training from scratch, frozen features + logistic head, and fine-tuning, over several seeds; writes a table and an SVG plot',
+    ),
 ).action(curveCommand);
 
 adaptOptions(
   program
     .command('adapt')
-    .description('domain adaptation: fit to unlabelled target images with CORAL, subspace alignment or self-training on features (with --source), or adapt the network itself (adabn, entropy, self-training without --source); hyperparameters chosen without target labels'),
+    .description(
+      'domain adaptation: fit to unlabelled target images with CORAL, subspace alignment or self-training on features (with --source), or adapt the network itself (adabn, entropy, self-training without --source); hyperparameters chosen without target labels',
+    ),
 ).action(adaptCommand);
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 program
   .command('generate')
-  .description('continue text prompts with a causal language model (GPT-2-style ONNX + tokenizer): greedy, or sampled with temperature, top-k and top-p')
+  .description(
+    'continue text prompts with a causal language model (GPT-2-style ONNX + tokenizer): greedy, or sampled with temperature, top-k and top-p',
+  )
   .requiredOption('--model <path>', 'a text model folder (onnx/model.onnx + tokenizer.json) or an .onnx file')
-  .option('--tokenizer <path>', 'tokenizer folder or tokenizer.json (default: the model folder, or beside the .onnx file)')
+  .option(
+    '--tokenizer <path>',
+    'tokenizer folder or tokenizer.json (default: the model folder, or beside the .onnx file)',
+  )
   .requiredOption('--prompt <text>', 'a prompt (repeat for a batch)', collect)
   .option('--max-new-tokens <n>', 'tokens to generate at most (stops earlier at end-of-text)', '40')
   .option('--temperature <t>', 'sample at this temperature (0 = greedy)')
@@ -163,36 +220,54 @@ program
 
 program
   .command('lm-finetune')
-  .description('fine-tune a causal language model folder on a text corpus (next-token loss over windows), report held-out perplexity before and after, save a folder for `graft generate`')
+  .description(
+    'fine-tune a causal language model folder on a text corpus (next-token loss over windows), report held-out perplexity before and after, save a folder for `graft generate`',
+  )
   .requiredOption('--model <dir>', 'a text model folder (GPT-2-style: onnx/model.onnx, tokenizer.json, config.json)')
-  .requiredOption('--data <file>', 'corpus: .txt (documents separated by blank lines), .csv/.tsv (a text column) or .jsonl (a text field), optionally .gz')
+  .requiredOption(
+    '--data <file>',
+    'corpus: .txt (documents separated by blank lines), .csv/.tsv (a text column) or .jsonl (a text field), optionally .gz',
+  )
   .requiredOption('--out <dir>', 'folder to write (onnx/model.onnx + tokenizer and config files)')
-  .option('--text-column <name>', 'CSV: header name or 0-based index of the text column (default: the longest column, no header); JSONL: the field (default text)')
+  .option(
+    '--text-column <name>',
+    'CSV: header name or 0-based index of the text column (default: the longest column, no header); JSONL: the field (default text)',
+  )
   .option('--epochs <n>', 'passes over the training windows', '1')
   .option('--batch-size <n>', 'windows per step', '8')
   .option('--lr <x>', 'peak learning rate (AdamW, 5% linear warmup, linear decay)', '3e-4')
-  .option('--window <n>', 'tokens per window (default: the model\'s positions)')
+  .option('--window <n>', "tokens per window (default: the model's positions)")
   .option('--val-fraction <x>', 'fraction of documents held out for perplexity', '0.1')
   .option('--max-steps <n>', 'stop after this many steps')
   .option('--seed <n>', 'random seed', '0')
   .option('--json', 'print a JSON summary')
-  .option('--checkpoint-dir <dir>', 'write a checkpoint per epoch into this folder (weights, optimizer, schedule and shuffling state)')
-  .option('--resume', 'continue from the newest checkpoint in --checkpoint-dir: the same weights, bit for bit, as a run never interrupted')
+  .option(
+    '--checkpoint-dir <dir>',
+    'write a checkpoint per epoch into this folder (weights, optimizer, schedule and shuffling state)',
+  )
+  .option(
+    '--resume',
+    'continue from the newest checkpoint in --checkpoint-dir: the same weights, bit for bit, as a run never interrupted',
+  )
   .option('--keep-checkpoints <n>', 'keep only the newest N checkpoints')
   .action(lmFinetuneCommand);
 
 program
   .command('translate')
-  .description('translate texts with an encoder-decoder model folder (written by `graft translate-train`), greedy decoding')
+  .description(
+    'translate texts with an encoder-decoder model folder (written by `graft translate-train`), greedy decoding',
+  )
   .requiredOption('--model <dir>', 'translation model folder')
   .argument('<texts...>', 'texts to translate')
-  .option('--max-new-tokens <n>', 'longest translation in tokens (default: the model\'s max_target_length)')
+  .option('--max-new-tokens <n>', "longest translation in tokens (default: the model's max_target_length)")
   .option('--json', 'print JSON')
   .action(translateCommand);
 
 program
   .command('translate-train')
-  .description('warm-start an encoder-decoder from a BERT-style encoder and a GPT-2-style decoder (new cross-attention), fine-tune it on parallel text, report held-out loss and BLEU')
+  .description(
+    'warm-start an encoder-decoder from a BERT-style encoder and a GPT-2-style decoder (new cross-attention), fine-tune it on parallel text, report held-out loss and BLEU',
+  )
   .requiredOption('--encoder <dir>', 'encoder model folder (BERT-style)')
   .requiredOption('--decoder <dir>', 'decoder model folder (GPT-2-style), same vocabulary')
   .requiredOption('--data <file>', 'parallel JSONL (optionally .gz), one object per line')
@@ -208,25 +283,38 @@ program
   .option('--random-init', 're-initialize every weight (the from-scratch baseline)')
   .option('--seed <n>', 'random seed', '0')
   .option('--json', 'print a JSON summary')
-  .option('--checkpoint-dir <dir>', 'write a checkpoint every --checkpoint-every steps into this folder (weights, optimizer, schedule and shuffling state)')
+  .option(
+    '--checkpoint-dir <dir>',
+    'write a checkpoint every --checkpoint-every steps into this folder (weights, optimizer, schedule and shuffling state)',
+  )
   .option('--checkpoint-every <n>', 'steps between checkpoints (default: one pass over the training pairs)')
-  .option('--resume', 'continue from the newest checkpoint in --checkpoint-dir: the same weights, bit for bit, as a run never interrupted')
+  .option(
+    '--resume',
+    'continue from the newest checkpoint in --checkpoint-dir: the same weights, bit for bit, as a run never interrupted',
+  )
   .option('--keep-checkpoints <n>', 'keep only the newest N checkpoints')
   .action(translateTrainCommand);
 
 program
   .command('models')
-  .description('list the curated model catalog (what each model is for, source, licence, input and preprocessing), or show one entry in full')
+  .description(
+    'list the curated model catalog (what each model is for, source, licence, input and preprocessing), or show one entry in full',
+  )
   .argument('[name]', 'a catalog name: show that entry')
   .option('--json', 'print JSON')
   .action(modelsCommand);
 
 program
   .command('pull')
-  .description('download a model into the Hugging Face cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub): resumable, verified, shared with Python and Transformers.js')
+  .description(
+    'download a model into the Hugging Face cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub): resumable, verified, shared with Python and Transformers.js',
+  )
   .argument('<id>', 'a hub model (ORG/NAME or hf:ORG/NAME[@REV]) or a catalog name (graft models)')
   .option('--revision <rev>', 'branch, tag or commit (default main)')
-  .option('--include <glob...>', 'files to fetch, as huggingface_hub patterns (default: *.json *.txt and the fp32 onnx/model.onnx or model.onnx; \'*\' for everything)')
+  .option(
+    '--include <glob...>',
+    "files to fetch, as huggingface_hub patterns (default: *.json *.txt and the fp32 onnx/model.onnx or model.onnx; '*' for everything)",
+  )
   .option('--json', 'print a JSON summary')
   .action(pullCommand);
 
@@ -246,6 +334,8 @@ try {
     process.exit(2);
   }
   const err = e as Error;
-  process.stderr.write(`graft: unexpected error: ${err.message}\n${process.env['GRAFT_DEBUG'] ? err.stack + '\n' : '(set GRAFT_DEBUG=1 for a stack trace)\n'}`);
+  process.stderr.write(
+    `graft: unexpected error: ${err.message}\n${process.env['GRAFT_DEBUG'] ? err.stack + '\n' : '(set GRAFT_DEBUG=1 for a stack trace)\n'}`,
+  );
   process.exit(1);
 }

@@ -12,7 +12,10 @@ function sizeText(bytes: number): string {
   const units = ['B', 'kB', 'MB', 'GB'];
   let v = bytes;
   let u = 0;
-  while (v >= 1000 && u < units.length - 1) { v /= 1000; u++; }
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
   return `${u === 0 ? v : v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[u]}`;
 }
 
@@ -25,12 +28,29 @@ export function entrySize(e: CatalogEntry): string {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!)))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 export function formatCatalogTable(entries: readonly CatalogEntry[] = CATALOG): string {
   const rows = [['NAME', 'KIND', 'SIZE', 'LICENCE', 'SOURCE', 'FOR']];
-  for (const e of entries) rows.push([e.name, e.kind, entrySize(e), e.licence, e.source.kind === 'hub' ? sourceLine(e) : 'url (sha256-verified)', e.description]);
+  for (const e of entries)
+    rows.push([
+      e.name,
+      e.kind,
+      entrySize(e),
+      e.licence,
+      e.source.kind === 'hub' ? sourceLine(e) : 'url (sha256-verified)',
+      e.description,
+    ]);
   return table(rows);
 }
 
@@ -42,9 +62,13 @@ export function formatCatalogEntry(e: CatalogEntry): string {
     `  origin:        ${e.origin}`,
     `  licence:       ${e.licence}`,
     `  source:        ${sourceLine(e)}`,
-    ...(s.kind === 'url' ? [`  sha256:        ${s.sha256}`, `  size:          ${s.size} bytes (${sizeText(s.size)})`] : [`  pulls:         ${s.include.join(' ')}`]),
+    ...(s.kind === 'url'
+      ? [`  sha256:        ${s.sha256}`, `  size:          ${s.size} bytes (${sizeText(s.size)})`]
+      : [`  pulls:         ${s.include.join(' ')}`]),
     `  files:`,
-    ...e.files.map((f) => `    ${f.path}${f.size !== undefined ? `  ${f.size} bytes` : f.approxSize ? `  ≈${f.approxSize}` : ''}`),
+    ...e.files.map(
+      (f) => `    ${f.path}${f.size !== undefined ? `  ${f.size} bytes` : f.approxSize ? `  ≈${f.approxSize}` : ''}`,
+    ),
     `  input:         ${e.input}`,
     `  preprocessing: ${e.preprocessing}`,
     ...(e.notes ? [`  notes:         ${e.notes}`] : []),
@@ -59,6 +83,10 @@ export function modelsCommand(name: string | undefined, o: { json?: boolean }): 
     return;
   }
   const e = findCatalogEntry(name);
-  if (!e) throw new GraftError(`no model named "${name}" in the catalog`, `known names: ${catalogNames().join(', ')} (graft models lists them)`);
+  if (!e)
+    throw new GraftError(
+      `no model named "${name}" in the catalog`,
+      `known names: ${catalogNames().join(', ')} (graft models lists them)`,
+    );
   process.stdout.write(o.json ? JSON.stringify(e, null, 2) + '\n' : formatCatalogEntry(e));
 }

@@ -12,7 +12,11 @@ export async function predictCommand(inputs: string[], o: { model: string; top: 
     // Text classifier folder (graft train --text-column …): the inputs are texts.
     const res = await predictTexts(loadTextClassifier(o.model), inputs, { top });
     if (o.json) process.stdout.write(JSON.stringify(res, null, 2) + '\n');
-    else for (const r of res) process.stdout.write(`${JSON.stringify(r.text)}: ${r.top.map((t) => `${t.label} ${t.probability.toFixed(4)}`).join(', ')}\n`);
+    else
+      for (const r of res)
+        process.stdout.write(
+          `${JSON.stringify(r.text)}: ${r.top.map((t) => `${t.label} ${t.probability.toFixed(4)}`).join(', ')}\n`,
+        );
     return;
   }
   // an unreadable image is reported (its entry has `error` and no classes) and skipped, never fatal
@@ -23,7 +27,10 @@ export async function predictCommand(inputs: string[], o: { model: string; top: 
   }
   for (const r of res) {
     if (r.error) process.stdout.write(`${r.image}: skipped (${r.error})\n`);
-    else process.stdout.write(`${r.image}: ${r.top.map((t) => `${t.label ?? `class ${t.index}`} ${t.probability.toFixed(4)}`).join(', ')}\n`);
+    else
+      process.stdout.write(
+        `${r.image}: ${r.top.map((t) => `${t.label ?? `class ${t.index}`} ${t.probability.toFixed(4)}`).join(', ')}\n`,
+      );
   }
   const skipped = res.filter((r) => r.error).length;
   if (skipped) process.stderr.write(`skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'}\n`);

@@ -22,8 +22,12 @@ export async function pullCommand(id: string, o: { revision?: string; include?: 
     } else {
       const hf = parseHfRef(id) ?? { repo: id };
       if (!/^[^/\s]+\/[^/\s]+$/.test(hf.repo))
-        throw new GraftError(`'${id}' is neither a catalog name nor a hub id`, 'give ORG/NAME or hf:ORG/NAME[@REV] (a hub model), or a name listed by graft models');
-      if (hf.revision && o.revision && hf.revision !== o.revision) throw new GraftError(`two revisions given: @${hf.revision} and --revision ${o.revision}`);
+        throw new GraftError(
+          `'${id}' is neither a catalog name nor a hub id`,
+          'give ORG/NAME or hf:ORG/NAME[@REV] (a hub model), or a name listed by graft models',
+        );
+      if (hf.revision && o.revision && hf.revision !== o.revision)
+        throw new GraftError(`two revisions given: @${hf.revision} and --revision ${o.revision}`);
       const revision = o.revision ?? hf.revision;
       r = await pull(hf.repo, { ...common, ...(revision ? { revision } : {}) });
       ref = `hf:${hf.repo}${revision ? `@${revision}` : ''}`;
@@ -36,9 +40,14 @@ export async function pullCommand(id: string, o: { revision?: string; include?: 
     return;
   }
   const w = Math.max(...r.files.map((f) => f.path.length));
-  process.stdout.write(`${r.repo} @ ${r.revision}${r.commit !== r.revision ? ` (commit ${r.commit.slice(0, 12)})` : ''}\n`);
-  for (const f of r.files) process.stdout.write(`  ${f.path.padEnd(w)}  ${f.size === undefined ? '' : formatBytes(f.size).padStart(10)}\n`);
-  process.stdout.write(`${r.fetched ? `downloaded ${formatBytes(r.fetched)}` : 'everything was already in the cache'}; ${r.path}\n`);
+  process.stdout.write(
+    `${r.repo} @ ${r.revision}${r.commit !== r.revision ? ` (commit ${r.commit.slice(0, 12)})` : ''}\n`,
+  );
+  for (const f of r.files)
+    process.stdout.write(`  ${f.path.padEnd(w)}  ${f.size === undefined ? '' : formatBytes(f.size).padStart(10)}\n`);
+  process.stdout.write(
+    `${r.fetched ? `downloaded ${formatBytes(r.fetched)}` : 'everything was already in the cache'}; ${r.path}\n`,
+  );
   process.stdout.write(`use it as: --model ${ref}\n`);
 }
 
@@ -68,6 +77,7 @@ export async function resolveCommandModels(_program: Command, cmd: Command): Pro
   }
   for (const [i, a] of cmd.registeredArguments.entries()) {
     const v = cmd.processedArgs[i];
-    if (modelArgument(cmd.name(), a.name()) && typeof v === 'string' && isHubModelRef(v)) cmd.processedArgs[i] = await resolve(v);
+    if (modelArgument(cmd.name(), a.name()) && typeof v === 'string' && isHubModelRef(v))
+      cmd.processedArgs[i] = await resolve(v);
   }
 }

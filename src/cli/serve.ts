@@ -31,8 +31,11 @@ export function parseModelArg(a: string): { name?: string; dir: string } {
 export async function serveAction(models: string[], o: ServeFlags): Promise<void> {
   const port = int(o.port, '--port');
   if (port < 0 || port > 65535) throw new GraftError(`--port must be 0 to 65535, got ${port}`);
-  const maxBatch = int(o.maxBatch, '--max-batch'), maxQueue = int(o.maxQueue, '--max-queue'), maxInputs = int(o.maxInputs, '--max-inputs');
-  const maxDelayMs = num(o.maxDelayMs, '--max-delay-ms'), bodyLimitMb = num(o.maxBodyMb, '--max-body-mb');
+  const maxBatch = int(o.maxBatch, '--max-batch'),
+    maxQueue = int(o.maxQueue, '--max-queue'),
+    maxInputs = int(o.maxInputs, '--max-inputs');
+  const maxDelayMs = num(o.maxDelayMs, '--max-delay-ms'),
+    bodyLimitMb = num(o.maxBodyMb, '--max-body-mb');
   if (maxBatch < 1) throw new GraftError(`--max-batch must be at least 1, got ${maxBatch}`);
   if (maxDelayMs < 0) throw new GraftError(`--max-delay-ms must be at least 0, got ${maxDelayMs}`);
   if (maxQueue < 1) throw new GraftError(`--max-queue must be at least 1, got ${maxQueue}`);
@@ -46,24 +49,37 @@ export async function serveAction(models: string[], o: ServeFlags): Promise<void
   // each image spreading over every core, against onnxruntime's threads
   (await import('sharp')).default.concurrency(1);
   // the safety checks (host, token) run before any model is loaded
-  const app = await createServer({ host: o.host, ...(token ? { token } : {}), bodyLimitMb, maxInputs, ...(o.log ? { logger: { level: 'info' } } : {}) });
+  const app = await createServer({
+    host: o.host,
+    ...(token ? { token } : {}),
+    bodyLimitMb,
+    maxInputs,
+    ...(o.log ? { logger: { level: 'info' } } : {}),
+  });
   const registry = new ModelRegistry({ batching: { maxBatch, maxDelayMs, maxQueue } });
   try {
     for (const a of models) {
       const { name, dir } = parseModelArg(a);
       process.stderr.write(`loading ${dir}…\n`);
       const m = await registry.add(name, dir);
-      const what = m.kind === 'image' ? `image classifier, ${m.image!.width}×${m.image!.height}` : `text classifier, ${m.text!.maxLength} tokens`;
-      process.stderr.write(`  ${m.name}: ${what}, ${m.labels.length} classes (${m.labels.slice(0, 6).join(', ')}${m.labels.length > 6 ? ', …' : ''})\n`);
+      const what =
+        m.kind === 'image'
+          ? `image classifier, ${m.image!.width}×${m.image!.height}`
+          : `text classifier, ${m.text!.maxLength} tokens`;
+      process.stderr.write(
+        `  ${m.name}: ${what}, ${m.labels.length} classes (${m.labels.slice(0, 6).join(', ')}${m.labels.length > 6 ? ', …' : ''})\n`,
+      );
     }
     await app.register(predictRoutes, { registry });
     const url = await app.listen({ host: o.host, port });
     process.stdout.write(`graft serve: listening on ${url}\n`);
     const first = registry.list()[0]!;
     const auth = token ? ` -H "Authorization: Bearer $GRAFT_SERVE_TOKEN"` : '';
-    process.stdout.write(first.kind === 'image'
-      ? `try: curl${auth} --data-binary @photo.jpg -H 'Content-Type: image/jpeg' ${url}/v1/models/${first.name}/predict\n`
-      : `try: curl${auth} -H 'Content-Type: application/json' -d '{"texts": ["some text"]}' ${url}/v1/models/${first.name}/predict\n`);
+    process.stdout.write(
+      first.kind === 'image'
+        ? `try: curl${auth} --data-binary @photo.jpg -H 'Content-Type: image/jpeg' ${url}/v1/models/${first.name}/predict\n`
+        : `try: curl${auth} -H 'Content-Type: application/json' -d '{"texts": ["some text"]}' ${url}/v1/models/${first.name}/predict\n`,
+    );
     process.stdout.write(`API: ${url}/openapi.json; stop with Ctrl-C\n`);
   } catch (e) {
     await app.close();
@@ -93,15 +109,24 @@ export async function serveAction(models: string[], o: ServeFlags): Promise<void
 
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('serve saved classifiers (image or text folders from graft train) over HTTP: GET /v1/models, POST /v1/models/NAME/predict, GET /healthz, GET /openapi.json; concurrent requests are batched')
+    .description(
+      'serve saved classifiers (image or text folders from graft train) over HTTP: GET /v1/models, POST /v1/models/NAME/predict, GET /healthz, GET /openapi.json; concurrent requests are batched',
+    )
     .argument('<models...>', 'classifier folders, each DIR (named after the folder) or NAME=DIR')
     .option('--port <p>', 'TCP port (0: any free port)', '8080')
     .option('--host <h>', 'address to listen on; anything but loopback needs --token', '127.0.0.1')
-    .option('--token <t>', 'bearer token required on every request, at least 16 characters (default: GRAFT_SERVE_TOKEN)')
+    .option(
+      '--token <t>',
+      'bearer token required on every request, at least 16 characters (default: GRAFT_SERVE_TOKEN)',
+    )
     .option('--max-batch <n>', 'most inputs per onnxruntime run (1: no batching)', '32')
     .option('--max-delay-ms <ms>', 'longest wait for a batch to fill, after its first input arrived', '5')
     .option('--max-queue <n>', 'most inputs waiting per model; more are refused with 503', '256')
-    .option('--max-body-mb <mb>', 'largest request body in MiB (a raw image, JSON, or all files of a multipart request); larger: 413', '16')
+    .option(
+      '--max-body-mb <mb>',
+      'largest request body in MiB (a raw image, JSON, or all files of a multipart request); larger: 413',
+      '16',
+    )
     .option('--max-inputs <n>', 'most images or texts in one request; more: 413', '64')
     .option('--log', 'log each request (JSON lines on stdout)')
     .action(serveAction);

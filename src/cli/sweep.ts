@@ -9,7 +9,13 @@ import { runSweep, sweepMarkdown, writeSweep } from '../scale/sweep.js';
 import { GraftError } from '../util/errors.js';
 import { int } from './parse.js';
 
-interface SweepFlags { out: string; queue?: string; attempts: string; json?: boolean; dryRun?: boolean }
+interface SweepFlags {
+  out: string;
+  queue?: string;
+  attempts: string;
+  json?: boolean;
+  dryRun?: boolean;
+}
 
 function readSpec(file: string) {
   let text: string;
@@ -18,7 +24,11 @@ function readSpec(file: string) {
   } catch (e) {
     throw new GraftError(`cannot read ${file}: ${(e as Error).message}`);
   }
-  if (/\.ya?ml$/i.test(file)) throw new GraftError(`${file}: YAML is not read; write the grid as JSON`, 'e.g. { "model": "m.onnx", "data": "photos/", "mode": "features", "grid": { "seed": [0, 1, 2] } }');
+  if (/\.ya?ml$/i.test(file))
+    throw new GraftError(
+      `${file}: YAML is not read; write the grid as JSON`,
+      'e.g. { "model": "m.onnx", "data": "photos/", "mode": "features", "grid": { "seed": [0, 1, 2] } }',
+    );
   let x: unknown;
   try {
     x = JSON.parse(text);
@@ -30,21 +40,32 @@ function readSpec(file: string) {
 
 export function sweepCommand(): Command {
   return new Command('sweep')
-    .description('train once per cell of a grid of settings (e.g. learning rate × top blocks × seed) and write a table of validation and test scores (sweep.md, sweep.json)')
-    .argument('<grid>', 'a JSON file: { "model", "data", "mode": "features" | "finetune", "base": {options of every cell}, "grid": {option: [values…]} } (paths relative to the file)')
+    .description(
+      'train once per cell of a grid of settings (e.g. learning rate × top blocks × seed) and write a table of validation and test scores (sweep.md, sweep.json)',
+    )
+    .argument(
+      '<grid>',
+      'a JSON file: { "model", "data", "mode": "features" | "finetune", "base": {options of every cell}, "grid": {option: [values…]} } (paths relative to the file)',
+    )
     .option('--out <dir>', 'folder for sweep.md and sweep.json', 'graft-sweep')
-    .option('--queue <url>', 'run each cell as a job on `graft worker` processes through the Redis at redis://HOST:PORT (model, data and any cacheDir on paths every worker can reach)')
+    .option(
+      '--queue <url>',
+      'run each cell as a job on `graft worker` processes through the Redis at redis://HOST:PORT (model, data and any cacheDir on paths every worker can reach)',
+    )
     .option('--attempts <n>', 'with --queue: tries per cell before the sweep fails', '2')
     .option('--dry-run', 'list the cells and stop')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Example (grid.json):
   { "model": "mobilenet_v2.tflite", "data": "photos/", "mode": "finetune",
     "base": { "labelsPerClass": 20, "epochs": 3, "cacheDir": "cache/" },
     "grid": { "lr": [0.001, 0.003], "topBlocks": [1, 2], "seed": [0, 1, 2] } }
   graft sweep grid.json --out sweep/                       # here, cell after cell
   graft sweep grid.json --out sweep/ --queue redis://10.0.0.5:6379   # on the workers
-`)
+`,
+    )
     .action(async (file: string, o: SweepFlags) => {
       const spec = readSpec(file);
       const cells = gridCells(spec.grid);
@@ -58,7 +79,10 @@ Example (grid.json):
         ...(o.queue ? { queue: o.queue } : {}),
         attempts,
         onCell: (c, done, total) => {
-          if (!o.json) process.stderr.write(`${done}/${total} ${JSON.stringify(c.params)}: val ${c.validation?.accuracy.toFixed(4) ?? '–'}, test ${c.test?.accuracy.toFixed(4) ?? '–'} (${c.seconds.toFixed(1)} s${o.queue ? ` on ${c.worker}` : ''})\n`);
+          if (!o.json)
+            process.stderr.write(
+              `${done}/${total} ${JSON.stringify(c.params)}: val ${c.validation?.accuracy.toFixed(4) ?? '–'}, test ${c.test?.accuracy.toFixed(4) ?? '–'} (${c.seconds.toFixed(1)} s${o.queue ? ` on ${c.worker}` : ''})\n`,
+            );
         },
       });
       const files = writeSweep(r, o.out);

@@ -3,7 +3,7 @@
  * with their defaults), small parsers, the summary printer, and the error for a flag a subcommand does
  * not have (it names the subcommands that do, instead of a per-command deny-list).
  */
-import { CommanderError, type Command } from 'commander';
+import type { CommanderError, Command } from 'commander';
 import type { TrainableSpec } from '../train/training-graph.js';
 import { GraftError } from '../util/errors.js';
 import { int, num } from './parse.js';
@@ -20,7 +20,10 @@ export interface CommonTrainFlags {
 }
 
 /** The flags every subcommand takes. `what` describes --data and --out for this subcommand; `testFraction` its default. */
-export function commonTrainFlags(cmd: Command, what: { model: string; data: string; out: string; testFraction: number | string }): Command {
+export function commonTrainFlags(
+  cmd: Command,
+  what: { model: string; data: string; out: string; testFraction: number | string },
+): Command {
   return cmd
     .requiredOption('--model <path>', what.model)
     .requiredOption('--data <path>', what.data)
@@ -32,21 +35,39 @@ export function commonTrainFlags(cmd: Command, what: { model: string; data: stri
 }
 
 /** Checkpoint flags (images, text --finetune, setfit), declared once. */
-export interface CheckpointFlags { checkpointDir?: string; resume?: boolean; keepCheckpoints?: string }
+export interface CheckpointFlags {
+  checkpointDir?: string;
+  resume?: boolean;
+  keepCheckpoints?: string;
+}
 
 export function checkpointFlags(cmd: Command, per = 'epoch'): Command {
   return cmd
-    .option('--checkpoint-dir <dir>', `write a checkpoint per ${per} into this folder (weights, optimizer, schedule and shuffling state)`)
-    .option('--resume', 'continue from the newest checkpoint in --checkpoint-dir: the same weights, bit for bit, as a run never interrupted')
+    .option(
+      '--checkpoint-dir <dir>',
+      `write a checkpoint per ${per} into this folder (weights, optimizer, schedule and shuffling state)`,
+    )
+    .option(
+      '--resume',
+      'continue from the newest checkpoint in --checkpoint-dir: the same weights, bit for bit, as a run never interrupted',
+    )
     .option('--keep-checkpoints <n>', 'keep only the newest N checkpoints');
 }
 
 /** The checkpoint flags parsed (library RunOptions). */
-export function checkpointsOf(f: CheckpointFlags): { checkpointDir?: string; resume?: boolean; keepCheckpoints?: number } {
-  if (f.resume && !f.checkpointDir) throw new GraftError('--resume needs --checkpoint-dir (the folder holding the checkpoints)');
+export function checkpointsOf(f: CheckpointFlags): {
+  checkpointDir?: string;
+  resume?: boolean;
+  keepCheckpoints?: number;
+} {
+  if (f.resume && !f.checkpointDir)
+    throw new GraftError('--resume needs --checkpoint-dir (the folder holding the checkpoints)');
   return {
-    ...(f.checkpointDir !== undefined ? { checkpointDir: f.checkpointDir } : {}), ...(f.resume ? { resume: true } : {}),
-    ...(f.keepCheckpoints !== undefined ? { keepCheckpoints: positiveInt(f.keepCheckpoints, '--keep-checkpoints') } : {}),
+    ...(f.checkpointDir !== undefined ? { checkpointDir: f.checkpointDir } : {}),
+    ...(f.resume ? { resume: true } : {}),
+    ...(f.keepCheckpoints !== undefined
+      ? { keepCheckpoints: positiveInt(f.keepCheckpoints, '--keep-checkpoints') }
+      : {}),
   };
 }
 
@@ -98,14 +119,21 @@ export function printSummary(json: boolean | undefined, report: unknown, lines: 
  */
 export function explainUnknownFlags(parent: Command): void {
   for (const sub of parent.commands) {
-    sub.configureOutput({ outputError: (s, write) => { if (!/unknown option/.test(s)) write(s); } });
+    sub.configureOutput({
+      outputError: (s, write) => {
+        if (!/unknown option/.test(s)) write(s);
+      },
+    });
     // other errors (and help) go on as CommanderError: graft's main exits with their code, commander has printed them
     sub.exitOverride((e: CommanderError) => {
       if (e.code !== 'commander.unknownOption') throw e;
       const flag = /'([^']+)'/.exec(e.message)?.[1]?.split('=')[0] ?? '';
-      const owners = parent.commands.filter((c) => c !== sub && c.options.some((opt) => opt.long === flag || opt.negate && opt.long === flag)).map((c) => `graft ${parent.name()} ${c.name()}`);
+      const owners = parent.commands
+        .filter((c) => c !== sub && c.options.some((opt) => opt.long === flag || (opt.negate && opt.long === flag)))
+        .map((c) => `graft ${parent.name()} ${c.name()}`);
       throw new GraftError(
-        `graft ${parent.name()} ${sub.name()} has no ${flag} option` + (owners.length ? `; ${flag} belongs to ${owners.join(', ')}` : ''),
+        `graft ${parent.name()} ${sub.name()} has no ${flag} option` +
+          (owners.length ? `; ${flag} belongs to ${owners.join(', ')}` : ''),
         `graft ${parent.name()} ${sub.name()} --help lists its options`,
       );
     });

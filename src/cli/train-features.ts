@@ -10,14 +10,29 @@ import { formatMetrics } from '../eval/metrics.js';
 import { HEAD_KINDS, type HeadKind } from '../heads/head.js';
 import { GraftError } from '../util/errors.js';
 import { int8PostStep } from './export.js';
-import { commonTrainFlags, splitOf, fraction, positiveInt, printSummary, type CommonTrainFlags } from './train-common.js';
+import {
+  commonTrainFlags,
+  splitOf,
+  fraction,
+  positiveInt,
+  printSummary,
+  type CommonTrainFlags,
+} from './train-common.js';
 import { progressBar } from '../util/progress.js';
 import { imageDataFlags } from './train-images.js';
 import { queueOptions, trainFeaturesHereOrOnQueue, type QueueFlags } from './worker.js';
 
 export interface FeaturesFlags extends CommonTrainFlags, QueueFlags {
-  labelsData?: string; maxPerClass?: string; cache?: string; node?: string; valFraction: string; batchSize: string;
-  head: HeadKind; headGrid?: string; hidden?: string; int8?: boolean;
+  labelsData?: string;
+  maxPerClass?: string;
+  cache?: string;
+  node?: string;
+  valFraction: string;
+  batchSize: string;
+  head: HeadKind;
+  headGrid?: string;
+  hidden?: string;
+  int8?: boolean;
 }
 
 /** `--head-grid a,b,c`: the values cross-validation tries for the head's hyperparameter. */
@@ -26,7 +41,8 @@ function headGrid(v: string | undefined, head: HeadKind): number[] | undefined {
   const xs = v.split(',').map((t) => num(t.trim(), '--head-grid'));
   if (xs.some((x) => (head === 'mlp' ? !(x >= 0) : !(x > 0))))
     throw new GraftError(`--head-grid: values must be ${head === 'mlp' ? '≥ 0' : 'positive'}, got '${v}'`);
-  if (head === 'knn' && xs.some((x) => !Number.isInteger(x))) throw new GraftError(`--head-grid: k must be whole numbers for --head knn, got '${v}'`);
+  if (head === 'knn' && xs.some((x) => !Number.isInteger(x)))
+    throw new GraftError(`--head-grid: k must be whole numbers for --head knn, got '${v}'`);
   return xs;
 }
 
@@ -50,7 +66,14 @@ export async function featuresCommand(o: FeaturesFlags): Promise<void> {
   const { report } = await trainFeaturesHereOrOnQueue(o, data, {
     head,
     ...(grid && head === 'logistic' ? { grid } : {}),
-    ...(head === 'mlp' ? { mlp: { ...(grid ? { weightDecays: grid } : {}), ...(o.hidden !== undefined ? { hidden: int(o.hidden, '--hidden') } : {}) } } : {}),
+    ...(head === 'mlp'
+      ? {
+          mlp: {
+            ...(grid ? { weightDecays: grid } : {}),
+            ...(o.hidden !== undefined ? { hidden: int(o.hidden, '--hidden') } : {}),
+          },
+        }
+      : {}),
     ...(grid && head === 'knn' ? { knn: { ks: grid } } : {}),
     ...(grid && head === 'ncm' ? { ncm: { temperatures: grid } } : {}),
     onSkip: (f) => skippedNow.push(`skipped ${f.path}: ${f.error}`),
@@ -69,9 +92,26 @@ export async function featuresCommand(o: FeaturesFlags): Promise<void> {
   const int8 = o.int8 ? await int8PostStep(out, { images: data.inputs }, true) : undefined;
   const x = report.extraction;
   const h = report.head;
-  const name: Record<HeadKind, string> = { logistic: 'logistic regression', mlp: `MLP (${h.summary['hidden']} hidden units, ${h.summary['epochs']} epochs)`, ncm: 'nearest class mean', knn: 'k nearest neighbours' };
-  const value = h.kind === 'logistic' ? h.summary['l2'] : h.kind === 'mlp' ? h.summary['weightDecay'] : h.kind === 'ncm' ? h.summary['temperature'] : h.summary['k'];
-  const how = h.cv.length === 0 ? 'given' : h.kind === 'knn' ? 'chosen by leave-one-out cross-validation' : `chosen by ${h.folds}-fold cross-validation`;
+  const name: Record<HeadKind, string> = {
+    logistic: 'logistic regression',
+    mlp: `MLP (${h.summary['hidden']} hidden units, ${h.summary['epochs']} epochs)`,
+    ncm: 'nearest class mean',
+    knn: 'k nearest neighbours',
+  };
+  const value =
+    h.kind === 'logistic'
+      ? h.summary['l2']
+      : h.kind === 'mlp'
+        ? h.summary['weightDecay']
+        : h.kind === 'ncm'
+          ? h.summary['temperature']
+          : h.summary['k'];
+  const how =
+    h.cv.length === 0
+      ? 'given'
+      : h.kind === 'knn'
+        ? 'chosen by leave-one-out cross-validation'
+        : `chosen by ${h.folds}-fold cross-validation`;
   printSummary(o.json, int8 ? { ...report, int8 } : report, [
     ...skippedNow,
     `features: ${report.featureDim}-d at '${report.featureNode}' for ${x.examples} images (${x.computed} computed, ${x.cached} from the cache${x.skipped ? `, ${x.skipped} unreadable skipped` : ''}) in ${x.seconds.toFixed(1)} s`,
@@ -80,13 +120,18 @@ export async function featuresCommand(o: FeaturesFlags): Promise<void> {
     ...(report.test ? [formatMetrics(report.test, 'test').trimEnd()] : []),
     `saved ${out}/model.onnx and ${out}/labels.json`,
     ...(report.files ? [`report: ${out}/report.html (confusion matrix, per-class bars) and ${out}/report.json`] : []),
-    ...(int8 ? [`int8: saved ${int8.path} (${int8.bytes.ratio.toFixed(2)}× smaller; ${int8.method} calibration on ${int8.calibrationExamples} training examples)`] : []),
+    ...(int8
+      ? [
+          `int8: saved ${int8.path} (${int8.bytes.ratio.toFixed(2)}× smaller; ${int8.method} calibration on ${int8.calibrationExamples} training examples)`,
+        ]
+      : []),
   ]);
 }
 
 export function trainFeaturesCommand(): Command {
-  const cmd = new Command('features')
-    .description('fit a head on the frozen backbone\'s features of labelled images and save the classifier (model.onnx, labels.json, report.html, report.json)');
+  const cmd = new Command('features').description(
+    "fit a head on the frozen backbone's features of labelled images and save the classifier (model.onnx, labels.json, report.html, report.json)",
+  );
   commonTrainFlags(cmd, {
     model: 'pretrained model: an .onnx or .tflite file, a TF.js model.json, or a model folder',
     data: 'an image folder (one subfolder per class) or IDX images',
@@ -97,11 +142,27 @@ export function trainFeaturesCommand(): Command {
     .option('--node <name>', 'value to cut the model at (default: the input of its final classifier)')
     .option('--val-fraction <x>', 'fraction of each class held out for validation', '0.1')
     .option('--batch-size <n>', 'images per onnxruntime run', '32')
-    .addOption(new Option('--head <kind>', 'the head: logistic regression, a small MLP trained through the engine, nearest class mean, or k nearest neighbours (for very few labels)').choices([...HEAD_KINDS]).default('logistic'))
-    .option('--head-grid <values>', 'comma-separated values cross-validation tries for the head\'s hyperparameter (logistic: l2; mlp: weight decay; ncm: softmax temperature; knn: k)')
+    .addOption(
+      new Option(
+        '--head <kind>',
+        'the head: logistic regression, a small MLP trained through the engine, nearest class mean, or k nearest neighbours (for very few labels)',
+      )
+        .choices([...HEAD_KINDS])
+        .default('logistic'),
+    )
+    .option(
+      '--head-grid <values>',
+      "comma-separated values cross-validation tries for the head's hyperparameter (logistic: l2; mlp: weight decay; ncm: softmax temperature; knn: k)",
+    )
     .option('--hidden <n>', '--head mlp: hidden units (default 128)')
-    .option('--int8', 'also write an int8 (QDQ) copy of the saved folder to OUT-int8, calibrated on 200 training examples (as graft export --int8)')
-    .addHelpText('after', '\nExample:\n  graft train features --model mobilenet_v2.tflite --data photos/ --labels-per-class 20 --out my-classifier\n')
+    .option(
+      '--int8',
+      'also write an int8 (QDQ) copy of the saved folder to OUT-int8, calibrated on 200 training examples (as graft export --int8)',
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  graft train features --model mobilenet_v2.tflite --data photos/ --labels-per-class 20 --out my-classifier\n',
+    )
     .action(featuresCommand);
   return cmd;
 }

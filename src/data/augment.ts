@@ -31,7 +31,11 @@ export const DEFAULT_AUGMENT: Required<AugmentOptions> = {
 
 /** The settings with defaults filled in. */
 export function resolveAugment(o: AugmentOptions = {}): Required<AugmentOptions> {
-  return { crop: o.crop ?? DEFAULT_AUGMENT.crop, flip: o.flip ?? DEFAULT_AUGMENT.flip, jitter: o.jitter ?? DEFAULT_AUGMENT.jitter };
+  return {
+    crop: o.crop ?? DEFAULT_AUGMENT.crop,
+    flip: o.flip ?? DEFAULT_AUGMENT.flip,
+    jitter: o.jitter ?? DEFAULT_AUGMENT.jitter,
+  };
 }
 
 /** A stable string of the settings (part of an activation cache key). */
@@ -52,14 +56,22 @@ export function viewRng(input: string | Uint8Array, seed: number, view: number):
 }
 
 /** Crop box of a random resized crop (torchvision's rule: 10 tries, then the central crop). */
-export function cropBox(w: number, h: number, scale: [number, number], ratio: [number, number], rng: Rng): { left: number; top: number; width: number; height: number } {
+export function cropBox(
+  w: number,
+  h: number,
+  scale: [number, number],
+  ratio: [number, number],
+  rng: Rng,
+): { left: number; top: number; width: number; height: number } {
   const area = w * h;
   const [lr0, lr1] = [Math.log(ratio[0]), Math.log(ratio[1])];
   for (let i = 0; i < 10; i++) {
     const a = area * (scale[0] + rng.uniform() * (scale[1] - scale[0]));
     const r = Math.exp(lr0 + rng.uniform() * (lr1 - lr0));
-    const cw = Math.round(Math.sqrt(a * r)), ch = Math.round(Math.sqrt(a / r));
-    if (cw >= 1 && ch >= 1 && cw <= w && ch <= h) return { left: rng.int(w - cw + 1), top: rng.int(h - ch + 1), width: cw, height: ch };
+    const cw = Math.round(Math.sqrt(a * r)),
+      ch = Math.round(Math.sqrt(a / r));
+    if (cw >= 1 && ch >= 1 && cw <= w && ch <= h)
+      return { left: rng.int(w - cw + 1), top: rng.int(h - ch + 1), width: cw, height: ch };
   }
   const s = Math.min(w, h);
   return { left: Math.floor((w - s) / 2), top: Math.floor((h - s) / 2), width: s, height: s };
@@ -69,7 +81,8 @@ export function cropBox(w: number, h: number, scale: [number, number], ratio: [n
 export function colourJitter(img: RawImage, f: { brightness: number; contrast: number; saturation: number }): void {
   const { data, channels: c } = img;
   const n = img.width * img.height;
-  const grey = (i: number) => (c >= 3 ? 0.299 * data[i * c]! + 0.587 * data[i * c + 1]! + 0.114 * data[i * c + 2]! : data[i * c]!);
+  const grey = (i: number) =>
+    c >= 3 ? 0.299 * data[i * c]! + 0.587 * data[i * c + 1]! + 0.114 * data[i * c + 2]! : data[i * c]!;
   let mean = 0;
   for (let i = 0; i < n; i++) mean += grey(i);
   mean = (mean / n) * f.brightness;
@@ -88,13 +101,20 @@ export function colourJitter(img: RawImage, f: { brightness: number; contrast: n
  * One augmented view of an image, fitted to the preprocessing's size and channels: H × W × C uint8.
  * The crop is taken from the decoded image at its own resolution, then resized.
  */
-export async function augmentedPixels(input: string | Uint8Array, p: ImagePreprocess, o: AugmentOptions, rng: Rng): Promise<RawImage> {
+export async function augmentedPixels(
+  input: string | Uint8Array,
+  p: ImagePreprocess,
+  o: AugmentOptions,
+  rng: Rng,
+): Promise<RawImage> {
   const a = resolveAugment(o);
   const label = typeof input === 'string' ? input : 'image';
   try {
     const buf = bytesOf(input);
     const bmp = decodeBmp(buf);
-    let img = bmp ? sharp(bmp.data, { raw: { width: bmp.width, height: bmp.height, channels: 3 } }) : sharp(buf).rotate();
+    let img = bmp
+      ? sharp(bmp.data, { raw: { width: bmp.width, height: bmp.height, channels: 3 } })
+      : sharp(buf).rotate();
     const { data, info } = await img.removeAlpha().raw().toBuffer({ resolveWithObject: true });
     img = sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels as 1 | 3 | 4 } });
     if (a.crop) img = img.extract(cropBox(info.width, info.height, a.crop.scale, a.crop.ratio, rng));
@@ -102,9 +122,16 @@ export async function augmentedPixels(input: string | Uint8Array, p: ImagePrepro
     if (a.flip && rng.uniform() < 0.5) img = img.flop();
     img = p.channels === 1 ? img.grayscale() : img.toColourspace('srgb');
     const out = await img.raw().toBuffer({ resolveWithObject: true });
-    const raw: RawImage = { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength), width: out.info.width, height: out.info.height, channels: out.info.channels };
+    const raw: RawImage = {
+      data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength),
+      width: out.info.width,
+      height: out.info.height,
+      channels: out.info.channels,
+    };
     if (raw.width !== p.width || raw.height !== p.height || raw.channels !== p.channels)
-      throw new GraftError(`${label}: augmented to ${raw.width}×${raw.height}×${raw.channels}, expected ${p.width}×${p.height}×${p.channels}`);
+      throw new GraftError(
+        `${label}: augmented to ${raw.width}×${raw.height}×${raw.channels}, expected ${p.width}×${p.height}×${p.channels}`,
+      );
     if (a.jitter) {
       const j = a.jitter;
       const draw = (s: number) => 1 - s + 2 * s * rng.uniform();
@@ -121,12 +148,19 @@ export async function augmentedPixels(input: string | Uint8Array, p: ImagePrepro
  * View `view` of each image as one NCHW batch: view 0 is the plain image (the model's own
  * preprocessing), views ≥ 1 are augmented with the Rng of (seed, view, image).
  */
-export async function viewsToTensor(inputs: (string | Uint8Array)[], views: number[], p: ImagePreprocess, o: AugmentOptions, seed: number): Promise<Tensor> {
+export async function viewsToTensor(
+  inputs: (string | Uint8Array)[],
+  views: number[],
+  p: ImagePreprocess,
+  o: AugmentOptions,
+  seed: number,
+): Promise<Tensor> {
   const per = p.channels * p.height * p.width;
   const data = new Float32Array(inputs.length * per);
   for (let n = 0; n < inputs.length; n++) {
     const v = views[n]!;
-    const px = v === 0 ? await loadPixels(inputs[n]!, p) : await augmentedPixels(inputs[n]!, p, o, viewRng(inputs[n]!, seed, v));
+    const px =
+      v === 0 ? await loadPixels(inputs[n]!, p) : await augmentedPixels(inputs[n]!, p, o, viewRng(inputs[n]!, seed, v));
     normalize(px, p, data, n * per);
   }
   return { dtype: 'float32', dims: [inputs.length, p.channels, p.height, p.width], data };

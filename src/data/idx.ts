@@ -13,18 +13,28 @@ export interface IdxArray {
   data: Uint8Array;
 }
 
-const TYPE_NAMES: Record<number, string> = { 0x08: 'uint8', 0x09: 'int8', 0x0b: 'int16', 0x0c: 'int32', 0x0d: 'float32', 0x0e: 'float64' };
+const TYPE_NAMES: Record<number, string> = {
+  8: 'uint8',
+  9: 'int8',
+  11: 'int16',
+  12: 'int32',
+  13: 'float32',
+  14: 'float64',
+};
 
 /** Parse IDX bytes (already gunzipped, or gzipped: detected by the gzip magic). `label` names the source in errors. */
 export function parseIdx(bytes: Uint8Array, label = 'IDX data'): IdxArray {
   let buf = bytes;
   if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipIdx(buf, label);
   if (buf.length < 4) throw new GraftError(`${label}: not an IDX file (only ${buf.length} bytes)`);
-  if (buf[0] !== 0 || buf[1] !== 0) throw new GraftError(`${label}: not an IDX file (bad magic ${hex(buf.subarray(0, 4))})`);
+  if (buf[0] !== 0 || buf[1] !== 0)
+    throw new GraftError(`${label}: not an IDX file (bad magic ${hex(buf.subarray(0, 4))})`);
   const type = buf[2]!;
   const ndims = buf[3]!;
   if (type !== 0x08)
-    throw new GraftError(`${label}: IDX data type 0x${type.toString(16)} (${TYPE_NAMES[type] ?? 'unknown'}) is not supported; only uint8 (0x08)`);
+    throw new GraftError(
+      `${label}: IDX data type 0x${type.toString(16)} (${TYPE_NAMES[type] ?? 'unknown'}) is not supported; only uint8 (0x08)`,
+    );
   if (ndims === 0) throw new GraftError(`${label}: IDX file with no dimensions`);
   const header = 4 + 4 * ndims;
   if (buf.length < header) throw new GraftError(`${label}: truncated IDX header (${buf.length} bytes, need ${header})`);
@@ -33,8 +43,10 @@ export function parseIdx(bytes: Uint8Array, label = 'IDX data'): IdxArray {
   for (let i = 0; i < ndims; i++) dims.push(dv.getUint32(4 + 4 * i, false));
   const n = checkedNumel(dims, `${label}: IDX array`);
   const have = buf.length - header;
-  if (have < n) throw new GraftError(`${label}: truncated IDX data: dims [${dims.join(', ')}] need ${n} bytes, file has ${have}`);
-  if (have > n) throw new GraftError(`${label}: ${have - n} unexpected trailing bytes after IDX data of dims [${dims.join(', ')}]`);
+  if (have < n)
+    throw new GraftError(`${label}: truncated IDX data: dims [${dims.join(', ')}] need ${n} bytes, file has ${have}`);
+  if (have > n)
+    throw new GraftError(`${label}: ${have - n} unexpected trailing bytes after IDX data of dims [${dims.join(', ')}]`);
   return { dims, data: buf.subarray(header, header + n) };
 }
 
@@ -48,7 +60,10 @@ function gunzipIdx(gz: Uint8Array, label: string): Uint8Array {
   // header itself is huge; then only the general 1 GiB cap applies
   let head: Uint8Array = new Uint8Array(0);
   try {
-    head = gunzipSync(gz.subarray(0, Math.min(gz.length, 4096)), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: 8 << 20 });
+    head = gunzipSync(gz.subarray(0, Math.min(gz.length, 4096)), {
+      finishFlush: zlibConstants.Z_SYNC_FLUSH,
+      maxOutputLength: 8 << 20,
+    });
   } catch {
     /* a corrupt stream: the full inflate below reports it */
   }
@@ -89,8 +104,10 @@ export interface IdxDataset {
 export function readIdxDataset(imagesPath: string, labelsPath: string): IdxDataset {
   const im = readIdx(imagesPath);
   const lb = readIdx(labelsPath);
-  if (im.dims.length < 2) throw new GraftError(`${imagesPath}: images file has dims [${im.dims.join(', ')}], expected at least 2`);
-  if (lb.dims.length !== 1) throw new GraftError(`${labelsPath}: labels file has dims [${lb.dims.join(', ')}], expected 1`);
+  if (im.dims.length < 2)
+    throw new GraftError(`${imagesPath}: images file has dims [${im.dims.join(', ')}], expected at least 2`);
+  if (lb.dims.length !== 1)
+    throw new GraftError(`${labelsPath}: labels file has dims [${lb.dims.join(', ')}], expected 1`);
   const count = im.dims[0]!;
   if (lb.dims[0] !== count)
     throw new GraftError(`${imagesPath} has ${count} images but ${labelsPath} has ${lb.dims[0]} labels`);

@@ -43,7 +43,9 @@ export function listImageFolder(root: string, o: ImageFolderOptions = {}): Image
   if (classes.length === 0) throw new GraftError(`${root}: no class subfolders (expected one folder per class)`);
   const items: ImageItem[] = [];
   const walk = (dir: string, label: number) => {
-    const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    );
     for (const e of entries) {
       if (e.name.startsWith('.')) continue;
       const p = join(dir, e.name);
@@ -71,8 +73,15 @@ export interface DecodedBatch {
 }
 
 /** Decode a list of items into one batch; unreadable images are reported in `failed` and skipped. */
-export async function decodeItems(items: ImageItem[], p: ImagePreprocess, onError?: (f: DecodeFailure) => void): Promise<DecodedBatch> {
-  const d = await decodeImages(items.map((it) => it.path), p);
+export async function decodeItems(
+  items: ImageItem[],
+  p: ImagePreprocess,
+  onError?: (f: DecodeFailure) => void,
+): Promise<DecodedBatch> {
+  const d = await decodeImages(
+    items.map((it) => it.path),
+    p,
+  );
   const failed = d.failed.map((f) => ({ path: items[f.index]!.path, error: f.error }));
   if (onError) failed.forEach(onError);
   return { tensor: d.tensor, items: d.ok.map((k) => items[k]!), failed };
@@ -91,7 +100,8 @@ export async function* imageFolderBatches(
   prefetch = 2,
 ): AsyncGenerator<DecodedBatch> {
   if (!(batchSize >= 1)) throw new GraftError(`batch size must be at least 1, got ${batchSize}`);
-  if (!(Number.isInteger(prefetch) && prefetch >= 0)) throw new GraftError(`prefetch must be an integer ≥ 0, got ${prefetch}`);
+  if (!(Number.isInteger(prefetch) && prefetch >= 0))
+    throw new GraftError(`prefetch must be an integer ≥ 0, got ${prefetch}`);
   const slices: ImageItem[][] = [];
   for (let i = 0; i < items.length; i += batchSize) slices.push(items.slice(i, i + batchSize));
   for await (const b of mapAhead(slices, (s) => decodeItems(s, p), prefetch)) {

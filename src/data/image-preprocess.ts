@@ -16,7 +16,11 @@ export interface MnistStyleOptions {
  * Scale a small grey image into a box centred on a larger canvas, as MNIST digits were prepared
  * (digit fitted into 20×20, centred in 28×28). Returns canvas² floats in [0, outMax].
  */
-export async function toMnistStyle(pixels: Float32Array, side: number, o: MnistStyleOptions = {}): Promise<Float32Array> {
+export async function toMnistStyle(
+  pixels: Float32Array,
+  side: number,
+  o: MnistStyleOptions = {},
+): Promise<Float32Array> {
   const box = o.box ?? 20;
   const canvas = o.canvas ?? 28;
   const maxValue = o.maxValue ?? 255;

@@ -8,6 +8,23 @@ export { listImageFolder } from './image-folder.js';
 export { decodeImages } from './image.js';
 export { loadLabelledImages, type LabelledImages } from './labelled-images.js';
 export { readTextTable, loadSpamAssassin, subsetTable, type TextTable, type TextTableOptions } from './text-table.js';
-export { augmentedPixels, viewsToTensor, cropBox, colourJitter, augmentKey, DEFAULT_AUGMENT, type AugmentOptions } from './augment.js';
-export { fashionShiftPair, applyShift, parseShift, describeShift, DEFAULT_SHIFT, type Shift, type DomainPair, type ShiftPairOptions } from './shifts.js';
+export {
+  augmentedPixels,
+  viewsToTensor,
+  cropBox,
+  colourJitter,
+  augmentKey,
+  DEFAULT_AUGMENT,
+  type AugmentOptions,
+} from './augment.js';
+export {
+  fashionShiftPair,
+  applyShift,
+  parseShift,
+  describeShift,
+  DEFAULT_SHIFT,
+  type Shift,
+  type DomainPair,
+  type ShiftPairOptions,
+} from './shifts.js';
 export { shiftImages, PIXEL_SHIFTS, type PixelShift } from './shifts.js';

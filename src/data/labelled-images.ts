@@ -37,7 +37,8 @@ export function greyToBmp(pixels: Uint8Array, width: number, height: number): Ui
   const size = offset + rowBytes * height;
   const buf = new Uint8Array(size);
   const dv = new DataView(buf.buffer);
-  buf[0] = 0x42; buf[1] = 0x4d;
+  buf[0] = 0x42;
+  buf[1] = 0x4d;
   dv.setUint32(2, size, true);
   dv.setUint32(10, offset, true);
   dv.setUint32(14, 40, true);
@@ -48,7 +49,12 @@ export function greyToBmp(pixels: Uint8Array, width: number, height: number): Ui
   dv.setUint32(30, 0, true);
   dv.setUint32(34, rowBytes * height, true);
   dv.setUint32(46, 256, true);
-  for (let i = 0; i < 256; i++) { const o = 54 + 4 * i; buf[o] = i; buf[o + 1] = i; buf[o + 2] = i; }
+  for (let i = 0; i < 256; i++) {
+    const o = 54 + 4 * i;
+    buf[o] = i;
+    buf[o + 1] = i;
+    buf[o + 2] = i;
+  }
   for (let y = 0; y < height; y++) buf.set(pixels.subarray(y * width, (y + 1) * width), offset + y * rowBytes);
   return buf;
 }
@@ -66,7 +72,13 @@ export function loadLabelledImages(data: string, o: LabelledImagesOptions = {}):
   if (statSync(data).isDirectory()) {
     if (o.labelsData) throw new GraftError(`--labels-data is for IDX files; ${data} is an image folder`);
     const f = listImageFolder(data);
-    out = { inputs: f.items.map((i) => i.path), labels: f.items.map((i) => i.label), classes: f.classes, names: f.items.map((i) => i.path), kind: 'image-folder' };
+    out = {
+      inputs: f.items.map((i) => i.path),
+      labels: f.items.map((i) => i.label),
+      classes: f.classes,
+      names: f.items.map((i) => i.path),
+      kind: 'image-folder',
+    };
   } else {
     const labelsPath = o.labelsData ?? guessLabelsFile(data);
     if (!labelsPath)
@@ -75,10 +87,12 @@ export function loadLabelledImages(data: string, o: LabelledImagesOptions = {}):
         'pass --labels-data LABELS-idx1-ubyte.gz, or give an image folder (one subfolder per class)',
       );
     const d = readIdxDataset(data, labelsPath);
-    if (d.shape.length !== 2) throw new GraftError(`${data}: IDX images must be 2-D (grey), got example dims [${d.shape.join(', ')}]`);
+    if (d.shape.length !== 2)
+      throw new GraftError(`${data}: IDX images must be 2-D (grey), got example dims [${d.shape.join(', ')}]`);
     const [h, w] = d.shape as [number, number];
     const classes = o.classNames ?? Array.from({ length: d.numClasses }, (_, i) => String(i));
-    if (classes.length < d.numClasses) throw new GraftError(`${classes.length} class names for ${d.numClasses} classes`);
+    if (classes.length < d.numClasses)
+      throw new GraftError(`${classes.length} class names for ${d.numClasses} classes`);
     // keep only what is used before wrapping (a cap per class makes big files cheap)
     const keep = capPerClass(d.labels, o.maxPerClass);
     return {
@@ -91,7 +105,12 @@ export function loadLabelledImages(data: string, o: LabelledImagesOptions = {}):
   }
   const keep = capPerClass(out.labels, o.maxPerClass);
   if (keep.length === out.labels.length) return out;
-  return { ...out, inputs: keep.map((i) => out.inputs[i]!), labels: keep.map((i) => out.labels[i]!), names: keep.map((i) => out.names[i]!) };
+  return {
+    ...out,
+    inputs: keep.map((i) => out.inputs[i]!),
+    labels: keep.map((i) => out.labels[i]!),
+    names: keep.map((i) => out.names[i]!),
+  };
 }
 
 function capPerClass(labels: number[], max?: number): number[] {
@@ -101,7 +120,10 @@ function capPerClass(labels: number[], max?: number): number[] {
   const keep: number[] = [];
   labels.forEach((y, i) => {
     const c = seen.get(y) ?? 0;
-    if (c < max) { keep.push(i); seen.set(y, c + 1); }
+    if (c < max) {
+      keep.push(i);
+      seen.set(y, c + 1);
+    }
   });
   return keep;
 }

@@ -15,10 +15,12 @@ export async function* mapAhead<T, R>(
   fn: (item: T) => Promise<R>,
   ahead: number,
 ): AsyncGenerator<R> {
-  if (!(Number.isInteger(ahead) && ahead >= 0)) throw new RangeError(`mapAhead: ahead must be an integer ≥ 0, got ${ahead}`);
-  const it: AsyncIterator<T> | Iterator<T> = Symbol.asyncIterator in items
-    ? (items as AsyncIterable<T>)[Symbol.asyncIterator]()
-    : (items as Iterable<T>)[Symbol.iterator]();
+  if (!(Number.isInteger(ahead) && ahead >= 0))
+    throw new RangeError(`mapAhead: ahead must be an integer ≥ 0, got ${ahead}`);
+  const it: AsyncIterator<T> | Iterator<T> =
+    Symbol.asyncIterator in items
+      ? (items as AsyncIterable<T>)[Symbol.asyncIterator]()
+      : (items as Iterable<T>)[Symbol.iterator]();
   const pending: Promise<R>[] = [];
   let done = false;
   const fill = async () => {

@@ -21,9 +21,18 @@ export async function loadPixelDataset(path: string, o: PixelDatasetOptions): Pr
   const x = await Promise.all(
     t.pixels.map(async (p) => {
       if ((o.preprocess ?? 'mnist') === 'mnist')
-        return toMnistStyle(p, t.side, { box: Math.round((o.side * 20) / 28), canvas: o.side, maxValue: o.pixelMax ?? 255, outMax });
+        return toMnistStyle(p, t.side, {
+          box: Math.round((o.side * 20) / 28),
+          canvas: o.side,
+          maxValue: o.pixelMax ?? 255,
+          outMax,
+        });
       const src = Buffer.from(p.map((v) => Math.round((v / (o.pixelMax ?? 255)) * 255)));
-      const data = await sharp(src, { raw: { width: t.side, height: t.side, channels: 1 } }).resize(o.side, o.side, { kernel: 'linear' }).toColourspace('b-w').raw().toBuffer();
+      const data = await sharp(src, { raw: { width: t.side, height: t.side, channels: 1 } })
+        .resize(o.side, o.side, { kernel: 'linear' })
+        .toColourspace('b-w')
+        .raw()
+        .toBuffer();
       return Float32Array.from(data, (v) => (v / 255) * outMax);
     }),
   );

@@ -54,16 +54,24 @@ export const DEFAULT_SHIFT: Shift[] = [{ kind: 'noise', std: 80 }];
 export function describeShift(s: Shift | Shift[]): string {
   const list = Array.isArray(s) ? s : [s];
   if (!list.length) return 'none';
-  return list.map((x) => {
-    switch (x.kind) {
-      case 'rotate': return `rotate ${x.degrees}°`;
-      case 'invert': return 'invert';
-      case 'blur': return `blur σ=${x.sigma}`;
-      case 'noise': return `noise σ=${x.std}`;
-      case 'wash': return `wash ×${x.contrast} +${x.brightness} σ=${x.std}`;
-      case 'none': return 'none';
-    }
-  }).join(' + ');
+  return list
+    .map((x) => {
+      switch (x.kind) {
+        case 'rotate':
+          return `rotate ${x.degrees}°`;
+        case 'invert':
+          return 'invert';
+        case 'blur':
+          return `blur σ=${x.sigma}`;
+        case 'noise':
+          return `noise σ=${x.std}`;
+        case 'wash':
+          return `wash ×${x.contrast} +${x.brightness} σ=${x.std}`;
+        case 'none':
+          return 'none';
+      }
+    })
+    .join(' + ');
 }
 
 /** Parse `rotate:45`, `invert`, `blur:1.5`, `noise:60`, `wash:0.5:76.5:25.5` or a preset name, joined with `+`. */
@@ -74,17 +82,25 @@ export function parseShift(text: string): Shift[] {
     const [kind, arg, a2, a3] = name.split(':');
     if (kind === 'wash') {
       const [c, br, sd] = [arg, a2, a3].map(Number);
-      if (![c, br, sd].every((v) => Number.isFinite(v)) || c! < 0 || sd! < 0) throw new GraftError(`shift '${part}': expected wash:CONTRAST:BRIGHTNESS:STD (contrast ≥ 0, brightness and std in 0–255 units)`);
+      if (![c, br, sd].every((v) => Number.isFinite(v)) || c! < 0 || sd! < 0)
+        throw new GraftError(
+          `shift '${part}': expected wash:CONTRAST:BRIGHTNESS:STD (contrast ≥ 0, brightness and std in 0–255 units)`,
+        );
       return [{ kind: 'wash', contrast: c!, brightness: br!, std: sd! }];
     }
     const n = arg === undefined ? NaN : Number(arg);
     if (kind === 'invert') return [{ kind: 'invert' }];
     if (kind === 'none') return [{ kind: 'none' }];
-    if (!Number.isFinite(n)) throw new GraftError(`shift '${part}': expected rotate:DEG, blur:SIGMA, noise:STD, wash:C:B:STD, invert, none or ${PIXEL_SHIFTS.join(', ')}`);
+    if (!Number.isFinite(n))
+      throw new GraftError(
+        `shift '${part}': expected rotate:DEG, blur:SIGMA, noise:STD, wash:C:B:STD, invert, none or ${PIXEL_SHIFTS.join(', ')}`,
+      );
     if (kind === 'rotate') return [{ kind: 'rotate', degrees: n }];
     if (kind === 'blur' && n > 0) return [{ kind: 'blur', sigma: n }];
     if (kind === 'noise' && n >= 0) return [{ kind: 'noise', std: n }];
-    throw new GraftError(`shift '${part}': unknown kind or bad value (rotate:DEG, blur:SIGMA>0, noise:STD≥0, wash:C:B:STD, invert, none, ${PIXEL_SHIFTS.join(', ')})`);
+    throw new GraftError(
+      `shift '${part}': unknown kind or bad value (rotate:DEG, blur:SIGMA>0, noise:STD≥0, wash:C:B:STD, invert, none, ${PIXEL_SHIFTS.join(', ')})`,
+    );
   });
 }
 
@@ -93,23 +109,43 @@ function clampByte(v: number): number {
 }
 
 /** Pixel storage of one scale: bytes 0–255 (rounded) or floats 0–1 (`full` is the top value). */
-interface Scale<A extends Uint8Array | Float32Array> { full: number; make(n: number): A; fix(v: number): number }
+interface Scale<A extends Uint8Array | Float32Array> {
+  full: number;
+  make(n: number): A;
+  fix(v: number): number;
+}
 const BYTES: Scale<Uint8Array> = { full: 255, make: (n) => new Uint8Array(n), fix: clampByte };
-const UNIT: Scale<Float32Array> = { full: 1, make: (n) => new Float32Array(n), fix: (v) => (v < 0 ? 0 : v > 1 ? 1 : v) };
+const UNIT: Scale<Float32Array> = {
+  full: 1,
+  make: (n) => new Float32Array(n),
+  fix: (v) => (v < 0 ? 0 : v > 1 ? 1 : v),
+};
 
 function rotate<A extends Uint8Array | Float32Array>(img: A, w: number, h: number, degrees: number, sc: Scale<A>): A {
   const clampByte = sc.fix;
   const out = sc.make(w * h);
-  const a = (degrees * Math.PI) / 180, c = Math.cos(a), s = Math.sin(a);
-  const cx = (w - 1) / 2, cy = (h - 1) / 2;
+  const a = (degrees * Math.PI) / 180,
+    c = Math.cos(a),
+    s = Math.sin(a);
+  const cx = (w - 1) / 2,
+    cy = (h - 1) / 2;
   const at = (x: number, y: number) => (x < 0 || y < 0 || x >= w || y >= h ? 0 : img[y * w + x]!);
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++) {
       // inverse map: the source pixel that lands at (x, y)
-      const dx = x - cx, dy = y - cy;
-      const sx = c * dx + s * dy + cx, sy = -s * dx + c * dy + cy;
-      const x0 = Math.floor(sx), y0 = Math.floor(sy), fx = sx - x0, fy = sy - y0;
-      const v = (1 - fx) * (1 - fy) * at(x0, y0) + fx * (1 - fy) * at(x0 + 1, y0) + (1 - fx) * fy * at(x0, y0 + 1) + fx * fy * at(x0 + 1, y0 + 1);
+      const dx = x - cx,
+        dy = y - cy;
+      const sx = c * dx + s * dy + cx,
+        sy = -s * dx + c * dy + cy;
+      const x0 = Math.floor(sx),
+        y0 = Math.floor(sy),
+        fx = sx - x0,
+        fy = sy - y0;
+      const v =
+        (1 - fx) * (1 - fy) * at(x0, y0) +
+        fx * (1 - fy) * at(x0 + 1, y0) +
+        (1 - fx) * fy * at(x0, y0 + 1) +
+        fx * fy * at(x0 + 1, y0 + 1);
       out[y * w + x] = clampByte(v);
     }
   return out;
@@ -137,7 +173,14 @@ function blur<A extends Uint8Array | Float32Array>(img: A, w: number, h: number,
   return out;
 }
 
-function applyScaled<A extends Uint8Array | Float32Array>(img: A, w: number, h: number, shift: Shift | Shift[], rng: Rng, sc: Scale<A>): A {
+function applyScaled<A extends Uint8Array | Float32Array>(
+  img: A,
+  w: number,
+  h: number,
+  shift: Shift | Shift[],
+  rng: Rng,
+  sc: Scale<A>,
+): A {
   let cur = img;
   const u = sc.full / 255; // 0–255 parameters in this scale
   for (const s of Array.isArray(shift) ? shift : [shift]) {
@@ -145,7 +188,8 @@ function applyScaled<A extends Uint8Array | Float32Array>(img: A, w: number, h: 
     else if (s.kind === 'invert') cur = cur.map((v) => sc.full - v) as A;
     else if (s.kind === 'rotate') cur = rotate(cur, w, h, s.degrees, sc);
     else if (s.kind === 'blur') cur = blur(cur, w, h, s.sigma, sc);
-    else if (s.kind === 'wash') cur = cur.map((v) => sc.fix(s.contrast * v + s.brightness * u + s.std * u * rng.normal())) as A;
+    else if (s.kind === 'wash')
+      cur = cur.map((v) => sc.fix(s.contrast * v + s.brightness * u + s.std * u * rng.normal())) as A;
     else cur = cur.map((v) => sc.fix(v + s.std * u * rng.normal())) as A;
   }
   return cur;
@@ -162,7 +206,10 @@ export function applyShift(img: Uint8Array, w: number, h: number, shift: Shift |
  */
 export function shiftImages(xs: Float32Array[], shift: PixelShift | Shift | Shift[], seed = 0): Float32Array[] {
   const list = typeof shift === 'string' ? PRESETS[shift] : shift;
-  if (!list) throw new GraftError(`unknown shift '${shift as string}' (known: ${PIXEL_SHIFTS.join(', ')}, or parseShift's syntax)`);
+  if (!list)
+    throw new GraftError(
+      `unknown shift '${shift as string}' (known: ${PIXEL_SHIFTS.join(', ')}, or parseShift's syntax)`,
+    );
   const rng = new Rng(seed);
   return xs.map((x) => {
     const w = Math.round(Math.sqrt(x.length));
@@ -194,14 +241,29 @@ export interface DomainPair {
   exampleDims: [1, 28, 28];
 }
 
-export const FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+export const FASHION_CLASSES = [
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+];
 
 const cached = new Map<string, IdxDataset>();
 function fashion(dir: string | undefined, part: 'train' | 't10k'): IdxDataset {
   const base = dir ?? requireAsset('datasets/fashion-mnist');
   const key = `${base}|${part}`;
   let d = cached.get(key);
-  if (!d) cached.set(key, (d = readIdxDataset(join(base, `${part}-images-idx3-ubyte.gz`), join(base, `${part}-labels-idx1-ubyte.gz`))));
+  if (!d)
+    cached.set(
+      key,
+      (d = readIdxDataset(join(base, `${part}-images-idx3-ubyte.gz`), join(base, `${part}-labels-idx1-ubyte.gz`))),
+    );
   return d;
 }
 
@@ -209,7 +271,8 @@ function pick(labels: number[], perClass: number, rng: Rng, allowed: (i: number)
   const out: number[] = [];
   for (const [c, idx] of shuffledByClass(labels, rng)) {
     const ok = idx.filter(allowed);
-    if (ok.length < perClass) throw new GraftError(`Fashion-MNIST class ${c} has only ${ok.length} images for ${perClass} per class`);
+    if (ok.length < perClass)
+      throw new GraftError(`Fashion-MNIST class ${c} has only ${ok.length} images for ${perClass} per class`);
     out.push(...ok.slice(0, perClass));
   }
   return rng.shuffle(out);
@@ -219,7 +282,8 @@ function pick(labels: number[], perClass: number, rng: Rng, allowed: (i: number)
 export function fashionShiftPair(o: ShiftPairOptions = {}): DomainPair {
   const shift = o.shift ?? DEFAULT_SHIFT;
   const seed = o.seed ?? 0;
-  const train = fashion(o.dir, 'train'), test = fashion(o.dir, 't10k');
+  const train = fashion(o.dir, 'train'),
+    test = fashion(o.dir, 't10k');
   const half = Math.floor(train.images.length / 2);
   const rng = new Rng(seed);
   const noise = new Rng(seed + 1000003);
@@ -235,6 +299,9 @@ export function fashionShiftPair(o: ShiftPairOptions = {}): DomainPair {
   return {
     source: { train: make(train, src, false), test: make(test, te, false) },
     target: { train: make(train, tgt, true), test: make(test, te, true) },
-    shift, description: describeShift(shift), classes: FASHION_CLASSES, exampleDims: [1, 28, 28],
+    shift,
+    description: describeShift(shift),
+    classes: FASHION_CLASSES,
+    exampleDims: [1, 28, 28],
   };
 }

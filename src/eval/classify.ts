@@ -51,14 +51,19 @@ export function outputsProbabilities(g: Graph): boolean {
   return n?.opType === 'Softmax';
 }
 
-
 /** The k largest entries, largest first (ties: lower index first). */
 export function topK(p: ArrayLike<number>, k: number, labels?: string[]): ClassScore[] {
   const idx = Array.from({ length: p.length }, (_, i) => i).sort((a, b) => p[b]! - p[a]! || a - b);
-  return idx.slice(0, Math.max(0, k)).map((i) => ({ index: i, ...(labels?.[i] != null ? { label: labels[i] } : {}), probability: p[i]! }));
+  return idx
+    .slice(0, Math.max(0, k))
+    .map((i) => ({ index: i, ...(labels?.[i] != null ? { label: labels[i] } : {}), probability: p[i]! }));
 }
 
-export async function classifyImages(model: Graph, images: string[], o: ClassifyOptions = {}): Promise<Classification[]> {
+export async function classifyImages(
+  model: Graph,
+  images: string[],
+  o: ClassifyOptions = {},
+): Promise<Classification[]> {
   const pre = o.preprocess ?? getPreprocess(model);
   if (!pre)
     throw new GraftError(
@@ -66,7 +71,8 @@ export async function classifyImages(model: Graph, images: string[], o: Classify
       'convert it with `graft convert MODEL OUT.onnx --size WxH --mean a,b,c --std a,b,c` to record one',
     );
   const inputs = model.dataInputs();
-  if (inputs.length !== 1) throw new GraftError(`${model.name}: expected one image input, the model has ${inputs.length}`);
+  if (inputs.length !== 1)
+    throw new GraftError(`${model.name}: expected one image input, the model has ${inputs.length}`);
   const labels = o.labels ?? getLabels(model);
   const probs = outputsProbabilities(model);
   const session = await Session.fromGraph(model, o, model.name);
@@ -82,11 +88,15 @@ export async function classifyImages(model: Graph, images: string[], o: Classify
       const res = batch.length ? await session.run({ [inputs[0]!.name]: d.tensor }) : undefined;
       const results = new Map<number, Classification>();
       for (const [k, error] of failed) results.set(k, { image: all[k]!, top: [], error });
-      if (!res) { all.forEach((_, k) => out.push(results.get(k)!)); continue; }
+      if (!res) {
+        all.forEach((_, k) => out.push(results.get(k)!));
+        continue;
+      }
       const y = res[model.outputs[0]!.name]!;
       const classes = y.dims[y.dims.length - 1]!;
       const data = y.data as Float32Array;
-      if (data.length !== batch.length * classes) throw new GraftError(`${model.name}: output of shape [${y.dims}] is not one score vector per image`);
+      if (data.length !== batch.length * classes)
+        throw new GraftError(`${model.name}: output of shape [${y.dims}] is not one score vector per image`);
       if (labels && labels.length !== classes)
         process.emitWarning(`${labels.length} labels for ${classes} classes`, { code: 'GRAFT_LABELS' });
       batch.forEach((image, n) => {

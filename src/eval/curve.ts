@@ -50,11 +50,33 @@ export interface CurveOptions {
   /** Learning rates (AdamW): scratch (default 2e-3) and fine-tuning (default 1e-3). */
   scratchLr?: number;
   finetuneLr?: number;
-  onProgress?: (p: { done: number; total: number; method: CurveMethod; perClass: number; seed: number; accuracy: number }) => void;
+  onProgress?: (p: {
+    done: number;
+    total: number;
+    method: CurveMethod;
+    perClass: number;
+    seed: number;
+    accuracy: number;
+  }) => void;
 }
 
-export interface CurvePoint { method: CurveMethod; perClass: number; seed: number; accuracy: number; seconds: number; trainExamples: number }
-export interface CurveSummary { method: CurveMethod; perClass: number; mean: number; min: number; max: number; seeds: number; seconds: number }
+export interface CurvePoint {
+  method: CurveMethod;
+  perClass: number;
+  seed: number;
+  accuracy: number;
+  seconds: number;
+  trainExamples: number;
+}
+export interface CurveSummary {
+  method: CurveMethod;
+  perClass: number;
+  mean: number;
+  min: number;
+  max: number;
+  seeds: number;
+  seconds: number;
+}
 export interface CurveResult {
   model: string;
   classes: number;
@@ -71,9 +93,18 @@ export interface CurveResult {
 /** Refuse a budget or a method listed twice (it would give duplicate rows and points). */
 export function checkCurveLists(budgets: readonly number[], methods: readonly string[]): void {
   const twice = <T>(xs: readonly T[]) => xs.filter((x, i) => xs.indexOf(x) !== i);
-  const b = twice(budgets), m = twice(methods);
-  if (b.length) throw new GraftError(`--labels-per-class lists ${[...new Set(b)].join(', ')} more than once (${budgets.join(',')})`, 'give each budget once');
-  if (m.length) throw new GraftError(`--methods lists ${[...new Set(m)].join(', ')} more than once (${methods.join(',')})`, 'give each method once');
+  const b = twice(budgets),
+    m = twice(methods);
+  if (b.length)
+    throw new GraftError(
+      `--labels-per-class lists ${[...new Set(b)].join(', ')} more than once (${budgets.join(',')})`,
+      'give each budget once',
+    );
+  if (m.length)
+    throw new GraftError(
+      `--methods lists ${[...new Set(m)].join(', ')} more than once (${methods.join(',')})`,
+      'give each method once',
+    );
 }
 
 /** What a curve run fixes before its cells run: checked options and what every cell shares. */
@@ -91,12 +122,17 @@ export interface CurvePlan {
 }
 
 /** One run of the curve: a method trained at a budget on a seed's split. */
-export interface CurveCell { seed: number; perClass: number; method: CurveMethod }
+export interface CurveCell {
+  seed: number;
+  perClass: number;
+  method: CurveMethod;
+}
 
 /** Check the options against the model and data; every error a curve can raise is raised here, before any training. */
 export function planCurve(model: Graph, data: Examples, o: CurveOptions): CurvePlan {
   const budgets = [...o.budgets].sort((a, b) => a - b);
-  if (!budgets.length || budgets.some((b) => !Number.isInteger(b) || b < 1)) throw new GraftError(`--labels-per-class must be positive integers, got ${o.budgets.join(',')}`);
+  if (!budgets.length || budgets.some((b) => !Number.isInteger(b) || b < 1))
+    throw new GraftError(`--labels-per-class must be positive integers, got ${o.budgets.join(',')}`);
   const seeds = o.seeds ?? 3;
   if (!(seeds >= 1)) throw new GraftError(`--seeds must be at least 1, got ${seeds}`);
   const methods = o.methods ?? [...CURVE_METHODS];
@@ -104,36 +140,64 @@ export function planCurve(model: Graph, data: Examples, o: CurveOptions): CurveP
   const testFraction = o.testFraction ?? 0.3;
   const K = classCount(data.y);
   const dims = exampleDims(makeBatchDynamic(model));
-  const minSteps = o.minSteps ?? 100, bs = o.batchSize ?? 32;
+  const minSteps = o.minSteps ?? 100,
+    bs = o.batchSize ?? 32;
   if (!Number.isInteger(bs) || bs < 1) throw new GraftError(`--batch-size must be a whole number ≥ 1, got ${bs}`);
-  if (!Number.isInteger(minSteps) || minSteps < 1) throw new GraftError(`--steps must be a whole number ≥ 1, got ${minSteps}`);
-  if (!(testFraction > 0 && testFraction < 1)) throw new GraftError(`--test-fraction must be between 0 and 1, got ${testFraction}`);
+  if (!Number.isInteger(minSteps) || minSteps < 1)
+    throw new GraftError(`--steps must be a whole number ≥ 1, got ${minSteps}`);
+  if (!(testFraction > 0 && testFraction < 1))
+    throw new GraftError(`--test-fraction must be between 0 and 1, got ${testFraction}`);
   if (methods.includes('scratch') && (dims.length !== 3 || dims[1] !== dims[2]))
-    throw new GraftError(`the scratch method builds a small CNN for square images [C, S, S]; this model takes [${dims}]`, 'leave scratch out of --methods');
+    throw new GraftError(
+      `the scratch method builds a small CNN for square images [C, S, S]; this model takes [${dims}]`,
+      'leave scratch out of --methods',
+    );
   for (let seed = 0; seed < seeds; seed++) {
     const { smallest } = seedPool(data, testFraction, seed);
     const over = budgets.find((b) => b > smallest);
-    if (over !== undefined) throw new GraftError(`${over} labels per class asked, but a class has only ${smallest} training examples after holding out ${testFraction} for testing`);
+    if (over !== undefined)
+      throw new GraftError(
+        `${over} labels per class asked, but a class has only ${smallest} training examples after holding out ${testFraction} for testing`,
+      );
   }
-  return { budgets, seeds, methods, testFraction, classes: K, dims, minSteps, batchSize: bs, scratchLr: o.scratchLr ?? 2e-3, finetuneLr: o.finetuneLr ?? 1e-3 };
+  return {
+    budgets,
+    seeds,
+    methods,
+    testFraction,
+    classes: K,
+    dims,
+    minSteps,
+    batchSize: bs,
+    scratchLr: o.scratchLr ?? 2e-3,
+    finetuneLr: o.finetuneLr ?? 1e-3,
+  };
 }
 
 /** The cells in the order a local run trains them (seed, then budget, then method). */
 export function curveCells(p: CurvePlan): CurveCell[] {
   const out: CurveCell[] = [];
-  for (let seed = 0; seed < p.seeds; seed++) for (const perClass of p.budgets) for (const method of p.methods) out.push({ seed, perClass, method });
+  for (let seed = 0; seed < p.seeds; seed++)
+    for (const perClass of p.budgets) for (const method of p.methods) out.push({ seed, perClass, method });
   return out;
 }
 
 /** A seed's split and its per-class training pools (seeded order; budgets take prefixes). */
 function seedPool(data: Examples, testFraction: number, seed: number) {
   const split = stratifiedSplit(data.y, { testFraction, seed });
-  const pool = shuffledByClass(split.train.map((i) => data.y[i]!), new Rng(seed + 1)).map(([, idx]) => idx.map((j) => split.train[j]!));
+  const pool = shuffledByClass(
+    split.train.map((i) => data.y[i]!),
+    new Rng(seed + 1),
+  ).map(([, idx]) => idx.map((j) => split.train[j]!));
   return { split, pool, smallest: Math.min(...pool.map((q) => q.length)) };
 }
 
 /** Every example's features for the 'features' method (extracted once per curve). */
-export async function curveFeatures(model: Graph, data: Examples, o: Pick<CurveOptions, 'node'>): Promise<Float32Array[]> {
+export async function curveFeatures(
+  model: Graph,
+  data: Examples,
+  o: Pick<CurveOptions, 'node'>,
+): Promise<Float32Array[]> {
   const dims = exampleDims(makeBatchDynamic(model));
   const batches: Tensor[] = [];
   for (let i = 0; i < data.x.length; i += 128) {
@@ -157,7 +221,14 @@ function scaledInputs(data: Examples): Float32Array[] {
  * (not on the cells run before it), so cells can run anywhere, in any order. `feats`: every
  * example's features (curveFeatures), for the 'features' method.
  */
-export async function runCurveCell(model: Graph, data: Examples, p: CurvePlan, cell: CurveCell, feats?: Float32Array[], scaled?: Float32Array[]): Promise<CurvePoint> {
+export async function runCurveCell(
+  model: Graph,
+  data: Examples,
+  p: CurvePlan,
+  cell: CurveCell,
+  feats?: Float32Array[],
+  scaled?: Float32Array[],
+): Promise<CurvePoint> {
   const { seed, perClass, method } = cell;
   const { split, pool } = seedPool(data, p.testFraction, seed);
   const train = new Rng(seed + 2).shuffle(pool.flatMap((q) => q.slice(0, perClass)));
@@ -167,28 +238,63 @@ export async function runCurveCell(model: Graph, data: Examples, p: CurvePlan, c
   let acc: number;
   if (method === 'features') {
     if (!feats) throw new Error('runCurveCell: the features method needs the features');
-    const X = train.map((i) => feats[i]!), y = train.map((i) => data.y[i]!);
-    const head = perClass >= 2 ? (await fitCV(X, y, { numClasses: p.classes, seed })).model : await fitLogistic(X, y, { numClasses: p.classes, l2: 1 });
-    acc = head.accuracy(split.test.map((i) => feats[i]!), split.test.map((i) => data.y[i]!));
+    const X = train.map((i) => feats[i]!),
+      y = train.map((i) => data.y[i]!);
+    const head =
+      perClass >= 2
+        ? (await fitCV(X, y, { numClasses: p.classes, seed })).model
+        : await fitLogistic(X, y, { numClasses: p.classes, l2: 1 });
+    acc = head.accuracy(
+      split.test.map((i) => feats[i]!),
+      split.test.map((i) => data.y[i]!),
+    );
   } else {
     const xs = method === 'scratch' ? (scaled ?? scaledInputs(data)) : data.x;
-    const net = method === 'scratch'
-      ? smallCnn({ channels: p.dims[0]!, size: p.dims[1]!, classes: p.classes, seed })
-      : makeBatchDynamic(model);
-    const r = await fit(net, { x: train.map((i) => xs[i]!), y: train.map((i) => data.y[i]!) }, {
-      epochs, batchSize: bs, seed, lr: method === 'scratch' ? p.scratchLr : p.finetuneLr,
-    });
+    const net =
+      method === 'scratch'
+        ? smallCnn({ channels: p.dims[0]!, size: p.dims[1]!, classes: p.classes, seed })
+        : makeBatchDynamic(model);
+    const r = await fit(
+      net,
+      { x: train.map((i) => xs[i]!), y: train.map((i) => data.y[i]!) },
+      {
+        epochs,
+        batchSize: bs,
+        seed,
+        lr: method === 'scratch' ? p.scratchLr : p.finetuneLr,
+      },
+    );
     try {
-      acc = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, split.test.map((i) => xs[i]!)), split.test.map((i) => data.y[i]!));
+      acc = accuracy(
+        await predictLabels(
+          r.trainer,
+          r.trainer.tg.model,
+          split.test.map((i) => xs[i]!),
+        ),
+        split.test.map((i) => data.y[i]!),
+      );
     } finally {
       await r.trainer.release();
     }
   }
-  return { method, perClass, seed, accuracy: acc, seconds: (performance.now() - t0) / 1000, trainExamples: train.length };
+  return {
+    method,
+    perClass,
+    seed,
+    accuracy: acc,
+    seconds: (performance.now() - t0) / 1000,
+    trainExamples: train.length,
+  };
 }
 
 /** The result from every cell's point (in any order: they are put in the local run's order). */
-export function summarizeCurve(modelName: string, examples: number, p: CurvePlan, points: CurvePoint[], featureSeconds?: number): CurveResult {
+export function summarizeCurve(
+  modelName: string,
+  examples: number,
+  p: CurvePlan,
+  points: CurvePoint[],
+  featureSeconds?: number,
+): CurveResult {
   const order = curveCells(p);
   const key = (c: CurveCell) => `${c.seed}/${c.perClass}/${c.method}`;
   const at = new Map(points.map((q) => [key(q), q]));
@@ -203,12 +309,24 @@ export function summarizeCurve(modelName: string, examples: number, p: CurvePlan
       const ps = sorted.filter((q) => q.method === method && q.perClass === perClass);
       const a = ps.map((q) => q.accuracy);
       summary.push({
-        method, perClass, mean: a.reduce((s, v) => s + v, 0) / a.length, min: Math.min(...a), max: Math.max(...a), seeds: a.length,
+        method,
+        perClass,
+        mean: a.reduce((s, v) => s + v, 0) / a.length,
+        min: Math.min(...a),
+        max: Math.max(...a),
+        seeds: a.length,
         seconds: ps.reduce((s, q) => s + q.seconds, 0) / ps.length,
       });
     }
   return {
-    model: modelName, classes: p.classes, examples, testFraction: p.testFraction, budgets: p.budgets, methods: p.methods, points: sorted, summary,
+    model: modelName,
+    classes: p.classes,
+    examples,
+    testFraction: p.testFraction,
+    budgets: p.budgets,
+    methods: p.methods,
+    points: sorted,
+    summary,
     ...(featureSeconds !== undefined ? { featureSeconds } : {}),
   };
 }
@@ -229,7 +347,14 @@ export async function dataEfficiencyCurve(model: Graph, data: Examples, o: Curve
   for (const cell of cells) {
     const q = await runCurveCell(model, data, p, cell, feats, scaled);
     points.push(q);
-    o.onProgress?.({ done: points.length, total: cells.length, method: q.method, perClass: q.perClass, seed: q.seed, accuracy: q.accuracy });
+    o.onProgress?.({
+      done: points.length,
+      total: cells.length,
+      method: q.method,
+      perClass: q.perClass,
+      seed: q.seed,
+      accuracy: q.accuracy,
+    });
   }
   return summarizeCurve(model.name, data.x.length, p, points, featureSeconds);
 }
@@ -249,7 +374,10 @@ export function curveMarkdown(r: CurveResult): string {
     ...r.budgets.map((b) => `| ${b} | ${r.methods.map((m) => cell(m, b)).join(' | ')} |`),
     '',
     `Mean seconds per run: ${r.methods.map((m) => `${m} ${(r.summary.filter((s) => s.method === m).reduce((a, s) => a + s.seconds, 0) / r.budgets.length).toFixed(1)}`).join(', ')}` +
-      (r.featureSeconds !== undefined ? ` (features: plus ${r.featureSeconds.toFixed(1)} s once to extract every example's features)` : '') + '.',
+      (r.featureSeconds !== undefined
+        ? ` (features: plus ${r.featureSeconds.toFixed(1)} s once to extract every example's features)`
+        : '') +
+      '.',
     '',
   ].join('\n');
 }
@@ -258,8 +386,14 @@ const COLORS: Record<CurveMethod, string> = { scratch: '#d62728', features: '#1f
 
 /** SVG plot: accuracy (0–1) vs labels per class on a log axis; mean line and min–max band per method. */
 export function curveSvg(r: CurveResult, title = `Data efficiency: ${r.model}`): string {
-  const W = 640, H = 400, L = 60, R = 150, T = 40, B = 50;
-  const lo = Math.log(Math.min(...r.budgets)), hi = Math.log(Math.max(...r.budgets));
+  const W = 640,
+    H = 400,
+    L = 60,
+    R = 150,
+    T = 40,
+    B = 50;
+  const lo = Math.log(Math.min(...r.budgets)),
+    hi = Math.log(Math.max(...r.budgets));
   const x = (b: number) => L + (hi > lo ? (Math.log(b) - lo) / (hi - lo) : 0.5) * (W - L - R);
   const y = (a: number) => T + (1 - a) * (H - T - B);
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
@@ -269,9 +403,16 @@ export function curveSvg(r: CurveResult, title = `Data efficiency: ${r.model}`):
     `<text x="${L}" y="22" font-size="14">${esc(title)}</text>`,
   ];
   for (let a = 0; a <= 1.0001; a += 0.2) {
-    parts.push(`<line x1="${L}" x2="${W - R}" y1="${y(a)}" y2="${y(a)}" stroke="#ddd"/>`, `<text x="${L - 8}" y="${y(a) + 4}" text-anchor="end">${a.toFixed(1)}</text>`);
+    parts.push(
+      `<line x1="${L}" x2="${W - R}" y1="${y(a)}" y2="${y(a)}" stroke="#ddd"/>`,
+      `<text x="${L - 8}" y="${y(a) + 4}" text-anchor="end">${a.toFixed(1)}</text>`,
+    );
   }
-  for (const b of r.budgets) parts.push(`<line x1="${x(b)}" x2="${x(b)}" y1="${T}" y2="${H - B}" stroke="#eee"/>`, `<text x="${x(b)}" y="${H - B + 16}" text-anchor="middle">${b}</text>`);
+  for (const b of r.budgets)
+    parts.push(
+      `<line x1="${x(b)}" x2="${x(b)}" y1="${T}" y2="${H - B}" stroke="#eee"/>`,
+      `<text x="${x(b)}" y="${H - B + 16}" text-anchor="middle">${b}</text>`,
+    );
   parts.push(
     `<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="none" stroke="#444"/>`,
     `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">labels per class (log scale)</text>`,
@@ -279,7 +420,10 @@ export function curveSvg(r: CurveResult, title = `Data efficiency: ${r.model}`):
   );
   r.methods.forEach((m, i) => {
     const s = r.budgets.map((b) => r.summary.find((q) => q.method === m && q.perClass === b)!);
-    const band = [...s.map((q) => `${x(q.perClass)},${y(q.max)}`), ...[...s].reverse().map((q) => `${x(q.perClass)},${y(q.min)}`)].join(' ');
+    const band = [
+      ...s.map((q) => `${x(q.perClass)},${y(q.max)}`),
+      ...[...s].reverse().map((q) => `${x(q.perClass)},${y(q.min)}`),
+    ].join(' ');
     parts.push(
       `<polygon points="${band}" fill="${COLORS[m]}" fill-opacity="0.18" stroke="none"/>`,
       `<polyline points="${s.map((q) => `${x(q.perClass)},${y(q.mean)}`).join(' ')}" fill="none" stroke="${COLORS[m]}" stroke-width="2"/>`,
@@ -288,7 +432,10 @@ export function curveSvg(r: CurveResult, title = `Data efficiency: ${r.model}`):
       `<text x="${W - R + 46}" y="${T + 24 + 20 * i}">${m}</text>`,
     );
   });
-  parts.push(`<text x="${W - R + 15}" y="${T + 24 + 20 * r.methods.length}" fill="#666">band: min–max</text>`, '</svg>');
+  parts.push(
+    `<text x="${W - R + 15}" y="${T + 24 + 20 * r.methods.length}" fill="#666">band: min–max</text>`,
+    '</svg>',
+  );
   return parts.join('\n') + '\n';
 }
 

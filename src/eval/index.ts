@@ -5,4 +5,13 @@ export { classifyImages } from './classify.js';
 export { classificationMetrics, confusionMatrix, formatMetrics, type Metrics, type ClassMetrics } from './metrics.js';
 export { writeReport, reportHtml, reportJson } from './report.js';
 export { evaluateTextClassifier, classifierClassIndices, type TextEvalOptions, type TextEvaluation } from './text.js';
-export { dataEfficiencyCurve, writeCurve, curveMarkdown, curveSvg, CURVE_METHODS, type CurveMethod, type CurveOptions, type CurveResult } from './curve.js';
+export {
+  dataEfficiencyCurve,
+  writeCurve,
+  curveMarkdown,
+  curveSvg,
+  CURVE_METHODS,
+  type CurveMethod,
+  type CurveOptions,
+  type CurveResult,
+} from './curve.js';

@@ -35,12 +35,16 @@ export interface Metrics {
 
 /** Counts of (true, predicted) pairs as a K × K matrix, rows true. */
 export function confusionMatrix(yTrue: ArrayLike<number>, yPred: ArrayLike<number>, numClasses: number): number[][] {
-  if (yTrue.length !== yPred.length) throw new GraftError(`${yTrue.length} true labels but ${yPred.length} predictions`);
+  if (yTrue.length !== yPred.length)
+    throw new GraftError(`${yTrue.length} true labels but ${yPred.length} predictions`);
   const m = Array.from({ length: numClasses }, () => new Array<number>(numClasses).fill(0));
   for (let i = 0; i < yTrue.length; i++) {
-    const t = yTrue[i]!, p = yPred[i]!;
-    if (!(t >= 0 && t < numClasses && Number.isInteger(t))) throw new GraftError(`true label ${t} is out of range for ${numClasses} classes`);
-    if (!(p >= 0 && p < numClasses && Number.isInteger(p))) throw new GraftError(`predicted label ${p} is out of range for ${numClasses} classes`);
+    const t = yTrue[i]!,
+      p = yPred[i]!;
+    if (!(t >= 0 && t < numClasses && Number.isInteger(t)))
+      throw new GraftError(`true label ${t} is out of range for ${numClasses} classes`);
+    if (!(p >= 0 && p < numClasses && Number.isInteger(p)))
+      throw new GraftError(`predicted label ${p} is out of range for ${numClasses} classes`);
     m[t]![p]!++;
   }
   return m;
@@ -50,7 +54,11 @@ export function confusionMatrix(yTrue: ArrayLike<number>, yPred: ArrayLike<numbe
  * Metrics of predictions against true labels. `labels` names the classes (its length is the number
  * of classes), or is the number of classes (names then are "0", "1", …).
  */
-export function classificationMetrics(yTrue: ArrayLike<number>, yPred: ArrayLike<number>, labels: string[] | number): Metrics {
+export function classificationMetrics(
+  yTrue: ArrayLike<number>,
+  yPred: ArrayLike<number>,
+  labels: string[] | number,
+): Metrics {
   const names = typeof labels === 'number' ? Array.from({ length: labels }, (_, i) => String(i)) : labels;
   const K = names.length;
   const confusion = confusionMatrix(yTrue, yPred, K);
@@ -68,7 +76,8 @@ export function classificationMetrics(yTrue: ArrayLike<number>, yPred: ArrayLike
     return { index: k, label, precision, recall, f1, support, predicted };
   });
   const present = perClass.filter((c) => c.support > 0 || c.predicted > 0);
-  const mean = (f: (c: ClassMetrics) => number) => (present.length ? present.reduce((s, c) => s + f(c), 0) / present.length : 0);
+  const mean = (f: (c: ClassMetrics) => number) =>
+    present.length ? present.reduce((s, c) => s + f(c), 0) / present.length : 0;
   return {
     n,
     accuracy: n ? correct / n : 0,
@@ -88,7 +97,8 @@ export function formatMetrics(m: Metrics, title = 'metrics'): string {
     `${title}: accuracy ${m.accuracy.toFixed(4)}, macro-F1 ${m.macroF1.toFixed(4)} on ${m.n} examples`,
     `  ${'class'.padEnd(w)}  precision  recall  f1      support`,
     ...m.perClass.map(
-      (c) => `  ${c.label.padEnd(w)}  ${c.precision.toFixed(4).padEnd(9)}  ${c.recall.toFixed(4)}  ${c.f1.toFixed(4)}  ${c.support}`,
+      (c) =>
+        `  ${c.label.padEnd(w)}  ${c.precision.toFixed(4).padEnd(9)}  ${c.recall.toFixed(4)}  ${c.f1.toFixed(4)}  ${c.support}`,
     ),
   ];
   return lines.join('\n') + '\n';

@@ -26,8 +26,13 @@ export interface TextEvaluation {
  * Class index (into c.labels) of each label value. A value the classifier does not know is a
  * GraftError naming `where`, the row and the classifier's classes.
  */
-export function classifierClassIndices(c: TextClassifier, labels: readonly string[], o: { where?: string; rows?: readonly number[] } = {}): number[] {
-  if (!c.labels.length) throw new GraftError('the text classifier records no class names (labels.json / model metadata)');
+export function classifierClassIndices(
+  c: TextClassifier,
+  labels: readonly string[],
+  o: { where?: string; rows?: readonly number[] } = {},
+): number[] {
+  if (!c.labels.length)
+    throw new GraftError('the text classifier records no class names (labels.json / model metadata)');
   const index = new Map(c.labels.map((l, i) => [l, i]));
   return labels.map((l, i) => {
     const k = index.get(l.trim());
@@ -41,7 +46,12 @@ export function classifierClassIndices(c: TextClassifier, labels: readonly strin
 }
 
 /** Metrics of a saved text classifier on texts labelled with its class names. */
-export async function evaluateTextClassifier(c: TextClassifier, texts: readonly string[], labels: readonly string[], o: TextEvalOptions = {}): Promise<TextEvaluation> {
+export async function evaluateTextClassifier(
+  c: TextClassifier,
+  texts: readonly string[],
+  labels: readonly string[],
+  o: TextEvalOptions = {},
+): Promise<TextEvaluation> {
   if (texts.length !== labels.length) throw new GraftError(`${texts.length} texts but ${labels.length} labels`);
   if (!texts.length) throw new GraftError('no texts to evaluate');
   const where = o.where ?? o.source ?? 'labels';
@@ -51,12 +61,21 @@ export async function evaluateTextClassifier(c: TextClassifier, texts: readonly 
   });
   const truth = classifierClassIndices(c, labels, { where, ...(o.rows ? { rows: o.rows } : {}) });
   const maxLength = o.maxLength ?? c.settings.maxLength;
-  if (!(Number.isInteger(maxLength) && maxLength >= 1)) throw new GraftError(`max length must be a positive integer, got ${maxLength}`);
+  if (!(Number.isInteger(maxLength) && maxLength >= 1))
+    throw new GraftError(`max length must be a positive integer, got ${maxLength}`);
   const bs = o.batchSize ?? 64;
   if (!(Number.isInteger(bs) && bs >= 1)) throw new GraftError(`batch size must be a positive integer, got ${bs}`);
-  const P = await textClassifierProba(c, texts, { ...o, maxLength, batchSize: bs, rows: o.rows ?? texts.map((_, k) => k + 1) });
+  const P = await textClassifierProba(c, texts, {
+    ...o,
+    maxLength,
+    batchSize: bs,
+    rows: o.rows ?? texts.map((_, k) => k + 1),
+  });
   const K = P[0]!.length;
-  if (K !== c.labels.length) throw new GraftError(`the text classifier outputs ${K} scores per text but records ${c.labels.length} classes (${c.labels.join(', ')})`);
+  if (K !== c.labels.length)
+    throw new GraftError(
+      `the text classifier outputs ${K} scores per text but records ${c.labels.length} classes (${c.labels.join(', ')})`,
+    );
   const predictions = P.map(argmax);
   return { metrics: classificationMetrics(truth, predictions, c.labels), predictions, truth };
 }

@@ -54,7 +54,22 @@ export interface ImageExplanation {
 }
 
 /** Elementwise operators that an activation's value goes through before the next layer. */
-const ACTIVATIONS = new Set(['Relu', 'Clip', 'LeakyRelu', 'Elu', 'Selu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Softplus', 'Mish', 'Gelu', 'PRelu', 'BatchNormalization']);
+const ACTIVATIONS = new Set([
+  'Relu',
+  'Clip',
+  'LeakyRelu',
+  'Elu',
+  'Selu',
+  'Sigmoid',
+  'HardSigmoid',
+  'HardSwish',
+  'Tanh',
+  'Softplus',
+  'Mish',
+  'Gelu',
+  'PRelu',
+  'BatchNormalization',
+]);
 
 /**
  * The last convolutional activations before global pooling: the output of the last Conv (among
@@ -63,18 +78,28 @@ const ACTIVATIONS = new Set(['Relu', 'Clip', 'LeakyRelu', 'Elu', 'Selu', 'Sigmoi
  */
 export function lastConvActivation(g: Graph, shapes: ShapeMap, score = scoreValue(g).score): string {
   const spatial = convCandidates(g, shapes, score);
-  if (!spatial.length) throw new GraftError(`${g.name}: no convolution with a spatial output leads to the class score`, 'Grad-CAM needs a convolutional image model; give --layer VALUE to pick [N, C, H, W] activations');
+  if (!spatial.length)
+    throw new GraftError(
+      `${g.name}: no convolution with a spatial output leads to the class score`,
+      'Grad-CAM needs a convolutional image model; give --layer VALUE to pick [N, C, H, W] activations',
+    );
   let v = spatial[spatial.length - 1]!;
   const consumers = g.consumers();
   const same = (a: string, b: string) => shapes.get(a)?.dims.join() === shapes.get(b)?.dims.join();
   for (;;) {
     const cs = consumers.get(v) ?? [];
     const only = cs.length === 1 ? cs[0]! : undefined;
-    if (only && ACTIVATIONS.has(only.opType) && only.inputs[0] === v && same(only.outputs[0]!, v)) { v = only.outputs[0]!; continue; }
+    if (only && ACTIVATIONS.has(only.opType) && only.inputs[0] === v && same(only.outputs[0]!, v)) {
+      v = only.outputs[0]!;
+      continue;
+    }
     // swish / SiLU: x · Sigmoid(x)
     const sig = cs.find((n) => n.opType === 'Sigmoid');
     const mul = cs.find((n) => n.opType === 'Mul' && sig && n.inputs.includes(v) && n.inputs.includes(sig.outputs[0]!));
-    if (cs.length === 2 && sig && mul && same(mul.outputs[0]!, v)) { v = mul.outputs[0]!; continue; }
+    if (cs.length === 2 && sig && mul && same(mul.outputs[0]!, v)) {
+      v = mul.outputs[0]!;
+      continue;
+    }
     return v;
   }
 }
@@ -82,7 +107,8 @@ export function lastConvActivation(g: Graph, shapes: ShapeMap, score = scoreValu
 /** Outputs of the Conv nodes the score depends on whose output has a spatial size above 1, in graph order. */
 function convCandidates(g: Graph, shapes: ShapeMap, score: string): string[] {
   const need = ancestors(g, score);
-  return g.topoSort()
+  return g
+    .topoSort()
     .filter((n) => (n.opType === 'Conv' || n.opType === 'ConvTranspose') && need.has(n.outputs[0]!))
     .map((n) => n.outputs[0]!)
     .filter((v) => isSpatial(shapes, v));
@@ -138,21 +164,34 @@ export class GradCam {
     const g = typeof model === 'string' ? loadModel(model) : model;
     const pre = getPreprocess(g);
     if (!pre)
-      throw new GraftError(`${g.name}: the model records no image preprocessing`, 'convert it with `graft convert MODEL OUT.onnx --size WxH --mean a,b,c --std a,b,c` to record one');
+      throw new GraftError(
+        `${g.name}: the model records no image preprocessing`,
+        'convert it with `graft convert MODEL OUT.onnx --size WxH --mean a,b,c --std a,b,c` to record one',
+      );
     const inputs = g.dataInputs();
-    if (inputs.length !== 1) throw new GraftError(`${g.name}: expected one image input, the model has ${inputs.length}`);
+    if (inputs.length !== 1)
+      throw new GraftError(`${g.name}: expected one image input, the model has ${inputs.length}`);
     const shapes = await probeShapes(g, o.runtime ?? {});
     const score = scoreValue(g);
     let layer: string;
     if (o.layer) {
       layer = o.layer;
-      if (!shapes.has(layer)) throw new GraftError(`${g.name}: no value named '${layer}'`, `the last convolutions' outputs are: ${convCandidates(g, shapes, score.score).slice(-5).join(', ')}`);
-      if (shapes.get(layer)!.dims.length !== 4) throw new GraftError(`${g.name}: '${layer}' has shape [${shapes.get(layer)!.dims.join(', ')}]; Grad-CAM needs [N, C, H, W] activations`);
-      if (!ancestors(g, score.score).has(layer)) throw new GraftError(`${g.name}: the class score does not depend on '${layer}'`);
+      if (!shapes.has(layer))
+        throw new GraftError(
+          `${g.name}: no value named '${layer}'`,
+          `the last convolutions' outputs are: ${convCandidates(g, shapes, score.score).slice(-5).join(', ')}`,
+        );
+      if (shapes.get(layer)!.dims.length !== 4)
+        throw new GraftError(
+          `${g.name}: '${layer}' has shape [${shapes.get(layer)!.dims.join(', ')}]; Grad-CAM needs [N, C, H, W] activations`,
+        );
+      if (!ancestors(g, score.score).has(layer))
+        throw new GraftError(`${g.name}: the class score does not depend on '${layer}'`);
     } else layer = lastConvActivation(g, shapes, score.score);
     const built = await scoreGradGraph(g, layer, { shapes });
     const classes = shapes.get(score.score)!.dims[1];
-    if (typeof classes !== 'number') throw new GraftError(`${g.name}: the number of classes of '${score.score}' is not fixed`);
+    if (typeof classes !== 'number')
+      throw new GraftError(`${g.name}: the number of classes of '${score.score}' is not fixed`);
     const session = await Session.fromGraph(built.graph, o.runtime ?? {}, `${g.name} (Grad-CAM)`);
     return new GradCam(g, pre, getLabels(g), layer, classes, built, session, inputs[0]!.name);
   }
@@ -180,10 +219,18 @@ export class GradCam {
   }
 
   /** Explain one image (a path or encoded bytes). */
-  async explain(image: string | Uint8Array, o: ExplainImageOptions = {}, name = typeof image === 'string' ? image : 'image'): Promise<ImageExplanation> {
+  async explain(
+    image: string | Uint8Array,
+    o: ExplainImageOptions = {},
+    name = typeof image === 'string' ? image : 'image',
+  ): Promise<ImageExplanation> {
     const pre = this.preprocess;
     const pixels = await loadPixels(image, pre);
-    const x: Tensor = { dtype: 'float32', dims: [1, pre.channels, pre.height, pre.width], data: normalize(pixels, pre) };
+    const x: Tensor = {
+      dtype: 'float32',
+      dims: [1, pre.channels, pre.height, pre.width],
+      data: normalize(pixels, pre),
+    };
     const t = await this.tensors(x, o.class);
     const { cam, max } = gradCam(t.activations, t.gradient);
     const heatmap = resizeBilinear(cam, pre.width, pre.height);
@@ -191,14 +238,19 @@ export class GradCam {
     const k = t.classIndex;
     const explanation: ImageExplanation = {
       image: name,
-      class: { index: k, ...(this.labels?.[k] != null ? { label: this.labels[k] } : {}), probability: t.probabilities[k]! },
+      class: {
+        index: k,
+        ...(this.labels?.[k] != null ? { label: this.labels[k] } : {}),
+        probability: t.probabilities[k]!,
+      },
       top,
       layer: this.layer,
       cam,
       heatmap,
       camMax: max,
     };
-    if (o.overlay !== false) explanation.overlay = await overlayPng(image, cam, pre, { maxSide: o.maxOverlaySide ?? 1024 });
+    if (o.overlay !== false)
+      explanation.overlay = await overlayPng(image, cam, pre, { maxSide: o.maxOverlaySide ?? 1024 });
     return explanation;
   }
 
@@ -213,9 +265,11 @@ export class GradCam {
  * nothing is positive). Returns the map and the maximum before dividing.
  */
 export function gradCam(A: Tensor, G: Tensor): { cam: Heatmap; max: number } {
-  if (A.dims.length !== 4 || A.dims.join() !== G.dims.join()) throw new GraftError(`Grad-CAM: activations [${A.dims}] and gradient [${G.dims}] must be one [1, K, h, w]`);
+  if (A.dims.length !== 4 || A.dims.join() !== G.dims.join())
+    throw new GraftError(`Grad-CAM: activations [${A.dims}] and gradient [${G.dims}] must be one [1, K, h, w]`);
   const [, K, h, w] = A.dims as [number, number, number, number];
-  const a = A.data as Float32Array, gr = G.data as Float32Array;
+  const a = A.data as Float32Array,
+    gr = G.data as Float32Array;
   const hw = h * w;
   const cam = new Float64Array(hw);
   for (let k = 0; k < K; k++) {
@@ -236,11 +290,16 @@ export function gradCam(A: Tensor, G: Tensor): { cam: Heatmap; max: number } {
  * Grad-CAM for each image (paths or encoded bytes) with a model (a loaded graph or a path: an image
  * classifier folder, .onnx, .tflite, TF.js). For many calls on one model, keep a GradCam instead.
  */
-export async function explainImages(model: Graph | string, images: readonly (string | Uint8Array)[], o: ExplainImageOptions & GradCamOptions = {}): Promise<ImageExplanation[]> {
+export async function explainImages(
+  model: Graph | string,
+  images: readonly (string | Uint8Array)[],
+  o: ExplainImageOptions & GradCamOptions = {},
+): Promise<ImageExplanation[]> {
   const cam = await GradCam.create(model, o);
   try {
     const out: ImageExplanation[] = [];
-    for (const [i, im] of images.entries()) out.push(await cam.explain(im, o, typeof im === 'string' ? im : `image ${i + 1}`));
+    for (const [i, im] of images.entries())
+      out.push(await cam.explain(im, o, typeof im === 'string' ? im : `image ${i + 1}`));
     return out;
   } finally {
     await cam.release();

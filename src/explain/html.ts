@@ -11,7 +11,10 @@ function esc(s: string): string {
 /** The background of a token with score s, where m is the largest |score| of its text. */
 function shade(s: number, m: number): string {
   const t = m > 0 ? Math.min(1, Math.abs(s) / m) : 0;
-  const rgb = s >= 0 ? [255, Math.round(255 - 160 * t), Math.round(255 - 160 * t)] : [Math.round(255 - 160 * t), Math.round(255 - 100 * t), 255];
+  const rgb =
+    s >= 0
+      ? [255, Math.round(255 - 160 * t), Math.round(255 - 160 * t)]
+      : [Math.round(255 - 160 * t), Math.round(255 - 100 * t), 255];
   return `rgb(${rgb.join(',')})`;
 }
 
@@ -19,7 +22,10 @@ export function attributionsHtml(items: readonly TextExplanation[], title = 'Gra
   const rows = items.map((e) => {
     const m = e.scores.reduce((a, s, i) => (e.special[i] ? a : Math.max(a, Math.abs(s))), 0);
     const toks = e.tokens
-      .map((t, i) => `<span class="t${e.special[i] ? ' s' : ''}" style="background:${shade(e.scores[i]!, m)}" title="${e.scores[i]!.toExponential(3)}">${esc(t)}</span>`)
+      .map(
+        (t, i) =>
+          `<span class="t${e.special[i] ? ' s' : ''}" style="background:${shade(e.scores[i]!, m)}" title="${e.scores[i]!.toExponential(3)}">${esc(t)}</span>`,
+      )
       .join(' ');
     const cls = `${esc(e.class.label ?? `class ${e.class.index}`)} (${e.class.probability.toFixed(3)})`;
     return `<div class="item"><div class="text">${esc(e.text)}</div><div class="cls">explained class: ${cls}</div><div class="toks">${toks}</div></div>`;

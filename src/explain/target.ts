@@ -43,10 +43,19 @@ export function resolveClass(c: number | string, labels: readonly string[] | und
   else {
     const lower = labels?.findIndex((l) => l.toLowerCase() === c.toLowerCase()) ?? -1;
     if (lower >= 0) return lower;
-    const sample = labels?.slice(0, 8).map((l) => `'${l}'`).join(', ');
-    throw new GraftError(`no class named '${c}'`, labels?.length ? `give a class index (0–${classes - 1}) or one of the ${labels.length} labels, e.g. ${sample}` : `the model has no class names: give an index 0–${classes - 1}`);
+    const sample = labels
+      ?.slice(0, 8)
+      .map((l) => `'${l}'`)
+      .join(', ');
+    throw new GraftError(
+      `no class named '${c}'`,
+      labels?.length
+        ? `give a class index (0–${classes - 1}) or one of the ${labels.length} labels, e.g. ${sample}`
+        : `the model has no class names: give an index 0–${classes - 1}`,
+    );
   }
-  if (!Number.isInteger(k) || k < 0 || k >= classes) throw new GraftError(`class ${c} is out of range: the model has ${classes} classes (0–${classes - 1})`);
+  if (!Number.isInteger(k) || k < 0 || k >= classes)
+    throw new GraftError(`class ${c} is out of range: the model has ${classes} classes (0–${classes - 1})`);
   return k;
 }
 
@@ -67,11 +76,19 @@ export interface ScoreGradGraph {
  * is the gradient arriving at the score, so a one-hot seed gives the gradient of that class's score.
  * `shapes` may be given when already probed.
  */
-export async function scoreGradGraph(model: Graph, value: string, o: { shapes?: ShapeMap; feeds?: [Feeds, Feeds]; runtime?: RuntimeOptions } = {}): Promise<ScoreGradGraph> {
+export async function scoreGradGraph(
+  model: Graph,
+  value: string,
+  o: { shapes?: ShapeMap; feeds?: [Feeds, Feeds]; runtime?: RuntimeOptions } = {},
+): Promise<ScoreGradGraph> {
   const score = scoreValue(model);
-  const shapes = o.shapes ?? (await probeShapes(model, { ...(o.runtime ?? {}), ...(o.feeds ? { feeds: o.feeds } : {}) }));
+  const shapes =
+    o.shapes ?? (await probeShapes(model, { ...(o.runtime ?? {}), ...(o.feeds ? { feeds: o.feeds } : {}) }));
   const s = shapes.get(score.score);
-  if (!s || s.dims.length !== 2) throw new GraftError(`${model.name}: the class score '${score.score}' has shape [${s?.dims.join(', ') ?? '?'}], expected [N, classes]`);
+  if (!s || s.dims.length !== 2)
+    throw new GraftError(
+      `${model.name}: the class score '${score.score}' has shape [${s?.dims.join(', ') ?? '?'}], expected [N, classes]`,
+    );
   const g = model.clone();
   const seed = g.uniqueName('graft/explain/seed');
   g.inputs.push({ name: seed, dtype: 'float32', shape: s.dims.map((d, i) => d ?? `seed_dim${i}`) });
@@ -80,7 +97,10 @@ export async function scoreGradGraph(model: Graph, value: string, o: { shapes?: 
     grad = buildBackward(g, shapes, { loss: score.score, wrt: [value], seed }).grads.get(value);
   } catch (e) {
     if (e instanceof NoGradientRule)
-      throw new GraftError(`${model.name}: cannot differentiate its class score: ${e.message}`, 'explanations need a model whose score is differentiable (a k-NN or nearest-class-mean head is not)');
+      throw new GraftError(
+        `${model.name}: cannot differentiate its class score: ${e.message}`,
+        'explanations need a model whose score is differentiable (a k-NN or nearest-class-mean head is not)',
+      );
     throw e;
   }
   if (!grad) throw new GraftError(`${model.name}: the class score '${score.score}' does not depend on '${value}'`);

@@ -36,17 +36,35 @@ export interface TextExplanation {
 
 /** The word-embedding lookup: a Gather whose indices are input_ids from a float table [vocab, hidden]. */
 export function wordEmbeddingValue(g: Graph): string {
-  const n = g.nodes.find((x) => x.opType === 'Gather' && x.inputs[1] === 'input_ids' && g.initializers.get(x.inputs[0]!)?.dims.length === 2 && g.initializers.get(x.inputs[0]!)?.dtype === 'float32');
+  const n = g.nodes.find(
+    (x) =>
+      x.opType === 'Gather' &&
+      x.inputs[1] === 'input_ids' &&
+      g.initializers.get(x.inputs[0]!)?.dims.length === 2 &&
+      g.initializers.get(x.inputs[0]!)?.dtype === 'float32',
+  );
   if (!n) throw new GraftError(`${g.name}: no word-embedding lookup (a Gather of a float table by input_ids) found`);
   return n.outputs[0]!;
 }
 
 /** Per-token gradient × input attributions for each text, from a saved text classifier folder (or one already loaded). */
-export async function explainTexts(classifier: string | TextClassifier, texts: readonly string[], o: ExplainTextOptions = {}): Promise<TextExplanation[]> {
+export async function explainTexts(
+  classifier: string | TextClassifier,
+  texts: readonly string[],
+  o: ExplainTextOptions = {},
+): Promise<TextExplanation[]> {
   const c = typeof classifier === 'string' ? loadTextClassifier(classifier) : classifier;
-  if (c.prompt) throw new GraftError('token attributions for prompt classifiers are not supported', 'explain a classifier trained with a head (the default modes of graft train on texts)');
+  if (c.prompt)
+    throw new GraftError(
+      'token attributions for prompt classifiers are not supported',
+      'explain a classifier trained with a head (the default modes of graft train on texts)',
+    );
   texts.forEach((t, i) => {
-    if (!t.trim()) throw new GraftError(`input ${i + 1} of ${texts.length} is an empty text`, 'give each text to explain as a non-empty argument');
+    if (!t.trim())
+      throw new GraftError(
+        `input ${i + 1} of ${texts.length} is an empty text`,
+        'give each text to explain as a non-empty argument',
+      );
   });
   const emb = wordEmbeddingValue(c.graph);
   const built = await scoreGradGraph(c.graph, emb, o.runtime ? { runtime: o.runtime } : {});
@@ -68,8 +86,11 @@ export async function explainTexts(classifier: string | TextClassifier, texts: r
         for (let j = 1; j < classes; j++) if (scores[j]! > scores[k]!) k = j;
         res = await run(k);
       }
-      const p = built.score.softmax ? Array.from(res[built.score.output]!.data as Float32Array) : Array.from(softmax(scores));
-      const E = res[emb]!.data as Float32Array, G = res[built.grad]!.data as Float32Array;
+      const p = built.score.softmax
+        ? Array.from(res[built.score.output]!.data as Float32Array)
+        : Array.from(softmax(scores));
+      const E = res[emb]!.data as Float32Array,
+        G = res[built.grad]!.data as Float32Array;
       const T = enc.lengths[0]!;
       const H = E.length / (res[emb]!.dims[1]! as number);
       const ids = Array.from(enc.inputIds.data as BigInt64Array, Number).slice(0, T);

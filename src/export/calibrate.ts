@@ -40,28 +40,34 @@ export class Histogram {
     this.bins = new Float64Array(2 * half);
   }
 
-  get width(): number { return this.R / this.half; }
+  get width(): number {
+    return this.R / this.half;
+  }
 
   add(data: ArrayLike<number>): void {
-    let mn = Infinity, mx = -Infinity;
+    let mn = Infinity,
+      mx = -Infinity;
     for (let i = 0; i < data.length; i++) {
       const v = data[i]!;
       if (v < mn) mn = v;
       if (v > mx) mx = v;
     }
     if (!(mn <= mx)) return; // empty, or NaN everywhere
-    if (!Number.isFinite(mn) || !Number.isFinite(mx)) throw new GraftError(`calibration saw a non-finite activation (${mn}…${mx})`);
+    if (!Number.isFinite(mn) || !Number.isFinite(mx))
+      throw new GraftError(`calibration saw a non-finite activation (${mn}…${mx})`);
     this.min = Math.min(this.min, mn);
     this.max = Math.max(this.max, mx);
     const absMax = Math.max(-mn, mx);
     if (absMax > 0 && this.R === 0) this.R = absMax;
     while (absMax > this.R) this.grow();
-    const H = this.half, bins = this.bins;
+    const H = this.half,
+      bins = this.bins;
     const inv = this.R > 0 ? H / this.R : 0;
     const last = 2 * H - 1;
     for (let i = 0; i < data.length; i++) {
       let k = Math.floor(data[i]! * inv) + H;
-      if (k > last) k = last; else if (k < 0) k = 0;
+      if (k > last) k = last;
+      else if (k < 0) k = 0;
       bins[k]!++;
     }
     this.count += data.length;
@@ -69,7 +75,9 @@ export class Histogram {
 
   /** Double R: bins 2j, 2j+1 (counted from −R) of the old range are the new bins' middle half. */
   private grow(): void {
-    const H = this.half, old = this.bins, b = new Float64Array(2 * H);
+    const H = this.half,
+      old = this.bins,
+      b = new Float64Array(2 * H);
     for (let i = 0; i < 2 * H; i++) b[(H + i) >> 1]! += old[i]!;
     this.bins = b;
     this.R *= 2;
@@ -77,13 +85,17 @@ export class Histogram {
 
   /** The |x| histogram: HALF_BINS bins of width R/HALF_BINS from 0. */
   folded(): Float64Array {
-    const H = this.half, a = new Float64Array(H);
+    const H = this.half,
+      a = new Float64Array(H);
     for (let k = 0; k < H; k++) a[k] = this.bins[H + k]! + this.bins[H - 1 - k]!;
     return a;
   }
 }
 
-export interface Range { lo: number; hi: number }
+export interface Range {
+  lo: number;
+  hi: number;
+}
 
 export interface RangeOptions {
   method: CalibrationMethod;
@@ -95,13 +107,15 @@ export interface RangeOptions {
 
 /** The range [lo, hi] (lo ≤ 0 ≤ hi) a histogram calibrates to. */
 export function rangeOf(h: Histogram, o: RangeOptions): Range {
-  if (h.count === 0 || h.R === 0) return { lo: Math.min(0, h.min === Infinity ? 0 : h.min), hi: Math.max(0, h.max === -Infinity ? 0 : h.max) };
+  if (h.count === 0 || h.R === 0)
+    return { lo: Math.min(0, h.min === Infinity ? 0 : h.min), hi: Math.max(0, h.max === -Infinity ? 0 : h.max) };
   const exact = { lo: Math.min(0, h.min), hi: Math.max(0, h.max) };
   if (o.method === 'minmax') return exact;
   if (o.method === 'percentile') {
     const p = o.percentile ?? 99.99;
     if (!(p > 50 && p <= 100)) throw new GraftError(`percentile must be in (50, 100], got ${p}`);
-    const lo = quantileOf(h, 1 - p / 100, 'low'), hi = quantileOf(h, p / 100, 'high');
+    const lo = quantileOf(h, 1 - p / 100, 'low'),
+      hi = quantileOf(h, p / 100, 'high');
     return { lo: Math.max(exact.lo, Math.min(0, lo)), hi: Math.min(exact.hi, Math.max(0, hi)) };
   }
   const signed = h.min < 0;
@@ -134,15 +148,22 @@ export function entropyThreshold(abs: Float64Array, nq: number): number {
   if (last <= nq) return Math.max(1, last);
   const suffix = new Float64Array(n + 1);
   for (let k = n - 1; k >= 0; k--) suffix[k] = suffix[k + 1]! + abs[k]!;
-  let best = last, bestKl = Infinity;
+  let best = last,
+    bestKl = Infinity;
   const q = new Float64Array(n);
   for (let i = nq; i <= last; i++) {
     // Q: merge abs[0, i) into nq groups, spread each over its non-empty bins
     const per = i / nq;
     for (let j = 0; j < nq; j++) {
-      const s = Math.floor(j * per), e = j === nq - 1 ? i : Math.floor((j + 1) * per);
-      let sum = 0, nz = 0;
-      for (let k = s; k < e; k++) if (abs[k]! > 0) { sum += abs[k]!; nz++; }
+      const s = Math.floor(j * per),
+        e = j === nq - 1 ? i : Math.floor((j + 1) * per);
+      let sum = 0,
+        nz = 0;
+      for (let k = s; k < e; k++)
+        if (abs[k]! > 0) {
+          sum += abs[k]!;
+          nz++;
+        }
       const v = nz ? sum / nz : 0;
       for (let k = s; k < e; k++) q[k] = abs[k]! > 0 ? v : 0;
     }
@@ -156,22 +177,30 @@ export function entropyThreshold(abs: Float64Array, nq: number): number {
       const qk = q[k]! / qTotal;
       kl += p * Math.log(p / (qk > 0 ? qk : 1e-12));
     }
-    if (kl < bestKl) { bestKl = kl; best = i; }
+    if (kl < bestKl) {
+      bestKl = kl;
+      best = i;
+    }
   }
   return best;
 }
 
 export type ActivationType = 'uint8' | 'int8';
 
-export interface QParams { scale: number; zeroPoint: number }
+export interface QParams {
+  scale: number;
+  zeroPoint: number;
+}
 
 /**
  * Scale and zero point mapping [lo, hi] (lo ≤ 0 ≤ hi) onto the 256 levels of `type` (asymmetric, so a
  * non-negative range has its zero exactly at the lowest level: 0 for uint8, −128 for int8).
  */
 export function qparams(r: Range, type: ActivationType): QParams {
-  const lo = Math.min(0, r.lo), hi = Math.max(0, r.hi);
-  const qmin = type === 'uint8' ? 0 : -128, qmax = type === 'uint8' ? 255 : 127;
+  const lo = Math.min(0, r.lo),
+    hi = Math.max(0, r.hi);
+  const qmin = type === 'uint8' ? 0 : -128,
+    qmax = type === 'uint8' ? 255 : 127;
   let scale = (hi - lo) / 255;
   if (!(scale > 0) || !Number.isFinite(scale)) scale = 1;
   // float32 rounding of the stored scale
@@ -198,7 +227,12 @@ export interface CalibrationResult {
  * Run `g` over the batches with `values` exposed as outputs, histogram each, and calibrate a range
  * per value. Values that are not float32 (or never computed) are left out of the result.
  */
-export async function calibrate(g: Graph, values: readonly string[], batches: Iterable<Feeds> | AsyncIterable<Feeds>, o: CalibrationOptions): Promise<CalibrationResult> {
+export async function calibrate(
+  g: Graph,
+  values: readonly string[],
+  batches: Iterable<Feeds> | AsyncIterable<Feeds>,
+  o: CalibrationOptions,
+): Promise<CalibrationResult> {
   const t0 = performance.now();
   const probe = g.clone();
   const have = new Set(probe.outputs.map((v) => v.name));

@@ -86,20 +86,34 @@ export function stripTraining(graph: Graph): Graph {
  * `probabilities` (Softmax over the classes). The model's first output must be [batch, classes]
  * logits (or a Softmax of them, which is kept).
  */
-export function exportGraph(trained: Graph, labels: string[], preprocess?: ImagePreprocess, metadata: Record<string, string> = {}): Graph {
+export function exportGraph(
+  trained: Graph,
+  labels: string[],
+  preprocess?: ImagePreprocess,
+  metadata: Record<string, string> = {},
+): Graph {
   const g = stripTraining(mergeLora(trained));
   const out = g.outputs[0];
   if (!out) throw new GraftError(`${trained.name}: the model has no outputs`);
   const logits = logitsOf(g, out.name);
-  for (const [from, to] of [[logits, LOGITS]] as const) if (from !== to) {
-    if (g.allNames().has(to)) throw new GraftError(`${trained.name}: already has a value named '${to}'`);
-    for (const n of g.nodes) n.outputs = n.outputs.map((o) => (o === from ? to : o));
-    g.replaceUses(from, to);
-  }
+  for (const [from, to] of [[logits, LOGITS]] as const)
+    if (from !== to) {
+      if (g.allNames().has(to)) throw new GraftError(`${trained.name}: already has a value named '${to}'`);
+      for (const n of g.nodes) n.outputs = n.outputs.map((o) => (o === from ? to : o));
+      g.replaceUses(from, to);
+    }
   // one Softmax, named `probabilities`, whatever the model ended with
   g.nodes = g.nodes.filter((n) => !(n.opType === 'Softmax' && n.inputs[0] === LOGITS));
-  if (g.allNames().has(PROBABILITIES)) throw new GraftError(`${trained.name}: already has a value named '${PROBABILITIES}'`);
-  g.nodes.push({ name: 'export/softmax', opType: 'Softmax', domain: '', inputs: [LOGITS], outputs: [PROBABILITIES], attrs: { axis: A.i(-1) } });
+  if (g.allNames().has(PROBABILITIES))
+    throw new GraftError(`${trained.name}: already has a value named '${PROBABILITIES}'`);
+  g.nodes.push({
+    name: 'export/softmax',
+    opType: 'Softmax',
+    domain: '',
+    inputs: [LOGITS],
+    outputs: [PROBABILITIES],
+    attrs: { axis: A.i(-1) },
+  });
   const batch = g.dataInputs()[0]?.shape?.[0] ?? 'batch';
   const K = labels.length;
   g.outputs = [
@@ -140,7 +154,8 @@ export async function exportFinetuned(trained: Graph, o: FinetuneExportOptions):
   // passes: a failed check, a full disk or a kill leaves the previous export as it was
   const fw = new FolderWrite(o.out, { replaces: MODEL_FOLDER_FILES });
   const staged = join(fw.stage, 'model.onnx');
-  let maxAbsDiff = Infinity, allowed = tolerance;
+  let maxAbsDiff = Infinity,
+    allowed = tolerance;
   try {
     atomicWrite(staged, encodeOnnx(g));
     const s = await Session.fromBytes(readFileSync(staged), o.runtime, `${path} (exported)`);
@@ -152,9 +167,13 @@ export async function exportFinetuned(trained: Graph, o: FinetuneExportOptions):
     }
     const ref = await o.reference(o.checkInputs);
     if (ref.dims.join() !== got[compared]!.dims.join())
-      throw new GraftError(`export parity check: the exported model gives ${compared} [${got[compared]!.dims}], the training graph [${ref.dims}]`);
+      throw new GraftError(
+        `export parity check: the exported model gives ${compared} [${got[compared]!.dims}], the training graph [${ref.dims}]`,
+      );
     if (got[compared]!.dims[1] !== o.labels.length)
-      throw new GraftError(`export: the model has ${got[compared]!.dims[1]} classes but ${o.labels.length} labels were given; nothing was written to ${path}`);
+      throw new GraftError(
+        `export: the model has ${got[compared]!.dims[1]} classes but ${o.labels.length} labels were given; nothing was written to ${path}`,
+      );
     maxAbsDiff = maxDiff(got[compared]!.data as Float32Array, ref.data as Float32Array);
     let scale = 1;
     for (const v of ref.data as Float32Array) scale = Math.max(scale, Math.abs(v));

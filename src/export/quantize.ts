@@ -22,7 +22,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Graph, attrFloat, attrInt, attrInts, type Node } from '../graph/graph.js';
+import { type Graph, attrFloat, attrInt, attrInts, type Node } from '../graph/graph.js';
 import { A, Builder } from '../graph/builder.js';
 import { numel, permuteData, type Tensor } from '../graph/tensor.js';
 import { atomicWrite, encodeOnnx, readOnnx, writeOnnx } from '../formats/onnx.js';
@@ -34,7 +34,14 @@ import { textFeeds } from '../text/encoder.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import { argmaxRows } from '../util/vectors.js';
-import { calibrate, qparams, type ActivationType, type CalibrationMethod, type QParams, type Range } from './calibrate.js';
+import {
+  calibrate,
+  qparams,
+  type ActivationType,
+  type CalibrationMethod,
+  type QParams,
+  type Range,
+} from './calibrate.js';
 
 export const QUANTIZATION_METADATA = 'graft.quantization';
 const COMPUTE_OPS = new Set(['Conv', 'MatMul', 'Gemm']);
@@ -92,7 +99,8 @@ export interface QuantPlan {
  */
 export function outputLayers(g: Graph): Set<Node> {
   const prod = g.producers();
-  const found = new Set<Node>(), seen = new Set<string>();
+  const found = new Set<Node>(),
+    seen = new Set<string>();
   const stack = g.outputs.map((v) => v.name);
   while (stack.length) {
     const v = stack.pop()!;
@@ -123,46 +131,97 @@ export function planQuantization(g: Graph, o: PlanOptions = {}): QuantPlan {
   const outputs = new Set(g.outputs.map((v) => v.name));
   const heads = o.keepOutputLayer === false ? new Set<Node>() : outputLayers(g);
   const isWeight = (v: string | undefined) => !!v && g.initializers.get(v)?.dtype === 'float32';
-  const sites: QuantSite[] = [], gathers: Node[] = [], skipped: QuantPlan['skipped'] = [];
+  const sites: QuantSite[] = [],
+    gathers: Node[] = [],
+    skipped: QuantPlan['skipped'] = [];
   const values = new Set<string>();
   const skip = (n: Node, reason: string) => skipped.push({ node: n.name, op: n.opType, reason });
   for (const n of g.nodes) {
     if (n.domain !== '' && n.domain !== 'ai.onnx') continue;
     if (n.opType === 'Gather' && o.embeddings !== false) {
       const t = g.initializers.get(n.inputs[0]!);
-      if (t && t.dtype === 'float32' && t.dims.length === 2 && numel(t.dims) >= 1024 && !g.initializers.has(n.inputs[1]!)) gathers.push(n);
+      if (
+        t &&
+        t.dtype === 'float32' &&
+        t.dims.length === 2 &&
+        numel(t.dims) >= 1024 &&
+        !g.initializers.has(n.inputs[1]!)
+      )
+        gathers.push(n);
       continue;
     }
     if (!COMPUTE_OPS.has(n.opType)) continue;
-    if (heads.has(n)) { skip(n, 'output layer kept in float32 (keepOutputLayer)'); continue; }
+    if (heads.has(n)) {
+      skip(n, 'output layer kept in float32 (keepOutputLayer)');
+      continue;
+    }
     const [a, b, c] = n.inputs;
     let site: QuantSite | undefined;
     if (n.opType === 'Conv') {
-      if (!isWeight(b)) { skip(n, 'weight is not a constant'); continue; }
+      if (!isWeight(b)) {
+        skip(n, 'weight is not a constant');
+        continue;
+      }
       site = { node: n, activations: [a!], weight: { index: 1, axis: 0 }, ...(c && isWeight(c) ? { bias: 2 } : {}) };
-      if (c && !isWeight(c)) { skip(n, 'bias is not a constant'); continue; }
+      if (c && !isWeight(c)) {
+        skip(n, 'bias is not a constant');
+        continue;
+      }
     } else if (n.opType === 'MatMul') {
-      if (g.initializers.has(a!)) { skip(n, 'first input is a constant'); continue; }
+      if (g.initializers.has(a!)) {
+        skip(n, 'first input is a constant');
+        continue;
+      }
       if (isWeight(b)) {
-        if (g.initializers.get(b!)!.dims.length !== 2) { skip(n, 'weight is not 2-D'); continue; }
+        if (g.initializers.get(b!)!.dims.length !== 2) {
+          skip(n, 'weight is not 2-D');
+          continue;
+        }
         site = { node: n, activations: [a!], weight: { index: 1, axis: 1 } };
       } else if (!g.initializers.has(b!)) site = { node: n, activations: [a!, b!] };
-      else { skip(n, 'weight is not float32'); continue; }
+      else {
+        skip(n, 'weight is not float32');
+        continue;
+      }
     } else {
-      if (attrInt(n, 'transA', 0) !== 0) { skip(n, 'transA'); continue; }
-      if (!isWeight(b)) { skip(n, 'weight is not a constant'); continue; }
-      const okBias = c && isWeight(c) && attrFloat(n, 'alpha', 1) === 1 && attrFloat(n, 'beta', 1) === 1 && g.initializers.get(c)!.dims.length === 1;
-      site = { node: n, activations: [a!], weight: { index: 1, axis: attrInt(n, 'transB', 0) ? 0 : 1 }, ...(okBias ? { bias: 2 } : {}) };
+      if (attrInt(n, 'transA', 0) !== 0) {
+        skip(n, 'transA');
+        continue;
+      }
+      if (!isWeight(b)) {
+        skip(n, 'weight is not a constant');
+        continue;
+      }
+      const okBias =
+        c &&
+        isWeight(c) &&
+        attrFloat(n, 'alpha', 1) === 1 &&
+        attrFloat(n, 'beta', 1) === 1 &&
+        g.initializers.get(c)!.dims.length === 1;
+      site = {
+        node: n,
+        activations: [a!],
+        weight: { index: 1, axis: attrInt(n, 'transB', 0) ? 0 : 1 },
+        ...(okBias ? { bias: 2 } : {}),
+      };
     }
     if (!site) continue;
-    if (site.activations.some((v) => g.initializers.has(v))) { skip(n, 'activation is a constant'); continue; }
+    if (site.activations.some((v) => g.initializers.has(v))) {
+      skip(n, 'activation is a constant');
+      continue;
+    }
     sites.push(site);
     for (const v of site.activations) values.add(v);
     if (n.opType === 'Conv') {
       // The output is quantized after a ReLU/Clip that is its only consumer (the activation folds into the range).
       let out = n.outputs[0]!;
       const cs = consumers.get(out) ?? [];
-      if (cs.length === 1 && FUSED_ACTIVATIONS.has(cs[0]!.opType) && cs[0]!.inputs.slice(1).every((i) => !i || g.initializers.has(i)) && !outputs.has(out))
+      if (
+        cs.length === 1 &&
+        FUSED_ACTIVATIONS.has(cs[0]!.opType) &&
+        cs[0]!.inputs.slice(1).every((i) => !i || g.initializers.has(i)) &&
+        !outputs.has(out)
+      )
         out = cs[0]!.outputs[0]!;
       if (!outputs.has(out)) values.add(out);
     }
@@ -211,13 +270,22 @@ export interface QuantizeSummary {
  * grid gets that grid back exactly instead of a second rounding, which quantization-aware networks
  * (a model imported from a quantized TFLite file) do not tolerate.
  */
-export function quantizeWeight(w: Tensor, axis: number, reduceRange = false, gridScale?: number): { q: Int8Array; scales: Float32Array; exactChannels: number } {
+export function quantizeWeight(
+  w: Tensor,
+  axis: number,
+  reduceRange = false,
+  gridScale?: number,
+): { q: Int8Array; scales: Float32Array; exactChannels: number } {
   const data = w.data as Float32Array;
   const C = w.dims[axis]!;
   const inner = w.dims.slice(axis + 1).reduce((a, b) => a * b, 1);
   const outer = data.length / (C * inner);
-  const qmax = reduceRange ? 63 : 127, qmin = -qmax - 1;
-  const absMax = new Float64Array(C), kMin = new Float64Array(C), kMax = new Float64Array(C), offGrid = new Uint8Array(C);
+  const qmax = reduceRange ? 63 : 127,
+    qmin = -qmax - 1;
+  const absMax = new Float64Array(C),
+    kMin = new Float64Array(C),
+    kMax = new Float64Array(C),
+    offGrid = new Uint8Array(C);
   for (let i = 0; i < data.length; i++) {
     const c = Math.floor(i / inner) % C;
     const v = data[i]!;
@@ -234,9 +302,17 @@ export function quantizeWeight(w: Tensor, axis: number, reduceRange = false, gri
   let exactChannels = 0;
   for (let c = 0; c < C; c++) {
     const m = absMax[c]!;
-    if (gridScale && !offGrid[c] && kMin[c]! >= qmin && kMax[c]! <= qmax) { scales[c] = gridScale; exactChannels++; continue; }
-    if (!(m > 0)) { scales[c] = 1; continue; }
-    let best = m / qmax, bestErr = Infinity;
+    if (gridScale && !offGrid[c] && kMin[c]! >= qmin && kMax[c]! <= qmax) {
+      scales[c] = gridScale;
+      exactChannels++;
+      continue;
+    }
+    if (!(m > 0)) {
+      scales[c] = 1;
+      continue;
+    }
+    let best = m / qmax,
+      bestErr = Infinity;
     for (let n = qmax + 1; n >= 1; n--) {
       const s = Math.fround(m / n);
       let err = 0;
@@ -248,7 +324,10 @@ export function quantizeWeight(w: Tensor, axis: number, reduceRange = false, gri
           err += d * d;
         }
       }
-      if (err < bestErr) { bestErr = err; best = s; }
+      if (err < bestErr) {
+        bestErr = err;
+        best = s;
+      }
       if (err === 0) break;
     }
     scales[c] = best;
@@ -291,20 +370,46 @@ export function weightGrid(w: Tensor): { scale: number; zeroPoint: number } | un
  * The QDQ graph: `g` (constants already folded) with the plan's weights quantized and every value
  * that has a range in `ranges` behind a Q/DQ pair. A site whose activations lack a range stays float.
  */
-export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Range>, o: QuantizeGraphOptions = {}): { graph: Graph; summary: QuantizeSummary } {
+export function quantizeGraph(
+  g0: Graph,
+  plan: QuantPlan,
+  ranges: Map<string, Range>,
+  o: QuantizeGraphOptions = {},
+): { graph: Graph; summary: QuantizeSummary } {
   const g = g0.clone();
-  if (g.opset < 13) throw new GraftError(`int8 export needs ONNX opset ≥ 13 (per-channel DequantizeLinear); the model has opset ${g.opset}`);
+  if (g.opset < 13)
+    throw new GraftError(
+      `int8 export needs ONNX opset ≥ 13 (per-channel DequantizeLinear); the model has opset ${g.opset}`,
+    );
   const type = o.activations ?? 'uint8';
   const b = new Builder(g);
   const byName = new Map(g.nodes.map((n) => [n.name, n]));
   const qp = new Map<string, QParams>();
   for (const [v, r] of ranges) qp.set(v, qparams(r, type));
-  const summary: QuantizeSummary = { quantized: {}, embeddings: 0, activations: 0, exactGrids: 0, exactChannels: 0, gridChannels: 0, float: [...plan.skipped] };
-  const zpTensor = (zp: number): Tensor => (type === 'uint8' ? { dtype: 'uint8', dims: [], data: Uint8Array.from([zp]) } : { dtype: 'int8', dims: [], data: Int8Array.from([zp]) });
+  const summary: QuantizeSummary = {
+    quantized: {},
+    embeddings: 0,
+    activations: 0,
+    exactGrids: 0,
+    exactChannels: 0,
+    gridChannels: 0,
+    float: [...plan.skipped],
+  };
+  const zpTensor = (zp: number): Tensor =>
+    type === 'uint8'
+      ? { dtype: 'uint8', dims: [], data: Uint8Array.from([zp]) }
+      : { dtype: 'int8', dims: [], data: Int8Array.from([zp]) };
   const newNodes: Node[] = [];
   const dq = (x: string, scale: string, zp: string, axis?: number, base = x) => {
     const out = b.name(`${base}_dq`);
-    newNodes.push({ name: b.name(`${base}_DQ`), opType: 'DequantizeLinear', domain: '', inputs: zp ? [x, scale, zp] : [x, scale], outputs: [out], attrs: axis === undefined ? {} : { axis: A.i(axis) } });
+    newNodes.push({
+      name: b.name(`${base}_DQ`),
+      opType: 'DequantizeLinear',
+      domain: '',
+      inputs: zp ? [x, scale, zp] : [x, scale],
+      outputs: [out],
+      attrs: axis === undefined ? {} : { axis: A.i(axis) },
+    });
     return out;
   };
   const weightDq = new Map<string, string>();
@@ -312,7 +417,10 @@ export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Ra
   for (const site of plan.sites) {
     const n = byName.get(site.node.name)!;
     const missing = site.activations.find((v) => !qp.has(v));
-    if (missing) { summary.float.push({ node: n.name, op: n.opType, reason: `no calibrated range for '${missing}'` }); continue; }
+    if (missing) {
+      summary.float.push({ node: n.name, op: n.opType, reason: `no calibrated range for '${missing}'` });
+      continue;
+    }
     let wScales: Float32Array | undefined;
     if (site.weight) {
       const wName = n.inputs[site.weight.index]!;
@@ -329,11 +437,20 @@ export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Ra
         const qName = b.name(`${wName}_i8`);
         g.initializers.set(qName, { dtype: 'int8', dims: [...w.dims], data: q });
         const sName = b.name(`${wName}_s`);
-        g.initializers.set(sName, perTensor ? { dtype: 'float32', dims: [], data: Float32Array.from([scales[0]!]) } : { dtype: 'float32', dims: [scales.length], data: scales });
+        g.initializers.set(
+          sName,
+          perTensor
+            ? { dtype: 'float32', dims: [], data: Float32Array.from([scales[0]!]) }
+            : { dtype: 'float32', dims: [scales.length], data: scales },
+        );
         // symmetric: no zero point input (DequantizeLinear's default is 0, of the int8 input's type)
         out = dq(qName, sName, '', perTensor ? undefined : site.weight.axis, wName);
         weightDq.set(key, out);
-        if (grid) { summary.exactGrids++; summary.exactChannels += exactChannels; summary.gridChannels += scales.length; }
+        if (grid) {
+          summary.exactGrids++;
+          summary.exactChannels += exactChannels;
+          summary.gridChannels += scales.length;
+        }
       }
       n.inputs[site.weight.index] = out!;
     }
@@ -349,7 +466,12 @@ export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Ra
         const qName = b.name(`${bName}_i32`);
         g.initializers.set(qName, { dtype: 'int32', dims: [...bias.dims], data: qb });
         const sName = b.name(`${bName}_s`);
-        g.initializers.set(sName, perTensor ? { dtype: 'float32', dims: [], data: Float32Array.from([s[0]!]) } : { dtype: 'float32', dims: [s.length], data: s });
+        g.initializers.set(
+          sName,
+          perTensor
+            ? { dtype: 'float32', dims: [], data: Float32Array.from([s[0]!]) }
+            : { dtype: 'float32', dims: [s.length], data: s },
+        );
         // int32 bias: no zero point input (it is 0 by definition)
         n.inputs[site.bias] = dq(qName, sName, '', perTensor ? undefined : 0, bName);
       }
@@ -370,7 +492,14 @@ export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Ra
     const out = n.outputs[0]!;
     n.inputs[0] = qName;
     n.outputs[0] = gathered;
-    newNodes.push({ name: b.name(`${tName}_DQ`), opType: 'DequantizeLinear', domain: '', inputs: [gathered, sName, zName], outputs: [out], attrs: {} });
+    newNodes.push({
+      name: b.name(`${tName}_DQ`),
+      opType: 'DequantizeLinear',
+      domain: '',
+      inputs: [gathered, sName, zName],
+      outputs: [out],
+      attrs: {},
+    });
     summary.embeddings++;
   }
 
@@ -381,7 +510,14 @@ export function quantizeGraph(g0: Graph, plan: QuantPlan, ranges: Map<string, Ra
     const sName = b.constant({ dtype: 'float32', dims: [], data: Float32Array.from([p.scale]) }, `${v}_s`);
     const zName = b.constant(zpTensor(p.zeroPoint), `${v}_zp`);
     const qOut = b.name(`${v}_q`);
-    const qNode: Node = { name: b.name(`${v}_Q`), opType: 'QuantizeLinear', domain: '', inputs: [v, sName, zName], outputs: [qOut], attrs: {} };
+    const qNode: Node = {
+      name: b.name(`${v}_Q`),
+      opType: 'QuantizeLinear',
+      domain: '',
+      inputs: [v, sName, zName],
+      outputs: [qOut],
+      attrs: {},
+    };
     const dOut = dq(qOut, sName, zName, undefined, v);
     // (graph outputs keep reading the float value)
     for (const n of g.nodes) n.inputs = n.inputs.map((i) => (i === v ? dOut : i));
@@ -415,18 +551,41 @@ export interface QuantizeResult {
 }
 
 /** Fold constants, plan, calibrate on `batches` (model feeds), and rewrite to QDQ. */
-export async function quantizeStatic(model: Graph, batches: Iterable<Feeds> | AsyncIterable<Feeds>, o: QuantizeOptions = {}): Promise<QuantizeResult> {
+export async function quantizeStatic(
+  model: Graph,
+  batches: Iterable<Feeds> | AsyncIterable<Feeds>,
+  o: QuantizeOptions = {},
+): Promise<QuantizeResult> {
   const method = o.method ?? 'minmax';
   const g = foldConstants(model);
   const plan = planQuantization(g, o);
-  if (plan.sites.length === 0 && plan.gathers.length === 0) throw new GraftError(`${model.name}: nothing to quantize (no Conv, MatMul or Gemm with constant weights)`);
+  if (plan.sites.length === 0 && plan.gathers.length === 0)
+    throw new GraftError(`${model.name}: nothing to quantize (no Conv, MatMul or Gemm with constant weights)`);
   const cal = await calibrate(g, plan.values, batches, {
-    method, ...(o.percentile !== undefined ? { percentile: o.percentile } : {}), ...(o.runtime ? { runtime: o.runtime } : {}), ...(o.onBatch ? { onBatch: o.onBatch } : {}),
+    method,
+    ...(o.percentile !== undefined ? { percentile: o.percentile } : {}),
+    ...(o.runtime ? { runtime: o.runtime } : {}),
+    ...(o.onBatch ? { onBatch: o.onBatch } : {}),
   });
   const { graph, summary } = quantizeGraph(g, plan, cal.ranges, o);
   const activations = o.activations ?? 'uint8';
-  graph.metadata[QUANTIZATION_METADATA] = JSON.stringify({ format: 'QDQ', weights: 'int8 per-channel symmetric', activations, method, ...(method === 'percentile' ? { percentile: o.percentile ?? 99.99 } : {}), examples: cal.examples });
-  return { graph, summary, method, activations, examples: cal.examples, calibrationSeconds: cal.seconds, ranges: cal.ranges };
+  graph.metadata[QUANTIZATION_METADATA] = JSON.stringify({
+    format: 'QDQ',
+    weights: 'int8 per-channel symmetric',
+    activations,
+    method,
+    ...(method === 'percentile' ? { percentile: o.percentile ?? 99.99 } : {}),
+    examples: cal.examples,
+  });
+  return {
+    graph,
+    summary,
+    method,
+    activations,
+    examples: cal.examples,
+    calibrationSeconds: cal.seconds,
+    ranges: cal.ranges,
+  };
 }
 
 /* ------------------------------------------------------------------ classifier folders */
@@ -458,7 +617,10 @@ export interface Int8Report {
 
 function draw<T>(xs: readonly T[], n: number, seed: number): T[] {
   if (xs.length <= n) return [...xs];
-  return new Rng(seed).shuffle([...xs.keys()]).slice(0, n).map((i) => xs[i]!);
+  return new Rng(seed)
+    .shuffle([...xs.keys()])
+    .slice(0, n)
+    .map((i) => xs[i]!);
 }
 
 function* chunks<T>(xs: readonly T[], size: number): Generator<T[]> {
@@ -470,7 +632,8 @@ export function classifierFeeds(dir: string, g: Graph, data: CalibrationSet, bat
   if ('texts' in data) {
     const c = loadTextClassifier(dir);
     return (async function* () {
-      for (const texts of chunks(data.texts, batchSize)) yield textFeeds(g, c.tokenizer.encodeBatch(texts, { maxLength: c.settings.maxLength }));
+      for (const texts of chunks(data.texts, batchSize))
+        yield textFeeds(g, c.tokenizer.encodeBatch(texts, { maxLength: c.settings.maxLength }));
     })();
   }
   const pre = getPreprocess(g);
@@ -487,13 +650,24 @@ export function classifierFeeds(dir: string, g: Graph, data: CalibrationSet, bat
  * names, text settings) plus `graft.quantization`, labels.json and the tokenizer files copied, and
  * quantization.json (this report).
  */
-export async function exportInt8(modelDir: string, out: string, data: CalibrationSet, o: Int8ExportOptions = {}): Promise<Int8Report> {
+export async function exportInt8(
+  modelDir: string,
+  out: string,
+  data: CalibrationSet,
+  o: Int8ExportOptions = {},
+): Promise<Int8Report> {
   const src = join(modelDir, 'model.onnx');
-  if (!existsSync(src)) throw new GraftError(`${modelDir}: no model.onnx (give a classifier folder written by graft train)`);
-  if (resolve(out) === resolve(modelDir)) throw new GraftError(`the int8 export would overwrite ${modelDir}: give another output folder`);
+  if (!existsSync(src))
+    throw new GraftError(`${modelDir}: no model.onnx (give a classifier folder written by graft train)`);
+  if (resolve(out) === resolve(modelDir))
+    throw new GraftError(`the int8 export would overwrite ${modelDir}: give another output folder`);
   const text = isTextClassifierFolder(modelDir);
   if (text !== 'texts' in data)
-    throw new GraftError(text ? `${modelDir} is a text classifier: calibrate it on texts` : `${modelDir} is an image classifier: calibrate it on images`);
+    throw new GraftError(
+      text
+        ? `${modelDir} is a text classifier: calibrate it on texts`
+        : `${modelDir} is an image classifier: calibrate it on images`,
+    );
   const g = readOnnx(src);
   const pool = 'texts' in data ? data.texts : data.images;
   if (pool.length === 0) throw new GraftError('the calibration set is empty');
@@ -504,16 +678,26 @@ export async function exportInt8(modelDir: string, out: string, data: Calibratio
 
   // check: float and int8 on the first calibration batch
   let check = { examples: 0, agreement: 1, maxAbsDiff: 0 };
-  const first = await classifierFeeds(modelDir, g, 'texts' in set ? { texts: set.texts.slice(0, bs) } : { images: set.images.slice(0, bs) }, bs)[Symbol.asyncIterator]().next();
+  const first = await classifierFeeds(
+    modelDir,
+    g,
+    'texts' in set ? { texts: set.texts.slice(0, bs) } : { images: set.images.slice(0, bs) },
+    bs,
+  )
+    [Symbol.asyncIterator]()
+    .next();
   if (!first.done) {
     const name = g.outputs[0]!.name;
     const sf = await Session.fromGraph(g, o.runtime ?? {}, 'float model');
     const sq = await Session.fromBytes(encodeOnnx(r.graph), o.runtime ?? {}, 'int8 model');
     try {
-      const a = (await sf.run(first.value, [name]))[name]!, q = (await sq.run(first.value, [name]))[name]!;
-      const pa = argmaxRows(a), pq = argmaxRows(q);
+      const a = (await sf.run(first.value, [name]))[name]!,
+        q = (await sq.run(first.value, [name]))[name]!;
+      const pa = argmaxRows(a),
+        pq = argmaxRows(q);
       let m = 0;
-      const da = a.data as Float32Array, dq = q.data as Float32Array;
+      const da = a.data as Float32Array,
+        dq = q.data as Float32Array;
       for (let i = 0; i < da.length; i++) m = Math.max(m, Math.abs(da[i]! - dq[i]!));
       check = { examples: pa.length, agreement: pa.filter((p, i) => p === pq[i]).length / pa.length, maxAbsDiff: m };
     } finally {
@@ -538,11 +722,19 @@ export async function exportInt8(modelDir: string, out: string, data: Calibratio
     atomicWrite(join(out, 'labels.json'), new TextEncoder().encode(JSON.stringify(getLabels(g) ?? [], null, 2) + '\n'));
     files.push(join(out, 'labels.json'));
   }
-  const fl = statSync(src).size, q = statSync(dst).size;
+  const fl = statSync(src).size,
+    q = statSync(dst).size;
   const report: Int8Report = {
-    path: dst, kind: text ? 'text' : 'image', method: r.method, activations: r.activations,
-    calibrationExamples: r.examples, calibrationSeconds: r.calibrationSeconds, summary: r.summary,
-    bytes: { float: fl, int8: q, ratio: fl / q }, check, files: [...files, join(out, 'quantization.json')],
+    path: dst,
+    kind: text ? 'text' : 'image',
+    method: r.method,
+    activations: r.activations,
+    calibrationExamples: r.examples,
+    calibrationSeconds: r.calibrationSeconds,
+    summary: r.summary,
+    bytes: { float: fl, int8: q, ratio: fl / q },
+    check,
+    files: [...files, join(out, 'quantization.json')],
   };
   atomicWrite(join(out, 'quantization.json'), new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n'));
   return report;

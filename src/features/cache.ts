@@ -29,7 +29,12 @@ export function sha256(data: Uint8Array | string): string {
 }
 
 /** The cache key of one example: everything that determines its activation. */
-export function cacheKey(parts: { model: string; node: string; preprocess: string; input: string | Uint8Array }): string {
+export function cacheKey(parts: {
+  model: string;
+  node: string;
+  preprocess: string;
+  input: string | Uint8Array;
+}): string {
   const h = createHash('sha256');
   for (const p of [parts.model, parts.node, parts.preprocess]) {
     const b = Buffer.from(p, 'utf8');
@@ -93,7 +98,9 @@ export class FeatureCache {
 
   /** Index shards that appeared since open (written by other processes). Returns how many were added. */
   refresh(): number {
-    const names = readdirSync(this.dir).filter((n) => n.endsWith(SUFFIX) && !this.shardSet.has(n)).sort();
+    const names = readdirSync(this.dir)
+      .filter((n) => n.endsWith(SUFFIX) && !this.shardSet.has(n))
+      .sort();
     let added = 0;
     for (const n of names) {
       try {

@@ -41,7 +41,12 @@ export const PROBABILITIES = 'probabilities';
 export const FEATURES = 'features';
 
 /** Rank of a value: from the graph's value info, else by running the cut graph on one blank image. */
-async function valueRank(model: Graph, value: string, pre: ImagePreprocess | undefined, runtime?: RuntimeOptions): Promise<number> {
+async function valueRank(
+  model: Graph,
+  value: string,
+  pre: ImagePreprocess | undefined,
+  runtime?: RuntimeOptions,
+): Promise<number> {
   const known = model.valueInfoOf(value)?.shape;
   if (known) return known.length;
   const cut = model.cutBefore([value]);
@@ -49,9 +54,15 @@ async function valueRank(model: Graph, value: string, pre: ImagePreprocess | und
   if (!input) throw new GraftError(`${model.name}: the model has no data input`);
   // the probe image's size: from the preprocessing, else from the input's fixed dims (batch set to 1)
   const fixed = input.shape?.slice(1);
-  const dims = pre ? [1, pre.channels, pre.height, pre.width]
-    : fixed && fixed.length && fixed.every((d): d is number => typeof d === 'number') ? [1, ...fixed] : undefined;
-  if (!dims) throw new GraftError(`${model.name}: cannot learn the shape of '${value}' without the model's image preprocessing or fixed input dims`);
+  const dims = pre
+    ? [1, pre.channels, pre.height, pre.width]
+    : fixed && fixed.length && fixed.every((d): d is number => typeof d === 'number')
+      ? [1, ...fixed]
+      : undefined;
+  if (!dims)
+    throw new GraftError(
+      `${model.name}: cannot learn the shape of '${value}' without the model's image preprocessing or fixed input dims`,
+    );
   const s = await Session.fromGraph(cut, runtime, `${model.name} (cut at ${value})`);
   try {
     const x: Tensor = { dtype: 'float32', dims, data: new Float32Array(dims.reduce((a, d) => a * d, 1)) };
@@ -69,21 +80,29 @@ export interface ExportOptions {
 }
 
 /** Backbone cut at `node` (pooled to vectors if needed) + the head's nodes ending in probabilities: one graph. */
-export async function exportFeatureClassifier(model: Graph, node: string, head: FeatureHead, o: ExportOptions): Promise<Graph> {
+export async function exportFeatureClassifier(
+  model: Graph,
+  node: string,
+  head: FeatureHead,
+  o: ExportOptions,
+): Promise<Graph> {
   const pre = o.preprocess ?? getPreprocess(model);
-  const K = head.numClasses, D = head.dim;
+  const K = head.numClasses,
+    D = head.dim;
   if (o.labels.length !== K) throw new GraftError(`${o.labels.length} class names for a head of ${K} classes`);
   const rank = await valueRank(model, node, pre, o.runtime);
   // the similarity heads use ops/signatures of opset ≥ 11 (TopK's k input, largest, sorted): an older backbone is upgraded
   const cut = model.cutBefore([node]);
   const g = (head.kind !== 'knn' && head.kind !== 'ncm') || cut.opset >= 13 ? cut : upgradeOpset(cut, 13);
   const input = g.dataInputs()[0];
-  if (!input || g.dataInputs().length !== 1) throw new GraftError(`${model.name}: a feature classifier needs a model with one data input`);
+  if (!input || g.dataInputs().length !== 1)
+    throw new GraftError(`${model.name}: a feature classifier needs a model with one data input`);
   const b = new Builder(g, 'head/');
   let x = node;
   if (rank > 2) x = b.op('Flatten', [b.op('GlobalAveragePool', [x], {}, 'pool')], { axis: A.i(1) }, FEATURES);
   else if (rank < 2) throw new GraftError(`feature value '${node}' has rank ${rank}; expected [N, C] or [N, C, …]`);
-  if (g.allNames().has(PROBABILITIES)) throw new GraftError(`${model.name}: the backbone already has a value named '${PROBABILITIES}'`);
+  if (g.allNames().has(PROBABILITIES))
+    throw new GraftError(`${model.name}: the backbone already has a value named '${PROBABILITIES}'`);
   const probs = head.toOnnx(b, x);
   const last = g.nodes.find((n) => n.outputs.includes(probs));
   if (!last) throw new Error(`head ${head.kind}: no node produces '${probs}'`);
@@ -190,15 +209,33 @@ interface FittedHead {
 }
 
 /** Fit the chosen head on the training features (validation features: early stopping of the MLP). */
-async function fitHead(kind: HeadKind, X: Float32Array[], y: number[], K: number, val: { X: Float32Array[]; y: number[] }, o: FeatureTrainOptions): Promise<FittedHead> {
+async function fitHead(
+  kind: HeadKind,
+  X: Float32Array[],
+  y: number[],
+  K: number,
+  val: { X: Float32Array[]; y: number[] },
+  o: FeatureTrainOptions,
+): Promise<FittedHead> {
   const seed = o.seed ?? 0;
   switch (kind) {
     case 'logistic': {
-      const cv = await fitCV(X, y, { numClasses: K, seed, ...(o.grid ? { grid: o.grid } : {}), ...(o.runtime ? { runtime: o.runtime } : {}) });
+      const cv = await fitCV(X, y, {
+        numClasses: K,
+        seed,
+        ...(o.grid ? { grid: o.grid } : {}),
+        ...(o.runtime ? { runtime: o.runtime } : {}),
+      });
       return { head: cv.model, folds: cv.folds, cv: cv.scores, l2: cv.l2, iterations: cv.model.info.iterations };
     }
     case 'mlp': {
-      const m = await fitMlp(X, y, { seed, ...o.mlp, numClasses: K, ...(val.X.length ? { validation: val } : {}), ...(o.runtime ? { runtime: o.runtime } : {}) });
+      const m = await fitMlp(X, y, {
+        seed,
+        ...o.mlp,
+        numClasses: K,
+        ...(val.X.length ? { validation: val } : {}),
+        ...(o.runtime ? { runtime: o.runtime } : {}),
+      });
       return { head: m, folds: m.cv.length ? cvFolds(y, K, o.mlp?.folds ?? 3) : 0, cv: m.cv };
     }
     case 'ncm': {
@@ -215,10 +252,15 @@ async function fitHead(kind: HeadKind, X: Float32Array[], y: number[], K: number
 }
 
 /** Extract features, fit the head on the train split, score validation and test, optionally save (with a report). */
-export async function trainFeatureClassifier(model: Graph | string, data: LabelledImages, o: FeatureTrainOptions = {}): Promise<FeatureTrainResult> {
+export async function trainFeatureClassifier(
+  model: Graph | string,
+  data: LabelledImages,
+  o: FeatureTrainOptions = {},
+): Promise<FeatureTrainResult> {
   const t0 = performance.now();
   const kind = o.head ?? 'logistic';
-  if (!HEAD_KINDS.includes(kind)) throw new GraftError(`unknown head '${kind}'; expected one of ${HEAD_KINDS.join(', ')}`);
+  if (!HEAD_KINDS.includes(kind))
+    throw new GraftError(`unknown head '${kind}'; expected one of ${HEAD_KINDS.join(', ')}`);
   const g = typeof model === 'string' ? loadModel(model) : model;
   const node = o.node ?? defaultFeatureNode(g);
   const split0 = stratifiedSplit(data.labels, {
@@ -257,22 +299,34 @@ export async function trainFeatureClassifier(model: Graph | string, data: Labell
   const keep = (idx: number[]) => idx.filter((i) => !bad.has(i));
   const split: Split = { ...split0, train: keep(split0.train), val: keep(split0.val), test: keep(split0.test) };
   const rows = [...split.train, ...split.val, ...split.test];
-  const nTr = split.train.length, nVa = split.val.length;
+  const nTr = split.train.length,
+    nVa = split.val.length;
   if (nTr === 0) throw new GraftError('no readable training images');
-  const Xtr = feats.slice(0, nTr), ytr = split.train.map((i) => data.labels[i]!);
-  const Xva = feats.slice(nTr, nTr + nVa), yva = split.val.map((i) => data.labels[i]!);
+  const Xtr = feats.slice(0, nTr),
+    ytr = split.train.map((i) => data.labels[i]!);
+  const Xva = feats.slice(nTr, nTr + nVa),
+    yva = split.val.map((i) => data.labels[i]!);
   const th = performance.now();
   const K = data.classes.length;
   const fitted = await fitHead(kind, Xtr, ytr, K, { X: Xva, y: yva }, o);
   const headSeconds = (performance.now() - th) / 1000;
   const head = fitted.head;
   const score = (X: Float32Array[], idx: number[]) =>
-    idx.length ? classificationMetrics(idx.map((i) => data.labels[i]!), head.predict(X), data.classes) : undefined;
+    idx.length
+      ? classificationMetrics(
+          idx.map((i) => data.labels[i]!),
+          head.predict(X),
+          data.classes,
+        )
+      : undefined;
   const validation = score(Xva, split.val);
   const test = score(feats.slice(nTr + nVa), split.test);
   let classifier: Graph | undefined;
   if (o.out) {
-    classifier = await exportFeatureClassifier(g, node, head, { labels: data.classes, ...(o.runtime ? { runtime: o.runtime } : {}) });
+    classifier = await exportFeatureClassifier(g, node, head, {
+      labels: data.classes,
+      ...(o.runtime ? { runtime: o.runtime } : {}),
+    });
     saveClassifier(classifier, o.out);
   }
   const report: FeatureTrainReport = {
@@ -284,8 +338,12 @@ export async function trainFeatureClassifier(model: Graph | string, data: Labell
     examples: { train: nTr, val: nVa, test: split.test.length },
     extraction: { ...last, seconds: extractSeconds, ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}) },
     head: {
-      kind, summary: head.summary(), folds: fitted.folds, cv: fitted.cv,
-      ...(fitted.l2 !== undefined ? { l2: fitted.l2 } : {}), ...(fitted.iterations !== undefined ? { iterations: fitted.iterations } : {}),
+      kind,
+      summary: head.summary(),
+      folds: fitted.folds,
+      cv: fitted.cv,
+      ...(fitted.l2 !== undefined ? { l2: fitted.l2 } : {}),
+      ...(fitted.iterations !== undefined ? { iterations: fitted.iterations } : {}),
       seconds: headSeconds,
     },
     ...(validation ? { validation } : {}),
@@ -302,7 +360,12 @@ export async function trainFeatureClassifier(model: Graph | string, data: Labell
     details['examples (train / val / test)'] = `${nTr} / ${nVa} / ${split.test.length}`;
     if (validation && test) details['validation accuracy'] = validation.accuracy.toFixed(4);
     // report.json: the whole training report plus the shown split's metrics
-    report.files = [join(o.out, 'model.onnx'), join(o.out, 'labels.json'), join(o.out, 'report.html'), join(o.out, 'report.json')];
+    report.files = [
+      join(o.out, 'model.onnx'),
+      join(o.out, 'labels.json'),
+      join(o.out, 'report.html'),
+      join(o.out, 'report.json'),
+    ];
     writeReport(join(o.out, 'report.html'), shown, {
       title: `Graft classifier (${kind} head on ${node}): ${which} split`,
       model: report.model,
@@ -316,10 +379,14 @@ export async function trainFeatureClassifier(model: Graph | string, data: Labell
 
 /** Write a classifier folder (model.onnx and labels.json) as one unit: a failure leaves the previous folder as it was. */
 export function saveClassifier(g: Graph, dir: string): void {
-  writeFolderAtomic(dir, (stage) => {
-    writeOnnx(g, join(stage, 'model.onnx'));
-    atomicWrite(join(stage, 'labels.json'), Buffer.from(JSON.stringify(getLabels(g) ?? [], null, 2) + '\n'));
-  }, { replaces: MODEL_FOLDER_FILES });
+  writeFolderAtomic(
+    dir,
+    (stage) => {
+      writeOnnx(g, join(stage, 'model.onnx'));
+      atomicWrite(join(stage, 'labels.json'), Buffer.from(JSON.stringify(getLabels(g) ?? [], null, 2) + '\n'));
+    },
+    { replaces: MODEL_FOLDER_FILES },
+  );
 }
 
 export interface EvaluateOptions {
@@ -344,14 +411,19 @@ export interface Evaluation {
  * Run a saved classifier (any model whose first output is one score vector per image) over a
  * labelled dataset; dataset classes are matched to the model's labels by name.
  */
-export async function evaluateClassifier(model: Graph, data: LabelledImages, o: EvaluateOptions = {}): Promise<Evaluation> {
+export async function evaluateClassifier(
+  model: Graph,
+  data: LabelledImages,
+  o: EvaluateOptions = {},
+): Promise<Evaluation> {
   const pre = getPreprocess(model);
   if (!pre) throw new GraftError(`${model.name}: the model records no image preprocessing`);
   const labels = getLabels(model) ?? data.classes;
   const index = new Map(labels.map((l, i) => [l, i]));
   const toModel = data.classes.map((c) => {
     const k = index.get(c);
-    if (k === undefined) throw new GraftError(`dataset class '${c}' is not one of the model's classes (${labels.join(', ')})`);
+    if (k === undefined)
+      throw new GraftError(`dataset class '${c}' is not one of the model's classes (${labels.join(', ')})`);
     return k;
   });
   const input = model.dataInputs()[0];
@@ -373,7 +445,9 @@ export async function evaluateClassifier(model: Graph, data: LabelledImages, o: 
       }
       if (d.ok.length) {
         const r = (await session.run({ [input.name]: d.tensor }, [out]))[out]!;
-        predictions.push(...argmaxRows({ dtype: 'float32', dims: [d.ok.length, r.dims[r.dims.length - 1]!], data: r.data }));
+        predictions.push(
+          ...argmaxRows({ dtype: 'float32', dims: [d.ok.length, r.dims[r.dims.length - 1]!], data: r.data }),
+        );
         for (const k of d.ok) truth.push(toModel[data.labels[s + k]!]!);
       }
       o.onProgress?.(Math.min(s + bs, data.inputs.length), data.inputs.length);

@@ -80,11 +80,18 @@ export interface PreparedExtraction {
 }
 
 /** Cut `model` at `node` (default: the input of its final classifier) once, for many extractFeatures calls. */
-export function prepareExtraction(model: Graph, node: string | undefined, runtime?: RuntimeOptions): PreparedExtraction {
+export function prepareExtraction(
+  model: Graph,
+  node: string | undefined,
+  runtime?: RuntimeOptions,
+): PreparedExtraction {
   const value = node ?? defaultFeatureNode(model);
   const cut = model.cutBefore([value]);
   const dataInputs = cut.dataInputs();
-  if (dataInputs.length !== 1) throw new GraftError(`${model.name}: feature extraction needs a model with one data input, this one has ${dataInputs.length}`);
+  if (dataInputs.length !== 1)
+    throw new GraftError(
+      `${model.name}: feature extraction needs a model with one data input, this one has ${dataInputs.length}`,
+    );
   let s: Promise<Session> | undefined;
   let hash: string | undefined;
   return {
@@ -96,12 +103,28 @@ export function prepareExtraction(model: Graph, node: string | undefined, runtim
       return hash;
     },
     session: () => (s ??= Session.fromGraph(cut, runtime, `${model.name} (cut at ${value})`)),
-    release: async () => { const p = s; s = undefined; await (await p?.catch(() => undefined))?.release(); },
+    release: async () => {
+      const p = s;
+      s = undefined;
+      await (await p?.catch(() => undefined))?.release();
+    },
   };
 }
 
 /** Ops between the classifier layer and the output that do not change what the feature is. */
-const PASSIVE = new Set(['Softmax', 'LogSoftmax', 'Sigmoid', 'Reshape', 'Squeeze', 'Unsqueeze', 'Flatten', 'Identity', 'Cast', 'Dropout', 'Transpose']);
+const PASSIVE = new Set([
+  'Softmax',
+  'LogSoftmax',
+  'Sigmoid',
+  'Reshape',
+  'Squeeze',
+  'Unsqueeze',
+  'Flatten',
+  'Identity',
+  'Cast',
+  'Dropout',
+  'Transpose',
+]);
 
 /**
  * The value feeding a model's final classifier: walking back from the first output through
@@ -118,7 +141,10 @@ export function defaultFeatureNode(g: Graph): string {
     if (known !== undefined) return known;
     memo.set(v, false); // cycles (none in a valid graph) count as data
     const n = prod.get(v);
-    const c = g.initializers.has(v) || (n !== undefined && (n.opType === 'Constant' || (n.inputs.some((i) => i) && n.inputs.filter((i) => i).every(isConst))));
+    const c =
+      g.initializers.has(v) ||
+      (n !== undefined &&
+        (n.opType === 'Constant' || (n.inputs.some((i) => i) && n.inputs.filter((i) => i).every(isConst))));
     memo.set(v, c);
     return c;
   };
@@ -234,9 +260,11 @@ export async function extractFeatures(
 ): Promise<Float32Array[]> {
   if (!(opts.batchSize >= 1)) throw new GraftError(`batch size must be at least 1, got ${opts.batchSize}`);
   const ahead = opts.prefetch ?? 2;
-  if (!(Number.isInteger(ahead) && ahead >= 0)) throw new GraftError(`prefetch must be an integer ≥ 0, got ${opts.prefetch}`);
+  if (!(Number.isInteger(ahead) && ahead >= 0))
+    throw new GraftError(`prefetch must be an integer ≥ 0, got ${opts.prefetch}`);
   const prep = opts.prepared ?? prepareExtraction(model, node, opts.runtime);
-  if (node !== undefined && node !== prep.value) throw new GraftError(`extractFeatures: prepared for ${prep.value}, asked for ${node}`);
+  if (node !== undefined && node !== prep.value)
+    throw new GraftError(`extractFeatures: prepared for ${prep.value}, asked for ${node}`);
   const { value, inputName } = prep;
   const pre = opts.preprocess ?? getPreprocess(model);
   const preJson = JSON.stringify(pre ?? null);
@@ -254,9 +282,23 @@ export async function extractFeatures(
     for await (const batch of iterate(inputs)) {
       const isTensor = !Array.isArray(batch);
       const n = isTensor ? (batch.dims[0] ?? 0) : batch.length;
-      if (isTensor && batch.dtype !== 'float32') throw new GraftError(`input batches must be float32 tensors, got ${batch.dtype}`);
-      if (!isTensor && !pre) throw new GraftError(`${model.name}: images need preprocessing, and the model records none; pass opts.preprocess`);
-      const state: BatchState = { batch, isTensor, n, out: new Array(n).fill(undefined), bad: new Set(), keys: [], hashErrors: [], deferred: [], attempted: 0 };
+      if (isTensor && batch.dtype !== 'float32')
+        throw new GraftError(`input batches must be float32 tensors, got ${batch.dtype}`);
+      if (!isTensor && !pre)
+        throw new GraftError(
+          `${model.name}: images need preprocessing, and the model records none; pass opts.preprocess`,
+        );
+      const state: BatchState = {
+        batch,
+        isTensor,
+        n,
+        out: new Array(n).fill(undefined),
+        bad: new Set(),
+        keys: [],
+        hashErrors: [],
+        deferred: [],
+        attempted: 0,
+      };
       let missing: number[];
       if (cache) {
         const per = isTensor ? batch.dims.slice(1).reduce((a, b) => a * b, 1) : 0;
@@ -278,7 +320,12 @@ export async function extractFeatures(
               return '';
             }
           }
-          return cacheKey({ model: modelHash, node: value, preprocess: isTensor ? `tensor:${JSON.stringify(batch.dims.slice(1))}` : preJson, input: bytes });
+          return cacheKey({
+            model: modelHash,
+            node: value,
+            preprocess: isTensor ? `tensor:${JSON.stringify(batch.dims.slice(1))}` : preJson,
+            input: bytes,
+          });
         });
         opts.onKeys?.(state.keys);
         const hits = cache.getMany(state.keys.map((k) => k || 'unreadable'));
@@ -293,7 +340,12 @@ export async function extractFeatures(
       } else missing = Array.from({ length: n }, (_, i) => i);
       if (missing.length === 0) yield { state, rows: [], first: true, last: true };
       for (let s = 0; s < missing.length; s += opts.batchSize)
-        yield { state, rows: missing.slice(s, s + opts.batchSize), first: s === 0, last: s + opts.batchSize >= missing.length };
+        yield {
+          state,
+          rows: missing.slice(s, s + opts.batchSize),
+          first: s === 0,
+          last: s + opts.batchSize >= missing.length,
+        };
     }
   }
 
@@ -302,8 +354,16 @@ export async function extractFeatures(
     const { state, rows } = work;
     if (rows.length === 0) return { work, rows, failed: [] };
     if (state.isTensor) return { work, feed: sliceRows(state.batch as Tensor, rows), rows, failed: [] };
-    const d = await decodeImages(rows.map((r) => (state.batch as (string | Uint8Array)[])[r]!), pre!);
-    return { work, feed: d.tensor, rows: d.ok.map((k) => rows[k]!), failed: d.failed.map((f) => ({ row: rows[f.index]!, error: f.error })) };
+    const d = await decodeImages(
+      rows.map((r) => (state.batch as (string | Uint8Array)[])[r]!),
+      pre!,
+    );
+    return {
+      work,
+      feed: d.tensor,
+      rows: d.ok.map((k) => rows[k]!),
+      failed: d.failed.map((f) => ({ row: rows[f.index]!, error: f.error })),
+    };
   };
 
   // consumer side (in order): unreadable reports, onnxruntime runs, cache writes, results
@@ -322,7 +382,8 @@ export async function extractFeatures(
     progress.runs++;
     // with a cache, return what the cache stores (fp16): a run that computes and one that reads agree bit for bit
     const vecs = cache ? toVectors(res[value]!).map((v) => fromHalf(toHalf(v))) : toVectors(res[value]!);
-    if (vecs.length !== p.rows.length) throw new GraftError(`${model.name}: the model returned ${vecs.length} features for ${p.rows.length} inputs`);
+    if (vecs.length !== p.rows.length)
+      throw new GraftError(`${model.name}: the model returned ${vecs.length} features for ${p.rows.length} inputs`);
     p.rows.forEach((r, i) => (s.out[r] = vecs[i]));
     if (cache) cache.putMany(p.rows.map((r, i) => ({ key: s.keys[r]!, vector: vecs[i]! })));
     progress.computed += p.rows.length;
@@ -338,12 +399,16 @@ export async function extractFeatures(
           const hits = cache!.getMany(s.deferred.map((r) => s.keys[r]!));
           const again = s.deferred.filter((r, j) => !(s.out[r] = hits[j]));
           for (let k = 0; k < again.length; k += opts.batchSize)
-            await compute(await prepare({ state: s, rows: again.slice(k, k + opts.batchSize), first: false, last: false }));
+            await compute(
+              await prepare({ state: s, rows: again.slice(k, k + opts.batchSize), first: false, last: false }),
+            );
         }
       }
       await compute(p);
       if (p.work.last) {
-        s.out.forEach((v, i) => { if (!s.bad.has(i)) results.push(v!); });
+        s.out.forEach((v, i) => {
+          if (!s.bad.has(i)) results.push(v!);
+        });
         progress.cached += s.n - s.attempted - s.hashErrors.length;
         progress.examples += s.n;
         progress.skipped += s.bad.size;

@@ -3,5 +3,23 @@
  */
 export { FeatureCache, cacheKey } from './cache.js';
 export { extractFeatures, defaultFeatureNode } from './extract.js';
-export { trainFeatureClassifier, exportFeatureClassifier, evaluateClassifier, saveClassifier, type FeatureTrainOptions, type FeatureTrainReport, type FeatureTrainResult, type Evaluation, } from './classifier.js';
-export { withNewHead, featureNodeOf, outputClasses, trainMultiTask, exportMultiTask, type Task, type MultiTaskOptions, type MultiTaskResult } from './multi-task.js';
+export {
+  trainFeatureClassifier,
+  exportFeatureClassifier,
+  evaluateClassifier,
+  saveClassifier,
+  type FeatureTrainOptions,
+  type FeatureTrainReport,
+  type FeatureTrainResult,
+  type Evaluation,
+} from './classifier.js';
+export {
+  withNewHead,
+  featureNodeOf,
+  outputClasses,
+  trainMultiTask,
+  exportMultiTask,
+  type Task,
+  type MultiTaskOptions,
+  type MultiTaskResult,
+} from './multi-task.js';

@@ -76,18 +76,31 @@ export interface NewHeadOptions {
  * [N, classes] (output 'logits'; names 'new_head.weight' / 'new_head.bias'). The batch axis is freed.
  */
 export async function withNewHead(model: Graph, classes: number, o: NewHeadOptions = {}): Promise<Graph> {
-  if (!Number.isInteger(classes) || classes < 2) throw new GraftError(`a new head needs at least 2 classes, got ${classes}`);
+  if (!Number.isInteger(classes) || classes < 2)
+    throw new GraftError(`a new head needs at least 2 classes, got ${classes}`);
   const node = o.node ?? featureNodeOf(model);
   const D = await flatSize(model, node, o.runtime);
   const g = makeBatchDynamic(model).cutBefore([node]);
   const b = new Builder(g, 'new_head/');
   const rng = new Rng(o.seed ?? 0);
-  const w = g.uniqueName('new_head.weight'), bias = g.uniqueName('new_head.bias');
-  g.initializers.set(w, { dtype: 'float32', dims: [classes, D], data: Float32Array.from({ length: classes * D }, () => rng.normal() / Math.sqrt(D)) });
+  const w = g.uniqueName('new_head.weight'),
+    bias = g.uniqueName('new_head.bias');
+  g.initializers.set(w, {
+    dtype: 'float32',
+    dims: [classes, D],
+    data: Float32Array.from({ length: classes * D }, () => rng.normal() / Math.sqrt(D)),
+  });
   g.initializers.set(bias, { dtype: 'float32', dims: [classes], data: new Float32Array(classes) });
   const flat = b.op('Flatten', [node], { axis: A.i(1) });
   const out = g.allNames().has('logits') ? g.uniqueName('logits') : 'logits';
-  g.nodes.push({ name: g.uniqueName('new_head/gemm'), opType: 'Gemm', domain: '', inputs: [flat, w, bias], outputs: [out], attrs: { transB: A.i(1) } });
+  g.nodes.push({
+    name: g.uniqueName('new_head/gemm'),
+    opType: 'Gemm',
+    domain: '',
+    inputs: [flat, w, bias],
+    outputs: [out],
+    attrs: { transB: A.i(1) },
+  });
   g.outputs = [{ name: out, dtype: 'float32', shape: ['batch', classes] }];
   g.metadata = { ...model.metadata, 'graft.features': node };
   delete g.metadata['graft.labels'];
@@ -121,14 +134,20 @@ export interface MultiTaskResult {
 }
 
 /** Extract features once, then fit one cross-validated logistic head per task on the same rows. */
-export async function trainMultiTask(model: Graph, inputs: Float32Array[], tasks: Task[], o: MultiTaskOptions): Promise<MultiTaskResult> {
+export async function trainMultiTask(
+  model: Graph,
+  inputs: Float32Array[],
+  tasks: Task[],
+  o: MultiTaskOptions,
+): Promise<MultiTaskResult> {
   if (!tasks.length) throw new GraftError('multi-task training needs at least one task');
   const names = new Set<string>();
   for (const t of tasks) {
     if (!/^[A-Za-z0-9_-]+$/.test(t.name)) throw new GraftError(`task name '${t.name}' must be letters, digits, _ or -`);
     if (names.has(t.name)) throw new GraftError(`two tasks are named '${t.name}'`);
     names.add(t.name);
-    if (t.labels.length !== inputs.length) throw new GraftError(`task '${t.name}' has ${t.labels.length} labels for ${inputs.length} inputs`);
+    if (t.labels.length !== inputs.length)
+      throw new GraftError(`task '${t.name}' has ${t.labels.length} labels for ${inputs.length} inputs`);
   }
   const node = o.node ?? featureNodeOf(model);
   const g = makeBatchDynamic(model);
@@ -142,13 +161,21 @@ export async function trainMultiTask(model: Graph, inputs: Float32Array[], tasks
     batches.push({ dtype: 'float32', dims: [xs.length, ...dims], data });
   }
   const t0 = performance.now();
-  const features = await extractFeatures(g, node, batches, { batchSize: bs, ...(o.cache ? { cache: o.cache } : {}), ...(o.runtime ? { runtime: o.runtime } : {}) });
+  const features = await extractFeatures(g, node, batches, {
+    batchSize: bs,
+    ...(o.cache ? { cache: o.cache } : {}),
+    ...(o.runtime ? { runtime: o.runtime } : {}),
+  });
   const extractSeconds = (performance.now() - t0) / 1000;
   const X = o.train.map((i) => features[i]!);
   const heads: MultiTaskResult['heads'] = [];
   for (const t of tasks) {
     const th = performance.now();
-    const cv = await fitCV(X, o.train.map((i) => t.labels[i]!), { numClasses: classCount(t.labels), seed: o.seed ?? 0 });
+    const cv = await fitCV(
+      X,
+      o.train.map((i) => t.labels[i]!),
+      { numClasses: classCount(t.labels), seed: o.seed ?? 0 },
+    );
     heads.push({ task: t.name, head: cv.model, l2: cv.l2, seconds: (performance.now() - th) / 1000 });
   }
   return { node, features, heads, extractSeconds };
@@ -158,21 +185,46 @@ export async function trainMultiTask(model: Graph, inputs: Float32Array[], tasks
  * One ONNX graph: the backbone cut at `node` (flattened), then per task a Gemm (standardization
  * folded into the weights, as in exportFeatureClassifier) and a Softmax, output `probabilities_<task>`.
  */
-export function exportMultiTask(model: Graph, node: string, heads: { task: string; head: LogisticRegression }[]): Graph {
+export function exportMultiTask(
+  model: Graph,
+  node: string,
+  heads: { task: string; head: LogisticRegression }[],
+): Graph {
   const g = makeBatchDynamic(model).cutBefore([node]);
   const b = new Builder(g, 'heads/');
   const flat = b.op('Flatten', [node], { axis: A.i(1) }, 'features');
   g.outputs = [];
   for (const { task, head } of heads) {
-    const K = head.numClasses, D = head.dim;
+    const K = head.numClasses,
+      D = head.dim;
     const { weight: W, bias: C } = head.folded();
-    const logits = b.op('Gemm', [flat, b.constant({ dtype: 'float32', dims: [K, D], data: W }, `${task}.weight`), b.constant({ dtype: 'float32', dims: [K], data: C }, `${task}.bias`)], { transB: A.i(1) }, `${task}_logits`);
+    const logits = b.op(
+      'Gemm',
+      [
+        flat,
+        b.constant({ dtype: 'float32', dims: [K, D], data: W }, `${task}.weight`),
+        b.constant({ dtype: 'float32', dims: [K], data: C }, `${task}.bias`),
+      ],
+      { transB: A.i(1) },
+      `${task}_logits`,
+    );
     const out = `probabilities_${task}`;
     if (g.allNames().has(out)) throw new GraftError(`the backbone already has a value named '${out}'`);
-    g.nodes.push({ name: g.uniqueName(`heads/${task}_softmax`), opType: 'Softmax', domain: '', inputs: [logits], outputs: [out], attrs: { axis: A.i(1) } });
+    g.nodes.push({
+      name: g.uniqueName(`heads/${task}_softmax`),
+      opType: 'Softmax',
+      domain: '',
+      inputs: [logits],
+      outputs: [out],
+      attrs: { axis: A.i(1) },
+    });
     g.outputs.push({ name: out, dtype: 'float32', shape: ['batch', K] });
   }
   g.name = `${model.name} + ${heads.length} heads`;
-  g.metadata = { ...model.metadata, 'graft.feature_node': node, 'graft.tasks': JSON.stringify(heads.map((h) => ({ task: h.task, classes: h.head.numClasses }))) };
+  g.metadata = {
+    ...model.metadata,
+    'graft.feature_node': node,
+    'graft.tasks': JSON.stringify(heads.map((h) => ({ task: h.task, classes: h.head.numClasses }))),
+  };
   return g;
 }

@@ -41,7 +41,12 @@ export interface FinetuneOptions extends FitOptions {
   onNewHead?: (info: NewHeadInfo) => void;
 }
 
-export interface NewHeadInfo { node: string; previousOutputs: number; classes: number; forced: boolean }
+export interface NewHeadInfo {
+  node: string;
+  previousOutputs: number;
+  classes: number;
+  forced: boolean;
+}
 
 export interface FinetuneReport {
   trainExamples: number;
@@ -66,7 +71,12 @@ export interface FinetuneReport {
   newHead?: NewHeadInfo;
 }
 
-export async function evaluateModel(g: Graph, data: Examples, batchSize = 64, runtime: RuntimeOptions = {}): Promise<number> {
+export async function evaluateModel(
+  g: Graph,
+  data: Examples,
+  batchSize = 64,
+  runtime: RuntimeOptions = {},
+): Promise<number> {
   const s = await Session.fromGraph(g, runtime, g.name);
   const dims = exampleDims(g);
   const name = g.dataInputs()[0]!.name;
@@ -81,34 +91,72 @@ export async function evaluateModel(g: Graph, data: Examples, batchSize = 64, ru
   return accuracy(pred, data.y);
 }
 
-interface Prepared { model: Graph; train: Examples; val?: Examples; test: Examples; newHead?: NewHeadInfo }
+interface Prepared {
+  model: Graph;
+  train: Examples;
+  val?: Examples;
+  test: Examples;
+  newHead?: NewHeadInfo;
+}
 
 async function prepare(modelPath: string, dataPath: string, o: FinetuneOptions): Promise<Prepared> {
   const model = makeBatchDynamic(loadModel(modelPath));
   const dims = exampleDims(model);
   if (dims.length !== 3 || dims[0] !== 1 || dims[1] !== dims[2])
-    throw new GraftError(`this dataset holds grey square images; the model's input is [batch, ${dims}] (expected [batch, 1, S, S])`);
-  const data = await loadPixelDataset(dataPath, { side: dims[1]!, preprocess: o.preprocess ?? 'mnist', pixelMax: o.pixelMax ?? 255 });
+    throw new GraftError(
+      `this dataset holds grey square images; the model's input is [batch, ${dims}] (expected [batch, 1, S, S])`,
+    );
+  const data = await loadPixelDataset(dataPath, {
+    side: dims[1]!,
+    preprocess: o.preprocess ?? 'mnist',
+    pixelMax: o.pixelMax ?? 255,
+  });
   const valFraction = o.valFraction ?? (o.earlyStopping && !o.validation ? 0.1 : 0);
   const split = stratifiedSplit(data.y, {
-    testFraction: o.testFraction ?? 0.3, ...(valFraction ? { valFraction } : {}), ...(o.labelsPerClass ? { perClass: o.labelsPerClass } : {}), seed: o.seed ?? 0,
+    testFraction: o.testFraction ?? 0.3,
+    ...(valFraction ? { valFraction } : {}),
+    ...(o.labelsPerClass ? { perClass: o.labelsPerClass } : {}),
+    seed: o.seed ?? 0,
   });
   const pick = (idx: number[]): Examples => ({ x: idx.map((i) => data.x[i]!), y: idx.map((i) => data.y[i]!) });
   const K = Math.max(...data.y) + 1;
   const outputs = await outputClasses(model);
   const forced = o.newHead === true;
   if (o.newHead === false && outputs !== K)
-    throw new GraftError(`${modelPath} has ${outputs} outputs but ${dataPath} has ${K} classes`, 'drop --no-new-head to put a new head on the model\'s features');
+    throw new GraftError(
+      `${modelPath} has ${outputs} outputs but ${dataPath} has ${K} classes`,
+      "drop --no-new-head to put a new head on the model's features",
+    );
   if (forced || (o.newHead !== false && outputs !== K)) {
     const fresh = await withNewHead(model, K, { seed: o.seed ?? 0 });
-    const newHead: NewHeadInfo = { node: fresh.metadata['graft.features']!, previousOutputs: outputs, classes: K, forced };
+    const newHead: NewHeadInfo = {
+      node: fresh.metadata['graft.features']!,
+      previousOutputs: outputs,
+      classes: K,
+      forced,
+    };
     o.onNewHead?.(newHead);
-    return { model: fresh, train: pick(split.train), ...(split.val.length ? { val: pick(split.val) } : {}), test: pick(split.test), newHead };
+    return {
+      model: fresh,
+      train: pick(split.train),
+      ...(split.val.length ? { val: pick(split.val) } : {}),
+      test: pick(split.test),
+      newHead,
+    };
   }
-  return { model, train: pick(split.train), ...(split.val.length ? { val: pick(split.val) } : {}), test: pick(split.test) };
+  return {
+    model,
+    train: pick(split.train),
+    ...(split.val.length ? { val: pick(split.val) } : {}),
+    test: pick(split.test),
+  };
 }
 
-export async function finetuneImageCsv(modelPath: string, dataPath: string, o: FinetuneOptions = {}): Promise<FinetuneReport> {
+export async function finetuneImageCsv(
+  modelPath: string,
+  dataPath: string,
+  o: FinetuneOptions = {},
+): Promise<FinetuneReport> {
   const { model, train, val, test, newHead } = await prepare(modelPath, dataPath, o);
   const zeroShotAccuracy = await evaluateModel(model, test, 64, o.runtime);
   const t0 = performance.now();
@@ -128,16 +176,30 @@ export async function finetuneImageCsv(modelPath: string, dataPath: string, o: F
     await r.trainer.release();
   }
   return {
-    trainExamples: train.x.length, testExamples: test.x.length, validationExamples: validation?.y.length ?? 0, zeroShotAccuracy, testAccuracy, test: metrics,
+    trainExamples: train.x.length,
+    testExamples: test.x.length,
+    validationExamples: validation?.y.length ?? 0,
+    zeroShotAccuracy,
+    testAccuracy,
+    test: metrics,
     ...(r.valAccuracy !== undefined ? { valAccuracy: r.valAccuracy } : {}),
-    finalLoss: r.losses[r.losses.length - 1] ?? NaN, steps: r.losses.length, epochs: r.epochs, resumedFrom: r.resumedFrom,
-    ...(r.bestEpoch !== undefined ? { bestEpoch: r.bestEpoch } : {}), seconds, ...(o.out ? { out: o.out } : {}),
+    finalLoss: r.losses[r.losses.length - 1] ?? NaN,
+    steps: r.losses.length,
+    epochs: r.epochs,
+    resumedFrom: r.resumedFrom,
+    ...(r.bestEpoch !== undefined ? { bestEpoch: r.bestEpoch } : {}),
+    seconds,
+    ...(o.out ? { out: o.out } : {}),
     ...(newHead ? { newHead } : {}),
   };
 }
 
 /** The learning-rate range test on the training split finetuneImageCsv would use (same options). */
-export async function lrFindImageCsv(modelPath: string, dataPath: string, o: FinetuneOptions & LrFindOptions = {}): Promise<LrFindResult> {
+export async function lrFindImageCsv(
+  modelPath: string,
+  dataPath: string,
+  o: FinetuneOptions & LrFindOptions = {},
+): Promise<LrFindResult> {
   const { model, train } = await prepare(modelPath, dataPath, o);
   return findLr(model, train, o);
 }

@@ -62,7 +62,8 @@ const PASS_THROUGH = new Set(['Transpose', 'Identity']);
 
 /** The site (node, input index) where the weight feeding `n.inputs[i]` is read from an initializer. */
 function findSite(g: Graph, prod: Map<string, Node>, n: Node, i: number): { node: Node; input: number } | undefined {
-  let node = n, input = i;
+  let node = n,
+    input = i;
   for (let hops = 0; hops < 4; hops++) {
     const v = node.inputs[input];
     if (!v) return undefined;
@@ -96,7 +97,8 @@ export function addLora(graph: Graph, o: LoraOptions): LoraResult {
   if (!Number.isFinite(alpha)) throw new GraftError(`LoRA alpha must be a number, got ${o.alpha}`);
   const scale = alpha / r;
   const targets = new Set<LoraTarget>(o.targets ?? ['MatMul', 'Gemm', 'Conv1x1']);
-  const re = o.match === undefined ? undefined : typeof o.match === 'string' ? userRegExp(o.match, '--lora-match') : o.match;
+  const re =
+    o.match === undefined ? undefined : typeof o.match === 'string' ? userRegExp(o.match, '--lora-match') : o.match;
   const g = graph.clone();
   const prod = g.producers();
   const rng = new Rng(o.seed ?? 0);
@@ -120,22 +122,40 @@ export function addLora(graph: Graph, o: LoraOptions): LoraResult {
     if (seen.has(key) || existing.some((s) => s.node === site.node.name && s.input === site.input)) continue;
     seen.add(key);
     const [p, q] = [W.dims[0]!, numel(W.dims.slice(1))];
-    if (r > Math.min(p, q)) throw new GraftError(`LoRA rank ${r} exceeds the smaller side of '${weight}' [${W.dims}]; use a rank of at most ${Math.min(p, q)}`);
+    if (r > Math.min(p, q))
+      throw new GraftError(
+        `LoRA rank ${r} exceeds the smaller side of '${weight}' [${W.dims}]; use a rank of at most ${Math.min(p, q)}`,
+      );
     const std = 1 / Math.sqrt(p);
     const aName = b.name(`${weight}/lora_A`);
     const bName = b.name(`${weight}/lora_B`);
-    g.initializers.set(aName, { dtype: 'float32', dims: [p, r], data: Float32Array.from({ length: p * r }, () => rng.normal() * std) });
+    g.initializers.set(aName, {
+      dtype: 'float32',
+      dims: [p, r],
+      data: Float32Array.from({ length: p * r }, () => rng.normal() * std),
+    });
     g.initializers.set(bName, { dtype: 'float32', dims: [r, q], data: new Float32Array(r * q) });
     const start = b.emitted.length;
     let delta = b.mul(b.op('MatMul', [aName, bName], {}, `${weight}/lora_AB`), b.f32(scale));
     if (W.dims.length !== 2) delta = b.reshape(delta, W.dims);
     const effective = b.op('Add', [weight, delta], {}, `${weight}/lora_effective`);
     site.node.inputs[site.input] = effective;
-    sites.push({ node: site.node.name, input: site.input, weight, a: aName, b: bName, scale, effective, nodes: b.emitted.slice(start).map((x) => x.name) });
+    sites.push({
+      node: site.node.name,
+      input: site.input,
+      weight,
+      a: aName,
+      b: bName,
+      scale,
+      effective,
+      nodes: b.emitted.slice(start).map((x) => x.name),
+    });
     params.push(aName, bName);
   }
   if (!sites.length)
-    throw new GraftError(`LoRA: no ${[...targets].join('/')} weight ${re ? `matching /${re.source}/ ` : ''}found in ${graph.name}`);
+    throw new GraftError(
+      `LoRA: no ${[...targets].join('/')} weight ${re ? `matching /${re.source}/ ` : ''}found in ${graph.name}`,
+    );
   // The new nodes read the weights: keep node order topological by placing each site's nodes before it.
   g.nodes = g.topoSort();
   g.metadata[LORA_METADATA] = JSON.stringify([...existing, ...sites]);
@@ -152,8 +172,11 @@ export function loraSites(g: Graph): LoraSite[] {
 function merged(W: Tensor, Ax: Tensor, Bx: Tensor, scale: number): Tensor {
   const [p, r] = Ax.dims as [number, number];
   const q = Bx.dims[1]!;
-  if (Bx.dims[0] !== r || p * q !== numel(W.dims)) throw new GraftError(`LoRA: A [${Ax.dims}] and B [${Bx.dims}] do not fit weight [${W.dims}]`);
-  const w = W.data as Float32Array, a = Ax.data as Float32Array, bb = Bx.data as Float32Array;
+  if (Bx.dims[0] !== r || p * q !== numel(W.dims))
+    throw new GraftError(`LoRA: A [${Ax.dims}] and B [${Bx.dims}] do not fit weight [${W.dims}]`);
+  const w = W.data as Float32Array,
+    a = Ax.data as Float32Array,
+    bb = Bx.data as Float32Array;
   const out = new Float32Array(p * q);
   const row = new Float64Array(q);
   for (let i = 0; i < p; i++) {
@@ -176,14 +199,19 @@ export function mergeLora(graph: Graph): Graph {
   if (!sites.length) return g;
   for (const s of sites) {
     const [W, Ax, Bx] = [s.weight, s.a, s.b].map((k) => g.initializers.get(k));
-    if (!W || !Ax || !Bx) throw new GraftError(`LoRA merge: initializer '${!W ? s.weight : !Ax ? s.a : s.b}' is missing from ${graph.name}`);
+    if (!W || !Ax || !Bx)
+      throw new GraftError(
+        `LoRA merge: initializer '${!W ? s.weight : !Ax ? s.a : s.b}' is missing from ${graph.name}`,
+      );
     const site = g.nodes.find((n) => n.name === s.node);
-    if (!site || site.inputs[s.input] !== s.effective) throw new GraftError(`LoRA merge: node '${s.node}' no longer reads '${s.effective}'`);
+    if (!site || site.inputs[s.input] !== s.effective)
+      throw new GraftError(`LoRA merge: node '${s.node}' no longer reads '${s.effective}'`);
     const value = merged(W, Ax, Bx, s.scale);
     const drop = new Set(s.nodes);
     g.nodes = g.nodes.filter((n) => !drop.has(n.name));
     // Overwrite W in place unless something else still reads it (a tied weight); then a new initializer.
-    const stillUsed = g.nodes.some((n) => n !== site && n.inputs.includes(s.weight)) || g.outputs.some((v) => v.name === s.weight);
+    const stillUsed =
+      g.nodes.some((n) => n !== site && n.inputs.includes(s.weight)) || g.outputs.some((v) => v.name === s.weight);
     const name = stillUsed ? g.uniqueName(`${s.weight}/merged`) : s.weight;
     g.initializers.set(name, value);
     site.inputs[s.input] = name;

@@ -49,7 +49,12 @@ export interface BlockCut {
  * four blocks (BERT-like `encoder/layer.3/...`).
  */
 export function blockNames(nodes: Node[]): Map<Node, string> {
-  const parts = nodes.map((n) => n.name.split('/').filter((s) => s !== '').slice(0, -1));
+  const parts = nodes.map((n) =>
+    n.name
+      .split('/')
+      .filter((s) => s !== '')
+      .slice(0, -1),
+  );
   let common = 0;
   if (parts.length) {
     const first = parts[0]!;
@@ -70,7 +75,11 @@ export function blockCuts(g: Graph, featureNode = defaultFeatureNode(g)): BlockC
   const isConst = new Set<string>([...g.initializers.keys()]);
   for (const n of order) if (n.opType === 'Constant') n.outputs.forEach((o) => isConst.add(o));
   const last = new Map<string, number>();
-  order.forEach((n, i) => n.inputs.forEach((v) => { if (v && !isConst.has(v)) last.set(v, i); }));
+  order.forEach((n, i) =>
+    n.inputs.forEach((v) => {
+      if (v && !isConst.has(v)) last.set(v, i);
+    }),
+  );
   const end = order.findIndex((n) => n.outputs.includes(featureNode));
   if (end < 0) throw new GraftError(`${g.name}: no node produces '${featureNode}'`);
   const block = blockNames(order);
@@ -95,7 +104,8 @@ export function blockCuts(g: Graph, featureNode = defaultFeatureNode(g)): BlockC
  * before the feature node (N = 1: only the last block trains).
  */
 export function resolveCut(g: Graph, o: { cut?: string; topBlocks?: number; featureNode?: string }): string {
-  if (o.cut !== undefined && o.topBlocks !== undefined) throw new GraftError('give either a cut (--cut) or a number of top blocks (--top-blocks), not both');
+  if (o.cut !== undefined && o.topBlocks !== undefined)
+    throw new GraftError('give either a cut (--cut) or a number of top blocks (--top-blocks), not both');
   if (o.cut !== undefined) {
     const node = g.nodes.find((n) => n.name === o.cut);
     if (node) return node.outputs[0]!;
@@ -103,9 +113,13 @@ export function resolveCut(g: Graph, o: { cut?: string; topBlocks?: number; feat
     throw new GraftError(`--cut: no node or value named '${o.cut}' in ${g.name}`);
   }
   const n = o.topBlocks ?? 1;
-  if (!Number.isInteger(n) || n < 1) throw new GraftError(`--top-blocks must be a positive integer, got ${o.topBlocks}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new GraftError(`--top-blocks must be a positive integer, got ${o.topBlocks}`);
   const cuts = blockCuts(g, o.featureNode);
-  if (n > cuts.length) throw new GraftError(`${g.name} has ${cuts.length} blocks that can be cut before its feature node; --top-blocks ${n} is too many`);
+  if (n > cuts.length)
+    throw new GraftError(
+      `${g.name} has ${cuts.length} blocks that can be cut before its feature node; --top-blocks ${n} is too many`,
+    );
   return cuts[cuts.length - n]!.value;
 }
 
@@ -147,23 +161,37 @@ export async function splitTopBlocks(model: Graph, classes: number, o: SplitOpti
   const pre = o.preprocess ?? getPreprocess(model);
   if (!pre) throw new GraftError(`${model.name}: the model records no image preprocessing; pass one`);
   const inputs = model.dataInputs();
-  if (inputs.length !== 1) throw new GraftError(`${model.name}: top-block fine-tuning needs a model with one data input, this one has ${inputs.length}`);
+  if (inputs.length !== 1)
+    throw new GraftError(
+      `${model.name}: top-block fine-tuning needs a model with one data input, this one has ${inputs.length}`,
+    );
   // Learn the dims of the cut and the feature from one blank image.
   const atInput = cut === inputs[0]!.name;
   const probe = model.clone();
   probe.outputs = atInput ? [{ name: featureNode }] : [{ name: cut }, { name: featureNode }];
   probe.prune();
-  if (!probe.nodes.some((n) => n.outputs.includes(featureNode)) || (!atInput && model.cutAfter([cut]).nodes.every((n) => !n.outputs.includes(featureNode))))
-    throw new GraftError(`the cut '${cut}' is at or after the feature node '${featureNode}': nothing would train below the head`);
+  if (
+    !probe.nodes.some((n) => n.outputs.includes(featureNode)) ||
+    (!atInput && model.cutAfter([cut]).nodes.every((n) => !n.outputs.includes(featureNode)))
+  )
+    throw new GraftError(
+      `the cut '${cut}' is at or after the feature node '${featureNode}': nothing would train below the head`,
+    );
   const s = await Session.fromGraph(probe, o.runtime, `${model.name} (shape probe)`);
   let cutDims: number[], featureDim: number;
   try {
-    const x: Tensor = { dtype: 'float32', dims: [1, pre.channels, pre.height, pre.width], data: new Float32Array(pre.channels * pre.height * pre.width) };
+    const x: Tensor = {
+      dtype: 'float32',
+      dims: [1, pre.channels, pre.height, pre.width],
+      data: new Float32Array(pre.channels * pre.height * pre.width),
+    };
     const r = await s.run({ [inputs[0]!.name]: x }, atInput ? [featureNode] : [cut, featureNode]);
     cutDims = atInput ? x.dims.slice(1) : r[cut]!.dims.slice(1);
     featureDim = r[featureNode]!.dims.slice(1).reduce((a, b) => a * b, 1);
     if (r[featureNode]!.dims.slice(2).some((d) => d !== 1))
-      throw new GraftError(`feature node '${featureNode}' is not pooled (dims [${r[featureNode]!.dims}]); name a pooled value`);
+      throw new GraftError(
+        `feature node '${featureNode}' is not pooled (dims [${r[featureNode]!.dims}]); name a pooled value`,
+      );
   } finally {
     await s.release();
   }
@@ -179,21 +207,53 @@ export async function splitTopBlocks(model: Graph, classes: number, o: SplitOpti
   const b = new Builder(tail, 'head/');
   const uniq = (base: string) => model.uniqueName(b.name(base), taken);
   const flat = b.op('Flatten', [featureNode], { axis: A.i(1) }, 'features');
-  const weight = uniq('weight'), bias = uniq('bias'), logits = uniq('logits');
-  tail.initializers.set(weight, { dtype: 'float32', dims: [classes, featureDim], data: new Float32Array(classes * featureDim) });
+  const weight = uniq('weight'),
+    bias = uniq('bias'),
+    logits = uniq('logits');
+  tail.initializers.set(weight, {
+    dtype: 'float32',
+    dims: [classes, featureDim],
+    data: new Float32Array(classes * featureDim),
+  });
   tail.initializers.set(bias, { dtype: 'float32', dims: [classes], data: new Float32Array(classes) });
-  tail.nodes.push({ name: uniq('gemm'), opType: 'Gemm', domain: '', inputs: [flat, weight, bias], outputs: [logits], attrs: { transB: A.i(1) } });
+  tail.nodes.push({
+    name: uniq('gemm'),
+    opType: 'Gemm',
+    domain: '',
+    inputs: [flat, weight, bias],
+    outputs: [logits],
+    attrs: { transB: A.i(1) },
+  });
   tail.outputs = [{ name: logits, dtype: 'float32', shape: ['batch', classes] }];
-  return { model, bottom, tail, tailFeature, cut, featureNode, cutDims, featureDim, classes, preprocess: pre, head: { weight, bias, logits } };
+  return {
+    model,
+    bottom,
+    tail,
+    tailFeature,
+    cut,
+    featureNode,
+    cutDims,
+    featureDim,
+    classes,
+    preprocess: pre,
+    head: { weight, bias, logits },
+  };
 }
 
 /* ------------------------------------------------------------------ activation store */
 
 /** Cached activations at the cut: fp16, one per (image, view). */
 export class ActivationStore {
-  constructor(readonly dims: number[], readonly rows: Uint16Array[][]) {}
-  get size(): number { return this.rows.length; }
-  get views(): number { return this.rows[0]?.length ?? 0; }
+  constructor(
+    readonly dims: number[],
+    readonly rows: Uint16Array[][],
+  ) {}
+  get size(): number {
+    return this.rows.length;
+  }
+  get views(): number {
+    return this.rows[0]?.length ?? 0;
+  }
   /** A batch of (image, view) pairs as one float32 tensor [n, ...dims]. */
   batch(idx: number[], views?: number[]): Tensor {
     const per = this.dims.reduce((a, b) => a * b, 1);
@@ -202,10 +262,17 @@ export class ActivationStore {
     return { dtype: 'float32', dims: [idx.length, ...this.dims], data };
   }
   /** Bytes held in memory. */
-  get bytes(): number { return this.rows.reduce((a, r) => a + r.reduce((b, v) => b + v.byteLength, 0), 0); }
+  get bytes(): number {
+    return this.rows.reduce((a, r) => a + r.reduce((b, v) => b + v.byteLength, 0), 0);
+  }
 }
 
-export interface CacheProgress { done: number; total: number; cached: number; computed: number }
+export interface CacheProgress {
+  done: number;
+  total: number;
+  cached: number;
+  computed: number;
+}
 
 export interface ActivationOptions {
   /** Views per image (default 1): view 0 is the plain image, views ≥ 1 augmented. */
@@ -226,7 +293,11 @@ export interface ActivationOptions {
  * Run the frozen bottom over every (image, view) not already cached and return the store. Values
  * are rounded to fp16 whether computed now or read from the cache, so results do not depend on hits.
  */
-export async function cacheActivations(m: TopBlocksModel, inputs: (string | Uint8Array)[], o: ActivationOptions = {}): Promise<ActivationStore> {
+export async function cacheActivations(
+  m: TopBlocksModel,
+  inputs: (string | Uint8Array)[],
+  o: ActivationOptions = {},
+): Promise<ActivationStore> {
   const V = o.views ?? 1;
   if (!Number.isInteger(V) || V < 1) throw new GraftError(`--views must be a positive integer, got ${o.views}`);
   const seed = o.seed ?? 0;
@@ -240,7 +311,12 @@ export async function cacheActivations(m: TopBlocksModel, inputs: (string | Uint
   for (let i = 0; i < inputs.length; i++) for (let v = 0; v < V; v++) pairs.push([i, v]);
   const keyOf = (i: number, v: number) => {
     const x = inputs[i]!;
-    return cacheKey({ model: modelHash, node: m.cut, preprocess: v === 0 ? preJson : `${preJson}|view ${v}|seed ${seed}|${aug}`, input: typeof x === 'string' ? readFileSync(x) : x });
+    return cacheKey({
+      model: modelHash,
+      node: m.cut,
+      preprocess: v === 0 ? preJson : `${preJson}|view ${v}|seed ${seed}|${aug}`,
+      input: typeof x === 'string' ? readFileSync(x) : x,
+    });
   };
   const progress: CacheProgress = { done: 0, total: pairs.length, cached: 0, computed: 0 };
   let missing = pairs;
@@ -262,14 +338,24 @@ export async function cacheActivations(m: TopBlocksModel, inputs: (string | Uint
   if (missing.length) {
     const input = m.model.dataInputs()[0]!.name;
     // cut at the data input (full fine-tuning): the store holds the prepared images themselves
-    const s = m.cut === input ? undefined : (o.session ?? await Session.fromGraph(m.bottom, o.runtime, `${m.model.name} (bottom, cut at ${m.cut})`));
+    const s =
+      m.cut === input
+        ? undefined
+        : (o.session ?? (await Session.fromGraph(m.bottom, o.runtime, `${m.model.name} (bottom, cut at ${m.cut})`)));
     try {
       for (let k = 0; k < missing.length; k += bs) {
         const chunk = missing.slice(k, k + bs);
-        const x = await viewsToTensor(chunk.map(([i]) => inputs[i]!), chunk.map(([, v]) => v), m.preprocess, o.augment ?? {}, seed);
+        const x = await viewsToTensor(
+          chunk.map(([i]) => inputs[i]!),
+          chunk.map(([, v]) => v),
+          m.preprocess,
+          o.augment ?? {},
+          seed,
+        );
         const out = s ? (await s.run({ [input]: x }, [m.cut]))[m.cut]! : x;
         const d = out.data as Float32Array;
-        if (d.length !== chunk.length * per) throw new GraftError(`${m.model.name}: the bottom returned [${out.dims}] for ${chunk.length} images`);
+        if (d.length !== chunk.length * per)
+          throw new GraftError(`${m.model.name}: the bottom returned [${out.dims}] for ${chunk.length} images`);
         const entries: { key: string; vector: Float32Array }[] = [];
         chunk.forEach(([i, v], r) => {
           const vec = d.subarray(r * per, (r + 1) * per);
@@ -322,7 +408,12 @@ export interface TopBlocksTrainResult {
 }
 
 /** Pooled frozen features of view 0 of every stored image (through the frozen tail). */
-export async function frozenFeatures(m: TopBlocksModel, store: ActivationStore, runtime?: RuntimeOptions, batchSize = 64): Promise<Float32Array[]> {
+export async function frozenFeatures(
+  m: TopBlocksModel,
+  store: ActivationStore,
+  runtime?: RuntimeOptions,
+  batchSize = 64,
+): Promise<Float32Array[]> {
   const s = await Session.fromGraph(m.tailFeature, runtime, `${m.model.name} (frozen tail)`);
   const out: Float32Array[] = [];
   try {
@@ -341,19 +432,30 @@ export async function frozenFeatures(m: TopBlocksModel, store: ActivationStore, 
 async function linearProbe(m: TopBlocksModel, store: ActivationStore, labels: number[], o: TopBlocksTrainOptions) {
   const X = await frozenFeatures(m, store, o.runtime);
   const grid = o.probeGrid ?? [1e-2, 1e-1, 1];
-  const head = grid.length === 1
-    ? await fitLogistic(X, labels, { numClasses: m.classes, l2: grid[0]!, gtol: 1e-4 })
-    : (await fitCV(X, labels, { numClasses: m.classes, grid, folds: 3, gtol: 1e-4, seed: o.seed ?? 0 })).model;
-  const K = m.classes, D = m.featureDim;
+  const head =
+    grid.length === 1
+      ? await fitLogistic(X, labels, { numClasses: m.classes, l2: grid[0]!, gtol: 1e-4 })
+      : (await fitCV(X, labels, { numClasses: m.classes, grid, folds: 3, gtol: 1e-4, seed: o.seed ?? 0 })).model;
+  const K = m.classes,
+    D = m.featureDim;
   const { weight: W, bias: C } = head.folded();
   m.tail.initializers.set(m.head.weight, { dtype: 'float32', dims: [K, D], data: W });
   m.tail.initializers.set(m.head.bias, { dtype: 'float32', dims: [K], data: C });
   const vX = o.validation ? await frozenFeatures(m, o.validation.store, o.runtime) : undefined;
-  return { l2: head.l2, trainAccuracy: head.accuracy(X, labels), ...(vX ? { valAccuracy: head.accuracy(vX, o.validation!.labels) } : {}) };
+  return {
+    l2: head.l2,
+    trainAccuracy: head.accuracy(X, labels),
+    ...(vX ? { valAccuracy: head.accuracy(vX, o.validation!.labels) } : {}),
+  };
 }
 
 /** Predicted class of view 0 of every stored image. */
-export async function predictStore(trainer: Trainer, m: TopBlocksModel, store: ActivationStore, batchSize = 64): Promise<number[]> {
+export async function predictStore(
+  trainer: Trainer,
+  m: TopBlocksModel,
+  store: ActivationStore,
+  batchSize = 64,
+): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < store.size; i += batchSize) {
     const idx = [...Array(Math.min(batchSize, store.size - i)).keys()].map((k) => i + k);
@@ -368,7 +470,10 @@ export function storeExamples(store: ActivationStore, labels: number[]): Example
 }
 
 /** The tail with LoRA adapters (when asked) and what trains in it, for fit() or the learning-rate finder. */
-export function tailTraining(m: TopBlocksModel, o: Pick<TopBlocksTrainOptions, 'lora' | 'trainable' | 'headLrMult' | 'optimizer'>): { tail: Graph; trainable: TrainableSpec; optimizer: OptimizerSpec; loraParams?: string[] } {
+export function tailTraining(
+  m: TopBlocksModel,
+  o: Pick<TopBlocksTrainOptions, 'lora' | 'trainable' | 'headLrMult' | 'optimizer'>,
+): { tail: Graph; trainable: TrainableSpec; optimizer: OptimizerSpec; loraParams?: string[] } {
   const head = [m.head.weight, m.head.bias];
   let tail = m.tail;
   let trainable: TrainableSpec = o.trainable ?? 'all';
@@ -378,11 +483,23 @@ export function tailTraining(m: TopBlocksModel, o: Pick<TopBlocksTrainOptions, '
     tail = r.graph;
     loraParams = r.params;
     trainable = { names: [...r.params, ...head] };
-  } else if (trainable !== 'all') trainable = { names: [...new Set([...selectTrainable(upgradeOpset(tail), trainable), ...head])] };
+  } else if (trainable !== 'all')
+    trainable = { names: [...new Set([...selectTrainable(upgradeOpset(tail), trainable), ...head])] };
   const spec: OptimizerSpec = o.optimizer ?? { kind: 'adamw', weightDecay: 1e-4 };
   const mult = o.headLrMult ?? 1;
   if (!(mult > 0)) throw new GraftError(`--head-lr-mult must be positive, got ${mult}`);
-  const optimizer: OptimizerSpec = mult === 1 ? spec : { ...spec, groups: new Map([...(spec.groups ?? new Map<string, ParamGroup>()), ...head.map((k) => [k, { ...spec.groups?.get(k), lrScale: (spec.groups?.get(k)?.lrScale ?? 1) * mult }] as const)]) };
+  const optimizer: OptimizerSpec =
+    mult === 1
+      ? spec
+      : {
+          ...spec,
+          groups: new Map([
+            ...(spec.groups ?? new Map<string, ParamGroup>()),
+            ...head.map(
+              (k) => [k, { ...spec.groups?.get(k), lrScale: (spec.groups?.get(k)?.lrScale ?? 1) * mult }] as const,
+            ),
+          ]),
+        };
   return { tail, trainable, optimizer, ...(loraParams ? { loraParams } : {}) };
 }
 
@@ -392,14 +509,20 @@ export function tailTraining(m: TopBlocksModel, o: Pick<TopBlocksTrainOptions, '
  * visits every image once, in a seeded order, through one of its views drawn at random. The default
  * schedule is a cosine decay to 0 without warmup.
  */
-export async function trainTopBlocks(m: TopBlocksModel, store: ActivationStore, labels: number[], o: TopBlocksTrainOptions = {}): Promise<TopBlocksTrainResult> {
+export async function trainTopBlocks(
+  m: TopBlocksModel,
+  store: ActivationStore,
+  labels: number[],
+  o: TopBlocksTrainOptions = {},
+): Promise<TopBlocksTrainResult> {
   if (store.size !== labels.length) throw new GraftError(`${store.size} cached images but ${labels.length} labels`);
   if (!store.size) throw new GraftError('no training examples');
   const bad = labels.find((y) => !(Number.isInteger(y) && y >= 0 && y < m.classes));
   if (bad !== undefined) throw new GraftError(`label ${bad} is outside 0…${m.classes - 1}`);
   // resuming: the head in the checkpoint replaces the probe's anyway, so the probe is skipped
   const resuming = !!o.checkpoint?.resume && listCheckpoints(o.checkpoint.dir).length > 0;
-  const probe = (o.headInit ?? 'linear-probe') === 'linear-probe' && !resuming ? await linearProbe(m, store, labels, o) : undefined;
+  const probe =
+    (o.headInit ?? 'linear-probe') === 'linear-probe' && !resuming ? await linearProbe(m, store, labels, o) : undefined;
   const { headLrMult: _h, headInit: _i, lora: _l, probeGrid: _p, validation, onStep, onEpoch, ...rest } = o;
   const { tail, trainable, optimizer, loraParams } = tailTraining(m, o);
   const bs = o.batchSize ?? 32;
@@ -407,22 +530,37 @@ export async function trainTopBlocks(m: TopBlocksModel, store: ActivationStore, 
   const totalSteps = epochs * Math.ceil(store.size / bs);
   const t0 = performance.now();
   const r = await fit(tail, storeExamples(store, labels), {
-    ...rest, epochs, batchSize: bs, lr: o.lr ?? 1e-3, trainable, optimizer,
+    ...rest,
+    epochs,
+    batchSize: bs,
+    lr: o.lr ?? 1e-3,
+    trainable,
+    optimizer,
     schedule: o.schedule ?? { kind: 'cosine', warmupSteps: 0 },
     ...(validation?.store.size ? { validation: storeExamples(validation.store, validation.labels) } : {}),
     ...(onStep ? { onStep: (s) => onStep({ ...s, totalSteps }) } : {}),
     ...(onEpoch ? { onEpoch } : {}),
   });
   return {
-    trainer: r.trainer, losses: r.losses, epochs: r.epochs, resumedFrom: r.resumedFrom,
+    trainer: r.trainer,
+    losses: r.losses,
+    epochs: r.epochs,
+    resumedFrom: r.resumedFrom,
     ...(r.bestEpoch !== undefined ? { bestEpoch: r.bestEpoch } : {}),
-    ...(loraParams ? { loraParams } : {}), ...(probe ? { probe } : {}), ...(r.valAccuracy !== undefined ? { valAccuracy: r.valAccuracy } : {}),
+    ...(loraParams ? { loraParams } : {}),
+    ...(probe ? { probe } : {}),
+    ...(r.valAccuracy !== undefined ? { valAccuracy: r.valAccuracy } : {}),
     seconds: (performance.now() - t0) / 1000,
   };
 }
 
 /** The learning-rate range test on the tail (head linear-probed first, as trainTopBlocks starts), with its options. */
-export async function lrFindTopBlocks(m: TopBlocksModel, store: ActivationStore, labels: number[], o: TopBlocksTrainOptions & LrFindOptions = {}): Promise<LrFindResult> {
+export async function lrFindTopBlocks(
+  m: TopBlocksModel,
+  store: ActivationStore,
+  labels: number[],
+  o: TopBlocksTrainOptions & LrFindOptions = {},
+): Promise<LrFindResult> {
   const { validation: _v, onStep: _s, onEpoch: _e, ...rest } = o;
   if ((o.headInit ?? 'linear-probe') === 'linear-probe') await linearProbe(m, store, labels, rest);
   const { tail, trainable, optimizer } = tailTraining(m, o);
@@ -440,7 +578,8 @@ export function assembleTopBlocks(m: TopBlocksModel, trainedTail: Graph): Graph 
   if (trainedTail.metadata['graft.lora']) g.metadata['graft.lora'] = trainedTail.metadata['graft.lora'];
   const have = new Set(g.nodes.map((n) => n.name));
   for (const n of trainedTail.nodes) {
-    if (have.has(n.name)) throw new GraftError(`cannot assemble: node name '${n.name}' is in both the bottom and the tail`);
+    if (have.has(n.name))
+      throw new GraftError(`cannot assemble: node name '${n.name}' is in both the bottom and the tail`);
     g.nodes.push({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: { ...n.attrs } });
   }
   for (const [k, t] of trainedTail.initializers) g.initializers.set(k, t);

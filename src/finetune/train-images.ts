@@ -24,7 +24,9 @@ import { finetuneImages, lrFindImages, type ImageFinetuneOptions, type ImageFine
 import { trainAuto, type ImageAutoOptions, type ImageAutoResult } from './auto.js';
 
 /** Options of both paths; the CSV-only ones are marked. */
-export interface TrainImagesOptions extends ImageFinetuneOptions, Pick<FinetuneOptions, 'preprocess' | 'pixelMax' | 'newHead' | 'onNewHead'> {
+export interface TrainImagesOptions
+  extends ImageFinetuneOptions,
+    Pick<FinetuneOptions, 'preprocess' | 'pixelMax' | 'newHead' | 'onNewHead'> {
   /** IDX data: the labels file (default: guessed from the images file name). */
   labelsData?: string;
   /** Image data: use only the first N examples of each class. */
@@ -53,71 +55,163 @@ export function isImageData(data: string, labelsData?: string): boolean {
 /** CSV options from the shared ones (the image-only ones dropped). */
 function csvOptions(o: TrainImagesOptions): FinetuneOptions {
   const {
-    cut, topBlocks, views, augment, cacheDir, tolerance: _t, onCacheProgress: _c, labelsData, maxPerClass, full, out: _o, headLrMult: _h, headInit: _i, lora, probeGrid: _g,
-    onStep, onEpoch, valFraction, ...rest
+    cut,
+    topBlocks,
+    views,
+    augment,
+    cacheDir,
+    tolerance: _t,
+    onCacheProgress: _c,
+    labelsData,
+    maxPerClass,
+    full,
+    out: _o,
+    headLrMult: _h,
+    headInit: _i,
+    lora,
+    probeGrid: _g,
+    onStep,
+    onEpoch,
+    valFraction,
+    ...rest
   } = o;
-  const imageOnly = Object.entries({ cut, topBlocks, views, augment, cacheDir, labelsData, maxPerClass, full, lora }).filter(([, v]) => v !== undefined && v !== false).map(([k]) => k);
-  if (imageOnly.length) throw new GraftError(`${imageOnly.join(', ')} ${imageOnly.length > 1 ? 'apply' : 'applies'} to image folders and IDX data, not to a CSV of pixel rows`);
+  const imageOnly = Object.entries({ cut, topBlocks, views, augment, cacheDir, labelsData, maxPerClass, full, lora })
+    .filter(([, v]) => v !== undefined && v !== false)
+    .map(([k]) => k);
+  if (imageOnly.length)
+    throw new GraftError(
+      `${imageOnly.join(', ')} ${imageOnly.length > 1 ? 'apply' : 'applies'} to image folders and IDX data, not to a CSV of pixel rows`,
+    );
   // the CSV path holds out a validation split only for early stopping
-  return { ...rest, ...(rest.earlyStopping && valFraction !== undefined ? { valFraction } : {}), ...(onStep ? { onStep } : {}), ...(onEpoch ? { onEpoch } : {}) };
+  return {
+    ...rest,
+    ...(rest.earlyStopping && valFraction !== undefined ? { valFraction } : {}),
+    ...(onStep ? { onStep } : {}),
+    ...(onEpoch ? { onEpoch } : {}),
+  };
 }
 
 function loadImages(data: string, o: TrainImagesOptions): LabelledImages {
-  return loadLabelledImages(data, { ...(o.labelsData ? { labelsData: o.labelsData } : {}), ...(o.maxPerClass ? { maxPerClass: o.maxPerClass } : {}) });
+  return loadLabelledImages(data, {
+    ...(o.labelsData ? { labelsData: o.labelsData } : {}),
+    ...(o.maxPerClass ? { maxPerClass: o.maxPerClass } : {}),
+  });
 }
 
 /** Image options with `full` resolved to the cut at the data input. */
 function imageOptions(model: string, o: TrainImagesOptions): ImageFinetuneOptions {
-  const { labelsData: _l, maxPerClass: _m, full, preprocess: _p, pixelMax: _x, newHead: _n, onNewHead: _h, ...rest } = o;
+  const {
+    labelsData: _l,
+    maxPerClass: _m,
+    full,
+    preprocess: _p,
+    pixelMax: _x,
+    newHead: _n,
+    onNewHead: _h,
+    ...rest
+  } = o;
   if (full) {
-    if (o.cut !== undefined || o.topBlocks !== undefined) throw new GraftError('give only one of --cut, --top-blocks and --full');
+    if (o.cut !== undefined || o.topBlocks !== undefined)
+      throw new GraftError('give only one of --cut, --top-blocks and --full');
     return { ...rest, cut: loadModel(model).dataInputs()[0]?.name ?? '' };
   }
-  if (o.cut !== undefined && o.topBlocks !== undefined) throw new GraftError('give only one of --cut, --top-blocks and --full');
+  if (o.cut !== undefined && o.topBlocks !== undefined)
+    throw new GraftError('give only one of --cut, --top-blocks and --full');
   return rest;
 }
 
 /** Fine-tune `model` on `data` and save the classifier (see the module doc). */
-export async function trainImageClassifier(model: string, data: string, o: TrainImagesOptions = {}): Promise<TrainImagesResult> {
+export async function trainImageClassifier(
+  model: string,
+  data: string,
+  o: TrainImagesOptions = {},
+): Promise<TrainImagesResult> {
   const out = o.out ?? IMAGE_TRAIN_DEFAULTS.out;
   if (!isImageData(data, o.labelsData)) {
     const single = /\.onnx$/i.test(out);
     const modelPath = single ? out : join(out, 'model.onnx');
     if (!single) mkdirSync(out, { recursive: true });
-    const report = await finetuneImageCsv(model, data, { ...csvOptions(o), testFraction: o.testFraction ?? IMAGE_TRAIN_DEFAULTS.csvTestFraction, out: modelPath });
+    const report = await finetuneImageCsv(model, data, {
+      ...csvOptions(o),
+      testFraction: o.testFraction ?? IMAGE_TRAIN_DEFAULTS.csvTestFraction,
+      out: modelPath,
+    });
     if (single) return { data: 'csv', report, files: [modelPath] };
     const labels = join(out, 'labels.json');
-    atomicWrite(labels, Buffer.from(JSON.stringify(report.test.perClass.map((c) => c.label), null, 2) + '\n'));
+    atomicWrite(
+      labels,
+      Buffer.from(
+        JSON.stringify(
+          report.test.perClass.map((c) => c.label),
+          null,
+          2,
+        ) + '\n',
+      ),
+    );
     const reports = writeReport(join(out, 'report.html'), report.test, {
-      title: 'Graft fine-tuned classifier: test split', model, data,
-      details: { 'training examples': report.trainExamples, epochs: report.epochs, steps: report.steps, 'accuracy before fine-tuning': report.zeroShotAccuracy.toFixed(4) },
+      title: 'Graft fine-tuned classifier: test split',
+      model,
+      data,
+      details: {
+        'training examples': report.trainExamples,
+        epochs: report.epochs,
+        steps: report.steps,
+        'accuracy before fine-tuning': report.zeroShotAccuracy.toFixed(4),
+      },
       extra: { training: report },
     });
     return { data: 'csv', report, files: [modelPath, labels, ...reports] };
   }
-  if (/\.onnx$/i.test(out)) throw new GraftError(`--out ${out}: image fine-tuning saves a classifier folder (model.onnx and labels.json inside); give a folder name`);
+  if (/\.onnx$/i.test(out))
+    throw new GraftError(
+      `--out ${out}: image fine-tuning saves a classifier folder (model.onnx and labels.json inside); give a folder name`,
+    );
   const images = loadImages(data, o);
-  const { report } = await finetuneImages(model, images, { ...imageOptions(model, o), testFraction: o.testFraction ?? IMAGE_TRAIN_DEFAULTS.imageTestFraction, out });
+  const { report } = await finetuneImages(model, images, {
+    ...imageOptions(model, o),
+    testFraction: o.testFraction ?? IMAGE_TRAIN_DEFAULTS.imageTestFraction,
+    out,
+  });
   const files = report.export ? [report.export.path, report.export.labels] : [];
   const shown = report.test ?? report.validation;
   if (shown) {
-    files.push(...writeReport(join(out, 'report.html'), shown, {
-      title: `Graft fine-tuned classifier: ${report.test ? 'test' : 'validation'} split`, model, data,
-      details: { cut: report.cut, 'training images': report.examples.train, views: report.views, epochs: report.epochs, steps: report.steps },
-      extra: { training: report },
-    }));
+    files.push(
+      ...writeReport(join(out, 'report.html'), shown, {
+        title: `Graft fine-tuned classifier: ${report.test ? 'test' : 'validation'} split`,
+        model,
+        data,
+        details: {
+          cut: report.cut,
+          'training images': report.examples.train,
+          views: report.views,
+          epochs: report.epochs,
+          steps: report.steps,
+        },
+        extra: { training: report },
+      }),
+    );
   }
   return { data: 'images', report, files, images };
 }
 
 /** The learning-rate range test on the training split trainImageClassifier would use. */
-export async function lrFindImageData(model: string, data: string, o: TrainImagesOptions & LrFindOptions = {}): Promise<LrFindResult & { data: 'csv' | 'images' }> {
+export async function lrFindImageData(
+  model: string,
+  data: string,
+  o: TrainImagesOptions & LrFindOptions = {},
+): Promise<LrFindResult & { data: 'csv' | 'images' }> {
   if (!isImageData(data, o.labelsData)) {
-    const r = await lrFindImageCsv(model, data, { ...csvOptions(o), testFraction: o.testFraction ?? IMAGE_TRAIN_DEFAULTS.csvTestFraction, ...(o.steps !== undefined ? { steps: o.steps } : {}) });
+    const r = await lrFindImageCsv(model, data, {
+      ...csvOptions(o),
+      testFraction: o.testFraction ?? IMAGE_TRAIN_DEFAULTS.csvTestFraction,
+      ...(o.steps !== undefined ? { steps: o.steps } : {}),
+    });
     return { ...r, data: 'csv' };
   }
   const r = await lrFindImages(model, loadImages(data, o), {
-    ...imageOptions(model, o), testFraction: o.testFraction ?? IMAGE_TRAIN_DEFAULTS.imageTestFraction, ...(o.steps !== undefined ? { steps: o.steps } : {}),
+    ...imageOptions(model, o),
+    testFraction: o.testFraction ?? IMAGE_TRAIN_DEFAULTS.imageTestFraction,
+    ...(o.steps !== undefined ? { steps: o.steps } : {}),
   });
   return { ...r, data: 'images' };
 }
@@ -126,9 +220,15 @@ export async function lrFindImageData(model: string, data: string, o: TrainImage
  * The frozen-feature head and fine-tuned variants compared on folds of the training split of an image
  * folder or IDX files, the chosen one fitted and saved with report.html/report.json (trainAuto).
  */
-export async function trainImageAuto(model: string, data: string, o: ImageAutoOptions & { labelsData?: string; maxPerClass?: number } = {}): Promise<ImageAutoResult & { out: string }> {
+export async function trainImageAuto(
+  model: string,
+  data: string,
+  o: ImageAutoOptions & { labelsData?: string; maxPerClass?: number } = {},
+): Promise<ImageAutoResult & { out: string }> {
   if (!isImageData(data, o.labelsData))
-    throw new GraftError(`${data}: auto compares methods on image folders, IDX images and text; a CSV of pixel rows trains with graft train images`);
+    throw new GraftError(
+      `${data}: auto compares methods on image folders, IDX images and text; a CSV of pixel rows trains with graft train images`,
+    );
   const { labelsData: _l, maxPerClass: _m, ...rest } = o;
   const out = o.out ?? 'graft-classifier';
   return { ...(await trainAuto(model, loadImages(data, o), { ...rest, out })), out };

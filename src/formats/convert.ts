@@ -61,20 +61,24 @@ export function applyPreprocess(g: Graph, o: PreprocessOverrides): ImagePreproce
   const channels = base?.channels ?? img?.channels ?? 3;
   const width = o.width ?? base?.width ?? img?.width;
   const height = o.height ?? base?.height ?? img?.height;
-  if (!width || !height) throw new GraftError('the model\'s input size is not fixed: give --size WxH');
+  if (!width || !height) throw new GraftError("the model's input size is not fixed: give --size WxH");
   if (img && (img.width !== width || img.height !== height))
     throw new GraftError(`--size ${width}x${height} does not match the model's input, ${img.width}x${img.height}`);
   const perChannel = (v: number[] | undefined, dflt: number[], flag: string): number[] => {
     if (!v) return dflt;
     if (v.length === 1) return new Array(channels).fill(v[0]);
-    if (v.length !== channels) throw new GraftError(`${flag} has ${v.length} values; the model takes ${channels} channel(s)`);
+    if (v.length !== channels)
+      throw new GraftError(`${flag} has ${v.length} values; the model takes ${channels} channel(s)`);
     return v;
   };
   const std = perChannel(o.std, base?.std ?? new Array(channels).fill(1), '--std');
   if (std.some((s) => !(Math.abs(s) > 0))) throw new GraftError('--std values must be non-zero');
   const p: ImagePreprocess = {
-    layout: 'NCHW', width, height, channels,
-    channelOrder: channels === 1 ? 'GRAY' : o.channelOrder ?? (base?.channelOrder === 'BGR' ? 'BGR' : 'RGB'),
+    layout: 'NCHW',
+    width,
+    height,
+    channels,
+    channelOrder: channels === 1 ? 'GRAY' : (o.channelOrder ?? (base?.channelOrder === 'BGR' ? 'BGR' : 'RGB')),
     mean: perChannel(o.mean, base?.mean ?? new Array(channels).fill(0), '--mean'),
     std,
     resize: o.resize ?? base?.resize ?? 'stretch',
@@ -89,13 +93,16 @@ export function applyLabels(g: Graph, file: string): string[] {
   const labels = readLabels(file);
   const last = g.outputs[0]?.shape?.at(-1);
   if (typeof last === 'number' && last !== labels.length)
-    throw new GraftError(`${file} has ${labels.length} labels, but the model's output '${g.outputs[0]!.name}' has ${last} classes`);
+    throw new GraftError(
+      `${file} has ${labels.length} labels, but the model's output '${g.outputs[0]!.name}' has ${last} classes`,
+    );
   setLabels(g, labels);
   return labels;
 }
 
 export async function convertModel(input: string, output: string, o: ConvertOptions = {}): Promise<ConvertReport> {
-  if (extname(output).toLowerCase() !== '.onnx') throw new GraftError(`the output must be an .onnx file, got ${output}`);
+  if (extname(output).toLowerCase() !== '.onnx')
+    throw new GraftError(`the output must be an .onnx file, got ${output}`);
   const g = loadModel(input);
   if (o.labels) applyLabels(g, o.labels);
   const preprocess = applyPreprocess(g, o);
@@ -109,7 +116,15 @@ export async function convertModel(input: string, output: string, o: ConvertOpti
   for (const [k, v] of [...g.opCounts()].sort((a, b) => b[1] - a[1])) ops[k] = v;
   const params = [...g.initializers.values()].reduce((s, t) => s + (t.dtype === 'float32' ? numel(t.dims) : 0), 0);
   return {
-    input, output, nodes: g.nodes.length, ops, parameters: params, inputs: g.dataInputs(), outputs: g.outputs,
-    ...(preprocess ? { preprocess } : {}), ...(getLabels(g) ? { labels: getLabels(g)!.length } : {}), bytes: bytes.byteLength,
+    input,
+    output,
+    nodes: g.nodes.length,
+    ops,
+    parameters: params,
+    inputs: g.dataInputs(),
+    outputs: g.outputs,
+    ...(preprocess ? { preprocess } : {}),
+    ...(getLabels(g) ? { labels: getLabels(g)!.length } : {}),
+    bytes: bytes.byteLength,
   };
 }

@@ -72,7 +72,10 @@ export function chooseFolderOnnx(dir: string): FolderModel | undefined {
       const name = `${stem}${suffix}.onnx`;
       if (!names.has(name)) continue;
       const repo = repoOfCacheFolder(dir);
-      return { file: insideFolder(dir, sub ? `${sub}/${name}` : name, 'model file'), quantized: { dir, file: sub ? `${sub}/${name}` : name, missing: fp32, ...(repo ? { repo } : {}) } };
+      return {
+        file: insideFolder(dir, sub ? `${sub}/${name}` : name, 'model file'),
+        quantized: { dir, file: sub ? `${sub}/${name}` : name, missing: fp32, ...(repo ? { repo } : {}) },
+      };
     }
   }
   return undefined;
@@ -86,7 +89,8 @@ export function assertTrainableWeights(g: Graph): void {
   throw new GraftError(
     `${q.dir} has only quantized weights (${q.file}): training needs the full-precision ${q.missing}, because ` +
       'quantized weights are integers (or float16) that gradient steps cannot update, and their quantize/dequantize operators have no useful gradient',
-    `download it: graft pull ${q.repo ?? 'ORG/NAME'} --include ${q.missing}` + (q.repo ? '' : ' (ORG/NAME: the hub repository the folder came from)'),
+    `download it: graft pull ${q.repo ?? 'ORG/NAME'} --include ${q.missing}` +
+      (q.repo ? '' : ' (ORG/NAME: the hub repository the folder came from)'),
   );
 }
 
@@ -105,7 +109,11 @@ function readJson(file: string): Json | undefined {
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
 
-function dims(v: unknown, what: string, file: string): { width: number; height: number } | { shortestEdge: number } | number | undefined {
+function dims(
+  v: unknown,
+  what: string,
+  file: string,
+): { width: number; height: number } | { shortestEdge: number } | number | undefined {
   if (v === undefined || v === null) return undefined;
   if (isInt(v)) return v;
   if (typeof v === 'object') {
@@ -113,7 +121,9 @@ function dims(v: unknown, what: string, file: string): { width: number; height: 
     if (isInt(o['height']) && isInt(o['width'])) return { width: o['width'], height: o['height'] };
     if (isInt(o['shortest_edge'])) return { shortestEdge: o['shortest_edge'] };
   }
-  throw new GraftError(`${file}: unsupported ${what} ${JSON.stringify(v)} (expected a number, {height, width} or {shortest_edge})`);
+  throw new GraftError(
+    `${file}: unsupported ${what} ${JSON.stringify(v)} (expected a number, {height, width} or {shortest_edge})`,
+  );
 }
 
 function perChannel(v: unknown, fallback: number, channels: number, what: string, file: string): number[] {
@@ -127,7 +137,14 @@ function perChannel(v: unknown, fallback: number, channels: number, what: string
 }
 
 /** PIL resampling codes as Transformers.js maps them (box and hamming fall back to bilinear there too). */
-const RESAMPLE: Record<number, ImagePreprocess['resample']> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'bilinear', 5: 'bilinear' };
+const RESAMPLE: Record<number, ImagePreprocess['resample']> = {
+  0: 'nearest',
+  1: 'lanczos',
+  2: 'bilinear',
+  3: 'bicubic',
+  4: 'bilinear',
+  5: 'bilinear',
+};
 
 /**
  * A preprocessor_config.json as Transformers.js's image processors read it, as Graft's preprocessing.
@@ -139,7 +156,12 @@ const RESAMPLE: Record<number, ImagePreprocess['resample']> = { 0: 'nearest', 1:
  * nothing is cropped, else the shortest edge (Graft's inputs have one fixed size).
  * `inputSize` is the model's spatial input size when its graph fixes it (used when nothing is resized).
  */
-export function preprocessFromHfConfig(cfg: Json, channels: 1 | 3, file = 'preprocessor_config.json', inputSize?: { width: number; height: number }): ImagePreprocess {
+export function preprocessFromHfConfig(
+  cfg: Json,
+  channels: 1 | 3,
+  file = 'preprocessor_config.json',
+  inputSize?: { width: number; height: number },
+): ImagePreprocess {
   const type = String(cfg['image_processor_type'] ?? cfg['feature_extractor_type'] ?? '');
   let std = perChannel(cfg['image_std'] ?? cfg['std'], 1, channels, 'image_std', file);
   const mean = perChannel(cfg['image_mean'] ?? cfg['mean'], 0, channels, 'image_mean', file);
@@ -156,8 +178,13 @@ export function preprocessFromHfConfig(cfg: Json, channels: 1 | 3, file = 'prepr
   const doResize = cfg['do_resize'] ?? size !== undefined;
   const cropSize = dims(cfg['crop_size'], 'crop_size', file);
   const doCrop = cfg['do_center_crop'] === true && cropSize !== undefined;
-  if (doCrop && typeof cropSize === 'object' && 'shortestEdge' in cropSize) throw new GraftError(`${file}: crop_size must be a number or {height, width}`);
-  const crop = doCrop ? (typeof cropSize === 'number' ? { width: cropSize, height: cropSize } : (cropSize as { width: number; height: number })) : undefined;
+  if (doCrop && typeof cropSize === 'object' && 'shortestEdge' in cropSize)
+    throw new GraftError(`${file}: crop_size must be a number or {height, width}`);
+  const crop = doCrop
+    ? typeof cropSize === 'number'
+      ? { width: cropSize, height: cropSize }
+      : (cropSize as { width: number; height: number })
+    : undefined;
 
   let fit: ImagePreprocess['fit'];
   let out: { width: number; height: number } | undefined = crop;
@@ -192,7 +219,10 @@ export function preprocessFromHfConfig(cfg: Json, channels: 1 | 3, file = 'prepr
     }
   }
   out ??= inputSize;
-  if (!out) throw new GraftError(`${file}: says neither a resize size nor a crop size, and the model's input size is not fixed`);
+  if (!out)
+    throw new GraftError(
+      `${file}: says neither a resize size nor a crop size, and the model's input size is not fixed`,
+    );
   const resample = RESAMPLE[typeof cfg['resample'] === 'number' ? cfg['resample'] : 2];
   return {
     layout: 'NCHW',
@@ -262,4 +292,3 @@ export function applyFolderMetadata(g: Graph, dir: string, quantized?: Quantized
   const labels = img && config && labelsFromHfConfig(config);
   if (labels && !getLabels(g)) setLabels(g, labels);
 }
-

@@ -43,7 +43,12 @@ export function resolveModelFile(path: string): string {
 }
 
 export function supportedFormats(): string {
-  return ['.onnx files', '.tflite files', 'TF.js model.json (or model.min.js) files', `folders with ${FOLDER_FILES.join(' or ')}`].join(', ');
+  return [
+    '.onnx files',
+    '.tflite files',
+    'TF.js model.json (or model.min.js) files',
+    `folders with ${FOLDER_FILES.join(' or ')}`,
+  ].join(', ');
 }
 
 export function loadModel(path: string): Graph {

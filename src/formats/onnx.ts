@@ -9,7 +9,14 @@ import Long from 'long';
 import { ONNX_PROTO } from './onnx-schema.js';
 import { Graph, type Attr, type Node, type ValueInfo, type Dim } from '../graph/graph.js';
 import {
-  type Tensor, type DType, dtypeFromOnnx, ONNX_DTYPE, typedFromBytes, bytesOf, emptyTyped, BYTES_PER_ELEMENT,
+  type Tensor,
+  type DType,
+  dtypeFromOnnx,
+  ONNX_DTYPE,
+  typedFromBytes,
+  bytesOf,
+  emptyTyped,
+  BYTES_PER_ELEMENT,
   floatToHalf,
 } from '../graph/tensor.js';
 import { GraftError } from '../util/errors.js';
@@ -24,7 +31,8 @@ const TensorProtoT = root.lookupType('onnx.TensorProto');
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Msg = any;
 
-const num = (v: unknown): number => (v == null ? 0 : typeof v === 'number' ? v : Long.isLong(v) ? (v as Long).toNumber() : Number(v));
+const num = (v: unknown): number =>
+  v == null ? 0 : typeof v === 'number' ? v : Long.isLong(v) ? (v as Long).toNumber() : Number(v);
 const toLong = (v: number): number | Long => {
   if (Number.isSafeInteger(v)) return v;
   if (v >= 9.2e18) return Long.MAX_VALUE;
@@ -134,14 +142,22 @@ function attrFromProto(a: Msg, base: string): Attr {
     else type = 2;
   }
   switch (type) {
-    case 1: return { type: 'float', value: a.f ?? 0 };
-    case 2: return { type: 'int', value: num(a.i) };
-    case 3: return { type: 'string', value: utf8.decode(a.s instanceof Uint8Array ? a.s : new Uint8Array()) };
-    case 4: return { type: 'tensor', value: tensorFromProto(a.t, base) };
-    case 6: return { type: 'floats', value: [...(a.floats ?? [])] };
-    case 7: return { type: 'ints', value: (a.ints ?? []).map(num) };
-    case 8: return { type: 'strings', value: (a.strings ?? []).map((s: Uint8Array) => utf8.decode(s)) };
-    default: return { type: 'raw', value: a };
+    case 1:
+      return { type: 'float', value: a.f ?? 0 };
+    case 2:
+      return { type: 'int', value: num(a.i) };
+    case 3:
+      return { type: 'string', value: utf8.decode(a.s instanceof Uint8Array ? a.s : new Uint8Array()) };
+    case 4:
+      return { type: 'tensor', value: tensorFromProto(a.t, base) };
+    case 6:
+      return { type: 'floats', value: [...(a.floats ?? [])] };
+    case 7:
+      return { type: 'ints', value: (a.ints ?? []).map(num) };
+    case 8:
+      return { type: 'strings', value: (a.strings ?? []).map((s: Uint8Array) => utf8.decode(s)) };
+    default:
+      return { type: 'raw', value: a };
   }
 }
 
@@ -172,22 +188,36 @@ export function tensorFromProto(t: Msg, base = '.'): Tensor {
   const dims: number[] = (t.dims ?? []).map(num);
   const n = checkedNumel(dims, `tensor '${t.name ?? ''}'`);
   if (dtype === 'string') {
-    if ((t.string_data ?? []).length !== n) throw new Error(`tensor has ${(t.string_data ?? []).length} strings, expected ${n}`);
+    if ((t.string_data ?? []).length !== n)
+      throw new Error(`tensor has ${(t.string_data ?? []).length} strings, expected ${n}`);
     return { dtype, dims, data: (t.string_data ?? []).map((s: Uint8Array) => utf8.decode(s)) };
   }
-  if (t.data_location === 1) return { dtype, dims, data: typedFromBytes(dtype, readExternal(t, base, n * BYTES_PER_ELEMENT[dtype])) };
+  if (t.data_location === 1)
+    return { dtype, dims, data: typedFromBytes(dtype, readExternal(t, base, n * BYTES_PER_ELEMENT[dtype])) };
   if (t.raw_data && t.raw_data.length) {
     if (t.raw_data.length !== n * BYTES_PER_ELEMENT[dtype])
-      throw new Error(`raw data has ${t.raw_data.length} bytes, expected ${n * BYTES_PER_ELEMENT[dtype]} for ${dtype}[${dims}]`);
+      throw new Error(
+        `raw data has ${t.raw_data.length} bytes, expected ${n * BYTES_PER_ELEMENT[dtype]} for ${dtype}[${dims}]`,
+      );
     return { dtype, dims, data: typedFromBytes(dtype, t.raw_data) };
   }
   let src: ArrayLike<unknown> = [];
   switch (dtype) {
-    case 'float32': src = t.float_data ?? []; break;
-    case 'float64': src = t.double_data ?? []; break;
-    case 'int64': src = t.int64_data ?? []; break;
-    case 'uint32': case 'uint64': src = t.uint64_data ?? []; break;
-    default: src = t.int32_data ?? []; // int8..int32, uint8, uint16, bool, float16/bfloat16 bits
+    case 'float32':
+      src = t.float_data ?? [];
+      break;
+    case 'float64':
+      src = t.double_data ?? [];
+      break;
+    case 'int64':
+      src = t.int64_data ?? [];
+      break;
+    case 'uint32':
+    case 'uint64':
+      src = t.uint64_data ?? [];
+      break;
+    default:
+      src = t.int32_data ?? []; // int8..int32, uint8, uint16, bool, float16/bfloat16 bits
   }
   if (src.length !== n && !(n === 0 && src.length === 0)) {
     if (src.length === 0 && n > 0) throw new Error(`tensor has no data for ${dtype}[${dims}]`);
@@ -219,10 +249,12 @@ function readExternal(t: Msg, base: string, nbytes: number): Uint8Array {
   try {
     const size = fstatSync(fd).size;
     // the bytes must be there before a buffer is allocated for them
-    if (offset + length > size) throw new Error(`external data file ${file} is truncated (wanted ${length} bytes at ${offset}, it has ${size})`);
+    if (offset + length > size)
+      throw new Error(`external data file ${file} is truncated (wanted ${length} bytes at ${offset}, it has ${size})`);
     const buf = new Uint8Array(length);
     const got = readSync(fd, buf, 0, length, offset);
-    if (got !== length) throw new Error(`external data file ${file} is truncated (wanted ${length} bytes at ${offset}, got ${got})`);
+    if (got !== length)
+      throw new Error(`external data file ${file} is truncated (wanted ${length} bytes at ${offset}, got ${got})`);
     return buf;
   } finally {
     closeSync(fd);
@@ -254,14 +286,22 @@ export function tensorToProto(name: string, t: Tensor, external?: { file: string
 
 function attrToProto(name: string, a: Attr): Msg {
   switch (a.type) {
-    case 'float': return { name, type: 1, f: a.value };
-    case 'int': return { name, type: 2, i: toLong(a.value) };
-    case 'string': return { name, type: 3, s: enc.encode(a.value) };
-    case 'tensor': return { name, type: 4, t: tensorToProto('', a.value) };
-    case 'floats': return { name, type: 6, floats: a.value };
-    case 'ints': return { name, type: 7, ints: a.value.map(toLong) };
-    case 'strings': return { name, type: 8, strings: a.value.map((s) => enc.encode(s)) };
-    case 'raw': return { ...(a.value as object), name };
+    case 'float':
+      return { name, type: 1, f: a.value };
+    case 'int':
+      return { name, type: 2, i: toLong(a.value) };
+    case 'string':
+      return { name, type: 3, s: enc.encode(a.value) };
+    case 'tensor':
+      return { name, type: 4, t: tensorToProto('', a.value) };
+    case 'floats':
+      return { name, type: 6, floats: a.value };
+    case 'ints':
+      return { name, type: 7, ints: a.value.map(toLong) };
+    case 'strings':
+      return { name, type: 8, strings: a.value.map((s) => enc.encode(s)) };
+    case 'raw':
+      return { ...(a.value as object), name };
   }
 }
 
@@ -272,7 +312,9 @@ function valueInfoToProto(v: ValueInfo): Msg {
     const tt: Msg = { elem_type: ONNX_DTYPE[v.dtype] };
     if (v.shape)
       tt.shape = {
-        dim: v.shape.map((d) => (typeof d === 'number' ? { dim_value: toLong(d) } : typeof d === 'string' ? { dim_param: d } : {})),
+        dim: v.shape.map((d) =>
+          typeof d === 'number' ? { dim_value: toLong(d) } : typeof d === 'string' ? { dim_param: d } : {},
+        ),
       };
     p.type = { tensor_type: tt };
   }
@@ -329,7 +371,11 @@ export function encodeOnnx(g: Graph, external?: { file: string; threshold: numbe
 export function writeOnnx(g: Graph, path: string, opts: WriteOptions = {}): void {
   let ext: { file: string; threshold: number; chunks: Uint8Array[] } | undefined;
   if (opts.externalDataThreshold != null) {
-    ext = { file: opts.externalDataFile ?? `${basename(path)}.data`, threshold: opts.externalDataThreshold, chunks: [] };
+    ext = {
+      file: opts.externalDataFile ?? `${basename(path)}.data`,
+      threshold: opts.externalDataThreshold,
+      chunks: [],
+    };
   }
   const bytes = encodeOnnx(g, ext);
   if (ext && ext.chunks.length) {

@@ -6,12 +6,26 @@ import { GraftError } from '../util/errors.js';
 import { checkedNumel, checkedCount } from '../util/limits.js';
 
 const CODES: Partial<Record<DType, string>> = {
-  float64: 'F64', float32: 'F32', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8',
-  uint8: 'U8', bool: 'BOOL', uint16: 'U16', uint32: 'U32', uint64: 'U64',
+  float64: 'F64',
+  float32: 'F32',
+  float16: 'F16',
+  bfloat16: 'BF16',
+  int64: 'I64',
+  int32: 'I32',
+  int16: 'I16',
+  int8: 'I8',
+  uint8: 'U8',
+  bool: 'BOOL',
+  uint16: 'U16',
+  uint32: 'U32',
+  uint64: 'U64',
 };
 const FROM_CODE = new Map(Object.entries(CODES).map(([k, v]) => [v, k as DType]));
 
-export function decodeSafetensors(bytes: Uint8Array, label = 'safetensors data'): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  label = 'safetensors data',
+): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   if (bytes.byteLength < 8) throw new GraftError(`${label} is too short to be a safetensors file`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = Number(view.getBigUint64(0, true));
@@ -22,13 +36,15 @@ export function decodeSafetensors(bytes: Uint8Array, label = 'safetensors data')
   } catch (e) {
     throw new GraftError(`${label}: the header is not valid JSON (${(e as Error).message})`);
   }
-  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw new GraftError(`${label}: the header is not a JSON object`);
+  if (header === null || typeof header !== 'object' || Array.isArray(header))
+    throw new GraftError(`${label}: the header is not a JSON object`);
   const data = bytes.subarray(8 + n);
   const tensors = new Map<string, Tensor>();
   let metadata: Record<string, string> = {};
   for (const [name, info] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (info === null || typeof info !== 'object' || Array.isArray(info)) throw new GraftError(`${label}: __metadata__ is not an object`);
+      if (info === null || typeof info !== 'object' || Array.isArray(info))
+        throw new GraftError(`${label}: __metadata__ is not an object`);
       metadata = info as Record<string, string>;
       continue;
     }
@@ -38,10 +54,14 @@ export function decodeSafetensors(bytes: Uint8Array, label = 'safetensors data')
     const dtype = typeof code === 'string' ? FROM_CODE.get(code) : undefined;
     if (!dtype) throw new GraftError(`${what} has unsupported dtype ${String(code)}`);
     const count = checkedNumel(shape, what);
-    if (!Array.isArray(data_offsets) || data_offsets.length !== 2) throw new GraftError(`${what}: data_offsets is not a [begin, end] pair`);
-    const b = checkedCount(data_offsets[0], `${what}: data offset`), e = checkedCount(data_offsets[1], `${what}: data offset`);
+    if (!Array.isArray(data_offsets) || data_offsets.length !== 2)
+      throw new GraftError(`${what}: data_offsets is not a [begin, end] pair`);
+    const b = checkedCount(data_offsets[0], `${what}: data offset`),
+      e = checkedCount(data_offsets[1], `${what}: data offset`);
     if (e < b || e - b !== count * BYTES_PER_ELEMENT[dtype] || e > data.byteLength)
-      throw new GraftError(`${what} has inconsistent offsets [${b}, ${e}] for ${code}[${String(shape)}] (the data section holds ${data.byteLength} bytes)`);
+      throw new GraftError(
+        `${what} has inconsistent offsets [${b}, ${e}] for ${code}[${String(shape)}] (the data section holds ${data.byteLength} bytes)`,
+      );
     tensors.set(name, { dtype, dims: [...(shape as number[])], data: typedFromBytes(dtype, data.subarray(b, e)) });
   }
   return { tensors, metadata };
@@ -58,7 +78,10 @@ export function readSafetensors(path: string): { tensors: Map<string, Tensor>; m
   return decodeSafetensors(bytes, path);
 }
 
-export function encodeSafetensors(tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): Uint8Array {
+export function encodeSafetensors(
+  tensors: Map<string, Tensor> | Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): Uint8Array {
   const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
   const header: Record<string, unknown> = {};
   if (metadata) header['__metadata__'] = metadata;
@@ -79,10 +102,17 @@ export function encodeSafetensors(tensors: Map<string, Tensor> | Record<string, 
   new DataView(out.buffer).setBigUint64(0, BigInt(head.byteLength), true);
   out.set(head, 8);
   let p = 8 + head.byteLength;
-  for (const c of chunks) { out.set(c, p); p += c.byteLength; }
+  for (const c of chunks) {
+    out.set(c, p);
+    p += c.byteLength;
+  }
   return out;
 }
 
-export function writeSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Map<string, Tensor> | Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): void {
   atomicWrite(path, encodeSafetensors(tensors, metadata));
 }

@@ -18,7 +18,18 @@
 import type { Attr, Dim, Graph } from '../graph/graph.js';
 import { A, type Builder } from '../graph/builder.js';
 import { type Tensor, numel, permuteData } from '../graph/tensor.js';
-import { Emitter, Handlers, NCHW, identity, keepsMemoryOrder, toSourceOrder, fromSourceOrder, windowPads, hwioToOihw, depthwiseToOihw } from './importer/core.js';
+import {
+  Emitter,
+  Handlers,
+  NCHW,
+  identity,
+  keepsMemoryOrder,
+  toSourceOrder,
+  fromSourceOrder,
+  windowPads,
+  hwioToOihw,
+  depthwiseToOihw,
+} from './importer/core.js';
 import { setLabels, setPreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
 import { checkedNumel, MAX_ELEMENTS } from '../util/limits.js';
@@ -30,13 +41,29 @@ type Json = any;
 export interface TfjsGraphOptions {
   name?: string;
   labels?: string[] | string | false;
-  preprocess?: { mean?: number[]; std?: number[]; channelOrder?: 'RGB' | 'BGR' | 'GRAY'; resize?: 'stretch' | 'center-crop' };
+  preprocess?: {
+    mean?: number[];
+    std?: number[];
+    channelOrder?: 'RGB' | 'BGR' | 'GRAY';
+    resize?: 'stretch' | 'center-crop';
+  };
 }
 
-interface TfNode { name: string; op: string; input?: string[]; attr?: Record<string, Json>; device?: string }
+interface TfNode {
+  name: string;
+  op: string;
+  input?: string[];
+  attr?: Record<string, Json>;
+  device?: string;
+}
 
 /** A TF value during import: ONNX name (null for a constant not yet emitted), TF shape (null = unknown); rank 4 is held NCHW. */
-interface TVal { name: string | null; shape: (number | null)[]; const?: Tensor; tfName: string }
+interface TVal {
+  name: string | null;
+  shape: (number | null)[];
+  const?: Tensor;
+  tfName: string;
+}
 
 /** ONNX axis of TF axis `a` of a rank-`r` tensor. */
 function onnxAxis(a: number, r: number): number {
@@ -53,36 +80,54 @@ const permIsRelabel = keepsMemoryOrder;
 const str = (v: Json): string => (v?.s != null ? Buffer.from(String(v.s), 'base64').toString('utf8') : '');
 const list = (v: unknown): Json[] => (Array.isArray(v) ? v : []);
 const ints = (v: Json): number[] => list(v?.list?.i).map(Number);
-const strs = (v: Json): string[] => list(v?.list?.s).map((s: unknown) => Buffer.from(String(s), 'base64').toString('utf8'));
+const strs = (v: Json): string[] =>
+  list(v?.list?.s).map((s: unknown) => Buffer.from(String(s), 'base64').toString('utf8'));
 const flt = (v: Json, d: number): number => (v?.f != null ? Number(v.f) : d);
 const bool = (v: Json): boolean => v?.b === true;
 
 function shapeOf(s: Json): (number | null)[] | null {
   if (!s || typeof s !== 'object' || s.unknownRank) return null;
-  return list(s.dim).map((d: Json) => { const n = Number(d?.size ?? -1); return n < 0 || !Number.isFinite(n) ? null : n; });
+  return list(s.dim).map((d: Json) => {
+    const n = Number(d?.size ?? -1);
+    return n < 0 || !Number.isFinite(n) ? null : n;
+  });
 }
 
 /** An inline tensor of a Const node's `value` attr (float/int data as float32). */
 function inlineTensor(t: Json, where: string): Tensor {
-  const dims = (shapeOf(t.tensorShape) ?? []).map((d) => { if (d == null) throw new GraftError(`${where}: constant with unknown shape`); return d; });
+  const dims = (shapeOf(t.tensorShape) ?? []).map((d) => {
+    if (d == null) throw new GraftError(`${where}: constant with unknown shape`);
+    return d;
+  });
   const dt = String(t.dtype ?? 'DT_FLOAT');
   const vals: Json[] = list(t.floatVal ?? t.intVal ?? t.int64Val ?? t.boolVal ?? t.doubleVal);
   // TF fills a constant from fewer values than elements (one value: a fill); such a fill is capped at
   // 2^24 elements, since the file did not pay for them
-  const n = checkedNumel(dims, `${where}: constant`, t.tensorContent || vals.length >= 2 ** 24 ? MAX_ELEMENTS : 2 ** 24);
+  const n = checkedNumel(
+    dims,
+    `${where}: constant`,
+    t.tensorContent || vals.length >= 2 ** 24 ? MAX_ELEMENTS : 2 ** 24,
+  );
   const dt2 = dt === 'DT_FLOAT' || dt === 'DT_INT32' ? 4 : dt === 'DT_INT64' ? 8 : 0;
   if (t.tensorContent) {
     const b = Buffer.from(String(t.tensorContent), 'base64');
-    if (dt2 && b.byteLength < n * dt2) throw new GraftError(`${where}: constant [${dims}] of ${dt} needs ${n * dt2} bytes, its tensorContent has ${b.byteLength}`);
+    if (dt2 && b.byteLength < n * dt2)
+      throw new GraftError(
+        `${where}: constant [${dims}] of ${dt} needs ${n * dt2} bytes, its tensorContent has ${b.byteLength}`,
+      );
   }
   const out = new Float32Array(n);
   if (t.tensorContent) {
     const b = Buffer.from(String(t.tensorContent), 'base64');
     const bytes = new Uint8Array(b);
-    const src = dt === 'DT_FLOAT' ? new Float32Array(bytes.buffer, 0, n)
-      : dt === 'DT_INT32' ? new Int32Array(bytes.buffer, 0, n)
-      : dt === 'DT_INT64' ? Array.from(new BigInt64Array(bytes.buffer, 0, n), Number)
-      : null;
+    const src =
+      dt === 'DT_FLOAT'
+        ? new Float32Array(bytes.buffer, 0, n)
+        : dt === 'DT_INT32'
+          ? new Int32Array(bytes.buffer, 0, n)
+          : dt === 'DT_INT64'
+            ? Array.from(new BigInt64Array(bytes.buffer, 0, n), Number)
+            : null;
     if (!src) throw new GraftError(`${where}: constant of dtype ${dt} is not supported`);
     for (let i = 0; i < n; i++) out[i] = Number(src[i]);
   } else {
@@ -92,8 +137,15 @@ function inlineTensor(t: Json, where: string): Tensor {
 }
 
 /** TF's padding (the importer core's), for TF's padding names. */
-function spatialPads(inp: (number | null)[], k: number[], s: number[], d: number[], padding: string, explicit: number[], where: string):
-  { pads: number[] | null; out: (number | null)[] } {
+function spatialPads(
+  inp: (number | null)[],
+  k: number[],
+  s: number[],
+  d: number[],
+  padding: string,
+  explicit: number[],
+  where: string,
+): { pads: number[] | null; out: (number | null)[] } {
   const mode = ({ SAME: 'same', VALID: 'valid', EXPLICIT: 'explicit' } as const)[padding as 'SAME'];
   if (!mode) throw new GraftError(`${where}: padding '${padding}' is not supported (SAME, VALID, EXPLICIT)`);
   return windowPads(inp, k, s, d, mode, where, explicit);
@@ -103,8 +155,9 @@ function broadcastShape(a: (number | null)[], b: (number | null)[]): (number | n
   const r = Math.max(a.length, b.length);
   const out: (number | null)[] = [];
   for (let i = 0; i < r; i++) {
-    const x = a[a.length - r + i] ?? 1, y = b[b.length - r + i] ?? 1;
-    out.push(x === 1 ? y : y === 1 ? x : x ?? y);
+    const x = a[a.length - r + i] ?? 1,
+      y = b[b.length - r + i] ?? 1;
+    out.push(x === 1 ? y : y === 1 ? x : (x ?? y));
   }
   return out;
 }
@@ -113,7 +166,10 @@ class GraphImporter extends Emitter {
   private readonly vals = new Map<string, TVal>();
   private readonly nodes = new Map<string, TfNode>();
 
-  constructor(readonly weights: Map<string, Tensor>, readonly label: string) {
+  constructor(
+    readonly weights: Map<string, Tensor>,
+    readonly label: string,
+  ) {
     super();
   }
 
@@ -133,7 +189,12 @@ class GraphImporter extends Emitter {
         if (done.has(name)) continue;
         const n = this.nodes.get(name);
         if (!n) throw new GraftError(`${this.label}: a node refers to '${name}', which the graph does not have`);
-        if (expanded) { visiting.delete(name); this.vals.set(name, this.convertNode(n)); done.add(name); continue; }
+        if (expanded) {
+          visiting.delete(name);
+          this.vals.set(name, this.convertNode(n));
+          done.add(name);
+          continue;
+        }
         if (visiting.has(name)) throw new GraftError(`${this.label}: the graph has a cycle through '${name}'`);
         visiting.add(name);
         stack.push([name, true]);
@@ -147,7 +208,11 @@ class GraphImporter extends Emitter {
     const ins = dataInputs(n);
     const ref = ins[k];
     if (ref == null) throw this.err(n, `expects at least ${k + 1} inputs, has ${ins.length}`);
-    if (/:[1-9]\d*$/.test(ref)) throw this.err(n, `uses output ${ref.split(':').pop()} of '${refNode(ref)}'; only single-output nodes are supported`);
+    if (/:[1-9]\d*$/.test(ref))
+      throw this.err(
+        n,
+        `uses output ${ref.split(':').pop()} of '${refNode(ref)}'; only single-output nodes are supported`,
+      );
     return this.vals.get(refNode(ref))!;
   }
 
@@ -159,8 +224,10 @@ class GraphImporter extends Emitter {
   /** A constant that must hold integers (a shape, axes, paddings): its values, or an error naming it. */
   constInts(n: TfNode, v: TVal, what: string, count?: number): number[] {
     const vals = Array.from(this.constOf(n, v, what).data as Float32Array, Number);
-    if (vals.some((x) => !Number.isSafeInteger(x))) throw this.err(n, `its ${what} ('${v.tfName}') must hold integers, it holds [${vals.slice(0, 8)}]`);
-    if (count !== undefined && vals.length !== count) throw this.err(n, `its ${what} ('${v.tfName}') has ${vals.length} values, expected ${count}`);
+    if (vals.some((x) => !Number.isSafeInteger(x)))
+      throw this.err(n, `its ${what} ('${v.tfName}') must hold integers, it holds [${vals.slice(0, 8)}]`);
+    if (count !== undefined && vals.length !== count)
+      throw this.err(n, `its ${what} ('${v.tfName}') has ${vals.length} values, expected ${count}`);
     return vals;
   }
 
@@ -168,12 +235,15 @@ class GraphImporter extends Emitter {
   val(v: TVal, rank = v.shape.length): string {
     if (!v.const) return v.name!;
     const t = v.const;
-    let dims = t.dims, data = t.data as Float32Array;
+    let dims = t.dims,
+      data = t.data as Float32Array;
     let key = v.tfName;
     if (rank === 4 && dims.length >= 1) {
       const full = [...Array(4 - dims.length).fill(1), ...dims];
       const p = permuteData(data, full, NCHW);
-      dims = p.dims; data = p.data; key += '#nchw';
+      dims = p.dims;
+      data = p.data;
+      key += '#nchw';
     }
     return this.cachedInitializer(key, v.tfName, () => ({ dtype: 'float32', dims: [...dims], data }));
   }
@@ -206,7 +276,11 @@ class GraphImporter extends Emitter {
     const perm = want.map((a) => kept.indexOf(a));
     if (perm.every((p, i) => p === i)) return y;
     const dimsNow = kept.map((a) => v.shape[a]!);
-    if (permIsRelabel(dimsNow, perm)) return this.b.reshape(y, want.map((a) => v.shape[a] ?? -1).map((d, i) => (i === 0 ? 0 : d)));
+    if (permIsRelabel(dimsNow, perm))
+      return this.b.reshape(
+        y,
+        want.map((a) => v.shape[a] ?? -1).map((d, i) => (i === 0 ? 0 : d)),
+      );
     return this.b.op('Transpose', [y], { perm: A.is(perm) }, `${n.name}/Transpose`);
   }
 
@@ -215,7 +289,8 @@ class GraphImporter extends Emitter {
     const v = this.op(n);
     if (v.const || !v.name) return v;
     // name the node's result after the TF node (readable graphs, inner values probe-able by TF name)
-    if (v.name !== n.name && !this.g.inputs.some((i) => i.name === v.name)) v.name = this.nameResult(mark, v.name, n.name);
+    if (v.name !== n.name && !this.g.inputs.some((i) => i.name === v.name))
+      v.name = this.nameResult(mark, v.name, n.name);
     return v;
   }
 
@@ -230,18 +305,31 @@ class GraphImporter extends Emitter {
       return this.out(n, b.op(op, [this.val(x), ...extra], attrs, n.name), [...x.shape]);
     };
     const handler = TFJS_GRAPH_OPS.get(n.op);
-    if (!handler) throw new GraftError(`${this.label}: node '${n.name}' is a ${n.op}, which the TF.js graph-model importer does not support`);
+    if (!handler)
+      throw new GraftError(
+        `${this.label}: node '${n.name}' is a ${n.op}, which the TF.js graph-model importer does not support`,
+      );
     return handler(this, { n, a, b, x0, unary });
   }
 
   binary(n: TfNode, op: string): TVal {
-    const x = this.input(n, 0), y = this.input(n, 1);
+    const x = this.input(n, 0),
+      y = this.input(n, 1);
     const shape = broadcastShape(x.shape, y.shape);
     const r = shape.length;
-    if (r === 4) for (const v of [x, y]) {
-      if (!v.const && v.shape.length !== 4 && v.shape.length !== 0 && !(v.shape.length > 0 && v.shape.every((d) => d === 1)))
-        throw this.err(n, `broadcasting a computed rank-${v.shape.length} value against a rank-4 one is not supported`);
-    }
+    if (r === 4)
+      for (const v of [x, y]) {
+        if (
+          !v.const &&
+          v.shape.length !== 4 &&
+          v.shape.length !== 0 &&
+          !(v.shape.length > 0 && v.shape.every((d) => d === 1))
+        )
+          throw this.err(
+            n,
+            `broadcasting a computed rank-${v.shape.length} value against a rank-4 one is not supported`,
+          );
+      }
     // constants are laid out NCHW against a rank-4 value; a computed rank-4 value is already; size-1 ones broadcast as they are
     const operand = (v: TVal) => (v.const ? this.val(v, r === 4 ? 4 : v.shape.length) : this.val(v));
     return this.out(n, this.b.op(op, [operand(x), operand(y)], {}, n.name), shape);
@@ -257,17 +345,39 @@ class GraphImporter extends Emitter {
           if (skipBias) break;
           const bias = this.constOf(n, this.input(n, firstArg), 'bias');
           const C = numel(bias.dims);
-          y = b.op('Add', [y, b.constant({ dtype: 'float32', dims: rank === 4 ? [C, 1, 1] : [C], data: bias.data }, `${n.name}/bias`)], {}, `${n.name}/BiasAdd`);
+          y = b.op(
+            'Add',
+            [
+              y,
+              b.constant({ dtype: 'float32', dims: rank === 4 ? [C, 1, 1] : [C], data: bias.data }, `${n.name}/bias`),
+            ],
+            {},
+            `${n.name}/BiasAdd`,
+          );
           break;
         }
-        case 'FusedBatchNorm': break; // folded into the weights by conv()
-        case 'Relu': y = b.op('Relu', [y], {}, `${n.name}/Relu`); break;
-        case 'Relu6': y = b.op('Clip', [y, b.f32(0), b.f32(6)], {}, `${n.name}/Relu6`); break;
-        case 'Elu': y = b.op('Elu', [y], { alpha: A.f(1) }, `${n.name}/Elu`); break;
-        case 'Sigmoid': y = b.op('Sigmoid', [y], {}, `${n.name}/Sigmoid`); break;
-        case 'Tanh': y = b.op('Tanh', [y], {}, `${n.name}/Tanh`); break;
-        case 'LeakyRelu': y = b.op('LeakyRelu', [y], { alpha: A.f(flt(n.attr?.leakyrelu_alpha, 0.2)) }, `${n.name}/LeakyRelu`); break;
-        default: throw this.err(n, `fused op '${f}' is not supported`);
+        case 'FusedBatchNorm':
+          break; // folded into the weights by conv()
+        case 'Relu':
+          y = b.op('Relu', [y], {}, `${n.name}/Relu`);
+          break;
+        case 'Relu6':
+          y = b.op('Clip', [y, b.f32(0), b.f32(6)], {}, `${n.name}/Relu6`);
+          break;
+        case 'Elu':
+          y = b.op('Elu', [y], { alpha: A.f(1) }, `${n.name}/Elu`);
+          break;
+        case 'Sigmoid':
+          y = b.op('Sigmoid', [y], {}, `${n.name}/Sigmoid`);
+          break;
+        case 'Tanh':
+          y = b.op('Tanh', [y], {}, `${n.name}/Tanh`);
+          break;
+        case 'LeakyRelu':
+          y = b.op('LeakyRelu', [y], { alpha: A.f(flt(n.attr?.leakyrelu_alpha, 0.2)) }, `${n.name}/LeakyRelu`);
+          break;
+        default:
+          throw this.err(n, `fused op '${f}' is not supported`);
       }
     }
     return y;
@@ -282,16 +392,24 @@ class GraphImporter extends Emitter {
     if (K.dims.length !== 4) throw this.err(n, `filter of shape [${K.dims}], expected rank 4`);
     const depthwise = n.op.includes('Depthwise');
     const [kh, kw, C, M] = K.dims as [number, number, number, number];
-    const s = ints(a.strides), d = ints(a.dilations);
-    const st = s.length === 4 ? s.slice(1, 3) : [1, 1], dl = d.length === 4 ? d.slice(1, 3) : [1, 1];
-    if (s.length === 4 && (s[0] !== 1 || s[3] !== 1)) throw this.err(n, 'strides over batch or channels are not supported');
+    const s = ints(a.strides),
+      d = ints(a.dilations);
+    const st = s.length === 4 ? s.slice(1, 3) : [1, 1],
+      dl = d.length === 4 ? d.slice(1, 3) : [1, 1];
+    if (s.length === 4 && (s[0] !== 1 || s[3] !== 1))
+      throw this.err(n, 'strides over batch or channels are not supported');
     let W: Float32Array, wDims: number[], group: number, F: number;
     if (depthwise) {
       const p = depthwiseToOihw(K.data as Float32Array, K.dims);
-      W = p.data; wDims = p.dims; group = C; F = C * M;
+      W = p.data;
+      wDims = p.dims;
+      group = C;
+      F = C * M;
     } else {
       const p = hwioToOihw(K.data as Float32Array, K.dims);
-      W = p.data; wDims = p.dims; F = M;
+      W = p.data;
+      wDims = p.dims;
+      F = M;
       const cin = x.shape[3];
       group = cin != null && cin !== C ? cin / C : 1;
       if (!Number.isInteger(group)) throw this.err(n, `filter [${K.dims}] does not fit ${cin} input channels`);
@@ -300,7 +418,9 @@ class GraphImporter extends Emitter {
     let bias: Float32Array | null = null;
     if (fusedOps[0] === 'FusedBatchNorm') {
       // args: scale, offset, mean, variance → fold into the filter and a bias
-      const [sc, of, mu, va] = [2, 3, 4, 5].map((k) => this.constOf(n, this.input(n, k), 'batch-norm parameter').data as Float32Array) as Float32Array[];
+      const [sc, of, mu, va] = [2, 3, 4, 5].map(
+        (k) => this.constOf(n, this.input(n, k), 'batch-norm parameter').data as Float32Array,
+      ) as Float32Array[];
       const eps = flt(a.epsilon, 1e-3);
       const per = W.length / F;
       bias = new Float32Array(F);
@@ -318,9 +438,20 @@ class GraphImporter extends Emitter {
     const wName = b.constant({ dtype: 'float32', dims: wDims, data: W }, `${n.name}/weights`);
     const ins = [this.val(x), wName];
     if (bias) ins.push(b.constant({ dtype: 'float32', dims: [F], data: Float32Array.from(bias) }, `${n.name}/bias`));
-    const { pads, out } = spatialPads(x.shape.slice(1, 3), [kh, kw], st, dl, str(a.padding), ints(a.explicit_paddings), `${this.label}: node '${n.name}'`);
+    const { pads, out } = spatialPads(
+      x.shape.slice(1, 3),
+      [kh, kw],
+      st,
+      dl,
+      str(a.padding),
+      ints(a.explicit_paddings),
+      `${this.label}: node '${n.name}'`,
+    );
     const attrs = {
-      kernel_shape: A.is([kh, kw]), strides: A.is(st), dilations: A.is(dl), group: A.i(group),
+      kernel_shape: A.is([kh, kw]),
+      strides: A.is(st),
+      dilations: A.is(dl),
+      group: A.i(group),
       ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }),
     };
     let y = b.op('Conv', ins, attrs, `${n.name}/Conv`);
@@ -352,8 +483,11 @@ export const TFJS_GRAPH_OPS = new Handlers<OpHandler>('TF.js graph')
     if (!s) throw im.err(n, 'the input has no shape');
     const shape = s.map((d, i) => (i === 0 ? null : d));
     const name = b.name(n.name);
-    const sym = shape.length === 4 ? ['batch', 'channels', 'height', 'width'] : shape.map((_, i) => (i === 0 ? 'batch' : `${name}_d${i}`));
-    const dims: Dim[] = heldOrder(shape.length).map((t, i) => (i === 0 ? 'batch' : shape[t] ?? sym[i]!));
+    const sym =
+      shape.length === 4
+        ? ['batch', 'channels', 'height', 'width']
+        : shape.map((_, i) => (i === 0 ? 'batch' : `${name}_d${i}`));
+    const dims: Dim[] = heldOrder(shape.length).map((t, i) => (i === 0 ? 'batch' : (shape[t] ?? sym[i]!)));
     im.g.inputs.push({ name, dtype: 'float32', shape: dims });
     return { name, shape, tfName: n.name };
   })
@@ -367,7 +501,9 @@ export const TFJS_GRAPH_OPS = new Handlers<OpHandler>('TF.js graph')
     const x = x0();
     return x.const ? { ...x } : { ...x, tfName: n.name };
   })
-  .register(['Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative'], (im, { n }) => im.conv(n))
+  .register(['Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative'], (im, { n }) =>
+    im.conv(n),
+  )
   .register('BiasAdd', (im, { n }) => im.binary(n, 'Add'))
   .register(['Add', 'AddV2'], (im, { n }) => im.binary(n, 'Add'))
   .register('Sub', (im, { n }) => im.binary(n, 'Sub'))
@@ -388,11 +524,17 @@ export const TFJS_GRAPH_OPS = new Handlers<OpHandler>('TF.js graph')
   })
   .register(['FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3'], (im, { n, a, b, x0 }) => {
     const x = x0();
-    const [sc, of, mu, va] = [1, 2, 3, 4].map((k) => im.constOf(n, im.input(n, k), 'batch-norm parameter').data as Float32Array) as Float32Array[];
+    const [sc, of, mu, va] = [1, 2, 3, 4].map(
+      (k) => im.constOf(n, im.input(n, k), 'batch-norm parameter').data as Float32Array,
+    ) as Float32Array[];
     const eps = flt(a.epsilon, 1e-3);
     const C = sc!.length;
-    const mul = new Float32Array(C), add = new Float32Array(C);
-    for (let c = 0; c < C; c++) { mul[c] = sc![c]! / Math.sqrt(va![c]! + eps); add[c] = of![c]! - mu![c]! * mul[c]!; }
+    const mul = new Float32Array(C),
+      add = new Float32Array(C);
+    for (let c = 0; c < C; c++) {
+      mul[c] = sc![c]! / Math.sqrt(va![c]! + eps);
+      add[c] = of![c]! - mu![c]! * mul[c]!;
+    }
     const r = x.shape.length;
     const cd = r === 4 ? [C, 1, 1] : [C];
     const m = b.constant({ dtype: 'float32', dims: cd, data: mul }, `${n.name}/scale`);
@@ -402,24 +544,53 @@ export const TFJS_GRAPH_OPS = new Handlers<OpHandler>('TF.js graph')
   .register(['AvgPool', 'MaxPool'], (im, { n, a, b, x0 }) => {
     const x = x0();
     if (x.shape.length !== 4) throw im.err(n, 'expects a rank-4 input');
-    const k = ints(a.ksize), s = ints(a.strides);
-    if (k[0] !== 1 || k[3] !== 1 || s[0] !== 1 || s[3] !== 1) throw im.err(n, 'pooling over batch or channels is not supported');
-    const { pads, out } = spatialPads(x.shape.slice(1, 3), k.slice(1, 3), s.slice(1, 3), [1, 1], str(a.padding), [], `${im.label}: node '${n.name}'`);
+    const k = ints(a.ksize),
+      s = ints(a.strides);
+    if (k[0] !== 1 || k[3] !== 1 || s[0] !== 1 || s[3] !== 1)
+      throw im.err(n, 'pooling over batch or channels is not supported');
+    const { pads, out } = spatialPads(
+      x.shape.slice(1, 3),
+      k.slice(1, 3),
+      s.slice(1, 3),
+      [1, 1],
+      str(a.padding),
+      [],
+      `${im.label}: node '${n.name}'`,
+    );
     const attrs: Record<string, Attr> = {
-      kernel_shape: A.is(k.slice(1, 3)), strides: A.is(s.slice(1, 3)),
+      kernel_shape: A.is(k.slice(1, 3)),
+      strides: A.is(s.slice(1, 3)),
       ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }),
     };
     if (n.op === 'AvgPool') attrs.count_include_pad = A.i(0); // TF averages over the window's valid pixels only
-    return im.out(n, b.op(n.op === 'AvgPool' ? 'AveragePool' : 'MaxPool', [im.val(x)], attrs, n.name), [x.shape[0]!, ...out, x.shape[3]!]);
+    return im.out(n, b.op(n.op === 'AvgPool' ? 'AveragePool' : 'MaxPool', [im.val(x)], attrs, n.name), [
+      x.shape[0]!,
+      ...out,
+      x.shape[3]!,
+    ]);
   })
   .register(['Mean', 'Max', 'Min', 'Sum', 'Prod'], (im, { n, a, b, x0 }) => {
     const x = x0();
     const r = x.shape.length;
-    const axes = [...new Set(im.constInts(n, im.input(n, 1), 'axes').map((v) => (v < 0 ? v + r : v)))].sort((p, q) => p - q);
+    const axes = [...new Set(im.constInts(n, im.input(n, 1), 'axes').map((v) => (v < 0 ? v + r : v)))].sort(
+      (p, q) => p - q,
+    );
     const keep = bool(a.keep_dims);
-    const op = ({ Mean: 'ReduceMean', Max: 'ReduceMax', Min: 'ReduceMin', Sum: 'ReduceSum', Prod: 'ReduceProd' } as const)[n.op as 'Mean'];
-    const y = b.reduce(op, im.val(x), axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q), keep);
-    if (keep) return im.out(n, y, x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
+    const op = (
+      { Mean: 'ReduceMean', Max: 'ReduceMax', Min: 'ReduceMin', Sum: 'ReduceSum', Prod: 'ReduceProd' } as const
+    )[n.op as 'Mean'];
+    const y = b.reduce(
+      op,
+      im.val(x),
+      axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q),
+      keep,
+    );
+    if (keep)
+      return im.out(
+        n,
+        y,
+        x.shape.map((d, i) => (axes.includes(i) ? 1 : d)),
+      );
     const shape = x.shape.filter((_, i) => !axes.includes(i));
     return im.out(n, im.afterRemovingAxes(n, y, x, axes, shape), shape);
   })
@@ -428,9 +599,13 @@ export const TFJS_GRAPH_OPS = new Handlers<OpHandler>('TF.js graph')
     const r = x.shape.length;
     let axes = ints(a.squeeze_dims ?? a.axis).map((t) => (t < 0 ? t + r : t));
     if (!axes.length) axes = x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
-    for (const t of axes) if (x.shape[t] !== 1 && x.shape[t] != null) throw im.err(n, `squeezes axis ${t} of size ${x.shape[t]}`);
+    for (const t of axes)
+      if (x.shape[t] !== 1 && x.shape[t] != null) throw im.err(n, `squeezes axis ${t} of size ${x.shape[t]}`);
     const shape = x.shape.filter((_, i) => !axes.includes(i));
-    const y = b.squeeze(im.val(x), axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q));
+    const y = b.squeeze(
+      im.val(x),
+      axes.map((t) => onnxAxis(t, r)).sort((p, q) => p - q),
+    );
     return im.out(n, im.afterRemovingAxes(n, y, x, axes, shape), shape);
   })
   .register('Reshape', (im, { n, b, x0 }) => {
@@ -454,7 +629,16 @@ export const TFJS_GRAPH_OPS = new Handlers<OpHandler>('TF.js graph')
     if (axis < 0 || axis >= r) throw im.err(n, `axis ${a0} is out of range for rank ${r}`);
     const shape = [...vs[0]!.shape];
     shape[axis] = vs.every((v) => v.shape[axis] != null) ? vs.reduce((s, v) => s + v.shape[axis]!, 0) : null;
-    return im.out(n, b.op('Concat', vs.map((v) => im.val(v, r)), { axis: A.i(onnxAxis(axis, r)) }, n.name), shape);
+    return im.out(
+      n,
+      b.op(
+        'Concat',
+        vs.map((v) => im.val(v, r)),
+        { axis: A.i(onnxAxis(axis, r)) },
+        n.name,
+      ),
+      shape,
+    );
   })
   .register(['Pad', 'PadV2', 'MirrorPad'], (im, { n, a, b, x0 }) => {
     const x = x0();
@@ -474,13 +658,17 @@ export const TFJS_GRAPH_OPS = new Handlers<OpHandler>('TF.js graph')
     return im.out(n, b.op('Pad', ins, { mode: A.s(mode) }, n.name), shape);
   })
   .register(['MatMul', '_FusedMatMul'], (im, { n, a, b, x0 }) => {
-    const x = x0(), w = im.input(n, 1);
+    const x = x0(),
+      w = im.input(n, 1);
     if (x.shape.length !== 2 || w.shape.length !== 2) throw im.err(n, 'only rank-2 operands are supported');
     let xa = im.val(x);
     if (bool(a.transpose_a)) xa = b.op('Transpose', [xa], { perm: A.is([1, 0]) }, `${n.name}/transpose_a`);
     let wb: string;
     if (w.const && bool(a.transpose_b)) {
-      wb = b.constant({ dtype: 'float32', ...permuteData(w.const.data as Float32Array, w.const.dims, [1, 0]) }, `${n.name}/weights`);
+      wb = b.constant(
+        { dtype: 'float32', ...permuteData(w.const.data as Float32Array, w.const.dims, [1, 0]) },
+        `${n.name}/weights`,
+      );
     } else {
       wb = im.val(w);
       if (bool(a.transpose_b)) wb = b.op('Transpose', [wb], { perm: A.is([1, 0]) }, `${n.name}/transpose_b`);
@@ -499,20 +687,32 @@ const dataInputs = (n: TfNode): string[] => (n.input ?? []).filter((i) => !i.sta
  * Import a TF.js graph model: its model.json object and decoded weights (by name, TF layout).
  * `label` names the file in messages.
  */
-export function importTfjsGraphModel(json: Json, weights: Map<string, Tensor>, label: string, opts: TfjsGraphOptions = {}): Graph {
+export function importTfjsGraphModel(
+  json: Json,
+  weights: Map<string, Tensor>,
+  label: string,
+  opts: TfjsGraphOptions = {},
+): Graph {
   const topo = json.modelTopology;
   const nodes: TfNode[] = topo?.node;
   if (!Array.isArray(nodes) || !nodes.length) throw new GraftError(`${label}: the graph model has no nodes`);
   nodes.forEach((n, i) => {
-    const bad = (what: string): never => { throw new GraftError(`${label}: node ${i}${typeof n?.name === 'string' ? ` ('${n.name}')` : ''} ${what}`); };
+    const bad = (what: string): never => {
+      throw new GraftError(`${label}: node ${i}${typeof n?.name === 'string' ? ` ('${n.name}')` : ''} ${what}`);
+    };
     if (n === null || typeof n !== 'object') bad('is not an object');
     if (typeof n.name !== 'string' || typeof n.op !== 'string') bad('has no name or op');
-    if (n.input !== undefined && (!Array.isArray(n.input) || n.input.some((x) => typeof x !== 'string'))) bad('has inputs that are not a list of names');
-    if (n.attr !== undefined && (n.attr === null || typeof n.attr !== 'object')) bad('has attributes that are not an object');
+    if (n.input !== undefined && (!Array.isArray(n.input) || n.input.some((x) => typeof x !== 'string')))
+      bad('has inputs that are not a list of names');
+    if (n.attr !== undefined && (n.attr === null || typeof n.attr !== 'object'))
+      bad('has attributes that are not an object');
   });
-  if (topo.library?.function?.length) throw new GraftError(`${label}: graph models with functions (control flow) are not supported`);
+  if (topo.library?.function?.length)
+    throw new GraftError(`${label}: graph models with functions (control flow) are not supported`);
   const sig = json.signature ?? json.userDefinedMetadata?.signature;
-  let outputs: string[] = sig?.outputs ? Object.values(sig.outputs as Record<string, { name?: string }>).map((o) => String(o.name)) : [];
+  let outputs: string[] = sig?.outputs
+    ? Object.values(sig.outputs as Record<string, { name?: string }>).map((o) => String(o.name))
+    : [];
   if (!outputs.length) {
     const used = new Set(nodes.flatMap((n) => (n.input ?? []).map(refNode)));
     outputs = nodes.filter((n) => !used.has(n.name) && n.op !== 'Const' && n.op !== 'NoOp').map((n) => n.name);
@@ -524,8 +724,13 @@ export function importTfjsGraphModel(json: Json, weights: Map<string, Tensor>, l
   g.name = opts.name ?? 'tfjs-graph-model';
   g.docString = `imported from the TF.js graph model ${label}`;
   for (const v of outs) if (v.const) throw new GraftError(`${label}: output '${v.tfName}' is a constant`);
-  imp.setOutputs(outs.map((v) => ({ name: v.name!, shape: heldOrder(v.shape.length).map((t, i): Dim => (i === 0 ? 'batch' : v.shape[t] ?? null)) })),
-    (_, k) => `${outs[k]!.tfName}/output`);
+  imp.setOutputs(
+    outs.map((v) => ({
+      name: v.name!,
+      shape: heldOrder(v.shape.length).map((t, i): Dim => (i === 0 ? 'batch' : (v.shape[t] ?? null))),
+    })),
+    (_, k) => `${outs[k]!.tfName}/output`,
+  );
   g.prune();
 
   const inp = g.dataInputs();
@@ -533,11 +738,18 @@ export function importTfjsGraphModel(json: Json, weights: Map<string, Tensor>, l
   if (s && s.length === 4 && (s[1] === 1 || s[1] === 3) && typeof s[2] === 'number' && typeof s[3] === 'number') {
     const ch = s[1] as 1 | 3;
     const p = opts.preprocess ?? {};
-    const fill = (v: number[] | undefined, dflt: number) => (!v || !v.length ? Array(ch).fill(dflt) : v.length === 1 ? Array(ch).fill(v[0]) : v);
+    const fill = (v: number[] | undefined, dflt: number) =>
+      !v || !v.length ? Array(ch).fill(dflt) : v.length === 1 ? Array(ch).fill(v[0]) : v;
     setPreprocess(g, {
-      layout: 'NCHW', width: s[3], height: s[2], channels: ch,
-      channelOrder: p.channelOrder ?? (ch === 1 ? 'GRAY' : 'RGB'), resize: p.resize ?? 'stretch',
-      mean: fill(p.mean, 0), std: fill(p.std, 1), source: p.mean || p.std ? 'flag' : 'default',
+      layout: 'NCHW',
+      width: s[3],
+      height: s[2],
+      channels: ch,
+      channelOrder: p.channelOrder ?? (ch === 1 ? 'GRAY' : 'RGB'),
+      resize: p.resize ?? 'stretch',
+      mean: fill(p.mean, 0),
+      std: fill(p.std, 1),
+      source: p.mean || p.std ? 'flag' : 'default',
     });
   }
   const last = outs[0]?.shape;
@@ -547,9 +759,14 @@ export function importTfjsGraphModel(json: Json, weights: Map<string, Tensor>, l
     if (Array.isArray(opts.labels)) labels = opts.labels;
     else {
       if (!existsSync(opts.labels)) throw new GraftError(`labels file not found: ${opts.labels}`);
-      labels = readFileSync(opts.labels, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter(Boolean).slice(0, classes);
+      labels = readFileSync(opts.labels, 'utf8')
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .slice(0, classes);
     }
-    if (labels.length !== classes) throw new GraftError(`${labels.length} labels given for a model with ${classes} outputs`);
+    if (labels.length !== classes)
+      throw new GraftError(`${labels.length} labels given for a model with ${classes} outputs`);
     setLabels(g, labels);
   }
   return g;

@@ -26,20 +26,29 @@ export const NSFWJS_LABELS = ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy'];
  */
 export function nsfwjsPackageDir(from?: string): string {
   let entry: string | undefined;
-  const bases = [from && (from.endsWith('/') ? join(from, 'x.js') : from), join(process.cwd(), 'x.js'), import.meta.url].filter(Boolean) as string[];
+  const bases = [
+    from && (from.endsWith('/') ? join(from, 'x.js') : from),
+    join(process.cwd(), 'x.js'),
+    import.meta.url,
+  ].filter(Boolean) as string[];
   for (const base of bases) {
     try {
       entry = createRequire(base).resolve('nsfwjs');
       break;
-    } catch { /* next */ }
+    } catch {
+      /* next */
+    }
   }
-  if (!entry) throw new GraftError(`the npm package 'nsfwjs' is not installed`, 'install it with: npm install -D nsfwjs');
+  if (!entry)
+    throw new GraftError(`the npm package 'nsfwjs' is not installed`, 'install it with: npm install -D nsfwjs');
   for (let d = dirname(entry); d !== dirname(d); d = dirname(d)) {
     const pj = join(d, 'package.json');
     if (existsSync(pj)) {
       try {
         if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'nsfwjs') return d;
-      } catch { /* a nested package.json without a name: keep going up */ }
+      } catch {
+        /* a nested package.json without a name: keep going up */
+      }
     }
   }
   throw new GraftError(`found nsfwjs at ${entry} but not its package folder`);
@@ -50,7 +59,8 @@ export function nsfwjsModelDir(model: NsfwjsModel, from?: string): string {
   const spec = NSFWJS_MODELS[model];
   if (!spec) throw new GraftError(`unknown nsfwjs model '${model}' (models: ${Object.keys(NSFWJS_MODELS).join(', ')})`);
   const dir = join(nsfwjsPackageDir(from), 'dist', 'models', spec.dir);
-  if (!existsSync(join(dir, 'model.min.js'))) throw new GraftError(`${dir} has no model.min.js: is this nsfwjs version laid out differently?`);
+  if (!existsSync(join(dir, 'model.min.js')))
+    throw new GraftError(`${dir} has no model.min.js: is this nsfwjs version laid out differently?`);
   return dir;
 }
 
@@ -64,7 +74,9 @@ export function nsfwjsLabels(from?: string): string[] {
       for (const [i, l] of pairs) out[i] = l;
       if (out.every((x) => typeof x === 'string')) return out;
     }
-  } catch { /* fall through */ }
+  } catch {
+    /* fall through */
+  }
   return [...NSFWJS_LABELS];
 }
 
@@ -81,7 +93,8 @@ export function readModelBundle(file: string): unknown {
   const src = readFileSync(file, 'utf8');
   const p = new LiteralParser(src, exportStart(src, file), file);
   const v = p.value();
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new GraftError(`${file}: the bundle exports no model object`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new GraftError(`${file}: the bundle exports no model object`);
   return v;
 }
 
@@ -92,7 +105,8 @@ export function readShardBundle(file: string): Uint8Array {
   const p = new LiteralParser(src, exportStart(src, file), file);
   const v = p.value();
   if (typeof v !== 'string') throw new GraftError(`${file}: the bundle does not export a base64 string`);
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(v) || v.length % 4 !== 0) throw new GraftError(`${file}: the exported string is not valid base64 (truncated?)`);
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(v) || v.length % 4 !== 0)
+    throw new GraftError(`${file}: the exported string is not valid base64 (truncated?)`);
   const b = Buffer.from(v, 'base64');
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
@@ -102,11 +116,17 @@ export function readShardBundle(file: string): Uint8Array {
  * strings, numbers (`.5`, `1e-3`, hex), true/false/null, `!0`/`!1`, `void 0`. Anything else is an error.
  */
 class LiteralParser {
-  constructor(private s: string, private i: number, private file: string) {}
+  constructor(
+    private s: string,
+    private i: number,
+    private file: string,
+  ) {}
 
   private fail(what: string): never {
     const ctx = this.s.slice(Math.max(0, this.i - 30), this.i + 30).replace(/\s+/g, ' ');
-    throw new GraftError(`${this.file}: cannot parse the exported literal at offset ${this.i}: ${what} (near '${ctx}')`);
+    throw new GraftError(
+      `${this.file}: cannot parse the exported literal at offset ${this.i}: ${what} (near '${ctx}')`,
+    );
   }
 
   private ws(): void {
@@ -138,19 +158,29 @@ class LiteralParser {
     if (c === '"' || c === "'") return this.string();
     if (c === '!') {
       const t = s.slice(this.i, this.i + 2);
-      if (t === '!0' || t === '!1') { this.i += 2; return t === '!0'; }
+      if (t === '!0' || t === '!1') {
+        this.i += 2;
+        return t === '!0';
+      }
       this.fail(`unsupported expression '${t}'`);
     }
     if (c === '-' || c === '+' || c === '.' || (c >= '0' && c <= '9')) return this.number();
     const w = /^[A-Za-z_$][\w$]*/.exec(s.slice(this.i, this.i + 20))?.[0];
-    if (w === 'true' || w === 'false' || w === 'null') { this.i += w.length; return w === 'true' ? true : w === 'false' ? false : null; }
+    if (w === 'true' || w === 'false' || w === 'null') {
+      this.i += w.length;
+      return w === 'true' ? true : w === 'false' ? false : null;
+    }
     if (w === 'void') {
-      this.i += 4; this.ws();
+      this.i += 4;
+      this.ws();
       if (s[this.i] !== '0') this.fail('unsupported void expression');
       this.i++;
       return null;
     }
-    if (w === 'Infinity' || w === 'NaN') { this.i += w.length; return w === 'NaN' ? NaN : Infinity; }
+    if (w === 'Infinity' || w === 'NaN') {
+      this.i += w.length;
+      return w === 'NaN' ? NaN : Infinity;
+    }
     return this.fail(`unexpected '${c}'`);
   }
 
@@ -158,7 +188,10 @@ class LiteralParser {
     const out: Record<string, unknown> = {};
     this.i++;
     this.ws();
-    if (this.s[this.i] === '}') { this.i++; return out; }
+    if (this.s[this.i] === '}') {
+      this.i++;
+      return out;
+    }
     for (;;) {
       this.ws();
       const c = this.s[this.i];
@@ -175,12 +208,24 @@ class LiteralParser {
       if (this.s[this.i] !== ':') this.fail("expected ':'");
       this.i++;
       const v = this.value();
-      if (key === '__proto__') Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
+      if (key === '__proto__')
+        Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
       else out[key] = v;
       this.ws();
       const d = this.s[this.i];
-      if (d === ',') { this.i++; this.ws(); if (this.s[this.i] === '}') { this.i++; return out; } continue; }
-      if (d === '}') { this.i++; return out; }
+      if (d === ',') {
+        this.i++;
+        this.ws();
+        if (this.s[this.i] === '}') {
+          this.i++;
+          return out;
+        }
+        continue;
+      }
+      if (d === '}') {
+        this.i++;
+        return out;
+      }
       this.fail(d === undefined ? 'unexpected end of file (truncated?)' : "expected ',' or '}'");
     }
   }
@@ -189,13 +234,27 @@ class LiteralParser {
     const out: unknown[] = [];
     this.i++;
     this.ws();
-    if (this.s[this.i] === ']') { this.i++; return out; }
+    if (this.s[this.i] === ']') {
+      this.i++;
+      return out;
+    }
     for (;;) {
       out.push(this.value());
       this.ws();
       const d = this.s[this.i];
-      if (d === ',') { this.i++; this.ws(); if (this.s[this.i] === ']') { this.i++; return out; } continue; }
-      if (d === ']') { this.i++; return out; }
+      if (d === ',') {
+        this.i++;
+        this.ws();
+        if (this.s[this.i] === ']') {
+          this.i++;
+          return out;
+        }
+        continue;
+      }
+      if (d === ']') {
+        this.i++;
+        return out;
+      }
       this.fail(d === undefined ? 'unexpected end of file (truncated?)' : "expected ',' or ']'");
     }
   }
@@ -208,35 +267,63 @@ class LiteralParser {
     const end = s.indexOf(q, start);
     if (end < 0) this.fail('unterminated string (truncated?)');
     const raw = s.slice(start, end);
-    if (!raw.includes('\\') && !raw.includes('\n')) { this.i = end + 1; return raw; }
+    if (!raw.includes('\\') && !raw.includes('\n')) {
+      this.i = end + 1;
+      return raw;
+    }
     let out = '';
     for (;;) {
       if (this.i >= s.length) this.fail('unterminated string (truncated?)');
       const c = s[this.i++]!;
       if (c === q) return out;
       if (c === '\n') this.fail('newline in string');
-      if (c !== '\\') { out += c; continue; }
+      if (c !== '\\') {
+        out += c;
+        continue;
+      }
       const e = s[this.i++];
       switch (e) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'v': out += '\v'; break;
-        case '0': out += '\0'; break;
-        case 'x': out += String.fromCharCode(parseInt(s.slice(this.i, this.i + 2), 16)); this.i += 2; break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'v':
+          out += '\v';
+          break;
+        case '0':
+          out += '\0';
+          break;
+        case 'x':
+          out += String.fromCharCode(parseInt(s.slice(this.i, this.i + 2), 16));
+          this.i += 2;
+          break;
         case 'u':
           if (s[this.i] === '{') {
             const close = s.indexOf('}', this.i);
             out += String.fromCodePoint(parseInt(s.slice(this.i + 1, close), 16));
             this.i = close + 1;
-          } else { out += String.fromCharCode(parseInt(s.slice(this.i, this.i + 4), 16)); this.i += 4; }
+          } else {
+            out += String.fromCharCode(parseInt(s.slice(this.i, this.i + 4), 16));
+            this.i += 4;
+          }
           break;
-        case '\n': break;
-        case undefined: this.fail('unterminated string (truncated?)');
-        // eslint-disable-next-line no-fallthrough
-        default: out += e;
+        case '\n':
+          break;
+        case undefined:
+          return this.fail('unterminated string (truncated?)');
+        default:
+          out += e;
       }
     }
   }

@@ -18,12 +18,29 @@ import { readModelBundle, readShardBundle } from './tfjs-nsfwjs.js';
 /* ------------------------------------------------------------------------------------------------ */
 /* model.json and its weight shards                                                                   */
 
-interface Quantization { dtype?: string; scale?: number; min?: number; original_dtype?: string }
-interface WeightSpec { name: string; shape: number[]; dtype: string; quantization?: Quantization }
-export interface WeightGroup { paths: string[]; weights: WeightSpec[] }
+interface Quantization {
+  dtype?: string;
+  scale?: number;
+  min?: number;
+  original_dtype?: string;
+}
+interface WeightSpec {
+  name: string;
+  shape: number[];
+  dtype: string;
+  quantization?: Quantization;
+}
+export interface WeightGroup {
+  paths: string[];
+  weights: WeightSpec[];
+}
 /* eslint-disable @typescript-eslint/no-explicit-any */
 export type Json = any;
-export interface ModelJson { modelTopology?: Json; weightsManifest?: WeightGroup[]; format?: string }
+export interface ModelJson {
+  modelTopology?: Json;
+  weightsManifest?: WeightGroup[];
+  format?: string;
+}
 
 /** Where model.json and its shards come from. */
 export interface Source {
@@ -42,11 +59,15 @@ function fileSource(file: string): Source {
   } catch (e) {
     throw new GraftError(`${file} is not valid JSON: ${(e as Error).message}`);
   }
-  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new GraftError(`${file} is not a TF.js model.json (not a JSON object)`);
+  if (!json || typeof json !== 'object' || Array.isArray(json))
+    throw new GraftError(`${file} is not a TF.js model.json (not a JSON object)`);
   const dir = dirname(file);
   const shardFile = (p: string) => insideFolder(dir, shardName(p, file), `weight shard (listed in ${file})`);
   return {
-    label: file, dir, json, shardFile,
+    label: file,
+    dir,
+    json,
+    shardFile,
     shard(p) {
       const f = shardFile(p);
       if (!existsSync(f)) throw new GraftError(`weight shard not found: ${f} (listed in ${file})`);
@@ -57,7 +78,8 @@ function fileSource(file: string): Source {
 
 /** A manifest path as a file name relative to model.json's folder (URL-decoded, as tfjs's loader fetches it). */
 function shardName(p: unknown, file: string): string {
-  if (typeof p !== 'string') throw new GraftError(`${file}: a weightsManifest path is not a string (${JSON.stringify(p)})`);
+  if (typeof p !== 'string')
+    throw new GraftError(`${file}: a weightsManifest path is not a string (${JSON.stringify(p)})`);
   let name: string;
   try {
     name = decodeURIComponent(p);
@@ -69,9 +91,13 @@ function shardName(p: unknown, file: string): string {
 
 function bundleSource(file: string): Source {
   const dir = dirname(file);
-  const shardFile = (p: string) => insideFolder(dir, `${shardName(p, file)}.min.js`, `weight shard bundle (listed in ${file})`);
+  const shardFile = (p: string) =>
+    insideFolder(dir, `${shardName(p, file)}.min.js`, `weight shard bundle (listed in ${file})`);
   return {
-    label: file, dir, json: readModelBundle(file) as ModelJson, shardFile,
+    label: file,
+    dir,
+    json: readModelBundle(file) as ModelJson,
+    shardFile,
     shard: (p) => readShardBundle(shardFile(p)),
   };
 }
@@ -89,7 +115,10 @@ export function openSource(path: string): Source {
 const STORED_BYTES: Record<string, number> = { float32: 4, int32: 4, uint8: 1, uint16: 2, float16: 2, bool: 1 };
 
 /** Every weight of the manifest, by name, in Keras layout (float32; int32 weights as float32 too). */
-export function decodeTfjsWeights(manifest: WeightGroup[], src: Pick<Source, 'shard' | 'shardFile' | 'label'>): Map<string, Tensor> {
+export function decodeTfjsWeights(
+  manifest: WeightGroup[],
+  src: Pick<Source, 'shard' | 'shardFile' | 'label'>,
+): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
   if (!Array.isArray(manifest)) throw new GraftError(`${src.label}: weightsManifest is not a list`);
   for (const group of manifest) {
@@ -97,9 +126,11 @@ export function decodeTfjsWeights(manifest: WeightGroup[], src: Pick<Source, 'sh
       throw new GraftError(`${src.label}: a weightsManifest entry lacks paths or weights`);
     // every declared size is checked before any shard is read or any buffer allocated
     const sizes = group.weights.map((w) => {
-      if (!w || typeof w !== 'object' || typeof w.name !== 'string') throw new GraftError(`${src.label}: a weightsManifest weight has no name`);
+      if (!w || typeof w !== 'object' || typeof w.name !== 'string')
+        throw new GraftError(`${src.label}: a weightsManifest weight has no name`);
       const q = w.quantization;
-      if (q != null && typeof q !== 'object') throw new GraftError(`${src.label}: weight '${w.name}' has a malformed quantization`);
+      if (q != null && typeof q !== 'object')
+        throw new GraftError(`${src.label}: weight '${w.name}' has a malformed quantization`);
       const stored = q?.dtype ?? w.dtype;
       const per = typeof stored === 'string' && Object.hasOwn(STORED_BYTES, stored) ? STORED_BYTES[stored] : undefined;
       if (!per) throw new GraftError(`${src.label}: weight '${w.name}' has unsupported dtype ${String(stored)}`);
@@ -112,15 +143,25 @@ export function decodeTfjsWeights(manifest: WeightGroup[], src: Pick<Source, 'sh
       // shards of a group are cut at a fixed size, the last one shorter: a short one before it is the culprit
       const first = shards[0]?.byteLength ?? 0;
       let bad = group.paths.length - 1;
-      for (let i = 0; i < shards.length - 1; i++) if (shards[i]!.byteLength < first) { bad = i; break; }
+      for (let i = 0; i < shards.length - 1; i++)
+        if (shards[i]!.byteLength < first) {
+          bad = i;
+          break;
+        }
       throw new GraftError(
         `weight shard ${src.shardFile(group.paths[bad] ?? '?')} is truncated: its group (${group.paths.join(', ')}) holds ` +
-          `${total} bytes, the manifest's weights (${group.weights.map((w) => w.name).slice(0, 3).join(', ')}${group.weights.length > 3 ? ', …' : ''}) need ${needed}`,
+          `${total} bytes, the manifest's weights (${group.weights
+            .map((w) => w.name)
+            .slice(0, 3)
+            .join(', ')}${group.weights.length > 3 ? ', …' : ''}) need ${needed}`,
       );
     }
     const all = new Uint8Array(total);
     let o = 0;
-    for (const s of shards) { all.set(s, o); o += s.byteLength; }
+    for (const s of shards) {
+      all.set(s, o);
+      o += s.byteLength;
+    }
     let off = 0;
     group.weights.forEach((w, k) => {
       const bytes = all.subarray(off, off + sizes[k]!);
@@ -145,11 +186,25 @@ function dequantize(w: WeightSpec, bytes: Uint8Array, label: string): Float32Arr
     return dequantizeMinScale(stored === 'uint8' ? copy : new Uint16Array(copy.buffer, 0, n), q.scale, q.min, intOut);
   }
   switch (stored) {
-    case 'float32': return new Float32Array(copy.buffer, 0, n);
-    case 'int32': { const v = new Int32Array(copy.buffer, 0, n); for (let i = 0; i < n; i++) out[i] = v[i]!; return out; }
-    case 'float16': return float16ToFloat32(new Uint16Array(copy.buffer, 0, n));
-    case 'bool': case 'uint8': for (let i = 0; i < n; i++) out[i] = copy[i]!; return out;
-    case 'uint16': { const v = new Uint16Array(copy.buffer, 0, n); for (let i = 0; i < n; i++) out[i] = v[i]!; return out; }
-    default: throw new GraftError(`${label}: weight '${w.name}' has unsupported dtype ${stored}`);
+    case 'float32':
+      return new Float32Array(copy.buffer, 0, n);
+    case 'int32': {
+      const v = new Int32Array(copy.buffer, 0, n);
+      for (let i = 0; i < n; i++) out[i] = v[i]!;
+      return out;
+    }
+    case 'float16':
+      return float16ToFloat32(new Uint16Array(copy.buffer, 0, n));
+    case 'bool':
+    case 'uint8':
+      for (let i = 0; i < n; i++) out[i] = copy[i]!;
+      return out;
+    case 'uint16': {
+      const v = new Uint16Array(copy.buffer, 0, n);
+      for (let i = 0; i < n; i++) out[i] = v[i]!;
+      return out;
+    }
+    default:
+      throw new GraftError(`${label}: weight '${w.name}' has unsupported dtype ${stored}`);
   }
 }

@@ -21,7 +21,15 @@ import type { Graph, Dim } from '../graph/graph.js';
 import { A, type Builder } from '../graph/builder.js';
 import { type Tensor, numel, permuteData } from '../graph/tensor.js';
 import {
-  Emitter, Handlers, channelsFirst, invertPerm as invert, keepsMemoryOrder, toSourceOrder, windowPads, hwioToOihw, depthwiseToOihw,
+  Emitter,
+  Handlers,
+  channelsFirst,
+  invertPerm as invert,
+  keepsMemoryOrder,
+  toSourceOrder,
+  windowPads,
+  hwioToOihw,
+  depthwiseToOihw,
 } from './importer/core.js';
 import { setLabels, setPreprocess, type ImagePreprocess } from './preprocess.js';
 import { GraftError } from '../util/errors.js';
@@ -52,12 +60,29 @@ export interface TfjsReadOptions {
 /* the graph                                                                                          */
 
 /** A Keras tensor during import: its ONNX value and its Keras shape (batch first, null = unknown). Rank ≥ 3 is held channels-first. */
-interface KVal { name: string; shape: (number | null)[] }
+interface KVal {
+  name: string;
+  shape: (number | null)[];
+}
 
-interface LayerJson { class_name: string; name?: string; config: Json; inbound_nodes?: Json[] }
+interface LayerJson {
+  class_name: string;
+  name?: string;
+  config: Json;
+  inbound_nodes?: Json[];
+}
 
 const MODEL_CLASSES = new Set(['Model', 'Functional', 'Sequential']);
-const IDENTITY_LAYERS = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'SpatialDropout3D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout', 'ActivityRegularization']);
+const IDENTITY_LAYERS = new Set([
+  'Dropout',
+  'SpatialDropout1D',
+  'SpatialDropout2D',
+  'SpatialDropout3D',
+  'GaussianNoise',
+  'GaussianDropout',
+  'AlphaDropout',
+  'ActivityRegularization',
+]);
 
 /** ONNX axis of Keras axis `axis` of a rank-`rank` tensor (held channels-first from rank 3). */
 function onnxAxis(axis: number, rank: number): number {
@@ -70,12 +95,20 @@ const cfOrder = channelsFirst;
 const onnxDims = (s: (number | null)[]): (number | null)[] => cfOrder(s.length).map((k) => s[k]!);
 /** Whether transposing a tensor of `dims` by `perm` leaves its memory order unchanged (only size-1 axes move). */
 const permIsRelabel = keepsMemoryOrder;
-const pair = (v: Json, n = 2): number[] => (v == null ? [] : Array.isArray(v) ? v.map(Number) : Array(n).fill(Number(v)));
+const pair = (v: Json, n = 2): number[] =>
+  v == null ? [] : Array.isArray(v) ? v.map(Number) : Array(n).fill(Number(v));
 
 /** TF's padding rule (the importer core's), for Keras' padding names. */
-function spatial(inp: (number | null)[], k: number[], s: number[], d: number[], padding: string, what: string):
-  { pads: number[] | null; out: (number | null)[] } {
-  if (padding !== 'same' && padding !== 'valid') throw new GraftError(`${what}: padding '${padding}' is not supported (same, valid)`);
+function spatial(
+  inp: (number | null)[],
+  k: number[],
+  s: number[],
+  d: number[],
+  padding: string,
+  what: string,
+): { pads: number[] | null; out: (number | null)[] } {
+  if (padding !== 'same' && padding !== 'valid')
+    throw new GraftError(`${what}: padding '${padding}' is not supported (same, valid)`);
   return windowPads(inp, k, s, d, padding, what);
 }
 
@@ -86,7 +119,10 @@ class Importer extends Emitter {
   /** Keras layers applied directly to each graph input (for preprocessing hints). */
   readonly firstLayers = new Map<string, LayerJson[]>();
 
-  constructor(private readonly weights: Map<string, Tensor>, readonly label: string) {
+  constructor(
+    private readonly weights: Map<string, Tensor>,
+    readonly label: string,
+  ) {
     super();
   }
 
@@ -108,7 +144,8 @@ class Importer extends Emitter {
     if (!found) throw this.err(layer, `weight '${lname}/${key}' is not in the weights manifest`);
     this.used.add(found);
     const t = this.weights.get(found)!;
-    if (expectRank != null && t.dims.length !== expectRank) throw this.err(layer, `weight '${found}' has shape [${t.dims}], expected rank ${expectRank}`);
+    if (expectRank != null && t.dims.length !== expectRank)
+      throw this.err(layer, `weight '${found}' has shape [${t.dims}], expected rank ${expectRank}`);
     return t;
   }
 
@@ -128,21 +165,29 @@ class Importer extends Emitter {
   }
 
   private makeInput(name: string, batchShape: Json, dtype: Json, where: string): KVal {
-    if (!Array.isArray(batchShape) || batchShape.length < 2) throw new GraftError(`${this.label}: ${where} has no input shape (batch_input_shape)`);
+    if (!Array.isArray(batchShape) || batchShape.length < 2)
+      throw new GraftError(`${this.label}: ${where} has no input shape (batch_input_shape)`);
     if (dtype != null && typeof dtype === 'string' && dtype !== 'float32')
       throw new GraftError(`${this.label}: input '${name}' is ${dtype}; only float32 inputs are supported`);
-    const shape: (number | null)[] = [null, ...batchShape.slice(1).map((d: Json) => (d == null || d < 0 ? null : Number(d)))];
+    const shape: (number | null)[] = [
+      null,
+      ...batchShape.slice(1).map((d: Json) => (d == null || d < 0 ? null : Number(d))),
+    ];
     const onnxName = this.b.name(name);
     // symbolic batch; unknown sizes get names too (height/width for images)
-    const sym = shape.length === 4 ? ['batch', 'channels', 'height', 'width'] : shape.map((_, i) => (i === 0 ? 'batch' : `${onnxName}_d${i}`));
-    const dims: Dim[] = onnxDims(shape).map((d, i) => (i === 0 ? 'batch' : d ?? sym[i]!));
+    const sym =
+      shape.length === 4
+        ? ['batch', 'channels', 'height', 'width']
+        : shape.map((_, i) => (i === 0 ? 'batch' : `${onnxName}_d${i}`));
+    const dims: Dim[] = onnxDims(shape).map((d, i) => (i === 0 ? 'batch' : (d ?? sym[i]!)));
     this.g.inputs.push({ name: onnxName, dtype: 'float32', shape: dims });
     return { name: onnxName, shape };
   }
 
   private buildSequential(model: LayerJson, cfg: Json, inputs: KVal[] | null, scope: string[]): KVal[] {
     const layers: LayerJson[] = Array.isArray(cfg) ? cfg : cfg?.layers;
-    if (!Array.isArray(layers) || layers.length === 0) throw new GraftError(`${this.label}: Sequential model '${layerName(model)}' has no layers`);
+    if (!Array.isArray(layers) || layers.length === 0)
+      throw new GraftError(`${this.label}: Sequential model '${layerName(model)}' has no layers`);
     let cur: KVal;
     const first = layers[0]!;
     if (inputs) {
@@ -150,10 +195,20 @@ class Importer extends Emitter {
       cur = inputs[0]!;
     } else if (first.class_name === 'InputLayer') {
       const c = first.config ?? {};
-      cur = this.makeInput(c.name ?? layerName(first), c.batch_input_shape ?? c.batch_shape, c.dtype, `input layer '${layerName(first)}'`);
+      cur = this.makeInput(
+        c.name ?? layerName(first),
+        c.batch_input_shape ?? c.batch_shape,
+        c.dtype,
+        `input layer '${layerName(first)}'`,
+      );
     } else {
       const c = first.config ?? {};
-      cur = this.makeInput(`${layerName(first)}_input`, declaredInputShape(first), c.dtype, `Sequential model '${layerName(model)}' (first layer '${layerName(first)}')`);
+      cur = this.makeInput(
+        `${layerName(first)}_input`,
+        declaredInputShape(first),
+        c.dtype,
+        `Sequential model '${layerName(model)}' (first layer '${layerName(first)}')`,
+      );
     }
     const input = cur;
     for (const l of layers) {
@@ -180,12 +235,19 @@ class Importer extends Emitter {
     const key = (name: string, node: number) => `${name}#${node}`;
     const inRefs = refList(cfg.input_layers);
     const outRefs = refList(cfg.output_layers);
-    if (inputs && inputs.length !== inRefs.length) throw this.err(model, `takes ${inRefs.length} inputs, got ${inputs.length}`);
+    if (inputs && inputs.length !== inRefs.length)
+      throw this.err(model, `takes ${inRefs.length} inputs, got ${inputs.length}`);
     const graphInputs = new Set<string>();
     inRefs.forEach((r, k) => {
       const l = byName.get(r[0]);
-      if (!l) throw new GraftError(`${this.label}: model '${layerName(model)}' names input layer '${r[0]}', which it does not have`);
-      if (inputs) { vals.set(key(r[0], r[1]), [inputs[k]!]); return; }
+      if (!l)
+        throw new GraftError(
+          `${this.label}: model '${layerName(model)}' names input layer '${r[0]}', which it does not have`,
+        );
+      if (inputs) {
+        vals.set(key(r[0], r[1]), [inputs[k]!]);
+        return;
+      }
       const c = l.config ?? {};
       const v = this.makeInput(c.name ?? r[0], c.batch_input_shape ?? c.batch_shape, c.dtype, `input layer '${r[0]}'`);
       graphInputs.add(v.name);
@@ -198,13 +260,18 @@ class Importer extends Emitter {
       // A nested model already holds a node of its own (input → output) when rebuilt, so Keras and tfjs
       // number its calls from 1 in references ("kept_nodes = 1" for networks when serializing).
       const first = MODEL_CLASSES.has(l.class_name) && ownsFirstNode(l) ? 1 : 0;
-      (l.inbound_nodes ?? []).forEach((n, k) => pending.push({ layer: l, node: k + first, refs: inboundRefs(n, this.label, l) }));
+      (l.inbound_nodes ?? []).forEach((n, k) =>
+        pending.push({ layer: l, node: k + first, refs: inboundRefs(n, this.label, l) }),
+      );
     }
     while (pending.length) {
       const next: Call[] = [];
       for (const c of pending) {
         const ins = c.refs.map(([n, ni, ti]) => vals.get(key(n, ni))?.[ti]);
-        if (ins.some((v) => !v)) { next.push(c); continue; }
+        if (ins.some((v) => !v)) {
+          next.push(c);
+          continue;
+        }
         const kin = ins as KVal[];
         if (!inputs) for (const v of kin) if (graphInputs.has(v.name)) this.noteFirst(v.name, c.layer);
         vals.set(key(layerName(c.layer), c.node), this.applyLayer(c.layer, kin, scope));
@@ -243,11 +310,16 @@ class Importer extends Emitter {
       return inputs[0]!;
     };
     const rank = (x: KVal, ...ok: number[]) => {
-      if (!ok.includes(x.shape.length)) throw this.err(layer, `expects a rank-${ok.join('/')} input (batch included), got shape [${x.shape.map((d) => d ?? '?')}]`);
+      if (!ok.includes(x.shape.length))
+        throw this.err(
+          layer,
+          `expects a rank-${ok.join('/')} input (batch included), got shape [${x.shape.map((d) => d ?? '?')}]`,
+        );
     };
     if (c.data_format === 'channels_first') throw this.err(layer, `data_format 'channels_first' is not supported`);
     const handler = TFJS_LAYERS.get(cls);
-    if (!handler) throw new GraftError(`${this.label}: layer '${lname}' is a ${cls}, which the TF.js importer does not support`);
+    if (!handler)
+      throw new GraftError(`${this.label}: layer '${lname}' is a ${cls}, which the TF.js importer does not support`);
     return handler(this, { layer, c, cls, lname, inputs, scope, b: this.b, one, rank });
   }
 
@@ -257,23 +329,43 @@ class Importer extends Emitter {
     return toSourceOrder(this.b, x.name, cfOrder(x.shape.length), x.shape, `${layerName(layer)}/Transpose`);
   }
 
-  conv(layer: LayerJson, ins: string[], x: KVal, k: number[], s: number[], d: number[], padding: string, group: number, F: number, base: string): KVal {
+  conv(
+    layer: LayerJson,
+    ins: string[],
+    x: KVal,
+    k: number[],
+    s: number[],
+    d: number[],
+    padding: string,
+    group: number,
+    F: number,
+    base: string,
+  ): KVal {
     const { pads, out } = spatial(x.shape.slice(1, 3), k, s, d, padding, `${this.label}: layer '${layerName(layer)}'`);
     const attrs = {
-      kernel_shape: A.is(k), strides: A.is(s), dilations: A.is(d), group: A.i(group),
+      kernel_shape: A.is(k),
+      strides: A.is(s),
+      dilations: A.is(d),
+      group: A.i(group),
       ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }),
     };
     return { name: this.b.op('Conv', ins, attrs, `${layerName(layer)}/${base}`), shape: [null, ...out, F] };
   }
 
   activation(layer: LayerJson, x: KVal, act: Json, required = false): KVal {
-    const name = typeof act === 'string' ? act : act?.class_name ?? act?.config?.name;
+    const name = typeof act === 'string' ? act : (act?.class_name ?? act?.config?.name);
     const key = name == null ? 'linear' : String(name).toLowerCase();
-    if (key === 'linear') return required ? { name: this.b.op('Identity', [x.name], {}, `${layerName(layer)}/${name}`), shape: [...x.shape] } : x;
+    if (key === 'linear')
+      return required
+        ? { name: this.b.op('Identity', [x.name], {}, `${layerName(layer)}/${name}`), shape: [...x.shape] }
+        : x;
     const emit = TFJS_ACTIVATIONS.get(key);
     if (!emit) throw this.err(layer, `activation '${name}' is not supported`);
     // softmax-like activations run over the channels: ONNX axis 1 of a channels-first tensor
-    return { name: emit(this.b, x.name, `${layerName(layer)}/${name}`, x.shape.length >= 3 ? 1 : -1), shape: [...x.shape] };
+    return {
+      name: emit(this.b, x.name, `${layerName(layer)}/${name}`, x.shape.length >= 3 ? 1 : -1),
+      shape: [...x.shape],
+    };
   }
 }
 
@@ -300,38 +392,79 @@ type LayerHandler = (im: Importer, call: LayerCall) => KVal[];
 export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
   .register([...IDENTITY_LAYERS], (_, { one }) => [{ ...one() }])
   .register('Conv2D', (im, { layer, c, scope, one, rank }) => {
-    const x = one(); rank(x, 4);
+    const x = one();
+    rank(x, 4);
     const K = im.weight(layer, scope, 'kernel', 4);
     const [kh, kw, cinG, F] = K.dims as [number, number, number, number];
     const groups = Number(c.groups ?? 1);
-    if (x.shape[3] != null && x.shape[3] !== cinG * groups) throw im.err(layer, `kernel [${K.dims}] does not fit ${x.shape[3]} input channels`);
+    if (x.shape[3] != null && x.shape[3] !== cinG * groups)
+      throw im.err(layer, `kernel [${K.dims}] does not fit ${x.shape[3]} input channels`);
     const W = im.init(layer, 'kernel', () => ({ dtype: 'float32', ...hwioToOihw(K.data as Float32Array, K.dims) }));
     const ins = [x.name, W];
     if (c.use_bias !== false) ins.push(im.init(layer, 'bias', () => im.weight(layer, scope, 'bias', 1)));
-    const y = im.conv(layer, ins, x, [kh, kw], pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', groups, F, 'Conv');
+    const y = im.conv(
+      layer,
+      ins,
+      x,
+      [kh, kw],
+      pair(c.strides ?? 1),
+      pair(c.dilation_rate ?? 1),
+      c.padding ?? 'valid',
+      groups,
+      F,
+      'Conv',
+    );
     return [im.activation(layer, y, c.activation)];
   })
   .register('DepthwiseConv2D', (im, { layer, c, scope, one, rank }) => {
-    const x = one(); rank(x, 4);
+    const x = one();
+    rank(x, 4);
     const K = im.weight(layer, scope, 'depthwise_kernel', 4);
     const [kh, kw, C, M] = K.dims as [number, number, number, number];
-    if (x.shape[3] != null && x.shape[3] !== C) throw im.err(layer, `kernel [${K.dims}] does not fit ${x.shape[3]} input channels`);
+    if (x.shape[3] != null && x.shape[3] !== C)
+      throw im.err(layer, `kernel [${K.dims}] does not fit ${x.shape[3]} input channels`);
     const W = im.init(layer, 'depthwise_kernel', () => depthwiseWeight(K));
     const ins = [x.name, W];
     if (c.use_bias !== false) ins.push(im.init(layer, 'bias', () => im.weight(layer, scope, 'bias', 1)));
-    const y = im.conv(layer, ins, x, [kh, kw], pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', C, C * M, 'DepthwiseConv');
+    const y = im.conv(
+      layer,
+      ins,
+      x,
+      [kh, kw],
+      pair(c.strides ?? 1),
+      pair(c.dilation_rate ?? 1),
+      c.padding ?? 'valid',
+      C,
+      C * M,
+      'DepthwiseConv',
+    );
     return [im.activation(layer, y, c.activation)];
   })
   .register('SeparableConv2D', (im, { layer, c, scope, one, rank }) => {
-    const x = one(); rank(x, 4);
+    const x = one();
+    rank(x, 4);
     const D = im.weight(layer, scope, 'depthwise_kernel', 4);
     const P = im.weight(layer, scope, 'pointwise_kernel', 4);
     const [kh, kw, C, M] = D.dims as [number, number, number, number];
     const F = P.dims[3]!;
-    if (P.dims[2] !== C * M) throw im.err(layer, `pointwise kernel [${P.dims}] does not fit depthwise kernel [${D.dims}]`);
-    const dw = im.conv(layer, [x.name, im.init(layer, 'depthwise_kernel', () => depthwiseWeight(D))], x, [kh, kw],
-      pair(c.strides ?? 1), pair(c.dilation_rate ?? 1), c.padding ?? 'valid', C, C * M, 'DepthwiseConv');
-    const pw = im.init(layer, 'pointwise_kernel', () => ({ dtype: 'float32', ...hwioToOihw(P.data as Float32Array, P.dims) }));
+    if (P.dims[2] !== C * M)
+      throw im.err(layer, `pointwise kernel [${P.dims}] does not fit depthwise kernel [${D.dims}]`);
+    const dw = im.conv(
+      layer,
+      [x.name, im.init(layer, 'depthwise_kernel', () => depthwiseWeight(D))],
+      x,
+      [kh, kw],
+      pair(c.strides ?? 1),
+      pair(c.dilation_rate ?? 1),
+      c.padding ?? 'valid',
+      C,
+      C * M,
+      'DepthwiseConv',
+    );
+    const pw = im.init(layer, 'pointwise_kernel', () => ({
+      dtype: 'float32',
+      ...hwioToOihw(P.data as Float32Array, P.dims),
+    }));
     const ins = [dw.name, pw];
     if (c.use_bias !== false) ins.push(im.init(layer, 'bias', () => im.weight(layer, scope, 'bias', 1)));
     const y = im.conv(layer, ins, dw, [1, 1], [1, 1], [1, 1], 'valid', 1, F, 'PointwiseConv');
@@ -348,7 +481,9 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
     const shape = [...x.shape.slice(0, -1), units];
     if (x.shape.length === 2) {
       const W = im.init(layer, 'kernel', () => K);
-      const y = bias ? b.op('Gemm', [x.name, W, bias], {}, `${lname}/Gemm`) : b.op('MatMul', [x.name, W], {}, `${lname}/MatMul`);
+      const y = bias
+        ? b.op('Gemm', [x.name, W, bias], {}, `${lname}/Gemm`)
+        : b.op('MatMul', [x.name, W], {}, `${lname}/MatMul`);
       return [im.activation(layer, { name: y, shape }, c.activation)];
     }
     // channels-first data: a Dense over the channel axis is a 1×…×1 convolution
@@ -357,14 +492,23 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
       const p = permuteData(K.data as Float32Array, K.dims, [1, 0]);
       return { dtype: 'float32', dims: [units, nin, ...Array(r - 2).fill(1)], data: p.data };
     });
-    const y = b.op('Conv', bias ? [x.name, W, bias] : [x.name, W], { kernel_shape: A.is(Array(r - 2).fill(1)) }, `${lname}/Conv`);
+    const y = b.op(
+      'Conv',
+      bias ? [x.name, W, bias] : [x.name, W],
+      { kernel_shape: A.is(Array(r - 2).fill(1)) },
+      `${lname}/Conv`,
+    );
     return [im.activation(layer, { name: y, shape }, c.activation)];
   })
   .register('BatchNormalization', (im, { layer, c, lname, scope, b, one }) => {
     const x = one();
     const r = x.shape.length;
     const axes = Array.isArray(c.axis) ? c.axis : [c.axis ?? -1];
-    if (axes.length !== 1 || onnxAxis(Number(axes[0]), r) !== 1) throw im.err(layer, `normalizing over axis ${JSON.stringify(c.axis)} of a rank-${r} tensor is not supported (only the channel axis)`);
+    if (axes.length !== 1 || onnxAxis(Number(axes[0]), r) !== 1)
+      throw im.err(
+        layer,
+        `normalizing over axis ${JSON.stringify(c.axis)} of a rank-${r} tensor is not supported (only the channel axis)`,
+      );
     if (r < 2) throw im.err(layer, 'expects an input of rank ≥ 2');
     const mean = im.weight(layer, scope, 'moving_mean', 1);
     const C = mean.dims[0]!;
@@ -373,7 +517,12 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
     const beta = im.init(layer, 'beta', () => (c.center !== false ? im.weight(layer, scope, 'beta', 1) : ones(0)));
     const m = im.init(layer, 'moving_mean', () => mean);
     const v = im.init(layer, 'moving_variance', () => im.weight(layer, scope, 'moving_variance', 1));
-    const y = b.op('BatchNormalization', [x.name, gamma, beta, m, v], { epsilon: A.f(Number(c.epsilon ?? 1e-3)) }, `${lname}/BatchNormalization`);
+    const y = b.op(
+      'BatchNormalization',
+      [x.name, gamma, beta, m, v],
+      { epsilon: A.f(Number(c.epsilon ?? 1e-3)) },
+      `${lname}/BatchNormalization`,
+    );
     return [{ name: y, shape: [...x.shape] }];
   })
   .register('Activation', (im, { layer, c, one }) => {
@@ -387,7 +536,11 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
     const thr = Number(c.threshold ?? 0);
     if (thr !== 0) throw im.err(layer, `threshold ${thr} is not supported`);
     let y: string;
-    if (slope === 0) y = max == null ? b.op('Relu', [x.name], {}, `${lname}/Relu`) : b.op('Clip', [x.name, b.f32(0), b.f32(max)], {}, `${lname}/Clip`);
+    if (slope === 0)
+      y =
+        max == null
+          ? b.op('Relu', [x.name], {}, `${lname}/Relu`)
+          : b.op('Clip', [x.name, b.f32(0), b.f32(max)], {}, `${lname}/Clip`);
     else {
       y = b.op('LeakyRelu', [x.name], { alpha: A.f(slope) }, `${lname}/LeakyRelu`);
       if (max != null) y = b.op('Clip', [y, b.f32(-3.4028234663852886e38), b.f32(max)], {}, `${lname}/Clip`);
@@ -406,79 +559,174 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
   .register('Softmax', (im, { layer, c, lname, b, one }) => {
     const x = one();
     const axes = Array.isArray(c.axis) ? c.axis : [c.axis ?? -1];
-    if (axes.length !== 1) throw im.err(layer, `softmax over several axes (${JSON.stringify(c.axis)}) is not supported`);
-    return [{ name: b.op('Softmax', [x.name], { axis: A.i(onnxAxis(Number(axes[0]), x.shape.length)) }, `${lname}/Softmax`), shape: [...x.shape] }];
+    if (axes.length !== 1)
+      throw im.err(layer, `softmax over several axes (${JSON.stringify(c.axis)}) is not supported`);
+    return [
+      {
+        name: b.op('Softmax', [x.name], { axis: A.i(onnxAxis(Number(axes[0]), x.shape.length)) }, `${lname}/Softmax`),
+        shape: [...x.shape],
+      },
+    ];
   })
-  .register(['Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum'], (im, { layer, lname, inputs, b, cls }) => {
-    if (inputs.length < 2) throw im.err(layer, `expects at least two inputs, got ${inputs.length}`);
-    const r = inputs[0]!.shape.length;
-    if (inputs.some((v) => v.shape.length !== r)) throw im.err(layer, `inputs of different ranks (${inputs.map((v) => v.shape.length).join(', ')}) are not supported`);
-    const shape = inputs[0]!.shape.map((_, i) => {
-      const ds = inputs.map((v) => v.shape[i]);
-      return ds.some((d) => d == null) ? (ds.find((d) => d != null && d !== 1) ?? null) : Math.max(...(ds as number[]));
-    });
-    const names = inputs.map((v) => v.name);
-    let y: string;
-    if (cls === 'Subtract') {
-      if (names.length !== 2) throw im.err(layer, `expects two inputs, got ${names.length}`);
-      y = b.op('Sub', names, {}, `${lname}/Sub`);
-    } else if (cls === 'Add') y = b.op(names.length === 2 ? 'Add' : 'Sum', names, {}, `${lname}/Add`);
-    else if (cls === 'Multiply') { y = names[0]!; for (const n of names.slice(1)) y = b.op('Mul', [y, n], {}, `${lname}/Mul`); }
-    else y = b.op(cls === 'Average' ? 'Mean' : cls === 'Maximum' ? 'Max' : 'Min', names, {}, `${lname}/${cls}`);
-    shape[0] = null;
-    return [{ name: y, shape }];
-  })
+  .register(
+    ['Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum'],
+    (im, { layer, lname, inputs, b, cls }) => {
+      if (inputs.length < 2) throw im.err(layer, `expects at least two inputs, got ${inputs.length}`);
+      const r = inputs[0]!.shape.length;
+      if (inputs.some((v) => v.shape.length !== r))
+        throw im.err(
+          layer,
+          `inputs of different ranks (${inputs.map((v) => v.shape.length).join(', ')}) are not supported`,
+        );
+      const shape = inputs[0]!.shape.map((_, i) => {
+        const ds = inputs.map((v) => v.shape[i]);
+        return ds.some((d) => d == null)
+          ? (ds.find((d) => d != null && d !== 1) ?? null)
+          : Math.max(...(ds as number[]));
+      });
+      const names = inputs.map((v) => v.name);
+      let y: string;
+      if (cls === 'Subtract') {
+        if (names.length !== 2) throw im.err(layer, `expects two inputs, got ${names.length}`);
+        y = b.op('Sub', names, {}, `${lname}/Sub`);
+      } else if (cls === 'Add') y = b.op(names.length === 2 ? 'Add' : 'Sum', names, {}, `${lname}/Add`);
+      else if (cls === 'Multiply') {
+        y = names[0]!;
+        for (const n of names.slice(1)) y = b.op('Mul', [y, n], {}, `${lname}/Mul`);
+      } else y = b.op(cls === 'Average' ? 'Mean' : cls === 'Maximum' ? 'Max' : 'Min', names, {}, `${lname}/${cls}`);
+      shape[0] = null;
+      return [{ name: y, shape }];
+    },
+  )
   .register('Concatenate', (im, { layer, c, lname, inputs, b }) => {
     if (inputs.length < 1) throw im.err(layer, 'has no inputs');
     const r = inputs[0]!.shape.length;
-    if (inputs.some((v) => v.shape.length !== r)) throw im.err(layer, 'inputs of different ranks cannot be concatenated');
+    if (inputs.some((v) => v.shape.length !== r))
+      throw im.err(layer, 'inputs of different ranks cannot be concatenated');
     const ax = (Number(c.axis ?? -1) + r) % r;
-    const shape = inputs[0]!.shape.map((d, i) => (i === ax ? (inputs.some((v) => v.shape[i] == null) ? null : inputs.reduce((s, v) => s + v.shape[i]!, 0)) : d));
+    const shape = inputs[0]!.shape.map((d, i) =>
+      i === ax ? (inputs.some((v) => v.shape[i] == null) ? null : inputs.reduce((s, v) => s + v.shape[i]!, 0)) : d,
+    );
     if (inputs.length === 1) return [{ name: inputs[0]!.name, shape }];
-    return [{ name: b.op('Concat', inputs.map((v) => v.name), { axis: A.i(onnxAxis(ax, r)) }, `${lname}/Concat`), shape }];
+    return [
+      {
+        name: b.op(
+          'Concat',
+          inputs.map((v) => v.name),
+          { axis: A.i(onnxAxis(ax, r)) },
+          `${lname}/Concat`,
+        ),
+        shape,
+      },
+    ];
   })
-  .register(['MaxPooling2D', 'AveragePooling2D', 'MaxPooling1D', 'AveragePooling1D', 'MaxPool2D', 'AveragePool2D'], (im, { c, lname, b, one, rank, cls }) => {
-    const x = one();
-    const nsp = cls.includes('1D') ? 1 : 2;
-    rank(x, nsp + 2);
-    const k = pair(c.pool_size ?? 2, nsp);
-    const s = c.strides == null ? k : pair(c.strides, nsp);
-    const { pads, out } = spatial(x.shape.slice(1, 1 + nsp), k, s, k.map(() => 1), c.padding ?? 'valid', `${im.label}: layer '${lname}'`);
-    const max = cls.startsWith('Max');
-    if (pads && out.every((o) => o === 1) && pads.every((p) => p === 0) && x.shape.slice(1, 1 + nsp).every((n, i) => n === k[i])) {
-      // one window over the whole map (MobileNet's and Inception's last pool): a spatial mean/max
-      const y = b.reduce(max ? 'ReduceMax' : 'ReduceMean', x.name, [...Array(nsp).keys()].map((i) => i + 2), true);
+  .register(
+    ['MaxPooling2D', 'AveragePooling2D', 'MaxPooling1D', 'AveragePooling1D', 'MaxPool2D', 'AveragePool2D'],
+    (im, { c, lname, b, one, rank, cls }) => {
+      const x = one();
+      const nsp = cls.includes('1D') ? 1 : 2;
+      rank(x, nsp + 2);
+      const k = pair(c.pool_size ?? 2, nsp);
+      const s = c.strides == null ? k : pair(c.strides, nsp);
+      const { pads, out } = spatial(
+        x.shape.slice(1, 1 + nsp),
+        k,
+        s,
+        k.map(() => 1),
+        c.padding ?? 'valid',
+        `${im.label}: layer '${lname}'`,
+      );
+      const max = cls.startsWith('Max');
+      if (
+        pads &&
+        out.every((o) => o === 1) &&
+        pads.every((p) => p === 0) &&
+        x.shape.slice(1, 1 + nsp).every((n, i) => n === k[i])
+      ) {
+        // one window over the whole map (MobileNet's and Inception's last pool): a spatial mean/max
+        const y = b.reduce(
+          max ? 'ReduceMax' : 'ReduceMean',
+          x.name,
+          [...Array(nsp).keys()].map((i) => i + 2),
+          true,
+        );
+        return [{ name: y, shape: [null, ...out, x.shape[x.shape.length - 1]!] }];
+      }
+      const attrs = {
+        kernel_shape: A.is(k),
+        strides: A.is(s),
+        ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }),
+      };
+      // TF averages over the window's taps inside the input: count_include_pad = 0, ONNX's default.
+      const y = b.op(
+        max ? 'MaxPool' : 'AveragePool',
+        [x.name],
+        max ? attrs : { ...attrs, count_include_pad: A.i(0) },
+        `${lname}/${max ? 'MaxPool' : 'AveragePool'}`,
+      );
       return [{ name: y, shape: [null, ...out, x.shape[x.shape.length - 1]!] }];
-    }
-    const attrs = { kernel_shape: A.is(k), strides: A.is(s), ...(pads ? { pads: A.is(pads) } : { auto_pad: A.s('SAME_UPPER') }) };
-    // TF averages over the window's taps inside the input: count_include_pad = 0, ONNX's default.
-    const y = b.op(max ? 'MaxPool' : 'AveragePool', [x.name], max ? attrs : { ...attrs, count_include_pad: A.i(0) }, `${lname}/${max ? 'MaxPool' : 'AveragePool'}`);
-    return [{ name: y, shape: [null, ...out, x.shape[x.shape.length - 1]!] }];
-  })
-  .register(['GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'GlobalAveragePooling1D', 'GlobalMaxPooling1D', 'GlobalAvgPool2D', 'GlobalMaxPool2D'], (_, { c, b, one, rank, cls }) => {
-    const x = one();
-    rank(x, cls.includes('1D') ? 3 : 4);
-    const r = x.shape.length;
-    const C = x.shape[r - 1]!;
-    // ReduceMean/ReduceMax over the spatial axes, as tf2onnx writes it (one node, float64 kernels too)
-    const keep = Boolean(c.keepdims);
-    const y = b.reduce(cls.includes('Max') ? 'ReduceMax' : 'ReduceMean', x.name, [...Array(r - 2).keys()].map((i) => i + 2), keep);
-    return [{ name: y, shape: keep ? [null, ...Array(r - 2).fill(1), C] : [null, C] }];
-  })
+    },
+  )
+  .register(
+    [
+      'GlobalAveragePooling2D',
+      'GlobalMaxPooling2D',
+      'GlobalAveragePooling1D',
+      'GlobalMaxPooling1D',
+      'GlobalAvgPool2D',
+      'GlobalMaxPool2D',
+    ],
+    (_, { c, b, one, rank, cls }) => {
+      const x = one();
+      rank(x, cls.includes('1D') ? 3 : 4);
+      const r = x.shape.length;
+      const C = x.shape[r - 1]!;
+      // ReduceMean/ReduceMax over the spatial axes, as tf2onnx writes it (one node, float64 kernels too)
+      const keep = Boolean(c.keepdims);
+      const y = b.reduce(
+        cls.includes('Max') ? 'ReduceMax' : 'ReduceMean',
+        x.name,
+        [...Array(r - 2).keys()].map((i) => i + 2),
+        keep,
+      );
+      return [{ name: y, shape: keep ? [null, ...Array(r - 2).fill(1), C] : [null, C] }];
+    },
+  )
   .register('ZeroPadding2D', (_, { c, lname, b, one, rank }) => {
-    const x = one(); rank(x, 4);
+    const x = one();
+    rank(x, 4);
     const p = c.padding ?? 1;
-    const [[t, bo], [l, r]] = (typeof p === 'number' ? [[p, p], [p, p]] : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))) as [[number, number], [number, number]];
+    const [[t, bo], [l, r]] = (
+      typeof p === 'number'
+        ? [
+            [p, p],
+            [p, p],
+          ]
+        : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))
+    ) as [[number, number], [number, number]];
     const y = b.op('Pad', [x.name, b.i64([0, 0, t, l, 0, 0, bo, r])], { mode: A.s('constant') }, `${lname}/Pad`);
     const [, H, Wd, C] = x.shape;
     return [{ name: y, shape: [null, H == null ? null : H + t + bo, Wd == null ? null : Wd + l + r, C!] }];
   })
   .register('Cropping2D', (_, { c, lname, b, one, rank }) => {
-    const x = one(); rank(x, 4);
+    const x = one();
+    rank(x, 4);
     const p = c.cropping ?? 0;
-    const [[t, bo], [l, r]] = (typeof p === 'number' ? [[p, p], [p, p]] : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))) as [[number, number], [number, number]];
+    const [[t, bo], [l, r]] = (
+      typeof p === 'number'
+        ? [
+            [p, p],
+            [p, p],
+          ]
+        : (p as Json[]).map((v) => (Array.isArray(v) ? v.map(Number) : [Number(v), Number(v)]))
+    ) as [[number, number], [number, number]];
     const END = 2 ** 31 - 1;
-    const y = b.op('Slice', [x.name, b.i64([t, l]), b.i64([bo ? -bo : END, r ? -r : END]), b.i64([2, 3])], {}, `${lname}/Slice`);
+    const y = b.op(
+      'Slice',
+      [x.name, b.i64([t, l]), b.i64([bo ? -bo : END, r ? -r : END]), b.i64([2, 3])],
+      {},
+      `${lname}/Slice`,
+    );
     const [, H, Wd, C] = x.shape;
     return [{ name: y, shape: [null, H == null ? null : H - t - bo, Wd == null ? null : Wd - l - r, C!] }];
   })
@@ -493,12 +741,16 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
   })
   .register('Reshape', (im, { layer, c, lname, b, one }) => {
     const x = one();
-    if (!Array.isArray(c.target_shape)) throw im.err(layer, `target_shape ${JSON.stringify(c.target_shape)} is not a list`);
+    if (!Array.isArray(c.target_shape))
+      throw im.err(layer, `target_shape ${JSON.stringify(c.target_shape)} is not a list`);
     const target: number[] = (c.target_shape as Json[]).map((d) => (d == null ? -1 : Number(d)));
-    if (target.some((d) => !Number.isSafeInteger(d) || d < -1)) throw im.err(layer, `target_shape ${JSON.stringify(c.target_shape)} is not a list of sizes`);
+    if (target.some((d) => !Number.isSafeInteger(d) || d < -1))
+      throw im.err(layer, `target_shape ${JSON.stringify(c.target_shape)} is not a list of sizes`);
     const known = x.shape.slice(1).every((d) => d != null) ? numel(x.shape.slice(1) as number[]) : null;
     const unknownAt = target.indexOf(-1);
-    const resolved = target.map((d, i) => (i === unknownAt ? (known == null ? null : known / numel(target.filter((t) => t !== -1))) : d));
+    const resolved = target.map((d, i) =>
+      i === unknownAt ? (known == null ? null : known / numel(target.filter((t) => t !== -1))) : d,
+    );
     const outShape: (number | null)[] = [null, ...resolved];
     const src = im.toKerasOrder(layer, x);
     const r = outShape.length;
@@ -514,10 +766,16 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
   .register('Permute', (im, { layer, c, lname, b, one }) => {
     const x = one();
     const r = x.shape.length;
-    if (!Array.isArray(c.dims) || c.dims.some((d: unknown) => !Number.isInteger(d) || (d as number) < 1 || (d as number) > c.dims.length) || new Set(c.dims).size !== c.dims.length) throw im.err(layer, `dims ${JSON.stringify(c.dims)} is not a permutation`);
+    if (
+      !Array.isArray(c.dims) ||
+      c.dims.some((d: unknown) => !Number.isInteger(d) || (d as number) < 1 || (d as number) > c.dims.length) ||
+      new Set(c.dims).size !== c.dims.length
+    )
+      throw im.err(layer, `dims ${JSON.stringify(c.dims)} is not a permutation`);
     const kp = [0, ...(c.dims as number[]).map(Number)];
     if (kp.length !== r) throw im.err(layer, `dims ${JSON.stringify(c.dims)} do not fit a rank-${r} input`);
-    const cf = cfOrder(r), inv = invert(cf);
+    const cf = cfOrder(r),
+      inv = invert(cf);
     const perm = cf.map((k) => inv[kp[k]!]!);
     const shape = kp.map((k) => x.shape[k]!);
     if (perm.every((p, i) => p === i)) return [{ name: x.name, shape }];
@@ -530,32 +788,57 @@ export const TFJS_LAYERS = new Handlers<LayerHandler>('TF.js layers')
       if (typeof v === 'number') return b.f32(v);
       const a = (v as Json[]).map(Number);
       const r = x.shape.length;
-      return im.init(layer, base, () => ({ dtype: 'float32', dims: r >= 3 ? [a.length, ...Array(r - 2).fill(1)] : [a.length], data: Float32Array.from(a) }));
+      return im.init(layer, base, () => ({
+        dtype: 'float32',
+        dims: r >= 3 ? [a.length, ...Array(r - 2).fill(1)] : [a.length],
+        data: Float32Array.from(a),
+      }));
     };
-    const scale = c.scale ?? 1, offset = c.offset ?? 0;
+    const scale = c.scale ?? 1,
+      offset = c.offset ?? 0;
     if (scale !== 1) y = b.op('Mul', [y, vec(scale, 'scale')], {}, `${lname}/Mul`);
     if (offset !== 0) y = b.op('Add', [y, vec(offset, 'offset')], {}, `${lname}/Add`);
     return [{ name: y, shape: [...x.shape] }];
   });
 
 /** Keras activations (lower case) by name: the ONNX value of activation(v); `axis` is the channel axis. */
-export const TFJS_ACTIVATIONS = new Handlers<(b: Builder, v: string, base: string, axis: number) => string>('TF.js activations')
+export const TFJS_ACTIVATIONS = new Handlers<(b: Builder, v: string, base: string, axis: number) => string>(
+  'TF.js activations',
+)
   .register('relu', (b, v, base) => b.op('Relu', [v], {}, base))
   .register('relu6', (b, v, base) => b.op('Clip', [v, b.f32(0), b.f32(6)], {}, base))
   .register('elu', (b, v, base) => b.op('Elu', [v], { alpha: A.f(1) }, base))
-  .register('selu', (b, v, base) => b.op('Mul', [b.op('Elu', [v], { alpha: A.f(1.6732632423543772) }, `${base}/Elu`), b.f32(1.0507009873554805)], {}, base))
+  .register('selu', (b, v, base) =>
+    b.op(
+      'Mul',
+      [b.op('Elu', [v], { alpha: A.f(1.6732632423543772) }, `${base}/Elu`), b.f32(1.0507009873554805)],
+      {},
+      base,
+    ),
+  )
   .register('sigmoid', (b, v, base) => b.op('Sigmoid', [v], {}, base))
-  .register(['hard_sigmoid', 'hardsigmoid'], (b, v, base) => b.op('HardSigmoid', [v], { alpha: A.f(0.2), beta: A.f(0.5) }, base))
+  .register(['hard_sigmoid', 'hardsigmoid'], (b, v, base) =>
+    b.op('HardSigmoid', [v], { alpha: A.f(0.2), beta: A.f(0.5) }, base),
+  )
   .register('tanh', (b, v, base) => b.op('Tanh', [v], {}, base))
   .register('softmax', (b, v, base, axis) => b.op('Softmax', [v], { axis: A.i(axis) }, base))
   .register(['log_softmax', 'logsoftmax'], (b, v, base, axis) => b.op('LogSoftmax', [v], { axis: A.i(axis) }, base))
   .register('softplus', (b, v, base) => b.op('Softplus', [v], {}, base))
-  .register('softsign', (b, v, base) => b.op('Div', [v, b.op('Add', [b.op('Abs', [v], {}, `${base}/Abs`), b.f32(1)], {}, `${base}/Add`)], {}, base))
+  .register('softsign', (b, v, base) =>
+    b.op('Div', [v, b.op('Add', [b.op('Abs', [v], {}, `${base}/Abs`), b.f32(1)], {}, `${base}/Add`)], {}, base),
+  )
   .register(['swish', 'silu'], (b, v, base) => b.op('Mul', [v, b.op('Sigmoid', [v], {}, `${base}/Sigmoid`)], {}, base))
-  .register('mish', (b, v, base) => b.op('Mul', [v, b.op('Tanh', [b.op('Softplus', [v], {}, `${base}/Softplus`)], {}, `${base}/Tanh`)], {}, base))
+  .register('mish', (b, v, base) =>
+    b.op('Mul', [v, b.op('Tanh', [b.op('Softplus', [v], {}, `${base}/Softplus`)], {}, `${base}/Tanh`)], {}, base),
+  )
   .register('gelu', (b, v, base) => {
     const e = b.op('Erf', [b.op('Mul', [v, b.f32(Math.SQRT1_2)], {}, `${base}/Scale`)], {}, `${base}/Erf`);
-    return b.op('Mul', [b.op('Mul', [v, b.f32(0.5)], {}, `${base}/Half`), b.op('Add', [e, b.f32(1)], {}, `${base}/Add`)], {}, base);
+    return b.op(
+      'Mul',
+      [b.op('Mul', [v, b.f32(0.5)], {}, `${base}/Half`), b.op('Add', [e, b.f32(1)], {}, `${base}/Add`)],
+      {},
+      base,
+    );
   })
   .register('exponential', (b, v, base) => b.op('Exp', [v], {}, base));
 
@@ -631,8 +914,15 @@ export function readTfjs(path: string, opts: TfjsReadOptions = {}): Graph {
 }
 
 /** One of nsfwjs's layers models (MobileNetV2 at 224, InceptionV3 at 299), from the installed npm package. */
-export function readNsfwjs(model: NsfwjsModel, opts: TfjsReadOptions & { /** where to resolve the package from (see nsfwjsPackageDir) */ from?: string } = {}): Graph {
-  const g = readTfjs(nsfwjsModelDir(model, opts.from), { labels: nsfwjsLabels(opts.from), ...opts, name: opts.name ?? `nsfwjs-${model}` });
+export function readNsfwjs(
+  model: NsfwjsModel,
+  opts: TfjsReadOptions & { /** where to resolve the package from (see nsfwjsPackageDir) */ from?: string } = {},
+): Graph {
+  const g = readTfjs(nsfwjsModelDir(model, opts.from), {
+    labels: nsfwjsLabels(opts.from),
+    ...opts,
+    name: opts.name ?? `nsfwjs-${model}`,
+  });
   g.docString = `nsfwjs ${model}, imported from the npm package's bundled TF.js model`;
   g.metadata['graft.source'] = `tfjs:nsfwjs/${model}`;
   return g;
@@ -644,7 +934,10 @@ function importTfjs(src: Source, opts: TfjsReadOptions): Graph {
     throw new GraftError(`${src.label}: modelTopology is not an object`);
   if (json.format === 'graph-model' || (json.modelTopology && 'node' in json.modelTopology)) {
     // a TensorFlow GraphDef: ./tfjs-graph.ts
-    const g = importTfjsGraphModel(json, decodeTfjsWeights(json.weightsManifest ?? [], src), src.label, { ...opts, name: opts.name ?? basename(src.dir) });
+    const g = importTfjsGraphModel(json, decodeTfjsWeights(json.weightsManifest ?? [], src), src.label, {
+      ...opts,
+      name: opts.name ?? basename(src.dir),
+    });
     g.metadata['graft.source'] = `tfjs:${basename(src.label)}`;
     return g;
   }
@@ -652,7 +945,9 @@ function importTfjs(src: Source, opts: TfjsReadOptions): Graph {
   if (!topo || typeof topo !== 'object') throw new GraftError(`${src.label} has no modelTopology`);
   const mc: LayerJson = topo.model_config ?? topo;
   if (!mc || !MODEL_CLASSES.has(mc.class_name))
-    throw new GraftError(`${src.label}: the topology is a '${mc?.class_name}', expected a Keras Model/Functional/Sequential`);
+    throw new GraftError(
+      `${src.label}: the topology is a '${mc?.class_name}', expected a Keras Model/Functional/Sequential`,
+    );
   checkLayers(mc, src.label, 0);
   const weights = decodeTfjsWeights(json.weightsManifest ?? [], src);
 
@@ -663,7 +958,10 @@ function importTfjs(src: Source, opts: TfjsReadOptions): Graph {
   g.docString = `imported from the TF.js layers model ${src.label}`;
   g.metadata['graft.source'] = `tfjs:${basename(src.label)}`;
   // Graph outputs: distinct values, never a graph input itself.
-  imp.setOutputs(outs.map((v) => ({ name: v.name, shape: onnxDims(v.shape).map((d, i): Dim => (i === 0 ? 'batch' : d)) })), (name) => `${name}/output`);
+  imp.setOutputs(
+    outs.map((v) => ({ name: v.name, shape: onnxDims(v.shape).map((d, i): Dim => (i === 0 ? 'batch' : d)) })),
+    (name) => `${name}/output`,
+  );
   g.prune();
 
   const pre = preprocessFor(g, imp, opts);
@@ -683,13 +981,17 @@ function importTfjs(src: Source, opts: TfjsReadOptions): Graph {
  * inbound_nodes lists where present.
  */
 function checkLayers(layer: Json, label: string, depth: number): void {
-  const bad = (what: string): never => { throw new GraftError(`${label}: ${what}`); };
+  const bad = (what: string): never => {
+    throw new GraftError(`${label}: ${what}`);
+  };
   if (depth > 64) bad('models nested over 64 deep');
   if (layer === null || typeof layer !== 'object' || Array.isArray(layer)) bad('a layer is not an object');
   const name = typeof layer.config?.name === 'string' ? ` '${layer.config.name}'` : '';
   if (typeof layer.class_name !== 'string') bad(`a layer${name} has no class_name`);
-  if (layer.config != null && typeof layer.config !== 'object') bad(`layer${name} (${layer.class_name}) has a config that is not an object`);
-  if (layer.inbound_nodes != null && !Array.isArray(layer.inbound_nodes)) bad(`layer${name} (${layer.class_name}) has inbound_nodes that are not a list`);
+  if (layer.config != null && typeof layer.config !== 'object')
+    bad(`layer${name} (${layer.class_name}) has a config that is not an object`);
+  if (layer.inbound_nodes != null && !Array.isArray(layer.inbound_nodes))
+    bad(`layer${name} (${layer.class_name}) has inbound_nodes that are not a list`);
   if (MODEL_CLASSES.has(layer.class_name)) {
     const layers = Array.isArray(layer.config) ? layer.config : layer.config?.layers;
     if (layers != null && !Array.isArray(layers)) bad(`model${name} has layers that are not a list`);
@@ -705,22 +1007,28 @@ function preprocessFor(g: Graph, imp: Importer, opts: TfjsReadOptions): ImagePre
   const [, C, H, W] = s;
   if ((C !== 1 && C !== 3) || typeof H !== 'number' || typeof W !== 'number') return undefined;
   const ch = C as 1 | 3;
-  const fill = (v: number[] | undefined, d: number): number[] => (!v || v.length === 0 ? Array(ch).fill(d) : v.length === 1 ? Array(ch).fill(v[0]) : v);
+  const fill = (v: number[] | undefined, d: number): number[] =>
+    !v || v.length === 0 ? Array(ch).fill(d) : v.length === 1 ? Array(ch).fill(v[0]) : v;
   const given = opts.preprocess ?? {};
   const base = {
-    layout: 'NCHW' as const, width: W, height: H, channels: ch,
-    channelOrder: given.channelOrder ?? (ch === 1 ? 'GRAY' as const : 'RGB' as const),
+    layout: 'NCHW' as const,
+    width: W,
+    height: H,
+    channels: ch,
+    channelOrder: given.channelOrder ?? (ch === 1 ? ('GRAY' as const) : ('RGB' as const)),
     resize: given.resize ?? ('stretch' as const),
   };
   if (given.mean || given.std) {
-    const mean = fill(given.mean, 0), std = fill(given.std, 1);
+    const mean = fill(given.mean, 0),
+      std = fill(given.std, 1);
     if (mean.length !== ch || std.length !== ch) throw new GraftError(`preprocess mean/std need 1 or ${ch} values`);
     return { ...base, mean, std, source: 'flag' };
   }
   // A Rescaling layer right at the input: the model takes raw 0–255 pixels and says so itself.
   const first = imp.firstLayers.get(inp[0]!.name) ?? [];
   if (first.length === 1 && first[0]!.class_name === 'Rescaling') {
-    const sc = first[0]!.config?.scale ?? 1, off = first[0]!.config?.offset ?? 0;
+    const sc = first[0]!.config?.scale ?? 1,
+      off = first[0]!.config?.offset ?? 0;
     if (typeof sc === 'number' && typeof off === 'number' && sc !== 0) {
       // the graph computes pixel·scale + offset itself: it wants the pixel values, (pixel/255 − 0)/(1/255)
       return { ...base, mean: Array(ch).fill(0), std: Array(ch).fill(1 / 255), source: 'file' };
@@ -732,7 +1040,10 @@ function preprocessFor(g: Graph, imp: Importer, opts: TfjsReadOptions): ImagePre
 const LABEL_FILES = ['class_names.txt', 'labels.txt', 'classes.txt', 'synset.txt', 'imagenet.shortnames.list'];
 
 function readLabelLines(file: string): string[] {
-  return readFileSync(file, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l, i, a) => l !== '' || i < a.length - 1);
+  return readFileSync(file, 'utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l, i, a) => l !== '' || i < a.length - 1);
 }
 
 function resolveLabels(dir: string, n: number, given: string[] | string | undefined): string[] | undefined {
@@ -752,11 +1063,20 @@ function resolveLabels(dir: string, n: number, given: string[] | string | undefi
     try {
       const m = JSON.parse(readFileSync(meta, 'utf8')) as { labels?: unknown };
       if (Array.isArray(m.labels) && m.labels.length === n) return m.labels.map(String);
-    } catch { /* not ours */ }
+    } catch {
+      /* not ours */
+    }
   }
   let names: string[] = [];
-  try { names = readdirSync(dir); } catch { return undefined; }
-  const candidates = [...LABEL_FILES.filter((f) => names.includes(f)), ...names.filter((f) => extname(f) === '.names' && !LABEL_FILES.includes(f))];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return undefined;
+  }
+  const candidates = [
+    ...LABEL_FILES.filter((f) => names.includes(f)),
+    ...names.filter((f) => extname(f) === '.names' && !LABEL_FILES.includes(f)),
+  ];
   for (const f of candidates) {
     const lines = readLabelLines(insideFolder(dir, f, 'labels file'));
     if (lines.length >= n) return lines.slice(0, n);

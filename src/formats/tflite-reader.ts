@@ -18,10 +18,29 @@ import { checkedNumel, inflateRawLimited } from '../util/limits.js';
 
 /** TensorType */
 export const TFL_TYPE = {
-  FLOAT32: 0, FLOAT16: 1, INT32: 2, UINT8: 3, INT64: 4, STRING: 5, BOOL: 6, INT16: 7, COMPLEX64: 8, INT8: 9,
-  FLOAT64: 10, COMPLEX128: 11, UINT64: 12, RESOURCE: 13, VARIANT: 14, UINT32: 15, UINT16: 16, INT4: 17,
+  FLOAT32: 0,
+  FLOAT16: 1,
+  INT32: 2,
+  UINT8: 3,
+  INT64: 4,
+  STRING: 5,
+  BOOL: 6,
+  INT16: 7,
+  COMPLEX64: 8,
+  INT8: 9,
+  FLOAT64: 10,
+  COMPLEX128: 11,
+  UINT64: 12,
+  RESOURCE: 13,
+  VARIANT: 14,
+  UINT32: 15,
+  UINT16: 16,
+  INT4: 17,
 } as const;
-export const TYPE_NAMES = Object.fromEntries(Object.entries(TFL_TYPE).map(([k, v]) => [v, k])) as Record<number, string>;
+export const TYPE_NAMES = Object.fromEntries(Object.entries(TFL_TYPE).map(([k, v]) => [v, k])) as Record<
+  number,
+  string
+>;
 
 /** BuiltinOperator names by code, for the importer's dispatch and its messages. */
 const OP_NAMES: string[] = (
@@ -123,7 +142,10 @@ class FlatReader {
   readonly bb: ByteBuffer;
   readonly size: number;
 
-  constructor(readonly bytes: Uint8Array, readonly label: string) {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly label: string,
+  ) {
     this.bb = new ByteBuffer(bytes);
     this.size = bytes.byteLength;
   }
@@ -135,7 +157,8 @@ class FlatReader {
   }
 
   need(pos: number, len: number, what: string): void {
-    if (!Number.isSafeInteger(pos) || !Number.isSafeInteger(len) || pos < 0 || len < 0 || pos + len > this.size) this.corrupt(what);
+    if (!Number.isSafeInteger(pos) || !Number.isSafeInteger(len) || pos < 0 || len < 0 || pos + len > this.size)
+      this.corrupt(what);
   }
 
   /** Position of the table referenced by the uoffset stored at `pos`. */
@@ -166,11 +189,26 @@ class FlatReader {
     return off ? t + off : 0;
   }
 
-  u8(t: number, id: number, dflt = 0): number { const p = this.field(t, id); return p ? this.bb.readUint8(p) : dflt; }
-  i8(t: number, id: number, dflt = 0): number { const p = this.field(t, id); return p ? this.bb.readInt8(p) : dflt; }
-  i32(t: number, id: number, dflt = 0): number { const p = this.field(t, id); return p ? this.bb.readInt32(p) : dflt; }
-  u32(t: number, id: number, dflt = 0): number { const p = this.field(t, id); return p ? this.bb.readUint32(p) : dflt; }
-  f32(t: number, id: number, dflt = 0): number { const p = this.field(t, id); return p ? this.bb.readFloat32(p) : dflt; }
+  u8(t: number, id: number, dflt = 0): number {
+    const p = this.field(t, id);
+    return p ? this.bb.readUint8(p) : dflt;
+  }
+  i8(t: number, id: number, dflt = 0): number {
+    const p = this.field(t, id);
+    return p ? this.bb.readInt8(p) : dflt;
+  }
+  i32(t: number, id: number, dflt = 0): number {
+    const p = this.field(t, id);
+    return p ? this.bb.readInt32(p) : dflt;
+  }
+  u32(t: number, id: number, dflt = 0): number {
+    const p = this.field(t, id);
+    return p ? this.bb.readUint32(p) : dflt;
+  }
+  f32(t: number, id: number, dflt = 0): number {
+    const p = this.field(t, id);
+    return p ? this.bb.readFloat32(p) : dflt;
+  }
   u64(t: number, id: number): number {
     const p = this.field(t, id);
     if (!p) return 0;
@@ -242,16 +280,24 @@ const BUFFER = { data: 0, offset: 1, size: 2 };
 
 /** Parse a TFLite flatbuffer into plain objects. Throws GraftError on truncated or corrupt input. */
 export function parseTflite(bytes: Uint8Array, label = 'model'): TfliteModel {
-  if (bytes.byteLength < 8) throw new GraftError(`${label} is truncated or not a TFLite file: only ${bytes.byteLength} bytes`);
+  if (bytes.byteLength < 8)
+    throw new GraftError(`${label} is truncated or not a TFLite file: only ${bytes.byteLength} bytes`);
   const r = new FlatReader(bytes, label);
   const ident = String.fromCharCode(...bytes.subarray(4, 8));
-  if (ident !== 'TFL3') throw new GraftError(`${label} is not a TFLite file (file identifier '${ident.replace(/[^\x20-\x7e]/g, '?')}', expected 'TFL3')`);
+  if (ident !== 'TFL3')
+    throw new GraftError(
+      `${label} is not a TFLite file (file identifier '${ident.replace(/[^\x20-\x7e]/g, '?')}', expected 'TFL3')`,
+    );
   const root = r.indirect(0, 'the root table');
 
   const opcodes = r.tables(root, MODEL.operatorCodes, 'operator codes').map((t) => {
     const dep = r.i8(t, OPCODE.deprecatedBuiltinCode);
     const ext = r.i32(t, OPCODE.builtinCode);
-    return { code: Math.max(dep, ext), custom: r.str(t, OPCODE.customCode, 'custom operator name'), version: r.i32(t, OPCODE.version, 1) };
+    return {
+      code: Math.max(dep, ext),
+      custom: r.str(t, OPCODE.customCode, 'custom operator name'),
+      version: r.i32(t, OPCODE.version, 1),
+    };
   });
 
   const buffers = r.tables(root, MODEL.buffers, 'buffers').map((t, i) => {
@@ -270,7 +316,8 @@ export function parseTflite(bytes: Uint8Array, label = 'model'): TfliteModel {
     const tensors = r.tables(sg, SUBGRAPH.tensors, `subgraph ${si} tensors`).map((t, ti): TfliteTensor => {
       const name = r.str(t, TENSOR.name, `tensor ${ti} name`) || `tensor_${ti}`;
       const tensor: TfliteTensor = {
-        index: ti, name,
+        index: ti,
+        name,
         shape: r.ints(t, TENSOR.shape, `tensor '${name}' shape`) ?? [],
         type: r.i8(t, TENSOR.type),
         buffer: r.u32(t, TENSOR.buffer),
@@ -294,7 +341,10 @@ export function parseTflite(bytes: Uint8Array, label = 'model'): TfliteModel {
     const operators = r.tables(sg, SUBGRAPH.operators, `subgraph ${si} operators`).map((o, oi): TfliteOperator => {
       const ci = r.u32(o, OPERATOR.opcodeIndex);
       const oc = opcodes[ci];
-      if (!oc) throw new GraftError(`${label}: operator ${oi} refers to operator code ${ci}, but the file has ${opcodes.length}`);
+      if (!oc)
+        throw new GraftError(
+          `${label}: operator ${oi} refers to operator code ${ci}, but the file has ${opcodes.length}`,
+        );
       const opt = r.table(o, OPERATOR.builtinOptions, `operator ${oi} options`);
       const options: Options = {
         present: opt != null,
@@ -305,31 +355,46 @@ export function parseTflite(bytes: Uint8Array, label = 'model'): TfliteModel {
         ints: (id) => (opt == null ? undefined : r.ints(opt, id, `operator ${oi} options`)),
       };
       return {
-        index: oi, code: oc.code, customCode: oc.custom || undefined, version: oc.version, options,
+        index: oi,
+        code: oc.code,
+        customCode: oc.custom || undefined,
+        version: oc.version,
+        options,
         inputs: r.ints(o, OPERATOR.inputs, `operator ${oi} inputs`) ?? [],
         outputs: r.ints(o, OPERATOR.outputs, `operator ${oi} outputs`) ?? [],
       };
     });
     const sub: TfliteSubgraph = {
       name: r.str(sg, SUBGRAPH.name, 'subgraph name'),
-      tensors, operators,
+      tensors,
+      operators,
       inputs: r.ints(sg, SUBGRAPH.inputs, `subgraph ${si} inputs`) ?? [],
       outputs: r.ints(sg, SUBGRAPH.outputs, `subgraph ${si} outputs`) ?? [],
     };
     for (const t of tensors)
-      if (t.buffer >= buffers.length) throw new GraftError(`${label}: tensor '${t.name}' refers to buffer ${t.buffer}, but the file has ${buffers.length}`);
+      if (t.buffer >= buffers.length)
+        throw new GraftError(
+          `${label}: tensor '${t.name}' refers to buffer ${t.buffer}, but the file has ${buffers.length}`,
+        );
     for (const op of operators)
       for (const i of [...op.inputs, ...op.outputs])
-        if (i >= tensors.length || i < -1) throw new GraftError(`${label}: operator ${op.index} (${tfliteOpName(op.code)}) refers to tensor ${i}, but the subgraph has ${tensors.length}`);
+        if (i >= tensors.length || i < -1)
+          throw new GraftError(
+            `${label}: operator ${op.index} (${tfliteOpName(op.code)}) refers to tensor ${i}, but the subgraph has ${tensors.length}`,
+          );
     for (const i of [...sub.inputs, ...sub.outputs])
-      if (i < 0 || i >= tensors.length) throw new GraftError(`${label}: subgraph ${si} input/output refers to tensor ${i}, but it has ${tensors.length}`);
+      if (i < 0 || i >= tensors.length)
+        throw new GraftError(
+          `${label}: subgraph ${si} input/output refers to tensor ${i}, but it has ${tensors.length}`,
+        );
     return sub;
   });
   if (!subgraphs.length) throw new GraftError(`${label} has no subgraphs`);
   return {
     version: r.u32(root, MODEL.version),
     description: r.str(root, MODEL.description, 'model description'),
-    subgraphs, buffers,
+    subgraphs,
+    buffers,
   };
 }
 
@@ -342,44 +407,80 @@ function view(b: Uint8Array): DataView {
 }
 
 const ELEM_SIZE: Partial<Record<number, number>> = {
-  [TFL_TYPE.FLOAT32]: 4, [TFL_TYPE.FLOAT16]: 2, [TFL_TYPE.INT32]: 4, [TFL_TYPE.UINT8]: 1, [TFL_TYPE.INT64]: 8,
-  [TFL_TYPE.INT16]: 2, [TFL_TYPE.INT8]: 1, [TFL_TYPE.FLOAT64]: 8, [TFL_TYPE.BOOL]: 1,
+  [TFL_TYPE.FLOAT32]: 4,
+  [TFL_TYPE.FLOAT16]: 2,
+  [TFL_TYPE.INT32]: 4,
+  [TFL_TYPE.UINT8]: 1,
+  [TFL_TYPE.INT64]: 8,
+  [TFL_TYPE.INT16]: 2,
+  [TFL_TYPE.INT8]: 1,
+  [TFL_TYPE.FLOAT64]: 8,
+  [TFL_TYPE.BOOL]: 1,
 };
 
 /** The raw stored values of a constant tensor as JS numbers (no dequantization). */
 export function rawValues(m: TfliteModel, t: TfliteTensor): Float64Array {
   const b = m.buffers[t.buffer]!;
   const size = ELEM_SIZE[t.type];
-  if (!size) throw new GraftError(`tensor '${t.name}': constant data of type ${TYPE_NAMES[t.type] ?? t.type} is not supported`);
+  if (!size)
+    throw new GraftError(`tensor '${t.name}': constant data of type ${TYPE_NAMES[t.type] ?? t.type} is not supported`);
   const n = checkedNumel(t.shape, `tensor '${t.name}'`);
   if (b.byteLength !== n * size)
-    throw new GraftError(`tensor '${t.name}': its buffer holds ${b.byteLength} bytes, shape [${t.shape}] of ${TYPE_NAMES[t.type]} needs ${n * size}`);
+    throw new GraftError(
+      `tensor '${t.name}': its buffer holds ${b.byteLength} bytes, shape [${t.shape}] of ${TYPE_NAMES[t.type]} needs ${n * size}`,
+    );
   const dv = view(b);
   const out = new Float64Array(n);
   switch (t.type) {
-    case TFL_TYPE.FLOAT32: for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true); break;
-    case TFL_TYPE.FLOAT64: for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, true); break;
-    case TFL_TYPE.FLOAT16: for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true)); break;
-    case TFL_TYPE.INT32: for (let i = 0; i < n; i++) out[i] = dv.getInt32(4 * i, true); break;
-    case TFL_TYPE.INT64: for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(8 * i, true)); break;
-    case TFL_TYPE.INT16: for (let i = 0; i < n; i++) out[i] = dv.getInt16(2 * i, true); break;
-    case TFL_TYPE.UINT8: case TFL_TYPE.BOOL: for (let i = 0; i < n; i++) out[i] = b[i]!; break;
-    case TFL_TYPE.INT8: for (let i = 0; i < n; i++) out[i] = dv.getInt8(i); break;
+    case TFL_TYPE.FLOAT32:
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true);
+      break;
+    case TFL_TYPE.FLOAT64:
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, true);
+      break;
+    case TFL_TYPE.FLOAT16:
+      for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true));
+      break;
+    case TFL_TYPE.INT32:
+      for (let i = 0; i < n; i++) out[i] = dv.getInt32(4 * i, true);
+      break;
+    case TFL_TYPE.INT64:
+      for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(8 * i, true));
+      break;
+    case TFL_TYPE.INT16:
+      for (let i = 0; i < n; i++) out[i] = dv.getInt16(2 * i, true);
+      break;
+    case TFL_TYPE.UINT8:
+    case TFL_TYPE.BOOL:
+      for (let i = 0; i < n; i++) out[i] = b[i]!;
+      break;
+    case TFL_TYPE.INT8:
+      for (let i = 0; i < n; i++) out[i] = dv.getInt8(i);
+      break;
   }
   return out;
 }
 
-export const INTEGER_TYPES = new Set<number>([TFL_TYPE.UINT8, TFL_TYPE.INT8, TFL_TYPE.INT16, TFL_TYPE.INT32, TFL_TYPE.INT64]);
+export const INTEGER_TYPES = new Set<number>([
+  TFL_TYPE.UINT8,
+  TFL_TYPE.INT8,
+  TFL_TYPE.INT16,
+  TFL_TYPE.INT32,
+  TFL_TYPE.INT64,
+]);
 
 /** Check that a tensor's quantization can be undone; returns it (undefined for unquantized tensors). */
 export function quantOf(t: TfliteTensor, where: string): TfliteQuant | undefined {
-  if (t.unsupportedQuant) throw new GraftError(`${where}: tensor '${t.name}' has an unsupported quantization: ${t.unsupportedQuant}`);
+  if (t.unsupportedQuant)
+    throw new GraftError(`${where}: tensor '${t.name}' has an unsupported quantization: ${t.unsupportedQuant}`);
   if (t.sparse) throw new GraftError(`${where}: tensor '${t.name}' is sparse, which is not supported`);
   const q = t.quant;
   if (!q) return undefined;
   if (q.scale.length > 1) {
     if (q.dim < 0 || q.dim >= t.shape.length || t.shape[q.dim] !== q.scale.length)
-      throw new GraftError(`${where}: tensor '${t.name}' has an unsupported quantization: ${q.scale.length} scales along dimension ${q.dim} of shape [${t.shape}]`);
+      throw new GraftError(
+        `${where}: tensor '${t.name}' has an unsupported quantization: ${q.scale.length} scales along dimension ${q.dim} of shape [${t.shape}]`,
+      );
   }
   if (q.scale.some((s) => !Number.isFinite(s)))
     throw new GraftError(`${where}: tensor '${t.name}' has an unsupported quantization: non-finite scale`);
@@ -406,7 +507,10 @@ export function embeddedFiles(bytes: Uint8Array): Map<string, Uint8Array> {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let eocd = -1;
   for (let i = bytes.length - 22; i >= Math.max(0, bytes.length - 22 - 0xffff); i--)
-    if (dv.getUint32(i, true) === 0x06054b50) { eocd = i; break; }
+    if (dv.getUint32(i, true) === 0x06054b50) {
+      eocd = i;
+      break;
+    }
   if (eocd < 0) return out;
   const count = dv.getUint16(eocd + 10, true);
   const cdSize = dv.getUint32(eocd + 12, true);
@@ -416,8 +520,12 @@ export function embeddedFiles(bytes: Uint8Array): Map<string, Uint8Array> {
   try {
     for (let k = 0; k < count && p >= 0 && p + 46 <= eocd; k++) {
       if (dv.getUint32(p, true) !== 0x02014b50) break;
-      const method = dv.getUint16(p + 10, true), size = dv.getUint32(p + 20, true), usize = dv.getUint32(p + 24, true);
-      const nameLen = dv.getUint16(p + 28, true), extraLen = dv.getUint16(p + 30, true), commentLen = dv.getUint16(p + 32, true);
+      const method = dv.getUint16(p + 10, true),
+        size = dv.getUint32(p + 20, true),
+        usize = dv.getUint32(p + 24, true);
+      const nameLen = dv.getUint16(p + 28, true),
+        extraLen = dv.getUint16(p + 30, true),
+        commentLen = dv.getUint16(p + 32, true);
       const local = start + dv.getUint32(p + 42, true);
       const name = new TextDecoder().decode(bytes.subarray(p + 46, p + 46 + nameLen));
       p += 46 + nameLen + extraLen + commentLen;
@@ -427,7 +535,8 @@ export function embeddedFiles(bytes: Uint8Array): Map<string, Uint8Array> {
       if (method === 0) out.set(name, raw);
       // a member may not inflate beyond the size the archive declares for it (nor beyond 64 MB): no zip bombs.
       // Names are only keys here: nothing is ever written to disk, so there is no zip-slip to guard.
-      else if (method === 8) out.set(name, new Uint8Array(inflateRawLimited(raw, `embedded file '${name}'`, Math.min(usize, 64 << 20))));
+      else if (method === 8)
+        out.set(name, new Uint8Array(inflateRawLimited(raw, `embedded file '${name}'`, Math.min(usize, 64 << 20))));
     }
   } catch {
     // a damaged archive only means no embedded files

@@ -17,19 +17,51 @@ import type { Graph, Dim, Attr } from '../graph/graph.js';
 import { A } from '../graph/builder.js';
 import { numel, permuteData } from '../graph/tensor.js';
 import {
-  Emitter, Handlers, NCHW, identity, samePerm as same, keepsMemoryOrder, toSourceOrder, samePadding, ohwiToOihw, tfliteDepthwiseToOihw,
+  Emitter,
+  Handlers,
+  NCHW,
+  identity,
+  samePerm as same,
+  keepsMemoryOrder,
+  toSourceOrder,
+  samePadding,
+  ohwiToOihw,
+  tfliteDepthwiseToOihw,
 } from './importer/core.js';
 import {
-  ACT, PAD_SAME, TFL_TYPE, TYPE_NAMES, INTEGER_TYPES, parseTflite, tfliteOpName, rawValues, dequantize, quantOf, embeddedFiles,
-  type TfliteModel, type TfliteSubgraph, type TfliteTensor, type TfliteOperator,
+  ACT,
+  PAD_SAME,
+  TFL_TYPE,
+  TYPE_NAMES,
+  INTEGER_TYPES,
+  parseTflite,
+  tfliteOpName,
+  rawValues,
+  dequantize,
+  quantOf,
+  embeddedFiles,
+  type TfliteModel,
+  type TfliteSubgraph,
+  type TfliteTensor,
+  type TfliteOperator,
 } from './tflite-reader.js';
 import { setPreprocess, setLabels, type ImagePreprocess } from './preprocess.js';
 import { readLabels, parseLabels } from './labels.js';
 import { GraftError } from '../util/errors.js';
 
 export {
-  TFL_TYPE, tfliteOpName, parseTflite, rawValues, dequantize, embeddedFiles,
-  type TfliteModel, type TfliteSubgraph, type TfliteTensor, type TfliteOperator, type TfliteQuant, type Options,
+  TFL_TYPE,
+  tfliteOpName,
+  parseTflite,
+  rawValues,
+  dequantize,
+  embeddedFiles,
+  type TfliteModel,
+  type TfliteSubgraph,
+  type TfliteTensor,
+  type TfliteOperator,
+  type TfliteQuant,
+  type Options,
 } from './tflite-reader.js';
 
 /* ------------------------------------------------------------------------------------------------
@@ -49,7 +81,6 @@ export interface TfliteImportOptions {
    */
   logits?: boolean;
 }
-
 
 /** An imported activation: its ONNX value and how its axes map to the TFLite tensor's. */
 interface Val {
@@ -106,7 +137,11 @@ class Importer extends Emitter {
   /** Constants already placed as initializers, by tensor and axis order. */
   readonly constCache = new Map<string, string>();
 
-  constructor(readonly m: TfliteModel, readonly label: string, readonly opts: TfliteImportOptions) {
+  constructor(
+    readonly m: TfliteModel,
+    readonly label: string,
+    readonly opts: TfliteImportOptions,
+  ) {
     super('graft (from TFLite)');
     const si = opts.subgraph ?? 0;
     const sg = m.subgraphs[si];
@@ -115,7 +150,8 @@ class Importer extends Emitter {
     this.g.name = sg.name || basename(label).replace(/\.tflite$/, '');
     this.g.docString = m.description;
     this.dynamic = (opts.batch ?? 'dynamic') === 'dynamic';
-    for (const t of sg.tensors) if (t.buffer > 0 && m.buffers[t.buffer]!.byteLength > 0) this.constOf.set(t.index, t.index);
+    for (const t of sg.tensors)
+      if (t.buffer > 0 && m.buffers[t.buffer]!.byteLength > 0) this.constOf.set(t.index, t.index);
     for (const op of sg.operators)
       for (const i of op.inputs) {
         if (i < 0) continue;
@@ -131,7 +167,10 @@ class Importer extends Emitter {
 
   tensor(i: number): TfliteTensor {
     const t = this.sg.tensors[i];
-    if (!t) throw new GraftError(`${this.label}: an operator needs tensor ${i}, but the subgraph has tensors 0 to ${this.sg.tensors.length - 1}`);
+    if (!t)
+      throw new GraftError(
+        `${this.label}: an operator needs tensor ${i}, but the subgraph has tensors 0 to ${this.sg.tensors.length - 1}`,
+      );
     return t;
   }
 
@@ -152,7 +191,9 @@ class Importer extends Emitter {
     const own = this.tensor(i).shape;
     // a constant reached through (DE)QUANTIZE must have the shape the operator's tensor declares
     if (own.length !== src.shape.length || own.some((d, k) => d !== src.shape[k]))
-      throw new GraftError(`${this.where(op)}: tensor '${this.tensor(i).name}' of shape [${own}] takes its values from '${src.name}' of shape [${src.shape}]`);
+      throw new GraftError(
+        `${this.where(op)}: tensor '${this.tensor(i).name}' of shape [${own}] takes its values from '${src.name}' of shape [${src.shape}]`,
+      );
     return { data: dequantize(this.m, src, this.where(op)), dims: src.shape };
   }
 
@@ -160,7 +201,10 @@ class Importer extends Emitter {
     const c = this.constOf.get(i);
     if (c == null) throw new GraftError(`${this.where(op)}: input '${this.tensor(i).name}' must be a constant`);
     const v = Array.from(rawValues(this.m, this.tensor(c)));
-    if (v.some((x) => !Number.isSafeInteger(x))) throw new GraftError(`${this.where(op)}: input '${this.tensor(i).name}' must hold integers, it holds [${v.slice(0, 8)}${v.length > 8 ? ', …' : ''}]`);
+    if (v.some((x) => !Number.isSafeInteger(x)))
+      throw new GraftError(
+        `${this.where(op)}: input '${this.tensor(i).name}' must hold integers, it holds [${v.slice(0, 8)}${v.length > 8 ? ', …' : ''}]`,
+      );
     return v;
   }
 
@@ -172,7 +216,9 @@ class Importer extends Emitter {
       const { data, dims } = this.constData(i, op);
       return { name: this.initializer(this.nameOf(i), data, dims), perm: identity(dims.length) };
     }
-    throw new GraftError(`${this.where(op)}: input tensor ${i} ('${this.tensor(i).name}') is computed by no earlier operator`);
+    throw new GraftError(
+      `${this.where(op)}: input tensor ${i} ('${this.tensor(i).name}') is computed by no earlier operator`,
+    );
   }
 
   /** An input in the axis order `perm` (relative to the TFLite tensor), padded to `perm.length` axes like TFLite broadcasting. */
@@ -184,11 +230,19 @@ class Importer extends Emitter {
       if (hit) return hit;
       const { data, dims } = this.constData(i, op);
       let name: string;
-      if (dims.length > rank) throw new GraftError(`${this.where(op)}: constant input '${this.tensor(i).name}' has rank ${dims.length}, more than the operator's ${rank}`);
-      if (dims.length === 0 || numel(dims) === 1) name = this.initializer(this.nameOf(i), data, dims.length === 0 ? [] : new Array(rank).fill(1));
+      if (dims.length > rank)
+        throw new GraftError(
+          `${this.where(op)}: constant input '${this.tensor(i).name}' has rank ${dims.length}, more than the operator's ${rank}`,
+        );
+      if (dims.length === 0 || numel(dims) === 1)
+        name = this.initializer(this.nameOf(i), data, dims.length === 0 ? [] : new Array(rank).fill(1));
       else {
         const full = [...new Array(rank - dims.length).fill(1), ...dims];
-        name = this.initializer(this.nameOf(i), permuteData(data, full, perm).data, perm.map((p) => full[p]!));
+        name = this.initializer(
+          this.nameOf(i),
+          permuteData(data, full, perm).data,
+          perm.map((p) => full[p]!),
+        );
       }
       this.constCache.set(key, name);
       return name;
@@ -208,11 +262,25 @@ class Importer extends Emitter {
   reorder(v: Val, perm: number[], tflShape: number[]): string {
     if (same(v.perm, perm)) return v.name;
     if (perm.some((p) => tflShape[p] === undefined) || v.perm.length !== perm.length)
-      throw new GraftError(`${this.label}: a value of rank ${v.perm.length} is used where its tensor declares shape [${tflShape}] (rank ${perm.length} expected)`);
+      throw new GraftError(
+        `${this.label}: a value of rank ${v.perm.length} is used where its tensor declares shape [${tflShape}] (rank ${perm.length} expected)`,
+      );
     const t = perm.map((p) => v.perm.indexOf(p));
     // moving unit axes only: a Reshape keeps the element order and, unlike Transpose, costs nothing
-    if (sameMemoryOrder(t, v.perm.map((p) => tflShape[p] ?? 1)) && !tflShape.slice(1).some((d) => d < 0)) {
-      return this.b.reshape(v.name, this.reshapeTarget(perm.map((p) => tflShape[p]!), perm[0] === 0 && v.perm[0] === 0));
+    if (
+      sameMemoryOrder(
+        t,
+        v.perm.map((p) => tflShape[p] ?? 1),
+      ) &&
+      !tflShape.slice(1).some((d) => d < 0)
+    ) {
+      return this.b.reshape(
+        v.name,
+        this.reshapeTarget(
+          perm.map((p) => tflShape[p]!),
+          perm[0] === 0 && v.perm[0] === 0,
+        ),
+      );
     }
     return this.b.transpose(v.name, t);
   }
@@ -236,11 +304,16 @@ class Importer extends Emitter {
     const pre = emit(this.b.name(`${this.nameOf(op.outputs[0]!)}/preact`));
     const out = this.outName(op);
     switch (act) {
-      case ACT.RELU: return this.node('Relu', [pre], {}, out);
-      case ACT.RELU6: return this.node('Clip', [pre, this.b.f32(0), this.b.f32(6)], {}, out);
-      case ACT.RELU_N1_TO_1: return this.node('Clip', [pre, this.b.f32(-1), this.b.f32(1)], {}, out);
-      case ACT.TANH: return this.node('Tanh', [pre], {}, out);
-      default: throw new GraftError(`${this.where(op)}: fused activation ${act} is not supported`);
+      case ACT.RELU:
+        return this.node('Relu', [pre], {}, out);
+      case ACT.RELU6:
+        return this.node('Clip', [pre, this.b.f32(0), this.b.f32(6)], {}, out);
+      case ACT.RELU_N1_TO_1:
+        return this.node('Clip', [pre, this.b.f32(-1), this.b.f32(1)], {}, out);
+      case ACT.TANH:
+        return this.node('Tanh', [pre], {}, out);
+      default:
+        throw new GraftError(`${this.where(op)}: fused activation ${act} is not supported`);
     }
   }
 
@@ -251,7 +324,9 @@ class Importer extends Emitter {
     for (const i of sg.inputs) {
       const t = this.tensor(i);
       if (t.type !== TFL_TYPE.FLOAT32 && !(INTEGER_TYPES.has(t.type) && t.quant))
-        throw new GraftError(`${this.label}: input '${t.name}' is ${TYPE_NAMES[t.type] ?? t.type}; only float and quantized inputs are supported`);
+        throw new GraftError(
+          `${this.label}: input '${t.name}' is ${TYPE_NAMES[t.type] ?? t.type}; only float and quantized inputs are supported`,
+        );
       quantOf(t, `${this.label}: input`);
       const perm = t.shape.length === 4 ? NCHW : identity(t.shape.length);
       const name = this.b.name(this.nameOf(i));
@@ -271,7 +346,8 @@ class Importer extends Emitter {
         const p = this.g.nodes.find((n) => n.outputs[0] === name);
         if (p?.opType === 'Softmax') name = p.inputs[0]!;
       }
-      if (this.g.outputs.some((o) => o.name === name) || this.g.inputs.some((o) => o.name === name)) name = this.node('Identity', [name], {}, this.b.name(this.nameOf(i)));
+      if (this.g.outputs.some((o) => o.name === name) || this.g.inputs.some((o) => o.name === name))
+        name = this.node('Identity', [name], {}, this.b.name(this.nameOf(i)));
       const shape: Dim[] = v.perm.map((p) => t.shape[p]!);
       if (this.dynamic && shape.length && v.perm[0] === 0) shape[0] = 'batch';
       this.g.outputs.push({ name, dtype: 'float32', shape });
@@ -300,9 +376,17 @@ class Importer extends Emitter {
     else {
       // a float input quantized straight away: the quantizer's range is the range the model was calibrated on
       const next = this.consumers.get(t.index) ?? [];
-      if (next.length === 1 && next[0]!.code === 114 /* QUANTIZE */) range = quantRange(this.tensor(next[0]!.outputs[0]!));
+      if (next.length === 1 && next[0]!.code === 114 /* QUANTIZE */)
+        range = quantRange(this.tensor(next[0]!.outputs[0]!));
     }
-    const base = { layout: 'NCHW' as const, width: t.shape[2]!, height: t.shape[1]!, channels, channelOrder: channels === 3 ? ('RGB' as const) : ('GRAY' as const), resize: 'stretch' as const };
+    const base = {
+      layout: 'NCHW' as const,
+      width: t.shape[2]!,
+      height: t.shape[1]!,
+      channels,
+      channelOrder: channels === 3 ? ('RGB' as const) : ('GRAY' as const),
+      resize: 'stretch' as const,
+    };
     let p: ImagePreprocess;
     if (range) {
       // value = (pixel/255 − mean)/std maps pixel 0 → lo and 255 → hi
@@ -320,7 +404,9 @@ class Importer extends Emitter {
     const handler = TFLITE_HANDLERS.get(name);
     if (!handler || op.code === 32 /* CUSTOM */) {
       const what = op.code === 32 ? `custom operator '${op.customCode ?? '?'}'` : `operator ${name}`;
-      throw new GraftError(`${this.label}: unsupported ${what} (operator index ${op.index}); Graft imports ${TFLITE_HANDLERS.names().join(', ')}`);
+      throw new GraftError(
+        `${this.label}: unsupported ${what} (operator index ${op.index}); Graft imports ${TFLITE_HANDLERS.names().join(', ')}`,
+      );
     }
     for (const i of op.outputs) {
       const t = this.tensor(i);
@@ -335,13 +421,18 @@ class Importer extends Emitter {
     const o = op.options;
     // Conv2DOptions: padding 0, stride_w 1, stride_h 2, fused 3, dilation_w 4, dilation_h 5
     // DepthwiseConv2DOptions: padding 0, stride_w 1, stride_h 2, depth_multiplier 3, fused 4, dilation_w 5, dilation_h 6
-    const padding = o.byte(0), sw = o.int(1, 1), sh = o.int(2, 1);
+    const padding = o.byte(0),
+      sw = o.int(1, 1),
+      sh = o.int(2, 1);
     const act = o.byte(depthwise ? 4 : 3);
-    const dw = o.int(depthwise ? 5 : 4, 1), dh = o.int(depthwise ? 6 : 5, 1);
+    const dw = o.int(depthwise ? 5 : 4, 1),
+      dh = o.int(depthwise ? 6 : 5, 1);
     const [xi, wi, bi] = op.inputs as [number, number, number?];
-    const xt = this.tensor(xi), wt = this.tensor(wi);
+    const xt = this.tensor(xi),
+      wt = this.tensor(wi);
     if (!this.isConst(wi)) throw new GraftError(`${this.where(op)}: weights '${wt.name}' must be constant`);
-    if (xt.shape.length !== 4 || wt.shape.length !== 4) throw new GraftError(`${this.where(op)}: expects 4-D input and weights, got [${xt.shape}] and [${wt.shape}]`);
+    if (xt.shape.length !== 4 || wt.shape.length !== 4)
+      throw new GraftError(`${this.where(op)}: expects 4-D input and weights, got [${xt.shape}] and [${wt.shape}]`);
     const { data, dims } = this.constData(wi, op);
     const [, kh, kw] = dims as [number, number, number, number];
     const cin = xt.shape[3]!;
@@ -369,7 +460,11 @@ class Importer extends Emitter {
       xname = x.pendingPad.source.name;
     } else xname = this.input(xi, op, NCHW);
     const attrs = {
-      kernel_shape: A.is([kh, kw]), strides: A.is([sh, sw]), dilations: A.is([dh, dw]), pads: A.is(pads), group: A.i(group),
+      kernel_shape: A.is([kh, kw]),
+      strides: A.is([sh, sw]),
+      dilations: A.is([dh, dw]),
+      pads: A.is(pads),
+      group: A.i(group),
     };
     const out = this.fused(op, act, (n) => this.node('Conv', [xname, ...inputs], attrs, n));
     this.setOut(op, out, NCHW);
@@ -378,7 +473,12 @@ class Importer extends Emitter {
   pool(op: TfliteOperator, type: 'AveragePool' | 'MaxPool'): void {
     // Pool2DOptions: padding 0, stride_w 1, stride_h 2, filter_width 3, filter_height 4, fused 5
     const o = op.options;
-    const padding = o.byte(0), sw = o.int(1, 1), sh = o.int(2, 1), fw = o.int(3, 1), fh = o.int(4, 1), act = o.byte(5);
+    const padding = o.byte(0),
+      sw = o.int(1, 1),
+      sh = o.int(2, 1),
+      fw = o.int(3, 1),
+      fh = o.int(4, 1),
+      act = o.byte(5);
     const xt = this.tensor(op.inputs[0]!);
     if (xt.shape.length !== 4) throw new GraftError(`${this.where(op)}: expects a 4-D input, got [${xt.shape}]`);
     let pads = [0, 0, 0, 0];
@@ -406,7 +506,7 @@ class Importer extends Emitter {
     const outRank = this.tensor(op.outputs[0]!).shape.length;
     const ins = op.inputs.filter((i) => i >= 0);
     const firstAct = ins.map((i) => this.vals.get(i)).find((v) => v && v.perm.length === outRank);
-    const perm = outRank === 4 ? NCHW : firstAct?.perm ?? identity(outRank);
+    const perm = outRank === 4 ? NCHW : (firstAct?.perm ?? identity(outRank));
     const xs = ins.map((i) => this.input(i, op, perm));
     const act = actId == null ? ACT.NONE : op.options.byte(actId);
     const out = this.fused(op, act, (n) => this.node(onnx, xs, {}, n));
@@ -420,16 +520,22 @@ class Importer extends Emitter {
 
   /** RESHAPE / SQUEEZE / EXPAND_DIMS: a Reshape to the output tensor's static shape. */
   reshape(op: TfliteOperator): void {
-    const it = this.tensor(op.inputs[0]!), ot = this.tensor(op.outputs[0]!);
+    const it = this.tensor(op.inputs[0]!),
+      ot = this.tensor(op.outputs[0]!);
     let shape = ot.shape;
-    if (!shape.length && op.code === 22 && op.inputs[1] != null && op.inputs[1] >= 0 && this.isConst(op.inputs[1])) shape = this.constInts(op.inputs[1], op);
-    if (shape.some((d) => d < 0)) throw new GraftError(`${this.where(op)}: output '${ot.name}' has no static shape ([${shape}])`);
+    if (!shape.length && op.code === 22 && op.inputs[1] != null && op.inputs[1] >= 0 && this.isConst(op.inputs[1]))
+      shape = this.constInts(op.inputs[1], op);
+    if (shape.some((d) => d < 0))
+      throw new GraftError(`${this.where(op)}: output '${ot.name}' has no static shape ([${shape}])`);
     const v = this.act(op.inputs[0]!, op);
     // bring the input to TFLite element order (free when only unit axes differ)
     const x = toSourceOrder(this.b, v.name, v.perm, it.shape);
     // a 4-D result goes to NCHW when that keeps the element order (e.g. [1,1,1,C]); else TFLite order
     const perm = shape.length === 4 && sameMemoryOrder(NCHW, shape) ? NCHW : identity(shape.length);
-    const target = this.reshapeTarget(perm.map((p) => shape[p]!), v.perm[0] === 0 && it.shape[0] === 1);
+    const target = this.reshapeTarget(
+      perm.map((p) => shape[p]!),
+      v.perm[0] === 0 && it.shape[0] === 1,
+    );
     const out = this.node('Reshape', [x, this.b.i64(target)], {}, this.outName(op));
     this.setOut(op, out, perm);
   }
@@ -437,11 +543,18 @@ class Importer extends Emitter {
   fullyConnected(op: TfliteOperator): void {
     // FullyConnectedOptions: fused 0, weights_format 1, keep_num_dims 2
     const o = op.options;
-    const act = o.byte(0), format = o.byte(1), keep = o.bool(2);
+    const act = o.byte(0),
+      format = o.byte(1),
+      keep = o.bool(2);
     if (format !== 0) throw new GraftError(`${this.where(op)}: shuffled weights format ${format} is not supported`);
     const [xi, wi, bi] = op.inputs as [number, number, number?];
-    const it = this.tensor(xi), wt = this.tensor(wi), ot = this.tensor(op.outputs[0]!);
-    if (wt.shape.length !== 2) throw new GraftError(`${this.where(op)}: weights '${wt.name}' have shape [${wt.shape}], expected [units, inputs]`);
+    const it = this.tensor(xi),
+      wt = this.tensor(wi),
+      ot = this.tensor(op.outputs[0]!);
+    if (wt.shape.length !== 2)
+      throw new GraftError(
+        `${this.where(op)}: weights '${wt.name}' have shape [${wt.shape}], expected [units, inputs]`,
+      );
     const [units, k] = wt.shape as [number, number];
     const v = this.act(xi, op);
     let x: string;
@@ -504,9 +617,11 @@ class Importer extends Emitter {
     let axis = op.options.int(0);
     if (axis < 0) axis += rank;
     const firstAct = op.inputs.map((i) => this.vals.get(i)).find((v) => v && v.perm.length === rank);
-    const perm = rank === 4 ? NCHW : firstAct?.perm ?? identity(rank);
+    const perm = rank === 4 ? NCHW : (firstAct?.perm ?? identity(rank));
     const xs = op.inputs.map((i) => this.input(i, op, perm));
-    const out = this.fused(op, op.options.byte(1), (n) => this.node('Concat', xs, { axis: A.i(perm.indexOf(axis)) }, n));
+    const out = this.fused(op, op.options.byte(1), (n) =>
+      this.node('Concat', xs, { axis: A.i(perm.indexOf(axis)) }, n),
+    );
     this.setOut(op, out, perm);
   }
 
@@ -514,27 +629,57 @@ class Importer extends Emitter {
     const it = this.tensor(op.inputs[0]!);
     const rank = it.shape.length;
     const p = this.constInts(op.inputs[1]!, op); // [rank, 2]
-    if (p.length !== 2 * rank) throw new GraftError(`${this.where(op)}: ${p.length} padding values for a rank-${rank} input (expected ${2 * rank})`);
+    if (p.length !== 2 * rank)
+      throw new GraftError(
+        `${this.where(op)}: ${p.length} padding values for a rank-${rank} input (expected ${2 * rank})`,
+      );
     let value = 0;
-    if (op.code === 60 /* PADV2 */ && op.inputs[2] != null && op.inputs[2] >= 0) value = this.constData(op.inputs[2], op).data[0] ?? 0;
+    if (op.code === 60 /* PADV2 */ && op.inputs[2] != null && op.inputs[2] >= 0)
+      value = this.constData(op.inputs[2], op).data[0] ?? 0;
     const v = this.act(op.inputs[0]!, op);
     // zero padding of H and W only, feeding only convolutions: folded into their pads
     const uses = this.consumers.get(op.outputs[0]!) ?? [];
     const spatialOnly = rank === 4 && p[0] === 0 && p[1] === 0 && p[6] === 0 && p[7] === 0;
-    if (value === 0 && spatialOnly && same(v.perm, NCHW) && uses.length > 0 && !this.sg.outputs.includes(op.outputs[0]!) &&
-        uses.every((u) => (u.code === 3 || u.code === 4) && u.inputs[0] === op.outputs[0] && !u.inputs.slice(1).includes(op.outputs[0]!))) {
-      this.vals.set(op.outputs[0]!, { name: '', perm: NCHW, pendingPad: { source: v, pads: [p[2]!, p[4]!, p[3]!, p[5]!] } });
+    if (
+      value === 0 &&
+      spatialOnly &&
+      same(v.perm, NCHW) &&
+      uses.length > 0 &&
+      !this.sg.outputs.includes(op.outputs[0]!) &&
+      uses.every(
+        (u) =>
+          (u.code === 3 || u.code === 4) &&
+          u.inputs[0] === op.outputs[0] &&
+          !u.inputs.slice(1).includes(op.outputs[0]!),
+      )
+    ) {
+      this.vals.set(op.outputs[0]!, {
+        name: '',
+        perm: NCHW,
+        pendingPad: { source: v, pads: [p[2]!, p[4]!, p[3]!, p[5]!] },
+      });
       return;
     }
-    const begins = v.perm.map((a) => p[2 * a]!), ends = v.perm.map((a) => p[2 * a + 1]!);
-    const out = this.node('Pad', [v.name, this.b.i64([...begins, ...ends]), this.b.f32(value)], { mode: A.s('constant') }, this.outName(op));
+    const begins = v.perm.map((a) => p[2 * a]!),
+      ends = v.perm.map((a) => p[2 * a + 1]!);
+    const out = this.node(
+      'Pad',
+      [v.name, this.b.i64([...begins, ...ends]), this.b.f32(value)],
+      { mode: A.s('constant') },
+      this.outName(op),
+    );
     this.setOut(op, out, v.perm);
   }
 
   materializePad(i: number, v: Val): Val {
     const pp = v.pendingPad!;
     const pads = [0, 0, pp.pads[0]!, pp.pads[1]!, 0, 0, pp.pads[2]!, pp.pads[3]!];
-    const name = this.node('Pad', [pp.source.name, this.b.i64(pads), this.b.f32(0)], { mode: A.s('constant') }, this.b.name(this.nameOf(i)));
+    const name = this.node(
+      'Pad',
+      [pp.source.name, this.b.i64(pads), this.b.f32(0)],
+      { mode: A.s('constant') },
+      this.b.name(this.nameOf(i)),
+    );
     const out = { name, perm: NCHW };
     this.vals.set(i, out);
     return out;
@@ -544,12 +689,17 @@ class Importer extends Emitter {
     const tperm = this.constInts(op.inputs[1]!, op);
     const v = this.act(op.inputs[0]!, op);
     // output TFLite axis j = input TFLite axis tperm[j]: the data stays as it is, only the axes' meaning changes
-    this.setOut(op, v.name, v.perm.map((a) => tperm.indexOf(a)));
+    this.setOut(
+      op,
+      v.name,
+      v.perm.map((a) => tperm.indexOf(a)),
+    );
   }
 
   alias(op: TfliteOperator): void {
     // QUANTIZE / DEQUANTIZE: the imported graph computes in float, so these change nothing
-    const i = op.inputs[0]!, o = op.outputs[0]!;
+    const i = op.inputs[0]!,
+      o = op.outputs[0]!;
     const v = this.vals.get(i);
     if (v) this.vals.set(o, v);
     else if (this.isConst(i)) this.constOf.set(o, this.constOf.get(i)!);
@@ -575,7 +725,10 @@ export const TFLITE_HANDLERS = new Handlers<Handler>('TFLite')
   .register('SQUARED_DIFFERENCE', (im, op) => {
     im.elementwise(op, 'Sub', null);
     const v = im.vals.get(op.outputs[0]!)!;
-    im.vals.set(op.outputs[0]!, { name: im.node('Mul', [v.name, v.name], {}, im.b.name(`${v.name}/squared`)), perm: v.perm });
+    im.vals.set(op.outputs[0]!, {
+      name: im.node('Mul', [v.name, v.name], {}, im.b.name(`${v.name}/squared`)),
+      perm: v.perm,
+    });
   })
   .register('MEAN', (im, op) => im.mean(op, 'ReduceMean'))
   .register('SUM', (im, op) => im.mean(op, 'ReduceSum'))
@@ -601,7 +754,9 @@ export const TFLITE_HANDLERS = new Handlers<Handler>('TFLite')
   .register('TANH', (im, op) => im.unary(op, (x, o) => im.node('Tanh', [x], {}, o)))
   .register('HARD_SWISH', (im, op) => im.unary(op, (x, o) => im.node('HardSwish', [x], {}, o)))
   // LeakyReluOptions: alpha 0
-  .register('LEAKY_RELU', (im, op) => im.unary(op, (x, o) => im.node('LeakyRelu', [x], { alpha: A.f(op.options.float(0, 0.2)) }, o)))
+  .register('LEAKY_RELU', (im, op) =>
+    im.unary(op, (x, o) => im.node('LeakyRelu', [x], { alpha: A.f(op.options.float(0, 0.2)) }, o)),
+  )
   .register('EXP', (im, op) => im.unary(op, (x, o) => im.node('Exp', [x], {}, o)))
   .register('SQRT', (im, op) => im.unary(op, (x, o) => im.node('Sqrt', [x], {}, o)))
   .register('ABS', (im, op) => im.unary(op, (x, o) => im.node('Abs', [x], {}, o)))
@@ -618,4 +773,3 @@ export const TFLITE_HANDLERS = new Handlers<Handler>('TFLite')
 
 /** Operator names the importer converts. */
 export const TFLITE_OPERATORS: readonly string[] = TFLITE_HANDLERS.names();
-

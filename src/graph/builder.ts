@@ -2,7 +2,7 @@
  * Emits new nodes and constants into a Graph with fresh, readable names. Gradient rules, losses and
  * graph rewrites all build through this, so every generated tensor is named after what made it.
  */
-import { Graph, type Attr, type Node } from './graph.js';
+import type { Graph, Attr, Node } from './graph.js';
 import { ONNX_DTYPE, type DType, type Tensor } from './tensor.js';
 
 export const A = {
@@ -20,11 +20,16 @@ export class Builder {
   /** Nodes emitted by this builder, in emission order. */
   readonly emitted: Node[] = [];
 
-  constructor(readonly graph: Graph, readonly prefix = '') {
+  constructor(
+    readonly graph: Graph,
+    readonly prefix = '',
+  ) {
     this.names = graph.allNames();
   }
 
-  get opset(): number { return this.graph.opset; }
+  get opset(): number {
+    return this.graph.opset;
+  }
 
   name(base: string): string {
     return this.graph.uniqueName(this.prefix + base, this.names);
@@ -60,7 +65,11 @@ export class Builder {
 
   f32(values: number | number[], dims?: number[]): string {
     const v = typeof values === 'number' ? [values] : values;
-    return this.constant({ dtype: 'float32', dims: dims ?? (typeof values === 'number' ? [] : [v.length]), data: Float32Array.from(v) });
+    return this.constant({
+      dtype: 'float32',
+      dims: dims ?? (typeof values === 'number' ? [] : [v.length]),
+      data: Float32Array.from(v),
+    });
   }
 
   scalar(value: number, dtype: DType = 'float32'): string {
@@ -80,7 +89,12 @@ export class Builder {
 
   /* ---- version-aware helpers for operators whose signature changed between opsets 13 and 18 ---- */
 
-  reduce(op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax' | 'ReduceMin' | 'ReduceProd' | 'ReduceSumSquare', x: string, axes: number[], keepdims: boolean): string {
+  reduce(
+    op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax' | 'ReduceMin' | 'ReduceProd' | 'ReduceSumSquare',
+    x: string,
+    axes: number[],
+    keepdims: boolean,
+  ): string {
     if (axes.length === 0) return this.op('Identity', [x]);
     const axesAsInput = op === 'ReduceSum' ? this.opset >= 13 : this.opset >= 18;
     if (axesAsInput) return this.op(op, [x, this.i64(axes)], { keepdims: A.i(keepdims ? 1 : 0) });
@@ -97,7 +111,9 @@ export class Builder {
   }
 
   unsqueeze(x: string, axes: number[]): string {
-    return this.opset >= 13 ? this.op('Unsqueeze', [x, this.i64(axes)]) : this.op('Unsqueeze', [x], { axes: A.is(axes) });
+    return this.opset >= 13
+      ? this.op('Unsqueeze', [x, this.i64(axes)])
+      : this.op('Unsqueeze', [x], { axes: A.is(axes) });
   }
 
   reshape(x: string, shape: number[] | string): string {
@@ -112,27 +128,61 @@ export class Builder {
     return this.op('Shape', [x]);
   }
 
-  add(a: string, b: string): string { return this.op('Add', [a, b]); }
-  sub(a: string, b: string): string { return this.op('Sub', [a, b]); }
-  mul(a: string, b: string): string { return this.op('Mul', [a, b]); }
-  div(a: string, b: string): string { return this.op('Div', [a, b]); }
-  neg(a: string): string { return this.op('Neg', [a]); }
-  exp(a: string): string { return this.op('Exp', [a]); }
-  log(a: string): string { return this.op('Log', [a]); }
-  sqrt(a: string): string { return this.op('Sqrt', [a]); }
-  recip(a: string): string { return this.op('Reciprocal', [a]); }
-  sign(a: string): string { return this.op('Sign', [a]); }
+  add(a: string, b: string): string {
+    return this.op('Add', [a, b]);
+  }
+  sub(a: string, b: string): string {
+    return this.op('Sub', [a, b]);
+  }
+  mul(a: string, b: string): string {
+    return this.op('Mul', [a, b]);
+  }
+  div(a: string, b: string): string {
+    return this.op('Div', [a, b]);
+  }
+  neg(a: string): string {
+    return this.op('Neg', [a]);
+  }
+  exp(a: string): string {
+    return this.op('Exp', [a]);
+  }
+  log(a: string): string {
+    return this.op('Log', [a]);
+  }
+  sqrt(a: string): string {
+    return this.op('Sqrt', [a]);
+  }
+  recip(a: string): string {
+    return this.op('Reciprocal', [a]);
+  }
+  sign(a: string): string {
+    return this.op('Sign', [a]);
+  }
 
   /* comparisons and selection (boolean results) */
-  greater(a: string, b: string): string { return this.op('Greater', [a, b]); }
-  less(a: string, b: string): string { return this.op('Less', [a, b]); }
-  equal(a: string, b: string): string { return this.op('Equal', [a, b]); }
-  and(a: string, b: string): string { return this.op('And', [a, b]); }
-  not(a: string): string { return this.op('Not', [a]); }
+  greater(a: string, b: string): string {
+    return this.op('Greater', [a, b]);
+  }
+  less(a: string, b: string): string {
+    return this.op('Less', [a, b]);
+  }
+  equal(a: string, b: string): string {
+    return this.op('Equal', [a, b]);
+  }
+  and(a: string, b: string): string {
+    return this.op('And', [a, b]);
+  }
+  not(a: string): string {
+    return this.op('Not', [a]);
+  }
   /** cond ? a : b, elementwise. */
-  where(cond: string, a: string, b: string): string { return this.op('Where', [cond, a, b]); }
+  where(cond: string, a: string, b: string): string {
+    return this.op('Where', [cond, a, b]);
+  }
   /** x converted to `to` (default float32; booleans become 0 and 1). */
-  cast(x: string, to: DType = 'float32'): string { return this.op('Cast', [x], { to: A.i(ONNX_DTYPE[to]) }); }
+  cast(x: string, to: DType = 'float32'): string {
+    return this.op('Cast', [x], { to: A.i(ONNX_DTYPE[to]) });
+  }
 
   /** Sum of several tensors of one shape (one node). */
   sum(xs: string[]): string {

@@ -111,7 +111,10 @@ export class Graph {
         const [n, i] = top;
         if (i === 0) {
           const s = state.get(n);
-          if (s === 2) { stack.pop(); continue; }
+          if (s === 2) {
+            stack.pop();
+            continue;
+          }
           state.set(n, 1);
         }
         if (i < n.inputs.length) {
@@ -208,10 +211,16 @@ export class Graph {
   /** A name not yet used by any value or node in the graph, starting from `base`. */
   uniqueName(base: string, taken?: Set<string>): string {
     const used = taken ?? this.allNames();
-    if (!used.has(base)) { used.add(base); return base; }
+    if (!used.has(base)) {
+      used.add(base);
+      return base;
+    }
     for (let i = 1; ; i++) {
       const n = `${base}_${i}`;
-      if (!used.has(n)) { used.add(n); return n; }
+      if (!used.has(n)) {
+        used.add(n);
+        return n;
+      }
     }
   }
 

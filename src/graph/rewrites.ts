@@ -2,7 +2,7 @@
  * Whole-graph rewrites needed before training: bring old opsets up to 13 (the oldest Graft's gradient
  * rules target), and free a batch size that an exporter baked into the graph.
  */
-import { Graph, type Node, attrInts, attrFloat } from './graph.js';
+import { type Graph, type Node, attrInts, attrFloat } from './graph.js';
 import { toNumbers } from './tensor.js';
 import { GraftError } from '../util/errors.js';
 
@@ -46,7 +46,10 @@ function moveIntsAttr(g: Graph, n: Node, attr: string, position: number, base: s
 
 function upgradeNode(g: Graph, n: Node, from: number) {
   switch (n.opType) {
-    case 'Squeeze': case 'Unsqueeze': case 'ReduceSum': case 'Split':
+    case 'Squeeze':
+    case 'Unsqueeze':
+    case 'ReduceSum':
+    case 'Split':
       moveIntsAttr(g, n, n.opType === 'Split' ? 'split' : 'axes', 1, n.opType === 'Split' ? 'split' : 'axes');
       break;
     case 'Reshape':
@@ -68,7 +71,11 @@ function upgradeNode(g: Graph, n: Node, from: number) {
         const value = attrFloat(n, 'value', 0);
         delete n.attrs['pads'];
         delete n.attrs['value'];
-        n.inputs = [n.inputs[0]!, addConst(g, `${n.name}_pads`, pads), addConst(g, `${n.name}_value`, [value], 'float32')];
+        n.inputs = [
+          n.inputs[0]!,
+          addConst(g, `${n.name}_pads`, pads),
+          addConst(g, `${n.name}_value`, [value], 'float32'),
+        ];
       }
       break;
     case 'Clip':
@@ -77,7 +84,11 @@ function upgradeNode(g: Graph, n: Node, from: number) {
         const hi = n.attrs['max'] ? attrFloat(n, 'max', 0) : 3.4028234663852886e38;
         delete n.attrs['min'];
         delete n.attrs['max'];
-        n.inputs = [n.inputs[0]!, addConst(g, `${n.name}_min`, [lo], 'float32'), addConst(g, `${n.name}_max`, [hi], 'float32')];
+        n.inputs = [
+          n.inputs[0]!,
+          addConst(g, `${n.name}_min`, [lo], 'float32'),
+          addConst(g, `${n.name}_max`, [hi], 'float32'),
+        ];
       }
       break;
     case 'Dropout':
@@ -94,14 +105,19 @@ function upgradeNode(g: Graph, n: Node, from: number) {
       delete n.attrs['consumed_inputs'];
       n.outputs = n.outputs.slice(0, 1);
       break;
-    case 'Softmax': case 'LogSoftmax': case 'Hardmax':
+    case 'Softmax':
+    case 'LogSoftmax':
+    case 'Hardmax':
       // Before 13 the input was coerced to 2-D at `axis` (default 1). For 2-D inputs, or when the
       // axis is the last one, the meaning is unchanged; callers that need more must re-export.
       if (!n.attrs['axis']) n.attrs['axis'] = { type: 'int', value: 1 };
-      n.docString = `${n.docString ?? ''} graft: upgraded from opset ${from}; valid for 2-D input or last-axis softmax`.trim();
+      n.docString =
+        `${n.docString ?? ''} graft: upgraded from opset ${from}; valid for 2-D input or last-axis softmax`.trim();
       break;
     case 'Upsample':
-      throw new GraftError(`node '${n.name}': Upsample (opset ${from}) cannot be upgraded; re-export the model with Resize`);
+      throw new GraftError(
+        `node '${n.name}': Upsample (opset ${from}) cannot be upgraded; re-export the model with Resize`,
+      );
     default:
       if ('consumed_inputs' in n.attrs) delete n.attrs['consumed_inputs'];
   }
@@ -125,7 +141,8 @@ export function makeBatchDynamic(src: Graph, dimName = 'batch'): Graph {
   if (baked.size === 0) return g;
   // Values computed from data inputs: only Reshape targets applied to those are rewritten.
   const dataDerived = new Set(g.dataInputs().map((v) => v.name));
-  for (const n of g.topoSort()) if (n.inputs.some((i) => dataDerived.has(i))) n.outputs.forEach((o) => dataDerived.add(o));
+  for (const n of g.topoSort())
+    if (n.inputs.some((i) => dataDerived.has(i))) n.outputs.forEach((o) => dataDerived.add(o));
   for (const n of g.nodes) {
     if (n.opType !== 'Reshape' || !dataDerived.has(n.inputs[0]!)) continue;
     const shapeName = n.inputs[1];
@@ -140,7 +157,8 @@ export function makeBatchDynamic(src: Graph, dimName = 'batch'): Graph {
   }
   // the old shape constants may now be unused
   const used = new Set(g.nodes.flatMap((n) => n.inputs));
-  for (const k of [...g.initializers.keys()]) if (!used.has(k) && !g.outputs.some((o) => o.name === k)) g.initializers.delete(k);
+  for (const k of [...g.initializers.keys()])
+    if (!used.has(k) && !g.outputs.some((o) => o.name === k)) g.initializers.delete(k);
   g.inputs = g.inputs.filter((v) => used.has(v.name) || g.outputs.some((o) => o.name === v.name));
   return g;
 }
@@ -157,34 +175,62 @@ export function toFloat64(src: Graph, float32Only: ReadonlySet<string> = FLOAT32
   const casts = new Map<string, string>();
   const names = g.allNames();
   for (const n of g.nodes) {
-    if (!float32Only.has(n.opType)) { wrapped.push(n); continue; }
+    if (!float32Only.has(n.opType)) {
+      wrapped.push(n);
+      continue;
+    }
     const ins = n.inputs.map((i) => {
       if (!i) return i;
       let c = casts.get(i);
       if (!c) {
         casts.set(i, (c = g.uniqueName(`${i}/as_f32`, names)));
-        wrapped.push({ name: g.uniqueName(`${c}_node`, names), opType: 'Cast', domain: '', inputs: [i], outputs: [c], attrs: { to: { type: 'int', value: 1 } } });
+        wrapped.push({
+          name: g.uniqueName(`${c}_node`, names),
+          opType: 'Cast',
+          domain: '',
+          inputs: [i],
+          outputs: [c],
+          attrs: { to: { type: 'int', value: 1 } },
+        });
       }
       return c;
     });
     const out = n.outputs[0]!;
     const tmp = g.uniqueName(`${out}/f32`, names);
     wrapped.push({ ...n, inputs: ins, outputs: [tmp, ...n.outputs.slice(1)] });
-    wrapped.push({ name: g.uniqueName(`${tmp}_to_f64`, names), opType: 'Cast', domain: '', inputs: [tmp], outputs: [out], attrs: { to: { type: 'int', value: 11 } } });
+    wrapped.push({
+      name: g.uniqueName(`${tmp}_to_f64`, names),
+      opType: 'Cast',
+      domain: '',
+      inputs: [tmp],
+      outputs: [out],
+      attrs: { to: { type: 'int', value: 11 } },
+    });
   }
   g.nodes = wrapped;
   for (const [k, t] of g.initializers)
-    if (t.dtype === 'float32') g.initializers.set(k, { dtype: 'float64', dims: t.dims, data: Float64Array.from(t.data as Float32Array) });
+    if (t.dtype === 'float32')
+      g.initializers.set(k, { dtype: 'float64', dims: t.dims, data: Float64Array.from(t.data as Float32Array) });
   for (const v of [...g.inputs, ...g.outputs, ...g.valueInfo]) if (v.dtype === 'float32') v.dtype = 'float64';
   for (const n of g.nodes) {
     for (const [name, a] of Object.entries(n.attrs)) {
       if (a.type === 'tensor' && a.value.dtype === 'float32')
-        n.attrs[name] = { type: 'tensor', value: { dtype: 'float64', dims: a.value.dims, data: Float64Array.from(a.value.data as Float32Array) } };
-      if (name === 'to' && a.type === 'int' && a.value === 1 && !n.outputs[0]!.endsWith('/as_f32')) n.attrs[name] = { type: 'int', value: 11 };
+        n.attrs[name] = {
+          type: 'tensor',
+          value: { dtype: 'float64', dims: a.value.dims, data: Float64Array.from(a.value.data as Float32Array) },
+        };
+      if (name === 'to' && a.type === 'int' && a.value === 1 && !n.outputs[0]!.endsWith('/as_f32'))
+        n.attrs[name] = { type: 'int', value: 11 };
     }
   }
   return g;
 }
 
 /** Operators onnxruntime's CPU provider runs in float32 only (checked against onnxruntime 1.30). */
-export const FLOAT32_ONLY: ReadonlySet<string> = new Set(['Erf', 'Conv', 'ConvTranspose', 'AveragePool', 'GlobalAveragePool']);
+export const FLOAT32_ONLY: ReadonlySet<string> = new Set([
+  'Erf',
+  'Conv',
+  'ConvTranspose',
+  'AveragePool',
+  'GlobalAveragePool',
+]);

@@ -1,13 +1,32 @@
 /** Tensors held in memory: a dtype, dims and a typed array in the dtype's natural JS form. */
 
 export type DType =
-  | 'float32' | 'float64' | 'float16' | 'bfloat16'
-  | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64'
-  | 'bool' | 'string';
+  | 'float32'
+  | 'float64'
+  | 'float16'
+  | 'bfloat16'
+  | 'int8'
+  | 'uint8'
+  | 'int16'
+  | 'uint16'
+  | 'int32'
+  | 'uint32'
+  | 'int64'
+  | 'uint64'
+  | 'bool'
+  | 'string';
 
 export type TypedArray =
-  | Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array
-  | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array;
 
 export interface Tensor {
   dtype: DType;
@@ -18,8 +37,20 @@ export interface Tensor {
 
 /** ONNX TensorProto.DataType codes. */
 export const ONNX_DTYPE: Record<DType, number> = {
-  float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, string: 8, bool: 9,
-  float16: 10, float64: 11, uint32: 12, uint64: 13, bfloat16: 16,
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  uint16: 4,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  uint32: 12,
+  uint64: 13,
+  bfloat16: 16,
 };
 
 const BY_CODE = new Map<number, DType>(Object.entries(ONNX_DTYPE).map(([k, v]) => [v, k as DType]));
@@ -31,8 +62,20 @@ export function dtypeFromOnnx(code: number): DType {
 }
 
 export const BYTES_PER_ELEMENT: Record<DType, number> = {
-  float32: 4, float64: 8, float16: 2, bfloat16: 2, int8: 1, uint8: 1, int16: 2, uint16: 2,
-  int32: 4, uint32: 4, int64: 8, uint64: 8, bool: 1, string: 0,
+  float32: 4,
+  float64: 8,
+  float16: 2,
+  bfloat16: 2,
+  int8: 1,
+  uint8: 1,
+  int16: 2,
+  uint16: 2,
+  int32: 4,
+  uint32: 4,
+  int64: 8,
+  uint64: 8,
+  bool: 1,
+  string: 0,
 };
 
 export function isFloat(d: DType): boolean {
@@ -49,24 +92,39 @@ export function numel(dims: readonly number[]): number {
 export function typedFromBytes(dtype: DType, bytes: Uint8Array): TypedArray {
   const size = BYTES_PER_ELEMENT[dtype];
   if (size === 0) throw new Error('string tensors have no raw byte form');
-  if (bytes.byteLength % size !== 0) throw new Error(`${bytes.byteLength} bytes is not a whole number of ${dtype} elements`);
+  if (bytes.byteLength % size !== 0)
+    throw new Error(`${bytes.byteLength} bytes is not a whole number of ${dtype} elements`);
   // Copy into a fresh, aligned buffer so the result owns its memory.
   const copy = new Uint8Array(bytes.byteLength);
   copy.set(bytes);
   const buf = copy.buffer;
   const n = bytes.byteLength / size;
   switch (dtype) {
-    case 'float32': return new Float32Array(buf, 0, n);
-    case 'float64': return new Float64Array(buf, 0, n);
-    case 'float16': case 'bfloat16': case 'uint16': return new Uint16Array(buf, 0, n);
-    case 'int8': return new Int8Array(buf, 0, n);
-    case 'uint8': case 'bool': return new Uint8Array(buf, 0, n);
-    case 'int16': return new Int16Array(buf, 0, n);
-    case 'int32': return new Int32Array(buf, 0, n);
-    case 'uint32': return new Uint32Array(buf, 0, n);
-    case 'int64': return new BigInt64Array(buf, 0, n);
-    case 'uint64': return new BigUint64Array(buf, 0, n);
-    default: throw new Error(`no typed array for ${dtype}`);
+    case 'float32':
+      return new Float32Array(buf, 0, n);
+    case 'float64':
+      return new Float64Array(buf, 0, n);
+    case 'float16':
+    case 'bfloat16':
+    case 'uint16':
+      return new Uint16Array(buf, 0, n);
+    case 'int8':
+      return new Int8Array(buf, 0, n);
+    case 'uint8':
+    case 'bool':
+      return new Uint8Array(buf, 0, n);
+    case 'int16':
+      return new Int16Array(buf, 0, n);
+    case 'int32':
+      return new Int32Array(buf, 0, n);
+    case 'uint32':
+      return new Uint32Array(buf, 0, n);
+    case 'int64':
+      return new BigInt64Array(buf, 0, n);
+    case 'uint64':
+      return new BigUint64Array(buf, 0, n);
+    default:
+      throw new Error(`no typed array for ${dtype}`);
   }
 }
 
@@ -97,7 +155,8 @@ export function toNumbers(t: Tensor): number[] {
   if (Array.isArray(t.data)) throw new Error('string tensor');
   const out = new Array<number>(t.data.length);
   if (t.dtype === 'float16') for (let i = 0; i < out.length; i++) out[i] = halfToFloat((t.data as Uint16Array)[i]!);
-  else if (t.dtype === 'bfloat16') for (let i = 0; i < out.length; i++) out[i] = bf16ToFloat((t.data as Uint16Array)[i]!);
+  else if (t.dtype === 'bfloat16')
+    for (let i = 0; i < out.length; i++) out[i] = bf16ToFloat((t.data as Uint16Array)[i]!);
   else for (let i = 0; i < out.length; i++) out[i] = Number(t.data[i]);
   return out;
 }
@@ -118,7 +177,7 @@ export function floatToHalf(v: number): number {
   f32[0] = v;
   const x = u32[0]!;
   const sign = (x >> 16) & 0x8000;
-  let e = ((x >> 23) & 0xff) - 127 + 15;
+  const e = ((x >> 23) & 0xff) - 127 + 15;
   let m = x & 0x7fffff;
   if (((x >> 23) & 0xff) === 0xff) return sign | 0x7c00 | (m ? 0x200 : 0);
   if (e >= 31) return sign | 0x7c00;
@@ -129,12 +188,12 @@ export function floatToHalf(v: number): number {
     let r = m >> shift;
     const rem = m & ((1 << shift) - 1);
     const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && (r & 1))) r++;
+    if (rem > half || (rem === half && r & 1)) r++;
     return sign | r;
   }
   let r = (e << 10) | (m >> 13);
   const rem = m & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (r & 1))) r++;
+  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
   return sign | r;
 }
 
@@ -144,11 +203,18 @@ export function bf16ToFloat(h: number): number {
 }
 
 /** A float32 tensor's data with its axes permuted. */
-export function permuteData(data: Float32Array, dims: number[], perm: number[]): { data: Float32Array; dims: number[] } {
+export function permuteData(
+  data: Float32Array,
+  dims: number[],
+  perm: number[],
+): { data: Float32Array; dims: number[] } {
   const r = dims.length;
   const outDims = perm.map((p) => dims[p]!);
   const inStrides = new Array<number>(r);
-  for (let i = r - 1, s = 1; i >= 0; i--) { inStrides[i] = s; s *= dims[i]!; }
+  for (let i = r - 1, s = 1; i >= 0; i--) {
+    inStrides[i] = s;
+    s *= dims[i]!;
+  }
   const st = perm.map((p) => inStrides[p]!);
   const out = new Float32Array(data.length);
   const idx = new Array<number>(r).fill(0);

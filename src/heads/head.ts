@@ -47,15 +47,24 @@ export interface Standardization {
 
 /** Per-feature mean and population std of X; all vectors must have the same length. */
 export function standardization(X: ArrayLike<number>[], on = true): Standardization {
-  const n = X.length, D = X[0]?.length ?? 0;
-  const mean = new Float64Array(D), scale = new Float64Array(D).fill(1);
+  const n = X.length,
+    D = X[0]?.length ?? 0;
+  const mean = new Float64Array(D),
+    scale = new Float64Array(D).fill(1);
   for (const x of X) if (x.length !== D) throw new GraftError(`feature vectors differ in length (${x.length} vs ${D})`);
   if (!on || n === 0) return { mean, scale };
   for (const x of X) for (let j = 0; j < D; j++) mean[j]! += x[j]!;
   for (let j = 0; j < D; j++) mean[j]! /= n;
   const v = new Float64Array(D);
-  for (const x of X) for (let j = 0; j < D; j++) { const t = x[j]! - mean[j]!; v[j]! += t * t; }
-  for (let j = 0; j < D; j++) { const s = Math.sqrt(v[j]! / n); scale[j] = s > 1e-12 ? s : 1; }
+  for (const x of X)
+    for (let j = 0; j < D; j++) {
+      const t = x[j]! - mean[j]!;
+      v[j]! += t * t;
+    }
+  for (let j = 0; j < D; j++) {
+    const s = Math.sqrt(v[j]! / n);
+    scale[j] = s > 1e-12 ? s : 1;
+  }
   return { mean, scale };
 }
 
@@ -63,11 +72,19 @@ export function standardization(X: ArrayLike<number>[], on = true): Standardizat
 export const NORM_FLOOR = 1e-24;
 
 /** (x − mean) / scale, then divided by its Euclidean norm. */
-export function standardizeNormalize(x: ArrayLike<number>, s: Standardization, out = new Float64Array(s.mean.length)): Float64Array {
+export function standardizeNormalize(
+  x: ArrayLike<number>,
+  s: Standardization,
+  out = new Float64Array(s.mean.length),
+): Float64Array {
   const D = s.mean.length;
   if (x.length !== D) throw new GraftError(`feature vector has ${x.length} values, the head expects ${D}`);
   let ss = 0;
-  for (let j = 0; j < D; j++) { const z = (x[j]! - s.mean[j]!) / s.scale[j]!; out[j] = z; ss += z * z; }
+  for (let j = 0; j < D; j++) {
+    const z = (x[j]! - s.mean[j]!) / s.scale[j]!;
+    out[j] = z;
+    ss += z * z;
+  }
   const inv = 1 / Math.sqrt(Math.max(ss, NORM_FLOOR));
   for (let j = 0; j < D; j++) out[j]! *= inv;
   return out;
@@ -88,9 +105,15 @@ export function onnxStandardizeNormalize(b: Builder, x: string, s: Standardizati
  * An affine map on standardized features, rewritten for raw features:
  * W·((x − μ)/σ) + b = (W/σ)·x + (b − W·(μ/σ)). W is [rows, D] row-major; computed in float64.
  */
-export function foldStandardization(W: ArrayLike<number>, b: ArrayLike<number>, std: Standardization): { weight: Float32Array; bias: Float32Array } {
-  const D = std.mean.length, rows = b.length;
-  const weight = new Float32Array(rows * D), bias = new Float32Array(rows);
+export function foldStandardization(
+  W: ArrayLike<number>,
+  b: ArrayLike<number>,
+  std: Standardization,
+): { weight: Float32Array; bias: Float32Array } {
+  const D = std.mean.length,
+    rows = b.length;
+  const weight = new Float32Array(rows * D),
+    bias = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
     let c = b[r]!;
     for (let j = 0; j < D; j++) {
@@ -104,7 +127,13 @@ export function foldStandardization(W: ArrayLike<number>, b: ArrayLike<number>, 
 }
 
 /** out[r] = b[r] + Σⱼ W[r][j]·x[j] (W [rows, D] row-major), optionally through ReLU. */
-export function denseInto(W: ArrayLike<number>, b: ArrayLike<number>, x: ArrayLike<number>, out: Float64Array, relu = false): Float64Array {
+export function denseInto(
+  W: ArrayLike<number>,
+  b: ArrayLike<number>,
+  x: ArrayLike<number>,
+  out: Float64Array,
+  relu = false,
+): Float64Array {
   const D = x.length;
   for (let r = 0; r < out.length; r++) {
     let v = b[r]!;

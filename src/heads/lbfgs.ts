@@ -34,8 +34,12 @@ export interface LbfgsResult {
 /** Dot product of two equal-length vectors (also used by the similarity heads). */
 export function dot(a: Float64Array, b: Float64Array): number {
   // four accumulators: independent chains the CPU can overlap
-  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  const n = a.length, n4 = n - (n % 4);
+  let s0 = 0,
+    s1 = 0,
+    s2 = 0,
+    s3 = 0;
+  const n = a.length,
+    n4 = n - (n % 4);
   let i = 0;
   for (; i < n4; i += 4) {
     s0 += a[i]! * b[i]!;
@@ -70,23 +74,33 @@ function scaled(out: Float64Array, s: number, x: Float64Array): void {
 }
 
 export async function minimize(fg: Objective, x0: Float64Array, o: LbfgsOptions = {}): Promise<LbfgsResult> {
-  const m = o.m ?? 10, maxIter = o.maxIter ?? 500, gtol = o.gtol ?? 1e-6, ftol = o.ftol ?? 1e-15;
-  const c1 = o.c1 ?? 1e-4, c2 = o.c2 ?? 0.9;
+  const m = o.m ?? 10,
+    maxIter = o.maxIter ?? 500,
+    gtol = o.gtol ?? 1e-6,
+    ftol = o.ftol ?? 1e-15;
+  const c1 = o.c1 ?? 1e-4,
+    c2 = o.c2 ?? 0.9;
   const n = x0.length;
   let x = Float64Array.from(x0);
   let g = new Float64Array(n);
   let f = await fg(x, g);
   let evaluations = 1;
-  const S: Float64Array[] = [], Y: Float64Array[] = [], RHO: number[] = [];
+  const S: Float64Array[] = [],
+    Y: Float64Array[] = [],
+    RHO: number[] = [];
   const d = new Float64Array(n);
   const alpha = new Float64Array(m);
-  let xNew = new Float64Array(n), gNew = new Float64Array(n);
+  let xNew = new Float64Array(n),
+    gNew = new Float64Array(n);
   let reason: LbfgsResult['reason'] = 'maxIter';
   let iter = 0;
 
   for (; iter < maxIter; iter++) {
     const gnorm = Math.sqrt(dot(g, g));
-    if (!(gnorm > gtol)) { reason = 'gtol'; break; }
+    if (!(gnorm > gtol)) {
+      reason = 'gtol';
+      break;
+    }
     // two-loop recursion: d = −H g
     scaled(d, -1, g);
     const k = S.length;
@@ -117,58 +131,111 @@ export async function minimize(fg: Objective, x0: Float64Array, o: LbfgsOptions 
       return [v, dot(gNew, d)];
     };
     let found = false;
-    let tPrev = 0, fPrev = f, dPrev = dg;
+    let tPrev = 0,
+      fPrev = f,
+      dPrev = dg;
     let t = t0;
     let fT = 0;
-    const zoom = async (lo: number, flo: number, dlo: number, hi: number, fhi: number, dhi: number): Promise<boolean> => {
+    const zoom = async (
+      lo: number,
+      flo: number,
+      dlo: number,
+      hi: number,
+      fhi: number,
+      dhi: number,
+    ): Promise<boolean> => {
       for (let z = 0; z < 40; z++) {
         let tz = cubicMin(lo, flo, dlo, hi, fhi, dhi);
-        const a = Math.min(lo, hi), b = Math.max(lo, hi);
+        const a = Math.min(lo, hi),
+          b = Math.max(lo, hi);
         if (!Number.isFinite(tz) || tz <= a + 0.1 * (b - a) || tz >= b - 0.1 * (b - a)) tz = (lo + hi) / 2;
         const [fz, dz] = await phi(tz);
         if (fz > f + c1 * tz * dg || fz >= flo) {
-          hi = tz; fhi = fz; dhi = dz;
+          hi = tz;
+          fhi = fz;
+          dhi = dz;
         } else {
-          if (Math.abs(dz) <= -c2 * dg) { t = tz; fT = fz; return true; }
-          if (dz * (hi - lo) >= 0) { hi = lo; fhi = flo; dhi = dlo; }
-          lo = tz; flo = fz; dlo = dz;
+          if (Math.abs(dz) <= -c2 * dg) {
+            t = tz;
+            fT = fz;
+            return true;
+          }
+          if (dz * (hi - lo) >= 0) {
+            hi = lo;
+            fhi = flo;
+            dhi = dlo;
+          }
+          lo = tz;
+          flo = fz;
+          dlo = dz;
         }
         if (Math.abs(hi - lo) < 1e-16 * Math.max(1, Math.abs(lo))) break;
       }
       // accept the best point seen if it decreases f enough
-      if (flo < f + c1 * lo * dg && lo > 0) { const [fl] = await phi(lo); t = lo; fT = fl; return true; }
+      if (flo < f + c1 * lo * dg && lo > 0) {
+        const [fl] = await phi(lo);
+        t = lo;
+        fT = fl;
+        return true;
+      }
       return false;
     };
     for (let ls = 0; ls < 40; ls++) {
       const [ft, dt] = await phi(t);
       if (!Number.isFinite(ft) || ft > f + c1 * t * dg || (ls > 0 && ft >= fPrev)) {
-        if (!Number.isFinite(ft)) { t = (tPrev + t) / 2; continue; }
+        if (!Number.isFinite(ft)) {
+          t = (tPrev + t) / 2;
+          continue;
+        }
         found = await zoom(tPrev, fPrev, dPrev, t, ft, dt);
         break;
       }
-      if (Math.abs(dt) <= -c2 * dg) { fT = ft; found = true; break; }
-      if (dt >= 0) { found = await zoom(t, ft, dt, tPrev, fPrev, dPrev); break; }
-      tPrev = t; fPrev = ft; dPrev = dt;
+      if (Math.abs(dt) <= -c2 * dg) {
+        fT = ft;
+        found = true;
+        break;
+      }
+      if (dt >= 0) {
+        found = await zoom(t, ft, dt, tPrev, fPrev, dPrev);
+        break;
+      }
+      tPrev = t;
+      fPrev = ft;
+      dPrev = dt;
       t *= 2;
     }
-    if (!found) { reason = 'lineSearch'; break; }
+    if (!found) {
+      reason = 'lineSearch';
+      break;
+    }
 
     // xNew/gNew hold the accepted point (zoom re-evaluates lo when it falls back)
     // reuse the oldest pair's buffers once the history is full
     const full = S.length === m;
-    const s = full ? S[0]! : new Float64Array(n), y = full ? Y[0]! : new Float64Array(n);
+    const s = full ? S[0]! : new Float64Array(n),
+      y = full ? Y[0]! : new Float64Array(n);
     diff(s, xNew, x);
     diff(y, gNew, g);
     const sy = dot(s, y);
     if (sy > 1e-10 * dot(y, y)) {
-      if (full) { S.shift(); Y.shift(); RHO.shift(); }
-      S.push(s); Y.push(y); RHO.push(1 / sy);
+      if (full) {
+        S.shift();
+        Y.shift();
+        RHO.shift();
+      }
+      S.push(s);
+      Y.push(y);
+      RHO.push(1 / sy);
     }
     const fOld = f;
     [x, xNew] = [xNew, x];
     [g, gNew] = [gNew, g];
     f = fT;
-    if (fOld - f <= ftol * Math.max(Math.abs(f), 1)) { iter++; reason = Math.sqrt(dot(g, g)) <= gtol ? 'gtol' : 'ftol'; break; }
+    if (fOld - f <= ftol * Math.max(Math.abs(f), 1)) {
+      iter++;
+      reason = Math.sqrt(dot(g, g)) <= gtol ? 'gtol' : 'ftol';
+      break;
+    }
   }
   const gradNorm = Math.sqrt(dot(g, g));
   return { x, f, gradNorm, iterations: iter, evaluations, converged: reason === 'gtol' || gradNorm <= gtol, reason };
@@ -176,7 +243,7 @@ export async function minimize(fg: Objective, x0: Float64Array, o: LbfgsOptions 
 
 /** Minimizer of the cubic through (a, fa, da) and (b, fb, db); NaN when it has none. */
 function cubicMin(a: number, fa: number, da: number, b: number, fb: number, db: number): number {
-  const d1 = da + db - 3 * (fa - fb) / (a - b);
+  const d1 = da + db - (3 * (fa - fb)) / (a - b);
   const disc = d1 * d1 - da * db;
   if (disc < 0) return NaN;
   const d2 = Math.sign(b - a) * Math.sqrt(disc);

@@ -69,8 +69,10 @@ export class LogisticRegression implements FeatureHead {
 
   /** Class probabilities, one Float64Array of K per example. */
   predictProba(X: ArrayLike<number>[]): Float64Array[] {
-    const K = this.numClasses, D = this.dim;
-    const z = new Float64Array(D), s = new Float64Array(K);
+    const K = this.numClasses,
+      D = this.dim;
+    const z = new Float64Array(D),
+      s = new Float64Array(K);
     return X.map((x) => {
       if (x.length !== D) throw new GraftError(`feature vector has ${x.length} values, the model expects ${D}`);
       for (let j = 0; j < D; j++) z[j] = (x[j]! - this.mean[j]!) / this.scale[j]!;
@@ -97,7 +99,8 @@ export class LogisticRegression implements FeatureHead {
 
   /** Gemm + Softmax on raw features (standardization folded in, see `folded`). */
   toOnnx(b: Builder, x: string): string {
-    const K = this.numClasses, D = this.dim;
+    const K = this.numClasses,
+      D = this.dim;
     const { weight, bias } = this.folded();
     const wName = b.constant({ dtype: 'float32', dims: [K, D], data: weight }, 'weight');
     const cName = b.constant({ dtype: 'float32', dims: [K], data: bias }, 'bias');
@@ -106,7 +109,13 @@ export class LogisticRegression implements FeatureHead {
   }
 
   summary(): Record<string, number | string> {
-    return { kind: 'logistic-regression', classes: this.numClasses, dim: this.dim, l2: this.l2, iterations: this.info.iterations };
+    return {
+      kind: 'logistic-regression',
+      classes: this.numClasses,
+      dim: this.dim,
+      l2: this.l2,
+      iterations: this.info.iterations,
+    };
   }
 }
 
@@ -134,8 +143,22 @@ function objectiveGraph(): Graph {
   const a = B.op('ReduceSum', [B.op('Mul', ['wcol', lse])], { keepdims: A.i(0) });
   const c = B.op('ReduceSum', [B.op('Mul', ['Yw', logits])], { keepdims: A.i(0) });
   g.nodes.push({ name: 'loss_node', opType: 'Sub', domain: '', inputs: [a, c], outputs: ['loss'], attrs: {} });
-  g.nodes.push({ name: 'gW_node', opType: 'Gemm', domain: '', inputs: [R, 'Z'], outputs: ['gW'], attrs: { transA: A.i(1) } });
-  g.nodes.push({ name: 'gb_node', opType: 'ReduceSum', domain: '', inputs: [R, B.i64([0])], outputs: ['gb'], attrs: { keepdims: A.i(0) } });
+  g.nodes.push({
+    name: 'gW_node',
+    opType: 'Gemm',
+    domain: '',
+    inputs: [R, 'Z'],
+    outputs: ['gW'],
+    attrs: { transA: A.i(1) },
+  });
+  g.nodes.push({
+    name: 'gb_node',
+    opType: 'ReduceSum',
+    domain: '',
+    inputs: [R, B.i64([0])],
+    outputs: ['gb'],
+    attrs: { keepdims: A.i(0) },
+  });
   g.outputs = [
     { name: 'loss', dtype: f, shape: [] },
     { name: 'gW', dtype: f, shape: ['K', 'D'] },
@@ -152,7 +175,16 @@ export class LogisticSession {
     return new LogisticSession(await Session.fromGraph(objectiveGraph(), runtime, 'logistic objective'));
   }
 
-  async evaluate(Z: Float64Array, wcol: Float64Array, Yw: Float64Array, n: number, D: number, K: number, theta: Float64Array, grad: Float64Array): Promise<number> {
+  async evaluate(
+    Z: Float64Array,
+    wcol: Float64Array,
+    Yw: Float64Array,
+    n: number,
+    D: number,
+    K: number,
+    theta: Float64Array,
+    grad: Float64Array,
+  ): Promise<number> {
     const r = await this.s.run({
       Z: { dtype: 'float64', dims: [n, D], data: Z },
       W: { dtype: 'float64', dims: [K, D], data: theta.subarray(0, K * D) },
@@ -187,7 +219,12 @@ export interface LogisticProblem {
   withL2(l2: number): (theta: Float64Array, grad: Float64Array) => Promise<number>;
 }
 
-export function logisticProblem(X: ArrayLike<number>[], y: number[], session: LogisticSession, o: LogisticOptions = {}): LogisticProblem {
+export function logisticProblem(
+  X: ArrayLike<number>[],
+  y: number[],
+  session: LogisticSession,
+  o: LogisticOptions = {},
+): LogisticProblem {
   const n = X.length;
   if (n === 0) throw new GraftError('logistic regression needs at least one example');
   if (y.length !== n) throw new GraftError(`${n} feature vectors but ${y.length} labels`);
@@ -223,12 +260,17 @@ export function logisticProblem(X: ArrayLike<number>[], y: number[], session: Lo
   const Yw = new Float64Array(n * K);
   for (let i = 0; i < n; i++) Yw[i * K + yi[i]!] = wcol[i]!;
 
-  const withL2 = (pen: number) => async (theta: Float64Array, grad: Float64Array): Promise<number> => {
-    const loss = await session.evaluate(Z, wcol, Yw, n, D, K, theta, grad);
-    let reg = 0;
-    for (let t = 0; t < K * D; t++) { reg += theta[t]! * theta[t]!; grad[t]! += pen * theta[t]!; }
-    return loss + 0.5 * pen * reg;
-  };
+  const withL2 =
+    (pen: number) =>
+    async (theta: Float64Array, grad: Float64Array): Promise<number> => {
+      const loss = await session.evaluate(Z, wcol, Yw, n, D, K, theta, grad);
+      let reg = 0;
+      for (let t = 0; t < K * D; t++) {
+        reg += theta[t]! * theta[t]!;
+        grad[t]! += pen * theta[t]!;
+      }
+      return loss + 0.5 * pen * reg;
+    };
   return { n, D, K, Z, y: yi, w, l2, mean, scale, fg: withL2(l2), withL2 };
 }
 
@@ -242,11 +284,22 @@ async function withSession<T>(o: LogisticOptions, f: (s: LogisticSession) => Pro
   }
 }
 
-async function solve(pr: LogisticProblem, l2: number, o: LogisticOptions, init?: Float64Array): Promise<LogisticRegression> {
+async function solve(
+  pr: LogisticProblem,
+  l2: number,
+  o: LogisticOptions,
+  init?: Float64Array,
+): Promise<LogisticRegression> {
   const { K, D } = pr;
   const x0 = init ? Float64Array.from(init) : new Float64Array(K * D + K);
-  if (x0.length !== K * D + K) throw new GraftError(`initial parameters have ${x0.length} values, expected ${K * D + K}`);
-  const res = await minimize(pr.withL2(l2), x0, { maxIter: o.maxIter ?? 500, gtol: o.gtol ?? 1e-6, ftol: o.ftol ?? 2.2e-9, m: 10 });
+  if (x0.length !== K * D + K)
+    throw new GraftError(`initial parameters have ${x0.length} values, expected ${K * D + K}`);
+  const res = await minimize(pr.withL2(l2), x0, {
+    maxIter: o.maxIter ?? 500,
+    gtol: o.gtol ?? 1e-6,
+    ftol: o.ftol ?? 2.2e-9,
+    m: 10,
+  });
   const { x, ...info } = res;
   return new LogisticRegression(x.slice(0, K * D), x.slice(K * D), pr.mean, pr.scale, K, info, l2);
 }
@@ -309,20 +362,28 @@ export async function fitCV(X: ArrayLike<number>[], y: number[], o: CVOptions = 
   const k = cvFolds(y, K, o.folds);
   const fold = stratifiedFolds(y, k, o.seed ?? 0);
   const order = grid.map((l2, i) => ({ l2, i })).sort((a, b) => b.l2 - a.l2);
-  const ll = new Float64Array(grid.length), correct = new Float64Array(grid.length);
+  const ll = new Float64Array(grid.length),
+    correct = new Float64Array(grid.length);
   /** The last fold's solution per penalty: the final fit's starting point. */
   const starts: (Float64Array | undefined)[] = [];
   return withSession(o, async (session) => {
     for (let f = 0; f < k; f++) {
-      const tr: number[] = [], va: number[] = [];
+      const tr: number[] = [],
+        va: number[] = [];
       for (let i = 0; i < y.length; i++) (fold[i] === f ? va : tr).push(i);
-      const pr = logisticProblem(tr.map((i) => X[i]!), tr.map((i) => y[i]!), session, { ...o, numClasses: K });
+      const pr = logisticProblem(
+        tr.map((i) => X[i]!),
+        tr.map((i) => y[i]!),
+        session,
+        { ...o, numClasses: K },
+      );
       const Xva = va.map((i) => X[i]!);
       let prev: Float64Array | undefined;
       for (const { l2, i: gi } of order) {
         const m = await solve(pr, l2, o, prev);
         prev = new Float64Array(K * pr.D + K);
-        prev.set(m.weights); prev.set(m.bias, K * pr.D);
+        prev.set(m.weights);
+        prev.set(m.bias, K * pr.D);
         starts[gi] = prev;
         const P = m.predictProba(Xva);
         const pred = P.map(argmax);
@@ -334,7 +395,9 @@ export async function fitCV(X: ArrayLike<number>[], y: number[], o: CVOptions = 
     }
     const scores = grid.map((l2, i) => ({ l2, logloss: ll[i]! / y.length, accuracy: correct[i]! / y.length }));
     const better = (a: (typeof scores)[0], b: (typeof scores)[0]) =>
-      (o.score ?? 'logloss') === 'accuracy' ? a.accuracy > b.accuracy || (a.accuracy === b.accuracy && a.logloss < b.logloss) : a.logloss < b.logloss;
+      (o.score ?? 'logloss') === 'accuracy'
+        ? a.accuracy > b.accuracy || (a.accuracy === b.accuracy && a.logloss < b.logloss)
+        : a.logloss < b.logloss;
     let best = scores[0]!;
     for (const s of scores) if (better(s, best)) best = s;
     const pr = logisticProblem(X, y, session, { ...o, numClasses: K });

@@ -19,7 +19,14 @@ import { Rng } from '../util/random.js';
 import { trainLoop, shuffledBatches, type Callback } from '../train/loop.js';
 import { EarlyStoppingCallback, Logger } from '../train/callbacks.js';
 import { GraftError } from '../util/errors.js';
-import { classCount, standardization, foldStandardization, denseInto, type FeatureHead, type Standardization } from './head.js';
+import {
+  classCount,
+  standardization,
+  foldStandardization,
+  denseInto,
+  type FeatureHead,
+  type Standardization,
+} from './head.js';
 import { cvFolds, stratifiedFolds } from './logistic.js';
 
 export interface MlpOptions {
@@ -44,7 +51,8 @@ export interface MlpOptions {
 }
 
 const P = { W1: 'mlp/W1', b1: 'mlp/b1', W2: 'mlp/W2', b2: 'mlp/b2' } as const;
-const INPUT = 'features', OUTPUT = 'logits';
+const INPUT = 'features',
+  OUTPUT = 'logits';
 
 export class MlpHead implements FeatureHead {
   readonly kind = 'mlp' as const;
@@ -71,8 +79,12 @@ export class MlpHead implements FeatureHead {
   }
 
   predictProba(X: ArrayLike<number>[]): Float64Array[] {
-    const D = this.dim, H = this.hidden, K = this.numClasses;
-    const z = new Float64Array(D), h = new Float64Array(H), s = new Float64Array(K);
+    const D = this.dim,
+      H = this.hidden,
+      K = this.numClasses;
+    const z = new Float64Array(D),
+      h = new Float64Array(H),
+      s = new Float64Array(K);
     return X.map((x) => {
       if (x.length !== D) throw new GraftError(`feature vector has ${x.length} values, the head expects ${D}`);
       for (let j = 0; j < D; j++) z[j] = (x[j]! - this.std.mean[j]!) / this.std.scale[j]!;
@@ -90,15 +102,49 @@ export class MlpHead implements FeatureHead {
   }
 
   toOnnx(b: Builder, x: string): string {
-    const D = this.dim, H = this.hidden, K = this.numClasses;
+    const D = this.dim,
+      H = this.hidden,
+      K = this.numClasses;
     const { weight: W, bias: c } = foldStandardization(this.W1, this.b1, this.std);
-    const h = b.op('Relu', [b.op('Gemm', [x, b.constant({ dtype: 'float32', dims: [H, D], data: W }, 'W1'), b.constant({ dtype: 'float32', dims: [H], data: c }, 'b1')], { transB: A.i(1) }, 'hidden')], {}, 'relu');
-    const logits = b.op('Gemm', [h, b.constant({ dtype: 'float32', dims: [K, H], data: this.W2 }, 'W2'), b.constant({ dtype: 'float32', dims: [K], data: this.b2 }, 'b2')], { transB: A.i(1) }, 'logits');
+    const h = b.op(
+      'Relu',
+      [
+        b.op(
+          'Gemm',
+          [
+            x,
+            b.constant({ dtype: 'float32', dims: [H, D], data: W }, 'W1'),
+            b.constant({ dtype: 'float32', dims: [H], data: c }, 'b1'),
+          ],
+          { transB: A.i(1) },
+          'hidden',
+        ),
+      ],
+      {},
+      'relu',
+    );
+    const logits = b.op(
+      'Gemm',
+      [
+        h,
+        b.constant({ dtype: 'float32', dims: [K, H], data: this.W2 }, 'W2'),
+        b.constant({ dtype: 'float32', dims: [K], data: this.b2 }, 'b2'),
+      ],
+      { transB: A.i(1) },
+      'logits',
+    );
     return b.op('Softmax', [logits], { axis: A.i(1) }, 'softmax');
   }
 
   summary(): Record<string, number | string> {
-    return { kind: 'mlp', classes: this.numClasses, dim: this.dim, hidden: this.hidden, weightDecay: this.weightDecay, epochs: this.epochs };
+    return {
+      kind: 'mlp',
+      classes: this.numClasses,
+      dim: this.dim,
+      hidden: this.hidden,
+      weightDecay: this.weightDecay,
+      epochs: this.epochs,
+    };
   }
 }
 
@@ -114,9 +160,23 @@ export function mlpGraph(D: number, H: number, K: number, seed: number): Graph {
   g.initializers.set(P.W2, { dtype: 'float32', dims: [K, H], data: normal(K * H, Math.sqrt(1 / H)) });
   g.initializers.set(P.b2, { dtype: 'float32', dims: [K], data: new Float32Array(K) });
   g.nodes.push(
-    { name: 'fc1', opType: 'Gemm', domain: '', inputs: [INPUT, P.W1, P.b1], outputs: ['hidden'], attrs: { transB: A.i(1) } },
+    {
+      name: 'fc1',
+      opType: 'Gemm',
+      domain: '',
+      inputs: [INPUT, P.W1, P.b1],
+      outputs: ['hidden'],
+      attrs: { transB: A.i(1) },
+    },
     { name: 'relu', opType: 'Relu', domain: '', inputs: ['hidden'], outputs: ['relu'], attrs: {} },
-    { name: 'fc2', opType: 'Gemm', domain: '', inputs: ['relu', P.W2, P.b2], outputs: [OUTPUT], attrs: { transB: A.i(1) } },
+    {
+      name: 'fc2',
+      opType: 'Gemm',
+      domain: '',
+      inputs: ['relu', P.W2, P.b2],
+      outputs: [OUTPUT],
+      attrs: { transB: A.i(1) },
+    },
   );
   g.outputs = [{ name: OUTPUT, dtype: 'float32', shape: ['N', K] }];
   return g;
@@ -140,8 +200,19 @@ function standardized(X: ArrayLike<number>[], s: Standardization): Float32Array[
 }
 
 /** One fit on the one training loop: a fixed number of epochs, or early stopping on `held`'s log loss. */
-async function train(Z: Float32Array[], y: number[], K: number, wd: number, o: MlpOptions, stage: string, held?: { Z: Float32Array[]; y: number[] }, epochs?: number): Promise<Run> {
-  const D = Z[0]!.length, H = o.hidden ?? 128, bs = o.batchSize ?? 32;
+async function train(
+  Z: Float32Array[],
+  y: number[],
+  K: number,
+  wd: number,
+  o: MlpOptions,
+  stage: string,
+  held?: { Z: Float32Array[]; y: number[] },
+  epochs?: number,
+): Promise<Run> {
+  const D = Z[0]!.length,
+    H = o.hidden ?? 128,
+    bs = o.batchSize ?? 32;
   const seed = o.seed ?? 0;
   const trainer = await Trainer.create(mlpGraph(D, H, K, seed), {
     loss: { kind: 'cross-entropy' },
@@ -150,16 +221,36 @@ async function train(Z: Float32Array[], y: number[], K: number, wd: number, o: M
     ...(o.runtime ? { runtime: o.runtime } : {}),
   });
   const maxEpochs = epochs ?? o.maxEpochs ?? 100;
-  const source = shuffledBatches(Z.length, bs, maxEpochs, (idx) => ({ feeds: { [INPUT]: stack(idx.map((k) => Z[k]!), [D]) }, target: labelsTensor(idx.map((k) => y[k]!)), size: idx.length }));
+  const source = shuffledBatches(Z.length, bs, maxEpochs, (idx) => ({
+    feeds: {
+      [INPUT]: stack(
+        idx.map((k) => Z[k]!),
+        [D],
+      ),
+    },
+    target: labelsTensor(idx.map((k) => y[k]!)),
+    size: idx.length,
+  }));
   const scores = new Map<number, { logloss: number; accuracy: number }>();
-  const early = held ? new EarlyStoppingCallback({ monitor: 'valLoss', mode: 'min', minDelta: 1e-4, patience: o.patience ?? 8 }) : undefined;
-  const callbacks: Callback[] = [new Logger({ onEpoch: (_c, l) => o.onProgress?.({ stage, epoch: l.epoch, loss: l.loss }) })];
-  if (held) callbacks.push({ name: 'held-out', onEpochEnd: async (ctx, logs) => {
-    const s = await heldOut(ctx.trainer, held, K);
-    scores.set(ctx.epoch, s);
-    logs.valLoss = s.logloss;
-    logs.valAccuracy = s.accuracy;
-  } }, early!);
+  const early = held
+    ? new EarlyStoppingCallback({ monitor: 'valLoss', mode: 'min', minDelta: 1e-4, patience: o.patience ?? 8 })
+    : undefined;
+  const callbacks: Callback[] = [
+    new Logger({ onEpoch: (_c, l) => o.onProgress?.({ stage, epoch: l.epoch, loss: l.loss }) }),
+  ];
+  if (held)
+    callbacks.push(
+      {
+        name: 'held-out',
+        onEpochEnd: async (ctx, logs) => {
+          const s = await heldOut(ctx.trainer, held, K);
+          scores.set(ctx.epoch, s);
+          logs.valLoss = s.logloss;
+          logs.valAccuracy = s.accuracy;
+        },
+      },
+      early!,
+    );
   const r = await trainLoop(trainer, source, { seed: seed + 1, callbacks });
   try {
     const params = new Map([...r.trainer.params].map(([k, v]) => [k, Float32Array.from(v)]));
@@ -171,9 +262,14 @@ async function train(Z: Float32Array[], y: number[], K: number, wd: number, o: M
 }
 
 /** Mean log loss and accuracy of the trainer's MLP on held-out standardized features. */
-async function heldOut(trainer: Trainer, held: { Z: Float32Array[]; y: number[] }, K: number): Promise<{ logloss: number; accuracy: number }> {
+async function heldOut(
+  trainer: Trainer,
+  held: { Z: Float32Array[]; y: number[] },
+  K: number,
+): Promise<{ logloss: number; accuracy: number }> {
   const D = held.Z[0]!.length;
-  let ll = 0, correct = 0;
+  let ll = 0,
+    correct = 0;
   for (let i = 0; i < held.Z.length; i += 256) {
     const out = await trainer.predict({ [INPUT]: stack(held.Z.slice(i, i + 256), [D]) });
     const L = out.data as Float32Array;
@@ -192,7 +288,8 @@ export async function fitMlp(X: ArrayLike<number>[], y: number[], o: MlpOptions 
   if (X.length === 0) throw new GraftError('the MLP head needs at least one training example');
   if (y.length !== X.length) throw new GraftError(`${X.length} feature vectors but ${y.length} labels`);
   const K = o.numClasses ?? classCount(y);
-  for (const v of y) if (!Number.isInteger(v) || v < 0 || v >= K) throw new GraftError(`label ${v} is out of range for ${K} classes`);
+  for (const v of y)
+    if (!Number.isInteger(v) || v < 0 || v >= K) throw new GraftError(`label ${v} is out of range for ${K} classes`);
   const wds = o.weightDecays ?? [1e-4, 1e-2, 1];
   if (wds.length === 0 || wds.some((w) => !(w >= 0))) throw new GraftError('MLP weight decays must be ≥ 0');
   const std = standardization(X);
@@ -204,14 +301,35 @@ export async function fitMlp(X: ArrayLike<number>[], y: number[], o: MlpOptions 
     const k = cvFolds(y, K, o.folds ?? 3);
     const fold = stratifiedFolds(y, k, o.seed ?? 0);
     for (const w of wds) {
-      let ll = 0, correct = 0, ep = 0;
+      let ll = 0,
+        correct = 0,
+        ep = 0;
       for (let f = 0; f < k; f++) {
-        const tr = y.flatMap((_, i) => (fold[i] === f ? [] : [i])), va = y.flatMap((_, i) => (fold[i] === f ? [i] : []));
+        const tr = y.flatMap((_, i) => (fold[i] === f ? [] : [i])),
+          va = y.flatMap((_, i) => (fold[i] === f ? [i] : []));
         // each fold standardizes on its own training part, as the final fit does on all of it
         const s = standardization(tr.map((i) => X[i]!));
-        const run = await train(standardized(tr.map((i) => X[i]!), s), tr.map((i) => y[i]!), K, w, o, `cv wd=${w} fold ${f + 1}/${k}`,
-          { Z: standardized(va.map((i) => X[i]!), s), y: va.map((i) => y[i]!) });
-        ll += run.logloss! * va.length; correct += run.accuracy! * va.length; ep += run.epochs;
+        const run = await train(
+          standardized(
+            tr.map((i) => X[i]!),
+            s,
+          ),
+          tr.map((i) => y[i]!),
+          K,
+          w,
+          o,
+          `cv wd=${w} fold ${f + 1}/${k}`,
+          {
+            Z: standardized(
+              va.map((i) => X[i]!),
+              s,
+            ),
+            y: va.map((i) => y[i]!),
+          },
+        );
+        ll += run.logloss! * va.length;
+        correct += run.accuracy! * va.length;
+        ep += run.epochs;
       }
       cv.push({ weightDecay: w, logloss: ll / y.length, accuracy: correct / y.length, epochs: Math.round(ep / k) });
     }
@@ -219,8 +337,9 @@ export async function fitMlp(X: ArrayLike<number>[], y: number[], o: MlpOptions 
     wd = best.weightDecay;
     cvEpochs = best.epochs;
   }
-  const held = o.validation && o.validation.X.length ? { Z: standardized(o.validation.X, std), y: o.validation.y } : undefined;
-  const run = await train(Z, y, K, wd, o, 'final', held, held ? undefined : cvEpochs ?? o.maxEpochs ?? 100);
+  const held =
+    o.validation && o.validation.X.length ? { Z: standardized(o.validation.X, std), y: o.validation.y } : undefined;
+  const run = await train(Z, y, K, wd, o, 'final', held, held ? undefined : (cvEpochs ?? o.maxEpochs ?? 100));
   const p = (k: string) => run.params.get(k)!;
   return new MlpHead(std, p(P.W1), p(P.b1), p(P.W2), p(P.b2), K, wd, run.epochs, cv);
 }

@@ -14,7 +14,13 @@
 import { A, type Builder } from '../graph/builder.js';
 import { GraftError } from '../util/errors.js';
 import { dot } from './lbfgs.js';
-import { onnxStandardizeNormalize, standardization, standardizeNormalize, type FeatureHead, type Standardization } from './head.js';
+import {
+  onnxStandardizeNormalize,
+  standardization,
+  standardizeNormalize,
+  type FeatureHead,
+  type Standardization,
+} from './head.js';
 import { cvFolds, stratifiedFolds } from './logistic.js';
 import { argmax, accuracy, softmax } from '../util/vectors.js';
 
@@ -59,7 +65,8 @@ export class NearestClassMean implements FeatureHead {
 
   /** Cosine similarity to each class prototype. */
   similarities(X: ArrayLike<number>[]): Float64Array[] {
-    const K = this.numClasses, D = this.dim;
+    const K = this.numClasses,
+      D = this.dim;
     const z = new Float64Array(D);
     return X.map((x) => {
       standardizeNormalize(x, this.std, z);
@@ -80,9 +87,13 @@ export class NearestClassMean implements FeatureHead {
   }
 
   toOnnx(b: Builder, x: string): string {
-    const K = this.numClasses, D = this.dim;
+    const K = this.numClasses,
+      D = this.dim;
     const xn = onnxStandardizeNormalize(b, x, this.std);
-    const P = b.constant({ dtype: 'float32', dims: [K, D], data: Float32Array.from(this.prototypes, (v) => v * this.temperature) }, 'prototypes');
+    const P = b.constant(
+      { dtype: 'float32', dims: [K, D], data: Float32Array.from(this.prototypes, (v) => v * this.temperature) },
+      'prototypes',
+    );
     const scores = b.op('Gemm', [xn, P], { transB: A.i(1) }, 'scaled_cosine');
     return b.op('Softmax', [scores], { axis: A.i(1) }, 'softmax');
   }
@@ -94,7 +105,10 @@ export class NearestClassMean implements FeatureHead {
 
 function prototypes(Z: Float64Array[], y: number[], K: number, D: number): Float64Array {
   const P = new Float64Array(K * D);
-  Z.forEach((z, i) => { const o = y[i]! * D; for (let j = 0; j < D; j++) P[o + j]! += z[j]!; });
+  Z.forEach((z, i) => {
+    const o = y[i]! * D;
+    for (let j = 0; j < D; j++) P[o + j]! += z[j]!;
+  });
   for (let k = 0; k < K; k++) {
     const row = P.subarray(k * D, (k + 1) * D);
     const n = Math.sqrt(dot(row, row));
@@ -119,10 +133,17 @@ export function fitNcm(X: ArrayLike<number>[], y: number[], o: NcmOptions = {}):
   if (temps.length > 1) {
     const k = cvFolds(y, K, o.folds ?? 5);
     const fold = stratifiedFolds(y, k, o.seed ?? 0);
-    const ll = new Float64Array(temps.length), correct = new Float64Array(temps.length);
+    const ll = new Float64Array(temps.length),
+      correct = new Float64Array(temps.length);
     for (let f = 0; f < k; f++) {
-      const tr = y.flatMap((_, i) => (fold[i] === f ? [] : [i])), va = y.flatMap((_, i) => (fold[i] === f ? [i] : []));
-      const m = fitNcmAt(tr.map((i) => X[i]!), tr.map((i) => y[i]!), K, 1);
+      const tr = y.flatMap((_, i) => (fold[i] === f ? [] : [i])),
+        va = y.flatMap((_, i) => (fold[i] === f ? [i] : []));
+      const m = fitNcmAt(
+        tr.map((i) => X[i]!),
+        tr.map((i) => y[i]!),
+        K,
+        1,
+      );
       const S = m.similarities(va.map((i) => X[i]!));
       const pred = S.map(argmax);
       temps.forEach((t, ti) => {
@@ -171,8 +192,10 @@ export class KNearestNeighbors implements FeatureHead {
   }
 
   predictProba(X: ArrayLike<number>[]): Float64Array[] {
-    const n = this.labels.length, D = this.dim;
-    const z = new Float64Array(D), sims = new Float64Array(n);
+    const n = this.labels.length,
+      D = this.dim;
+    const z = new Float64Array(D),
+      sims = new Float64Array(n);
     return X.map((x) => {
       standardizeNormalize(x, this.std, z);
       similarities(this.train, z, sims);
@@ -189,23 +212,47 @@ export class KNearestNeighbors implements FeatureHead {
   }
 
   toOnnx(b: Builder, x: string): string {
-    const n = this.labels.length, D = this.dim, K = this.numClasses;
+    const n = this.labels.length,
+      D = this.dim,
+      K = this.numClasses;
     const xn = onnxStandardizeNormalize(b, x, this.std);
     const T = new Float32Array(D * n); // Dᵀ layout: [D, n]
     for (let i = 0; i < n; i++) for (let j = 0; j < D; j++) T[j * n + i] = this.train[i * D + j]!;
-    const sims = b.op('MatMul', [xn, b.constant({ dtype: 'float32', dims: [D, n], data: T }, 'train_vectors_t')], {}, 'cosine');
-    const [vals, idx] = b.opN('TopK', [sims, b.i64([this.k])], { axis: A.i(1), largest: A.i(1), sorted: A.i(1) }, 2, 'neighbours');
+    const sims = b.op(
+      'MatMul',
+      [xn, b.constant({ dtype: 'float32', dims: [D, n], data: T }, 'train_vectors_t')],
+      {},
+      'cosine',
+    );
+    const [vals, idx] = b.opN(
+      'TopK',
+      [sims, b.i64([this.k])],
+      { axis: A.i(1), largest: A.i(1), sorted: A.i(1) },
+      2,
+      'neighbours',
+    );
     const w = b.op('Add', [b.op('Mul', [vals!, b.f32(TIE_BREAK)]), b.f32(1)], {}, 'vote_weight');
     const onehot = new Float32Array(n * K);
     this.labels.forEach((c, i) => (onehot[i * K + c] = 1));
-    const oh = b.op('Gather', [b.constant({ dtype: 'float32', dims: [n, K], data: onehot }, 'train_onehot'), idx!], { axis: A.i(0) }, 'neighbour_labels');
+    const oh = b.op(
+      'Gather',
+      [b.constant({ dtype: 'float32', dims: [n, K], data: onehot }, 'train_onehot'), idx!],
+      { axis: A.i(0) },
+      'neighbour_labels',
+    );
     const votes = b.reduce('ReduceSum', b.op('Mul', [oh, b.unsqueeze(w, [2])]), [1], false);
     const total = b.reduce('ReduceSum', w, [1], true);
     return b.op('Div', [votes, total], {}, 'vote_share');
   }
 
   summary(): Record<string, number | string> {
-    return { kind: 'k-nearest-neighbours', classes: this.numClasses, dim: this.dim, k: this.k, examples: this.labels.length };
+    return {
+      kind: 'k-nearest-neighbours',
+      classes: this.numClasses,
+      dim: this.dim,
+      k: this.k,
+      examples: this.labels.length,
+    };
   }
 }
 
@@ -228,11 +275,16 @@ function vote(sims: Float64Array, labels: Int32Array, K: number, k: number, skip
     if (top.length < k) top.push(i);
     else if (sims[i]! > sims[top[k - 1]!]!) top[k - 1] = i;
     else continue;
-    for (let p = top.length - 1; p > 0 && sims[top[p - 1]!]! < sims[top[p]!]!; p--) [top[p - 1], top[p]] = [top[p]!, top[p - 1]!];
+    for (let p = top.length - 1; p > 0 && sims[top[p - 1]!]! < sims[top[p]!]!; p--)
+      [top[p - 1], top[p]] = [top[p]!, top[p - 1]!];
   }
   const p = new Float64Array(K);
   let total = 0;
-  for (const i of top) { const w = 1 + TIE_BREAK * sims[i]!; p[labels[i]!]! += w; total += w; }
+  for (const i of top) {
+    const w = 1 + TIE_BREAK * sims[i]!;
+    p[labels[i]!]! += w;
+    total += w;
+  }
   for (let c = 0; c < K; c++) p[c]! /= total;
   return p;
 }
@@ -246,7 +298,9 @@ export function fitKnn(X: ArrayLike<number>[], y: number[], o: KnnOptions = {}):
   const train = new Float64Array(n * D);
   X.forEach((x, i) => standardizeNormalize(x, std, train.subarray(i * D, (i + 1) * D)));
   const labels = Int32Array.from(y);
-  const ks = [...new Set(o.ks ?? [1, 3, 5, 7, 9, 15, 25])].filter((k) => Number.isInteger(k) && k >= 1 && k <= Math.max(1, n - 1)).sort((a, b) => a - b);
+  const ks = [...new Set(o.ks ?? [1, 3, 5, 7, 9, 15, 25])]
+    .filter((k) => Number.isInteger(k) && k >= 1 && k <= Math.max(1, n - 1))
+    .sort((a, b) => a - b);
   if (ks.length === 0) throw new GraftError(`no usable k for ${n} training examples`);
   let cv: KNearestNeighbors['cv'] = [];
   let best = ks[0]!;

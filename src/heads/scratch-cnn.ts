@@ -73,9 +73,20 @@ export function smallCnn(o: SmallCnnOptions): Graph {
     const l = i + 1;
     const w = param(`conv${l}.weight`, he(rng, [f, cin, 3, 3], cin * 9));
     if (o.batchNorm) {
-      for (const [k, v] of [['scale', 1], ['bias', 0], ['mean', 0], ['var', 1]] as const) param(`bn${l}.${k}`, filled(f, v));
+      for (const [k, v] of [
+        ['scale', 1],
+        ['bias', 0],
+        ['mean', 0],
+        ['var', 1],
+      ] as const)
+        param(`bn${l}.${k}`, filled(f, v));
       x = b.op('Conv', [x, w], conv, `conv${l}`);
-      x = b.op('BatchNormalization', [x, `bn${l}.scale`, `bn${l}.bias`, `bn${l}.mean`, `bn${l}.var`], { epsilon: A.f(1e-5) }, `bn${l}`);
+      x = b.op(
+        'BatchNormalization',
+        [x, `bn${l}.scale`, `bn${l}.bias`, `bn${l}.mean`, `bn${l}.var`],
+        { epsilon: A.f(1e-5) },
+        `bn${l}`,
+      );
     } else x = b.op('Conv', [x, w, param(`conv${l}.bias`, filled(f))], conv, `conv${l}`);
     x = b.op('Relu', [x], {}, `relu${l}`);
     x = b.op('MaxPool', [x], pool, `pool${l}`);
@@ -86,7 +97,14 @@ export function smallCnn(o: SmallCnnOptions): Graph {
   const feat = f2 * pooled * pooled;
   const w3 = param('fc.weight', he(rng, [classes, feat], feat));
   const b3 = param('fc.bias', filled(classes));
-  g.nodes.push({ name: 'fc_node', opType: 'Gemm', domain: '', inputs: [x, w3, b3], outputs: ['logits'], attrs: { transB: A.i(1) } });
+  g.nodes.push({
+    name: 'fc_node',
+    opType: 'Gemm',
+    domain: '',
+    inputs: [x, w3, b3],
+    outputs: ['logits'],
+    attrs: { transB: A.i(1) },
+  });
   g.outputs = [{ name: 'logits', dtype: 'float32', shape: ['N', classes] }];
   return g;
 }

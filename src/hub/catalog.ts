@@ -43,14 +43,30 @@ export interface CatalogEntry {
 }
 
 /** The ONNX Model Zoo at the commit whose ONNX_HUB_MANIFEST.json gave the sha256s and sizes below. */
-const ZOO = 'https://github.com/onnx/models/raw/b1eeaa1ac722dcc1cd1a8284bde34393dab61c3d/validated/vision/classification';
+const ZOO =
+  'https://github.com/onnx/models/raw/b1eeaa1ac722dcc1cd1a8284bde34393dab61c3d/validated/vision/classification';
 const ZOO_ORIGIN = 'ONNX Model Zoo (github.com/onnx/models, validated/vision/classification), ImageNet-1k';
-const IMAGENET_CROP = 'shorter side resized to 256, centre crop 224×224, RGB, /255, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]';
+const IMAGENET_CROP =
+  'shorter side resized to 256, centre crop 224×224, RGB, /255, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]';
 
 const IMAGE_FILES = ['onnx/model.onnx', 'config.json', 'preprocessor_config.json'];
-const TEXT_FILES = ['onnx/model.onnx', 'config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt'];
+const TEXT_FILES = [
+  'onnx/model.onnx',
+  'config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'vocab.txt',
+];
 
-function zoo(o: { name: string; description: string; path: string; sha256: string; size: number; notes?: string }): CatalogEntry {
+function zoo(o: {
+  name: string;
+  description: string;
+  path: string;
+  sha256: string;
+  size: number;
+  notes?: string;
+}): CatalogEntry {
   const file = o.path.slice(o.path.lastIndexOf('/') + 1);
   return {
     name: o.name,
@@ -63,9 +79,17 @@ function zoo(o: { name: string; description: string; path: string; sha256: strin
     input: '1×3×224×224 float32 (NCHW)',
     preprocessing: IMAGENET_CROP,
     imagePreprocess: {
-      layout: 'NCHW', width: 224, height: 224, channels: 3, channelOrder: 'RGB',
-      mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225],
-      resize: 'center-crop', fit: { shortestEdge: 256 }, resample: 'bilinear', source: 'file',
+      layout: 'NCHW',
+      width: 224,
+      height: 224,
+      channels: 3,
+      channelOrder: 'RGB',
+      mean: [0.485, 0.456, 0.406],
+      std: [0.229, 0.224, 0.225],
+      resize: 'center-crop',
+      fit: { shortestEdge: 256 },
+      resample: 'bilinear',
+      source: 'file',
     },
     ...(o.notes ? { notes: o.notes } : {}),
   };
@@ -110,7 +134,8 @@ export const CATALOG: readonly CatalogEntry[] = [
     files: [{ path: 'Inception-v3.onnx', size: 95332968 }],
     input: '1×3×224×224 float32 (NCHW; the model card gives 224×224)',
     preprocessing: 'shorter side resized to 256, centre crop 224×224, RGB, /255 (values 0–1)',
-    notes: 'the ONNX Model Zoo has no Inception-v3, so this is Qualcomm\'s export; its model card says input resolution 224×224, and Qualcomm\'s ImageNet wrapper normalises (ImageNet mean/std) inside the graph — check with `graft classify` before relying on it',
+    notes:
+      "the ONNX Model Zoo has no Inception-v3, so this is Qualcomm's export; its model card says input resolution 224×224, and Qualcomm's ImageNet wrapper normalises (ImageNet mean/std) inside the graph — check with `graft classify` before relying on it",
   },
   {
     name: 'vit-b16',
@@ -119,7 +144,11 @@ export const CATALOG: readonly CatalogEntry[] = [
     origin: 'Google (google/vit-base-patch16-224), ONNX by Xenova for Transformers.js',
     licence: 'Apache-2.0',
     source: { kind: 'hub', repo: 'Xenova/vit-base-patch16-224', include: IMAGE_FILES },
-    files: [{ path: 'onnx/model.onnx', approxSize: '347 MB' }, { path: 'config.json', approxSize: '69.7 kB' }, { path: 'preprocessor_config.json', approxSize: '327 B' }],
+    files: [
+      { path: 'onnx/model.onnx', approxSize: '347 MB' },
+      { path: 'config.json', approxSize: '69.7 kB' },
+      { path: 'preprocessor_config.json', approxSize: '327 B' },
+    ],
     input: '3×224×224 (pixel_values)',
     preprocessing: 'from preprocessor_config.json: resized to 224×224, /255, mean 0.5, std 0.5',
   },
@@ -130,18 +159,32 @@ export const CATALOG: readonly CatalogEntry[] = [
     origin: 'Meta AI (facebook/convnext-tiny-224), ONNX by Xenova for Transformers.js',
     licence: 'Apache-2.0',
     source: { kind: 'hub', repo: 'Xenova/convnext-tiny-224', include: IMAGE_FILES },
-    files: [{ path: 'onnx/model.onnx', approxSize: '115 MB' }, { path: 'config.json', approxSize: '69.8 kB' }, { path: 'preprocessor_config.json', approxSize: '410 B' }],
+    files: [
+      { path: 'onnx/model.onnx', approxSize: '115 MB' },
+      { path: 'config.json', approxSize: '69.8 kB' },
+      { path: 'preprocessor_config.json', approxSize: '410 B' },
+    ],
     input: '3×224×224 (pixel_values)',
-    preprocessing: 'from preprocessor_config.json (ConvNeXt: shorter side to 224/crop_pct, centre crop 224), /255, ImageNet mean/std',
+    preprocessing:
+      'from preprocessor_config.json (ConvNeXt: shorter side to 224/crop_pct, centre crop 224), /255, ImageNet mean/std',
   },
   {
     name: 'dinov2-small',
     kind: 'image',
-    description: 'DINOv2 ViT-S/14 self-supervised backbone (22M parameters): general-purpose image features, no classifier',
+    description:
+      'DINOv2 ViT-S/14 self-supervised backbone (22M parameters): general-purpose image features, no classifier',
     origin: 'Meta AI (facebook/dinov2-small), ONNX by Xenova for Transformers.js',
     licence: 'Apache-2.0',
-    source: { kind: 'hub', repo: 'Xenova/dinov2-small', include: ['onnx/model.onnx', 'config.json', 'preprocessor_config.json'] },
-    files: [{ path: 'onnx/model.onnx', approxSize: '88.5 MB' }, { path: 'config.json' }, { path: 'preprocessor_config.json' }],
+    source: {
+      kind: 'hub',
+      repo: 'Xenova/dinov2-small',
+      include: ['onnx/model.onnx', 'config.json', 'preprocessor_config.json'],
+    },
+    files: [
+      { path: 'onnx/model.onnx', approxSize: '88.5 MB' },
+      { path: 'config.json' },
+      { path: 'preprocessor_config.json' },
+    ],
     input: '3×224×224 (pixel_values)',
     preprocessing: 'from preprocessor_config.json: shorter side to 256, centre crop 224, /255, ImageNet mean/std',
     notes: 'a feature extractor: use it with `graft train features` (there is no classifier to fine-tune)',
@@ -153,7 +196,14 @@ export const CATALOG: readonly CatalogEntry[] = [
     origin: 'Google (google-bert/bert-base-uncased), ONNX by Xenova for Transformers.js',
     licence: 'Apache-2.0',
     source: { kind: 'hub', repo: 'Xenova/bert-base-uncased', include: TEXT_FILES },
-    files: [{ path: 'onnx/model.onnx', approxSize: '438 MB' }, { path: 'config.json' }, { path: 'tokenizer.json', approxSize: '711 kB' }, { path: 'tokenizer_config.json' }, { path: 'special_tokens_map.json' }, { path: 'vocab.txt', approxSize: '232 kB' }],
+    files: [
+      { path: 'onnx/model.onnx', approxSize: '438 MB' },
+      { path: 'config.json' },
+      { path: 'tokenizer.json', approxSize: '711 kB' },
+      { path: 'tokenizer_config.json' },
+      { path: 'special_tokens_map.json' },
+      { path: 'vocab.txt', approxSize: '232 kB' },
+    ],
     input: 'up to 512 tokens',
     preprocessing: 'WordPiece tokenizer (tokenizer.json), lower-cased',
   },
@@ -164,7 +214,14 @@ export const CATALOG: readonly CatalogEntry[] = [
     origin: 'Hugging Face (distilbert/distilbert-base-uncased), ONNX by Xenova for Transformers.js',
     licence: 'Apache-2.0',
     source: { kind: 'hub', repo: 'Xenova/distilbert-base-uncased', include: TEXT_FILES },
-    files: [{ path: 'onnx/model.onnx', approxSize: '268 MB' }, { path: 'config.json' }, { path: 'tokenizer.json' }, { path: 'tokenizer_config.json' }, { path: 'special_tokens_map.json' }, { path: 'vocab.txt' }],
+    files: [
+      { path: 'onnx/model.onnx', approxSize: '268 MB' },
+      { path: 'config.json' },
+      { path: 'tokenizer.json' },
+      { path: 'tokenizer_config.json' },
+      { path: 'special_tokens_map.json' },
+      { path: 'vocab.txt' },
+    ],
     input: 'up to 512 tokens',
     preprocessing: 'WordPiece tokenizer (tokenizer.json), lower-cased',
   },
@@ -175,7 +232,14 @@ export const CATALOG: readonly CatalogEntry[] = [
     origin: 'sentence-transformers (sentence-transformers/all-MiniLM-L6-v2), ONNX by Xenova for Transformers.js',
     licence: 'Apache-2.0',
     source: { kind: 'hub', repo: 'Xenova/all-MiniLM-L6-v2', include: TEXT_FILES },
-    files: [{ path: 'onnx/model.onnx', approxSize: '90.4 MB' }, { path: 'config.json', approxSize: '650 B' }, { path: 'tokenizer.json', approxSize: '712 kB' }, { path: 'tokenizer_config.json' }, { path: 'special_tokens_map.json' }, { path: 'vocab.txt', approxSize: '232 kB' }],
+    files: [
+      { path: 'onnx/model.onnx', approxSize: '90.4 MB' },
+      { path: 'config.json', approxSize: '650 B' },
+      { path: 'tokenizer.json', approxSize: '712 kB' },
+      { path: 'tokenizer_config.json' },
+      { path: 'special_tokens_map.json' },
+      { path: 'vocab.txt', approxSize: '232 kB' },
+    ],
     input: 'up to 512 positions (trained on 256 tokens)',
     preprocessing: 'WordPiece tokenizer (tokenizer.json), lower-cased; mean pooling',
   },
@@ -185,8 +249,26 @@ export const CATALOG: readonly CatalogEntry[] = [
     description: 'GPT-2 small (124M parameters) causal language model, Transformers.js export',
     origin: 'OpenAI (openai-community/gpt2), ONNX by Xenova for Transformers.js',
     licence: 'MIT',
-    source: { kind: 'hub', repo: 'Xenova/gpt2', include: ['onnx/decoder_model.onnx', 'config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'] },
-    files: [{ path: 'onnx/decoder_model.onnx', approxSize: '654 MB' }, { path: 'config.json' }, { path: 'generation_config.json' }, { path: 'tokenizer.json' }, { path: 'tokenizer_config.json' }, { path: 'special_tokens_map.json' }],
+    source: {
+      kind: 'hub',
+      repo: 'Xenova/gpt2',
+      include: [
+        'onnx/decoder_model.onnx',
+        'config.json',
+        'generation_config.json',
+        'tokenizer.json',
+        'tokenizer_config.json',
+        'special_tokens_map.json',
+      ],
+    },
+    files: [
+      { path: 'onnx/decoder_model.onnx', approxSize: '654 MB' },
+      { path: 'config.json' },
+      { path: 'generation_config.json' },
+      { path: 'tokenizer.json' },
+      { path: 'tokenizer_config.json' },
+      { path: 'special_tokens_map.json' },
+    ],
     input: 'up to 1024 tokens',
     preprocessing: 'byte-level BPE tokenizer (tokenizer.json)',
     notes: 'Transformers.js ships GPT-2 as onnx/decoder_model.onnx (no past key/values), not onnx/model.onnx',

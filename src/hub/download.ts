@@ -48,7 +48,8 @@ async function hashFile(h: Hash, path: string): Promise<void> {
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
 }
 
-const fmtBytes = (n: number) => (n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`);
+const fmtBytes = (n: number) =>
+  n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
 
 /**
  * Download `spec` into the blob file `dest` (resuming `dest.incomplete` if present) and verify it.
@@ -87,7 +88,11 @@ export async function downloadBlob(dest: string, spec: BlobSpec, o: DownloadOpti
       res = await fetch(spec.url, { headers, signal: ctrl.signal });
     } catch (e) {
       clearTimeout(timer);
-      throw unreachable(o.target.endpoint, ctrl.signal.aborted ? 'TIMEOUT' : (networkCode(e) ?? String((e as Error).message)), o.target.notHub);
+      throw unreachable(
+        o.target.endpoint,
+        ctrl.signal.aborted ? 'TIMEOUT' : (networkCode(e) ?? String((e as Error).message)),
+        o.target.notHub,
+      );
     }
     if (res.status === 416 && have > 0) {
       // The server cannot serve the rest of what we hold: start over.
@@ -124,7 +129,8 @@ export async function downloadBlob(dest: string, spec: BlobSpec, o: DownloadOpti
         const { done, value } = await reader.read();
         if (done) break;
         touch();
-        if (have + value.byteLength > spec.size) throw new GraftError(`${name}: the hub sent more than the ${spec.size} bytes it listed`);
+        if (have + value.byteLength > spec.size)
+          throw new GraftError(`${name}: the hub sent more than the ${spec.size} bytes it listed`);
         await fh.write(value);
         hash.update(value);
         have += value.byteLength;
@@ -137,7 +143,9 @@ export async function downloadBlob(dest: string, spec: BlobSpec, o: DownloadOpti
         await rm(partial, { force: true });
         throw e;
       }
-      const why = ctrl.signal.aborted ? `no data for ${idleMs >= 1000 ? `${Math.round(idleMs / 1000)} s` : `${idleMs} ms`}` : (networkCode(e) ?? (e as Error).message);
+      const why = ctrl.signal.aborted
+        ? `no data for ${idleMs >= 1000 ? `${Math.round(idleMs / 1000)} s` : `${idleMs} ms`}`
+        : (networkCode(e) ?? (e as Error).message);
       throw new GraftError(
         `download of ${name} interrupted after ${fmtBytes(have)} of ${fmtBytes(spec.size)} (${why})`,
         'run the same command again: the download resumes where it stopped',

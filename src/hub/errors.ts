@@ -16,13 +16,27 @@ export interface HubTarget {
 }
 
 const NETWORK_CODES = new Set([
-  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE',
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_SOCKET',
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_SOCKET',
 ]);
 
 /** The network-level code of a failed fetch (ECONNREFUSED, ENOTFOUND, …, or TIMEOUT), if it is one. */
 export function networkCode(e: unknown): string | undefined {
-  const err = e as { name?: string; code?: string; cause?: { code?: string; name?: string; errors?: { code?: string }[] } };
+  const err = e as {
+    name?: string;
+    code?: string;
+    cause?: { code?: string; name?: string; errors?: { code?: string }[] };
+  };
   if (err?.name === 'TimeoutError' || err?.cause?.name === 'TimeoutError') return 'TIMEOUT';
   const code = err?.cause?.code ?? err?.code ?? err?.cause?.errors?.[0]?.code;
   if (code && NETWORK_CODES.has(code)) return code;
@@ -54,10 +68,19 @@ export function httpError(status: number, errorCode: string | null | undefined, 
     );
   if (status === 404 || status === 416) {
     if (errorCode === 'RevisionNotFound')
-      return new GraftError(`no revision '${rev}' in ${t.repo} (404)`, 'give a branch, tag or commit hash that exists: --revision or hf:ORG/NAME@REV');
+      return new GraftError(
+        `no revision '${rev}' in ${t.repo} (404)`,
+        'give a branch, tag or commit hash that exists: --revision or hf:ORG/NAME@REV',
+      );
     if (errorCode === 'EntryNotFound' || (t.path && errorCode !== 'RepoNotFound'))
       return new GraftError(`no file '${t.path}' in ${t.repo} at revision ${rev} (404)`);
-    return new GraftError(`no model repository '${t.repo}' on ${t.endpoint} (404)`, 'check the id (ORG/NAME, as on the model page)');
+    return new GraftError(
+      `no model repository '${t.repo}' on ${t.endpoint} (404)`,
+      'check the id (ORG/NAME, as on the model page)',
+    );
   }
-  return new GraftError(`the hub answered ${status} for ${t.repo}${t.path ? `/${t.path}` : ''} at revision ${rev}`, 'try again later');
+  return new GraftError(
+    `the hub answered ${status} for ${t.repo}${t.path ? `/${t.path}` : ''} at revision ${rev}`,
+    'try again later',
+  );
 }

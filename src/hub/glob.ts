@@ -10,7 +10,14 @@
  * What a command downloads from a model repository by default: configuration and tokenizer files and
  * the full-precision ONNX model (with its external data), never the quantized or fp16 variants.
  */
-export const MODEL_FILES: readonly string[] = ['*.json', '*.txt', 'onnx/model.onnx', 'onnx/model.onnx_data', 'model.onnx', 'model.onnx_data'];
+export const MODEL_FILES: readonly string[] = [
+  '*.json',
+  '*.txt',
+  'onnx/model.onnx',
+  'onnx/model.onnx_data',
+  'model.onnx',
+  'model.onnx_data',
+];
 
 /** The files among MODEL_FILES that are a loadable model (one of them must be present). */
 export const MODEL_WEIGHTS: readonly string[] = ['onnx/model.onnx', 'model.onnx'];

@@ -36,7 +36,12 @@ export function progressBar(quiet = false): { listener: ProgressListener; stop: 
   return {
     listener: (p) => {
       const secs = Math.max((Date.now() - t0) / 1000, 1e-3);
-      b.update(p.done, p.total, { file: p.file, done: formatBytes(p.done), size: formatBytes(p.total), rate: `${formatBytes(Math.round(p.fetched / secs))}/s` });
+      b.update(p.done, p.total, {
+        file: p.file,
+        done: formatBytes(p.done),
+        size: formatBytes(p.total),
+        rate: `${formatBytes(Math.round(p.fetched / secs))}/s`,
+      });
     },
     stop: () => b.stop(),
   };

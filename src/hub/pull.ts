@@ -9,8 +9,24 @@
 import { join } from 'node:path';
 import { GraftError } from '../util/errors.js';
 import {
-  blobFile, checkRelativePath, checkRepoId, checkRevision, hubCacheDir, hubEndpoint, hubOffline, hubToken, isCommitHash,
-  linkSnapshotFile, readListing, readRef, repoCacheDir, snapshotDir, snapshotFilePresent, snapshotFiles, writeListing, writeRef,
+  blobFile,
+  checkRelativePath,
+  checkRepoId,
+  checkRevision,
+  hubCacheDir,
+  hubEndpoint,
+  hubOffline,
+  hubToken,
+  isCommitHash,
+  linkSnapshotFile,
+  readListing,
+  readRef,
+  repoCacheDir,
+  snapshotDir,
+  snapshotFilePresent,
+  snapshotFiles,
+  writeListing,
+  writeRef,
   type ListedFile,
 } from './cache.js';
 import { downloadBlob, partialFile } from './download.js';
@@ -63,7 +79,13 @@ interface CacheState {
 }
 
 /** What the cache holds of `repo` at `revision` for these globs, without touching the network. */
-export function cachedSnapshot(repo: string, revision = 'main', include: readonly string[] = MODEL_FILES, requireModel = include === MODEL_FILES, cacheDir = hubCacheDir()): CacheState {
+export function cachedSnapshot(
+  repo: string,
+  revision = 'main',
+  include: readonly string[] = MODEL_FILES,
+  requireModel = include === MODEL_FILES,
+  cacheDir = hubCacheDir(),
+): CacheState {
   const repoDir = repoCacheDir(repo, cacheDir);
   const commit = readRef(repoDir, checkRevision(revision));
   if (!commit) return { files: [], missing: [], complete: false };
@@ -78,10 +100,16 @@ export function cachedSnapshot(repo: string, revision = 'main', include: readonl
     if (wanted.length === 0) missing.push(include.join(' '));
   } else {
     // Written by another tool (huggingface_hub, Transformers.js): judged by the files it holds.
-    files = snapshotFiles(snapshotDir(repoDir, commit)).filter((p) => matchesAny(p, include)).map((path) => ({ path }));
+    files = snapshotFiles(snapshotDir(repoDir, commit))
+      .filter((p) => matchesAny(p, include))
+      .map((path) => ({ path }));
     missing = files.length ? [] : [include.join(' ')];
   }
-  if (requireModel && !files.some((f) => MODEL_WEIGHTS.includes(f.path)) && !missing.some((m) => MODEL_WEIGHTS.includes(m)))
+  if (
+    requireModel &&
+    !files.some((f) => MODEL_WEIGHTS.includes(f.path)) &&
+    !missing.some((m) => MODEL_WEIGHTS.includes(m))
+  )
     missing.push(MODEL_WEIGHTS.join(' or '));
   return { commit, files, missing, complete: missing.length === 0 };
 }
@@ -119,7 +147,10 @@ function hubFailure(e: unknown, target: HubTarget, errorCode: string | null): Gr
   const code = networkCode(e);
   if (code) return unreachable(target.endpoint, code);
   if (/access token must start with 'hf_'/.test(String((e as Error).message)))
-    return new GraftError('HF_TOKEN is not a Hugging Face access token (they start with hf_)', 'see https://huggingface.co/settings/tokens');
+    return new GraftError(
+      'HF_TOKEN is not a Hugging Face access token (they start with hf_)',
+      'see https://huggingface.co/settings/tokens',
+    );
   return new GraftError(`the hub client failed for ${target.repo}: ${(e as Error).message}`);
 }
 
@@ -137,7 +168,15 @@ export async function pull(repo: string, o: PullOptions = {}): Promise<PullResul
   if (o.preferCache || offline) {
     const state = cachedSnapshot(repo, revision, include, requireModel, cacheDir);
     if (state.complete && state.commit)
-      return { repo, revision, commit: state.commit, path: snapshotDir(repoDir, state.commit), files: state.files, fetched: 0, fromCache: true };
+      return {
+        repo,
+        revision,
+        commit: state.commit,
+        path: snapshotDir(repoDir, state.commit),
+        files: state.files,
+        fetched: 0,
+        fromCache: true,
+      };
     if (offline) throw offlineError(repo, revision, cacheDir, state);
   }
 
@@ -154,10 +193,18 @@ export async function pull(repo: string, o: PullOptions = {}): Promise<PullResul
     const info = await hf.modelInfo({ ...common, name: repo, revision, additionalFields: ['sha'] });
     commit = String(info.sha ?? '');
     if (!isCommitHash(commit)) throw new GraftError(`the hub gave no commit for ${repo} at revision ${revision}`);
-    for await (const e of hf.listFiles({ ...common, repo: { type: 'model', name: repo }, revision: commit, recursive: true })) {
+    for await (const e of hf.listFiles({
+      ...common,
+      repo: { type: 'model', name: repo },
+      revision: commit,
+      recursive: true,
+    })) {
       if (e.type !== 'file') continue;
       const etag = e.lfs?.oid ?? e.oid;
-      if (!etag) throw new GraftError(`the hub listed ${e.path} in ${repo} without a hash; refusing to download what cannot be verified`);
+      if (!etag)
+        throw new GraftError(
+          `the hub listed ${e.path} in ${repo} without a hash; refusing to download what cannot be verified`,
+        );
       listed.push({ path: checkRelativePath(e.path), size: e.lfs?.size ?? e.size, etag, lfs: !!e.lfs });
     }
   } catch (e) {
@@ -169,7 +216,10 @@ export async function pull(repo: string, o: PullOptions = {}): Promise<PullResul
   if (wanted.length === 0)
     throw new GraftError(
       `no file in ${repo} at revision ${revision} matches ${include.join(' ')}`,
-      `its files: ${listed.slice(0, 30).map((f) => f.path).join(', ')}${listed.length > 30 ? ', …' : ''}`,
+      `its files: ${listed
+        .slice(0, 30)
+        .map((f) => f.path)
+        .join(', ')}${listed.length > 30 ? ', …' : ''}`,
     );
   if (requireModel && !wanted.some((f) => MODEL_WEIGHTS.includes(f.path))) {
     const onnx = listed.filter((f) => /\.(onnx|tflite)$/.test(f.path)).map((f) => f.path);
@@ -200,7 +250,11 @@ export async function pull(repo: string, o: PullOptions = {}): Promise<PullResul
     o.onProgress?.({ file: f.path, done, total, fetched });
     await downloadBlob(
       blobFile(repoDir, f.etag),
-      { url: `${endpoint}/${repo}/resolve/${commit}/${encodePath(f.path)}`, size: f.size, hash: { algo: f.lfs ? 'sha256' : 'git-sha1', hex: f.etag } },
+      {
+        url: `${endpoint}/${repo}/resolve/${commit}/${encodePath(f.path)}`,
+        size: f.size,
+        hash: { algo: f.lfs ? 'sha256' : 'git-sha1', hex: f.etag },
+      },
       {
         headers,
         idleTimeoutMs: timeoutMs,
@@ -218,7 +272,15 @@ export async function pull(repo: string, o: PullOptions = {}): Promise<PullResul
   o.onProgress?.({ file: repo, done: total, total, fetched });
   // Last: the ref. Until it is written, the revision name does not lead to this snapshot.
   await writeRef(repoDir, revision, commit);
-  return { repo, revision, commit, path: snapshotDir(repoDir, commit), files: wanted.map((f) => ({ path: f.path, size: f.size })), fetched, fromCache: false };
+  return {
+    repo,
+    revision,
+    commit,
+    path: snapshotDir(repoDir, commit),
+    files: wanted.map((f) => ({ path: f.path, size: f.size })),
+    fetched,
+    fromCache: false,
+  };
 }
 
 /** One plain HTTPS file with a published sha256 and size (a catalog entry of kind 'url'). */
@@ -237,7 +299,10 @@ export interface UrlFile {
  * snapshots/<sha256>/<file> (the content hash stands in for a commit; no ref is written, since the
  * catalog names the hash). Returns the file's path. No token is sent: the host is not the hub.
  */
-export async function pullUrl(u: UrlFile, o: Pick<PullOptions, 'cacheDir' | 'offline' | 'onProgress' | 'timeoutMs'> = {}): Promise<PullResult> {
+export async function pullUrl(
+  u: UrlFile,
+  o: Pick<PullOptions, 'cacheDir' | 'offline' | 'onProgress' | 'timeoutMs'> = {},
+): Promise<PullResult> {
   const cacheDir = o.cacheDir ?? hubCacheDir();
   const repo = `graft-catalog/${u.name}`;
   const repoDir = repoCacheDir(repo, cacheDir);
@@ -246,7 +311,13 @@ export async function pullUrl(u: UrlFile, o: Pick<PullOptions, 'cacheDir' | 'off
   const file = checkRelativePath(u.file);
   const path = join(snapshotDir(repoDir, sha), file);
   const result = (fetched: number, fromCache: boolean): PullResult => ({
-    repo, revision: sha, commit: sha, path, files: [{ path: file, size: u.size }], fetched, fromCache,
+    repo,
+    revision: sha,
+    commit: sha,
+    path,
+    files: [{ path: file, size: u.size }],
+    fetched,
+    fromCache,
   });
   if (snapshotFilePresent(repoDir, sha, { path: file, size: u.size })) return result(0, true);
   if (o.offline ?? hubOffline())
@@ -259,15 +330,19 @@ export async function pullUrl(u: UrlFile, o: Pick<PullOptions, 'cacheDir' | 'off
   const blob = blobFile(repoDir, sha);
   let done = existsSync(partialFile(blob)) ? statSync(partialFile(blob)).size : 0;
   o.onProgress?.({ file, done, total: u.size, fetched });
-  await downloadBlob(blob, { url: u.url, size: u.size, hash: { algo: 'sha256', hex: sha } }, {
-    idleTimeoutMs: o.timeoutMs,
-    target: { endpoint: origin, repo: u.name, path: file, notHub: true },
-    onBytes: (n) => {
-      fetched += n;
-      done += n;
-      o.onProgress?.({ file, done, total: u.size, fetched });
+  await downloadBlob(
+    blob,
+    { url: u.url, size: u.size, hash: { algo: 'sha256', hex: sha } },
+    {
+      idleTimeoutMs: o.timeoutMs,
+      target: { endpoint: origin, repo: u.name, path: file, notHub: true },
+      onBytes: (n) => {
+        fetched += n;
+        done += n;
+        o.onProgress?.({ file, done, total: u.size, fetched });
+      },
     },
-  });
+  );
   await linkSnapshotFile(repoDir, sha, file, sha);
   return result(fetched, false);
 }

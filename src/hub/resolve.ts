@@ -20,7 +20,8 @@ export function parseHfRef(ref: string): { repo: string; revision?: string } | u
   const at = body.indexOf('@');
   const repo = at < 0 ? body : body.slice(0, at);
   const revision = at < 0 ? undefined : body.slice(at + 1);
-  if (!repo || revision === '') throw new GraftError(`not a hub model reference: '${ref}'`, 'write hf:ORG/NAME or hf:ORG/NAME@REVISION');
+  if (!repo || revision === '')
+    throw new GraftError(`not a hub model reference: '${ref}'`, 'write hf:ORG/NAME or hf:ORG/NAME@REVISION');
   return { repo, ...(revision ? { revision } : {}) };
 }
 
@@ -33,7 +34,8 @@ export function isHubModelRef(ref: string): boolean {
 /** Fetch (or find in the cache) what a catalog entry's use needs; `include` overrides a hub entry's globs. */
 export async function pullCatalogEntry(entry: CatalogEntry, o: PullOptions = {}): Promise<PullResult> {
   const s = entry.source;
-  if (s.kind === 'url') return pullUrl({ name: entry.name, url: s.url, sha256: s.sha256, size: s.size, file: s.file }, o);
+  if (s.kind === 'url')
+    return pullUrl({ name: entry.name, url: s.url, sha256: s.sha256, size: s.size, file: s.file }, o);
   return pull(s.repo, {
     ...o,
     revision: o.revision ?? s.revision,
@@ -50,7 +52,8 @@ export async function pullCatalogEntry(entry: CatalogEntry, o: PullOptions = {})
 export async function resolveModelRef(ref: string, o: ResolveOptions = {}): Promise<string> {
   if (existsSync(ref)) return ref;
   const hf = parseHfRef(ref);
-  if (hf) return (await pull(hf.repo, { ...o, ...(hf.revision ? { revision: hf.revision } : {}), preferCache: true })).path;
+  if (hf)
+    return (await pull(hf.repo, { ...o, ...(hf.revision ? { revision: hf.revision } : {}), preferCache: true })).path;
   const entry = findCatalogEntry(ref);
   if (entry) return (await pullCatalogEntry(entry, { ...o, preferCache: true })).path;
   return ref;

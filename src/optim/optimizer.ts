@@ -32,17 +32,24 @@ export interface OptimizerState {
 
 function exportMaps(maps: Record<string, Map<string, Float32Array>>): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
-  for (const [prefix, m] of Object.entries(maps)) for (const [k, v] of m) out.set(`${prefix}/${k}`, Float32Array.from(v));
+  for (const [prefix, m] of Object.entries(maps))
+    for (const [k, v] of m) out.set(`${prefix}/${k}`, Float32Array.from(v));
   return out;
 }
 
 function importMap(tensors: Map<string, Float32Array>, prefix: string): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
-  for (const [k, v] of tensors) if (k.startsWith(`${prefix}/`)) out.set(k.slice(prefix.length + 1), Float32Array.from(v));
+  for (const [k, v] of tensors)
+    if (k.startsWith(`${prefix}/`)) out.set(k.slice(prefix.length + 1), Float32Array.from(v));
   return out;
 }
 
-export interface SgdOptions { momentum?: number; weightDecay?: number; nesterov?: boolean; groups?: Map<string, ParamGroup> }
+export interface SgdOptions {
+  momentum?: number;
+  weightDecay?: number;
+  nesterov?: boolean;
+  groups?: Map<string, ParamGroup>;
+}
 
 /** SGD with momentum and (coupled, L2) weight decay, as torch.optim.SGD. */
 export class SGD implements Optimizer {
@@ -78,18 +85,30 @@ export class SGD implements Optimizer {
     }
   }
 
-  state() { return { kind: this.kind, buf: Object.fromEntries([...this.buf].map(([k, v]) => [k, Array.from(v)])) }; }
-  loadState(s: Record<string, unknown>) {
-    this.buf = new Map(Object.entries((s['buf'] ?? {}) as Record<string, number[]>).map(([k, v]) => [k, Float32Array.from(v)]));
+  state() {
+    return { kind: this.kind, buf: Object.fromEntries([...this.buf].map(([k, v]) => [k, Array.from(v)])) };
   }
-  exportState(): OptimizerState { return { kind: this.kind, meta: {}, tensors: exportMaps({ buf: this.buf }) }; }
+  loadState(s: Record<string, unknown>) {
+    this.buf = new Map(
+      Object.entries((s['buf'] ?? {}) as Record<string, number[]>).map(([k, v]) => [k, Float32Array.from(v)]),
+    );
+  }
+  exportState(): OptimizerState {
+    return { kind: this.kind, meta: {}, tensors: exportMaps({ buf: this.buf }) };
+  }
   importState(s: OptimizerState): void {
     if (s.kind !== this.kind) throw new GraftError(`optimizer state is for ${s.kind}, not ${this.kind}`);
     this.buf = importMap(s.tensors, 'buf');
   }
 }
 
-export interface AdamWOptions { beta1?: number; beta2?: number; eps?: number; weightDecay?: number; groups?: Map<string, ParamGroup> }
+export interface AdamWOptions {
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  groups?: Map<string, ParamGroup>;
+}
 
 /** AdamW (decoupled weight decay), as torch.optim.AdamW. */
 export class AdamW implements Optimizer {
@@ -142,7 +161,8 @@ export class AdamW implements Optimizer {
     return { kind: this.kind, t: this.t, steps: Object.fromEntries(this.tp), m: dump(this.m), v: dump(this.v) };
   }
   loadState(s: Record<string, unknown>) {
-    const load = (x: unknown) => new Map(Object.entries((x ?? {}) as Record<string, number[]>).map(([k, v]) => [k, Float32Array.from(v)]));
+    const load = (x: unknown) =>
+      new Map(Object.entries((x ?? {}) as Record<string, number[]>).map(([k, v]) => [k, Float32Array.from(v)]));
     this.t = Number(s['t'] ?? 0);
     this.m = load(s['m']);
     this.v = load(s['v']);
@@ -150,12 +170,18 @@ export class AdamW implements Optimizer {
     this.tp = new Map([...this.m.keys()].map((k) => [k, Number(steps?.[k] ?? this.t)]));
   }
   exportState(): OptimizerState {
-    return { kind: this.kind, meta: { t: this.t, steps: Object.fromEntries(this.tp) }, tensors: exportMaps({ m: this.m, v: this.v }) };
+    return {
+      kind: this.kind,
+      meta: { t: this.t, steps: Object.fromEntries(this.tp) },
+      tensors: exportMaps({ m: this.m, v: this.v }),
+    };
   }
   importState(s: OptimizerState): void {
     if (s.kind !== this.kind) throw new GraftError(`optimizer state is for ${s.kind}, not ${this.kind}`);
     this.t = Number(s.meta['t'] ?? 0);
-    this.tp = new Map(Object.entries((s.meta['steps'] ?? {}) as Record<string, number>).map(([k, v]) => [k, Number(v)]));
+    this.tp = new Map(
+      Object.entries((s.meta['steps'] ?? {}) as Record<string, number>).map(([k, v]) => [k, Number(v)]),
+    );
     this.m = importMap(s.tensors, 'm');
     this.v = importMap(s.tensors, 'v');
   }

@@ -37,7 +37,13 @@ const PROVIDERS: Record<string, string[]> = {
 /** What 'auto' tries, in order, among those this build lists (TensorRT's engine builds and experimental WebGPU are opt-in). */
 const AUTO = ['cuda', 'dml', 'coreml'];
 
-const NAMES: Record<string, string> = { cuda: 'CUDA', tensorrt: 'TensorRT', webgpu: 'WebGPU', dml: 'DirectML', coreml: 'CoreML' };
+const NAMES: Record<string, string> = {
+  cuda: 'CUDA',
+  tensorrt: 'TensorRT',
+  webgpu: 'WebGPU',
+  dml: 'DirectML',
+  coreml: 'CoreML',
+};
 
 /** Execution providers this onnxruntime-node build lists for this platform (linux x64: cpu, webgpu, cuda, tensorrt). */
 export function listedProviders(): string[] {
@@ -61,8 +67,14 @@ export function requestedDevice(device?: string): { device: string; from: string
 export function checkDevice(device: string, from = ''): void {
   const valid = availableDevices();
   if (valid.includes(device)) return;
-  const other = device in PROVIDERS ? `; ${NAMES[device] ?? device} is not in onnxruntime-node ${ort.env.versions.common ?? ''} for ${process.platform}/${process.arch}` : '';
-  throw new GraftError(`unknown device '${device}'${from}${other}; valid devices here: ${valid.join(', ')}`, 'auto: CUDA when it starts, else the CPU with a warning');
+  const other =
+    device in PROVIDERS
+      ? `; ${NAMES[device] ?? device} is not in onnxruntime-node ${ort.env.versions.common ?? ''} for ${process.platform}/${process.arch}`
+      : '';
+  throw new GraftError(
+    `unknown device '${device}'${from}${other}; valid devices here: ${valid.join(', ')}`,
+    'auto: CUDA when it starts, else the CPU with a warning',
+  );
 }
 
 const resolved = new Map<string, Promise<ResolvedDevice>>();
@@ -76,7 +88,8 @@ let warned = false;
  */
 export function resolveDevice(device?: string): Promise<ResolvedDevice> {
   const req = requestedDevice(device);
-  if (req.device === 'cpu' || req.device === '') return Promise.resolve({ device: 'cpu', requested: 'cpu', providers: PROVIDERS['cpu']! });
+  if (req.device === 'cpu' || req.device === '')
+    return Promise.resolve({ device: 'cpu', requested: 'cpu', providers: PROVIDERS['cpu']! });
   let r = resolved.get(req.device);
   if (!r) {
     r = resolveUncached(req.device, req.from);
@@ -99,7 +112,9 @@ async function resolveUncached(want: string, from: string): Promise<ResolvedDevi
     if (!err) return { device: d, requested: 'auto', providers: PROVIDERS[d]! };
     reasons.push(err.message);
   }
-  const fallbackReason = reasons.length ? reasons.join('; ') : `onnxruntime-node offers no accelerator for ${process.platform}/${process.arch} that auto uses`;
+  const fallbackReason = reasons.length
+    ? reasons.join('; ')
+    : `onnxruntime-node offers no accelerator for ${process.platform}/${process.arch} that auto uses`;
   if (!warned) {
     warned = true;
     process.stderr.write(`graft: warning: device auto: ${fallbackReason}; running on the CPU\n`);
@@ -123,13 +138,17 @@ function probe(device: string): Promise<GraftError | undefined> {
   if (!p) {
     p = (async () => {
       // without a Vulkan loader Dawn finds no adapter (and prints its own warning): say so without trying
-      if (device === 'webgpu' && process.platform === 'linux' && !hasSystemLibrary('libvulkan.so.1')) return diagnose(device, '');
+      if (device === 'webgpu' && process.platform === 'linux' && !hasSystemLibrary('libvulkan.so.1'))
+        return diagnose(device, '');
       // onnxruntime logs a failed provider load from its process-wide logger, which takes its level
       // once, at the first session of the process; Graft reports the failure itself.
       const level = ort.env.logLevel;
       ort.env.logLevel = 'fatal';
       try {
-        const s = await ort.InferenceSession.create(probeModel(), { executionProviders: PROVIDERS[device]!, logSeverityLevel: 3 });
+        const s = await ort.InferenceSession.create(probeModel(), {
+          executionProviders: PROVIDERS[device]!,
+          logSeverityLevel: 3,
+        });
         try {
           await s.run({ x: new ort.Tensor('float32', new Float32Array([1]), [1]) });
         } finally {
@@ -168,17 +187,21 @@ export function parseLddMissing(out: string): string[] {
 
 /** The files onnxruntime-node's install script adds for CUDA and TensorRT on linux x64 (script/install-metadata.js). */
 export function gpuProviderFiles(device: 'cuda' | 'tensorrt'): string[] {
-  return ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so', ...(device === 'tensorrt' ? ['libonnxruntime_providers_tensorrt.so'] : [])];
+  return [
+    'libonnxruntime_providers_shared.so',
+    'libonnxruntime_providers_cuda.so',
+    ...(device === 'tensorrt' ? ['libonnxruntime_providers_tensorrt.so'] : []),
+  ];
 }
 
 export const GPU_INSTALL_HINT =
   'onnxruntime-node downloads its CUDA/TensorRT provider libraries (NuGet package Microsoft.ML.OnnxRuntime.Gpu.Linux, from api.nuget.org) ' +
-  'in its install script, which was skipped or failed here (Graft\'s .npmrc sets onnxruntime-node-install=skip so installs work offline). ' +
+  "in its install script, which was skipped or failed here (Graft's .npmrc sets onnxruntime-node-install=skip so installs work offline). " +
   'Add them with: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node  (CUDA 12 and cuDNN 9 must then be on the library path). ' +
   'Or run with --device cpu, or --device auto to fall back to the CPU.';
 
 const CUDA_LIBS_HINT =
-  'onnxruntime-node 1.30\'s CUDA provider needs the CUDA 12 runtime (cudart, cuBLAS, cuFFT, cuRAND) and cuDNN 9; TensorRT also needs TensorRT 10. ' +
+  "onnxruntime-node 1.30's CUDA provider needs the CUDA 12 runtime (cudart, cuBLAS, cuFFT, cuRAND) and cuDNN 9; TensorRT also needs TensorRT 10. " +
   'Install them and make them visible to the loader (ldconfig or LD_LIBRARY_PATH), or run with --device cpu / --device auto.';
 
 /**
@@ -191,16 +214,32 @@ export function diagnose(device: string, ortMessage: string, binDir = ortBinaryD
     const files = gpuProviderFiles(device);
     const absent = files.filter((f) => !existsSync(join(binDir, f)));
     if (absent.length)
-      return new GraftError(`${name} cannot start: onnxruntime-node's ${absent.join(', ')} ${absent.length > 1 ? 'are' : 'is'} not installed (looked in ${binDir})`, GPU_INSTALL_HINT);
+      return new GraftError(
+        `${name} cannot start: onnxruntime-node's ${absent.join(', ')} ${absent.length > 1 ? 'are' : 'is'} not installed (looked in ${binDir})`,
+        GPU_INSTALL_HINT,
+      );
     const missing = [...new Set(files.flatMap((f) => missingLibraries(join(binDir, f))))];
     if (missing.length)
-      return new GraftError(`${name} cannot start: the loader cannot find ${missing.join(', ')} (needed by onnxruntime-node's ${name} provider)`, CUDA_LIBS_HINT);
-    return new GraftError(`${name} cannot start: ${cleanMessage(ortMessage)}`, 'check that an NVIDIA GPU and its driver are present (nvidia-smi), or run with --device cpu / --device auto');
+      return new GraftError(
+        `${name} cannot start: the loader cannot find ${missing.join(', ')} (needed by onnxruntime-node's ${name} provider)`,
+        CUDA_LIBS_HINT,
+      );
+    return new GraftError(
+      `${name} cannot start: ${cleanMessage(ortMessage)}`,
+      'check that an NVIDIA GPU and its driver are present (nvidia-smi), or run with --device cpu / --device auto',
+    );
   }
   if (device === 'webgpu') {
     const vulkan = process.platform !== 'linux' || hasSystemLibrary('libvulkan.so.1');
-    if (!vulkan) return new GraftError(`WebGPU cannot start: libvulkan.so.1 is not installed (onnxruntime's WebGPU uses Vulkan on Linux)`, 'install the Vulkan loader and a GPU driver with Vulkan support (Debian: libvulkan1 and mesa-vulkan-drivers or the vendor\'s driver), or run with --device cpu / --device auto');
-    return new GraftError(`WebGPU cannot start: ${cleanMessage(ortMessage)}`, 'onnxruntime\'s WebGPU needs a GPU with a Vulkan driver on Linux; or run with --device cpu / --device auto');
+    if (!vulkan)
+      return new GraftError(
+        `WebGPU cannot start: libvulkan.so.1 is not installed (onnxruntime's WebGPU uses Vulkan on Linux)`,
+        "install the Vulkan loader and a GPU driver with Vulkan support (Debian: libvulkan1 and mesa-vulkan-drivers or the vendor's driver), or run with --device cpu / --device auto",
+      );
+    return new GraftError(
+      `WebGPU cannot start: ${cleanMessage(ortMessage)}`,
+      "onnxruntime's WebGPU needs a GPU with a Vulkan driver on Linux; or run with --device cpu / --device auto",
+    );
   }
   return new GraftError(`${name} cannot start: ${cleanMessage(ortMessage)}`);
 }
@@ -208,7 +247,9 @@ export function diagnose(device: string, ortMessage: string, binDir = ortBinaryD
 function cleanMessage(m: string): string {
   // drop onnxruntime's source location prefix: "/onnxruntime_src/…cc:136 fn(…) cond was false. Text"
   const k = m.lastIndexOf(' was false. ');
-  return (k >= 0 ? m.slice(k + ' was false. '.length) : m).replace(/^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*[A-Z_]+\s*:\s*/, '').trim();
+  return (k >= 0 ? m.slice(k + ' was false. '.length) : m)
+    .replace(/^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*[A-Z_]+\s*:\s*/, '')
+    .trim();
 }
 
 /** Whether the dynamic loader knows a library (ldconfig's cache, or a folder on LD_LIBRARY_PATH). */

@@ -73,7 +73,10 @@ export class Session {
   /** Inputs that have a default value (initializers also listed as inputs, as in IR version 3 files). */
   private optional = new Set<string>();
 
-  private constructor(readonly ort: ort.InferenceSession, readonly label: string) {}
+  private constructor(
+    readonly ort: ort.InferenceSession,
+    readonly label: string,
+  ) {}
 
   static async fromGraph(g: Graph, opts: RuntimeOptions = {}, label = g.name): Promise<Session> {
     const s = await Session.fromBytes(encodeOnnx(g), opts, label);
@@ -90,8 +93,12 @@ export class Session {
     }
   }
 
-  get inputNames(): readonly string[] { return this.ort.inputNames; }
-  get outputNames(): readonly string[] { return this.ort.outputNames; }
+  get inputNames(): readonly string[] {
+    return this.ort.inputNames;
+  }
+  get outputNames(): readonly string[] {
+    return this.ort.outputNames;
+  }
 
   async run(feeds: Feeds, outputs?: string[]): Promise<Record<string, Tensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
@@ -123,8 +130,19 @@ export function cleanOrtMessage(e: unknown): string {
 }
 
 const ORT_TYPE: Partial<Record<DType, ort.Tensor.Type>> = {
-  float32: 'float32', float64: 'float64', float16: 'float16', int8: 'int8', uint8: 'uint8', int16: 'int16',
-  uint16: 'uint16', int32: 'int32', uint32: 'uint32', int64: 'int64', uint64: 'uint64', bool: 'bool', string: 'string',
+  float32: 'float32',
+  float64: 'float64',
+  float16: 'float16',
+  int8: 'int8',
+  uint8: 'uint8',
+  int16: 'int16',
+  uint16: 'uint16',
+  int32: 'int32',
+  uint32: 'uint32',
+  int64: 'int64',
+  uint64: 'uint64',
+  bool: 'bool',
+  string: 'string',
 };
 
 export function toOrt(t: Tensor): ort.Tensor {
@@ -136,6 +154,7 @@ export function toOrt(t: Tensor): ort.Tensor {
 export function fromOrt(v: ort.Tensor): Tensor {
   const dtype = (v.type === 'bool' ? 'bool' : v.type) as DType;
   let data = v.data as TypedArray | string[];
-  if (dtype === 'float16' && !(data instanceof Uint16Array)) data = new Uint16Array((data as unknown as { buffer: ArrayBuffer }).buffer);
+  if (dtype === 'float16' && !(data instanceof Uint16Array))
+    data = new Uint16Array((data as unknown as { buffer: ArrayBuffer }).buffer);
   return { dtype, dims: [...v.dims], data };
 }

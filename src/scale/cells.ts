@@ -47,7 +47,11 @@ export interface CellJob {
 }
 
 /** The scores a cell reports (of its validation and test splits). */
-export interface CellScores { accuracy: number; macroF1: number; n: number }
+export interface CellScores {
+  accuracy: number;
+  macroF1: number;
+  n: number;
+}
 
 export interface CellResult {
   index: number;
@@ -60,31 +64,59 @@ export interface CellResult {
 }
 
 /** Options a cell cannot take: callbacks, and what would make cells overwrite each other. */
-const REFUSED = ['out', 'onProgress', 'onSkip', 'onStep', 'onEpoch', 'onStart', 'onStage', 'onCacheProgress', 'runtime', 'checkpoint'];
+const REFUSED = [
+  'out',
+  'onProgress',
+  'onSkip',
+  'onStep',
+  'onEpoch',
+  'onStart',
+  'onStage',
+  'onCacheProgress',
+  'runtime',
+  'checkpoint',
+];
 
 /** Check a parsed sweep file; paths are taken relative to the file's folder. */
 export function checkSweepSpec(x: unknown, file = 'the sweep file'): SweepSpec {
-  if (!x || typeof x !== 'object' || Array.isArray(x)) throw new GraftError(`${file}: expected a JSON object with model, data, mode and grid`);
+  if (!x || typeof x !== 'object' || Array.isArray(x))
+    throw new GraftError(`${file}: expected a JSON object with model, data, mode and grid`);
   const s = x as Record<string, unknown>;
-  for (const k of Object.keys(s)) if (!['model', 'data', 'mode', 'base', 'grid'].includes(k)) throw new GraftError(`${file}: unknown key '${k}' (known: model, data, mode, base, grid)`);
+  for (const k of Object.keys(s))
+    if (!['model', 'data', 'mode', 'base', 'grid'].includes(k))
+      throw new GraftError(`${file}: unknown key '${k}' (known: model, data, mode, base, grid)`);
   if (typeof s['model'] !== 'string' || !s['model']) throw new GraftError(`${file}: 'model' must be a path`);
   const data = s['data'];
-  if (!(typeof data === 'string' && data) && !(data && typeof data === 'object' && typeof (data as DataSpec).path === 'string'))
+  if (
+    !(typeof data === 'string' && data) &&
+    !(data && typeof data === 'object' && typeof (data as DataSpec).path === 'string')
+  )
     throw new GraftError(`${file}: 'data' must be a path or { "path": …, "labelsData"?: …, "maxPerClass"?: … }`);
   const mode = s['mode'] ?? 'features';
-  if (!SWEEP_MODES.includes(mode as SweepMode)) throw new GraftError(`${file}: 'mode' must be one of ${SWEEP_MODES.join(', ')}, got ${JSON.stringify(mode)}`);
+  if (!SWEEP_MODES.includes(mode as SweepMode))
+    throw new GraftError(`${file}: 'mode' must be one of ${SWEEP_MODES.join(', ')}, got ${JSON.stringify(mode)}`);
   const base = s['base'] ?? {};
-  if (typeof base !== 'object' || Array.isArray(base) || base === null) throw new GraftError(`${file}: 'base' must be an object of options`);
+  if (typeof base !== 'object' || Array.isArray(base) || base === null)
+    throw new GraftError(`${file}: 'base' must be an object of options`);
   const grid = s['grid'];
-  if (!grid || typeof grid !== 'object' || Array.isArray(grid) || Object.keys(grid).length === 0) throw new GraftError(`${file}: 'grid' must be an object of option → list of values`);
+  if (!grid || typeof grid !== 'object' || Array.isArray(grid) || Object.keys(grid).length === 0)
+    throw new GraftError(`${file}: 'grid' must be an object of option → list of values`);
   for (const [k, v] of Object.entries(grid as Record<string, unknown>)) {
     if (!Array.isArray(v) || v.length === 0) throw new GraftError(`${file}: grid '${k}' must be a non-empty list`);
-    if (v.some((e) => e !== null && !['number', 'string', 'boolean'].includes(typeof e))) throw new GraftError(`${file}: grid '${k}' holds a value that is not a number, string, boolean or null`);
-    if (new Set(v.map((e) => JSON.stringify(e))).size !== v.length) throw new GraftError(`${file}: grid '${k}' lists a value twice`);
+    if (v.some((e) => e !== null && !['number', 'string', 'boolean'].includes(typeof e)))
+      throw new GraftError(`${file}: grid '${k}' holds a value that is not a number, string, boolean or null`);
+    if (new Set(v.map((e) => JSON.stringify(e))).size !== v.length)
+      throw new GraftError(`${file}: grid '${k}' lists a value twice`);
   }
   for (const k of [...Object.keys(base as object), ...Object.keys(grid as object)])
     if (REFUSED.includes(k)) throw new GraftError(`${file}: '${k}' cannot be set per sweep cell`);
-  return { model: s['model'], data: data as string | DataSpec, mode: mode as SweepMode, base: base as Record<string, unknown>, grid: grid as Record<string, CellValue[]> };
+  return {
+    model: s['model'],
+    data: data as string | DataSpec,
+    mode: mode as SweepMode,
+    base: base as Record<string, unknown>,
+    grid: grid as Record<string, CellValue[]>,
+  };
 }
 
 /** Make the spec's paths absolute (relative to `dir`, the sweep file's folder). */
@@ -93,7 +125,12 @@ export function absoluteSpec(s: SweepSpec, dir: string): SweepSpec & { data: Dat
   const d: DataSpec = typeof s.data === 'string' ? { path: s.data } : s.data;
   const base = { ...(s.base ?? {}) };
   if (typeof base['cacheDir'] === 'string') base['cacheDir'] = abs(base['cacheDir']);
-  return { ...s, model: abs(s.model), data: { ...d, path: abs(d.path), ...(d.labelsData ? { labelsData: abs(d.labelsData) } : {}) }, base };
+  return {
+    ...s,
+    model: abs(s.model),
+    data: { ...d, path: abs(d.path), ...(d.labelsData ? { labelsData: abs(d.labelsData) } : {}) },
+    base,
+  };
 }
 
 export function sweepFileDir(file: string): string {
@@ -107,24 +144,47 @@ export function gridCells(grid: Record<string, CellValue[]>): Record<string, Cel
   return out;
 }
 
-const scores = (m?: Metrics): CellScores | undefined => (m ? { accuracy: m.accuracy, macroF1: m.macroF1, n: m.n } : undefined);
+const scores = (m?: Metrics): CellScores | undefined =>
+  m ? { accuracy: m.accuracy, macroF1: m.macroF1, n: m.n } : undefined;
 
 /** Run one cell here. */
-export async function runSweepCell(mode: SweepMode, model: string, data: DataSpec, options: Record<string, unknown>, index: number, params: Record<string, CellValue>): Promise<CellResult> {
+export async function runSweepCell(
+  mode: SweepMode,
+  model: string,
+  data: DataSpec,
+  options: Record<string, unknown>,
+  index: number,
+  params: Record<string, CellValue>,
+): Promise<CellResult> {
   const t0 = performance.now();
   mustSee(model, 'the model');
   const g = loadModel(model); // a fresh graph per cell: training may change the one it is given
   const d = loadData(data);
   let validation: Metrics | undefined, test: Metrics | undefined;
   try {
-    if (mode === 'features') ({ report: { validation, test } } = await trainFeatureClassifier(g, d, options));
-    else ({ report: { validation, test } } = await finetuneImages(g, d, options));
+    if (mode === 'features')
+      ({
+        report: { validation, test },
+      } = await trainFeatureClassifier(g, d, options));
+    else
+      ({
+        report: { validation, test },
+      } = await finetuneImages(g, d, options));
   } catch (e) {
-    if (e instanceof GraftError) throw new GraftError(`cell ${index + 1} (${JSON.stringify(params)}): ${e.message}`, e.hint);
+    if (e instanceof GraftError)
+      throw new GraftError(`cell ${index + 1} (${JSON.stringify(params)}): ${e.message}`, e.hint);
     throw e;
   }
-  const v = scores(validation), t = scores(test);
-  return { index, params, ...(v ? { validation: v } : {}), ...(t ? { test: t } : {}), seconds: (performance.now() - t0) / 1000, worker: WORKER_NAME };
+  const v = scores(validation),
+    t = scores(test);
+  return {
+    index,
+    params,
+    ...(v ? { validation: v } : {}),
+    ...(t ? { test: t } : {}),
+    seconds: (performance.now() - t0) / 1000,
+    worker: WORKER_NAME,
+  };
 }
 
 export async function runCell(job: Job<CellJob>): Promise<CellResult> {

@@ -17,10 +17,15 @@ export function parseQueueUrl(url: string): RedisOptions {
   } catch {
     throw new GraftError(`--queue: '${url}' is not an address`, 'give redis://HOST:PORT, e.g. redis://127.0.0.1:6379');
   }
-  if (u.protocol !== 'redis:') throw new GraftError(`--queue: '${url}' is not a redis:// address`, 'give redis://HOST:PORT, e.g. redis://127.0.0.1:6379');
+  if (u.protocol !== 'redis:')
+    throw new GraftError(
+      `--queue: '${url}' is not a redis:// address`,
+      'give redis://HOST:PORT, e.g. redis://127.0.0.1:6379',
+    );
   const port = u.port ? Number(u.port) : 6379;
   const db = u.pathname && u.pathname !== '/' ? Number(u.pathname.slice(1)) : 0;
-  if (!Number.isInteger(db) || db < 0) throw new GraftError(`--queue: '${u.pathname.slice(1)}' is not a Redis database number (in ${url})`);
+  if (!Number.isInteger(db) || db < 0)
+    throw new GraftError(`--queue: '${u.pathname.slice(1)}' is not a Redis database number (in ${url})`);
   return {
     host: u.hostname || '127.0.0.1',
     port,
@@ -64,15 +69,23 @@ export function connect(url: string, o: ConnectOptions = {}): Redis {
 /** Resolve when Redis at `url` answers PING; otherwise a GraftError after `timeoutMs`. */
 export async function checkReachable(url: string, timeoutMs = 5000): Promise<void> {
   let last = '';
-  const r = new Redis({ ...parseQueueUrl(url), maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null, connectTimeout: timeoutMs });
+  const r = new Redis({
+    ...parseQueueUrl(url),
+    maxRetriesPerRequest: 0,
+    lazyConnect: true,
+    retryStrategy: () => null,
+    connectTimeout: timeoutMs,
+  });
   r.on('error', (e: Error) => (last = e.message));
   try {
     await r.connect();
     const pong = await r.ping();
     if (pong !== 'PONG') throw new Error(`answered '${pong}' to PING`);
   } catch (e) {
-    throw new GraftError(`cannot reach Redis at ${shownUrl(url)}: ${last || (e as Error).message}`,
-      'start one (redis-server --port 6379, or apt-get install redis-server) and give its address as --queue redis://HOST:PORT');
+    throw new GraftError(
+      `cannot reach Redis at ${shownUrl(url)}: ${last || (e as Error).message}`,
+      'start one (redis-server --port 6379, or apt-get install redis-server) and give its address as --queue redis://HOST:PORT',
+    );
   } finally {
     r.disconnect();
   }

@@ -13,7 +13,18 @@ import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Graph } from '../graph/graph.js';
 import type { Examples } from '../train/fit.js';
-import { planCurve, curveCells, curveFeatures, runCurveCell, summarizeCurve, type CurveCell, type CurveOptions, type CurvePlan, type CurvePoint, type CurveResult } from '../eval/curve.js';
+import {
+  planCurve,
+  curveCells,
+  curveFeatures,
+  runCurveCell,
+  summarizeCurve,
+  type CurveCell,
+  type CurveOptions,
+  type CurvePlan,
+  type CurvePoint,
+  type CurveResult,
+} from '../eval/curve.js';
 import { atomicWrite } from '../util/atomic.js';
 import { GraftError } from '../util/errors.js';
 import { checkReachable } from './connection.js';
@@ -40,15 +51,26 @@ export interface CurveQueueOptions extends WatchOptions {
 }
 
 function writeRunFile(path: string, data: Examples, feats?: Float32Array[]): void {
-  const n = data.x.length, dim = data.x[0]?.length ?? 0, featDim = feats?.[0]?.length ?? 0;
+  const n = data.x.length,
+    dim = data.x[0]?.length ?? 0,
+    featDim = feats?.[0]?.length ?? 0;
   const head = Buffer.from(JSON.stringify({ n, dim, featDim }));
   const body = Buffer.alloc(4 + head.length + 4 * n + 4 * n * dim + 4 * n * featDim);
   body.writeUInt32LE(head.length, 0);
   head.copy(body, 4);
   let off = 4 + head.length;
-  for (const y of data.y) { body.writeUInt32LE(y, off); off += 4; }
-  for (const x of data.x) { Buffer.from(x.buffer, x.byteOffset, x.byteLength).copy(body, off); off += 4 * dim; }
-  for (const f of feats ?? []) { Buffer.from(f.buffer, f.byteOffset, f.byteLength).copy(body, off); off += 4 * featDim; }
+  for (const y of data.y) {
+    body.writeUInt32LE(y, off);
+    off += 4;
+  }
+  for (const x of data.x) {
+    Buffer.from(x.buffer, x.byteOffset, x.byteLength).copy(body, off);
+    off += 4 * dim;
+  }
+  for (const f of feats ?? []) {
+    Buffer.from(f.buffer, f.byteOffset, f.byteLength).copy(body, off);
+    off += 4 * featDim;
+  }
   atomicWrite(path, body);
 }
 
@@ -65,7 +87,10 @@ export function readRunFile(path: string): { data: Examples; feats?: Float32Arra
   if (b.length !== need) throw bad(`${b.length} bytes, the header says ${need}`);
   let off = 4 + hl;
   const y: number[] = [];
-  for (let i = 0; i < h.n; i++) { y.push(b.readUInt32LE(off)); off += 4; }
+  for (let i = 0; i < h.n; i++) {
+    y.push(b.readUInt32LE(off));
+    off += 4;
+  }
   const floats = (count: number) => {
     const out = new Float32Array(count);
     Buffer.from(out.buffer).set(b.subarray(off, off + 4 * count));
@@ -96,7 +121,9 @@ export async function runCurveCellJob(d: CurveCellJob, loadModel: (path: string)
  * A function with dataEfficiencyCurve's signature that runs the cells on the queue. The model given
  * must be the one at `q.modelPath` (workers load it from there).
  */
-export function curveOnQueue(q: CurveQueueOptions): (model: Graph, data: Examples, o: CurveOptions) => Promise<CurveResult> {
+export function curveOnQueue(
+  q: CurveQueueOptions,
+): (model: Graph, data: Examples, o: CurveOptions) => Promise<CurveResult> {
   return async (model, data, o) => {
     const plan = planCurve(model, data, o);
     await checkReachable(q.queue);
@@ -120,19 +147,53 @@ export function curveOnQueue(q: CurveQueueOptions): (model: Graph, data: Example
       sub.events.on('completed', ({ jobId, returnvalue }) => {
         if (!ids.includes(jobId)) return;
         const p = (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as CurvePoint;
-        o.onProgress?.({ done: ++done, total: cells.length, method: p.method, perClass: p.perClass, seed: p.seed, accuracy: p.accuracy });
+        o.onProgress?.({
+          done: ++done,
+          total: cells.length,
+          method: p.method,
+          perClass: p.perClass,
+          seed: p.seed,
+          accuracy: p.accuracy,
+        });
       });
       await sub.events.waitUntilReady();
-      await sub.queue.addBulk(cells.map((cell, i) => ({
-        name: 'curve-cell',
-        data: { kind: 'curve-cell', run, index: i, cells: cells.length, model: resolve(q.modelPath), dataFile, plan, cell } satisfies CurveCellJob,
-        opts: { jobId: ids[i]!, attempts: q.attempts ?? 2, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
-      })));
-      const got = await sub.waitAll<CurvePoint>(ids, (id) => {
-        const c = cells[ids.indexOf(id)]!;
-        return `curve cell ${c.method} at ${c.perClass}/class, seed ${c.seed}`;
-      }, { ...q, rerunHint: 'run graft curve again' });
-      return summarizeCurve(model.name, data.x.length, plan, ids.map((id) => got.get(id)!), featureSeconds);
+      await sub.queue.addBulk(
+        cells.map((cell, i) => ({
+          name: 'curve-cell',
+          data: {
+            kind: 'curve-cell',
+            run,
+            index: i,
+            cells: cells.length,
+            model: resolve(q.modelPath),
+            dataFile,
+            plan,
+            cell,
+          } satisfies CurveCellJob,
+          opts: {
+            jobId: ids[i]!,
+            attempts: q.attempts ?? 2,
+            backoff: { type: 'exponential', delay: 1000 },
+            removeOnComplete: { age: 7 * 86400 },
+            removeOnFail: { age: 7 * 86400 },
+          },
+        })),
+      );
+      const got = await sub.waitAll<CurvePoint>(
+        ids,
+        (id) => {
+          const c = cells[ids.indexOf(id)]!;
+          return `curve cell ${c.method} at ${c.perClass}/class, seed ${c.seed}`;
+        },
+        { ...q, rerunHint: 'run graft curve again' },
+      );
+      return summarizeCurve(
+        model.name,
+        data.x.length,
+        plan,
+        ids.map((id) => got.get(id)!),
+        featureSeconds,
+      );
     } finally {
       await sub.close();
       rmSync(runDir, { recursive: true, force: true });

@@ -19,7 +19,15 @@ import type { FeatureTrainReport } from '../features/classifier.js';
 import { GraftError } from '../util/errors.js';
 import { QUEUE_NAME, checkReachable, shownUrl } from './connection.js';
 import { Submitter, type WatchOptions } from './watch.js';
-import type { DataSpec, ExtractShardJob, ExtractShardResult, FeatureJobOptions, FitHeadJob, FitHeadResult, ShardProgress } from './jobs.js';
+import type {
+  DataSpec,
+  ExtractShardJob,
+  ExtractShardResult,
+  FeatureJobOptions,
+  FitHeadJob,
+  FitHeadResult,
+  ShardProgress,
+} from './jobs.js';
 
 export interface QueueRunOptions extends WatchOptions {
   /** redis://HOST:PORT */
@@ -64,7 +72,10 @@ export interface QueueFeatureReport extends FeatureTrainReport {
 }
 
 /** The rows of a features run in extraction order (train, then val, then test), as trainFeatureClassifier orders them. */
-export function extractionOrder(labels: number[], o: Pick<FeatureJobOptions, 'labelsPerClass' | 'valFraction' | 'testFraction' | 'seed'>): number[] {
+export function extractionOrder(
+  labels: number[],
+  o: Pick<FeatureJobOptions, 'labelsPerClass' | 'valFraction' | 'testFraction' | 'seed'>,
+): number[] {
   const s = stratifiedSplit(labels, {
     valFraction: o.valFraction ?? 0.1,
     testFraction: o.testFraction ?? 0.2,
@@ -86,21 +97,43 @@ export function shardRows(rows: number[], batchSize: number, shardSize: number):
  * trainFeatureClassifier spread over `graft worker` processes. `model`, `data`, `o.cacheDir` and
  * `o.out` must be paths every worker can reach; relative paths are made absolute here.
  */
-export async function trainFeaturesOnQueue(model: string, data: DataSpec, o: FeatureJobOptions, q: QueueRunOptions): Promise<QueueFeatureReport> {
-  if (!o.cacheDir) throw new GraftError('--queue needs --cache DIR: a folder every worker can reach, where the shards write their activations');
+export async function trainFeaturesOnQueue(
+  model: string,
+  data: DataSpec,
+  o: FeatureJobOptions,
+  q: QueueRunOptions,
+): Promise<QueueFeatureReport> {
+  if (!o.cacheDir)
+    throw new GraftError(
+      '--queue needs --cache DIR: a folder every worker can reach, where the shards write their activations',
+    );
   const batchSize = o.batchSize ?? 32;
-  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new GraftError(`--batch-size must be a whole number ≥ 1, got ${batchSize}`);
+  if (!(Number.isInteger(batchSize) && batchSize >= 1))
+    throw new GraftError(`--batch-size must be a whole number ≥ 1, got ${batchSize}`);
   const shardSize = q.shardSize ?? 512;
-  if (!(Number.isInteger(shardSize) && shardSize >= 1)) throw new GraftError(`--shard-size must be a whole number ≥ 1, got ${shardSize}`);
+  if (!(Number.isInteger(shardSize) && shardSize >= 1))
+    throw new GraftError(`--shard-size must be a whole number ≥ 1, got ${shardSize}`);
   const attempts = q.attempts ?? 3;
-  const abs: DataSpec = { ...data, path: resolve(data.path), ...(data.labelsData ? { labelsData: resolve(data.labelsData) } : {}) };
+  const abs: DataSpec = {
+    ...data,
+    path: resolve(data.path),
+    ...(data.labelsData ? { labelsData: resolve(data.labelsData) } : {}),
+  };
   const modelPath = resolve(model);
-  const options: FeatureJobOptions = { ...o, batchSize, cacheDir: resolve(o.cacheDir), ...(o.out ? { out: resolve(o.out) } : {}) };
+  const options: FeatureJobOptions = {
+    ...o,
+    batchSize,
+    cacheDir: resolve(o.cacheDir),
+    ...(o.out ? { out: resolve(o.out) } : {}),
+  };
   // what the shards need, checked here first: the model file (loaded by the workers only: they find
   // the default feature node) and the split
   if (!existsSync(modelPath)) throw new GraftError(`the model ${modelPath} does not exist`);
   const node = o.node;
-  const d = loadLabelledImages(abs.path, { ...(abs.labelsData ? { labelsData: abs.labelsData } : {}), ...(abs.maxPerClass ? { maxPerClass: abs.maxPerClass } : {}) });
+  const d = loadLabelledImages(abs.path, {
+    ...(abs.labelsData ? { labelsData: abs.labelsData } : {}),
+    ...(abs.maxPerClass ? { maxPerClass: abs.maxPerClass } : {}),
+  });
   const rows = extractionOrder(d.labels, options);
   const shards = shardRows(rows, batchSize, shardSize);
   await checkReachable(q.queue);
@@ -116,17 +149,49 @@ export async function trainFeaturesOnQueue(model: string, data: DataSpec, o: Fea
     const children: FlowJob[] = shards.map((r, i) => ({
       name: 'extract-shard',
       queueName: QUEUE_NAME,
-      data: { kind: 'extract-shard', run, model: modelPath, ...(node ? { node } : {}), data: abs, rows: r, cacheDir: options.cacheDir, batchSize, shard: i, shards: shards.length } satisfies ExtractShardJob,
-      opts: { jobId: `${run}-shard-${i}`, attempts, backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 }, failParentOnFailure: true, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
+      data: {
+        kind: 'extract-shard',
+        run,
+        model: modelPath,
+        ...(node ? { node } : {}),
+        data: abs,
+        rows: r,
+        cacheDir: options.cacheDir,
+        batchSize,
+        shard: i,
+        shards: shards.length,
+      } satisfies ExtractShardJob,
+      opts: {
+        jobId: `${run}-shard-${i}`,
+        attempts,
+        backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 },
+        failParentOnFailure: true,
+        removeOnComplete: { age: 7 * 86400 },
+        removeOnFail: { age: 7 * 86400 },
+      },
     }));
     children.forEach((_, i) => shardOf.set(`${run}-shard-${i}`, i));
     const emit = (latest: ShardProgress) => {
-      let examples = 0, computed = 0, cached = 0, shardsDone = 0;
+      let examples = 0,
+        computed = 0,
+        cached = 0,
+        shardsDone = 0;
       for (const p of progress.values()) {
-        examples += p.examples; computed += p.computed; cached += p.cached;
+        examples += p.examples;
+        computed += p.computed;
+        cached += p.cached;
         if (p.examples >= p.total) shardsDone++;
       }
-      q.onProgress?.({ examples, total: rows.length, computed, cached, shardsDone, shards: shards.length, workers: [...workers], latest });
+      q.onProgress?.({
+        examples,
+        total: rows.length,
+        computed,
+        cached,
+        shardsDone,
+        shards: shards.length,
+        workers: [...workers],
+        latest,
+      });
     };
     sub.events.on('progress', ({ jobId, data: p }) => {
       if (!shardOf.has(jobId) || typeof p !== 'object' || p === null) return;
@@ -138,7 +203,11 @@ export async function trainFeaturesOnQueue(model: string, data: DataSpec, o: Fea
     // a worker that died mid-shard: BullMQ's stalled-job check gives the shard to another worker
     sub.events.on('stalled', ({ jobId }) => {
       const shard = shardOf.get(jobId);
-      if (shard !== undefined) q.onRetry?.({ shard, error: `the worker running it stopped answering (${progress.get(jobId)?.worker ?? 'unknown'}); it goes to another worker` });
+      if (shard !== undefined)
+        q.onRetry?.({
+          shard,
+          error: `the worker running it stopped answering (${progress.get(jobId)?.worker ?? 'unknown'}); it goes to another worker`,
+        });
     });
     sub.events.on('failed', ({ jobId, failedReason }) => {
       const shard = shardOf.get(jobId);
@@ -150,18 +219,28 @@ export async function trainFeaturesOnQueue(model: string, data: DataSpec, o: Fea
       name: 'fit-head',
       queueName: QUEUE_NAME,
       data: { kind: 'fit-head', run, model: modelPath, data: abs, options } satisfies FitHeadJob,
-      opts: { jobId: parentId, attempts: 2, backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 }, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
+      opts: {
+        jobId: parentId,
+        attempts: 2,
+        backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 },
+        removeOnComplete: { age: 7 * 86400 },
+        removeOnFail: { age: 7 * 86400 },
+      },
       children,
     });
     const rerunHint = `run the same command again: shards already in ${options.cacheDir} are not computed again`;
     const watch = { ...q, rerunHint };
     const ids = [...shardOf.keys()];
-    const describe = (id: string) => (id === parentId ? 'the head fit' : `shard ${shardOf.get(id)! + 1} of ${shards.length}`);
+    const describe = (id: string) =>
+      id === parentId ? 'the head fit' : `shard ${shardOf.get(id)! + 1} of ${shards.length}`;
     // the shards first (their results), then the parent; a shard failing for good fails the run here
     const shardResults = await sub.waitAll<ExtractShardResult>(ids, describe, watch);
     extractSeconds = (performance.now() - t0) / 1000;
     const head = (await sub.waitAll<FitHeadResult>([parentId], describe, watch)).get(parentId)!;
-    const results = ids.map((id) => shardResults.get(id)).filter((r): r is ExtractShardResult => !!r).sort((a, b) => a.shard - b.shard)
+    const results = ids
+      .map((id) => shardResults.get(id))
+      .filter((r): r is ExtractShardResult => !!r)
+      .sort((a, b) => a.shard - b.shard)
       .map(({ rows: _rows, keys: _keys, ...r }) => r); // the keys were for the head fit
     const rep = head.report;
     const sum = (k: 'examples' | 'computed' | 'cached' | 'runs') => results.reduce((a, r) => a + r[k], 0);
@@ -175,7 +254,18 @@ export async function trainFeaturesOnQueue(model: string, data: DataSpec, o: Fea
       seconds: extractSeconds,
       cacheDir: options.cacheDir,
     };
-    return { ...rep, queue: { url: shownUrl(q.queue), run, shards: shards.length, shardSize: shards[0]?.length ?? 0, shardResults: results, headWorker: head.worker, extractSeconds } };
+    return {
+      ...rep,
+      queue: {
+        url: shownUrl(q.queue),
+        run,
+        shards: shards.length,
+        shardSize: shards[0]?.length ?? 0,
+        shardResults: results,
+        headWorker: head.worker,
+        extractSeconds,
+      },
+    };
   } finally {
     await sub.close();
   }

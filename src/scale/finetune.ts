@@ -24,7 +24,12 @@ import { makeBatchDynamic } from '../graph/rewrites.js';
 import { Session } from '../runtime/session.js';
 import { cacheActivations, splitTopBlocks, type TopBlocksModel } from '../finetune/top-blocks.js';
 import type { ImageFinetuneReport } from '../finetune/image-finetune.js';
-import { IMAGE_TRAIN_DEFAULTS, isImageData, trainImageClassifier, type TrainImagesOptions } from '../finetune/train-images.js';
+import {
+  IMAGE_TRAIN_DEFAULTS,
+  isImageData,
+  trainImageClassifier,
+  type TrainImagesOptions,
+} from '../finetune/train-images.js';
 import { GraftError } from '../util/errors.js';
 import { QUEUE_NAME, checkReachable, shownUrl } from './connection.js';
 import { cacheFor, loadData, mustSee, WORKER_NAME, type DataSpec } from './load.js';
@@ -34,7 +39,10 @@ import { Submitter, type WatchOptions } from './watch.js';
 const CACHE_BATCH = 32;
 
 /** TrainImagesOptions that travel in a job: no callbacks, no runtime; the paths made absolute. */
-export type FinetuneJobOptions = Omit<TrainImagesOptions, 'runtime' | 'onCacheProgress' | 'onStep' | 'onEpoch' | 'onStart' | 'onStage' | 'onNewHead' | 'augment'> & {
+export type FinetuneJobOptions = Omit<
+  TrainImagesOptions,
+  'runtime' | 'onCacheProgress' | 'onStep' | 'onEpoch' | 'onStart' | 'onStage' | 'onNewHead' | 'augment'
+> & {
   augment?: AugmentOptions | boolean;
   cacheDir: string;
   out: string;
@@ -85,7 +93,14 @@ export interface FinetuneTopResult {
 }
 
 /** Progress of one shard (the same shape as an extraction shard's). */
-export interface ActivationProgress { shard: number; examples: number; total: number; computed: number; cached: number; worker: string }
+export interface ActivationProgress {
+  shard: number;
+  examples: number;
+  total: number;
+  computed: number;
+  cached: number;
+  worker: string;
+}
 
 export interface FinetuneQueueOptions extends WatchOptions {
   queue: string;
@@ -93,15 +108,33 @@ export interface FinetuneQueueOptions extends WatchOptions {
   shardSize?: number;
   attempts?: number;
   backoffMs?: number;
-  onProgress?: (p: { examples: number; total: number; computed: number; cached: number; shardsDone: number; shards: number; workers: string[]; latest: ActivationProgress }) => void;
+  onProgress?: (p: {
+    examples: number;
+    total: number;
+    computed: number;
+    cached: number;
+    shardsDone: number;
+    shards: number;
+    workers: string[];
+    latest: ActivationProgress;
+  }) => void;
   onRetry?: (r: { shard: number; error: string }) => void;
 }
 
 export interface QueueFinetuneReport extends ImageFinetuneReport {
-  queue: { url: string; run: string; shards: number; shardResults: ActivationShardResult[]; trainWorker: string; cacheSeconds: number };
+  queue: {
+    url: string;
+    run: string;
+    shards: number;
+    shardResults: ActivationShardResult[];
+    trainWorker: string;
+    cacheSeconds: number;
+  };
 }
 
-function gcd(a: number, b: number): number { return b ? gcd(b, a % b) : a; }
+function gcd(a: number, b: number): number {
+  return b ? gcd(b, a % b) : a;
+}
 
 /** Shards of one part (images with V views each): whole batches of CACHE_BATCH pairs, about `shardSize` pairs each. */
 export function activationShards(rows: number[], views: number, shardSize: number): number[][] {
@@ -114,7 +147,11 @@ export function activationShards(rows: number[], views: number, shardSize: numbe
 
 /** What travels in a job: the options without callbacks or runtime. */
 function jobOptions(o: TrainImagesOptions): Omit<FinetuneJobOptions, 'cacheDir' | 'out'> {
-  return Object.fromEntries(Object.entries(o).filter(([k, v]) => typeof v !== 'function' && v !== undefined && k !== 'runtime' && k !== 'progress')) as Omit<FinetuneJobOptions, 'cacheDir' | 'out'>;
+  return Object.fromEntries(
+    Object.entries(o).filter(
+      ([k, v]) => typeof v !== 'function' && v !== undefined && k !== 'runtime' && k !== 'progress',
+    ),
+  ) as Omit<FinetuneJobOptions, 'cacheDir' | 'out'>;
 }
 
 /**
@@ -122,14 +159,30 @@ function jobOptions(o: TrainImagesOptions): Omit<FinetuneJobOptions, 'cacheDir' 
  * activations cached by shards, the training by one job. `model`, `data`, `o.cacheDir`, `o.out` and
  * any checkpoint folder must be paths every worker can reach; relative paths are made absolute.
  */
-export async function finetuneImagesOnQueue(model: string, data: string, o: TrainImagesOptions, q: FinetuneQueueOptions): Promise<{ report: QueueFinetuneReport; files: string[]; images: LabelledImages }> {
-  if (!o.cacheDir) throw new GraftError('--queue needs --cache DIR: a folder every worker can reach, where the shards write their activations');
-  if (!isImageData(data, o.labelsData)) throw new GraftError(`--queue fine-tunes on image folders and IDX data; ${data} is a CSV of pixel rows (train it without --queue)`);
+export async function finetuneImagesOnQueue(
+  model: string,
+  data: string,
+  o: TrainImagesOptions,
+  q: FinetuneQueueOptions,
+): Promise<{ report: QueueFinetuneReport; files: string[]; images: LabelledImages }> {
+  if (!o.cacheDir)
+    throw new GraftError(
+      '--queue needs --cache DIR: a folder every worker can reach, where the shards write their activations',
+    );
+  if (!isImageData(data, o.labelsData))
+    throw new GraftError(
+      `--queue fine-tunes on image folders and IDX data; ${data} is a CSV of pixel rows (train it without --queue)`,
+    );
   const shardSize = q.shardSize ?? 512;
-  if (!(Number.isInteger(shardSize) && shardSize >= 1)) throw new GraftError(`--shard-size must be a whole number ≥ 1, got ${shardSize}`);
+  if (!(Number.isInteger(shardSize) && shardSize >= 1))
+    throw new GraftError(`--shard-size must be a whole number ≥ 1, got ${shardSize}`);
   const modelPath = resolve(model);
   if (!existsSync(modelPath)) throw new GraftError(`the model ${modelPath} does not exist`);
-  const spec: DataSpec = { path: resolve(data), ...(o.labelsData ? { labelsData: resolve(o.labelsData) } : {}), ...(o.maxPerClass ? { maxPerClass: o.maxPerClass } : {}) };
+  const spec: DataSpec = {
+    path: resolve(data),
+    ...(o.labelsData ? { labelsData: resolve(o.labelsData) } : {}),
+    ...(o.maxPerClass ? { maxPerClass: o.maxPerClass } : {}),
+  };
   const options: FinetuneJobOptions = {
     ...jobOptions(o),
     ...(spec.labelsData ? { labelsData: spec.labelsData } : {}),
@@ -137,20 +190,35 @@ export async function finetuneImagesOnQueue(model: string, data: string, o: Trai
     out: resolve(o.out ?? IMAGE_TRAIN_DEFAULTS.out),
     ...(o.checkpoint ? { checkpoint: { ...o.checkpoint, dir: resolve(o.checkpoint.dir) } } : {}),
   };
-  if (/\.onnx$/i.test(options.out)) throw new GraftError(`--out ${o.out}: image fine-tuning saves a classifier folder (model.onnx and labels.json inside); give a folder name`);
+  if (/\.onnx$/i.test(options.out))
+    throw new GraftError(
+      `--out ${o.out}: image fine-tuning saves a classifier folder (model.onnx and labels.json inside); give a folder name`,
+    );
   // what finetuneImages caches, in its order (see prepareImages there)
-  const images = loadLabelledImages(spec.path, { ...(spec.labelsData ? { labelsData: spec.labelsData } : {}), ...(spec.maxPerClass ? { maxPerClass: spec.maxPerClass } : {}) });
+  const images = loadLabelledImages(spec.path, {
+    ...(spec.labelsData ? { labelsData: spec.labelsData } : {}),
+    ...(spec.maxPerClass ? { maxPerClass: spec.maxPerClass } : {}),
+  });
   const K = images.classes.length;
   if (K < 2) throw new GraftError(`the dataset has ${K} class; at least two are needed`);
   const seed = o.seed ?? 0;
   const split = stratifiedSplit(images.labels, {
-    testFraction: o.testFraction ?? IMAGE_TRAIN_DEFAULTS.imageTestFraction, valFraction: o.valFraction ?? 0.1, seed, ...(o.labelsPerClass ? { perClass: o.labelsPerClass } : {}),
+    testFraction: o.testFraction ?? IMAGE_TRAIN_DEFAULTS.imageTestFraction,
+    valFraction: o.valFraction ?? 0.1,
+    seed,
+    ...(o.labelsPerClass ? { perClass: o.labelsPerClass } : {}),
   });
   const augment = o.augment === true ? {} : o.augment === false ? undefined : o.augment;
   const views = o.views ?? (augment ? 4 : 1);
-  if (views > 1 && !augment) throw new GraftError('--views above 1 needs --augment (the extra views are augmented copies)');
+  if (views > 1 && !augment)
+    throw new GraftError('--views above 1 needs --augment (the extra views are augmented copies)');
   const parts: { rows: number[]; views: number }[] = [];
-  for (const [idx, v] of [[split.train, views], [split.val, 1], [split.test, 1]] as const) for (const rows of activationShards(idx, v, shardSize)) parts.push({ rows, views: v });
+  for (const [idx, v] of [
+    [split.train, views],
+    [split.val, 1],
+    [split.test, 1],
+  ] as const)
+    for (const rows of activationShards(idx, v, shardSize)) parts.push({ rows, views: v });
   const total = parts.reduce((a, p) => a + p.rows.length * p.views, 0);
   await checkReachable(q.queue);
 
@@ -165,11 +233,30 @@ export async function finetuneImagesOnQueue(model: string, data: string, o: Trai
       name: 'activation-shard',
       queueName: QUEUE_NAME,
       data: {
-        kind: 'activation-shard', run, model: modelPath, data: spec, classes: K,
-        ...(o.cut !== undefined ? { cut: o.cut } : {}), ...(o.topBlocks !== undefined ? { topBlocks: o.topBlocks } : {}), ...(o.full ? { full: true } : {}),
-        rows: p.rows, views: p.views, ...(augment && p.views > 1 ? { augment } : {}), seed, cacheDir: options.cacheDir, shard: i, shards: parts.length,
+        kind: 'activation-shard',
+        run,
+        model: modelPath,
+        data: spec,
+        classes: K,
+        ...(o.cut !== undefined ? { cut: o.cut } : {}),
+        ...(o.topBlocks !== undefined ? { topBlocks: o.topBlocks } : {}),
+        ...(o.full ? { full: true } : {}),
+        rows: p.rows,
+        views: p.views,
+        ...(augment && p.views > 1 ? { augment } : {}),
+        seed,
+        cacheDir: options.cacheDir,
+        shard: i,
+        shards: parts.length,
       } satisfies ActivationShardJob,
-      opts: { jobId: `${run}-shard-${i}`, attempts: q.attempts ?? 3, backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 }, failParentOnFailure: true, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
+      opts: {
+        jobId: `${run}-shard-${i}`,
+        attempts: q.attempts ?? 3,
+        backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 },
+        failParentOnFailure: true,
+        removeOnComplete: { age: 7 * 86400 },
+        removeOnFail: { age: 7 * 86400 },
+      },
     }));
     for (let i = 0; i < children.length; i++) shardOf.set(`${run}-shard-${i}`, i);
     sub.events.on('progress', ({ jobId, data: p }) => {
@@ -177,13 +264,34 @@ export async function finetuneImagesOnQueue(model: string, data: string, o: Trai
       const sp = p as unknown as ActivationProgress;
       workers.add(sp.worker);
       progress.set(jobId, sp);
-      let examples = 0, computed = 0, cached = 0, shardsDone = 0;
-      for (const x of progress.values()) { examples += x.examples; computed += x.computed; cached += x.cached; if (x.examples >= x.total) shardsDone++; }
-      q.onProgress?.({ examples, total, computed, cached, shardsDone, shards: parts.length, workers: [...workers], latest: sp });
+      let examples = 0,
+        computed = 0,
+        cached = 0,
+        shardsDone = 0;
+      for (const x of progress.values()) {
+        examples += x.examples;
+        computed += x.computed;
+        cached += x.cached;
+        if (x.examples >= x.total) shardsDone++;
+      }
+      q.onProgress?.({
+        examples,
+        total,
+        computed,
+        cached,
+        shardsDone,
+        shards: parts.length,
+        workers: [...workers],
+        latest: sp,
+      });
     });
     sub.events.on('stalled', ({ jobId }) => {
       const shard = shardOf.get(jobId);
-      if (shard !== undefined) q.onRetry?.({ shard, error: `the worker running it stopped answering (${progress.get(jobId)?.worker ?? 'unknown'}); it goes to another worker` });
+      if (shard !== undefined)
+        q.onRetry?.({
+          shard,
+          error: `the worker running it stopped answering (${progress.get(jobId)?.worker ?? 'unknown'}); it goes to another worker`,
+        });
     });
     sub.events.on('failed', ({ jobId, failedReason }) => {
       const shard = shardOf.get(jobId);
@@ -195,20 +303,52 @@ export async function finetuneImagesOnQueue(model: string, data: string, o: Trai
       name: 'finetune-top',
       queueName: QUEUE_NAME,
       data: { kind: 'finetune-top', run, model: modelPath, data: spec.path, options } satisfies FinetuneTopJob,
-      opts: { jobId: parentId, attempts: 2, backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 }, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
+      opts: {
+        jobId: parentId,
+        attempts: 2,
+        backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 },
+        removeOnComplete: { age: 7 * 86400 },
+        removeOnFail: { age: 7 * 86400 },
+      },
       children,
     });
-    const watch = { ...q, rerunHint: `run the same command again: activations already in ${options.cacheDir} are not computed again` };
+    const watch = {
+      ...q,
+      rerunHint: `run the same command again: activations already in ${options.cacheDir} are not computed again`,
+    };
     const ids = [...shardOf.keys()];
-    const describe = (id: string) => (id === parentId ? 'the training' : `shard ${shardOf.get(id)! + 1} of ${parts.length}`);
+    const describe = (id: string) =>
+      id === parentId ? 'the training' : `shard ${shardOf.get(id)! + 1} of ${parts.length}`;
     const shardResults = await sub.waitAll<ActivationShardResult>(ids, describe, watch);
     const cacheSeconds = (performance.now() - t0) / 1000;
     const top = (await sub.waitAll<FinetuneTopResult>([parentId], describe, watch)).get(parentId)!;
-    const results = ids.map((id) => shardResults.get(id)).filter((r): r is ActivationShardResult => !!r).sort((a, b) => a.shard - b.shard);
+    const results = ids
+      .map((id) => shardResults.get(id))
+      .filter((r): r is ActivationShardResult => !!r)
+      .sort((a, b) => a.shard - b.shard);
     const rep = top.report;
     // the cache as the workers filled it (the training job's own pass read it; anything it computed is added)
-    rep.cache = { ...rep.cache, seconds: cacheSeconds, computed: results.reduce((a, r) => a + r.computed, 0) + rep.cache.computed, cached: results.reduce((a, r) => a + r.cached, 0) };
-    return { report: { ...rep, queue: { url: shownUrl(q.queue), run, shards: parts.length, shardResults: results, trainWorker: top.worker, cacheSeconds } }, files: top.files, images };
+    rep.cache = {
+      ...rep.cache,
+      seconds: cacheSeconds,
+      computed: results.reduce((a, r) => a + r.computed, 0) + rep.cache.computed,
+      cached: results.reduce((a, r) => a + r.cached, 0),
+    };
+    return {
+      report: {
+        ...rep,
+        queue: {
+          url: shownUrl(q.queue),
+          run,
+          shards: parts.length,
+          shardResults: results,
+          trainWorker: top.worker,
+          cacheSeconds,
+        },
+      },
+      files: top.files,
+      images,
+    };
   } finally {
     await sub.close();
   }
@@ -221,7 +361,14 @@ const splits = new Map<string, { m: Promise<TopBlocksModel>; session?: Promise<S
 
 function splitFor(d: ActivationShardJob): { m: Promise<TopBlocksModel>; session?: Promise<Session> } {
   mustSee(d.model, 'the model');
-  const key = JSON.stringify([d.model, statSync(d.model).mtimeMs, d.cut ?? null, d.topBlocks ?? null, !!d.full, d.classes]);
+  const key = JSON.stringify([
+    d.model,
+    statSync(d.model).mtimeMs,
+    d.cut ?? null,
+    d.topBlocks ?? null,
+    !!d.full,
+    d.classes,
+  ]);
   let e = splits.get(key);
   if (!e) {
     const g = makeBatchDynamic(loadModel(d.model));
@@ -232,7 +379,10 @@ function splitFor(d: ActivationShardJob): { m: Promise<TopBlocksModel>; session?
     m.catch(() => splits.delete(key));
     while (splits.size > 2) {
       const k = splits.keys().next().value!;
-      void splits.get(k)!.session?.then((s) => s.release(), () => {});
+      void splits.get(k)!.session?.then(
+        (s) => s.release(),
+        () => {},
+      );
       splits.delete(k);
     }
   }
@@ -246,19 +396,53 @@ export async function runActivationShard(job: Job<ActivationShardJob>): Promise<
   const e = splitFor(d);
   const m = await e.m;
   const input = m.model.dataInputs()[0]!.name;
-  if (m.cut !== input) e.session ??= Session.fromGraph(m.bottom, undefined, `${m.model.name} (bottom, cut at ${m.cut})`);
+  if (m.cut !== input)
+    e.session ??= Session.fromGraph(m.bottom, undefined, `${m.model.name} (bottom, cut at ${m.cut})`);
   const session = await e.session;
   const data = loadData(d.data);
-  for (const r of d.rows) if (!(r >= 0 && r < data.inputs.length)) throw new GraftError(`shard ${d.shard}: row ${r} is not in ${d.data.path} (${data.inputs.length} examples): the data changed since the run was submitted`);
+  for (const r of d.rows)
+    if (!(r >= 0 && r < data.inputs.length))
+      throw new GraftError(
+        `shard ${d.shard}: row ${r} is not in ${d.data.path} (${data.inputs.length} examples): the data changed since the run was submitted`,
+      );
   const total = d.rows.length * d.views;
   let last = { done: 0, total, cached: 0, computed: 0 };
-  const report = (): Promise<void> => job.updateProgress({ shard: d.shard, examples: last.done, total, computed: last.computed, cached: last.cached, worker: WORKER_NAME } satisfies ActivationProgress).catch(() => {});
+  const report = (): Promise<void> =>
+    job
+      .updateProgress({
+        shard: d.shard,
+        examples: last.done,
+        total,
+        computed: last.computed,
+        cached: last.cached,
+        worker: WORKER_NAME,
+      } satisfies ActivationProgress)
+      .catch(() => {});
   await report();
-  await cacheActivations(m, d.rows.map((r) => data.inputs[r]!), {
-    views: d.views, seed: d.seed, ...(d.augment ? { augment: d.augment } : {}), cache: cacheFor(d.cacheDir), ...(session ? { session } : {}),
-    onProgress: (p) => { last = p; void report(); },
-  });
-  return { shard: d.shard, examples: total, computed: last.computed, cached: last.cached, seconds: (performance.now() - t0) / 1000, worker: WORKER_NAME, attempt: job.attemptsMade + 1 };
+  await cacheActivations(
+    m,
+    d.rows.map((r) => data.inputs[r]!),
+    {
+      views: d.views,
+      seed: d.seed,
+      ...(d.augment ? { augment: d.augment } : {}),
+      cache: cacheFor(d.cacheDir),
+      ...(session ? { session } : {}),
+      onProgress: (p) => {
+        last = p;
+        void report();
+      },
+    },
+  );
+  return {
+    shard: d.shard,
+    examples: total,
+    computed: last.computed,
+    cached: last.cached,
+    seconds: (performance.now() - t0) / 1000,
+    worker: WORKER_NAME,
+    attempt: job.attemptsMade + 1,
+  };
 }
 
 /** The parent: the single-process trainImageClassifier over the cache the shards filled. */

@@ -23,16 +23,31 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import { loadModel } from '../formats/load.js';
 import { extractFeatures } from '../features/extract.js';
-import { trainFeatureClassifier, type FeatureTrainOptions, type FeatureTrainReport, type SkippedFile } from '../features/classifier.js';
+import {
+  trainFeatureClassifier,
+  type FeatureTrainOptions,
+  type FeatureTrainReport,
+  type SkippedFile,
+} from '../features/classifier.js';
 import { GraftError } from '../util/errors.js';
 import { cacheFor, extractorFor, loadData, loadModelOnce, mustSee, WORKER_NAME, type DataSpec } from './load.js';
 import { runCell, type CellJob, type CellResult } from './cells.js';
 import { runCurveCellJob, type CurveCellJob } from './curve.js';
-import { runActivationShard, runFinetuneTop, type ActivationShardJob, type ActivationShardResult, type FinetuneTopJob, type FinetuneTopResult } from './finetune.js';
+import {
+  runActivationShard,
+  runFinetuneTop,
+  type ActivationShardJob,
+  type ActivationShardResult,
+  type FinetuneTopJob,
+  type FinetuneTopResult,
+} from './finetune.js';
 import type { CurvePoint } from '../eval/curve.js';
 
 /** What a features run needs besides model and data: FeatureTrainOptions without callbacks and runtime. */
-export type FeatureJobOptions = Omit<FeatureTrainOptions, 'runtime' | 'onProgress' | 'onSkip' | 'cacheDir' | 'out' | 'knownKeys'> & { cacheDir: string; out?: string };
+export type FeatureJobOptions = Omit<
+  FeatureTrainOptions,
+  'runtime' | 'onProgress' | 'onSkip' | 'cacheDir' | 'out' | 'knownKeys'
+> & { cacheDir: string; out?: string };
 
 export interface ExtractShardJob {
   kind: 'extract-shard';
@@ -90,7 +105,13 @@ export interface ShardProgress {
 export type { DataSpec };
 export { WORKER_NAME };
 export type GraftJob = ExtractShardJob | FitHeadJob | CellJob | CurveCellJob | ActivationShardJob | FinetuneTopJob;
-export type GraftJobResult = ExtractShardResult | FitHeadResult | CellResult | CurvePoint | ActivationShardResult | FinetuneTopResult;
+export type GraftJobResult =
+  | ExtractShardResult
+  | FitHeadResult
+  | CellResult
+  | CurvePoint
+  | ActivationShardResult
+  | FinetuneTopResult;
 
 async function extractShard(job: Job<ExtractShardJob>): Promise<ExtractShardResult> {
   const d = job.data;
@@ -99,26 +120,58 @@ async function extractShard(job: Job<ExtractShardJob>): Promise<ExtractShardResu
   const prepared = extractorFor(d.model, d.node); // one onnxruntime session per model, for every shard
   const data = loadData(d.data);
   const cache = cacheFor(d.cacheDir);
-  for (const r of d.rows) if (!(r >= 0 && r < data.inputs.length)) throw new GraftError(`shard ${d.shard}: row ${r} is not in ${d.data.path} (${data.inputs.length} examples): the data changed since the run was submitted`);
+  for (const r of d.rows)
+    if (!(r >= 0 && r < data.inputs.length))
+      throw new GraftError(
+        `shard ${d.shard}: row ${r} is not in ${d.data.path} (${data.inputs.length} examples): the data changed since the run was submitted`,
+      );
   const chunks: (string | Uint8Array)[][] = [];
-  for (let s = 0; s < d.rows.length; s += d.batchSize) chunks.push(d.rows.slice(s, s + d.batchSize).map((r) => data.inputs[r]!));
+  for (let s = 0; s < d.rows.length; s += d.batchSize)
+    chunks.push(d.rows.slice(s, s + d.batchSize).map((r) => data.inputs[r]!));
   const skipped: SkippedFile[] = [];
   let last = { examples: 0, cached: 0, computed: 0, runs: 0, skipped: 0 };
-  const report = (): Promise<void> => job.updateProgress({ shard: d.shard, examples: last.examples, total: d.rows.length, computed: last.computed, cached: last.cached, worker: WORKER_NAME } satisfies ShardProgress).catch(() => {});
+  const report = (): Promise<void> =>
+    job
+      .updateProgress({
+        shard: d.shard,
+        examples: last.examples,
+        total: d.rows.length,
+        computed: last.computed,
+        cached: last.cached,
+        worker: WORKER_NAME,
+      } satisfies ShardProgress)
+      .catch(() => {});
   await report();
   const keys: string[] = [];
   await extractFeatures(model, prepared.value, chunks, {
     batchSize: d.batchSize,
     cache,
     prepared,
-    onKeys: (k) => { for (const x of k) keys.push(x); },
-    onProgress: (p) => { last = p; void report(); },
+    onKeys: (k) => {
+      for (const x of k) keys.push(x);
+    },
+    onProgress: (p) => {
+      last = p;
+      void report();
+    },
     onUnreadable: (f) => {
       const row = d.rows[f.index]!;
       skipped.push({ path: data.names[row] ?? `example ${row}`, error: f.error });
     },
   });
-  return { shard: d.shard, examples: last.examples, computed: last.computed, cached: last.cached, runs: last.runs, skipped, seconds: (performance.now() - t0) / 1000, worker: WORKER_NAME, attempt: job.attemptsMade + 1, rows: d.rows, keys };
+  return {
+    shard: d.shard,
+    examples: last.examples,
+    computed: last.computed,
+    cached: last.cached,
+    runs: last.runs,
+    skipped,
+    seconds: (performance.now() - t0) / 1000,
+    worker: WORKER_NAME,
+    attempt: job.attemptsMade + 1,
+    rows: d.rows,
+    keys,
+  };
 }
 
 async function fitHead(job: Job<FitHeadJob>): Promise<FitHeadResult> {
@@ -132,7 +185,10 @@ async function fitHead(job: Job<FitHeadJob>): Promise<FitHeadResult> {
   const knownKeys = new Map<string, string>();
   for (const r of Object.values(await job.getChildrenValues<ExtractShardResult>())) {
     if (!r?.rows || !r.keys || r.rows.length !== r.keys.length) continue;
-    r.rows.forEach((row, i) => { const x = data.inputs[row]; if (typeof x === 'string' && r.keys![i]) knownKeys.set(x, r.keys![i]!); });
+    r.rows.forEach((row, i) => {
+      const x = data.inputs[row];
+      if (typeof x === 'string' && r.keys![i]) knownKeys.set(x, r.keys![i]!);
+    });
   }
   const { report } = await trainFeatureClassifier(model, data, { ...d.options, knownKeys });
   report.model = d.model;
@@ -140,7 +196,18 @@ async function fitHead(job: Job<FitHeadJob>): Promise<FitHeadResult> {
 }
 
 /** System errors that may pass on a second try (a busy or flaky shared filesystem, a full process table). */
-const TRANSIENT = new Set(['EIO', 'EAGAIN', 'EBUSY', 'ESTALE', 'EMFILE', 'ENFILE', 'ETIMEDOUT', 'ECONNRESET', 'ENOMEM', 'EINTR']);
+const TRANSIENT = new Set([
+  'EIO',
+  'EAGAIN',
+  'EBUSY',
+  'ESTALE',
+  'EMFILE',
+  'ENFILE',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'ENOMEM',
+  'EINTR',
+]);
 
 function isTransient(e: unknown): boolean {
   const code = (e as { code?: unknown })?.code;
@@ -155,21 +222,34 @@ function isTransient(e: unknown): boolean {
 export async function processJob(job: Job<GraftJob>): Promise<GraftJobResult> {
   try {
     switch (job.data.kind) {
-      case 'extract-shard': return await extractShard(job as Job<ExtractShardJob>);
-      case 'fit-head': return await fitHead(job as Job<FitHeadJob>);
-      case 'cell': return await runCell(job as Job<CellJob>);
-      case 'activation-shard': return await runActivationShard(job as Job<ActivationShardJob>);
-      case 'finetune-top': return await runFinetuneTop(job as Job<FinetuneTopJob>);
+      case 'extract-shard':
+        return await extractShard(job as Job<ExtractShardJob>);
+      case 'fit-head':
+        return await fitHead(job as Job<FitHeadJob>);
+      case 'cell':
+        return await runCell(job as Job<CellJob>);
+      case 'activation-shard':
+        return await runActivationShard(job as Job<ActivationShardJob>);
+      case 'finetune-top':
+        return await runFinetuneTop(job as Job<FinetuneTopJob>);
       case 'curve-cell': {
         const d = (job as Job<CurveCellJob>).data;
-        mustSee(d.dataFile, 'the curve\'s run file');
-        return await runCurveCellJob(d, (p) => { mustSee(p, 'the model'); return loadModel(p); });
+        mustSee(d.dataFile, "the curve's run file");
+        return await runCurveCellJob(d, (p) => {
+          mustSee(p, 'the model');
+          return loadModel(p);
+        });
       }
-      default: throw new GraftError(`unknown job kind '${String((job.data as { kind?: unknown }).kind)}' (job ${job.name}): is this worker older than the submitter?`);
+      default:
+        throw new GraftError(
+          `unknown job kind '${String((job.data as { kind?: unknown }).kind)}' (job ${job.name}): is this worker older than the submitter?`,
+        );
     }
   } catch (e) {
     if (isTransient(e)) throw e; // BullMQ retries it, with backoff, up to the job's attempts
     const err = e as Error;
-    throw new UnrecoverableError(err instanceof GraftError && err.hint ? `${err.message} (${err.hint})` : (err?.message ?? String(e)));
+    throw new UnrecoverableError(
+      err instanceof GraftError && err.hint ? `${err.message} (${err.hint})` : (err?.message ?? String(e)),
+    );
   }
 }

@@ -58,15 +58,20 @@ function remember<T>(m: Map<string, T>, key: string, make: () => T, keep = 2, dr
 /** The path must exist on this worker: else the job cannot succeed here (nor on a retry). */
 export function mustSee(path: string, what: string): void {
   if (!existsSync(path))
-    throw new GraftError(`${what} ${path} does not exist on ${WORKER_NAME}`, 'the model, the data, the cache and the output folder must be on paths every worker can reach (a shared filesystem)');
+    throw new GraftError(
+      `${what} ${path} does not exist on ${WORKER_NAME}`,
+      'the model, the data, the cache and the output folder must be on paths every worker can reach (a shared filesystem)',
+    );
 }
 
 export function loadData(d: DataSpec): LabelledImages {
   mustSee(d.path, 'the data');
-  return remember(datasets, JSON.stringify(d), () => loadLabelledImages(d.path, {
-    ...(d.labelsData ? { labelsData: d.labelsData } : {}),
-    ...(d.maxPerClass ? { maxPerClass: d.maxPerClass } : {}),
-  }));
+  return remember(datasets, JSON.stringify(d), () =>
+    loadLabelledImages(d.path, {
+      ...(d.labelsData ? { labelsData: d.labelsData } : {}),
+      ...(d.maxPerClass ? { maxPerClass: d.maxPerClass } : {}),
+    }),
+  );
 }
 
 export function loadModelOnce(path: string): Graph {
@@ -81,6 +86,13 @@ export function loadModelOnce(path: string): Graph {
  */
 export function extractorFor(path: string, node: string | undefined): PreparedExtraction {
   const model = loadModelOnce(path);
-  return remember(extractors, `${modelKey(path)}\0${node ?? ''}`, () => prepareExtraction(model, node), 2, (old) => { void old.release(); });
+  return remember(
+    extractors,
+    `${modelKey(path)}\0${node ?? ''}`,
+    () => prepareExtraction(model, node),
+    2,
+    (old) => {
+      void old.release();
+    },
+  );
 }
-

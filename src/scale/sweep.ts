@@ -58,12 +58,33 @@ export async function runSweep(spec: SweepSpec & { data: DataSpec }, o: SweepRun
         o.onCell?.(r, cells.length, params.length);
       });
       await sub.events.waitUntilReady();
-      await sub.queue.addBulk(params.map((p, i) => ({
-        name: 'cell',
-        data: { kind: 'cell', run, index: i, cells: params.length, mode: spec.mode, model: spec.model, data: spec.data, options: { ...base, ...p }, params: p } satisfies CellJob,
-        opts: { jobId: ids[i]!, attempts: o.attempts ?? 2, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } },
-      })));
-      const got = await sub.waitAll<CellResult>(ids, (id) => `cell ${ids.indexOf(id) + 1} of ${ids.length}`, { ...o, rerunHint: 'run the sweep again' });
+      await sub.queue.addBulk(
+        params.map((p, i) => ({
+          name: 'cell',
+          data: {
+            kind: 'cell',
+            run,
+            index: i,
+            cells: params.length,
+            mode: spec.mode,
+            model: spec.model,
+            data: spec.data,
+            options: { ...base, ...p },
+            params: p,
+          } satisfies CellJob,
+          opts: {
+            jobId: ids[i]!,
+            attempts: o.attempts ?? 2,
+            backoff: { type: 'exponential', delay: 1000 },
+            removeOnComplete: { age: 7 * 86400 },
+            removeOnFail: { age: 7 * 86400 },
+          },
+        })),
+      );
+      const got = await sub.waitAll<CellResult>(ids, (id) => `cell ${ids.indexOf(id) + 1} of ${ids.length}`, {
+        ...o,
+        rerunHint: 'run the sweep again',
+      });
       cells.length = 0;
       for (const id of ids) cells.push(got.get(id)!);
     } finally {
@@ -71,13 +92,20 @@ export async function runSweep(spec: SweepSpec & { data: DataSpec }, o: SweepRun
     }
   }
   cells.sort((a, b) => a.index - b.index);
-  if (cells.length !== params.length) throw new GraftError(`sweep: ${cells.length} of ${params.length} cells came back`);
+  if (cells.length !== params.length)
+    throw new GraftError(`sweep: ${cells.length} of ${params.length} cells came back`);
   const score = (c: CellResult) => c.validation?.accuracy ?? c.test?.accuracy ?? -1;
   let best: number | undefined;
   for (const c of cells) if (score(c) >= 0 && (best === undefined || score(c) > score(cells[best]!))) best = c.index;
   return {
-    model: spec.model, data: spec.data.path, mode: spec.mode, base, keys: Object.keys(spec.grid), cells,
-    ...(best !== undefined ? { best } : {}), ...(o.queue ? { queue: shownUrl(o.queue) } : {}),
+    model: spec.model,
+    data: spec.data.path,
+    mode: spec.mode,
+    base,
+    keys: Object.keys(spec.grid),
+    cells,
+    ...(best !== undefined ? { best } : {}),
+    ...(o.queue ? { queue: shownUrl(o.queue) } : {}),
   };
 }
 
@@ -92,10 +120,17 @@ export function sweepMarkdown(r: SweepResult): string {
     '',
     `| ${r.keys.join(' | ')} | val accuracy | val macro F1 | test accuracy | test macro F1 | seconds |`,
     `| ${r.keys.map(() => '---').join(' | ')} | ---: | ---: | ---: | ---: | ---: |`,
-    ...r.cells.map((c) => `| ${r.keys.map((k, j) => (j === 0 && c.index === r.best ? `**${fmt(c.params[k]!)}**` : fmt(c.params[k]!))).join(' | ')} | ${acc(c.validation)} | ${f1(c.validation)} | ${acc(c.test)} | ${f1(c.test)} | ${c.seconds.toFixed(1)} |`),
+    ...r.cells.map(
+      (c) =>
+        `| ${r.keys.map((k, j) => (j === 0 && c.index === r.best ? `**${fmt(c.params[k]!)}**` : fmt(c.params[k]!))).join(' | ')} | ${acc(c.validation)} | ${f1(c.validation)} | ${acc(c.test)} | ${f1(c.test)} | ${c.seconds.toFixed(1)} |`,
+    ),
     '',
   ];
-  if (r.best !== undefined) lines.push(`Best (in bold, by ${r.cells[r.best]!.validation ? 'validation' : 'test'} accuracy): ${JSON.stringify(r.cells[r.best]!.params)}.`, '');
+  if (r.best !== undefined)
+    lines.push(
+      `Best (in bold, by ${r.cells[r.best]!.validation ? 'validation' : 'test'} accuracy): ${JSON.stringify(r.cells[r.best]!.params)}.`,
+      '',
+    );
   return lines.join('\n');
 }
 
@@ -107,4 +142,3 @@ export function writeSweep(r: SweepResult, dir: string): string[] {
   atomicWrite(files[1]!, Buffer.from(sweepMarkdown(r)));
   return files;
 }
-

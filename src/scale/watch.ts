@@ -52,7 +52,13 @@ export class Submitter {
   }
 
   async close(): Promise<void> {
-    const quiet = async (p: Promise<unknown> | undefined) => { try { await p; } catch { /* closing anyway */ } };
+    const quiet = async (p: Promise<unknown> | undefined) => {
+      try {
+        await p;
+      } catch {
+        /* closing anyway */
+      }
+    };
     await Promise.all([quiet(this.events.close()), quiet(this.queue.close()), quiet(this.flowProducer?.close())]);
     for (const c of this.conns) c.disconnect();
   }
@@ -62,7 +68,8 @@ export class Submitter {
    * Redis or lost jobs reject with a GraftError. `describe` names a job in messages.
    */
   async waitAll<T>(ids: string[], describe: (id: string) => string, o: WatchOptions = {}): Promise<Map<string, T>> {
-    const pollMs = o.pollMs ?? 500, lostAfter = o.lostAfterMs ?? 60_000;
+    const pollMs = o.pollMs ?? 500,
+      lostAfter = o.lostAfterMs ?? 60_000;
     const done = new Map<string, T>();
     let downSince: number | undefined;
     const hint = o.rerunHint ?? 'run the same command again';
@@ -74,21 +81,38 @@ export class Submitter {
       try {
         // the state first, then the job: a job read before its state could be a finished job without its return value
         states = await Promise.all(pending.map((id) => this.queue.getJobState(id)));
-        jobs = await Promise.all(pending.map((id, i) => (states[i] === 'completed' || states[i] === 'failed' ? Job.fromId(this.queue, id) : Promise.resolve(undefined))));
+        jobs = await Promise.all(
+          pending.map((id, i) =>
+            states[i] === 'completed' || states[i] === 'failed'
+              ? Job.fromId(this.queue, id)
+              : Promise.resolve(undefined),
+          ),
+        );
         downSince = undefined;
       } catch (e) {
         downSince ??= Date.now();
         if (Date.now() - downSince > lostAfter)
-          throw new GraftError(`lost the connection to Redis at ${shownUrl(this.url)} for more than ${Math.round(lostAfter / 1000)} s (${this.lastError || (e as Error).message})`, hint);
+          throw new GraftError(
+            `lost the connection to Redis at ${shownUrl(this.url)} for more than ${Math.round(lostAfter / 1000)} s (${this.lastError || (e as Error).message})`,
+            hint,
+          );
         await sleep(pollMs);
         continue;
       }
       for (let i = 0; i < pending.length; i++) {
-        const id = pending[i]!, j = jobs[i], s = states[i]!;
+        const id = pending[i]!,
+          j = jobs[i],
+          s = states[i]!;
         if (s === 'unknown' || ((s === 'completed' || s === 'failed') && !j))
-          throw new GraftError(`Redis at ${shownUrl(this.url)} no longer holds this run's jobs (${describe(id)} is gone): was it restarted without persistence, or flushed?`, hint);
+          throw new GraftError(
+            `Redis at ${shownUrl(this.url)} no longer holds this run's jobs (${describe(id)} is gone): was it restarted without persistence, or flushed?`,
+            hint,
+          );
         if (s === 'completed') done.set(id, j!.returnvalue as T);
-        else if (s === 'failed' && j) throw new GraftError(`${describe(id)} failed after ${j.attemptsMade} attempt${j.attemptsMade === 1 ? '' : 's'}: ${await this.failureOf(j)}`);
+        else if (s === 'failed' && j)
+          throw new GraftError(
+            `${describe(id)} failed after ${j.attemptsMade} attempt${j.attemptsMade === 1 ? '' : 's'}: ${await this.failureOf(j)}`,
+          );
       }
       if (done.size < ids.length) await sleep(pollMs);
     }

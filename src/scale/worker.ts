@@ -30,30 +30,54 @@ export async function startWorker(url: string, o: WorkerOptions = {}): Promise<R
   await checkReachable(url);
   const log = o.log ?? (() => {});
   let lastError = '';
-  const conn = connect(url, { onError: (e) => { if (e.message !== lastError) log(`redis: ${(lastError = e.message)} (reconnecting)`); } });
-  conn.on('ready', () => { if (lastError) { log(`redis: connected again to ${shownUrl(url)}`); lastError = ''; } });
+  const conn = connect(url, {
+    onError: (e) => {
+      if (e.message !== lastError) log(`redis: ${(lastError = e.message)} (reconnecting)`);
+    },
+  });
+  conn.on('ready', () => {
+    if (lastError) {
+      log(`redis: connected again to ${shownUrl(url)}`);
+      lastError = '';
+    }
+  });
   const what = (j: Job<GraftJob>) => {
     const d = j.data;
-    if (d.kind === 'activation-shard') return `activation shard ${d.shard + 1}/${d.shards} (${d.rows.length} images × ${d.views} view${d.views === 1 ? '' : 's'})`;
+    if (d.kind === 'activation-shard')
+      return `activation shard ${d.shard + 1}/${d.shards} (${d.rows.length} images × ${d.views} view${d.views === 1 ? '' : 's'})`;
     if (d.kind === 'finetune-top') return 'top-block training';
-    return d.kind === 'extract-shard' ? `shard ${d.shard + 1}/${d.shards} (${d.rows.length} examples)` : d.kind === 'fit-head' ? 'head fit' : d.kind === 'curve-cell' ? `curve cell ${d.index + 1}/${d.cells} (${d.cell.method}, ${d.cell.perClass}/class, seed ${d.cell.seed})` : `sweep cell ${d.index + 1}/${d.cells}`;
+    return d.kind === 'extract-shard'
+      ? `shard ${d.shard + 1}/${d.shards} (${d.rows.length} examples)`
+      : d.kind === 'fit-head'
+        ? 'head fit'
+        : d.kind === 'curve-cell'
+          ? `curve cell ${d.index + 1}/${d.cells} (${d.cell.method}, ${d.cell.perClass}/class, seed ${d.cell.seed})`
+          : `sweep cell ${d.index + 1}/${d.cells}`;
   };
-  const w = new Worker<GraftJob, GraftJobResult>(QUEUE_NAME, async (job) => {
-    log(`${job.id}: ${what(job)} started (attempt ${job.attemptsMade + 1})`);
-    const t0 = performance.now();
-    const r = await processJob(job);
-    log(`${job.id}: ${what(job)} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    return r;
-  }, {
-    connection: conn,
-    name: WORKER_NAME,
-    concurrency: o.concurrency ?? 1,
-    lockDuration: o.lockDuration ?? 30_000,
-    stalledInterval: o.stalledInterval ?? 30_000,
-    maxStalledCount: o.maxStalledCount ?? 2,
+  const w = new Worker<GraftJob, GraftJobResult>(
+    QUEUE_NAME,
+    async (job) => {
+      log(`${job.id}: ${what(job)} started (attempt ${job.attemptsMade + 1})`);
+      const t0 = performance.now();
+      const r = await processJob(job);
+      log(`${job.id}: ${what(job)} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      return r;
+    },
+    {
+      connection: conn,
+      name: WORKER_NAME,
+      concurrency: o.concurrency ?? 1,
+      lockDuration: o.lockDuration ?? 30_000,
+      stalledInterval: o.stalledInterval ?? 30_000,
+      maxStalledCount: o.maxStalledCount ?? 2,
+    },
+  );
+  w.on('failed', (job, err) => {
+    if (job) log(`${job.id}: ${what(job)} failed: ${err.message}`);
   });
-  w.on('failed', (job, err) => { if (job) log(`${job.id}: ${what(job)} failed: ${err.message}`); });
-  w.on('error', (e) => { if (e.message !== lastError) log(`worker: ${(lastError = e.message)}`); });
+  w.on('error', (e) => {
+    if (e.message !== lastError) log(`worker: ${(lastError = e.message)}`);
+  });
   await w.waitUntilReady();
   return {
     name: WORKER_NAME,

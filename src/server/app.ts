@@ -18,7 +18,13 @@
  * error is JSON: { error, message } (and `hint` when there is one).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type onRequestHookHandler } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  type onRequestHookHandler,
+} from 'fastify';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import { GraftError } from '../util/errors.js';
@@ -26,23 +32,44 @@ import { NAME_PATTERN, type ImageInput, type ModelRegistry } from './registry.js
 
 /** An error with its HTTP status. */
 export class HttpError extends GraftError {
-  constructor(readonly statusCode: number, message: string, hint?: string) {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+    hint?: string,
+  ) {
     super(message, hint);
     this.name = 'HttpError';
   }
 }
 
 const ERROR_NAMES: Record<number, string> = {
-  400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed',
-  406: 'not_acceptable', 408: 'request_timeout', 413: 'payload_too_large', 415: 'unsupported_media_type',
-  429: 'too_many_requests', 500: 'internal_error', 503: 'unavailable',
+  400: 'bad_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  406: 'not_acceptable',
+  408: 'request_timeout',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'too_many_requests',
+  500: 'internal_error',
+  503: 'unavailable',
 };
 
 /** Fastify's and @fastify/multipart's error codes, by the status they mean here. */
 const CODE_STATUS: Record<string, number> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: 413, FST_REQ_FILE_TOO_LARGE: 413, FST_FILES_LIMIT: 413, FST_PARTS_LIMIT: 413, FST_FIELDS_LIMIT: 413,
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 415, FST_INVALID_MULTIPART_CONTENT_TYPE: 415,
-  FST_ERR_CTP_INVALID_JSON_BODY: 400, FST_ERR_CTP_EMPTY_JSON_BODY: 400, FST_ERR_CTP_INVALID_CONTENT_LENGTH: 400, FST_PROTO_VIOLATION: 400,
+  FST_ERR_CTP_BODY_TOO_LARGE: 413,
+  FST_REQ_FILE_TOO_LARGE: 413,
+  FST_FILES_LIMIT: 413,
+  FST_PARTS_LIMIT: 413,
+  FST_FIELDS_LIMIT: 413,
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 415,
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 415,
+  FST_ERR_CTP_INVALID_JSON_BODY: 400,
+  FST_ERR_CTP_EMPTY_JSON_BODY: 400,
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 400,
+  FST_PROTO_VIOLATION: 400,
 };
 
 export interface ErrorBody {
@@ -59,13 +86,26 @@ export function errorResponse(err: unknown): { status: number; body: ErrorBody }
   if (status === undefined) status = err instanceof GraftError ? 400 : 500;
   if (!(status >= 400 && status <= 599)) status = 500;
   const message = status >= 500 && !(err instanceof GraftError) ? 'internal error' : String(e.message ?? err);
-  return { status, body: { error: ERROR_NAMES[status] ?? `http_${status}`, message, ...(err instanceof GraftError && err.hint ? { hint: err.hint } : {}) } };
+  return {
+    status,
+    body: {
+      error: ERROR_NAMES[status] ?? `http_${status}`,
+      message,
+      ...(err instanceof GraftError && err.hint ? { hint: err.hint } : {}),
+    },
+  };
 }
 
 /** Whether a host name or address is this machine's loopback. */
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h) || h === '::ffff:127.0.0.1';
+  return (
+    h === 'localhost' ||
+    h.endsWith('.localhost') ||
+    h === '::1' ||
+    /^127(\.\d{1,3}){3}$/.test(h) ||
+    h === '::ffff:127.0.0.1'
+  );
 }
 
 /** Host name of a Host header value ("name:port", "[v6]:port"). */
@@ -96,7 +136,11 @@ export function bearerAuth(token: string): onRequestHookHandler {
       return;
     }
     reply.header('www-authenticate', 'Bearer realm="graft"');
-    throw new HttpError(401, h ? 'the bearer token is not valid' : 'this server needs a bearer token', 'send Authorization: Bearer <the --token given to the server>');
+    throw new HttpError(
+      401,
+      h ? 'the bearer token is not valid' : 'this server needs a bearer token',
+      'send Authorization: Bearer <the --token given to the server>',
+    );
   };
 }
 
@@ -120,17 +164,29 @@ export function sameOrigin(o: SameOriginOptions = {}): onRequestHookHandler {
     if (!STATE_CHANGING.has(req.method) || exempt(req)) return;
     const site = req.headers['sec-fetch-site'];
     if (typeof site === 'string' && site !== 'same-origin' && site !== 'none')
-      throw new HttpError(403, `cross-origin request refused (Sec-Fetch-Site: ${site})`, 'state-changing requests from a browser must come from this server\'s own pages');
+      throw new HttpError(
+        403,
+        `cross-origin request refused (Sec-Fetch-Site: ${site})`,
+        "state-changing requests from a browser must come from this server's own pages",
+      );
     const origin = req.headers.origin;
     if (origin === undefined) return;
     let ok = false;
     try {
       const u = new URL(origin);
-      ok = origin !== 'null' && u.host.toLowerCase() === String(req.headers.host ?? '').toLowerCase() && u.protocol === `${req.protocol}:`;
+      ok =
+        origin !== 'null' &&
+        u.host.toLowerCase() === String(req.headers.host ?? '').toLowerCase() &&
+        u.protocol === `${req.protocol}:`;
     } catch {
       ok = false;
     }
-    if (!ok) throw new HttpError(403, `cross-origin request refused (Origin: ${origin})`, 'state-changing requests from a browser must come from this server\'s own pages');
+    if (!ok)
+      throw new HttpError(
+        403,
+        `cross-origin request refused (Origin: ${origin})`,
+        "state-changing requests from a browser must come from this server's own pages",
+      );
   };
 }
 
@@ -140,7 +196,11 @@ export function loopbackHost(allowed: string[] = []): onRequestHookHandler {
   return async (req: FastifyRequest) => {
     const host = req.headers.host;
     if (typeof host === 'string' && (isLoopback(hostName(host)) || extra.has(hostName(host).toLowerCase()))) return;
-    throw new HttpError(403, `Host ${JSON.stringify(host ?? '')} is not a loopback name; this server answers only on localhost`, 'browse to http://127.0.0.1:PORT or http://localhost:PORT; to serve a network, use --host with --token');
+    throw new HttpError(
+      403,
+      `Host ${JSON.stringify(host ?? '')} is not a loopback name; this server answers only on localhost`,
+      'browse to http://127.0.0.1:PORT or http://localhost:PORT; to serve a network, use --host with --token',
+    );
   };
 }
 
@@ -185,17 +245,27 @@ export async function createServer(o: ServerOptions = {}): Promise<FastifyInstan
   const host = o.host ?? '127.0.0.1';
   const loopback = isLoopback(host);
   if (o.token !== undefined && o.token.length < MIN_TOKEN_LENGTH)
-    throw new GraftError(`the token must be at least ${MIN_TOKEN_LENGTH} characters`, 'make one with: openssl rand -hex 32');
+    throw new GraftError(
+      `the token must be at least ${MIN_TOKEN_LENGTH} characters`,
+      'make one with: openssl rand -hex 32',
+    );
   if (!loopback && !o.token)
-    throw new GraftError(`listening on ${host} (not loopback) needs a token: every request must then carry it`, 'add --token T (or set GRAFT_SERVE_TOKEN); make one with: openssl rand -hex 32');
+    throw new GraftError(
+      `listening on ${host} (not loopback) needs a token: every request must then carry it`,
+      'add --token T (or set GRAFT_SERVE_TOKEN); make one with: openssl rand -hex 32',
+    );
   const bodyLimitMb = o.bodyLimitMb ?? 16;
-  if (!(bodyLimitMb > 0) || !Number.isFinite(bodyLimitMb)) throw new GraftError(`the body limit must be a positive number of MiB, got ${bodyLimitMb}`);
+  if (!(bodyLimitMb > 0) || !Number.isFinite(bodyLimitMb))
+    throw new GraftError(`the body limit must be a positive number of MiB, got ${bodyLimitMb}`);
   const maxInputs = o.maxInputs ?? 64;
-  if (!Number.isInteger(maxInputs) || maxInputs < 1) throw new GraftError(`the input limit must be a positive integer, got ${maxInputs}`);
+  if (!Number.isInteger(maxInputs) || maxInputs < 1)
+    throw new GraftError(`the input limit must be a positive integer, got ${maxInputs}`);
   const bodyLimit = Math.floor(bodyLimitMb * 1024 * 1024);
   // strict bodies: no array coercion ({"texts": "x"} is an error, not ["x"]) and no silent removal of unknown
   // fields (additionalProperties: false refuses them); scalars are still coerced (query strings are text)
-  const ajv = { customOptions: { coerceTypes: true, removeAdditional: false, useDefaults: true, allErrors: false } } as const;
+  const ajv = {
+    customOptions: { coerceTypes: true, removeAdditional: false, useDefaults: true, allErrors: false },
+  } as const;
   const app = Fastify({ logger: o.logger ?? false, bodyLimit, requestTimeout: 120_000, ajv });
   app.decorate('graftLimits', { bodyLimit, maxInputs });
   app.decorateRequest('bearerAuthenticated', false);
@@ -214,7 +284,12 @@ export async function createServer(o: ServerOptions = {}): Promise<FastifyInstan
     openapi: {
       openapi: '3.0.3',
       info: { title: o.title ?? 'Graft', description: 'Trained Graft classifiers behind an HTTP API.', version: '1' },
-      ...(o.token ? { components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }, security: [{ bearer: [] }] } : {}),
+      ...(o.token
+        ? {
+            components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+            security: [{ bearer: [] }],
+          }
+        : {}),
     },
   });
   app.get('/openapi.json', { schema: { summary: 'This OpenAPI document', tags: ['meta'] } }, async () => app.swagger());
@@ -237,14 +312,23 @@ const modelInfoSchema = {
     name: { type: 'string' },
     kind: { type: 'string', enum: ['image', 'text'] },
     labels: { type: 'array', items: { type: 'string' } },
-    image: { type: 'object', properties: { width: { type: 'integer' }, height: { type: 'integer' }, channels: { type: 'integer' } } },
+    image: {
+      type: 'object',
+      properties: { width: { type: 'integer' }, height: { type: 'integer' }, channels: { type: 'integer' } },
+    },
     text: { type: 'object', properties: { maxLength: { type: 'integer' }, mode: { type: 'string' } } },
     batching: {
       type: 'object',
       properties: {
-        maxBatch: { type: 'integer' }, maxDelayMs: { type: 'number' }, maxQueue: { type: 'integer' },
-        runs: { type: 'integer', description: 'onnxruntime runs (batches) so far' }, inputs: { type: 'integer' },
-        largestBatch: { type: 'integer' }, waiting: { type: 'integer' }, running: { type: 'integer' }, refused: { type: 'integer' },
+        maxBatch: { type: 'integer' },
+        maxDelayMs: { type: 'number' },
+        maxQueue: { type: 'integer' },
+        runs: { type: 'integer', description: 'onnxruntime runs (batches) so far' },
+        inputs: { type: 'integer' },
+        largestBatch: { type: 'integer' },
+        waiting: { type: 'integer' },
+        running: { type: 'integer' },
+        refused: { type: 'integer' },
       },
     },
   },
@@ -263,9 +347,13 @@ const predictionSchema = {
           input: { type: 'string', description: 'the file name, "image" for a raw body, or texts[i]' },
           top: {
             type: 'array',
-            items: { type: 'object', properties: { label: { type: 'string' }, index: { type: 'integer' }, probability: { type: 'number' } }, required: ['label', 'index', 'probability'] },
+            items: {
+              type: 'object',
+              properties: { label: { type: 'string' }, index: { type: 'integer' }, probability: { type: 'number' } },
+              required: ['label', 'index', 'probability'],
+            },
           },
-          truncated: { type: 'boolean', description: 'text cut at the model\'s maximum length' },
+          truncated: { type: 'boolean', description: "text cut at the model's maximum length" },
         },
         required: ['input', 'top'],
       },
@@ -276,17 +364,21 @@ const predictionSchema = {
 
 const nameParams = {
   type: 'object',
-  properties: { name: { type: 'string', pattern: NAME_PATTERN.source, description: 'the model\'s name (GET /v1/models)' } },
+  properties: {
+    name: { type: 'string', pattern: NAME_PATTERN.source, description: "the model's name (GET /v1/models)" },
+  },
   required: ['name'],
 } as const;
 
-const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, { description: ERROR_NAMES[c], ...errorSchema }]));
+const errors = (...codes: number[]) =>
+  Object.fromEntries(codes.map((c) => [c, { description: ERROR_NAMES[c], ...errorSchema }]));
 
 /** Accepted raw image bodies: image/* (decode-checked, whatever the type says) and application/octet-stream. */
 const RAW_IMAGE = /^(image\/[\w.+-]+|application\/octet-stream)(;.*)?$/i;
 
 /** File names are shown, never used as paths: control characters dropped, at most 200 characters. */
 function shownName(name: string | undefined, fallback: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point
   const s = (name ?? '').replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 200);
   return s || fallback;
 }
@@ -300,96 +392,175 @@ export async function predictRoutes(app: FastifyInstance, opts: PredictRoutesOpt
   const { registry } = opts;
   const limits: Limits = app.graftLimits ?? { bodyLimit: app.initialConfig.bodyLimit ?? 1 << 20, maxInputs: 64 };
   await app.register(multipart, {
-    limits: { fileSize: limits.bodyLimit, files: limits.maxInputs, fields: 8, fieldSize: 4096, parts: limits.maxInputs + 8, headerPairs: 64 },
+    limits: {
+      fileSize: limits.bodyLimit,
+      files: limits.maxInputs,
+      fields: 8,
+      fieldSize: 4096,
+      parts: limits.maxInputs + 8,
+      headerPairs: 64,
+    },
     throwFileSizeLimit: true,
   });
-  app.addContentTypeParser(RAW_IMAGE, { parseAs: 'buffer', bodyLimit: limits.bodyLimit }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(RAW_IMAGE, { parseAs: 'buffer', bodyLimit: limits.bodyLimit }, (_req, body, done) =>
+    done(null, body),
+  );
 
-  app.get('/healthz', {
-    schema: {
-      summary: 'Liveness: the server answers, and how many models it serves', tags: ['meta'],
-      response: { 200: { type: 'object', properties: { status: { type: 'string' }, models: { type: 'integer' } }, required: ['status', 'models'] } },
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        summary: 'Liveness: the server answers, and how many models it serves',
+        tags: ['meta'],
+        response: {
+          200: {
+            type: 'object',
+            properties: { status: { type: 'string' }, models: { type: 'integer' } },
+            required: ['status', 'models'],
+          },
+        },
+      },
     },
-  }, async () => ({ status: 'ok', models: registry.size }));
+    async () => ({ status: 'ok', models: registry.size }),
+  );
 
-  app.get('/v1/models', {
-    schema: {
-      summary: 'The models served', tags: ['models'],
-      response: { 200: { type: 'object', properties: { models: { type: 'array', items: modelInfoSchema } }, required: ['models'] } },
+  app.get(
+    '/v1/models',
+    {
+      schema: {
+        summary: 'The models served',
+        tags: ['models'],
+        response: {
+          200: {
+            type: 'object',
+            properties: { models: { type: 'array', items: modelInfoSchema } },
+            required: ['models'],
+          },
+        },
+      },
     },
-  }, async () => ({ models: registry.list() }));
+    async () => ({ models: registry.list() }),
+  );
 
-  app.get<{ Params: { name: string } }>('/v1/models/:name', {
-    schema: { summary: 'One model', tags: ['models'], params: nameParams, response: { 200: modelInfoSchema, ...errors(400, 404) } },
-  }, async (req) => registry.get(req.params.name).info());
+  app.get<{ Params: { name: string } }>(
+    '/v1/models/:name',
+    {
+      schema: {
+        summary: 'One model',
+        tags: ['models'],
+        params: nameParams,
+        response: { 200: modelInfoSchema, ...errors(400, 404) },
+      },
+    },
+    async (req) => registry.get(req.params.name).info(),
+  );
 
   const textBody = {
     type: 'object',
-    properties: { texts: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, description: `texts to classify (a text model; at most ${limits.maxInputs})` } },
+    properties: {
+      texts: {
+        type: 'array',
+        minItems: 1,
+        items: { type: 'string', minLength: 1 },
+        description: `texts to classify (a text model; at most ${limits.maxInputs})`,
+      },
+    },
     required: ['texts'],
     additionalProperties: false,
   } as const;
 
-  app.post<{ Params: { name: string }; Querystring: { top: number; filename?: string }; Body: unknown }>('/v1/models/:name/predict', {
-    schema: {
-      summary: 'Top classes with probabilities for each input',
-      description:
-        'An image model takes one image as the raw body (Content-Type image/* or application/octet-stream), or one or more ' +
-        `image files as multipart/form-data (at most ${limits.maxInputs}, ${limits.bodyLimit} bytes in all). A text model takes ` +
-        'JSON {"texts": [...]}. Images are checked by decoding them, not by their name or type. Concurrent requests to one ' +
-        'model run together in dynamic batches.',
-      tags: ['models'],
-      params: nameParams,
-      querystring: {
-        type: 'object',
-        properties: {
-          top: { type: 'integer', minimum: 1, maximum: 10000, default: 5, description: 'classes per input, most probable first' },
-          filename: { type: 'string', maxLength: 200, description: 'raw body: the name shown for the image (default "image")' },
-        },
-      },
-      body: { content: { 'application/json': { schema: textBody } } },
-      response: { 200: predictionSchema, ...errors(400, 401, 403, 404, 413, 415, 503) },
-    },
-    config: {
-      // the raw and multipart bodies, for the document only (Fastify does not validate those types)
-      swaggerTransform: ({ schema, url }: { schema: object; url: string }) => ({
-        url,
-        schema: {
-          ...schema,
-          body: {
-            content: {
-              'application/json': { schema: textBody },
-              'image/*': { schema: { type: 'string', format: 'binary' } },
-              'multipart/form-data': { schema: { type: 'object', properties: { file: { type: 'array', items: { type: 'string', format: 'binary' } } } } },
+  app.post<{ Params: { name: string }; Querystring: { top: number; filename?: string }; Body: unknown }>(
+    '/v1/models/:name/predict',
+    {
+      schema: {
+        summary: 'Top classes with probabilities for each input',
+        description:
+          'An image model takes one image as the raw body (Content-Type image/* or application/octet-stream), or one or more ' +
+          `image files as multipart/form-data (at most ${limits.maxInputs}, ${limits.bodyLimit} bytes in all). A text model takes ` +
+          'JSON {"texts": [...]}. Images are checked by decoding them, not by their name or type. Concurrent requests to one ' +
+          'model run together in dynamic batches.',
+        tags: ['models'],
+        params: nameParams,
+        querystring: {
+          type: 'object',
+          properties: {
+            top: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 10000,
+              default: 5,
+              description: 'classes per input, most probable first',
+            },
+            filename: {
+              type: 'string',
+              maxLength: 200,
+              description: 'raw body: the name shown for the image (default "image")',
             },
           },
         },
-      }),
+        body: { content: { 'application/json': { schema: textBody } } },
+        response: { 200: predictionSchema, ...errors(400, 401, 403, 404, 413, 415, 503) },
+      },
+      config: {
+        // the raw and multipart bodies, for the document only (Fastify does not validate those types)
+        swaggerTransform: ({ schema, url }: { schema: object; url: string }) => ({
+          url,
+          schema: {
+            ...schema,
+            body: {
+              content: {
+                'application/json': { schema: textBody },
+                'image/*': { schema: { type: 'string', format: 'binary' } },
+                'multipart/form-data': {
+                  schema: {
+                    type: 'object',
+                    properties: { file: { type: 'array', items: { type: 'string', format: 'binary' } } },
+                  },
+                },
+              },
+            },
+          },
+        }),
+      },
     },
-  }, async (req) => {
-    const model = registry.get(req.params.name);
-    const top = req.query.top;
-    if (req.isMultipart()) {
-      const images: ImageInput[] = [];
-      let total = 0;
-      for await (const part of req.parts()) {
-        if (part.type !== 'file') continue;
-        const bytes = await part.toBuffer();
-        total += bytes.length;
-        if (total > limits.bodyLimit) throw new HttpError(413, `the files add up to more than ${limits.bodyLimit} bytes`, 'send fewer or smaller images per request (--max-body-mb)');
-        images.push({ name: shownName(part.filename, `file ${images.length + 1}`), bytes });
+    async (req) => {
+      const model = registry.get(req.params.name);
+      const top = req.query.top;
+      if (req.isMultipart()) {
+        const images: ImageInput[] = [];
+        let total = 0;
+        for await (const part of req.parts()) {
+          if (part.type !== 'file') continue;
+          const bytes = await part.toBuffer();
+          total += bytes.length;
+          if (total > limits.bodyLimit)
+            throw new HttpError(
+              413,
+              `the files add up to more than ${limits.bodyLimit} bytes`,
+              'send fewer or smaller images per request (--max-body-mb)',
+            );
+          images.push({ name: shownName(part.filename, `file ${images.length + 1}`), bytes });
+        }
+        if (!images.length)
+          throw new HttpError(400, 'file: the multipart body has no file', 'send each image as a file part');
+        return { model: model.name, predictions: await model.predictImages(images, { top }) };
       }
-      if (!images.length) throw new HttpError(400, 'file: the multipart body has no file', 'send each image as a file part');
-      return { model: model.name, predictions: await model.predictImages(images, { top }) };
-    }
-    const body = req.body;
-    if (Buffer.isBuffer(body)) {
-      if (!body.length) throw new HttpError(400, 'body: the image is empty');
-      return { model: model.name, predictions: await model.predictImages([{ name: shownName(req.query.filename, 'image'), bytes: body }], { top }) };
-    }
-    const texts = (body as { texts?: unknown } | undefined)?.texts;
-    if (!Array.isArray(texts)) throw new HttpError(415, 'send an image (image/* body or multipart files) or JSON {"texts": [...]}');
-    if (texts.length > limits.maxInputs) throw new HttpError(413, `${texts.length} texts, over the limit of ${limits.maxInputs} inputs per request`);
-    return { model: model.name, predictions: await model.predictTexts(texts as string[], { top }) };
-  });
+      const body = req.body;
+      if (Buffer.isBuffer(body)) {
+        if (!body.length) throw new HttpError(400, 'body: the image is empty');
+        return {
+          model: model.name,
+          predictions: await model.predictImages([{ name: shownName(req.query.filename, 'image'), bytes: body }], {
+            top,
+          }),
+        };
+      }
+      const texts = (body as { texts?: unknown } | undefined)?.texts;
+      if (!Array.isArray(texts))
+        throw new HttpError(415, 'send an image (image/* body or multipart files) or JSON {"texts": [...]}');
+      if (texts.length > limits.maxInputs)
+        throw new HttpError(413, `${texts.length} texts, over the limit of ${limits.maxInputs} inputs per request`);
+      return { model: model.name, predictions: await model.predictTexts(texts as string[], { top }) };
+    },
+  );
 }

@@ -23,8 +23,14 @@ export interface BatcherOptions {
 /** The queue is full: the request was refused without being queued (HTTP 503). */
 export class QueueFullError extends GraftError {
   readonly statusCode = 503;
-  constructor(what: string, readonly maxQueue: number) {
-    super(`${what}: the request queue is full (${maxQueue} inputs waiting); try again shortly`, 'raise --max-queue, or send fewer requests at once');
+  constructor(
+    what: string,
+    readonly maxQueue: number,
+  ) {
+    super(
+      `${what}: the request queue is full (${maxQueue} inputs waiting); try again shortly`,
+      'raise --max-queue, or send fewer requests at once',
+    );
     this.name = 'QueueFullError';
   }
 }
@@ -81,10 +87,15 @@ export class Batcher<I, O> {
   private readonly counts = { runs: 0, inputs: 0, largestBatch: 0, refused: 0 };
 
   /** `run` maps a batch of inputs to one output per input, in order. */
-  constructor(private readonly run: (inputs: I[]) => Promise<O[]>, o: BatcherOptions = {}, readonly label = 'model') {
+  constructor(
+    private readonly run: (inputs: I[]) => Promise<O[]>,
+    o: BatcherOptions = {},
+    readonly label = 'model',
+  ) {
     this.maxBatch = positiveInt(o.maxBatch ?? 32, 'maxBatch');
     this.maxDelayMs = o.maxDelayMs ?? 5;
-    if (!(this.maxDelayMs >= 0) || !Number.isFinite(this.maxDelayMs)) throw new GraftError(`maxDelayMs must be a non-negative number, got ${o.maxDelayMs}`);
+    if (!(this.maxDelayMs >= 0) || !Number.isFinite(this.maxDelayMs))
+      throw new GraftError(`maxDelayMs must be a non-negative number, got ${o.maxDelayMs}`);
     this.maxQueue = positiveInt(o.maxQueue ?? 256, 'maxQueue');
     this.maxConcurrent = positiveInt(o.maxConcurrent ?? 1, 'maxConcurrent');
   }
@@ -130,7 +141,9 @@ export class Batcher<I, O> {
   /** Inputs of an admission (made before any close: close waits for them). */
   private enqueue(inputs: I[]): Promise<O[]> {
     const at = performance.now();
-    const done = Promise.all(inputs.map((input) => new Promise<O>((resolve, reject) => this.queue.push({ input, resolve, reject, at }))));
+    const done = Promise.all(
+      inputs.map((input) => new Promise<O>((resolve, reject) => this.queue.push({ input, resolve, reject, at }))),
+    );
     this.schedule();
     return done;
   }
@@ -140,10 +153,17 @@ export class Batcher<I, O> {
     while (this.queue.length && this.running < this.maxConcurrent) {
       const wait = this.queue[0]!.at + this.maxDelayMs - performance.now();
       if (this.queue.length < this.maxBatch && wait > 0 && !this.closed) {
-        if (!this.timer) this.timer = setTimeout(() => { this.timer = undefined; this.schedule(); }, Math.ceil(wait));
+        if (!this.timer)
+          this.timer = setTimeout(() => {
+            this.timer = undefined;
+            this.schedule();
+          }, Math.ceil(wait));
         return;
       }
-      if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
       void this.runBatch(this.queue.splice(0, this.maxBatch));
     }
   }
@@ -155,7 +175,8 @@ export class Batcher<I, O> {
     this.counts.largestBatch = Math.max(this.counts.largestBatch, batch.length);
     try {
       const out = await this.run(batch.map((b) => b.input));
-      if (out.length !== batch.length) throw new Error(`${this.label}: ${out.length} outputs for a batch of ${batch.length}`);
+      if (out.length !== batch.length)
+        throw new Error(`${this.label}: ${out.length} outputs for a batch of ${batch.length}`);
       batch.forEach((b, i) => b.resolve(out[i]!));
     } catch (e) {
       for (const b of batch) b.reject(e);

@@ -35,7 +35,10 @@ export const DEFAULT_MAX_PIXELS = 40_000_000;
 
 export function checkModelName(name: string): string {
   if (typeof name !== 'string' || !NAME_PATTERN.test(name))
-    throw new GraftError(`invalid model name ${JSON.stringify(name)}: use 1 to 64 letters, digits, '.', '_' or '-' (not only dots)`, 'name it explicitly: NAME=DIR');
+    throw new GraftError(
+      `invalid model name ${JSON.stringify(name)}: use 1 to 64 letters, digits, '.', '_' or '-' (not only dots)`,
+      'name it explicitly: NAME=DIR',
+    );
   return name;
 }
 
@@ -69,7 +72,10 @@ export class InputTooLargeError extends GraftError {
 /** A field of the request that is wrong (HTTP 400); the message names it. */
 export class BadFieldError extends GraftError {
   readonly statusCode = 400;
-  constructor(readonly field: string, message: string) {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
     super(`${field}: ${message}`);
     this.name = 'BadFieldError';
   }
@@ -146,7 +152,10 @@ export class ServedModel {
     const maxPixels = o.maxPixels ?? DEFAULT_MAX_PIXELS;
     // onnxruntime's pool threads do not spin-wait between runs: a server is idle between batches, and
     // spinning threads burn the cores that decoding, HTTP and the next batch need (measured: docs/serve.md)
-    const runtime: RuntimeOptions = { ...o.runtime, config: { 'session.intra_op.allow_spinning': '0', ...o.runtime?.config } };
+    const runtime: RuntimeOptions = {
+      ...o.runtime,
+      config: { 'session.intra_op.allow_spinning': '0', ...o.runtime?.config },
+    };
     if (statSync(dir).isDirectory() && isTextClassifierFolder(dir)) {
       const c = loadTextClassifier(dir);
       const session = await ThreadedSession.fromGraph(c.graph, runtime, `${name} (${dir})`);
@@ -155,21 +164,36 @@ export class ServedModel {
       const run = async (texts: (Float32Array | string)[]): Promise<Scored[]> => {
         const t = texts as string[];
         if (c.prompt) {
-          const logits = await promptLogits(c.prompt, c.tokenizer, t, { maxLength, batchSize: t.length, warn: () => {} }, async (f) => (await session.run(f, [LOGITS]))[LOGITS]!);
+          const logits = await promptLogits(
+            c.prompt,
+            c.tokenizer,
+            t,
+            { maxLength, batchSize: t.length, warn: () => {} },
+            async (f) => (await session.run(f, [LOGITS]))[LOGITS]!,
+          );
           return logits.map((r) => ({ scores: Float32Array.from(softmax(r)) }));
         }
         const enc = c.tokenizer.encodeBatch(t, { maxLength, warn: () => {} });
         const r = (await session.run(textFeeds(c.graph, enc), [out]))[out]!;
         const cut = new Set(enc.truncated);
-        return rows(r, t.length, name).map((row, i) => ({ scores: out === LOGITS ? Float32Array.from(softmax(row)) : row, ...(cut.has(i) ? { truncated: true } : {}) }));
+        return rows(r, t.length, name).map((row, i) => ({
+          scores: out === LOGITS ? Float32Array.from(softmax(row)) : row,
+          ...(cut.has(i) ? { truncated: true } : {}),
+        }));
       };
       const labels = c.labels.length ? c.labels : [];
-      return new ServedModel(name, dir, 'text', labels, session, new Batcher(run, o.batching, name), { text: c, maxPixels });
+      return new ServedModel(name, dir, 'text', labels, session, new Batcher(run, o.batching, name), {
+        text: c,
+        maxPixels,
+      });
     }
     let g: Graph = loadModel(dir);
     const pre = getPreprocess(g);
     if (!pre)
-      throw new GraftError(`${dir}: the model records no image preprocessing, so images cannot be prepared for it`, 'save it with `graft train`, or record one with `graft convert MODEL OUT.onnx --size WxH --mean … --std …`');
+      throw new GraftError(
+        `${dir}: the model records no image preprocessing, so images cannot be prepared for it`,
+        'save it with `graft train`, or record one with `graft convert MODEL OUT.onnx --size WxH --mean … --std …`',
+      );
     const inputs = g.dataInputs();
     if (inputs.length !== 1) throw new GraftError(`${dir}: expected one image input, the model has ${inputs.length}`);
     // a batch size baked into the file (e.g. 1) is made symbolic so that inputs can be batched
@@ -192,7 +216,8 @@ export class ServedModel {
 
   info(): ModelInfo {
     const b = this.batcher;
-    const pre = this.meta.pre, text = this.meta.text;
+    const pre = this.meta.pre,
+      text = this.meta.text;
     return {
       name: this.name,
       kind: this.kind,
@@ -213,7 +238,8 @@ export class ServedModel {
    * UnsupportedInputError naming it, one over the pixel limit an InputTooLargeError.
    */
   async predictImages(images: ImageInput[], o: ServePredictOptions = {}): Promise<ServedPrediction[]> {
-    if (this.kind !== 'image') throw new UnsupportedInputError(`model ${this.name} classifies texts, not images`, 'send JSON: {"texts": ["…"]}');
+    if (this.kind !== 'image')
+      throw new UnsupportedInputError(`model ${this.name} classifies texts, not images`, 'send JSON: {"texts": ["…"]}');
     if (!images.length) throw new BadFieldError('images', 'no image was sent');
     const top = checkTop(o.top);
     const pre = this.meta.pre!;
@@ -231,7 +257,11 @@ export class ServedModel {
 
   /** Top classes for each text (an empty text is a BadFieldError naming it). */
   async predictTexts(texts: string[], o: ServePredictOptions = {}): Promise<ServedPrediction[]> {
-    if (this.kind !== 'text') throw new UnsupportedInputError(`model ${this.name} classifies images, not texts`, 'send an image (image/* body, or multipart files)');
+    if (this.kind !== 'text')
+      throw new UnsupportedInputError(
+        `model ${this.name} classifies images, not texts`,
+        'send an image (image/* body, or multipart files)',
+      );
     if (!texts.length) throw new BadFieldError('texts', 'no text was sent');
     texts.forEach((t, i) => {
       if (typeof t !== 'string') throw new BadFieldError(`texts[${i}]`, 'must be a string');
@@ -239,11 +269,19 @@ export class ServedModel {
     });
     const top = checkTop(o.top);
     const out = await this.batcher.submit(texts);
-    return out.map((r, i) => ({ input: `texts[${i}]`, top: this.top(r.scores, top), ...(r.truncated ? { truncated: true } : {}) }));
+    return out.map((r, i) => ({
+      input: `texts[${i}]`,
+      top: this.top(r.scores, top),
+      ...(r.truncated ? { truncated: true } : {}),
+    }));
   }
 
   private top(p: Float32Array, k: number): ClassProbability[] {
-    return topK(p, k, this.labels).map((c) => ({ label: c.label ?? `class ${c.index}`, index: c.index, probability: c.probability }));
+    return topK(p, k, this.labels).map((c) => ({
+      label: c.label ?? `class ${c.index}`,
+      index: c.index,
+      probability: c.probability,
+    }));
   }
 
   /** Let queued inputs run, then release the session. */
@@ -262,7 +300,8 @@ function checkTop(top: number | undefined): number {
 function rows(r: Tensor, n: number, name: string): Float32Array[] {
   const K = r.dims[r.dims.length - 1]!;
   const data = r.data as Float32Array;
-  if (data.length !== n * K) throw new GraftError(`${name}: output of shape [${r.dims}] is not one score vector per input`);
+  if (data.length !== n * K)
+    throw new GraftError(`${name}: output of shape [${r.dims}] is not one score vector per input`);
   return Array.from({ length: n }, (_, i) => data.slice(i * K, (i + 1) * K));
 }
 
@@ -273,7 +312,11 @@ const IMAGE_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif', 'he
  * An uploaded file as the model's input row: refused unless its bytes decode as an image (the header
  * read by sharp, or Graft's BMP reader), and unless its declared size is within `maxPixels`.
  */
-export async function prepareImage(im: ImageInput, pre: ImagePreprocess, maxPixels = DEFAULT_MAX_PIXELS): Promise<Float32Array> {
+export async function prepareImage(
+  im: ImageInput,
+  pre: ImagePreprocess,
+  maxPixels = DEFAULT_MAX_PIXELS,
+): Promise<Float32Array> {
   const what = JSON.stringify(im.name);
   let width: number | undefined, height: number | undefined;
   let bmp = false;
@@ -286,20 +329,31 @@ export async function prepareImage(im: ImageInput, pre: ImagePreprocess, maxPixe
     let format: string | undefined;
     try {
       const m = await sharp(im.bytes, { limitInputPixels: false }).metadata();
-      width = m.width; height = m.height; format = m.format;
+      width = m.width;
+      height = m.height;
+      format = m.format;
     } catch {
-      throw new UnsupportedInputError(`${what} is not an image (JPEG, PNG, WebP, GIF, TIFF, AVIF or BMP)`, 'the file\'s bytes are checked, not its name or type');
+      throw new UnsupportedInputError(
+        `${what} is not an image (JPEG, PNG, WebP, GIF, TIFF, AVIF or BMP)`,
+        "the file's bytes are checked, not its name or type",
+      );
     }
     // raster formats only: no SVG or PDF (documents that can reference other files), no camera raw
-    if (!format || !IMAGE_FORMATS.has(format)) throw new UnsupportedInputError(`${what} is ${format ? `a ${format.toUpperCase()} file` : 'of an unknown format'}, not an accepted image (JPEG, PNG, WebP, GIF, TIFF, AVIF or BMP)`);
+    if (!format || !IMAGE_FORMATS.has(format))
+      throw new UnsupportedInputError(
+        `${what} is ${format ? `a ${format.toUpperCase()} file` : 'of an unknown format'}, not an accepted image (JPEG, PNG, WebP, GIF, TIFF, AVIF or BMP)`,
+      );
     if (!width || !height) throw new UnsupportedInputError(`${what} is not an image with a size`);
-    if (width * height > maxPixels) throw new InputTooLargeError(`${what} is ${width}×${height} pixels, over the limit of ${maxPixels}`);
+    if (width * height > maxPixels)
+      throw new InputTooLargeError(`${what} is ${width}×${height} pixels, over the limit of ${maxPixels}`);
   }
   try {
     const px = await loadPixels(im.bytes, pre);
     return normalize(px, pre);
   } catch (e) {
-    throw new UnsupportedInputError(`${what} could not be decoded as an image: ${(e as Error).message.replace(/^image: /, '')}`);
+    throw new UnsupportedInputError(
+      `${what} could not be decoded as an image: ${(e as Error).message.replace(/^image: /, '')}`,
+    );
   }
 }
 
@@ -318,7 +372,11 @@ export class ModelRegistry {
    */
   async add(name: string | undefined, dir: string, o: { replace?: boolean } = {}): Promise<ModelInfo> {
     const n = checkModelName(name ?? basename(resolve(dir)));
-    if (this.loading.has(n) || (this.models.has(n) && !o.replace)) throw new GraftError(`a model named ${JSON.stringify(n)} is already served`, 'give each model its own name: NAME=DIR');
+    if (this.loading.has(n) || (this.models.has(n) && !o.replace))
+      throw new GraftError(
+        `a model named ${JSON.stringify(n)} is already served`,
+        'give each model its own name: NAME=DIR',
+      );
     this.loading.add(n);
     try {
       const m = await ServedModel.load(n, dir, this.options);

@@ -19,7 +19,9 @@ export interface WireTensor {
   data: ort.Tensor.DataType;
 }
 
-export type WorkerRequest = { id: number; feeds: Record<string, WireTensor>; outputs?: string[] } | { id: number; release: true };
+export type WorkerRequest =
+  | { id: number; feeds: Record<string, WireTensor>; outputs?: string[] }
+  | { id: number; release: true };
 export type WorkerReply = { id: number; outputs?: Record<string, WireTensor>; error?: string };
 
 async function main(): Promise<void> {

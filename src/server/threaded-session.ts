@@ -32,7 +32,10 @@ export class ThreadedSession {
   private pending = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: unknown) => void }>();
   private dead: Error | undefined;
 
-  private constructor(private readonly worker: Worker, readonly label: string) {
+  private constructor(
+    private readonly worker: Worker,
+    readonly label: string,
+  ) {
     worker.on('message', (m: WorkerReply) => {
       const p = this.pending.get(m.id);
       if (!p) return;
@@ -41,7 +44,8 @@ export class ThreadedSession {
     });
     const fail = (e: Error) => {
       this.dead = e;
-      for (const p of this.pending.values()) p.reject(new ModelRunError(`${label}: the onnxruntime thread stopped: ${e.message}`));
+      for (const p of this.pending.values())
+        p.reject(new ModelRunError(`${label}: the onnxruntime thread stopped: ${e.message}`));
       this.pending.clear();
     };
     worker.on('error', fail);
@@ -55,10 +59,15 @@ export class ThreadedSession {
     // from the TypeScript sources (tsx), the worker registers tsx's loader first (found from here, not
     // from the working directory): a worker thread does not inherit the --import of its process
     const worker = WORKER.pathname.endsWith('.ts')
-      ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((t) => { t.register(); return import(${JSON.stringify(WORKER.href)}); })`, { eval: true, workerData: { bytes, options } })
+      ? new Worker(
+          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((t) => { t.register(); return import(${JSON.stringify(WORKER.href)}); })`,
+          { eval: true, workerData: { bytes, options } },
+        )
       : new Worker(WORKER, { workerData: { bytes, options } });
     const s = new ThreadedSession(worker, label);
-    const ready = await s.call({ id: 0 } as never, []).catch((e: unknown) => ({ id: 0, error: (e as Error).message }) as WorkerReply);
+    const ready = await s
+      .call({ id: 0 } as never, [])
+      .catch((e: unknown) => ({ id: 0, error: (e as Error).message }) as WorkerReply);
     if (ready.error) {
       await worker.terminate();
       throw new GraftError(`onnxruntime could not load ${label}: ${cleanOrtMessage(new Error(ready.error))}`);
@@ -68,7 +77,8 @@ export class ThreadedSession {
 
   /** Register a reply slot for `m.id` and send `m` (id 0: only wait for the worker's ready message). */
   private call(m: WorkerRequest, transfer: ArrayBuffer[]): Promise<WorkerReply> {
-    if (this.dead) return Promise.reject(new ModelRunError(`${this.label}: the onnxruntime thread stopped: ${this.dead.message}`));
+    if (this.dead)
+      return Promise.reject(new ModelRunError(`${this.label}: the onnxruntime thread stopped: ${this.dead.message}`));
     return new Promise<WorkerReply>((resolve, reject) => {
       this.pending.set(m.id, { resolve, reject });
       if (m.id !== 0) this.worker.postMessage(m, transfer);
@@ -91,7 +101,8 @@ export class ThreadedSession {
     const r = await this.call({ id, feeds: wire, ...(outputs ? { outputs } : {}) }, transfer);
     if (r.error) throw new ModelRunError(`${this.label}: onnxruntime failed: ${cleanOrtMessage(new Error(r.error))}`);
     const out: Record<string, Tensor> = {};
-    for (const [k, v] of Object.entries(r.outputs ?? {})) out[k] = { dtype: v.type as DType, dims: v.dims, data: v.data as TypedArray };
+    for (const [k, v] of Object.entries(r.outputs ?? {}))
+      out[k] = { dtype: v.type as DType, dims: v.dims, data: v.data as TypedArray };
     return out;
   }
 

@@ -23,11 +23,25 @@ export const MAX_PIXELS = 50_000_000;
 export const THUMB_SIZE = 160;
 const SHA = /^[0-9a-f]{64}$/;
 
-export interface StoredImage { sha256: string; size: number; mime: string; width: number; height: number }
+export interface StoredImage {
+  sha256: string;
+  size: number;
+  mime: string;
+  width: number;
+  height: number;
+}
 
 export class NotAnImage extends GraftError {}
 
-const MIME: Record<string, string> = { jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp', gif: 'image/gif', tiff: 'image/tiff', avif: 'image/avif', heif: 'image/heif' };
+const MIME: Record<string, string> = {
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  webp: 'image/webp',
+  gif: 'image/gif',
+  tiff: 'image/tiff',
+  avif: 'image/avif',
+  heif: 'image/heif',
+};
 
 export class BlobStore {
   private pins = new Map<string, number>();
@@ -105,17 +119,27 @@ export class BlobStore {
     try {
       const bmp = decodeBmp(bytes);
       if (bmp) {
-        if (bmp.width * bmp.height > MAX_PIXELS) throw new NotAnImage(`${name}: ${bmp.width}×${bmp.height} pixels is over the limit of ${MAX_PIXELS}`);
+        if (bmp.width * bmp.height > MAX_PIXELS)
+          throw new NotAnImage(`${name}: ${bmp.width}×${bmp.height} pixels is over the limit of ${MAX_PIXELS}`);
         img = sharp(bmp.data, { raw: { width: bmp.width, height: bmp.height, channels: 3 } });
-        width = bmp.width; height = bmp.height; mime = 'image/bmp';
+        width = bmp.width;
+        height = bmp.height;
+        mime = 'image/bmp';
       } else {
         const meta = await sharp(bytes, { limitInputPixels: MAX_PIXELS }).metadata();
-        if (!meta.format || !MIME[meta.format] || !meta.width || !meta.height) throw new Error(`unsupported format ${meta.format ?? 'unknown'}`);
+        if (!meta.format || !MIME[meta.format] || !meta.width || !meta.height)
+          throw new Error(`unsupported format ${meta.format ?? 'unknown'}`);
         img = sharp(bytes, { limitInputPixels: MAX_PIXELS }).rotate();
-        width = meta.width; height = meta.height; mime = MIME[meta.format]!;
+        width = meta.width;
+        height = meta.height;
+        mime = MIME[meta.format]!;
       }
       // decoding the whole image (the thumbnail) is the check: a truncated file fails here
-      thumb = await img.resize(THUMB_SIZE, THUMB_SIZE, { fit: 'inside', withoutEnlargement: true }).flatten({ background: '#ffffff' }).jpeg({ quality: 80 }).toBuffer();
+      thumb = await img
+        .resize(THUMB_SIZE, THUMB_SIZE, { fit: 'inside', withoutEnlargement: true })
+        .flatten({ background: '#ffffff' })
+        .jpeg({ quality: 80 })
+        .toBuffer();
     } catch (e) {
       if (e instanceof NotAnImage) throw e;
       throw new NotAnImage(`${name} is not an image Graft can read (${(e as Error).message.split('\n')[0]})`);

@@ -63,17 +63,62 @@ const MIGRATIONS: string[] = [
      WHERE r.snapshot IS NOT NULL AND r.status != 'done' AND json_extract(e.value, '$.sha256') IN (SELECT sha256 FROM files);`,
 ];
 
-export interface ProjectRow { id: string; name: string; kind: ProjectKind; created_at: string; updated_at: string }
-export interface ClassRow { id: string; project_id: string; name: string; position: number; created_at: string }
-export interface ExampleRow { id: string; project_id: string; class_id: string; sha256: string | null; text: string | null; created_at: string }
-export interface FileRow { sha256: string; size: number; mime: string; width: number | null; height: number | null; created_at: string }
-export interface RunRow {
-  id: string; project_id: string; status: RunStatus; backbone: string; method: string; settings: string;
-  created_at: string; queued_at: string; started_at: string | null; finished_at: string | null;
-  phase: string; fraction: number; eta_seconds: number | null; error: string | null;
-  resumable: 'checkpoint' | 'restart' | null; evaluation: string | null; snapshot: string | null;
+export interface ProjectRow {
+  id: string;
+  name: string;
+  kind: ProjectKind;
+  created_at: string;
+  updated_at: string;
 }
-export interface MetricRow { run_id: string; epoch: number; loss: number | null; accuracy: number | null; val_accuracy: number | null }
+export interface ClassRow {
+  id: string;
+  project_id: string;
+  name: string;
+  position: number;
+  created_at: string;
+}
+export interface ExampleRow {
+  id: string;
+  project_id: string;
+  class_id: string;
+  sha256: string | null;
+  text: string | null;
+  created_at: string;
+}
+export interface FileRow {
+  sha256: string;
+  size: number;
+  mime: string;
+  width: number | null;
+  height: number | null;
+  created_at: string;
+}
+export interface RunRow {
+  id: string;
+  project_id: string;
+  status: RunStatus;
+  backbone: string;
+  method: string;
+  settings: string;
+  created_at: string;
+  queued_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  phase: string;
+  fraction: number;
+  eta_seconds: number | null;
+  error: string | null;
+  resumable: 'checkpoint' | 'restart' | null;
+  evaluation: string | null;
+  snapshot: string | null;
+}
+export interface MetricRow {
+  run_id: string;
+  epoch: number;
+  loss: number | null;
+  accuracy: number | null;
+  val_accuracy: number | null;
+}
 
 const now = () => new Date().toISOString();
 
@@ -110,7 +155,11 @@ export class StudioDb {
   createProject(name: string, kind: ProjectKind): ProjectRow {
     const t = now();
     const row: ProjectRow = { id: newId('p'), name, kind, created_at: t, updated_at: t };
-    this.db.prepare('INSERT INTO projects (id, name, kind, created_at, updated_at) VALUES (@id, @name, @kind, @created_at, @updated_at)').run(row);
+    this.db
+      .prepare(
+        'INSERT INTO projects (id, name, kind, created_at, updated_at) VALUES (@id, @name, @kind, @created_at, @updated_at)',
+      )
+      .run(row);
     return row;
   }
   projects(): ProjectRow[] {
@@ -128,7 +177,11 @@ export class StudioDb {
   /** Delete a project (its classes, examples and runs go too); returns the sha256s it referenced. */
   deleteProject(id: string): string[] {
     return this.db.transaction(() => {
-      const shas = this.shas('SELECT sha256 FROM examples WHERE project_id = ? AND sha256 IS NOT NULL UNION SELECT f.sha256 FROM run_files f JOIN runs r ON r.id = f.run_id WHERE r.project_id = ?', id, id);
+      const shas = this.shas(
+        'SELECT sha256 FROM examples WHERE project_id = ? AND sha256 IS NOT NULL UNION SELECT f.sha256 FROM run_files f JOIN runs r ON r.id = f.run_id WHERE r.project_id = ?',
+        id,
+        id,
+      );
       this.db.prepare('DELETE FROM projects WHERE id = ?').run(id);
       return shas;
     })();
@@ -140,18 +193,30 @@ export class StudioDb {
 
   // classes
   classes(projectId: string): ClassRow[] {
-    return this.db.prepare('SELECT * FROM classes WHERE project_id = ? ORDER BY position, created_at').all(projectId) as ClassRow[];
+    return this.db
+      .prepare('SELECT * FROM classes WHERE project_id = ? ORDER BY position, created_at')
+      .all(projectId) as ClassRow[];
   }
   class(id: string): ClassRow | undefined {
     return this.db.prepare('SELECT * FROM classes WHERE id = ?').get(id) as ClassRow | undefined;
   }
   classByName(projectId: string, name: string): ClassRow | undefined {
-    return this.db.prepare('SELECT * FROM classes WHERE project_id = ? AND name = ?').get(projectId, name) as ClassRow | undefined;
+    return this.db.prepare('SELECT * FROM classes WHERE project_id = ? AND name = ?').get(projectId, name) as
+      | ClassRow
+      | undefined;
   }
   createClass(projectId: string, name: string): ClassRow {
-    const pos = (this.db.prepare('SELECT COALESCE(MAX(position), -1) + 1 AS p FROM classes WHERE project_id = ?').get(projectId) as { p: number }).p;
+    const pos = (
+      this.db
+        .prepare('SELECT COALESCE(MAX(position), -1) + 1 AS p FROM classes WHERE project_id = ?')
+        .get(projectId) as { p: number }
+    ).p;
     const row: ClassRow = { id: newId('c'), project_id: projectId, name, position: pos, created_at: now() };
-    this.db.prepare('INSERT INTO classes (id, project_id, name, position, created_at) VALUES (@id, @project_id, @name, @position, @created_at)').run(row);
+    this.db
+      .prepare(
+        'INSERT INTO classes (id, project_id, name, position, created_at) VALUES (@id, @project_id, @name, @position, @created_at)',
+      )
+      .run(row);
     this.touchProject(projectId);
     return row;
   }
@@ -167,7 +232,9 @@ export class StudioDb {
     })();
   }
   classCounts(projectId: string): Map<string, number> {
-    const rows = this.db.prepare('SELECT class_id, COUNT(*) AS n FROM examples WHERE project_id = ? GROUP BY class_id').all(projectId) as { class_id: string; n: number }[];
+    const rows = this.db
+      .prepare('SELECT class_id, COUNT(*) AS n FROM examples WHERE project_id = ? GROUP BY class_id')
+      .all(projectId) as { class_id: string; n: number }[];
     return new Map(rows.map((r) => [r.class_id, r.n]));
   }
 
@@ -176,11 +243,24 @@ export class StudioDb {
     return this.db.prepare('SELECT * FROM files WHERE sha256 = ?').get(sha256) as FileRow | undefined;
   }
   addFile(f: Omit<FileRow, 'created_at'>): void {
-    this.db.prepare('INSERT OR IGNORE INTO files (sha256, size, mime, width, height, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(f.sha256, f.size, f.mime, f.width, f.height, now());
+    this.db
+      .prepare('INSERT OR IGNORE INTO files (sha256, size, mime, width, height, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(f.sha256, f.size, f.mime, f.width, f.height, now());
   }
   addExample(projectId: string, classId: string, v: { sha256?: string; text?: string }): ExampleRow {
-    const row: ExampleRow = { id: newId('e'), project_id: projectId, class_id: classId, sha256: v.sha256 ?? null, text: v.text ?? null, created_at: now() };
-    this.db.prepare('INSERT INTO examples (id, project_id, class_id, sha256, text, created_at) VALUES (@id, @project_id, @class_id, @sha256, @text, @created_at)').run(row);
+    const row: ExampleRow = {
+      id: newId('e'),
+      project_id: projectId,
+      class_id: classId,
+      sha256: v.sha256 ?? null,
+      text: v.text ?? null,
+      created_at: now(),
+    };
+    this.db
+      .prepare(
+        'INSERT INTO examples (id, project_id, class_id, sha256, text, created_at) VALUES (@id, @project_id, @class_id, @sha256, @text, @created_at)',
+      )
+      .run(row);
     return row;
   }
   /** Several examples in one transaction. */
@@ -191,13 +271,23 @@ export class StudioDb {
     return this.db.prepare('SELECT * FROM examples WHERE id = ?').get(id) as ExampleRow | undefined;
   }
   examples(projectId: string, o: { classId?: string; offset?: number; limit?: number } = {}): ExampleRow[] {
-    const lim = o.limit ?? -1, off = o.offset ?? 0;
-    if (o.classId) return this.db.prepare('SELECT * FROM examples WHERE project_id = ? AND class_id = ? ORDER BY created_at, id LIMIT ? OFFSET ?').all(projectId, o.classId, lim, off) as ExampleRow[];
-    return this.db.prepare('SELECT * FROM examples WHERE project_id = ? ORDER BY created_at, id LIMIT ? OFFSET ?').all(projectId, lim, off) as ExampleRow[];
+    const lim = o.limit ?? -1,
+      off = o.offset ?? 0;
+    if (o.classId)
+      return this.db
+        .prepare(
+          'SELECT * FROM examples WHERE project_id = ? AND class_id = ? ORDER BY created_at, id LIMIT ? OFFSET ?',
+        )
+        .all(projectId, o.classId, lim, off) as ExampleRow[];
+    return this.db
+      .prepare('SELECT * FROM examples WHERE project_id = ? ORDER BY created_at, id LIMIT ? OFFSET ?')
+      .all(projectId, lim, off) as ExampleRow[];
   }
   exampleCount(projectId: string, classId?: string): number {
     const r = classId
-      ? this.db.prepare('SELECT COUNT(*) AS n FROM examples WHERE project_id = ? AND class_id = ?').get(projectId, classId)
+      ? this.db
+          .prepare('SELECT COUNT(*) AS n FROM examples WHERE project_id = ? AND class_id = ?')
+          .get(projectId, classId)
       : this.db.prepare('SELECT COUNT(*) AS n FROM examples WHERE project_id = ?').get(projectId);
     return (r as { n: number }).n;
   }
@@ -212,7 +302,9 @@ export class StudioDb {
 
   /** Whether any example or unfinished run references a file. */
   fileReferenced(sha256: string): boolean {
-    return !!this.db.prepare('SELECT 1 FROM examples WHERE sha256 = ? UNION ALL SELECT 1 FROM run_files WHERE sha256 = ? LIMIT 1').get(sha256, sha256);
+    return !!this.db
+      .prepare('SELECT 1 FROM examples WHERE sha256 = ? UNION ALL SELECT 1 FROM run_files WHERE sha256 = ? LIMIT 1')
+      .get(sha256, sha256);
   }
 
   /**
@@ -223,7 +315,9 @@ export class StudioDb {
   dropUnreferencedFiles(candidates?: string[], keep: (sha256: string) => boolean = () => false): string[] {
     return this.db.transaction(() => {
       const list = candidates ?? this.shas('SELECT sha256 FROM files');
-      const del = this.db.prepare('DELETE FROM files WHERE sha256 = @s AND NOT EXISTS (SELECT 1 FROM examples WHERE sha256 = @s) AND NOT EXISTS (SELECT 1 FROM run_files WHERE sha256 = @s)');
+      const del = this.db.prepare(
+        'DELETE FROM files WHERE sha256 = @s AND NOT EXISTS (SELECT 1 FROM examples WHERE sha256 = @s) AND NOT EXISTS (SELECT 1 FROM run_files WHERE sha256 = @s)',
+      );
       const has = this.db.prepare('SELECT 1 FROM files WHERE sha256 = ?');
       const gone: string[] = [];
       for (const s of new Set(list)) {
@@ -242,16 +336,38 @@ export class StudioDb {
 
   // runs
   /** A new queued run with its snapshot (JSON) and the files the snapshot needs, in one transaction. */
-  createRun(projectId: string, backbone: string, method: string, settings: object, snapshot?: { json: string; files: string[] }): RunRow {
+  createRun(
+    projectId: string,
+    backbone: string,
+    method: string,
+    settings: object,
+    snapshot?: { json: string; files: string[] },
+  ): RunRow {
     const t = now();
     const row: RunRow = {
-      id: newId('r'), project_id: projectId, status: 'queued', backbone, method, settings: JSON.stringify(settings),
-      created_at: t, queued_at: t, started_at: null, finished_at: null, phase: 'queued', fraction: 0, eta_seconds: null,
-      error: null, resumable: null, evaluation: null, snapshot: snapshot?.json ?? null,
+      id: newId('r'),
+      project_id: projectId,
+      status: 'queued',
+      backbone,
+      method,
+      settings: JSON.stringify(settings),
+      created_at: t,
+      queued_at: t,
+      started_at: null,
+      finished_at: null,
+      phase: 'queued',
+      fraction: 0,
+      eta_seconds: null,
+      error: null,
+      resumable: null,
+      evaluation: null,
+      snapshot: snapshot?.json ?? null,
     };
     this.db.transaction(() => {
-      this.db.prepare(`INSERT INTO runs (id, project_id, status, backbone, method, settings, created_at, queued_at, phase, fraction, snapshot)
-        VALUES (@id, @project_id, @status, @backbone, @method, @settings, @created_at, @queued_at, @phase, @fraction, @snapshot)`).run(row);
+      this.db
+        .prepare(`INSERT INTO runs (id, project_id, status, backbone, method, settings, created_at, queued_at, phase, fraction, snapshot)
+        VALUES (@id, @project_id, @status, @backbone, @method, @settings, @created_at, @queued_at, @phase, @fraction, @snapshot)`)
+        .run(row);
       const ins = this.db.prepare('INSERT OR IGNORE INTO run_files (run_id, sha256) VALUES (?, ?)');
       for (const s of new Set(snapshot?.files ?? [])) ins.run(row.id, s);
     })();
@@ -273,7 +389,9 @@ export class StudioDb {
     return this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
   }
   runs(projectId: string): RunRow[] {
-    return this.db.prepare('SELECT * FROM runs WHERE project_id = ? ORDER BY created_at DESC, id').all(projectId) as RunRow[];
+    return this.db
+      .prepare('SELECT * FROM runs WHERE project_id = ? ORDER BY created_at DESC, id')
+      .all(projectId) as RunRow[];
   }
   runsWithStatus(status: RunStatus): RunRow[] {
     return this.db.prepare('SELECT * FROM runs WHERE status = ? ORDER BY queued_at, id').all(status) as RunRow[];
@@ -281,7 +399,9 @@ export class StudioDb {
   updateRun(id: string, fields: Partial<Omit<RunRow, 'id' | 'project_id'>>): void {
     const keys = Object.keys(fields);
     if (!keys.length) return;
-    this.db.prepare(`UPDATE runs SET ${keys.map((k) => `${k} = @${k}`).join(', ')} WHERE id = @id`).run({ ...fields, id });
+    this.db
+      .prepare(`UPDATE runs SET ${keys.map((k) => `${k} = @${k}`).join(', ')} WHERE id = @id`)
+      .run({ ...fields, id });
   }
   /** Delete a run; returns the sha256s its snapshot still referenced. */
   deleteRun(id: string): string[] {
@@ -292,7 +412,11 @@ export class StudioDb {
     })();
   }
   addMetric(m: MetricRow): void {
-    this.db.prepare('INSERT OR REPLACE INTO run_metrics (run_id, epoch, loss, accuracy, val_accuracy) VALUES (@run_id, @epoch, @loss, @accuracy, @val_accuracy)').run(m);
+    this.db
+      .prepare(
+        'INSERT OR REPLACE INTO run_metrics (run_id, epoch, loss, accuracy, val_accuracy) VALUES (@run_id, @epoch, @loss, @accuracy, @val_accuracy)',
+      )
+      .run(m);
   }
   clearMetrics(runId: string, afterEpoch = 0): void {
     this.db.prepare('DELETE FROM run_metrics WHERE run_id = ? AND epoch > ?').run(runId, afterEpoch);

@@ -27,11 +27,22 @@ import { listCheckpoints } from '../train/checkpoint.js';
 import { GraftError } from '../util/errors.js';
 import { argmax, argmaxRows } from '../util/vectors.js';
 
-export interface JobExample { id: string; label: number; file?: string; text?: string }
+export interface JobExample {
+  id: string;
+  label: number;
+  file?: string;
+  text?: string;
+}
 
 export interface JobSettings {
-  epochs?: number; learningRate?: number; augment?: boolean; holdout?: number; batchSize?: number;
-  topBlocks?: number; loraRank?: number; seed?: number;
+  epochs?: number;
+  learningRate?: number;
+  augment?: boolean;
+  holdout?: number;
+  batchSize?: number;
+  topBlocks?: number;
+  loraRank?: number;
+  seed?: number;
 }
 
 export interface JobSpec {
@@ -78,7 +89,10 @@ export const METHODS = {
 } as const;
 
 export const DEFAULTS = {
-  image: { features: { holdout: 0.2, seed: 0, batchSize: 32 }, finetune: { epochs: 5, learningRate: 1e-3, augment: false, holdout: 0.2, batchSize: 32, topBlocks: 1, seed: 0 } },
+  image: {
+    features: { holdout: 0.2, seed: 0, batchSize: 32 },
+    finetune: { epochs: 5, learningRate: 1e-3, augment: false, holdout: 0.2, batchSize: 32, topBlocks: 1, seed: 0 },
+  },
   text: {
     features: { holdout: 0.25, seed: 0 },
     'top-layers': { epochs: 3, learningRate: 1e-4, holdout: 0.25, batchSize: 16, seed: 0 },
@@ -95,16 +109,39 @@ function split(labels: number[], holdout: number, seed: number, val: number) {
   return stratifiedSplit(labels, { testFraction: holdout, valFraction: val, seed });
 }
 
-function evaluation(m: Metrics, ex: JobExample[], test: number[], pred: number[], probs: (number | null)[], classes: string[], trained: number): JobEvaluation {
+function evaluation(
+  m: Metrics,
+  ex: JobExample[],
+  test: number[],
+  pred: number[],
+  probs: (number | null)[],
+  classes: string[],
+  trained: number,
+): JobEvaluation {
   const misclassified: JobEvaluation['misclassified'] = [];
   test.forEach((row, i) => {
     const e = ex[row]!;
-    if (pred[i] !== e.label) misclassified.push({ exampleId: e.id, trueClass: classes[e.label]!, predictedClass: classes[pred[i]!] ?? `class ${pred[i]}`, probability: probs[i] ?? null });
+    if (pred[i] !== e.label)
+      misclassified.push({
+        exampleId: e.id,
+        trueClass: classes[e.label]!,
+        predictedClass: classes[pred[i]!] ?? `class ${pred[i]}`,
+        probability: probs[i] ?? null,
+      });
   });
   return {
-    accuracy: m.accuracy, classes,
-    perClass: m.perClass.map((c, k) => ({ class: classes[k]!, precision: c.precision, recall: c.recall, support: c.support })),
-    confusion: m.confusion, misclassified, heldOut: test.length, trained,
+    accuracy: m.accuracy,
+    classes,
+    perClass: m.perClass.map((c, k) => ({
+      class: classes[k]!,
+      precision: c.precision,
+      recall: c.recall,
+      support: c.support,
+    })),
+    confusion: m.confusion,
+    misclassified,
+    heldOut: test.length,
+    trained,
   };
 }
 
@@ -130,29 +167,61 @@ function imageBackbone(path: string): Graph {
   const g = makeBatchDynamic(loadModel(path));
   if (getPreprocess(g)) return g;
   const dims = g.dataInputs()[0]?.shape?.slice(1);
-  if (!dims || dims.length !== 3 || (dims[0] !== 1 && dims[0] !== 3) || typeof dims[1] !== 'number' || typeof dims[2] !== 'number')
-    throw new GraftError(`${path}: the model records no image preprocessing and its input is not [batch, 1 or 3, H, W]`);
+  if (
+    !dims ||
+    dims.length !== 3 ||
+    (dims[0] !== 1 && dims[0] !== 3) ||
+    typeof dims[1] !== 'number' ||
+    typeof dims[2] !== 'number'
+  )
+    throw new GraftError(
+      `${path}: the model records no image preprocessing and its input is not [batch, 1 or 3, H, W]`,
+    );
   setPreprocess(g, {
-    layout: 'NCHW', width: dims[2], height: dims[1], channels: dims[0], channelOrder: dims[0] === 1 ? 'GRAY' : 'RGB',
-    mean: Array(dims[0]).fill(0), std: Array(dims[0]).fill(1 / 255), resize: 'stretch', source: 'default',
+    layout: 'NCHW',
+    width: dims[2],
+    height: dims[1],
+    channels: dims[0],
+    channelOrder: dims[0] === 1 ? 'GRAY' : 'RGB',
+    mean: Array(dims[0]).fill(0),
+    std: Array(dims[0]).fill(1 / 255),
+    resize: 'stretch',
+    source: 'default',
   });
   return g;
 }
 
-async function runImage(job: JobSpec, emit: (e: JobEvent) => void, out: string, labels: number[], seed: number): Promise<JobEvaluation> {
+async function runImage(
+  job: JobSpec,
+  emit: (e: JobEvent) => void,
+  out: string,
+  labels: number[],
+  seed: number,
+): Promise<JobEvaluation> {
   const s = job.settings;
   const backbone = imageBackbone(job.backbone);
   const holdout = s.holdout ?? 0.2;
   const data = {
-    inputs: job.examples.map((e) => e.file!), labels, classes: job.classes, names: job.examples.map((e) => e.id), kind: 'image-folder' as const,
+    inputs: job.examples.map((e) => e.file!),
+    labels,
+    classes: job.classes,
+    names: job.examples.map((e) => e.id),
+    kind: 'image-folder' as const,
   };
   let trained: number;
   let sp: { test: number[] };
   if (job.method === 'features') {
     sp = split(labels, holdout, seed, 0);
     const r = await trainFeatureClassifier(backbone, data, {
-      head: 'logistic', testFraction: holdout, valFraction: 0, seed, batchSize: s.batchSize ?? 32, cacheDir: job.cacheDir, out,
-      onProgress: (p) => emit({ type: 'progress', phase: 'extracting', fraction: 0.85 * (p.examples / Math.max(1, p.total)) }),
+      head: 'logistic',
+      testFraction: holdout,
+      valFraction: 0,
+      seed,
+      batchSize: s.batchSize ?? 32,
+      cacheDir: job.cacheDir,
+      out,
+      onProgress: (p) =>
+        emit({ type: 'progress', phase: 'extracting', fraction: 0.85 * (p.examples / Math.max(1, p.total)) }),
     });
     trained = r.report.examples.train;
     emit({ type: 'epoch', epoch: 1, loss: null, accuracy: null, valAccuracy: r.report.test?.accuracy ?? null });
@@ -167,12 +236,15 @@ async function runImage(job: JobSpec, emit: (e: JobEvent) => void, out: string, 
     if (resumeFrom) {
       emit({ type: 'resumed', fromEpoch: resumeFrom });
       const seen = new Map<number, Extract<JobEvent, { type: 'epoch' }>>();
-      if (existsSync(log)) for (const line of readFileSync(log, 'utf8').split('\n')) {
-        try {
-          const e = JSON.parse(line) as Extract<JobEvent, { type: 'epoch' }>;
-          if (e.epoch <= resumeFrom) seen.set(e.epoch, e);
-        } catch { /* a line cut short by the kill */ }
-      }
+      if (existsSync(log))
+        for (const line of readFileSync(log, 'utf8').split('\n')) {
+          try {
+            const e = JSON.parse(line) as Extract<JobEvent, { type: 'epoch' }>;
+            if (e.epoch <= resumeFrom) seen.set(e.epoch, e);
+          } catch {
+            /* a line cut short by the kill */
+          }
+        }
       for (const e of [...seen.values()].sort((a, b) => a.epoch - b.epoch)) emit(e);
     } else rmSync(log, { force: true });
     // a network without recognisable blocks (the MNIST CNN) is fine-tuned whole: the cut at its input
@@ -180,14 +252,30 @@ async function runImage(job: JobSpec, emit: (e: JobEvent) => void, out: string, 
     const where = blocks ? { topBlocks: Math.min(s.topBlocks ?? 1, blocks) } : { cut: backbone.dataInputs()[0]!.name };
     if (!blocks) emit({ type: 'log', message: 'the backbone has no blocks to cut at: fine-tuning the whole network' });
     const r = await finetuneImages(backbone, data, {
-      ...where, epochs, lr: s.learningRate ?? 1e-3, augment: !!s.augment, testFraction: holdout, valFraction: val, seed,
-      batchSize: s.batchSize ?? 32, cacheDir: job.cacheDir, out, checkpoint: { dir: ckpt, resume: job.resume, keep: 2 },
-      onCacheProgress: (p) => emit({ type: 'progress', phase: 'extracting', fraction: 0.3 * (p.done / Math.max(1, p.total)) }),
+      ...where,
+      epochs,
+      lr: s.learningRate ?? 1e-3,
+      augment: !!s.augment,
+      testFraction: holdout,
+      valFraction: val,
+      seed,
+      batchSize: s.batchSize ?? 32,
+      cacheDir: job.cacheDir,
+      out,
+      checkpoint: { dir: ckpt, resume: job.resume, keep: 2 },
+      onCacheProgress: (p) =>
+        emit({ type: 'progress', phase: 'extracting', fraction: 0.3 * (p.done / Math.max(1, p.total)) }),
       onStep: (st) => {
         emit({ type: 'progress', phase: 'training', fraction: 0.3 + 0.6 * (st.step / Math.max(1, st.totalSteps)) });
       },
       onEpoch: (e) => {
-        const ev = { type: 'epoch' as const, epoch: e.epoch, loss: e.loss, accuracy: null, valAccuracy: e.valAccuracy ?? null };
+        const ev = {
+          type: 'epoch' as const,
+          epoch: e.epoch,
+          loss: e.loss,
+          accuracy: null,
+          valAccuracy: e.valAccuracy ?? null,
+        };
         appendFileSync(log, JSON.stringify(ev) + '\n');
         emit(ev);
       },
@@ -196,8 +284,15 @@ async function runImage(job: JobSpec, emit: (e: JobEvent) => void, out: string, 
   } else throw new GraftError(`method '${job.method}' does not apply to image projects`);
   emit({ type: 'progress', phase: 'evaluating', fraction: 0.92 });
   const test = sp.test;
-  const { pred, prob } = await scoreImages(join(out, 'model.onnx'), test.map((i) => data.inputs[i]!));
-  const m = classificationMetrics(test.map((i) => labels[i]!), pred, job.classes);
+  const { pred, prob } = await scoreImages(
+    join(out, 'model.onnx'),
+    test.map((i) => data.inputs[i]!),
+  );
+  const m = classificationMetrics(
+    test.map((i) => labels[i]!),
+    pred,
+    job.classes,
+  );
   const e = evaluation(m, job.examples, test, pred, prob, job.classes, trained);
   writeFileSync(join(job.runDir, 'evaluation.json'), JSON.stringify(e, null, 2) + '\n');
   emit({ type: 'progress', phase: 'done', fraction: 1 });
@@ -209,14 +304,17 @@ async function scoreImages(modelPath: string, files: string[]): Promise<{ pred: 
   const g = loadModel(modelPath);
   const pre = getPreprocess(g);
   if (!pre) throw new GraftError(`${modelPath}: the saved classifier records no image preprocessing`);
-  const input = g.dataInputs()[0]!.name, output = (g.outputs.find((o) => o.name === 'probabilities') ?? g.outputs[0]!).name;
+  const input = g.dataInputs()[0]!.name,
+    output = (g.outputs.find((o) => o.name === 'probabilities') ?? g.outputs[0]!).name;
   const session = await Session.fromGraph(g, undefined, 'studio evaluation');
-  const pred: number[] = [], prob: number[] = [];
+  const pred: number[] = [],
+    prob: number[] = [];
   try {
     for (let s = 0; s < files.length; s += 32) {
       const x = await imagesToTensor(files.slice(s, s + 32), pre);
       const r = (await session.run({ [input]: x }, [output]))[output]!;
-      const K = r.dims[r.dims.length - 1]!, d = r.data as Float32Array;
+      const K = r.dims[r.dims.length - 1]!,
+        d = r.data as Float32Array;
       argmaxRows(r).forEach((best, i) => {
         pred.push(best);
         prob.push(d[i * K + best]!);
@@ -228,20 +326,29 @@ async function scoreImages(modelPath: string, files: string[]): Promise<{ pred: 
   return { pred, prob };
 }
 
-async function runText(job: JobSpec, emit: (e: JobEvent) => void, out: string, labels: number[], seed: number): Promise<JobEvaluation> {
+async function runText(
+  job: JobSpec,
+  emit: (e: JobEvent) => void,
+  out: string,
+  labels: number[],
+  seed: number,
+): Promise<JobEvaluation> {
   const s = job.settings;
   const holdout = s.holdout ?? 0.25;
   const sp = split(labels, holdout, seed, 0);
   const texts = job.examples.map((e) => e.text!);
-  const trTexts = sp.train.map((i) => texts[i]!), trY = sp.train.map((i) => labels[i]!);
+  const trTexts = sp.train.map((i) => texts[i]!),
+    trY = sp.train.map((i) => labels[i]!);
   const m = loadModelFolderSync(job.backbone);
   const maxLength = Math.min(128, m.tokenizer.modelMaxLength);
   const pooling = 'mean' as const;
   const extractor = new TextFeatureExtractor(m, pooling);
   const share = job.method === 'features' ? 0.85 : 0.25;
   const F = await extractor.extract(trTexts, {
-    maxLength, cache: openCache(job.cacheDir),
-    onProgress: (p) => emit({ type: 'progress', phase: 'extracting', fraction: share * (p.done / Math.max(1, p.total)) }),
+    maxLength,
+    cache: openCache(job.cacheDir),
+    onProgress: (p) =>
+      emit({ type: 'progress', phase: 'extracting', fraction: share * (p.done / Math.max(1, p.total)) }),
   });
   emit({ type: 'progress', phase: 'training', fraction: share });
   const head = await fitTextHead(F, trY, seed);
@@ -250,19 +357,40 @@ async function runText(job: JobSpec, emit: (e: JobEvent) => void, out: string, l
     classifier = addClassifierHead(extractor.graph, gemmFromLogistic(head), { probabilities: true });
   } else if (job.method === 'top-layers' || job.method === 'lora') {
     const lora = job.method === 'lora';
-    let epochLoss: number[] = [], epochAt = 0;
+    let epochLoss: number[] = [],
+      epochAt = 0;
     const flush = () => {
-      if (epochLoss.length) emit({ type: 'epoch', epoch: epochAt + 1, loss: epochLoss.reduce((a, b) => a + b, 0) / epochLoss.length, accuracy: null, valAccuracy: null });
+      if (epochLoss.length)
+        emit({
+          type: 'epoch',
+          epoch: epochAt + 1,
+          loss: epochLoss.reduce((a, b) => a + b, 0) / epochLoss.length,
+          accuracy: null,
+          valAccuracy: null,
+        });
       epochLoss = [];
     };
     const r = await finetuneText(m, trTexts, trY, {
-      mode: lora ? 'lora' : 'top', pooling, maxLength, classes: job.classes.length, seed, head,
+      mode: lora ? 'lora' : 'top',
+      pooling,
+      maxLength,
+      classes: job.classes.length,
+      seed,
+      head,
       ...(lora ? { loraRank: s.loraRank ?? 8, lr: (s.learningRate ?? 1e-4) * 5 } : { lr: s.learningRate ?? 1e-4 }),
-      epochs: s.epochs ?? 3, batchSize: s.batchSize ?? 16,
+      epochs: s.epochs ?? 3,
+      batchSize: s.batchSize ?? 16,
       onStep: (st) => {
-        if (st.epoch !== epochAt) { flush(); epochAt = st.epoch; }
+        if (st.epoch !== epochAt) {
+          flush();
+          epochAt = st.epoch;
+        }
         epochLoss.push(st.loss);
-        emit({ type: 'progress', phase: 'training', fraction: share + (0.9 - share) * (st.step / Math.max(1, st.steps)) });
+        emit({
+          type: 'progress',
+          phase: 'training',
+          fraction: share + (0.9 - share) * (st.step / Math.max(1, st.steps)),
+        });
       },
     });
     flush();
@@ -270,13 +398,33 @@ async function runText(job: JobSpec, emit: (e: JobEvent) => void, out: string, l
   } else throw new GraftError(`method '${job.method}' does not apply to text projects`);
   await extractor.release();
   emit({ type: 'progress', phase: 'saving', fraction: 0.9 });
-  saveTextClassifier(classifier, out, { from: job.backbone, labels: job.classes, settings: { maxLength, pooling, mode: job.method } });
+  saveTextClassifier(classifier, out, {
+    from: job.backbone,
+    labels: job.classes,
+    settings: { maxLength, pooling, mode: job.method },
+  });
   emit({ type: 'progress', phase: 'evaluating', fraction: 0.92 });
   const c = loadTextClassifier(out);
-  const P = await textClassifierProba(c, sp.test.map((i) => texts[i]!), {});
+  const P = await textClassifierProba(
+    c,
+    sp.test.map((i) => texts[i]!),
+    {},
+  );
   const pred = P.map(argmax);
-  const met = classificationMetrics(sp.test.map((i) => labels[i]!), pred, job.classes);
-  const e = evaluation(met, job.examples, sp.test, pred, P.map((p, i) => p[pred[i]!] ?? null), job.classes, sp.train.length);
+  const met = classificationMetrics(
+    sp.test.map((i) => labels[i]!),
+    pred,
+    job.classes,
+  );
+  const e = evaluation(
+    met,
+    job.examples,
+    sp.test,
+    pred,
+    P.map((p, i) => p[pred[i]!] ?? null),
+    job.classes,
+    sp.train.length,
+  );
   writeFileSync(join(job.runDir, 'evaluation.json'), JSON.stringify(e, null, 2) + '\n');
   emit({ type: 'progress', phase: 'done', fraction: 1 });
   return e;

@@ -24,7 +24,10 @@ export const PID_FILE = 'studio.pid';
 function holder(dir: string): { pid?: number; since?: string } {
   try {
     const j = JSON.parse(readFileSync(join(dir, PID_FILE), 'utf8')) as { pid?: unknown; since?: unknown };
-    return { ...(Number.isInteger(j.pid) ? { pid: j.pid as number } : {}), ...(typeof j.since === 'string' ? { since: j.since } : {}) };
+    return {
+      ...(Number.isInteger(j.pid) ? { pid: j.pid as number } : {}),
+      ...(typeof j.since === 'string' ? { since: j.since } : {}),
+    };
   } catch {
     return {};
   }
@@ -37,7 +40,9 @@ export function lockDataDir(dir: string): DataDirLock {
   try {
     db.pragma('locking_mode = EXCLUSIVE');
     // a write transaction takes the exclusive lock; in EXCLUSIVE locking mode it is kept after commit
-    db.exec(`CREATE TABLE IF NOT EXISTS holder (pid INTEGER); BEGIN EXCLUSIVE; DELETE FROM holder; INSERT INTO holder VALUES (${process.pid}); COMMIT;`);
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS holder (pid INTEGER); BEGIN EXCLUSIVE; DELETE FROM holder; INSERT INTO holder VALUES (${process.pid}); COMMIT;`,
+    );
   } catch (e) {
     db.close();
     if ((e as { code?: string }).code !== 'SQLITE_BUSY' && (e as { code?: string }).code !== 'SQLITE_LOCKED') throw e;
@@ -47,7 +52,10 @@ export function lockDataDir(dir: string): DataDirLock {
       `stop that server first${h.pid !== undefined ? ` (kill ${h.pid})` : ''}, or start this one with another --data folder`,
     );
   }
-  atomicWrite(join(dir, PID_FILE), Buffer.from(`${JSON.stringify({ pid: process.pid, since: new Date().toISOString() })}\n`));
+  atomicWrite(
+    join(dir, PID_FILE),
+    Buffer.from(`${JSON.stringify({ pid: process.pid, since: new Date().toISOString() })}\n`),
+  );
   let held = true;
   return {
     dir,

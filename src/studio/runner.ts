@@ -25,7 +25,11 @@ export interface RunSnapshot {
   examples: { id: string; label: number; sha256?: string; text?: string }[];
 }
 
-export interface RunEvent { run: string; event: 'run' | 'progress' | 'epoch' | 'log'; data: unknown }
+export interface RunEvent {
+  run: string;
+  event: 'run' | 'progress' | 'epoch' | 'log';
+  data: unknown;
+}
 
 export interface RunnerOptions {
   dataDir: string;
@@ -38,11 +42,25 @@ const here = fileURLToPath(import.meta.url);
 const workerFile = join(dirname(here), here.endsWith('.ts') ? 'worker.ts' : 'worker.js');
 
 export class Runner extends EventEmitter {
-  private active = new Map<string, { child: ChildProcess; started: number; startFraction: number; lastWrite: number; lastEmit: number; cancelled: boolean }>();
+  private active = new Map<
+    string,
+    {
+      child: ChildProcess;
+      started: number;
+      startFraction: number;
+      lastWrite: number;
+      lastEmit: number;
+      cancelled: boolean;
+    }
+  >();
   readonly concurrency: number;
   private stopping = false;
 
-  constructor(readonly db: StudioDb, readonly blobs: BlobStore, readonly o: RunnerOptions) {
+  constructor(
+    readonly db: StudioDb,
+    readonly blobs: BlobStore,
+    readonly o: RunnerOptions,
+  ) {
     super();
     this.setMaxListeners(0);
     this.concurrency = o.concurrency ?? 1;
@@ -61,7 +79,12 @@ export class Runner extends EventEmitter {
   /** Start-up: runs left 'running' by a dead process become 'interrupted'; queued ones start. */
   recover(): void {
     for (const r of this.db.runsWithStatus('running'))
-      this.db.updateRun(r.id, { status: 'interrupted', resumable: this.resumability(r), eta_seconds: null, error: 'the server stopped while this run was training' });
+      this.db.updateRun(r.id, {
+        status: 'interrupted',
+        resumable: this.resumability(r),
+        eta_seconds: null,
+        error: 'the server stopped while this run was training',
+      });
     this.pump();
   }
 
@@ -85,7 +108,13 @@ export class Runner extends EventEmitter {
 
   /** Put a run (new, or being resumed) in the queue. */
   enqueue(id: string): void {
-    this.db.updateRun(id, { status: 'queued', phase: 'queued', queued_at: new Date().toISOString(), error: null, eta_seconds: null });
+    this.db.updateRun(id, {
+      status: 'queued',
+      phase: 'queued',
+      queued_at: new Date().toISOString(),
+      error: null,
+      eta_seconds: null,
+    });
     this.publishRun(id);
     this.pump();
   }
@@ -100,7 +129,12 @@ export class Runner extends EventEmitter {
       return true;
     }
     if (run.status === 'queued') {
-      this.db.updateRun(id, { status: 'cancelled', phase: 'queued', finished_at: new Date().toISOString(), resumable: this.resumability(run) });
+      this.db.updateRun(id, {
+        status: 'cancelled',
+        phase: 'queued',
+        finished_at: new Date().toISOString(),
+        resumable: this.resumability(run),
+      });
       this.publishRun(id);
       return true;
     }
@@ -137,13 +171,28 @@ export class Runner extends EventEmitter {
       const snap = JSON.parse(run.snapshot ?? 'null') as RunSnapshot | null;
       if (!snap) throw new Error('the run has no examples snapshot');
       spec = {
-        runId: run.id, kind: snap.kind, method: run.method, backbone: snap.backbonePath,
-        settings: JSON.parse(run.settings) as JobSettings, classes: snap.classes,
-        examples: snap.examples.map((e) => ({ id: e.id, label: e.label, ...(e.sha256 ? { file: this.blobs.path(e.sha256) } : {}), ...(e.text !== undefined ? { text: e.text } : {}) })),
-        runDir: this.runDir(run.id), cacheDir: join(this.o.dataDir, 'cache'), resume,
+        runId: run.id,
+        kind: snap.kind,
+        method: run.method,
+        backbone: snap.backbonePath,
+        settings: JSON.parse(run.settings) as JobSettings,
+        classes: snap.classes,
+        examples: snap.examples.map((e) => ({
+          id: e.id,
+          label: e.label,
+          ...(e.sha256 ? { file: this.blobs.path(e.sha256) } : {}),
+          ...(e.text !== undefined ? { text: e.text } : {}),
+        })),
+        runDir: this.runDir(run.id),
+        cacheDir: join(this.o.dataDir, 'cache'),
+        resume,
       };
     } catch (e) {
-      this.db.updateRun(run.id, { status: 'failed', error: (e as Error).message, finished_at: new Date().toISOString() });
+      this.db.updateRun(run.id, {
+        status: 'failed',
+        error: (e as Error).message,
+        finished_at: new Date().toISOString(),
+      });
       this.publishRun(run.id);
       return;
     }
@@ -160,16 +209,38 @@ export class Runner extends EventEmitter {
     const started = Date.now();
     const a = { child, started, startFraction: 0, lastWrite: 0, lastEmit: 0, cancelled: false };
     this.active.set(run.id, a);
-    this.db.updateRun(run.id, { status: 'running', phase: 'preparing', started_at: run.started_at ?? new Date(started).toISOString(), finished_at: null, error: null, evaluation: null, resumable: null, ...(resume ? {} : { fraction: 0 }) });
+    this.db.updateRun(run.id, {
+      status: 'running',
+      phase: 'preparing',
+      started_at: run.started_at ?? new Date(started).toISOString(),
+      finished_at: null,
+      error: null,
+      evaluation: null,
+      resumable: null,
+      ...(resume ? {} : { fraction: 0 }),
+    });
     this.publishRun(run.id);
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
     let outcome: { evaluation?: JobEvaluation; error?: string } | undefined;
     child.on('message', (m: WorkerMessage) => {
       if (m.type === 'progress') this.progress(run.id, a, m.phase, m.fraction, m.message);
       else if (m.type === 'epoch') {
-        this.db.addMetric({ run_id: run.id, epoch: m.epoch, loss: m.loss, accuracy: m.accuracy, val_accuracy: m.valAccuracy });
-        this.publish(run.id, 'epoch', { epoch: m.epoch, loss: m.loss, accuracy: m.accuracy, valAccuracy: m.valAccuracy });
+        this.db.addMetric({
+          run_id: run.id,
+          epoch: m.epoch,
+          loss: m.loss,
+          accuracy: m.accuracy,
+          val_accuracy: m.valAccuracy,
+        });
+        this.publish(run.id, 'epoch', {
+          epoch: m.epoch,
+          loss: m.loss,
+          accuracy: m.accuracy,
+          valAccuracy: m.valAccuracy,
+        });
       } else if (m.type === 'resumed') {
         this.db.clearMetrics(run.id, m.fromEpoch);
         this.publish(run.id, 'log', { message: `resumed after epoch ${m.fromEpoch} from its checkpoint` });
@@ -177,24 +248,47 @@ export class Runner extends EventEmitter {
       else if (m.type === 'done') outcome = { evaluation: m.evaluation as JobEvaluation };
       else if (m.type === 'error') outcome = { error: m.message };
     });
-    child.on('error', (e) => { outcome ??= { error: `the training process failed: ${e.message}` }; });
+    child.on('error', (e) => {
+      outcome ??= { error: `the training process failed: ${e.message}` };
+    });
     child.send(spec);
     child.on('exit', (code, signal) => {
       this.active.delete(run.id);
       const t = new Date().toISOString();
       if (outcome?.evaluation) {
-        this.db.updateRun(run.id, { status: 'done', phase: 'done', fraction: 1, eta_seconds: 0, finished_at: t, evaluation: JSON.stringify(outcome.evaluation) });
+        this.db.updateRun(run.id, {
+          status: 'done',
+          phase: 'done',
+          fraction: 1,
+          eta_seconds: 0,
+          finished_at: t,
+          evaluation: JSON.stringify(outcome.evaluation),
+        });
         const done = this.db.run(run.id);
         if (done) this.o.onFinished?.(done);
       } else if (a.cancelled) {
         const r = this.db.run(run.id);
-        this.db.updateRun(run.id, { status: 'cancelled', eta_seconds: null, finished_at: t, resumable: r ? this.resumability(r) : 'restart' });
+        this.db.updateRun(run.id, {
+          status: 'cancelled',
+          eta_seconds: null,
+          finished_at: t,
+          resumable: r ? this.resumability(r) : 'restart',
+        });
       } else if (outcome?.error) {
-        this.db.updateRun(run.id, { status: 'failed', eta_seconds: null, finished_at: t, error: outcome.error, resumable: 'restart' });
+        this.db.updateRun(run.id, {
+          status: 'failed',
+          eta_seconds: null,
+          finished_at: t,
+          error: outcome.error,
+          resumable: 'restart',
+        });
       } else {
         const r = this.db.run(run.id);
         this.db.updateRun(run.id, {
-          status: 'interrupted', eta_seconds: null, finished_at: t, resumable: r ? this.resumability(r) : 'restart',
+          status: 'interrupted',
+          eta_seconds: null,
+          finished_at: t,
+          resumable: r ? this.resumability(r) : 'restart',
           error: `the training process ended (${signal ?? `exit code ${code}`})${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' ')}` : ''}`,
         });
       }
@@ -203,7 +297,13 @@ export class Runner extends EventEmitter {
     });
   }
 
-  private progress(id: string, a: { started: number; startFraction: number; lastWrite: number; lastEmit: number }, phase: string, fraction: number, message?: string): void {
+  private progress(
+    id: string,
+    a: { started: number; startFraction: number; lastWrite: number; lastEmit: number },
+    phase: string,
+    fraction: number,
+    message?: string,
+  ): void {
     const nowMs = Date.now();
     const elapsed = (nowMs - a.started) / 1000;
     const gained = fraction - a.startFraction;

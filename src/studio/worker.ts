@@ -7,7 +7,10 @@
 import { runJob, type JobSpec, type JobEvent } from './job.js';
 import { GraftError } from '../util/errors.js';
 
-export type WorkerMessage = JobEvent | { type: 'done'; evaluation: unknown } | { type: 'error'; message: string; user: boolean };
+export type WorkerMessage =
+  | JobEvent
+  | { type: 'done'; evaluation: unknown }
+  | { type: 'error'; message: string; user: boolean };
 
 const send = (m: WorkerMessage, then?: () => void) => {
   if (process.connected) process.send!(m, undefined, {}, () => then?.());
@@ -23,7 +26,11 @@ process.once('message', (job: JobSpec) => {
     },
     (e: unknown) => {
       const err = e as Error;
-      finish({ type: 'error', message: err instanceof GraftError ? err.message : (err?.stack ?? String(e)), user: err instanceof GraftError });
+      finish({
+        type: 'error',
+        message: err instanceof GraftError ? err.message : (err?.stack ?? String(e)),
+        user: err instanceof GraftError,
+      });
     },
   );
 });

@@ -7,12 +7,20 @@ import { GraftError } from '../util/errors.js';
 
 /** sacreBLEU's `13a` tokenizer (mteval-v13a): separate punctuation and symbols, keep decimals together. */
 export function tokenize13a(line: string): string[] {
-  let s = line.replace(/<skipped>/g, '').replace(/-\n/g, '').replace(/\n/g, ' ');
-  if (s.includes('&')) s = s.replace(/&quot;/g, '"').replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>');
+  let s = line
+    .replace(/<skipped>/g, '')
+    .replace(/-\n/g, '')
+    .replace(/\n/g, ' ');
+  if (s.includes('&'))
+    s = s
+      .replace(/&quot;/g, '"')
+      .replace(/&amp;/g, '&')
+      .replace(/&lt;/g, '<')
+      .replace(/&gt;/g, '>');
   s = ` ${s} `;
-  s = s.replace(/([\{-\~\[-\` -\&\(-\+\:-\@\/])/g, ' $1 ');
-  s = s.replace(/([^0-9])([\.,])/g, '$1 $2 ');
-  s = s.replace(/([\.,])([^0-9])/g, ' $1 $2');
+  s = s.replace(/([{-~[-` -&(-+:-@/])/g, ' $1 ');
+  s = s.replace(/([^0-9])([.,])/g, '$1 $2 ');
+  s = s.replace(/([.,])([^0-9])/g, ' $1 $2');
   s = s.replace(/([0-9])(-)/g, '$1 $2 ');
   return s.split(/\s+/).filter((t) => t.length > 0);
 }
@@ -43,15 +51,22 @@ function ngrams(tokens: string[], n: number): Map<string, number> {
  * Corpus BLEU of hypotheses against one or more reference streams (`refs[k][i]` is the k-th
  * reference of sentence i, as sacreBLEU's `corpus_score(hyps, refs)`).
  */
-export function corpusBleu(hyps: readonly string[], refs: readonly (readonly string[])[], opts: { maxOrder?: number; lowercase?: boolean } = {}): BleuResult {
+export function corpusBleu(
+  hyps: readonly string[],
+  refs: readonly (readonly string[])[],
+  opts: { maxOrder?: number; lowercase?: boolean } = {},
+): BleuResult {
   const N = opts.maxOrder ?? 4;
   if (!refs.length) throw new GraftError('BLEU needs at least one reference stream');
-  for (const r of refs) if (r.length !== hyps.length) throw new GraftError(`BLEU: ${hyps.length} hypotheses but a reference stream of ${r.length}`);
+  for (const r of refs)
+    if (r.length !== hyps.length)
+      throw new GraftError(`BLEU: ${hyps.length} hypotheses but a reference stream of ${r.length}`);
   // as sacreBLEU's _preprocess_segment: lowercase (optional), strip trailing whitespace, tokenize
   const prep = (s: string) => tokenize13a((opts.lowercase ? s.toLowerCase() : s).trimEnd());
   const counts = new Array<number>(N).fill(0);
   const totals = new Array<number>(N).fill(0);
-  let hypLen = 0, refLen = 0;
+  let hypLen = 0,
+    refLen = 0;
   hyps.forEach((h, i) => {
     const ht = prep(h);
     const rts = refs.map((r) => prep(r[i]!));
@@ -59,7 +74,8 @@ export function corpusBleu(hyps: readonly string[], refs: readonly (readonly str
     // closest reference length, ties to the shorter
     let best = rts[0]!.length;
     for (const r of rts) {
-      const d = Math.abs(r.length - ht.length), bd = Math.abs(best - ht.length);
+      const d = Math.abs(r.length - ht.length),
+        bd = Math.abs(best - ht.length);
       if (d < bd || (d === bd && r.length < best)) best = r.length;
     }
     refLen += best;

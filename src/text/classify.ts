@@ -17,7 +17,15 @@ import { addLora, mergeLora } from '../finetune/lora.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
 import type { TextTokenizer, EncodedBatch } from './tokenizer.js';
-import { addPooling, addClassifierHead, encoderLayerCount, textFeeds, LOGITS, POOLED, type Pooling } from './encoder.js';
+import {
+  addPooling,
+  addClassifierHead,
+  encoderLayerCount,
+  textFeeds,
+  LOGITS,
+  POOLED,
+  type Pooling,
+} from './encoder.js';
 import { trainLoop, shuffledBatches } from '../train/loop.js';
 import { LearningRate, Logger, runCallbacks, type RunOptions } from '../train/callbacks.js';
 import { labelsTensor } from '../train/fit.js';
@@ -53,7 +61,10 @@ export class TextFeatureExtractor {
   private modelHash?: string;
   readonly graph: Graph;
 
-  constructor(readonly model: TextModel, readonly pooling: Pooling = 'mean') {
+  constructor(
+    readonly model: TextModel,
+    readonly pooling: Pooling = 'mean',
+  ) {
     this.graph = addPooling(model.graph, pooling);
   }
 
@@ -85,7 +96,10 @@ export class TextFeatureExtractor {
     const order = todo.map((_, k) => k).sort((a, b) => lens[a]! - lens[b]!);
     for (let s = 0; s < order.length; s += bs) {
       const idx = order.slice(s, s + bs).map((k) => todo[k]!);
-      const enc = this.model.tokenizer.encodeBatch(idx.map((i) => texts[i]!), { maxLength, source: o.source, warn: o.warn, rows: idx.map((i) => o.rows?.[i] ?? i) });
+      const enc = this.model.tokenizer.encodeBatch(
+        idx.map((i) => texts[i]!),
+        { maxLength, source: o.source, warn: o.warn, rows: idx.map((i) => o.rows?.[i] ?? i) },
+      );
       const res = await this.session!.run(textFeeds(this.graph, enc));
       const p = res[POOLED]!;
       const d = p.dims[1]!;
@@ -107,8 +121,14 @@ export class TextFeatureExtractor {
 }
 
 /** A fitted logistic head as a MatMul weight [hidden, classes] on raw features (standardization folded in). */
-export function gemmFromLogistic(head: LogisticRegression): { weight: Float32Array; bias: Float32Array; hidden: number; classes: number } {
-  const K = head.numClasses, D = head.dim;
+export function gemmFromLogistic(head: LogisticRegression): {
+  weight: Float32Array;
+  bias: Float32Array;
+  hidden: number;
+  classes: number;
+} {
+  const K = head.numClasses,
+    D = head.dim;
   const f = head.folded(); // [K, D]
   const weight = new Float32Array(D * K);
   for (let k = 0; k < K; k++) for (let j = 0; j < D; j++) weight[j * K + k] = f.weight[k * D + j]!;
@@ -116,9 +136,18 @@ export function gemmFromLogistic(head: LogisticRegression): { weight: Float32Arr
 }
 
 /** A small random head (used when fine-tuning starts without a linear probe). */
-export function randomHead(hidden: number, classes: number, seed = 0): { weight: Float32Array; bias: Float32Array; hidden: number; classes: number } {
+export function randomHead(
+  hidden: number,
+  classes: number,
+  seed = 0,
+): { weight: Float32Array; bias: Float32Array; hidden: number; classes: number } {
   const rng = new Rng(seed + 7);
-  return { weight: Float32Array.from({ length: hidden * classes }, () => 0.02 * rng.normal()), bias: new Float32Array(classes), hidden, classes };
+  return {
+    weight: Float32Array.from({ length: hidden * classes }, () => 0.02 * rng.normal()),
+    bias: new Float32Array(classes),
+    hidden,
+    classes,
+  };
 }
 
 export type FinetuneMode = 'full' | 'top' | 'lora';
@@ -176,7 +205,10 @@ function patternOf(src: string, what: string): RegExp {
   try {
     return new RegExp(src);
   } catch (e) {
-    throw new GraftError(`${what} pattern /${src}/ is not a valid regular expression: ${(e as Error).message}`, what === 'trainable' ? 'check --trainable' : undefined);
+    throw new GraftError(
+      `${what} pattern /${src}/ is not a valid regular expression: ${(e as Error).message}`,
+      what === 'trainable' ? 'check --trainable' : undefined,
+    );
   }
 }
 
@@ -188,7 +220,12 @@ function lastLayerPattern(g: Graph): string {
 }
 
 /** Fine-tune an encoder with a classification head on (texts, y). */
-export async function finetuneText(model: TextModel, texts: readonly string[], y: readonly number[], o: TextFinetuneOptions): Promise<TextFinetuneResult> {
+export async function finetuneText(
+  model: TextModel,
+  texts: readonly string[],
+  y: readonly number[],
+  o: TextFinetuneOptions,
+): Promise<TextFinetuneResult> {
   const pooling = o.pooling ?? 'mean';
   const maxLength = o.maxLength ?? model.tokenizer.modelMaxLength;
   const pooled = addPooling(model.graph, pooling);
@@ -201,9 +238,20 @@ export async function finetuneText(model: TextModel, texts: readonly string[], y
   const headParams = ['head.weight', 'head.bias'];
   if (mode === 'top') {
     const pat = patternOf(o.trainable ?? lastLayerPattern(model.graph), 'trainable');
-    trainable = { names: [...headParams, ...[...g.initializers.keys()].filter((k) => pat.test(k) && g.initializers.get(k)!.dtype === 'float32')] };
+    trainable = {
+      names: [
+        ...headParams,
+        ...[...g.initializers.keys()].filter((k) => pat.test(k) && g.initializers.get(k)!.dtype === 'float32'),
+      ],
+    };
   } else if (mode === 'lora') {
-    const r = addLora(g, { rank: o.loraRank ?? 8, alpha: o.loraAlpha ?? 2 * (o.loraRank ?? 8), match: patternOf(o.loraMatch ?? DEFAULT_LORA_MATCH, 'LoRA match'), targets: ['MatMul'], seed: o.seed ?? 0 });
+    const r = addLora(g, {
+      rank: o.loraRank ?? 8,
+      alpha: o.loraAlpha ?? 2 * (o.loraRank ?? 8),
+      match: patternOf(o.loraMatch ?? DEFAULT_LORA_MATCH, 'LoRA match'),
+      targets: ['MatMul'],
+      seed: o.seed ?? 0,
+    });
     g = r.graph;
     trainable = { names: [...headParams, ...r.params] };
   }
@@ -222,15 +270,41 @@ export async function finetuneText(model: TextModel, texts: readonly string[], y
   });
   try {
     const config = {
-      data: sha256(texts.join('\u0000')), mode, pooling, maxLength, classes: o.classes, head: o.head ? 'probe' : 'random', headLrScale: o.headLrScale ?? 1, weightDecay: o.weightDecay ?? 0.01,
-      tokenDropout: o.tokenDropout ?? 0, freezeHead: !!o.freezeHead, trainable: o.trainable ?? null, loraRank: o.loraRank ?? null, loraAlpha: o.loraAlpha ?? null,
-      loraMatch: o.loraMatch ?? null, clipNorm: o.clipNorm ?? 1,
+      data: sha256(texts.join('\u0000')),
+      mode,
+      pooling,
+      maxLength,
+      classes: o.classes,
+      head: o.head ? 'probe' : 'random',
+      headLrScale: o.headLrScale ?? 1,
+      weightDecay: o.weightDecay ?? 0.01,
+      tokenDropout: o.tokenDropout ?? 0,
+      freezeHead: !!o.freezeHead,
+      trainable: o.trainable ?? null,
+      loraRank: o.loraRank ?? null,
+      loraAlpha: o.loraAlpha ?? null,
+      loraMatch: o.loraMatch ?? null,
+      clipNorm: o.clipNorm ?? 1,
     };
-    const { steps, losses, resumedFrom } = await runTextEpochs(trainer, y, { ...o, config }, o.lr ?? 2e-5, (idx, epoch, rng) => {
-      const enc = model.tokenizer.encodeBatch(idx.map((i) => texts[i]!), { maxLength, source: o.source, warn: epoch === 0 ? o.warn : () => {}, rows: idx.map((i) => o.rows?.[i] ?? i) });
-      if (o.tokenDropout) dropTokens(enc, o.tokenDropout, rng);
-      return textFeeds(g, enc);
-    });
+    const { steps, losses, resumedFrom } = await runTextEpochs(
+      trainer,
+      y,
+      { ...o, config },
+      o.lr ?? 2e-5,
+      (idx, epoch, rng) => {
+        const enc = model.tokenizer.encodeBatch(
+          idx.map((i) => texts[i]!),
+          {
+            maxLength,
+            source: o.source,
+            warn: epoch === 0 ? o.warn : () => {},
+            rows: idx.map((i) => o.rows?.[i] ?? i),
+          },
+        );
+        if (o.tokenDropout) dropTokens(enc, o.tokenDropout, rng);
+        return textFeeds(g, enc);
+      },
+    );
     let out = trainer.toGraph();
     if (mode === 'lora') out = mergeLora(out);
     return { graph: out, steps, losses, ...(resumedFrom ? { resumedFrom } : {}) };
@@ -247,23 +321,47 @@ export async function finetuneText(model: TextModel, texts: readonly string[], y
  * checkpointed, and `resume` continues bit for bit; `config` names the settings a resume must match.
  */
 export async function runTextEpochs(
-  trainer: Trainer, y: readonly number[],
-  o: Pick<TextFinetuneOptions, 'epochs' | 'minSteps' | 'batchSize' | 'seed' | 'warmup' | 'onStep'> & RunOptions & { config?: Record<string, unknown> }, base: number,
+  trainer: Trainer,
+  y: readonly number[],
+  o: Pick<TextFinetuneOptions, 'epochs' | 'minSteps' | 'batchSize' | 'seed' | 'warmup' | 'onStep'> &
+    RunOptions & { config?: Record<string, unknown> },
+  base: number,
   feeds: (idx: number[], epoch: number, rng: Rng) => Feeds,
 ): Promise<{ steps: number; losses: number[]; resumedFrom: number }> {
-  const bs = o.batchSize ?? 16, n = y.length;
+  const bs = o.batchSize ?? 16,
+    n = y.length;
   if (n === 0) throw new GraftError('no training texts: fine-tuning needs at least one labelled text');
   if (!(Number.isInteger(bs) && bs >= 1)) throw new GraftError(`batch size must be a whole number ≥ 1, got ${bs}`);
   const perEpoch = Math.ceil(n / bs);
   const epochs = Math.max(o.epochs ?? 3, Math.ceil((o.minSteps ?? 0) / perEpoch));
   const steps = epochs * perEpoch;
-  const source = shuffledBatches(n, bs, epochs, (idx, epoch, rng) => ({ feeds: feeds(idx, epoch - 1, rng), target: labelsTensor(idx.map((i) => y[i]!)), size: idx.length }));
-  const config = { texts: n, labels: sha256(new Uint8Array(Int32Array.from(y).buffer)), batchSize: bs, epochs, seed: o.seed ?? 0, lr: base, warmup: o.warmup ?? 0.1, ...o.config };
+  const source = shuffledBatches(n, bs, epochs, (idx, epoch, rng) => ({
+    feeds: feeds(idx, epoch - 1, rng),
+    target: labelsTensor(idx.map((i) => y[i]!)),
+    size: idx.length,
+  }));
+  const config = {
+    texts: n,
+    labels: sha256(new Uint8Array(Int32Array.from(y).buffer)),
+    batchSize: bs,
+    epochs,
+    seed: o.seed ?? 0,
+    lr: base,
+    warmup: o.warmup ?? 0.1,
+    ...o.config,
+  };
   const r = await trainLoop(trainer, source, {
-    seed: o.seed ?? 0, lr: base, releaseOnError: false,
+    seed: o.seed ?? 0,
+    lr: base,
+    releaseOnError: false,
     callbacks: [
-      LearningRate.of({ kind: 'linear', warmupFraction: o.warmup ?? 0.1 }, base, { totalSteps: steps, stepsPerEpoch: perEpoch }),
-      ...(o.onStep ? [new Logger({ onStep: (_c, s) => o.onStep!({ step: s.step, steps, loss: s.loss, epoch: s.epoch - 1 }) })] : []),
+      LearningRate.of({ kind: 'linear', warmupFraction: o.warmup ?? 0.1 }, base, {
+        totalSteps: steps,
+        stepsPerEpoch: perEpoch,
+      }),
+      ...(o.onStep
+        ? [new Logger({ onStep: (_c, s) => o.onStep!({ step: s.step, steps, loss: s.loss, epoch: s.epoch - 1 }) })]
+        : []),
       ...runCallbacks(o, config, 'fine-tuning'),
     ],
   });
@@ -293,7 +391,14 @@ export async function predictTextProba(
   classifier: Graph,
   tokenizer: TextTokenizer,
   texts: readonly string[],
-  o: { maxLength?: number; batchSize?: number; source?: string; rows?: readonly number[]; warn?: (m: string) => void; onProgress?: (done: number, total: number) => void } = {},
+  o: {
+    maxLength?: number;
+    batchSize?: number;
+    source?: string;
+    rows?: readonly number[];
+    warn?: (m: string) => void;
+    onProgress?: (done: number, total: number) => void;
+  } = {},
 ): Promise<Float32Array[]> {
   const session = await Session.fromGraph(classifier, {}, 'text classifier');
   const out = outputName(classifier);
@@ -304,7 +409,10 @@ export async function predictTextProba(
   try {
     for (let s = 0; s < order.length; s += bs) {
       const idx = order.slice(s, s + bs);
-      const enc = tokenizer.encodeBatch(idx.map((i) => texts[i]!), { maxLength, source: o.source, warn: o.warn, rows: idx.map((i) => o.rows?.[i] ?? i) });
+      const enc = tokenizer.encodeBatch(
+        idx.map((i) => texts[i]!),
+        { maxLength, source: o.source, warn: o.warn, rows: idx.map((i) => o.rows?.[i] ?? i) },
+      );
       const r = (await session.run(textFeeds(classifier, enc)))[out]!;
       const K = r.dims[1]!;
       const d = r.data as Float32Array;

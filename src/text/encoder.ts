@@ -63,12 +63,30 @@ export function addClassifierHead(
   o: { probabilities?: boolean } = {},
 ): Graph {
   const g = pooledGraph.clone();
-  g.initializers.set('head.weight', { dtype: 'float32', dims: [head.hidden, head.classes], data: Float32Array.from(head.weight) });
+  g.initializers.set('head.weight', {
+    dtype: 'float32',
+    dims: [head.hidden, head.classes],
+    data: Float32Array.from(head.weight),
+  });
   g.initializers.set('head.bias', { dtype: 'float32', dims: [head.classes], data: Float32Array.from(head.bias) });
-  g.nodes.push({ name: 'head/gemm', opType: 'Gemm', domain: '', inputs: [POOLED, 'head.weight', 'head.bias'], outputs: [LOGITS], attrs: {} });
+  g.nodes.push({
+    name: 'head/gemm',
+    opType: 'Gemm',
+    domain: '',
+    inputs: [POOLED, 'head.weight', 'head.bias'],
+    outputs: [LOGITS],
+    attrs: {},
+  });
   const batch = g.inputs[0]?.shape?.[0] ?? 'batch';
   if (o.probabilities) {
-    g.nodes.push({ name: 'head/softmax', opType: 'Softmax', domain: '', inputs: [LOGITS], outputs: [PROBABILITIES], attrs: { axis: A.i(-1) } });
+    g.nodes.push({
+      name: 'head/softmax',
+      opType: 'Softmax',
+      domain: '',
+      inputs: [LOGITS],
+      outputs: [PROBABILITIES],
+      attrs: { axis: A.i(-1) },
+    });
     g.outputs = [{ name: PROBABILITIES, dtype: 'float32', shape: [batch, head.classes] }];
   } else g.outputs = [{ name: LOGITS, dtype: 'float32', shape: [batch, head.classes] }];
   return g;
@@ -78,7 +96,14 @@ export function addClassifierHead(
 export function withProbabilities(classifier: Graph): Graph {
   const g = classifier.clone();
   if (g.outputs[0]?.name === PROBABILITIES) return g;
-  g.nodes.push({ name: 'head/softmax', opType: 'Softmax', domain: '', inputs: [LOGITS], outputs: [PROBABILITIES], attrs: { axis: A.i(-1) } });
+  g.nodes.push({
+    name: 'head/softmax',
+    opType: 'Softmax',
+    domain: '',
+    inputs: [LOGITS],
+    outputs: [PROBABILITIES],
+    attrs: { axis: A.i(-1) },
+  });
   const classes = g.initializers.get('head.bias')?.dims[0] ?? null;
   g.outputs = [{ name: PROBABILITIES, dtype: 'float32', shape: [g.inputs[0]?.shape?.[0] ?? 'batch', classes] }];
   return g;
@@ -92,7 +117,8 @@ export function withWeights(base: Graph, tuned: Graph, mix = 1): Graph {
     if (!u || u.dtype !== 'float32' || t.dtype !== 'float32') continue;
     if (mix === 1) g.initializers.set(k, u);
     else {
-      const a = t.data as Float32Array, b = u.data as Float32Array;
+      const a = t.data as Float32Array,
+        b = u.data as Float32Array;
       g.initializers.set(k, { ...t, data: a.map((v, i) => (1 - mix) * v + mix * b[i]!) });
     }
   }
@@ -101,7 +127,11 @@ export function withWeights(base: Graph, tuned: Graph, mix = 1): Graph {
 
 /** Feeds for the graph's text inputs from an encoded batch (only the inputs the graph has). */
 export function textFeeds(g: Graph, enc: EncodedBatch): Feeds {
-  const all: Record<string, Tensor> = { input_ids: enc.inputIds, attention_mask: enc.attentionMask, token_type_ids: enc.tokenTypeIds };
+  const all: Record<string, Tensor> = {
+    input_ids: enc.inputIds,
+    attention_mask: enc.attentionMask,
+    token_type_ids: enc.tokenTypeIds,
+  };
   const f: Feeds = {};
   for (const i of g.inputs) {
     if (g.initializers.has(i.name)) continue;
@@ -113,7 +143,9 @@ export function textFeeds(g: Graph, enc: EncodedBatch): Feeds {
 
 /** The text input names a graph reads (input_ids, attention_mask, token_type_ids). */
 export function textInputNames(g: Graph): string[] {
-  return g.inputs.filter((i) => ['input_ids', 'attention_mask', 'token_type_ids'].includes(i.name) && !g.initializers.has(i.name)).map((i) => i.name);
+  return g.inputs
+    .filter((i) => ['input_ids', 'attention_mask', 'token_type_ids'].includes(i.name) && !g.initializers.has(i.name))
+    .map((i) => i.name);
 }
 
 /** The number of encoder layers, from parameter names like `encoder.layer.3.…` (0 when none are named so). */

@@ -66,7 +66,8 @@ export function pickToken(logits: ArrayLike<number>, o: SamplingOptions, rng: Rn
   p = p.map((x) => x / z);
   if (o.topP !== undefined) {
     if (!(o.topP > 0 && o.topP <= 1)) throw new GraftError(`top-p must be in (0, 1], got ${o.topP}`);
-    let cum = 0, keep = 0;
+    let cum = 0,
+      keep = 0;
     while (keep < p.length && cum < o.topP) cum += p[keep++]!;
     idx = idx.slice(0, keep);
     p = p.slice(0, keep);
@@ -104,7 +105,13 @@ const stderrWarn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
 /** A causal LM ready for generation: a key/value-cached decoder, or one session returning each row's last-position logits. */
 export class CausalLm {
-  private constructor(private session: Session | undefined, private out: string, readonly maxPositions: number, private kv: KvDecoder | undefined, private useCache = true) {}
+  private constructor(
+    private session: Session | undefined,
+    private out: string,
+    readonly maxPositions: number,
+    private kv: KvDecoder | undefined,
+    private useCache = true,
+  ) {}
 
   /**
    * Wrap a causal LM graph (inputs input_ids, attention_mask; first output logits [batch, seq, vocab]).
@@ -118,11 +125,16 @@ export class CausalLm {
     const logits = model.outputs[0]?.name;
     if (!logits) throw new GraftError('the language model has no outputs');
     for (const need of ['input_ids', 'attention_mask'])
-      if (!model.inputs.some((i) => i.name === need)) throw new GraftError(`the language model has no '${need}' input (inputs: ${model.inputs.map((i) => i.name).join(', ')})`);
+      if (!model.inputs.some((i) => i.name === need))
+        throw new GraftError(
+          `the language model has no '${need}' input (inputs: ${model.inputs.map((i) => i.name).join(', ')})`,
+        );
     if (opts.cache !== false) {
       const kv = await KvDecoder.fromGraph(model, LM_INPUTS, opts.runtime, { specialize: opts.specializeStep });
       if (kv instanceof KvDecoder) return new CausalLm(undefined, '', maxPositions, kv);
-      (opts.warn ?? stderrWarn)(`no key/value cache for ${model.name}: ${kv.reason}; generating without one (every token re-reads the whole prefix)`);
+      (opts.warn ?? stderrWarn)(
+        `no key/value cache for ${model.name}: ${kv.reason}; generating without one (every token re-reads the whole prefix)`,
+      );
     }
     const g = model.clone();
     const b = new Builder(g, 'generate/');
@@ -155,7 +167,10 @@ export class CausalLm {
     const att = new BigInt64Array(n * s);
     const last = new BigInt64Array(n);
     ctx.forEach((r, i) => {
-      r.forEach((t, j) => { ids[i * s + j] = BigInt(t); att[i * s + j] = 1n; });
+      r.forEach((t, j) => {
+        ids[i * s + j] = BigInt(t);
+        att[i * s + j] = 1n;
+      });
       last[i] = BigInt(r.length - 1);
     });
     const res = await this.session!.run({
@@ -174,7 +189,11 @@ export class CausalLm {
     const maxNew = o.maxNewTokens ?? 40;
     if (!(maxNew >= 0)) throw new GraftError(`max new tokens must be ≥ 0, got ${maxNew}`);
     const rng = new Rng(o.seed ?? 1);
-    if (o.warn) this.warnLongPrompts(prompts.map((p, i) => ({ name: `prompt ${i + 1}`, tokens: p.length })), o.warn);
+    if (o.warn)
+      this.warnLongPrompts(
+        prompts.map((p, i) => ({ name: `prompt ${i + 1}`, tokens: p.length })),
+        o.warn,
+      );
     const rows = prompts.map((p) => [...p]);
     const out: number[][] = prompts.map(() => []);
     let active = [...rows.keys()];
@@ -186,13 +205,32 @@ export class CausalLm {
       // A prompt that fits but grows past the context: say once, when its start first slides out of view.
       for (const i of active)
         if (o.warn && rows[i]!.length === this.maxPositions + 1 && prompts[i]!.length <= this.maxPositions)
-          o.warn(`prompt ${i + 1}: prompt and generated text passed the model's ${this.maxPositions} positions after ${step} new tokens; from here on only the last ${this.maxPositions} tokens are seen`);
-      if (this.kv && !windowed && active.some((i) => rows[i]!.length > this.maxPositions)) { windowed = true; state = undefined; }
+          o.warn(
+            `prompt ${i + 1}: prompt and generated text passed the model's ${this.maxPositions} positions after ${step} new tokens; from here on only the last ${this.maxPositions} tokens are seen`,
+          );
+      if (this.kv && !windowed && active.some((i) => rows[i]!.length > this.maxPositions)) {
+        windowed = true;
+        state = undefined;
+      }
       let logits: Float32Array[];
-      if (!this.kv || windowed) logits = await this.nextLogits(active.map((i) => rows[i]!), o.pad);
-      else if (!state) ({ logits, state } = await this.kv.start(active.map((i) => rows[i]!), {}, o.pad));
-      else logits = await this.kv.step(state, active.map((i) => rows[i]![rows[i]!.length - 1]!));
-      const still: number[] = [], kept: number[] = [];
+      if (!this.kv || windowed)
+        logits = await this.nextLogits(
+          active.map((i) => rows[i]!),
+          o.pad,
+        );
+      else if (!state)
+        ({ logits, state } = await this.kv.start(
+          active.map((i) => rows[i]!),
+          {},
+          o.pad,
+        ));
+      else
+        logits = await this.kv.step(
+          state,
+          active.map((i) => rows[i]![rows[i]!.length - 1]!),
+        );
+      const still: number[] = [],
+        kept: number[] = [];
       active.forEach((i, k) => {
         const t = pickToken(logits[k]!, o, rng);
         if (o.eos !== undefined && t === o.eos) return;
@@ -212,7 +250,9 @@ export class CausalLm {
   warnLongPrompts(prompts: { name: string; tokens: number }[], warn: (message: string) => void): void {
     for (const p of prompts)
       if (p.tokens > this.maxPositions)
-        warn(`${p.name}: ${p.tokens} tokens, longer than the model's ${this.maxPositions} positions; its first ${p.tokens - this.maxPositions} token${p.tokens - this.maxPositions === 1 ? '' : 's'} are dropped (only the last ${this.maxPositions} are seen)`);
+        warn(
+          `${p.name}: ${p.tokens} tokens, longer than the model's ${this.maxPositions} positions; its first ${p.tokens - this.maxPositions} token${p.tokens - this.maxPositions === 1 ? '' : 's'} are dropped (only the last ${this.maxPositions} are seen)`,
+        );
   }
 
   async release(): Promise<void> {
@@ -235,14 +275,22 @@ export interface GeneratedText {
  * Generate continuations of text prompts. The prompt is encoded without special tokens and, when the
  * tokenizer has a beginning-of-text token (GPT-2-style, possibly shared with end-of-text), starts with it.
  */
-export async function generateText(lm: CausalLm, tok: TextTokenizer, prompts: string[], o: GenerateOptions = {}): Promise<GeneratedText[]> {
+export async function generateText(
+  lm: CausalLm,
+  tok: TextTokenizer,
+  prompts: string[],
+  o: GenerateOptions = {},
+): Promise<GeneratedText[]> {
   const bos = tok.bosId ?? tok.eosId;
   const ids = prompts.map((p) => [...(bos !== undefined ? [bos] : []), ...tok.encode(p, { addSpecialTokens: false })]);
   const eos = o.eos ?? tok.eosId;
   const { warn, ...rest } = o;
   if (warn) {
     const quote = (p: string) => JSON.stringify(p.length > 40 ? p.slice(0, 37) + '...' : p);
-    lm.warnLongPrompts(prompts.map((p, i) => ({ name: `prompt ${i + 1} (${quote(p)})`, tokens: ids[i]!.length })), warn);
+    lm.warnLongPrompts(
+      prompts.map((p, i) => ({ name: `prompt ${i + 1} (${quote(p)})`, tokens: ids[i]!.length })),
+      warn,
+    );
   }
   const gen = await lm.generate(ids, { pad: tok.padId, ...rest, ...(eos !== undefined ? { eos } : {}) });
   return prompts.map((p, i) => ({

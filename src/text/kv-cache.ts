@@ -44,7 +44,11 @@ export interface DecoderInputs {
 }
 
 export const LM_INPUTS: DecoderInputs = { ids: 'input_ids', mask: 'attention_mask' };
-export const SEQ2SEQ_INPUTS: DecoderInputs = { ids: 'decoder_input_ids', mask: 'decoder_attention_mask', encoder: ['input_ids', 'attention_mask'] };
+export const SEQ2SEQ_INPUTS: DecoderInputs = {
+  ids: 'decoder_input_ids',
+  mask: 'decoder_attention_mask',
+  encoder: ['input_ids', 'attention_mask'],
+};
 
 export const pastKey = (i: number) => `past_key_values.${i}.key`;
 export const pastValue = (i: number) => `past_key_values.${i}.value`;
@@ -72,7 +76,14 @@ const PASS = new Set(['Unsqueeze', 'Reshape', 'Cast', 'Squeeze', 'Expand', 'Slic
 
 /** Each row's logits at its last_position, as the output next_logits. */
 function gatherLast(g: Graph, logits: string): string {
-  g.nodes.push({ name: 'kv/next_logits', opType: 'GatherND', domain: '', inputs: [logits, LAST], outputs: [NEXT], attrs: { batch_dims: A.i(1) } });
+  g.nodes.push({
+    name: 'kv/next_logits',
+    opType: 'GatherND',
+    domain: '',
+    inputs: [logits, LAST],
+    outputs: [NEXT],
+    attrs: { batch_dims: A.i(1) },
+  });
   return NEXT;
 }
 
@@ -104,7 +115,11 @@ export function kvRewrite(model: Graph, inputs: DecoderInputs = LM_INPUTS): KvRe
     const hit = constMemo.get(v);
     if (hit !== undefined) return hit;
     const p = prod.get(v);
-    const r = g.initializers.has(v) || (!p ? !inputSet.has(v) : p.opType === 'Constant' || (p.inputs.length > 0 && p.inputs.every((i) => !i || isConst(i))));
+    const r =
+      g.initializers.has(v) ||
+      (!p
+        ? !inputSet.has(v)
+        : p.opType === 'Constant' || (p.inputs.length > 0 && p.inputs.every((i) => !i || isConst(i))));
     constMemo.set(v, r);
     return r;
   };
@@ -115,18 +130,30 @@ export function kvRewrite(model: Graph, inputs: DecoderInputs = LM_INPUTS): KvRe
     return depth > 0 && ELEMENTWISE.has(p.opType) && p.inputs.some((i) => i && reachesScores(i, depth - 1));
   };
 
-  interface Block { scores: Node; pv: Node; kT: string; k: string; v: string; maskAdds: [Node, number][]; maskWheres: Node[] }
+  interface Block {
+    scores: Node;
+    pv: Node;
+    kT: string;
+    k: string;
+    v: string;
+    maskAdds: [Node, number][];
+    maskWheres: Node[];
+  }
   const blocks: Block[] = [];
   const order = new Map(g.topoSort().map((n, i) => [n, i]));
   for (const sm of g.nodes.filter((n) => n.opType === 'Softmax' && dep.has(n.inputs[0]!))) {
     // back from the softmax to Q·Kᵀ, through scale, mask and cast ops
-    const maskAdds: [Node, number][] = [], maskWheres: Node[] = [];
+    const maskAdds: [Node, number][] = [],
+      maskWheres: Node[] = [];
     let cur = sm.inputs[0]!;
     let scores: Node | undefined;
     for (let hops = 0; hops < 8; hops++) {
       const p = prod.get(cur);
       if (!p) break;
-      if (p.opType === 'MatMul') { scores = p; break; }
+      if (p.opType === 'MatMul') {
+        scores = p;
+        break;
+      }
       if (!ELEMENTWISE.has(p.opType)) break;
       const path = p.inputs.findIndex((i) => i && reachesScores(i, 8));
       if (path < 0) break;
@@ -135,14 +162,18 @@ export function kvRewrite(model: Graph, inputs: DecoderInputs = LM_INPUTS): KvRe
         if (k === path || !x || isConst(x)) continue;
         if (p.opType === 'Add') maskAdds.push([p, k]);
         else if (p.opType === 'Where' && k === 0) maskWheres.push(p);
-        else return { reason: `attention block before '${sm.name}': ${p.opType} '${p.name}' mixes a non-constant input into the scores in a way this rewrite does not know` };
+        else
+          return {
+            reason: `attention block before '${sm.name}': ${p.opType} '${p.name}' mixes a non-constant input into the scores in a way this rewrite does not know`,
+          };
       }
       cur = p.inputs[path]!;
     }
     if (!scores) return { reason: `softmax '${sm.name}' does not follow a MatMul of queries and keys` };
     const kT = scores.inputs[1]!;
     if (!dep.has(kT)) continue; // cross-attention: keys from the encoder, nothing to cache
-    if (!maskAdds.length && !maskWheres.length) return { reason: `attention block '${scores.name}' has no mask (not a causal decoder?)` };
+    if (!maskAdds.length && !maskWheres.length)
+      return { reason: `attention block '${scores.name}' has no mask (not a causal decoder?)` };
     // forward from the softmax to probabilities·V
     let pv: Node | undefined;
     let out = sm.outputs[0]!;
@@ -157,10 +188,14 @@ export function kvRewrite(model: Graph, inputs: DecoderInputs = LM_INPUTS): KvRe
     if (!pv) return { reason: `the attention probabilities of '${sm.name}' do not feed a MatMul with V` };
     const t = prod.get(kT);
     const perm = t?.opType === 'Transpose' && t.attrs['perm']?.type === 'ints' ? t.attrs['perm'].value : undefined;
-    if (!t || !perm || perm.length !== 4) return { reason: `the keys of '${scores.name}' are not a 4-D Transpose (the split into heads was not recognized)` };
+    if (!t || !perm || perm.length !== 4)
+      return {
+        reason: `the keys of '${scores.name}' are not a 4-D Transpose (the split into heads was not recognized)`,
+      };
     blocks.push({ scores, pv, kT, k: t.inputs[0]!, v: pv.inputs[1]!, maskAdds, maskWheres });
   }
-  if (!blocks.length) return { reason: 'no self-attention block (Softmax over MatMul of queries and keys) depends on the tokens' };
+  if (!blocks.length)
+    return { reason: 'no self-attention block (Softmax over MatMul of queries and keys) depends on the tokens' };
   blocks.sort((a, b) => order.get(a.scores)! - order.get(b.scores)!);
 
   // present.{i}.key/value in [batch, heads, seq, head_dim], in the prefill graph and the step graph alike
@@ -175,18 +210,52 @@ export function kvRewrite(model: Graph, inputs: DecoderInputs = LM_INPUTS): KvRe
   prefill.inputs.push({ name: LAST, dtype: 'int64', shape: ['batch', 1] });
   prefill.outputs = [{ name: gatherLast(prefill, logits), dtype: 'float32', shape: ['batch', null] }];
   for (const { k, v, i } of kv) {
-    prefill.nodes.push({ name: `kv/present_${i}_key`, opType: 'Identity', domain: '', inputs: [k], outputs: [presentKey(i)], attrs: {} });
-    prefill.nodes.push({ name: `kv/present_${i}_value`, opType: 'Identity', domain: '', inputs: [v], outputs: [presentValue(i)], attrs: {} });
-    prefill.outputs.push({ name: presentKey(i), dtype: 'float32', shape: ['batch', null, 'sequence', null] }, { name: presentValue(i), dtype: 'float32', shape: ['batch', null, 'sequence', null] });
+    prefill.nodes.push({
+      name: `kv/present_${i}_key`,
+      opType: 'Identity',
+      domain: '',
+      inputs: [k],
+      outputs: [presentKey(i)],
+      attrs: {},
+    });
+    prefill.nodes.push({
+      name: `kv/present_${i}_value`,
+      opType: 'Identity',
+      domain: '',
+      inputs: [v],
+      outputs: [presentValue(i)],
+      attrs: {},
+    });
+    prefill.outputs.push(
+      { name: presentKey(i), dtype: 'float32', shape: ['batch', null, 'sequence', null] },
+      { name: presentValue(i), dtype: 'float32', shape: ['batch', null, 'sequence', null] },
+    );
   }
 
   // step graph: past concatenated along the sequence axis
   for (const { k, v, i } of kv) {
     const bl = blocks[i]!;
-    for (const [name, kind] of [[pastKey(i), 'past_sequence'], [pastValue(i), 'past_sequence']] as const)
+    for (const [name, kind] of [
+      [pastKey(i), 'past_sequence'],
+      [pastValue(i), 'past_sequence'],
+    ] as const)
       g.inputs.push({ name, dtype: 'float32', shape: ['batch', null, kind, null] });
-    g.nodes.push({ name: `kv/concat_${i}_key`, opType: 'Concat', domain: '', inputs: [pastKey(i), k], outputs: [presentKey(i)], attrs: { axis: A.i(2) } });
-    g.nodes.push({ name: `kv/concat_${i}_value`, opType: 'Concat', domain: '', inputs: [pastValue(i), v], outputs: [presentValue(i)], attrs: { axis: A.i(2) } });
+    g.nodes.push({
+      name: `kv/concat_${i}_key`,
+      opType: 'Concat',
+      domain: '',
+      inputs: [pastKey(i), k],
+      outputs: [presentKey(i)],
+      attrs: { axis: A.i(2) },
+    });
+    g.nodes.push({
+      name: `kv/concat_${i}_value`,
+      opType: 'Concat',
+      domain: '',
+      inputs: [pastValue(i), v],
+      outputs: [presentValue(i)],
+      attrs: { axis: A.i(2) },
+    });
     bl.scores.inputs[1] = b.transpose(presentKey(i), [0, 1, 3, 2]);
     bl.pv.inputs[1] = presentValue(i);
   }
@@ -201,13 +270,25 @@ export function kvRewrite(model: Graph, inputs: DecoderInputs = LM_INPUTS): KvRe
     }
     return cur;
   };
-  const posGathers = g.nodes.filter((n) => n.opType === 'Gather' && g.initializers.get(n.inputs[0]!)?.dims.length === 2 && maskDep.has(n.inputs[1]!) && origin(n.inputs[1]!) !== inputs.ids);
-  if (posGathers.length !== 1) return { reason: posGathers.length ? `${posGathers.length} position-embedding lookups found, expected one` : 'no learned position embedding (Gather of a table by positions made from the tokens) found' };
+  const posGathers = g.nodes.filter(
+    (n) =>
+      n.opType === 'Gather' &&
+      g.initializers.get(n.inputs[0]!)?.dims.length === 2 &&
+      maskDep.has(n.inputs[1]!) &&
+      origin(n.inputs[1]!) !== inputs.ids,
+  );
+  if (posGathers.length !== 1)
+    return {
+      reason: posGathers.length
+        ? `${posGathers.length} position-embedding lookups found, expected one`
+        : 'no learned position embedding (Gather of a table by positions made from the tokens) found',
+    };
   posGathers[0]!.inputs[1] = POSITIONS;
   g.inputs.push({ name: POSITIONS, dtype: 'int64', shape: ['batch', 'sequence'] });
   // the causal mask over [new, past + new]: key slot j is visible to new token i when j ≤ past + i and the mask says so
   const shapeAt = (x: string, axis: number) => b.op('Gather', [b.shapeOf(x), b.i64(axis)], { axis: A.i(0) });
-  const total = shapeAt(inputs.mask, 1), fresh = shapeAt(inputs.ids, 1);
+  const total = shapeAt(inputs.mask, 1),
+    fresh = shapeAt(inputs.ids, 1);
   const kpos = b.op('Range', [b.i64(0), total, b.i64(1)]);
   const qpos = b.op('Range', [b.sub(total, fresh), total, b.i64(1)]);
   const causal = b.op('LessOrEqual', [b.unsqueeze(kpos, [0]), b.unsqueeze(qpos, [1])]);
@@ -220,29 +301,62 @@ export function kvRewrite(model: Graph, inputs: DecoderInputs = LM_INPUTS): KvRe
   }
   g.inputs.push({ name: LAST, dtype: 'int64', shape: ['batch', 1] });
   g.outputs = [{ name: gatherLast(g, logits), dtype: 'float32', shape: ['batch', null] }];
-  for (const { i } of kv) g.outputs.push({ name: presentKey(i), dtype: 'float32', shape: ['batch', null, 'total_sequence', null] }, { name: presentValue(i), dtype: 'float32', shape: ['batch', null, 'total_sequence', null] });
+  for (const { i } of kv)
+    g.outputs.push(
+      { name: presentKey(i), dtype: 'float32', shape: ['batch', null, 'total_sequence', null] },
+      { name: presentValue(i), dtype: 'float32', shape: ['batch', null, 'total_sequence', null] },
+    );
   g.nodes = g.topoSort();
   g.prune();
   // the mask input must now be read by the new mask only
   const mine = new Set(b.emitted);
   const stray = g.nodes.find((n) => !mine.has(n) && n.inputs.includes(inputs.mask));
-  if (stray) return { reason: `the attention mask is also used by '${stray.name}' (${stray.opType}), which this rewrite does not know how to extend to past positions` };
+  if (stray)
+    return {
+      reason: `the attention mask is also used by '${stray.name}' (${stray.opType}), which this rewrite does not know how to extend to past positions`,
+    };
 
   // encoder side: values the decoder reads that depend only on encoder inputs become step inputs
   let encoderValues: string[] = [];
   let step = g;
   if (inputs.encoder?.length) {
-    const decDep = dependents(g, [inputs.ids, inputs.mask, POSITIONS, ...kv.flatMap(({ i }) => [pastKey(i), pastValue(i)])]);
+    const decDep = dependents(g, [
+      inputs.ids,
+      inputs.mask,
+      POSITIONS,
+      ...kv.flatMap(({ i }) => [pastKey(i), pastValue(i)]),
+    ]);
     const encDep = dependents(g, inputs.encoder);
     const frontier = new Set<string>();
     for (const n of g.nodes)
-      if (n.outputs.some((o) => decDep.has(o))) for (const x of n.inputs) if (x && encDep.has(x) && !decDep.has(x)) frontier.add(x);
+      if (n.outputs.some((o) => decDep.has(o)))
+        for (const x of n.inputs) if (x && encDep.has(x) && !decDep.has(x)) frontier.add(x);
     encoderValues = [...frontier].sort();
-    step = g.cutAfter(encoderValues, encoderValues.map((name) => ({ name })));
-    for (const e of inputs.encoder) if (step.inputs.some((v) => v.name === e)) return { reason: `the decoder reads the encoder input '${e}' directly` };
-    step.inputs.push(...g.inputs.filter((v) => !step.inputs.some((s) => s.name === v.name) && !inputs.encoder!.includes(v.name) && !g.initializers.has(v.name) && step.nodes.some((n) => n.inputs.includes(v.name))));
+    step = g.cutAfter(
+      encoderValues,
+      encoderValues.map((name) => ({ name })),
+    );
+    for (const e of inputs.encoder)
+      if (step.inputs.some((v) => v.name === e))
+        return { reason: `the decoder reads the encoder input '${e}' directly` };
+    step.inputs.push(
+      ...g.inputs.filter(
+        (v) =>
+          !step.inputs.some((s) => s.name === v.name) &&
+          !inputs.encoder!.includes(v.name) &&
+          !g.initializers.has(v.name) &&
+          step.nodes.some((n) => n.inputs.includes(v.name)),
+      ),
+    );
     for (const v of encoderValues) {
-      prefill.nodes.push({ name: `kv/encoder_${v}`, opType: 'Identity', domain: '', inputs: [v], outputs: [`encoder/${v}`], attrs: {} });
+      prefill.nodes.push({
+        name: `kv/encoder_${v}`,
+        opType: 'Identity',
+        domain: '',
+        inputs: [v],
+        outputs: [`encoder/${v}`],
+        attrs: {},
+      });
       prefill.outputs.push({ name: `encoder/${v}` });
     }
   }
@@ -268,7 +382,8 @@ const FOLD_LIMIT = 4096;
 
 function sameTensor(a: Tensor, b: Tensor): boolean {
   if (a.dtype !== b.dtype || a.dims.length !== b.dims.length || a.dims.some((d, i) => d !== b.dims[i])) return false;
-  const x = a.data as ArrayLike<unknown>, y = b.data as ArrayLike<unknown>;
+  const x = a.data as ArrayLike<unknown>,
+    y = b.data as ArrayLike<unknown>;
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
   return true;
 }
@@ -285,7 +400,11 @@ function sameTensor(a: Tensor, b: Tensor): boolean {
  *    count, which is the same value). Everything else is left as it was.
  * The result is checked numerically by KvDecoder.fromGraph before it is used.
  */
-export async function specializeStep(r: KvRewrite, probes: Feeds[], runtime?: RuntimeOptions): Promise<StepSpecialization> {
+export async function specializeStep(
+  r: KvRewrite,
+  probes: Feeds[],
+  runtime?: RuntimeOptions,
+): Promise<StepSpecialization> {
   if (probes.length < 2) throw new GraftError('specializeStep needs at least two probe feeds of different sizes');
   const g = r.step.clone();
   const nodesBefore = g.nodes.length;
@@ -303,24 +422,44 @@ export async function specializeStep(r: KvRewrite, probes: Feeds[], runtime?: Ru
   const derived = new Set<string>();
   for (const n of g.nodes) {
     const ins = n.inputs.filter((i) => i);
-    if (n.opType === 'Constant' || (ins.length && ins.every((i) => consts.has(i)))) n.outputs.forEach((o) => consts.add(o));
-    else if (SHAPE_SOURCES.has(n.opType) || (ins.length && ins.every((i) => derived.has(i) || consts.has(i)) && ins.some((i) => derived.has(i))))
+    if (n.opType === 'Constant' || (ins.length && ins.every((i) => consts.has(i))))
+      n.outputs.forEach((o) => consts.add(o));
+    else if (
+      SHAPE_SOURCES.has(n.opType) ||
+      (ins.length && ins.every((i) => derived.has(i) || consts.has(i)) && ins.some((i) => derived.has(i)))
+    )
       for (const o of n.outputs) if (o) derived.add(o);
   }
   const frontier = new Set<string>();
-  for (const n of g.nodes) if (!n.outputs.every((o) => !o || derived.has(o))) for (const i of n.inputs) if (i && derived.has(i)) frontier.add(i);
+  for (const n of g.nodes)
+    if (!n.outputs.every((o) => !o || derived.has(o)))
+      for (const i of n.inputs) if (i && derived.has(i)) frontier.add(i);
   const wanted = [...frontier].filter((v) => !g.outputs.some((o) => o.name === v));
 
   // Reshapes whose target is shape arithmetic or constant, and Transposes: their sizes in the probes
   // decide constant targets (and which Transposes only move axes of size 1, i.e. are Reshapes)
   const isKnown = (v: string) => derived.has(v) || consts.has(v);
-  const reshapes = g.nodes.filter((n) => n.opType === 'Reshape' && isKnown(n.inputs[1]!) && attrInt(n, 'allowzero', 0) === 0);
+  const reshapes = g.nodes.filter(
+    (n) => n.opType === 'Reshape' && isKnown(n.inputs[1]!) && attrInt(n, 'allowzero', 0) === 0,
+  );
   const transposes = g.nodes.filter((n) => n.opType === 'Transpose');
   const probeGraph = g.clone();
   const produced = new Set(g.nodes.flatMap((n) => n.outputs));
-  probeGraph.outputs = [...new Set([...wanted, ...reshapes.map((n) => n.outputs[0]!), ...transposes.flatMap((n) => [n.inputs[0]!, n.outputs[0]!])])].filter((v) => produced.has(v)).map((name) => ({ name }));
+  probeGraph.outputs = [
+    ...new Set([
+      ...wanted,
+      ...reshapes.map((n) => n.outputs[0]!),
+      ...transposes.flatMap((n) => [n.inputs[0]!, n.outputs[0]!]),
+    ]),
+  ]
+    .filter((v) => produced.has(v))
+    .map((name) => ({ name }));
   probeGraph.prune();
-  const session = await Session.fromGraph(probeGraph, { ...runtime, optimization: 'disabled' }, `${g.name} (shape probe)`);
+  const session = await Session.fromGraph(
+    probeGraph,
+    { ...runtime, optimization: 'disabled' },
+    `${g.name} (shape probe)`,
+  );
   let results: Record<string, Tensor>[];
   try {
     results = [];
@@ -335,7 +474,8 @@ export async function specializeStep(r: KvRewrite, probes: Feeds[], runtime?: Ru
     g.initializers.set(name, { dtype: t.dtype, dims: [...t.dims], data: (t.data as BigInt64Array).slice() });
     return name;
   };
-  let folded = 0, asReshape = 0;
+  let folded = 0,
+    asReshape = 0;
   for (const v of wanted) {
     const ts = results.map((x) => x[v]!);
     const t0 = ts[0]!;
@@ -350,7 +490,11 @@ export async function specializeStep(r: KvRewrite, probes: Feeds[], runtime?: Ru
     if (!dims.every((d) => d.length === dims[0]!.length)) return undefined;
     const varying = dims[0]!.map((_, k) => k).filter((k) => dims.some((d) => d[k] !== dims[0]![k]));
     if (varying.length > 1 || dims[0]!.some((d, k) => !varying.includes(k) && !(d > 0))) return undefined;
-    return { dtype: 'int64', dims: [dims[0]!.length], data: BigInt64Array.from(dims[0]!, (d, k) => (varying.includes(k) ? -1n : BigInt(d))) };
+    return {
+      dtype: 'int64',
+      dims: [dims[0]!.length],
+      data: BigInt64Array.from(dims[0]!, (d, k) => (varying.includes(k) ? -1n : BigInt(d))),
+    };
   };
   for (const n of reshapes) {
     const t = target(n.outputs[0]!);
@@ -376,7 +520,11 @@ export async function specializeStep(r: KvRewrite, probes: Feeds[], runtime?: Ru
     if (n.opType !== 'Reshape' || !g.initializers.has(n.inputs[1]!)) continue;
     const shape = g.initializers.get(n.inputs[1]!)!.data as BigInt64Array;
     if (shape.some((d) => d === 0n)) continue;
-    for (let p = prod.get(n.inputs[0]!); p?.opType === 'Reshape' && (readers.get(p.outputs[0]!) ?? []).length === 1 && !graphOut.has(p.outputs[0]!); p = prod.get(n.inputs[0]!))
+    for (
+      let p = prod.get(n.inputs[0]!);
+      p?.opType === 'Reshape' && (readers.get(p.outputs[0]!) ?? []).length === 1 && !graphOut.has(p.outputs[0]!);
+      p = prod.get(n.inputs[0]!)
+    )
       n.inputs[0] = p.inputs[0]!;
   }
   g.nodes = g.topoSort();
@@ -387,7 +535,10 @@ export async function specializeStep(r: KvRewrite, probes: Feeds[], runtime?: Ru
 /** A cached decoder shipped in a model folder (Optimum / Transformers.js layout), if there is one. */
 export function shippedDecoder(dir: string): { path: string; kind: 'merged' | 'with-past' } | undefined {
   for (const sub of ['onnx', '.'])
-    for (const [file, kind] of [['decoder_model_merged.onnx', 'merged'], ['decoder_with_past_model.onnx', 'with-past']] as const) {
+    for (const [file, kind] of [
+      ['decoder_model_merged.onnx', 'merged'],
+      ['decoder_with_past_model.onnx', 'with-past'],
+    ] as const) {
       const p = join(dir, sub, file);
       if (existsSync(p)) return { path: p, kind };
     }
@@ -437,7 +588,12 @@ export class KvDecoder {
    * and check on a probe batch that cached logits equal the uncached ones. Returns the reason instead
    * when any of it fails.
    */
-  static async fromGraph(model: Graph, inputs: DecoderInputs = LM_INPUTS, runtime?: RuntimeOptions, o: { specialize?: boolean } = {}): Promise<KvDecoder | { reason: string }> {
+  static async fromGraph(
+    model: Graph,
+    inputs: DecoderInputs = LM_INPUTS,
+    runtime?: RuntimeOptions,
+    o: { specialize?: boolean } = {},
+  ): Promise<KvDecoder | { reason: string }> {
     const r = kvRewrite(model, inputs);
     if ('reason' in r) return r;
     let prefill: Session | undefined, step: Session | undefined;
@@ -455,25 +611,42 @@ export class KvDecoder {
       // the step graph specialized to one new token (constant shapes), else as rewritten
       const candidates: { graph: Graph; note: string }[] = [];
       let unspecialized = 'step graph as rewritten';
-      if (o.specialize !== false) try {
-        const spec = await specializeStep(r, await KvDecoder.stepProbes(prefill, r), runtime);
-        candidates.push({ graph: spec.graph, note: `step graph specialized to one token: ${spec.nodesBefore} → ${spec.nodesAfter} nodes, ${spec.folded} shape values constant, ${spec.transposes} transposes of size-1 axes as reshapes` });
-        unspecialized += ' (the specialized one failed its check)';
-      } catch (e) {
-        unspecialized += ` (not specialized: ${(e as Error).message})`;
-      }
+      if (o.specialize !== false)
+        try {
+          const spec = await specializeStep(r, await KvDecoder.stepProbes(prefill, r), runtime);
+          candidates.push({
+            graph: spec.graph,
+            note: `step graph specialized to one token: ${spec.nodesBefore} → ${spec.nodesAfter} nodes, ${spec.folded} shape values constant, ${spec.transposes} transposes of size-1 axes as reshapes`,
+          });
+          unspecialized += ' (the specialized one failed its check)';
+        } catch (e) {
+          unspecialized += ` (not specialized: ${(e as Error).message})`;
+        }
       candidates.push({ graph: r.step, note: unspecialized });
       let diff = NaN;
       for (const c of candidates) {
         step = await Session.fromGraph(c.graph, runtime, `${model.name} (cached step)`);
-        const dec = new KvDecoder(prefill, step, inputs, r.layers, k0.dims[1]!, k0.dims[3]!, r.encoderValues, true, undefined, `rewritten from the uncached graph; ${c.note}`);
+        const dec = new KvDecoder(
+          prefill,
+          step,
+          inputs,
+          r.layers,
+          k0.dims[1]!,
+          k0.dims[3]!,
+          r.encoderValues,
+          true,
+          undefined,
+          `rewritten from the uncached graph; ${c.note}`,
+        );
         diff = await dec.verify();
         if (diff <= 1e-3) return dec;
         await step.release();
         step = undefined;
       }
       await prefill.release();
-      return { reason: `the rewritten graph's logits differ from the uncached graph's by ${diff.toExponential(2)} on a probe batch` };
+      return {
+        reason: `the rewritten graph's logits differ from the uncached graph's by ${diff.toExponential(2)} on a probe batch`,
+      };
     } catch (e) {
       await prefill?.release();
       await step?.release();
@@ -488,46 +661,94 @@ export class KvDecoder {
   static async stepProbes(prefill: Session, r: KvRewrite): Promise<Feeds[]> {
     const probe = new KvDecoder(prefill, prefill, r.inputs, r.layers, 0, 0, r.encoderValues, true, undefined, 'probe');
     const out: Feeds[] = [];
-    for (const [batch, past, source] of [[1, 3, 4], [2, 5, 7], [3, 9, 5]] as const) {
-      const rows = Array.from({ length: batch }, (_, i) => Array.from({ length: past - i }, (_, j) => ((i * 7 + j) % 5) + 1));
+    for (const [batch, past, source] of [
+      [1, 3, 4],
+      [2, 5, 7],
+      [3, 9, 5],
+    ] as const) {
+      const rows = Array.from({ length: batch }, (_, i) =>
+        Array.from({ length: past - i }, (_, j) => ((i * 7 + j) % 5) + 1),
+      );
       const enc: Feeds = {};
       if (r.inputs.encoder) {
-        const f = KvDecoder.probeFeeds(r.inputs, [[1]], Array.from({ length: batch }, (_, i) => Array.from({ length: source - (i % 2) }, (_, j) => (j % 4) + 1)));
+        const f = KvDecoder.probeFeeds(
+          r.inputs,
+          [[1]],
+          Array.from({ length: batch }, (_, i) => Array.from({ length: source - (i % 2) }, (_, j) => (j % 4) + 1)),
+        );
         for (const e of r.inputs.encoder) enc[e] = f[e]!;
       }
       const { state } = await probe.start(rows, enc);
-      out.push(probe.stepFeeds(state, rows.map((_, i) => i + 1)));
+      out.push(
+        probe.stepFeeds(
+          state,
+          rows.map((_, i) => i + 1),
+        ),
+      );
     }
     return out;
   }
 
   /** Use a shipped cached decoder (decoder_model_merged.onnx or decoder_with_past_model.onnx) as it is. */
-  static async fromShipped(g: Graph, o: { heads?: number; headDim?: number; runtime?: RuntimeOptions; label?: string } = {}): Promise<KvDecoder> {
+  static async fromShipped(
+    g: Graph,
+    o: { heads?: number; headDim?: number; runtime?: RuntimeOptions; label?: string } = {},
+  ): Promise<KvDecoder> {
     const names = g.dataInputs().map((v) => v.name);
     const layers = names.filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
     if (!layers) throw new GraftError(`${o.label ?? g.name}: no past_key_values.<i>.key inputs: not a cached decoder`);
-    for (const need of ['input_ids', 'attention_mask']) if (!names.includes(need)) throw new GraftError(`${o.label ?? g.name}: the cached decoder has no '${need}' input`);
+    for (const need of ['input_ids', 'attention_mask'])
+      if (!names.includes(need))
+        throw new GraftError(`${o.label ?? g.name}: the cached decoder has no '${need}' input`);
     const shape = g.inputs.find((v) => v.name === pastKey(0))!.shape ?? [];
     const heads = typeof shape[1] === 'number' ? shape[1] : o.heads;
     const headDim = typeof shape[3] === 'number' ? shape[3] : o.headDim;
-    if (!heads || !headDim) throw new GraftError(`${o.label ?? g.name}: the past_key_values inputs do not say the number of heads and their width`, 'give config.json with n_head and n_embd');
+    if (!heads || !headDim)
+      throw new GraftError(
+        `${o.label ?? g.name}: the past_key_values inputs do not say the number of heads and their width`,
+        'give config.json with n_head and n_embd',
+      );
     const logits = g.outputs.find((v) => v.name === 'logits')?.name ?? g.outputs[0]!.name;
     const w = g.clone();
     w.inputs.push({ name: LAST, dtype: 'int64', shape: ['batch', 1] });
-    w.outputs = [{ name: gatherLast(w, logits) }, ...g.outputs.filter((v) => /^present\.\d+\.(key|value)$/.test(v.name))];
-    if (w.outputs.length !== 1 + 2 * layers) throw new GraftError(`${o.label ?? g.name}: expected outputs present.<i>.key/value for ${layers} layers`);
+    w.outputs = [
+      { name: gatherLast(w, logits) },
+      ...g.outputs.filter((v) => /^present\.\d+\.(key|value)$/.test(v.name)),
+    ];
+    if (w.outputs.length !== 1 + 2 * layers)
+      throw new GraftError(`${o.label ?? g.name}: expected outputs present.<i>.key/value for ${layers} layers`);
     const step = await Session.fromGraph(w, o.runtime, o.label ?? `${g.name} (cached decoder)`);
     const branch = names.includes('use_cache_branch') ? 'use_cache_branch' : undefined;
-    return new KvDecoder(undefined, step, LM_INPUTS, layers, heads, headDim, [], names.includes(POSITIONS), branch, `shipped ${o.label ?? 'cached decoder'}`);
+    return new KvDecoder(
+      undefined,
+      step,
+      LM_INPUTS,
+      layers,
+      heads,
+      headDim,
+      [],
+      names.includes(POSITIONS),
+      branch,
+      `shipped ${o.label ?? 'cached decoder'}`,
+    );
   }
 
   private static probeFeeds(inputs: DecoderInputs, rows: number[][], sources: number[][]): Feeds {
     const f: Feeds = {};
     const pack = (rs: number[][]) => {
       const s = Math.max(...rs.map((r) => r.length));
-      const ids = new BigInt64Array(rs.length * s), att = new BigInt64Array(rs.length * s);
-      rs.forEach((r, i) => r.forEach((t, j) => { ids[i * s + j] = BigInt(t); att[i * s + j] = 1n; }));
-      return [{ dtype: 'int64', dims: [rs.length, s], data: ids }, { dtype: 'int64', dims: [rs.length, s], data: att }] as Tensor[];
+      const ids = new BigInt64Array(rs.length * s),
+        att = new BigInt64Array(rs.length * s);
+      rs.forEach((r, i) =>
+        r.forEach((t, j) => {
+          ids[i * s + j] = BigInt(t);
+          att[i * s + j] = 1n;
+        }),
+      );
+      return [
+        { dtype: 'int64', dims: [rs.length, s], data: ids },
+        { dtype: 'int64', dims: [rs.length, s], data: att },
+      ] as Tensor[];
     };
     const [ids, mask] = pack(rows);
     f[inputs.ids] = ids!;
@@ -537,14 +758,24 @@ export class KvDecoder {
       f[inputs.encoder[0]!] = sIds!;
       f[inputs.encoder[1]!] = sMask!;
     }
-    f[LAST] = { dtype: 'int64', dims: [rows.length, 1], data: BigInt64Array.from(rows.map((r) => BigInt(r.length - 1))) };
+    f[LAST] = {
+      dtype: 'int64',
+      dims: [rows.length, 1],
+      data: BigInt64Array.from(rows.map((r) => BigInt(r.length - 1))),
+    };
     return f;
   }
 
   /** Largest |cached − uncached| logit on a probe: two rows of different lengths, prefill then two steps. */
   private async verify(): Promise<number> {
-    const full = [[5, 1, 4, 2, 3, 1], [2, 6, 1, 3]];
-    const src = [[1, 2, 3, 4, 5], [1, 3, 2]];
+    const full = [
+      [5, 1, 4, 2, 3, 1],
+      [2, 6, 1, 3],
+    ];
+    const src = [
+      [1, 2, 3, 4, 5],
+      [1, 3, 2],
+    ];
     const encFeeds: Feeds = {};
     if (this.inputs.encoder) {
       const f = KvDecoder.probeFeeds(this.inputs, [[1]], src);
@@ -559,9 +790,12 @@ export class KvDecoder {
     for (let s = 0; s < 3; s++)
       for (let r = 0; r < 2; r++) {
         const len = (r === 0 ? 4 : 2) + s;
-        const ref = (await this.prefillSession!.run(KvDecoder.probeFeeds(this.inputs, [full[r]!.slice(0, len)], [src[r]!])))[NEXT]!.data as Float32Array;
+        const ref = (
+          await this.prefillSession!.run(KvDecoder.probeFeeds(this.inputs, [full[r]!.slice(0, len)], [src[r]!]))
+        )[NEXT]!.data as Float32Array;
         const a = got[s]![r]!;
-        for (let j = 0; j < ref.length; j++) worst = Math.max(worst, Math.abs(ref[j]! - a[j]!) / Math.max(1, Math.abs(ref[j]!)));
+        for (let j = 0; j < ref.length; j++)
+          worst = Math.max(worst, Math.abs(ref[j]! - a[j]!) / Math.max(1, Math.abs(ref[j]!)));
       }
     return worst;
   }
@@ -574,8 +808,14 @@ export class KvDecoder {
     const n = rows.length;
     const s = Math.max(...rows.map((r) => r.length));
     if (!(s >= 1)) throw new GraftError('every prompt needs at least one token');
-    const ids = new BigInt64Array(n * s).fill(BigInt(pad)), att = new BigInt64Array(n * s);
-    rows.forEach((r, i) => r.forEach((t, j) => { ids[i * s + j] = BigInt(t); att[i * s + j] = 1n; }));
+    const ids = new BigInt64Array(n * s).fill(BigInt(pad)),
+      att = new BigInt64Array(n * s);
+    rows.forEach((r, i) =>
+      r.forEach((t, j) => {
+        ids[i * s + j] = BigInt(t);
+        att[i * s + j] = 1n;
+      }),
+    );
     const feeds: Feeds = {
       ...encoder,
       [this.inputs.ids]: { dtype: 'int64', dims: [n, s], data: ids },
@@ -586,7 +826,12 @@ export class KvDecoder {
     if (this.prefillSession) res = await this.prefillSession.run(feeds);
     else {
       Object.assign(feeds, this.emptyPast(n));
-      if (this.stepHasPositions) feeds[POSITIONS] = { dtype: 'int64', dims: [n, s], data: BigInt64Array.from({ length: n * s }, (_, k) => BigInt(k % s)) };
+      if (this.stepHasPositions)
+        feeds[POSITIONS] = {
+          dtype: 'int64',
+          dims: [n, s],
+          data: BigInt64Array.from({ length: n * s }, (_, k) => BigInt(k % s)),
+        };
       if (this.useCacheBranch) feeds[this.useCacheBranch] = { dtype: 'bool', dims: [1], data: Uint8Array.of(0) };
       res = await this.stepSession.run(feeds);
     }
@@ -605,7 +850,11 @@ export class KvDecoder {
     for (const m of state.mask) m.push(1);
     const t = state.mask[0]!.length;
     const mask = new BigInt64Array(n * t);
-    state.mask.forEach((m, r) => m.forEach((x, j) => { if (x) mask[r * t + j] = 1n; }));
+    state.mask.forEach((m, r) =>
+      m.forEach((x, j) => {
+        if (x) mask[r * t + j] = 1n;
+      }),
+    );
     const feeds: Feeds = {
       ...state.encoder,
       [this.inputs.ids]: { dtype: 'int64', dims: [n, 1], data: BigInt64Array.from(tokens.map(BigInt)) },
@@ -613,7 +862,8 @@ export class KvDecoder {
       [LAST]: { dtype: 'int64', dims: [n, 1], data: new BigInt64Array(n) },
     };
     state.past.forEach((p, k) => (feeds[k % 2 ? pastValue(k >> 1) : pastKey(k >> 1)] = p));
-    if (this.stepHasPositions) feeds[POSITIONS] = { dtype: 'int64', dims: [n, 1], data: BigInt64Array.from(state.pos.map(BigInt)) };
+    if (this.stepHasPositions)
+      feeds[POSITIONS] = { dtype: 'int64', dims: [n, 1], data: BigInt64Array.from(state.pos.map(BigInt)) };
     if (this.useCacheBranch) feeds[this.useCacheBranch] = { dtype: 'bool', dims: [1], data: Uint8Array.of(1) };
     return feeds;
   }
@@ -639,7 +889,8 @@ export class KvDecoder {
   private emptyPast(n: number): Feeds {
     const f: Feeds = {};
     for (let i = 0; i < this.layers; i++)
-      for (const name of [pastKey(i), pastValue(i)]) f[name] = { dtype: 'float32', dims: [n, this.heads, 0, this.headDim], data: new Float32Array(0) };
+      for (const name of [pastKey(i), pastValue(i)])
+        f[name] = { dtype: 'float32', dims: [n, this.heads, 0, this.headDim], data: new Float32Array(0) };
     return f;
   }
 
@@ -667,7 +918,10 @@ export class KvDecoder {
 }
 
 /** Load a shipped cached decoder from a model folder, if it has one. */
-export async function loadShippedDecoder(dir: string, o: { heads?: number; headDim?: number; runtime?: RuntimeOptions } = {}): Promise<KvDecoder | undefined> {
+export async function loadShippedDecoder(
+  dir: string,
+  o: { heads?: number; headDim?: number; runtime?: RuntimeOptions } = {},
+): Promise<KvDecoder | undefined> {
   const s = shippedDecoder(dir);
   if (!s) return undefined;
   return KvDecoder.fromShipped(readOnnx(s.path), { ...o, label: s.path });

@@ -33,11 +33,16 @@ export function readCorpus(path: string, opts: CorpusOptions = {}): string[] {
     let start = 0;
     if (typeof opts.textColumn === 'string' && !/^\d+$/.test(opts.textColumn)) {
       col = rows[0]!.indexOf(opts.textColumn);
-      if (col < 0) throw new GraftError(`${path}: no column named '${opts.textColumn}' in the header (${rows[0]!.join(', ')})`, 'pass --text-column with a header name or a 0-based index');
+      if (col < 0)
+        throw new GraftError(
+          `${path}: no column named '${opts.textColumn}' in the header (${rows[0]!.join(', ')})`,
+          'pass --text-column with a header name or a 0-based index',
+        );
       start = 1;
     } else if (opts.textColumn !== undefined) {
       col = Number(opts.textColumn);
-      if (col >= rows[0]!.length) throw new GraftError(`${path}: text column ${col} does not exist (${rows[0]!.length} columns)`);
+      if (col >= rows[0]!.length)
+        throw new GraftError(`${path}: text column ${col} does not exist (${rows[0]!.length} columns)`);
     } else {
       const width = rows[0]!.length;
       const len = Array.from({ length: width }, (_, c) => rows.reduce((a, r) => a + (r[c]?.length ?? 0), 0));
@@ -53,10 +58,19 @@ export function readCorpus(path: string, opts: CorpusOptions = {}): string[] {
     text.split('\n').forEach((line, i) => {
       if (!line.trim()) return;
       let obj: unknown;
-      try { obj = JSON.parse(line); } catch { throw new GraftError(`${path}: line ${i + 1} is not valid JSON`); }
-      if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new GraftError(`${path}: line ${i + 1} is not a JSON object`);
+      try {
+        obj = JSON.parse(line);
+      } catch {
+        throw new GraftError(`${path}: line ${i + 1} is not valid JSON`);
+      }
+      if (!obj || typeof obj !== 'object' || Array.isArray(obj))
+        throw new GraftError(`${path}: line ${i + 1} is not a JSON object`);
       const v = (obj as Record<string, unknown>)[field];
-      if (typeof v !== 'string') throw new GraftError(`${path}: line ${i + 1} has no string field '${field}'`, 'pass --text-column with the field name');
+      if (typeof v !== 'string')
+        throw new GraftError(
+          `${path}: line ${i + 1} has no string field '${field}'`,
+          'pass --text-column with the field name',
+        );
       docs.push({ text: v, row: i + 1 });
     });
   } else {

@@ -26,7 +26,12 @@ export const LM_MASK = 'lm_mask';
  * labels int64 [batch, seq] (already shifted: the token that follows each position); mask float
  * [batch, seq]. Returns the loss, the summed negative log-likelihood and the token count.
  */
-export function buildLmLoss(b: Builder, logits: string, labels = LM_LABELS, mask = LM_MASK): { loss: string; nll: string; count: string } {
+export function buildLmLoss(
+  b: Builder,
+  logits: string,
+  labels = LM_LABELS,
+  mask = LM_MASK,
+): { loss: string; nll: string; count: string } {
   const logp = b.op('LogSoftmax', [logits], { axis: A.i(-1) });
   const picked = b.squeeze(b.op('GatherElements', [logp, b.unsqueeze(labels, [2])], { axis: A.i(2) }), [2]);
   const nll = b.neg(b.reduceAll('ReduceSum', b.mul(picked, mask)));
@@ -116,18 +121,30 @@ export function lmEvalGraph(model: Graph, output?: string): Graph {
   return g.prune();
 }
 
-export interface PerplexityResult { perplexity: number; nll: number; tokens: number }
+export interface PerplexityResult {
+  perplexity: number;
+  nll: number;
+  tokens: number;
+}
 
 /** Held-out perplexity exp(Σ NLL / tokens) of a causal LM over windows, in batches. */
 export async function perplexity(
-  model: Graph, windows: number[][], opts: { batchSize?: number; pad?: number; runtime?: RuntimeOptions; onProgress?: (done: number, total: number) => void } = {},
+  model: Graph,
+  windows: number[][],
+  opts: {
+    batchSize?: number;
+    pad?: number;
+    runtime?: RuntimeOptions;
+    onProgress?: (done: number, total: number) => void;
+  } = {},
 ): Promise<PerplexityResult> {
   if (!windows.length) throw new GraftError('no held-out windows to compute perplexity on');
   const g = lmEvalGraph(model);
   const [nllName, countName] = [g.outputs[0]!.name, g.outputs[1]!.name];
   const session = await Session.fromGraph(g, opts.runtime, `${model.name} (perplexity)`);
   const bs = opts.batchSize ?? 8;
-  let nll = 0, tokens = 0;
+  let nll = 0,
+    tokens = 0;
   try {
     for (let i = 0; i < windows.length; i += bs) {
       const res = await session.run(lmBatch(windows.slice(i, i + bs), opts.pad));
@@ -170,7 +187,11 @@ export async function finetuneLm(model: Graph, windows: number[][], opts: LmFine
 }
 
 /** finetuneLm, also saying where a resumed run continued from. */
-export async function finetuneLmRun(model: Graph, windows: number[][], opts: LmFinetuneOptions = {}): Promise<{ trainer: Trainer; losses: number[]; resumedFrom: number }> {
+export async function finetuneLmRun(
+  model: Graph,
+  windows: number[][],
+  opts: LmFinetuneOptions = {},
+): Promise<{ trainer: Trainer; losses: number[]; resumedFrom: number }> {
   if (!windows.length) throw new GraftError('no training windows: the corpus is empty');
   const bs = opts.batchSize ?? 8;
   if (!(Number.isInteger(bs) && bs >= 1)) throw new GraftError(`batch size must be a whole number ≥ 1, got ${bs}`);
@@ -179,8 +200,20 @@ export async function finetuneLmRun(model: Graph, windows: number[][], opts: LmF
   const steps = Math.min(opts.maxSteps ?? Infinity, perEpoch * epochs);
   const lr = opts.lr ?? 3e-4;
   const config = {
-    windows: windows.length, data: sha256(new Uint8Array(Int32Array.from(windows.flat()).buffer)), batchSize: bs, epochs, steps, lr, warmup: opts.warmup ?? 0.05,
-    weightDecay: opts.weightDecay ?? 0.01, clipNorm: opts.clipNorm ?? 1, seed: opts.seed ?? 1, pad: opts.pad ?? 0, trainable: opts.trainable ? String(JSON.stringify(opts.trainable, (_k, v) => (v instanceof RegExp ? String(v) : v))) : null,
+    windows: windows.length,
+    data: sha256(new Uint8Array(Int32Array.from(windows.flat()).buffer)),
+    batchSize: bs,
+    epochs,
+    steps,
+    lr,
+    warmup: opts.warmup ?? 0.05,
+    weightDecay: opts.weightDecay ?? 0.01,
+    clipNorm: opts.clipNorm ?? 1,
+    seed: opts.seed ?? 1,
+    pad: opts.pad ?? 0,
+    trainable: opts.trainable
+      ? String(JSON.stringify(opts.trainable, (_k, v) => (v instanceof RegExp ? String(v) : v)))
+      : null,
   };
   const callbacks = runCallbacks(opts, config, 'fine-tuning');
   const trainer = await Trainer.create(model, {
@@ -191,12 +224,34 @@ export async function finetuneLmRun(model: Graph, windows: number[][], opts: LmF
     ...(opts.trainable ? { trainable: opts.trainable } : {}),
     ...(opts.runtime ? { runtime: opts.runtime } : {}),
   });
-  const source = shuffledBatches(windows.length, bs, epochs, (idx) => ({ feeds: lmBatch(idx.map((k) => windows[k]!), opts.pad), size: idx.length }), { maxSteps: steps });
+  const source = shuffledBatches(
+    windows.length,
+    bs,
+    epochs,
+    (idx) => ({
+      feeds: lmBatch(
+        idx.map((k) => windows[k]!),
+        opts.pad,
+      ),
+      size: idx.length,
+    }),
+    { maxSteps: steps },
+  );
   const r = await trainLoop(trainer, source, {
-    seed: opts.seed ?? 1, lr,
+    seed: opts.seed ?? 1,
+    lr,
     callbacks: [
-      LearningRate.of({ kind: 'linear', warmupFraction: opts.warmup ?? 0.05 }, lr, { totalSteps: steps, stepsPerEpoch: perEpoch }),
-      ...(opts.onStep ? [new Logger({ onStep: (_c, s) => opts.onStep!({ step: s.step, steps, epoch: s.epoch, loss: s.loss, lr: s.lr }) })] : []),
+      LearningRate.of({ kind: 'linear', warmupFraction: opts.warmup ?? 0.05 }, lr, {
+        totalSteps: steps,
+        stepsPerEpoch: perEpoch,
+      }),
+      ...(opts.onStep
+        ? [
+            new Logger({
+              onStep: (_c, s) => opts.onStep!({ step: s.step, steps, epoch: s.epoch, loss: s.loss, lr: s.lr }),
+            }),
+          ]
+        : []),
       ...callbacks,
     ],
   });
@@ -209,16 +264,30 @@ export function idsTensor(rows: number[][]): Tensor {
   return { dtype: 'int64', dims: [rows.length, s], data: BigInt64Array.from(rows.flat().map((x) => BigInt(x))) };
 }
 
-const FOLDER_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'vocab.txt'];
+const FOLDER_FILES = [
+  'config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'generation_config.json',
+  'vocab.txt',
+];
 
 /**
  * Save a trained text model as a Hugging Face-style folder: `onnx/model.onnx` (written atomically)
  * plus the tokenizer and config files copied from the folder it was trained from, so `graft generate`
  * and `loadModelFolder` read it like the original.
  */
-export function saveTextModelFolder(g: Graph, fromDir: string, outDir: string, extra: Record<string, unknown> = {}): void {
+export function saveTextModelFolder(
+  g: Graph,
+  fromDir: string,
+  outDir: string,
+  extra: Record<string, unknown> = {},
+): void {
   mkdirSync(join(outDir, 'onnx'), { recursive: true });
-  for (const f of FOLDER_FILES) if (existsSync(join(fromDir, f))) atomicWrite(join(outDir, f), readFileSync(join(fromDir, f)));
-  if (Object.keys(extra).length) atomicWrite(join(outDir, 'graft_training.json'), new TextEncoder().encode(JSON.stringify(extra, null, 1) + '\n'));
+  for (const f of FOLDER_FILES)
+    if (existsSync(join(fromDir, f))) atomicWrite(join(outDir, f), readFileSync(join(fromDir, f)));
+  if (Object.keys(extra).length)
+    atomicWrite(join(outDir, 'graft_training.json'), new TextEncoder().encode(JSON.stringify(extra, null, 1) + '\n'));
   writeOnnx(g, join(outDir, 'onnx', 'model.onnx'));
 }

@@ -40,7 +40,10 @@ const ONNX_CANDIDATES = ['onnx/model.onnx', 'model.onnx'];
 
 export function textModelOnnxPath(dir: string): string {
   for (const c of ONNX_CANDIDATES) if (existsSync(join(dir, c))) return insideFolder(dir, c, 'model file');
-  throw new GraftError(`${dir}: no ${ONNX_CANDIDATES.join(' or ')}`, 'a text model folder needs the model exported to ONNX');
+  throw new GraftError(
+    `${dir}: no ${ONNX_CANDIDATES.join(' or ')}`,
+    'a text model folder needs the model exported to ONNX',
+  );
 }
 
 export function readTextConfig(dir: string): TextModelConfig {
@@ -74,10 +77,21 @@ export function loadModelFolderSync(dir: string): TextModelFolder {
   if (!existsSync(dir)) throw new GraftError(`model folder not found: ${dir}`);
   const config = readTextConfig(dir);
   const maxPositions = configPositions(config);
-  const tokenizer = loadTokenizerSync(dir, maxPositions ? { maxLength: Math.min(maxPositions, tokenizerMax(dir) ?? maxPositions) } : {});
+  const tokenizer = loadTokenizerSync(
+    dir,
+    maxPositions ? { maxLength: Math.min(maxPositions, tokenizerMax(dir) ?? maxPositions) } : {},
+  );
   const onnxPath = textModelOnnxPath(dir);
   const graph = readOnnx(onnxPath);
-  return { dir, config, tokenizer, graph, onnxPath, maxPositions, hiddenSize: num(config.hidden_size ?? config.n_embd) };
+  return {
+    dir,
+    config,
+    tokenizer,
+    graph,
+    onnxPath,
+    maxPositions,
+    hiddenSize: num(config.hidden_size ?? config.n_embd),
+  };
 }
 
 function tokenizerMax(dir: string): number | undefined {

@@ -51,20 +51,30 @@ export interface ParsedTemplate {
 /** Tokenize a template with the model's tokenizer: ids before and after `{text}`; exactly one mask token. */
 export function parseTemplate(tokenizer: TextTokenizer, template = DEFAULT_TEMPLATE): ParsedTemplate {
   const parts = template.split(TEXT_SLOT);
-  if (parts.length !== 2) throw new GraftError(`prompt template "${template}" must hold ${TEXT_SLOT} exactly once`, 'e.g. --template "{text} it was [MASK] ."');
+  if (parts.length !== 2)
+    throw new GraftError(
+      `prompt template "${template}" must hold ${TEXT_SLOT} exactly once`,
+      'e.g. --template "{text} it was [MASK] ."',
+    );
   const maskId = tokenizer.maskId;
-  if (maskId === undefined) throw new GraftError('the tokenizer has no mask token: prompt classification needs a masked language model');
+  if (maskId === undefined)
+    throw new GraftError('the tokenizer has no mask token: prompt classification needs a masked language model');
   const enc = (s: string) => (s.trim() ? tokenizer.encode(s, { addSpecialTokens: false }) : []);
-  const before = enc(parts[0]!), after = enc(parts[1]!);
+  const before = enc(parts[0]!),
+    after = enc(parts[1]!);
   const masks = [...before, ...after].filter((i) => i === maskId).length;
   const maskTok = tokenizer.idToToken(maskId) ?? '[MASK]';
-  if (masks !== 1) throw new GraftError(`prompt template "${template}" must hold the mask token ${maskTok} exactly once (found ${masks})`);
+  if (masks !== 1)
+    throw new GraftError(
+      `prompt template "${template}" must hold the mask token ${maskTok} exactly once (found ${masks})`,
+    );
   return { template, before, after, maskId };
 }
 
 /** The vocabulary id of each label word; a GraftError names any word that is not exactly one token. */
 export function labelWordIds(tokenizer: TextTokenizer, words: readonly string[]): number[] {
-  if (words.length < 2) throw new GraftError(`prompt classification needs one label word per class (at least 2), got ${words.length}`);
+  if (words.length < 2)
+    throw new GraftError(`prompt classification needs one label word per class (at least 2), got ${words.length}`);
   const ids = words.map((w) => {
     const pieces = tokenizer.tokenize(w);
     const id = pieces.length === 1 ? tokenizer.tokenToId(pieces[0]!) : undefined;
@@ -92,18 +102,25 @@ export function labelWordIds(tokenizer: TextTokenizer, words: readonly string[])
  * fits maxLength (with a warning naming the rows cut); a mask token inside a text becomes unknown.
  */
 export function encodePrompts(
-  tokenizer: TextTokenizer, texts: readonly string[], t: ParsedTemplate,
+  tokenizer: TextTokenizer,
+  texts: readonly string[],
+  t: ParsedTemplate,
   o: { maxLength?: number; source?: string; rows?: readonly number[]; warn?: (m: string) => void } = {},
 ): EncodedBatch {
   const maxLength = o.maxLength ?? tokenizer.modelMaxLength;
   const fixed = tokenizer.prefixIds.length + tokenizer.suffixIds.length + t.before.length + t.after.length;
   const room = maxLength - fixed;
-  if (room < 1) throw new GraftError(`max length ${maxLength} leaves no room for text after the prompt template's ${fixed} tokens`, 'raise --max-length or shorten the template');
+  if (room < 1)
+    throw new GraftError(
+      `max length ${maxLength} leaves no room for text after the prompt template's ${fixed} tokens`,
+      'raise --max-length or shorten the template',
+    );
   const unk = tokenizer.unkId ?? tokenizer.padId;
   const rows: number[][] = [];
   const cut: string[] = [];
   texts.forEach((text, i) => {
-    if (typeof text !== 'string') throw new GraftError(`${o.source ?? 'text'} row ${o.rows?.[i] ?? i}: text is not a string`);
+    if (typeof text !== 'string')
+      throw new GraftError(`${o.source ?? 'text'} row ${o.rows?.[i] ?? i}: text is not a string`);
     let ids = tokenizer.encode(text, { addSpecialTokens: false }).map((v) => (v === t.maskId ? unk : v));
     if (ids.length > room) {
       cut.push(`row ${o.rows?.[i] ?? i} (${ids.length + fixed} tokens)`);
@@ -113,9 +130,12 @@ export function encodePrompts(
   });
   if (cut.length) {
     const more = cut.length > 8 ? ` and ${cut.length - 8} more` : '';
-    (o.warn ?? ((m: string) => console.warn(m)))(`warning: ${o.source ? o.source + ': ' : ''}truncated the text of ${cut.length} prompt(s) to fit ${maxLength} tokens (template kept): ${cut.slice(0, 8).join(', ')}${more}`);
+    (o.warn ?? ((m: string) => console.warn(m)))(
+      `warning: ${o.source ? o.source + ': ' : ''}truncated the text of ${cut.length} prompt(s) to fit ${maxLength} tokens (template kept): ${cut.slice(0, 8).join(', ')}${more}`,
+    );
   }
-  const n = rows.length, len = Math.max(1, ...rows.map((r) => r.length));
+  const n = rows.length,
+    len = Math.max(1, ...rows.map((r) => r.length));
   const ids = new BigInt64Array(n * len).fill(BigInt(tokenizer.padId));
   const mask = new BigInt64Array(n * len);
   rows.forEach((r, i) => r.forEach((v, j) => ((ids[i * len + j] = BigInt(v)), (mask[i * len + j] = 1n))));
@@ -151,7 +171,10 @@ export type HeadActivation = (typeof ACTIVATIONS)[number];
 export function headActivation(value: unknown, where = 'config.json'): HeadActivation {
   if (value === undefined || value === null) return 'gelu';
   const a = ACTIVATIONS.find((k) => k === value);
-  if (!a) throw new GraftError(`${where}: hidden_act ${JSON.stringify(value)} is not supported by the masked-LM head (supported: ${ACTIVATIONS.join(', ')})`);
+  if (!a)
+    throw new GraftError(
+      `${where}: hidden_act ${JSON.stringify(value)} is not supported by the masked-LM head (supported: ${ACTIVATIONS.join(', ')})`,
+    );
   return a;
 }
 
@@ -168,21 +191,30 @@ function activate(b: Builder, d: string, act: HeadActivation): string {
 const HEAD = 'cls.predictions.';
 
 /** Read the MLM head from a model folder's model.safetensors (the ONNX export holds the encoder only). */
-export function readMlmHead(dir: string, o: { eps?: number; wordEmbeddings?: Tensor; act?: HeadActivation } = {}): MlmHead {
+export function readMlmHead(
+  dir: string,
+  o: { eps?: number; wordEmbeddings?: Tensor; act?: HeadActivation } = {},
+): MlmHead {
   const file = join(dir, 'model.safetensors');
-  if (!existsSync(file)) throw new GraftError(`${file} not found: prompt classification needs the masked-LM head (cls.predictions.*) from the model's safetensors weights`);
+  if (!existsSync(file))
+    throw new GraftError(
+      `${file} not found: prompt classification needs the masked-LM head (cls.predictions.*) from the model's safetensors weights`,
+    );
   const { tensors } = readSafetensors(file);
   const get = (k: string): Tensor => {
     const t = tensors.get(HEAD + k);
-    if (!t || t.dtype !== 'float32') throw new GraftError(`${file}: no float32 tensor ${HEAD}${k} (not a BERT masked-LM checkpoint?)`);
+    if (!t || t.dtype !== 'float32')
+      throw new GraftError(`${file}: no float32 tensor ${HEAD}${k} (not a BERT masked-LM checkpoint?)`);
     return t;
   };
   let decoder = tensors.get(HEAD + 'decoder.weight');
   const we = o.wordEmbeddings;
   if (decoder && we && sameData(decoder, we)) decoder = undefined; // tied: use the encoder's own rows
   return {
-    denseWeight: get('transform.dense.weight'), denseBias: get('transform.dense.bias'),
-    lnWeight: get('transform.LayerNorm.weight'), lnBias: get('transform.LayerNorm.bias'),
+    denseWeight: get('transform.dense.weight'),
+    denseBias: get('transform.dense.bias'),
+    lnWeight: get('transform.LayerNorm.weight'),
+    lnBias: get('transform.LayerNorm.bias'),
     bias: tensors.get(HEAD + 'bias') ?? get('decoder.bias'),
     ...(decoder ? { decoder } : {}),
     eps: o.eps ?? 1e-12,
@@ -192,7 +224,8 @@ export function readMlmHead(dir: string, o: { eps?: number; wordEmbeddings?: Ten
 
 function sameData(a: Tensor, b: Tensor): boolean {
   if (a.dims.join() !== b.dims.join()) return false;
-  const x = a.data as Float32Array, y = b.data as Float32Array;
+  const x = a.data as Float32Array,
+    y = b.data as Float32Array;
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
   return true;
 }
@@ -210,11 +243,19 @@ export function buildPromptGraph(encoder: Graph, head: MlmHead, labelIds: readon
   const h = hiddenStateOf(g);
   const b = new Builder(g, 'prompt/');
   const wordName = [...g.initializers.keys()].find((k) => WORD_EMBEDDINGS.test(k));
-  if (!wordName && !head.decoder) throw new GraftError('cannot find the word-embedding initializer (…embeddings.word_embeddings.weight) the MLM head is tied to');
+  if (!wordName && !head.decoder)
+    throw new GraftError(
+      'cannot find the word-embedding initializer (…embeddings.word_embeddings.weight) the MLM head is tied to',
+    );
   const vocab = (head.decoder ?? g.initializers.get(wordName!)!).dims[0]!;
   const bad = labelIds.find((i) => i < 0 || i >= vocab);
   if (bad !== undefined) throw new GraftError(`label token id ${bad} is outside the vocabulary (${vocab})`);
-  const set = (k: string, t: Tensor) => g.initializers.set(HEAD + k, { dtype: 'float32', dims: [...t.dims], data: Float32Array.from(t.data as Float32Array) });
+  const set = (k: string, t: Tensor) =>
+    g.initializers.set(HEAD + k, {
+      dtype: 'float32',
+      dims: [...t.dims],
+      data: Float32Array.from(t.data as Float32Array),
+    });
   set('transform.dense.weight', head.denseWeight);
   set('transform.dense.bias', head.denseBias);
   set('transform.LayerNorm.weight', head.lnWeight);
@@ -225,7 +266,11 @@ export function buildPromptGraph(encoder: Graph, head: MlmHead, labelIds: readon
   const onehot = b.unsqueeze(b.op('Cast', [b.op('Equal', ['input_ids', b.i64(maskId)])], { to: A.i(1) }), [1]);
   const x = b.squeeze(b.op('MatMul', [onehot, h]), [1]);
   const d = b.op('Gemm', [x, HEAD + 'transform.dense.weight', HEAD + 'transform.dense.bias'], { transB: A.i(1) });
-  const t = b.op('LayerNormalization', [activate(b, d, head.act ?? 'gelu'), HEAD + 'transform.LayerNorm.weight', HEAD + 'transform.LayerNorm.bias'], { axis: A.i(-1), epsilon: A.f(head.eps) });
+  const t = b.op(
+    'LayerNormalization',
+    [activate(b, d, head.act ?? 'gelu'), HEAD + 'transform.LayerNorm.weight', HEAD + 'transform.LayerNorm.bias'],
+    { axis: A.i(-1), epsilon: A.f(head.eps) },
+  );
   const ids = b.i64([...labelIds], [labelIds.length]);
   const rows = b.op('Gather', [head.decoder ? HEAD + 'decoder.weight' : wordName!, ids], { axis: A.i(0) }); // [K, H]
   const bias = b.op('Gather', [HEAD + 'bias', ids], { axis: A.i(0) }); // [K]
@@ -259,8 +304,17 @@ export function promptClassifier(model: PromptModel, spec: PromptSpec): PromptCl
   const eps = Number(model.config?.layer_norm_eps);
   const act = headActivation(model.config?.['hidden_act'], join(model.dir, 'config.json'));
   const wordName = [...model.graph.initializers.keys()].find((k) => WORD_EMBEDDINGS.test(k));
-  const head = readMlmHead(model.dir, { eps: Number.isFinite(eps) && eps > 0 ? eps : 1e-12, act, ...(wordName ? { wordEmbeddings: model.graph.initializers.get(wordName)! } : {}) });
-  return { graph: buildPromptGraph(model.graph, head, labelIds, template.maskId), template, labelWords: [...spec.labelWords], labelIds };
+  const head = readMlmHead(model.dir, {
+    eps: Number.isFinite(eps) && eps > 0 ? eps : 1e-12,
+    act,
+    ...(wordName ? { wordEmbeddings: model.graph.initializers.get(wordName)! } : {}),
+  });
+  return {
+    graph: buildPromptGraph(model.graph, head, labelIds, template.maskId),
+    template,
+    labelWords: [...spec.labelWords],
+    labelIds,
+  };
 }
 
 export interface PromptPredictOptions {
@@ -278,7 +332,13 @@ export interface PromptPredictOptions {
 }
 
 /** Label-word logits [classes] per text (a session per call; batches sorted by length). */
-export async function promptLogits(c: PromptClassifier, tokenizer: TextTokenizer, texts: readonly string[], o: PromptPredictOptions = {}, run?: (f: Feeds) => Promise<Tensor>): Promise<Float32Array[]> {
+export async function promptLogits(
+  c: PromptClassifier,
+  tokenizer: TextTokenizer,
+  texts: readonly string[],
+  o: PromptPredictOptions = {},
+  run?: (f: Feeds) => Promise<Tensor>,
+): Promise<Float32Array[]> {
   const session = run ? undefined : await Session.fromGraph(c.graph, {}, 'prompt classifier');
   const bs = o.batchSize ?? 64;
   const out = new Array<Float32Array>(texts.length);
@@ -286,7 +346,12 @@ export async function promptLogits(c: PromptClassifier, tokenizer: TextTokenizer
   try {
     for (let s = 0; s < order.length; s += bs) {
       const idx = order.slice(s, s + bs);
-      const enc = encodePrompts(tokenizer, idx.map((i) => texts[i]!), c.template, { ...o, rows: idx.map((i) => o.rows?.[i] ?? i) });
+      const enc = encodePrompts(
+        tokenizer,
+        idx.map((i) => texts[i]!),
+        c.template,
+        { ...o, rows: idx.map((i) => o.rows?.[i] ?? i) },
+      );
       const f = textFeeds(c.graph, enc);
       const r = run ? await run(f) : (await session!.run(f))[LOGITS]!;
       const K = r.dims[1]!;
@@ -300,13 +365,23 @@ export async function promptLogits(c: PromptClassifier, tokenizer: TextTokenizer
 }
 
 /** Class probabilities (softmax over the label words' logits). */
-export async function predictPromptProba(c: PromptClassifier, tokenizer: TextTokenizer, texts: readonly string[], o: PromptPredictOptions = {}): Promise<Float32Array[]> {
+export async function predictPromptProba(
+  c: PromptClassifier,
+  tokenizer: TextTokenizer,
+  texts: readonly string[],
+  o: PromptPredictOptions = {},
+): Promise<Float32Array[]> {
   return (await promptLogits(c, tokenizer, texts, o)).map((r) => Float32Array.from(softmax(r)));
 }
 
 /** Fine-tuning options: the text loop's (lr, epochs, minSteps, batch, warmup, decay, clipping, seed). */
-export type PromptFinetuneOptions = PromptSpec & PromptPredictOptions & RunOptions & Pick<TextFinetuneOptions,
-  'epochs' | 'minSteps' | 'batchSize' | 'lr' | 'weightDecay' | 'warmup' | 'clipNorm' | 'seed' | 'onStep'>;
+export type PromptFinetuneOptions = PromptSpec &
+  PromptPredictOptions &
+  RunOptions &
+  Pick<
+    TextFinetuneOptions,
+    'epochs' | 'minSteps' | 'batchSize' | 'lr' | 'weightDecay' | 'warmup' | 'clipNorm' | 'seed' | 'onStep'
+  >;
 
 export interface PromptFinetuneResult extends PromptClassifier {
   steps: number;
@@ -319,19 +394,54 @@ export interface PromptFinetuneResult extends PromptClassifier {
  * clipped at 1, batch 16, at least 70 steps (the recipe chosen on the review snippets' validation
  * split at 50 labels per class).
  */
-export async function finetunePrompt(model: PromptModel, texts: readonly string[], y: readonly number[], o: PromptFinetuneOptions): Promise<PromptFinetuneResult> {
+export async function finetunePrompt(
+  model: PromptModel,
+  texts: readonly string[],
+  y: readonly number[],
+  o: PromptFinetuneOptions,
+): Promise<PromptFinetuneResult> {
   if (texts.length !== y.length) throw new GraftError(`${texts.length} texts but ${y.length} labels`);
   if (!texts.length) throw new GraftError(`${o.source ?? 'prompt fine-tuning'}: no training texts`);
   const c = promptClassifier(model, o);
   const K = c.labelIds.length;
   const badY = y.findIndex((v) => !Number.isInteger(v) || v < 0 || v >= K);
-  if (badY >= 0) throw new GraftError(`${o.source ?? 'labels'} row ${o.rows?.[badY] ?? badY}: label ${y[badY]} has no label word (${K} given)`);
+  if (badY >= 0)
+    throw new GraftError(
+      `${o.source ?? 'labels'} row ${o.rows?.[badY] ?? badY}: label ${y[badY]} has no label word (${K} given)`,
+    );
   const lr = o.lr ?? 3e-5;
-  const trainer = await Trainer.create(c.graph, { trainable: 'all', output: LOGITS, lr, optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 }, clipNorm: o.clipNorm ?? 1 });
+  const trainer = await Trainer.create(c.graph, {
+    trainable: 'all',
+    output: LOGITS,
+    lr,
+    optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 },
+    clipNorm: o.clipNorm ?? 1,
+  });
   try {
-    const config = { data: sha256(texts.join('\u0000')), template: JSON.stringify(c.template), labelIds: c.labelIds, maxLength: o.maxLength ?? null, weightDecay: o.weightDecay ?? 0.01, clipNorm: o.clipNorm ?? 1 };
-    const { steps, losses } = await runTextEpochs(trainer, y, { ...o, epochs: o.epochs ?? 1, minSteps: o.minSteps ?? 70, config }, lr, (idx, epoch) =>
-      textFeeds(c.graph, encodePrompts(model.tokenizer, idx.map((i) => texts[i]!), c.template, { ...o, rows: idx.map((i) => o.rows?.[i] ?? i), warn: epoch === 0 ? o.warn : () => {} })));
+    const config = {
+      data: sha256(texts.join('\u0000')),
+      template: JSON.stringify(c.template),
+      labelIds: c.labelIds,
+      maxLength: o.maxLength ?? null,
+      weightDecay: o.weightDecay ?? 0.01,
+      clipNorm: o.clipNorm ?? 1,
+    };
+    const { steps, losses } = await runTextEpochs(
+      trainer,
+      y,
+      { ...o, epochs: o.epochs ?? 1, minSteps: o.minSteps ?? 70, config },
+      lr,
+      (idx, epoch) =>
+        textFeeds(
+          c.graph,
+          encodePrompts(
+            model.tokenizer,
+            idx.map((i) => texts[i]!),
+            c.template,
+            { ...o, rows: idx.map((i) => o.rows?.[i] ?? i), warn: epoch === 0 ? o.warn : () => {} },
+          ),
+        ),
+    );
     return { ...c, graph: trainer.toGraph(), steps, losses };
   } finally {
     await trainer.release();

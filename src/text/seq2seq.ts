@@ -30,8 +30,15 @@ export interface Seq2SeqOptions {
 
 /** Copy every node, value and initializer of `src` into `dst` under `prefix`, except names mapped in `rename`. */
 function embed(dst: Graph, src: Graph, prefix: string, rename: Map<string, string>): (name: string) => string {
-  const map = (n: string) => (n === '' ? '' : rename.get(n) ?? prefix + n);
-  for (const n of src.nodes) dst.nodes.push({ ...n, name: prefix + n.name, inputs: n.inputs.map(map), outputs: n.outputs.map(map), attrs: { ...n.attrs } });
+  const map = (n: string) => (n === '' ? '' : (rename.get(n) ?? prefix + n));
+  for (const n of src.nodes)
+    dst.nodes.push({
+      ...n,
+      name: prefix + n.name,
+      inputs: n.inputs.map(map),
+      outputs: n.outputs.map(map),
+      attrs: { ...n.attrs },
+    });
   for (const [k, t] of src.initializers) dst.initializers.set(map(k), t);
   return map;
 }
@@ -63,11 +70,16 @@ export function buildSeq2Seq(encoder: Graph, decoder: Graph, opts: Seq2SeqOption
   const encIn = enc.dataInputs().map((v) => v.name);
   for (const need of ['input_ids', 'attention_mask'])
     if (!encIn.includes(need)) throw new GraftError(`the encoder has no '${need}' input (inputs: ${encIn.join(', ')})`);
-  const encRename = new Map([['input_ids', 'input_ids'], ['attention_mask', 'attention_mask']]);
+  const encRename = new Map([
+    ['input_ids', 'input_ids'],
+    ['attention_mask', 'attention_mask'],
+  ]);
   const encMap = embed(g, enc, 'encoder/', encRename);
   const b = new Builder(g, 'seq2seq/');
   if (encIn.includes('token_type_ids')) {
-    const zeros = b.op('ConstantOfShape', [b.shapeOf('input_ids')], { value: A.t({ dtype: 'int64', dims: [1], data: new BigInt64Array(1) }) });
+    const zeros = b.op('ConstantOfShape', [b.shapeOf('input_ids')], {
+      value: A.t({ dtype: 'int64', dims: [1], data: new BigInt64Array(1) }),
+    });
     g.replaceUses(encMap('token_type_ids'), zeros);
   }
   const hEnc = encMap(encOut);
@@ -78,7 +90,16 @@ export function buildSeq2Seq(encoder: Graph, decoder: Graph, opts: Seq2SeqOption
     if (!decIn.includes(need)) throw new GraftError(`the decoder has no '${need}' input (inputs: ${decIn.join(', ')})`);
   const logits = dec.outputs[0]?.name;
   if (!logits) throw new GraftError('the decoder has no outputs');
-  const decMap = embed(g, dec, 'decoder/', new Map([['input_ids', 'decoder_input_ids'], ['attention_mask', 'decoder_attention_mask'], [logits, 'logits']]));
+  const decMap = embed(
+    g,
+    dec,
+    'decoder/',
+    new Map([
+      ['input_ids', 'decoder_input_ids'],
+      ['attention_mask', 'decoder_attention_mask'],
+      [logits, 'logits'],
+    ]),
+  );
   const decNodes = new Set(g.nodes.slice(g.nodes.length - dec.nodes.length));
   g.inputs = [
     { name: 'input_ids', dtype: 'int64', shape: ['batch', 'source'] },
@@ -91,9 +112,21 @@ export function buildSeq2Seq(encoder: Graph, decoder: Graph, opts: Seq2SeqOption
   const maskF = b.op('Cast', ['attention_mask'], { to: A.i(1) });
   const bias = b.unsqueeze(b.mul(b.sub(b.f32(1), maskF), b.f32(-1e4)), [1, 2]);
   // One cross-attention block per decoder layer, before its ln_2.
-  const lns = [...decNodes].filter((n) => n.opType === 'LayerNormalization' && /h\.(\d+)\.ln_2\.weight$/.test(n.inputs[1] ?? ''));
-  if (!lns.length) throw new GraftError('the decoder has no GPT-2 blocks (LayerNormalization with h.<i>.ln_2 weights) to insert cross-attention into');
-  const width = hiddenOf(g, decMap(dec.initializers.has('transformer.wte.weight') ? 'transformer.wte.weight' : [...dec.initializers.keys()].find((k) => /wte/.test(k)) ?? ''));
+  const lns = [...decNodes].filter(
+    (n) => n.opType === 'LayerNormalization' && /h\.(\d+)\.ln_2\.weight$/.test(n.inputs[1] ?? ''),
+  );
+  if (!lns.length)
+    throw new GraftError(
+      'the decoder has no GPT-2 blocks (LayerNormalization with h.<i>.ln_2 weights) to insert cross-attention into',
+    );
+  const width = hiddenOf(
+    g,
+    decMap(
+      dec.initializers.has('transformer.wte.weight')
+        ? 'transformer.wte.weight'
+        : ([...dec.initializers.keys()].find((k) => /wte/.test(k)) ?? ''),
+    ),
+  );
   const heads = opts.heads ?? 4;
   if (width % heads) throw new GraftError(`hidden width ${width} is not divisible by ${heads} heads`);
   const encWidth = hiddenOf(g, encMap([...enc.initializers.keys()].find((k) => /word_embeddings/.test(k)) ?? ''));
@@ -113,8 +146,16 @@ export function buildSeq2Seq(encoder: Graph, decoder: Graph, opts: Seq2SeqOption
     const p = `decoder.h.${layer}.crossattention`;
     const eps = ln.attrs['epsilon'] ?? A.f(1e-5);
     const cb = new Builder(g, `decoder/h.${layer}/crossattention/`);
-    const xn = cb.op('LayerNormalization', [x, param(`${p}.ln.weight`, [width], 'one'), param(`${p}.ln.bias`, [width], 'zero')], { axis: A.i(-1), epsilon: eps });
-    const proj = (inp: string, nm: string, inW: number) => cb.add(cb.op('MatMul', [inp, param(`${p}.${nm}.weight`, [inW, width], 'normal')]), param(`${p}.${nm}.bias`, [width], 'zero'));
+    const xn = cb.op(
+      'LayerNormalization',
+      [x, param(`${p}.ln.weight`, [width], 'one'), param(`${p}.ln.bias`, [width], 'zero')],
+      { axis: A.i(-1), epsilon: eps },
+    );
+    const proj = (inp: string, nm: string, inW: number) =>
+      cb.add(
+        cb.op('MatMul', [inp, param(`${p}.${nm}.weight`, [inW, width], 'normal')]),
+        param(`${p}.${nm}.bias`, [width], 'zero'),
+      );
     const heads4 = (v: string) => cb.transpose(cb.reshape(v, [0, 0, heads, d]), [0, 2, 1, 3]);
     const q = heads4(proj(xn, 'q', width));
     const kT = cb.transpose(cb.reshape(proj(hEnc, 'k', encWidth), [0, 0, heads, d]), [0, 2, 3, 1]);
@@ -122,7 +163,10 @@ export function buildSeq2Seq(encoder: Graph, decoder: Graph, opts: Seq2SeqOption
     const scores = cb.add(cb.mul(cb.op('MatMul', [q, kT]), cb.f32(1 / Math.sqrt(d))), bias);
     const attn = cb.op('Softmax', [scores], { axis: A.i(-1) });
     const ctx = cb.reshape(cb.transpose(cb.op('MatMul', [attn, v]), [0, 2, 1, 3]), [0, 0, width]);
-    const out = cb.add(cb.op('MatMul', [ctx, param(`${p}.o.weight`, [width, width], 'normal')]), param(`${p}.o.bias`, [width], 'zero'));
+    const out = cb.add(
+      cb.op('MatMul', [ctx, param(`${p}.o.weight`, [width, width], 'normal')]),
+      param(`${p}.o.bias`, [width], 'zero'),
+    );
     const y = cb.add(x, out);
     for (const n of users) n.inputs = n.inputs.map((i) => (i === x ? y : i));
   }
@@ -156,7 +200,10 @@ export function crossAttentionParams(g: Graph): string[] {
   return [...g.initializers.keys()].filter((k) => k.includes('.crossattention.'));
 }
 
-export interface Seq2SeqPair { source: number[]; target: number[] }
+export interface Seq2SeqPair {
+  source: number[];
+  target: number[];
+}
 
 /**
  * Teacher-forcing feeds: encoder input = source ids as given (with the encoder's special tokens);
@@ -167,19 +214,33 @@ export function seq2seqBatch(pairs: Seq2SeqPair[], o: { start: number; eos: numb
   const n = pairs.length;
   const s = Math.max(...pairs.map((p) => p.source.length));
   const t = Math.max(...pairs.map((p) => p.target.length + 1));
-  const ids = new BigInt64Array(n * s).fill(pad), att = new BigInt64Array(n * s);
-  const dids = new BigInt64Array(n * t).fill(pad), datt = new BigInt64Array(n * t);
-  const labels = new BigInt64Array(n * t), mask = new Float32Array(n * t);
+  const ids = new BigInt64Array(n * s).fill(pad),
+    att = new BigInt64Array(n * s);
+  const dids = new BigInt64Array(n * t).fill(pad),
+    datt = new BigInt64Array(n * t);
+  const labels = new BigInt64Array(n * t),
+    mask = new Float32Array(n * t);
   pairs.forEach((p, r) => {
-    p.source.forEach((x, j) => { ids[r * s + j] = BigInt(x); att[r * s + j] = 1n; });
-    const din = [o.start, ...p.target], lab = [...p.target, o.eos];
-    din.forEach((x, j) => { dids[r * t + j] = BigInt(x); datt[r * t + j] = 1n; labels[r * t + j] = BigInt(lab[j]!); mask[r * t + j] = 1; });
+    p.source.forEach((x, j) => {
+      ids[r * s + j] = BigInt(x);
+      att[r * s + j] = 1n;
+    });
+    const din = [o.start, ...p.target],
+      lab = [...p.target, o.eos];
+    din.forEach((x, j) => {
+      dids[r * t + j] = BigInt(x);
+      datt[r * t + j] = 1n;
+      labels[r * t + j] = BigInt(lab[j]!);
+      mask[r * t + j] = 1;
+    });
   });
   const i64 = (data: BigInt64Array, len: number): Tensor => ({ dtype: 'int64', dims: [n, len], data });
   return {
-    input_ids: i64(ids, s), attention_mask: i64(att, s),
-    decoder_input_ids: i64(dids, t), decoder_attention_mask: i64(datt, t),
-    [LM_LABELS]: i64(labels, t), [LM_MASK]: { dtype: 'float32', dims: [n, t], data: mask },
+    input_ids: i64(ids, s),
+    attention_mask: i64(att, s),
+    decoder_input_ids: i64(dids, t),
+    decoder_attention_mask: i64(datt, t),
+    [LM_LABELS]: i64(labels, t),
+    [LM_MASK]: { dtype: 'float32', dims: [n, t], data: mask },
   };
 }
-

@@ -37,7 +37,10 @@ export interface PairBatch {
  * Streaming pair sampler: batches of `pairs` pairs, half positive (same label), half negative,
  * drawn with replacement. Holds only the per-class index lists (O(n)) and the current batch.
  */
-export function* pairBatches(y: readonly number[], o: { pairs: number; steps: number; seed?: number }): Generator<PairBatch> {
+export function* pairBatches(
+  y: readonly number[],
+  o: { pairs: number; steps: number; seed?: number },
+): Generator<PairBatch> {
   const rng = new Rng(o.seed ?? 0);
   const draw = pairSampler(y, o.pairs);
   for (let s = 0; s < o.steps; s++) yield draw(rng);
@@ -158,24 +161,50 @@ export function setfitSteps(texts: number, epochs = 1, pairsPerStep = 16): numbe
 }
 
 /** Contrastive fine-tuning on streamed pairs, then a logistic head on the tuned encoder's features. */
-export async function trainSetFit(model: TextModel, texts: readonly string[], y: number[], o: SetFitOptions = {}): Promise<SetFitResult> {
+export async function trainSetFit(
+  model: TextModel,
+  texts: readonly string[],
+  y: number[],
+  o: SetFitOptions = {},
+): Promise<SetFitResult> {
   const pooling = o.pooling ?? 'mean';
   const maxLength = o.maxLength ?? model.tokenizer.modelMaxLength;
   const pairs = o.pairsPerStep ?? 16;
   const steps = o.steps ?? setfitSteps(texts.length, o.epochs ?? 1, pairs);
   const every = o.checkpointEvery ?? setfitSteps(texts.length, 1, pairs);
-  if (!(Number.isInteger(every) && every >= 1)) throw new GraftError(`checkpointEvery must be a positive number of steps, got ${every}`);
+  if (!(Number.isInteger(every) && every >= 1))
+    throw new GraftError(`checkpointEvery must be a positive number of steps, got ${every}`);
   const base = o.lr ?? 2e-5;
-  const config = { texts: texts.length, data: sha256(texts.join('\u0000')), labels: y.join(','), pooling, maxLength, pairs, steps, lr: base, seed: o.seed ?? 0, checkpointEvery: every };
+  const config = {
+    texts: texts.length,
+    data: sha256(texts.join('\u0000')),
+    labels: y.join(','),
+    pooling,
+    maxLength,
+    pairs,
+    steps,
+    lr: base,
+    seed: o.seed ?? 0,
+    checkpointEvery: every,
+  };
   const callbacks = runCallbacks(o, config, 'contrastive');
   const draw = pairSampler(y, pairs);
   const g = addPooling(model.graph, pooling);
-  const trainer = await Trainer.create(g, { output: POOLED, loss: cosinePairLoss(), lr: base, optimizer: { kind: 'adamw', weightDecay: 0.01 }, clipNorm: 1 });
+  const trainer = await Trainer.create(g, {
+    output: POOLED,
+    loss: cosinePairLoss(),
+    lr: base,
+    optimizer: { kind: 'adamw', weightDecay: 0.01 },
+    clipNorm: 1,
+  });
   let maxBatchTexts = 0;
   const source = steppedBatches(steps, every, (_step, rng) => {
     const batch = draw(rng);
     maxBatchTexts = Math.max(maxBatchTexts, batch.texts.length);
-    const enc = model.tokenizer.encodeBatch(batch.texts.map((i) => texts[i]!), { maxLength, warn: () => {} }); // every text is warned about once, in the feature pass below
+    const enc = model.tokenizer.encodeBatch(
+      batch.texts.map((i) => texts[i]!),
+      { maxLength, warn: () => {} },
+    ); // every text is warned about once, in the feature pass below
     const feeds: Record<string, Tensor> = {
       ...textFeeds(g, enc),
       pair_a: { dtype: 'int64', dims: [pairs], data: BigInt64Array.from(batch.a.map(BigInt)) },
@@ -185,7 +214,8 @@ export async function trainSetFit(model: TextModel, texts: readonly string[], y:
     return { feeds, size: pairs };
   });
   const r = await trainLoop(trainer, source, {
-    seed: o.seed ?? 0, lr: base,
+    seed: o.seed ?? 0,
+    lr: base,
     callbacks: [
       LearningRate.of({ kind: 'linear', warmupFraction: 0.1 }, base, { totalSteps: steps, stepsPerEpoch: every }),
       ...(o.onStep ? [new Logger({ onStep: (_c, s) => o.onStep!({ step: s.step, steps, loss: s.loss }) })] : []),
@@ -201,7 +231,20 @@ export async function trainSetFit(model: TextModel, texts: readonly string[], y:
     await r.trainer.release();
   }
   const extractor = new TextFeatureExtractor({ graph: encoder, tokenizer: model.tokenizer }, pooling);
-  const F = await extractor.extract(texts, { maxLength, source: o.source, ...(o.rows ? { rows: o.rows } : {}), ...(o.warn ? { warn: o.warn } : {}) });
+  const F = await extractor.extract(texts, {
+    maxLength,
+    source: o.source,
+    ...(o.rows ? { rows: o.rows } : {}),
+    ...(o.warn ? { warn: o.warn } : {}),
+  });
   const head = await fitTextHead(F, y, o.seed ?? 0);
-  return { encoder, head, extractor, steps, losses, maxBatchTexts, ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}) };
+  return {
+    encoder,
+    head,
+    extractor,
+    steps,
+    losses,
+    maxBatchTexts,
+    ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}),
+  };
 }

@@ -34,7 +34,18 @@ export interface TfidfOptions {
 /** Id uni/bigram terms of each text ("12" and "12 345"), as ONNX's TfIdfVectorizer sees them. */
 export function idTerms(tokenizer: TextTokenizer, texts: readonly string[], maxLength: number, ngram = 2): string[][] {
   if (ngram < 1 || ngram > 2) throw new GraftError(`TF-IDF over token ids supports 1- and 2-grams, got ${ngram}`);
-  const special = new Set([tokenizer.padId, tokenizer.clsId, tokenizer.sepId, tokenizer.bosId, tokenizer.eosId, tokenizer.maskId, ...tokenizer.prefixIds, ...tokenizer.suffixIds].filter((v): v is number => v !== undefined));
+  const special = new Set(
+    [
+      tokenizer.padId,
+      tokenizer.clsId,
+      tokenizer.sepId,
+      tokenizer.bosId,
+      tokenizer.eosId,
+      tokenizer.maskId,
+      ...tokenizer.prefixIds,
+      ...tokenizer.suffixIds,
+    ].filter((v): v is number => v !== undefined),
+  );
   const out: string[][] = [];
   for (let s = 0; s < texts.length; s += 256) {
     const enc = tokenizer.encodeBatch(texts.slice(s, s + 256), { maxLength, warn: () => {} });
@@ -57,7 +68,8 @@ export function idTerms(tokenizer: TextTokenizer, texts: readonly string[], maxL
 export function tfidfTokens(text: string, ngram = 2): string[] {
   const words = text.toLowerCase().match(/[\p{L}\p{N}_]{2,}/gu) ?? [];
   const out = [...words];
-  for (let n = 2; n <= ngram; n++) for (let i = 0; i + n <= words.length; i++) out.push(words.slice(i, i + n).join(' '));
+  for (let n = 2; n <= ngram; n++)
+    for (let i = 0; i + n <= words.length; i++) out.push(words.slice(i, i + n).join(' '));
   return out;
 }
 
@@ -71,14 +83,19 @@ export class TfidfVectorizer {
   terms(texts: readonly string[]): string[][] {
     const ngram = this.o.ngram ?? 2;
     const tk = this.o.tokenizer;
-    return tk ? idTerms(tk, texts, this.o.maxLength ?? Math.min(128, tk.modelMaxLength), ngram) : texts.map((t) => tfidfTokens(t, ngram));
+    return tk
+      ? idTerms(tk, texts, this.o.maxLength ?? Math.min(128, tk.modelMaxLength), ngram)
+      : texts.map((t) => tfidfTokens(t, ngram));
   }
 
   fit(texts: readonly string[]): this {
     const df = new Map<string, number>();
     for (const ts of this.terms(texts)) for (const w of new Set(ts)) df.set(w, (df.get(w) ?? 0) + 1);
     const minDf = this.o.minDf ?? (texts.length > 500 ? 2 : 1);
-    const terms = [...df].filter(([, c]) => c >= minDf).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, this.o.maxFeatures ?? 20000);
+    const terms = [...df]
+      .filter(([, c]) => c >= minDf)
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+      .slice(0, this.o.maxFeatures ?? 20000);
     terms.sort((a, b) => (a[0] < b[0] ? -1 : 1));
     this.vocab.clear();
     terms.forEach(([w], i) => this.vocab.set(w, i));
@@ -115,7 +132,11 @@ export interface TfidfClassifier {
 }
 
 /** Fit TF-IDF on the training texts and a logistic head with the L2 penalty chosen by cross-validation. */
-export async function trainTfidfClassifier(texts: readonly string[], y: number[], o: TfidfOptions & { seed?: number } = {}): Promise<TfidfClassifier> {
+export async function trainTfidfClassifier(
+  texts: readonly string[],
+  y: number[],
+  o: TfidfOptions & { seed?: number } = {},
+): Promise<TfidfClassifier> {
   const vectorizer = new TfidfVectorizer(o).fit(texts);
   const X = vectorizer.transform(texts);
   const { model: head } = await fitCV(X, y, { standardize: false, seed: o.seed ?? 0, grid: [1e-4, 1e-3, 1e-2, 1e-1] });
@@ -132,10 +153,13 @@ const PROBABILITIES = 'probabilities';
  */
 export function tfidfClassifierGraph(c: TfidfClassifier, name = 'tfidf-logistic'): Graph {
   const v = c.vectorizer;
-  if (!v.o.tokenizer) throw new GraftError('only a TF-IDF classifier over token ids (fitted with a tokenizer) exports to ONNX');
-  const V = v.vocab.size, K = c.head.numClasses;
+  if (!v.o.tokenizer)
+    throw new GraftError('only a TF-IDF classifier over token ids (fitted with a tokenizer) exports to ONNX');
+  const V = v.vocab.size,
+    K = c.head.numClasses;
   if (V === 0) throw new GraftError('the TF-IDF vocabulary is empty: no terms in the training texts');
-  const uni: [number, number][] = [], bi: [number, number, number][] = [];
+  const uni: [number, number][] = [],
+    bi: [number, number, number][] = [];
   for (const [term, j] of v.vocab) {
     const p = term.split(' ').map(Number);
     if (p.length === 1) uni.push([p[0]!, j]);
@@ -146,21 +170,50 @@ export function tfidfClassifierGraph(c: TfidfClassifier, name = 'tfidf-logistic'
   g.opsets = { '': 17 };
   g.inputs = [{ name: 'input_ids', dtype: 'int64', shape: ['N', 'L'] }];
   const b = new Builder(g, 'tfidf/');
-  const tf = b.op('TfIdfVectorizer', ['input_ids'], {
-    mode: A.s('TF'), min_gram_length: A.i(1), max_gram_length: A.i(bi.length ? 2 : 1), max_skip_count: A.i(0),
-    ngram_counts: A.is(bi.length ? [0, uni.length] : [0]),
-    ngram_indexes: A.is([...uni.map(([, j]) => j), ...bi.map(([, , j]) => j)]),
-    pool_int64s: A.is([...uni.map(([id]) => id), ...bi.flatMap(([a, c2]) => [a, c2])]),
-  }, 'tf');
+  const tf = b.op(
+    'TfIdfVectorizer',
+    ['input_ids'],
+    {
+      mode: A.s('TF'),
+      min_gram_length: A.i(1),
+      max_gram_length: A.i(bi.length ? 2 : 1),
+      max_skip_count: A.i(0),
+      ngram_counts: A.is(bi.length ? [0, uni.length] : [0]),
+      ngram_indexes: A.is([...uni.map(([, j]) => j), ...bi.map(([, , j]) => j)]),
+      pool_int64s: A.is([...uni.map(([id]) => id), ...bi.flatMap(([a, c2]) => [a, c2])]),
+    },
+    'tf',
+  );
   const one = b.f32(1);
-  const scaled = (v.o.sublinearTf ?? true) ? b.op('Mul', [b.op('Add', [b.op('Log', [b.op('Max', [tf, one])]), one]), b.op('Min', [tf, one])], {}, 'sublinear') : tf;
-  const x = b.op('Mul', [scaled, b.constant({ dtype: 'float32', dims: [V], data: Float32Array.from(v.idf) }, 'idf')], {}, 'tfidf');
+  const scaled =
+    (v.o.sublinearTf ?? true)
+      ? b.op(
+          'Mul',
+          [b.op('Add', [b.op('Log', [b.op('Max', [tf, one])]), one]), b.op('Min', [tf, one])],
+          {},
+          'sublinear',
+        )
+      : tf;
+  const x = b.op(
+    'Mul',
+    [scaled, b.constant({ dtype: 'float32', dims: [V], data: Float32Array.from(v.idf) }, 'idf')],
+    {},
+    'tfidf',
+  );
   const norm = b.op('ReduceL2', [x], { axes: A.is([1]), keepdims: A.i(1) }, 'norm');
   const xn = b.op('Div', [x, b.op('Max', [norm, b.f32(1e-12)])], {}, 'normalized');
   const { weight, bias } = c.head.folded(); // [K, V] on raw (unstandardized) features
   const w = new Float32Array(V * K);
   for (let k = 0; k < K; k++) for (let j = 0; j < V; j++) w[j * K + k] = weight[k * V + j]!;
-  const logits = b.op('Add', [b.op('MatMul', [xn, b.constant({ dtype: 'float32', dims: [V, K], data: w }, 'weight')]), b.constant({ dtype: 'float32', dims: [K], data: bias }, 'bias')], {}, 'logits');
+  const logits = b.op(
+    'Add',
+    [
+      b.op('MatMul', [xn, b.constant({ dtype: 'float32', dims: [V, K], data: w }, 'weight')]),
+      b.constant({ dtype: 'float32', dims: [K], data: bias }, 'bias'),
+    ],
+    {},
+    'logits',
+  );
   const probs = b.op('Softmax', [logits], { axis: A.i(1) }, 'softmax');
   const last = g.nodes.at(-1)!;
   last.outputs = [PROBABILITIES];

@@ -77,15 +77,19 @@ function tokenName(t: string | { content: string } | undefined): string | undefi
  */
 function checkIds(json: Record<string, unknown>, label: string): void {
   const bad = (where: string, v: unknown): never => {
-    throw new GraftError(`${label}: ${where} has token id ${JSON.stringify(v)}; ids must be integers from 0 to ${MAX_VOCAB - 1}`);
+    throw new GraftError(
+      `${label}: ${where} has token id ${JSON.stringify(v)}; ids must be integers from 0 to ${MAX_VOCAB - 1}`,
+    );
   };
   const ok = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < MAX_VOCAB;
   const model = json['model'] as Record<string, unknown>;
   const vocab = model['vocab'];
   if (Array.isArray(vocab)) {
-    if (vocab.length >= MAX_VOCAB) throw new GraftError(`${label}: a vocabulary of ${vocab.length} entries is over the limit of ${MAX_VOCAB}`);
+    if (vocab.length >= MAX_VOCAB)
+      throw new GraftError(`${label}: a vocabulary of ${vocab.length} entries is over the limit of ${MAX_VOCAB}`);
     for (const e of vocab)
-      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number') throw new GraftError(`${label}: a Unigram vocab entry is not [piece, score]`);
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number')
+        throw new GraftError(`${label}: a Unigram vocab entry is not [piece, score]`);
   } else if (vocab !== null && typeof vocab === 'object') {
     for (const [tok, id] of Object.entries(vocab)) if (!ok(id)) bad(`vocab entry '${tok}'`, id);
   }
@@ -93,8 +97,10 @@ function checkIds(json: Record<string, unknown>, label: string): void {
   if (added !== undefined && added !== null) {
     if (!Array.isArray(added)) throw new GraftError(`${label}: added_tokens is not a list`);
     for (const a of added) {
-      if (a === null || typeof a !== 'object' || typeof (a as { content?: unknown }).content !== 'string') throw new GraftError(`${label}: an added token has no content`);
-      if (!ok((a as { id?: unknown }).id)) bad(`added token '${(a as { content: string }).content}'`, (a as { id?: unknown }).id);
+      if (a === null || typeof a !== 'object' || typeof (a as { content?: unknown }).content !== 'string')
+        throw new GraftError(`${label}: an added token has no content`);
+      if (!ok((a as { id?: unknown }).id))
+        bad(`added token '${(a as { content: string }).content}'`, (a as { id?: unknown }).id);
     }
   }
   const visit = (v: unknown, depth: number): void => {
@@ -142,7 +148,9 @@ export class TextTokenizer {
     if (!model || typeof model !== 'object')
       throw new GraftError(`${label}: not a Hugging Face tokenizer.json (no "model" section)`);
     if (model.type !== undefined && !['BPE', 'WordPiece', 'WordLevel', 'Unigram'].includes(model.type))
-      throw new GraftError(`${label}: unsupported tokenizer model type ${JSON.stringify(model.type)} (BPE, WordPiece, WordLevel or Unigram)`);
+      throw new GraftError(
+        `${label}: unsupported tokenizer model type ${JSON.stringify(model.type)} (BPE, WordPiece, WordLevel or Unigram)`,
+      );
     checkIds(tokenizerJson, label);
     try {
       this.hf = new Tokenizer(tokenizerJson, config);
@@ -155,9 +163,12 @@ export class TextTokenizer {
     for (const id of vocab.values()) if (id > maxId) maxId = id;
     // the model's embedding table is sized by the largest id: one stray huge id must not claim gigabytes
     if (!Number.isSafeInteger(maxId) || maxId >= MAX_VOCAB)
-      throw new GraftError(`${label}: token id ${maxId} is out of range (a vocabulary of ${vocab.size} entries; ids must be below ${MAX_VOCAB})`);
+      throw new GraftError(
+        `${label}: token id ${maxId} is out of range (a vocabulary of ${vocab.size} entries; ids must be below ${MAX_VOCAB})`,
+      );
     this.vocabSize = Math.max(vocab.size, maxId + 1);
-    const id = (name: string | undefined): number | undefined => (name === undefined ? undefined : this.hf.token_to_id(name));
+    const id = (name: string | undefined): number | undefined =>
+      name === undefined ? undefined : this.hf.token_to_id(name);
     const first = (...names: (string | undefined)[]): number | undefined => {
       for (const n of names) {
         const v = id(n);
@@ -185,7 +196,8 @@ export class TextTokenizer {
       throw new GraftError(`${label}: the tokenizer cannot encode text: ${(e as Error).message}`);
     }
     for (const id of full)
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new GraftError(`${label}: the post-processor adds token id ${String(id)}, outside the vocabulary`);
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize)
+        throw new GraftError(`${label}: the post-processor adds token id ${String(id)}, outside the vocabulary`);
     const at = findSub(full, bare);
     if (at < 0) {
       this.prefixIds = [];
@@ -194,7 +206,10 @@ export class TextTokenizer {
       this.prefixIds = full.slice(0, at);
       this.suffixIds = full.slice(at + bare.length);
     }
-    this.fingerprint = createHash('sha256').update(JSON.stringify(tokenizerJson)).update(JSON.stringify(config)).digest('hex');
+    this.fingerprint = createHash('sha256')
+      .update(JSON.stringify(tokenizerJson))
+      .update(JSON.stringify(config))
+      .digest('hex');
   }
 
   /** The library's ids for a text, checked: a damaged tokenizer.json can make it return holes (undefined). */
@@ -202,7 +217,9 @@ export class TextTokenizer {
     const ids = this.hf.encode(text, { add_special_tokens: false }).ids;
     for (const id of ids)
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize)
-        throw new GraftError(`${this.label}: the tokenizer produced token id ${String(id)} for ${JSON.stringify(text.slice(0, 40))}; is its "model" section complete?`);
+        throw new GraftError(
+          `${this.label}: the tokenizer produced token id ${String(id)} for ${JSON.stringify(text.slice(0, 40))}; is its "model" section complete?`,
+        );
     return ids;
   }
 
@@ -235,7 +252,8 @@ export class TextTokenizer {
   encodeBatch(texts: readonly string[], opts: EncodeBatchOptions = {}): EncodedBatch {
     const maxLength = opts.maxLength ?? this.modelMaxLength;
     const special = opts.addSpecialTokens === false ? 0 : this.prefixIds.length + this.suffixIds.length;
-    if (!(maxLength > special)) throw new GraftError(`max length ${maxLength} leaves no room for text (${special} special tokens)`);
+    if (!(maxLength > special))
+      throw new GraftError(`max length ${maxLength} leaves no room for text (${special} special tokens)`);
     const truncation = opts.truncation ?? true;
     const rows: number[][] = [];
     const truncated: number[] = [];

@@ -11,7 +11,16 @@ import type { Tensor } from '../graph/tensor.js';
 import { Session, type Feeds } from '../runtime/session.js';
 import { Trainer } from '../train/trainer.js';
 import { GraftError } from '../util/errors.js';
-import { addPooling, addClassifierHead, encoderLayerCount, textFeeds, withWeights, LOGITS, POOLED, type Pooling } from './encoder.js';
+import {
+  addPooling,
+  addClassifierHead,
+  encoderLayerCount,
+  textFeeds,
+  withWeights,
+  LOGITS,
+  POOLED,
+  type Pooling,
+} from './encoder.js';
 import { gemmFromLogistic, randomHead, runTextEpochs, type TextModel, type TextFinetuneOptions } from './classify.js';
 import { softmax } from '../util/vectors.js';
 import type { RunOptions } from '../train/callbacks.js';
@@ -24,9 +33,13 @@ export interface TokenStates {
 
 /** The value a BERT-style graph computes as the output of encoder layer `k` (k = −1: the embeddings). */
 function layerOutput(g: Graph, k: number): string {
-  const w = k < 0 ? /(^|\.)embeddings\.LayerNorm\.weight$/ : new RegExp(`layer[._]${k}[._]output[._]LayerNorm[._]weight$`);
+  const w =
+    k < 0 ? /(^|\.)embeddings\.LayerNorm\.weight$/ : new RegExp(`layer[._]${k}[._]output[._]LayerNorm[._]weight$`);
   const n = g.nodes.find((n) => n.opType === 'LayerNormalization' && n.inputs[1] !== undefined && w.test(n.inputs[1]));
-  if (!n) throw new GraftError(`cannot find the output of encoder layer ${k} (a LayerNormalization with weight like encoder.layer.${k}.output.LayerNorm.weight)`);
+  if (!n)
+    throw new GraftError(
+      `cannot find the output of encoder layer ${k} (a LayerNormalization with weight like encoder.layer.${k}.output.LayerNorm.weight)`,
+    );
   return n.outputs[0]!;
 }
 
@@ -45,7 +58,11 @@ export class TopLayerSplit {
   readonly hidden: number;
   private session?: Session;
 
-  constructor(readonly model: TextModel, readonly layers = 1, readonly pooling: Pooling = 'mean') {
+  constructor(
+    readonly model: TextModel,
+    readonly layers = 1,
+    readonly pooling: Pooling = 'mean',
+  ) {
     const L = layerCount(model.graph);
     if (layers < 1 || layers > L) throw new GraftError(`top layers must be 1…${L}, got ${layers}`);
     this.cut = layerOutput(model.graph, L - layers - 1);
@@ -53,11 +70,23 @@ export class TopLayerSplit {
     const w = model.graph.initializers.get('embeddings.word_embeddings.weight');
     this.hidden = w?.dims[1] ?? 0;
     if (!this.hidden) throw new GraftError('cannot tell the encoder width');
-    this.topPooled = addPooling(model.graph, pooling).cutAfter([this.cut], [{ name: this.cut, dtype: 'float32', shape: ['batch', 'sequence', this.hidden] }]);
+    this.topPooled = addPooling(model.graph, pooling).cutAfter(
+      [this.cut],
+      [{ name: this.cut, dtype: 'float32', shape: ['batch', 'sequence', this.hidden] }],
+    );
   }
 
   /** The bottom's token states for each text (one encoder pass; sorted by length so batches pad little). */
-  async states(texts: readonly string[], o: { maxLength?: number; batchSize?: number; source?: string; rows?: readonly number[]; warn?: (m: string) => void } = {}): Promise<TokenStates[]> {
+  async states(
+    texts: readonly string[],
+    o: {
+      maxLength?: number;
+      batchSize?: number;
+      source?: string;
+      rows?: readonly number[];
+      warn?: (m: string) => void;
+    } = {},
+  ): Promise<TokenStates[]> {
     this.session ??= await Session.fromGraph(this.bottom, {}, 'text encoder (frozen layers)');
     const maxLength = o.maxLength ?? this.model.tokenizer.modelMaxLength;
     const bs = o.batchSize ?? 64;
@@ -65,11 +94,17 @@ export class TopLayerSplit {
     const order = texts.map((_, i) => i).sort((a, b) => texts[a]!.length - texts[b]!.length);
     for (let s = 0; s < order.length; s += bs) {
       const idx = order.slice(s, s + bs);
-      const enc = this.model.tokenizer.encodeBatch(idx.map((i) => texts[i]!), { maxLength, source: o.source, warn: o.warn, rows: idx.map((i) => o.rows?.[i] ?? i) });
+      const enc = this.model.tokenizer.encodeBatch(
+        idx.map((i) => texts[i]!),
+        { maxLength, source: o.source, warn: o.warn, rows: idx.map((i) => o.rows?.[i] ?? i) },
+      );
       const h = (await this.session.run(textFeeds(this.bottom, enc)))[this.cut]!;
-      const T = h.dims[1]!, H = this.hidden;
+      const T = h.dims[1]!,
+        H = this.hidden;
       const d = h.data as Float32Array;
-      idx.forEach((i, r) => (out[i] = { data: d.slice(r * T * H, (r * T + enc.lengths[r]!) * H), length: enc.lengths[r]! }));
+      idx.forEach(
+        (i, r) => (out[i] = { data: d.slice(r * T * H, (r * T + enc.lengths[r]!) * H), length: enc.lengths[r]! }),
+      );
     }
     return out;
   }
@@ -85,7 +120,10 @@ export class TopLayerSplit {
       x.set(s.data, r * T * H);
       for (let t = 0; t < s.length; t++) mask[r * T + t] = 1n;
     });
-    return { [this.cut]: { dtype: 'float32', dims: [idx.length, T, H], data: x }, attention_mask: { dtype: 'int64', dims: [idx.length, T], data: mask } };
+    return {
+      [this.cut]: { dtype: 'float32', dims: [idx.length, T, H], data: x },
+      attention_mask: { dtype: 'int64', dims: [idx.length, T], data: mask },
+    };
   }
 
   /** Frozen pooled features from cached states (equal to TextFeatureExtractor's up to float rounding). */
@@ -99,7 +137,14 @@ export class TopLayerSplit {
   }
 }
 
-async function runRows(g: Graph, output: string, feeds: (idx: number[]) => Feeds, n: number, bs: number, run?: (f: Feeds) => Promise<Tensor>): Promise<Float32Array[]> {
+async function runRows(
+  g: Graph,
+  output: string,
+  feeds: (idx: number[]) => Feeds,
+  n: number,
+  bs: number,
+  run?: (f: Feeds) => Promise<Tensor>,
+): Promise<Float32Array[]> {
   const session = run ? undefined : await Session.fromGraph(g, {}, 'text top layers');
   const out: Float32Array[] = [];
   try {
@@ -116,8 +161,21 @@ async function runRows(g: Graph, output: string, feeds: (idx: number[]) => Feeds
 }
 
 /** The fine-tuning options that apply when only the top layers train on saved lower-layer outputs. */
-export type TopFinetuneOptions = RunOptions & Pick<TextFinetuneOptions,
-  'head' | 'classes' | 'epochs' | 'minSteps' | 'batchSize' | 'lr' | 'weightDecay' | 'warmup' | 'clipNorm' | 'seed' | 'onStep'>;
+export type TopFinetuneOptions = RunOptions &
+  Pick<
+    TextFinetuneOptions,
+    | 'head'
+    | 'classes'
+    | 'epochs'
+    | 'minSteps'
+    | 'batchSize'
+    | 'lr'
+    | 'weightDecay'
+    | 'warmup'
+    | 'clipNorm'
+    | 'seed'
+    | 'onStep'
+  >;
 
 export interface TopFinetuneResult {
   /** The whole classifier (encoder with tuned top layers + pooling + head → logits). */
@@ -130,15 +188,33 @@ export interface TopFinetuneResult {
 }
 
 /** Fine-tune the split's top layers and a head on cached token states (AdamW, warmup then linear decay, clipped). */
-export async function finetuneTopCached(split: TopLayerSplit, states: readonly TokenStates[], y: readonly number[], o: TopFinetuneOptions): Promise<TopFinetuneResult> {
+export async function finetuneTopCached(
+  split: TopLayerSplit,
+  states: readonly TokenStates[],
+  y: readonly number[],
+  o: TopFinetuneOptions,
+): Promise<TopFinetuneResult> {
   if (states.length !== y.length) throw new GraftError(`${states.length} texts but ${y.length} labels`);
   const head = o.head ? gemmFromLogistic(o.head) : randomHead(split.hidden, o.classes, o.seed ?? 0);
   const top = addClassifierHead(split.topPooled, head);
   const base = o.lr ?? 1e-4;
-  const trainer = await Trainer.create(top, { trainable: 'all', output: LOGITS, lr: base, optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 }, clipNorm: o.clipNorm ?? 1 });
+  const trainer = await Trainer.create(top, {
+    trainable: 'all',
+    output: LOGITS,
+    lr: base,
+    optimizer: { kind: 'adamw', weightDecay: o.weightDecay ?? 0.01 },
+    clipNorm: o.clipNorm ?? 1,
+  });
   let steps: number, losses: number[];
   try {
-    const config = { layers: split.layers, pooling: split.pooling, classes: o.classes, head: o.head ? 'probe' : 'random', weightDecay: o.weightDecay ?? 0.01, clipNorm: o.clipNorm ?? 1 };
+    const config = {
+      layers: split.layers,
+      pooling: split.pooling,
+      classes: o.classes,
+      head: o.head ? 'probe' : 'random',
+      weightDecay: o.weightDecay ?? 0.01,
+      clipNorm: o.clipNorm ?? 1,
+    };
     ({ steps, losses } = await runTextEpochs(trainer, y, { ...o, config }, base, (idx) => split.feeds(states, idx)));
   } catch (err) {
     await trainer.release();
@@ -151,7 +227,16 @@ export async function finetuneTopCached(split: TopLayerSplit, states: readonly T
     steps,
     losses,
     predictProba: async (st) =>
-      (await runRows(tunedTop, LOGITS, (idx) => split.feeds(st, idx), st.length, 128, (f) => trainer.predict(f))).map((v) => Float32Array.from(softmax(v))),
+      (
+        await runRows(
+          tunedTop,
+          LOGITS,
+          (idx) => split.feeds(st, idx),
+          st.length,
+          128,
+          (f) => trainer.predict(f),
+        )
+      ).map((v) => Float32Array.from(softmax(v))),
     release: () => trainer.release(),
   };
 }

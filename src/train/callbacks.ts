@@ -18,7 +18,10 @@ import type { Callback, CallbackState, EpochLogs, LoopContext, StepLogs } from '
 export function snapshotWeights(trainer: Trainer, names: Iterable<string>): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
   for (const k of names) {
-    const v = trainer.params.get(k) ?? trainer.stateValues.get(k) ?? (trainer.tg.model.initializers.get(k)?.data as Float32Array | undefined);
+    const v =
+      trainer.params.get(k) ??
+      trainer.stateValues.get(k) ??
+      (trainer.tg.model.initializers.get(k)?.data as Float32Array | undefined);
     if (v) out.set(k, Float32Array.from(v));
   }
   return out;
@@ -35,7 +38,9 @@ export function withWeights(model: Graph, w: Map<string, Float32Array>): Graph {
   for (const [k, v] of w) {
     const t = g.initializers.get(k);
     if (!t || t.dtype !== 'float32' || (t.data as Float32Array).length !== v.length)
-      throw new GraftError(`checkpoint weight '${k}' does not fit the model (${t ? `${t.dtype}[${t.dims}]` : 'no such initializer'})`);
+      throw new GraftError(
+        `checkpoint weight '${k}' does not fit the model (${t ? `${t.dtype}[${t.dims}]` : 'no such initializer'})`,
+      );
     g.initializers.set(k, { dtype: 'float32', dims: [...t.dims], data: Float32Array.from(v) });
   }
   return g;
@@ -47,7 +52,11 @@ export class LearningRate implements Callback {
   constructor(readonly at: Schedule) {}
 
   /** From a schedule spec (constant, cosine, one-cycle, step, linear) over the loop's steps. */
-  static of(spec: ScheduleSpec | undefined, baseLr: number, ctx: { totalSteps: number; stepsPerEpoch: number }): LearningRate {
+  static of(
+    spec: ScheduleSpec | undefined,
+    baseLr: number,
+    ctx: { totalSteps: number; stepsPerEpoch: number },
+  ): LearningRate {
     return new LearningRate(makeSchedule(spec, baseLr, ctx));
   }
 
@@ -81,7 +90,8 @@ export class EarlyStoppingCallback implements Callback {
 
   constructor(readonly o: EarlyStoppingOptions) {
     const p = o.patience;
-    if (p !== undefined && !(Number.isInteger(p) && p >= 1)) throw new GraftError(`early stopping patience must be a positive number of epochs, got ${p}`);
+    if (p !== undefined && !(Number.isInteger(p) && p >= 1))
+      throw new GraftError(`early stopping patience must be a positive number of epochs, got ${p}`);
   }
 
   private names(t: Trainer): string[] {
@@ -94,7 +104,8 @@ export class EarlyStoppingCallback implements Callback {
 
   onEpochEnd(ctx: LoopContext, logs: EpochLogs): void {
     const v = logs[this.o.monitor];
-    if (typeof v !== 'number') throw new GraftError(`early stopping watches '${this.o.monitor}', which no callback computed`);
+    if (typeof v !== 'number')
+      throw new GraftError(`early stopping watches '${this.o.monitor}', which no callback computed`);
     const d = this.o.minDelta ?? 0;
     const improved = this.s.best === null || (this.o.mode === 'min' ? v < this.s.best - d : v > this.s.best + d);
     if (improved) {
@@ -149,7 +160,8 @@ export class Checkpoint implements Callback {
   private weights: string[] = [];
 
   constructor(readonly o: CheckpointOptions) {
-    if (o.keep !== undefined && !(Number.isInteger(o.keep) && o.keep >= 1)) throw new GraftError(`the number of checkpoints to keep must be a positive integer, got ${o.keep}`);
+    if (o.keep !== undefined && !(Number.isInteger(o.keep) && o.keep >= 1))
+      throw new GraftError(`the number of checkpoints to keep must be a positive integer, got ${o.keep}`);
   }
 
   async prepare(ctx: LoopContext): Promise<void> {
@@ -157,13 +169,16 @@ export class Checkpoint implements Callback {
     if (saved) {
       const diff = configMismatch(saved.config, this.o.config);
       if (diff.length)
-        throw new GraftError(`the checkpoint in ${this.o.dir} was written by a run with other settings (${diff.join(', ')}); resume with the same settings or use another --checkpoint-dir`);
+        throw new GraftError(
+          `the checkpoint in ${this.o.dir} was written by a run with other settings (${diff.join(', ')}); resume with the same settings or use another --checkpoint-dir`,
+        );
       ctx.epoch = saved.epoch;
       ctx.resumedFrom = saved.epoch;
       ctx.rng.state = saved.rng;
       ctx.losses = saved.losses;
       const t = ctx.trainer;
-      if ([...saved.weights.keys()].every((k) => t.params.has(k) || t.stateValues.has(k))) restoreWeights(t, saved.weights);
+      if ([...saved.weights.keys()].every((k) => t.params.has(k) || t.stateValues.has(k)))
+        restoreWeights(t, saved.weights);
       else {
         const g = withWeights(this.o.model ?? t.toGraph(), saved.weights);
         await t.release();
@@ -206,12 +221,23 @@ export class Checkpoint implements Callback {
       if (st.json !== undefined) callbacks[cb.name] = st.json;
       if (st.tensors) callbackTensors.set(cb.name, st.tensors);
     }
-    logs.checkpoint = writeCheckpoint(this.o.dir, {
-      epoch: ctx.epoch, step: ctx.trainer.steps, rng: ctx.rng.state, losses: ctx.losses,
-      weights: snapshotWeights(ctx.trainer, this.weights), optimizer: ctx.trainer.optimizer.exportState(),
-      ...(early ? { early } : {}), ...(bestWeights ? { bestWeights } : {}), config: this.o.config,
-      ...(Object.keys(callbacks).length ? { callbacks } : {}), ...(callbackTensors.size ? { callbackTensors } : {}),
-    }, this.o.keep);
+    logs.checkpoint = writeCheckpoint(
+      this.o.dir,
+      {
+        epoch: ctx.epoch,
+        step: ctx.trainer.steps,
+        rng: ctx.rng.state,
+        losses: ctx.losses,
+        weights: snapshotWeights(ctx.trainer, this.weights),
+        optimizer: ctx.trainer.optimizer.exportState(),
+        ...(early ? { early } : {}),
+        ...(bestWeights ? { bestWeights } : {}),
+        config: this.o.config,
+        ...(Object.keys(callbacks).length ? { callbacks } : {}),
+        ...(callbackTensors.size ? { callbackTensors } : {}),
+      },
+      this.o.keep,
+    );
   }
 }
 
@@ -230,7 +256,8 @@ export class Unfreezing implements Callback {
     readonly build: (g: Graph, stage: number) => Promise<Trainer>,
     readonly onStage?: (info: { epoch: number; stage: number; trainable: string[] }) => void,
   ) {
-    if (!(Number.isInteger(every) && every >= 1)) throw new GraftError(`unfreezeEvery must be a positive number of epochs, got ${every}`);
+    if (!(Number.isInteger(every) && every >= 1))
+      throw new GraftError(`unfreezeEvery must be a positive number of epochs, got ${every}`);
   }
 
   stageOf(epoch: number): number {
@@ -243,7 +270,8 @@ export class Unfreezing implements Callback {
 
   onTrainBegin(ctx: LoopContext): void {
     this.stage = this.stageOf(Math.min(ctx.epochs, ctx.epoch + 1));
-    if (ctx.epoch < ctx.epochs && !ctx.stop) this.onStage?.({ epoch: ctx.epoch + 1, stage: this.stage, trainable: this.namesOf(this.stage) });
+    if (ctx.epoch < ctx.epochs && !ctx.stop)
+      this.onStage?.({ epoch: ctx.epoch + 1, stage: this.stage, trainable: this.namesOf(this.stage) });
   }
 
   async onEpochBegin(ctx: LoopContext): Promise<void> {
@@ -285,7 +313,10 @@ export class Progress implements Callback {
 
   onTrainBegin(ctx: LoopContext): void {
     if (!this.active) return;
-    this.bar = new ProgressBar(`${this.o.label ?? 'training'} [{bar}] {value}/{total} steps | epoch {epoch}/{epochs} | loss {loss} | eta {eta_formatted}`, this.o.stream ?? process.stderr);
+    this.bar = new ProgressBar(
+      `${this.o.label ?? 'training'} [{bar}] {value}/{total} steps | epoch {epoch}/{epochs} | loss {loss} | eta {eta_formatted}`,
+      this.o.stream ?? process.stderr,
+    );
     this.bar.update(ctx.trainer.steps, ctx.totalSteps, { loss: '-', epoch: ctx.epoch, epochs: ctx.epochs });
   }
 
@@ -358,9 +389,19 @@ export interface RunOptions {
  * the settings a resume must match), then the progress bar. `resume` without a folder is refused.
  */
 export function runCallbacks(o: RunOptions, config: Record<string, unknown>, label?: string): Callback[] {
-  if (o.resume && !o.checkpointDir) throw new GraftError('resume needs a checkpoint folder (checkpointDir / --checkpoint-dir)');
+  if (o.resume && !o.checkpointDir)
+    throw new GraftError('resume needs a checkpoint folder (checkpointDir / --checkpoint-dir)');
   const out: Callback[] = [...(o.callbacks ?? [])];
-  if (o.checkpointDir) out.push(new Checkpoint({ dir: o.checkpointDir, config, ...(o.resume ? { resume: true } : {}), ...(o.keepCheckpoints !== undefined ? { keep: o.keepCheckpoints } : {}) }));
-  if (o.progress) out.push(new Progress({ ...(label ? { label } : {}), ...(typeof o.progress === 'object' ? o.progress : {}) }));
+  if (o.checkpointDir)
+    out.push(
+      new Checkpoint({
+        dir: o.checkpointDir,
+        config,
+        ...(o.resume ? { resume: true } : {}),
+        ...(o.keepCheckpoints !== undefined ? { keep: o.keepCheckpoints } : {}),
+      }),
+    );
+  if (o.progress)
+    out.push(new Progress({ ...(label ? { label } : {}), ...(typeof o.progress === 'object' ? o.progress : {}) }));
   return out;
 }

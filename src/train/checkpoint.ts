@@ -83,11 +83,17 @@ export function writeCheckpoint(dir: string, s: CheckpointState, keep?: number):
   rmSync(path, { force: true });
   writeSafetensors(tensorPath, tensors, { format: 'graft-checkpoint' });
   const manifest: Manifest = {
-    format: 'graft-checkpoint', version: 1, epoch: s.epoch, step: s.step,
+    format: 'graft-checkpoint',
+    version: 1,
+    epoch: s.epoch,
+    step: s.step,
     rng: s.rng.map((x) => (Number.isFinite(x) ? x : null)),
     optimizer: { kind: s.optimizer.kind, meta: s.optimizer.meta },
-    ...(s.early ? { early: s.early } : {}), hasBest: !!s.bestWeights, config: s.config,
-    ...(s.callbacks ? { callbacks: s.callbacks } : {}), tensors: `${b}.safetensors`,
+    ...(s.early ? { early: s.early } : {}),
+    hasBest: !!s.bestWeights,
+    config: s.config,
+    ...(s.callbacks ? { callbacks: s.callbacks } : {}),
+    tensors: `${b}.safetensors`,
   };
   try {
     atomicWrite(path, new TextEncoder().encode(JSON.stringify(manifest, null, 1)));
@@ -129,22 +135,30 @@ export function readCheckpoint(dir: string, epoch: number): CheckpointState {
   } catch (e) {
     throw new GraftError(`checkpoint ${path} is unreadable: ${(e as Error).message}`);
   }
-  if (!m || typeof m !== 'object' || m.format !== 'graft-checkpoint' || m.version !== 1) throw new GraftError(`${path} is not a Graft checkpoint (version 1)`);
+  if (!m || typeof m !== 'object' || m.format !== 'graft-checkpoint' || m.version !== 1)
+    throw new GraftError(`${path} is not a Graft checkpoint (version 1)`);
   checkManifest(m, path);
   const { tensors } = readSafetensors(insideFolder(dir, m.tensors, `checkpoint tensor file (named in ${path})`));
   const take = (prefix: string) => {
     const out = new Map<string, Float32Array>();
     for (const [k, t] of tensors) {
       if (!k.startsWith(`${prefix}/`)) continue;
-      if (t.dtype !== 'float32') throw new GraftError(`checkpoint ${path}: tensor '${k}' is ${t.dtype}, expected float32`);
+      if (t.dtype !== 'float32')
+        throw new GraftError(`checkpoint ${path}: tensor '${k}' is ${t.dtype}, expected float32`);
       out.set(k.slice(prefix.length + 1), Float32Array.from(t.data as Float32Array));
     }
     return out;
   };
   return {
-    epoch: m.epoch, step: m.step, rng: m.rng.map((x) => (x === null ? NaN : x)), losses: lossesOf(tensors.get('losses'), path),
-    weights: take('weights'), optimizer: { kind: m.optimizer.kind, meta: m.optimizer.meta, tensors: take('optim') },
-    ...(m.early ? { early: m.early } : {}), ...(m.hasBest ? { bestWeights: take('best') } : {}), config: m.config,
+    epoch: m.epoch,
+    step: m.step,
+    rng: m.rng.map((x) => (x === null ? NaN : x)),
+    losses: lossesOf(tensors.get('losses'), path),
+    weights: take('weights'),
+    optimizer: { kind: m.optimizer.kind, meta: m.optimizer.meta, tensors: take('optim') },
+    ...(m.early ? { early: m.early } : {}),
+    ...(m.hasBest ? { bestWeights: take('best') } : {}),
+    config: m.config,
     ...(m.callbacks ? { callbacks: m.callbacks, callbackTensors: callbackTensorsOf(take('cb')) } : {}),
   };
 }
@@ -164,17 +178,22 @@ function callbackTensorsOf(all: Map<string, Float32Array>): Map<string, Map<stri
 
 function lossesOf(t: Tensor | undefined, path: string): number[] {
   if (!t) return [];
-  if (t.dtype !== 'float64' && t.dtype !== 'float32') throw new GraftError(`checkpoint ${path}: tensor 'losses' is ${t.dtype}, expected float64`);
+  if (t.dtype !== 'float64' && t.dtype !== 'float32')
+    throw new GraftError(`checkpoint ${path}: tensor 'losses' is ${t.dtype}, expected float64`);
   return Array.from(t.data as Float64Array);
 }
 
 /** The manifest's fields have the types the reader relies on (a damaged or hostile file fails here, named). */
 function checkManifest(m: Manifest, path: string): void {
-  const bad = (what: string): never => { throw new GraftError(`checkpoint ${path} is damaged: ${what}`); };
+  const bad = (what: string): never => {
+    throw new GraftError(`checkpoint ${path} is damaged: ${what}`);
+  };
   const isObj = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v);
   if (typeof m.epoch !== 'number' || typeof m.step !== 'number') bad('epoch/step are not numbers');
-  if (!Array.isArray(m.rng) || m.rng.some((x) => x !== null && typeof x !== 'number')) bad('rng is not a list of numbers');
-  if (!isObj(m.optimizer) || typeof m.optimizer.kind !== 'string' || !isObj(m.optimizer.meta)) bad('optimizer is not {kind, meta}');
+  if (!Array.isArray(m.rng) || m.rng.some((x) => x !== null && typeof x !== 'number'))
+    bad('rng is not a list of numbers');
+  if (!isObj(m.optimizer) || typeof m.optimizer.kind !== 'string' || !isObj(m.optimizer.meta))
+    bad('optimizer is not {kind, meta}');
   if (typeof m.tensors !== 'string') bad('tensors is not a file name');
   if (!isObj(m.config)) bad('config is not an object');
   if (m.early !== undefined && !isObj(m.early)) bad('early is not an object');

@@ -14,8 +14,23 @@ import { upgradeOpset } from '../graph/rewrites.js';
 import { selectTrainable, logitsOf, untieParameters, untieSpec, candidateParams } from './training-graph.js';
 import type { ScheduleSpec } from './schedule.js';
 import { layerGroups, discriminativeScales } from './layer-groups.js';
-import { trainLoop, shuffledBatches, type BatchSource, type Callback, type EpochLogs, type LoopContext } from './loop.js';
-import { LearningRate, EarlyStoppingCallback, Checkpoint, Unfreezing, Logger, Progress, type ProgressOptions } from './callbacks.js';
+import {
+  trainLoop,
+  shuffledBatches,
+  type BatchSource,
+  type Callback,
+  type EpochLogs,
+  type LoopContext,
+} from './loop.js';
+import {
+  LearningRate,
+  EarlyStoppingCallback,
+  Checkpoint,
+  Unfreezing,
+  Logger,
+  Progress,
+  type ProgressOptions,
+} from './callbacks.js';
 import type { ParamGroup } from '../optim/optimizer.js';
 
 export interface Examples {
@@ -47,7 +62,12 @@ export function sizeOf(d: TrainingData): number {
 
 /** A batch of examples (and views) as one tensor. */
 export function batchOf(d: TrainingData, idx: number[], dims: number[], views?: number[]): Tensor {
-  return 'batch' in d ? d.batch(idx, views) : stack(idx.map((k) => d.x[k]!), dims);
+  return 'batch' in d
+    ? d.batch(idx, views)
+    : stack(
+        idx.map((k) => d.x[k]!),
+        dims,
+      );
 }
 
 /** How early stopping watches the validation data. */
@@ -138,8 +158,10 @@ export interface FitResult {
 /** Class weights for cross-entropy from a spec and the training labels. */
 export function resolveClassWeights(spec: 'balanced' | number[], y: number[], classes: number): number[] {
   if (spec !== 'balanced') {
-    if (spec.length !== classes) throw new GraftError(`${spec.length} class weights given for a model with ${classes} classes`);
-    if (spec.some((w) => !(w >= 0))) throw new GraftError(`class weights must be non-negative numbers, got ${spec.join(',')}`);
+    if (spec.length !== classes)
+      throw new GraftError(`${spec.length} class weights given for a model with ${classes} classes`);
+    if (spec.some((w) => !(w >= 0)))
+      throw new GraftError(`class weights must be non-negative numbers, got ${spec.join(',')}`);
     return spec;
   }
   const counts = new Array<number>(classes).fill(0);
@@ -160,7 +182,8 @@ export function declaredClassCount(model: Graph, output?: string): number | unde
 export function trainerOptions(model: Graph, data: { y: number[] }, o: FitOptions): TrainerOptions {
   if (!o.classWeights) return o;
   const loss = o.loss ?? { kind: 'cross-entropy' as const };
-  if (loss.kind !== 'cross-entropy') throw new GraftError(`class weights apply to the cross-entropy loss, not '${loss.kind}'`);
+  if (loss.kind !== 'cross-entropy')
+    throw new GraftError(`class weights apply to the cross-entropy loss, not '${loss.kind}'`);
   const classes = declaredClassCount(model, o.output) ?? Math.max(...data.y) + 1;
   return { ...o, loss: { ...loss, classWeights: resolveClassWeights(o.classWeights, data.y, classes) } };
 }
@@ -190,7 +213,12 @@ export function crossEntropyOf(out: Tensor, y: number[], probs: boolean, weights
 }
 
 /** Accuracy and cross-entropy of the trainer's current weights on examples. */
-export async function evaluate(trainer: Trainer, data: TrainingData, batchSize = 64, weights?: number[]): Promise<{ accuracy: number; loss: number }> {
+export async function evaluate(
+  trainer: Trainer,
+  data: TrainingData,
+  batchSize = 64,
+  weights?: number[],
+): Promise<{ accuracy: number; loss: number }> {
   const model = trainer.tg.model;
   const dims = exampleDims(model);
   const name = model.dataInputs()[0]!.name;
@@ -215,17 +243,25 @@ export async function evaluate(trainer: Trainer, data: TrainingData, batchSize =
 export function exampleSource(model: Graph, data: TrainingData, batchSize: number, epochs: number): BatchSource {
   const dims = exampleDims(model);
   const name = model.dataInputs()[0]!.name;
-  const nViews = 'batch' in data ? data.views ?? 1 : 1;
+  const nViews = 'batch' in data ? (data.views ?? 1) : 1;
   return shuffledBatches(sizeOf(data), batchSize, epochs, (idx, _e, rng) => {
     const views = nViews > 1 ? idx.map(() => rng.int(nViews)) : undefined;
-    return { feeds: { [name]: batchOf(data, idx, dims, views) }, target: labelsTensor(idx.map((k) => data.y[k]!)), size: idx.length };
+    return {
+      feeds: { [name]: batchOf(data, idx, dims, views) },
+      target: labelsTensor(idx.map((k) => data.y[k]!)),
+      size: idx.length,
+    };
   });
 }
 
 /** Validation accuracy and loss after every epoch, into the epoch's logs (before early stopping reads them). */
 export class Validation implements Callback {
   readonly name = 'validation';
-  constructor(readonly data: TrainingData, readonly weights?: number[], readonly batchSize = 64) {}
+  constructor(
+    readonly data: TrainingData,
+    readonly weights?: number[],
+    readonly batchSize = 64,
+  ) {}
   async onEpochEnd(ctx: LoopContext, logs: EpochLogs): Promise<void> {
     const ev = await evaluate(ctx.trainer, this.data, this.batchSize, this.weights);
     logs.valAccuracy = ev.accuracy;
@@ -249,9 +285,10 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
       o = { ...o, ...(trainable ? { trainable } : {}) };
     }
   }
-  if ('x' in data && data.x.length !== data.y.length) throw new GraftError(`${data.x.length} examples but ${data.y.length} labels`);
+  if ('x' in data && data.x.length !== data.y.length)
+    throw new GraftError(`${data.x.length} examples but ${data.y.length} labels`);
   const n = sizeOf(data);
-  const nViews = 'batch' in data ? data.views ?? 1 : 1;
+  const nViews = 'batch' in data ? (data.views ?? 1) : 1;
   if (n === 0) throw new GraftError('no training examples');
   const hasVal = !!o.validation && sizeOf(o.validation) > 0;
   if (o.earlyStopping && !hasVal) throw new GraftError('early stopping needs validation data');
@@ -261,11 +298,14 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
   const bs = o.batchSize ?? 32;
   if (!Number.isInteger(bs) || bs < 1) throw new GraftError(`batch size must be a positive integer, got ${bs}`);
   const epochs = o.epochs ?? 10;
-  if (!Number.isInteger(epochs) || epochs < 0) throw new GraftError(`epochs must be a non-negative integer, got ${epochs}`);
+  if (!Number.isInteger(epochs) || epochs < 0)
+    throw new GraftError(`epochs must be a non-negative integer, got ${epochs}`);
   const patience = o.earlyStopping?.patience;
-  if (patience !== undefined && !(Number.isInteger(patience) && patience >= 1)) throw new GraftError(`early stopping patience must be a positive number of epochs, got ${patience}`);
+  if (patience !== undefined && !(Number.isInteger(patience) && patience >= 1))
+    throw new GraftError(`early stopping patience must be a positive number of epochs, got ${patience}`);
   const keep = o.checkpoint?.keep;
-  if (keep !== undefined && !(Number.isInteger(keep) && keep >= 1)) throw new GraftError(`the number of checkpoints to keep must be a positive integer, got ${keep}`);
+  if (keep !== undefined && !(Number.isInteger(keep) && keep >= 1))
+    throw new GraftError(`the number of checkpoints to keep must be a positive integer, got ${keep}`);
   const stepsPerEpoch = Math.ceil(n / bs);
   const totalSteps = epochs * stepsPerEpoch;
   const baseLr = o.lr ?? 1e-3;
@@ -281,22 +321,48 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
   const makeTrainer = async (g: Graph, names: string[]): Promise<Trainer> => {
     const t = await Trainer.create(g, { ...topts, trainable: { names } });
     if (scales) {
-      const base = (o.optimizer && 'groups' in o.optimizer ? o.optimizer.groups : undefined) ?? new Map<string, ParamGroup>();
-      t.optimizer.setGroups(new Map(names.map((k) => [k, { ...base.get(k), lrScale: (base.get(k)?.lrScale ?? 1) * scales.get(k)! }])));
+      const base =
+        (o.optimizer && 'groups' in o.optimizer ? o.optimizer.groups : undefined) ?? new Map<string, ParamGroup>();
+      t.optimizer.setGroups(
+        new Map(names.map((k) => [k, { ...base.get(k), lrScale: (base.get(k)?.lrScale ?? 1) * scales.get(k)! }])),
+      );
     }
     return t;
   };
   const unfreeze: Unfreezing | undefined = o.unfreezeEvery
-    ? new Unfreezing(groups, o.unfreezeEvery, (g, stage) => makeTrainer(g, groups.slice(groups.length - 1 - stage).flat()), o.onStage)
+    ? new Unfreezing(
+        groups,
+        o.unfreezeEvery,
+        (g, stage) => makeTrainer(g, groups.slice(groups.length - 1 - stage).flat()),
+        o.onStage,
+      )
     : undefined;
-  const namesAt = (epoch: number) => (unfreeze ? unfreeze.namesOf(unfreeze.stageOf(Math.min(epochs, epoch))) : trainable);
+  const namesAt = (epoch: number) =>
+    unfreeze ? unfreeze.namesOf(unfreeze.stageOf(Math.min(epochs, epoch))) : trainable;
 
   const config: Record<string, unknown> = {
-    examples: n, ...(nViews > 1 ? { views: nViews } : {}), batchSize: bs, seed: o.seed ?? 0, lr: baseLr, schedule: o.schedule ?? null,
-    optimizer: o.optimizer ? { ...o.optimizer, ...('groups' in o.optimizer && o.optimizer.groups ? { groups: [...o.optimizer.groups] } : {}) } : null,
-    trainable, lrDecay: o.lrDecay ?? null, layerGroups: o.layerGroups ?? null, unfreezeEvery: o.unfreezeEvery ?? null,
-    batchNorm: o.batchNorm ?? 'frozen', bnMomentum: o.bnMomentum ?? null, classWeights: classWeights ?? null, earlyStopping: o.earlyStopping ?? null,
-    loss: o.loss ?? null, clipNorm: o.clipNorm ?? null,
+    examples: n,
+    ...(nViews > 1 ? { views: nViews } : {}),
+    batchSize: bs,
+    seed: o.seed ?? 0,
+    lr: baseLr,
+    schedule: o.schedule ?? null,
+    optimizer: o.optimizer
+      ? {
+          ...o.optimizer,
+          ...('groups' in o.optimizer && o.optimizer.groups ? { groups: [...o.optimizer.groups] } : {}),
+        }
+      : null,
+    trainable,
+    lrDecay: o.lrDecay ?? null,
+    layerGroups: o.layerGroups ?? null,
+    unfreezeEvery: o.unfreezeEvery ?? null,
+    batchNorm: o.batchNorm ?? 'frozen',
+    bnMomentum: o.bnMomentum ?? null,
+    classWeights: classWeights ?? null,
+    earlyStopping: o.earlyStopping ?? null,
+    loss: o.loss ?? null,
+    clipNorm: o.clipNorm ?? null,
     ...(o.schedule && o.schedule.kind !== 'constant' && o.schedule.kind !== 'step' ? { epochs } : {}),
   };
   const trainer = await makeTrainer(model, namesAt(1));
@@ -304,32 +370,62 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
   const es = o.earlyStopping;
   const early = es
     ? new EarlyStoppingCallback({
-        monitor: es.monitor === 'loss' ? 'valLoss' : 'valAccuracy', mode: es.monitor === 'loss' ? 'min' : 'max',
-        ...(es.patience !== undefined ? { patience: es.patience } : {}), minDelta: es.minDelta ?? 0, restoreBest: es.restoreBest ?? true, weights: tracked,
+        monitor: es.monitor === 'loss' ? 'valLoss' : 'valAccuracy',
+        mode: es.monitor === 'loss' ? 'min' : 'max',
+        ...(es.patience !== undefined ? { patience: es.patience } : {}),
+        minDelta: es.minDelta ?? 0,
+        restoreBest: es.restoreBest ?? true,
+        weights: tracked,
       })
     : undefined;
   const callbacks: Callback[] = [LearningRate.of(o.schedule, baseLr, { totalSteps, stepsPerEpoch })];
   if (hasVal) callbacks.push(new Validation(o.validation!, classWeights));
   if (early) callbacks.push(early);
   if (unfreeze) callbacks.push(unfreeze);
-  if (o.checkpoint) callbacks.push(new Checkpoint({ dir: o.checkpoint.dir, resume: o.checkpoint.resume, keep: o.checkpoint.keep, config, weights: tracked, model }));
+  if (o.checkpoint)
+    callbacks.push(
+      new Checkpoint({
+        dir: o.checkpoint.dir,
+        resume: o.checkpoint.resume,
+        keep: o.checkpoint.keep,
+        config,
+        weights: tracked,
+        model,
+      }),
+    );
   callbacks.push(...(o.callbacks ?? []));
-  callbacks.push(new Logger({
-    onStart: (ctx) => {
-      if (!unfreeze && ctx.epoch < epochs && !ctx.stop) o.onStage?.({ epoch: ctx.epoch + 1, stage: 0, trainable });
-      o.onStart?.({ totalSteps, startStep: ctx.trainer.steps, ...(ctx.resumedFrom ? { resumedEpoch: ctx.resumedFrom } : {}) });
-    },
-    onStep: (_ctx, s) => o.onStep?.({ epoch: s.epoch, step: s.step, loss: s.loss, lr: s.lr, examplesPerSecond: s.examplesPerSecond }),
-    onEpoch: (_ctx, l) => o.onEpoch?.({
-      epoch: l.epoch, loss: l.loss, lr: l.lr, seconds: l.seconds, examplesPerSecond: l.examplesPerSecond,
-      ...(l.valAccuracy !== undefined ? { valAccuracy: l.valAccuracy } : {}), ...(l.valLoss !== undefined ? { valLoss: l.valLoss } : {}),
-      ...(l.improved !== undefined ? { improved: l.improved } : {}), ...(l.stopping !== undefined ? { stopping: l.stopping } : {}),
-      ...(l.checkpoint !== undefined ? { checkpoint: l.checkpoint } : {}),
+  callbacks.push(
+    new Logger({
+      onStart: (ctx) => {
+        if (!unfreeze && ctx.epoch < epochs && !ctx.stop) o.onStage?.({ epoch: ctx.epoch + 1, stage: 0, trainable });
+        o.onStart?.({
+          totalSteps,
+          startStep: ctx.trainer.steps,
+          ...(ctx.resumedFrom ? { resumedEpoch: ctx.resumedFrom } : {}),
+        });
+      },
+      onStep: (_ctx, s) =>
+        o.onStep?.({ epoch: s.epoch, step: s.step, loss: s.loss, lr: s.lr, examplesPerSecond: s.examplesPerSecond }),
+      onEpoch: (_ctx, l) =>
+        o.onEpoch?.({
+          epoch: l.epoch,
+          loss: l.loss,
+          lr: l.lr,
+          seconds: l.seconds,
+          examplesPerSecond: l.examplesPerSecond,
+          ...(l.valAccuracy !== undefined ? { valAccuracy: l.valAccuracy } : {}),
+          ...(l.valLoss !== undefined ? { valLoss: l.valLoss } : {}),
+          ...(l.improved !== undefined ? { improved: l.improved } : {}),
+          ...(l.stopping !== undefined ? { stopping: l.stopping } : {}),
+          ...(l.checkpoint !== undefined ? { checkpoint: l.checkpoint } : {}),
+        }),
     }),
-  }));
+  );
   if (o.progress) callbacks.push(new Progress(typeof o.progress === 'object' ? o.progress : {}));
   const r = await trainLoop(trainer, exampleSource(model, data, bs, epochs), {
-    seed: o.seed ?? 0, lr: baseLr, callbacks,
+    seed: o.seed ?? 0,
+    lr: baseLr,
+    callbacks,
     rebuild: (g, ctx) => makeTrainer(g, namesAt(ctx.epoch + 1)),
   });
   let valAccuracy = r.last?.valAccuracy;
@@ -343,8 +439,13 @@ export async function fit(model: Graph, data: TrainingData, o: FitOptions = {}):
   }
   const bestEpoch = early?.restoredEpoch;
   return {
-    trainer: r.trainer, losses: r.losses, epochs: r.epochs, resumedFrom: r.resumedFrom,
-    ...(valAccuracy !== undefined ? { valAccuracy } : {}), ...(valLoss !== undefined ? { valLoss } : {}), ...(bestEpoch !== undefined ? { bestEpoch } : {}),
+    trainer: r.trainer,
+    losses: r.losses,
+    epochs: r.epochs,
+    resumedFrom: r.resumedFrom,
+    ...(valAccuracy !== undefined ? { valAccuracy } : {}),
+    ...(valLoss !== undefined ? { valLoss } : {}),
+    ...(bestEpoch !== undefined ? { bestEpoch } : {}),
   };
 }
 
@@ -369,11 +470,17 @@ export function exampleDims(model: Graph): number[] {
   if (inp.length !== 1) throw new GraftError(`expected a model with one data input, found ${inp.length}`);
   const shape = inp[0]!.shape ?? [];
   const dims = shape.slice(1);
-  if (dims.some((d) => typeof d !== 'number')) throw new GraftError(`input '${inp[0]!.name}' has non-fixed dims [${shape}]`);
+  if (dims.some((d) => typeof d !== 'number'))
+    throw new GraftError(`input '${inp[0]!.name}' has non-fixed dims [${shape}]`);
   return dims as number[];
 }
 
-export async function predictLabels(trainer: Trainer, model: Graph, xs: Float32Array[], batchSize = 64): Promise<number[]> {
+export async function predictLabels(
+  trainer: Trainer,
+  model: Graph,
+  xs: Float32Array[],
+  batchSize = 64,
+): Promise<number[]> {
   const dims = exampleDims(model);
   const name = model.dataInputs()[0]!.name;
   const out: number[] = [];
@@ -382,4 +489,3 @@ export async function predictLabels(trainer: Trainer, model: Graph, xs: Float32A
   }
   return out;
 }
-

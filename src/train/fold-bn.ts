@@ -62,13 +62,19 @@ export function foldFrozenBatchNorm(g: Graph, opts: FoldBatchNormOptions = {}): 
 
     const eps = attrFloat(bn, 'epsilon', 1e-5);
     const vd = v.data as Float32Array;
-    const rstd = b.constant({ dtype: 'float32', dims: [C], data: Float32Array.from(vd, (q) => 1 / Math.sqrt(q + eps)) }, 'rstd');
+    const rstd = b.constant(
+      { dtype: 'float32', dims: [C], data: Float32Array.from(vd, (q) => 1 / Math.sqrt(q + eps)) },
+      'rstd',
+    );
     const start = b.emitted.length;
     const s = b.mul(scale!, rstd);
     const w2 = b.mul(conv.inputs[1]!, b.reshape(s, [C, ...Array<number>(w.dims.length - 1).fill(1)]));
     const shifted = convBias
       ? b.sub(convBias, mean!)
-      : b.constant({ dtype: 'float32', dims: [C], data: Float32Array.from(m.data as Float32Array, (q) => -q) }, 'neg_mean');
+      : b.constant(
+          { dtype: 'float32', dims: [C], data: Float32Array.from(m.data as Float32Array, (q) => -q) },
+          'neg_mean',
+        );
     const b2 = b.add(b.mul(shifted, s), bias!);
     // The new nodes go right before the Conv, so the node list stays in topological order.
     const added = b.emitted.slice(start);

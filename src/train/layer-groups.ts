@@ -47,8 +47,10 @@ export function layerGroups(g: Graph, params: string[], groups?: number): string
     else last.params.push(p);
   }
   const missing = params.filter((p) => !home.has(p));
-  if (missing.length) throw new GraftError(`parameter '${missing[0]}' feeds no node that reads data; it cannot be placed in a layer`);
-  if (groups !== undefined && (!Number.isInteger(groups) || groups < 1)) throw new GraftError(`the number of layer groups must be a positive integer, got ${groups}`);
+  if (missing.length)
+    throw new GraftError(`parameter '${missing[0]}' feeds no node that reads data; it cannot be placed in a layer`);
+  if (groups !== undefined && (!Number.isInteger(groups) || groups < 1))
+    throw new GraftError(`the number of layer groups must be a positive integer, got ${groups}`);
   if (!groups || groups >= layers.length) return layers.map((l) => l.params);
   const out: string[][] = [];
   for (let k = 0; k < groups; k++) {
@@ -64,7 +66,8 @@ export function layerGroups(g: Graph, params: string[], groups?: number): string
  * `decay` times the next (fastai's discriminative rates; ULMFiT used 1/2.6).
  */
 export function discriminativeScales(groups: string[][], decay: number): Map<string, number> {
-  if (!(decay > 0 && decay <= 1)) throw new GraftError(`the learning-rate decay per layer group must be in (0, 1], got ${decay}`);
+  if (!(decay > 0 && decay <= 1))
+    throw new GraftError(`the learning-rate decay per layer group must be in (0, 1], got ${decay}`);
   const out = new Map<string, number>();
   groups.forEach((grp, i) => {
     const s = decay ** (groups.length - 1 - i);

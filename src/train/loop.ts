@@ -161,8 +161,18 @@ export async function trainLoop(trainer: Trainer, source: BatchSource, o: LoopOp
   }
   const baseLr = o.lr ?? trainer.lr;
   const ctx: LoopContext = {
-    trainer, source, callbacks, rng: new Rng(o.seed ?? 0), epoch: 0, epochs: source.epochs, totalSteps: totalSteps(source),
-    baseLr, lr: baseLr, losses: [], stop: false, resumedFrom: 0,
+    trainer,
+    source,
+    callbacks,
+    rng: new Rng(o.seed ?? 0),
+    epoch: 0,
+    epochs: source.epochs,
+    totalSteps: totalSteps(source),
+    baseLr,
+    lr: baseLr,
+    losses: [],
+    stop: false,
+    resumedFrom: 0,
     rebuild: o.rebuild ?? ((g) => Trainer.create(g, ctx.trainer.options)),
   };
   let last: EpochLogs | undefined;
@@ -173,7 +183,9 @@ export async function trainLoop(trainer: Trainer, source: BatchSource, o: LoopOp
       ctx.epoch++;
       for (const cb of callbacks) await cb.onEpochBegin?.(ctx);
       const t0 = performance.now();
-      let sum = 0, steps = 0, seen = 0;
+      let sum = 0,
+        steps = 0,
+        seen = 0;
       ctx.lr = baseLr;
       for (const cb of callbacks) cb.onStepBegin?.(ctx);
       let lr = ctx.lr;
@@ -199,7 +211,15 @@ export async function trainLoop(trainer: Trainer, source: BatchSource, o: LoopOp
         sum += r.loss;
         steps++;
         seen += batch.size ?? 1;
-        const s: StepLogs = { epoch: ctx.epoch, step: ctx.trainer.steps, loss: r.loss, lr, result: r, batch, examplesPerSecond: (seen * 1000) / (performance.now() - t0) };
+        const s: StepLogs = {
+          epoch: ctx.epoch,
+          step: ctx.trainer.steps,
+          loss: r.loss,
+          lr,
+          result: r,
+          batch,
+          examplesPerSecond: (seen * 1000) / (performance.now() - t0),
+        };
         for (const cb of callbacks) await cb.onStepEnd?.(ctx, s);
         if (ctx.stop) break;
       }
@@ -220,7 +240,13 @@ export async function trainLoop(trainer: Trainer, source: BatchSource, o: LoopOp
     if (o.releaseOnError ?? true) await ctx.trainer.release().catch(() => undefined);
     throw e;
   }
-  return { trainer: ctx.trainer, losses: ctx.losses, epochs: ctx.epoch, resumedFrom: ctx.resumedFrom, ...(last ? { last } : {}) };
+  return {
+    trainer: ctx.trainer,
+    losses: ctx.losses,
+    epochs: ctx.epoch,
+    resumedFrom: ctx.resumedFrom,
+    ...(last ? { last } : {}),
+  };
 }
 
 /**
@@ -229,7 +255,9 @@ export async function trainLoop(trainer: Trainer, source: BatchSource, o: LoopOp
  * too, after the shuffle). The pattern of every example-based loop.
  */
 export function shuffledBatches(
-  n: number, batchSize: number, epochs: number,
+  n: number,
+  batchSize: number,
+  epochs: number,
   make: (idx: number[], epoch: number, rng: Rng) => Batch,
   o: { maxSteps?: number } = {},
 ): BatchSource {
@@ -251,7 +279,12 @@ export function shuffledBatches(
  * A source of `total` steps cut into epochs of `perEpoch` steps (the checkpoint interval of a
  * step-based run: SetFit's pairs, translation's cycled order); `next` makes step `step` (0-based).
  */
-export function steppedBatches(total: number, perEpoch: number, next: (step: number, rng: Rng) => Batch, state?: Pick<BatchSource, 'state' | 'restore'>): BatchSource {
+export function steppedBatches(
+  total: number,
+  perEpoch: number,
+  next: (step: number, rng: Rng) => Batch,
+  state?: Pick<BatchSource, 'state' | 'restore'>,
+): BatchSource {
   const per = Math.max(1, Math.min(perEpoch, total));
   const epochs = Math.ceil(total / per);
   const stepsIn = (e: number) => Math.max(0, Math.min(per, total - (e - 1) * per));

@@ -54,7 +54,13 @@ export interface LossNodes {
  * Append the loss of `output` (logits [N, C] for cross-entropy; any shape for MSE) to the graph.
  * `classes` is C, needed for cross-entropy.
  */
-export function addLoss(g: Graph, output: string, spec: Exclude<LossSpec, CustomLoss>, classes?: number, batchDim: string | number = 'batch'): LossNodes {
+export function addLoss(
+  g: Graph,
+  output: string,
+  spec: Exclude<LossSpec, CustomLoss>,
+  classes?: number,
+  batchDim: string | number = 'batch',
+): LossNodes {
   const b = new Builder(g, 'loss/');
   if (spec.kind === 'mse') {
     const target = 'targets';

@@ -11,7 +11,15 @@
 import { atomicWrite } from '../formats/onnx.js';
 import type { Graph } from '../graph/graph.js';
 import { Trainer } from './trainer.js';
-import { exampleDims, labelsTensor, batchOf, sizeOf, trainerOptions, type TrainingData, type FitOptions } from './fit.js';
+import {
+  exampleDims,
+  labelsTensor,
+  batchOf,
+  sizeOf,
+  trainerOptions,
+  type TrainingData,
+  type FitOptions,
+} from './fit.js';
 import { trainLoop, steppedBatches, type Callback } from './loop.js';
 import { LearningRate } from './callbacks.js';
 import { GraftError } from '../util/errors.js';
@@ -51,7 +59,8 @@ export async function lrFind(trainer: Trainer, data: TrainingData, o: LrFindOpti
   const minLr = o.minLr ?? 1e-7;
   const maxLr = o.maxLr ?? 10;
   const n = o.steps ?? 100;
-  if (!(minLr > 0 && maxLr > minLr)) throw new GraftError(`lr range test: need 0 < minLr < maxLr, got ${minLr}, ${maxLr}`);
+  if (!(minLr > 0 && maxLr > minLr))
+    throw new GraftError(`lr range test: need 0 < minLr < maxLr, got ${minLr}, ${maxLr}`);
   if (!(Number.isInteger(n) && n >= 5)) throw new GraftError(`lr range test: need at least 5 steps, got ${n}`);
   const beta = o.smoothing ?? 0.98;
   const bs = o.batchSize ?? 32;
@@ -65,12 +74,16 @@ export async function lrFind(trainer: Trainer, data: TrainingData, o: LrFindOpti
   const steps = trainer.steps;
   // the sweep is a batch source (examples cycled in seeded shuffles) and a callback (smoothing, divergence)
   let order: number[] = [];
-  const nViews = 'batch' in data ? data.views ?? 1 : 1;
+  const nViews = 'batch' in data ? (data.views ?? 1) : 1;
   const source = steppedBatches(n, n, (_i, rng) => {
     if (order.length < bs) order = order.concat(rng.shuffle([...Array(sizeOf(data)).keys()]));
     const idx = order.splice(0, Math.min(bs, sizeOf(data)));
     const views = nViews > 1 ? idx.map(() => rng.int(nViews)) : undefined;
-    return { feeds: { [name]: batchOf(data, idx, dims, views) }, target: labelsTensor(idx.map((k) => data.y[k]!)), size: idx.length };
+    return {
+      feeds: { [name]: batchOf(data, idx, dims, views) },
+      target: labelsTensor(idx.map((k) => data.y[k]!)),
+      size: idx.length,
+    };
   });
   const lrs: number[] = [];
   const losses: number[] = [];
@@ -100,7 +113,8 @@ export async function lrFind(trainer: Trainer, data: TrainingData, o: LrFindOpti
   };
   try {
     await trainLoop(trainer, source, {
-      seed: o.seed ?? 0, releaseOnError: false,
+      seed: o.seed ?? 0,
+      releaseOnError: false,
       callbacks: [new LearningRate((k) => minLr * (maxLr / minLr) ** ((k - steps) / (n - 1))), sweep],
     });
   } finally {
@@ -109,7 +123,10 @@ export async function lrFind(trainer: Trainer, data: TrainingData, o: LrFindOpti
     trainer.optimizer.importState(opt);
     trainer.steps = steps;
   }
-  if (lrs.length < 5) throw new GraftError(`the loss diverged after ${lrs.length} steps of the range test; lower --lr-find's minimum rate`);
+  if (lrs.length < 5)
+    throw new GraftError(
+      `the loss diverged after ${lrs.length} steps of the range test; lower --lr-find's minimum rate`,
+    );
   return { lrs, losses, smoothed, ...suggest(lrs, smoothed), diverged };
 }
 
@@ -118,9 +135,14 @@ export async function lrFind(trainer: Trainer, data: TrainingData, o: LrFindOpti
  * rate a hundredth of the minimum-loss rate and the minimum itself: the start of the test is batch
  * noise on a flat loss, and a heavy first batch makes the smoothed loss slope down there too.
  */
-export function suggest(lrs: number[], smoothed: number[]): Pick<LrFindResult, 'suggestion' | 'method' | 'minLossLr' | 'minLossLrDiv10'> {
+export function suggest(
+  lrs: number[],
+  smoothed: number[],
+): Pick<LrFindResult, 'suggestion' | 'method' | 'minLossLr' | 'minLossLrDiv10'> {
   let iMin = 0;
-  smoothed.forEach((s, i) => { if (s < smoothed[iMin]!) iMin = i; });
+  smoothed.forEach((s, i) => {
+    if (s < smoothed[iMin]!) iMin = i;
+  });
   const w = 3;
   let lo = Math.floor(lrs.length / 10);
   while (lo < iMin && lrs[lo]! < lrs[iMin]! / 100) lo++;
@@ -130,13 +152,20 @@ export function suggest(lrs: number[], smoothed: number[]): Pick<LrFindResult, '
     const a = Math.max(0, i - w);
     const b = Math.min(lrs.length - 1, i + w);
     const slope = (smoothed[b]! - smoothed[a]!) / (Math.log(lrs[b]!) - Math.log(lrs[a]!));
-    if (slope < steepest) { steepest = slope; iSteep = i; }
+    if (slope < steepest) {
+      steepest = slope;
+      iSteep = i;
+    }
   }
   return { suggestion: lrs[iSteep]!, method: 'steepest', minLossLr: lrs[iMin]!, minLossLrDiv10: lrs[iMin]! / 10 };
 }
 
 /** The range test for a model and data, with fit()'s options (trainable, loss, class weights, optimizer…). */
-export async function findLr(model: Graph, data: TrainingData, o: FitOptions & LrFindOptions = {}): Promise<LrFindResult> {
+export async function findLr(
+  model: Graph,
+  data: TrainingData,
+  o: FitOptions & LrFindOptions = {},
+): Promise<LrFindResult> {
   const trainer = await Trainer.create(model, trainerOptions(model, data, o));
   try {
     return await lrFind(trainer, data, o);
@@ -149,7 +178,12 @@ const fmt = (x: number) => x.toExponential(1).replace('e+', 'e');
 
 /** The loss-vs-rate curve as an SVG document (log rate axis, suggestion marked). */
 export function lrFindSvg(r: LrFindResult, title = 'learning-rate range test'): string {
-  const W = 640, H = 400, L = 60, R = 20, T = 40, B = 50;
+  const W = 640,
+    H = 400,
+    L = 60,
+    R = 20,
+    T = 40,
+    B = 50;
   const lx = r.lrs.map(Math.log10);
   const [x0, x1] = [lx[0]!, lx[lx.length - 1]!];
   const ys = r.smoothed;
@@ -159,11 +193,17 @@ export function lrFindSvg(r: LrFindResult, title = 'learning-rate range test'): 
   const py = (v: number) => T + (1 - (Math.min(v, y1) - y0) / (y1 - y0 || 1)) * (H - T - B);
   const path = lx.map((v, i) => `${i ? 'L' : 'M'}${px(v).toFixed(1)},${py(ys[i]!).toFixed(1)}`).join(' ');
   const raw = lx
-    .flatMap((v, i) => (r.losses[i]! >= y0 && r.losses[i]! <= y1 ? [`<circle cx="${px(v).toFixed(1)}" cy="${py(r.losses[i]!).toFixed(1)}" r="1.5" fill="#bbb"/>`] : []))
+    .flatMap((v, i) =>
+      r.losses[i]! >= y0 && r.losses[i]! <= y1
+        ? [`<circle cx="${px(v).toFixed(1)}" cy="${py(r.losses[i]!).toFixed(1)}" r="1.5" fill="#bbb"/>`]
+        : [],
+    )
     .join('');
   const ticks: string[] = [];
   for (let e = Math.ceil(x0); e <= Math.floor(x1); e++)
-    ticks.push(`<line x1="${px(e)}" y1="${H - B}" x2="${px(e)}" y2="${H - B + 5}" stroke="#000"/><text x="${px(e)}" y="${H - B + 18}" font-size="11" text-anchor="middle">1e${e}</text>`);
+    ticks.push(
+      `<line x1="${px(e)}" y1="${H - B}" x2="${px(e)}" y2="${H - B + 5}" stroke="#000"/><text x="${px(e)}" y="${H - B + 18}" font-size="11" text-anchor="middle">1e${e}</text>`,
+    );
   for (let k = 0; k <= 4; k++) {
     const v = y0 + ((y1 - y0) * k) / 4;
     ticks.push(`<text x="${L - 6}" y="${py(v) + 4}" font-size="11" text-anchor="end">${v.toPrecision(3)}</text>`);
@@ -204,7 +244,10 @@ export function lrFindAscii(r: LrFindResult, width = 60, height = 12): string {
     const row = Math.round((1 - (Math.min(ys[i]!, y1) - y0) / (y1 - y0 || 1)) * (height - 1));
     grid[row]![col(v)] = '*';
   });
-  const lines = grid.map((row, i) => `${(i === 0 ? y1.toPrecision(3) : i === height - 1 ? y0.toPrecision(3) : '').padStart(8)} ${row.join('')}`);
+  const lines = grid.map(
+    (row, i) =>
+      `${(i === 0 ? y1.toPrecision(3) : i === height - 1 ? y0.toPrecision(3) : '').padStart(8)} ${row.join('')}`,
+  );
   lines.push(`${' '.repeat(9)}${fmt(r.lrs[0]!)}${' '.repeat(Math.max(1, width - 14))}${fmt(r.lrs[r.lrs.length - 1]!)}`);
   return lines.join('\n');
 }

@@ -8,7 +8,7 @@
 import { GraftError } from '../util/errors.js';
 
 export type ScheduleSpec =
-  | { kind: 'constant'; /** Linear warmup over this many steps (default 0). */ warmupSteps?: number }
+  | { kind: 'constant' /** Linear warmup over this many steps (default 0). */; warmupSteps?: number }
   | {
       kind: 'cosine';
       /** Linear warmup from 0 over this many steps (default: warmupFraction of the run). */
@@ -32,7 +32,11 @@ export type ScheduleSpec =
       /** Linear warmup over this fraction of all steps (at least one step; default 0.1), then linear decay to 0. */
       warmupFraction?: number;
     }
-  | { kind: 'step'; /** Multiply the rate by gamma every stepEpochs epochs (default 0.1 every 10). */ stepEpochs?: number; gamma?: number };
+  | {
+      kind: 'step' /** Multiply the rate by gamma every stepEpochs epochs (default 0.1 every 10). */;
+      stepEpochs?: number;
+      gamma?: number;
+    };
 
 export interface ScheduleContext {
   /** Total optimizer steps of the run. */
@@ -76,7 +80,8 @@ export function makeSchedule(spec: ScheduleSpec | undefined, baseLr: number, ctx
     }
     case 'linear': {
       const frac = s.warmupFraction ?? 0.1;
-      if (!(frac >= 0 && frac < 1)) throw new GraftError(`linear schedule: warmupFraction must be in [0, 1), got ${frac}`);
+      if (!(frac >= 0 && frac < 1))
+        throw new GraftError(`linear schedule: warmupFraction must be in [0, 1), got ${frac}`);
       return (step) => linearSchedule(baseLr, step, total, frac);
     }
     case 'step': {
@@ -86,7 +91,9 @@ export function makeSchedule(spec: ScheduleSpec | undefined, baseLr: number, ctx
       return (step) => baseLr * gamma ** Math.floor(Math.floor(step / Math.max(1, ctx.stepsPerEpoch)) / every);
     }
     default:
-      throw new GraftError(`unknown schedule '${(s as { kind: string }).kind}' (constant, cosine, linear, one-cycle, step)`);
+      throw new GraftError(
+        `unknown schedule '${(s as { kind: string }).kind}' (constant, cosine, linear, one-cycle, step)`,
+      );
   }
 }
 

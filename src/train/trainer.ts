@@ -36,7 +36,11 @@ export class Trainer {
   /** The options it was created with (to build a like trainer: unfreezing, resume). */
   readonly options: TrainerOptions;
 
-  private constructor(readonly tg: TrainingGraph, private session: Session, private opts: TrainerOptions) {
+  private constructor(
+    readonly tg: TrainingGraph,
+    private session: Session,
+    private opts: TrainerOptions,
+  ) {
     this.options = opts;
     for (const [k, t] of tg.initial) this.params.set(k, Float32Array.from(t.data as Float32Array));
     for (const [k, t] of tg.stateInitial) this.stateValues.set(k, Float32Array.from(t.data as Float32Array));
@@ -53,7 +57,8 @@ export class Trainer {
   private paramFeeds(): Feeds {
     const f: Feeds = {};
     for (const [k, v] of this.params) f[k] = { dtype: 'float32', dims: this.tg.initial.get(k)!.dims, data: v };
-    for (const [k, v] of this.stateValues) f[k] = { dtype: 'float32', dims: this.tg.stateInitial.get(k)!.dims, data: v };
+    for (const [k, v] of this.stateValues)
+      f[k] = { dtype: 'float32', dims: this.tg.stateInitial.get(k)!.dims, data: v };
     return f;
   }
 
@@ -63,17 +68,21 @@ export class Trainer {
    */
   async step(inputs: Feeds, target?: Tensor, lr = this.lr): Promise<StepResult> {
     const feeds: Feeds = { ...inputs, ...(target ? { [this.tg.target]: target } : {}) };
-    for (const k of [...this.tg.dataInputs, ...this.tg.targets]) if (!feeds[k]) throw new GraftError(`missing input '${k}' for the training step`);
+    for (const k of [...this.tg.dataInputs, ...this.tg.targets])
+      if (!feeds[k]) throw new GraftError(`missing input '${k}' for the training step`);
     const res = await this.session.run({ ...feeds, ...this.paramFeeds() });
     const grads = new Map<string, Float32Array>();
     for (const [p, gname] of this.tg.grads) grads.set(p, res[gname]!.data as Float32Array);
     const loss = Number(res[this.tg.loss]!.data[0]);
-    if (!Number.isFinite(loss)) throw new GraftError(`the loss became ${loss} at step ${this.steps + 1}; lower the learning rate`);
+    if (!Number.isFinite(loss))
+      throw new GraftError(`the loss became ${loss} at step ${this.steps + 1}; lower the learning rate`);
     const gradNorm = this.opts.clipNorm ? clipGradNorm(grads, this.opts.clipNorm) : undefined;
     this.optimizer.step(this.params, grads, lr);
     for (const [k, out] of this.tg.state) this.stateValues.set(k, Float32Array.from(res[out]!.data as Float32Array));
     this.steps++;
-    const values = this.tg.extraOutputs.length ? Object.fromEntries(this.tg.extraOutputs.map((k) => [k, res[k]!])) : undefined;
+    const values = this.tg.extraOutputs.length
+      ? Object.fromEntries(this.tg.extraOutputs.map((k) => [k, res[k]!]))
+      : undefined;
     return { loss, ...(gradNorm !== undefined ? { gradNorm } : {}), ...(values ? { values } : {}) };
   }
 
@@ -84,12 +93,16 @@ export class Trainer {
       g.outputs = [{ name: this.tg.output }];
       g.prune();
       // a custom loss's own parameters (a domain classifier…) are not part of the model
-      promoteToInputs(g, this.tg.params.filter((k) => g.initializers.has(k)));
+      promoteToInputs(
+        g,
+        this.tg.params.filter((k) => g.initializers.has(k)),
+      );
       this.predictSession = await Session.fromGraph(g, this.opts.runtime, `${g.name} (predict)`);
     }
     const feeds: Feeds = { ...inputs };
     const wanted = new Set(this.predictSession.inputNames);
-    for (const [k, v] of this.params) if (wanted.has(k)) feeds[k] = { dtype: 'float32', dims: this.tg.initial.get(k)!.dims, data: v };
+    for (const [k, v] of this.params)
+      if (wanted.has(k)) feeds[k] = { dtype: 'float32', dims: this.tg.initial.get(k)!.dims, data: v };
     const res = await this.predictSession.run(feeds);
     return res[this.tg.output]!;
   }
@@ -98,8 +111,19 @@ export class Trainer {
   toGraph(): Graph {
     const g = this.tg.model.clone();
     const used = new Set(g.nodes.flatMap((n) => n.inputs));
-    for (const [k, v] of this.params) if (used.has(k)) g.initializers.set(k, { dtype: 'float32', dims: [...this.tg.initial.get(k)!.dims], data: Float32Array.from(v) });
-    for (const [k, v] of this.stateValues) g.initializers.set(k, { dtype: 'float32', dims: [...this.tg.stateInitial.get(k)!.dims], data: Float32Array.from(v) });
+    for (const [k, v] of this.params)
+      if (used.has(k))
+        g.initializers.set(k, {
+          dtype: 'float32',
+          dims: [...this.tg.initial.get(k)!.dims],
+          data: Float32Array.from(v),
+        });
+    for (const [k, v] of this.stateValues)
+      g.initializers.set(k, {
+        dtype: 'float32',
+        dims: [...this.tg.stateInitial.get(k)!.dims],
+        data: Float32Array.from(v),
+      });
     return g;
   }
 

@@ -3,7 +3,7 @@
  * and expose loss, predictions and one gradient per trainable parameter as outputs. The result is
  * one ONNX graph that onnxruntime runs in a single session per step.
  */
-import { Graph, type Node } from '../graph/graph.js';
+import type { Graph, Node } from '../graph/graph.js';
 import { type Tensor, numel } from '../graph/tensor.js';
 import { upgradeOpset } from '../graph/rewrites.js';
 import { buildBackward, gradientPath } from '../autodiff/backward.js';
@@ -68,8 +68,18 @@ export interface TrainingGraph {
 
 /** Inputs of nodes that are constants/statistics, never trainable, by operator. */
 const NOT_TRAINABLE_INPUTS: Record<string, number[]> = {
-  BatchNormalization: [3, 4], Clip: [1, 2], Pow: [1], Dropout: [1, 2], Pad: [1, 2, 3], Resize: [1, 2, 3],
-  Reshape: [1], Slice: [1, 2, 3, 4], Expand: [1], Tile: [1], OneHot: [1, 2], ConstantOfShape: [0],
+  BatchNormalization: [3, 4],
+  Clip: [1, 2],
+  Pow: [1],
+  Dropout: [1, 2],
+  Pad: [1, 2, 3],
+  Resize: [1, 2, 3],
+  Reshape: [1],
+  Slice: [1, 2, 3, 4],
+  Expand: [1],
+  Tile: [1],
+  OneHot: [1, 2],
+  ConstantOfShape: [0],
 };
 
 /**
@@ -83,11 +93,17 @@ export function candidateParams(g: Graph): string[] {
   const judge = (init: string, t: Tensor, n: Node, i: number, seen: Set<Node>) => {
     if (n.opType === 'Identity' && i === 0 && !seen.has(n)) {
       seen.add(n);
-      for (const c of consumers.get(n.outputs[0]!) ?? []) c.inputs.forEach((x, j) => { if (x === n.outputs[0]) judge(init, t, c, j, seen); });
+      for (const c of consumers.get(n.outputs[0]!) ?? [])
+        c.inputs.forEach((x, j) => {
+          if (x === n.outputs[0]) judge(init, t, c, j, seen);
+        });
       return;
     }
     if ((NOT_TRAINABLE_INPUTS[n.opType] ?? []).includes(i)) excluded.add(init);
-    else if (numel(t.dims) >= 2 || ['Conv', 'ConvTranspose', 'Gemm', 'BatchNormalization', 'LayerNormalization', 'MatMul'].includes(n.opType))
+    else if (
+      numel(t.dims) >= 2 ||
+      ['Conv', 'ConvTranspose', 'Gemm', 'BatchNormalization', 'LayerNormalization', 'MatMul'].includes(n.opType)
+    )
       out.add(init);
   };
   for (const n of g.nodes)
@@ -170,7 +186,10 @@ export function untieParameters(model: Graph, among?: Iterable<string>): { graph
       g.initializers.delete(tie.initializer);
       g.inputs = g.inputs.filter((i) => i.name !== tie.initializer);
     }
-    done.push({ initializer: tie.initializer, feeds: untied.concat(tie.feeds.includes(tie.initializer) ? [tie.initializer] : []) });
+    done.push({
+      initializer: tie.initializer,
+      feeds: untied.concat(tie.feeds.includes(tie.initializer) ? [tie.initializer] : []),
+    });
   }
   return { graph: g, ties: done };
 }
@@ -212,13 +231,17 @@ export function selectTrainable(g: Graph, spec: TrainableSpec = 'all'): string[]
   if (spec === 'all') return all;
   if ('names' in spec) {
     const set = new Set(all);
-    for (const n of spec.names) if (!set.has(n)) throw new GraftError(`'${n}' is not a trainable parameter of the model`);
+    for (const n of spec.names)
+      if (!set.has(n)) throw new GraftError(`'${n}' is not a trainable parameter of the model`);
     return spec.names;
   }
   if ('pattern' in spec) {
     const re = typeof spec.pattern === 'string' ? userRegExp(spec.pattern, '--trainable') : spec.pattern;
     const picked = all.filter((k) => re.test(k));
-    if (!picked.length) throw new GraftError(`no parameter name matches /${re.source}/ (parameters: ${all.slice(0, 8).join(', ')}${all.length > 8 ? ', …' : ''})`);
+    if (!picked.length)
+      throw new GraftError(
+        `no parameter name matches /${re.source}/ (parameters: ${all.slice(0, 8).join(', ')}${all.length > 8 ? ', …' : ''})`,
+      );
     return picked;
   }
   const node = g.nodes.find((n) => n.name === spec.after);
@@ -270,7 +293,12 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
   const oa = (await concreteShapes(fwd.prune(), fa, opts.runtime)).get(output)!;
   const ob = (await concreteShapes(fwd, fb, opts.runtime)).get(output)!;
   const loss = opts.loss ?? { kind: 'cross-entropy' as const };
-  const classes = loss.kind === 'cross-entropy' ? oa.dims[oa.dims.length - 1] : loss.kind === 'custom' ? ob.dims[ob.dims.length - 1] : undefined;
+  const classes =
+    loss.kind === 'cross-entropy'
+      ? oa.dims[oa.dims.length - 1]
+      : loss.kind === 'custom'
+        ? ob.dims[ob.dims.length - 1]
+        : undefined;
   if (loss.kind === 'cross-entropy' && oa.dims.length !== 2)
     throw new GraftError(`cross-entropy needs a [batch, classes] output; '${output}' has shape [${oa.dims}]`);
   const state = new Map<string, string>();
@@ -278,7 +306,11 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
   if (opts.batchNorm === 'batch') useBatchStatistics(g, state, stateInitial, opts.bnMomentum ?? 0.9);
   g.outputs = [];
   const batchDim = g.dataInputs()[0]?.shape?.[0];
-  let lossName: string, target = '', targets: string[], extraOutputs: string[] = [], gradScale: Map<string, number> | undefined;
+  let lossName: string,
+    target = '',
+    targets: string[],
+    extraOutputs: string[] = [],
+    gradScale: Map<string, number> | undefined;
   let targetFeed: (o: { dims: number[] }, f: Feeds) => Feeds;
   if (loss.kind === 'custom') {
     const built = loss.build(g, output, new Builder(g, 'loss/'));
@@ -287,7 +319,8 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
     extraOutputs = built.outputs ?? [];
     gradScale = built.gradScale;
     for (const p of built.params ?? []) {
-      if (!g.initializers.has(p)) throw new GraftError(`custom loss parameter '${p}' is not an initializer of the graph`);
+      if (!g.initializers.has(p))
+        throw new GraftError(`custom loss parameter '${p}' is not an initializer of the graph`);
       params.push(p);
     }
     // Declare the loss's inputs (dtype and rank from a probe feed) unless build did.
@@ -295,17 +328,25 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
     for (const t of targets) {
       const p = probe[t];
       if (!p) throw new GraftError(`custom loss: probeFeeds gives no value for its input '${t}'`);
-      if (!g.inputs.some((i) => i.name === t)) g.inputs.push({ name: t, dtype: p.dtype, shape: p.dims.map((_, i) => `${t}_${i}`) });
+      if (!g.inputs.some((i) => i.name === t))
+        g.inputs.push({ name: t, dtype: p.dtype, shape: p.dims.map((_, i) => `${t}_${i}`) });
     }
     targetFeed = (o, f) => ({ ...f, ...loss.probeFeeds(o.dims) });
   } else {
-    ({ loss: lossName, target } = addLoss(g, loss.kind === 'cross-entropy' ? logitsOf(g, output) : output, loss, classes, typeof batchDim === 'string' ? batchDim : 'batch'));
+    ({ loss: lossName, target } = addLoss(
+      g,
+      loss.kind === 'cross-entropy' ? logitsOf(g, output) : output,
+      loss,
+      classes,
+      typeof batchDim === 'string' ? batchDim : 'batch',
+    ));
     targets = [target];
     targetFeed = (o, f) => ({
       ...f,
-      [target]: loss.kind === 'mse'
-        ? { dtype: 'float32', dims: o.dims, data: new Float32Array(numel(o.dims)) }
-        : { dtype: 'int64', dims: [o.dims[0]!], data: new BigInt64Array(o.dims[0]!) },
+      [target]:
+        loss.kind === 'mse'
+          ? { dtype: 'float32', dims: o.dims, data: new Float32Array(numel(o.dims)) }
+          : { dtype: 'int64', dims: [o.dims[0]!], data: new BigInt64Array(o.dims[0]!) },
     });
   }
   g.outputs = [{ name: lossName }, { name: output }, ...extraOutputs.map((name) => ({ name }))];
@@ -326,9 +367,24 @@ export async function compileTraining(model: Graph, opts: TrainingOptions = {}):
   }
   for (const out of state.values()) g.outputs.push({ name: out });
   return {
-    graph: g, params, grads: gradMap, initial, state, stateInitial, loss: lossName, output, target, targets, extraOutputs,
-    dataInputs: g.dataInputs().map((v) => v.name).filter((n) => !targets.includes(n) && !initial.has(n) && !state.has(n)),
-    classes, shapes, model: base,
+    graph: g,
+    params,
+    grads: gradMap,
+    initial,
+    state,
+    stateInitial,
+    loss: lossName,
+    output,
+    target,
+    targets,
+    extraOutputs,
+    dataInputs: g
+      .dataInputs()
+      .map((v) => v.name)
+      .filter((n) => !targets.includes(n) && !initial.has(n) && !state.has(n)),
+    classes,
+    shapes,
+    model: base,
   };
 }
 
@@ -365,7 +421,10 @@ function useBatchStatistics(g: Graph, state: Map<string, string>, initial: Map<s
     n.attrs['momentum'] = { type: 'float', value: 0 };
     const [mean, v] = [n.inputs[3]!, n.inputs[4]!];
     n.outputs = [n.outputs[0]!, g.uniqueName(`${mean}/batch`), g.uniqueName(`${v}/batch`)];
-    for (const [i, k, o] of [[3, mean, n.outputs[1]!], [4, v, n.outputs[2]!]] as const) {
+    for (const [i, k, o] of [
+      [3, mean, n.outputs[1]!],
+      [4, v, n.outputs[2]!],
+    ] as const) {
       const t = g.initializers.get(k);
       if (!t) throw new GraftError(`BatchNormalization '${n.name}': running statistic '${k}' is not a constant`);
       state.set(k, b.op('Add', [b.mul(k, b.f32(momentum)), b.mul(o, b.f32(1 - momentum))], {}, `${k}/updated`));
@@ -374,7 +433,7 @@ function useBatchStatistics(g: Graph, state: Map<string, string>, initial: Map<s
       // with momentum 0 it otherwise ignores. Feed it a buffer computed per node and per step (k times a
       // constant of its own, so no common-subexpression or constant merging can share it): the update
       // above then reads the running statistic as fed, and no initializer is ever written to.
-      n.inputs[i] = b.op('Mul', [k, b.f32(-(++scratch))], {}, `${k}/scratch`);
+      n.inputs[i] = b.op('Mul', [k, b.f32(-++scratch)], {}, `${k}/scratch`);
     }
   }
 }

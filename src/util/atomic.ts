@@ -8,7 +8,19 @@
  * were free. `injectWriteFailure` lets tests make a write fail after N bytes, as a full disk would.
  */
 import {
-  closeSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, statfsSync, writeSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  statfsSync,
+  writeSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { GraftError } from './errors.js';
@@ -92,7 +104,12 @@ export function atomicWrite(path: string, bytes: Uint8Array): void {
     fd = undefined;
     renameSync(tmp, path);
   } catch (e) {
-    if (fd !== undefined) try { closeSync(fd); } catch { /* already closed */ }
+    if (fd !== undefined)
+      try {
+        closeSync(fd);
+      } catch {
+        /* already closed */
+      }
     try {
       rmSync(tmp, { force: true });
     } catch {
@@ -107,8 +124,16 @@ export function atomicWrite(path: string, bytes: Uint8Array): void {
  * (drops the old one when the new save does not write it) and keeps any other file already there.
  */
 export const MODEL_FOLDER_FILES = [
-  'model.onnx', 'model.onnx.data', 'labels.json', 'tokenizer.json', 'tokenizer_config.json', 'config.json',
-  'special_tokens_map.json', 'vocab.txt', 'generation_config.json', 'graft_training.json',
+  'model.onnx',
+  'model.onnx.data',
+  'labels.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'config.json',
+  'special_tokens_map.json',
+  'vocab.txt',
+  'generation_config.json',
+  'graft_training.json',
 ];
 
 /**
@@ -126,7 +151,10 @@ export class FolderWrite {
   private readonly name: string;
   private readonly stamp = `${process.pid}-${Date.now()}`;
 
-  constructor(readonly dir: string, private readonly o: { replaces?: string[] } = {}) {
+  constructor(
+    readonly dir: string,
+    private readonly o: { replaces?: string[] } = {},
+  ) {
     this.parent = dirname(resolve(dir));
     this.name = basename(resolve(dir));
     if (existsSync(dir) && !statSync(dir).isDirectory()) throw new GraftError(`${dir} exists and is not a folder`);

@@ -13,7 +13,7 @@ export const MAX_ELEMENTS = 2 ** 31 - 1;
 export const MAX_INFLATED_BYTES = 2 ** 30;
 
 function shapeText(dims: unknown): string {
-  return Array.isArray(dims) ? `[${dims.map((d) => String(d)).join(', ')}]` : JSON.stringify(dims) ?? String(dims);
+  return Array.isArray(dims) ? `[${dims.map((d) => String(d)).join(', ')}]` : (JSON.stringify(dims) ?? String(dims));
 }
 
 /**
@@ -25,7 +25,8 @@ export function checkedNumel(dims: unknown, what: string, limit = MAX_ELEMENTS):
   if (dims.length > 64) throw new GraftError(`${what}: shape has ${dims.length} dimensions (at most 64 are accepted)`);
   let n = 1;
   for (const d of dims) {
-    if (typeof d !== 'number' || !Number.isInteger(d)) throw new GraftError(`${what}: shape ${shapeText(dims)} has a dimension that is not an integer`);
+    if (typeof d !== 'number' || !Number.isInteger(d))
+      throw new GraftError(`${what}: shape ${shapeText(dims)} has a dimension that is not an integer`);
     if (d < 0) throw new GraftError(`${what}: shape ${shapeText(dims)} has a negative dimension`);
     if (d > limit) throw new GraftError(`${what}: shape ${shapeText(dims)} has a dimension over ${limit}`);
   }
@@ -44,7 +45,8 @@ export function checkedBytes(dims: unknown, bytesPer: number, what: string): num
 /** A non-negative safe integer read from a file (an offset, a length, a count), or a GraftError naming it. */
 export function checkedCount(v: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number {
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new GraftError(`${what}: ${JSON.stringify(v) ?? String(v)} is not a non-negative integer`);
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+    throw new GraftError(`${what}: ${JSON.stringify(v) ?? String(v)} is not a non-negative integer`);
   if (n > max) throw new GraftError(`${what}: ${n} is over the limit of ${max}`);
   return n;
 }
@@ -52,7 +54,10 @@ export function checkedCount(v: unknown, what: string, max = Number.MAX_SAFE_INT
 function inflated(e: unknown, what: string, max: number, kind: string): GraftError {
   const code = (e as { code?: string }).code;
   if (code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError)
-    return new GraftError(`${what}: decompresses to more than ${max} bytes`, 'compressed inputs are limited so that a small file cannot exhaust memory');
+    return new GraftError(
+      `${what}: decompresses to more than ${max} bytes`,
+      'compressed inputs are limited so that a small file cannot exhaust memory',
+    );
   return new GraftError(`${what}: not a valid ${kind} (${(e as Error).message})`);
 }
 

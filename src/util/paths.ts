@@ -46,7 +46,11 @@ export function insideFolder(dir: string, rel: string, what: string): string {
     throw new GraftError(`${what} '${rel}' is an absolute path; references must stay inside the folder ${dir}`);
   const base = resolve(dir);
   const file = resolve(base, rel.replace(/\\/g, '/'));
-  if (!within(base, file)) throw new GraftError(`${what} '${rel}' leaves the folder ${dir}`, 'a model file may only reference files inside its own folder');
+  if (!within(base, file))
+    throw new GraftError(
+      `${what} '${rel}' leaves the folder ${dir}`,
+      'a model file may only reference files inside its own folder',
+    );
   if (file === base) throw new GraftError(`${what} '${rel}' names the folder ${dir} itself, not a file in it`);
   if (!existsSync(file)) return join(dir, rel);
   const realBase = real(base);

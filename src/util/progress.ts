@@ -25,7 +25,10 @@ export class ProgressBar {
   /** `done` of `total` (the total may change between updates), with the format's own fields. */
   update(done: number, total: number, payload: Record<string, unknown> = {}): void {
     if (!this.bar) {
-      this.bar = new cliProgress.SingleBar({ format: this.format, stream: this.stream, hideCursor: true, etaBuffer: 50 }, cliProgress.Presets.shades_classic);
+      this.bar = new cliProgress.SingleBar(
+        { format: this.format, stream: this.stream, hideCursor: true, etaBuffer: 50 },
+        cliProgress.Presets.shades_classic,
+      );
       this.bar.start(total, done, payload);
       this.total = total;
       return;
@@ -45,7 +48,10 @@ export class ProgressBar {
 }
 
 /** The bar, or null when nothing may be drawn (quiet, or the stream is not a terminal). */
-export function progressBar(format: string, o: { quiet?: boolean | undefined; stream?: NodeJS.WriteStream } = {}): ProgressBar | null {
+export function progressBar(
+  format: string,
+  o: { quiet?: boolean | undefined; stream?: NodeJS.WriteStream } = {},
+): ProgressBar | null {
   const stream = o.stream ?? process.stderr;
   return showsProgress(o.quiet, stream) ? new ProgressBar(format, stream) : null;
 }

@@ -17,7 +17,9 @@ export class Rng {
   }
 
   /** State, for checkpoints. */
-  get state(): number[] { return [...this.s, this.spare ?? NaN]; }
+  get state(): number[] {
+    return [...this.s, this.spare ?? NaN];
+  }
   set state(v: number[]) {
     for (let i = 0; i < 4; i++) this.s[i] = v[i]! >>> 0;
     this.spare = Number.isNaN(v[4]) ? null : v[4]!;

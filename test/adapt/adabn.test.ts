@@ -21,7 +21,8 @@ import { argmax, accuracy } from '../../src/util/vectors.js';
 const skip = needs('datasets/fashion-mnist');
 const setup = lazy(async () => {
   const task = await fashionBnTask();
-  const acc = async (g: typeof task.model) => accuracy((await predictClassProba(g, task.test.x)).map(argmax), task.test.y);
+  const acc = async (g: typeof task.model) =>
+    accuracy((await predictClassProba(g, task.test.x)).map(argmax), task.test.y);
   return { task, acc, sourceOnly: await acc(task.model) };
 });
 
@@ -32,7 +33,9 @@ test('the BN CNN works on its own domain and loses accuracy under the shift', { 
   assert.ok(sourceOnly < clean - 0.2, `shifted ${sourceOnly} vs unshifted ${clean}`);
 });
 
-test('AdaBN raises shifted accuracy by ≥ 0.08, and its statistics normalize the first layer exactly', { skip }, async () => {
+test('AdaBN raises shifted accuracy by ≥ 0.08, and its statistics normalize the first layer exactly', {
+  skip,
+}, async () => {
   const { task, acc, sourceOnly } = await setup();
   const r = await adaBn(task.model, task.target);
   assert.equal(r.layers.length, 2);
@@ -48,19 +51,37 @@ test('AdaBN raises shifted accuracy by ≥ 0.08, and its statistics normalize th
   await s.release();
   const [n, C, H, W] = t.dims as [number, number, number, number];
   const d = t.data as Float32Array;
-  const mean = r.model.initializers.get(bn.inputs[3]!)!.data as Float32Array, vr = r.model.initializers.get(bn.inputs[4]!)!.data as Float32Array;
+  const mean = r.model.initializers.get(bn.inputs[3]!)!.data as Float32Array,
+    vr = r.model.initializers.get(bn.inputs[4]!)!.data as Float32Array;
   for (let c = 0; c < C; c++) {
-    let s1 = 0, s2 = 0;
-    for (let e = 0; e < n; e++) for (let j = 0; j < H * W; j++) { const v = d[(e * C + c) * H * W + j]!; s1 += v; s2 += v * v; }
-    const m = s1 / (n * H * W), v = s2 / (n * H * W) - m * m;
-    assert.ok(Math.abs(m - mean[c]!) < 1e-3 * (1 + Math.abs(m)) && Math.abs(v - vr[c]!) < 1e-3 * (1 + v), `channel ${c}`);
+    let s1 = 0,
+      s2 = 0;
+    for (let e = 0; e < n; e++)
+      for (let j = 0; j < H * W; j++) {
+        const v = d[(e * C + c) * H * W + j]!;
+        s1 += v;
+        s2 += v * v;
+      }
+    const m = s1 / (n * H * W),
+      v = s2 / (n * H * W) - m * m;
+    assert.ok(
+      Math.abs(m - mean[c]!) < 1e-3 * (1 + Math.abs(m)) && Math.abs(v - vr[c]!) < 1e-3 * (1 + v),
+      `channel ${c}`,
+    );
   }
 });
 
-test('entropy minimization of the BN affine parameters (TENT), selected without labels, raises shifted accuracy by ≥ 0.15', { skip }, async () => {
+test('entropy minimization of the BN affine parameters (TENT), selected without labels, raises shifted accuracy by ≥ 0.15', {
+  skip,
+}, async () => {
   const { task, acc, sourceOnly } = await setup();
   assert.equal(batchNormAffine(task.model).length, 4);
-  const r = await adaptNetwork('entropy', task.model, task.target, { grid: [1e-3, 1e-2].map((lr) => ({ lr, diversity: 1 })) });
+  const r = await adaptNetwork('entropy', task.model, task.target, {
+    grid: [1e-3, 1e-2].map((lr) => ({ lr, diversity: 1 })),
+  });
   const after = await acc(r.model);
-  assert.ok(after >= sourceOnly + 0.15, `TENT: ${sourceOnly.toFixed(3)} → ${after.toFixed(3)} (chosen ${JSON.stringify(r.chosen)})`);
+  assert.ok(
+    after >= sourceOnly + 0.15,
+    `TENT: ${sourceOnly.toFixed(3)} → ${after.toFixed(3)} (chosen ${JSON.stringify(r.chosen)})`,
+  );
 });

@@ -23,9 +23,28 @@ const fTrain = assetPath('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
 const fTest = assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
 const NODE = 'Pooling160_Output_0_reshape0';
 
-test('graft adapt --method entropy: source-free, labels only for the report, model and report saved', { skip: needs(model, digits) }, async () => {
+test('graft adapt --method entropy: source-free, labels only for the report, model and report saved', {
+  skip: needs(model, digits),
+}, async () => {
   const out = mkdtempSync(join(tmpdir(), 'graft-adapt-'));
-  const { stdout } = await graft(['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--target-labels', 'data', '--lr', '3e-3', '--steps', '25,50', '--out', out, '--json']);
+  const { stdout } = await graft([
+    'adapt',
+    '--method',
+    'entropy',
+    '--model',
+    model,
+    '--target',
+    digits,
+    '--target-labels',
+    'data',
+    '--lr',
+    '3e-3',
+    '--steps',
+    '25,50',
+    '--out',
+    out,
+    '--json',
+  ]);
   const r = JSON.parse(stdout);
   assert.equal(r.level, 'network');
   assert.equal(r.candidates.length, 2);
@@ -34,16 +53,47 @@ test('graft adapt --method entropy: source-free, labels only for the report, mod
   assert.ok(saved.metadata['graft.adapted']?.startsWith('entropy'));
 });
 
-test('graft adapt --method coral: the saved backbone + head reproduces the reported target accuracy', { skip: needs(model, 'datasets/fashion-mnist') }, async () => {
+test('graft adapt --method coral: the saved backbone + head reproduces the reported target accuracy', {
+  skip: needs(model, 'datasets/fashion-mnist'),
+}, async () => {
   const out = mkdtempSync(join(tmpdir(), 'graft-adapt-'));
-  const { stdout } = await graft(['adapt', '--method', 'coral', '--model', model, '--node', NODE, '--source', fTrain, '--target', fTest, '--shift-target', 'dim-noisy',
-    '--max-examples', '800', '--lambda', '0.1', '--target-labels', 'data', '--out', out, '--json']);
+  const { stdout } = await graft([
+    'adapt',
+    '--method',
+    'coral',
+    '--model',
+    model,
+    '--node',
+    NODE,
+    '--source',
+    fTrain,
+    '--target',
+    fTest,
+    '--shift-target',
+    'dim-noisy',
+    '--max-examples',
+    '800',
+    '--lambda',
+    '0.1',
+    '--target-labels',
+    'data',
+    '--out',
+    out,
+    '--json',
+  ]);
   const r = JSON.parse(stdout);
   assert.equal(r.level, 'features');
   assert.ok(r.accuracy.after > r.accuracy.before + 0.1, JSON.stringify(r.accuracy));
   const { test: te } = fashionMnist();
-  const x = shiftImages(te.images.slice(0, 800).map((u) => Float32Array.from(u, (v) => v / 255)), 'dim-noisy', 0).map((v) => v.map((p) => p * 255));
-  const acc = await evaluateModel(makeBatchDynamic(readOnnx(join(out, 'model.onnx'))), { x, y: te.labels.slice(0, 800) });
+  const x = shiftImages(
+    te.images.slice(0, 800).map((u) => Float32Array.from(u, (v) => v / 255)),
+    'dim-noisy',
+    0,
+  ).map((v) => v.map((p) => p * 255));
+  const acc = await evaluateModel(makeBatchDynamic(readOnnx(join(out, 'model.onnx'))), {
+    x,
+    y: te.labels.slice(0, 800),
+  });
   assert.ok(Math.abs(acc - r.accuracy.after) < 0.005, `saved model ${acc} vs reported ${r.accuracy.after}`);
 });
 

@@ -15,7 +15,13 @@ test('DANN loss graph: analytic gradients match finite differences (model and do
   const feeds = batchFeeds(0.7);
   const { g, params } = lossGraph(dannLoss({ feature: 'feat', featureDim: 5, hidden: 4, seed: 2 }), feeds);
   assert.equal(params.length, 4);
-  const r = await gradCheck(g, { feeds, wrt: ['W1', 'b1', 'W2', 'x', ...params], samples: 12, float64: true, eps: [1e-3, 1e-4] });
+  const r = await gradCheck(g, {
+    feeds,
+    wrt: ['W1', 'b1', 'W2', 'x', ...params],
+    samples: 12,
+    float64: true,
+    eps: [1e-3, 1e-4],
+  });
   for (const e of r.entries) assert.ok(e.maxAbsGrad > 1e-6, `${e.name}: the loss depends on it`);
   assert.ok(r.worst < 1e-4, JSON.stringify(r.entries));
 });
@@ -38,7 +44,8 @@ test('gradient reversal: the domain gradient reaches the feature extractor ×(�
   const off = await stepDelta(loss(), 0); // λ = 0: the features get the source CE gradient only
   const rev = await stepDelta(loss(), 0.5);
   const ceOnly = await stepDelta(sourceOnlyLoss(), 0);
-  const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) < 1e-5 + 1e-4 * Math.abs(b), `${what}: ${a} vs ${b}`);
+  const close = (a: number, b: number, what: string) =>
+    assert.ok(Math.abs(a - b) < 1e-5 + 1e-4 * Math.abs(b), `${what}: ${a} vs ${b}`);
   let domainSignal = 0;
   for (const p of ['W1', 'b1']) {
     plain.get(p)!.forEach((v, i) => {
@@ -49,12 +56,15 @@ test('gradient reversal: the domain gradient reaches the feature extractor ×(�
     });
   }
   assert.ok(domainSignal > 1e-4, 'the domain loss has a gradient at the feature extractor');
-  for (const [p, d] of plain) if (p.startsWith('domain/')) d.forEach((v, i) => close(rev.get(p)![i]!, v, `${p}[${i}] is not reversed`));
+  for (const [p, d] of plain)
+    if (p.startsWith('domain/')) d.forEach((v, i) => close(rev.get(p)![i]!, v, `${p}[${i}] is not reversed`));
   assert.equal(dannLambda(0), 0);
   assert.ok(Math.abs(dannLambda(1) - 0.9999) < 1e-3);
 });
 
-test('DANN on Fashion-MNIST → noisy Fashion-MNIST beats source-only training on the target (real data, labels unused)', { skip: needs('datasets/fashion-mnist') }, async () => {
+test('DANN on Fashion-MNIST → noisy Fashion-MNIST beats source-only training on the target (real data, labels unused)', {
+  skip: needs('datasets/fashion-mnist'),
+}, async () => {
   const { sourceOnly: a0, adapted: a1, description } = await shiftPairAccuracies(dann);
   console.log(`target accuracy (${description}): source-only ${a0.toFixed(3)}, DANN ${a1.toFixed(3)}`);
   assert.ok(a1 > a0 + 0.05, `DANN ${a1} vs source-only ${a0}`);

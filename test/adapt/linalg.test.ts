@@ -6,7 +6,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { symmetricEigen, symmetricPower, matmul, covariance, columnMeans, gram, transformRows } from '../../src/adapt/linalg.js';
+import {
+  symmetricEigen,
+  symmetricPower,
+  matmul,
+  covariance,
+  columnMeans,
+  gram,
+  transformRows,
+} from '../../src/adapt/linalg.js';
 import { coralMap } from '../../src/adapt/coral.js';
 import { composeLinear, fitHead } from '../../src/adapt/feature-head.js';
 import { pcaBasis } from '../../src/adapt/subspace.js';
@@ -43,8 +51,10 @@ test('symmetric eigendecomposition: S·v = λ·v, orthonormal vectors, descendin
   const At = new Float64Array(d * d);
   for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) At[i * d + j] = A[j * d + i]!;
   const P = matmul(A, At, d, d, d); // positive definite (almost surely)
-  const half = symmetricPower(P, d, 0.5), inv = symmetricPower(P, d, -0.5);
-  const back = matmul(half, half, d, d, d), id = matmul(matmul(inv, P, d, d, d), inv, d, d, d);
+  const half = symmetricPower(P, d, 0.5),
+    inv = symmetricPower(P, d, -0.5);
+  const back = matmul(half, half, d, d, d),
+    id = matmul(matmul(inv, P, d, d, d), inv, d, d, d);
   for (let i = 0; i < d * d; i++) {
     assert.ok(Math.abs(back[i]! - P[i]!) < 1e-8 * (1 + Math.abs(P[i]!)));
     assert.ok(Math.abs(id[i]! - (i % (d + 1) === 0 ? 1 : 0)) < 1e-8);
@@ -53,14 +63,16 @@ test('symmetric eigendecomposition: S·v = λ·v, orthonormal vectors, descendin
 
 test('gram (onnxruntime MatMul) matches the product in JavaScript', async () => {
   const rng = new Rng(2);
-  const n = 30, d = 6;
+  const n = 30,
+    d = 6;
   const X = Float32Array.from({ length: n * d }, () => rng.normal());
   const G = await gram(X, n, d);
-  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) {
-    let s = 0;
-    for (let r = 0; r < n; r++) s += X[r * d + i]! * X[r * d + j]!;
-    assert.ok(Math.abs(G[i * d + j]! - s) < 1e-4 * (1 + Math.abs(s)));
-  }
+  for (let i = 0; i < d; i++)
+    for (let j = 0; j < d; j++) {
+      let s = 0;
+      for (let r = 0; r < n; r++) s += X[r * d + i]! * X[r * d + j]!;
+      assert.ok(Math.abs(G[i * d + j]! - s) < 1e-4 * (1 + Math.abs(s)));
+    }
 });
 
 function correlated(n: number, d: number, rng: Rng, mix: number, shift: number): Float32Array[] {
@@ -73,31 +85,38 @@ function correlated(n: number, d: number, rng: Rng, mix: number, shift: number):
 test('CORAL: the moved source has the target mean and (regularized) covariance', async () => {
   const rng = new Rng(9);
   const d = 5;
-  const S = correlated(400, d, rng, 0.1, 0), T = correlated(300, d, rng, 2.5, 3);
+  const S = correlated(400, d, rng, 0.1, 0),
+    T = correlated(300, d, rng, 2.5, 3);
   const { A, sourceMean, targetMean } = await coralMap(S, T, 1e-9);
   const moved = (await transformRows(S, sourceMean, A, d, d)).map((x) => x.map((v, j) => v + targetMean[j]!));
-  const mm = columnMeans(moved, d), mt = columnMeans(T, d);
-  const Cm = await covariance(moved, mm), Ct = await covariance(T, mt);
+  const mm = columnMeans(moved, d),
+    mt = columnMeans(T, d);
+  const Cm = await covariance(moved, mm),
+    Ct = await covariance(T, mt);
   for (let j = 0; j < d; j++) assert.ok(Math.abs(mm[j]! - mt[j]!) < 1e-3, `mean ${j}: ${mm[j]} vs ${mt[j]}`);
-  for (let i = 0; i < d * d; i++) assert.ok(Math.abs(Cm[i]! - Ct[i]!) < 2e-3 * (1 + Math.abs(Ct[i]!)), `cov ${i}: ${Cm[i]} vs ${Ct[i]}`);
+  for (let i = 0; i < d * d; i++)
+    assert.ok(Math.abs(Cm[i]! - Ct[i]!) < 2e-3 * (1 + Math.abs(Ct[i]!)), `cov ${i}: ${Cm[i]} vs ${Ct[i]}`);
 });
 
 test('subspace alignment: the folded head on raw features equals the head on projected features', async () => {
   const rng = new Rng(4);
-  const d = 6, k = 3;
+  const d = 6,
+    k = 3;
   const X = correlated(200, d, rng, 0.5, 1);
   const y = X.map((x) => (x[0]! > 1 ? 1 : 0) + (x[3]! > 1 ? 1 : 0));
   const { basis, mean } = await pcaBasis(X, k);
   const Z = await transformRows(X, mean, basis, d, k);
   const h = await fitHead(Z, y, { numClasses: 3 });
   const folded = composeLinear(h, basis, d, k, mean);
-  const a = h.predictProba(Z), b = folded.predictProba(X);
+  const a = h.predictProba(Z),
+    b = folded.predictProba(X);
   a.forEach((p, i) => p.forEach((v, c) => assert.ok(Math.abs(v - b[i]![c]!) < 1e-6))); // Z is float32
 });
 
 test('transformRows: the onnxruntime path (large products) equals the JavaScript path', async () => {
   const rng = new Rng(8);
-  const d = 50, p = 40;
+  const d = 50,
+    p = 40;
   const M = Float64Array.from({ length: d * p }, () => rng.normal());
   const shift = Float64Array.from({ length: d }, () => rng.normal());
   const X = Array.from({ length: 600 }, () => Float32Array.from({ length: d }, () => rng.normal()));

@@ -19,7 +19,13 @@ for (const [name, make] of [
   test(`deep ${name} loss graph: analytic gradients match finite differences`, async () => {
     const feeds = batchFeeds();
     const { g } = lossGraph(make(), feeds);
-    const r = await gradCheck(g, { feeds, wrt: ['W1', 'b1', 'W2', 'x'], samples: 12, float64: true, eps: [1e-3, 1e-4] });
+    const r = await gradCheck(g, {
+      feeds,
+      wrt: ['W1', 'b1', 'W2', 'x'],
+      samples: 12,
+      float64: true,
+      eps: [1e-3, 1e-4],
+    });
     for (const e of r.entries) assert.ok(e.maxAbsGrad > 1e-6, `${e.name}: the loss depends on it`);
     assert.ok(r.worst < 1e-4, JSON.stringify(r.entries));
   });
@@ -39,14 +45,18 @@ async function termAndFeatures(loss: AdaptLoss): Promise<{ term: number; feat: F
 }
 
 test('the MMD and CORAL terms equal a direct computation of their formulas', async () => {
-  const src = [0, 1, 2], tgt = [3, 4, 5], D = 5;
+  const src = [0, 1, 2],
+    tgt = [3, 4, 5],
+    D = 5;
   const { term: mmd, feat } = await termAndFeatures(mmdLoss({ feature: 'feat' }));
   const row = (i: number) => Array.from(feat.subarray(i * D, (i + 1) * D));
   const d2 = (i: number, j: number) => row(i).reduce((s, v, k) => s + (v - row(j)[k]!) ** 2, 0);
   let mean = 0;
   for (let i = 0; i < N; i++) for (let j = 0; j < N; j++) mean += d2(i, j) / (N * N - N);
-  const k = (i: number, j: number) => [0.25, 0.5, 1, 2, 4].reduce((s, b) => s + Math.exp(-d2(i, j) / (b * (mean + 1e-6))), 0);
-  const avg = (a: number[], b: number[]) => a.reduce((s, i) => s + b.reduce((t, j) => t + k(i, j), 0), 0) / (a.length * b.length);
+  const k = (i: number, j: number) =>
+    [0.25, 0.5, 1, 2, 4].reduce((s, b) => s + Math.exp(-d2(i, j) / (b * (mean + 1e-6))), 0);
+  const avg = (a: number[], b: number[]) =>
+    a.reduce((s, i) => s + b.reduce((t, j) => t + k(i, j), 0), 0) / (a.length * b.length);
   const want = avg(src, src) + avg(tgt, tgt) - 2 * avg(src, tgt);
   assert.ok(Math.abs(mmd - want) < 1e-4 * Math.max(1, want), `MMD² ${mmd} vs ${want}`);
   assert.ok(want > 1e-3);
@@ -55,17 +65,25 @@ test('the MMD and CORAL terms equal a direct computation of their formulas', asy
   const cov = (rows: number[]) => {
     const mu = Array.from({ length: D }, (_, a) => rows.reduce((s, i) => s + row(i)[a]!, 0) / rows.length);
     return Array.from({ length: D * D }, (_, ab) => {
-      const a = Math.floor(ab / D), b = ab % D;
+      const a = Math.floor(ab / D),
+        b = ab % D;
       return rows.reduce((s, i) => s + (row(i)[a]! - mu[a]!) * (row(i)[b]! - mu[b]!), 0) / (rows.length - 1);
     });
   };
-  const cs = cov(src), ct = cov(tgt);
+  const cs = cov(src),
+    ct = cov(tgt);
   const wantC = cs.reduce((s, v, i) => s + (v - ct[i]!) ** 2, 0) / (4 * D * D);
   assert.ok(Math.abs(coral - wantC) < 1e-4 * Math.max(1e-3, wantC), `CORAL ${coral} vs ${wantC}`);
 });
 
-test('deep MMD on Fashion-MNIST → noisy Fashion-MNIST beats source-only training on the target (real data, labels unused)', { skip: needs('datasets/fashion-mnist') }, async () => {
-  const { sourceOnly: a0, adapted: a1, description } = await shiftPairAccuracies((m, s, t, o) => alignFit('mmd', m, s, t, o));
+test('deep MMD on Fashion-MNIST → noisy Fashion-MNIST beats source-only training on the target (real data, labels unused)', {
+  skip: needs('datasets/fashion-mnist'),
+}, async () => {
+  const {
+    sourceOnly: a0,
+    adapted: a1,
+    description,
+  } = await shiftPairAccuracies((m, s, t, o) => alignFit('mmd', m, s, t, o));
   console.log(`target accuracy (${description}): source-only ${a0.toFixed(3)}, deep MMD ${a1.toFixed(3)}`);
   assert.ok(a1 > a0 + 0.03, `deep MMD ${a1} vs source-only ${a0}`);
 });

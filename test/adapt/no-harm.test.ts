@@ -22,7 +22,10 @@ import { argmax, accuracy } from '../../src/util/vectors.js';
 
 test('selectOverUnadapted leaves the unadapted candidate only beyond the margin', () => {
   const base = { params: {}, value: 'unadapted', score: 1 };
-  const cands = [{ params: { lr: 1 }, value: 'a', score: 1.04 }, { params: { lr: 2 }, value: 'b', score: 1.03 }];
+  const cands = [
+    { params: { lr: 1 }, value: 'a', score: 1.04 },
+    { params: { lr: 2 }, value: 'b', score: 1.03 },
+  ];
   const kept = selectOverUnadapted(base, cands, 0.05, 'IM');
   assert.equal(kept.keptUnadapted, true);
   assert.equal(kept.chosen.value, 'unadapted');
@@ -41,9 +44,12 @@ test('selectOverUnadapted leaves the unadapted candidate only beyond the margin'
 const digitsSkip = needs('models/onnxjs-demo/mnist.onnx', 'datasets/digits-8x8/digits.csv.gz');
 const digits = lazy(() => digitsTask());
 
-test('source-free: the unadapted network is a candidate; entropy minimization that helps is still chosen', { skip: digitsSkip }, async () => {
+test('source-free: the unadapted network is a candidate; entropy minimization that helps is still chosen', {
+  skip: digitsSkip,
+}, async () => {
   const task = await digits();
-  const acc = async (g: typeof task.model) => accuracy((await predictClassProba(g, task.test.x)).map(argmax), task.test.y);
+  const acc = async (g: typeof task.model) =>
+    accuracy((await predictClassProba(g, task.test.x)).map(argmax), task.test.y);
   const grid = [{ lr: 3e-3, diversity: 1, steps: 50 }];
   const r = await adaptNetwork('entropy', task.model, task.target, { grid, checkpoints: [25] });
   assert.equal(r.keptUnadapted, false);
@@ -69,7 +75,9 @@ const pair = lazy(async () => {
   return { ...p, base };
 });
 
-test('feature level: subspace alignment, which helps, is used; self-training, which does not, keeps the source-only head', { skip: fashionSkip }, async () => {
+test('feature level: subspace alignment, which helps, is used; self-training, which does not, keeps the source-only head', {
+  skip: fashionSkip,
+}, async () => {
   const { source, target, base } = await pair();
   const sub = await adaptFeatures('subspace', source, target.x);
   assert.equal(sub.unadapted!.kept, false, sub.unadapted!.reason);
@@ -77,7 +85,10 @@ test('feature level: subspace alignment, which helps, is used; self-training, wh
   const st = await adaptFeatures('self-training', source, target.x);
   assert.equal(st.unadapted!.kept, true, st.unadapted!.reason);
   assert.deepEqual(st.chosen, {});
-  assert.ok(Math.abs(accuracy(st.targetProba.map(argmax), target.y) - base) < 1e-12, 'kept: exactly the source-only head');
+  assert.ok(
+    Math.abs(accuracy(st.targetProba.map(argmax), target.y) - base) < 1e-12,
+    'kept: exactly the source-only head',
+  );
   // noHarm: false is the old selection (a self-training threshold)
   const old = await adaptFeatures('self-training', source, target.x, { noHarm: false });
   assert.equal(old.unadapted, undefined);
@@ -86,8 +97,27 @@ test('feature level: subspace alignment, which helps, is used; self-training, wh
 
 test('graft adapt reports when it kept the unadapted model', { skip: fashionSkip }, async () => {
   const model = assetPath('models/onnxjs-demo/mnist.onnx');
-  const fTrain = assetPath('datasets/fashion-mnist/train-images-idx3-ubyte.gz'), fTest = assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
-  const args = ['adapt', '--method', 'self-training', '--model', model, '--node', 'Pooling160_Output_0_reshape0', '--source', fTrain, '--target', fTest, '--shift-target', 'dim-noisy', '--max-examples', '1500', '--target-labels', 'data'];
+  const fTrain = assetPath('datasets/fashion-mnist/train-images-idx3-ubyte.gz'),
+    fTest = assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
+  const args = [
+    'adapt',
+    '--method',
+    'self-training',
+    '--model',
+    model,
+    '--node',
+    'Pooling160_Output_0_reshape0',
+    '--source',
+    fTrain,
+    '--target',
+    fTest,
+    '--shift-target',
+    'dim-noisy',
+    '--max-examples',
+    '1500',
+    '--target-labels',
+    'data',
+  ];
   const r = JSON.parse((await graft([...args, '--json'])).stdout);
   assert.equal(r.keptUnadapted, true, JSON.stringify(r.noHarm));
   assert.match(r.noHarm.reason, /kept the unadapted model/);

@@ -19,7 +19,8 @@ import { argmax, accuracy } from '../../src/util/vectors.js';
 const skip = needs('models/onnxjs-demo/mnist.onnx', 'datasets/digits-8x8/digits.csv.gz');
 const setup = lazy(async () => {
   const task = await digitsTask();
-  const heldOut = async (g: typeof task.model) => accuracy((await predictClassProba(g, task.test.x)).map(argmax), task.test.y);
+  const heldOut = async (g: typeof task.model) =>
+    accuracy((await predictClassProba(g, task.test.x)).map(argmax), task.test.y);
   return { task, heldOut, zeroShot: await heldOut(task.model) };
 });
 
@@ -29,7 +30,9 @@ test('the unadapted MNIST network scores about 0.85 on the held-out digits', { s
   assert.equal(task.target.length + task.test.x.length, 1797);
 });
 
-test('entropy minimization (with class diversity), selected without labels, raises held-out accuracy by ≥ 0.05', { skip }, async () => {
+test('entropy minimization (with class diversity), selected without labels, raises held-out accuracy by ≥ 0.05', {
+  skip,
+}, async () => {
   const { task, heldOut, zeroShot } = await setup();
   const r = await adaptNetwork('entropy', task.model, task.target);
   const acc = await heldOut(r.model);
@@ -39,17 +42,28 @@ test('entropy minimization (with class diversity), selected without labels, rais
   assert.ok(chosen, 'the chosen setting is one of the scored candidates');
   assert.equal(chosen.score, best, 'the chosen candidate has the best label-free score');
   assert.ok(best > r.before, 'the chosen model scores above the unadapted one');
-  assert.ok(acc >= zeroShot + 0.05, `entropy: ${zeroShot.toFixed(3)} → ${acc.toFixed(3)} (chosen ${JSON.stringify(r.chosen)})`);
+  assert.ok(
+    acc >= zeroShot + 0.05,
+    `entropy: ${zeroShot.toFixed(3)} → ${acc.toFixed(3)} (chosen ${JSON.stringify(r.chosen)})`,
+  );
 });
 
-test('self-training on confident pseudo-labels, selected without labels, raises held-out accuracy by ≥ 0.03', { skip }, async () => {
+test('self-training on confident pseudo-labels, selected without labels, raises held-out accuracy by ≥ 0.03', {
+  skip,
+}, async () => {
   const { task, heldOut, zeroShot } = await setup();
   const r = await adaptNetwork('self-training', task.model, task.target);
   const acc = await heldOut(r.model);
-  assert.ok(acc >= zeroShot + 0.03, `self-training: ${zeroShot.toFixed(3)} → ${acc.toFixed(3)} (chosen ${JSON.stringify(r.chosen)})`);
+  assert.ok(
+    acc >= zeroShot + 0.03,
+    `self-training: ${zeroShot.toFixed(3)} → ${acc.toFixed(3)} (chosen ${JSON.stringify(r.chosen)})`,
+  );
 });
 
 test('AdaBN refuses a model without BatchNormalization, naming the alternative', { skip }, async () => {
   const { task } = await setup();
-  await assert.rejects(() => adaBn(task.model, task.target.slice(0, 10)), (e: unknown) => e instanceof GraftError && /no BatchNormalization/.test(e.message));
+  await assert.rejects(
+    () => adaBn(task.model, task.target.slice(0, 10)),
+    (e: unknown) => e instanceof GraftError && /no BatchNormalization/.test(e.message),
+  );
 });

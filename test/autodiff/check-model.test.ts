@@ -14,8 +14,19 @@ import type { Tensor } from '../../src/graph/tensor.js';
 import { opGraph, F, I } from '../helpers/op-graph.js';
 
 const rng = new Rng(5);
-const randn = (dims: number[]): Tensor => ({ dtype: 'float32', dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.normal()) });
-const node = (opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({ name: `${outputs[0]}_node`, opType, domain: '', inputs, outputs, attrs });
+const randn = (dims: number[]): Tensor => ({
+  dtype: 'float32',
+  dims,
+  data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.normal()),
+});
+const node = (opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({
+  name: `${outputs[0]}_node`,
+  opType,
+  domain: '',
+  inputs,
+  outputs,
+  attrs,
+});
 
 /** x → MatMul(W) → logits (float32), ArgMax ids (int64), Cast to float16 and to float64 heads, and a bool mask. */
 function mixedOutputs(): Graph {
@@ -38,11 +49,20 @@ function mixedOutputs(): Graph {
 
 test('check builds its probe from the float outputs only, casting float16/float64 ones, and names what it skipped', async () => {
   const r = await checkModel(mixedOutputs(), { params: 1 });
-  assert.deepEqual(r.outputs.used.map((u) => `${u.name}:${u.dtype}`), ['half:float16', 'logits:float32', 'double:float64']);
-  assert.deepEqual(r.outputs.skipped.map((s) => `${s.name}:${s.reason}`), ['ids:integer values', 'mask:boolean values']);
+  assert.deepEqual(
+    r.outputs.used.map((u) => `${u.name}:${u.dtype}`),
+    ['half:float16', 'logits:float32', 'double:float64'],
+  );
+  assert.deepEqual(
+    r.outputs.skipped.map((s) => `${s.name}:${s.reason}`),
+    ['ids:integer values', 'mask:boolean values'],
+  );
   assert.ok(r.gradcheck, 'the finite-difference check ran');
   assert.ok(r.gradcheck.passed, `worst ${r.gradcheck.worst} ≥ ${r.gradcheck.tolerance}`);
-  assert.deepEqual(r.gradcheck.outputs.used.map((u) => u.name), ['half', 'logits', 'double']);
+  assert.deepEqual(
+    r.gradcheck.outputs.used.map((u) => u.name),
+    ['half', 'logits', 'double'],
+  );
 });
 
 test('grad uses the first differentiable float output when the first output is integer', async () => {
@@ -50,7 +70,10 @@ test('grad uses the first differentiable float output when the first output is i
   const R: Tensor = { dtype: 'float32', dims: [2, 4], data: Float32Array.from([1, 0, 0, 0, 0, 0, 0, 2]) };
   const x = randn([2, 3]);
   const r = await modelGradients(g, { x, R }, 'weighted-sum');
-  assert.deepEqual(r.outputs.used.map((u) => u.name), ['half']);
+  assert.deepEqual(
+    r.outputs.used.map((u) => u.name),
+    ['half'],
+  );
   assert.ok(r.outputs.skipped.some((s) => s.name === 'ids' && s.reason === 'integer values'));
   // dL/dW[i][j] = Σ_b x[b][i]·R[b][j] (the float16 head is the logits rounded: its gradient passes through)
   const gw = r.grads.get('W')!.data as Float32Array;
@@ -63,19 +86,37 @@ test('grad uses the first differentiable float output when the first output is i
 
 test('no false alarm: LeakyRelu and Elu with inputs exactly at the kink', async () => {
   for (const op of ['LeakyRelu', 'Elu', 'Relu']) {
-    const { graph, feeds } = opGraph({ op, inputs: [{ name: 'x', dims: [3, 4], init: (r, i) => (i % 3 === 0 ? 0 : r.normal()) }], attrs: op === 'Relu' ? {} : { alpha: F(0.1) } });
+    const { graph, feeds } = opGraph({
+      op,
+      inputs: [{ name: 'x', dims: [3, 4], init: (r, i) => (i % 3 === 0 ? 0 : r.normal()) }],
+      attrs: op === 'Relu' ? {} : { alpha: F(0.1) },
+    });
     const r = await gradCheck(graph, { feeds, wrt: ['x'], samples: 12 });
     assert.ok(r.passed, `${op}: worst ${r.worst}`);
   }
 });
 
 test('no false alarm: LayerNormalization with its Mean and InvStdDev outputs, and a saturated Softmax, in float32 and float64', async () => {
-  const ln = opGraph({ op: 'LayerNormalization', outputs: 3, inputs: [{ name: 'x', dims: [2, 3, 5] }, { name: 'w', dims: [5] }, { name: 'b', dims: [5] }] });
-  const sm = opGraph({ op: 'Softmax', inputs: [{ name: 'x', dims: [2, 4], init: (_r, i) => (i % 4) * 12 - (i > 3 ? 20 : 0) }] });
+  const ln = opGraph({
+    op: 'LayerNormalization',
+    outputs: 3,
+    inputs: [
+      { name: 'x', dims: [2, 3, 5] },
+      { name: 'w', dims: [5] },
+      { name: 'b', dims: [5] },
+    ],
+  });
+  const sm = opGraph({
+    op: 'Softmax',
+    inputs: [{ name: 'x', dims: [2, 4], init: (_r, i) => (i % 4) * 12 - (i > 3 ? 20 : 0) }],
+  });
   for (const float64 of [false, true]) {
     for (const { graph, feeds } of [ln, sm]) {
       const r = await gradCheck(graph, { feeds, wrt: Object.keys(feeds), samples: 8, float64 });
-      assert.ok(r.passed, `${graph.name} (${float64 ? 'float64' : 'float32'}): worst ${r.worst} ≥ ${r.tolerance}: ${JSON.stringify(r.entries)}`);
+      assert.ok(
+        r.passed,
+        `${graph.name} (${float64 ? 'float64' : 'float32'}): worst ${r.worst} ≥ ${r.tolerance}: ${JSON.stringify(r.entries)}`,
+      );
     }
   }
 });

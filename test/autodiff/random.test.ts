@@ -18,11 +18,20 @@ const f32s = (v: number): Tensor => ({ dtype: 'float32', dims: [], data: Float32
 /** Training-mode Dropout on x [4, 5]; ratio and training_mode constants, or fed (as the ONNX node tests do). */
 function dropout(ratio: number, o: { seed?: number; fed?: boolean } = {}) {
   const { graph, feeds } = opGraph({
-    op: 'Dropout', outputs: 2, attrs: o.seed != null ? { seed: I(o.seed) } : {},
-    inputs: [{ name: 'x', dims: [4, 5] }, { name: 'ratio', constant: true, tensor: f32s(ratio) }, { name: 'tm', constant: true, tensor: bool(true) }],
+    op: 'Dropout',
+    outputs: 2,
+    attrs: o.seed != null ? { seed: I(o.seed) } : {},
+    inputs: [
+      { name: 'x', dims: [4, 5] },
+      { name: 'ratio', constant: true, tensor: f32s(ratio) },
+      { name: 'tm', constant: true, tensor: bool(true) },
+    ],
   });
   if (o.fed) {
-    for (const [k, t] of [['ratio', f32s(ratio)], ['tm', bool(true)]] as const) {
+    for (const [k, t] of [
+      ['ratio', f32s(ratio)],
+      ['tm', bool(true)],
+    ] as const) {
       graph.initializers.delete(k);
       graph.inputs.push({ name: k, dtype: t.dtype, shape: [] });
       feeds[k] = t;
@@ -41,7 +50,11 @@ test('onnxruntime draws a new Dropout mask on later runs of one session, even wi
 });
 
 test('training-mode Dropout passes the finite-difference check (seeded or not, ratio constant or fed, float32 and float64)', async () => {
-  for (const [ratio, o] of [[0.5, { seed: 0 }], [0.3, {}], [0.75, { seed: 3, fed: true }]] as const) {
+  for (const [ratio, o] of [
+    [0.5, { seed: 0 }],
+    [0.3, {}],
+    [0.75, { seed: 3, fed: true }],
+  ] as const) {
     const { graph, feeds } = dropout(ratio, o);
     for (const float64 of [false, true]) {
       const r = await gradCheck(graph, { feeds, wrt: ['x'], samples: 20, float64 });
@@ -81,7 +94,11 @@ test('random generators are held fixed too: x · RandomNormalLike(x) + x', async
   g.nodes.push({ name: 'mul', opType: 'Mul', domain: '', inputs: ['x', 'n'], outputs: ['xn'], attrs: {} });
   g.nodes.push({ name: 'add', opType: 'Add', domain: '', inputs: ['xn', 'x'], outputs: ['y'], attrs: {} });
   g.outputs = [{ name: 'y' }];
-  const x: Tensor = { dtype: 'float32', dims: [3, 4], data: Float32Array.from({ length: 12 }, (_, i) => Math.sin(i + 1)) };
+  const x: Tensor = {
+    dtype: 'float32',
+    dims: [3, 4],
+    data: Float32Array.from({ length: 12 }, (_, i) => Math.sin(i + 1)),
+  };
   const r = await gradCheck(g, { feeds: { x }, wrt: ['x'], samples: 12, float64: true });
   assert.ok(r.passed, JSON.stringify(r.entries));
 });

@@ -18,5 +18,9 @@ test('README "Gradient rules exist for" names every registered rule and nothing 
   );
   const registered = new Set(Object.keys(RULES));
   assert.deepEqual([...listed].filter((o) => !registered.has(o)).sort(), [], 'listed in the README without a rule');
-  assert.deepEqual([...registered].filter((o) => !listed.has(o)).sort(), [], 'registered rules missing from the README');
+  assert.deepEqual(
+    [...registered].filter((o) => !listed.has(o)).sort(),
+    [],
+    'registered rules missing from the README',
+  );
 });

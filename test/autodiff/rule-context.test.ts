@@ -18,10 +18,20 @@ import { opGraph } from '../helpers/op-graph.js';
 function mulGraph(): Graph {
   const g = new Graph();
   g.opsets = { '': 17 };
-  g.inputs = [{ name: 'x', dtype: 'float32', shape: [2, 3] }, { name: 'w', dtype: 'float32', shape: [1, 3] }];
+  g.inputs = [
+    { name: 'x', dtype: 'float32', shape: [2, 3] },
+    { name: 'w', dtype: 'float32', shape: [1, 3] },
+  ];
   g.nodes = [
     { name: 'mul', opType: 'Mul', domain: '', inputs: ['x', 'w'], outputs: ['y'], attrs: {} },
-    { name: 'sum', opType: 'ReduceSum', domain: '', inputs: ['y'], outputs: ['L'], attrs: { keepdims: { type: 'int', value: 0 } } },
+    {
+      name: 'sum',
+      opType: 'ReduceSum',
+      domain: '',
+      inputs: ['y'],
+      outputs: ['L'],
+      attrs: { keepdims: { type: 'int', value: 0 } },
+    },
   ];
   g.outputs = [{ name: 'L', dtype: 'float32', shape: [] }];
   return g;
@@ -35,10 +45,16 @@ test('only the gradients asked for are built, and broadcasting is undone by the 
   const dw = grads.get('w')!;
   const added = g.nodes.slice(before);
   // dL/dy (Expand of the seed), dy·x, then the sum over the broadcast axis 0: no node uses w (that is dx = dy·w)
-  assert.ok(!added.some((n) => n.inputs.includes('w')), `no node builds dx: ${added.map((n) => `${n.opType}(${n.inputs})`).join(' ')}`);
-  assert.ok(added.some((n) => n.opType === 'Mul' && n.inputs.includes('x')), 'dw = Σ dy·x');
+  assert.ok(
+    !added.some((n) => n.inputs.includes('w')),
+    `no node builds dx: ${added.map((n) => `${n.opType}(${n.inputs})`).join(' ')}`,
+  );
+  assert.ok(
+    added.some((n) => n.opType === 'Mul' && n.inputs.includes('x')),
+    'dw = Σ dy·x',
+  );
   const last = added.find((n) => n.outputs.includes(dw))!;
-  assert.equal(last.opType, 'ReduceSum', 'the gradient at the output shape [2, 3] is summed to w\'s [1, 3]');
+  assert.equal(last.opType, 'ReduceSum', "the gradient at the output shape [2, 3] is summed to w's [1, 3]");
   // and the numbers: both inputs, both broadcast directions
   const r = await gradCheck(mulGraph(), { float64: true });
   assert.ok(r.passed, `worst ${r.worst}`);

@@ -26,7 +26,14 @@ test('graft check lists operators, finds no missing rule in the MNIST model, and
 
 test('graft check names operators that have no gradient rule and exits non-zero', async () => {
   const g = readOnnx(mnist);
-  g.nodes.push({ name: 'weird', opType: 'LpNormalization', domain: '', inputs: [g.outputs[0]!.name], outputs: ['hm'], attrs: {} });
+  g.nodes.push({
+    name: 'weird',
+    opType: 'LpNormalization',
+    domain: '',
+    inputs: [g.outputs[0]!.name],
+    outputs: ['hm'],
+    attrs: {},
+  });
   g.outputs = [{ name: 'hm' }];
   const p = join(tmp, 'lpnorm.onnx');
   const { writeOnnx } = await import('../../src/formats/onnx.js');
@@ -38,7 +45,11 @@ test('graft check names operators that have no gradient rule and exits non-zero'
 
 test('graft grad writes one gradient per parameter, for both losses', async () => {
   const rng = new Rng(3);
-  const x = { dtype: 'float32' as const, dims: [1, 1, 28, 28], data: Float32Array.from({ length: 784 }, () => rng.uniform() * 255) };
+  const x = {
+    dtype: 'float32' as const,
+    dims: [1, 1, 28, 28],
+    data: Float32Array.from({ length: 784 }, () => rng.uniform() * 255),
+  };
   const R = { dtype: 'float32' as const, dims: [1, 10], data: Float32Array.from({ length: 10 }, () => rng.normal()) };
   const feed = join(tmp, 'feed.safetensors');
   writeSafetensors(feed, { Input3: x, R, labels: { dtype: 'int64', dims: [1], data: BigInt64Array.from([3n]) } });
@@ -56,7 +67,10 @@ test('graft grad writes one gradient per parameter, for both losses', async () =
 
 test('graft grad rejects a feed of the wrong shape or type with a message naming the input', async () => {
   const feed = join(tmp, 'bad.safetensors');
-  writeSafetensors(feed, { Input3: { dtype: 'float32', dims: [1, 1, 14, 14], data: new Float32Array(196) }, R: { dtype: 'float32', dims: [1, 10], data: new Float32Array(10) } });
+  writeSafetensors(feed, {
+    Input3: { dtype: 'float32', dims: [1, 1, 14, 14], data: new Float32Array(196) },
+    R: { dtype: 'float32', dims: [1, 10], data: new Float32Array(10) },
+  });
   const e = await fail(['grad', mnist, '--feed', feed, '--out', join(tmp, 'x.safetensors')]);
   assert.equal(e.code, 2);
   assert.match(e.stderr, /feed 'Input3' has shape \[1,1,14,14\], the model expects \[1,1,28,28\]/);
@@ -70,8 +84,24 @@ test('graft grad rejects a feed of the wrong shape or type with a message naming
 test('graft train fine-tunes the MNIST network on 50 digits per class to ≥ 0.95 held-out accuracy', async () => {
   const out = join(tmp, 'digits.onnx');
   const { stdout } = await graft([
-    'train', '--model', mnist, '--data', asset('datasets/digits-8x8/digits.csv.gz'), '--labels-per-class', '50',
-    '--epochs', '30', '--lr', '3e-3', '--pixel-max', '16', '--seed', '1', '--out', out, '--json',
+    'train',
+    '--model',
+    mnist,
+    '--data',
+    asset('datasets/digits-8x8/digits.csv.gz'),
+    '--labels-per-class',
+    '50',
+    '--epochs',
+    '30',
+    '--lr',
+    '3e-3',
+    '--pixel-max',
+    '16',
+    '--seed',
+    '1',
+    '--out',
+    out,
+    '--json',
   ]);
   const r = JSON.parse(stdout);
   assert.ok(r.testAccuracy >= 0.95, `test accuracy ${r.testAccuracy}`);

@@ -42,14 +42,23 @@ test('truncated and corrupt files fail with an error naming the file', { skip },
     const raw = gunzipSync(readFileSync(join(dir(), 't10k-labels-idx1-ubyte.gz')));
     const cut = join(tmp, 'cut-labels-idx1-ubyte');
     writeFileSync(cut, raw.subarray(0, 500));
-    assert.throws(() => readIdx(cut), (e: Error) => e.message.includes(cut) && /truncated/.test(e.message));
+    assert.throws(
+      () => readIdx(cut),
+      (e: Error) => e.message.includes(cut) && /truncated/.test(e.message),
+    );
     const cutGz = join(tmp, 'cut-labels-idx1-ubyte.gz');
     const gz = gzipSync(raw);
     writeFileSync(cutGz, gz.subarray(0, gz.length >> 1));
-    assert.throws(() => readIdx(cutGz), (e: Error) => e.message.includes(cutGz));
+    assert.throws(
+      () => readIdx(cutGz),
+      (e: Error) => e.message.includes(cutGz),
+    );
     const bad = join(tmp, 'bad-magic');
     writeFileSync(bad, Buffer.from('hello world, not idx'));
-    assert.throws(() => readIdx(bad), (e: Error) => e.message.includes(bad) && /magic/.test(e.message));
+    assert.throws(
+      () => readIdx(bad),
+      (e: Error) => e.message.includes(bad) && /magic/.test(e.message),
+    );
     assert.throws(() => readIdx(join(tmp, 'missing')), /not found/);
     // mismatched counts between images and labels
     assert.throws(

@@ -8,11 +8,21 @@ import { listImageFolder, imageFolderBatches, decodeItems, type DecodeFailure } 
 import type { ImagePreprocess } from '../../src/formats/preprocess.js';
 
 const pre: ImagePreprocess = {
-  layout: 'NCHW', width: 8, height: 8, channels: 3, channelOrder: 'RGB', mean: [0, 0, 0], std: [1, 1, 1], resize: 'stretch', source: 'default',
+  layout: 'NCHW',
+  width: 8,
+  height: 8,
+  channels: 3,
+  channelOrder: 'RGB',
+  mean: [0, 0, 0],
+  std: [1, 1, 1],
+  resize: 'stretch',
+  source: 'default',
 };
 
 async function png(path: string, rgb: [number, number, number], w = 10, h = 6) {
-  await sharp({ create: { width: w, height: h, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } }).png().toFile(path);
+  await sharp({ create: { width: w, height: h, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
+    .png()
+    .toFile(path);
 }
 
 test('image folder: sorted classes, extension filter, corrupt images skipped and reported', async () => {
@@ -31,7 +41,13 @@ test('image folder: sorted classes, extension filter, corrupt images skipped and
     assert.deepEqual(f.classes, ['apple', 'mango', 'zebra']);
     assert.deepEqual(
       f.items.map((i) => [i.path.slice(root.length + 1), i.label]),
-      [['apple/a1.png', 0], ['apple/a2.PNG', 0], ['mango/m1.png', 1], ['zebra/broken.png', 2], ['zebra/z1.png', 2]],
+      [
+        ['apple/a1.png', 0],
+        ['apple/a2.PNG', 0],
+        ['mango/m1.png', 1],
+        ['zebra/broken.png', 2],
+        ['zebra/z1.png', 2],
+      ],
     );
 
     const reported: DecodeFailure[] = [];
@@ -40,10 +56,16 @@ test('image folder: sorted classes, extension filter, corrupt images skipped and
     assert.equal(batches.length, 3);
     const decoded = batches.flatMap((b) => b.items);
     assert.equal(decoded.length, 4);
-    assert.deepEqual(decoded.map((i) => i.label), [0, 0, 1, 2]);
+    assert.deepEqual(
+      decoded.map((i) => i.label),
+      [0, 0, 1, 2],
+    );
     assert.equal(reported.length, 1);
     assert.ok(reported[0]!.path.endsWith(join('zebra', 'broken.png')));
-    assert.deepEqual(batches[1]!.failed.map((x) => x.path), [join(root, 'zebra', 'broken.png')]);
+    assert.deepEqual(
+      batches[1]!.failed.map((x) => x.path),
+      [join(root, 'zebra', 'broken.png')],
+    );
     // the batch with a failure holds only the good image: mango is green
     const mid = batches[1]!;
     assert.deepEqual(mid.tensor.dims, [1, 3, 8, 8]);
@@ -61,12 +83,23 @@ test('image folder: sorted classes, extension filter, corrupt images skipped and
     assert.match(gone.failed[0]!.error, /not found/);
 
     // a truncated JPEG and a text file named .png, beside a good image
-    const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 9, g: 99, b: 199 } } }).jpeg().toBuffer();
+    const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 9, g: 99, b: 199 } } })
+      .jpeg()
+      .toBuffer();
     writeFileSync(join(root, 'apple', 'cut.jpg'), jpeg.subarray(0, jpeg.length >> 1));
     writeFileSync(join(root, 'apple', 'text.png'), 'plain text\n');
-    const mixed = await decodeItems(['cut.jpg', 'a1.png', 'text.png'].map((n) => ({ path: join(root, 'apple', n), label: 0 })), pre);
-    assert.deepEqual(mixed.items.map((i) => i.path), [join(root, 'apple', 'a1.png')]);
-    assert.deepEqual(mixed.failed.map((x) => x.path), ['cut.jpg', 'text.png'].map((n) => join(root, 'apple', n)));
+    const mixed = await decodeItems(
+      ['cut.jpg', 'a1.png', 'text.png'].map((n) => ({ path: join(root, 'apple', n), label: 0 })),
+      pre,
+    );
+    assert.deepEqual(
+      mixed.items.map((i) => i.path),
+      [join(root, 'apple', 'a1.png')],
+    );
+    assert.deepEqual(
+      mixed.failed.map((x) => x.path),
+      ['cut.jpg', 'text.png'].map((n) => join(root, 'apple', n)),
+    );
     for (const x of mixed.failed) assert.ok(x.error.startsWith(x.path), x.error);
     assert.deepEqual(mixed.tensor.dims, [1, 3, 8, 8]);
 

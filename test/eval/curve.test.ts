@@ -33,17 +33,35 @@ test('a data-efficiency curve on real data: every method learns, transfer beats 
   assert.equal((svg.match(/<polyline /g) ?? []).length, 3);
   assert.equal((svg.match(/<polygon /g) ?? []).length, 3);
   assert.deepEqual(JSON.parse(readFileSync(join(dir, 'curve.json'), 'utf8')).budgets, [2, 10]);
-  await assert.rejects(() => dataEfficiencyCurve(model, data, { budgets: [500], seeds: 1, methods: ['features'], node: NODE }), GraftError);
+  await assert.rejects(
+    () => dataEfficiencyCurve(model, data, { budgets: [500], seeds: 1, methods: ['features'], node: NODE }),
+    GraftError,
+  );
 });
 
-test('graft curve reads IDX files and image folders (Fashion-MNIST with the MNIST CNN): every method runs, features beat chance', { skip: needs('datasets/fashion-mnist') }, async () => {
+test('graft curve reads IDX files and image folders (Fashion-MNIST with the MNIST CNN): every method runs, features beat chance', {
+  skip: needs('datasets/fashion-mnist'),
+}, async () => {
   const imgs = asset('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
-  const args = ['--model', asset('models/onnxjs-demo/mnist.onnx'), '--labels-per-class', '2,5', '--seeds', '1', '--steps', '20', '--max-per-class', '20', '--json'];
+  const args = [
+    '--model',
+    asset('models/onnxjs-demo/mnist.onnx'),
+    '--labels-per-class',
+    '2,5',
+    '--seeds',
+    '1',
+    '--steps',
+    '20',
+    '--max-per-class',
+    '20',
+    '--json',
+  ];
   const dir = mkdtempSync(join(tmpdir(), 'graft-curve-idx-'));
   const idx = JSON.parse((await graft(['curve', ...args, '--data', imgs, '--out', join(dir, 'idx')])).stdout);
   assert.equal(idx.examples, 200);
   assert.equal(idx.points.length, 2 * 3);
-  const at = (r: { summary: { method: string; perClass: number; mean: number }[] }, m: string, b: number) => r.summary.find((s) => s.method === m && s.perClass === b)!.mean;
+  const at = (r: { summary: { method: string; perClass: number; mean: number }[] }, m: string, b: number) =>
+    r.summary.find((s) => s.method === m && s.perClass === b)!.mean;
   assert.ok(at(idx, 'features', 5) > 0.4, `features at 5/class on IDX: ${at(idx, 'features', 5)} (chance 0.1)`);
   // the same first 20 images per class as an image folder of BMP files (one subfolder per class)
   const d = readIdxDataset(imgs, asset('datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz'));
@@ -61,7 +79,15 @@ test('graft curve reads IDX files and image folders (Fashion-MNIST with the MNIS
 });
 
 test('graft curve refuses a budget or a method listed twice, naming the flag (before loading anything)', async () => {
-  const args = ['curve', '--model', asset('models/onnxjs-demo/mnist.onnx'), '--data', asset('datasets/digits-8x8/digits.csv.gz'), '--seeds', '1'];
+  const args = [
+    'curve',
+    '--model',
+    asset('models/onnxjs-demo/mnist.onnx'),
+    '--data',
+    asset('datasets/digits-8x8/digits.csv.gz'),
+    '--seeds',
+    '1',
+  ];
   let e = await graftFails([...args, '--labels-per-class', '5,5,10']);
   assert.equal(e.code, 2);
   assert.match(e.stderr, /--labels-per-class lists 5 more than once/);

@@ -16,15 +16,32 @@ const yPred = [0, 1, 0, 1, 2, 2, 2, 0, 2, 1];
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} ≠ ${b}`);
 
 test('confusion matrix, accuracy, per-class precision/recall/F1 and macro averages on a hand-computed example', () => {
-  assert.deepEqual(confusionMatrix(yTrue, yPred, 3), [[2, 1, 0], [0, 1, 1], [1, 1, 3]]);
+  assert.deepEqual(confusionMatrix(yTrue, yPred, 3), [
+    [2, 1, 0],
+    [0, 1, 1],
+    [1, 1, 3],
+  ]);
   const m = classificationMetrics(yTrue, yPred, ['a', 'b', 'c']);
   assert.equal(m.n, 10);
   close(m.accuracy, 0.6);
   const [a, b, c] = m.perClass;
-  close(a!.precision, 2 / 3); close(a!.recall, 2 / 3); close(a!.f1, 2 / 3);
-  close(b!.precision, 1 / 3); close(b!.recall, 1 / 2); close(b!.f1, 0.4);
-  close(c!.precision, 3 / 4); close(c!.recall, 3 / 5); close(c!.f1, 2 / 3);
-  assert.deepEqual(m.perClass.map((x) => [x.support, x.predicted]), [[3, 3], [2, 3], [5, 4]]);
+  close(a!.precision, 2 / 3);
+  close(a!.recall, 2 / 3);
+  close(a!.f1, 2 / 3);
+  close(b!.precision, 1 / 3);
+  close(b!.recall, 1 / 2);
+  close(b!.f1, 0.4);
+  close(c!.precision, 3 / 4);
+  close(c!.recall, 3 / 5);
+  close(c!.f1, 2 / 3);
+  assert.deepEqual(
+    m.perClass.map((x) => [x.support, x.predicted]),
+    [
+      [3, 3],
+      [2, 3],
+      [5, 4],
+    ],
+  );
   close(m.macroPrecision, 7 / 12);
   close(m.macroRecall, 53 / 90);
   close(m.macroF1, 26 / 45);
@@ -36,8 +53,11 @@ test('metrics edge cases: a class never predicted, a class absent from both, bad
   const m = classificationMetrics([0, 0, 1, 1], [0, 0, 0, 0], 3);
   assert.deepEqual(m.labels, ['0', '1', '2']);
   close(m.accuracy, 0.5);
-  close(m.perClass[0]!.precision, 0.5); close(m.perClass[0]!.recall, 1);
-  close(m.perClass[1]!.precision, 0); close(m.perClass[1]!.recall, 0); close(m.perClass[1]!.f1, 0);
+  close(m.perClass[0]!.precision, 0.5);
+  close(m.perClass[0]!.recall, 1);
+  close(m.perClass[1]!.precision, 0);
+  close(m.perClass[1]!.recall, 0);
+  close(m.perClass[1]!.f1, 0);
   close(m.macroF1, (2 / 3 + 0) / 2); // averaged over the two classes present
   assert.throws(() => confusionMatrix([0, 3], [0, 0], 3), /out of range/);
   assert.throws(() => confusionMatrix([0], [0, 1], 3), /1 true labels but 2 predictions/);
@@ -52,7 +72,11 @@ test('report: JSON plus a self-contained HTML page with the confusion heat-map a
     assert.deepEqual(files, [join(dir, 'sub', 'report.html'), join(dir, 'sub', 'report.json')]);
     const html = readFileSync(files[0]!, 'utf8');
     assert.equal((html.match(/<svg /g) ?? []).length, 2, 'heat-map and bars');
-    assert.equal((html.match(/<rect [^>]*stroke="#ccc"/g) ?? []).length, 9, 'one heat-map cell per (true, predicted) pair');
+    assert.equal(
+      (html.match(/<rect [^>]*stroke="#ccc"/g) ?? []).length,
+      9,
+      'one heat-map cell per (true, predicted) pair',
+    );
     assert.ok(!/<script|src=|href=/.test(html), 'nothing external, no scripts');
     assert.ok(html.includes('&lt;odd &amp; name&gt;') && !html.includes('<odd'), 'labels are escaped');
     const json = JSON.parse(readFileSync(files[1]!, 'utf8'));

@@ -33,7 +33,10 @@ const HOT_DOG = 'models/coral/hot_dog.jpg';
 const skip = needs(MODEL, CAT, HOT_DOG);
 const EGYPTIAN_CAT = 286;
 let made = false;
-const cam = lazy(() => { made = true; return GradCam.create(assetPath(MODEL)); });
+const cam = lazy(() => {
+  made = true;
+  return GradCam.create(assetPath(MODEL));
+});
 
 async function input(c: GradCam, image: string | Uint8Array): Promise<Tensor> {
   const p = c.preprocess;
@@ -52,8 +55,10 @@ async function finiteDifferenceError(c: GradCam, image: string): Promise<number>
   head.outputs = [{ name: score }];
   head.prune();
   const s = await Session.fromGraph(head);
-  const A = t.activations.data as Float32Array, G = t.gradient.data as Float32Array;
-  const f = async (a: Float32Array) => (await s.run({ [c.layer]: { ...t.activations, data: a } }))[score]!.data[t.classIndex] as number;
+  const A = t.activations.data as Float32Array,
+    G = t.gradient.data as Float32Array;
+  const f = async (a: Float32Array) =>
+    (await s.run({ [c.layer]: { ...t.activations, data: a } }))[score]!.data[t.classIndex] as number;
   assert.ok(Math.abs((await f(A)) - t.scores[t.classIndex]!) < 1e-4, 'the head alone gives the same score');
   const order = [...G.keys()].sort((i, j) => Math.abs(G[j]!) - Math.abs(G[i]!));
   const gmax = Math.abs(G[order[0]!]!);
@@ -63,7 +68,8 @@ async function finiteDifferenceError(c: GradCam, image: string): Promise<number>
   for (const i of [...order.slice(0, 4), ...Array.from({ length: 4 }, () => rng.int(A.length))]) {
     let best = Infinity;
     for (const h of [1, 0.1, 0.01]) {
-      const ap = A.slice(), am = A.slice();
+      const ap = A.slice(),
+        am = A.slice();
       ap[i]! += h;
       am[i]! -= h;
       const fd = ((await f(ap)) - (await f(am))) / (2 * h);
@@ -87,10 +93,14 @@ test('gradCam: channel weights are the spatial mean of the gradient; ReLU, then 
   const up = resizeBilinear({ data: Float32Array.from([0, 1, 0, 1]), width: 2, height: 2 }, 7, 5);
   assert.equal(up.data.length, 35);
   assert.ok(Math.min(...up.data) >= 0 && Math.max(...up.data) <= 1);
-  assert.ok(resizeBilinear({ data: Float32Array.from([0.5, 0.5]), width: 2, height: 1 }, 9, 9).data.every((v) => v === 0.5));
+  assert.ok(
+    resizeBilinear({ data: Float32Array.from([0.5, 0.5]), width: 2, height: 1 }, 9, 9).data.every((v) => v === 0.5),
+  );
 });
 
-test('the Grad-CAM gradient equals finite differences of the class score w.r.t. the cut activations', { skip }, async () => {
+test('the Grad-CAM gradient equals finite differences of the class score w.r.t. the cut activations', {
+  skip,
+}, async () => {
   const c = await cam();
   assert.equal(c.layer, 'MobilenetV2/Conv_1/Relu6', 'the last convolution, its ReLU6 included');
   const e1 = await finiteDifferenceError(c, assetPath(CAT));
@@ -104,10 +114,13 @@ test('the Grad-CAM gradient equals finite differences of the class score w.r.t. 
     await early.release();
   }
   await assert.rejects(GradCam.create(c.model, { layer: 'no/such/value' }), /no value named 'no\/such\/value'/);
-  await assert.rejects(GradCam.create(c.model, { layer: 'MobilenetV2/Logits/Squeeze1' }), /needs \[N, C, H, W\] activations/);
+  await assert.rejects(
+    GradCam.create(c.model, { layer: 'MobilenetV2/Logits/Squeeze1' }),
+    /needs \[N, C, H, W\] activations/,
+  );
 });
 
-test('the heatmap is a real map, and the top class\'s map differs from another class\'s', { skip }, async () => {
+test("the heatmap is a real map, and the top class's map differs from another class's", { skip }, async () => {
   const c = await cam();
   const catE = await c.explain(assetPath(CAT), { overlay: false });
   assert.equal(catE.class.index, EGYPTIAN_CAT);
@@ -115,7 +128,11 @@ test('the heatmap is a real map, and the top class\'s map differs from another c
   assert.deepEqual([catE.cam.width, catE.cam.height, catE.heatmap.width, catE.heatmap.height], [7, 7, 224, 224]);
   const stats = (d: Float32Array) => {
     const mean = d.reduce((a, v) => a + v, 0) / d.length;
-    return { min: Math.min(...d), max: Math.max(...d), std: Math.sqrt(d.reduce((a, v) => a + (v - mean) ** 2, 0) / d.length) };
+    return {
+      min: Math.min(...d),
+      max: Math.max(...d),
+      std: Math.sqrt(d.reduce((a, v) => a + (v - mean) ** 2, 0) / d.length),
+    };
   };
   const s = stats(catE.cam.data);
   assert.equal(s.max, 1);
@@ -136,24 +153,40 @@ test('the heatmap is a real map, and the top class\'s map differs from another c
   await assert.rejects(c.explain(assetPath(HOT_DOG), { class: 5000 }), /out of range: the model has 1001 classes/);
 });
 
-test('a cat pasted into one half of a grey canvas: most of the cat map\'s mass lies in that half', { skip }, async () => {
+test("a cat pasted into one half of a grey canvas: most of the cat map's mass lies in that half", {
+  skip,
+}, async () => {
   const c = await cam();
   const p = await loadPixels(assetPath(CAT), { width: 112, height: 112, channels: 3, resize: 'stretch' });
-  const cat = await sharp(p.data, { raw: { width: 112, height: 112, channels: 3 } }).png().toBuffer();
+  const cat = await sharp(p.data, { raw: { width: 112, height: 112, channels: 3 } })
+    .png()
+    .toBuffer();
   const fracLeft: number[] = [];
   for (const left of [0, 112]) {
-    const canvas = await sharp({ create: { width: 224, height: 224, channels: 3, background: { r: 128, g: 128, b: 128 } } })
-      .composite([{ input: cat, left, top: 56 }]).png().toBuffer();
+    const canvas = await sharp({
+      create: { width: 224, height: 224, channels: 3, background: { r: 128, g: 128, b: 128 } },
+    })
+      .composite([{ input: cat, left, top: 56 }])
+      .png()
+      .toBuffer();
     const e = await c.explain(canvas, { overlay: false, class: EGYPTIAN_CAT });
-    let l = 0, all = 0;
-    for (let y = 0; y < 224; y++) for (let x = 0; x < 224; x++) { const v = e.heatmap.data[y * 224 + x]!; all += v; if (x < 112) l += v; }
+    let l = 0,
+      all = 0;
+    for (let y = 0; y < 224; y++)
+      for (let x = 0; x < 224; x++) {
+        const v = e.heatmap.data[y * 224 + x]!;
+        all += v;
+        if (x < 112) l += v;
+      }
     fracLeft.push(l / all);
   }
   assert.ok(fracLeft[0]! > 0.7, `cat on the left: ${(100 * fracLeft[0]!).toFixed(1)} % of the mass on the left`);
   assert.ok(fracLeft[1]! < 0.3, `cat on the right: ${(100 * fracLeft[1]!).toFixed(1)} % of the mass on the left`);
 });
 
-test('explainImages (bytes in, another model): a PNG overlay at the size of the original image', { skip: needs(SMALL, HOT_DOG) }, async () => {
+test('explainImages (bytes in, another model): a PNG overlay at the size of the original image', {
+  skip: needs(SMALL, HOT_DOG),
+}, async () => {
   const [e] = await explainImages(assetPath(SMALL), [readFileSync(assetPath(HOT_DOG))]);
   assert.equal(e!.image, 'image 1');
   assert.deepEqual([e!.cam.width, e!.cam.height, e!.heatmap.width], [4, 4, 128]);
@@ -162,10 +195,15 @@ test('explainImages (bytes in, another model): a PNG overlay at the size of the 
   assert.deepEqual([meta.format, meta.width, meta.height], ['png', orig.width, orig.height]);
 });
 
-test('a saved classifier folder (frozen features + logistic head): the map explains its classes, with its probabilities', { skip: needs(SMALL, 'datasets/fashion-mnist') }, async () => {
+test('a saved classifier folder (frozen features + logistic head): the map explains its classes, with its probabilities', {
+  skip: needs(SMALL, 'datasets/fashion-mnist'),
+}, async () => {
   // 3 Fashion-MNIST classes × 8 test images as PNG files in class folders
   const root = mkdtempSync(join(tmpdir(), 'graft-explain-fm-'));
-  const d = readIdxDataset(assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'), assetPath('datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz'));
+  const d = readIdxDataset(
+    assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'),
+    assetPath('datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz'),
+  );
   const names: Record<number, string> = { 0: 'tshirt', 1: 'trouser', 7: 'sneaker' };
   const count: Record<number, number> = {};
   const files: string[] = [];
@@ -175,7 +213,9 @@ test('a saved classifier folder (frozen features + logistic head): the map expla
     count[d.labels[i]!] = (count[d.labels[i]!] ?? 0) + 1;
     mkdirSync(join(root, name), { recursive: true });
     files.push(join(root, name, `${i}.png`));
-    await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(files[files.length - 1]!);
+    await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } })
+      .png()
+      .toFile(files[files.length - 1]!);
   }
   const out = join(root, 'clf');
   await trainFeatureClassifier(assetPath(SMALL), await loadLabelledImages(root), { out, labelsPerClass: 5 });
@@ -193,10 +233,24 @@ test('a saved classifier folder (frozen features + logistic head): the map expla
 
 test('graft explain writes one overlay per image that decodes, and --json describes them', { skip }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'graft-explain-'));
-  const { stdout } = await graft(['explain', assetPath(MODEL), assetPath(CAT), assetPath(HOT_DOG), '--out', out, '--json']);
-  const r = JSON.parse(stdout) as { layer: string; images: { image: string; overlay: string; class: { label: string } }[] };
+  const { stdout } = await graft([
+    'explain',
+    assetPath(MODEL),
+    assetPath(CAT),
+    assetPath(HOT_DOG),
+    '--out',
+    out,
+    '--json',
+  ]);
+  const r = JSON.parse(stdout) as {
+    layer: string;
+    images: { image: string; overlay: string; class: { label: string } }[];
+  };
   assert.equal(r.layer, 'MobilenetV2/Conv_1/Relu6');
-  assert.deepEqual(r.images.map((i) => i.class.label), ['Egyptian cat', 'hotdog, hot dog, red hot']);
+  assert.deepEqual(
+    r.images.map((i) => i.class.label),
+    ['Egyptian cat', 'hotdog, hot dog, red hot'],
+  );
   assert.deepEqual(readdirSync(out).sort(), ['cat.gradcam.png', 'hot_dog.gradcam.png']);
   for (const i of r.images) {
     const { data, info } = await sharp(i.overlay).raw().toBuffer({ resolveWithObject: true });

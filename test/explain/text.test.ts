@@ -30,14 +30,27 @@ const NEG = 'a dull , tedious and boring mess';
 const classifier = lazy(async () => {
   const model = loadModelFolderSync(asset(BERT));
   const r = readTextTable(asset(REVIEWS));
-  const idx = [0, 1].flatMap((c) => r.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0).slice(0, 60));
+  const idx = [0, 1].flatMap((c) =>
+    r.y
+      .map((v, i) => (v === c ? i : -1))
+      .filter((i) => i >= 0)
+      .slice(0, 60),
+  );
   const ex = new TextFeatureExtractor(model, 'mean');
-  const F = await ex.extract(idx.map((i) => r.texts[i]!), { maxLength: 48, warn: () => {} });
+  const F = await ex.extract(
+    idx.map((i) => r.texts[i]!),
+    { maxLength: 48, warn: () => {} },
+  );
   await ex.release();
-  const head = await fitTextHead(F, idx.map((i) => r.y[i]!));
+  const head = await fitTextHead(
+    F,
+    idx.map((i) => r.y[i]!),
+  );
   const dir = join(mkdtempSync(join(tmpdir(), 'graft-explain-text-')), 'clf');
   saveTextClassifier(addClassifierHead(ex.graph, gemmFromLogistic(head), { probabilities: true }), dir, {
-    from: asset(BERT), labels: ['negative', 'positive'], settings: { maxLength: 48, pooling: 'mean', mode: 'features' },
+    from: asset(BERT),
+    labels: ['negative', 'positive'],
+    settings: { maxLength: 48, pooling: 'mean', mode: 'features' },
   });
   return dir;
 });
@@ -48,15 +61,23 @@ const span = (e: TextExplanation, pieces: string[]): number => {
   return pieces.reduce((s, _, k) => s + e.scores[at + k]!, 0);
 };
 
-test('token attributions: tokens and probabilities as the classifier sees them; they sum to the score\'s derivative along the embeddings', { skip }, async () => {
+test("token attributions: tokens and probabilities as the classifier sees them; they sum to the score's derivative along the embeddings", {
+  skip,
+}, async () => {
   const dir = await classifier();
   const c = loadTextClassifier(dir);
   const [pos, neg] = await explainTexts(c, [POS, NEG], { class: 'positive' });
-  for (const [e, text] of [[pos!, POS], [neg!, NEG]] as const) {
+  for (const [e, text] of [
+    [pos!, POS],
+    [neg!, NEG],
+  ] as const) {
     assert.equal(e.class.index, 1);
     assert.equal(e.class.label, 'positive');
     assert.deepEqual(e.tokens, ['[CLS]', ...c.tokenizer.tokenize(text), '[SEP]']);
-    assert.deepEqual(e.special, e.tokens.map((t) => t === '[CLS]' || t === '[SEP]'));
+    assert.deepEqual(
+      e.special,
+      e.tokens.map((t) => t === '[CLS]' || t === '[SEP]'),
+    );
     assert.equal(e.scores.length, e.tokens.length);
   }
   // the same probabilities as prediction
@@ -71,29 +92,46 @@ test('token attributions: tokens and probabilities as the classifier sees them; 
   const gather = g.nodes.find((n) => n.outputs[0] === E)!;
   gather.outputs[0] = `${E}/unscaled`;
   g.inputs.push({ name: 'alpha', dtype: 'float32', shape: [] });
-  g.nodes.push({ name: 'test/scale', opType: 'Mul', domain: '', inputs: [`${E}/unscaled`, 'alpha'], outputs: [E], attrs: {} });
+  g.nodes.push({
+    name: 'test/scale',
+    opType: 'Mul',
+    domain: '',
+    inputs: [`${E}/unscaled`, 'alpha'],
+    outputs: [E],
+    attrs: {},
+  });
   g.outputs = [{ name: 'logits' }];
   const s = await Session.fromGraph(g);
   for (const e of [pos!, neg!]) {
     const feeds = textFeeds(c.graph, c.tokenizer.encodeBatch([e.text], { maxLength: 48 }));
-    const logit = async (a: number) => (await s.run({ ...feeds, alpha: { dtype: 'float32', dims: [], data: Float32Array.of(a) } }))['logits']!.data[1] as number;
+    const logit = async (a: number) =>
+      (await s.run({ ...feeds, alpha: { dtype: 'float32', dims: [], data: Float32Array.of(a) } }))['logits']!
+        .data[1] as number;
     const h = 1e-2;
     const fd = ((await logit(1 + h)) - (await logit(1 - h))) / (2 * h);
     const sum = e.scores.reduce((a, v) => a + v, 0);
     const size = e.scores.reduce((a, v) => a + Math.abs(v), 0);
-    assert.ok(Math.abs(fd - sum) < 2e-3 * size, `${e.text}: Σ attributions ${sum}, finite difference ${fd} (Σ|a| ${size})`);
+    assert.ok(
+      Math.abs(fd - sum) < 2e-3 * size,
+      `${e.text}: Σ attributions ${sum}, finite difference ${fd} (Σ|a| ${size})`,
+    );
   }
   await s.release();
 });
 
-test('token attributions have the sign of the words\' sentiment, and depend on the class explained', { skip }, async () => {
+test("token attributions have the sign of the words' sentiment, and depend on the class explained", {
+  skip,
+}, async () => {
   const dir = await classifier();
   const [pos, neg] = await explainTexts(dir, [POS, NEG], { class: 'positive' });
   assert.ok(span(pos!, ['wonder', '##ful']) > 0, `'wonderful' for positive: ${span(pos!, ['wonder', '##ful'])}`);
   assert.ok(span(neg!, ['te', '##d', '##ious']) < 0, `'tedious' for positive: ${span(neg!, ['te', '##d', '##ious'])}`);
   const [posAsNeg] = await explainTexts(dir, [POS], { class: 0 });
   assert.equal(posAsNeg!.class.label, 'negative');
-  assert.ok(span(posAsNeg!, ['wonder', '##ful']) < 0, `'wonderful' for negative: ${span(posAsNeg!, ['wonder', '##ful'])}`);
+  assert.ok(
+    span(posAsNeg!, ['wonder', '##ful']) < 0,
+    `'wonderful' for negative: ${span(posAsNeg!, ['wonder', '##ful'])}`,
+  );
   // without a class: each text's top class
   const [top] = await explainTexts(dir, [POS]);
   assert.equal(top!.class.index, top!.probabilities[0]! > top!.probabilities[1]! ? 0 : 1);
@@ -101,11 +139,16 @@ test('token attributions have the sign of the words\' sentiment, and depend on t
   await assert.rejects(explainTexts(dir, [POS], { class: 'neutral' }), /no class named 'neutral'/);
 });
 
-test('graft explain on a text classifier folder prints token scores and writes attributions.json and .html', { skip }, async () => {
+test('graft explain on a text classifier folder prints token scores and writes attributions.json and .html', {
+  skip,
+}, async () => {
   const dir = await classifier();
   const out = mkdtempSync(join(tmpdir(), 'graft-explain-text-out-'));
   const { stdout } = await graft(['explain', dir, POS, '<b>bold</b> claims', '--out', out, '--class', 'positive']);
-  assert.match(stdout, /^"a wonderful , moving and funny film": positive \(0\.\d{4}\)\n {2}\[CLS\] [+-]\d\.\d{4} {2}a [+-]/);
+  assert.match(
+    stdout,
+    /^"a wonderful , moving and funny film": positive \(0\.\d{4}\)\n {2}\[CLS\] [+-]\d\.\d{4} {2}a [+-]/,
+  );
   const saved = JSON.parse(readFileSync(join(out, 'attributions.json'), 'utf8')) as TextExplanation[];
   assert.equal(saved.length, 2);
   assert.equal(saved[0]!.tokens.length, saved[0]!.scores.length);

@@ -24,20 +24,42 @@ const I = (value: number) => ({ type: 'int' as const, value });
 /** x [batch, 2, 4, 4] → Conv 1×1 → BatchNorm → Relu → Dropout → GlobalAveragePool → Flatten → Gemm (3 classes) → Softmax */
 function net(): Graph {
   const rng = new Rng(3);
-  const w = (dims: number[], s = 0.5, base = 0) => ({ dtype: 'float32' as const, dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b) }, () => base + rng.normal() * s) });
+  const w = (dims: number[], s = 0.5, base = 0) => ({
+    dtype: 'float32' as const,
+    dims,
+    data: Float32Array.from({ length: dims.reduce((a, b) => a * b) }, () => base + rng.normal() * s),
+  });
   const g = new Graph();
   g.name = 'export-net';
   g.opsets = { '': 17 };
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 2, 4, 4] });
   for (const [k, t] of Object.entries({
-    'conv.w': w([6, 2, 1, 1]), 'conv.b': w([6], 0.1), 'bn.scale': w([6], 0.1, 1), 'bn.bias': w([6], 0.1),
-    'bn.mean': w([6], 0.1), 'bn.var': w([6], 0.1, 1), 'fc.w': w([3, 6]), 'fc.b': w([3], 0.1),
-  })) g.initializers.set(k, t);
-  g.initializers.set('bn.var', { dtype: 'float32', dims: [6], data: Float32Array.from({ length: 6 }, (_, i) => 0.5 + i / 10) });
+    'conv.w': w([6, 2, 1, 1]),
+    'conv.b': w([6], 0.1),
+    'bn.scale': w([6], 0.1, 1),
+    'bn.bias': w([6], 0.1),
+    'bn.mean': w([6], 0.1),
+    'bn.var': w([6], 0.1, 1),
+    'fc.w': w([3, 6]),
+    'fc.b': w([3], 0.1),
+  }))
+    g.initializers.set(k, t);
+  g.initializers.set('bn.var', {
+    dtype: 'float32',
+    dims: [6],
+    data: Float32Array.from({ length: 6 }, (_, i) => 0.5 + i / 10),
+  });
   g.initializers.set('drop.ratio', { dtype: 'float32', dims: [], data: Float32Array.from([0.3]) });
   g.nodes.push(
     { name: 'conv', opType: 'Conv', domain: '', inputs: ['x', 'conv.w', 'conv.b'], outputs: ['c'], attrs: {} },
-    { name: 'bn', opType: 'BatchNormalization', domain: '', inputs: ['c', 'bn.scale', 'bn.bias', 'bn.mean', 'bn.var'], outputs: ['n'], attrs: {} },
+    {
+      name: 'bn',
+      opType: 'BatchNormalization',
+      domain: '',
+      inputs: ['c', 'bn.scale', 'bn.bias', 'bn.mean', 'bn.var'],
+      outputs: ['n'],
+      attrs: {},
+    },
     { name: 'relu', opType: 'Relu', domain: '', inputs: ['n'], outputs: ['r'], attrs: {} },
     { name: 'drop', opType: 'Dropout', domain: '', inputs: ['r', 'drop.ratio'], outputs: ['d'], attrs: {} },
     { name: 'gap', opType: 'GlobalAveragePool', domain: '', inputs: ['d'], outputs: ['p'], attrs: {} },
@@ -49,7 +71,17 @@ function net(): Graph {
   return g;
 }
 
-const PRE: ImagePreprocess = { layout: 'NCHW', width: 4, height: 4, channels: 1, channelOrder: 'GRAY', mean: [0.5], std: [0.25], resize: 'stretch', source: 'flag' };
+const PRE: ImagePreprocess = {
+  layout: 'NCHW',
+  width: 4,
+  height: 4,
+  channels: 1,
+  channelOrder: 'GRAY',
+  mean: [0.5],
+  std: [0.25],
+  resize: 'stretch',
+  source: 'flag',
+};
 
 function batch(n: number, seed: number): Tensor {
   const rng = new Rng(seed);
@@ -79,7 +111,13 @@ test('export: LoRA merged, one file + labels.json, parity with Trainer.predict w
   try {
     const check = batch(5, 2);
     const labels = ['a', 'b', 'c'];
-    const r = await exportFinetuned(t.toGraph(), { out: dir, labels, preprocess: PRE, checkInputs: check, reference: (inp) => t.predict({ x: inp }) });
+    const r = await exportFinetuned(t.toGraph(), {
+      out: dir,
+      labels,
+      preprocess: PRE,
+      checkInputs: check,
+      reference: (inp) => t.predict({ x: inp }),
+    });
     assert.ok(r.maxAbsDiff <= 1e-4 && r.maxAbsDiff >= 0, String(r.maxAbsDiff));
     assert.equal(r.compared, 'probabilities'); // the trained model ends in a Softmax, so predict gives probabilities
     assert.equal(r.checked, 5);
@@ -87,10 +125,16 @@ test('export: LoRA merged, one file + labels.json, parity with Trainer.predict w
     const g = readOnnx(join(dir, 'model.onnx'));
     assert.deepEqual(getLabels(g), labels);
     assert.deepEqual(getPreprocess(g), PRE);
-    assert.ok(!g.nodes.some((n) => n.name.startsWith('lora/') || n.opType === 'Dropout'), g.nodes.map((n) => n.opType).join(','));
+    assert.ok(
+      !g.nodes.some((n) => n.name.startsWith('lora/') || n.opType === 'Dropout'),
+      g.nodes.map((n) => n.opType).join(','),
+    );
     assert.ok(![...g.initializers.keys()].some((k) => k.includes('lora_')));
     assert.equal(g.metadata['graft.lora'], undefined);
-    assert.deepEqual(g.outputs.map((o) => o.name), ['probabilities', 'logits']);
+    assert.deepEqual(
+      g.outputs.map((o) => o.name),
+      ['probabilities', 'logits'],
+    );
     assert.equal(g.nodes.filter((n) => n.opType === 'Softmax').length, 1);
     // the file on its own: probabilities sum to 1 and equal Trainer.predict's; logits give them back
     const s = await Session.fromGraph(g);
@@ -110,17 +154,29 @@ test('export: LoRA merged, one file + labels.json, parity with Trainer.predict w
     const dir2 = join(dir, 'bad');
     await assert.rejects(
       exportFinetuned(t.toGraph(), {
-        out: dir2, labels, checkInputs: check,
-        reference: async (inp) => { const o = await t.predict({ x: inp }); return { ...o, data: (o.data as Float32Array).map((v) => v + 1e-3) }; },
+        out: dir2,
+        labels,
+        checkInputs: check,
+        reference: async (inp) => {
+          const o = await t.predict({ x: inp });
+          return { ...o, data: (o.data as Float32Array).map((v) => v + 1e-3) };
+        },
       }),
-      (e: unknown) => e instanceof GraftError && /parity check failed: .* by up to 1\.0\d*e-3 in the probabilities .*tolerance 1\.0e-4/.test(e.message),
+      (e: unknown) =>
+        e instanceof GraftError &&
+        /parity check failed: .* by up to 1\.0\d*e-3 in the probabilities .*tolerance 1\.0e-4/.test(e.message),
     );
     assert.ok(!existsSync(dir2) || readdirSync(dir2).length === 0, 'nothing written after a failed check');
     assert.ok(!readdirSync(dir).some((n) => n.includes('.tmp-')), 'no staged folder left');
     // two labels for a three-class model: refused, nothing written
     const dir3 = join(dir, 'labels');
     await assert.rejects(
-      exportFinetuned(t.toGraph(), { out: dir3, labels: ['a', 'b'], checkInputs: check, reference: (inp) => t.predict({ x: inp }) }),
+      exportFinetuned(t.toGraph(), {
+        out: dir3,
+        labels: ['a', 'b'],
+        checkInputs: check,
+        reference: (inp) => t.predict({ x: inp }),
+      }),
       (e: unknown) => e instanceof GraftError && /3 classes but 2 labels/.test(e.message),
     );
     assert.ok(!existsSync(join(dir3, 'model.onnx')));

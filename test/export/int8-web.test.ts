@@ -27,8 +27,14 @@ const tmp = mkdtempSync(join(tmpdir(), 'graft-int8-web-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Outputs of model.onnx in onnxruntime-web (WASM) and in onnxruntime-node, on the same feeds. */
-async function bothRuntimes(path: string, feeds: Record<string, Tensor>): Promise<{ web: Record<string, Float32Array>; node: Record<string, Float32Array>; ops: string[] }> {
-  const web = await ortWeb.InferenceSession.create(readFileSync(path), { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+async function bothRuntimes(
+  path: string,
+  feeds: Record<string, Tensor>,
+): Promise<{ web: Record<string, Float32Array>; node: Record<string, Float32Array>; ops: string[] }> {
+  const web = await ortWeb.InferenceSession.create(readFileSync(path), {
+    executionProviders: ['wasm'],
+    graphOptimizationLevel: 'all',
+  });
   const wf: Record<string, ortWeb.Tensor> = {};
   for (const [k, t] of Object.entries(feeds)) wf[k] = new ortWeb.Tensor('float32', t.data as Float32Array, t.dims);
   const wo = await web.run(wf);
@@ -37,7 +43,10 @@ async function bothRuntimes(path: string, feeds: Record<string, Tensor>): Promis
   await web.release();
   const s = await Session.fromBytes(readFileSync(path), { threads: 1 }, 'int8 model');
   const g = readOnnx(path);
-  const no = await s.run(feeds, g.outputs.map((o) => o.name));
+  const no = await s.run(
+    feeds,
+    g.outputs.map((o) => o.name),
+  );
   await s.release();
   const n: Record<string, Float32Array> = {};
   for (const [k, t] of Object.entries(no)) n[k] = t.data as Float32Array;
@@ -46,8 +55,13 @@ async function bothRuntimes(path: string, feeds: Record<string, Tensor>): Promis
 
 function compare(a: Float32Array, b: Float32Array, K: number): { maxAbs: number; topAgree: number; rows: number } {
   assert.equal(a.length, b.length);
-  let maxAbs = 0, topAgree = 0;
-  const top = (d: Float32Array, r: number) => { let m = 0; for (let k = 1; k < K; k++) if (d[r * K + k]! > d[r * K + m]!) m = k; return m; };
+  let maxAbs = 0,
+    topAgree = 0;
+  const top = (d: Float32Array, r: number) => {
+    let m = 0;
+    for (let k = 1; k < K; k++) if (d[r * K + k]! > d[r * K + m]!) m = k;
+    return m;
+  };
   for (let i = 0; i < a.length; i++) {
     assert.ok(Number.isFinite(a[i]!) && Number.isFinite(b[i]!), `non-finite output at ${i}`);
     maxAbs = Math.max(maxAbs, Math.abs(a[i]! - b[i]!));
@@ -57,25 +71,60 @@ function compare(a: Float32Array, b: Float32Array, K: number): { maxAbs: number;
   return { maxAbs, topAgree, rows };
 }
 
-const PRE: ImagePreprocess = { layout: 'NCHW', width: 16, height: 16, channels: 3, channelOrder: 'RGB', mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], resize: 'stretch', source: 'flag' };
+const PRE: ImagePreprocess = {
+  layout: 'NCHW',
+  width: 16,
+  height: 16,
+  channels: 3,
+  channelOrder: 'RGB',
+  mean: [0.5, 0.5, 0.5],
+  std: [0.5, 0.5, 0.5],
+  resize: 'stretch',
+  source: 'flag',
+};
 
 /** x [batch,3,16,16] → Conv 3×3 (16) → Relu → depthwise Conv 3×3 → Clip → Conv 1×1 (16) → Add → GlobalAveragePool → Flatten → MatMul → Gemm → Softmax */
 function net(): Graph {
   const rng = new Rng(8);
-  const w = (dims: number[], s: number) => ({ dtype: 'float32' as const, dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b) }, () => rng.normal() * s) });
+  const w = (dims: number[], s: number) => ({
+    dtype: 'float32' as const,
+    dims,
+    data: Float32Array.from({ length: dims.reduce((a, b) => a * b) }, () => rng.normal() * s),
+  });
   const g = new Graph();
   g.name = 'int8-web-net';
   g.opsets = { '': 17 };
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 3, 16, 16] });
   g.outputs.push({ name: 'probabilities', dtype: 'float32', shape: ['batch', 5] });
-  for (const [k, t] of Object.entries({ 'c1.w': w([16, 3, 3, 3], 0.3), 'c1.b': w([16], 0.1), 'dw.w': w([16, 1, 3, 3], 0.4), 'dw.b': w([16], 0.1), 'c2.w': w([16, 16, 1, 1], 0.25), 'c2.b': w([16], 0.1), 'mm.w': w([16, 12], 0.3), 'fc.w': w([5, 12], 0.5), 'fc.b': w([5], 0.1) })) g.initializers.set(k, t);
+  for (const [k, t] of Object.entries({
+    'c1.w': w([16, 3, 3, 3], 0.3),
+    'c1.b': w([16], 0.1),
+    'dw.w': w([16, 1, 3, 3], 0.4),
+    'dw.b': w([16], 0.1),
+    'c2.w': w([16, 16, 1, 1], 0.25),
+    'c2.b': w([16], 0.1),
+    'mm.w': w([16, 12], 0.3),
+    'fc.w': w([5, 12], 0.5),
+    'fc.b': w([5], 0.1),
+  }))
+    g.initializers.set(k, t);
   g.initializers.set('lo', { dtype: 'float32', dims: [], data: Float32Array.from([0]) });
   g.initializers.set('hi', { dtype: 'float32', dims: [], data: Float32Array.from([6]) });
-  const n = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({ name, opType, domain: '', inputs, outputs, attrs });
+  const n = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({
+    name,
+    opType,
+    domain: '',
+    inputs,
+    outputs,
+    attrs,
+  });
   g.nodes.push(
     n('c1', 'Conv', ['x', 'c1.w', 'c1.b'], ['h1'], { pads: { type: 'ints', value: [1, 1, 1, 1] } }),
     n('r1', 'Relu', ['h1'], ['a1']),
-    n('dw', 'Conv', ['a1', 'dw.w', 'dw.b'], ['h2'], { pads: { type: 'ints', value: [1, 1, 1, 1] }, group: { type: 'int', value: 16 } }),
+    n('dw', 'Conv', ['a1', 'dw.w', 'dw.b'], ['h2'], {
+      pads: { type: 'ints', value: [1, 1, 1, 1] },
+      group: { type: 'int', value: 16 },
+    }),
     n('r2', 'Clip', ['h2', 'lo', 'hi'], ['a2']),
     n('c2', 'Conv', ['a2', 'c2.w', 'c2.b'], ['h3']),
     n('add', 'Add', ['h3', 'a1'], ['s']),
@@ -94,12 +143,19 @@ async function images(n: number, seed: number): Promise<Uint8Array[]> {
   const rng = new Rng(seed);
   const out: Uint8Array[] = [];
   for (let i = 0; i < n; i++)
-    out.push(await sharp(Buffer.from(Uint8Array.from({ length: 16 * 16 * 3 }, () => rng.int(256))), { raw: { width: 16, height: 16, channels: 3 } }).png().toBuffer());
+    out.push(
+      await sharp(Buffer.from(Uint8Array.from({ length: 16 * 16 * 3 }, () => rng.int(256))), {
+        raw: { width: 16, height: 16, channels: 3 },
+      })
+        .png()
+        .toBuffer(),
+    );
   return out;
 }
 
 test('onnxruntime-web (WASM) runs an exported int8 classifier like onnxruntime-node', async () => {
-  const dir = join(tmp, 'clf'), out = join(tmp, 'clf-int8');
+  const dir = join(tmp, 'clf'),
+    out = join(tmp, 'clf-int8');
   mkdirSync(dir, { recursive: true });
   writeOnnx(net(), join(dir, 'model.onnx'));
   writeFileSync(join(dir, 'labels.json'), JSON.stringify(['a', 'b', 'c', 'd', 'e']));
@@ -114,9 +170,21 @@ test('onnxruntime-web (WASM) runs an exported int8 classifier like onnxruntime-n
 });
 
 const V1 = 'models/coral/mobilenet_v1_0.25_128_quant.tflite';
-const PHOTOS = ['hot_dog.jpg', 'cat_720p.jpg', 'kite_and_cold.jpg', 'grace_hopper.bmp', 'bird.bmp', 'dragonfly.bmp', 'face.jpg', 'missvickie_potato_chips.bmp'];
-test('real data: the int8 Coral MobileNet v1 gives the same classes in onnxruntime-web as in onnxruntime-node', { skip: needs(V1, ...PHOTOS.map((f) => `models/coral/${f}`)) }, async () => {
-  const dir = join(tmp, 'v1'), out = join(tmp, 'v1-int8');
+const PHOTOS = [
+  'hot_dog.jpg',
+  'cat_720p.jpg',
+  'kite_and_cold.jpg',
+  'grace_hopper.bmp',
+  'bird.bmp',
+  'dragonfly.bmp',
+  'face.jpg',
+  'missvickie_potato_chips.bmp',
+];
+test('real data: the int8 Coral MobileNet v1 gives the same classes in onnxruntime-web as in onnxruntime-node', {
+  skip: needs(V1, ...PHOTOS.map((f) => `models/coral/${f}`)),
+}, async () => {
+  const dir = join(tmp, 'v1'),
+    out = join(tmp, 'v1-int8');
   mkdirSync(dir, { recursive: true });
   const g = loadModel(asset(V1));
   writeOnnx(g, join(dir, 'model.onnx'));
@@ -124,7 +192,8 @@ test('real data: the int8 Coral MobileNet v1 gives the same classes in onnxrunti
   const r = await exportInt8(dir, out, { images: photos }, { method: 'minmax' });
   assert.ok((r.summary.quantized['Conv'] ?? 0) > 10);
   const x = await imagesToTensor(photos, getPreprocess(g)!);
-  const input = g.dataInputs()[0]!.name, name = g.outputs[0]!.name;
+  const input = g.dataInputs()[0]!.name,
+    name = g.outputs[0]!.name;
   const { web, node } = await bothRuntimes(r.path, { [input]: x });
   const K = node[name]!.length / photos.length;
   const c = compare(web[name]!, node[name]!, K);

@@ -16,7 +16,13 @@ import type { Tensor } from '../../src/graph/tensor.js';
 import { Histogram, rangeOf, qparams, entropyThreshold } from '../../src/export/calibrate.js';
 import { exportInt8, foldConstants, quantizeStatic, quantizeWeight, weightGrid } from '../../src/export/quantize.js';
 import { readOnnx, writeOnnx } from '../../src/formats/onnx.js';
-import { getLabels, getPreprocess, setLabels, setPreprocess, type ImagePreprocess } from '../../src/formats/preprocess.js';
+import {
+  getLabels,
+  getPreprocess,
+  setLabels,
+  setPreprocess,
+  type ImagePreprocess,
+} from '../../src/formats/preprocess.js';
 import { loadModel } from '../../src/formats/load.js';
 import { imagesToTensor } from '../../src/data/image.js';
 import { Session } from '../../src/runtime/session.js';
@@ -35,7 +41,10 @@ test('histogram: min-max is exact, growth keeps every count, percentile drops ou
   h.add(xs.subarray(100));
   h.add(Float32Array.from([40, -3])); // two outliers
   assert.equal(h.count, 20002);
-  assert.equal(h.bins.reduce((a, b) => a + b, 0), 20002);
+  assert.equal(
+    h.bins.reduce((a, b) => a + b, 0),
+    20002,
+  );
   const mm = rangeOf(h, { method: 'minmax' });
   assert.equal(mm.hi, 40);
   assert.equal(mm.lo, Math.min(-3, Math.min(...xs)));
@@ -67,18 +76,30 @@ test('weights: per-channel symmetric int8 along the axis; a uint8 grid is found 
   const w: Tensor = { dtype: 'float32', dims: [2, 3], data: Float32Array.from([1, -0.5, 0.25, 100, 50, -100]) };
   const { q, scales } = quantizeWeight(w, 0);
   assert.equal(scales.length, 2);
-  for (let i = 0; i < 6; i++) assert.ok(Math.abs(q[i]! * scales[Math.floor(i / 3)]! - (w.data as Float32Array)[i]!) < 1e-6);
+  for (let i = 0; i < 6; i++)
+    assert.ok(Math.abs(q[i]! * scales[Math.floor(i / 3)]! - (w.data as Float32Array)[i]!) < 1e-6);
   const c = quantizeWeight(w, 1);
   assert.equal(c.scales.length, 3);
-  const grid: Tensor = { dtype: 'float32', dims: [16, 16], data: Float32Array.from({ length: 256 }, (_, i) => Math.fround(0.0123 * (((i * 37) % 200) - 60))) };
+  const grid: Tensor = {
+    dtype: 'float32',
+    dims: [16, 16],
+    data: Float32Array.from({ length: 256 }, (_, i) => Math.fround(0.0123 * (((i * 37) % 200) - 60))),
+  };
   const gq = weightGrid(grid)!;
   assert.ok(gq, 'grid not found');
   assert.equal(gq.zeroPoint, 60);
   const rng = new Rng(2);
-  assert.equal(weightGrid({ dtype: 'float32', dims: [300], data: Float32Array.from({ length: 300 }, () => rng.normal()) }), undefined);
+  assert.equal(
+    weightGrid({ dtype: 'float32', dims: [300], data: Float32Array.from({ length: 300 }, () => rng.normal()) }),
+    undefined,
+  );
   // with the grid's step: channels whose steps fit −128…127 keep it exactly, the others are rounded
   const s = 0.0123;
-  const k = [[-60, 0, 127, 5], [-128, 3, 9, -1], [-60, 135, 2, 0]]; // channel 2 reaches 135 steps: not int8
+  const k = [
+    [-60, 0, 127, 5],
+    [-128, 3, 9, -1],
+    [-60, 135, 2, 0],
+  ]; // channel 2 reaches 135 steps: not int8
   const wg: Tensor = { dtype: 'float32', dims: [3, 4], data: Float32Array.from(k.flat(), (v) => Math.fround(v * s)) };
   const r = quantizeWeight(wg, 0, false, Math.fround(s));
   assert.equal(r.exactChannels, 2);
@@ -88,19 +109,49 @@ test('weights: per-channel symmetric int8 along the axis; a uint8 grid is found 
   assert.ok(Math.max(...r.q.slice(8)) <= 127);
 });
 
-const PRE: ImagePreprocess = { layout: 'NCHW', width: 8, height: 8, channels: 3, channelOrder: 'RGB', mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], resize: 'stretch', source: 'flag' };
+const PRE: ImagePreprocess = {
+  layout: 'NCHW',
+  width: 8,
+  height: 8,
+  channels: 3,
+  channelOrder: 'RGB',
+  mean: [0.5, 0.5, 0.5],
+  std: [0.5, 0.5, 0.5],
+  resize: 'stretch',
+  source: 'flag',
+};
 
 /** x [batch,3,8,8] → Conv 3×3 (8) → Relu → Conv 1×1 (8) → Add residual → GlobalAveragePool → Flatten → MatMul(Transpose(W)) → Gemm → Softmax */
 function net(): Graph {
   const rng = new Rng(5);
-  const w = (dims: number[], s: number) => ({ dtype: 'float32' as const, dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b) }, () => rng.normal() * s) });
+  const w = (dims: number[], s: number) => ({
+    dtype: 'float32' as const,
+    dims,
+    data: Float32Array.from({ length: dims.reduce((a, b) => a * b) }, () => rng.normal() * s),
+  });
   const g = new Graph();
   g.name = 'int8-net';
   g.opsets = { '': 17 };
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 3, 8, 8] });
   g.outputs.push({ name: 'probabilities', dtype: 'float32', shape: ['batch', 4] });
-  for (const [k, t] of Object.entries({ 'c1.w': w([8, 3, 3, 3], 0.3), 'c1.b': w([8], 0.1), 'c2.w': w([8, 8, 1, 1], 0.3), 'c2.b': w([8], 0.1), 'wt': w([8, 8], 0.4), 'fc.w': w([4, 8], 0.5), 'fc.b': w([4], 0.1) })) g.initializers.set(k, t);
-  const n = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({ name, opType, domain: '', inputs, outputs, attrs });
+  for (const [k, t] of Object.entries({
+    'c1.w': w([8, 3, 3, 3], 0.3),
+    'c1.b': w([8], 0.1),
+    'c2.w': w([8, 8, 1, 1], 0.3),
+    'c2.b': w([8], 0.1),
+    wt: w([8, 8], 0.4),
+    'fc.w': w([4, 8], 0.5),
+    'fc.b': w([4], 0.1),
+  }))
+    g.initializers.set(k, t);
+  const n = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({
+    name,
+    opType,
+    domain: '',
+    inputs,
+    outputs,
+    attrs,
+  });
   g.nodes.push(
     n('c1', 'Conv', ['x', 'c1.w', 'c1.b'], ['h1'], { pads: { type: 'ints', value: [1, 1, 1, 1] } }),
     n('r1', 'Relu', ['h1'], ['a1']),
@@ -120,7 +171,11 @@ function net(): Graph {
 
 function batch(seed: number, n: number): Tensor {
   const rng = new Rng(seed);
-  return { dtype: 'float32', dims: [n, 3, 8, 8], data: Float32Array.from({ length: n * 192 }, () => Math.max(-1, Math.min(1, rng.normal() * 0.5))) };
+  return {
+    dtype: 'float32',
+    dims: [n, 3, 8, 8],
+    data: Float32Array.from({ length: n * 192 }, () => Math.max(-1, Math.min(1, rng.normal() * 0.5))),
+  };
 }
 
 test('QDQ structure: int8 per-channel weights behind DequantizeLinear, int32 biases, Q/DQ on activations, float head, metadata kept; close to float', async () => {
@@ -128,13 +183,19 @@ test('QDQ structure: int8 per-channel weights behind DequantizeLinear, int32 bia
   const r = await quantizeStatic(g, [{ x: batch(1, 16) }, { x: batch(2, 16) }], { method: 'minmax' });
   const q = r.graph;
   assert.deepEqual(r.summary.quantized, { Conv: 2, MatMul: 1 });
-  assert.deepEqual(r.summary.float.map((f) => f.node), ['fc']); // the output layer stays float
+  assert.deepEqual(
+    r.summary.float.map((f) => f.node),
+    ['fc'],
+  ); // the output layer stays float
   assert.ok(!q.nodes.some((n) => n.opType === 'Transpose'), 'Transpose of a weight is folded');
   const prod = q.producers();
   for (const name of ['c1', 'c2', 'mm']) {
     const node = q.nodes.find((n) => n.name === name)!;
     const kinds = node.inputs.map((i) => prod.get(i)?.opType);
-    assert.ok(kinds.every((k) => k === 'DequantizeLinear'), `${name} inputs from ${kinds.join(',')}`);
+    assert.ok(
+      kinds.every((k) => k === 'DequantizeLinear'),
+      `${name} inputs from ${kinds.join(',')}`,
+    );
     const wdq = prod.get(node.inputs[1]!)!;
     const wq = q.initializers.get(wdq.inputs[0]!)!;
     assert.equal(wq.dtype, 'int8');
@@ -166,19 +227,34 @@ test('QDQ structure: int8 per-channel weights behind DequantizeLinear, int32 bia
 
 test('onnxruntime fuses the QDQ graph into integer kernels (QLinearConv, no float Conv left)', async () => {
   const r = await quantizeStatic(net(), [{ x: batch(1, 16) }], { method: 'minmax' });
-  const src = join(tmp, 'fuse.onnx'), opt = join(tmp, 'fuse-optimized.onnx');
+  const src = join(tmp, 'fuse.onnx'),
+    opt = join(tmp, 'fuse-optimized.onnx');
   writeOnnx(r.graph, src);
-  const s = await ort.InferenceSession.create(src, { graphOptimizationLevel: 'all', optimizedModelFilePath: opt, logSeverityLevel: 3 });
+  const s = await ort.InferenceSession.create(src, {
+    graphOptimizationLevel: 'all',
+    optimizedModelFilePath: opt,
+    logSeverityLevel: 3,
+  });
   await s.release();
   const ops = readOnnx(opt).nodes.map((n) => n.opType);
   assert.equal(ops.filter((o) => o === 'QLinearConv').length, 2, ops.join(','));
   assert.ok(!ops.includes('Conv'), `a float Conv is left: ${ops.join(',')}`);
-  assert.ok(ops.includes('MatMulIntegerToFloat') || ops.includes('QLinearMatMul'), `the MatMul is not fused: ${ops.join(',')}`);
+  assert.ok(
+    ops.includes('MatMulIntegerToFloat') || ops.includes('QLinearMatMul'),
+    `the MatMul is not fused: ${ops.join(',')}`,
+  );
 });
 
 test('foldConstants turns Constant nodes into initializers', () => {
   const g = net();
-  g.nodes.unshift({ name: 'k', opType: 'Constant', domain: '', inputs: [], outputs: ['kk'], attrs: { value: { type: 'tensor', value: { dtype: 'float32', dims: [8, 8], data: new Float32Array(64) } } } });
+  g.nodes.unshift({
+    name: 'k',
+    opType: 'Constant',
+    domain: '',
+    inputs: [],
+    outputs: ['kk'],
+    attrs: { value: { type: 'tensor', value: { dtype: 'float32', dims: [8, 8], data: new Float32Array(64) } } },
+  });
   g.nodes.find((n) => n.name === 'tr')!.inputs[0] = 'kk';
   const f = foldConstants(g);
   assert.ok(!f.nodes.some((n) => n.opType === 'Constant' || n.opType === 'Transpose'));
@@ -186,7 +262,9 @@ test('foldConstants turns Constant nodes into initializers', () => {
 });
 
 test('graft export --int8 writes a folder that graft predict reads, labels and preprocessing kept', async () => {
-  const dir = join(tmp, 'clf'), data = join(tmp, 'imgs'), out = join(tmp, 'clf-int8');
+  const dir = join(tmp, 'clf'),
+    data = join(tmp, 'imgs'),
+    out = join(tmp, 'clf-int8');
   mkdirSync(dir, { recursive: true });
   writeOnnx(net(), join(dir, 'model.onnx'));
   writeFileSync(join(dir, 'labels.json'), JSON.stringify(['a', 'b', 'c', 'd']));
@@ -194,9 +272,15 @@ test('graft export --int8 writes a folder that graft predict reads, labels and p
   for (const cls of ['a', 'b']) {
     mkdirSync(join(data, cls), { recursive: true });
     for (let i = 0; i < 6; i++)
-      await sharp(Buffer.from(Uint8Array.from({ length: 8 * 8 * 3 }, () => rng.int(256))), { raw: { width: 8, height: 8, channels: 3 } }).png().toFile(join(data, cls, `${i}.png`));
+      await sharp(Buffer.from(Uint8Array.from({ length: 8 * 8 * 3 }, () => rng.int(256))), {
+        raw: { width: 8, height: 8, channels: 3 },
+      })
+        .png()
+        .toFile(join(data, cls, `${i}.png`));
   }
-  const r = JSON.parse((await graft(['export', '--int8', dir, out, '--calibration', data, '--method', 'percentile', '--json'])).stdout);
+  const r = JSON.parse(
+    (await graft(['export', '--int8', dir, out, '--calibration', data, '--method', 'percentile', '--json'])).stdout,
+  );
   assert.equal(r.method, 'percentile');
   assert.equal(r.calibrationExamples, 12);
   assert.ok(existsSync(join(out, 'quantization.json')));
@@ -214,23 +298,48 @@ test('graft export --int8 writes a folder that graft predict reads, labels and p
 });
 
 const V1 = 'models/coral/mobilenet_v1_0.25_128_quant.tflite';
-test('real data: the Coral MobileNet v1 (uint8 TFLite) quantized back to int8 agrees with its float import on the Coral photos', { skip: needs(V1, 'models/coral/hot_dog.jpg') }, async () => {
+test('real data: the Coral MobileNet v1 (uint8 TFLite) quantized back to int8 agrees with its float import on the Coral photos', {
+  skip: needs(V1, 'models/coral/hot_dog.jpg'),
+}, async () => {
   const g = loadModel(asset(V1));
-  const photos = ['hot_dog.jpg', 'cat_720p.jpg', 'kite_and_cold.jpg', 'grace_hopper.bmp', 'bird.bmp', 'dragonfly.bmp', 'face.jpg', 'missvickie_potato_chips.bmp'].map((f) => asset(`models/coral/${f}`));
+  const photos = [
+    'hot_dog.jpg',
+    'cat_720p.jpg',
+    'kite_and_cold.jpg',
+    'grace_hopper.bmp',
+    'bird.bmp',
+    'dragonfly.bmp',
+    'face.jpg',
+    'missvickie_potato_chips.bmp',
+  ].map((f) => asset(`models/coral/${f}`));
   const pre = getPreprocess(g)!;
   const x = await imagesToTensor(photos, pre);
   const input = g.dataInputs()[0]!.name;
   const r = await quantizeStatic(g, [{ [input]: x }], { method: 'minmax' });
   assert.ok(r.summary.exactGrids > 10, `weights on their uint8 grid: ${r.summary.exactGrids}`);
-  assert.ok(r.summary.exactChannels > 0.95 * r.summary.gridChannels, `channels kept exactly: ${r.summary.exactChannels} of ${r.summary.gridChannels}`);
+  assert.ok(
+    r.summary.exactChannels > 0.95 * r.summary.gridChannels,
+    `channels kept exactly: ${r.summary.exactChannels} of ${r.summary.gridChannels}`,
+  );
   const prod = r.graph.producers();
-  const weights = r.graph.nodes.filter((n) => n.opType === 'Conv' && prod.has(n.inputs[1]!)).map((n) => r.graph.initializers.get(prod.get(n.inputs[1]!)!.inputs[0]!)!.dtype);
+  const weights = r.graph.nodes
+    .filter((n) => n.opType === 'Conv' && prod.has(n.inputs[1]!))
+    .map((n) => r.graph.initializers.get(prod.get(n.inputs[1]!)!.inputs[0]!)!.dtype);
   assert.equal(weights.length, r.summary.quantized['Conv']);
-  assert.ok(weights.every((t) => t === 'int8'), `weight types: ${[...new Set(weights)].join(',')}`);
+  assert.ok(
+    weights.every((t) => t === 'int8'),
+    `weight types: ${[...new Set(weights)].join(',')}`,
+  );
   const name = g.outputs[0]!.name;
-  const a = (await (await Session.fromGraph(g)).run({ [input]: x }))[name]!, b = (await (await Session.fromGraph(r.graph)).run({ [input]: x }))[name]!;
+  const a = (await (await Session.fromGraph(g)).run({ [input]: x }))[name]!,
+    b = (await (await Session.fromGraph(r.graph)).run({ [input]: x }))[name]!;
   const K = a.dims[1]!;
-  const top = (t: Tensor, i: number) => { const d = t.data as Float32Array; let m = 0; for (let k = 1; k < K; k++) if (d[i * K + k]! > d[i * K + m]!) m = k; return m; };
+  const top = (t: Tensor, i: number) => {
+    const d = t.data as Float32Array;
+    let m = 0;
+    for (let k = 1; k < K; k++) if (d[i * K + k]! > d[i * K + m]!) m = k;
+    return m;
+  };
   const agree = photos.filter((_, i) => top(a, i) === top(b, i)).length;
   assert.ok(agree >= 7, `top-1 agreement ${agree}/8`);
 });

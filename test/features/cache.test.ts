@@ -33,7 +33,10 @@ test('round trip, fp16 precision, persistence across re-open', () => {
     const rng = new Rng(7);
     const c = open(dir);
     assert.equal(c.size, 0);
-    const entries = Array.from({ length: 50 }, (_, i) => ({ key: sha256(`k${i}`), vector: vec(rng, 1280, 10 ** ((i % 7) - 3)) }));
+    const entries = Array.from({ length: 50 }, (_, i) => ({
+      key: sha256(`k${i}`),
+      vector: vec(rng, 1280, 10 ** ((i % 7) - 3)),
+    }));
     c.putMany(entries.slice(0, 20));
     c.putMany(entries.slice(20));
     c.putMany(entries.slice(10, 30)); // all present: writes nothing
@@ -51,7 +54,10 @@ test('round trip, fp16 precision, persistence across re-open', () => {
         assert.equal(got.length, 1280);
         for (let j = 0; j < got.length; j++) {
           const want = e.vector[j]!;
-          if (Math.abs(want) < 6.2e-5) { assert.ok(Math.abs(got[j]! - want) < 1e-7); continue; } // fp16 subnormal range
+          if (Math.abs(want) < 6.2e-5) {
+            assert.ok(Math.abs(got[j]! - want) < 1e-7);
+            continue;
+          } // fp16 subnormal range
           const rel = Math.abs(got[j]! - want) / Math.abs(want);
           if (rel > worst) worst = rel;
         }
@@ -100,7 +106,10 @@ test('leftover temp files and corrupt shards do not break opening', () => {
 
 function run(dir: string, tag: string, batches: number, per: number, dim: number): Promise<number | null> {
   return new Promise((resolve, reject) => {
-    const p = fork(writer, [dir, tag, String(batches), String(per), String(dim)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+    const p = fork(writer, [dir, tag, String(batches), String(per), String(dim)], {
+      execArgv: ['--import', 'tsx'],
+      stdio: 'inherit',
+    });
     p.on('error', reject);
     p.on('exit', (code) => resolve(code));
   });
@@ -137,7 +146,10 @@ test('a writer killed mid-run loses at most the batch in flight', async () => {
   const dir = tmp();
   try {
     const done = await new Promise<number>((resolve, reject) => {
-      const p = fork(writer, [dir, 'kill', '100000', '20', '256'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const p = fork(writer, [dir, 'kill', '100000', '20', '256'], {
+        execArgv: ['--import', 'tsx'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
       let last = -1;
       p.on('message', (m: { batch: number }) => {
         last = m.batch;

@@ -47,7 +47,9 @@ function testPick(count: number, n: number, seed: number): number[] {
 
 /** 28×28 grey pixels as PNG bytes: the model's recorded preprocessing makes them 3 × 224 × 224. */
 function toPng(px: Uint8Array): Promise<Buffer> {
-  return sharp(Buffer.from(px), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+  return sharp(Buffer.from(px), { raw: { width: 28, height: 28, channels: 1 } })
+    .png()
+    .toBuffer();
 }
 
 async function features(model: Graph, d: IdxDataset, idx: number[], cache: FeatureCache): Promise<Float32Array[]> {
@@ -58,9 +60,19 @@ async function features(model: Graph, d: IdxDataset, idx: number[], cache: Featu
 }
 
 /** The from-scratch baseline: pixels / 255, AdamW 2e-3 with weight decay 1e-4, batch 32. */
-async function scratchAccuracy(train: { x: Float32Array[]; y: number[] }, test: { x: Float32Array[]; y: number[] }, epochs: number): Promise<number> {
+async function scratchAccuracy(
+  train: { x: Float32Array[]; y: number[] },
+  test: { x: Float32Array[]; y: number[] },
+  epochs: number,
+): Promise<number> {
   const g = smallCnn({ channels: 1, size: 28, classes: 10, seed: 7 });
-  const r = await fit(g, train, { epochs, batchSize: 32, lr: 2e-3, optimizer: { kind: 'adamw', weightDecay: 1e-4 }, seed: 7 });
+  const r = await fit(g, train, {
+    epochs,
+    batchSize: 32,
+    lr: 2e-3,
+    optimizer: { kind: 'adamw', weightDecay: 1e-4 },
+    seed: 7,
+  });
   assert.ok(r.losses.at(-1)! < r.losses[0]!, 'the from-scratch CNN learned nothing');
   return accuracy(await predictLabels(r.trainer, r.trainer.tg.model, test.x, 100), test.y);
 }
@@ -69,7 +81,9 @@ const pixels = (px: Uint8Array) => Float32Array.from(px, (v) => v / 255);
 
 const PICKS = 5;
 
-test('Fashion-MNIST with few labels: MobileNetV2 features + logistic head beat a CNN trained from scratch', { skip: needs('datasets/fashion-mnist', 'models/coral/mobilenet_v2_1.0_224_quant.tflite') }, async () => {
+test('Fashion-MNIST with few labels: MobileNetV2 features + logistic head beat a CNN trained from scratch', {
+  skip: needs('datasets/fashion-mnist', 'models/coral/mobilenet_v2_1.0_224_quant.tflite'),
+}, async () => {
   const t0 = performance.now();
   const fm = asset('datasets/fashion-mnist');
   const train = readIdxDataset(join(fm, 'train-images-idx3-ubyte.gz'), join(fm, 'train-labels-idx1-ubyte.gz'));
@@ -98,9 +112,15 @@ test('Fashion-MNIST with few labels: MobileNetV2 features + logistic head beat a
       const f = await features(model, train, pick10, cache);
       const cv = await fitCV(f, y, { numClasses: 10, grid: [1e-2, 1e-1, 1], folds: 3, gtol: 1e-4 });
       const transfer = cv.model.accuracy(fTest, yTest);
-      const scratch = await scratchAccuracy({ x: pick10.map((i) => pixels(train.images[i]!)), y }, { x: xTest, y: yTest }, 60);
+      const scratch = await scratchAccuracy(
+        { x: pick10.map((i) => pixels(train.images[i]!)), y },
+        { x: xTest, y: yTest },
+        60,
+      );
       rows.push({ transfer, scratch, l2: cv.l2 });
-      console.log(`10 labels/class, draw ${s + 1}: transfer ${transfer.toFixed(3)} (l2 ${cv.l2}) vs from-scratch ${scratch.toFixed(3)}`);
+      console.log(
+        `10 labels/class, draw ${s + 1}: transfer ${transfer.toFixed(3)} (l2 ${cv.l2}) vs from-scratch ${scratch.toFixed(3)}`,
+      );
     }
     const mean = (k: 'transfer' | 'scratch') => rows.reduce((a, r) => a + r[k], 0) / rows.length;
     const wins = rows.filter((r) => r.transfer > r.scratch).length;
@@ -115,14 +135,31 @@ test('Fashion-MNIST with few labels: MobileNetV2 features + logistic head beat a
     const y100 = pick100.map((i) => train.labels[i]!);
     const f100 = await features(model, train, pick100, cache);
     const transfer100 = (await lfit(f100, y100, { numClasses: 10, l2: 0.1, gtol: 1e-4 })).accuracy(fTest, yTest);
-    const scratch100 = await scratchAccuracy({ x: pick100.map((i) => pixels(train.images[i]!)), y: y100 }, { x: xTest, y: yTest }, 30);
-    console.log(`100 labels/class (1000 images), ${TEST_SIZE} test images: transfer ${transfer100.toFixed(3)} vs from-scratch CNN ${scratch100.toFixed(3)}`);
-    console.log(`time: 10/class ${((t10 - t0) / 1000).toFixed(1)} s, 100/class ${((performance.now() - t10) / 1000).toFixed(1)} s`);
+    const scratch100 = await scratchAccuracy(
+      { x: pick100.map((i) => pixels(train.images[i]!)), y: y100 },
+      { x: xTest, y: yTest },
+      30,
+    );
+    console.log(
+      `100 labels/class (1000 images), ${TEST_SIZE} test images: transfer ${transfer100.toFixed(3)} vs from-scratch CNN ${scratch100.toFixed(3)}`,
+    );
+    console.log(
+      `time: 10/class ${((t10 - t0) / 1000).toFixed(1)} s, 100/class ${((performance.now() - t10) / 1000).toFixed(1)} s`,
+    );
 
-    assert.ok(mean('transfer') > mean('scratch'), `at 10 labels/class transfer should beat from-scratch on average: ${JSON.stringify(rows)}`);
+    assert.ok(
+      mean('transfer') > mean('scratch'),
+      `at 10 labels/class transfer should beat from-scratch on average: ${JSON.stringify(rows)}`,
+    );
     // both learn well above chance (0.1); ten times the labels help both
-    assert.ok(rows.every((r) => r.transfer > 0.6 && r.scratch > 0.5), JSON.stringify(rows));
-    assert.ok(transfer100 > mean('transfer') && scratch100 > mean('scratch'), JSON.stringify({ rows, transfer100, scratch100 }));
+    assert.ok(
+      rows.every((r) => r.transfer > 0.6 && r.scratch > 0.5),
+      JSON.stringify(rows),
+    );
+    assert.ok(
+      transfer100 > mean('transfer') && scratch100 > mean('scratch'),
+      JSON.stringify({ rows, transfer100, scratch100 }),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

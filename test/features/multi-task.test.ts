@@ -23,36 +23,69 @@ test('a new head on a trained network (MNIST CNN → digit parity) trains; multi
   const parity = data.y.map((y) => y % 2);
 
   const g = await withNewHead(model, 2, { node: NODE, seed: 1 });
-  assert.deepEqual(g.outputs.map((o) => o.name), ['logits']);
+  assert.deepEqual(
+    g.outputs.map((o) => o.name),
+    ['logits'],
+  );
   assert.equal(g.initializers.get('new_head.weight')!.dims.join(','), '2,256');
-  const r = await fit(g, { x: split.train.map((i) => data.x[i]!), y: split.train.map((i) => parity[i]!) }, { epochs: 4, batchSize: 32, lr: 1e-3, seed: 1 });
-  const acc = accuracy(await predictLabels(r.trainer, r.trainer.tg.model, test.map((i) => data.x[i]!)), test.map((i) => parity[i]!));
+  const r = await fit(
+    g,
+    { x: split.train.map((i) => data.x[i]!), y: split.train.map((i) => parity[i]!) },
+    { epochs: 4, batchSize: 32, lr: 1e-3, seed: 1 },
+  );
+  const acc = accuracy(
+    await predictLabels(
+      r.trainer,
+      r.trainer.tg.model,
+      test.map((i) => data.x[i]!),
+    ),
+    test.map((i) => parity[i]!),
+  );
   await r.trainer.release();
   assert.ok(acc > 0.7, `parity accuracy (chance 0.5) after fine-tuning the new head and backbone: ${acc}`);
 
-  const tasks = [{ name: 'digit', labels: data.y }, { name: 'parity', labels: parity }];
+  const tasks = [
+    { name: 'digit', labels: data.y },
+    { name: 'parity', labels: parity },
+  ];
   const mt = await trainMultiTask(model, data.x, tasks, { node: NODE, train: split.train });
   const onnx = exportMultiTask(model, mt.node, mt.heads);
-  assert.deepEqual(onnx.outputs.map((o) => o.name), ['probabilities_digit', 'probabilities_parity']);
+  assert.deepEqual(
+    onnx.outputs.map((o) => o.name),
+    ['probabilities_digit', 'probabilities_parity'],
+  );
   const s = await Session.fromGraph(onnx, {}, 'multi');
-  const out = await s.run({ [onnx.dataInputs()[0]!.name]: stack(test.map((i) => data.x[i]!), [1, 28, 28]) });
+  const out = await s.run({
+    [onnx.dataInputs()[0]!.name]: stack(
+      test.map((i) => data.x[i]!),
+      [1, 28, 28],
+    ),
+  });
   await s.release();
   for (const [k, t] of tasks.entries()) {
     const p = out[`probabilities_${t.name}`]!;
     const K = p.dims[1]!;
     const pred = Array.from({ length: test.length }, (_, n) => {
       let b = 0;
-      for (let c = 1; c < K; c++) if ((p.data as Float32Array)[n * K + c]! > (p.data as Float32Array)[n * K + b]!) b = c;
+      for (let c = 1; c < K; c++)
+        if ((p.data as Float32Array)[n * K + c]! > (p.data as Float32Array)[n * K + b]!) b = c;
       return b;
     });
     const heads = await mt.heads[k]!.head.predict(test.map((i) => mt.features[i]!));
     const agree = pred.filter((v, n) => v === heads[n]).length / test.length;
     assert.ok(agree > 0.99, `${t.name}: exported ONNX agrees with the head on ${agree}`);
-    assert.ok(accuracy(pred, test.map((i) => t.labels[i]!)) > (K === 10 ? 0.8 : 0.75));
+    assert.ok(
+      accuracy(
+        pred,
+        test.map((i) => t.labels[i]!),
+      ) > (K === 10 ? 0.8 : 0.75),
+    );
   }
 });
 
-test('a classifier saved by graft train --mode features starts a new task: its old head is cut at "features" and a new one fitted', { skip: needs('datasets/fashion-mnist', 'models/coral/mobilenet_v2_1.0_224_quant.tflite') }, async () => {
+test('a classifier saved by graft train --mode features starts a new task: its old head is cut at "features" and a new one fitted', {
+  skip: needs('datasets/fashion-mnist', 'models/coral/mobilenet_v2_1.0_224_quant.tflite'),
+}, async () => {
   const { mkdtempSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
@@ -63,19 +96,31 @@ test('a classifier saved by graft train --mode features starts a new task: its o
   const data = loadLabelledImages(join(fm, 't10k-images-idx3-ubyte.gz'), { maxPerClass: 6 });
   const dir = mkdtempSync(join(tmpdir(), 'graft-inductive-'));
   const first = await trainFeatureClassifier(asset('models/coral/mobilenet_v2_1.0_224_quant.tflite'), data, {
-    labelsPerClass: 4, valFraction: 0, testFraction: 0.34, out: join(dir, 'ten'),
+    labelsPerClass: 4,
+    valFraction: 0,
+    testFraction: 0.34,
+    out: join(dir, 'ten'),
   });
   assert.equal(first.report.featureDim, 1280);
   // the new task: the same kind of images, grouped into 4 classes
   const group = [0, 2, 0, 0, 0, 1, 0, 1, 3, 1]; // tops, bottoms, footwear, bags
   const task2 = { ...data, labels: data.labels.map((y) => group[y]!), classes: ['top', 'bottom', 'footwear', 'bag'] };
-  const second = await trainFeatureClassifier(join(dir, 'ten'), task2, { valFraction: 0, testFraction: 0.34, out: join(dir, 'four') });
+  const second = await trainFeatureClassifier(join(dir, 'ten'), task2, {
+    valFraction: 0,
+    testFraction: 0.34,
+    out: join(dir, 'four'),
+  });
   assert.match(second.report.featureNode, /(^|\/)features$/); // the old head's input, as the saved model names it
   assert.equal(second.report.featureDim, 1280);
   const g = loadModel(join(dir, 'four'));
   assert.deepEqual(getLabels(g), ['top', 'bottom', 'footwear', 'bag']);
   assert.equal(g.outputs.length, 1);
-  const ev = await evaluateClassifier(g, { ...task2, inputs: second.split.test.map((i) => task2.inputs[i]!), labels: second.split.test.map((i) => task2.labels[i]!), names: [] });
+  const ev = await evaluateClassifier(g, {
+    ...task2,
+    inputs: second.split.test.map((i) => task2.inputs[i]!),
+    labels: second.split.test.map((i) => task2.labels[i]!),
+    names: [],
+  });
   assert.ok(ev.metrics.accuracy > 0.6, `new-task accuracy ${ev.metrics.accuracy}`);
 });
 

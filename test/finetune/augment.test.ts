@@ -7,7 +7,17 @@ import { loadPixels } from '../../src/data/image.js';
 import type { ImagePreprocess } from '../../src/formats/preprocess.js';
 import { Rng } from '../../src/util/random.js';
 
-const PRE: ImagePreprocess = { layout: 'NCHW', width: 16, height: 16, channels: 3, channelOrder: 'RGB', mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], resize: 'stretch', source: 'flag' };
+const PRE: ImagePreprocess = {
+  layout: 'NCHW',
+  width: 16,
+  height: 16,
+  channels: 3,
+  channelOrder: 'RGB',
+  mean: [0.5, 0.5, 0.5],
+  std: [0.5, 0.5, 0.5],
+  resize: 'stretch',
+  source: 'flag',
+};
 
 /** A 12×12 grey image, bright on the left third only: flips are visible. */
 function leftBright(): Uint8Array {
@@ -31,13 +41,16 @@ test('views are seeded by (seed, view, image) and differ between views', async (
   const b = await augmentedPixels(img, PRE, {}, viewRng(img, 5, 1));
   assert.deepEqual(a.data, b.data);
   const others = await Promise.all([2, 3, 4, 5].map((v) => augmentedPixels(img, PRE, {}, viewRng(img, 5, v))));
-  assert.ok(others.some((o) => o.data.some((v, i) => v !== a.data[i])), 'every view is the same');
+  assert.ok(
+    others.some((o) => o.data.some((v, i) => v !== a.data[i])),
+    'every view is the same',
+  );
   assert.equal(a.width, 16);
   assert.equal(a.channels, 3);
   // view 0 is the plain image through the model's own preprocessing
   const t = await viewsToTensor([img, img], [0, 1], PRE, {}, 5);
   const plain = await loadPixels(img, PRE);
-  assert.ok(Math.abs((t.data as Float32Array)[0]! - ((plain.data[0]! / 255 - 0.5) / 0.5)) < 1e-6);
+  assert.ok(Math.abs((t.data as Float32Array)[0]! - (plain.data[0]! / 255 - 0.5) / 0.5) < 1e-6);
   assert.notEqual(augmentKey({ flip: false }), augmentKey({}));
 });
 
@@ -46,7 +59,8 @@ test('flip only: the bright side moves to the right in about half of the views',
   let flipped = 0;
   for (let v = 1; v <= 40; v++) {
     const p = await augmentedPixels(img, PRE, { crop: false, jitter: false }, viewRng(img, 0, v));
-    const left = p.data[(8 * 16 + 1) * 3]!, right = p.data[(8 * 16 + 14) * 3]!;
+    const left = p.data[(8 * 16 + 1) * 3]!,
+      right = p.data[(8 * 16 + 14) * 3]!;
     assert.ok(Math.abs(left - right) > 150, `${left} vs ${right}`);
     if (right > left) flipped++;
   }

@@ -13,7 +13,13 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { assetPath, needs } from '../helpers/assets.js';
 import { graft, graftFails } from '../helpers/cli.js';
-import { chooseByFolds, stratifiedFolds, foldCount, trainTextAuto, type AutoCandidate } from '../../src/finetune/auto.js';
+import {
+  chooseByFolds,
+  stratifiedFolds,
+  foldCount,
+  trainTextAuto,
+  type AutoCandidate,
+} from '../../src/finetune/auto.js';
 import { trainTfidfClassifier, tfidfClassifierGraph, TfidfVectorizer } from '../../src/text/tfidf.js';
 import { predictTextProba } from '../../src/text/classify.js';
 import { saveTextClassifier, loadTextClassifier, textClassifierProba } from '../../src/text/saved.js';
@@ -29,22 +35,42 @@ const FM = assetPath('datasets/fashion-mnist');
 const tmp = mkdtempSync(join(tmpdir(), 'graft-auto-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-const cand = (method: string, folds: number[]): AutoCandidate => ({ method, description: method, folds, mean: folds.reduce((a, b) => a + b, 0) / folds.length, seconds: 0 });
+const cand = (method: string, folds: number[]): AutoCandidate => ({
+  method,
+  description: method,
+  folds,
+  mean: folds.reduce((a, b) => a + b, 0) / folds.length,
+  seconds: 0,
+});
 
-test('chooseByFolds keeps the simpler method within the folds\' noise and switches on a clear win', () => {
+test("chooseByFolds keeps the simpler method within the folds' noise and switches on a clear win", () => {
   // a challenger ahead on average but with noisy paired differences stays out
-  const noisy = chooseByFolds([cand('features', [0.7, 0.6, 0.8, 0.7, 0.6]), cand('finetune', [0.9, 0.5, 0.7, 0.8, 0.65])]);
+  const noisy = chooseByFolds([
+    cand('features', [0.7, 0.6, 0.8, 0.7, 0.6]),
+    cand('finetune', [0.9, 0.5, 0.7, 0.8, 0.65]),
+  ]);
   assert.equal(noisy.chosen, 'features');
   assert.ok(noisy.comparisons[0]!.meanDiff > 0 && !noisy.comparisons[0]!.switched);
   assert.match(noisy.reason, /kept features/);
   // a consistent win switches
-  const clear = chooseByFolds([cand('features', [0.7, 0.6, 0.8, 0.7, 0.6]), cand('finetune', [0.8, 0.7, 0.85, 0.8, 0.7])]);
+  const clear = chooseByFolds([
+    cand('features', [0.7, 0.6, 0.8, 0.7, 0.6]),
+    cand('finetune', [0.8, 0.7, 0.85, 0.8, 0.7]),
+  ]);
   assert.equal(clear.chosen, 'finetune');
   assert.match(clear.reason, /chose finetune/);
   // later challengers compare against the new incumbent; a skipped one is ignored
-  const three = chooseByFolds([cand('features', [0.5, 0.5, 0.5]), cand('tfidf', [0.7, 0.72, 0.69]), { method: 'setfit', description: 'setfit', seconds: 0, skipped: 'budget' }, cand('finetune', [0.71, 0.7, 0.7])]);
+  const three = chooseByFolds([
+    cand('features', [0.5, 0.5, 0.5]),
+    cand('tfidf', [0.7, 0.72, 0.69]),
+    { method: 'setfit', description: 'setfit', seconds: 0, skipped: 'budget' },
+    cand('finetune', [0.71, 0.7, 0.7]),
+  ]);
   assert.equal(three.chosen, 'tfidf');
-  assert.deepEqual(three.comparisons.map((c) => c.incumbent), ['features', 'tfidf']);
+  assert.deepEqual(
+    three.comparisons.map((c) => c.incumbent),
+    ['features', 'tfidf'],
+  );
   // equal scores: the simplest stays
   assert.equal(chooseByFolds([cand('features', [0.6, 0.6]), cand('finetune', [0.6, 0.6])]).chosen, 'features');
 });
@@ -61,21 +87,35 @@ test('stratifiedFolds spreads every class over the folds; foldCount follows the 
   assert.equal(foldCount([0, 0, 1]), 0);
 });
 
-test('a TF-IDF classifier over token ids: the ONNX graph reproduces the vectorizer + head, saved and reloaded as a text classifier', { skip: needs(BERT, SNIPPETS) }, async () => {
+test('a TF-IDF classifier over token ids: the ONNX graph reproduces the vectorizer + head, saved and reloaded as a text classifier', {
+  skip: needs(BERT, SNIPPETS),
+}, async () => {
   const m = loadModelFolderSync(BERT);
   const t = readTextTable(SNIPPETS);
-  const idx = [0, 1].flatMap((c) => t.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0).slice(0, 40));
-  const texts = idx.map((i) => t.texts[i]!), y = idx.map((i) => t.y[i]!);
+  const idx = [0, 1].flatMap((c) =>
+    t.y
+      .map((v, i) => (v === c ? i : -1))
+      .filter((i) => i >= 0)
+      .slice(0, 40),
+  );
+  const texts = idx.map((i) => t.texts[i]!),
+    y = idx.map((i) => t.y[i]!);
   // train on 30 + 30, hold out the last 10 of each class
   const trainAt = [...Array(30).keys(), ...Array.from({ length: 30 }, (_, k) => 40 + k)];
   const heldAt = [...Array.from({ length: 10 }, (_, k) => 30 + k), ...Array.from({ length: 10 }, (_, k) => 70 + k)];
-  const c = await trainTfidfClassifier(trainAt.map((i) => texts[i]!), trainAt.map((i) => y[i]!), { tokenizer: m.tokenizer, maxLength: 48, seed: 0 });
+  const c = await trainTfidfClassifier(
+    trainAt.map((i) => texts[i]!),
+    trainAt.map((i) => y[i]!),
+    { tokenizer: m.tokenizer, maxLength: 48, seed: 0 },
+  );
   const held = heldAt.map((i) => texts[i]!);
   const g = tfidfClassifierGraph(c);
   assert.ok(g.nodes.some((n) => n.opType === 'TfIdfVectorizer'));
   const P = await predictTextProba(g, m.tokenizer, held, { maxLength: 48, warn: () => {} });
   const want = c.head.predictProba(c.vectorizer.transform(held));
-  for (let i = 0; i < held.length; i++) for (let k = 0; k < 2; k++) assert.ok(Math.abs(P[i]![k]! - want[i]![k]!) < 1e-4, `text ${i} class ${k}: ${P[i]![k]} vs ${want[i]![k]}`);
+  for (let i = 0; i < held.length; i++)
+    for (let k = 0; k < 2; k++)
+      assert.ok(Math.abs(P[i]![k]! - want[i]![k]!) < 1e-4, `text ${i} class ${k}: ${P[i]![k]} vs ${want[i]![k]}`);
   assert.deepEqual(P.map(argmax), c.predict(held));
   const dir = join(tmp, 'tfidf');
   saveTextClassifier(g, dir, { from: BERT, labels: t.classes, settings: { maxLength: 48, mode: 'tfidf' } });
@@ -88,14 +128,30 @@ test('a TF-IDF classifier over token ids: the ONNX graph reproduces the vectoriz
   assert.throws(() => tfidfClassifierGraph({ vectorizer: words, head: c.head, predict: () => [] }), /over token ids/);
 });
 
-test('trainTextAuto scores every candidate on folds of the training texts and returns the chosen classifier', { skip: needs(BERT, SNIPPETS) }, async () => {
+test('trainTextAuto scores every candidate on folds of the training texts and returns the chosen classifier', {
+  skip: needs(BERT, SNIPPETS),
+}, async () => {
   const m = loadModelFolderSync(BERT);
   const t = readTextTable(SNIPPETS);
-  const idx = [0, 1].flatMap((c) => t.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0).slice(0, 12));
+  const idx = [0, 1].flatMap((c) =>
+    t.y
+      .map((v, i) => (v === c ? i : -1))
+      .filter((i) => i >= 0)
+      .slice(0, 12),
+  );
   const seen: string[] = [];
-  const r = await trainTextAuto(m, idx.map((i) => t.texts[i]!), idx.map((i) => t.y[i]!), {
-    classes: 2, maxLength: 32, folds: 3, exclude: ['finetune', 'setfit'], onCandidate: (c) => seen.push(c.method),
-  });
+  const r = await trainTextAuto(
+    m,
+    idx.map((i) => t.texts[i]!),
+    idx.map((i) => t.y[i]!),
+    {
+      classes: 2,
+      maxLength: 32,
+      folds: 3,
+      exclude: ['finetune', 'setfit'],
+      onCandidate: (c) => seen.push(c.method),
+    },
+  );
   assert.deepEqual(seen, ['features', 'tfidf', 'finetune', 'setfit']);
   const s = r.selection;
   assert.equal(s.folds, 3);
@@ -120,17 +176,46 @@ async function imageFolder(): Promise<string> {
     if (!name || (count[d.labels[i]!] ?? 0) >= 8) continue;
     count[d.labels[i]!] = (count[d.labels[i]!] ?? 0) + 1;
     mkdirSync(join(root, name), { recursive: true });
-    writeFileSync(join(root, name, `${i}.png`), await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer());
+    writeFileSync(
+      join(root, name, `${i}.png`),
+      await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } })
+        .png()
+        .toBuffer(),
+    );
   }
   return root;
 }
 
-test('graft train with no --mode runs auto on an image folder: every candidate\'s fold scores, the choice and why, a folder predict reads', { skip: needs(MODEL, FM) }, async () => {
+test("graft train with no --mode runs auto on an image folder: every candidate's fold scores, the choice and why, a folder predict reads", {
+  skip: needs(MODEL, FM),
+}, async () => {
   const data = await imageFolder();
   const out = join(tmp, 'auto-clf');
-  const r = JSON.parse((await graft(['train', '--model', MODEL, '--data', data, '--labels-per-class', '5', '--folds', '2', '--epochs', '1', '--out', out, '--json'])).stdout);
+  const r = JSON.parse(
+    (
+      await graft([
+        'train',
+        '--model',
+        MODEL,
+        '--data',
+        data,
+        '--labels-per-class',
+        '5',
+        '--folds',
+        '2',
+        '--epochs',
+        '1',
+        '--out',
+        out,
+        '--json',
+      ])
+    ).stdout,
+  );
   assert.equal(r.mode, 'auto');
-  assert.deepEqual(r.auto.candidates.map((c: AutoCandidate) => c.method), ['features', 'finetune']);
+  assert.deepEqual(
+    r.auto.candidates.map((c: AutoCandidate) => c.method),
+    ['features', 'finetune'],
+  );
   for (const c of r.auto.candidates) assert.equal(c.folds.length, 2);
   assert.equal(r.auto.trainExamples, 15);
   assert.ok(['features', 'finetune'].includes(r.chosen));
@@ -140,10 +225,35 @@ test('graft train with no --mode runs auto on an image folder: every candidate\'
   const rep = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
   assert.equal(rep.auto.chosen, r.chosen);
   assert.ok(existsSync(join(out, 'report.html')));
-  const p = await graft(['predict', '--model', out, '--json', join(data, 'trouser', readdirFirst(join(data, 'trouser')))]);
+  const p = await graft([
+    'predict',
+    '--model',
+    out,
+    '--json',
+    join(data, 'trouser', readdirFirst(join(data, 'trouser'))),
+  ]);
   assert.ok(p.stdout.includes('trouser'));
   // --budget 0.0001: the frozen head always runs; the fine-tuned candidate is skipped and says why
-  const b = JSON.parse((await graft(['train', '--model', MODEL, '--data', data, '--labels-per-class', '5', '--folds', '2', '--budget', '0.0001', '--out', join(tmp, 'b'), '--json'])).stdout);
+  const b = JSON.parse(
+    (
+      await graft([
+        'train',
+        '--model',
+        MODEL,
+        '--data',
+        data,
+        '--labels-per-class',
+        '5',
+        '--folds',
+        '2',
+        '--budget',
+        '0.0001',
+        '--out',
+        join(tmp, 'b'),
+        '--json',
+      ])
+    ).stdout,
+  );
   assert.match(b.auto.candidates[1].skipped, /budget of 0.0001 min spent/);
   assert.equal(b.chosen, 'features');
   // auto's flags with another mode are refused

@@ -24,7 +24,14 @@ class Interrupt extends Error {}
 async function run(o: FitOptions, stopAfter?: number) {
   try {
     const r = await fit(task.model, task.train, {
-      ...o, ...(stopAfter ? { onEpoch: (e) => { if (e.epoch === stopAfter) throw new Interrupt(); } } : {}),
+      ...o,
+      ...(stopAfter
+        ? {
+            onEpoch: (e) => {
+              if (e.epoch === stopAfter) throw new Interrupt();
+            },
+          }
+        : {}),
     });
     const w = new Map([...r.trainer.params, ...r.trainer.stateValues].map(([k, v]) => [k, Float32Array.from(v)]));
     await r.trainer.release();
@@ -36,8 +43,16 @@ async function run(o: FitOptions, stopAfter?: number) {
 }
 
 const recipe: FitOptions = {
-  epochs: 6, lr: 3e-3, batchSize: 16, seed: 5, schedule: { kind: 'one-cycle' }, lrDecay: 0.5, unfreezeEvery: 2,
-  classWeights: 'balanced', validation: task.val, earlyStopping: { monitor: 'accuracy', patience: 10 },
+  epochs: 6,
+  lr: 3e-3,
+  batchSize: 16,
+  seed: 5,
+  schedule: { kind: 'one-cycle' },
+  lrDecay: 0.5,
+  unfreezeEvery: 2,
+  classWeights: 'balanced',
+  validation: task.val,
+  earlyStopping: { monitor: 'accuracy', patience: 10 },
 };
 
 test('library: interrupted after epoch 1, 2 (an unfreezing boundary) or 3, then resumed → bit-identical final weights and losses', async () => {
@@ -45,7 +60,10 @@ test('library: interrupted after epoch 1, 2 (an unfreezing boundary) or 3, then 
   for (const stop of [1, 2, 3]) {
     const dir = tmp();
     assert.equal(await run({ ...recipe, checkpoint: { dir } }, stop), undefined);
-    assert.deepEqual(listCheckpoints(dir), Array.from({ length: stop }, (_, i) => i + 1));
+    assert.deepEqual(
+      listCheckpoints(dir),
+      Array.from({ length: stop }, (_, i) => i + 1),
+    );
     const resumed = (await run({ ...recipe, checkpoint: { dir, resume: true } }))!;
     assert.equal(resumed.r.resumedFrom, stop);
     assert.ok(sameBits(ref.w, resumed.w), `stopped after epoch ${stop}: weights differ from the uninterrupted run`);
@@ -55,9 +73,18 @@ test('library: interrupted after epoch 1, 2 (an unfreezing boundary) or 3, then 
 });
 
 test('library: early stopping state survives a resume (stop epoch and restored best weights as uninterrupted)', async () => {
-  const o: FitOptions = { epochs: 20, lr: 3e-3, seed: 1, validation: task.val, earlyStopping: { monitor: 'loss', patience: 2 } };
+  const o: FitOptions = {
+    epochs: 20,
+    lr: 3e-3,
+    seed: 1,
+    validation: task.val,
+    earlyStopping: { monitor: 'loss', patience: 2 },
+  };
   const ref = (await run({ ...o, checkpoint: { dir: tmp() } }))!;
-  assert.ok(ref.r.epochs < 20 && ref.r.bestEpoch! < ref.r.epochs, `the reference run should stop early (${ref.r.epochs} epochs, best ${ref.r.bestEpoch})`);
+  assert.ok(
+    ref.r.epochs < 20 && ref.r.bestEpoch! < ref.r.epochs,
+    `the reference run should stop early (${ref.r.epochs} epochs, best ${ref.r.bestEpoch})`,
+  );
   const dir = tmp();
   await run({ ...o, checkpoint: { dir } }, ref.r.epochs - 1); // interrupted after a non-improving epoch: best weights live in the checkpoint
   const resumed = (await run({ ...o, checkpoint: { dir, resume: true } }))!;
@@ -73,12 +100,26 @@ test('library: early stopping state survives a resume (stop epoch and restored b
 test('library: resuming with other settings is refused, naming them', async () => {
   const dir = tmp();
   await run({ epochs: 1, lr: 1e-3, checkpoint: { dir } });
-  await assert.rejects(run({ epochs: 2, lr: 2e-3, checkpoint: { dir, resume: true } }), (e: Error) => e instanceof GraftError && /other settings \(lr\)/.test(e.message));
-  await assert.rejects(run({ epochs: 2, lr: 1e-3, loss: { kind: 'cross-entropy', labelSmoothing: 0.1 }, checkpoint: { dir, resume: true } }), (e: Error) => e instanceof GraftError && /other settings \(loss\)/.test(e.message));
+  await assert.rejects(
+    run({ epochs: 2, lr: 2e-3, checkpoint: { dir, resume: true } }),
+    (e: Error) => e instanceof GraftError && /other settings \(lr\)/.test(e.message),
+  );
+  await assert.rejects(
+    run({
+      epochs: 2,
+      lr: 1e-3,
+      loss: { kind: 'cross-entropy', labelSmoothing: 0.1 },
+      checkpoint: { dir, resume: true },
+    }),
+    (e: Error) => e instanceof GraftError && /other settings \(loss\)/.test(e.message),
+  );
   // a cosine schedule's rates depend on the run's length: more epochs on resume is another run
   const cos = tmp();
   await run({ epochs: 1, lr: 1e-3, schedule: { kind: 'cosine' }, checkpoint: { dir: cos } });
-  await assert.rejects(run({ epochs: 2, lr: 1e-3, schedule: { kind: 'cosine' }, checkpoint: { dir: cos, resume: true } }), (e: Error) => e instanceof GraftError && /other settings \(epochs\)/.test(e.message));
+  await assert.rejects(
+    run({ epochs: 2, lr: 1e-3, schedule: { kind: 'cosine' }, checkpoint: { dir: cos, resume: true } }),
+    (e: Error) => e instanceof GraftError && /other settings \(epochs\)/.test(e.message),
+  );
 });
 
 test('library: --keep-checkpoints keeps the newest; a tensor file without its manifest (a write cut short) is not a checkpoint', async () => {
@@ -92,9 +133,33 @@ test('library: --keep-checkpoints keeps the newest; a tensor file without its ma
 });
 
 const cliArgs = (dir: string, out: string) => [
-  'train', '--model', mnistPath(), '--data', digitsPath(), '--pixel-max', '16', '--epochs', '5', '--batch-size', '8', '--lr', '2e-3',
-  '--schedule', 'cosine', '--lr-decay', '0.5', '--class-weights', 'balanced', '--early-stopping', 'loss', '--patience', '10',
-  '--checkpoint-dir', dir, '--out', out,
+  'train',
+  '--model',
+  mnistPath(),
+  '--data',
+  digitsPath(),
+  '--pixel-max',
+  '16',
+  '--epochs',
+  '5',
+  '--batch-size',
+  '8',
+  '--lr',
+  '2e-3',
+  '--schedule',
+  'cosine',
+  '--lr-decay',
+  '0.5',
+  '--class-weights',
+  'balanced',
+  '--early-stopping',
+  'loss',
+  '--patience',
+  '10',
+  '--checkpoint-dir',
+  dir,
+  '--out',
+  out,
 ];
 
 test('CLI: kill -9 after the first checkpoint, --resume → the same weights, bit for bit, as an uninterrupted run', async () => {

@@ -34,19 +34,51 @@ import { readIdxDataset } from '../../src/data/idx.js';
 import { greyToBmp } from '../../src/data/labelled-images.js';
 import { shuffledByClass } from '../../src/data/splits.js';
 import { fitCV } from '../../src/heads/logistic.js';
-import { ActivationStore, cacheActivations, frozenFeatures, predictStore, splitTopBlocks, trainTopBlocks, type TopBlocksModel, type TopBlocksTrainOptions } from '../../src/finetune/top-blocks.js';
+import {
+  ActivationStore,
+  cacheActivations,
+  frozenFeatures,
+  predictStore,
+  splitTopBlocks,
+  trainTopBlocks,
+  type TopBlocksModel,
+  type TopBlocksTrainOptions,
+} from '../../src/finetune/top-blocks.js';
 import { Rng } from '../../src/util/random.js';
 import { asset, needs } from '../helpers/assets.js';
 
 const TEST_SIZE = 1000;
-const RECIPE: TopBlocksTrainOptions = { lr: 1e-3, batchSize: 16, loss: { kind: 'cross-entropy', labelSmoothing: 0.1 }, batchNorm: 'frozen', seed: 3, probeGrid: [1e-2, 1e-1, 1] };
+const RECIPE: TopBlocksTrainOptions = {
+  lr: 1e-3,
+  batchSize: 16,
+  loss: { kind: 'cross-entropy', labelSmoothing: 0.1 },
+  batchNorm: 'frozen',
+  seed: 3,
+  probeGrid: [1e-2, 1e-1, 1],
+};
 
-async function frozenPredictions(m: TopBlocksModel, tr: ActivationStore, y: number[], te: ActivationStore): Promise<number[]> {
-  const cv = await fitCV(await frozenFeatures(m, tr), y, { numClasses: 10, grid: [1e-2, 1e-1, 1], folds: 3, gtol: 1e-4 });
+async function frozenPredictions(
+  m: TopBlocksModel,
+  tr: ActivationStore,
+  y: number[],
+  te: ActivationStore,
+): Promise<number[]> {
+  const cv = await fitCV(await frozenFeatures(m, tr), y, {
+    numClasses: 10,
+    grid: [1e-2, 1e-1, 1],
+    folds: 3,
+    gtol: 1e-4,
+  });
   return cv.model.predict(await frozenFeatures(m, te));
 }
 
-async function finetunedPredictions(m: TopBlocksModel, tr: ActivationStore, y: number[], te: ActivationStore, epochs: number): Promise<{ pred: number[]; seconds: number }> {
+async function finetunedPredictions(
+  m: TopBlocksModel,
+  tr: ActivationStore,
+  y: number[],
+  te: ActivationStore,
+  epochs: number,
+): Promise<{ pred: number[]; seconds: number }> {
   const r = await trainTopBlocks(m, tr, y, { ...RECIPE, epochs });
   assert.ok(r.losses.at(-1)! < r.losses[0]!, 'fine-tuning did not lower the loss');
   const pred = await predictStore(r.trainer, m, te);
@@ -56,7 +88,10 @@ async function finetunedPredictions(m: TopBlocksModel, tr: ActivationStore, y: n
 
 /** Accuracies and the paired sign test: b = only fine-tuned right, c = only frozen right. */
 function compare(ft: number[], fr: number[], y: number[]) {
-  let b = 0, c = 0, okFt = 0, okFr = 0;
+  let b = 0,
+    c = 0,
+    okFt = 0,
+    okFr = 0;
   y.forEach((t, i) => {
     okFt += ft[i] === t ? 1 : 0;
     okFr += fr[i] === t ? 1 : 0;
@@ -66,7 +101,9 @@ function compare(ft: number[], fr: number[], y: number[]) {
   return { ft: okFt / y.length, frozen: okFr / y.length, b, c, z: (b - c) / Math.sqrt(Math.max(1, b + c)) };
 }
 
-test('Fashion-MNIST, 10 and 100 labels/class: MobileNetV2 top blocks fine-tuned on cached activations beat the frozen-feature head', { skip: needs('datasets/fashion-mnist', 'models/coral/mobilenet_v2_1.0_224_quant.tflite') }, async () => {
+test('Fashion-MNIST, 10 and 100 labels/class: MobileNetV2 top blocks fine-tuned on cached activations beat the frozen-feature head', {
+  skip: needs('datasets/fashion-mnist', 'models/coral/mobilenet_v2_1.0_224_quant.tflite'),
+}, async () => {
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   const fm = asset('datasets/fashion-mnist');
@@ -78,12 +115,19 @@ test('Fashion-MNIST, 10 and 100 labels/class: MobileNetV2 top blocks fine-tuned 
   assert.deepEqual(m.cutDims, [160, 7, 7]);
 
   // 100 per class (seed 2024); the first 10 of each class are the 10-per-class set
-  const first10: number[] = [], next90: number[] = [];
-  for (const [, idx] of shuffledByClass(train.labels, new Rng(2024))) { first10.push(...idx.slice(0, 10)); next90.push(...idx.slice(10, 100)); }
+  const first10: number[] = [],
+    next90: number[] = [];
+  for (const [, idx] of shuffledByClass(train.labels, new Rng(2024))) {
+    first10.push(...idx.slice(0, 10));
+    next90.push(...idx.slice(10, 100));
+  }
   const testIdx = new Rng(99).shuffle([...Array(t10k.labels.length).keys()]).slice(0, TEST_SIZE);
   const yTest = testIdx.map((i) => t10k.labels[i]!);
   const img = (i: number) => greyToBmp(train.images[i]!, 28, 28);
-  const te = await cacheActivations(m, testIdx.map((i) => greyToBmp(t10k.images[i]!, 28, 28)));
+  const te = await cacheActivations(
+    m,
+    testIdx.map((i) => greyToBmp(t10k.images[i]!, 28, 28)),
+  );
   // a view depends only on (seed, view index, image), so the 10-per-class images' first two views are
   // exactly the views the 100-per-class set would compute for them
   const tr10 = await cacheActivations(m, first10.map(img), { views: 4, seed: 1, augment: {} });
@@ -99,18 +143,30 @@ test('Fashion-MNIST, 10 and 100 labels/class: MobileNetV2 top blocks fine-tuned 
   const fr10 = await frozenPredictions(m, tr10, y10, te);
   const ft10 = await finetunedPredictions(m, tr10, y10, te, 30);
   const c10 = compare(ft10.pred, fr10, yTest);
-  console.log(`10 labels/class: frozen-feature head ${c10.frozen.toFixed(3)}, top-3-block fine-tuning ${c10.ft.toFixed(3)} (only fine-tuned right ${c10.b}, only frozen right ${c10.c}, z ${c10.z.toFixed(2)}; ${ft10.seconds.toFixed(1)} s)`);
+  console.log(
+    `10 labels/class: frozen-feature head ${c10.frozen.toFixed(3)}, top-3-block fine-tuning ${c10.ft.toFixed(3)} (only fine-tuned right ${c10.b}, only frozen right ${c10.c}, z ${c10.z.toFixed(2)}; ${ft10.seconds.toFixed(1)} s)`,
+  );
   const fr100 = await frozenPredictions(m, tr100, y100, te);
   const ft100 = await finetunedPredictions(m, tr100, y100, te, 6);
   const c100 = compare(ft100.pred, fr100, yTest);
-  console.log(`100 labels/class: frozen-feature head ${c100.frozen.toFixed(3)}, top-3-block fine-tuning ${c100.ft.toFixed(3)} (only fine-tuned right ${c100.b}, only frozen right ${c100.c}, z ${c100.z.toFixed(2)}; ${ft100.seconds.toFixed(1)} s)`);
+  console.log(
+    `100 labels/class: frozen-feature head ${c100.frozen.toFixed(3)}, top-3-block fine-tuning ${c100.ft.toFixed(3)} (only fine-tuned right ${c100.b}, only frozen right ${c100.c}, z ${c100.z.toFixed(2)}; ${ft100.seconds.toFixed(1)} s)`,
+  );
   const cpu = process.cpuUsage(cpu0);
-  console.log(`time: cache ${((tCache - t0) / 1000).toFixed(1)} s (${TEST_SIZE} + 100 × 4 + 900 × 2 views), total ${((performance.now() - t0) / 1000).toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU`);
+  console.log(
+    `time: cache ${((tCache - t0) / 1000).toFixed(1)} s (${TEST_SIZE} + 100 × 4 + 900 × 2 views), total ${((performance.now() - t0) / 1000).toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU`,
+  );
 
   // 10 labels/class: the win on these 1000 images is small (measured +0.9 points, z 0.8); the full
   // 10k test set (bench/finetune-recipe.ts --final, numbers in bench/README.md) is what shows whether
   // it is beyond noise. Here: more images fixed than broken.
-  assert.ok(c10.b > c10.c, `10 labels/class: fine-tuned ${c10.ft} does not beat frozen ${c10.frozen} (only fine-tuned right ${c10.b}, only frozen right ${c10.c})`);
-  assert.ok(c100.z > 2, `100 labels/class: fine-tuned ${c100.ft} vs frozen ${c100.frozen} is not a win beyond noise (z ${c100.z.toFixed(2)})`);
+  assert.ok(
+    c10.b > c10.c,
+    `10 labels/class: fine-tuned ${c10.ft} does not beat frozen ${c10.frozen} (only fine-tuned right ${c10.b}, only frozen right ${c10.c})`,
+  );
+  assert.ok(
+    c100.z > 2,
+    `100 labels/class: fine-tuned ${c100.ft} vs frozen ${c100.frozen} is not a win beyond noise (z ${c100.z.toFixed(2)})`,
+  );
   assert.ok(c100.frozen > c10.frozen && c100.ft > c10.ft, 'ten times the labels should help both');
 });

@@ -19,26 +19,75 @@ import { asset, needs } from '../helpers/assets.js';
 
 const EPOCHS = 6;
 const args = (cache: string, dir: string, out: string) => [
-  'train', '--mode', 'finetune', '--model', asset('models/coral/mobilenet_v2_1.0_224_quant.tflite'),
-  '--data', join(asset('datasets/fashion-mnist'), 't10k-images-idx3-ubyte.gz'), '--max-per-class', '7', '--top-blocks', '1',
-  '--epochs', String(EPOCHS), '--batch-size', '8', '--lr', '1e-3', '--seed', '3', '--schedule', 'one-cycle', '--class-weights', 'balanced',
-  '--lr-decay', '0.5', '--layer-groups', '2', '--early-stopping', 'loss', '--patience', '20', '--val-fraction', '0.15', '--test-fraction', '0.15',
-  '--cache', cache, '--checkpoint-dir', dir, '--out', out,
+  'train',
+  '--mode',
+  'finetune',
+  '--model',
+  asset('models/coral/mobilenet_v2_1.0_224_quant.tflite'),
+  '--data',
+  join(asset('datasets/fashion-mnist'), 't10k-images-idx3-ubyte.gz'),
+  '--max-per-class',
+  '7',
+  '--top-blocks',
+  '1',
+  '--epochs',
+  String(EPOCHS),
+  '--batch-size',
+  '8',
+  '--lr',
+  '1e-3',
+  '--seed',
+  '3',
+  '--schedule',
+  'one-cycle',
+  '--class-weights',
+  'balanced',
+  '--lr-decay',
+  '0.5',
+  '--layer-groups',
+  '2',
+  '--early-stopping',
+  'loss',
+  '--patience',
+  '20',
+  '--val-fraction',
+  '0.15',
+  '--test-fraction',
+  '0.15',
+  '--cache',
+  cache,
+  '--checkpoint-dir',
+  dir,
+  '--out',
+  out,
 ];
 
-test('image route: kill -9 after the first checkpoint, --resume → the same exported weights as an uninterrupted run', { skip: needs('models/coral/mobilenet_v2_1.0_224_quant.tflite', 'datasets/fashion-mnist') }, async () => {
+test('image route: kill -9 after the first checkpoint, --resume → the same exported weights as an uninterrupted run', {
+  skip: needs('models/coral/mobilenet_v2_1.0_224_quant.tflite', 'datasets/fashion-mnist'),
+}, async () => {
   const base = mkdtempSync(join(tmpdir(), 'graft-img-resume-'));
   try {
     const cache = join(base, 'cache');
-    const [dirA, dirB, outA, outB] = ['a', 'b', 'outA', 'outB'].map((s) => join(base, s)) as [string, string, string, string];
+    const [dirA, dirB, outA, outB] = ['a', 'b', 'outA', 'outB'].map((s) => join(base, s)) as [
+      string,
+      string,
+      string,
+      string,
+    ];
     const ref = await graft([...args(cache, dirA, outA), '--json']);
     const r = JSON.parse(ref.stdout) as { epochs: number; resumedFrom: number };
     assert.equal(r.epochs, EPOCHS);
-    assert.deepEqual(listCheckpoints(dirA), Array.from({ length: EPOCHS }, (_, i) => i + 1));
+    assert.deepEqual(
+      listCheckpoints(dirA),
+      Array.from({ length: EPOCHS }, (_, i) => i + 1),
+    );
     // the run to kill: SIGKILL as soon as its first checkpoint's manifest exists
     await graftKilledAtFirstCheckpoint(args(cache, dirB, outB), dirB);
     const done = listCheckpoints(dirB);
-    assert.ok(!existsSync(join(outB, 'model.onnx')) && done.length >= 1 && done.length < EPOCHS, `killed too late: checkpoints ${done}`);
+    assert.ok(
+      !existsSync(join(outB, 'model.onnx')) && done.length >= 1 && done.length < EPOCHS,
+      `killed too late: checkpoints ${done}`,
+    );
     const { stderr, stdout } = await graft([...args(cache, dirB, outB), '--resume']);
     assert.match(stderr, new RegExp(`resumed from the checkpoint of epoch ${done[done.length - 1]}`));
     assert.match(stdout, /resumed after epoch/);
@@ -47,7 +96,15 @@ test('image route: kill -9 after the first checkpoint, --resume → the same exp
     assert.ok(sameBits(a, b), 'the resumed run ends with other weights than the uninterrupted one');
     // --lr-find on image data: the range test on the cached activations (all cache hits here)
     const plot = join(base, 'lr.svg');
-    const lf = await graft([...args(cache, join(base, 'c'), join(base, 'outC')), '--lr-find', '--lr-find-steps', '12', '--lr-find-plot', plot, '--json']);
+    const lf = await graft([
+      ...args(cache, join(base, 'c'), join(base, 'outC')),
+      '--lr-find',
+      '--lr-find-steps',
+      '12',
+      '--lr-find-plot',
+      plot,
+      '--json',
+    ]);
     const f = JSON.parse(lf.stdout) as { suggestion: number; steps: number; plot: string };
     assert.ok(f.suggestion > 0 && f.steps >= 5 && existsSync(plot), lf.stdout);
   } finally {

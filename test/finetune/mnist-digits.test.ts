@@ -19,7 +19,14 @@ const data = asset('datasets/digits-8x8/digits.csv.gz');
 
 test('fine-tuning the MNIST network on 50 digits per class lifts held-out accuracy from ~0.85 to ≥ 0.95 (public API)', async () => {
   const out = join(mkdtempSync(join(tmpdir(), 'graft-ft-')), 'digits.onnx');
-  const r = await finetuneImageCsv(model, data, { labelsPerClass: 50, epochs: 30, lr: 3e-3, pixelMax: 16, seed: 0, out });
+  const r = await finetuneImageCsv(model, data, {
+    labelsPerClass: 50,
+    epochs: 30,
+    lr: 3e-3,
+    pixelMax: 16,
+    seed: 0,
+    out,
+  });
   assert.equal(r.trainExamples, 500);
   assert.ok(r.testExamples > 500);
   assert.ok(r.zeroShotAccuracy > 0.8 && r.zeroShotAccuracy < 0.9, `zero-shot ${r.zeroShotAccuracy}`);

@@ -20,8 +20,14 @@ import { insideFolder } from '../../src/util/paths.js';
 import { GraftError } from '../../src/util/errors.js';
 
 const temps: string[] = [];
-const tmp = (): string => { const d = mkdtempSync(join(tmpdir(), 'graft-hostile-')); temps.push(d); return d; };
-after(() => { for (const d of temps) rmSync(d, { recursive: true, force: true }); });
+const tmp = (): string => {
+  const d = mkdtempSync(join(tmpdir(), 'graft-hostile-'));
+  temps.push(d);
+  return d;
+};
+after(() => {
+  for (const d of temps) rmSync(d, { recursive: true, force: true });
+});
 
 /** A one-Dense-layer TF.js layers model (3 → 2, softmax) whose manifest lists `paths`. */
 function tfjsModel(dir: string, paths: string[], writeShard = true): string {
@@ -29,13 +35,33 @@ function tfjsModel(dir: string, paths: string[], writeShard = true): string {
     format: 'layers-model',
     modelTopology: {
       class_name: 'Sequential',
-      config: { name: 's', layers: [{ class_name: 'Dense', config: { name: 'd', units: 2, activation: 'softmax', use_bias: true, batch_input_shape: [null, 3] } }] },
+      config: {
+        name: 's',
+        layers: [
+          {
+            class_name: 'Dense',
+            config: { name: 'd', units: 2, activation: 'softmax', use_bias: true, batch_input_shape: [null, 3] },
+          },
+        ],
+      },
     },
-    weightsManifest: [{ paths, weights: [{ name: 'd/kernel', shape: [3, 2], dtype: 'float32' }, { name: 'd/bias', shape: [2], dtype: 'float32' }] }],
+    weightsManifest: [
+      {
+        paths,
+        weights: [
+          { name: 'd/kernel', shape: [3, 2], dtype: 'float32' },
+          { name: 'd/bias', shape: [2], dtype: 'float32' },
+        ],
+      },
+    ],
   };
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'model.json'), JSON.stringify(json));
-  if (writeShard) writeFileSync(join(dir, 'group1-shard1of1.bin'), new Uint8Array(new Float32Array([1, 2, 3, 4, 5, 6, 0.5, -0.5]).buffer));
+  if (writeShard)
+    writeFileSync(
+      join(dir, 'group1-shard1of1.bin'),
+      new Uint8Array(new Float32Array([1, 2, 3, 4, 5, 6, 0.5, -0.5]).buffer),
+    );
   return join(dir, 'model.json');
 }
 
@@ -138,8 +164,13 @@ test('a checkpoint manifest naming a tensor file outside its folder is refused',
   const dir = tmp();
   const ck = join(dir, 'ck');
   writeCheckpoint(ck, {
-    epoch: 1, step: 3, rng: [1, 2, 3, 4], losses: [0.5], weights: new Map([['w', new Float32Array([1, 2])]]),
-    optimizer: { kind: 'sgd', meta: {}, tensors: new Map() }, config: {},
+    epoch: 1,
+    step: 3,
+    rng: [1, 2, 3, 4],
+    losses: [0.5],
+    weights: new Map([['w', new Float32Array([1, 2])]]),
+    optimizer: { kind: 'sgd', meta: {}, tensors: new Map() },
+    config: {},
   });
   assert.deepEqual([...readCheckpoint(ck, 1).weights.get('w')!], [1, 2]);
   const mf = join(ck, 'epoch-0001.json');

@@ -10,8 +10,23 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  Handlers, Emitter, NCHW, channelsFirst, invertPerm, keepsMemoryOrder, windowPads, samePadding, dequantizeAffine, dequantizeMinScale,
-  float16ToFloat32, hwioToOihw, ohwiToOihw, depthwiseToOihw, tfliteDepthwiseToOihw, toSourceOrder, fromSourceOrder,
+  Handlers,
+  Emitter,
+  NCHW,
+  channelsFirst,
+  invertPerm,
+  keepsMemoryOrder,
+  windowPads,
+  samePadding,
+  dequantizeAffine,
+  dequantizeMinScale,
+  float16ToFloat32,
+  hwioToOihw,
+  ohwiToOihw,
+  depthwiseToOihw,
+  tfliteDepthwiseToOihw,
+  toSourceOrder,
+  fromSourceOrder,
 } from '../../src/formats/importer/core.js';
 import { TFLITE_HANDLERS, TFLITE_OPERATORS, decodeTflite } from '../../src/formats/tflite.js';
 import { TFJS_LAYERS, readTfjs } from '../../src/formats/tfjs.js';
@@ -29,9 +44,12 @@ test('Handlers: one entry per name (several names may share one), sorted names, 
   assert.throws(() => h.register('A', 3), /demo: operator 'A' is registered twice/);
   // the formats' tables are what the importers dispatch on
   assert.deepEqual(TFLITE_OPERATORS, TFLITE_HANDLERS.names());
-  for (const op of ['CONV_2D', 'DEPTHWISE_CONV_2D', 'FULLY_CONNECTED', 'SOFTMAX']) assert.ok(TFLITE_HANDLERS.has(op), op);
-  for (const l of ['Conv2D', 'Dense', 'Dropout', 'MaxPooling2D', 'MaxPool2D', 'Rescaling']) assert.ok(TFJS_LAYERS.has(l), l);
-  for (const op of ['_FusedConv2D', 'FusedBatchNormV3', 'ConcatV2', 'Placeholder']) assert.ok(TFJS_GRAPH_OPS.has(op), op);
+  for (const op of ['CONV_2D', 'DEPTHWISE_CONV_2D', 'FULLY_CONNECTED', 'SOFTMAX'])
+    assert.ok(TFLITE_HANDLERS.has(op), op);
+  for (const l of ['Conv2D', 'Dense', 'Dropout', 'MaxPooling2D', 'MaxPool2D', 'Rescaling'])
+    assert.ok(TFJS_LAYERS.has(l), l);
+  for (const op of ['_FusedConv2D', 'FusedBatchNormV3', 'ConcatV2', 'Placeholder'])
+    assert.ok(TFJS_GRAPH_OPS.has(op), op);
 });
 
 test('layout: NCHW and channels-first orders, their inverse, memory order kept only when size-1 axes move', () => {
@@ -49,7 +67,13 @@ test('layout: NCHW and channels-first orders, their inverse, memory order kept o
   assert.equal(e.g.nodes.length, 0);
   const t = toSourceOrder(e.b, 'x', NCHW, [1, 2, 2, 8], 'to_nhwc');
   const f = fromSourceOrder(e.b, t, NCHW, [1, 2, 2, 8]);
-  assert.deepEqual(e.g.nodes.map((n) => [n.opType, n.attrs['perm']]), [['Transpose', { type: 'ints', value: [0, 2, 3, 1] }], ['Transpose', { type: 'ints', value: NCHW }]]);
+  assert.deepEqual(
+    e.g.nodes.map((n) => [n.opType, n.attrs['perm']]),
+    [
+      ['Transpose', { type: 'ints', value: [0, 2, 3, 1] }],
+      ['Transpose', { type: 'ints', value: NCHW }],
+    ],
+  );
   assert.equal(e.g.nodes[0]!.outputs[0], 'to_nhwc');
   assert.equal(e.g.nodes[1]!.outputs[0], f);
 });
@@ -57,15 +81,27 @@ test('layout: NCHW and channels-first orders, their inverse, memory order kept o
 test('TF padding: SAME puts the odd pixel at the end, VALID refuses a window larger than the input, unknown sizes leave SAME to auto_pad', () => {
   assert.deepEqual(samePadding(224, 3, 2), [0, 1]);
   assert.deepEqual(samePadding(8, 3, 1, 2), [2, 2]);
-  assert.deepEqual(windowPads([224, 225], [3, 3], [2, 2], [1, 1], 'same', 'w'), { pads: [0, 1, 1, 1], out: [112, 113] });
+  assert.deepEqual(windowPads([224, 225], [3, 3], [2, 2], [1, 1], 'same', 'w'), {
+    pads: [0, 1, 1, 1],
+    out: [112, 113],
+  });
   assert.deepEqual(windowPads([7, 7], [3, 3], [2, 2], [1, 1], 'valid', 'w'), { pads: [0, 0, 0, 0], out: [3, 3] });
-  assert.deepEqual(windowPads([5, 5], [3, 3], [1, 1], [1, 1], 'explicit', 'w', [0, 0, 1, 2, 0, 1, 0, 0]), { pads: [1, 0, 2, 1], out: [6, 4] });
+  assert.deepEqual(windowPads([5, 5], [3, 3], [1, 1], [1, 1], 'explicit', 'w', [0, 0, 1, 2, 0, 1, 0, 0]), {
+    pads: [1, 0, 2, 1],
+    out: [6, 4],
+  });
   assert.deepEqual(windowPads([null, 9], [3, 3], [1, 1], [1, 1], 'same', 'w'), { pads: null, out: [null, 9] });
-  assert.throws(() => windowPads([2, 2], [3, 3], [1, 1], [1, 1], 'valid', 'layer x'), (e: unknown) => e instanceof GraftError && /layer x: a 3×3 window does not fit/.test(e.message));
+  assert.throws(
+    () => windowPads([2, 2], [3, 3], [1, 1], [1, 1], 'valid', 'layer x'),
+    (e: unknown) => e instanceof GraftError && /layer x: a 3×3 window does not fit/.test(e.message),
+  );
 });
 
 test('dequantization: affine per tensor and per axis, TF.js min/scale (rounded for int weights), float16', () => {
-  assert.deepEqual(Array.from(dequantizeAffine([0, 128, 255], { scale: [0.5], zeroPoint: [128], axis: 0 }, [3])), [-64, 0, 63.5]);
+  assert.deepEqual(
+    Array.from(dequantizeAffine([0, 128, 255], { scale: [0.5], zeroPoint: [128], axis: 0 }, [3])),
+    [-64, 0, 63.5],
+  );
   // [2, 3] with one scale per column (axis 1) and per-column zero points
   const q = dequantizeAffine([1, 2, 3, 4, 5, 6], { scale: [1, 10, 100], zeroPoint: [0, 1, 2], axis: 1 }, [2, 3]);
   assert.deepEqual(Array.from(q), [1, 10, 100, 4, 40, 400]);
@@ -79,10 +115,13 @@ test('kernel layouts: HWIO, OHWI and both depthwise forms become OIHW', () => {
   const enc = (dims: number[]) => {
     const d = new Float32Array(dims.reduce((x, y) => x * y, 1));
     let i = 0;
-    for (let a = 0; a < dims[0]!; a++) for (let b = 0; b < dims[1]!; b++) for (let c = 0; c < dims[2]!; c++) for (let e = 0; e < dims[3]!; e++) d[i++] = 1000 * a + 100 * b + 10 * c + e;
+    for (let a = 0; a < dims[0]!; a++)
+      for (let b = 0; b < dims[1]!; b++)
+        for (let c = 0; c < dims[2]!; c++) for (let e = 0; e < dims[3]!; e++) d[i++] = 1000 * a + 100 * b + 10 * c + e;
     return d;
   };
-  const at = (t: { data: Float32Array; dims: number[] }, [a, b, c, d]: number[]) => t.data[((a! * t.dims[1]! + b!) * t.dims[2]! + c!) * t.dims[3]! + d!];
+  const at = (t: { data: Float32Array; dims: number[] }, [a, b, c, d]: number[]) =>
+    t.data[((a! * t.dims[1]! + b!) * t.dims[2]! + c!) * t.dims[3]! + d!];
   const hwio = hwioToOihw(enc([2, 3, 4, 5]), [2, 3, 4, 5]); // [kh, kw, cin, cout]
   assert.deepEqual(hwio.dims, [5, 4, 2, 3]);
   assert.equal(at(hwio, [4, 3, 1, 2]), 1000 * 1 + 100 * 2 + 10 * 3 + 4);
@@ -109,8 +148,18 @@ test('Emitter: initializers cached by key, results renamed after their source, g
   const named = e.nameResult(mark, y, 'block1');
   assert.equal(named, 'block1');
   assert.equal(e.nameResult(e.mark(), 'x', 'never'), 'x', 'a value no fresh node computes keeps its name');
-  e.setOutputs([{ name: named, shape: [2] }, { name: named, shape: [2] }, { name: 'x', shape: [2] }], (n, k) => `${n}/out${k}`);
-  assert.deepEqual(e.g.outputs.map((o) => o.name), ['block1', 'block1/out1', 'x/out2']);
+  e.setOutputs(
+    [
+      { name: named, shape: [2] },
+      { name: named, shape: [2] },
+      { name: 'x', shape: [2] },
+    ],
+    (n, k) => `${n}/out${k}`,
+  );
+  assert.deepEqual(
+    e.g.outputs.map((o) => o.name),
+    ['block1', 'block1/out1', 'x/out2'],
+  );
 });
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -130,8 +179,13 @@ const FLOOR = [-2, -1, 0, 0, 2, 3];
 
 test('TFLite: one entry adds an operator (FLOOR), which then converts and runs', async () => {
   const bytes = writeTflite({
-    tensors: [{ name: 'x', shape: [1, 6] }, { name: 'y', shape: [1, 6] }],
-    ops: [{ code: 8 /* FLOOR */, inputs: [0], outputs: [1] }], inputs: [0], outputs: [1],
+    tensors: [
+      { name: 'x', shape: [1, 6] },
+      { name: 'y', shape: [1, 6] },
+    ],
+    ops: [{ code: 8 /* FLOOR */, inputs: [0], outputs: [1] }],
+    inputs: [0],
+    outputs: [1],
   });
   assert.throws(() => decodeTflite(bytes, {}, 'floor.tflite'), /unsupported operator FLOOR/);
   TFLITE_HANDLERS.register('FLOOR', (im, op) => im.unary(op, (x, o) => im.node('Floor', [x], {}, o)));
@@ -140,26 +194,53 @@ test('TFLite: one entry adds an operator (FLOOR), which then converts and runs',
 
 test('TF.js layers: one entry adds a layer class, which then converts and runs', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'graft-core-'));
-  writeFileSync(join(dir, 'model.json'), JSON.stringify({
-    modelTopology: { model_config: { class_name: 'Sequential', config: { name: 'floor', layers: [
-      { class_name: 'InputLayer', config: { name: 'x', batch_input_shape: [null, 6], dtype: 'float32' } },
-      { class_name: 'Floor', config: { name: 'floor1' } },
-    ] } } },
-    weightsManifest: [],
-  }));
-  assert.throws(() => readTfjs(dir, { labels: false }), /layer 'floor1' is a Floor, which the TF.js importer does not support/);
-  TFJS_LAYERS.register('Floor', (_, { b, lname, one }) => [{ name: b.op('Floor', [one().name], {}, `${lname}/Floor`), shape: [...one().shape] }]);
+  writeFileSync(
+    join(dir, 'model.json'),
+    JSON.stringify({
+      modelTopology: {
+        model_config: {
+          class_name: 'Sequential',
+          config: {
+            name: 'floor',
+            layers: [
+              { class_name: 'InputLayer', config: { name: 'x', batch_input_shape: [null, 6], dtype: 'float32' } },
+              { class_name: 'Floor', config: { name: 'floor1' } },
+            ],
+          },
+        },
+      },
+      weightsManifest: [],
+    }),
+  );
+  assert.throws(
+    () => readTfjs(dir, { labels: false }),
+    /layer 'floor1' is a Floor, which the TF.js importer does not support/,
+  );
+  TFJS_LAYERS.register('Floor', (_, { b, lname, one }) => [
+    { name: b.op('Floor', [one().name], {}, `${lname}/Floor`), shape: [...one().shape] },
+  ]);
   const g = readTfjs(dir, { labels: false });
   assert.equal(g.outputs[0]!.name, 'floor1', 'the result is named after the layer');
   assert.deepEqual(await run(g, X, [1, 6]), FLOOR);
 });
 
 test('TF.js graph models: one entry adds an op, which then converts and runs', async () => {
-  const json = { modelTopology: { node: [
-    { name: 'x', op: 'Placeholder', attr: { dtype: { type: 'DT_FLOAT' }, shape: { shape: { dim: [{ size: '-1' }, { size: '6' }] } } } },
-    { name: 'y', op: 'Floor', input: ['x'], attr: {} },
-  ] } };
-  assert.throws(() => importTfjsGraphModel(json, new Map(), 'floor.json'), /node 'y' is a Floor, which the TF.js graph-model importer does not support/);
+  const json = {
+    modelTopology: {
+      node: [
+        {
+          name: 'x',
+          op: 'Placeholder',
+          attr: { dtype: { type: 'DT_FLOAT' }, shape: { shape: { dim: [{ size: '-1' }, { size: '6' }] } } },
+        },
+        { name: 'y', op: 'Floor', input: ['x'], attr: {} },
+      ],
+    },
+  };
+  assert.throws(
+    () => importTfjsGraphModel(json, new Map(), 'floor.json'),
+    /node 'y' is a Floor, which the TF.js graph-model importer does not support/,
+  );
   TFJS_GRAPH_OPS.register('Floor', (_, { unary }) => unary('Floor'));
   assert.deepEqual(await run(importTfjsGraphModel(json, new Map(), 'floor.json'), X, [1, 6]), FLOOR);
 });

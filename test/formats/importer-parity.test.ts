@@ -35,9 +35,14 @@ interface Fingerprint {
 
 /** The models, by key: a path under GRAFT_ASSETS, or an nsfwjs model name. */
 const MODELS: { key: string; asset?: string; nsfwjs?: 'MobileNetV2' | 'InceptionV3' | 'MobileNetV2Mid' }[] = [
-  ...['mobilenet_v1_0.25_128_quant', 'mobilenet_v1_1.0_224_quant_embedding_extractor', 'mobilenet_v2_1.0_224_inat_bird_quant',
-    'mobilenet_v2_1.0_224_inat_insect_quant', 'mobilenet_v2_1.0_224_quant', 'tf2_mobilenet_v2_1.0_224_ptq']
-    .map((f) => ({ key: `coral/${f}`, asset: `models/coral/${f}.tflite` })),
+  ...[
+    'mobilenet_v1_0.25_128_quant',
+    'mobilenet_v1_1.0_224_quant_embedding_extractor',
+    'mobilenet_v2_1.0_224_inat_bird_quant',
+    'mobilenet_v2_1.0_224_inat_insect_quant',
+    'mobilenet_v2_1.0_224_quant',
+    'tf2_mobilenet_v2_1.0_224_ptq',
+  ].map((f) => ({ key: `coral/${f}`, asset: `models/coral/${f}.tflite` })),
   { key: 'ml5/darknettiny', asset: 'models/ml5/darknettiny' },
   { key: 'ml5/doodlenet', asset: 'models/ml5/doodlenet' },
   { key: 'onnxjs-demo/mnist', asset: 'models/onnxjs-demo/mnist.onnx' },
@@ -73,8 +78,12 @@ async function fingerprint(g: Graph): Promise<Fingerprint> {
     const outputs = g.outputs.map((o) => {
       const t = res[o.name]!;
       const d = t.data as Float32Array;
-      let sum = 0, sumSq = 0;
-      for (const v of d) { sum += v; sumSq += v * v; }
+      let sum = 0,
+        sumSq = 0;
+      for (const v of d) {
+        sum += v;
+        sumSq += v * v;
+      }
       return { name: o.name, shape: [...t.dims], first: Array.from(d.subarray(0, 32)), sum, sumSq };
     });
     return { inputShape: dims, outputs, ops: sorted, onnxSha256 };
@@ -85,7 +94,8 @@ async function fingerprint(g: Graph): Promise<Fingerprint> {
 
 const close = (got: number, want: number, scale: number) => Math.abs(got - want) <= 1e-6 * Math.max(1, Math.abs(scale));
 
-const fixture: Record<string, Fingerprint> = WRITE || !existsSync(FIXTURE) ? {} : JSON.parse(readFileSync(FIXTURE, 'utf8'));
+const fixture: Record<string, Fingerprint> =
+  WRITE || !existsSync(FIXTURE) ? {} : JSON.parse(readFileSync(FIXTURE, 'utf8'));
 const written: Record<string, Fingerprint> = {};
 
 for (const m of MODELS) {
@@ -93,7 +103,10 @@ for (const m of MODELS) {
   test(`importer parity: ${m.key}`, { skip }, async (t) => {
     const g = m.nsfwjs ? readNsfwjs(m.nsfwjs) : loadModel(assetPath(m.asset!));
     const got = await fingerprint(g);
-    if (WRITE) { written[m.key] = got; return; }
+    if (WRITE) {
+      written[m.key] = got;
+      return;
+    }
     const want = fixture[m.key];
     assert.ok(want, `${m.key} is not in ${FIXTURE}`);
     assert.deepEqual(got.inputShape, want.inputShape);
@@ -102,7 +115,9 @@ for (const m of MODELS) {
     got.outputs.forEach((o, k) => {
       const w = want.outputs[k]!;
       assert.deepEqual(o.shape, w.shape, `output ${k} shape`);
-      o.first.forEach((v, i) => assert.ok(close(v, w.first[i]!, w.first[i]!), `output ${k}[${i}]: ${v} vs ${w.first[i]}`));
+      o.first.forEach((v, i) =>
+        assert.ok(close(v, w.first[i]!, w.first[i]!), `output ${k}[${i}]: ${v} vs ${w.first[i]}`),
+      );
       const n = o.shape.reduce((a, b) => a * b, 1);
       assert.ok(close(o.sum, w.sum, Math.sqrt(w.sumSq * n)), `output ${k} sum: ${o.sum} vs ${w.sum}`);
       assert.ok(close(o.sumSq, w.sumSq, w.sumSq), `output ${k} sum of squares: ${o.sumSq} vs ${w.sumSq}`);
@@ -116,9 +131,16 @@ for (const m of MODELS) {
 if (WRITE) {
   test('write the parity fixture', () => {
     const keys = Object.keys(written);
-    assert.equal(keys.length, MODELS.length, `only ${keys.length} of ${MODELS.length} models converted: all assets are needed to write the fixture`);
+    assert.equal(
+      keys.length,
+      MODELS.length,
+      `only ${keys.length} of ${MODELS.length} models converted: all assets are needed to write the fixture`,
+    );
     // number lists on one line each: a readable diff when a value changes
-    const text = JSON.stringify(written, null, 1).replace(/\[\s+([-\d.e+,\s]+?)\s+\]/g, (_, xs: string) => `[${xs.split(/,\s+/).join(', ')}]`);
+    const text = JSON.stringify(written, null, 1).replace(
+      /\[\s+([-\d.e+,\s]+?)\s+\]/g,
+      (_, xs: string) => `[${xs.split(/,\s+/).join(', ')}]`,
+    );
     writeFileSync(FIXTURE, `${text}\n`);
   });
 }

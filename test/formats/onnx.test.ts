@@ -10,7 +10,11 @@ import { Graph } from '../../src/graph/graph.js';
 import type { Tensor, DType } from '../../src/graph/tensor.js';
 import { asset, needs } from '../helpers/assets.js';
 
-const models = ['models/onnxjs-demo/mnist.onnx', 'models/text/bert-mini-debian/onnx/model.onnx', 'models/text/gpt2-mini-debian/onnx/model.onnx'];
+const models = [
+  'models/onnxjs-demo/mnist.onnx',
+  'models/text/bert-mini-debian/onnx/model.onnx',
+  'models/text/gpt2-mini-debian/onnx/model.onnx',
+];
 
 async function outputs(bytes: Uint8Array, feeds: Record<string, Tensor>) {
   const s = await Session.fromBytes(bytes);
@@ -45,19 +49,37 @@ test('initializers of every numeric type survive a round trip, including externa
   const g = new Graph();
   g.opsets = { '': 18 };
   const types: [DType, Tensor['data']][] = [
-    ['float32', Float32Array.from([1.5, -2, 3e-8])], ['float64', Float64Array.from([Math.PI, -1e300, 2])],
-    ['float16', Uint16Array.from([0x3c00, 0xc000, 0x7bff])], ['bfloat16', Uint16Array.from([0x3f80, 0xc000, 0x0001])],
-    ['int8', Int8Array.from([-128, 0, 127])], ['uint8', Uint8Array.from([0, 1, 255])], ['int16', Int16Array.from([-32768, 5, 32767])],
-    ['uint16', Uint16Array.from([0, 9, 65535])], ['int32', Int32Array.from([-(2 ** 31), 0, 2 ** 31 - 1])],
-    ['uint32', Uint32Array.from([0, 1, 2 ** 32 - 1])], ['int64', BigInt64Array.from([-(2n ** 63n), 0n, 2n ** 63n - 1n])],
-    ['uint64', BigUint64Array.from([0n, 1n, 2n ** 64n - 1n])], ['bool', Uint8Array.from([1, 0, 1])],
+    ['float32', Float32Array.from([1.5, -2, 3e-8])],
+    ['float64', Float64Array.from([Math.PI, -1e300, 2])],
+    ['float16', Uint16Array.from([0x3c00, 0xc000, 0x7bff])],
+    ['bfloat16', Uint16Array.from([0x3f80, 0xc000, 0x0001])],
+    ['int8', Int8Array.from([-128, 0, 127])],
+    ['uint8', Uint8Array.from([0, 1, 255])],
+    ['int16', Int16Array.from([-32768, 5, 32767])],
+    ['uint16', Uint16Array.from([0, 9, 65535])],
+    ['int32', Int32Array.from([-(2 ** 31), 0, 2 ** 31 - 1])],
+    ['uint32', Uint32Array.from([0, 1, 2 ** 32 - 1])],
+    ['int64', BigInt64Array.from([-(2n ** 63n), 0n, 2n ** 63n - 1n])],
+    ['uint64', BigUint64Array.from([0n, 1n, 2n ** 64n - 1n])],
+    ['bool', Uint8Array.from([1, 0, 1])],
   ];
   for (const [dtype, data] of types) {
     g.initializers.set(`t_${dtype}`, { dtype, dims: [3], data });
-    g.nodes.push({ name: `id_${dtype}`, opType: 'Identity', domain: '', inputs: [`t_${dtype}`], outputs: [`o_${dtype}`], attrs: {} });
+    g.nodes.push({
+      name: `id_${dtype}`,
+      opType: 'Identity',
+      domain: '',
+      inputs: [`t_${dtype}`],
+      outputs: [`o_${dtype}`],
+      attrs: {},
+    });
     g.outputs.push({ name: `o_${dtype}`, dtype, shape: [3] });
   }
-  g.initializers.set('big', { dtype: 'float32', dims: [4096], data: Float32Array.from({ length: 4096 }, (_, i) => i * 0.5) });
+  g.initializers.set('big', {
+    dtype: 'float32',
+    dims: [4096],
+    data: Float32Array.from({ length: 4096 }, (_, i) => i * 0.5),
+  });
   g.nodes.push({ name: 'id_big', opType: 'Identity', domain: '', inputs: ['big'], outputs: ['o_big'], attrs: {} });
   g.outputs.push({ name: 'o_big', dtype: 'float32', shape: [4096] });
   const dir = mkdtempSync(join(tmpdir(), 'graft-onnx-'));

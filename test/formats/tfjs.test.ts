@@ -32,8 +32,14 @@ tf.tensor([0]).dispose(); // the greeting comes with the first tensor written
 console.warn = warn;
 
 const temps: string[] = [];
-const mkdtempSync = (prefix: string): string => { const d = mkdtemp(prefix); temps.push(d); return d; };
-after(() => { for (const d of temps) rmSync(d, { recursive: true, force: true }); });
+const mkdtempSync = (prefix: string): string => {
+  const d = mkdtemp(prefix);
+  temps.push(d);
+  return d;
+};
+after(() => {
+  for (const d of temps) rmSync(d, { recursive: true, force: true });
+});
 
 /* ---------------------------------------------------------------------------------------------- */
 
@@ -41,8 +47,6 @@ function uniform(n: number, seed: number): Float32Array {
   const r = new Rng(seed);
   return Float32Array.from({ length: n }, () => r.uniform());
 }
-
-
 
 async function runGraft(g: Graph, nhwc: Float32Array, dims: number[]): Promise<Float32Array[]> {
   const s = await Session.fromGraph(g);
@@ -67,32 +71,50 @@ async function runTfjs(m: tf.LayersModel, nhwc: Float32Array, dims: number[]): P
 async function quietly<T>(f: () => Promise<T>): Promise<T> {
   const w = console.warn;
   console.warn = () => {};
-  try { return await f(); } finally { console.warn = w; }
+  try {
+    return await f();
+  } finally {
+    console.warn = w;
+  }
 }
 
 async function tfjsFromDir(dir: string): Promise<tf.LayersModel> {
   const j = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
   const groups = j.weightsManifest as { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
   const bin = Buffer.concat(groups.flatMap((g) => g.paths.map((p) => readFileSync(join(dir, p)))));
-  return quietly(() => tf.loadLayersModel(tf.io.fromMemory({
-    modelTopology: j.modelTopology, weightSpecs: groups.flatMap((g) => g.weights),
-    weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
-  })));
+  return quietly(() =>
+    tf.loadLayersModel(
+      tf.io.fromMemory({
+        modelTopology: j.modelTopology,
+        weightSpecs: groups.flatMap((g) => g.weights),
+        weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
+      }),
+    ),
+  );
 }
 
 /** nsfwjs's own model modules (Node executes the bundles) → tfjs, as nsfwjs's JSONHandler does. */
 async function tfjsFromNsfwjs(which: 'MobileNetV2' | 'InceptionV3'): Promise<tf.LayersModel> {
-  const def = which === 'MobileNetV2'
-    ? (await import('nsfwjs/models/mobilenet_v2')).MobileNetV2Model
-    : (await import('nsfwjs/models/inception_v3')).InceptionV3Model;
-  const json = (await def.modelJson()).default as { modelTopology: object; weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] };
+  const def =
+    which === 'MobileNetV2'
+      ? (await import('nsfwjs/models/mobilenet_v2')).MobileNetV2Model
+      : (await import('nsfwjs/models/inception_v3')).InceptionV3Model;
+  const json = (await def.modelJson()).default as {
+    modelTopology: object;
+    weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+  };
   const shards: Buffer[] = [];
   for (const load of def.weightBundles) shards.push(Buffer.from((await load()).default as string, 'base64'));
   const bin = Buffer.concat(shards);
-  return quietly(() => tf.loadLayersModel(tf.io.fromMemory({
-    modelTopology: json.modelTopology, weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
-    weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
-  })));
+  return quietly(() =>
+    tf.loadLayersModel(
+      tf.io.fromMemory({
+        modelTopology: json.modelTopology,
+        weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
+        weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
+      }),
+    ),
+  );
 }
 
 /**
@@ -109,26 +131,35 @@ async function compareWithTfjs(g: Graph, m: tf.LayersModel, inner: string, x: Fl
   const innerShape = (probe.outputs[1]!.shape as number[]).map((d, i) => (i === 0 ? dims[0]! : d));
   const refIn = innerShape.length === 4 ? toNchw(refInner!, innerShape) : refInner!;
   return {
-    out: maxAbsDiff(gotOut!, refOut!), outMax: maxAbs(refOut!),
-    inner: maxAbsDiff(gotInner!, refIn), innerMax: maxAbs(refIn),
+    out: maxAbsDiff(gotOut!, refOut!),
+    outMax: maxAbs(refOut!),
+    inner: maxAbsDiff(gotInner!, refIn),
+    innerMax: maxAbs(refIn),
   };
 }
 
 function report(name: string, inner: string, r: Awaited<ReturnType<typeof compareWithTfjs>>) {
-  console.log(`${name}: max |graft − tfjs| = ${r.out.toExponential(2)} on the output (max |y| ${r.outMax.toFixed(3)}), ` +
-    `${r.inner.toExponential(2)} on '${inner}' (max |y| ${r.innerMax.toFixed(3)})`);
+  console.log(
+    `${name}: max |graft − tfjs| = ${r.out.toExponential(2)} on the output (max |y| ${r.outMax.toFixed(3)}), ` +
+      `${r.inner.toExponential(2)} on '${inner}' (max |y| ${r.innerMax.toFixed(3)})`,
+  );
 }
 
 const DARKNET = () => asset('models/ml5/darknettiny');
 const DOODLE = () => asset('models/ml5/doodlenet');
-const needsDarknet = needs('models/ml5/darknettiny'), needsDoodle = needs('models/ml5/doodlenet');
+const needsDarknet = needs('models/ml5/darknettiny'),
+  needsDoodle = needs('models/ml5/doodlenet');
 
 const cache = new Map<string, Graph>();
 function graph(key: string): Graph {
   let g = cache.get(key);
   if (!g) {
-    g = key === 'darknet' ? readTfjs(DARKNET()) : key === 'doodle' ? readTfjs(join(DOODLE(), 'model.json'))
-      : readNsfwjs(key === 'mnv2' ? 'MobileNetV2' : 'InceptionV3');
+    g =
+      key === 'darknet'
+        ? readTfjs(DARKNET())
+        : key === 'doodle'
+          ? readTfjs(join(DOODLE(), 'model.json'))
+          : readNsfwjs(key === 'mnv2' ? 'MobileNetV2' : 'InceptionV3');
     cache.set(key, g);
   }
   return g;
@@ -139,24 +170,46 @@ async function assertTrainable(g: Graph, tol: number) {
   const r = await checkModel(g, { params: 2, samples: 3 });
   assert.deepEqual(r.missing, [], `operators without gradient rules: ${r.missing.join(', ')}`);
   assert.ok(r.gradcheck, 'no gradient check ran');
-  assert.ok(r.gradcheck.entries.every((e) => e.maxAbsGrad > 0), JSON.stringify(r.gradcheck.entries));
+  assert.ok(
+    r.gradcheck.entries.every((e) => e.maxAbsGrad > 0),
+    JSON.stringify(r.gradcheck.entries),
+  );
   // Graft runs Conv in float32 even in its float64 check, so differences through deep conv stacks carry float32 noise
-  assert.ok(r.gradcheck.worst < tol, `worst relative error ${r.gradcheck.worst} (${r.precision}): ${JSON.stringify(r.gradcheck.entries)}`);
+  assert.ok(
+    r.gradcheck.worst < tol,
+    `worst relative error ${r.gradcheck.worst} (${r.precision}): ${JSON.stringify(r.gradcheck.entries)}`,
+  );
 }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* the four target models                                                                          */
 
-test('Tiny Darknet (ml5): matches tfjs, NCHW input, labels and preprocessing recorded, trainable', { skip: needsDarknet }, async () => {
+test('Tiny Darknet (ml5): matches tfjs, NCHW input, labels and preprocessing recorded, trainable', {
+  skip: needsDarknet,
+}, async () => {
   const g = graph('darknet');
-  assert.deepEqual(g.inputs.map((i) => i.shape), [['batch', 3, 224, 224]]);
-  assert.deepEqual(g.outputs.map((o) => o.shape), [['batch', 1000]]);
+  assert.deepEqual(
+    g.inputs.map((i) => i.shape),
+    [['batch', 3, 224, 224]],
+  );
+  assert.deepEqual(
+    g.outputs.map((o) => o.shape),
+    [['batch', 1000]],
+  );
   assert.ok(!g.nodes.some((n) => n.opType === 'Transpose'), 'a fully convolutional net needs no Transpose');
   const labels = getLabels(g)!;
   assert.equal(labels.length, 1000);
   assert.equal(labels[0], 'kit fox');
   assert.deepEqual(getPreprocess(g), {
-    layout: 'NCHW', width: 224, height: 224, channels: 3, channelOrder: 'RGB', mean: [0, 0, 0], std: [1, 1, 1], resize: 'stretch', source: 'default',
+    layout: 'NCHW',
+    width: 224,
+    height: 224,
+    channels: 3,
+    channelOrder: 'RGB',
+    mean: [0, 0, 0],
+    std: [1, 1, 1],
+    resize: 'stretch',
+    source: 'default',
   });
   assert.equal(getPreprocess(readTfjs(DARKNET(), { preprocess: { mean: [0], std: [1] } }))!.source, 'flag');
 
@@ -169,9 +222,14 @@ test('Tiny Darknet (ml5): matches tfjs, NCHW input, labels and preprocessing rec
   await assertTrainable(g, 0.15);
 });
 
-test('DoodleNet (ml5, Sequential): matches tfjs with one Transpose before Flatten, trainable', { skip: needsDoodle }, async () => {
+test('DoodleNet (ml5, Sequential): matches tfjs with one Transpose before Flatten, trainable', {
+  skip: needsDoodle,
+}, async () => {
   const g = graph('doodle');
-  assert.deepEqual(g.inputs.map((i) => i.shape), [['batch', 1, 28, 28]]);
+  assert.deepEqual(
+    g.inputs.map((i) => i.shape),
+    [['batch', 1, 28, 28]],
+  );
   assert.equal(g.nodes.filter((n) => n.opType === 'Transpose').length, 1);
   assert.equal(getLabels(g)!.length, 345);
   assert.equal(getLabels(g)![0], 'flashlight');
@@ -196,10 +254,14 @@ test('DoodleNet (ml5, Sequential): matches tfjs with one Transpose before Flatte
     () => tf.sum(tf.mul(m.predict(tf.tensor(x, dims)) as tf.Tensor, tf.tensor(R, [4, 345]))) as tf.Scalar,
     vars.map((v) => (v as unknown as { val: tf.Variable }).val),
   );
-  const mine = await modelGradients(g, {
-    [g.inputs[0]!.name]: { dtype: 'float32', dims: [4, 1, 28, 28], data: toNchw(x, dims) },
-    R: { dtype: 'float32', dims: [4, 345], data: R },
-  }, 'weighted-sum');
+  const mine = await modelGradients(
+    g,
+    {
+      [g.inputs[0]!.name]: { dtype: 'float32', dims: [4, 1, 28, 28], data: toNchw(x, dims) },
+      R: { dtype: 'float32', dims: [4, 345], data: R },
+    },
+    'weighted-sum',
+  );
   let worst = 0;
   for (const v of vars) {
     const ref = grads[v.name]!;
@@ -214,7 +276,10 @@ test('DoodleNet (ml5, Sequential): matches tfjs with one Transpose before Flatte
 
 test('nsfwjs MobileNetV2 (uint8-quantized, in .min.js bundles): matches tfjs, trainable', async () => {
   const g = graph('mnv2');
-  assert.deepEqual(g.inputs.map((i) => i.shape), [['batch', 3, 224, 224]]);
+  assert.deepEqual(
+    g.inputs.map((i) => i.shape),
+    [['batch', 3, 224, 224]],
+  );
   assert.deepEqual(getLabels(g), ['Drawing', 'Hentai', 'Neutral', 'Porn', 'Sexy']);
   assert.equal(getPreprocess(g)!.source, 'default');
   assert.ok(!g.nodes.some((n) => n.opType === 'Transpose'), 'Flatten of a 1×1 map needs no Transpose');
@@ -229,7 +294,10 @@ test('nsfwjs MobileNetV2 (uint8-quantized, in .min.js bundles): matches tfjs, tr
 
 test('nsfwjs InceptionV3 (299×299, batch 1): matches tfjs, trainable', async () => {
   const g = graph('incv3');
-  assert.deepEqual(g.inputs.map((i) => i.shape), [['batch', 3, 299, 299]]);
+  assert.deepEqual(
+    g.inputs.map((i) => i.shape),
+    [['batch', 3, 299, 299]],
+  );
   const p = getPreprocess(g)!;
   assert.equal(p.width, 299);
   const dims = [1, 299, 299, 3];
@@ -241,19 +309,30 @@ test('nsfwjs InceptionV3 (299×299, batch 1): matches tfjs, trainable', async ()
   await assertTrainable(g, 0.15);
 });
 
-test('Tiny Darknet puts a cat class in its top 5 for the cat photo', { skip: needs('models/ml5/darknettiny', 'models/coral/cat_720p.jpg') }, async () => {
+test('Tiny Darknet puts a cat class in its top 5 for the cat photo', {
+  skip: needs('models/ml5/darknettiny', 'models/coral/cat_720p.jpg'),
+}, async () => {
   const g = graph('darknet');
   const p = getPreprocess(g)!;
   const { data, info } = await sharp(asset('models/coral/cat_720p.jpg'))
-    .removeAlpha().resize(p.width, p.height, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+    .removeAlpha()
+    .resize(p.width, p.height, { fit: 'fill' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   assert.equal(info.channels, 3);
   const x = Float32Array.from(data, (v, i) => (v / 255 - p.mean[i % 3]!) / p.std[i % 3]!);
   const [logits] = await runGraft(g, x, [1, p.height, p.width, 3]);
   const labels = getLabels(g)!;
-  const top5 = [...logits!.keys()].sort((a, b) => logits![b]! - logits![a]!).slice(0, 5).map((i) => labels[i]!);
+  const top5 = [...logits!.keys()]
+    .sort((a, b) => logits![b]! - logits![a]!)
+    .slice(0, 5)
+    .map((i) => labels[i]!);
   console.log(`Tiny Darknet top 5 for cat_720p.jpg: ${top5.join(', ')}`);
   const cats = ['tabby', 'tiger cat', 'Persian cat', 'Siamese cat', 'Egyptian cat', 'lynx', 'cougar'];
-  assert.ok(top5.some((l) => cats.includes(l)), `top 5: ${top5.join(', ')}`);
+  assert.ok(
+    top5.some((l) => cats.includes(l)),
+    `top 5: ${top5.join(', ')}`,
+  );
 });
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -263,16 +342,25 @@ type Artifacts = { modelTopology: object; weightSpecs: tf.io.WeightsManifestEntr
 
 async function saveArtifacts(m: tf.LayersModel): Promise<Artifacts> {
   let out: Artifacts | undefined;
-  await m.save(tf.io.withSaveHandler(async (a) => {
-    out = { modelTopology: a.modelTopology as object, weightSpecs: a.weightSpecs!, weightData: a.weightData as ArrayBuffer };
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-  }));
+  await m.save(
+    tf.io.withSaveHandler(async (a) => {
+      out = {
+        modelTopology: a.modelTopology as object,
+        weightSpecs: a.weightSpecs!,
+        weightData: a.weightData as ArrayBuffer,
+      };
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
   return out!;
 }
 
 function writeModelDir(a: Artifacts, specs = a.weightSpecs, data = new Uint8Array(a.weightData)): string {
   const dir = mkdtempSync(join(tmpdir(), 'graft-tfjs-'));
-  writeFileSync(join(dir, 'model.json'), JSON.stringify({ modelTopology: a.modelTopology, weightsManifest: [{ paths: ['weights.bin'], weights: specs }] }));
+  writeFileSync(
+    join(dir, 'model.json'),
+    JSON.stringify({ modelTopology: a.modelTopology, weightsManifest: [{ paths: ['weights.bin'], weights: specs }] }),
+  );
   writeFileSync(join(dir, 'weights.bin'), data);
   return dir;
 }
@@ -281,15 +369,41 @@ function syntheticModel(): tf.LayersModel {
   const L = tf.layers;
   const inp = tf.input({ shape: [17, 13, 3], name: 'image' });
   const x0 = L.rescaling({ scale: 2, offset: -1 }).apply(inp) as tf.SymbolicTensor;
-  const c1 = L.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu6' }).apply(x0) as tf.SymbolicTensor; // 9×7
+  const c1 = L.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu6' }).apply(
+    x0,
+  ) as tf.SymbolicTensor; // 9×7
   // (tfjs's DepthwiseConv2D ignores dilation_rate, Keras and Graft apply it: no dilated depthwise here)
-  const d1 = L.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'selu' }).apply(c1) as tf.SymbolicTensor;
-  const dl = L.conv2d({ filters: 6, kernelSize: 3, dilationRate: 2, padding: 'same', activation: 'gelu' as 'relu' }).apply(d1) as tf.SymbolicTensor;
-  const s1 = L.separableConv2d({ filters: 12, kernelSize: [3, 2], strides: 2, padding: 'same', activation: 'swish' }).apply(dl) as tf.SymbolicTensor; // 5×4
+  const d1 = L.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'selu' }).apply(
+    c1,
+  ) as tf.SymbolicTensor;
+  const dl = L.conv2d({
+    filters: 6,
+    kernelSize: 3,
+    dilationRate: 2,
+    padding: 'same',
+    activation: 'gelu' as 'relu',
+  }).apply(d1) as tf.SymbolicTensor;
+  const s1 = L.separableConv2d({
+    filters: 12,
+    kernelSize: [3, 2],
+    strides: 2,
+    padding: 'same',
+    activation: 'swish',
+  }).apply(dl) as tf.SymbolicTensor; // 5×4
   const bn = L.batchNormalization({ center: false, scale: false, epsilon: 0.01 }).apply(s1) as tf.SymbolicTensor;
   const e = L.leakyReLU({ alpha: 0.2 }).apply(bn) as tf.SymbolicTensor;
-  const z = L.zeroPadding2d({ padding: [[1, 0], [2, 1]] }).apply(e) as tf.SymbolicTensor; // 6×7
-  const cr = L.cropping2D({ cropping: [[0, 1], [1, 1]] }).apply(z) as tf.SymbolicTensor; // 5×5
+  const z = L.zeroPadding2d({
+    padding: [
+      [1, 0],
+      [2, 1],
+    ],
+  }).apply(e) as tf.SymbolicTensor; // 6×7
+  const cr = L.cropping2D({
+    cropping: [
+      [0, 1],
+      [1, 1],
+    ],
+  }).apply(z) as tf.SymbolicTensor; // 5×5
   const mp = L.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }).apply(cr) as tf.SymbolicTensor; // 3×3×12
   const ap = L.averagePooling2d({ poolSize: 3, strides: 2, padding: 'same' }).apply(cr) as tf.SymbolicTensor;
   const shared = L.conv2d({ filters: 6, kernelSize: 1, activation: 'elu' });
@@ -297,15 +411,27 @@ function syntheticModel(): tf.LayersModel {
   const sb = shared.apply(ap) as tf.SymbolicTensor;
   const sum = L.add().apply([sa, sb]) as tf.SymbolicTensor;
   const mx = L.maximum().apply([
-    L.multiply().apply([sa, sb]) as tf.SymbolicTensor, L.average().apply([sa, sb]) as tf.SymbolicTensor, L.minimum().apply([sa, sb]) as tf.SymbolicTensor,
+    L.multiply().apply([sa, sb]) as tf.SymbolicTensor,
+    L.average().apply([sa, sb]) as tf.SymbolicTensor,
+    L.minimum().apply([sa, sb]) as tf.SymbolicTensor,
   ]) as tf.SymbolicTensor;
   const cat = L.concatenate({ axis: -1 }).apply([mp, ap, sum, mx]) as tf.SymbolicTensor; // 3×3×36
   // a nested functional model and a nested Sequential
   const subIn = tf.input({ shape: [3, 3, 36] });
-  const sub = tf.model({ name: 'sub', inputs: subIn, outputs: L.conv2d({ filters: 5, kernelSize: 2, activation: 'tanh' }).apply(subIn) as tf.SymbolicTensor });
-  const seq = tf.sequential({ name: 'seq', layers: [
-    L.permute({ inputShape: [2, 2, 5], dims: [2, 1, 3] }), L.flatten(), L.dense({ units: 9, activation: 'softsign' }), L.dropout({ rate: 0.5 }),
-  ] });
+  const sub = tf.model({
+    name: 'sub',
+    inputs: subIn,
+    outputs: L.conv2d({ filters: 5, kernelSize: 2, activation: 'tanh' }).apply(subIn) as tf.SymbolicTensor,
+  });
+  const seq = tf.sequential({
+    name: 'seq',
+    layers: [
+      L.permute({ inputShape: [2, 2, 5], dims: [2, 1, 3] }),
+      L.flatten(),
+      L.dense({ units: 9, activation: 'softsign' }),
+      L.dropout({ rate: 0.5 }),
+    ],
+  });
   const branch = seq.apply(sub.apply(cat)) as tf.SymbolicTensor;
   const gap = L.globalAveragePooling2d({}).apply(cat) as tf.SymbolicTensor;
   const r1 = L.reshape({ targetShape: [1, 1, 36] }).apply(gap) as tf.SymbolicTensor;
@@ -315,15 +441,21 @@ function syntheticModel(): tf.LayersModel {
   const head = L.concatenate().apply([branch, f1, gm]) as tf.SymbolicTensor;
   const out1 = L.dense({ units: 7, activation: 'softmax', name: 'probs' }).apply(head) as tf.SymbolicTensor;
   const r2 = L.reshape({ targetShape: [4, 9, 9] }).apply(cat) as tf.SymbolicTensor; // an image output, reordered
-  const out2 = L.softmax({ axis: -1 }).apply(L.reLU({ maxValue: 3 }).apply(r2) as tf.SymbolicTensor) as tf.SymbolicTensor;
+  const out2 = L.softmax({ axis: -1 }).apply(
+    L.reLU({ maxValue: 3 }).apply(r2) as tf.SymbolicTensor,
+  ) as tf.SymbolicTensor;
   const m = tf.model({ inputs: inp, outputs: [out1, out2] });
   const rng = new Rng(5);
-  m.setWeights(m.weights.map((w) => {
-    const shape = w.shape as number[];
-    const n = shape.reduce((a, b) => a * b, 1);
-    const v = Float32Array.from({ length: n }, () => (w.name.includes('variance') ? 0.5 + rng.uniform() : rng.normal() * 0.4));
-    return tf.tensor(v, shape);
-  }));
+  m.setWeights(
+    m.weights.map((w) => {
+      const shape = w.shape as number[];
+      const n = shape.reduce((a, b) => a * b, 1);
+      const v = Float32Array.from({ length: n }, () =>
+        w.name.includes('variance') ? 0.5 + rng.uniform() : rng.normal() * 0.4,
+      );
+      return tf.tensor(v, shape);
+    }),
+  );
   return m;
 }
 
@@ -343,8 +475,17 @@ test('synthetic functional model (tfjs-built): separable/depthwise/dilated convs
   const a = await saveArtifacts(m);
   const dir = writeModelDir(a);
   const g = readTfjs(dir);
-  assert.deepEqual(g.inputs.map((i) => i.shape), [['batch', 3, 17, 13]]);
-  assert.deepEqual(g.outputs.map((o) => o.shape), [['batch', 7], ['batch', 9, 4, 9]]);
+  assert.deepEqual(
+    g.inputs.map((i) => i.shape),
+    [['batch', 3, 17, 13]],
+  );
+  assert.deepEqual(
+    g.outputs.map((o) => o.shape),
+    [
+      ['batch', 7],
+      ['batch', 9, 4, 9],
+    ],
+  );
   assert.equal(g.outputs[0]!.name, 'probs');
   // a Rescaling right at the input says what the model takes: raw 0–255 pixels
   const p = getPreprocess(g)!;
@@ -371,15 +512,21 @@ test('quantized weights (uint8, uint16, float16) are dequantized as tfjs does', 
     const kind = (['uint8', 'uint16', 'float16'] as const)[k % 3]!;
     if (kind === 'float16') {
       const h = new Uint16Array(n);
-      const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+      const f = new Float32Array(1),
+        u = new Uint32Array(f.buffer);
       // round-toward-zero float16 (normal range): what matters is that both readers decode the same bits
-      for (let i = 0; i < n; i++) { f[0] = v[i]!; const x = u[0]!; h[i] = ((x >>> 16) & 0x8000) | ((((x >>> 23) & 0xff) - 112) << 10) | ((x >>> 13) & 0x3ff); }
+      for (let i = 0; i < n; i++) {
+        f[0] = v[i]!;
+        const x = u[0]!;
+        h[i] = ((x >>> 16) & 0x8000) | ((((x >>> 23) & 0xff) - 112) << 10) | ((x >>> 13) & 0x3ff);
+      }
       specs.push({ ...s, quantization: { dtype: 'float16' } });
       parts.push(new Uint8Array(h.buffer));
       return;
     }
     const levels = kind === 'uint8' ? 255 : 65535;
-    let lo = Math.min(...v), hi = Math.max(...v);
+    let lo = Math.min(...v),
+      hi = Math.max(...v);
     if (hi === lo) hi = lo + 1;
     const scale = (hi - lo) / levels;
     const q = kind === 'uint8' ? new Uint8Array(n) : new Uint16Array(n);
@@ -398,7 +545,10 @@ test('quantized weights (uint8, uint16, float16) are dequantized as tfjs does', 
 /* ---------------------------------------------------------------------------------------------- */
 /* errors                                                                                          */
 
-function doodleCopy(edit?: (json: { modelTopology: { model_config: { config: { layers: { class_name: string }[] } } } }) => void, cut = 0): string {
+function doodleCopy(
+  edit?: (json: { modelTopology: { model_config: { config: { layers: { class_name: string }[] } } } }) => void,
+  cut = 0,
+): string {
   const dir = mkdtempSync(join(tmpdir(), 'graft-tfjs-'));
   const json = JSON.parse(readFileSync(join(DOODLE(), 'model.json'), 'utf8'));
   edit?.(json);
@@ -409,24 +559,43 @@ function doodleCopy(edit?: (json: { modelTopology: { model_config: { config: { l
 }
 
 test('an unknown layer is an error naming its class and name', { skip: needsDoodle }, () => {
-  const dir = doodleCopy((j) => { j.modelTopology.model_config.config.layers[9]!.class_name = 'MysteryNoise'; });
-  assert.throws(() => readTfjs(dir), (e: Error) => e instanceof GraftError && /MysteryNoise/.test(e.message) && /'dropout'/.test(e.message));
+  const dir = doodleCopy((j) => {
+    j.modelTopology.model_config.config.layers[9]!.class_name = 'MysteryNoise';
+  });
+  assert.throws(
+    () => readTfjs(dir),
+    (e: Error) => e instanceof GraftError && /MysteryNoise/.test(e.message) && /'dropout'/.test(e.message),
+  );
 });
 
 test('a truncated or missing weight shard is an error naming the file', { skip: needsDoodle }, () => {
   const dir = doodleCopy(undefined, 1000);
-  assert.throws(() => readTfjs(dir), (e: Error) => e instanceof GraftError && e.message.includes(join(dir, 'group1-shard1of1.bin')) && /truncated/.test(e.message));
-  const dir2 = doodleCopy((j) => { (j as unknown as { weightsManifest: { paths: string[] }[] }).weightsManifest[0]!.paths = ['nope.bin']; });
-  assert.throws(() => readTfjs(dir2), (e: Error) => e instanceof GraftError && e.message.includes(join(dir2, 'nope.bin')));
+  assert.throws(
+    () => readTfjs(dir),
+    (e: Error) =>
+      e instanceof GraftError && e.message.includes(join(dir, 'group1-shard1of1.bin')) && /truncated/.test(e.message),
+  );
+  const dir2 = doodleCopy((j) => {
+    (j as unknown as { weightsManifest: { paths: string[] }[] }).weightsManifest[0]!.paths = ['nope.bin'];
+  });
+  assert.throws(
+    () => readTfjs(dir2),
+    (e: Error) => e instanceof GraftError && e.message.includes(join(dir2, 'nope.bin')),
+  );
 });
 
 test('nsfwjs-style bundles: the literal is parsed without running it; a truncated shard bundle is named', () => {
   const src = join(nsfwjsPackageDir(), 'dist', 'models');
-  const mj = readModelBundle(join(src, 'mobilenet_v2', 'model.min.js')) as { modelTopology: { model_config: { class_name: string } } };
+  const mj = readModelBundle(join(src, 'mobilenet_v2', 'model.min.js')) as {
+    modelTopology: { model_config: { class_name: string } };
+  };
   assert.equal(mj.modelTopology.model_config.class_name, 'Model');
   const dir = mkdtempSync(join(tmpdir(), 'graft-tfjs-'));
   copyFileSync(join(src, 'mobilenet_v2', 'model.min.js'), join(dir, 'model.min.js'));
   const shard = readFileSync(join(src, 'mobilenet_v2', 'group1-shard1of1.min.js'), 'utf8');
   writeFileSync(join(dir, 'group1-shard1of1.min.js'), shard.slice(0, shard.length / 2));
-  assert.throws(() => readTfjs(dir), (e: Error) => e instanceof GraftError && e.message.includes(join(dir, 'group1-shard1of1.min.js')));
+  assert.throws(
+    () => readTfjs(dir),
+    (e: Error) => e instanceof GraftError && e.message.includes(join(dir, 'group1-shard1of1.min.js')),
+  );
 });

@@ -15,7 +15,13 @@ import { fileURLToPath } from 'node:url';
 import { asset, needs } from '../helpers/assets.js';
 import { writeTflite, f32, i32, u8, i8, mixedOrderTflite, type WTensor, type WOp } from '../helpers/tflite-writer.js';
 import {
-  readTflite, decodeTflite, parseTflite, dequantize, samePadding, rawValues, type TfliteModel,
+  readTflite,
+  decodeTflite,
+  parseTflite,
+  dequantize,
+  samePadding,
+  rawValues,
+  type TfliteModel,
 } from '../../src/formats/tflite.js';
 import { loadModel } from '../../src/formats/load.js';
 import { getLabels, getPreprocess } from '../../src/formats/preprocess.js';
@@ -33,7 +39,14 @@ const needsCoral = needs('models/coral');
 const V2 = 'mobilenet_v2_1.0_224_quant.tflite';
 const TF2 = 'tf2_mobilenet_v2_1.0_224_ptq.tflite';
 const V1_025 = 'mobilenet_v1_0.25_128_quant.tflite';
-const ALL = [V2, TF2, V1_025, 'mobilenet_v1_1.0_224_quant_embedding_extractor.tflite', 'mobilenet_v2_1.0_224_inat_bird_quant.tflite', 'mobilenet_v2_1.0_224_inat_insect_quant.tflite'];
+const ALL = [
+  V2,
+  TF2,
+  V1_025,
+  'mobilenet_v1_1.0_224_quant_embedding_extractor.tflite',
+  'mobilenet_v2_1.0_224_inat_bird_quant.tflite',
+  'mobilenet_v2_1.0_224_inat_insect_quant.tflite',
+];
 const IMAGENET = () => coral('imagenet_labels.txt');
 const CATS = new Set([282, 283, 284, 285, 286]); // tabby, tiger cat, Persian, Siamese, Egyptian cat (1001-label file)
 const tmp = mkdtempSync(join(tmpdir(), 'graft-tflite-'));
@@ -47,9 +60,14 @@ const model = (f: string, labels?: string) => {
 
 /* ------------------------------------------------------------------ real photos */
 
-test('the Coral ImageNet MobileNetV2 (uint8) imports as float NCHW and classifies hot_dog.jpg as hotdog (p ≥ 0.9) and cat_720p.jpg as a cat', { skip: needsCoral }, async (t) => {
+test('the Coral ImageNet MobileNetV2 (uint8) imports as float NCHW and classifies hot_dog.jpg as hotdog (p ≥ 0.9) and cat_720p.jpg as a cat', {
+  skip: needsCoral,
+}, async (t) => {
   const g = model(V2, IMAGENET());
-  assert.deepEqual(g.inputs.map((v) => [v.dtype, v.shape]), [['float32', ['batch', 3, 224, 224]]]);
+  assert.deepEqual(
+    g.inputs.map((v) => [v.dtype, v.shape]),
+    [['float32', ['batch', 3, 224, 224]]],
+  );
   assert.ok(!g.nodes.some((n) => n.opType === 'Transpose'), 'layout converted once: no Transpose in the graph');
   const p = getPreprocess(g)!;
   // input quantization: scale 1/128, zero point 128 → value = (pixel − 128)/128 = (pixel/255 − 128/255) / (128/255)
@@ -58,7 +76,9 @@ test('the Coral ImageNet MobileNetV2 (uint8) imports as float NCHW and classifie
   for (const v of [...p.mean, ...p.std]) assert.ok(Math.abs(v - 128 / 255) < 1e-9);
   assert.equal(getLabels(g)!.length, 1001);
   const [hot, cat] = await classifyImages(g, [coral('hot_dog.jpg'), coral('cat_720p.jpg')], { top: 5 });
-  t.diagnostic(`hot_dog: ${hot!.top[0]!.label} ${hot!.top[0]!.probability.toFixed(4)}; cat_720p: ${cat!.top[0]!.label} ${cat!.top[0]!.probability.toFixed(4)}`);
+  t.diagnostic(
+    `hot_dog: ${hot!.top[0]!.label} ${hot!.top[0]!.probability.toFixed(4)}; cat_720p: ${cat!.top[0]!.label} ${cat!.top[0]!.probability.toFixed(4)}`,
+  );
   assert.equal(hot!.top[0]!.index, 935);
   assert.match(hot!.top[0]!.label!, /^hotdog/);
   assert.ok(hot!.top[0]!.probability >= 0.9, `hotdog p = ${hot!.top[0]!.probability}`); // measured 0.930 (TFLite: 0.930)
@@ -66,7 +86,9 @@ test('the Coral ImageNet MobileNetV2 (uint8) imports as float NCHW and classifie
   assert.match(cat!.top[0]!.label!, /cat/);
 });
 
-test('the TF2 int8 per-channel MobileNetV2 imports and classifies the same photos (as confidently as TFLite itself does)', { skip: needsCoral }, async (t) => {
+test('the TF2 int8 per-channel MobileNetV2 imports and classifies the same photos (as confidently as TFLite itself does)', {
+  skip: needsCoral,
+}, async (t) => {
   const g = model(TF2, IMAGENET());
   // uint8 input, scale 1/127.5, zero point 127 (then QUANTIZE to int8): value = (pixel − 127)/127.5
   const p = getPreprocess(g)!;
@@ -75,9 +97,14 @@ test('the TF2 int8 per-channel MobileNetV2 imports and classifies the same photo
   const m = parseTflite(readFileSync(coral(TF2)));
   const perChannel = m.subgraphs[0]!.tensors.filter((t) => t.type === 9 && (t.quant?.scale.length ?? 0) > 1);
   assert.ok(perChannel.length > 50, 'int8 weights quantized per channel');
-  assert.ok(perChannel.some((t) => t.quant!.dim === 3), 'depthwise weights: per channel along the last axis');
+  assert.ok(
+    perChannel.some((t) => t.quant!.dim === 3),
+    'depthwise weights: per channel along the last axis',
+  );
   const [hot, cat] = await classifyImages(g, [coral('hot_dog.jpg'), coral('cat_720p.jpg')], { top: 5 });
-  t.diagnostic(`hot_dog: ${hot!.top[0]!.label} ${hot!.top[0]!.probability.toFixed(4)}; cat_720p: ${cat!.top[0]!.label} ${cat!.top[0]!.probability.toFixed(4)}`);
+  t.diagnostic(
+    `hot_dog: ${hot!.top[0]!.label} ${hot!.top[0]!.probability.toFixed(4)}; cat_720p: ${cat!.top[0]!.label} ${cat!.top[0]!.probability.toFixed(4)}`,
+  );
   assert.match(hot!.top[0]!.label!, /^hotdog/);
   // TFLite itself gives this model 0.445 on hot_dog.jpg (test/fixtures/tflite/reference.json); Graft: 0.485
   assert.ok(hot!.top[0]!.probability >= 0.4, `hotdog p = ${hot!.top[0]!.probability}`);
@@ -85,7 +112,9 @@ test('the TF2 int8 per-channel MobileNetV2 imports and classifies the same photo
   assert.ok(cat!.top[0]!.probability >= 0.55, `cat p = ${cat!.top[0]!.probability}`); // measured 0.623 (TFLite: 0.602)
 });
 
-test('Coral\'s own classification test cases pass (label and score thresholds from libcoral\'s test suite)', { skip: needsCoral }, async () => {
+test("Coral's own classification test cases pass (label and score thresholds from libcoral's test suite)", {
+  skip: needsCoral,
+}, async () => {
   // libcoral checks these with the real TFLite runtime: expected label among the top k, with at least this score.
   const cases: [string, string, string, number, number, number][] = [
     [V2, 'cat.bmp', 'imagenet_labels.txt', 286, 0.7, 3],
@@ -97,13 +126,20 @@ test('Coral\'s own classification test cases pass (label and score thresholds fr
   for (const [m, img, labels, want, min, k] of cases) {
     const [r] = await classifyImages(model(m, coral(labels)), [coral(img)], { top: k });
     const hit = r!.top.find((t) => t.index === want);
-    assert.ok(hit && hit.probability >= min, `${m} on ${img}: want ${want} ≥ ${min} in top ${k}, got ${JSON.stringify(r!.top)}`);
+    assert.ok(
+      hit && hit.probability >= min,
+      `${m} on ${img}: want ${want} ≥ ${min} in top ${k}, got ${JSON.stringify(r!.top)}`,
+    );
   }
 });
 
 /* ------------------------------------------------------------------ references */
 
-interface Quant { scale: number[]; zeroPoint: number[]; dim: number }
+interface Quant {
+  scale: number[];
+  zeroPoint: number[];
+  dim: number;
+}
 
 /** Dequantize independently of the importer: (q − zero_point) × scale, per tensor or per channel. */
 function deq(m: TfliteModel, ti: number): { v: Float64Array; shape: number[]; q: Quant; raw: Float64Array } {
@@ -119,14 +155,26 @@ function deq(m: TfliteModel, ti: number): { v: Float64Array; shape: number[]; q:
 }
 
 /** NHWC convolution / depthwise convolution with TF's SAME padding, in float64 plain loops. */
-function refConv(x: Float64Array, shape: number[], w: Float64Array, wShape: number[], bias: Float64Array, stride: number, depthwise: boolean, act: (v: number) => number, padding: 'same' | 'valid' = 'same') {
+function refConv(
+  x: Float64Array,
+  shape: number[],
+  w: Float64Array,
+  wShape: number[],
+  bias: Float64Array,
+  stride: number,
+  depthwise: boolean,
+  act: (v: number) => number,
+  padding: 'same' | 'valid' = 'same',
+) {
   const [H, W, C] = shape as [number, number, number];
   const [, kh, kw] = wShape as [number, number, number, number];
   const O = depthwise ? wShape[3]! : wShape[0]!;
   const mult = depthwise ? O / C : 1;
   const same = padding === 'same';
-  const oh = same ? Math.ceil(H / stride) : Math.floor((H - kh) / stride) + 1, ow = same ? Math.ceil(W / stride) : Math.floor((W - kw) / stride) + 1;
-  const padT = same ? Math.floor(Math.max(0, (oh - 1) * stride + kh - H) / 2) : 0, padL = same ? Math.floor(Math.max(0, (ow - 1) * stride + kw - W) / 2) : 0;
+  const oh = same ? Math.ceil(H / stride) : Math.floor((H - kh) / stride) + 1,
+    ow = same ? Math.ceil(W / stride) : Math.floor((W - kw) / stride) + 1;
+  const padT = same ? Math.floor(Math.max(0, (oh - 1) * stride + kh - H) / 2) : 0,
+    padL = same ? Math.floor(Math.max(0, (ow - 1) * stride + kw - W) / 2) : 0;
   const y = new Float64Array(oh * ow * O);
   for (let i = 0; i < oh; i++)
     for (let j = 0; j < ow; j++)
@@ -148,7 +196,12 @@ function refConv(x: Float64Array, shape: number[], w: Float64Array, wShape: numb
 }
 
 /** The ONNX graph cut at a value, run on one image; returned in NHWC order for comparison. */
-async function runCut(g: Graph, value: string, x: Float32Array, [H, W]: [number, number]): Promise<{ y: Float32Array; dims: number[] }> {
+async function runCut(
+  g: Graph,
+  value: string,
+  x: Float32Array,
+  [H, W]: [number, number],
+): Promise<{ y: Float32Array; dims: number[] }> {
   const cut = g.cutBefore([value]);
   const s = await Session.fromGraph(cut);
   const out = (await s.run({ [g.inputs[0]!.name]: { dtype: 'float32', dims: [1, 3, H, W], data: x } }))[value]!;
@@ -160,7 +213,9 @@ async function runCut(g: Graph, value: string, x: Float32Array, [H, W]: [number,
   return { y, dims: [h, w, C] };
 }
 
-test('first layers of MobileNetV2 (uint8) and TF2 MobileNetV2 (int8 per-channel) match a plain-JS NHWC reference on a real photo', { skip: needsCoral }, async (t) => {
+test('first layers of MobileNetV2 (uint8) and TF2 MobileNetV2 (int8 per-channel) match a plain-JS NHWC reference on a real photo', {
+  skip: needsCoral,
+}, async (t) => {
   for (const f of [V2, TF2]) {
     const m = parseTflite(readFileSync(coral(f)));
     const sg = m.subgraphs[0]!;
@@ -174,18 +229,26 @@ test('first layers of MobileNetV2 (uint8) and TF2 MobileNetV2 (int8 per-channel)
     const xq = inT.quant!;
     const xr = Float64Array.from(img.data, (v) => (v - xq.zeroPoint[0]!) * xq.scale[0]!);
     const convs = sg.operators.filter((o) => o.code === 3 || o.code === 4).slice(0, 2); // CONV_2D, then DEPTHWISE_CONV_2D
-    assert.deepEqual(convs.map((o) => o.code), [3, 4]);
+    assert.deepEqual(
+      convs.map((o) => o.code),
+      [3, 4],
+    );
     const clips = g.nodes.filter((n) => n.opType === 'Clip');
     let cur = { y: xr, shape: [224, 224, 3] };
     for (let k = 0; k < 2; k++) {
       const op = convs[k]!;
-      const w = deq(m, op.inputs[1]!), b = deq(m, op.inputs[2]!);
-      const ref = refConv(cur.y, cur.shape, w.v, w.shape, b.v, 2 - k, op.code === 4, (v) => Math.min(6, Math.max(0, v)));
+      const w = deq(m, op.inputs[1]!),
+        b = deq(m, op.inputs[2]!);
+      const ref = refConv(cur.y, cur.shape, w.v, w.shape, b.v, 2 - k, op.code === 4, (v) =>
+        Math.min(6, Math.max(0, v)),
+      );
       const got = await runCut(g, clips[k]!.outputs[0]!, x, [224, 224]);
       assert.deepEqual(got.dims, ref.shape);
       let maxErr = 0;
       for (let i = 0; i < ref.y.length; i++) maxErr = Math.max(maxErr, Math.abs(ref.y[i]! - got.y[i]!));
-      t.diagnostic(`${f} layer ${k} (${op.code === 3 ? 'CONV_2D' : 'DEPTHWISE_CONV_2D'}, ${ref.y.length} values): max |graft − reference| ${maxErr.toExponential(2)}`);
+      t.diagnostic(
+        `${f} layer ${k} (${op.code === 3 ? 'CONV_2D' : 'DEPTHWISE_CONV_2D'}, ${ref.y.length} values): max |graft − reference| ${maxErr.toExponential(2)}`,
+      );
       // float32 accumulation of ≤ 27 products of values ≤ 6 against float64: ~1e-6; the bound leaves room
       assert.ok(maxErr < 2e-4, `${f} layer ${k}: max |graft − reference| = ${maxErr}`);
       cur = ref;
@@ -193,40 +256,58 @@ test('first layers of MobileNetV2 (uint8) and TF2 MobileNetV2 (int8 per-channel)
   }
 });
 
-test('the first convolution matches TFLite\'s integer arithmetic to within one output quantization step', { skip: needsCoral }, async (t) => {
+test("the first convolution matches TFLite's integer arithmetic to within one output quantization step", {
+  skip: needsCoral,
+}, async (t) => {
   const m = parseTflite(readFileSync(coral(V2)));
   const sg = m.subgraphs[0]!;
   const g = model(V2);
   const p = getPreprocess(g)!;
   const img = await loadPixels(coral('cat_720p.jpg'), p);
   const op = sg.operators[0]!;
-  const [xT, wT, bT] = op.inputs.map((i) => sg.tensors[i]!) as [typeof sg.tensors[0], typeof sg.tensors[0], typeof sg.tensors[0]];
+  const [xT, wT, bT] = op.inputs.map((i) => sg.tensors[i]!) as [
+    (typeof sg.tensors)[0],
+    (typeof sg.tensors)[0],
+    (typeof sg.tensors)[0],
+  ];
   const yT = sg.tensors[op.outputs[0]!]!;
-  const zx = xT.quant!.zeroPoint[0]!, zw = wT.quant!.zeroPoint[0]!, sy = yT.quant!.scale[0]!, zy = yT.quant!.zeroPoint[0]!;
+  const zx = xT.quant!.zeroPoint[0]!,
+    zw = wT.quant!.zeroPoint[0]!,
+    sy = yT.quant!.scale[0]!,
+    zy = yT.quant!.zeroPoint[0]!;
   const M = (xT.quant!.scale[0]! * wT.quant!.scale[0]!) / sy;
-  const qw = rawValues(m, wT), qb = rawValues(m, bT);
+  const qw = rawValues(m, wT),
+    qb = rawValues(m, bT);
   // integer accumulation Σ(qx − zx)(qw − zw) + qb, requantized to uint8 with RELU6's range
-  const lo = Math.max(0, zy), hi = Math.min(255, zy + Math.round(6 / sy));
+  const lo = Math.max(0, zy),
+    hi = Math.min(255, zy + Math.round(6 / sy));
   const xi = Float64Array.from(img.data, (v) => v - zx);
   const wi = qw.map((v) => v - zw);
   const acc = refConv(xi, [224, 224, 3], wi, wT.shape, qb, 2, false, (v) => v);
   const qy = acc.y.map((a) => Math.min(hi, Math.max(lo, Math.round(a * M) + zy)));
   const got = await runCut(g, g.nodes.find((n) => n.opType === 'Clip')!.outputs[0]!, normalize(img, p), [224, 224]);
-  let max = 0, sum = 0;
+  let max = 0,
+    sum = 0;
   for (let i = 0; i < qy.length; i++) {
     const d = Math.abs((qy[i]! - zy) * sy - got.y[i]!);
     max = Math.max(max, d);
     sum += d;
   }
-  t.diagnostic(`max |graft − TFLite integer| ${max.toFixed(5)}, mean ${(sum / qy.length).toFixed(5)} (output step ${sy.toFixed(5)})`);
+  t.diagnostic(
+    `max |graft − TFLite integer| ${max.toFixed(5)}, mean ${(sum / qy.length).toFixed(5)} (output step ${sy.toFixed(5)})`,
+  );
   // the float graph differs from TFLite only by TFLite's rounding of the output to uint8: ≤ ½ step (+ fixed-point error)
   assert.ok(max <= sy * 0.51, `max |graft − TFLite integer| = ${max} (output step ${sy})`);
   assert.ok(sum / qy.length < sy * 0.3, `mean error ${sum / qy.length}`);
 });
 
-test('end to end, the imported graphs match the real TFLite runtime\'s outputs (recorded with LiteRT.js)', { skip: needsCoral }, async (t) => {
+test("end to end, the imported graphs match the real TFLite runtime's outputs (recorded with LiteRT.js)", {
+  skip: needsCoral,
+}, async (t) => {
   const here = dirname(fileURLToPath(import.meta.url));
-  const ref = JSON.parse(readFileSync(join(here, '../fixtures/tflite/reference.json'), 'utf8')) as { outputs: Record<string, Record<string, { pixelsSha256: string; output: string }>> };
+  const ref = JSON.parse(readFileSync(join(here, '../fixtures/tflite/reference.json'), 'utf8')) as {
+    outputs: Record<string, Record<string, { pixelsSha256: string; output: string }>>;
+  };
   const notes: string[] = [];
   for (const [f, byImage] of Object.entries(ref.outputs)) {
     const g = model(f);
@@ -237,7 +318,11 @@ test('end to end, the imported graphs match the real TFLite runtime\'s outputs (
     for (const [img, r] of Object.entries(byImage)) {
       const px = await loadPixels(coral(img), p);
       const same = createHash('sha256').update(px.data).digest('hex') === r.pixelsSha256;
-      const y = (await s.run({ [g.inputs[0]!.name]: { dtype: 'float32', dims: [1, 3, p.height, p.width], data: normalize(px, p) } }))[g.outputs[0]!.name]!.data as Float32Array;
+      const y = (
+        await s.run({
+          [g.inputs[0]!.name]: { dtype: 'float32', dims: [1, 3, p.height, p.width], data: normalize(px, p) },
+        })
+      )[g.outputs[0]!.name]!.data as Float32Array;
       const t = Array.from(Buffer.from(r.output, 'base64'), (q) => (q - yq.zeroPoint[0]!) * yq.scale[0]!);
       let maxd = 0;
       for (let i = 0; i < t.length; i++) maxd = Math.max(maxd, Math.abs(t[i]! - y[i]!));
@@ -260,16 +345,20 @@ type NHWC = { v: Float64Array; s: number[] };
 
 function refPool(x: NHWC, k: number, stride: number, kind: 'max' | 'avg'): NHWC {
   const [, H, W, C] = x.s as [number, number, number, number];
-  const oh = Math.ceil(H / stride), ow = Math.ceil(W / stride);
-  const [pt] = samePaddingRef(H, k, stride), [pl] = samePaddingRef(W, k, stride);
+  const oh = Math.ceil(H / stride),
+    ow = Math.ceil(W / stride);
+  const [pt] = samePaddingRef(H, k, stride),
+    [pl] = samePaddingRef(W, k, stride);
   const v = new Float64Array(oh * ow * C);
   for (let i = 0; i < oh; i++)
     for (let j = 0; j < ow; j++)
       for (let c = 0; c < C; c++) {
-        let acc = kind === 'max' ? -Infinity : 0, n = 0;
+        let acc = kind === 'max' ? -Infinity : 0,
+          n = 0;
         for (let a = 0; a < k; a++)
           for (let b = 0; b < k; b++) {
-            const r = i * stride + a - pt, q = j * stride + b - pl;
+            const r = i * stride + a - pt,
+              q = j * stride + b - pl;
             if (r < 0 || r >= H || q < 0 || q >= W) continue;
             const e = x.v[(r * W + q) * C + c]!;
             acc = kind === 'max' ? Math.max(acc, e) : acc + e;
@@ -295,27 +384,112 @@ test('a hand-built model with every supported layer kind matches a plain-JS NHWC
   //            → DEPTHWISE_CONV_2D 3×3 s2 SAME ×2          ┴ CONCATENATION(axis −1) → MAX_POOL 2×2 s1 SAME
   //   → AVERAGE_POOL 3×3 s2 SAME → ADD(const[7]) RELU → MEAN(1,2) → FULLY_CONNECTED → SOFTMAX
   //   and the ADD output RESHAPEd to [1, 28] (NHWC element order) as a second output
-  const W1 = rnd(3 * 3 * 3 * 2, 1), B1 = rnd(3, 2), WD = rnd(3 * 3 * 4, 3), BD = rnd(4, 4), K = rnd(7, 5), WF = rnd(4 * 7, 6), BF = rnd(4, 7);
+  const W1 = rnd(3 * 3 * 3 * 2, 1),
+    B1 = rnd(3, 2),
+    WD = rnd(3 * 3 * 4, 3),
+    BD = rnd(4, 4),
+    K = rnd(7, 5),
+    WF = rnd(4 * 7, 6),
+    BF = rnd(4, 7);
   const T: WTensor[] = [
     { name: 'x', shape: [1, 5, 5, 2] }, // 0
     { name: 'pads', shape: [4, 2], type: 2, data: i32([0, 0, 1, 1, 1, 1, 0, 0]) }, // 1
     { name: 'xp', shape: [1, 7, 7, 2] }, // 2
-    { name: 'w1', shape: [3, 3, 3, 2], data: f32(W1) }, { name: 'b1', shape: [3], data: f32(B1) }, // 3, 4
+    { name: 'w1', shape: [3, 3, 3, 2], data: f32(W1) },
+    { name: 'b1', shape: [3], data: f32(B1) }, // 3, 4
     { name: 't1', shape: [1, 3, 3, 3] }, // 5
-    { name: 'wd', shape: [1, 3, 3, 4], data: f32(WD) }, { name: 'bd', shape: [4], data: f32(BD) }, // 6, 7
-    { name: 't2', shape: [1, 3, 3, 4] }, { name: 't3', shape: [1, 3, 3, 7] }, { name: 't4', shape: [1, 3, 3, 7] }, // 8, 9, 10
-    { name: 't5', shape: [1, 2, 2, 7] }, { name: 'k', shape: [7], data: f32(K) }, { name: 't6', shape: [1, 2, 2, 7] }, // 11, 12, 13
-    { name: 'axes', shape: [2], type: 2, data: i32([1, 2]) }, { name: 't7', shape: [1, 7] }, // 14, 15
-    { name: 'wf', shape: [4, 7], data: f32(WF) }, { name: 'bf', shape: [4], data: f32(BF) }, { name: 't8', shape: [1, 4] }, // 16, 17, 18
-    { name: 'probs', shape: [1, 4] }, { name: 'newshape', shape: [2], type: 2, data: i32([1, 28]) }, { name: 'flat', shape: [1, 28] }, // 19, 20, 21
+    { name: 'wd', shape: [1, 3, 3, 4], data: f32(WD) },
+    { name: 'bd', shape: [4], data: f32(BD) }, // 6, 7
+    { name: 't2', shape: [1, 3, 3, 4] },
+    { name: 't3', shape: [1, 3, 3, 7] },
+    { name: 't4', shape: [1, 3, 3, 7] }, // 8, 9, 10
+    { name: 't5', shape: [1, 2, 2, 7] },
+    { name: 'k', shape: [7], data: f32(K) },
+    { name: 't6', shape: [1, 2, 2, 7] }, // 11, 12, 13
+    { name: 'axes', shape: [2], type: 2, data: i32([1, 2]) },
+    { name: 't7', shape: [1, 7] }, // 14, 15
+    { name: 'wf', shape: [4, 7], data: f32(WF) },
+    { name: 'bf', shape: [4], data: f32(BF) },
+    { name: 't8', shape: [1, 4] }, // 16, 17, 18
+    { name: 'probs', shape: [1, 4] },
+    { name: 'newshape', shape: [2], type: 2, data: i32([1, 28]) },
+    { name: 'flat', shape: [1, 28] }, // 19, 20, 21
   ];
   const O: WOp[] = [
     { code: 34, inputs: [0, 1], outputs: [2] },
-    { code: 3, inputs: [2, 3, 4], outputs: [5], options: { type: 1, fields: [['byte', 0, 1], ['int', 1, 2], ['int', 2, 2], ['byte', 3, 3]] } },
-    { code: 4, inputs: [0, 6, 7], outputs: [8], options: { type: 2, fields: [['byte', 0, 0], ['int', 1, 2], ['int', 2, 2], ['int', 3, 2], ['byte', 4, 0]] } },
-    { code: 2, inputs: [5, 8], outputs: [9], options: { type: 10, fields: [['int', 0, -1], ['byte', 1, 0]] } },
-    { code: 17, inputs: [9], outputs: [10], options: { type: 5, fields: [['byte', 0, 0], ['int', 1, 1], ['int', 2, 1], ['int', 3, 2], ['int', 4, 2], ['byte', 5, 0]] } },
-    { code: 1, inputs: [10], outputs: [11], options: { type: 5, fields: [['byte', 0, 0], ['int', 1, 2], ['int', 2, 2], ['int', 3, 3], ['int', 4, 3], ['byte', 5, 0]] } },
+    {
+      code: 3,
+      inputs: [2, 3, 4],
+      outputs: [5],
+      options: {
+        type: 1,
+        fields: [
+          ['byte', 0, 1],
+          ['int', 1, 2],
+          ['int', 2, 2],
+          ['byte', 3, 3],
+        ],
+      },
+    },
+    {
+      code: 4,
+      inputs: [0, 6, 7],
+      outputs: [8],
+      options: {
+        type: 2,
+        fields: [
+          ['byte', 0, 0],
+          ['int', 1, 2],
+          ['int', 2, 2],
+          ['int', 3, 2],
+          ['byte', 4, 0],
+        ],
+      },
+    },
+    {
+      code: 2,
+      inputs: [5, 8],
+      outputs: [9],
+      options: {
+        type: 10,
+        fields: [
+          ['int', 0, -1],
+          ['byte', 1, 0],
+        ],
+      },
+    },
+    {
+      code: 17,
+      inputs: [9],
+      outputs: [10],
+      options: {
+        type: 5,
+        fields: [
+          ['byte', 0, 0],
+          ['int', 1, 1],
+          ['int', 2, 1],
+          ['int', 3, 2],
+          ['int', 4, 2],
+          ['byte', 5, 0],
+        ],
+      },
+    },
+    {
+      code: 1,
+      inputs: [10],
+      outputs: [11],
+      options: {
+        type: 5,
+        fields: [
+          ['byte', 0, 0],
+          ['int', 1, 2],
+          ['int', 2, 2],
+          ['int', 3, 3],
+          ['int', 4, 3],
+          ['byte', 5, 0],
+        ],
+      },
+    },
     { code: 0, inputs: [11, 12], outputs: [13], options: { type: 11, fields: [['byte', 0, 1]] } },
     { code: 40, inputs: [13, 14], outputs: [15], options: { type: 27, fields: [['bool', 0, 0]] } },
     { code: 9, inputs: [15, 16, 17], outputs: [18], options: { type: 8, fields: [['byte', 0, 0]] } },
@@ -328,12 +502,25 @@ test('a hand-built model with every supported layer kind matches a plain-JS NHWC
   // reference, NHWC float64
   const xv = Float64Array.from(x);
   const xpad: NHWC = { v: new Float64Array(7 * 7 * 2), s: [1, 7, 7, 2] };
-  for (let i = 0; i < 5; i++) for (let j = 0; j < 5; j++) for (let c = 0; c < 2; c++) xpad.v[((i + 1) * 7 + j + 1) * 2 + c] = xv[(i * 5 + j) * 2 + c]!;
+  for (let i = 0; i < 5; i++)
+    for (let j = 0; j < 5; j++)
+      for (let c = 0; c < 2; c++) xpad.v[((i + 1) * 7 + j + 1) * 2 + c] = xv[(i * 5 + j) * 2 + c]!;
   const relu6 = (v: number) => Math.min(6, Math.max(0, v));
-  const t1 = refConv(xpad.v, [7, 7, 2], Float64Array.from(W1), [3, 3, 3, 2], Float64Array.from(B1), 2, false, relu6, 'valid');
+  const t1 = refConv(
+    xpad.v,
+    [7, 7, 2],
+    Float64Array.from(W1),
+    [3, 3, 3, 2],
+    Float64Array.from(B1),
+    2,
+    false,
+    relu6,
+    'valid',
+  );
   const t2 = refConv(xv, [5, 5, 2], Float64Array.from(WD), [1, 3, 3, 4], Float64Array.from(BD), 2, true, (v) => v);
   const t3: NHWC = { v: new Float64Array(9 * 7), s: [1, 3, 3, 7] };
-  for (let i = 0; i < 9; i++) for (let c = 0; c < 7; c++) t3.v[i * 7 + c] = c < 3 ? t1.y[i * 3 + c]! : t2.y[i * 4 + c - 3]!;
+  for (let i = 0; i < 9; i++)
+    for (let c = 0; c < 7; c++) t3.v[i * 7 + c] = c < 3 ? t1.y[i * 3 + c]! : t2.y[i * 4 + c - 3]!;
   const t4 = refPool(t3, 2, 1, 'max');
   const t5 = refPool(t4, 3, 2, 'avg');
   const t6 = t5.v.map((v, i) => Math.max(0, v + K[i % 7]!));
@@ -349,9 +536,14 @@ test('a hand-built model with every supported layer kind matches a plain-JS NHWC
   await s.release();
   const [pOut, flatOut] = g.outputs.map((o) => out[o.name]!);
   assert.deepEqual(pOut!.dims, [1, 4]);
-  for (let i = 0; i < 4; i++) assert.ok(Math.abs(pOut!.data[i] as number - probs[i]!) < 1e-5, `probs ${pOut!.data} vs ${probs}`);
+  for (let i = 0; i < 4; i++)
+    assert.ok(Math.abs((pOut!.data[i] as number) - probs[i]!) < 1e-5, `probs ${pOut!.data} vs ${probs}`);
   assert.deepEqual(flatOut!.dims, [1, 28]);
-  for (let i = 0; i < 28; i++) assert.ok(Math.abs(flatOut!.data[i] as number - t6[i]!) < 1e-5, `flattened in TFLite's (NHWC) element order at ${i}`);
+  for (let i = 0; i < 28; i++)
+    assert.ok(
+      Math.abs((flatOut!.data[i] as number) - t6[i]!) < 1e-5,
+      `flattened in TFLite's (NHWC) element order at ${i}`,
+    );
 });
 
 test('axes stay right when a reduction leaves a feature map in a mixed order (MEAN over H, SOFTMAX over C, ADD, RESHAPE)', async () => {
@@ -362,17 +554,22 @@ test('axes stay right when a reduction leaves a feature map in a mixed order (ME
   const x = rnd(24, 4); // NHWC
   const ref: number[] = [];
   for (let w = 0; w < 4; w++) {
-    const a = [0, 1].map((c) => (x[(0 * 4 + w) * 2 + c]! + x[(1 * 4 + w) * 2 + c]! + x[(2 * 4 + w) * 2 + c]!) / 3 + K[c]!);
+    const a = [0, 1].map(
+      (c) => (x[(0 * 4 + w) * 2 + c]! + x[(1 * 4 + w) * 2 + c]! + x[(2 * 4 + w) * 2 + c]!) / 3 + K[c]!,
+    );
     const e = a.map((v) => Math.exp(v - Math.max(...a)));
     ref.push(...e.map((v) => v / (e[0]! + e[1]!)));
   }
   const xn = new Float32Array(24);
   for (let i = 0; i < 12; i++) for (let c = 0; c < 2; c++) xn[c * 12 + i] = x[i * 2 + c]!;
   const s = await Session.fromGraph(g);
-  const y = (await s.run({ [g.inputs[0]!.name]: { dtype: 'float32', dims: [1, 2, 3, 4], data: xn } }))[g.outputs[0]!.name]!;
+  const y = (await s.run({ [g.inputs[0]!.name]: { dtype: 'float32', dims: [1, 2, 3, 4], data: xn } }))[
+    g.outputs[0]!.name
+  ]!;
   await s.release();
   assert.deepEqual(y.dims, [1, 8]);
-  for (let i = 0; i < 8; i++) assert.ok(Math.abs((y.data[i] as number) - ref[i]!) < 1e-5, `${Array.from(y.data as Float32Array)} vs ${ref}`);
+  for (let i = 0; i < 8; i++)
+    assert.ok(Math.abs((y.data[i] as number) - ref[i]!) < 1e-5, `${Array.from(y.data as Float32Array)} vs ${ref}`);
 });
 
 test('TF SAME padding puts the odd pad at the end', () => {
@@ -388,15 +585,32 @@ test('dequantization: per tensor (uint8) and per channel (int8, along quantized_
   const bytes = writeTflite({
     tensors: [
       { name: 'a', shape: [2, 2], type: 3, data: u8([0, 128, 255, 130]), quant: { scale: [0.5], zeroPoint: [128] } },
-      { name: 'b', shape: [2, 1, 3], type: 9, data: i8([1, -2, 3, 4, 5, -6]), quant: { scale: [0.1, 2], zeroPoint: [0, 1], dim: 0 } },
-      { name: 'c', shape: [1, 2, 2], type: 9, data: i8([1, 2, 3, 4]), quant: { scale: [1, 10], zeroPoint: [0, 0], dim: 2 } },
+      {
+        name: 'b',
+        shape: [2, 1, 3],
+        type: 9,
+        data: i8([1, -2, 3, 4, 5, -6]),
+        quant: { scale: [0.1, 2], zeroPoint: [0, 1], dim: 0 },
+      },
+      {
+        name: 'c',
+        shape: [1, 2, 2],
+        type: 9,
+        data: i8([1, 2, 3, 4]),
+        quant: { scale: [1, 10], zeroPoint: [0, 0], dim: 2 },
+      },
     ],
-    ops: [], inputs: [], outputs: [],
+    ops: [],
+    inputs: [],
+    outputs: [],
   });
   const m = parseTflite(bytes);
   const [a, b, c] = m.subgraphs[0]!.tensors;
   assert.deepEqual(Array.from(dequantize(m, a!)), [-64, 0, 63.5, 1]);
-  assert.deepEqual(Array.from(dequantize(m, b!)).map((v) => +v.toFixed(5)), [0.1, -0.2, 0.3, 6, 8, -14]);
+  assert.deepEqual(
+    Array.from(dequantize(m, b!)).map((v) => +v.toFixed(5)),
+    [0.1, -0.2, 0.3, 6, 8, -14],
+  );
   assert.deepEqual(Array.from(dequantize(m, c!)), [1, 20, 3, 40]);
 });
 
@@ -414,7 +628,9 @@ test('loadModel reads .tflite files, with the class names the file carries', { s
 
 /* ------------------------------------------------------------------ training */
 
-test('every Coral model imports, and each operator on a gradient path has a gradient rule', { skip: needsCoral }, async () => {
+test('every Coral model imports, and each operator on a gradient path has a gradient rule', {
+  skip: needsCoral,
+}, async () => {
   for (const f of ALL) {
     const g = model(f);
     const r = await checkModel(g, { params: 0 });
@@ -423,20 +639,34 @@ test('every Coral model imports, and each operator on a gradient path has a grad
   }
 });
 
-test('gradients of an imported model agree with finite differences (first layer and classifier of MobileNetV1 0.25)', { skip: needsCoral }, async () => {
+test('gradients of an imported model agree with finite differences (first layer and classifier of MobileNetV1 0.25)', {
+  skip: needsCoral,
+}, async () => {
   const g = model(V1_025);
   const first = g.nodes[0]!;
   // through the first convolution and its RELU6 (deeper, float32 Conv kernels and many ReLU6 kinks make differences noisy)
   const cut = g.cutBefore([g.nodes.find((n) => n.opType === 'Clip')!.outputs[0]!]);
-  const a = await gradCheck(cut, { wrt: [first.inputs[1]!, first.inputs[2]!], samples: 6, eps: [1e-3, 1e-5], float64: true });
+  const a = await gradCheck(cut, {
+    wrt: [first.inputs[1]!, first.inputs[2]!],
+    samples: 6,
+    eps: [1e-3, 1e-5],
+    float64: true,
+  });
   assert.ok(a.worst < 1e-2, JSON.stringify(a.entries));
   // the classifier (a 1×1 convolution on pooled features) through Reshape and Softmax
   const logits = g.nodes.filter((n) => n.opType === 'Conv').at(-1)!;
-  const b = await gradCheck(g, { wrt: [logits.inputs[1]!, logits.inputs[2]!], samples: 6, eps: [1e-3, 1e-5], float64: true });
+  const b = await gradCheck(g, {
+    wrt: [logits.inputs[1]!, logits.inputs[2]!],
+    samples: 6,
+    eps: [1e-3, 1e-5],
+    float64: true,
+  });
   assert.ok(b.worst < 1e-2, JSON.stringify(b.entries));
 });
 
-test('imported with logits: true, a Coral classifier fine-tunes: cross-entropy falls on two photos', { skip: needsCoral }, async () => {
+test('imported with logits: true, a Coral classifier fine-tunes: cross-entropy falls on two photos', {
+  skip: needsCoral,
+}, async () => {
   const g = readTflite(coral(V1_025), { logits: true });
   assert.notEqual(g.nodes.find((n) => n.outputs.includes(g.outputs[0]!.name))!.opType, 'Softmax');
   const trainer = await Trainer.create(g, { lr: 1e-3, trainable: 'all' });
@@ -447,14 +677,19 @@ test('imported with logits: true, a Coral classifier fine-tunes: cross-entropy f
   assert.ok(losses.at(-1)! < losses[0]! * 0.7, `losses ${losses}`);
 });
 
-test('classification applies a softmax to logits and not to a model that ends in one', { skip: needsCoral }, async () => {
+test('classification applies a softmax to logits and not to a model that ends in one', {
+  skip: needsCoral,
+}, async () => {
   const img = [coral('cat.bmp')];
   const probs = model(V1_025);
   const logits = readTflite(coral(V1_025), { logits: true });
   assert.ok(outputsProbabilities(probs) && !outputsProbabilities(logits));
   const [a] = await classifyImages(probs, img, { top: 3 });
   const [b] = await classifyImages(logits, img, { top: 3 });
-  assert.deepEqual(a!.top.map((t) => t.index), b!.top.map((t) => t.index));
+  assert.deepEqual(
+    a!.top.map((t) => t.index),
+    b!.top.map((t) => t.index),
+  );
   for (let i = 0; i < 3; i++) assert.ok(Math.abs(a!.top[i]!.probability - b!.top[i]!.probability) < 1e-4);
 });
 
@@ -466,38 +701,87 @@ test('truncated and corrupt files fail with a GraftError that says so', { skip: 
   for (const n of [0, 7, 100, 4096, bytes.length >> 1, bytes.length - 30000]) {
     const f = join(tmp, `cut-${n}.tflite`);
     writeFileSync(f, bytes.subarray(0, n));
-    assert.throws(() => readTflite(f), (e: Error) => e instanceof GraftError && /truncated|not a TFLite file/.test(e.message) && e.message.includes(f), `cut at ${n}`);
+    assert.throws(
+      () => readTflite(f),
+      (e: Error) => e instanceof GraftError && /truncated|not a TFLite file/.test(e.message) && e.message.includes(f),
+      `cut at ${n}`,
+    );
   }
   const bad = Buffer.from(bytes);
   bad.writeUInt32LE(0x7fffff00, 0); // root offset far outside the file
-  assert.throws(() => decodeTflite(bad, {}, 'corrupt.tflite'), /corrupt\.tflite is truncated or not a valid TFLite file/);
-  assert.throws(() => decodeTflite(readFileSync(asset('models/onnxjs-demo/mnist.onnx')), {}, 'mnist.onnx'), /mnist\.onnx is not a TFLite file/);
+  assert.throws(
+    () => decodeTflite(bad, {}, 'corrupt.tflite'),
+    /corrupt\.tflite is truncated or not a valid TFLite file/,
+  );
+  assert.throws(
+    () => decodeTflite(readFileSync(asset('models/onnxjs-demo/mnist.onnx')), {}, 'mnist.onnx'),
+    /mnist\.onnx is not a TFLite file/,
+  );
   assert.throws(() => readTflite(join(tmp, 'nope.tflite')), /model file not found/);
 });
 
 const tiny = (op: WOp, extra: Partial<WTensor> = {}) =>
   writeTflite({
-    tensors: [{ name: 'in', shape: [1, 4] }, { name: 'weights', shape: [3, 4], data: f32(rnd(12, 1)), ...extra }, { name: 'out', shape: [1, 3] }],
-    ops: [op], inputs: [0], outputs: [2],
+    tensors: [
+      { name: 'in', shape: [1, 4] },
+      { name: 'weights', shape: [3, 4], data: f32(rnd(12, 1)), ...extra },
+      { name: 'out', shape: [1, 3] },
+    ],
+    ops: [op],
+    inputs: [0],
+    outputs: [2],
   });
 
 test('an unknown operator is named, with its index', () => {
-  assert.throws(() => decodeTflite(tiny({ code: 27, inputs: [0, 1], outputs: [2] }), {}, 'svdf.tflite'), (e: Error) =>
-    e instanceof GraftError && /svdf\.tflite: unsupported operator SVDF \(operator index 0\)/.test(e.message));
-  assert.throws(() => decodeTflite(tiny({ code: 32, custom: 'TFLite_Detection_PostProcess', inputs: [0, 1], outputs: [2] }), {}, 'ssd.tflite'),
-    /unsupported custom operator 'TFLite_Detection_PostProcess' \(operator index 0\)/);
+  assert.throws(
+    () => decodeTflite(tiny({ code: 27, inputs: [0, 1], outputs: [2] }), {}, 'svdf.tflite'),
+    (e: Error) =>
+      e instanceof GraftError && /svdf\.tflite: unsupported operator SVDF \(operator index 0\)/.test(e.message),
+  );
+  assert.throws(
+    () =>
+      decodeTflite(
+        tiny({ code: 32, custom: 'TFLite_Detection_PostProcess', inputs: [0, 1], outputs: [2] }),
+        {},
+        'ssd.tflite',
+      ),
+    /unsupported custom operator 'TFLite_Detection_PostProcess' \(operator index 0\)/,
+  );
 });
 
 test('an unsupported quantization is an error naming the tensor and the operator', () => {
   const fc = { code: 9, inputs: [0, 1, -1], outputs: [2] };
   // 2 scales for a dimension of 3
-  const bad = tiny(fc, { type: 9, data: i8(rnd(12, 2).map((v) => Math.round(v * 100))), quant: { scale: [0.1, 0.2], zeroPoint: [0, 0], dim: 0 } });
-  assert.throws(() => decodeTflite(bad, {}, 'q.tflite'), (e: Error) =>
-    e instanceof GraftError && /operator 0 \(FULLY_CONNECTED\)/.test(e.message) && /tensor 'weights' has an unsupported quantization/.test(e.message));
-  const custom = tiny(fc, { type: 9, data: i8(new Array(12).fill(1)), quant: { scale: [0.1], zeroPoint: [0], detailsType: 1 } });
-  assert.throws(() => decodeTflite(custom, {}, 'q.tflite'), /tensor 'weights' has an unsupported quantization: custom quantization/);
+  const bad = tiny(fc, {
+    type: 9,
+    data: i8(rnd(12, 2).map((v) => Math.round(v * 100))),
+    quant: { scale: [0.1, 0.2], zeroPoint: [0, 0], dim: 0 },
+  });
+  assert.throws(
+    () => decodeTflite(bad, {}, 'q.tflite'),
+    (e: Error) =>
+      e instanceof GraftError &&
+      /operator 0 \(FULLY_CONNECTED\)/.test(e.message) &&
+      /tensor 'weights' has an unsupported quantization/.test(e.message),
+  );
+  const custom = tiny(fc, {
+    type: 9,
+    data: i8(new Array(12).fill(1)),
+    quant: { scale: [0.1], zeroPoint: [0], detailsType: 1 },
+  });
+  assert.throws(
+    () => decodeTflite(custom, {}, 'q.tflite'),
+    /tensor 'weights' has an unsupported quantization: custom quantization/,
+  );
   // and the good case imports: int8 per-channel weights of a FULLY_CONNECTED
-  const good = tiny(fc, { type: 9, data: i8(new Array(12).fill(2)), quant: { scale: [0.5, 1, 2], zeroPoint: [0, 0, 0], dim: 0 } });
+  const good = tiny(fc, {
+    type: 9,
+    data: i8(new Array(12).fill(2)),
+    quant: { scale: [0.5, 1, 2], zeroPoint: [0, 0, 0], dim: 0 },
+  });
   const g = decodeTflite(good, {}, 'q.tflite');
-  assert.deepEqual(Array.from(g.initializers.get('weights')!.data as Float32Array), [1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4]);
+  assert.deepEqual(
+    Array.from(g.initializers.get('weights')!.data as Float32Array),
+    [1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 4],
+  );
 });

@@ -10,7 +10,18 @@ import assert from 'node:assert/strict';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { CORPUS_DIR, REGRESSIONS_DIR, TARGETS, Scratch, corpus, inputArb, materialize, readCases, runOne, type Input } from './targets.js';
+import {
+  CORPUS_DIR,
+  REGRESSIONS_DIR,
+  TARGETS,
+  Scratch,
+  corpus,
+  inputArb,
+  materialize,
+  readCases,
+  runOne,
+  type Input,
+} from './targets.js';
 
 /** Inputs per reader in `npm test` (about 0.5–2 s each on one core). */
 const RUNS = Number(process.env['GRAFT_FUZZ_RUNS'] ?? 300);
@@ -25,7 +36,10 @@ test('the fuzz corpus: every target has seeds, each case under 10 KB, all under 
   let total = 0;
   for (const t of TARGETS) {
     const cases = corpus(t);
-    assert.ok(Object.keys(cases).length > 0, `no corpus for ${t.name} in ${CORPUS_DIR} (node --import tsx test/fuzz/make-corpus.ts)`);
+    assert.ok(
+      Object.keys(cases).length > 0,
+      `no corpus for ${t.name} in ${CORPUS_DIR} (node --import tsx test/fuzz/make-corpus.ts)`,
+    );
     for (const [name, files] of Object.entries(cases)) {
       const bytes = Object.values(files).reduce((s, b) => s + b.length, 0);
       assert.ok(bytes < 10_000, `${t.name}/${name} is ${bytes} bytes`);
@@ -34,7 +48,12 @@ test('the fuzz corpus: every target has seeds, each case under 10 KB, all under 
   }
   assert.ok(total < 200_000, `corpus is ${total} bytes`);
   // the committed corpus is what the targets make (a changed seed must be re-committed)
-  for (const t of TARGETS) assert.deepEqual(Object.keys(corpus(t)).sort(), Object.keys(t.seeds()).sort(), `${t.name}: corpus and seeds differ`);
+  for (const t of TARGETS)
+    assert.deepEqual(
+      Object.keys(corpus(t)).sort(),
+      Object.keys(t.seeds()).sort(),
+      `${t.name}: corpus and seeds differ`,
+    );
 });
 
 for (const t of TARGETS) {

@@ -41,9 +41,16 @@ let train: { X: Float32Array[]; y: number[] };
 let val: { X: Float32Array[]; y: number[] };
 let testSet: { X: Float32Array[]; y: number[]; png: Buffer[] };
 
-const toPng = (px: Uint8Array) => sharp(Buffer.from(px), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+const toPng = (px: Uint8Array) =>
+  sharp(Buffer.from(px), { raw: { width: 28, height: 28, channels: 1 } })
+    .png()
+    .toBuffer();
 
-async function features(d: IdxDataset, idx: number[], cache: FeatureCache): Promise<{ X: Float32Array[]; y: number[]; png: Buffer[] }> {
+async function features(
+  d: IdxDataset,
+  idx: number[],
+  cache: FeatureCache,
+): Promise<{ X: Float32Array[]; y: number[]; png: Buffer[] }> {
   const png = await Promise.all(idx.map((i) => toPng(d.images[i]!)));
   const X = await extractFeatures(model, undefined, [png], { batchSize: 50, cache });
   return { X, y: idx.map((i) => d.labels[i]!), png };
@@ -59,8 +66,12 @@ before(async () => {
   model = loadModel(asset('models/coral/mobilenet_v2_1.0_224_quant.tflite'));
   dir = mkdtempSync(join(tmpdir(), 'graft-heads-'));
   const cache = FeatureCache.open(dir);
-  const trIdx: number[] = [], vaIdx: number[] = [];
-  for (const [, idx] of shuffledByClass(tr.labels, new Rng(31))) { trIdx.push(...idx.slice(0, 10)); vaIdx.push(...idx.slice(10, 15)); }
+  const trIdx: number[] = [],
+    vaIdx: number[] = [];
+  for (const [, idx] of shuffledByClass(tr.labels, new Rng(31))) {
+    trIdx.push(...idx.slice(0, 10));
+    vaIdx.push(...idx.slice(10, 15));
+  }
   const teIdx = new Rng(32).shuffle([...te.labels.keys()]).slice(0, 200);
   train = await features(tr, trIdx, cache);
   val = await features(tr, vaIdx, cache);
@@ -90,7 +101,8 @@ async function checkHead(name: string, head: FeatureHead, minAccuracy: number) {
   const P = head.predictProba(testSet.X);
   const Q = await onnxProba(head, testSet.X);
   const K = head.numClasses;
-  let maxDiff = 0, agree = 0;
+  let maxDiff = 0,
+    agree = 0;
   P.forEach((p, n) => {
     let best = 0;
     for (let k = 0; k < K; k++) {
@@ -100,7 +112,9 @@ async function checkHead(name: string, head: FeatureHead, minAccuracy: number) {
     if (best === pred[n]) agree++;
     assert.ok(Math.abs(p.reduce((a, b) => a + b, 0) - 1) < 1e-9, `${name}: probabilities sum to 1`);
   });
-  console.log(`# ${name}: test accuracy ${acc.toFixed(3)} on ${testSet.y.length} images (10 labels/class); ONNX vs TypeScript: ${agree}/${pred.length} same class, max |Δp| ${maxDiff.toExponential(1)}; ${JSON.stringify(head.summary())}`);
+  console.log(
+    `# ${name}: test accuracy ${acc.toFixed(3)} on ${testSet.y.length} images (10 labels/class); ONNX vs TypeScript: ${agree}/${pred.length} same class, max |Δp| ${maxDiff.toExponential(1)}; ${JSON.stringify(head.summary())}`,
+  );
   assert.ok(acc >= minAccuracy, `${name}: test accuracy ${acc}`);
   assert.equal(agree, pred.length, `${name}: the ONNX head predicts other classes than the TypeScript head`);
   assert.ok(maxDiff < 1e-4, `${name}: max |Δp| ${maxDiff}`);
@@ -132,28 +146,46 @@ test('k nearest neighbours: k by leave-one-out; ONNX (MatMul, TopK, vote) = Type
   await checkHead('knn k=2', fitKnn(train.X, train.y, { numClasses: 10, ks: [2] }), 0.4);
 });
 
-test('MLP trained through the engine: weight decay by CV, early stopping on validation; ONNX = TypeScript', { skip }, async () => {
-  const m = await fitMlp(train.X, train.y, { numClasses: 10, hidden: 64, weightDecays: [1e-4, 1e-1], folds: 3, maxEpochs: 60, validation: val, seed: 3 });
+test('MLP trained through the engine: weight decay by CV, early stopping on validation; ONNX = TypeScript', {
+  skip,
+}, async () => {
+  const m = await fitMlp(train.X, train.y, {
+    numClasses: 10,
+    hidden: 64,
+    weightDecays: [1e-4, 1e-1],
+    folds: 3,
+    maxEpochs: 60,
+    validation: val,
+    seed: 3,
+  });
   assert.equal(m.cv.length, 2);
   assert.ok([1e-4, 1e-1].includes(m.weightDecay));
   assert.ok(m.epochs >= 1 && m.epochs <= 60, `${m.epochs} epochs`);
   await checkHead('mlp', m, 0.55);
 });
 
-test('merged backbone + head files (k-NN, NCM, MLP) classify images as the heads do on their features', { skip }, async () => {
+test('merged backbone + head files (k-NN, NCM, MLP) classify images as the heads do on their features', {
+  skip,
+}, async () => {
   const node = defaultFeatureNode(model);
   const heads: FeatureHead[] = [
     fitKnn(train.X, train.y, { numClasses: 10, ks: [3] }),
     fitNcm(train.X, train.y, { numClasses: 10, temperatures: [10] }),
     await fitMlp(train.X, train.y, { numClasses: 10, hidden: 32, weightDecays: [1e-2], maxEpochs: 20, seed: 1 }),
   ];
-  const imgs = testSet.png.slice(0, 16), X = testSet.X.slice(0, 16);
+  const imgs = testSet.png.slice(0, 16),
+    X = testSet.X.slice(0, 16);
   for (const head of heads) {
     const g = await exportFeatureClassifier(model, node, head, { labels: LABELS });
-    assert.deepEqual(g.outputs.map((o) => o.name), [PROBABILITIES]);
+    assert.deepEqual(
+      g.outputs.map((o) => o.name),
+      [PROBABILITIES],
+    );
     const x = await imagesToTensor(imgs, getPreprocess(g)!);
     const s = await ort.InferenceSession.create(encodeOnnx(g));
-    const P = (await s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', x.data as Float32Array, x.dims) }))[PROBABILITIES]!.data as Float32Array;
+    const P = (await s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', x.data as Float32Array, x.dims) }))[
+      PROBABILITIES
+    ]!.data as Float32Array;
     await s.release();
     const got = Array.from({ length: imgs.length }, (_, n) => {
       let b = 0;
@@ -165,31 +197,69 @@ test('merged backbone + head files (k-NN, NCM, MLP) classify images as the heads
   }
 });
 
-test('an opset-7 backbone (mnist.onnx) is upgraded for the k-NN and NCM heads; the merged file runs in plain onnxruntime', { skip }, async () => {
+test('an opset-7 backbone (mnist.onnx) is upgraded for the k-NN and NCM heads; the merged file runs in plain onnxruntime', {
+  skip,
+}, async () => {
   const mnist = makeBatchDynamic(loadModel(asset('models/onnxjs-demo/mnist.onnx')));
   assert.ok(mnist.opset < 11, `mnist.onnx opset ${mnist.opset}`);
   const fm = asset('datasets/fashion-mnist');
   const te = readIdxDataset(join(fm, 't10k-images-idx3-ubyte.gz'), join(fm, 't10k-labels-idx1-ubyte.gz'));
   const pick: number[] = [];
   for (const [, idx] of shuffledByClass(te.labels, new Rng(5))) pick.push(...idx.slice(0, 10));
-  const pixels = (idx: number[]) => ({ dtype: 'float32' as const, dims: [idx.length, 1, 28, 28], data: Float32Array.from(idx.flatMap((i) => Array.from(te.images[i]!))) });
-  const trIdx = pick.filter((_, r) => r % 10 < 6), teIdx = pick.filter((_, r) => r % 10 >= 6);
+  const pixels = (idx: number[]) => ({
+    dtype: 'float32' as const,
+    dims: [idx.length, 1, 28, 28],
+    data: Float32Array.from(idx.flatMap((i) => Array.from(te.images[i]!))),
+  });
+  const trIdx = pick.filter((_, r) => r % 10 < 6),
+    teIdx = pick.filter((_, r) => r % 10 >= 6);
   const node = defaultFeatureNode(mnist);
   const Xtr = await extractFeatures(mnist, node, [pixels(trIdx)], { batchSize: 64 });
   const Xte = await extractFeatures(mnist, node, [pixels(teIdx)], { batchSize: 64 });
   // pixel values 0–255 as the model expects them: (p/255 − 0) / (1/255)
-  const pre: ImagePreprocess = { layout: 'NCHW', width: 28, height: 28, channels: 1, channelOrder: 'RGB', mean: [0], std: [1 / 255], resize: 'stretch', source: 'default' };
-  for (const head of [fitKnn(Xtr, trIdx.map((i) => te.labels[i]!), { numClasses: 10 }), fitNcm(Xtr, trIdx.map((i) => te.labels[i]!), { numClasses: 10 })]) {
+  const pre: ImagePreprocess = {
+    layout: 'NCHW',
+    width: 28,
+    height: 28,
+    channels: 1,
+    channelOrder: 'RGB',
+    mean: [0],
+    std: [1 / 255],
+    resize: 'stretch',
+    source: 'default',
+  };
+  for (const head of [
+    fitKnn(
+      Xtr,
+      trIdx.map((i) => te.labels[i]!),
+      { numClasses: 10 },
+    ),
+    fitNcm(
+      Xtr,
+      trIdx.map((i) => te.labels[i]!),
+      { numClasses: 10 },
+    ),
+  ]) {
     const g = await exportFeatureClassifier(mnist, node, head, { labels: LABELS, preprocess: pre });
     assert.ok(g.opset >= 13);
     const s = await ort.InferenceSession.create(encodeOnnx(g));
     const x = pixels(teIdx);
-    const P = (await s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', x.data, x.dims) }))[PROBABILITIES]!.data as Float32Array;
+    const P = (await s.run({ [s.inputNames[0]!]: new ort.Tensor('float32', x.data, x.dims) }))[PROBABILITIES]!
+      .data as Float32Array;
     await s.release();
-    const got = teIdx.map((_, n) => { let b = 0; for (let k = 1; k < 10; k++) if (P[n * 10 + k]! > P[n * 10 + b]!) b = k; return b; });
+    const got = teIdx.map((_, n) => {
+      let b = 0;
+      for (let k = 1; k < 10; k++) if (P[n * 10 + k]! > P[n * 10 + b]!) b = k;
+      return b;
+    });
     assert.deepEqual(got, head.predict(Xte), head.kind);
-    const acc = head.accuracy(Xte, teIdx.map((i) => te.labels[i]!));
-    console.log(`# mnist.onnx features (${head.dim}-d) on Fashion-MNIST, 6 labels/class, ${head.kind}: accuracy ${acc.toFixed(3)} on ${teIdx.length} images`);
+    const acc = head.accuracy(
+      Xte,
+      teIdx.map((i) => te.labels[i]!),
+    );
+    console.log(
+      `# mnist.onnx features (${head.dim}-d) on Fashion-MNIST, 6 labels/class, ${head.kind}: accuracy ${acc.toFixed(3)} on ${teIdx.length} images`,
+    );
     assert.ok(acc > 0.3, `${head.kind}: ${acc}`);
   }
 });

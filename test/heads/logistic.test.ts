@@ -8,12 +8,17 @@ import { Rng } from '../../src/util/random.js';
 import { asset, needs } from '../helpers/assets.js';
 
 test('L-BFGS minimizes the Rosenbrock function', async () => {
-  const r = await minimize((x, g) => {
-    const a = x[0]!, b = x[1]!;
-    g[0] = -2 * (1 - a) - 400 * a * (b - a * a);
-    g[1] = 200 * (b - a * a);
-    return (1 - a) ** 2 + 100 * (b - a * a) ** 2;
-  }, Float64Array.of(-1.2, 1), { gtol: 1e-8 });
+  const r = await minimize(
+    (x, g) => {
+      const a = x[0]!,
+        b = x[1]!;
+      g[0] = -2 * (1 - a) - 400 * a * (b - a * a);
+      g[1] = 200 * (b - a * a);
+      return (1 - a) ** 2 + 100 * (b - a * a) ** 2;
+    },
+    Float64Array.of(-1.2, 1),
+    { gtol: 1e-8 },
+  );
   assert.ok(r.converged, r.reason);
   assert.ok(Math.abs(r.x[0]! - 1) < 1e-6 && Math.abs(r.x[1]! - 1) < 1e-6, `${r.x}`);
   assert.ok(r.iterations < 100, `${r.iterations} iterations`);
@@ -22,7 +27,8 @@ test('L-BFGS minimizes the Rosenbrock function', async () => {
 function blobs(n: number, K: number, D: number, seed: number, spread = 0.5) {
   const rng = new Rng(seed);
   const centres = Array.from({ length: K }, () => Array.from({ length: D }, () => rng.normal() * 3));
-  const X: Float32Array[] = [], y: number[] = [];
+  const X: Float32Array[] = [],
+    y: number[] = [];
   for (let i = 0; i < n; i++) {
     const k = i % K;
     X.push(Float32Array.from(centres[k]!, (c) => c + rng.normal() * spread + 100)); // offset: standardization matters
@@ -32,7 +38,8 @@ function blobs(n: number, K: number, D: number, seed: number, spread = 0.5) {
 }
 
 test('synthetic separable problem: perfect accuracy, gradient ≈ 0 at the optimum', async () => {
-  const tr = blobs(300, 4, 5, 1), te = blobs(200, 4, 5, 1);
+  const tr = blobs(300, 4, 5, 1),
+    te = blobs(200, 4, 5, 1);
   const m = await fit(tr.X, tr.y, { l2: 1e-3, ftol: 1e-15 }); // stop on the gradient only
   assert.ok(m.info.converged, `${m.info.reason} after ${m.info.iterations}`);
   assert.ok(m.info.gradNorm < 1e-4);
@@ -48,9 +55,13 @@ test('synthetic separable problem: perfect accuracy, gradient ≈ 0 at the optim
   const g = new Float64Array(th.length);
   await pr.fg(th, g);
   for (const i of [0, 3, 7, 19, th.length - 1]) {
-    const h = 1e-6, a = th.slice(), b = th.slice();
-    a[i]! += h; b[i]! -= h;
-    const fd = ((await pr.fg(a, new Float64Array(th.length))) - (await pr.fg(b, new Float64Array(th.length)))) / (2 * h);
+    const h = 1e-6,
+      a = th.slice(),
+      b = th.slice();
+    a[i]! += h;
+    b[i]! -= h;
+    const fd =
+      ((await pr.fg(a, new Float64Array(th.length))) - (await pr.fg(b, new Float64Array(th.length)))) / (2 * h);
     assert.ok(Math.abs(fd - g[i]!) < 1e-6, `param ${i}: ${fd} vs ${g[i]}`);
   }
   await session.release();
@@ -58,8 +69,13 @@ test('synthetic separable problem: perfect accuracy, gradient ≈ 0 at the optim
 
 test('class weights shift predictions towards the heavier class', async () => {
   const rng = new Rng(5);
-  const X: Float32Array[] = [], y: number[] = [];
-  for (let i = 0; i < 400; i++) { const k = i % 2; X.push(Float32Array.of(rng.normal() * 2 + (k ? 0.5 : -0.5))); y.push(k); }
+  const X: Float32Array[] = [],
+    y: number[] = [];
+  for (let i = 0; i < 400; i++) {
+    const k = i % 2;
+    X.push(Float32Array.of(rng.normal() * 2 + (k ? 0.5 : -0.5)));
+    y.push(k);
+  }
   const plain = await fit(X, y, { l2: 1e-3 });
   const heavy = await fit(X, y, { l2: 1e-3, classWeights: [1, 5] });
   const count1 = (m: typeof plain) => m.predict(X).filter((v) => v === 1).length;
@@ -70,7 +86,9 @@ test('class weights shift predictions towards the heavier class', async () => {
   for (let k = 0; k < 5; k++) assert.equal(f.filter((v, i) => v === k && y[i] === 1).length, 40);
 });
 
-test('Fashion-MNIST raw pixels, 10 labels per class: CV-chosen L2, accuracy on 1000 test images', { skip: needs('datasets/fashion-mnist') }, async () => {
+test('Fashion-MNIST raw pixels, 10 labels per class: CV-chosen L2, accuracy on 1000 test images', {
+  skip: needs('datasets/fashion-mnist'),
+}, async () => {
   const fm = asset('datasets/fashion-mnist');
   const train = readIdxDataset(join(fm, 'train-images-idx3-ubyte.gz'), join(fm, 'train-labels-idx1-ubyte.gz'));
   const testSet = readIdxDataset(join(fm, 't10k-images-idx3-ubyte.gz'), join(fm, 't10k-labels-idx1-ubyte.gz'));
@@ -79,23 +97,31 @@ test('Fashion-MNIST raw pixels, 10 labels per class: CV-chosen L2, accuracy on 1
   const per = new Array(10).fill(0);
   for (const i of rng.shuffle(Array.from({ length: train.labels.length }, (_, i) => i))) {
     const c = train.labels[i]!;
-    if (per[c] < 10) { per[c]++; pick.push(i); }
+    if (per[c] < 10) {
+      per[c]++;
+      pick.push(i);
+    }
     if (pick.length === 100) break;
   }
   const px = (a: Uint8Array) => Float32Array.from(a, (v) => v / 255);
-  const X = pick.map((i) => px(train.images[i]!)), y = pick.map((i) => train.labels[i]!);
+  const X = pick.map((i) => px(train.images[i]!)),
+    y = pick.map((i) => train.labels[i]!);
   const t0 = Date.now();
   const cv = await fitCV(X, y, { grid: [1e-2, 0.1, 1, 10], folds: 5, seed: 1 });
-  const Xt = testSet.images.slice(0, 1000).map(px), yt = testSet.labels.slice(0, 1000);
+  const Xt = testSet.images.slice(0, 1000).map(px),
+    yt = testSet.labels.slice(0, 1000);
   const acc = cv.model.accuracy(Xt, yt);
-  console.log(`# fashion-mnist 10/class raw pixels: l2=${cv.l2} (cv ${cv.scores.map((s) => `${s.l2}:${s.logloss.toFixed(3)}/${s.accuracy.toFixed(2)}`).join(' ')}), test accuracy ${acc.toFixed(3)}, gradNorm ${cv.model.info.gradNorm.toExponential(2)}, ${cv.model.info.iterations} iterations, ${Date.now() - t0} ms`);
+  console.log(
+    `# fashion-mnist 10/class raw pixels: l2=${cv.l2} (cv ${cv.scores.map((s) => `${s.l2}:${s.logloss.toFixed(3)}/${s.accuracy.toFixed(2)}`).join(' ')}), test accuracy ${acc.toFixed(3)}, gradNorm ${cv.model.info.gradNorm.toExponential(2)}, ${cv.model.info.iterations} iterations, ${Date.now() - t0} ms`,
+  );
   assert.ok(acc > 0.55, `accuracy ${acc}`);
   assert.ok(cv.model.info.gradNorm < 1e-3, `gradient norm ${cv.model.info.gradNorm}`);
   // the reported loss is the objective's value at the optimum, and no nearby point is lower
   const session = await LogisticSession.create();
   const pr = logisticProblem(X, y, session, { l2: cv.l2 });
   const theta = new Float64Array(pr.K * pr.D + pr.K);
-  theta.set(cv.model.weights); theta.set(cv.model.bias, pr.K * pr.D);
+  theta.set(cv.model.weights);
+  theta.set(cv.model.bias, pr.K * pr.D);
   const g = new Float64Array(theta.length);
   const f = await pr.fg(theta, g);
   assert.ok(Math.abs(f - cv.model.info.f) < 1e-12);

@@ -22,13 +22,31 @@ export function tinyNet(seed = 3): Graph {
   g.name = 'tiny';
   g.opsets = { '': 17 };
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['N', 4] });
-  const w = (dims: number[]): Tensor => ({ dtype: 'float32', dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.normal() * 0.7) });
+  const w = (dims: number[]): Tensor => ({
+    dtype: 'float32',
+    dims,
+    data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.normal() * 0.7),
+  });
   g.initializers.set('W1', w([5, 4]));
   g.initializers.set('b1', w([5]));
   g.initializers.set('W2', w([3, 5]));
-  g.nodes.push({ name: 'fc1', opType: 'Gemm', domain: '', inputs: ['x', 'W1', 'b1'], outputs: ['pre'], attrs: { transB: { type: 'int', value: 1 } } });
+  g.nodes.push({
+    name: 'fc1',
+    opType: 'Gemm',
+    domain: '',
+    inputs: ['x', 'W1', 'b1'],
+    outputs: ['pre'],
+    attrs: { transB: { type: 'int', value: 1 } },
+  });
   g.nodes.push({ name: 'act', opType: 'Tanh', domain: '', inputs: ['pre'], outputs: ['feat'], attrs: {} });
-  g.nodes.push({ name: 'fc2', opType: 'Gemm', domain: '', inputs: ['feat', 'W2'], outputs: ['logits'], attrs: { transB: { type: 'int', value: 1 } } });
+  g.nodes.push({
+    name: 'fc2',
+    opType: 'Gemm',
+    domain: '',
+    inputs: ['feat', 'W2'],
+    outputs: ['logits'],
+    attrs: { transB: { type: 'int', value: 1 } },
+  });
   g.outputs = [{ name: 'logits', dtype: 'float32', shape: ['N', 3] }];
   return g;
 }
@@ -49,19 +67,26 @@ export function batchFeeds(lambda?: number): Record<string, Tensor> {
 export function lossGraph(loss: AdaptLoss, feeds: Record<string, Tensor>): { g: Graph; params: string[] } {
   const g = tinyNet();
   const built = loss.build(g, 'logits', new Builder(g, 'loss/'));
-  for (const t of built.targets) g.inputs.push({ name: t, dtype: feeds[t]!.dtype, shape: feeds[t]!.dims.map((_, i) => `${t}_${i}`) });
+  for (const t of built.targets)
+    g.inputs.push({ name: t, dtype: feeds[t]!.dtype, shape: feeds[t]!.dims.map((_, i) => `${t}_${i}`) });
   g.outputs = [{ name: built.loss }];
   return { g, params: built.params ?? [] };
 }
 
-
-type AdaptTrainer = (model: Graph, source: Examples, target: Float32Array[], o: { epochs: number; batchSize: number; lr: number; seed: number }) => Promise<Trainer>;
+type AdaptTrainer = (
+  model: Graph,
+  source: Examples,
+  target: Float32Array[],
+  o: { epochs: number; batchSize: number; lr: number; seed: number },
+) => Promise<Trainer>;
 
 /**
  * Target test accuracy of the small CNN trained source-only and with `method` on the same small
  * Fashion-MNIST → noisy Fashion-MNIST pair (target labels used only to score).
  */
-export async function shiftPairAccuracies(method: AdaptTrainer): Promise<{ sourceOnly: number; adapted: number; description: string }> {
+export async function shiftPairAccuracies(
+  method: AdaptTrainer,
+): Promise<{ sourceOnly: number; adapted: number; description: string }> {
   asset('datasets/fashion-mnist/train-images-idx3-ubyte.gz');
   const pair = fashionShiftPair({ sourcePerClass: 100, targetPerClass: 100, testPerClass: 40, seed: 0 });
   const o = { epochs: 6, batchSize: 64, lr: 2e-3, seed: 1 };

@@ -20,7 +20,9 @@ export function needs(...paths: string[]): string | false {
 export function asset(rel: string): string {
   const p = assetPath(rel);
   if (!existsSync(p))
-    throw new Error(`MISSING TEST ASSET ${p} — set GRAFT_ASSETS to the folder holding models/ and datasets/ (now ${assetsDir()})`);
+    throw new Error(
+      `MISSING TEST ASSET ${p} — set GRAFT_ASSETS to the folder holding models/ and datasets/ (now ${assetsDir()})`,
+    );
   return p;
 }
 

@@ -19,13 +19,18 @@ export const CHROMIUM = process.env['GRAFT_CHROMIUM'] ?? '/usr/bin/chromium';
 /** Throws a clear error when the browser is missing (the tests never download one). */
 export function requireChromium(): string {
   if (!existsSync(CHROMIUM))
-    throw new Error(`Chromium not found at ${CHROMIUM}: install Debian's chromium package (apt-get install chromium; .ci/run does) or set GRAFT_CHROMIUM to a Chromium 156 binary matching playwright-core 1.64`);
+    throw new Error(
+      `Chromium not found at ${CHROMIUM}: install Debian's chromium package (apt-get install chromium; .ci/run does) or set GRAFT_CHROMIUM to a Chromium 156 binary matching playwright-core 1.64`,
+    );
   return CHROMIUM;
 }
 
 /** Build Studio's browser app (dist/studio-ui) when missing or stale. */
 export function buildStudioUi(): string {
-  execFileSync(process.execPath, [join(ROOT, 'scripts', 'build-ui.mjs')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(process.execPath, [join(ROOT, 'scripts', 'build-ui.mjs')], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   return join(ROOT, 'dist', 'studio-ui');
 }
 
@@ -48,8 +53,12 @@ export async function startStudio(dataDir: string, extra: string[] = []): Promis
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   const url = await new Promise<string>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`graft studio printed no URL within 60 s:\n${out}`)), 60_000);
@@ -68,7 +77,9 @@ export async function startStudio(dataDir: string, extra: string[] = []): Promis
     });
   });
   return {
-    url, dataDir, child,
+    url,
+    dataDir,
+    child,
     output: () => out,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
@@ -102,8 +113,17 @@ export async function openBrowser(url: string, shotsDir: string): Promise<Browse
   const context = await chromium.launchPersistentContext(profile, {
     executablePath,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
+    ],
     acceptDownloads: true,
     viewport: { width: 1280, height: 900 },
     permissions: ['camera'],
@@ -111,13 +131,17 @@ export async function openBrowser(url: string, shotsDir: string): Promise<Browse
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(30_000);
   const errors: string[] = [];
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
   page.on('pageerror', (e) => errors.push(`${e.name}: ${e.message}`));
   await page.goto(url);
   await page.waitForSelector('body[data-ready="1"]');
   let n = 0;
   return {
-    context, page, errors,
+    context,
+    page,
+    errors,
     async shot(name: string) {
       const path = join(shotsDir, `${String(++n).padStart(2, '0')}-${name}.png`);
       await page.screenshot({ path, fullPage: true });

@@ -4,8 +4,10 @@ import assert from 'node:assert/strict';
 /** NHWC → NCHW for a [n, h, w, c] tensor. */
 export function toNchw(x: Float32Array, [n, h, w, c]: number[]): Float32Array {
   const out = new Float32Array(x.length);
-  for (let b = 0; b < n!; b++) for (let i = 0; i < h!; i++) for (let j = 0; j < w!; j++) for (let k = 0; k < c!; k++)
-    out[((b * c! + k) * h! + i) * w! + j] = x[((b * h! + i) * w! + j) * c! + k]!;
+  for (let b = 0; b < n!; b++)
+    for (let i = 0; i < h!; i++)
+      for (let j = 0; j < w!; j++)
+        for (let k = 0; k < c!; k++) out[((b * c! + k) * h! + i) * w! + j] = x[((b * h! + i) * w! + j) * c! + k]!;
   return out;
 }
 

@@ -11,9 +11,19 @@ import { Rng } from '../../src/util/random.js';
  * N = null and must emit batch-agnostic Reshapes) and once at a fixed batch of 2; both must give the
  * same gradients at batch 2, and the dynamic one must also run at batch 3.
  */
-export async function sameGradsWithDynamicBatch(op: string, xRest: (number | 'N')[], params: [string, number[]][], attrs: Record<string, Attr>, opset = 17): Promise<void> {
+export async function sameGradsWithDynamicBatch(
+  op: string,
+  xRest: (number | 'N')[],
+  params: [string, number[]][],
+  attrs: Record<string, Attr>,
+  opset = 17,
+): Promise<void> {
   const rng = new Rng(11);
-  const rand = (dims: number[]): Tensor => ({ dtype: 'float32', dims, data: Float32Array.from({ length: numel(dims) }, () => rng.normal()) });
+  const rand = (dims: number[]): Tensor => ({
+    dtype: 'float32',
+    dims,
+    data: Float32Array.from({ length: numel(dims) }, () => rng.normal()),
+  });
   const g = new Graph();
   g.opsets = { '': opset };
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['N', ...xRest] });
@@ -32,13 +42,18 @@ export async function sameGradsWithDynamicBatch(op: string, xRest: (number | 'N'
     await s.release();
     return wrt.map((w) => out[gg.grads.get(w)!]!);
   };
-  const base: Feeds = { ...f2, ...Object.fromEntries(params.map(([p]) => [p, g.initializers.get(p)!])), R: rand(fix.shapes.get('R')!.dims as number[]) };
+  const base: Feeds = {
+    ...f2,
+    ...Object.fromEntries(params.map(([p]) => [p, g.initializers.get(p)!])),
+    R: rand(fix.shapes.get('R')!.dims as number[]),
+  };
   const [a, b] = [await run(dyn, base), await run(fix, base)];
   wrt.forEach((w, i) => {
     const [da, db] = [a[i]!.data as Float32Array, b[i]!.data as Float32Array];
     assert.deepEqual(a[i]!.dims, b[i]!.dims, w);
     const scale = Math.max(...Array.from(db, Math.abs));
-    for (let k = 0; k < da.length; k++) assert.ok(Math.abs(da[k]! - db[k]!) <= 1e-4 * scale, `${w}[${k}]: ${da[k]} vs ${db[k]}`);
+    for (let k = 0; k < da.length; k++)
+      assert.ok(Math.abs(da[k]! - db[k]!) <= 1e-4 * scale, `${w}[${k}]: ${da[k]} vs ${db[k]}`);
   });
   const r3 = rand((await weightedSumGradGraph(g, wrt, f3)).shapes.get('R')!.dims as number[]);
   const at3 = await run(dyn, { ...base, ...f3, R: r3 });

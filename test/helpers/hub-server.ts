@@ -89,7 +89,9 @@ function store(spec: HubRepoSpec): StoredRepo {
     const lfs = isLfs(path, data.length);
     files.set(path, { data, lfs, oid: gitBlobSha1(lfs ? lfsPointer(data) : data), sha256: sha256(data) });
   }
-  const commit = createHash('sha1').update([...files].map(([p, f]) => `${p} ${f.oid}`).join('\n')).digest('hex');
+  const commit = createHash('sha1')
+    .update([...files].map(([p, f]) => `${p} ${f.oid}`).join('\n'))
+    .digest('hex');
   return { id: spec.id, private: !!spec.private, commit, files };
 }
 
@@ -105,12 +107,21 @@ export async function startHubServer(specs: HubRepoSpec[], opts: { token?: strin
   const json = (res: ServerResponse, log: RequestLog, status: number, body: unknown, errorCode?: string) => {
     const s = JSON.stringify(body);
     log.status = status;
-    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(s), ...(errorCode ? { 'X-Error-Code': errorCode } : {}) });
+    res.writeHead(status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(s),
+      ...(errorCode ? { 'X-Error-Code': errorCode } : {}),
+    });
     res.end(s);
   };
 
   /** The repository a request names, or an error already answered. */
-  const repoFor = (name: string, req: IncomingMessage, res: ServerResponse, log: RequestLog): StoredRepo | undefined => {
+  const repoFor = (
+    name: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    log: RequestLog,
+  ): StoredRepo | undefined => {
     const r = repos.get(name);
     if (r?.private && !log.authorized) {
       json(res, log, 401, { error: 'Invalid username or password.' }, 'RepoNotFound');
@@ -145,8 +156,16 @@ export async function startHubServer(specs: HubRepoSpec[], opts: { token?: strin
       const rev = parts.slice(5).join('/');
       if (!revisionOk(r, rev)) return json(res, log, 404, { error: `Invalid rev id: ${rev}` }, 'RevisionNotFound');
       return json(res, log, 200, {
-        _id: `id-${r.id}`, id: r.id, sha: r.commit, private: r.private, gated: false, downloads: 0, likes: 0,
-        pipeline_tag: null, lastModified: '2024-01-01T00:00:00.000Z', siblings: [...r.files.keys()].map((rfilename) => ({ rfilename })),
+        _id: `id-${r.id}`,
+        id: r.id,
+        sha: r.commit,
+        private: r.private,
+        gated: false,
+        downloads: 0,
+        likes: 0,
+        pipeline_tag: null,
+        lastModified: '2024-01-01T00:00:00.000Z',
+        siblings: [...r.files.keys()].map((rfilename) => ({ rfilename })),
       });
     }
     // /api/models/ORG/NAME/tree/REV[/PATH]?recursive=
@@ -166,11 +185,15 @@ export async function startHubServer(specs: HubRepoSpec[], opts: { token?: strin
         for (let i = 1; i < rest.length && (recursive || i === 1); i++) dirs.add(prefix + rest.slice(0, i).join('/'));
         if (!recursive && rest.length > 1) continue;
         entries.push({
-          type: 'file', oid: f.oid, size: f.data.length, path,
+          type: 'file',
+          oid: f.oid,
+          size: f.data.length,
+          path,
           ...(f.lfs ? { lfs: { oid: f.sha256, size: f.data.length, pointerSize: lfsPointer(f.data).length } } : {}),
         });
       }
-      for (const d of dirs) entries.push({ type: 'directory', oid: createHash('sha1').update(d).digest('hex'), size: 0, path: d });
+      for (const d of dirs)
+        entries.push({ type: 'directory', oid: createHash('sha1').update(d).digest('hex'), size: 0, path: d });
       return json(res, log, 200, entries);
     }
     // /ORG/NAME/resolve/REV/PATH
@@ -191,7 +214,9 @@ export async function startHubServer(specs: HubRepoSpec[], opts: { token?: strin
       }
       const size = data.length;
       const headers: Record<string, string | number> = {
-        'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes', 'X-Repo-Commit': r.commit,
+        'Content-Type': 'application/octet-stream',
+        'Accept-Ranges': 'bytes',
+        'X-Repo-Commit': r.commit,
         ETag: `"${f.lfs ? f.sha256 : f.oid}"`,
         ...(f.lfs ? { 'X-Linked-Etag': `"${f.sha256}"`, 'X-Linked-Size': size } : {}),
       };
@@ -262,7 +287,13 @@ export async function startHubServer(specs: HubRepoSpec[], opts: { token?: strin
       corrupted.clear();
       hidden.clear();
     },
-    downloads: (path) => requests.filter((q) => q.method === 'GET' && /\/resolve\//.test(q.url) && decodeURIComponent(q.url.split('?')[0]!).endsWith(`/${path}`)),
+    downloads: (path) =>
+      requests.filter(
+        (q) =>
+          q.method === 'GET' &&
+          /\/resolve\//.test(q.url) &&
+          decodeURIComponent(q.url.split('?')[0]!).endsWith(`/${path}`),
+      ),
     close: () =>
       new Promise<void>((ok) => {
         server.closeAllConnections();
@@ -279,16 +310,34 @@ export async function startHubServer(specs: HubRepoSpec[], opts: { token?: strin
 export function tinyModelRepo(seed = 1): Record<string, Uint8Array | string> {
   let s = seed;
   const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5) * 0.2;
-  const w = (dims: number[]): Tensor => ({ dtype: 'float32', dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, rnd) });
+  const w = (dims: number[]): Tensor => ({
+    dtype: 'float32',
+    dims,
+    data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, rnd),
+  });
   const g = new Graph();
   g.name = 'tiny';
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['N', 256] });
   g.initializers.set('W1', w([64, 256]));
   g.initializers.set('b1', w([64]));
   g.initializers.set('W2', w([3, 64]));
-  g.nodes.push({ name: 'fc1', opType: 'Gemm', domain: '', inputs: ['x', 'W1', 'b1'], outputs: ['h'], attrs: { transB: { type: 'int', value: 1 } } });
+  g.nodes.push({
+    name: 'fc1',
+    opType: 'Gemm',
+    domain: '',
+    inputs: ['x', 'W1', 'b1'],
+    outputs: ['h'],
+    attrs: { transB: { type: 'int', value: 1 } },
+  });
   g.nodes.push({ name: 'act', opType: 'Tanh', domain: '', inputs: ['h'], outputs: ['t'], attrs: {} });
-  g.nodes.push({ name: 'fc2', opType: 'Gemm', domain: '', inputs: ['t', 'W2'], outputs: ['logits'], attrs: { transB: { type: 'int', value: 1 } } });
+  g.nodes.push({
+    name: 'fc2',
+    opType: 'Gemm',
+    domain: '',
+    inputs: ['t', 'W2'],
+    outputs: ['logits'],
+    attrs: { transB: { type: 'int', value: 1 } },
+  });
   g.outputs = [{ name: 'logits', dtype: 'float32', shape: ['N', 3] }];
   const model = encodeOnnx(g);
   return {

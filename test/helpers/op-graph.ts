@@ -39,7 +39,14 @@ export function opGraph(c: OpCase): { graph: Graph; feeds: Feeds } {
     feeds[s.name] = { dtype: 'float32', dims: s.dims, data };
   }
   const outs = Array.from({ length: c.outputs ?? 1 }, (_, k) => `y${k}`);
-  g.nodes.push({ name: `${c.op}_node`, opType: c.op, domain: '', inputs: c.inputs.map((i) => i.name), outputs: outs, attrs: c.attrs ?? {} });
+  g.nodes.push({
+    name: `${c.op}_node`,
+    opType: c.op,
+    domain: '',
+    inputs: c.inputs.map((i) => i.name),
+    outputs: outs,
+    attrs: c.attrs ?? {},
+  });
   g.outputs = outs.map((name) => ({ name }));
   return { graph: g, feeds };
 }
@@ -49,9 +56,14 @@ export async function checkOp(c: OpCase, tol = 2e-2): Promise<void> {
   const { graph, feeds } = opGraph(c);
   const wrt = c.wrt ?? c.inputs.filter((i) => !i.constant).map((i) => i.name);
   const r = await gradCheck(graph, { feeds, samples: 24, wrt, seed: c.seed ?? 1 });
-  const detail = r.entries.map((e) => `${e.name}: ${e.maxRelError.toExponential(2)} (|g|max ${e.maxAbsGrad.toPrecision(3)})`).join(', ');
+  const detail = r.entries
+    .map((e) => `${e.name}: ${e.maxRelError.toExponential(2)} (|g|max ${e.maxAbsGrad.toPrecision(3)})`)
+    .join(', ');
   assert.ok(r.entries.length > 0, 'nothing was checked');
-  assert.ok(r.entries.every((e) => e.maxAbsGrad > 0), `a gradient is identically zero: ${detail}`);
+  assert.ok(
+    r.entries.every((e) => e.maxAbsGrad > 0),
+    `a gradient is identically zero: ${detail}`,
+  );
   assert.ok(r.worst < tol, `${c.op}: worst relative error ${r.worst} ≥ ${tol}: ${detail}`);
 }
 
@@ -59,8 +71,16 @@ export const I = (value: number): Attr => ({ type: 'int', value });
 export const IS = (value: number[]): Attr => ({ type: 'ints', value });
 export const F = (value: number): Attr => ({ type: 'float', value });
 export const S = (value: string): Attr => ({ type: 'string', value });
-export const i64 = (values: number[], dims = [values.length]): Tensor => ({ dtype: 'int64', dims, data: BigInt64Array.from(values.map(BigInt)) });
-export const f32c = (values: number[], dims = [values.length]): Tensor => ({ dtype: 'float32', dims, data: Float32Array.from(values) });
+export const i64 = (values: number[], dims = [values.length]): Tensor => ({
+  dtype: 'int64',
+  dims,
+  data: BigInt64Array.from(values.map(BigInt)),
+});
+export const f32c = (values: number[], dims = [values.length]): Tensor => ({
+  dtype: 'float32',
+  dims,
+  data: Float32Array.from(values),
+});
 /** Values kept away from 0 (for ops with a kink or pole there). */
 export const awayFromZero = (rng: Rng) => (rng.uniform() < 0.5 ? -1 : 1) * (0.3 + rng.uniform());
 export const positive = (rng: Rng) => 0.5 + rng.uniform() * 1.5;

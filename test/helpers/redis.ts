@@ -47,7 +47,10 @@ export function freePort(): Promise<number> {
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(port, '127.0.0.1');
-    const end = (v: boolean) => { s.destroy(); resolve(v); };
+    const end = (v: boolean) => {
+      s.destroy();
+      resolve(v);
+    };
     s.setTimeout(500, () => end(false));
     s.once('error', () => end(false));
     s.once('connect', () => s.write('PING\r\n'));
@@ -77,16 +80,43 @@ export async function startRedis(): Promise<TestRedis> {
   const launch = async (): Promise<void> => {
     for (let attempt = 0; ; attempt++) {
       port ||= await freePort();
-      const c = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const c = spawn(
+        bin,
+        [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--dir',
+          dir,
+          '--daemonize',
+          'no',
+          '--protected-mode',
+          'yes',
+          '--loglevel',
+          'warning',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let log = '';
       c.stdout!.on('data', (d: Buffer) => (log += d.toString()));
       c.stderr!.on('data', (d: Buffer) => (log += d.toString()));
       const ok = await new Promise<boolean>((resolve) => {
-        const done = (v: boolean) => { clearInterval(t); resolve(v); };
+        const done = (v: boolean) => {
+          clearInterval(t);
+          resolve(v);
+        };
         c.once('exit', () => done(false));
         const t = setInterval(() => void ping(port).then((up) => up && done(true)), 50);
       });
-      if (ok) { child = c; return; }
+      if (ok) {
+        child = c;
+        return;
+      }
       if (attempt >= 3) throw new Error(`redis-server did not start on 127.0.0.1:${port}: ${log.trim()}`);
       port = 0; // the port was taken between asking and binding: another one
     }
@@ -97,16 +127,29 @@ export async function startRedis(): Promise<TestRedis> {
     if (!c || c.exitCode !== null) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => c.kill('SIGKILL'), 3000);
-      c.once('exit', () => { clearTimeout(t); resolve(); });
+      c.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
       c.kill('SIGTERM');
     });
   };
   await launch();
   return {
-    get url() { return `redis://127.0.0.1:${port}`; },
-    get port() { return port; },
+    get url() {
+      return `redis://127.0.0.1:${port}`;
+    },
+    get port() {
+      return port;
+    },
     kill,
-    restart: async () => { await kill(); await launch(); },
-    stop: async () => { await kill(); rmSync(dir, { recursive: true, force: true }); },
+    restart: async () => {
+      await kill();
+      await launch();
+    },
+    stop: async () => {
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }

@@ -11,7 +11,12 @@ export function reviewCsv(rows: readonly (readonly [string, string])[]): string 
 /** Per class (neg, then pos), snippets [from, to) of that class; written to `path`, returned as [label, text] rows. */
 export function writeReviewSnippets(path: string, from: number, to: number): [string, string][] {
   const t = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
-  const rows = [0, 1].flatMap((c) => t.texts.filter((_, i) => t.y[i] === c).slice(from, to).map((x): [string, string] => [c ? 'pos' : 'neg', x]));
+  const rows = [0, 1].flatMap((c) =>
+    t.texts
+      .filter((_, i) => t.y[i] === c)
+      .slice(from, to)
+      .map((x): [string, string] => [c ? 'pos' : 'neg', x]),
+  );
   writeFileSync(path, reviewCsv(rows));
   return rows;
 }

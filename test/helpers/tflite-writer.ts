@@ -85,7 +85,8 @@ export function writeTflite(m: WModel): Uint8Array {
     return i;
   };
   const ops = m.ops.map((op) => {
-    const ins = ints(op.inputs), outs = ints(op.outputs);
+    const ins = ints(op.inputs),
+      outs = ints(op.outputs);
     let opts = 0;
     if (op.options) {
       b.startObject(Math.max(1, ...op.options.fields.map((f) => f[1] + 1)));
@@ -108,7 +109,9 @@ export function writeTflite(m: WModel): Uint8Array {
     return b.endObject();
   });
   const opVec = offsets(ops);
-  const sgIn = ints(m.inputs), sgOut = ints(m.outputs), sgName = b.createString('main');
+  const sgIn = ints(m.inputs),
+    sgOut = ints(m.outputs),
+    sgName = b.createString('main');
   b.startObject(5);
   b.addFieldOffset(0, tensorVec, 0);
   b.addFieldOffset(1, sgIn, 0);
@@ -117,21 +120,25 @@ export function writeTflite(m: WModel): Uint8Array {
   b.addFieldOffset(4, sgName, 0);
   const subgraphs = offsets([b.endObject()]);
 
-  const opcodes = offsets(codes.map((c) => {
-    const custom = c.custom ? b.createString(c.custom) : 0;
-    b.startObject(4);
-    b.addFieldInt8(0, Math.min(c.code, 127), null);
-    if (custom) b.addFieldOffset(1, custom, 0);
-    b.addFieldInt32(2, 1, null);
-    b.addFieldInt32(3, c.code, null);
-    return b.endObject();
-  }));
-  const buffers = offsets(bufferData.map((d) => {
-    const data = d.length ? b.createByteVector(d) : 0;
-    b.startObject(1);
-    if (data) b.addFieldOffset(0, data, 0);
-    return b.endObject();
-  }));
+  const opcodes = offsets(
+    codes.map((c) => {
+      const custom = c.custom ? b.createString(c.custom) : 0;
+      b.startObject(4);
+      b.addFieldInt8(0, Math.min(c.code, 127), null);
+      if (custom) b.addFieldOffset(1, custom, 0);
+      b.addFieldInt32(2, 1, null);
+      b.addFieldInt32(3, c.code, null);
+      return b.endObject();
+    }),
+  );
+  const buffers = offsets(
+    bufferData.map((d) => {
+      const data = d.length ? b.createByteVector(d) : 0;
+      b.startObject(1);
+      if (data) b.addFieldOffset(0, data, 0);
+      return b.endObject();
+    }),
+  );
   const desc = b.createString('written by a Graft test');
   b.startObject(5);
   b.addFieldInt32(0, 3, null);
@@ -150,9 +157,14 @@ export function writeTflite(m: WModel): Uint8Array {
 export function mixedOrderTflite(k: [number, number]): Uint8Array {
   return writeTflite({
     tensors: [
-      { name: 'x', shape: [1, 3, 4, 2] }, { name: 'axes', shape: [1], type: 2, data: i32([1]) }, { name: 'm', shape: [1, 4, 2] },
-      { name: 'k', shape: [2], data: f32(k) }, { name: 'a', shape: [1, 4, 2] }, { name: 'sm', shape: [1, 4, 2] },
-      { name: 'shape', shape: [2], type: 2, data: i32([1, 8]) }, { name: 'flat', shape: [1, 8] },
+      { name: 'x', shape: [1, 3, 4, 2] },
+      { name: 'axes', shape: [1], type: 2, data: i32([1]) },
+      { name: 'm', shape: [1, 4, 2] },
+      { name: 'k', shape: [2], data: f32(k) },
+      { name: 'a', shape: [1, 4, 2] },
+      { name: 'sm', shape: [1, 4, 2] },
+      { name: 'shape', shape: [2], type: 2, data: i32([1, 8]) },
+      { name: 'flat', shape: [1, 8] },
     ],
     ops: [
       { code: 40, inputs: [0, 1], outputs: [2], options: { type: 27, fields: [['bool', 0, 0]] } },
@@ -160,6 +172,7 @@ export function mixedOrderTflite(k: [number, number]): Uint8Array {
       { code: 25, inputs: [4], outputs: [5], options: { type: 9, fields: [['float', 0, 1]] } },
       { code: 22, inputs: [5, 6], outputs: [7] },
     ],
-    inputs: [0], outputs: [7],
+    inputs: [0],
+    outputs: [7],
   });
 }

@@ -16,7 +16,10 @@ let hub: HubServer;
 let cache: string;
 
 before(async () => {
-  hub = await startHubServer([{ id: 'org/tiny', files: tinyModelRepo() }, { id: 'org/other', files: tinyModelRepo(5) }]);
+  hub = await startHubServer([
+    { id: 'org/tiny', files: tinyModelRepo() },
+    { id: 'org/other', files: tinyModelRepo(5) },
+  ]);
   cache = mkdtempSync(join(tmpdir(), 'graft-hub-cli-'));
 });
 after(async () => {
@@ -43,7 +46,10 @@ test('graft pull ID downloads what a model needs into HF_HUB_CACHE; graft check 
   const { stdout } = await graft(['pull', 'org/tiny', '--json']);
   const r = JSON.parse(stdout) as { path: string; commit: string; files: { path: string }[]; ref: string };
   assert.equal(r.path, join(cache, 'models--org--tiny', 'snapshots', hub.commit('org/tiny')));
-  assert.deepEqual(r.files.map((f) => f.path), ['config.json', 'onnx/model.onnx']);
+  assert.deepEqual(
+    r.files.map((f) => f.path),
+    ['config.json', 'onnx/model.onnx'],
+  );
   assert.equal(r.ref, 'hf:org/tiny');
 
   const n = hub.requests.length;
@@ -65,7 +71,10 @@ test('a command given hf:ID that is not cached downloads it first (only the mode
   assert.match(stdout, /every operator has a gradient rule/);
   const snap = join(cache, 'models--org--other', 'snapshots', hub.commit('org/other'));
   assert.ok(existsSync(join(snap, 'onnx/model.onnx')));
-  assert.ok(!existsSync(join(snap, 'onnx/model_quantized.onnx')), 'quantized variants are not downloaded for a command');
+  assert.ok(
+    !existsSync(join(snap, 'onnx/model_quantized.onnx')),
+    'quantized variants are not downloaded for a command',
+  );
   assert.equal(hub.downloads('onnx/model_quantized.onnx').length, 0);
 });
 
@@ -77,5 +86,8 @@ test('graft pull errors: unknown repository (404), offline and uncached, --inclu
   assert.equal(off.code, 2);
   assert.match(off.stderr, /HF_HUB_OFFLINE is set and org\/never-pulled \(revision main\) is not in the cache/);
   const { stdout } = await graft(['pull', 'org/tiny', '--include', 'README.md', 'onnx/model_q*', '--json']);
-  assert.deepEqual((JSON.parse(stdout) as { files: { path: string }[] }).files.map((f) => f.path), ['README.md', 'onnx/model_quantized.onnx']);
+  assert.deepEqual(
+    (JSON.parse(stdout) as { files: { path: string }[] }).files.map((f) => f.path),
+    ['README.md', 'onnx/model_quantized.onnx'],
+  );
 });

@@ -21,13 +21,16 @@ const REPO = 'org/tiny';
 const files = tinyModelRepo();
 const modelBytes = Buffer.from(files['onnx/model.onnx']!);
 let hub: HubServer;
-let caches: string[] = [];
+const caches: string[] = [];
 
 before(async () => {
   hub = await startHubServer([
     { id: REPO, files },
     { id: 'org/secret', files: tinyModelRepo(2), private: true },
-    { id: 'org/quantized-only', files: { 'config.json': '{}', 'onnx/model_quantized.onnx': modelBytes.subarray(0, 2048) } },
+    {
+      id: 'org/quantized-only',
+      files: { 'config.json': '{}', 'onnx/model_quantized.onnx': modelBytes.subarray(0, 2048) },
+    },
   ]);
 });
 after(async () => {
@@ -40,7 +43,14 @@ function freshCache(): string {
   caches.push(d);
   return d;
 }
-const opts = (cacheDir: string, more: PullOptions = {}): PullOptions => ({ cacheDir, endpoint: hub.url, offline: false, token: '', timeoutMs: 5000, ...more });
+const opts = (cacheDir: string, more: PullOptions = {}): PullOptions => ({
+  cacheDir,
+  endpoint: hub.url,
+  offline: false,
+  token: '',
+  timeoutMs: 5000,
+  ...more,
+});
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 async function rejects(p: Promise<unknown>, message: RegExp, hint?: RegExp): Promise<GraftError> {
@@ -64,7 +74,10 @@ test('pull writes the huggingface_hub cache layout: blobs by ETag, snapshot syml
   assert.equal(r.path, join(repoDir, 'snapshots', commit));
   assert.equal(readFileSync(join(repoDir, 'refs', 'main'), 'utf8'), commit);
   // What a model needs, never the quantized variant or the README.
-  assert.deepEqual(r.files.map((f) => f.path), ['config.json', 'onnx/model.onnx']);
+  assert.deepEqual(
+    r.files.map((f) => f.path),
+    ['config.json', 'onnx/model.onnx'],
+  );
   assert.ok(!existsSync(join(r.path, 'onnx/model_quantized.onnx')));
   assert.ok(!existsSync(join(r.path, 'README.md')));
   // LFS file: blob named by its sha256, linked relatively as huggingface_hub does.
@@ -77,7 +90,10 @@ test('pull writes the huggingface_hub cache layout: blobs by ETag, snapshot syml
   assert.match(hub.etag(REPO, 'config.json'), /^[0-9a-f]{40}$/);
   assert.equal(r.fetched, modelBytes.length + Buffer.byteLength(files['config.json'] as string));
   assert.equal(r.fromCache, false);
-  assert.ok(hub.downloads('onnx/model.onnx').every((q) => q.url.includes(`/resolve/${commit}/`)), 'files are fetched by commit, not by branch');
+  assert.ok(
+    hub.downloads('onnx/model.onnx').every((q) => q.url.includes(`/resolve/${commit}/`)),
+    'files are fetched by commit, not by branch',
+  );
 
   // Resolving for a command uses the complete snapshot without a single request.
   const n = hub.requests.length;
@@ -88,7 +104,10 @@ test('pull writes the huggingface_hub cache layout: blobs by ETag, snapshot syml
   // graft pull asks the hub for the revision again but downloads nothing it has.
   const refreshed = await pull(REPO, opts(cache));
   assert.equal(refreshed.fetched, 0);
-  assert.ok(hub.requests.slice(n).every((q) => q.url.startsWith('/api/')), 'no file was downloaded again');
+  assert.ok(
+    hub.requests.slice(n).every((q) => q.url.startsWith('/api/')),
+    'no file was downloaded again',
+  );
 });
 
 test('--include globs follow huggingface_hub (fnmatch: * crosses folders); an unmatched glob names the files', async () => {
@@ -99,11 +118,20 @@ test('--include globs follow huggingface_hub (fnmatch: * crosses folders); an un
   assert.ok(!matchesAny('onnx/model.onnx.bak', MODEL_FILES));
   const cache = freshCache();
   const r = await pull(REPO, opts(cache, { include: ['*'] }));
-  assert.deepEqual(r.files.map((f) => f.path), ['README.md', 'config.json', 'onnx/model.onnx', 'onnx/model_quantized.onnx']);
+  assert.deepEqual(
+    r.files.map((f) => f.path),
+    ['README.md', 'config.json', 'onnx/model.onnx', 'onnx/model_quantized.onnx'],
+  );
   const q = await pull(REPO, opts(cache, { include: ['onnx/model_q*'] }));
-  assert.deepEqual(q.files.map((f) => f.path), ['onnx/model_quantized.onnx']);
+  assert.deepEqual(
+    q.files.map((f) => f.path),
+    ['onnx/model_quantized.onnx'],
+  );
   assert.equal(q.fetched, 0, 'the blob was already in the cache');
-  await rejects(pull(REPO, opts(cache, { include: ['*.safetensors'] })), /no file in org\/tiny at revision main matches \*\.safetensors/);
+  await rejects(
+    pull(REPO, opts(cache, { include: ['*.safetensors'] })),
+    /no file in org\/tiny at revision main matches \*\.safetensors/,
+  );
   // A repository whose only ONNX file is quantized: a command cannot use it, and the error names the file.
   const e = await rejects(pull('org/quantized-only', opts(cache)), /no full-precision ONNX model/);
   assert.match(e.hint ?? '', /onnx\/model_quantized\.onnx/);
@@ -114,12 +142,19 @@ test('an interrupted download resumes with Range and fetches only the rest; noth
   const half = Math.floor(modelBytes.length / 2);
   hub.dropAfter(REPO, 'onnx/model.onnx', half);
   const before = hub.downloads('onnx/model.onnx').length;
-  await rejects(pull(REPO, opts(cache)), /download of onnx\/model\.onnx interrupted after/, /run the same command again/);
+  await rejects(
+    pull(REPO, opts(cache)),
+    /download of onnx\/model\.onnx interrupted after/,
+    /run the same command again/,
+  );
   const repoDir = repoCacheDir(REPO, cache);
   const blob = join(repoDir, 'blobs', sha256(modelBytes));
   assert.equal(statSync(`${blob}.incomplete`).size, half, 'the bytes received so far are kept as .incomplete');
   assert.ok(!existsSync(blob), 'no blob until it is whole and verified');
-  assert.ok(!existsSync(join(repoDir, 'snapshots', hub.commit(REPO), 'onnx/model.onnx')), 'the snapshot does not show the file');
+  assert.ok(
+    !existsSync(join(repoDir, 'snapshots', hub.commit(REPO), 'onnx/model.onnx')),
+    'the snapshot does not show the file',
+  );
   assert.ok(!existsSync(join(repoDir, 'refs', 'main')), 'refs/main is written last');
   // The revision name does not lead to the half snapshot; its commit shows what is missing.
   assert.equal(cachedSnapshot(REPO, 'main', MODEL_FILES, true, cache).complete, false);
@@ -127,8 +162,14 @@ test('an interrupted download resumes with Range and fetches only the rest; noth
   assert.equal(state.complete, false);
   assert.deepEqual(state.missing, ['onnx/model.onnx']);
   // Offline, the half snapshot is refused, with the missing file named.
-  await rejects(pull(REPO, opts(cache, { offline: true })), /HF_HUB_OFFLINE is set and org\/tiny \(revision main\) is not in the cache/);
-  await rejects(pull(REPO, opts(cache, { offline: true, revision: hub.commit(REPO) })), /HF_HUB_OFFLINE is set and the cached snapshot of org\/tiny .* lacks: onnx\/model\.onnx/);
+  await rejects(
+    pull(REPO, opts(cache, { offline: true })),
+    /HF_HUB_OFFLINE is set and org\/tiny \(revision main\) is not in the cache/,
+  );
+  await rejects(
+    pull(REPO, opts(cache, { offline: true, revision: hub.commit(REPO) })),
+    /HF_HUB_OFFLINE is set and the cached snapshot of org\/tiny .* lacks: onnx\/model\.onnx/,
+  );
 
   const r = await pull(REPO, opts(cache));
   const gets = hub.downloads('onnx/model.onnx').slice(before);
@@ -148,7 +189,11 @@ test('a download that stalls times out, keeps its bytes, and resumes', async () 
   const third = Math.floor(modelBytes.length / 3);
   hub.stallAfter(REPO, 'onnx/model.onnx', third);
   const t0 = Date.now();
-  await rejects(pull(REPO, opts(cache, { timeoutMs: 400 })), /download of onnx\/model\.onnx interrupted after .* \(no data for 400 ms\)/, /resumes/);
+  await rejects(
+    pull(REPO, opts(cache, { timeoutMs: 400 })),
+    /download of onnx\/model\.onnx interrupted after .* \(no data for 400 ms\)/,
+    /resumes/,
+  );
   assert.ok(Date.now() - t0 < 4000, 'gave up soon after the data stopped');
   const r = await pull(REPO, opts(cache));
   assert.equal(r.fetched, modelBytes.length - third);
@@ -160,13 +205,19 @@ test('a corrupted byte is detected (sha256 for LFS files, git sha1 for small fil
   const repoDir = repoCacheDir(REPO, cache);
   try {
     hub.corrupt(REPO, 'onnx/model.onnx', 1000);
-    await rejects(pull(REPO, opts(cache)), /onnx\/model\.onnx: the downloaded bytes do not match the hub's sha256 .*; the corrupted download was deleted/);
+    await rejects(
+      pull(REPO, opts(cache)),
+      /onnx\/model\.onnx: the downloaded bytes do not match the hub's sha256 .*; the corrupted download was deleted/,
+    );
     const blob = join(repoDir, 'blobs', sha256(modelBytes));
     assert.ok(!existsSync(blob) && !existsSync(`${blob}.incomplete`));
     assert.ok(!existsSync(join(repoDir, 'snapshots', hub.commit(REPO), 'onnx/model.onnx')));
     hub.clearFaults();
     hub.corrupt(REPO, 'config.json', 3);
-    await rejects(pull(REPO, opts(freshCache(), { include: ['config.json'] })), /config\.json: the downloaded bytes do not match the hub's git-sha1/);
+    await rejects(
+      pull(REPO, opts(freshCache(), { include: ['config.json'] })),
+      /config\.json: the downloaded bytes do not match the hub's git-sha1/,
+    );
   } finally {
     hub.clearFaults();
   }
@@ -177,13 +228,26 @@ test('a corrupted byte is detected (sha256 for LFS files, git sha1 for small fil
 test('HF_HUB_OFFLINE: a cached snapshot resolves with no request; an uncached one fails at once, naming it', async () => {
   const cache = freshCache();
   const n = hub.requests.length;
-  await rejects(pull(REPO, opts(cache, { offline: true })), /HF_HUB_OFFLINE is set and org\/tiny \(revision main\) is not in the cache/, /graft pull org\/tiny/);
-  await rejects(resolveModelRef('hf:org/tiny@v2', { cacheDir: cache, endpoint: hub.url, offline: true }), /org\/tiny \(revision v2\) is not in the cache/);
+  await rejects(
+    pull(REPO, opts(cache, { offline: true })),
+    /HF_HUB_OFFLINE is set and org\/tiny \(revision main\) is not in the cache/,
+    /graft pull org\/tiny/,
+  );
+  await rejects(
+    resolveModelRef('hf:org/tiny@v2', { cacheDir: cache, endpoint: hub.url, offline: true }),
+    /org\/tiny \(revision v2\) is not in the cache/,
+  );
   assert.equal(hub.requests.length, n, 'offline mode made no request');
   const online = await pull(REPO, opts(cache));
   const m = hub.requests.length;
-  assert.equal(await resolveModelRef('hf:org/tiny', { cacheDir: cache, endpoint: hub.url, offline: true }), online.path);
-  assert.equal(await resolveModelRef(`hf:org/tiny@${online.commit}`, { cacheDir: cache, endpoint: hub.url, offline: true }), online.path);
+  assert.equal(
+    await resolveModelRef('hf:org/tiny', { cacheDir: cache, endpoint: hub.url, offline: true }),
+    online.path,
+  );
+  assert.equal(
+    await resolveModelRef(`hf:org/tiny@${online.commit}`, { cacheDir: cache, endpoint: hub.url, offline: true }),
+    online.path,
+  );
   assert.equal(hub.requests.length, m);
   // The environment variable alone switches it on.
   process.env['HF_HUB_OFFLINE'] = '1';
@@ -225,8 +289,14 @@ test('a private repository: 401 without a token (the error points to HF_TOKEN), 
   const n = hub.requests.length;
   const r = await pull('org/secret', opts(cache, { token: hub.token }));
   assert.ok(existsSync(join(r.path, 'onnx/model.onnx')));
-  assert.ok(hub.requests.slice(n).every((q) => q.authorized), 'every request carried the token');
-  await rejects(pull('org/secret', opts(freshCache(), { token: 'not-a-token' })), /HF_TOKEN is not a Hugging Face access token/);
+  assert.ok(
+    hub.requests.slice(n).every((q) => q.authorized),
+    'every request carried the token',
+  );
+  await rejects(
+    pull('org/secret', opts(freshCache(), { token: 'not-a-token' })),
+    /HF_TOKEN is not a Hugging Face access token/,
+  );
 });
 
 test('no network: the error says the hub (HF_ENDPOINT) could not be reached and suggests HF_HUB_OFFLINE=1', async () => {
@@ -247,7 +317,14 @@ test('catalog entries: a plain URL file verified by sha256 into models--graft-ca
   const cache = freshCache();
   const url = `${hub.url}/${REPO}/resolve/main/onnx/model.onnx`;
   const entry = (sha: string): CatalogEntry => ({
-    name: 'tiny-url', kind: 'image', description: '', origin: '', licence: 'MIT', input: '', preprocessing: '', files: [],
+    name: 'tiny-url',
+    kind: 'image',
+    description: '',
+    origin: '',
+    licence: 'MIT',
+    input: '',
+    preprocessing: '',
+    files: [],
     source: { kind: 'url', url, sha256: sha, size: modelBytes.length, file: 'tiny.onnx' },
   });
   const r = await pullCatalogEntry(entry(sha256(modelBytes)), { cacheDir: cache, offline: false });
@@ -256,11 +333,21 @@ test('catalog entries: a plain URL file verified by sha256 into models--graft-ca
   const n = hub.requests.length;
   assert.equal((await pullCatalogEntry(entry(sha256(modelBytes)), { cacheDir: cache, offline: true })).path, r.path);
   assert.equal(hub.requests.length, n);
-  await rejects(pullCatalogEntry(entry('0'.repeat(64)), { cacheDir: cache, offline: false }), /tiny\.onnx: the downloaded bytes do not match the hub's sha256/);
+  await rejects(
+    pullCatalogEntry(entry('0'.repeat(64)), { cacheDir: cache, offline: false }),
+    /tiny\.onnx: the downloaded bytes do not match the hub's sha256/,
+  );
 
-  const hubEntry: CatalogEntry = { ...entry(''), name: 'tiny-hub', source: { kind: 'hub', repo: REPO, include: ['config.json', 'onnx/model_quantized.onnx'] } };
+  const hubEntry: CatalogEntry = {
+    ...entry(''),
+    name: 'tiny-hub',
+    source: { kind: 'hub', repo: REPO, include: ['config.json', 'onnx/model_quantized.onnx'] },
+  };
   const h = await pullCatalogEntry(hubEntry, opts(cache));
-  assert.deepEqual(h.files.map((f) => f.path), ['config.json', 'onnx/model_quantized.onnx']);
+  assert.deepEqual(
+    h.files.map((f) => f.path),
+    ['config.json', 'onnx/model_quantized.onnx'],
+  );
 });
 
 test('resolveModelRef: local paths unchanged, hf:ORG/NAME[@REV] to the snapshot folder', async () => {
@@ -286,7 +373,10 @@ test('the cache folder follows HF_HUB_CACHE, then HF_HOME/hub', () => {
     delete process.env['HF_HUB_CACHE'];
     assert.equal(hubCacheDir(), '/y/hf-home/hub');
   } finally {
-    for (const [k, v] of [['HF_HUB_CACHE', saved.c], ['HF_HOME', saved.h]] as const) {
+    for (const [k, v] of [
+      ['HF_HUB_CACHE', saved.c],
+      ['HF_HOME', saved.h],
+    ] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }

@@ -33,9 +33,14 @@ const logs = new Map<ChildProcess, string>();
 
 /** A `graft worker` child process with short lock/stall settings (a dead worker's shard moves on within seconds). */
 function startWorker(url: string): ChildProcess {
-  const w = spawn(process.execPath, [...GRAFT_CLI, 'worker', '--queue', url, '--lock-duration', '4000', '--stalled-interval', '1500'], {
-    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GRAFT_THREADS: '1' },
-  });
+  const w = spawn(
+    process.execPath,
+    [...GRAFT_CLI, 'worker', '--queue', url, '--lock-duration', '4000', '--stalled-interval', '1500'],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, GRAFT_THREADS: '1' },
+    },
+  );
   logs.set(w, '');
   w.stderr!.on('data', (d: Buffer) => logs.set(w, logs.get(w)! + d.toString()));
   workers.push(w);
@@ -62,7 +67,12 @@ async function imageFolder(root: string): Promise<string> {
     if (!name || (count[y] ?? 0) >= 20) continue;
     count[y] = (count[y] ?? 0) + 1;
     mkdirSync(join(root, name), { recursive: true });
-    writeFileSync(join(root, name, `${i}.png`), await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer());
+    writeFileSync(
+      join(root, name, `${i}.png`),
+      await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } })
+        .png()
+        .toBuffer(),
+    );
   }
   return root;
 }
@@ -79,7 +89,11 @@ before(async () => {
   startWorker(redis.url);
   // the single-process reference (cold cache), meanwhile
   const out = join(tmp, 'local');
-  const r = await trainFeatureClassifier(MODEL, loadLabelledImages(data), { ...OPTS, cacheDir: join(tmp, 'cache-local'), out });
+  const r = await trainFeatureClassifier(MODEL, loadLabelledImages(data), {
+    ...OPTS,
+    cacheDir: join(tmp, 'cache-local'),
+    out,
+  });
   local = { report: r.report, features: r.features, out };
   await waitForWorkers(workers);
 });
@@ -94,17 +108,52 @@ after(async () => {
 function sameResult(q: QueueFeatureReport, out: string): void {
   const l = local!.report;
   assert.deepEqual(
-    { model: q.model, node: q.featureNode, dim: q.featureDim, classes: q.classes, examples: q.examples, summary: q.head.summary, cv: q.head.cv, l2: q.head.l2, validation: q.validation, test: q.test, skipped: q.skipped },
-    { model: l.model, node: l.featureNode, dim: l.featureDim, classes: l.classes, examples: l.examples, summary: l.head.summary, cv: l.head.cv, l2: l.head.l2, validation: l.validation, test: l.test, skipped: l.skipped },
+    {
+      model: q.model,
+      node: q.featureNode,
+      dim: q.featureDim,
+      classes: q.classes,
+      examples: q.examples,
+      summary: q.head.summary,
+      cv: q.head.cv,
+      l2: q.head.l2,
+      validation: q.validation,
+      test: q.test,
+      skipped: q.skipped,
+    },
+    {
+      model: l.model,
+      node: l.featureNode,
+      dim: l.featureDim,
+      classes: l.classes,
+      examples: l.examples,
+      summary: l.head.summary,
+      cv: l.head.cv,
+      l2: l.head.l2,
+      validation: l.validation,
+      test: l.test,
+      skipped: l.skipped,
+    },
   );
-  assert.ok(readFileSync(join(out, 'model.onnx')).equals(readFileSync(join(local!.out, 'model.onnx'))), 'the saved classifier is byte for byte the local one');
+  assert.ok(
+    readFileSync(join(out, 'model.onnx')).equals(readFileSync(join(local!.out, 'model.onnx'))),
+    'the saved classifier is byte for byte the local one',
+  );
   assert.ok(readFileSync(join(out, 'labels.json')).equals(readFileSync(join(local!.out, 'labels.json'))));
 }
 
-test('sharded extraction on two workers: bit for bit the single-process result; a second run computes nothing', { skip }, async () => {
-  const cacheDir = join(tmp, 'cache-q'), out = join(tmp, 'q');
+test('sharded extraction on two workers: bit for bit the single-process result; a second run computes nothing', {
+  skip,
+}, async () => {
+  const cacheDir = join(tmp, 'cache-q'),
+    out = join(tmp, 'q');
   const seen: number[] = [];
-  const q = await trainFeaturesOnQueue(MODEL, { path: data }, { ...OPTS, cacheDir, out }, { queue: redis!.url, shardSize: 16, onProgress: (p) => seen.push(p.examples) });
+  const q = await trainFeaturesOnQueue(
+    MODEL,
+    { path: data },
+    { ...OPTS, cacheDir, out },
+    { queue: redis!.url, shardSize: 16, onProgress: (p) => seen.push(p.examples) },
+  );
   sameResult(q, out);
   assert.equal(q.queue.shards, 4); // 12 train + 2 val + 4 test per class = 54 examples, shards of 16
   assert.deepEqual([q.extraction.examples, q.extraction.computed, q.extraction.cached], [54, 54, 0]);
@@ -114,72 +163,138 @@ test('sharded extraction on two workers: bit for bit the single-process result; 
   assert.equal(again.report.extraction.computed, 0);
   assert.deepEqual(again.features, local!.features);
   // a second queue run computes nothing
-  const q2 = await trainFeaturesOnQueue(MODEL, { path: data }, { ...OPTS, cacheDir, out: join(tmp, 'q2') }, { queue: redis!.url, shardSize: 16 });
-  assert.deepEqual([q2.extraction.computed, q2.extraction.cached], [0, 54], JSON.stringify(q2.queue.shardResults.map(({ skipped: _s, ...r }) => r)));
+  const q2 = await trainFeaturesOnQueue(
+    MODEL,
+    { path: data },
+    { ...OPTS, cacheDir, out: join(tmp, 'q2') },
+    { queue: redis!.url, shardSize: 16 },
+  );
+  assert.deepEqual(
+    [q2.extraction.computed, q2.extraction.cached],
+    [0, 54],
+    JSON.stringify(q2.queue.shardResults.map(({ skipped: _s, ...r }) => r)),
+  );
   sameResult(q2, join(tmp, 'q2'));
 });
 
-test('a worker SIGKILLed in the middle of a shard: another worker takes the shard over, same result', { skip }, async () => {
-  const cacheDir = join(tmp, 'cache-kill'), out = join(tmp, 'kill');
-  let killed: string | undefined, killedShard = -1;
+test('a worker SIGKILLed in the middle of a shard: another worker takes the shard over, same result', {
+  skip,
+}, async () => {
+  const cacheDir = join(tmp, 'cache-kill'),
+    out = join(tmp, 'kill');
+  let killed: string | undefined,
+    killedShard = -1;
   const notes: string[] = [];
-  const q = await trainFeaturesOnQueue(MODEL, { path: data }, { ...OPTS, cacheDir, out }, {
-    queue: redis!.url, shardSize: 32, // 2 shards of 4 batches
-    onRetry: (r) => notes.push(`shard ${r.shard}: ${r.error}`),
-    onProgress: ({ latest }) => {
-      if (killed || latest.examples === 0 || latest.examples >= latest.total) return;
-      const w = workers.find((c) => `${hostname()}:${c.pid}` === latest.worker && c.exitCode === null);
-      if (!w) return;
-      killed = latest.worker;
-      killedShard = latest.shard;
-      w.kill('SIGKILL');
+  const q = await trainFeaturesOnQueue(
+    MODEL,
+    { path: data },
+    { ...OPTS, cacheDir, out },
+    {
+      queue: redis!.url,
+      shardSize: 32, // 2 shards of 4 batches
+      onRetry: (r) => notes.push(`shard ${r.shard}: ${r.error}`),
+      onProgress: ({ latest }) => {
+        if (killed || latest.examples === 0 || latest.examples >= latest.total) return;
+        const w = workers.find((c) => `${hostname()}:${c.pid}` === latest.worker && c.exitCode === null);
+        if (!w) return;
+        killed = latest.worker;
+        killedShard = latest.shard;
+        w.kill('SIGKILL');
+      },
     },
-  });
+  );
   assert.ok(killed, 'a worker was killed mid-shard');
   sameResult(q, out);
   const taken = q.queue.shardResults.find((s) => s.shard === killedShard)!;
   assert.notEqual(taken.worker, killed, 'the killed shard was finished by another worker');
-  assert.ok(taken.cached > 0 && taken.computed < taken.examples, `the batches the dead worker finished came from the cache (${JSON.stringify(taken)})`);
-  assert.ok(notes.some((n) => n.includes('stopped answering')), notes.join('\n'));
+  assert.ok(
+    taken.cached > 0 && taken.computed < taken.examples,
+    `the batches the dead worker finished came from the cache (${JSON.stringify(taken)})`,
+  );
+  assert.ok(
+    notes.some((n) => n.includes('stopped answering')),
+    notes.join('\n'),
+  );
   // a replacement for the dead worker, for the tests below
   const w = startWorker(redis!.url);
   await waitForWorkers([w]);
 });
 
-test('Redis restarted empty mid-run: the run fails naming the cause; the rerun finishes from the cache, same result', { skip }, async () => {
-  const cacheDir = join(tmp, 'cache-restart'), out = join(tmp, 'restart');
+test('Redis restarted empty mid-run: the run fails naming the cause; the rerun finishes from the cache, same result', {
+  skip,
+}, async () => {
+  const cacheDir = join(tmp, 'cache-restart'),
+    out = join(tmp, 'restart');
   let restarted: Promise<void> | undefined;
   await assert.rejects(
-    trainFeaturesOnQueue(MODEL, { path: data }, { ...OPTS, cacheDir, out }, {
-      queue: redis!.url, shardSize: 8, lostAfterMs: 20_000,
-      onProgress: (p) => { if (!restarted && p.examples >= 16) restarted = redis!.restart(); },
-    }),
+    trainFeaturesOnQueue(
+      MODEL,
+      { path: data },
+      { ...OPTS, cacheDir, out },
+      {
+        queue: redis!.url,
+        shardSize: 8,
+        lostAfterMs: 20_000,
+        onProgress: (p) => {
+          if (!restarted && p.examples >= 16) restarted = redis!.restart();
+        },
+      },
+    ),
     (e: Error) => /no longer holds this run's jobs|lost the connection to Redis/.test(e.message),
   );
   assert.ok(restarted, 'Redis was restarted during the run');
   await restarted;
   assert.ok(!existsSync(join(out, 'model.onnx')), 'no classifier written by the lost run');
-  const q = await trainFeaturesOnQueue(MODEL, { path: data }, { ...OPTS, cacheDir, out }, { queue: redis!.url, shardSize: 8 });
+  const q = await trainFeaturesOnQueue(
+    MODEL,
+    { path: data },
+    { ...OPTS, cacheDir, out },
+    { queue: redis!.url, shardSize: 8 },
+  );
   sameResult(q, out);
-  assert.ok(q.extraction.cached >= 16 && q.extraction.computed <= 38, `the shards done before the restart are not computed again (${q.extraction.computed} computed)`);
+  assert.ok(
+    q.extraction.cached >= 16 && q.extraction.computed <= 38,
+    `the shards done before the restart are not computed again (${q.extraction.computed} computed)`,
+  );
 });
 
-test('an unreadable image is reported by path, its shard not retried; a shard that cannot succeed fails the run after one attempt', { skip }, async () => {
+test('an unreadable image is reported by path, its shard not retried; a shard that cannot succeed fails the run after one attempt', {
+  skip,
+}, async () => {
   const bad = join(tmp, 'data-bad');
   cpSync(data, bad, { recursive: true });
   const broken = join(bad, 'trouser', 'broken.png');
   writeFileSync(broken, 'not a png\n');
   const all = { batchSize: 8, seed: 3 }; // every image used, the broken one too
-  const q = await trainFeaturesOnQueue(MODEL, { path: bad }, { ...all, cacheDir: join(tmp, 'cache-bad'), out: join(tmp, 'bad') }, { queue: redis!.url, shardSize: 16 });
-  assert.deepEqual(q.skipped.map((s) => s.path), [broken]);
-  assert.ok(q.queue.shardResults.every((s) => s.attempt === 1), 'no shard was retried');
+  const q = await trainFeaturesOnQueue(
+    MODEL,
+    { path: bad },
+    { ...all, cacheDir: join(tmp, 'cache-bad'), out: join(tmp, 'bad') },
+    { queue: redis!.url, shardSize: 16 },
+  );
+  assert.deepEqual(
+    q.skipped.map((s) => s.path),
+    [broken],
+  );
+  assert.ok(
+    q.queue.shardResults.every((s) => s.attempt === 1),
+    'no shard was retried',
+  );
   assert.equal(q.queue.shardResults.flatMap((s) => s.skipped).length, 1);
-  const single = await trainFeatureClassifier(MODEL, loadLabelledImages(bad), { ...all, cacheDir: join(tmp, 'cache-bad-local') });
+  const single = await trainFeatureClassifier(MODEL, loadLabelledImages(bad), {
+    ...all,
+    cacheDir: join(tmp, 'cache-bad-local'),
+  });
   assert.deepEqual([q.test, q.skipped], [single.report.test, single.report.skipped]);
 
   const t0 = Date.now();
   await assert.rejects(
-    trainFeaturesOnQueue(MODEL, { path: data }, { ...OPTS, node: 'no/such/value', cacheDir: join(tmp, 'cache-poison') }, { queue: redis!.url, shardSize: 16, attempts: 5, backoffMs: 2000 }),
+    trainFeaturesOnQueue(
+      MODEL,
+      { path: data },
+      { ...OPTS, node: 'no/such/value', cacheDir: join(tmp, 'cache-poison') },
+      { queue: redis!.url, shardSize: 16, attempts: 5, backoffMs: 2000 },
+    ),
     (e: Error) => /shard \d of 4 .*failed after 1 attempt.*no\/such\/value/s.test(e.message) || assert.fail(e.message),
   );
   assert.ok(Date.now() - t0 < 30_000, 'failed at once, not after retries');

@@ -30,25 +30,45 @@ async function pngs(dir: string, n: number): Promise<string[]> {
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
     const p = join(dir, `${i}.png`);
-    writeFileSync(p, await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer());
+    writeFileSync(
+      p,
+      await sharp(Buffer.from(d.images[i]!), { raw: { width: 28, height: 28, channels: 1 } })
+        .png()
+        .toBuffer(),
+    );
     out.push(p);
   }
   return out;
 }
 
-test('a prepared extraction is reused across calls with the same vectors; known cache keys spare reading the images', { skip }, async () => {
+test('a prepared extraction is reused across calls with the same vectors; known cache keys spare reading the images', {
+  skip,
+}, async () => {
   const files = await pngs(join(tmp, 'img'), 6);
   const batches = [files.slice(0, 4), files.slice(4)];
   const model = loadModel(MODEL);
-  const fresh = await extractFeatures(model, undefined, batches, { batchSize: 4, cache: FeatureCache.open(join(tmp, 'c0')) });
+  const fresh = await extractFeatures(model, undefined, batches, {
+    batchSize: 4,
+    cache: FeatureCache.open(join(tmp, 'c0')),
+  });
 
   const p = prepareExtraction(model, undefined);
   try {
     const keys: string[] = [];
     const cache = FeatureCache.open(join(tmp, 'c1'));
-    const a = await extractFeatures(model, p.value, batches.slice(0, 1), { batchSize: 4, cache, prepared: p, onKeys: (k) => keys.push(...k) });
+    const a = await extractFeatures(model, p.value, batches.slice(0, 1), {
+      batchSize: 4,
+      cache,
+      prepared: p,
+      onKeys: (k) => keys.push(...k),
+    });
     const s = await p.session();
-    const b = await extractFeatures(model, p.value, batches.slice(1), { batchSize: 4, cache, prepared: p, onKeys: (k) => keys.push(...k) });
+    const b = await extractFeatures(model, p.value, batches.slice(1), {
+      batchSize: 4,
+      cache,
+      prepared: p,
+      onKeys: (k) => keys.push(...k),
+    });
     assert.equal(await p.session(), s, 'the same onnxruntime session served both calls and is still open');
     assert.deepEqual([...a, ...b], fresh, 'bit for bit the vectors of a fresh extraction');
     assert.equal(keys.length, 6);
@@ -60,7 +80,10 @@ test('a prepared extraction is reused across calls with the same vectors; known 
     await assert.rejects(extractFeatures(model, undefined, batches, { batchSize: 4, cache }), /cannot read the file/);
     let computed = -1;
     const again = await extractFeatures(model, undefined, batches, {
-      batchSize: 4, cache, knownKeys: new Map(files.map((f, i) => [f, keys[i]!])), onProgress: (q) => (computed = q.computed),
+      batchSize: 4,
+      cache,
+      knownKeys: new Map(files.map((f, i) => [f, keys[i]!])),
+      onProgress: (q) => (computed = q.computed),
     });
     assert.deepEqual(again, fresh);
     assert.equal(computed, 0);
@@ -69,7 +92,9 @@ test('a prepared extraction is reused across calls with the same vectors; known 
   }
 });
 
-test('a worker keeps one prepared extraction per model file and node, and prepares again when the file changes', { skip }, async () => {
+test('a worker keeps one prepared extraction per model file and node, and prepares again when the file changes', {
+  skip,
+}, async () => {
   const m = join(tmp, 'model.tflite');
   copyFileSync(MODEL, m);
   const a = extractorFor(m, undefined);

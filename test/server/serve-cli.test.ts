@@ -19,8 +19,13 @@ test('graft serve prints its URL, answers as graft predict does, and stops on SI
   const dir = await digitClassifier(join(tmp, 'clf'));
   const image = join(tmp, 'seven.png');
   writeFileSync(image, await digitPng(407));
-  const child = spawn(process.execPath, [...GRAFT_CLI, 'serve', `digits=${dir}`, '--port', '0', '--max-delay-ms', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
+  const child = spawn(
+    process.execPath,
+    [...GRAFT_CLI, 'serve', `digits=${dir}`, '--port', '0', '--max-delay-ms', '1'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '',
+    err = '';
   child.stderr.on('data', (d) => (err += d));
   const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
   try {
@@ -33,7 +38,13 @@ test('graft serve prints its URL, answers as graft predict does, and stops on SI
       child.on('exit', () => rej(new Error(`graft serve exited: ${err}`)));
     });
     assert.match(err, /digits: image classifier, 28×28, 10 classes/);
-    const served = (await (await fetch(`${url}/v1/models/digits/predict?top=3&filename=seven.png`, { method: 'POST', body: new Uint8Array(await digitPng(407)), headers: { 'content-type': 'image/png' } })).json()) as any;
+    const served = (await (
+      await fetch(`${url}/v1/models/digits/predict?top=3&filename=seven.png`, {
+        method: 'POST',
+        body: new Uint8Array(await digitPng(407)),
+        headers: { 'content-type': 'image/png' },
+      })
+    ).json()) as any;
     const cli = JSON.parse((await graft(['predict', '--model', dir, image, '--top', '3', '--json'])).stdout);
     assert.deepEqual(served.predictions[0].top, cli[0].top);
     assert.equal(served.predictions[0].input, 'seven.png');

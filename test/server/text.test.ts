@@ -39,24 +39,48 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const post = (body: unknown) => fetch(`${url}/v1/models/sentiment/predict?top=2`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
-  .then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+const post = (body: unknown) =>
+  fetch(`${url}/v1/models/sentiment/predict?top=2`, {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json' },
+  }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
 
-const texts = ['what a lovely, clever film', 'boring and far too long', 'i enjoyed it a lot', 'the plot was stupid', 'funny and moving', 'tedious from start to end'];
+const texts = [
+  'what a lovely, clever film',
+  'boring and far too long',
+  'i enjoyed it a lot',
+  'the plot was stupid',
+  'funny and moving',
+  'tedious from start to end',
+];
 
-test('texts over HTTP: one request of several, and concurrent single-text requests (batched), agree with predictTexts', { skip }, async () => {
+test('texts over HTTP: one request of several, and concurrent single-text requests (batched), agree with predictTexts', {
+  skip,
+}, async () => {
   const lib = await predictTexts(loadTextClassifier(dir), texts, { top: 2 });
   const one = await post({ texts });
   assert.equal(one.status, 200);
-  assert.deepEqual(one.body.predictions.map((p: any) => p.input), texts.map((_, i) => `texts[${i}]`));
+  assert.deepEqual(
+    one.body.predictions.map((p: any) => p.input),
+    texts.map((_, i) => `texts[${i}]`),
+  );
   const before = registry!.get('sentiment').stats().runs;
   const many = await Promise.all(texts.map((t) => post({ texts: [t] })));
   const runs = registry!.get('sentiment').stats().runs - before;
   assert.ok(runs < texts.length, `${texts.length} concurrent requests in ${runs} runs`);
   for (const [i, l] of lib.entries()) {
     for (const got of [one.body.predictions[i], many[i]!.body.predictions[0]]) {
-      assert.deepEqual(got.top.map((t: any) => t.label), l.top.map((t) => t.label));
-      got.top.forEach((t: any, k: number) => assert.ok(Math.abs(t.probability - l.top[k]!.probability) <= 1e-5, `${texts[i]}: ${t.probability} vs ${l.top[k]!.probability}`));
+      assert.deepEqual(
+        got.top.map((t: any) => t.label),
+        l.top.map((t) => t.label),
+      );
+      got.top.forEach((t: any, k: number) =>
+        assert.ok(
+          Math.abs(t.probability - l.top[k]!.probability) <= 1e-5,
+          `${texts[i]}: ${t.probability} vs ${l.top[k]!.probability}`,
+        ),
+      );
     }
   }
   // the head learned something real from its twelve sentences
@@ -64,7 +88,9 @@ test('texts over HTTP: one request of several, and concurrent single-text reques
   assert.equal(one.body.predictions[1].top[0].label, 'negative');
 });
 
-test('a text longer than the model\'s maximum length is cut and marked; bad fields are 400s naming them; an image is a 415', { skip }, async () => {
+test("a text longer than the model's maximum length is cut and marked; bad fields are 400s naming them; an image is a 415", {
+  skip,
+}, async () => {
   const long = await post({ texts: ['great '.repeat(100), 'short'] });
   assert.equal(long.status, 200);
   assert.equal(long.body.predictions[0].truncated, true);
@@ -75,9 +101,16 @@ test('a text longer than the model\'s maximum length is cut and marked; bad fiel
   const blank = await post({ texts: ['fine', '   '] });
   assert.equal(blank.status, 400);
   assert.match(blank.body.message, /texts\[1\]: is an empty text/);
-  const img = await fetch(`${url}/v1/models/sentiment/predict`, { method: 'POST', body: new Uint8Array(await digitPng(0)), headers: { 'content-type': 'image/png' } });
+  const img = await fetch(`${url}/v1/models/sentiment/predict`, {
+    method: 'POST',
+    body: new Uint8Array(await digitPng(0)),
+    headers: { 'content-type': 'image/png' },
+  });
   assert.equal(img.status, 415);
   assert.match(((await img.json()) as any).message, /classifies texts, not images/);
   const info = (await (await fetch(`${url}/v1/models/sentiment`)).json()) as any;
-  assert.deepEqual([info.kind, info.labels, info.text], ['text', ['negative', 'positive'], { maxLength: 32, mode: 'features' }]);
+  assert.deepEqual(
+    [info.kind, info.labels, info.text],
+    ['text', ['negative', 'positive'], { maxLength: 32, mode: 'features' }],
+  );
 });

@@ -18,11 +18,23 @@ import { createStudio, type Studio } from '../../src/studio/app.js';
 import { multipartBody } from './helpers.js';
 
 async function call(s: Studio, method: string, url: string, payload?: unknown, headers: Record<string, string> = {}) {
-  const r = await s.app.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload: payload as object } : {}) });
+  const r = await s.app.inject({
+    method: method as 'GET',
+    url,
+    headers,
+    ...(payload !== undefined ? { payload: payload as object } : {}),
+  });
   return { status: r.statusCode, body: r.body ? JSON.parse(r.body) : undefined };
 }
 
-const pngs = (n: number) => Promise.all(Array.from({ length: n }, (_, i) => sharp({ create: { width: 8, height: 8, channels: 3, background: { r: i * 20, g: 100, b: 200 - i * 20 } } }).png().toBuffer()));
+const pngs = (n: number) =>
+  Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      sharp({ create: { width: 8, height: 8, channels: 3, background: { r: i * 20, g: 100, b: 200 - i * 20 } } })
+        .png()
+        .toBuffer(),
+    ),
+  );
 
 test('every state-changing route refuses cross-origin browser requests (403) and changes nothing', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'graft-studio-csrf-'));
@@ -31,21 +43,48 @@ test('every state-changing route refuses cross-origin browser requests (403) and
     const p = (await call(s, 'POST', '/api/projects', { name: 'P', kind: 'text' })).body;
     const c = (await call(s, 'POST', `/api/projects/${p.id}/classes`, { name: 'k' })).body;
     const ex = (await call(s, 'POST', `/api/projects/${p.id}/classes/${c.id}/texts`, { texts: ['one'] })).body.added[0];
-    const values: Record<string, string> = { pid: p.id, cid: c.id, eid: ex.id, rid: 'rnothere', sha: 'a'.repeat(64), name: 'run-rnothere' };
+    const values: Record<string, string> = {
+      pid: p.id,
+      cid: c.id,
+      eid: ex.id,
+      rid: 'rnothere',
+      sha: 'a'.repeat(64),
+      name: 'run-rnothere',
+    };
     const changing = s.routes.filter((r) => ['POST', 'PUT', 'PATCH', 'DELETE'].includes(r.method));
-    assert.ok(changing.length >= 15, `${changing.length} state-changing routes: ${changing.map((r) => `${r.method} ${r.url}`).join(', ')}`);
+    assert.ok(
+      changing.length >= 15,
+      `${changing.length} state-changing routes: ${changing.map((r) => `${r.method} ${r.url}`).join(', ')}`,
+    );
     for (const r of changing) {
       const url = r.url.replace(/:(\w+)/g, (_, k: string) => values[k] ?? 'x');
-      for (const headers of [{ origin: 'http://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { origin: 'null' }] as Record<string, string>[]) {
+      for (const headers of [
+        { origin: 'http://evil.example' },
+        { 'sec-fetch-site': 'cross-site' },
+        { origin: 'null' },
+      ] as Record<string, string>[]) {
         const res = await call(s, r.method, url, { name: 'evil', texts: ['evil'] }, headers);
-        assert.equal(res.status, 403, `${r.method} ${url} with ${JSON.stringify(headers)}: ${JSON.stringify(res.body)}`);
+        assert.equal(
+          res.status,
+          403,
+          `${r.method} ${url} with ${JSON.stringify(headers)}: ${JSON.stringify(res.body)}`,
+        );
         assert.equal(res.body.error, 'forbidden');
       }
     }
     // nothing changed; and the same-origin page's own requests pass
     const after = (await call(s, 'GET', `/api/projects/${p.id}`)).body;
-    assert.deepEqual([after.name, after.classes.map((k: { name: string }) => k.name), after.exampleCount], ['P', ['k'], 1]);
-    const own = await call(s, 'PATCH', `/api/projects/${p.id}`, { name: 'Q' }, { origin: 'http://127.0.0.1', host: '127.0.0.1', 'sec-fetch-site': 'same-origin' });
+    assert.deepEqual(
+      [after.name, after.classes.map((k: { name: string }) => k.name), after.exampleCount],
+      ['P', ['k'], 1],
+    );
+    const own = await call(
+      s,
+      'PATCH',
+      `/api/projects/${p.id}`,
+      { name: 'Q' },
+      { origin: 'http://127.0.0.1', host: '127.0.0.1', 'sec-fetch-site': 'same-origin' },
+    );
     assert.equal(own.status, 200, JSON.stringify(own.body));
 
     // loopback without a token: a page of another site reaching it through DNS rebinding names another Host (403)
@@ -55,7 +94,12 @@ test('every state-changing route refuses cross-origin browser requests (403) and
     assert.equal((await call(s, 'GET', '/api/projects', undefined, { host: 'localhost:7860' })).status, 200);
 
     // 400 naming the field, 415 for another body type
-    const badJson = await s.app.inject({ method: 'POST', url: '/api/projects', headers: { 'content-type': 'application/json' }, payload: '{"name": "x", ' });
+    const badJson = await s.app.inject({
+      method: 'POST',
+      url: '/api/projects',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"name": "x", ',
+    });
     assert.equal(badJson.statusCode, 400);
     assert.equal(JSON.parse(badJson.body).error, 'bad_request');
     const missing = await call(s, 'POST', '/api/projects', { name: 'x' });
@@ -64,12 +108,23 @@ test('every state-changing route refuses cross-origin browser requests (403) and
     const extra = await call(s, 'POST', `/api/projects/${p.id}/classes`, { name: 'x', evil: true });
     assert.equal(extra.status, 400);
     assert.match(extra.body.message, /evil|additional/);
-    const xml = await s.app.inject({ method: 'POST', url: '/api/projects', headers: { 'content-type': 'application/xml' }, payload: '<p/>' });
+    const xml = await s.app.inject({
+      method: 'POST',
+      url: '/api/projects',
+      headers: { 'content-type': 'application/xml' },
+      payload: '<p/>',
+    });
     assert.equal(xml.statusCode, 415);
-    const tooMany = await call(s, 'POST', `/api/projects/${p.id}/classes/${c.id}/texts`, { texts: Array.from({ length: 1001 }, () => 't') });
+    const tooMany = await call(s, 'POST', `/api/projects/${p.id}/classes/${c.id}/texts`, {
+      texts: Array.from({ length: 1001 }, () => 't'),
+    });
     assert.equal(tooMany.status, 400);
     assert.match(tooMany.body.message, /texts/);
-    assert.equal((await call(s, 'GET', `/api/projects/${p.id}/examples?limit=100000`)).status, 400, 'page size bounded');
+    assert.equal(
+      (await call(s, 'GET', `/api/projects/${p.id}/examples?limit=100000`)).status,
+      400,
+      'page size bounded',
+    );
   } finally {
     await s.close();
     rmSync(dir, { recursive: true, force: true });
@@ -78,7 +133,13 @@ test('every state-changing route refuses cross-origin browser requests (403) and
 
 test('bounds answer 503: the training queue, uploads at once, open event streams', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'graft-studio-bounds-'));
-  const s = await createStudio({ dataDir: join(dir, 'data'), uiDir: null, maxQueuedRuns: 1, maxUploads: 1, maxStreams: 1 });
+  const s = await createStudio({
+    dataDir: join(dir, 'data'),
+    uiDir: null,
+    maxQueuedRuns: 1,
+    maxUploads: 1,
+    maxStreams: 1,
+  });
   const streams: AbortController[] = [];
   try {
     const p = (await call(s, 'POST', '/api/projects', { name: 'P', kind: 'image' })).body;
@@ -86,10 +147,14 @@ test('bounds answer 503: the training queue, uploads at once, open event streams
     const cls: string[] = [];
     for (const name of ['a', 'b']) cls.push((await call(s, 'POST', `/api/projects/${p.id}/classes`, { name })).body.id);
     // two uploads at once with room for one: one is stored, the other refused whole
-    const up = (cid: string, from: number) => s.app.inject({
-      method: 'POST', url: `/api/projects/${p.id}/classes/${cid}/images`,
-      ...multipartBody(imgs.slice(from, from + 4).map((b, i) => ({ name: `${from + i}.png`, bytes: b, type: 'image/png' }))),
-    });
+    const up = (cid: string, from: number) =>
+      s.app.inject({
+        method: 'POST',
+        url: `/api/projects/${p.id}/classes/${cid}/images`,
+        ...multipartBody(
+          imgs.slice(from, from + 4).map((b, i) => ({ name: `${from + i}.png`, bytes: b, type: 'image/png' })),
+        ),
+      });
     const both = await Promise.all([up(cls[0]!, 0), up(cls[1]!, 4)]);
     assert.deepEqual(both.map((r) => r.statusCode).sort(), [201, 503], both.map((r) => r.body).join(' | '));
     const refused = both.find((r) => r.statusCode === 503)!;
@@ -98,7 +163,10 @@ test('bounds answer 503: the training queue, uploads at once, open event streams
     // the gate opens again when the upload ends
     const i503 = both.findIndex((r) => r.statusCode === 503);
     assert.equal((await up(cls[i503]!, i503 * 4)).statusCode, 201);
-    assert.deepEqual((await call(s, 'GET', `/api/projects/${p.id}`)).body.classes.map((k: { count: number }) => k.count), [4, 4]);
+    assert.deepEqual(
+      (await call(s, 'GET', `/api/projects/${p.id}`)).body.classes.map((k: { count: number }) => k.count),
+      [4, 4],
+    );
 
     // the queue: one run trains, one waits, the next is refused
     const notAModel = join(dir, 'not-a-model.onnx');
@@ -110,7 +178,11 @@ test('bounds answer 503: the training queue, uploads at once, open event streams
     const r3 = await call(s, 'POST', `/api/projects/${p.id}/runs`, body);
     assert.equal(r3.status, 503, JSON.stringify(r3.body));
     assert.match(r3.body.message, /queue is full/);
-    assert.equal((await call(s, 'GET', `/api/projects/${p.id}/runs`)).body.runs.length, 2, 'the refused run was not stored');
+    assert.equal(
+      (await call(s, 'GET', `/api/projects/${p.id}/runs`)).body.runs.length,
+      2,
+      'the refused run was not stored',
+    );
 
     // event streams: the queued run's stream stays open; a second stream is refused until it closes
     const url = await s.app.listen({ host: '127.0.0.1', port: 0 });

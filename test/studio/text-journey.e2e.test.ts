@@ -28,7 +28,10 @@ import { insideFolder } from '../../src/util/paths.js';
 const PER_CLASS = 40;
 const PASTED = 3;
 
-test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try with attributions, download ONNX and zip', { skip: needs('datasets/reviews/polarity-en-pang&lee2.csv', 'models/text/bert-mini-debian'), timeout: 480_000 }, async () => {
+test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try with attributions, download ONNX and zip', {
+  skip: needs('datasets/reviews/polarity-en-pang&lee2.csv', 'models/text/bert-mini-debian'),
+  timeout: 480_000,
+}, async () => {
   const tmp = mkdtempSync(join(tmpdir(), 'graft-studio-e2e-text-'));
   const shots = outputDir('text');
   let studio: Studio | undefined;
@@ -37,10 +40,17 @@ test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try
     requireChromium(); // before anything else: a missing browser is a clear failure, not a timeout
     // real reviews: PER_CLASS per class into a CSV, PASTED more per class to paste, one to try
     // (each cut to its first 300 characters or so, at a space, to keep training quick)
-    const short = (file: string) => readTextTable(asset(`datasets/reviews/${file}`)).texts.map((x) => x.replace(/\s+/g, ' ').trim())
-      .filter((x) => x.length >= 40).map((x) => (x.length > 300 ? x.slice(0, x.lastIndexOf(' ', 300)) : x));
-    const en = short('polarity-en-pang&lee2.csv'), de = short('polarity-de-amazon.csv');
-    const rows = [...en.slice(0, PER_CLASS).map((x) => ['english', x] as const), ...de.slice(0, PER_CLASS).map((x) => ['german', x] as const)];
+    const short = (file: string) =>
+      readTextTable(asset(`datasets/reviews/${file}`))
+        .texts.map((x) => x.replace(/\s+/g, ' ').trim())
+        .filter((x) => x.length >= 40)
+        .map((x) => (x.length > 300 ? x.slice(0, x.lastIndexOf(' ', 300)) : x));
+    const en = short('polarity-en-pang&lee2.csv'),
+      de = short('polarity-de-amazon.csv');
+    const rows = [
+      ...en.slice(0, PER_CLASS).map((x) => ['english', x] as const),
+      ...de.slice(0, PER_CLASS).map((x) => ['german', x] as const),
+    ];
     const csv = join(tmp, 'reviews.csv');
     writeFileSync(csv, 'language,review\n' + rows.map(([l, x]) => `${l},"${x.replace(/"/g, '""')}"`).join('\n') + '\n');
 
@@ -58,16 +68,28 @@ test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try
     await page.getByTestId('table-text-column').fill('review');
     await page.getByTestId('table-label-column').fill('language');
     await page.getByTestId('table-import-button').click();
-    await page.getByTestId('table-import-result').filter({ hasText: `Imported ${2 * PER_CLASS} examples` }).waitFor();
+    await page
+      .getByTestId('table-import-result')
+      .filter({ hasText: `Imported ${2 * PER_CLASS} examples` })
+      .waitFor();
     for (const c of ['english', 'german'])
-      await page.locator(`[data-testid="class-card"][data-class-name="${c}"] [data-testid="class-count"]`).filter({ hasText: new RegExp(`^${PER_CLASS}$`) }).waitFor();
+      await page
+        .locator(`[data-testid="class-card"][data-class-name="${c}"] [data-testid="class-count"]`)
+        .filter({ hasText: new RegExp(`^${PER_CLASS}$`) })
+        .waitFor();
 
     // paste more examples per class, one per line
-    for (const [c, texts] of [['english', en], ['german', de]] as const) {
+    for (const [c, texts] of [
+      ['english', en],
+      ['german', de],
+    ] as const) {
       const card = page.locator(`[data-testid="class-card"][data-class-name="${c}"]`);
       await card.getByTestId('class-text-input').fill(texts.slice(PER_CLASS, PER_CLASS + PASTED).join('\n'));
       await card.getByTestId('class-text-add-button').click();
-      await page.locator(`[data-testid="class-card"][data-class-name="${c}"] [data-testid="class-count"]`).filter({ hasText: new RegExp(`^${PER_CLASS + PASTED}$`) }).waitFor();
+      await page
+        .locator(`[data-testid="class-card"][data-class-name="${c}"] [data-testid="class-count"]`)
+        .filter({ hasText: new RegExp(`^${PER_CLASS + PASTED}$`) })
+        .waitFor();
     }
     await b.shot('examples');
 
@@ -77,18 +99,46 @@ test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try
     await page.getByTestId('train-button').click();
     await page.getByTestId('progress-bar').waitFor();
     await b.shot('training');
-    await page.locator('[data-testid="run-status"]:is([data-status="done"], [data-status="failed"], [data-status="interrupted"], [data-status="cancelled"])').waitFor({ timeout: 300_000 });
-    assert.equal(await page.getByTestId('run-status').getAttribute('data-status'), 'done', `training failed: ${await page.getByTestId('run-error').textContent().catch(() => '')}`);
+    await page
+      .locator(
+        '[data-testid="run-status"]:is([data-status="done"], [data-status="failed"], [data-status="interrupted"], [data-status="cancelled"])',
+      )
+      .waitFor({ timeout: 300_000 });
+    assert.equal(
+      await page.getByTestId('run-status').getAttribute('data-status'),
+      'done',
+      `training failed: ${await page
+        .getByTestId('run-error')
+        .textContent()
+        .catch(() => '')}`,
+    );
 
     // the evaluation, read off the page
     const accuracy = Number(await page.getByTestId('eval-accuracy').getAttribute('data-value'));
-    const cells = await page.getByTestId('confusion-cell').evaluateAll((els) => els.map((e) => ({ t: Number(e.getAttribute('data-true')), p: Number(e.getAttribute('data-pred')), n: Number(e.textContent) })));
+    const cells = await page.getByTestId('confusion-cell').evaluateAll((els) =>
+      els.map((e) => ({
+        t: Number(e.getAttribute('data-true')),
+        p: Number(e.getAttribute('data-pred')),
+        n: Number(e.textContent),
+      })),
+    );
     assert.equal(cells.length, 4, 'a 2 × 2 confusion matrix');
-    const total = cells.reduce((s, c) => s + c.n, 0), diag = cells.filter((c) => c.t === c.p).reduce((s, c) => s + c.n, 0);
+    const total = cells.reduce((s, c) => s + c.n, 0),
+      diag = cells.filter((c) => c.t === c.p).reduce((s, c) => s + c.n, 0);
     assert.ok(total >= 10, `the matrix counts the held-out reviews (${total})`);
-    assert.ok(Math.abs(diag / total - accuracy) < 1e-9, `the diagonal (${diag}/${total}) is the accuracy shown (${accuracy})`);
-    assert.ok(accuracy >= 0.8, `held-out accuracy ${accuracy} telling English from German reviews should be well above chance (0.5)`);
-    assert.equal(await page.getByTestId('misclassified-item').count(), total - diag, 'each misclassified held-out review is listed');
+    assert.ok(
+      Math.abs(diag / total - accuracy) < 1e-9,
+      `the diagonal (${diag}/${total}) is the accuracy shown (${accuracy})`,
+    );
+    assert.ok(
+      accuracy >= 0.8,
+      `held-out accuracy ${accuracy} telling English from German reviews should be well above chance (0.5)`,
+    );
+    assert.equal(
+      await page.getByTestId('misclassified-item').count(),
+      total - diag,
+      'each misclassified held-out review is listed',
+    );
     await page.getByTestId('evaluation-section').scrollIntoViewIfNeeded();
     await b.shot('evaluation');
 
@@ -96,14 +146,31 @@ test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try
     const typed = en[PER_CLASS + PASTED]!;
     await page.getByTestId('try-text-input').fill(typed);
     await page.getByTestId('try-text-button').click();
-    await page.locator('[data-testid="try-results-row"], [data-testid="try-error"]').first().waitFor({ timeout: 60_000 });
-    assert.equal(await page.getByTestId('try-error').count(), 0, `the server classifies the input: ${await page.getByTestId('try-error').textContent().catch(() => '')}`);
-    const shown = await page.locator('[data-testid="try-results-row"]').evaluateAll((els) => els.map((e) => [e.getAttribute('data-label')!, Number(e.getAttribute('data-probability'))] as const));
+    await page
+      .locator('[data-testid="try-results-row"], [data-testid="try-error"]')
+      .first()
+      .waitFor({ timeout: 60_000 });
+    assert.equal(
+      await page.getByTestId('try-error').count(),
+      0,
+      `the server classifies the input: ${await page
+        .getByTestId('try-error')
+        .textContent()
+        .catch(() => '')}`,
+    );
+    const shown = await page
+      .locator('[data-testid="try-results-row"]')
+      .evaluateAll((els) =>
+        els.map((e) => [e.getAttribute('data-label')!, Number(e.getAttribute('data-probability'))] as const),
+      );
     assert.deepEqual(shown.map(([l]) => l).sort(), ['english', 'german'], 'both classes with their probabilities');
     assert.equal(shown[0]![0], 'english', `a held-out English review is classified as English (${typed})`);
     assert.ok(Math.abs(shown[0]![1] + shown[1]![1] - 1) < 1e-4, 'the probabilities sum to 1');
     await page.getByTestId('token-attributions').waitFor();
-    assert.ok(await page.locator('[data-testid="token-attributions"] [data-score]').count() >= 3, 'a score per token');
+    assert.ok(
+      (await page.locator('[data-testid="token-attributions"] [data-score]').count()) >= 3,
+      'a score per token',
+    );
     await page.getByTestId('try-section').scrollIntoViewIfNeeded();
     await b.shot('try');
 
@@ -131,17 +198,25 @@ test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try
     const modelEntry = entries.map(([n]) => n).find((n) => n === 'model.onnx' || n.endsWith('/model.onnx'));
     assert.ok(modelEntry, `the zip holds a model.onnx (${entries.map(([n]) => n).join(', ')})`);
     const dir = join(unzipped, dirname(modelEntry));
-    assert.deepEqual(readFileSync(join(dir, 'model.onnx')), readFileSync(onnxPath), 'the zip holds the same model.onnx');
+    assert.deepEqual(
+      readFileSync(join(dir, 'model.onnx')),
+      readFileSync(onnxPath),
+      'the zip holds the same model.onnx',
+    );
     const [p] = await predictTexts(loadTextClassifier(dir), [typed], { top: 2 });
-    assert.equal(p!.top[0]!.label, shown[0]![0], 'the downloaded classifier gives the page\'s top class');
-    assert.ok(Math.abs(p!.top[0]!.probability - shown[0]![1]) < 1e-4, `and the same probability (${p!.top[0]!.probability} vs ${shown[0]![1]})`);
+    assert.equal(p!.top[0]!.label, shown[0]![0], "the downloaded classifier gives the page's top class");
+    assert.ok(
+      Math.abs(p!.top[0]!.probability - shown[0]![1]) < 1e-4,
+      `and the same probability (${p!.top[0]!.probability} vs ${shown[0]![1]})`,
+    );
     assert.deepEqual(b.errors, [], 'no errors in the page');
   } catch (e) {
     if (b) {
       await b.shot('failure').catch(() => undefined);
       if (b.errors.length) (e as Error).message += `\n--- errors in the page ---\n${b.errors.join('\n')}`;
     }
-    if (studio) (e as Error).message += `\n--- graft studio output (last 3000 characters) ---\n${studio.output().slice(-3000)}`;
+    if (studio)
+      (e as Error).message += `\n--- graft studio output (last 3000 characters) ---\n${studio.output().slice(-3000)}`;
     throw e;
   } finally {
     await b?.close();

@@ -11,7 +11,13 @@ import { join } from 'node:path';
 import { asset, needs, unlessSkipped } from '../helpers/assets.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { readTextTable } from '../../src/data/text-table.js';
-import { TextFeatureExtractor, fitTextHead, finetuneText, gemmFromLogistic, predictTextProba } from '../../src/text/classify.js';
+import {
+  TextFeatureExtractor,
+  fitTextHead,
+  finetuneText,
+  gemmFromLogistic,
+  predictTextProba,
+} from '../../src/text/classify.js';
 import { addClassifierHead, textFeeds } from '../../src/text/encoder.js';
 import { pairBatches, cosinePairLoss, trainSetFit } from '../../src/text/setfit.js';
 import { TfidfVectorizer, trainTfidfClassifier } from '../../src/text/tfidf.js';
@@ -27,7 +33,9 @@ const reviews = unlessSkipped(skip, () => readTextTable(asset('datasets/reviews/
 /** A fixed balanced subset: the first n of each class in a seeded shuffle. */
 function subset(n: number, seed = 0): { texts: string[]; y: number[] } {
   const rng = new Rng(seed);
-  const idx = [0, 1].flatMap((c) => rng.shuffle(reviews.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0)).slice(0, n));
+  const idx = [0, 1].flatMap((c) =>
+    rng.shuffle(reviews.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0)).slice(0, n),
+  );
   return { texts: idx.map((i) => reviews.texts[i]!), y: idx.map((i) => reviews.y[i]!) };
 }
 const quiet = () => {};
@@ -67,7 +75,12 @@ test('features are cached by model, pooling, max length and text', { skip }, asy
   assert.equal(seen[0], 20, 'second pass: all from the cache');
   for (let j = 0; j < 256; j++) assert.ok(Math.abs(a[3]![j]! - b[3]![j]!) < 2e-3 * Math.max(1, Math.abs(a[3]![j]!)));
   const seen2: number[] = [];
-  await ex.extract(texts.slice(0, 4), { maxLength: 16, cache, warn: quiet, onProgress: (p) => seen2.push(p.cached ?? 0) });
+  await ex.extract(texts.slice(0, 4), {
+    maxLength: 16,
+    cache,
+    warn: quiet,
+    onProgress: (p) => seen2.push(p.cached ?? 0),
+  });
   assert.equal(seen2[0], 0, 'another max length is another key');
   await ex.release();
 });
@@ -84,7 +97,9 @@ test('the logistic head folded into a Gemm gives the same probabilities in the e
   await ex.release();
 });
 
-test('fine-tuning modes: full and LoRA lower the training loss; top layers leave the rest frozen', { skip }, async () => {
+test('fine-tuning modes: full and LoRA lower the training loss; top layers leave the rest frozen', {
+  skip,
+}, async () => {
   const { texts, y } = subset(16, 1);
   const base = { classes: 2, maxLength: 32, epochs: 4, batchSize: 16, warmup: 0, seed: 0, warn: quiet };
   const full = await finetuneText(model, texts, y, { ...base, mode: 'full', lr: 2e-4 });
@@ -121,10 +136,18 @@ test('SetFit: the pair sampler streams O(batch) pairs; the cosine loss matches i
   const { Graph } = await import('../../src/graph/graph.js');
   const g = new Graph();
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 3] });
-  g.initializers.set('W', { dtype: 'float32', dims: [3, 3], data: Float32Array.from([1, 0.5, 0, 0, 1, 0.2, 0.3, 0, 1]) });
+  g.initializers.set('W', {
+    dtype: 'float32',
+    dims: [3, 3],
+    data: Float32Array.from([1, 0.5, 0, 0, 1, 0.2, 0.3, 0, 1]),
+  });
   g.nodes.push({ name: 'fc', opType: 'Gemm', domain: '', inputs: ['x', 'W'], outputs: ['y'], attrs: {} });
   g.outputs = [{ name: 'y' }];
-  const tr = await Trainer.create(g, { loss: cosinePairLoss(), optimizer: { kind: 'sgd', momentum: 0, weightDecay: 0 }, lr: 0 });
+  const tr = await Trainer.create(g, {
+    loss: cosinePairLoss(),
+    optimizer: { kind: 'sgd', momentum: 0, weightDecay: 0 },
+    lr: 0,
+  });
   const x = Float32Array.from([1, 2, 0, -1, 0.5, 3, 2, 2, 2]);
   const r = await tr.step({
     x: { dtype: 'float32', dims: [3, 3], data: x },
@@ -134,7 +157,8 @@ test('SetFit: the pair sampler streams O(batch) pairs; the cosine loss matches i
   });
   const W = [1, 0.5, 0, 0, 1, 0.2, 0.3, 0, 1];
   const row = (i: number) => [0, 1, 2].map((j) => [0, 1, 2].reduce((s, k) => s + x[i * 3 + k]! * W[k * 3 + j]!, 0));
-  const cos = (u: number[], v: number[]) => u.reduce((s, a, i) => s + a * v[i]!, 0) / Math.hypot(...u) / Math.hypot(...v);
+  const cos = (u: number[], v: number[]) =>
+    u.reduce((s, a, i) => s + a * v[i]!, 0) / Math.hypot(...u) / Math.hypot(...v);
   const want = ((cos(row(0), row(2)) - 1) ** 2 + cos(row(1), row(2)) ** 2) / 2;
   assert.ok(Math.abs(r.loss - want) < 1e-5, `${r.loss} vs ${want}`);
   await tr.release();
@@ -145,8 +169,11 @@ test('SetFit trains the encoder contrastively and fits a head', { skip }, async 
   const r = await trainSetFit(model, texts, y, { maxLength: 32, steps: 6, pairsPerStep: 16, lr: 1e-4 });
   assert.equal(r.losses.length, 6);
   assert.ok(r.maxBatchTexts <= 16);
-  const changed = (r.encoder.initializers.get('encoder.layer.2.attention.self.query.weight')!.data as Float32Array).some(
-    (v, i) => v !== (model.graph.initializers.get('encoder.layer.2.attention.self.query.weight')!.data as Float32Array)[i],
+  const changed = (
+    r.encoder.initializers.get('encoder.layer.2.attention.self.query.weight')!.data as Float32Array
+  ).some(
+    (v, i) =>
+      v !== (model.graph.initializers.get('encoder.layer.2.attention.self.query.weight')!.data as Float32Array)[i],
   );
   assert.ok(changed, 'the encoder weights moved');
   assert.equal(r.head.numClasses, 2);
@@ -174,7 +201,8 @@ test('word dropout hides inner tokens only, about the asked fraction', { skip },
   dropTokens(enc, 0.3, new Rng(5));
   const after = [...(enc.attentionMask.data as BigInt64Array)];
   const len = enc.attentionMask.dims[1]!;
-  let inner = 0, dropped = 0;
+  let inner = 0,
+    dropped = 0;
   enc.lengths.forEach((L, i) => {
     assert.equal(after[i * len], 1n);
     assert.equal(after[i * len + L - 1], 1n);
@@ -187,7 +215,9 @@ test('word dropout hides inner tokens only, about the asked fraction', { skip },
   assert.ok(Math.abs(dropped / inner - 0.3) < 0.08, `${dropped}/${inner}`);
 });
 
-test('top layers on cached states: same pooled features, and the exported classifier predicts what training saw', { skip }, async () => {
+test('top layers on cached states: same pooled features, and the exported classifier predicts what training saw', {
+  skip,
+}, async () => {
   const { texts, y } = subset(12, 5);
   const split = new TopLayerSplit(model, 2);
   const states = await split.states(texts, { maxLength: 32, warn: quiet });
@@ -196,19 +226,35 @@ test('top layers on cached states: same pooled features, and the exported classi
   const F = await ex.extract(texts, { maxLength: 32, warn: quiet });
   await ex.release();
   F.forEach((f, i) => f.forEach((v, j) => assert.ok(Math.abs(v - pooled[i]![j]!) < 1e-4, `text ${i} dim ${j}`)));
-  const r = await finetuneTopCached(split, states, y, { classes: 2, lr: 5e-4, epochs: 4, batchSize: 8, warmup: 0, seed: 1 });
+  const r = await finetuneTopCached(split, states, y, {
+    classes: 2,
+    lr: 5e-4,
+    epochs: 4,
+    batchSize: 8,
+    warmup: 0,
+    seed: 1,
+  });
   assert.ok(r.losses.at(-1)! < r.losses[0]!, `loss ${r.losses[0]} → ${r.losses.at(-1)}`);
   const P = await r.predictProba(states);
   const Q = await predictTextProba(r.graph, model.tokenizer, texts, { maxLength: 32, warn: quiet });
   P.forEach((p, i) => assert.ok(Math.abs(p[1]! - Q[i]![1]!) < 1e-4, `text ${i}: ${p[1]} vs ${Q[i]![1]}`));
-  const same = (k: string) => (model.graph.initializers.get(k)!.data as Float32Array).every((v, i) => v === (r.graph.initializers.get(k)!.data as Float32Array)[i]);
+  const same = (k: string) =>
+    (model.graph.initializers.get(k)!.data as Float32Array).every(
+      (v, i) => v === (r.graph.initializers.get(k)!.data as Float32Array)[i],
+    );
   assert.ok(same('encoder.layer.1.output.dense.weight'), 'layers below the cut frozen');
-  assert.ok(!same('encoder.layer.2.output.dense.weight') && !same('encoder.layer.3.attention.self.query.weight'), 'top two layers trained');
+  assert.ok(
+    !same('encoder.layer.2.output.dense.weight') && !same('encoder.layer.3.attention.self.query.weight'),
+    'top two layers trained',
+  );
   await r.release();
   await split.release();
 });
 
 test('fine-tuning with no training texts stops with an error instead of looping', { skip }, async () => {
   await assert.rejects(() => finetuneText(model, [], [], { classes: 2, maxLength: 16 }), /no training texts/);
-  await assert.rejects(() => finetuneText(model, ['a fine film'], [1], { classes: 2, maxLength: 16, batchSize: 0 }), /batch size must be a whole number/);
+  await assert.rejects(
+    () => finetuneText(model, ['a fine film'], [1], { classes: 2, maxLength: 16, batchSize: 0 }),
+    /batch size must be a whole number/,
+  );
 });

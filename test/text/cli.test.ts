@@ -16,9 +16,28 @@ const skip = needs(bert, 'datasets/reviews/polarity-en-pang&lee2.csv');
 const csv = join(dir, 'reviews.csv');
 if (!skip) writeReviewSnippets(csv, 0, 40);
 
-test('graft train --text-column (features, then LoRA fine-tuning) saves a folder graft predict reads', { skip }, async () => {
+test('graft train --text-column (features, then LoRA fine-tuning) saves a folder graft predict reads', {
+  skip,
+}, async () => {
   const out = join(dir, 'clf');
-  const { stdout } = await graft(['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'features', '--max-length', '32', '--out', out, '--json']);
+  const { stdout } = await graft([
+    'train',
+    '--model',
+    bert,
+    '--data',
+    csv,
+    '--text-column',
+    'review',
+    '--label-column',
+    'sentiment',
+    '--mode',
+    'features',
+    '--max-length',
+    '32',
+    '--out',
+    out,
+    '--json',
+  ]);
   const rep = JSON.parse(stdout) as { test: { accuracy: number; n: number }; classes: string[] };
   assert.deepEqual(rep.classes, ['neg', 'pos']);
   assert.equal(rep.test.n, 20);
@@ -29,7 +48,28 @@ test('graft train --text-column (features, then LoRA fine-tuning) saves a folder
   assert.equal(preds.length, 2);
   assert.ok(Math.abs(preds[0]!.top.reduce((s, x) => s + x.probability, 0) - 1) < 1e-4);
   const lora = join(dir, 'lora');
-  const r2 = await graft(['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'finetune', '--lora-rank', '4', '--epochs', '1', '--max-length', '32', '--out', lora, '--json']);
+  const r2 = await graft([
+    'train',
+    '--model',
+    bert,
+    '--data',
+    csv,
+    '--text-column',
+    'review',
+    '--label-column',
+    'sentiment',
+    '--mode',
+    'finetune',
+    '--lora-rank',
+    '4',
+    '--epochs',
+    '1',
+    '--max-length',
+    '32',
+    '--out',
+    lora,
+    '--json',
+  ]);
   const rep2 = JSON.parse(r2.stdout) as { finetune: string; steps: number };
   assert.equal(rep2.finetune, 'lora');
   assert.ok(rep2.steps >= 4);
@@ -39,30 +79,96 @@ test('graft train --text-column (features, then LoRA fine-tuning) saves a folder
 test('text errors name the file, row and flag', { skip }, async () => {
   const bad = join(dir, 'bad.csv');
   writeFileSync(bad, 'review,sentiment\ngood,pos\n,neg\n');
-  const r = await graftFails(['train', '--model', bert, '--data', bad, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'features']);
+  const r = await graftFails([
+    'train',
+    '--model',
+    bert,
+    '--data',
+    bad,
+    '--text-column',
+    'review',
+    '--label-column',
+    'sentiment',
+    '--mode',
+    'features',
+  ]);
   assert.match(r.stderr, /bad\.csv: line 3: empty text/);
-  const r2 = await graftFails(['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'stars', '--mode', 'features']);
+  const r2 = await graftFails([
+    'train',
+    '--model',
+    bert,
+    '--data',
+    csv,
+    '--text-column',
+    'review',
+    '--label-column',
+    'stars',
+    '--mode',
+    'features',
+  ]);
   assert.match(r2.stderr, /no label column "stars".*columns: sentiment, review/);
 });
 
 test('graft predict on a text classifier refuses an empty text, naming the input', { skip }, async () => {
   const out = join(dir, 'clf');
   if (!existsSync(join(out, 'model.onnx')))
-    await graft(['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'features', '--max-length', '32', '--out', out]);
+    await graft([
+      'train',
+      '--model',
+      bert,
+      '--data',
+      csv,
+      '--text-column',
+      'review',
+      '--label-column',
+      'sentiment',
+      '--mode',
+      'features',
+      '--max-length',
+      '32',
+      '--out',
+      out,
+    ]);
   const r = await graftFails(['predict', '--model', out, 'a wonderful film', '']);
   assert.match(r.stderr, /input 2 of 2 is an empty text/);
   const r2 = await graftFails(['predict', '--model', out, '   ', 'dull']);
   assert.match(r2.stderr, /input 1 of 2 is an empty text/);
 });
 
-test('--mode setfit reads --epochs (passes over the pair budget) and --batch-size (pairs per step)', { skip }, async () => {
+test('--mode setfit reads --epochs (passes over the pair budget) and --batch-size (pairs per step)', {
+  skip,
+}, async () => {
   assert.equal(setfitSteps(4), 10);
   assert.equal(setfitSteps(4, 2, 8), 40);
   assert.equal(setfitSteps(1, 1, 100), 1);
-  const base = ['train', '--model', bert, '--data', csv, '--text-column', 'review', '--label-column', 'sentiment', '--mode', 'setfit', '--labels-per-class', '2', '--max-length', '16', '--json'];
-  const def = JSON.parse((await graft([...base, '--out', join(dir, 'setfit-default')])).stdout) as { train: number; epochs: number; pairsPerStep: number; steps: number };
+  const base = [
+    'train',
+    '--model',
+    bert,
+    '--data',
+    csv,
+    '--text-column',
+    'review',
+    '--label-column',
+    'sentiment',
+    '--mode',
+    'setfit',
+    '--labels-per-class',
+    '2',
+    '--max-length',
+    '16',
+    '--json',
+  ];
+  const def = JSON.parse((await graft([...base, '--out', join(dir, 'setfit-default')])).stdout) as {
+    train: number;
+    epochs: number;
+    pairsPerStep: number;
+    steps: number;
+  };
   assert.deepEqual([def.epochs, def.pairsPerStep, def.steps], [1, 16, setfitSteps(def.train)]);
-  const given = JSON.parse((await graft([...base, '--epochs', '2', '--batch-size', '8', '--out', join(dir, 'setfit-given')])).stdout) as { train: number; epochs: number; pairsPerStep: number; steps: number; pairBatchTexts: number };
+  const given = JSON.parse(
+    (await graft([...base, '--epochs', '2', '--batch-size', '8', '--out', join(dir, 'setfit-given')])).stdout,
+  ) as { train: number; epochs: number; pairsPerStep: number; steps: number; pairBatchTexts: number };
   assert.deepEqual([given.epochs, given.pairsPerStep, given.steps], [2, 8, setfitSteps(given.train, 2, 8)]);
   assert.equal(given.steps, 4 * def.steps);
   const bad = await graftFails([...base, '--batch-size', '0', '--out', join(dir, 'setfit-bad')]);

@@ -29,7 +29,8 @@ const quiet = () => {};
 
 // Fixed split: 1,000 test snippets per class; the training pool is the rest (1,000 per class).
 const rng0 = new Rng(0);
-const testIdx: number[] = [], pool: number[][] = [];
+const testIdx: number[] = [],
+  pool: number[][] = [];
 for (const c of skip ? [] : [0, 1]) {
   const idx = rng0.shuffle(t.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0));
   testIdx.push(...idx.slice(0, 1000));
@@ -49,7 +50,10 @@ let testFeatures: Float32Array[] = [];
 async function prepare() {
   if (testFeatures.length) return;
   const all = [...testIdx, ...pool.flat()];
-  const s = await split.states(all.map((i) => t.texts[i]!), { maxLength: MAX, warn: quiet });
+  const s = await split.states(
+    all.map((i) => t.texts[i]!),
+    { maxLength: MAX, warn: quiet },
+  );
   all.forEach((i, k) => states.set(i, s[k]!));
   testFeatures = await split.pooled(testIdx.map((i) => states.get(i)!));
 }
@@ -58,9 +62,11 @@ const accuracy = (pred: number[]) => pred.filter((p, i) => p === teY[i]).length 
 
 /** One-sided McNemar z for "a is more accurate than b" on the same test rows. */
 function mcnemarZ(a: number[], b: number[]): number {
-  let onlyA = 0, onlyB = 0;
+  let onlyA = 0,
+    onlyB = 0;
   a.forEach((p, i) => {
-    const ra = p === teY[i], rb = b[i] === teY[i];
+    const ra = p === teY[i],
+      rb = b[i] === teY[i];
     if (ra && !rb) onlyA++;
     if (rb && !ra) onlyB++;
   });
@@ -70,31 +76,58 @@ function mcnemarZ(a: number[], b: number[]): number {
 test('500 labels per class: fine-tuning (LP-FT) beats frozen features', { skip }, async () => {
   await prepare();
   const train = draw(500, 0);
-  const trX = train.map((i) => t.texts[i]!), trY = train.map((i) => t.y[i]!);
+  const trX = train.map((i) => t.texts[i]!),
+    trY = train.map((i) => t.y[i]!);
   const head = await fitTextHead(await split.pooled(st(train)), trY);
   const frozen = head.predict(testFeatures);
-  const ft = await finetuneText(model, trX, trY, { classes: 2, maxLength: MAX, head, lr: 1e-4, epochs: 1, warn: quiet });
-  const tuned = (await predictTextProba(ft.graph, model.tokenizer, testIdx.map((i) => t.texts[i]!), { maxLength: MAX, warn: quiet })).map(argmax);
+  const ft = await finetuneText(model, trX, trY, {
+    classes: 2,
+    maxLength: MAX,
+    head,
+    lr: 1e-4,
+    epochs: 1,
+    warn: quiet,
+  });
+  const tuned = (
+    await predictTextProba(
+      ft.graph,
+      model.tokenizer,
+      testIdx.map((i) => t.texts[i]!),
+      { maxLength: MAX, warn: quiet },
+    )
+  ).map(argmax);
   const z = mcnemarZ(tuned, frozen);
-  console.log(`# 500 labels/class, 2,000 test: frozen ${accuracy(frozen).toFixed(3)}, LP-FT ${accuracy(tuned).toFixed(3)}, McNemar z ${z.toFixed(2)}`);
+  console.log(
+    `# 500 labels/class, 2,000 test: frozen ${accuracy(frozen).toFixed(3)}, LP-FT ${accuracy(tuned).toFixed(3)}, McNemar z ${z.toFixed(2)}`,
+  );
   assert.ok(accuracy(tuned) > accuracy(frozen), `LP-FT ${accuracy(tuned)} vs frozen ${accuracy(frozen)}, z = ${z}`);
 });
 
 test('50 labels per class (3 draws): top-layer LP-FT holds frozen-feature accuracy', { skip }, async () => {
   await prepare();
-  const frozen: number[] = [], lpft: number[] = [];
+  const frozen: number[] = [],
+    lpft: number[] = [];
   for (const seed of [0, 1, 2]) {
     const train = draw(50, seed);
     const trY = train.map((i) => t.y[i]!);
     const head = await fitTextHead(await split.pooled(st(train)), trY, seed);
     frozen.push(accuracy(head.predict(testFeatures)));
-    const ft = await finetuneTopCached(split, st(train), trY, { classes: 2, head, lr: 1e-4, epochs: 10, minSteps: 60, seed });
+    const ft = await finetuneTopCached(split, st(train), trY, {
+      classes: 2,
+      head,
+      lr: 1e-4,
+      epochs: 10,
+      minSteps: 60,
+      seed,
+    });
     lpft.push(accuracy((await ft.predictProba(st(testIdx))).map(argmax)));
     await ft.release();
   }
   const mean = (x: number[]) => x.reduce((a, b) => a + b, 0) / x.length;
   const f = (x: number[]) => x.map((v) => v.toFixed(3)).join(' ');
-  console.log(`# 50 labels/class, 2,000 test, per draw: frozen ${f(frozen)}; LP-FT (top layer) ${f(lpft)}; mean difference ${(mean(lpft) - mean(frozen)).toFixed(4)}`);
+  console.log(
+    `# 50 labels/class, 2,000 test, per draw: frozen ${f(frozen)}; LP-FT (top layer) ${f(lpft)}; mean difference ${(mean(lpft) - mean(frozen)).toFixed(4)}`,
+  );
   // Non-inferiority with a margin of one test-set standard error (≈ 0.011).
   assert.ok(mean(lpft) > mean(frozen) - 0.011, `LP-FT ${mean(lpft)} vs frozen ${mean(frozen)}`);
 });

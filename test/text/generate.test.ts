@@ -37,7 +37,9 @@ test('sampling follows softmax(logits / T) within top-k / top-p, and is reproduc
     return out;
   };
   const full = draw({ temperature: 1 });
-  p(1, [0, 1, 2, 3, 4]).forEach((q, i) => assert.ok(Math.abs(full[i]! - q) < 0.015, `T=1 token ${i}: ${full[i]} vs ${q}`));
+  p(1, [0, 1, 2, 3, 4]).forEach((q, i) =>
+    assert.ok(Math.abs(full[i]! - q) < 0.015, `T=1 token ${i}: ${full[i]} vs ${q}`),
+  );
   const hot = draw({ temperature: 0.5, topK: 2 });
   p(0.5, [1, 3]).forEach((q, i) => assert.ok(Math.abs(hot[i]! - q) < 0.015, `top-k token ${i}: ${hot[i]} vs ${q}`));
   // top-p 0.6 at T=1: sorted probabilities 0.39 (1), 0.36 (3) → keeps tokens 1 and 3
@@ -46,7 +48,9 @@ test('sampling follows softmax(logits / T) within top-k / top-p, and is reproduc
   assert.deepEqual(draw({ temperature: 1 }, 200, 9), draw({ temperature: 1 }, 200, 9));
 });
 
-test('GPT-2-mini: batched generation equals one prompt at a time, greedy follows the full model, EOS stops', { skip: needs('models/text/gpt2-mini-debian') }, async () => {
+test('GPT-2-mini: batched generation equals one prompt at a time, greedy follows the full model, EOS stops', {
+  skip: needs('models/text/gpt2-mini-debian'),
+}, async () => {
   const dir = asset('models/text/gpt2-mini-debian');
   const tok = await loadTokenizer(dir);
   const model = readOnnx(`${dir}/onnx/model.onnx`);
@@ -61,10 +65,12 @@ test('GPT-2-mini: batched generation equals one prompt at a time, greedy follows
   // greedy's first token is the full model's argmax at the last prompt position
   const ids = [tok.bosId!, ...tok.encode(prompts[0]!, { addSpecialTokens: false })];
   const s = await Session.fromGraph(model);
-  const r = (await s.run({
-    input_ids: { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids.map(BigInt)) },
-    attention_mask: { dtype: 'int64', dims: [1, ids.length], data: new BigInt64Array(ids.length).fill(1n) },
-  }))['logits']!;
+  const r = (
+    await s.run({
+      input_ids: { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids.map(BigInt)) },
+      attention_mask: { dtype: 'int64', dims: [1, ids.length], data: new BigInt64Array(ids.length).fill(1n) },
+    })
+  )['logits']!;
   await s.release();
   const v = r.dims[2]!;
   const lastRow = (r.data as Float32Array).subarray((ids.length - 1) * v, ids.length * v);
@@ -78,17 +84,53 @@ test('GPT-2-mini: batched generation equals one prompt at a time, greedy follows
   await lm.release();
 });
 
-test('graft generate runs from the command line and rejects a bad flag by name', { skip: needs('models/text/gpt2-mini-debian') }, () => {
+test('graft generate runs from the command line and rejects a bad flag by name', {
+  skip: needs('models/text/gpt2-mini-debian'),
+}, () => {
   const dir = asset('models/text/gpt2-mini-debian');
-  const out = execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'this package', '--max-new-tokens', '5', '--json'], { encoding: 'utf8' });
+  const out = execFileSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'generate',
+      '--model',
+      dir,
+      '--prompt',
+      'this package',
+      '--max-new-tokens',
+      '5',
+      '--json',
+    ],
+    { encoding: 'utf8' },
+  );
   const j = JSON.parse(out) as { results: { text: string; tokens: number }[] };
   assert.equal(j.results.length, 1);
   assert.ok(j.results[0]!.tokens >= 1 && j.results[0]!.tokens <= 5);
-  assert.throws(() => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'x', '--top-p', '1.5'], { encoding: 'utf8', stdio: 'pipe' }), /--top-p must be in/);
-  assert.throws(() => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'x', '--greedy', '--top-k', '5'], { encoding: 'utf8', stdio: 'pipe' }), /--greedy cannot be combined with --top-k/);
+  assert.throws(
+    () =>
+      execFileSync(
+        process.execPath,
+        ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'x', '--top-p', '1.5'],
+        { encoding: 'utf8', stdio: 'pipe' },
+      ),
+    /--top-p must be in/,
+  );
+  assert.throws(
+    () =>
+      execFileSync(
+        process.execPath,
+        ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'x', '--greedy', '--top-k', '5'],
+        { encoding: 'utf8', stdio: 'pipe' },
+      ),
+    /--greedy cannot be combined with --top-k/,
+  );
 });
 
-test('a prompt longer than the context is warned about once, naming it and the tokens dropped', { skip: needs('models/text/gpt2-mini-debian') }, async () => {
+test('a prompt longer than the context is warned about once, naming it and the tokens dropped', {
+  skip: needs('models/text/gpt2-mini-debian'),
+}, async () => {
   const dir = asset('models/text/gpt2-mini-debian');
   const tok = await loadTokenizer(dir);
   const lm = await CausalLm.create(readOnnx(`${dir}/onnx/model.onnx`), { maxPositions: 8 });
@@ -100,10 +142,16 @@ test('a prompt longer than the context is warned about once, naming it and the t
   assert.equal(res.length, 2);
   assert.equal(warnings.length, 1, warnings.join('\n'));
   assert.match(warnings[0]!, /^prompt 2 \("the package provides/);
-  assert.ok(warnings[0]!.includes(`${n} tokens`) && warnings[0]!.includes(`first ${n - 8} tokens are dropped`), warnings[0]);
+  assert.ok(
+    warnings[0]!.includes(`${n} tokens`) && warnings[0]!.includes(`first ${n - 8} tokens are dropped`),
+    warnings[0],
+  );
   // on ids directly: named by position
   const ids: string[] = [];
-  await lm.generate([[1, 2, 3], Array.from({ length: 11 }, (_, i) => i + 5)], { maxNewTokens: 1, warn: (m) => ids.push(m) });
+  await lm.generate([[1, 2, 3], Array.from({ length: 11 }, (_, i) => i + 5)], {
+    maxNewTokens: 1,
+    warn: (m) => ids.push(m),
+  });
   assert.deepEqual(ids.length, 1);
   assert.match(ids[0]!, /^prompt 2: 11 tokens.*first 3 tokens are dropped/);
   // a prompt that fits but grows past the context during generation: one note, when it starts to slide
@@ -119,15 +167,39 @@ test('a prompt longer than the context is warned about once, naming it and the t
   await lm.release();
 });
 
-test('graft generate warns on stderr when a prompt exceeds the model\'s positions', { skip: needs('models/text/gpt2-mini-debian') }, () => {
+test("graft generate warns on stderr when a prompt exceeds the model's positions", {
+  skip: needs('models/text/gpt2-mini-debian'),
+}, () => {
   const dir = asset('models/text/gpt2-mini-debian');
   const prompt = Array.from({ length: 200 }, (_, i) => (i % 2 ? 'package' : 'the')).join(' ');
-  const short = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', 'the package', '--max-new-tokens', '2'], { encoding: 'utf8' });
+  const short = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'generate',
+      '--model',
+      dir,
+      '--prompt',
+      'the package',
+      '--max-new-tokens',
+      '2',
+    ],
+    { encoding: 'utf8' },
+  );
   assert.equal(short.status, 0, short.stderr);
   assert.doesNotMatch(short.stderr, /dropped/);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', prompt, '--max-new-tokens', '2'], { encoding: 'utf8' });
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', 'generate', '--model', dir, '--prompt', prompt, '--max-new-tokens', '2'],
+    { encoding: 'utf8' },
+  );
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stderr.split('\n').filter((l) => /dropped/.test(l));
   assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, /warning: prompt 1 \("the package the package.*"\): \d+ tokens, longer than the model's 128 positions; its first \d+ tokens are dropped/);
+  assert.match(
+    lines[0]!,
+    /warning: prompt 1 \("the package the package.*"\): \d+ tokens, longer than the model's 128 positions; its first \d+ tokens are dropped/,
+  );
 });

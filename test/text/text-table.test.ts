@@ -16,7 +16,9 @@ const file = (name: string, content: string | Uint8Array): string => {
   return p;
 };
 
-test('review corpora: headerless label,text (and text,label) CSV with multi-line quoted fields', { skip: needs('datasets/reviews/polarity-en-pang&lee2.csv', 'datasets/reviews/polarity-fr-amazon.csv') }, () => {
+test('review corpora: headerless label,text (and text,label) CSV with multi-line quoted fields', {
+  skip: needs('datasets/reviews/polarity-en-pang&lee2.csv', 'datasets/reviews/polarity-fr-amazon.csv'),
+}, () => {
   const en = readTextTable(asset('datasets/reviews/polarity-en-pang&lee2.csv'));
   assert.equal(en.texts.length, 4000);
   assert.deepEqual(en.classes, ['-1', '1']);
@@ -39,13 +41,18 @@ test('CSV with a header, JSONL, and .gz', () => {
   assert.deepEqual(t.y, [1, 0]);
   const gz = readTextTable(file('a.csv.gz', gzipSync(csv)), { textColumn: 'review', labelColumn: 'stars' });
   assert.deepEqual(gz.texts, t.texts);
-  const j = readTextTable(file('b.jsonl', '{"t":"fine","y":1}\n\n{"t":"bad","y":0}\n'), { textColumn: 't', labelColumn: 'y' });
+  const j = readTextTable(file('b.jsonl', '{"t":"fine","y":1}\n\n{"t":"bad","y":0}\n'), {
+    textColumn: 't',
+    labelColumn: 'y',
+  });
   assert.deepEqual(j.texts, ['fine', 'bad']);
   assert.deepEqual(j.rows, [1, 3]);
 });
 
 test('a quote inside an unquoted field is literal, not the start of a field that swallows rows', () => {
-  const t = readTextTable(file('stray.csv', 'text,label\nthe 5" screen is great,pos\nbad "value,neg\n"quoted, ok",pos\n'));
+  const t = readTextTable(
+    file('stray.csv', 'text,label\nthe 5" screen is great,pos\nbad "value,neg\n"quoted, ok",pos\n'),
+  );
   assert.deepEqual(t.texts, ['the 5" screen is great', 'bad "value', 'quoted, ok']);
   assert.deepEqual(t.labels, ['pos', 'neg', 'pos']);
   assert.deepEqual(t.rows, [2, 3, 4]);
@@ -53,22 +60,30 @@ test('a quote inside an unquoted field is literal, not the start of a field that
 
 test('headerless file with only the text column given: the label is guessed among the other columns', () => {
   // column 1 (the chosen text) has the fewest distinct values, column 2 the longest: neither may become the label
-  const csv = 'a,title x,a long body text here that is long\nb,title x,another long body text that is longer still\nc,title y,a third long body text\n';
+  const csv =
+    'a,title x,a long body text here that is long\nb,title x,another long body text that is longer still\nc,title y,a third long body text\n';
   const t = readTextTable(file('h.csv', csv), { textColumn: 1 });
   assert.deepEqual(t.texts, ['title x', 'title x', 'title y']);
   assert.deepEqual(t.labels, ['a', 'b', 'c']);
 });
 
 test('errors name the file and the line', () => {
-  const err = (f: () => unknown, re: RegExp) => assert.throws(f, (e: unknown) => e instanceof GraftError && re.test(e.message));
+  const err = (f: () => unknown, re: RegExp) =>
+    assert.throws(f, (e: unknown) => e instanceof GraftError && re.test(e.message));
   const p1 = file('empty.csv', 'text,label\nok,1\n  ,0\n');
   err(() => readTextTable(p1), /empty\.csv: line 3: empty text/);
-  err(() => readTextTable(file('nolabel.csv', 'text,stars\nok,1\n'), { textColumn: 'text', labelColumn: 'label' }), /nolabel\.csv: no label column "label".*columns: text, stars/);
+  err(
+    () => readTextTable(file('nolabel.csv', 'text,stars\nok,1\n'), { textColumn: 'text', labelColumn: 'label' }),
+    /nolabel\.csv: no label column "label".*columns: text, stars/,
+  );
   err(() => readTextTable(file('short.csv', 'text,label\nok,1\nonly text\n')), /short\.csv: line 3: no label column/);
   const bad = Buffer.concat([Buffer.from('text,label\nok,1\ncaf'), Buffer.from([0xe9]), Buffer.from(',0\n')]);
   err(() => readTextTable(file('latin1.csv', bad)), /latin1\.csv: line 3 is not valid UTF-8/);
   err(() => readTextTable(file('q.csv', 'text,label\n"open,1\nx,0\n')), /q\.csv: line 2: unterminated quoted field/);
-  err(() => readTextTable(file('c.jsonl', '{"text":"a","label":1}\n{"text": "b", label: 0}\n')), /c\.jsonl: line 2: not valid JSON/);
+  err(
+    () => readTextTable(file('c.jsonl', '{"text":"a","label":1}\n{"text": "b", label: 0}\n')),
+    /c\.jsonl: line 2: not valid JSON/,
+  );
   err(() => readTextTable(file('d.jsonl', '{"text":"a"}\n')), /d\.jsonl: line 1: no label field "label"/);
   err(() => readTextTable(join(dir, 'missing.csv')), /not found/);
 });

@@ -17,7 +17,10 @@ test('WordPiece (bert-mini): special tokens, subwords, round trip', { skip: need
   const ids = tok.encode('Unbelievably GOOD film.');
   assert.equal(ids[0], 2);
   assert.equal(ids[ids.length - 1], 3);
-  assert.ok(tok.tokenize('unbelievably').some((t) => t.startsWith('##')), 'splits a rare word into word pieces');
+  assert.ok(
+    tok.tokenize('unbelievably').some((t) => t.startsWith('##')),
+    'splits a rare word into word pieces',
+  );
   assert.equal(tok.decode(ids, { skipSpecialTokens: true }), 'unbelievably good film.');
   assert.match(tok.decode(ids), /^\[CLS\] .* \[SEP\]$/);
   assert.equal(tok.decode([]), '', 'no ids (a row that ended at once) decode to the empty string');
@@ -27,7 +30,12 @@ test('encodeBatch: padding, masks, truncation warns naming the row', { skip: nee
   const tok = await loadTokenizer(BERT());
   const warnings: string[] = [];
   const long = 'a very long review '.repeat(30);
-  const b = tok.encodeBatch(['fine', long, 'not bad at all'], { maxLength: 12, source: 'r.csv', rowOffset: 10, warn: (m) => warnings.push(m) });
+  const b = tok.encodeBatch(['fine', long, 'not bad at all'], {
+    maxLength: 12,
+    source: 'r.csv',
+    rowOffset: 10,
+    warn: (m) => warnings.push(m),
+  });
   assert.deepEqual(b.inputIds.dims, [3, 12]);
   assert.equal(b.inputIds.dtype, 'int64');
   assert.deepEqual(b.truncated, [1]);
@@ -47,10 +55,15 @@ test('encodeBatch: padding, masks, truncation warns naming the row', { skip: nee
   assert.equal(c.inputIds.dims[1], Math.max(...c.lengths));
   const d = tok.encodeBatch(['fine'], { maxLength: 20, padding: 'max_length' });
   assert.deepEqual(d.inputIds.dims, [1, 20]);
-  assert.throws(() => tok.encodeBatch([long], { maxLength: 12, truncation: false, source: 'x.csv' }), /x\.csv row 0.*longer than/);
+  assert.throws(
+    () => tok.encodeBatch([long], { maxLength: 12, truncation: false, source: 'x.csv' }),
+    /x\.csv row 0.*longer than/,
+  );
 });
 
-test('model folder loads offline: config, tokenizer, graph', { skip: needs('models/text/bert-mini-debian', 'models/text/gpt2-mini-debian') }, async () => {
+test('model folder loads offline: config, tokenizer, graph', {
+  skip: needs('models/text/bert-mini-debian', 'models/text/gpt2-mini-debian'),
+}, async () => {
   const m = await loadModelFolder(BERT());
   assert.equal(m.hiddenSize, 256);
   assert.equal(m.maxPositions, 128);
@@ -75,7 +88,13 @@ test('BPE tokenizer.json (byte-level)', () => {
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: null,
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: 'BPE', vocab, merges: ['Ġ a', 'Ġa b', 'Ġab c', 'a b', 'ab c'], unk_token: null, ignore_merges: false },
+    model: {
+      type: 'BPE',
+      vocab,
+      merges: ['Ġ a', 'Ġa b', 'Ġab c', 'a b', 'ab c'],
+      unk_token: null,
+      ignore_merges: false,
+    },
   };
   const tok = new TextTokenizer(json, { pad_token: '<pad>', eos_token: '</s>' });
   const ids = tok.encode('abc abc');
@@ -88,7 +107,23 @@ test('BPE tokenizer.json (byte-level)', () => {
 });
 
 test('Unigram tokenizer.json (SentencePiece-style)', () => {
-  const vocab: [string, number][] = [['<unk>', 0], ['<pad>', 0], ['</s>', 0], ['▁', -2], ['▁good', -1], ['▁film', -1], ['s', -3], ['▁films', -8], ['g', -5], ['o', -5], ['d', -5], ['f', -5], ['i', -5], ['l', -5], ['m', -5]];
+  const vocab: [string, number][] = [
+    ['<unk>', 0],
+    ['<pad>', 0],
+    ['</s>', 0],
+    ['▁', -2],
+    ['▁good', -1],
+    ['▁film', -1],
+    ['s', -3],
+    ['▁films', -8],
+    ['g', -5],
+    ['o', -5],
+    ['d', -5],
+    ['f', -5],
+    ['i', -5],
+    ['l', -5],
+    ['m', -5],
+  ];
   const json = {
     version: '1.0',
     added_tokens: [
@@ -101,7 +136,11 @@ test('Unigram tokenizer.json (SentencePiece-style)', () => {
     post_processor: {
       type: 'TemplateProcessing',
       single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
-      pair: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }, { Sequence: { id: 'B', type_id: 0 } }],
+      pair: [
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '</s>', type_id: 0 } },
+        { Sequence: { id: 'B', type_id: 0 } },
+      ],
       special_tokens: { '</s>': { id: '</s>', ids: [2], tokens: ['</s>'] } },
     },
     decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always' },

@@ -5,10 +5,15 @@ import { Rng } from '../../src/util/random.js';
 import { convBn as convBnGraph } from '../helpers/conv-bn.js';
 
 /** The test network, its BatchNorm filled as below. */
-const convBn = () => convBnGraph({ scale: (r) => 1 + r.normal() * 0.1, bias: (r) => r.normal() * 0.1, mean: () => 0, var: () => 1 });
+const convBn = () =>
+  convBnGraph({ scale: (r) => 1 + r.normal() * 0.1, bias: (r) => r.normal() * 0.1, mean: () => 0, var: () => 1 });
 
 const rng = new Rng(9);
-const x = { dtype: 'float32' as const, dims: [8, 2, 4, 4], data: Float32Array.from({ length: 256 }, () => 3 + rng.normal() * 2) };
+const x = {
+  dtype: 'float32' as const,
+  dims: [8, 2, 4, 4],
+  data: Float32Array.from({ length: 256 }, () => 3 + rng.normal() * 2),
+};
 const labels = { dtype: 'int64' as const, dims: [8], data: BigInt64Array.from([0n, 1n, 0n, 1n, 0n, 1n, 1n, 0n]) };
 
 test('BatchNorm frozen by default: running statistics never change, scale and bias train', async () => {
@@ -32,11 +37,13 @@ test('BatchNorm with batch statistics updates the running statistics with the gi
   const c = (await (await Session.fromGraph(conv)).run({ x }))['c']!.data as Float32Array;
   const mean = [0, 0, 0];
   const sq = [0, 0, 0];
-  for (let n = 0; n < 8; n++) for (let ch = 0; ch < 3; ch++) for (let k = 0; k < 16; k++) {
-    const v = c[(n * 3 + ch) * 16 + k]!;
-    mean[ch]! += v / 128;
-    sq[ch]! += (v * v) / 128;
-  }
+  for (let n = 0; n < 8; n++)
+    for (let ch = 0; ch < 3; ch++)
+      for (let k = 0; k < 16; k++) {
+        const v = c[(n * 3 + ch) * 16 + k]!;
+        mean[ch]! += v / 128;
+        sq[ch]! += (v * v) / 128;
+      }
   const got = t.toGraph();
   const rm = got.initializers.get('bn.mean')!.data as Float32Array;
   const rv = got.initializers.get('bn.var')!.data as Float32Array;

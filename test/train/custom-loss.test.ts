@@ -12,7 +12,11 @@ function model() {
   const g = new Graph();
   g.opsets = { '': 17 };
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 3] });
-  g.initializers.set('W', { dtype: 'float32', dims: [3, 4], data: Float32Array.from({ length: 12 }, () => rng.normal()) });
+  g.initializers.set('W', {
+    dtype: 'float32',
+    dims: [3, 4],
+    data: Float32Array.from({ length: 12 }, () => rng.normal()),
+  });
   g.nodes.push({ name: 'fc', opType: 'Gemm', domain: '', inputs: ['x', 'W'], outputs: ['y'], attrs: {} });
   g.outputs = [{ name: 'y' }];
   return g;
@@ -30,11 +34,15 @@ function customMse(scale?: number): CustomLoss {
       const d = b.sub(gate, 'want');
       const sq = b.mul(d, d);
       return {
-        loss: b.reduceAll('ReduceMean', sq), targets: ['want'], outputs: [sq],
+        loss: b.reduceAll('ReduceMean', sq),
+        targets: ['want'],
+        outputs: [sq],
         ...(scale !== undefined ? { gradScale: new Map([[gate, scale]]) } : {}),
       };
     },
-    probeFeeds: (dims) => ({ want: { dtype: 'float32', dims, data: new Float32Array(dims.reduce((a, c) => a * c, 1)) } }),
+    probeFeeds: (dims) => ({
+      want: { dtype: 'float32', dims, data: new Float32Array(dims.reduce((a, c) => a * c, 1)) },
+    }),
   };
 }
 
@@ -56,7 +64,9 @@ test('a custom loss trains like the built-in loss it restates; gradient scaling 
   assert.ok(builtin.some((v) => Math.abs(v) > 1e-3));
   builtin.forEach((v, i) => assert.ok(Math.abs(v - custom[i]!) < 1e-5, `W[${i}]: ${v} vs ${custom[i]}`));
   const reversed = await firstStepDelta(customMse(-0.5));
-  builtin.forEach((v, i) => assert.ok(Math.abs(-0.5 * v - reversed[i]!) < 1e-5, `reversed W[${i}]: ${reversed[i]} vs ${-0.5 * v}`));
+  builtin.forEach((v, i) =>
+    assert.ok(Math.abs(-0.5 * v - reversed[i]!) < 1e-5, `reversed W[${i}]: ${reversed[i]} vs ${-0.5 * v}`),
+  );
   await assert.rejects(() => Trainer.create(model(), { loss: customMse(0) }), GraftError);
 });
 

@@ -13,7 +13,9 @@ import { asset } from '../helpers/assets.js';
 export const mnistPath = () => asset('models/onnxjs-demo/mnist.onnx');
 export const digitsPath = () => asset('datasets/digits-8x8/digits.csv.gz');
 
-export async function digitsTask(perClass = 50): Promise<{ model: Graph; train: Examples; val: Examples; test: Examples }> {
+export async function digitsTask(
+  perClass = 50,
+): Promise<{ model: Graph; train: Examples; val: Examples; test: Examples }> {
   const model = makeBatchDynamic(loadModel(mnistPath()));
   const ds = await loadPixelDataset(digitsPath(), { side: 28, pixelMax: 16 });
   const split = stratifiedSplit(ds.y, { testFraction: 0.3, valFraction: 0.1, perClass, seed: 0 });

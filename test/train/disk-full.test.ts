@@ -11,7 +11,12 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { atomicWrite, injectWriteFailure, writeFolderAtomic } from '../../src/util/atomic.js';
-import { writeCheckpoint, readLatestCheckpoint, listCheckpoints, type CheckpointState } from '../../src/train/checkpoint.js';
+import {
+  writeCheckpoint,
+  readLatestCheckpoint,
+  listCheckpoints,
+  type CheckpointState,
+} from '../../src/train/checkpoint.js';
 import { readOnnx, writeOnnx } from '../../src/formats/onnx.js';
 import { saveClassifier } from '../../src/features/classifier.js';
 import { getLabels, setLabels } from '../../src/formats/preprocess.js';
@@ -24,9 +29,16 @@ const fresh = () => mkdtempSync(join(tmpdir(), 'graft-disk-'));
 
 function state(epoch: number, v: number): CheckpointState {
   return {
-    epoch, step: epoch * 10, rng: [1, 2, 3, 4], losses: [v, v / 2],
-    weights: new Map([['fc.weight', new Float32Array(4000).fill(v)], ['fc.bias', Float32Array.from([v, -v])]]),
-    optimizer: { kind: 'sgd', meta: { momentum: 0 }, tensors: new Map() }, config: { lr: 0.1 },
+    epoch,
+    step: epoch * 10,
+    rng: [1, 2, 3, 4],
+    losses: [v, v / 2],
+    weights: new Map([
+      ['fc.weight', new Float32Array(4000).fill(v)],
+      ['fc.bias', Float32Array.from([v, -v])],
+    ]),
+    optimizer: { kind: 'sgd', meta: { momentum: 0 }, tensors: new Map() },
+    config: { lr: 0.1 },
   };
 }
 
@@ -34,8 +46,19 @@ function state(epoch: number, v: number): CheckpointState {
 function classifier(labels: string[], v: number): Graph {
   const g = new Graph();
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 2] });
-  g.initializers.set('w', { dtype: 'float32', dims: [labels.length, 2], data: new Float32Array(labels.length * 2).fill(v) });
-  g.nodes.push({ name: 'fc', opType: 'Gemm', domain: '', inputs: ['x', 'w'], outputs: ['logits'], attrs: { transB: { type: 'int', value: 1 } } });
+  g.initializers.set('w', {
+    dtype: 'float32',
+    dims: [labels.length, 2],
+    data: new Float32Array(labels.length * 2).fill(v),
+  });
+  g.nodes.push({
+    name: 'fc',
+    opType: 'Gemm',
+    domain: '',
+    inputs: ['x', 'w'],
+    outputs: ['logits'],
+    attrs: { transB: { type: 'int', value: 1 } },
+  });
   g.outputs.push({ name: 'logits', dtype: 'float32', shape: ['batch', labels.length] });
   setLabels(g, labels);
   return g;
@@ -51,12 +74,20 @@ test('atomicWrite: a full disk after N bytes leaves the previous file whole; the
     atomicWrite(path, Buffer.from('previous complete file'));
     injectWriteFailure({ afterBytes: 1000 });
     const bytes = new Uint8Array(5000).fill(7);
-    assert.throws(() => atomicWrite(path, bytes), (e: unknown) => {
-      assert.ok(e instanceof GraftError);
-      assert.match(e.message, new RegExp(`could not write ${path.replace(/[.]/g, '\\.')}: no space left on the device \\(ENOSPC\\): it needs 5000 bytes, \\d+ bytes are free in `));
-      assert.match(e.hint ?? '', /previous file at that path is unchanged/);
-      return true;
-    });
+    assert.throws(
+      () => atomicWrite(path, bytes),
+      (e: unknown) => {
+        assert.ok(e instanceof GraftError);
+        assert.match(
+          e.message,
+          new RegExp(
+            `could not write ${path.replace(/[.]/g, '\\.')}: no space left on the device \\(ENOSPC\\): it needs 5000 bytes, \\d+ bytes are free in `,
+          ),
+        );
+        assert.match(e.hint ?? '', /previous file at that path is unchanged/);
+        return true;
+      },
+    );
     assert.equal(readFileSync(path, 'utf8'), 'previous complete file');
     assert.deepEqual(leftovers(dir), []);
     // the fault was one-shot: the next write goes through
@@ -73,9 +104,18 @@ test('a checkpoint interrupted in its tensors or its manifest leaves the previou
     writeCheckpoint(dir, state(1, 0.5));
     for (const which of [/epoch-0002\.safetensors$/, /epoch-0002\.json$/]) {
       injectWriteFailure({ afterBytes: 64, match: which });
-      assert.throws(() => writeCheckpoint(dir, state(2, 0.25)), (e: unknown) => e instanceof GraftError && /epoch-0002\.(safetensors|json): no space left on the device .* it needs \d+ bytes/.test(e.message));
+      assert.throws(
+        () => writeCheckpoint(dir, state(2, 0.25)),
+        (e: unknown) =>
+          e instanceof GraftError &&
+          /epoch-0002\.(safetensors|json): no space left on the device .* it needs \d+ bytes/.test(e.message),
+      );
       assert.deepEqual(listCheckpoints(dir), [1]);
-      assert.deepEqual(readdirSync(dir).sort(), ['epoch-0001.json', 'epoch-0001.safetensors'], `after a failure in ${which}`);
+      assert.deepEqual(
+        readdirSync(dir).sort(),
+        ['epoch-0001.json', 'epoch-0001.safetensors'],
+        `after a failure in ${which}`,
+      );
       const back = readLatestCheckpoint(dir)!;
       assert.equal(back.epoch, 1);
       assert.equal(back.step, 10);
@@ -117,12 +157,15 @@ test('a classifier folder save that fails in the middle leaves the previous clas
     const before = readFileSync(join(dir, 'model.onnx'));
     // model.onnx of the new save is written, then labels.json fails
     injectWriteFailure({ afterBytes: 3, match: /labels\.json$/ });
-    assert.throws(() => saveClassifier(classifier(['ant', 'bee', 'cow'], 2), dir), (e: unknown) => {
-      assert.ok(e instanceof GraftError);
-      assert.ok(e.message.includes(join(dir, 'labels.json')), e.message); // the folder's path, not the stage's
-      assert.match(e.message, /no space left on the device/);
-      return true;
-    });
+    assert.throws(
+      () => saveClassifier(classifier(['ant', 'bee', 'cow'], 2), dir),
+      (e: unknown) => {
+        assert.ok(e instanceof GraftError);
+        assert.ok(e.message.includes(join(dir, 'labels.json')), e.message); // the folder's path, not the stage's
+        assert.match(e.message, /no space left on the device/);
+        return true;
+      },
+    );
     assert.deepEqual(readFileSync(join(dir, 'model.onnx')), before);
     assert.deepEqual(JSON.parse(readFileSync(join(dir, 'labels.json'), 'utf8')), ['cat', 'dog']);
     assert.deepEqual(getLabels(readOnnx(join(dir, 'model.onnx'))), ['cat', 'dog']);
@@ -149,10 +192,14 @@ test('a classifier folder save that fails in the middle leaves the previous clas
 test('writeFolderAtomic: an error thrown by the writer leaves a new folder absent', () => {
   const root = fresh();
   try {
-    assert.throws(() => writeFolderAtomic(join(root, 'new'), (stage) => {
-      atomicWrite(join(stage, 'model.onnx'), Buffer.from('x'));
-      throw new GraftError('parity check failed');
-    }), /parity check failed/);
+    assert.throws(
+      () =>
+        writeFolderAtomic(join(root, 'new'), (stage) => {
+          atomicWrite(join(stage, 'model.onnx'), Buffer.from('x'));
+          throw new GraftError('parity check failed');
+        }),
+      /parity check failed/,
+    );
     assert.deepEqual(readdirSync(root), []);
   } finally {
     rmSync(root, { recursive: true, force: true });
@@ -194,19 +241,27 @@ function smallTmpfs(): { dir: string } | string {
 }
 
 const fs = smallTmpfs();
-test('a real full disk (1 MiB tmpfs): the previous checkpoint stays, the error gives bytes needed and free', { skip: typeof fs === 'string' ? fs : false }, () => {
+test('a real full disk (1 MiB tmpfs): the previous checkpoint stays, the error gives bytes needed and free', {
+  skip: typeof fs === 'string' ? fs : false,
+}, () => {
   const { dir } = fs as { dir: string };
   try {
     writeCheckpoint(dir, state(1, 0.5));
     const big = state(2, 0.25);
     big.weights.set('fc.weight', new Float32Array(1 << 19).fill(0.25)); // 2 MiB of tensors
-    assert.throws(() => writeCheckpoint(dir, big), (e: unknown) => {
-      assert.ok(e instanceof GraftError);
-      const m = /epoch-0002\.safetensors: no space left on the device \(ENOSPC\): it needs (\d+) bytes, (\d+) bytes are free in /.exec(e.message);
-      assert.ok(m, e.message);
-      assert.ok(Number(m[1]) > 2 * (1 << 20) && Number(m[2]) < 1 << 20, e.message);
-      return true;
-    });
+    assert.throws(
+      () => writeCheckpoint(dir, big),
+      (e: unknown) => {
+        assert.ok(e instanceof GraftError);
+        const m =
+          /epoch-0002\.safetensors: no space left on the device \(ENOSPC\): it needs (\d+) bytes, (\d+) bytes are free in /.exec(
+            e.message,
+          );
+        assert.ok(m, e.message);
+        assert.ok(Number(m[1]) > 2 * (1 << 20) && Number(m[2]) < 1 << 20, e.message);
+        return true;
+      },
+    );
     assert.deepEqual(listCheckpoints(dir), [1]);
     assert.equal(readLatestCheckpoint(dir)!.epoch, 1);
     assert.deepEqual(leftovers(dir), []);

@@ -50,12 +50,17 @@ test("class weights: 'balanced' is n/(classes·count); the training loss is the 
   await t.release();
 });
 
-test('early stopping on validation loss stops after `patience` epochs without improvement and restores the best epoch\'s weights', async () => {
+test("early stopping on validation loss stops after `patience` epochs without improvement and restores the best epoch's weights", async () => {
   const dir = tmp();
   const seen: EpochInfo[] = [];
   const r = await fit(task.model, task.train, {
-    epochs: 20, lr: 3e-3, seed: 0, validation: task.val, earlyStopping: { monitor: 'loss', patience: 2 },
-    checkpoint: { dir }, onEpoch: (e) => seen.push(e),
+    epochs: 20,
+    lr: 3e-3,
+    seed: 0,
+    validation: task.val,
+    earlyStopping: { monitor: 'loss', patience: 2 },
+    checkpoint: { dir },
+    onEpoch: (e) => seen.push(e),
   });
   assert.ok(r.epochs < 20, `did not stop early (${r.epochs} epochs)`);
   assert.equal(r.bestEpoch, r.epochs - 2);
@@ -64,7 +69,7 @@ test('early stopping on validation loss stops after `patience` epochs without im
   assert.ok(seen[seen.length - 1]!.stopping);
   // the trainer ends with exactly the best epoch's weights, and its validation numbers
   const ck = readCheckpoint(dir, r.bestEpoch!);
-  assert.ok(sameBits(new Map([...r.trainer.params]), ck.weights), 'final weights are not the best epoch\'s');
+  assert.ok(sameBits(new Map([...r.trainer.params]), ck.weights), "final weights are not the best epoch's");
   assert.equal(r.valLoss, best.valLoss);
   assert.equal(r.valAccuracy, best.valAccuracy);
   await r.trainer.release();
@@ -72,15 +77,28 @@ test('early stopping on validation loss stops after `patience` epochs without im
 
 test('layer groups of the MNIST network follow depth: conv1, conv2, classifier (weight reshaped before its MatMul)', () => {
   const groups = layerGroups(task.model, selectTrainable(task.model, 'all'));
-  assert.deepEqual(groups, [['Parameter5', 'Parameter6'], ['Parameter87', 'Parameter88'], ['Parameter193', 'Parameter194']]);
-  assert.deepEqual(layerGroups(task.model, selectTrainable(task.model, 'all'), 2), [['Parameter5', 'Parameter6', 'Parameter87', 'Parameter88'], ['Parameter193', 'Parameter194']]);
+  assert.deepEqual(groups, [
+    ['Parameter5', 'Parameter6'],
+    ['Parameter87', 'Parameter88'],
+    ['Parameter193', 'Parameter194'],
+  ]);
+  assert.deepEqual(layerGroups(task.model, selectTrainable(task.model, 'all'), 2), [
+    ['Parameter5', 'Parameter6', 'Parameter87', 'Parameter88'],
+    ['Parameter193', 'Parameter194'],
+  ]);
   assert.deepEqual([...discriminativeScales(groups, 0.5).values()], [0.25, 0.25, 0.5, 0.5, 1, 1]);
 });
 
 test('discriminative learning rates: one SGD step moves each group by lrDecay^(depth from the top) of the plain step', async () => {
   const one = { x: task.train.x.slice(0, 64), y: task.train.y.slice(0, 64) };
   const step = async (lrDecay?: number) => {
-    const r = await fit(task.model, one, { epochs: 1, batchSize: 64, lr: 1e-3, optimizer: { kind: 'sgd', weightDecay: 0 }, ...(lrDecay ? { lrDecay } : {}) });
+    const r = await fit(task.model, one, {
+      epochs: 1,
+      batchSize: 64,
+      lr: 1e-3,
+      optimizer: { kind: 'sgd', weightDecay: 0 },
+      ...(lrDecay ? { lrDecay } : {}),
+    });
     const w = new Map([...r.trainer.params].map(([k, v]) => [k, Float32Array.from(v)]));
     await r.trainer.release();
     return w;
@@ -88,10 +106,18 @@ test('discriminative learning rates: one SGD step moves each group by lrDecay^(d
   const plain = await step();
   const disc = await step(0.5);
   const init = floatInitializers(task.model);
-  const expect: Record<string, number> = { Parameter5: 0.25, Parameter6: 0.25, Parameter87: 0.5, Parameter88: 0.5, Parameter193: 1, Parameter194: 1 };
+  const expect: Record<string, number> = {
+    Parameter5: 0.25,
+    Parameter6: 0.25,
+    Parameter87: 0.5,
+    Parameter88: 0.5,
+    Parameter193: 1,
+    Parameter194: 1,
+  };
   for (const [k, scale] of Object.entries(expect)) {
     const p0 = init.get(k)!;
-    let num = 0, den = 0;
+    let num = 0,
+      den = 0;
     for (let i = 0; i < p0.length; i++) {
       num += (disc.get(k)![i]! - p0[i]!) * (plain.get(k)![i]! - p0[i]!);
       den += (plain.get(k)![i]! - p0[i]!) ** 2;
@@ -105,11 +131,21 @@ test('gradual unfreezing: the classifier trains first, then conv2, then conv1; e
   const dir = tmp();
   const stages: string[][] = [];
   const r = await fit(task.model, task.train, {
-    epochs: 3, lr: 1e-3, unfreezeEvery: 1, lrDecay: 0.5, checkpoint: { dir }, onStage: (s) => stages.push(s.trainable),
+    epochs: 3,
+    lr: 1e-3,
+    unfreezeEvery: 1,
+    lrDecay: 0.5,
+    checkpoint: { dir },
+    onStage: (s) => stages.push(s.trainable),
   });
-  assert.deepEqual(stages, [['Parameter193', 'Parameter194'], ['Parameter87', 'Parameter88', 'Parameter193', 'Parameter194'], ['Parameter5', 'Parameter6', 'Parameter87', 'Parameter88', 'Parameter193', 'Parameter194']]);
+  assert.deepEqual(stages, [
+    ['Parameter193', 'Parameter194'],
+    ['Parameter87', 'Parameter88', 'Parameter193', 'Parameter194'],
+    ['Parameter5', 'Parameter6', 'Parameter87', 'Parameter88', 'Parameter193', 'Parameter194'],
+  ]);
   const init = floatInitializers(task.model);
-  const same = (epoch: number, k: string) => sameBits(new Map([[k, readCheckpoint(dir, epoch).weights.get(k)!]]), new Map([[k, init.get(k)!]]));
+  const same = (epoch: number, k: string) =>
+    sameBits(new Map([[k, readCheckpoint(dir, epoch).weights.get(k)!]]), new Map([[k, init.get(k)!]]));
   assert.ok(same(1, 'Parameter5') && same(1, 'Parameter87') && !same(1, 'Parameter193'));
   assert.ok(same(2, 'Parameter5') && !same(2, 'Parameter87'));
   assert.ok(!same(3, 'Parameter5'));

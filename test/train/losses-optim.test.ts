@@ -65,7 +65,11 @@ for (const spec of [
 
 test('mean squared error: value and gradients', async () => {
   const { g, x, loss } = lossGraph({ kind: 'mse' });
-  const targets = { dtype: 'float32' as const, dims: [4, 5], data: Float32Array.from({ length: 20 }, (_, i) => Math.sin(i)) };
+  const targets = {
+    dtype: 'float32' as const,
+    dims: [4, 5],
+    data: Float32Array.from({ length: 20 }, (_, i) => Math.sin(i)),
+  };
   const s = await Session.fromGraph(g);
   const r = await s.run({ x, targets });
   const lg = r['logits']!.data as Float32Array;
@@ -111,7 +115,10 @@ test('SGD with momentum, nesterov and weight decay follows torch.optim.SGD', () 
 });
 
 test('gradient clipping scales to the maximum global norm', () => {
-  const g = new Map([['a', Float32Array.from([3, 0])], ['b', Float32Array.from([4])]]);
+  const g = new Map([
+    ['a', Float32Array.from([3, 0])],
+    ['b', Float32Array.from([4])],
+  ]);
   const n = clipGradNorm(g, 1);
   assert.ok(Math.abs(n - 5) < 1e-9);
   const after = Math.hypot(...g.get('a')!, ...g.get('b')!);

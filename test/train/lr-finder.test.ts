@@ -38,7 +38,10 @@ test('the suggested rate (steepest descent) trains the digits task far better th
   assert.ok(r.suggestion > 1e-5 && r.suggestion < 1e-1, `suggestion ${r.suggestion}`);
   assert.ok(r.suggestion <= r.minLossLr);
   const i = r.lrs.indexOf(r.suggestion);
-  assert.ok(r.smoothed[Math.min(r.lrs.length - 1, i + 3)]! < r.smoothed[Math.max(0, i - 3)]!, 'the loss is not falling at the suggestion');
+  assert.ok(
+    r.smoothed[Math.min(r.lrs.length - 1, i + 3)]! < r.smoothed[Math.max(0, i - 3)]!,
+    'the loss is not falling at the suggestion',
+  );
   const acc = async (lr: number) => {
     const f = await fit(task.model, task.train, { epochs: 3, lr, seed: 0 });
     const a = (await evaluate(f.trainer, task.val)).accuracy;
@@ -50,7 +53,7 @@ test('the suggested rate (steepest descent) trains the digits task far better th
   const svg = join(mkdtempSync(join(tmpdir(), 'graft-lrf-')), 'plot.svg');
   writeLrFindSvg(svg, r);
   const text = readFileSync(svg, 'utf8');
-  assert.match(text, /^<svg[^]*<path d="M[^"]+"[^]*suggested [0-9.e-]+ \(steepest\)[^]*<\/svg>\n$/);
+  assert.match(text, /^<svg[\s\S]*<path d="M[^"]+"[\s\S]*suggested [0-9.e-]+ \(steepest\)[\s\S]*<\/svg>\n$/);
   const sketch = lrFindAscii(r);
   assert.ok(sketch.includes('|') && sketch.split('\n').length === 13);
 });
@@ -58,8 +61,22 @@ test('the suggested rate (steepest descent) trains the digits task far better th
 test('graft train --lr-find prints the suggestion and a sketch, writes the SVG, trains nothing', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'graft-lrf-cli-'));
   const { stdout } = await graft([
-    'train', '--model', mnistPath(), '--data', digitsPath(), '--pixel-max', '16', '--labels-per-class', '50',
-    '--lr-find', '--lr-find-steps', '60', '--lr-find-plot', join(dir, 'lr.svg'), '--out', join(dir, 'model.onnx'),
+    'train',
+    '--model',
+    mnistPath(),
+    '--data',
+    digitsPath(),
+    '--pixel-max',
+    '16',
+    '--labels-per-class',
+    '50',
+    '--lr-find',
+    '--lr-find-steps',
+    '60',
+    '--lr-find-plot',
+    join(dir, 'lr.svg'),
+    '--out',
+    join(dir, 'model.onnx'),
   ]);
   assert.match(stdout, /suggested learning rate: \d\.\d+e-\d+ \(steepest descent of the smoothed loss\)/);
   assert.ok(existsSync(join(dir, 'lr.svg')));

@@ -14,12 +14,19 @@ const [task, dir, mode, out] = process.argv.slice(2) as [TextTask, string, strin
 let slow = false;
 const pace: Callback = {
   name: 'pace',
-  onEpochEnd: () => { slow = true; },
+  onEpochEnd: () => {
+    slow = true;
+  },
   onStepEnd: () => (slow ? new Promise((r) => setTimeout(r, 300)) : undefined),
 };
-const r = await runTask(task, { checkpointDir: dir, ...(mode === 'resume' ? { resume: true } : { callbacks: [pace] }) });
+const r = await runTask(task, {
+  checkpointDir: dir,
+  ...(mode === 'resume' ? { resume: true } : { callbacks: [pace] }),
+});
 if (out) {
-  const m = new Map<string, Tensor>([...r.weights].map(([k, v]) => [k, { dtype: 'float32', dims: [v.length], data: v }]));
+  const m = new Map<string, Tensor>(
+    [...r.weights].map(([k, v]) => [k, { dtype: 'float32', dims: [v.length], data: v }]),
+  );
   m.set('losses', { dtype: 'float64', dims: [r.losses.length], data: Float64Array.from(r.losses) });
   writeSafetensors(out, m);
 }

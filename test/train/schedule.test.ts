@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { makeSchedule } from '../../src/train/schedule.js';
 
 const ctx = { totalSteps: 100, stepsPerEpoch: 10 };
-const close = (a: number, b: number, tol = 1e-12) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} vs ${b}`);
+const close = (a: number, b: number, tol = 1e-12) =>
+  assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} vs ${b}`);
 
 test('constant, with and without linear warmup', () => {
   const c = makeSchedule(undefined, 0.1, ctx);

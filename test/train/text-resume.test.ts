@@ -18,7 +18,10 @@ import { needs } from '../helpers/assets.js';
 
 /** Start the child, SIGKILL it once its first checkpoint exists; the checkpoints it left. */
 async function killedRun(task: string, dir: string): Promise<number[]> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/train/resume-child.ts', task, dir], { stdio: ['ignore', 'ignore', 'pipe'], env: process.env });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/train/resume-child.ts', task, dir], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: process.env,
+  });
   let err = '';
   child.stderr.on('data', (d) => (err += d));
   const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
@@ -32,7 +35,9 @@ async function killedRun(task: string, dir: string): Promise<number[]> {
 }
 
 for (const task of TEXT_TASKS) {
-  test(`${task}: killed with SIGKILL after a checkpoint, resumed → the same weights, bit for bit, as an uninterrupted run`, { skip: needs(...taskAssets[task]) }, async () => {
+  test(`${task}: killed with SIGKILL after a checkpoint, resumed → the same weights, bit for bit, as an uninterrupted run`, {
+    skip: needs(...taskAssets[task]),
+  }, async () => {
     const dir = mkdtempSync(join(tmpdir(), `graft-resume-${task}-`));
     try {
       const left = await killedRun(task, dir);
@@ -44,7 +49,11 @@ for (const task of TEXT_TASKS) {
       assert.ok(sameBits(whole.weights, resumed.weights), 'final weights differ');
       assert.deepEqual(resumed.losses, whole.losses);
       // other settings are refused, naming them
-      if (task === 'classify') await assert.rejects(runTask('setfit', { checkpointDir: dir, resume: true }), (e: Error) => e instanceof GraftError && /other settings \(.*\blr\b/.test(e.message));
+      if (task === 'classify')
+        await assert.rejects(
+          runTask('setfit', { checkpointDir: dir, resume: true }),
+          (e: Error) => e instanceof GraftError && /other settings \(.*\blr\b/.test(e.message),
+        );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -13,16 +13,34 @@ function mlp(seed = 1): Graph {
   const g = new Graph();
   g.name = 'mlp';
   g.opsets = { '': 17 };
-  const w = (dims: number[], s: number) => ({ dtype: 'float32' as const, dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b) }, () => rng.normal() * s) });
+  const w = (dims: number[], s: number) => ({
+    dtype: 'float32' as const,
+    dims,
+    data: Float32Array.from({ length: dims.reduce((a, b) => a * b) }, () => rng.normal() * s),
+  });
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 4] });
   g.initializers.set('fc1.weight', w([8, 4], 0.5));
   g.initializers.set('fc1.bias', w([8], 0.1));
   g.initializers.set('fc2.weight', w([3, 8], 0.5));
   g.initializers.set('fc2.bias', w([3], 0.1));
   g.nodes.push(
-    { name: 'fc1', opType: 'Gemm', domain: '', inputs: ['x', 'fc1.weight', 'fc1.bias'], outputs: ['h'], attrs: { transB: { type: 'int', value: 1 } } },
+    {
+      name: 'fc1',
+      opType: 'Gemm',
+      domain: '',
+      inputs: ['x', 'fc1.weight', 'fc1.bias'],
+      outputs: ['h'],
+      attrs: { transB: { type: 'int', value: 1 } },
+    },
     { name: 'relu', opType: 'Relu', domain: '', inputs: ['h'], outputs: ['a'], attrs: {} },
-    { name: 'fc2', opType: 'Gemm', domain: '', inputs: ['a', 'fc2.weight', 'fc2.bias'], outputs: ['logits'], attrs: { transB: { type: 'int', value: 1 } } },
+    {
+      name: 'fc2',
+      opType: 'Gemm',
+      domain: '',
+      inputs: ['a', 'fc2.weight', 'fc2.bias'],
+      outputs: ['logits'],
+      attrs: { transB: { type: 'int', value: 1 } },
+    },
   );
   g.outputs.push({ name: 'logits', dtype: 'float32', shape: ['batch', 3] });
   return g;
@@ -105,15 +123,28 @@ test('gradients for a feed agree between the weighted-sum and cross-entropy path
 test('bad feeds get errors that name the input', async () => {
   const g = mlp();
   const x = { dtype: 'float32' as const, dims: [2, 5], data: new Float32Array(10) };
-  await assert.rejects(modelGradients(g, { x, R: x }, 'weighted-sum'), /feed 'x' has shape \[2,5\], the model expects \[batch,4\]/);
+  await assert.rejects(
+    modelGradients(g, { x, R: x }, 'weighted-sum'),
+    /feed 'x' has shape \[2,5\], the model expects \[batch,4\]/,
+  );
   await assert.rejects(modelGradients(g, { R: x }, 'weighted-sum'), /no tensor 'x'/);
   const xi = { dtype: 'int32' as const, dims: [2, 4], data: new Int32Array(8) };
-  await assert.rejects(modelGradients(g, { x: xi, R: x }, 'weighted-sum'), /feed 'x' is int32, the model expects float32/);
+  await assert.rejects(
+    modelGradients(g, { x: xi, R: x }, 'weighted-sum'),
+    /feed 'x' is int32, the model expects float32/,
+  );
 });
 
 test('a classifier that ends in Softmax is trained on its logits, not softmax applied twice', async () => {
   const g = mlp();
-  g.nodes.push({ name: 'softmax', opType: 'Softmax', domain: '', inputs: ['logits'], outputs: ['probs'], attrs: { axis: { type: 'int', value: -1 } } });
+  g.nodes.push({
+    name: 'softmax',
+    opType: 'Softmax',
+    domain: '',
+    inputs: ['logits'],
+    outputs: ['probs'],
+    attrs: { axis: { type: 'int', value: -1 } },
+  });
   g.outputs = [{ name: 'probs', dtype: 'float32', shape: ['batch', 3] }];
   const x = { dtype: 'float32' as const, dims: [2, 4], data: Float32Array.from([1, -1, 0.5, 2, 0.3, 0.2, -0.7, 1]) };
   const labels = { dtype: 'int64' as const, dims: [2], data: BigInt64Array.from([2n, 0n]) };

@@ -20,7 +20,11 @@ import { Rng } from '../../src/util/random.js';
 import { graft } from '../helpers/cli.js';
 
 const H = 6;
-const f32 = (dims: number[], f: (i: number) => number): Tensor => ({ dtype: 'float32', dims, data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => f(i)) });
+const f32 = (dims: number[], f: (i: number) => number): Tensor => ({
+  dtype: 'float32',
+  dims,
+  data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => f(i)),
+});
 
 /**
  * x [batch, 1, 8, 8] → Flatten → fc1 (Gemm 64→6) → LayerNorm ln1 → Relu → fc2 (Gemm 6→6) → LayerNorm ln2 → head (Gemm 6→3).
@@ -34,17 +38,36 @@ function torchStyle(tied: boolean, seed = 7): Graph {
   g.name = tied ? 'tied' : 'untied';
   g.opsets = { '': 17 };
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 1, 8, 8] });
-  g.initializers.set('fc1.weight', f32([H, 64], () => rng.normal() * 0.2));
-  g.initializers.set('fc2.weight', f32([H, H], () => rng.normal() * 0.4));
-  g.initializers.set('head.weight', f32([3, H], () => rng.normal() * 0.4));
-  g.initializers.set('head.bias', f32([3], () => rng.normal() * 0.1));
+  g.initializers.set(
+    'fc1.weight',
+    f32([H, 64], () => rng.normal() * 0.2),
+  );
+  g.initializers.set(
+    'fc2.weight',
+    f32([H, H], () => rng.normal() * 0.4),
+  );
+  g.initializers.set(
+    'head.weight',
+    f32([3, H], () => rng.normal() * 0.4),
+  );
+  g.initializers.set(
+    'head.bias',
+    f32([3], () => rng.normal() * 0.1),
+  );
   const zeros = () => f32([H], () => 0);
   const ones = () => f32([H], () => 1);
-  const node = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({ name, opType, domain: '', inputs, outputs, attrs });
+  const node = (
+    name: string,
+    opType: string,
+    inputs: string[],
+    outputs: string[],
+    attrs: Node['attrs'] = {},
+  ): Node => ({ name, opType, domain: '', inputs, outputs, attrs });
   if (tied) {
     g.initializers.set('onnx::zeros', zeros());
     g.initializers.set('ln1.weight', ones());
-    for (const b of ['fc1.bias', 'fc2.bias', 'ln1.bias', 'ln2.bias']) g.nodes.push(node(`Identity_${b}`, 'Identity', ['onnx::zeros'], [b]));
+    for (const b of ['fc1.bias', 'fc2.bias', 'ln1.bias', 'ln2.bias'])
+      g.nodes.push(node(`Identity_${b}`, 'Identity', ['onnx::zeros'], [b]));
     g.nodes.push(node('Identity_ln2.weight', 'Identity', ['ln1.weight'], ['ln2.weight']));
   } else {
     for (const b of ['fc1.bias', 'fc2.bias', 'ln1.bias', 'ln2.bias']) g.initializers.set(b, zeros());
@@ -78,7 +101,13 @@ function data(n: number, seed = 3): { x: Float32Array[]; y: number[] } {
 }
 
 const batch = (d: { x: Float32Array[]; y: number[] }, from: number, n: number) => ({
-  feeds: { x: { dtype: 'float32' as const, dims: [n, 1, 8, 8], data: Float32Array.from(d.x.slice(from, from + n).flatMap((v) => [...v])) } },
+  feeds: {
+    x: {
+      dtype: 'float32' as const,
+      dims: [n, 1, 8, 8],
+      data: Float32Array.from(d.x.slice(from, from + n).flatMap((v) => [...v])),
+    },
+  },
   target: { dtype: 'int64' as const, dims: [n], data: BigInt64Array.from(d.y.slice(from, from + n).map(BigInt)) },
 });
 
@@ -94,17 +123,23 @@ async function trainSteps(g: Graph, opts: Parameters<typeof Trainer.create>[1], 
 
 const diff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
-test('findTies sees the exporter\'s ties, and what trains follows them through the Identity nodes', () => {
+test("findTies sees the exporter's ties, and what trains follows them through the Identity nodes", () => {
   const g = torchStyle(true);
   const ties = findTies(g);
-  assert.deepEqual(ties.map((t) => [t.initializer, [...t.feeds].sort()]), [
-    ['onnx::zeros', ['fc1.bias', 'fc2.bias', 'ln1.bias', 'ln2.bias']],
-    ['ln1.weight', ['ln1.weight', 'ln2.weight']],
-  ]);
+  assert.deepEqual(
+    ties.map((t) => [t.initializer, [...t.feeds].sort()]),
+    [
+      ['onnx::zeros', ['fc1.bias', 'fc2.bias', 'ln1.bias', 'ln2.bias']],
+      ['ln1.weight', ['ln1.weight', 'ln2.weight']],
+    ],
+  );
   assert.deepEqual(findTies(torchStyle(false)), []);
   // the shared initializer trains (once); after a cut it trains when one of its Identity outputs is read after the cut
   assert.ok(selectTrainable(g, 'all').includes('onnx::zeros'));
-  assert.deepEqual(selectTrainable(g, { after: 'ln1' }).sort(), ['head.bias', 'head.weight', 'ln1.weight', 'onnx::zeros', 'fc2.weight'].sort());
+  assert.deepEqual(
+    selectTrainable(g, { after: 'ln1' }).sort(),
+    ['head.bias', 'head.weight', 'ln1.weight', 'onnx::zeros', 'fc2.weight'].sort(),
+  );
 });
 
 test('without untie: one warning line naming the tied initializers and their values; the tied biases stay equal', async () => {
@@ -142,22 +177,32 @@ test('with untie: each parameter gets its own copy and gradient, the same update
   try {
     assert.deepEqual(warnings, []);
     assert.deepEqual([...untied.params.keys()].sort(), [...reference.params.keys()].sort());
-    for (const [k, v] of reference.params) assert.ok(diff(untied.params.get(k)!, v) <= 1e-6, `${k} differs from the untied-from-start run by ${diff(untied.params.get(k)!, v)}`);
+    for (const [k, v] of reference.params)
+      assert.ok(
+        diff(untied.params.get(k)!, v) <= 1e-6,
+        `${k} differs from the untied-from-start run by ${diff(untied.params.get(k)!, v)}`,
+      );
     // the biases that began as one zero tensor now differ
     const b = (k: string) => untied.params.get(k)!;
     assert.ok(diff(b('fc1.bias'), b('fc2.bias')) > 1e-4, 'fc1.bias and fc2.bias should have diverged');
     assert.ok(diff(b('ln1.weight'), b('ln2.weight')) > 1e-4, 'ln1.weight and ln2.weight should have diverged');
     // one SGD step from zeros: the tied tensor's update (−lr·gradient) is the sum of the untied copies' updates
     const delta = (t: Trainer, k: string) => t.params.get(k)!;
-    const sum = ['fc1.bias', 'fc2.bias', 'ln1.bias', 'ln2.bias'].map((k) => delta(untied1, k)).reduce((a, c) => a.map((v, i) => v + c[i]!));
-    assert.ok(diff(delta(tied1, 'onnx::zeros'), sum) <= 1e-5, `tied update ≠ sum of the untied ones (${diff(delta(tied1, 'onnx::zeros'), sum)})`);
+    const sum = ['fc1.bias', 'fc2.bias', 'ln1.bias', 'ln2.bias']
+      .map((k) => delta(untied1, k))
+      .reduce((a, c) => a.map((v, i) => v + c[i]!));
+    assert.ok(
+      diff(delta(tied1, 'onnx::zeros'), sum) <= 1e-5,
+      `tied update ≠ sum of the untied ones (${diff(delta(tied1, 'onnx::zeros'), sum)})`,
+    );
     assert.ok(diff(delta(untied1, 'fc1.bias'), delta(untied1, 'fc2.bias')) > 1e-5, 'each copy gets its own gradient');
 
     // the exported model: separate initializers, no Identity nodes left, runs in onnxruntime like the reference
     const g = untied.toGraph();
     assert.equal(g.nodes.filter((n) => n.opType === 'Identity').length, 0);
     assert.ok(!g.initializers.has('onnx::zeros'));
-    for (const k of ['fc1.bias', 'fc2.bias', 'ln1.bias', 'ln2.bias', 'ln1.weight', 'ln2.weight']) assert.ok(g.initializers.has(k), k);
+    for (const k of ['fc1.bias', 'fc2.bias', 'ln1.bias', 'ln2.bias', 'ln1.weight', 'ln2.weight'])
+      assert.ok(g.initializers.has(k), k);
     const dir = mkdtempSync(join(tmpdir(), 'graft-untie-'));
     try {
       writeOnnx(g, join(dir, 'm.onnx'));
@@ -186,16 +231,34 @@ test('untieParameters leaves a tie whose value is a graph output alone, and fit(
   const g = torchStyle(true);
   g.outputs.push({ name: 'fc2.bias' });
   const { graph, ties } = untieParameters(g);
-  assert.ok(graph.nodes.some((n) => n.opType === 'Identity' && n.outputs[0] === 'fc2.bias'), 'the output keeps its Identity');
+  assert.ok(
+    graph.nodes.some((n) => n.opType === 'Identity' && n.outputs[0] === 'fc2.bias'),
+    'the output keeps its Identity',
+  );
   assert.ok(graph.initializers.has('onnx::zeros') && graph.initializers.has('fc1.bias'));
-  assert.deepEqual(ties.find((t) => t.initializer === 'onnx::zeros')!.feeds.sort(), ['fc1.bias', 'ln1.bias', 'ln2.bias']);
+  assert.deepEqual(ties.find((t) => t.initializer === 'onnx::zeros')!.feeds.sort(), [
+    'fc1.bias',
+    'ln1.bias',
+    'ln2.bias',
+  ]);
   assert.equal(torchStyle(true).nodes.length, 12, 'the input graph is not changed');
 
   // fit with untie and a names list that holds the tied initializer: every copy trains
   const d = data(24);
-  const r = await fit(torchStyle(true), d, { untie: true, epochs: 1, batchSize: 8, trainable: { names: ['onnx::zeros', 'head.weight'] } });
+  const r = await fit(torchStyle(true), d, {
+    untie: true,
+    epochs: 1,
+    batchSize: 8,
+    trainable: { names: ['onnx::zeros', 'head.weight'] },
+  });
   try {
-    assert.deepEqual([...r.trainer.params.keys()].sort(), ['fc1.bias', 'fc2.bias', 'head.weight', 'ln1.bias', 'ln2.bias']);
+    assert.deepEqual([...r.trainer.params.keys()].sort(), [
+      'fc1.bias',
+      'fc2.bias',
+      'head.weight',
+      'ln1.bias',
+      'ln2.bias',
+    ]);
   } finally {
     await r.trainer.release();
   }
@@ -206,10 +269,33 @@ test('graft train --untie: the warning without it, separate initializers with it
   try {
     writeOnnx(torchStyle(true), join(dir, 'tied.onnx'));
     const d = data(60, 5);
-    writeFileSync(join(dir, 'data.csv'), d.x.map((v, i) => [...v].map((p) => Math.round(Math.min(1, Math.max(0, p)) * 255)).join(',') + `,${d.y[i]}`).join('\n') + '\n');
-    const args = (out: string) => ['train', '--model', join(dir, 'tied.onnx'), '--data', join(dir, 'data.csv'), '--epochs', '2', '--batch-size', '8', '--lr', '0.01', '--out', join(dir, out), '--json'];
+    writeFileSync(
+      join(dir, 'data.csv'),
+      d.x
+        .map((v, i) => [...v].map((p) => Math.round(Math.min(1, Math.max(0, p)) * 255)).join(',') + `,${d.y[i]}`)
+        .join('\n') + '\n',
+    );
+    const args = (out: string) => [
+      'train',
+      '--model',
+      join(dir, 'tied.onnx'),
+      '--data',
+      join(dir, 'data.csv'),
+      '--epochs',
+      '2',
+      '--batch-size',
+      '8',
+      '--lr',
+      '0.01',
+      '--out',
+      join(dir, out),
+      '--json',
+    ];
     const plain = await graft(args('plain.onnx'));
-    assert.match(plain.stderr, /graft: warning: tied parameters: 'onnx::zeros' feeds fc1\.bias, fc2\.bias, ln1\.bias, ln2\.bias/);
+    assert.match(
+      plain.stderr,
+      /graft: warning: tied parameters: 'onnx::zeros' feeds fc1\.bias, fc2\.bias, ln1\.bias, ln2\.bias/,
+    );
     assert.equal(plain.stderr.split('\n').filter((l) => l.includes('tied parameters')).length, 1, plain.stderr);
     const p = readOnnx(join(dir, 'plain.onnx'));
     assert.equal(p.nodes.filter((n) => n.opType === 'Identity').length, 5);

@@ -11,8 +11,26 @@ import { Progress } from '../../src/train/callbacks.js';
 /** A stream that says it is a terminal and keeps what is written. */
 function fakeTerminal(isTTY = true): NodeJS.WriteStream & { text: () => string } {
   const chunks: string[] = [];
-  const s = new Writable({ write: (c, _e, cb) => { chunks.push(String(c)); cb(); } }) as unknown as NodeJS.WriteStream & { text: () => string };
-  Object.assign(s, { isTTY, columns: 120, cursorTo: (_x: number, cb?: () => void) => { cb?.(); return true; }, clearLine: (_d: number, cb?: () => void) => { cb?.(); return true; }, moveCursor: () => true, text: () => chunks.join('') });
+  const s = new Writable({
+    write: (c, _e, cb) => {
+      chunks.push(String(c));
+      cb();
+    },
+  }) as unknown as NodeJS.WriteStream & { text: () => string };
+  Object.assign(s, {
+    isTTY,
+    columns: 120,
+    cursorTo: (_x: number, cb?: () => void) => {
+      cb?.();
+      return true;
+    },
+    clearLine: (_d: number, cb?: () => void) => {
+      cb?.();
+      return true;
+    },
+    moveCursor: () => true,
+    text: () => chunks.join(''),
+  });
   return s;
 }
 
@@ -34,7 +52,9 @@ test("the training loop's Progress callback draws the same bar: steps of the run
   const p = new Progress({ label: 'fine-tune', stream: tty });
   assert.equal(p.active, true);
   assert.equal(new Progress({ quiet: true, stream: tty }).active, false);
-  const ctx = { totalSteps: 6, epoch: 1, epochs: 2, trainer: { steps: 0 } } as unknown as Parameters<Progress['onTrainBegin']>[0];
+  const ctx = { totalSteps: 6, epoch: 1, epochs: 2, trainer: { steps: 0 } } as unknown as Parameters<
+    Progress['onTrainBegin']
+  >[0];
   p.onTrainBegin(ctx);
   p.onStepEnd(ctx, { step: 4, epoch: 2, loss: 0.25 } as Parameters<Progress['onStepEnd']>[1]);
   p.onTrainEnd();

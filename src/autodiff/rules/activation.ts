@@ -5,22 +5,35 @@ import { gate, normAxis } from './helpers.js';
 export const activation: Record<string, GradRule> = {
   Relu: (c) => [gate(c, c.b.greater(c.y[0], c.b.f32(0)))],
 
-  LeakyRelu: ({ b, dy, x: [x], float }) => [b.where(b.greater(x, b.f32(0)), dy, b.mul(dy, b.f32(float('alpha', 0.01))))],
+  LeakyRelu: ({ b, dy, x: [x], float }) => [
+    b.where(b.greater(x, b.f32(0)), dy, b.mul(dy, b.f32(float('alpha', 0.01)))),
+  ],
 
   // Clip(x, min, max): the gradient passes where the value was not clipped, i.e. where y = x
   // (one comparison instead of two and an And; x exactly on a bound is a measure-zero tie).
   // The bounds (inputs, opset 11) take the gradient where they clipped: dmin = Σ dy·[x < min], dmax = Σ dy·[x > max].
-  Clip: broadcasting((c) => {
-    const { b, dy, node, x: [x, min, max], y: [y], float } = c;
-    if (!min && !max && !node.attrs['min'] && !node.attrs['max']) return [dy];
-    if (b.opset < 11) {
-      // Equal has no float kernel before opset 11: compare with the bounds (Clip-6 attributes).
-      return [gate(c, b.and(b.greater(x, b.f32(float('min', -3.4e38))), b.less(x, b.f32(float('max', 3.4e38)))))];
-    }
-    const inside = b.equal(x, y);
-    const clipped = (bound: string, cmp: 'Less' | 'Greater') => () => gate(c, b.and(b.not(inside), b.op(cmp, [x, bound])));
-    return [gate(c, inside), clipped(min, 'Less'), clipped(max, 'Greater')];
-  }, [1, 2]),
+  Clip: broadcasting(
+    (c) => {
+      const {
+        b,
+        dy,
+        node,
+        x: [x, min, max],
+        y: [y],
+        float,
+      } = c;
+      if (!min && !max && !node.attrs['min'] && !node.attrs['max']) return [dy];
+      if (b.opset < 11) {
+        // Equal has no float kernel before opset 11: compare with the bounds (Clip-6 attributes).
+        return [gate(c, b.and(b.greater(x, b.f32(float('min', -3.4e38))), b.less(x, b.f32(float('max', 3.4e38)))))];
+      }
+      const inside = b.equal(x, y);
+      const clipped = (bound: string, cmp: 'Less' | 'Greater') => () =>
+        gate(c, b.and(b.not(inside), b.op(cmp, [x, bound])));
+      return [gate(c, inside), clipped(min, 'Less'), clipped(max, 'Greater')];
+    },
+    [1, 2],
+  ),
 
   Sigmoid: ({ b, dy, y: [y] }) => [b.mul(dy, b.mul(y, b.sub(b.f32(1), y)))],
 
@@ -64,17 +77,27 @@ export const activation: Record<string, GradRule> = {
   Softplus: ({ b, dy, x: [x] }) => [b.mul(dy, b.op('Sigmoid', [x]))],
 
   // y = x (x > 0), α(eˣ − 1) otherwise: dy/dx = 1 or y + α
-  Elu: ({ b, dy, x: [x], y: [y], float }) => [b.mul(dy, b.where(b.greater(x, b.f32(0)), b.f32(1), b.add(y, b.f32(float('alpha', 1)))))],
+  Elu: ({ b, dy, x: [x], y: [y], float }) => [
+    b.mul(dy, b.where(b.greater(x, b.f32(0)), b.f32(1), b.add(y, b.f32(float('alpha', 1))))),
+  ],
 
   // dx = y · (dy − Σ dy·y)
   Softmax: (c) => {
-    const { b, dy, y: [y] } = c;
+    const {
+      b,
+      dy,
+      y: [y],
+    } = c;
     return [b.mul(y, b.sub(dy, b.reduce('ReduceSum', b.mul(dy, y), [softmaxAxis(c)], true)))];
   },
 
   // dx = dy − softmax · Σ dy
   LogSoftmax: (c) => {
-    const { b, dy, y: [y] } = c;
+    const {
+      b,
+      dy,
+      y: [y],
+    } = c;
     const s = b.reduce('ReduceSum', dy, [softmaxAxis(c)], true);
     return [b.sub(dy, b.mul(b.exp(y), s))];
   },
@@ -85,6 +108,8 @@ function softmaxAxis(c: GradCtx): number {
   const axis = c.int('axis', -1);
   const r = c.rank(c.x[0]);
   if (c.b.opset < 13 && r > 2 && axis !== r - 1 && axis !== -1)
-    throw new Error(`${c.node.opType} before opset 13 with axis ${axis} on rank ${r} input (upgrade the model's opset)`);
+    throw new Error(
+      `${c.node.opType} before opset 13 with axis ${axis} on rank ${r} input (upgrade the model's opset)`,
+    );
   return normAxis(axis, r);
 }

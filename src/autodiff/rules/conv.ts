@@ -33,7 +33,8 @@ export const dk = (g: ConvGeom, i: number) => (g.k[i]! - 1) * g.d[i]! + 1;
 export const tail = (g: ConvGeom, i: number) => (g.l[i]! - 1) * g.s[i]! + dk(g, i) - g.pb[i]! - g.L[i]!;
 /** The r spatial axes, numbered from `from` (2 in [N, C, ...spatial]). */
 const spatialAxes = (r: number, from = 2) => range(r).map((i) => i + from);
-const i64c = (b: Builder, v: number[]) => b.constant({ dtype: 'int64', dims: [v.length], data: BigInt64Array.from(v.map(BigInt)) });
+const i64c = (b: Builder, v: number[]) =>
+  b.constant({ dtype: 'int64', dims: [v.length], data: BigInt64Array.from(v.map(BigInt)) });
 
 /** Zero-pad the trailing spatial axes of a rank-`rank` tensor by `head`/`end`. */
 export function padSpatial(b: Builder, x: string, rank: number, head: number[], end: number[]): string {
@@ -46,11 +47,20 @@ export function cropTo(b: Builder, x: string, rank: number, have: number[], size
   const axes = range(sizes.length).filter((i) => have[i]! > sizes[i]!);
   if (axes.length === 0) return x;
   const r0 = rank - sizes.length;
-  return slice(b, x, axes.map(() => 0), axes.map((i) => sizes[i]!), axes.map((i) => r0 + i));
+  return slice(
+    b,
+    x,
+    axes.map(() => 0),
+    axes.map((i) => sizes[i]!),
+    axes.map((i) => r0 + i),
+  );
 }
 
 const convAttrs = (g: ConvGeom, strides: number[], dil: number[], pads: number[]) => ({
-  group: A.i(g.G), strides: A.is(strides), dilations: A.is(dil), pads: A.is(pads),
+  group: A.i(g.G),
+  strides: A.is(strides),
+  dilations: A.is(dil),
+  pads: A.is(pads),
 });
 
 /* ---------------------------------------------- primitives ---------------------------------------------- */
@@ -73,8 +83,19 @@ export function scatterConvT(b: Builder, g: ConvGeom, small: string, w: string):
   const pe = t.map((v) => Math.max(0, v));
   const op = t.map((v, i) => (v < 0 && -v < Math.max(g.s[i]!, g.d[i]!) ? -v : 0));
   const extra = t.map((v, i) => (v < 0 ? -v - op[i]! : 0));
-  const y = b.op('ConvTranspose', [small, w], { ...convAttrs(g, g.s, g.d, [...g.pb, ...pe]), output_padding: A.is(op) });
-  return extra.some((v) => v > 0) ? padSpatial(b, y, r + 2, extra.map(() => 0), extra) : y;
+  const y = b.op('ConvTranspose', [small, w], {
+    ...convAttrs(g, g.s, g.d, [...g.pb, ...pe]),
+    output_padding: A.is(op),
+  });
+  return extra.some((v) => v > 0)
+    ? padSpatial(
+        b,
+        y,
+        r + 2,
+        extra.map(() => 0),
+        extra,
+      )
+    : y;
 }
 
 /** W [G·cs, cb, K] → [G·cb, cs, K] reversed in space: the kernel of the adjoint as a plain Conv. */
@@ -83,7 +104,12 @@ export function flippedWeight(b: Builder, g: ConvGeom, w: string): string {
   const [cs, cb] = [g.Cs / g.G, g.Cb / g.G];
   let t = w;
   if (g.G === 1 && cs > 1 && cb > 1) t = b.transpose(w, [1, 0, ...spatialAxes(r)]);
-  else if (cs > 1 && cb > 1) t = b.reshape(b.transpose(b.reshape(w, [g.G, cs, cb, ...g.k]), [0, 2, 1, ...spatialAxes(r, 3)]), [g.Cb, cs, ...g.k]);
+  else if (cs > 1 && cb > 1)
+    t = b.reshape(b.transpose(b.reshape(w, [g.G, cs, cb, ...g.k]), [0, 2, 1, ...spatialAxes(r, 3)]), [
+      g.Cb,
+      cs,
+      ...g.k,
+    ]);
   else if (cs !== cb) t = b.reshape(w, [g.Cb, cs, ...g.k]);
   for (let i = 0; i < r; i++)
     if (g.k[i]! > 1) t = b.op('Gather', [t, i64c(b, range(g.k[i]!).reverse())], { axis: A.i(i + 2) });
@@ -96,9 +122,17 @@ export function flipConv(b: Builder, g: ConvGeom, small: string, w: string): str
   const head = range(r).map((i) => dk(g, i) - 1 - g.pb[i]!);
   const end = range(r).map((i) => g.L[i]! - g.l[i]! + g.pb[i]!);
   const y = b.op('Conv', [small, flippedWeight(b, g, w)], {
-    group: A.i(g.G), dilations: A.is(g.d), pads: A.is([...head, ...end.map((v) => Math.max(0, v))]),
+    group: A.i(g.G),
+    dilations: A.is(g.d),
+    pads: A.is([...head, ...end.map((v) => Math.max(0, v))]),
   });
-  return cropTo(b, y, r + 2, range(r).map((i) => g.L[i]! - Math.min(0, end[i]!)), g.L);
+  return cropTo(
+    b,
+    y,
+    r + 2,
+    range(r).map((i) => g.L[i]! - Math.min(0, end[i]!)),
+    g.L,
+  );
 }
 
 /**
@@ -112,11 +146,16 @@ export function weightCorr(b: Builder, g: ConvGeom, big: string, small: string):
   const swap01 = (v: string) => b.transpose(v, [1, 0, ...spatialAxes(r)]);
   const [cb, cs] = [g.Cb / g.G, g.Cs / g.G];
   // big [N, G·cb, L] → [cb, G·N, L];  small [N, G·cs, l] → [G·cs, N, l]
-  const bigT = g.G === 1 ? swap01(big)
-    : cb === 1 ? b.reshape(swap01(big), [1, -1, ...g.L])
-    : b.reshape(b.transpose(b.reshape(big, [0, g.G, cb, ...g.L]), [2, 1, 0, ...sp]), [cb, -1, ...g.L]);
-  const smallT = g.G === 1 || cs === 1 ? swap01(small)
-    : b.reshape(b.transpose(b.reshape(small, [0, g.G, cs, ...g.l]), [1, 2, 0, ...sp]), [g.Cs, -1, ...g.l]);
+  const bigT =
+    g.G === 1
+      ? swap01(big)
+      : cb === 1
+        ? b.reshape(swap01(big), [1, -1, ...g.L])
+        : b.reshape(b.transpose(b.reshape(big, [0, g.G, cb, ...g.L]), [2, 1, 0, ...sp]), [cb, -1, ...g.L]);
+  const smallT =
+    g.G === 1 || cs === 1
+      ? swap01(small)
+      : b.reshape(b.transpose(b.reshape(small, [0, g.G, cs, ...g.l]), [1, 2, 0, ...sp]), [g.Cs, -1, ...g.l]);
   const pe = range(r).map((i) => Math.max(0, tail(g, i)));
   const z = b.op('Conv', [bigT, smallT], convAttrs(g, g.d, g.s, [...g.pb, ...pe]));
   const have = range(r).map((i) => g.k[i]! + Math.floor((pe[i]! - tail(g, i)) / g.d[i]!));
@@ -130,7 +169,10 @@ export function planeCorr(b: Builder, g: ConvGeom, N: number, big: string, small
   const r = g.k.length;
   const pe = range(r).map((i) => Math.max(0, tail(g, i)));
   const z = b.op('Conv', [b.reshape(big, [1, -1, ...g.L]), b.reshape(small, [-1, 1, ...g.l])], {
-    group: A.i(N * g.G), strides: A.is(g.d), dilations: A.is(g.s), pads: A.is([...g.pb, ...pe]),
+    group: A.i(N * g.G),
+    strides: A.is(g.d),
+    dilations: A.is(g.s),
+    pads: A.is([...g.pb, ...pe]),
   });
   const have = range(r).map((i) => g.k[i]! + Math.floor((pe[i]! - tail(g, i)) / g.d[i]!));
   const zc = cropTo(b, z, r + 2, have, g.k);
@@ -184,7 +226,12 @@ export function pointwiseWeightGrad(b: Builder, g: ConvGeom, big: string, small:
     const flat = (v: string, ch: number) => b.reshape(b.transpose(b.reshape(v, [0, ch, P]), [1, 0, 2]), [ch, -1]);
     return b.reshape(b.op('Gemm', [flat(small, g.Cs), flat(big, g.Cb)], { transB: A.i(1) }), [g.Cs, g.Cb, ...ones]);
   }
-  if (g.Cs <= g.Cb) return b.reshape(b.transpose(sumN(b.op('MatMul', [xr, b.transpose(dyr, [0, 2, 1])])), [1, 0]), [g.Cs, g.Cb, ...ones]);
+  if (g.Cs <= g.Cb)
+    return b.reshape(b.transpose(sumN(b.op('MatMul', [xr, b.transpose(dyr, [0, 2, 1])])), [1, 0]), [
+      g.Cs,
+      g.Cb,
+      ...ones,
+    ]);
   return b.reshape(sumN(b.op('MatMul', [dyr, b.transpose(xr, [0, 2, 1])])), [g.Cs, g.Cb, ...ones]);
 }
 
@@ -207,7 +254,8 @@ export function convWeightGrad(b: Builder, g: ConvGeom, big: string, small: stri
     const plain = range(r).every((i) => g.k[i] === 1 && g.s[i] === 1 && g.pb[i] === 0 && g.L[i] === g.l[i]);
     if (plain) return pointwiseWeightGrad(b, g, big, small);
     const colsPerImage = prod(g.l) * prod(g.k) * g.Cb;
-    if (g.Cb >= 16 && colsPerImage <= 1 << 22 && prod(g.l) * prod(g.k) <= 1 << 20) return im2colWeightGrad(b, g, big, small);
+    if (g.Cb >= 16 && colsPerImage <= 1 << 22 && prod(g.l) * prod(g.k) <= 1 << 20)
+      return im2colWeightGrad(b, g, big, small);
   } else if (g.Cb === g.G && g.N !== null) return planeCorr(b, g, g.N, big, small);
   return weightCorr(b, g, big, small);
 }
@@ -217,7 +265,8 @@ export function convWeightGrad(b: Builder, g: ConvGeom, big: string, small: stri
 /** Spatial dims of a value, which must be static. */
 function spatial(c: GradCtx, v: string): number[] {
   const dims = c.shape(v).dims.slice(2);
-  if (dims.some((d) => d === null)) throw new Error(`${c.node.opType} gradient needs static spatial sizes ('${v}' has ${JSON.stringify(dims)})`);
+  if (dims.some((d) => d === null))
+    throw new Error(`${c.node.opType} gradient needs static spatial sizes ('${v}' has ${JSON.stringify(dims)})`);
   return dims as number[];
 }
 
@@ -237,7 +286,10 @@ export function autoHeadPads(c: GradCtx, L: number[], l: number[], k: number[], 
 /** The geometry of a Conv (x big, y small) or ConvTranspose (x small, y big) node. */
 export function convGeom(c: GradCtx): ConvGeom {
   const transposed = c.node.opType === 'ConvTranspose';
-  const { x: [x, w], y: [y] } = c;
+  const {
+    x: [x, w],
+    y: [y],
+  } = c;
   const wd = c.shape(w).dims as number[];
   const r = wd.length - 2;
   const k = c.ints('kernel_shape') ?? wd.slice(2);
@@ -260,19 +312,28 @@ export function convGeom(c: GradCtx): ConvGeom {
 }
 
 /** Bias gradient: dy summed over batch and spatial axes. */
-const biasGrad = ({ b, dy, y: [y], rank }: GradCtx) => b.reduce('ReduceSum', dy, [0, ...spatialAxes(rank(y) - 2)], false);
+const biasGrad = ({ b, dy, y: [y], rank }: GradCtx) =>
+  b.reduce('ReduceSum', dy, [0, ...spatialAxes(rank(y) - 2)], false);
 
 export const conv: Record<string, GradRule> = {
   // y = conv(x, W) + B: dx = convT(dy, W), dW = corr(x, dy), dB = Σ dy
   Conv: (c) => {
-    const { b, dy, x: [x, w] } = c;
+    const {
+      b,
+      dy,
+      x: [x, w],
+    } = c;
     const g = convGeom(c);
     return [() => convInputGrad(b, g, dy, w), () => convWeightGrad(b, g, x, dy), () => biasGrad(c)];
   },
 
   // y = convT(x, W) + B: dx = conv(dy, W), dW = corr(dy, x) (dy is the big tensor), dB = Σ dy
   ConvTranspose: (c) => {
-    const { b, dy, x: [x, w] } = c;
+    const {
+      b,
+      dy,
+      x: [x, w],
+    } = c;
     const g = convGeom(c);
     return [() => gatherConv(b, g, dy, w), () => convWeightGrad(b, g, dy, x), () => biasGrad(c)];
   },

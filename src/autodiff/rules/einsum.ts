@@ -11,7 +11,8 @@ export function parseEinsum(eq: string, ranks: number[]): { ins: string[]; out: 
   const e = eq.replace(/\s+/g, '');
   const [lhs, rhs] = e.includes('->') ? (e.split('->') as [string, string]) : [e, null];
   const parts = lhs.split(',');
-  if (parts.length !== ranks.length) throw new Error(`Einsum '${eq}' names ${parts.length} operands, the node has ${ranks.length}`);
+  if (parts.length !== ranks.length)
+    throw new Error(`Einsum '${eq}' names ${parts.length} operands, the node has ${ranks.length}`);
   const used = new Set(e.replace(/[^A-Za-z]/g, ''));
   const free = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'].filter((l) => !used.has(l));
   let ell = '';
@@ -26,7 +27,13 @@ export function parseEinsum(eq: string, ranks: number[]): { ins: string[]; out: 
   else {
     const count = new Map<string, number>();
     for (const l of ins.join('')) count.set(l, (count.get(l) ?? 0) + 1);
-    out = ell + [...count].filter(([l, n]) => n === 1 && !ell.includes(l)).map(([l]) => l).sort().join('');
+    out =
+      ell +
+      [...count]
+        .filter(([l, n]) => n === 1 && !ell.includes(l))
+        .map(([l]) => l)
+        .sort()
+        .join('');
   }
   return { ins, out };
 }
@@ -36,16 +43,22 @@ export const einsum: Record<string, GradRule> = {
     const b = c.b;
     const eq = c.str('equation', '');
     const xs = c.node.inputs;
-    const { ins, out } = parseEinsum(eq, xs.map((x) => c.rank(x)));
+    const { ins, out } = parseEinsum(
+      eq,
+      xs.map((x) => c.rank(x)),
+    );
     const dy = c.dy;
     return xs.map((x, k) => () => {
       const sub = ins[k]!;
-      if (new Set(sub).size !== sub.length) throw new Error(`Einsum '${eq}': operand ${k} repeats a letter (a diagonal), which has no rule`);
+      if (new Set(sub).size !== sub.length)
+        throw new Error(`Einsum '${eq}': operand ${k} repeats a letter (a diagonal), which has no rule`);
       const others = ins.filter((_, j) => j !== k);
       const avail = new Set(out + others.join(''));
       const kept = [...sub].filter((l) => avail.has(l)).join('');
       const dims = c.shape(x).dims;
-      const g = b.op('Einsum', [dy, ...xs.filter((_, j) => j !== k)], { equation: A.s(`${[out, ...others].join(',')}->${kept}`) });
+      const g = b.op('Einsum', [dy, ...xs.filter((_, j) => j !== k)], {
+        equation: A.s(`${[out, ...others].join(',')}->${kept}`),
+      });
       if (kept === sub) return reduceBroadcast(c, g, x, sub, dims);
       // letters summed inside this operand only: the gradient is constant along them
       const missing = [...sub].map((l, i) => (avail.has(l) ? -1 : i)).filter((i) => i >= 0);

@@ -18,10 +18,26 @@ export const elementwise: Record<string, GradRule> = {
 
   // y = a ^ p: da = dy · p · a^(p − 1), dp = dy · y · ln(a)
   Pow: broadcasting((c) => {
-    const { b, dy, x: [a, p], y: [y] } = c;
+    const {
+      b,
+      dy,
+      x: [a, p],
+      y: [y],
+    } = c;
     return [
       () => {
-        const one = b.constant({ dtype: c.dtype(p), dims: [], data: c.dtype(p) === 'float64' ? Float64Array.from([1]) : c.dtype(p) === 'int64' ? BigInt64Array.from([1n]) : c.dtype(p) === 'int32' ? Int32Array.from([1]) : Float32Array.from([1]) });
+        const one = b.constant({
+          dtype: c.dtype(p),
+          dims: [],
+          data:
+            c.dtype(p) === 'float64'
+              ? Float64Array.from([1])
+              : c.dtype(p) === 'int64'
+                ? BigInt64Array.from([1n])
+                : c.dtype(p) === 'int32'
+                  ? Int32Array.from([1])
+                  : Float32Array.from([1]),
+        });
         const pf = c.dtype(p) === c.dtype(a) ? p : b.cast(p);
         return b.mul(dy, b.mul(pf, b.op('Pow', [a, b.sub(p, one)])));
       },

@@ -62,7 +62,10 @@ function dWeight(c: GradCtx, onehot: string, dl: string, ell: string, mean: bool
 export const loss: Record<string, GradRule> = {
   // loss_i = −w_i · x[i, label_i]: dx = −onehot · w · dl
   NegativeLogLikelihoodLoss: (c) => {
-    const { b, x: [x] } = c;
+    const {
+      b,
+      x: [x],
+    } = c;
     const { onehot, dl, wdl, mean } = samples(c);
     const ell = () => b.neg(b.reduce('ReduceSum', b.mul(onehot, x), [1], false));
     return [() => b.neg(b.mul(onehot, wdl)), null, () => dWeight(c, onehot, dl, ell(), mean)];

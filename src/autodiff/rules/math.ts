@@ -6,7 +6,9 @@ import type { Builder } from '../../graph/builder.js';
 import { broadcasting, type GradRule } from '../rule.js';
 
 /** dx = dy · f'(x), with f'(x) built from x (and y) by `d`. */
-const pointwise = (d: (b: Builder, x: string, y: string) => string): GradRule => ({ b, dy, x: [x], y: [y] }) => [b.mul(dy, d(b, x, y))];
+const pointwise =
+  (d: (b: Builder, x: string, y: string) => string): GradRule =>
+  ({ b, dy, x: [x], y: [y] }) => [b.mul(dy, d(b, x, y))];
 /** 1 − x², 1 + x², x² − 1, 1/√v. */
 const oneMinusSq = (b: Builder, x: string) => b.sub(b.f32(1), b.mul(x, x));
 const onePlusSq = (b: Builder, x: string) => b.add(b.f32(1), b.mul(x, x));
@@ -32,15 +34,18 @@ export const math: Record<string, GradRule> = {
   Mod: broadcasting(({ b, dy, x: [a, m], y: [r] }) => [dy, () => b.neg(b.mul(dy, b.div(b.sub(a, r), m)))]),
 
   // y = x (x > 0), slope·x otherwise; slope broadcasts to x (unidirectionally).
-  PRelu: broadcasting(({ b, dy, x: [x, slope] }) => {
-    const pos = b.greater(x, b.f32(0));
-    return [b.where(pos, dy, b.mul(dy, slope)), () => b.where(pos, b.f32(0), b.mul(dy, x))];
-  }, [1]),
+  PRelu: broadcasting(
+    ({ b, dy, x: [x, slope] }) => {
+      const pos = b.greater(x, b.f32(0));
+      return [b.where(pos, dy, b.mul(dy, slope)), () => b.where(pos, b.f32(0), b.mul(dy, x))];
+    },
+    [1],
+  ),
 
   // y = γ·x (x > 0), γ·α·(eˣ − 1) otherwise: dy/dx = γ, or y + γ·α
   Selu: ({ b, dy, x: [x], y: [y], float }) => {
-    const alpha = float('alpha', 1.67326319217681884765625);
-    const gamma = float('gamma', 1.05070102214813232421875);
+    const alpha = float('alpha', Math.fround(1.6732632423543772));
+    const gamma = float('gamma', Math.fround(1.0507009873554805));
     return [b.mul(dy, b.where(b.greater(x, b.f32(0)), b.f32(gamma), b.add(y, b.f32(gamma * alpha))))];
   },
 

@@ -11,15 +11,24 @@ function swapLast(c: GradCtx, x: string, r: number): string {
 export const matmul: Record<string, GradRule> = {
   // Y = A @ B. 1-D operands are promoted (A: [1,k], B: [k,1]) and the promoted axis removed again.
   MatMul: (c) => {
-    const { b, x: [A, B] } = c;
+    const {
+      b,
+      x: [A, B],
+    } = c;
     const [ra, rb] = [c.rank(A), c.rank(B)];
     // ranks after promotion, and of the output
     const [pa, pb] = [ra === 1 ? 2 : ra, rb === 1 ? 2 : rb];
     const ry = Math.max(pa, pb);
     let dy = c.dy;
     let [a, bb] = [A, B];
-    if (ra === 1) { a = b.unsqueeze(A, [0]); dy = b.unsqueeze(dy, [-2]); }
-    if (rb === 1) { bb = b.unsqueeze(B, [1]); dy = b.unsqueeze(dy, [-1]); }
+    if (ra === 1) {
+      a = b.unsqueeze(A, [0]);
+      dy = b.unsqueeze(dy, [-2]);
+    }
+    if (rb === 1) {
+      bb = b.unsqueeze(B, [1]);
+      dy = b.unsqueeze(dy, [-1]);
+    }
     const unpromote = (g: string, r: number) => (r === 1 ? b.reshape(g, [-1]) : g);
     // dA = dy @ Bᵀ, summed over broadcast batch axes
     const dA = () => unpromote(reduceBatch(c, b.op('MatMul', [dy, swapLast(c, bb, pb)]), ry, pa, a, A), ra);
@@ -28,7 +37,9 @@ export const matmul: Record<string, GradRule> = {
         // Common case (a weight matrix): fold batch axes into one GEMM, dB = Aᵀ @ dy over all rows.
         const k = c.shape(A).dims[ra - 1]!;
         const n = c.shape(B).dims[1]!;
-        return b.op('Gemm', [b.reshape(a, [-1, k as number]), b.reshape(dy, [-1, n as number])], { transA: { type: 'int', value: 1 } });
+        return b.op('Gemm', [b.reshape(a, [-1, k as number]), b.reshape(dy, [-1, n as number])], {
+          transA: { type: 'int', value: 1 },
+        });
       }
       return unpromote(reduceBatch(c, b.op('MatMul', [swapLast(c, a, pa), dy]), ry, pb, bb, B), rb);
     };
@@ -36,23 +47,28 @@ export const matmul: Record<string, GradRule> = {
   },
 
   // Y = α · A' @ B' + β · C, with A' = transA ? Aᵀ : A, B' likewise.
-  Gemm: broadcasting(({ b, dy, x: [A, B], float, int }) => {
-    const [alpha, beta, tA, tB] = [float('alpha', 1), float('beta', 1), int('transA', 0), int('transB', 0)];
-    const I = (v: number) => ({ type: 'int' as const, value: v });
-    const F = (v: number) => ({ type: 'float' as const, value: v });
-    return [
-      // dA' = dy @ B'ᵀ; dA = tA ? (dA')ᵀ : dA'
-      () => tA
-        ? b.op('Gemm', [B, dy], { transA: I(tB), transB: I(1), alpha: F(alpha) })
-        : b.op('Gemm', [dy, B], { transA: I(0), transB: I(tB ? 0 : 1), alpha: F(alpha) }),
-      // dB' = A'ᵀ @ dy; dB = tB ? (dB')ᵀ : dB'
-      () => tB
-        ? b.op('Gemm', [dy, A], { transA: I(1), transB: I(tA), alpha: F(alpha) })
-        : b.op('Gemm', [A, dy], { transA: I(tA ? 0 : 1), transB: I(0), alpha: F(alpha) }),
-      // dC = β · dy, summed back to C's shape
-      () => (beta === 1 ? dy : b.mul(dy, b.f32(beta))),
-    ];
-  }, [2]),
+  Gemm: broadcasting(
+    ({ b, dy, x: [A, B], float, int }) => {
+      const [alpha, beta, tA, tB] = [float('alpha', 1), float('beta', 1), int('transA', 0), int('transB', 0)];
+      const I = (v: number) => ({ type: 'int' as const, value: v });
+      const F = (v: number) => ({ type: 'float' as const, value: v });
+      return [
+        // dA' = dy @ B'ᵀ; dA = tA ? (dA')ᵀ : dA'
+        () =>
+          tA
+            ? b.op('Gemm', [B, dy], { transA: I(tB), transB: I(1), alpha: F(alpha) })
+            : b.op('Gemm', [dy, B], { transA: I(0), transB: I(tB ? 0 : 1), alpha: F(alpha) }),
+        // dB' = A'ᵀ @ dy; dB = tB ? (dB')ᵀ : dB'
+        () =>
+          tB
+            ? b.op('Gemm', [dy, A], { transA: I(1), transB: I(tA), alpha: F(alpha) })
+            : b.op('Gemm', [A, dy], { transA: I(tA ? 0 : 1), transB: I(0), alpha: F(alpha) }),
+        // dC = β · dy, summed back to C's shape
+        () => (beta === 1 ? dy : b.mul(dy, b.f32(beta))),
+      ];
+    },
+    [2],
+  ),
 };
 
 /** Sum a batched-matmul gradient (rank `ry`) over the batch axes the operand (rank `rx`) was broadcast along. */

@@ -87,7 +87,9 @@ function batchStatsBackward(c: GradCtx, x: string, scale: string, dy: string, r:
     const gamma = b.neg(b.mul(a, b.mul(S(), invM)));
     const zeros = b.constant({ dtype: 'float32', dims: [C], data: new Float32Array(C) });
     const ones = b.constant({ dtype: 'float32', dims: [C], data: new Float32Array(C).fill(1) });
-    const affine = b.op('BatchNormalization', [d, flat(beta), flat(gamma), zeros, ones], { epsilon: { type: 'float', value: 0 } });
+    const affine = b.op('BatchNormalization', [d, flat(beta), flat(gamma), zeros, ones], {
+      epsilon: { type: 'float', value: 0 },
+    });
     const dxBatch = b.add(b.mul(dy, a), affine);
     if (!dRM && !dRV) return dxBatch;
     const terms: string[] = [];
@@ -104,7 +106,11 @@ export const norm: Record<string, GradRule> = {
   // Batch statistics (training_mode=1): dx = (scale·rstd/M)·(M·dy − Σdy − x̂·Σ(dy·x̂)).
   // dscale = Σ dy·x̂, dB = Σ dy (over all axes but 1); mean/var get none.
   BatchNormalization: (c) => {
-    const { b, dy, x: [x, scale, , mean, variance] } = c;
+    const {
+      b,
+      dy,
+      x: [x, scale, , mean, variance],
+    } = c;
     const r = c.rank(x);
     const eps = c.float('epsilon', 1e-5);
     if (b.opset >= 14 && c.int('training_mode', 0) === 1) return batchStatsBackward(c, x, scale, dy, r, eps);
@@ -120,35 +126,50 @@ export const norm: Record<string, GradRule> = {
       // frozen statistics as inputs (never trained, but differentiable): dmean = −scale·rstd·Σdy,
       // dvar = −½·scale·rstd³·Σ dy·(x − mean)
       () => b.neg(b.mul(b.mul(scale, rstd), sumDy())),
-      () => b.mul(b.mul(b.mul(scale, b.mul(rstd, b.mul(rstd, rstd))), b.f32(-0.5)), b.sub(sumPerChannel(c, b.mul(dy, x), r), b.mul(mean, sumDy()))),
+      () =>
+        b.mul(
+          b.mul(b.mul(scale, b.mul(rstd, b.mul(rstd, rstd))), b.f32(-0.5)),
+          b.sub(sumPerChannel(c, b.mul(dy, x), r), b.mul(mean, sumDy())),
+        ),
     ];
   },
 
   // y = x̂·scale + bias over axes [axis, r): dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·scale;
   // dscale = Σ_leading dy·x̂, dbias = Σ_leading dy.
-  LayerNormalization: broadcasting((c) => {
-    const { b, dy, x: [x, scale] } = c;
-    const r = c.rank(x);
-    const axes = span(normAxis(c.int('axis', -1), r), r);
-    const { xhat, rstd } = stats(c, x, axes, c.float('epsilon', 1e-5));
-    const dx = () => {
-      const d = normBackward(c, b.mul(dy, scale), xhat, rstd, axes);
-      // the optional outputs Mean = mean(x) and InvStdDev = rstd: dx += (dMean − dInvStdDev·rstd²·x̂)/N
-      const [dMean, dInv] = [c.dyOf(1), c.dyOf(2)];
-      if (!dMean && !dInv) return d;
-      let extra = dMean ? b.cast(dMean) : null;
-      if (dInv) {
-        const t = b.neg(b.mul(b.mul(b.cast(dInv), b.mul(rstd, rstd)), xhat));
-        extra = extra ? b.add(extra, t) : t;
-      }
-      return b.add(d, b.mul(extra!, invCountOver(c, x, axes)));
-    };
-    return [dx, () => b.mul(dy, xhat), dy];
-  }, [1, 2]),
+  LayerNormalization: broadcasting(
+    (c) => {
+      const {
+        b,
+        dy,
+        x: [x, scale],
+      } = c;
+      const r = c.rank(x);
+      const axes = span(normAxis(c.int('axis', -1), r), r);
+      const { xhat, rstd } = stats(c, x, axes, c.float('epsilon', 1e-5));
+      const dx = () => {
+        const d = normBackward(c, b.mul(dy, scale), xhat, rstd, axes);
+        // the optional outputs Mean = mean(x) and InvStdDev = rstd: dx += (dMean − dInvStdDev·rstd²·x̂)/N
+        const [dMean, dInv] = [c.dyOf(1), c.dyOf(2)];
+        if (!dMean && !dInv) return d;
+        let extra = dMean ? b.cast(dMean) : null;
+        if (dInv) {
+          const t = b.neg(b.mul(b.mul(b.cast(dInv), b.mul(rstd, rstd)), xhat));
+          extra = extra ? b.add(extra, t) : t;
+        }
+        return b.add(d, b.mul(extra!, invCountOver(c, x, axes)));
+      };
+      return [dx, () => b.mul(dy, xhat), dy];
+    },
+    [1, 2],
+  ),
 
   // y = x̂·scale[c] + B[c], statistics per (n, c) over the spatial axes: as LayerNorm over axes 2…r-1.
   InstanceNormalization: (c) => {
-    const { b, dy, x: [x, scale] } = c;
+    const {
+      b,
+      dy,
+      x: [x, scale],
+    } = c;
     const r = c.rank(x);
     const axes = span(2, r);
     const { xhat, rstd } = stats(c, x, axes, c.float('epsilon', 1e-5));
@@ -162,7 +183,11 @@ export const norm: Record<string, GradRule> = {
   // Statistics per (n, group) over the group's channels and the spatial axes: on x viewed as [N, G, M],
   // as LayerNorm over the last axis. Opset 18 scales and shifts per group ([G]), opset 21 per channel ([C]).
   GroupNormalization: (c) => {
-    const { b, dy, x: [x, scale] } = c;
+    const {
+      b,
+      dy,
+      x: [x, scale],
+    } = c;
     const r = c.rank(x);
     const G = c.int('num_groups', 1);
     const grouped = (v: string) => b.reshape(v, [0, G, -1]);
@@ -174,7 +199,10 @@ export const norm: Record<string, GradRule> = {
         const g = perGroup ? b.mul(dyg, b.reshape(scale, [G, 1])) : grouped(b.mul(dy, perChannel(c, scale, r)));
         return b.op('Reshape', [normBackward(c, g, xhat, rstd, [2]), b.shapeOf(x)]);
       },
-      () => (perGroup ? b.reduce('ReduceSum', b.mul(dyg, xhat), [0, 2], false) : sumPerChannel(c, b.mul(dy, b.op('Reshape', [xhat, b.shapeOf(x)])), r)),
+      () =>
+        perGroup
+          ? b.reduce('ReduceSum', b.mul(dyg, xhat), [0, 2], false)
+          : sumPerChannel(c, b.mul(dy, b.op('Reshape', [xhat, b.shapeOf(x)])), r),
       () => (perGroup ? b.reduce('ReduceSum', dyg, [0, 2], false) : sumPerChannel(c, dy, r)),
     ];
   },
@@ -192,9 +220,10 @@ export const norm: Record<string, GradRule> = {
     const dtype = c.dtype(c.x[0]);
     const mask = b.cast(c.forwardOutput(1, 'mask'), dtype);
     // 1/(1 − ratio), from the constant ratio (default 0.5) or computed from a fed one.
-    let inv = ratioName && !ratioConst
-      ? b.recip(b.sub(b.f32(1), b.cast(ratioName)))
-      : b.f32(1 / (1 - (ratioConst ? toNumbers(ratioConst)[0]! : 0.5)));
+    let inv =
+      ratioName && !ratioConst
+        ? b.recip(b.sub(b.f32(1), b.cast(ratioName)))
+        : b.f32(1 / (1 - (ratioConst ? toNumbers(ratioConst)[0]! : 0.5)));
     if (dtype !== 'float32') inv = b.cast(inv, dtype);
     const dx = b.mul(dy, b.mul(mask, inv));
     // training_mode fed at run time: pick the branch in the graph.

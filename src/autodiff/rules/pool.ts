@@ -8,7 +8,8 @@ import { prod, range, slice, span } from './helpers.js';
 function poolGeom(c: GradCtx): ConvGeom & { pe: number[] } {
   const dims = (v: string) => {
     const d = c.shape(v).dims.slice(2);
-    if (d.some((n) => n === null)) throw new Error(`${c.node.opType} gradient needs static spatial sizes ('${v}' has ${JSON.stringify(d)})`);
+    if (d.some((n) => n === null))
+      throw new Error(`${c.node.opType} gradient needs static spatial sizes ('${v}' has ${JSON.stringify(d)})`);
     return d as number[];
   };
   const [L, l] = [dims(c.x[0]), dims(c.y[0])];
@@ -18,9 +19,12 @@ function poolGeom(c: GradCtx): ConvGeom & { pe: number[] } {
   const d = c.ints('dilations') ?? Array(r).fill(1);
   const pb = autoHeadPads(c, L, l, k, s, d);
   const ap = c.str('auto_pad', 'NOTSET');
-  const pe = ap === 'NOTSET' ? (c.ints('pads') ?? Array(2 * r).fill(0)).slice(r)
-    : ap === 'VALID' ? Array(r).fill(0)
-    : range(r).map((i) => Math.max(0, (l[i]! - 1) * s[i]! + (k[i]! - 1) * d[i]! + 1 - L[i]!) - pb[i]!);
+  const pe =
+    ap === 'NOTSET'
+      ? (c.ints('pads') ?? Array(2 * r).fill(0)).slice(r)
+      : ap === 'VALID'
+        ? Array(r).fill(0)
+        : range(r).map((i) => Math.max(0, (l[i]! - 1) * s[i]! + (k[i]! - 1) * d[i]! + 1 - L[i]!) - pb[i]!);
   return { N: null, G: 1, Cb: 1, Cs: 1, L, l, k, s, d, pb, pe };
 }
 
@@ -79,8 +83,15 @@ function maxPoolGrad(c: GradCtx): string {
   if (b.opset >= 16 && !c.int('storage_order', 0)) {
     // Indices count over the whole tensor: dx.flat[idx[o]] += dy[o]
     const flat = (v: string) => b.reshape(v, [-1]);
-    const z = flat(b.op('ConstantOfShape', [b.shapeOf(x)], { value: A.t({ dtype: 'float32', dims: [1], data: new Float32Array(1) }) }));
-    const sc = b.op('ScatterElements', [z, flat(c.forwardOutput(1, 'indices')), flat(dy)], { axis: A.i(0), reduction: A.s('add') });
+    const z = flat(
+      b.op('ConstantOfShape', [b.shapeOf(x)], {
+        value: A.t({ dtype: 'float32', dims: [1], data: new Float32Array(1) }),
+      }),
+    );
+    const sc = b.op('ScatterElements', [z, flat(c.forwardOutput(1, 'indices')), flat(dy)], {
+      axis: A.i(0),
+      reduction: A.s('add'),
+    });
     return b.op('Reshape', [sc, b.shapeOf(x)]);
   }
   const g = poolGeom(c);
@@ -89,8 +100,16 @@ function maxPoolGrad(c: GradCtx): string {
   if (b.opset >= 16) {
     // dx[n·c, p] += dy[n·c, o] at p = local(o)
     const rows = (v: string, n: number) => b.reshape(v, [-1, n]);
-    const z = rows(b.op('ConstantOfShape', [b.shapeOf(x)], { value: A.t({ dtype: 'float32', dims: [1], data: new Float32Array(1) }) }), prod(g.L));
-    const sc = b.op('ScatterElements', [z, rows(local, prod(g.l)), rows(dy, prod(g.l))], { axis: A.i(1), reduction: A.s('add') });
+    const z = rows(
+      b.op('ConstantOfShape', [b.shapeOf(x)], {
+        value: A.t({ dtype: 'float32', dims: [1], data: new Float32Array(1) }),
+      }),
+      prod(g.L),
+    );
+    const sc = b.op('ScatterElements', [z, rows(local, prod(g.l)), rows(dy, prod(g.l))], {
+      axis: A.i(1),
+      reduction: A.s('add'),
+    });
     return b.op('Reshape', [sc, b.shapeOf(x)]);
   }
   // tap t of window o holds the max: mask[n·c, t, o]; dx = ConvTranspose(mask · dy, onehot(t))
@@ -146,7 +165,8 @@ export const pool: Record<string, GradRule> = {
   // y = mean over space: dx = dy / (ΠL) broadcast
   GlobalAveragePool: ({ b, dy, x: [x], shape }) => {
     const sp = shape(x).dims.slice(2);
-    const n = sp.every((d) => d !== null) ? b.f32(prod(sp as number[]))
+    const n = sp.every((d) => d !== null)
+      ? b.f32(prod(sp as number[]))
       : b.cast(b.reduce('ReduceProd', slice(b, b.shapeOf(x), [2], [Number.MAX_SAFE_INTEGER], [0]), [0], false));
     return [b.op('Expand', [b.div(dy, n), b.shapeOf(x)])];
   },

@@ -38,11 +38,13 @@ function count(c: GradCtx, axes: number[]): string {
 }
 
 /** A rule dx = spread(dy) · f(x, y), with y in keepdims form; `f` absent means dx = spread(dy). */
-const reduction = (f?: (c: GradCtx, x: string, y: string, axes: number[]) => string): GradRule => (c) => {
-  const axes = reduceAxes(c);
-  const g = spread(c, c.dy, axes);
-  return [f ? c.b.mul(g, f(c, c.x[0], kept(c, c.y[0], axes), axes)) : g];
-};
+const reduction =
+  (f?: (c: GradCtx, x: string, y: string, axes: number[]) => string): GradRule =>
+  (c) => {
+    const axes = reduceAxes(c);
+    const g = spread(c, c.dy, axes);
+    return [f ? c.b.mul(g, f(c, c.x[0], kept(c, c.y[0], axes), axes)) : g];
+  };
 
 export const reduce: Record<string, GradRule> = {
   ReduceSum: reduction(),
@@ -71,7 +73,10 @@ export const reduce: Record<string, GradRule> = {
   // only that element gets a gradient (the product of the others), with two or more none does.
   ReduceProd: (c) => {
     const axes = reduceAxes(c);
-    const { b, x: [x] } = c;
+    const {
+      b,
+      x: [x],
+    } = c;
     const zero = b.equal(x, b.f32(0));
     const zf = b.cast(zero);
     const zeros = b.reduce('ReduceSum', zf, axes, true);
@@ -79,7 +84,11 @@ export const reduce: Record<string, GradRule> = {
     const dyk = kept(c, c.dy, axes);
     const noZero = b.div(b.mul(others, b.sub(b.f32(1), zf)), b.where(zero, b.f32(1), x)); // Π_{j≠i} x_j when nothing is 0
     const oneZero = b.mul(zf, others); // at the single zero factor
-    const d = b.where(b.equal(zeros, b.f32(0)), noZero, b.where(b.equal(zeros, b.f32(1)), oneZero, b.mul(zf, b.f32(0))));
+    const d = b.where(
+      b.equal(zeros, b.f32(0)),
+      noZero,
+      b.where(b.equal(zeros, b.f32(1)), oneZero, b.mul(zf, b.f32(0))),
+    );
     return [b.mul(d, b.op('Expand', [dyk, b.shapeOf(x)]))];
   },
 

@@ -14,7 +14,8 @@ function resizeGrad(c: GradCtx): string[] {
   const xd = c.shape(x).dims;
   const yd = c.shape(y).dims;
   const r = xd.length;
-  if (xd.some((d) => d === null) || yd.some((d) => d === null)) throw new Error(`${c.node.opType} gradient needs static input and output shapes`);
+  if (xd.some((d) => d === null) || yd.some((d) => d === null))
+    throw new Error(`${c.node.opType} gradient needs static input and output shapes`);
   const [xn, yn] = [xd as number[], yd as number[]];
   if (c.str('coordinate_transformation_mode', 'half_pixel') === 'tf_crop_and_resize')
     throw new Error(`${c.node.opType} with coordinate_transformation_mode tf_crop_and_resize has no rule`);
@@ -31,7 +32,9 @@ function resizeGrad(c: GradCtx): string[] {
     if (!v) return undefined;
     if (!axesAttr) return v;
     const f = Array<number>(r).fill(1);
-    axesAttr.forEach((a, k) => { f[a] = v[k]!; });
+    axesAttr.forEach((a, k) => {
+      f[a] = v[k]!;
+    });
     return f;
   };
   const sc = full(scales);
@@ -68,7 +71,9 @@ function resizeGrad(c: GradCtx): string[] {
     // W [m, n]: W[o, i] = weight of input i in output o
     const W = h < a ? b.transpose(b.reshape(Wa, [n, m]), [1, 0]) : b.reshape(Wa, [m, n]);
     // contract axis a of g (size m) with W: move a last, MatMul, move back
-    const perm = range(r).filter((k) => k !== a).concat([a]);
+    const perm = range(r)
+      .filter((k) => k !== a)
+      .concat([a]);
     const inv = perm.map((_, k) => perm.indexOf(k));
     g = b.transpose(b.op('MatMul', [b.transpose(g, perm), W]), inv);
   }

@@ -6,7 +6,9 @@ import { zerosLike } from './helpers.js';
 export const select: Record<string, GradRule> = {
   // y_j = Σ_{i ≤ j} x_i (or i < j when exclusive; the mirror image when reverse): each x_i reaches the
   // y_j on its other side, so dx is the cumulative sum of dy in the opposite direction, same exclusivity.
-  CumSum: ({ b, dy, x: [, axis], int }) => [b.op('CumSum', [dy, axis], { exclusive: A.i(int('exclusive', 0)), reverse: A.i(int('reverse', 0) ? 0 : 1) })],
+  CumSum: ({ b, dy, x: [, axis], int }) => [
+    b.op('CumSum', [dy, axis], { exclusive: A.i(int('exclusive', 0)), reverse: A.i(int('reverse', 0) ? 0 : 1) }),
+  ],
 
   // The kept triangle passes the gradient, the zeroed one does not: the same Trilu of dy.
   Trilu: ({ b, dy, x: [, k], int }) => [b.op('Trilu', k ? [dy, k] : [dy], { upper: A.i(int('upper', 1)) })],

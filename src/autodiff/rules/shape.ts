@@ -7,7 +7,18 @@ import { A } from '../../graph/builder.js';
 import type { Attr } from '../../graph/graph.js';
 import { ONNX_DTYPE, isFloat, type DType } from '../../graph/tensor.js';
 import { broadcasting, type GradCtx, type GradRule } from '../rule.js';
-import { constOf, dyOrZeros, needConst, normAxis, pad, range as iota, slice, zero, zerosLike, type Ints } from './helpers.js';
+import {
+  constOf,
+  dyOrZeros,
+  needConst,
+  normAxis,
+  pad,
+  range as iota,
+  slice,
+  zero,
+  zerosLike,
+  type Ints,
+} from './helpers.js';
 
 /** "To the end" for Slice ends. */
 const END = Number.MAX_SAFE_INTEGER;
@@ -41,7 +52,11 @@ function dimProd(c: GradCtx, x: string, from: number, to: number): number | stri
 /** An int64 1-D tensor from pieces that are numbers or int64 [1] tensors. */
 function vec(c: GradCtx, parts: (number | string)[]): Ints {
   if (parts.every((p) => typeof p === 'number')) return parts as number[];
-  return c.b.op('Concat', parts.map((p) => (typeof p === 'number' ? c.b.i64([p]) : p)), { axis: A.i(0) });
+  return c.b.op(
+    'Concat',
+    parts.map((p) => (typeof p === 'number' ? c.b.i64([p]) : p)),
+    { axis: A.i(0) },
+  );
 }
 
 /** g reshaped to x's shape (a constant target when all of x's dims are fixed). */
@@ -97,7 +112,9 @@ function sliceGradRuntimeBounds(c: GradCtx): string {
   const axes = (intsArg(c, 3, 'axes') ?? iota(n)).map((a) => normAxis(a, r));
   const steps = intsArg(c, 4, 'steps') ?? axes.map(() => 1);
   if (steps.some((st) => st !== 1))
-    throw new Error(`Slice '${c.node.name}' with run-time bounds and step ${steps.join(',')}: only step 1 has a gradient`);
+    throw new Error(
+      `Slice '${c.node.name}' with run-time bounds and step ${steps.join(',')}: only step 1 has a gradient`,
+    );
   const i64 = (v: string) => (c.dtype(v) === 'int64' ? v : b.op('Cast', [v], { to: to('int64') }));
   const [starts, ends] = [i64(c.x[1]), i64(c.x[2])];
   const zero = b.i64([0]);
@@ -160,7 +177,12 @@ export const shape: Record<string, GradRule> = {
 
   // y = concat(x₀, x₁, …): dxᵢ = dy[offsetᵢ : offsetᵢ + sizeᵢ] along the axis
   Concat: (c) => {
-    const { b, dy, node, y: [y] } = c;
+    const {
+      b,
+      dy,
+      node,
+      y: [y],
+    } = c;
     const n = node.inputs.length;
     const axis = normAxis(c.int('axis', 0), c.rank(y));
     const vecOf = (v: number | string): Ints => (typeof v === 'number' ? [v] : v);
@@ -169,15 +191,28 @@ export const shape: Record<string, GradRule> = {
     for (const x of node.inputs.slice(0, -1)) {
       const off = offsets[offsets.length - 1]!;
       const size = c.shape(x).dims[axis];
-      offsets.push(typeof off === 'number' && size != null ? off + size : b.add(typeof off === 'number' ? b.i64([off]) : off, dimVec(c, x, axis)));
+      offsets.push(
+        typeof off === 'number' && size != null
+          ? off + size
+          : b.add(typeof off === 'number' ? b.i64([off]) : off, dimVec(c, x, axis)),
+      );
     }
-    return node.inputs.map((_, i) => () => slice(b, dy, vecOf(offsets[i]!), i === n - 1 ? [END] : vecOf(offsets[i + 1]!), [axis]));
+    return node.inputs.map(
+      (_, i) => () => slice(b, dy, vecOf(offsets[i]!), i === n - 1 ? [END] : vecOf(offsets[i + 1]!), [axis]),
+    );
   },
 
   // (y₀, y₁, …) = split(x): dx = concat(dy₀, dy₁, …), zeros for outputs without gradient
   Split: (c) => {
     const axis = normAxis(c.int('axis', 0), c.rank(c.x[0]));
-    return [c.b.op('Concat', c.node.outputs.map((_, i) => dyOrZeros(c, i)), { axis: A.i(axis) }), null];
+    return [
+      c.b.op(
+        'Concat',
+        c.node.outputs.map((_, i) => dyOrZeros(c, i)),
+        { axis: A.i(axis) },
+      ),
+      null,
+    ];
   },
 
   // y = x[starts:ends:steps]: dx = zeros with dy written back at the sliced positions
@@ -199,7 +234,8 @@ export const shape: Record<string, GradRule> = {
       const [a, s, e, st] = [axes[k]!, starts[k]!, ends[k]!, steps[k]!];
       const D = dims[a];
       if (D == null) {
-        if (st !== 1) throw new Error(`Slice with step ${st} along dynamic axis ${a}: no gradient (needs a fixed size)`);
+        if (st !== 1)
+          throw new Error(`Slice with step ${st} along dynamic axis ${a}: no gradient (needs a fixed size)`);
         const Dv = dimVec(c, x, a);
         const lo = boundDyn(c, s, Dv);
         pads[a] = lo;
@@ -267,7 +303,7 @@ export const shape: Record<string, GradRule> = {
     const x = c.x[0];
     const r = c.rank(x);
     const mode = c.str('mode', 'constant');
-    let pads = (b.opset >= 11 ? needConst(c, 1, 'pads') : c.ints('pads') ?? c.ints('paddings')) ?? [];
+    let pads = (b.opset >= 11 ? needConst(c, 1, 'pads') : (c.ints('pads') ?? c.ints('paddings'))) ?? [];
     if (b.opset >= 18 && c.x[3]) {
       const axes = needConst(c, 3, 'axes').map((a) => normAxis(a, r));
       const full = Array<number>(2 * r).fill(0);
@@ -280,22 +316,37 @@ export const shape: Record<string, GradRule> = {
       const g = neg.some((p) => p) ? pad(c.b, dy, neg) : dy;
       const pos = pads.map((p) => Math.max(0, p));
       const ax = iota(r).filter((a) => pos[a] || pos[a + r]);
-      const dx = ax.length ? slice(c.b, g, ax.map((a) => pos[a]!), ax.map((a) => (pos[a + r] ? -pos[a + r]! : END)), ax) : g;
+      const dx = ax.length
+        ? slice(
+            c.b,
+            g,
+            ax.map((a) => pos[a]!),
+            ax.map((a) => (pos[a + r] ? -pos[a + r]! : END)),
+            ax,
+          )
+        : g;
       // the pad value's gradient: everything that did not come from x
-      const dv = () => b.reshape(b.sub(b.reduce('ReduceSum', dy, iota(r), false), b.reduce('ReduceSum', dx, iota(r), false)), c.shape(c.x[2]).dims.map(() => 1));
+      const dv = () =>
+        b.reshape(
+          b.sub(b.reduce('ReduceSum', dy, iota(r), false), b.reduce('ReduceSum', dx, iota(r), false)),
+          c.shape(c.x[2]).dims.map(() => 1),
+        );
       return [dx, null, dv, null];
     }
-    if (mode !== 'edge' && mode !== 'reflect') throw new Error(`Pad mode '${mode}' has no gradient rule (constant, edge and reflect do)`);
+    if (mode !== 'edge' && mode !== 'reflect')
+      throw new Error(`Pad mode '${mode}' has no gradient rule (constant, edge and reflect do)`);
     let g = dy;
     for (let a = 0; a < r; a++) {
       const [pb, pe, D] = [pads[a]!, pads[a + r]!, c.shape(x).dims[a]];
       if (!pb && !pe) continue;
-      if (pb < 0 || pe < 0 || D == null) throw new Error(`Pad mode '${mode}' gradient needs non-negative pads and a fixed size on axis ${a}`);
+      if (pb < 0 || pe < 0 || D == null)
+        throw new Error(`Pad mode '${mode}' gradient needs non-negative pads and a fixed size on axis ${a}`);
       const terms = [slice(c.b, g, [pb], [pb + D], [a])];
       if (mode === 'edge') {
         // y[0..pb) copy x[0], y[pb+D..) copy x[D-1]
         if (pb) terms.push(padAxis(c, b.reduce('ReduceSum', slice(c.b, g, [0], [pb], [a]), [a], true), r, a, 0, D - 1));
-        if (pe) terms.push(padAxis(c, b.reduce('ReduceSum', slice(c.b, g, [pb + D], [END], [a]), [a], true), r, a, D - 1, 0));
+        if (pe)
+          terms.push(padAxis(c, b.reduce('ReduceSum', slice(c.b, g, [pb + D], [END], [a]), [a], true), r, a, D - 1, 0));
       } else {
         // y[pb-k] = x[k] and y[pb+D-1+k] = x[D-1-k] for k ≥ 1: reversed borders land on x[1..pb] and x[D-1-pe..D-2]
         if (pb) terms.push(padAxis(c, slice(c.b, g, [pb - 1], [-END], [a], [-1]), r, a, 1, D - 1 - pb));
@@ -307,11 +358,19 @@ export const shape: Record<string, GradRule> = {
   },
 
   // y = cond ? a : b: da = dy where cond, db = dy elsewhere (each summed back to its shape)
-  Where: broadcasting((c) => {
-    const { b, dy, x: [cond], y: [y] } = c;
-    const z = zero(c, c.dtype(y));
-    return [null, () => b.where(cond, dy, z), () => b.where(cond, z, dy)];
-  }, [1, 2]),
+  Where: broadcasting(
+    (c) => {
+      const {
+        b,
+        dy,
+        x: [cond],
+        y: [y],
+      } = c;
+      const z = zero(c, c.dtype(y));
+      return [null, () => b.where(cond, dy, z), () => b.where(cond, z, dy)];
+    },
+    [1, 2],
+  ),
 
   // y = tile(x, reps): dx = Σ over the copies, dy viewed as [r₀, d₀, r₁, d₁, …] summed on the r axes
   Tile: (c) => {
@@ -320,7 +379,15 @@ export const shape: Record<string, GradRule> = {
     const reps = needConst(c, 1, 'repeats');
     const parts = iota(r).flatMap((a) => [reps[a]!, dimOr(c, x, a)]);
     const g = c.b.reshape(c.dy, vec(c, parts));
-    return [c.b.reduce('ReduceSum', g, iota(r).map((a) => 2 * a), false), null];
+    return [
+      c.b.reduce(
+        'ReduceSum',
+        g,
+        iota(r).map((a) => 2 * a),
+        false,
+      ),
+      null,
+    ];
   },
 
   // DCR mode is undone by SpaceToDepth; CRD by the inverse reshape/transpose
@@ -330,7 +397,8 @@ export const shape: Record<string, GradRule> = {
     const dy = c.dy;
     if (c.str('mode', 'DCR') !== 'CRD') return [b.op('SpaceToDepth', [dy], { blocksize: A.i(bs) })];
     const [, C, H, W] = c.shape(c.x[0]).dims;
-    if (C == null || (H == null && W == null)) throw new Error('DepthToSpace (CRD) gradient needs fixed channels and one fixed spatial size');
+    if (C == null || (H == null && W == null))
+      throw new Error('DepthToSpace (CRD) gradient needs fixed channels and one fixed spatial size');
     const t = b.reshape(dy, [0, C / (bs * bs), H ?? -1, bs, W ?? -1, bs]);
     return [reshapeLike(c, b.transpose(t, [0, 1, 3, 5, 2, 4]), c.x[0])];
   },

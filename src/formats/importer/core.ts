@@ -60,17 +60,21 @@ export const NCHW: number[] = [0, 3, 1, 2]; // never mutated
 
 export const identity = (r: number): number[] => Array.from({ length: r }, (_, i) => i);
 
-export const samePerm = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+export const samePerm = (a: readonly number[], b: readonly number[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** The inverse permutation: q[p[i]] = i. */
 export const invertPerm = (p: readonly number[]): number[] => {
   const q = new Array<number>(p.length);
-  p.forEach((v, i) => { q[v] = i; });
+  p.forEach((v, i) => {
+    q[v] = i;
+  });
   return q;
 };
 
 /** A channels-last tensor of rank r held channels-first (batch, channels, the rest), for rank ≥ 3. */
-export const channelsFirst = (r: number): number[] => (r < 3 ? identity(r) : [0, r - 1, ...Array.from({ length: r - 2 }, (_, i) => i + 1)]);
+export const channelsFirst = (r: number): number[] =>
+  r < 3 ? identity(r) : [0, r - 1, ...Array.from({ length: r - 2 }, (_, i) => i + 1)];
 
 /**
  * Whether transposing a value of `dims` by `perm` leaves its elements in memory order: only size-1 axes
@@ -87,14 +91,26 @@ export function keepsMemoryOrder(dims: readonly (number | null | undefined)[], p
  * for operators that look at memory order (reshape, flatten): the value itself when only size-1 axes
  * move, else a Transpose (named after `base` when given).
  */
-export function toSourceOrder(b: Builder, x: string, held: number[], srcShape: readonly (number | null | undefined)[], base?: string): string {
+export function toSourceOrder(
+  b: Builder,
+  x: string,
+  held: number[],
+  srcShape: readonly (number | null | undefined)[],
+  base?: string,
+): string {
   if (keepsMemoryOrder(srcShape, held)) return x;
   const perm = invertPerm(held);
   return base ? b.op('Transpose', [x], { perm: A.is(perm) }, base) : b.transpose(x, perm);
 }
 
 /** A value in the source's own axis order (shape `srcShape`) brought to the held order `held`; the inverse of toSourceOrder. */
-export function fromSourceOrder(b: Builder, x: string, held: number[], srcShape: readonly (number | null | undefined)[], base?: string): string {
+export function fromSourceOrder(
+  b: Builder,
+  x: string,
+  held: number[],
+  srcShape: readonly (number | null | undefined)[],
+  base?: string,
+): string {
   if (keepsMemoryOrder(srcShape, held)) return x;
   return base ? b.op('Transpose', [x], { perm: A.is(held) }, base) : b.transpose(x, held);
 }
@@ -144,26 +160,45 @@ export function samePadding(inSize: number, kernel: number, stride: number, dila
  * EXPLICIT takes `explicit` ([begin, end] per axis of the whole NHWC tensor). `pads` is ONNX's
  * [begins…, ends…], or null where SAME meets an unknown size (then auto_pad SAME_UPPER does it).
  */
-export function windowPads(inp: (number | null)[], k: number[], s: number[], d: number[], padding: 'same' | 'valid' | 'explicit',
-  where: string, explicit: number[] = []): { pads: number[] | null; out: (number | null)[] } {
-  const begin: number[] = [], end: number[] = [], out: (number | null)[] = [];
+export function windowPads(
+  inp: (number | null)[],
+  k: number[],
+  s: number[],
+  d: number[],
+  padding: 'same' | 'valid' | 'explicit',
+  where: string,
+  explicit: number[] = [],
+): { pads: number[] | null; out: (number | null)[] } {
+  const begin: number[] = [],
+    end: number[] = [],
+    out: (number | null)[] = [];
   let known = true;
   inp.forEach((n, i) => {
     const eff = (k[i]! - 1) * d[i]! + 1;
     if (padding === 'explicit') {
-      const pb = explicit[2 * (i + 1)] ?? 0, pe = explicit[2 * (i + 1) + 1] ?? 0;
-      begin.push(pb); end.push(pe);
+      const pb = explicit[2 * (i + 1)] ?? 0,
+        pe = explicit[2 * (i + 1) + 1] ?? 0;
+      begin.push(pb);
+      end.push(pe);
       out.push(n == null ? null : Math.floor((n + pb + pe - eff) / s[i]!) + 1);
       return;
     }
-    if (n == null) { known = false; out.push(null); return; }
+    if (n == null) {
+      known = false;
+      out.push(null);
+      return;
+    }
     if (padding === 'valid') {
       const o = Math.floor((n - eff) / s[i]!) + 1;
       if (o < 1) throw new GraftError(`${where}: a ${k.join('×')} window does not fit an input of ${inp.join('×')}`);
-      out.push(o); begin.push(0); end.push(0);
+      out.push(o);
+      begin.push(0);
+      end.push(0);
     } else {
       const [b, e] = samePadding(n, k[i]!, s[i]!, d[i]!);
-      out.push(Math.ceil(n / s[i]!)); begin.push(b); end.push(e);
+      out.push(Math.ceil(n / s[i]!));
+      begin.push(b);
+      end.push(e);
     }
   });
   if (!known) return { pads: padding === 'valid' ? Array(2 * inp.length).fill(0) : null, out };
@@ -186,7 +221,8 @@ export interface AffineQuant {
 export function dequantizeAffine(raw: ArrayLike<number>, q: AffineQuant, dims: number[]): Float32Array {
   const out = new Float32Array(raw.length);
   if (q.scale.length === 1) {
-    const s = q.scale[0]!, z = q.zeroPoint[0]!;
+    const s = q.scale[0]!,
+      z = q.zeroPoint[0]!;
     for (let i = 0; i < raw.length; i++) out[i] = (raw[i]! - z) * s;
     return out;
   }
@@ -276,7 +312,10 @@ export class Emitter {
   }
 
   /** The graph's outputs: distinct values, never a graph input itself (an Identity named `identityName(value)` then). */
-  setOutputs(outs: { name: string; shape: ValueInfo['shape'] }[], identityName: (name: string, k: number) => string): void {
+  setOutputs(
+    outs: { name: string; shape: ValueInfo['shape'] }[],
+    identityName: (name: string, k: number) => string,
+  ): void {
     const seen = new Set<string>(this.g.inputs.map((i) => i.name));
     this.g.outputs = outs.map((v, k) => {
       let name = v.name;

@@ -5,39 +5,121 @@
  */
 
 export type Kind = 'image' | 'text';
-export interface ClassInfo { id: string; name: string; count: number }
+export interface ClassInfo {
+  id: string;
+  name: string;
+  count: number;
+}
 export interface Project {
-  id: string; name: string; kind: Kind; createdAt: string; updatedAt: string;
-  classes: ClassInfo[]; exampleCount: number; lastRunId: string | null;
+  id: string;
+  name: string;
+  kind: Kind;
+  createdAt: string;
+  updatedAt: string;
+  classes: ClassInfo[];
+  exampleCount: number;
+  lastRunId: string | null;
 }
 export interface Example {
-  id: string; classId: string; createdAt: string;
-  imageUrl?: string; thumbUrl?: string; width?: number; height?: number; text?: string;
+  id: string;
+  classId: string;
+  createdAt: string;
+  imageUrl?: string;
+  thumbUrl?: string;
+  width?: number;
+  height?: number;
+  text?: string;
 }
 export type RunStatus = 'queued' | 'running' | 'done' | 'failed' | 'cancelled' | 'interrupted';
-export interface EpochMetric { epoch: number; loss: number; accuracy: number | null; valAccuracy: number | null }
+export interface EpochMetric {
+  epoch: number;
+  loss: number;
+  accuracy: number | null;
+  valAccuracy: number | null;
+}
 export interface Evaluation {
   accuracy: number;
   classes: string[];
   perClass: { class: string; precision: number; recall: number; support: number }[];
   confusion: number[][];
-  misclassified: { exampleId: string; trueClass: string; predictedClass: string; probability: number; thumbUrl?: string; text?: string }[];
-  heldOut: number; trained: number;
+  misclassified: {
+    exampleId: string;
+    trueClass: string;
+    predictedClass: string;
+    probability: number;
+    thumbUrl?: string;
+    text?: string;
+  }[];
+  heldOut: number;
+  trained: number;
 }
-export interface RunSettings { epochs?: number; learningRate?: number; augment?: boolean; holdout?: number; batchSize?: number; topBlocks?: number; loraRank?: number; seed?: number }
+export interface RunSettings {
+  epochs?: number;
+  learningRate?: number;
+  augment?: boolean;
+  holdout?: number;
+  batchSize?: number;
+  topBlocks?: number;
+  loraRank?: number;
+  seed?: number;
+}
 export interface Run {
-  id: string; projectId: string; status: RunStatus; backbone: string; method: string; settings: RunSettings;
-  createdAt: string; startedAt: string | null; finishedAt: string | null;
-  phase: string; fraction: number; etaSeconds: number | null; queuePosition: number | null;
-  error: string | null; resumable: 'checkpoint' | 'restart' | null;
-  metrics: EpochMetric[]; evaluation: Evaluation | null; modelName: string | null;
+  id: string;
+  projectId: string;
+  status: RunStatus;
+  backbone: string;
+  method: string;
+  settings: RunSettings;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  phase: string;
+  fraction: number;
+  etaSeconds: number | null;
+  queuePosition: number | null;
+  error: string | null;
+  resumable: 'checkpoint' | 'restart' | null;
+  metrics: EpochMetric[];
+  evaluation: Evaluation | null;
+  modelName: string | null;
 }
-export interface Backbone { id: string; label: string; kind: Kind; source: string; detail: string; methods: string[] }
-export interface SettingSpec { default: number | boolean; min?: number; max?: number }
-export interface Method { id: string; label: string; description: string; default: boolean; settings: Partial<Record<keyof RunSettings, SettingSpec>> }
-export interface Prediction { label: string; probabilities: Record<string, number>; top?: { label: string; probability: number }[] }
-export interface Explanation { label: string; probability: number; classIndex?: number; overlayUrl?: string; tokens?: { token: string; score: number }[] }
-export interface ImportResult { added: number; classesCreated: string[]; skipped: { row?: number; file?: string; reason: string }[] }
+export interface Backbone {
+  id: string;
+  label: string;
+  kind: Kind;
+  source: string;
+  detail: string;
+  methods: string[];
+}
+export interface SettingSpec {
+  default: number | boolean;
+  min?: number;
+  max?: number;
+}
+export interface Method {
+  id: string;
+  label: string;
+  description: string;
+  default: boolean;
+  settings: Partial<Record<keyof RunSettings, SettingSpec>>;
+}
+export interface Prediction {
+  label: string;
+  probabilities: Record<string, number>;
+  top?: { label: string; probability: number }[];
+}
+export interface Explanation {
+  label: string;
+  probability: number;
+  classIndex?: number;
+  overlayUrl?: string;
+  tokens?: { token: string; score: number }[];
+}
+export interface ImportResult {
+  added: number;
+  classesCreated: string[];
+  skipped: { row?: number; file?: string; reason: string }[];
+}
 
 const token = new URLSearchParams(location.search).get('token');
 
@@ -48,7 +130,11 @@ export function withToken(url: string): string {
 }
 
 export class ApiError extends Error {
-  constructor(message: string, readonly status: number, readonly code?: string) {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code?: string,
+  ) {
     super(message);
   }
 }

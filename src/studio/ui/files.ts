@@ -24,10 +24,16 @@ export function studioUiDir(): string {
     try {
       execFileSync(process.execPath, [script], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
     } catch (e) {
-      throw new GraftError(`could not build Studio's browser app: ${(e as Error).message}`, 'run `node scripts/build-ui.mjs` and read its error');
+      throw new GraftError(
+        `could not build Studio's browser app: ${(e as Error).message}`,
+        'run `node scripts/build-ui.mjs` and read its error',
+      );
     }
   }
   if (!existsSync(join(out, 'index.html')))
-    throw new GraftError(`Studio's browser app is not built (${out} has no index.html)`, 'run `node scripts/build-ui.mjs` (or `npm run build`)');
+    throw new GraftError(
+      `Studio's browser app is not built (${out} has no index.html)`,
+      'run `node scripts/build-ui.mjs` (or `npm run build`)',
+    );
   return out;
 }

@@ -8,9 +8,12 @@
 import type * as Ort from 'onnxruntime-web';
 
 export interface Preprocess {
-  width: number; height: number; channels: 1 | 3;
+  width: number;
+  height: number;
+  channels: 1 | 3;
   channelOrder: 'RGB' | 'BGR' | 'GRAY';
-  mean: number[]; std: number[];
+  mean: number[];
+  std: number[];
   resize: 'stretch' | 'center-crop';
 }
 
@@ -41,7 +44,8 @@ export function onnxMetadata(bytes: Uint8Array): Record<string, string> {
   const out: Record<string, string> = {};
   let p = 0;
   const varint = (end: number): number => {
-    let v = 0, mul = 1;
+    let v = 0,
+      mul = 1;
     while (p < end) {
       const b = bytes[p++]!;
       v += (b & 0x7f) * mul;
@@ -52,19 +56,25 @@ export function onnxMetadata(bytes: Uint8Array): Record<string, string> {
   };
   const dec = new TextDecoder();
   while (p < bytes.length) {
-    const tag = varint(bytes.length), field = Math.floor(tag / 8), wire = tag & 7;
+    const tag = varint(bytes.length),
+      field = Math.floor(tag / 8),
+      wire = tag & 7;
     if (wire === 0) varint(bytes.length);
     else if (wire === 1) p += 8;
     else if (wire === 5) p += 4;
     else if (wire === 2) {
-      const len = varint(bytes.length), end = p + len;
+      const len = varint(bytes.length),
+        end = p + len;
       if (end > bytes.length) throw new Error('truncated ONNX file');
       if (field === 14) {
-        let key = '', value = '';
+        let key = '',
+          value = '';
         while (p < end) {
-          const t = varint(end), f = Math.floor(t / 8);
+          const t = varint(end),
+            f = Math.floor(t / 8);
           if ((t & 7) !== 2) throw new Error('unexpected metadata entry in the ONNX file');
-          const l = varint(end), s = dec.decode(bytes.subarray(p, p + l));
+          const l = varint(end),
+            s = dec.decode(bytes.subarray(p, p + l));
           p += l;
           if (f === 1) key = s;
           else if (f === 2) value = s;
@@ -83,14 +93,23 @@ export async function loadInPageModel(bytes: ArrayBuffer): Promise<InPageModel> 
   const meta = onnxMetadata(u8);
   const pre = meta['graft.preprocess'] ? (JSON.parse(meta['graft.preprocess']) as Preprocess) : undefined;
   const labels = meta['graft.labels'] ? (JSON.parse(meta['graft.labels']) as string[]) : undefined;
-  if (!pre) throw new Error('the model records no image preprocessing (graft.preprocess), so the page cannot prepare an image for it');
+  if (!pre)
+    throw new Error(
+      'the model records no image preprocessing (graft.preprocess), so the page cannot prepare an image for it',
+    );
   if (!labels) throw new Error('the model records no class names (graft.labels)');
   const ort = await loadOrt();
-  const session = await ort.InferenceSession.create(u8, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+  const session = await ort.InferenceSession.create(u8, {
+    executionProviders: ['wasm'],
+    graphOptimizationLevel: 'all',
+  });
   const inputName = session.inputNames[0]!;
   const outputName = session.outputNames.includes('probabilities') ? 'probabilities' : session.outputNames[0]!;
   return {
-    labels, preprocess: pre, inputName, outputName,
+    labels,
+    preprocess: pre,
+    inputName,
+    outputName,
     async run(img: ImageData): Promise<Record<string, number>> {
       const x = normalize(img, pre);
       const feeds = { [inputName]: new ort.Tensor('float32', x, [1, pre.channels, pre.height, pre.width]) };
@@ -103,7 +122,9 @@ export async function loadInPageModel(bytes: ArrayBuffer): Promise<InPageModel> 
 }
 
 function softmax(v: number[]): number[] {
-  const m = Math.max(...v), e = v.map((x) => Math.exp(x - m)), s = e.reduce((a, b) => a + b, 0);
+  const m = Math.max(...v),
+    e = v.map((x) => Math.exp(x - m)),
+    s = e.reduce((a, b) => a + b, 0);
   return e.map((x) => x / s);
 }
 
@@ -112,15 +133,19 @@ function softmax(v: number[]): number[] {
  * src/data/image.ts, computed the same way in float32): gray models take the luminance.
  */
 export function normalize(img: ImageData, p: Preprocess): Float32Array {
-  const hw = img.width * img.height, out = new Float32Array(p.channels * hw), d = img.data;
+  const hw = img.width * img.height,
+    out = new Float32Array(p.channels * hw),
+    d = img.data;
   const lut = new Float32Array(256);
   for (let k = 0; k < p.channels; k++) {
     const src = p.channels === 1 ? -1 : p.channelOrder === 'BGR' ? 2 - k : k;
-    const mean = p.mean[k] ?? p.mean[0] ?? 0, std = p.std[k] ?? p.std[0] ?? 1;
+    const mean = p.mean[k] ?? p.mean[0] ?? 0,
+      std = p.std[k] ?? p.std[0] ?? 1;
     for (let v = 0; v < 256; v++) lut[v] = (v / 255 - mean) / std;
     for (let i = 0; i < hw; i++) {
       // sharp's grayscale: Rec. 709 luma on the sRGB values, rounded (equal channels give that value exactly)
-      const v = src < 0 ? Math.round(0.2126 * d[4 * i]! + 0.7152 * d[4 * i + 1]! + 0.0722 * d[4 * i + 2]!) : d[4 * i + src]!;
+      const v =
+        src < 0 ? Math.round(0.2126 * d[4 * i]! + 0.7152 * d[4 * i + 1]! + 0.0722 * d[4 * i + 2]!) : d[4 * i + src]!;
       out[k * hw + i] = lut[v]!;
     }
   }
@@ -128,15 +153,25 @@ export function normalize(img: ImageData, p: Preprocess): Float32Array {
 }
 
 /** Decode an image file and fit it to width × height on a canvas (stretch, or cover + centre crop). */
-export async function fitImage(file: Blob, p: Pick<Preprocess, 'width' | 'height' | 'resize'>): Promise<{ canvas: HTMLCanvasElement; pixels: ImageData }> {
-  const bmp = await createImageBitmap(file, { colorSpaceConversion: 'none', premultiplyAlpha: 'none', imageOrientation: 'from-image' });
+export async function fitImage(
+  file: Blob,
+  p: Pick<Preprocess, 'width' | 'height' | 'resize'>,
+): Promise<{ canvas: HTMLCanvasElement; pixels: ImageData }> {
+  const bmp = await createImageBitmap(file, {
+    colorSpaceConversion: 'none',
+    premultiplyAlpha: 'none',
+    imageOrientation: 'from-image',
+  });
   const canvas = document.createElement('canvas');
   canvas.width = p.width;
   canvas.height = p.height;
   const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = 'high';
-  let sx = 0, sy = 0, sw = bmp.width, sh = bmp.height;
+  let sx = 0,
+    sy = 0,
+    sw = bmp.width,
+    sh = bmp.height;
   if (p.resize === 'center-crop') {
     const scale = Math.max(p.width / bmp.width, p.height / bmp.height);
     sw = p.width / scale;
