@@ -200,19 +200,7 @@ export async function trainFeaturesOnQueue(
       progress.set(jobId, sp); // a retried shard starts again from its cached part
       emit(sp);
     });
-    // a worker that died mid-shard: BullMQ's stalled-job check gives the shard to another worker
-    sub.events.on('stalled', ({ jobId }) => {
-      const shard = shardOf.get(jobId);
-      if (shard !== undefined)
-        q.onRetry?.({
-          shard,
-          error: `the worker running it stopped answering (${progress.get(jobId)?.worker ?? 'unknown'}); it goes to another worker`,
-        });
-    });
-    sub.events.on('failed', ({ jobId, failedReason }) => {
-      const shard = shardOf.get(jobId);
-      if (shard !== undefined) q.onRetry?.({ shard, error: failedReason });
-    });
+    sub.reportShardRetries(shardOf, (id) => progress.get(id)?.worker, q.onRetry);
     await sub.events.waitUntilReady();
     const parentId = `${run}-fit-head`;
     await sub.flow.add({

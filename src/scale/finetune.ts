@@ -285,18 +285,7 @@ export async function finetuneImagesOnQueue(
         latest: sp,
       });
     });
-    sub.events.on('stalled', ({ jobId }) => {
-      const shard = shardOf.get(jobId);
-      if (shard !== undefined)
-        q.onRetry?.({
-          shard,
-          error: `the worker running it stopped answering (${progress.get(jobId)?.worker ?? 'unknown'}); it goes to another worker`,
-        });
-    });
-    sub.events.on('failed', ({ jobId, failedReason }) => {
-      const shard = shardOf.get(jobId);
-      if (shard !== undefined) q.onRetry?.({ shard, error: failedReason });
-    });
+    sub.reportShardRetries(shardOf, (id) => progress.get(id)?.worker, q.onRetry);
     await sub.events.waitUntilReady();
     const parentId = `${run}-finetune`;
     await sub.flow.add({

@@ -51,6 +51,30 @@ export class Submitter {
     return this.flowProducer;
   }
 
+  /**
+   * Tells `onRetry` when a shard job of this run is retried: its worker stopped answering (BullMQ's
+   * stalled-job check gives it to another worker) or an attempt failed. `shardOf` maps job ids to shard
+   * numbers; `workerOf` names the worker last seen running a job.
+   */
+  reportShardRetries(
+    shardOf: ReadonlyMap<string, number>,
+    workerOf: (jobId: string) => string | undefined,
+    onRetry: ((r: { shard: number; error: string }) => void) | undefined,
+  ): void {
+    this.events.on('stalled', ({ jobId }) => {
+      const shard = shardOf.get(jobId);
+      if (shard !== undefined)
+        onRetry?.({
+          shard,
+          error: `the worker running it stopped answering (${workerOf(jobId) ?? 'unknown'}); it goes to another worker`,
+        });
+    });
+    this.events.on('failed', ({ jobId, failedReason }) => {
+      const shard = shardOf.get(jobId);
+      if (shard !== undefined) onRetry?.({ shard, error: failedReason });
+    });
+  }
+
   async close(): Promise<void> {
     const quiet = async (p: Promise<unknown> | undefined) => {
       try {
