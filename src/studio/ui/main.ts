@@ -300,6 +300,25 @@ function persistentPanels(p: Project): { webcam: HTMLElement; folder: HTMLElemen
   return panels;
 }
 
+/** The × on an example (image thumbnail or text line): deletes it and redraws the project. */
+function removeExampleButton(p: Project, e: Example, extra: Record<string, string> = {}): HTMLElement {
+  return h(
+    'button',
+    {
+      type: 'button',
+      class: 'remove',
+      ...extra,
+      'aria-label': 'Remove this example',
+      'data-testid': 'example-delete-button',
+      onclick: guarded(async () => {
+        await api('DELETE', `/api/projects/${p.id}/examples/${e.id}`);
+        await refreshProject();
+      }),
+    },
+    '×',
+  );
+}
+
 function classCard(p: Project, c: ClassInfo, examples: Example[]): HTMLElement {
   const card = h('article', {
     class: 'class-card',
@@ -416,21 +435,7 @@ function classCard(p: Project, c: ClassInfo, examples: Example[]): HTMLElement {
               width: 64,
               height: 64,
             }),
-            h(
-              'button',
-              {
-                type: 'button',
-                class: 'remove',
-                title: 'Remove this example',
-                'aria-label': 'Remove this example',
-                'data-testid': 'example-delete-button',
-                onclick: guarded(async () => {
-                  await api('DELETE', `/api/projects/${p.id}/examples/${e.id}`);
-                  await refreshProject();
-                }),
-              },
-              '×',
-            ),
+            removeExampleButton(p, e, { title: 'Remove this example' }),
           ),
         ),
       ),
@@ -476,20 +481,7 @@ function classCard(p: Project, c: ClassInfo, examples: Example[]): HTMLElement {
             'li',
             { 'data-testid': 'example-text', 'data-example-id': e.id },
             h('span', {}, e.text ?? ''),
-            h(
-              'button',
-              {
-                type: 'button',
-                class: 'remove',
-                'aria-label': 'Remove this example',
-                'data-testid': 'example-delete-button',
-                onclick: guarded(async () => {
-                  await api('DELETE', `/api/projects/${p.id}/examples/${e.id}`);
-                  await refreshProject();
-                }),
-              },
-              '×',
-            ),
+            removeExampleButton(p, e),
           ),
         ),
       ),
