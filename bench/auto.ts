@@ -13,15 +13,17 @@
  *
  * For each seed, auto's choice (made on folds of the training split only) and the test accuracy of
  * every candidate fitted on the whole training split; auto's test accuracy is the chosen one's.
+ * `--selection-only` skips the fits of the candidates auto did not choose (auto's choice, held-out
+ * scores and test accuracy only). `--repeats R` overrides auto's default repeats of the folds.
  *
  *   GRAFT_THREADS=1 node --import tsx bench/auto.ts --task image|text [--per-class 5,10] [--seeds 3]
- *     [--seed-from 0] [--epochs 5] [--pool 40] [--folds K (text)] [--json FILE]
+ *     [--seed-from 0] [--epochs 5] [--pool 40] [--folds K] [--repeats R] [--selection-only] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
 
 import { assetPath } from '../src/data/assets.js';
 import { loadLabelledImages } from '../src/data/labelled-images.js';
-import { trainAuto, trainTextAuto, scoreTextClassifier } from '../src/finetune/auto.js';
+import { trainAuto, trainTextAuto, scoreTextClassifier, type AutoSelection } from '../src/finetune/auto.js';
 import { trainFeatureClassifier } from '../src/features/classifier.js';
 import { finetuneImages } from '../src/finetune/image-finetune.js';
 import { loadModelFolderSync } from '../src/text/model-folder.js';
@@ -42,12 +44,22 @@ const budgets = flag('--per-class', task === 'image' ? '5,10' : '8')
 const seeds = Number(flag('--seeds', '3'));
 const seedFrom = Number(flag('--seed-from', '0'));
 const epochs = Number(flag('--epochs', '5'));
+const selectionOnly = args.includes('--selection-only');
+const search = {
+  ...(args.includes('--folds') ? { folds: Number(flag('--folds', '5')) } : {}),
+  ...(args.includes('--repeats') ? { repeats: Number(flag('--repeats', '1')) } : {}),
+};
 interface Row {
   task: string;
   perClass: number;
   seed: number;
   chosen: string;
+  folds: number;
+  repeats: number;
+  /** Held-out accuracy per candidate (over every repeat of the folds). */
   cv: Record<string, number>;
+  /** The comparisons: challenger vs incumbent, difference ± standard error. */
+  comparisons: string[];
   test: Record<string, number>;
   auto: number;
   seconds: number;
@@ -70,18 +82,18 @@ if (task === 'image') {
       const s0 = performance.now();
       const common = { labelsPerClass: per, valFraction: 0, testFraction: 0.5, seed, cacheDir };
       const ft = { epochs, lr: 1e-3, batchSize: 32 };
-      const r = await trainAuto(model, data, { ...common, finetune: ft });
+      const r = await trainAuto(model, data, { ...common, ...search, finetune: ft });
       const test: Record<string, number> = { [r.selection.chosen]: r.test!.accuracy };
-      if (r.selection.chosen !== 'features')
+      if (r.selection.chosen !== 'features' && !selectionOnly)
         test['features'] = (await trainFeatureClassifier(model, data, common)).report.test!.accuracy;
-      if (r.selection.chosen !== 'finetune')
+      if (r.selection.chosen !== 'finetune' && !selectionOnly)
         test['finetune'] = (await finetuneImages(model, data, { ...common, ...ft })).report.test!.accuracy;
       emit({
         task,
         perClass: per,
         seed,
         chosen: r.selection.chosen,
-        cv: Object.fromEntries(r.selection.candidates.map((c) => [c.method, c.mean ?? NaN])),
+        ...selectionColumns(r.selection),
         test,
         auto: r.test!.accuracy,
         seconds: (performance.now() - s0) / 1000,
@@ -119,17 +131,18 @@ if (task === 'image') {
         maxLength,
         seed,
         cache,
-        ...(args.includes('--folds') ? { folds: Number(flag('--folds', '5')) } : {}),
+        ...search,
       });
       const auto = (await scoreTextClassifier(r.classifier, m, teX, teY, t.classes, maxLength)).accuracy;
       const test: Record<string, number> = { [r.mode]: auto };
       const F = await extractor.extract(trX, { maxLength, cache, warn: quiet });
       const head = await fitTextHead(F, trY, seed);
       test['features'] ??= head.accuracy(teF, teY);
-      test['tfidf'] ??= acc(
-        (await trainTfidfClassifier(trX, trY, { seed, tokenizer: m.tokenizer, maxLength })).predict(teX),
-      );
-      if (test['finetune'] === undefined) {
+      if (!selectionOnly)
+        test['tfidf'] ??= acc(
+          (await trainTfidfClassifier(trX, trY, { seed, tokenizer: m.tokenizer, maxLength })).predict(teX),
+        );
+      if (test['finetune'] === undefined && !selectionOnly) {
         const f = await finetuneText(m, trX, trY, {
           classes: t.classes.length,
           maxLength,
@@ -144,7 +157,7 @@ if (task === 'image') {
           (await predictTextProba(f.graph, m.tokenizer, teX, { maxLength, warn: quiet })).map(argmax),
         );
       }
-      if (test['setfit'] === undefined && per <= 16) {
+      if (test['setfit'] === undefined && per <= 16 && !selectionOnly) {
         const s = await trainSetFit(m, trX, trY, {
           maxLength,
           seed,
@@ -159,13 +172,25 @@ if (task === 'image') {
         perClass: per,
         seed,
         chosen: r.mode,
-        cv: Object.fromEntries(r.selection.candidates.map((c) => [c.method, c.mean ?? NaN])),
+        ...selectionColumns(r.selection),
         test,
         auto,
         seconds: (performance.now() - s0) / 1000,
       });
     }
   await extractor.release();
+}
+
+function selectionColumns(s: AutoSelection): Pick<Row, 'folds' | 'repeats' | 'cv' | 'comparisons'> {
+  return {
+    folds: s.folds,
+    repeats: s.repeats,
+    cv: Object.fromEntries(s.candidates.map((c) => [c.method, c.mean ?? NaN])),
+    comparisons: s.comparisons.map(
+      (c) =>
+        `${c.challenger} vs ${c.incumbent}: ${c.meanDiff >= 0 ? '+' : ''}${c.meanDiff.toFixed(4)} ± ${c.standardError.toFixed(4)} (${c.statistic}, ${c.pairs} × ${c.repeats})${c.switched ? ' switched' : ''}`,
+    ),
+  };
 }
 
 // summary: per budget, mean test accuracy of auto, of the frozen head, of the better fine-tuned variant per seed and of the best candidate per seed

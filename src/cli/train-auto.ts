@@ -19,14 +19,16 @@ import { textDataFlags, textDataOptions, runTextTraining, type TextDataFlags } f
 interface AutoFlags extends CommonTrainFlags, ImageFitFlags, TextDataFlags {
   budget?: string;
   folds?: string;
+  repeats?: string;
   node?: string;
   pooling: 'mean' | 'cls';
 }
 
 /** The summary lines every auto run prints: one per candidate, then the choice and its reason. */
 export function selectionLines(s: AutoSelection): string[] {
+  const rep = s.repeats > 1 ? `${s.repeats} × ` : '';
   const lines = [
-    `auto: ${s.folds}-fold cross-validation on the ${s.trainExamples} training examples (the test split is not used to choose)`,
+    `auto: ${rep}${s.folds}-fold cross-validation${s.repeats > 1 ? ' (repeated with different shuffles)' : ''} on the ${s.trainExamples} training examples (the test split is not used to choose)`,
   ];
   for (const c of s.candidates) lines.push(`  ${candidateLine(c)}`);
   lines.push(s.reason);
@@ -35,7 +37,7 @@ export function selectionLines(s: AutoSelection): string[] {
 
 function candidateLine(c: AutoCandidate): string {
   return c.folds
-    ? `${c.method.padEnd(9)} mean fold accuracy ${c.mean!.toFixed(4)}  [${c.folds.map((a) => a.toFixed(3)).join(' ')}]  ${c.description} (${c.seconds.toFixed(1)} s)`
+    ? `${c.method.padEnd(9)} held-out accuracy ${c.mean!.toFixed(4)}  folds [${c.folds.map((a) => a.toFixed(3)).join(' ')}]${(c.repeats ?? 1) > 1 ? ` (${c.repeats} repeats)` : ''}  ${c.description} (${c.seconds.toFixed(1)} s)`
     : `${c.method.padEnd(9)} skipped: ${c.skipped}  (${c.description})`;
 }
 
@@ -86,8 +88,10 @@ async function runAuto(o: AutoFlags, cmd: Command): Promise<void> {
   if (budgetMinutes !== undefined && !(budgetMinutes > 0))
     throw new GraftError(`--budget must be a positive number of minutes, got ${o.budget}`);
   const folds = o.folds !== undefined ? positiveInt(o.folds, '--folds') : undefined;
+  const repeats = o.repeats !== undefined ? positiveInt(o.repeats, '--repeats') : undefined;
   const search = {
     ...(folds !== undefined ? { folds } : {}),
+    ...(repeats !== undefined ? { repeats } : {}),
     ...(budgetMinutes !== undefined ? { budgetMinutes } : {}),
   };
   const say = (s: string) => {
@@ -176,6 +180,10 @@ export function trainAutoCommand(): Command {
       'minutes for the search; no new candidate starts once spent (the frozen-feature head always runs)',
     )
     .option('--folds <k>', 'folds of the training split (default 5, fewer when a class has fewer examples)')
+    .option(
+      '--repeats <r>',
+      'repeats of the folds, each with its own shuffle, for a steadier estimate (default 3 when the training split has at most 200 examples, else 1; no new repeat starts once --budget is spent)',
+    )
     .option(
       '--node <name>',
       'images: value the frozen-feature candidate cuts the model at (default: the input of its final classifier)',

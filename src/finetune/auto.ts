@@ -12,10 +12,15 @@
  *   (src/text/tfidf.ts), LP-FT (linear probe, then the whole encoder fine-tuned), and, at ≤ 16
  *   labels per class, SetFit (src/text/setfit.ts).
  *
- * The rule (`chooseByFolds`): the frozen-feature head is the incumbent; each other candidate, in
- * order, replaces the incumbent only when its mean paired fold difference against it exceeds one
- * standard error of those differences (and is positive). Every candidate's fold accuracies, the
- * comparisons and the reason are in the report.
+ * Folds: stratified K-fold, repeated R times with different shuffles (`repeats`, default 3 when the
+ * training split has at most 200 examples, else 1), so that every training example is held out once
+ * per repeat. The rule (`chooseByFolds`): the frozen-feature head is the incumbent; each other
+ * candidate, in order, replaces it only when its held-out accuracy is higher by more than one standard
+ * error. The standard error is that of the per-example paired differences (each example's
+ * candidate − incumbent correctness, averaged over the repeats, then over the examples), which is
+ * steadier than the spread of K fold means; fold results without per-example data fall back to the
+ * paired fold differences. Every candidate's fold accuracies, the comparisons and the reason are in
+ * the report.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,15 +51,19 @@ import { writeReport } from '../eval/report.js';
 import { classificationMetrics, type Metrics } from '../eval/metrics.js';
 import { Rng } from '../util/random.js';
 import { GraftError } from '../util/errors.js';
-import { accuracy, argmax } from '../util/vectors.js';
+import { argmax } from '../util/vectors.js';
 
 /** One candidate's cross-validation: accuracy per held-out fold (absent when skipped). */
 export interface AutoCandidate {
   method: string;
   /** What it is, in words. */
   description: string;
+  /** Accuracy per held-out fold, repeat after repeat (K values per repeat). */
   folds?: number[];
+  /** Held-out accuracy: the fraction of held-out predictions that were right, over every repeat scored. */
   mean?: number;
+  /** Repeats of the K folds scored (fewer than asked when the budget ran out). */
+  repeats?: number;
   seconds: number;
   /** Why it was not scored (the budget, or not applicable). */
   skipped?: string;
@@ -63,9 +72,18 @@ export interface AutoCandidate {
 export interface AutoComparison {
   challenger: string;
   incumbent: string;
-  /** Mean and standard error of the paired fold differences (challenger − incumbent). */
+  /** Held-out accuracy difference (challenger − incumbent) and its standard error. */
   meanDiff: number;
   standardError: number;
+  /**
+   * What the standard error is taken over: `examples` (per-example paired differences, each averaged
+   * over the repeats both candidates scored) or `folds` (paired fold accuracies; no per-example data).
+   */
+  statistic: 'examples' | 'folds';
+  /** How many paired values: training examples, or folds. */
+  pairs: number;
+  /** Repeats both candidates scored (the comparison uses those). */
+  repeats: number;
   switched: boolean;
 }
 
@@ -73,6 +91,8 @@ export interface AutoSelection {
   mode: 'auto';
   /** Folds of the training split (stratified). */
   folds: number;
+  /** Repeats of the K folds asked for (each with its own shuffle). */
+  repeats: number;
   trainExamples: number;
   candidates: AutoCandidate[];
   comparisons: AutoComparison[];
@@ -104,13 +124,64 @@ export function foldCount(y: readonly number[], wanted = 5): number {
   return k >= 2 ? k : 0;
 }
 
+/** Repeats of the K folds when the caller gives none: 3 on a small training split (≤ 200 examples), else 1. */
+export function defaultRepeats(trainExamples: number): number {
+  return trainExamples <= 200 ? 3 : 1;
+}
+
 const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** Mean and standard error of the mean (∞ with fewer than two values). */
+function meanAndSe(d: number[]): { m: number; se: number } {
+  const m = meanOf(d);
+  const se = d.length > 1 ? Math.sqrt(d.reduce((a, x) => a + (x - m) ** 2, 0) / (d.length - 1) / d.length) : Infinity;
+  return { m, se };
+}
+
+/**
+ * Per training example, per repeat: 1 when its held-out prediction was right, else 0
+ * (`correct[r][i]`, for each repeat the candidate scored). Keyed by method.
+ */
+export type HeldOutCorrectness = ReadonlyMap<string, readonly (ArrayLike<number> & Iterable<number>)[]>;
+
+/**
+ * The paired difference of challenger c against incumbent inc: per example (each example's
+ * correctness difference averaged over the repeats both scored) when `correct` has both, else per
+ * fold over the folds both scored.
+ */
+export function pairedDifference(
+  c: AutoCandidate,
+  inc: AutoCandidate,
+  correct?: HeldOutCorrectness,
+): Pick<AutoComparison, 'meanDiff' | 'standardError' | 'statistic' | 'pairs' | 'repeats'> {
+  const a = correct?.get(c.method),
+    b = correct?.get(inc.method);
+  if (a?.length && b?.length) {
+    const R = Math.min(a.length, b.length),
+      n = a[0]!.length;
+    const d = Array.from({ length: n }, (_, i) => {
+      let s = 0;
+      for (let r = 0; r < R; r++) s += a[r]![i]! - b[r]![i]!;
+      return s / R;
+    });
+    const { m, se } = meanAndSe(d);
+    return { meanDiff: m, standardError: se, statistic: 'examples', pairs: n, repeats: R };
+  }
+  const F = Math.min(c.folds!.length, inc.folds!.length);
+  const { m, se } = meanAndSe(c.folds!.slice(0, F).map((x, f) => x - inc.folds![f]!));
+  const R = Math.min(c.repeats ?? 1, inc.repeats ?? 1);
+  return { meanDiff: m, standardError: se, statistic: 'folds', pairs: F, repeats: R };
+}
 
 /**
  * The incumbent (the first scored candidate, the simplest) is replaced by a later candidate only
- * when the mean of the paired fold differences exceeds one standard error of them and is positive.
+ * when the held-out accuracy difference is positive and exceeds one standard error of the paired
+ * differences (per example when `correct` is given, else per fold).
  */
-export function chooseByFolds(cands: AutoCandidate[]): {
+export function chooseByFolds(
+  cands: AutoCandidate[],
+  correct?: HeldOutCorrectness,
+): {
   chosen: string;
   reason: string;
   comparisons: AutoComparison[];
@@ -121,71 +192,103 @@ export function chooseByFolds(cands: AutoCandidate[]): {
   const comparisons: AutoComparison[] = [];
   const why: string[] = [];
   for (const c of scored.slice(1)) {
-    const d = c.folds!.map((a, f) => a - inc.folds![f]!);
-    const m = meanOf(d);
-    const se = d.length > 1 ? Math.sqrt(d.reduce((a, x) => a + (x - m) ** 2, 0) / (d.length - 1) / d.length) : Infinity;
-    const switched = m > 0 && m > se;
-    comparisons.push({ challenger: c.method, incumbent: inc.method, meanDiff: m, standardError: se, switched });
+    const p = pairedDifference(c, inc, correct);
+    const switched = p.meanDiff > 0 && p.meanDiff > p.standardError;
+    comparisons.push({ challenger: c.method, incumbent: inc.method, ...p, switched });
+    const over =
+      p.statistic === 'examples'
+        ? `${p.pairs} held-out examples${p.repeats > 1 ? ` × ${p.repeats} repeats` : ''}`
+        : `${p.pairs} folds`;
     why.push(
-      `${c.method} vs ${inc.method}: ${m >= 0 ? '+' : ''}${m.toFixed(4)} ± ${se.toFixed(4)} (${switched ? "wins by more than the folds' noise" : "not more than the folds' noise"})`,
+      `${c.method} vs ${inc.method}: ${p.meanDiff >= 0 ? '+' : ''}${p.meanDiff.toFixed(4)} ± ${p.standardError.toFixed(4)} over ${over} (${switched ? 'wins by more than the noise' : 'not more than the noise'})`,
     );
     if (switched) inc = c;
   }
   const first = scored[0]!.method;
   const reason =
     inc.method === first
-      ? `kept ${first}, the simplest: no other candidate beat it by more than one standard error of the paired fold differences${why.length ? ` (${why.join('; ')})` : ''}`
-      : `chose ${inc.method}: it beat the incumbent by more than one standard error of the paired fold differences (${why.join('; ')})`;
+      ? `kept ${first}, the simplest: no other candidate's held-out accuracy beat it by more than one standard error of the paired differences${why.length ? ` (${why.join('; ')})` : ''}`
+      : `chose ${inc.method}: its held-out accuracy beat the incumbent by more than one standard error of the paired differences (${why.join('; ')})`;
   return { chosen: inc.method, reason, comparisons };
 }
 
-/** Runs candidates in order under the budget; the first always runs. */
+/** Fold index per example for each repeat: repeat 0 is `stratifiedFolds(y, k, seed)`, later ones reshuffled. */
+export function repeatedFolds(y: readonly number[], k: number, repeats: number, seed = 0): number[][] {
+  return Array.from({ length: repeats }, (_, r) => stratifiedFolds(y, k, seed + 7919 * r));
+}
+
+/** Trains on the `tr` examples, returns the predicted class of each `va` example. */
+type FoldScorer = (tr: number[], va: number[]) => Promise<readonly number[]>;
+
+/**
+ * Runs candidates in order under the budget: each is cross-validated over the repeated folds (the
+ * first candidate always runs; no new candidate, nor a new repeat of one, starts once the budget is
+ * spent) and keeps every held-out example's correctness for the noise estimate.
+ */
 class Search {
   readonly candidates: AutoCandidate[] = [];
+  readonly correct = new Map<string, Uint8Array[]>();
   constructor(
     private readonly t0: number,
     private readonly budgetMinutes: number | undefined,
+    private readonly y: readonly number[],
+    private readonly folds: number[][],
+    private readonly k: number,
     private readonly onCandidate?: (c: AutoCandidate) => void,
   ) {}
-  async run(
-    method: string,
-    description: string,
-    score: () => Promise<number[]>,
-    notApplicable?: string,
-  ): Promise<void> {
-    const spent = (performance.now() - this.t0) / 60000;
+  private spent(): number {
+    return (performance.now() - this.t0) / 60000;
+  }
+  private overBudget(): boolean {
+    return this.budgetMinutes !== undefined && this.spent() >= this.budgetMinutes;
+  }
+  async run(method: string, description: string, predict: FoldScorer, notApplicable?: string): Promise<void> {
     let c: AutoCandidate;
     if (notApplicable) c = { method, description, seconds: 0, skipped: notApplicable };
-    else if (this.candidates.length && this.budgetMinutes !== undefined && spent >= this.budgetMinutes)
+    else if (this.candidates.length && this.overBudget())
       c = {
         method,
         description,
         seconds: 0,
-        skipped: `budget of ${this.budgetMinutes} min spent (${spent.toFixed(1)} min) before it started`,
+        skipped: `budget of ${this.budgetMinutes} min spent (${this.spent().toFixed(1)} min) before it started`,
       };
     else {
       const s0 = performance.now();
-      const folds = await score();
-      c = { method, description, folds, mean: meanOf(folds), seconds: (performance.now() - s0) / 1000 };
+      const accs: number[] = [],
+        correct: Uint8Array[] = [];
+      let hits = 0,
+        total = 0;
+      for (const fold of this.folds) {
+        if (correct.length && this.overBudget()) break;
+        const right = new Uint8Array(this.y.length);
+        for (let f = 0; f < this.k; f++) {
+          const tr = fold.flatMap((g, i) => (g === f ? [] : [i])),
+            va = fold.flatMap((g, i) => (g === f ? [i] : []));
+          const pred = await predict(tr, va);
+          let ok = 0;
+          va.forEach((i, j) => {
+            right[i] = pred[j] === this.y[i] ? 1 : 0;
+            ok += right[i]!;
+          });
+          accs.push(va.length ? ok / va.length : 0);
+          hits += ok;
+          total += va.length;
+        }
+        correct.push(right);
+      }
+      this.correct.set(method, correct);
+      c = {
+        method,
+        description,
+        folds: accs,
+        mean: hits / total,
+        repeats: correct.length,
+        seconds: (performance.now() - s0) / 1000,
+      };
     }
     this.candidates.push(c);
     this.onCandidate?.(c);
   }
-}
-
-/** Per fold f: train on the other folds, score on fold f. */
-async function perFold(
-  fold: number[],
-  k: number,
-  score: (tr: number[], va: number[]) => Promise<number>,
-): Promise<number[]> {
-  const out: number[] = [];
-  for (let f = 0; f < k; f++) {
-    const tr = fold.flatMap((g, i) => (g === f ? [] : [i])),
-      va = fold.flatMap((g, i) => (g === f ? [i] : []));
-    out.push(await score(tr, va));
-  }
-  return out;
 }
 
 // ───────────────────────────── images ─────────────────────────────
@@ -200,6 +303,8 @@ export interface ImageAutoOptions {
   out?: string;
   /** Folds of the training split (default 5, fewer when a class has fewer training examples). */
   folds?: number;
+  /** Repeats of the folds, each with its own shuffle (default: `defaultRepeats` of the training split's size). */
+  repeats?: number;
   /** Minutes for the search: no new candidate starts after this (the frozen head always runs). */
   budgetMinutes?: number;
   /** Options of the frozen-feature candidate (its head is the logistic regression). */
@@ -251,7 +356,6 @@ export async function trainAuto(
   const cacheDir = o.cacheDir ?? tmp!;
   try {
     const cache = FeatureCache.open(cacheDir);
-    const search = new Search(t0, o.budgetMinutes, o.onCandidate);
     // the training split's readable images (an unreadable one is skipped, as the final fit skips it)
     const node = o.features?.node ?? defaultFeatureNode(g);
     const bad = new Set<number>();
@@ -273,29 +377,28 @@ export async function trainAuto(
         'graft train auto needs at least 2 training examples of every class to cross-validate',
         'raise --labels-per-class, or pick a method: graft train features|images',
       );
-    const fold = stratifiedFolds(y, k, seed);
-    await search.run('features', 'frozen-feature logistic head', () =>
-      perFold(fold, k, async (tr, va) => {
-        const m = (
-          await fitCV(
-            tr.map((i) => X[i]!),
-            tr.map((i) => y[i]!),
-            { numClasses: K, seed, ...(o.features?.grid ? { grid: o.features.grid } : {}) },
-          )
-        ).model;
-        return accuracy(
-          m.predict(va.map((i) => X[i]!)),
-          va.map((i) => y[i]!),
-        );
-      }),
-    );
+    const repeats = o.repeats ?? defaultRepeats(y.length);
+    const search = new Search(t0, o.budgetMinutes, y, repeatedFolds(y, k, repeats, seed), k, o.onCandidate);
+    await search.run('features', 'frozen-feature logistic head', async (tr, va) => {
+      const m = (
+        await fitCV(
+          tr.map((i) => X[i]!),
+          tr.map((i) => y[i]!),
+          { numClasses: K, seed, ...(o.features?.grid ? { grid: o.features.grid } : {}) },
+        )
+      ).model;
+      return m.predict(va.map((i) => X[i]!));
+    });
     const ft = o.finetune ?? {};
     const ftDesc = ft.lora
       ? `LoRA rank ${ft.lora.rank} on the top blocks`
       : ft.cut !== undefined
         ? `the network above '${ft.cut}' fine-tuned`
         : `top ${ft.topBlocks ?? 2} blocks fine-tuned on cached activations`;
-    await search.run('finetune', ftDesc, async () => {
+    // the top blocks and their cached activations are made once, on the first fold
+    let prepared: { m: Awaited<ReturnType<typeof splitTopBlocks>>; store: ActivationStore } | undefined;
+    const prepare = async () => {
+      if (prepared) return prepared;
       const gb = makeBatchDynamic(g);
       const m = await splitTopBlocks(gb, K, {
         ...(ft.cut !== undefined ? { cut: ft.cut } : { topBlocks: ft.topBlocks ?? 2 }),
@@ -308,42 +411,43 @@ export async function trainAuto(
         keep.map((j) => data.inputs[split.train[j]!]!),
         { views, seed, cache, ...(augment ? { augment } : {}), ...(ft.runtime ? { runtime: ft.runtime } : {}) },
       );
+      prepared = { m, store };
+      return prepared;
+    };
+    const {
+      cut: _c,
+      topBlocks: _t,
+      views: _v,
+      augment: _a,
+      tolerance: _tol,
+      onCacheProgress: _p,
+      checkpoint: _ck,
+      ...rest
+    } = ft;
+    await search.run('finetune', ftDesc, async (tr, va) => {
+      const { m, store } = await prepare();
       const sub = (idx: number[], plain = false) =>
         new ActivationStore(
           store.dims,
           idx.map((i) => (plain ? store.rows[i]!.slice(0, 1) : store.rows[i]!)),
         );
-      const {
-        cut: _c,
-        topBlocks: _t,
-        views: _v,
-        augment: _a,
-        tolerance: _tol,
-        onCacheProgress: _p,
-        checkpoint: _ck,
-        ...rest
-      } = ft;
-      return perFold(fold, k, async (tr, va) => {
-        const r = await trainTopBlocks(
-          m,
-          sub(tr),
-          tr.map((i) => y[i]!),
-          { ...rest, epochs: ft.epochs ?? 5, batchSize: ft.batchSize ?? 32, seed },
-        );
-        try {
-          return accuracy(
-            await predictStore(r.trainer, m, sub(va, true)),
-            va.map((i) => y[i]!),
-          );
-        } finally {
-          await r.trainer.release();
-        }
-      });
+      const r = await trainTopBlocks(
+        m,
+        sub(tr),
+        tr.map((i) => y[i]!),
+        { ...rest, epochs: ft.epochs ?? 5, batchSize: ft.batchSize ?? 32, seed },
+      );
+      try {
+        return await predictStore(r.trainer, m, sub(va, true));
+      } finally {
+        await r.trainer.release();
+      }
     });
-    const choice = chooseByFolds(search.candidates);
+    const choice = chooseByFolds(search.candidates, search.correct);
     const selection: AutoSelection = {
       mode: 'auto',
       folds: k,
+      repeats,
       trainExamples: y.length,
       candidates: search.candidates,
       comparisons: choice.comparisons,
@@ -400,7 +504,7 @@ export function writeAutoReport(
     split,
     'chosen by graft train auto': selection.chosen,
     reason: selection.reason,
-    folds: `${selection.folds} (stratified, of the ${selection.trainExamples} training examples)`,
+    folds: `${selection.folds} (stratified, of the ${selection.trainExamples} training examples)${selection.repeats > 1 ? `, repeated ${selection.repeats} times with different shuffles` : ''}`,
   };
   for (const c of selection.candidates)
     details[`candidate ${c.method}`] = c.folds
@@ -422,6 +526,8 @@ export interface TextAutoOptions {
   maxLength?: number;
   seed?: number;
   folds?: number;
+  /** Repeats of the folds, each with its own shuffle (default: `defaultRepeats` of the training split's size). */
+  repeats?: number;
   budgetMinutes?: number;
   /** Feature cache for the frozen encoder's pooled vectors. */
   cache?: FeatureCache;
@@ -474,7 +580,7 @@ export async function trainTextAuto(
       'graft train auto needs at least 2 training texts of every class to cross-validate',
       'raise --labels-per-class, or pick a method: graft train text [--finetune] or graft train setfit',
     );
-  const fold = stratifiedFolds(y, k, seed);
+  const repeats = o.repeats ?? defaultRepeats(y.length);
   const extractor = new TextFeatureExtractor(m, pooling);
   const exclude = new Set(o.exclude ?? []);
   const perClass = Math.max(...Array.from({ length: K }, (_, c) => y.filter((v) => v === c).length));
@@ -487,81 +593,70 @@ export async function trainTextAuto(
       warn: o.warn ?? quiet,
       ...(o.cache ? { cache: o.cache } : {}),
     });
-    const search = new Search(t0, o.budgetMinutes, o.onCandidate);
-    await search.run('features', TEXT_DESCRIPTIONS['features']!, () =>
-      perFold(fold, k, async (tr, va) =>
-        (await fitTextHead(pick(F, tr), pick(y, tr), seed)).accuracy(pick(F, va), pick(y, va)),
-      ),
+    const search = new Search(t0, o.budgetMinutes, y, repeatedFolds(y, k, repeats, seed), k, o.onCandidate);
+    await search.run('features', TEXT_DESCRIPTIONS['features']!, async (tr, va) =>
+      (await fitTextHead(pick(F, tr), pick(y, tr), seed)).predict(pick(F, va)),
     );
     const off = (mth: string) => (exclude.has(mth) ? 'left out by the caller' : undefined);
     await search.run(
       'tfidf',
       TEXT_DESCRIPTIONS['tfidf']!,
-      () =>
-        perFold(fold, k, async (tr, va) =>
-          accuracy(
-            (
-              await trainTfidfClassifier(pick(texts, tr), pick(y, tr), { seed, tokenizer: m.tokenizer, maxLength })
-            ).predict(pick(texts, va)),
-            pick(y, va),
-          ),
+      async (tr, va) =>
+        (await trainTfidfClassifier(pick(texts, tr), pick(y, tr), { seed, tokenizer: m.tokenizer, maxLength })).predict(
+          pick(texts, va),
         ),
       off('tfidf'),
     );
     await search.run(
       'finetune',
       TEXT_DESCRIPTIONS['finetune']!,
-      () =>
-        perFold(fold, k, async (tr, va) => {
-          o.onStage?.(`LP-FT fold`);
-          const head = await fitTextHead(pick(F, tr), pick(y, tr), seed);
-          const r = await finetuneText(m, pick(texts, tr), pick(y, tr), {
-            classes: K,
-            pooling,
-            maxLength,
-            seed,
-            head,
-            lr,
-            epochs: o.epochs ?? 3,
-            minSteps: lpftMinSteps(tr.length),
-            warn: quiet,
-          });
-          return accuracy(
-            (await predictTextProba(r.graph, m.tokenizer, pick(texts, va), { maxLength, warn: quiet })).map(argmax),
-            pick(y, va),
-          );
-        }),
+      async (tr, va) => {
+        o.onStage?.(`LP-FT fold`);
+        const head = await fitTextHead(pick(F, tr), pick(y, tr), seed);
+        const r = await finetuneText(m, pick(texts, tr), pick(y, tr), {
+          classes: K,
+          pooling,
+          maxLength,
+          seed,
+          head,
+          lr,
+          epochs: o.epochs ?? 3,
+          minSteps: lpftMinSteps(tr.length),
+          warn: quiet,
+        });
+        return (await predictTextProba(r.graph, m.tokenizer, pick(texts, va), { maxLength, warn: quiet })).map(argmax);
+      },
       off('finetune'),
     );
     const sfMax = o.setfitMaxPerClass ?? 16;
     await search.run(
       'setfit',
       TEXT_DESCRIPTIONS['setfit']!,
-      () =>
-        perFold(fold, k, async (tr, va) => {
-          o.onStage?.(`SetFit fold`);
-          const r = await trainSetFit(m, pick(texts, tr), pick(y, tr), {
-            pooling,
-            maxLength,
-            seed,
-            lr,
-            steps: Math.min(Math.ceil((40 * tr.length) / 16), 120),
-          });
-          try {
-            return r.head.accuracy(await r.extractor.extract(pick(texts, va), { maxLength, warn: quiet }), pick(y, va));
-          } finally {
-            await r.extractor.release();
-          }
-        }),
+      async (tr, va) => {
+        o.onStage?.(`SetFit fold`);
+        const r = await trainSetFit(m, pick(texts, tr), pick(y, tr), {
+          pooling,
+          maxLength,
+          seed,
+          lr,
+          steps: Math.min(Math.ceil((40 * tr.length) / 16), 120),
+        });
+        try {
+          return r.head.predict(await r.extractor.extract(pick(texts, va), { maxLength, warn: quiet }));
+        } finally {
+          await r.extractor.release();
+        }
+      },
       off('setfit') ??
         (perClass > sfMax
           ? `SetFit runs at ≤ ${sfMax} labels per class (the training split has up to ${perClass})`
           : undefined),
     );
-    const choice = chooseByFolds(search.candidates);
+    const choice = chooseByFolds(search.candidates, search.correct);
     const selection: AutoSelection = {
       mode: 'auto',
       folds: k,
+      repeats,
       trainExamples: y.length,
       candidates: search.candidates,
       comparisons: choice.comparisons,

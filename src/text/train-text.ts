@@ -97,6 +97,8 @@ export interface TrainTextOptions {
   labelWords?: string[];
   /** auto: folds of the training split (default 5). */
   folds?: number;
+  /** auto: repeats of the folds, each with its own shuffle (default 3 at ≤ 200 training texts, else 1). */
+  repeats?: number;
   /** auto: minutes for the search. */
   budgetMinutes?: number;
   /** finetune and setfit: write a checkpoint per epoch into this folder (setfit: per pass over the pair budget). */
@@ -209,6 +211,7 @@ export async function trainTextClassifier(
       lr,
       warn,
       ...(o.folds !== undefined ? { folds: o.folds } : {}),
+      ...(o.repeats !== undefined ? { repeats: o.repeats } : {}),
       ...(o.budgetMinutes !== undefined ? { budgetMinutes: o.budgetMinutes } : {}),
       ...(o.cacheDir ? { cache: openCache(o.cacheDir) } : {}),
       ...(o.onCandidate ? { onCandidate: o.onCandidate } : {}),

@@ -16,6 +16,9 @@ import { graft, graftFails } from '../helpers/cli.js';
 import {
   chooseByFolds,
   stratifiedFolds,
+  repeatedFolds,
+  defaultRepeats,
+  pairedDifference,
   foldCount,
   trainTextAuto,
   type AutoCandidate,
@@ -73,6 +76,93 @@ test("chooseByFolds keeps the simpler method within the folds' noise and switche
   );
   // equal scores: the simplest stays
   assert.equal(chooseByFolds([cand('features', [0.6, 0.6]), cand('finetune', [0.6, 0.6])]).chosen, 'features');
+});
+
+/** Per-example correctness (R repeats × n examples) from a pattern of 1/0 strings, one per repeat. */
+const rows = (...rs: string[]) => rs.map((r) => Uint8Array.from(r, (ch) => (ch === '1' ? 1 : 0)));
+/** n examples: `both` right for both, `only` right for the challenger only, `lost` right for the incumbent only. */
+function pair(both: number, only: number, lost: number, neither: number): [string, string] {
+  return [
+    '1'.repeat(both + only) + '0'.repeat(lost + neither),
+    '1'.repeat(both) + '0'.repeat(only) + '1'.repeat(lost) + '0'.repeat(neither),
+  ];
+}
+
+test('chooseByFolds with per-example held-out correctness: the noise is the standard error of the paired example differences', () => {
+  // +0.1 from 10 examples only the challenger gets right, none lost: consistent, switches
+  const [c1, i1] = pair(60, 10, 0, 30);
+  const clear = chooseByFolds(
+    [cand('features', [0.6]), cand('finetune', [0.7])],
+    new Map([
+      ['features', rows(i1)],
+      ['finetune', rows(c1)],
+    ]),
+  );
+  const cmp = clear.comparisons[0]!;
+  assert.equal(cmp.statistic, 'examples');
+  assert.equal(cmp.pairs, 100);
+  assert.ok(Math.abs(cmp.meanDiff - 0.1) < 1e-12);
+  // sd of 10 ones and 90 zeros, over √100
+  assert.ok(Math.abs(cmp.standardError - Math.sqrt((0.1 * 0.9 * 100) / 99) / 10) < 1e-12);
+  assert.equal(clear.chosen, 'finetune');
+  assert.match(clear.reason, /over 100 held-out examples/);
+  // the same +0.1 on 40 examples from 14 won and 10 lost: within the noise, the simpler one stays
+  const [c2, i2] = pair(10, 14, 10, 6);
+  const noisy = chooseByFolds(
+    [cand('features', [0.5]), cand('finetune', [0.6])],
+    new Map([
+      ['features', rows(i2)],
+      ['finetune', rows(c2)],
+    ]),
+  );
+  assert.ok(Math.abs(noisy.comparisons[0]!.meanDiff - 0.1) < 1e-12);
+  assert.ok(noisy.comparisons[0]!.standardError > 0.1);
+  assert.equal(noisy.chosen, 'features');
+  // repeats are averaged per example before the spread is taken: a win that flips between repeats cancels
+  const flip = pairedDifference(
+    cand('b', [0, 0]),
+    cand('a', [0, 0]),
+    new Map([
+      ['a', rows('0101', '1010')],
+      ['b', rows('1010', '0101')],
+    ]),
+  );
+  assert.equal(flip.meanDiff, 0);
+  assert.equal(flip.standardError, 0);
+  assert.equal(flip.repeats, 2);
+  // only the repeats both scored are compared (the challenger's budget ran out after one)
+  const short = pairedDifference(
+    cand('b', [1, 1]),
+    cand('a', [0, 0, 1, 1]),
+    new Map([
+      ['a', rows('0000', '1111')],
+      ['b', rows('1111')],
+    ]),
+  );
+  assert.equal(short.repeats, 1);
+  assert.equal(short.meanDiff, 1);
+  // without per-example data: the paired fold accuracies
+  const folds = pairedDifference(cand('b', [0.7, 0.8, 0.9]), cand('a', [0.6, 0.6, 0.6]));
+  assert.equal(folds.statistic, 'folds');
+  assert.equal(folds.pairs, 3);
+  assert.ok(Math.abs(folds.meanDiff - 0.2) < 1e-12 && Math.abs(folds.standardError - 0.1 / Math.sqrt(3)) < 1e-12);
+});
+
+test('repeatedFolds: repeat 0 is the plain stratified folds, later repeats reshuffle and stay stratified; defaultRepeats', () => {
+  const y = [...Array(12).fill(0), ...Array(9).fill(1)];
+  const f = repeatedFolds(y, 3, 3, 5);
+  assert.equal(f.length, 3);
+  assert.deepEqual(f[0], stratifiedFolds(y, 3, 5));
+  assert.notDeepEqual(f[1], f[0]);
+  assert.notDeepEqual(f[2], f[1]);
+  for (const r of f)
+    for (const c of [0, 1]) {
+      const per = [0, 1, 2].map((k) => r.filter((v, i) => v === k && y[i] === c).length);
+      assert.ok(Math.max(...per) - Math.min(...per) <= 1, `class ${c}: ${per}`);
+    }
+  assert.equal(defaultRepeats(16), 3);
+  assert.equal(defaultRepeats(200), 3);
+  assert.equal(defaultRepeats(201), 1);
 });
 
 test('stratifiedFolds spreads every class over the folds; foldCount follows the smallest class', () => {
@@ -155,12 +245,18 @@ test('trainTextAuto scores every candidate on folds of the training texts and re
   assert.deepEqual(seen, ['features', 'tfidf', 'finetune', 'setfit']);
   const s = r.selection;
   assert.equal(s.folds, 3);
+  // 24 training texts: 3 repeats of the 3 folds by default
+  assert.equal(s.repeats, 3);
   assert.equal(s.trainExamples, 24);
-  assert.equal(s.candidates[0]!.folds!.length, 3);
+  assert.equal(s.candidates[0]!.folds!.length, 9);
+  assert.equal(s.candidates[0]!.repeats, 3);
   assert.equal(s.candidates[2]!.skipped, 'left out by the caller');
   assert.ok(['features', 'tfidf'].includes(s.chosen));
   assert.equal(r.mode, s.chosen);
   assert.equal(s.comparisons.length, 1);
+  assert.equal(s.comparisons[0]!.statistic, 'examples');
+  assert.equal(s.comparisons[0]!.pairs, 24);
+  assert.equal(s.comparisons[0]!.repeats, 3);
   const P = await predictTextProba(r.classifier, m.tokenizer, ['a wonderful film'], { maxLength: 32 });
   assert.ok(Math.abs(P[0]![0]! + P[0]![1]! - 1) < 1e-5);
 });
@@ -216,7 +312,10 @@ test("graft train with no --mode runs auto on an image folder: every candidate's
     r.auto.candidates.map((c: AutoCandidate) => c.method),
     ['features', 'finetune'],
   );
-  for (const c of r.auto.candidates) assert.equal(c.folds.length, 2);
+  // 15 training images: 3 repeats of the 2 folds by default
+  assert.equal(r.auto.repeats, 3);
+  for (const c of r.auto.candidates) assert.equal(c.folds.length, 6);
+  assert.equal(r.auto.comparisons[0].pairs, 15);
   assert.equal(r.auto.trainExamples, 15);
   assert.ok(['features', 'finetune'].includes(r.chosen));
   assert.equal(r.chosen, r.auto.chosen);
