@@ -8,7 +8,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { GRAFT_CLI } from './cli.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -86,6 +86,15 @@ export async function startStudio(dataDir: string, extra: string[] = []): Promis
       await exited;
     },
   };
+}
+
+/**
+ * The text of an element that may be absent (an error message, for an assertion's message), without
+ * waiting: a locator's textContent() waits the page's default timeout (30 s) for a missing element, so
+ * `${await loc.textContent().catch(() => '')}` in a passing assertion's message costs 30 s each time.
+ */
+export async function textIfShown(loc: Locator): Promise<string> {
+  return (await loc.count()) ? ((await loc.first().textContent()) ?? '') : '';
 }
 
 export interface Browser {

@@ -15,7 +15,15 @@ import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import * as ort from 'onnxruntime-node';
 import { asset, needs } from '../helpers/assets.js';
-import { openBrowser, outputDir, requireChromium, startStudio, type Browser, type Studio } from '../helpers/browser.js';
+import {
+  openBrowser,
+  outputDir,
+  requireChromium,
+  startStudio,
+  textIfShown,
+  type Browser,
+  type Studio,
+} from '../helpers/browser.js';
 import { parseIdx } from '../../src/data/idx.js';
 import { decodeOnnx } from '../../src/formats/onnx.js';
 import { getLabels, getPreprocess } from '../../src/formats/preprocess.js';
@@ -177,10 +185,7 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     assert.equal(
       await page.getByTestId('run-status').getAttribute('data-status'),
       'done',
-      `training failed: ${await page
-        .getByTestId('run-error')
-        .textContent()
-        .catch(() => '')}\n${studio.output().slice(-3000)}`,
+      `training failed: ${await textIfShown(page.getByTestId('run-error'))}\n${studio.output().slice(-3000)}`,
     );
     assert.ok(
       Number(await page.getByTestId('progress-bar').getAttribute('value')) >= 0.999,
@@ -233,10 +238,7 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     assert.equal(
       await page.getByTestId('try-error').count(),
       0,
-      `the server classifies the input: ${await page
-        .getByTestId('try-error')
-        .textContent()
-        .catch(() => '')}`,
+      `the server classifies the input: ${await textIfShown(page.getByTestId('try-error'))}`,
     );
     const serverTop = await topRow.getAttribute('data-label');
     assert.equal(serverTop, 'trouser', 'a held-out trouser is classified as a trouser');
@@ -247,10 +249,7 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     assert.equal(
       await page.getByTestId('gradcam-unavailable').count(),
       0,
-      `a Grad-CAM heatmap: ${await page
-        .getByTestId('gradcam-unavailable')
-        .textContent()
-        .catch(() => '')}`,
+      `a Grad-CAM heatmap: ${await textIfShown(page.getByTestId('gradcam-unavailable'))}`,
     );
     assert.match(
       (await page.getByTestId('gradcam-overlay').getAttribute('src'))!,
@@ -265,10 +264,7 @@ test('Studio image journey in Chromium: upload, webcam, train, evaluation, try (
     assert.equal(
       await page.getByTestId('in-page-error').count(),
       0,
-      `the model runs in the page: ${await page
-        .getByTestId('in-page-error')
-        .textContent()
-        .catch(() => '')}`,
+      `the model runs in the page: ${await textIfShown(page.getByTestId('in-page-error'))}`,
     );
     const maxDiff = Number(await diffEl.getAttribute('data-max-diff'));
     assert.ok(

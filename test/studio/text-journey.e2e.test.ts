@@ -20,7 +20,15 @@ import { dirname, join } from 'node:path';
 import { unzipSync } from 'fflate';
 import * as ort from 'onnxruntime-node';
 import { asset, needs } from '../helpers/assets.js';
-import { openBrowser, outputDir, requireChromium, startStudio, type Browser, type Studio } from '../helpers/browser.js';
+import {
+  openBrowser,
+  outputDir,
+  requireChromium,
+  startStudio,
+  textIfShown,
+  type Browser,
+  type Studio,
+} from '../helpers/browser.js';
 import { readTextTable } from '../../src/data/text-table.js';
 import { loadTextClassifier, predictTexts } from '../../src/text/saved.js';
 import { insideFolder } from '../../src/util/paths.js';
@@ -107,10 +115,7 @@ test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try
     assert.equal(
       await page.getByTestId('run-status').getAttribute('data-status'),
       'done',
-      `training failed: ${await page
-        .getByTestId('run-error')
-        .textContent()
-        .catch(() => '')}`,
+      `training failed: ${await textIfShown(page.getByTestId('run-error'))}`,
     );
 
     // the evaluation, read off the page
@@ -153,10 +158,7 @@ test('Studio text journey in Chromium: CSV import, paste, train, evaluation, try
     assert.equal(
       await page.getByTestId('try-error').count(),
       0,
-      `the server classifies the input: ${await page
-        .getByTestId('try-error')
-        .textContent()
-        .catch(() => '')}`,
+      `the server classifies the input: ${await textIfShown(page.getByTestId('try-error'))}`,
     );
     const shown = await page
       .locator('[data-testid="try-results-row"]')
