@@ -58,6 +58,8 @@ interface Row {
   repeats: number;
   /** Held-out accuracy per candidate (over every repeat of the folds). */
   cv: Record<string, number>;
+  /** Accuracy per held-out fold, repeat after repeat, per candidate. */
+  foldAccuracies: Record<string, number[]>;
   /** The comparisons: challenger vs incumbent, difference ± standard error. */
   comparisons: string[];
   test: Record<string, number>;
@@ -181,11 +183,12 @@ if (task === 'image') {
   await extractor.release();
 }
 
-function selectionColumns(s: AutoSelection): Pick<Row, 'folds' | 'repeats' | 'cv' | 'comparisons'> {
+function selectionColumns(s: AutoSelection): Pick<Row, 'folds' | 'repeats' | 'cv' | 'foldAccuracies' | 'comparisons'> {
   return {
     folds: s.folds,
     repeats: s.repeats,
     cv: Object.fromEntries(s.candidates.map((c) => [c.method, c.mean ?? NaN])),
+    foldAccuracies: Object.fromEntries(s.candidates.map((c) => [c.method, (c.folds ?? []).map((a) => +a.toFixed(4))])),
     comparisons: s.comparisons.map(
       (c) =>
         `${c.challenger} vs ${c.incumbent}: ${c.meanDiff >= 0 ? '+' : ''}${c.meanDiff.toFixed(4)} ± ${c.standardError.toFixed(4)} (${c.statistic}, ${c.pairs} × ${c.repeats})${c.switched ? ' switched' : ''}`,

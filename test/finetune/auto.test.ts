@@ -347,6 +347,8 @@ test("graft train with no --mode runs auto on an image folder: every candidate's
         '2',
         '--budget',
         '0.0001',
+        '--repeats',
+        '4',
         '--out',
         join(tmp, 'b'),
         '--json',
@@ -354,7 +356,15 @@ test("graft train with no --mode runs auto on an image folder: every candidate's
     ).stdout,
   );
   assert.match(b.auto.candidates[1].skipped, /budget of 0.0001 min spent/);
+  // 4 repeats asked for; the budget let the frozen head finish only its first
+  assert.equal(b.auto.repeats, 4);
+  assert.equal(b.auto.candidates[0].repeats, 1);
+  assert.equal(b.auto.candidates[0].folds.length, 2);
   assert.equal(b.chosen, 'features');
+  assert.match(
+    (await graftFails(['train', 'auto', '--model', MODEL, '--data', data, '--repeats', '0'])).stderr,
+    /--repeats/,
+  );
   // auto's flags with another mode are refused
   const e = await graftFails(['train', '--mode', 'features', '--model', MODEL, '--data', data, '--budget', '2']);
   assert.match(e.stderr, /graft train features has no --budget option; --budget belongs to graft train auto/);
