@@ -4,7 +4,6 @@
  * is read, which is what image and label files use.
  */
 import { readFileSync, existsSync } from 'node:fs';
-import { gunzipSync, constants as zlibConstants } from 'node:zlib';
 import { GraftError } from '../util/errors.js';
 import { checkedNumel, gunzipLimited, MAX_INFLATED_BYTES } from '../util/limits.js';
 
@@ -22,11 +21,12 @@ const TYPE_NAMES: Record<number, string> = {
   14: 'float64',
 };
 
-/** Parse IDX bytes (already gunzipped, or gzipped: detected by the gzip magic). `label` names the source in errors. */
-export function parseIdx(bytes: Uint8Array, label = 'IDX data'): IdxArray {
-  let buf = bytes;
-  if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipIdx(buf, label);
-  if (buf.length < 4) throw new GraftError(`${label}: not an IDX file (only ${buf.length} bytes)`);
+/**
+ * The dims of an IDX header at the start of `buf`, checked (magic, uint8 type, at least one dim, a sane element
+ * count), or undefined when `buf` is too short to hold the whole header.
+ */
+function idxHeader(buf: Uint8Array, label: string): { dims: number[]; header: number; n: number } | undefined {
+  if (buf.length < 4) return undefined;
   if (buf[0] !== 0 || buf[1] !== 0)
     throw new GraftError(`${label}: not an IDX file (bad magic ${hex(buf.subarray(0, 4))})`);
   const type = buf[2]!;
@@ -37,11 +37,21 @@ export function parseIdx(bytes: Uint8Array, label = 'IDX data'): IdxArray {
     );
   if (ndims === 0) throw new GraftError(`${label}: IDX file with no dimensions`);
   const header = 4 + 4 * ndims;
-  if (buf.length < header) throw new GraftError(`${label}: truncated IDX header (${buf.length} bytes, need ${header})`);
+  if (buf.length < header) return undefined;
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const dims: number[] = [];
   for (let i = 0; i < ndims; i++) dims.push(dv.getUint32(4 + 4 * i, false));
-  const n = checkedNumel(dims, `${label}: IDX array`);
+  return { dims, header, n: checkedNumel(dims, `${label}: IDX array`) };
+}
+
+/** Parse IDX bytes (already gunzipped, or gzipped: detected by the gzip magic). `label` names the source in errors. */
+export function parseIdx(bytes: Uint8Array, label = 'IDX data'): IdxArray {
+  let buf = bytes;
+  if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) buf = gunzipIdx(buf, label);
+  if (buf.length < 4) throw new GraftError(`${label}: not an IDX file (only ${buf.length} bytes)`);
+  const h = idxHeader(buf, label);
+  if (!h) throw new GraftError(`${label}: truncated IDX header (${buf.length} bytes, need ${4 + 4 * buf[3]!})`);
+  const { dims, header, n } = h;
   const have = buf.length - header;
   if (have < n)
     throw new GraftError(`${label}: truncated IDX data: dims [${dims.join(', ')}] need ${n} bytes, file has ${have}`);
@@ -51,35 +61,24 @@ export function parseIdx(bytes: Uint8Array, label = 'IDX data'): IdxArray {
 }
 
 /**
- * Gunzip an IDX file without trusting it: the header is inflated first (a few KB of output at most), and the
- * whole file only up to the size its dims declare (plus one byte, to notice trailing data), so a small gzip
- * stream cannot expand into gigabytes that the header never claimed.
+ * Gunzip an IDX file without trusting it, in one pass: as soon as the header has been inflated (≤ 1,024
+ * bytes) it is checked, and the rest is inflated only up to the size its dims declare (plus one byte, to
+ * notice trailing data), so a small gzip stream cannot expand into gigabytes that the header never claimed,
+ * and a stream that is not IDX stops at its first bytes.
  */
 function gunzipIdx(gz: Uint8Array, label: string): Uint8Array {
-  // the first 4 KB of deflate output at most ~4 MB, and holds the header (≤ 1,024 bytes) unless the gzip
-  // header itself is huge; then only the general 1 GiB cap applies
-  let head: Uint8Array = new Uint8Array(0);
+  let declared: number | undefined;
   try {
-    head = gunzipSync(gz.subarray(0, Math.min(gz.length, 4096)), {
-      finishFlush: zlibConstants.Z_SYNC_FLUSH,
-      maxOutputLength: 8 << 20,
+    return gunzipLimited(gz, label, MAX_INFLATED_BYTES, {
+      capFromHead: (head) => {
+        const h = idxHeader(head, label);
+        if (h) declared = h.header + h.n;
+        return declared === undefined ? undefined : declared + 1;
+      },
     });
-  } catch {
-    /* a corrupt stream: the full inflate below reports it */
-  }
-  let max = MAX_INFLATED_BYTES;
-  if (head.length >= 4 && head[0] === 0 && head[1] === 0 && head.length >= 4 + 4 * head[3]!) {
-    const dims: number[] = [];
-    const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
-    for (let i = 0; i < head[3]!; i++) dims.push(dv.getUint32(4 + 4 * i, false));
-    const n = checkedNumel(dims, `${label}: IDX array`);
-    max = Math.min(max, 4 + 4 * dims.length + n + 1);
-  }
-  try {
-    return gunzipLimited(gz, label, max);
   } catch (e) {
-    if (max < MAX_INFLATED_BYTES && e instanceof GraftError && /decompresses to more than/.test(e.message))
-      throw new GraftError(`${label}: the gzip stream holds more than the ${max - 1} bytes its IDX header declares`);
+    if (declared !== undefined && e instanceof GraftError && /decompresses to more than/.test(e.message))
+      throw new GraftError(`${label}: the gzip stream holds more than the ${declared} bytes its IDX header declares`);
     throw e;
   }
 }
