@@ -32,7 +32,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import * as ort from 'onnxruntime-node';
 import { assetPath, projectRoot } from '../src/data/assets.js';
@@ -64,7 +64,7 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 const argv = process.argv.slice(2);
 if (argv.includes('--help')) {
   console.log(
-    'npx tsx bench/serve.ts [--connections 32] [--duration 10] [--rounds 3] [--threads 2] [--side 256] [--max-delay-ms 5] [--model mnist]',
+    'npx tsx bench/serve.ts [--connections 32] [--duration 10] [--rounds 3] [--threads 2] [--side 256] [--max-batch 32[,8,…]] [--max-delay-ms 5] [--model mnist] [--classifier DIR]',
   );
   process.exit(0);
 }
@@ -81,6 +81,14 @@ const connections = flag('connections', 32),
 const threads = flag('threads', Number(process.env['GRAFT_THREADS']) || 2),
   side = flag('side', 256),
   maxDelay = flag('max-delay-ms', 5);
+/** One batched server per --max-batch value (a comma list), each measured in every round. */
+const maxBatches = (argv.includes('--max-batch') ? argv[argv.indexOf('--max-batch') + 1]! : '32')
+  .split(',')
+  .map((v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 2) throw new Error('--max-batch takes integers ≥ 2 (comma-separated)');
+    return n;
+  });
 const forceMnist = argv[argv.indexOf('--model') + 1] === 'mnist' && argv.includes('--model');
 
 const tmp = mkdtempSync(join(tmpdir(), 'graft-bench-serve-'));
@@ -92,6 +100,8 @@ process.on('exit', () => {
 
 /** The classifier folder and a description of it. */
 async function classifier(): Promise<{ dir: string; what: string }> {
+  const given = argv.indexOf('--classifier');
+  if (given >= 0) return { dir: resolve(argv[given + 1]!), what: `the saved classifier ${argv[given + 1]}` };
   const coral = assetPath('models/coral/mobilenet_v2_1.0_224_quant.tflite');
   const fm = assetPath('datasets/fashion-mnist/t10k-images-idx3-ubyte.gz');
   const dir = join(tmp, 'clf');
@@ -297,32 +307,38 @@ const session = await ort.InferenceSession.create(
 );
 const spinning = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads }));
 const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', x, [1, pre.channels, pre.height, pre.width]) };
-const [batched, alone] = [await startServer(dir, 32), await startServer(dir, 1)];
-// warm-up: both servers and the peer, 2 s each
-await load(batched, body, 2);
+const batchedServers: { url: string; pid: number }[] = [];
+for (const mb of maxBatches) batchedServers.push(await startServer(dir, mb));
+const alone = await startServer(dir, 1);
+// warm-up: every server and the peers, 2 s each
+for (const s of batchedServers) await load(s, body, 2);
 await load(alone, body, 2);
 await peer(session, feeds, 2);
 await peer(spinning, feeds, 2);
 
-const res: Record<'peer' | 'spinning' | 'decoding' | 'batched' | 'unbatched', Row[]> = {
+const res: Record<'peer' | 'spinning' | 'decoding' | 'unbatched', Row[]> & { batched: Row[][] } = {
   peer: [],
   spinning: [],
   decoding: [],
-  batched: [],
+  batched: maxBatches.map(() => []),
   unbatched: [],
 };
 const load0 = loadavg()[0]!;
 for (let r = 0; r < rounds; r++) {
   res.peer.push(await peer(session, feeds, duration));
-  const s0 = await stats(batched.url);
-  const b = await load(batched, body, duration);
-  const s1 = await stats(batched.url);
-  res.batched.push({ ...b, batch: (s1.inputs - s0.inputs) / Math.max(1, s1.runs - s0.runs) });
+  const bs: Row[] = [];
+  for (const [i, server] of batchedServers.entries()) {
+    const s0 = await stats(server.url);
+    const b = await load(server, body, duration);
+    const s1 = await stats(server.url);
+    bs.push({ ...b, batch: (s1.inputs - s0.inputs) / Math.max(1, s1.runs - s0.runs) });
+    res.batched[i]!.push(bs[i]!);
+  }
   res.unbatched.push(await load(alone, body, duration));
   res.spinning.push(await peer(spinning, feeds, duration));
   res.decoding.push(await peerDecoding(session, duration));
   process.stderr.write(
-    `round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${b.rps.toFixed(1)}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s, spinning peer ${res.spinning[r]!.rps.toFixed(1)}/s, decoding peer ${res.decoding[r]!.rps.toFixed(1)}/s\n`,
+    `round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${bs.map((b, i) => `(max ${maxBatches[i]}) ${b.rps.toFixed(1)}`).join(', ')}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s, spinning peer ${res.spinning[r]!.rps.toFixed(1)}/s, decoding peer ${res.decoding[r]!.rps.toFixed(1)}/s\n`,
   );
 }
 const load1 = loadavg()[0]!;
@@ -330,7 +346,7 @@ await session.release();
 await spinning.release();
 
 const p = median(res.peer),
-  b = median(res.batched),
+  bAll = res.batched.map(median),
   u = median(res.unbatched),
   sp = median(res.spinning),
   dp = median(res.decoding);
@@ -345,9 +361,10 @@ console.log(
 console.log('');
 console.log('| configuration | requests/s | p50 ms | p99 ms | errors | mean batch | CPU ms / request |');
 console.log('|---|---:|---:|---:|---:|---:|---:|');
-console.log(
-  `| graft serve, batching on (--max-batch 32, --max-delay-ms ${maxDelay}) | ${fmt(b.rps)} | ${fmt(b.p50)} | ${fmt(b.p99)} | ${b.errors} | ${b.batch?.toFixed(1)} | ${fmt(b.cpuMs!)} |`,
-);
+for (const [i, b] of bAll.entries())
+  console.log(
+    `| graft serve, batching on (--max-batch ${maxBatches[i]}, --max-delay-ms ${maxDelay}) | ${fmt(b.rps)} | ${fmt(b.p50)} | ${fmt(b.p99)} | ${b.errors} | ${b.batch?.toFixed(1)} | ${fmt(b.cpuMs!)} |`,
+  );
 console.log(
   `| graft serve, batching off (--max-batch 1) | ${fmt(u.rps)} | ${fmt(u.p50)} | ${fmt(u.p99)} | ${u.errors} | 1 | ${fmt(u.cpuMs!)} |`,
 );
@@ -361,17 +378,21 @@ console.log(
   `| (reference) the peer decoding each JPEG first (Graft's prepareImage, as the server) | ${fmt(dp.rps)} | ${fmt(dp.p50)} | ${fmt(dp.p99)} | 0 | 1 | ${fmt(dp.cpuMs!)} |`,
 );
 console.log('');
-const ratio = b.rps / p.rps;
-console.log(
-  `batched / peer throughput: ${(100 * ratio).toFixed(1)} % (target ≥ 80 %: ${ratio >= 0.8 ? 'met' : 'missed'}); unbatched / peer: ${((100 * u.rps) / p.rps).toFixed(1)} %`,
-);
-// per round: each configuration's ratio to the peer measured just before it (drift in the machine's load cancels less across rounds)
-const per = res.batched.map((r, i) => r.rps / res.peer[i]!.rps).sort((x, y) => x - y);
-console.log(
-  `batched / peer per round: ${per.map((v) => (100 * v).toFixed(0) + ' %').join(', ')} (median ${(100 * per[Math.floor(per.length / 2)]!).toFixed(1)} %)`,
-);
-console.log(`batched / decoding peer throughput: ${((100 * b.rps) / dp.rps).toFixed(1)} %`);
-console.log(
-  `CPU time per request, peer / batched: ${((100 * p.cpuMs!) / b.cpuMs!).toFixed(1)} % (on an otherwise idle machine, where both are CPU-bound, the throughput ratio tends to this)`,
-);
+for (const [i, b] of bAll.entries()) {
+  const ratio = b.rps / p.rps;
+  console.log(`--max-batch ${maxBatches[i]}:`);
+  console.log(
+    `  batched / peer throughput: ${(100 * ratio).toFixed(1)} % (target ≥ 80 %: ${ratio >= 0.8 ? 'met' : 'missed'})`,
+  );
+  // per round: the ratio to the peer measured in the same round (drift in the machine's load cancels better)
+  const per = res.batched[i]!.map((r, k) => r.rps / res.peer[k]!.rps).sort((x, y) => x - y);
+  console.log(
+    `  batched / peer per round: ${per.map((v) => (100 * v).toFixed(0) + ' %').join(', ')} (median ${(100 * per[Math.floor(per.length / 2)]!).toFixed(1)} %)`,
+  );
+  console.log(`  batched / decoding peer throughput: ${((100 * b.rps) / dp.rps).toFixed(1)} %`);
+  console.log(
+    `  CPU time per request, peer / batched: ${((100 * p.cpuMs!) / b.cpuMs!).toFixed(1)} % (on an otherwise idle machine, where both are CPU-bound, the throughput ratio tends to this)`,
+  );
+}
+console.log(`unbatched / peer: ${((100 * u.rps) / p.rps).toFixed(1)} %`);
 process.exit(0);
