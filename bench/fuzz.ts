@@ -12,7 +12,7 @@
  *
  * Options: --runs N (per reader), --seconds S (per reader; whichever ends first), --reader a,b (default all),
  * --seed N (default: random, printed), --scratch DIR (where path-reading targets write; default /dev/shm
- * when present), --no-save (do not write regressions).
+ * when present), --no-save (do not write regressions). Each reader prints its progress every minute.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -35,6 +35,8 @@ import {
 } from '../test/fuzz/targets.js';
 
 const HANG_MS = 2000;
+/** How often a child prints its progress (to stderr, which the parent passes through). */
+const PROGRESS_MS = 60_000;
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -82,6 +84,7 @@ function child(
     slowest = 0,
     peakHeap = 0;
   const start = Date.now();
+  let lastReport = start;
   try {
     fc.assert(
       fc.property(inputArb, (input) => {
@@ -101,7 +104,16 @@ function child(
           if (rec) rec.count++;
           else kinds.set(k, { count: 1, input, message: String((e as Error)?.message ?? e).slice(0, 200) });
         }
-        if ((n & 255) === 0) peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
+        if ((n & 255) === 0) {
+          peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
+          if (Date.now() - lastReport > PROGRESS_MS) {
+            lastReport = Date.now();
+            const s = (lastReport - start) / 1000;
+            process.stderr.write(
+              `  ${reader}: ${n} inputs in ${s.toFixed(0)} s (${(n / s).toFixed(0)}/s), crashes ${[...kinds.values()].reduce((a, r) => a + r.count, 0)}, hangs ${hangs}, slowest ${slowest.toFixed(0)} ms, maxRSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MB\n`,
+            );
+          }
+        }
         return true;
       }),
       { numRuns: runs, seed, interruptAfterTimeLimit: seconds * 1000, markInterruptAsFailure: false },
@@ -195,12 +207,16 @@ if (process.argv.includes('--child')) {
       scratchBase,
       ...(save ? [] : ['--no-save']),
     ];
-    const p = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const p = spawnSync(process.execPath, args, {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const line = (p.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
     if (!line) {
       // the child died: out of memory or a crash outside the harness; that is a finding too
       console.log(
-        `${reader}: the fuzzing process died (status ${p.status}, signal ${p.signal})\n${(p.stderr ?? '').slice(-2000)}`,
+        `${reader}: the fuzzing process died (status ${p.status}, signal ${p.signal}; its messages are above)`,
       );
       continue;
     }
