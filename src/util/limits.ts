@@ -182,7 +182,9 @@ export function gunzipLimited(
     const at = end - 8;
     const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (at < 10 || dv.getUint32(at, true) !== crc || dv.getUint32(at + 4, true) !== size >>> 0)
-      throw new GraftError(`${what}: not a valid gzip file (its checksum or length does not match its data)`);
+      throw new GraftError(
+        `${what}: not a valid gzip file (truncated, or its checksum or length does not match its data)`,
+      );
     crc = 0;
     size = 0;
   };
