@@ -130,6 +130,16 @@ test('chooseByFolds with per-example held-out correctness: the noise is the stan
   assert.equal(flip.meanDiff, 0);
   assert.equal(flip.standardError, 0);
   assert.equal(flip.repeats, 2);
+  const steady = pairedDifference(
+    cand('b', [0, 0]),
+    cand('a', [0, 0]),
+    new Map([
+      ['a', rows('0000', '0000')],
+      ['b', rows('1100', '1100')],
+    ]),
+  );
+  assert.equal(steady.meanDiff, 0.5);
+  assert.ok(Math.abs(steady.standardError - Math.sqrt(1 / 3) / 2) < 1e-12);
   // only the repeats both scored are compared (the challenger's budget ran out after one)
   const short = pairedDifference(
     cand('b', [1, 1]),
