@@ -64,7 +64,7 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 const argv = process.argv.slice(2);
 if (argv.includes('--help')) {
   console.log(
-    'npx tsx bench/serve.ts [--connections 32] [--duration 10] [--rounds 3] [--threads 2] [--side 256] [--max-batch 32[,8,…]] [--max-delay-ms 5] [--model mnist] [--classifier DIR]',
+    'npx tsx bench/serve.ts [--connections 32] [--duration 10] [--rounds 3] [--threads 2] [--side 256] [--max-batch 32[,8,4x2,…]] [--max-delay-ms 5] [--model mnist] [--classifier DIR]',
   );
   process.exit(0);
 }
@@ -81,14 +81,16 @@ const connections = flag('connections', 32),
 const threads = flag('threads', Number(process.env['GRAFT_THREADS']) || 2),
   side = flag('side', 256),
   maxDelay = flag('max-delay-ms', 5);
-/** One batched server per --max-batch value (a comma list), each measured in every round. */
-const maxBatches = (argv.includes('--max-batch') ? argv[argv.indexOf('--max-batch') + 1]! : '32')
-  .split(',')
-  .map((v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 2) throw new Error('--max-batch takes integers ≥ 2 (comma-separated)');
-    return n;
-  });
+/**
+ * One batched server per --max-batch entry (a comma list), each measured in every round: `B` is
+ * --max-batch B; `BxI` adds --instances I, each instance with --threads / I onnxruntime threads.
+ */
+const servers = (argv.includes('--max-batch') ? argv[argv.indexOf('--max-batch') + 1]! : '32').split(',').map((v) => {
+  const [b, i = 1] = v.split('x').map(Number);
+  if (!Number.isInteger(b) || b! < 2 || !Number.isInteger(i) || i < 1)
+    throw new Error('--max-batch takes B or BxI entries (B ≥ 2 inputs per run, I ≥ 1 instances), comma-separated');
+  return { maxBatch: b!, instances: i, threads: Math.max(1, Math.floor(threads / i)), label: v };
+});
 const forceMnist = argv[argv.indexOf('--model') + 1] === 'mnist' && argv.includes('--model');
 
 const tmp = mkdtempSync(join(tmpdir(), 'graft-bench-serve-'));
@@ -156,7 +158,11 @@ async function requestImage(): Promise<Buffer> {
 }
 
 /** Start `graft serve` (the TypeScript sources, as the tests do) and return its URL and process id. */
-function startServer(dir: string, maxBatch: number): Promise<{ url: string; pid: number }> {
+function startServer(
+  dir: string,
+  maxBatch: number,
+  o: { instances?: number; threads?: number } = {},
+): Promise<{ url: string; pid: number }> {
   const child = spawn(
     process.execPath,
     [
@@ -164,7 +170,7 @@ function startServer(dir: string, maxBatch: number): Promise<{ url: string; pid:
       'tsx',
       join(projectRoot, 'src/cli/main.ts'),
       '--threads',
-      String(threads),
+      String(o.threads ?? threads),
       'serve',
       `m=${dir}`,
       '--port',
@@ -175,6 +181,8 @@ function startServer(dir: string, maxBatch: number): Promise<{ url: string; pid:
       String(maxDelay),
       '--max-queue',
       '4096',
+      '--instances',
+      String(o.instances ?? 1),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -308,7 +316,7 @@ const session = await ort.InferenceSession.create(
 const spinning = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads }));
 const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', x, [1, pre.channels, pre.height, pre.width]) };
 const batchedServers: { url: string; pid: number }[] = [];
-for (const mb of maxBatches) batchedServers.push(await startServer(dir, mb));
+for (const v of servers) batchedServers.push(await startServer(dir, v.maxBatch, v));
 const alone = await startServer(dir, 1);
 // warm-up: every server and the peers, 2 s each
 for (const s of batchedServers) await load(s, body, 2);
@@ -320,7 +328,7 @@ const res: Record<'peer' | 'spinning' | 'decoding' | 'unbatched', Row[]> & { bat
   peer: [],
   spinning: [],
   decoding: [],
-  batched: maxBatches.map(() => []),
+  batched: servers.map(() => []),
   unbatched: [],
 };
 const load0 = loadavg()[0]!;
@@ -338,7 +346,7 @@ for (let r = 0; r < rounds; r++) {
   res.spinning.push(await peer(spinning, feeds, duration));
   res.decoding.push(await peerDecoding(session, duration));
   process.stderr.write(
-    `round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${bs.map((b, i) => `(max ${maxBatches[i]}) ${b.rps.toFixed(1)}`).join(', ')}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s, spinning peer ${res.spinning[r]!.rps.toFixed(1)}/s, decoding peer ${res.decoding[r]!.rps.toFixed(1)}/s\n`,
+    `round ${r + 1}/${rounds}: peer ${res.peer[r]!.rps.toFixed(1)}/s, batched ${bs.map((b, i) => `(${servers[i]!.label}) ${b.rps.toFixed(1)}`).join(', ')}/s, unbatched ${res.unbatched[r]!.rps.toFixed(1)}/s, spinning peer ${res.spinning[r]!.rps.toFixed(1)}/s, decoding peer ${res.decoding[r]!.rps.toFixed(1)}/s\n`,
   );
 }
 const load1 = loadavg()[0]!;
@@ -363,7 +371,7 @@ console.log('| configuration | requests/s | p50 ms | p99 ms | errors | mean batc
 console.log('|---|---:|---:|---:|---:|---:|---:|');
 for (const [i, b] of bAll.entries())
   console.log(
-    `| graft serve, batching on (--max-batch ${maxBatches[i]}, --max-delay-ms ${maxDelay}) | ${fmt(b.rps)} | ${fmt(b.p50)} | ${fmt(b.p99)} | ${b.errors} | ${b.batch?.toFixed(1)} | ${fmt(b.cpuMs!)} |`,
+    `| graft serve, batching on (--max-batch ${servers[i]!.maxBatch}${servers[i]!.instances > 1 ? ` --instances ${servers[i]!.instances} --threads ${servers[i]!.threads}` : ''}, --max-delay-ms ${maxDelay}) | ${fmt(b.rps)} | ${fmt(b.p50)} | ${fmt(b.p99)} | ${b.errors} | ${b.batch?.toFixed(1)} | ${fmt(b.cpuMs!)} |`,
   );
 console.log(
   `| graft serve, batching off (--max-batch 1) | ${fmt(u.rps)} | ${fmt(u.p50)} | ${fmt(u.p99)} | ${u.errors} | 1 | ${fmt(u.cpuMs!)} |`,
@@ -380,7 +388,7 @@ console.log(
 console.log('');
 for (const [i, b] of bAll.entries()) {
   const ratio = b.rps / p.rps;
-  console.log(`--max-batch ${maxBatches[i]}:`);
+  console.log(`${servers[i]!.label}:`);
   console.log(
     `  batched / peer throughput: ${(100 * ratio).toFixed(1)} % (target ≥ 80 %: ${ratio >= 0.8 ? 'met' : 'missed'})`,
   );

@@ -1,6 +1,6 @@
 /**
  * `graft serve MODEL_DIR…`: saved classifiers behind an HTTP API (src/server). Loads each folder (one
- * onnxruntime session each), listens on 127.0.0.1 unless told otherwise (another host needs a token),
+ * onnxruntime session each, or --instances of them), listens on 127.0.0.1 unless told otherwise (another host needs a token),
  * prints its URL, and stops cleanly on SIGINT or SIGTERM: no new connections, requests in progress
  * answered, queued inputs run, sessions released.
  */
@@ -18,6 +18,7 @@ interface ServeFlags {
   maxQueue: string;
   maxBodyMb: string;
   maxInputs: string;
+  instances: string;
   log?: boolean;
 }
 
@@ -33,13 +34,15 @@ export async function serveAction(models: string[], o: ServeFlags): Promise<void
   if (port < 0 || port > 65535) throw new GraftError(`--port must be 0 to 65535, got ${port}`);
   const maxBatch = int(o.maxBatch, '--max-batch'),
     maxQueue = int(o.maxQueue, '--max-queue'),
-    maxInputs = int(o.maxInputs, '--max-inputs');
+    maxInputs = int(o.maxInputs, '--max-inputs'),
+    instances = int(o.instances, '--instances');
   const maxDelayMs = num(o.maxDelayMs, '--max-delay-ms'),
     bodyLimitMb = num(o.maxBodyMb, '--max-body-mb');
   if (maxBatch < 1) throw new GraftError(`--max-batch must be at least 1, got ${maxBatch}`);
   if (maxDelayMs < 0) throw new GraftError(`--max-delay-ms must be at least 0, got ${maxDelayMs}`);
   if (maxQueue < 1) throw new GraftError(`--max-queue must be at least 1, got ${maxQueue}`);
   if (maxInputs < 1) throw new GraftError(`--max-inputs must be at least 1, got ${maxInputs}`);
+  if (instances < 1) throw new GraftError(`--instances must be at least 1, got ${instances}`);
   if (!(bodyLimitMb > 0)) throw new GraftError(`--max-body-mb must be above 0, got ${bodyLimitMb}`);
   const token = o.token ?? process.env['GRAFT_SERVE_TOKEN'] ?? undefined;
   // loaded here, not at the top: other commands do not pay for Fastify's start-up
@@ -56,7 +59,7 @@ export async function serveAction(models: string[], o: ServeFlags): Promise<void
     maxInputs,
     ...(o.log ? { logger: { level: 'info' } } : {}),
   });
-  const registry = new ModelRegistry({ batching: { maxBatch, maxDelayMs, maxQueue } });
+  const registry = new ModelRegistry({ batching: { maxBatch, maxDelayMs, maxQueue }, instances });
   try {
     for (const a of models) {
       const { name, dir } = parseModelArg(a);
@@ -128,6 +131,11 @@ export function serveCommand(): Command {
       '16',
     )
     .option('--max-inputs <n>', 'most images or texts in one request; more: 413', '64')
+    .option(
+      '--instances <n>',
+      'onnxruntime sessions per model, each on its own thread with --threads threads; up to n batches run at once',
+      '1',
+    )
     .option('--log', 'log each request (JSON lines on stdout)')
     .action(serveAction);
 }

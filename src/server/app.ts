@@ -328,6 +328,8 @@ const modelInfoSchema = {
         largestBatch: { type: 'integer' },
         waiting: { type: 'integer' },
         running: { type: 'integer' },
+        mostRunning: { type: 'integer', description: 'most batches that ran at the same time' },
+        instances: { type: 'integer', description: 'onnxruntime sessions of this model' },
         refused: { type: 'integer' },
       },
     },

@@ -55,6 +55,8 @@ export interface BatcherStats {
   waiting: number;
   /** Batches running now. */
   running: number;
+  /** Most batches that ran at the same time (at most maxConcurrent). */
+  mostRunning: number;
   /** Requests refused because the queue was full. */
   refused: number;
 }
@@ -84,7 +86,7 @@ export class Batcher<I, O> {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private idle: (() => void)[] = [];
-  private readonly counts = { runs: 0, inputs: 0, largestBatch: 0, refused: 0 };
+  private readonly counts = { runs: 0, inputs: 0, largestBatch: 0, refused: 0, mostRunning: 0 };
 
   /** `run` maps a batch of inputs to one output per input, in order. */
   constructor(
@@ -170,6 +172,7 @@ export class Batcher<I, O> {
 
   private async runBatch(batch: Item<I, O>[]): Promise<void> {
     this.running++;
+    this.counts.mostRunning = Math.max(this.counts.mostRunning, this.running);
     this.counts.runs++;
     this.counts.inputs += batch.length;
     this.counts.largestBatch = Math.max(this.counts.largestBatch, batch.length);

@@ -2,9 +2,10 @@
  * The models a server answers for: saved classifier folders (image classifiers from `graft train`, as
  * `graft predict` loads them; text classifier folders with model.onnx + tokenizer.json), each under a
  * name checked against NAME_PATTERN (the name is only ever a map key, never part of a path). Each model
- * gets one onnxruntime session, created once when it is added on a thread of its own
- * (src/server/threaded-session.ts: onnxruntime-node computes on the calling thread, which must stay free
- * for HTTP), and one Batcher (src/server/batcher.ts) that groups concurrent predictions into batches. Models can be added, replaced and removed while
+ * gets one onnxruntime session (or `instances` of them), created once when it is added, each on a thread
+ * of its own (src/server/threaded-session.ts: onnxruntime-node computes on the calling thread, which must
+ * stay free for HTTP), and one Batcher (src/server/batcher.ts) that groups concurrent predictions into
+ * batches. Models can be added, replaced and removed while
  * the server runs (Graft Studio adds the models it trains); a removed model's queued inputs still run
  * before its session is released.
  */
@@ -19,7 +20,7 @@ import { getLabels, getPreprocess, type ImagePreprocess } from '../formats/prepr
 import { loadPixels, normalize, decodeBmp } from '../data/image.js';
 import { outputsProbabilities, topK } from '../eval/classify.js';
 import type { RuntimeOptions } from '../runtime/session.js';
-import { ThreadedSession } from './threaded-session.js';
+import { SessionPool } from './threaded-session.js';
 import { isTextClassifierFolder, loadTextClassifier, type TextClassifier } from '../text/saved.js';
 import { textFeeds, LOGITS } from '../text/encoder.js';
 import { promptLogits } from '../text/prompt.js';
@@ -104,7 +105,7 @@ export interface ModelInfo {
   /** Text models: tokens kept per text, and the training mode recorded. */
   text?: { maxLength: number; mode: string };
   /** Batching limits and counters. */
-  batching: { maxBatch: number; maxDelayMs: number; maxQueue: number } & BatcherStats;
+  batching: { maxBatch: number; maxDelayMs: number; maxQueue: number; instances: number } & BatcherStats;
 }
 
 export interface ImageInput {
@@ -125,6 +126,11 @@ export interface RegistryOptions {
   runtime?: RuntimeOptions;
   /** Largest image accepted, in pixels as declared by its header (default 40 megapixels). */
   maxPixels?: number;
+  /**
+   * Sessions per model (default 1), each on its own thread with `runtime.threads` onnxruntime threads;
+   * up to this many batches run at once.
+   */
+  instances?: number;
 }
 
 /** What a batch gives back per input: class probabilities (and, for text, whether it was cut). */
@@ -140,12 +146,12 @@ export class ServedModel {
     readonly dir: string,
     readonly kind: 'image' | 'text',
     readonly labels: string[],
-    private readonly session: ThreadedSession,
+    private readonly session: SessionPool,
     private readonly batcher: Batcher<Float32Array | string, Scored>,
     private readonly meta: { pre?: ImagePreprocess; text?: TextClassifier; maxPixels: number },
   ) {}
 
-  /** Load a classifier folder (or .onnx file for an image classifier): one session, created now. */
+  /** Load a classifier folder (or .onnx file for an image classifier): its sessions, created now. */
   static async load(name: string, dir: string, o: RegistryOptions = {}): Promise<ServedModel> {
     checkModelName(name);
     if (!existsSync(dir)) throw new GraftError(`model not found: ${dir}`);
@@ -156,9 +162,11 @@ export class ServedModel {
       ...o.runtime,
       config: { 'session.intra_op.allow_spinning': '0', ...o.runtime?.config },
     };
+    const instances = o.instances ?? 1;
+    const batching = { ...o.batching, maxConcurrent: o.batching?.maxConcurrent ?? instances };
     if (statSync(dir).isDirectory() && isTextClassifierFolder(dir)) {
       const c = loadTextClassifier(dir);
-      const session = await ThreadedSession.fromGraph(c.graph, runtime, `${name} (${dir})`);
+      const session = await SessionPool.fromGraph(c.graph, runtime, `${name} (${dir})`, instances);
       const out = c.graph.outputs[0]?.name ?? LOGITS;
       const maxLength = c.settings.maxLength;
       const run = async (texts: (Float32Array | string)[]): Promise<Scored[]> => {
@@ -182,7 +190,7 @@ export class ServedModel {
         }));
       };
       const labels = c.labels.length ? c.labels : [];
-      return new ServedModel(name, dir, 'text', labels, session, new Batcher(run, o.batching, name), {
+      return new ServedModel(name, dir, 'text', labels, session, new Batcher(run, batching, name), {
         text: c,
         maxPixels,
       });
@@ -201,7 +209,7 @@ export class ServedModel {
     const probs = outputsProbabilities(g);
     const input = inputs[0]!.name;
     const out = g.outputs[0]!.name;
-    const session = await ThreadedSession.fromGraph(g, runtime, `${name} (${dir})`);
+    const session = await SessionPool.fromGraph(g, runtime, `${name} (${dir})`, instances);
     const per = pre.channels * pre.height * pre.width;
     const run = async (xs: (Float32Array | string)[]): Promise<Scored[]> => {
       const data = new Float32Array(xs.length * per);
@@ -211,7 +219,7 @@ export class ServedModel {
       return rows(r, xs.length, name).map((row) => ({ scores: probs ? row : Float32Array.from(softmax(row)) }));
     };
     const labels = getLabels(g) ?? [];
-    return new ServedModel(name, dir, 'image', labels, session, new Batcher(run, o.batching, name), { pre, maxPixels });
+    return new ServedModel(name, dir, 'image', labels, session, new Batcher(run, batching, name), { pre, maxPixels });
   }
 
   info(): ModelInfo {
@@ -224,7 +232,13 @@ export class ServedModel {
       labels: this.labels,
       ...(pre ? { image: { width: pre.width, height: pre.height, channels: pre.channels } } : {}),
       ...(text ? { text: { maxLength: text.settings.maxLength, mode: text.settings.mode } } : {}),
-      batching: { maxBatch: b.maxBatch, maxDelayMs: b.maxDelayMs, maxQueue: b.maxQueue, ...b.stats() },
+      batching: {
+        maxBatch: b.maxBatch,
+        maxDelayMs: b.maxDelayMs,
+        maxQueue: b.maxQueue,
+        instances: this.session.size,
+        ...b.stats(),
+      },
     };
   }
 
@@ -284,7 +298,7 @@ export class ServedModel {
     }));
   }
 
-  /** Let queued inputs run, then release the session. */
+  /** Let queued inputs run, then release the sessions. */
   async close(): Promise<void> {
     await this.batcher.close();
     await this.session.release();

@@ -115,3 +115,50 @@ export class ThreadedSession {
     await this.worker.terminate();
   }
 }
+
+/**
+ * `instances` ThreadedSessions of one model (each on its own thread), with the same `run` and `release`:
+ * a run takes a free instance, or waits for one. The model's batcher runs at most `instances` batches at
+ * once, so that batches run side by side, each on its own onnxruntime threads, instead of one batch
+ * spread over all of them (on small models, fewer threads per run spend less time synchronising).
+ */
+export class SessionPool {
+  private readonly free: ThreadedSession[];
+  private readonly waiting: ((s: ThreadedSession) => void)[] = [];
+
+  private constructor(readonly sessions: ThreadedSession[]) {
+    this.free = [...sessions];
+  }
+
+  static async fromGraph(g: Graph, opts: RuntimeOptions = {}, label = g.name, instances = 1): Promise<SessionPool> {
+    if (!Number.isInteger(instances) || instances < 1)
+      throw new GraftError(`instances must be a positive integer, got ${instances}`);
+    const sessions: ThreadedSession[] = [];
+    try {
+      for (let i = 0; i < instances; i++) sessions.push(await ThreadedSession.fromGraph(g, opts, label));
+    } catch (e) {
+      await Promise.all(sessions.map((s) => s.release()));
+      throw e;
+    }
+    return new SessionPool(sessions);
+  }
+
+  get size(): number {
+    return this.sessions.length;
+  }
+
+  async run(feeds: Feeds, outputs?: string[]): Promise<Record<string, Tensor>> {
+    const s = this.free.pop() ?? (await new Promise<ThreadedSession>((r) => this.waiting.push(r)));
+    try {
+      return await s.run(feeds, outputs);
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next(s);
+      else this.free.push(s);
+    }
+  }
+
+  async release(): Promise<void> {
+    await Promise.all(this.sessions.map((s) => s.release()));
+  }
+}
