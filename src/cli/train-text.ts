@@ -104,7 +104,7 @@ export async function runTextTraining(
       ? {
           onCandidate: (c) =>
             process.stderr.write(
-              `candidate ${c.method}: ${c.mean !== undefined ? `mean fold accuracy ${c.mean.toFixed(4)}` : `skipped: ${c.skipped}`}\n`,
+              `candidate ${c.method}: ${c.mean !== undefined ? `held-out accuracy ${c.mean.toFixed(4)}` : `skipped: ${c.skipped}`}\n`,
             ),
         }
       : {}),

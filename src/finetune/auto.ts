@@ -508,7 +508,7 @@ export function writeAutoReport(
   };
   for (const c of selection.candidates)
     details[`candidate ${c.method}`] = c.folds
-      ? `${c.description}: mean fold accuracy ${c.mean!.toFixed(4)} [${c.folds.map((a) => a.toFixed(3)).join(', ')}] (${c.seconds.toFixed(1)} s)`
+      ? `${c.description}: held-out accuracy ${c.mean!.toFixed(4)}, folds [${c.folds.map((a) => a.toFixed(3)).join(', ')}] (${c.seconds.toFixed(1)} s)`
       : `${c.description}: skipped (${c.skipped})`;
   writeReport(join(out, 'report.html'), shown, {
     title: `Graft classifier (graft train auto chose ${selection.chosen}): ${split} split`,
