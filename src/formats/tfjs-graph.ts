@@ -335,50 +335,12 @@ class GraphImporter extends Emitter {
     return this.out(n, this.b.op(op, [operand(x), operand(y)], {}, n.name), shape);
   }
 
-  /** The fused ops after a conv/matmul: BiasAdd, FusedBatchNorm (folded in earlier), then an activation. */
+  /** The fused ops after a conv/matmul, in order: each one entry of TFJS_GRAPH_FUSED_OPS. */
   fused(n: TfNode, y: string, firstArg: number, rank: number, skipBias = false): string {
-    const b = this.b;
-    const ops = strs(n.attr?.fused_ops);
-    for (const f of ops) {
-      switch (f) {
-        case 'BiasAdd': {
-          if (skipBias) break;
-          const bias = this.constOf(n, this.input(n, firstArg), 'bias');
-          const C = numel(bias.dims);
-          y = b.op(
-            'Add',
-            [
-              y,
-              b.constant({ dtype: 'float32', dims: rank === 4 ? [C, 1, 1] : [C], data: bias.data }, `${n.name}/bias`),
-            ],
-            {},
-            `${n.name}/BiasAdd`,
-          );
-          break;
-        }
-        case 'FusedBatchNorm':
-          break; // folded into the weights by conv()
-        case 'Relu':
-          y = b.op('Relu', [y], {}, `${n.name}/Relu`);
-          break;
-        case 'Relu6':
-          y = b.op('Clip', [y, b.f32(0), b.f32(6)], {}, `${n.name}/Relu6`);
-          break;
-        case 'Elu':
-          y = b.op('Elu', [y], { alpha: A.f(1) }, `${n.name}/Elu`);
-          break;
-        case 'Sigmoid':
-          y = b.op('Sigmoid', [y], {}, `${n.name}/Sigmoid`);
-          break;
-        case 'Tanh':
-          y = b.op('Tanh', [y], {}, `${n.name}/Tanh`);
-          break;
-        case 'LeakyRelu':
-          y = b.op('LeakyRelu', [y], { alpha: A.f(flt(n.attr?.leakyrelu_alpha, 0.2)) }, `${n.name}/LeakyRelu`);
-          break;
-        default:
-          throw this.err(n, `fused op '${f}' is not supported`);
-      }
+    for (const f of strs(n.attr?.fused_ops)) {
+      const apply = TFJS_GRAPH_FUSED_OPS.get(f);
+      if (!apply) throw this.err(n, `fused op '${f}' is not supported`);
+      y = apply(this, { n, y, firstArg, rank, skipBias, b: this.b });
     }
     return y;
   }
@@ -473,6 +435,42 @@ interface NodeCall {
 }
 
 type OpHandler = (im: GraphImporter, call: NodeCall) => TVal;
+
+/** What a fused-op handler gets: the fused node, the value so far and where its extra operands start. */
+interface FusedCall {
+  n: TfNode;
+  /** The value the fused op applies to (the conv/matmul result, or the previous fused op's). */
+  y: string;
+  /** The node's input index of the first extra operand (the bias). */
+  firstArg: number;
+  rank: number;
+  /** The bias was already folded in (with a FusedBatchNorm). */
+  skipBias: boolean;
+  b: Builder;
+}
+
+/** The ops a _FusedConv2D / _FusedMatMul / FusedDepthwiseConv2dNative applies after it, by name: one entry each. */
+export const TFJS_GRAPH_FUSED_OPS = new Handlers<(im: GraphImporter, f: FusedCall) => string>('TF.js graph fused ops')
+  .register('BiasAdd', (im, { n, y, firstArg, rank, skipBias, b }) => {
+    if (skipBias) return y;
+    const bias = im.constOf(n, im.input(n, firstArg), 'bias');
+    const C = numel(bias.dims);
+    return b.op(
+      'Add',
+      [y, b.constant({ dtype: 'float32', dims: rank === 4 ? [C, 1, 1] : [C], data: bias.data }, `${n.name}/bias`)],
+      {},
+      `${n.name}/BiasAdd`,
+    );
+  })
+  .register('FusedBatchNorm', (_im, { y }) => y) // folded into the weights by conv()
+  .register('Relu', (_im, { n, y, b }) => b.op('Relu', [y], {}, `${n.name}/Relu`))
+  .register('Relu6', (_im, { n, y, b }) => b.op('Clip', [y, b.f32(0), b.f32(6)], {}, `${n.name}/Relu6`))
+  .register('Elu', (_im, { n, y, b }) => b.op('Elu', [y], { alpha: A.f(1) }, `${n.name}/Elu`))
+  .register('Sigmoid', (_im, { n, y, b }) => b.op('Sigmoid', [y], {}, `${n.name}/Sigmoid`))
+  .register('Tanh', (_im, { n, y, b }) => b.op('Tanh', [y], {}, `${n.name}/Tanh`))
+  .register('LeakyRelu', (_im, { n, y, b }) =>
+    b.op('LeakyRelu', [y], { alpha: A.f(flt(n.attr?.leakyrelu_alpha, 0.2)) }, `${n.name}/LeakyRelu`),
+  );
 
 /** The TensorFlow ops Graft converts, by op name: one entry each. */
 export const TFJS_GRAPH_OPS = new Handlers<OpHandler>('TF.js graph')

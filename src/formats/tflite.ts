@@ -298,23 +298,15 @@ class Importer extends Emitter {
     return this.b.name(this.nameOf(op.outputs[k]!));
   }
 
-  /** Apply a fused activation; `pre` is the value before it. Returns the output value name. */
+  /** Apply a fused activation (one entry of TFLITE_FUSED_ACTIVATIONS). Returns the output value name. */
   fused(op: TfliteOperator, act: number, emit: (name: string) => string): string {
     if (act === ACT.NONE) return emit(this.outName(op));
+    const name = ACT_NAMES.get(act);
+    const apply = name === undefined ? undefined : TFLITE_FUSED_ACTIVATIONS.get(name);
+    if (!apply)
+      throw new GraftError(`${this.where(op)}: fused activation ${act}${name ? ` (${name})` : ''} is not supported`);
     const pre = emit(this.b.name(`${this.nameOf(op.outputs[0]!)}/preact`));
-    const out = this.outName(op);
-    switch (act) {
-      case ACT.RELU:
-        return this.node('Relu', [pre], {}, out);
-      case ACT.RELU6:
-        return this.node('Clip', [pre, this.b.f32(0), this.b.f32(6)], {}, out);
-      case ACT.RELU_N1_TO_1:
-        return this.node('Clip', [pre, this.b.f32(-1), this.b.f32(1)], {}, out);
-      case ACT.TANH:
-        return this.node('Tanh', [pre], {}, out);
-      default:
-        throw new GraftError(`${this.where(op)}: fused activation ${act} is not supported`);
-    }
+    return apply(this, pre, this.outName(op));
   }
 
   /* ---- the graph ---- */
@@ -708,6 +700,21 @@ class Importer extends Emitter {
 }
 
 type Handler = (im: Importer, op: TfliteOperator) => void;
+
+/** ActivationFunctionType names by code (RELU, RELU6, …), the keys of TFLITE_FUSED_ACTIVATIONS. */
+const ACT_NAMES = new Map<number, string>(Object.entries(ACT).map(([k, v]) => [v, k]));
+
+/**
+ * The fused activations of TFLite operators (their options' fused_activation_function), by
+ * ActivationFunctionType name: the output `out` of the activation applied to `pre`. NONE needs no entry.
+ */
+export const TFLITE_FUSED_ACTIVATIONS = new Handlers<(im: Importer, pre: string, out: string) => string>(
+  'TFLite fused activations',
+)
+  .register('RELU', (im, pre, out) => im.node('Relu', [pre], {}, out))
+  .register('RELU6', (im, pre, out) => im.node('Clip', [pre, im.b.f32(0), im.b.f32(6)], {}, out))
+  .register('RELU_N1_TO_1', (im, pre, out) => im.node('Clip', [pre, im.b.f32(-1), im.b.f32(1)], {}, out))
+  .register('TANH', (im, pre, out) => im.node('Tanh', [pre], {}, out));
 
 /** The TFLite operators Graft converts: one entry each, by BuiltinOperator name. */
 export const TFLITE_HANDLERS = new Handlers<Handler>('TFLite')
