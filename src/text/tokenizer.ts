@@ -81,7 +81,16 @@ function checkIds(json: Record<string, unknown>, label: string): void {
       `${label}: ${where} has token id ${JSON.stringify(v)}; ids must be integers from 0 to ${MAX_VOCAB - 1}`,
     );
   };
-  const ok = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < MAX_VOCAB;
+  let maxId = -1;
+  let maxAt = '';
+  const ok = (v: unknown, where = '') => {
+    if (!(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < MAX_VOCAB)) return false;
+    if (v > maxId) {
+      maxId = v;
+      maxAt = where;
+    }
+    return true;
+  };
   const model = json['model'] as Record<string, unknown>;
   const vocab = model['vocab'];
   if (Array.isArray(vocab)) {
@@ -91,7 +100,7 @@ function checkIds(json: Record<string, unknown>, label: string): void {
       if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number')
         throw new GraftError(`${label}: a Unigram vocab entry is not [piece, score]`);
   } else if (vocab !== null && typeof vocab === 'object') {
-    for (const [tok, id] of Object.entries(vocab)) if (!ok(id)) bad(`vocab entry '${tok}'`, id);
+    for (const [tok, id] of Object.entries(vocab)) if (!ok(id, `vocab entry '${tok}'`)) bad(`vocab entry '${tok}'`, id);
   }
   const added = json['added_tokens'];
   if (added !== undefined && added !== null) {
@@ -99,8 +108,8 @@ function checkIds(json: Record<string, unknown>, label: string): void {
     for (const a of added) {
       if (a === null || typeof a !== 'object' || typeof (a as { content?: unknown }).content !== 'string')
         throw new GraftError(`${label}: an added token has no content`);
-      if (!ok((a as { id?: unknown }).id))
-        bad(`added token '${(a as { content: string }).content}'`, (a as { id?: unknown }).id);
+      const where = `added token '${(a as { content: string }).content}'`;
+      if (!ok((a as { id?: unknown }).id, where)) bad(where, (a as { id?: unknown }).id);
     }
   }
   const visit = (v: unknown, depth: number): void => {
@@ -110,6 +119,19 @@ function checkIds(json: Record<string, unknown>, label: string): void {
     for (const k of Object.keys(o)) visit(o[k], depth + 1);
   };
   visit(json['post_processor'], 0);
+  // the library's tables cost time and memory in proportion to the largest id (~0.15 s per million): a file
+  // may declare ids up to 2^20, or up to 4× its number of entries, whichever is larger
+  const entries =
+    (Array.isArray(vocab)
+      ? vocab.length
+      : vocab !== null && typeof vocab === 'object'
+        ? Object.keys(vocab).length
+        : 0) + (Array.isArray(added) ? added.length : 0);
+  const limit = Math.max(2 ** 20, 4 * entries);
+  if (maxId >= limit)
+    throw new GraftError(
+      `${label}: ${maxAt || 'a token'} has token id ${maxId}, far beyond the ${entries} entries the file holds (ids must be below ${limit}: 2^20, or 4 × the number of entries when that is larger)`,
+    );
 }
 
 /** Largest vocabulary accepted (2^24 ids; real tokenizers have at most a few hundred thousand). */
