@@ -12,20 +12,23 @@
  *     them ran slower than the float model;
  *   - every float activation entering one of those nodes, and every Conv output (after its ReLU or
  *     Clip when that is its only consumer, so the activation folds into the quantized range), gets a
- *     QuantizeLinear → DequantizeLinear pair (uint8 or int8, asymmetric, ranges from calibrate.ts)
- *     that all its consumers read;
+ *     QuantizeLinear → DequantizeLinear pair (uint8 or int8, asymmetric, ranges from calibrate.ts).
+ *     The quantized nodes read the dequantized copy, and so does every consumer of a Conv output and
+ *     an Add/Mul of quantized values only (they fuse into QLinearAdd…); other consumers (a transformer's
+ *     residual Add, a Shape) keep the float value, so no rounding error enters the residual path;
  *   - embedding tables read by Gather are stored int8 (per tensor, symmetric) and the gathered rows
  *     are dequantized, so the table itself is never expanded to float at run time.
  * Everything else (normalizations, softmax, the classifier's probabilities) stays float32. Weights
  * computed by constant subgraphs (Constant nodes, Transpose of an initializer, as PyTorch exports
  * Linear layers) are folded into initializers first.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Graph, attrFloat, attrInt, attrInts, type Node } from '../graph/graph.js';
 import { A, Builder } from '../graph/builder.js';
 import { numel, permuteData, type Tensor } from '../graph/tensor.js';
-import { atomicWrite, encodeOnnx, readOnnx, writeOnnx } from '../formats/onnx.js';
+import { encodeOnnx, readOnnx } from '../formats/onnx.js';
+import { atomicWrite, MODEL_FOLDER_FILES, writeFolderAtomic } from '../util/atomic.js';
 import { getLabels, getPreprocess } from '../formats/preprocess.js';
 import { imagesToTensor } from '../data/image.js';
 import { Session, type Feeds, type RuntimeOptions } from '../runtime/session.js';
@@ -46,6 +49,8 @@ import {
 export const QUANTIZATION_METADATA = 'graft.quantization';
 const COMPUTE_OPS = new Set(['Conv', 'MatMul', 'Gemm']);
 const FUSED_ACTIVATIONS = new Set(['Relu', 'Clip']);
+/** Element-wise ops onnxruntime runs on quantized inputs when all of them are (QLinearAdd, QLinearMul). */
+const PAIRWISE_QUANTIZED = new Set(['Add', 'Mul']);
 
 /* ------------------------------------------------------------------ constant folding */
 
@@ -89,6 +94,8 @@ export interface QuantPlan {
   gathers: Node[];
   /** Float values to calibrate and quantize: site activations and Conv outputs. */
   values: string[];
+  /** Of those, the Conv outputs: every consumer reads their dequantized copy (others: quantized consumers only). */
+  allConsumers?: string[];
   /** Compute nodes left in float, with the reason. */
   skipped: { node: string; op: string; reason: string }[];
 }
@@ -134,7 +141,8 @@ export function planQuantization(g: Graph, o: PlanOptions = {}): QuantPlan {
   const sites: QuantSite[] = [],
     gathers: Node[] = [],
     skipped: QuantPlan['skipped'] = [];
-  const values = new Set<string>();
+  const values = new Set<string>(),
+    allConsumers = new Set<string>();
   const skip = (n: Node, reason: string) => skipped.push({ node: n.name, op: n.opType, reason });
   for (const n of g.nodes) {
     if (n.domain !== '' && n.domain !== 'ai.onnx') continue;
@@ -223,10 +231,13 @@ export function planQuantization(g: Graph, o: PlanOptions = {}): QuantPlan {
         !outputs.has(out)
       )
         out = cs[0]!.outputs[0]!;
-      if (!outputs.has(out)) values.add(out);
+      if (!outputs.has(out)) {
+        values.add(out);
+        allConsumers.add(out);
+      }
     }
   }
-  return { sites, gathers, values: [...values], skipped };
+  return { sites, gathers, values: [...values], allConsumers: [...allConsumers], skipped };
 }
 
 /* ------------------------------------------------------------------ the rewrite */
@@ -503,7 +514,23 @@ export function quantizeGraph(
     summary.embeddings++;
   }
 
-  // Q/DQ pairs on activations: every consumer (but the new Q itself) reads the dequantized value.
+  // Q/DQ pairs on activations. Which consumers read the dequantized copy (the others keep the float value):
+  //  - the quantized compute nodes (their QDQ group fuses into an integer kernel);
+  //  - every consumer of a Conv output (`plan.allConsumers`: its ReLU, pooling and residual Adds run on
+  //    the quantized grid, as QLinearAdd, QLinearGlobalAveragePool…);
+  //  - an Add or Mul all of whose non-constant inputs are quantized values (it fuses into QLinearAdd/Mul).
+  // A transformer's residual Add or a Shape that reads an activation quantized in front of a MatMul keeps
+  // the float value: a dequantized copy there only adds rounding error on the residual path and a
+  // DequantizeLinear that onnxruntime cannot fuse away.
+  const quantizedValues = new Set(plan.values.filter((v) => qp.has(v)));
+  const fusedSites = new Set(
+    plan.sites.filter((s) => s.activations.every((v) => qp.has(v))).map((s) => byName.get(s.node.name)!),
+  );
+  const allConsumers = new Set(plan.allConsumers ?? plan.values);
+  const readsDq = (n: Node, v: string): boolean =>
+    fusedSites.has(n) ||
+    allConsumers.has(v) ||
+    (PAIRWISE_QUANTIZED.has(n.opType) && n.inputs.every((i) => !i || g.initializers.has(i) || quantizedValues.has(i)));
   for (const v of plan.values) {
     const p = qp.get(v);
     if (!p) continue;
@@ -520,7 +547,7 @@ export function quantizeGraph(
     };
     const dOut = dq(qOut, sName, zName, undefined, v);
     // (graph outputs keep reading the float value)
-    for (const n of g.nodes) n.inputs = n.inputs.map((i) => (i === v ? dOut : i));
+    for (const n of g.nodes) if (readsDq(n, v)) n.inputs = n.inputs.map((i) => (i === v ? dOut : i));
     newNodes.push(qNode);
     summary.activations++;
   }
@@ -648,7 +675,8 @@ export function classifierFeeds(dir: string, g: Graph, data: CalibrationSet, bat
  * Quantize a classifier folder (image: `graft train --mode features`/finetune; text: `graft train
  * --text-column`) into `out`: model.onnx in QDQ form with the same metadata (preprocessing, class
  * names, text settings) plus `graft.quantization`, labels.json and the tokenizer files copied, and
- * quantization.json (this report).
+ * quantization.json (this report). The folder is written as one unit (writeFolderAtomic): an export
+ * that fails part-way leaves whatever was at `out` before as it was.
  */
 export async function exportInt8(
   modelDir: string,
@@ -706,24 +734,12 @@ export async function exportInt8(
     }
   }
 
-  mkdirSync(out, { recursive: true });
-  const files: string[] = [];
-  for (const f of readdirSync(modelDir)) {
-    if (f === 'model.onnx' || f === 'model.onnx.data' || f.startsWith('report.') || f === 'quantization.json') continue;
-    const p = join(modelDir, f);
-    if (!statSync(p).isFile()) continue;
-    copyFileSync(p, join(out, f));
-    files.push(join(out, f));
-  }
+  // the folder is staged complete and swapped in as one unit: a failure (full disk, kill) part-way
+  // leaves a previous export at `out` as it was, never old and new files mixed
+  const bytes = encodeOnnx(r.graph);
   const dst = join(out, 'model.onnx');
-  writeOnnx(r.graph, dst);
-  files.unshift(dst);
-  if (!existsSync(join(out, 'labels.json'))) {
-    atomicWrite(join(out, 'labels.json'), new TextEncoder().encode(JSON.stringify(getLabels(g) ?? [], null, 2) + '\n'));
-    files.push(join(out, 'labels.json'));
-  }
-  const fl = statSync(src).size,
-    q = statSync(dst).size;
+  const names: string[] = ['model.onnx'];
+  const fl = statSync(src).size;
   const report: Int8Report = {
     path: dst,
     kind: text ? 'text' : 'image',
@@ -732,10 +748,33 @@ export async function exportInt8(
     calibrationExamples: r.examples,
     calibrationSeconds: r.calibrationSeconds,
     summary: r.summary,
-    bytes: { float: fl, int8: q, ratio: fl / q },
+    bytes: { float: fl, int8: bytes.length, ratio: fl / bytes.length },
     check,
-    files: [...files, join(out, 'quantization.json')],
+    files: [],
   };
-  atomicWrite(join(out, 'quantization.json'), new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n'));
+  writeFolderAtomic(
+    out,
+    (stage) => {
+      atomicWrite(join(stage, 'model.onnx'), bytes);
+      for (const f of readdirSync(modelDir)) {
+        if (f === 'model.onnx' || f === 'model.onnx.data' || f.startsWith('report.') || f === 'quantization.json')
+          continue;
+        const p = join(modelDir, f);
+        if (!statSync(p).isFile()) continue;
+        atomicWrite(join(stage, f), readFileSync(p));
+        names.push(f);
+      }
+      if (!names.includes('labels.json')) {
+        atomicWrite(
+          join(stage, 'labels.json'),
+          new TextEncoder().encode(JSON.stringify(getLabels(g) ?? [], null, 2) + '\n'),
+        );
+        names.push('labels.json');
+      }
+      report.files = [...names, 'quantization.json'].map((f) => join(out, f));
+      atomicWrite(join(stage, 'quantization.json'), new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n'));
+    },
+    { replaces: [...MODEL_FOLDER_FILES, 'quantization.json'] },
+  );
   return report;
 }

@@ -6,7 +6,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -27,6 +27,8 @@ import { loadModel } from '../../src/formats/load.js';
 import { imagesToTensor } from '../../src/data/image.js';
 import { Session } from '../../src/runtime/session.js';
 import { Rng } from '../../src/util/random.js';
+import { GraftError } from '../../src/util/errors.js';
+import { injectWriteFailure } from '../../src/util/atomic.js';
 import { graft } from '../helpers/cli.js';
 import { asset, needs } from '../helpers/assets.js';
 
@@ -295,6 +297,135 @@ test('graft export --int8 writes a folder that graft predict reads, labels and p
   assert.equal(pq[0].top[0].label, pf[0].top[0].label);
   const exp = await exportInt8(dir, join(tmp, 'x'), { texts: ['a'] }).catch((e: Error) => e);
   assert.match(String(exp), /image classifier: calibrate it on images/);
+});
+
+/** x [batch,4,8] → LayerNorm → h; h → MatMul(W1) + b1 → m; Add(h, m) (residual) → out; Shape(h) → Reshape of the sum. */
+function block(): Graph {
+  const rng = new Rng(8);
+  const w = (dims: number[], s: number) => ({
+    dtype: 'float32' as const,
+    dims,
+    data: Float32Array.from({ length: dims.reduce((a, b) => a * b) }, () => rng.normal() * s),
+  });
+  const g = new Graph();
+  g.name = 'int8-block';
+  g.opsets = { '': 17 };
+  g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 4, 8] });
+  g.outputs.push({ name: 'y', dtype: 'float32', shape: ['batch', 4, 8] }, { name: 'z', dtype: 'float32' });
+  for (const [k, t] of Object.entries({
+    gamma: w([8], 0.5),
+    beta: w([8], 0.1),
+    w1: w([8, 8], 0.4),
+    b1: w([8], 0.1),
+    w2: w([8, 8], 0.4),
+  }))
+    g.initializers.set(k, t);
+  const n = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({
+    name,
+    opType,
+    domain: '',
+    inputs,
+    outputs,
+    attrs,
+  });
+  g.nodes.push(
+    n('ln', 'LayerNormalization', ['x', 'gamma', 'beta'], ['h'], { axis: { type: 'int', value: -1 } }),
+    n('mm1', 'MatMul', ['h', 'w1'], ['m0']),
+    n('bias', 'Add', ['m0', 'b1'], ['m']),
+    n('res', 'Add', ['h', 'm'], ['s']),
+    n('shape', 'Shape', ['h'], ['hs']),
+    n('rs', 'Reshape', ['s', 'hs'], ['y']),
+    n('mm2', 'MatMul', ['y', 'w2'], ['z']),
+  );
+  return g;
+}
+
+test("only quantized consumers read a MatMul input's dequantized copy; a residual Add and a Shape keep the float value; Conv outputs stay quantized for every consumer", async () => {
+  const rng = new Rng(3);
+  const x = () => ({
+    x: { dtype: 'float32' as const, dims: [6, 4, 8], data: Float32Array.from({ length: 192 }, () => rng.normal()) },
+  });
+  const cal = [x(), x()];
+  const r = await quantizeStatic(block(), cal, { method: 'minmax', keepOutputLayer: false });
+  const q = r.graph;
+  assert.deepEqual(r.summary.quantized, { MatMul: 2 });
+  const prod = q.producers();
+  const node = (name: string) => q.nodes.find((v) => v.name === name)!;
+  assert.equal(prod.get(node('mm1').inputs[0]!)!.opType, 'DequantizeLinear');
+  assert.equal(prod.get(node('mm2').inputs[0]!)!.opType, 'DequantizeLinear');
+  assert.deepEqual(node('res').inputs, ['h', 'm'], 'the residual Add reads the float LayerNorm output');
+  assert.deepEqual(node('shape').inputs, ['h']);
+  // the Q/DQ pair of h is read by the MatMul alone
+  const dqOfH = q.nodes.filter((v) => v.opType === 'DequantizeLinear' && prod.get(v.inputs[0]!)?.inputs[0] === 'h');
+  assert.equal(dqOfH.length, 1);
+  assert.deepEqual(
+    q.nodes.filter((v) => v.inputs.includes(dqOfH[0]!.outputs[0]!)).map((v) => v.name),
+    ['mm1'],
+  );
+  // close to the float block on a calibration batch (no clipping)
+  const a = await Session.fromGraph(block()),
+    b = await Session.fromGraph(q);
+  const f = cal[0]!;
+  const ya = (await a.run(f))['y']!.data as Float32Array,
+    yb = (await b.run(f))['y']!.data as Float32Array;
+  let m = 0;
+  for (let i = 0; i < ya.length; i++) m = Math.max(m, Math.abs(ya[i]! - yb[i]!));
+  assert.ok(m > 0 && m < 0.1, `max |Δy| ${m}`);
+  await a.release();
+  await b.release();
+  // the image network: the residual Add of two Conv outputs reads both dequantized (it fuses into QLinearAdd)
+  const qi = (await quantizeStatic(net(), [{ x: batch(1, 16) }], { method: 'minmax' })).graph;
+  const pi = qi.producers();
+  const add = qi.nodes.find((v) => v.name === 'add')!;
+  assert.deepEqual(
+    add.inputs.map((i) => pi.get(i)?.opType),
+    ['DequantizeLinear', 'DequantizeLinear'],
+  );
+});
+
+test('an int8 export that fails part-way (full disk) leaves the previous export folder as it was', async () => {
+  const dir = join(tmp, 'clf-disk'),
+    out = join(tmp, 'clf-disk-int8');
+  mkdirSync(dir, { recursive: true });
+  writeOnnx(net(), join(dir, 'model.onnx'));
+  writeFileSync(join(dir, 'labels.json'), JSON.stringify(['a', 'b', 'c', 'd']));
+  writeFileSync(join(dir, 'notes.txt'), 'copied');
+  const rng = new Rng(6);
+  const images: Uint8Array[] = [];
+  for (let i = 0; i < 8; i++)
+    images.push(
+      await sharp(Buffer.from(Uint8Array.from({ length: 8 * 8 * 3 }, () => rng.int(256))), {
+        raw: { width: 8, height: 8, channels: 3 },
+      })
+        .png()
+        .toBuffer(),
+    );
+  const first = await exportInt8(dir, out, { images }, { method: 'minmax' });
+  assert.deepEqual(
+    first.files.map((f) => f.slice(out.length + 1)),
+    ['model.onnx', 'labels.json', 'notes.txt', 'quantization.json'],
+  );
+  const before = new Map(readdirSync(out).map((f) => [f, readFileSync(join(out, f))]));
+  const leftovers = () => readdirSync(tmp).filter((f) => f.includes('.tmp-') || f.includes('.old-'));
+  // the model written, then the report fails; then the model itself fails
+  for (const match of [/quantization\.json$/, /model\.onnx$/]) {
+    injectWriteFailure({ afterBytes: 5, match });
+    try {
+      await assert.rejects(
+        exportInt8(dir, out, { images }, { method: 'percentile' }),
+        (e: unknown) => e instanceof GraftError && e.message.includes(out) && /no space left/.test(e.message),
+      );
+    } finally {
+      injectWriteFailure(undefined);
+    }
+    assert.deepEqual(new Map(readdirSync(out).map((f) => [f, readFileSync(join(out, f))])), before);
+    assert.deepEqual(leftovers(), []);
+  }
+  assert.equal(JSON.parse(readFileSync(join(out, 'quantization.json'), 'utf8')).method, 'minmax');
+  // a later export that succeeds replaces the folder's files together
+  await exportInt8(dir, out, { images }, { method: 'percentile' });
+  assert.equal(JSON.parse(readFileSync(join(out, 'quantization.json'), 'utf8')).method, 'percentile');
+  assert.equal(JSON.parse(readOnnx(join(out, 'model.onnx')).metadata['graft.quantization']!).method, 'percentile');
 });
 
 const V1 = 'models/coral/mobilenet_v1_0.25_128_quant.tflite';
