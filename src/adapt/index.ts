@@ -68,3 +68,13 @@ export {
 } from './selection.js';
 export { predictLogits, predictClassProba, calibrateTemperature } from './predict.js';
 export { smallBnCnn, type BnCnnOptions } from './bn-cnn.js';
+export {
+  adaptImages,
+  ADAPT_METHODS,
+  WITH_SOURCE_METHODS,
+  SCRATCH_MODEL,
+  type AdaptMethod,
+  type AdaptImagesOptions,
+  type AdaptImagesResult,
+  type AdaptReport,
+} from './images.js';

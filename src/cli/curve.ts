@@ -1,35 +1,14 @@
 /**
- * `graft curve`: accuracy vs labels per class for scratch, frozen-feature and fine-tuned training (src/eval/curve.ts).
- *
- * Data: a CSV of square grey images (pixels then a label; the model must take [batch, 1, S, S]), or
- * any labelled image data `graft train` reads: IDX files (MNIST layout, labels beside them) or an
- * image folder (one subfolder per class), decoded and prepared as the model's preprocessing metadata
- * says (else: resize to its input, pixel × --input-max / 255). Every example is held in memory as a
- * float tensor: cap big datasets with --max-per-class.
+ * `graft curve`: accuracy vs labels per class for scratch, frozen-feature and fine-tuned training:
+ * the flags, one call into curveFromFiles (src/eval/curve-files.ts; with --queue, its cells run on
+ * `graft worker`s through src/scale/curve.ts), the progress bar and the table.
  */
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { basename } from 'node:path';
 import { int, num } from './parse.js';
 import { progressBar } from '../util/progress.js';
-import { loadModel } from '../formats/load.js';
-import { makeBatchDynamic } from '../graph/rewrites.js';
-import { exampleDims } from '../train/fit.js';
-import { loadPixelDataset } from '../data/pixel-dataset.js';
-import { loadLabelledImages } from '../data/labelled-images.js';
-import { imagesToTensor } from '../data/image.js';
-import { getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
-import type { Graph } from '../graph/graph.js';
-import type { Examples } from '../train/fit.js';
-import {
-  dataEfficiencyCurve,
-  writeCurve,
-  curveMarkdown,
-  checkCurveLists,
-  CURVE_METHODS,
-  type CurveMethod,
-} from '../eval/curve.js';
-import { GraftError } from '../util/errors.js';
+import { curveMarkdown, CURVE_METHODS } from '../eval/curve.js';
+import { curveFromFiles } from '../eval/curve-files.js';
 import { curveOnQueue } from '../scale/curve.js';
 
 export interface CurveFlags {
@@ -54,99 +33,42 @@ export interface CurveFlags {
   queue?: string;
 }
 
-/** IDX files or an image folder as in-memory examples in the model's input scale. */
-async function loadImageData(model: Graph, dims: number[], o: CurveFlags): Promise<Examples> {
-  if (dims.length !== 3 || (dims[0] !== 1 && dims[0] !== 3))
-    throw new GraftError(
-      `${o.model}: graft curve on image data needs a model with an image input [batch, 1 or 3, H, W]; this one takes [batch, ${dims}]`,
-    );
-  const d = loadLabelledImages(o.data, {
-    ...(o.labelsData ? { labelsData: o.labelsData } : {}),
-    ...(o.maxPerClass ? { maxPerClass: int(o.maxPerClass, '--max-per-class') } : {}),
-  });
-  const inputMax = num(o.inputMax, '--input-max');
-  const p: ImagePreprocess = getPreprocess(model) ?? {
-    layout: 'NCHW',
-    width: dims[2]!,
-    height: dims[1]!,
-    channels: dims[0] as 1 | 3,
-    channelOrder: dims[0] === 1 ? 'GRAY' : 'RGB',
-    mean: Array(dims[0]).fill(0),
-    std: Array(dims[0]).fill(1 / inputMax),
-    resize: 'stretch',
-    source: 'flag',
-  };
-  const per = dims.reduce((a, b) => a * b, 1);
-  const x: Float32Array[] = [];
-  for (let i = 0; i < d.inputs.length; i += 256) {
-    const t = await imagesToTensor(d.inputs.slice(i, i + 256), p);
-    const data = t.data as Float32Array;
-    for (let k = 0; k < t.dims[0]!; k++) x.push(data.slice(k * per, (k + 1) * per));
-  }
-  return { x, y: d.labels };
-}
-
 export async function curveCommand(o: CurveFlags) {
-  const budgets = o.labelsPerClass.split(',').map((s) => int(s.trim(), '--labels-per-class'));
-  const methods = o.methods.split(',').map((s) => s.trim()) as CurveMethod[];
-  for (const m of methods)
-    if (!CURVE_METHODS.includes(m))
-      throw new GraftError(`--methods: unknown method '${m}' (known: ${CURVE_METHODS.join(', ')})`);
-  checkCurveLists(budgets, methods);
-  const model = loadModel(o.model);
-  model.name = basename(o.model);
-  const dims = exampleDims(makeBatchDynamic(model));
-  let data: Examples;
-  if (/\.csv(\.gz)?$/i.test(o.data)) {
-    if (dims.length !== 3 || dims[0] !== 1 || dims[1] !== dims[2])
-      throw new GraftError(
-        `${o.model}: a CSV --data holds grey square images; the model's input is [batch, ${dims}] (expected [batch, 1, S, S])`,
-        'give an image folder or IDX files instead',
-      );
-    data = await loadPixelDataset(o.data, {
-      side: dims[1]!,
-      preprocess: o.preprocess,
-      pixelMax: num(o.pixelMax, '--pixel-max'),
-    });
-  } else data = await loadImageData(model, dims, o);
   const bar = progressBar('curve |{bar}| {value}/{total} runs | {method} {perClass}/class seed {seed}: {acc}', {
     quiet: o.json,
   });
-  // --queue: each (seed, budget, method) a job on `graft worker`s; the examples go to a run file in --out
-  const r = await (o.queue ? curveOnQueue({ queue: o.queue, modelPath: o.model, dir: o.out }) : dataEfficiencyCurve)(
-    model,
-    data,
-    {
-      budgets,
-      seeds: int(o.seeds, '--seeds'),
-      methods,
-      testFraction: num(o.testFraction, '--test-fraction'),
-      minSteps: int(o.steps, '--steps'),
-      batchSize: int(o.batchSize, '--batch-size'),
-      finetuneLr: num(o.lr, '--lr'),
-      scratchLr: num(o.scratchLr, '--scratch-lr'),
-      ...(o.node ? { node: o.node } : {}),
-      onProgress: (p) => {
-        if (!bar) {
-          if (!o.json)
-            process.stderr.write(
-              `${p.done}/${p.total} ${p.method} ${p.perClass}/class seed ${p.seed}: ${p.accuracy.toFixed(3)}\n`,
-            );
-          return;
-        }
-        bar.update(p.done, p.total, {
-          method: p.method,
-          perClass: p.perClass,
-          seed: p.seed,
-          acc: p.accuracy.toFixed(3),
-        });
-      },
+  const { result: r, files } = await curveFromFiles(o.model, o.data, {
+    budgets: o.labelsPerClass.split(',').map((s) => int(s.trim(), '--labels-per-class')),
+    methods: o.methods.split(',').map((s) => s.trim()),
+    out: o.out,
+    ...(o.labelsData ? { labelsData: o.labelsData } : {}),
+    ...(o.maxPerClass ? { maxPerClass: int(o.maxPerClass, '--max-per-class') } : {}),
+    inputMax: num(o.inputMax, '--input-max'),
+    preprocess: o.preprocess,
+    pixelMax: num(o.pixelMax, '--pixel-max'),
+    seeds: int(o.seeds, '--seeds'),
+    testFraction: num(o.testFraction, '--test-fraction'),
+    minSteps: int(o.steps, '--steps'),
+    batchSize: int(o.batchSize, '--batch-size'),
+    finetuneLr: num(o.lr, '--lr'),
+    scratchLr: num(o.scratchLr, '--scratch-lr'),
+    ...(o.node ? { node: o.node } : {}),
+    // --queue: each (seed, budget, method) a job on `graft worker`s; the examples go to a run file in --out
+    ...(o.queue ? { run: curveOnQueue({ queue: o.queue, modelPath: o.model, dir: o.out }) } : {}),
+    onProgress: (p) => {
+      if (!bar) {
+        if (!o.json)
+          process.stderr.write(
+            `${p.done}/${p.total} ${p.method} ${p.perClass}/class seed ${p.seed}: ${p.accuracy.toFixed(3)}\n`,
+          );
+        return;
+      }
+      bar.update(p.done, p.total, { method: p.method, perClass: p.perClass, seed: p.seed, acc: p.accuracy.toFixed(3) });
     },
-  );
+  });
   bar?.stop();
-  const files = writeCurve(r, o.out);
-  if (o.json) process.stdout.write(JSON.stringify({ ...r, files }, null, 2) + '\n');
-  else process.stdout.write(curveMarkdown(r) + `wrote ${files.join(', ')}\n`);
+  if (o.json) process.stdout.write(`${JSON.stringify({ ...r, files }, null, 2)}\n`);
+  else process.stdout.write(`${curveMarkdown(r)}wrote ${files.join(', ')}\n`);
 }
 
 export function curveOptions(cmd: Command): Command {

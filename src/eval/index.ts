@@ -15,3 +15,10 @@ export {
   type CurveOptions,
   type CurveResult,
 } from './curve.js';
+export {
+  evaluateSavedClassifier,
+  condensedWarnings,
+  type EvaluateSavedOptions,
+  type SavedEvaluation,
+} from './saved.js';
+export { curveFromFiles, type CurveFilesOptions } from './curve-files.js';
