@@ -1,12 +1,12 @@
-/** `graft export MODEL_DIR OUT --int8`: a classifier folder quantized to int8 (QDQ ONNX), calibrated on sample data. */
-import { existsSync, readFileSync } from 'node:fs';
+/**
+ * `graft export MODEL_DIR OUT --int8`: a classifier folder quantized to int8 (QDQ ONNX), calibrated on
+ * sample data: the flags, one call into exportInt8FromData (src/export/int8-data.ts), the summary.
+ */
 import { join } from 'node:path';
 import { exportInt8, type CalibrationSet, type Int8Report } from '../export/quantize.js';
+import { exportInt8FromData } from '../export/int8-data.js';
 import { CALIBRATION_METHODS, type ActivationType, type CalibrationMethod } from '../export/calibrate.js';
-import { loadLabelledImages } from '../data/labelled-images.js';
-import { readTextTable } from '../data/text-table.js';
-import { isTextClassifierFolder } from '../text/saved.js';
-import { int, num } from './parse.js';
+import { column, int, num } from './parse.js';
 import { GraftError } from '../util/errors.js';
 
 export interface ExportFlags {
@@ -24,40 +24,6 @@ export interface ExportFlags {
   json?: boolean;
 }
 
-const column = (c: string): string | number => (/^\d+$/.test(c) ? Number(c) : c);
-
-/** The data a folder was trained on, when its report.json names it and it still exists. */
-function trainingData(dir: string): string | undefined {
-  const p = join(dir, 'report.json');
-  if (!existsSync(p)) return undefined;
-  try {
-    const r = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
-    const t = (r['training'] ?? r) as Record<string, unknown>;
-    const d = t['data'] ?? r['data'];
-    return typeof d === 'string' && existsSync(d) ? d : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Calibration examples from a dataset path: images (folder, IDX) or a text table's text column. */
-export function calibrationSet(
-  modelDir: string,
-  data: string,
-  o: { labelsData?: string; textColumn?: string; labelColumn?: string },
-): CalibrationSet {
-  if (isTextClassifierFolder(modelDir)) {
-    if (o.textColumn === undefined)
-      throw new GraftError(`${modelDir} is a text classifier: give --text-column for the calibration file ${data}`);
-    const t = readTextTable(data, {
-      textColumn: column(o.textColumn),
-      ...(o.labelColumn !== undefined ? { labelColumn: column(o.labelColumn) } : {}),
-    });
-    return { texts: t.texts };
-  }
-  return { images: loadLabelledImages(data, o.labelsData ? { labelsData: o.labelsData } : {}).inputs };
-}
-
 export async function exportCommand(modelDir: string, out: string, o: ExportFlags): Promise<Int8Report> {
   if (!o.int8)
     throw new GraftError(
@@ -69,13 +35,11 @@ export async function exportCommand(modelDir: string, out: string, o: ExportFlag
     throw new GraftError(`--method must be one of ${CALIBRATION_METHODS.join(', ')}, got '${o.method}'`);
   if (o.activations !== 'uint8' && o.activations !== 'int8')
     throw new GraftError(`--activations must be uint8 or int8, got '${o.activations}'`);
-  const data = o.calibration ?? trainingData(modelDir);
-  if (!data)
-    throw new GraftError(
-      `${modelDir}: give --calibration DATA (training images or texts to calibrate the activation ranges on)`,
-      'its report.json names no training data that still exists',
-    );
-  const r = await exportInt8(modelDir, out, calibrationSet(modelDir, data, o), {
+  const { report: r, data } = await exportInt8FromData(modelDir, out, {
+    ...(o.calibration !== undefined ? { calibration: o.calibration } : {}),
+    ...(o.labelsData !== undefined ? { labelsData: o.labelsData } : {}),
+    ...(o.textColumn !== undefined ? { textColumn: column(o.textColumn) } : {}),
+    ...(o.labelColumn !== undefined ? { labelColumn: column(o.labelColumn) } : {}),
     method,
     percentile: num(o.percentile, '--percentile'),
     activations: o.activations as ActivationType,

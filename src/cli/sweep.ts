@@ -2,9 +2,8 @@
  * `graft sweep GRID.json [--queue redis://…]`: every cell of a grid of settings (src/scale/cells.ts)
  * run here or as jobs on `graft worker`s, and the table written as sweep.md and sweep.json.
  */
-import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { absoluteSpec, checkSweepSpec, gridCells, sweepFileDir } from '../scale/cells.js';
+import { gridCells, readSweepSpec } from '../scale/cells.js';
 import { runSweep, sweepMarkdown, writeSweep } from '../scale/sweep.js';
 import { GraftError } from '../util/errors.js';
 import { int } from './parse.js';
@@ -15,27 +14,6 @@ interface SweepFlags {
   attempts: string;
   json?: boolean;
   dryRun?: boolean;
-}
-
-function readSpec(file: string) {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new GraftError(`cannot read ${file}: ${(e as Error).message}`);
-  }
-  if (/\.ya?ml$/i.test(file))
-    throw new GraftError(
-      `${file}: YAML is not read; write the grid as JSON`,
-      'e.g. { "model": "m.onnx", "data": "photos/", "mode": "features", "grid": { "seed": [0, 1, 2] } }',
-    );
-  let x: unknown;
-  try {
-    x = JSON.parse(text);
-  } catch (e) {
-    throw new GraftError(`${file} is not valid JSON: ${(e as Error).message}`);
-  }
-  return absoluteSpec(checkSweepSpec(x, file), sweepFileDir(file));
 }
 
 export function sweepCommand(): Command {
@@ -67,7 +45,7 @@ Example (grid.json):
 `,
     )
     .action(async (file: string, o: SweepFlags) => {
-      const spec = readSpec(file);
+      const spec = readSweepSpec(file);
       const cells = gridCells(spec.grid);
       if (o.dryRun) {
         process.stdout.write(cells.map((c, i) => `${i + 1}. ${JSON.stringify(c)}\n`).join(''));

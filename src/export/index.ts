@@ -30,3 +30,9 @@ export {
   type CalibrationMethod,
   type ActivationType,
 } from './calibrate.js';
+export {
+  exportInt8FromData,
+  calibrationSet,
+  trainingDataOf,
+  type CalibrationDataOptions,
+} from './int8-data.js';

@@ -11,6 +11,7 @@
  * cells' order is the grid's (the last key varies fastest), their results depend only on their own
  * options, so the table does not depend on which worker ran what.
  */
+import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import type { Job } from 'bullmq';
 import { trainFeatureClassifier } from '../features/classifier.js';
@@ -135,6 +136,28 @@ export function absoluteSpec(s: SweepSpec, dir: string): SweepSpec & { data: Dat
 
 export function sweepFileDir(file: string): string {
   return dirname(resolve(file));
+}
+
+/** A sweep file (JSON) checked, its paths made absolute against its folder. */
+export function readSweepSpec(file: string): SweepSpec & { data: DataSpec } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new GraftError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  if (/\.ya?ml$/i.test(file))
+    throw new GraftError(
+      `${file}: YAML is not read; write the grid as JSON`,
+      'e.g. { "model": "m.onnx", "data": "photos/", "mode": "features", "grid": { "seed": [0, 1, 2] } }',
+    );
+  let x: unknown;
+  try {
+    x = JSON.parse(text);
+  } catch (e) {
+    throw new GraftError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  return absoluteSpec(checkSweepSpec(x, file), sweepFileDir(file));
 }
 
 /** Every combination of the grid's values, the last key varying fastest. */

@@ -26,6 +26,7 @@ export {
 export type { DataSpec } from './load.js';
 export {
   checkSweepSpec,
+  readSweepSpec,
   absoluteSpec,
   gridCells,
   runSweepCell,

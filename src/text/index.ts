@@ -115,3 +115,10 @@ export {
   type TrainTextReport,
   type TrainTextResult,
 } from './train-text.js';
+export { finetuneLmFolder, type LmFolderOptions, type LmFolderReport } from './lm-folder.js';
+export {
+  trainTranslationFolder,
+  type TranslationFolderOptions,
+  type TranslationFolderReport,
+} from './translation-folder.js';
+export { openCausalLm, tokenizerDirOf, type OpenLmOptions } from './open-lm.js';

@@ -1,0 +1,73 @@
+/**
+ * One call from a classifier folder and calibration data on disk to its int8 copy (`graft export
+ * --int8`): `exportInt8FromData` reads the calibration examples (images from a folder or IDX files,
+ * or a text table's text column for a text classifier folder), by default the data the folder's
+ * report.json says it was trained on, and runs exportInt8 (./quantize.ts). Errors name the flag.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadLabelledImages } from '../data/labelled-images.js';
+import { readTextTable } from '../data/text-table.js';
+import { isTextClassifierFolder } from '../text/saved.js';
+import { GraftError } from '../util/errors.js';
+import { exportInt8, type CalibrationSet, type Int8ExportOptions, type Int8Report } from './quantize.js';
+
+export interface CalibrationDataOptions {
+  /** IDX images: the labels file (default: guessed from the images file name). */
+  labelsData?: string;
+  /** Text classifiers: the table's text column, and its label column (header names, JSONL fields or 0-based indices). */
+  textColumn?: string | number;
+  labelColumn?: string | number;
+}
+
+/** The data a folder was trained on, when its report.json names it and it still exists. */
+export function trainingDataOf(dir: string): string | undefined {
+  const p = join(dir, 'report.json');
+  if (!existsSync(p)) return undefined;
+  try {
+    const r = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
+    const t = (r['training'] ?? r) as Record<string, unknown>;
+    const d = t['data'] ?? r['data'];
+    return typeof d === 'string' && existsSync(d) ? d : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Calibration examples from a dataset path: images (folder, IDX) or a text table's text column. */
+export function calibrationSet(modelDir: string, data: string, o: CalibrationDataOptions = {}): CalibrationSet {
+  if (isTextClassifierFolder(modelDir)) {
+    if (o.textColumn === undefined)
+      throw new GraftError(`${modelDir} is a text classifier: give --text-column for the calibration file ${data}`);
+    const t = readTextTable(data, {
+      textColumn: o.textColumn,
+      ...(o.labelColumn !== undefined ? { labelColumn: o.labelColumn } : {}),
+    });
+    return { texts: t.texts };
+  }
+  return { images: loadLabelledImages(data, o.labelsData ? { labelsData: o.labelsData } : {}).inputs };
+}
+
+/**
+ * The classifier folder `modelDir` quantized to int8 in `out`, calibrated on `calibration` (default:
+ * its training data). Returns the report and the data it was calibrated on.
+ */
+export async function exportInt8FromData(
+  modelDir: string,
+  out: string,
+  o: CalibrationDataOptions & Int8ExportOptions & { calibration?: string } = {},
+): Promise<{ report: Int8Report; data: string }> {
+  const { calibration, labelsData, textColumn, labelColumn, ...int8 } = o;
+  const data = calibration ?? trainingDataOf(modelDir);
+  if (!data)
+    throw new GraftError(
+      `${modelDir}: give --calibration DATA (training images or texts to calibrate the activation ranges on)`,
+      'its report.json names no training data that still exists',
+    );
+  const set = calibrationSet(modelDir, data, {
+    ...(labelsData !== undefined ? { labelsData } : {}),
+    ...(textColumn !== undefined ? { textColumn } : {}),
+    ...(labelColumn !== undefined ? { labelColumn } : {}),
+  });
+  return { report: await exportInt8(modelDir, out, set, int8), data };
+}
