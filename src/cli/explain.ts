@@ -1,16 +1,12 @@
 /**
  * `graft explain MODEL INPUT…`: why a classifier decided as it did. Image models: a Grad-CAM PNG
  * overlay per image in the output folder. Text classifier folders: per-token attributions printed,
- * and attributions.json + attributions.html in the output folder.
+ * and attributions.json + attributions.html in the output folder. The flags, one call into
+ * explainToFolder (src/explain/folder.ts), the printing.
  */
-import { basename, extname, join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { atomicWrite } from '../util/atomic.js';
-import { GraftError } from '../util/errors.js';
-import { GradCam } from '../explain/gradcam.js';
-import { explainTexts } from '../explain/text.js';
-import { attributionsHtml } from '../explain/html.js';
-import { isTextClassifierFolder } from '../text/saved.js';
+import { explainToFolder } from '../explain/folder.js';
+import type { TextExplanation } from '../explain/text.js';
 
 interface ExplainFlags {
   out: string;
@@ -41,73 +37,40 @@ export function explainCommand(): Command {
 }
 
 async function runExplain(model: string, inputs: string[], o: ExplainFlags): Promise<void> {
-  if (isTextClassifierFolder(model)) return explainTextCommand(model, inputs, o);
-  const cam = await GradCam.create(model, o.layer ? { layer: o.layer } : {});
-  const results: Record<string, unknown>[] = [];
-  const taken = new Set<string>();
-  let skipped = 0;
-  try {
-    const cls = o.class === undefined ? undefined : cam.classIndex(o.class);
-    for (const image of inputs) {
-      let e;
-      try {
-        e = await cam.explain(image, cls !== undefined ? { class: cls } : {});
-      } catch (err) {
-        // an unreadable image is reported and skipped
-        if (!(err instanceof GraftError)) throw err;
-        skipped++;
-        process.stderr.write(`${image}: skipped (${err.message})\n`);
-        continue;
-      }
-      const file = outputName(o.out, image, taken);
-      atomicWrite(file, e.overlay!);
+  const r = await explainToFolder(model, inputs, {
+    out: o.out,
+    ...(o.class !== undefined ? { class: o.class } : {}),
+    ...(o.layer !== undefined ? { layer: o.layer } : {}),
+    onSkip: (image, err) => process.stderr.write(`${image}: skipped (${err.message})\n`),
+    onImage: (e, file) => {
+      if (o.json) return;
       const name = e.class.label ?? `class ${e.class.index}`;
-      if (o.json) {
-        results.push({
-          image,
-          class: e.class,
-          top: e.top,
-          layer: e.layer,
-          overlay: file,
-          camMax: e.camMax,
-          cam: { width: e.cam.width, height: e.cam.height, data: Array.from(e.cam.data, (v) => Number(v.toFixed(4))) },
-        });
-      } else {
-        const note = e.camMax > 0 ? '' : ' (no region speaks for this class: the map is empty)';
-        process.stdout.write(`${image}: ${name} (${e.class.probability.toFixed(4)}) → ${file}${note}\n`);
-      }
-    }
-  } finally {
-    await cam.release();
-  }
-  if (o.json) process.stdout.write(JSON.stringify({ layer: cam.layer, images: results }, null, 2) + '\n');
-  else process.stderr.write(`Grad-CAM on ${cam.layer}\n`);
-  if (skipped) {
-    process.stderr.write(`skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'}\n`);
+      const note = e.camMax > 0 ? '' : ' (no region speaks for this class: the map is empty)';
+      process.stdout.write(`${e.image}: ${name} (${e.class.probability.toFixed(4)}) → ${file}${note}\n`);
+    },
+  });
+  if (r.kind === 'texts') return printTexts(r.texts, r.files, o);
+  if (o.json) {
+    const images = r.images.map(({ explanation: e, overlay }) => ({
+      image: e.image,
+      class: e.class,
+      top: e.top,
+      layer: e.layer,
+      overlay,
+      camMax: e.camMax,
+      cam: { width: e.cam.width, height: e.cam.height, data: Array.from(e.cam.data, (v) => Number(v.toFixed(4))) },
+    }));
+    process.stdout.write(`${JSON.stringify({ layer: r.layer, images }, null, 2)}\n`);
+  } else process.stderr.write(`Grad-CAM on ${r.layer}\n`);
+  if (r.skipped) {
+    process.stderr.write(`skipped ${r.skipped} unreadable image${r.skipped === 1 ? '' : 's'}\n`);
     process.exitCode = 1;
   }
 }
 
-/** `<out>/<stem>.gradcam.png`, numbered when two inputs share a stem. */
-function outputName(dir: string, image: string, taken: Set<string>): string {
-  const stem = basename(image, extname(image)) || 'image';
-  for (let k = 1; ; k++) {
-    const file = join(dir, `${stem}${k > 1 ? `-${k}` : ''}.gradcam.png`);
-    if (!taken.has(resolve(file))) {
-      taken.add(resolve(file));
-      return file;
-    }
-  }
-}
-
-async function explainTextCommand(model: string, texts: string[], o: ExplainFlags): Promise<void> {
-  if (o.layer)
-    throw new GraftError('--layer is for image models (Grad-CAM); text attributions use the word embeddings');
-  const res = await explainTexts(model, texts, o.class !== undefined ? { class: o.class } : {});
-  atomicWrite(join(o.out, 'attributions.json'), Buffer.from(JSON.stringify(res, null, 2) + '\n'));
-  atomicWrite(join(o.out, 'attributions.html'), Buffer.from(attributionsHtml(res)));
+function printTexts(res: TextExplanation[], files: string[], o: ExplainFlags): void {
   if (o.json) {
-    process.stdout.write(JSON.stringify(res, null, 2) + '\n');
+    process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
     return;
   }
   for (const e of res) {
@@ -118,5 +81,5 @@ async function explainTextCommand(model: string, texts: string[], o: ExplainFlag
       `  ${e.tokens.map((t, i) => `${t} ${e.scores[i]! >= 0 ? '+' : ''}${e.scores[i]!.toFixed(4)}`).join('  ')}\n`,
     );
   }
-  process.stderr.write(`wrote ${join(o.out, 'attributions.json')} and ${join(o.out, 'attributions.html')}\n`);
+  process.stderr.write(`wrote ${files.join(' and ')}\n`);
 }

@@ -14,3 +14,4 @@ export { explainTexts, wordEmbeddingValue, type TextExplanation, type ExplainTex
 export { attributionsHtml } from './html.js';
 export { overlayPng, resizeBilinear, jet } from './overlay.js';
 export { scoreValue, resolveClass, scoreGradGraph, type ScoreValue, type ScoreGradGraph } from './target.js';
+export { explainToFolder, type ExplainFolderOptions, type FolderExplanation } from './folder.js';
