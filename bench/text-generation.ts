@@ -12,7 +12,8 @@
  *              128 and 512 new tokens from a one-token prompt, on GPT-2-mini (128 positions) and on the
  *              same model with its position table extended to 1,024 rows (rows past 128 random, so the 512
  *              row fits), against bench/text_torch.py's hand-written GPT-2 with and without its cache in the
- *              same run (Debian's /usr/bin/python3 with python3-torch; skipped with a note when absent).
+ *              same run (--python PATH or GRAFT_BENCH_PYTHON, else the first of /usr/bin/python3 and
+ *              `python3` on PATH that imports torch; skipped with a note when none does).
  *              Also written into bench/README.md (between markers).
  *
  * Each part writes .graft-cache/text/<part>.json; the docs section is rendered from the lm/translate
@@ -20,7 +21,8 @@
  *
  *   GRAFT_THREADS=2 npx tsx bench/text-generation.ts lm [--epochs 1] [--train-docs 1350]
  *   GRAFT_THREADS=2 npx tsx bench/text-generation.ts translate [--steps 600] [--pairs 3000]
- *   GRAFT_THREADS=2 npx tsx bench/text-generation.ts speed [--reps 2] [--torch-max-uncached 128]
+ *   GRAFT_THREADS=2 npx tsx bench/text-generation.ts speed [--reps 2] [--torch-max-uncached 128] [--python PATH]
+ *   GRAFT_THREADS=2 npx tsx bench/text-generation.ts speed --tokens 32      # smoke: prints the table only
  *   GRAFT_THREADS=2 npx tsx bench/text-generation.ts step-profile
  *   npx tsx bench/text-generation.ts render
  */
@@ -48,6 +50,11 @@ const PLACEHOLDER = '## Language model fine-tuning (perplexity) and translation 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : def;
+}
+
+function opt(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
 }
 
 const PROMPTS = ['the movie', 'this film is a', 'the acting'];
@@ -292,6 +299,13 @@ async function runSpeed() {
   ];
   const rows: Record<string, unknown>[] = [];
   let torchInfo = 'not run';
+  // --tokens 32[,128…]: only those lengths (a smoke run: the table is printed, not written to bench/README.md)
+  const only = opt('tokens')?.split(',').map(Number);
+  // the Python that runs the PyTorch peer: --python or GRAFT_BENCH_PYTHON, else the first of Debian's
+  // /usr/bin/python3 and `python3` on PATH that imports torch
+  const explicit = opt('python') ?? process.env['GRAFT_BENCH_PYTHON'];
+  const pythons = explicit ? [explicit] : ['/usr/bin/python3', 'python3'];
+  const py = pythons.find((p) => spawnSync(p, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0);
   for (const m of models) {
     type TorchCell = { tokensPerSecond: number; seconds: number; tokens: number[] };
     let torch:
@@ -301,12 +315,17 @@ async function runSpeed() {
           threads: number;
         }
       | undefined;
-    const py = '/usr/bin/python3';
-    if (existsSync(py)) {
+    if (py) {
       const req = join(CACHE, 'gen-speed.json');
       writeFileSync(
         req,
-        JSON.stringify({ prompt, new_tokens: m.ns, wpe: m.wpe, reps: 1, max_uncached: torchMaxUncached }),
+        JSON.stringify({
+          prompt,
+          new_tokens: m.ns.filter((x) => !only || only.includes(x)),
+          wpe: m.wpe,
+          reps: 1,
+          max_uncached: torchMaxUncached,
+        }),
       );
       console.log(`PyTorch: ${m.model}…`);
       const r = spawnSync(py, [join(projectRoot, 'bench/text_torch.py'), '--gen-speed', req], {
@@ -332,10 +351,10 @@ async function runSpeed() {
           threads: j.threads,
           rows: j.rows.map((x) => ({ new_tokens: x.new_tokens, uncached: cell(x.uncached), cached: cell(x.cached)! })),
         };
-        torchInfo = `PyTorch ${j.torch} (Debian python3-torch), ${j.threads} threads`;
+        torchInfo = `PyTorch ${j.torch} (${py}), ${j.threads} threads`;
       } else torchInfo = `PyTorch not run: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
-    } else torchInfo = 'PyTorch not run: no /usr/bin/python3 (install python3-torch)';
-    for (const n of m.ns) {
+    } else torchInfo = `PyTorch not run: no Python with torch (tried ${pythons.join(', ')}; install python3-torch)`;
+    for (const n of m.ns.filter((x) => !only || only.includes(x))) {
       console.log(`Graft: ${m.model}, ${n} new tokens…`);
       // at 128 tokens also the step graph as rewritten (not specialized to one token), for what that buys
       const variants = [
@@ -374,6 +393,11 @@ async function runSpeed() {
     reps,
     date: new Date().toISOString().slice(0, 10),
   };
+  if (only) {
+    console.log(speedTable(res).join('\n'));
+    console.log('(--tokens: a partial run, not written to .graft-cache/text/speed.json nor bench/README.md)');
+    return;
+  }
   mkdirSync(CACHE, { recursive: true });
   atomicWrite(join(CACHE, 'speed.json'), new TextEncoder().encode(JSON.stringify(res, null, 1) + '\n'));
   renderSpeed(res);
@@ -606,6 +630,20 @@ function speedNotes(res: { rows: Record<string, unknown>[] }): string[] {
   return L;
 }
 
+/** The cached/uncached tokens/s table (markdown), Graft and the PyTorch peer. */
+function speedTable(res: { rows: Record<string, unknown>[] }): string[] {
+  const f = (x: unknown) => (x === null || x === undefined ? '—' : Number(x).toFixed(1));
+  const L = [
+    '| model | new tokens | Graft uncached | Graft cached | speed-up | CPU speed-up | cached, step graph as rewritten | PyTorch uncached | PyTorch cached | Graft cached / PyTorch cached | same tokens |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  ];
+  for (const r of res.rows)
+    L.push(
+      `| ${r['model']} | ${r['newTokens']} | ${f(r['graftUncached'])} | ${f(r['graftCached'])} | ${f(r['speedup'])}× | ${r['cpuSpeedup'] ? f(r['cpuSpeedup']) + '×' : '—'} | ${f(r['cachedRewritten'])} | ${f(r['torchUncached'])} | ${f(r['torchCached'])} | ${r['torchCached'] ? f(Number(r['graftCached']) / Number(r['torchCached'])) + '×' : '—'} | ${r['same'] ? 'yes' : 'NO'}${r['torchSame'] === null ? '' : r['torchSame'] ? ', yes' : ', no (PyTorch)'} |`,
+    );
+  return L;
+}
+
 function renderSpeed(res: {
   rows: Record<string, unknown>[];
   torch: string;
@@ -613,20 +651,12 @@ function renderSpeed(res: {
   reps: number;
   date: string;
 }) {
-  const f = (x: unknown) => (x === null || x === undefined ? '—' : Number(x).toFixed(1));
   const L = [SB, '## Key/value-cached generation (`bench/text-generation.ts speed`)', ''];
   L.push(
     `Greedy generation from a one-token prompt, batch 1, tokens/s (best of ${res.reps} runs after a warm-up, the variants' runs interleaved; the 512-token uncached Graft row runs once). Graft: \`CausalLm\` with the graph rewritten into prefill + step graphs by \`src/text/kv-cache.ts\` and the step graph specialized to one new token ("cached"), or re-running the whole prefix per token (\`cache: false\`, \`graft generate --no-cache\`). PyTorch: \`bench/text_torch.py\`, a hand-written GPT-2 on the same weights, \`greedy\` (full prefix) and \`greedy_cached\` (keys/values concatenated per layer), ${res.torch}, in the same run. The shared GPT-2-mini has 128 positions, so its rows stop at 128; the 512 row uses the same model with its position table extended to 1,024 rows of which rows 128 onwards are random (N(0, 0.02²)), written to a file both engines read: its text is meaningless, its cost is GPT-2-mini's at that length. GRAFT_THREADS=${res.threads}, on a shared 2-core machine that other jobs loaded heavily during the run (${res.date}). "speed-up" is wall time; "CPU speed-up" divides the CPU time (all threads of the process) of the two, which the load from other jobs distorts less. "same" = the cached tokens equal the uncached ones (Graft; at 128 also those of the unspecialized step graph), and equal PyTorch's cached tokens.`,
     '',
   );
-  L.push(
-    '| model | new tokens | Graft uncached | Graft cached | speed-up | CPU speed-up | cached, step graph as rewritten | PyTorch uncached | PyTorch cached | Graft cached / PyTorch cached | same tokens |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
-  );
-  for (const r of res.rows)
-    L.push(
-      `| ${r['model']} | ${r['newTokens']} | ${f(r['graftUncached'])} | ${f(r['graftCached'])} | ${f(r['speedup'])}× | ${r['cpuSpeedup'] ? f(r['cpuSpeedup']) + '×' : '—'} | ${f(r['cachedRewritten'])} | ${f(r['torchUncached'])} | ${f(r['torchCached'])} | ${r['torchCached'] ? f(Number(r['graftCached']) / Number(r['torchCached'])) + '×' : '—'} | ${r['same'] ? 'yes' : 'NO'}${r['torchSame'] === null ? '' : r['torchSame'] ? ', yes' : ', no (PyTorch)'} |`,
-    );
+  L.push(...speedTable(res));
   L.push(
     '',
     '"—": not run (PyTorch\'s uncached generation past 128 tokens takes minutes with Debian\'s torch build on this machine; the unspecialized step graph is timed at 128 tokens only).',
