@@ -4,15 +4,27 @@
  * cache, `--offline`). The consumer's .npmrc holds the documented CPU-only line, so onnxruntime-node's
  * install script skips its CUDA download (which would need NuGet). The installed `graft` command and
  * `import { finetuneImageCsv } from 'graft'` must then work, the latter on the demo files the package
- * bundles. Skipped, with the reason, where network namespaces are not permitted, except in CI
- * (GRAFT_REQUIRE_ASSETS=1 or CI set), where that is a failure.
+ * bundles. Two things are not done twice: a dist/ that is already the build of the current sources (CI:
+ * `npm ci` just ran prepare) is packed as it is, and better-sqlite3's native binary is handed to the
+ * offline install as a local prebuild instead of SQLite being compiled again (see betterSqlitePrebuild).
+ * Skipped, with the reason, where network namespaces are not permitted, except in CI (GRAFT_REQUIRE_ASSETS=1
+ * or CI set), where that is a failure.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  existsSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { projectRoot } from '../../src/data/assets.js';
 
 const inCi = process.env['GRAFT_REQUIRE_ASSETS'] === '1' || !!process.env['CI'];
@@ -29,10 +41,83 @@ function cleanEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-function sh(cmd: string, args: string[], cwd: string, offline = false): SpawnSyncReturns<string> {
+function sh(
+  cmd: string,
+  args: string[],
+  cwd: string,
+  offline = false,
+  env: NodeJS.ProcessEnv = {},
+): SpawnSyncReturns<string> {
   const [c, a] = offline ? ['unshare', ['-n', cmd, ...args]] : [cmd, args];
-  const r = spawnSync(c, a, { cwd, env: cleanEnv(), encoding: 'utf8', maxBuffer: 1 << 26, timeout: 600_000 });
-  return r;
+  return spawnSync(c, a, {
+    cwd,
+    env: { ...cleanEnv(), ...env },
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+    timeout: 600_000,
+  });
+}
+
+/** Every file under `dir` (recursively) whose name passes `keep`, with its modification time. */
+function filesUnder(
+  dir: string,
+  keep: (name: string) => boolean,
+  out = new Map<string, number>(),
+): Map<string, number> {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) filesUnder(p, keep, out);
+    else if (keep(e.name)) out.set(p, statSync(p).mtimeMs);
+  }
+  return out;
+}
+
+/**
+ * Whether dist/ is what the prepare script would build now: every source under src/ compiled to a
+ * .js no older than it and than the build's configuration, and no compiled .js left from a source
+ * that is gone. In CI it is (`npm ci` ran prepare on the clean clone), so `npm pack` need not build
+ * it a second time; anywhere else a stale dist/ is rebuilt by npm pack's prepare as before.
+ */
+function distIsFresh(): boolean {
+  const dist = join(projectRoot, 'dist');
+  if (!existsSync(dist)) return false;
+  const sources = filesUnder(join(projectRoot, 'src'), (n) => n.endsWith('.ts') && !n.endsWith('.d.ts'));
+  const built = filesUnder(dist, (n) => n.endsWith('.js'));
+  for (const p of [...built.keys()]) if (relative(dist, p).startsWith('studio-ui')) built.delete(p);
+  const config = Math.max(
+    ...['package.json', 'tsconfig.json', 'tsconfig.build.json'].map((f) => statSync(join(projectRoot, f)).mtimeMs),
+  );
+  if (built.size !== sources.size) return false;
+  for (const [src, t] of sources) {
+    const js = built.get(join(dist, relative(join(projectRoot, 'src'), src)).replace(/\.ts$/, '.js'));
+    if (js === undefined || js < t || js < config) return false;
+  }
+  return true;
+}
+
+/**
+ * better-sqlite3's native binary for the consumer's offline install: its install script
+ * (prebuild-install) downloads a prebuilt binary from GitHub, which an offline install cannot reach,
+ * and then compiles SQLite from source (a minute or more of CPU, a second time after the project's
+ * own `npm ci`). prebuild-install's documented local-prebuilds setting hands it the binary the
+ * project's install already has, packed as the prebuild it would have downloaded. Returns the
+ * environment that points the install at it; empty (so SQLite is compiled) where there is no binary.
+ */
+function betterSqlitePrebuild(dir: string): NodeJS.ProcessEnv {
+  const pkgDir = join(projectRoot, 'node_modules', 'better-sqlite3');
+  const binary = join(pkgDir, 'build', 'Release', 'better_sqlite3.node');
+  if (!existsSync(binary)) return {};
+  const { version } = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { version: string };
+  const prebuilds = join(dir, 'prebuilds');
+  mkdirSync(prebuilds, { recursive: true });
+  const name = `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
+  ok(
+    spawnSync('tar', ['-czf', join(prebuilds, name), '-C', pkgDir, 'build/Release/better_sqlite3.node'], {
+      encoding: 'utf8',
+    }),
+    'tar of better-sqlite3',
+  );
+  return { npm_config_better_sqlite3_local_prebuilds: prebuilds };
 }
 
 const ok = (r: SpawnSyncReturns<string>, what: string) =>
@@ -83,8 +168,14 @@ test('npm pack → npm install ./graft-*.tgz offline with the CPU-only .npmrc li
   assert.ok(unshareWorks, 'CI must be able to run `unshare -n` (run as root, or allow unprivileged user namespaces)');
   const dir = mkdtempSync(join(tmpdir(), 'graft-pack-'));
   try {
-    // pack (the prepare script builds dist/ from src/ first)
-    const packed = sh('npm', ['pack', '--pack-destination', dir, '--json'], projectRoot);
+    // pack: the prepare script builds dist/ from src/ first, unless dist/ is already that build
+    const fresh = distIsFresh();
+    if (fresh) ok(sh('node', [join(projectRoot, 'scripts', 'build-ui.mjs')], projectRoot), 'the Studio UI build');
+    const packed = sh(
+      'npm',
+      ['pack', '--pack-destination', dir, '--json', ...(fresh ? ['--ignore-scripts'] : [])],
+      projectRoot,
+    );
     ok(packed, 'npm pack');
     const files = (
       JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string; files: { path: string }[] }[]
@@ -141,13 +232,23 @@ test('npm pack → npm install ./graft-*.tgz offline with the CPU-only .npmrc li
     writeFileSync(join(app, '.npmrc'), 'onnxruntime-node-install=skip\n');
 
     // without network: onnxruntime-node's own download cannot work, so the install passing proves the skip
-    const installed = sh('npm', ['install', '--offline', '--no-audit', '--no-fund'], app, true);
+    const installed = sh(
+      'npm',
+      ['install', '--offline', '--no-audit', '--no-fund'],
+      app,
+      true,
+      betterSqlitePrebuild(dir),
+    );
     ok(installed, 'offline npm install of the tarball');
     const pkg = JSON.parse(readFileSync(join(app, 'node_modules/graft/package.json'), 'utf8')) as {
       dependencies: Record<string, string>;
     };
     assert.ok(!('tsx' in pkg.dependencies), 'tsx is a dev dependency');
     assert.ok(!existsSync(join(app, 'node_modules/tsx')), 'tsx was installed for a consumer');
+    assert.ok(
+      existsSync(join(app, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node')),
+      "better-sqlite3's native binary was installed",
+    );
     const ortDownload = sh(
       'node',
       [join(app, 'node_modules/onnxruntime-node/script/install.js')],
