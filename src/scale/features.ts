@@ -7,18 +7,17 @@
  * run computes nothing; the parent is the single-process trainFeatureClassifier reading that
  * cache, so the head, metrics and saved classifier are bit for bit those of a local run.
  *
- * Progress from every worker arrives as BullMQ progress events and is summed here.
+ * The flow is submitted and watched by submitShardedRun (./sharded.ts), which sums every worker's progress.
  */
-import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
-import type { FlowJob } from 'bullmq';
 import { stratifiedSplit } from '../data/splits.js';
 import { loadLabelledImages } from '../data/labelled-images.js';
 import { existsSync } from 'node:fs';
 import type { FeatureTrainReport } from '../features/classifier.js';
 import { GraftError } from '../util/errors.js';
-import { QUEUE_NAME, checkReachable, shownUrl } from './connection.js';
-import { Submitter, type WatchOptions } from './watch.js';
+import { checkReachable, shownUrl } from './connection.js';
+import type { WatchOptions } from './watch.js';
+import { submitShardedRun, type ShardedProgress } from './sharded.js';
 import type {
   DataSpec,
   ExtractShardJob,
@@ -43,18 +42,8 @@ export interface QueueRunOptions extends WatchOptions {
   onRetry?: (r: { shard: number; error: string }) => void;
 }
 
-export interface QueueProgress {
-  examples: number;
-  total: number;
-  computed: number;
-  cached: number;
-  shardsDone: number;
-  shards: number;
-  /** Workers that have reported progress so far. */
-  workers: string[];
-  /** The report that brought this update: one shard, the worker running it. */
-  latest: ShardProgress;
-}
+/** Progress summed over every worker's shards. */
+export type QueueProgress = ShardedProgress<ShardProgress>;
 
 export interface QueueFeatureReport extends FeatureTrainReport {
   queue: {
@@ -138,123 +127,53 @@ export async function trainFeaturesOnQueue(
   const shards = shardRows(rows, batchSize, shardSize);
   await checkReachable(q.queue);
 
-  const run = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-  const sub = new Submitter(q.queue);
-  const progress = new Map<string, ShardProgress>();
-  const workers = new Set<string>();
-  const shardOf = new Map<string, number>();
-  const t0 = performance.now();
-  let extractSeconds = 0;
-  try {
-    const children: FlowJob[] = shards.map((r, i) => ({
-      name: 'extract-shard',
-      queueName: QUEUE_NAME,
-      data: {
-        kind: 'extract-shard',
-        run,
-        model: modelPath,
-        ...(node ? { node } : {}),
-        data: abs,
-        rows: r,
-        cacheDir: options.cacheDir,
-        batchSize,
-        shard: i,
-        shards: shards.length,
-      } satisfies ExtractShardJob,
-      opts: {
-        jobId: `${run}-shard-${i}`,
-        attempts,
-        backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 },
-        failParentOnFailure: true,
-        removeOnComplete: { age: 7 * 86400 },
-        removeOnFail: { age: 7 * 86400 },
-      },
-    }));
-    children.forEach((_, i) => shardOf.set(`${run}-shard-${i}`, i));
-    const emit = (latest: ShardProgress) => {
-      let examples = 0,
-        computed = 0,
-        cached = 0,
-        shardsDone = 0;
-      for (const p of progress.values()) {
-        examples += p.examples;
-        computed += p.computed;
-        cached += p.cached;
-        if (p.examples >= p.total) shardsDone++;
-      }
-      q.onProgress?.({
-        examples,
-        total: rows.length,
-        computed,
-        cached,
-        shardsDone,
-        shards: shards.length,
-        workers: [...workers],
-        latest,
-      });
-    };
-    sub.events.on('progress', ({ jobId, data: p }) => {
-      if (!shardOf.has(jobId) || typeof p !== 'object' || p === null) return;
-      const sp = p as unknown as ShardProgress;
-      workers.add(sp.worker);
-      progress.set(jobId, sp); // a retried shard starts again from its cached part
-      emit(sp);
-    });
-    sub.reportShardRetries(shardOf, (id) => progress.get(id)?.worker, q.onRetry);
-    await sub.events.waitUntilReady();
-    const parentId = `${run}-fit-head`;
-    await sub.flow.add({
-      name: 'fit-head',
-      queueName: QUEUE_NAME,
-      data: { kind: 'fit-head', run, model: modelPath, data: abs, options } satisfies FitHeadJob,
-      opts: {
-        jobId: parentId,
-        attempts: 2,
-        backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 },
-        removeOnComplete: { age: 7 * 86400 },
-        removeOnFail: { age: 7 * 86400 },
-      },
-      children,
-    });
-    const rerunHint = `run the same command again: shards already in ${options.cacheDir} are not computed again`;
-    const watch = { ...q, rerunHint };
-    const ids = [...shardOf.keys()];
-    const describe = (id: string) =>
-      id === parentId ? 'the head fit' : `shard ${shardOf.get(id)! + 1} of ${shards.length}`;
-    // the shards first (their results), then the parent; a shard failing for good fails the run here
-    const shardResults = await sub.waitAll<ExtractShardResult>(ids, describe, watch);
-    extractSeconds = (performance.now() - t0) / 1000;
-    const head = (await sub.waitAll<FitHeadResult>([parentId], describe, watch)).get(parentId)!;
-    const results = ids
-      .map((id) => shardResults.get(id))
-      .filter((r): r is ExtractShardResult => !!r)
-      .sort((a, b) => a.shard - b.shard)
-      .map(({ rows: _rows, keys: _keys, ...r }) => r); // the keys were for the head fit
-    const rep = head.report;
-    const sum = (k: 'examples' | 'computed' | 'cached' | 'runs') => results.reduce((a, r) => a + r[k], 0);
-    // extraction as the workers did it (the parent's own pass read the cache; anything it computed is added)
-    rep.extraction = {
-      examples: sum('examples') || rep.extraction.examples,
-      cached: sum('cached'),
-      computed: sum('computed') + rep.extraction.computed,
-      runs: sum('runs') + rep.extraction.runs,
-      skipped: rep.extraction.skipped,
-      seconds: extractSeconds,
+  const r = await submitShardedRun<ExtractShardJob, FitHeadJob, ExtractShardResult, FitHeadResult, ShardProgress>({
+    ...q,
+    rerunHint: `run the same command again: shards already in ${options.cacheDir} are not computed again`,
+    shardJob: 'extract-shard',
+    shards: shards.length,
+    shardData: (run, i) => ({
+      kind: 'extract-shard',
+      run,
+      model: modelPath,
+      ...(node ? { node } : {}),
+      data: abs,
+      rows: shards[i]!,
       cacheDir: options.cacheDir,
-    };
-    return {
-      ...rep,
-      queue: {
-        url: shownUrl(q.queue),
-        run,
-        shards: shards.length,
-        shardSize: shards[0]?.length ?? 0,
-        shardResults: results,
-        headWorker: head.worker,
-        extractSeconds,
-      },
-    };
-  } finally {
-    await sub.close();
-  }
+      batchSize,
+      shard: i,
+      shards: shards.length,
+    }),
+    parentJob: 'fit-head',
+    parentId: 'fit-head',
+    parentData: (run) => ({ kind: 'fit-head', run, model: modelPath, data: abs, options }),
+    parentName: 'the head fit',
+    total: rows.length,
+    attempts,
+  });
+  const results = r.shardResults.map(({ rows: _rows, keys: _keys, ...x }) => x); // the keys were for the head fit
+  const rep = r.parent.report;
+  const sum = (k: 'examples' | 'computed' | 'cached' | 'runs') => results.reduce((a, x) => a + x[k], 0);
+  // extraction as the workers did it (the parent's own pass read the cache; anything it computed is added)
+  rep.extraction = {
+    examples: sum('examples') || rep.extraction.examples,
+    cached: sum('cached'),
+    computed: sum('computed') + rep.extraction.computed,
+    runs: sum('runs') + rep.extraction.runs,
+    skipped: rep.extraction.skipped,
+    seconds: r.shardSeconds,
+    cacheDir: options.cacheDir,
+  };
+  return {
+    ...rep,
+    queue: {
+      url: shownUrl(q.queue),
+      run: r.run,
+      shards: shards.length,
+      shardSize: shards[0]?.length ?? 0,
+      shardResults: results,
+      headWorker: r.parent.worker,
+      extractSeconds: r.shardSeconds,
+    },
+  };
 }

@@ -4,7 +4,7 @@
  * (finetuneImages) caches, in its order: the split, then the training images × views, the
  * validation images, the test images. It cuts each part into shards of whole cacheActivations
  * batches (32 (image, view) pairs, so every onnxruntime run holds what it holds in a local run) and
- * submits one BullMQ flow: an `activation-shard` child per shard, filling the shared content-keyed
+ * submits one BullMQ flow (submitShardedRun, ./sharded.ts): an `activation-shard` child per shard, filling the shared content-keyed
  * cache, and a `finetune-top` parent that runs the single-process trainImageClassifier over the same
  * data and cache. Every activation is then a cache hit, so the training, the metrics and the saved
  * classifier are those of a local run.
@@ -12,10 +12,9 @@
  * A worker keeps the split model (bottom, tail) and one onnxruntime session of its bottom per model
  * file and cut, for every shard it runs.
  */
-import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { FlowJob, Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { AugmentOptions } from '../data/augment.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { loadLabelledImages, type LabelledImages } from '../data/labelled-images.js';
@@ -31,9 +30,10 @@ import {
   type TrainImagesOptions,
 } from '../finetune/train-images.js';
 import { GraftError } from '../util/errors.js';
-import { QUEUE_NAME, checkReachable, shownUrl } from './connection.js';
+import { checkReachable, shownUrl } from './connection.js';
 import { cacheFor, loadData, mustSee, WORKER_NAME, type DataSpec } from './load.js';
-import { Submitter, type WatchOptions } from './watch.js';
+import type { WatchOptions } from './watch.js';
+import { submitShardedRun, type ShardedProgress } from './sharded.js';
 
 /** (image, view) pairs per onnxruntime run in cacheActivations (its default, which finetuneImages uses). */
 const CACHE_BATCH = 32;
@@ -108,16 +108,7 @@ export interface FinetuneQueueOptions extends WatchOptions {
   shardSize?: number;
   attempts?: number;
   backoffMs?: number;
-  onProgress?: (p: {
-    examples: number;
-    total: number;
-    computed: number;
-    cached: number;
-    shardsDone: number;
-    shards: number;
-    workers: string[];
-    latest: ActivationProgress;
-  }) => void;
+  onProgress?: (p: ShardedProgress<ActivationProgress>) => void;
   onRetry?: (r: { shard: number; error: string }) => void;
 }
 
@@ -222,125 +213,63 @@ export async function finetuneImagesOnQueue(
   const total = parts.reduce((a, p) => a + p.rows.length * p.views, 0);
   await checkReachable(q.queue);
 
-  const run = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-  const sub = new Submitter(q.queue);
-  const progress = new Map<string, ActivationProgress>();
-  const workers = new Set<string>();
-  const shardOf = new Map<string, number>();
-  const t0 = performance.now();
-  try {
-    const children: FlowJob[] = parts.map((p, i) => ({
-      name: 'activation-shard',
-      queueName: QUEUE_NAME,
-      data: {
-        kind: 'activation-shard',
-        run,
-        model: modelPath,
-        data: spec,
-        classes: K,
-        ...(o.cut !== undefined ? { cut: o.cut } : {}),
-        ...(o.topBlocks !== undefined ? { topBlocks: o.topBlocks } : {}),
-        ...(o.full ? { full: true } : {}),
-        rows: p.rows,
-        views: p.views,
-        ...(augment && p.views > 1 ? { augment } : {}),
-        seed,
-        cacheDir: options.cacheDir,
-        shard: i,
+  const r = await submitShardedRun<
+    ActivationShardJob,
+    FinetuneTopJob,
+    ActivationShardResult,
+    FinetuneTopResult,
+    ActivationProgress
+  >({
+    ...q,
+    rerunHint: `run the same command again: activations already in ${options.cacheDir} are not computed again`,
+    shardJob: 'activation-shard',
+    shards: parts.length,
+    shardData: (run, i) => ({
+      kind: 'activation-shard',
+      run,
+      model: modelPath,
+      data: spec,
+      classes: K,
+      ...(o.cut !== undefined ? { cut: o.cut } : {}),
+      ...(o.topBlocks !== undefined ? { topBlocks: o.topBlocks } : {}),
+      ...(o.full ? { full: true } : {}),
+      rows: parts[i]!.rows,
+      views: parts[i]!.views,
+      ...(augment && parts[i]!.views > 1 ? { augment } : {}),
+      seed,
+      cacheDir: options.cacheDir,
+      shard: i,
+      shards: parts.length,
+    }),
+    parentJob: 'finetune-top',
+    parentId: 'finetune',
+    parentData: (run) => ({ kind: 'finetune-top', run, model: modelPath, data: spec.path, options }),
+    parentName: 'the training',
+    total,
+  });
+  const rep = r.parent.report;
+  // the cache as the workers filled it (the training job's own pass read it; anything it computed is added)
+  rep.cache = {
+    ...rep.cache,
+    seconds: r.shardSeconds,
+    computed: r.shardResults.reduce((a, x) => a + x.computed, 0) + rep.cache.computed,
+    cached: r.shardResults.reduce((a, x) => a + x.cached, 0),
+  };
+  return {
+    report: {
+      ...rep,
+      queue: {
+        url: shownUrl(q.queue),
+        run: r.run,
         shards: parts.length,
-      } satisfies ActivationShardJob,
-      opts: {
-        jobId: `${run}-shard-${i}`,
-        attempts: q.attempts ?? 3,
-        backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 },
-        failParentOnFailure: true,
-        removeOnComplete: { age: 7 * 86400 },
-        removeOnFail: { age: 7 * 86400 },
+        shardResults: r.shardResults,
+        trainWorker: r.parent.worker,
+        cacheSeconds: r.shardSeconds,
       },
-    }));
-    for (let i = 0; i < children.length; i++) shardOf.set(`${run}-shard-${i}`, i);
-    sub.events.on('progress', ({ jobId, data: p }) => {
-      if (!shardOf.has(jobId) || typeof p !== 'object' || p === null) return;
-      const sp = p as unknown as ActivationProgress;
-      workers.add(sp.worker);
-      progress.set(jobId, sp);
-      let examples = 0,
-        computed = 0,
-        cached = 0,
-        shardsDone = 0;
-      for (const x of progress.values()) {
-        examples += x.examples;
-        computed += x.computed;
-        cached += x.cached;
-        if (x.examples >= x.total) shardsDone++;
-      }
-      q.onProgress?.({
-        examples,
-        total,
-        computed,
-        cached,
-        shardsDone,
-        shards: parts.length,
-        workers: [...workers],
-        latest: sp,
-      });
-    });
-    sub.reportShardRetries(shardOf, (id) => progress.get(id)?.worker, q.onRetry);
-    await sub.events.waitUntilReady();
-    const parentId = `${run}-finetune`;
-    await sub.flow.add({
-      name: 'finetune-top',
-      queueName: QUEUE_NAME,
-      data: { kind: 'finetune-top', run, model: modelPath, data: spec.path, options } satisfies FinetuneTopJob,
-      opts: {
-        jobId: parentId,
-        attempts: 2,
-        backoff: { type: 'exponential', delay: q.backoffMs ?? 1000 },
-        removeOnComplete: { age: 7 * 86400 },
-        removeOnFail: { age: 7 * 86400 },
-      },
-      children,
-    });
-    const watch = {
-      ...q,
-      rerunHint: `run the same command again: activations already in ${options.cacheDir} are not computed again`,
-    };
-    const ids = [...shardOf.keys()];
-    const describe = (id: string) =>
-      id === parentId ? 'the training' : `shard ${shardOf.get(id)! + 1} of ${parts.length}`;
-    const shardResults = await sub.waitAll<ActivationShardResult>(ids, describe, watch);
-    const cacheSeconds = (performance.now() - t0) / 1000;
-    const top = (await sub.waitAll<FinetuneTopResult>([parentId], describe, watch)).get(parentId)!;
-    const results = ids
-      .map((id) => shardResults.get(id))
-      .filter((r): r is ActivationShardResult => !!r)
-      .sort((a, b) => a.shard - b.shard);
-    const rep = top.report;
-    // the cache as the workers filled it (the training job's own pass read it; anything it computed is added)
-    rep.cache = {
-      ...rep.cache,
-      seconds: cacheSeconds,
-      computed: results.reduce((a, r) => a + r.computed, 0) + rep.cache.computed,
-      cached: results.reduce((a, r) => a + r.cached, 0),
-    };
-    return {
-      report: {
-        ...rep,
-        queue: {
-          url: shownUrl(q.queue),
-          run,
-          shards: parts.length,
-          shardResults: results,
-          trainWorker: top.worker,
-          cacheSeconds,
-        },
-      },
-      files: top.files,
-      images,
-    };
-  } finally {
-    await sub.close();
-  }
+    },
+    files: r.parent.files,
+    images,
+  };
 }
 
 /* ------------------------------------------------------------------ the worker's side */
