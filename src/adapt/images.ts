@@ -35,7 +35,7 @@ import { adaptFeatures, type FeatureMethod } from './features.js';
 import { sourceOnly } from './feature-head.js';
 import { adaptNetwork, type NetworkMethod } from './source-free.js';
 import { predictClassProba } from './predict.js';
-import { adaptWithSource, type SourceNetworkMethod } from './with-source.js';
+import { adaptWithSource, SOURCE_NETWORK_METHODS, type SourceNetworkMethod } from './with-source.js';
 
 export const ADAPT_METHODS = [
   'coral',
@@ -50,8 +50,10 @@ export const ADAPT_METHODS = [
 ] as const;
 export type AdaptMethod = (typeof ADAPT_METHODS)[number];
 
-/** The methods that train the network on labelled source and unlabelled target batches. */
-export const WITH_SOURCE_METHODS: ReadonlySet<string> = new Set<string>(['dann', 'mmd', 'deep-coral']);
+/** The methods that train the network on labelled source and unlabelled target batches (dann, mmd, deep-coral). */
+export const WITH_SOURCE_METHODS: ReadonlySet<string> = new Set<string>(
+  SOURCE_NETWORK_METHODS.filter((m) => m !== 'source-only'),
+);
 
 /** `model: 'small-cnn'`: the small CNN of src/heads/scratch-cnn.ts, trained from scratch on the source (inputs 0–1). */
 export const SCRATCH_MODEL = 'small-cnn';
