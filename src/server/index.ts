@@ -33,4 +33,4 @@ export type {
 } from './registry.js';
 export { Batcher, QueueFullError, BatcherClosedError } from './batcher.js';
 export type { BatcherOptions, BatcherStats, Admission } from './batcher.js';
-export { ThreadedSession, ModelRunError } from './threaded-session.js';
+export { ThreadedSession, SessionPool, ModelRunError } from './threaded-session.js';
