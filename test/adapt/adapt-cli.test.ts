@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { graft, graftFails } from '../helpers/cli.js';
+import { graft, graftFailsAll } from '../helpers/cli.js';
 import { assetPath, needs } from '../helpers/assets.js';
 import { readOnnx } from '../../src/formats/onnx.js';
 import { fashionMnist } from '../../src/adapt/experiments.js';
@@ -98,18 +98,22 @@ test('graft adapt --method coral: the saved backbone + head reproduces the repor
 });
 
 test('graft adapt: errors name the flag', { skip: needs(model, digits) }, async () => {
-  let e = await graftFails(['adapt', '--method', 'coral', '--model', model, '--target', digits]);
-  assert.equal(e.code, 2);
-  assert.match(e.stderr, /--method coral needs --source/);
-  e = await graftFails(['adapt', '--method', 'adabn', '--model', model, '--target', digits]);
-  assert.match(e.stderr, /no BatchNormalization/);
-  e = await graftFails(['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--source', digits]);
-  assert.match(e.stderr, /source-free/);
-  e = await graftFails(['adapt', '--method', 'entropy', '--model', model, '--target', 'nope.csv']);
-  assert.match(e.stderr, /dataset not found: nope\.csv/);
-  // a tuning flag the method does not read, or a count below 1, is refused with the flag's name
-  e = await graftFails(['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--lambda', '0.1']);
-  assert.match(e.stderr, /--lambda does not apply to --method entropy/);
-  e = await graftFails(['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--max-examples', '-5']);
-  assert.match(e.stderr, /--max-examples must be at least 1/);
+  const cases: [string[], RegExp][] = [
+    [['adapt', '--method', 'coral', '--model', model, '--target', digits], /--method coral needs --source/],
+    [['adapt', '--method', 'adabn', '--model', model, '--target', digits], /no BatchNormalization/],
+    [['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--source', digits], /source-free/],
+    [['adapt', '--method', 'entropy', '--model', model, '--target', 'nope.csv'], /dataset not found: nope\.csv/],
+    // a tuning flag the method does not read, or a count below 1, is refused with the flag's name
+    [
+      ['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--lambda', '0.1'],
+      /--lambda does not apply to --method entropy/,
+    ],
+    [
+      ['adapt', '--method', 'entropy', '--model', model, '--target', digits, '--max-examples', '-5'],
+      /--max-examples must be at least 1/,
+    ],
+  ];
+  const results = await graftFailsAll(cases.map(([args]) => args));
+  assert.equal(results[0]!.code, 2);
+  cases.forEach(([args, re], i) => assert.match(results[i]!.stderr, re, `${args.join(' ')}: ${results[i]!.stderr}`));
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { graft, graftFails } from '../helpers/cli.js';
+import { graft, graftFails, graftFailsAll } from '../helpers/cli.js';
 import { mnistPath, digitsPath } from '../train/digits-task.js';
 
 const base = () => [
@@ -37,10 +37,8 @@ test('bad training-loop flags fail with a message naming the flag', async () => 
       /--keep-checkpoints must be at least 1/,
     ],
   ];
-  for (const [flags, re] of cases) {
-    const r = await graftFails([...base(), '--epochs', '1', ...flags]);
-    assert.match(r.stderr, re, `${flags.join(' ')}: ${r.stderr}`);
-  }
+  const results = await graftFailsAll(cases.map(([flags]) => [...base(), '--epochs', '1', ...flags]));
+  cases.forEach(([flags, re], i) => assert.match(results[i]!.stderr, re, `${flags.join(' ')}: ${results[i]!.stderr}`));
 });
 
 test('the loop flags together (cosine, early stopping, balanced weights, discriminative rates, unfreezing) reach ≥ 0.95 test accuracy', async () => {

@@ -26,6 +26,24 @@ export async function graftFails(args: string[]): Promise<{ code: number; stderr
 }
 
 /**
+ * Run commands that must fail, `parallel` at a time, and return their results in the order given.
+ * Each is its own short process (mostly Node starting up); the suite runs one test file at a time, so
+ * on a 2-core machine two independent failing commands at once take about the time of one.
+ */
+export async function graftFailsAll(
+  commands: string[][],
+  parallel = 2,
+): Promise<{ code: number; stderr: string; stdout: string }[]> {
+  const out: { code: number; stderr: string; stdout: string }[] = new Array(commands.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    for (let i = next++; i < commands.length; i = next++) out[i] = await graftFails(commands[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, commands.length) }, lane));
+  return out;
+}
+
+/**
  * Start `graft args` and SIGKILL it as soon as the manifest of its first checkpoint (epoch-0001.json)
  * exists in `checkpointDir`: a real crash mid-run, for resume tests.
  */

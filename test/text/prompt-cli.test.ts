@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assetPath, needs } from '../helpers/assets.js';
-import { graft, graftFails } from '../helpers/cli.js';
+import { graft, graftFailsAll } from '../helpers/cli.js';
 import { writeReviewSnippets } from '../helpers/review-csv.js';
 import { loadModelFolderSync } from '../../src/text/model-folder.js';
 import { promptClassifier, predictPromptProba } from '../../src/text/prompt.js';
@@ -130,62 +130,70 @@ test('--epochs 0 saves the zero-shot prompt classifier with the given template',
 
 test('bad prompt flags stop with errors naming the flag', { skip }, async () => {
   const out = ['--epochs', '0', '--out', join(dir, 'bad')];
-  let r = await graftFails([...base, '--label-words', 'terrible,good', ...out]);
-  assert.match(
-    r.stderr,
-    /--label-words: label word "terrible" is not one token of the vocabulary \(it splits into "terr" "##ible"\)/,
-  );
-  r = await graftFails([...base, '--label-words', 'bad,good,great', ...out]);
-  assert.match(
-    r.stderr,
-    /--label-words gives 3 words \(bad, good, great\) for 2 classes: give one per class, in the order of the class names.*: neg, pos/,
-  );
-  r = await graftFails([...base, '--label-words', 'bad,good', '--template', '{text} it was good .', ...out]);
-  assert.match(
-    r.stderr,
-    /--template: prompt template "\{text\} it was good \." must hold the mask token \[MASK\] exactly once \(found 0\)/,
-  );
-  r = await graftFails([...base, '--label-words', 'bad,good', '--template', 'it was [MASK] .', ...out]);
-  assert.match(r.stderr, /--template: .*must hold \{text\} exactly once/);
-  r = await graftFails([...base, ...out]);
-  assert.match(
-    r.stderr,
-    /prompt classification needs --label-words: one word per class, in the order of the class names.*: neg, pos/,
-  );
-  r = await graftFails([...base, '--label-words', 'bad,good', '--lora-rank', '4', ...out]);
-  assert.match(
-    r.stderr,
-    /graft train prompt has no --lora-rank option; --lora-rank belongs to graft train images, graft train text, graft train auto/,
-  );
-  r = await graftFails([...base, '--label-words', 'bad,good', '--trainable', 'layer\\.3\\.', ...out]);
-  assert.match(r.stderr, /graft train prompt has no --trainable option/);
-  r = await graftFails([...base, '--label-words', 'bad,good', '--pooling', 'cls', '--init', 'random', ...out]);
-  assert.match(
-    r.stderr,
-    /graft train prompt has no --pooling option; --pooling belongs to graft train text, graft train setfit, graft train auto/,
-  );
-  r = await graftFails([
-    ...base,
-    '--label-words',
-    'bad,good',
-    '--template',
-    `{text} ${'very '.repeat(40)}[MASK] .`,
-    '--epochs',
-    '2',
-    '--out',
-    join(dir, 'bad'),
-  ]);
-  assert.match(r.stderr, /--template: max length 32 leaves no room for text after the prompt template's \d+ tokens/);
-  r = await graftFails([
-    ...base.map((a) => (a === 'prompt' ? 'features' : a)),
-    '--label-words',
-    'bad,good',
-    '--template',
-    '{text} [MASK]',
-    ...out,
-  ]);
-  assert.match(r.stderr, /graft train text has no --label-words option; --label-words belongs to graft train prompt/);
-  r = await graftFails(['train', '--model', bert, '--data', csv, '--mode', 'prompt', '--label-words', 'bad,good']);
-  assert.match(r.stderr, /--mode prompt is for text classification: give --text-column/);
+  const cases: [string[], RegExp][] = [
+    [
+      [...base, '--label-words', 'terrible,good', ...out],
+      /--label-words: label word "terrible" is not one token of the vocabulary \(it splits into "terr" "##ible"\)/,
+    ],
+    [
+      [...base, '--label-words', 'bad,good,great', ...out],
+      /--label-words gives 3 words \(bad, good, great\) for 2 classes: give one per class, in the order of the class names.*: neg, pos/,
+    ],
+    [
+      [...base, '--label-words', 'bad,good', '--template', '{text} it was good .', ...out],
+      /--template: prompt template "\{text\} it was good \." must hold the mask token \[MASK\] exactly once \(found 0\)/,
+    ],
+    [
+      [...base, '--label-words', 'bad,good', '--template', 'it was [MASK] .', ...out],
+      /--template: .*must hold \{text\} exactly once/,
+    ],
+    [
+      [...base, ...out],
+      /prompt classification needs --label-words: one word per class, in the order of the class names.*: neg, pos/,
+    ],
+    [
+      [...base, '--label-words', 'bad,good', '--lora-rank', '4', ...out],
+      /graft train prompt has no --lora-rank option; --lora-rank belongs to graft train images, graft train text, graft train auto/,
+    ],
+    [
+      [...base, '--label-words', 'bad,good', '--trainable', 'layer\\.3\\.', ...out],
+      /graft train prompt has no --trainable option/,
+    ],
+    [
+      [...base, '--label-words', 'bad,good', '--pooling', 'cls', '--init', 'random', ...out],
+      /graft train prompt has no --pooling option; --pooling belongs to graft train text, graft train setfit, graft train auto/,
+    ],
+    [
+      [
+        ...base,
+        '--label-words',
+        'bad,good',
+        '--template',
+        `{text} ${'very '.repeat(40)}[MASK] .`,
+        '--epochs',
+        '2',
+        '--out',
+        join(dir, 'bad'),
+      ],
+      /--template: max length 32 leaves no room for text after the prompt template's \d+ tokens/,
+    ],
+    [
+      [
+        ...base.map((a) => (a === 'prompt' ? 'features' : a)),
+        '--label-words',
+        'bad,good',
+        '--template',
+        '{text} [MASK]',
+        ...out,
+      ],
+      /graft train text has no --label-words option; --label-words belongs to graft train prompt/,
+    ],
+    [
+      ['train', '--model', bert, '--data', csv, '--mode', 'prompt', '--label-words', 'bad,good'],
+      /--mode prompt is for text classification: give --text-column/,
+    ],
+  ];
+  const results = await graftFailsAll(cases.map(([args]) => args));
+  cases.forEach(([args, re], i) => assert.match(results[i]!.stderr, re, `${args.join(' ')}: ${results[i]!.stderr}`));
   assert.ok(!existsSync(join(dir, 'bad')));
 });
