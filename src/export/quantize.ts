@@ -527,10 +527,15 @@ export function quantizeGraph(
     plan.sites.filter((s) => s.activations.every((v) => qp.has(v))).map((s) => byName.get(s.node.name)!),
   );
   const allConsumers = new Set(plan.allConsumers ?? plan.values);
-  const readsDq = (n: Node, v: string): boolean =>
-    fusedSites.has(n) ||
-    allConsumers.has(v) ||
-    (PAIRWISE_QUANTIZED.has(n.opType) && n.inputs.every((i) => !i || g.initializers.has(i) || quantizedValues.has(i)));
+  // decided on the inputs as they were before any is rewritten to its dequantized copy
+  const pairwise = new Set(
+    g.nodes.filter(
+      (n) =>
+        PAIRWISE_QUANTIZED.has(n.opType) &&
+        n.inputs.every((i) => !i || g.initializers.has(i) || quantizedValues.has(i)),
+    ),
+  );
+  const readsDq = (n: Node, v: string): boolean => fusedSites.has(n) || allConsumers.has(v) || pairwise.has(n);
   for (const v of plan.values) {
     const p = qp.get(v);
     if (!p) continue;

@@ -299,7 +299,10 @@ test('graft export --int8 writes a folder that graft predict reads, labels and p
   assert.match(String(exp), /image classifier: calibrate it on images/);
 });
 
-/** x [batch,4,8] → LayerNorm → h; h → MatMul(W1) + b1 → m; Add(h, m) (residual) → out; Shape(h) → Reshape of the sum. */
+/**
+ * x [batch,4,8] → LayerNorm → h; h → MatMul(W1) + b1 → m; Add(h, m) (residual) → y (Reshape to Shape(h));
+ * y → MatMul(W2) → z; Add(h, y) → p (an Add of two quantized values).
+ */
 function block(): Graph {
   const rng = new Rng(8);
   const w = (dims: number[], s: number) => ({
@@ -311,7 +314,11 @@ function block(): Graph {
   g.name = 'int8-block';
   g.opsets = { '': 17 };
   g.inputs.push({ name: 'x', dtype: 'float32', shape: ['batch', 4, 8] });
-  g.outputs.push({ name: 'y', dtype: 'float32', shape: ['batch', 4, 8] }, { name: 'z', dtype: 'float32' });
+  g.outputs.push(
+    { name: 'y', dtype: 'float32', shape: ['batch', 4, 8] },
+    { name: 'z', dtype: 'float32' },
+    { name: 'p', dtype: 'float32' },
+  );
   for (const [k, t] of Object.entries({
     gamma: w([8], 0.5),
     beta: w([8], 0.1),
@@ -336,6 +343,7 @@ function block(): Graph {
     n('shape', 'Shape', ['h'], ['hs']),
     n('rs', 'Reshape', ['s', 'hs'], ['y']),
     n('mm2', 'MatMul', ['y', 'w2'], ['z']),
+    n('pair', 'Add', ['h', 'y'], ['p']),
   );
   return g;
 }
@@ -355,12 +363,20 @@ test("only quantized consumers read a MatMul input's dequantized copy; a residua
   assert.equal(prod.get(node('mm2').inputs[0]!)!.opType, 'DequantizeLinear');
   assert.deepEqual(node('res').inputs, ['h', 'm'], 'the residual Add reads the float LayerNorm output');
   assert.deepEqual(node('shape').inputs, ['h']);
+  // an Add of two quantized values reads both dequantized (it can fuse into QLinearAdd)
+  assert.deepEqual(
+    node('pair').inputs.map((i) => prod.get(i)?.opType),
+    ['DequantizeLinear', 'DequantizeLinear'],
+  );
   // the Q/DQ pair of h is read by the MatMul alone
   const dqOfH = q.nodes.filter((v) => v.opType === 'DequantizeLinear' && prod.get(v.inputs[0]!)?.inputs[0] === 'h');
   assert.equal(dqOfH.length, 1);
   assert.deepEqual(
-    q.nodes.filter((v) => v.inputs.includes(dqOfH[0]!.outputs[0]!)).map((v) => v.name),
-    ['mm1'],
+    q.nodes
+      .filter((v) => v.inputs.includes(dqOfH[0]!.outputs[0]!))
+      .map((v) => v.name)
+      .sort(),
+    ['mm1', 'pair'],
   );
   // close to the float block on a calibration batch (no clipping)
   const a = await Session.fromGraph(block()),
