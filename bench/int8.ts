@@ -12,6 +12,10 @@
  * and where the time goes.
  *
  *   npx tsx bench/int8.ts [--threads 2] [--rounds 7] [--test 500] [--per-class 60] [--method minmax] [--only image|text] [--profile]
+ *                         [--thread-counts 1,2]
+ *
+ * Prints the table of bench/README.md's int8 section; with --thread-counts, also the speed table by
+ * thread count (wall and CPU time, fp32 and int8 interleaved).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -53,34 +57,75 @@ const cli = (args: string[]) =>
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 const rows: string[][] = [];
+const speedRows: string[][] = [];
+// --thread-counts 1,2: a second table, speed with each thread count (default: just --threads)
+const threadCounts = flag('thread-counts', '')
+  .split(',')
+  .filter((x) => x)
+  .map(Number);
 
-/** Median ms per run of each model on the same feeds, the two interleaved round by round. */
-async function timeBoth(fp: string, q: string, feeds: Feeds): Promise<[number, number]> {
-  const mk = (p: string) => ort.InferenceSession.create(p, sessionOptions({ threads }));
+/** CPU time of this process (all threads), ms. */
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/**
+ * Median ms per run of each model on the same feeds, the two interleaved round by round: wall time,
+ * and CPU time of the process (all threads; less distorted by other jobs on a loaded machine).
+ */
+async function timeBoth(
+  fp: string,
+  q: string,
+  feeds: Feeds,
+  nThreads = threads,
+): Promise<{ wall: [number, number]; cpu: [number, number] }> {
+  const mk = (p: string) => ort.InferenceSession.create(p, sessionOptions({ threads: nThreads }));
   const [a, b] = [await mk(fp), await mk(q)];
   const f: Record<string, ort.Tensor> = {};
   for (const [k, t] of Object.entries(feeds))
     f[k] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
   for (const s of [a, b]) await s.run(f); // warm-up
   const ta: number[] = [],
-    tb: number[] = [];
+    tb: number[] = [],
+    ca: number[] = [],
+    cb: number[] = [];
   for (let r = 0; r < rounds; r++)
-    for (const [s, t] of (r % 2
+    for (const [s, t, c] of (r % 2
       ? [
-          [b, tb],
-          [a, ta],
+          [b, tb, cb],
+          [a, ta, ca],
         ]
       : [
-          [a, ta],
-          [b, tb],
-        ]) as [ort.InferenceSession, number[]][]) {
-      const t0 = performance.now();
+          [a, ta, ca],
+          [b, tb, cb],
+        ]) as [ort.InferenceSession, number[], number[]][]) {
+      const c0 = cpuMs(),
+        t0 = performance.now();
       await s.run(f);
       t.push(performance.now() - t0);
+      c.push(cpuMs() - c0);
     }
   await a.release();
   await b.release();
-  return [median(ta), median(tb)];
+  return { wall: [median(ta), median(tb)], cpu: [median(ca), median(cb)] };
+}
+
+/** Speed at each of --thread-counts (fp32 and int8 interleaved per count), one row each. */
+async function threadRows(name: string, fp: string, q: string, feeds: Feeds) {
+  for (const n of threadCounts) {
+    const t = await timeBoth(fp, q, feeds, n);
+    speedRows.push([
+      name,
+      String(n),
+      t.wall[0].toFixed(1),
+      t.wall[1].toFixed(1),
+      (t.wall[0] / t.wall[1]).toFixed(2),
+      t.cpu[0].toFixed(1),
+      t.cpu[1].toFixed(1),
+      (t.cpu[0] / t.cpu[1]).toFixed(2),
+    ]);
+  }
 }
 
 /**
@@ -221,7 +266,8 @@ try {
       idx.slice(0, 16).map((k) => greyToBmp(test.images[k]!, 28, 28)),
       pre,
     );
-    const ms = await timeBoth(join(dir, 'model.onnx'), join(qdir, 'model.onnx'), { input: x });
+    const ms = (await timeBoth(join(dir, 'model.onnx'), join(qdir, 'model.onnx'), { input: x })).wall;
+    await threadRows('Fashion-MNIST MobileNetV2', join(dir, 'model.onnx'), join(qdir, 'model.onnx'), { input: x });
     if (profile)
       for (const [k, p] of [
         ['fp32', dir],
@@ -280,7 +326,8 @@ try {
       pq = (await textClassifierProba(cq, texts)).map(am);
     const acc = (p: number[]) => p.filter((v, i) => v === y[i]).length / y.length;
     const feeds = textFeeds(cf.graph, cf.tokenizer.encodeBatch(texts.slice(0, 16), { maxLength: 64 }));
-    const ms = await timeBoth(join(dir, 'model.onnx'), join(qdir, 'model.onnx'), feeds);
+    const ms = (await timeBoth(join(dir, 'model.onnx'), join(qdir, 'model.onnx'), feeds)).wall;
+    await threadRows('reviews bert-mini-debian', join(dir, 'model.onnx'), join(qdir, 'model.onnx'), feeds);
     if (profile)
       for (const [k, p] of [
         ['fp32', dir],
@@ -323,4 +370,12 @@ const head = [
 ];
 console.log('| ' + head.join(' | ') + ' |\n|' + head.map(() => ' --- ').join('|') + '|');
 for (const r of rows) console.log('| ' + r.join(' | ') + ' |');
+if (speedRows.length) {
+  console.log(
+    `\nspeed by thread count, batch 16, ${rounds} interleaved rounds (medians; CPU = this process's CPU time, all threads)`,
+  );
+  const h2 = ['model', 'threads', 'ms fp32', 'ms int8', 'speed ×', 'CPU ms fp32', 'CPU ms int8', 'CPU speed ×'];
+  console.log('| ' + h2.join(' | ') + ' |\n|' + h2.map((_, i) => (i < 1 ? ' --- ' : ' ---: ')).join('|') + '|');
+  for (const r of speedRows) console.log('| ' + r.join(' | ') + ' |');
+}
 console.log('targets: |Δ| ≤ 0.5 points, size ≥ 3.5×, speed ≥ 1.8×');
