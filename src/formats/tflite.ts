@@ -250,6 +250,10 @@ class Importer extends Emitter {
     let v = this.act(i, op);
     const shape = this.tensor(i).shape;
     if (v.perm.length < rank) {
+      if (shape.length > rank)
+        throw new GraftError(
+          `${this.where(op)}: input '${this.tensor(i).name}' declares shape [${shape}], of higher rank than the operator's ${rank}`,
+        );
       // broadcast a lower-rank value: TFLite order, then leading unit axes
       const name = this.reorder(v, identity(v.perm.length), shape);
       v = { name: this.b.unsqueeze(name, identity(rank - v.perm.length)), perm: identity(rank) };
