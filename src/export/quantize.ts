@@ -17,7 +17,9 @@
  *     an Add/Mul of quantized values only (they fuse into QLinearAdd…); other consumers (a transformer's
  *     residual Add, a Shape) keep the float value, so no rounding error enters the residual path;
  *   - embedding tables read by Gather are stored int8 (per tensor, symmetric) and the gathered rows
- *     are dequantized, so the table itself is never expanded to float at run time.
+ *     are dequantized, so the table itself is never expanded to float at run time;
+ *   - a constant scalar Mul/Div after a quantized product of two activations (attention's Q·Kᵀ/√d)
+ *     moves into the first input's dequantization scale (foldProductScales).
  * Everything else (normalizations, softmax, the classifier's probabilities) stays float32. Weights
  * computed by constant subgraphs (Constant nodes, Transpose of an initializer, as PyTorch exports
  * Linear layers) are folded into initializers first.
@@ -270,6 +272,8 @@ export interface QuantizeSummary {
   gridChannels: number;
   /** Compute nodes left in float32, with the reason. */
   float: { node: string; op: string; reason: string }[];
+  /** Constant scales after a product of two activations folded into its dequantization (foldProductScales). */
+  scalesFolded?: number;
 }
 
 /**
@@ -557,9 +561,51 @@ export function quantizeGraph(
     summary.activations++;
   }
   g.nodes.push(...newNodes);
+  summary.scalesFolded = foldProductScales(g, fusedSites, b);
   g.nodes = g.topoSort();
   g.prune();
   return { graph: g, summary };
+}
+
+/**
+ * A quantized product of two activations followed by a constant scalar Mul or Div (attention's
+ * Q·Kᵀ · 1/√d): the constant moves into the dequantization scale of the product's first input (a
+ * DequantizeLinear of its own), and the Mul goes. Exact up to the float rounding of scale × constant;
+ * it saves a kernel over the whole scores tensor per attention block (a float model gets the same from
+ * onnxruntime's FusedMatMul, which the quantized product does not have). Returns how many were folded.
+ */
+function foldProductScales(g: Graph, sites: Set<Node>, b: Builder): number {
+  const prod = g.producers(),
+    cons = g.consumers();
+  const graphOut = new Set(g.outputs.map((v) => v.name));
+  let folded = 0;
+  for (const n of sites) {
+    if (n.opType !== 'MatMul' || g.initializers.has(n.inputs[1]!)) continue;
+    const out = n.outputs[0]!;
+    const users = cons.get(out) ?? [];
+    const m = users[0];
+    if (users.length !== 1 || !m || (m.opType !== 'Mul' && m.opType !== 'Div')) continue;
+    if (graphOut.has(out) || graphOut.has(m.outputs[0]!)) continue;
+    const k = m.inputs[0] === out ? 1 : 0;
+    if (m.opType === 'Div' && k !== 1) continue;
+    const c = g.initializers.get(m.inputs[k]!);
+    if (c?.dtype !== 'float32' || numel(c.dims) !== 1) continue;
+    const alpha = (c.data as Float32Array)[0]!;
+    const dq = prod.get(n.inputs[0]!);
+    if (!(alpha !== 0 && Number.isFinite(alpha)) || dq?.opType !== 'DequantizeLinear' || dq.inputs.length !== 3)
+      continue;
+    const s = g.initializers.get(dq.inputs[1]!);
+    if (!s || numel(s.dims) !== 1) continue;
+    const scaled = Math.fround((s.data as Float32Array)[0]! * (m.opType === 'Mul' ? alpha : 1 / alpha));
+    const sName = b.constant({ dtype: 'float32', dims: [], data: Float32Array.from([scaled]) }, `${n.name}_s`);
+    const x = b.op('DequantizeLinear', [dq.inputs[0]!, sName, dq.inputs[2]!], {}, `${n.inputs[0]}_scaled`);
+    n.inputs[0] = x;
+    // the Mul's readers read the product itself
+    for (const r of cons.get(m.outputs[0]!) ?? []) r.inputs = r.inputs.map((i) => (i === m.outputs[0] ? out : i));
+    g.nodes = g.nodes.filter((v) => v !== m);
+    folded++;
+  }
+  return folded;
 }
 
 /* ------------------------------------------------------------------ calibrate + rewrite */

@@ -399,6 +399,60 @@ test("only quantized consumers read a MatMul input's dequantized copy; a residua
   );
 });
 
+test('a constant scale after a product of two activations (attention Q·Kᵀ/√d) moves into the first input’s dequantization scale', async () => {
+  const g = new Graph();
+  g.name = 'scores';
+  g.opsets = { '': 17 };
+  g.inputs.push(
+    { name: 'q', dtype: 'float32', shape: ['batch', 4, 8] },
+    { name: 'kt', dtype: 'float32', shape: ['batch', 8, 4] },
+  );
+  g.outputs.push({ name: 'p', dtype: 'float32' });
+  g.initializers.set('alpha', { dtype: 'float32', dims: [], data: Float32Array.from([0.125]) });
+  const n = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({
+    name,
+    opType,
+    domain: '',
+    inputs,
+    outputs,
+    attrs,
+  });
+  g.nodes.push(
+    n('qk', 'MatMul', ['q', 'kt'], ['s']),
+    n('scale', 'Mul', ['s', 'alpha'], ['s2']),
+    n('sm', 'Softmax', ['s2'], ['p'], { axis: { type: 'int', value: -1 } }),
+  );
+  const rng = new Rng(12);
+  const feeds = () => ({
+    q: { dtype: 'float32' as const, dims: [3, 4, 8], data: Float32Array.from({ length: 96 }, () => rng.normal() * 2) },
+    kt: { dtype: 'float32' as const, dims: [3, 8, 4], data: Float32Array.from({ length: 96 }, () => rng.normal() * 2) },
+  });
+  const cal = [feeds(), feeds()];
+  const r = await quantizeStatic(g, cal, { method: 'minmax', keepOutputLayer: false });
+  const q = r.graph;
+  assert.equal(r.summary.scalesFolded, 1);
+  assert.ok(!q.nodes.some((v) => v.opType === 'Mul'), 'the scale Mul is gone');
+  const prod = q.producers();
+  const qk = q.nodes.find((v) => v.name === 'qk')!;
+  const [d0, d1] = qk.inputs.map((i) => prod.get(i)!);
+  assert.equal(d0!.opType, 'DequantizeLinear');
+  assert.equal(d1!.opType, 'DequantizeLinear');
+  const scale = (v: Node) => (q.initializers.get(v.inputs[1]!)!.data as Float32Array)[0]!;
+  const quant = prod.get(d0!.inputs[0]!)!; // q's QuantizeLinear, with q's own scale
+  assert.equal(quant.opType, 'QuantizeLinear');
+  assert.equal(scale(d0!), Math.fround(0.125 * scale(quant)));
+  assert.equal(q.nodes.find((v) => v.name === 'sm')!.inputs[0], 's');
+  const a = await Session.fromGraph(g),
+    b = await Session.fromGraph(q);
+  const pa = (await a.run(cal[0]!))['p']!.data as Float32Array,
+    pb = (await b.run(cal[0]!))['p']!.data as Float32Array;
+  let m = 0;
+  for (let i = 0; i < pa.length; i++) m = Math.max(m, Math.abs(pa[i]! - pb[i]!));
+  assert.ok(m > 0 && m < 0.05, `max |Δp| ${m}`);
+  await a.release();
+  await b.release();
+});
+
 test('an int8 export that fails part-way (full disk) leaves the previous export folder as it was', async () => {
   const dir = join(tmp, 'clf-disk'),
     out = join(tmp, 'clf-disk-int8');
