@@ -63,7 +63,11 @@ export function decodeBmp(buf: Uint8Array): RawImage | undefined {
   return { data: out, width, height, channels: 3 };
 }
 
-function source(input: string | Uint8Array): sharp.Sharp {
+function source(input: string | Uint8Array | RawImage): sharp.Sharp {
+  if (!(typeof input === 'string' || input instanceof Uint8Array)) {
+    const { width, height, channels } = input;
+    return sharp(input.data, { raw: { width, height, channels: channels as 1 | 2 | 3 | 4 } });
+  }
   let buf: Uint8Array;
   if (typeof input === 'string') {
     if (!existsSync(input)) throw new GraftError(`image not found: ${input}`);
@@ -74,9 +78,12 @@ function source(input: string | Uint8Array): sharp.Sharp {
   return sharp(buf).rotate(); // EXIF orientation
 }
 
-/** Decode and fit an image to the preprocessing's size and channels: H × W × C uint8. */
+/**
+ * Decode (a path or an encoded image's bytes; raw H × W × C pixels are taken as they are) and fit an
+ * image to the preprocessing's size and channels: H × W × C uint8.
+ */
 export async function loadPixels(
-  input: string | Uint8Array,
+  input: string | Uint8Array | RawImage,
   p: Pick<ImagePreprocess, 'width' | 'height' | 'channels' | 'resize' | 'fit' | 'resample'>,
 ): Promise<RawImage> {
   const label = typeof input === 'string' ? input : 'image';

@@ -377,6 +377,9 @@ const errors = (...codes: number[]) =>
 
 /** Accepted raw image bodies: image/* (decode-checked, whatever the type says) and application/octet-stream. */
 const RAW_IMAGE = /^(image\/[\w.+-]+|application\/octet-stream)(;.*)?$/i;
+/** Raw 8-bit pixels (row by row, channels interleaved), sized by the width, height and channels query fields. */
+export const PIXELS_TYPE = 'application/vnd.graft.pixels';
+const RAW_PIXELS = /^application\/vnd\.graft\.pixels(;.*)?$/i;
 
 /** File names are shown, never used as paths: control characters dropped, at most 200 characters. */
 function shownName(name: string | undefined, fallback: string): string {
@@ -405,6 +408,9 @@ export async function predictRoutes(app: FastifyInstance, opts: PredictRoutesOpt
     throwFileSizeLimit: true,
   });
   app.addContentTypeParser(RAW_IMAGE, { parseAs: 'buffer', bodyLimit: limits.bodyLimit }, (_req, body, done) =>
+    done(null, body),
+  );
+  app.addContentTypeParser(RAW_PIXELS, { parseAs: 'buffer', bodyLimit: limits.bodyLimit }, (_req, body, done) =>
     done(null, body),
   );
 
@@ -471,13 +477,19 @@ export async function predictRoutes(app: FastifyInstance, opts: PredictRoutesOpt
     additionalProperties: false,
   } as const;
 
-  app.post<{ Params: { name: string }; Querystring: { top: number; filename?: string }; Body: unknown }>(
+  app.post<{
+    Params: { name: string };
+    Querystring: { top: number; filename?: string; width?: number; height?: number; channels?: number };
+    Body: unknown;
+  }>(
     '/v1/models/:name/predict',
     {
       schema: {
         summary: 'Top classes with probabilities for each input',
         description:
-          'An image model takes one image as the raw body (Content-Type image/* or application/octet-stream), or one or more ' +
+          'An image model takes one image as the raw body (Content-Type image/* or application/octet-stream), or raw 8-bit ' +
+          `pixels (Content-Type ${PIXELS_TYPE}: row by row, channels interleaved, sized by the width, height and channels ` +
+          "query fields; no decoding, none at all at the model's own size), or one or more " +
           `image files as multipart/form-data (at most ${limits.maxInputs}, ${limits.bodyLimit} bytes in all). A text model takes ` +
           'JSON {"texts": [...]}. Images are checked by decoding them, not by their name or type. Concurrent requests to one ' +
           'model run together in dynamic batches.',
@@ -498,6 +510,13 @@ export async function predictRoutes(app: FastifyInstance, opts: PredictRoutesOpt
               maxLength: 200,
               description: 'raw body: the name shown for the image (default "image")',
             },
+            width: { type: 'integer', minimum: 1, description: `${PIXELS_TYPE} body: pixels per row` },
+            height: { type: 'integer', minimum: 1, description: `${PIXELS_TYPE} body: rows` },
+            channels: {
+              type: 'integer',
+              enum: [1, 3, 4],
+              description: `${PIXELS_TYPE} body: 1 (grey), 3 (RGB) or 4 (RGBA)`,
+            },
           },
         },
         body: { content: { 'application/json': { schema: textBody } } },
@@ -513,6 +532,7 @@ export async function predictRoutes(app: FastifyInstance, opts: PredictRoutesOpt
               content: {
                 'application/json': { schema: textBody },
                 'image/*': { schema: { type: 'string', format: 'binary' } },
+                [PIXELS_TYPE]: { schema: { type: 'string', format: 'binary' } },
                 'multipart/form-data': {
                   schema: {
                     type: 'object',
@@ -548,6 +568,17 @@ export async function predictRoutes(app: FastifyInstance, opts: PredictRoutesOpt
         return { model: model.name, predictions: await model.predictImages(images, { top }) };
       }
       const body = req.body;
+      if (Buffer.isBuffer(body) && RAW_PIXELS.test(req.headers['content-type'] ?? '')) {
+        const { width, height, channels } = req.query;
+        for (const [k, v] of Object.entries({ width, height, channels }))
+          if (v === undefined) throw new HttpError(400, `querystring/${k}: required with Content-Type ${PIXELS_TYPE}`);
+        const image: ImageInput = {
+          name: shownName(req.query.filename, 'image'),
+          bytes: body,
+          pixels: { width: width!, height: height!, channels: channels! },
+        };
+        return { model: model.name, predictions: await model.predictImages([image], { top }) };
+      }
       if (Buffer.isBuffer(body)) {
         if (!body.length) throw new HttpError(400, 'body: the image is empty');
         return {

@@ -111,7 +111,13 @@ export interface ModelInfo {
 export interface ImageInput {
   /** Shown in the answer and in errors (a file name). */
   name: string;
+  /** An encoded image (JPEG, PNG, …), or with `pixels` the raw pixels. */
   bytes: Uint8Array;
+  /**
+   * `bytes` are raw 8-bit pixels, row by row, `channels` interleaved (1 grey, 3 RGB, 4 RGBA): no decoding,
+   * and none at all when they already have the model's size and channels.
+   */
+  pixels?: { width: number; height: number; channels: number };
 }
 
 export interface ServePredictOptions {
@@ -332,6 +338,7 @@ export async function prepareImage(
   maxPixels = DEFAULT_MAX_PIXELS,
 ): Promise<Float32Array> {
   const what = JSON.stringify(im.name);
+  if (im.pixels) return preparePixels(im, im.pixels, pre, maxPixels);
   let width: number | undefined, height: number | undefined;
   let bmp = false;
   try {
@@ -368,6 +375,36 @@ export async function prepareImage(
     throw new UnsupportedInputError(
       `${what} could not be decoded as an image: ${(e as Error).message.replace(/^image: /, '')}`,
     );
+  }
+}
+
+/** Raw pixels as the model's input row (checked against the bytes present; fitted by sharp unless already the model's size). */
+async function preparePixels(
+  im: ImageInput,
+  px: { width: number; height: number; channels: number },
+  pre: ImagePreprocess,
+  maxPixels: number,
+): Promise<Float32Array> {
+  const what = JSON.stringify(im.name);
+  for (const k of ['width', 'height', 'channels'] as const)
+    if (!Number.isInteger(px[k]) || px[k] < 1) throw new BadFieldError(k, `must be a positive integer, got ${px[k]}`);
+  if (px.channels !== 1 && px.channels !== 3 && px.channels !== 4)
+    throw new BadFieldError('channels', `must be 1 (grey), 3 (RGB) or 4 (RGBA), got ${px.channels}`);
+  if (px.width * px.height > maxPixels)
+    throw new InputTooLargeError(`${what} is ${px.width}×${px.height} pixels, over the limit of ${maxPixels}`);
+  const need = px.width * px.height * px.channels;
+  if (im.bytes.length !== need)
+    throw new BadFieldError(
+      'body',
+      `${what}: ${px.width}×${px.height}×${px.channels} pixels are ${need} bytes, the body has ${im.bytes.length}`,
+    );
+  const raw = { data: im.bytes, ...px };
+  // already the model's size and channels: nothing to decode or resample (sharp would return them as they are)
+  if (px.width === pre.width && px.height === pre.height && px.channels === pre.channels) return normalize(raw, pre);
+  try {
+    return normalize(await loadPixels(raw, pre), pre);
+  } catch (e) {
+    throw new UnsupportedInputError(`${what}: the pixels could not be fitted: ${(e as Error).message}`);
   }
 }
 
