@@ -15,7 +15,9 @@
  * The model: a feature classifier (logistic head) on the Coral MobileNetV2 (224×224, 1280-d features)
  * fitted here on 10 Fashion-MNIST classes × 8 images, when ../shared has both; else the bundled MNIST
  * network's 10-digit classifier (28×28 grey). The request image: Coral's cat photo resized to
- * --side px (default 256) as JPEG quality 85, decoded and fitted by the server per request.
+ * --side px (default 256) as JPEG quality 85, decoded and fitted by the server per request; with
+ * --request pixels, the same image decoded and fitted once by the client and sent as raw pixels at the
+ * model's size (Content-Type application/vnd.graft.pixels), which the server only normalizes.
  *
  * Rounds are interleaved (peer, batched, unbatched, peer, …) and each row reports the median round.
  * CPU time per request is measured too (the server process's user + system time from /proc, the
@@ -26,7 +28,8 @@
  *   npx tsx bench/serve.ts --duration 5 --rounds 1 --connections 8 --threads 1
  * Options: --connections N (32), --duration S (10), --rounds N (3), --threads N (onnxruntime intra-op
  * threads for the server's sessions and the peer's; default GRAFT_THREADS, else 2), --side PX (256),
- * --max-delay-ms M (5), --model mnist (force the bundled MNIST classifier).
+ * --max-delay-ms M (5), --model mnist (force the bundled MNIST classifier), --request jpeg|pixels (jpeg),
+ * --max-batch B[,BxI…] (32: one batched server per entry, I instances each), --classifier DIR (a saved one).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -42,7 +45,9 @@ import { getPreprocess, setPreprocess } from '../src/formats/preprocess.js';
 import { loadLabelledImages, greyToBmp } from '../src/data/labelled-images.js';
 import { readPixelCsv } from '../src/data/tabular.js';
 import { trainFeatureClassifier } from '../src/features/classifier.js';
-import { prepareImage } from '../src/server/registry.js';
+import { prepareImage, type ImageInput } from '../src/server/registry.js';
+import { PIXELS_TYPE } from '../src/server/app.js';
+import { loadPixels } from '../src/data/image.js';
 import { sessionOptions } from '../src/runtime/session.js';
 
 interface LatencyStats {
@@ -64,7 +69,7 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 const argv = process.argv.slice(2);
 if (argv.includes('--help')) {
   console.log(
-    'npx tsx bench/serve.ts [--connections 32] [--duration 10] [--rounds 3] [--threads 2] [--side 256] [--max-batch 32[,8,4x2,…]] [--max-delay-ms 5] [--model mnist] [--classifier DIR]',
+    'npx tsx bench/serve.ts [--connections 32] [--duration 10] [--rounds 3] [--threads 2] [--side 256] [--max-batch 32[,8,4x2,…]] [--max-delay-ms 5] [--model mnist] [--classifier DIR] [--request jpeg|pixels]',
   );
   process.exit(0);
 }
@@ -91,6 +96,8 @@ const servers = (argv.includes('--max-batch') ? argv[argv.indexOf('--max-batch')
     throw new Error('--max-batch takes B or BxI entries (B ≥ 2 inputs per run, I ≥ 1 instances), comma-separated');
   return { maxBatch: b!, instances: i, threads: Math.max(1, Math.floor(threads / i)), label: v };
 });
+const requestKind = argv.includes('--request') ? argv[argv.indexOf('--request') + 1]! : 'jpeg';
+if (requestKind !== 'jpeg' && requestKind !== 'pixels') throw new Error('--request is jpeg or pixels');
 const forceMnist = argv[argv.indexOf('--model') + 1] === 'mnist' && argv.includes('--model');
 
 const tmp = mkdtempSync(join(tmpdir(), 'graft-bench-serve-'));
@@ -216,16 +223,16 @@ function cpuMsOf(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
-async function load(server: { url: string; pid: number }, body: Buffer, seconds: number): Promise<Row> {
+async function load(server: { url: string; pid: number }, req: Request, seconds: number): Promise<Row> {
   const url = server.url;
   const c0 = cpuMsOf(server.pid);
   const r = await autocannon({
-    url: `${url}/v1/models/m/predict?top=1`,
+    url: `${url}/v1/models/m/predict?top=1${req.query}`,
     method: 'POST',
     connections,
     duration: seconds,
-    headers: { 'content-type': 'image/jpeg' },
-    body,
+    headers: { 'content-type': req.contentType },
+    body: req.body,
   });
   const cpu = cpuMsOf(server.pid) - c0;
   return {
@@ -282,7 +289,7 @@ async function peerDecoding(session: ort.InferenceSession, seconds: number): Pro
     Array.from({ length: connections }, async () => {
       while (performance.now() < end) {
         const s = performance.now();
-        const x = await prepareImage({ name: 'bench', bytes: body }, pre);
+        const x = await prepareImage(request.image, pre);
         await session.run({ [name]: new ort.Tensor('float32', x, [1, pre.channels, pre.height, pre.width]) });
         lat.push(performance.now() - s);
       }
@@ -304,10 +311,30 @@ async function peerDecoding(session: ort.InferenceSession, seconds: number): Pro
 const median = (rows: Row[]): Row => [...rows].sort((a, b) => a.rps - b.rps)[Math.floor(rows.length / 2)]!;
 
 const { dir, what } = await classifier();
-const body = await requestImage();
+const jpeg = await requestImage();
 const model = loadModel(dir);
 const pre = getPreprocess(model)!;
-const x = await prepareImage({ name: 'bench', bytes: body }, pre);
+/** What each client sends: the JPEG, or its pixels fitted to the model's input once, by the client. */
+interface Request {
+  body: Buffer;
+  contentType: string;
+  query: string;
+  image: ImageInput;
+}
+const request: Request = await (async () => {
+  if (requestKind === 'jpeg')
+    return { body: jpeg, contentType: 'image/jpeg', query: '', image: { name: 'bench', bytes: jpeg } };
+  const px = await loadPixels(jpeg, pre);
+  const body = Buffer.from(px.data.buffer, px.data.byteOffset, px.data.byteLength);
+  const dims = { width: px.width, height: px.height, channels: px.channels };
+  return {
+    body,
+    contentType: PIXELS_TYPE,
+    query: `&width=${dims.width}&height=${dims.height}&channels=${dims.channels}`,
+    image: { name: 'bench', bytes: body, pixels: dims },
+  };
+})();
+const x = await prepareImage(request.image, pre);
 const modelBytes = readFileSync(join(dir, 'model.onnx'));
 const session = await ort.InferenceSession.create(
   modelBytes,
@@ -319,8 +346,8 @@ const batchedServers: { url: string; pid: number }[] = [];
 for (const v of servers) batchedServers.push(await startServer(dir, v.maxBatch, v));
 const alone = await startServer(dir, 1);
 // warm-up: every server and the peers, 2 s each
-for (const s of batchedServers) await load(s, body, 2);
-await load(alone, body, 2);
+for (const s of batchedServers) await load(s, request, 2);
+await load(alone, request, 2);
 await peer(session, feeds, 2);
 await peer(spinning, feeds, 2);
 
@@ -337,12 +364,12 @@ for (let r = 0; r < rounds; r++) {
   const bs: Row[] = [];
   for (const [i, server] of batchedServers.entries()) {
     const s0 = await stats(server.url);
-    const b = await load(server, body, duration);
+    const b = await load(server, request, duration);
     const s1 = await stats(server.url);
     bs.push({ ...b, batch: (s1.inputs - s0.inputs) / Math.max(1, s1.runs - s0.runs) });
     res.batched[i]!.push(bs[i]!);
   }
-  res.unbatched.push(await load(alone, body, duration));
+  res.unbatched.push(await load(alone, request, duration));
   res.spinning.push(await peer(spinning, feeds, duration));
   res.decoding.push(await peerDecoding(session, duration));
   process.stderr.write(
@@ -362,7 +389,11 @@ const fmt = (v: number) => v.toFixed(1);
 console.log(
   `\ngraft serve under load, ${new Date().toISOString().slice(0, 10)}: ${connections} concurrent clients, ${duration} s × ${rounds} rounds (median round), onnxruntime threads ${threads}`,
 );
-console.log(`model: ${what}; request: ${side}×${side} JPEG, ${body.length} bytes`);
+console.log(
+  requestKind === 'jpeg'
+    ? `model: ${what}; request: ${side}×${side} JPEG, ${jpeg.length} bytes`
+    : `model: ${what}; request: raw pixels at the model's size (the ${side}×${side} JPEG decoded and fitted by the client), ${request.body.length} bytes`,
+);
 console.log(
   `machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}); load average ${load0.toFixed(2)} before, ${load1.toFixed(2)} after`,
 );
@@ -383,7 +414,7 @@ console.log(
   `| (reference) the same peer with onnxruntime's default spin-waiting threads | ${fmt(sp.rps)} | ${fmt(sp.p50)} | ${fmt(sp.p99)} | 0 | 1 | ${fmt(sp.cpuMs!)} |`,
 );
 console.log(
-  `| (reference) the peer decoding each JPEG first (Graft's prepareImage, as the server) | ${fmt(dp.rps)} | ${fmt(dp.p50)} | ${fmt(dp.p99)} | 0 | 1 | ${fmt(dp.cpuMs!)} |`,
+  `| (reference) the peer preparing each request first (Graft's prepareImage, as the server: ${requestKind === 'jpeg' ? 'JPEG decoded and fitted' : 'pixels normalized'}) | ${fmt(dp.rps)} | ${fmt(dp.p50)} | ${fmt(dp.p99)} | 0 | 1 | ${fmt(dp.cpuMs!)} |`,
 );
 console.log('');
 for (const [i, b] of bAll.entries()) {

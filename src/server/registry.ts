@@ -17,7 +17,7 @@ import type { Tensor } from '../graph/tensor.js';
 import { loadModel } from '../formats/load.js';
 import { makeBatchDynamic } from '../graph/rewrites.js';
 import { getLabels, getPreprocess, type ImagePreprocess } from '../formats/preprocess.js';
-import { loadPixels, normalize, decodeBmp } from '../data/image.js';
+import { loadPixels, normalize, decodeBmp, type RawImage } from '../data/image.js';
 import { outputsProbabilities, topK } from '../eval/classify.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { SessionPool } from './threaded-session.js';
@@ -153,7 +153,7 @@ export class ServedModel {
     readonly kind: 'image' | 'text',
     readonly labels: string[],
     private readonly session: SessionPool,
-    private readonly batcher: Batcher<Float32Array | string, Scored>,
+    private readonly batcher: Batcher<RawImage | string, Scored>,
     private readonly meta: { pre?: ImagePreprocess; text?: TextClassifier; maxPixels: number },
   ) {}
 
@@ -175,7 +175,7 @@ export class ServedModel {
       const session = await SessionPool.fromGraph(c.graph, runtime, `${name} (${dir})`, instances);
       const out = c.graph.outputs[0]?.name ?? LOGITS;
       const maxLength = c.settings.maxLength;
-      const run = async (texts: (Float32Array | string)[]): Promise<Scored[]> => {
+      const run = async (texts: (RawImage | string)[]): Promise<Scored[]> => {
         const t = texts as string[];
         if (c.prompt) {
           const logits = await promptLogits(
@@ -217,9 +217,11 @@ export class ServedModel {
     const out = g.outputs[0]!.name;
     const session = await SessionPool.fromGraph(g, runtime, `${name} (${dir})`, instances);
     const per = pre.channels * pre.height * pre.width;
-    const run = async (xs: (Float32Array | string)[]): Promise<Scored[]> => {
+    const run = async (xs: (RawImage | string)[]): Promise<Scored[]> => {
+      // each input is kept as its fitted 8-bit pixels until its batch runs, then normalized straight into
+      // the batch tensor: one float copy per image, made once
       const data = new Float32Array(xs.length * per);
-      xs.forEach((x, i) => data.set(x as Float32Array, i * per));
+      xs.forEach((x, i) => normalize(x as RawImage, pre, data, i * per));
       const t: Tensor = { dtype: 'float32', dims: [xs.length, pre.channels, pre.height, pre.width], data };
       const r = (await session.run({ [input]: t }, [out]))[out]!;
       return rows(r, xs.length, name).map((row) => ({ scores: probs ? row : Float32Array.from(softmax(row)) }));
@@ -264,9 +266,9 @@ export class ServedModel {
     const top = checkTop(o.top);
     const pre = this.meta.pre!;
     const admission = this.batcher.admit(images.length);
-    let tensors: Float32Array[];
+    let tensors: RawImage[];
     try {
-      tensors = await Promise.all(images.map((im) => prepareImage(im, pre, this.meta.maxPixels)));
+      tensors = await Promise.all(images.map((im) => fitImage(im, pre, this.meta.maxPixels)));
     } catch (e) {
       admission.release();
       throw e;
@@ -337,8 +339,13 @@ export async function prepareImage(
   pre: ImagePreprocess,
   maxPixels = DEFAULT_MAX_PIXELS,
 ): Promise<Float32Array> {
+  return normalize(await fitImage(im, pre, maxPixels), pre);
+}
+
+/** prepareImage before normalizing: the upload decoded (when encoded), checked and fitted to the model's size and channels. */
+async function fitImage(im: ImageInput, pre: ImagePreprocess, maxPixels = DEFAULT_MAX_PIXELS): Promise<RawImage> {
   const what = JSON.stringify(im.name);
-  if (im.pixels) return preparePixels(im, im.pixels, pre, maxPixels);
+  if (im.pixels) return fitPixels(im, im.pixels, pre, maxPixels);
   let width: number | undefined, height: number | undefined;
   let bmp = false;
   try {
@@ -369,8 +376,7 @@ export async function prepareImage(
       throw new InputTooLargeError(`${what} is ${width}×${height} pixels, over the limit of ${maxPixels}`);
   }
   try {
-    const px = await loadPixels(im.bytes, pre);
-    return normalize(px, pre);
+    return await loadPixels(im.bytes, pre);
   } catch (e) {
     throw new UnsupportedInputError(
       `${what} could not be decoded as an image: ${(e as Error).message.replace(/^image: /, '')}`,
@@ -378,13 +384,13 @@ export async function prepareImage(
   }
 }
 
-/** Raw pixels as the model's input row (checked against the bytes present; fitted by sharp unless already the model's size). */
-async function preparePixels(
+/** Raw pixels checked against the bytes present, and fitted by sharp unless already the model's size and channels. */
+async function fitPixels(
   im: ImageInput,
   px: { width: number; height: number; channels: number },
   pre: ImagePreprocess,
   maxPixels: number,
-): Promise<Float32Array> {
+): Promise<RawImage> {
   const what = JSON.stringify(im.name);
   for (const k of ['width', 'height', 'channels'] as const)
     if (!Number.isInteger(px[k]) || px[k] < 1) throw new BadFieldError(k, `must be a positive integer, got ${px[k]}`);
@@ -400,9 +406,9 @@ async function preparePixels(
     );
   const raw = { data: im.bytes, ...px };
   // already the model's size and channels: nothing to decode or resample (sharp would return them as they are)
-  if (px.width === pre.width && px.height === pre.height && px.channels === pre.channels) return normalize(raw, pre);
+  if (px.width === pre.width && px.height === pre.height && px.channels === pre.channels) return raw;
   try {
-    return normalize(await loadPixels(raw, pre), pre);
+    return await loadPixels(raw, pre);
   } catch (e) {
     throw new UnsupportedInputError(`${what}: the pixels could not be fitted: ${(e as Error).message}`);
   }

@@ -139,6 +139,7 @@ test("predictions over HTTP (raw image, multipart) equal the library's; models, 
   const post = doc.body.paths['/v1/models/{name}/predict'].post;
   assert.deepEqual(Object.keys(post.requestBody.content).sort(), [
     'application/json',
+    'application/vnd.graft.pixels',
     'image/*',
     'multipart/form-data',
   ]);
