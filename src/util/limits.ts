@@ -4,7 +4,7 @@
  * byte counts against the bytes actually present, and decompression capped so that a small gzip or zip
  * member cannot expand into gigabytes. Every reader uses these instead of its own product of dims.
  */
-import { gunzipSync } from 'node:zlib';
+import { crc32, gunzipSync } from 'node:zlib';
 import { type FlateStreamHandler, Gunzip, Inflate } from 'fflate';
 import { GraftError } from './errors.js';
 
@@ -56,23 +56,6 @@ export function checkedCount(v: unknown, what: string, max = Number.MAX_SAFE_INT
 const OVER_CAP = Symbol('over the decompression cap');
 /** Longest possible expansion of deflate: 258 bytes per 2 bits, so a piece of n bytes yields at most ~1032 n. */
 const DEFLATE_RATIO = 1032;
-
-let crcTable: Int32Array | undefined;
-/** CRC-32 (the gzip trailer's) of `b`, continuing from `crc`. */
-function crc32(b: Uint8Array, crc: number): number {
-  if (!crcTable) {
-    crcTable = new Int32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c;
-    }
-  }
-  const t = crcTable;
-  let c = ~crc;
-  for (let i = 0; i < b.length; i++) c = t[(c ^ b[i]!) & 255]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
 
 /**
  * Inflates through one of fflate's streams (pure JS: Node 20's zlib keeps ~16 KB for every corrupt stream it
