@@ -25,7 +25,6 @@ import type {
   FeatureJobOptions,
   FitHeadJob,
   FitHeadResult,
-  ShardProgress,
 } from './jobs.js';
 
 export interface QueueRunOptions extends WatchOptions {
@@ -43,7 +42,7 @@ export interface QueueRunOptions extends WatchOptions {
 }
 
 /** Progress summed over every worker's shards. */
-export type QueueProgress = ShardedProgress<ShardProgress>;
+export type QueueProgress = ShardedProgress;
 
 export interface QueueFeatureReport extends FeatureTrainReport {
   queue: {
@@ -127,7 +126,7 @@ export async function trainFeaturesOnQueue(
   const shards = shardRows(rows, batchSize, shardSize);
   await checkReachable(q.queue);
 
-  const r = await submitShardedRun<ExtractShardJob, FitHeadJob, ExtractShardResult, FitHeadResult, ShardProgress>({
+  const r = await submitShardedRun<ExtractShardJob, FitHeadJob, ExtractShardResult, FitHeadResult>({
     ...q,
     rerunHint: `run the same command again: shards already in ${options.cacheDir} are not computed again`,
     shardJob: 'extract-shard',

@@ -33,7 +33,7 @@ import { GraftError } from '../util/errors.js';
 import { checkReachable, shownUrl } from './connection.js';
 import { cacheFor, loadData, mustSee, WORKER_NAME, type DataSpec } from './load.js';
 import type { WatchOptions } from './watch.js';
-import { submitShardedRun, type ShardedProgress } from './sharded.js';
+import { submitShardedRun, type ShardedProgress, type ShardProgress } from './sharded.js';
 
 /** (image, view) pairs per onnxruntime run in cacheActivations (its default, which finetuneImages uses). */
 const CACHE_BATCH = 32;
@@ -92,23 +92,13 @@ export interface FinetuneTopResult {
   worker: string;
 }
 
-/** Progress of one shard (the same shape as an extraction shard's). */
-export interface ActivationProgress {
-  shard: number;
-  examples: number;
-  total: number;
-  computed: number;
-  cached: number;
-  worker: string;
-}
-
 export interface FinetuneQueueOptions extends WatchOptions {
   queue: string;
   /** (image, view) pairs per shard (rounded up to whole batches of 32; default 512). */
   shardSize?: number;
   attempts?: number;
   backoffMs?: number;
-  onProgress?: (p: ShardedProgress<ActivationProgress>) => void;
+  onProgress?: (p: ShardedProgress) => void;
   onRetry?: (r: { shard: number; error: string }) => void;
 }
 
@@ -213,13 +203,7 @@ export async function finetuneImagesOnQueue(
   const total = parts.reduce((a, p) => a + p.rows.length * p.views, 0);
   await checkReachable(q.queue);
 
-  const r = await submitShardedRun<
-    ActivationShardJob,
-    FinetuneTopJob,
-    ActivationShardResult,
-    FinetuneTopResult,
-    ActivationProgress
-  >({
+  const r = await submitShardedRun<ActivationShardJob, FinetuneTopJob, ActivationShardResult, FinetuneTopResult>({
     ...q,
     rerunHint: `run the same command again: activations already in ${options.cacheDir} are not computed again`,
     shardJob: 'activation-shard',
@@ -334,7 +318,7 @@ export async function runActivationShard(job: Job<ActivationShardJob>): Promise<
         computed: last.computed,
         cached: last.cached,
         worker: WORKER_NAME,
-      } satisfies ActivationProgress)
+      } satisfies ShardProgress)
       .catch(() => {});
   await report();
   await cacheActivations(

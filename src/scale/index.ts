@@ -21,8 +21,8 @@ export {
   type FitHeadJob,
   type FitHeadResult,
   type FeatureJobOptions,
-  type ShardProgress,
 } from './jobs.js';
+export type { ShardProgress, ShardedProgress } from './sharded.js';
 export type { DataSpec } from './load.js';
 export {
   checkSweepSpec,
@@ -48,5 +48,4 @@ export {
   type ActivationShardResult,
   type FinetuneTopJob,
   type FinetuneTopResult,
-  type ActivationProgress,
 } from './finetune.js';

@@ -30,6 +30,7 @@ import {
   type SkippedFile,
 } from '../features/classifier.js';
 import { GraftError } from '../util/errors.js';
+import type { ShardProgress } from './sharded.js';
 import { cacheFor, extractorFor, loadData, loadModelOnce, mustSee, WORKER_NAME, type DataSpec } from './load.js';
 import { runCell, type CellJob, type CellResult } from './cells.js';
 import { runCurveCellJob, type CurveCellJob } from './curve.js';
@@ -89,16 +90,6 @@ export interface FitHeadJob {
 
 export interface FitHeadResult {
   report: FeatureTrainReport;
-  worker: string;
-}
-
-/** Progress a shard reports (BullMQ job progress, seen by the submitter as events). */
-export interface ShardProgress {
-  shard: number;
-  examples: number;
-  total: number;
-  computed: number;
-  cached: number;
   worker: string;
 }
 

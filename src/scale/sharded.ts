@@ -11,8 +11,8 @@ import type { FlowJob } from 'bullmq';
 import { QUEUE_NAME } from './connection.js';
 import { Submitter, type WatchOptions } from './watch.js';
 
-/** Progress a shard job reports (BullMQ progress data). */
-export interface ShardProgressReport {
+/** Progress a shard job reports (BullMQ progress data): extraction and activation shards alike. */
+export interface ShardProgress {
   shard: number;
   examples: number;
   total: number;
@@ -22,7 +22,7 @@ export interface ShardProgressReport {
 }
 
 /** Progress summed over every worker's shards. */
-export interface ShardedProgress<P extends ShardProgressReport = ShardProgressReport> {
+export interface ShardedProgress {
   examples: number;
   total: number;
   computed: number;
@@ -32,10 +32,10 @@ export interface ShardedProgress<P extends ShardProgressReport = ShardProgressRe
   /** Workers that have reported progress so far. */
   workers: string[];
   /** The report that brought this update: one shard, the worker running it. */
-  latest: P;
+  latest: ShardProgress;
 }
 
-export interface ShardedRunSpec<S, A, P extends ShardProgressReport> extends WatchOptions {
+export interface ShardedRunSpec<S, A> extends WatchOptions {
   /** redis://HOST:PORT */
   queue: string;
   /** The children: their job name, and the data of shard i of `shards`. */
@@ -52,7 +52,7 @@ export interface ShardedRunSpec<S, A, P extends ShardProgressReport> extends Wat
   /** Tries per shard (default 3), with exponential backoff from `backoffMs` (default 1000); the parent tries twice. */
   attempts?: number;
   backoffMs?: number;
-  onProgress?: (p: ShardedProgress<P>) => void;
+  onProgress?: (p: ShardedProgress) => void;
   /** A shard attempt that failed or stalled (it is retried while attempts remain). */
   onRetry?: (r: { shard: number; error: string }) => void;
 }
@@ -70,12 +70,12 @@ export interface ShardedRunResult<R, T> {
 const KEEP = { removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 } };
 
 /** Submit a sharded run as one flow and watch it to the end; the Submitter is closed however it ends. */
-export async function submitShardedRun<S, A, R extends { shard: number }, T, P extends ShardProgressReport>(
-  o: ShardedRunSpec<S, A, P>,
+export async function submitShardedRun<S, A, R extends { shard: number }, T>(
+  o: ShardedRunSpec<S, A>,
 ): Promise<ShardedRunResult<R, T>> {
   const run = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   const sub = new Submitter(o.queue);
-  const progress = new Map<string, P>();
+  const progress = new Map<string, ShardProgress>();
   const workers = new Set<string>();
   const shardOf = new Map<string, number>();
   const t0 = performance.now();
@@ -90,7 +90,7 @@ export async function submitShardedRun<S, A, R extends { shard: number }, T, P e
     for (let i = 0; i < children.length; i++) shardOf.set(`${run}-shard-${i}`, i);
     sub.events.on('progress', ({ jobId, data }) => {
       if (!shardOf.has(jobId) || typeof data !== 'object' || data === null) return;
-      const latest = data as unknown as P;
+      const latest = data as unknown as ShardProgress;
       workers.add(latest.worker);
       progress.set(jobId, latest); // a retried shard starts again from its cached part
       let examples = 0,
