@@ -242,6 +242,22 @@ class Search {
   private overBudget(): boolean {
     return this.budgetMinutes !== undefined && this.spent() >= this.budgetMinutes;
   }
+  /** The choice among the candidates run so far (chooseByFolds), as the report's selection; seconds so far. */
+  select(): AutoSelection {
+    const choice = chooseByFolds(this.candidates, this.correct);
+    return {
+      mode: 'auto',
+      folds: this.k,
+      repeats: this.folds.length,
+      trainExamples: this.y.length,
+      candidates: this.candidates,
+      comparisons: choice.comparisons,
+      chosen: choice.chosen,
+      reason: choice.reason,
+      ...(this.budgetMinutes !== undefined ? { budgetMinutes: this.budgetMinutes } : {}),
+      seconds: (performance.now() - this.t0) / 1000,
+    };
+  }
   async run(method: string, description: string, predict: FoldScorer, notApplicable?: string): Promise<void> {
     let c: AutoCandidate;
     if (notApplicable) c = { method, description, seconds: 0, skipped: notApplicable };
@@ -443,22 +459,10 @@ export async function trainAuto(
         await r.trainer.release();
       }
     });
-    const choice = chooseByFolds(search.candidates, search.correct);
-    const selection: AutoSelection = {
-      mode: 'auto',
-      folds: k,
-      repeats,
-      trainExamples: y.length,
-      candidates: search.candidates,
-      comparisons: choice.comparisons,
-      chosen: choice.chosen,
-      reason: choice.reason,
-      ...(o.budgetMinutes !== undefined ? { budgetMinutes: o.budgetMinutes } : {}),
-      seconds: (performance.now() - t0) / 1000,
-    };
+    const selection = search.select();
     const common = { ...splitOpts, cacheDir, ...(o.out ? { out: o.out } : {}) };
     let result: ImageAutoResult;
-    if (choice.chosen === 'features') {
+    if (selection.chosen === 'features') {
       const r = await trainFeatureClassifier(g, data, { ...o.features, ...common });
       result = {
         selection,
@@ -652,23 +656,11 @@ export async function trainTextAuto(
           ? `SetFit runs at ≤ ${sfMax} labels per class (the training split has up to ${perClass})`
           : undefined),
     );
-    const choice = chooseByFolds(search.candidates, search.correct);
-    const selection: AutoSelection = {
-      mode: 'auto',
-      folds: k,
-      repeats,
-      trainExamples: y.length,
-      candidates: search.candidates,
-      comparisons: choice.comparisons,
-      chosen: choice.chosen,
-      reason: choice.reason,
-      ...(o.budgetMinutes !== undefined ? { budgetMinutes: o.budgetMinutes } : {}),
-      seconds: 0,
-    };
+    const selection = search.select();
     // the chosen method on every training text
-    o.onStage?.(`final ${choice.chosen}`);
+    o.onStage?.(`final ${selection.chosen}`);
     let classifier: Graph;
-    const mode = choice.chosen as TextAutoResult['mode'];
+    const mode = selection.chosen as TextAutoResult['mode'];
     if (mode === 'features') {
       classifier = addClassifierHead(extractor.graph, gemmFromLogistic(await fitTextHead(F, y, seed)), {
         probabilities: true,
