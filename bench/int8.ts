@@ -15,7 +15,7 @@
  *                         [--thread-counts 1,2]
  *
  * Prints the table of bench/README.md's int8 section; with --thread-counts, also the speed table by
- * thread count (wall and CPU time, fp32 and int8 interleaved).
+ * thread count (wall and CPU time, fp32 and int8 taking turns, one session alive at a time).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -71,8 +71,13 @@ const cpuMs = () => {
 };
 
 /**
- * Median ms per run of each model on the same feeds, the two interleaved round by round: wall time,
- * and CPU time of the process (all threads; less distorted by other jobs on a loaded machine).
+ * Median ms per run of each model on the same feeds: wall time, and CPU time of the process (all threads;
+ * less distorted by other jobs on a loaded machine). Only one session is alive at a time: each round
+ * opens the model's session, warms it up, times `perRound` runs and releases it, the two models taking
+ * turns (order alternating by round); the figure is the median over rounds of each round's median.
+ * (Two sessions alive side by side distort the comparison: the idle one's onnxruntime worker threads
+ * spin after their run and take a core from the other. On this 2-core machine that added ~20–40 ms to
+ * every run of both models, a fixed cost that lowered the int8/fp32 ratio; see bench/README.md.)
  */
 async function timeBoth(
   fp: string,
@@ -80,35 +85,30 @@ async function timeBoth(
   feeds: Feeds,
   nThreads = threads,
 ): Promise<{ wall: [number, number]; cpu: [number, number] }> {
-  const mk = (p: string) => ort.InferenceSession.create(p, sessionOptions({ threads: nThreads }));
-  const [a, b] = [await mk(fp), await mk(q)];
+  const perRound = 5;
   const f: Record<string, ort.Tensor> = {};
   for (const [k, t] of Object.entries(feeds))
     f[k] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
-  for (const s of [a, b]) await s.run(f); // warm-up
-  const ta: number[] = [],
-    tb: number[] = [],
-    ca: number[] = [],
-    cb: number[] = [];
+  const wall: [number[], number[]] = [[], []],
+    cpu: [number[], number[]] = [[], []];
   for (let r = 0; r < rounds; r++)
-    for (const [s, t, c] of (r % 2
-      ? [
-          [b, tb, cb],
-          [a, ta, ca],
-        ]
-      : [
-          [a, ta, ca],
-          [b, tb, cb],
-        ]) as [ort.InferenceSession, number[], number[]][]) {
-      const c0 = cpuMs(),
-        t0 = performance.now();
-      await s.run(f);
-      t.push(performance.now() - t0);
-      c.push(cpuMs() - c0);
+    for (const k of r % 2 ? [1, 0] : [0, 1]) {
+      const s = await ort.InferenceSession.create(k ? q : fp, sessionOptions({ threads: nThreads }));
+      await s.run(f); // warm-up
+      const w: number[] = [],
+        c: number[] = [];
+      for (let i = 0; i < perRound; i++) {
+        const c0 = cpuMs(),
+          t0 = performance.now();
+        await s.run(f);
+        w.push(performance.now() - t0);
+        c.push(cpuMs() - c0);
+      }
+      await s.release();
+      wall[k]!.push(median(w));
+      cpu[k]!.push(median(c));
     }
-  await a.release();
-  await b.release();
-  return { wall: [median(ta), median(tb)], cpu: [median(ca), median(cb)] };
+  return { wall: [median(wall[0]), median(wall[1])], cpu: [median(cpu[0]), median(cpu[1])] };
 }
 
 /** Speed at each of --thread-counts (fp32 and int8 interleaved per count), one row each. */
@@ -295,6 +295,7 @@ try {
       qdir = join(tmp, 'txt-int8');
     cli([
       'train',
+      'text',
       '--text-column',
       '1',
       '--label-column',
@@ -352,7 +353,9 @@ try {
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
-console.log(`int8 export vs fp32, onnxruntime-node CPU, ${threads} threads, ${rounds} interleaved rounds (medians)`);
+console.log(
+  `int8 export vs fp32, onnxruntime-node CPU, ${threads} threads, ${rounds} rounds, one session alive at a time, models taking turns (medians of per-round medians of 5 runs)`,
+);
 const head = [
   'model',
   'test n',
@@ -372,7 +375,7 @@ console.log('| ' + head.join(' | ') + ' |\n|' + head.map(() => ' --- ').join('|'
 for (const r of rows) console.log('| ' + r.join(' | ') + ' |');
 if (speedRows.length) {
   console.log(
-    `\nspeed by thread count, batch 16, ${rounds} interleaved rounds (medians; CPU = this process's CPU time, all threads)`,
+    `\nspeed by thread count, batch 16, ${rounds} rounds, one session at a time, models taking turns (medians; CPU = this process's CPU time, all threads)`,
   );
   const h2 = ['model', 'threads', 'ms fp32', 'ms int8', 'speed ×', 'CPU ms fp32', 'CPU ms int8', 'CPU speed ×'];
   console.log('| ' + h2.join(' | ') + ' |\n|' + h2.map((_, i) => (i < 1 ? ' --- ' : ' ---: ')).join('|') + '|');
