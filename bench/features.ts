@@ -20,7 +20,8 @@
  * Options: --images N, --batch N (32), --rounds N (3), --train N, --test N, --l2 X (0.1), --threads N
  * (onnxruntime intra-op threads; default GRAFT_THREADS, else 2), --python PATH (default /usr/bin/python3
  * or GRAFT_BENCH_PYTHON), --no-sklearn, --only jpeg, --jpegs N (256), --prefetch N (2), --decode-threads N
- * (sharp's threads per image; default 1; libuv's pool, UV_THREADPOOL_SIZE, bounds images decoded at once).
+ * (sharp's threads per image; default 1; libuv's pool, UV_THREADPOOL_SIZE, bounds images decoded at once),
+ * --no-spin (onnxruntime's threads sleep instead of spinning between parallel sections).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -64,7 +65,10 @@ const nTrain = flag('train', 1000),
 const threads = flag('threads', Number(process.env['GRAFT_THREADS']) || 2);
 const pyIdx = argv.indexOf('--python');
 const python = pyIdx >= 0 ? argv[pyIdx + 1]! : (process.env['GRAFT_BENCH_PYTHON'] ?? '/usr/bin/python3');
-const runtime = { threads };
+// --no-spin: onnxruntime's threads sleep between parallel sections instead of spinning (they then leave
+// the cores to sharp's decoding threads in the pipelined JPEG path)
+const noSpin = argv.includes('--no-spin');
+const runtime = { threads, ...(noSpin ? { config: { 'session.intra_op.allow_spinning': '0' } } : {}) };
 const jpegs = flag('jpegs', 256),
   decodeThreads = flag('decode-threads', 1);
 const prefetchIdx = argv.indexOf('--prefetch');
@@ -156,7 +160,7 @@ async function jpegRow(): Promise<void> {
     const f1 = (x: number) => x.toFixed(1);
     console.log(
       `\n(d) JPEG folder: ${jpegs} JPEGs (${f1(bytes / jpegs / 1024)} KiB each, 320–480 px long side) → 3×224×224, batch ${batch}, ` +
-        `${threads} onnxruntime thread(s), sharp ${decodeThreads} thread(s) per image, prefetch ${prefetch}; ${rounds} interleaved rounds, median`,
+        `${threads} onnxruntime thread(s)${noSpin ? ' (not spinning)' : ''}, sharp ${decodeThreads} thread(s) per image, prefetch ${prefetch}; ${rounds} interleaved rounds, median`,
     );
     console.log('| path | images/s | vs pre-decoded tensors (median of per-round ratios) |');
     console.log('| --- | ---: | ---: |');
