@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** `graft`: the command line. Each command parses its flags and calls the library; no logic lives here. */
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { GraftError } from '../util/errors.js';
 import { availableDevices, checkDevice, requestedDevice } from '../runtime/device.js';
@@ -26,9 +27,15 @@ import { sweepCommand } from './sweep.js';
 import { studioCommand } from './studio.js';
 import { serveCommand } from './serve.js';
 
+// package.json is two folders up from both src/cli/main.ts and dist/cli/main.js
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
 const program = new Command();
 program
   .name('graft')
+  .version(version, '-V, --version', "print Graft's version")
   .description(
     'Transfer learning for Node.js: import pretrained models, compile ONNX training graphs, train with onnxruntime.',
   )

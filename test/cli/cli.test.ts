@@ -1,7 +1,7 @@
 /** The `graft` command line, run as a user would (a child process), on real models and data. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asset } from '../helpers/assets.js';
@@ -12,6 +12,12 @@ import { Rng } from '../../src/util/random.js';
 
 const mnist = asset('models/onnxjs-demo/mnist.onnx');
 const tmp = mkdtempSync(join(tmpdir(), 'graft-cli-'));
+
+test("graft --version prints package.json's version", async () => {
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  assert.match(version, /^\d+\.\d+\.\d+/);
+  for (const flag of ['--version', '-V']) assert.equal((await graft([flag])).stdout.trim(), version);
+});
 
 test('graft check lists operators, finds no missing rule in the MNIST model, and reports a small finite-difference error', async () => {
   const { stdout } = await graft(['check', mnist, '--json']);
