@@ -15,14 +15,16 @@
  * Folds: stratified K-fold, repeated R times with different shuffles (`repeats`, default 3 when the
  * training split has at most 200 examples, else 1), so that every training example is held out once
  * per repeat. The rule (`chooseByFolds`): the frozen-feature head is the incumbent; each other
- * candidate, in order, replaces it only when its held-out accuracy is higher by more than one standard
- * error. The standard error is that of the per-example paired differences (each example's
+ * candidate, in order, replaces it only when its held-out accuracy is higher by more than `switchBar(m)`
+ * standard errors, m being the number of challengers (one standard error for one challenger, more for
+ * several, so that noise alone displaces the simplest method no more often than with one). The standard error is that of the per-example paired differences (each example's
  * candidate − incumbent correctness, averaged over the repeats, then over the examples), which is
  * steadier than the spread of K fold means; fold results without per-example data fall back to the
  * paired fold differences. Every candidate's fold accuracies, the comparisons and the reason are in
  * the report.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import normalQuantile from '@stdlib/stats-base-dists-normal-quantile';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Graph } from '../graph/graph.js';
@@ -84,6 +86,8 @@ export interface AutoComparison {
   pairs: number;
   /** Repeats both candidates scored (the comparison uses those). */
   repeats: number;
+  /** Standard errors the challenger had to be ahead by (`switchBar` of the number of challengers). */
+  bar: number;
   switched: boolean;
 }
 
@@ -173,10 +177,24 @@ export function pairedDifference(
   return { meanDiff: m, standardError: se, statistic: 'folds', pairs: F, repeats: R };
 }
 
+/** One-sided chance that noise alone puts a challenger more than one standard error ahead: 1 − Φ(1). */
+const ONE_SE_TAIL = 0.15865525393145707;
+
+/**
+ * How many standard errors a challenger must be ahead by, when `challengers` of them are compared in
+ * turn: one for a single challenger (a one-sided false-switch chance of 1 − Φ(1) ≈ 16 %); with m of
+ * them each is held to the Bonferroni bar Φ⁻¹(1 − 0.16/m) (1.41 for two, 1.62 for three), so that the
+ * chance that noise alone displaces the simplest method stays at most that of one comparison. (With
+ * one bar per comparison, the best of three noisy challengers clears it far more often than one.)
+ */
+export function switchBar(challengers: number): number {
+  return challengers <= 1 ? 1 : normalQuantile(1 - ONE_SE_TAIL / challengers, 0, 1);
+}
+
 /**
  * The incumbent (the first scored candidate, the simplest) is replaced by a later candidate only
- * when the held-out accuracy difference is positive and exceeds one standard error of the paired
- * differences (per example when `correct` is given, else per fold).
+ * when the held-out accuracy difference is positive and exceeds `switchBar(m)` standard errors of the
+ * paired differences (per example when `correct` is given, else per fold), m = the scored challengers.
  */
 export function chooseByFolds(
   cands: AutoCandidate[],
@@ -191,10 +209,12 @@ export function chooseByFolds(
   let inc = scored[0]!;
   const comparisons: AutoComparison[] = [];
   const why: string[] = [];
+  const bar = switchBar(scored.length - 1);
+  const bars = bar === 1 ? 'one standard error' : `${bar.toFixed(2)} standard errors`;
   for (const c of scored.slice(1)) {
     const p = pairedDifference(c, inc, correct);
-    const switched = p.meanDiff > 0 && p.meanDiff > p.standardError;
-    comparisons.push({ challenger: c.method, incumbent: inc.method, ...p, switched });
+    const switched = p.meanDiff > 0 && p.meanDiff > bar * p.standardError;
+    comparisons.push({ challenger: c.method, incumbent: inc.method, ...p, bar, switched });
     const over =
       p.statistic === 'examples'
         ? `${p.pairs} held-out examples${p.repeats > 1 ? ` × ${p.repeats} repeats` : ''}`
@@ -207,8 +227,8 @@ export function chooseByFolds(
   const first = scored[0]!.method;
   const reason =
     inc.method === first
-      ? `kept ${first}, the simplest: no other candidate's held-out accuracy beat it by more than one standard error of the paired differences${why.length ? ` (${why.join('; ')})` : ''}`
-      : `chose ${inc.method}: its held-out accuracy beat the incumbent by more than one standard error of the paired differences (${why.join('; ')})`;
+      ? `kept ${first}, the simplest: no other candidate's held-out accuracy beat it by more than ${bars} of the paired differences${bar === 1 ? '' : ` (the bar for ${scored.length - 1} challengers)`}${why.length ? ` (${why.join('; ')})` : ''}`
+      : `chose ${inc.method}: its held-out accuracy beat the incumbent by more than ${bars} of the paired differences${bar === 1 ? '' : ` (the bar for ${scored.length - 1} challengers)`} (${why.join('; ')})`;
   return { chosen: inc.method, reason, comparisons };
 }
 

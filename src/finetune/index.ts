@@ -46,6 +46,7 @@ export {
   trainAuto,
   trainTextAuto,
   chooseByFolds,
+  switchBar,
   type ImageAutoOptions,
   type ImageAutoResult,
   type TextAutoOptions,

@@ -15,6 +15,7 @@ import { assetPath, needs } from '../helpers/assets.js';
 import { graft, graftFails } from '../helpers/cli.js';
 import {
   chooseByFolds,
+  switchBar,
   stratifiedFolds,
   repeatedFolds,
   defaultRepeats,
@@ -76,6 +77,28 @@ test("chooseByFolds keeps the simpler method within the folds' noise and switche
   );
   // equal scores: the simplest stays
   assert.equal(chooseByFolds([cand('features', [0.6, 0.6]), cand('finetune', [0.6, 0.6])]).chosen, 'features');
+});
+
+test('chooseByFolds holds several challengers to a higher bar, so the best of three noisy ones does not displace the simplest', () => {
+  // one standard error for one challenger; Bonferroni over m challengers at the same one-sided chance
+  assert.equal(switchBar(1), 1);
+  assert.ok(Math.abs(switchBar(2) - 1.4096) < 1e-3, String(switchBar(2)));
+  assert.ok(Math.abs(switchBar(3) - 1.6175) < 1e-3, String(switchBar(3)));
+  assert.ok(switchBar(4) > switchBar(3));
+  // a challenger 1.26 standard errors ahead (paired fold differences 0.3, −0.1, 0.25, −0.1, 0.2: mean
+  // 0.11, standard error 0.087): it switches when it is the only challenger, not as one of three
+  const base = cand('features', [0.5, 0.5, 0.5, 0.5, 0.5]);
+  const ahead = cand('tfidf', [0.8, 0.4, 0.75, 0.4, 0.7]);
+  const alone = chooseByFolds([base, ahead]);
+  const d = alone.comparisons[0]!;
+  assert.ok(d.meanDiff > d.standardError && d.meanDiff < 1.4 * d.standardError, `${d.meanDiff} ± ${d.standardError}`);
+  assert.equal(alone.chosen, 'tfidf');
+  assert.equal(d.bar, 1);
+  const behind = (m: string) => cand(m, [0.45, 0.5, 0.45, 0.5, 0.45]);
+  const three = chooseByFolds([base, ahead, behind('finetune'), behind('setfit')]);
+  assert.equal(three.chosen, 'features');
+  assert.ok(three.comparisons.every((c) => Math.abs(c.bar - switchBar(3)) < 1e-12 && !c.switched));
+  assert.match(three.reason, /1\.62 standard errors .*the bar for 3 challengers/);
 });
 
 /** Per-example correctness (R repeats × n examples) from a pattern of 1/0 strings, one per repeat. */
