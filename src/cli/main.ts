@@ -116,7 +116,10 @@ program
     'calibration data: an image folder or IDX images; for a text classifier a CSV/TSV/JSONL file (default: the training data its report.json names)',
   )
   .option('--labels-data <file>', 'IDX calibration data: the labels file (default: guessed from the images file name)')
-  .option('--text-column <name>', "text classifier: the calibration file's text column")
+  .option(
+    '--text-column <name>',
+    "text classifier: the calibration file's text column (default, on the training data: the column it was trained on)",
+  )
   .option('--label-column <name>', "text classifier: the calibration file's label column")
   .addOption(
     new Option('--method <m>', 'activation range calibration')

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLabelledImages } from '../data/labelled-images.js';
-import { readTextTable } from '../data/text-table.js';
+import { readTextData } from '../text/train-text.js';
 import { isTextClassifierFolder } from '../text/saved.js';
 import { GraftError } from '../util/errors.js';
 import { exportInt8, type CalibrationSet, type Int8ExportOptions, type Int8Report } from './quantize.js';
@@ -20,30 +20,54 @@ export interface CalibrationDataOptions {
   labelColumn?: string | number;
 }
 
-/** The data a folder was trained on, when its report.json names it and it still exists. */
-export function trainingDataOf(dir: string): string | undefined {
+/** The report.json's training section (or the report itself), {} when there is none or it does not parse. */
+function trainingReport(dir: string): Record<string, unknown> {
   const p = join(dir, 'report.json');
-  if (!existsSync(p)) return undefined;
+  if (!existsSync(p)) return {};
   try {
     const r = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
-    const t = (r['training'] ?? r) as Record<string, unknown>;
-    const d = t['data'] ?? r['data'];
-    return typeof d === 'string' && existsSync(d) ? d : undefined;
+    const t = r['training'];
+    return t && typeof t === 'object' ? (t as Record<string, unknown>) : r;
   } catch {
-    return undefined;
+    return {};
   }
 }
 
-/** Calibration examples from a dataset path: images (folder, IDX) or a text table's text column. */
+/** The data a folder was trained on, when its report.json names it and it still exists (or is the bundled spam-assassin). */
+export function trainingDataOf(dir: string): string | undefined {
+  const d = trainingReport(dir)['data'];
+  return typeof d === 'string' && (existsSync(d) || d === 'spam-assassin') ? d : undefined;
+}
+
+/** A text classifier's training columns, as its report.json records them. */
+function trainingColumnsOf(dir: string): Pick<CalibrationDataOptions, 'textColumn' | 'labelColumn'> {
+  const t = trainingReport(dir);
+  const col = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? v : undefined);
+  const textColumn = col(t['textColumn']),
+    labelColumn = col(t['labelColumn']);
+  return {
+    ...(textColumn !== undefined ? { textColumn } : {}),
+    ...(labelColumn !== undefined ? { labelColumn } : {}),
+  };
+}
+
+/**
+ * Calibration examples from a dataset path: images (folder, IDX) or a text table's text column (default:
+ * the columns the classifier was trained on, when `data` is its training data).
+ */
 export function calibrationSet(modelDir: string, data: string, o: CalibrationDataOptions = {}): CalibrationSet {
   if (isTextClassifierFolder(modelDir)) {
-    if (o.textColumn === undefined)
+    const trained = data === trainingDataOf(modelDir) ? trainingColumnsOf(modelDir) : {};
+    const textColumn = o.textColumn ?? trained.textColumn;
+    const labelColumn = o.labelColumn ?? (o.textColumn === undefined ? trained.labelColumn : undefined);
+    if (textColumn === undefined && data !== 'spam-assassin')
       throw new GraftError(`${modelDir} is a text classifier: give --text-column for the calibration file ${data}`);
-    const t = readTextTable(data, {
-      textColumn: o.textColumn,
-      ...(o.labelColumn !== undefined ? { labelColumn: o.labelColumn } : {}),
-    });
-    return { texts: t.texts };
+    return {
+      texts: readTextData(data, {
+        ...(textColumn !== undefined ? { textColumn } : {}),
+        ...(labelColumn !== undefined ? { labelColumn } : {}),
+      }).texts,
+    };
   }
   return { images: loadLabelledImages(data, o.labelsData ? { labelsData: o.labelsData } : {}).inputs };
 }

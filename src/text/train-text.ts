@@ -125,6 +125,9 @@ export interface TrainTextReport {
   chosen?: string;
   model: string;
   data: string;
+  /** The table's text and label columns, as given. */
+  textColumn?: string | number;
+  labelColumn?: string | number;
   classes: string[];
   train: number;
   /** Test-split metrics (absent only when the test split is empty). */
@@ -188,7 +191,16 @@ export async function trainTextClassifier(
     o.onProgress?.({ task, unit, done, total });
   const bar = o.progress ? { progress: o.progress } : {};
   const t0 = performance.now();
-  const base = { model: modelDir, data, classes: table.classes, train: train.texts.length, maxLength };
+  const base = {
+    model: modelDir,
+    data,
+    // the columns, so that `graft export --int8` can calibrate on the same table without asking again
+    ...(o.textColumn !== undefined ? { textColumn: o.textColumn } : {}),
+    ...(o.labelColumn !== undefined ? { labelColumn: o.labelColumn } : {}),
+    classes: table.classes,
+    train: train.texts.length,
+    maxLength,
+  };
   const files = ['model.onnx', 'labels.json', 'report.html', 'report.json'].map((f) => join(out, f));
   const weightDecay = o.weightDecay ?? D.shared.weightDecay;
   const checkpoints = {

@@ -47,6 +47,15 @@ test('graft train --text-column (features, then LoRA fine-tuning) saves a folder
   const preds = JSON.parse(p.stdout) as { text: string; top: { label: string; probability: number }[] }[];
   assert.equal(preds.length, 2);
   assert.ok(Math.abs(preds[0]!.top.reduce((s, x) => s + x.probability, 0) - 1) < 1e-4);
+  // the report records the table's columns, so an int8 copy calibrates on the training texts unasked
+  const trained = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')).training;
+  assert.equal(trained.textColumn, 'review');
+  assert.equal(trained.labelColumn, 'sentiment');
+  const q = await graft(['export', '--int8', out, join(dir, 'clf-int8')]);
+  assert.match(q.stdout, /calibrated on \d+ texts from /);
+  assert.ok(q.stdout.includes(`texts from ${csv}`), q.stdout);
+  const pq = JSON.parse((await graft(['predict', '--model', join(dir, 'clf-int8'), '--json', 'dull'])).stdout);
+  assert.equal(pq[0].top.length, 2);
   const lora = join(dir, 'lora');
   const r2 = await graft([
     'train',
