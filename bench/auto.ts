@@ -18,6 +18,7 @@
  *
  *   GRAFT_THREADS=1 node --import tsx bench/auto.ts --task image|text [--per-class 5,10] [--seeds 3]
  *     [--seed-from 0] [--epochs 5] [--pool 40] [--folds K] [--repeats R] [--selection-only] [--json FILE]
+ *     text only: [--data datasets/reviews/….csv | spam-assassin] [--test-per-class 500] [--max-length 48]
  */
 import { writeFileSync } from 'node:fs';
 
@@ -28,6 +29,7 @@ import { trainFeatureClassifier } from '../src/features/classifier.js';
 import { finetuneImages } from '../src/finetune/image-finetune.js';
 import { loadModelFolderSync } from '../src/text/model-folder.js';
 import { readTextTable } from '../src/data/text-table.js';
+import { readTextData } from '../src/text/train-text.js';
 import { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba } from '../src/text/classify.js';
 import { trainSetFit } from '../src/text/setfit.js';
 import { trainTfidfClassifier } from '../src/text/tfidf.js';
@@ -102,9 +104,12 @@ if (task === 'image') {
       });
     }
 } else {
-  const maxLength = 48;
+  const maxLength = Number(flag('--max-length', '48'));
   const m = loadModelFolderSync(assetPath('models/text/bert-mini-debian'));
-  const t = readTextTable(assetPath('datasets/reviews/polarity-en-pang&lee2.csv'));
+  // --data: another shared table (a CSV under ../shared, or spam-assassin) to check auto on a task it was not tuned on
+  const data = flag('--data', 'datasets/reviews/polarity-en-pang&lee2.csv');
+  const t = data === 'spam-assassin' ? readTextData(data, {}) : readTextTable(assetPath(data));
+  const perTestClass = Number(flag('--test-per-class', '500'));
   const cache = openCache(flag('--cache', '/tmp/graft-text-cache'));
   const quiet = () => {};
   const extractor = new TextFeatureExtractor(m, 'mean');
@@ -114,8 +119,8 @@ if (task === 'image') {
     pool: number[][] = [];
   for (const c of t.classes.keys()) {
     const idx = rng0.shuffle(t.y.map((v, i) => (v === c ? i : -1)).filter((i) => i >= 0));
-    testIdx.push(...idx.slice(0, 500));
-    pool.push(idx.slice(500));
+    testIdx.push(...idx.slice(0, perTestClass));
+    pool.push(idx.slice(perTestClass));
   }
   const teX = testIdx.map((i) => t.texts[i]!),
     teY = testIdx.map((i) => t.y[i]!);
