@@ -20,14 +20,18 @@ export interface CalibrationDataOptions {
   labelColumn?: string | number;
 }
 
-/** The report.json's training section (or the report itself), {} when there is none or it does not parse. */
+/**
+ * What the report.json says of the training: its training section's fields over the report's own
+ * (a report without a training section names its data at the top); {} when there is none or it does
+ * not parse.
+ */
 function trainingReport(dir: string): Record<string, unknown> {
   const p = join(dir, 'report.json');
   if (!existsSync(p)) return {};
   try {
     const r = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
     const t = r['training'];
-    return t && typeof t === 'object' ? (t as Record<string, unknown>) : r;
+    return { ...r, ...(t && typeof t === 'object' ? (t as Record<string, unknown>) : {}) };
   } catch {
     return {};
   }

@@ -17,16 +17,17 @@
  * per repeat. The rule (`chooseByFolds`): the frozen-feature head is the incumbent; each other
  * candidate, in order, replaces it only when its held-out accuracy is higher by more than `switchBar(m)`
  * standard errors, m being the number of challengers (one standard error for one challenger, more for
- * several, so that noise alone displaces the simplest method no more often than with one). The standard error is that of the per-example paired differences (each example's
- * candidate − incumbent correctness, averaged over the repeats, then over the examples), which is
+ * several, so that noise alone displaces the simplest method no more often than with one). The
+ * standard error is that of the per-example paired differences (each example's candidate − incumbent
+ * correctness, averaged over the repeats, then over the examples), which is
  * steadier than the spread of K fold means; fold results without per-example data fall back to the
  * paired fold differences. Every candidate's fold accuracies, the comparisons and the reason are in
  * the report.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import normalQuantile from '@stdlib/stats-base-dists-normal-quantile';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import normalQuantile from '@stdlib/stats-base-dists-normal-quantile';
 import type { Graph } from '../graph/graph.js';
 import { loadModel } from '../formats/load.js';
 import type { LabelledImages } from '../data/labelled-images.js';
