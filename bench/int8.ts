@@ -76,7 +76,7 @@ const cpuMs = () => {
  * opens the model's session, warms it up, times `perRound` runs and releases it, the two models taking
  * turns (order alternating by round); the figure is the median over rounds of each round's median.
  * (Two sessions alive side by side distort the comparison: the idle one's onnxruntime worker threads
- * spin after their run and take a core from the other. On this 2-core machine that added ~20–40 ms to
+ * spin after their run and take a core from the other. On this 2-core machine that added ~25–45 ms to
  * every run of both models, a fixed cost that lowered the int8/fp32 ratio; see bench/README.md.)
  */
 async function timeBoth(
