@@ -28,8 +28,7 @@ import { trainAuto, trainTextAuto, scoreTextClassifier, type AutoSelection } fro
 import { trainFeatureClassifier } from '../src/features/classifier.js';
 import { finetuneImages } from '../src/finetune/image-finetune.js';
 import { loadModelFolderSync } from '../src/text/model-folder.js';
-import { readTextTable } from '../src/data/text-table.js';
-import { readTextData } from '../src/text/train-text.js';
+import { readTextTable, readTextData } from '../src/data/text-table.js';
 import { TextFeatureExtractor, fitTextHead, finetuneText, predictTextProba } from '../src/text/classify.js';
 import { trainSetFit } from '../src/text/setfit.js';
 import { trainTfidfClassifier } from '../src/text/tfidf.js';

@@ -232,7 +232,7 @@ const cpuSeconds = () => {
  * from other jobs falls on all of them alike), with only the variant being timed alive: each turn
  * creates its CausalLm, warms it up, times one generation and releases it. (Sessions left alive side by
  * side slow each other down: an idle session's onnxruntime threads spin after its run and take a core
- * from the one running; with all variants alive the cached path lost about a third of its speed.)
+ * from the one running; with all variants alive the cached path lost about a fifth of its speed.)
  * Per variant the best wall time and the least CPU time (all threads).
  */
 async function timeGraft(

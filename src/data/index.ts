@@ -7,7 +7,14 @@ export { readIdx, readIdxDataset } from './idx.js';
 export { listImageFolder } from './image-folder.js';
 export { decodeImages } from './image.js';
 export { loadLabelledImages, type LabelledImages } from './labelled-images.js';
-export { readTextTable, loadSpamAssassin, subsetTable, type TextTable, type TextTableOptions } from './text-table.js';
+export {
+  readTextTable,
+  readTextData,
+  loadSpamAssassin,
+  subsetTable,
+  type TextTable,
+  type TextTableOptions,
+} from './text-table.js';
 export {
   augmentedPixels,
   viewsToTensor,

@@ -360,3 +360,19 @@ export function emailSubjectAndBody(raw: string): string {
   const subject = /^Subject:(.*)$/im.exec(head)?.[1]?.trim() ?? '';
   return `${subject}\n${body.replace(/<[^>]*>/g, ' ').replace(/&nbsp;/g, ' ')}`;
 }
+
+/**
+ * The table `data` names: a CSV/TSV/JSONL file (optionally .gz) with its text (and label) column, or
+ * 'spam-assassin'.
+ */
+export function readTextData(
+  data: string,
+  o: { textColumn?: string | number | undefined; labelColumn?: string | number | undefined },
+): TextTable {
+  if (data === 'spam-assassin') return loadSpamAssassin();
+  if (o.textColumn === undefined) throw new GraftError(`${data}: give the column holding the text (--text-column)`);
+  return readTextTable(data, {
+    textColumn: o.textColumn,
+    ...(o.labelColumn !== undefined ? { labelColumn: o.labelColumn } : {}),
+  });
+}

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLabelledImages } from '../data/labelled-images.js';
-import { readTextData } from '../text/train-text.js';
+import { readTextData } from '../data/text-table.js';
 import { isTextClassifierFolder } from '../text/saved.js';
 import { GraftError } from '../util/errors.js';
 import { exportInt8, type CalibrationSet, type Int8ExportOptions, type Int8Report } from './quantize.js';
@@ -37,15 +37,19 @@ function trainingReport(dir: string): Record<string, unknown> {
   }
 }
 
-/** The data a folder was trained on, when its report.json names it and it still exists (or is the bundled spam-assassin). */
-export function trainingDataOf(dir: string): string | undefined {
-  const d = trainingReport(dir)['data'];
+/** The training data a report names, when it still exists (or is the bundled spam-assassin). */
+function dataIn(t: Record<string, unknown>): string | undefined {
+  const d = t['data'];
   return typeof d === 'string' && (existsSync(d) || d === 'spam-assassin') ? d : undefined;
 }
 
-/** A text classifier's training columns, as its report.json records them. */
-function trainingColumnsOf(dir: string): Pick<CalibrationDataOptions, 'textColumn' | 'labelColumn'> {
-  const t = trainingReport(dir);
+/** The data a folder was trained on, when its report.json names it and it still exists (or is the bundled spam-assassin). */
+export function trainingDataOf(dir: string): string | undefined {
+  return dataIn(trainingReport(dir));
+}
+
+/** A text classifier's training columns, as its training report records them. */
+function columnsIn(t: Record<string, unknown>): Pick<CalibrationDataOptions, 'textColumn' | 'labelColumn'> {
   const col = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? v : undefined);
   const textColumn = col(t['textColumn']),
     labelColumn = col(t['labelColumn']);
@@ -61,7 +65,8 @@ function trainingColumnsOf(dir: string): Pick<CalibrationDataOptions, 'textColum
  */
 export function calibrationSet(modelDir: string, data: string, o: CalibrationDataOptions = {}): CalibrationSet {
   if (isTextClassifierFolder(modelDir)) {
-    const trained = data === trainingDataOf(modelDir) ? trainingColumnsOf(modelDir) : {};
+    const t = trainingReport(modelDir);
+    const trained = data === dataIn(t) ? columnsIn(t) : {};
     const textColumn = o.textColumn ?? trained.textColumn;
     const labelColumn = o.labelColumn ?? (o.textColumn === undefined ? trained.labelColumn : undefined);
     if (textColumn === undefined && data !== 'spam-assassin')

@@ -105,9 +105,9 @@ export {
   type Seq2SeqTrainOptions,
 } from './translate.js';
 export { corpusBleu, tokenize13a, formatBleu, type BleuResult } from './bleu.js';
+export { readTextData } from '../data/text-table.js';
 export {
   trainTextClassifier,
-  readTextData,
   TEXT_METHODS,
   TEXT_TRAIN_DEFAULTS,
   type TextMethod,

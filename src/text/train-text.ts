@@ -13,7 +13,7 @@
  * The defaults of every method live here once (TEXT_TRAIN_DEFAULTS); the CLI shows them in its help.
  */
 import { join } from 'node:path';
-import { readTextTable, subsetTable, loadSpamAssassin, type TextTable } from '../data/text-table.js';
+import { readTextData, subsetTable } from '../data/text-table.js';
 import { stratifiedSplit } from '../data/splits.js';
 import { openCache } from '../features/cache.js';
 import { classificationMetrics, type Metrics } from '../eval/metrics.js';
@@ -148,16 +148,6 @@ export interface TrainTextResult {
   trainTexts: string[];
   /** auto: every candidate's fold scores and the reason for the choice. */
   selection?: AutoSelection;
-}
-
-/** The table `data` names: a CSV/TSV/JSONL file (optionally .gz) or 'spam-assassin'. */
-export function readTextData(data: string, o: Pick<TrainTextOptions, 'textColumn' | 'labelColumn'>): TextTable {
-  if (data === 'spam-assassin') return loadSpamAssassin();
-  if (o.textColumn === undefined) throw new GraftError(`${data}: give the column holding the text (--text-column)`);
-  return readTextTable(data, {
-    textColumn: o.textColumn,
-    ...(o.labelColumn !== undefined ? { labelColumn: o.labelColumn } : {}),
-  });
 }
 
 /** Train a text classifier on `data` with the encoder folder `modelDir` and save it (see the module doc). */

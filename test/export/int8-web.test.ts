@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as ortWeb from 'onnxruntime-web';
-import { Graph, type Node } from '../../src/graph/graph.js';
+import { Graph } from '../../src/graph/graph.js';
 import type { Tensor } from '../../src/graph/tensor.js';
 import { exportInt8 } from '../../src/export/quantize.js';
 import { readOnnx, writeOnnx } from '../../src/formats/onnx.js';
@@ -21,6 +21,7 @@ import { imagesToTensor } from '../../src/data/image.js';
 import { Session } from '../../src/runtime/session.js';
 import { Rng } from '../../src/util/random.js';
 import { asset, needs } from '../helpers/assets.js';
+import { node } from '../helpers/op-graph.js';
 
 ortWeb.env.wasm.numThreads = 1;
 const tmp = mkdtempSync(join(tmpdir(), 'graft-int8-web-'));
@@ -110,29 +111,21 @@ function net(): Graph {
     g.initializers.set(k, t);
   g.initializers.set('lo', { dtype: 'float32', dims: [], data: Float32Array.from([0]) });
   g.initializers.set('hi', { dtype: 'float32', dims: [], data: Float32Array.from([6]) });
-  const n = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({
-    name,
-    opType,
-    domain: '',
-    inputs,
-    outputs,
-    attrs,
-  });
   g.nodes.push(
-    n('c1', 'Conv', ['x', 'c1.w', 'c1.b'], ['h1'], { pads: { type: 'ints', value: [1, 1, 1, 1] } }),
-    n('r1', 'Relu', ['h1'], ['a1']),
-    n('dw', 'Conv', ['a1', 'dw.w', 'dw.b'], ['h2'], {
+    node('c1', 'Conv', ['x', 'c1.w', 'c1.b'], ['h1'], { pads: { type: 'ints', value: [1, 1, 1, 1] } }),
+    node('r1', 'Relu', ['h1'], ['a1']),
+    node('dw', 'Conv', ['a1', 'dw.w', 'dw.b'], ['h2'], {
       pads: { type: 'ints', value: [1, 1, 1, 1] },
       group: { type: 'int', value: 16 },
     }),
-    n('r2', 'Clip', ['h2', 'lo', 'hi'], ['a2']),
-    n('c2', 'Conv', ['a2', 'c2.w', 'c2.b'], ['h3']),
-    n('add', 'Add', ['h3', 'a1'], ['s']),
-    n('gap', 'GlobalAveragePool', ['s'], ['p']),
-    n('flat', 'Flatten', ['p'], ['f']),
-    n('mm', 'MatMul', ['f', 'mm.w'], ['m']),
-    n('fc', 'Gemm', ['m', 'fc.w', 'fc.b'], ['logits'], { transB: { type: 'int', value: 1 } }),
-    n('sm', 'Softmax', ['logits'], ['probabilities'], { axis: { type: 'int', value: 1 } }),
+    node('r2', 'Clip', ['h2', 'lo', 'hi'], ['a2']),
+    node('c2', 'Conv', ['a2', 'c2.w', 'c2.b'], ['h3']),
+    node('add', 'Add', ['h3', 'a1'], ['s']),
+    node('gap', 'GlobalAveragePool', ['s'], ['p']),
+    node('flat', 'Flatten', ['p'], ['f']),
+    node('mm', 'MatMul', ['f', 'mm.w'], ['m']),
+    node('fc', 'Gemm', ['m', 'fc.w', 'fc.b'], ['logits'], { transB: { type: 'int', value: 1 } }),
+    node('sm', 'Softmax', ['logits'], ['probabilities'], { axis: { type: 'int', value: 1 } }),
   );
   setPreprocess(g, PRE);
   setLabels(g, ['a', 'b', 'c', 'd', 'e']);

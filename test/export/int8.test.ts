@@ -31,6 +31,7 @@ import { GraftError } from '../../src/util/errors.js';
 import { injectWriteFailure } from '../../src/util/atomic.js';
 import { graft } from '../helpers/cli.js';
 import { asset, needs } from '../helpers/assets.js';
+import { node } from '../helpers/op-graph.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'graft-int8-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -146,25 +147,17 @@ function net(): Graph {
     'fc.b': w([4], 0.1),
   }))
     g.initializers.set(k, t);
-  const n = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({
-    name,
-    opType,
-    domain: '',
-    inputs,
-    outputs,
-    attrs,
-  });
   g.nodes.push(
-    n('c1', 'Conv', ['x', 'c1.w', 'c1.b'], ['h1'], { pads: { type: 'ints', value: [1, 1, 1, 1] } }),
-    n('r1', 'Relu', ['h1'], ['a1']),
-    n('c2', 'Conv', ['a1', 'c2.w', 'c2.b'], ['h2']),
-    n('add', 'Add', ['h2', 'a1'], ['s']),
-    n('gap', 'GlobalAveragePool', ['s'], ['p']),
-    n('flat', 'Flatten', ['p'], ['f']),
-    n('tr', 'Transpose', ['wt'], ['wtT'], { perm: { type: 'ints', value: [1, 0] } }),
-    n('mm', 'MatMul', ['f', 'wtT'], ['m']),
-    n('fc', 'Gemm', ['m', 'fc.w', 'fc.b'], ['logits'], { transB: { type: 'int', value: 1 } }),
-    n('sm', 'Softmax', ['logits'], ['probabilities'], { axis: { type: 'int', value: 1 } }),
+    node('c1', 'Conv', ['x', 'c1.w', 'c1.b'], ['h1'], { pads: { type: 'ints', value: [1, 1, 1, 1] } }),
+    node('r1', 'Relu', ['h1'], ['a1']),
+    node('c2', 'Conv', ['a1', 'c2.w', 'c2.b'], ['h2']),
+    node('add', 'Add', ['h2', 'a1'], ['s']),
+    node('gap', 'GlobalAveragePool', ['s'], ['p']),
+    node('flat', 'Flatten', ['p'], ['f']),
+    node('tr', 'Transpose', ['wt'], ['wtT'], { perm: { type: 'ints', value: [1, 0] } }),
+    node('mm', 'MatMul', ['f', 'wtT'], ['m']),
+    node('fc', 'Gemm', ['m', 'fc.w', 'fc.b'], ['logits'], { transB: { type: 'int', value: 1 } }),
+    node('sm', 'Softmax', ['logits'], ['probabilities'], { axis: { type: 'int', value: 1 } }),
   );
   setPreprocess(g, PRE);
   setLabels(g, ['a', 'b', 'c', 'd']);
@@ -327,23 +320,15 @@ function block(): Graph {
     w2: w([8, 8], 0.4),
   }))
     g.initializers.set(k, t);
-  const n = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({
-    name,
-    opType,
-    domain: '',
-    inputs,
-    outputs,
-    attrs,
-  });
   g.nodes.push(
-    n('ln', 'LayerNormalization', ['x', 'gamma', 'beta'], ['h'], { axis: { type: 'int', value: -1 } }),
-    n('mm1', 'MatMul', ['h', 'w1'], ['m0']),
-    n('bias', 'Add', ['m0', 'b1'], ['m']),
-    n('res', 'Add', ['h', 'm'], ['s']),
-    n('shape', 'Shape', ['h'], ['hs']),
-    n('rs', 'Reshape', ['s', 'hs'], ['y']),
-    n('mm2', 'MatMul', ['y', 'w2'], ['z']),
-    n('pair', 'Add', ['h', 'y'], ['p']),
+    node('ln', 'LayerNormalization', ['x', 'gamma', 'beta'], ['h'], { axis: { type: 'int', value: -1 } }),
+    node('mm1', 'MatMul', ['h', 'w1'], ['m0']),
+    node('bias', 'Add', ['m0', 'b1'], ['m']),
+    node('res', 'Add', ['h', 'm'], ['s']),
+    node('shape', 'Shape', ['h'], ['hs']),
+    node('rs', 'Reshape', ['s', 'hs'], ['y']),
+    node('mm2', 'MatMul', ['y', 'w2'], ['z']),
+    node('pair', 'Add', ['h', 'y'], ['p']),
   );
   return g;
 }
@@ -409,18 +394,10 @@ test('a constant scale after a product of two activations (attention Q·Kᵀ/√
   );
   g.outputs.push({ name: 'p', dtype: 'float32' });
   g.initializers.set('alpha', { dtype: 'float32', dims: [], data: Float32Array.from([0.125]) });
-  const n = (name: string, opType: string, inputs: string[], outputs: string[], attrs: Node['attrs'] = {}): Node => ({
-    name,
-    opType,
-    domain: '',
-    inputs,
-    outputs,
-    attrs,
-  });
   g.nodes.push(
-    n('qk', 'MatMul', ['q', 'kt'], ['s']),
-    n('scale', 'Mul', ['s', 'alpha'], ['s2']),
-    n('sm', 'Softmax', ['s2'], ['p'], { axis: { type: 'int', value: -1 } }),
+    node('qk', 'MatMul', ['q', 'kt'], ['s']),
+    node('scale', 'Mul', ['s', 'alpha'], ['s2']),
+    node('sm', 'Softmax', ['s2'], ['p'], { axis: { type: 'int', value: -1 } }),
   );
   const rng = new Rng(12);
   const feeds = () => ({

@@ -1,6 +1,6 @@
 /** Builds one-operator graphs with random inputs, and checks their gradients against finite differences. */
 import assert from 'node:assert/strict';
-import { Graph, type Attr } from '../../src/graph/graph.js';
+import { Graph, type Attr, type Node } from '../../src/graph/graph.js';
 import { type Tensor, numel } from '../../src/graph/tensor.js';
 import { gradCheck } from '../../src/autodiff/grad-graph.js';
 import { Rng } from '../../src/util/random.js';
@@ -66,6 +66,22 @@ export async function checkOp(c: OpCase, tol = 2e-2): Promise<void> {
   );
   assert.ok(r.worst < tol, `${c.op}: worst relative error ${r.worst} ≥ ${tol}: ${detail}`);
 }
+
+/** A node of the default ONNX domain, for graphs a test writes out by hand. */
+export const node = (
+  name: string,
+  opType: string,
+  inputs: string[],
+  outputs: string[],
+  attrs: Node['attrs'] = {},
+): Node => ({
+  name,
+  opType,
+  domain: '',
+  inputs,
+  outputs,
+  attrs,
+});
 
 export const I = (value: number): Attr => ({ type: 'int', value });
 export const IS = (value: number[]): Attr => ({ type: 'ints', value });
