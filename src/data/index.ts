@@ -9,7 +9,6 @@ export { decodeImages } from './image.js';
 export { loadLabelledImages, type LabelledImages } from './labelled-images.js';
 export {
   readTextTable,
-  readTextData,
   loadSpamAssassin,
   subsetTable,
   type TextTable,
